@@ -1,0 +1,301 @@
+//! Checked decoding of ring-buffer records (userspace only).
+//!
+//! A record is read only after its kind is known and its length matches what that kind needs,
+//! so a stale or corrupt record is an error, never an out-of-bounds read.
+
+use core::{fmt, mem::size_of, ptr};
+
+use crate::{
+    ARGV_MAX, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent,
+    SockEvent,
+};
+
+/// One decoded record. `Exec` borrows its argv bytes from the record.
+// Records are decoded one at a time and consumed at once; boxing the large ones would cost an
+// allocation per event for no gain.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    Exec(ExecEvent, &'a [u8]),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+    Connect(SockEvent),
+    Accept(SockEvent),
+    FileOpen(FileOpenEvent),
+    Dns(DnsEvent),
+}
+
+impl Event<'_> {
+    #[must_use]
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            Self::Exec(e, _) => &e.header,
+            Self::Fork(e) => &e.header,
+            Self::Exit(e) => &e.header,
+            Self::Connect(e) | Self::Accept(e) => &e.header,
+            Self::FileOpen(e) => &e.header,
+            Self::Dns(e) => &e.header,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Shorter than an event header.
+    Short { len: usize },
+    /// The header names a kind this build does not know.
+    UnknownKind(u32),
+    /// The record's length does not fit its kind.
+    BadSize {
+        kind: u32,
+        declared: u32,
+        len: usize,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Short { len } => write!(f, "record of {len} bytes is shorter than a header"),
+            Self::UnknownKind(k) => write!(f, "unknown event kind {k}"),
+            Self::BadSize {
+                kind,
+                declared,
+                len,
+            } => write!(
+                f,
+                "event kind {kind}: record of {len} bytes (header says {declared}) has the wrong size"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Reads a `T` from the start of `buf`, which the caller has checked is long enough.
+fn read<T: Copy>(buf: &[u8]) -> T {
+    debug_assert!(buf.len() >= size_of::<T>());
+    // SAFETY: the length is checked by every caller; `T` is a plain-data record for which any
+    // bit pattern is valid; `read_unaligned` has no alignment requirement.
+    unsafe { ptr::read_unaligned(buf.as_ptr().cast::<T>()) }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
+    if buf.len() < size_of::<EventHeader>() {
+        return Err(DecodeError::Short { len: buf.len() });
+    }
+    let header: EventHeader = read(buf);
+    let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    let bad = || DecodeError::BadSize {
+        kind: header.kind,
+        declared: header.size,
+        len: buf.len(),
+    };
+    // The ring buffer may pad a record; never trust more than the header declares.
+    if header.size as usize > buf.len() {
+        return Err(bad());
+    }
+    let rec = &buf[..header.size as usize];
+    let exact = |n: usize| if rec.len() == n { Ok(()) } else { Err(bad()) };
+    Ok(match kind {
+        EventKind::Exec => {
+            let fixed = size_of::<ExecEvent>();
+            if rec.len() < fixed {
+                return Err(bad());
+            }
+            let ev: ExecEvent = read(rec);
+            let argv_len = ev.argv_len as usize;
+            if argv_len > ARGV_MAX || fixed + argv_len != rec.len() {
+                return Err(bad());
+            }
+            Event::Exec(ev, &rec[fixed..])
+        }
+        EventKind::Fork => {
+            exact(size_of::<ForkEvent>())?;
+            Event::Fork(read(rec))
+        }
+        EventKind::Exit => {
+            exact(size_of::<ExitEvent>())?;
+            Event::Exit(read(rec))
+        }
+        EventKind::Connect => {
+            exact(size_of::<SockEvent>())?;
+            Event::Connect(read(rec))
+        }
+        EventKind::Accept => {
+            exact(size_of::<SockEvent>())?;
+            Event::Accept(read(rec))
+        }
+        EventKind::FileOpen => {
+            exact(size_of::<FileOpenEvent>())?;
+            Event::FileOpen(read(rec))
+        }
+        EventKind::DnsQuery => {
+            exact(size_of::<DnsEvent>())?;
+            Event::Dns(read(rec))
+        }
+    })
+}
+
+/// Test and benchmark helper: the bytes of a record, as the kernel would write them.
+#[must_use]
+pub fn as_bytes<T: Copy>(rec: &T) -> &[u8] {
+    // SAFETY: any initialised plain-data value can be viewed as bytes.
+    unsafe { core::slice::from_raw_parts(ptr::from_ref(rec).cast::<u8>(), size_of::<T>()) }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::{DNS_PAYLOAD_MAX, PATH_MAX, SockAddr};
+
+    fn header(kind: EventKind, size: usize) -> EventHeader {
+        EventHeader {
+            kind: kind as u32,
+            size: size as u32,
+            pid: 10,
+            tid: 11,
+            time_ns: 12,
+            cgroup_id: 13,
+        }
+    }
+
+    #[test]
+    fn exec_round_trip() {
+        let argv = b"/bin/echo\0hello\0";
+        let mut ev = ExecEvent {
+            header: header(EventKind::Exec, size_of::<ExecEvent>() + argv.len()),
+            end_ns: 99,
+            uid: 1000,
+            gid: 1000,
+            argc: 2,
+            argv_len: argv.len() as u32,
+            filename_len: 9,
+            flags: 0,
+            filename: [0; PATH_MAX],
+        };
+        ev.filename[..9].copy_from_slice(b"/bin/echo");
+        let mut rec = as_bytes(&ev).to_vec();
+        rec.extend_from_slice(argv);
+        let Event::Exec(got, got_argv) = decode(&rec).unwrap() else {
+            panic!("not an exec")
+        };
+        assert_eq!(got.header, ev.header);
+        assert_eq!((got.end_ns, got.uid, got.argc), (99, 1000, 2));
+        assert_eq!(got_argv, argv);
+    }
+
+    #[test]
+    fn exec_with_wrong_argv_length_is_refused() {
+        let ev = ExecEvent {
+            header: header(EventKind::Exec, size_of::<ExecEvent>() + 4),
+            end_ns: 0,
+            uid: 0,
+            gid: 0,
+            argc: 1,
+            argv_len: 40,
+            filename_len: 0,
+            flags: 0,
+            filename: [0; PATH_MAX],
+        };
+        let mut rec = as_bytes(&ev).to_vec();
+        rec.extend_from_slice(b"abc\0");
+        assert!(matches!(decode(&rec), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn fixed_size_round_trips() {
+        let fork = ForkEvent {
+            header: header(EventKind::Fork, size_of::<ForkEvent>()),
+            child_pid: 77,
+            _pad: 0,
+        };
+        assert!(matches!(decode(as_bytes(&fork)), Ok(Event::Fork(f)) if f == fork));
+
+        let exit = ExitEvent {
+            header: header(EventKind::Exit, size_of::<ExitEvent>()),
+            exit_code: 3,
+            exit_code_known: 1,
+        };
+        assert!(matches!(decode(as_bytes(&exit)), Ok(Event::Exit(e)) if e == exit));
+
+        for kind in [EventKind::Connect, EventKind::Accept] {
+            let sock = SockEvent {
+                header: header(kind, size_of::<SockEvent>()),
+                end_ns: 5,
+                remote: SockAddr {
+                    family: 2,
+                    port: 443,
+                    addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                },
+                fd: 3,
+                ret: -111,
+                sock_type: 1,
+                _pad: [0; 6],
+            };
+            let got = decode(as_bytes(&sock)).unwrap();
+            assert_eq!(*got.header(), sock.header);
+            match got {
+                Event::Connect(s) | Event::Accept(s) => assert_eq!(s, sock),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        let mut open = FileOpenEvent {
+            header: header(EventKind::FileOpen, size_of::<FileOpenEvent>()),
+            end_ns: 6,
+            flags: 0o101,
+            ret: 4,
+            path_len: 4,
+            _pad: 0,
+            path: [0; PATH_MAX],
+        };
+        open.path[..4].copy_from_slice(b"/etc");
+        let Event::FileOpen(got) = decode(as_bytes(&open)).unwrap() else {
+            panic!("not an open")
+        };
+        assert_eq!(&got.path[..4], b"/etc");
+        assert_eq!((got.flags, got.ret), (0o101, 4));
+
+        let dns = DnsEvent {
+            header: header(EventKind::DnsQuery, size_of::<DnsEvent>()),
+            server: SockAddr::default(),
+            payload_len: 3,
+            _pad: 0,
+            payload: [7; DNS_PAYLOAD_MAX],
+        };
+        let Event::Dns(got) = decode(as_bytes(&dns)).unwrap() else {
+            panic!("not dns")
+        };
+        assert_eq!(got.payload_len, 3);
+    }
+
+    #[test]
+    fn bad_records_are_refused() {
+        assert_eq!(decode(&[0; 8]).unwrap_err(), DecodeError::Short { len: 8 });
+        let mut h = header(EventKind::Fork, 32);
+        h.kind = 999;
+        assert_eq!(
+            decode(as_bytes(&h)).unwrap_err(),
+            DecodeError::UnknownKind(999)
+        );
+        // A fork record cut short.
+        let fork = ForkEvent {
+            header: header(EventKind::Fork, size_of::<ForkEvent>()),
+            ..Default::default()
+        };
+        let short: Vec<u8> = as_bytes(&fork)[..size_of::<ForkEvent>() - 4].to_vec();
+        assert!(matches!(decode(&short), Err(DecodeError::BadSize { .. })));
+        // A header that claims a different size than its kind has.
+        let mut wrong = fork;
+        wrong.header.size = 32;
+        assert!(matches!(
+            decode(as_bytes(&wrong)),
+            Err(DecodeError::BadSize { .. })
+        ));
+    }
+}

@@ -1,0 +1,230 @@
+//! Kernel event records shared by runbom's eBPF programs and its userspace.
+//!
+//! Every record written to the ring buffer starts with an [`EventHeader`] whose `kind` is an
+//! [`EventKind`] (stable numbers: they are the wire format between kernel and userspace) and whose
+//! `size` is the length of the whole record. Records with a variable tail ([`ExecEvent`]'s argv)
+//! carry the tail's length in the fixed part; the decoder checks both before it reads.
+#![no_std]
+// Padding fields are public so that records can be built with struct literals on both sides.
+#![allow(clippy::pub_underscore_fields)]
+
+#[cfg(feature = "user")]
+pub mod decode;
+
+/// Longest path kept for `file.open`, `process.exec` and path-prefix matching. The kernel's
+/// LPM trie limits a key to 256 bytes, so prefixes beyond this length cannot be matched anyway.
+pub const PATH_MAX: usize = 256;
+/// Largest argv budget (bytes, NUL-separated arguments); the configured budget is capped here.
+pub const ARGV_MAX: usize = 4096;
+/// Most arguments read from an exec's argv.
+pub const ARGC_MAX: u32 = 32;
+/// Bytes of a DNS datagram kept: enough for the header and a question of any legal name.
+pub const DNS_PAYLOAD_MAX: usize = 512;
+
+/// Kind of a kernel event. The numbers are stable: they are the ring buffer's wire format.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 1,
+    Fork = 2,
+    Exit = 3,
+    Connect = 4,
+    Accept = 5,
+    FileOpen = 6,
+    DnsQuery = 7,
+}
+
+impl EventKind {
+    #[must_use]
+    pub const fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Exec,
+            2 => Self::Fork,
+            3 => Self::Exit,
+            4 => Self::Connect,
+            5 => Self::Accept,
+            6 => Self::FileOpen,
+            7 => Self::DnsQuery,
+            _ => return None,
+        })
+    }
+}
+
+/// First field of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// An [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// Length of the whole record in bytes, header included.
+    pub size: u32,
+    /// Thread-group id (the process id as userspace knows it).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds at the syscall's entry (or the event itself).
+    pub time_ns: u64,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+}
+
+/// `process.exec`: a successful exec. The NUL-separated argv (`argv_len` bytes) follows the
+/// fixed part directly; `header.size` covers both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// `CLOCK_BOOTTIME` nanoseconds when the new program image was in place.
+    pub end_ns: u64,
+    pub uid: u32,
+    pub gid: u32,
+    /// Arguments read (at most [`ARGC_MAX`]).
+    pub argc: u32,
+    pub argv_len: u32,
+    pub filename_len: u32,
+    /// `EXEC_ARGV_TRUNCATED` when the budget or [`ARGC_MAX`] cut argv short.
+    pub flags: u32,
+    pub filename: [u8; PATH_MAX],
+}
+
+pub const EXEC_ARGV_TRUNCATED: u32 = 1;
+
+/// Fixed part of an exec record followed by room for the largest argv: the kernel builds the
+/// record here before it writes the used prefix to the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecBuffer {
+    pub event: ExecEvent,
+    /// Twice the budget so that a read at any offset below [`ARGV_MAX`] stays in bounds.
+    pub argv: [u8; 2 * ARGV_MAX],
+}
+
+/// A new process (not a thread): `header.pid` is the parent, `child_pid` the child.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_pid: u32,
+    pub _pad: u32,
+}
+
+/// `process.exit`: the last thread of a process ended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// The status passed to `exit_group`, when one was seen.
+    pub exit_code: i32,
+    /// 1 when `exit_code` is known (the process called `exit_group`), 0 when it was killed.
+    pub exit_code_known: u32,
+}
+
+/// Socket type as the kernel event records it (`SOCK_STREAM`, `SOCK_DGRAM`); 0 when unknown.
+pub const SOCK_TYPE_UNKNOWN: u16 = 0;
+pub const SOCK_TYPE_STREAM: u16 = 1;
+pub const SOCK_TYPE_DGRAM: u16 = 2;
+
+/// An IPv4 or IPv6 socket address as read from a `struct sockaddr`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockAddr {
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u16,
+    /// Port in host byte order.
+    pub port: u16,
+    /// IPv4 in the first 4 bytes, or the IPv6 address; network byte order.
+    pub addr: [u8; 16],
+}
+
+/// `net.connect` (from `connect(2)`) and `net.accept` (from `accept(2)`/`accept4(2)`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockEvent {
+    pub header: EventHeader,
+    pub end_ns: u64,
+    /// Remote address: the destination of a connect, the peer of an accept.
+    pub remote: SockAddr,
+    /// The socket's file descriptor (for accept: the new one).
+    pub fd: i32,
+    /// The syscall's return value (`-errno` on failure).
+    pub ret: i32,
+    /// One of the `SOCK_TYPE_*` constants.
+    pub sock_type: u16,
+    pub _pad: [u8; 6],
+}
+
+/// `file.open`: an open/openat/openat2 whose path passed the in-kernel filter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileOpenEvent {
+    pub header: EventHeader,
+    pub end_ns: u64,
+    /// The `O_*` flags passed to the call.
+    pub flags: u32,
+    /// The syscall's return value: the new fd, or `-errno`.
+    pub ret: i32,
+    pub path_len: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_MAX],
+}
+
+/// `dns.query`: the start of a UDP datagram sent to a watched DNS port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsEvent {
+    pub header: EventHeader,
+    pub server: SockAddr,
+    /// Bytes of `payload` that hold the datagram (at most [`DNS_PAYLOAD_MAX`]).
+    pub payload_len: u32,
+    pub _pad: u32,
+    pub payload: [u8; DNS_PAYLOAD_MAX],
+}
+
+/// Settings pushed from userspace into the `CONFIG` array map (index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Bytes of argv to capture per exec (capped at [`ARGV_MAX`]).
+    pub argv_max: u32,
+    /// runbom's own pid: its events are never reported.
+    pub self_pid: u32,
+    /// Bit set of `FILTER_*` flags.
+    pub file_filter: u32,
+    pub _pad: u32,
+}
+
+/// `file.open` is reported only for watched pids (and their descendants) or watched cgroups.
+pub const FILTER_BY_WORKLOAD: u32 = 1;
+
+/// Key of the path-prefix LPM trie: `prefix_len` is in bits, `data` holds the path bytes.
+/// The value is 1 for an included prefix and 0 for an excluded one; the longest match wins.
+pub const PREFIX_INCLUDE: u8 = 1;
+pub const PREFIX_EXCLUDE: u8 = 0;
+
+/// Indexes of the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Records dropped because the ring buffer was full.
+    pub const RING_FULL: u32 = 0;
+    /// Events lost because an in-flight map (syscall entry → exit) was full.
+    pub const INFLIGHT_FULL: u32 = 1;
+    /// Number of counters.
+    pub const COUNT: u32 = 2;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::{
+        DnsEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ProbeConfig,
+        SockEvent,
+    };
+    // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, and have no
+    // padding that the compiler could leave uninitialised (explicit `_pad` fields fill it).
+    unsafe impl aya::Pod for EventHeader {}
+    unsafe impl aya::Pod for ExecEvent {}
+    unsafe impl aya::Pod for ForkEvent {}
+    unsafe impl aya::Pod for ExitEvent {}
+    unsafe impl aya::Pod for SockEvent {}
+    unsafe impl aya::Pod for FileOpenEvent {}
+    unsafe impl aya::Pod for DnsEvent {}
+    unsafe impl aya::Pod for ProbeConfig {}
+}

@@ -1,0 +1,127 @@
+//! `file.open`: open, openat and openat2, filtered here in the kernel so that a busy host does
+//! not flood the ring. A path is kept when the longest configured prefix that matches it is an
+//! include (LPM trie), and — when workload filtering is on — the task is a watched pid or runs in
+//! a watched cgroup. Kept opens wait in `OPENS[tid]` for the syscall's result.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use runbom_common::{
+    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, PATH_MAX, PREFIX_INCLUDE, counter,
+};
+
+use crate::{
+    maps::{EVENTS, FILE_PREFIXES, OPEN_SCRATCH, OPENS, PATH_KEY_SCRATCH},
+    util::{cgroup_id, config, count, current, header, is_watched, now, sys_arg},
+};
+
+#[tracepoint]
+pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
+    // open(filename, flags, mode)
+    open_enter(sys_arg(&ctx, 0), sys_arg::<u64>(&ctx, 1) as u32).unwrap_or(1)
+}
+
+#[tracepoint]
+pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
+    // openat(dfd, filename, flags, mode)
+    open_enter(sys_arg(&ctx, 1), sys_arg::<u64>(&ctx, 2) as u32).unwrap_or(1)
+}
+
+#[tracepoint]
+pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
+    // openat2(dfd, filename, how, usize); `how->flags` is the first u64 of `struct open_how`.
+    let how: *const u64 = sys_arg(&ctx, 2);
+    let mut flags: u64 = 0;
+    // SAFETY: reads 8 bytes of user memory into a stack slot.
+    unsafe { bpf_probe_read_user(core::ptr::from_mut(&mut flags).cast(), 8, how.cast()) };
+    open_enter(sys_arg(&ctx, 1), flags as u32).unwrap_or(1)
+}
+
+#[inline(always)]
+fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
+    let (tgid, tid) = current();
+    let cfg = config()?;
+    if cfg.self_pid == tgid {
+        return Some(0);
+    }
+    let cgroup = cgroup_id();
+    if cfg.file_filter & FILTER_BY_WORKLOAD != 0 && !is_watched(tgid, cgroup) {
+        return Some(0);
+    }
+    let key = PATH_KEY_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
+    let key = unsafe { &mut *key };
+    // SAFETY: the destination is the key's fixed-size data array.
+    let n = unsafe {
+        bpf_probe_read_user_str(
+            key.data.as_mut_ptr().cast(),
+            PATH_MAX as u32,
+            filename.cast(),
+        )
+    };
+    if n <= 1 {
+        return Some(0);
+    }
+    let len = n as u32 - 1;
+    key.prefix_len = len * 8;
+    if FILE_PREFIXES.get(&*key).copied() != Some(PREFIX_INCLUDE) {
+        return Some(0);
+    }
+    let ev = OPEN_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: as above.
+    let ev = unsafe { &mut *ev };
+    ev.header = header(
+        EventKind::FileOpen,
+        core::mem::size_of::<FileOpenEvent>(),
+        tgid,
+        tid,
+    );
+    ev.flags = flags;
+    ev.path_len = len;
+    // SAFETY: copies the whole fixed-size path array between two map values.
+    unsafe {
+        bpf_probe_read_kernel(
+            ev.path.as_mut_ptr().cast(),
+            PATH_MAX as u32,
+            key.data.as_ptr().cast(),
+        );
+    }
+    if OPENS.insert(tid, *ev, 0).is_err() {
+        count(counter::INFLIGHT_FULL);
+    }
+    Some(0)
+}
+
+#[tracepoint]
+pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
+    open_exit(&ctx)
+}
+
+#[inline(always)]
+fn open_exit(ctx: &TracePointContext) -> u32 {
+    let (_, tid) = current();
+    let Some(ev) = OPENS.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
+    let ev = unsafe { &mut *ev };
+    ev.end_ns = now();
+    ev.ret = sys_arg::<i64>(ctx, 0) as i32;
+    if EVENTS.output::<FileOpenEvent>(&*ev, 0).is_err() {
+        count(counter::RING_FULL);
+    }
+    let _ = OPENS.remove(tid);
+    0
+}

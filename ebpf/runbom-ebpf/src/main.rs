@@ -1,0 +1,29 @@
+//! runbom's kernel side: tracepoint programs that write [`runbom_common`] records into one
+//! ring buffer. Entry points stay thin (`try_*` does the work); a failed helper drops the event
+//! and, where the loss is worth knowing, bumps a per-CPU counter that userspace exports.
+#![no_std]
+#![no_main]
+
+mod file;
+mod maps;
+mod net;
+mod process;
+mod util;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Never attached in normal operation: runbom loads it only when `RUNBOM_SELFTEST_VERIFIER_REJECT`
+/// is set, to prove that a probe the verifier rejects produces a clear error. It reads past the
+/// end of its tracepoint context, which the verifier must refuse.
+#[aya_ebpf::macros::tracepoint]
+pub fn selftest_verifier_reject(ctx: aya_ebpf::programs::TracePointContext) -> u32 {
+    util::field::<u32>(&ctx, 4096)
+}

@@ -1,0 +1,77 @@
+//! Every map of the object. Names are the userspace contract (`runbom-agent` looks them up).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use runbom_common::{
+    DnsEvent, ExecBuffer, FileOpenEvent, PATH_MAX, ProbeConfig, SockAddr, SockEvent, counter,
+};
+
+/// The one ring buffer every event goes through. Userspace sets its size at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// Per-CPU loss counters, indexed by [`runbom_common::counter`].
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Index 0: the [`ProbeConfig`] pushed by userspace.
+#[map]
+pub static CONFIG: Array<ProbeConfig> = Array::with_max_entries(1, 0);
+
+/// Path prefixes for `file.open`: value [`runbom_common::PREFIX_INCLUDE`] or `PREFIX_EXCLUDE`.
+#[map]
+pub static FILE_PREFIXES: LpmTrie<[u8; PATH_MAX], u8> = LpmTrie::with_max_entries(1024, 0);
+
+/// Watched process ids (their forks are added as they happen).
+#[map]
+pub static WATCHED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(4096, 0);
+
+/// Watched cgroup v2 ids.
+#[map]
+pub static WATCHED_CGROUPS: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+
+/// UDP destination ports whose datagrams are DNS queries (53 unless configured).
+#[map]
+pub static DNS_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(16, 0);
+
+/// `(tgid << 32) | fd` → `SOCK_TYPE_*` for sockets created while runbom runs.
+#[map]
+pub static SOCK_TYPES: LruHashMap<u64, u16> = LruHashMap::with_max_entries(65536, 0);
+
+/// `(tgid << 32) | fd` → DNS server of a UDP socket connected to a DNS port.
+#[map]
+pub static DNS_SOCKS: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(4096, 0);
+
+/// tid → requested socket type between `socket()` entry and exit.
+#[map]
+pub static SOCKET_CALLS: LruHashMap<u32, u16> = LruHashMap::with_max_entries(1024, 0);
+
+/// tid → exec being built between `execve()` entry and `sched_process_exec`.
+#[map]
+pub static EXECS: LruHashMap<u32, ExecBuffer> = LruHashMap::with_max_entries(256, 0);
+
+/// tgid → status passed to `exit_group()`.
+#[map]
+pub static EXIT_CODES: LruHashMap<u32, i32> = LruHashMap::with_max_entries(4096, 0);
+
+/// tid → open that passed the filter, between entry and exit.
+#[map]
+pub static OPENS: LruHashMap<u32, FileOpenEvent> = LruHashMap::with_max_entries(4096, 0);
+
+/// tid → connect or accept between entry and exit (for accept, `remote.addr` holds the
+/// user pointer to the peer address until the exit reads it).
+#[map]
+pub static SOCK_CALLS: LruHashMap<u32, SockEvent> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU scratch space: records too large for the 512-byte BPF stack are built here.
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecBuffer> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static OPEN_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static PATH_KEY_SCRATCH: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<[u8; PATH_MAX]>> =
+    PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);

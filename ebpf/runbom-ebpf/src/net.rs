@@ -1,0 +1,295 @@
+//! `net.connect`, `net.accept` and `dns.query`.
+//!
+//! The socket type (TCP or UDP) is not in the connect syscall's arguments, so `socket()` calls
+//! are remembered per `(tgid, fd)`; a socket created before runbom started reports type unknown.
+//! A UDP socket connected to a DNS port is remembered too, so that `send()` on it (no address)
+//! is still seen as a DNS query.
+
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
+};
+use runbom_common::{
+    DNS_PAYLOAD_MAX, DnsEvent, EventKind, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SOCK_TYPE_UNKNOWN,
+    SockAddr, SockEvent, counter,
+};
+
+use crate::{
+    maps::{DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, EVENTS, SOCK_CALLS, SOCK_TYPES, SOCKET_CALLS},
+    util::{count, current, fd_key, header, is_self, now, sys_arg},
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+/// Reads an IPv4 or IPv6 `struct sockaddr` from user memory; `None` for other families.
+#[inline(always)]
+fn read_sockaddr(ptr: *const u8) -> Option<SockAddr> {
+    if ptr.is_null() {
+        return None;
+    }
+    let mut raw = [0u8; 24];
+    // SAFETY: reads at most 24 bytes of user memory into a stack array.
+    let r = unsafe { bpf_probe_read_user(raw.as_mut_ptr().cast(), 24, ptr.cast()) };
+    if r != 0 {
+        return None;
+    }
+    let family = u16::from_ne_bytes([raw[0], raw[1]]);
+    let port = u16::from_be_bytes([raw[2], raw[3]]);
+    let mut addr = [0u8; 16];
+    match family {
+        AF_INET => addr[..4].copy_from_slice(&raw[4..8]),
+        AF_INET6 => addr.copy_from_slice(&raw[8..24]),
+        _ => return None,
+    }
+    Some(SockAddr { family, port, addr })
+}
+
+#[tracepoint]
+pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
+    // socket(family, type, protocol)
+    let family: u64 = sys_arg(&ctx, 0);
+    if family != u64::from(AF_INET) && family != u64::from(AF_INET6) {
+        return 0;
+    }
+    let kind = match sys_arg::<u64>(&ctx, 1) & 0xf {
+        1 => SOCK_TYPE_STREAM,
+        2 => SOCK_TYPE_DGRAM,
+        _ => return 0,
+    };
+    let (_, tid) = current();
+    let _ = SOCKET_CALLS.insert(tid, kind, 0);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    // SAFETY: plain integer value, copied out at once.
+    let Some(kind) = (unsafe { SOCKET_CALLS.get(tid).copied() }) else {
+        return 0;
+    };
+    let _ = SOCKET_CALLS.remove(tid);
+    let fd: i64 = sys_arg(&ctx, 0);
+    if fd >= 0 {
+        let _ = SOCK_TYPES.insert(fd_key(tgid, fd as i32), kind, 0);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    // connect(fd, uservaddr, addrlen)
+    let (tgid, tid) = current();
+    if is_self(tgid) {
+        return 0;
+    }
+    let Some(remote) = read_sockaddr(sys_arg(&ctx, 1)) else {
+        return 0;
+    };
+    let fd = sys_arg::<i64>(&ctx, 0) as i32;
+    // SAFETY: plain integer value, copied out at once.
+    let sock_type = unsafe { SOCK_TYPES.get(fd_key(tgid, fd)).copied() };
+    let ev = SockEvent {
+        header: header(
+            EventKind::Connect,
+            core::mem::size_of::<SockEvent>(),
+            tgid,
+            tid,
+        ),
+        end_ns: 0,
+        remote,
+        fd,
+        ret: 0,
+        sock_type: sock_type.unwrap_or(SOCK_TYPE_UNKNOWN),
+        _pad: [0; 6],
+    };
+    if SOCK_CALLS.insert(tid, ev, 0).is_err() {
+        count(counter::INFLIGHT_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    let Some(ev) = SOCK_CALLS.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
+    let ev = unsafe { &mut *ev };
+    if ev.header.kind != EventKind::Connect as u32 {
+        return 0;
+    }
+    ev.end_ns = now();
+    ev.ret = sys_arg::<i64>(&ctx, 0) as i32;
+    let key = fd_key(tgid, ev.fd);
+    // SAFETY: plain byte value, read and dropped at once.
+    if ev.ret == 0
+        && ev.sock_type == SOCK_TYPE_DGRAM
+        && unsafe { DNS_PORTS.get(ev.remote.port).is_some() }
+    {
+        let _ = DNS_SOCKS.insert(key, ev.remote, 0);
+    } else {
+        let _ = DNS_SOCKS.remove(key);
+    }
+    if EVENTS.output::<SockEvent>(&*ev, 0).is_err() {
+        count(counter::RING_FULL);
+    }
+    let _ = SOCK_CALLS.remove(tid);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_accept(ctx: TracePointContext) -> u32 {
+    accept_enter(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_enter_accept4(ctx: TracePointContext) -> u32 {
+    accept_enter(&ctx)
+}
+
+/// accept[4](fd, upeer_sockaddr, upeer_addrlen[, flags]): the peer address is written by the
+/// kernel, so its user pointer is kept (in `remote.addr`) until the exit reads it.
+#[inline(always)]
+fn accept_enter(ctx: &TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    if is_self(tgid) {
+        return 0;
+    }
+    let peer: u64 = sys_arg(ctx, 1);
+    let mut remote = SockAddr::default();
+    remote.addr[..8].copy_from_slice(&peer.to_ne_bytes());
+    let ev = SockEvent {
+        header: header(
+            EventKind::Accept,
+            core::mem::size_of::<SockEvent>(),
+            tgid,
+            tid,
+        ),
+        end_ns: 0,
+        remote,
+        fd: 0,
+        ret: 0,
+        sock_type: SOCK_TYPE_STREAM,
+        _pad: [0; 6],
+    };
+    if SOCK_CALLS.insert(tid, ev, 0).is_err() {
+        count(counter::INFLIGHT_FULL);
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    accept_exit(&ctx)
+}
+
+#[tracepoint]
+pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
+    accept_exit(&ctx)
+}
+
+#[inline(always)]
+fn accept_exit(ctx: &TracePointContext) -> u32 {
+    let (_, tid) = current();
+    let Some(ev) = SOCK_CALLS.get_ptr_mut(tid) else {
+        return 0;
+    };
+    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
+    let ev = unsafe { &mut *ev };
+    let ret = sys_arg::<i64>(ctx, 0) as i32;
+    // Failed accepts (EAGAIN on a non-blocking listener) are noise, not events.
+    if ev.header.kind == EventKind::Accept as u32 && ret >= 0 {
+        let mut ptr = [0u8; 8];
+        ptr.copy_from_slice(&ev.remote.addr[..8]);
+        ev.remote = read_sockaddr(u64::from_ne_bytes(ptr) as *const u8).unwrap_or_default();
+        ev.end_ns = now();
+        ev.ret = ret;
+        ev.fd = ret;
+        if EVENTS.output::<SockEvent>(&*ev, 0).is_err() {
+            count(counter::RING_FULL);
+        }
+    }
+    let _ = SOCK_CALLS.remove(tid);
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
+    // sendto(fd, buff, len, flags, addr, addr_len)
+    let fd = sys_arg::<i64>(&ctx, 0) as i32;
+    dns_send(fd, sys_arg(&ctx, 4), sys_arg(&ctx, 1), sys_arg(&ctx, 2)).unwrap_or(1)
+}
+
+#[tracepoint]
+pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
+    // sendmsg(fd, msg, flags)
+    dns_msghdr(sys_arg::<i64>(&ctx, 0) as i32, sys_arg(&ctx, 1)).unwrap_or(1)
+}
+
+#[tracepoint]
+pub fn sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
+    // sendmmsg(fd, mmsg, vlen, flags): the first message holds the question (the resolver sends
+    // A and AAAA for the same name together).
+    dns_msghdr(sys_arg::<i64>(&ctx, 0) as i32, sys_arg(&ctx, 1)).unwrap_or(1)
+}
+
+/// `struct msghdr`: `msg_name` at 0, `msg_iov` at 16; `struct iovec`: base at 0, len at 8.
+#[inline(always)]
+fn dns_msghdr(fd: i32, msg: *const u64) -> Option<u32> {
+    let mut hdr = [0u64; 3];
+    // SAFETY: reads 24 bytes of user memory into a stack array.
+    if unsafe { bpf_probe_read_user(hdr.as_mut_ptr().cast(), 24, msg.cast()) } != 0 {
+        return None;
+    }
+    let mut iov = [0u64; 2];
+    // SAFETY: as above, 16 bytes.
+    if unsafe { bpf_probe_read_user(iov.as_mut_ptr().cast(), 16, hdr[2] as *const _) } != 0 {
+        return None;
+    }
+    dns_send(fd, hdr[0] as *const u8, iov[0] as *const u8, iov[1])
+}
+
+#[inline(always)]
+fn dns_send(fd: i32, addr: *const u8, buf: *const u8, len: u64) -> Option<u32> {
+    let (tgid, tid) = current();
+    let server = match read_sockaddr(addr) {
+        // SAFETY: plain byte value, read and dropped at once.
+        Some(a) if unsafe { DNS_PORTS.get(a.port).is_some() } => a,
+        Some(_) => return Some(0),
+        // SAFETY: plain value, copied out at once.
+        None => unsafe { DNS_SOCKS.get(fd_key(tgid, fd)).copied()? },
+    };
+    if is_self(tgid) || len == 0 {
+        return Some(0);
+    }
+    let ev = DNS_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
+    let ev = unsafe { &mut *ev };
+    let n = if len > DNS_PAYLOAD_MAX as u64 {
+        DNS_PAYLOAD_MAX as u32
+    } else {
+        len as u32
+    };
+    let n = n & (2 * DNS_PAYLOAD_MAX as u32 - 1);
+    if n == 0 || n > DNS_PAYLOAD_MAX as u32 {
+        return Some(0);
+    }
+    // SAFETY: `n <= DNS_PAYLOAD_MAX`, the payload array's size.
+    if unsafe { bpf_probe_read_user(ev.payload.as_mut_ptr().cast(), n, buf.cast()) } != 0 {
+        return Some(0);
+    }
+    ev.header = header(
+        EventKind::DnsQuery,
+        core::mem::size_of::<DnsEvent>(),
+        tgid,
+        tid,
+    );
+    ev.server = server;
+    ev.payload_len = n;
+    if EVENTS.output::<DnsEvent>(&*ev, 0).is_err() {
+        count(counter::RING_FULL);
+    }
+    Some(0)
+}

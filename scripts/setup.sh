@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs everything runbom needs to build and test on a fresh Debian 12 machine (run as root).
+# Idempotent: each step checks first and says what it installs; re-running is cheap.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+EBPF_TOOLCHAIN=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' ebpf/rust-toolchain.toml)
+LLVM=22
+BPF_LINKER_VERSION=0.13
+VENV=.venv
+
+say() { printf '[setup] %s\n' "$*"; }
+
+apt_updated=0
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        say "need root to install Debian packages: ${missing[*]} (re-run as root, or install them yourself)"
+        exit 1
+    fi
+    if [ $apt_updated -eq 0 ]; then
+        say "apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# 1. LLVM 22 (for bpf-linker) and the tools the tests use.
+apt_install "llvm-$LLVM-dev" "libpolly-$LLVM-dev" libzstd-dev zlib1g-dev protobuf-compiler iproute2
+
+# 2. The pinned nightly with rust-src for the eBPF crate.
+if ! rustup toolchain list | grep -q "^$EBPF_TOOLCHAIN"; then
+    say "installing Rust toolchain $EBPF_TOOLCHAIN"
+    rustup toolchain install "$EBPF_TOOLCHAIN" --profile minimal
+fi
+for component in rust-src clippy rustfmt; do
+    if ! rustup component list --toolchain "$EBPF_TOOLCHAIN" --installed | grep -q "^$component"; then
+        say "adding $component to $EBPF_TOOLCHAIN"
+        rustup component add "$component" --toolchain "$EBPF_TOOLCHAIN"
+    fi
+done
+
+# 3. bpf-linker built against Debian's LLVM 22 (a plain install wants LLVM 23).
+if ! bpf-linker --version 2>/dev/null | grep -q "bpf-linker $BPF_LINKER_VERSION"; then
+    say "building bpf-linker $BPF_LINKER_VERSION against LLVM $LLVM (about 3 minutes)"
+    LLVM_PREFIX=/usr/lib/llvm-$LLVM PATH=/usr/lib/llvm-$LLVM/bin:$PATH \
+        cargo install --locked bpf-linker --version "~$BPF_LINKER_VERSION" \
+        --no-default-features --features "llvm-$LLVM"
+fi
+
+# 4. Python test dependencies in a project-local venv.
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating Python venv $VENV"
+    python3 -m venv "$VENV"
+fi
+req=tests/requirements.txt
+stamp="$VENV/.requirements.sha256"
+if [ -f "$req" ] && ! sha256sum --status -c "$stamp" 2>/dev/null; then
+    say "installing Python test dependencies from $req"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
+    sha256sum "$req" > "$stamp"
+fi
+
+# 5. Filesystems the probes need.
+if [ ! -d /sys/kernel/tracing/events ]; then
+    say "mounting tracefs at /sys/kernel/tracing"
+    mount -t tracefs nodev /sys/kernel/tracing || say "could not mount tracefs (tracepoint probes will fail to attach)"
+fi
+
+say "ready"

@@ -1,0 +1,211 @@
+//! Decoded kernel records enriched into [`KernelEvent`]s: Unix times, the process they belong
+//! to, names for errnos and flags, DNS questions parsed out of datagrams.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use runbom_common::{
+    EXEC_ARGV_TRUNCATED, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event,
+};
+
+use crate::{
+    clock::BootClock,
+    names,
+    proctable::{ProcessInfo, ProcessTable},
+    redact,
+};
+
+/// A kernel event ready to be exported.
+#[derive(Clone, Debug)]
+pub struct KernelEvent {
+    pub pid: u32,
+    pub tid: u32,
+    pub cgroup_id: u64,
+    /// Unix nanoseconds at the syscall's entry.
+    pub start_ns: u64,
+    /// Unix nanoseconds at its return (equal to `start_ns` when the return was not observed).
+    pub end_ns: u64,
+    /// The process as it was when the event happened.
+    pub process: Arc<ProcessInfo>,
+    pub detail: Detail,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Detail {
+    Exec {
+        path: String,
+        argv_truncated: bool,
+    },
+    Exit {
+        /// `None` when the process was killed (no `exit_group` call was seen).
+        code: Option<i32>,
+    },
+    Connect {
+        remote: SocketAddr,
+        transport: Option<Transport>,
+        /// The errno name when the call failed (`EINPROGRESS` is not a failure).
+        error: Option<&'static str>,
+    },
+    Accept {
+        peer: Option<SocketAddr>,
+    },
+    FileOpen {
+        path: String,
+        flags: u32,
+        error: Option<&'static str>,
+    },
+    DnsQuery {
+        name: String,
+        /// The question's type (`A`, `AAAA`, …).
+        qtype: &'static str,
+        server: SocketAddr,
+    },
+}
+
+impl Detail {
+    /// The contract's `runbom.event` value.
+    #[must_use]
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Self::Exec { .. } => "process.exec",
+            Self::Exit { .. } => "process.exit",
+            Self::Connect { .. } => "net.connect",
+            Self::Accept { .. } => "net.accept",
+            Self::FileOpen { .. } => "file.open",
+            Self::DnsQuery { .. } => "dns.query",
+        }
+    }
+}
+
+/// Turns decoded records into [`KernelEvent`]s and keeps the process table current.
+pub struct Enricher {
+    pub procs: ProcessTable,
+    clock: BootClock,
+}
+
+impl Enricher {
+    #[must_use]
+    pub fn new(procs: ProcessTable, clock: BootClock) -> Self {
+        Self { procs, clock }
+    }
+
+    /// Enriches one record; `None` for records that only update the process table (fork) or
+    /// that carry nothing exportable (a DNS datagram with no parsable question).
+    pub fn enrich(&mut self, event: &Event<'_>) -> Option<KernelEvent> {
+        let h = *event.header();
+        let start_ns = self.clock.to_unix_ns(h.time_ns);
+        let (process, end_boot, detail) = match event {
+            Event::Fork(f) => {
+                self.procs.fork(h.pid, f.child_pid);
+                return None;
+            }
+            Event::Exec(e, argv) => {
+                let path = cstr(&e.filename[..(e.filename_len as usize).min(e.filename.len())]);
+                let arguments: Vec<&str> = argv
+                    .split(|&b| b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| std::str::from_utf8(a).unwrap_or("?"))
+                    .collect();
+                let process = self.procs.exec(h.pid, e.uid, path.clone(), &arguments);
+                let detail = Detail::Exec {
+                    path,
+                    argv_truncated: e.flags & EXEC_ARGV_TRUNCATED != 0,
+                };
+                (process, e.end_ns, detail)
+            }
+            Event::Exit(e) => {
+                let code = (e.exit_code_known != 0).then_some(e.exit_code);
+                (self.procs.exit(h.pid), 0, Detail::Exit { code })
+            }
+            Event::Connect(s) => {
+                let remote = socket_addr(&s.remote)?;
+                let error =
+                    (s.ret < 0 && -s.ret != libc::EINPROGRESS).then(|| names::errno(-s.ret));
+                let detail = Detail::Connect {
+                    remote,
+                    transport: transport(s),
+                    error,
+                };
+                (self.procs.get(h.pid), s.end_ns, detail)
+            }
+            Event::Accept(s) => {
+                let detail = Detail::Accept {
+                    peer: socket_addr(&s.remote),
+                };
+                (self.procs.get(h.pid), s.end_ns, detail)
+            }
+            Event::FileOpen(f) => {
+                let path = cstr(&f.path[..(f.path_len as usize).min(f.path.len())]);
+                let error = (f.ret < 0).then(|| names::errno(-f.ret));
+                let detail = Detail::FileOpen {
+                    path,
+                    flags: f.flags,
+                    error,
+                };
+                (self.procs.get(h.pid), f.end_ns, detail)
+            }
+            Event::Dns(d) => {
+                let payload = &d.payload[..(d.payload_len as usize).min(d.payload.len())];
+                let (name, qtype) = names::dns_question(payload)?;
+                let detail = Detail::DnsQuery {
+                    name,
+                    qtype,
+                    server: socket_addr(&d.server)?,
+                };
+                (self.procs.get(h.pid), 0, detail)
+            }
+        };
+        let end_ns = match self.clock.to_unix_ns(end_boot) {
+            0 => start_ns,
+            t => t.max(start_ns),
+        };
+        Some(KernelEvent {
+            pid: h.pid,
+            tid: h.tid,
+            cgroup_id: h.cgroup_id,
+            start_ns,
+            end_ns,
+            process,
+            detail,
+        })
+    }
+}
+
+fn transport(s: &SockEvent) -> Option<Transport> {
+    match s.sock_type {
+        SOCK_TYPE_STREAM => Some(Transport::Tcp),
+        SOCK_TYPE_DGRAM => Some(Transport::Udp),
+        _ => None,
+    }
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    redact::text(&String::from_utf8_lossy(&bytes[..end])).into_owned()
+}
+
+/// The socket address of a kernel record; `None` for families other than IPv4 and IPv6.
+#[must_use]
+pub fn socket_addr(a: &SockAddr) -> Option<SocketAddr> {
+    let ip = match i32::from(a.family) {
+        libc::AF_INET => std::net::IpAddr::from([a.addr[0], a.addr[1], a.addr[2], a.addr[3]]),
+        libc::AF_INET6 => std::net::IpAddr::from(a.addr),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, a.port))
+}

@@ -1,0 +1,15 @@
+//! runbom's node agent: loads the eBPF probes ([`probes`]), reads their ring buffer
+//! ([`reader`]), and turns records into [`event::KernelEvent`]s enriched with the process that
+//! caused them ([`proctable`]), Unix times ([`clock`]) and names ([`names`]), with credentials
+//! redacted ([`redact`]).
+
+pub mod clock;
+pub mod event;
+pub mod names;
+pub mod probes;
+pub mod proctable;
+pub mod reader;
+pub mod redact;
+
+pub use event::{Detail, Enricher, KernelEvent, Transport};
+pub use probes::{Losses, ProbeError, ProbeSettings, Probes};

@@ -1,0 +1,380 @@
+//! Loading the eBPF object, configuring its maps and attaching its tracepoints.
+
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
+    programs::{ProgramError, TracePoint},
+};
+use runbom_common::{
+    ARGV_MAX, FILTER_BY_WORKLOAD, PATH_MAX, PREFIX_EXCLUDE, PREFIX_INCLUDE, ProbeConfig, counter,
+};
+use tracing::debug;
+
+/// The eBPF object built by `build.rs` from `ebpf/runbom-ebpf`.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/runbom"));
+
+/// Every program of the object and the tracepoint it attaches to.
+const TRACEPOINTS: &[(&str, &str)] = &[
+    ("sys_enter_execve", "syscalls"),
+    ("sys_enter_execveat", "syscalls"),
+    ("sys_exit_execve", "syscalls"),
+    ("sys_exit_execveat", "syscalls"),
+    ("sched_process_exec", "sched"),
+    ("task_newtask", "task"),
+    ("sys_enter_exit_group", "syscalls"),
+    ("sched_process_exit", "sched"),
+    ("sys_enter_open", "syscalls"),
+    ("sys_enter_openat", "syscalls"),
+    ("sys_enter_openat2", "syscalls"),
+    ("sys_exit_open", "syscalls"),
+    ("sys_exit_openat", "syscalls"),
+    ("sys_exit_openat2", "syscalls"),
+    ("sys_enter_socket", "syscalls"),
+    ("sys_exit_socket", "syscalls"),
+    ("sys_enter_connect", "syscalls"),
+    ("sys_exit_connect", "syscalls"),
+    ("sys_enter_accept", "syscalls"),
+    ("sys_enter_accept4", "syscalls"),
+    ("sys_exit_accept", "syscalls"),
+    ("sys_exit_accept4", "syscalls"),
+    ("sys_enter_sendto", "syscalls"),
+    ("sys_enter_sendmsg", "syscalls"),
+    ("sys_enter_sendmmsg", "syscalls"),
+];
+
+/// Where the kernel publishes its BTF; `RUNBOM_KERNEL_BTF` overrides it (for tests of the
+/// error path and for kernels that ship BTF elsewhere).
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// What the probes should watch, as pushed into their maps.
+#[derive(Clone, Debug)]
+pub struct ProbeSettings {
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// Bytes of argv captured per exec.
+    pub argv_max: u32,
+    /// Path prefixes whose opens are reported.
+    pub file_include: Vec<String>,
+    /// Path prefixes under an include that are not reported (longest prefix wins).
+    pub file_exclude: Vec<String>,
+    /// When non-empty (or `watch_cgroups` is), only these processes' opens are reported.
+    pub watch_pids: Vec<u32>,
+    /// cgroup v2 directories whose processes' opens are reported.
+    pub watch_cgroups: Vec<std::path::PathBuf>,
+    /// UDP destination ports whose datagrams are DNS queries.
+    pub dns_ports: Vec<u16>,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            ring_bytes: 8 << 20,
+            argv_max: 1024,
+            file_include: vec!["/".into()],
+            file_exclude: [
+                "/proc/",
+                "/sys/",
+                "/dev/",
+                "/usr/lib/",
+                "/lib/",
+                "/usr/share/",
+            ]
+            .map(String::from)
+            .to_vec(),
+            watch_pids: Vec::new(),
+            watch_cgroups: Vec::new(),
+            dns_ports: vec![53],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "runbom needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF probes; run it with sudo"
+    )]
+    NotPrivileged,
+    #[error(
+        "this kernel publishes no BTF at {path} (CONFIG_DEBUG_INFO_BTF=y is required); use a kernel built with BTF"
+    )]
+    NoBtf { path: String },
+    #[error("loading the eBPF object failed: {0}")]
+    Object(Box<aya::EbpfError>),
+    #[error(
+        "the kernel's verifier rejected probe `{program}`; this kernel may be too old or configured differently (tracepoints, ring buffers and BPF loops are required)\n{log}"
+    )]
+    Verifier { program: String, log: String },
+    #[error("probe `{program}`: {source}")]
+    Program {
+        program: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error(
+        "attaching probe `{program}` to tracepoint {category}:{name} failed (is tracefs mounted at /sys/kernel/tracing?): {source}"
+    )]
+    Attach {
+        program: String,
+        category: String,
+        name: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("eBPF map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("eBPF map `{0}` is missing from the object")]
+    MissingMap(&'static str),
+    #[error("file filter: {0}")]
+    Filter(String),
+    #[error("watched cgroup {path}: {source}")]
+    Cgroup {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The loaded, attached probes. Dropping it detaches them.
+pub struct Probes {
+    ebpf: Ebpf,
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> ProbeError {
+    move |source| ProbeError::Map {
+        name,
+        source: Box::new(source),
+    }
+}
+
+impl Probes {
+    /// Loads the object, fills its maps from `settings` and attaches every program.
+    pub fn load(settings: &ProbeSettings) -> Result<Self, ProbeError> {
+        check_privileges()?;
+        let btf = std::env::var("RUNBOM_KERNEL_BTF").unwrap_or_else(|_| KERNEL_BTF.into());
+        if !Path::new(&btf).exists() {
+            return Err(ProbeError::NoBtf { path: btf });
+        }
+        // This kernel charges BPF memory to the memory cgroup; an old one needs MEMLOCK raised.
+        raise_memlock();
+
+        let ebpf =
+            EbpfLoader::new()
+                .map_max_entries("EVENTS", settings.ring_bytes)
+                .load(OBJECT)
+                .map_err(|e| match e {
+                    aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+                        io_error, ..
+                    }) if io_error.raw_os_error() == Some(libc::EPERM) => ProbeError::NotPrivileged,
+                    e => ProbeError::Object(Box::new(e)),
+                })?;
+        let mut probes = Self { ebpf };
+        probes.configure(settings)?;
+        let mut programs = TRACEPOINTS.to_vec();
+        if std::env::var_os("RUNBOM_SELFTEST_VERIFIER_REJECT").is_some() {
+            // A program the verifier must refuse: proves the error path end to end.
+            programs.insert(0, ("selftest_verifier_reject", "syscalls"));
+        }
+        for (program, category) in programs {
+            probes.attach(program, category)?;
+        }
+        Ok(probes)
+    }
+
+    fn configure(&mut self, s: &ProbeSettings) -> Result<(), ProbeError> {
+        let watch = !s.watch_pids.is_empty() || !s.watch_cgroups.is_empty();
+        let cfg = ProbeConfig {
+            argv_max: s.argv_max.min(ARGV_MAX as u32 - 1),
+            self_pid: std::process::id(),
+            file_filter: if watch { FILTER_BY_WORKLOAD } else { 0 },
+            _pad: 0,
+        };
+        let mut config: Array<_, ProbeConfig> =
+            Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
+        config.set(0, cfg, 0).map_err(map_err("CONFIG"))?;
+
+        let mut prefixes: LpmTrie<_, [u8; PATH_MAX], u8> =
+            LpmTrie::try_from(self.map_mut("FILE_PREFIXES")?).map_err(map_err("FILE_PREFIXES"))?;
+        for (list, value) in [
+            (&s.file_include, PREFIX_INCLUDE),
+            (&s.file_exclude, PREFIX_EXCLUDE),
+        ] {
+            for prefix in list {
+                let bytes = prefix.as_bytes();
+                if bytes.is_empty() || bytes.len() >= PATH_MAX {
+                    return Err(ProbeError::Filter(format!(
+                        "prefix {prefix:?} must be 1 to {} bytes long",
+                        PATH_MAX - 1
+                    )));
+                }
+                let mut data = [0u8; PATH_MAX];
+                data[..bytes.len()].copy_from_slice(bytes);
+                let key = Key::new(bytes.len() as u32 * 8, data);
+                prefixes
+                    .insert(&key, value, 0)
+                    .map_err(map_err("FILE_PREFIXES"))?;
+            }
+        }
+
+        let mut pids: HashMap<_, u32, u8> =
+            HashMap::try_from(self.map_mut("WATCHED_PIDS")?).map_err(map_err("WATCHED_PIDS"))?;
+        for pid in &s.watch_pids {
+            pids.insert(pid, 1, 0).map_err(map_err("WATCHED_PIDS"))?;
+        }
+        let mut cgroups: HashMap<_, u64, u8> = HashMap::try_from(self.map_mut("WATCHED_CGROUPS")?)
+            .map_err(map_err("WATCHED_CGROUPS"))?;
+        for dir in &s.watch_cgroups {
+            let id = cgroup_id(dir).map_err(|source| ProbeError::Cgroup {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            cgroups
+                .insert(id, 1, 0)
+                .map_err(map_err("WATCHED_CGROUPS"))?;
+        }
+        let mut ports: HashMap<_, u16, u8> =
+            HashMap::try_from(self.map_mut("DNS_PORTS")?).map_err(map_err("DNS_PORTS"))?;
+        for port in &s.dns_ports {
+            ports.insert(port, 1, 0).map_err(map_err("DNS_PORTS"))?;
+        }
+        Ok(())
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, ProbeError> {
+        self.ebpf.map_mut(name).ok_or(ProbeError::MissingMap(name))
+    }
+
+    fn attach(&mut self, program: &str, category: &str) -> Result<(), ProbeError> {
+        let prog_err = |source| ProbeError::Program {
+            program: program.to_owned(),
+            source: Box::new(source),
+        };
+        let tp: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| ProbeError::Program {
+                program: program.to_owned(),
+                source: Box::new(ProgramError::UnexpectedProgramType),
+            })?
+            .try_into()
+            .map_err(prog_err)?;
+        tp.load().map_err(|e| match e {
+            ProgramError::LoadError { verifier_log, .. } => ProbeError::Verifier {
+                program: program.to_owned(),
+                log: last_lines(&verifier_log.to_string(), 12),
+            },
+            e => prog_err(e),
+        })?;
+        // The self-test program never gets this far (the verifier refuses it); its name is not a
+        // tracepoint, so give it one in case a kernel ever accepts it.
+        let name = if program == "selftest_verifier_reject" {
+            "sys_enter_openat"
+        } else {
+            program
+        };
+        tp.attach(category, name)
+            .map_err(|source| ProbeError::Attach {
+                program: program.to_owned(),
+                category: category.to_owned(),
+                name: name.to_owned(),
+                source: Box::new(source),
+            })?;
+        debug!(program, "attached to {category}:{name}");
+        Ok(())
+    }
+
+    /// Takes the ring buffer out of the object, for [`crate::reader`].
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(ProbeError::MissingMap("EVENTS"))?;
+        RingBuf::try_from(map).map_err(map_err("EVENTS"))
+    }
+
+    /// Takes the loss counters out of the object.
+    pub fn take_counters(&mut self) -> Result<LossCounters, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map("COUNTERS")
+            .ok_or(ProbeError::MissingMap("COUNTERS"))?;
+        Ok(LossCounters {
+            map: PerCpuArray::try_from(map).map_err(map_err("COUNTERS"))?,
+        })
+    }
+}
+
+/// The kernel side's per-CPU loss counters.
+pub struct LossCounters {
+    map: PerCpuArray<MapData, u64>,
+}
+
+/// Totals of [`LossCounters`] over all CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Records dropped because the ring buffer was full.
+    pub ring_full: u64,
+    /// Events lost because an in-flight map was full.
+    pub inflight_full: u64,
+}
+
+impl LossCounters {
+    #[must_use]
+    pub fn read(&self) -> Losses {
+        let sum = |i| self.map.get(&i, 0).map_or(0, |v| v.iter().sum());
+        Losses {
+            ring_full: sum(counter::RING_FULL),
+            inflight_full: sum(counter::INFLIGHT_FULL),
+        }
+    }
+}
+
+fn check_privileges() -> Result<(), ProbeError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    // Not root: CAP_BPF (39) and CAP_PERFMON (38) in the effective set are enough.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if eff & (1 << 39) != 0 && eff & (1 << 38) != 0 {
+        Ok(())
+    } else {
+        Err(ProbeError::NotPrivileged)
+    }
+}
+
+fn raise_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) } != 0 {
+        debug!("RLIMIT_MEMLOCK not raised (this kernel charges BPF memory to the cgroup)");
+    }
+}
+
+/// The cgroup v2 id of a cgroup directory is its inode number.
+fn cgroup_id(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::other("not a cgroup directory"));
+    }
+    Ok(meta.ino())
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,269 @@
+//! The process table: who each pid is. Seeded from `/proc` at start, then kept current by the
+//! kernel's exec, fork and exit events, so an event can name its executable, command line,
+//! parent, user and container even after the process is gone.
+
+use std::{collections::HashMap, fs, path::Path, sync::Arc};
+
+use crate::redact;
+
+/// What runbom knows of one process (one program image: exec replaces it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    /// Path of the executable, as exec'd (or `/proc/PID/exe` for seeded processes).
+    pub exe: String,
+    /// The command line with credentials redacted.
+    pub command_line: String,
+    /// Container id from the cgroup path, when the process runs in one.
+    pub container_id: Option<String>,
+    /// Events of one program run share this trace id when they are not correlated.
+    pub trace_id: [u8; 16],
+}
+
+impl ProcessInfo {
+    /// The executable's file name, used as `service.name` of uncorrelated events.
+    #[must_use]
+    pub fn exe_name(&self) -> &str {
+        self.exe.rsplit('/').next().unwrap_or(&self.exe)
+    }
+}
+
+/// Processes by pid.
+#[derive(Default)]
+pub struct ProcessTable {
+    procs: HashMap<u32, Arc<ProcessInfo>>,
+    proc_root: Option<std::path::PathBuf>,
+}
+
+impl ProcessTable {
+    /// A table seeded from every process now in `/proc`.
+    #[must_use]
+    pub fn from_proc() -> Self {
+        let mut table = Self {
+            procs: HashMap::new(),
+            proc_root: Some("/proc".into()),
+        };
+        if let Ok(dir) = fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                if let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok())
+                    && let Some(info) = read_proc(Path::new("/proc"), pid)
+                {
+                    table.procs.insert(pid, Arc::new(info));
+                }
+            }
+        }
+        table
+    }
+
+    /// An empty table that never reads `/proc` (tests, benchmarks).
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// The process, read from `/proc` on first sight if the table missed its birth.
+    pub fn get(&mut self, pid: u32) -> Arc<ProcessInfo> {
+        if let Some(p) = self.procs.get(&pid) {
+            return p.clone();
+        }
+        let info = self
+            .proc_root
+            .as_deref()
+            .and_then(|root| read_proc(root, pid))
+            .unwrap_or_else(|| ProcessInfo {
+                pid,
+                trace_id: new_trace_id(),
+                ..ProcessInfo::default()
+            });
+        let info = Arc::new(info);
+        self.procs.insert(pid, info.clone());
+        info
+    }
+
+    /// A new process: it starts as a copy of its parent (same program until it execs).
+    pub fn fork(&mut self, parent: u32, child: u32) {
+        let mut info = (*self.get(parent)).clone();
+        info.pid = child;
+        info.ppid = parent;
+        info.trace_id = new_trace_id();
+        self.procs.insert(child, Arc::new(info));
+    }
+
+    /// A new program image in `pid`.
+    pub fn exec(&mut self, pid: u32, uid: u32, exe: String, argv: &[&str]) -> Arc<ProcessInfo> {
+        let prev = self.procs.get(&pid);
+        let parent_pid = prev.map_or(0, |p| p.ppid);
+        let container_id = prev.map_or_else(
+            || self.proc_root.as_deref().and_then(|r| container_id(r, pid)),
+            |p| p.container_id.clone(),
+        );
+        let info = Arc::new(ProcessInfo {
+            pid,
+            ppid: parent_pid,
+            uid,
+            exe,
+            command_line: redact::command_line(argv),
+            container_id,
+            trace_id: new_trace_id(),
+        });
+        self.procs.insert(pid, info.clone());
+        info
+    }
+
+    /// The process is gone; returns what was known of it.
+    pub fn exit(&mut self, pid: u32) -> Arc<ProcessInfo> {
+        let info = self.get(pid);
+        self.procs.remove(&pid);
+        info
+    }
+}
+
+#[must_use]
+pub fn new_trace_id() -> [u8; 16] {
+    rand_bytes()
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    // A process-wide xorshift generator seeded from the clock and pid is enough for ids that
+    // only need to be unique, not secret.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut s = STATE.load(Ordering::Relaxed);
+    if s == 0 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        s = t ^ (u64::from(std::process::id()) << 32) | 1;
+    }
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(8) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        chunk.copy_from_slice(&s.to_le_bytes()[..chunk.len()]);
+    }
+    STATE.store(s, Ordering::Relaxed);
+    out
+}
+
+/// A random, non-zero span id.
+#[must_use]
+pub fn new_span_id() -> [u8; 8] {
+    rand_bytes()
+}
+
+fn read_proc(root: &Path, pid: u32) -> Option<ProcessInfo> {
+    let dir = root.join(pid.to_string());
+    let status = fs::read_to_string(dir.join("status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+    };
+    let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
+    let argv: Vec<&str> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| std::str::from_utf8(a).unwrap_or("?"))
+        .collect();
+    let exe = fs::read_link(dir.join("exe")).map_or_else(
+        |_| argv.first().map(|s| (*s).to_owned()).unwrap_or_default(),
+        |p| p.to_string_lossy().into_owned(),
+    );
+    Some(ProcessInfo {
+        pid,
+        ppid: field("PPid:").unwrap_or(0),
+        uid: field("Uid:").unwrap_or(0),
+        exe,
+        command_line: redact::command_line(&argv),
+        container_id: container_id(root, pid),
+        trace_id: new_trace_id(),
+    })
+}
+
+/// The container id in a process's cgroup path (docker, containerd, CRI-O, podman all put a
+/// 64-hex-digit id in it).
+fn container_id(root: &Path, pid: u32) -> Option<String> {
+    let cgroup = fs::read_to_string(root.join(pid.to_string()).join("cgroup")).ok()?;
+    cgroup.lines().find_map(container_id_in_path)
+}
+
+#[must_use]
+pub fn container_id_in_path(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut run = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if b.is_ascii_hexdigit() && !b.is_ascii_uppercase() {
+            run += 1;
+            let next_hex = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit);
+            if run == 64 && !next_hex {
+                return Some(path[i + 1 - 64..=i].to_owned());
+            }
+        } else {
+            run = 0;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_from_cgroup_paths() {
+        let id = "a".repeat(64);
+        assert_eq!(
+            container_id_in_path(&format!("0::/system.slice/docker-{id}.scope")),
+            Some(id.clone())
+        );
+        assert_eq!(
+            container_id_in_path(&format!(
+                "0::/kubepods/burstable/pod1234/cri-containerd-{id}.scope"
+            )),
+            Some(id)
+        );
+        assert_eq!(container_id_in_path("0::/user.slice/session-1.scope"), None);
+    }
+
+    #[test]
+    fn fork_exec_exit_keep_ancestry() {
+        let mut t = ProcessTable::empty();
+        t.exec(10, 0, "/usr/bin/python3".into(), &["python3", "agent.py"]);
+        t.fork(10, 11);
+        let child = t.get(11);
+        assert_eq!((child.ppid, child.exe.as_str()), (10, "/usr/bin/python3"));
+        let child = t.exec(
+            11,
+            1000,
+            "/bin/sh".into(),
+            &["sh", "-c", "ls", "--password", "x"],
+        );
+        assert_eq!(child.ppid, 10);
+        assert_eq!(child.command_line, "sh -c ls --password [REDACTED]");
+        assert_eq!(t.exit(11).exe, "/bin/sh");
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn seeds_from_proc() {
+        let mut t = ProcessTable::from_proc();
+        let me = t.get(std::process::id());
+        assert!(!me.exe.is_empty());
+        assert!(!me.command_line.is_empty());
+    }
+}

@@ -1,0 +1,91 @@
+//! The ring buffer reader: wakes when the kernel writes (through `AsyncFd`, no polling timer),
+//! decodes and enriches every record, and hands batches downstream. When downstream is full the
+//! reader waits, the ring fills, and the kernel counts what it drops (see `LossCounters`):
+//! nothing is lost silently.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use aya::maps::{MapData, RingBuf};
+use runbom_common::decode::decode;
+use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::event::{Enricher, KernelEvent};
+
+/// Most events handed downstream in one batch.
+pub const BATCH: usize = 1024;
+
+/// Counters of the reader, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct ReaderStats {
+    /// Records read from the ring.
+    pub records: AtomicU64,
+    /// Records that failed to decode (and were skipped).
+    pub decode_errors: AtomicU64,
+    /// Events handed downstream.
+    pub events: AtomicU64,
+}
+
+/// Reads until `stop` is cancelled, then drains what the ring still holds and returns.
+pub async fn run(
+    ring: RingBuf<MapData>,
+    mut enricher: Enricher,
+    tx: mpsc::Sender<Vec<KernelEvent>>,
+    stats: Arc<ReaderStats>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    // SAFETY: the ring buffer owns its file descriptor, which stays open and the same for as
+    // long as the `AsyncFd` owns the ring.
+    let mut fd = unsafe { AsyncFd::register(ring) }?;
+    loop {
+        let stopping = tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &mut enricher, &tx, &stats).await;
+                guard.clear_ready();
+                false
+            }
+            () = stop.cancelled() => true,
+        };
+        if stopping {
+            drain(fd.get_mut(), &mut enricher, &tx, &stats).await;
+            return Ok(());
+        }
+    }
+}
+
+async fn drain(
+    ring: &mut RingBuf<MapData>,
+    enricher: &mut Enricher,
+    tx: &mpsc::Sender<Vec<KernelEvent>>,
+    stats: &ReaderStats,
+) {
+    loop {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut records = 0u64;
+        while batch.len() < BATCH {
+            let Some(item) = ring.next() else { break };
+            records += 1;
+            match decode(&item) {
+                Ok(event) => batch.extend(enricher.enrich(&event)),
+                Err(e) => {
+                    stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!("skipping kernel record: {e}");
+                }
+            }
+        }
+        stats.records.fetch_add(records, Ordering::Relaxed);
+        if records == 0 {
+            return;
+        }
+        let n = batch.len() as u64;
+        if !batch.is_empty() && tx.send(batch).await.is_err() {
+            return; // downstream is gone: shutting down
+        }
+        stats.events.fetch_add(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,471 @@
+//! Kernel events as OTLP spans and log records, exactly as the telemetry contract §1 names them.
+//!
+//! Events are grouped by the process (program run) that caused them: one `ResourceSpans` /
+//! `ResourceLogs` per process, scope `runbom.kernel`. An event that no application trace claimed
+//! becomes a root span in a trace shared by all events of its process, so a trace viewer shows a
+//! program run's activity together.
+
+use std::{collections::HashMap, sync::Arc};
+
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
+};
+use runbom_agent::{
+    Detail, KernelEvent, names,
+    proctable::{ProcessInfo, new_span_id},
+};
+
+/// Instrumentation scope of every kernel span and log record.
+pub const SCOPE: &str = "runbom.kernel";
+
+/// What the conversion needs to know beyond the events.
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// `host.name` of this node.
+    pub host_name: String,
+    /// Emit spans for events that no application trace claimed (logs are always emitted).
+    pub uncorrelated_spans: bool,
+}
+
+/// One batch of events, converted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OtlpBatch {
+    pub traces: ExportTraceServiceRequest,
+    pub logs: ExportLogsServiceRequest,
+}
+
+impl OtlpBatch {
+    #[must_use]
+    pub fn span_count(&self) -> usize {
+        self.traces
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
+    }
+
+    #[must_use]
+    pub fn log_count(&self) -> usize {
+        self.logs
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum()
+    }
+}
+
+/// Converts a batch of events.
+#[must_use]
+pub fn convert(events: &[KernelEvent], opts: &ConvertOptions) -> OtlpBatch {
+    // Group by process run, keeping first-seen order.
+    let mut order: Vec<&Arc<ProcessInfo>> = Vec::new();
+    let mut groups: HashMap<*const ProcessInfo, Vec<&KernelEvent>> = HashMap::new();
+    for ev in events {
+        groups
+            .entry(Arc::as_ptr(&ev.process))
+            .or_insert_with(|| {
+                order.push(&ev.process);
+                Vec::new()
+            })
+            .push(ev);
+    }
+    let scope = Some(InstrumentationScope {
+        name: SCOPE.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    });
+    let mut batch = OtlpBatch::default();
+    for process in order {
+        let group = &groups[&Arc::as_ptr(process)];
+        let resource = Some(resource(process, opts));
+        let mut spans = Vec::with_capacity(if opts.uncorrelated_spans {
+            group.len()
+        } else {
+            0
+        });
+        let mut logs = Vec::with_capacity(group.len());
+        for ev in group {
+            let span = opts.uncorrelated_spans.then(|| span(ev)).flatten();
+            logs.push(log(ev, span.as_ref()));
+            spans.extend(span);
+        }
+        if !spans.is_empty() {
+            batch.traces.resource_spans.push(ResourceSpans {
+                resource: resource.clone(),
+                scope_spans: vec![ScopeSpans {
+                    scope: scope.clone(),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            });
+        }
+        batch.logs.resource_logs.push(ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                scope: scope.clone(),
+                log_records: logs,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        });
+    }
+    batch
+}
+
+fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
+    let name = if p.exe.is_empty() {
+        "unknown"
+    } else {
+        p.exe_name()
+    };
+    let mut attributes = vec![
+        kv_str("service.name", name),
+        kv_str("host.name", &opts.host_name),
+        kv_int("process.pid", p.pid.into()),
+    ];
+    if !p.exe.is_empty() {
+        attributes.push(kv_str("process.executable.path", &p.exe));
+    }
+    if let Some(id) = &p.container_id {
+        attributes.push(kv_str("container.id", id));
+    }
+    Resource {
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// The span of an event; `None` for `process.exit`, which is a log only.
+fn span(ev: &KernelEvent) -> Option<Span> {
+    let (name, kind) = match &ev.detail {
+        Detail::Exit { .. } => return None,
+        Detail::Exec { path, .. } => (format!("process.exec {path}"), SpanKind::Internal),
+        Detail::Connect { remote, .. } => (
+            format!("net.connect {}:{}", host(remote.ip()), remote.port()),
+            SpanKind::Client,
+        ),
+        Detail::Accept { peer } => (
+            format!(
+                "net.accept {}",
+                peer.map_or_else(|| "unknown".into(), |p| p.ip().to_string())
+            ),
+            SpanKind::Server,
+        ),
+        Detail::FileOpen { path, .. } => (format!("file.open {path}"), SpanKind::Internal),
+        Detail::DnsQuery { name, .. } => (format!("dns.query {name}"), SpanKind::Client),
+    };
+    let status = error(ev).map(|e| Status {
+        message: e.into(),
+        code: StatusCode::Error as i32,
+    });
+    Some(Span {
+        trace_id: ev.process.trace_id.to_vec(),
+        span_id: new_span_id().to_vec(),
+        name,
+        kind: kind as i32,
+        start_time_unix_nano: ev.start_ns,
+        end_time_unix_nano: ev.end_ns,
+        attributes: attributes(ev),
+        status,
+        ..Default::default()
+    })
+}
+
+/// The log record of an event, pointing at its span when there is one.
+fn log(ev: &KernelEvent, span: Option<&Span>) -> LogRecord {
+    let event = ev.detail.event_name();
+    let mut attributes = attributes(ev);
+    attributes.push(kv_str("event.name", event));
+    let failed = error(ev).is_some();
+    LogRecord {
+        time_unix_nano: ev.start_ns,
+        observed_time_unix_nano: ev.end_ns,
+        severity_number: if failed {
+            SeverityNumber::Warn
+        } else {
+            SeverityNumber::Info
+        } as i32,
+        severity_text: if failed { "WARN" } else { "INFO" }.into(),
+        body: Some(any_str(&body(ev))),
+        attributes,
+        event_name: event.into(),
+        trace_id: span.map(|s| s.trace_id.clone()).unwrap_or_default(),
+        span_id: span.map(|s| s.span_id.clone()).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn error(ev: &KernelEvent) -> Option<&'static str> {
+    match &ev.detail {
+        Detail::Connect { error, .. } | Detail::FileOpen { error, .. } => *error,
+        _ => None,
+    }
+}
+
+/// One line a person can read.
+fn body(ev: &KernelEvent) -> String {
+    let who = format!("{} [{}]", ev.process.exe_name(), ev.pid);
+    let outcome = error(ev)
+        .map(|e| format!(" failed: {e}"))
+        .unwrap_or_default();
+    match &ev.detail {
+        Detail::Exec { .. } => format!("{who} exec {}", ev.process.command_line),
+        Detail::Exit { code: Some(c) } => format!("{who} exited with {c}"),
+        Detail::Exit { code: None } => format!("{who} was killed"),
+        Detail::Connect { remote, .. } => format!("{who} connect {remote}{outcome}"),
+        Detail::Accept { peer } => format!(
+            "{who} accepted {}",
+            peer.map_or_else(|| "a connection".into(), |p| p.to_string())
+        ),
+        Detail::FileOpen { path, flags, .. } => {
+            format!("{who} open {path} {}{outcome}", names::open_flags(*flags))
+        }
+        Detail::DnsQuery {
+            name,
+            qtype,
+            server,
+        } => {
+            format!("{who} dns query {name} {qtype} to {server}")
+        }
+    }
+}
+
+/// IPv6 addresses in brackets, so that `host:port` stays unambiguous.
+fn host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn attributes(ev: &KernelEvent) -> Vec<KeyValue> {
+    let p = &ev.process;
+    let mut a = Vec::with_capacity(14);
+    a.push(kv_str("runbom.event", ev.detail.event_name()));
+    a.push(kv_int("process.pid", ev.pid.into()));
+    a.push(kv_int("thread.id", ev.tid.into()));
+    if p.ppid != 0 {
+        a.push(kv_int("process.parent_pid", p.ppid.into()));
+    }
+    if !p.exe.is_empty() {
+        a.push(kv_str("process.executable.path", &p.exe));
+    }
+    if !p.command_line.is_empty() {
+        a.push(kv_str("process.command_line", &p.command_line));
+    }
+    a.push(kv_int("process.user.id", p.uid.into()));
+    if let Some(id) = &p.container_id {
+        a.push(kv_str("container.id", id));
+    }
+    let net_type = |ip: &std::net::IpAddr| if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+    match &ev.detail {
+        Detail::Exec { argv_truncated, .. } => {
+            if *argv_truncated {
+                a.push(kv_bool("runbom.exec.argv_truncated", true));
+            }
+        }
+        Detail::Exit { code } => {
+            if let Some(c) = code {
+                a.push(kv_int("process.exit.code", (*c).into()));
+            }
+        }
+        Detail::Connect {
+            remote,
+            transport,
+            error,
+        } => {
+            let ip = remote.ip().to_string();
+            a.push(kv_str("server.address", &ip));
+            a.push(kv_int("server.port", remote.port().into()));
+            a.push(kv_str("network.peer.address", &ip));
+            a.push(kv_int("network.peer.port", remote.port().into()));
+            if let Some(t) = transport {
+                a.push(kv_str("network.transport", t.as_str()));
+            }
+            a.push(kv_str("network.type", net_type(&remote.ip())));
+            if let Some(e) = error {
+                a.push(kv_str("error.type", e));
+            }
+        }
+        Detail::Accept { peer } => {
+            a.push(kv_str("network.transport", "tcp"));
+            if let Some(peer) = peer {
+                let ip = peer.ip().to_string();
+                a.push(kv_str("client.address", &ip));
+                a.push(kv_int("client.port", peer.port().into()));
+                a.push(kv_str("network.peer.address", &ip));
+                a.push(kv_int("network.peer.port", peer.port().into()));
+                a.push(kv_str("network.type", net_type(&peer.ip())));
+            }
+        }
+        Detail::FileOpen { path, flags, error } => {
+            a.push(kv_str("file.path", path));
+            a.push(kv_str("runbom.file.flags", &names::open_flags(*flags)));
+            if let Some(e) = error {
+                a.push(kv_str("error.type", e));
+            }
+        }
+        Detail::DnsQuery {
+            name,
+            qtype,
+            server,
+        } => {
+            a.push(kv_str("dns.question.name", name));
+            a.push(kv_str("runbom.dns.question.type", qtype));
+            a.push(kv_str("server.address", &server.ip().to_string()));
+            a.push(kv_int("server.port", server.port().into()));
+            a.push(kv_str("network.transport", "udp"));
+            a.push(kv_str("network.type", net_type(&server.ip())));
+        }
+    }
+    a
+}
+
+fn any_str(s: &str) -> AnyValue {
+    AnyValue {
+        value: Some(Value::StringValue(s.into())),
+    }
+}
+
+fn any_int(i: i64) -> AnyValue {
+    AnyValue {
+        value: Some(Value::IntValue(i)),
+    }
+}
+
+fn kv_str(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(any_str(value)),
+    }
+}
+
+fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(any_int(value)),
+    }
+}
+
+fn kv_bool(key: &str, value: bool) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::BoolValue(value)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use runbom_agent::Transport;
+
+    fn event(detail: Detail) -> KernelEvent {
+        KernelEvent {
+            pid: 42,
+            tid: 43,
+            cgroup_id: 1,
+            start_ns: 1_000,
+            end_ns: 2_000,
+            process: Arc::new(ProcessInfo {
+                pid: 42,
+                ppid: 1,
+                uid: 1000,
+                exe: "/usr/bin/curl".into(),
+                command_line: "curl http://x".into(),
+                container_id: None,
+                trace_id: [7; 16],
+            }),
+            detail,
+        }
+    }
+
+    fn opts() -> ConvertOptions {
+        ConvertOptions {
+            host_name: "node-1".into(),
+            uncorrelated_spans: true,
+        }
+    }
+
+    fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+        attrs
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.as_ref()?.value.as_ref())
+    }
+
+    #[test]
+    fn refused_connect_is_an_error_client_span() {
+        let remote: SocketAddr = "[::1]:8080".parse().unwrap();
+        let ev = event(Detail::Connect {
+            remote,
+            transport: Some(Transport::Tcp),
+            error: Some("ECONNREFUSED"),
+        });
+        let batch = convert(&[ev], &opts());
+        let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.name, "net.connect [::1]:8080");
+        assert_eq!(span.kind, SpanKind::Client as i32);
+        assert_eq!(span.status.as_ref().unwrap().code, StatusCode::Error as i32);
+        assert_eq!(
+            attr(&span.attributes, "error.type"),
+            Some(&Value::StringValue("ECONNREFUSED".into()))
+        );
+        assert_eq!(
+            attr(&span.attributes, "network.type"),
+            Some(&Value::StringValue("ipv6".into()))
+        );
+        let log = &batch.logs.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(log.event_name, "net.connect");
+        assert_eq!(log.span_id, span.span_id);
+        assert_eq!(log.trace_id, vec![7; 16]);
+    }
+
+    #[test]
+    fn exit_is_a_log_only_and_spans_can_be_off() {
+        let batch = convert(&[event(Detail::Exit { code: Some(3) })], &opts());
+        assert_eq!((batch.span_count(), batch.log_count()), (0, 1));
+        let open = event(Detail::FileOpen {
+            path: "/etc/hosts".into(),
+            flags: 0,
+            error: None,
+        });
+        let mut o = opts();
+        o.uncorrelated_spans = false;
+        let batch = convert(&[open], &o);
+        assert_eq!((batch.span_count(), batch.log_count()), (0, 1));
+        let log = &batch.logs.resource_logs[0].scope_logs[0].log_records[0];
+        assert!(log.span_id.is_empty());
+    }
+
+    #[test]
+    fn events_group_by_process() {
+        let a = event(Detail::Exec {
+            path: "/usr/bin/curl".into(),
+            argv_truncated: false,
+        });
+        let mut b = a.clone();
+        b.process = Arc::new(ProcessInfo {
+            pid: 50,
+            ..(*a.process).clone()
+        });
+        let batch = convert(&[a.clone(), b, a], &opts());
+        assert_eq!(batch.traces.resource_spans.len(), 2);
+        assert_eq!(batch.span_count(), 3);
+        let res = batch.traces.resource_spans[0].resource.as_ref().unwrap();
+        assert_eq!(
+            attr(&res.attributes, "service.name"),
+            Some(&Value::StringValue("curl".into()))
+        );
+    }
+}

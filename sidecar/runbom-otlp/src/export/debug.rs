@@ -1,0 +1,77 @@
+//! Debug exporter: what is exported, on standard output, for a person to read.
+
+use std::io::Write as _;
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+
+use crate::convert::OtlpBatch;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verbosity {
+    /// One summary line per batch.
+    #[default]
+    Basic,
+    /// One line per span and log record, with attributes.
+    Detailed,
+}
+
+pub struct DebugExporter {
+    pub verbosity: Verbosity,
+}
+
+fn value(v: Option<&AnyValue>) -> String {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn attrs(kvs: &[KeyValue]) -> String {
+    kvs.iter()
+        .map(|kv| format!("{}={}", kv.key, value(kv.value.as_ref())))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl DebugExporter {
+    pub fn export(&self, batch: &OtlpBatch) {
+        let mut out = std::io::stdout().lock();
+        // Standard output going away (a closed pipe) is not worth failing the pipeline for.
+        let _ = writeln!(
+            out,
+            "runbom debug: {} spans, {} log records",
+            batch.span_count(),
+            batch.log_count()
+        );
+        if self.verbosity == Verbosity::Basic {
+            return;
+        }
+        for rs in &batch.traces.resource_spans {
+            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                let _ = writeln!(
+                    out,
+                    "  span {} trace={} span={} {}",
+                    span.name,
+                    hex::encode(&span.trace_id),
+                    hex::encode(&span.span_id),
+                    attrs(&span.attributes)
+                );
+            }
+        }
+        for rl in &batch.logs.resource_logs {
+            for log in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+                let _ = writeln!(
+                    out,
+                    "  log {} {}: {}",
+                    log.event_name,
+                    log.severity_text,
+                    value(log.body.as_ref())
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! File exporter: OTLP/JSON, one export request per line, in `traces.jsonl` and `logs.jsonl`
+//! of a directory (the format of the Collector's `file` exporter, readable by any OTLP/JSON
+//! tool).
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{BufWriter, Write as _},
+    path::{Path, PathBuf},
+};
+
+use super::ExportError;
+use crate::convert::OtlpBatch;
+
+pub struct FileExporter {
+    traces: (PathBuf, BufWriter<File>),
+    logs: (PathBuf, BufWriter<File>),
+}
+
+fn open(path: &Path) -> Result<(PathBuf, BufWriter<File>), ExportError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| ExportError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok((path.to_owned(), BufWriter::new(file)))
+}
+
+fn write_line<T: serde::Serialize>(
+    (path, out): &mut (PathBuf, BufWriter<File>),
+    msg: &T,
+) -> Result<(), ExportError> {
+    let err = |source| ExportError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    serde_json::to_writer(&mut *out, msg).map_err(|e| err(e.into()))?;
+    out.write_all(b"\n").map_err(err)
+}
+
+impl FileExporter {
+    /// Creates the directory if needed and appends to the files in it.
+    pub fn new(dir: &Path) -> Result<Self, ExportError> {
+        fs::create_dir_all(dir).map_err(|source| ExportError::File {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            traces: open(&dir.join("traces.jsonl"))?,
+            logs: open(&dir.join("logs.jsonl"))?,
+        })
+    }
+
+    pub fn export(&mut self, batch: &OtlpBatch) -> Result<(), ExportError> {
+        if !batch.traces.resource_spans.is_empty() {
+            write_line(&mut self.traces, &batch.traces)?;
+        }
+        if !batch.logs.resource_logs.is_empty() {
+            write_line(&mut self.logs, &batch.logs)?;
+        }
+        self.flush()
+    }
+
+    pub fn flush(&mut self) -> Result<(), ExportError> {
+        for (path, out) in [&mut self.traces, &mut self.logs] {
+            out.flush().map_err(|source| ExportError::File {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}

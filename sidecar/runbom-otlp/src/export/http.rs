@@ -1,0 +1,139 @@
+//! OTLP/HTTP exporter: protobuf bodies sent by POST to `<endpoint>/v1/traces` and `/v1/logs`.
+
+use std::io::Write as _;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Request, header};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use prost::Message as _;
+
+use super::{ExportError, NetworkSettings};
+use crate::convert::OtlpBatch;
+
+pub struct HttpExporter {
+    client: Client<HttpConnector, Full<Bytes>>,
+    traces_url: hyper::Uri,
+    logs_url: hyper::Uri,
+    settings: NetworkSettings,
+}
+
+impl HttpExporter {
+    pub fn new(settings: NetworkSettings) -> Result<Self, ExportError> {
+        let base = settings.endpoint.trim_end_matches('/');
+        let base = if base.contains("://") {
+            base.to_owned()
+        } else {
+            format!("http://{base}")
+        };
+        if base.starts_with("https://") {
+            return Err(ExportError::Endpoint {
+                exporter: "otlphttp",
+                endpoint: settings.endpoint.clone(),
+                reason: "TLS is not supported yet; use http:// or a local collector".into(),
+            });
+        }
+        let uri = |path: &str| {
+            format!("{base}{path}")
+                .parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| ExportError::Endpoint {
+                    exporter: "otlphttp",
+                    endpoint: settings.endpoint.clone(),
+                    reason: e.to_string(),
+                })
+        };
+        for name in settings.headers.keys() {
+            header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| ExportError::Header {
+                exporter: "otlphttp",
+                name: name.clone(),
+                reason: "not a valid HTTP header name".into(),
+            })?;
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.timeout));
+        Ok(Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            traces_url: uri("/v1/traces")?,
+            logs_url: uri("/v1/logs")?,
+            settings,
+        })
+    }
+
+    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<(), ExportError> {
+        if !batch.traces.resource_spans.is_empty() {
+            let body = self.body(&batch.traces.encode_to_vec());
+            self.post(&self.traces_url, body).await?;
+        }
+        if !batch.logs.resource_logs.is_empty() {
+            let body = self.body(&batch.logs.encode_to_vec());
+            self.post(&self.logs_url, body).await?;
+        }
+        Ok(())
+    }
+
+    fn body(&self, raw: &[u8]) -> Bytes {
+        if !self.settings.gzip {
+            return Bytes::copy_from_slice(raw);
+        }
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(raw);
+        Bytes::from(enc.finish().unwrap_or_default())
+    }
+
+    async fn post(&self, url: &hyper::Uri, body: Bytes) -> Result<(), ExportError> {
+        self.settings
+            .retry
+            .run(|| self.post_once(url, body.clone()))
+            .await
+    }
+
+    async fn post_once(&self, url: &hyper::Uri, body: Bytes) -> Result<(), ExportError> {
+        let transport = |reason: String| ExportError::HttpTransport {
+            url: url.to_string(),
+            reason,
+        };
+        let mut req = Request::post(url.clone())
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(
+                header::USER_AGENT,
+                concat!("runbom/", env!("CARGO_PKG_VERSION")),
+            );
+        if self.settings.gzip {
+            req = req.header(header::CONTENT_ENCODING, "gzip");
+        }
+        for (name, value) in &self.settings.headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| transport(e.to_string()))?;
+        let resp = tokio::time::timeout(self.settings.timeout, self.client.request(req))
+            .await
+            .map_err(|_| transport(format!("no answer within {:?}", self.settings.timeout)))?
+            .map_err(|e| transport(e.to_string()))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| {
+                String::from_utf8_lossy(&b.to_bytes())
+                    .chars()
+                    .take(200)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Err(ExportError::HttpStatus {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body,
+        })
+    }
+}

@@ -1,0 +1,7 @@
+//! Kernel events as OTLP ([`convert`]) and the exporters that send them ([`export`]).
+
+pub mod convert;
+pub mod export;
+
+pub use convert::{ConvertOptions, OtlpBatch, convert};
+pub use export::{ExportError, Exporter};

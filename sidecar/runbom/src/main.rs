@@ -1,0 +1,108 @@
+//! The `runbom` command.
+
+mod config;
+mod run;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// runbom: an AI agent's runtime behaviour as OpenTelemetry evidence.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the eBPF probes and export what they see (until Ctrl-C or SIGTERM).
+    Run {
+        /// Configuration file (YAML). Without it: embedded defaults, writing OTLP/JSON to
+        /// ./runbom-data/.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file without starting anything.
+    Validate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
+    match path {
+        Some(p) => Config::from_file(p),
+        None => Config::embedded(),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNBOM_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (Command::Run { config } | Command::Validate { config }) = &cli.command;
+    let config = match load(config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("runbom: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config.service.telemetry.logs.level);
+    match cli.command {
+        Command::Validate { .. } => match run::build_sinks(&config) {
+            Ok(sinks) => {
+                println!(
+                    "{}: configuration is valid ({} exporters: {})",
+                    config.source,
+                    sinks.len(),
+                    config
+                        .exporters
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("runbom: invalid configuration: {}: {e:#}", config.source);
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { .. } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("runbom: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("runbom: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
