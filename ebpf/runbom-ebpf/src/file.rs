@@ -88,7 +88,7 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
             key.data.as_ptr().cast(),
         );
     }
-    if OPENS.insert(tid, *ev, 0).is_err() {
+    if OPENS.insert(tid, &*ev, 0).is_err() {
         count(counter::INFLIGHT_FULL);
     }
     Some(0)

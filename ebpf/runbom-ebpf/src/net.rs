@@ -103,7 +103,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         sock_type: sock_type.unwrap_or(SOCK_TYPE_UNKNOWN),
         _pad: [0; 6],
     };
-    if SOCK_CALLS.insert(tid, ev, 0).is_err() {
+    if SOCK_CALLS.insert(tid, &ev, 0).is_err() {
         count(counter::INFLIGHT_FULL);
     }
     0
@@ -174,7 +174,7 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
         sock_type: SOCK_TYPE_STREAM,
         _pad: [0; 6],
     };
-    if SOCK_CALLS.insert(tid, ev, 0).is_err() {
+    if SOCK_CALLS.insert(tid, &ev, 0).is_err() {
         count(counter::INFLIGHT_FULL);
     }
     0

@@ -113,7 +113,7 @@ fn exec_enter(_ctx: &TracePointContext, filename: *const u8, argv: *const u64) -
     let ev = &mut buf.event;
     ev.argc = argc;
     ev.argv_len = off;
-    if EXECS.insert(tid, *buf, 0).is_err() {
+    if EXECS.insert(tid, &*buf, 0).is_err() {
         count(counter::INFLIGHT_FULL);
     }
     Some(0)
