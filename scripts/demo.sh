@@ -37,6 +37,6 @@ sleep 1
 kill -INT $RUNBOM
 wait $RUNBOM || true
 trap - EXIT INT TERM
-grep "runbom stopped" runbom.log | sed 's/^.*INFO /[demo] /'
+grep -E "ebpf receiver stopped|runbom stopped" runbom.log | sed "s/^.*INFO /[demo] /"
 "$REPO/.venv/bin/python" "$REPO/scripts/demo_summary.py" runbom-data workload.json
 echo "[demo] all exported data: $DEMO/runbom-data/{traces,logs}.jsonl"

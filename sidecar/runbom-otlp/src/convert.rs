@@ -39,6 +39,16 @@ pub struct OtlpBatch {
 }
 
 impl OtlpBatch {
+    /// The batch as the requests a pipeline carries (empty ones left out).
+    #[must_use]
+    pub fn into_signals(self) -> Vec<crate::signal::Signal> {
+        use crate::signal::Signal;
+        [Signal::Traces(self.traces), Signal::Logs(self.logs)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     #[must_use]
     pub fn span_count(&self) -> usize {
         self.traces

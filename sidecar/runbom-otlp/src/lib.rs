@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod export;
+pub mod signal;
 
 pub use convert::{ConvertOptions, OtlpBatch, convert};
 pub use export::{ExportError, Exporter};

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use runbom_pipeline::SignalKind;
 use serde::{Deserialize, de::DeserializeOwned};
 
 /// A configuration error, already worded for the person who wrote the file.
@@ -41,11 +42,108 @@ struct RawConfig {
 pub struct Config {
     /// Where it came from (`<embedded defaults>` when no file was given).
     pub source: String,
-    pub ebpf: EbpfReceiver,
-    pub batch: BatchProcessor,
+    /// Receivers by their configured name (`ebpf`, `otlp`, `otlp/2`, ...).
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+    /// Processors by their configured name (`batch`, `memory_limiter/strict`, ...).
+    pub processors: BTreeMap<String, ProcessorConfig>,
     /// Exporters by their configured name (`otlp`, `otlp/backup`, ...).
     pub exporters: BTreeMap<String, ExporterConfig>,
     pub service: Service,
+}
+
+#[derive(Debug)]
+pub enum ReceiverConfig {
+    Ebpf(Box<EbpfReceiver>),
+    Otlp(Box<OtlpReceiver>),
+}
+
+#[derive(Debug)]
+pub enum ProcessorConfig {
+    Batch(BatchProcessor),
+    MemoryLimiter(MemoryLimiterProcessor),
+}
+
+/// The Collector's `otlp` receiver section, accepted as it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpReceiver {
+    #[serde(default)]
+    pub protocols: OtlpProtocols,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpProtocols {
+    pub grpc: Option<OtlpServer>,
+    pub http: Option<OtlpServer>,
+}
+
+/// One OTLP server (gRPC or HTTP). Unset fields take the Collector's defaults, except that
+/// runbom binds to loopback unless told otherwise.
+// Some fields are accepted so that a Collector's section loads as it is, and not used.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpServer {
+    /// `host:port`; default `127.0.0.1:4317` (gRPC) or `127.0.0.1:4318` (HTTP).
+    pub endpoint: Option<String>,
+    /// Largest request accepted, in MiB (default 4).
+    pub max_recv_msg_size_mib: Option<u64>,
+    pub tls: Option<TlsConfig>,
+    /// Accepted for compatibility; runbom does not use these.
+    pub max_concurrent_streams: Option<u32>,
+    pub read_buffer_size: Option<u64>,
+    pub write_buffer_size: Option<u64>,
+    pub include_metadata: Option<bool>,
+    pub transport: Option<String>,
+    pub keepalive: Option<serde_yaml::Value>,
+    pub cors: Option<serde_yaml::Value>,
+    pub traces_url_path: Option<String>,
+    pub logs_url_path: Option<String>,
+    pub metrics_url_path: Option<String>,
+}
+
+/// TLS settings as the Collector writes them. runbom does not terminate or originate TLS yet:
+/// only `insecure: true` (or an empty section) is accepted.
+#[allow(dead_code)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name_override: Option<String>,
+    pub min_version: Option<String>,
+}
+
+impl TlsConfig {
+    fn wants_tls(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+// The spike limits are accepted for compatibility; the limit applies as a hard limit.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryLimiterProcessor {
+    #[serde(default = "default_check_interval", with = "duration")]
+    pub check_interval: Duration,
+    /// Refuse data above this resident size, in MiB.
+    pub limit_mib: Option<u64>,
+    /// Accepted for compatibility; the limit applies as a hard limit.
+    pub spike_limit_mib: Option<u64>,
+    /// Refuse data above this share of the machine's memory.
+    pub limit_percentage: Option<u64>,
+    pub spike_limit_percentage: Option<u64>,
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,8 +188,10 @@ pub struct DnsSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchProcessor {
-    /// Send a batch once it holds this many events ...
+    /// Send a batch once it holds this many items (spans, log records, data points) ...
     pub send_batch_size: usize,
+    /// ... and never merge past this many (0: no limit).
+    pub send_batch_max_size: usize,
     /// ... or once the oldest event in it has waited this long.
     #[serde(with = "duration")]
     pub timeout: Duration,
@@ -103,6 +203,7 @@ pub enum ExporterConfig {
     OtlpHttp(NetworkExporter),
     File(FileExporterConfig),
     Debug(DebugExporterConfig),
+    Nop,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,7 +218,36 @@ pub struct NetworkExporter {
     pub timeout: Duration,
     #[serde(default)]
     pub retry_on_failure: RetryConfig,
+    #[serde(default)]
+    pub sending_queue: SendingQueue,
+    pub tls: Option<TlsConfig>,
+    /// `otlphttp` only: `proto` (the default; `json` is not supported yet).
+    pub encoding: Option<String>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingQueue {
+    pub enabled: bool,
+    /// Accepted for compatibility: each exporter sends from one task.
+    pub num_consumers: usize,
+    /// Requests held for the exporter before the pipeline is held back.
+    pub queue_size: usize,
+}
+
+impl Default for SendingQueue {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            num_consumers: 1,
+            queue_size: 64,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NopConfig {}
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -168,12 +298,8 @@ pub struct Service {
     pub telemetry: Telemetry,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Pipelines {
-    pub traces: Option<Pipeline>,
-    pub logs: Option<Pipeline>,
-}
+/// Pipelines by name: `traces`, `logs`, `metrics`, or `<signal>/<name>`.
+pub type Pipelines = BTreeMap<String, Pipeline>;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -187,6 +313,25 @@ pub struct Pipeline {
 #[serde(deny_unknown_fields, default)]
 pub struct Telemetry {
     pub logs: TelemetryLogs,
+    pub metrics: TelemetryMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryMetrics {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`none` to turn it off).
+    pub address: String,
+    /// Accepted for compatibility (`basic`, `normal`, `detailed`, `none`).
+    pub level: Option<String>,
+}
+
+impl Default for TelemetryMetrics {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:8888".into(),
+            level: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,8 +392,9 @@ impl Default for DnsSettings {
 impl Default for BatchProcessor {
     fn default() -> Self {
         Self {
-            send_batch_size: 512,
-            timeout: Duration::from_secs(1),
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: Duration::from_millis(200),
         }
     }
 }
@@ -284,11 +430,15 @@ impl EbpfReceiver {
     }
 }
 
-/// The configuration used when no file is given: everything the probes see goes to
-/// `./runbom-data/` as OTLP/JSON.
+/// The configuration used when no file is given: OTLP in on loopback (4317 gRPC, 4318 HTTP)
+/// plus everything the probes see, out to `./runbom-data/` as OTLP/JSON.
 pub const EMBEDDED_DEFAULT: &str = "\
 receivers:
   ebpf: {}
+  otlp:
+    protocols:
+      grpc: {}
+      http: {}
 processors:
   batch: {}
 exporters:
@@ -297,11 +447,15 @@ exporters:
 service:
   pipelines:
     traces:
-      receivers: [ebpf]
+      receivers: [otlp, ebpf]
       processors: [batch]
       exporters: [file]
     logs:
-      receivers: [ebpf]
+      receivers: [otlp, ebpf]
+      processors: [batch]
+      exporters: [file]
+    metrics:
+      receivers: [otlp]
       processors: [batch]
       exporters: [file]
 ";
@@ -337,94 +491,109 @@ impl Config {
             serde_path_to_error::deserialize(de)
                 .map_err(|e| err(&e.path().to_string(), e.inner()))?
         };
-
-        let mut ebpf = None;
-        for (name, value) in &raw.receivers {
-            let path = format!("receivers.{name}");
-            match component_type(name) {
-                "ebpf" => ebpf = Some(typed::<EbpfReceiver>(value, &path, source)?),
-                other => {
-                    return Err(err(
-                        &path,
-                        &format!("unknown receiver type `{other}` (this build has: ebpf)"),
-                    ));
-                }
-            }
-        }
-        let mut batch = None;
-        for (name, value) in &raw.processors {
-            let path = format!("processors.{name}");
-            match component_type(name) {
-                "batch" => batch = Some(typed::<BatchProcessor>(value, &path, source)?),
-                other => {
-                    return Err(err(
-                        &path,
-                        &format!("unknown processor type `{other}` (this build has: batch)"),
-                    ));
-                }
-            }
-        }
-        let mut exporters = BTreeMap::new();
-        for (name, value) in &raw.exporters {
-            let path = format!("exporters.{name}");
-            let exporter = match component_type(name) {
-                "otlp" => ExporterConfig::Otlp(typed(value, &path, source)?),
-                "otlphttp" => ExporterConfig::OtlpHttp(typed(value, &path, source)?),
-                "file" => ExporterConfig::File(typed(value, &path, source)?),
-                "debug" => ExporterConfig::Debug(typed(value, &path, source)?),
-                other => {
-                    return Err(err(
-                        &path,
-                        &format!(
-                            "unknown exporter type `{other}` (this build has: otlp, otlphttp, file, debug)"
-                        ),
-                    ));
-                }
-            };
-            exporters.insert(name.clone(), exporter);
-        }
+        let receivers = components(
+            "receivers",
+            &raw.receivers,
+            source,
+            "ebpf, otlp",
+            |kind, v, path| {
+                Some(match kind {
+                    "ebpf" => typed(v, path, source).map(|r| ReceiverConfig::Ebpf(Box::new(r))),
+                    "otlp" => typed(v, path, source).map(|r| ReceiverConfig::Otlp(Box::new(r))),
+                    _ => return None,
+                })
+            },
+        )?;
+        let processors = components(
+            "processors",
+            &raw.processors,
+            source,
+            "batch, memory_limiter",
+            |kind, v, path| {
+                Some(match kind {
+                    "batch" => typed(v, path, source).map(ProcessorConfig::Batch),
+                    "memory_limiter" => typed(v, path, source).map(ProcessorConfig::MemoryLimiter),
+                    _ => return None,
+                })
+            },
+        )?;
+        let exporters = components(
+            "exporters",
+            &raw.exporters,
+            source,
+            "otlp, otlphttp, file, debug, nop",
+            |kind, v, path| {
+                Some(match kind {
+                    "otlp" => typed(v, path, source).map(ExporterConfig::Otlp),
+                    "otlphttp" => typed(v, path, source).map(ExporterConfig::OtlpHttp),
+                    "file" => typed(v, path, source).map(ExporterConfig::File),
+                    "debug" => typed(v, path, source).map(ExporterConfig::Debug),
+                    "nop" => typed::<NopConfig>(v, path, source).map(|_| ExporterConfig::Nop),
+                    _ => return None,
+                })
+            },
+        )?;
 
         let config = Self {
             source: source.to_owned(),
-            ebpf: ebpf.unwrap_or_default(),
-            batch: batch.unwrap_or_default(),
+            receivers,
+            processors,
             exporters,
             service: raw.service,
         };
-        config.check(&raw.receivers, &raw.processors)?;
+        config.check_pipelines()?;
+        config.check_components()?;
         Ok(config)
     }
 
-    fn check(
-        &self,
-        receivers: &BTreeMap<String, serde_yaml::Value>,
-        processors: &BTreeMap<String, serde_yaml::Value>,
-    ) -> Result<(), ConfigError> {
-        let err =
-            |path: &str, msg: String| ConfigError(format!("{} at `{path}`: {msg}", self.source));
-        let pipelines = [
-            ("traces", self.service.pipelines.traces.as_ref()),
-            ("logs", self.service.pipelines.logs.as_ref()),
-        ];
-        if pipelines.iter().all(|(_, p)| p.is_none()) {
+    fn error(&self, path: &str, msg: &str) -> ConfigError {
+        ConfigError(format!("{} at `{path}`: {msg}", self.source))
+    }
+
+    /// Every pipeline names its signal and only components that exist and fit it.
+    fn check_pipelines(&self) -> Result<(), ConfigError> {
+        let err = |path: &str, msg: String| self.error(path, &msg);
+        if self.service.pipelines.is_empty() {
             return Err(err(
                 "service.pipelines",
-                "no pipeline is defined; define `traces` and/or `logs`".into(),
+                "no pipeline is defined; define `traces`, `logs` and/or `metrics`".into(),
             ));
         }
-        for (signal, pipeline) in pipelines {
-            let Some(p) = pipeline else { continue };
-            let base = format!("service.pipelines.{signal}");
-            for (i, name) in p.receivers.iter().enumerate() {
-                if !receivers.contains_key(name) {
-                    return Err(err(
-                        &format!("{base}.receivers[{i}]"),
-                        format!("receiver `{name}` is not defined under `receivers`"),
-                    ));
+        for (name, p) in &self.service.pipelines {
+            let base = format!("service.pipelines.{name}");
+            let Some(signal) = pipeline_signal(name) else {
+                return Err(err(
+                    &base,
+                    "a pipeline is named after its signal: `traces`, `logs` or `metrics`, \
+                     optionally followed by `/name`"
+                        .into(),
+                ));
+            };
+            if p.receivers.is_empty() {
+                return Err(err(
+                    &format!("{base}.receivers"),
+                    "a pipeline needs at least one receiver".into(),
+                ));
+            }
+            for (i, r) in p.receivers.iter().enumerate() {
+                match self.receivers.get(r) {
+                    None => {
+                        return Err(err(
+                            &format!("{base}.receivers[{i}]"),
+                            format!("receiver `{r}` is not defined under `receivers`"),
+                        ));
+                    }
+                    Some(ReceiverConfig::Ebpf(_)) if signal == SignalKind::Metrics => {
+                        return Err(err(
+                            &format!("{base}.receivers[{i}]"),
+                            "the ebpf receiver produces traces and logs, not metrics".into(),
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
             for (i, name) in p.processors.iter().enumerate() {
-                if !processors.contains_key(name) {
+                if !self.processors.contains_key(name) {
                     return Err(err(
                         &format!("{base}.processors[{i}]"),
                         format!("processor `{name}` is not defined under `processors`"),
@@ -446,56 +615,163 @@ impl Config {
                 }
             }
         }
-        let ring = self.ebpf.ring_buffer_bytes;
+        Ok(())
+    }
+
+    /// Settings that are valid YAML but not valid values.
+    fn check_components(&self) -> Result<(), ConfigError> {
+        let err = |path: &str, msg: String| self.error(path, &msg);
+        for (name, r) in &self.receivers {
+            match r {
+                ReceiverConfig::Ebpf(e) => e.check(&format!("receivers.{name}"), &err)?,
+                ReceiverConfig::Otlp(o) => {
+                    if o.protocols.grpc.is_none() && o.protocols.http.is_none() {
+                        return Err(err(
+                            &format!("receivers.{name}.protocols"),
+                            "enable `grpc` and/or `http`".into(),
+                        ));
+                    }
+                    for (proto, server) in
+                        [("grpc", &o.protocols.grpc), ("http", &o.protocols.http)]
+                    {
+                        if let Some(tls) = server.as_ref().and_then(|s| s.tls.as_ref())
+                            && tls.wants_tls()
+                        {
+                            return Err(err(
+                                &format!("receivers.{name}.protocols.{proto}.tls"),
+                                "TLS termination is not supported yet; terminate TLS in front of runbom or remove the section".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for (name, p) in &self.processors {
+            match p {
+                ProcessorConfig::Batch(b) if b.send_batch_size == 0 => {
+                    return Err(err(
+                        &format!("processors.{name}.send_batch_size"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                ProcessorConfig::MemoryLimiter(m)
+                    if m.limit_mib.is_none() && m.limit_percentage.is_none() =>
+                {
+                    return Err(err(
+                        &format!("processors.{name}"),
+                        "set `limit_mib` or `limit_percentage`".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (name, e) in &self.exporters {
+            if let ExporterConfig::Otlp(n) | ExporterConfig::OtlpHttp(n) = e {
+                if n.tls.as_ref().is_some_and(TlsConfig::wants_tls)
+                    || n.endpoint.starts_with("https://")
+                {
+                    return Err(err(
+                        &format!("exporters.{name}.tls"),
+                        "TLS to the destination is not supported yet; use a plain-text endpoint (e.g. a local Collector) with `tls: {insecure: true}`".into(),
+                    ));
+                }
+                if n.encoding.as_deref().is_some_and(|e| e != "proto") {
+                    return Err(err(
+                        &format!("exporters.{name}.encoding"),
+                        "only `proto` is supported".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured pipelines, in order, with their signal.
+    pub fn pipelines(&self) -> impl Iterator<Item = (&str, SignalKind, &Pipeline)> {
+        self.service
+            .pipelines
+            .iter()
+            .filter_map(|(name, p)| Some((name.as_str(), pipeline_signal(name)?, p)))
+    }
+}
+
+impl EbpfReceiver {
+    fn check(
+        &self,
+        base: &str,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let ring = self.ring_buffer_bytes;
         if !ring.is_power_of_two() || ring < 4096 {
             return Err(err(
-                "receivers.ebpf.ring_buffer_bytes",
+                &format!("{base}.ring_buffer_bytes"),
                 format!("{ring} must be a power of two of at least 4096"),
             ));
         }
         // The kernel side keeps one byte of its argv buffer for the terminating NUL.
         let argv_max = runbom_common::ARGV_MAX as u32;
-        if self.ebpf.exec.argv_max_bytes >= argv_max {
+        if self.exec.argv_max_bytes >= argv_max {
             return Err(err(
-                "receivers.ebpf.exec.argv_max_bytes",
+                &format!("{base}.exec.argv_max_bytes"),
                 format!(
                     "{} is larger than the kernel side allows (at most {})",
-                    self.ebpf.exec.argv_max_bytes,
+                    self.exec.argv_max_bytes,
                     argv_max - 1
                 ),
             ));
         }
         for (field, list) in [
-            ("include", &self.ebpf.file.include),
-            ("exclude", &self.ebpf.file.exclude),
+            ("include", &self.file.include),
+            ("exclude", &self.file.exclude),
         ] {
             for (i, prefix) in list.iter().enumerate() {
-                if prefix.is_empty() || prefix.len() >= 256 {
+                if prefix.is_empty() || prefix.len() >= runbom_common::PATH_MAX {
                     return Err(err(
-                        &format!("receivers.ebpf.file.{field}[{i}]"),
-                        format!("prefix {prefix:?} must be 1 to 255 bytes long"),
+                        &format!("{base}.file.{field}[{i}]"),
+                        format!(
+                            "prefix {prefix:?} must be 1 to {} bytes long",
+                            runbom_common::PATH_MAX - 1
+                        ),
                     ));
                 }
             }
         }
-        if self.batch.send_batch_size == 0 {
-            return Err(err(
-                "processors.batch.send_batch_size",
-                "must be at least 1".into(),
-            ));
-        }
         Ok(())
     }
+}
 
-    /// Whether the exporter named `name` receives traces and logs.
-    #[must_use]
-    pub fn signals_of(&self, name: &str) -> (bool, bool) {
-        let has = |p: Option<&Pipeline>| p.is_some_and(|p| p.exporters.iter().any(|e| e == name));
-        (
-            has(self.service.pipelines.traces.as_ref()),
-            has(self.service.pipelines.logs.as_ref()),
-        )
+/// `traces/agents` carries traces.
+fn pipeline_signal(name: &str) -> Option<SignalKind> {
+    match component_type(name) {
+        "traces" => Some(SignalKind::Traces),
+        "logs" => Some(SignalKind::Logs),
+        "metrics" => Some(SignalKind::Metrics),
+        _ => None,
     }
+}
+
+/// Parses every component of a section (`receivers`, ...): `make(type, value, path)` builds one,
+/// or returns `None` for a type this build does not have.
+fn components<T>(
+    section: &str,
+    raw: &BTreeMap<String, serde_yaml::Value>,
+    source: &str,
+    known: &str,
+    make: impl Fn(&str, &serde_yaml::Value, &str) -> Option<Result<T, ConfigError>>,
+) -> Result<BTreeMap<String, T>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in raw {
+        let path = format!("{section}.{name}");
+        let kind = component_type(name);
+        let component = make(kind, value, &path).unwrap_or_else(|| {
+            Err(ConfigError(format!(
+                "{source} at `{path}`: unknown {} type `{kind}` (this build has: {known})",
+                section.trim_end_matches('s')
+            )))
+        })?;
+        out.insert(name.clone(), component);
+    }
+    Ok(out)
 }
 
 /// `otlp/backup` is an exporter of type `otlp`.
@@ -600,8 +876,15 @@ mod tests {
     fn embedded_default_parses() {
         let c = Config::embedded().unwrap();
         assert!(matches!(c.exporters["file"], ExporterConfig::File(_)));
-        assert_eq!(c.signals_of("file"), (true, true));
-        assert!(c.ebpf.uncorrelated_spans);
+        let signals: Vec<_> = c.pipelines().map(|(_, s, _)| s).collect();
+        assert_eq!(
+            signals,
+            [SignalKind::Logs, SignalKind::Metrics, SignalKind::Traces]
+        );
+        let ReceiverConfig::Ebpf(e) = &c.receivers["ebpf"] else {
+            panic!("ebpf receiver missing")
+        };
+        assert!(e.uncorrelated_spans);
     }
 
     #[test]
@@ -641,6 +924,12 @@ mod tests {
             e.contains("`service.pipelines.traces.exporters[0]`: exporter `otlp` is not defined"),
             "{e}"
         );
+        let text = EMBEDDED_DEFAULT.replace("receivers: [otlp]\n", "receivers: [ebpf]\n");
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(
+            e.contains("the ebpf receiver produces traces and logs"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -661,6 +950,71 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("`RUNBOM_TEST_UNSET_VAR`"), "{e}");
+    }
+
+    #[test]
+    fn collector_sections_are_accepted_as_they_are() {
+        let text = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:14317
+        max_recv_msg_size_mib: 8
+        include_metadata: true
+      http:
+        endpoint: 127.0.0.1:14318
+        cors:
+          allowed_origins: ['*']
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 512
+    spike_limit_mib: 128
+  batch:
+    send_batch_size: 1000
+    timeout: 5s
+exporters:
+  otlp/tempo:
+    endpoint: tempo:4317
+    tls:
+      insecure: true
+    headers:
+      x-scope-orgid: team-a
+    compression: gzip
+    timeout: 30s
+    retry_on_failure:
+      enabled: true
+      initial_interval: 1s
+      max_interval: 10s
+      max_elapsed_time: 60s
+    sending_queue:
+      enabled: true
+      num_consumers: 4
+      queue_size: 100
+  nop: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [otlp/tempo]
+    metrics/all:
+      receivers: [otlp]
+      exporters: [nop]
+";
+        let c = Config::parse(text, "collector.yaml").unwrap();
+        let ExporterConfig::Otlp(o) = &c.exporters["otlp/tempo"] else {
+            panic!("otlp/tempo")
+        };
+        assert_eq!(o.sending_queue.queue_size, 100);
+        assert_eq!(o.headers["x-scope-orgid"], "team-a");
+        let text = text.replace("insecure: true", "ca_file: /etc/ca.pem");
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(
+            e.contains("`exporters.otlp/tempo.tls`: TLS to the destination is not supported yet"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `runbom` command.
 
 mod config;
+mod ebpf;
 mod run;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -64,18 +65,16 @@ fn main() -> ExitCode {
     };
     init_logging(&config.service.telemetry.logs.level);
     match cli.command {
-        Command::Validate { .. } => match run::build_sinks(&config) {
-            Ok(sinks) => {
+        Command::Validate { .. } => match run::validate(&config) {
+            Ok(()) => {
+                let names =
+                    |keys: Vec<&String>| keys.into_iter().cloned().collect::<Vec<_>>().join(", ");
                 println!(
-                    "{}: configuration is valid ({} exporters: {})",
+                    "{}: configuration is valid (pipelines: {}; receivers: {}; exporters: {})",
                     config.source,
-                    sinks.len(),
-                    config
-                        .exporters
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    names(config.service.pipelines.keys().collect()),
+                    names(config.receivers.keys().collect()),
+                    names(config.exporters.keys().collect()),
                 );
                 ExitCode::SUCCESS
             }

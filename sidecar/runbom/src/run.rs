@@ -1,143 +1,297 @@
-//! `runbom run`: probes → ring reader → batcher → exporters, each stage one owning task joined
-//! by a bounded channel, stopped in order (reader first, then the batcher drains and flushes).
+//! `runbom run`: builds the pipelines from the configuration, starts the receivers and the
+//! admin endpoint, and on Ctrl-C/SIGTERM stops in order: receivers first (the kernel ring is
+//! drained, open requests finish), then every pipeline drains into its exporters.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
 
 use anyhow::{Context as _, Result};
-use opentelemetry_proto::tonic::collector::{
-    logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
-};
-use runbom_agent::{
-    Enricher, KernelEvent, Probes,
-    clock::BootClock,
-    probes::LossCounters,
-    proctable::ProcessTable,
-    reader::{self, ReaderStats},
-};
 use runbom_otlp::{
-    ConvertOptions, Exporter, OtlpBatch, convert,
+    ExportError, Exporter,
     export::{
         DebugExporter, FileExporter, GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy,
         Verbosity,
     },
 };
-use tokio::sync::mpsc;
+use runbom_pipeline::{
+    Graph, GraphSettings, PipelineSpec, ProcessorSpec, Telemetry,
+    admin::{self, Readiness},
+    processor::{batch::BatchSettings, memory_limiter::MemoryLimit},
+    receiver,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{Compression, Config, DebugVerbosity, ExporterConfig, NetworkExporter};
+use crate::{
+    config::{
+        Compression, Config, DebugVerbosity, ExporterConfig, NetworkExporter, OtlpServer,
+        ProcessorConfig, ReceiverConfig,
+    },
+    ebpf,
+};
 
-/// Batches of kernel events buffered between the reader and the batcher.
-const CHANNEL_BATCHES: usize = 64;
-/// How often a progress line is logged while running.
-const PROGRESS_EVERY: Duration = Duration::from_secs(10);
-
-/// One exporter and the signals its pipelines give it.
-pub(crate) struct Sink {
-    name: String,
-    exporter: Exporter,
-    traces: bool,
-    logs: bool,
-    failed_batches: u64,
+/// Builds the exporter configured as `cfg`.
+pub fn build_exporter(
+    cfg: &ExporterConfig,
+    retries: Arc<AtomicU64>,
+) -> Result<Exporter, ExportError> {
+    Ok(match cfg {
+        ExporterConfig::Otlp(n) => Exporter::Grpc(GrpcExporter::new(network(n, retries))?),
+        ExporterConfig::OtlpHttp(n) => Exporter::Http(HttpExporter::new(network(n, retries))?),
+        ExporterConfig::File(f) => Exporter::File(FileExporter::new(&f.path)?),
+        ExporterConfig::Debug(d) => Exporter::Debug(DebugExporter {
+            verbosity: match d.verbosity {
+                DebugVerbosity::Basic => Verbosity::Basic,
+                DebugVerbosity::Detailed => Verbosity::Detailed,
+            },
+        }),
+        ExporterConfig::Nop => Exporter::Nop,
+    })
 }
 
-/// Builds every configured exporter (so that a bad endpoint fails before the probes load).
-pub(crate) fn build_sinks(config: &Config) -> Result<Vec<Sink>> {
-    let mut sinks = Vec::new();
-    for (name, cfg) in &config.exporters {
-        let (traces, logs) = config.signals_of(name);
-        if !traces && !logs {
-            warn!("exporter `{name}` is in no pipeline; it will receive nothing");
-            continue;
-        }
-        let exporter = match cfg {
-            ExporterConfig::Otlp(n) => Exporter::Grpc(GrpcExporter::new(network(n))?),
-            ExporterConfig::OtlpHttp(n) => Exporter::Http(HttpExporter::new(network(n))?),
-            ExporterConfig::File(f) => Exporter::File(FileExporter::new(&f.path)?),
-            ExporterConfig::Debug(d) => Exporter::Debug(DebugExporter {
-                verbosity: match d.verbosity {
-                    DebugVerbosity::Basic => Verbosity::Basic,
-                    DebugVerbosity::Detailed => Verbosity::Detailed,
-                },
-            }),
-        };
-        sinks.push(Sink {
-            name: name.clone(),
-            exporter,
-            traces,
-            logs,
-            failed_batches: 0,
-        });
-    }
-    Ok(sinks)
-}
-
-fn network(n: &NetworkExporter) -> NetworkSettings {
+fn network(n: &NetworkExporter, retries: Arc<AtomicU64>) -> NetworkSettings {
+    let r = &n.retry_on_failure;
     NetworkSettings {
         endpoint: n.endpoint.clone(),
         headers: n.headers.clone(),
         gzip: n.compression == Compression::Gzip,
         timeout: n.timeout,
         retry: RetryPolicy {
-            enabled: n.retry_on_failure.enabled,
-            initial_interval: n.retry_on_failure.initial_interval,
-            max_interval: n.retry_on_failure.max_interval,
-            max_elapsed_time: n.retry_on_failure.max_elapsed_time,
+            enabled: r.enabled,
+            initial_interval: r.initial_interval,
+            max_interval: r.max_interval,
+            max_elapsed_time: r.max_elapsed_time,
         },
+        retries,
     }
 }
 
-pub async fn run(config: Config) -> Result<()> {
-    let mut sinks = build_sinks(&config)?;
-    let mut probes = Probes::load(&config.ebpf.probe_settings())?;
-    let ring = probes.take_ring()?;
-    let losses = probes.take_counters()?;
-    let procs = ProcessTable::from_proc();
-    info!(
-        processes = procs.len(),
-        exporters = ?sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        "probes attached; watching (config: {})",
-        config.source
-    );
+/// The pipelines as the pipeline crate describes them.
+fn pipeline_specs(config: &Config) -> Vec<PipelineSpec> {
+    config
+        .pipelines()
+        .map(|(name, signal, p)| PipelineSpec {
+            name: name.to_owned(),
+            signal,
+            receivers: p.receivers.clone(),
+            processors: p
+                .processors
+                .iter()
+                .map(|name| match &config.processors[name] {
+                    ProcessorConfig::Batch(b) => ProcessorSpec::Batch(BatchSettings {
+                        send_batch_size: b.send_batch_size,
+                        send_batch_max_size: b.send_batch_max_size,
+                        timeout: b.timeout,
+                    }),
+                    ProcessorConfig::MemoryLimiter(m) => {
+                        ProcessorSpec::MemoryLimiter(MemoryLimit {
+                            check_interval: m.check_interval,
+                            limit_bytes: memory_limit_bytes(m.limit_mib, m.limit_percentage),
+                        })
+                    }
+                })
+                .collect(),
+            exporters: p.exporters.clone(),
+        })
+        .collect()
+}
 
-    let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+fn memory_limit_bytes(limit_mib: Option<u64>, percentage: Option<u64>) -> u64 {
+    if let Some(mib) = limit_mib {
+        return mib << 20;
+    }
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    total / 100 * percentage.unwrap_or(100)
+}
+
+fn graph_settings(config: &Config) -> GraphSettings {
+    let queue = config
+        .exporters
+        .values()
+        .filter_map(|e| match e {
+            ExporterConfig::Otlp(n) | ExporterConfig::OtlpHttp(n) if n.sending_queue.enabled => {
+                Some(n.sending_queue.queue_size.max(1))
+            }
+            _ => None,
+        })
+        .max();
+    GraphSettings {
+        exporter_queue: queue.unwrap_or(GraphSettings::default().exporter_queue),
+        ..GraphSettings::default()
+    }
+}
+
+/// Checks that every exporter can be built (endpoints and headers parse).
+pub fn validate(config: &Config) -> Result<()> {
+    for (name, cfg) in &config.exporters {
+        build_exporter(cfg, Arc::default()).with_context(|| format!("exporter `{name}`"))?;
+    }
+    Ok(())
+}
+
+async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("{what}: cannot listen on {addr} (is another collector already using it?)")
+    })
+}
+
+/// Starts an `otlp` receiver's servers.
+async fn start_otlp(
+    name: &str,
+    server_grpc: Option<&OtlpServer>,
+    server_http: Option<&OtlpServer>,
+    ingest: &runbom_pipeline::Ingest,
+) -> Result<Vec<JoinHandle<Result<()>>>> {
+    let mut tasks = Vec::new();
+    for (proto, server, default) in [
+        ("grpc", server_grpc, "127.0.0.1:4317"),
+        ("http", server_http, "127.0.0.1:4318"),
+    ] {
+        let Some(server) = server else { continue };
+        let addr = server.endpoint.as_deref().unwrap_or(default);
+        let listener = bind(&format!("receiver `{name}` ({proto})"), addr).await?;
+        let limits = receiver::Limits {
+            max_request_bytes: server
+                .max_recv_msg_size_mib
+                .map_or(receiver::Limits::default().max_request_bytes, |m| {
+                    (m as usize) << 20
+                }),
+        };
+        info!(
+            receiver = name,
+            "OTLP/{proto} listening on {}",
+            listener.local_addr()?
+        );
+        let ingest = ingest.clone();
+        let what = format!("receiver `{name}` ({proto})");
+        tasks.push(tokio::spawn(async move {
+            let outcome = if proto == "grpc" {
+                receiver::serve_grpc(listener, ingest, limits).await
+            } else {
+                receiver::serve_http(listener, ingest, limits).await
+            };
+            outcome.with_context(|| what)
+        }));
+    }
+    Ok(tasks)
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let telemetry = Arc::new(Telemetry::default());
     let stop = CancellationToken::new();
-    let stats = Arc::new(ReaderStats::default());
-    let reader = tokio::spawn(reader::run(
-        ring,
-        Enricher::new(procs, BootClock::new()),
-        tx,
-        stats.clone(),
-        stop.clone(),
-    ));
-    let opts = ConvertOptions {
-        host_name: host_name(),
-        uncorrelated_spans: config.ebpf.uncorrelated_spans,
+    let mut graph = Graph::build(
+        &pipeline_specs(&config),
+        graph_settings(&config),
+        telemetry.clone(),
+        &stop,
+        |name, _signal, retries| build_exporter(&config.exporters[name], retries),
+    )?;
+
+    let mut receivers: Vec<JoinHandle<Result<()>>> = Vec::new();
+    let mut probes = None;
+    for (name, cfg) in &config.receivers {
+        let Some(ingest) = graph.take_ingest(name) else {
+            warn!("receiver `{name}` is in no pipeline; not started");
+            continue;
+        };
+        match cfg {
+            ReceiverConfig::Otlp(o) => receivers.extend(
+                start_otlp(
+                    name,
+                    o.protocols.grpc.as_ref(),
+                    o.protocols.http.as_ref(),
+                    &ingest,
+                )
+                .await?,
+            ),
+            ReceiverConfig::Ebpf(e) => {
+                let running = ebpf::start(e, ingest, &telemetry, &stop)?;
+                receivers.push(running.task);
+                probes = Some(running.probes);
+            }
+        }
+    }
+
+    let ready = Arc::new(Readiness::default());
+    let admin_addr = &config.service.telemetry.metrics.address;
+    let admin = if admin_addr == "none" {
+        None
+    } else {
+        let listener = bind("service.telemetry.metrics", admin_addr).await?;
+        info!(
+            "/metrics, /healthz and /readyz on http://{}",
+            listener.local_addr()?
+        );
+        Some(tokio::spawn(admin::serve(
+            listener,
+            telemetry.clone(),
+            ready.clone(),
+            stop.clone(),
+        )))
     };
-    let batcher = tokio::spawn(batch_loop(
-        rx,
-        std::mem::take(&mut sinks),
-        opts,
-        config.batch.send_batch_size,
-        config.batch.timeout,
-        stats.clone(),
-        losses,
-    ));
+    ready.set(true);
+    info!(config = %config.source, "runbom is running");
 
     shutdown_signal().await;
-    info!("stopping: draining the ring buffer and exporting what was captured");
+    info!("stopping: receivers first, then every pipeline drains into its exporters");
+    ready.set(false);
     stop.cancel();
-    reader
-        .await
-        .context("ring reader task")?
-        .context("reading the ring buffer")?;
-    let summary = batcher.await.context("batcher task")?;
+    for task in receivers {
+        match tokio::time::timeout(Duration::from_secs(30), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error!("{e:#}"),
+            Ok(Err(e)) => error!("receiver task: {e}"),
+            Err(_) => error!("a receiver did not stop within 30 s"),
+        }
+    }
     drop(probes);
-    summary.print(&stats);
+    graph.drain().await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    summary(&telemetry);
     Ok(())
+}
+
+fn summary(telemetry: &Telemetry) {
+    let stages = telemetry.stages();
+    let sum = |stage: &str, f: fn(&runbom_pipeline::StageCounters) -> u64| -> u64 {
+        stages
+            .iter()
+            .filter(|c| c.stage == stage)
+            .map(|c| f(c))
+            .sum()
+    };
+    info!(
+        received = sum("receiver", runbom_pipeline::StageCounters::accepted),
+        refused = sum("receiver", runbom_pipeline::StageCounters::refused),
+        exported = sum("exporter", runbom_pipeline::StageCounters::sent),
+        failed = sum("exporter", runbom_pipeline::StageCounters::failed),
+        retried = sum("exporter", runbom_pipeline::StageCounters::retried),
+        "runbom stopped"
+    );
+    for c in stages
+        .iter()
+        .filter(|c| c.stage == "exporter" && c.failed() > 0)
+    {
+        error!(
+            "exporter `{}` gave up on {} {} (see errors above)",
+            c.name,
+            c.failed(),
+            c.signal.item()
+        );
+    }
 }
 
 async fn shutdown_signal() {
@@ -153,142 +307,4 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-/// What a run did, printed when it stops.
-#[derive(Default)]
-struct Summary {
-    events: u64,
-    spans: u64,
-    logs: u64,
-    failed: Vec<(String, u64)>,
-    losses: runbom_agent::Losses,
-}
-
-impl Summary {
-    fn print(&self, stats: &ReaderStats) {
-        let decode_errors = stats.decode_errors.load(Ordering::Relaxed);
-        info!(
-            events = self.events,
-            spans = self.spans,
-            logs = self.logs,
-            kernel_records = stats.records.load(Ordering::Relaxed),
-            decode_errors,
-            ring_full_drops = self.losses.ring_full,
-            inflight_full_drops = self.losses.inflight_full,
-            "runbom stopped"
-        );
-        for (name, n) in &self.failed {
-            error!("exporter `{name}` failed to deliver {n} batches (see errors above)");
-        }
-        if self.losses.ring_full + self.losses.inflight_full > 0 {
-            warn!(
-                "the kernel dropped {} events because runbom could not keep up; raise receivers.ebpf.ring_buffer_bytes",
-                self.losses.ring_full + self.losses.inflight_full
-            );
-        }
-    }
-}
-
-async fn batch_loop(
-    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
-    mut sinks: Vec<Sink>,
-    opts: ConvertOptions,
-    batch_size: usize,
-    timeout: Duration,
-    stats: Arc<ReaderStats>,
-    losses: LossCounters,
-) -> Summary {
-    let mut summary = Summary::default();
-    let mut pending: Vec<KernelEvent> = Vec::with_capacity(batch_size);
-    let mut deadline = tokio::time::Instant::now() + timeout;
-    let mut progress = tokio::time::interval(PROGRESS_EVERY);
-    progress.tick().await;
-    loop {
-        tokio::select! {
-            got = rx.recv() => match got {
-                Some(events) => {
-                    if pending.is_empty() {
-                        deadline = tokio::time::Instant::now() + timeout;
-                    }
-                    pending.extend(events);
-                    while pending.len() >= batch_size {
-                        let rest = pending.split_off(batch_size);
-                        flush(&mut pending, &mut sinks, &opts, &mut summary).await;
-                        pending = rest;
-                    }
-                }
-                None => break,
-            },
-            () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {
-                flush(&mut pending, &mut sinks, &opts, &mut summary).await;
-            }
-            _ = progress.tick() => {
-                let l = losses.read();
-                info!(
-                    events = summary.events,
-                    kernel_records = stats.records.load(Ordering::Relaxed),
-                    ring_full_drops = l.ring_full,
-                    "progress"
-                );
-            }
-        }
-    }
-    flush(&mut pending, &mut sinks, &opts, &mut summary).await;
-    for sink in &mut sinks {
-        if let Err(e) = sink.exporter.flush() {
-            error!("{e}");
-        }
-        if sink.failed_batches > 0 {
-            summary
-                .failed
-                .push((sink.name.clone(), sink.failed_batches));
-        }
-    }
-    summary.losses = losses.read();
-    summary
-}
-
-async fn flush(
-    pending: &mut Vec<KernelEvent>,
-    sinks: &mut [Sink],
-    opts: &ConvertOptions,
-    summary: &mut Summary,
-) {
-    if pending.is_empty() {
-        return;
-    }
-    let batch = convert(pending, opts);
-    summary.events += pending.len() as u64;
-    summary.spans += batch.span_count() as u64;
-    summary.logs += batch.log_count() as u64;
-    pending.clear();
-    for sink in sinks.iter_mut() {
-        let result = if sink.traces && sink.logs {
-            sink.exporter.export(&batch).await
-        } else {
-            let part = OtlpBatch {
-                traces: if sink.traces {
-                    batch.traces.clone()
-                } else {
-                    ExportTraceServiceRequest::default()
-                },
-                logs: if sink.logs {
-                    batch.logs.clone()
-                } else {
-                    ExportLogsServiceRequest::default()
-                },
-            };
-            sink.exporter.export(&part).await
-        };
-        if let Err(e) = result {
-            sink.failed_batches += 1;
-            error!("exporter `{}`: {e}", sink.name);
-        }
-    }
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
 }

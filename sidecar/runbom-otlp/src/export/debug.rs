@@ -4,7 +4,7 @@ use std::io::Write as _;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 
-use crate::convert::OtlpBatch;
+use crate::signal::Signal;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Verbosity {
@@ -38,39 +38,61 @@ fn attrs(kvs: &[KeyValue]) -> String {
 }
 
 impl DebugExporter {
-    pub fn export(&self, batch: &OtlpBatch) {
+    pub fn export(&self, signal: &Signal) {
         let mut out = std::io::stdout().lock();
         // Standard output going away (a closed pipe) is not worth failing the pipeline for.
         let _ = writeln!(
             out,
-            "runbom debug: {} spans, {} log records",
-            batch.span_count(),
-            batch.log_count()
+            "runbom debug: {} {}",
+            signal.item_count(),
+            signal.kind().item()
         );
         if self.verbosity == Verbosity::Basic {
             return;
         }
-        for rs in &batch.traces.resource_spans {
-            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                let _ = writeln!(
-                    out,
-                    "  span {} trace={} span={} {}",
-                    span.name,
-                    hex::encode(&span.trace_id),
-                    hex::encode(&span.span_id),
-                    attrs(&span.attributes)
-                );
+        match signal {
+            Signal::Traces(r) => {
+                for span in r
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .flat_map(|s| &s.spans)
+                {
+                    let _ = writeln!(
+                        out,
+                        "  span {} trace={} span={} {}",
+                        span.name,
+                        hex::encode(&span.trace_id),
+                        hex::encode(&span.span_id),
+                        attrs(&span.attributes)
+                    );
+                }
             }
-        }
-        for rl in &batch.logs.resource_logs {
-            for log in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
-                let _ = writeln!(
-                    out,
-                    "  log {} {}: {}",
-                    log.event_name,
-                    log.severity_text,
-                    value(log.body.as_ref())
-                );
+            Signal::Logs(r) => {
+                for log in r
+                    .resource_logs
+                    .iter()
+                    .flat_map(|r| &r.scope_logs)
+                    .flat_map(|s| &s.log_records)
+                {
+                    let _ = writeln!(
+                        out,
+                        "  log {} {}: {}",
+                        log.event_name,
+                        log.severity_text,
+                        value(log.body.as_ref())
+                    );
+                }
+            }
+            Signal::Metrics(r) => {
+                for m in r
+                    .resource_metrics
+                    .iter()
+                    .flat_map(|r| &r.scope_metrics)
+                    .flat_map(|s| &s.metrics)
+                {
+                    let _ = writeln!(out, "  metric {}", m.name);
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
-//! File exporter: OTLP/JSON, one export request per line, in `traces.jsonl` and `logs.jsonl`
-//! of a directory (the format of the Collector's `file` exporter, readable by any OTLP/JSON
+//! File exporter: OTLP/JSON, one export request per line, in `traces.jsonl`, `logs.jsonl` and
+//! `metrics.jsonl` of a directory (the format of the Collector's `file` exporter, readable by any OTLP/JSON
 //! tool).
 
 use std::{
@@ -9,11 +9,12 @@ use std::{
 };
 
 use super::ExportError;
-use crate::convert::OtlpBatch;
+use crate::signal::Signal;
 
 pub struct FileExporter {
     traces: (PathBuf, BufWriter<File>),
     logs: (PathBuf, BufWriter<File>),
+    metrics: (PathBuf, BufWriter<File>),
 }
 
 fn open(path: &Path) -> Result<(PathBuf, BufWriter<File>), ExportError> {
@@ -50,21 +51,21 @@ impl FileExporter {
         Ok(Self {
             traces: open(&dir.join("traces.jsonl"))?,
             logs: open(&dir.join("logs.jsonl"))?,
+            metrics: open(&dir.join("metrics.jsonl"))?,
         })
     }
 
-    pub fn export(&mut self, batch: &OtlpBatch) -> Result<(), ExportError> {
-        if !batch.traces.resource_spans.is_empty() {
-            write_line(&mut self.traces, &batch.traces)?;
-        }
-        if !batch.logs.resource_logs.is_empty() {
-            write_line(&mut self.logs, &batch.logs)?;
+    pub fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
+        match signal {
+            Signal::Traces(r) => write_line(&mut self.traces, r)?,
+            Signal::Logs(r) => write_line(&mut self.logs, r)?,
+            Signal::Metrics(r) => write_line(&mut self.metrics, r)?,
         }
         self.flush()
     }
 
     pub fn flush(&mut self) -> Result<(), ExportError> {
-        for (path, out) in [&mut self.traces, &mut self.logs] {
+        for (path, out) in [&mut self.traces, &mut self.logs, &mut self.metrics] {
             out.flush().map_err(|source| ExportError::File {
                 path: path.display().to_string(),
                 source,

@@ -2,6 +2,7 @@
 
 use opentelemetry_proto::tonic::collector::{
     logs::v1::logs_service_client::LogsServiceClient,
+    metrics::v1::metrics_service_client::MetricsServiceClient,
     trace::v1::trace_service_client::TraceServiceClient,
 };
 use tonic::{
@@ -11,12 +12,13 @@ use tonic::{
 };
 
 use super::{ExportError, NetworkSettings};
-use crate::convert::OtlpBatch;
+use crate::signal::Signal;
 
 pub struct GrpcExporter {
     endpoint: String,
     traces: TraceServiceClient<Channel>,
     logs: LogsServiceClient<Channel>,
+    metrics: MetricsServiceClient<Channel>,
     metadata: MetadataMap,
     settings: NetworkSettings,
 }
@@ -52,50 +54,59 @@ impl GrpcExporter {
             metadata.insert(key, value);
         }
         let mut traces = TraceServiceClient::new(channel.clone());
-        let mut logs = LogsServiceClient::new(channel);
+        let mut logs = LogsServiceClient::new(channel.clone());
+        let mut metrics = MetricsServiceClient::new(channel);
         if settings.gzip {
             traces = traces.send_compressed(CompressionEncoding::Gzip);
             logs = logs.send_compressed(CompressionEncoding::Gzip);
+            metrics = metrics.send_compressed(CompressionEncoding::Gzip);
         }
         Ok(Self {
             endpoint,
             traces,
             logs,
+            metrics,
             metadata,
             settings,
         })
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(msg);
-        *req.metadata_mut() = self.metadata.clone();
-        req
-    }
-
-    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<(), ExportError> {
+    pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
         let fail = |status| ExportError::Grpc {
             endpoint: self.endpoint.clone(),
             status: Box::new(status),
         };
         let retry = self.settings.retry;
-        if !batch.traces.resource_spans.is_empty() {
-            retry
-                .run(|| {
-                    let mut client = self.traces.clone();
-                    let req = self.request(batch.traces.clone());
-                    async move { client.export(req).await.map(drop).map_err(fail) }
-                })
-                .await?;
-        }
-        if !batch.logs.resource_logs.is_empty() {
-            retry
-                .run(|| {
-                    let mut client = self.logs.clone();
-                    let req = self.request(batch.logs.clone());
-                    async move { client.export(req).await.map(drop).map_err(fail) }
-                })
-                .await?;
-        }
-        Ok(())
+        retry
+            .run(&self.settings.retries, || {
+                let (traces, logs, metrics) =
+                    (self.traces.clone(), self.logs.clone(), self.metrics.clone());
+                let signal = signal.clone();
+                let metadata = self.metadata.clone();
+                async move {
+                    let result = match signal {
+                        Signal::Traces(r) => {
+                            let mut c = traces;
+                            c.export(request(r, metadata)).await.map(drop)
+                        }
+                        Signal::Logs(r) => {
+                            let mut c = logs;
+                            c.export(request(r, metadata)).await.map(drop)
+                        }
+                        Signal::Metrics(r) => {
+                            let mut c = metrics;
+                            c.export(request(r, metadata)).await.map(drop)
+                        }
+                    };
+                    result.map_err(fail)
+                }
+            })
+            .await
     }
+}
+
+fn request<T>(msg: T, metadata: MetadataMap) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    *req.metadata_mut() = metadata;
+    req
 }

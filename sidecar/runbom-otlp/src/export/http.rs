@@ -12,12 +12,13 @@ use hyper_util::{
 use prost::Message as _;
 
 use super::{ExportError, NetworkSettings};
-use crate::convert::OtlpBatch;
+use crate::signal::Signal;
 
 pub struct HttpExporter {
     client: Client<HttpConnector, Full<Bytes>>,
     traces_url: hyper::Uri,
     logs_url: hyper::Uri,
+    metrics_url: hyper::Uri,
     settings: NetworkSettings,
 }
 
@@ -58,20 +59,19 @@ impl HttpExporter {
             client: Client::builder(TokioExecutor::new()).build(connector),
             traces_url: uri("/v1/traces")?,
             logs_url: uri("/v1/logs")?,
+            metrics_url: uri("/v1/metrics")?,
             settings,
         })
     }
 
-    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<(), ExportError> {
-        if !batch.traces.resource_spans.is_empty() {
-            let body = self.body(&batch.traces.encode_to_vec());
-            self.post(&self.traces_url, body).await?;
-        }
-        if !batch.logs.resource_logs.is_empty() {
-            let body = self.body(&batch.logs.encode_to_vec());
-            self.post(&self.logs_url, body).await?;
-        }
-        Ok(())
+    pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
+        let (url, raw) = match signal {
+            Signal::Traces(r) => (&self.traces_url, r.encode_to_vec()),
+            Signal::Logs(r) => (&self.logs_url, r.encode_to_vec()),
+            Signal::Metrics(r) => (&self.metrics_url, r.encode_to_vec()),
+        };
+        let body = self.body(&raw);
+        self.post(url, body).await
     }
 
     fn body(&self, raw: &[u8]) -> Bytes {
@@ -87,7 +87,7 @@ impl HttpExporter {
     async fn post(&self, url: &hyper::Uri, body: Bytes) -> Result<(), ExportError> {
         self.settings
             .retry
-            .run(|| self.post_once(url, body.clone()))
+            .run(&self.settings.retries, || self.post_once(url, body.clone()))
             .await
     }
 

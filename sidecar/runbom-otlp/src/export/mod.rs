@@ -15,7 +15,7 @@ pub use grpc::GrpcExporter;
 pub use http::HttpExporter;
 pub use retry::RetryPolicy;
 
-use crate::convert::OtlpBatch;
+use crate::signal::Signal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -82,6 +82,8 @@ pub struct NetworkSettings {
     pub gzip: bool,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// Counts export attempts that were retried (shared with runbom's telemetry).
+    pub retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One configured exporter.
@@ -90,6 +92,8 @@ pub enum Exporter {
     Http(HttpExporter),
     File(FileExporter),
     Debug(DebugExporter),
+    /// Accepts everything and sends it nowhere (the Collector's `nop`).
+    Nop,
 }
 
 impl Exporter {
@@ -100,19 +104,24 @@ impl Exporter {
             Self::Http(_) => "otlphttp",
             Self::File(_) => "file",
             Self::Debug(_) => "debug",
+            Self::Nop => "nop",
         }
     }
 
-    /// Sends the batch (retrying as the exporter's policy allows).
-    pub async fn export(&mut self, batch: &OtlpBatch) -> Result<(), ExportError> {
+    /// Sends one request (retrying as the exporter's policy allows).
+    pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
+        if signal.is_empty() {
+            return Ok(());
+        }
         match self {
-            Self::Grpc(e) => e.export(batch).await,
-            Self::Http(e) => e.export(batch).await,
-            Self::File(e) => e.export(batch),
+            Self::Grpc(e) => e.export(signal).await,
+            Self::Http(e) => e.export(signal).await,
+            Self::File(e) => e.export(signal),
             Self::Debug(e) => {
-                e.export(batch);
+                e.export(signal);
                 Ok(())
             }
+            Self::Nop => Ok(()),
         }
     }
 

@@ -1,6 +1,10 @@
 //! Retry with capped exponential backoff, as the OTLP exporter specification asks.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use tracing::warn;
 
@@ -27,8 +31,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Runs `attempt` until it succeeds, fails for good, or the policy's time runs out.
-    pub async fn run<F, Fut>(&self, mut attempt: F) -> Result<(), ExportError>
+    /// Runs `attempt` until it succeeds, fails for good, or the policy's time runs out;
+    /// counts each retry in `retries`.
+    pub async fn run<F, Fut>(&self, retries: &AtomicU64, mut attempt: F) -> Result<(), ExportError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<(), ExportError>>,
@@ -43,6 +48,7 @@ impl RetryPolicy {
                         return Err(e);
                     }
                     warn!("{e}; retrying in {wait:?}");
+                    retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(self.max_interval);
                 }

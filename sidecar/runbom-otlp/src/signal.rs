@@ -1,0 +1,125 @@
+//! The unit that flows through runbom's pipelines: one OTLP export request of one signal.
+
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
+};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+/// Which telemetry signal a pipeline carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SignalKind {
+    Traces,
+    Logs,
+    Metrics,
+}
+
+impl SignalKind {
+    pub const ALL: [Self; 3] = [Self::Traces, Self::Logs, Self::Metrics];
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Traces => "traces",
+            Self::Logs => "logs",
+            Self::Metrics => "metrics",
+        }
+    }
+
+    /// What one item of this signal is called in counters and messages.
+    #[must_use]
+    pub fn item(self) -> &'static str {
+        match self {
+            Self::Traces => "spans",
+            Self::Logs => "log_records",
+            Self::Metrics => "data_points",
+        }
+    }
+}
+
+/// One export request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Signal {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
+impl Signal {
+    #[must_use]
+    pub fn kind(&self) -> SignalKind {
+        match self {
+            Self::Traces(_) => SignalKind::Traces,
+            Self::Logs(_) => SignalKind::Logs,
+            Self::Metrics(_) => SignalKind::Metrics,
+        }
+    }
+
+    /// Spans, log records or metric data points in the request (what batching counts).
+    #[must_use]
+    pub fn item_count(&self) -> usize {
+        match self {
+            Self::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum(),
+            Self::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|r| &r.scope_logs)
+                .map(|s| s.log_records.len())
+                .sum(),
+            Self::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .map(|m| data_points(m.data.as_ref()))
+                .sum(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Traces(r) => r.resource_spans.is_empty(),
+            Self::Logs(r) => r.resource_logs.is_empty(),
+            Self::Metrics(r) => r.resource_metrics.is_empty(),
+        }
+    }
+
+    /// Appends `other`'s resources to this request; `other` must be of the same kind
+    /// (returned unchanged otherwise).
+    pub fn merge(&mut self, other: Signal) -> Result<(), Signal> {
+        match (self, other) {
+            (Self::Traces(a), Self::Traces(b)) => a.resource_spans.extend(b.resource_spans),
+            (Self::Logs(a), Self::Logs(b)) => a.resource_logs.extend(b.resource_logs),
+            (Self::Metrics(a), Self::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
+            (_, other) => return Err(other),
+        }
+        Ok(())
+    }
+
+    /// An empty request of `kind`.
+    #[must_use]
+    pub fn empty(kind: SignalKind) -> Self {
+        match kind {
+            SignalKind::Traces => Self::Traces(ExportTraceServiceRequest::default()),
+            SignalKind::Logs => Self::Logs(ExportLogsServiceRequest::default()),
+            SignalKind::Metrics => Self::Metrics(ExportMetricsServiceRequest::default()),
+        }
+    }
+}
+
+fn data_points(data: Option<&Data>) -> usize {
+    match data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}

@@ -1,0 +1,177 @@
+//! Builds the running pipelines from their description and stops them in order.
+//!
+//! Per pipeline: input channel → processors (one task each) → fan-out → one exporter task per
+//! exporter, joined by bounded channels. Receivers hold the only senders of the input channels
+//! (through their [`Ingest`]), so stopping is ordered by construction: when the receivers are
+//! gone the inputs close, each stage drains what it holds and closes the next, and
+//! [`Graph::drain`] returns once every exporter has delivered and flushed.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use runbom_otlp::{
+    ExportError, Exporter,
+    signal::{Signal, SignalKind},
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Ingest, Telemetry, exporter,
+    processor::{
+        batch::{self, BatchSettings},
+        memory_limiter::{self, MemoryGate, MemoryLimit},
+    },
+};
+
+/// One pipeline as configured (`service.pipelines.<name>`).
+#[derive(Clone, Debug)]
+pub struct PipelineSpec {
+    /// `traces`, `logs`, `metrics` or `traces/<name>`.
+    pub name: String,
+    pub signal: SignalKind,
+    pub receivers: Vec<String>,
+    pub processors: Vec<ProcessorSpec>,
+    pub exporters: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum ProcessorSpec {
+    Batch(BatchSettings),
+    MemoryLimiter(MemoryLimit),
+}
+
+/// Sizes shared by all pipelines.
+#[derive(Clone, Copy, Debug)]
+pub struct GraphSettings {
+    /// Requests buffered at each stage's input.
+    pub channel_capacity: usize,
+    /// Requests buffered per exporter (`sending_queue.queue_size`).
+    pub exporter_queue: usize,
+    /// How long a receiver waits for room before refusing with "retry later".
+    pub accept_timeout: Duration,
+}
+
+impl Default for GraphSettings {
+    fn default() -> Self {
+        Self {
+            channel_capacity: 64,
+            exporter_queue: 64,
+            accept_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The running pipelines.
+pub struct Graph {
+    ingests: BTreeMap<String, Ingest>,
+    tasks: Vec<JoinHandle<()>>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl Graph {
+    /// Starts every pipeline. `make_exporter(name, signal, retries)` builds the exporter
+    /// configured as `name` (one instance per pipeline that lists it).
+    pub fn build(
+        specs: &[PipelineSpec],
+        settings: GraphSettings,
+        telemetry: Arc<Telemetry>,
+        stop: &CancellationToken,
+        mut make_exporter: impl FnMut(&str, SignalKind, Arc<AtomicU64>) -> Result<Exporter, ExportError>,
+    ) -> Result<Self, ExportError> {
+        let mut routes: BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>> = BTreeMap::new();
+        let mut tasks = Vec::new();
+        let mut gate: Option<Arc<MemoryGate>> = None;
+        let mut gated: Vec<String> = Vec::new();
+        for spec in specs {
+            let (input_tx, mut rx) = mpsc::channel(settings.channel_capacity);
+            for r in &spec.receivers {
+                routes
+                    .entry(r.clone())
+                    .or_default()
+                    .push((spec.signal, input_tx.clone()));
+            }
+            drop(input_tx);
+            for p in &spec.processors {
+                match p {
+                    ProcessorSpec::Batch(s) => {
+                        let (tx, next) = mpsc::channel(settings.channel_capacity);
+                        tasks.push(tokio::spawn(batch::run(rx, tx, *s)));
+                        rx = next;
+                    }
+                    ProcessorSpec::MemoryLimiter(limit) => {
+                        // One gate for the process: memory is shared by every pipeline.
+                        if gate.is_none() {
+                            let g = Arc::new(MemoryGate::default());
+                            tasks.push(tokio::spawn(memory_limiter::run(
+                                *limit,
+                                g.clone(),
+                                stop.clone(),
+                            )));
+                            gate = Some(g);
+                        }
+                        gated.extend(spec.receivers.iter().cloned());
+                    }
+                }
+            }
+            let mut outputs = Vec::new();
+            for name in &spec.exporters {
+                let counters = telemetry.stage("exporter", name, spec.signal);
+                let exporter = make_exporter(name, spec.signal, counters.retry_counter())?;
+                let (tx, queue) = mpsc::channel(settings.exporter_queue);
+                tasks.push(tokio::spawn(exporter::run(
+                    name.clone(),
+                    queue,
+                    exporter,
+                    counters,
+                )));
+                outputs.push(tx);
+            }
+            tasks.push(tokio::spawn(exporter::fan_out(rx, outputs)));
+        }
+        let ingests = routes
+            .into_iter()
+            .map(|(name, routes)| {
+                let counters = routes
+                    .iter()
+                    .map(|(k, _)| (*k, telemetry.stage("receiver", &name, *k)))
+                    .collect();
+                let mut ingest = Ingest::new(
+                    name.clone(),
+                    routes,
+                    counters,
+                    settings.accept_timeout,
+                    stop.clone(),
+                );
+                if let Some(g) = &gate
+                    && gated.contains(&name)
+                {
+                    ingest = ingest.with_memory_gate(g.clone());
+                }
+                (name, ingest)
+            })
+            .collect();
+        Ok(Self {
+            ingests,
+            tasks,
+            telemetry,
+        })
+    }
+
+    /// The ingest of receiver `name` (taken: the graph keeps no sender of its own, so that
+    /// dropping the receivers is what closes the pipelines).
+    pub fn take_ingest(&mut self, name: &str) -> Option<Ingest> {
+        self.ingests.remove(name)
+    }
+
+    /// Waits until every stage has drained. Call once the receivers have stopped.
+    pub async fn drain(mut self) {
+        self.ingests.clear();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! runbom's Collector-compatible pipeline: receivers push OTLP requests through an [`Ingest`]
+//! into per-signal pipelines (bounded channels, one owning task per stage), processors batch
+//! them, and exporter stages deliver them. [`graph::Graph`] builds and drains it all.
+
+pub mod admin;
+pub mod exporter;
+pub mod graph;
+pub mod ingest;
+pub mod processor;
+pub mod receiver;
+pub mod telemetry;
+
+pub use graph::{Graph, GraphSettings, PipelineSpec, ProcessorSpec};
+pub use ingest::{Ingest, Refusal};
+pub use runbom_otlp::signal::{Signal, SignalKind};
+pub use telemetry::{StageCounters, Telemetry};

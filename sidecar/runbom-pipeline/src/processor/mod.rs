@@ -1,0 +1,4 @@
+//! Processors: stages between a pipeline's receivers and its exporters.
+
+pub mod batch;
+pub mod memory_limiter;

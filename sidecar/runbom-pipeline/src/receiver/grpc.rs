@@ -1,0 +1,210 @@
+//! OTLP/gRPC receiver: `TraceService`, `LogsService` and `MetricsService` on one tonic server.
+//!
+//! tonic answers some failures itself, before a handler runs, with codes the OTLP spec does
+//! not use: a payload that does not decode comes back `INTERNAL` and one over the size limit
+//! `OUT_OF_RANGE`. [`OtlpCodes`] rewrites those to `INVALID_ARGUMENT` and
+//! `RESOURCE_EXHAUSTED` (the handlers never answer `INTERNAL` or `OUT_OF_RANGE` themselves).
+
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+        logs_service_server::{LogsService, LogsServiceServer},
+    },
+    metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        metrics_service_server::{MetricsService, MetricsServiceServer},
+    },
+    trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+};
+use runbom_otlp::signal::Signal;
+use tokio::net::TcpListener;
+use tonic::{
+    Code, Request, Response, Status,
+    codec::CompressionEncoding,
+    codegen::{Service, http},
+    metadata::{MetadataMap, MetadataValue},
+    server::NamedService,
+    transport::{Server, server::TcpIncoming},
+};
+
+use super::{ErrorStatus, Limits, PartialSuccess, accept};
+use crate::ingest::{Ingest, Refusal};
+
+/// Serves OTLP/gRPC on `listener` until `ingest.stopping()` is cancelled, then lets the
+/// requests in flight finish and returns.
+///
+/// Requests may be gzip-compressed; answers are gzip-compressed when the client accepts it.
+/// A request larger than `limits.max_request_bytes`, compressed or not, is refused with
+/// `RESOURCE_EXHAUSTED`.
+pub async fn serve_grpc(listener: TcpListener, ingest: Ingest, limits: Limits) -> io::Result<()> {
+    let receiver = GrpcReceiver {
+        ingest: ingest.clone(),
+    };
+    let max = limits.max_request_bytes;
+    let traces = TraceServiceServer::new(receiver.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max);
+    let logs = LogsServiceServer::new(receiver.clone())
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max);
+    let metrics = MetricsServiceServer::new(receiver)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(max);
+    let stop = ingest.stopping().clone();
+    Server::builder()
+        .add_service(OtlpCodes(traces))
+        .add_service(OtlpCodes(logs))
+        .add_service(OtlpCodes(metrics))
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop.cancelled_owned())
+        .await
+        .map_err(io::Error::other)
+}
+
+/// The three OTLP services, all pushing through one [`Ingest`].
+#[derive(Clone)]
+struct GrpcReceiver {
+    ingest: Ingest,
+}
+
+impl GrpcReceiver {
+    async fn export(&self, signal: Signal) -> Result<PartialSuccess, Status> {
+        accept(&self.ingest, signal).await.map_err(|refusal| {
+            tracing::debug!(receiver = self.ingest.receiver(), %refusal, "gRPC export refused");
+            refusal_status(&refusal)
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let partial = GrpcReceiver::export(self, Signal::Traces(request.into_inner())).await?;
+        Ok(Response::new(partial.traces()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let partial = GrpcReceiver::export(self, Signal::Logs(request.into_inner())).await?;
+        Ok(Response::new(partial.logs()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+        let partial = GrpcReceiver::export(self, Signal::Metrics(request.into_inner())).await?;
+        Ok(Response::new(partial.metrics()))
+    }
+}
+
+/// `UNAVAILABLE` carries the retry delay twice: as a `google.rpc.RetryInfo` in the status
+/// details (read by Go clients and the Collector) and in the `google.rpc.retryinfo-bin`
+/// trailer (read by the Python SDK's exporter).
+fn refusal_status(refusal: &Refusal) -> Status {
+    let status = ErrorStatus::from(refusal);
+    let mut metadata = MetadataMap::new();
+    if let Some(info) = status.retry_info() {
+        metadata.insert_bin("google.rpc.retryinfo-bin", MetadataValue::from_bytes(&info));
+    }
+    Status::with_details_and_metadata(
+        status.code,
+        status.message.clone(),
+        Bytes::from(status.to_protobuf()),
+        metadata,
+    )
+}
+
+/// Wraps a generated OTLP service and rewrites the status codes tonic picks for requests it
+/// rejects before the handler runs (see the module docs).
+#[derive(Clone)]
+struct OtlpCodes<S>(S);
+
+impl<S: NamedService> NamedService for OtlpCodes<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, R> Service<http::Request<B>> for OtlpCodes<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let answer = self.0.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            remap_code(response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+/// Rewrites a trailers-only answer's `grpc-status` to the code OTLP asks for.
+fn remap_code(headers: &mut http::HeaderMap) {
+    let Some(code) = headers.get(GRPC_STATUS) else {
+        return;
+    };
+    let code = match Code::from_bytes(code.as_bytes()) {
+        Code::Internal => Code::InvalidArgument,
+        Code::OutOfRange => Code::ResourceExhausted,
+        _ => return,
+    };
+    headers.insert(GRPC_STATUS, http::HeaderValue::from(code as i32));
+}
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaps_tonic_codes_to_otlp_codes() {
+        for (from, to) in [
+            (Code::Internal, Code::InvalidArgument),
+            (Code::OutOfRange, Code::ResourceExhausted),
+            (Code::Unavailable, Code::Unavailable),
+            (Code::Ok, Code::Ok),
+        ] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(GRPC_STATUS, http::HeaderValue::from(from as i32));
+            remap_code(&mut headers);
+            let got = Status::from_header_map(&headers)
+                .map(|s| s.code())
+                .expect("grpc-status should still be set");
+            assert_eq!(got, to, "{from:?} should become {to:?}");
+        }
+    }
+}

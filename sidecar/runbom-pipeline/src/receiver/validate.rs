@@ -1,0 +1,307 @@
+//! The checks both receivers apply to a decoded request before it enters a pipeline.
+//!
+//! Items the OTLP data model calls invalid are dropped and reported back as a partial
+//! success; everything else passes through untouched:
+//! - spans: `trace_id` must be 16 bytes and `span_id` 8 bytes, neither all zero; a
+//!   `parent_span_id`, when present, must be 8 bytes;
+//! - log records: `trace_id` and `span_id` are optional, but when present must be 16 and 8
+//!   bytes;
+//! - metrics: not checked.
+//!
+//! A scope or resource left with no items because all of its items were dropped is dropped
+//! too; one that arrived empty is kept as it was.
+
+use opentelemetry_proto::tonic::{
+    collector::{
+        logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse},
+        metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse},
+        trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse},
+    },
+    logs::v1::LogRecord,
+    trace::v1::Span,
+};
+use runbom_otlp::signal::{Signal, SignalKind};
+
+/// What a receiver answers an accepted request with: how many items it dropped, and why.
+/// An empty one (nothing rejected, no message) means full success.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PartialSuccess {
+    pub rejected: u64,
+    pub error_message: String,
+}
+
+impl PartialSuccess {
+    /// Whether this is a full success (the OTLP responses then leave `partial_success` unset).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rejected == 0 && self.error_message.is_empty()
+    }
+
+    fn rejected_i64(&self) -> i64 {
+        i64::try_from(self.rejected).unwrap_or(i64::MAX)
+    }
+
+    /// The `ExportTraceServiceResponse` carrying this outcome.
+    #[must_use]
+    pub fn traces(&self) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: (!self.is_empty()).then(|| ExportTracePartialSuccess {
+                rejected_spans: self.rejected_i64(),
+                error_message: self.error_message.clone(),
+            }),
+        }
+    }
+
+    /// The `ExportLogsServiceResponse` carrying this outcome.
+    #[must_use]
+    pub fn logs(&self) -> ExportLogsServiceResponse {
+        ExportLogsServiceResponse {
+            partial_success: (!self.is_empty()).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: self.rejected_i64(),
+                error_message: self.error_message.clone(),
+            }),
+        }
+    }
+
+    /// The `ExportMetricsServiceResponse` carrying this outcome.
+    #[must_use]
+    pub fn metrics(&self) -> ExportMetricsServiceResponse {
+        ExportMetricsServiceResponse {
+            partial_success: (!self.is_empty()).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: self.rejected_i64(),
+                error_message: self.error_message.clone(),
+            }),
+        }
+    }
+}
+
+/// Drops the invalid items of `signal` and says how many were dropped and why.
+pub(crate) fn drop_invalid(signal: &mut Signal) -> PartialSuccess {
+    let kind = signal.kind();
+    let (rejected, first) = match signal {
+        Signal::Traces(r) => retain_valid(
+            &mut r.resource_spans,
+            |r| &mut r.scope_spans,
+            |s| &mut s.spans,
+            span_problem,
+        ),
+        Signal::Logs(r) => retain_valid(
+            &mut r.resource_logs,
+            |r| &mut r.scope_logs,
+            |s| &mut s.log_records,
+            log_problem,
+        ),
+        Signal::Metrics(_) => (0, None),
+    };
+    let Some(first) = first else {
+        return PartialSuccess::default();
+    };
+    let rule = match kind {
+        SignalKind::Traces => {
+            "a span needs a 16-byte trace_id and an 8-byte span_id, neither all zero, \
+             and an empty or 8-byte parent_span_id"
+        }
+        SignalKind::Logs => "a log record's trace_id and span_id, if set, must be 16 and 8 bytes",
+        SignalKind::Metrics => "",
+    };
+    PartialSuccess {
+        rejected,
+        error_message: format!(
+            "rejected {rejected} invalid {} ({rule}); first: {first}",
+            kind.item()
+        ),
+    }
+}
+
+/// Keeps the items `problem` finds nothing wrong with; returns how many were dropped and the
+/// first problem found.
+fn retain_valid<R, S, I>(
+    resources: &mut Vec<R>,
+    scopes: fn(&mut R) -> &mut Vec<S>,
+    items: fn(&mut S) -> &mut Vec<I>,
+    problem: fn(&I) -> Option<String>,
+) -> (u64, Option<String>) {
+    let mut rejected = 0;
+    let mut first = None;
+    resources.retain_mut(|resource| {
+        let scopes = scopes(resource);
+        let had_scopes = !scopes.is_empty();
+        scopes.retain_mut(|scope| {
+            let items = items(scope);
+            let had_items = !items.is_empty();
+            items.retain(|item| match problem(item) {
+                None => true,
+                Some(p) => {
+                    rejected += 1;
+                    first.get_or_insert(p);
+                    false
+                }
+            });
+            !(had_items && items.is_empty())
+        });
+        !(had_scopes && scopes.is_empty())
+    });
+    (rejected, first)
+}
+
+fn span_problem(span: &Span) -> Option<String> {
+    let bad = if !valid_id(&span.trace_id, 16) {
+        ("trace_id", &span.trace_id)
+    } else if !valid_id(&span.span_id, 8) {
+        ("span_id", &span.span_id)
+    } else if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        ("parent_span_id", &span.parent_span_id)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "span {:?} has {}",
+        span.name,
+        describe(bad.0, bad.1)
+    ))
+}
+
+fn log_problem(log: &LogRecord) -> Option<String> {
+    let bad = if !log.trace_id.is_empty() && log.trace_id.len() != 16 {
+        ("trace_id", &log.trace_id)
+    } else if !log.span_id.is_empty() && log.span_id.len() != 8 {
+        ("span_id", &log.span_id)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "log record at {} has {}",
+        log.time_unix_nano,
+        describe(bad.0, bad.1)
+    ))
+}
+
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|b| *b != 0)
+}
+
+fn describe(field: &str, id: &[u8]) -> String {
+    if id.is_empty() {
+        format!("an empty {field}")
+    } else if id.iter().all(|b| *b == 0) && matches!(id.len(), 8 | 16) {
+        format!("an all-zero {field}")
+    } else {
+        format!("a {}-byte {field}", id.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::{
+        collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+        logs::v1::{ResourceLogs, ScopeLogs},
+        trace::v1::{ResourceSpans, ScopeSpans},
+    };
+
+    use super::*;
+
+    fn span(name: &str, trace_id: &[u8], span_id: &[u8]) -> Span {
+        Span {
+            name: name.into(),
+            trace_id: trace_id.to_vec(),
+            span_id: span_id.to_vec(),
+            ..Span::default()
+        }
+    }
+
+    fn traces(scopes: Vec<Vec<Span>>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: scopes
+                    .into_iter()
+                    .map(|spans| ScopeSpans {
+                        spans,
+                        ..ScopeSpans::default()
+                    })
+                    .collect(),
+                ..ResourceSpans::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn drops_invalid_spans_and_says_why() {
+        let good = span("good", &[1; 16], &[2; 8]);
+        let mut signal = Signal::Traces(traces(vec![
+            vec![
+                good.clone(),
+                span("short", &[1; 4], &[2; 8]),
+                span("zero", &[1; 16], &[0; 8]),
+            ],
+            vec![span("empty", &[], &[2; 8])],
+            vec![],
+        ]));
+        let partial = drop_invalid(&mut signal);
+        assert_eq!(partial.rejected, 3, "{partial:?}");
+        assert!(
+            partial
+                .error_message
+                .contains("span \"short\" has a 4-byte trace_id"),
+            "{partial:?}"
+        );
+        // The scope whose only span was dropped goes; the one that came empty stays.
+        assert_eq!(
+            signal,
+            Signal::Traces(traces(vec![vec![good], vec![]])),
+            "only the valid span should remain"
+        );
+    }
+
+    #[test]
+    fn a_request_of_only_invalid_spans_becomes_empty() {
+        let mut signal = Signal::Traces(traces(vec![vec![span("x", &[0; 16], &[1; 8])]]));
+        let partial = drop_invalid(&mut signal);
+        assert_eq!(partial.rejected, 1);
+        assert!(signal.is_empty(), "{signal:?}");
+        assert!(
+            partial.error_message.contains("an all-zero trace_id"),
+            "{partial:?}"
+        );
+    }
+
+    #[test]
+    fn log_ids_are_optional_but_sized() {
+        let log = |trace_id: &[u8], span_id: &[u8]| LogRecord {
+            trace_id: trace_id.to_vec(),
+            span_id: span_id.to_vec(),
+            ..LogRecord::default()
+        };
+        let mut signal = Signal::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        log(&[], &[]),
+                        log(&[1; 16], &[2; 8]),
+                        log(&[1; 3], &[]),
+                        log(&[], &[2; 7]),
+                    ],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        });
+        let partial = drop_invalid(&mut signal);
+        assert_eq!(partial.rejected, 2, "{partial:?}");
+        assert_eq!(signal.item_count(), 2, "{signal:?}");
+    }
+
+    #[test]
+    fn full_success_leaves_partial_success_unset() {
+        let ok = PartialSuccess::default();
+        assert_eq!(ok.traces().partial_success, None);
+        let partial = PartialSuccess {
+            rejected: 2,
+            error_message: "why".into(),
+        };
+        let response = partial.logs();
+        let got = response
+            .partial_success
+            .expect("a rejection should set partial_success");
+        assert_eq!(got.rejected_log_records, 2);
+    }
+}

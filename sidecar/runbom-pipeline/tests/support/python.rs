@@ -1,0 +1,164 @@
+//! Drives `tests/sdk_client.py` (the OpenTelemetry Python SDK) and reads what it reports.
+
+use prost::Message as _;
+use runbom_pipeline::{Signal, SignalKind};
+
+/// Runs `tests/sdk_client.py` against `addr` and returns what it says it sent.
+pub async fn export(
+    protocol: &str,
+    kind: SignalKind,
+    addr: std::net::SocketAddr,
+    gzipped: bool,
+) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = std::env::var_os("RUNBOM_PYTHON")
+        .map_or_else(|| root.join(".venv/bin/python"), std::path::PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} is missing: create it with `python3 -m venv .venv && .venv/bin/pip install -r \
+         tests/requirements.txt` at the workspace root, or set RUNBOM_PYTHON",
+        python.display()
+    );
+    let mut command = std::process::Command::new(&python);
+    command.arg(root.join("tests/sdk_client.py")).args([
+        "--protocol",
+        protocol,
+        "--signal",
+        kind.as_str(),
+        "--endpoint",
+        &addr.to_string(),
+    ]);
+    if gzipped {
+        command.arg("--gzip");
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the blocking task should not panic")
+        .unwrap_or_else(|e| panic!("running {} failed: {e}", python.display()));
+    assert!(
+        output.status.success(),
+        "sdk_client.py: {} over {protocol} failed ({}): {}",
+        kind.as_str(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sdk_client.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// The export request the SDK's encoder made, from `sent["request"]` (hex protobuf).
+pub fn sent_request(kind: SignalKind, sent: &serde_json::Value) -> Signal {
+    use opentelemetry_proto::tonic::collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        trace::v1::ExportTraceServiceRequest,
+    };
+    let text = sent["request"]
+        .as_str()
+        .unwrap_or_else(|| panic!("sdk_client.py printed no request: {sent}"));
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&text[i..i + 2], 16)
+                .unwrap_or_else(|e| panic!("the request is not hex ({e}): {text}"))
+        })
+        .collect();
+    let decoded = match kind {
+        SignalKind::Traces => {
+            ExportTraceServiceRequest::decode(bytes.as_slice()).map(Signal::Traces)
+        }
+        SignalKind::Logs => ExportLogsServiceRequest::decode(bytes.as_slice()).map(Signal::Logs),
+        SignalKind::Metrics => {
+            ExportMetricsServiceRequest::decode(bytes.as_slice()).map(Signal::Metrics)
+        }
+    };
+    decoded.unwrap_or_else(|e| panic!("the SDK's request does not decode: {e}"))
+}
+
+/// Checks the spans the SDK says it sent against what arrived, field by field (a readable
+/// failure before the whole-request comparison).
+pub fn assert_spans_arrived(sent: &serde_json::Value, arrived: &Signal) {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let Signal::Traces(request) = arrived else {
+        panic!("expected traces, got {arrived:?}");
+    };
+    let resource_attr = |key: &str| {
+        request.resource_spans[0]
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == key))
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| v.value.clone())
+    };
+    assert_eq!(
+        resource_attr("service.name"),
+        Some(Value::StringValue("runbom-interop".into()))
+    );
+    let spans: Vec<_> = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .collect();
+    let expected = sent["spans"]
+        .as_array()
+        .expect("sdk_client.py lists its spans");
+    assert_eq!(spans.len(), expected.len(), "{spans:#?}");
+    for want in expected {
+        let span_id = want["span_id"].as_str().expect("span_id is a string");
+        let got = spans
+            .iter()
+            .find(|s| hex(&s.span_id) == span_id)
+            .unwrap_or_else(|| panic!("span {want} did not arrive"));
+        assert_eq!(got.name, want["name"], "{want}");
+        assert_eq!(hex(&got.trace_id), want["trace_id"], "{want}");
+        assert_eq!(hex(&got.parent_span_id), want["parent_span_id"], "{want}");
+        let events: Vec<_> = got.events.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(serde_json::json!(events), want["events"], "{want}");
+        let links: Vec<_> = got
+            .links
+            .iter()
+            .map(|l| serde_json::json!({"trace_id": hex(&l.trace_id), "span_id": hex(&l.span_id)}))
+            .collect();
+        assert_eq!(serde_json::json!(links), want["links"], "{want}");
+        let attributes = want["attributes"]
+            .as_object()
+            .expect("attributes is an object");
+        assert_eq!(got.attributes.len(), attributes.len(), "{want}");
+        for kv in &got.attributes {
+            let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => serde_json::json!(s),
+                Some(Value::IntValue(i)) => serde_json::json!(i),
+                Some(Value::DoubleValue(d)) => serde_json::json!(d),
+                Some(Value::BoolValue(b)) => serde_json::json!(b),
+                Some(Value::ArrayValue(a)) => serde_json::json!(
+                    a.values
+                        .iter()
+                        .map(|v| match &v.value {
+                            Some(Value::StringValue(s)) => s.clone(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                ),
+                other => panic!("unexpected attribute value {other:?}"),
+            };
+            assert_eq!(
+                attributes.get(&kv.key),
+                Some(&value),
+                "attribute {}",
+                kv.key
+            );
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}

@@ -1,0 +1,183 @@
+//! The `ebpf` receiver: the node agent's kernel events, as OTLP spans and logs, into the same
+//! pipelines as everything else.
+//!
+//! probes → ring reader task → this receiver's task (groups events into requests of at most
+//! [`EVENTS_PER_REQUEST`] or [`MAX_WAIT`], converts, pushes). When the pipelines refuse (full),
+//! the task waits and retries: the reader then stops draining, the ring fills, and the kernel
+//! counts what it drops — which `/metrics` and the summary report.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use runbom_agent::{
+    Enricher, KernelEvent, Probes,
+    clock::BootClock,
+    proctable::ProcessTable,
+    reader::{self, ReaderStats},
+};
+use runbom_otlp::{ConvertOptions, convert};
+use runbom_pipeline::{Ingest, Refusal, Signal, SignalKind, Telemetry};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::EbpfReceiver;
+
+/// Most kernel events converted into one OTLP request.
+const EVENTS_PER_REQUEST: usize = 1024;
+/// Longest an event waits before its request is pushed.
+const MAX_WAIT: Duration = Duration::from_millis(200);
+
+/// The running receiver; dropping `probes` detaches them.
+pub struct Running {
+    pub task: JoinHandle<Result<()>>,
+    pub probes: Probes,
+}
+
+/// Loads the probes and starts reading. Fails (before anything runs) with the probes' clear
+/// errors: privileges, BTF, verifier.
+pub fn start(
+    cfg: &EbpfReceiver,
+    ingest: Ingest,
+    telemetry: &Telemetry,
+    stop: &CancellationToken,
+) -> Result<Running> {
+    let mut probes = Probes::load(&cfg.probe_settings())?;
+    let ring = probes.take_ring()?;
+    let losses = Arc::new(probes.take_counters()?);
+    let procs = ProcessTable::from_proc();
+    info!(processes = procs.len(), "probes attached; watching");
+
+    let stats = Arc::new(ReaderStats::default());
+    {
+        let (s, l) = (stats.clone(), losses.clone());
+        telemetry.counter_fn(
+            "runbom_kernel_records_total",
+            "Records read from the kernel's ring buffer.",
+            move || s.records.load(Ordering::Relaxed),
+        );
+        let s = stats.clone();
+        telemetry.counter_fn(
+            "runbom_kernel_decode_errors_total",
+            "Kernel records that failed to decode.",
+            move || s.decode_errors.load(Ordering::Relaxed),
+        );
+        telemetry.counter_fn(
+            "runbom_kernel_ring_full_drops_total",
+            "Kernel events dropped because the ring buffer was full.",
+            move || l.read().ring_full,
+        );
+        let l = losses.clone();
+        telemetry.counter_fn(
+            "runbom_kernel_inflight_full_drops_total",
+            "Kernel events lost because an in-flight map was full.",
+            move || l.read().inflight_full,
+        );
+    }
+
+    let (tx, rx) = mpsc::channel(64);
+    let reader = tokio::spawn(reader::run(
+        ring,
+        Enricher::new(procs, BootClock::new()),
+        tx,
+        stats.clone(),
+        stop.clone(),
+    ));
+    let opts = ConvertOptions {
+        host_name: host_name(),
+        uncorrelated_spans: cfg.uncorrelated_spans,
+    };
+    let task = tokio::spawn(async move {
+        forward(rx, &ingest, &opts).await;
+        reader
+            .await
+            .context("ring reader task")?
+            .context("reading the ring buffer")?;
+        let l = losses.read();
+        info!(
+            kernel_records = stats.records.load(Ordering::Relaxed),
+            events = stats.events.load(Ordering::Relaxed),
+            decode_errors = stats.decode_errors.load(Ordering::Relaxed),
+            ring_full_drops = l.ring_full,
+            inflight_full_drops = l.inflight_full,
+            "ebpf receiver stopped"
+        );
+        if l.ring_full + l.inflight_full > 0 {
+            warn!(
+                "the kernel dropped {} events because runbom could not keep up; raise receivers.ebpf.ring_buffer_bytes",
+                l.ring_full + l.inflight_full
+            );
+        }
+        Ok(())
+    });
+    Ok(Running { task, probes })
+}
+
+/// Groups events into requests and pushes them until the reader is done.
+async fn forward(mut rx: mpsc::Receiver<Vec<KernelEvent>>, ingest: &Ingest, opts: &ConvertOptions) {
+    let mut pending: Vec<KernelEvent> = Vec::with_capacity(EVENTS_PER_REQUEST);
+    let mut deadline = tokio::time::Instant::now() + MAX_WAIT;
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some(events) => {
+                    if pending.is_empty() {
+                        deadline = tokio::time::Instant::now() + MAX_WAIT;
+                    }
+                    pending.extend(events);
+                    while pending.len() >= EVENTS_PER_REQUEST {
+                        let rest = pending.split_off(EVENTS_PER_REQUEST);
+                        push(&pending, ingest, opts).await;
+                        pending = rest;
+                    }
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {
+                push(&pending, ingest, opts).await;
+                pending.clear();
+            }
+        }
+    }
+    push(&pending, ingest, opts).await;
+}
+
+async fn push(events: &[KernelEvent], ingest: &Ingest, opts: &ConvertOptions) {
+    if events.is_empty() {
+        return;
+    }
+    for signal in convert(events, opts).into_signals() {
+        if !ingest.accepts(signal.kind()) {
+            continue;
+        }
+        push_until_accepted(signal, ingest).await;
+    }
+}
+
+/// Kernel events have no client to retry for them: wait for room instead.
+async fn push_until_accepted(signal: Signal, ingest: &Ingest) {
+    loop {
+        match ingest.push(signal.clone()).await {
+            Ok(()) => return,
+            Err(Refusal::Unavailable {
+                retry_after,
+                reason,
+            }) => {
+                warn!("ebpf receiver: {reason}; holding kernel events for {retry_after:?}");
+                tokio::time::sleep(retry_after.min(Duration::from_secs(1))).await;
+            }
+            Err(Refusal::NotConfigured(kind)) => {
+                debug_assert!(kind != SignalKind::Metrics);
+                return;
+            }
+        }
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
+}
