@@ -65,13 +65,67 @@ impl StageCounters {
 }
 
 type Gauge = Box<dyn Fn() -> u64 + Send + Sync>;
-/// A stage counter family: stage kind, metric name, help text, and how to read it.
-type Family = (
+
+/// One counter metric and its current values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+/// Stage counter families: stage kind, metric name, help text, and how to read it.
+type StageFamily = (
     &'static str,
     &'static str,
     &'static str,
     fn(&StageCounters) -> u64,
 );
+
+const STAGE_FAMILIES: [StageFamily; 6] = [
+    (
+        "receiver",
+        "runbom_receiver_accepted_items_total",
+        "Items a receiver accepted into its pipelines.",
+        StageCounters::accepted,
+    ),
+    (
+        "receiver",
+        "runbom_receiver_refused_items_total",
+        "Items a receiver refused (malformed, or the pipeline was full).",
+        StageCounters::refused,
+    ),
+    (
+        "exporter",
+        "runbom_exporter_sent_items_total",
+        "Items an exporter delivered.",
+        StageCounters::sent,
+    ),
+    (
+        "exporter",
+        "runbom_exporter_failed_items_total",
+        "Items an exporter gave up on after retries.",
+        StageCounters::failed,
+    ),
+    (
+        "exporter",
+        "runbom_exporter_retries_total",
+        "Export attempts that were retried.",
+        StageCounters::retried,
+    ),
+    (
+        "processor",
+        "runbom_processor_dropped_items_total",
+        "Items a processor dropped.",
+        StageCounters::dropped,
+    ),
+];
 
 /// The registry of everything `/metrics` shows.
 #[derive(Default)]
@@ -123,72 +177,65 @@ impl Telemetry {
             .clone()
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// Every counter now, grouped by metric: what `/metrics` and the OTLP self-export show.
     #[must_use]
-    pub fn render_prometheus(&self) -> String {
+    pub fn snapshot(&self) -> Vec<Family> {
         let stages = self.stages();
-        let mut out = String::new();
-        let families: [Family; 6] = [
-            (
-                "receiver",
-                "runbom_receiver_accepted_items_total",
-                "Items a receiver accepted into its pipelines.",
-                StageCounters::accepted,
-            ),
-            (
-                "receiver",
-                "runbom_receiver_refused_items_total",
-                "Items a receiver refused (malformed, or the pipeline was full).",
-                StageCounters::refused,
-            ),
-            (
-                "exporter",
-                "runbom_exporter_sent_items_total",
-                "Items an exporter delivered.",
-                StageCounters::sent,
-            ),
-            (
-                "exporter",
-                "runbom_exporter_failed_items_total",
-                "Items an exporter gave up on after retries.",
-                StageCounters::failed,
-            ),
-            (
-                "exporter",
-                "runbom_exporter_retries_total",
-                "Export attempts that were retried.",
-                StageCounters::retried,
-            ),
-            (
-                "processor",
-                "runbom_processor_dropped_items_total",
-                "Items a processor dropped.",
-                StageCounters::dropped,
-            ),
-        ];
-        for (stage, metric, help, read) in families {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
-            for c in stages.iter().filter(|c| c.stage == stage) {
-                let _ = writeln!(
-                    out,
-                    "{metric}{{{stage}=\"{}\",signal=\"{}\"}} {}",
-                    c.name,
-                    c.signal.as_str(),
-                    read(c)
-                );
-            }
-        }
+        let mut families: Vec<Family> = STAGE_FAMILIES
+            .iter()
+            .map(|(stage, name, help, read)| Family {
+                name,
+                help,
+                samples: stages
+                    .iter()
+                    .filter(|c| c.stage == *stage)
+                    .map(|c| Sample {
+                        labels: vec![
+                            (stage, c.name.clone()),
+                            ("signal", c.signal.as_str().into()),
+                        ],
+                        value: read(c),
+                    })
+                    .collect(),
+            })
+            .collect();
         for (name, help, read) in self
             .gauges
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                read()
-            );
+            families.push(Family {
+                name,
+                help,
+                samples: vec![Sample {
+                    labels: Vec::new(),
+                    value: read(),
+                }],
+            });
+        }
+        families
+    }
+
+    /// The Prometheus text exposition of every counter.
+    #[must_use]
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        for f in self.snapshot() {
+            let _ = writeln!(out, "# HELP {0} {1}\n# TYPE {0} counter", f.name, f.help);
+            for sample in &f.samples {
+                let labels: Vec<String> = sample
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect();
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
+                let _ = writeln!(out, "{}{labels} {}", f.name, sample.value);
+            }
         }
         out
     }

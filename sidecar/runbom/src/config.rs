@@ -323,6 +323,9 @@ pub struct TelemetryMetrics {
     pub address: String,
     /// Accepted for compatibility (`basic`, `normal`, `detailed`, `none`).
     pub level: Option<String>,
+    /// The Collector's metric readers: `periodic` with an `otlp` exporter sends runbom's
+    /// counters as OTLP metrics; `pull` with a `prometheus` exporter sets the address above.
+    pub readers: Vec<MetricReader>,
 }
 
 impl Default for TelemetryMetrics {
@@ -330,8 +333,70 @@ impl Default for TelemetryMetrics {
         Self {
             address: "127.0.0.1:8888".into(),
             level: None,
+            readers: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricReader {
+    pub periodic: Option<PeriodicReader>,
+    pub pull: Option<PullReader>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodicReader {
+    /// Milliseconds between exports (the Collector's unit); default 60000.
+    #[serde(default = "default_periodic_ms")]
+    pub interval: u64,
+    pub exporter: SelfExporter,
+}
+
+fn default_periodic_ms() -> u64 {
+    60_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullReader {
+    pub exporter: PullExporter,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullExporter {
+    pub prometheus: PrometheusEndpoint,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Where runbom sends its own telemetry: `otlp: {protocol, endpoint}` as in the Collector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfExporter {
+    pub otlp: SelfOtlp,
+}
+
+// `insecure` is accepted for compatibility; plain-text endpoints need no setting.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfOtlp {
+    /// `grpc` or `http/protobuf`.
+    pub protocol: String,
+    pub endpoint: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Accepted for compatibility (plain-text endpoints only for now).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,13 +404,70 @@ impl Default for TelemetryMetrics {
 pub struct TelemetryLogs {
     /// `error`, `warn`, `info`, `debug` or `trace` (or a `tracing` filter directive).
     pub level: String,
+    /// The Collector's log processors: `batch` (or `simple`) with an `otlp` exporter sends
+    /// runbom's own log records as OTLP logs (`service.name=runbom`).
+    pub processors: Vec<LogProcessor>,
 }
 
 impl Default for TelemetryLogs {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            processors: Vec::new(),
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogProcessor {
+    pub batch: Option<LogExport>,
+    pub simple: Option<LogExport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogExport {
+    pub exporter: SelfExporter,
+}
+
+impl Telemetry {
+    /// The OTLP destination for runbom's counters and the export interval, if configured.
+    #[must_use]
+    pub fn metrics_otlp(&self) -> Option<(&SelfOtlp, Duration)> {
+        self.metrics.readers.iter().find_map(|r| {
+            r.periodic
+                .as_ref()
+                .map(|p| (&p.exporter.otlp, Duration::from_millis(p.interval.max(100))))
+        })
+    }
+
+    /// The OTLP destination for runbom's own log records, if configured.
+    #[must_use]
+    pub fn logs_otlp(&self) -> Option<&SelfOtlp> {
+        self.logs
+            .processors
+            .iter()
+            .find_map(|p| p.batch.as_ref().or(p.simple.as_ref()))
+            .map(|e| &e.exporter.otlp)
+    }
+
+    /// Where `/metrics` is served: a `pull` reader's prometheus endpoint, else `address`.
+    #[must_use]
+    pub fn admin_address(&self) -> String {
+        self.metrics
+            .readers
+            .iter()
+            .find_map(|r| r.pull.as_ref())
+            .map_or_else(
+                || self.metrics.address.clone(),
+                |p| {
+                    format!(
+                        "{}:{}",
+                        p.exporter.prometheus.host, p.exporter.prometheus.port
+                    )
+                },
+            )
     }
 }
 

@@ -3,6 +3,7 @@
 mod config;
 mod ebpf;
 mod run;
+mod selftel;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -41,16 +42,31 @@ fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
     }
 }
 
-fn init_logging(level: &str) {
+/// Logs to stderr and, when `service.telemetry.logs` names an OTLP exporter, as OTLP log
+/// records too (returned: the records for `selftel::export_logs`).
+fn init_logging(config: &Config) -> Option<selftel::LogRecords> {
+    use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    let level = &config.service.telemetry.logs.level;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNBOM_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+        .with_target(false);
+    let (otlp, records) = match config.service.telemetry.logs_otlp() {
+        Some(_) => {
+            let (layer, records) = selftel::LogLayer::new();
+            (Some(layer), Some(records))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(otlp)
         .init();
+    records
 }
 
 fn main() -> ExitCode {
@@ -63,7 +79,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.service.telemetry.logs.level);
+    let log_records = init_logging(&config);
     match cli.command {
         Command::Validate { .. } => match run::validate(&config) {
             Ok(()) => {
@@ -95,7 +111,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run::run(config)) {
+            match runtime.block_on(run::run(config, log_records)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("runbom: {e:#}");

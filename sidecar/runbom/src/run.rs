@@ -30,7 +30,7 @@ use crate::{
         Compression, Config, DebugVerbosity, ExporterConfig, NetworkExporter, OtlpServer,
         ProcessorConfig, ReceiverConfig,
     },
-    ebpf,
+    ebpf, selftel,
 };
 
 /// Builds the exporter configured as `cfg`.
@@ -187,9 +187,29 @@ async fn start_otlp(
     Ok(tasks)
 }
 
-pub async fn run(config: Config) -> Result<()> {
+pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Result<()> {
     let telemetry = Arc::new(Telemetry::default());
     let stop = CancellationToken::new();
+    // runbom's own telemetry outlives the pipelines, so that their final summary goes out too.
+    let selftel_stop = CancellationToken::new();
+    let mut selftel_tasks = Vec::new();
+    if let Some((otlp, interval)) = config.service.telemetry.metrics_otlp() {
+        let exporter = selftel::exporter(otlp).context("service.telemetry.metrics")?;
+        selftel_tasks.push(tokio::spawn(selftel::export_metrics(
+            telemetry.clone(),
+            exporter,
+            interval,
+            selftel_stop.clone(),
+        )));
+    }
+    if let (Some(records), Some(otlp)) = (log_records, config.service.telemetry.logs_otlp()) {
+        let exporter = selftel::exporter(otlp).context("service.telemetry.logs")?;
+        selftel_tasks.push(tokio::spawn(selftel::export_logs(
+            records,
+            exporter,
+            selftel_stop.clone(),
+        )));
+    }
     let mut graph = Graph::build(
         &pipeline_specs(&config),
         graph_settings(&config),
@@ -224,7 +244,7 @@ pub async fn run(config: Config) -> Result<()> {
     }
 
     let ready = Arc::new(Readiness::default());
-    let admin_addr = &config.service.telemetry.metrics.address;
+    let admin_addr = &config.service.telemetry.admin_address();
     let admin = if admin_addr == "none" {
         None
     } else {
@@ -261,6 +281,10 @@ pub async fn run(config: Config) -> Result<()> {
         let _ = admin.await;
     }
     summary(&telemetry);
+    selftel_stop.cancel();
+    for task in selftel_tasks {
+        let _ = task.await;
+    }
     Ok(())
 }
 

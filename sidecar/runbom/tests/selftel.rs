@@ -1,0 +1,135 @@
+//! runbom's own telemetry: `/metrics`, `/healthz`, `/readyz`, and its counters and log records
+//! exported as OTLP (here into runbom's own OTLP receiver, written by its file exporter).
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+struct Runbom(Child);
+
+impl Drop for Runbom {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn counters_and_logs_are_exported_as_otlp_and_served_on_metrics() {
+    let dir = std::env::temp_dir().join(format!("runbom-selftel-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (grpc, admin) = (free_port(), free_port());
+    let config = format!(
+        "
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+exporters:
+  file: {{ path: {data} }}
+service:
+  pipelines:
+    logs: {{ receivers: [otlp], exporters: [file] }}
+    metrics: {{ receivers: [otlp], exporters: [file] }}
+  telemetry:
+    metrics:
+      readers:
+        - pull: {{ exporter: {{ prometheus: {{ host: 127.0.0.1, port: {admin} }} }} }}
+        - periodic:
+            interval: 300
+            exporter: {{ otlp: {{ protocol: grpc, endpoint: 'http://127.0.0.1:{grpc}' }} }}
+    logs:
+      processors:
+        - batch: {{ exporter: {{ otlp: {{ protocol: grpc, endpoint: 'http://127.0.0.1:{grpc}' }} }} }}
+",
+        data = dir.join("data").display()
+    );
+    let config_path = dir.join("runbom.yaml");
+    std::fs::write(&config_path, config).expect("write config");
+    let child = Command::new(env!("CARGO_BIN_EXE_runbom"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start runbom");
+    let mut runbom = Runbom(child);
+
+    wait_for("/readyz", || {
+        http_get(admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    });
+    let healthz = http_get(admin, "/healthz").expect("/healthz answers");
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+
+    let metrics_file = dir.join("data/metrics.jsonl");
+    wait_for("runbom's counters in its own metrics pipeline", || {
+        read(&metrics_file).contains("runbom_receiver_accepted_items_total")
+    });
+    let exported = read(&metrics_file);
+    assert!(
+        exported.contains(r#""stringValue":"runbom""#),
+        "service.name=runbom missing"
+    );
+    let prometheus = http_get(admin, "/metrics").expect("/metrics answers");
+    assert!(
+        prometheus
+            .contains(r#"runbom_receiver_accepted_items_total{receiver="otlp",signal="metrics"}"#),
+        "{prometheus}"
+    );
+
+    let logs_file = dir.join("data/logs.jsonl");
+    wait_for("runbom's own log records", || {
+        read(&logs_file).contains("OTLP/grpc listening on")
+    });
+
+    let pid = i32::try_from(runbom.0.id()).expect("pid fits i32");
+    // SAFETY: sends SIGTERM to a child process we own.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = runbom.0.try_wait().expect("wait for runbom") {
+            assert!(status.success(), "runbom exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "runbom did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
