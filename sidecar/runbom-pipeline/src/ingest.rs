@@ -158,3 +158,73 @@ impl Ingest {
             .map_err(|_| full())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+
+    use super::*;
+    use crate::Telemetry;
+
+    fn ingest(capacity: usize) -> (Ingest, mpsc::Receiver<Signal>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let telemetry = Telemetry::default();
+        let counters = telemetry.stage("receiver", "otlp", SignalKind::Logs);
+        let ingest = Ingest::new(
+            "otlp".into(),
+            vec![(SignalKind::Logs, tx)],
+            vec![(SignalKind::Logs, counters)],
+            Duration::from_millis(100),
+            CancellationToken::new(),
+        );
+        (ingest, rx)
+    }
+
+    fn logs() -> Signal {
+        Signal::Logs(ExportLogsServiceRequest::default())
+    }
+
+    #[tokio::test]
+    async fn refuses_while_the_memory_gate_is_closed() {
+        let gate = Arc::new(MemoryGate::default());
+        let (ingest, mut rx) = ingest(4);
+        let ingest = ingest.with_memory_gate(gate.clone());
+        gate.set_refusing(true);
+        let refused = ingest.push(logs()).await;
+        assert!(
+            matches!(refused, Err(Refusal::Unavailable { .. })),
+            "over the memory limit the push must be refused: {refused:?}"
+        );
+        gate.set_refusing(false);
+        ingest
+            .push(logs())
+            .await
+            .expect("accepted again under the limit");
+        assert!(
+            rx.recv().await.is_some(),
+            "the accepted request reached the pipeline"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_pipeline_refuses_after_the_timeout_and_keeps_what_it_accepted() {
+        let (ingest, mut rx) = ingest(1);
+        ingest.push(logs()).await.expect("room for one");
+        let refused = ingest.push(logs()).await;
+        assert!(
+            matches!(refused, Err(Refusal::Unavailable { .. })),
+            "{refused:?}"
+        );
+        assert!(
+            rx.recv().await.is_some(),
+            "the first request is still there"
+        );
+        assert!(
+            matches!(
+                ingest.push(Signal::empty(SignalKind::Traces)).await,
+                Err(Refusal::NotConfigured(SignalKind::Traces))
+            ),
+            "a signal with no pipeline is refused as not configured"
+        );
+    }
+}
