@@ -26,3 +26,6 @@ step "cargo clippy (eBPF crate, bpfel-unknown-none)"
 
 step "cargo test"
 cargo test --locked
+
+step "pytest (reference agent, declared BOM)"
+.venv/bin/python -m pytest -q tests/

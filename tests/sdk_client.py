@@ -3,12 +3,16 @@
 
     sdk_client.py --protocol grpc|http/protobuf|http/json --endpoint HOST:PORT
                   [--signal traces|logs|metrics] [--gzip]
+                  [--ca-file CA.pem [--client-cert CERT.pem --client-key KEY.pem]]
 
 `grpc` and `http/protobuf` use the SDK's own OTLP exporters. The SDK has no OTLP/JSON
 exporter, so `http/json` encodes the same data with the SDK's encoder and posts it as
 OTLP/JSON the way the Collector's `otlphttp` exporter (`encoding: json`) does: the protobuf
 JSON mapping with integer enums and 64-bit integers as strings, but trace and span ids as
 hex (OTLP/JSON's one departure from the mapping, which would use base64).
+
+With `--ca-file`, the export goes over TLS (`https://HOST:PORT`), the server's certificate
+checked against that CA; `--client-cert` and `--client-key` add a client certificate (mTLS).
 
 Prints what was sent as JSON on stdout and exits non-zero if the export failed:
 - `request`: the export request the SDK's encoder makes of the data, protobuf, hex-encoded
@@ -22,6 +26,7 @@ import base64
 import gzip
 import importlib
 import json
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -142,7 +147,12 @@ def hex_ids(node):
             hex_ids(item)
 
 
-def export_json(request, path, endpoint, use_gzip):
+def read(path):
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def export_json(request, path, endpoint, use_gzip, tls):
     request = json_format.MessageToDict(request, use_integers_for_enums=True)
     hex_ids(request)
     body = json.dumps(request).encode()
@@ -150,11 +160,16 @@ def export_json(request, path, endpoint, use_gzip):
     if use_gzip:
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
+    scheme, context = "http", None
+    if tls.ca_file:
+        scheme, context = "https", ssl.create_default_context(cafile=tls.ca_file)
+        if tls.client_cert:
+            context.load_cert_chain(tls.client_cert, tls.client_key)
     post = urllib.request.Request(
-        f"http://{endpoint}{path}", data=body, headers=headers, method="POST"
+        f"{scheme}://{endpoint}{path}", data=body, headers=headers, method="POST"
     )
     try:
-        with urllib.request.urlopen(post, timeout=10) as response:
+        with urllib.request.urlopen(post, timeout=10, context=context) as response:
             answer = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         print(f"HTTP {error.code}: {error.read()!r}", file=sys.stderr)
@@ -173,30 +188,55 @@ SIGNALS = {
 }
 
 
-def export(protocol, endpoint, use_gzip, signal, data):
+def export(protocol, endpoint, use_gzip, signal, data, tls):
     _, encode, path, module, exporter_class = SIGNALS[signal]
     if protocol == "http/json":
-        return export_json(encode(data), path, endpoint, use_gzip)
+        return export_json(encode(data), path, endpoint, use_gzip, tls)
     if protocol == "grpc":
+        import grpc
         from grpc import Compression
 
+        secure = {"endpoint": endpoint, "insecure": True}
+        if tls.ca_file:
+            secure = {
+                "endpoint": f"https://{endpoint}",
+                "credentials": grpc.ssl_channel_credentials(
+                    root_certificates=read(tls.ca_file),
+                    private_key=read(tls.client_key) if tls.client_key else None,
+                    certificate_chain=read(tls.client_cert) if tls.client_cert else None,
+                ),
+            }
         exporter = getattr(
             importlib.import_module(f"opentelemetry.exporter.otlp.proto.grpc.{module}"),
             exporter_class,
         )(
-            endpoint=endpoint,
-            insecure=True,
+            **secure,
             timeout=10,
             compression=Compression.Gzip if use_gzip else None,
         )
     else:
+        import requests
         from opentelemetry.exporter.otlp.proto.http import Compression
 
+        secure = {"endpoint": f"http://{endpoint}{path}"}
+        if tls.ca_file:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's CA file
+            # unless the session ignores the environment.
+            session = requests.Session()
+            session.trust_env = False
+            secure = {
+                "endpoint": f"https://{endpoint}{path}",
+                "certificate_file": tls.ca_file,
+                "session": session,
+            }
+            if tls.client_cert:
+                secure["client_certificate_file"] = tls.client_cert
+                secure["client_key_file"] = tls.client_key
         exporter = getattr(
             importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{module}"),
             exporter_class,
         )(
-            endpoint=f"http://{endpoint}{path}",
+            **secure,
             timeout=10,
             compression=Compression.Gzip if use_gzip else Compression.NoCompression,
         )
@@ -237,11 +277,18 @@ def main():
     parser.add_argument("--endpoint", required=True, help="HOST:PORT of the receiver")
     parser.add_argument("--signal", choices=sorted(SIGNALS), default="traces")
     parser.add_argument("--gzip", action="store_true", help="gzip the request body")
+    parser.add_argument("--ca-file", help="export over TLS, trusting this CA (PEM)")
+    parser.add_argument("--client-cert", help="client certificate (PEM) for mTLS; needs --ca-file")
+    parser.add_argument("--client-key", help="the client certificate's private key (PEM)")
     args = parser.parse_args()
+    if (args.client_cert is None) != (args.client_key is None) or (
+        args.client_cert and not args.ca_file
+    ):
+        parser.error("--client-cert and --client-key go together, and with --ca-file")
 
     make, encode, *_ = SIGNALS[args.signal]
     data = make()
-    if not export(args.protocol, args.endpoint, args.gzip, args.signal, data):
+    if not export(args.protocol, args.endpoint, args.gzip, args.signal, data, args):
         print(f"{args.signal} export over {args.protocol} to {args.endpoint} failed", file=sys.stderr)
         return 1
     sent = {"resource": RESOURCE, "request": encode(data).SerializeToString().hex()}

@@ -4,8 +4,9 @@
 //! a watched cgroup. Kept opens wait in `OPENS[tid]` for the syscall's result.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user, bpf_probe_read_user_str},
+    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     macros::tracepoint,
+    maps::lpm_trie::Key,
     programs::TracePointContext,
 };
 use runbom_common::{
@@ -13,7 +14,7 @@ use runbom_common::{
 };
 
 use crate::{
-    maps::{EVENTS, FILE_PREFIXES, OPEN_SCRATCH, OPENS, PATH_KEY_SCRATCH},
+    maps::{EVENTS, FILE_PREFIXES, OPEN_SCRATCH, OPENS},
     util::{cgroup_id, config, count, current, header, is_watched, now, sys_arg},
 };
 
@@ -39,6 +40,15 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     open_enter(sys_arg(&ctx, 1), flags as u32).unwrap_or(1)
 }
 
+// `_pad` and `path` of a `FileOpenEvent` have the layout of an LPM-trie key (prefix length in
+// bits, then the bytes), so the record being built doubles as the lookup key: the path is read
+// once, straight into the record, and never copied.
+const _: () = assert!(
+    core::mem::offset_of!(FileOpenEvent, path) == core::mem::offset_of!(FileOpenEvent, _pad) + 4
+        && core::mem::offset_of!(FileOpenEvent, path) + PATH_MAX
+            == core::mem::size_of::<FileOpenEvent>()
+);
+
 #[inline(always)]
 fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     let (tgid, tid) = current();
@@ -46,17 +56,16 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     if cfg.self_pid == tgid {
         return Some(0);
     }
-    let cgroup = cgroup_id();
-    if cfg.file_filter & FILTER_BY_WORKLOAD != 0 && !is_watched(tgid, cgroup) {
+    if cfg.file_filter & FILTER_BY_WORKLOAD != 0 && !is_watched(tgid, cgroup_id()) {
         return Some(0);
     }
-    let key = PATH_KEY_SCRATCH.get_ptr_mut(0)?;
+    let ev = OPEN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
-    let key = unsafe { &mut *key };
-    // SAFETY: the destination is the key's fixed-size data array.
+    let ev = unsafe { &mut *ev };
+    // SAFETY: the destination is the record's fixed-size path array.
     let n = unsafe {
         bpf_probe_read_user_str(
-            key.data.as_mut_ptr().cast(),
+            ev.path.as_mut_ptr().cast(),
             PATH_MAX as u32,
             filename.cast(),
         )
@@ -65,13 +74,15 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
         return Some(0);
     }
     let len = n as u32 - 1;
-    key.prefix_len = len * 8;
-    if FILE_PREFIXES.get(&*key).copied() != Some(PREFIX_INCLUDE) {
+    ev._pad = len * 8;
+    // SAFETY: `_pad` and `path` form a `Key<[u8; PATH_MAX]>` (checked above; the key is
+    // packed, so any address is aligned), inside the scratch record we own.
+    let key = unsafe { &*(&raw const ev._pad).cast::<Key<[u8; PATH_MAX]>>() };
+    let keep = FILE_PREFIXES.get(key).copied() == Some(PREFIX_INCLUDE);
+    ev._pad = 0;
+    if !keep {
         return Some(0);
     }
-    let ev = OPEN_SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: as above.
-    let ev = unsafe { &mut *ev };
     ev.header = header(
         EventKind::FileOpen,
         core::mem::size_of::<FileOpenEvent>(),
@@ -80,14 +91,6 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     );
     ev.flags = flags;
     ev.path_len = len;
-    // SAFETY: copies the whole fixed-size path array between two map values.
-    unsafe {
-        bpf_probe_read_kernel(
-            ev.path.as_mut_ptr().cast(),
-            PATH_MAX as u32,
-            key.data.as_ptr().cast(),
-        );
-    }
     if OPENS.insert(tid, &*ev, 0).is_err() {
         count(counter::INFLIGHT_FULL);
     }

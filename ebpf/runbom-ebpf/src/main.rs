@@ -11,6 +11,7 @@ mod file;
 mod maps;
 mod net;
 mod process;
+mod reference;
 mod util;
 
 #[cfg(not(test))]
@@ -25,8 +26,11 @@ static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
 /// Never attached in normal operation: runbom loads it only when `RUNBOM_SELFTEST_VERIFIER_REJECT`
 /// is set, to prove that a probe the verifier rejects produces a clear error. It reads past the
-/// end of its tracepoint context, which the verifier must refuse.
+/// end of the largest tracepoint context the kernel allows (8 KiB), which the verifier must
+/// refuse; the read is volatile because the macro discards the return value.
 #[aya_ebpf::macros::tracepoint]
 pub fn selftest_verifier_reject(ctx: aya_ebpf::programs::TracePointContext) -> u32 {
-    util::field::<u32>(&ctx, 4096)
+    let ctx = aya_ebpf::EbpfContext::as_ptr(&ctx).cast::<u8>();
+    // SAFETY: never executed: the verifier refuses the program.
+    unsafe { core::ptr::read_volatile(ctx.add(8192).cast::<u32>()) }
 }

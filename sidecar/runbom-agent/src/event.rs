@@ -207,5 +207,6 @@ pub fn socket_addr(a: &SockAddr) -> Option<SocketAddr> {
         libc::AF_INET6 => std::net::IpAddr::from(a.addr),
         _ => return None,
     };
-    Some(SocketAddr::new(ip, a.port))
+    // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; say what they are.
+    Some(SocketAddr::new(ip.to_canonical(), a.port))
 }

@@ -93,7 +93,7 @@ impl Default for ProbeSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(
-        "runbom needs root (or CAP_BPF and CAP_PERFMON) to load its eBPF probes; run it with sudo"
+        "loading the eBPF probes needs root (or CAP_BPF and CAP_PERFMON): run runbom with sudo"
     )]
     NotPrivileged,
     #[error(

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod export;
 pub mod signal;
+pub mod tls;
 
 pub use convert::{ConvertOptions, OtlpBatch, convert};
 pub use export::{ExportError, Exporter};

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use runbom_otlp::tls::{ClientTlsSettings, TlsVersion};
 use runbom_pipeline::SignalKind;
 use serde::{Deserialize, de::DeserializeOwned};
 
@@ -89,7 +90,7 @@ pub struct OtlpServer {
     pub endpoint: Option<String>,
     /// Largest request accepted, in MiB (default 4).
     pub max_recv_msg_size_mib: Option<u64>,
-    pub tls: Option<TlsConfig>,
+    pub tls: Option<ServerTlsConfig>,
     /// Accepted for compatibility; runbom does not use these.
     pub max_concurrent_streams: Option<u32>,
     pub read_buffer_size: Option<u64>,
@@ -103,27 +104,86 @@ pub struct OtlpServer {
     pub metrics_url_path: Option<String>,
 }
 
-/// TLS settings as the Collector writes them. runbom does not terminate or originate TLS yet:
-/// only `insecure: true` (or an empty section) is accepted.
-#[allow(dead_code)]
+/// A receiver's `tls` section, as the Collector's `configtls.ServerConfig` has it: the
+/// server's certificate and key (both required), and `client_ca_file` to require client
+/// certificates signed by those CAs (mTLS).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsConfig {
+pub struct ServerTlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    /// Accepted as the Collector accepts it, and as there, it does not verify clients
+    /// (`client_ca_file` does); runbom warns when it is set.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "tls_version")]
+    pub min_version: Option<TlsVersion>,
+    #[serde(default, deserialize_with = "tls_version")]
+    pub max_version: Option<TlsVersion>,
+    /// Re-read `cert_file` and `key_file` once this long has passed.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub reload_interval: Option<Duration>,
+}
+
+/// An exporter's `tls` section, as the Collector's `configtls.ClientConfig` has it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// `otlp` only: plain text (unless the endpoint is `https://` or `ca_file` is set).
     #[serde(default)]
     pub insecure: bool,
     #[serde(default)]
     pub insecure_skip_verify: bool,
     pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub include_system_ca_certs_pool: bool,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub server_name_override: Option<String>,
-    pub min_version: Option<String>,
+    #[serde(default, deserialize_with = "tls_version")]
+    pub min_version: Option<TlsVersion>,
+    #[serde(default, deserialize_with = "tls_version")]
+    pub max_version: Option<TlsVersion>,
+    /// Re-read `cert_file` and `key_file` once this long has passed.
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub reload_interval: Option<Duration>,
 }
 
-impl TlsConfig {
-    fn wants_tls(&self) -> bool {
-        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+impl ClientTlsConfig {
+    /// The settings the exporters take.
+    #[must_use]
+    pub fn settings(&self) -> ClientTlsSettings {
+        ClientTlsSettings {
+            insecure: self.insecure,
+            insecure_skip_verify: self.insecure_skip_verify,
+            ca_file: self.ca_file.clone(),
+            include_system_ca_certs_pool: self.include_system_ca_certs_pool,
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            server_name_override: self.server_name_override.clone(),
+            min_version: self.min_version,
+            max_version: self.max_version,
+            reload_interval: self.reload_interval,
+        }
     }
+}
+
+/// `min_version` / `max_version`: `"1.0"` to `"1.3"`.
+fn tls_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsVersion>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// `min_version` no greater than `max_version`, and a TLS version runbom speaks between them.
+fn check_tls_versions(
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+    path: &str,
+    err: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    runbom_otlp::tls::protocol_versions(min, max)
+        .map(drop)
+        .map_err(|e| err(path, e.to_string()))
 }
 
 // The spike limits are accepted for compatibility; the limit applies as a hard limit.
@@ -220,7 +280,7 @@ pub struct NetworkExporter {
     pub retry_on_failure: RetryConfig,
     #[serde(default)]
     pub sending_queue: SendingQueue,
-    pub tls: Option<TlsConfig>,
+    pub tls: Option<ClientTlsConfig>,
     /// `otlphttp` only: `proto` (the default; `json` is not supported yet).
     pub encoding: Option<String>,
 }
@@ -291,11 +351,25 @@ pub enum DebugVerbosity {
     Detailed,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Service {
     pub pipelines: Pipelines,
     pub telemetry: Telemetry,
+    /// How long runbom may take to drain its pipelines after SIGTERM (Kubernetes kills a pod
+    /// 30 s after SIGTERM by default).
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Self {
+            pipelines: Pipelines::default(),
+            telemetry: Telemetry::default(),
+            shutdown_timeout: Duration::from_secs(25),
+        }
+    }
 }
 
 /// Pipelines by name: `traces`, `logs`, `metrics`, or `<signal>/<name>`.
@@ -384,8 +458,6 @@ pub struct SelfExporter {
     pub otlp: SelfOtlp,
 }
 
-// `insecure` is accepted for compatibility; plain-text endpoints need no setting.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelfOtlp {
@@ -394,7 +466,7 @@ pub struct SelfOtlp {
     pub endpoint: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Accepted for compatibility (plain-text endpoints only for now).
+    /// `grpc` to an endpoint without `http://` / `https://`: plain text rather than TLS.
     #[serde(default)]
     pub insecure: bool,
 }
@@ -756,13 +828,15 @@ impl Config {
                     for (proto, server) in
                         [("grpc", &o.protocols.grpc), ("http", &o.protocols.http)]
                     {
-                        if let Some(tls) = server.as_ref().and_then(|s| s.tls.as_ref())
-                            && tls.wants_tls()
-                        {
-                            return Err(err(
-                                &format!("receivers.{name}.protocols.{proto}.tls"),
-                                "TLS termination is not supported yet; terminate TLS in front of runbom or remove the section".into(),
-                            ));
+                        if let Some(tls) = server.as_ref().and_then(|s| s.tls.as_ref()) {
+                            let path = format!("receivers.{name}.protocols.{proto}.tls");
+                            if tls.cert_file.is_none() || tls.key_file.is_none() {
+                                return Err(err(
+                                    &path,
+                                    "a receiver's TLS needs both `cert_file` and `key_file`".into(),
+                                ));
+                            }
+                            check_tls_versions(tls.min_version, tls.max_version, &path, &err)?;
                         }
                     }
                 }
@@ -789,13 +863,16 @@ impl Config {
         }
         for (name, e) in &self.exporters {
             if let ExporterConfig::Otlp(n) | ExporterConfig::OtlpHttp(n) = e {
-                if n.tls.as_ref().is_some_and(TlsConfig::wants_tls)
-                    || n.endpoint.starts_with("https://")
-                {
-                    return Err(err(
-                        &format!("exporters.{name}.tls"),
-                        "TLS to the destination is not supported yet; use a plain-text endpoint (e.g. a local Collector) with `tls: {insecure: true}`".into(),
-                    ));
+                if let Some(tls) = &n.tls {
+                    let path = format!("exporters.{name}.tls");
+                    if tls.cert_file.is_some() != tls.key_file.is_some() {
+                        return Err(err(
+                            &path,
+                            "set both `cert_file` and `key_file` (a client certificate), or neither"
+                                .into(),
+                        ));
+                    }
+                    check_tls_versions(tls.min_version, tls.max_version, &path, &err)?;
                 }
                 if n.encoding.as_deref().is_some_and(|e| e != "proto") {
                     return Err(err(
@@ -972,6 +1049,11 @@ mod duration {
         }
     }
 
+    /// For `Option<Duration>` fields (with `#[serde(default)]`).
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        deserialize(d).map(Some)
+    }
+
     pub fn parse(t: &str) -> Option<Duration> {
         let t = t.trim();
         let split = t.find(|c: char| !c.is_ascii_digit() && c != '.')?;
@@ -1131,12 +1213,108 @@ service:
         };
         assert_eq!(o.sending_queue.queue_size, 100);
         assert_eq!(o.headers["x-scope-orgid"], "team-a");
-        let text = text.replace("insecure: true", "ca_file: /etc/ca.pem");
-        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-        assert!(
-            e.contains("`exporters.otlp/tempo.tls`: TLS to the destination is not supported yet"),
-            "{e}"
+        assert!(o.tls.as_ref().is_some_and(|t| t.insecure));
+    }
+
+    /// The Collector's `configtls` sections: server keys under a receiver, client keys under
+    /// an exporter, each checked where it is.
+    #[test]
+    fn tls_sections() {
+        let text = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        tls:
+          cert_file: /etc/runbom/server.pem
+          key_file: /etc/runbom/server-key.pem
+          client_ca_file: /etc/runbom/clients.pem
+          min_version: '1.3'
+          reload_interval: 1h
+      http:
+        tls: { cert_file: /s.pem, key_file: /k.pem }
+exporters:
+  otlp:
+    endpoint: tempo:4317
+    tls:
+      ca_file: /etc/ssl/tempo-ca.pem
+      cert_file: /etc/runbom/client.pem
+      key_file: /etc/runbom/client-key.pem
+      server_name_override: tempo.internal
+      insecure_skip_verify: false
+      include_system_ca_certs_pool: true
+      min_version: '1.2'
+      max_version: '1.3'
+  otlphttp:
+    endpoint: https://collector:4318
+service:
+  pipelines:
+    traces: { receivers: [otlp], exporters: [otlp, otlphttp] }
+";
+        let c = Config::parse(text, "c.yaml").unwrap();
+        let ReceiverConfig::Otlp(o) = &c.receivers["otlp"] else {
+            panic!("otlp receiver")
+        };
+        let grpc = o.protocols.grpc.as_ref().and_then(|s| s.tls.as_ref());
+        assert_eq!(grpc.and_then(|t| t.min_version), Some(TlsVersion::V1_3));
+        assert_eq!(
+            grpc.and_then(|t| t.reload_interval),
+            Some(Duration::from_hours(1))
         );
+        let ExporterConfig::Otlp(n) = &c.exporters["otlp"] else {
+            panic!("otlp exporter")
+        };
+        let tls = n
+            .tls
+            .as_ref()
+            .map(ClientTlsConfig::settings)
+            .unwrap_or_default();
+        assert_eq!(tls.server_name_override.as_deref(), Some("tempo.internal"));
+        assert!(tls.include_system_ca_certs_pool && !tls.insecure);
+
+        for (from, to, error) in [
+            (
+                "          client_ca_file: /etc/runbom/clients.pem\n",
+                "          insecure: true\n",
+                "`receivers.otlp.protocols.grpc.tls.insecure`: unknown field `insecure`",
+            ),
+            (
+                "        tls: { cert_file: /s.pem, key_file: /k.pem }",
+                "        tls: { cert_file: /s.pem }",
+                "`receivers.otlp.protocols.http.tls`: a receiver's TLS needs both `cert_file` and `key_file`",
+            ),
+            (
+                "min_version: '1.3'",
+                "min_version: '1.4'",
+                "`receivers.otlp.protocols.grpc.tls.min_version`: \"1.4\" is not a TLS version",
+            ),
+            (
+                "      key_file: /etc/runbom/client-key.pem\n",
+                "",
+                "`exporters.otlp.tls`: set both `cert_file` and `key_file`",
+            ),
+            (
+                "      min_version: '1.2'\n      max_version: '1.3'",
+                "      min_version: '1.0'\n      max_version: '1.1'",
+                "`exporters.otlp.tls`: max_version 1.1 is older than TLS 1.2",
+            ),
+            (
+                "      min_version: '1.2'\n      max_version: '1.3'",
+                "      min_version: '1.3'\n      max_version: '1.2'",
+                "`exporters.otlp.tls`: min_version 1.3 is greater than max_version 1.2",
+            ),
+            (
+                "      server_name_override: tempo.internal",
+                "      client_ca_file: /x.pem",
+                "`exporters.otlp.tls.client_ca_file`: unknown field `client_ca_file`",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let e = Config::parse(&text.replacen(from, to, 1), "c.yaml")
+                .unwrap_err()
+                .0;
+            assert!(e.contains(error), "{to:?}: {e}");
+        }
     }
 
     #[test]

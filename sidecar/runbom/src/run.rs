@@ -14,6 +14,7 @@ use runbom_otlp::{
         DebugExporter, FileExporter, GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy,
         Verbosity,
     },
+    tls::ServerTlsSettings,
 };
 use runbom_pipeline::{
     Graph, GraphSettings, PipelineSpec, ProcessorSpec, Telemetry,
@@ -27,8 +28,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{
-        Compression, Config, DebugVerbosity, ExporterConfig, NetworkExporter, OtlpServer,
-        ProcessorConfig, ReceiverConfig,
+        ClientTlsConfig, Compression, Config, DebugVerbosity, ExporterConfig, NetworkExporter,
+        OtlpServer, ProcessorConfig, ReceiverConfig,
     },
     ebpf, selftel,
 };
@@ -59,6 +60,11 @@ fn network(n: &NetworkExporter, retries: Arc<AtomicU64>) -> NetworkSettings {
         headers: n.headers.clone(),
         gzip: n.compression == Compression::Gzip,
         timeout: n.timeout,
+        tls: n
+            .tls
+            .as_ref()
+            .map(ClientTlsConfig::settings)
+            .unwrap_or_default(),
         retry: RetryPolicy {
             enabled: r.enabled,
             initial_interval: r.initial_interval,
@@ -132,12 +138,65 @@ fn graph_settings(config: &Config) -> GraphSettings {
     }
 }
 
-/// Checks that every exporter can be built (endpoints and headers parse).
+/// Checks that every exporter can be built (endpoints and headers parse, TLS files load) and
+/// that every receiver's TLS files load.
 pub fn validate(config: &Config) -> Result<()> {
+    // A gRPC exporter spawns its channel's worker when built: `runbom validate` has no runtime.
+    let runtime = match tokio::runtime::Handle::try_current() {
+        Ok(_) => None,
+        Err(_) => Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start an async runtime to check the exporters")?,
+        ),
+    };
+    let _entered = runtime.as_ref().map(tokio::runtime::Runtime::enter);
     for (name, cfg) in &config.exporters {
         build_exporter(cfg, Arc::default()).with_context(|| format!("exporter `{name}`"))?;
     }
+    for (name, cfg) in &config.receivers {
+        if let ReceiverConfig::Otlp(o) = cfg {
+            for (proto, server) in [("grpc", &o.protocols.grpc), ("http", &o.protocols.http)] {
+                server_tls(name, proto, server.as_ref())?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Reads a receiver's certificate files; `None` without a `tls` section.
+fn server_tls(
+    name: &str,
+    proto: &str,
+    server: Option<&OtlpServer>,
+) -> Result<Option<rustls::ServerConfig>> {
+    let Some(tls) = server.and_then(|s| s.tls.as_ref()) else {
+        return Ok(None);
+    };
+    let section = format!("receivers.{name}.protocols.{proto}.tls");
+    // Checked when the configuration was read; kept as an error rather than a panic.
+    let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
+        anyhow::bail!("{section}: set both `cert_file` and `key_file`");
+    };
+    if tls.ca_file.is_some() {
+        warn!(
+            "{section}.ca_file does not check client certificates (nor does it in the Collector); \
+             use client_ca_file for that"
+        );
+    }
+    let settings = ServerTlsSettings {
+        cert_file: cert_file.clone(),
+        key_file: key_file.clone(),
+        client_ca_file: tls.client_ca_file.clone(),
+        min_version: tls.min_version,
+        max_version: tls.max_version,
+        reload_interval: tls.reload_interval,
+    };
+    settings
+        .load()
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{}", e.under(&section)))
 }
 
 async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
@@ -158,6 +217,7 @@ async fn start_otlp(
         ("grpc", server_grpc, "127.0.0.1:4317"),
         ("http", server_http, "127.0.0.1:4318"),
     ] {
+        let tls = server_tls(name, proto, server)?;
         let Some(server) = server else { continue };
         let addr = server.endpoint.as_deref().unwrap_or(default);
         let listener = bind(&format!("receiver `{name}` ({proto})"), addr).await?;
@@ -170,16 +230,17 @@ async fn start_otlp(
         };
         info!(
             receiver = name,
-            "OTLP/{proto} listening on {}",
-            listener.local_addr()?
+            "OTLP/{proto} listening on {}{}",
+            listener.local_addr()?,
+            if tls.is_some() { " (TLS)" } else { "" }
         );
         let ingest = ingest.clone();
         let what = format!("receiver `{name}` ({proto})");
         tasks.push(tokio::spawn(async move {
             let outcome = if proto == "grpc" {
-                receiver::serve_grpc(listener, ingest, limits).await
+                receiver::serve_grpc(listener, ingest, limits, tls).await
             } else {
-                receiver::serve_http(listener, ingest, limits).await
+                receiver::serve_http(listener, ingest, limits, tls).await
             };
             outcome.with_context(|| what)
         }));
@@ -192,24 +253,12 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
     let stop = CancellationToken::new();
     // runbom's own telemetry outlives the pipelines, so that their final summary goes out too.
     let selftel_stop = CancellationToken::new();
-    let mut selftel_tasks = Vec::new();
-    if let Some((otlp, interval)) = config.service.telemetry.metrics_otlp() {
-        let exporter = selftel::exporter(otlp).context("service.telemetry.metrics")?;
-        selftel_tasks.push(tokio::spawn(selftel::export_metrics(
-            telemetry.clone(),
-            exporter,
-            interval,
-            selftel_stop.clone(),
-        )));
-    }
-    if let (Some(records), Some(otlp)) = (log_records, config.service.telemetry.logs_otlp()) {
-        let exporter = selftel::exporter(otlp).context("service.telemetry.logs")?;
-        selftel_tasks.push(tokio::spawn(selftel::export_logs(
-            records,
-            exporter,
-            selftel_stop.clone(),
-        )));
-    }
+    let selftel_tasks = selftel::start(
+        &config.service.telemetry,
+        &telemetry,
+        log_records,
+        &selftel_stop,
+    )?;
     let mut graph = Graph::build(
         &pipeline_specs(&config),
         graph_settings(&config),
@@ -244,48 +293,74 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
     }
 
     let ready = Arc::new(Readiness::default());
-    let admin_addr = &config.service.telemetry.admin_address();
-    let admin = if admin_addr == "none" {
-        None
-    } else {
-        let listener = bind("service.telemetry.metrics", admin_addr).await?;
-        info!(
-            "/metrics, /healthz and /readyz on http://{}",
-            listener.local_addr()?
-        );
-        Some(tokio::spawn(admin::serve(
-            listener,
-            telemetry.clone(),
-            ready.clone(),
-            stop.clone(),
-        )))
-    };
+    let admin = start_admin(&config, &telemetry, &ready, &stop).await?;
     ready.set(true);
     info!(config = %config.source, "runbom is running");
 
     shutdown_signal().await;
-    info!("stopping: receivers first, then every pipeline drains into its exporters");
+    let limit = config.service.shutdown_timeout;
+    info!(
+        "stopping: receivers first, then every pipeline drains into its exporters (at most {limit:?}; a second Ctrl-C stops at once)"
+    );
+    tokio::spawn(async {
+        shutdown_signal().await;
+        eprintln!("runbom: second signal: stopping now; data not yet exported is lost");
+        std::process::exit(130);
+    });
     ready.set(false);
     stop.cancel();
+    let deadline = tokio::time::Instant::now() + limit;
     for task in receivers {
-        match tokio::time::timeout(Duration::from_secs(30), task).await {
+        match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => error!("{e:#}"),
             Ok(Err(e)) => error!("receiver task: {e}"),
-            Err(_) => error!("a receiver did not stop within 30 s"),
+            Err(_) => error!("a receiver did not stop within {limit:?}"),
         }
     }
     drop(probes);
-    graph.drain().await;
+    let drained = tokio::time::timeout_at(deadline, graph.drain())
+        .await
+        .is_ok();
     if let Some(admin) = admin {
         let _ = admin.await;
     }
     summary(&telemetry);
     selftel_stop.cancel();
     for task in selftel_tasks {
-        let _ = task.await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    Ok(())
+    if drained {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "exporters were still delivering after service.shutdown_timeout ({limit:?}); what they held is lost"
+        )
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` unless the address is `none`.
+async fn start_admin(
+    config: &Config,
+    telemetry: &Arc<Telemetry>,
+    ready: &Arc<Readiness>,
+    stop: &CancellationToken,
+) -> Result<Option<JoinHandle<()>>> {
+    let addr = config.service.telemetry.admin_address();
+    if addr == "none" {
+        return Ok(None);
+    }
+    let listener = bind("service.telemetry.metrics", &addr).await?;
+    info!(
+        "/metrics, /healthz and /readyz on http://{}",
+        listener.local_addr()?
+    );
+    Ok(Some(tokio::spawn(admin::serve(
+        listener,
+        telemetry.clone(),
+        ready.clone(),
+        stop.clone(),
+    ))))
 }
 
 fn summary(telemetry: &Telemetry) {

@@ -29,6 +29,7 @@ use runbom_otlp::{
     ExportError, Exporter,
     export::{GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy},
     signal::Signal,
+    tls::ClientTlsSettings,
 };
 use runbom_pipeline::Telemetry;
 use tokio::sync::mpsc;
@@ -41,6 +42,31 @@ use crate::config::SelfOtlp;
 /// Diagnostics buffered before they are dropped (and counted).
 const LOG_QUEUE: usize = 4096;
 
+/// Starts what `service.telemetry` asks for: the periodic counter export and the log export.
+pub fn start(
+    config: &crate::config::Telemetry,
+    telemetry: &Arc<Telemetry>,
+    log_records: Option<LogRecords>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    use anyhow::Context as _;
+    let mut tasks = Vec::new();
+    if let Some((otlp, interval)) = config.metrics_otlp() {
+        let exporter = exporter(otlp).context("service.telemetry.metrics")?;
+        tasks.push(tokio::spawn(export_metrics(
+            telemetry.clone(),
+            exporter,
+            interval,
+            stop.clone(),
+        )));
+    }
+    if let (Some(records), Some(otlp)) = (log_records, config.logs_otlp()) {
+        let exporter = exporter(otlp).context("service.telemetry.logs")?;
+        tasks.push(tokio::spawn(export_logs(records, exporter, stop.clone())));
+    }
+    Ok(tasks)
+}
+
 /// Builds the exporter for `service.telemetry.*` (`protocol: grpc` or `http/protobuf`).
 pub fn exporter(o: &SelfOtlp) -> Result<Exporter, ExportError> {
     let settings = NetworkSettings {
@@ -48,6 +74,12 @@ pub fn exporter(o: &SelfOtlp) -> Result<Exporter, ExportError> {
         headers: o.headers.clone(),
         gzip: true,
         timeout: Duration::from_secs(10),
+        // The SDK configuration's rule: the scheme decides; without one, `insecure` does (gRPC).
+        // TLS checks the server against the system's CAs.
+        tls: ClientTlsSettings {
+            insecure: o.insecure,
+            ..ClientTlsSettings::default()
+        },
         // runbom's own telemetry must not hold up its shutdown for long.
         retry: RetryPolicy {
             enabled: true,

@@ -1,5 +1,9 @@
-//! OTLP/gRPC exporter (tonic).
+//! OTLP/gRPC exporter (tonic), over TLS (rustls, through hyper-rustls's connector) unless
+//! the configuration asks for plain text (see
+//! [`ClientTlsSettings::grpc_uses_tls`](crate::tls::ClientTlsSettings::grpc_uses_tls)).
 
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::logs_service_client::LogsServiceClient,
     metrics::v1::metrics_service_client::MetricsServiceClient,
@@ -12,10 +16,11 @@ use tonic::{
 };
 
 use super::{ExportError, NetworkSettings};
-use crate::signal::Signal;
+use crate::{signal::Signal, tls::TlsError};
 
 pub struct GrpcExporter {
     endpoint: String,
+    tls: bool,
     traces: TraceServiceClient<Channel>,
     logs: LogsServiceClient<Channel>,
     metrics: MetricsServiceClient<Channel>,
@@ -25,21 +30,31 @@ pub struct GrpcExporter {
 
 impl GrpcExporter {
     /// Connects lazily: a collector that is not up yet is not an error until data is sent.
+    /// Certificate files are read here, so a missing or malformed one is an error now.
+    ///
+    /// Needs a Tokio runtime (the channel's worker task is spawned here).
     pub fn new(settings: NetworkSettings) -> Result<Self, ExportError> {
-        let endpoint = if settings.endpoint.contains("://") {
-            settings.endpoint.clone()
-        } else {
-            format!("http://{}", settings.endpoint)
-        };
+        let tls = settings.tls.grpc_uses_tls(&settings.endpoint);
+        let address = settings
+            .endpoint
+            .strip_prefix("https://")
+            .or_else(|| settings.endpoint.strip_prefix("http://"))
+            .unwrap_or(&settings.endpoint);
+        let endpoint = format!("{}://{address}", if tls { "https" } else { "http" });
         let bad = |reason: String| ExportError::Endpoint {
             exporter: "otlp",
             endpoint: settings.endpoint.clone(),
             reason,
         };
-        let channel = Endpoint::from_shared(endpoint.clone())
+        let builder = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| bad(e.to_string()))?
             .timeout(settings.timeout)
-            .connect_lazy();
+            .connect_timeout(settings.timeout);
+        let channel = if tls {
+            connect_tls(builder, &settings)?
+        } else {
+            builder.connect_lazy()
+        };
         let mut metadata = MetadataMap::new();
         for (name, value) in &settings.headers {
             let header_err = |reason: &str| ExportError::Header {
@@ -63,6 +78,7 @@ impl GrpcExporter {
         }
         Ok(Self {
             endpoint,
+            tls,
             traces,
             logs,
             metrics,
@@ -72,9 +88,10 @@ impl GrpcExporter {
     }
 
     pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
+        let tls = self.tls;
         let fail = |status| ExportError::Grpc {
             endpoint: self.endpoint.clone(),
-            status: Box::new(status),
+            status: Box::new(if tls { with_tls_hint(status) } else { status }),
         };
         let retry = self.settings.retry;
         retry
@@ -103,6 +120,52 @@ impl GrpcExporter {
             })
             .await
     }
+}
+
+/// A failed handshake's status, with what to change in the configuration (see
+/// [`super::tls_hint`]); TLS is the default for a bare `host:port`.
+fn with_tls_hint(status: tonic::Status) -> tonic::Status {
+    let plain_text = "for plain text set `tls: {insecure: true}` or use an http:// endpoint";
+    let reason = super::status_causes(&status);
+    match super::tls_hint(&reason, plain_text) {
+        Some(hint) => tonic::Status::new(status.code(), format!("{reason} ({hint})")),
+        None => status,
+    }
+}
+
+/// A lazily connected channel that speaks gRPC over TLS: ALPN `h2`, the server's certificate
+/// checked against `tls` (and `server_name_override`, which also becomes the `:authority`).
+fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Channel, ExportError> {
+    let tls = &settings.tls;
+    let fail = |error| ExportError::Tls {
+        exporter: "otlp",
+        endpoint: settings.endpoint.clone(),
+        error,
+    };
+    let config = tls.load().map_err(fail)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(settings.timeout));
+    let mut https = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only();
+    if let Some(name) = tls.server_name().map_err(fail)? {
+        let authority = match &name {
+            rustls::pki_types::ServerName::IpAddress(rustls::pki_types::IpAddr::V6(_)) => {
+                format!("https://[{}]", name.to_str())
+            }
+            _ => format!("https://{}", name.to_str()),
+        };
+        let origin = authority
+            .parse()
+            .map_err(|e: tonic::codegen::http::uri::InvalidUri| {
+                fail(TlsError::ServerName(e.to_string()))
+            })?;
+        builder = builder.origin(origin);
+        https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
+    }
+    Ok(builder.connect_with_connector_lazy(https.enable_http2().wrap_connector(http)))
 }
 
 fn request<T>(msg: T, metadata: MetadataMap) -> tonic::Request<T> {

@@ -1,21 +1,65 @@
-//! OTLP/HTTP exporter: protobuf bodies sent by POST to `<endpoint>/v1/traces` and `/v1/logs`.
+//! OTLP/HTTP exporter: protobuf bodies sent by POST to `<endpoint>/v1/traces`, `/v1/logs` and
+//! `/v1/metrics`. The endpoint's scheme decides: `https://` uses TLS with the `tls` settings,
+//! `http://` (or none) plain text, as the Collector's `otlphttp` exporter does.
 
 use std::io::Write as _;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, header};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::legacy::{Client, ResponseFuture, connect::HttpConnector},
     rt::TokioExecutor,
 };
 use prost::Message as _;
 
-use super::{ExportError, NetworkSettings};
+use super::{ExportError, NetworkSettings, causes, tls_hint};
 use crate::signal::Signal;
 
+/// The connection pool: plain TCP, or TLS for an `https://` endpoint.
+enum Transport {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl Transport {
+    fn new(settings: &NetworkSettings, https: bool) -> Result<Self, ExportError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.timeout));
+        http.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new());
+        if !https {
+            return Ok(Self::Plain(client.build(http)));
+        }
+        let fail = |error| ExportError::Tls {
+            exporter: "otlphttp",
+            endpoint: settings.endpoint.clone(),
+            error,
+        };
+        http.enforce_http(false);
+        let config = settings.tls.load().map_err(fail)?;
+        let mut connector = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only();
+        if let Some(name) = settings.tls.server_name().map_err(fail)? {
+            connector = connector.with_server_name_resolver(FixedServerNameResolver::new(name));
+        }
+        Ok(Self::Tls(
+            client.build(connector.enable_http1().wrap_connector(http)),
+        ))
+    }
+
+    fn request(&self, request: Request<Full<Bytes>>) -> ResponseFuture {
+        match self {
+            Self::Plain(client) => client.request(request),
+            Self::Tls(client) => client.request(request),
+        }
+    }
+}
+
 pub struct HttpExporter {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Transport,
     traces_url: hyper::Uri,
     logs_url: hyper::Uri,
     metrics_url: hyper::Uri,
@@ -30,13 +74,6 @@ impl HttpExporter {
         } else {
             format!("http://{base}")
         };
-        if base.starts_with("https://") {
-            return Err(ExportError::Endpoint {
-                exporter: "otlphttp",
-                endpoint: settings.endpoint.clone(),
-                reason: "TLS is not supported yet; use http:// or a local collector".into(),
-            });
-        }
         let uri = |path: &str| {
             format!("{base}{path}")
                 .parse()
@@ -53,10 +90,8 @@ impl HttpExporter {
                 reason: "not a valid HTTP header name".into(),
             })?;
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.timeout));
         Ok(Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Transport::new(&settings, base.starts_with("https://"))?,
             traces_url: uri("/v1/traces")?,
             logs_url: uri("/v1/logs")?,
             metrics_url: uri("/v1/metrics")?,
@@ -114,7 +149,13 @@ impl HttpExporter {
         let resp = tokio::time::timeout(self.settings.timeout, self.client.request(req))
             .await
             .map_err(|_| transport(format!("no answer within {:?}", self.settings.timeout)))?
-            .map_err(|e| transport(e.to_string()))?;
+            .map_err(|e| {
+                let reason = causes(&e);
+                match tls_hint(&reason, "use an http:// endpoint for plain text") {
+                    Some(hint) => transport(format!("{reason} ({hint})")),
+                    None => transport(reason),
+                }
+            })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());

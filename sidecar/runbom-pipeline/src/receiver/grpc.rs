@@ -28,7 +28,9 @@ use opentelemetry_proto::tonic::collector::{
     },
 };
 use runbom_otlp::signal::Signal;
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
+use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{
     Code, Request, Response, Status,
     codec::CompressionEncoding,
@@ -38,7 +40,7 @@ use tonic::{
     transport::{Server, server::TcpIncoming},
 };
 
-use super::{ErrorStatus, Limits, PartialSuccess, accept};
+use super::{ErrorStatus, Limits, PartialSuccess, accept, tls};
 use crate::ingest::{Ingest, Refusal};
 
 /// Serves OTLP/gRPC on `listener` until `ingest.stopping()` is cancelled, then lets the
@@ -46,8 +48,13 @@ use crate::ingest::{Ingest, Refusal};
 ///
 /// Requests may be gzip-compressed; answers are gzip-compressed when the client accepts it.
 /// A request larger than `limits.max_request_bytes`, compressed or not, is refused with
-/// `RESOURCE_EXHAUSTED`.
-pub async fn serve_grpc(listener: TcpListener, ingest: Ingest, limits: Limits) -> io::Result<()> {
+/// `RESOURCE_EXHAUSTED`. With `tls`, every connection is TLS (ALPN `h2`).
+pub async fn serve_grpc(
+    listener: TcpListener,
+    ingest: Ingest,
+    limits: Limits,
+    tls: Option<ServerConfig>,
+) -> io::Result<()> {
     let receiver = GrpcReceiver {
         ingest: ingest.clone(),
     };
@@ -65,13 +72,30 @@ pub async fn serve_grpc(listener: TcpListener, ingest: Ingest, limits: Limits) -
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max);
     let stop = ingest.stopping().clone();
-    Server::builder()
+    let router = Server::builder()
         .add_service(OtlpCodes(traces))
         .add_service(OtlpCodes(logs))
-        .add_service(OtlpCodes(metrics))
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop.cancelled_owned())
-        .await
-        .map_err(io::Error::other)
+        .add_service(OtlpCodes(metrics));
+    let served = match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop.cancelled_owned())
+                .await
+        }
+        Some(config) => {
+            let established = tls::accept(
+                listener,
+                tls::with_alpn(config, b"h2"),
+                stop.clone(),
+                ingest.receiver().to_owned(),
+            );
+            let incoming = ReceiverStream::new(established).map(Ok::<_, io::Error>);
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        }
+    };
+    served.map_err(io::Error::other)
 }
 
 /// The three OTLP services, all pushing through one [`Ingest`].

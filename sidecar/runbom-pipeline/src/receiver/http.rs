@@ -1,9 +1,10 @@
 //! OTLP/HTTP receiver (hyper 1, HTTP/1.1): `POST /v1/traces`, `/v1/logs` and `/v1/metrics`.
 //!
 //! Bodies are binary protobuf (`application/x-protobuf`) or OTLP/JSON (`application/json`,
-//! read by [`super::json`]), optionally `Content-Encoding: gzip`. Every answer uses the request's encoding: the
-//! `Export*ServiceResponse` on success, a `google.rpc.Status` otherwise (binary protobuf when
-//! the request's content type was not understood).
+//! read by [`super::json`]), optionally `Content-Encoding: gzip`, over plain TCP or TLS. Every
+//! answer uses the request's encoding: the `Export*ServiceResponse` on success, a
+//! `google.rpc.Status` otherwise (binary protobuf when the request's content type was not
+//! understood).
 //!
 //! | request                                          | answer |
 //! |--------------------------------------------------|--------|
@@ -37,56 +38,83 @@ use opentelemetry_proto::tonic::collector::{
 };
 use prost::Message as _;
 use runbom_otlp::signal::{Signal, SignalKind};
-use tokio::net::TcpListener;
+use rustls::ServerConfig;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+};
+use tokio_rustls::server::TlsStream;
 
 use super::{
-    ErrorStatus, Limits, PartialSuccess, accept,
+    ACCEPT_BACKOFF, ErrorStatus, Limits, PartialSuccess, accept,
     json::{self, JsonError},
+    tls,
 };
 use crate::ingest::{Ingest, Refusal};
 
 /// How long shutdown waits for requests in flight before returning anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Where connections come from: the listener itself, or the TLS handshake tasks.
+enum Connections {
+    Plain(TcpListener),
+    Tls(mpsc::Receiver<TlsStream<TcpStream>>),
+}
 
 /// Serves OTLP/HTTP on `listener` until `ingest.stopping()` is cancelled, then stops
 /// accepting connections, lets the requests in flight finish (for up to 10 s) and returns.
+/// With `tls`, every connection is TLS (ALPN `http/1.1`).
 ///
 /// Failed `accept`s are logged and retried, so this only returns at shutdown.
-pub async fn serve_http(listener: TcpListener, ingest: Ingest, limits: Limits) -> io::Result<()> {
+pub async fn serve_http(
+    listener: TcpListener,
+    ingest: Ingest,
+    limits: Limits,
+    tls: Option<ServerConfig>,
+) -> io::Result<()> {
     let stop = ingest.stopping().clone();
     let graceful = GracefulShutdown::new();
+    let mut connections = match tls {
+        None => Connections::Plain(listener),
+        Some(config) => Connections::Tls(tls::accept(
+            listener,
+            tls::with_alpn(config, b"http/1.1"),
+            stop.clone(),
+            ingest.receiver().to_owned(),
+        )),
+    };
     loop {
-        let stream = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(error) => {
-                    tracing::warn!(receiver = ingest.receiver(), %error, "OTLP/HTTP accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-        };
-        // Only a latency optimisation; the connection works without it.
-        let _ = stream.set_nodelay(true);
-        let ingest = ingest.clone();
-        let service = service_fn(move |request| {
-            let ingest = ingest.clone();
-            async move { Ok::<_, Infallible>(answer(request, &ingest, limits).await) }
-        });
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "OTLP/HTTP connection ended with an error");
+        match &mut connections {
+            Connections::Plain(listener) => {
+                let stream = tokio::select! {
+                    () = stop.cancelled() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _peer)) => stream,
+                        Err(error) => {
+                            tracing::warn!(receiver = ingest.receiver(), %error, "OTLP/HTTP accept failed");
+                            tokio::time::sleep(ACCEPT_BACKOFF).await;
+                            continue;
+                        }
+                    },
+                };
+                // Only a latency optimisation; the connection works without it.
+                let _ = stream.set_nodelay(true);
+                serve_connection(stream, &ingest, limits, &graceful);
             }
-        });
+            Connections::Tls(established) => {
+                let stream = tokio::select! {
+                    () = stop.cancelled() => break,
+                    stream = established.recv() => match stream {
+                        Some(stream) => stream,
+                        None => break,
+                    },
+                };
+                serve_connection(stream, &ingest, limits, &graceful);
+            }
+        }
     }
-    drop(listener);
+    drop(connections);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
@@ -97,6 +125,27 @@ pub async fn serve_http(listener: TcpListener, ingest: Ingest, limits: Limits) -
         );
     }
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one connection, in its own task, watched by `graceful`.
+fn serve_connection<S>(stream: S, ingest: &Ingest, limits: Limits, graceful: &GracefulShutdown)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let ingest = ingest.clone();
+    let service = service_fn(move |request| {
+        let ingest = ingest.clone();
+        async move { Ok::<_, Infallible>(answer(request, &ingest, limits).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "OTLP/HTTP connection ended with an error");
+        }
+    });
 }
 
 /// Why an OTLP/HTTP request was not accepted.

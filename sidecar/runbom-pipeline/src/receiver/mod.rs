@@ -17,6 +17,7 @@
 mod grpc;
 mod http;
 mod json;
+mod tls;
 mod validate;
 
 use std::time::Duration;
@@ -28,6 +29,9 @@ use runbom_otlp::signal::Signal;
 use validate::PartialSuccess;
 
 use crate::ingest::{Ingest, Refusal};
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Limits a receiver enforces on every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod pki;
 pub mod python;
 
 use std::{io::Write as _, net::SocketAddr, sync::Arc, time::Duration};
@@ -125,19 +126,21 @@ impl Harness {
         &self,
         limits: Limits,
     ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
-        let listener = bind().await;
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        (
-            addr,
-            tokio::spawn(serve_grpc(listener, self.ingest.clone(), limits)),
-        )
+        self.start_grpc_with(limits, None).await
     }
 
     pub async fn start_http(
         &self,
         limits: Limits,
+    ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+        self.start_http_with(limits, None).await
+    }
+
+    /// The gRPC receiver, over TLS when `tls` is set.
+    pub async fn start_grpc_with(
+        &self,
+        limits: Limits,
+        tls: Option<rustls::ServerConfig>,
     ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
         let listener = bind().await;
         let addr = listener
@@ -145,7 +148,23 @@ impl Harness {
             .expect("a bound listener has an address");
         (
             addr,
-            tokio::spawn(serve_http(listener, self.ingest.clone(), limits)),
+            tokio::spawn(serve_grpc(listener, self.ingest.clone(), limits, tls)),
+        )
+    }
+
+    /// The HTTP receiver, over TLS when `tls` is set.
+    pub async fn start_http_with(
+        &self,
+        limits: Limits,
+        tls: Option<rustls::ServerConfig>,
+    ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+        let listener = bind().await;
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        (
+            addr,
+            tokio::spawn(serve_http(listener, self.ingest.clone(), limits, tls)),
         )
     }
 }

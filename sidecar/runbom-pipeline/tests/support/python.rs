@@ -1,5 +1,7 @@
 //! Drives `tests/sdk_client.py` (the OpenTelemetry Python SDK) and reads what it reports.
 
+use std::{ffi::OsStr, path::Path};
+
 use prost::Message as _;
 use runbom_pipeline::{Signal, SignalKind};
 
@@ -9,6 +11,38 @@ pub async fn export(
     kind: SignalKind,
     addr: std::net::SocketAddr,
     gzipped: bool,
+) -> serde_json::Value {
+    let extra: [&OsStr; 0] = [];
+    run(protocol, kind, addr, gzipped, &extra).await
+}
+
+/// Like [`export`], over TLS: the SDK trusts `ca_file` and, when given, presents `client`
+/// (certificate and key files) for mTLS.
+pub async fn export_tls(
+    protocol: &str,
+    kind: SignalKind,
+    addr: std::net::SocketAddr,
+    ca_file: &Path,
+    client: Option<(&Path, &Path)>,
+) -> serde_json::Value {
+    let mut extra = vec![OsStr::new("--ca-file"), ca_file.as_os_str()];
+    if let Some((cert, key)) = client {
+        extra.extend([
+            OsStr::new("--client-cert"),
+            cert.as_os_str(),
+            OsStr::new("--client-key"),
+            key.as_os_str(),
+        ]);
+    }
+    run(protocol, kind, addr, false, &extra).await
+}
+
+async fn run(
+    protocol: &str,
+    kind: SignalKind,
+    addr: std::net::SocketAddr,
+    gzipped: bool,
+    extra: &[&OsStr],
 ) -> serde_json::Value {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = std::env::var_os("RUNBOM_PYTHON")
@@ -31,6 +65,7 @@ pub async fn export(
     if gzipped {
         command.arg("--gzip");
     }
+    command.args(extra);
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .expect("the blocking task should not panic")

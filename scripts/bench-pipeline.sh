@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Sidecar pipeline throughput: runbom (otlp receiver → batch → nop exporter) against rotel
+# (otlp receiver → blackhole exporter), both driven by the same saturating OTLP/gRPC load
+# (runbom-loadgen: identical pre-encoded requests of GenAI-shaped spans), one server after the
+# other, alternating which goes first each round.
+#
+# For each run: spans/s, p99 request latency, the server's CPU seconds over the measured window
+# (utime + stime from /proc/PID/stat), spans per server CPU-second, and its peak RSS (VmHWM).
+# The summary gives the median over the rounds and the runbom/rotel ratios.
+#
+#   bash scripts/bench-pipeline.sh            # ~3 minutes once built
+#   ROUNDS=1 DURATION=10 bash scripts/bench-pipeline.sh
+#
+# Knobs (environment): ROUNDS (3), DURATION seconds measured (20), WARMUP seconds (3),
+# CONCURRENCY streams in flight (32), CONNECTIONS HTTP/2 connections (4), SPANS per request
+# (100), GZIP=1 to gzip the requests, OUT directory for the raw JSON (a temp dir).
+# Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-20}
+WARMUP=${WARMUP:-3}
+CONCURRENCY=${CONCURRENCY:-32}
+CONNECTIONS=${CONNECTIONS:-4}
+SPANS=${SPANS:-100}
+GZIP=${GZIP:-0}
+PY=.venv/bin/python
+
+say() { printf '[bench-pipeline] %s\n' "$*" >&2; }
+
+if [ ! -x "$PY" ]; then
+    say "missing $PY: run 'bash scripts/setup.sh' first"
+    exit 1
+fi
+ROTEL=$("$PY" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')
+if [ ! -x "$ROTEL" ]; then
+    say "rotel's agent binary is missing ($ROTEL): run 'bash scripts/setup.sh'"
+    exit 1
+fi
+
+say "building release binaries (runbom, runbom-loadgen)"
+cargo build --release --quiet -p runbom -p runbom-loadgen
+RUNBOM=target/release/runbom
+LOADGEN=target/release/runbom-loadgen
+
+OUT=${OUT:-$(mktemp -d /tmp/bench-pipeline.XXXXXX)}
+mkdir -p "$OUT"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    local port=$1 i
+    for i in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        kill -0 "$server_pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+stop_server() {
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$server_pid" 2>/dev/null; then
+        say "server $server_pid did not stop within 10 s of SIGTERM; killing it"
+        kill -KILL "$server_pid" 2>/dev/null || true
+    fi
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+
+start_runbom() {
+    local port=$1 admin=$2 dir=$3
+    cat > "$dir/runbom.yaml" <<EOF
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$port
+processors:
+  batch: {}
+exporters:
+  nop: {}
+service:
+  telemetry:
+    logs:
+      level: warn
+    metrics:
+      address: 127.0.0.1:$admin
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [nop]
+EOF
+    "$RUNBOM" run --config "$dir/runbom.yaml" > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
+    server_pid=$!
+}
+
+start_rotel() {
+    local port=$1 http=$2 dir=$3
+    # Same batching as runbom's batch processor defaults (8192 spans or 200 ms).
+    "$ROTEL" start \
+        --otlp-grpc-endpoint "127.0.0.1:$port" --otlp-http-endpoint "127.0.0.1:$http" \
+        --exporter blackhole --batch-max-size 8192 --batch-timeout 200ms \
+        --pid-file "$dir/rotel.pid" --log-file "$dir/rotel.log" \
+        > "$dir/rotel.stdout" 2> "$dir/rotel.stderr" &
+    server_pid=$!
+}
+
+run_one() {
+    local server=$1 round=$2
+    local dir="$OUT/$server-$round" port other
+    mkdir -p "$dir"
+    port=$(free_port)
+    other=$(free_port)
+    "start_$server" "$port" "$other" "$dir"
+    if ! wait_port "$port"; then
+        say "$server did not start listening on $port; its output:"
+        cat "$dir"/*.std* >&2 || true
+        exit 1
+    fi
+    sleep 0.5
+    local gzip_flag=()
+    [ "$GZIP" = 1 ] && gzip_flag=(--gzip)
+    "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
+        --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --spans "$SPANS" \
+        --duration "$DURATION" --warmup "$WARMUP" "${gzip_flag[@]}" --json \
+        > "$dir/result.json"
+    stop_server
+    "$PY" - "$dir/result.json" "$round" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = r["server"]
+print(
+    f"[bench-pipeline] {r['label']:6} round {sys.argv[2]}: {r['spans_per_s']:>10.0f} spans/s, "
+    f"p99 {r['latency_ms']['p99']:7.2f} ms, {s['cpu_s']:6.2f} CPU-s "
+    f"({s['cpu_cores_busy']:.2f} cores), {s['spans_per_cpu_s']:>9.0f} spans/CPU-s, "
+    f"peak RSS {s['peak_rss_kib'] / 1024:.1f} MiB, errors {r['errors'] or 0}",
+    file=sys.stderr,
+)
+EOF
+}
+
+say "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "rotel: $("$ROTEL" --version 2>&1 | head -1); load: $CONCURRENCY streams over $CONNECTIONS connections, $SPANS spans/request, gzip=$GZIP, ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds"
+for round in $(seq 1 "$ROUNDS"); do
+    if [ $((round % 2)) -eq 1 ]; then order="runbom rotel"; else order="rotel runbom"; fi
+    for server in $order; do
+        run_one "$server" "$round"
+    done
+done
+
+"$PY" - "$OUT" <<'EOF'
+import glob, json, statistics, sys
+
+out = sys.argv[1]
+runs = {}
+for path in sorted(glob.glob(f"{out}/*/result.json")):
+    r = json.load(open(path))
+    runs.setdefault(r["label"], []).append(r)
+
+def med(label, get):
+    return statistics.median(get(r) for r in runs[label])
+
+rows = [
+    ("spans/s", lambda r: r["spans_per_s"], "{:,.0f}"),
+    ("server CPU cores busy", lambda r: r["server"]["cpu_cores_busy"], "{:.2f}"),
+    ("spans per server CPU-second", lambda r: r["server"]["spans_per_cpu_s"], "{:,.0f}"),
+    ("p50 latency (ms)", lambda r: r["latency_ms"]["p50"], "{:.2f}"),
+    ("p99 latency (ms)", lambda r: r["latency_ms"]["p99"], "{:.2f}"),
+    ("peak RSS (MiB)", lambda r: r["server"]["peak_rss_kib"] / 1024, "{:.1f}"),
+    ("errors", lambda r: sum(r["errors"].values()), "{:.0f}"),
+]
+print()
+print(f"| median of {len(runs['runbom'])} rounds | runbom | rotel | runbom / rotel |")
+print("|---|---:|---:|---:|")
+for name, get, fmt in rows:
+    a, b = med("runbom", get), med("rotel", get)
+    ratio = f"{a / b:.2f}×" if b else "–"
+    print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |")
+per_cpu = med("runbom", lambda r: r["server"]["spans_per_cpu_s"]) / med(
+    "rotel", lambda r: r["server"]["spans_per_cpu_s"]
+)
+rss = med("runbom", lambda r: r["server"]["peak_rss_kib"]) / med(
+    "rotel", lambda r: r["server"]["peak_rss_kib"]
+)
+print()
+print(
+    f"runbom/rotel spans per CPU-second: {per_cpu:.2f}× (goal ≥ 1.20×: {'met' if per_cpu >= 1.2 else 'NOT met'}); "
+    f"peak RSS ratio {rss:.2f} (goal ≤ 1.00: {'met' if rss <= 1.0 else 'NOT met'})"
+)
+print(f"raw results: {out}/*/result.json")
+EOF

@@ -1,0 +1,277 @@
+//! Benchmark (b): userspace throughput. Synthetic ring-buffer records, byte for byte what the
+//! kernel writes, go through everything runbom's userspace does to a record before it leaves
+//! the process: `decode` → `Enricher::enrich` → `runbom_otlp::convert` → prost encoding of the
+//! trace and log export requests. Time is the benchmark thread's CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`), not wall time, so criterion's `thrpt` is events per CPU-second
+//! and time other processes of a shared machine take is not counted.
+//!
+//! The mixed corpus imitates an agent's activity (per 16 records: 10 `file.open` of which 2
+//! failed, 3 `net.connect`, 1 `dns.query`, 1 `process.exec`, 1 `process.exit`) over 8
+//! processes; a batch is 1024 records, runbom's reader batch size.
+
+// Event counts and synthetic field values are small: the casts lose nothing.
+#![allow(clippy::cast_precision_loss, missing_docs)]
+
+use std::{hint::black_box, mem::size_of, time::Duration};
+
+use criterion::{
+    Criterion, Throughput, criterion_group, criterion_main,
+    measurement::{Measurement, ValueFormatter, WallTime},
+};
+use prost::Message as _;
+use runbom_agent::{Enricher, KernelEvent, clock::BootClock, proctable::ProcessTable};
+use runbom_common::{
+    EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, PATH_MAX, SockAddr, SockEvent,
+    decode::{as_bytes, decode},
+};
+use runbom_otlp::{ConvertOptions, convert};
+
+const BATCH: usize = 1024;
+
+/// CPU time of the calling thread, as a criterion measurement.
+struct ThreadCpu {
+    /// Borrowed for its duration formatter.
+    wall: WallTime,
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = Duration;
+    type Value = Duration;
+
+    fn start(&self) -> Duration {
+        thread_cpu()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+const PIDS: u32 = 8;
+
+fn header(kind: EventKind, size: usize, pid: u32, i: usize) -> EventHeader {
+    EventHeader {
+        kind: kind as u32,
+        size: size as u32,
+        pid,
+        tid: pid,
+        time_ns: 1_000_000_000 + i as u64 * 10_000,
+        cgroup_id: 4242,
+    }
+}
+
+fn file_open(pid: u32, i: usize, failed: bool) -> Vec<u8> {
+    let path = format!(
+        "/home/agent/project/src/module_{:03}/data_{i:04}.json",
+        i % 37
+    );
+    let mut ev = FileOpenEvent {
+        header: header(EventKind::FileOpen, size_of::<FileOpenEvent>(), pid, i),
+        end_ns: 1_000_000_000 + i as u64 * 10_000 + 2_500,
+        flags: if i.is_multiple_of(3) {
+            (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u32
+        } else {
+            (libc::O_RDONLY | libc::O_CLOEXEC) as u32
+        },
+        ret: if failed { -libc::ENOENT } else { 5 },
+        path_len: path.len() as u32,
+        _pad: 0,
+        path: [0; PATH_MAX],
+    };
+    ev.path[..path.len()].copy_from_slice(path.as_bytes());
+    as_bytes(&ev).to_vec()
+}
+
+fn connect(pid: u32, i: usize) -> Vec<u8> {
+    let ev = SockEvent {
+        header: header(EventKind::Connect, size_of::<SockEvent>(), pid, i),
+        end_ns: 1_000_000_000 + i as u64 * 10_000 + 40_000,
+        remote: SockAddr {
+            family: libc::AF_INET as u16,
+            port: 443,
+            addr: [10, 0, (i % 7) as u8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        },
+        fd: 7,
+        ret: -libc::EINPROGRESS,
+        sock_type: runbom_common::SOCK_TYPE_STREAM,
+        _pad: [0; 6],
+    };
+    as_bytes(&ev).to_vec()
+}
+
+fn dns(pid: u32, i: usize) -> Vec<u8> {
+    let mut payload = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["api", "example", "com"] {
+        payload.push(label.len() as u8);
+        payload.extend_from_slice(label.as_bytes());
+    }
+    payload.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut ev = runbom_common::DnsEvent {
+        header: header(
+            EventKind::DnsQuery,
+            size_of::<runbom_common::DnsEvent>(),
+            pid,
+            i,
+        ),
+        server: SockAddr {
+            family: libc::AF_INET as u16,
+            port: 53,
+            addr: [127, 0, 0, 53, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        },
+        payload_len: payload.len() as u32,
+        _pad: 0,
+        payload: [0; runbom_common::DNS_PAYLOAD_MAX],
+    };
+    ev.payload[..payload.len()].copy_from_slice(&payload);
+    as_bytes(&ev).to_vec()
+}
+
+fn exec(pid: u32, i: usize) -> Vec<u8> {
+    let filename = "/usr/bin/python3";
+    let argv = b"python3\0-m\0pytest\0tests/test_api.py\0--maxfail=1\0";
+    let mut ev = ExecEvent {
+        header: header(EventKind::Exec, size_of::<ExecEvent>() + argv.len(), pid, i),
+        end_ns: 1_000_000_000 + i as u64 * 10_000 + 300_000,
+        uid: 1000,
+        gid: 1000,
+        argc: 5,
+        argv_len: argv.len() as u32,
+        filename_len: filename.len() as u32,
+        flags: 0,
+        filename: [0; PATH_MAX],
+    };
+    ev.filename[..filename.len()].copy_from_slice(filename.as_bytes());
+    let mut rec = as_bytes(&ev).to_vec();
+    rec.extend_from_slice(argv);
+    rec
+}
+
+fn exit(pid: u32, i: usize) -> Vec<u8> {
+    let ev = ExitEvent {
+        header: header(EventKind::Exit, size_of::<ExitEvent>(), pid, i),
+        exit_code: 0,
+        exit_code_known: 1,
+    };
+    as_bytes(&ev).to_vec()
+}
+
+/// The mixed corpus described in the module documentation.
+fn mixed() -> Vec<Vec<u8>> {
+    (0..BATCH)
+        .map(|i| {
+            let pid = 4000 + (i as u32 % PIDS);
+            match i % 16 {
+                0..=7 => file_open(pid, i, false),
+                8 | 9 => file_open(pid, i, true),
+                10..=12 => connect(pid, i),
+                13 => dns(pid, i),
+                14 => exec(pid, i),
+                _ => exit(pid, i),
+            }
+        })
+        .collect()
+}
+
+fn opens_only() -> Vec<Vec<u8>> {
+    (0..BATCH)
+        .map(|i| file_open(4000 + (i as u32 % PIDS), i, i % 5 == 0))
+        .collect()
+}
+
+fn options() -> ConvertOptions {
+    ConvertOptions {
+        host_name: "bench-node".into(),
+        uncorrelated_spans: true,
+    }
+}
+
+fn enricher() -> Enricher {
+    Enricher::new(ProcessTable::empty(), BootClock::new())
+}
+
+fn enrich_all(enricher: &mut Enricher, records: &[Vec<u8>]) -> Vec<KernelEvent> {
+    let mut events = Vec::with_capacity(records.len());
+    for rec in records {
+        if let Ok(ev) = decode(rec) {
+            events.extend(enricher.enrich(&ev));
+        }
+    }
+    events
+}
+
+/// Everything, one batch: returns the encoded bytes so nothing is optimised away.
+fn pipeline(enricher: &mut Enricher, records: &[Vec<u8>], opts: &ConvertOptions) -> usize {
+    let events = enrich_all(enricher, records);
+    let batch = convert(&events, opts);
+    batch.traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()
+}
+
+fn bench(c: &mut Criterion<ThreadCpu>) {
+    let opts = options();
+    let mut group = c.benchmark_group("userspace");
+    for (name, records) in [("mixed", mixed()), ("file_open", opens_only())] {
+        group.throughput(Throughput::Elements(records.len() as u64));
+        let mut en = enricher();
+        group.bench_function(format!("{name}/decode+enrich+convert+encode"), |b| {
+            b.iter(|| pipeline(&mut en, black_box(&records), &opts));
+        });
+    }
+
+    // Where the time goes, on the mixed corpus.
+    let records = mixed();
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("mixed/decode", |b| {
+        b.iter(|| {
+            black_box(&records)
+                .iter()
+                .filter(|r| decode(r).is_ok())
+                .count()
+        });
+    });
+    let mut en = enricher();
+    group.bench_function("mixed/decode+enrich", |b| {
+        b.iter(|| enrich_all(&mut en, black_box(&records)).len());
+    });
+    let events = enrich_all(&mut enricher(), &records);
+    group.bench_function("mixed/convert", |b| {
+        b.iter(|| convert(black_box(&events), &opts).log_count());
+    });
+    let batch = convert(&events, &opts);
+    group.bench_function("mixed/encode", |b| {
+        b.iter(|| {
+            black_box(&batch).traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .with_measurement(ThreadCpu { wall: WallTime })
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,167 @@
+//! `runbom-bench`: runbom's whole-system benchmarks (see `docs/benchmarks.md`; run them all with
+//! `scripts/bench.sh`). Needs root: it loads the reference eBPF probes and runs the real `runbom`.
+//!
+//! - `syscalls`: cost per traced syscall (open/close of a watched and of a filtered-out path,
+//!   socket+connect on loopback), without probes, with runbom, and with reference probes doing
+//!   the same work, side by side in one run.
+//! - `drops`: a flood against a small ring buffer and a paced load against the default ring,
+//!   with the workload's events, runbom's exported events and the kernel's drop counters
+//!   compared.
+//!
+//! The userspace throughput benchmark is a criterion bench: `cargo bench -p runbom-bench`.
+
+// Nanosecond and event counts stay far below 2^52: converting them to f64 loses nothing.
+#![allow(clippy::cast_precision_loss)]
+
+mod drops;
+mod progstats;
+mod reference;
+mod runbom;
+mod stats;
+mod syscalls;
+mod workload;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Section {
+    Syscalls,
+    Drops,
+}
+
+/// runbom's benchmarks: per-syscall cost against reference probes, and loss accounting.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Benchmarks to run (default: all).
+    #[arg(value_enum)]
+    sections: Vec<Section>,
+    /// The runbom binary (default: `runbom` next to this program).
+    #[arg(long)]
+    runbom: Option<PathBuf>,
+    /// Working directory (files opened, configs, logs, exported data).
+    #[arg(long, default_value = "/tmp/runbom-bench")]
+    dir: PathBuf,
+    /// open+close iterations per repetition.
+    #[arg(long, default_value_t = 30_000)]
+    open_iterations: u64,
+    /// socket+connect+close iterations per repetition.
+    #[arg(long, default_value_t = 4_000)]
+    connect_iterations: u64,
+    /// Repetitions per condition and round.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Rounds: each starts runbom afresh and re-measures every condition.
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
+    /// Ring buffer size for the flood, bytes.
+    #[arg(long, default_value_t = 256 << 10)]
+    flood_ring_bytes: u32,
+    /// Threads opening the watched path during the flood.
+    #[arg(long, default_value_t = 4)]
+    flood_threads: usize,
+    /// Opens during the flood (all threads together).
+    #[arg(long, default_value_t = 400_000)]
+    flood_opens: u64,
+    /// Paced rates (opens per second) against the default ring, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "25000,50000,100000")]
+    rates: Vec<u64>,
+    /// Paced rates with the debug exporter instead of the file exporter, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100000")]
+    debug_rates: Vec<u64>,
+    /// Seconds each paced rate runs.
+    #[arg(long, default_value_t = 3)]
+    paced_seconds: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runbom-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("the benchmarks load eBPF programs: run as root");
+    }
+    let runbom = match &cli.runbom {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("runbom"),
+    };
+    // runbom runs in the working directory: make the path absolute.
+    let runbom = std::fs::canonicalize(&runbom).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}: build it (`cargo build --release`) or pass --runbom",
+            runbom.display()
+        )
+    })?;
+    std::fs::create_dir_all(&cli.dir)?;
+    let cpus = workload::online_cpus();
+    let (loop_cpu, service_cpu) = if cpus >= 2 {
+        (Some(cpus - 1), Some(0))
+    } else {
+        eprintln!("[bench] one CPU only: nothing is pinned");
+        (None, None)
+    };
+    let all = cli.sections.is_empty();
+    let mut report = String::new();
+    report.push_str(&machine(cpus));
+    if all || cli.sections.contains(&Section::Syscalls) {
+        report.push_str(&syscalls::run(&syscalls::Options {
+            runbom: runbom.clone(),
+            dir: cli.dir.clone(),
+            open_iterations: cli.open_iterations,
+            connect_iterations: cli.connect_iterations,
+            reps: cli.reps,
+            rounds: cli.rounds,
+            loop_cpu,
+            service_cpu,
+        })?);
+        report.push('\n');
+        report.push_str(&syscalls::legend());
+        report.push('\n');
+    }
+    if all || cli.sections.contains(&Section::Drops) {
+        report.push_str(&drops::run(&drops::Options {
+            runbom,
+            dir: cli.dir.clone(),
+            flood_ring_bytes: cli.flood_ring_bytes,
+            flood_threads: cli.flood_threads.max(1),
+            flood_opens: cli.flood_opens,
+            rates: cli.rates.clone(),
+            debug_rates: cli.debug_rates.clone(),
+            paced_for: Duration::from_secs(cli.paced_seconds),
+        })?);
+    }
+    println!("{report}");
+    Ok(())
+}
+
+fn machine(cpus: usize) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "Machine: {cpus} CPUs ({model}), kernel {}, load average at start {}\n\n",
+        kernel.trim(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}

@@ -1,0 +1,335 @@
+//! The reference probes (`ebpf/runbom-ebpf/src/reference.rs`), loaded from runbom's own object
+//! and attached by this driver, with a consumer that drains their ring buffer the way runbom's
+//! reader does (sleeping in `poll` until the kernel wakes it).
+
+use std::{
+    os::fd::AsRawFd as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{LpmTrie, MapData, RingBuf, lpm_trie::Key},
+    programs::{TracePoint, trace_point::TracePointLinkId},
+};
+use runbom_common::PATH_MAX;
+
+/// Every reference program; each is loaded once and attached per measurement.
+const PROGRAMS: &[&str] = &[
+    "reference_bare",
+    "reference_open_enter",
+    "reference_open_enter_nowake",
+    "reference_ret_exit",
+    "reference_ret_exit_nowake",
+    "reference_read_enter",
+    "reference_lpm_enter",
+    "reference_socket_enter",
+    "reference_socket_exit",
+    "reference_connect_enter",
+    "reference_connect_enter_nowake",
+];
+
+/// A set of reference programs and the `syscalls` tracepoints they attach to.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    /// Short name used in the results table.
+    pub name: &'static str,
+    pub attach: &'static [(&'static str, &'static str)],
+    /// The consumer stops reading while the loop runs: the kernel never wakes it (it wakes a
+    /// consumer only when that consumer had read everything), so this measures the probes'
+    /// own work without the cost of notifying userspace.
+    pub paused: bool,
+}
+
+pub const OPEN_BARE: Variant = Variant {
+    name: "ref-bare",
+    attach: &[
+        ("reference_bare", "sys_enter_openat"),
+        ("reference_bare", "sys_exit_openat"),
+    ],
+    paused: false,
+};
+pub const OPEN_READ: Variant = Variant {
+    name: "ref-read",
+    attach: &[
+        ("reference_read_enter", "sys_enter_openat"),
+        ("reference_bare", "sys_exit_openat"),
+    ],
+    paused: false,
+};
+pub const OPEN_LPM: Variant = Variant {
+    name: "ref-lpm",
+    attach: &[
+        ("reference_lpm_enter", "sys_enter_openat"),
+        ("reference_bare", "sys_exit_openat"),
+    ],
+    paused: false,
+};
+pub const OPEN_RECORD: Variant = Variant {
+    name: "ref-record",
+    attach: &[
+        ("reference_open_enter", "sys_enter_openat"),
+        ("reference_ret_exit", "sys_exit_openat"),
+    ],
+    paused: false,
+};
+pub const OPEN_RECORD_PAUSED: Variant = Variant {
+    name: "ref-record (paused)",
+    paused: true,
+    ..OPEN_RECORD
+};
+pub const OPEN_RECORD_NOWAKE: Variant = Variant {
+    name: "ref-record-nowake",
+    attach: &[
+        ("reference_open_enter_nowake", "sys_enter_openat"),
+        ("reference_ret_exit_nowake", "sys_exit_openat"),
+    ],
+    paused: false,
+};
+pub const CONNECT_BARE: Variant = Variant {
+    name: "ref-bare",
+    attach: &[
+        ("reference_bare", "sys_enter_socket"),
+        ("reference_bare", "sys_exit_socket"),
+        ("reference_bare", "sys_enter_connect"),
+        ("reference_bare", "sys_exit_connect"),
+    ],
+    paused: false,
+};
+pub const CONNECT_RECORD: Variant = Variant {
+    name: "ref-record",
+    attach: &[
+        ("reference_socket_enter", "sys_enter_socket"),
+        ("reference_socket_exit", "sys_exit_socket"),
+        ("reference_connect_enter", "sys_enter_connect"),
+        ("reference_ret_exit", "sys_exit_connect"),
+    ],
+    paused: false,
+};
+
+pub const CONNECT_RECORD_PAUSED: Variant = Variant {
+    name: "ref-record (paused)",
+    paused: true,
+    ..CONNECT_RECORD
+};
+pub const CONNECT_RECORD_NOWAKE: Variant = Variant {
+    name: "ref-record-nowake",
+    attach: &[
+        ("reference_socket_enter", "sys_enter_socket"),
+        ("reference_socket_exit", "sys_exit_socket"),
+        ("reference_connect_enter_nowake", "sys_enter_connect"),
+        ("reference_ret_exit_nowake", "sys_exit_connect"),
+    ],
+    paused: false,
+};
+
+/// The loaded reference programs and their ring-buffer consumer.
+pub struct Reference {
+    ebpf: Ebpf,
+    links: Vec<(&'static str, TracePointLinkId)>,
+    stop: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    records: Arc<AtomicU64>,
+    consumer: Option<JoinHandle<()>>,
+}
+
+impl Reference {
+    /// Loads every reference program (attaching none), fills `REF_PREFIXES` with
+    /// `(prefix, include)` pairs and starts the consumer, pinned to `consumer_cpu`.
+    pub fn load(
+        ring_bytes: u32,
+        prefixes: &[(&str, bool)],
+        consumer_cpu: Option<usize>,
+    ) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("REF_EVENTS", ring_bytes)
+            .load(runbom_agent::probes::OBJECT)
+            .context("loading runbom's eBPF object for the reference probes")?;
+        {
+            let map = ebpf
+                .map_mut("REF_PREFIXES")
+                .ok_or_else(|| anyhow!("map REF_PREFIXES missing: is the object current?"))?;
+            let mut trie: LpmTrie<_, [u8; PATH_MAX], u8> = LpmTrie::try_from(map)?;
+            for (prefix, include) in prefixes {
+                let mut data = [0u8; PATH_MAX];
+                data[..prefix.len()].copy_from_slice(prefix.as_bytes());
+                let key = Key::new(prefix.len() as u32 * 8, data);
+                trie.insert(&key, u8::from(*include), 0)?;
+            }
+        }
+        for name in PROGRAMS {
+            let tp: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()?;
+            tp.load().with_context(|| format!("loading {name}"))?;
+        }
+        let ring = RingBuf::try_from(
+            ebpf.take_map("REF_EVENTS")
+                .ok_or_else(|| anyhow!("map REF_EVENTS missing"))?,
+        )?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let records = Arc::new(AtomicU64::new(0));
+        let consumer = {
+            let (stop, paused, records) = (stop.clone(), paused.clone(), records.clone());
+            std::thread::Builder::new()
+                .name("ref-consumer".into())
+                .spawn(move || consume(ring, &stop, &paused, &records, consumer_cpu))?
+        };
+        Ok(Self {
+            ebpf,
+            links: Vec::new(),
+            stop,
+            paused,
+            records,
+            consumer: Some(consumer),
+        })
+    }
+
+    /// Attaches the variant's programs (and pauses the consumer if the variant says so).
+    pub fn attach(&mut self, variant: &Variant) -> Result<()> {
+        if variant.paused {
+            self.paused.store(true, Ordering::Relaxed);
+            // Let a poll in progress time out.
+            std::thread::sleep(POLL_TIMEOUT * 2);
+        }
+        for &(program, tracepoint) in variant.attach {
+            let tp: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("program {program} missing"))?
+                .try_into()?;
+            let link = tp
+                .attach("syscalls", tracepoint)
+                .with_context(|| format!("attaching {program} to syscalls:{tracepoint}"))?;
+            self.links.push((program, link));
+        }
+        Ok(())
+    }
+
+    /// Detaches every attached program and lets the consumer read again.
+    pub fn detach(&mut self) -> Result<()> {
+        self.paused.store(false, Ordering::Relaxed);
+        for (program, link) in self.links.drain(..) {
+            let tp: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("program {program} missing"))?
+                .try_into()?;
+            tp.detach(link)?;
+        }
+        Ok(())
+    }
+
+    /// Full names of the reference programs by kernel program id (the kernel keeps 15 bytes).
+    pub fn program_ids(&self) -> std::collections::BTreeMap<u32, String> {
+        PROGRAMS
+            .iter()
+            .filter_map(|name| {
+                let id = self.ebpf.program(name)?.info().ok()?.id();
+                Some((id, (*name).to_owned()))
+            })
+            .collect()
+    }
+
+    /// Records the consumer has read so far.
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the consumer has read everything (its count stops moving).
+    pub fn quiesce(&self) {
+        let mut last = self.records();
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = self.records();
+            if now == last {
+                return;
+            }
+            last = now;
+        }
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.detach();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.consumer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How long the consumer sleeps in `poll` when nothing wakes it.
+const POLL_TIMEOUT: Duration = Duration::from_millis(10);
+
+fn consume(
+    mut ring: RingBuf<MapData>,
+    stop: &AtomicBool,
+    paused: &AtomicBool,
+    records: &AtomicU64,
+    cpu: Option<usize>,
+) {
+    if let Some(cpu) = cpu {
+        let _ = crate::workload::pin_current_thread(cpu);
+    }
+    let fd = ring.as_raw_fd();
+    while !stop.load(Ordering::Relaxed) {
+        if paused.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&raw mut pfd, 1, POLL_TIMEOUT.as_millis() as libc::c_int) };
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            std::hint::black_box(item.len());
+            n += 1;
+        }
+        records.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// `BPF_PROG_TYPE_TRACEPOINT`.
+const PROG_TYPE_TRACEPOINT: u32 = 5;
+
+/// Names of tracepoint programs loaded in the kernel that are not reference programs: another
+/// runbom (or any tracer) on the machine would run inside every measured syscall, baseline
+/// included. Our own runbom child's programs count too, so call this while it is not running.
+pub fn foreign_tracepoint_programs() -> Vec<String> {
+    let mut names: Vec<String> = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.program_type() as u32 == PROG_TYPE_TRACEPOINT)
+        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+        .filter(|n| !n.starts_with("reference_"))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Waits (up to `max`) until no foreign tracepoint program is loaded; returns what is still
+/// loaded when it gives up.
+pub fn wait_for_quiet_kernel(max: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + max;
+    loop {
+        let names = foreign_tracepoint_programs();
+        if names.is_empty() || std::time::Instant::now() > deadline {
+            return names;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,585 @@
+//! `runbom-loadgen`: drives an OTLP/gRPC receiver at saturation and reports what it took.
+//!
+//! One `ExportTraceServiceRequest` of GenAI-shaped spans (agent runs: `invoke_agent` →
+//! `chat` → `execute_tool` → `chat`, plus an `embeddings` call, with `gen_ai.*` attributes and
+//! events) is encoded once; `--concurrency` tasks then send those same bytes as fast as the
+//! server answers, over `--connections` HTTP/2 connections, for `--warmup` + `--duration`
+//! seconds. Only the measured window counts: requests/s, spans/s, p50/p99/max latency, errors
+//! by gRPC code. With `--server-pid`, the server's CPU time (utime + stime from
+//! `/proc/PID/stat`) over the window, spans per CPU-second and its peak RSS (`VmHWM`) are
+//! reported too — the numbers `scripts/bench-pipeline.sh` compares.
+
+// Counts and tick totals here stay far below 2^52; as f64 they are exact enough for a report.
+#![allow(clippy::cast_precision_loss)]
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use bytes::{Buf as _, BufMut as _, Bytes};
+use clap::Parser;
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status},
+};
+use prost::Message as _;
+use tonic::{
+    Code,
+    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    transport::{Channel, Endpoint},
+};
+
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// Saturating OTLP/gRPC trace load with latency and server CPU accounting.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The receiver, `host:port` (or `http://host:port`).
+    #[arg(long, default_value = "127.0.0.1:4317")]
+    endpoint: String,
+    /// Requests in flight at once (gRPC streams).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// HTTP/2 connections the streams are spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Spans per request (a multiple of 5: one agent run is five spans).
+    #[arg(long, default_value_t = 100)]
+    spans: usize,
+    /// gzip the requests (the server decompresses every one).
+    #[arg(long)]
+    gzip: bool,
+    /// The server's pid: report its CPU time over the window and its peak RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// A name for this run in the report.
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Print only one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.spans == 0 || args.spans % 5 != 0 {
+        bail!("--spans must be a positive multiple of 5");
+    }
+    if args.concurrency == 0 || args.connections == 0 {
+        bail!("--concurrency and --connections must be at least 1");
+    }
+    // The generator gets one core's worth of threads: on a small machine the server under
+    // test needs the rest.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(run(&args))?;
+    if args.json {
+        println!("{report}");
+    } else {
+        print!("{}", human(&report));
+        println!("{report}");
+    }
+    Ok(())
+}
+
+/// One finished request: when it started (since the run began), how long it took, its code.
+struct Sample {
+    start: Duration,
+    latency: Duration,
+    code: Code,
+}
+
+async fn run(args: &Args) -> Result<serde_json::Value> {
+    let request = genai_request(args.spans);
+    let payload = Bytes::from(request.encode_to_vec());
+    let uri = if args.endpoint.contains("://") {
+        args.endpoint.clone()
+    } else {
+        format!("http://{}", args.endpoint)
+    };
+    let mut channels = Vec::with_capacity(args.connections);
+    for _ in 0..args.connections {
+        let channel = Endpoint::from_shared(uri.clone())
+            .context("invalid --endpoint")?
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {uri}"))?;
+        channels.push(channel);
+    }
+
+    let began = Instant::now();
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let window = Duration::from_secs_f64(args.duration);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::with_capacity(args.concurrency);
+    for i in 0..args.concurrency {
+        let channel = channels[i % channels.len()].clone();
+        let (payload, stop, gzip) = (payload.clone(), stop.clone(), args.gzip);
+        tasks.push(tokio::spawn(async move {
+            sender(channel, payload, gzip, began, &stop).await
+        }));
+    }
+
+    tokio::time::sleep_until((began + warmup).into()).await;
+    let cpu_before = args.server_pid.map(server_cpu_seconds).transpose()?;
+    let measured_from = began.elapsed();
+    tokio::time::sleep_until((began + warmup + window).into()).await;
+    let cpu_after = args.server_pid.map(server_cpu_seconds).transpose()?;
+    let measured_to = began.elapsed();
+    stop.store(true, Ordering::Relaxed);
+
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await.context("sender task")?);
+    }
+    let in_window: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.start >= measured_from && s.start + s.latency <= measured_to)
+        .collect();
+    let seconds = measured_to.saturating_sub(measured_from).as_secs_f64();
+    let ok = in_window.iter().filter(|s| s.code == Code::Ok).count();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for s in in_window.iter().filter(|s| s.code != Code::Ok) {
+        *errors.entry(format!("{:?}", s.code)).or_default() += 1;
+    }
+    let mut latencies: Vec<Duration> = in_window.iter().map(|s| s.latency).collect();
+    latencies.sort_unstable();
+    let spans = ok * args.spans;
+    let mut report = serde_json::json!({
+        "label": args.label,
+        "endpoint": args.endpoint,
+        "concurrency": args.concurrency,
+        "connections": args.connections,
+        "spans_per_request": args.spans,
+        "request_bytes": payload.len(),
+        "gzip": args.gzip,
+        "seconds": round3(seconds),
+        "requests_ok": ok,
+        "errors": errors,
+        "requests_per_s": round3(ok as f64 / seconds),
+        "spans_per_s": round3(spans as f64 / seconds),
+        "latency_ms": {
+            "p50": percentile_ms(&latencies, 0.50),
+            "p99": percentile_ms(&latencies, 0.99),
+            "max": percentile_ms(&latencies, 1.0),
+        },
+        "client_cpu_s": round3(own_cpu_seconds()),
+    });
+    if let (Some(pid), Some(before), Some(after)) = (args.server_pid, cpu_before, cpu_after) {
+        let cpu = after - before;
+        report["server"] = serde_json::json!({
+            "pid": pid,
+            "cpu_s": round3(cpu),
+            "cpu_cores_busy": round3(cpu / seconds),
+            "spans_per_cpu_s": if cpu > 0.0 { round3(spans as f64 / cpu) } else { 0.0 },
+            "peak_rss_kib": proc_status_kib(pid, "VmHWM:"),
+            "rss_kib": proc_status_kib(pid, "VmRSS:"),
+        });
+    }
+    Ok(report)
+}
+
+/// Sends the request again and again until `stop`; returns every sample.
+async fn sender(
+    channel: Channel,
+    payload: Bytes,
+    gzip: bool,
+    began: Instant,
+    stop: &AtomicBool,
+) -> Vec<Sample> {
+    let mut client = tonic::client::Grpc::new(channel);
+    if gzip {
+        client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH);
+    let mut samples = Vec::with_capacity(1 << 14);
+    while !stop.load(Ordering::Relaxed) {
+        let start = began.elapsed();
+        let sent = Instant::now();
+        let code = match client.ready().await {
+            Err(_) => Code::Unavailable,
+            Ok(()) => match client
+                .unary(tonic::Request::new(payload.clone()), path.clone(), RawCodec)
+                .await
+            {
+                Ok(_) => Code::Ok,
+                Err(status) => status.code(),
+            },
+        };
+        samples.push(Sample {
+            start,
+            latency: sent.elapsed(),
+            code,
+        });
+        if code != Code::Ok {
+            // Do not spin on a server that is down or refusing.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    samples
+}
+
+/// Sends pre-encoded protobuf bytes as they are; reads (and drops) the answer.
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Self::Error> {
+        let n = src.remaining();
+        src.advance(n);
+        Ok(Some(()))
+    }
+}
+
+/// `utime + stime` of `pid`, in seconds.
+fn server_cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat (is the server running?)"))?;
+    cpu_seconds_of_stat(&stat).with_context(|| format!("parsing /proc/{pid}/stat"))
+}
+
+fn own_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| cpu_seconds_of_stat(&s).ok())
+        .unwrap_or_default()
+}
+
+/// Fields 14 and 15 of `/proc/PID/stat` (after the parenthesised command name).
+fn cpu_seconds_of_stat(stat: &str) -> Result<f64> {
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("no `)` in stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // `after_name` starts at field 3 (state): utime is field 14, stime field 15.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .context("stat too short")?
+            .parse()
+            .context("not a number")
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Ok((ticks(11)? + ticks(12)?) as f64 / hz)
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
+    round3(sorted[i].as_secs_f64() * 1000.0)
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn human(r: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} req/s, {} spans/s over {} s ({} requests of {} spans, {} bytes); latency p50 {} ms, p99 {} ms, max {} ms; errors {}",
+        r["label"],
+        r["requests_per_s"],
+        r["spans_per_s"],
+        r["seconds"],
+        r["requests_ok"],
+        r["spans_per_request"],
+        r["request_bytes"],
+        r["latency_ms"]["p50"],
+        r["latency_ms"]["p99"],
+        r["latency_ms"]["max"],
+        r["errors"],
+    );
+    if let Some(s) = r.get("server") {
+        let _ = writeln!(
+            out,
+            "  server pid {}: {} CPU-s ({} cores busy), {} spans per CPU-second, peak RSS {} KiB",
+            s["pid"], s["cpu_s"], s["cpu_cores_busy"], s["spans_per_cpu_s"], s["peak_rss_kib"]
+        );
+    }
+    out
+}
+
+/// A small deterministic generator for ids and varied values (splitmix64).
+struct Ids(u64);
+
+impl Ids {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn trace_id(&mut self) -> Vec<u8> {
+        let mut id = self.next().to_be_bytes().to_vec();
+        id.extend_from_slice(&self.next().to_be_bytes());
+        id
+    }
+
+    fn span_id(&mut self) -> Vec<u8> {
+        self.next().to_be_bytes().to_vec()
+    }
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+fn s(key: &str, value: &str) -> KeyValue {
+    kv(key, any_value::Value::StringValue(value.to_owned()))
+}
+
+fn i(key: &str, value: i64) -> KeyValue {
+    kv(key, any_value::Value::IntValue(value))
+}
+
+/// `spans / 5` agent runs in one request (see [`agent_run`]), from one service.
+fn genai_request(spans: usize) -> ExportTraceServiceRequest {
+    let mut ids = Ids(0x5eed);
+    let spans = (0..(spans / 5) as u64)
+        .flat_map(|run| agent_run(&mut ids, run))
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    s("service.name", "support-agent"),
+                    s("service.version", "2.3.1"),
+                    s("deployment.environment.name", "bench"),
+                    s("telemetry.sdk.language", "python"),
+                    s("telemetry.sdk.name", "opentelemetry"),
+                    s("telemetry.sdk.version", "1.45.2"),
+                    s("host.name", "bench-node-1"),
+                ],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "opentelemetry.instrumentation.openai_v2".into(),
+                    version: "2.1b0".into(),
+                    ..InstrumentationScope::default()
+                }),
+                spans,
+                schema_url: "https://opentelemetry.io/schemas/1.37.0".into(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// One agent run, five spans as the `GenAI` semantic conventions describe them: an
+/// `invoke_agent` root with `chat`, `execute_tool`, `chat` and `embeddings` children (every
+/// tenth embeddings call failed).
+fn agent_run(ids: &mut Ids, run: u64) -> Vec<Span> {
+    const START: u64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+    let trace_id = ids.trace_id();
+    let root_id = ids.span_id();
+    let t0 = START + run * 10_000_000_000;
+    let ms = |offset: u64| t0 + offset * 1_000_000;
+    let span = |ids: &mut Ids, name: &str, kind: span::SpanKind, from_ms: u64, to_ms: u64| Span {
+        trace_id: trace_id.clone(),
+        span_id: ids.span_id(),
+        parent_span_id: root_id.clone(),
+        name: name.to_owned(),
+        kind: kind as i32,
+        start_time_unix_nano: ms(from_ms),
+        end_time_unix_nano: ms(to_ms),
+        flags: 0x301,
+        ..Span::default()
+    };
+    let conversation = format!("conv-{run:08}");
+
+    let mut root = span(
+        ids,
+        "invoke_agent support",
+        span::SpanKind::Internal,
+        0,
+        4000,
+    );
+    root.span_id.clone_from(&root_id);
+    root.parent_span_id.clear();
+    root.attributes = vec![
+        s("gen_ai.operation.name", "invoke_agent"),
+        s("gen_ai.agent.name", "support"),
+        s("gen_ai.agent.id", "asst_5j66UpCpwteGg4YSxUnt7lPY"),
+        s("gen_ai.conversation.id", &conversation),
+    ];
+
+    let mut first_chat = span(ids, "chat gpt-4o", span::SpanKind::Client, 10, 1510);
+    first_chat.attributes = chat_attributes(run, 1, &conversation);
+    first_chat.events = vec![choice(ms(1510))];
+
+    let mut tool = span(
+        ids,
+        "execute_tool get_weather",
+        span::SpanKind::Internal,
+        1520,
+        1820,
+    );
+    tool.attributes = vec![
+        s("gen_ai.operation.name", "execute_tool"),
+        s("gen_ai.tool.name", "get_weather"),
+        s("gen_ai.tool.call.id", &format!("call_{run:024}")),
+        s("gen_ai.tool.type", "function"),
+    ];
+
+    let mut second_chat = span(ids, "chat gpt-4o", span::SpanKind::Client, 1830, 3930);
+    second_chat.attributes = chat_attributes(run, 2, &conversation);
+    second_chat.events = vec![choice(ms(3930))];
+
+    let mut embed = span(
+        ids,
+        "embeddings text-embedding-3-small",
+        span::SpanKind::Client,
+        3950,
+        3990,
+    );
+    embed.attributes = vec![
+        s("gen_ai.operation.name", "embeddings"),
+        s("gen_ai.provider.name", "openai"),
+        s("gen_ai.request.model", "text-embedding-3-small"),
+        i("gen_ai.usage.input_tokens", 57),
+        i("gen_ai.embeddings.dimension.count", 1536),
+    ];
+    if run % 10 == 9 {
+        embed.status = Some(Status {
+            code: status::StatusCode::Error as i32,
+            message: "rate limited".into(),
+        });
+        embed.attributes.push(s("error.type", "429"));
+    }
+    vec![root, first_chat, tool, second_chat, embed]
+}
+
+fn chat_attributes(run: u64, n: i64, conversation: &str) -> Vec<KeyValue> {
+    vec![
+        s("gen_ai.operation.name", "chat"),
+        s("gen_ai.provider.name", "openai"),
+        s("gen_ai.request.model", "gpt-4o"),
+        kv(
+            "gen_ai.request.temperature",
+            any_value::Value::DoubleValue(0.2),
+        ),
+        i("gen_ai.request.max_tokens", 1024),
+        s("gen_ai.response.model", "gpt-4o-2024-08-06"),
+        s("gen_ai.response.id", &format!("chatcmpl-{run:06}{n}")),
+        kv(
+            "gen_ai.response.finish_reasons",
+            any_value::Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(any_value::Value::StringValue("stop".into())),
+                }],
+            }),
+        ),
+        i("gen_ai.usage.input_tokens", 1200 + n * 37),
+        i("gen_ai.usage.output_tokens", 180 + n * 11),
+        s("gen_ai.conversation.id", conversation),
+        s("server.address", "api.openai.com"),
+        i("server.port", 443),
+    ]
+}
+
+fn choice(time_unix_nano: u64) -> span::Event {
+    span::Event {
+        time_unix_nano,
+        name: "gen_ai.choice".into(),
+        attributes: vec![i("index", 0), s("finish_reason", "stop")],
+        dropped_attributes_count: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_has_the_asked_number_of_genai_spans() {
+        let r = genai_request(100);
+        let spans = &r.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 100);
+        assert!(spans.iter().all(|s| {
+            s.attributes
+                .iter()
+                .any(|a| a.key == "gen_ai.operation.name")
+        }));
+        let ids: std::collections::BTreeSet<_> = spans.iter().map(|s| &s.span_id).collect();
+        assert_eq!(ids.len(), 100, "span ids are unique");
+        let bytes = r.encode_to_vec().len();
+        assert!((20_000..200_000).contains(&bytes), "{bytes} bytes");
+    }
+
+    #[test]
+    fn reads_cpu_time_from_stat() {
+        let stat = "1234 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0";
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let got = cpu_seconds_of_stat(stat).expect("parses");
+        assert!((got - 300.0 / hz).abs() < 1e-9, "{got}");
+    }
+}

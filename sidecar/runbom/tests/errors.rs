@@ -1,0 +1,378 @@
+//! runbom's failures are clear: each one exits non-zero with one message on stderr that names
+//! the cause and the fix, and nothing starts.
+//!
+//! Configuration errors exit 2 (`runbom: invalid configuration: FILE at `yaml.path`: reason`),
+//! probe-loading errors exit 1 (`runbom: <message>`). The probe tests load the real eBPF
+//! object into this kernel, so they need root (the non-root test drops to `nobody` itself).
+
+mod common;
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, Read as _},
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{Guard, READY_LINE, TempDir, run_bounded, runbom_bin, runbom_command};
+
+const TIMEOUT: Duration = Duration::from_mins(1);
+
+/// A configuration that is valid, exports to stdout and opens no port.
+const VALID: &str = "\
+receivers:
+  ebpf: {}
+exporters:
+  debug: {}
+service:
+  telemetry:
+    metrics:
+      address: none
+  pipelines:
+    traces:
+      receivers: [ebpf]
+      exporters: [debug]
+    logs:
+      receivers: [ebpf]
+      exporters: [debug]
+";
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
+/// What a failed run left behind.
+struct Failure {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Failure {
+    /// The one `runbom: ...` message: its first line must be the only line starting with
+    /// `runbom:`, and nothing may look like a panic or a raw error dump. Returns the message
+    /// with any lines that follow it (a verifier log).
+    fn message(&self) -> String {
+        let at: Vec<usize> = self
+            .stderr
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("runbom:"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            at.len(),
+            1,
+            "expected exactly one `runbom: ...` message on stderr, got:\n{}",
+            self.stderr
+        );
+        for noise in ["panicked", "RUST_BACKTRACE", "Caused by", "Error {", "Os {"] {
+            assert!(
+                !self.stderr.contains(noise),
+                "stderr looks like a crash or a debug dump ({noise:?}):\n{}",
+                self.stderr
+            );
+        }
+        assert!(
+            !self.stderr.contains(READY_LINE),
+            "runbom attached its probes before failing:\n{}",
+            self.stderr
+        );
+        self.stderr
+            .lines()
+            .skip(at[0])
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs a runbom command that must fail. If runbom instead gets as far as attaching its probes,
+/// it is killed at once and the test fails (rather than waiting for a timeout).
+fn run_failing(cmd: &mut Command) -> Failure {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut guard = Guard::spawn("runbom", cmd);
+    let mut stdout_pipe = guard.child.stdout.take().expect("piped stdout");
+    let stdout = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout_pipe.read_to_string(&mut s);
+        s
+    });
+    let stderr_pipe = guard.child.stderr.take().expect("piped stderr");
+    let (tx, lines) = mpsc::channel::<String>();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr_pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut stderr = String::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                stderr.push_str(&line);
+                stderr.push('\n');
+                if line.contains(READY_LINE) {
+                    drop(guard); // SIGKILL: it must not keep running
+                    panic!(
+                        "{cmd:?} was expected to fail, but runbom attached its probes and ran:\n{stderr}"
+                    );
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break, // stderr closed: exiting
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                drop(guard);
+                panic!("{cmd:?} neither failed nor finished within {TIMEOUT:?}:\n{stderr}");
+            }
+        }
+    }
+    let Some(status) = guard.wait_timeout(Duration::from_secs(10)) else {
+        panic!("{cmd:?} closed stderr but did not exit:\n{stderr}");
+    };
+    Failure {
+        code: status.code(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr,
+    }
+}
+
+#[test]
+fn unknown_config_keys_name_the_file_and_yaml_path() {
+    let dir = TempDir::new("err-unknown-key");
+    let cases = [
+        // A misspelt key inside a receiver's section.
+        (
+            VALID.replace("  ebpf: {}", "  ebpf:\n    file:\n      inclde: [/tmp/]"),
+            "receivers.ebpf.file.inclde",
+            "inclde",
+            "`include`",
+        ),
+        // A misspelt key of the service section.
+        (
+            VALID.replace("  pipelines:", "  pipeline:"),
+            "service.pipeline",
+            "pipeline",
+            "`pipelines`",
+        ),
+        // A misspelt exporter option.
+        (
+            VALID.replace("  debug: {}", "  debug:\n    verbosty: detailed"),
+            "exporters.debug.verbosty",
+            "verbosty",
+            "`verbosity`",
+        ),
+    ];
+    for (i, (text, yaml_path, key, fix)) in cases.iter().enumerate() {
+        let config = write(dir.path(), &format!("unknown-{i}.yaml"), text);
+        for command in ["validate", "run"] {
+            let f = run_failing(
+                runbom_command(&runbom_bin())
+                    .arg(command)
+                    .arg("--config")
+                    .arg(&config),
+            );
+            let msg = f.message();
+            assert_eq!(
+                f.code,
+                Some(2),
+                "`runbom {command}` on an unknown key: {msg}"
+            );
+            let head = format!(
+                "runbom: invalid configuration: {} at `{yaml_path}`: ",
+                config.display()
+            );
+            assert!(
+                msg.starts_with(&head),
+                "`runbom {command}`: the message should start with {head:?}, got:\n{msg}"
+            );
+            assert!(
+                msg.contains(&format!("unknown field `{key}`")),
+                "`runbom {command}`: the cause (unknown field `{key}`) is not named:\n{msg}"
+            );
+            assert!(
+                msg.contains("expected") && msg.contains(fix),
+                "`runbom {command}`: the fix (the valid key {fix}) is not named:\n{msg}"
+            );
+            assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+            assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+        }
+    }
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let dir = TempDir::new("err-missing");
+    let config = dir.path().join("no-such-runbom.yaml");
+    for command in ["validate", "run"] {
+        let f = run_failing(
+            runbom_command(&runbom_bin())
+                .arg(command)
+                .arg("--config")
+                .arg(&config),
+        );
+        let msg = f.message();
+        assert_eq!(
+            f.code,
+            Some(2),
+            "`runbom {command}` without its config file: {msg}"
+        );
+        assert_eq!(
+            msg,
+            format!(
+                "runbom: invalid configuration: {}: cannot read: No such file or directory (os error 2)",
+                config.display()
+            ),
+            "`runbom {command}` without its config file"
+        );
+        assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+    }
+}
+
+#[test]
+fn valid_config_validates() {
+    let dir = TempDir::new("ok-validate");
+    let config = write(dir.path(), "valid.yaml", VALID);
+    let out = run_bounded(
+        runbom_command(&runbom_bin())
+            .arg("validate")
+            .arg("--config")
+            .arg(&config),
+        TIMEOUT,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "validate failed: {stdout}{stderr}");
+    assert!(
+        stdout.contains("configuration is valid"),
+        "validate says: {stdout}{stderr}"
+    );
+}
+
+/// `setpriv` arguments that run a command as `nobody`, with no groups and no capabilities.
+const AS_NOBODY: [&str; 3] = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+#[test]
+fn non_root_is_told_to_use_root() {
+    let dir = TempDir::new("err-nonroot");
+    // `nobody` must be able to reach and run the binary and read the config.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let bin = dir.path().join("runbom");
+    fs::copy(runbom_bin(), &bin).expect("copy the runbom binary");
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
+    let config = write(dir.path(), "valid.yaml", VALID);
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod config");
+
+    let as_nobody = |sub: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(AS_NOBODY)
+            .arg(&bin)
+            .arg(sub)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path());
+        for var in [
+            "RUNBOM_LOG",
+            "RUNBOM_KERNEL_BTF",
+            "RUNBOM_SELFTEST_VERIFIER_REJECT",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    };
+
+    // Checking a configuration needs no privileges.
+    let out = run_bounded(&mut as_nobody("validate"), TIMEOUT);
+    assert!(
+        out.status.success(),
+        "`runbom validate` as nobody failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let f = run_failing(&mut as_nobody("run"));
+    let msg = f.message();
+    assert_eq!(f.code, Some(1), "`runbom run` as nobody: {msg}");
+    assert!(msg.starts_with("runbom: "), "{msg}");
+    assert!(
+        msg.contains("needs root"),
+        "the cause (needs root) is not named: {msg}"
+    );
+    assert!(
+        msg.contains("sudo") && msg.contains("CAP_BPF"),
+        "the fix (sudo, or CAP_BPF and CAP_PERFMON) is not named: {msg}"
+    );
+    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+}
+
+#[test]
+fn kernel_without_btf_is_named() {
+    let dir = TempDir::new("err-btf");
+    let config = write(dir.path(), "valid.yaml", VALID);
+    let btf = dir.path().join("no-such-vmlinux");
+    let f = run_failing(
+        runbom_command(&runbom_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUNBOM_KERNEL_BTF", &btf),
+    );
+    let msg = f.message();
+    assert_eq!(f.code, Some(1), "a kernel without BTF: {msg}");
+    assert!(
+        msg.starts_with("runbom: ") && msg.contains("publishes no BTF"),
+        "the cause (no BTF) is not named: {msg}"
+    );
+    assert!(
+        msg.contains(&btf.display().to_string()),
+        "the BTF path looked at is not named: {msg}"
+    );
+    assert!(
+        msg.contains("CONFIG_DEBUG_INFO_BTF"),
+        "the fix (a kernel with CONFIG_DEBUG_INFO_BTF=y) is not named: {msg}"
+    );
+    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+}
+
+#[test]
+fn verifier_rejection_names_the_probe_and_shows_the_log() {
+    let dir = TempDir::new("err-verifier");
+    let config = write(dir.path(), "valid.yaml", VALID);
+    let f = run_failing(
+        runbom_command(&runbom_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUNBOM_SELFTEST_VERIFIER_REJECT", "1"),
+    );
+    let msg = f.message();
+    assert_eq!(f.code, Some(1), "a probe the verifier rejects: {msg}");
+    let first = msg.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("runbom: ")
+            && first.contains("verifier rejected probe `selftest_verifier_reject`"),
+        "the cause (the verifier rejected which probe) is not named: {msg}"
+    );
+    assert!(
+        first.contains("kernel may be too old"),
+        "the way out (what the kernel must support) is not named: {msg}"
+    );
+    // The end of the verifier's log follows the message, so that the reason can be read.
+    assert!(
+        msg.lines().skip(1).any(|l| !l.trim().is_empty()),
+        "no verifier log after the message: {msg}"
+    );
+    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+}
