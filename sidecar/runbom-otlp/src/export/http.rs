@@ -2,7 +2,7 @@
 //! `/v1/metrics`. The endpoint's scheme decides: `https://` uses TLS with the `tls` settings,
 //! `http://` (or none) plain text, as the Collector's `otlphttp` exporter does.
 
-use std::io::Write as _;
+use std::{io::Write as _, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -160,6 +160,12 @@ impl HttpExporter {
         if status.is_success() {
             return Ok(());
         }
+        // Only the delay-seconds form; an HTTP-date falls back to backoff.
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = resp
             .into_body()
             .collect()
@@ -175,6 +181,7 @@ impl HttpExporter {
             url: url.to_string(),
             status: status.as_u16(),
             body,
+            retry_after,
         })
     }
 }

@@ -49,6 +49,8 @@ pub enum ExportError {
         url: String,
         status: u16,
         body: String,
+        /// The `Retry-After` the server sent, in seconds form.
+        retry_after: Option<Duration>,
     },
     #[error("otlphttp export to {url} failed: {reason}")]
     HttpTransport { url: String, reason: String },
@@ -61,20 +63,31 @@ pub enum ExportError {
 }
 
 impl ExportError {
+    /// How long the server asked the client to wait: gRPC's `RetryInfo`, HTTP's `Retry-After`.
+    #[must_use]
+    pub fn retry_delay(&self) -> Option<Duration> {
+        match self {
+            Self::Grpc { status, .. } => crate::rpc::retry_delay(status),
+            Self::HttpStatus { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether the OTLP specification says this failure may be retried.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Grpc { status, .. } => matches!(
-                status.code(),
+            Self::Grpc { status, .. } => match status.code() {
                 tonic::Code::Cancelled
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::ResourceExhausted
-                    | tonic::Code::Aborted
-                    | tonic::Code::OutOfRange
-                    | tonic::Code::Unavailable
-                    | tonic::Code::DataLoss
-            ),
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Aborted
+                | tonic::Code::OutOfRange
+                | tonic::Code::Unavailable
+                | tonic::Code::DataLoss => true,
+                // Only a server that says when to come back may be retried.
+                tonic::Code::ResourceExhausted => crate::rpc::retry_delay(status).is_some(),
+                _ => false,
+            },
             Self::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             Self::HttpTransport { .. } => true,
             Self::Endpoint { .. } | Self::Tls { .. } | Self::Header { .. } | Self::File { .. } => {

@@ -77,8 +77,7 @@ pub(crate) struct ErrorStatus {
     pub retry_after: Option<Duration>,
 }
 
-/// `type_url` of a `google.rpc.RetryInfo` packed in a `google.protobuf.Any`.
-const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+use runbom_otlp::rpc::RETRY_INFO_TYPE;
 
 impl ErrorStatus {
     pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
@@ -154,45 +153,7 @@ impl From<&Refusal> for ErrorStatus {
     }
 }
 
-/// The few `google.rpc` / `google.protobuf` messages the receivers send, declared by hand
-/// (their full definitions live in crates that are not in the tree).
-mod pb {
-    /// `google.rpc.Status`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Status {
-        #[prost(int32, tag = "1")]
-        pub code: i32,
-        #[prost(string, tag = "2")]
-        pub message: String,
-        #[prost(message, repeated, tag = "3")]
-        pub details: Vec<Any>,
-    }
-
-    /// `google.protobuf.Any`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Any {
-        #[prost(string, tag = "1")]
-        pub type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        pub value: Vec<u8>,
-    }
-
-    /// `google.rpc.RetryInfo`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct RetryInfo {
-        #[prost(message, optional, tag = "1")]
-        pub retry_delay: Option<Duration>,
-    }
-
-    /// `google.protobuf.Duration`.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Duration {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
-}
+use runbom_otlp::rpc as pb;
 
 #[cfg(test)]
 mod tests {
