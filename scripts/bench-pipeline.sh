@@ -13,7 +13,8 @@
 #
 # Knobs (environment): ROUNDS (3), DURATION seconds measured (20), WARMUP seconds (3),
 # CONCURRENCY streams in flight (32), CONNECTIONS HTTP/2 connections (4), SPANS per request
-# (100), GZIP=1 to gzip the requests, OUT directory for the raw JSON (a temp dir).
+# (100), GZIP=1 to gzip the requests, OUT directory for the raw JSON (a temp dir),
+# RUNBOM_LD_PRELOAD=/path/to/libmimalloc.so.2 to try runbom with another allocator.
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -109,7 +110,8 @@ service:
       processors: [batch]
       exporters: [nop]
 EOF
-    "$RUNBOM" run --config "$dir/runbom.yaml" > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
+    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$RUNBOM" run --config "$dir/runbom.yaml" \
+        > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
     server_pid=$!
 }
 
@@ -159,7 +161,8 @@ EOF
 }
 
 say "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-say "rotel: $("$ROTEL" --version 2>&1 | head -1); load: $CONCURRENCY streams over $CONNECTIONS connections, $SPANS spans/request, gzip=$GZIP, ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds"
+say "runbom: $(git rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)${RUNBOM_LD_PRELOAD:+, LD_PRELOAD=$RUNBOM_LD_PRELOAD}; rotel: $("$ROTEL" --version 2>&1 | head -1)"
+say "load: $CONCURRENCY streams over $CONNECTIONS connections, $SPANS spans/request, gzip=$GZIP, ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds"
 for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then order="runbom rotel"; else order="rotel runbom"; fi
     for server in $order; do

@@ -270,7 +270,7 @@ criterion_group! {
     config = Criterion::default()
         .with_measurement(ThreadCpu { wall: WallTime })
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .measurement_time(Duration::from_secs(2))
         .sample_size(30);
     targets = bench
 }

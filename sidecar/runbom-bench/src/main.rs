@@ -66,7 +66,7 @@ struct Cli {
     #[arg(long, default_value_t = 400_000)]
     flood_opens: u64,
     /// Paced rates (opens per second) against the default ring, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "25000,50000,100000")]
+    #[arg(long, value_delimiter = ',', default_value = "25000,100000")]
     rates: Vec<u64>,
     /// Paced rates with the debug exporter instead of the file exporter, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "100000")]

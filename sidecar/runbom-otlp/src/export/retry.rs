@@ -74,7 +74,7 @@ mod tests {
             enabled: true,
             initial_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(1),
-            max_elapsed_time: Duration::from_secs(60),
+            max_elapsed_time: Duration::from_mins(1),
         }
     }
 
