@@ -8,11 +8,11 @@
 # (utime + stime from /proc/PID/stat), spans per server CPU-second, and its peak RSS (VmHWM).
 # The summary gives the median over the rounds and the runbom/rotel ratios.
 #
-#   bash scripts/bench-pipeline.sh            # ~3 minutes once built
+#   bash scripts/bench-pipeline.sh            # about 2.5 minutes once built
 #   ROUNDS=1 DURATION=10 bash scripts/bench-pipeline.sh
 #
 # Knobs (environment): ROUNDS (3), DURATION seconds measured (20), WARMUP seconds (3),
-# CONCURRENCY streams in flight (32), CONNECTIONS HTTP/2 connections (4), SPANS per request
+# CONCURRENCY streams in flight (32), CONNECTIONS HTTP/2 connections (16), SPANS per request
 # (100), GZIP=1 to gzip the requests, OUT directory for the raw JSON (a temp dir),
 # RUNBOM_LD_PRELOAD=/path/to/libmimalloc.so.2 to try runbom with another allocator.
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
@@ -23,7 +23,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 CONCURRENCY=${CONCURRENCY:-32}
-CONNECTIONS=${CONNECTIONS:-4}
+CONNECTIONS=${CONNECTIONS:-16}
 SPANS=${SPANS:-100}
 GZIP=${GZIP:-0}
 PY=.venv/bin/python

@@ -110,8 +110,9 @@ def build_request(spans, attr_bytes):
 
 
 class Stats:
-    def __init__(self):
+    def __init__(self, budget):
         self.lock = threading.Lock()
+        self.budget = budget  # requests left to send
         self.sent = 0
         self.ok = 0
         self.codes = {}
@@ -121,6 +122,14 @@ class Stats:
         self.errors = []
         self.latencies = []
         self.acked = []
+
+    def take(self):
+        """Claims one request of the budget; False once it is spent."""
+        with self.lock:
+            if self.budget <= 0:
+                return False
+            self.budget -= 1
+            return True
 
     def record(self, code, latency, trace_id=None, retry_after=None, error=None):
         with self.lock:
@@ -255,18 +264,7 @@ def main():
     args = parser.parse_args()
 
     payload = build_request(args.spans, args.attr_bytes)
-    stats = Stats()
-    budget = [args.requests or float("inf")]
-    budget_lock = threading.Lock()
-
-    def take():
-        with budget_lock:
-            if budget[0] <= 0:
-                return False
-            budget[0] -= 1
-            return True
-
-    stats.take = take
+    stats = Stats(args.requests or float("inf"))
     stop = threading.Event()
     worker = run_grpc if args.grpc else run_http
     threads = [
