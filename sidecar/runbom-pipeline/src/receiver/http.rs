@@ -365,6 +365,19 @@ fn failure(error: &HttpError, encoding: Encoding) -> Response<Full<Bytes>> {
     if let HttpError::MethodNotAllowed(_) = error {
         headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
+    // These are answered without reading the body, so the connection cannot be reused: say so,
+    // rather than letting the client find out with a broken pipe.
+    if matches!(
+        error,
+        HttpError::NotFound(_)
+            | HttpError::MethodNotAllowed(_)
+            | HttpError::ContentType(_)
+            | HttpError::ContentEncoding(_)
+            | HttpError::TooLarge { .. }
+            | HttpError::Refused(Refusal::NotConfigured(_))
+    ) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(delay) = status.retry_after {
         let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
