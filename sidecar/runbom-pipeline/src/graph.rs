@@ -69,6 +69,8 @@ impl Default for GraphSettings {
 pub struct Graph {
     ingests: BTreeMap<String, Ingest>,
     tasks: Vec<JoinHandle<()>>,
+    /// Cancelled when the exporters must stop retrying (see [`Graph::drain`]).
+    give_up: CancellationToken,
     pub telemetry: Arc<Telemetry>,
 }
 
@@ -84,6 +86,7 @@ impl Graph {
     ) -> Result<Self, ExportError> {
         let mut routes: BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>> = BTreeMap::new();
         let mut tasks = Vec::new();
+        let give_up = CancellationToken::new();
         let mut gate: Option<Arc<MemoryGate>> = None;
         let mut gated: Vec<String> = Vec::new();
         for spec in specs {
@@ -127,6 +130,7 @@ impl Graph {
                     queue,
                     exporter,
                     counters,
+                    give_up.clone(),
                 )));
                 outputs.push(tx);
             }
@@ -157,6 +161,7 @@ impl Graph {
         Ok(Self {
             ingests,
             tasks,
+            give_up,
             telemetry,
         })
     }
@@ -168,10 +173,19 @@ impl Graph {
     }
 
     /// Waits until every stage has drained. Call once the receivers have stopped.
-    pub async fn drain(mut self) {
+    ///
+    /// Exporters keep retrying for `grace`; after it, what they still hold is dropped and
+    /// counted as failed, so that an unreachable downstream cannot hold up shutdown.
+    pub async fn drain(mut self, grace: Duration) {
         self.ingests.clear();
+        let give_up = self.give_up.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            give_up.cancel();
+        });
         for task in self.tasks {
             let _ = task.await;
         }
+        timer.abort();
     }
 }

@@ -34,6 +34,9 @@ use crate::{
     ebpf, selftel,
 };
 
+/// How long exporters keep retrying after SIGTERM (at most `service.shutdown_timeout`).
+const EXPORT_GRACE: Duration = Duration::from_secs(5);
+
 /// Builds the exporter configured as `cfg`.
 pub fn build_exporter(
     cfg: &ExporterConfig,
@@ -319,7 +322,8 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
         }
     }
     drop(probes);
-    let drained = tokio::time::timeout_at(deadline, graph.drain())
+    // Exporters may retry for a few seconds; then what they hold is dropped and counted.
+    let drained = tokio::time::timeout_at(deadline, graph.drain(limit.min(EXPORT_GRACE)))
         .await
         .is_ok();
     if let Some(admin) = admin {

@@ -1178,8 +1178,6 @@ exporters:
 /// After SIGTERM runbom should stop within a bounded time even when its downstream never
 /// answers (the Collector stops retrying at shutdown and reports what it drops).
 #[test]
-#[ignore = "runbom bug: after SIGTERM every queued batch is retried up to max_elapsed_time, so \
-            runbom does not exit while the downstream is unreachable"]
 fn shutdown_with_unreachable_downstream_is_bounded() {
     let dir = TempDir::new("stuck-shutdown");
     let (grpc, http, admin, closed) = (free_port(), free_port(), free_port(), free_port());
