@@ -71,7 +71,4 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecBuffer> = PerCpuArray::with_max_entries
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
-pub static PATH_KEY_SCRATCH: PerCpuArray<aya_ebpf::maps::lpm_trie::Key<[u8; PATH_MAX]>> =
-    PerCpuArray::with_max_entries(1, 0);
-#[map]
 pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);

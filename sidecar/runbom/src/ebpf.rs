@@ -177,7 +177,8 @@ async fn push_until_accepted(signal: Signal, ingest: &Ingest) {
     }
 }
 
-fn host_name() -> String {
+/// This node's name (`host.name`).
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
 }

@@ -100,8 +100,9 @@ pub fn exporter(o: &SelfOtlp) -> Result<Exporter, ExportError> {
     }
 }
 
+/// runbom's own resource, built once per exporter task.
 fn resource() -> Resource {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = crate::ebpf::host_name();
     let kv = |k: &str, v: Value| KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(v) }),
@@ -113,7 +114,7 @@ fn resource() -> Resource {
                 "service.version",
                 Value::StringValue(env!("CARGO_PKG_VERSION").into()),
             ),
-            kv("host.name", Value::StringValue(host.trim().into())),
+            kv("host.name", Value::StringValue(host)),
             kv(
                 "process.pid",
                 Value::IntValue(i64::from(std::process::id())),
@@ -145,6 +146,7 @@ pub async fn export_metrics(
     stop: CancellationToken,
 ) {
     let start = now_ns();
+    let resource = resource();
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     loop {
@@ -152,7 +154,7 @@ pub async fn export_metrics(
             _ = tick.tick() => false,
             () = stop.cancelled() => true,
         };
-        let request = metrics_request(&telemetry, start, now_ns());
+        let request = metrics_request(&telemetry, &resource, start, now_ns());
         if let Err(e) = exporter.export(&Signal::Metrics(request)).await {
             tracing::warn!("service.telemetry.metrics: {e}");
         }
@@ -162,7 +164,12 @@ pub async fn export_metrics(
     }
 }
 
-fn metrics_request(telemetry: &Telemetry, start: u64, now: u64) -> ExportMetricsServiceRequest {
+fn metrics_request(
+    telemetry: &Telemetry,
+    resource: &Resource,
+    start: u64,
+    now: u64,
+) -> ExportMetricsServiceRequest {
     let metrics = telemetry
         .snapshot()
         .into_iter()
@@ -201,7 +208,7 @@ fn metrics_request(telemetry: &Telemetry, start: u64, now: u64) -> ExportMetrics
         .collect();
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            resource: Some(resource()),
+            resource: Some(resource.clone()),
             scope_metrics: vec![ScopeMetrics {
                 scope: Some(scope()),
                 metrics,
@@ -309,6 +316,7 @@ impl<S: Subscriber> Layer<S> for LogLayer {
 /// Sends runbom's own log records in batches until the layer is gone or `stop` (then flushes).
 pub async fn export_logs(records: LogRecords, mut exporter: Exporter, stop: CancellationToken) {
     let LogRecords { mut rx, dropped } = records;
+    let resource = resource();
     let mut batch = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -334,7 +342,7 @@ pub async fn export_logs(records: LogRecords, mut exporter: Exporter, stop: Canc
         if !batch.is_empty() {
             let request = ExportLogsServiceRequest {
                 resource_logs: vec![ResourceLogs {
-                    resource: Some(resource()),
+                    resource: Some(resource.clone()),
                     scope_logs: vec![ScopeLogs {
                         scope: Some(scope()),
                         log_records: std::mem::take(&mut batch),
@@ -367,7 +375,7 @@ mod tests {
         let t = Telemetry::default();
         let c = t.stage("receiver", "otlp", runbom_pipeline::SignalKind::Traces);
         c.add_accepted(5);
-        let req = metrics_request(&t, 1, 2);
+        let req = metrics_request(&t, &Resource::default(), 1, 2);
         let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
         let accepted = metrics
             .iter()
