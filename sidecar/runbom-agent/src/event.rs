@@ -75,6 +75,56 @@ pub enum Detail {
         qtype: &'static str,
         server: SocketAddr,
     },
+    /// An HTTP/1.x request seen at the socket or inside TLS (contract §1 `http.request`).
+    HttpRequest(Box<HttpRequest>),
+}
+
+/// Where an HTTP request was captured (`runbom.capture`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capture {
+    /// Plaintext, at the socket write.
+    Socket,
+    /// Inside TLS, at OpenSSL's `SSL_write`/`SSL_write_ex`.
+    Openssl,
+}
+
+impl Capture {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Socket => "socket",
+            Self::Openssl => "openssl",
+        }
+    }
+}
+
+/// A W3C `traceparent` header, parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub sampled: bool,
+}
+
+/// What runbom exports of a captured HTTP request; credentials are already redacted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub capture: Capture,
+    pub method: String,
+    /// The `Host` header, else the peer address when known.
+    pub host: Option<String>,
+    /// The request target with query values redacted.
+    pub target: String,
+    /// The connected peer (for `network.peer.*`, `server.port`) when known.
+    pub peer: Option<SocketAddr>,
+    pub traceparent: Option<TraceParent>,
+    pub user_agent: Option<String>,
+    /// `Content-Length`, when given.
+    pub body_size: Option<u64>,
+    /// `model` of an LLM API request body (`gen_ai.request.model`).
+    pub model: Option<String>,
+    /// The response status, when the response was seen.
+    pub status: Option<u16>,
 }
 
 impl Detail {
@@ -88,6 +138,7 @@ impl Detail {
             Self::Accept { .. } => "net.accept",
             Self::FileOpen { .. } => "file.open",
             Self::DnsQuery { .. } => "dns.query",
+            Self::HttpRequest(_) => "http.request",
         }
     }
 }

@@ -11,5 +11,5 @@ pub mod proctable;
 pub mod reader;
 pub mod redact;
 
-pub use event::{Detail, Enricher, KernelEvent, Transport};
+pub use event::{Capture, Detail, Enricher, HttpRequest, KernelEvent, TraceParent, Transport};
 pub use probes::{Losses, ProbeError, ProbeSettings, Probes};

@@ -170,6 +170,14 @@ fn span(ev: &KernelEvent) -> Option<Span> {
         ),
         Detail::FileOpen { path, .. } => (format!("file.open {path}"), SpanKind::Internal),
         Detail::DnsQuery { name, .. } => (format!("dns.query {name}"), SpanKind::Client),
+        Detail::HttpRequest(h) => (
+            format!(
+                "http.request {} {}",
+                h.method,
+                h.host.as_deref().unwrap_or("unknown")
+            ),
+            SpanKind::Client,
+        ),
     };
     let status = error(ev).map(|e| Status {
         message: e.into(),
@@ -244,6 +252,13 @@ fn body(ev: &KernelEvent) -> String {
         } => {
             format!("{who} dns query {name} {qtype} to {server}")
         }
+        Detail::HttpRequest(h) => format!(
+            "{who} {} {} {}{}",
+            h.capture.as_str(),
+            h.method,
+            h.host.as_deref().unwrap_or(""),
+            h.target
+        ),
     }
 }
 
@@ -334,8 +349,70 @@ fn attributes(ev: &KernelEvent) -> Vec<KeyValue> {
             a.push(kv_str("network.transport", "udp"));
             a.push(kv_str("network.type", net_type(&server.ip())));
         }
+        Detail::HttpRequest(h) => http_attributes(h, &mut a),
     }
     a
+}
+
+fn http_attributes(h: &runbom_agent::event::HttpRequest, a: &mut Vec<KeyValue>) {
+    a.push(kv_str("runbom.capture", h.capture.as_str()));
+    a.push(kv_str("http.request.method", &h.method));
+    if let Some(host) = &h.host {
+        let (name, _) = split_host_port(host);
+        a.push(kv_str("server.address", name));
+    }
+    if let Some(port) = h
+        .host
+        .as_deref()
+        .and_then(|host| split_host_port(host).1)
+        .or(h.peer.map(|p| p.port()))
+    {
+        a.push(kv_int("server.port", port.into()));
+    }
+    if let Some(peer) = h.peer {
+        a.push(kv_str("network.peer.address", &peer.ip().to_string()));
+        a.push(kv_int("network.peer.port", peer.port().into()));
+    }
+    let path = h.target.split('?').next().unwrap_or(&h.target);
+    a.push(kv_str("url.path", path));
+    if let Some(host) = &h.host {
+        let scheme = match h.capture {
+            runbom_agent::event::Capture::Openssl => "https",
+            runbom_agent::event::Capture::Socket => "http",
+        };
+        a.push(kv_str(
+            "url.full",
+            &format!("{scheme}://{host}{}", h.target),
+        ));
+    }
+    if let Some(size) = h.body_size {
+        a.push(kv_int(
+            "http.request.body.size",
+            i64::try_from(size).unwrap_or(i64::MAX),
+        ));
+    }
+    if let Some(status) = h.status {
+        a.push(kv_int("http.response.status_code", status.into()));
+    }
+    if let Some(ua) = &h.user_agent {
+        a.push(kv_str("user_agent.original", ua));
+    }
+    if let Some(model) = &h.model {
+        a.push(kv_str("gen_ai.request.model", model));
+    }
+}
+
+/// `host[:port]` (IPv6 in brackets) split into the name and the port.
+fn split_host_port(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[')
+        && let Some((ip, tail)) = rest.split_once(']')
+    {
+        return (ip, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, port.parse().ok()),
+        _ => (host, None),
+    }
 }
 
 fn any_str(s: &str) -> AnyValue {
