@@ -26,6 +26,7 @@ import base64
 import gzip
 import importlib
 import json
+import os
 import ssl
 import sys
 import urllib.error
@@ -291,7 +292,11 @@ def main():
     if not export(args.protocol, args.endpoint, args.gzip, args.signal, data, args):
         print(f"{args.signal} export over {args.protocol} to {args.endpoint} failed", file=sys.stderr)
         return 1
-    sent = {"resource": RESOURCE, "request": encode(data).SerializeToString().hex()}
+    sent = {
+        "resource": RESOURCE,
+        "request": encode(data).SerializeToString().hex(),
+        "pid": os.getpid(),
+    }
     if args.signal == "traces":
         sent["spans"] = describe(data)
     json.dump(sent, sys.stdout)

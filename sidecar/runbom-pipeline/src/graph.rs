@@ -25,6 +25,7 @@ use crate::{
         batch::{self, BatchSettings},
         memory_limiter::{self, MemoryGate, MemoryLimit},
     },
+    receiver::sender::SenderPids,
 };
 
 /// One pipeline as configured (`service.pipelines.<name>`).
@@ -44,6 +45,17 @@ pub enum ProcessorSpec {
     MemoryLimiter(MemoryLimit),
 }
 
+impl ProcessorSpec {
+    /// Whether the processor needs to know which local process sent each request (the
+    /// receivers of its pipeline then add `process.pid` to resources that lack it).
+    #[must_use]
+    pub fn needs_sender_pids(&self) -> bool {
+        match self {
+            Self::Batch(_) | Self::MemoryLimiter(_) => false,
+        }
+    }
+}
+
 /// Sizes shared by all pipelines.
 #[derive(Clone, Copy, Debug)]
 pub struct GraphSettings {
@@ -51,6 +63,9 @@ pub struct GraphSettings {
     pub channel_capacity: usize,
     /// Requests buffered per exporter (`sending_queue.queue_size`).
     pub exporter_queue: usize,
+    /// Items (spans, log records, data points) buffered per exporter, whatever the requests'
+    /// sizes: what bounds memory while a downstream is slow or away.
+    pub exporter_queue_items: u32,
     /// How long a receiver waits for room before refusing with "retry later".
     pub accept_timeout: Duration,
 }
@@ -60,10 +75,18 @@ impl Default for GraphSettings {
         Self {
             channel_capacity: 64,
             exporter_queue: 64,
+            exporter_queue_items: DEFAULT_QUEUE_ITEMS,
             accept_timeout: Duration::from_secs(1),
         }
     }
 }
+
+/// Finished batches waiting for the fan-out.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Default item bound of an exporter queue: with GenAI-shaped spans (~2 KiB decoded) about
+/// 100 MiB per exporter.
+pub const DEFAULT_QUEUE_ITEMS: u32 = 50_000;
 
 /// The running pipelines.
 pub struct Graph {
@@ -89,7 +112,11 @@ impl Graph {
         let give_up = CancellationToken::new();
         let mut gate: Option<Arc<MemoryGate>> = None;
         let mut gated: Vec<String> = Vec::new();
+        let mut attributed: Vec<String> = Vec::new();
         for spec in specs {
+            if spec.processors.iter().any(ProcessorSpec::needs_sender_pids) {
+                attributed.extend(spec.receivers.iter().cloned());
+            }
             let (input_tx, mut rx) = mpsc::channel(settings.channel_capacity);
             for r in &spec.receivers {
                 routes
@@ -101,7 +128,9 @@ impl Graph {
             for p in &spec.processors {
                 match p {
                     ProcessorSpec::Batch(s) => {
-                        let (tx, next) = mpsc::channel(settings.channel_capacity);
+                        // Batches are large: hold few of them, so that memory is bounded by
+                        // the exporter queues' item budget rather than by batch size.
+                        let (tx, next) = mpsc::channel(BATCHES_IN_FLIGHT);
                         tasks.push(tokio::spawn(batch::run(rx, tx, *s)));
                         rx = next;
                     }
@@ -124,7 +153,10 @@ impl Graph {
             for name in &spec.exporters {
                 let counters = telemetry.stage("exporter", name, spec.signal);
                 let exporter = make_exporter(name, spec.signal, counters.retry_counter())?;
-                let (tx, queue) = mpsc::channel(settings.exporter_queue);
+                let (tx, queue) = exporter::QueueSender::new(
+                    settings.exporter_queue,
+                    settings.exporter_queue_items,
+                );
                 tasks.push(tokio::spawn(exporter::run(
                     name.clone(),
                     queue,
@@ -136,6 +168,7 @@ impl Graph {
             }
             tasks.push(tokio::spawn(exporter::fan_out(rx, outputs)));
         }
+        let senders = Arc::new(SenderPids::default());
         let ingests = routes
             .into_iter()
             .map(|(name, routes)| {
@@ -154,6 +187,9 @@ impl Graph {
                     && gated.contains(&name)
                 {
                     ingest = ingest.with_memory_gate(g.clone());
+                }
+                if attributed.contains(&name) {
+                    ingest = ingest.with_sender_pids(senders.clone());
                 }
                 (name, ingest)
             })

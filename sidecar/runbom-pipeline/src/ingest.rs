@@ -12,7 +12,9 @@ use runbom_otlp::signal::{Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{processor::memory_limiter::MemoryGate, telemetry::StageCounters};
+use crate::{
+    processor::memory_limiter::MemoryGate, receiver::sender::SenderPids, telemetry::StageCounters,
+};
 
 /// Why a request was not accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +43,7 @@ struct Inner {
     accept_timeout: Duration,
     stop: CancellationToken,
     gate: Option<Arc<MemoryGate>>,
+    senders: Option<Arc<SenderPids>>,
 }
 
 impl Ingest {
@@ -61,6 +64,7 @@ impl Ingest {
                 accept_timeout,
                 stop,
                 gate: None,
+                senders: None,
             }),
         }
     }
@@ -74,6 +78,24 @@ impl Ingest {
             tracing::error!("memory gate set on an Ingest already shared; ignored");
         }
         self
+    }
+
+    /// Add the sending process's `process.pid` to resources that lack one (a pipeline that
+    /// correlates needs it).
+    #[must_use]
+    pub fn with_sender_pids(mut self, senders: Arc<SenderPids>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.senders = Some(senders);
+        } else {
+            tracing::error!("sender attribution set on an Ingest already shared; ignored");
+        }
+        self
+    }
+
+    /// Where to look up senders' pids, when this receiver's pipelines want them.
+    #[must_use]
+    pub fn sender_pids(&self) -> Option<&Arc<SenderPids>> {
+        self.inner.senders.as_ref()
     }
 
     /// The receiver's configured name (`otlp`, `otlp/2`, `ebpf`).

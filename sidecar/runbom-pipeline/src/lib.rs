@@ -10,7 +10,7 @@ pub mod processor;
 pub mod receiver;
 pub mod telemetry;
 
-pub use graph::{Graph, GraphSettings, PipelineSpec, ProcessorSpec};
+pub use graph::{DEFAULT_QUEUE_ITEMS, Graph, GraphSettings, PipelineSpec, ProcessorSpec};
 pub use ingest::{Ingest, Refusal};
 pub use runbom_otlp::signal::{Signal, SignalKind};
 pub use telemetry::{StageCounters, Telemetry};

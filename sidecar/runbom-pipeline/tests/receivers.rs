@@ -561,3 +561,47 @@ async fn python_sdk_over_http_protobuf() {
 async fn python_sdk_over_http_json() {
     python_sdk_interop("http/json").await;
 }
+
+/// With sender attribution on (a correlating pipeline), every resource that has no
+/// `process.pid` gets the pid of the process on the other end of the connection — here the
+/// Python SDK's — over gRPC and HTTP alike; everything else arrives unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_pid_is_added_to_resources_without_one() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use runbom_pipeline::receiver::sender::SenderPids;
+    for protocol in ["grpc", "http/protobuf"] {
+        let mut h = Harness::all();
+        h.ingest = h
+            .ingest
+            .with_sender_pids(std::sync::Arc::new(SenderPids::default()));
+        let (addr, _) = if protocol == "grpc" {
+            h.start_grpc(Limits::default()).await
+        } else {
+            h.start_http(Limits::default()).await
+        };
+        let sent = python::export(protocol, SignalKind::Traces, addr, false).await;
+        let Signal::Traces(arrived) = h.next(SignalKind::Traces).await else {
+            unreachable!()
+        };
+        let Signal::Traces(mut expected) = python::sent_request(SignalKind::Traces, &sent) else {
+            unreachable!()
+        };
+        let pid = sent["pid"].as_i64().expect("sdk_client.py reports its pid");
+        for rs in &mut expected.resource_spans {
+            let resource = rs.resource.get_or_insert_with(Default::default);
+            assert!(
+                !resource.attributes.iter().any(|a| a.key == "process.pid"),
+                "the SDK's resource has no process.pid of its own"
+            );
+            resource
+                .attributes
+                .push(opentelemetry_proto::tonic::common::v1::KeyValue {
+                    key: "process.pid".into(),
+                    value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                        value: Some(Value::IntValue(pid)),
+                    }),
+                });
+        }
+        assert_eq!(arrived, expected, "over {protocol}");
+    }
+}

@@ -291,8 +291,20 @@ pub struct SendingQueue {
     pub enabled: bool,
     /// Accepted for compatibility: each exporter sends from one task.
     pub num_consumers: usize,
-    /// Requests held for the exporter before the pipeline is held back.
+    /// What the queue holds before the pipeline is held back, counted by `sizer`.
     pub queue_size: usize,
+    /// How `queue_size` counts: `requests` (the Collector's default) or `items` (spans, log
+    /// records, data points). Either way the queue also holds at most
+    /// `runbom_pipeline::DEFAULT_QUEUE_ITEMS` items, so memory stays bounded with large batches.
+    pub sizer: QueueSizer,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueSizer {
+    #[default]
+    Requests,
+    Items,
 }
 
 impl Default for SendingQueue {
@@ -301,6 +313,7 @@ impl Default for SendingQueue {
             enabled: true,
             num_consumers: 1,
             queue_size: 64,
+            sizer: QueueSizer::Requests,
         }
     }
 }
@@ -634,6 +647,9 @@ receivers:
       grpc: {}
       http: {}
 processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 1024
   batch: {}
 exporters:
   file:
@@ -642,15 +658,15 @@ service:
   pipelines:
     traces:
       receivers: [otlp, ebpf]
-      processors: [batch]
+      processors: [memory_limiter, batch]
       exporters: [file]
     logs:
       receivers: [otlp, ebpf]
-      processors: [batch]
+      processors: [memory_limiter, batch]
       exporters: [file]
     metrics:
       receivers: [otlp]
-      processors: [batch]
+      processors: [memory_limiter, batch]
       exporters: [file]
 ";
 

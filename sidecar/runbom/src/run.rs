@@ -29,7 +29,7 @@ use tracing::{error, info, warn};
 use crate::{
     config::{
         ClientTlsConfig, Compression, Config, DebugVerbosity, ExporterConfig, NetworkExporter,
-        OtlpServer, ProcessorConfig, ReceiverConfig,
+        OtlpServer, ProcessorConfig, QueueSizer, ReceiverConfig,
     },
     ebpf, selftel,
 };
@@ -125,19 +125,28 @@ fn memory_limit_bytes(limit_mib: Option<u64>, percentage: Option<u64>) -> u64 {
 }
 
 fn graph_settings(config: &Config) -> GraphSettings {
-    let queue = config
-        .exporters
-        .values()
-        .filter_map(|e| match e {
+    let queues = || {
+        config.exporters.values().filter_map(|e| match e {
             ExporterConfig::Otlp(n) | ExporterConfig::OtlpHttp(n) if n.sending_queue.enabled => {
-                Some(n.sending_queue.queue_size.max(1))
+                Some(&n.sending_queue)
             }
             _ => None,
         })
-        .max();
+    };
+    let largest = |sizer| {
+        queues()
+            .filter(|q| q.sizer == sizer)
+            .map(|q| q.queue_size.max(1))
+            .max()
+    };
+    let defaults = GraphSettings::default();
     GraphSettings {
-        exporter_queue: queue.unwrap_or(GraphSettings::default().exporter_queue),
-        ..GraphSettings::default()
+        exporter_queue: largest(QueueSizer::Requests).unwrap_or(defaults.exporter_queue),
+        exporter_queue_items: largest(QueueSizer::Items)
+            .map_or(defaults.exporter_queue_items, |n| {
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }),
+        ..defaults
     }
 }
 

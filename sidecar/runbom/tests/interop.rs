@@ -898,39 +898,14 @@ exporters:
 #[test]
 fn backpressure_refuses_instead_of_growing() {
     let dir = TempDir::new("backpressure");
-    let (grpc, http, admin, closed) = (free_port(), free_port(), free_port(), free_port());
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
-  batch:
+    let (runbom, grpc, http, admin) = unreachable_downstream(
+        &dir,
+        "  batch:
     send_batch_size: 100
-    timeout: 50ms
-exporters:
-  otlp:
-    endpoint: 127.0.0.1:{closed}
-    compression: none
-    timeout: 1s
-    retry_on_failure:
+    timeout: 50ms",
+        "    sending_queue:
       enabled: true
-      initial_interval: 30s
-      max_interval: 60s
-      max_elapsed_time: 10m
-    sending_queue:
-      enabled: true
-      queue_size: 1"
-            ),
-            "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlp]
-",
-        ),
-        admin,
+      queue_size: 1",
     );
     let rss = RssSampler::start(runbom.pid());
     let idle_rss = interop_support::rss_kib(runbom.pid()).unwrap_or_default();
@@ -998,12 +973,13 @@ exporters:
             "retry delay: {s}"
         );
     }
-    // Everything runbom holds sits in its bounded channels (64 + 64 requests, one in the
-    // batcher, one in the fan-out, queue_size 1, one being retried): about 132 requests.
+    // Everything runbom holds sits in its bounded channels (64 requests at the input, one in
+    // the batcher, two finished batches, one in the fan-out, queue_size 1, one being retried):
+    // about 70 requests.
     let accepted_requests = grpc_ok + http_ok;
     assert!(
-        accepted_requests <= 200,
-        "runbom accepted {accepted_requests} requests with nowhere to send them; its buffers should hold about 132"
+        accepted_requests <= 100,
+        "runbom accepted {accepted_requests} requests with nowhere to send them; its buffers should hold about 70"
     );
     let series = |family: &str, stage: &str, name: &str| {
         counters
@@ -1034,6 +1010,89 @@ exporters:
     // runbom is killed on drop: with a downstream that never answers it cannot drain (see
     // `shutdown_with_unreachable_downstream_is_bounded`).
     drop(runbom);
+}
+
+/// The same with the default batch (8192 spans) and sending queue: the queues' item budget
+/// (not the number of requests) bounds what runbom holds for an unreachable downstream.
+#[test]
+fn backpressure_with_default_queues_is_bounded_in_items() {
+    let dir = TempDir::new("backpressure-defaults");
+    let (runbom, grpc, _, _) = unreachable_downstream(&dir, "  batch: {}", "");
+    let rss = RssSampler::start(runbom.pid());
+    let summary = run_script_json(
+        "otlp_load.py",
+        &[
+            "--grpc",
+            &format!("127.0.0.1:{grpc}"),
+            "--threads",
+            "12",
+            "--duration",
+            "10",
+            "--attr-bytes",
+            "512",
+        ],
+    );
+    let (peak_kib, _) = rss.finish();
+    let accepted = summary["codes"]["OK"].as_u64().unwrap_or(0) * LOAD_SPANS;
+    eprintln!("{summary}\nRSS peak {peak_kib} KiB, {accepted} spans accepted");
+    assert!(
+        summary["codes"]["UNAVAILABLE"].as_u64().unwrap_or(0) > 0,
+        "nothing was refused: {summary}\n{}",
+        runbom.log()
+    );
+    // Exporter queue 50 000 spans + one batch being retried + two finished batches + the one
+    // being built + 64 requests at the input.
+    let bound = u64::from(runbom_pipeline::DEFAULT_QUEUE_ITEMS) + 4 * 8192 + 64 * LOAD_SPANS;
+    assert!(
+        accepted <= bound,
+        "runbom accepted {accepted} spans with nowhere to send them (bound {bound})"
+    );
+    assert!(
+        peak_kib < 600 * 1024,
+        "runbom's RSS reached {peak_kib} KiB (> 600 MiB) with default queues"
+    );
+    drop(runbom);
+}
+
+/// runbom with `processors` (YAML under `processors:`) in a traces pipeline whose `otlp`
+/// exporter points at a closed port and retries for long; `exporter_extra` adds to that
+/// exporter's section. Returns runbom and its gRPC, HTTP and admin ports.
+fn unreachable_downstream(
+    dir: &TempDir,
+    processors: &str,
+    exporter_extra: &str,
+) -> (Runbom, u16, u16, u16) {
+    let (grpc, http, admin, closed) = (free_port(), free_port(), free_port(), free_port());
+    let runbom = Runbom::start(
+        dir.path(),
+        &config(
+            grpc,
+            http,
+            admin,
+            &format!(
+                "processors:
+{processors}
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{closed}
+    compression: none
+    timeout: 1s
+    retry_on_failure:
+      enabled: true
+      initial_interval: 30s
+      max_interval: 60s
+      max_elapsed_time: 10m
+{exporter_extra}"
+            ),
+            "    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlp]
+",
+        ),
+        admin,
+    );
+    (runbom, grpc, http, admin)
 }
 
 /// SIGTERM while clients are sending: every request runbom answered OK before it went away

@@ -8,6 +8,7 @@
 use std::{
     future::Future,
     io,
+    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -105,11 +106,17 @@ struct GrpcReceiver {
 }
 
 impl GrpcReceiver {
-    async fn export(&self, signal: Signal) -> Result<PartialSuccess, Status> {
-        accept(&self.ingest, signal).await.map_err(|refusal| {
-            tracing::debug!(receiver = self.ingest.receiver(), %refusal, "gRPC export refused");
-            refusal_status(&refusal)
-        })
+    async fn export(
+        &self,
+        signal: Signal,
+        client: Option<SocketAddr>,
+    ) -> Result<PartialSuccess, Status> {
+        accept(&self.ingest, signal, client)
+            .await
+            .map_err(|refusal| {
+                tracing::debug!(receiver = self.ingest.receiver(), %refusal, "gRPC export refused");
+                refusal_status(&refusal)
+            })
     }
 }
 
@@ -119,7 +126,9 @@ impl TraceService for GrpcReceiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let partial = GrpcReceiver::export(self, Signal::Traces(request.into_inner())).await?;
+        let client = request.remote_addr();
+        let partial =
+            GrpcReceiver::export(self, Signal::Traces(request.into_inner()), client).await?;
         Ok(Response::new(partial.traces()))
     }
 }
@@ -130,7 +139,9 @@ impl LogsService for GrpcReceiver {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let partial = GrpcReceiver::export(self, Signal::Logs(request.into_inner())).await?;
+        let client = request.remote_addr();
+        let partial =
+            GrpcReceiver::export(self, Signal::Logs(request.into_inner()), client).await?;
         Ok(Response::new(partial.logs()))
     }
 }
@@ -141,7 +152,9 @@ impl MetricsService for GrpcReceiver {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let partial = GrpcReceiver::export(self, Signal::Metrics(request.into_inner())).await?;
+        let client = request.remote_addr();
+        let partial =
+            GrpcReceiver::export(self, Signal::Metrics(request.into_inner()), client).await?;
         Ok(Response::new(partial.metrics()))
     }
 }

@@ -16,7 +16,7 @@
 //! | body that does not decode                        | 400    |
 //! | [`Refusal::Unavailable`] (pipeline full or stopping) | 503 + `Retry-After` (seconds) |
 
-use std::{convert::Infallible, io, io::Read as _, time::Duration};
+use std::{convert::Infallible, io, io::Read as _, net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
@@ -87,10 +87,10 @@ pub async fn serve_http(
     loop {
         match &mut connections {
             Connections::Plain(listener) => {
-                let stream = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     () = stop.cancelled() => break,
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, _peer)) => stream,
+                        Ok((stream, peer)) => (stream, peer),
                         Err(error) => {
                             tracing::warn!(receiver = ingest.receiver(), %error, "OTLP/HTTP accept failed");
                             tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -100,7 +100,7 @@ pub async fn serve_http(
                 };
                 // Only a latency optimisation; the connection works without it.
                 let _ = stream.set_nodelay(true);
-                serve_connection(stream, &ingest, limits, &graceful);
+                serve_connection(stream, Some(peer), &ingest, limits, &graceful);
             }
             Connections::Tls(established) => {
                 let stream = tokio::select! {
@@ -110,7 +110,8 @@ pub async fn serve_http(
                         None => break,
                     },
                 };
-                serve_connection(stream, &ingest, limits, &graceful);
+                let peer = stream.get_ref().0.peer_addr().ok();
+                serve_connection(stream, peer, &ingest, limits, &graceful);
             }
         }
     }
@@ -128,14 +129,19 @@ pub async fn serve_http(
 }
 
 /// Serves HTTP/1.1 on one connection, in its own task, watched by `graceful`.
-fn serve_connection<S>(stream: S, ingest: &Ingest, limits: Limits, graceful: &GracefulShutdown)
-where
+fn serve_connection<S>(
+    stream: S,
+    client: Option<SocketAddr>,
+    ingest: &Ingest,
+    limits: Limits,
+    graceful: &GracefulShutdown,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let ingest = ingest.clone();
     let service = service_fn(move |request| {
         let ingest = ingest.clone();
-        async move { Ok::<_, Infallible>(answer(request, &ingest, limits).await) }
+        async move { Ok::<_, Infallible>(answer(request, client, &ingest, limits).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -234,11 +240,12 @@ impl Encoding {
 
 async fn answer(
     request: Request<Incoming>,
+    client: Option<SocketAddr>,
     ingest: &Ingest,
     limits: Limits,
 ) -> Response<Full<Bytes>> {
     let encoding = Encoding::of(request.headers()).unwrap_or(Encoding::Protobuf);
-    match receive(request, ingest, limits).await {
+    match receive(request, client, ingest, limits).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(receiver = ingest.receiver(), %error, "OTLP/HTTP request refused");
@@ -249,6 +256,7 @@ async fn answer(
 
 async fn receive(
     request: Request<Incoming>,
+    client: Option<SocketAddr>,
     ingest: &Ingest,
     limits: Limits,
 ) -> Result<Response<Full<Bytes>>, HttpError> {
@@ -274,7 +282,7 @@ async fn receive(
         body.to_vec()
     };
     let signal = decode(kind, encoding, &body)?;
-    let partial = accept(ingest, signal).await?;
+    let partial = accept(ingest, signal, client).await?;
     Ok(success(kind, encoding, &partial))
 }
 

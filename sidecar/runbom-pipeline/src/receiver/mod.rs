@@ -17,10 +17,11 @@
 mod grpc;
 mod http;
 mod json;
+pub mod sender;
 mod tls;
 mod validate;
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 pub use grpc::serve_grpc;
 pub use http::serve_http;
@@ -52,11 +53,26 @@ impl Default for Limits {
 /// Drops the invalid items of a decoded request, counts them, and pushes the rest.
 ///
 /// A request whose every item was invalid, or that was empty, is answered without being
-/// pushed. The receiver's counters see the rejected items as refused.
-pub(crate) async fn accept(ingest: &Ingest, mut signal: Signal) -> Result<PartialSuccess, Refusal> {
+/// pushed. The receiver's counters see the rejected items as refused. `client` is the peer's
+/// address, for the sender's `process.pid` when the pipelines want it.
+pub(crate) async fn accept(
+    ingest: &Ingest,
+    mut signal: Signal,
+    client: Option<SocketAddr>,
+) -> Result<PartialSuccess, Refusal> {
     let kind = signal.kind();
     if !ingest.accepts(kind) {
         return Err(Refusal::NotConfigured(kind));
+    }
+    if let (Some(senders), Some(client)) = (ingest.sender_pids(), client) {
+        let senders = senders.clone();
+        let pid = tokio::task::spawn_blocking(move || senders.lookup(client, None))
+            .await
+            .ok()
+            .flatten();
+        if let Some(pid) = pid {
+            sender::annotate(&mut signal, pid);
+        }
     }
     let partial = validate::drop_invalid(&mut signal);
     if partial.rejected > 0 {

@@ -1,0 +1,245 @@
+//! Who sent a request: the local process at the other end of an OTLP connection.
+//!
+//! Correlation matches an application's spans with the kernel events of its process, so every
+//! resource that arrives without `process.pid` gets the pid of the process that owns the
+//! client end of the connection — found in `/proc/net/tcp{,6}` (the socket's inode) and then
+//! in `/proc/*/fd` (who holds that inode). Agents need no configuration for it, and a
+//! `process.pid` the SDK already sends is kept.
+//!
+//! Lookups scan `/proc`, so answers are cached per client address for [`TTL`]; a connection
+//! reused by the same client keeps its pid. Remote (non-local) clients are never found and
+//! cost one read of the TCP tables per [`NEGATIVE_TTL`].
+
+use std::{
+    collections::HashMap,
+    fs,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use opentelemetry_proto::tonic::{
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+    resource::v1::Resource,
+};
+use runbom_otlp::signal::Signal;
+
+/// How long a found pid is trusted for a client address.
+const TTL: Duration = Duration::from_secs(30);
+/// How long "no local process" is trusted.
+const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+/// Cached addresses at most (old entries are dropped first when full).
+const MAX_ENTRIES: usize = 4096;
+
+/// Finds and caches the pid behind client addresses.
+#[derive(Default)]
+pub struct SenderPids {
+    cache: Mutex<HashMap<SocketAddr, (Option<u32>, Instant)>>,
+}
+
+impl SenderPids {
+    /// The pid of the local process whose socket is `client`, connected to `server` when
+    /// given. Blocking: reads `/proc`.
+    pub fn lookup(&self, client: SocketAddr, server: Option<SocketAddr>) -> Option<u32> {
+        let client = canonical(client);
+        let now = Instant::now();
+        if let Some((pid, at)) = self.cache.lock().ok()?.get(&client) {
+            let ttl = if pid.is_some() { TTL } else { NEGATIVE_TTL };
+            if now.duration_since(*at) < ttl {
+                return *pid;
+            }
+        }
+        let pid = socket_inode(client, server.map(canonical)).and_then(owner_of_inode);
+        let mut cache = self.cache.lock().ok()?;
+        if cache.len() >= MAX_ENTRIES {
+            cache.retain(|_, (_, at)| now.duration_since(*at) < TTL);
+            if cache.len() >= MAX_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(client, (pid, now));
+        pid
+    }
+}
+
+/// Adds `process.pid` to every resource of `signal` that has none.
+pub fn annotate(signal: &mut Signal, pid: u32) {
+    let resources: Vec<&mut Option<Resource>> = match signal {
+        Signal::Traces(r) => r
+            .resource_spans
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect(),
+        Signal::Logs(r) => r
+            .resource_logs
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect(),
+        Signal::Metrics(r) => r
+            .resource_metrics
+            .iter_mut()
+            .map(|r| &mut r.resource)
+            .collect(),
+    };
+    for resource in resources {
+        let resource = resource.get_or_insert_with(Resource::default);
+        if !resource.attributes.iter().any(|a| a.key == "process.pid") {
+            resource.attributes.push(KeyValue {
+                key: "process.pid".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(pid.into())),
+                }),
+            });
+        }
+    }
+}
+
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// The inode of the TCP socket whose local end is `client` (and remote end `server`).
+fn socket_inode(client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
+    let table = if client.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    // A client may also be an IPv4 socket talking to a dual-stack listener: look in both.
+    [table, "/proc/net/tcp6"]
+        .into_iter()
+        .filter_map(|t| fs::read_to_string(t).ok())
+        .find_map(|text| find_inode(&text, client, server))
+}
+
+/// Finds the row for `client` in a `/proc/net/tcp{,6}` table.
+fn find_inode(table: &str, client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let local = parse_addr(fields.nth(1)?)?;
+        let remote = parse_addr(fields.next()?)?;
+        if local != client || server.is_some_and(|s| s != remote) {
+            return None;
+        }
+        let inode: u64 = fields.nth(6)?.parse().ok()?;
+        (inode != 0).then_some(inode)
+    })
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits + port (IPv6), as the kernel prints them: each
+/// 32-bit word of the address in host byte order.
+fn parse_addr(s: &str) -> Option<SocketAddr> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(addr.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes)).to_canonical()
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// The process holding socket `inode` open (the lowest pid when several share it: the
+/// parent that created it, usually).
+fn owner_of_inode(inode: u64) -> Option<u32> {
+    let target = format!("socket:[{inode}]");
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().find(|pid| {
+        fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    #[test]
+    fn parses_kernel_addresses() {
+        assert_eq!(
+            parse_addr("0100007F:1F90"),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr("00000000000000000000000001000000:0050"),
+            Some("[::1]:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addr("0000000000000000FFFF00000100007F:0050"),
+            Some("127.0.0.1:80".parse().unwrap()),
+            "IPv4-mapped addresses are reported as IPv4"
+        );
+        assert_eq!(parse_addr("zz:1"), None);
+    }
+
+    #[test]
+    fn finds_the_process_behind_a_loopback_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let client = TcpStream::connect(server).unwrap();
+        let (_accepted, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        let pids = SenderPids::default();
+        assert_eq!(pids.lookup(peer, Some(server)), Some(std::process::id()));
+        // The server's own end does not match the client address.
+        assert_eq!(
+            pids.lookup("127.0.0.1:1".parse().unwrap(), Some(server)),
+            None
+        );
+    }
+
+    #[test]
+    fn annotates_only_resources_without_a_pid() {
+        use opentelemetry_proto::tonic::{
+            collector::trace::v1::ExportTraceServiceRequest, trace::v1::ResourceSpans,
+        };
+        let with_pid = Resource {
+            attributes: vec![KeyValue {
+                key: "process.pid".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(7)),
+                }),
+            }],
+            ..Default::default()
+        };
+        let mut signal = Signal::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![
+                ResourceSpans {
+                    resource: Some(with_pid.clone()),
+                    ..Default::default()
+                },
+                ResourceSpans::default(),
+            ],
+        });
+        annotate(&mut signal, 42);
+        let Signal::Traces(r) = signal else {
+            unreachable!()
+        };
+        assert_eq!(r.resource_spans[0].resource.as_ref(), Some(&with_pid));
+        let added = &r.resource_spans[1].resource.as_ref().unwrap().attributes[0];
+        assert_eq!(added.key, "process.pid");
+        assert_eq!(
+            added.value.as_ref().unwrap().value,
+            Some(Value::IntValue(42))
+        );
+    }
+}
