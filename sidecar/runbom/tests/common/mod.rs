@@ -489,3 +489,12 @@ pub fn indent(text: &str) -> String {
         out
     })
 }
+
+/// A loopback port nothing listens on now.
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
