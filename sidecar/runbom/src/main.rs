@@ -2,6 +2,7 @@
 
 mod config;
 mod ebpf;
+mod investigate;
 mod run;
 mod selftel;
 
@@ -38,6 +39,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show what happened in a trace: the span tree, drift findings, an HTML report.
+    Investigate(investigate::InvestigateArgs),
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
@@ -76,7 +79,12 @@ fn init_logging(config: &Config) -> Option<selftel::LogRecords> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Run { config } | Command::Validate { config }) = &cli.command;
+    let (Command::Run { config } | Command::Validate { config }) = &cli.command else {
+        let Command::Investigate(args) = &cli.command else {
+            unreachable!("run and validate are handled below")
+        };
+        return investigate::run(args);
+    };
     let config = match load(config.as_ref()) {
         Ok(c) => c,
         Err(e) => {
@@ -104,6 +112,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Investigate(_) => unreachable!("handled above"),
         Command::Run { .. } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
