@@ -30,6 +30,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import zlib
 from concurrent import futures
 
@@ -64,6 +65,7 @@ class Recorder:
                 "signal": signal_name,
                 "transport": transport,
                 "compression": compression,
+                "received_ns": time.time_ns(),
                 "request": json_format.MessageToDict(
                     message, preserving_proto_field_name=True
                 ),
