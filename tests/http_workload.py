@@ -10,7 +10,7 @@ a small JSON body; with --tls, over TLS with a self-signed certificate made by t
 
 client: one request, then prints one JSON line (its pid, what it sent, the status it got):
 - plaintext: `POST /submit?user=alice&token=<secret>` with a 5 KiB `X-Filler` header *before*
-  `traceparent` and `Host`, sent with http.client's `request` (head and body in one send());
+  `traceparent` and `Host: localhost:<port>` (the connection goes to 127.0.0.1), sent with http.client's `request` (head and body in one send());
 - --tls: `POST /v1/chat/completions` with `Authorization: Bearer sk-…` and an OpenAI-style JSON
   body `{"messages": […], "model": "gpt-4o-mini"}`, the head and the body in two writes (as
   the OpenAI SDK's HTTP stack does), through Python's `ssl` module (OpenSSL's SSL_write_ex).
@@ -100,11 +100,12 @@ def client(args):
         conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
         body = b'{"hello":"world"}'
         target = f"/submit?user=alice&token={QUERY_SECRET}"
-        # http.client sends the headers in this order; Host is added explicitly after the filler.
+        # http.client sends the headers in this order; Host is added explicitly after the filler,
+        # and names `localhost` so that it cannot be mistaken for the connected peer's address.
         headers = {
             "X-Filler": "f" * 5000,
             "traceparent": traceparent,
-            "Host": f"127.0.0.1:{args.port}",
+            "Host": f"localhost:{args.port}",
             "User-Agent": "runbom-test/1.0",
             "Content-Type": "application/json",
         }
