@@ -2,7 +2,7 @@
 """HTTP and HTTPS peers for runbom's `http.request` integration tests (standard library only).
 
     http_workload.py server --cert-dir DIR [--tls]     # prints READY port=<port>, serves
-    http_workload.py client --port N [--tls --cert FILE] [--wait-stdin]
+    http_workload.py client --port N [--tls --cert FILE [--asyncio]] [--wait-stdin]
 
 server: an HTTP/1.1 server on 127.0.0.1 (any free port) that answers every request 200 with
 a small JSON body; with --tls, over TLS with a self-signed certificate made by the `openssl` CLI
@@ -14,11 +14,14 @@ client: one request, then prints one JSON line (its pid, what it sent, the statu
 - --tls: `POST /v1/chat/completions` with `Authorization: Bearer sk-…` and an OpenAI-style JSON
   body `{"messages": […], "model": "gpt-4o-mini"}`, the head and the body in two writes (as
   the OpenAI SDK's HTTP stack does), through Python's `ssl` module (OpenSSL's SSL_write_ex).
-With --wait-stdin the client imports everything, prints `LOADED pid=<pid>` and waits for a line
+With --asyncio the TLS request goes through asyncio streams instead (`ssl.SSLObject` over a
+memory BIO: OpenSSL never sees the socket, `SSL_get_fd` is -1), head and body again in two
+writes. With --wait-stdin the client imports everything, prints `LOADED pid=<pid>` and waits for a line
 on stdin before it connects (so a test can wait until runbom has hooked its libssl).
 """
 
 import argparse
+import asyncio
 import http.client
 import http.server
 import json
@@ -74,6 +77,22 @@ def server(args):
     httpd.serve_forever()
 
 
+async def asyncio_request(args, headers: dict[str, str], target: str, body: bytes) -> int:
+    ctx = ssl.create_default_context(cafile=args.cert)
+    reader, writer = await asyncio.open_connection("127.0.0.1", args.port, ssl=ctx)
+    head = f"POST {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write((head + "\r\n").encode("latin-1"))
+    await writer.drain()
+    writer.write(body)
+    await writer.drain()
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1")
+    length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n")
+                  if line.lower().startswith("content-length:"))
+    await asyncio.wait_for(reader.readexactly(length), 10)
+    writer.close()
+    return int(head.split()[1])
+
+
 def client(args):
     traceparent = f"00-{TRACE_ID}-{SPAN_ID}-01"
     if args.wait_stdin:
@@ -87,13 +106,20 @@ def client(args):
             "model": "gpt-4o-mini",
         }).encode()
         target = "/v1/chat/completions"
+        headers = {
+            "Host": f"127.0.0.1:{args.port}",
+            "Authorization": f"Bearer {API_KEY}",
+            "traceparent": traceparent,
+            "User-Agent": "runbom-test/1.0",
+            "Content-Type": "application/json",
+            "Content-Length": str(len(body)),
+        }
+    if args.tls and args.asyncio:
+        status = asyncio.run(asyncio_request(args, headers, target, body))
+    elif args.tls:
         conn.putrequest("POST", target, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", f"127.0.0.1:{args.port}")
-        conn.putheader("Authorization", f"Bearer {API_KEY}")
-        conn.putheader("traceparent", traceparent)
-        conn.putheader("User-Agent", "runbom-test/1.0")
-        conn.putheader("Content-Type", "application/json")
-        conn.putheader("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            conn.putheader(name, value)
         conn.endheaders()  # the head, in one SSL_write_ex
         conn.send(body)  # the body, in a second one
     else:
@@ -110,13 +136,15 @@ def client(args):
             "Content-Type": "application/json",
         }
         conn.request("POST", target, body=body, headers=headers)
-    resp = conn.getresponse()
-    resp.read()
-    conn.close()
+    if not (args.tls and args.asyncio):
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        status = resp.status
     print(json.dumps({
         "pid": os.getpid(),
         "port": args.port,
-        "status": resp.status,
+        "status": status,
         "target": target,
         "body_size": len(body),
         "trace_id": TRACE_ID,
@@ -136,6 +164,7 @@ def main():
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--tls", action="store_true")
     c.add_argument("--cert")
+    c.add_argument("--asyncio", action="store_true")
     c.add_argument("--wait-stdin", action="store_true")
     args = p.parse_args()
     server(args) if args.cmd == "server" else client(args)

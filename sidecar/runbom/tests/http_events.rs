@@ -74,20 +74,33 @@ impl Server {
     }
 }
 
-fn client_command(server: &Server, tls: bool) -> Command {
+/// How the client talks to the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    /// `http.client` over an `ssl.SSLSocket`.
+    Tls,
+    /// asyncio streams: `ssl.SSLObject` over a memory BIO (no fd for OpenSSL).
+    TlsAsyncio,
+}
+
+fn client_command(server: &Server, mode: Mode) -> Command {
     let mut cmd = Command::new(python());
     cmd.arg(test_script("http_workload.py"))
         .arg("client")
         .args(["--port", &server.port.to_string()]);
-    if tls {
+    if mode != Mode::Plain {
         cmd.arg("--tls").arg("--cert").arg(&server.cert);
+    }
+    if mode == Mode::TlsAsyncio {
+        cmd.arg("--asyncio");
     }
     cmd
 }
 
 /// Runs one client request to completion; returns its JSON report.
-fn run_client(server: &Server, tls: bool) -> Value {
-    let out = run_bounded(&mut client_command(server, tls), Duration::from_mins(1));
+fn run_client(server: &Server, mode: Mode) -> Value {
+    let out = run_bounded(&mut client_command(server, mode), Duration::from_mins(1));
     report(&out.stdout, &out.stderr, out.status.success())
 }
 
@@ -227,7 +240,7 @@ fn plaintext_request_with_long_headers_is_captured_at_the_socket() {
     let server = Server::start(dir.path(), false);
     let mut client = Value::Null;
     let c = capture(dir.path(), |_| {
-        client = run_client(&server, false);
+        client = run_client(&server, Mode::Plain);
         client.to_string()
     });
     let port = i64::from(server.port);
@@ -265,51 +278,54 @@ fn plaintext_request_with_long_headers_is_captured_at_the_socket() {
 fn tls_request_has_model_and_status_and_no_secret() {
     let dir = TempDir::new("http-tls");
     let server = Server::start(dir.path(), true);
-    let mut client = Value::Null;
+    let mut clients = Vec::new();
     let c = capture(dir.path(), |_| {
-        client = run_client(&server, true);
-        client.to_string()
+        clients = vec![
+            run_client(&server, Mode::Tls),
+            run_client(&server, Mode::TlsAsyncio),
+        ];
+        format!("{clients:?}")
     });
     let port = i64::from(server.port);
-    let span = the_request(&c, pid_of(&client));
-    assert_attrs(
-        span,
-        &[
-            ("runbom.capture", "openssl".into()),
-            ("http.request.method", "POST".into()),
-            ("url.path", "/v1/chat/completions".into()),
-            (
-                "url.full",
-                format!("https://127.0.0.1:{port}/v1/chat/completions").into(),
-            ),
-            ("server.address", "127.0.0.1".into()),
-            ("server.port", port.into()),
-            ("gen_ai.request.model", "gpt-4o-mini".into()),
-            ("http.response.status_code", 200.into()),
-            ("http.request.body.size", client["body_size"].clone()),
-        ],
-        &c.context,
-    );
-    assert!(
-        span.end_ns >= span.start_ns,
-        "the span ends before it starts\n{}",
-        c.context
-    );
-    let key = field(&client, "api_key");
-    assert!(
-        !c.raw.contains(key) && !c.raw.contains("sk-runbomtest"),
-        "the API key was exported\n{}",
-        c.context
-    );
-    // The ciphertext the socket carried never parses as HTTP: no socket capture of this pid.
-    assert!(
-        !c.items
-            .iter()
-            .any(|i| i.pid() == Some(pid_of(&client))
+    for client in &clients {
+        let span = the_request(&c, pid_of(client));
+        assert_attrs(
+            span,
+            &[
+                ("runbom.capture", "openssl".into()),
+                ("http.request.method", "POST".into()),
+                ("url.path", "/v1/chat/completions".into()),
+                (
+                    "url.full",
+                    format!("https://127.0.0.1:{port}/v1/chat/completions").into(),
+                ),
+                ("server.address", "127.0.0.1".into()),
+                ("server.port", port.into()),
+                ("gen_ai.request.model", "gpt-4o-mini".into()),
+                ("http.response.status_code", 200.into()),
+                ("http.request.body.size", client["body_size"].clone()),
+            ],
+            &c.context,
+        );
+        assert!(
+            span.end_ns >= span.start_ns,
+            "the span ends before it starts\n{}",
+            c.context
+        );
+        // The ciphertext the socket carried never parses as HTTP: no socket capture.
+        assert!(
+            !c.items.iter().any(|i| i.pid() == Some(pid_of(client))
                 && i.attr_str("runbom.capture") == Some("socket")),
-        "the TLS request was also reported at the socket\n{}",
-        c.context
-    );
+            "the TLS request was also reported at the socket\n{}",
+            c.context
+        );
+        let key = field(client, "api_key");
+        assert!(
+            !c.raw.contains(key) && !c.raw.contains("sk-runbomtest"),
+            "the API key was exported\n{}",
+            c.context
+        );
+    }
 }
 
 #[test]
@@ -324,7 +340,7 @@ fn libssl_loaded_after_start_is_hooked_on_exec() {
     let server = Server::start(dir.path(), true);
     let mut client = Value::Null;
     let c = capture(dir.path(), |runbom| {
-        let mut cmd = client_command(&server, true);
+        let mut cmd = client_command(&server, Mode::Tls);
         cmd.arg("--wait-stdin")
             .env("LD_LIBRARY_PATH", &lib_dir)
             .stdin(Stdio::piped())
@@ -417,8 +433,8 @@ fn events_carry_the_parsed_traceparent_and_thread() {
         ));
         let clients = tokio::task::spawn_blocking(move || {
             let before = wall_ns();
-            let a = run_client(&plain, false);
-            let b = run_client(&tls, true);
+            let a = run_client(&plain, Mode::Plain);
+            let b = run_client(&tls, Mode::TlsAsyncio);
             (before, wall_ns(), a, b)
         })
         .await
