@@ -233,16 +233,10 @@ impl Probes {
         }
         if settings.http.enabled && settings.http.openssl {
             for (program, _) in SSL_UPROBES {
-                probes.uprobe(program)?.load().map_err(|e| match e {
-                    ProgramError::LoadError { verifier_log, .. } => ProbeError::Verifier {
-                        program: (*program).to_owned(),
-                        log: last_lines(&verifier_log.to_string(), 12),
-                    },
-                    e => ProbeError::Program {
-                        program: (*program).to_owned(),
-                        source: Box::new(e),
-                    },
-                })?;
+                probes
+                    .program::<UProbe>(program)?
+                    .load()
+                    .map_err(load_error(program))?;
             }
         }
         Ok(probes)
@@ -311,18 +305,20 @@ impl Probes {
         self.ebpf.map_mut(name).ok_or(ProbeError::MissingMap(name))
     }
 
-    fn uprobe(&mut self, program: &str) -> Result<&mut UProbe, ProbeError> {
+    /// The program named `program`, as its type.
+    fn program<'a, T>(&'a mut self, program: &str) -> Result<&'a mut T, ProbeError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        let err = |source| ProbeError::Program {
+            program: program.to_owned(),
+            source: Box::new(source),
+        };
         self.ebpf
             .program_mut(program)
-            .ok_or_else(|| ProbeError::Program {
-                program: program.to_owned(),
-                source: Box::new(ProgramError::UnexpectedProgramType),
-            })?
+            .ok_or_else(|| err(ProgramError::UnexpectedProgramType))?
             .try_into()
-            .map_err(|source| ProbeError::Program {
-                program: program.to_owned(),
-                source: Box::new(source),
-            })
+            .map_err(err)
     }
 
     /// Attaches the OpenSSL uprobes to one library file (for every process that maps it).
@@ -332,7 +328,7 @@ impl Probes {
         let mut missing = Vec::new();
         for (program, symbol) in SSL_UPROBES {
             let attached = self
-                .uprobe(program)
+                .program::<UProbe>(program)
                 .map_err(|e| e.to_string())
                 .and_then(|p| {
                     p.attach(*symbol, library, UProbeScope::AllProcesses)
@@ -350,26 +346,8 @@ impl Probes {
     }
 
     fn attach(&mut self, program: &str, category: &str, name: &str) -> Result<(), ProbeError> {
-        let prog_err = |source| ProbeError::Program {
-            program: program.to_owned(),
-            source: Box::new(source),
-        };
-        let tp: &mut TracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or_else(|| ProbeError::Program {
-                program: program.to_owned(),
-                source: Box::new(ProgramError::UnexpectedProgramType),
-            })?
-            .try_into()
-            .map_err(prog_err)?;
-        tp.load().map_err(|e| match e {
-            ProgramError::LoadError { verifier_log, .. } => ProbeError::Verifier {
-                program: program.to_owned(),
-                log: last_lines(&verifier_log.to_string(), 12),
-            },
-            e => prog_err(e),
-        })?;
+        let tp = self.program::<TracePoint>(program)?;
+        tp.load().map_err(load_error(program))?;
         // The self-test program never gets this far (the verifier refuses it); its name is not a
         // tracepoint, so give it one in case a kernel ever accepts it.
         let name = if program == "selftest_verifier_reject" {
@@ -472,6 +450,20 @@ fn cgroup_id(dir: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::other("not a cgroup directory"));
     }
     Ok(meta.ino())
+}
+
+/// A program's load failure: the verifier's last words when it refused, else the error.
+fn load_error(program: &str) -> impl FnOnce(ProgramError) -> ProbeError {
+    move |e| match e {
+        ProgramError::LoadError { verifier_log, .. } => ProbeError::Verifier {
+            program: program.to_owned(),
+            log: last_lines(&verifier_log.to_string(), 12),
+        },
+        e => ProbeError::Program {
+            program: program.to_owned(),
+            source: Box::new(e),
+        },
+    }
 }
 
 fn last_lines(text: &str, n: usize) -> String {
