@@ -174,7 +174,10 @@ fn span(ev: &KernelEvent) -> Option<Span> {
             format!(
                 "http.request {} {}",
                 h.method,
-                h.host.as_deref().unwrap_or("unknown")
+                // `server.address`: the Host header without its port.
+                h.host
+                    .as_deref()
+                    .map_or("unknown", |host| split_host_port(host).0)
             ),
             SpanKind::Client,
         ),
@@ -489,6 +492,33 @@ mod tests {
             .iter()
             .find(|a| a.key == key)
             .and_then(|a| a.value.as_ref()?.value.as_ref())
+    }
+
+    #[test]
+    fn http_span_is_named_by_server_address() {
+        let ev = event(Detail::HttpRequest(Box::new(runbom_agent::HttpRequest {
+            capture: runbom_agent::Capture::Openssl,
+            method: "POST".into(),
+            host: Some("api.openai.com:443".into()),
+            target: "/v1/chat/completions?x=[REDACTED]".into(),
+            peer: None,
+            traceparent: None,
+            user_agent: None,
+            body_size: Some(12),
+            model: Some("gpt-4o-mini".into()),
+            status: Some(200),
+        })));
+        let batch = convert(&[ev], &opts());
+        let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.name, "http.request POST api.openai.com");
+        assert_eq!(
+            attr(&span.attributes, "server.port"),
+            Some(&Value::IntValue(443))
+        );
+        assert_eq!(
+            attr(&span.attributes, "url.path"),
+            Some(&Value::StringValue("/v1/chat/completions".into()))
+        );
     }
 
     #[test]

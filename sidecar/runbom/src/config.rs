@@ -214,8 +214,22 @@ pub struct EbpfReceiver {
     pub exec: ExecSettings,
     pub file: FileSettings,
     pub dns: DnsSettings,
+    pub http: HttpSettings,
     /// Export events that no application trace claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
+}
+
+/// `http.request` capture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Capture HTTP/1.x requests (plaintext at socket writes; TLS with `openssl`).
+    pub enabled: bool,
+    /// Bytes copied of a write that starts a request, and of the body write after a TLS
+    /// request head: enough to reach `Host` and `traceparent` past long headers, and `model`.
+    pub max_header_bytes: u32,
+    /// Hook every OpenSSL library processes load (`SSL_write[_ex]`, `SSL_read[_ex]`).
+    pub openssl: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -573,6 +587,11 @@ impl Default for EbpfReceiver {
             dns: DnsSettings {
                 ports: probes.dns_ports,
             },
+            http: HttpSettings {
+                enabled: probes.http.enabled,
+                max_header_bytes: probes.http.max_bytes,
+                openssl: probes.http.openssl,
+            },
             uncorrelated_spans: true,
         }
     }
@@ -593,6 +612,12 @@ impl Default for FileSettings {
 impl Default for DnsSettings {
     fn default() -> Self {
         EbpfReceiver::default().dns
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        EbpfReceiver::default().http
     }
 }
 
@@ -633,6 +658,11 @@ impl EbpfReceiver {
             watch_pids: self.file.watch_pids.clone(),
             watch_cgroups: self.file.watch_cgroups.clone(),
             dns_ports: self.dns.ports.clone(),
+            http: runbom_agent::HttpCapture {
+                enabled: self.http.enabled,
+                max_bytes: self.http.max_header_bytes,
+                openssl: self.http.openssl,
+            },
         }
     }
 }
@@ -935,6 +965,16 @@ impl EbpfReceiver {
                 ),
             ));
         }
+        let http_max = runbom_common::HTTP_DATA_MAX as u32;
+        if !(64..=http_max).contains(&self.http.max_header_bytes) {
+            return Err(err(
+                &format!("{base}.http.max_header_bytes"),
+                format!(
+                    "{} is outside what the kernel side allows (64 to {http_max})",
+                    self.http.max_header_bytes
+                ),
+            ));
+        }
         for (field, list) in [
             ("include", &self.file.include),
             ("exclude", &self.file.exclude),
@@ -1105,6 +1145,37 @@ mod tests {
             panic!("ebpf receiver missing")
         };
         assert!(e.uncorrelated_spans);
+    }
+
+    #[test]
+    fn http_section() {
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 16384\n      openssl: false",
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let ReceiverConfig::Ebpf(e) = &c.receivers["ebpf"] else {
+            panic!("ebpf receiver missing")
+        };
+        let http = e.probe_settings().http;
+        assert_eq!(
+            (http.enabled, http.max_bytes, http.openssl),
+            (true, 16384, false)
+        );
+        assert!(EbpfReceiver::default().http.max_header_bytes >= 4096);
+
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 100000",
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(e.contains("`receivers.ebpf.http.max_header_bytes`"), "{e}");
+        let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    http:\n      tls: true");
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(
+            e.contains("`receivers.ebpf.http.tls`: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

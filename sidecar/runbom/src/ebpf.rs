@@ -7,7 +7,7 @@
 //! counts what it drops — which `/metrics` and the summary report.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result};
 use runbom_agent::{
     Enricher, KernelEvent, Probes,
     clock::BootClock,
+    openssl,
     proctable::ProcessTable,
     reader::{self, ReaderStats},
 };
@@ -31,10 +32,11 @@ const EVENTS_PER_REQUEST: usize = 1024;
 /// Longest an event waits before its request is pushed.
 const MAX_WAIT: Duration = Duration::from_millis(200);
 
-/// The running receiver; dropping `probes` detaches them.
+/// The running receiver; dropping `probes` detaches them (once the OpenSSL library watcher,
+/// which shares them, has ended with the reader).
 pub struct Running {
     pub task: JoinHandle<Result<()>>,
-    pub probes: Probes,
+    pub probes: Arc<Mutex<Probes>>,
 }
 
 /// Loads the probes and starts reading. Fails (before anything runs) with the probes' clear
@@ -45,11 +47,23 @@ pub fn start(
     telemetry: &Telemetry,
     stop: &CancellationToken,
 ) -> Result<Running> {
-    let mut probes = Probes::load(&cfg.probe_settings())?;
+    let settings = cfg.probe_settings();
+    let mut probes = Probes::load(&settings)?;
     let ring = probes.take_ring()?;
     let losses = Arc::new(probes.take_counters()?);
-    let procs = ProcessTable::from_proc();
-    info!(processes = procs.len(), "probes attached; watching");
+    let probes = Arc::new(Mutex::new(probes));
+    let mut enricher = Enricher::new(ProcessTable::from_proc(), BootClock::new());
+    if settings.http.enabled && settings.http.openssl {
+        let mut watcher = openssl::Watcher::new(probes.clone());
+        let libraries = watcher.scan_all();
+        info!(libraries, "OpenSSL libraries hooked");
+        enricher = enricher
+            .with_libssl_watch(openssl::spawn(watcher).context("starting the OpenSSL watcher")?);
+    }
+    info!(
+        processes = enricher.procs.len(),
+        "probes attached; watching"
+    );
 
     let stats = Arc::new(ReaderStats::default());
     {
@@ -79,13 +93,7 @@ pub fn start(
     }
 
     let (tx, rx) = mpsc::channel(64);
-    let reader = tokio::spawn(reader::run(
-        ring,
-        Enricher::new(procs, BootClock::new()),
-        tx,
-        stats.clone(),
-        stop.clone(),
-    ));
+    let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
     let opts = ConvertOptions {
         host_name: host_name(),
         uncorrelated_spans: cfg.uncorrelated_spans,
