@@ -162,7 +162,7 @@ impl Enricher {
         let start_ns = self.clock.to_unix_ns(h.time_ns);
         let (process, end_boot, detail) = match event {
             Event::Fork(f) => {
-                self.procs.fork(h.pid, f.child_pid);
+                self.procs.fork_by(h.pid, h.tid, f.child_pid, start_ns);
                 return None;
             }
             Event::Exec(e, argv) => {
