@@ -120,6 +120,12 @@ impl EventBuffer {
         })
     }
 
+    /// Whether events of `pid` are held.
+    #[must_use]
+    pub fn holds(&self, pid: u32) -> bool {
+        self.by_pid.contains_key(&pid)
+    }
+
     /// Keys of every held event of `pid`.
     #[must_use]
     pub fn of_pid(&self, pid: u32) -> Vec<Key> {

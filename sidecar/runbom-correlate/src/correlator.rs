@@ -82,6 +82,8 @@ pub struct Correlator {
     buffer: EventBuffer,
     traces: Traces,
     procs: HashMap<u32, Proc>,
+    /// Processes with settled events that only the ancestry method can still place.
+    ancestry_pending: HashSet<u32>,
     /// Held events whose `traceparent` names a span not seen yet.
     pending_tp: HashMap<SpanId, Vec<Key>>,
     /// Placed events by the original trace of their span.
@@ -111,6 +113,7 @@ impl Correlator {
             buffer: EventBuffer::default(),
             traces: Traces::default(),
             procs: HashMap::new(),
+            ancestry_pending: HashSet::new(),
             pending_tp: HashMap::new(),
             placed: HashMap::new(),
             ready_spans: Vec::new(),
@@ -251,7 +254,7 @@ impl Correlator {
             {
                 self.index.hint(tp.span_id, ev.pid, ev.tid);
             }
-            if let Some((span, method, confidence)) = self.strong_match(&ev, false) {
+            if let Some((span, method, confidence)) = self.exact_match(&ev, false) {
                 self.place(ev, span, method, confidence);
                 continue;
             }
@@ -316,36 +319,55 @@ impl Correlator {
         }
     }
 
-    /// `traceparent`, else `thread`: the exact methods, applied as soon as the span is known.
-    /// A request with a `traceparent` waits for that span until `settled`.
-    fn strong_match(
+    /// `traceparent` as soon as its span is known (exact); else, once `settled` (so that
+    /// every span that ends soon after the event has arrived), `thread`. When spans of several
+    /// traces (as stitched so far) contain the event on its thread — asyncio tasks sharing it —
+    /// the thread does not tell: the innermost is taken as a `process` match of `low`
+    /// confidence.
+    fn exact_match(
         &self,
         ev: &KernelEvent,
         settled: bool,
     ) -> Option<(SpanId, Method, &'static str)> {
         if let Detail::HttpRequest(h) = &ev.detail
             && let Some(tp) = h.traceparent
+            && self.index.get(tp.span_id).is_some()
         {
-            if self.index.get(tp.span_id).is_some() {
-                return Some((tp.span_id, Method::Traceparent, "high"));
-            }
-            if !settled {
-                return None;
-            }
+            return Some((tp.span_id, Method::Traceparent, "high"));
         }
-        let inner = SpanIndex::innermost(self.index.containing(ev.pid, ev.start_ns, Some(ev.tid)))?;
-        Some((inner.id, Method::Thread, "high"))
+        if !settled {
+            return None;
+        }
+        let candidates: Vec<&SpanRec> = self
+            .index
+            .containing(ev.pid, ev.start_ns, Some(ev.tid))
+            .collect();
+        let inner = SpanIndex::innermost(candidates.iter().copied())?;
+        if self.trace_count(&candidates) == 1 {
+            Some((inner.id, Method::Thread, "high"))
+        } else {
+            Some((inner.id, Method::Process, "low"))
+        }
+    }
+
+    /// How many traces (as stitched so far) `spans` belong to.
+    fn trace_count(&self, spans: &[&SpanRec]) -> usize {
+        spans
+            .iter()
+            .map(|s| self.traces.current_trace(s.trace))
+            .collect::<HashSet<_>>()
+            .len()
     }
 
     /// `process`: the innermost span of the process containing the event.
     fn process_match(&self, ev: &KernelEvent) -> Option<(SpanId, Method, &'static str)> {
         let candidates: Vec<&SpanRec> = self.index.containing(ev.pid, ev.start_ns, None).collect();
         let inner = SpanIndex::innermost(candidates.iter().copied())?;
-        let traces: HashSet<TraceId> = candidates
-            .iter()
-            .map(|s| self.traces.current_trace(s.trace))
-            .collect();
-        let confidence = if traces.len() > 1 { "low" } else { "medium" };
+        let confidence = if self.trace_count(&candidates) > 1 {
+            "low"
+        } else {
+            "medium"
+        };
         Some((inner.id, Method::Process, confidence))
     }
 
@@ -378,7 +400,7 @@ impl Correlator {
         };
         let settled = now >= held.arrived.saturating_add(self.wait());
         let ev = &held.event;
-        let mut found = self.strong_match(ev, settled);
+        let mut found = self.exact_match(ev, settled);
         if found.is_none() && settled {
             found = self.process_match(ev);
         }
@@ -483,6 +505,9 @@ impl Correlator {
             }
             if self.related(key.0) {
                 self.buffer.settled.push_back((arrived, key));
+                if !self.index.has_pid(key.0) {
+                    self.ancestry_pending.insert(key.0);
+                }
             } else if let Some(h) = self.buffer.remove(&key) {
                 self.unplaced.push(h.event);
             }
@@ -498,17 +523,12 @@ impl Correlator {
             }
         }
         // Children of senders resolved by ancestry since their events settled.
-        let waiting: Vec<u32> = self
-            .buffer
-            .settled
-            .iter()
-            .map(|(_, k)| k.0)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .filter(|pid| self.procs.get(pid).is_some_and(|p| p.ancestry.is_none()))
-            .collect();
+        let waiting: Vec<u32> = self.ancestry_pending.iter().copied().collect();
         for pid in waiting {
-            if self.resolve_ancestry(pid).is_some() {
+            if !self.buffer.holds(pid) {
+                self.ancestry_pending.remove(&pid);
+            } else if self.resolve_ancestry(pid).is_some() {
+                self.ancestry_pending.remove(&pid);
                 for key in self.buffer.of_pid(pid) {
                     self.try_place(key, now);
                 }

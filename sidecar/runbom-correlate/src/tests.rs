@@ -596,3 +596,68 @@ fn strangers_leave_after_wait_and_everything_leaves_on_flush() {
     assert_eq!(out.logs.resource_logs.len(), 1);
     assert_eq!(c.buffered_events(), 0);
 }
+
+#[test]
+fn two_traces_on_one_thread_are_not_a_thread_match() {
+    // asyncio: two conversations interleave on thread 1; time alone cannot tell them apart.
+    let mut c = Correlator::new(settings());
+    let agent = process(AGENT, 1, None);
+    c.add_events(vec![open_at(&agent, 1, 3.0, "/which")], secs(3.5));
+    c.add_spans(
+        request(
+            AGENT,
+            vec![
+                span(0xa, 0x12, Some(0x11), 2.0, 5.0, Some(1)),
+                span(0xb, 0x22, Some(0x21), 2.5, 4.0, Some(1)),
+            ],
+        ),
+        secs(5.5),
+    );
+    assert!(
+        kernel_spans(&c.poll(secs(6.0))).is_empty(),
+        "waits for stitching"
+    );
+    let k = kernel_spans(&merge([c.poll(secs(10.0)), c.poll(secs(12.0))]));
+    let which = find(&k, "/which");
+    assert_eq!(
+        (
+            which.parent,
+            which.method.as_str(),
+            which.confidence.as_str()
+        ),
+        (0x22, "process", "low")
+    );
+}
+
+#[test]
+fn an_orphan_on_the_containers_thread_is_a_thread_match_once_stitched() {
+    let mut c = Correlator::new(settings());
+    let agent = process(AGENT, 1, None);
+    c.add_events(vec![open_at(&agent, 1, 7.5, "/orphan-io")], secs(8.0));
+    // Container and orphan arrive together: two traces on the thread until stitched.
+    c.add_spans(
+        request(
+            AGENT,
+            vec![
+                span(0xb, 0x31, None, 7.0, 8.0, Some(1)),
+                span(0xa, 0x12, Some(0x11), 5.0, 10.0, Some(1)),
+            ],
+        ),
+        secs(10.5),
+    );
+    let k = kernel_spans(&merge([
+        c.poll(secs(10.5)),
+        c.poll(secs(14.0)),
+        c.poll(secs(17.0)),
+    ]));
+    let io = find(&k, "/orphan-io");
+    assert_eq!(
+        (
+            io.trace,
+            io.parent,
+            io.method.as_str(),
+            io.confidence.as_str()
+        ),
+        (0xa, 0x31, "thread", "high")
+    );
+}

@@ -77,10 +77,17 @@ impl Traces {
         Some(t)
     }
 
-    /// The final trace when decided, else the original.
+    /// The trace `t` goes into as far as decided now (following stitches whose target is
+    /// itself undecided).
     #[must_use]
-    pub fn current_trace(&self, t: TraceId) -> TraceId {
-        self.final_trace(t).unwrap_or(t)
+    pub fn current_trace(&self, mut t: TraceId) -> TraceId {
+        for _ in 0..16 {
+            match self.decisions.get(&t) {
+                Some(Decision::Stitched { into, .. }) => t = *into,
+                _ => return t,
+            }
+        }
+        t
     }
 
     pub fn decide(&mut self, t: TraceId, d: Decision, now: u64) {
