@@ -227,7 +227,7 @@ impl Enricher {
         let (process, end_boot, detail) = match event {
             Event::Http(e, data) => return self.http(e, data, start_ns),
             Event::Fork(f) => {
-                self.procs.fork(h.pid, f.child_pid);
+                self.procs.fork_by(h.pid, h.tid, f.child_pid, start_ns);
                 return None;
             }
             Event::Exec(e, argv) => {

@@ -5,6 +5,10 @@
 //! (through their [`Ingest`]), so stopping is ordered by construction: when the receivers are
 //! gone the inputs close, each stage drains what it holds and closes the next, and
 //! [`Graph::drain`] returns once every exporter has delivered and flushed.
+//!
+//! A `correlate` processor also takes kernel events (its sender is handed to the ebpf receiver
+//! named in its spec, [`Graph::take_kernel_events`]) and pushes kernel log records into the
+//! logs pipelines that list that receiver.
 
 use std::{
     collections::BTreeMap,
@@ -12,6 +16,8 @@ use std::{
     time::Duration,
 };
 
+use runbom_agent::KernelEvent;
+use runbom_correlate::Correlator;
 use runbom_otlp::{
     ExportError, Exporter,
     signal::{Signal, SignalKind},
@@ -23,6 +29,7 @@ use crate::{
     Ingest, Telemetry, exporter,
     processor::{
         batch::{self, BatchSettings},
+        correlate::{self, CorrelateSpec},
         memory_limiter::{self, MemoryGate, MemoryLimit},
     },
     receiver::sender::SenderPids,
@@ -43,6 +50,7 @@ pub struct PipelineSpec {
 pub enum ProcessorSpec {
     Batch(BatchSettings),
     MemoryLimiter(MemoryLimit),
+    Correlate(Box<CorrelateSpec>),
 }
 
 impl ProcessorSpec {
@@ -52,6 +60,7 @@ impl ProcessorSpec {
     pub fn needs_sender_pids(&self) -> bool {
         match self {
             Self::Batch(_) | Self::MemoryLimiter(_) => false,
+            Self::Correlate(_) => true,
         }
     }
 }
@@ -88,9 +97,62 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// 100 MiB per exporter.
 pub const DEFAULT_QUEUE_ITEMS: u32 = 50_000;
 
+/// Starts one exporter's task behind its queue; returns the queue's input.
+fn start_exporter(
+    name: &str,
+    exporter: Exporter,
+    counters: Arc<crate::StageCounters>,
+    settings: GraphSettings,
+    give_up: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> exporter::QueueSender {
+    let (tx, queue) =
+        exporter::QueueSender::new(settings.exporter_queue, settings.exporter_queue_items);
+    tasks.push(tokio::spawn(exporter::run(
+        name.to_owned(),
+        queue,
+        exporter,
+        counters,
+        give_up.clone(),
+    )));
+    tx
+}
+
+/// Where a correlate processor's log records go: the logs pipelines that list its ebpf
+/// receiver (`None` when there is none).
+fn correlate_logs(
+    spec: &CorrelateSpec,
+    routes: &BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    settings: GraphSettings,
+    telemetry: &Telemetry,
+    stop: &CancellationToken,
+) -> Option<Ingest> {
+    let logs: Vec<_> = routes
+        .get(&spec.source)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k == SignalKind::Logs)
+        .cloned()
+        .collect();
+    (!logs.is_empty()).then(|| {
+        Ingest::new(
+            spec.source.clone(),
+            logs,
+            vec![(
+                SignalKind::Logs,
+                telemetry.stage("processor", "correlate", SignalKind::Logs),
+            )],
+            settings.accept_timeout,
+            stop.clone(),
+        )
+    })
+}
+
 /// The running pipelines.
 pub struct Graph {
     ingests: BTreeMap<String, Ingest>,
+    /// The correlate processor's event input, and the receiver that is to feed it.
+    kernel_events: Option<(String, mpsc::Sender<Vec<KernelEvent>>)>,
     tasks: Vec<JoinHandle<()>>,
     /// Cancelled when the exporters must stop retrying (see [`Graph::drain`]).
     give_up: CancellationToken,
@@ -113,18 +175,23 @@ impl Graph {
         let mut gate: Option<Arc<MemoryGate>> = None;
         let mut gated: Vec<String> = Vec::new();
         let mut attributed: Vec<String> = Vec::new();
+        let mut kernel_events = None;
+        // Every input first: a correlate processor sends logs into other pipelines' inputs.
+        let mut inputs = Vec::with_capacity(specs.len());
         for spec in specs {
             if spec.processors.iter().any(ProcessorSpec::needs_sender_pids) {
                 attributed.extend(spec.receivers.iter().cloned());
             }
-            let (input_tx, mut rx) = mpsc::channel(settings.channel_capacity);
+            let (input_tx, rx) = mpsc::channel(settings.channel_capacity);
             for r in &spec.receivers {
                 routes
                     .entry(r.clone())
                     .or_default()
                     .push((spec.signal, input_tx.clone()));
             }
-            drop(input_tx);
+            inputs.push(rx);
+        }
+        for (spec, mut rx) in specs.iter().zip(inputs) {
             for p in &spec.processors {
                 match p {
                     ProcessorSpec::Batch(s) => {
@@ -147,24 +214,27 @@ impl Graph {
                         }
                         gated.extend(spec.receivers.iter().cloned());
                     }
+                    ProcessorSpec::Correlate(c) => {
+                        let (tx, next) = mpsc::channel(settings.channel_capacity);
+                        let (events_tx, events_rx) = mpsc::channel(settings.channel_capacity);
+                        let logs = correlate_logs(c, &routes, settings, &telemetry, stop);
+                        let correlator = Correlator::new(c.settings.clone());
+                        correlate::register(&telemetry, &correlator.stats());
+                        tasks.push(tokio::spawn(correlate::run(
+                            rx, events_rx, tx, logs, correlator,
+                        )));
+                        kernel_events = Some((c.source.clone(), events_tx));
+                        rx = next;
+                    }
                 }
             }
             let mut outputs = Vec::new();
             for name in &spec.exporters {
                 let counters = telemetry.stage("exporter", name, spec.signal);
                 let exporter = make_exporter(name, spec.signal, counters.retry_counter())?;
-                let (tx, queue) = exporter::QueueSender::new(
-                    settings.exporter_queue,
-                    settings.exporter_queue_items,
-                );
-                tasks.push(tokio::spawn(exporter::run(
-                    name.clone(),
-                    queue,
-                    exporter,
-                    counters,
-                    give_up.clone(),
-                )));
-                outputs.push(tx);
+                outputs.push(start_exporter(
+                    name, exporter, counters, settings, &give_up, &mut tasks,
+                ));
             }
             tasks.push(tokio::spawn(exporter::fan_out(rx, outputs)));
         }
@@ -196,6 +266,7 @@ impl Graph {
             .collect();
         Ok(Self {
             ingests,
+            kernel_events,
             tasks,
             give_up,
             telemetry,
@@ -208,12 +279,22 @@ impl Graph {
         self.ingests.remove(name)
     }
 
+    /// The correlate processor's input for kernel events, for the ebpf receiver `receiver`
+    /// (taken, like an ingest: the holder's drop is what lets the stage finish).
+    pub fn take_kernel_events(&mut self, receiver: &str) -> Option<mpsc::Sender<Vec<KernelEvent>>> {
+        if self.kernel_events.as_ref()?.0 != receiver {
+            return None;
+        }
+        self.kernel_events.take().map(|(_, tx)| tx)
+    }
+
     /// Waits until every stage has drained. Call once the receivers have stopped.
     ///
     /// Exporters keep retrying for `grace`; after it, what they still hold is dropped and
     /// counted as failed, so that an unreachable downstream cannot hold up shutdown.
     pub async fn drain(mut self, grace: Duration) {
         self.ingests.clear();
+        self.kernel_events = None;
         let give_up = self.give_up.clone();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(grace).await;

@@ -13,6 +13,8 @@ use runbom_otlp::tls::{ClientTlsSettings, TlsVersion};
 use runbom_pipeline::SignalKind;
 use serde::{Deserialize, de::DeserializeOwned};
 
+pub use crate::correlation::CorrelateProcessor;
+
 /// A configuration error, already worded for the person who wrote the file.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -62,6 +64,7 @@ pub enum ReceiverConfig {
 pub enum ProcessorConfig {
     Batch(BatchProcessor),
     MemoryLimiter(MemoryLimiterProcessor),
+    Correlate(Box<CorrelateProcessor>),
 }
 
 /// The Collector's `otlp` receiver section, accepted as it is.
@@ -748,11 +751,14 @@ impl Config {
             "processors",
             &raw.processors,
             source,
-            "batch, memory_limiter",
+            "batch, memory_limiter, correlate",
             |kind, v, path| {
                 Some(match kind {
                     "batch" => typed(v, path, source).map(ProcessorConfig::Batch),
                     "memory_limiter" => typed(v, path, source).map(ProcessorConfig::MemoryLimiter),
+                    "correlate" => {
+                        typed(v, path, source).map(|c| ProcessorConfig::Correlate(Box::new(c)))
+                    }
                     _ => return None,
                 })
             },
@@ -782,11 +788,12 @@ impl Config {
             service: raw.service,
         };
         config.check_pipelines()?;
+        crate::correlation::check_pipelines(&config)?;
         config.check_components()?;
         Ok(config)
     }
 
-    fn error(&self, path: &str, msg: &str) -> ConfigError {
+    pub(crate) fn error(&self, path: &str, msg: &str) -> ConfigError {
         ConfigError(format!("{} at `{path}`: {msg}", self.source))
     }
 
@@ -904,6 +911,7 @@ impl Config {
                         "set `limit_mib` or `limit_percentage`".into(),
                     ));
                 }
+                ProcessorConfig::Correlate(c) => c.check(&format!("processors.{name}"), &err)?,
                 _ => {}
             }
         }
@@ -1083,7 +1091,7 @@ fn substitute_env(text: &str) -> Result<String, String> {
 }
 
 /// Durations as the Collector writes them: `500ms`, `10s`, `5m`, `1h` (or plain seconds).
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, de::Error as _};

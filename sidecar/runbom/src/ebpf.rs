@@ -5,6 +5,9 @@
 //! [`EVENTS_PER_REQUEST`] or [`MAX_WAIT`], converts, pushes). When the pipelines refuse (full),
 //! the task waits and retries: the reader then stops draining, the ring fills, and the kernel
 //! counts what it drops — which `/metrics` and the summary report.
+//!
+//! With a `correlate` processor configured, the task hands the events to it instead
+//! (`docs/correlation.md`): it converts them once it knows where they belong.
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
@@ -20,7 +23,7 @@ use runbom_agent::{
     reader::{self, ReaderStats},
 };
 use runbom_otlp::{ConvertOptions, convert};
-use runbom_pipeline::{Ingest, Refusal, Signal, SignalKind, Telemetry};
+use runbom_pipeline::{Ingest, Telemetry};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -40,10 +43,12 @@ pub struct Running {
 }
 
 /// Loads the probes and starts reading. Fails (before anything runs) with the probes' clear
-/// errors: privileges, BTF, verifier.
+/// errors: privileges, BTF, verifier. With `correlate` (the correlation stage's input), events
+/// go there rather than being converted here.
 pub fn start(
     cfg: &EbpfReceiver,
     ingest: Ingest,
+    correlate: Option<mpsc::Sender<Vec<KernelEvent>>>,
     telemetry: &Telemetry,
     stop: &CancellationToken,
 ) -> Result<Running> {
@@ -99,7 +104,10 @@ pub fn start(
         uncorrelated_spans: cfg.uncorrelated_spans,
     };
     let task = tokio::spawn(async move {
-        forward(rx, &ingest, &opts).await;
+        match correlate {
+            Some(correlator) => hand_over(rx, correlator, &ingest, &opts).await,
+            None => forward(rx, &ingest, &opts).await,
+        }
         reader
             .await
             .context("ring reader task")?
@@ -153,34 +161,31 @@ async fn forward(mut rx: mpsc::Receiver<Vec<KernelEvent>>, ingest: &Ingest, opts
     push(&pending, ingest, opts).await;
 }
 
+/// Hands every batch of events to the correlation stage (waiting for room: backpressure
+/// reaches the ring). Should the stage be gone, events are converted here as without it.
+async fn hand_over(
+    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
+    correlator: mpsc::Sender<Vec<KernelEvent>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+) {
+    while let Some(events) = rx.recv().await {
+        if let Err(mpsc::error::SendError(events)) = correlator.send(events).await {
+            warn!("the correlate processor stopped; kernel events go out uncorrelated");
+            push(&events, ingest, opts).await;
+            forward(rx, ingest, opts).await;
+            return;
+        }
+    }
+}
+
 async fn push(events: &[KernelEvent], ingest: &Ingest, opts: &ConvertOptions) {
     if events.is_empty() {
         return;
     }
-    for signal in convert(events, opts).into_signals() {
-        if !ingest.accepts(signal.kind()) {
-            continue;
-        }
-        push_until_accepted(signal, ingest).await;
-    }
-}
-
-/// Kernel events have no client to retry for them: wait for room instead.
-async fn push_until_accepted(signal: Signal, ingest: &Ingest) {
-    loop {
-        match ingest.push(signal.clone()).await {
-            Ok(()) => return,
-            Err(Refusal::Unavailable {
-                retry_after,
-                reason,
-            }) => {
-                warn!("ebpf receiver: {reason}; holding kernel events for {retry_after:?}");
-                tokio::time::sleep(retry_after.min(Duration::from_secs(1))).await;
-            }
-            Err(Refusal::NotConfigured(kind)) => {
-                debug_assert!(kind != SignalKind::Metrics);
-                return;
-            }
+    for signal in convert(events, &[], opts).into_signals() {
+        if ingest.accepts(signal.kind()) {
+            ingest.push_waiting(signal).await;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `runbom` command.
 
 mod config;
+mod correlation;
 mod ebpf;
 mod investigate;
 mod run;

@@ -1,4 +1,5 @@
 //! Processors: stages between a pipeline's receivers and its exporters.
 
 pub mod batch;
+pub mod correlate;
 pub mod memory_limiter;
