@@ -1,6 +1,6 @@
-//! TLS requests waiting for the rest of what describes them: the body write that follows the
-//! head (for `model`) and the response's status line. Keyed by `(pid, SSL*)`: one TLS
-//! connection carries one request at a time in HTTP/1.x.
+//! Requests waiting for the rest of what describes them: the body write that follows the head
+//! (for `model`) and, inside TLS, the response's status line. Keyed by `(pid, SSL*)` or
+//! `(pid, fd)` ([`socket_key`]): one connection carries one request at a time in HTTP/1.x.
 //!
 //! A request leaves the table when its status arrives, when the next request on the same
 //! connection starts, when it waited [`RESPONSE_WAIT`], when the table is full (oldest first)
@@ -21,13 +21,30 @@ pub const RESPONSE_WAIT: Duration = Duration::from_secs(30);
 /// Most requests waiting at once.
 const PENDING_MAX: usize = 4096;
 
-/// `(pid, SSL*)`.
+/// `(pid, SSL*)`, or `(pid, fd)` marked by [`socket_key`].
 pub type Key = (u32, u64);
+
+/// The key of a plaintext request on `fd`: never equal to an `SSL*` (user pointers have the top
+/// bit clear on the architectures runbom runs on).
+#[must_use]
+pub fn socket_key(pid: u32, fd: i32) -> Key {
+    (pid, (1 << 63) | u64::from(fd as u32))
+}
+
+/// What a waiting request still waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Awaits {
+    /// The response's status (after the body, if `need_body`).
+    Status,
+    /// Only the body: no response is captured on this path (plaintext).
+    Body,
+}
 
 struct Pending {
     event: KernelEvent,
     /// The body (or its rest) is expected in the next write and `model` is still unknown.
     need_body: bool,
+    awaits: Awaits,
     seq: u64,
 }
 
@@ -42,7 +59,7 @@ pub struct HttpTracker {
 
 impl HttpTracker {
     /// A new request head on `key`; any request still waiting there is done.
-    pub fn request(&mut self, key: Key, event: KernelEvent, need_body: bool) {
+    pub fn request(&mut self, key: Key, event: KernelEvent, need_body: bool, awaits: Awaits) {
         self.finish(key);
         self.seq += 1;
         self.pending.insert(
@@ -50,6 +67,7 @@ impl HttpTracker {
             Pending {
                 event,
                 need_body,
+                awaits,
                 seq: self.seq,
             },
         );
@@ -72,6 +90,9 @@ impl HttpTracker {
             p.need_body = false;
             if let Detail::HttpRequest(h) = &mut p.event.detail {
                 h.model = http::model(data);
+            }
+            if p.awaits == Awaits::Body {
+                self.finish(key);
             }
         }
     }
@@ -166,7 +187,7 @@ mod tests {
     #[test]
     fn body_then_status_completes() {
         let mut t = HttpTracker::default();
-        t.request((1, 7), request(100), true);
+        t.request((1, 7), request(100), true, Awaits::Status);
         t.body((1, 7), br#"{"model":"m1"}"#);
         t.body((1, 7), br#"{"model":"later"}"#);
         let mut out = Vec::new();
@@ -182,11 +203,25 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_completes_with_its_body() {
+        let mut t = HttpTracker::default();
+        let key = socket_key(1, 5);
+        assert_ne!(key, (1, 5));
+        t.request(key, request(1), true, Awaits::Body);
+        t.body(key, br#"{"model":"llama3"}"#);
+        let mut out = Vec::new();
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(detail(&out[0]).model.as_deref(), Some("llama3"));
+        assert!(!t.has_pending());
+    }
+
+    #[test]
     fn requests_are_never_lost() {
         let mut t = HttpTracker::default();
-        t.request((1, 7), request(1), false);
-        t.request((1, 7), request(2), false); // next request on the connection
-        t.request((2, 7), request(3), false);
+        t.request((1, 7), request(1), false, Awaits::Status);
+        t.request((1, 7), request(2), false, Awaits::Status); // next request on the connection
+        t.request((2, 7), request(3), false, Awaits::Status);
         let mut out = Vec::new();
         t.take_ready(&mut out);
         assert_eq!(out.len(), 1);
@@ -197,7 +232,7 @@ mod tests {
         t.take_ready(&mut out);
         assert_eq!(out.len(), 3);
         assert!(out.iter().all(|e| detail(e).status.is_none()));
-        t.request((3, 7), request(4), false);
+        t.request((3, 7), request(4), false, Awaits::Status);
         t.flush();
         t.take_ready(&mut out);
         assert_eq!(out.len(), 4);
