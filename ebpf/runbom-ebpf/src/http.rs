@@ -25,12 +25,15 @@ use runbom_common::{
 use crate::{
     maps::{CONN_PEERS, EVENTS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SSL_READS, SSL_STATE},
     net::read_sockaddr,
-    util::{config, count, current, fd_key, header},
+    util::{config, count, current, fd_key, header, now},
 };
 
 /// `SSL_STATE` bits: the next write is the request body; a response is awaited.
 const EXPECT_BODY: u32 = 1;
 const EXPECT_RESPONSE: u32 = 2;
+
+/// How soon after its head a plaintext body must be written to be taken for it.
+const BODY_WINDOW_NS: u64 = 1_000_000_000;
 
 /// The shortest request line: `GET / HTTP/1.1\r\n`.
 const MIN_REQUEST: u64 = 16;
@@ -218,7 +221,7 @@ fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u3
         flags,
     };
     emit(&capture, buf, len, cfg.http_max);
-    let _ = SOCK_BODY.insert(key, 1, 0);
+    let _ = SOCK_BODY.insert(key, now(), 0);
     Some(0)
 }
 
@@ -227,9 +230,13 @@ fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u3
 fn socket_body(fd: i32, buf: *const u8, len: u64) -> Option<u32> {
     let (tgid, _) = current();
     let key = fd_key(tgid, fd);
-    // SAFETY: a plain byte, read and dropped at once.
-    unsafe { SOCK_BODY.get(key)? };
+    // SAFETY: a plain integer, copied out at once.
+    let head_ns = unsafe { SOCK_BODY.get(key).copied()? };
     let _ = SOCK_BODY.remove(key);
+    // Only right after the head: the fd may have been closed and reused for a file meanwhile.
+    if now().wrapping_sub(head_ns) > BODY_WINDOW_NS {
+        return Some(0);
+    }
     let capture = Capture {
         ssl: 0,
         peer: SockAddr::default(),

@@ -184,7 +184,11 @@ impl Enricher {
 
     /// Moves the HTTP requests that are complete (or waited long enough) to `out`.
     pub fn take_ready(&mut self, out: &mut Vec<KernelEvent>) {
-        self.http.expire(Instant::now(), httptrack::RESPONSE_WAIT);
+        self.http.expire(
+            Instant::now(),
+            httptrack::RESPONSE_WAIT,
+            httptrack::BODY_WAIT,
+        );
         self.http.take_ready(out);
     }
 
@@ -317,10 +321,16 @@ impl Enricher {
             (h.pid, e.ssl)
         };
         match e.source {
-            http_source::SSL_BODY | http_source::SOCKET_BODY => {
+            http_source::SSL_BODY => {
                 self.http.body(key, data);
                 return None;
             }
+            // The fd may have been reused for a file since the head: a file is no body.
+            http_source::SOCKET_BODY if is_socket(h.pid, e.fd) => {
+                self.http.body(key, data);
+                return None;
+            }
+            http_source::SOCKET_BODY => return None,
             http_source::SSL_READ => {
                 self.http.response(key, http::status(data)?, time_ns);
                 return None;

@@ -18,6 +18,9 @@ use crate::{
 
 /// Longest a request waits for its response's status (LLM calls take seconds).
 pub const RESPONSE_WAIT: Duration = Duration::from_secs(30);
+/// Longest a plaintext request waits for its body (the kernel side takes a body for a head only
+/// within a second of it).
+pub const BODY_WAIT: Duration = Duration::from_secs(2);
 /// Most requests waiting at once.
 const PENDING_MAX: usize = 4096;
 
@@ -35,9 +38,9 @@ pub fn socket_key(pid: u32, fd: i32) -> Key {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Awaits {
     /// The response's status (after the body, if `need_body`).
-    Status,
+    Status = 0,
     /// Only the body: no response is captured on this path (plaintext).
-    Body,
+    Body = 1,
 }
 
 struct Pending {
@@ -51,8 +54,9 @@ struct Pending {
 #[derive(Default)]
 pub struct HttpTracker {
     pending: HashMap<Key, Pending>,
-    /// Arrival order, for expiry and eviction; entries whose `seq` no longer matches are stale.
-    order: VecDeque<(Instant, Key, u64)>,
+    /// Arrival order per [`Awaits`] (`[Status, Body]`: each has its own wait), for expiry and
+    /// eviction; entries whose `seq` no longer matches are stale.
+    order: [VecDeque<(Instant, Key, u64)>; 2],
     ready: Vec<KernelEvent>,
     seq: u64,
 }
@@ -71,9 +75,12 @@ impl HttpTracker {
                 seq: self.seq,
             },
         );
-        self.order.push_back((Instant::now(), key, self.seq));
+        self.order[awaits as usize].push_back((Instant::now(), key, self.seq));
         while self.pending.len() > PENDING_MAX {
-            let Some((_, oldest, seq)) = self.order.pop_front() else {
+            let Some((_, oldest, seq)) = self.order[Awaits::Status as usize]
+                .pop_front()
+                .or_else(|| self.order[Awaits::Body as usize].pop_front())
+            else {
                 break;
             };
             if self.pending.get(&oldest).is_some_and(|p| p.seq == seq) {
@@ -108,23 +115,30 @@ impl HttpTracker {
         }
     }
 
-    /// Releases requests that waited longer than `wait`.
-    pub fn expire(&mut self, now: Instant, wait: Duration) {
-        while let Some(&(since, key, seq)) = self.order.front() {
-            let current = self.pending.get(&key).is_some_and(|p| p.seq == seq);
-            if current && now.duration_since(since) < wait {
-                break;
-            }
-            self.order.pop_front();
-            if current {
-                self.finish(key);
+    /// Releases requests that waited for their status longer than `status_wait`, or for their
+    /// body longer than `body_wait`.
+    pub fn expire(&mut self, now: Instant, status_wait: Duration, body_wait: Duration) {
+        for (awaits, wait) in [(Awaits::Status, status_wait), (Awaits::Body, body_wait)] {
+            while let Some(&(since, key, seq)) = self.order[awaits as usize].front() {
+                let current = self.pending.get(&key).is_some_and(|p| p.seq == seq);
+                if current && now.duration_since(since) < wait {
+                    break;
+                }
+                self.order[awaits as usize].pop_front();
+                if current {
+                    self.finish(key);
+                }
             }
         }
     }
 
     /// Releases every waiting request (shutdown).
     pub fn flush(&mut self) {
-        let keys: Vec<Key> = self.order.drain(..).map(|(_, k, _)| k).collect();
+        let keys: Vec<Key> = self
+            .order
+            .iter_mut()
+            .flat_map(|o| o.drain(..).map(|(_, k, _)| k))
+            .collect();
         for key in keys {
             self.finish(key);
         }
@@ -225,17 +239,26 @@ mod tests {
         let mut out = Vec::new();
         t.take_ready(&mut out);
         assert_eq!(out.len(), 1);
-        t.expire(Instant::now(), Duration::from_mins(1));
+        t.request(socket_key(1, 3), request(5), true, Awaits::Body);
+        t.expire(
+            Instant::now(),
+            Duration::from_mins(1),
+            Duration::from_mins(1),
+        );
         t.take_ready(&mut out);
         assert_eq!(out.len(), 1, "nothing waited long enough");
-        t.expire(Instant::now(), Duration::ZERO);
+        t.expire(Instant::now(), Duration::from_mins(1), Duration::ZERO);
         t.take_ready(&mut out);
-        assert_eq!(out.len(), 3);
-        assert!(out.iter().all(|e| detail(e).status.is_none()));
-        t.request((3, 7), request(4), false, Awaits::Status);
-        t.flush();
+        assert_eq!(out.len(), 2, "a body is not waited for as long as a status");
+        t.expire(Instant::now(), Duration::ZERO, Duration::ZERO);
         t.take_ready(&mut out);
         assert_eq!(out.len(), 4);
+        assert!(out.iter().all(|e| detail(e).status.is_none()));
+        t.request((3, 7), request(4), false, Awaits::Status);
+        t.request(socket_key(3, 7), request(6), true, Awaits::Body);
+        t.flush();
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 6);
         assert!(!t.has_pending());
     }
 }
