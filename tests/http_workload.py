@@ -2,7 +2,7 @@
 """HTTP and HTTPS peers for runbom's `http.request` integration tests (standard library only).
 
     http_workload.py server --cert-dir DIR [--tls]     # prints READY port=<port>, serves
-    http_workload.py client --port N [--tls --cert FILE [--asyncio]] [--wait-stdin]
+    http_workload.py client --port N [--split | --tls --cert FILE [--asyncio]] [--wait-stdin]
 
 server: an HTTP/1.1 server on 127.0.0.1 (any free port) that answers every request 200 with
 a small JSON body; with --tls, over TLS with a self-signed certificate made by the `openssl` CLI
@@ -14,6 +14,8 @@ client: one request, then prints one JSON line (its pid, what it sent, the statu
 - --tls: `POST /v1/chat/completions` with `Authorization: Bearer sk-…` and an OpenAI-style JSON
   body `{"messages": […], "model": "gpt-4o-mini"}`, the head and the body in two writes (as
   the OpenAI SDK's HTTP stack does), through Python's `ssl` module (OpenSSL's SSL_write_ex).
+With --split the plaintext request is instead an Ollama/OpenAI-style `POST /v1/chat/completions`
+whose JSON body (`"model": "llama3.2"`) follows the head in a second send(), as httpx does.
 With --asyncio the TLS request goes through asyncio streams instead (`ssl.SSLObject` over a
 memory BIO: OpenSSL never sees the socket, `SSL_get_fd` is -1), head and body again in two
 writes. With --wait-stdin the client imports everything, prints `LOADED pid=<pid>` and waits for a line
@@ -122,6 +124,19 @@ def client(args):
             conn.putheader(name, value)
         conn.endheaders()  # the head, in one SSL_write_ex
         conn.send(body)  # the body, in a second one
+    elif args.split:
+        conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
+        body = json.dumps({
+            "messages": [{"role": "user", "content": "hi"}],
+            "model": "llama3.2",
+        }).encode()
+        target = "/v1/chat/completions"
+        conn.putrequest("POST", target)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.putheader("traceparent", traceparent)
+        conn.endheaders()  # the head, in one send()
+        conn.send(body)  # the body, in a second one
     else:
         conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
         body = b'{"hello":"world"}'
@@ -165,6 +180,7 @@ def main():
     c.add_argument("--tls", action="store_true")
     c.add_argument("--cert")
     c.add_argument("--asyncio", action="store_true")
+    c.add_argument("--split", action="store_true")
     c.add_argument("--wait-stdin", action="store_true")
     args = p.parse_args()
     server(args) if args.cmd == "server" else client(args)

@@ -198,6 +198,8 @@ pub mod http_source {
     pub const SSL_BODY: u16 = 3;
     /// What `SSL_read`/`SSL_read_ex` returned after a request, starting with `HTTP/`.
     pub const SSL_READ: u16 = 4;
+    /// The first socket write starting `{` after a plaintext request head: the body's start.
+    pub const SOCKET_BODY: u16 = 5;
 }
 
 /// `HttpEvent::flags`: the fd is a socket the kernel side saw created (else: not known).

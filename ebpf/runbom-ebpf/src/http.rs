@@ -3,7 +3,8 @@
 //! and the status line a TLS read returns after one. Userspace parses, pairs and redacts.
 //!
 //! The hot path is every `write(2)`: before anything else it looks at the call's length and the
-//! buffer's first four bytes (one 4-byte user read), and returns unless they are an HTTP method.
+//! buffer's first four bytes (one 4-byte user read), and returns unless they are an HTTP method
+//! (or a `{` on a socket that just sent a request head: the body, for `model`).
 //! Only then is the budget (`ProbeConfig::http_max`) copied into a per-CPU scratch record and the
 //! used prefix written to the ring.
 //!
@@ -22,14 +23,17 @@ use runbom_common::{
 };
 
 use crate::{
-    maps::{CONN_PEERS, EVENTS, HTTP_SCRATCH, SOCK_TYPES, SSL_READS, SSL_STATE},
+    maps::{CONN_PEERS, EVENTS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SSL_READS, SSL_STATE},
     net::read_sockaddr,
-    util::{config, count, current, fd_key, header},
+    util::{config, count, current, fd_key, header, now},
 };
 
 /// `SSL_STATE` bits: the next write is the request body; a response is awaited.
 const EXPECT_BODY: u32 = 1;
 const EXPECT_RESPONSE: u32 = 2;
+
+/// How soon after its head a plaintext body must be written to be taken for it.
+const BODY_WINDOW_NS: u64 = 1_000_000_000;
 
 /// The shortest request line: `GET / HTTP/1.1\r\n`.
 const MIN_REQUEST: u64 = 16;
@@ -171,7 +175,16 @@ fn first_iov(fd: i32, iov: *const [u64; 2], addr: *const u8) -> Option<u32> {
 
 #[inline(always)]
 fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u32> {
-    if !starts_request(buf, len) {
+    if len < 4 {
+        return Some(0);
+    }
+    let first = read_user(buf.cast::<u32>())?;
+    if len < MIN_REQUEST || !METHODS.contains(&first) {
+        // A JSON body written after its request head (httpx/h11 and the OpenAI SDK over plain
+        // HTTP, e.g. to a local model server): one map lookup, only for writes starting `{`.
+        if first as u8 == b'{' {
+            return socket_body(fd, buf, len);
+        }
         return Some(0);
     }
     let (tgid, _) = current();
@@ -208,6 +221,30 @@ fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u3
         flags,
     };
     emit(&capture, buf, len, cfg.http_max);
+    let _ = SOCK_BODY.insert(key, now(), 0);
+    Some(0)
+}
+
+/// The first `{` write after a request head on the same socket: the body's start.
+#[inline(always)]
+fn socket_body(fd: i32, buf: *const u8, len: u64) -> Option<u32> {
+    let (tgid, _) = current();
+    let key = fd_key(tgid, fd);
+    // SAFETY: a plain integer, copied out at once.
+    let head_ns = unsafe { SOCK_BODY.get(key).copied()? };
+    let _ = SOCK_BODY.remove(key);
+    // Only right after the head: the fd may have been closed and reused for a file meanwhile.
+    if now().wrapping_sub(head_ns) > BODY_WINDOW_NS {
+        return Some(0);
+    }
+    let capture = Capture {
+        ssl: 0,
+        peer: SockAddr::default(),
+        fd,
+        source: http_source::SOCKET_BODY,
+        flags: 0,
+    };
+    emit(&capture, buf, len, config()?.http_max);
     Some(0)
 }
 

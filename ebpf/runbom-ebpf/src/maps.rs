@@ -50,6 +50,11 @@ pub static DNS_SOCKS: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(4
 #[map]
 pub static CONN_PEERS: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(65536, 0);
 
+/// `(tgid << 32) | fd` of a socket whose last HTTP write was a request head → when: its next
+/// write starting `{` soon after is the body (`http.rs`).
+#[map]
+pub static SOCK_BODY: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
 /// `[tgid, SSL*]` → what is awaited on that TLS connection (`http.rs`: body, response).
 #[map]
 pub static SSL_STATE: LruHashMap<[u64; 2], u32> = LruHashMap::with_max_entries(16384, 0);

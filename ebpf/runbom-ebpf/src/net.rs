@@ -15,7 +15,8 @@ use runbom_common::{
 
 use crate::{
     maps::{
-        CONN_PEERS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, EVENTS, SOCK_CALLS, SOCK_TYPES, SOCKET_CALLS,
+        CONN_PEERS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, EVENTS, SOCK_BODY, SOCK_CALLS, SOCK_TYPES,
+        SOCKET_CALLS,
     },
     util::{count, current, fd_key, header, is_self, now, sys_arg},
 };
@@ -73,7 +74,11 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let _ = SOCKET_CALLS.remove(tid);
     let fd: i64 = sys_arg(&ctx, 0);
     if fd >= 0 {
-        let _ = SOCK_TYPES.insert(fd_key(tgid, fd as i32), kind, 0);
+        let key = fd_key(tgid, fd as i32);
+        let _ = SOCK_TYPES.insert(key, kind, 0);
+        // A new socket under a reused fd number: what was known of the old one is void.
+        let _ = CONN_PEERS.remove(key);
+        let _ = SOCK_BODY.remove(key);
     }
     0
 }

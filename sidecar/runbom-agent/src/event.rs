@@ -16,7 +16,7 @@ use runbom_common::{
 use crate::{
     clock::BootClock,
     http,
-    httptrack::{self, HttpTracker},
+    httptrack::{self, Awaits, HttpTracker, socket_key},
     names,
     proctable::{ProcessInfo, ProcessTable},
     redact,
@@ -184,7 +184,11 @@ impl Enricher {
 
     /// Moves the HTTP requests that are complete (or waited long enough) to `out`.
     pub fn take_ready(&mut self, out: &mut Vec<KernelEvent>) {
-        self.http.expire(Instant::now(), httptrack::RESPONSE_WAIT);
+        self.http.expire(
+            Instant::now(),
+            httptrack::RESPONSE_WAIT,
+            httptrack::BODY_WAIT,
+        );
         self.http.take_ready(out);
     }
 
@@ -303,31 +307,46 @@ impl Enricher {
 }
 
 impl Enricher {
-    /// An HTTP capture: a plaintext request is complete at once; a TLS head waits in the
-    /// tracker for its body and status.
+    /// An HTTP capture: a TLS head waits in the tracker for its body and status, a plaintext
+    /// one for its body when the head did not hold it (no response is captured there).
     fn http(&mut self, e: &HttpEvent, data: &[u8], time_ns: u64) -> Option<KernelEvent> {
         let h = e.header;
-        let key = (h.pid, e.ssl);
+        let socket = matches!(
+            e.source,
+            http_source::SOCKET_WRITE | http_source::SOCKET_BODY
+        );
+        let key = if socket {
+            socket_key(h.pid, e.fd)
+        } else {
+            (h.pid, e.ssl)
+        };
         match e.source {
             http_source::SSL_BODY => {
                 self.http.body(key, data);
                 return None;
             }
+            // The fd may have been reused for a file since the head: a file is no body.
+            http_source::SOCKET_BODY if is_socket(h.pid, e.fd) => {
+                self.http.body(key, data);
+                return None;
+            }
+            http_source::SOCKET_BODY => return None,
             http_source::SSL_READ => {
                 self.http.response(key, http::status(data)?, time_ns);
                 return None;
             }
             _ => {}
         }
-        let socket = e.source == http_source::SOCKET_WRITE;
         if socket && e.flags & HTTP_FD_IS_SOCKET == 0 && !is_socket(h.pid, e.fd) {
             return None;
         }
         let head = http::parse_head(data)?;
         let body = head.body_offset.map(|at| &data[at..]);
         let model = body.and_then(http::model);
-        // The body (or its rest) comes in the next write when this one did not hold it all.
+        // The body (or its rest) comes in the next write when this one did not hold it all. At
+        // the socket only a JSON body is captured (the kernel side looks for its `{`).
         let need_body = model.is_none()
+            && (!socket || head.json)
             && head.content_length.unwrap_or(0) > body.map_or(0, |b| b.len() as u64);
         let peer = if e.flags & HTTP_PEER_KNOWN != 0 {
             socket_addr(&e.peer)
@@ -358,10 +377,11 @@ impl Enricher {
                 status: None,
             })),
         };
-        if socket {
+        if socket && !need_body {
             return Some(event);
         }
-        self.http.request(key, event, need_body);
+        let awaits = if socket { Awaits::Body } else { Awaits::Status };
+        self.http.request(key, event, need_body, awaits);
         None
     }
 }

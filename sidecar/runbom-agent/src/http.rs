@@ -24,6 +24,8 @@ pub struct Head {
     pub traceparent: Option<TraceParent>,
     pub user_agent: Option<String>,
     pub content_length: Option<u64>,
+    /// `Content-Type` names JSON (where LLM APIs put `model`).
+    pub json: bool,
     /// Where the body starts in the captured bytes (`None`: the head was cut short).
     pub body_offset: Option<usize>,
 }
@@ -71,6 +73,8 @@ pub fn parse_head(data: &[u8]) -> Option<Head> {
             head.user_agent = Some(redact::text(&value).into_owned());
         } else if name.eq_ignore_ascii_case(b"content-length") {
             head.content_length = value.parse().ok();
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            head.json = value.to_ascii_lowercase().contains("json");
         }
     }
     Some(head)
@@ -228,6 +232,7 @@ mod tests {
         assert_eq!(head.host.as_deref(), Some("api.example.com:8443"));
         assert_eq!(head.user_agent.as_deref(), Some("agent/1.0"));
         assert_eq!(head.content_length, Some(42));
+        assert!(!head.json);
         let tp = head.traceparent.expect("traceparent");
         assert_eq!(tp.trace_id[0], 0x4b);
         assert_eq!(tp.span_id[7], 0xb7);

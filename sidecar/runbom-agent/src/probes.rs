@@ -90,8 +90,11 @@ pub struct ProbeSettings {
 /// What of HTTP traffic is captured (`http.request`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpCapture {
-    /// Capture plaintext requests at socket writes.
+    /// Capture HTTP requests at all (`plaintext` and `openssl` choose where).
     pub enabled: bool,
+    /// At socket writes (`write`, `writev`, `sendto`, `sendmsg`): every such call then pays a
+    /// tracepoint hit, whatever it writes.
+    pub plaintext: bool,
     /// Bytes copied of a write that starts a request (head and the body's start): enough to
     /// reach `Host` and `traceparent` past long headers, and an LLM request's `model`.
     pub max_bytes: u32,
@@ -103,6 +106,7 @@ impl Default for HttpCapture {
     fn default() -> Self {
         Self {
             enabled: true,
+            plaintext: true,
             max_bytes: 8192,
             openssl: true,
         }
@@ -226,7 +230,7 @@ impl Probes {
         for (program, category) in programs {
             probes.attach(program, category, program)?;
         }
-        if settings.http.enabled {
+        if settings.http.enabled && settings.http.plaintext {
             for (program, tracepoint) in HTTP_TRACEPOINTS {
                 probes.attach(program, "syscalls", tracepoint)?;
             }

@@ -226,8 +226,11 @@ pub struct EbpfReceiver {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
-    /// Capture HTTP/1.x requests (plaintext at socket writes; TLS with `openssl`).
+    /// Capture HTTP/1.x requests (where: `plaintext`, `openssl`).
     pub enabled: bool,
+    /// At socket writes (`write`, `writev`, `sendto`, `sendmsg`); each such call then costs a
+    /// tracepoint hit, whatever it writes.
+    pub plaintext: bool,
     /// Bytes copied of a write that starts a request, and of the body write after a TLS
     /// request head: enough to reach `Host` and `traceparent` past long headers, and `model`.
     pub max_header_bytes: u32,
@@ -592,6 +595,7 @@ impl Default for EbpfReceiver {
             },
             http: HttpSettings {
                 enabled: probes.http.enabled,
+                plaintext: probes.http.plaintext,
                 max_header_bytes: probes.http.max_bytes,
                 openssl: probes.http.openssl,
             },
@@ -663,6 +667,7 @@ impl EbpfReceiver {
             dns_ports: self.dns.ports.clone(),
             http: runbom_agent::HttpCapture {
                 enabled: self.http.enabled,
+                plaintext: self.http.plaintext,
                 max_bytes: self.http.max_header_bytes,
                 openssl: self.http.openssl,
             },
@@ -1159,7 +1164,7 @@ mod tests {
     fn http_section() {
         let text = EMBEDDED_DEFAULT.replace(
             "  ebpf: {}",
-            "  ebpf:\n    http:\n      max_header_bytes: 16384\n      openssl: false",
+            "  ebpf:\n    http:\n      max_header_bytes: 16384\n      openssl: false\n      plaintext: false",
         );
         let c = Config::parse(&text, "c.yaml").unwrap();
         let ReceiverConfig::Ebpf(e) = &c.receivers["ebpf"] else {
@@ -1167,8 +1172,8 @@ mod tests {
         };
         let http = e.probe_settings().http;
         assert_eq!(
-            (http.enabled, http.max_bytes, http.openssl),
-            (true, 16384, false)
+            (http.enabled, http.plaintext, http.max_bytes, http.openssl),
+            (true, false, 16384, false)
         );
         assert!(EbpfReceiver::default().http.max_header_bytes >= 4096);
 

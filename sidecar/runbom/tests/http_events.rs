@@ -78,6 +78,8 @@ impl Server {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Plain,
+    /// Plain HTTP, the JSON body in a write of its own after the head.
+    PlainSplit,
     /// `http.client` over an `ssl.SSLSocket`.
     Tls,
     /// asyncio streams: `ssl.SSLObject` over a memory BIO (no fd for OpenSSL).
@@ -89,8 +91,14 @@ fn client_command(server: &Server, mode: Mode) -> Command {
     cmd.arg(test_script("http_workload.py"))
         .arg("client")
         .args(["--port", &server.port.to_string()]);
-    if mode != Mode::Plain {
-        cmd.arg("--tls").arg("--cert").arg(&server.cert);
+    match mode {
+        Mode::Plain => {}
+        Mode::PlainSplit => {
+            cmd.arg("--split");
+        }
+        Mode::Tls | Mode::TlsAsyncio => {
+            cmd.arg("--tls").arg("--cert").arg(&server.cert);
+        }
     }
     if mode == Mode::TlsAsyncio {
         cmd.arg("--asyncio");
@@ -238,12 +246,24 @@ fn assert_attrs(item: &Item, want: &[(&str, Value)], context: &str) {
 fn plaintext_request_with_long_headers_is_captured_at_the_socket() {
     let dir = TempDir::new("http-plain");
     let server = Server::start(dir.path(), false);
-    let mut client = Value::Null;
+    let (mut client, mut split) = (Value::Null, Value::Null);
     let c = capture(dir.path(), |_| {
         client = run_client(&server, Mode::Plain);
-        client.to_string()
+        split = run_client(&server, Mode::PlainSplit);
+        format!("{client} {split}")
     });
     let port = i64::from(server.port);
+    // The body written after the head is read for `model` (a local model server's case).
+    assert_attrs(
+        the_request(&c, pid_of(&split)),
+        &[
+            ("runbom.capture", "socket".into()),
+            ("url.path", "/v1/chat/completions".into()),
+            ("gen_ai.request.model", "llama3.2".into()),
+            ("http.request.body.size", split["body_size"].clone()),
+        ],
+        &c.context,
+    );
     let span = the_request(&c, pid_of(&client));
     // `Host` (localhost) and `traceparent` come after 5 KiB of other headers.
     assert_eq!(span.name, "http.request POST localhost", "{}", c.context);
