@@ -661,3 +661,23 @@ fn an_orphan_on_the_containers_thread_is_a_thread_match_once_stitched() {
         (0xa, 0x31, "thread", "high")
     );
 }
+
+#[test]
+fn held_application_spans_are_capped() {
+    let mut c = Correlator::new(Settings {
+        max_held_spans: 10,
+        ..settings()
+    });
+    // 30 root-less traces of one span each: all held for stitching, until the cap.
+    for i in 0..30u8 {
+        let s = span(i + 1, i + 1, Some(0xee), 1.0, 2.0, Some(1));
+        c.add_spans(request(AGENT, vec![s]), secs(3.0) + u64::from(i));
+    }
+    let out = c.poll(secs(3.5));
+    assert_eq!(app_spans(&out).len(), 20, "the oldest go on at once");
+    assert_eq!(
+        app_spans(&c.poll(secs(10.0))).len(),
+        10,
+        "the rest after `wait`"
+    );
+}
