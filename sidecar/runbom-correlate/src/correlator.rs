@@ -284,6 +284,9 @@ impl Correlator {
         p.ppid = ev.process.ppid;
         p.last_seen = now;
         if ev.process.fork_ns != 0 {
+            if p.anchor_from_fork && p.anchor_ns != ev.process.fork_ns {
+                p.ancestry = None; // the pid was reused by another process
+            }
             p.fork_tid = ev.process.fork_tid;
             p.anchor_ns = ev.process.fork_ns;
             p.anchor_from_fork = true;
@@ -567,9 +570,23 @@ impl Correlator {
         self.take_ready()
     }
 
-    /// Releases everything at once (shutdown): undecided traces as they are, held events
-    /// unplaced.
+    /// Releases everything at once (shutdown): held events are placed as well as the spans
+    /// known now allow (as if they had waited), traces are decided with what is known, and
+    /// the rest goes as it is.
     pub fn flush(&mut self) -> Output {
+        let keys: Vec<Key> = self.buffer.young.iter().map(|(_, k)| *k).collect();
+        let pids: std::collections::BTreeSet<u32> = keys.iter().map(|k| k.0).collect();
+        for key in keys {
+            self.try_place(key, u64::MAX);
+        }
+        for pid in pids {
+            if self.buffer.holds(pid) && self.resolve_ancestry(pid).is_some() {
+                for key in self.buffer.of_pid(pid) {
+                    self.try_place(key, u64::MAX);
+                }
+            }
+        }
+        self.decide(u64::MAX);
         let undecided: Vec<TraceId> = self.traces.held.keys().copied().collect();
         for t in undecided {
             if !self.traces.decisions.contains_key(&t) {
