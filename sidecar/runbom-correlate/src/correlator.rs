@@ -215,7 +215,6 @@ impl Correlator {
                 self.try_place(key, now);
             }
         }
-        self.decide(now);
     }
 
     fn route_span(&mut self, h: HeldSpan, trace: TraceId, root: bool, now: u64) {
@@ -285,6 +284,9 @@ impl Correlator {
         p.ppid = ev.process.ppid;
         p.last_seen = now;
         if ev.process.fork_ns != 0 {
+            if p.anchor_from_fork && p.anchor_ns != ev.process.fork_ns {
+                p.ancestry = None; // the pid was reused by another process
+            }
             p.fork_tid = ev.process.fork_tid;
             p.anchor_ns = ev.process.fork_ns;
             p.anchor_from_fork = true;
@@ -438,16 +440,34 @@ impl Correlator {
         self.placed.entry(placed.trace).or_default().push(placed);
     }
 
-    /// Decides held traces: stitch a root into its container, or keep traces whose time is up.
+    /// Decides held traces: stitch a root into its container, or keep traces whose time is up
+    /// (or, past `max_held_spans`, the oldest at once).
     fn decide(&mut self, now: u64) {
         let wait = self.wait();
-        let undecided: Vec<Undecided> = self
+        let mut undecided: Vec<Undecided> = self
             .traces
             .held
             .iter()
             .filter(|(t, _)| !self.traces.decisions.contains_key(*t))
             .map(|(t, h)| (*t, h.root, h.first_arrival))
             .collect();
+        let mut held: usize = self.traces.held.values().map(|h| h.spans.len()).sum();
+        let cap = self.settings.max_held_spans;
+        if held > cap {
+            undecided.sort_by_key(|u| u.2);
+            let mut over = Vec::new();
+            for u in &undecided {
+                if held <= cap {
+                    break;
+                }
+                held -= self.traces.held.get(&u.0).map_or(0, |h| h.spans.len());
+                over.push(u.0);
+            }
+            for t in over {
+                self.traces.decide(t, Decision::Kept, now);
+            }
+            undecided.retain(|u| !self.traces.decisions.contains_key(&u.0));
+        }
         for (trace, root, first) in undecided {
             if let Some((root, root_arrived)) = root {
                 if let Some(container) = self.container(trace, root) {
@@ -550,9 +570,23 @@ impl Correlator {
         self.take_ready()
     }
 
-    /// Releases everything at once (shutdown): undecided traces as they are, held events
-    /// unplaced.
+    /// Releases everything at once (shutdown): held events are placed as well as the spans
+    /// known now allow (as if they had waited), traces are decided with what is known, and
+    /// the rest goes as it is.
     pub fn flush(&mut self) -> Output {
+        let keys: Vec<Key> = self.buffer.young.iter().map(|(_, k)| *k).collect();
+        let pids: std::collections::BTreeSet<u32> = keys.iter().map(|k| k.0).collect();
+        for key in keys {
+            self.try_place(key, u64::MAX);
+        }
+        for pid in pids {
+            if self.buffer.holds(pid) && self.resolve_ancestry(pid).is_some() {
+                for key in self.buffer.of_pid(pid) {
+                    self.try_place(key, u64::MAX);
+                }
+            }
+        }
+        self.decide(u64::MAX);
         let undecided: Vec<TraceId> = self.traces.held.keys().copied().collect();
         for t in undecided {
             if !self.traces.decisions.contains_key(&t) {
@@ -569,6 +603,12 @@ impl Correlator {
             }
         }
         self.stats.set_buffered(0, 0);
+        self.take_ready()
+    }
+
+    /// Hands out what is ready without running the timers (cheap: call after every input;
+    /// [`Correlator::poll`] on a timer).
+    pub fn ready(&mut self) -> Output {
         self.take_ready()
     }
 

@@ -31,6 +31,10 @@ pub struct Settings {
     pub max_buffered_events: usize,
     /// Most bytes of kernel events held (accounted, see [`event_bytes`]).
     pub max_buffered_bytes: usize,
+    /// Most application spans held for stitching; past it the oldest traces go on unstitched,
+    /// so that memory stays bounded when a sender floods runbom with traces whose roots come
+    /// late (not configurable: sized for ~15k spans/s over `wait`).
+    pub max_held_spans: usize,
     /// Adopt orphan root spans into the trace they ran in.
     pub stitch: bool,
     /// Emit events no application trace claimed as spans too (they are always logs).
@@ -46,6 +50,7 @@ impl Default for Settings {
             window: Duration::from_secs(30),
             max_buffered_events: 200_000,
             max_buffered_bytes: 64 << 20,
+            max_held_spans: 100_000,
             stitch: true,
             uncorrelated_spans: false,
             host_name: "unknown".into(),

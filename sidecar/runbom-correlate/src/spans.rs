@@ -27,16 +27,43 @@ pub struct SpanRec {
     pub arrived: u64,
 }
 
-impl SpanRec {
-    fn contains(&self, t: u64) -> bool {
-        self.start <= t && t <= self.end
+/// What a lookup scans: a span's interval and thread, inline (no hashing per span scanned).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    start: u64,
+    end: u64,
+    tid: Option<u32>,
+    id: SpanId,
+}
+
+/// The spans of one process, ordered by start, and the longest of them: a lookup at time `t`
+/// scans only the spans that started within that length before `t`.
+#[derive(Default)]
+struct PidSpans {
+    slots: Vec<Slot>,
+    longest: u64,
+}
+
+impl PidSpans {
+    fn insert(&mut self, slot: Slot) {
+        let at = self.slots.partition_point(|s| s.start <= slot.start);
+        self.slots.insert(at, slot);
+        self.longest = self.longest.max(slot.end - slot.start);
+    }
+
+    fn around(&self, t: u64) -> &[Slot] {
+        let from = self
+            .slots
+            .partition_point(|s| s.start < t.saturating_sub(self.longest));
+        let to = self.slots.partition_point(|s| s.start <= t);
+        &self.slots[from..to.max(from)]
     }
 }
 
 #[derive(Default)]
 pub struct SpanIndex {
     spans: HashMap<SpanId, SpanRec>,
-    by_pid: HashMap<u32, Vec<SpanId>>,
+    by_pid: HashMap<u32, PidSpans>,
     children: HashMap<SpanId, Vec<SpanId>>,
     /// Threads learnt from `traceparent`s for spans that have not arrived (or lack `thread.id`).
     hints: HashMap<SpanId, (u32, u32)>,
@@ -57,9 +84,15 @@ impl SpanIndex {
             rec.tid = Some(tid);
         }
         let (id, pid, parent, tid) = (rec.id, rec.pid, rec.parent, rec.tid);
+        let slot = Slot {
+            start: rec.start,
+            end: rec.end,
+            tid,
+            id,
+        };
         self.order.push_back((rec.arrived, id));
         if self.spans.insert(id, rec).is_none() {
-            self.by_pid.entry(pid).or_default().push(id);
+            self.by_pid.entry(pid).or_default().insert(slot);
             if let Some(p) = parent {
                 self.children.entry(p).or_default().push(id);
             }
@@ -87,6 +120,13 @@ impl SpanIndex {
                 }
                 if rec.tid.is_none() {
                     rec.tid = Some(tid);
+                    if let Some(slot) = self
+                        .by_pid
+                        .get_mut(&pid)
+                        .and_then(|v| v.slots.iter_mut().find(|s| s.id == id))
+                    {
+                        slot.tid = Some(tid);
+                    }
                 }
                 next = rec.parent;
             }
@@ -96,17 +136,18 @@ impl SpanIndex {
     /// Whether `pid` sent spans that are still indexed.
     #[must_use]
     pub fn has_pid(&self, pid: u32) -> bool {
-        self.by_pid.get(&pid).is_some_and(|v| !v.is_empty())
+        self.by_pid.get(&pid).is_some_and(|v| !v.slots.is_empty())
     }
 
     /// Spans of `pid` whose interval contains `t` (on thread `tid` when given).
     pub fn containing(&self, pid: u32, t: u64, tid: Option<u32>) -> impl Iterator<Item = &SpanRec> {
         self.by_pid
             .get(&pid)
+            .map(|p| p.around(t))
             .into_iter()
             .flatten()
-            .filter_map(|id| self.spans.get(id))
-            .filter(move |s| s.contains(t) && (tid.is_none() || s.tid == tid))
+            .filter(move |s| s.start <= t && t <= s.end && (tid.is_none() || s.tid == tid))
+            .filter_map(|s| self.spans.get(&s.id))
     }
 
     /// The innermost of `spans`: latest start, then earliest end.
@@ -141,8 +182,11 @@ impl SpanIndex {
             self.hints.remove(&id);
             self.children.remove(&id);
             if let Some(v) = self.by_pid.get_mut(&rec.pid) {
-                v.retain(|s| *s != id);
-                if v.is_empty() {
+                v.slots.retain(|s| s.id != id);
+                if rec.end - rec.start == v.longest {
+                    v.longest = v.slots.iter().map(|s| s.end - s.start).max().unwrap_or(0);
+                }
+                if v.slots.is_empty() {
                     self.by_pid.remove(&rec.pid);
                 }
             }

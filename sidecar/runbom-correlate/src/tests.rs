@@ -661,3 +661,57 @@ fn an_orphan_on_the_containers_thread_is_a_thread_match_once_stitched() {
         (0xa, 0x31, "thread", "high")
     );
 }
+
+#[test]
+fn held_application_spans_are_capped() {
+    let mut c = Correlator::new(Settings {
+        max_held_spans: 10,
+        ..settings()
+    });
+    // 30 root-less traces of one span each: all held for stitching, until the cap.
+    for i in 0..30u8 {
+        let s = span(i + 1, i + 1, Some(0xee), 1.0, 2.0, Some(1));
+        c.add_spans(request(AGENT, vec![s]), secs(3.0) + u64::from(i));
+    }
+    let out = c.poll(secs(3.5));
+    assert_eq!(app_spans(&out).len(), 20, "the oldest go on at once");
+    assert_eq!(
+        app_spans(&c.poll(secs(10.0))).len(),
+        10,
+        "the rest after `wait`"
+    );
+}
+
+#[test]
+fn a_flush_places_what_the_known_spans_allow() {
+    let mut c = Correlator::new(settings());
+    let agent = process(AGENT, 1, None);
+    let child = process(200, AGENT, Some((1, 3.0)));
+    c.add_events(
+        vec![
+            open_at(&agent, 1, 3.0, "/mine"),
+            open_at(&child, 200, 3.1, "/child"),
+        ],
+        secs(3.5),
+    );
+    c.add_spans(
+        request(AGENT, vec![span(0xa, 0x12, Some(0x11), 2.0, 4.0, Some(1))]),
+        secs(4.5),
+    );
+    // Shutdown before `wait`: the events are placed all the same, the trace goes on.
+    let out = c.flush();
+    let k = kernel_spans(&out);
+    assert_eq!(
+        (find(&k, "/mine").parent, find(&k, "/mine").method.as_str()),
+        (0x12, "thread")
+    );
+    assert_eq!(
+        (
+            find(&k, "/child").parent,
+            find(&k, "/child").method.as_str()
+        ),
+        (0x12, "ancestry")
+    );
+    assert_eq!(app_spans(&out).len(), 1);
+    assert_eq!(c.buffered_events(), 0);
+}

@@ -55,6 +55,7 @@ impl CorrelateProcessor {
                 stitch: self.stitch,
                 uncorrelated_spans: self.uncorrelated_spans,
                 host_name,
+                ..runbom_correlate::Settings::default()
             },
             source: source.to_owned(),
         }

@@ -108,9 +108,12 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut spans_open, mut events_open) = (true, true);
     while spans_open || events_open {
-        tokio::select! {
+        let out = tokio::select! {
             got = spans.recv(), if spans_open => match got {
-                Some(Signal::Traces(request)) => correlator.add_spans(request, unix_now()),
+                Some(Signal::Traces(request)) => {
+                    correlator.add_spans(request, unix_now());
+                    correlator.ready()
+                }
                 Some(other) => {
                     // A traces pipeline carries traces; anything else passes untouched.
                     if tx.send(other).await.is_err() {
@@ -118,15 +121,22 @@ pub async fn run(
                     }
                     continue;
                 }
-                None => spans_open = false,
+                None => {
+                    spans_open = false;
+                    continue;
+                }
             },
-            got = events.recv(), if events_open => match got {
-                Some(batch) => correlator.add_events(batch, unix_now()),
-                None => events_open = false,
-            },
-            _ = tick.tick() => {}
-        }
-        if !send(correlator.poll(unix_now()), &tx, logs.as_ref()).await {
+            got = events.recv(), if events_open => {
+                let Some(batch) = got else {
+                    events_open = false;
+                    continue;
+                };
+                correlator.add_events(batch, unix_now());
+                correlator.ready()
+            }
+            _ = tick.tick() => correlator.poll(unix_now()),
+        };
+        if !out.is_empty() && !send(out, &tx, logs.as_ref()).await {
             return;
         }
     }
