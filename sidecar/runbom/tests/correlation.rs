@@ -82,7 +82,7 @@ service:
             .arg(&work)
             .arg("--ground-truth")
             .arg(&ground_truth),
-        Duration::from_secs(120),
+        Duration::from_mins(2),
     );
     assert!(
         agent.status.success(),
@@ -104,7 +104,7 @@ fn score(export: &Path, ground_truth: &Path) -> Value {
             .arg("--ground-truth")
             .arg(ground_truth)
             .arg("--json"),
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     assert!(
         out.status.success(),
