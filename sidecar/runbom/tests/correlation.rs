@@ -22,7 +22,10 @@ use serde_json::Value;
 /// events must be held, not released as a stranger's.
 const WAIT: &str = "6s";
 
-/// Runs one scenario and returns the scorer's JSON.
+/// The agent's API key (sent in `Authorization` to the stub LLM over TLS).
+const API_KEY: &str = "sk-runbom-test-key-0123456789abcdef";
+
+/// Runs one scenario and returns the scorer's JSON; fails if the API key is in any export.
 fn accuracy(scenario: &str, mode: &str, protocol: &str) -> Value {
     let dir = TempDir::new(&format!("correlation-{scenario}-{mode}"));
     let work = dir.path().join("agent");
@@ -75,6 +78,7 @@ service:
     };
     let agent = run_bounded(
         Command::new(python())
+            .env("RUNBOM_DEMO_API_KEY", API_KEY)
             .arg(workspace_root().join("examples/agent/run.py"))
             .args(["--scenario", scenario, "--mode", mode, "--any-ports"])
             .args(["--otlp-protocol", protocol, "--otlp-endpoint", &endpoint])
@@ -92,6 +96,15 @@ service:
     );
     let (status, log) = runbom.stop();
     assert!(status.success(), "runbom exited with {status}:\n{log}");
+    // The stub checks the agent's `Authorization: Bearer <key>`; runbom saw it inside TLS.
+    for file in ["traces.jsonl", "logs.jsonl"] {
+        let text = fs::read_to_string(export.join(file)).unwrap_or_default();
+        assert!(
+            !text.contains(API_KEY) && !text.contains("runbom-test-key"),
+            "the agent's API key leaked into {file}"
+        );
+    }
+    assert!(!log.contains(API_KEY), "the agent's API key leaked into runbom's log");
     score(&export, &ground_truth)
 }
 
