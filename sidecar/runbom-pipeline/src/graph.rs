@@ -26,7 +26,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Ingest, Telemetry, exporter,
+    Ingest, StageCounters, Telemetry, exporter,
     processor::{
         batch::{self, BatchSettings},
         correlate::{self, CorrelateSpec},
@@ -73,13 +73,31 @@ impl Default for GraphSettings {
     }
 }
 
+/// Each receiver's counters, one per route (pipeline) it feeds.
+fn receiver_counters(
+    routes: &BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    telemetry: &Telemetry,
+) -> BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>> {
+    routes
+        .iter()
+        .map(|(name, routes)| {
+            let counters = routes
+                .iter()
+                .map(|(k, _)| (*k, telemetry.stage("receiver", name, *k)))
+                .collect();
+            (name.clone(), counters)
+        })
+        .collect()
+}
+
 /// Where a correlate processor's log records go: the logs pipelines that list its ebpf
 /// receiver (`None` when there is none).
+/// They count as the receiver's accepted log records.
 fn correlate_logs(
     spec: &CorrelateSpec,
     routes: &BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    counters: &BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>>,
     settings: GraphSettings,
-    telemetry: &Telemetry,
     stop: &CancellationToken,
 ) -> Option<Ingest> {
     let logs: Vec<_> = routes
@@ -89,14 +107,19 @@ fn correlate_logs(
         .filter(|(k, _)| *k == SignalKind::Logs)
         .cloned()
         .collect();
+    let counters = counters
+        .get(&spec.source)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k == SignalKind::Logs)
+        .take(1)
+        .cloned()
+        .collect();
     (!logs.is_empty()).then(|| {
         Ingest::new(
             spec.source.clone(),
             logs,
-            vec![(
-                SignalKind::Logs,
-                telemetry.stage("processor", "correlate", SignalKind::Logs),
-            )],
+            counters,
             settings.accept_timeout,
             stop.clone(),
         )
@@ -142,6 +165,7 @@ impl Graph {
             }
             inputs.push(rx);
         }
+        let counters = receiver_counters(&routes, &telemetry);
         for (spec, mut rx) in specs.iter().zip(inputs) {
             for p in &spec.processors {
                 match p {
@@ -166,7 +190,7 @@ impl Graph {
                     ProcessorSpec::Correlate(c) => {
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
                         let (events_tx, events_rx) = mpsc::channel(settings.channel_capacity);
-                        let logs = correlate_logs(c, &routes, settings, &telemetry, stop);
+                        let logs = correlate_logs(c, &routes, &counters, settings, stop);
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
                         tasks.push(tokio::spawn(correlate::run(
@@ -196,14 +220,10 @@ impl Graph {
         let ingests = routes
             .into_iter()
             .map(|(name, routes)| {
-                let counters = routes
-                    .iter()
-                    .map(|(k, _)| (*k, telemetry.stage("receiver", &name, *k)))
-                    .collect();
                 let mut ingest = Ingest::new(
                     name.clone(),
                     routes,
-                    counters,
+                    counters.get(&name).cloned().unwrap_or_default(),
                     settings.accept_timeout,
                     stop.clone(),
                 );
