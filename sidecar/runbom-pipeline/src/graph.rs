@@ -26,7 +26,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Ingest, Telemetry, exporter,
+    Ingest, StageCounters, Telemetry, exporter,
     processor::{
         batch::{self, BatchSettings},
         correlate::{self, CorrelateSpec},
@@ -101,7 +101,7 @@ pub const DEFAULT_QUEUE_ITEMS: u32 = 50_000;
 fn start_exporter(
     name: &str,
     exporter: Exporter,
-    counters: Arc<crate::StageCounters>,
+    counters: Arc<StageCounters>,
     settings: GraphSettings,
     give_up: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
@@ -118,13 +118,31 @@ fn start_exporter(
     tx
 }
 
+/// Each receiver's counters, one per route (pipeline) it feeds.
+fn receiver_counters(
+    routes: &BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    telemetry: &Telemetry,
+) -> BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>> {
+    routes
+        .iter()
+        .map(|(name, routes)| {
+            let counters = routes
+                .iter()
+                .map(|(k, _)| (*k, telemetry.stage("receiver", name, *k)))
+                .collect();
+            (name.clone(), counters)
+        })
+        .collect()
+}
+
 /// Where a correlate processor's log records go: the logs pipelines that list its ebpf
 /// receiver (`None` when there is none).
+/// They count as the receiver's accepted log records.
 fn correlate_logs(
     spec: &CorrelateSpec,
     routes: &BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    counters: &BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>>,
     settings: GraphSettings,
-    telemetry: &Telemetry,
     stop: &CancellationToken,
 ) -> Option<Ingest> {
     let logs: Vec<_> = routes
@@ -134,14 +152,19 @@ fn correlate_logs(
         .filter(|(k, _)| *k == SignalKind::Logs)
         .cloned()
         .collect();
+    let counters = counters
+        .get(&spec.source)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k == SignalKind::Logs)
+        .take(1)
+        .cloned()
+        .collect();
     (!logs.is_empty()).then(|| {
         Ingest::new(
             spec.source.clone(),
             logs,
-            vec![(
-                SignalKind::Logs,
-                telemetry.stage("processor", "correlate", SignalKind::Logs),
-            )],
+            counters,
             settings.accept_timeout,
             stop.clone(),
         )
@@ -191,6 +214,7 @@ impl Graph {
             }
             inputs.push(rx);
         }
+        let counters = receiver_counters(&routes, &telemetry);
         for (spec, mut rx) in specs.iter().zip(inputs) {
             for p in &spec.processors {
                 match p {
@@ -217,7 +241,7 @@ impl Graph {
                     ProcessorSpec::Correlate(c) => {
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
                         let (events_tx, events_rx) = mpsc::channel(settings.channel_capacity);
-                        let logs = correlate_logs(c, &routes, settings, &telemetry, stop);
+                        let logs = correlate_logs(c, &routes, &counters, settings, stop);
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
                         tasks.push(tokio::spawn(correlate::run(
@@ -242,14 +266,10 @@ impl Graph {
         let ingests = routes
             .into_iter()
             .map(|(name, routes)| {
-                let counters = routes
-                    .iter()
-                    .map(|(k, _)| (*k, telemetry.stage("receiver", &name, *k)))
-                    .collect();
                 let mut ingest = Ingest::new(
                     name.clone(),
                     routes,
-                    counters,
+                    counters.get(&name).cloned().unwrap_or_default(),
                     settings.accept_timeout,
                     stop.clone(),
                 );

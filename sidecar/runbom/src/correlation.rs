@@ -92,10 +92,11 @@ impl CorrelateProcessor {
     }
 }
 
-/// A correlate processor goes in one traces pipeline, which lists the ebpf receiver that
-/// feeds it.
+/// A correlate processor goes in one traces pipeline, which lists exactly one ebpf receiver:
+/// the one that feeds it. That receiver's spans then leave through this pipeline only, so no
+/// other traces pipeline may list it (it would get nothing).
 pub fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
-    let mut seen: Option<String> = None;
+    let mut seen: Option<(String, String)> = None;
     for (name, signal, p) in config.pipelines() {
         for (i, proc_name) in p.processors.iter().enumerate() {
             if !matches!(
@@ -110,19 +111,41 @@ pub fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
                     config.error(&path, "the correlate processor goes in a traces pipeline")
                 );
             }
-            if let Some(first) = &seen {
+            if let Some((first, _)) = &seen {
                 return Err(config.error(
                     &path,
                     &format!("only one pipeline may correlate (`{first}` already does)"),
                 ));
             }
-            if source(config, &p.receivers).is_none() {
+            let ebpf: Vec<&str> = p
+                .receivers
+                .iter()
+                .filter(|r| matches!(config.receivers.get(*r), Some(ReceiverConfig::Ebpf(_))))
+                .map(String::as_str)
+                .collect();
+            let [source] = ebpf.as_slice() else {
                 return Err(config.error(
                     &format!("service.pipelines.{name}.receivers"),
-                    "a pipeline with the correlate processor lists the ebpf receiver whose events it correlates",
+                    "a pipeline with the correlate processor lists exactly one ebpf receiver: the one whose events it correlates",
                 ));
-            }
-            seen = Some(name.to_owned());
+            };
+            seen = Some((name.to_owned(), (*source).to_owned()));
+        }
+    }
+    let Some((correlating, source)) = seen else {
+        return Ok(());
+    };
+    for (name, signal, p) in config.pipelines() {
+        if signal == SignalKind::Traces
+            && name != correlating
+            && let Some(i) = p.receivers.iter().position(|r| *r == source)
+        {
+            return Err(config.error(
+                &format!("service.pipelines.{name}.receivers[{i}]"),
+                &format!(
+                    "`{source}` feeds the correlate processor of `{correlating}`: its spans leave through that pipeline only"
+                ),
+            ));
         }
     }
     Ok(())
@@ -211,6 +234,16 @@ mod tests {
                 "    traces:\n      receivers: [otlp]\n      processors: [correlate]",
             );
         let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-        assert!(e.contains("`service.pipelines.traces.receivers`: a pipeline with the correlate processor lists the ebpf receiver"), "{e}");
+        assert!(e.contains("`service.pipelines.traces.receivers`: a pipeline with the correlate processor lists exactly one ebpf receiver"), "{e}");
+        // The source's spans leave through the correlating pipeline only.
+        let text = with_correlate(" {}", "[batch]").replace(
+            "    traces:\n      receivers: [otlp, ebpf]\n      processors: [batch]\n      exporters: [file]\n",
+            "    traces:\n      receivers: [otlp, ebpf]\n      processors: [correlate]\n      exporters: [file]\n    traces/raw:\n      receivers: [ebpf]\n      exporters: [file]\n",
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(
+            e.contains("`service.pipelines.traces/raw.receivers[0]`: `ebpf` feeds the correlate processor of `traces`"),
+            "{e}"
+        );
     }
 }

@@ -104,7 +104,10 @@ service:
             "the agent's API key leaked into {file}"
         );
     }
-    assert!(!log.contains(API_KEY), "the agent's API key leaked into runbom's log");
+    assert!(
+        !log.contains(API_KEY),
+        "the agent's API key leaked into runbom's log"
+    );
     score(&export, &ground_truth)
 }
 
