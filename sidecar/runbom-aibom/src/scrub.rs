@@ -9,8 +9,32 @@ use runbom_agent::redact::{self, REDACTED};
 #[must_use]
 pub fn text(s: &str, max: usize) -> String {
     let s = secret_fields(s);
+    let s = key_shaped_runs(&s);
     let s = redact::text(&s).into_owned();
     clip(&s, max)
+}
+
+/// API-key-shaped runs wherever they stand, also when punctuation follows them (`sk-….`),
+/// which `redact::text`'s token split does not catch.
+fn key_shaped_runs(s: &str) -> String {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find(word) {
+        out.push_str(&rest[..start]);
+        let run_len = rest[start..]
+            .find(|c: char| !word(c))
+            .unwrap_or(rest.len() - start);
+        let run = &rest[start..start + run_len];
+        if redact::looks_like_api_key(run) {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(run);
+        }
+        rest = &rest[start + run_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A URL without its query and fragment, its userinfo password redacted.
@@ -86,7 +110,7 @@ fn secret_fields(s: &str) -> String {
             let b = bytes[k];
             let end = match quote {
                 Some(q) => b == q || b == b'\n',
-                None if header => b == b'\n' || b == b'\r',
+                None if header => matches!(b, b'\n' | b'\r' | b'\\'),
                 None => {
                     matches!(b, b'\n' | b'&' | b',' | b';' | b'"' | b'\'' | b'}')
                         || (b == b' ' && !is_auth_scheme(&s[value_start..k]))
@@ -140,6 +164,14 @@ mod tests {
         );
         let out = text("curl -d token=t0k3n&x=1 https://u:pw@h/", 1000);
         assert!(!out.contains("t0k3n") && !out.contains(":pw@"), "{out}");
+    }
+
+    #[test]
+    fn keys_followed_by_punctuation() {
+        let key = format!("sk-proj-{}", "a1".repeat(12));
+        let out = text(&format!("use {key}. or ({key}), \"{key}\""), 1000);
+        assert!(!out.contains(&key), "{out}");
+        assert_eq!(text("sk-short. fine", 100), "sk-short. fine");
     }
 
     #[test]
