@@ -52,6 +52,8 @@ pub struct Stats {
     pub spans_with_drift: AtomicU64,
     pub alerts: AtomicU64,
     pub alerts_deduplicated: AtomicU64,
+    /// Alerts that could not be handed to a logs pipeline.
+    pub alerts_dropped: AtomicU64,
 }
 
 struct Held {
@@ -85,6 +87,12 @@ const ALERTED: usize = 100_000;
 impl Processor {
     #[must_use]
     pub fn new(settings: Settings) -> Self {
+        Self::with_stats(settings, Arc::default())
+    }
+
+    /// A processor counting into `stats` (shared with `/metrics`).
+    #[must_use]
+    pub fn with_stats(settings: Settings, stats: Arc<Stats>) -> Self {
         Self {
             settings,
             held: HashMap::new(),
@@ -93,7 +101,7 @@ impl Processor {
             pids: PidMap::default(),
             alerted: HashSet::new(),
             alerted_order: VecDeque::new(),
-            stats: Arc::new(Stats::default()),
+            stats,
         }
     }
 

@@ -5,6 +5,11 @@
 //! (through their [`Ingest`]), so stopping is ordered by construction: when the receivers are
 //! gone the inputs close, each stage drains what it holds and closes the next, and
 //! [`Graph::drain`] returns once every exporter has delivered and flushed.
+//!
+//! An `aibom` processor also feeds logs pipelines: its drift alerts enter every logs pipeline
+//! that lists the processor's name among its receivers, through an [`Ingest`] of its own (the
+//! Collector's connector pattern). Its task holds that ingest, so the logs pipelines close
+//! after the traces pipeline has drained into them.
 
 use std::{
     collections::BTreeMap,
@@ -22,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Ingest, Telemetry, exporter,
     processor::{
+        aibom::{self, AibomSpec},
         batch::{self, BatchSettings},
         memory_limiter::{self, MemoryGate, MemoryLimit},
     },
@@ -43,6 +49,7 @@ pub struct PipelineSpec {
 pub enum ProcessorSpec {
     Batch(BatchSettings),
     MemoryLimiter(MemoryLimit),
+    Aibom(AibomSpec),
 }
 
 impl ProcessorSpec {
@@ -51,7 +58,7 @@ impl ProcessorSpec {
     #[must_use]
     pub fn needs_sender_pids(&self) -> bool {
         match self {
-            Self::Batch(_) | Self::MemoryLimiter(_) => false,
+            Self::Batch(_) | Self::MemoryLimiter(_) | Self::Aibom(_) => false,
         }
     }
 }
@@ -113,18 +120,25 @@ impl Graph {
         let mut gate: Option<Arc<MemoryGate>> = None;
         let mut gated: Vec<String> = Vec::new();
         let mut attributed: Vec<String> = Vec::new();
+        // Every pipeline's input first: an `aibom` processor's alerts go to logs pipelines
+        // that may come after its own.
+        let mut inputs = Vec::with_capacity(specs.len());
         for spec in specs {
             if spec.processors.iter().any(ProcessorSpec::needs_sender_pids) {
                 attributed.extend(spec.receivers.iter().cloned());
             }
-            let (input_tx, mut rx) = mpsc::channel(settings.channel_capacity);
+            let (input_tx, rx) = mpsc::channel(settings.channel_capacity);
             for r in &spec.receivers {
                 routes
                     .entry(r.clone())
                     .or_default()
                     .push((spec.signal, input_tx.clone()));
             }
-            drop(input_tx);
+            inputs.push(rx);
+        }
+        let ingest = |name: &str, routes| new_ingest(name, routes, &telemetry, settings, stop);
+        let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
+        for (spec, mut rx) in specs.iter().zip(inputs) {
             for p in &spec.processors {
                 match p {
                     ProcessorSpec::Batch(s) => {
@@ -146,6 +160,18 @@ impl Graph {
                             gate = Some(g);
                         }
                         gated.extend(spec.receivers.iter().cloned());
+                    }
+                    ProcessorSpec::Aibom(a) => {
+                        let alerts = connectors
+                            .entry(a.name.clone())
+                            .or_insert_with(|| {
+                                register_aibom_counters(&telemetry, a);
+                                routes.remove(&a.name).map(|r| ingest(&a.name, r))
+                            })
+                            .clone();
+                        let (tx, next) = mpsc::channel(settings.channel_capacity);
+                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts)));
+                        rx = next;
                     }
                 }
             }
@@ -172,17 +198,7 @@ impl Graph {
         let ingests = routes
             .into_iter()
             .map(|(name, routes)| {
-                let counters = routes
-                    .iter()
-                    .map(|(k, _)| (*k, telemetry.stage("receiver", &name, *k)))
-                    .collect();
-                let mut ingest = Ingest::new(
-                    name.clone(),
-                    routes,
-                    counters,
-                    settings.accept_timeout,
-                    stop.clone(),
-                );
+                let mut ingest = ingest(&name, routes);
                 if let Some(g) = &gate
                     && gated.contains(&name)
                 {
@@ -224,4 +240,71 @@ impl Graph {
         }
         timer.abort();
     }
+}
+
+/// The door of receiver (or `aibom` processor) `name` into the pipelines that list it.
+fn new_ingest(
+    name: &str,
+    routes: Vec<(SignalKind, mpsc::Sender<Signal>)>,
+    telemetry: &Telemetry,
+    settings: GraphSettings,
+    stop: &CancellationToken,
+) -> Ingest {
+    let counters = routes
+        .iter()
+        .map(|(k, _)| (*k, telemetry.stage("receiver", name, *k)))
+        .collect();
+    Ingest::new(
+        name.to_owned(),
+        routes,
+        counters,
+        settings.accept_timeout,
+        stop.clone(),
+    )
+}
+
+/// The `aibom` processor's counters on `/metrics` (once per configured processor).
+fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let watch = a
+        .bom
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let failures = watch.reload_failures.clone();
+    let reloads = watch.reloads.clone();
+    drop(watch);
+    telemetry.counter_fn(
+        "runbom_aibom_bom_reload_failures_total",
+        "Declared AI-BOM reloads refused (the last good BOM stayed in force).",
+        move || failures.load(Relaxed),
+    );
+    telemetry.counter_fn(
+        "runbom_aibom_bom_reloads_total",
+        "Declared AI-BOM reloads that took effect.",
+        move || reloads.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_spans_with_drift_total",
+        "Spans the AI-BOM processor flagged with drift.",
+        move || s.spans_with_drift.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_alerts_total",
+        "Drift alerts emitted.",
+        move || s.alerts.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_alerts_dropped_total",
+        "Drift alerts no logs pipeline took.",
+        move || s.alerts_dropped.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_traces_released_early_total",
+        "Traces released before their wait was over to stay within max_spans.",
+        move || s.traces_released_early.load(Relaxed),
+    );
 }

@@ -1,4 +1,5 @@
 //! Processors: stages between a pipeline's receivers and its exporters.
 
+pub mod aibom;
 pub mod batch;
 pub mod memory_limiter;
