@@ -161,7 +161,7 @@ pub fn diff(
     for m in &observed.models {
         let name = m.name.as_str();
         let hit = declared.models.iter().find(|dm| {
-            dm.name.matches(name)
+            crate::rules::model_matches(&dm.name, name)
                 && (m.providers.is_empty()
                     || dm.providers.is_empty()
                     || m.providers.iter().any(|p| dm.providers.contains(p)))

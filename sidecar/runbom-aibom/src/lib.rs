@@ -22,6 +22,7 @@ pub mod otlp;
 pub mod pids;
 pub mod processor;
 pub mod reload;
+pub mod rules;
 pub mod scrub;
 pub mod span;
 
