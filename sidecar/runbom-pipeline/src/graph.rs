@@ -6,6 +6,11 @@
 //! gone the inputs close, each stage drains what it holds and closes the next, and
 //! [`Graph::drain`] returns once every exporter has delivered and flushed.
 //!
+//! An `aibom` processor also feeds logs pipelines: its drift alerts enter every logs pipeline
+//! that lists the processor's name among its receivers, through an [`Ingest`] of its own (the
+//! Collector's connector pattern). Its task holds that ingest, so the logs pipelines close
+//! after the traces pipeline has drained into them.
+//!
 //! A `correlate` processor also takes kernel events (its sender is handed to the ebpf receiver
 //! named in its spec, [`Graph::take_kernel_events`]) and pushes kernel log records into the
 //! logs pipelines that list that receiver.
@@ -28,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Ingest, StageCounters, Telemetry, exporter,
     processor::{
+        aibom::{self, AibomSpec},
         batch::{self, BatchSettings},
         correlate::{self, CorrelateSpec},
         memory_limiter::{self, MemoryGate, MemoryLimit},
@@ -51,6 +57,7 @@ pub enum ProcessorSpec {
     Batch(BatchSettings),
     MemoryLimiter(MemoryLimit),
     Correlate(Box<CorrelateSpec>),
+    Aibom(AibomSpec),
 }
 
 impl ProcessorSpec {
@@ -59,7 +66,7 @@ impl ProcessorSpec {
     #[must_use]
     pub fn needs_sender_pids(&self) -> bool {
         match self {
-            Self::Batch(_) | Self::MemoryLimiter(_) => false,
+            Self::Batch(_) | Self::MemoryLimiter(_) | Self::Aibom(_) => false,
             Self::Correlate(_) => true,
         }
     }
@@ -116,6 +123,56 @@ fn start_exporter(
         give_up.clone(),
     )));
     tx
+}
+
+/// Starts the `memory_limiter`'s check task; returns the gate receivers consult.
+fn start_memory_gate(
+    limit: MemoryLimit,
+    stop: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Arc<MemoryGate> {
+    let gate = Arc::new(MemoryGate::default());
+    tasks.push(tokio::spawn(memory_limiter::run(
+        limit,
+        gate.clone(),
+        stop.clone(),
+    )));
+    gate
+}
+
+/// Every receiver's [`Ingest`]: its routes and counters, the memory gate when one of its
+/// pipelines has a `memory_limiter` (`gate`: the gate and the receivers it applies to), sender
+/// pids when one of its pipelines correlates (`attributed`).
+fn receiver_ingests(
+    routes: BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    counters: &BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>>,
+    settings: GraphSettings,
+    stop: &CancellationToken,
+    gate: Option<&(Arc<MemoryGate>, Vec<String>)>,
+    attributed: &[String],
+) -> BTreeMap<String, Ingest> {
+    let senders = Arc::new(SenderPids::default());
+    routes
+        .into_iter()
+        .map(|(name, routes)| {
+            let mut ingest = Ingest::new(
+                name.clone(),
+                routes,
+                counters.get(&name).cloned().unwrap_or_default(),
+                settings.accept_timeout,
+                stop.clone(),
+            );
+            if let Some((g, gated)) = gate
+                && gated.contains(&name)
+            {
+                ingest = ingest.with_memory_gate(g.clone());
+            }
+            if attributed.contains(&name) {
+                ingest = ingest.with_sender_pids(senders.clone());
+            }
+            (name, ingest)
+        })
+        .collect()
 }
 
 /// Each receiver's counters, one per route (pipeline) it feeds.
@@ -199,7 +256,8 @@ impl Graph {
         let mut gated: Vec<String> = Vec::new();
         let mut attributed: Vec<String> = Vec::new();
         let mut kernel_events = None;
-        // Every input first: a correlate processor sends logs into other pipelines' inputs.
+        // Every input first: correlate and aibom processors send logs into other pipelines'
+        // inputs.
         let mut inputs = Vec::with_capacity(specs.len());
         for spec in specs {
             if spec.processors.iter().any(ProcessorSpec::needs_sender_pids) {
@@ -215,6 +273,7 @@ impl Graph {
             inputs.push(rx);
         }
         let counters = receiver_counters(&routes, &telemetry);
+        let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
         for (spec, mut rx) in specs.iter().zip(inputs) {
             for p in &spec.processors {
                 match p {
@@ -228,13 +287,7 @@ impl Graph {
                     ProcessorSpec::MemoryLimiter(limit) => {
                         // One gate for the process: memory is shared by every pipeline.
                         if gate.is_none() {
-                            let g = Arc::new(MemoryGate::default());
-                            tasks.push(tokio::spawn(memory_limiter::run(
-                                *limit,
-                                g.clone(),
-                                stop.clone(),
-                            )));
-                            gate = Some(g);
+                            gate = Some(start_memory_gate(*limit, stop, &mut tasks));
                         }
                         gated.extend(spec.receivers.iter().cloned());
                     }
@@ -250,6 +303,26 @@ impl Graph {
                         kernel_events = Some((c.source.clone(), events_tx));
                         rx = next;
                     }
+                    ProcessorSpec::Aibom(a) => {
+                        let alerts = connectors
+                            .entry(a.name.clone())
+                            .or_insert_with(|| {
+                                register_aibom_counters(&telemetry, a);
+                                let routes = routes.remove(&a.name)?;
+                                let counters = counters.get(&a.name).cloned().unwrap_or_default();
+                                Some(Ingest::new(
+                                    a.name.clone(),
+                                    routes,
+                                    counters,
+                                    settings.accept_timeout,
+                                    stop.clone(),
+                                ))
+                            })
+                            .clone();
+                        let (tx, next) = mpsc::channel(settings.channel_capacity);
+                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts)));
+                        rx = next;
+                    }
                 }
             }
             let mut outputs = Vec::new();
@@ -262,28 +335,15 @@ impl Graph {
             }
             tasks.push(tokio::spawn(exporter::fan_out(rx, outputs)));
         }
-        let senders = Arc::new(SenderPids::default());
-        let ingests = routes
-            .into_iter()
-            .map(|(name, routes)| {
-                let mut ingest = Ingest::new(
-                    name.clone(),
-                    routes,
-                    counters.get(&name).cloned().unwrap_or_default(),
-                    settings.accept_timeout,
-                    stop.clone(),
-                );
-                if let Some(g) = &gate
-                    && gated.contains(&name)
-                {
-                    ingest = ingest.with_memory_gate(g.clone());
-                }
-                if attributed.contains(&name) {
-                    ingest = ingest.with_sender_pids(senders.clone());
-                }
-                (name, ingest)
-            })
-            .collect();
+        let gate = gate.map(|g| (g, gated));
+        let ingests = receiver_ingests(
+            routes,
+            &counters,
+            settings,
+            stop,
+            gate.as_ref(),
+            &attributed,
+        );
         Ok(Self {
             ingests,
             kernel_events,
@@ -325,4 +385,50 @@ impl Graph {
         }
         timer.abort();
     }
+}
+
+/// The `aibom` processor's counters on `/metrics` (once per configured processor).
+fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let watch = a
+        .bom
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let failures = watch.reload_failures.clone();
+    let reloads = watch.reloads.clone();
+    drop(watch);
+    telemetry.counter_fn(
+        "runbom_aibom_bom_reload_failures_total",
+        "Declared AI-BOM reloads refused (the last good BOM stayed in force).",
+        move || failures.load(Relaxed),
+    );
+    telemetry.counter_fn(
+        "runbom_aibom_bom_reloads_total",
+        "Declared AI-BOM reloads that took effect.",
+        move || reloads.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_spans_with_drift_total",
+        "Spans the AI-BOM processor flagged with drift.",
+        move || s.spans_with_drift.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_alerts_total",
+        "Drift alerts emitted.",
+        move || s.alerts.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_alerts_dropped_total",
+        "Drift alerts no logs pipeline took.",
+        move || s.alerts_dropped.load(Relaxed),
+    );
+    let s = a.stats.clone();
+    telemetry.counter_fn(
+        "runbom_aibom_traces_released_early_total",
+        "Traces released before their wait was over to stay within max_spans.",
+        move || s.traces_released_early.load(Relaxed),
+    );
 }

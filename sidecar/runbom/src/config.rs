@@ -65,6 +65,41 @@ pub enum ProcessorConfig {
     Batch(BatchProcessor),
     MemoryLimiter(MemoryLimiterProcessor),
     Correlate(Box<CorrelateProcessor>),
+    Aibom(AibomProcessor),
+}
+
+/// The `aibom` processor: judges traces against the declared AI-BOM. Its name, listed among a
+/// logs pipeline's receivers, routes its drift alerts there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AibomProcessor {
+    /// The declared AI-BOM (CycloneDX 1.6/1.7 JSON). runbom refuses to start when it does not
+    /// load; later changes are picked up, and a broken change leaves the last good BOM in force.
+    pub bom: PathBuf,
+    /// How long spans are held for the rest of their trace to arrive.
+    #[serde(default = "default_aibom_wait", with = "duration")]
+    pub wait: Duration,
+    /// Most spans held at once; past it the oldest traces are judged early.
+    #[serde(default = "default_aibom_max_spans")]
+    pub max_spans: usize,
+    /// How often the BOM file is checked for changes.
+    #[serde(default = "default_aibom_reload", with = "duration")]
+    pub reload_interval: Duration,
+    /// Destinations never judged, besides runbom's own OTLP receivers (`host:port`, URL, CIDR).
+    #[serde(default)]
+    pub ignore_endpoints: Vec<String>,
+}
+
+fn default_aibom_wait() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_aibom_max_spans() -> usize {
+    100_000
+}
+
+fn default_aibom_reload() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// The Collector's `otlp` receiver section, accepted as it is.
@@ -756,9 +791,10 @@ impl Config {
             "processors",
             &raw.processors,
             source,
-            "batch, memory_limiter, correlate",
+            "aibom, batch, correlate, memory_limiter",
             |kind, v, path| {
                 Some(match kind {
+                    "aibom" => typed(v, path, source).map(ProcessorConfig::Aibom),
                     "batch" => typed(v, path, source).map(ProcessorConfig::Batch),
                     "memory_limiter" => typed(v, path, source).map(ProcessorConfig::MemoryLimiter),
                     "correlate" => {
@@ -828,6 +864,12 @@ impl Config {
                 ));
             }
             for (i, r) in p.receivers.iter().enumerate() {
+                if let Some(ProcessorConfig::Aibom(_)) = self.processors.get(r)
+                    && !self.receivers.contains_key(r)
+                {
+                    self.check_alert_route(r, signal, &format!("{base}.receivers[{i}]"))?;
+                    continue;
+                }
                 match self.receivers.get(r) {
                     None => {
                         return Err(err(
@@ -845,11 +887,20 @@ impl Config {
                 }
             }
             for (i, name) in p.processors.iter().enumerate() {
-                if !self.processors.contains_key(name) {
-                    return Err(err(
-                        &format!("{base}.processors[{i}]"),
-                        format!("processor `{name}` is not defined under `processors`"),
-                    ));
+                match self.processors.get(name) {
+                    None => {
+                        return Err(err(
+                            &format!("{base}.processors[{i}]"),
+                            format!("processor `{name}` is not defined under `processors`"),
+                        ));
+                    }
+                    Some(ProcessorConfig::Aibom(_)) if signal != SignalKind::Traces => {
+                        return Err(err(
+                            &format!("{base}.processors[{i}]"),
+                            format!("`{name}` judges traces: it belongs in a traces pipeline"),
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
             if p.exporters.is_empty() {
@@ -866,6 +917,37 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// An `aibom` processor named as a receiver gives its drift alerts: only to logs pipelines,
+    /// and only when it runs in a traces pipeline.
+    fn check_alert_route(
+        &self,
+        name: &str,
+        signal: SignalKind,
+        path: &str,
+    ) -> Result<(), ConfigError> {
+        if signal != SignalKind::Logs {
+            return Err(self.error(
+                path,
+                &format!(
+                    "`{name}` is an aibom processor: as a receiver it gives drift alerts, which are \
+                     logs; list it in a logs pipeline"
+                ),
+            ));
+        }
+        let in_traces = self
+            .pipelines()
+            .any(|(_, s, p)| s == SignalKind::Traces && p.processors.iter().any(|x| x == name));
+        if !in_traces {
+            return Err(self.error(
+                path,
+                &format!(
+                    "processor `{name}` is in no traces pipeline, so it has no alerts to give"
+                ),
+            ));
         }
         Ok(())
     }
@@ -907,6 +989,28 @@ impl Config {
                         &format!("processors.{name}.send_batch_size"),
                         "must be at least 1".into(),
                     ));
+                }
+                ProcessorConfig::Aibom(a) => {
+                    if a.wait.is_zero() {
+                        return Err(err(
+                            &format!("processors.{name}.wait"),
+                            "must be more than 0 (spans wait for the rest of their trace)".into(),
+                        ));
+                    }
+                    if a.max_spans == 0 {
+                        return Err(err(
+                            &format!("processors.{name}.max_spans"),
+                            "must be at least 1".into(),
+                        ));
+                    }
+                    for (i, e) in a.ignore_endpoints.iter().enumerate() {
+                        if let Err(why) = runbom_aibom::endpoint::Endpoint::parse(e) {
+                            return Err(err(
+                                &format!("processors.{name}.ignore_endpoints[{i}]"),
+                                why,
+                            ));
+                        }
+                    }
                 }
                 ProcessorConfig::MemoryLimiter(m)
                     if m.limit_mib.is_none() && m.limit_percentage.is_none() =>
@@ -1415,6 +1519,58 @@ service:
                 .0;
             assert!(e.contains(error), "{to:?}: {e}");
         }
+    }
+
+    #[test]
+    fn aibom_processor_and_its_alert_route() {
+        let base = "receivers: { otlp: { protocols: { grpc: {} } } }\n\
+                    processors: { aibom: { bom: b.json, wait: 2s, ignore_endpoints: [\"10.0.0.0/8\"] }, batch: {} }\n\
+                    exporters: { nop: {} }\n";
+        let ok = format!(
+            "{base}service: {{ pipelines: {{ traces: {{ receivers: [otlp], processors: [aibom, batch], exporters: [nop] }},\n\
+             logs: {{ receivers: [otlp, aibom], exporters: [nop] }} }} }}"
+        );
+        let c = Config::parse(&ok, "c.yaml").unwrap();
+        let ProcessorConfig::Aibom(a) = &c.processors["aibom"] else {
+            panic!("an aibom processor")
+        };
+        assert_eq!((a.wait, a.max_spans), (Duration::from_secs(2), 100_000));
+        let cases = [
+            (
+                "service: { pipelines: { traces: { receivers: [otlp, aibom], processors: [aibom], exporters: [nop] } } }",
+                "c.yaml at `service.pipelines.traces.receivers[1]`: `aibom` is an aibom processor",
+            ),
+            (
+                "service: { pipelines: { logs: { receivers: [aibom], exporters: [nop] } } }",
+                "c.yaml at `service.pipelines.logs.receivers[0]`: processor `aibom` is in no traces pipeline",
+            ),
+            (
+                "service: { pipelines: { logs: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }",
+                "c.yaml at `service.pipelines.logs.processors[0]`: `aibom` judges traces",
+            ),
+        ];
+        for (service, want) in cases {
+            let e = Config::parse(&format!("{base}{service}"), "c.yaml")
+                .unwrap_err()
+                .0;
+            assert!(e.starts_with(want), "want {want}\n got {e}");
+        }
+        let typo = "processors: { aibom: { bom: b.json, wiat: 2s } }\nexporters: { nop: {} }\n\
+                    receivers: { otlp: { protocols: { grpc: {} } } }\n\
+                    service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
+        let e = Config::parse(typo, "c.yaml").unwrap_err().0;
+        assert!(
+            e.starts_with("c.yaml at `processors.aibom.wiat`: unknown field `wiat`"),
+            "{e}"
+        );
+        let bad = "processors: { aibom: { bom: b.json, ignore_endpoints: [\"ht tp://x\"] } }\nexporters: { nop: {} }\n\
+                   receivers: { otlp: { protocols: { grpc: {} } } }\n\
+                   service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
+        let e = Config::parse(bad, "c.yaml").unwrap_err().0;
+        assert!(
+            e.starts_with("c.yaml at `processors.aibom.ignore_endpoints[0]`: not a URL"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -162,25 +162,53 @@ pub fn source<'a>(config: &Config, receivers: &'a [String]) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, EMBEDDED_DEFAULT, ProcessorConfig};
+    use crate::config::{Config, ProcessorConfig};
+
+    /// A configuration whose text the tests edit (the shape the embedded defaults had).
+    const BASE: &str = "\
+receivers:
+  ebpf: {}
+  otlp:
+    protocols:
+      grpc: {}
+      http: {}
+processors:
+  batch: {}
+exporters:
+  file:
+    path: ./runbom-data
+service:
+  pipelines:
+    traces:
+      receivers: [otlp, ebpf]
+      processors: [batch]
+      exporters: [file]
+    logs:
+      receivers: [otlp, ebpf]
+      processors: [batch]
+      exporters: [file]
+    metrics:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [file]
+";
 
     fn with_correlate(section: &str, traces_processors: &str) -> String {
-        EMBEDDED_DEFAULT
-            .replace(
-                "processors:\n  batch: {}",
-                &format!("processors:\n  batch: {{}}\n  correlate:{section}"),
-            )
-            .replacen(
-                "processors: [batch]",
-                &format!("processors: {traces_processors}"),
-                2,
-            )
+        BASE.replace(
+            "processors:\n  batch: {}",
+            &format!("processors:\n  batch: {{}}\n  correlate:{section}"),
+        )
+        .replacen(
+            "processors: [batch]",
+            &format!("processors: {traces_processors}"),
+            2,
+        )
     }
 
     #[test]
     fn the_section_parses_with_defaults_and_names_bad_paths() {
         // Pipelines are in name order: logs first, then metrics, then traces.
-        let text = EMBEDDED_DEFAULT
+        let text = BASE
             .replace(
                 "processors:\n  batch: {}",
                 "processors:\n  batch: {}\n  correlate:\n    wait: 2s\n    stitch: false",
@@ -224,7 +252,7 @@ mod tests {
             e.contains("`service.pipelines.logs.processors[0]`: the correlate processor goes in a traces pipeline"),
             "{e}"
         );
-        let text = EMBEDDED_DEFAULT
+        let text = BASE
             .replace(
                 "processors:\n  batch: {}",
                 "processors:\n  batch: {}\n  correlate: {}",

@@ -1,5 +1,6 @@
 //! The `runbom` command.
 
+mod bom;
 mod config;
 mod correlation;
 mod ebpf;
@@ -42,6 +43,54 @@ enum Command {
     },
     /// Show what happened in a trace: the span tree, drift findings, an HTML report.
     Investigate(investigate::InvestigateArgs),
+    /// AI-BOMs: the runtime BOM of what was seen, and its diff against the declared one.
+    Bom {
+        #[command(subcommand)]
+        command: BomCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BomCommand {
+    /// Write the CycloneDX 1.6 BOM of what a file exporter's OTLP/JSON shows (agents, models,
+    /// providers, tools, endpoints, data sources, programs, identities, with evidence).
+    Observed {
+        /// The file exporter's directory (traces.jsonl, logs.jsonl).
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to write the BOM (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Destinations left out of the inventory (runbom's own receivers), e.g. 127.0.0.1:4318.
+        #[arg(long)]
+        ignore: Vec<String>,
+    },
+    /// List what ran undeclared and what is declared but never used (exit status 1 when
+    /// anything is undeclared).
+    Diff {
+        declared: PathBuf,
+        observed: PathBuf,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn bom_command(command: &BomCommand) -> ExitCode {
+    let outcome = match command {
+        BomCommand::Observed { from, out, ignore } => {
+            bom::observed(from, out.as_deref(), ignore).map(|()| ExitCode::SUCCESS)
+        }
+        BomCommand::Diff {
+            declared,
+            observed,
+            json,
+        } => bom::diff_cmd(declared, observed, *json),
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("runbom: {e:#}");
+        ExitCode::from(2)
+    })
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
@@ -80,11 +129,10 @@ fn init_logging(config: &Config) -> Option<selftel::LogRecords> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Run { config } | Command::Validate { config }) = &cli.command else {
-        let Command::Investigate(args) = &cli.command else {
-            unreachable!("run and validate are handled below")
-        };
-        return investigate::run(args);
+    let config = match &cli.command {
+        Command::Run { config } | Command::Validate { config } => config,
+        Command::Bom { command } => return bom_command(command),
+        Command::Investigate(args) => return investigate::run(args),
     };
     let config = match load(config.as_ref()) {
         Ok(c) => c,
@@ -113,7 +161,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Investigate(_) => unreachable!("handled above"),
+        Command::Bom { .. } | Command::Investigate(_) => ExitCode::SUCCESS,
         Command::Run { .. } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -3,7 +3,8 @@
 //! drained, open requests finish), then every pipeline drains into its exporters.
 
 use std::{
-    sync::{Arc, atomic::AtomicU64},
+    collections::BTreeMap,
+    sync::{Arc, Mutex, atomic::AtomicU64},
     time::Duration,
 };
 
@@ -19,7 +20,7 @@ use runbom_otlp::{
 use runbom_pipeline::{
     Graph, GraphSettings, PipelineSpec, ProcessorSpec, Telemetry,
     admin::{self, Readiness},
-    processor::{batch::BatchSettings, memory_limiter::MemoryLimit},
+    processor::{aibom::AibomSpec, batch::BatchSettings, memory_limiter::MemoryLimit},
     receiver,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -78,8 +79,75 @@ fn network(n: &NetworkExporter, retries: Arc<AtomicU64>) -> NetworkSettings {
     }
 }
 
+/// Loads the declared BOM of every `aibom` processor: a BOM that does not load stops runbom
+/// here, with the file, the JSON path and the reason.
+fn aibom_specs(config: &Config) -> Result<BTreeMap<String, AibomSpec>> {
+    let mut out = BTreeMap::new();
+    for (name, p) in &config.processors {
+        let ProcessorConfig::Aibom(a) = p else {
+            continue;
+        };
+        let watch = runbom_aibom::BomWatch::load(&a.bom)
+            .with_context(|| format!("processors.{name}.bom: the declared AI-BOM does not load"))?;
+        info!(
+            processor = %name,
+            bom = %a.bom.display(),
+            serial = %watch.current().serial_number,
+            agents = watch.current().agents.len(),
+            "declared AI-BOM loaded"
+        );
+        let mut ignore = Vec::new();
+        for e in a.ignore_endpoints.iter().chain(&own_endpoints(config)) {
+            ignore.push(
+                runbom_aibom::endpoint::Endpoint::parse(e)
+                    .map_err(|why| anyhow::anyhow!("processors.{name}.ignore_endpoints: {why}"))?,
+            );
+        }
+        out.insert(
+            name.clone(),
+            AibomSpec {
+                name: name.clone(),
+                settings: runbom_aibom::Settings {
+                    wait: a.wait,
+                    max_spans: a.max_spans,
+                    judge: runbom_aibom::judge::JudgeSettings { ignore },
+                },
+                bom: Arc::new(Mutex::new(watch)),
+                reload_interval: a.reload_interval,
+                stats: Arc::default(),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// runbom's own OTLP receivers: traffic to them is never drift.
+fn own_endpoints(config: &Config) -> Vec<String> {
+    config
+        .receivers
+        .values()
+        .filter_map(|r| match r {
+            ReceiverConfig::Otlp(o) => Some(o),
+            ReceiverConfig::Ebpf(_) => None,
+        })
+        .flat_map(|o| {
+            [
+                (o.protocols.grpc.as_ref(), "127.0.0.1:4317"),
+                (o.protocols.http.as_ref(), "127.0.0.1:4318"),
+            ]
+        })
+        .filter_map(|(server, default)| {
+            server.map(|s| {
+                let e = s.endpoint.as_deref().unwrap_or(default);
+                // A wildcard listener is reached on loopback and on the node's addresses.
+                e.replacen("localhost:", "127.0.0.1:", 1)
+            })
+        })
+        .collect()
+}
+
 /// The pipelines as the pipeline crate describes them.
-fn pipeline_specs(config: &Config) -> Vec<PipelineSpec> {
+fn pipeline_specs(config: &Config, aiboms: &BTreeMap<String, AibomSpec>) -> Vec<PipelineSpec> {
     config
         .pipelines()
         .map(|(name, signal, p)| PipelineSpec {
@@ -89,23 +157,29 @@ fn pipeline_specs(config: &Config) -> Vec<PipelineSpec> {
             processors: p
                 .processors
                 .iter()
-                .map(|name| match &config.processors[name] {
-                    ProcessorConfig::Batch(b) => ProcessorSpec::Batch(BatchSettings {
-                        send_batch_size: b.send_batch_size,
-                        send_batch_max_size: b.send_batch_max_size,
-                        timeout: b.timeout,
-                    }),
-                    ProcessorConfig::MemoryLimiter(m) => {
-                        ProcessorSpec::MemoryLimiter(MemoryLimit {
-                            check_interval: m.check_interval,
-                            limit_bytes: memory_limit_bytes(m.limit_mib, m.limit_percentage),
-                        })
-                    }
-                    ProcessorConfig::Correlate(c) => {
-                        // Checked when the configuration was read: the pipeline lists one.
-                        let source = correlation::source(config, &p.receivers).unwrap_or("ebpf");
-                        ProcessorSpec::Correlate(Box::new(c.spec(source, ebpf::host_name())))
-                    }
+                .filter_map(|name| {
+                    Some(match &config.processors[name] {
+                        ProcessorConfig::Aibom(_) => {
+                            ProcessorSpec::Aibom(aiboms.get(name)?.clone())
+                        }
+                        ProcessorConfig::Batch(b) => ProcessorSpec::Batch(BatchSettings {
+                            send_batch_size: b.send_batch_size,
+                            send_batch_max_size: b.send_batch_max_size,
+                            timeout: b.timeout,
+                        }),
+                        ProcessorConfig::MemoryLimiter(m) => {
+                            ProcessorSpec::MemoryLimiter(MemoryLimit {
+                                check_interval: m.check_interval,
+                                limit_bytes: memory_limit_bytes(m.limit_mib, m.limit_percentage),
+                            })
+                        }
+                        ProcessorConfig::Correlate(c) => {
+                            // Checked when the configuration was read: the pipeline lists one.
+                            let source =
+                                correlation::source(config, &p.receivers).unwrap_or("ebpf");
+                            ProcessorSpec::Correlate(Box::new(c.spec(source, ebpf::host_name())))
+                        }
+                    })
                 })
                 .collect(),
             exporters: p.exporters.clone(),
@@ -172,6 +246,7 @@ pub fn validate(config: &Config) -> Result<()> {
     for (name, cfg) in &config.exporters {
         build_exporter(cfg, Arc::default()).with_context(|| format!("exporter `{name}`"))?;
     }
+    aibom_specs(config)?;
     for (name, cfg) in &config.receivers {
         if let ReceiverConfig::Otlp(o) = cfg {
             for (proto, server) in [("grpc", &o.protocols.grpc), ("http", &o.protocols.http)] {
@@ -276,8 +351,9 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
         log_records,
         &selftel_stop,
     )?;
+    let aiboms = aibom_specs(&config)?;
     let mut graph = Graph::build(
-        &pipeline_specs(&config),
+        &pipeline_specs(&config, &aiboms),
         graph_settings(&config),
         telemetry.clone(),
         &stop,

@@ -1,0 +1,31 @@
+//! runbom's AI-BOM processor (issue 5).
+//!
+//! - [`bom`]: the declared CycloneDX AI-BOM (`shared/spec/declared-bom.md`), with errors that
+//!   name the JSON path; [`reload`] keeps it current and keeps the last good one.
+//! - [`span`]: what a span is, across the GenAI, OpenInference and OpenLLMetry families and
+//!   runbom's kernel events; [`endpoint`] and [`glob`]: the matching rules.
+//! - [`judge`]: one trace against the BOM: the `aibom.*` attributes and drift flags
+//!   (telemetry contract §3); [`alert`]: one log record per finding with the execution chain
+//!   (§4); [`processor`]: spans held per trace for `wait`, bounded, then judged and released.
+//! - [`observed`]: the runtime BOM of what was seen, from the file exporter's OTLP/JSON;
+//!   [`diff`]: declared against observed.
+//! - [`scrub`]: nothing written contains a credential (§5).
+
+pub mod alert;
+pub mod bom;
+pub mod diff;
+pub mod endpoint;
+pub mod glob;
+pub mod judge;
+pub mod observed;
+pub mod otlp;
+pub mod pids;
+pub mod processor;
+pub mod reload;
+pub mod rules;
+pub mod scrub;
+pub mod span;
+
+pub use bom::{BomError, DeclaredBom, Kind};
+pub use processor::{Processor, Released, Settings, Stats};
+pub use reload::BomWatch;

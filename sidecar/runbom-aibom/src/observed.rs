@@ -1,0 +1,597 @@
+//! The runtime BOM: what was actually seen (agents, models and their providers, tools and where
+//! they sent requests, endpoints, data sources, programs, identities), read from the file
+//! exporter's OTLP/JSON (`traces.jsonl`, `logs.jsonl`) and written as CycloneDX 1.6 with the
+//! evidence as properties (`runbom:evidence:first_seen`, `…:last_seen`, `…:count`,
+//! `…:trace_id`, `…:workload`, `…:agent_ref`, `…:ai`, `…:drift_alerts`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    io::BufRead as _,
+    path::Path,
+};
+
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::KeyValue,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    bom::Kind,
+    endpoint::Dest,
+    otlp::rfc3339,
+    scrub,
+    span::{self, Activity, KERNEL_SCOPE, attr, attr_int},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObservedError {
+    #[error("{path}: cannot read: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}:{line}: not an OTLP/JSON export request: {error}")]
+    Parse {
+        path: String,
+        line: usize,
+        error: serde_json::Error,
+    },
+    #[error("{dir}: neither traces.jsonl nor logs.jsonl found")]
+    Empty { dir: String },
+}
+
+/// Evidence examples kept per entry.
+const EXAMPLES: usize = 3;
+const WORKLOADS: usize = 8;
+const TOOL_ENDPOINTS: usize = 32;
+
+#[derive(Clone, Debug, Default)]
+struct Entry {
+    kind: Option<Kind>,
+    name: String,
+    provider: Option<String>,
+    /// URLs or `tcp://host:port` (services), file prefixes or DB URLs (data), destinations (tools).
+    endpoints: BTreeSet<String>,
+    /// `runbom:match` values (agents).
+    matches: BTreeSet<String>,
+    first_ns: u64,
+    last_ns: u64,
+    count: u64,
+    traces: Vec<String>,
+    workloads: BTreeSet<String>,
+    agent_refs: BTreeSet<String>,
+    declared_refs: BTreeSet<String>,
+    ai: bool,
+    drift_alerts: u64,
+}
+
+impl Entry {
+    fn seen(&mut self, o: &Obs) {
+        if self.count == 0 || o.time < self.first_ns {
+            self.first_ns = o.time;
+        }
+        self.last_ns = self.last_ns.max(o.time);
+        self.count += 1;
+        if self.traces.len() < EXAMPLES && !o.trace.is_empty() && !self.traces.contains(&o.trace) {
+            self.traces.push(o.trace.clone());
+        }
+        if let Some(w) = &o.workload
+            && self.workloads.len() < WORKLOADS
+        {
+            self.workloads.insert(w.clone());
+        }
+        if let Some(a) = &o.agent_ref {
+            self.agent_refs.insert(a.clone());
+        }
+        if let Some(r) = &o.component_ref {
+            self.declared_refs.insert(r.clone());
+        }
+    }
+}
+
+/// One observed span or event, reduced to what the inventory needs.
+#[derive(Clone, Debug)]
+struct Obs {
+    trace: String,
+    span: String,
+    parent: String,
+    time: u64,
+    activity: Activity,
+    workload: Option<String>,
+    exe: Option<String>,
+    uid: Option<u32>,
+    service_account: Option<String>,
+    agent_ref: Option<String>,
+    component_ref: Option<String>,
+    llm: bool,
+}
+
+/// The inventory being built.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    obs: Vec<Obs>,
+    /// (trace, span) of every span seen, so that kernel events' log records are not counted twice.
+    spans: BTreeSet<(String, String)>,
+    alerts: Vec<(Option<String>, Option<String>)>,
+    /// Destinations never inventoried (runbom's own receivers).
+    ignore: Vec<crate::endpoint::Endpoint>,
+}
+
+impl Inventory {
+    #[must_use]
+    pub fn new(ignore: Vec<crate::endpoint::Endpoint>) -> Self {
+        Self {
+            ignore,
+            ..Self::default()
+        }
+    }
+
+    /// Reads `traces.jsonl` and `logs.jsonl` of a file exporter's directory.
+    pub fn read_dir(&mut self, dir: &Path) -> Result<(), ObservedError> {
+        let traces = dir.join("traces.jsonl");
+        let logs = dir.join("logs.jsonl");
+        if !traces.exists() && !logs.exists() {
+            return Err(ObservedError::Empty {
+                dir: dir.display().to_string(),
+            });
+        }
+        if traces.exists() {
+            for_lines(&traces, |req: ExportTraceServiceRequest| {
+                self.add_traces(&req);
+            })?;
+        }
+        if logs.exists() {
+            for_lines(&logs, |req: ExportLogsServiceRequest| self.add_logs(&req))?;
+        }
+        Ok(())
+    }
+
+    pub fn add_traces(&mut self, req: &ExportTraceServiceRequest) {
+        for rs in &req.resource_spans {
+            let res = rs
+                .resource
+                .as_ref()
+                .map_or(&[][..], |r| r.attributes.as_slice());
+            for ss in &rs.scope_spans {
+                let kernel = ss.scope.as_ref().is_some_and(|s| s.name == KERNEL_SCOPE);
+                for s in &ss.spans {
+                    let trace = hex::encode(&s.trace_id);
+                    let span = hex::encode(&s.span_id);
+                    self.spans.insert((trace.clone(), span.clone()));
+                    let o = observe(
+                        &s.attributes,
+                        res,
+                        &s.name,
+                        kernel,
+                        s.start_time_unix_nano,
+                        trace,
+                        span,
+                        hex::encode(&s.parent_span_id),
+                    );
+                    self.obs.push(o);
+                }
+            }
+        }
+    }
+
+    pub fn add_logs(&mut self, req: &ExportLogsServiceRequest) {
+        for rl in &req.resource_logs {
+            let res = rl
+                .resource
+                .as_ref()
+                .map_or(&[][..], |r| r.attributes.as_slice());
+            for sl in &rl.scope_logs {
+                for l in &sl.log_records {
+                    let event = attr(&l.attributes, "event.name").unwrap_or(&l.event_name);
+                    if event == "aibom.drift" {
+                        self.alerts.push((
+                            attr(&l.attributes, "aibom.component.ref").map(str::to_owned),
+                            attr(&l.attributes, "aibom.drift.subject").map(str::to_owned),
+                        ));
+                        continue;
+                    }
+                    if attr(&l.attributes, "runbom.event").is_none() {
+                        continue;
+                    }
+                    let trace = hex::encode(&l.trace_id);
+                    let span = hex::encode(&l.span_id);
+                    if !l.span_id.is_empty() && self.spans.contains(&(trace.clone(), span.clone()))
+                    {
+                        continue;
+                    }
+                    let o = observe(
+                        &l.attributes,
+                        res,
+                        "",
+                        true,
+                        l.time_unix_nano,
+                        trace,
+                        span,
+                        String::new(),
+                    );
+                    self.obs.push(o);
+                }
+            }
+        }
+    }
+
+    /// The inventory as a CycloneDX 1.6 document.
+    #[must_use]
+    pub fn to_cyclonedx(&self, source: &str) -> Value {
+        let entries = self.entries();
+        let mut components = Vec::new();
+        let mut services = Vec::new();
+        for ((kind, key), e) in &entries {
+            let r = format!("observed:{}:{key}", kind.as_str());
+            let props = evidence(e);
+            match kind {
+                Kind::Agent => components.push(json!({
+                    "type": "application", "bom-ref": r, "name": e.name,
+                    "properties": e.matches.iter().map(|m| json!({"name": "runbom:match", "value": m}))
+                        .chain(props).collect::<Vec<_>>(),
+                })),
+                Kind::Model => {
+                    let mut c = json!({
+                        "type": "machine-learning-model", "bom-ref": r, "name": e.name,
+                        "properties": e.provider.iter().map(|p| json!({"name": "runbom:provider", "value": p}))
+                            .chain(props).collect::<Vec<_>>(),
+                    });
+                    if let Some(p) = &e.provider {
+                        c["publisher"] = json!(p);
+                    }
+                    components.push(c);
+                }
+                Kind::Tool | Kind::Service => services.push(json!({
+                    "bom-ref": r, "name": e.name,
+                    "endpoints": e.endpoints,
+                    "properties": prepend(
+                        std::iter::once(prop("runbom:kind", if *kind == Kind::Tool { "tool" } else { "service" }))
+                            .chain(e.provider.iter().map(|p| prop("runbom:provider", p))),
+                        props,
+                    ),
+                })),
+                Kind::Data => components.push(json!({
+                    "type": "data", "bom-ref": r, "name": e.name,
+                    "data": e.endpoints.iter().map(|u| json!({"type": "dataset", "name": e.name, "contents": {"url": u}})).collect::<Vec<_>>(),
+                    "properties": props,
+                })),
+                Kind::Process => components.push(json!({
+                    "type": "file", "bom-ref": r, "name": e.name,
+                    "properties": prepend(std::iter::once(prop("runbom:exec", key)), props),
+                })),
+                Kind::Identity => components.push(json!({
+                    "type": "cryptographic-asset", "bom-ref": r, "name": e.name,
+                    "cryptoProperties": {"assetType": "related-crypto-material",
+                                          "relatedCryptoMaterialProperties": {"type": "credential"}},
+                    "properties": prepend(std::iter::once(prop("runbom:identity", key)), props),
+                })),
+            }
+        }
+        let mut doc = json!({
+            "bomFormat": "CycloneDX",
+            "specVersion": "1.6",
+            "serialNumber": serial(),
+            "version": 1,
+            "metadata": {
+                "timestamp": rfc3339_secs(),
+                "lifecycles": [{"phase": "operations"}],
+                "tools": {"components": [{"type": "application", "name": "runbom", "version": env!("CARGO_PKG_VERSION")}]},
+                "properties": [{"name": "runbom:evidence:source", "value": source}],
+            },
+            "components": components,
+        });
+        if !services.is_empty() {
+            doc["services"] = json!(services);
+        }
+        doc
+    }
+
+    /// Aggregates observations into inventory entries, keyed by kind and identity.
+    // One case per activity, side by side.
+    #[allow(clippy::too_many_lines)]
+    fn entries(&self) -> BTreeMap<(Kind, String), Entry> {
+        let mut out: BTreeMap<(Kind, String), Entry> = BTreeMap::new();
+        let index: HashMap<(&str, &str), usize> = self
+            .obs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| !o.span.is_empty())
+            .map(|(i, o)| ((o.trace.as_str(), o.span.as_str()), i))
+            .collect();
+        let tool_of = |mut i: usize| -> Option<&str> {
+            for _ in 0..64 {
+                if let Activity::Tool { name } = &self.obs[i].activity {
+                    return Some(name);
+                }
+                i = *index.get(&(self.obs[i].trace.as_str(), self.obs[i].parent.as_str()))?;
+            }
+            None
+        };
+        for (i, o) in self.obs.iter().enumerate() {
+            if let Some(uid) = o.uid {
+                add(
+                    &mut out,
+                    Kind::Identity,
+                    format!("uid:{uid}"),
+                    format!("uid {uid}"),
+                    o,
+                );
+            }
+            if let Some(sa) = &o.service_account {
+                add(
+                    &mut out,
+                    Kind::Identity,
+                    format!("k8s-sa:{sa}"),
+                    sa.clone(),
+                    o,
+                );
+            }
+            if let Some(exe) = &o.exe {
+                let e = add(&mut out, Kind::Process, exe.clone(), file_name(exe), o);
+                e.ai |= span::is_model_server(exe);
+            }
+            match &o.activity {
+                Activity::Agent { name } => {
+                    let name = name
+                        .clone()
+                        .or_else(|| o.workload.clone())
+                        .unwrap_or_else(|| "unknown".into());
+                    let e = add(&mut out, Kind::Agent, name.clone(), name.clone(), o);
+                    e.ai = true;
+                    e.matches.insert(format!("gen_ai.agent.name={name}"));
+                    if let Some(w) = &o.workload {
+                        e.matches.insert(format!("service.name={w}"));
+                    }
+                }
+                Activity::Model {
+                    model, provider, ..
+                } => {
+                    let m = model.clone().unwrap_or_else(|| "unknown".into());
+                    let key = format!("{m}@{}", provider.as_deref().unwrap_or(""));
+                    let e = add(&mut out, Kind::Model, key, m, o);
+                    e.ai = true;
+                    e.provider.clone_from(provider);
+                }
+                Activity::Tool { name } => {
+                    add(&mut out, Kind::Tool, name.clone(), name.clone(), o).ai = true;
+                }
+                Activity::Http { dest, .. } | Activity::Connect { dest } => {
+                    if dest.port == Some(53) || self.ignore.iter().any(|e| e.matches(dest)) {
+                        continue;
+                    }
+                    let base = endpoint_of(dest);
+                    let e = add(
+                        &mut out,
+                        Kind::Service,
+                        dest.host_port(),
+                        dest.host_port(),
+                        o,
+                    );
+                    e.endpoints.insert(base.clone());
+                    e.ai |= o.llm;
+                    if let Some(t) = tool_of(i) {
+                        let t = out.entry((Kind::Tool, t.to_owned())).or_default();
+                        if t.endpoints.len() < TOOL_ENDPOINTS {
+                            t.endpoints.insert(base);
+                        }
+                    }
+                }
+                Activity::Db {
+                    system,
+                    namespace,
+                    collection,
+                    dest,
+                } => {
+                    let url = dest.as_ref().map_or_else(
+                        || {
+                            format!(
+                                "{system}://localhost/{}",
+                                namespace.as_deref().unwrap_or("")
+                            )
+                        },
+                        |d| format!("{system}://{}", d.host_port()),
+                    );
+                    let name = [namespace.as_deref(), collection.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    add(
+                        &mut out,
+                        Kind::Data,
+                        url.clone(),
+                        if name.is_empty() {
+                            system.clone()
+                        } else {
+                            name
+                        },
+                        o,
+                    )
+                    .endpoints
+                    .insert(url);
+                }
+                Activity::File { path } => {
+                    let dir = match path.rfind('/') {
+                        Some(i) => &path[..=i],
+                        None => path.as_str(),
+                    };
+                    add(
+                        &mut out,
+                        Kind::Data,
+                        format!("file://{dir}"),
+                        dir.to_owned(),
+                        o,
+                    )
+                    .endpoints
+                    .insert(format!("file://{dir}"));
+                }
+                Activity::Exec { path } => {
+                    add(&mut out, Kind::Process, path.clone(), file_name(path), o).ai |=
+                        span::is_model_server(path);
+                }
+                Activity::Accept { .. } | Activity::Dns { .. } | Activity::Other => {}
+            }
+        }
+        for (r, subject) in &self.alerts {
+            for ((kind, key), e) in &mut out {
+                let hit = r.as_ref().is_some_and(|r| e.declared_refs.contains(r))
+                    || subject
+                        .as_deref()
+                        .is_some_and(|s| *kind == Kind::Service && s == key);
+                if hit {
+                    e.drift_alerts += 1;
+                }
+            }
+        }
+        out.retain(|_, e| e.kind.is_some() && e.count > 0);
+        out
+    }
+}
+
+fn add<'m>(
+    out: &'m mut BTreeMap<(Kind, String), Entry>,
+    kind: Kind,
+    key: String,
+    name: String,
+    o: &Obs,
+) -> &'m mut Entry {
+    let e = out.entry((kind, key)).or_default();
+    e.kind = Some(kind);
+    if e.name.is_empty() {
+        e.name = name;
+    }
+    e.seen(o);
+    e
+}
+
+#[allow(clippy::too_many_arguments)]
+fn observe(
+    attrs: &[KeyValue],
+    res: &[KeyValue],
+    name: &str,
+    kernel: bool,
+    time: u64,
+    trace: String,
+    span: String,
+    parent: String,
+) -> Obs {
+    let activity = span::classify(attrs, name, kernel);
+    let llm = match &activity {
+        Activity::Http { dest, .. } => span::is_llm_traffic(attrs, dest),
+        _ => false,
+    };
+    let sa =
+        attr(res, "k8s.serviceaccount.name").or_else(|| attr(res, "k8s.pod.service_account.name"));
+    Obs {
+        trace,
+        span,
+        parent,
+        time,
+        activity,
+        workload: attr(res, "service.name").map(str::to_owned),
+        exe: attr(attrs, "process.executable.path")
+            .or_else(|| attr(res, "process.executable.path"))
+            .filter(|_| kernel)
+            .map(str::to_owned),
+        uid: attr_int(attrs, "process.user.id").and_then(|u| u32::try_from(u).ok()),
+        service_account: sa.map(|sa| {
+            format!(
+                "{}/{sa}",
+                attr(res, "k8s.namespace.name").unwrap_or("default")
+            )
+        }),
+        agent_ref: attr(attrs, "aibom.agent.ref").map(str::to_owned),
+        component_ref: attr(attrs, "aibom.component.ref").map(str::to_owned),
+        llm,
+    }
+}
+
+/// How an observed destination is written as an endpoint: the URL without query, or
+/// `tcp://host:port` for a connection.
+fn endpoint_of(dest: &Dest) -> String {
+    match (&dest.scheme, &dest.path) {
+        (Some(_), Some(_)) => scrub::url(&dest.display()),
+        _ => format!("tcp://{}", dest.host_port()),
+    }
+}
+
+fn prop(name: &str, value: &str) -> Value {
+    json!({"name": name, "value": value})
+}
+
+fn prepend(first: impl Iterator<Item = Value>, rest: Vec<Value>) -> Vec<Value> {
+    first.chain(rest).collect()
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_owned()
+}
+
+fn evidence(e: &Entry) -> Vec<Value> {
+    let p = |n: &str, v: String| json!({"name": format!("runbom:evidence:{n}"), "value": v});
+    let mut out = vec![
+        p("first_seen", rfc3339(e.first_ns)),
+        p("last_seen", rfc3339(e.last_ns)),
+        p("count", e.count.to_string()),
+    ];
+    out.extend(e.traces.iter().map(|t| p("trace_id", t.clone())));
+    out.extend(e.workloads.iter().map(|w| p("workload", w.clone())));
+    out.extend(e.agent_refs.iter().map(|a| p("agent_ref", a.clone())));
+    out.extend(e.declared_refs.iter().map(|a| p("declared_ref", a.clone())));
+    if e.ai {
+        out.push(p("ai", "true".into()));
+    }
+    if e.drift_alerts > 0 {
+        out.push(p("drift_alerts", e.drift_alerts.to_string()));
+    }
+    out
+}
+
+fn for_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    mut f: impl FnMut(T),
+) -> Result<(), ObservedError> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|error| ObservedError::Read {
+        path: shown.clone(),
+        error,
+    })?;
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|error| ObservedError::Read {
+            path: shown.clone(),
+            error,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let req = serde_json::from_str(&line).map_err(|error| ObservedError::Parse {
+            path: shown.clone(),
+            line: n + 1,
+            error,
+        })?;
+        f(req);
+    }
+    Ok(())
+}
+
+/// A random `urn:uuid:` (version 4).
+fn serial() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn rfc3339_secs() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let s = rfc3339(now * 1_000_000_000);
+    format!("{}Z", &s[..19])
+}

@@ -1,0 +1,139 @@
+//! What the processor remembers about processes across traces: parent, user, the declared agent
+//! whose workload it belongs to, and the DNS names it asked for. Bounded: the least recently
+//! seen half is forgotten when it is full.
+
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+struct Info {
+    ppid: Option<u32>,
+    uid: Option<u32>,
+    agent: Option<String>,
+    names: Vec<String>,
+    seen: u64,
+}
+
+#[derive(Debug)]
+pub struct PidMap {
+    map: HashMap<u32, Info>,
+    tick: u64,
+    capacity: usize,
+}
+
+impl Default for PidMap {
+    fn default() -> Self {
+        Self::with_capacity(65_536)
+    }
+}
+
+/// Names remembered per process.
+const NAMES: usize = 16;
+/// How far up the parent chain a child process is attributed to an agent.
+const DEPTH: usize = 16;
+
+impl PidMap {
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            tick: 0,
+            capacity: capacity.max(2),
+        }
+    }
+
+    fn entry(&mut self, pid: u32) -> &mut Info {
+        self.tick += 1;
+        if self.map.len() >= self.capacity && !self.map.contains_key(&pid) {
+            let mut ages: Vec<u64> = self.map.values().map(|i| i.seen).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            self.map.retain(|_, i| i.seen > cut);
+        }
+        let tick = self.tick;
+        let info = self.map.entry(pid).or_default();
+        info.seen = tick;
+        info
+    }
+
+    pub fn learn(&mut self, pid: u32, parent: Option<u32>, uid: Option<u32>) {
+        let info = self.entry(pid);
+        if parent.is_some() {
+            info.ppid = parent;
+        }
+        if uid.is_some() {
+            info.uid = uid;
+        }
+    }
+
+    pub fn resolved(&mut self, pid: u32, name: &str) {
+        let info = self.entry(pid);
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if !info.names.contains(&name) {
+            if info.names.len() == NAMES {
+                info.names.remove(0);
+            }
+            info.names.push(name);
+        }
+    }
+
+    pub fn set_agent(&mut self, pid: u32, agent: &str) {
+        let info = self.entry(pid);
+        if info.agent.as_deref() != Some(agent) {
+            info.agent = Some(agent.to_owned());
+        }
+    }
+
+    /// The agent of `pid` or of its nearest known ancestor.
+    #[must_use]
+    pub fn agent_of(&self, pid: u32) -> Option<String> {
+        let mut at = pid;
+        for _ in 0..DEPTH {
+            let info = self.map.get(&at)?;
+            if let Some(a) = &info.agent {
+                return Some(a.clone());
+            }
+            at = info.ppid.filter(|p| *p != at && *p > 1)?;
+        }
+        None
+    }
+
+    #[must_use]
+    pub fn uid_of(&self, pid: u32) -> Option<u32> {
+        self.map.get(&pid).and_then(|i| i.uid)
+    }
+
+    #[must_use]
+    pub fn names_of(&self, pid: u32) -> &[String] {
+        self.map.get(&pid).map_or(&[], |i| i.names.as_slice())
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_inherit_the_agent_and_memory_is_bounded() {
+        let mut m = PidMap::with_capacity(8);
+        m.set_agent(100, "agent:a");
+        m.learn(200, Some(100), Some(1000));
+        m.learn(300, Some(200), None);
+        assert_eq!(m.agent_of(300).as_deref(), Some("agent:a"));
+        assert_eq!(m.agent_of(999), None);
+        assert_eq!(m.uid_of(200), Some(1000));
+        for pid in 1000..1100 {
+            m.learn(pid, None, None);
+        }
+        assert!(m.len() <= 8);
+    }
+}

@@ -1,0 +1,87 @@
+//! The declared BOM in force, re-read when its file changes (its modification time or size,
+//! polled). A file that no longer loads leaves the last good BOM in force, and says so loudly:
+//! an error log and a counter.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
+
+use tracing::{error, info};
+
+use crate::bom::{BomError, DeclaredBom};
+
+#[derive(Debug)]
+pub struct BomWatch {
+    path: PathBuf,
+    current: Arc<DeclaredBom>,
+    stamp: Option<(SystemTime, u64)>,
+    /// Reloads that failed (the last good BOM stayed in force).
+    pub reload_failures: Arc<AtomicU64>,
+    pub reloads: Arc<AtomicU64>,
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl BomWatch {
+    /// Loads the BOM; an invalid one is an error (runbom refuses to start with it).
+    pub fn load(path: &Path) -> Result<Self, BomError> {
+        let before = stamp(path);
+        let bom = DeclaredBom::from_file(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            current: Arc::new(bom),
+            stamp: before,
+            reload_failures: Arc::default(),
+            reloads: Arc::default(),
+        })
+    }
+
+    /// The BOM in force.
+    #[must_use]
+    pub fn current(&self) -> &Arc<DeclaredBom> {
+        &self.current
+    }
+
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file if it changed. Returns the error when the new file is invalid (the
+    /// last good BOM stays in force); `Ok(true)` when a new BOM took over.
+    pub fn poll(&mut self) -> Result<bool, BomError> {
+        let now = stamp(&self.path);
+        if now == self.stamp {
+            return Ok(false);
+        }
+        self.stamp = now;
+        match DeclaredBom::from_file(&self.path) {
+            Ok(bom) => {
+                info!(
+                    bom = %self.path.display(),
+                    serial = %bom.serial_number,
+                    "declared AI-BOM reloaded"
+                );
+                self.current = Arc::new(bom);
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                error!(
+                    "declared AI-BOM NOT reloaded, keeping the last good one (serial {}): {e}",
+                    self.current.serial_number
+                );
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The rules of one declared workload: whether a model call, tool, destination, database,
+//! file or program is declared for the agent (and, under a tool, for that tool), and the drift
+//! flag and sentence when it is not.
+
+use crate::{
+    bom::{DeclaredBom, Kind},
+    endpoint::{Dest, Endpoint},
+    judge::{Item, JudgeSettings, Verdict, flag},
+    span::{Activity, attr},
+};
+
+pub(crate) struct Judge<'a> {
+    pub bom: &'a DeclaredBom,
+    pub settings: &'a JudgeSettings,
+    pub agent: &'a str,
+}
+
+fn drift(flag: &'static str, reason: String, subject: String) -> Verdict {
+    Verdict {
+        declared: Some(false),
+        drift: vec![flag],
+        reason: Some(reason),
+        subject: Some(subject),
+        ..Verdict::default()
+    }
+}
+
+fn found(r: &str, kind: Kind) -> Verdict {
+    Verdict {
+        component: Some((r.to_owned(), kind)),
+        declared: Some(true),
+        ..Verdict::default()
+    }
+}
+
+impl Judge<'_> {
+    fn agent_name(&self) -> &str {
+        self.bom
+            .agents
+            .iter()
+            .find(|a| a.bom_ref == self.agent)
+            .map_or(self.agent, |a| a.name.as_str())
+    }
+
+    pub(crate) fn verdict(&self, act: &Activity, tool: Option<&str>, it: &Item) -> Verdict {
+        match act {
+            Activity::Agent { .. } => found(self.agent, Kind::Agent),
+            Activity::Model {
+                model, provider, ..
+            } => self.model(model.as_deref(), provider.as_deref()),
+            Activity::Tool { name } => self.tool(name),
+            Activity::Http { dest, method, .. } => {
+                let mut v =
+                    self.destination(dest, tool, &format!("sent {method} {}", dest.display()));
+                // The `model` field of an LLM API request captured in TLS.
+                if let Some(m) = attr(&it.span.attributes, "gen_ai.request.model") {
+                    let mv = self.model(Some(m), None);
+                    for f in mv.drift {
+                        v.drift.push(f);
+                        v.declared = Some(false);
+                        v.reason = Some(match v.reason.take() {
+                            Some(r) => format!("{r}; {}", mv.reason.clone().unwrap_or_default()),
+                            None => mv.reason.clone().unwrap_or_default(),
+                        });
+                        v.subject.get_or_insert_with(|| m.to_owned());
+                    }
+                }
+                v
+            }
+            Activity::Connect { dest } => {
+                if dest.port == Some(53) {
+                    return Verdict::default(); // name resolution: judged by name, not here
+                }
+                self.destination(dest, tool, &format!("connected to {}", dest.host_port()))
+            }
+            Activity::Db {
+                system,
+                namespace,
+                collection,
+                dest,
+            } => self.db(
+                system,
+                namespace.as_deref(),
+                collection.as_deref(),
+                dest.as_ref(),
+                tool,
+            ),
+            Activity::File { path } => self.file(path),
+            Activity::Exec { path } => self.exec(path),
+            Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => Verdict::default(),
+        }
+    }
+
+    fn allowed(&self, r: &str) -> bool {
+        self.bom.allowed(self.agent, r)
+    }
+
+    fn model(&self, model: Option<&str>, provider: Option<&str>) -> Verdict {
+        let Some(model) = model else {
+            return Verdict::default();
+        };
+        let shown = match provider {
+            Some(p) => format!("model {model} (provider {p})"),
+            None => format!("model {model}"),
+        };
+        let by_name: Vec<_> = self
+            .bom
+            .models
+            .iter()
+            .filter(|m| model_matches(&m.name, model))
+            .collect();
+        let fits = |m: &&crate::bom::Model| {
+            provider.is_none_or(|p| m.providers.is_empty() || m.providers.iter().any(|q| q == p))
+        };
+        match by_name.iter().copied().find(|m| fits(m)) {
+            Some(m) if self.allowed(&m.bom_ref) => found(&m.bom_ref, Kind::Model),
+            Some(m) => drift(
+                flag::UNDECLARED_MODEL,
+                format!(
+                    "{shown} is declared as {} but not for {}",
+                    m.bom_ref, self.agent
+                ),
+                model.to_owned(),
+            ),
+            None if !by_name.is_empty() => drift(
+                flag::UNDECLARED_MODEL,
+                format!(
+                    "{shown} is declared only with provider {}",
+                    by_name[0].providers.join(", ")
+                ),
+                model.to_owned(),
+            ),
+            None => drift(
+                flag::UNDECLARED_MODEL,
+                format!(
+                    "{} called {shown}, which the BOM does not declare",
+                    self.agent_name()
+                ),
+                model.to_owned(),
+            ),
+        }
+    }
+
+    fn tool(&self, name: &str) -> Verdict {
+        match self.bom.tools.iter().find(|t| t.name == name) {
+            Some(t) if self.allowed(&t.bom_ref) => found(&t.bom_ref, Kind::Tool),
+            Some(t) => drift(
+                flag::UNDECLARED_TOOL,
+                format!(
+                    "tool {name} is declared as {} but not for {}",
+                    t.bom_ref, self.agent
+                ),
+                name.to_owned(),
+            ),
+            None => drift(
+                flag::UNDECLARED_TOOL,
+                format!(
+                    "{} used tool {name}, which the BOM does not declare",
+                    self.agent_name()
+                ),
+                name.to_owned(),
+            ),
+        }
+    }
+
+    /// A destination a tool (or the agent, outside tools) reached. Under a declared tool, only
+    /// the tool's endpoints and those of what it depends on are allowed: the key case of
+    /// sanctioned tool abuse.
+    fn destination(&self, dest: &Dest, tool: Option<&str>, did: &str) -> Verdict {
+        if self.settings.ignore.iter().any(|e| e.matches(dest)) {
+            return Verdict::default();
+        }
+        let subject = dest.host_port();
+        if let Some(t) = tool.and_then(|t| self.bom.tools.iter().find(|d| d.name == t)) {
+            let reach = self.bom.closure(&t.bom_ref);
+            let mut declared = Vec::new();
+            for (r, kind, eps) in self.endpoints() {
+                if !reach.contains(r) {
+                    continue;
+                }
+                if eps.iter().any(|e| e.matches(dest)) {
+                    return found(r, kind);
+                }
+                declared.extend(eps.iter().map(|e| e.raw.clone()));
+            }
+            if t.endpoints.iter().any(|e| e.matches(dest)) {
+                return found(&t.bom_ref, Kind::Tool);
+            }
+            declared.extend(t.endpoints.iter().map(|e| e.raw.clone()));
+            declared.dedup();
+            let allowed = if declared.is_empty() {
+                "it has no endpoints".to_owned()
+            } else {
+                format!("declared: {}", declared.join(", "))
+            };
+            return drift(
+                flag::UNDECLARED_ENDPOINT,
+                format!(
+                    "tool {} {did}, an endpoint the BOM does not declare for it ({allowed})",
+                    t.name
+                ),
+                subject,
+            );
+        }
+        let who = self.agent_name().to_owned();
+        match self
+            .endpoints()
+            .find(|(_, _, eps)| eps.iter().any(|e| e.matches(dest)))
+        {
+            Some((r, kind, _)) if self.allowed(r) => found(r, kind),
+            Some((r, _, _)) => drift(
+                flag::UNDECLARED_ENDPOINT,
+                format!("{who} {did}, declared as {r} but not for {}", self.agent),
+                subject,
+            ),
+            None => drift(
+                flag::UNDECLARED_ENDPOINT,
+                format!("{who} {did}, an endpoint the BOM does not declare"),
+                subject,
+            ),
+        }
+    }
+
+    /// Every declared endpoint list with its owner: services, data sources, then tools.
+    fn endpoints(&self) -> impl Iterator<Item = (&str, Kind, &[Endpoint])> + '_ {
+        let b = self.bom;
+        b.services
+            .iter()
+            .map(|s| (s.bom_ref.as_str(), Kind::Service, s.endpoints.as_slice()))
+            .chain(
+                b.data
+                    .iter()
+                    .map(|d| (d.bom_ref.as_str(), Kind::Data, d.endpoints.as_slice())),
+            )
+            .chain(
+                b.tools
+                    .iter()
+                    .map(|t| (t.bom_ref.as_str(), Kind::Tool, t.endpoints.as_slice())),
+            )
+    }
+
+    fn db(
+        &self,
+        system: &str,
+        namespace: Option<&str>,
+        collection: Option<&str>,
+        dest: Option<&Dest>,
+        tool: Option<&str>,
+    ) -> Verdict {
+        let names: Vec<String> = [
+            namespace.map(str::to_owned),
+            collection.map(str::to_owned),
+            namespace.zip(collection).map(|(n, c)| format!("{n}.{c}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let hit = self.bom.data.iter().find(|d| {
+            dest.is_some_and(|dest| d.endpoints.iter().any(|e| e.matches(dest)))
+                || d.names.iter().any(|n| names.iter().any(|m| m == n))
+        });
+        let what = format!(
+            "{system} database {}{}",
+            namespace.unwrap_or("?"),
+            dest.map(|d| format!(" at {}", d.host_port()))
+                .unwrap_or_default()
+        );
+        match hit {
+            Some(d) if self.allowed(&d.bom_ref) => found(&d.bom_ref, Kind::Data),
+            Some(d) => drift(
+                flag::UNDECLARED_DATA_SOURCE,
+                format!(
+                    "{} queried the {what}, declared as {} but not for {}",
+                    self.agent_name(),
+                    d.bom_ref,
+                    self.agent
+                ),
+                what,
+            ),
+            None => {
+                // A database behind a declared API endpoint is that endpoint's business.
+                if let Some(dest) = dest {
+                    let v = self.destination(dest, tool, &format!("queried the {what}"));
+                    if v.drift.is_empty() {
+                        return v;
+                    }
+                }
+                drift(
+                    flag::UNDECLARED_DATA_SOURCE,
+                    format!(
+                        "{} queried the {what}, which matches no declared data source",
+                        self.agent_name()
+                    ),
+                    what,
+                )
+            }
+        }
+    }
+
+    fn file(&self, path: &str) -> Verdict {
+        let hit = self
+            .bom
+            .data
+            .iter()
+            .filter_map(|d| {
+                d.paths
+                    .iter()
+                    .filter(|p| under(path, p))
+                    .map(|p| (p.len(), d))
+                    .max_by_key(|(l, _)| *l)
+            })
+            .max_by_key(|(l, _)| *l)
+            .map(|(_, d)| d);
+        match hit {
+            Some(d) if self.allowed(&d.bom_ref) => found(&d.bom_ref, Kind::Data),
+            Some(d) => drift(
+                flag::UNDECLARED_DATA_SOURCE,
+                format!(
+                    "{} opened {path}, in {} which is not declared for {}",
+                    self.agent_name(),
+                    d.bom_ref,
+                    self.agent
+                ),
+                path.to_owned(),
+            ),
+            None => drift(
+                flag::UNDECLARED_FILE,
+                format!(
+                    "{} opened {path}, under no declared data source",
+                    self.agent_name()
+                ),
+                path.to_owned(),
+            ),
+        }
+    }
+
+    fn exec(&self, path: &str) -> Verdict {
+        let hits: Vec<_> = self
+            .bom
+            .programs
+            .iter()
+            .filter(|p| p.execs.iter().any(|g| g.matches(path)))
+            .collect();
+        match hits.iter().find(|p| self.allowed(&p.bom_ref)) {
+            Some(p) => found(&p.bom_ref, Kind::Process),
+            None => drift(
+                flag::UNDECLARED_EXEC,
+                match hits.first() {
+                    Some(p) => format!(
+                        "{} executed {path}, declared as {} but not for {}",
+                        self.agent_name(),
+                        p.bom_ref,
+                        self.agent
+                    ),
+                    None => format!(
+                        "{} executed {path}, which no runbom:exec of the BOM allows",
+                        self.agent_name()
+                    ),
+                },
+                path.to_owned(),
+            ),
+        }
+    }
+}
+
+/// A declared model name (glob) matches the model id, or the id without a dated snapshot
+/// suffix (`gpt-4o-mini-2024-07-18`, `claude-3-5-sonnet-20241022` are `gpt-4o-mini`,
+/// `claude-3-5-sonnet`): providers answer with the snapshot that served the request.
+#[must_use]
+pub fn model_matches(name: &crate::glob::Glob, id: &str) -> bool {
+    name.matches(id) || undated(id).is_some_and(|base| name.matches(base))
+}
+
+fn undated(id: &str) -> Option<&str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (base, tail) = id.rsplit_once('-')?;
+    if tail.len() == 8 && digits(tail) {
+        return Some(base);
+    }
+    // -YYYY-MM-DD
+    let (base2, month) = base.rsplit_once('-')?;
+    let (base3, year) = base2.rsplit_once('-')?;
+    (year.len() == 4
+        && digits(year)
+        && month.len() == 2
+        && digits(month)
+        && tail.len() == 2
+        && digits(tail))
+    .then_some(base3)
+}
+
+/// `path` is `prefix` or below it (a prefix ending in `/` is a directory).
+fn under(path: &str, prefix: &str) -> bool {
+    path.starts_with(prefix)
+        && (prefix.ends_with('/')
+            || path.len() == prefix.len()
+            || path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}

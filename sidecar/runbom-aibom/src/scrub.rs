@@ -1,0 +1,181 @@
+//! Secrets out of everything the AI-BOM processor writes (contract §5): the agent's redaction
+//! (`runbom_agent::redact`: bearer/basic credentials, URL passwords, API-key-shaped strings)
+//! plus the values of secret-named fields in free text (`Authorization: x`, `"api_key": "x"`,
+//! `password=x`) and the query values of URLs.
+
+use runbom_agent::redact::{self, REDACTED};
+
+/// `s` with every credential replaced by `[REDACTED]`, cut to at most `max` characters.
+#[must_use]
+pub fn text(s: &str, max: usize) -> String {
+    let s = secret_fields(s);
+    let s = key_shaped_runs(&s);
+    let s = redact::text(&s).into_owned();
+    clip(&s, max)
+}
+
+/// API-key-shaped runs wherever they stand, also when punctuation follows them (`sk-….`),
+/// which `redact::text`'s token split does not catch.
+fn key_shaped_runs(s: &str) -> String {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find(word) {
+        out.push_str(&rest[..start]);
+        let run_len = rest[start..]
+            .find(|c: char| !word(c))
+            .unwrap_or(rest.len() - start);
+        let run = &rest[start..start + run_len];
+        if redact::looks_like_api_key(run) {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(run);
+        }
+        rest = &rest[start + run_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A URL without its query and fragment, its userinfo password redacted.
+#[must_use]
+pub fn url(u: &str) -> String {
+    let base = u.split(['?', '#']).next().unwrap_or(u);
+    redact::text(base).into_owned()
+}
+
+/// A command line (already redacted by the agent; redacted again, as it may come from elsewhere).
+#[must_use]
+pub fn command_line(s: &str) -> String {
+    let argv: Vec<&str> = s.split(' ').collect();
+    clip(&redact::command_line(&argv), 512)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max).collect();
+    out.push('…');
+    out
+}
+
+/// Replaces the value after `name:` / `name=` / `"name": "` when `name` says it is a secret.
+// A byte scanner: `i`, `j`, `k` are positions, `b` the byte at one.
+#[allow(clippy::many_single_char_names)]
+fn secret_fields(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        // A name: a run of word characters and dashes.
+        if !is_name_byte(bytes[i]) || (i > 0 && is_name_byte(bytes[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_name_byte(bytes[i]) {
+            i += 1;
+        }
+        let name = &s[start..i];
+        if !redact::is_secret_name(name) {
+            continue;
+        }
+        // Separator: optional closing quote, spaces, `:` or `=`, spaces, optional opening quote.
+        let mut j = i;
+        if j < bytes.len() && matches!(bytes[j], b'"' | b'\'') {
+            j += 1;
+        }
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        if j >= bytes.len() || !matches!(bytes[j], b':' | b'=') {
+            continue;
+        }
+        // `Name: value` (a header) runs to the end of the line; `name=value` to the next delimiter.
+        let header = bytes[j] == b':';
+        j += 1;
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        let quote = (j < bytes.len() && matches!(bytes[j], b'"' | b'\'')).then(|| bytes[j]);
+        if quote.is_some() {
+            j += 1;
+        }
+        let value_start = j;
+        // `Authorization: Bearer x`: the scheme word stays, the credential goes.
+        let mut k = j;
+        while k < bytes.len() {
+            let b = bytes[k];
+            let end = match quote {
+                Some(q) => b == q || b == b'\n',
+                None if header => matches!(b, b'\n' | b'\r' | b'\\'),
+                None => {
+                    matches!(b, b'\n' | b'&' | b',' | b';' | b'"' | b'\'' | b'}')
+                        || (b == b' ' && !is_auth_scheme(&s[value_start..k]))
+                }
+            };
+            if end {
+                break;
+            }
+            k += 1;
+        }
+        if k > value_start {
+            out.push_str(&s[copied..value_start]);
+            out.push_str(REDACTED);
+            copied = k;
+        }
+        i = k;
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn is_auth_scheme(word: &str) -> bool {
+    ["bearer", "basic", "token", "digest"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_in_headers_json_and_assignments() {
+        let s = "Authorization: Bearer abc.def\nX-Api-Key: k123\nCookie: a=b; c=d\nHost: x";
+        let out = text(s, 1000);
+        for secret in ["abc.def", "k123", "a=b", "c=d"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("Host: x"), "{out}");
+        let out = text(
+            r#"{"api_key": "zzz", "password":"p4ss", "user": "bob"}"#,
+            1000,
+        );
+        assert!(
+            !out.contains("zzz") && !out.contains("p4ss") && out.contains("bob"),
+            "{out}"
+        );
+        let out = text("curl -d token=t0k3n&x=1 https://u:pw@h/", 1000);
+        assert!(!out.contains("t0k3n") && !out.contains(":pw@"), "{out}");
+    }
+
+    #[test]
+    fn keys_followed_by_punctuation() {
+        let key = format!("sk-proj-{}", "a1".repeat(12));
+        let out = text(&format!("use {key}. or ({key}), \"{key}\""), 1000);
+        assert!(!out.contains(&key), "{out}");
+        assert_eq!(text("sk-short. fine", 100), "sk-short. fine");
+    }
+
+    #[test]
+    fn urls_lose_their_query() {
+        assert_eq!(url("http://h:1/p?api_key=s&x=1"), "http://h:1/p");
+    }
+}

@@ -1,0 +1,353 @@
+//! The processor on traces shaped like the reference agent's: the injected conversation gives
+//! `undeclared_endpoint` on the exfiltration request and exactly one alert whose chain tells
+//! the story; the benign one gives no drift and no alert.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{DATA, PROMPT_INJECTED, benign, bom, injected};
+use opentelemetry_proto::tonic::{
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+    logs::v1::LogRecord,
+    trace::v1::Span,
+};
+use runbom_aibom::{
+    Processor, Settings,
+    endpoint::Endpoint,
+    judge::JudgeSettings,
+    span::{attr, attr_int},
+};
+
+fn settings() -> Settings {
+    Settings {
+        wait: Duration::from_secs(5),
+        max_spans: 10_000,
+        judge: JudgeSettings {
+            ignore: vec![
+                Endpoint::parse("127.0.0.1:4317").unwrap(),
+                Endpoint::parse("127.0.0.1:4318").unwrap(),
+            ],
+        },
+    }
+}
+
+fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::ArrayValue(a)),
+            }) => Some(
+                a.values
+                    .iter()
+                    .filter_map(|v| match &v.value {
+                        Some(Value::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn boolean(attrs: &[KeyValue], key: &str) -> Option<bool> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::BoolValue(b)),
+            }) => Some(*b),
+            _ => None,
+        })
+}
+
+/// Runs `req` through a processor: held, then released once the wait is over.
+fn run(
+    req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> (Vec<Span>, Vec<LogRecord>) {
+    let bom = bom();
+    let mut p = Processor::new(settings());
+    let t0 = Instant::now();
+    let early = p.push(req, t0, &bom);
+    assert!(
+        early.traces.is_none(),
+        "nothing is released before the wait is over"
+    );
+    assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(5)));
+    let none = p.release_due(t0 + Duration::from_secs(4), &bom);
+    assert!(
+        none.traces.is_none() && none.alerts.is_none(),
+        "still waiting"
+    );
+    let out = p.release_due(t0 + Duration::from_secs(6), &bom);
+    assert_eq!(p.held_spans(), 0);
+    let spans = out
+        .traces
+        .expect("the trace is released")
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    let logs = out
+        .alerts
+        .map(|l| {
+            l.resource_logs
+                .into_iter()
+                .flat_map(|r| r.scope_logs)
+                .flat_map(|s| s.log_records)
+                .collect()
+        })
+        .unwrap_or_default();
+    (spans, logs)
+}
+
+#[test]
+// One story, checked step by step.
+#[allow(clippy::too_many_lines)]
+fn injected_exfiltration_is_undeclared_endpoint_with_one_alert_and_its_chain() {
+    let (trace, post) = injected(1);
+    let n = trace.app.len() + trace.kernel.len();
+    let (spans, alerts) = run(trace.request());
+    assert_eq!(spans.len(), n, "every span is released");
+    let drifted: Vec<&Span> = spans
+        .iter()
+        .filter(|s| boolean(&s.attributes, "aibom.drift") == Some(true))
+        .collect();
+    let names: Vec<&str> = drifted.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["POST", "net.connect", "http.request"],
+        "the exfiltration request's spans, and only them"
+    );
+    for s in &drifted {
+        assert_eq!(
+            strings(&s.attributes, "aibom.drift.kinds"),
+            ["undeclared_endpoint"],
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            attr(&s.attributes, "aibom.agent.ref"),
+            Some("agent:support-agent")
+        );
+        assert_eq!(boolean(&s.attributes, "aibom.declared"), Some(false));
+        let reason = attr(&s.attributes, "aibom.drift.reason").unwrap();
+        assert!(
+            reason.contains("http_post") && reason.contains("18099"),
+            "{reason}"
+        );
+        if s.name != "POST" {
+            assert_eq!(s.parent_span_id, post, "kernel spans of the request");
+        }
+    }
+    for s in &spans {
+        assert_eq!(
+            attr(&s.attributes, "aibom.bom.serial_number"),
+            Some("urn:uuid:6f1c2b9e-4d7a-4e0b-9a51-52756e626f6d"),
+            "{}",
+            s.name
+        );
+        assert!(
+            boolean(&s.attributes, "aibom.drift").is_some(),
+            "{} is judged",
+            s.name
+        );
+    }
+    assert_eq!(alerts.len(), 1, "one finding, one alert: {alerts:#?}");
+    let a = &alerts[0];
+    assert_eq!(attr(&a.attributes, "event.name"), Some("aibom.drift"));
+    assert_eq!(a.event_name, "aibom.drift");
+    assert_eq!(a.severity_text, "ERROR");
+    assert!((17..=20).contains(&a.severity_number));
+    assert_eq!(a.trace_id, vec![1; 16]);
+    assert_eq!(
+        a.span_id, post,
+        "the alert points at the offending request's span"
+    );
+    assert_eq!(
+        strings(&a.attributes, "aibom.drift.kinds"),
+        ["undeclared_endpoint"]
+    );
+    assert_eq!(
+        attr(&a.attributes, "aibom.agent.ref"),
+        Some("agent:support-agent")
+    );
+    assert_eq!(
+        attr(&a.attributes, "aibom.component.ref"),
+        Some("tool:http_post")
+    );
+    assert_eq!(attr(&a.attributes, "service.name"), Some("support-agent"));
+    let chain = strings(&a.attributes, "aibom.chain");
+    let text = chain.join("\n");
+    let body = match &a.body {
+        Some(AnyValue {
+            value: Some(Value::StringValue(s)),
+        }) => s.clone(),
+        other => panic!("body: {other:?}"),
+    };
+    assert_eq!(body, text, "the body is the chain, a line per step");
+    // Ground truth's chain_mentions: the prompt, the data read, the tools, the destination.
+    for needle in [
+        PROMPT_INJECTED,
+        &format!("{DATA}/tickets/T-2718.md"),
+        "query_customers",
+        "http_post",
+        "http://127.0.0.1:18099/upload",
+    ] {
+        assert!(
+            text.contains(needle),
+            "the chain mentions {needle:?}:\n{text}"
+        );
+    }
+    assert!(chain[0].contains("prompt: support-agent"), "{}", chain[0]);
+    assert!(
+        chain.last().unwrap().contains("DRIFT undeclared_endpoint"),
+        "{text}"
+    );
+    let order = |needle: &str| chain.iter().position(|l| l.contains(needle)).unwrap();
+    assert!(order("file.open") < order("tool: query_customers"));
+    assert!(order("tool: query_customers") < order("tool: http_post"));
+    assert!(
+        !text.contains("http_get"),
+        "steps after the offending action are not in its chain"
+    );
+    assert!(
+        chain.iter().all(|l| l.starts_with("2026-11-27T")),
+        "each step has its time"
+    );
+    assert!(text.contains("uid 1000"), "the identity used:\n{text}");
+    assert!(
+        text.contains("identity:openai-api-key"),
+        "the API key behind the model calls:\n{text}"
+    );
+}
+
+#[test]
+fn benign_conversation_has_no_drift_and_no_alert() {
+    let (spans, alerts) = run(benign(2).request());
+    let drifted: Vec<_> = spans
+        .iter()
+        .filter(|s| boolean(&s.attributes, "aibom.drift") != Some(false))
+        .map(|s| {
+            (
+                s.name.clone(),
+                attr(&s.attributes, "aibom.drift.reason").map(str::to_owned),
+            )
+        })
+        .collect();
+    assert!(drifted.is_empty(), "{drifted:#?}");
+    assert!(alerts.is_empty(), "{alerts:#?}");
+    let component = |pred: &dyn Fn(&Span) -> bool| {
+        spans
+            .iter()
+            .filter(|s| pred(s))
+            .map(|s| {
+                (
+                    attr(&s.attributes, "aibom.component.ref")
+                        .unwrap_or("-")
+                        .to_owned(),
+                    attr(&s.attributes, "aibom.component.kind")
+                        .unwrap_or("-")
+                        .to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let model = component(&|s| s.name == "chat gpt-4o-mini");
+    assert!(
+        model
+            .iter()
+            .all(|c| c == &("model:gpt-4o-mini".into(), "model".into())),
+        "{model:?}"
+    );
+    let llm = component(&|s| {
+        attr_int(&s.attributes, "server.port") == Some(18443)
+            && attr(&s.attributes, "runbom.event").is_some()
+    });
+    assert!(llm.iter().all(|c| c.0 == "service:openai-api"), "{llm:?}");
+    assert_eq!(
+        component(&|s| s.name == "process.exec"),
+        [("program:wc".into(), "process".into())]
+    );
+    let files = component(&|s| s.name == "file.open");
+    assert_eq!(files.len(), 2);
+    assert!(
+        files
+            .iter()
+            .all(|c| c == &("data:ticket-notes".into(), "data".into())),
+        "{files:?}"
+    );
+    assert_eq!(
+        component(&|s| s.name == "SELECT customers"),
+        [("data:customer-db".into(), "data".into())]
+    );
+    assert_eq!(
+        component(&|s| s.name == "execute_tool http_post"),
+        [("tool:http_post".into(), "tool".into())]
+    );
+    assert_eq!(
+        component(&|s| s.name == "invoke_agent support-agent"),
+        [("agent:support-agent".into(), "agent".into())]
+    );
+    let otlp = component(&|s| attr_int(&s.attributes, "server.port") == Some(4318));
+    assert_eq!(
+        otlp,
+        [("-".into(), "-".into())],
+        "runbom's own receiver is never a component nor drift"
+    );
+}
+
+#[test]
+fn two_conversations_side_by_side_and_alerts_are_not_repeated() {
+    let bom = bom();
+    let mut p = Processor::new(settings());
+    let t0 = Instant::now();
+    let (bad, _) = injected(3);
+    let mut req = bad.request();
+    req.resource_spans
+        .extend(benign(4).request().resource_spans);
+    p.push(req, t0, &bom);
+    let out = p.release_due(t0 + Duration::from_secs(6), &bom);
+    let alerts = out.alerts.expect("the injected trace alerts");
+    assert_eq!(alerts.resource_logs.len(), 1);
+    // The same trace again (a late duplicate): judged again, not alerted again.
+    let (bad, _) = injected(3);
+    p.push(bad.request(), t0, &bom);
+    let out = p.release_due(t0 + Duration::from_secs(12), &bom);
+    assert!(out.alerts.is_none(), "deduplicated");
+    assert_eq!(
+        p.stats
+            .alerts_deduplicated
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn memory_is_bounded_by_releasing_the_oldest_traces_early() {
+    let bom = bom();
+    let mut s = settings();
+    s.max_spans = 40;
+    let mut p = Processor::new(s);
+    let t0 = Instant::now();
+    let first = benign(5);
+    let n = first.app.len() + first.kernel.len();
+    assert!(n < 40);
+    assert!(p.push(first.request(), t0, &bom).traces.is_none());
+    let early = p.push(benign(6).request(), t0, &bom);
+    let released: usize = early
+        .traces
+        .expect("the oldest trace goes early")
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(released, n);
+    assert!(p.held_spans() <= 40);
+}

@@ -1,0 +1,427 @@
+//! One test per matching rule and drift flag, on small traces judged directly.
+
+mod common;
+
+use opentelemetry_proto::tonic::{
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+    trace::v1::span::SpanKind,
+};
+use runbom_aibom::{
+    DeclaredBom,
+    judge::{Item, JudgeSettings, judge},
+    otlp::{kv_int, kv_str},
+    pids::PidMap,
+    span::attr,
+};
+
+fn items(t: common::Trace) -> Vec<Item> {
+    let req = t.request();
+    let mut out = Vec::new();
+    for rs in req.resource_spans {
+        let resource = std::sync::Arc::new(runbom_aibom::judge::ResourceHeader {
+            resource: rs.resource,
+            schema_url: rs.schema_url,
+        });
+        for ss in rs.scope_spans {
+            let scope = std::sync::Arc::new(runbom_aibom::judge::ScopeHeader {
+                scope: ss.scope,
+                schema_url: ss.schema_url,
+            });
+            for span in ss.spans {
+                out.push(Item {
+                    resource: resource.clone(),
+                    scope: scope.clone(),
+                    span,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn kinds(attrs: &[KeyValue]) -> Vec<String> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == "aibom.drift.kinds")
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::ArrayValue(a)),
+            }) => Some(
+                a.values
+                    .iter()
+                    .filter_map(|v| match &v.value {
+                        Some(Value::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Judges `t` and returns, per span name, its drift flags and component ref.
+fn judged(
+    bom: &DeclaredBom,
+    pids: &mut PidMap,
+    t: common::Trace,
+) -> Vec<(String, Vec<String>, Option<String>)> {
+    let mut its = items(t);
+    judge(bom, &JudgeSettings::default(), pids, &mut its);
+    its.iter()
+        .map(|i| {
+            (
+                i.span.name.clone(),
+                kinds(&i.span.attributes),
+                attr(&i.span.attributes, "aibom.component.ref").map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+fn flags_of<'a>(out: &'a [(String, Vec<String>, Option<String>)], name: &str) -> &'a [String] {
+    &out.iter()
+        .find(|(n, _, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} in {out:?}"))
+        .1
+}
+
+#[test]
+fn undeclared_model_and_provider_mismatch() {
+    let bom = common::bom();
+    let mut t = common::Trace::new(20);
+    let root = t.root("p");
+    t.app_span(
+        &root,
+        "chat gpt-5",
+        SpanKind::Client,
+        vec![
+            kv_str("gen_ai.operation.name", "chat"),
+            kv_str("gen_ai.provider.name", "openai"),
+            kv_str("gen_ai.request.model", "gpt-5"),
+        ],
+    );
+    t.app_span(
+        &root,
+        "chat via anthropic",
+        SpanKind::Client,
+        vec![
+            kv_str("gen_ai.operation.name", "chat"),
+            kv_str("gen_ai.system", "anthropic"),
+            kv_str("gen_ai.request.model", "gpt-4o-mini"),
+        ],
+    );
+    t.app_span(
+        &root,
+        "chat via langchain",
+        SpanKind::Client,
+        vec![
+            kv_str("gen_ai.system", "langchain"),
+            kv_str("llm.request.type", "chat"),
+            kv_str("gen_ai.request.model", "gpt-4o-mini"),
+        ],
+    );
+    let out = judged(&bom, &mut PidMap::default(), t);
+    assert_eq!(flags_of(&out, "chat gpt-5"), ["undeclared_model"]);
+    assert_eq!(flags_of(&out, "chat via anthropic"), ["undeclared_model"]);
+    assert!(
+        flags_of(&out, "chat via langchain").is_empty(),
+        "langchain is a framework, not a provider: {out:?}"
+    );
+}
+
+#[test]
+fn undeclared_tool_exec_file_and_data_source() {
+    let bom = common::bom();
+    let mut t = common::Trace::new(21);
+    let root = t.root("p");
+    let shell = t.tool(&root, "shell", "{}");
+    t.kernel_span(
+        &shell,
+        "process.exec",
+        4301,
+        "/bin/sh",
+        vec![kv_str("process.command_line", "/bin/sh -c id")],
+    );
+    t.kernel_span(
+        &shell,
+        "file.open",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![kv_str("file.path", "/etc/shadow")],
+    );
+    t.kernel_span(
+        &root,
+        "file.open",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![kv_str("file.path", "/tmp/runbom-agent/data-other/x")],
+    );
+    t.app_span(
+        &root,
+        "SELECT payroll",
+        SpanKind::Client,
+        vec![
+            kv_str("db.system.name", "postgresql"),
+            kv_str("db.namespace", "payroll"),
+            kv_str("server.address", "10.1.2.3"),
+            kv_int("server.port", 5432),
+        ],
+    );
+    let out = judged(&bom, &mut PidMap::default(), t);
+    assert_eq!(flags_of(&out, "execute_tool shell"), ["undeclared_tool"]);
+    assert_eq!(flags_of(&out, "process.exec"), ["undeclared_exec"]);
+    let files: Vec<_> = out
+        .iter()
+        .filter(|(n, _, _)| n == "file.open")
+        .map(|(_, f, _)| f.clone())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            vec!["undeclared_file".to_owned()],
+            vec!["undeclared_file".to_owned()]
+        ],
+        "a path prefix is a directory, not a string prefix"
+    );
+    assert_eq!(flags_of(&out, "SELECT payroll"), ["undeclared_data_source"]);
+}
+
+#[test]
+fn declared_elsewhere_but_not_for_this_agent_is_drift() {
+    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();
+    doc["components"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "type": "application", "bom-ref": "agent:billing", "name": "billing-agent",
+        "properties": [{"name": "runbom:match", "value": "service.name=billing-*"}]}));
+    doc["components"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "type": "data", "bom-ref": "data:invoices", "name": "invoices",
+        "data": [{"type": "dataset", "contents": {"url": "file:///srv/invoices/"}}]}));
+    doc["dependencies"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"ref": "agent:billing", "dependsOn": ["data:invoices"]}));
+    let bom = DeclaredBom::parse(&doc.to_string(), "two-agents.json").unwrap();
+    let mut t = common::Trace::new(22);
+    let root = t.root("p");
+    t.kernel_span(
+        &root,
+        "file.open",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![kv_str("file.path", "/srv/invoices/2026.csv")],
+    );
+    let out = judged(&bom, &mut PidMap::default(), t);
+    assert_eq!(
+        flags_of(&out, "file.open"),
+        ["undeclared_data_source"],
+        "the billing agent's data, read by the support agent"
+    );
+}
+
+#[test]
+fn dns_names_cidrs_and_child_processes() {
+    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();
+    doc["services"][0]["endpoints"] =
+        serde_json::json!(["https://api.openai.com/v1", "10.20.0.0/16"]);
+    let bom = DeclaredBom::parse(&doc.to_string(), "dns.json").unwrap();
+    let mut pids = PidMap::default();
+    let mut t = common::Trace::new(23);
+    let root = t.root("p");
+    let chat = t.app_span(
+        &root,
+        "chat gpt-4o-mini",
+        SpanKind::Client,
+        vec![
+            kv_str("gen_ai.operation.name", "chat"),
+            kv_str("gen_ai.request.model", "gpt-4o-mini"),
+        ],
+    );
+    // The process asked for the name, then connected to an address: the name decides.
+    t.kernel_span(
+        &chat,
+        "dns.query",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![kv_str("dns.question.name", "api.openai.com")],
+    );
+    t.kernel_span(
+        &chat,
+        "net.connect",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![
+            kv_str("server.address", "162.159.140.245"),
+            kv_int("server.port", 443),
+        ],
+    );
+    t.kernel_span(
+        &chat,
+        "net.connect",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![
+            kv_str("server.address", "10.20.3.4"),
+            kv_int("server.port", 8443),
+        ],
+    );
+    let out = judged(&bom, &mut pids, t);
+    let connects: Vec<_> = out.iter().filter(|(n, _, _)| n == "net.connect").collect();
+    assert!(
+        connects
+            .iter()
+            .all(|(_, f, r)| f.is_empty() && r.as_deref() == Some("service:openai-api")),
+        "{connects:?}"
+    );
+
+    // A later kernel span of a grandchild process, in a trace of its own (not correlated): it
+    // still runs under the agent, through the parent chain.
+    let mut t = common::Trace::new(24);
+    t.kernel_span(&[], "process.exec", 4300, "/usr/bin/wc", vec![]);
+    let _ = judged(&bom, &mut pids, t);
+    let mut t = common::Trace::new(25);
+    let mut span_attrs = vec![
+        kv_str("server.address", "203.0.113.9"),
+        kv_int("server.port", 4444),
+    ];
+    span_attrs.push(kv_int("process.parent_pid", 4300));
+    t.kernel_span(&[], "net.connect", 4301, "/usr/bin/nc", span_attrs);
+    let mut its = items(t);
+    // This span's own resource is not the agent's.
+    for i in &mut its {
+        i.resource = std::sync::Arc::new(runbom_aibom::judge::ResourceHeader::default());
+    }
+    judge(&bom, &JudgeSettings::default(), &mut pids, &mut its);
+    let a = &its[0].span.attributes;
+    assert_eq!(
+        attr(a, "aibom.agent.ref"),
+        Some("agent:support-agent"),
+        "{a:?}"
+    );
+    assert_eq!(kinds(a), ["undeclared_endpoint"]);
+}
+
+#[test]
+fn outside_declared_workloads_only_ai_is_marked_and_nothing_is_flagged() {
+    let bom = common::bom();
+    let mut t = common::Trace::new(26);
+    t.kernel_span(&[], "process.exec", 777, "/usr/local/bin/ollama", vec![]);
+    t.kernel_span(
+        &[],
+        "http.request",
+        778,
+        "/usr/bin/python3",
+        vec![
+            kv_str("url.full", "https://api.anthropic.com/v1/messages"),
+            kv_str("http.request.method", "POST"),
+        ],
+    );
+    t.kernel_span(
+        &[],
+        "net.connect",
+        779,
+        "/usr/bin/curl",
+        vec![
+            kv_str("server.address", "198.51.100.1"),
+            kv_int("server.port", 80),
+        ],
+    );
+    let mut its = items(t);
+    for i in &mut its {
+        i.resource = std::sync::Arc::new(runbom_aibom::judge::ResourceHeader::default());
+    }
+    let j = judge(
+        &bom,
+        &JudgeSettings::default(),
+        &mut PidMap::default(),
+        &mut its,
+    );
+    assert!(j.findings.is_empty());
+    let declared: Vec<Option<&str>> = its
+        .iter()
+        .map(|i| {
+            i.span
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "aibom.declared")
+                .map(|kv| match &kv.value {
+                    Some(AnyValue {
+                        value: Some(Value::BoolValue(false)),
+                    }) => "false",
+                    _ => "true",
+                })
+        })
+        .collect();
+    assert_eq!(
+        declared,
+        [Some("false"), Some("false"), None],
+        "shadow AI is marked; curl is inventoried only"
+    );
+    assert!(its.iter().all(|i| kinds(&i.span.attributes).is_empty()));
+}
+
+#[test]
+fn openinference_and_openllmetry_agents_are_judged_too() {
+    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();
+    doc["metadata"]["component"]["properties"] = serde_json::json!([]);
+    let bom = DeclaredBom::parse(&doc.to_string(), "names.json").unwrap();
+    let mut t = common::Trace::new(27);
+    let root = t.app_span(
+        &[],
+        "agent",
+        SpanKind::Internal,
+        vec![
+            kv_str("openinference.span.kind", "AGENT"),
+            kv_str("agent.name", "support-agent"),
+        ],
+    );
+    t.app_span(
+        &root,
+        "search",
+        SpanKind::Internal,
+        vec![
+            kv_str("openinference.span.kind", "TOOL"),
+            kv_str("tool.name", "web_search"),
+        ],
+    );
+    t.app_span(
+        &root,
+        "wf",
+        SpanKind::Internal,
+        vec![
+            kv_str("traceloop.span.kind", "tool"),
+            kv_str("traceloop.entity.name", "read_file"),
+        ],
+    );
+    t.app_span(
+        &root,
+        "llm",
+        SpanKind::Client,
+        vec![
+            kv_str("openinference.span.kind", "LLM"),
+            kv_str("llm.model_name", "gpt-4o-mini-2024-07-18"),
+            kv_str("llm.provider", "openai"),
+        ],
+    );
+    let out = judged(&bom, &mut PidMap::default(), t);
+    assert_eq!(flags_of(&out, "search"), ["undeclared_tool"]);
+    assert!(flags_of(&out, "wf").is_empty());
+    assert_eq!(
+        out.iter()
+            .find(|(n, _, _)| n == "llm")
+            .unwrap()
+            .2
+            .as_deref(),
+        Some("model:gpt-4o-mini"),
+        "{out:?}"
+    );
+    assert!(
+        flags_of(&out, "llm").is_empty(),
+        "a dated snapshot of a declared model: {out:?}"
+    );
+}
