@@ -1,1 +1,137 @@
-fn main() {}
+//! Cost of the AI-BOM processor per span: a trace is pushed, held, judged against the reference
+//! agent's declared BOM, annotated, and released (with its alert when it drifts). Time is the
+//! bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so other work on a shared machine is
+//! not counted; building and cloning the input is outside the measured time.
+//!
+//! - `injected`: the reference agent's injected conversation (an alert with its chain);
+//! - `benign x64`: 64 benign conversations in one request (no drift);
+//! - `kernel-only x1024`: file.open and net.connect spans of processes no BOM declares
+//!   (inventoried, not judged): the cost runbom pays on a busy node's other traffic.
+
+// Criterion's macros generate undocumented items.
+#![allow(missing_docs)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use runbom_aibom::{
+    Processor, Settings,
+    endpoint::Endpoint,
+    otlp::{kv_int, kv_str},
+};
+
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    Duration::new(ts.tv_sec.unsigned_abs(), ts.tv_nsec.unsigned_abs() as u32)
+}
+
+/// As `runbom run` sets it up: runbom's own receivers are never judged.
+fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.judge.ignore = ["127.0.0.1:4317", "127.0.0.1:4318"]
+        .iter()
+        .filter_map(|e| Endpoint::parse(e).ok())
+        .collect();
+    s
+}
+
+fn spans(req: &ExportTraceServiceRequest) -> u64 {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}
+
+fn bench_case(c: &mut Criterion, name: &str, req: &ExportTraceServiceRequest) {
+    let bom = common::bom();
+    let mut group = c.benchmark_group("aibom");
+    group.throughput(Throughput::Elements(spans(req)));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let input = req.clone();
+                let mut p = Processor::new(settings());
+                let start = thread_cpu();
+                p.push(input, Instant::now(), &bom);
+                black_box(p.release_all(&bom));
+                total += thread_cpu().saturating_sub(start);
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+fn kernel_only() -> ExportTraceServiceRequest {
+    let mut req = ExportTraceServiceRequest::default();
+    for proc in 0..8u8 {
+        let mut t = common::Trace::new(100 + proc);
+        for i in 0..128 {
+            let pid = 9000 + i64::from(proc);
+            if i % 4 == 0 {
+                t.kernel_span(
+                    &[],
+                    "net.connect",
+                    pid,
+                    "/usr/bin/curl",
+                    vec![
+                        kv_str("server.address", "198.51.100.7"),
+                        kv_int("server.port", 443),
+                    ],
+                );
+            } else {
+                t.kernel_span(
+                    &[],
+                    "file.open",
+                    pid,
+                    "/usr/bin/make",
+                    vec![kv_str("file.path", &format!("/srv/build/src/file{i}.c"))],
+                );
+            }
+        }
+        let mut r = t.request();
+        // Not the agent's resource: these are other processes of the node.
+        for rs in &mut r.resource_spans {
+            rs.resource = None;
+        }
+        req.resource_spans.extend(r.resource_spans);
+    }
+    req
+}
+
+fn processor(c: &mut Criterion) {
+    let (injected, _) = common::injected(1);
+    bench_case(c, "injected", &injected.request());
+    let mut benign = ExportTraceServiceRequest::default();
+    for seed in 0..64 {
+        benign
+            .resource_spans
+            .extend(common::benign(seed).request().resource_spans);
+    }
+    bench_case(c, "benign x64", &benign);
+    bench_case(c, "kernel-only x1024", &kernel_only());
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = processor
+}
+criterion_main!(benches);

@@ -158,6 +158,8 @@ pub struct DeclaredBom {
     /// Per agent: every ref it may use (the closure of its dependencies); absent: no
     /// dependencies declared for it, so it may use everything.
     allowed: HashMap<String, BTreeSet<String>>,
+    /// Per ref with dependencies: the closure of its dependencies, computed once.
+    reach: HashMap<String, BTreeSet<String>>,
 }
 
 impl DeclaredBom {
@@ -194,9 +196,19 @@ impl DeclaredBom {
         self.allowed.get(agent).is_none_or(|set| set.contains(r))
     }
 
+    /// Every ref reachable from `r` through `dependencies[]`, precomputed; `None` when `r`
+    /// depends on nothing.
+    #[must_use]
+    pub fn reach(&self, r: &str) -> Option<&BTreeSet<String>> {
+        self.reach.get(r)
+    }
+
     /// Every ref reachable from `r` through `dependencies[]` (not `r` itself).
     #[must_use]
     pub fn closure(&self, r: &str) -> BTreeSet<String> {
+        if let Some(set) = self.reach.get(r) {
+            return set.clone();
+        }
         let mut seen = BTreeSet::new();
         let mut todo = vec![r.to_owned()];
         while let Some(next) = todo.pop() {
@@ -367,6 +379,11 @@ impl Parser<'_> {
         }
         for (i, d) in self.array(doc, "dependencies", "$")?.iter().enumerate() {
             self.dependency(d, &format!("$.dependencies[{i}]"))?;
+        }
+        let refs: Vec<String> = self.bom.depends_on.keys().cloned().collect();
+        for r in refs {
+            let set = self.bom.closure(&r);
+            self.bom.reach.insert(r, set);
         }
         let agents: Vec<String> = self.bom.agents.iter().map(|a| a.bom_ref.clone()).collect();
         for a in agents {

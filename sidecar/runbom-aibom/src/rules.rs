@@ -51,7 +51,7 @@ impl Judge<'_> {
             Activity::Tool { name } => self.tool(name),
             Activity::Http { dest, method, .. } => {
                 let mut v =
-                    self.destination(dest, tool, &format!("sent {method} {}", dest.display()));
+                    self.destination(dest, tool, &|| format!("sent {method} {}", dest.display()));
                 // The `model` field of an LLM API request captured in TLS.
                 if let Some(m) = attr(&it.span.attributes, "gen_ai.request.model") {
                     let mv = self.model(Some(m), None);
@@ -71,7 +71,7 @@ impl Judge<'_> {
                 if dest.port == Some(53) {
                     return Verdict::default(); // name resolution: judged by name, not here
                 }
-                self.destination(dest, tool, &format!("connected to {}", dest.host_port()))
+                self.destination(dest, tool, &|| format!("connected to {}", dest.host_port()))
             }
             Activity::Db {
                 system,
@@ -166,13 +166,14 @@ impl Judge<'_> {
     /// A destination a tool (or the agent, outside tools) reached. Under a declared tool, only
     /// the tool's endpoints and those of what it depends on are allowed: the key case of
     /// sanctioned tool abuse.
-    fn destination(&self, dest: &Dest, tool: Option<&str>, did: &str) -> Verdict {
+    fn destination(&self, dest: &Dest, tool: Option<&str>, did: &dyn Fn() -> String) -> Verdict {
         if self.settings.ignore.iter().any(|e| e.matches(dest)) {
             return Verdict::default();
         }
-        let subject = dest.host_port();
+        let subject = || dest.host_port();
         if let Some(t) = tool.and_then(|t| self.bom.tools.iter().find(|d| d.name == t)) {
-            let reach = self.bom.closure(&t.bom_ref);
+            let none = std::collections::BTreeSet::new();
+            let reach = self.bom.reach(&t.bom_ref).unwrap_or(&none);
             let mut declared = Vec::new();
             for (r, kind, eps) in self.endpoints() {
                 if !reach.contains(r) {
@@ -196,13 +197,14 @@ impl Judge<'_> {
             return drift(
                 flag::UNDECLARED_ENDPOINT,
                 format!(
-                    "tool {} {did}, an endpoint the BOM does not declare for it ({allowed})",
-                    t.name
+                    "tool {} {}, an endpoint the BOM does not declare for it ({allowed})",
+                    t.name,
+                    did()
                 ),
-                subject,
+                subject(),
             );
         }
-        let who = self.agent_name().to_owned();
+        let who = || self.agent_name();
         match self
             .endpoints()
             .find(|(_, _, eps)| eps.iter().any(|e| e.matches(dest)))
@@ -210,13 +212,18 @@ impl Judge<'_> {
             Some((r, kind, _)) if self.allowed(r) => found(r, kind),
             Some((r, _, _)) => drift(
                 flag::UNDECLARED_ENDPOINT,
-                format!("{who} {did}, declared as {r} but not for {}", self.agent),
-                subject,
+                format!(
+                    "{} {}, declared as {r} but not for {}",
+                    who(),
+                    did(),
+                    self.agent
+                ),
+                subject(),
             ),
             None => drift(
                 flag::UNDECLARED_ENDPOINT,
-                format!("{who} {did}, an endpoint the BOM does not declare"),
-                subject,
+                format!("{} {}, an endpoint the BOM does not declare", who(), did()),
+                subject(),
             ),
         }
     }
@@ -280,7 +287,7 @@ impl Judge<'_> {
             None => {
                 // A database behind a declared API endpoint is that endpoint's business.
                 if let Some(dest) = dest {
-                    let v = self.destination(dest, tool, &format!("queried the {what}"));
+                    let v = self.destination(dest, tool, &|| format!("queried the {what}"));
                     if v.drift.is_empty() {
                         return v;
                     }

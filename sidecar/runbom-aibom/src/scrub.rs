@@ -78,11 +78,8 @@ fn secret_fields(s: &str) -> String {
         while i < bytes.len() && is_name_byte(bytes[i]) {
             i += 1;
         }
-        let name = &s[start..i];
-        if !redact::is_secret_name(name) {
-            continue;
-        }
-        // Separator: optional closing quote, spaces, `:` or `=`, spaces, optional opening quote.
+        // Separator: optional closing quote, spaces, `:` or `=`, spaces, optional opening quote
+        // (checked first: it is cheaper than the name).
         let mut j = i;
         if j < bytes.len() && matches!(bytes[j], b'"' | b'\'') {
             j += 1;
@@ -91,6 +88,9 @@ fn secret_fields(s: &str) -> String {
             j += 1;
         }
         if j >= bytes.len() || !matches!(bytes[j], b':' | b'=') {
+            continue;
+        }
+        if !redact::is_secret_name(&s[start..i]) {
             continue;
         }
         // `Name: value` (a header) runs to the end of the line; `name=value` to the next delimiter.
