@@ -126,6 +126,8 @@ impl Default for ProbeSettings {
                 "/usr/lib/",
                 "/lib/",
                 "/usr/share/",
+                // The dynamic loader reads it at every exec of a dynamically linked program.
+                "/etc/ld.so.cache",
             ]
             .map(String::from)
             .to_vec(),

@@ -711,7 +711,9 @@ impl EbpfReceiver {
 }
 
 /// The configuration used when no file is given: OTLP in on loopback (4317 gRPC, 4318 HTTP)
-/// plus everything the probes see, out to `./runbom-data/` as OTLP/JSON.
+/// plus everything the probes see; kernel events correlated into the applications' traces,
+/// judged against the reference agent's declared AI-BOM (built in), drift alerts among the
+/// logs; out to `./runbom-data/` as OTLP/JSON.
 pub const EMBEDDED_DEFAULT: &str = "\
 receivers:
   ebpf: {}
@@ -723,6 +725,9 @@ processors:
   memory_limiter:
     check_interval: 1s
     limit_mib: 1024
+  correlate: {}
+  aibom:
+    bom: builtin:reference-agent
   batch: {}
 exporters:
   file:
@@ -731,10 +736,10 @@ service:
   pipelines:
     traces:
       receivers: [otlp, ebpf]
-      processors: [memory_limiter, batch]
+      processors: [memory_limiter, correlate, aibom, batch]
       exporters: [file]
     logs:
-      receivers: [otlp, ebpf]
+      receivers: [otlp, ebpf, aibom]
       processors: [memory_limiter, batch]
       exporters: [file]
     metrics:
