@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DATA, PROMPT_INJECTED, benign, bom, injected};
+use common::{DATA, PROMPT_INJECTED, benign, bom, boolean, injected, strings};
 use opentelemetry_proto::tonic::{
-    common::v1::{AnyValue, KeyValue, any_value::Value},
+    common::v1::{AnyValue, any_value::Value},
     logs::v1::LogRecord,
     trace::v1::Span,
 };
@@ -30,39 +30,6 @@ fn settings() -> Settings {
             ],
         },
     }
-}
-
-fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::ArrayValue(a)),
-            }) => Some(
-                a.values
-                    .iter()
-                    .filter_map(|v| match &v.value {
-                        Some(Value::StringValue(s)) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-fn boolean(attrs: &[KeyValue], key: &str) -> Option<bool> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::BoolValue(b)),
-            }) => Some(*b),
-            _ => None,
-        })
 }
 
 /// Runs `req` through a processor: held, then released once the wait is over.
