@@ -1,42 +1,90 @@
 #!/usr/bin/env bash
-# runbom's demo (the README's first command): installs what is missing, builds, runs
-# `runbom run` on its embedded defaults while a small agent-like workload reads a file, calls
-# an HTTP API on loopback, resolves a name and runs a program, then summarises what the kernel
-# showed. Output lands in target/demo/runbom-data/ (OTLP/JSON lines); re-running starts afresh.
+# runbom's demo (the README's first command). Installs what is missing, builds, starts
+# `runbom run` on its embedded defaults (kernel probes + OTLP receivers, correlation, the
+# reference agent's declared AI-BOM, OTLP/JSON files in target/demo/runbom-data), then runs the
+# reference agent (examples/agent) twice: a benign conversation, and one where a ticket note
+# carries a prompt injection that makes the agent send customer records with an approved tool
+# to an endpoint the BOM does not declare for it. Shows live progress, then the drift finding,
+# the trace behind it and where the HTML report is.
+#
+# Re-running starts afresh; Ctrl-C stops everything cleanly. Needs root (eBPF).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "runbom's demo loads eBPF programs into the kernel, so it must run as root: sudo bash scripts/demo.sh" >&2
+    echo "runbom's demo loads eBPF programs into the kernel, so it must run as root: run 'sudo bash scripts/demo.sh'." >&2
     exit 1
 fi
 
+say() { printf '[demo] %s\n' "$*"; }
+
 bash scripts/setup.sh
-echo "[demo] building runbom (release)"
+say "building runbom (release)"
 cargo build --release --locked -p runbom 2>&1 | grep -vE '^warning: runbom-agent@|^\s*$' | tail -n 3
+RUNBOM_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/runbom
+PY=$REPO/.venv/bin/python
 
 DEMO=$REPO/target/demo
-rm -rf "$DEMO" && mkdir -p "$DEMO/data"
-echo "customer-id,email" > "$DEMO/data/customers.csv"
+rm -rf "$DEMO" && mkdir -p "$DEMO"
 cd "$DEMO"
 
-"$REPO/target/release/runbom" run 2> runbom.log &
+pids=()
+cleanup() {
+    local code=$?
+    trap - EXIT INT TERM
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    exit "$code"
+}
+trap cleanup EXIT
+trap 'echo; say "interrupted; stopping"; exit 130' INT TERM
+
+"$RUNBOM_BIN" run 2> runbom.log &
 RUNBOM=$!
-trap 'kill -INT $RUNBOM 2>/dev/null || true' EXIT INT TERM
-for _ in $(seq 1 100); do
+pids+=("$RUNBOM")
+for _ in $(seq 1 150); do
     grep -q "probes attached" runbom.log && break
-    kill -0 $RUNBOM 2>/dev/null || { cat runbom.log >&2; exit 1; }
+    if ! kill -0 "$RUNBOM" 2>/dev/null; then
+        say "runbom did not start:"; cat runbom.log >&2; exit 1
+    fi
     sleep 0.1
 done
-echo "[demo] runbom is watching; running the workload"
+grep -q "probes attached" runbom.log || { say "runbom did not attach its probes in 15 s:"; cat runbom.log >&2; exit 1; }
+say "runbom is running (embedded defaults: OTLP on 127.0.0.1:4317/4318, kernel probes, correlation,"
+say "the reference agent's declared AI-BOM; output in $DEMO/runbom-data)"
 
-"$REPO/.venv/bin/python" "$REPO/scripts/demo_workload.py" "$DEMO/data/customers.csv" > workload.json
-sleep 1
-kill -INT $RUNBOM
-wait $RUNBOM || true
-trap - EXIT INT TERM
-grep -E "ebpf receiver stopped|runbom stopped" runbom.log | sed "s/^.*INFO /[demo] /"
-"$REPO/.venv/bin/python" "$REPO/scripts/demo_summary.py" runbom-data workload.json
-echo "[demo] all exported data: $DEMO/runbom-data/{traces,logs}.jsonl"
+"$PY" "$REPO/scripts/demo_progress.py" &
+pids+=($!)
+
+run_agent() {
+    local scenario=$1
+    say "running the reference agent: $scenario conversation"
+    "$PY" "$REPO/examples/agent/run.py" --scenario "$scenario" --mode sequential \
+        --ground-truth "$DEMO/ground-truth-$scenario.json" 2> "agent-$scenario.log" |
+        sed 's/^/[demo]   /'
+}
+run_agent benign
+run_agent injected
+
+# The correlator and the AI-BOM processor hold spans for their wait (6 s and 5 s) before they
+# place, judge and alert; stopping runbom flushes them, so wait only for the first finding.
+for _ in $(seq 1 30); do
+    grep -q '"aibom.drift"' runbom-data/logs.jsonl 2>/dev/null && break
+    sleep 1
+done
+kill -TERM "${pids[1]}" 2>/dev/null || true
+wait "${pids[1]}" 2>/dev/null || true
+kill -INT "$RUNBOM"
+wait "$RUNBOM" || true
+pids=()
+grep -E "ebpf receiver stopped" runbom.log | sed 's/^.*INFO /[demo] runbom: /' || true
+
+echo
+say "the trace behind the latest drift finding, and the finding with its chain (runbom investigate):"
+"$RUNBOM_BIN" investigate --from runbom-data
+"$RUNBOM_BIN" investigate --from runbom-data --bom "$REPO/examples/agent/bom.cdx.json" \
+    --html "$DEMO/report.html" 2>/dev/null >/dev/null
+say "HTML report: $DEMO/report.html (self-contained; open it in a browser)"
+say "all exported data: $DEMO/runbom-data/{traces,logs}.jsonl; runbom's log: $DEMO/runbom.log"

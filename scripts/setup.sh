@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything runbom needs to build and test on a fresh Debian 12 machine (run as root).
 # Idempotent: each step checks first and says what it installs; re-running is cheap.
+# `--tests` also installs what only the tests need (Chromium, for the HTML report).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,6 +34,10 @@ apt_install() {
 
 # 1. LLVM 22 (for bpf-linker) and the tools the tests use.
 apt_install "llvm-$LLVM-dev" "libpolly-$LLVM-dev" libzstd-dev zlib1g-dev protobuf-compiler iproute2
+# The HTML report's tests render it in headless Chromium (`scripts/setup.sh --tests`).
+if [ "${1:-}" = "--tests" ]; then
+    apt_install chromium
+fi
 
 # 2. The pinned nightly with rust-src for the eBPF crate.
 if ! rustup toolchain list | grep -q "^$EBPF_TOOLCHAIN"; then

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "[test] the integration tests load eBPF programs into the kernel: run this as root" >&2

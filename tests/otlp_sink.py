@@ -13,7 +13,7 @@ A port of 0 (the default) picks a free one. Every export request received is app
 as one JSON line and flushed before the request is answered:
 
     {"signal": "traces"|"logs", "transport": "grpc"|"http",
-     "compression": "gzip"|"none"|"unknown",
+     "compression": "gzip"|"none"|"unknown", "received_ns": <Unix ns>,
      "request": MessageToDict(request, preserving_proto_field_name=True)}
 
 (grpcio decompresses gRPC messages before the servicer runs and hides the `grpc-encoding`
@@ -30,6 +30,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import zlib
 from concurrent import futures
 
@@ -64,6 +65,7 @@ class Recorder:
                 "signal": signal_name,
                 "transport": transport,
                 "compression": compression,
+                "received_ns": time.time_ns(),
                 "request": json_format.MessageToDict(
                     message, preserving_proto_field_name=True
                 ),

@@ -14,7 +14,7 @@ traces.jsonl) and the ground truth `examples/agent/run.py` wrote, and reports:
     python tests/score_correlation.py --export DIR --ground-truth FILE [--json]
 
 Exit status 0 when it could score (whatever the score), 2 on unreadable input. Matching a
-ground-truth action to an exported span uses the kind, the pid and what the action touched
+ground-truth action to an exported span uses the kind, the pid, the thread and what the action touched
 (path, address and port, method and path, executable) inside the action's time window widened
 by --slack-ms; when several spans match, the one closest in time that no other action took.
 """
@@ -85,6 +85,10 @@ def url_path(target: str) -> str:
 def matches(action: dict, span: dict) -> bool:
     a = span["attrs"]
     if a.get("runbom.event") != action["kind"] or a.get("process.pid") != action["pid"]:
+        return False
+    # Two conversations on two threads make the same calls at the same time: the thread
+    # tells their syscalls apart (the ground truth knows which thread made each).
+    if "thread.id" in a and a["thread.id"] != action["thread_id"]:
         return False
     kind = action["kind"]
     if kind == "file.open":

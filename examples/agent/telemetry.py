@@ -182,6 +182,34 @@ def make_exporter(protocol: str, endpoint: str) -> SpanExporter | None:
     raise ValueError(f"unknown OTLP protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}")
 
 
+class ExportTimeLog(SpanExporter):
+    """Wraps an exporter and appends, per export call, when it was sent and which span ids it
+    carried (JSON lines) — for measuring how soon after an application span reaches runbom its
+    kernel children come out (RUNBOM_AGENT_EXPORT_LOG=FILE)."""
+
+    def __init__(self, inner: SpanExporter, path: str) -> None:
+        self._inner = inner
+        self._path = path
+
+    def export(self, spans):  # type: ignore[no-untyped-def]
+        sent_ns = time.time_ns()
+        result = self._inner.export(spans)
+        line = json.dumps({
+            "sent_ns": sent_ns,
+            "done_ns": time.time_ns(),
+            "span_ids": [hex_ids(s.context)[1] for s in spans],
+        })
+        with open(self._path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
 def setup_tracing(protocol: str, endpoint: str, recorder: Recorder) -> TracerProvider:
     """A TracerProvider for the agent; `shutdown_tracing` flushes it."""
     resource = Resource.create({
@@ -196,6 +224,8 @@ def setup_tracing(protocol: str, endpoint: str, recorder: Recorder) -> TracerPro
     provider.add_span_processor(ThreadAndRecordProcessor(recorder))
     exporter = make_exporter(protocol, endpoint)
     if exporter is not None:
+        if log := os.environ.get("RUNBOM_AGENT_EXPORT_LOG"):
+            exporter = ExportTimeLog(exporter, log)
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 

@@ -7,10 +7,10 @@ use core::{fmt, mem::size_of, ptr};
 
 use crate::{
     ARGV_MAX, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent,
-    SockEvent,
+    HTTP_DATA_MAX, HttpEvent, SockEvent,
 };
 
-/// One decoded record. `Exec` borrows its argv bytes from the record.
+/// One decoded record. `Exec` and `Http` borrow their variable tail from the record.
 // Records are decoded one at a time and consumed at once; boxing the large ones would cost an
 // allocation per event for no gain.
 #[allow(clippy::large_enum_variant)]
@@ -23,6 +23,7 @@ pub enum Event<'a> {
     Accept(SockEvent),
     FileOpen(FileOpenEvent),
     Dns(DnsEvent),
+    Http(HttpEvent, &'a [u8]),
 }
 
 impl Event<'_> {
@@ -35,6 +36,7 @@ impl Event<'_> {
             Self::Connect(e) | Self::Accept(e) => &e.header,
             Self::FileOpen(e) => &e.header,
             Self::Dns(e) => &e.header,
+            Self::Http(e, _) => &e.header,
         }
     }
 }
@@ -134,6 +136,18 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
         EventKind::DnsQuery => {
             exact(size_of::<DnsEvent>())?;
             Event::Dns(read(rec))
+        }
+        EventKind::HttpData => {
+            let fixed = size_of::<HttpEvent>();
+            if rec.len() < fixed {
+                return Err(bad());
+            }
+            let ev: HttpEvent = read(rec);
+            let data_len = ev.data_len as usize;
+            if data_len > HTTP_DATA_MAX || fixed + data_len != rec.len() {
+                return Err(bad());
+            }
+            Event::Http(ev, &rec[fixed..])
         }
     })
 }
@@ -272,6 +286,46 @@ mod tests {
             panic!("not dns")
         };
         assert_eq!(got.payload_len, 3);
+    }
+
+    #[test]
+    fn http_round_trip() {
+        let data = b"POST /v1/chat HTTP/1.1\r\nHost: x\r\n\r\n";
+        let ev = HttpEvent {
+            header: header(EventKind::HttpData, size_of::<HttpEvent>() + data.len()),
+            ssl: 0xdead_beef,
+            total_len: 4000,
+            peer: SockAddr {
+                family: 2,
+                port: 8080,
+                addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            fd: 5,
+            source: crate::http_source::SSL_WRITE,
+            flags: crate::HTTP_PEER_KNOWN,
+            data_len: data.len() as u32,
+        };
+        let mut rec = as_bytes(&ev).to_vec();
+        rec.extend_from_slice(data);
+        let Event::Http(got, got_data) = decode(&rec).unwrap() else {
+            panic!("not http")
+        };
+        assert_eq!(got, ev);
+        assert_eq!(got_data, data);
+
+        // A tail longer than `data_len` says, or a `data_len` beyond the cap, is refused.
+        let mut long = ev;
+        long.header.size += 1;
+        let mut rec = as_bytes(&long).to_vec();
+        rec.extend_from_slice(data);
+        rec.push(b'x');
+        assert!(matches!(decode(&rec), Err(DecodeError::BadSize { .. })));
+        let mut huge = ev;
+        huge.data_len = HTTP_DATA_MAX as u32 + 1;
+        huge.header.size = (size_of::<HttpEvent>() + HTTP_DATA_MAX + 1) as u32;
+        let mut rec = as_bytes(&huge).to_vec();
+        rec.resize(huge.header.size as usize, b'a');
+        assert!(matches!(decode(&rec), Err(DecodeError::BadSize { .. })));
     }
 
     #[test]

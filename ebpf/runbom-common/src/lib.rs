@@ -20,6 +20,11 @@ pub const ARGV_MAX: usize = 4096;
 pub const ARGC_MAX: u32 = 32;
 /// Bytes of a DNS datagram kept: enough for the header and a question of any legal name.
 pub const DNS_PAYLOAD_MAX: usize = 512;
+/// Most bytes of one captured HTTP write (head, or body start); the configured budget is capped
+/// here. A power of two: the kernel masks lengths with `2 * HTTP_DATA_MAX - 1`.
+pub const HTTP_DATA_MAX: usize = 16384;
+/// Bytes of a TLS read kept: enough for a response's status line.
+pub const HTTP_STATUS_BYTES: u32 = 32;
 
 /// Kind of a kernel event. The numbers are stable: they are the ring buffer's wire format.
 #[repr(u32)]
@@ -32,6 +37,7 @@ pub enum EventKind {
     Accept = 5,
     FileOpen = 6,
     DnsQuery = 7,
+    HttpData = 8,
 }
 
 impl EventKind {
@@ -45,6 +51,7 @@ impl EventKind {
             5 => Self::Accept,
             6 => Self::FileOpen,
             7 => Self::DnsQuery,
+            8 => Self::HttpData,
             _ => return None,
         })
     }
@@ -180,6 +187,57 @@ pub struct DnsEvent {
     pub payload: [u8; DNS_PAYLOAD_MAX],
 }
 
+/// Where an [`HttpEvent`]'s bytes come from (`HttpEvent::source`).
+pub mod http_source {
+    /// The start of a plaintext socket write (`write`, `writev`, `sendto`, `sendmsg`) that
+    /// begins with an HTTP method.
+    pub const SOCKET_WRITE: u16 = 1;
+    /// The plaintext of `SSL_write`/`SSL_write_ex` that begins with an HTTP method.
+    pub const SSL_WRITE: u16 = 2;
+    /// The next `SSL_write` on the same `SSL*` after a request head: the body's start.
+    pub const SSL_BODY: u16 = 3;
+    /// What `SSL_read`/`SSL_read_ex` returned after a request, starting with `HTTP/`.
+    pub const SSL_READ: u16 = 4;
+    /// The first socket write starting `{` after a plaintext request head: the body's start.
+    pub const SOCKET_BODY: u16 = 5;
+}
+
+/// `HttpEvent::flags`: the fd is a socket the kernel side saw created (else: not known).
+pub const HTTP_FD_IS_SOCKET: u16 = 1;
+/// `HttpEvent::flags`: `peer` holds the address the socket connected to.
+pub const HTTP_PEER_KNOWN: u16 = 2;
+
+/// `http.request` material: the first bytes of a write (or TLS read) as captured; userspace
+/// parses, pairs and redacts them. `data_len` bytes follow the fixed part directly;
+/// `header.size` covers both. `header.time_ns` is the call's entry (for reads: its return).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpEvent {
+    pub header: EventHeader,
+    /// The `SSL*` the bytes went through (0 for socket captures).
+    pub ssl: u64,
+    /// Bytes the call was given (writes) or returned (reads); `data_len` may be less.
+    pub total_len: u64,
+    /// The connected peer when `flags` has [`HTTP_PEER_KNOWN`].
+    pub peer: SockAddr,
+    /// The socket's file descriptor (-1 for TLS captures: a memory BIO has none).
+    pub fd: i32,
+    /// One of the [`http_source`] constants.
+    pub source: u16,
+    /// Bit set of `HTTP_FD_IS_SOCKET`, `HTTP_PEER_KNOWN`.
+    pub flags: u16,
+    pub data_len: u32,
+}
+
+/// Fixed part of an HTTP record followed by room for the largest capture: built here (per-CPU
+/// scratch) before the used prefix is written to the ring.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HttpBuffer {
+    pub event: HttpEvent,
+    pub data: [u8; HTTP_DATA_MAX],
+}
+
 /// Settings pushed from userspace into the `CONFIG` array map (index 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -190,7 +248,8 @@ pub struct ProbeConfig {
     pub self_pid: u32,
     /// Bit set of `FILTER_*` flags.
     pub file_filter: u32,
-    pub _pad: u32,
+    /// Bytes captured of a write that starts an HTTP request (capped at [`HTTP_DATA_MAX`]).
+    pub http_max: u32,
 }
 
 /// `file.open` is reported only for watched pids (and their descendants) or watched cgroups.
@@ -214,8 +273,8 @@ pub mod counter {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        DnsEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, ProbeConfig,
-        SockEvent,
+        DnsEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, HttpEvent,
+        ProbeConfig, SockEvent,
     };
     // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, and have no
     // padding that the compiler could leave uninitialised (explicit `_pad` fields fill it).
@@ -226,5 +285,6 @@ mod pod {
     unsafe impl aya::Pod for SockEvent {}
     unsafe impl aya::Pod for FileOpenEvent {}
     unsafe impl aya::Pod for DnsEvent {}
+    unsafe impl aya::Pod for HttpEvent {}
     unsafe impl aya::Pod for ProbeConfig {}
 }

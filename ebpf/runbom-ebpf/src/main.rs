@@ -8,6 +8,7 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod file;
+mod http;
 mod maps;
 mod net;
 mod process;

@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use runbom_common::{
-    DnsEvent, ExecBuffer, FileOpenEvent, PATH_MAX, ProbeConfig, SockAddr, SockEvent, counter,
+    DnsEvent, ExecBuffer, FileOpenEvent, HttpBuffer, PATH_MAX, ProbeConfig, SockAddr, SockEvent,
+    counter,
 };
 
 /// The one ring buffer every event goes through. Userspace sets its size at load time.
@@ -44,6 +45,24 @@ pub static SOCK_TYPES: LruHashMap<u64, u16> = LruHashMap::with_max_entries(65536
 #[map]
 pub static DNS_SOCKS: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(4096, 0);
 
+/// `(tgid << 32) | fd` → the address a socket connected to (successfully or in progress), for
+/// the peer of `http.request`.
+#[map]
+pub static CONN_PEERS: LruHashMap<u64, SockAddr> = LruHashMap::with_max_entries(65536, 0);
+
+/// `(tgid << 32) | fd` of a socket whose last HTTP write was a request head → when: its next
+/// write starting `{` soon after is the body (`http.rs`).
+#[map]
+pub static SOCK_BODY: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// `[tgid, SSL*]` → what is awaited on that TLS connection (`http.rs`: body, response).
+#[map]
+pub static SSL_STATE: LruHashMap<[u64; 2], u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// tid → `[SSL*, buf, readbytes*]` of an `SSL_read[_ex]` between entry and return.
+#[map]
+pub static SSL_READS: LruHashMap<u32, [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
+
 /// tid → requested socket type between `socket()` entry and exit.
 #[map]
 pub static SOCKET_CALLS: LruHashMap<u32, u16> = LruHashMap::with_max_entries(1024, 0);
@@ -70,5 +89,7 @@ pub static SOCK_CALLS: LruHashMap<u32, SockEvent> = LruHashMap::with_max_entries
 pub static EXEC_SCRATCH: PerCpuArray<ExecBuffer> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static OPEN_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static HTTP_SCRATCH: PerCpuArray<HttpBuffer> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);

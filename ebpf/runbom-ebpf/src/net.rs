@@ -14,7 +14,10 @@ use runbom_common::{
 };
 
 use crate::{
-    maps::{DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, EVENTS, SOCK_CALLS, SOCK_TYPES, SOCKET_CALLS},
+    maps::{
+        CONN_PEERS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, EVENTS, SOCK_BODY, SOCK_CALLS, SOCK_TYPES,
+        SOCKET_CALLS,
+    },
     util::{count, current, fd_key, header, is_self, now, sys_arg},
 };
 
@@ -23,7 +26,7 @@ const AF_INET6: u16 = 10;
 
 /// Reads an IPv4 or IPv6 `struct sockaddr` from user memory; `None` for other families.
 #[inline(always)]
-fn read_sockaddr(ptr: *const u8) -> Option<SockAddr> {
+pub fn read_sockaddr(ptr: *const u8) -> Option<SockAddr> {
     if ptr.is_null() {
         return None;
     }
@@ -71,7 +74,11 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let _ = SOCKET_CALLS.remove(tid);
     let fd: i64 = sys_arg(&ctx, 0);
     if fd >= 0 {
-        let _ = SOCK_TYPES.insert(fd_key(tgid, fd as i32), kind, 0);
+        let key = fd_key(tgid, fd as i32);
+        let _ = SOCK_TYPES.insert(key, kind, 0);
+        // A new socket under a reused fd number: what was known of the old one is void.
+        let _ = CONN_PEERS.remove(key);
+        let _ = SOCK_BODY.remove(key);
     }
     0
 }
@@ -131,6 +138,10 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         let _ = DNS_SOCKS.insert(key, ev.remote, 0);
     } else {
         let _ = DNS_SOCKS.remove(key);
+    }
+    // Non-blocking connects return EINPROGRESS (-115); the peer is known either way.
+    if (ev.ret == 0 || ev.ret == -115) && ev.sock_type != SOCK_TYPE_DGRAM {
+        let _ = CONN_PEERS.insert(key, ev.remote, 0);
     }
     if EVENTS.output::<SockEvent>(&*ev, 0).is_err() {
         count(counter::RING_FULL);

@@ -1,14 +1,22 @@
 //! Decoded kernel records enriched into [`KernelEvent`]s: Unix times, the process they belong
 //! to, names for errnos and flags, DNS questions parsed out of datagrams.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{Arc, mpsc::SyncSender},
+    time::Instant,
+};
 
 use runbom_common::{
-    EXEC_ARGV_TRUNCATED, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event,
+    EXEC_ARGV_TRUNCATED, HTTP_FD_IS_SOCKET, HTTP_PEER_KNOWN, HttpEvent, SOCK_TYPE_DGRAM,
+    SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event, http_source,
 };
 
 use crate::{
     clock::BootClock,
+    http,
+    httptrack::{self, Awaits, HttpTracker, socket_key},
     names,
     proctable::{ProcessInfo, ProcessTable},
     redact,
@@ -147,12 +155,64 @@ impl Detail {
 pub struct Enricher {
     pub procs: ProcessTable,
     clock: BootClock,
+    /// TLS requests waiting for their body and status; completed ones wait for [`Self::take_ready`].
+    http: HttpTracker,
+    /// Where pids that may have loaded a new libssl are sent (see `crate::openssl`).
+    libssl: Option<SyncSender<u32>>,
+    /// Pids sent since their last exec (bounded by the live processes: exit removes).
+    libssl_sent: HashSet<u32>,
 }
 
 impl Enricher {
     #[must_use]
     pub fn new(procs: ProcessTable, clock: BootClock) -> Self {
-        Self { procs, clock }
+        Self {
+            procs,
+            clock,
+            http: HttpTracker::default(),
+            libssl: None,
+            libssl_sent: HashSet::new(),
+        }
+    }
+
+    /// Sends each process that execs or first connects to `tx`, for an OpenSSL rescan.
+    #[must_use]
+    pub fn with_libssl_watch(mut self, tx: SyncSender<u32>) -> Self {
+        self.libssl = Some(tx);
+        self
+    }
+
+    /// Moves the HTTP requests that are complete (or waited long enough) to `out`.
+    pub fn take_ready(&mut self, out: &mut Vec<KernelEvent>) {
+        self.http.expire(
+            Instant::now(),
+            httptrack::RESPONSE_WAIT,
+            httptrack::BODY_WAIT,
+        );
+        self.http.take_ready(out);
+    }
+
+    /// True while TLS requests wait for their response.
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        self.http.has_pending()
+    }
+
+    /// Releases every waiting request (shutdown).
+    pub fn flush(&mut self, out: &mut Vec<KernelEvent>) {
+        self.http.flush();
+        self.http.take_ready(out);
+    }
+
+    fn libssl_watch(&mut self, pid: u32, exec: bool) {
+        let Some(tx) = &self.libssl else { return };
+        if exec {
+            self.libssl_sent.remove(&pid);
+        }
+        if self.libssl_sent.insert(pid) {
+            // A full queue drops the hint: the watcher is busy rescanning already.
+            let _ = tx.try_send(pid);
+        }
     }
 
     /// Enriches one record; `None` for records that only update the process table (fork) or
@@ -160,9 +220,18 @@ impl Enricher {
     pub fn enrich(&mut self, event: &Event<'_>) -> Option<KernelEvent> {
         let h = *event.header();
         let start_ns = self.clock.to_unix_ns(h.time_ns);
+        match event {
+            Event::Exec(..) => self.libssl_watch(h.pid, true),
+            Event::Connect(_) => self.libssl_watch(h.pid, false),
+            Event::Exit(_) => {
+                self.libssl_sent.remove(&h.pid);
+            }
+            _ => {}
+        }
         let (process, end_boot, detail) = match event {
+            Event::Http(e, data) => return self.http(e, data, start_ns),
             Event::Fork(f) => {
-                self.procs.fork(h.pid, f.child_pid);
+                self.procs.fork_by(h.pid, h.tid, f.child_pid, start_ns);
                 return None;
             }
             Event::Exec(e, argv) => {
@@ -235,6 +304,93 @@ impl Enricher {
             detail,
         })
     }
+}
+
+impl Enricher {
+    /// An HTTP capture: a TLS head waits in the tracker for its body and status, a plaintext
+    /// one for its body when the head did not hold it (no response is captured there).
+    fn http(&mut self, e: &HttpEvent, data: &[u8], time_ns: u64) -> Option<KernelEvent> {
+        let h = e.header;
+        let socket = matches!(
+            e.source,
+            http_source::SOCKET_WRITE | http_source::SOCKET_BODY
+        );
+        let key = if socket {
+            socket_key(h.pid, e.fd)
+        } else {
+            (h.pid, e.ssl)
+        };
+        match e.source {
+            http_source::SSL_BODY => {
+                self.http.body(key, data);
+                return None;
+            }
+            // The fd may have been reused for a file since the head: a file is no body.
+            http_source::SOCKET_BODY if is_socket(h.pid, e.fd) => {
+                self.http.body(key, data);
+                return None;
+            }
+            http_source::SOCKET_BODY => return None,
+            http_source::SSL_READ => {
+                self.http.response(key, http::status(data)?, time_ns);
+                return None;
+            }
+            _ => {}
+        }
+        if socket && e.flags & HTTP_FD_IS_SOCKET == 0 && !is_socket(h.pid, e.fd) {
+            return None;
+        }
+        let head = http::parse_head(data)?;
+        let body = head.body_offset.map(|at| &data[at..]);
+        let model = body.and_then(http::model);
+        // The body (or its rest) comes in the next write when this one did not hold it all. At
+        // the socket only a JSON body is captured (the kernel side looks for its `{`).
+        let need_body = model.is_none()
+            && (!socket || head.json)
+            && head.content_length.unwrap_or(0) > body.map_or(0, |b| b.len() as u64);
+        let peer = if e.flags & HTTP_PEER_KNOWN != 0 {
+            socket_addr(&e.peer)
+        } else {
+            None
+        };
+        let event = KernelEvent {
+            pid: h.pid,
+            tid: h.tid,
+            cgroup_id: h.cgroup_id,
+            start_ns: time_ns,
+            end_ns: time_ns,
+            process: self.procs.get(h.pid),
+            detail: Detail::HttpRequest(Box::new(HttpRequest {
+                capture: if socket {
+                    Capture::Socket
+                } else {
+                    Capture::Openssl
+                },
+                method: head.method,
+                host: head.host.or_else(|| peer.map(|p| p.to_string())),
+                target: head.target,
+                peer,
+                traceparent: head.traceparent,
+                user_agent: head.user_agent,
+                body_size: head.content_length,
+                model,
+                status: None,
+            })),
+        };
+        if socket && !need_body {
+            return Some(event);
+        }
+        let awaits = if socket { Awaits::Body } else { Awaits::Status };
+        self.http.request(key, event, need_body, awaits);
+        None
+    }
+}
+
+/// Whether `fd` of `pid` is a socket, for writes on descriptors created before runbom started.
+/// When `/proc` cannot tell (the fd is closed already), the request line decides alone.
+fn is_socket(pid: u32, fd: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .map_or(true, |l| l.to_string_lossy().starts_with("socket:"))
 }
 
 fn transport(s: &SockEvent) -> Option<Transport> {

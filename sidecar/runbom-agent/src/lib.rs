@@ -5,11 +5,14 @@
 
 pub mod clock;
 pub mod event;
+pub mod http;
+pub mod httptrack;
 pub mod names;
+pub mod openssl;
 pub mod probes;
 pub mod proctable;
 pub mod reader;
 pub mod redact;
 
 pub use event::{Capture, Detail, Enricher, HttpRequest, KernelEvent, TraceParent, Transport};
-pub use probes::{Losses, ProbeError, ProbeSettings, Probes};
+pub use probes::{HttpCapture, Losses, ProbeError, ProbeSettings, Probes};

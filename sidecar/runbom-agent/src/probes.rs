@@ -5,10 +5,11 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{ProgramError, TracePoint},
+    programs::{ProgramError, TracePoint, UProbe, uprobe::UProbeScope},
 };
 use runbom_common::{
-    ARGV_MAX, FILTER_BY_WORKLOAD, PATH_MAX, PREFIX_EXCLUDE, PREFIX_INCLUDE, ProbeConfig, counter,
+    ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, PATH_MAX, PREFIX_EXCLUDE, PREFIX_INCLUDE,
+    ProbeConfig, counter,
 };
 use tracing::debug;
 
@@ -44,6 +45,24 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("sys_enter_sendmmsg", "syscalls"),
 ];
 
+/// HTTP capture programs and the syscall tracepoints they share with other programs.
+const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
+    ("http_sys_enter_write", "sys_enter_write"),
+    ("http_sys_enter_writev", "sys_enter_writev"),
+    ("http_sys_enter_sendto", "sys_enter_sendto"),
+    ("http_sys_enter_sendmsg", "sys_enter_sendmsg"),
+];
+
+/// OpenSSL uprobes (program, symbol), attached to every libssl that processes load.
+const SSL_UPROBES: &[(&str, &str)] = &[
+    ("ssl_write", "SSL_write"),
+    ("ssl_write_ex", "SSL_write_ex"),
+    ("ssl_read", "SSL_read"),
+    ("ssl_read_ex", "SSL_read_ex"),
+    ("ssl_read_ret", "SSL_read"),
+    ("ssl_read_ex_ret", "SSL_read_ex"),
+];
+
 /// Where the kernel publishes its BTF; `RUNBOM_KERNEL_BTF` overrides it (for tests of the
 /// error path and for kernels that ship BTF elsewhere).
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -65,6 +84,33 @@ pub struct ProbeSettings {
     pub watch_cgroups: Vec<std::path::PathBuf>,
     /// UDP destination ports whose datagrams are DNS queries.
     pub dns_ports: Vec<u16>,
+    pub http: HttpCapture,
+}
+
+/// What of HTTP traffic is captured (`http.request`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCapture {
+    /// Capture HTTP requests at all (`plaintext` and `openssl` choose where).
+    pub enabled: bool,
+    /// At socket writes (`write`, `writev`, `sendto`, `sendmsg`): every such call then pays a
+    /// tracepoint hit, whatever it writes.
+    pub plaintext: bool,
+    /// Bytes copied of a write that starts a request (head and the body's start): enough to
+    /// reach `Host` and `traceparent` past long headers, and an LLM request's `model`.
+    pub max_bytes: u32,
+    /// Capture inside TLS with uprobes on every OpenSSL library processes load.
+    pub openssl: bool,
+}
+
+impl Default for HttpCapture {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            plaintext: true,
+            max_bytes: 8192,
+            openssl: true,
+        }
+    }
 }
 
 impl Default for ProbeSettings {
@@ -80,12 +126,15 @@ impl Default for ProbeSettings {
                 "/usr/lib/",
                 "/lib/",
                 "/usr/share/",
+                // The dynamic loader reads it at every exec of a dynamically linked program.
+                "/etc/ld.so.cache",
             ]
             .map(String::from)
             .to_vec(),
             watch_pids: Vec::new(),
             watch_cgroups: Vec::new(),
             dns_ports: vec![53],
+            http: HttpCapture::default(),
         }
     }
 }
@@ -181,7 +230,20 @@ impl Probes {
             programs.insert(0, ("selftest_verifier_reject", "syscalls"));
         }
         for (program, category) in programs {
-            probes.attach(program, category)?;
+            probes.attach(program, category, program)?;
+        }
+        if settings.http.enabled && settings.http.plaintext {
+            for (program, tracepoint) in HTTP_TRACEPOINTS {
+                probes.attach(program, "syscalls", tracepoint)?;
+            }
+        }
+        if settings.http.enabled && settings.http.openssl {
+            for (program, _) in SSL_UPROBES {
+                probes
+                    .program::<UProbe>(program)?
+                    .load()
+                    .map_err(load_error(program))?;
+            }
         }
         Ok(probes)
     }
@@ -192,7 +254,7 @@ impl Probes {
             argv_max: s.argv_max.min(ARGV_MAX as u32 - 1),
             self_pid: std::process::id(),
             file_filter: if watch { FILTER_BY_WORKLOAD } else { 0 },
-            _pad: 0,
+            http_max: s.http.max_bytes.min(HTTP_DATA_MAX as u32),
         };
         let mut config: Array<_, ProbeConfig> =
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
@@ -249,33 +311,55 @@ impl Probes {
         self.ebpf.map_mut(name).ok_or(ProbeError::MissingMap(name))
     }
 
-    fn attach(&mut self, program: &str, category: &str) -> Result<(), ProbeError> {
-        let prog_err = |source| ProbeError::Program {
+    /// The program named `program`, as its type.
+    fn program<'a, T>(&'a mut self, program: &str) -> Result<&'a mut T, ProbeError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+    {
+        let err = |source| ProbeError::Program {
             program: program.to_owned(),
             source: Box::new(source),
         };
-        let tp: &mut TracePoint = self
-            .ebpf
+        self.ebpf
             .program_mut(program)
-            .ok_or_else(|| ProbeError::Program {
-                program: program.to_owned(),
-                source: Box::new(ProgramError::UnexpectedProgramType),
-            })?
+            .ok_or_else(|| err(ProgramError::UnexpectedProgramType))?
             .try_into()
-            .map_err(prog_err)?;
-        tp.load().map_err(|e| match e {
-            ProgramError::LoadError { verifier_log, .. } => ProbeError::Verifier {
-                program: program.to_owned(),
-                log: last_lines(&verifier_log.to_string(), 12),
-            },
-            e => prog_err(e),
-        })?;
+            .map_err(err)
+    }
+
+    /// Attaches the OpenSSL uprobes to one library file (for every process that maps it).
+    /// Returns the symbols that could not be hooked with why (a static or stripped build may
+    /// lack some); an error only when none could.
+    pub fn attach_openssl(&mut self, library: &Path) -> Result<Vec<String>, String> {
+        let mut missing = Vec::new();
+        for (program, symbol) in SSL_UPROBES {
+            let attached = self
+                .program::<UProbe>(program)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    p.attach(*symbol, library, UProbeScope::AllProcesses)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = attached {
+                missing.push(format!("{symbol} ({program}): {e}"));
+            }
+        }
+        if missing.len() == SSL_UPROBES.len() {
+            return Err(missing.join("; "));
+        }
+        Ok(missing)
+    }
+
+    fn attach(&mut self, program: &str, category: &str, name: &str) -> Result<(), ProbeError> {
+        let tp = self.program::<TracePoint>(program)?;
+        tp.load().map_err(load_error(program))?;
         // The self-test program never gets this far (the verifier refuses it); its name is not a
         // tracepoint, so give it one in case a kernel ever accepts it.
         let name = if program == "selftest_verifier_reject" {
             "sys_enter_openat"
         } else {
-            program
+            name
         };
         tp.attach(category, name)
             .map_err(|source| ProbeError::Attach {
@@ -372,6 +456,20 @@ fn cgroup_id(dir: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::other("not a cgroup directory"));
     }
     Ok(meta.ino())
+}
+
+/// A program's load failure: the verifier's last words when it refused, else the error.
+fn load_error(program: &str) -> impl FnOnce(ProgramError) -> ProbeError {
+    move |e| match e {
+        ProgramError::LoadError { verifier_log, .. } => ProbeError::Verifier {
+            program: program.to_owned(),
+            log: last_lines(&verifier_log.to_string(), 12),
+        },
+        e => ProbeError::Program {
+            program: program.to_owned(),
+            source: Box::new(e),
+        },
+    }
 }
 
 fn last_lines(text: &str, n: usize) -> String {

@@ -20,6 +20,11 @@ pub struct ProcessInfo {
     pub container_id: Option<String>,
     /// Events of one program run share this trace id when they are not correlated.
     pub trace_id: [u8; 16],
+    /// The parent's thread that forked this process (0: not seen, e.g. seeded from `/proc`).
+    /// The correlation places a child's events where that thread was at `fork_ns`.
+    pub fork_tid: u32,
+    /// Unix nanoseconds of the fork (0: not seen).
+    pub fork_ns: u64,
 }
 
 impl ProcessInfo {
@@ -94,10 +99,17 @@ impl ProcessTable {
 
     /// A new process: it starts as a copy of its parent (same program until it execs).
     pub fn fork(&mut self, parent: u32, child: u32) {
+        self.fork_by(parent, 0, child, 0);
+    }
+
+    /// A new process forked by thread `parent_tid` of `parent` at `time_ns` (Unix ns).
+    pub fn fork_by(&mut self, parent: u32, parent_tid: u32, child: u32, time_ns: u64) {
         let mut info = (*self.get(parent)).clone();
         info.pid = child;
         info.ppid = parent;
         info.trace_id = new_trace_id();
+        info.fork_tid = parent_tid;
+        info.fork_ns = time_ns;
         self.procs.insert(child, Arc::new(info));
     }
 
@@ -105,6 +117,7 @@ impl ProcessTable {
     pub fn exec(&mut self, pid: u32, uid: u32, exe: String, argv: &[&str]) -> Arc<ProcessInfo> {
         let prev = self.procs.get(&pid);
         let parent_pid = prev.map_or(0, |p| p.ppid);
+        let (fork_tid, fork_ns) = prev.map_or((0, 0), |p| (p.fork_tid, p.fork_ns));
         let container_id = prev.map_or_else(
             || self.proc_root.as_deref().and_then(|r| container_id(r, pid)),
             |p| p.container_id.clone(),
@@ -117,6 +130,8 @@ impl ProcessTable {
             command_line: redact::command_line(argv),
             container_id,
             trace_id: new_trace_id(),
+            fork_tid,
+            fork_ns,
         });
         self.procs.insert(pid, info.clone());
         info
@@ -192,6 +207,7 @@ fn read_proc(root: &Path, pid: u32) -> Option<ProcessInfo> {
         command_line: redact::command_line(&argv),
         container_id: container_id(root, pid),
         trace_id: new_trace_id(),
+        ..ProcessInfo::default()
     })
 }
 
@@ -244,16 +260,17 @@ mod tests {
     fn fork_exec_exit_keep_ancestry() {
         let mut t = ProcessTable::empty();
         t.exec(10, 0, "/usr/bin/python3".into(), &["python3", "agent.py"]);
-        t.fork(10, 11);
+        t.fork_by(10, 12, 11, 5_000);
         let child = t.get(11);
         assert_eq!((child.ppid, child.exe.as_str()), (10, "/usr/bin/python3"));
+        assert_eq!((child.fork_tid, child.fork_ns), (12, 5_000));
         let child = t.exec(
             11,
             1000,
             "/bin/sh".into(),
             &["sh", "-c", "ls", "--password", "x"],
         );
-        assert_eq!(child.ppid, 10);
+        assert_eq!((child.ppid, child.fork_tid, child.fork_ns), (10, 12, 5_000));
         assert_eq!(child.command_line, "sh -c ls --password [REDACTED]");
         assert_eq!(t.exit(11).exe, "/bin/sh");
         assert_eq!(t.len(), 1);

@@ -3,9 +3,12 @@
 //! reader waits, the ring fills, and the kernel counts what it drops (see `LossCounters`):
 //! nothing is lost silently.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -18,6 +21,8 @@ use crate::event::{Enricher, KernelEvent};
 
 /// Most events handed downstream in one batch.
 pub const BATCH: usize = 1024;
+/// While TLS requests wait for their response, how often waiting ones are checked for expiry.
+const PENDING_CHECK: Duration = Duration::from_millis(500);
 
 /// Counters of the reader, shared with whoever reports them.
 #[derive(Debug, Default)]
@@ -49,10 +54,19 @@ pub async fn run(
                 guard.clear_ready();
                 false
             }
+            () = tokio::time::sleep(PENDING_CHECK), if enricher.has_pending() => {
+                let mut ready = Vec::new();
+                enricher.take_ready(&mut ready);
+                send(ready, &tx, &stats).await;
+                false
+            }
             () = stop.cancelled() => true,
         };
         if stopping {
             drain(fd.get_mut(), &mut enricher, &tx, &stats).await;
+            let mut rest = Vec::new();
+            enricher.flush(&mut rest);
+            send(rest, &tx, &stats).await;
             return Ok(());
         }
     }
@@ -82,10 +96,26 @@ async fn drain(
         if records == 0 {
             return;
         }
-        let n = batch.len() as u64;
-        if !batch.is_empty() && tx.send(batch).await.is_err() {
+        enricher.take_ready(&mut batch);
+        if !send(batch, tx, stats).await {
             return; // downstream is gone: shutting down
         }
-        stats.events.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// Hands a batch downstream; false when downstream is gone.
+async fn send(
+    batch: Vec<KernelEvent>,
+    tx: &mpsc::Sender<Vec<KernelEvent>>,
+    stats: &ReaderStats,
+) -> bool {
+    let n = batch.len() as u64;
+    if batch.is_empty() {
+        return true;
+    }
+    if tx.send(batch).await.is_err() {
+        return false;
+    }
+    stats.events.fetch_add(n, Ordering::Relaxed);
+    true
 }

@@ -30,11 +30,22 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
+/// The name that loads the reference agent's declared BOM (`examples/agent/bom.cdx.json`,
+/// built into the binary), as the embedded default configuration does. Never reloaded.
+pub const BUILTIN_REFERENCE_AGENT: &str = "builtin:reference-agent";
+
+const REFERENCE_AGENT_BOM: &str = include_str!("../../../examples/agent/bom.cdx.json");
+
 impl BomWatch {
     /// Loads the BOM; an invalid one is an error (runbom refuses to start with it).
+    /// [`BUILTIN_REFERENCE_AGENT`] names the reference agent's BOM built into runbom.
     pub fn load(path: &Path) -> Result<Self, BomError> {
         let before = stamp(path);
-        let bom = DeclaredBom::from_file(path)?;
+        let bom = if path == Path::new(BUILTIN_REFERENCE_AGENT) {
+            DeclaredBom::parse(REFERENCE_AGENT_BOM, BUILTIN_REFERENCE_AGENT)?
+        } else {
+            DeclaredBom::from_file(path)?
+        };
         Ok(Self {
             path: path.to_owned(),
             current: Arc::new(bom),

@@ -222,7 +222,7 @@ fn enrich_all(enricher: &mut Enricher, records: &[Vec<u8>]) -> Vec<KernelEvent> 
 /// Everything, one batch: returns the encoded bytes so nothing is optimised away.
 fn pipeline(enricher: &mut Enricher, records: &[Vec<u8>], opts: &ConvertOptions) -> usize {
     let events = enrich_all(enricher, records);
-    let batch = convert(&events, opts);
+    let batch = convert(&events, &[], opts);
     batch.traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()
 }
 
@@ -254,9 +254,9 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
     });
     let events = enrich_all(&mut enricher(), &records);
     group.bench_function("mixed/convert", |b| {
-        b.iter(|| convert(black_box(&events), &opts).log_count());
+        b.iter(|| convert(black_box(&events), &[], &opts).log_count());
     });
-    let batch = convert(&events, &opts);
+    let batch = convert(&events, &[], &opts);
     group.bench_function("mixed/encode", |b| {
         b.iter(|| {
             black_box(&batch).traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()

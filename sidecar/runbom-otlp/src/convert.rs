@@ -3,7 +3,9 @@
 //! Events are grouped by the process (program run) that caused them: one `ResourceSpans` /
 //! `ResourceLogs` per process, scope `runbom.kernel`. An event that no application trace claimed
 //! becomes a root span in a trace shared by all events of its process, so a trace viewer shows a
-//! program run's activity together.
+//! program run's activity together. An event that the correlation placed in an application
+//! trace ([`Placement`], contract §2) becomes a child of the application's span instead, under
+//! the application's Resource.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -29,6 +31,21 @@ pub struct ConvertOptions {
     pub host_name: String,
     /// Emit spans for events that no application trace claimed (logs are always emitted).
     pub uncorrelated_spans: bool,
+}
+
+/// Where the correlation put one event: under an application span (contract §2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// The application trace (after stitching).
+    pub trace_id: [u8; 16],
+    /// The application span the event happened in: the kernel span's parent.
+    pub parent_span_id: [u8; 8],
+    /// The application's Resource, shared by every event placed in that application.
+    pub resource: Arc<Resource>,
+    /// `runbom.correlation.method`: `traceparent`, `thread`, `process` or `ancestry`.
+    pub method: &'static str,
+    /// `runbom.correlation.confidence`: `high`, `medium` or `low`.
+    pub confidence: &'static str,
 }
 
 /// One batch of events, converted.
@@ -70,20 +87,31 @@ impl OtlpBatch {
     }
 }
 
-/// Converts a batch of events.
+/// Converts a batch of events. `placements[i]` says where the correlation put `events[i]`
+/// (`None`, or a shorter slice, `&[]` included: not correlated). A placed event always
+/// becomes a span (but `process.exit`, a log only); an unplaced one only with
+/// `uncorrelated_spans`.
 #[must_use]
-pub fn convert(events: &[KernelEvent], opts: &ConvertOptions) -> OtlpBatch {
-    // Group by process run, keeping first-seen order.
-    let mut order: Vec<&Arc<ProcessInfo>> = Vec::new();
-    let mut groups: HashMap<*const ProcessInfo, Vec<&KernelEvent>> = HashMap::new();
-    for ev in events {
+pub fn convert(
+    events: &[KernelEvent],
+    placements: &[Option<Placement>],
+    opts: &ConvertOptions,
+) -> OtlpBatch {
+    // Group by application (placed) or process run (unplaced), keeping first-seen order.
+    let mut order: Vec<(Group, usize)> = Vec::new();
+    let mut groups: HashMap<Group, Vec<usize>> = HashMap::new();
+    for (i, ev) in events.iter().enumerate() {
+        let key = match placements.get(i).and_then(Option::as_ref) {
+            Some(p) => Group::App(Arc::as_ptr(&p.resource)),
+            None => Group::Process(Arc::as_ptr(&ev.process)),
+        };
         groups
-            .entry(Arc::as_ptr(&ev.process))
+            .entry(key)
             .or_insert_with(|| {
-                order.push(&ev.process);
+                order.push((key, i));
                 Vec::new()
             })
-            .push(ev);
+            .push(i);
     }
     let scope = Some(InstrumentationScope {
         name: SCOPE.into(),
@@ -91,18 +119,22 @@ pub fn convert(events: &[KernelEvent], opts: &ConvertOptions) -> OtlpBatch {
         ..Default::default()
     });
     let mut batch = OtlpBatch::default();
-    for process in order {
-        let group = &groups[&Arc::as_ptr(process)];
-        let resource = Some(resource(process, opts));
-        let mut spans = Vec::with_capacity(if opts.uncorrelated_spans {
-            group.len()
-        } else {
-            0
+    for (key, first) in order {
+        let group = &groups[&key];
+        let resource = Some(match placements.get(first).and_then(Option::as_ref) {
+            Some(p) => (*p.resource).clone(),
+            None => resource(&events[first].process, opts),
         });
+        let mut spans = Vec::new();
         let mut logs = Vec::with_capacity(group.len());
-        for ev in group {
-            let span = opts.uncorrelated_spans.then(|| span(ev)).flatten();
-            logs.push(log(ev, span.as_ref()));
+        for &i in group {
+            let ev = &events[i];
+            let placement = placements.get(i).and_then(Option::as_ref);
+            let span = match placement {
+                Some(p) => span(ev, Some(p)),
+                None => opts.uncorrelated_spans.then(|| span(ev, None)).flatten(),
+            };
+            logs.push(log(ev, span.as_ref(), placement));
             spans.extend(span);
         }
         if !spans.is_empty() {
@@ -129,6 +161,13 @@ pub fn convert(events: &[KernelEvent], opts: &ConvertOptions) -> OtlpBatch {
     batch
 }
 
+/// What events are grouped by: the application's Resource or the process run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Group {
+    App(*const Resource),
+    Process(*const ProcessInfo),
+}
+
 fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
     let name = if p.exe.is_empty() {
         "unknown"
@@ -152,8 +191,9 @@ fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
     }
 }
 
-/// The span of an event; `None` for `process.exit`, which is a log only.
-fn span(ev: &KernelEvent) -> Option<Span> {
+/// The span of an event, under its placement's span when it has one; `None` for
+/// `process.exit`, which is a log only.
+fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
     let (name, kind) = match &ev.detail {
         Detail::Exit { .. } => return None,
         Detail::Exec { path, .. } => (format!("process.exec {path}"), SpanKind::Internal),
@@ -174,7 +214,10 @@ fn span(ev: &KernelEvent) -> Option<Span> {
             format!(
                 "http.request {} {}",
                 h.method,
-                h.host.as_deref().unwrap_or("unknown")
+                // `server.address`: the Host header without its port.
+                h.host
+                    .as_deref()
+                    .map_or("unknown", |host| split_host_port(host).0)
             ),
             SpanKind::Client,
         ),
@@ -184,22 +227,28 @@ fn span(ev: &KernelEvent) -> Option<Span> {
         code: StatusCode::Error as i32,
     });
     Some(Span {
-        trace_id: ev.process.trace_id.to_vec(),
+        trace_id: placement
+            .map_or(ev.process.trace_id, |p| p.trace_id)
+            .to_vec(),
         span_id: new_span_id().to_vec(),
+        parent_span_id: placement
+            .map(|p| p.parent_span_id.to_vec())
+            .unwrap_or_default(),
         name,
         kind: kind as i32,
         start_time_unix_nano: ev.start_ns,
         end_time_unix_nano: ev.end_ns,
-        attributes: attributes(ev),
+        attributes: attributes(ev, placement),
         status,
         ..Default::default()
     })
 }
 
-/// The log record of an event, pointing at its span when there is one.
-fn log(ev: &KernelEvent, span: Option<&Span>) -> LogRecord {
+/// The log record of an event, pointing at its span when there is one (else, when placed, at
+/// the application span it happened in).
+fn log(ev: &KernelEvent, span: Option<&Span>, placement: Option<&Placement>) -> LogRecord {
     let event = ev.detail.event_name();
-    let mut attributes = attributes(ev);
+    let mut attributes = attributes(ev, placement);
     attributes.push(kv_str("event.name", event));
     let failed = error(ev).is_some();
     LogRecord {
@@ -214,8 +263,18 @@ fn log(ev: &KernelEvent, span: Option<&Span>) -> LogRecord {
         body: Some(any_str(&body(ev))),
         attributes,
         event_name: event.into(),
-        trace_id: span.map(|s| s.trace_id.clone()).unwrap_or_default(),
-        span_id: span.map(|s| s.span_id.clone()).unwrap_or_default(),
+        trace_id: span.map_or_else(
+            || placement.map(|p| p.trace_id.to_vec()).unwrap_or_default(),
+            |s| s.trace_id.clone(),
+        ),
+        span_id: span.map_or_else(
+            || {
+                placement
+                    .map(|p| p.parent_span_id.to_vec())
+                    .unwrap_or_default()
+            },
+            |s| s.span_id.clone(),
+        ),
         ..Default::default()
     }
 }
@@ -270,10 +329,14 @@ fn host(ip: std::net::IpAddr) -> String {
     }
 }
 
-fn attributes(ev: &KernelEvent) -> Vec<KeyValue> {
+fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> {
     let p = &ev.process;
-    let mut a = Vec::with_capacity(14);
+    let mut a = Vec::with_capacity(16);
     a.push(kv_str("runbom.event", ev.detail.event_name()));
+    if let Some(placed) = placement {
+        a.push(kv_str("runbom.correlation.method", placed.method));
+        a.push(kv_str("runbom.correlation.confidence", placed.confidence));
+    }
     a.push(kv_int("process.pid", ev.pid.into()));
     a.push(kv_int("thread.id", ev.tid.into()));
     if p.ppid != 0 {
@@ -472,6 +535,7 @@ mod tests {
                 command_line: "curl http://x".into(),
                 container_id: None,
                 trace_id: [7; 16],
+                ..ProcessInfo::default()
             }),
             detail,
         }
@@ -492,6 +556,33 @@ mod tests {
     }
 
     #[test]
+    fn http_span_is_named_by_server_address() {
+        let ev = event(Detail::HttpRequest(Box::new(runbom_agent::HttpRequest {
+            capture: runbom_agent::Capture::Openssl,
+            method: "POST".into(),
+            host: Some("api.openai.com:443".into()),
+            target: "/v1/chat/completions?x=[REDACTED]".into(),
+            peer: None,
+            traceparent: None,
+            user_agent: None,
+            body_size: Some(12),
+            model: Some("gpt-4o-mini".into()),
+            status: Some(200),
+        })));
+        let batch = convert(&[ev], &[], &opts());
+        let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(span.name, "http.request POST api.openai.com");
+        assert_eq!(
+            attr(&span.attributes, "server.port"),
+            Some(&Value::IntValue(443))
+        );
+        assert_eq!(
+            attr(&span.attributes, "url.path"),
+            Some(&Value::StringValue("/v1/chat/completions".into()))
+        );
+    }
+
+    #[test]
     fn refused_connect_is_an_error_client_span() {
         let remote: SocketAddr = "[::1]:8080".parse().unwrap();
         let ev = event(Detail::Connect {
@@ -499,7 +590,7 @@ mod tests {
             transport: Some(Transport::Tcp),
             error: Some("ECONNREFUSED"),
         });
-        let batch = convert(&[ev], &opts());
+        let batch = convert(&[ev], &[], &opts());
         let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.name, "net.connect [::1]:8080");
         assert_eq!(span.kind, SpanKind::Client as i32);
@@ -520,7 +611,7 @@ mod tests {
 
     #[test]
     fn exit_is_a_log_only_and_spans_can_be_off() {
-        let batch = convert(&[event(Detail::Exit { code: Some(3) })], &opts());
+        let batch = convert(&[event(Detail::Exit { code: Some(3) })], &[], &opts());
         assert_eq!((batch.span_count(), batch.log_count()), (0, 1));
         let open = event(Detail::FileOpen {
             path: "/etc/hosts".into(),
@@ -529,7 +620,7 @@ mod tests {
         });
         let mut o = opts();
         o.uncorrelated_spans = false;
-        let batch = convert(&[open], &o);
+        let batch = convert(&[open], &[], &o);
         assert_eq!((batch.span_count(), batch.log_count()), (0, 1));
         let log = &batch.logs.resource_logs[0].scope_logs[0].log_records[0];
         assert!(log.span_id.is_empty());
@@ -546,7 +637,7 @@ mod tests {
             pid: 50,
             ..(*a.process).clone()
         });
-        let batch = convert(&[a.clone(), b, a], &opts());
+        let batch = convert(&[a.clone(), b, a], &[], &opts());
         assert_eq!(batch.traces.resource_spans.len(), 2);
         assert_eq!(batch.span_count(), 3);
         let res = batch.traces.resource_spans[0].resource.as_ref().unwrap();
@@ -554,5 +645,59 @@ mod tests {
             attr(&res.attributes, "service.name"),
             Some(&Value::StringValue("curl".into()))
         );
+    }
+
+    #[test]
+    fn placed_events_join_the_application_trace() {
+        let app = Arc::new(Resource {
+            attributes: vec![kv_str("service.name", "support-agent")],
+            ..Default::default()
+        });
+        let placement = Placement {
+            trace_id: [9; 16],
+            parent_span_id: [3; 8],
+            resource: app,
+            method: "thread",
+            confidence: "high",
+        };
+        let open = event(Detail::FileOpen {
+            path: "/etc/hosts".into(),
+            flags: 0,
+            error: None,
+        });
+        let exit = event(Detail::Exit { code: Some(0) });
+        let mut o = opts();
+        o.uncorrelated_spans = false;
+        let batch = convert(
+            &[open.clone(), exit, open],
+            &[Some(placement.clone()), Some(placement)],
+            &o,
+        );
+        // The placed open is a span even with uncorrelated spans off; the unplaced one is not.
+        assert_eq!((batch.span_count(), batch.log_count()), (1, 3));
+        let rs = &batch.traces.resource_spans[0];
+        assert_eq!(
+            attr(&rs.resource.as_ref().unwrap().attributes, "service.name"),
+            Some(&Value::StringValue("support-agent".into()))
+        );
+        let span = &rs.scope_spans[0].spans[0];
+        assert_eq!(rs.scope_spans[0].scope.as_ref().unwrap().name, SCOPE);
+        assert_eq!(
+            (span.trace_id.as_slice(), span.parent_span_id.as_slice()),
+            (&[9; 16][..], &[3; 8][..])
+        );
+        assert_eq!(
+            attr(&span.attributes, "runbom.correlation.method"),
+            Some(&Value::StringValue("thread".into()))
+        );
+        let logs = &batch.logs.resource_logs[0].scope_logs[0].log_records;
+        assert_eq!(logs[0].span_id, span.span_id);
+        // The exit is a log only: it points at the application span it happened in.
+        assert_eq!(
+            (logs[1].trace_id.as_slice(), logs[1].span_id.as_slice()),
+            (&[9; 16][..], &[3; 8][..])
+        );
+        let unplaced = &batch.logs.resource_logs[1].scope_logs[0].log_records[0];
+        assert!(unplaced.trace_id.is_empty());
     }
 }

@@ -6,5 +6,5 @@ pub mod rpc;
 pub mod signal;
 pub mod tls;
 
-pub use convert::{ConvertOptions, OtlpBatch, convert};
+pub use convert::{ConvertOptions, OtlpBatch, Placement, convert};
 pub use export::{ExportError, Exporter};

@@ -10,6 +10,10 @@
 //! that lists the processor's name among its receivers, through an [`Ingest`] of its own (the
 //! Collector's connector pattern). Its task holds that ingest, so the logs pipelines close
 //! after the traces pipeline has drained into them.
+//!
+//! A `correlate` processor also takes kernel events (its sender is handed to the ebpf receiver
+//! named in its spec, [`Graph::take_kernel_events`]) and pushes kernel log records into the
+//! logs pipelines that list that receiver.
 
 use std::{
     collections::BTreeMap,
@@ -17,6 +21,8 @@ use std::{
     time::Duration,
 };
 
+use runbom_agent::KernelEvent;
+use runbom_correlate::Correlator;
 use runbom_otlp::{
     ExportError, Exporter,
     signal::{Signal, SignalKind},
@@ -25,10 +31,11 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Ingest, Telemetry, exporter,
+    Ingest, StageCounters, Telemetry, exporter,
     processor::{
         aibom::{self, AibomSpec},
         batch::{self, BatchSettings},
+        correlate::{self, CorrelateSpec},
         memory_limiter::{self, MemoryGate, MemoryLimit},
     },
     receiver::sender::SenderPids,
@@ -49,6 +56,7 @@ pub struct PipelineSpec {
 pub enum ProcessorSpec {
     Batch(BatchSettings),
     MemoryLimiter(MemoryLimit),
+    Correlate(Box<CorrelateSpec>),
     Aibom(AibomSpec),
 }
 
@@ -59,6 +67,7 @@ impl ProcessorSpec {
     pub fn needs_sender_pids(&self) -> bool {
         match self {
             Self::Batch(_) | Self::MemoryLimiter(_) | Self::Aibom(_) => false,
+            Self::Correlate(_) => true,
         }
     }
 }
@@ -95,9 +104,135 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// 100 MiB per exporter.
 pub const DEFAULT_QUEUE_ITEMS: u32 = 50_000;
 
+/// Starts one exporter's task behind its queue; returns the queue's input.
+fn start_exporter(
+    name: &str,
+    exporter: Exporter,
+    counters: Arc<StageCounters>,
+    settings: GraphSettings,
+    give_up: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> exporter::QueueSender {
+    let (tx, queue) =
+        exporter::QueueSender::new(settings.exporter_queue, settings.exporter_queue_items);
+    tasks.push(tokio::spawn(exporter::run(
+        name.to_owned(),
+        queue,
+        exporter,
+        counters,
+        give_up.clone(),
+    )));
+    tx
+}
+
+/// Starts the `memory_limiter`'s check task; returns the gate receivers consult.
+fn start_memory_gate(
+    limit: MemoryLimit,
+    stop: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Arc<MemoryGate> {
+    let gate = Arc::new(MemoryGate::default());
+    tasks.push(tokio::spawn(memory_limiter::run(
+        limit,
+        gate.clone(),
+        stop.clone(),
+    )));
+    gate
+}
+
+/// Every receiver's [`Ingest`]: its routes and counters, the memory gate when one of its
+/// pipelines has a `memory_limiter` (`gate`: the gate and the receivers it applies to), sender
+/// pids when one of its pipelines correlates (`attributed`).
+fn receiver_ingests(
+    routes: BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    counters: &BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>>,
+    settings: GraphSettings,
+    stop: &CancellationToken,
+    gate: Option<&(Arc<MemoryGate>, Vec<String>)>,
+    attributed: &[String],
+) -> BTreeMap<String, Ingest> {
+    let senders = Arc::new(SenderPids::default());
+    routes
+        .into_iter()
+        .map(|(name, routes)| {
+            let mut ingest = Ingest::new(
+                name.clone(),
+                routes,
+                counters.get(&name).cloned().unwrap_or_default(),
+                settings.accept_timeout,
+                stop.clone(),
+            );
+            if let Some((g, gated)) = gate
+                && gated.contains(&name)
+            {
+                ingest = ingest.with_memory_gate(g.clone());
+            }
+            if attributed.contains(&name) {
+                ingest = ingest.with_sender_pids(senders.clone());
+            }
+            (name, ingest)
+        })
+        .collect()
+}
+
+/// Each receiver's counters, one per route (pipeline) it feeds.
+fn receiver_counters(
+    routes: &BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    telemetry: &Telemetry,
+) -> BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>> {
+    routes
+        .iter()
+        .map(|(name, routes)| {
+            let counters = routes
+                .iter()
+                .map(|(k, _)| (*k, telemetry.stage("receiver", name, *k)))
+                .collect();
+            (name.clone(), counters)
+        })
+        .collect()
+}
+
+/// Where a correlate processor's log records go: the logs pipelines that list its ebpf
+/// receiver (`None` when there is none).
+/// They count as the receiver's accepted log records.
+fn correlate_logs(
+    spec: &CorrelateSpec,
+    routes: &BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    counters: &BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>>,
+    settings: GraphSettings,
+    stop: &CancellationToken,
+) -> Option<Ingest> {
+    let logs: Vec<_> = routes
+        .get(&spec.source)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k == SignalKind::Logs)
+        .cloned()
+        .collect();
+    let counters = counters
+        .get(&spec.source)
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k == SignalKind::Logs)
+        .take(1)
+        .cloned()
+        .collect();
+    (!logs.is_empty()).then(|| {
+        Ingest::new(
+            spec.source.clone(),
+            logs,
+            counters,
+            settings.accept_timeout,
+            stop.clone(),
+        )
+    })
+}
+
 /// The running pipelines.
 pub struct Graph {
     ingests: BTreeMap<String, Ingest>,
+    /// The correlate processor's event input, and the receiver that is to feed it.
+    kernel_events: Option<(String, mpsc::Sender<Vec<KernelEvent>>)>,
     tasks: Vec<JoinHandle<()>>,
     /// Cancelled when the exporters must stop retrying (see [`Graph::drain`]).
     give_up: CancellationToken,
@@ -120,8 +255,9 @@ impl Graph {
         let mut gate: Option<Arc<MemoryGate>> = None;
         let mut gated: Vec<String> = Vec::new();
         let mut attributed: Vec<String> = Vec::new();
-        // Every pipeline's input first: an `aibom` processor's alerts go to logs pipelines
-        // that may come after its own.
+        let mut kernel_events = None;
+        // Every input first: correlate and aibom processors send logs into other pipelines'
+        // inputs.
         let mut inputs = Vec::with_capacity(specs.len());
         for spec in specs {
             if spec.processors.iter().any(ProcessorSpec::needs_sender_pids) {
@@ -136,7 +272,7 @@ impl Graph {
             }
             inputs.push(rx);
         }
-        let ingest = |name: &str, routes| new_ingest(name, routes, &telemetry, settings, stop);
+        let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
         for (spec, mut rx) in specs.iter().zip(inputs) {
             for p in &spec.processors {
@@ -151,22 +287,36 @@ impl Graph {
                     ProcessorSpec::MemoryLimiter(limit) => {
                         // One gate for the process: memory is shared by every pipeline.
                         if gate.is_none() {
-                            let g = Arc::new(MemoryGate::default());
-                            tasks.push(tokio::spawn(memory_limiter::run(
-                                *limit,
-                                g.clone(),
-                                stop.clone(),
-                            )));
-                            gate = Some(g);
+                            gate = Some(start_memory_gate(*limit, stop, &mut tasks));
                         }
                         gated.extend(spec.receivers.iter().cloned());
+                    }
+                    ProcessorSpec::Correlate(c) => {
+                        let (tx, next) = mpsc::channel(settings.channel_capacity);
+                        let (events_tx, events_rx) = mpsc::channel(settings.channel_capacity);
+                        let logs = correlate_logs(c, &routes, &counters, settings, stop);
+                        let correlator = Correlator::new(c.settings.clone());
+                        correlate::register(&telemetry, &correlator.stats());
+                        tasks.push(tokio::spawn(correlate::run(
+                            rx, events_rx, tx, logs, correlator,
+                        )));
+                        kernel_events = Some((c.source.clone(), events_tx));
+                        rx = next;
                     }
                     ProcessorSpec::Aibom(a) => {
                         let alerts = connectors
                             .entry(a.name.clone())
                             .or_insert_with(|| {
                                 register_aibom_counters(&telemetry, a);
-                                routes.remove(&a.name).map(|r| ingest(&a.name, r))
+                                let routes = routes.remove(&a.name)?;
+                                let counters = counters.get(&a.name).cloned().unwrap_or_default();
+                                Some(Ingest::new(
+                                    a.name.clone(),
+                                    routes,
+                                    counters,
+                                    settings.accept_timeout,
+                                    stop.clone(),
+                                ))
                             })
                             .clone();
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
@@ -179,39 +329,24 @@ impl Graph {
             for name in &spec.exporters {
                 let counters = telemetry.stage("exporter", name, spec.signal);
                 let exporter = make_exporter(name, spec.signal, counters.retry_counter())?;
-                let (tx, queue) = exporter::QueueSender::new(
-                    settings.exporter_queue,
-                    settings.exporter_queue_items,
-                );
-                tasks.push(tokio::spawn(exporter::run(
-                    name.clone(),
-                    queue,
-                    exporter,
-                    counters,
-                    give_up.clone(),
-                )));
-                outputs.push(tx);
+                outputs.push(start_exporter(
+                    name, exporter, counters, settings, &give_up, &mut tasks,
+                ));
             }
             tasks.push(tokio::spawn(exporter::fan_out(rx, outputs)));
         }
-        let senders = Arc::new(SenderPids::default());
-        let ingests = routes
-            .into_iter()
-            .map(|(name, routes)| {
-                let mut ingest = ingest(&name, routes);
-                if let Some(g) = &gate
-                    && gated.contains(&name)
-                {
-                    ingest = ingest.with_memory_gate(g.clone());
-                }
-                if attributed.contains(&name) {
-                    ingest = ingest.with_sender_pids(senders.clone());
-                }
-                (name, ingest)
-            })
-            .collect();
+        let gate = gate.map(|g| (g, gated));
+        let ingests = receiver_ingests(
+            routes,
+            &counters,
+            settings,
+            stop,
+            gate.as_ref(),
+            &attributed,
+        );
         Ok(Self {
             ingests,
+            kernel_events,
             tasks,
             give_up,
             telemetry,
@@ -224,12 +359,22 @@ impl Graph {
         self.ingests.remove(name)
     }
 
+    /// The correlate processor's input for kernel events, for the ebpf receiver `receiver`
+    /// (taken, like an ingest: the holder's drop is what lets the stage finish).
+    pub fn take_kernel_events(&mut self, receiver: &str) -> Option<mpsc::Sender<Vec<KernelEvent>>> {
+        if self.kernel_events.as_ref()?.0 != receiver {
+            return None;
+        }
+        self.kernel_events.take().map(|(_, tx)| tx)
+    }
+
     /// Waits until every stage has drained. Call once the receivers have stopped.
     ///
     /// Exporters keep retrying for `grace`; after it, what they still hold is dropped and
     /// counted as failed, so that an unreachable downstream cannot hold up shutdown.
     pub async fn drain(mut self, grace: Duration) {
         self.ingests.clear();
+        self.kernel_events = None;
         let give_up = self.give_up.clone();
         let timer = tokio::spawn(async move {
             tokio::time::sleep(grace).await;
@@ -240,27 +385,6 @@ impl Graph {
         }
         timer.abort();
     }
-}
-
-/// The door of receiver (or `aibom` processor) `name` into the pipelines that list it.
-fn new_ingest(
-    name: &str,
-    routes: Vec<(SignalKind, mpsc::Sender<Signal>)>,
-    telemetry: &Telemetry,
-    settings: GraphSettings,
-    stop: &CancellationToken,
-) -> Ingest {
-    let counters = routes
-        .iter()
-        .map(|(k, _)| (*k, telemetry.stage("receiver", name, *k)))
-        .collect();
-    Ingest::new(
-        name.to_owned(),
-        routes,
-        counters,
-        settings.accept_timeout,
-        stop.clone(),
-    )
 }
 
 /// Which counter of the `aibom` processor's stats a metric reads.

@@ -146,6 +146,27 @@ impl Ingest {
         result
     }
 
+    /// Pushes `signal`, waiting for room as long as it takes: for data no client can retry
+    /// (kernel events, and what the correlation makes of them). Returns once accepted, or
+    /// at once when no pipeline takes its signal.
+    pub async fn push_waiting(&self, signal: Signal) {
+        loop {
+            match self.push(signal.clone()).await {
+                Ok(()) | Err(Refusal::NotConfigured(_)) => return,
+                Err(Refusal::Unavailable {
+                    retry_after,
+                    reason,
+                }) => {
+                    tracing::warn!(
+                        receiver = %self.inner.receiver,
+                        "{reason}; holding kernel events for {retry_after:?}"
+                    );
+                    tokio::time::sleep(retry_after.min(Duration::from_secs(1))).await;
+                }
+            }
+        }
+    }
+
     async fn deliver(&self, kind: SignalKind, signal: Signal) -> Result<(), Refusal> {
         if self.inner.gate.as_ref().is_some_and(|g| g.refusing()) {
             return Err(Refusal::Unavailable {

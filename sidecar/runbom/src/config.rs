@@ -13,6 +13,8 @@ use runbom_otlp::tls::{ClientTlsSettings, TlsVersion};
 use runbom_pipeline::SignalKind;
 use serde::{Deserialize, de::DeserializeOwned};
 
+pub use crate::correlation::CorrelateProcessor;
+
 /// A configuration error, already worded for the person who wrote the file.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -62,6 +64,7 @@ pub enum ReceiverConfig {
 pub enum ProcessorConfig {
     Batch(BatchProcessor),
     MemoryLimiter(MemoryLimiterProcessor),
+    Correlate(Box<CorrelateProcessor>),
     Aibom(AibomProcessor),
 }
 
@@ -256,8 +259,25 @@ pub struct EbpfReceiver {
     pub exec: ExecSettings,
     pub file: FileSettings,
     pub dns: DnsSettings,
+    pub http: HttpSettings,
     /// Export events that no application trace claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
+}
+
+/// `http.request` capture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Capture HTTP/1.x requests (where: `plaintext`, `openssl`).
+    pub enabled: bool,
+    /// At socket writes (`write`, `writev`, `sendto`, `sendmsg`); each such call then costs a
+    /// tracepoint hit, whatever it writes.
+    pub plaintext: bool,
+    /// Bytes copied of a write that starts a request, and of the body write after a TLS
+    /// request head: enough to reach `Host` and `traceparent` past long headers, and `model`.
+    pub max_header_bytes: u32,
+    /// Hook every OpenSSL library processes load (`SSL_write[_ex]`, `SSL_read[_ex]`).
+    pub openssl: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -615,6 +635,12 @@ impl Default for EbpfReceiver {
             dns: DnsSettings {
                 ports: probes.dns_ports,
             },
+            http: HttpSettings {
+                enabled: probes.http.enabled,
+                plaintext: probes.http.plaintext,
+                max_header_bytes: probes.http.max_bytes,
+                openssl: probes.http.openssl,
+            },
             uncorrelated_spans: true,
         }
     }
@@ -635,6 +661,12 @@ impl Default for FileSettings {
 impl Default for DnsSettings {
     fn default() -> Self {
         EbpfReceiver::default().dns
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        EbpfReceiver::default().http
     }
 }
 
@@ -675,12 +707,20 @@ impl EbpfReceiver {
             watch_pids: self.file.watch_pids.clone(),
             watch_cgroups: self.file.watch_cgroups.clone(),
             dns_ports: self.dns.ports.clone(),
+            http: runbom_agent::HttpCapture {
+                enabled: self.http.enabled,
+                plaintext: self.http.plaintext,
+                max_bytes: self.http.max_header_bytes,
+                openssl: self.http.openssl,
+            },
         }
     }
 }
 
 /// The configuration used when no file is given: OTLP in on loopback (4317 gRPC, 4318 HTTP)
-/// plus everything the probes see, out to `./runbom-data/` as OTLP/JSON.
+/// plus everything the probes see; kernel events correlated into the applications' traces,
+/// judged against the reference agent's declared AI-BOM (built in), drift alerts among the
+/// logs; out to `./runbom-data/` as OTLP/JSON.
 pub const EMBEDDED_DEFAULT: &str = "\
 receivers:
   ebpf: {}
@@ -692,6 +732,9 @@ processors:
   memory_limiter:
     check_interval: 1s
     limit_mib: 1024
+  correlate: {}
+  aibom:
+    bom: builtin:reference-agent
   batch: {}
 exporters:
   file:
@@ -700,10 +743,10 @@ service:
   pipelines:
     traces:
       receivers: [otlp, ebpf]
-      processors: [memory_limiter, batch]
+      processors: [memory_limiter, correlate, aibom, batch]
       exporters: [file]
     logs:
-      receivers: [otlp, ebpf]
+      receivers: [otlp, ebpf, aibom]
       processors: [memory_limiter, batch]
       exporters: [file]
     metrics:
@@ -760,12 +803,15 @@ impl Config {
             "processors",
             &raw.processors,
             source,
-            "aibom, batch, memory_limiter",
+            "aibom, batch, correlate, memory_limiter",
             |kind, v, path| {
                 Some(match kind {
                     "aibom" => typed(v, path, source).map(ProcessorConfig::Aibom),
                     "batch" => typed(v, path, source).map(ProcessorConfig::Batch),
                     "memory_limiter" => typed(v, path, source).map(ProcessorConfig::MemoryLimiter),
+                    "correlate" => {
+                        typed(v, path, source).map(|c| ProcessorConfig::Correlate(Box::new(c)))
+                    }
                     _ => return None,
                 })
             },
@@ -795,11 +841,12 @@ impl Config {
             service: raw.service,
         };
         config.check_pipelines()?;
+        crate::correlation::check_pipelines(&config)?;
         config.check_components()?;
         Ok(config)
     }
 
-    fn error(&self, path: &str, msg: &str) -> ConfigError {
+    pub(crate) fn error(&self, path: &str, msg: &str) -> ConfigError {
         ConfigError(format!("{} at `{path}`: {msg}", self.source))
     }
 
@@ -991,6 +1038,7 @@ impl Config {
                         "set `limit_mib` or `limit_percentage`".into(),
                     ));
                 }
+                ProcessorConfig::Correlate(c) => c.check(&format!("processors.{name}"), &err)?,
                 _ => {}
             }
         }
@@ -1049,6 +1097,16 @@ impl EbpfReceiver {
                     "{} is larger than the kernel side allows (at most {})",
                     self.exec.argv_max_bytes,
                     argv_max - 1
+                ),
+            ));
+        }
+        let http_max = runbom_common::HTTP_DATA_MAX as u32;
+        if !(64..=http_max).contains(&self.http.max_header_bytes) {
+            return Err(err(
+                &format!("{base}.http.max_header_bytes"),
+                format!(
+                    "{} is outside what the kernel side allows (64 to {http_max})",
+                    self.http.max_header_bytes
                 ),
             ));
         }
@@ -1160,7 +1218,7 @@ fn substitute_env(text: &str) -> Result<String, String> {
 }
 
 /// Durations as the Collector writes them: `500ms`, `10s`, `5m`, `1h` (or plain seconds).
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, de::Error as _};
@@ -1222,6 +1280,37 @@ mod tests {
             panic!("ebpf receiver missing")
         };
         assert!(e.uncorrelated_spans);
+    }
+
+    #[test]
+    fn http_section() {
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 16384\n      openssl: false\n      plaintext: false",
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let ReceiverConfig::Ebpf(e) = &c.receivers["ebpf"] else {
+            panic!("ebpf receiver missing")
+        };
+        let http = e.probe_settings().http;
+        assert_eq!(
+            (http.enabled, http.plaintext, http.max_bytes, http.openssl),
+            (true, false, 16384, false)
+        );
+        assert!(EbpfReceiver::default().http.max_header_bytes >= 4096);
+
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 100000",
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(e.contains("`receivers.ebpf.http.max_header_bytes`"), "{e}");
+        let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    http:\n      tls: true");
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(
+            e.contains("`receivers.ebpf.http.tls`: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! [`EVENTS_PER_REQUEST`] or [`MAX_WAIT`], converts, pushes). When the pipelines refuse (full),
 //! the task waits and retries: the reader then stops draining, the ring fills, and the kernel
 //! counts what it drops — which `/metrics` and the summary report.
+//!
+//! With a `correlate` processor configured, the task hands the events to it instead
+//! (`docs/correlation.md`): it converts them once it knows where they belong.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -15,11 +18,12 @@ use anyhow::{Context as _, Result};
 use runbom_agent::{
     Enricher, KernelEvent, Probes,
     clock::BootClock,
+    openssl,
     proctable::ProcessTable,
     reader::{self, ReaderStats},
 };
 use runbom_otlp::{ConvertOptions, convert};
-use runbom_pipeline::{Ingest, Refusal, Signal, SignalKind, Telemetry};
+use runbom_pipeline::{Ingest, Telemetry};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -31,25 +35,40 @@ const EVENTS_PER_REQUEST: usize = 1024;
 /// Longest an event waits before its request is pushed.
 const MAX_WAIT: Duration = Duration::from_millis(200);
 
-/// The running receiver; dropping `probes` detaches them.
+/// The running receiver; dropping `probes` detaches them (once the OpenSSL library watcher,
+/// which shares them, has ended with the reader).
 pub struct Running {
     pub task: JoinHandle<Result<()>>,
-    pub probes: Probes,
+    pub probes: Arc<Mutex<Probes>>,
 }
 
 /// Loads the probes and starts reading. Fails (before anything runs) with the probes' clear
-/// errors: privileges, BTF, verifier.
+/// errors: privileges, BTF, verifier. With `correlate` (the correlation stage's input), events
+/// go there rather than being converted here.
 pub fn start(
     cfg: &EbpfReceiver,
     ingest: Ingest,
+    correlate: Option<mpsc::Sender<Vec<KernelEvent>>>,
     telemetry: &Telemetry,
     stop: &CancellationToken,
 ) -> Result<Running> {
-    let mut probes = Probes::load(&cfg.probe_settings())?;
+    let settings = cfg.probe_settings();
+    let mut probes = Probes::load(&settings)?;
     let ring = probes.take_ring()?;
     let losses = Arc::new(probes.take_counters()?);
-    let procs = ProcessTable::from_proc();
-    info!(processes = procs.len(), "probes attached; watching");
+    let probes = Arc::new(Mutex::new(probes));
+    let mut enricher = Enricher::new(ProcessTable::from_proc(), BootClock::new());
+    if settings.http.enabled && settings.http.openssl {
+        let mut watcher = openssl::Watcher::new(probes.clone());
+        let libraries = watcher.scan_all();
+        info!(libraries, "OpenSSL libraries hooked");
+        enricher = enricher
+            .with_libssl_watch(openssl::spawn(watcher).context("starting the OpenSSL watcher")?);
+    }
+    info!(
+        processes = enricher.procs.len(),
+        "probes attached; watching"
+    );
 
     let stats = Arc::new(ReaderStats::default());
     {
@@ -79,19 +98,16 @@ pub fn start(
     }
 
     let (tx, rx) = mpsc::channel(64);
-    let reader = tokio::spawn(reader::run(
-        ring,
-        Enricher::new(procs, BootClock::new()),
-        tx,
-        stats.clone(),
-        stop.clone(),
-    ));
+    let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
     let opts = ConvertOptions {
         host_name: host_name(),
         uncorrelated_spans: cfg.uncorrelated_spans,
     };
     let task = tokio::spawn(async move {
-        forward(rx, &ingest, &opts).await;
+        match correlate {
+            Some(correlator) => hand_over(rx, correlator, &ingest, &opts).await,
+            None => forward(rx, &ingest, &opts).await,
+        }
         reader
             .await
             .context("ring reader task")?
@@ -145,34 +161,31 @@ async fn forward(mut rx: mpsc::Receiver<Vec<KernelEvent>>, ingest: &Ingest, opts
     push(&pending, ingest, opts).await;
 }
 
+/// Hands every batch of events to the correlation stage (waiting for room: backpressure
+/// reaches the ring). Should the stage be gone, events are converted here as without it.
+async fn hand_over(
+    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
+    correlator: mpsc::Sender<Vec<KernelEvent>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+) {
+    while let Some(events) = rx.recv().await {
+        if let Err(mpsc::error::SendError(events)) = correlator.send(events).await {
+            warn!("the correlate processor stopped; kernel events go out uncorrelated");
+            push(&events, ingest, opts).await;
+            forward(rx, ingest, opts).await;
+            return;
+        }
+    }
+}
+
 async fn push(events: &[KernelEvent], ingest: &Ingest, opts: &ConvertOptions) {
     if events.is_empty() {
         return;
     }
-    for signal in convert(events, opts).into_signals() {
-        if !ingest.accepts(signal.kind()) {
-            continue;
-        }
-        push_until_accepted(signal, ingest).await;
-    }
-}
-
-/// Kernel events have no client to retry for them: wait for room instead.
-async fn push_until_accepted(signal: Signal, ingest: &Ingest) {
-    loop {
-        match ingest.push(signal.clone()).await {
-            Ok(()) => return,
-            Err(Refusal::Unavailable {
-                retry_after,
-                reason,
-            }) => {
-                warn!("ebpf receiver: {reason}; holding kernel events for {retry_after:?}");
-                tokio::time::sleep(retry_after.min(Duration::from_secs(1))).await;
-            }
-            Err(Refusal::NotConfigured(kind)) => {
-                debug_assert!(kind != SignalKind::Metrics);
-                return;
-            }
+    for signal in convert(events, &[], opts).into_signals() {
+        if ingest.accepts(signal.kind()) {
+            ingest.push_waiting(signal).await;
         }
     }
 }

@@ -2,7 +2,9 @@
 
 mod bom;
 mod config;
+mod correlation;
 mod ebpf;
+mod investigate;
 mod run;
 mod selftel;
 
@@ -39,6 +41,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show what happened in a trace: the span tree, drift findings, an HTML report.
+    Investigate(investigate::InvestigateArgs),
     /// AI-BOMs: the runtime BOM of what was seen, and its diff against the declared one.
     Bom {
         #[command(subcommand)]
@@ -128,6 +132,7 @@ fn main() -> ExitCode {
     let config = match &cli.command {
         Command::Run { config } | Command::Validate { config } => config,
         Command::Bom { command } => return bom_command(command),
+        Command::Investigate(args) => return investigate::run(args),
     };
     let config = match load(config.as_ref()) {
         Ok(c) => c,
@@ -156,7 +161,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Bom { .. } => ExitCode::SUCCESS,
+        Command::Bom { .. } | Command::Investigate(_) => ExitCode::SUCCESS,
         Command::Run { .. } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)

@@ -32,7 +32,7 @@ use crate::{
         ClientTlsConfig, Compression, Config, DebugVerbosity, ExporterConfig, NetworkExporter,
         OtlpServer, ProcessorConfig, QueueSizer, ReceiverConfig,
     },
-    ebpf, selftel,
+    correlation, ebpf, selftel,
 };
 
 /// How long exporters keep retrying after SIGTERM (at most `service.shutdown_timeout`).
@@ -173,6 +173,12 @@ fn pipeline_specs(config: &Config, aiboms: &BTreeMap<String, AibomSpec>) -> Vec<
                                 check_interval: m.check_interval,
                                 limit_bytes: memory_limit_bytes(m.limit_mib, m.limit_percentage),
                             })
+                        }
+                        ProcessorConfig::Correlate(c) => {
+                            // Checked when the configuration was read: the pipeline lists one.
+                            let source =
+                                correlation::source(config, &p.receivers).unwrap_or("ebpf");
+                            ProcessorSpec::Correlate(Box::new(c.spec(source, ebpf::host_name())))
                         }
                     })
                 })
@@ -373,7 +379,8 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
                 .await?,
             ),
             ReceiverConfig::Ebpf(e) => {
-                let running = ebpf::start(e, ingest, &telemetry, &stop)?;
+                let correlate = graph.take_kernel_events(name);
+                let running = ebpf::start(e, ingest, correlate, &telemetry, &stop)?;
                 receivers.push(running.task);
                 probes = Some(running.probes);
             }

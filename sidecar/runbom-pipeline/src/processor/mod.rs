@@ -2,4 +2,5 @@
 
 pub mod aibom;
 pub mod batch;
+pub mod correlate;
 pub mod memory_limiter;

@@ -277,9 +277,9 @@ async fn receive(
     let limit = limits.max_request_bytes;
     let body = read_body(request.into_body(), limit).await?;
     let body = if gzipped {
-        gunzip(&body, limit)?
+        Bytes::from(gunzip(&body, limit)?)
     } else {
-        body.to_vec()
+        body
     };
     let signal = decode(kind, encoding, &body)?;
     let partial = accept(ingest, signal, client).await?;

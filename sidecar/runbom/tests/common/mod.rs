@@ -8,6 +8,8 @@
 // Each test binary uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod items;
+
 use std::{
     fmt::Write as _,
     fs,

@@ -1,0 +1,167 @@
+//! Kernel events waiting for their span: per process, ordered by time (so that a new span finds
+//! the events inside it by range), with their size accounted so that the buffer never holds
+//! more than its caps.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use runbom_agent::{Detail, KernelEvent};
+
+/// Where a held event is: its process and its key there (start time, arrival sequence).
+pub type Key = (u32, (u64, u64));
+
+pub struct Held {
+    pub event: KernelEvent,
+    pub arrived: u64,
+    bytes: usize,
+}
+
+/// Bytes one held event accounts for: the record, its strings, and the index entries.
+#[must_use]
+pub fn event_bytes(ev: &KernelEvent) -> usize {
+    const INDEX: usize = 96;
+    let detail = match &ev.detail {
+        Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => path.capacity(),
+        Detail::DnsQuery { name, .. } => name.capacity(),
+        Detail::HttpRequest(h) => {
+            std::mem::size_of_val(h.as_ref())
+                + h.method.capacity()
+                + h.target.capacity()
+                + h.host.as_ref().map_or(0, String::capacity)
+                + h.user_agent.as_ref().map_or(0, String::capacity)
+                + h.model.as_ref().map_or(0, String::capacity)
+        }
+        Detail::Exit { .. } | Detail::Connect { .. } | Detail::Accept { .. } => 0,
+    };
+    std::mem::size_of::<Held>() + detail + INDEX
+}
+
+#[derive(Default)]
+pub struct EventBuffer {
+    by_pid: HashMap<u32, BTreeMap<(u64, u64), Held>>,
+    /// Every event in arrival order, until it has been held for `wait`.
+    pub(crate) young: VecDeque<(u64, Key)>,
+    /// Events of processes related to a sender, after `wait`, until `window`.
+    pub(crate) settled: VecDeque<(u64, Key)>,
+    /// Events of processes unrelated to any sender when they arrived: evicted first.
+    pub(crate) strangers: VecDeque<(u64, Key)>,
+    seq: u64,
+    bytes: usize,
+    len: usize,
+}
+
+impl EventBuffer {
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// What `event` would account for if held.
+    #[must_use]
+    pub fn cost(event: &KernelEvent) -> usize {
+        event_bytes(event)
+    }
+
+    /// Holds `event`; the caller has made room for it.
+    pub fn insert(&mut self, event: KernelEvent, arrived: u64, stranger: bool) -> Key {
+        self.seq += 1;
+        let key = (event.pid, (event.start_ns, self.seq));
+        let bytes = event_bytes(&event);
+        self.bytes += bytes;
+        self.len += 1;
+        self.by_pid.entry(event.pid).or_default().insert(
+            key.1,
+            Held {
+                event,
+                arrived,
+                bytes,
+            },
+        );
+        self.young.push_back((arrived, key));
+        if stranger {
+            self.strangers.push_back((arrived, key));
+        }
+        key
+    }
+
+    #[must_use]
+    pub fn get(&self, key: &Key) -> Option<&Held> {
+        self.by_pid.get(&key.0)?.get(&key.1)
+    }
+
+    pub fn remove(&mut self, key: &Key) -> Option<Held> {
+        let events = self.by_pid.get_mut(&key.0)?;
+        let held = events.remove(&key.1)?;
+        if events.is_empty() {
+            self.by_pid.remove(&key.0);
+        }
+        self.bytes -= held.bytes;
+        self.len -= 1;
+        Some(held)
+    }
+
+    /// Keys of the events of `pid` that started within `[start, end]`.
+    #[must_use]
+    pub fn in_range(&self, pid: u32, start: u64, end: u64) -> Vec<Key> {
+        self.by_pid.get(&pid).map_or_else(Vec::new, |events| {
+            events
+                .range((start, 0)..=(end, u64::MAX))
+                .map(|(k, _)| (pid, *k))
+                .collect()
+        })
+    }
+
+    /// Whether events of `pid` are held.
+    #[must_use]
+    pub fn holds(&self, pid: u32) -> bool {
+        self.by_pid.contains_key(&pid)
+    }
+
+    /// Keys of every held event of `pid`.
+    #[must_use]
+    pub fn of_pid(&self, pid: u32) -> Vec<Key> {
+        self.in_range(pid, 0, u64::MAX)
+    }
+
+    /// Takes the oldest held event, strangers' first; `related(pid)` tells a stranger that
+    /// has since become a sender (or the child of one), which is then not evicted first.
+    pub fn evict_oldest(&mut self, related: impl Fn(u32) -> bool) -> Option<KernelEvent> {
+        for queue in [0, 1, 2] {
+            loop {
+                let q = match queue {
+                    0 => &mut self.strangers,
+                    1 => &mut self.settled,
+                    _ => &mut self.young,
+                };
+                let Some((_, key)) = q.pop_front() else { break };
+                if queue == 0 && related(key.0) {
+                    continue; // still queued as young or settled
+                }
+                if let Some(held) = self.remove(&key) {
+                    return Some(held.event);
+                }
+            }
+        }
+        None
+    }
+
+    /// Forgets queue entries of events that left, once the queues are mostly such entries.
+    pub fn compact(&mut self) {
+        let live = self.len;
+        let by_pid = &self.by_pid;
+        for q in [&mut self.young, &mut self.settled, &mut self.strangers] {
+            if q.len() > 2 * live + 1024 {
+                q.retain(|(_, k)| by_pid.get(&k.0).is_some_and(|m| m.contains_key(&k.1)));
+            }
+        }
+    }
+}
