@@ -102,6 +102,8 @@ struct Obs {
     agent_ref: Option<String>,
     component_ref: Option<String>,
     llm: bool,
+    /// Where a model call went (`server.address`/`server.port` of the model span).
+    model_api: Option<Dest>,
 }
 
 /// The inventory being built.
@@ -349,6 +351,20 @@ impl Inventory {
                     let e = add(&mut out, Kind::Model, key, m, o);
                     e.ai = true;
                     e.provider.clone_from(provider);
+                    if let Some(dest) = &o.model_api
+                        && !self.ignore.iter().any(|e| e.matches(dest))
+                    {
+                        let api = add(
+                            &mut out,
+                            Kind::Service,
+                            dest.host_port(),
+                            dest.host_port(),
+                            o,
+                        );
+                        api.endpoints.insert(endpoint_of(dest));
+                        api.ai = true;
+                        api.provider.clone_from(provider);
+                    }
                 }
                 Activity::Tool { name } => {
                     add(&mut out, Kind::Tool, name.clone(), name.clone(), o).ai = true;
@@ -474,6 +490,9 @@ fn observe(
     parent: String,
 ) -> Obs {
     let activity = span::classify(attrs, name, kernel);
+    let model_api = matches!(activity, Activity::Model { .. })
+        .then(|| span::server_dest(attrs))
+        .flatten();
     let llm = match &activity {
         Activity::Http { dest, .. } => span::is_llm_traffic(attrs, dest),
         _ => false,
@@ -501,6 +520,7 @@ fn observe(
         agent_ref: attr(attrs, "aibom.agent.ref").map(str::to_owned),
         component_ref: attr(attrs, "aibom.component.ref").map(str::to_owned),
         llm,
+        model_api,
     }
 }
 

@@ -3,7 +3,8 @@
 //! pipeline's task feeds it requests and a clock.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, HashSet, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -27,8 +28,11 @@ use crate::{
 
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// How long a trace's spans are held for the rest of the trace to arrive.
+    /// How long a trace is held after its latest span arrived, for the rest of it to arrive
+    /// (the root span of a conversation ends, and so arrives, last) ...
     pub wait: Duration,
+    /// ... but never longer than this after its first span.
+    pub max_hold: Duration,
     /// Most spans held at once; past it the oldest traces are released early.
     pub max_spans: usize,
     pub judge: JudgeSettings,
@@ -38,6 +42,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             wait: Duration::from_secs(5),
+            max_hold: Duration::from_mins(1),
             max_spans: 100_000,
             judge: JudgeSettings::default(),
         }
@@ -58,6 +63,9 @@ pub struct Stats {
 
 struct Held {
     items: Vec<Item>,
+    first: Instant,
+    /// Arrival order, for a deterministic release order.
+    seq: u64,
     deadline: Instant,
 }
 
@@ -71,8 +79,10 @@ pub struct Released {
 pub struct Processor {
     settings: Settings,
     held: HashMap<Vec<u8>, Held>,
-    /// Traces in arrival order, for deadlines and early release.
-    order: VecDeque<Vec<u8>>,
+    /// Deadlines, soonest first; an entry whose trace has a later deadline by now (or is gone)
+    /// is stale and skipped.
+    deadlines: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
+    seq: u64,
     spans: usize,
     pids: PidMap,
     /// Findings already alerted (trace, agent, tool span, flags, subject), bounded.
@@ -96,7 +106,8 @@ impl Processor {
         Self {
             settings,
             held: HashMap::new(),
-            order: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
+            seq: 0,
             spans: 0,
             pids: PidMap::default(),
             alerted: HashSet::new(),
@@ -113,6 +124,7 @@ impl Processor {
         now: Instant,
         bom: &DeclaredBom,
     ) -> Released {
+        let mut touched: HashSet<Vec<u8>> = HashSet::new();
         for rs in req.resource_spans {
             let resource = Arc::new(ResourceHeader {
                 resource: rs.resource,
@@ -125,13 +137,17 @@ impl Processor {
                 });
                 for span in ss.spans {
                     let key = span.trace_id.clone();
+                    let seq = &mut self.seq;
                     let held = self.held.entry(key.clone()).or_insert_with(|| {
-                        self.order.push_back(key);
+                        *seq += 1;
                         Held {
                             items: Vec::new(),
-                            deadline: now + self.settings.wait,
+                            first: now,
+                            seq: *seq,
+                            deadline: now,
                         }
                     });
+                    touched.insert(key);
                     held.items.push(Item {
                         resource: resource.clone(),
                         scope: scope.clone(),
@@ -141,18 +157,22 @@ impl Processor {
                 }
             }
         }
+        for key in touched {
+            if let Some(h) = self.held.get_mut(&key) {
+                let due = (now + self.settings.wait).min(h.first + self.settings.max_hold);
+                if due > h.deadline {
+                    h.deadline = due;
+                    self.deadlines.push(Reverse((due, h.seq, key)));
+                }
+            }
+        }
         let mut early = Vec::new();
         while self.spans > self.settings.max_spans {
-            let Some(key) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(h) = self.held.remove(&key) {
-                self.spans -= h.items.len();
-                self.stats
-                    .traces_released_early
-                    .fetch_add(1, Ordering::Relaxed);
-                early.push(h);
-            }
+            let Some(h) = self.pop_next(None) else { break };
+            self.stats
+                .traces_released_early
+                .fetch_add(1, Ordering::Relaxed);
+            early.push(h);
         }
         self.stats
             .spans_held
@@ -160,30 +180,35 @@ impl Processor {
         self.release(early, bom)
     }
 
-    /// When the next trace is due, if any is held.
+    /// When the next trace may be due (an earlier, stale time only costs a wake-up).
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.order
-            .front()
-            .and_then(|k| self.held.get(k))
-            .map(|h| h.deadline)
+        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Removes the trace due soonest, if it is due by `now` (any, with `None`).
+    fn pop_next(&mut self, now: Option<Instant>) -> Option<Held> {
+        while let Some(Reverse((at, _, _))) = self.deadlines.peek() {
+            if now.is_some_and(|now| *at > now) {
+                return None;
+            }
+            let Some(Reverse((at, _, key))) = self.deadlines.pop() else {
+                break;
+            };
+            if self.held.get(&key).is_some_and(|h| h.deadline == at) {
+                let h = self.held.remove(&key)?;
+                self.spans -= h.items.len();
+                return Some(h);
+            }
+        }
+        None
     }
 
     /// Releases every trace whose wait is over.
     pub fn release_due(&mut self, now: Instant, bom: &DeclaredBom) -> Released {
         let mut due = Vec::new();
-        while let Some(key) = self.order.front() {
-            match self.held.get(key) {
-                Some(h) if h.deadline > now => break,
-                _ => {}
-            }
-            let Some(key) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(h) = self.held.remove(&key) {
-                self.spans -= h.items.len();
-                due.push(h);
-            }
+        while let Some(h) = self.pop_next(Some(now)) {
+            due.push(h);
         }
         self.stats
             .spans_held
@@ -193,11 +218,9 @@ impl Processor {
 
     /// Releases everything held (shutdown).
     pub fn release_all(&mut self, bom: &DeclaredBom) -> Released {
-        let all: Vec<Held> = self
-            .order
-            .drain(..)
-            .filter_map(|k| self.held.remove(&k))
-            .collect();
+        let mut all: Vec<Held> = self.held.drain().map(|(_, h)| h).collect();
+        all.sort_by_key(|h| h.seq);
+        self.deadlines.clear();
         self.spans = 0;
         self.stats.spans_held.store(0, Ordering::Relaxed);
         self.release(all, bom)

@@ -262,7 +262,8 @@ fn kernel_activity(attrs: &[KeyValue]) -> Activity {
 }
 
 /// `server.address`:`server.port`, with `network.peer.address` as the IP when the address is a name.
-fn server_dest(attrs: &[KeyValue]) -> Option<Dest> {
+#[must_use]
+pub fn server_dest(attrs: &[KeyValue]) -> Option<Dest> {
     let host = attr(attrs, "server.address").or_else(|| attr(attrs, "network.peer.address"))?;
     let port = attr_int(attrs, "server.port")
         .or_else(|| attr_int(attrs, "network.peer.port"))

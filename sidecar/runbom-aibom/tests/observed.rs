@@ -108,6 +108,13 @@ fn the_observed_bom_inventories_what_ran_with_evidence() {
         endpoints.contains(&"http://127.0.0.1:18080/api/tickets/T-3141/comments"),
         "{endpoints:?}"
     );
+    let llm_api = find(&doc, "services", "127.0.0.1:18443");
+    assert_eq!(
+        prop(llm_api, "runbom:evidence:ai"),
+        ["true"],
+        "the model API the chat spans name"
+    );
+    assert_eq!(prop(llm_api, "runbom:provider"), ["openai"]);
     let exfil = find(&doc, "services", "127.0.0.1:18099");
     assert_eq!(prop(exfil, "runbom:evidence:drift_alerts"), ["1"]);
     let wc = find(&doc, "components", "wc");

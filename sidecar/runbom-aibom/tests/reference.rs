@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DATA, PROMPT_INJECTED, benign, bom, injected};
+use common::{DATA, PROMPT_INJECTED, benign, bom, boolean, injected, strings};
 use opentelemetry_proto::tonic::{
-    common::v1::{AnyValue, KeyValue, any_value::Value},
+    common::v1::{AnyValue, any_value::Value},
     logs::v1::LogRecord,
     trace::v1::Span,
 };
@@ -22,6 +22,7 @@ use runbom_aibom::{
 fn settings() -> Settings {
     Settings {
         wait: Duration::from_secs(5),
+        max_hold: Duration::from_mins(1),
         max_spans: 10_000,
         judge: JudgeSettings {
             ignore: vec![
@@ -30,39 +31,6 @@ fn settings() -> Settings {
             ],
         },
     }
-}
-
-fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::ArrayValue(a)),
-            }) => Some(
-                a.values
-                    .iter()
-                    .filter_map(|v| match &v.value {
-                        Some(Value::StringValue(s)) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-fn boolean(attrs: &[KeyValue], key: &str) -> Option<bool> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::BoolValue(b)),
-            }) => Some(*b),
-            _ => None,
-        })
 }
 
 /// Runs `req` through a processor: held, then released once the wait is over.
@@ -350,4 +318,50 @@ fn memory_is_bounded_by_releasing_the_oldest_traces_early() {
         .sum();
     assert_eq!(released, n);
     assert!(p.held_spans() <= 40);
+}
+
+#[test]
+fn a_trace_is_held_until_it_is_quiet_for_the_wait_but_not_past_max_hold() {
+    let bom = bom();
+    let mut s = settings();
+    s.max_hold = Duration::from_secs(20);
+    let mut p = Processor::new(s);
+    let t0 = Instant::now();
+    let (trace, post) = injected(11);
+    let mut req = trace.request();
+    // The root span (the prompt) ends last, so it arrives last: hold it back for 4 s.
+    let root = req.resource_spans[0].scope_spans[0].spans.remove(0);
+    assert!(root.parent_span_id.is_empty());
+    p.push(req.clone(), t0, &bom);
+    let mut late = req;
+    late.resource_spans[0].scope_spans[0].spans = vec![root];
+    late.resource_spans[0].scope_spans[1].spans.clear();
+    p.push(late, t0 + Duration::from_secs(4), &bom);
+    let none = p.release_due(t0 + Duration::from_secs(6), &bom);
+    assert!(
+        none.traces.is_none(),
+        "a span arrived 4 s in: the trace waits 5 s from then"
+    );
+    let out = p.release_due(t0 + Duration::from_secs(9), &bom);
+    let alerts = out.alerts.expect("released with its alert");
+    let record = &alerts.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(record.span_id, post);
+    let chain = strings(&record.attributes, "aibom.chain");
+    assert!(
+        chain[0].contains(PROMPT_INJECTED),
+        "the late root's prompt is in the chain: {chain:?}"
+    );
+
+    // A trace that never goes quiet is released max_hold after its first span.
+    let (trace, _) = injected(12);
+    let req = trace.request();
+    for second in 0..30 {
+        p.push(req.clone(), t0 + Duration::from_secs(second), &bom);
+        let out = p.release_due(t0 + Duration::from_secs(second), &bom);
+        if out.traces.is_some() {
+            assert_eq!(second, 20, "released at max_hold");
+            return;
+        }
+    }
+    panic!("never released");
 }

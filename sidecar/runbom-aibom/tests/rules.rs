@@ -40,24 +40,7 @@ fn items(t: common::Trace) -> Vec<Item> {
 }
 
 fn kinds(attrs: &[KeyValue]) -> Vec<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == "aibom.drift.kinds")
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::ArrayValue(a)),
-            }) => Some(
-                a.values
-                    .iter()
-                    .filter_map(|v| match &v.value {
-                        Some(Value::StringValue(s)) => Some(s.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .unwrap_or_default()
+    common::strings(attrs, "aibom.drift.kinds")
 }
 
 /// Judges `t` and returns, per span name, its drift flags and component ref.

@@ -387,6 +387,9 @@ impl Graph {
     }
 }
 
+/// Which counter of the `aibom` processor's stats a metric reads.
+type StatRead = fn(&runbom_aibom::Stats) -> &std::sync::atomic::AtomicU64;
+
 /// The `aibom` processor's counters on `/metrics` (once per configured processor).
 fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -407,28 +410,28 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         "Declared AI-BOM reloads that took effect.",
         move || reloads.load(Relaxed),
     );
-    let s = a.stats.clone();
-    telemetry.counter_fn(
-        "runbom_aibom_spans_with_drift_total",
-        "Spans the AI-BOM processor flagged with drift.",
-        move || s.spans_with_drift.load(Relaxed),
-    );
-    let s = a.stats.clone();
-    telemetry.counter_fn(
-        "runbom_aibom_alerts_total",
-        "Drift alerts emitted.",
-        move || s.alerts.load(Relaxed),
-    );
-    let s = a.stats.clone();
-    telemetry.counter_fn(
-        "runbom_aibom_alerts_dropped_total",
-        "Drift alerts no logs pipeline took.",
-        move || s.alerts_dropped.load(Relaxed),
-    );
-    let s = a.stats.clone();
-    telemetry.counter_fn(
-        "runbom_aibom_traces_released_early_total",
-        "Traces released before their wait was over to stay within max_spans.",
-        move || s.traces_released_early.load(Relaxed),
-    );
+    let counters: [(&'static str, &'static str, StatRead); 4] = [
+        (
+            "runbom_aibom_spans_with_drift_total",
+            "Spans the AI-BOM processor flagged with drift.",
+            |s| &s.spans_with_drift,
+        ),
+        ("runbom_aibom_alerts_total", "Drift alerts emitted.", |s| {
+            &s.alerts
+        }),
+        (
+            "runbom_aibom_alerts_dropped_total",
+            "Drift alerts no logs pipeline took.",
+            |s| &s.alerts_dropped,
+        ),
+        (
+            "runbom_aibom_traces_released_early_total",
+            "Traces released before their wait was over to stay within max_spans.",
+            |s| &s.traces_released_early,
+        ),
+    ];
+    for (name, help, read) in counters {
+        let s = a.stats.clone();
+        telemetry.counter_fn(name, help, move || read(&s).load(Relaxed));
+    }
 }

@@ -76,9 +76,12 @@ pub struct AibomProcessor {
     /// The declared AI-BOM (CycloneDX 1.6/1.7 JSON). runbom refuses to start when it does not
     /// load; later changes are picked up, and a broken change leaves the last good BOM in force.
     pub bom: PathBuf,
-    /// How long spans are held for the rest of their trace to arrive.
+    /// How long a trace is held after its latest span, for the rest of it to arrive ...
     #[serde(default = "default_aibom_wait", with = "duration")]
     pub wait: Duration,
+    /// ... and never longer than this after its first span.
+    #[serde(default = "default_aibom_max_hold", with = "duration")]
+    pub max_hold: Duration,
     /// Most spans held at once; past it the oldest traces are judged early.
     #[serde(default = "default_aibom_max_spans")]
     pub max_spans: usize,
@@ -92,6 +95,10 @@ pub struct AibomProcessor {
 
 fn default_aibom_wait() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_aibom_max_hold() -> Duration {
+    Duration::from_mins(1)
 }
 
 fn default_aibom_max_spans() -> usize {
@@ -1000,6 +1007,12 @@ impl Config {
                         return Err(err(
                             &format!("processors.{name}.wait"),
                             "must be more than 0 (spans wait for the rest of their trace)".into(),
+                        ));
+                    }
+                    if a.max_hold < a.wait {
+                        return Err(err(
+                            &format!("processors.{name}.max_hold"),
+                            format!("must be at least `wait` ({:?})", a.wait),
                         ));
                     }
                     if a.max_spans == 0 {

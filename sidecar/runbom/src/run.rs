@@ -109,6 +109,7 @@ fn aibom_specs(config: &Config) -> Result<BTreeMap<String, AibomSpec>> {
                 name: name.clone(),
                 settings: runbom_aibom::Settings {
                     wait: a.wait,
+                    max_hold: a.max_hold,
                     max_spans: a.max_spans,
                     judge: runbom_aibom::judge::JudgeSettings { ignore },
                 },

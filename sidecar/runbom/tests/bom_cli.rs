@@ -4,9 +4,17 @@
 
 mod common;
 
-use std::{fs, process::Command};
+use std::{ffi::OsStr, fs, process::Command, process::Output};
 
 use common::{TempDir, runbom_bin, workspace_root};
+
+/// Runs `runbom` with these arguments.
+fn runbom<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(args: I) -> Output {
+    Command::new(runbom_bin())
+        .args(args)
+        .output()
+        .expect("runbom runs")
+}
 
 fn config(bom: &str) -> String {
     format!(
@@ -25,11 +33,7 @@ fn validate_loads_the_declared_bom_and_names_what_is_wrong() {
     let reference = workspace_root().join("examples/agent/bom.cdx.json");
     let good = dir.path().join("good.yaml");
     fs::write(&good, config(&reference.display().to_string())).unwrap();
-    let out = Command::new(runbom_bin())
-        .args(["validate", "-c"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = runbom([OsStr::new("validate"), OsStr::new("-c"), good.as_os_str()]);
     assert!(
         out.status.success(),
         "{}",
@@ -43,11 +47,7 @@ fn validate_loads_the_declared_bom_and_names_what_is_wrong() {
     fs::write(&broken, doc.to_string()).unwrap();
     let bad = dir.path().join("bad.yaml");
     fs::write(&bad, config(&broken.display().to_string())).unwrap();
-    let out = Command::new(runbom_bin())
-        .args(["validate", "-c"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = runbom([OsStr::new("validate"), OsStr::new("-c"), bad.as_os_str()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("processors.aibom.bom"), "{stderr}");
@@ -72,13 +72,14 @@ fn observed_then_diff_over_exported_files() {
     fs::create_dir_all(&export).unwrap();
     fs::write(export.join("traces.jsonl"), TRACES.replace('\n', "") + "\n").unwrap();
     let observed = dir.path().join("observed.cdx.json");
-    let out = Command::new(runbom_bin())
-        .args(["bom", "observed", "--from"])
-        .arg(&export)
-        .arg("--out")
-        .arg(&observed)
-        .output()
-        .unwrap();
+    let out = runbom([
+        OsStr::new("bom"),
+        OsStr::new("observed"),
+        OsStr::new("--from"),
+        export.as_os_str(),
+        OsStr::new("--out"),
+        observed.as_os_str(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -94,12 +95,12 @@ fn observed_then_diff_over_exported_files() {
     assert!(text.contains("\"runbom:evidence:first_seen\""), "{text}");
 
     let declared = workspace_root().join("examples/agent/bom.cdx.json");
-    let out = Command::new(runbom_bin())
-        .args(["bom", "diff"])
-        .arg(&declared)
-        .arg(&observed)
-        .output()
-        .unwrap();
+    let out = runbom([
+        OsStr::new("bom"),
+        OsStr::new("diff"),
+        declared.as_os_str(),
+        observed.as_os_str(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -116,12 +117,13 @@ fn observed_then_diff_over_exported_files() {
         "declared, never used: {stdout}"
     );
 
-    let out = Command::new(runbom_bin())
-        .args(["bom", "diff", "--json"])
-        .arg(&declared)
-        .arg(&observed)
-        .output()
-        .unwrap();
+    let out = runbom([
+        OsStr::new("bom"),
+        OsStr::new("diff"),
+        OsStr::new("--json"),
+        declared.as_os_str(),
+        observed.as_os_str(),
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
     let undeclared = json["undeclared"].as_array().unwrap();
     assert!(
@@ -143,11 +145,13 @@ fn observed_then_diff_over_exported_files() {
             .any(|i| i["ref"] == "model:gpt-4o-mini")
     );
 
-    let out = Command::new(runbom_bin())
-        .args(["bom", "observed", "--from"])
-        .arg(dir.path().join("nothing"))
-        .output()
-        .unwrap();
+    let nothing = dir.path().join("nothing");
+    let out = runbom([
+        OsStr::new("bom"),
+        OsStr::new("observed"),
+        OsStr::new("--from"),
+        nothing.as_os_str(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither traces.jsonl nor logs.jsonl"));
 }

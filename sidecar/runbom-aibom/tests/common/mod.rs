@@ -5,7 +5,7 @@
 
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest,
-    common::v1::{InstrumentationScope, KeyValue},
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind},
 };
@@ -397,4 +397,39 @@ pub fn benign(seed: u8) -> Trace {
         ],
     );
     t
+}
+
+/// A string-array attribute (`aibom.drift.kinds`, `aibom.chain`); empty when absent.
+pub fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::ArrayValue(a)),
+            }) => Some(
+                a.values
+                    .iter()
+                    .filter_map(|v| match &v.value {
+                        Some(Value::StringValue(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A boolean attribute (`aibom.drift`, `aibom.declared`).
+pub fn boolean(attrs: &[KeyValue], key: &str) -> Option<bool> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::BoolValue(b)),
+            }) => Some(*b),
+            _ => None,
+        })
 }
