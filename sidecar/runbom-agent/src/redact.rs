@@ -109,6 +109,10 @@ fn redact_token<'a>(token: &'a str, before: &str) -> Cow<'a, str> {
     if looks_like_api_key(token) {
         return Cow::Borrowed(REDACTED);
     }
+    // A key inside a token: `(sk-…)`, `key:sk-….`, `"sk-…".` — each key-shaped run is replaced.
+    if let Some(redacted) = redact_key_runs(token) {
+        return Cow::Owned(redacted);
+    }
     // scheme://user:password@host → scheme://user:[REDACTED]@host
     if let Some(scheme_end) = token.find("://") {
         let after = &token[scheme_end + 3..];
@@ -126,6 +130,38 @@ fn redact_token<'a>(token: &'a str, before: &str) -> Cow<'a, str> {
         }
     }
     Cow::Borrowed(token)
+}
+
+/// Replaces the key-shaped runs of `[A-Za-z0-9_-]` that start at a word boundary inside
+/// `token`; `None` when there is none.
+fn redact_key_runs(token: &str) -> Option<String> {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::new();
+    let mut last = 0;
+    let mut start = 0;
+    let bytes = token.as_bytes();
+    while start < token.len() {
+        // Runs begin after a character that cannot be part of a key.
+        let at_boundary = start == 0 || !is_key_char(char::from(bytes[start - 1]));
+        if at_boundary && is_key_char(char::from(bytes[start])) {
+            let len = token[start..]
+                .find(|c: char| !is_key_char(c))
+                .unwrap_or(token.len() - start);
+            let run = &token[start..start + len];
+            if looks_like_api_key(run) {
+                out.push_str(&token[last..start]);
+                out.push_str(REDACTED);
+                last = start + len;
+            }
+            start += len.max(1);
+        } else {
+            start += token[start..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    (last > 0).then(|| {
+        out.push_str(&token[last..]);
+        out
+    })
 }
 
 /// Strings shaped like well-known API keys and tokens.
@@ -194,6 +230,16 @@ mod tests {
         let aws = format!("AKIA{}", "ABCDEFGHIJKLMNOP");
         assert_eq!(text(&format!("id={aws} ok")), "id=[REDACTED] ok");
         assert_eq!(text("short sk-abc stays"), "short sk-abc stays");
+        // Followed or surrounded by punctuation.
+        assert_eq!(text(&format!("key {key}.")), "key [REDACTED].");
+        assert_eq!(
+            text(&format!("({key}), x:{key}!")),
+            "([REDACTED]), x:[REDACTED]!"
+        );
+        assert_eq!(
+            text("task-1234567890abcdefghij stays"),
+            "task-1234567890abcdefghij stays"
+        );
     }
 
     #[test]
