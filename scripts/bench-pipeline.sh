@@ -14,7 +14,9 @@
 # Knobs (environment): ROUNDS (3), DURATION seconds measured (20), WARMUP seconds (3),
 # CONCURRENCY streams in flight (32), CONNECTIONS HTTP/2 connections (16), SPANS per request
 # (100), GZIP=1 to gzip the requests, OUT directory for the raw JSON (a temp dir),
-# RUNBOM_LD_PRELOAD=/path/to/libmimalloc.so.2 to try runbom with another allocator.
+# RUNBOM_LD_PRELOAD=/path/to/libmimalloc.so.2 to try runbom with another allocator,
+# PEER=aibom to compare runbom with runbom + the aibom processor (otlp → aibom → batch → nop,
+# the reference agent's BOM) instead of rotel.
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -26,6 +28,7 @@ CONCURRENCY=${CONCURRENCY:-32}
 CONNECTIONS=${CONNECTIONS:-16}
 SPANS=${SPANS:-100}
 GZIP=${GZIP:-0}
+PEER=${PEER:-rotel}
 PY=.venv/bin/python
 
 say() { printf '[bench-pipeline] %s\n' "$*" >&2; }
@@ -87,7 +90,13 @@ stop_server() {
 }
 
 start_runbom() {
-    local port=$1 admin=$2 dir=$3
+    local port=$1 admin=$2 dir=$3 aibom=${4:-}
+    local processors="batch" extra_processors="" extra_pipelines=""
+    if [ -n "$aibom" ]; then
+        processors="aibom, batch"
+        extra_processors="  aibom: { bom: builtin:reference-agent }"
+        extra_pipelines="    logs: { receivers: [aibom], exporters: [nop] }"
+    fi
     cat > "$dir/runbom.yaml" <<EOF
 receivers:
   otlp:
@@ -96,6 +105,7 @@ receivers:
         endpoint: 127.0.0.1:$port
 processors:
   batch: {}
+$extra_processors
 exporters:
   nop: {}
 service:
@@ -107,12 +117,17 @@ service:
   pipelines:
     traces:
       receivers: [otlp]
-      processors: [batch]
+      processors: [$processors]
       exporters: [nop]
+$extra_pipelines
 EOF
     LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$RUNBOM" run --config "$dir/runbom.yaml" \
         > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
     server_pid=$!
+}
+
+start_aibom() {
+    start_runbom "$1" "$2" "$3" aibom
 }
 
 start_rotel() {
@@ -164,16 +179,16 @@ say "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2
 say "runbom: $(git rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)${RUNBOM_LD_PRELOAD:+, LD_PRELOAD=$RUNBOM_LD_PRELOAD}; rotel: $("$ROTEL" --version 2>&1 | head -1)"
 say "load: $CONCURRENCY streams over $CONNECTIONS connections, $SPANS spans/request, gzip=$GZIP, ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds"
 for round in $(seq 1 "$ROUNDS"); do
-    if [ $((round % 2)) -eq 1 ]; then order="runbom rotel"; else order="rotel runbom"; fi
+    if [ $((round % 2)) -eq 1 ]; then order="runbom $PEER"; else order="$PEER runbom"; fi
     for server in $order; do
         run_one "$server" "$round"
     done
 done
 
-"$PY" - "$OUT" <<'EOF'
+"$PY" - "$OUT" "$PEER" <<'EOF'
 import glob, json, statistics, sys
 
-out = sys.argv[1]
+out, peer = sys.argv[1], sys.argv[2]
 runs = {}
 for path in sorted(glob.glob(f"{out}/*/result.json")):
     r = json.load(open(path))
@@ -192,22 +207,28 @@ rows = [
     ("errors", lambda r: sum(r["errors"].values()), "{:.0f}"),
 ]
 print()
-print(f"| median of {len(runs['runbom'])} rounds | runbom | rotel | runbom / rotel |")
+print(f"| median of {len(runs['runbom'])} rounds | runbom | {peer} | runbom / {peer} |")
 print("|---|---:|---:|---:|")
 for name, get, fmt in rows:
-    a, b = med("runbom", get), med("rotel", get)
+    a, b = med("runbom", get), med(peer, get)
     ratio = f"{a / b:.2f}×" if b else "–"
     print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio} |")
 per_cpu = med("runbom", lambda r: r["server"]["spans_per_cpu_s"]) / med(
-    "rotel", lambda r: r["server"]["spans_per_cpu_s"]
+    peer, lambda r: r["server"]["spans_per_cpu_s"]
 )
 rss = med("runbom", lambda r: r["server"]["peak_rss_kib"]) / med(
-    "rotel", lambda r: r["server"]["peak_rss_kib"]
+    peer, lambda r: r["server"]["peak_rss_kib"]
 )
 print()
-print(
-    f"runbom/rotel spans per CPU-second: {per_cpu:.2f}× (goal ≥ 1.20×: {'met' if per_cpu >= 1.2 else 'NOT met'}); "
-    f"peak RSS ratio {rss:.2f} (goal ≤ 1.00: {'met' if rss <= 1.0 else 'NOT met'})"
-)
+if peer == "rotel":
+    print(
+        f"runbom/rotel spans per CPU-second: {per_cpu:.2f}× (goal ≥ 1.20×: {'met' if per_cpu >= 1.2 else 'NOT met'}); "
+        f"peak RSS ratio {rss:.2f} (goal ≤ 1.00: {'met' if rss <= 1.0 else 'NOT met'})"
+    )
+else:
+    print(
+        f"with the aibom processor / without, spans per CPU-second: {1 / per_cpu:.2f} "
+        f"(aim ≥ 0.90: {'met' if 1 / per_cpu >= 0.9 else 'NOT met'}); peak RSS ratio {1 / rss:.2f}"
+    )
 print(f"raw results: {out}/*/result.json")
 EOF
