@@ -15,8 +15,10 @@
 # CONCURRENCY streams in flight (32), CONNECTIONS HTTP/2 connections (16), SPANS per request
 # (100), GZIP=1 to gzip the requests, OUT directory for the raw JSON (a temp dir),
 # RUNBOM_LD_PRELOAD=/path/to/libmimalloc.so.2 to try runbom with another allocator,
-# PEER=aibom to compare runbom with runbom + the aibom processor (otlp → aibom → batch → nop,
-# the reference agent's BOM) instead of rotel.
+# PEER=aibom to compare runbom with runbom + the aibom processor (otlp → aibom → batch → nop)
+# instead of rotel; AIBOM_BOM is the declared BOM it judges against (default
+# sidecar/runbom-loadgen/bom.cdx.json, which declares everything the load uses: no drift;
+# AIBOM_BOM=builtin:reference-agent makes every trace drift and raise an alert).
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -29,6 +31,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 SPANS=${SPANS:-100}
 GZIP=${GZIP:-0}
 PEER=${PEER:-rotel}
+AIBOM_BOM=${AIBOM_BOM:-$PWD/sidecar/runbom-loadgen/bom.cdx.json}
 PY=.venv/bin/python
 
 say() { printf '[bench-pipeline] %s\n' "$*" >&2; }
@@ -94,7 +97,7 @@ start_runbom() {
     local processors="batch" extra_processors="" extra_pipelines=""
     if [ -n "$aibom" ]; then
         processors="aibom, batch"
-        extra_processors="  aibom: { bom: builtin:reference-agent }"
+        extra_processors="  aibom: { bom: \"$AIBOM_BOM\" }"
         extra_pipelines="    logs: { receivers: [aibom], exporters: [nop] }"
     fi
     cat > "$dir/runbom.yaml" <<EOF
