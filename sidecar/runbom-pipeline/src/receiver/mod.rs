@@ -65,14 +65,7 @@ pub(crate) async fn accept(
         return Err(Refusal::NotConfigured(kind));
     }
     if let (Some(senders), Some(client)) = (ingest.sender_pids(), client) {
-        let senders = senders.clone();
-        let pid = tokio::task::spawn_blocking(move || senders.lookup(client, None))
-            .await
-            .ok()
-            .flatten();
-        if let Some(pid) = pid {
-            sender::annotate(&mut signal, pid);
-        }
+        sender::attribute(senders, &mut signal, client).await;
     }
     let partial = validate::drop_invalid(&mut signal);
     if partial.rejected > 0 {

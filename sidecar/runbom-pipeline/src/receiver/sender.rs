@@ -14,7 +14,7 @@ use std::{
     collections::HashMap,
     fs,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -39,17 +39,14 @@ pub struct SenderPids {
 
 impl SenderPids {
     /// The pid of the local process whose socket is `client`, connected to `server` when
-    /// given. Blocking: reads `/proc`.
+    /// given. Blocking: reads `/proc` unless the answer is cached.
     pub fn lookup(&self, client: SocketAddr, server: Option<SocketAddr>) -> Option<u32> {
         let client = canonical(client);
-        let now = Instant::now();
-        if let Some((pid, at)) = self.cache.lock().ok()?.get(&client) {
-            let ttl = if pid.is_some() { TTL } else { NEGATIVE_TTL };
-            if now.duration_since(*at) < ttl {
-                return *pid;
-            }
+        if let Some(pid) = self.cached(client) {
+            return pid;
         }
         let pid = socket_inode(client, server.map(canonical)).and_then(owner_of_inode);
+        let now = Instant::now();
         let mut cache = self.cache.lock().ok()?;
         if cache.len() >= MAX_ENTRIES {
             cache.retain(|_, (_, at)| now.duration_since(*at) < TTL);
@@ -60,37 +57,66 @@ impl SenderPids {
         cache.insert(client, (pid, now));
         pid
     }
+
+    /// The cached answer for `client` (canonical) while it is fresh: `Some(None)` is a fresh
+    /// "no local process", `None` means "look it up".
+    #[allow(clippy::option_option, reason = "not cached vs cached as no process")]
+    fn cached(&self, client: SocketAddr) -> Option<Option<u32>> {
+        let cache = self.cache.lock().ok()?;
+        let (pid, at) = cache.get(&client)?;
+        let ttl = if pid.is_some() { TTL } else { NEGATIVE_TTL };
+        (at.elapsed() < ttl).then_some(*pid)
+    }
+}
+
+/// Adds the sending process's `process.pid` to the resources of `signal` that have none. Does
+/// nothing when every resource names its pid already (no `/proc` reading then); reads `/proc`
+/// off the async threads when the client is not cached.
+pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: SocketAddr) {
+    if !resources(signal).any(|r| !has_pid(r.as_ref())) {
+        return;
+    }
+    let pid = if let Some(pid) = senders.cached(canonical(client)) {
+        pid
+    } else {
+        let senders = senders.clone();
+        tokio::task::spawn_blocking(move || senders.lookup(client, None))
+            .await
+            .ok()
+            .flatten()
+    };
+    if let Some(pid) = pid {
+        annotate(signal, pid);
+    }
+}
+
+fn has_pid(resource: Option<&Resource>) -> bool {
+    resource.is_some_and(|r| r.attributes.iter().any(|a| a.key == "process.pid"))
+}
+
+fn resources(signal: &mut Signal) -> Box<dyn Iterator<Item = &mut Option<Resource>> + '_> {
+    match signal {
+        Signal::Traces(r) => Box::new(r.resource_spans.iter_mut().map(|r| &mut r.resource)),
+        Signal::Logs(r) => Box::new(r.resource_logs.iter_mut().map(|r| &mut r.resource)),
+        Signal::Metrics(r) => Box::new(r.resource_metrics.iter_mut().map(|r| &mut r.resource)),
+    }
 }
 
 /// Adds `process.pid` to every resource of `signal` that has none.
 pub fn annotate(signal: &mut Signal, pid: u32) {
-    let resources: Vec<&mut Option<Resource>> = match signal {
-        Signal::Traces(r) => r
-            .resource_spans
-            .iter_mut()
-            .map(|r| &mut r.resource)
-            .collect(),
-        Signal::Logs(r) => r
-            .resource_logs
-            .iter_mut()
-            .map(|r| &mut r.resource)
-            .collect(),
-        Signal::Metrics(r) => r
-            .resource_metrics
-            .iter_mut()
-            .map(|r| &mut r.resource)
-            .collect(),
-    };
-    for resource in resources {
-        let resource = resource.get_or_insert_with(Resource::default);
-        if !resource.attributes.iter().any(|a| a.key == "process.pid") {
-            resource.attributes.push(KeyValue {
+    for resource in resources(signal) {
+        if has_pid(resource.as_ref()) {
+            continue;
+        }
+        resource
+            .get_or_insert_with(Resource::default)
+            .attributes
+            .push(KeyValue {
                 key: "process.pid".into(),
                 value: Some(AnyValue {
                     value: Some(Value::IntValue(pid.into())),
                 }),
             });
-        }
     }
 }
 
