@@ -9,32 +9,8 @@ use runbom_agent::redact::{self, REDACTED};
 #[must_use]
 pub fn text(s: &str, max: usize) -> String {
     let s = secret_fields(s);
-    let s = key_shaped_runs(&s);
     let s = redact::text(&s).into_owned();
     clip(&s, max)
-}
-
-/// API-key-shaped runs wherever they stand, also when punctuation follows them (`sk-….`),
-/// which `redact::text`'s token split does not catch.
-fn key_shaped_runs(s: &str) -> String {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find(word) {
-        out.push_str(&rest[..start]);
-        let run_len = rest[start..]
-            .find(|c: char| !word(c))
-            .unwrap_or(rest.len() - start);
-        let run = &rest[start..start + run_len];
-        if redact::looks_like_api_key(run) {
-            out.push_str(REDACTED);
-        } else {
-            out.push_str(run);
-        }
-        rest = &rest[start + run_len..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// A URL without its query and fragment, its userinfo password redacted.
