@@ -6,7 +6,10 @@ use std::{fs, path::Path};
 use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ebpf");
+    // Read at run time, not with `env!`: cargo may reuse this compiled script for another
+    // checkout that shares the target directory (the demo-from-a-fresh-clone test does).
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
+    let root = Path::new(&manifest_dir).join("../../ebpf");
     let toolchain_file = root.join("rust-toolchain.toml");
     let pinned = fs::read_to_string(&toolchain_file)
         .with_context(|| format!("reading {}", toolchain_file.display()))?;

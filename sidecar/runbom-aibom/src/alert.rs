@@ -5,13 +5,13 @@ use opentelemetry_proto::tonic::{
     common::v1::KeyValue,
     logs::v1::{LogRecord, SeverityNumber},
 };
-use std::{collections::BTreeSet, fmt::Write as _};
+use std::fmt::Write as _;
 
 use serde_json::Value;
 
 use crate::{
     bom::{DeclaredBom, IdentitySpec},
-    judge::{Finding, Item, Judged, flag},
+    judge::{Earlier, Finding, Judged, View, depth, flag, is_step},
     otlp::{any_str, kv_str, kv_strs, rfc3339},
     scrub,
     span::{Activity, attr},
@@ -22,12 +22,18 @@ pub const SCOPE: &str = "runbom.aibom";
 /// Most steps in a chain: the prompt and the last ones before the offending action.
 const MAX_STEPS: usize = 64;
 
-/// The alert of `finding`.
+/// The alert of `finding` in the trace `items` (with what was released of it before).
 #[must_use]
-pub fn alert(bom: &DeclaredBom, items: &[Item], judged: &Judged, finding: &Finding) -> LogRecord {
+pub fn alert(
+    bom: &DeclaredBom,
+    items: &[View<'_>],
+    judged: &Judged<'_>,
+    finding: &Finding,
+    earlier: Option<&Earlier>,
+) -> LogRecord {
     let o = finding.offender;
-    let span = &items[o].span;
-    let chain = chain(bom, items, judged, finding);
+    let span = &*items[o].span;
+    let chain = chain(bom, items, judged, finding, earlier);
     let severe = finding
         .kinds
         .iter()
@@ -45,27 +51,20 @@ pub fn alert(bom: &DeclaredBom, items: &[Item], judged: &Judged, finding: &Findi
         kv_str("aibom.agent.ref", &finding.agent),
         kv_str("aibom.drift.subject", &scrub::text(&finding.subject, 512)),
     ];
+    let tool = finding.tool.and_then(|t| judged.tool(items, earlier, t));
     let component = judged.verdicts[o]
         .component
-        .as_ref()
-        .map(|(r, _)| r.clone())
+        .map(|(r, _)| r)
         .filter(|r| !r.is_empty())
-        .or_else(|| {
-            finding
-                .tool
-                .and_then(|t| judged.verdicts[t].component.as_ref())
-                .map(|(r, _)| r.clone())
-        });
-    if let Some(r) = component.filter(|r| !r.is_empty()) {
-        attributes.push(kv_str("aibom.component.ref", &r));
+        .or_else(|| tool.and_then(|t| t.component));
+    if let Some(r) = component {
+        attributes.push(kv_str("aibom.component.ref", r));
     }
     if !bom.serial_number.is_empty() {
         attributes.push(kv_str("aibom.bom.serial_number", &bom.serial_number));
     }
-    if let Some(t) = finding.tool
-        && let Activity::Tool { name } = &judged.activities[t]
-    {
-        attributes.push(kv_str("gen_ai.tool.name", name));
+    if let Some(t) = tool {
+        attributes.push(kv_str("gen_ai.tool.name", t.name));
     }
     for kv in items[o].resource_attrs().iter().chain(&span.attributes) {
         let k = kv.key.as_str();
@@ -96,46 +95,82 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// A step of the chain: a span of the trace, or one remembered from an earlier release (then
+/// without its attributes).
+struct Step<'x> {
+    start: u64,
+    depth: usize,
+    activity: &'x Activity,
+    attrs: &'x [KeyValue],
+    resource: &'x [KeyValue],
+    name: &'x str,
+    component: Option<&'x str>,
+    uid: Option<u32>,
+}
+
 /// The ordered steps of the trace up to the offending action, each with its time and identity.
 #[must_use]
-pub fn chain(bom: &DeclaredBom, items: &[Item], judged: &Judged, finding: &Finding) -> Vec<String> {
+pub fn chain(
+    bom: &DeclaredBom,
+    items: &[View<'_>],
+    judged: &Judged<'_>,
+    finding: &Finding,
+    earlier: Option<&Earlier>,
+) -> Vec<String> {
+    let here = |i: usize| Step {
+        start: items[i].span.start_time_unix_nano,
+        depth: depth(&judged.parents, i),
+        activity: &judged.activities[i],
+        attrs: &items[i].span.attributes,
+        resource: items[i].resource_attrs(),
+        name: &items[i].span.name,
+        component: judged.verdicts[i]
+            .component
+            .map(|(r, _)| r)
+            .filter(|r| !r.is_empty()),
+        uid: judged.uids[i],
+    };
     let o = finding.offender;
     let until = items[o].span.start_time_unix_nano;
-    let mut order: Vec<usize> = (0..items.len())
-        .filter(|&i| {
-            i != o
-                && !finding.spans.contains(&i)
-                && items[i].span.start_time_unix_nano <= until
-                && !matches!(
-                    judged.activities[i],
-                    Activity::Connect { .. } | Activity::Http { kernel: true, .. }
-                )
-                && step(items, judged, i).is_some()
-        })
-        .collect();
-    order.sort_by_key(|&i| (items[i].span.start_time_unix_nano, depth(judged, i)));
-    order.push(o);
-    let mut lines: Vec<String> = order
+    let before = earlier.map_or(&[][..], |e| e.steps.as_slice());
+    let mut steps: Vec<Step<'_>> = before
         .iter()
-        .map(|&i| {
-            let text = if i == o {
-                format!(
-                    "DRIFT {}: {} — {}",
-                    finding.kinds.join(","),
-                    step(items, judged, i).unwrap_or_else(|| items[i].span.name.clone()),
-                    finding.reason
-                )
-            } else {
-                step(items, judged, i).unwrap_or_default()
-            };
-            format!(
-                "{} {} ({})",
-                rfc3339(items[i].span.start_time_unix_nano),
-                scrub::text(&text, 2048),
-                identity(bom, items, judged, i)
-            )
+        .filter(|s| s.start <= until)
+        .map(|s| Step {
+            start: s.start,
+            depth: usize::from(s.depth),
+            activity: &s.activity,
+            attrs: &[],
+            resource: &[],
+            name: "",
+            component: None,
+            uid: s.uid,
         })
+        .chain(
+            (0..items.len())
+                .filter(|&i| {
+                    i != o
+                        && !finding.spans.contains(&i)
+                        && items[i].span.start_time_unix_nano <= until
+                        && is_step(&judged.activities[i], items[i].is_kernel())
+                })
+                .map(here),
+        )
         .collect();
+    steps.sort_by_key(|s| (s.start, s.depth));
+    let offender = here(o);
+    let mut lines: Vec<String> = steps
+        .iter()
+        .filter_map(|s| step(s).map(|text| (s, text)))
+        .map(|(s, text)| line(bom, s, &text))
+        .collect();
+    let text = format!(
+        "DRIFT {}: {} — {}",
+        finding.kinds.join(","),
+        step(&offender).unwrap_or_else(|| offender.name.to_owned()),
+        finding.reason
+    );
+    lines.push(line(bom, &offender, &text));
     if lines.len() > MAX_STEPS {
         let tail = lines.split_off(lines.len() - (MAX_STEPS - 1));
         lines.truncate(1);
@@ -144,37 +179,24 @@ pub fn chain(bom: &DeclaredBom, items: &[Item], judged: &Judged, finding: &Findi
     lines
 }
 
-fn depth(judged: &Judged, mut i: usize) -> usize {
-    let mut d = 0;
-    while let Some(p) = judged.parents[i] {
-        d += 1;
-        i = p;
-        if d > judged.parents.len() {
-            break;
-        }
-    }
-    d
+fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str) -> String {
+    format!(
+        "{} {} ({})",
+        rfc3339(s.start),
+        scrub::text(text, 2048),
+        identity(bom, s)
+    )
 }
 
-/// One step as text, or `None` for spans that are not steps of the chain (connections and
-/// captured requests the application's own spans already show, plain internal spans).
-fn step(items: &[Item], judged: &Judged, i: usize) -> Option<String> {
-    let a = &items[i].span.attributes;
-    let kernel = items[i].is_kernel();
-    let declared = judged.verdicts[i]
-        .component
-        .as_ref()
-        .filter(|(r, _)| !r.is_empty())
-        .map(|(r, _)| format!(" [{r}]"))
-        .unwrap_or_default();
-    Some(match &judged.activities[i] {
+/// One step as text, or `None` for spans that are not steps of the chain.
+fn step(s: &Step<'_>) -> Option<String> {
+    let a = s.attrs;
+    let declared = s.component.map(|r| format!(" [{r}]")).unwrap_or_default();
+    Some(match s.activity {
         Activity::Agent { name } => {
-            let mut s = format!(
-                "prompt: {}{declared}",
-                name.as_deref().unwrap_or(&items[i].span.name)
-            );
+            let mut t = format!("prompt: {}{declared}", name.as_deref().unwrap_or(s.name));
             if let Some(p) = prompt(a) {
-                let _ = write!(s, ": {p:?}");
+                let _ = write!(t, ": {p:?}");
             }
             for k in [
                 "gen_ai.provider.name",
@@ -182,16 +204,16 @@ fn step(items: &[Item], judged: &Judged, i: usize) -> Option<String> {
                 "gen_ai.conversation.id",
             ] {
                 if let Some(v) = attr(a, k) {
-                    let _ = write!(s, ", {k}={v}");
+                    let _ = write!(t, ", {k}={v}");
                 }
             }
-            s
+            t
         }
         Activity::Model {
             model,
             provider,
             operation,
-        } if !kernel => format!(
+        } => format!(
             "model call: {operation} {}{}{declared}",
             model.as_deref().unwrap_or("?"),
             provider
@@ -200,13 +222,13 @@ fn step(items: &[Item], judged: &Judged, i: usize) -> Option<String> {
                 .unwrap_or_default()
         ),
         Activity::Tool { name } => {
-            let mut s = format!("tool: {name}{declared}");
+            let mut t = format!("tool: {name}{declared}");
             if let Some(args) =
                 attr(a, "gen_ai.tool.call.arguments").or_else(|| attr(a, "input.value"))
             {
-                let _ = write!(s, " arguments {}", scrub::text(args, 300));
+                let _ = write!(t, " arguments {}", scrub::text(args, 300));
             }
-            s
+            t
         }
         Activity::Http {
             dest,
@@ -252,10 +274,7 @@ fn step(items: &[Item], judged: &Judged, i: usize) -> Option<String> {
                 .map(|c| format!(" ({})", scrub::command_line(c)))
                 .unwrap_or_default()
         ),
-        Activity::Model { .. }
-        | Activity::Dns { .. }
-        | Activity::Accept { .. }
-        | Activity::Other => {
+        Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => {
             return None;
         }
     })
@@ -298,10 +317,10 @@ fn prompt(a: &[KeyValue]) -> Option<String> {
 
 /// `as uid 1000, identity:openai-api-key (env:OPENAI_API_KEY)`: the user the step ran as and
 /// the declared identities it used.
-fn identity(bom: &DeclaredBom, items: &[Item], judged: &Judged, i: usize) -> String {
+fn identity(bom: &DeclaredBom, step: &Step<'_>) -> String {
     let mut parts = Vec::new();
-    let res = items[i].resource_attrs();
-    let uid = judged.uids[i];
+    let res = step.resource;
+    let uid = step.uid;
     if let Some(u) = uid {
         parts.push(format!("uid {u}"));
     }
@@ -311,12 +330,9 @@ fn identity(bom: &DeclaredBom, items: &[Item], judged: &Judged, i: usize) -> Str
     if let Some(sa) = sa {
         parts.push(format!("service account {}/{sa}", ns.unwrap_or("?")));
     }
-    let mut used = match judged.verdicts[i].component.as_ref() {
-        Some((r, _)) if !r.is_empty() => bom.closure(r),
-        _ => BTreeSet::default(),
-    };
-    if let Some((r, _)) = judged.verdicts[i].component.as_ref() {
-        used.insert(r.clone());
+    let mut used = step.component.map(|r| bom.closure(r)).unwrap_or_default();
+    if let Some(r) = step.component {
+        used.insert(r.to_owned());
     }
     for id in &bom.identities {
         let by_process = id.specs.iter().any(|s| match s {

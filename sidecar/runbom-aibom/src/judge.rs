@@ -1,8 +1,9 @@
 //! Judging one trace against the declared BOM: which agent each span runs under, which declared
 //! component it uses, and which drift flags it raises (contract §3). Pure: the processor calls
-//! [`judge`] on a complete (or expired) trace and writes the result onto the spans.
+//! [`judge_views`] on a trace (or on the late spans of one it released, with what it remembers
+//! of it as [`Earlier`]) and writes the result onto the spans.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::{
     common::v1::{InstrumentationScope, KeyValue},
@@ -33,7 +34,7 @@ pub struct ScopeHeader {
     pub schema_url: String,
 }
 
-/// One span with where it came from.
+/// One span held apart from its request, with where it came from.
 #[derive(Clone, Debug)]
 pub struct Item {
     pub resource: Arc<ResourceHeader>,
@@ -42,21 +43,40 @@ pub struct Item {
 }
 
 impl Item {
+    /// The span as the judge sees it.
+    pub fn view(&mut self) -> View<'_> {
+        View {
+            resource: self.resource.resource.as_ref(),
+            resource_schema: &self.resource.schema_url,
+            kernel_scope: self
+                .scope
+                .scope
+                .as_ref()
+                .is_some_and(|s| s.name == KERNEL_SCOPE),
+            span: &mut self.span,
+        }
+    }
+}
+
+/// One span being judged, wherever it sits: in a request passing through, or held.
+#[derive(Debug)]
+pub struct View<'a> {
+    pub resource: Option<&'a Resource>,
+    pub resource_schema: &'a str,
+    /// Its instrumentation scope is runbom's kernel scope.
+    pub kernel_scope: bool,
+    pub span: &'a mut Span,
+}
+
+impl View<'_> {
     #[must_use]
     pub fn resource_attrs(&self) -> &[KeyValue] {
-        self.resource
-            .resource
-            .as_ref()
-            .map_or(&[], |r| r.attributes.as_slice())
+        self.resource.map_or(&[], |r| r.attributes.as_slice())
     }
 
     #[must_use]
     pub fn is_kernel(&self) -> bool {
-        self.scope
-            .scope
-            .as_ref()
-            .is_some_and(|s| s.name == KERNEL_SCOPE)
-            || attr(&self.span.attributes, "runbom.event").is_some()
+        self.kernel_scope || attr(&self.span.attributes, "runbom.event").is_some()
     }
 }
 
@@ -70,28 +90,75 @@ pub mod flag {
     pub const UNDECLARED_FILE: &str = "undeclared_file";
 }
 
-/// What the processor concluded about one span.
+/// What the processor concluded about one span. Refs borrow from the BOM in force.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Verdict {
-    pub component: Option<(String, Kind)>,
+pub struct Verdict<'b> {
+    pub component: Option<(&'b str, Kind)>,
     /// `Some(true)`: matched a declared component; `Some(false)`: AI-relevant or judged, and
     /// undeclared.
     pub declared: Option<bool>,
-    pub agent: Option<String>,
+    pub agent: Option<&'b str>,
     pub drift: Vec<&'static str>,
     pub reason: Option<String>,
     /// What the finding is about (destination, path, model ...): one finding per subject.
     pub subject: Option<String>,
 }
 
+/// A tool span as an alert shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct ToolInfo<'x> {
+    pub name: &'x str,
+    pub span_id: &'x [u8],
+    pub component: Option<&'x str>,
+}
+
+impl Judged<'_> {
+    /// The tool span `t` refers to.
+    #[must_use]
+    pub fn tool<'x>(
+        &'x self,
+        items: &'x [View<'_>],
+        earlier: Option<&'x Earlier>,
+        t: ToolAt,
+    ) -> Option<ToolInfo<'x>> {
+        match t {
+            ToolAt::Here(h) => match &self.activities[h] {
+                Activity::Tool { name } => Some(ToolInfo {
+                    name,
+                    span_id: &items[h].span.span_id,
+                    component: self.verdicts[h]
+                        .component
+                        .map(|(r, _)| r)
+                        .filter(|r| !r.is_empty()),
+                }),
+                _ => None,
+            },
+            ToolAt::Earlier(e) => earlier.and_then(|x| x.tools.get(e)).map(|t| ToolInfo {
+                name: &t.name,
+                span_id: &t.span_id,
+                component: t.component.as_deref(),
+            }),
+        }
+    }
+}
+
+/// The nearest tool span above a span: in the trace being judged, or one released earlier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolAt {
+    Here(usize),
+    Earlier(usize),
+}
+
 /// Everything judged about a trace, for the alerts' chains.
 #[derive(Debug)]
-pub struct Judged {
+pub struct Judged<'b> {
     pub activities: Vec<Activity>,
-    pub verdicts: Vec<Verdict>,
+    pub verdicts: Vec<Verdict<'b>>,
     pub parents: Vec<Option<usize>>,
-    /// Index of the nearest tool span above (or at) each span.
-    pub tools: Vec<Option<usize>>,
+    /// The nearest tool span above (or at) each span.
+    pub tools: Vec<Option<ToolAt>>,
+    /// The declared agent (index into the BOM's agents) each span runs under.
+    pub agents: Vec<Option<usize>>,
     pub uids: Vec<Option<u32>>,
     pub findings: Vec<Finding>,
 }
@@ -106,7 +173,7 @@ pub struct Finding {
     pub kinds: Vec<&'static str>,
     pub reason: String,
     pub agent: String,
-    pub tool: Option<usize>,
+    pub tool: Option<ToolAt>,
     pub subject: String,
 }
 
@@ -117,82 +184,229 @@ pub struct JudgeSettings {
     pub ignore: Vec<Endpoint>,
 }
 
+/// A tool span of a released trace.
+#[derive(Clone, Debug)]
+pub struct EarlierTool {
+    pub name: String,
+    pub span_id: Vec<u8>,
+    pub component: Option<String>,
+}
+
+/// A step of a released trace's chain (see [`crate::alert::chain`]).
+#[derive(Clone, Debug)]
+pub struct EarlierStep {
+    pub start: u64,
+    pub depth: u16,
+    pub activity: Activity,
+    pub uid: Option<u32>,
+}
+
+/// What the processor remembers of a trace it released: per span, its agent and nearest tool
+/// (so late spans below it are judged in context), and the chain's steps.
+#[derive(Clone, Debug, Default)]
+pub struct Earlier {
+    /// `(span id, agent, tool)`, in release order.
+    pub spans: Vec<([u8; 8], Option<usize>, Option<usize>)>,
+    pub tools: Vec<EarlierTool>,
+    pub steps: Vec<EarlierStep>,
+}
+
+impl Earlier {
+    fn find(&self, span_id: &[u8]) -> Option<(Option<usize>, Option<usize>)> {
+        let id: [u8; 8] = span_id.try_into().ok()?;
+        self.spans
+            .iter()
+            .rev()
+            .find(|(s, _, _)| *s == id)
+            .map(|(_, a, t)| (*a, *t))
+    }
+
+    /// Spans remembered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Remembers what `judged` found about `items` (moving the activities out of it).
+    pub fn remember(&mut self, items: &[View<'_>], judged: &mut Judged<'_>) {
+        let activities = std::mem::take(&mut judged.activities);
+        let mut local_tools: Vec<Option<usize>> = vec![None; items.len()];
+        for (i, act) in activities.into_iter().enumerate() {
+            let span = &*items[i].span;
+            if let Activity::Tool { name } = &act {
+                local_tools[i] = Some(self.tools.len());
+                self.tools.push(EarlierTool {
+                    name: name.clone(),
+                    span_id: span.span_id.clone(),
+                    component: judged.verdicts[i].component.map(|(r, _)| r.to_owned()),
+                });
+            }
+            if is_step(&act, items[i].is_kernel()) {
+                self.steps.push(EarlierStep {
+                    start: span.start_time_unix_nano,
+                    depth: u16::try_from(depth(&judged.parents, i)).unwrap_or(u16::MAX),
+                    activity: act,
+                    uid: judged.uids[i],
+                });
+            }
+        }
+        for (i, it) in items.iter().enumerate() {
+            let Ok(id) = <[u8; 8]>::try_from(it.span.span_id.as_slice()) else {
+                continue;
+            };
+            let tool = judged.tools[i].and_then(|t| match t {
+                ToolAt::Here(h) => local_tools[h],
+                ToolAt::Earlier(e) => Some(e),
+            });
+            self.spans.push((id, judged.agents[i], tool));
+        }
+    }
+}
+
+/// Whether a span is a step of an alert's chain (connections and captured requests are shown
+/// by the application's own spans; plain internal spans, DNS and listeners are not steps).
+#[must_use]
+pub fn is_step(act: &Activity, kernel: bool) -> bool {
+    match act {
+        Activity::Agent { .. }
+        | Activity::Tool { .. }
+        | Activity::Db { .. }
+        | Activity::File { .. }
+        | Activity::Exec { .. } => true,
+        Activity::Model { .. } | Activity::Http { .. } => !kernel,
+        Activity::Connect { .. }
+        | Activity::Dns { .. }
+        | Activity::Accept { .. }
+        | Activity::Other => false,
+    }
+}
+
+/// How many spans of the trace are above span `i`.
+#[must_use]
+pub fn depth(parents: &[Option<usize>], mut i: usize) -> usize {
+    let mut d = 0;
+    while let Some(p) = parents[i] {
+        d += 1;
+        i = p;
+        if d > parents.len() {
+            break;
+        }
+    }
+    d
+}
+
 /// Judges `items` (one trace) and writes the `aibom.*` attributes onto their spans.
-pub fn judge(
-    bom: &DeclaredBom,
+pub fn judge<'b>(
+    bom: &'b DeclaredBom,
     settings: &JudgeSettings,
     pids: &mut PidMap,
     items: &mut [Item],
-) -> Judged {
+) -> Judged<'b> {
+    let mut views: Vec<View<'_>> = items.iter_mut().map(Item::view).collect();
+    judge_views(bom, settings, pids, &mut views, None)
+}
+
+/// Judges `items` (one trace, or the late spans of a released one with `earlier`) and writes
+/// the `aibom.*` attributes onto their spans.
+pub fn judge_views<'b>(
+    bom: &'b DeclaredBom,
+    settings: &JudgeSettings,
+    pids: &mut PidMap,
+    items: &mut [View<'_>],
+    earlier: Option<&Earlier>,
+) -> Judged<'b> {
     let n = items.len();
     let activities: Vec<Activity> = items
         .iter()
         .map(|it| span::classify(&it.span.attributes, &it.span.name, it.is_kernel()))
         .collect();
-    // What the kernel says about processes: parents, users, names resolved.
-    for (it, act) in items.iter().zip(&activities) {
-        let Some(pid) = pid_of(it) else { continue };
-        let parent =
-            attr_int(&it.span.attributes, "process.parent_pid").and_then(|p| u32::try_from(p).ok());
-        let uid =
-            attr_int(&it.span.attributes, "process.user.id").and_then(|u| u32::try_from(u).ok());
-        pids.learn(pid, parent, uid);
-        if let Activity::Dns { name } = act {
-            pids.resolved(pid, name);
-        }
-    }
-    let index: HashMap<&[u8], usize> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| (it.span.span_id.as_slice(), i))
-        .collect();
-    let parents: Vec<Option<usize>> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| {
-            index
-                .get(it.span.parent_span_id.as_slice())
-                .copied()
-                .filter(|p| *p != i)
-        })
-        .collect();
-    let tools = inherit(
-        &parents,
-        &activities
-            .iter()
-            .enumerate()
-            .map(|(i, a)| matches!(a, Activity::Tool { .. }).then_some(i))
-            .collect::<Vec<_>>(),
-    );
-    let agents = agents(bom, pids, items, &activities, &parents);
+    let pid_list: Vec<Option<u32>> = items.iter().map(pid_of).collect();
     let uids: Vec<Option<u32>> = items
         .iter()
         .map(|it| {
-            attr_int(&it.span.attributes, "process.user.id")
-                .and_then(|u| u32::try_from(u).ok())
-                .or_else(|| pid_of(it).and_then(|p| pids.uid_of(p)))
+            attr_int(&it.span.attributes, "process.user.id").and_then(|u| u32::try_from(u).ok())
         })
         .collect();
+    // What the kernel says about processes: parents, users, names resolved.
+    for (i, it) in items.iter().enumerate() {
+        let Some(pid) = pid_list[i] else { continue };
+        if it.is_kernel() {
+            let parent = attr_int(&it.span.attributes, "process.parent_pid")
+                .and_then(|p| u32::try_from(p).ok());
+            pids.learn(pid, parent, uids[i]);
+        }
+        if let Activity::Dns { name } = &activities[i] {
+            pids.resolved(pid, name);
+        }
+    }
+    let parents = parents(items);
+    // Spans whose parent is not here take their context from what was released before.
+    let outer: Vec<Option<(Option<usize>, Option<usize>)>> = items
+        .iter()
+        .zip(&parents)
+        .map(|(it, p)| match (p, earlier) {
+            (None, Some(e)) if !it.span.parent_span_id.is_empty() => {
+                e.find(&it.span.parent_span_id)
+            }
+            _ => None,
+        })
+        .collect();
+    let own_tools: Vec<Option<ToolAt>> = activities
+        .iter()
+        .enumerate()
+        .map(|(i, a)| matches!(a, Activity::Tool { .. }).then_some(ToolAt::Here(i)))
+        .collect();
+    let outer_tools: Vec<Option<ToolAt>> = outer
+        .iter()
+        .map(|o| o.and_then(|(_, t)| t).map(ToolAt::Earlier))
+        .collect();
+    let tools = inherit(&parents, &own_tools, &outer_tools);
+    let agents = agents(bom, pids, items, &activities, &parents, &outer, &pid_list);
+    let uids: Vec<Option<u32>> = uids
+        .into_iter()
+        .zip(&pid_list)
+        .map(|(u, p)| u.or_else(|| p.and_then(|p| pids.uid_of(p))))
+        .collect();
+    let tool_name = |t: Option<ToolAt>| -> Option<&str> {
+        match t? {
+            ToolAt::Here(h) => match &activities[h] {
+                Activity::Tool { name } => Some(name.as_str()),
+                _ => None,
+            },
+            ToolAt::Earlier(e) => earlier.map(|x| x.tools[e].name.as_str()),
+        }
+    };
     let mut verdicts = Vec::with_capacity(n);
     for i in 0..n {
-        let mut act = activities[i].clone();
-        if let Some(pid) = pid_of(&items[i]) {
-            add_resolved(&mut act, pids.names_of(pid));
-        }
-        let tool = tools[i].and_then(|t| match &activities[t] {
-            Activity::Tool { name } => Some(name.as_str()),
-            _ => None,
-        });
-        let mut v = match &agents[i] {
+        let tool = tool_name(tools[i]);
+        let resolved = pid_list[i].map_or(&[][..], |p| pids.names_of(p));
+        let resolved_act;
+        let act = match &activities[i] {
+            a @ (Activity::Connect { dest } | Activity::Http { dest, .. })
+                if dest.name.is_none() && !resolved.is_empty() =>
+            {
+                let mut a = a.clone();
+                add_resolved(&mut a, resolved);
+                resolved_act = a;
+                &resolved_act
+            }
+            a => a,
+        };
+        let mut v = match agents[i] {
             Some(agent) => Judge {
                 bom,
                 settings,
-                agent,
+                agent: &bom.agents[agent].bom_ref,
             }
-            .verdict(&act, tool, &items[i]),
-            None => shadow(settings, &act, &items[i]),
+            .verdict(act, tool, &items[i].span.attributes),
+            None => shadow(settings, act, &items[i].span.attributes),
         };
-        v.agent.clone_from(&agents[i]);
+        v.agent = agents[i].map(|a| bom.agents[a].bom_ref.as_str());
         verdicts.push(v);
     }
     let findings = findings(items, &activities, &verdicts, &tools);
@@ -204,55 +418,108 @@ pub fn judge(
         verdicts,
         parents,
         tools,
+        agents,
         uids,
         findings,
     }
 }
 
+/// The parent of each span among `items`, by span id.
+fn parents(items: &[View<'_>]) -> Vec<Option<usize>> {
+    // Traces are small: a sorted index beats hashing for the usual sizes.
+    let mut index: Vec<(&[u8], usize)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.span.span_id.as_slice(), i))
+        .collect();
+    index.sort_unstable();
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let p = it.span.parent_span_id.as_slice();
+            if p.is_empty() {
+                return None;
+            }
+            index
+                .binary_search_by(|(s, _)| (*s).cmp(p))
+                .ok()
+                .map(|k| index[k].1)
+                .filter(|p| *p != i)
+        })
+        .collect()
+}
+
 /// The declared agent each span runs under: named by the span or its resource, inherited from
-/// the spans above it, or (kernel spans of child processes) from the process's ancestors.
+/// the spans above it (here or released earlier), or (kernel spans of child processes) from
+/// the process's ancestors.
 fn agents(
     bom: &DeclaredBom,
     pids: &mut PidMap,
-    items: &[Item],
+    items: &[View<'_>],
     activities: &[Activity],
     parents: &[Option<usize>],
-) -> Vec<Option<String>> {
+    outer: &[Option<(Option<usize>, Option<usize>)>],
+    pid_list: &[Option<u32>],
+) -> Vec<Option<usize>> {
+    // The resource's own agent, once per resource.
+    let mut by_resource: Vec<(*const Resource, Option<usize>)> = Vec::new();
     let own: Vec<Option<usize>> = items
         .iter()
         .zip(activities)
-        .map(|(it, act)| own_agent(bom, it, act))
+        .map(|(it, act)| {
+            if let Some(a) = own_agent(bom, &it.span.attributes, act) {
+                return Some(a);
+            }
+            let key = it.resource.map_or(std::ptr::null(), std::ptr::from_ref);
+            if let Some((_, a)) = by_resource.iter().find(|(k, _)| *k == key) {
+                return *a;
+            }
+            let a = resource_agent(bom, it.resource_attrs());
+            by_resource.push((key, a));
+            a
+        })
         .collect();
-    let mut agents: Vec<Option<String>> = inherit(parents, &own)
-        .iter()
-        .map(|a| a.map(|a| bom.agents[a].bom_ref.clone()))
-        .collect();
-    for (i, it) in items.iter().enumerate() {
-        if let (Some(a), Some(pid)) = (&agents[i], pid_of(it)) {
-            pids.set_agent(pid, a);
+    let outer_agents: Vec<Option<usize>> = outer.iter().map(|o| o.and_then(|(a, _)| a)).collect();
+    let mut agents = inherit(parents, &own, &outer_agents);
+    let mut last: Option<(u32, usize)> = None;
+    for (i, a) in agents.iter().enumerate() {
+        if let (Some(a), Some(pid)) = (a, pid_list[i])
+            && last != Some((pid, *a))
+        {
+            pids.set_agent(pid, &bom.agents[*a].bom_ref);
+            last = Some((pid, *a));
         }
     }
-    for (i, it) in items.iter().enumerate() {
-        if agents[i].is_none()
-            && let Some(pid) = pid_of(it)
+    for (i, a) in agents.iter_mut().enumerate() {
+        if a.is_none()
+            && let Some(pid) = pid_list[i]
         {
-            agents[i] = pids.agent_of(pid);
+            *a = pids
+                .agent_of(pid)
+                .and_then(|r| bom.agents.iter().position(|x| x.bom_ref == r));
         }
     }
     agents
 }
 
-fn pid_of(it: &Item) -> Option<u32> {
+fn pid_of(it: &View<'_>) -> Option<u32> {
     attr_int(&it.span.attributes, "process.pid")
         .or_else(|| attr_int(it.resource_attrs(), "process.pid"))
         .and_then(|p| u32::try_from(p).ok())
 }
 
-/// For each span, the value of the nearest span above it (or itself) that has one.
-fn inherit(parents: &[Option<usize>], own: &[Option<usize>]) -> Vec<Option<usize>> {
-    let mut out: Vec<Option<Option<usize>>> = vec![None; own.len()];
+/// For each span, the value of the nearest span above it (or itself) that has one; a span
+/// whose parent is not here starts from `outer`.
+fn inherit<T: Copy>(
+    parents: &[Option<usize>],
+    own: &[Option<T>],
+    outer: &[Option<T>],
+) -> Vec<Option<T>> {
+    let mut out: Vec<Option<Option<T>>> = vec![None; own.len()];
+    let mut path = Vec::new();
     for start in 0..own.len() {
-        let mut path = Vec::new();
+        path.clear();
         let mut at = Some(start);
         let mut found = None;
         while let Some(i) = at {
@@ -270,18 +537,19 @@ fn inherit(parents: &[Option<usize>], own: &[Option<usize>]) -> Vec<Option<usize
                 break; // a cycle in bad input
             }
             at = parents[i];
+            if at.is_none() {
+                found = outer[i];
+            }
         }
-        for i in path {
+        for &i in &path {
             out[i] = Some(found);
         }
     }
     out.into_iter().map(Option::flatten).collect()
 }
 
-/// The declared agent a span names or whose workload it belongs to by its own attributes.
-fn own_agent(bom: &DeclaredBom, it: &Item, act: &Activity) -> Option<usize> {
-    let attrs = &it.span.attributes;
-    let res = it.resource_attrs();
+/// The declared agent a span names by its own attributes.
+fn own_agent(bom: &DeclaredBom, attrs: &[KeyValue], act: &Activity) -> Option<usize> {
     if let Activity::Agent { name: Some(name) } = act
         && let Some(i) = bom.agents.iter().position(|a| {
             a.name == *name
@@ -292,17 +560,24 @@ fn own_agent(bom: &DeclaredBom, it: &Item, act: &Activity) -> Option<usize> {
     {
         return Some(i);
     }
+    agent_by_attrs(bom, attrs)
+}
+
+/// The declared agent whose workload a resource is.
+fn resource_agent(bom: &DeclaredBom, res: &[KeyValue]) -> Option<usize> {
+    agent_by_attrs(bom, res)
+}
+
+fn agent_by_attrs(bom: &DeclaredBom, attrs: &[KeyValue]) -> Option<usize> {
     bom.agents.iter().position(|a| {
         if a.matchers.is_empty() {
             ["service.name", "gen_ai.agent.name", "agent.name"]
                 .iter()
-                .any(|k| attr(attrs, k).or_else(|| attr(res, k)) == Some(a.name.as_str()))
+                .any(|k| attr(attrs, k) == Some(a.name.as_str()))
         } else {
-            a.matchers.iter().any(|(k, g)| {
-                attr(attrs, k)
-                    .or_else(|| attr(res, k))
-                    .is_some_and(|v| g.matches(v))
-            })
+            a.matchers
+                .iter()
+                .any(|(k, g)| attr(attrs, k).is_some_and(|v| g.matches(v)))
         }
     })
 }
@@ -317,27 +592,23 @@ fn add_resolved(act: &mut Activity, names: &[String]) {
 
 /// Outside declared workloads nothing is flagged, but AI-relevant activity is marked undeclared
 /// (shadow AI), unless it matches a declared component.
-fn shadow(settings: &JudgeSettings, act: &Activity, it: &Item) -> Verdict {
-    let undeclared = |kind| {
-        Verdict {
-            component: None,
-            declared: Some(false),
-            subject: None,
-            ..Verdict::default()
-        }
-        .with_kind(kind)
+fn shadow(settings: &JudgeSettings, act: &Activity, attrs: &[KeyValue]) -> Verdict<'static> {
+    let undeclared = |kind| Verdict {
+        component: Some(("", kind)),
+        declared: Some(false),
+        ..Verdict::default()
     };
     match act {
         Activity::Model { .. } => undeclared(Kind::Model),
         Activity::Http { dest, .. }
-            if span::is_llm_traffic(&it.span.attributes, dest)
+            if span::is_llm_traffic(attrs, dest)
                 && !settings.ignore.iter().any(|e| e.matches(dest)) =>
         {
             undeclared(Kind::Service)
         }
         Activity::Exec { path } if span::is_model_server(path) => undeclared(Kind::Process),
         Activity::Accept { port } => {
-            let exe = attr(&it.span.attributes, "process.executable.path").unwrap_or("");
+            let exe = attr(attrs, "process.executable.path").unwrap_or("");
             if span::is_model_server(exe) || port.is_some_and(span::is_model_server_port) {
                 undeclared(Kind::Service)
             } else {
@@ -348,28 +619,21 @@ fn shadow(settings: &JudgeSettings, act: &Activity, it: &Item) -> Verdict {
     }
 }
 
-impl Verdict {
-    fn with_kind(mut self, kind: Kind) -> Self {
-        self.component = Some((String::new(), kind));
-        self
-    }
-}
-
 /// Groups drift into findings: one per agent, tool span, flags and subject.
 fn findings(
-    items: &[Item],
+    items: &[View<'_>],
     activities: &[Activity],
-    verdicts: &[Verdict],
-    tools: &[Option<usize>],
+    verdicts: &[Verdict<'_>],
+    tools: &[Option<ToolAt>],
 ) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
     for (i, v) in verdicts.iter().enumerate() {
-        let (Some(agent), false) = (&v.agent, v.drift.is_empty()) else {
+        let (Some(agent), false) = (v.agent, v.drift.is_empty()) else {
             continue;
         };
         let subject = v.subject.clone().unwrap_or_default();
         let existing = out.iter_mut().find(|f| {
-            f.agent == *agent && f.tool == tools[i] && f.kinds == v.drift && f.subject == subject
+            f.agent == agent && f.tool == tools[i] && f.kinds == v.drift && f.subject == subject
         });
         match existing {
             Some(f) => {
@@ -384,7 +648,7 @@ fn findings(
                 spans: vec![i],
                 kinds: v.drift.clone(),
                 reason: v.reason.clone().unwrap_or_default(),
-                agent: agent.clone(),
+                agent: agent.to_owned(),
                 tool: tools[i],
                 subject,
             }),
@@ -395,7 +659,7 @@ fn findings(
 
 /// Which span of a finding the alert points at: the application's span of the request (the
 /// kernel events hang under it), else the captured request, else the connection.
-fn rank(items: &[Item], activities: &[Activity], i: usize) -> (u8, u64) {
+fn rank(items: &[View<'_>], activities: &[Activity], i: usize) -> (u8, u64) {
     let class = if items[i].is_kernel() {
         match activities[i] {
             Activity::Http { .. } => 1,
@@ -408,8 +672,11 @@ fn rank(items: &[Item], activities: &[Activity], i: usize) -> (u8, u64) {
 }
 
 /// Replaces any `aibom.*` attributes with the verdict's.
-fn write(attrs: &mut Vec<KeyValue>, v: &Verdict, serial: &str) {
-    attrs.retain(|kv| !kv.key.starts_with("aibom."));
+fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
+    if attrs.iter().any(|kv| kv.key.starts_with("aibom.")) {
+        attrs.retain(|kv| !kv.key.starts_with("aibom."));
+    }
+    attrs.reserve(7);
     if !serial.is_empty() {
         attrs.push(kv_str("aibom.bom.serial_number", serial));
     }
@@ -422,7 +689,7 @@ fn write(attrs: &mut Vec<KeyValue>, v: &Verdict, serial: &str) {
     if let Some(d) = v.declared {
         attrs.push(kv_bool("aibom.declared", d));
     }
-    if let Some(a) = &v.agent {
+    if let Some(a) = v.agent {
         attrs.push(kv_str("aibom.agent.ref", a));
         attrs.push(kv_bool("aibom.drift", !v.drift.is_empty()));
     }

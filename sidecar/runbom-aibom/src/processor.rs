@@ -1,6 +1,14 @@
-//! The AI-BOM processor's state: spans held per trace for `wait` (bounded), judged when their
-//! trace is released, and the drift alerts of what was judged. Pure and synchronous: the
-//! pipeline's task feeds it requests and a clock.
+//! The AI-BOM processor's state. Pure and synchronous: the pipeline's task feeds it requests
+//! and a clock.
+//!
+//! A trace is judged as soon as its root span is there (the root of a conversation ends, and so
+//! arrives, last): then its spans are annotated where they sit in the request and pass on at
+//! once. The spans of a trace whose root has not arrived yet are held, for `wait` after the
+//! latest of them arrived (at most `max_hold`, at most `max_spans` in all), and judged together
+//! when the root comes or the wait is over. Of every released trace the processor remembers
+//! (bounded) each span's agent and tool and the chain's steps, so spans that arrive after it
+//! (kernel spans correlated late, a slow service) are judged in context and their alerts tell
+//! the whole story.
 
 use std::{
     cmp::Reverse,
@@ -16,24 +24,26 @@ use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::InstrumentationScope,
     logs::v1::{ResourceLogs, ScopeLogs},
-    trace::v1::{ResourceSpans, ScopeSpans},
+    trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 
 use crate::{
     alert,
     bom::DeclaredBom,
-    judge::{self, Item, JudgeSettings, ResourceHeader, ScopeHeader},
+    judge::{self, Earlier, Item, JudgeSettings, ResourceHeader, ScopeHeader, View},
     pids::PidMap,
+    span::KERNEL_SCOPE,
 };
 
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// How long a trace is held after its latest span arrived, for the rest of it to arrive
-    /// (the root span of a conversation ends, and so arrives, last) ...
+    /// How long the spans of a trace whose root has not arrived are held after the latest of
+    /// them arrived ...
     pub wait: Duration,
-    /// ... but never longer than this after its first span.
+    /// ... but never longer than this after the first.
     pub max_hold: Duration,
-    /// Most spans held at once; past it the oldest traces are released early.
+    /// Most spans held at once; past it the oldest traces are released early. Also how many
+    /// spans of released traces are remembered for the spans that arrive after them.
     pub max_spans: usize,
     pub judge: JudgeSettings,
 }
@@ -54,11 +64,32 @@ impl Default for Settings {
 pub struct Stats {
     pub spans_held: AtomicU64,
     pub traces_released_early: AtomicU64,
+    /// Spans judged in the context of a trace released before they arrived.
+    pub spans_late: AtomicU64,
     pub spans_with_drift: AtomicU64,
     pub alerts: AtomicU64,
     pub alerts_deduplicated: AtomicU64,
     /// Alerts that could not be handed to a logs pipeline.
     pub alerts_dropped: AtomicU64,
+}
+
+type TraceKey = [u8; 16];
+
+fn key(trace_id: &[u8]) -> TraceKey {
+    let mut k = [0; 16];
+    let n = trace_id.len().min(16);
+    k[..n].copy_from_slice(&trace_id[..n]);
+    k
+}
+
+/// A span with no parent, or whose parent is in another process (W3C `is_remote` in the span's
+/// flags): the local root of its trace.
+fn is_root(span: &Span) -> bool {
+    const HAS_IS_REMOTE: u32 = 0x100;
+    const IS_REMOTE: u32 = 0x200;
+    span.parent_span_id.is_empty()
+        || span.parent_span_id.iter().all(|b| *b == 0)
+        || span.flags & (HAS_IS_REMOTE | IS_REMOTE) == HAS_IS_REMOTE | IS_REMOTE
 }
 
 struct Held {
@@ -67,6 +98,7 @@ struct Held {
     /// Arrival order, for a deterministic release order.
     seq: u64,
     deadline: Instant,
+    root: bool,
 }
 
 /// What a release produced: the spans (annotated) and the alerts.
@@ -78,16 +110,15 @@ pub struct Released {
 
 pub struct Processor {
     settings: Settings,
-    held: HashMap<Vec<u8>, Held>,
+    held: HashMap<TraceKey, Held>,
     /// Deadlines, soonest first; an entry whose trace has a later deadline by now (or is gone)
     /// is stale and skipped.
-    deadlines: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
+    deadlines: BinaryHeap<Reverse<(Instant, u64, TraceKey)>>,
     seq: u64,
     spans: usize,
     pids: PidMap,
-    /// Findings already alerted (trace, agent, tool span, flags, subject), bounded.
-    alerted: HashSet<String>,
-    alerted_order: VecDeque<String>,
+    earlier: Remembered,
+    alerted: Dedup,
     pub stats: Arc<Stats>,
 }
 
@@ -104,83 +135,254 @@ impl Processor {
     #[must_use]
     pub fn with_stats(settings: Settings, stats: Arc<Stats>) -> Self {
         Self {
+            earlier: Remembered::new(settings.max_spans),
             settings,
             held: HashMap::new(),
             deadlines: BinaryHeap::new(),
             seq: 0,
             spans: 0,
             pids: PidMap::default(),
-            alerted: HashSet::new(),
-            alerted_order: VecDeque::new(),
+            alerted: Dedup::default(),
             stats,
         }
     }
 
-    /// Holds the request's spans by trace. Returns what had to be released early to stay
-    /// within `max_spans`.
+    /// Judges the traces of `req` whose root is there (and the late spans of traces released
+    /// before) in place, holds the rest, and returns what can go on: `req` itself, the held
+    /// traces its spans completed, and what had to be released early to stay within
+    /// `max_spans`.
     pub fn push(
         &mut self,
-        req: ExportTraceServiceRequest,
+        mut req: ExportTraceServiceRequest,
         now: Instant,
         bom: &DeclaredBom,
     ) -> Released {
-        let mut touched: HashSet<Vec<u8>> = HashSet::new();
-        for rs in req.resource_spans {
-            let resource = Arc::new(ResourceHeader {
-                resource: rs.resource,
-                schema_url: rs.schema_url,
+        self.earlier.check_bom(bom);
+        let mut logs = Vec::new();
+        let hold = self.judge_in_place(&mut req, bom, &mut logs);
+        let mut due = Vec::new();
+        if !hold.is_empty() {
+            self.hold(&mut req, &hold, now);
+            for k in &hold {
+                if self.held.get(k).is_some_and(|h| h.root)
+                    && let Some(h) = self.held.remove(k)
+                {
+                    self.spans -= h.items.len();
+                    due.push(h);
+                }
+            }
+        }
+        while self.spans > self.settings.max_spans {
+            let Some(h) = self.pop_next(None) else { break };
+            self.stats
+                .traces_released_early
+                .fetch_add(1, Ordering::Relaxed);
+            due.push(h);
+        }
+        self.stats
+            .spans_held
+            .store(self.spans as u64, Ordering::Relaxed);
+        let more = self.release(due, bom);
+        logs.extend(more.alerts.into_iter().flat_map(|a| a.resource_logs));
+        if let Some(t) = more.traces {
+            req.resource_spans.extend(t.resource_spans);
+        }
+        Released {
+            traces: (!req.resource_spans.is_empty()).then_some(req),
+            alerts: (!logs.is_empty()).then_some(ExportLogsServiceRequest {
+                resource_logs: logs,
+            }),
+        }
+    }
+
+    /// Judges, where they sit in `req`, the traces that can be judged now; returns the keys of
+    /// the traces whose spans must be held.
+    fn judge_in_place(
+        &mut self,
+        req: &mut ExportTraceServiceRequest,
+        bom: &DeclaredBom,
+        logs: &mut Vec<ResourceLogs>,
+    ) -> HashSet<TraceKey> {
+        let mut hold = HashSet::new();
+        let mut views: Vec<View<'_>> = Vec::new();
+        for rs in &mut req.resource_spans {
+            let resource = rs.resource.as_ref();
+            for ss in &mut rs.scope_spans {
+                let kernel_scope = ss.scope.as_ref().is_some_and(|s| s.name == KERNEL_SCOPE);
+                views.extend(ss.spans.iter_mut().map(|span| View {
+                    resource,
+                    resource_schema: &rs.schema_url,
+                    kernel_scope,
+                    span,
+                }));
+            }
+        }
+        // One run per trace, in arrival order within it.
+        views.sort_by(|a, b| a.span.trace_id.cmp(&b.span.trace_id));
+        let mut at = 0;
+        while at < views.len() {
+            let id = views[at].span.trace_id.as_slice();
+            let len = views[at..]
+                .iter()
+                .position(|v| v.span.trace_id != id)
+                .unwrap_or(views.len() - at);
+            let k = key(id);
+            let run = &mut views[at..at + len];
+            at += len;
+            if self.held.contains_key(&k) {
+                hold.insert(k);
+                continue;
+            }
+            let late = self.earlier.get(&k).is_some();
+            if !late && !run.iter().any(|v| is_root(v.span)) {
+                hold.insert(k);
+                continue;
+            }
+            if late {
+                self.stats
+                    .spans_late
+                    .fetch_add(run.len() as u64, Ordering::Relaxed);
+            }
+            self.judge_trace(bom, k, run, logs);
+        }
+        hold
+    }
+
+    /// Judges one trace (or late spans of a released one), collects its alerts and remembers
+    /// it.
+    fn judge_trace(
+        &mut self,
+        bom: &DeclaredBom,
+        k: TraceKey,
+        items: &mut [View<'_>],
+        logs: &mut Vec<ResourceLogs>,
+    ) {
+        let earlier = self.earlier.get(&k);
+        let mut judged =
+            judge::judge_views(bom, &self.settings.judge, &mut self.pids, items, earlier);
+        let drifted = judged
+            .verdicts
+            .iter()
+            .filter(|v| !v.drift.is_empty())
+            .count();
+        if drifted > 0 {
+            self.stats
+                .spans_with_drift
+                .fetch_add(drifted as u64, Ordering::Relaxed);
+        }
+        for f in &judged.findings {
+            let o = &items[f.offender];
+            let tool = f
+                .tool
+                .and_then(|t| judged.tool(items, earlier, t))
+                .map(|t| hex::encode(t.span_id))
+                .unwrap_or_default();
+            let dedup = format!(
+                "{}|{}|{tool}|{}|{}",
+                hex::encode(&o.span.trace_id),
+                f.agent,
+                f.kinds.join(","),
+                f.subject
+            );
+            if !self.alerted.remember(dedup) {
+                self.stats
+                    .alerts_deduplicated
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let record = alert::alert(bom, items, &judged, f, earlier);
+            self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+            logs.push(ResourceLogs {
+                resource: o.resource.cloned(),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope {
+                        name: alert::SCOPE.into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    log_records: vec![record],
+                    schema_url: String::new(),
+                }],
+                schema_url: o.resource_schema.to_owned(),
             });
-            for ss in rs.scope_spans {
+        }
+        if judged.agents.iter().any(Option::is_some) {
+            self.earlier.remember(k, items, &mut judged);
+        }
+    }
+
+    /// Moves the spans of the traces in `hold` out of `req` into `held`.
+    fn hold(
+        &mut self,
+        req: &mut ExportTraceServiceRequest,
+        hold: &HashSet<TraceKey>,
+        now: Instant,
+    ) {
+        let mut touched: Vec<TraceKey> = Vec::new();
+        for rs in &mut req.resource_spans {
+            let mut resource: Option<Arc<ResourceHeader>> = None;
+            for ss in &mut rs.scope_spans {
+                if !ss.spans.iter().any(|s| hold.contains(&key(&s.trace_id))) {
+                    continue;
+                }
+                let resource = resource
+                    .get_or_insert_with(|| {
+                        Arc::new(ResourceHeader {
+                            resource: rs.resource.clone(),
+                            schema_url: rs.schema_url.clone(),
+                        })
+                    })
+                    .clone();
                 let scope = Arc::new(ScopeHeader {
-                    scope: ss.scope,
-                    schema_url: ss.schema_url,
+                    scope: ss.scope.clone(),
+                    schema_url: ss.schema_url.clone(),
                 });
-                for span in ss.spans {
-                    let key = span.trace_id.clone();
+                let (keep, moved): (Vec<Span>, Vec<Span>) = std::mem::take(&mut ss.spans)
+                    .into_iter()
+                    .partition(|s| !hold.contains(&key(&s.trace_id)));
+                ss.spans = keep;
+                for span in moved {
+                    let k = key(&span.trace_id);
                     let seq = &mut self.seq;
-                    let held = self.held.entry(key.clone()).or_insert_with(|| {
+                    let trace = self.held.entry(k).or_insert_with(|| {
                         *seq += 1;
                         Held {
                             items: Vec::new(),
                             first: now,
                             seq: *seq,
                             deadline: now,
+                            root: false,
                         }
                     });
-                    touched.insert(key);
-                    held.items.push(Item {
+                    trace.root |= is_root(&span);
+                    trace.items.push(Item {
                         resource: resource.clone(),
                         scope: scope.clone(),
                         span,
                     });
                     self.spans += 1;
+                    if touched.last() != Some(&k) {
+                        touched.push(k);
+                    }
                 }
             }
+            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
         }
-        for key in touched {
-            if let Some(h) = self.held.get_mut(&key) {
+        req.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+        touched.sort_unstable();
+        touched.dedup();
+        for k in touched {
+            if let Some(h) = self.held.get_mut(&k) {
                 let due = (now + self.settings.wait).min(h.first + self.settings.max_hold);
                 if due > h.deadline {
                     h.deadline = due;
-                    self.deadlines.push(Reverse((due, h.seq, key)));
+                    self.deadlines.push(Reverse((due, h.seq, k)));
                 }
             }
         }
-        let mut early = Vec::new();
-        while self.spans > self.settings.max_spans {
-            let Some(h) = self.pop_next(None) else { break };
-            self.stats
-                .traces_released_early
-                .fetch_add(1, Ordering::Relaxed);
-            early.push(h);
-        }
-        self.stats
-            .spans_held
-            .store(self.spans as u64, Ordering::Relaxed);
-        self.release(early, bom)
     }
 
-    /// When the next trace may be due (an earlier, stale time only costs a wake-up).
+    /// When the next held trace may be due (an earlier, stale time only costs a wake-up).
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.peek().map(|Reverse((at, _, _))| *at)
@@ -192,11 +394,11 @@ impl Processor {
             if now.is_some_and(|now| *at > now) {
                 return None;
             }
-            let Some(Reverse((at, _, key))) = self.deadlines.pop() else {
+            let Some(Reverse((at, _, k))) = self.deadlines.pop() else {
                 break;
             };
-            if self.held.get(&key).is_some_and(|h| h.deadline == at) {
-                let h = self.held.remove(&key)?;
+            if self.held.get(&k).is_some_and(|h| h.deadline == at) {
+                let h = self.held.remove(&k)?;
                 self.spans -= h.items.len();
                 return Some(h);
             }
@@ -204,8 +406,9 @@ impl Processor {
         None
     }
 
-    /// Releases every trace whose wait is over.
+    /// Releases every held trace whose wait is over.
     pub fn release_due(&mut self, now: Instant, bom: &DeclaredBom) -> Released {
+        self.earlier.check_bom(bom);
         let mut due = Vec::new();
         while let Some(h) = self.pop_next(Some(now)) {
             due.push(h);
@@ -218,6 +421,7 @@ impl Processor {
 
     /// Releases everything held (shutdown).
     pub fn release_all(&mut self, bom: &DeclaredBom) -> Released {
+        self.earlier.check_bom(bom);
         let mut all: Vec<Held> = self.held.drain().map(|(_, h)| h).collect();
         all.sort_by_key(|h| h.seq);
         self.deadlines.clear();
@@ -233,49 +437,13 @@ impl Processor {
         let mut out = Regroup::default();
         let mut logs: Vec<ResourceLogs> = Vec::new();
         for mut held in traces {
-            let judged = judge::judge(bom, &self.settings.judge, &mut self.pids, &mut held.items);
-            let drifted = judged
-                .verdicts
-                .iter()
-                .filter(|v| !v.drift.is_empty())
-                .count();
-            self.stats
-                .spans_with_drift
-                .fetch_add(drifted as u64, Ordering::Relaxed);
-            for f in &judged.findings {
-                let o = &held.items[f.offender];
-                let key = format!(
-                    "{}|{}|{}|{}|{}",
-                    hex::encode(&o.span.trace_id),
-                    f.agent,
-                    f.tool
-                        .map(|t| hex::encode(&held.items[t].span.span_id))
-                        .unwrap_or_default(),
-                    f.kinds.join(","),
-                    f.subject
-                );
-                if !self.remember(key) {
-                    self.stats
-                        .alerts_deduplicated
-                        .fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let record = alert::alert(bom, &held.items, &judged, f);
-                self.stats.alerts.fetch_add(1, Ordering::Relaxed);
-                logs.push(ResourceLogs {
-                    resource: o.resource.resource.clone(),
-                    scope_logs: vec![ScopeLogs {
-                        scope: Some(InstrumentationScope {
-                            name: alert::SCOPE.into(),
-                            version: env!("CARGO_PKG_VERSION").into(),
-                            ..Default::default()
-                        }),
-                        log_records: vec![record],
-                        schema_url: String::new(),
-                    }],
-                    schema_url: o.resource.schema_url.clone(),
-                });
-            }
+            let Some(first) = held.items.first() else {
+                continue;
+            };
+            let k = key(&first.span.trace_id);
+            let mut views: Vec<View<'_>> = held.items.iter_mut().map(Item::view).collect();
+            self.judge_trace(bom, k, &mut views, &mut logs);
+            drop(views);
             for item in held.items {
                 out.push(item);
             }
@@ -288,25 +456,94 @@ impl Processor {
         }
     }
 
-    /// Whether `key` is new (and remembers it).
-    fn remember(&mut self, key: String) -> bool {
-        if self.alerted.contains(&key) {
-            return false;
-        }
-        if self.alerted_order.len() == ALERTED
-            && let Some(old) = self.alerted_order.pop_front()
-        {
-            self.alerted.remove(&old);
-        }
-        self.alerted.insert(key.clone());
-        self.alerted_order.push_back(key);
-        true
-    }
-
     /// Spans held now.
     #[must_use]
     pub fn held_spans(&self) -> usize {
         self.spans
+    }
+
+    /// Spans of released traces remembered now.
+    #[must_use]
+    pub fn remembered_spans(&self) -> usize {
+        self.earlier.spans
+    }
+}
+
+/// Findings already alerted (trace, agent, tool span, flags, subject), bounded.
+#[derive(Default)]
+struct Dedup {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Dedup {
+    /// Whether `key` is new (and remembers it).
+    fn remember(&mut self, key: String) -> bool {
+        if self.set.contains(&key) {
+            return false;
+        }
+        if self.order.len() == ALERTED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(key.clone());
+        self.order.push_back(key);
+        true
+    }
+}
+
+/// What is remembered of released traces, oldest forgotten first past `capacity` spans. Agent
+/// indices refer to the BOM in force: a new BOM starts afresh.
+struct Remembered {
+    traces: HashMap<TraceKey, Earlier>,
+    order: VecDeque<TraceKey>,
+    spans: usize,
+    capacity: usize,
+    bom: usize,
+}
+
+impl Remembered {
+    fn new(capacity: usize) -> Self {
+        Self {
+            traces: HashMap::new(),
+            order: VecDeque::new(),
+            spans: 0,
+            capacity,
+            bom: 0,
+        }
+    }
+
+    fn check_bom(&mut self, bom: &DeclaredBom) {
+        let id = std::ptr::from_ref(bom) as usize;
+        if id != self.bom {
+            self.traces.clear();
+            self.order.clear();
+            self.spans = 0;
+            self.bom = id;
+        }
+    }
+
+    fn get(&self, k: &TraceKey) -> Option<&Earlier> {
+        self.traces.get(k)
+    }
+
+    fn remember(&mut self, k: TraceKey, items: &[View<'_>], judged: &mut judge::Judged<'_>) {
+        let e = self.traces.entry(k).or_insert_with(|| {
+            self.order.push_back(k);
+            Earlier::default()
+        });
+        let before = e.len();
+        e.remember(items, judged);
+        self.spans += e.len() - before;
+        while self.spans > self.capacity {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(e) = self.traces.remove(&old) {
+                self.spans -= e.len();
+            }
+        }
     }
 }
 

@@ -2,20 +2,22 @@
 //! file or program is declared for the agent (and, under a tool, for that tool), and the drift
 //! flag and sentence when it is not.
 
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+
 use crate::{
     bom::{DeclaredBom, Kind},
     endpoint::{Dest, Endpoint},
-    judge::{Item, JudgeSettings, Verdict, flag},
+    judge::{JudgeSettings, Verdict, flag},
     span::{Activity, attr},
 };
 
-pub(crate) struct Judge<'a> {
+pub(crate) struct Judge<'a, 's> {
     pub bom: &'a DeclaredBom,
-    pub settings: &'a JudgeSettings,
+    pub settings: &'s JudgeSettings,
     pub agent: &'a str,
 }
 
-fn drift(flag: &'static str, reason: String, subject: String) -> Verdict {
+fn drift<'b>(flag: &'static str, reason: String, subject: String) -> Verdict<'b> {
     Verdict {
         declared: Some(false),
         drift: vec![flag],
@@ -25,15 +27,15 @@ fn drift(flag: &'static str, reason: String, subject: String) -> Verdict {
     }
 }
 
-fn found(r: &str, kind: Kind) -> Verdict {
+fn found(r: &str, kind: Kind) -> Verdict<'_> {
     Verdict {
-        component: Some((r.to_owned(), kind)),
+        component: Some((r, kind)),
         declared: Some(true),
         ..Verdict::default()
     }
 }
 
-impl Judge<'_> {
+impl<'a> Judge<'a, '_> {
     fn agent_name(&self) -> &str {
         self.bom
             .agents
@@ -42,7 +44,12 @@ impl Judge<'_> {
             .map_or(self.agent, |a| a.name.as_str())
     }
 
-    pub(crate) fn verdict(&self, act: &Activity, tool: Option<&str>, it: &Item) -> Verdict {
+    pub(crate) fn verdict(
+        &self,
+        act: &Activity,
+        tool: Option<&str>,
+        attrs: &[KeyValue],
+    ) -> Verdict<'a> {
         match act {
             Activity::Agent { .. } => found(self.agent, Kind::Agent),
             Activity::Model {
@@ -53,7 +60,7 @@ impl Judge<'_> {
                 let mut v =
                     self.destination(dest, tool, &|| format!("sent {method} {}", dest.display()));
                 // The `model` field of an LLM API request captured in TLS.
-                if let Some(m) = attr(&it.span.attributes, "gen_ai.request.model") {
+                if let Some(m) = attr(attrs, "gen_ai.request.model") {
                     let mv = self.model(Some(m), None);
                     for f in mv.drift {
                         v.drift.push(f);
@@ -95,7 +102,7 @@ impl Judge<'_> {
         self.bom.allowed(self.agent, r)
     }
 
-    fn model(&self, model: Option<&str>, provider: Option<&str>) -> Verdict {
+    fn model(&self, model: Option<&str>, provider: Option<&str>) -> Verdict<'a> {
         let Some(model) = model else {
             return Verdict::default();
         };
@@ -141,7 +148,7 @@ impl Judge<'_> {
         }
     }
 
-    fn tool(&self, name: &str) -> Verdict {
+    fn tool(&self, name: &str) -> Verdict<'a> {
         match self.bom.tools.iter().find(|t| t.name == name) {
             Some(t) if self.allowed(&t.bom_ref) => found(&t.bom_ref, Kind::Tool),
             Some(t) => drift(
@@ -166,7 +173,12 @@ impl Judge<'_> {
     /// A destination a tool (or the agent, outside tools) reached. Under a declared tool, only
     /// the tool's endpoints and those of what it depends on are allowed: the key case of
     /// sanctioned tool abuse.
-    fn destination(&self, dest: &Dest, tool: Option<&str>, did: &dyn Fn() -> String) -> Verdict {
+    fn destination(
+        &self,
+        dest: &Dest,
+        tool: Option<&str>,
+        did: &dyn Fn() -> String,
+    ) -> Verdict<'a> {
         if self.settings.ignore.iter().any(|e| e.matches(dest)) {
             return Verdict::default();
         }
@@ -229,7 +241,7 @@ impl Judge<'_> {
     }
 
     /// Every declared endpoint list with its owner: services, data sources, then tools.
-    fn endpoints(&self) -> impl Iterator<Item = (&str, Kind, &[Endpoint])> + '_ {
+    fn endpoints(&self) -> impl Iterator<Item = (&'a str, Kind, &'a [Endpoint])> + 'a {
         let b = self.bom;
         b.services
             .iter()
@@ -253,7 +265,7 @@ impl Judge<'_> {
         collection: Option<&str>,
         dest: Option<&Dest>,
         tool: Option<&str>,
-    ) -> Verdict {
+    ) -> Verdict<'a> {
         let names: Vec<String> = [
             namespace.map(str::to_owned),
             collection.map(str::to_owned),
@@ -304,7 +316,7 @@ impl Judge<'_> {
         }
     }
 
-    fn file(&self, path: &str) -> Verdict {
+    fn file(&self, path: &str) -> Verdict<'a> {
         let hit = self
             .bom
             .data
@@ -341,7 +353,7 @@ impl Judge<'_> {
         }
     }
 
-    fn exec(&self, path: &str) -> Verdict {
+    fn exec(&self, path: &str) -> Verdict<'a> {
         let hits: Vec<_> = self
             .bom
             .programs

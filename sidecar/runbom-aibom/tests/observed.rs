@@ -24,8 +24,9 @@ fn export(dir: &std::path::Path) {
     let mut req = bad.request();
     req.resource_spans
         .extend(common::benign(8).request().resource_spans);
-    p.push(req, now, &bom);
-    let out = p.release_all(&bom);
+    // Both traces are complete: judged and passed on at once.
+    let out = p.push(req, now, &bom);
+    assert_eq!(p.held_spans(), 0);
     std::fs::create_dir_all(dir).unwrap();
     let traces = serde_json::to_string(&out.traces.unwrap()).unwrap();
     std::fs::write(dir.join("traces.jsonl"), format!("{traces}\n")).unwrap();

@@ -33,26 +33,15 @@ fn settings() -> Settings {
     }
 }
 
-/// Runs `req` through a processor: held, then released once the wait is over.
+/// Runs `req` (complete traces) through a processor: judged and passed on at once.
 fn run(
     req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
 ) -> (Vec<Span>, Vec<LogRecord>) {
     let bom = bom();
     let mut p = Processor::new(settings());
-    let t0 = Instant::now();
-    let early = p.push(req, t0, &bom);
-    assert!(
-        early.traces.is_none(),
-        "nothing is released before the wait is over"
-    );
-    assert_eq!(p.next_deadline(), Some(t0 + Duration::from_secs(5)));
-    let none = p.release_due(t0 + Duration::from_secs(4), &bom);
-    assert!(
-        none.traces.is_none() && none.alerts.is_none(),
-        "still waiting"
-    );
-    let out = p.release_due(t0 + Duration::from_secs(6), &bom);
-    assert_eq!(p.held_spans(), 0);
+    let out = p.push(req, Instant::now(), &bom);
+    assert_eq!(p.held_spans(), 0, "a trace whose root is there is not held");
+    assert_eq!(p.next_deadline(), None);
     let spans = out
         .traces
         .expect("the trace is released")
@@ -279,21 +268,35 @@ fn two_conversations_side_by_side_and_alerts_are_not_repeated() {
     let mut req = bad.request();
     req.resource_spans
         .extend(benign(4).request().resource_spans);
-    p.push(req, t0, &bom);
-    let out = p.release_due(t0 + Duration::from_secs(6), &bom);
+    let out = p.push(req, t0, &bom);
     let alerts = out.alerts.expect("the injected trace alerts");
     assert_eq!(alerts.resource_logs.len(), 1);
     // The same trace again (a late duplicate): judged again, not alerted again.
     let (bad, _) = injected(3);
-    p.push(bad.request(), t0, &bom);
-    let out = p.release_due(t0 + Duration::from_secs(12), &bom);
-    assert!(out.alerts.is_none(), "deduplicated");
+    let out = p.push(bad.request(), t0, &bom);
+    assert!(out.traces.is_some() && out.alerts.is_none(), "deduplicated");
     assert_eq!(
         p.stats
             .alerts_deduplicated
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+}
+
+/// `req` without its root span (the prompt), and that root: the root ends last, so it can
+/// arrive in a later request.
+fn without_root(
+    mut req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> (
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) {
+    let root = req.resource_spans[0].scope_spans[0].spans.remove(0);
+    assert!(root.parent_span_id.is_empty());
+    let mut late = req.clone();
+    late.resource_spans[0].scope_spans[0].spans = vec![root];
+    late.resource_spans[0].scope_spans[1].spans.clear();
+    (req, late)
 }
 
 #[test]
@@ -304,10 +307,16 @@ fn memory_is_bounded_by_releasing_the_oldest_traces_early() {
     let mut p = Processor::new(s);
     let t0 = Instant::now();
     let first = benign(5);
-    let n = first.app.len() + first.kernel.len();
+    let n = first.app.len() + first.kernel.len() - 1;
     assert!(n < 40);
-    assert!(p.push(first.request(), t0, &bom).traces.is_none());
-    let early = p.push(benign(6).request(), t0, &bom);
+    let (first, _) = without_root(first.request());
+    assert!(
+        p.push(first, t0, &bom).traces.is_none(),
+        "held: no root yet"
+    );
+    assert_eq!(p.held_spans(), n);
+    let (second, _) = without_root(benign(6).request());
+    let early = p.push(second, t0, &bom);
     let released: usize = early
         .traces
         .expect("the oldest trace goes early")
@@ -321,28 +330,20 @@ fn memory_is_bounded_by_releasing_the_oldest_traces_early() {
 }
 
 #[test]
-fn a_trace_is_held_until_it_is_quiet_for_the_wait_but_not_past_max_hold() {
+fn a_trace_without_its_root_is_held_until_the_root_arrives_or_the_wait_is_over() {
     let bom = bom();
     let mut s = settings();
     s.max_hold = Duration::from_secs(20);
     let mut p = Processor::new(s);
     let t0 = Instant::now();
     let (trace, post) = injected(11);
-    let mut req = trace.request();
-    // The root span (the prompt) ends last, so it arrives last: hold it back for 4 s.
-    let root = req.resource_spans[0].scope_spans[0].spans.remove(0);
-    assert!(root.parent_span_id.is_empty());
-    p.push(req.clone(), t0, &bom);
-    let mut late = req;
-    late.resource_spans[0].scope_spans[0].spans = vec![root];
-    late.resource_spans[0].scope_spans[1].spans.clear();
-    p.push(late, t0 + Duration::from_secs(4), &bom);
-    let none = p.release_due(t0 + Duration::from_secs(6), &bom);
-    assert!(
-        none.traces.is_none(),
-        "a span arrived 4 s in: the trace waits 5 s from then"
-    );
-    let out = p.release_due(t0 + Duration::from_secs(9), &bom);
+    let (req, root) = without_root(trace.request());
+    assert!(p.push(req, t0, &bom).traces.is_none());
+    let none = p.release_due(t0 + Duration::from_secs(4), &bom);
+    assert!(none.traces.is_none(), "still waiting");
+    // The root completes the trace: judged with it, at once.
+    let out = p.push(root, t0 + Duration::from_secs(4), &bom);
+    assert_eq!(p.held_spans(), 0);
     let alerts = out.alerts.expect("released with its alert");
     let record = &alerts.resource_logs[0].scope_logs[0].log_records[0];
     assert_eq!(record.span_id, post);
@@ -352,16 +353,117 @@ fn a_trace_is_held_until_it_is_quiet_for_the_wait_but_not_past_max_hold() {
         "the late root's prompt is in the chain: {chain:?}"
     );
 
-    // A trace that never goes quiet is released max_hold after its first span.
-    let (trace, _) = injected(12);
-    let req = trace.request();
+    // A root that never comes: released `wait` after the latest span arrived ...
+    let (req, _) = without_root(injected(12).0.request());
+    p.push(req.clone(), t0, &bom);
+    p.push(req, t0 + Duration::from_secs(3), &bom);
+    assert!(
+        p.release_due(t0 + Duration::from_secs(7), &bom)
+            .traces
+            .is_none()
+    );
+    let out = p.release_due(t0 + Duration::from_secs(8), &bom);
+    assert!(out.traces.is_some() && out.alerts.is_some());
+
+    // ... but never later than max_hold after its first span.
+    let (req, _) = without_root(injected(13).0.request());
     for second in 0..30 {
-        p.push(req.clone(), t0 + Duration::from_secs(second), &bom);
-        let out = p.release_due(t0 + Duration::from_secs(second), &bom);
+        let now = t0 + Duration::from_secs(100 + second);
+        if second < 25 {
+            p.push(req.clone(), now, &bom);
+        }
+        let out = p.release_due(now, &bom);
         if out.traces.is_some() {
             assert_eq!(second, 20, "released at max_hold");
             return;
         }
     }
     panic!("never released");
+}
+
+#[test]
+fn kernel_spans_arriving_after_their_trace_are_judged_in_its_context() {
+    let bom = bom();
+    let mut p = Processor::new(settings());
+    let t0 = Instant::now();
+    let (mut trace, post) = injected(14);
+    let kernel = std::mem::take(&mut trace.kernel);
+    let n_late = kernel.len() + 1;
+    let id = trace.id.clone();
+    let out = p.push(trace.request(), t0, &bom);
+    assert_eq!(
+        out.alerts.map(|a| a.resource_logs.len()),
+        Some(1),
+        "the POST span alerts"
+    );
+    // The correlated kernel spans come after the trace left.
+    let mut late = common::Trace::new(99);
+    late.id = id;
+    late.kernel = kernel;
+    // And a connection of the same tool to somewhere else again.
+    late.kernel_span(
+        &post,
+        "net.connect",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![
+            runbom_aibom::otlp::kv_str("server.address", "10.9.9.9"),
+            runbom_aibom::otlp::kv_int("server.port", 443),
+        ],
+    );
+    let out = p.push(late.request(), t0 + Duration::from_secs(1), &bom);
+    assert_eq!(p.held_spans(), 0, "late spans are not held");
+    let spans: Vec<Span> = out
+        .traces
+        .expect("judged at once")
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    let under_post: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id == post).collect();
+    assert_eq!(under_post.len(), 3);
+    for s in &under_post {
+        assert_eq!(
+            strings(&s.attributes, "aibom.drift.kinds"),
+            ["undeclared_endpoint"],
+            "{}: judged under its tool",
+            s.name
+        );
+        assert_eq!(
+            attr(&s.attributes, "aibom.agent.ref"),
+            Some("agent:support-agent")
+        );
+    }
+    // The POST's own kernel spans repeat its finding (not alerted twice); the new destination
+    // alerts, with the story from the remembered trace.
+    let alerts = out.alerts.expect("the new destination alerts");
+    let records: Vec<&LogRecord> = alerts
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records)
+        .collect();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        attr(&records[0].attributes, "aibom.drift.subject"),
+        Some("10.9.9.9:443")
+    );
+    assert_eq!(
+        attr(&records[0].attributes, "gen_ai.tool.name"),
+        Some("http_post")
+    );
+    let chain = strings(&records[0].attributes, "aibom.chain");
+    assert!(chain[0].contains("prompt: "), "{chain:?}");
+    assert!(
+        chain.iter().any(|l| l.contains("tool: http_post")),
+        "{chain:?}"
+    );
+    assert!(chain.last().unwrap().contains("DRIFT undeclared_endpoint"));
+    assert_eq!(
+        p.stats
+            .spans_late
+            .load(std::sync::atomic::Ordering::Relaxed),
+        n_late as u64
+    );
 }

@@ -89,8 +89,7 @@ fn no_credential_reaches_attributes_alerts_chain_or_observed_bom() {
     let t = leaky_trace();
     let bom = common::bom();
     let mut p = Processor::new(Settings::default());
-    p.push(t.request(), Instant::now(), &bom);
-    let out = p.release_all(&bom);
+    let out = p.push(t.request(), Instant::now(), &bom);
     let traces = out.traces.unwrap();
     let alerts = out.alerts.expect("the exfiltration alerts");
 

@@ -410,7 +410,7 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         "Declared AI-BOM reloads that took effect.",
         move || reloads.load(Relaxed),
     );
-    let counters: [(&'static str, &'static str, StatRead); 4] = [
+    let counters: [(&'static str, &'static str, StatRead); 5] = [
         (
             "runbom_aibom_spans_with_drift_total",
             "Spans the AI-BOM processor flagged with drift.",
@@ -428,6 +428,11 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
             "runbom_aibom_traces_released_early_total",
             "Traces released before their wait was over to stay within max_spans.",
             |s| &s.traces_released_early,
+        ),
+        (
+            "runbom_aibom_spans_late_total",
+            "Spans judged in the context of a trace released before they arrived.",
+            |s| &s.spans_late,
         ),
     ];
     for (name, help, read) in counters {
