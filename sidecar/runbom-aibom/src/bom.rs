@@ -684,7 +684,7 @@ fn publisher(c: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -7,11 +7,13 @@
 //! - [`judge`]: one trace against the BOM: the `aibom.*` attributes and drift flags
 //!   (telemetry contract §3); [`alert`]: one log record per finding with the execution chain
 //!   (§4); [`processor`]: spans held per trace for `wait`, bounded, then judged and released.
+//! - [`baseline`]: the learned behavioural baseline per agent and its `baseline_*` flags.
 //! - [`observed`]: the runtime BOM of what was seen, from the file exporter's OTLP/JSON;
 //!   [`diff`]: declared against observed.
 //! - [`scrub`]: nothing written contains a credential (§5).
 
 pub mod alert;
+pub mod baseline;
 pub mod bom;
 pub mod diff;
 pub mod endpoint;

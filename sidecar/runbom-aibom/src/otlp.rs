@@ -74,6 +74,87 @@ pub fn rfc3339(unix_ns: u64) -> String {
     )
 }
 
+/// Parses RFC 3339 (`2026-11-27T04:10:00.123Z`, `2026-11-27T05:10:00+01:00`) into Unix
+/// nanoseconds: the inverse of [`rfc3339`]. `None` when malformed or before 1970.
+#[must_use]
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let digits = text.get(from..from + len)?;
+        digits
+            .bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let sep = |at: usize, ok: &[u8]| bytes.get(at).is_some_and(|c| ok.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut at = 19;
+    let mut nanos = 0;
+    if sep(at, b".") {
+        at += 1;
+        let digits = bytes[at..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        for (i, c) in bytes[at..at + digits].iter().take(9).enumerate() {
+            nanos += i64::from(c - b'0') * 10_i64.pow(8 - i as u32);
+        }
+        at += digits;
+    }
+    let offset = match bytes.get(at)? {
+        b'Z' | b'z' if at + 1 == bytes.len() => 0,
+        sign @ (b'+' | b'-') if at + 6 == bytes.len() && sep(at + 3, b":") => {
+            let (oh, om) = (num(at + 1, 2)?, num(at + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(u64::try_from(nanos).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -87,5 +168,40 @@ mod tests {
             super::rfc3339(951_782_400_000_000_000),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn parse_rfc3339() {
+        use super::parse_rfc3339 as parse;
+        for ns in [0, 1_795_737_600_123_000_000, 951_782_400_000_000_000] {
+            assert_eq!(parse(&super::rfc3339(ns)), Some(ns), "{ns}");
+        }
+        assert_eq!(
+            parse("2026-11-27T01:00:00.5+01:00"),
+            Some(1_795_737_600_500_000_000)
+        );
+        assert_eq!(
+            parse("2026-11-26T23:30:00-00:30"),
+            Some(1_795_737_600_000_000_000)
+        );
+        assert_eq!(
+            parse("2026-11-27t00:00:00.123456789z"),
+            Some(1_795_737_600_123_456_789)
+        );
+        for bad in [
+            "",
+            "2026-11-27",
+            "2026-11-27T00:00:00",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-27T24:00:00Z",
+            "2026-11-27T00:00:00.Z",
+            "2026-11-27T00:00:00+0100",
+            "2026-11-27T00:00:00Zjunk",
+            "+026-11-27T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 }
