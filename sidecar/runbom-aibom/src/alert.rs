@@ -106,6 +106,8 @@ struct Step<'x> {
     name: &'x str,
     component: Option<&'x str>,
     uid: Option<u32>,
+    /// `env:` identities the step's process presents.
+    envs: &'x [String],
 }
 
 /// The ordered steps of the trace up to the offending action, each with its time and identity.
@@ -129,6 +131,7 @@ pub fn chain(
             .map(|(r, _)| r)
             .filter(|r| !r.is_empty()),
         uid: judged.uids[i],
+        envs: judged.envs.get(i).map_or(&[], Vec::as_slice),
     };
     let o = finding.offender;
     let until = items[o].span.start_time_unix_nano;
@@ -145,6 +148,7 @@ pub fn chain(
             name: "",
             component: None,
             uid: s.uid,
+            envs: &[],
         })
         .chain(
             (0..items.len())
@@ -340,7 +344,7 @@ fn identity(bom: &DeclaredBom, step: &Step<'_>) -> String {
             IdentitySpec::K8sServiceAccount { namespace, name } => {
                 sa == Some(name.as_str()) && ns == Some(namespace.as_str())
             }
-            IdentitySpec::Env(_) => false,
+            IdentitySpec::Env(name) => step.envs.contains(name),
         });
         if by_process || used.contains(&id.bom_ref) {
             let specs: Vec<String> = id.specs.iter().map(ToString::to_string).collect();

@@ -3,7 +3,7 @@
 //! [`judge_views`] on a trace (or on the late spans of one it released, with what it remembers
 //! of it as [`Earlier`]) and writes the result onto the spans.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::SystemTime};
 
 use opentelemetry_proto::tonic::{
     common::v1::{InstrumentationScope, KeyValue},
@@ -12,8 +12,9 @@ use opentelemetry_proto::tonic::{
 };
 
 use crate::{
+    baseline::{Baseline, Behaviour},
     bom::{DeclaredBom, Kind},
-    endpoint::Endpoint,
+    endpoint::{Dest, Endpoint},
     otlp::{kv_bool, kv_str, kv_strs},
     pids::PidMap,
     rules::Judge,
@@ -160,6 +161,9 @@ pub struct Judged<'b> {
     /// The declared agent (index into the BOM's agents) each span runs under.
     pub agents: Vec<Option<usize>>,
     pub uids: Vec<Option<u32>>,
+    /// The `env:` identities of the BOM whose variable the span's process has (empty when the
+    /// BOM declares none).
+    pub envs: Vec<Vec<String>>,
     pub findings: Vec<Finding>,
 }
 
@@ -308,7 +312,14 @@ pub fn judge<'b>(
     items: &mut [Item],
 ) -> Judged<'b> {
     let mut views: Vec<View<'_>> = items.iter_mut().map(Item::view).collect();
-    judge_views(bom, settings, pids, &mut views, None)
+    judge_views(bom, settings, pids, &mut views, None, None)
+}
+
+/// The learned baseline the judge checks against, and the wall clock (never a span's time,
+/// which its sender chooses).
+pub struct Learning<'x> {
+    pub baseline: &'x mut Baseline,
+    pub now: SystemTime,
 }
 
 /// Judges `items` (one trace, or the late spans of a released one with `earlier`) and writes
@@ -319,6 +330,7 @@ pub fn judge_views<'b>(
     pids: &mut PidMap,
     items: &mut [View<'_>],
     earlier: Option<&Earlier>,
+    mut learning: Option<Learning<'_>>,
 ) -> Judged<'b> {
     let n = items.len();
     let activities: Vec<Activity> = items
@@ -326,36 +338,9 @@ pub fn judge_views<'b>(
         .map(|it| span::classify(&it.span.attributes, &it.span.name, it.is_kernel()))
         .collect();
     let pid_list: Vec<Option<u32>> = items.iter().map(pid_of).collect();
-    let uids: Vec<Option<u32>> = items
-        .iter()
-        .map(|it| {
-            attr_int(&it.span.attributes, "process.user.id").and_then(|u| u32::try_from(u).ok())
-        })
-        .collect();
-    // What the kernel says about processes: parents, users, names resolved.
-    for (i, it) in items.iter().enumerate() {
-        let Some(pid) = pid_list[i] else { continue };
-        if it.is_kernel() {
-            let parent = attr_int(&it.span.attributes, "process.parent_pid")
-                .and_then(|p| u32::try_from(p).ok());
-            pids.learn(pid, parent, uids[i]);
-        }
-        if let Activity::Dns { name } = &activities[i] {
-            pids.resolved(pid, name);
-        }
-    }
+    let uids = learn_processes(pids, items, &activities, &pid_list);
     let parents = parents(items);
-    // Spans whose parent is not here take their context from what was released before.
-    let outer: Vec<Option<(Option<usize>, Option<usize>)>> = items
-        .iter()
-        .zip(&parents)
-        .map(|(it, p)| match (p, earlier) {
-            (None, Some(e)) if !it.span.parent_span_id.is_empty() => {
-                e.find(&it.span.parent_span_id)
-            }
-            _ => None,
-        })
-        .collect();
+    let outer = outer(items, &parents, earlier);
     let own_tools: Vec<Option<ToolAt>> = activities
         .iter()
         .enumerate()
@@ -381,6 +366,7 @@ pub fn judge_views<'b>(
             ToolAt::Earlier(e) => earlier.map(|x| x.tools[e].name.as_str()),
         }
     };
+    let envs = env_identities(bom, pids, &activities, &pid_list);
     let mut verdicts = Vec::with_capacity(n);
     for i in 0..n {
         let tool = tool_name(tools[i]);
@@ -407,11 +393,26 @@ pub fn judge_views<'b>(
             None => shadow(settings, act, &items[i].span.attributes),
         };
         v.agent = agents[i].map(|a| bom.agents[a].bom_ref.as_str());
+        if let (Some(agent), Some(l)) = (v.agent, learning.as_mut()) {
+            let _ = against_baseline(
+                l,
+                agent,
+                settings,
+                act,
+                tool,
+                &items[i].span.attributes,
+                &mut v,
+            );
+        }
         verdicts.push(v);
     }
     let findings = findings(items, &activities, &verdicts, &tools);
-    for (it, v) in items.iter_mut().zip(&verdicts) {
+    for (i, (it, v)) in items.iter_mut().zip(&verdicts).enumerate() {
         write(&mut it.span.attributes, v, &bom.serial_number);
+        if let Some(names) = envs.get(i).filter(|e| !e.is_empty()) {
+            let specs: Vec<String> = names.iter().map(|n| format!("env:{n}")).collect();
+            it.span.attributes.push(kv_strs("aibom.identities", &specs));
+        }
     }
     Judged {
         activities,
@@ -420,8 +421,162 @@ pub fn judge_views<'b>(
         tools,
         agents,
         uids,
+        envs,
         findings,
     }
+}
+
+/// For spans that use an identity (agent runs, model calls, tools, requests, connections,
+/// queries, programs), the `env:` identities of the BOM their process presents.
+fn env_identities(
+    bom: &DeclaredBom,
+    pids: &mut PidMap,
+    activities: &[Activity],
+    pid_list: &[Option<u32>],
+) -> Vec<Vec<String>> {
+    let wanted: Vec<String> = bom
+        .identities
+        .iter()
+        .flat_map(|i| &i.specs)
+        .filter_map(|s| match s {
+            crate::bom::IdentitySpec::Env(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    activities
+        .iter()
+        .zip(pid_list)
+        .map(|(act, pid)| match (act, pid) {
+            (
+                Activity::Agent { .. }
+                | Activity::Model { .. }
+                | Activity::Tool { .. }
+                | Activity::Http { .. }
+                | Activity::Connect { .. }
+                | Activity::Db { .. }
+                | Activity::Exec { .. },
+                Some(pid),
+            ) => pids.env_of(*pid, &wanted).to_vec(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// What the kernel says about processes (parents, users, names resolved) goes into `pids`;
+/// returns each span's user as the span says it.
+fn learn_processes(
+    pids: &mut PidMap,
+    items: &[View<'_>],
+    activities: &[Activity],
+    pid_list: &[Option<u32>],
+) -> Vec<Option<u32>> {
+    let uids: Vec<Option<u32>> = items
+        .iter()
+        .map(|it| {
+            attr_int(&it.span.attributes, "process.user.id").and_then(|u| u32::try_from(u).ok())
+        })
+        .collect();
+    for (i, it) in items.iter().enumerate() {
+        let Some(pid) = pid_list[i] else { continue };
+        if it.is_kernel() {
+            let parent = attr_int(&it.span.attributes, "process.parent_pid")
+                .and_then(|p| u32::try_from(p).ok());
+            pids.learn(pid, parent, uids[i]);
+        }
+        if let Activity::Dns { name } = &activities[i] {
+            pids.resolved(pid, name);
+        }
+    }
+    uids
+}
+
+/// For spans whose parent is not among `items`: the (agent, tool) of that parent as
+/// remembered from an earlier release.
+fn outer(
+    items: &[View<'_>],
+    parents: &[Option<usize>],
+    earlier: Option<&Earlier>,
+) -> Vec<Option<(Option<usize>, Option<usize>)>> {
+    items
+        .iter()
+        .zip(parents)
+        .map(|(it, p)| match (p, earlier) {
+            (None, Some(e)) if !it.span.parent_span_id.is_empty() => {
+                e.find(&it.span.parent_span_id)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks what a span of `agent` did against the learned baseline (learning it while the
+/// baseline learns) and adds the flags raised to its verdict.
+fn against_baseline(
+    l: &mut Learning<'_>,
+    agent: &str,
+    settings: &JudgeSettings,
+    act: &Activity,
+    tool: Option<&str>,
+    attrs: &[KeyValue],
+    v: &mut Verdict<'_>,
+) -> Option<()> {
+    let dest = |d: &Dest| -> Option<String> {
+        if d.port == Some(53) || settings.ignore.iter().any(|e| e.matches(d)) {
+            return None;
+        }
+        let mut d = d.clone();
+        if d.name.is_none() {
+            d.name = d.resolved.first().cloned();
+        }
+        Some(d.host_port())
+    };
+    let target;
+    let what = match act {
+        Activity::Http { dest: d, .. } | Activity::Connect { dest: d } => {
+            target = dest(d);
+            Behaviour::Destination {
+                dest: target.as_deref()?,
+                tool,
+                payload: attr_int(attrs, "http.request.body.size")
+                    .and_then(|b| u64::try_from(b).ok()),
+            }
+        }
+        Activity::Db { dest: Some(d), .. } => {
+            target = dest(d);
+            Behaviour::Destination {
+                dest: target.as_deref()?,
+                tool,
+                payload: None,
+            }
+        }
+        Activity::Model { model: Some(m), .. } => Behaviour::Model { model: m },
+        Activity::Exec { path } => Behaviour::Exec { path },
+        Activity::File { path } => Behaviour::File { path },
+        _ => return None,
+    };
+    let flags = l.baseline.observe(agent, &what, l.now);
+    if flags.is_empty() {
+        return None;
+    }
+    let reasons: Vec<String> = flags
+        .iter()
+        .map(|f| l.baseline.reason(agent, f, &what))
+        .collect();
+    let reasons = reasons.join("; ");
+    v.reason = Some(match v.reason.take() {
+        Some(r) => format!("{r}; {reasons}"),
+        None => reasons,
+    });
+    v.drift.extend(flags);
+    v.subject.get_or_insert_with(|| match what {
+        Behaviour::Destination { dest, .. } => dest.to_owned(),
+        Behaviour::Model { model } => model.to_owned(),
+        Behaviour::Exec { path } | Behaviour::File { path } => path.to_owned(),
+    });
+    Some(())
 }
 
 /// The parent of each span among `items`, by span id.

@@ -101,6 +101,8 @@ struct Obs {
     service_account: Option<String>,
     agent_ref: Option<String>,
     component_ref: Option<String>,
+    /// `env:NAME` identities the process presented (`aibom.identities`).
+    envs: Vec<String>,
     llm: bool,
     /// Where a model call went (`server.address`/`server.port` of the model span).
     model_api: Option<Dest>,
@@ -317,6 +319,10 @@ impl Inventory {
                     o,
                 );
             }
+            for env in &o.envs {
+                let name = env.trim_start_matches("env:").to_owned();
+                add(&mut out, Kind::Identity, env.clone(), name, o);
+            }
             if let Some(sa) = &o.service_account {
                 add(
                     &mut out,
@@ -519,6 +525,11 @@ fn observe(
         }),
         agent_ref: attr(attrs, "aibom.agent.ref").map(str::to_owned),
         component_ref: attr(attrs, "aibom.component.ref").map(str::to_owned),
+        envs: span::attr_strs(attrs, "aibom.identities")
+            .into_iter()
+            .filter(|s| s.starts_with("env:"))
+            .map(str::to_owned)
+            .collect(),
         llm,
         model_api,
     }

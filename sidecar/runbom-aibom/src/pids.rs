@@ -10,6 +10,9 @@ struct Info {
     uid: Option<u32>,
     agent: Option<String>,
     names: Vec<String>,
+    /// Which of the asked-for environment variable names the process has (`None`: not read
+    /// yet).
+    env: Option<Vec<String>>,
     seen: u64,
 }
 
@@ -97,6 +100,16 @@ impl PidMap {
         None
     }
 
+    /// Which of `wanted` (environment variable names) are set in `pid`'s environment: only the
+    /// names are read from `/proc/PID/environ`, never the values; read once per process.
+    /// Empty when the process is gone or not visible from here.
+    pub fn env_of(&mut self, pid: u32, wanted: &[String]) -> &[String] {
+        let info = self.entry(pid);
+        info.env
+            .get_or_insert_with(|| present_names(pid, wanted))
+            .as_slice()
+    }
+
     #[must_use]
     pub fn uid_of(&self, pid: u32) -> Option<u32> {
         self.map.get(&pid).and_then(|i| i.uid)
@@ -118,6 +131,23 @@ impl PidMap {
     }
 }
 
+/// The names of `wanted` that `pid`'s environment sets.
+fn present_names(pid: u32, wanted: &[String]) -> Vec<String> {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for entry in environ.split(|b| *b == 0) {
+        let name = entry.split(|b| *b == b'=').next().unwrap_or_default();
+        if let Some(w) = wanted.iter().find(|w| w.as_bytes() == name)
+            && !out.contains(w)
+        {
+            out.push(w.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +165,18 @@ mod tests {
             m.learn(pid, None, None);
         }
         assert!(m.len() <= 8);
+    }
+
+    #[test]
+    fn environment_names_are_read_never_values() {
+        // PATH is set in any test environment; the other name surely is not.
+        let me = std::process::id();
+        let mut m = PidMap::default();
+        let wanted = vec!["PATH".to_owned(), "RUNBOM_SURELY_UNSET_VAR".to_owned()];
+        assert_eq!(m.env_of(me, &wanted), ["PATH".to_owned()]);
+        assert!(
+            m.env_of(u32::MAX - 1, &wanted).is_empty(),
+            "no such process"
+        );
     }
 }

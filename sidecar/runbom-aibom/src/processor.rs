@@ -14,10 +14,10 @@ use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, HashSet, VecDeque},
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use opentelemetry_proto::tonic::{
@@ -29,6 +29,7 @@ use opentelemetry_proto::tonic::{
 
 use crate::{
     alert,
+    baseline::Baseline,
     bom::DeclaredBom,
     judge::{self, Earlier, Item, JudgeSettings, ResourceHeader, ScopeHeader, View},
     pids::PidMap,
@@ -46,6 +47,9 @@ pub struct Settings {
     /// spans of released traces are remembered for the spans that arrive after them.
     pub max_spans: usize,
     pub judge: JudgeSettings,
+    /// The learned baseline (`baseline_*` flags), when configured; shared with whoever saves
+    /// it.
+    pub baseline: Option<Arc<Mutex<Baseline>>>,
 }
 
 impl Default for Settings {
@@ -55,6 +59,7 @@ impl Default for Settings {
             max_hold: Duration::from_mins(1),
             max_spans: 100_000,
             judge: JudgeSettings::default(),
+            baseline: None,
         }
     }
 }
@@ -258,8 +263,24 @@ impl Processor {
         logs: &mut Vec<ResourceLogs>,
     ) {
         let earlier = self.earlier.get(&k);
-        let mut judged =
-            judge::judge_views(bom, &self.settings.judge, &mut self.pids, items, earlier);
+        let mut baseline = self
+            .settings
+            .baseline
+            .as_ref()
+            .map(|b| b.lock().unwrap_or_else(PoisonError::into_inner));
+        let learning = baseline.as_deref_mut().map(|baseline| judge::Learning {
+            baseline,
+            now: SystemTime::now(),
+        });
+        let mut judged = judge::judge_views(
+            bom,
+            &self.settings.judge,
+            &mut self.pids,
+            items,
+            earlier,
+            learning,
+        );
+        drop(baseline);
         let drifted = judged
             .verdicts
             .iter()

@@ -24,6 +24,30 @@ pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
         })
 }
 
+/// The string values of an array attribute (or a single string) `key`.
+#[must_use]
+pub fn attr_strs<'a>(attrs: &'a [KeyValue], key: &str) -> Vec<&'a str> {
+    let Some(value) = attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+    else {
+        return Vec::new();
+    };
+    match &value.value {
+        Some(Value::StringValue(s)) => vec![s.as_str()],
+        Some(Value::ArrayValue(a)) => a
+            .values
+            .iter()
+            .filter_map(|v| match &v.value {
+                Some(Value::StringValue(s)) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The attribute value of `key` as an integer (ints, or strings holding one).
 #[must_use]
 pub fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {

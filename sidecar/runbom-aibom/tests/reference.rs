@@ -30,6 +30,7 @@ fn settings() -> Settings {
                 Endpoint::parse("127.0.0.1:4318").unwrap(),
             ],
         },
+        baseline: None,
     }
 }
 
@@ -465,5 +466,130 @@ fn kernel_spans_arriving_after_their_trace_are_judged_in_its_context() {
             .spans_late
             .load(std::sync::atomic::Ordering::Relaxed),
         n_late as u64
+    );
+}
+
+#[test]
+fn a_learned_baseline_flags_what_the_agent_never_did_while_it_learned() {
+    let dir = std::env::temp_dir().join(format!("runbom-baseline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("baseline.json");
+    let mut b = runbom_aibom::baseline::Settings::new(&path);
+    b.learn_for = Duration::from_millis(300);
+    let baseline = runbom_aibom::baseline::Baseline::open(b, std::time::SystemTime::now()).unwrap();
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(baseline));
+    let mut s = settings();
+    s.baseline = Some(shared.clone());
+    let bom = bom();
+    let mut p = Processor::new(s);
+    let t0 = Instant::now();
+    let flagged = |out: runbom_aibom::Released| -> Vec<(String, Vec<String>)> {
+        out.traces
+            .unwrap()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+            .map(|s| (s.name, strings(&s.attributes, "aibom.drift.kinds")))
+            .filter(|(_, k)| k.iter().any(|k| k.starts_with("baseline_")))
+            .collect()
+    };
+    // Learning: the benign conversation is what the agent does.
+    assert!(flagged(p.push(benign(20).request(), t0, &bom)).is_empty());
+    assert!(shared.lock().unwrap().save().unwrap(), "learned something");
+    std::thread::sleep(Duration::from_millis(400));
+    // The same again: nothing new.
+    assert!(flagged(p.push(benign(21).request(), t0, &bom)).is_empty());
+    // The injection: `http_post` posts to a destination it never reached while learning.
+    let got = flagged(p.push(injected(22).0.request(), t0, &bom));
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["POST", "net.connect", "http.request"], "{got:?}");
+    for (name, kinds) in &got {
+        assert_eq!(
+            kinds,
+            &[
+                "undeclared_endpoint",
+                "baseline_new_destination",
+                "baseline_new_tool_destination"
+            ],
+            "{name}"
+        );
+    }
+    // Reopened from its file, the baseline is over learning and flags the same.
+    let again = runbom_aibom::baseline::Baseline::open(
+        runbom_aibom::baseline::Settings::new(&path),
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    assert!(!again.learning(std::time::SystemTime::now()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn env_identities_are_matched_by_the_presence_of_the_variable_never_its_value() {
+    let secret = concat!("FAKE", "-env-identity-", "value-0001");
+    // A real process that has the declared variable (the BOM's identity:openai-api-key is
+    // `env:OPENAI_API_KEY`) stands in for the agent.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .env("OPENAI_API_KEY", secret)
+        .spawn()
+        .unwrap();
+    let pid = i64::from(child.id());
+    let (trace, post) = injected(23);
+    let mut req = trace.request();
+    let set_pid = |attrs: &mut Vec<opentelemetry_proto::tonic::common::v1::KeyValue>| {
+        for kv in attrs.iter_mut() {
+            if (kv.key == "process.pid" || kv.key == "process.parent_pid")
+                && let Some(Value::IntValue(p)) = kv.value.as_mut().and_then(|v| v.value.as_mut())
+                && *p == common::AGENT_PID
+            {
+                *p = pid;
+            }
+        }
+    };
+    for rs in &mut req.resource_spans {
+        if let Some(r) = rs.resource.as_mut() {
+            set_pid(&mut r.attributes);
+        }
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                set_pid(&mut s.attributes);
+            }
+        }
+    }
+    let bom = bom();
+    let mut p = Processor::new(settings());
+    let out = p.push(req, Instant::now(), &bom);
+    let _ = child.kill();
+    let _ = child.wait();
+    let spans: Vec<Span> = out
+        .traces
+        .unwrap()
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    let post_span = spans.iter().find(|s| s.span_id == post).unwrap();
+    assert_eq!(
+        strings(&post_span.attributes, "aibom.identities"),
+        ["env:OPENAI_API_KEY"]
+    );
+    let alerts = out.alerts.expect("the exfiltration alerts");
+    let record = &alerts.resource_logs[0].scope_logs[0].log_records[0];
+    let chain = strings(&record.attributes, "aibom.chain");
+    let tool = chain
+        .iter()
+        .find(|l| l.contains("tool: http_post"))
+        .expect("the tool step");
+    assert!(
+        tool.contains("identity:openai-api-key (env:OPENAI_API_KEY)"),
+        "the agent process presents the key: {tool}"
+    );
+    let everything = format!("{spans:?}{alerts:?}");
+    assert!(
+        !everything.contains(secret),
+        "the variable's value is never read out"
     );
 }

@@ -91,6 +91,81 @@ pub struct AibomProcessor {
     /// Destinations never judged, besides runbom's own OTLP receivers (`host:port`, URL, CIDR).
     #[serde(default)]
     pub ignore_endpoints: Vec<String>,
+    /// The learned behavioural baseline (`baseline_*` drift flags); off unless set.
+    #[serde(default)]
+    pub baseline: Option<AibomBaseline>,
+}
+
+/// `processors.aibom.baseline`: what each declared agent does is learned for `learn_for`,
+/// kept in `path`; after that what it had not done then is flagged.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AibomBaseline {
+    /// Where the baseline is kept (JSON). Missing: learning starts at the first span judged.
+    pub path: PathBuf,
+    #[serde(default = "default_baseline_learn_for", with = "duration")]
+    pub learn_for: Duration,
+    /// A request body larger than this many times the largest learned for its tool (or
+    /// destination) is `baseline_payload_size` ...
+    #[serde(default = "default_baseline_payload_factor")]
+    pub payload_factor: f64,
+    /// ... and larger than this many bytes.
+    #[serde(default = "default_baseline_payload_floor")]
+    pub payload_floor: u64,
+}
+
+fn default_baseline_learn_for() -> Duration {
+    runbom_aibom::baseline::Settings::DEFAULT_LEARN_FOR
+}
+
+fn default_baseline_payload_factor() -> f64 {
+    runbom_aibom::baseline::Settings::DEFAULT_PAYLOAD_FACTOR
+}
+
+fn default_baseline_payload_floor() -> u64 {
+    runbom_aibom::baseline::Settings::DEFAULT_PAYLOAD_FLOOR
+}
+
+impl AibomProcessor {
+    /// Values the YAML types allow but the processor does not.
+    pub fn check(
+        &self,
+        base: &str,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if self.wait.is_zero() {
+            return Err(err(
+                &format!("{base}.wait"),
+                "must be more than 0 (spans wait for the rest of their trace)".into(),
+            ));
+        }
+        if self.max_hold < self.wait {
+            return Err(err(
+                &format!("{base}.max_hold"),
+                format!("must be at least `wait` ({:?})", self.wait),
+            ));
+        }
+        if self.max_spans == 0 {
+            return Err(err(
+                &format!("{base}.max_spans"),
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(b) = &self.baseline
+            && (!b.payload_factor.is_finite() || b.payload_factor < 1.0)
+        {
+            return Err(err(
+                &format!("{base}.baseline.payload_factor"),
+                "must be a number of at least 1".into(),
+            ));
+        }
+        for (i, e) in self.ignore_endpoints.iter().enumerate() {
+            if let Err(why) = runbom_aibom::endpoint::Endpoint::parse(e) {
+                return Err(err(&format!("{base}.ignore_endpoints[{i}]"), why));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_aibom_wait() -> Duration {
@@ -1002,34 +1077,7 @@ impl Config {
                         "must be at least 1".into(),
                     ));
                 }
-                ProcessorConfig::Aibom(a) => {
-                    if a.wait.is_zero() {
-                        return Err(err(
-                            &format!("processors.{name}.wait"),
-                            "must be more than 0 (spans wait for the rest of their trace)".into(),
-                        ));
-                    }
-                    if a.max_hold < a.wait {
-                        return Err(err(
-                            &format!("processors.{name}.max_hold"),
-                            format!("must be at least `wait` ({:?})", a.wait),
-                        ));
-                    }
-                    if a.max_spans == 0 {
-                        return Err(err(
-                            &format!("processors.{name}.max_spans"),
-                            "must be at least 1".into(),
-                        ));
-                    }
-                    for (i, e) in a.ignore_endpoints.iter().enumerate() {
-                        if let Err(why) = runbom_aibom::endpoint::Endpoint::parse(e) {
-                            return Err(err(
-                                &format!("processors.{name}.ignore_endpoints[{i}]"),
-                                why,
-                            ));
-                        }
-                    }
-                }
+                ProcessorConfig::Aibom(a) => a.check(&format!("processors.{name}"), &err)?,
                 ProcessorConfig::MemoryLimiter(m)
                     if m.limit_mib.is_none() && m.limit_percentage.is_none() =>
                 {
@@ -1588,6 +1636,23 @@ service:
         assert!(
             e.starts_with("c.yaml at `processors.aibom.ignore_endpoints[0]`: not a URL"),
             "{e}"
+        );
+        let baseline = "processors: { aibom: { bom: b.json, baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 } } }\n\
+                        exporters: { nop: {} }\nreceivers: { otlp: { protocols: { grpc: {} } } }\n\
+                        service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
+        let e = Config::parse(baseline, "c.yaml").unwrap_err().0;
+        assert!(
+            e.starts_with("c.yaml at `processors.aibom.baseline.payload_factor`: must be a number of at least 1"),
+            "{e}"
+        );
+        let c = Config::parse(&baseline.replace("0.5", "8"), "c.yaml").unwrap();
+        let ProcessorConfig::Aibom(a) = &c.processors["aibom"] else {
+            panic!("an aibom processor")
+        };
+        let b = a.baseline.as_ref().expect("a baseline");
+        assert_eq!(
+            (b.learn_for, b.payload_floor),
+            (Duration::from_hours(1), 4096)
         );
     }
 

@@ -103,6 +103,23 @@ fn aibom_specs(config: &Config) -> Result<BTreeMap<String, AibomSpec>> {
                     .map_err(|why| anyhow::anyhow!("processors.{name}.ignore_endpoints: {why}"))?,
             );
         }
+        let baseline = match &a.baseline {
+            Some(b) => {
+                let settings = runbom_aibom::baseline::Settings {
+                    path: b.path.clone(),
+                    learn_for: b.learn_for,
+                    payload_factor: b.payload_factor,
+                    payload_floor: b.payload_floor,
+                };
+                let baseline =
+                    runbom_aibom::baseline::Baseline::open(settings, std::time::SystemTime::now())
+                        .with_context(|| {
+                            format!("processors.{name}.baseline: the baseline does not load")
+                        })?;
+                Some(Arc::new(Mutex::new(baseline)))
+            }
+            None => None,
+        };
         out.insert(
             name.clone(),
             AibomSpec {
@@ -112,6 +129,7 @@ fn aibom_specs(config: &Config) -> Result<BTreeMap<String, AibomSpec>> {
                     max_hold: a.max_hold,
                     max_spans: a.max_spans,
                     judge: runbom_aibom::judge::JudgeSettings { ignore },
+                    baseline,
                 },
                 bom: Arc::new(Mutex::new(watch)),
                 reload_interval: a.reload_interval,

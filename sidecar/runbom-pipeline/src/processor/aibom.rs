@@ -69,6 +69,7 @@ pub async fn run(
                     let _ = watch.poll();
                     bom = watch.current().clone();
                 }
+                save_baseline(&spec);
                 continue;
             }
         };
@@ -78,6 +79,18 @@ pub async fn run(
     }
     let out = processor.release_all(&bom);
     emit(out, &tx, alerts.as_ref(), &spec).await;
+    save_baseline(&spec);
+}
+
+/// Writes the learned baseline when it changed (small, and only while it learns).
+fn save_baseline(spec: &AibomSpec) {
+    let Some(b) = &spec.settings.baseline else {
+        return;
+    };
+    let mut b = b.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = b.save() {
+        error!(processor = %spec.name, "the learned baseline is not saved: {e}");
+    }
 }
 
 async fn sleep_until(due: Option<Instant>) {
