@@ -46,16 +46,12 @@ pub struct Item {
 impl Item {
     /// The span as the judge sees it.
     pub fn view(&mut self) -> View<'_> {
-        View {
-            resource: self.resource.resource.as_ref(),
-            resource_schema: &self.resource.schema_url,
-            kernel_scope: self
-                .scope
-                .scope
-                .as_ref()
-                .is_some_and(|s| s.name == KERNEL_SCOPE),
-            span: &mut self.span,
-        }
+        View::new(
+            self.resource.resource.as_ref(),
+            &self.resource.schema_url,
+            self.scope.scope.as_ref(),
+            &mut self.span,
+        )
     }
 }
 
@@ -64,12 +60,29 @@ impl Item {
 pub struct View<'a> {
     pub resource: Option<&'a Resource>,
     pub resource_schema: &'a str,
-    /// Its instrumentation scope is runbom's kernel scope.
-    pub kernel_scope: bool,
+    /// A kernel event's span (runbom's kernel scope or a `runbom.event` attribute).
+    kernel: bool,
     pub span: &'a mut Span,
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
+    #[must_use]
+    pub fn new(
+        resource: Option<&'a Resource>,
+        resource_schema: &'a str,
+        scope: Option<&InstrumentationScope>,
+        span: &'a mut Span,
+    ) -> Self {
+        let kernel = scope.is_some_and(|s| s.name == KERNEL_SCOPE)
+            || attr(&span.attributes, "runbom.event").is_some();
+        Self {
+            resource,
+            resource_schema,
+            kernel,
+            span,
+        }
+    }
+
     #[must_use]
     pub fn resource_attrs(&self) -> &[KeyValue] {
         self.resource.map_or(&[], |r| r.attributes.as_slice())
@@ -77,7 +90,7 @@ impl View<'_> {
 
     #[must_use]
     pub fn is_kernel(&self) -> bool {
-        self.kernel_scope || attr(&self.span.attributes, "runbom.event").is_some()
+        self.kernel
     }
 }
 
@@ -161,6 +174,8 @@ pub struct Judged<'b> {
     /// The declared agent (index into the BOM's agents) each span runs under.
     pub agents: Vec<Option<usize>>,
     pub uids: Vec<Option<u32>>,
+    /// The process of each span, when known.
+    pub pids: Vec<Option<u32>>,
     /// The `env:` identities of the BOM whose variable the span's process has (empty when the
     /// BOM declares none).
     pub envs: Vec<Vec<String>>,
@@ -421,6 +436,7 @@ pub fn judge_views<'b>(
         tools,
         agents,
         uids,
+        pids: pid_list,
         envs,
         findings,
     }

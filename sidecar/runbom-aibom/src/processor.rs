@@ -33,7 +33,6 @@ use crate::{
     bom::DeclaredBom,
     judge::{self, Earlier, Item, JudgeSettings, ResourceHeader, ScopeHeader, View},
     pids::PidMap,
-    span::KERNEL_SCOPE,
 };
 
 #[derive(Clone, Debug)]
@@ -213,13 +212,12 @@ impl Processor {
         for rs in &mut req.resource_spans {
             let resource = rs.resource.as_ref();
             for ss in &mut rs.scope_spans {
-                let kernel_scope = ss.scope.as_ref().is_some_and(|s| s.name == KERNEL_SCOPE);
-                views.extend(ss.spans.iter_mut().map(|span| View {
-                    resource,
-                    resource_schema: &rs.schema_url,
-                    kernel_scope,
-                    span,
-                }));
+                let scope = ss.scope.as_ref();
+                views.extend(
+                    ss.spans
+                        .iter_mut()
+                        .map(|span| View::new(resource, &rs.schema_url, scope, span)),
+                );
             }
         }
         // One run per trace, in arrival order within it.
@@ -327,7 +325,10 @@ impl Processor {
                 schema_url: o.resource_schema.to_owned(),
             });
         }
-        if judged.agents.iter().any(Option::is_some) {
+        // Late spans are kernel spans correlated after their trace left (and a process's spans
+        // only get kernel children when its pid is known): remember traces of declared agents
+        // with a known process.
+        if judged.agents.iter().any(Option::is_some) && judged.pids.iter().any(Option::is_some) {
             self.earlier.remember(k, items, &mut judged);
         }
     }
