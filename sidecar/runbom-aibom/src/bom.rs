@@ -160,6 +160,8 @@ pub struct DeclaredBom {
     allowed: HashMap<String, BTreeSet<String>>,
     /// Per ref with dependencies: the closure of its dependencies, computed once.
     reach: HashMap<String, BTreeSet<String>>,
+    /// The variable names of the `env:NAME` identities, computed once.
+    env_names: Vec<String>,
 }
 
 impl DeclaredBom {
@@ -194,6 +196,12 @@ impl DeclaredBom {
     #[must_use]
     pub fn allowed(&self, agent: &str, r: &str) -> bool {
         self.allowed.get(agent).is_none_or(|set| set.contains(r))
+    }
+
+    /// The variable names of the BOM's `env:NAME` identities.
+    #[must_use]
+    pub fn env_names(&self) -> &[String] {
+        &self.env_names
     }
 
     /// Every ref reachable from `r` through `dependencies[]`, precomputed; `None` when `r`
@@ -385,6 +393,16 @@ impl Parser<'_> {
             let set = self.bom.closure(&r);
             self.bom.reach.insert(r, set);
         }
+        self.bom.env_names = self
+            .bom
+            .identities
+            .iter()
+            .flat_map(|i| &i.specs)
+            .filter_map(|s| match s {
+                IdentitySpec::Env(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
         let agents: Vec<String> = self.bom.agents.iter().map(|a| a.bom_ref.clone()).collect();
         for a in agents {
             if self.bom.depends_on.contains_key(&a) {

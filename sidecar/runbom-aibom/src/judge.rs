@@ -126,6 +126,32 @@ pub struct ToolInfo<'x> {
     pub component: Option<&'x str>,
 }
 
+/// The nearest tool span above a span: in the trace being judged, or one released earlier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolAt {
+    Here(usize),
+    Earlier(usize),
+}
+
+/// Everything judged about a trace, for the alerts' chains.
+#[derive(Debug)]
+pub struct Judged<'b> {
+    pub activities: Vec<Activity>,
+    pub verdicts: Vec<Verdict<'b>>,
+    pub parents: Vec<Option<usize>>,
+    /// The nearest tool span above (or at) each span.
+    pub tools: Vec<Option<ToolAt>>,
+    /// The declared agent (index into the BOM's agents) each span runs under.
+    pub agents: Vec<Option<usize>>,
+    pub uids: Vec<Option<u32>>,
+    /// The process of each span, when known.
+    pub pids: Vec<Option<u32>>,
+    /// The `env:` identities of the BOM whose variable the span's process has (empty when the
+    /// BOM declares none).
+    pub envs: Vec<Vec<String>>,
+    pub findings: Vec<Finding>,
+}
+
 impl Judged<'_> {
     /// The tool span `t` refers to.
     #[must_use]
@@ -154,32 +180,6 @@ impl Judged<'_> {
             }),
         }
     }
-}
-
-/// The nearest tool span above a span: in the trace being judged, or one released earlier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ToolAt {
-    Here(usize),
-    Earlier(usize),
-}
-
-/// Everything judged about a trace, for the alerts' chains.
-#[derive(Debug)]
-pub struct Judged<'b> {
-    pub activities: Vec<Activity>,
-    pub verdicts: Vec<Verdict<'b>>,
-    pub parents: Vec<Option<usize>>,
-    /// The nearest tool span above (or at) each span.
-    pub tools: Vec<Option<ToolAt>>,
-    /// The declared agent (index into the BOM's agents) each span runs under.
-    pub agents: Vec<Option<usize>>,
-    pub uids: Vec<Option<u32>>,
-    /// The process of each span, when known.
-    pub pids: Vec<Option<u32>>,
-    /// The `env:` identities of the BOM whose variable the span's process has (empty when the
-    /// BOM declares none).
-    pub envs: Vec<Vec<String>>,
-    pub findings: Vec<Finding>,
 }
 
 /// One drift finding: possibly several spans (the kernel `net.connect`, `http.request` and the
@@ -450,15 +450,7 @@ fn env_identities(
     activities: &[Activity],
     pid_list: &[Option<u32>],
 ) -> Vec<Vec<String>> {
-    let wanted: Vec<String> = bom
-        .identities
-        .iter()
-        .flat_map(|i| &i.specs)
-        .filter_map(|s| match s {
-            crate::bom::IdentitySpec::Env(name) => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
+    let wanted = bom.env_names();
     if wanted.is_empty() {
         return Vec::new();
     }
@@ -475,7 +467,7 @@ fn env_identities(
                 | Activity::Db { .. }
                 | Activity::Exec { .. },
                 Some(pid),
-            ) => pids.env_of(*pid, &wanted).to_vec(),
+            ) => pids.env_of(*pid, wanted).to_vec(),
             _ => Vec::new(),
         })
         .collect()
@@ -646,7 +638,7 @@ fn agents(
             if let Some((_, a)) = by_resource.iter().find(|(k, _)| *k == key) {
                 return *a;
             }
-            let a = resource_agent(bom, it.resource_attrs());
+            let a = agent_by_attrs(bom, it.resource_attrs());
             by_resource.push((key, a));
             a
         })
@@ -734,11 +726,7 @@ fn own_agent(bom: &DeclaredBom, attrs: &[KeyValue], act: &Activity) -> Option<us
     agent_by_attrs(bom, attrs)
 }
 
-/// The declared agent whose workload a resource is.
-fn resource_agent(bom: &DeclaredBom, res: &[KeyValue]) -> Option<usize> {
-    agent_by_attrs(bom, res)
-}
-
+/// The declared agent whose workload a span's or resource's attributes say it is.
 fn agent_by_attrs(bom: &DeclaredBom, attrs: &[KeyValue]) -> Option<usize> {
     bom.agents.iter().position(|a| {
         if a.matchers.is_empty() {

@@ -536,6 +536,9 @@ impl Remembered {
         }
     }
 
+    /// Forgets everything when the BOM in force is another one. By address: the pipeline
+    /// task keeps the old BOM alive until the new one is in its hands, so two BOMs in
+    /// succession never share one.
     fn check_bom(&mut self, bom: &DeclaredBom) {
         let id = std::ptr::from_ref(bom) as usize;
         if id != self.bom {

@@ -50,28 +50,12 @@ pub fn duration(ns: u64) -> String {
     }
 }
 
-/// UTC wall-clock time of Unix nanoseconds, `2026-11-27 04:10:01.123`.
+/// UTC wall-clock time of Unix nanoseconds, `2026-11-27 04:10:01.123`: the alerts' RFC 3339
+/// time, as people read it.
 #[must_use]
 pub fn timestamp(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let millis = (ns / 1_000_000) % 1000;
-    let (hour, minute, second) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-    let shifted = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}.{millis:03}")
+    let t = runbom_aibom::otlp::rfc3339(ns);
+    t.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
 /// The spans of a trace in tree order: `(depth, span, is_last_child_at_each_level)`.
