@@ -9,6 +9,16 @@
 //! - `benign x64`: 64 benign conversations in one request (no drift);
 //! - `kernel-only x1024`: file.open and net.connect spans of processes no BOM declares
 //!   (inventoried, not judged): the cost runbom pays on a busy node's other traffic.
+//!
+//! `aibom share` puts that cost next to what a pipeline does anyway, on the request
+//! `runbom-loadgen` sends (100 GenAI spans of `support-agent`, no drift against
+//! `sidecar/runbom-loadgen/bom.cdx.json`), with one processor for all iterations as in
+//! `runbom run`; decoding and freeing are inside the measured time:
+//! - `decode, drop`: the protobuf decode and free of the request (runbom without the processor,
+//!   less gRPC);
+//! - `decode, attributes, drop`: plus writing the contract's `aibom.*` attributes of a fixed
+//!   verdict onto every span (what any implementation of contract §3 pays);
+//! - `decode, push, drop`: plus the processor.
 
 // Criterion's macros generate undocumented items.
 #![allow(missing_docs)]
@@ -26,9 +36,11 @@ use std::{
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
 use runbom_aibom::{
-    Processor, Settings,
+    DeclaredBom, Kind, Processor, Settings,
     endpoint::Endpoint,
+    judge::{self, Verdict},
     otlp::{kv_int, kv_str},
 };
 
@@ -120,6 +132,68 @@ fn kernel_only() -> ExportTraceServiceRequest {
     req
 }
 
+/// CPU time of `iters` runs of `f` on the request decoded from `bytes` (decode and drop
+/// included).
+fn decoded(
+    bytes: &[u8],
+    iters: u64,
+    mut f: impl FnMut(ExportTraceServiceRequest) -> ExportTraceServiceRequest,
+) -> Duration {
+    let start = thread_cpu();
+    for _ in 0..iters {
+        let req = ExportTraceServiceRequest::decode(bytes).expect("the load decodes");
+        drop(black_box(f(req)));
+    }
+    thread_cpu().saturating_sub(start)
+}
+
+fn share(c: &mut Criterion) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../runbom-loadgen/bom.cdx.json"
+    );
+    let bom = DeclaredBom::from_file(std::path::Path::new(path)).expect("the load's BOM loads");
+    let req = runbom_loadgen::genai::request(100);
+    let bytes = req.encode_to_vec();
+    let mut group = c.benchmark_group("aibom share");
+    group.throughput(Throughput::Elements(spans(&req)));
+    group.bench_function("decode, drop", |b| {
+        b.iter_custom(|iters| decoded(&bytes, iters, |r| r));
+    });
+    let verdict = Verdict {
+        component: Some(("model:gpt-4o", Kind::Model)),
+        declared: Some(true),
+        agent: Some("agent:support-agent"),
+        ..Verdict::default()
+    };
+    group.bench_function("decode, attributes, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(&bytes, iters, |mut r| {
+                for span in r
+                    .resource_spans
+                    .iter_mut()
+                    .flat_map(|rs| &mut rs.scope_spans)
+                    .flat_map(|ss| &mut ss.spans)
+                {
+                    judge::write(&mut span.attributes, &verdict, &bom.serial_number);
+                }
+                r
+            })
+        });
+    });
+    let mut p = Processor::new(settings());
+    group.bench_function("decode, push, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(&bytes, iters, |r| {
+                let out = p.push(r, Instant::now(), &bom);
+                assert!(out.alerts.is_none(), "the load does not drift");
+                out.traces.unwrap_or_default()
+            })
+        });
+    });
+    group.finish();
+}
+
 fn processor(c: &mut Criterion) {
     let (injected, _) = common::injected(1);
     bench_case(c, "injected", &injected.request());
@@ -139,6 +213,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = processor
+    targets = processor, share
 }
 criterion_main!(benches);

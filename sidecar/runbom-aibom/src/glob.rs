@@ -5,27 +5,39 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Glob {
     pattern: String,
+    /// The pattern as matched: ASCII-lowercased for names.
+    folded: Box<[u8]>,
     /// Whether `*` stops at `/` (paths) or not (names).
     path: bool,
+    /// No `*` or `?`: a plain comparison.
+    literal: bool,
 }
 
 impl Glob {
+    fn new(pattern: &str, path: bool) -> Self {
+        let folded = if path {
+            pattern.as_bytes().into()
+        } else {
+            pattern.to_ascii_lowercase().into_bytes().into()
+        };
+        Self {
+            pattern: pattern.to_owned(),
+            folded,
+            path,
+            literal: !pattern.contains(['*', '?']),
+        }
+    }
+
     /// A glob over names: `*` matches any run of characters.
     #[must_use]
     pub fn name(pattern: &str) -> Self {
-        Self {
-            pattern: pattern.to_owned(),
-            path: false,
-        }
+        Self::new(pattern, false)
     }
 
     /// A glob over paths: `*` does not cross `/`, `**` does.
     #[must_use]
     pub fn path(pattern: &str) -> Self {
-        Self {
-            pattern: pattern.to_owned(),
-            path: true,
-        }
+        Self::new(pattern, true)
     }
 
     #[must_use]
@@ -36,22 +48,24 @@ impl Glob {
     /// Whether `text` matches; names compare without regard to ASCII case.
     #[must_use]
     pub fn matches(&self, text: &str) -> bool {
-        if !self.pattern.contains(['*', '?']) {
-            return if self.path {
-                self.pattern == text
-            } else {
-                self.pattern.eq_ignore_ascii_case(text)
-            };
+        match (self.literal, self.path) {
+            (true, true) => self.pattern == text,
+            (true, false) => self.pattern.eq_ignore_ascii_case(text),
+            (false, path) => matches_at(&self.folded, text.as_bytes(), path),
         }
-        let fold = |b: u8| if self.path { b } else { b.to_ascii_lowercase() };
-        let p: Vec<u8> = self.pattern.bytes().map(fold).collect();
-        let t: Vec<u8> = text.bytes().map(fold).collect();
-        matches_at(&p, &t, self.path)
     }
 }
 
-/// Backtracking match; patterns are short, so the simple recursion is fast enough.
+/// Backtracking match of the folded pattern `p` against `t` (folded as it is read); patterns
+/// are short, so the simple recursion is fast enough.
 fn matches_at(p: &[u8], t: &[u8], path: bool) -> bool {
+    let same = |c: u8, b: u8| {
+        if path {
+            c == b
+        } else {
+            c == b.to_ascii_lowercase()
+        }
+    };
     match p.first() {
         None => t.is_empty(),
         Some(b'*') => {
@@ -71,7 +85,7 @@ fn matches_at(p: &[u8], t: &[u8], path: bool) -> bool {
         Some(b'?') => {
             !t.is_empty() && (t[0] != b'/' || !path) && matches_at(&p[1..], &t[1..], path)
         }
-        Some(c) => t.first() == Some(c) && matches_at(&p[1..], &t[1..], path),
+        Some(&c) => t.first().is_some_and(|&b| same(c, b)) && matches_at(&p[1..], &t[1..], path),
     }
 }
 

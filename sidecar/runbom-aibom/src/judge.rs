@@ -62,6 +62,12 @@ pub struct View<'a> {
     pub resource_schema: &'a str,
     /// A kernel event's span (runbom's kernel scope or a `runbom.event` attribute).
     kernel: bool,
+    /// The span's own `process.pid` and `process.user.id`.
+    pid: Option<u32>,
+    uid: Option<u32>,
+    /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
+    /// they are replaced.
+    stale: bool,
     pub span: &'a mut Span,
 }
 
@@ -73,12 +79,25 @@ impl<'a> View<'a> {
         scope: Option<&InstrumentationScope>,
         span: &'a mut Span,
     ) -> Self {
-        let kernel = scope.is_some_and(|s| s.name == KERNEL_SCOPE)
-            || attr(&span.attributes, "runbom.event").is_some();
+        let mut kernel = scope.is_some_and(|s| s.name == KERNEL_SCOPE);
+        let (mut pid, mut uid, mut stale) = (None, None, false);
+        // One pass over the attributes for what every span needs.
+        for kv in &span.attributes {
+            let int = || span::int_value(kv).and_then(|v| u32::try_from(v).ok());
+            match kv.key.as_str() {
+                "runbom.event" => kernel |= span::str_value(kv).is_some(),
+                "process.pid" => pid = pid.or_else(int),
+                "process.user.id" => uid = uid.or_else(int),
+                k => stale |= k.starts_with("aibom."),
+            }
+        }
         Self {
             resource,
             resource_schema,
             kernel,
+            pid,
+            uid,
+            stale,
             span,
         }
     }
@@ -423,11 +442,11 @@ pub fn judge_views<'b>(
     }
     let findings = findings(items, &activities, &verdicts, &tools);
     for (i, (it, v)) in items.iter_mut().zip(&verdicts).enumerate() {
-        write(&mut it.span.attributes, v, &bom.serial_number);
-        if let Some(names) = envs.get(i).filter(|e| !e.is_empty()) {
-            let specs: Vec<String> = names.iter().map(|n| format!("env:{n}")).collect();
-            it.span.attributes.push(kv_strs("aibom.identities", &specs));
+        if it.stale {
+            strip(&mut it.span.attributes);
         }
+        let identities = envs.get(i).map_or(&[][..], Vec::as_slice);
+        put(&mut it.span.attributes, v, &bom.serial_number, identities);
     }
     Judged {
         activities,
@@ -481,12 +500,7 @@ fn learn_processes(
     activities: &[Activity],
     pid_list: &[Option<u32>],
 ) -> Vec<Option<u32>> {
-    let uids: Vec<Option<u32>> = items
-        .iter()
-        .map(|it| {
-            attr_int(&it.span.attributes, "process.user.id").and_then(|u| u32::try_from(u).ok())
-        })
-        .collect();
+    let uids: Vec<Option<u32>> = items.iter().map(|it| it.uid).collect();
     for (i, it) in items.iter().enumerate() {
         let Some(pid) = pid_list[i] else { continue };
         if it.is_kernel() {
@@ -589,13 +603,24 @@ fn against_baseline(
 
 /// The parent of each span among `items`, by span id.
 fn parents(items: &[View<'_>]) -> Vec<Option<usize>> {
-    // Traces are small: a sorted index beats hashing for the usual sizes.
-    let mut index: Vec<(&[u8], usize)> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| (it.span.span_id.as_slice(), i))
-        .collect();
-    index.sort_unstable();
+    // Traces are small: comparing every pair beats an index for the usual sizes.
+    let mut index: Vec<(&[u8], usize)> = Vec::new();
+    if items.len() > 32 {
+        index = items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (it.span.span_id.as_slice(), i))
+            .collect();
+        index.sort_unstable();
+    }
+    let find = |id: &[u8]| -> Option<usize> {
+        if index.is_empty() {
+            items.iter().position(|x| x.span.span_id == id)
+        } else {
+            let k = index.binary_search_by(|(s, _)| (*s).cmp(id)).ok()?;
+            Some(index[k].1)
+        }
+    };
     items
         .iter()
         .enumerate()
@@ -604,11 +629,7 @@ fn parents(items: &[View<'_>]) -> Vec<Option<usize>> {
             if p.is_empty() {
                 return None;
             }
-            index
-                .binary_search_by(|(s, _)| (*s).cmp(p))
-                .ok()
-                .map(|k| index[k].1)
-                .filter(|p| *p != i)
+            find(p).filter(|p| *p != i)
         })
         .collect()
 }
@@ -667,9 +688,9 @@ fn agents(
 }
 
 fn pid_of(it: &View<'_>) -> Option<u32> {
-    attr_int(&it.span.attributes, "process.pid")
-        .or_else(|| attr_int(it.resource_attrs(), "process.pid"))
-        .and_then(|p| u32::try_from(p).ok())
+    it.pid.or_else(|| {
+        attr_int(it.resource_attrs(), "process.pid").and_then(|p| u32::try_from(p).ok())
+    })
 }
 
 /// For each span, the value of the nearest span above it (or itself) that has one; a span
@@ -830,12 +851,29 @@ fn rank(items: &[View<'_>], activities: &[Activity], i: usize) -> (u8, u64) {
     (class, items[i].span.start_time_unix_nano)
 }
 
-/// Replaces any `aibom.*` attributes with the verdict's.
-fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
+/// Replaces any `aibom.*` attributes with the verdict's (contract §3).
+pub fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
     if attrs.iter().any(|kv| kv.key.starts_with("aibom.")) {
-        attrs.retain(|kv| !kv.key.starts_with("aibom."));
+        strip(attrs);
     }
-    attrs.reserve(7);
+    put(attrs, v, serial, &[]);
+}
+
+fn strip(attrs: &mut Vec<KeyValue>) {
+    attrs.retain(|kv| !kv.key.starts_with("aibom."));
+}
+
+/// Adds the verdict's `aibom.*` attributes (none are there), and the `env:` identities
+/// (variable names) the span's process presents.
+fn put(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str, identities: &[String]) {
+    attrs.reserve_exact(
+        usize::from(!serial.is_empty())
+            + 2 * usize::from(v.component.is_some())
+            + usize::from(v.declared.is_some())
+            + 2 * usize::from(v.agent.is_some())
+            + 2 * usize::from(!v.drift.is_empty())
+            + usize::from(!identities.is_empty()),
+    );
     if !serial.is_empty() {
         attrs.push(kv_str("aibom.bom.serial_number", serial));
     }
@@ -858,5 +896,9 @@ fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
         if let Some(r) = &v.reason {
             attrs.push(kv_str("aibom.drift.reason", &crate::scrub::text(r, 1024)));
         }
+    }
+    if !identities.is_empty() {
+        let specs: Vec<String> = identities.iter().map(|n| format!("env:{n}")).collect();
+        attrs.push(kv_strs("aibom.identities", &specs));
     }
 }

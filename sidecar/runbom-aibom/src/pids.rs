@@ -105,9 +105,10 @@ impl PidMap {
     /// Empty when the process is gone or not visible from here.
     pub fn env_of(&mut self, pid: u32, wanted: &[String]) -> &[String] {
         let info = self.entry(pid);
-        info.env
-            .get_or_insert_with(|| present_names(pid, wanted))
-            .as_slice()
+        if info.env.is_none() {
+            info.env = present_names(pid, wanted);
+        }
+        info.env.as_deref().unwrap_or_default()
     }
 
     #[must_use]
@@ -131,11 +132,15 @@ impl PidMap {
     }
 }
 
-/// The names of `wanted` that `pid`'s environment sets.
-fn present_names(pid: u32, wanted: &[String]) -> Vec<String> {
+/// The names of `wanted` that `pid`'s environment sets; `None` while it cannot be known yet:
+/// the environment reads empty in the moment a process is between `execve` and its new image.
+fn present_names(pid: u32, wanted: &[String]) -> Option<Vec<String>> {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return Vec::new();
+        return Some(Vec::new()); // gone, or not ours to read
     };
+    if environ.is_empty() {
+        return None;
+    }
     let mut out: Vec<String> = Vec::new();
     for entry in environ.split(|b| *b == 0) {
         let name = entry.split(|b| *b == b'=').next().unwrap_or_default();
@@ -145,7 +150,7 @@ fn present_names(pid: u32, wanted: &[String]) -> Vec<String> {
             out.push(w.clone());
         }
     }
-    out
+    Some(out)
 }
 
 #[cfg(test)]

@@ -86,6 +86,22 @@ fn key(trace_id: &[u8]) -> TraceKey {
     k
 }
 
+/// Whether the spans of each trace are next to each other.
+fn grouped(views: &[View<'_>]) -> bool {
+    let mut seen = HashSet::new();
+    let mut last = None;
+    for v in views {
+        let k = key(&v.span.trace_id);
+        if last != Some(k) {
+            if !seen.insert(k) {
+                return false;
+            }
+            last = Some(k);
+        }
+    }
+    true
+}
+
 /// A span with no parent, or whose parent is in another process (W3C `is_remote` in the span's
 /// flags): the local root of its trace.
 fn is_root(span: &Span) -> bool {
@@ -220,16 +236,18 @@ impl Processor {
                 );
             }
         }
-        // One run per trace, in arrival order within it.
-        views.sort_by(|a, b| a.span.trace_id.cmp(&b.span.trace_id));
+        // One run per trace, in arrival order within it (SDKs and runbom send a trace's spans
+        // together: then nothing moves).
+        if !grouped(&views) {
+            views.sort_by_key(|v| key(&v.span.trace_id));
+        }
         let mut at = 0;
         while at < views.len() {
-            let id = views[at].span.trace_id.as_slice();
+            let k = key(&views[at].span.trace_id);
             let len = views[at..]
                 .iter()
-                .position(|v| v.span.trace_id != id)
+                .position(|v| key(&v.span.trace_id) != k)
                 .unwrap_or(views.len() - at);
-            let k = key(id);
             let run = &mut views[at..at + len];
             at += len;
             if self.held.contains_key(&k) {

@@ -106,45 +106,51 @@ impl<'a> Judge<'a, '_> {
         let Some(model) = model else {
             return Verdict::default();
         };
-        let shown = match provider {
+        let fits = |m: &crate::bom::Model| {
+            provider.is_none_or(|p| m.providers.is_empty() || m.providers.iter().any(|q| q == p))
+        };
+        let by_name = || {
+            self.bom
+                .models
+                .iter()
+                .filter(|m| model_matches(&m.name, model))
+        };
+        let shown = || match provider {
             Some(p) => format!("model {model} (provider {p})"),
             None => format!("model {model}"),
         };
-        let by_name: Vec<_> = self
-            .bom
-            .models
-            .iter()
-            .filter(|m| model_matches(&m.name, model))
-            .collect();
-        let fits = |m: &&crate::bom::Model| {
-            provider.is_none_or(|p| m.providers.is_empty() || m.providers.iter().any(|q| q == p))
-        };
-        match by_name.iter().copied().find(|m| fits(m)) {
+        match by_name().find(|m| fits(m)) {
             Some(m) if self.allowed(&m.bom_ref) => found(&m.bom_ref, Kind::Model),
             Some(m) => drift(
                 flag::UNDECLARED_MODEL,
                 format!(
-                    "{shown} is declared as {} but not for {}",
-                    m.bom_ref, self.agent
+                    "{} is declared as {} but not for {}",
+                    shown(),
+                    m.bom_ref,
+                    self.agent
                 ),
                 model.to_owned(),
             ),
-            None if !by_name.is_empty() => drift(
-                flag::UNDECLARED_MODEL,
-                format!(
-                    "{shown} is declared only with provider {}",
-                    by_name[0].providers.join(", ")
+            None => match by_name().next() {
+                Some(m) => drift(
+                    flag::UNDECLARED_MODEL,
+                    format!(
+                        "{} is declared only with provider {}",
+                        shown(),
+                        m.providers.join(", ")
+                    ),
+                    model.to_owned(),
                 ),
-                model.to_owned(),
-            ),
-            None => drift(
-                flag::UNDECLARED_MODEL,
-                format!(
-                    "{} called {shown}, which the BOM does not declare",
-                    self.agent_name()
+                None => drift(
+                    flag::UNDECLARED_MODEL,
+                    format!(
+                        "{} called {}, which the BOM does not declare",
+                        self.agent_name(),
+                        shown()
+                    ),
+                    model.to_owned(),
                 ),
-                model.to_owned(),
-            ),
+            },
         }
     }
 

@@ -10,18 +10,35 @@ use crate::endpoint::Dest;
 /// Scope of runbom's kernel spans.
 pub const KERNEL_SCOPE: &str = "runbom.kernel";
 
+/// A string attribute's value.
+#[must_use]
+pub fn str_value(kv: &KeyValue) -> Option<&str> {
+    match &kv.value {
+        Some(AnyValue {
+            value: Some(Value::StringValue(s)),
+        }) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// An attribute's value as an integer (ints, or strings holding one).
+#[must_use]
+pub fn int_value(kv: &KeyValue) -> Option<i64> {
+    match &kv.value {
+        Some(AnyValue {
+            value: Some(Value::IntValue(i)),
+        }) => Some(*i),
+        Some(AnyValue {
+            value: Some(Value::StringValue(s)),
+        }) => s.parse().ok(),
+        _ => None,
+    }
+}
+
 /// The attribute value of `key` as text (strings as they are, other scalars formatted).
 #[must_use]
 pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::StringValue(s)),
-            }) => Some(s.as_str()),
-            _ => None,
-        })
+    attrs.iter().find(|kv| kv.key == key).and_then(str_value)
 }
 
 /// The string values of an array attribute (or a single string) `key`.
@@ -51,18 +68,7 @@ pub fn attr_strs<'a>(attrs: &'a [KeyValue], key: &str) -> Vec<&'a str> {
 /// The attribute value of `key` as an integer (ints, or strings holding one).
 #[must_use]
 pub fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::IntValue(i)),
-            }) => Some(*i),
-            Some(AnyValue {
-                value: Some(Value::StringValue(s)),
-            }) => s.parse().ok(),
-            _ => None,
-        })
+    attrs.iter().find(|kv| kv.key == key).and_then(int_value)
 }
 
 /// Frameworks that instrumentations put where a provider belongs; they are not providers.
@@ -105,16 +111,100 @@ pub fn normalise_provider(p: &str) -> String {
 /// A provider attribute's value, unless it names a framework rather than a provider.
 #[must_use]
 pub fn provider_of(attrs: &[KeyValue]) -> Option<String> {
-    [
-        "gen_ai.provider.name",
-        "gen_ai.system",
-        "llm.provider",
-        "llm.system",
-    ]
-    .iter()
-    .filter_map(|k| attr(attrs, k))
-    .map(normalise_provider)
-    .find(|p| !p.is_empty() && !FRAMEWORKS.contains(&p.as_str()))
+    AppAttrs::read(attrs).provider()
+}
+
+/// The string attributes [`classify`] reads from an application span, found in one pass over
+/// its attributes (the first string value of a key counts).
+#[derive(Default)]
+struct AppAttrs<'a> {
+    event: Option<&'a str>,
+    operation: Option<&'a str>,
+    oi_kind: Option<&'a str>,
+    tl_kind: Option<&'a str>,
+    tl_entity: Option<&'a str>,
+    /// `gen_ai.tool.name`, `tool.name`.
+    tool: [Option<&'a str>; 2],
+    /// `gen_ai.agent.name`, `agent.name`.
+    agent: [Option<&'a str>; 2],
+    /// In order of preference: `gen_ai.response.model`, `gen_ai.request.model`,
+    /// `llm.model_name`, `llm.response.model`, `llm.request.model`.
+    model: [Option<&'a str>; 5],
+    llm_request_type: Option<&'a str>,
+    /// `gen_ai.provider.name`, `gen_ai.system`, `llm.provider`, `llm.system`.
+    provider: [Option<&'a str>; 4],
+    /// `db.system.name`, `db.system`.
+    db_system: [Option<&'a str>; 2],
+    /// `db.namespace`, `db.name`.
+    db_namespace: [Option<&'a str>; 2],
+    /// `db.collection.name`, `db.sql.table`.
+    db_collection: [Option<&'a str>; 2],
+    /// `http.request.method`, `http.method`.
+    method: [Option<&'a str>; 2],
+    /// `url.full`, `http.url`.
+    url: [Option<&'a str>; 2],
+    server_address: Option<&'a str>,
+}
+
+fn first<'a>(slots: &[Option<&'a str>]) -> Option<&'a str> {
+    slots.iter().find_map(|s| *s)
+}
+
+impl<'a> AppAttrs<'a> {
+    fn read(attrs: &'a [KeyValue]) -> Self {
+        let mut f = Self::default();
+        for kv in attrs {
+            let Some(AnyValue {
+                value: Some(Value::StringValue(v)),
+            }) = &kv.value
+            else {
+                continue;
+            };
+            let slot = match kv.key.as_str() {
+                "runbom.event" => &mut f.event,
+                "gen_ai.operation.name" => &mut f.operation,
+                "openinference.span.kind" => &mut f.oi_kind,
+                "traceloop.span.kind" => &mut f.tl_kind,
+                "traceloop.entity.name" => &mut f.tl_entity,
+                "gen_ai.tool.name" => &mut f.tool[0],
+                "tool.name" => &mut f.tool[1],
+                "gen_ai.agent.name" => &mut f.agent[0],
+                "agent.name" => &mut f.agent[1],
+                "gen_ai.response.model" => &mut f.model[0],
+                "gen_ai.request.model" => &mut f.model[1],
+                "llm.model_name" => &mut f.model[2],
+                "llm.response.model" => &mut f.model[3],
+                "llm.request.model" => &mut f.model[4],
+                "llm.request.type" => &mut f.llm_request_type,
+                "gen_ai.provider.name" => &mut f.provider[0],
+                "gen_ai.system" => &mut f.provider[1],
+                "llm.provider" => &mut f.provider[2],
+                "llm.system" => &mut f.provider[3],
+                "db.system.name" => &mut f.db_system[0],
+                "db.system" => &mut f.db_system[1],
+                "db.namespace" => &mut f.db_namespace[0],
+                "db.name" => &mut f.db_namespace[1],
+                "db.collection.name" => &mut f.db_collection[0],
+                "db.sql.table" => &mut f.db_collection[1],
+                "http.request.method" => &mut f.method[0],
+                "http.method" => &mut f.method[1],
+                "url.full" => &mut f.url[0],
+                "http.url" => &mut f.url[1],
+                "server.address" => &mut f.server_address,
+                _ => continue,
+            };
+            slot.get_or_insert(v.as_str());
+        }
+        f
+    }
+
+    fn provider(&self) -> Option<String> {
+        self.provider
+            .iter()
+            .flatten()
+            .map(|p| normalise_provider(p))
+            .find(|p| !p.is_empty() && !FRAMEWORKS.contains(&p.as_str()))
+    }
 }
 
 /// What a span does, as far as the AI-BOM is concerned.
@@ -168,74 +258,61 @@ pub enum Activity {
 /// Reads a span's (or event log record's) activity from its attributes.
 #[must_use]
 pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {
-    if kernel || attr(attrs, "runbom.event").is_some() {
+    let f = AppAttrs::read(attrs);
+    if kernel || f.event.is_some() {
         return kernel_activity(attrs);
     }
-    let op = attr(attrs, "gen_ai.operation.name");
-    let oi = attr(attrs, "openinference.span.kind").map(str::to_ascii_uppercase);
-    let tl = attr(attrs, "traceloop.span.kind");
-    let entity = attr(attrs, "traceloop.entity.name");
-    if op == Some("execute_tool") || oi.as_deref() == Some("TOOL") || tl == Some("tool") {
-        let tool = attr(attrs, "gen_ai.tool.name")
-            .or_else(|| attr(attrs, "tool.name"))
-            .or(entity)
-            .map(str::to_owned)
-            .or_else(|| name.strip_prefix("execute_tool ").map(str::to_owned));
+    let op = f.operation;
+    let oi = |kind: &str| f.oi_kind.is_some_and(|k| k.eq_ignore_ascii_case(kind));
+    let tl = f.tl_kind;
+    if op == Some("execute_tool") || oi("TOOL") || tl == Some("tool") {
+        let tool = first(&f.tool)
+            .or(f.tl_entity)
+            .or_else(|| name.strip_prefix("execute_tool "));
         if let Some(name) = tool {
-            return Activity::Tool { name };
+            return Activity::Tool {
+                name: name.to_owned(),
+            };
         }
     }
     if matches!(op, Some("invoke_agent" | "create_agent"))
-        || oi.as_deref() == Some("AGENT")
+        || oi("AGENT")
         || matches!(tl, Some("agent" | "workflow"))
     {
-        let name = attr(attrs, "gen_ai.agent.name")
-            .or_else(|| attr(attrs, "agent.name"))
-            .or(if tl.is_some() { entity } else { None })
-            .map(str::to_owned);
-        return Activity::Agent { name };
+        let name = first(&f.agent).or(if tl.is_some() { f.tl_entity } else { None });
+        return Activity::Agent {
+            name: name.map(str::to_owned),
+        };
     }
-    let model = attr(attrs, "gen_ai.response.model")
-        .or_else(|| attr(attrs, "gen_ai.request.model"))
-        .or_else(|| attr(attrs, "llm.model_name"))
-        .or_else(|| attr(attrs, "llm.response.model"))
-        .or_else(|| attr(attrs, "llm.request.model"))
-        .map(str::to_owned);
+    let model = first(&f.model);
     let model_op = matches!(
         op,
         Some("chat" | "text_completion" | "generate_content" | "embeddings" | "completion")
-    ) || matches!(oi.as_deref(), Some("LLM" | "EMBEDDING"))
-        || attr(attrs, "llm.request.type").is_some()
-        || (model.is_some() && op.is_none() && oi.is_none());
+    ) || oi("LLM")
+        || oi("EMBEDDING")
+        || f.llm_request_type.is_some()
+        || (model.is_some() && op.is_none() && f.oi_kind.is_none());
     if model_op {
         return Activity::Model {
-            model,
-            provider: provider_of(attrs),
-            operation: op
-                .map(str::to_owned)
-                .or_else(|| attr(attrs, "llm.request.type").map(str::to_owned))
-                .unwrap_or_else(|| "chat".into()),
+            model: model.map(str::to_owned),
+            provider: f.provider(),
+            operation: op.or(f.llm_request_type).unwrap_or("chat").to_owned(),
         };
     }
-    if let Some(system) = attr(attrs, "db.system.name").or_else(|| attr(attrs, "db.system")) {
+    if let Some(system) = first(&f.db_system) {
         return Activity::Db {
             system: system.to_owned(),
-            namespace: attr(attrs, "db.namespace")
-                .or_else(|| attr(attrs, "db.name"))
-                .map(str::to_owned),
-            collection: attr(attrs, "db.collection.name")
-                .or_else(|| attr(attrs, "db.sql.table"))
-                .map(str::to_owned),
+            namespace: first(&f.db_namespace).map(str::to_owned),
+            collection: first(&f.db_collection).map(str::to_owned),
             dest: server_dest(attrs),
         };
     }
-    let method = attr(attrs, "http.request.method").or_else(|| attr(attrs, "http.method"));
-    let url = attr(attrs, "url.full").or_else(|| attr(attrs, "http.url"));
-    if let Some(method) = method {
+    let url = first(&f.url);
+    if let Some(method) = first(&f.method) {
         let dest = url.and_then(Dest::from_url).or_else(|| server_dest(attrs));
         // Server spans are requests received, not made.
         if let Some(dest) = dest
-            && (url.is_some() || attr(attrs, "server.address").is_some())
+            && (url.is_some() || f.server_address.is_some())
         {
             return Activity::Http {
                 dest,

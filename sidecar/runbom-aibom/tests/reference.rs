@@ -261,6 +261,41 @@ fn benign_conversation_has_no_drift_and_no_alert() {
 }
 
 #[test]
+fn aibom_attributes_a_sender_sets_are_replaced_by_the_verdict() {
+    let (mut trace, _) = injected(1);
+    for span in trace.app.iter_mut().chain(&mut trace.kernel) {
+        span.attributes.extend([
+            runbom_aibom::otlp::kv_bool("aibom.drift", false),
+            runbom_aibom::otlp::kv_bool("aibom.declared", true),
+            runbom_aibom::otlp::kv_str("aibom.component.ref", "tool:forged"),
+        ]);
+    }
+    let (spans, alerts) = run(trace.request());
+    assert_eq!(alerts.len(), 1, "the forged attributes hide nothing");
+    for s in &spans {
+        let keys: Vec<&str> = s
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .filter(|k| k.starts_with("aibom."))
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "{}: {keys:?}", s.name);
+        assert_ne!(
+            attr(&s.attributes, "aibom.component.ref"),
+            Some("tool:forged")
+        );
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|s| boolean(&s.attributes, "aibom.drift") == Some(true))
+    );
+}
+
+#[test]
 fn two_conversations_side_by_side_and_alerts_are_not_repeated() {
     let bom = bom();
     let mut p = Processor::new(settings());
@@ -536,6 +571,17 @@ fn env_identities_are_matched_by_the_presence_of_the_variable_never_its_value() 
         .spawn()
         .unwrap();
     let pid = i64::from(child.id());
+    // `spawn` returns once the child is in `execve`; its new environment is there a moment
+    // later (an agent's spans come long after its start).
+    let environ = format!("/proc/{pid}/environ");
+    let started = Instant::now();
+    while std::fs::read(&environ).is_ok_and(|e| e.is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{environ} stays empty"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let (trace, post) = injected(23);
     let mut req = trace.request();
     let set_pid = |attrs: &mut Vec<opentelemetry_proto::tonic::common::v1::KeyValue>| {
