@@ -258,8 +258,11 @@ pub enum Activity {
 /// Reads a span's (or event log record's) activity from its attributes.
 #[must_use]
 pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {
+    if kernel {
+        return kernel_activity(attrs);
+    }
     let f = AppAttrs::read(attrs);
-    if kernel || f.event.is_some() {
+    if f.event.is_some() {
         return kernel_activity(attrs);
     }
     let op = f.operation;
