@@ -3,14 +3,37 @@
 //! plus the values of secret-named fields in free text (`Authorization: x`, `"api_key": "x"`,
 //! `password=x`) and the query values of URLs.
 
+use std::{cell::RefCell, collections::HashSet};
+
 use runbom_agent::redact::{self, REDACTED};
+
+thread_local! {
+    /// Texts found free of credentials. The drift reason of a finding is written on each of its
+    /// spans and repeats across traces; scrubbing costs far more than a lookup. Only texts that
+    /// scrubbing leaves as they are go in, so nothing here is a secret.
+    static CLEAN: RefCell<HashSet<Box<str>>> = RefCell::new(HashSet::new());
+}
+
+/// Clean texts remembered per thread (then forgotten all at once).
+const CLEAN_MAX: usize = 4096;
 
 /// `s` with every credential replaced by `[REDACTED]`, cut to at most `max` characters.
 #[must_use]
 pub fn text(s: &str, max: usize) -> String {
-    let s = secret_fields(s);
-    let s = redact::text(&s).into_owned();
-    clip(&s, max)
+    if CLEAN.with_borrow(|c| c.contains(s)) {
+        return clip(s, max);
+    }
+    let fields = secret_fields(s);
+    let scrubbed = redact::text(&fields);
+    if scrubbed == s {
+        CLEAN.with_borrow_mut(|c| {
+            if c.len() >= CLEAN_MAX {
+                c.clear();
+            }
+            c.insert(s.into());
+        });
+    }
+    clip(&scrubbed, max)
 }
 
 /// A URL without its query and fragment, its userinfo password redacted.
@@ -148,6 +171,26 @@ mod tests {
         let out = text(&format!("use {key}. or ({key}), \"{key}\""), 1000);
         assert!(!out.contains(&key), "{out}");
         assert_eq!(text("sk-short. fine", 100), "sk-short. fine");
+    }
+
+    #[test]
+    fn remembered_clean_texts_hold_no_secret_and_change_nothing() {
+        let clean = "support-agent sent POST https://collector.example/upload";
+        assert_eq!(text(clean, 1000), clean);
+        assert_eq!(text(clean, 1000), clean, "from memory");
+        assert_eq!(text(clean, 10), "support-ag…", "clipped from memory too");
+        let secret = format!(
+            "{clean} with Bearer {}",
+            concat!("FAKE", "token", "0123456789")
+        );
+        for _ in 0..2 {
+            let out = text(&secret, 1000);
+            assert!(out.ends_with("Bearer [REDACTED]"), "{out}");
+        }
+        CLEAN.with_borrow(|c| {
+            assert!(c.contains(clean));
+            assert!(!c.iter().any(|t| t.contains("FAKEtoken")), "{c:?}");
+        });
     }
 
     #[test]
