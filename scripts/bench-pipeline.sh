@@ -18,7 +18,8 @@
 # PEER=aibom to compare runbom with runbom + the aibom processor (otlp → aibom → batch → nop)
 # instead of rotel; AIBOM_BOM is the declared BOM it judges against (default
 # sidecar/runbom-loadgen/bom.cdx.json, which declares everything the load uses: no drift;
-# AIBOM_BOM=builtin:reference-agent makes every trace drift and raise an alert).
+# AIBOM_BOM=builtin:reference-agent makes every trace drift and raise an alert). With
+# PEER=aibom every request carries new trace ids (runbom-loadgen --unique-traces).
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -157,11 +158,14 @@ run_one() {
         exit 1
     fi
     sleep 0.5
-    local gzip_flag=()
-    [ "$GZIP" = 1 ] && gzip_flag=(--gzip)
+    local load_flags=()
+    [ "$GZIP" = 1 ] && load_flags=(--gzip)
+    # The aibom processor keeps state per trace (alerts are deduplicated per trace): every
+    # request brings new traces, as an agent's would.
+    [ "$PEER" = aibom ] && load_flags+=(--unique-traces)
     "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
         --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --spans "$SPANS" \
-        --duration "$DURATION" --warmup "$WARMUP" "${gzip_flag[@]}" --json \
+        --duration "$DURATION" --warmup "$WARMUP" "${load_flags[@]}" --json \
         > "$dir/result.json"
     stop_server
     "$PY" - "$dir/result.json" "$round" <<'EOF'

@@ -13,18 +13,19 @@
 #![allow(clippy::cast_precision_loss)]
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
-use bytes::{Buf as _, BufMut as _, Bytes};
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use clap::Parser;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 use tonic::{
     Code,
@@ -59,6 +60,11 @@ struct Args {
     /// gzip the requests (the server decompresses every one).
     #[arg(long)]
     gzip: bool,
+    /// Give every request's traces new trace ids (by default each request repeats the same
+    /// traces, which a processor that keeps per-trace state, like aibom's alert deduplication,
+    /// would recognise).
+    #[arg(long)]
+    unique_traces: bool,
     /// The server's pid: report its CPU time over the window and its peak RSS.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -104,7 +110,7 @@ struct Sample {
 
 async fn run(args: &Args) -> Result<serde_json::Value> {
     let request = runbom_loadgen::genai::request(args.spans);
-    let payload = Bytes::from(request.encode_to_vec());
+    let payload = Payload::new(&request, args.unique_traces);
     let uri = if args.endpoint.contains("://") {
         args.endpoint.clone()
     } else {
@@ -166,8 +172,9 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
         "concurrency": args.concurrency,
         "connections": args.connections,
         "spans_per_request": args.spans,
-        "request_bytes": payload.len(),
+        "request_bytes": payload.bytes.len(),
         "gzip": args.gzip,
+        "unique_traces": args.unique_traces,
         "seconds": round3(seconds),
         "requests_ok": ok,
         "errors": errors,
@@ -194,10 +201,67 @@ async fn run(args: &Args) -> Result<serde_json::Value> {
     Ok(report)
 }
 
+/// The encoded request to send: the same bytes each time, or with new trace ids each time.
+#[derive(Clone)]
+struct Payload {
+    bytes: Bytes,
+    /// Where each span's trace id starts in `bytes` (`--unique-traces`; else empty).
+    trace_ids: Arc<[usize]>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Payload {
+    fn new(request: &ExportTraceServiceRequest, unique_traces: bool) -> Self {
+        let bytes = Bytes::from(request.encode_to_vec());
+        let mut trace_ids = Vec::new();
+        if unique_traces {
+            let ids: BTreeSet<&[u8]> = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .map(|s| s.trace_id.as_slice())
+                .collect();
+            // Random 16-byte ids occur in the encoding only as themselves.
+            for id in ids {
+                trace_ids.extend(
+                    bytes
+                        .windows(id.len())
+                        .enumerate()
+                        .filter(|(_, w)| *w == id)
+                        .map(|(at, _)| at),
+                );
+            }
+        }
+        Self {
+            bytes,
+            trace_ids: trace_ids.into(),
+            sent: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The next request's bytes: with `--unique-traces`, the second half of every trace id is
+    /// mixed with the request's number, so no two requests share a trace.
+    fn next(&self) -> Bytes {
+        if self.trace_ids.is_empty() {
+            return self.bytes.clone();
+        }
+        let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut b = BytesMut::from(&self.bytes[..]);
+        for &at in self.trace_ids.iter() {
+            let half = &mut b[at + 8..at + 16];
+            let mut v = [0; 8];
+            v.copy_from_slice(half);
+            half.copy_from_slice(&(u64::from_be_bytes(v) ^ n).to_be_bytes());
+        }
+        b.freeze()
+    }
+}
+
 /// Sends the request again and again until `stop`; returns every sample.
 async fn sender(
     channel: Channel,
-    payload: Bytes,
+    payload: Payload,
     gzip: bool,
     began: Instant,
     stop: &AtomicBool,
@@ -214,7 +278,7 @@ async fn sender(
         let code = match client.ready().await {
             Err(_) => Code::Unavailable,
             Ok(()) => match client
-                .unary(tonic::Request::new(payload.clone()), path.clone(), RawCodec)
+                .unary(tonic::Request::new(payload.next()), path.clone(), RawCodec)
                 .await
             {
                 Ok(_) => Code::Ok,
@@ -359,6 +423,49 @@ fn human(r: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn trace_ids(b: &Bytes) -> BTreeSet<Vec<u8>> {
+        let r = ExportTraceServiceRequest::decode(b.clone()).expect("decodes");
+        r.resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.trace_id.clone())
+            .collect()
+    }
+
+    #[test]
+    fn unique_traces_change_only_the_trace_ids() {
+        let request = runbom_loadgen::genai::request(100);
+        let same = Payload::new(&request, false);
+        assert_eq!(same.next(), same.next());
+        let p = Payload::new(&request, true);
+        assert_eq!(p.trace_ids.len(), 100, "one trace id per span");
+        let (a, b) = (p.next(), p.next());
+        assert_eq!(a.len(), p.bytes.len());
+        let (ta, tb) = (trace_ids(&a), trace_ids(&b));
+        assert_eq!(ta.len(), 20);
+        assert!(ta.is_disjoint(&tb) && ta.is_disjoint(&trace_ids(&p.bytes)));
+        let mut decoded = ExportTraceServiceRequest::decode(a).unwrap();
+        for s in decoded
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .flat_map(|s| &mut s.spans)
+        {
+            s.trace_id.clear();
+        }
+        let mut original = request.clone();
+        for s in original
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .flat_map(|s| &mut s.spans)
+        {
+            s.trace_id.clear();
+        }
+        assert_eq!(decoded, original, "everything else is as it was");
+    }
 
     #[test]
     fn reads_cpu_time_from_stat() {
