@@ -334,10 +334,11 @@ fn identity(bom: &DeclaredBom, step: &Step<'_>) -> String {
     if let Some(sa) = sa {
         parts.push(format!("service account {}/{sa}", ns.unwrap_or("?")));
     }
-    let mut used = step.component.map(|r| bom.closure(r)).unwrap_or_default();
-    if let Some(r) = step.component {
-        used.insert(r.to_owned());
-    }
+    // The step's component and what it depends on.
+    let uses = |r: &str| {
+        step.component
+            .is_some_and(|c| c == r || bom.reach(c).is_some_and(|set| set.contains(r)))
+    };
     for id in &bom.identities {
         let by_process = id.specs.iter().any(|s| match s {
             IdentitySpec::Uid(u) => uid == Some(*u),
@@ -346,7 +347,7 @@ fn identity(bom: &DeclaredBom, step: &Step<'_>) -> String {
             }
             IdentitySpec::Env(name) => step.envs.contains(name),
         });
-        if by_process || used.contains(&id.bom_ref) {
+        if by_process || uses(&id.bom_ref) {
             let specs: Vec<String> = id.specs.iter().map(ToString::to_string).collect();
             parts.push(format!("{} ({})", id.bom_ref, specs.join(", ")));
         }

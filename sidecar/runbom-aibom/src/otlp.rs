@@ -66,12 +66,25 @@ pub fn rfc3339(unix_ns: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    // Written digit by digit: alert chains format a time per step.
+    let mut out = String::with_capacity(24);
+    let fields = [
+        (y.unsigned_abs(), 4, '-'),
+        (m.unsigned_abs(), 2, '-'),
+        (d.unsigned_abs(), 2, 'T'),
+        (rem / 3600, 2, ':'),
+        ((rem / 60) % 60, 2, ':'),
+        (rem % 60, 2, '.'),
+        (ms, 3, 'Z'),
+    ];
+    for (value, width, then) in fields {
+        for place in (0..width).rev() {
+            let digit = (value / 10u64.pow(place)) % 10;
+            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+        }
+        out.push(then);
+    }
+    out
 }
 
 /// Parses RFC 3339 (`2026-11-27T04:10:00.123Z`, `2026-11-27T05:10:00+01:00`) into Unix

@@ -13,6 +13,7 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, HashSet, VecDeque},
+    hash::{BuildHasher as _, Hash, RandomState},
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -312,16 +313,9 @@ impl Processor {
             let tool = f
                 .tool
                 .and_then(|t| judged.tool(items, earlier, t))
-                .map(|t| hex::encode(t.span_id))
-                .unwrap_or_default();
-            let dedup = format!(
-                "{}|{}|{tool}|{}|{}",
-                hex::encode(&o.span.trace_id),
-                f.agent,
-                f.kinds.join(","),
-                f.subject
-            );
-            if !self.alerted.remember(dedup) {
+                .map(|t| t.span_id);
+            let finding = (&o.span.trace_id, &f.agent, tool, &f.kinds, &f.subject);
+            if !self.alerted.remember(&finding) {
                 self.stats
                     .alerts_deduplicated
                     .fetch_add(1, Ordering::Relaxed);
@@ -509,26 +503,29 @@ impl Processor {
     }
 }
 
-/// Findings already alerted (trace, agent, tool span, flags, subject), bounded.
+/// Findings already alerted (trace, agent, tool span, flags, subject), bounded. Each is kept
+/// as a 128-bit digest (two keyed hashes): small, and holds nothing of the spans.
 #[derive(Default)]
 struct Dedup {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    seen: HashSet<u128>,
+    order: VecDeque<u128>,
+    keys: [RandomState; 2],
 }
 
 impl Dedup {
-    /// Whether `key` is new (and remembers it).
-    fn remember(&mut self, key: String) -> bool {
-        if self.set.contains(&key) {
+    /// Whether `finding` is new (and remembers it).
+    fn remember(&mut self, finding: &impl Hash) -> bool {
+        let digest = u128::from(self.keys[0].hash_one(finding)) << 64
+            | u128::from(self.keys[1].hash_one(finding));
+        if !self.seen.insert(digest) {
             return false;
         }
         if self.order.len() == ALERTED
             && let Some(old) = self.order.pop_front()
         {
-            self.set.remove(&old);
+            self.seen.remove(&old);
         }
-        self.set.insert(key.clone());
-        self.order.push_back(key);
+        self.order.push_back(digest);
         true
     }
 }
