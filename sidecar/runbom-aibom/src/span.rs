@@ -35,7 +35,7 @@ pub fn int_value(kv: &KeyValue) -> Option<i64> {
     }
 }
 
-/// The attribute value of `key` as text (strings as they are, other scalars formatted).
+/// The value of the first attribute `key`, when it is a string.
 #[must_use]
 pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     attrs.iter().find(|kv| kv.key == key).and_then(str_value)
@@ -154,12 +154,7 @@ impl<'a> AppAttrs<'a> {
     fn read(attrs: &'a [KeyValue]) -> Self {
         let mut f = Self::default();
         for kv in attrs {
-            let Some(AnyValue {
-                value: Some(Value::StringValue(v)),
-            }) = &kv.value
-            else {
-                continue;
-            };
+            let Some(v) = str_value(kv) else { continue };
             let slot = match kv.key.as_str() {
                 "runbom.event" => &mut f.event,
                 "gen_ai.operation.name" => &mut f.operation,
@@ -193,7 +188,7 @@ impl<'a> AppAttrs<'a> {
                 "server.address" => &mut f.server_address,
                 _ => continue,
             };
-            slot.get_or_insert(v.as_str());
+            slot.get_or_insert(v);
         }
         f
     }
