@@ -23,13 +23,13 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
+use runbom_otlp::export::EncodedCodec;
 use tonic::{
     Code,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
     transport::{Channel, Endpoint},
 };
 
@@ -278,7 +278,11 @@ async fn sender(
         let code = match client.ready().await {
             Err(_) => Code::Unavailable,
             Ok(()) => match client
-                .unary(tonic::Request::new(payload.next()), path.clone(), RawCodec)
+                .unary(
+                    tonic::Request::new(payload.next()),
+                    path.clone(),
+                    EncodedCodec,
+                )
                 .await
             {
                 Ok(_) => Code::Ok,
@@ -296,46 +300,6 @@ async fn sender(
         }
     }
     samples
-}
-
-/// Sends pre-encoded protobuf bytes as they are; reads (and drops) the answer.
-#[derive(Clone, Copy, Debug, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = ();
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        *self
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        *self
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = ();
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Self::Error> {
-        let n = src.remaining();
-        src.advance(n);
-        Ok(Some(()))
-    }
 }
 
 /// `utime + stime` of `pid`, in seconds.

@@ -44,8 +44,12 @@ pub fn build_exporter(
     retries: Arc<AtomicU64>,
 ) -> Result<Exporter, ExportError> {
     Ok(match cfg {
-        ExporterConfig::Otlp(n) => Exporter::Grpc(GrpcExporter::new(network(n, retries))?),
-        ExporterConfig::OtlpHttp(n) => Exporter::Http(HttpExporter::new(network(n, retries))?),
+        ExporterConfig::Otlp(n) => {
+            Exporter::Grpc(Box::new(GrpcExporter::new(network(n, retries))?))
+        }
+        ExporterConfig::OtlpHttp(n) => {
+            Exporter::Http(Box::new(HttpExporter::new(network(n, retries))?))
+        }
         ExporterConfig::File(f) => Exporter::File(FileExporter::new(&f.path)?),
         ExporterConfig::Debug(d) => Exporter::Debug(DebugExporter {
             verbosity: match d.verbosity {

@@ -90,8 +90,8 @@ pub fn exporter(o: &SelfOtlp) -> Result<Exporter, ExportError> {
         retries: Arc::default(),
     };
     match o.protocol.as_str() {
-        "grpc" => Ok(Exporter::Grpc(GrpcExporter::new(settings)?)),
-        "http/protobuf" => Ok(Exporter::Http(HttpExporter::new(settings)?)),
+        "grpc" => Ok(Exporter::Grpc(Box::new(GrpcExporter::new(settings)?))),
+        "http/protobuf" => Ok(Exporter::Http(Box::new(HttpExporter::new(settings)?))),
         other => Err(ExportError::Endpoint {
             exporter: "service.telemetry",
             endpoint: o.endpoint.clone(),

@@ -2,15 +2,13 @@
 //! the configuration asks for plain text (see
 //! [`ClientTlsSettings::grpc_uses_tls`](crate::tls::ClientTlsSettings::grpc_uses_tls)).
 
+use bytes::{Buf as _, BufMut as _, Bytes};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use opentelemetry_proto::tonic::collector::{
-    logs::v1::logs_service_client::LogsServiceClient,
-    metrics::v1::metrics_service_client::MetricsServiceClient,
-    trace::v1::trace_service_client::TraceServiceClient,
-};
+use prost::Message as _;
 use tonic::{
-    codec::CompressionEncoding,
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codegen::http::uri::PathAndQuery,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Channel, Endpoint},
 };
@@ -18,12 +16,17 @@ use tonic::{
 use super::{ExportError, NetworkSettings};
 use crate::{signal::Signal, tls::TlsError};
 
+/// The `Export` methods of the three OTLP collector services.
+const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+
+/// Sends a request encoded once (every retry sends the same bytes; nothing is cloned or
+/// encoded again), as the three services' generated clients would.
 pub struct GrpcExporter {
     endpoint: String,
     tls: bool,
-    traces: TraceServiceClient<Channel>,
-    logs: LogsServiceClient<Channel>,
-    metrics: MetricsServiceClient<Channel>,
+    grpc: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
     settings: NetworkSettings,
 }
@@ -68,20 +71,14 @@ impl GrpcExporter {
                 .map_err(|_| header_err("value is not valid ASCII"))?;
             metadata.insert(key, value);
         }
-        let mut traces = TraceServiceClient::new(channel.clone());
-        let mut logs = LogsServiceClient::new(channel.clone());
-        let mut metrics = MetricsServiceClient::new(channel);
+        let mut grpc = tonic::client::Grpc::new(channel);
         if settings.gzip {
-            traces = traces.send_compressed(CompressionEncoding::Gzip);
-            logs = logs.send_compressed(CompressionEncoding::Gzip);
-            metrics = metrics.send_compressed(CompressionEncoding::Gzip);
+            grpc = grpc.send_compressed(CompressionEncoding::Gzip);
         }
         Ok(Self {
             endpoint,
             tls,
-            traces,
-            logs,
-            metrics,
+            grpc,
             metadata,
             settings,
         })
@@ -93,32 +90,74 @@ impl GrpcExporter {
             endpoint: self.endpoint.clone(),
             status: Box::new(if tls { with_tls_hint(status) } else { status }),
         };
+        let (path, body) = match signal {
+            Signal::Traces(r) => (TRACES, r.encode_to_vec()),
+            Signal::Logs(r) => (LOGS, r.encode_to_vec()),
+            Signal::Metrics(r) => (METRICS, r.encode_to_vec()),
+        };
+        let (path, body) = (PathAndQuery::from_static(path), Bytes::from(body));
         let retry = self.settings.retry;
         retry
             .run(&self.settings.retries, || {
-                let (traces, logs, metrics) =
-                    (self.traces.clone(), self.logs.clone(), self.metrics.clone());
-                let signal = signal.clone();
-                let metadata = self.metadata.clone();
+                let mut grpc = self.grpc.clone();
+                let mut request = tonic::Request::new(body.clone());
+                *request.metadata_mut() = self.metadata.clone();
+                let path = path.clone();
                 async move {
-                    let result = match signal {
-                        Signal::Traces(r) => {
-                            let mut c = traces;
-                            c.export(request(r, metadata)).await.map(drop)
-                        }
-                        Signal::Logs(r) => {
-                            let mut c = logs;
-                            c.export(request(r, metadata)).await.map(drop)
-                        }
-                        Signal::Metrics(r) => {
-                            let mut c = metrics;
-                            c.export(request(r, metadata)).await.map(drop)
-                        }
-                    };
-                    result.map_err(fail)
+                    // As the generated clients do: a channel that cannot take the call is
+                    // `Unknown`.
+                    grpc.ready().await.map_err(|e| {
+                        fail(tonic::Status::unknown(format!(
+                            "Service was not ready: {e}"
+                        )))
+                    })?;
+                    grpc.unary(request, path, EncodedCodec)
+                        .await
+                        .map(drop)
+                        .map_err(fail)
                 }
             })
             .await
+    }
+}
+
+/// A gRPC codec for messages encoded beforehand: sends the bytes as they are, reads the
+/// answer's and drops them (OTLP's `Export` responses carry only an optional partial success).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EncodedCodec;
+
+impl Codec for EncodedCodec {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = Self;
+    type Decoder = Self;
+
+    fn encoder(&mut self) -> Self {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self {
+        *self
+    }
+}
+
+impl Encoder for EncodedCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for EncodedCodec {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        src.advance(src.remaining());
+        Ok(Some(()))
     }
 }
 
@@ -166,10 +205,4 @@ fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Chan
         https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
     Ok(builder.connect_with_connector_lazy(https.enable_http2().wrap_connector(http)))
-}
-
-fn request<T>(msg: T, metadata: MetadataMap) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(msg);
-    *req.metadata_mut() = metadata;
-    req
 }

@@ -105,17 +105,17 @@ impl HttpExporter {
             Signal::Logs(r) => (&self.logs_url, r.encode_to_vec()),
             Signal::Metrics(r) => (&self.metrics_url, r.encode_to_vec()),
         };
-        let body = self.body(&raw);
+        let body = self.body(raw);
         self.post(url, body).await
     }
 
-    fn body(&self, raw: &[u8]) -> Bytes {
+    fn body(&self, raw: Vec<u8>) -> Bytes {
         if !self.settings.gzip {
-            return Bytes::copy_from_slice(raw);
+            return Bytes::from(raw);
         }
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         // Writing into a Vec cannot fail.
-        let _ = enc.write_all(raw);
+        let _ = enc.write_all(&raw);
         Bytes::from(enc.finish().unwrap_or_default())
     }
 

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 pub use debug::{DebugExporter, Verbosity};
 pub use file::FileExporter;
-pub use grpc::GrpcExporter;
+pub use grpc::{EncodedCodec, GrpcExporter};
 pub use http::HttpExporter;
 pub use retry::RetryPolicy;
 
@@ -163,8 +163,9 @@ pub struct NetworkSettings {
 
 /// One configured exporter.
 pub enum Exporter {
-    Grpc(GrpcExporter),
-    Http(HttpExporter),
+    // The network exporters are boxed: they are large (clients, settings) and long-lived.
+    Grpc(Box<GrpcExporter>),
+    Http(Box<HttpExporter>),
     File(FileExporter),
     Debug(DebugExporter),
     /// Accepts everything and sends it nowhere (the Collector's `nop`).
