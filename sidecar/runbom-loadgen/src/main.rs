@@ -410,25 +410,22 @@ mod tests {
         let (ta, tb) = (trace_ids(&a), trace_ids(&b));
         assert_eq!(ta.len(), 20);
         assert!(ta.is_disjoint(&tb) && ta.is_disjoint(&trace_ids(&p.bytes)));
-        let mut decoded = ExportTraceServiceRequest::decode(a).unwrap();
-        for s in decoded
-            .resource_spans
-            .iter_mut()
-            .flat_map(|r| &mut r.scope_spans)
-            .flat_map(|s| &mut s.spans)
-        {
-            s.trace_id.clear();
-        }
-        let mut original = request.clone();
-        for s in original
-            .resource_spans
-            .iter_mut()
-            .flat_map(|r| &mut r.scope_spans)
-            .flat_map(|s| &mut s.spans)
-        {
-            s.trace_id.clear();
-        }
-        assert_eq!(decoded, original, "everything else is as it was");
+        let without_trace_ids = |mut r: ExportTraceServiceRequest| {
+            for s in r
+                .resource_spans
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_spans)
+                .flat_map(|s| &mut s.spans)
+            {
+                s.trace_id.clear();
+            }
+            r
+        };
+        assert_eq!(
+            without_trace_ids(ExportTraceServiceRequest::decode(a).unwrap()),
+            without_trace_ids(request),
+            "everything else is as it was"
+        );
     }
 
     #[test]
