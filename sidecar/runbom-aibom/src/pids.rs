@@ -2,7 +2,10 @@
 //! whose workload it belongs to, and the DNS names it asked for. Bounded: the least recently
 //! seen half is forgotten when it is full.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 #[derive(Debug, Default)]
 struct Info {
@@ -13,6 +16,9 @@ struct Info {
     /// Which of the asked-for environment variable names the process has (`None`: not read
     /// yet).
     env: Option<Vec<String>>,
+    /// When the environment last read empty (see [`present_names`]): it is read again only
+    /// [`ENV_RETRY`] later, so a process with an empty environment costs no read per span.
+    env_empty_at: Option<Instant>,
     seen: u64,
 }
 
@@ -33,6 +39,8 @@ impl Default for PidMap {
 const NAMES: usize = 16;
 /// How far up the parent chain a child process is attributed to an agent.
 const DEPTH: usize = 16;
+/// How long an environment that read empty is taken as unknown before it is read again.
+const ENV_RETRY: Duration = Duration::from_secs(1);
 
 impl PidMap {
     #[must_use]
@@ -105,8 +113,11 @@ impl PidMap {
     /// Empty when the process is gone or not visible from here.
     pub fn env_of(&mut self, pid: u32, wanted: &[String]) -> &[String] {
         let info = self.entry(pid);
-        if info.env.is_none() {
-            info.env = present_names(pid, wanted);
+        if info.env.is_none() && info.env_empty_at.is_none_or(|t| t.elapsed() >= ENV_RETRY) {
+            match present_names(pid, wanted) {
+                Some(names) => info.env = Some(names),
+                None => info.env_empty_at = Some(Instant::now()),
+            }
         }
         info.env.as_deref().unwrap_or_default()
     }
@@ -156,6 +167,30 @@ fn present_names(pid: u32, wanted: &[String]) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_environment_is_not_read_for_every_span() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env_clear()
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let wanted = ["OPENAI_API_KEY".to_owned()];
+        let mut m = PidMap::default();
+        assert!(m.env_of(pid, &wanted).is_empty());
+        let info = &m.map[&pid];
+        assert!(info.env.is_none(), "unknown, not remembered as empty");
+        let first = info.env_empty_at.expect("the empty read is timed");
+        assert!(m.env_of(pid, &wanted).is_empty());
+        assert_eq!(
+            m.map[&pid].env_empty_at,
+            Some(first),
+            "not read again at once"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     #[test]
     fn children_inherit_the_agent_and_memory_is_bounded() {

@@ -14,18 +14,22 @@ thread_local! {
     static CLEAN: RefCell<HashSet<Box<str>>> = RefCell::new(HashSet::new());
 }
 
-/// Clean texts remembered per thread (then forgotten all at once).
+/// Clean texts remembered per thread (then forgotten all at once) ...
 const CLEAN_MAX: usize = 4096;
+/// ... of at most this many bytes: reasons and chain steps repeat, prompts and bodies hardly
+/// (and would make the memory large).
+const CLEAN_LEN: usize = 256;
 
 /// `s` with every credential replaced by `[REDACTED]`, cut to at most `max` characters.
 #[must_use]
 pub fn text(s: &str, max: usize) -> String {
-    if CLEAN.with_borrow(|c| c.contains(s)) {
+    let short = s.len() <= CLEAN_LEN;
+    if short && CLEAN.with_borrow(|c| c.contains(s)) {
         return clip(s, max);
     }
     let fields = secret_fields(s);
     let scrubbed = redact::text(&fields);
-    if scrubbed == s {
+    if short && scrubbed == s {
         CLEAN.with_borrow_mut(|c| {
             if c.len() >= CLEAN_MAX {
                 c.clear();
@@ -187,8 +191,11 @@ mod tests {
             let out = text(&secret, 1000);
             assert!(out.ends_with("Bearer [REDACTED]"), "{out}");
         }
+        let long = "a clean sentence ".repeat(20);
+        assert_eq!(text(&long, 1000), long);
         CLEAN.with_borrow(|c| {
             assert!(c.contains(clean));
+            assert!(!c.contains(long.as_str()), "long texts are not remembered");
             assert!(!c.iter().any(|t| t.contains("FAKEtoken")), "{c:?}");
         });
     }
