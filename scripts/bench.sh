@@ -20,7 +20,7 @@ OUT=target/bench
 mkdir -p "$OUT"
 
 echo "[bench] building release (runbom, runbom-bench) and the criterion bench"
-timeout 900 cargo build --release --locked -p runbom -p runbom-bench 2>&1 | grep -vE '^warning: runbom-agent@|^\s*$' | tail -n 3
+timeout 900 cargo build --release --locked -p runbom -p runbom-bench 2>&1 | grep -vE '^warning: runbom-kernel@|^\s*$' | tail -n 3
 timeout 600 cargo bench --locked -p runbom-bench --bench pipeline --no-run 2>&1 | tail -n 1
 
 echo "[bench] (b) userspace throughput (criterion, ~1 minute)"

@@ -22,7 +22,7 @@ say() { printf '[demo] %s\n' "$*"; }
 
 bash scripts/setup.sh
 say "building runbom (release)"
-cargo build --release --locked -p runbom 2>&1 | grep -vE '^warning: runbom-agent@|^\s*$' | tail -n 3
+cargo build --release --locked -p runbom 2>&1 | grep -vE '^warning: runbom-kernel@|^\s*$' | tail -n 3
 RUNBOM_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/runbom
 PY=$REPO/.venv/bin/python
 

@@ -1,4 +1,4 @@
-//! Every map of the object. Names are the userspace contract (`runbom-agent` looks them up).
+//! Every map of the object. Names are the userspace contract (`runbom-kernel` looks them up).
 
 use aya_ebpf::{
     macros::map,

@@ -1,5 +1,5 @@
 //! Reference probes for the benchmarks (`docs/benchmarks.md`, `sidecar/runbom-bench`). runbom
-//! never attaches these (it attaches only the names in `runbom-agent`'s `TRACEPOINTS`); the
+//! never attaches these (it attaches only the names in `runbom-kernel`'s `TRACEPOINTS`); the
 //! benchmark driver loads them from the same object and attaches them itself, so that runbom's
 //! per-syscall cost can be compared with a minimal probe doing the same work, side by side.
 //!

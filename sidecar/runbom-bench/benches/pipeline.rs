@@ -19,11 +19,11 @@ use criterion::{
     measurement::{Measurement, ValueFormatter, WallTime},
 };
 use prost::Message as _;
-use runbom_agent::{Enricher, KernelEvent, clock::BootClock, proctable::ProcessTable};
 use runbom_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, PATH_MAX, SockAddr, SockEvent,
     decode::{as_bytes, decode},
 };
+use runbom_kernel::{Enricher, KernelEvent, clock::BootClock, proctable::ProcessTable};
 use runbom_otlp::{ConvertOptions, convert};
 
 const BATCH: usize = 1024;

@@ -149,7 +149,7 @@ impl Reference {
     ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("REF_EVENTS", ring_bytes)
-            .load(runbom_agent::probes::OBJECT)
+            .load(runbom_kernel::probes::OBJECT)
             .context("loading runbom's eBPF object for the reference probes")?;
         {
             let map = ebpf

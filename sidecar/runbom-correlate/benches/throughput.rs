@@ -21,8 +21,8 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
-use runbom_agent::{Detail, KernelEvent, proctable::ProcessInfo};
 use runbom_correlate::{Correlator, Settings};
+use runbom_kernel::{Detail, KernelEvent, proctable::ProcessInfo};
 
 const MS: u64 = 1_000_000;
 const SECONDS: u64 = 60;

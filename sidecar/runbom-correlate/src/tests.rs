@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
-use runbom_agent::{
+use runbom_kernel::{
     Capture, Detail, HttpRequest, KernelEvent, TraceParent, proctable::ProcessInfo,
 };
 use runbom_otlp::{ConvertOptions, convert::SCOPE as SCOPE_NAME};

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
-use runbom_agent::{
+use runbom_kernel::{
     Detail, KernelEvent, names,
     proctable::{ProcessInfo, new_span_id},
 };
@@ -417,7 +417,7 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
     a
 }
 
-fn http_attributes(h: &runbom_agent::event::HttpRequest, a: &mut Vec<KeyValue>) {
+fn http_attributes(h: &runbom_kernel::event::HttpRequest, a: &mut Vec<KeyValue>) {
     a.push(kv_str("runbom.capture", h.capture.as_str()));
     a.push(kv_str("http.request.method", &h.method));
     if let Some(host) = &h.host {
@@ -440,8 +440,8 @@ fn http_attributes(h: &runbom_agent::event::HttpRequest, a: &mut Vec<KeyValue>) 
     a.push(kv_str("url.path", path));
     if let Some(host) = &h.host {
         let scheme = match h.capture {
-            runbom_agent::event::Capture::Openssl => "https",
-            runbom_agent::event::Capture::Socket => "http",
+            runbom_kernel::event::Capture::Openssl => "https",
+            runbom_kernel::event::Capture::Socket => "http",
         };
         a.push(kv_str(
             "url.full",
@@ -518,7 +518,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use runbom_agent::Transport;
+    use runbom_kernel::Transport;
 
     fn event(detail: Detail) -> KernelEvent {
         KernelEvent {
@@ -557,8 +557,8 @@ mod tests {
 
     #[test]
     fn http_span_is_named_by_server_address() {
-        let ev = event(Detail::HttpRequest(Box::new(runbom_agent::HttpRequest {
-            capture: runbom_agent::Capture::Openssl,
+        let ev = event(Detail::HttpRequest(Box::new(runbom_kernel::HttpRequest {
+            capture: runbom_kernel::Capture::Openssl,
             method: "POST".into(),
             host: Some("api.openai.com:443".into()),
             target: "/v1/chat/completions?x=[REDACTED]".into(),

@@ -21,8 +21,8 @@ use std::{
     time::Duration,
 };
 
-use runbom_agent::KernelEvent;
 use runbom_correlate::Correlator;
+use runbom_kernel::KernelEvent;
 use runbom_otlp::{
     ExportError, Exporter,
     signal::{Signal, SignalKind},

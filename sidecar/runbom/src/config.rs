@@ -695,7 +695,7 @@ impl Telemetry {
 
 impl Default for EbpfReceiver {
     fn default() -> Self {
-        let probes = runbom_agent::ProbeSettings::default();
+        let probes = runbom_kernel::ProbeSettings::default();
         Self {
             ring_buffer_bytes: probes.ring_bytes,
             exec: ExecSettings {
@@ -773,8 +773,8 @@ fn default_timeout() -> Duration {
 
 impl EbpfReceiver {
     #[must_use]
-    pub fn probe_settings(&self) -> runbom_agent::ProbeSettings {
-        runbom_agent::ProbeSettings {
+    pub fn probe_settings(&self) -> runbom_kernel::ProbeSettings {
+        runbom_kernel::ProbeSettings {
             ring_bytes: self.ring_buffer_bytes,
             argv_max: self.exec.argv_max_bytes,
             file_include: self.file.include.clone(),
@@ -782,7 +782,7 @@ impl EbpfReceiver {
             watch_pids: self.file.watch_pids.clone(),
             watch_cgroups: self.file.watch_cgroups.clone(),
             dns_ports: self.dns.ports.clone(),
-            http: runbom_agent::HttpCapture {
+            http: runbom_kernel::HttpCapture {
                 enabled: self.http.enabled,
                 plaintext: self.http.plaintext,
                 max_bytes: self.http.max_header_bytes,

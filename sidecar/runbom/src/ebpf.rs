@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use runbom_agent::{
+use runbom_kernel::{
     Enricher, KernelEvent, Probes,
     clock::BootClock,
     openssl,

@@ -23,7 +23,7 @@ use common::{
     items::{Item, flatten, summaries},
     python, run_bounded, test_script,
 };
-use runbom_agent::{
+use runbom_kernel::{
     Detail, Enricher, HttpRequest, KernelEvent, ProbeSettings, Probes, clock::BootClock, openssl,
     proctable::ProcessTable, reader,
 };

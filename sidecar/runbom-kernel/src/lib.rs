@@ -1,4 +1,4 @@
-//! runbom's node agent: loads the eBPF probes ([`probes`]), reads their ring buffer
+//! runbom's kernel side in userspace: loads the eBPF probes ([`probes`]), reads their ring buffer
 //! ([`reader`]), and turns records into [`event::KernelEvent`]s enriched with the process that
 //! caused them ([`proctable`]), Unix times ([`clock`]) and names ([`names`]), with credentials
 //! redacted ([`redact`]).
