@@ -1,11 +1,11 @@
 //! Secrets out of everything the AI-BOM processor writes (contract §5): the agent's redaction
-//! (`runbom_kernel::redact`: bearer/basic credentials, URL passwords, API-key-shaped strings)
+//! (`runbom_event::redact`: bearer/basic credentials, URL passwords, API-key-shaped strings)
 //! plus the values of secret-named fields in free text (`Authorization: x`, `"api_key": "x"`,
 //! `password=x`) and the query values of URLs.
 
 use std::{cell::RefCell, collections::HashSet};
 
-use runbom_kernel::redact::{self, REDACTED};
+use runbom_event::redact::{self, REDACTED};
 
 thread_local! {
     /// Texts found free of credentials. The drift reason of a finding is written on each of its

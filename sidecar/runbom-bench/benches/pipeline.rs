@@ -23,7 +23,8 @@ use runbom_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, PATH_MAX, SockAddr, SockEvent,
     decode::{as_bytes, decode},
 };
-use runbom_kernel::{Enricher, KernelEvent, clock::BootClock, proctable::ProcessTable};
+use runbom_event::KernelEvent;
+use runbom_kernel::{Enricher, clock::BootClock, proctable::ProcessTable};
 use runbom_otlp::{ConvertOptions, convert};
 
 const BATCH: usize = 1024;

@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 use runbom_correlate::{Correlator, Settings};
-use runbom_kernel::{Detail, KernelEvent, proctable::ProcessInfo};
+use runbom_event::{Detail, KernelEvent, ProcessInfo};
 
 const MS: u64 = 1_000_000;
 const SECONDS: u64 = 60;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use runbom_kernel::{Detail, KernelEvent};
+use runbom_event::{Detail, KernelEvent};
 
 /// Where a held event is: its process and its key there (start time, arrival sequence).
 pub type Key = (u32, (u64, u64));

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::{
     common::v1::{KeyValue, any_value::Value},
     resource::v1::Resource,
 };
-use runbom_kernel::{Detail, KernelEvent};
+use runbom_event::{Detail, KernelEvent};
 use runbom_otlp::{ConvertOptions, Placement, convert};
 
 use crate::{

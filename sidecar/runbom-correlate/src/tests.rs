@@ -8,9 +8,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
-use runbom_kernel::{
-    Capture, Detail, HttpRequest, KernelEvent, TraceParent, proctable::ProcessInfo,
-};
+use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, ProcessInfo, TraceParent};
 use runbom_otlp::{ConvertOptions, convert::SCOPE as SCOPE_NAME};
 
 use crate::{Correlator, Method, Output, Settings};

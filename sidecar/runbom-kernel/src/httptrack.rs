@@ -11,10 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    event::{Detail, KernelEvent},
-    http,
-};
+use runbom_event::{Detail, KernelEvent, http};
 
 /// Longest a request waits for its response's status (LLM calls take seconds).
 pub const RESPONSE_WAIT: Duration = Duration::from_secs(30);
@@ -166,7 +163,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::event::{Capture, HttpRequest};
+    use runbom_event::{Capture, HttpRequest};
 
     fn request(start_ns: u64) -> KernelEvent {
         KernelEvent {

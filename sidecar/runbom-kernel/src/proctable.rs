@@ -4,36 +4,7 @@
 
 use std::{collections::HashMap, fs, path::Path, sync::Arc};
 
-use crate::redact;
-
-/// What runbom knows of one process (one program image: exec replaces it).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProcessInfo {
-    pub pid: u32,
-    pub ppid: u32,
-    pub uid: u32,
-    /// Path of the executable, as exec'd (or `/proc/PID/exe` for seeded processes).
-    pub exe: String,
-    /// The command line with credentials redacted.
-    pub command_line: String,
-    /// Container id from the cgroup path, when the process runs in one.
-    pub container_id: Option<String>,
-    /// Events of one program run share this trace id when they are not correlated.
-    pub trace_id: [u8; 16],
-    /// The parent's thread that forked this process (0: not seen, e.g. seeded from `/proc`).
-    /// The correlation places a child's events where that thread was at `fork_ns`.
-    pub fork_tid: u32,
-    /// Unix nanoseconds of the fork (0: not seen).
-    pub fork_ns: u64,
-}
-
-impl ProcessInfo {
-    /// The executable's file name, used as `service.name` of uncorrelated events.
-    #[must_use]
-    pub fn exe_name(&self) -> &str {
-        self.exe.rsplit('/').next().unwrap_or(&self.exe)
-    }
-}
+use runbom_event::{ProcessInfo, ids::new_trace_id, redact};
 
 /// Processes by pid.
 #[derive(Default)]
@@ -143,40 +114,6 @@ impl ProcessTable {
         self.procs.remove(&pid);
         info
     }
-}
-
-#[must_use]
-pub fn new_trace_id() -> [u8; 16] {
-    rand_bytes()
-}
-
-fn rand_bytes<const N: usize>() -> [u8; N] {
-    // A process-wide xorshift generator seeded from the clock and pid is enough for ids that
-    // only need to be unique, not secret.
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut s = STATE.load(Ordering::Relaxed);
-    if s == 0 {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        s = t ^ (u64::from(std::process::id()) << 32) | 1;
-    }
-    let mut out = [0u8; N];
-    for chunk in out.chunks_mut(8) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        chunk.copy_from_slice(&s.to_le_bytes()[..chunk.len()]);
-    }
-    STATE.store(s, Ordering::Relaxed);
-    out
-}
-
-/// A random, non-zero span id.
-#[must_use]
-pub fn new_span_id() -> [u8; 8] {
-    rand_bytes()
 }
 
 fn read_proc(root: &Path, pid: u32) -> Option<ProcessInfo> {

@@ -17,7 +17,9 @@ use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::event::{Enricher, KernelEvent};
+use runbom_event::KernelEvent;
+
+use crate::enrich::Enricher;
 
 /// Most events handed downstream in one batch.
 pub const BATCH: usize = 1024;

@@ -16,10 +16,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
-use runbom_kernel::{
-    Detail, KernelEvent, names,
-    proctable::{ProcessInfo, new_span_id},
-};
+use runbom_event::{Detail, KernelEvent, ProcessInfo, ids::new_span_id, names};
 
 /// Instrumentation scope of every kernel span and log record.
 pub const SCOPE: &str = "runbom.kernel";
@@ -417,7 +414,7 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
     a
 }
 
-fn http_attributes(h: &runbom_kernel::event::HttpRequest, a: &mut Vec<KeyValue>) {
+fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
     a.push(kv_str("runbom.capture", h.capture.as_str()));
     a.push(kv_str("http.request.method", &h.method));
     if let Some(host) = &h.host {
@@ -440,8 +437,8 @@ fn http_attributes(h: &runbom_kernel::event::HttpRequest, a: &mut Vec<KeyValue>)
     a.push(kv_str("url.path", path));
     if let Some(host) = &h.host {
         let scheme = match h.capture {
-            runbom_kernel::event::Capture::Openssl => "https",
-            runbom_kernel::event::Capture::Socket => "http",
+            runbom_event::Capture::Openssl => "https",
+            runbom_event::Capture::Socket => "http",
         };
         a.push(kv_str(
             "url.full",
@@ -518,7 +515,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use runbom_kernel::Transport;
+    use runbom_event::Transport;
 
     fn event(detail: Detail) -> KernelEvent {
         KernelEvent {
@@ -557,8 +554,8 @@ mod tests {
 
     #[test]
     fn http_span_is_named_by_server_address() {
-        let ev = event(Detail::HttpRequest(Box::new(runbom_kernel::HttpRequest {
-            capture: runbom_kernel::Capture::Openssl,
+        let ev = event(Detail::HttpRequest(Box::new(runbom_event::HttpRequest {
+            capture: runbom_event::Capture::Openssl,
             method: "POST".into(),
             host: Some("api.openai.com:443".into()),
             target: "/v1/chat/completions?x=[REDACTED]".into(),

@@ -22,7 +22,7 @@ use std::{
 };
 
 use runbom_correlate::Correlator;
-use runbom_kernel::KernelEvent;
+use runbom_event::KernelEvent;
 use runbom_otlp::{
     ExportError, Exporter,
     signal::{Signal, SignalKind},

@@ -15,8 +15,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use runbom_event::KernelEvent;
 use runbom_kernel::{
-    Enricher, KernelEvent, Probes,
+    Enricher, Probes,
     clock::BootClock,
     openssl,
     proctable::ProcessTable,

@@ -23,9 +23,9 @@ use common::{
     items::{Item, flatten, summaries},
     python, run_bounded, test_script,
 };
+use runbom_event::{Detail, HttpRequest, KernelEvent};
 use runbom_kernel::{
-    Detail, Enricher, HttpRequest, KernelEvent, ProbeSettings, Probes, clock::BootClock, openssl,
-    proctable::ProcessTable, reader,
+    Enricher, ProbeSettings, Probes, clock::BootClock, openssl, proctable::ProcessTable, reader,
 };
 use serde_json::Value;
 

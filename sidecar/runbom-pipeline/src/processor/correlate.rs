@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use runbom_correlate::{Correlator, Method, Output, Settings, Stats};
-use runbom_kernel::KernelEvent;
+use runbom_event::KernelEvent;
 use runbom_otlp::signal::Signal;
 use tokio::sync::mpsc;
 
@@ -166,7 +166,7 @@ mod tests {
         resource::v1::Resource,
         trace::v1::{ResourceSpans, ScopeSpans, Span},
     };
-    use runbom_kernel::{Detail, proctable::ProcessInfo};
+    use runbom_event::{Detail, ProcessInfo};
     use runbom_otlp::signal::SignalKind;
     use tokio_util::sync::CancellationToken;
 

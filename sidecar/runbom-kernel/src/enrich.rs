@@ -1,155 +1,19 @@
 //! Decoded kernel records enriched into [`KernelEvent`]s: Unix times, the process they belong
 //! to, names for errnos and flags, DNS questions parsed out of datagrams.
 
-use std::{
-    collections::HashSet,
-    net::SocketAddr,
-    sync::{Arc, mpsc::SyncSender},
-    time::Instant,
-};
+use std::{collections::HashSet, net::SocketAddr, sync::mpsc::SyncSender, time::Instant};
 
 use runbom_common::{
     EXEC_ARGV_TRUNCATED, HTTP_FD_IS_SOCKET, HTTP_PEER_KNOWN, HttpEvent, SOCK_TYPE_DGRAM,
     SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event, http_source,
 };
+use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, Transport, http, names, redact};
 
 use crate::{
     clock::BootClock,
-    http,
     httptrack::{self, Awaits, HttpTracker, socket_key},
-    names,
-    proctable::{ProcessInfo, ProcessTable},
-    redact,
+    proctable::ProcessTable,
 };
-
-/// A kernel event ready to be exported.
-#[derive(Clone, Debug)]
-pub struct KernelEvent {
-    pub pid: u32,
-    pub tid: u32,
-    pub cgroup_id: u64,
-    /// Unix nanoseconds at the syscall's entry.
-    pub start_ns: u64,
-    /// Unix nanoseconds at its return (equal to `start_ns` when the return was not observed).
-    pub end_ns: u64,
-    /// The process as it was when the event happened.
-    pub process: Arc<ProcessInfo>,
-    pub detail: Detail,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Udp,
-}
-
-impl Transport {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tcp => "tcp",
-            Self::Udp => "udp",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Detail {
-    Exec {
-        path: String,
-        argv_truncated: bool,
-    },
-    Exit {
-        /// `None` when the process was killed (no `exit_group` call was seen).
-        code: Option<i32>,
-    },
-    Connect {
-        remote: SocketAddr,
-        transport: Option<Transport>,
-        /// The errno name when the call failed (`EINPROGRESS` is not a failure).
-        error: Option<&'static str>,
-    },
-    Accept {
-        peer: Option<SocketAddr>,
-    },
-    FileOpen {
-        path: String,
-        flags: u32,
-        error: Option<&'static str>,
-    },
-    DnsQuery {
-        name: String,
-        /// The question's type (`A`, `AAAA`, …).
-        qtype: &'static str,
-        server: SocketAddr,
-    },
-    /// An HTTP/1.x request seen at the socket or inside TLS (contract §1 `http.request`).
-    HttpRequest(Box<HttpRequest>),
-}
-
-/// Where an HTTP request was captured (`runbom.capture`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Capture {
-    /// Plaintext, at the socket write.
-    Socket,
-    /// Inside TLS, at OpenSSL's `SSL_write`/`SSL_write_ex`.
-    Openssl,
-}
-
-impl Capture {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Socket => "socket",
-            Self::Openssl => "openssl",
-        }
-    }
-}
-
-/// A W3C `traceparent` header, parsed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceParent {
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    pub sampled: bool,
-}
-
-/// What runbom exports of a captured HTTP request; credentials are already redacted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub capture: Capture,
-    pub method: String,
-    /// The `Host` header, else the peer address when known.
-    pub host: Option<String>,
-    /// The request target with query values redacted.
-    pub target: String,
-    /// The connected peer (for `network.peer.*`, `server.port`) when known.
-    pub peer: Option<SocketAddr>,
-    pub traceparent: Option<TraceParent>,
-    pub user_agent: Option<String>,
-    /// `Content-Length`, when given.
-    pub body_size: Option<u64>,
-    /// `model` of an LLM API request body (`gen_ai.request.model`).
-    pub model: Option<String>,
-    /// The response status, when the response was seen.
-    pub status: Option<u16>,
-}
-
-impl Detail {
-    /// The contract's `runbom.event` value.
-    #[must_use]
-    pub fn event_name(&self) -> &'static str {
-        match self {
-            Self::Exec { .. } => "process.exec",
-            Self::Exit { .. } => "process.exit",
-            Self::Connect { .. } => "net.connect",
-            Self::Accept { .. } => "net.accept",
-            Self::FileOpen { .. } => "file.open",
-            Self::DnsQuery { .. } => "dns.query",
-            Self::HttpRequest(_) => "http.request",
-        }
-    }
-}
 
 /// Turns decoded records into [`KernelEvent`]s and keeps the process table current.
 pub struct Enricher {
