@@ -22,7 +22,10 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 use runbom_correlate::{Correlator, Settings};
-use runbom_event::{Detail, KernelEvent, ProcessInfo};
+use runbom_event::{
+    Detail, KernelEvent, ProcessInfo,
+    semconv::{PROCESS_PID, THREAD_ID},
+};
 
 const MS: u64 = 1_000_000;
 const SECONDS: u64 = 60;
@@ -53,7 +56,7 @@ fn conversation(s: u64, t: u32) -> Vec<Span> {
     trace[..8].copy_from_slice(&s.to_le_bytes());
     trace[8] = t as u8;
     trace[15] = 1;
-    let tid = vec![int("thread.id", i64::from(AGENT + 1 + t))];
+    let tid = vec![int(THREAD_ID, i64::from(AGENT + 1 + t))];
     let mut spans = vec![Span {
         trace_id: trace.clone(),
         span_id: id(0),
@@ -113,7 +116,7 @@ fn replay() -> usize {
         })
         .collect();
     let resource = Resource {
-        attributes: vec![int("process.pid", AGENT.into())],
+        attributes: vec![int(PROCESS_PID, AGENT.into())],
         ..Default::default()
     };
     let mut made = 0;

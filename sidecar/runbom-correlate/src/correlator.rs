@@ -11,7 +11,10 @@ use opentelemetry_proto::tonic::{
     common::v1::{KeyValue, any_value::Value},
     resource::v1::Resource,
 };
-use runbom_event::{Detail, KernelEvent};
+use runbom_event::{
+    Detail, KernelEvent,
+    semconv::{PROCESS_PID, THREAD_ID, correlation},
+};
 use runbom_otlp::{ConvertOptions, Placement, convert};
 
 use crate::{
@@ -53,7 +56,7 @@ impl Placed {
             trace,
             resource,
             method: Method::Ancestry,
-            confidence: "medium",
+            confidence: correlation::MEDIUM,
         }
     }
 }
@@ -149,7 +152,7 @@ impl Correlator {
             let pid = rs
                 .resource
                 .as_ref()
-                .and_then(|r| int_attr(&r.attributes, "process.pid"));
+                .and_then(|r| int_attr(&r.attributes, PROCESS_PID));
             let resource = Arc::new(rs.resource.clone().unwrap_or_default());
             let res = Arc::new(ResourceCtx {
                 resource: rs.resource,
@@ -182,7 +185,7 @@ impl Correlator {
                             pid: pid as u32,
                             start: span.start_time_unix_nano,
                             end: span.end_time_unix_nano.max(span.start_time_unix_nano),
-                            tid: int_attr(&span.attributes, "thread.id").map(|t| t as u32),
+                            tid: int_attr(&span.attributes, THREAD_ID).map(|t| t as u32),
                             resource: resource.clone(),
                             arrived: now,
                         });
@@ -335,7 +338,7 @@ impl Correlator {
             && let Some(tp) = h.traceparent
             && self.index.get(tp.span_id).is_some()
         {
-            return Some((tp.span_id, Method::Traceparent, "high"));
+            return Some((tp.span_id, Method::Traceparent, correlation::HIGH));
         }
         if !settled {
             return None;
@@ -346,9 +349,9 @@ impl Correlator {
             .collect();
         let inner = SpanIndex::innermost(candidates.iter().copied())?;
         if self.trace_count(&candidates) == 1 {
-            Some((inner.id, Method::Thread, "high"))
+            Some((inner.id, Method::Thread, correlation::HIGH))
         } else {
-            Some((inner.id, Method::Process, "low"))
+            Some((inner.id, Method::Process, correlation::LOW))
         }
     }
 
@@ -366,9 +369,9 @@ impl Correlator {
         let candidates: Vec<&SpanRec> = self.index.containing(ev.pid, ev.start_ns, None).collect();
         let inner = SpanIndex::innermost(candidates.iter().copied())?;
         let confidence = if self.trace_count(&candidates) > 1 {
-            "low"
+            correlation::LOW
         } else {
-            "medium"
+            correlation::MEDIUM
         };
         Some((inner.id, Method::Process, confidence))
     }

@@ -1,7 +1,7 @@
-//! Correlation (telemetry contract §2): places kernel events under the application spans that
-//! caused them and stitches traces whose context propagation broke. Pure and synchronous: the
-//! caller feeds spans and events with the current time and polls for what is ready; see
-//! `docs/correlation.md` for the rules.
+//! Correlation (`docs/telemetry-contract.md` §2): places kernel events under the application
+//! spans that caused them and stitches traces whose context propagation broke. Pure and
+//! synchronous: the caller feeds spans and events with the current time and polls for what is
+//! ready; see `docs/correlation.md` for the rules.
 
 mod buffer;
 mod correlator;
@@ -13,6 +13,8 @@ mod traces;
 mod tests;
 
 use std::time::Duration;
+
+use runbom_event::semconv::correlation;
 
 pub use buffer::event_bytes;
 pub use correlator::{Correlator, Output};
@@ -71,10 +73,10 @@ impl Method {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Traceparent => "traceparent",
-            Self::Thread => "thread",
-            Self::Process => "process",
-            Self::Ancestry => "ancestry",
+            Self::Traceparent => correlation::TRACEPARENT,
+            Self::Thread => correlation::THREAD,
+            Self::Process => correlation::PROCESS,
+            Self::Ancestry => correlation::ANCESTRY,
         }
     }
 }

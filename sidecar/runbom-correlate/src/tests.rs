@@ -8,8 +8,11 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
-use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, ProcessInfo, TraceParent};
-use runbom_otlp::{ConvertOptions, convert::SCOPE as SCOPE_NAME};
+use runbom_event::{
+    Capture, Detail, HttpRequest, KernelEvent, ProcessInfo, TraceParent,
+    semconv::scope::KERNEL as SCOPE_NAME,
+};
+use runbom_otlp::ConvertOptions;
 
 use crate::{Correlator, Method, Output, Settings};
 

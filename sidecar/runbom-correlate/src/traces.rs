@@ -12,6 +12,8 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::Link},
 };
 
+use runbom_event::semconv::{RUNBOM_STITCHED_ORIGINAL_SPAN_ID, RUNBOM_STITCHED_ORIGINAL_TRACE_ID};
+
 use crate::spans::{SpanId, TraceId};
 
 /// The Resource (and schema) a span came with.
@@ -141,11 +143,11 @@ impl Traces {
         {
             span.parent_span_id = parent.to_vec();
             span.attributes.push(kv(
-                "runbom.stitched.original_trace_id",
+                RUNBOM_STITCHED_ORIGINAL_TRACE_ID,
                 hex::encode(&original_trace),
             ));
             span.attributes.push(kv(
-                "runbom.stitched.original_span_id",
+                RUNBOM_STITCHED_ORIGINAL_SPAN_ID,
                 hex::encode(&span.span_id),
             ));
             span.links.push(Link {

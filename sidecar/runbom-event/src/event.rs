@@ -4,7 +4,10 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use crate::process::ProcessInfo;
+use crate::{
+    process::ProcessInfo,
+    semconv::{capture, event},
+};
 
 /// A kernel event ready to be exported.
 #[derive(Clone, Debug)]
@@ -84,8 +87,8 @@ impl Capture {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Socket => "socket",
-            Self::Openssl => "openssl",
+            Self::Socket => capture::SOCKET,
+            Self::Openssl => capture::OPENSSL,
         }
     }
 }
@@ -124,13 +127,13 @@ impl Detail {
     #[must_use]
     pub fn event_name(&self) -> &'static str {
         match self {
-            Self::Exec { .. } => "process.exec",
-            Self::Exit { .. } => "process.exit",
-            Self::Connect { .. } => "net.connect",
-            Self::Accept { .. } => "net.accept",
-            Self::FileOpen { .. } => "file.open",
-            Self::DnsQuery { .. } => "dns.query",
-            Self::HttpRequest(_) => "http.request",
+            Self::Exec { .. } => event::PROCESS_EXEC,
+            Self::Exit { .. } => event::PROCESS_EXIT,
+            Self::Connect { .. } => event::NET_CONNECT,
+            Self::Accept { .. } => event::NET_ACCEPT,
+            Self::FileOpen { .. } => event::FILE_OPEN,
+            Self::DnsQuery { .. } => event::DNS_QUERY,
+            Self::HttpRequest(_) => event::HTTP_REQUEST,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP/1.x request heads as captured by the kernel side: parsing (method, target, `Host`,
 //! `traceparent`, `User-Agent`, `Content-Length`), the `model` of an LLM API request body,
-//! response status lines, and redaction (telemetry contract §5) before anything leaves here.
+//! response status lines, and redaction (`docs/telemetry-contract.md` §5) before anything leaves
+//! here.
 //!
 //! Nothing here keeps header values other than those named above: `Authorization`, `Cookie`
 //! and the like are never copied out of the captured bytes, and the body is read only for

@@ -1,4 +1,5 @@
-//! Redaction of credentials (telemetry contract §5) in command lines and captured text.
+//! Redaction of credentials (`docs/telemetry-contract.md` §5) in command lines and captured
+//! text.
 //!
 //! What is replaced by [`REDACTED`]: the value of a flag or `KEY=value` whose name says it holds a
 //! secret (`--password x`, `--api-key=x`, `TOKEN=x`), the password of a URL's userinfo, the

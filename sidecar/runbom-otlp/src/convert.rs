@@ -1,4 +1,5 @@
-//! Kernel events as OTLP spans and log records, exactly as the telemetry contract §1 names them.
+//! Kernel events as OTLP spans and log records, exactly as the telemetry contract
+//! (`docs/telemetry-contract.md` §1) names them, with the names of [`runbom_event::semconv`].
 //!
 //! Events are grouped by the process (program run) that caused them: one `ResourceSpans` /
 //! `ResourceLogs` per process, scope `runbom.kernel`. An event that no application trace claimed
@@ -16,10 +17,21 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
-use runbom_event::{Detail, KernelEvent, ProcessInfo, ids::new_span_id, names};
-
-/// Instrumentation scope of every kernel span and log record.
-pub const SCOPE: &str = "runbom.kernel";
+use runbom_event::{
+    Detail, KernelEvent, ProcessInfo,
+    ids::new_span_id,
+    names,
+    semconv::{
+        CLIENT_ADDRESS, CLIENT_PORT, CONTAINER_ID, DNS_QUESTION_NAME, ERROR_TYPE, EVENT_NAME,
+        FILE_PATH, GEN_AI_REQUEST_MODEL, HOST_NAME, HTTP_REQUEST_BODY_SIZE, HTTP_REQUEST_METHOD,
+        HTTP_RESPONSE_STATUS_CODE, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, NETWORK_TRANSPORT,
+        NETWORK_TYPE, PROCESS_COMMAND_LINE, PROCESS_EXECUTABLE_PATH, PROCESS_EXIT_CODE,
+        PROCESS_PARENT_PID, PROCESS_PID, PROCESS_USER_ID, RUNBOM_CAPTURE,
+        RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, RUNBOM_DNS_QUESTION_TYPE,
+        RUNBOM_EVENT, RUNBOM_EXEC_ARGV_TRUNCATED, RUNBOM_FILE_FLAGS, SERVER_ADDRESS, SERVER_PORT,
+        SERVICE_NAME, THREAD_ID, URL_FULL, URL_PATH, USER_AGENT_ORIGINAL, scope,
+    },
+};
 
 /// What the conversion needs to know beyond the events.
 #[derive(Clone, Debug)]
@@ -111,7 +123,7 @@ pub fn convert(
             .push(i);
     }
     let scope = Some(InstrumentationScope {
-        name: SCOPE.into(),
+        name: scope::KERNEL.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         ..Default::default()
     });
@@ -172,15 +184,15 @@ fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
         p.exe_name()
     };
     let mut attributes = vec![
-        kv_str("service.name", name),
-        kv_str("host.name", &opts.host_name),
-        kv_int("process.pid", p.pid.into()),
+        kv_str(SERVICE_NAME, name),
+        kv_str(HOST_NAME, &opts.host_name),
+        kv_int(PROCESS_PID, p.pid.into()),
     ];
     if !p.exe.is_empty() {
-        attributes.push(kv_str("process.executable.path", &p.exe));
+        attributes.push(kv_str(PROCESS_EXECUTABLE_PATH, &p.exe));
     }
     if let Some(id) = &p.container_id {
-        attributes.push(kv_str("container.id", id));
+        attributes.push(kv_str(CONTAINER_ID, id));
     }
     Resource {
         attributes,
@@ -191,25 +203,27 @@ fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
 /// The span of an event, under its placement's span when it has one; `None` for
 /// `process.exit`, which is a log only.
 fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
+    let event = ev.detail.event_name();
     let (name, kind) = match &ev.detail {
         Detail::Exit { .. } => return None,
-        Detail::Exec { path, .. } => (format!("process.exec {path}"), SpanKind::Internal),
+        Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => {
+            (format!("{event} {path}"), SpanKind::Internal)
+        }
         Detail::Connect { remote, .. } => (
-            format!("net.connect {}:{}", host(remote.ip()), remote.port()),
+            format!("{event} {}:{}", host(remote.ip()), remote.port()),
             SpanKind::Client,
         ),
         Detail::Accept { peer } => (
             format!(
-                "net.accept {}",
+                "{event} {}",
                 peer.map_or_else(|| "unknown".into(), |p| p.ip().to_string())
             ),
             SpanKind::Server,
         ),
-        Detail::FileOpen { path, .. } => (format!("file.open {path}"), SpanKind::Internal),
-        Detail::DnsQuery { name, .. } => (format!("dns.query {name}"), SpanKind::Client),
+        Detail::DnsQuery { name, .. } => (format!("{event} {name}"), SpanKind::Client),
         Detail::HttpRequest(h) => (
             format!(
-                "http.request {} {}",
+                "{event} {} {}",
                 h.method,
                 // `server.address`: the Host header without its port.
                 h.host
@@ -246,7 +260,7 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
 fn log(ev: &KernelEvent, span: Option<&Span>, placement: Option<&Placement>) -> LogRecord {
     let event = ev.detail.event_name();
     let mut attributes = attributes(ev, placement);
-    attributes.push(kv_str("event.name", event));
+    attributes.push(kv_str(EVENT_NAME, event));
     let failed = error(ev).is_some();
     LogRecord {
         time_unix_nano: ev.start_ns,
@@ -329,36 +343,36 @@ fn host(ip: std::net::IpAddr) -> String {
 fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> {
     let p = &ev.process;
     let mut a = Vec::with_capacity(16);
-    a.push(kv_str("runbom.event", ev.detail.event_name()));
+    a.push(kv_str(RUNBOM_EVENT, ev.detail.event_name()));
     if let Some(placed) = placement {
-        a.push(kv_str("runbom.correlation.method", placed.method));
-        a.push(kv_str("runbom.correlation.confidence", placed.confidence));
+        a.push(kv_str(RUNBOM_CORRELATION_METHOD, placed.method));
+        a.push(kv_str(RUNBOM_CORRELATION_CONFIDENCE, placed.confidence));
     }
-    a.push(kv_int("process.pid", ev.pid.into()));
-    a.push(kv_int("thread.id", ev.tid.into()));
+    a.push(kv_int(PROCESS_PID, ev.pid.into()));
+    a.push(kv_int(THREAD_ID, ev.tid.into()));
     if p.ppid != 0 {
-        a.push(kv_int("process.parent_pid", p.ppid.into()));
+        a.push(kv_int(PROCESS_PARENT_PID, p.ppid.into()));
     }
     if !p.exe.is_empty() {
-        a.push(kv_str("process.executable.path", &p.exe));
+        a.push(kv_str(PROCESS_EXECUTABLE_PATH, &p.exe));
     }
     if !p.command_line.is_empty() {
-        a.push(kv_str("process.command_line", &p.command_line));
+        a.push(kv_str(PROCESS_COMMAND_LINE, &p.command_line));
     }
-    a.push(kv_int("process.user.id", p.uid.into()));
+    a.push(kv_int(PROCESS_USER_ID, p.uid.into()));
     if let Some(id) = &p.container_id {
-        a.push(kv_str("container.id", id));
+        a.push(kv_str(CONTAINER_ID, id));
     }
     let net_type = |ip: &std::net::IpAddr| if ip.is_ipv4() { "ipv4" } else { "ipv6" };
     match &ev.detail {
         Detail::Exec { argv_truncated, .. } => {
             if *argv_truncated {
-                a.push(kv_bool("runbom.exec.argv_truncated", true));
+                a.push(kv_bool(RUNBOM_EXEC_ARGV_TRUNCATED, true));
             }
         }
         Detail::Exit { code } => {
             if let Some(c) = code {
-                a.push(kv_int("process.exit.code", (*c).into()));
+                a.push(kv_int(PROCESS_EXIT_CODE, (*c).into()));
             }
         }
         Detail::Connect {
@@ -367,34 +381,34 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
             error,
         } => {
             let ip = remote.ip().to_string();
-            a.push(kv_str("server.address", &ip));
-            a.push(kv_int("server.port", remote.port().into()));
-            a.push(kv_str("network.peer.address", &ip));
-            a.push(kv_int("network.peer.port", remote.port().into()));
+            a.push(kv_str(SERVER_ADDRESS, &ip));
+            a.push(kv_int(SERVER_PORT, remote.port().into()));
+            a.push(kv_str(NETWORK_PEER_ADDRESS, &ip));
+            a.push(kv_int(NETWORK_PEER_PORT, remote.port().into()));
             if let Some(t) = transport {
-                a.push(kv_str("network.transport", t.as_str()));
+                a.push(kv_str(NETWORK_TRANSPORT, t.as_str()));
             }
-            a.push(kv_str("network.type", net_type(&remote.ip())));
+            a.push(kv_str(NETWORK_TYPE, net_type(&remote.ip())));
             if let Some(e) = error {
-                a.push(kv_str("error.type", e));
+                a.push(kv_str(ERROR_TYPE, e));
             }
         }
         Detail::Accept { peer } => {
-            a.push(kv_str("network.transport", "tcp"));
+            a.push(kv_str(NETWORK_TRANSPORT, "tcp"));
             if let Some(peer) = peer {
                 let ip = peer.ip().to_string();
-                a.push(kv_str("client.address", &ip));
-                a.push(kv_int("client.port", peer.port().into()));
-                a.push(kv_str("network.peer.address", &ip));
-                a.push(kv_int("network.peer.port", peer.port().into()));
-                a.push(kv_str("network.type", net_type(&peer.ip())));
+                a.push(kv_str(CLIENT_ADDRESS, &ip));
+                a.push(kv_int(CLIENT_PORT, peer.port().into()));
+                a.push(kv_str(NETWORK_PEER_ADDRESS, &ip));
+                a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
+                a.push(kv_str(NETWORK_TYPE, net_type(&peer.ip())));
             }
         }
         Detail::FileOpen { path, flags, error } => {
-            a.push(kv_str("file.path", path));
-            a.push(kv_str("runbom.file.flags", &names::open_flags(*flags)));
+            a.push(kv_str(FILE_PATH, path));
+            a.push(kv_str(RUNBOM_FILE_FLAGS, &names::open_flags(*flags)));
             if let Some(e) = error {
-                a.push(kv_str("error.type", e));
+                a.push(kv_str(ERROR_TYPE, e));
             }
         }
         Detail::DnsQuery {
@@ -402,12 +416,12 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
             qtype,
             server,
         } => {
-            a.push(kv_str("dns.question.name", name));
-            a.push(kv_str("runbom.dns.question.type", qtype));
-            a.push(kv_str("server.address", &server.ip().to_string()));
-            a.push(kv_int("server.port", server.port().into()));
-            a.push(kv_str("network.transport", "udp"));
-            a.push(kv_str("network.type", net_type(&server.ip())));
+            a.push(kv_str(DNS_QUESTION_NAME, name));
+            a.push(kv_str(RUNBOM_DNS_QUESTION_TYPE, qtype));
+            a.push(kv_str(SERVER_ADDRESS, &server.ip().to_string()));
+            a.push(kv_int(SERVER_PORT, server.port().into()));
+            a.push(kv_str(NETWORK_TRANSPORT, "udp"));
+            a.push(kv_str(NETWORK_TYPE, net_type(&server.ip())));
         }
         Detail::HttpRequest(h) => http_attributes(h, &mut a),
     }
@@ -415,11 +429,11 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
 }
 
 fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
-    a.push(kv_str("runbom.capture", h.capture.as_str()));
-    a.push(kv_str("http.request.method", &h.method));
+    a.push(kv_str(RUNBOM_CAPTURE, h.capture.as_str()));
+    a.push(kv_str(HTTP_REQUEST_METHOD, &h.method));
     if let Some(host) = &h.host {
         let (name, _) = split_host_port(host);
-        a.push(kv_str("server.address", name));
+        a.push(kv_str(SERVER_ADDRESS, name));
     }
     if let Some(port) = h
         .host
@@ -427,38 +441,35 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
         .and_then(|host| split_host_port(host).1)
         .or(h.peer.map(|p| p.port()))
     {
-        a.push(kv_int("server.port", port.into()));
+        a.push(kv_int(SERVER_PORT, port.into()));
     }
     if let Some(peer) = h.peer {
-        a.push(kv_str("network.peer.address", &peer.ip().to_string()));
-        a.push(kv_int("network.peer.port", peer.port().into()));
+        a.push(kv_str(NETWORK_PEER_ADDRESS, &peer.ip().to_string()));
+        a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
     }
     let path = h.target.split('?').next().unwrap_or(&h.target);
-    a.push(kv_str("url.path", path));
+    a.push(kv_str(URL_PATH, path));
     if let Some(host) = &h.host {
         let scheme = match h.capture {
             runbom_event::Capture::Openssl => "https",
             runbom_event::Capture::Socket => "http",
         };
-        a.push(kv_str(
-            "url.full",
-            &format!("{scheme}://{host}{}", h.target),
-        ));
+        a.push(kv_str(URL_FULL, &format!("{scheme}://{host}{}", h.target)));
     }
     if let Some(size) = h.body_size {
         a.push(kv_int(
-            "http.request.body.size",
+            HTTP_REQUEST_BODY_SIZE,
             i64::try_from(size).unwrap_or(i64::MAX),
         ));
     }
     if let Some(status) = h.status {
-        a.push(kv_int("http.response.status_code", status.into()));
+        a.push(kv_int(HTTP_RESPONSE_STATUS_CODE, status.into()));
     }
     if let Some(ua) = &h.user_agent {
-        a.push(kv_str("user_agent.original", ua));
+        a.push(kv_str(USER_AGENT_ORIGINAL, ua));
     }
     if let Some(model) = &h.model {
-        a.push(kv_str("gen_ai.request.model", model));
+        a.push(kv_str(GEN_AI_REQUEST_MODEL, model));
     }
 }
 
@@ -678,7 +689,10 @@ mod tests {
             Some(&Value::StringValue("support-agent".into()))
         );
         let span = &rs.scope_spans[0].spans[0];
-        assert_eq!(rs.scope_spans[0].scope.as_ref().unwrap().name, SCOPE);
+        assert_eq!(
+            rs.scope_spans[0].scope.as_ref().unwrap().name,
+            scope::KERNEL
+        );
         assert_eq!(
             (span.trace_id.as_slice(), span.parent_span_id.as_slice()),
             (&[9; 16][..], &[3; 8][..])
