@@ -28,7 +28,9 @@ placement never decides which event is which unless the times are equal to the n
 no tie is broken by file order.
 
 **Counts** (per `runbom.correlation.method`, per method/confidence, and in total):
-- matched: paired with an action and placed under its span, in its trace;
+- matched: paired with an action and placed under its span, in the trace that span was
+  exported in (for the orphan's actions: the orphan's trace, which is the conversation's when
+  it was stitched; stitching is scored on its own);
 - misplaced: paired with an action, but under another span or in another trace;
 - duplicated: not paired, but could be the span of an action that another span is (a copy);
 - extra: not paired and could be no action's (an event the agent did not cause, or one
@@ -362,8 +364,17 @@ def score(spans: list[dict], truth: dict, slack_ns: int,
     actions = sorted((a for c in truth["conversations"] for a in c["actions"]), key=_action_key)
 
     def placed_right(span: dict, action: dict) -> bool:
-        want_trace = conversations[action["conversation"]]["trace_id"]
+        """Under the action's span, in the trace that span was exported in (the orphan's
+        stitching is scored on its own, below)."""
+        parent = app.get(action["span_id"])
+        want_trace = parent["trace_id"] if parent else conversations[action["conversation"]][
+            "trace_id"]
         return bool(span["parent_span_id"] == action["span_id"] and span["trace_id"] == want_trace)
+
+    def in_conversation_trace(span: dict, action: dict) -> bool:
+        """The first scorer's `placed`: under the action's span, in the conversation's trace."""
+        return bool(span["parent_span_id"] == action["span_id"]
+                    and span["trace_id"] == conversations[action["conversation"]]["trace_id"])
 
     edges = {}
     for i, s in enumerate(kernel):
@@ -451,10 +462,12 @@ def score(spans: list[dict], truth: dict, slack_ns: int,
     for j, a in enumerate(actions):
         k = by_kind.setdefault(a["kind"], {"actions": 0, "captured": 0, "placed": 0})
         k["actions"] += 1
+    placed = 0
     for i, j in pairs.items():
         k = by_kind[actions[j]["kind"]]
         k["captured"] += 1
-        k["placed"] += placed_right(kernel[i], actions[j])
+        k["placed"] += in_conversation_trace(kernel[i], actions[j])
+        placed += in_conversation_trace(kernel[i], actions[j])
     methods: dict[str, int] = {}
     for i in pairs:
         m = placement(kernel[i])[0]
@@ -468,11 +481,12 @@ def score(spans: list[dict], truth: dict, slack_ns: int,
         "pids": sorted(pids),
         "kernel_spans": len(kernel),
         "actions": n,
-        # The counts the first scorer had (recall only), kept for its readers.
+        # The counts the first scorer had (recall only, in the conversation's trace: through
+        # the stitch for the orphan's actions), kept for its readers.
         "captured": captured,
-        "placed": matched,
-        "placed_share": share(matched, n),
-        "placed_share_of_captured": share(matched, captured),
+        "placed": placed,
+        "placed_share": share(placed, n),
+        "placed_share_of_captured": share(placed, captured),
         "methods": methods,
         "by_kind": by_kind,
         "orphans": len(orphans),
