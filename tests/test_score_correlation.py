@@ -385,3 +385,39 @@ def test_the_command_line_checks_and_tabulates(truths: dict[str, dict[str, Any]]
     assert table.returncode == 0
     assert "| yes | threads | 1 | thread/high |" in table.stdout
     assert "| 100% | 100% |" in table.stdout
+
+
+def test_the_right_span_in_the_wrong_trace_fails(truths: dict[str, dict[str, Any]],
+                                                 tmp_path: Path) -> None:
+    """Under the right span id, but in a trace that span is not in: misplaced."""
+    truth = truths["threads"]
+    pairs = kernel_spans(truth)
+    kernel = [k for _, k in pairs]
+    kernel[0]["traceId"] = "ef" * 16
+    result = scored(tmp_path, truth, kernel)
+    assert result["totals"]["misplaced"] == 1, sc.report(result)
+    assert result["failures"]
+
+
+def test_an_unstitched_orphan_fails_on_its_own_count(truths: dict[str, dict[str, Any]],
+                                                     tmp_path: Path) -> None:
+    """The orphan left in its own trace, its kernel spans under it there: those placements are
+    right (the traceparent named that span), the stitch is not, and the verdict fails."""
+    truth = truths["sequential"]
+    (orphan,) = truth["orphans"]
+    app = [dict(s) for s in app_spans(truth)]
+    for s in app:
+        if s["spanId"] == orphan["span_id"]:
+            s.update(traceId=orphan["trace_id"], parentSpanId="", attributes=[])
+    kernel = []
+    for a, k in kernel_spans(truth):
+        if a["span_id"] == orphan["span_id"]:
+            k["traceId"] = orphan["trace_id"]
+        kernel.append(k)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "traces.jsonl").write_text(
+        "\n".join(json.dumps(r) for r in request(app, kernel)) + "\n")
+    result = sc.score(sc.load_spans(tmp_path), truth, SLACK_NS)
+    assert result["totals"]["matched"] == result["actions"], sc.report(result)
+    assert result["stitched"] == 0 and result["placed"] == result["actions"] - 2
+    assert result["failures"] == ["0/1 orphans stitched, below 1.0"]
