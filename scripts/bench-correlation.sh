@@ -7,15 +7,42 @@
 #
 #   sudo bash scripts/bench-correlation.sh          # RUNS=6 WAIT_MS=2000
 #
+# Correlation accuracy (the table of docs/correlation.md): tests/test_reference_agent.py's
+# accuracy suite (every mode × scenario, with and without thread.id on the agent's spans, under
+# one `runbom run` with correlate's defaults) REPEAT times, each run scored by
+# tests/score_correlation.py; prints precision and recall per mode and method over all of them.
+#
+#   sudo bash scripts/bench-correlation.sh accuracy  # REPEAT=3; RUNBOM_BIN=… skips the build
+#
 # Needs root and the venv (`bash scripts/setup.sh`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-6}
 WAIT_MS=${WAIT_MS:-2000}
 PY=.venv/bin/python
+TARGET=${CARGO_TARGET_DIR:-target}
 say() { printf '[bench-correlation] %s\n' "$*" >&2; }
 [ "$(id -u)" -eq 0 ] || { say "must run as root (it loads eBPF programs)"; exit 1; }
 [ -x "$PY" ] || { say "missing $PY: run 'bash scripts/setup.sh' first"; exit 1; }
+
+if [ "${1:-}" = accuracy ]; then
+    REPEAT=${REPEAT:-3}
+    if [ -z "${RUNBOM_BIN:-}" ]; then
+        say "building runbom (release)"
+        cargo build --release --quiet -p runbom
+        export RUNBOM_BIN="$TARGET/release/runbom"
+    fi
+    OUT=$(mktemp -d /tmp/bench-accuracy.XXXXXX)
+    for i in $(seq 1 "$REPEAT"); do
+        say "accuracy suite, round $i of $REPEAT"
+        RUNBOM_ACCURACY_OUT="$OUT/$i" "$PY" -m pytest -q -p no:cacheprovider \
+            tests/test_reference_agent.py -k "accuracy" > "$OUT/pytest-$i.log" 2>&1 \
+            || { tail -40 "$OUT/pytest-$i.log" >&2; say "round $i failed (log: $OUT/pytest-$i.log)"; }
+    done
+    "$PY" tests/score_correlation.py --table "$OUT"/*/*-*.json
+    say "per-run results: $OUT/<round>/<mode>-<scenario>-<thread-id|no-thread-id>.json"
+    exit 0
+fi
 
 say "building runbom (release)"
 cargo build --release --quiet -p runbom
@@ -50,7 +77,7 @@ service:
   pipelines:
     traces: { receivers: [otlp, ebpf], processors: [correlate, batch], exporters: [otlp] }
 YAML
-target/release/runbom run --config "$OUT/runbom.yaml" 2> "$OUT/runbom.log" &
+"$TARGET/release/runbom" run --config "$OUT/runbom.yaml" 2> "$OUT/runbom.log" &
 RUNBOM=$!
 pids+=($RUNBOM)
 for _ in $(seq 1 100); do grep -q "probes attached" "$OUT/runbom.log" && break; sleep 0.1; done

@@ -5,7 +5,9 @@ pipeline and its alerts routed to the logs pipeline; the agent runs once per sce
 ports, against a copy of examples/agent/bom.cdx.json that declares those ports. Then:
 the injected run gives exactly one drift alert, on the span the ground truth names, whose chain
 tells the story; the benign run gives none; `runbom bom observed` writes strict CycloneDX 1.6;
-`runbom bom diff` names the tool endpoint; the API key appears in nothing runbom wrote.
+`runbom bom diff` names the tool endpoint; the API key (nor any 12-character piece of it)
+appears in nothing runbom wrote: every exporter file, its log (stdout and stderr), a scrape of
+its /metrics (tests/leakcheck.py; a missing output fails).
 
     cargo build -p runbom && .venv/bin/pytest tests/test_aibom.py
 """
@@ -25,9 +27,13 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from leakcheck import collect, find_leaks, scrape  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 AGENT_DIR = ROOT / "examples" / "agent"
-RUNBOM = Path(os.environ.get("RUNBOM_BIN", ROOT / "target" / "debug" / "runbom"))
+RUNBOM = Path(os.environ.get("RUNBOM_BIN") or Path(
+    os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "runbom")
 API_KEY = f"sk-test-{secrets.token_hex(20)}"
 DEFAULT = {"llm": 18443, "ticketing": 18080, "customers": 18081, "exfil": 18099}
 
@@ -101,12 +107,14 @@ service:
              "--llm-port", str(ports["llm"]), "--ticketing-port", str(ports["ticketing"]),
              "--customers-port", str(ports["customers"]), "--exfil-port", str(ports["exfil"])],
             check=True, env=env, timeout=120, capture_output=True)
+        metrics_text = scrape(f"http://127.0.0.1:{metrics}/metrics")  # for the leak check
     finally:
         # SIGTERM: the processor releases every trace it holds; the pipelines drain.
         runbom.send_signal(signal.SIGTERM)
         assert runbom.wait(timeout=30) == 0, (tmp / "runbom.log").read_text()
         log.close()
-    return {"truth": json.loads(truth.read_text()), "out": out, "tmp": tmp}
+    return {"truth": json.loads(truth.read_text()), "out": out, "tmp": tmp,
+            "metrics": metrics_text}
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +185,9 @@ def test_observed_bom_is_strict_cyclonedx_and_the_diff_names_the_tool_endpoint(
 def test_the_api_key_is_in_nothing_runbom_wrote(injected: dict[str, Any],
                                                  benign: dict[str, Any]) -> None:
     for run in (injected, benign):
-        for f in run["out"].iterdir():
-            text = f.read_text()
-            assert API_KEY not in text and API_KEY[8:] not in text, f
+        outputs = collect(export_dir=run["out"], expect=("traces.jsonl", "logs.jsonl"),
+                          nonempty=("traces.jsonl",),
+                          files={"runbom's stdout and stderr": run["tmp"] / "runbom.log"},
+                          texts={"runbom's /metrics": run["metrics"]})
+        assert "runbom_exporter_sent_items_total" in (run["metrics"] or "")
+        assert find_leaks(outputs, API_KEY) == []

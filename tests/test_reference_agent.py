@@ -3,19 +3,36 @@ reach a real OTLP receiver (tests/otlp_sink.py) nested as documented, its ground
 with what was exported and with what the servers received, the injected scenario exfiltrates
 and the benign one does not, the API key leaks nowhere, and its AI-BOM is strict CycloneDX 1.6.
 
-    .venv/bin/pytest tests/test_reference_agent.py
+Then runbom's correlation accuracy on it (root: runbom loads its eBPF programs): every mode ×
+scenario, with the agent's `thread.id` on its spans and without it (`--no-thread-id`, the
+OpenTelemetry SDK's defaults), all under one `runbom run` (ebpf + otlp receivers, `correlate`
+with its default `wait`, file exporter, its own telemetry into its own pipelines), scored by
+tests/score_correlation.py as precision and recall per correlation method. With thread.id every
+method is exact but `process`/low (asyncio: two tasks on one thread, which time cannot tell
+apart), and recall is 100% except in asyncio mode (≥ 95%, those `process`/low placements);
+without it only what the design guarantees is asserted (`traceparent` exact, nothing
+duplicated) and the scores are recorded (RUNBOM_ACCURACY_OUT=DIR keeps each result and the
+table). The API key, also planted where runbom captures (an exec's argv, a captured plaintext
+request's URL query, headers and body), is in nothing runbom wrote.
+
+    cargo build -p runbom && .venv/bin/pytest tests/test_reference_agent.py   # RUNBOM_BIN=… to pick
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
+import http.server
 import json
 import os
 import secrets
 import select
+import signal
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +46,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 AGENT_DIR = ROOT / "examples" / "agent"
 sys.path.insert(0, str(AGENT_DIR))
+sys.path.insert(0, str(ROOT / "tests"))
 
+import score_correlation as sc  # noqa: E402
+from leakcheck import collect, find_leaks, scrape  # noqa: E402
 from scenarios import DEFAULT_PORTS, customers  # noqa: E402
 from tools import TOOL_SPECS  # noqa: E402
 
@@ -327,15 +347,17 @@ def test_injected_exfiltrates_and_benign_does_not(runs: dict[tuple[str, str], Ru
 
 def test_api_key_leaks_nowhere(runs: dict[tuple[str, str], Run], sink: Sink) -> None:
     assert sink.out.stat().st_size > 0
-    texts = {"otlp export": sink.out.read_text()}
+    texts: dict[str, str | None] = {"otlp export": sink.out.read_text()}
     for run in runs.values():
         texts[f"{run.mode}/{run.scenario} output"] = run.output
-        for path in run.work_dir.rglob("*"):
-            if path.is_file() and path.suffix != ".pem":
-                texts[str(path)] = path.read_text(errors="replace")
-    for where, text in texts.items():
-        assert API_KEY not in text, f"the API key is in {where}"
-        assert API_KEY[8:] not in text, f"part of the API key is in {where}"
+        written = [p for p in run.work_dir.rglob("*") if p.is_file() and p.suffix != ".pem"]
+        for name in ("agent.log", "agent-record.json", "llm-requests.jsonl",
+                     "services-requests.jsonl"):  # what must be there, not read as empty
+            if not any(p.name == name for p in written):
+                texts[f"{run.mode}/{run.scenario} {name}"] = None
+        for path in written:
+            texts[str(path)] = path.read_text(errors="replace")
+    assert find_leaks(texts, API_KEY) == []
     assert "Bearer" not in texts["otlp export"]
     assert "Authorization" not in texts["otlp export"]
 
@@ -408,3 +430,307 @@ def test_stub_checks_the_key_and_the_agent_reports_the_refusal(tmp_path: Path) -
         assert wrong not in agent.stdout + agent.stderr
     finally:
         stop(stub)
+
+
+# --- under runbom: correlation accuracy, and nothing of the key in what runbom wrote ---------
+
+RUNBOM = Path(os.environ.get("RUNBOM_BIN") or Path(
+    os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / "runbom")
+# correlate's default: SDK batch processors export every 5 s, and one second for the export.
+WAIT_S = 6
+SLACK_NS = 5_000_000
+HELP = {True: "thread-id", False: "no-thread-id"}
+ACCURACY = [(m, s, t) for t in (True, False) for m in MODES for s in SCENARIOS]
+ACCURACY_IDS = [f"{m}-{s}-{HELP[t]}" for m, s, t in ACCURACY]
+# The tolerance, and why: in asyncio mode both conversations run on one thread, so when spans
+# of both contain an event time cannot tell which task made the syscall; runbom says so
+# (`process`/low) and such placements may be wrong. Everything else must be exact.
+MIN_RECALL = {"sequential": 1.0, "threads": 1.0, "asyncio": 0.95}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Planted:
+    exec_pid: int
+    http_path: str
+
+
+@dataclass
+class UnderRunbom:
+    dir: Path
+    export: Path
+    stdout: Path
+    stderr: Path
+    metrics: str | None
+    truths: dict[tuple[str, str, bool], dict[str, Any]]
+    spans: list[dict[str, Any]]
+    planted: Planted
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def plant_the_key(key: str) -> Planted:
+    """Puts the key where runbom captures: the argv of a program this process execs, and a
+    plaintext HTTP request (URL query, Authorization header, JSON body) it sends."""
+    proc = subprocess.Popen(["/bin/sh", "-c", "exit 0", "runbom-plant", "--api-key", key, key,
+                             f"TOKEN={key}"])
+    assert proc.wait(10) == 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = f"/runbom-plant-{secrets.token_hex(4)}"
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        conn.request("POST", f"{path}?api_key={key}&note={key}",
+                     body=json.dumps({"model": "gpt-4o-mini", "api_key": key}),
+                     headers={"Authorization": f"Bearer {key}", "X-Api-Key": key,
+                              "Content-Type": "application/json"})
+        assert conn.getresponse().status == 204
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return Planted(proc.pid, path)
+
+
+@pytest.fixture(scope="module")
+def under_runbom(tmp_path_factory: pytest.TempPathFactory) -> UnderRunbom:
+    """Every mode × scenario, with and without thread.id, under one `runbom run`; then the
+    key planted; then runbom stopped after the correlator's wait (it flushes on SIGTERM)."""
+    if os.geteuid() != 0:
+        pytest.skip("runbom loads eBPF programs: run as root")
+    assert RUNBOM.is_file(), f"{RUNBOM} is missing: cargo build -p runbom (or set RUNBOM_BIN)"
+    tmp = tmp_path_factory.mktemp("runbom")
+    export, work = tmp / "export", tmp / "agent"
+    grpc, http_port, admin = free_port(), free_port(), free_port()
+    (tmp / "runbom.yaml").write_text(f"""
+receivers:
+  ebpf:
+    file: {{ include: ["{work}/data/"] }}
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+      http: {{ endpoint: "127.0.0.1:{http_port}" }}
+processors:
+  correlate: {{ wait: {WAIT_S}s }}
+  batch: {{}}
+exporters:
+  file: {{ path: {export} }}
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull: {{ exporter: {{ prometheus: {{ host: 127.0.0.1, port: {admin} }} }} }}
+        - periodic:
+            interval: 1000
+            exporter: {{ otlp: {{ protocol: grpc, endpoint: "http://127.0.0.1:{grpc}" }} }}
+    logs:
+      processors:
+        - batch: {{ exporter: {{ otlp: {{ protocol: grpc, endpoint: "http://127.0.0.1:{grpc}" }} }} }}
+  pipelines:
+    traces: {{ receivers: [otlp, ebpf], processors: [correlate, batch], exporters: [file] }}
+    logs: {{ receivers: [otlp, ebpf], processors: [batch], exporters: [file] }}
+    metrics: {{ receivers: [otlp], exporters: [file] }}
+""")
+    stdout, stderr = tmp / "runbom.stdout", tmp / "runbom.stderr"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        runbom = subprocess.Popen([str(RUNBOM), "run", "-c", str(tmp / "runbom.yaml")],
+                                  stdout=out, stderr=err, cwd=tmp)
+    try:
+        deadline = time.monotonic() + 60
+        while b"runbom is running" not in stderr.read_bytes():
+            assert runbom.poll() is None, stderr.read_text()
+            assert time.monotonic() < deadline, "runbom did not start: " + stderr.read_text()
+            time.sleep(0.05)
+        env = {**os.environ, "RUNBOM_DEMO_API_KEY": API_KEY}
+        truths = {}
+        for mode, scenario, thread_id in ACCURACY:
+            protocol = PROTOCOL[mode]
+            port = grpc if protocol == "grpc" else http_port
+            truth = tmp / f"ground-truth-{mode}-{scenario}-{HELP[thread_id]}.json"
+            proc = subprocess.run(
+                [sys.executable, str(AGENT_DIR / "run.py"), "--mode", mode, "--scenario",
+                 scenario, "--any-ports", "--work-dir", str(work), "--ground-truth", str(truth),
+                 "--otlp-protocol", protocol, "--otlp-endpoint", f"http://127.0.0.1:{port}"]
+                + ([] if thread_id else ["--no-thread-id"]),
+                capture_output=True, text=True, env=env, timeout=120)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            truths[mode, scenario, thread_id] = json.loads(truth.read_text())
+        planted = plant_the_key(API_KEY)
+        time.sleep(WAIT_S + 2)  # every event held by the correlator leaves in its own time
+        metrics = scrape(f"http://127.0.0.1:{admin}/metrics")
+    finally:
+        runbom.send_signal(signal.SIGTERM)
+        try:
+            code = runbom.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            runbom.kill()
+            code = runbom.wait(timeout=10)
+    assert code == 0, f"runbom exited with {code}: {stderr.read_text()[-3000:]}"
+    return UnderRunbom(tmp, export, stdout, stderr, metrics, truths, sc.load_spans(export),
+                       planted)
+
+
+@pytest.fixture(scope="module")
+def scores(under_runbom: UnderRunbom) -> dict[tuple[str, str, bool], dict[str, Any]]:
+    """The scorer's result per run (policy: the strict one; each test applies its own)."""
+    results = {}
+    keep = os.environ.get("RUNBOM_ACCURACY_OUT")
+    for key, truth in under_runbom.truths.items():
+        result = sc.score(under_runbom.spans, truth, SLACK_NS, min_recall=MIN_RECALL[key[0]])
+        results[key] = result
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            mode, scenario, thread_id = key
+            (Path(keep) / f"{mode}-{scenario}-{HELP[thread_id]}.json").write_text(
+                json.dumps(result, indent=1))
+    return results
+
+
+def test_ground_truths_without_thread_id_follow_the_schema(under_runbom: UnderRunbom) -> None:
+    import jsonschema
+
+    schema = json.loads((AGENT_DIR / "ground-truth.schema.json").read_text())
+    for (_, _, thread_id), truth in under_runbom.truths.items():
+        jsonschema.Draft202012Validator(schema).validate(truth)
+        assert truth["agent"]["span_thread_id"] is thread_id
+        assert all(isinstance(s["thread_id"], int) for c in truth["conversations"]
+                   for s in c["spans"])
+
+
+@pytest.mark.parametrize(("mode", "scenario"), ALL, ids=IDS)
+def test_accuracy_with_thread_id(scores: dict[tuple[str, str, bool], dict[str, Any]],
+                                 mode: str, scenario: str) -> None:
+    """Every kernel span of the agent's process tree is one action's, under its span: exact
+    for every method but `process`/low; recall 100% (asyncio: ≥ 95%); every orphan stitched."""
+    result = scores[mode, scenario, True]
+    print(sc.report(result))
+    assert result["failures"] == [], sc.report(result)
+    t = result["totals"]
+    assert t["actions"] >= (21 if scenario == "benign" else 17)
+    assert (t["duplicated"], t["extra"]) == (0, 0)
+    for method in ("traceparent", "thread", "ancestry"):
+        c = result["by_method"].get(method)
+        assert c is None or c["matched"] == c["spans"], (method, sc.report(result))
+    # Every HTTP request is placed by its traceparent header, exactly.
+    assert result["by_method"]["traceparent"]["matched"] == result["by_kind"]["http.request"][
+        "actions"]
+    if mode != "asyncio":
+        assert "process" not in result["by_method"], sc.report(result)
+
+
+@pytest.mark.parametrize(("mode", "scenario"), ALL, ids=IDS)
+def test_accuracy_without_help(scores: dict[tuple[str, str, bool], dict[str, Any]], mode: str,
+                               scenario: str) -> None:
+    """The agent with plain SDK spans (no thread.id): `traceparent` placements stay exact and
+    nothing is exported twice; the rest is recorded, whatever it is."""
+    result = scores[mode, scenario, False]
+    print(sc.report(result))
+    tp = result["by_method"].get("traceparent")
+    assert tp is not None and tp["matched"] == tp["spans"] == result["by_kind"]["http.request"][
+        "actions"], sc.report(result)
+    assert result["totals"]["duplicated"] == 0
+
+
+def test_accuracy_table(scores: dict[tuple[str, str, bool], dict[str, Any]]) -> None:
+    """The table docs/correlation.md publishes (printed; kept with RUNBOM_ACCURACY_OUT)."""
+    table = sc.table(list(scores.values()))
+    print(table)
+    if keep := os.environ.get("RUNBOM_ACCURACY_OUT"):
+        (Path(keep) / "table.md").write_text(table + "\n")
+    assert table.count("**all**") == 6
+
+
+def runbom_outputs(u: UnderRunbom) -> dict[str, str | None]:
+    """Everything runbom wrote: every exporter file (its own logs and metrics included, sent
+    to its own receiver), its stdout and stderr, and a scrape of its /metrics."""
+    return collect(export_dir=u.export, expect=("traces.jsonl", "logs.jsonl", "metrics.jsonl"),
+                   nonempty=("traces.jsonl", "logs.jsonl", "metrics.jsonl"),
+                   files={"runbom's stdout": u.stdout, "runbom's stderr": u.stderr},
+                   texts={"runbom's /metrics": u.metrics})
+
+
+def planted_records(u: UnderRunbom) -> list[tuple[int, dict[str, Any]]]:
+    """(line number in logs.jsonl, attributes) of the kernel log records of the plant."""
+    found = []
+    for n, line in enumerate((u.export / "logs.jsonl").read_text().splitlines()):
+        if "runbom-plant" not in line:
+            continue
+        for rl in json.loads(line).get("resourceLogs", []):
+            for sl in rl.get("scopeLogs", []):
+                for r in sl.get("logRecords", []):
+                    a = sc.attrs(r.get("attributes"))
+                    if "runbom-plant" in json.dumps(a):
+                        found.append((n, a))
+    return found
+
+
+def test_runbom_wrote_nothing_of_the_key(under_runbom: UnderRunbom) -> None:
+    outputs = runbom_outputs(under_runbom)
+    assert "runbom_exporter_sent_items_total" in (under_runbom.metrics or "")
+    metrics = outputs[f"exporter file {under_runbom.export / 'metrics.jsonl'}"] or ""
+    logs = outputs[f"exporter file {under_runbom.export / 'logs.jsonl'}"] or ""
+    assert "runbom_receiver_accepted_items_total" in metrics  # its own metrics, exported
+    assert "OTLP/grpc listening on" in logs  # its own log records, through its own pipeline
+    assert find_leaks(outputs, API_KEY) == []
+
+
+def test_the_planted_key_was_captured_and_redacted(under_runbom: UnderRunbom) -> None:
+    """runbom did see the key (the plant's exec and request are in its export, redacted), so
+    the check above could have failed."""
+    records = planted_records(under_runbom)
+    execs = [a for _, a in records if a.get("runbom.event") == "process.exec"]
+    requests = [a for _, a in records if a.get("runbom.event") == "http.request"]
+    assert execs and requests, records
+    assert all(a["process.pid"] == under_runbom.planted.exec_pid for a in execs)
+    command_line = execs[0]["process.command_line"]
+    assert command_line.startswith("/bin/sh -c exit 0 runbom-plant --api-key [REDACTED]")
+    assert command_line.count("[REDACTED]") == 3
+    url = requests[0]["url.full"]
+    assert under_runbom.planted.http_path in url and "api_key=[REDACTED]" in url, url
+    assert "note=[REDACTED]" in url
+
+
+def test_the_leak_check_fails_on_unredacted_data(under_runbom: UnderRunbom,
+                                                 tmp_path: Path) -> None:
+    """The same outputs with the plant's redaction undone (the key where `[REDACTED]` is), with
+    only a 12-character piece of the key, or with an output missing: the check fails."""
+    outputs = runbom_outputs(under_runbom)
+    logs = f"exporter file {under_runbom.export / 'logs.jsonl'}"
+    lines = (outputs[logs] or "").splitlines()
+    planted = sorted({n for n, _ in planted_records(under_runbom)})
+    assert planted
+    for undo in (API_KEY, API_KEY[20:32], API_KEY[:12].upper()):
+        forged = list(lines)
+        for n in planted:
+            forged[n] = forged[n].replace("[REDACTED]", undo)
+        leaks = find_leaks({**outputs, logs: "\n".join(forged)}, API_KEY)
+        assert leaks and all(leak.startswith(logs) for leak in leaks), leaks
+    # A fabricated export that holds the key in an exec's command line, in a file of its own.
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "traces.jsonl").write_text("{}\n")
+    (export / "logs.jsonl").write_text(json.dumps({"resourceLogs": [{"scopeLogs": [{
+        "logRecords": [{"attributes": [{"key": "process.command_line", "value": {
+            "stringValue": f"/bin/sh -c exit 0 runbom-plant {API_KEY}"}}]}]}]}]}) + "\n")
+    fabricated = collect(export_dir=export, expect=("traces.jsonl", "logs.jsonl"))
+    assert [leak.split(":")[0] for leak in find_leaks(fabricated, API_KEY)] == [
+        f"exporter file {export / 'logs.jsonl'}"]
+    # Missing outputs are failures, not empty texts.
+    (export / "logs.jsonl").unlink()
+    missing = find_leaks(collect(export_dir=export, expect=("traces.jsonl", "logs.jsonl"),
+                                 files={"stderr": tmp_path / "nowhere"},
+                                 texts={"/metrics": None}), API_KEY)
+    assert len(missing) == 3 and all("missing" in m for m in missing), missing

@@ -6,7 +6,7 @@ SDK (GenAI semantic conventions), exporting OTLP.
         [--scenario benign|injected] [--llm-url URL] [--ticketing-url URL]
         [--customers-url URL] [--data-dir DIR] [--ca-file PEM]
         [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
-        [--record FILE] [--no-content] [--timeout S]
+        [--record FILE] [--no-content] [--no-thread-id] [--timeout S]
 
 Modes: `sequential` runs one conversation; `threads` two at once on two threads; `asyncio` two
 at once as asyncio tasks on one thread. In the concurrent modes the second conversation is
@@ -135,6 +135,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--record", type=Path, help="write the ground-truth notes here (JSON)")
     p.add_argument("--no-content", action="store_true",
                    help="do not capture prompts, tool arguments and results in spans")
+    p.add_argument("--no-thread-id", action="store_true",
+                   help="leave thread.id/thread.name off the spans, as the OpenTelemetry SDK "
+                   "does by default (runbom's accuracy run without help)")
     p.add_argument("--timeout", type=float, default=60.0, help="bound on the whole run (s)")
     args = p.parse_args(argv)
     if args.otlp_endpoint is None:
@@ -158,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                          data_dir=args.data_dir, model=args.model,
                          capture_content=not args.no_content)
     recorder = Recorder()
-    provider = setup_tracing(args.otlp_protocol, args.otlp_endpoint, recorder)
+    provider = setup_tracing(args.otlp_protocol, args.otlp_endpoint, recorder,
+                             thread_id=not args.no_thread_id)
     trace.set_tracer_provider(provider)
     agent = Agent(config, trace.get_tracer("runbom.reference_agent", "0.1.0"), recorder)
     transport: SyncTransport = (AsyncTransport if args.mode == "asyncio" else SyncTransport)(
@@ -179,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         recorder.dump(args.record, mode=args.mode, scenario=args.scenario,
                       started_ns=started, ended_ns=ended, flushed=flushed,
+                      span_thread_id=not args.no_thread_id,
                       otlp={"protocol": args.otlp_protocol, "endpoint": args.otlp_endpoint},
                       outcomes=[vars(o) for o in outcomes],
                       service_name=provider.resource.attributes.get("service.name"))

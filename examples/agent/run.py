@@ -5,14 +5,15 @@
            [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
            [--work-dir DIR] [--ground-truth FILE] [--any-ports]
            [--llm-port N] [--ticketing-port N] [--customers-port N] [--exfil-port N]
-           [--timeout S] [--json]
+           [--no-thread-id] [--timeout S] [--json]
 
 1. starts the services (ticketing API, customer database, exfil sink) and the HTTPS stub LLM,
    each a process of its own, on the ports bom.cdx.json declares (or free ones: --any-ports);
 2. writes the ticket notes into WORK/data (T-2718's carries the injection naming the exfil
    sink's URL) and makes a fake API key (`sk-…`, never printed; RUNBOM_DEMO_API_KEY sets it);
 3. runs agent.py as a separate process with the scenario and mode, exporting OTLP to
-   --otlp-endpoint (default http://127.0.0.1:4318, HTTP/protobuf);
+   --otlp-endpoint (default http://127.0.0.1:4318, HTTP/protobuf); with --no-thread-id its
+   spans carry no `thread.id` (the OpenTelemetry SDK's defaults);
 4. stops everything (also on failure, Ctrl-C or SIGTERM), then writes the ground-truth JSON
    (default WORK/ground-truth-<scenario>-<mode>.json) and says where; with --json, prints a
    summary object on stdout instead of text.
@@ -101,6 +102,8 @@ def parse_args() -> argparse.Namespace:
     for name, port in DEFAULT_PORTS.items():
         p.add_argument(f"--{name}-port", type=int, default=port)
     p.add_argument("--latency-ms", type=float, default=20.0, help="stub LLM think time")
+    p.add_argument("--no-thread-id", action="store_true",
+                   help="the agent's spans without thread.id/thread.name (plain SDK defaults)")
     p.add_argument("--timeout", type=float, default=60.0, help="bound on the agent's run (s)")
     p.add_argument("--python", default=_python(), help="interpreter for the agent")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -177,6 +180,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--ca-file", stub_ready["cert"], "--otlp-endpoint", args.otlp_endpoint,
                 "--otlp-protocol", args.otlp_protocol, "--record", str(record),
                 "--timeout", str(args.timeout)]
+        if args.no_thread_id:
+            argv.append("--no-thread-id")
         started = time.monotonic()
         agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env=env, cwd=run_dir)
@@ -216,6 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "exfil_records": truth["exfiltration"]["records"],
         "expected_drift": len(truth["expected_drift"]), "endpoints": endpoints,
         "otlp": {"protocol": args.otlp_protocol, "endpoint": args.otlp_endpoint},
+        "span_thread_id": truth["agent"]["span_thread_id"],
         "ground_truth": str(path), "run_dir": str(run_dir), "warnings": warnings,
         "agent_stderr": "\n".join(err.strip().splitlines()[-8:]),
     }

@@ -3,7 +3,8 @@
 * `setup_tracing` builds a TracerProvider (resource `service.name=support-agent`,
   `process.pid`, …) exporting OTLP over HTTP/protobuf or gRPC, plus a span processor that sets
   `thread.id` (the kernel's thread id, what runbom matches with its eBPF events) and
-  `thread.name` on every span, which the SDK does not do by itself.
+  `thread.name` on every span, which the SDK does not do by itself. With `thread_id=False`
+  (agent.py --no-thread-id) the spans are left as the SDK makes them: no `thread.*`.
 * `Recorder` notes, as the agent runs, every span it created and every action with an effect the
   kernel can see (file opens, connects, HTTP requests, execs), each with the span that was
   current when it happened. The harness turns these notes into the ground-truth JSON.
@@ -49,6 +50,7 @@ class Recorder:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._span_conversation: dict[int, int | None] = {}
+        self._span_thread: dict[int, int] = {}
         self.spans: list[dict[str, Any]] = []
         self.actions: list[dict[str, Any]] = []
         self.orphans: list[dict[str, Any]] = []
@@ -56,8 +58,11 @@ class Recorder:
 
     # spans -------------------------------------------------------------------------------
     def span_started(self, span: Span) -> None:
+        span_id = span.get_span_context().span_id
         with self._lock:
-            self._span_conversation[span.get_span_context().span_id] = CONVERSATION.get()
+            self._span_conversation[span_id] = CONVERSATION.get()
+            # The thread that started it, whether or not the span says so (thread.id).
+            self._span_thread[span_id] = threading.get_native_id()
 
     def span_ended(self, span: ReadableSpan) -> None:
         ctx = span.get_span_context()
@@ -66,6 +71,7 @@ class Recorder:
         attrs = span.attributes or {}
         with self._lock:
             conversation = self._span_conversation.pop(ctx.span_id, None)
+            thread_id = self._span_thread.pop(ctx.span_id, attrs.get("thread.id"))
             self.spans.append({
                 "conversation": conversation,
                 "trace_id": trace_id,
@@ -75,7 +81,7 @@ class Recorder:
                 "name": span.name,
                 "kind": span.kind.name,
                 "pid": self.pid,
-                "thread_id": attrs.get("thread.id"),
+                "thread_id": thread_id,
                 "start_ns": span.start_time,
                 "end_ns": span.end_time,
                 "status": span.status.status_code.name,
@@ -144,14 +150,17 @@ class Recorder:
 
 
 class ThreadAndRecordProcessor(SpanProcessor):
-    """Sets `thread.id`/`thread.name` on every span and tells the recorder about it."""
+    """Sets `thread.id`/`thread.name` on every span (unless `thread_id` is False: plain SDK
+    spans) and tells the recorder about it."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, thread_id: bool = True) -> None:
         self._recorder = recorder
+        self._thread_id = thread_id
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        span.set_attribute("thread.id", threading.get_native_id())
-        span.set_attribute("thread.name", threading.current_thread().name)
+        if self._thread_id:
+            span.set_attribute("thread.id", threading.get_native_id())
+            span.set_attribute("thread.name", threading.current_thread().name)
         self._recorder.span_started(span)
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -210,8 +219,10 @@ class ExportTimeLog(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
-def setup_tracing(protocol: str, endpoint: str, recorder: Recorder) -> TracerProvider:
-    """A TracerProvider for the agent; `shutdown_tracing` flushes it."""
+def setup_tracing(protocol: str, endpoint: str, recorder: Recorder,
+                  thread_id: bool = True) -> TracerProvider:
+    """A TracerProvider for the agent; `shutdown_tracing` flushes it. `thread_id=False`: no
+    `thread.id`/`thread.name` on the spans (the OpenTelemetry SDK's defaults)."""
     resource = Resource.create({
         "service.name": AGENT_NAME,
         "service.version": AGENT_VERSION,
@@ -221,7 +232,7 @@ def setup_tracing(protocol: str, endpoint: str, recorder: Recorder) -> TracerPro
         "process.runtime.version": ".".join(map(str, sys.version_info[:3])),
     })
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(ThreadAndRecordProcessor(recorder))
+    provider.add_span_processor(ThreadAndRecordProcessor(recorder, thread_id))
     exporter = make_exporter(protocol, endpoint)
     if exporter is not None:
         if log := os.environ.get("RUNBOM_AGENT_EXPORT_LOG"):
