@@ -150,10 +150,11 @@ pub fn http_sys_enter_writev(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn http_sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
     // sendmsg(fd, msg, flags)
+    let fd = fd_arg(&ctx);
     let Some((addr, buf, len)) = msghdr_first(sys_arg(&ctx, 1)) else {
         return 1;
     };
-    socket_write(fd_arg(&ctx), buf, len, addr).unwrap_or(1)
+    socket_write(fd, buf, len, addr).unwrap_or(1)
 }
 
 #[inline(always)]
