@@ -99,57 +99,43 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
         return Err(bad());
     }
     let rec = &buf[..header.size as usize];
-    let exact = |n: usize| if rec.len() == n { Ok(()) } else { Err(bad()) };
-    Ok(match kind {
-        EventKind::Exec => {
-            let fixed = size_of::<ExecEvent>();
-            if rec.len() < fixed {
-                return Err(bad());
-            }
-            let ev: ExecEvent = read(rec);
-            let argv_len = ev.argv_len as usize;
-            if argv_len > ARGV_MAX || fixed + argv_len != rec.len() {
-                return Err(bad());
-            }
-            Event::Exec(ev, &rec[fixed..])
-        }
-        EventKind::Fork => {
-            exact(size_of::<ForkEvent>())?;
-            Event::Fork(read(rec))
-        }
-        EventKind::Exit => {
-            exact(size_of::<ExitEvent>())?;
-            Event::Exit(read(rec))
-        }
-        EventKind::Connect => {
-            exact(size_of::<SockEvent>())?;
-            Event::Connect(read(rec))
-        }
-        EventKind::Accept => {
-            exact(size_of::<SockEvent>())?;
-            Event::Accept(read(rec))
-        }
-        EventKind::FileOpen => {
-            exact(size_of::<FileOpenEvent>())?;
-            Event::FileOpen(read(rec))
-        }
-        EventKind::DnsQuery => {
-            exact(size_of::<DnsEvent>())?;
-            Event::Dns(read(rec))
-        }
-        EventKind::HttpData => {
-            let fixed = size_of::<HttpEvent>();
-            if rec.len() < fixed {
-                return Err(bad());
-            }
-            let ev: HttpEvent = read(rec);
-            let data_len = ev.data_len as usize;
-            if data_len > HTTP_DATA_MAX || fixed + data_len != rec.len() {
-                return Err(bad());
-            }
-            Event::Http(ev, &rec[fixed..])
-        }
-    })
+    let event = match kind {
+        EventKind::Exec => with_tail(rec, |e: &ExecEvent| e.argv_len, ARGV_MAX)
+            .map(|(ev, argv)| Event::Exec(ev, argv)),
+        EventKind::Fork => fixed(rec).map(Event::Fork),
+        EventKind::Exit => fixed(rec).map(Event::Exit),
+        EventKind::Connect => fixed(rec).map(Event::Connect),
+        EventKind::Accept => fixed(rec).map(Event::Accept),
+        EventKind::FileOpen => fixed(rec).map(Event::FileOpen),
+        EventKind::DnsQuery => fixed(rec).map(Event::Dns),
+        EventKind::HttpData => with_tail(rec, |e: &HttpEvent| e.data_len, HTTP_DATA_MAX)
+            .map(|(ev, data)| Event::Http(ev, data)),
+    };
+    event.ok_or_else(bad)
+}
+
+/// A fixed-size record: exactly `size_of::<T>()` bytes.
+fn fixed<T: Copy>(rec: &[u8]) -> Option<T> {
+    (rec.len() == size_of::<T>()).then(|| read(rec))
+}
+
+/// A record with a variable tail: the fixed part `T`, then the `tail_len` bytes it declares (at
+/// most `max`), which must end the record.
+fn with_tail<T: Copy>(
+    rec: &[u8],
+    tail_len: impl FnOnce(&T) -> u32,
+    max: usize,
+) -> Option<(T, &[u8])> {
+    let fixed = size_of::<T>();
+    if rec.len() < fixed {
+        return None;
+    }
+    let ev: T = read(rec);
+    let len = tail_len(&ev) as usize;
+    if len > max || fixed + len != rec.len() {
+        return None;
+    }
+    Some((ev, &rec[fixed..]))
 }
 
 /// Test and benchmark helper: the bytes of a record, as the kernel would write them.

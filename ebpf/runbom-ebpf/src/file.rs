@@ -4,18 +4,17 @@
 //! a watched cgroup. Kept opens wait in `OPENS[tid]` for the syscall's result.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
-    macros::tracepoint,
-    maps::lpm_trie::Key,
+    helpers::generated::bpf_probe_read_user, macros::tracepoint, maps::lpm_trie::Key,
     programs::TracePointContext,
 };
-use runbom_common::{
-    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, PATH_MAX, PREFIX_INCLUDE, counter,
-};
+use runbom_common::{EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, PATH_MAX, PREFIX_INCLUDE};
 
 use crate::{
-    maps::{EVENTS, FILE_PREFIXES, OPEN_SCRATCH, OPENS},
-    util::{cgroup_id, config, count, current, header, is_watched, now, sys_arg},
+    maps::{FILE_PREFIXES, OPEN_SCRATCH, OPENS},
+    util::{
+        cgroup_id, config, current, header_of, is_watched, keep_inflight, now, output, pending,
+        read_user_str, scratch, sys_arg, tracepoints,
+    },
 };
 
 #[tracepoint]
@@ -35,7 +34,7 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     // openat2(dfd, filename, how, usize); `how->flags` is the first u64 of `struct open_how`.
     let how: *const u64 = sys_arg(&ctx, 2);
     let mut flags: u64 = 0;
-    // SAFETY: reads 8 bytes of user memory into a stack slot.
+    // SAFETY: reads 8 bytes of user memory into a stack slot (zeroed if the read fails).
     unsafe { bpf_probe_read_user(core::ptr::from_mut(&mut flags).cast(), 8, how.cast()) };
     open_enter(sys_arg(&ctx, 1), flags as u32).unwrap_or(1)
 }
@@ -59,17 +58,9 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     if cfg.file_filter & FILTER_BY_WORKLOAD != 0 && !is_watched(tgid, cgroup_id()) {
         return Some(0);
     }
-    let ev = OPEN_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
-    let ev = unsafe { &mut *ev };
-    // SAFETY: the destination is the record's fixed-size path array.
-    let n = unsafe {
-        bpf_probe_read_user_str(
-            ev.path.as_mut_ptr().cast(),
-            PATH_MAX as u32,
-            filename.cast(),
-        )
-    };
+    let ev = unsafe { scratch(&OPEN_SCRATCH) }?;
+    let n = read_user_str(&mut ev.path, filename);
     if n <= 1 {
         return Some(0);
     }
@@ -83,48 +74,25 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     if !keep {
         return Some(0);
     }
-    ev.header = header(
-        EventKind::FileOpen,
-        core::mem::size_of::<FileOpenEvent>(),
-        tgid,
-        tid,
-    );
+    ev.header = header_of::<FileOpenEvent>(EventKind::FileOpen, tgid, tid);
     ev.flags = flags;
     ev.path_len = len;
-    if OPENS.insert(tid, &*ev, 0).is_err() {
-        count(counter::INFLIGHT_FULL);
-    }
+    keep_inflight(&OPENS, &tid, ev);
     Some(0)
 }
 
-#[tracepoint]
-pub fn sys_exit_open(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx)
-}
-
-#[tracepoint]
-pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx)
-}
-
-#[tracepoint]
-pub fn sys_exit_openat2(ctx: TracePointContext) -> u32 {
-    open_exit(&ctx)
-}
+tracepoints!(open_exit: sys_exit_open, sys_exit_openat, sys_exit_openat2);
 
 #[inline(always)]
 fn open_exit(ctx: &TracePointContext) -> u32 {
     let (_, tid) = current();
-    let Some(ev) = OPENS.get_ptr_mut(tid) else {
+    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
+    let Some(ev) = (unsafe { pending(&OPENS, tid) }) else {
         return 0;
     };
-    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
-    let ev = unsafe { &mut *ev };
     ev.end_ns = now();
     ev.ret = sys_arg::<i64>(ctx, 0) as i32;
-    if EVENTS.output::<FileOpenEvent>(&*ev, 0).is_err() {
-        count(counter::RING_FULL);
-    }
+    output(ev);
     let _ = OPENS.remove(tid);
     0
 }

@@ -19,13 +19,16 @@ use aya_ebpf::{
 };
 use runbom_common::{
     EventKind, HTTP_DATA_MAX, HTTP_FD_IS_SOCKET, HTTP_PEER_KNOWN, HTTP_STATUS_BYTES, HttpEvent,
-    SOCK_TYPE_DGRAM, SOCK_TYPE_UNKNOWN, SockAddr, counter, http_source,
+    SOCK_TYPE_DGRAM, SOCK_TYPE_UNKNOWN, SockAddr, http_source,
 };
 
 use crate::{
-    maps::{CONN_PEERS, EVENTS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SSL_READS, SSL_STATE},
+    maps::{CONN_PEERS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SSL_READS, SSL_STATE},
     net::read_sockaddr,
-    util::{config, count, current, fd_key, header, now},
+    util::{
+        config, current, fd_key, first_iovec, header, keep_inflight, msghdr_first, now,
+        output_prefix, read_user, scratch, sys_arg, take,
+    },
 };
 
 /// `SSL_STATE` bits: the next write is the request body; a response is awaited.
@@ -49,21 +52,6 @@ const METHODS: [u32; 7] = [
     u32::from_le_bytes(*b"OPTI"),
 ];
 
-/// Reads a `T` from user memory.
-#[inline(always)]
-fn read_user<T: Copy + Default>(ptr: *const T) -> Option<T> {
-    let mut v = T::default();
-    // SAFETY: writes exactly `size_of::<T>()` bytes into a stack value of that type.
-    let r = unsafe {
-        bpf_probe_read_user(
-            core::ptr::from_mut(&mut v).cast(),
-            core::mem::size_of::<T>() as u32,
-            ptr.cast(),
-        )
-    };
-    (r == 0).then_some(v)
-}
-
 /// True when the buffer starts with a method we recognise (one 4-byte read).
 #[inline(always)]
 fn starts_request(buf: *const u8, len: u64) -> bool {
@@ -80,9 +68,8 @@ fn starts_request(buf: *const u8, len: u64) -> bool {
 #[inline(always)]
 fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
     let (tgid, tid) = current();
-    let rec = HTTP_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
-    let rec = unsafe { &mut *rec };
+    let rec = unsafe { scratch(&HTTP_SCRATCH) }?;
     let n = if len > u64::from(cap) {
         cap
     } else {
@@ -112,11 +99,8 @@ fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
         flags: capture.flags,
         data_len: n,
     };
-    // SAFETY: `size` is at most the size of the `HttpBuffer` the pointer refers to.
-    let bytes = unsafe { core::slice::from_raw_parts(core::ptr::from_ref(rec).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-        count(counter::RING_FULL);
-    }
+    // SAFETY: `size` is at most the size of the `HttpBuffer`.
+    unsafe { output_prefix(rec, size) };
     Some(())
 }
 
@@ -131,46 +115,46 @@ struct Capture {
 
 // --- plaintext socket writes ----------------------------------------------------------------
 
+/// The socket argument of every write-family syscall (`fd`, always first).
+#[inline(always)]
+fn fd_arg(ctx: &TracePointContext) -> i32 {
+    sys_arg::<i64>(ctx, 0) as i32
+}
+
+/// write(fd, buf, count) and sendto(fd, buff, len, flags, addr, addr_len): the buffer and its
+/// length are the second and third arguments.
+#[inline(always)]
+fn buffer_write(ctx: &TracePointContext, addr: *const u8) -> u32 {
+    socket_write(fd_arg(ctx), sys_arg(ctx, 1), sys_arg(ctx, 2), addr).unwrap_or(1)
+}
+
 #[tracepoint]
 pub fn http_sys_enter_write(ctx: TracePointContext) -> u32 {
-    // write(fd, buf, count)
-    let (fd, buf, len): (i64, *const u8, u64) = (arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
-    socket_write(fd as i32, buf, len, core::ptr::null()).unwrap_or(1)
+    buffer_write(&ctx, core::ptr::null())
 }
 
 #[tracepoint]
 pub fn http_sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    // sendto(fd, buff, len, flags, addr, addr_len)
-    let (fd, buf, len): (i64, *const u8, u64) = (arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
-    socket_write(fd as i32, buf, len, arg(&ctx, 4)).unwrap_or(1)
+    buffer_write(&ctx, sys_arg(&ctx, 4))
 }
 
 #[tracepoint]
 pub fn http_sys_enter_writev(ctx: TracePointContext) -> u32 {
     // writev(fd, vec, vlen): the request head is in the first buffer.
-    let (fd, iov): (i64, *const [u64; 2]) = (arg(&ctx, 0), arg(&ctx, 1));
-    first_iov(fd as i32, iov, core::ptr::null()).unwrap_or(1)
+    let Some((buf, len)) = first_iovec(sys_arg(&ctx, 1)) else {
+        return 1;
+    };
+    socket_write(fd_arg(&ctx), buf, len, core::ptr::null()).unwrap_or(1)
 }
 
 #[tracepoint]
 pub fn http_sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    // sendmsg(fd, msg, flags); `struct msghdr`: msg_name at 0, msg_iov at 16.
-    let (fd, msg): (i64, *const [u64; 3]) = (arg(&ctx, 0), arg(&ctx, 1));
-    let Some(hdr) = read_user(msg) else {
+    // sendmsg(fd, msg, flags)
+    let fd = fd_arg(&ctx);
+    let Some((addr, buf, len)) = msghdr_first(sys_arg(&ctx, 1)) else {
         return 1;
     };
-    first_iov(fd as i32, hdr[2] as *const [u64; 2], hdr[0] as *const u8).unwrap_or(1)
-}
-
-#[inline(always)]
-fn arg<T: Copy>(ctx: &TracePointContext, n: usize) -> T {
-    crate::util::sys_arg(ctx, n)
-}
-
-#[inline(always)]
-fn first_iov(fd: i32, iov: *const [u64; 2], addr: *const u8) -> Option<u32> {
-    let v = read_user(iov)?;
-    socket_write(fd, v[0] as *const u8, v[1], addr)
+    socket_write(fd, buf, len, addr).unwrap_or(1)
 }
 
 #[inline(always)]
@@ -230,9 +214,7 @@ fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u3
 fn socket_body(fd: i32, buf: *const u8, len: u64) -> Option<u32> {
     let (tgid, _) = current();
     let key = fd_key(tgid, fd);
-    // SAFETY: a plain integer, copied out at once.
-    let head_ns = unsafe { SOCK_BODY.get(key).copied()? };
-    let _ = SOCK_BODY.remove(key);
+    let head_ns = take(&SOCK_BODY, &key)?;
     // Only right after the head: the fd may have been closed and reused for a file meanwhile.
     if now().wrapping_sub(head_ns) > BODY_WINDOW_NS {
         return Some(0);
@@ -331,9 +313,7 @@ fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
         return Some(0);
     }
     let buf: u64 = ctx.arg(1)?;
-    if SSL_READS.insert(&tid, &[ssl, buf, readbytes], 0).is_err() {
-        count(counter::INFLIGHT_FULL);
-    }
+    keep_inflight(&SSL_READS, &tid, &[ssl, buf, readbytes]);
     Some(0)
 }
 
@@ -354,9 +334,7 @@ pub fn ssl_read_ex_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn ssl_read_exit(ret: i64) -> Option<u32> {
     let (tgid, tid) = current();
-    // SAFETY: plain integers, copied out at once.
-    let [ssl, buf, readbytes] = unsafe { SSL_READS.get(&tid).copied()? };
-    let _ = SSL_READS.remove(&tid);
+    let [ssl, buf, readbytes] = take(&SSL_READS, &tid)?;
     if ret <= 0 {
         return Some(0);
     }

@@ -1,6 +1,20 @@
 //! runbom's kernel side: tracepoint programs that write [`runbom_common`] records into one
 //! ring buffer. Entry points stay thin (`try_*` does the work); a failed helper drops the event
 //! and, where the loss is worth knowing, bumps a per-CPU counter that userspace exports.
+//!
+//! One module per area (`process`, `file`, `net`, `http`), every map in `maps`, and the steps
+//! all probes share in `util`. A syscall probe follows one pattern:
+//! - entry (`sys_enter_*`): read the arguments with `util::sys_arg`, return early for runbom
+//!   itself (`util::is_self`) or anything filtered out, build the record with
+//!   `util::header_of` (per-CPU `util::scratch` when it is too large for the 512-byte stack) and
+//!   keep it per thread with `util::keep_inflight`;
+//! - exit (`sys_exit_*`): find it with `util::pending`, fill in `end_ns` and `ret`, write it
+//!   with `util::output` and remove it.
+//!
+//! A single event (no entry/exit pair) builds its record and calls `util::output` at once
+//! (`task_newtask`). Programs with the same body are declared together with
+//! `util::tracepoints!`. A new record also needs its `EventKind`, its decoder arm and a round
+//! trip test in `runbom-common`; userspace attaches each program by its name.
 #![no_std]
 #![no_main]
 // Map values are passed by reference on purpose: passing a record by value (what this lint

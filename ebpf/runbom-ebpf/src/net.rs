@@ -10,15 +10,18 @@ use aya_ebpf::{
 };
 use runbom_common::{
     DNS_PAYLOAD_MAX, DnsEvent, EventKind, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SOCK_TYPE_UNKNOWN,
-    SockAddr, SockEvent, counter,
+    SockAddr, SockEvent,
 };
 
 use crate::{
     maps::{
-        CONN_PEERS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, EVENTS, SOCK_BODY, SOCK_CALLS, SOCK_TYPES,
+        CONN_PEERS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, SOCK_BODY, SOCK_CALLS, SOCK_TYPES,
         SOCKET_CALLS,
     },
-    util::{count, current, fd_key, header, is_self, now, sys_arg},
+    util::{
+        current, fd_key, header_of, is_self, keep_inflight, msghdr_first, now, output, pending,
+        scratch, sys_arg, take, tracepoints,
+    },
 };
 
 const AF_INET: u16 = 2;
@@ -67,11 +70,9 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    // SAFETY: plain integer value, copied out at once.
-    let Some(kind) = (unsafe { SOCKET_CALLS.get(tid).copied() }) else {
+    let Some(kind) = take(&SOCKET_CALLS, &tid) else {
         return 0;
     };
-    let _ = SOCKET_CALLS.remove(tid);
     let fd: i64 = sys_arg(&ctx, 0);
     if fd >= 0 {
         let key = fd_key(tgid, fd as i32);
@@ -96,34 +97,33 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     let fd = sys_arg::<i64>(&ctx, 0) as i32;
     // SAFETY: plain integer value, copied out at once.
     let sock_type = unsafe { SOCK_TYPES.get(fd_key(tgid, fd)).copied() };
+    let sock_type = sock_type.unwrap_or(SOCK_TYPE_UNKNOWN);
+    sock_enter(EventKind::Connect, (tgid, tid), remote, fd, sock_type);
+    0
+}
+
+/// Keeps a connect or accept record in `SOCK_CALLS` until the syscall's exit completes it.
+#[inline(always)]
+fn sock_enter(kind: EventKind, (tgid, tid): (u32, u32), remote: SockAddr, fd: i32, sock_type: u16) {
     let ev = SockEvent {
-        header: header(
-            EventKind::Connect,
-            core::mem::size_of::<SockEvent>(),
-            tgid,
-            tid,
-        ),
+        header: header_of::<SockEvent>(kind, tgid, tid),
         end_ns: 0,
         remote,
         fd,
         ret: 0,
-        sock_type: sock_type.unwrap_or(SOCK_TYPE_UNKNOWN),
+        sock_type,
         _pad: [0; 6],
     };
-    if SOCK_CALLS.insert(tid, &ev, 0).is_err() {
-        count(counter::INFLIGHT_FULL);
-    }
-    0
+    keep_inflight(&SOCK_CALLS, &tid, &ev);
 }
 
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    let Some(ev) = SOCK_CALLS.get_ptr_mut(tid) else {
+    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
+    let Some(ev) = (unsafe { pending(&SOCK_CALLS, tid) }) else {
         return 0;
     };
-    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
-    let ev = unsafe { &mut *ev };
     if ev.header.kind != EventKind::Connect as u32 {
         return 0;
     }
@@ -143,22 +143,12 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     if (ev.ret == 0 || ev.ret == -115) && ev.sock_type != SOCK_TYPE_DGRAM {
         let _ = CONN_PEERS.insert(key, ev.remote, 0);
     }
-    if EVENTS.output::<SockEvent>(&*ev, 0).is_err() {
-        count(counter::RING_FULL);
-    }
+    output(ev);
     let _ = SOCK_CALLS.remove(tid);
     0
 }
 
-#[tracepoint]
-pub fn sys_enter_accept(ctx: TracePointContext) -> u32 {
-    accept_enter(&ctx)
-}
-
-#[tracepoint]
-pub fn sys_enter_accept4(ctx: TracePointContext) -> u32 {
-    accept_enter(&ctx)
-}
+tracepoints!(accept_enter: sys_enter_accept, sys_enter_accept4);
 
 /// accept[4](fd, upeer_sockaddr, upeer_addrlen[, flags]): the peer address is written by the
 /// kernel, so its user pointer is kept (in `remote.addr`) until the exit reads it.
@@ -171,44 +161,19 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
     let peer: u64 = sys_arg(ctx, 1);
     let mut remote = SockAddr::default();
     remote.addr[..8].copy_from_slice(&peer.to_ne_bytes());
-    let ev = SockEvent {
-        header: header(
-            EventKind::Accept,
-            core::mem::size_of::<SockEvent>(),
-            tgid,
-            tid,
-        ),
-        end_ns: 0,
-        remote,
-        fd: 0,
-        ret: 0,
-        sock_type: SOCK_TYPE_STREAM,
-        _pad: [0; 6],
-    };
-    if SOCK_CALLS.insert(tid, &ev, 0).is_err() {
-        count(counter::INFLIGHT_FULL);
-    }
+    sock_enter(EventKind::Accept, (tgid, tid), remote, 0, SOCK_TYPE_STREAM);
     0
 }
 
-#[tracepoint]
-pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
-    accept_exit(&ctx)
-}
-
-#[tracepoint]
-pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
-    accept_exit(&ctx)
-}
+tracepoints!(accept_exit: sys_exit_accept, sys_exit_accept4);
 
 #[inline(always)]
 fn accept_exit(ctx: &TracePointContext) -> u32 {
     let (_, tid) = current();
-    let Some(ev) = SOCK_CALLS.get_ptr_mut(tid) else {
+    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
+    let Some(ev) = (unsafe { pending(&SOCK_CALLS, tid) }) else {
         return 0;
     };
-    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
-    let ev = unsafe { &mut *ev };
     let ret = sys_arg::<i64>(ctx, 0) as i32;
     // Failed accepts (EAGAIN on a non-blocking listener) are noise, not events.
     if ev.header.kind == EventKind::Accept as u32 && ret >= 0 {
@@ -218,9 +183,7 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         ev.end_ns = now();
         ev.ret = ret;
         ev.fd = ret;
-        if EVENTS.output::<SockEvent>(&*ev, 0).is_err() {
-            count(counter::RING_FULL);
-        }
+        output(ev);
     }
     let _ = SOCK_CALLS.remove(tid);
     0
@@ -233,33 +196,17 @@ pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
     dns_send(fd, sys_arg(&ctx, 4), sys_arg(&ctx, 1), sys_arg(&ctx, 2)).unwrap_or(1)
 }
 
-#[tracepoint]
-pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    // sendmsg(fd, msg, flags)
-    dns_msghdr(sys_arg::<i64>(&ctx, 0) as i32, sys_arg(&ctx, 1)).unwrap_or(1)
-}
+// sendmsg(fd, msg, flags) and sendmmsg(fd, mmsg, vlen, flags): for sendmmsg the first message
+// holds the question (the resolver sends A and AAAA for the same name together).
+tracepoints!(dns_msghdr: sys_enter_sendmsg, sys_enter_sendmmsg);
 
-#[tracepoint]
-pub fn sys_enter_sendmmsg(ctx: TracePointContext) -> u32 {
-    // sendmmsg(fd, mmsg, vlen, flags): the first message holds the question (the resolver sends
-    // A and AAAA for the same name together).
-    dns_msghdr(sys_arg::<i64>(&ctx, 0) as i32, sys_arg(&ctx, 1)).unwrap_or(1)
-}
-
-/// `struct msghdr`: `msg_name` at 0, `msg_iov` at 16; `struct iovec`: base at 0, len at 8.
 #[inline(always)]
-fn dns_msghdr(fd: i32, msg: *const u64) -> Option<u32> {
-    let mut hdr = [0u64; 3];
-    // SAFETY: reads 24 bytes of user memory into a stack array.
-    if unsafe { bpf_probe_read_user(hdr.as_mut_ptr().cast(), 24, msg.cast()) } != 0 {
-        return None;
-    }
-    let mut iov = [0u64; 2];
-    // SAFETY: as above, 16 bytes.
-    if unsafe { bpf_probe_read_user(iov.as_mut_ptr().cast(), 16, hdr[2] as *const _) } != 0 {
-        return None;
-    }
-    dns_send(fd, hdr[0] as *const u8, iov[0] as *const u8, iov[1])
+fn dns_msghdr(ctx: &TracePointContext) -> u32 {
+    let fd = sys_arg::<i64>(ctx, 0) as i32;
+    let Some((addr, buf, len)) = msghdr_first(sys_arg(ctx, 1)) else {
+        return 1;
+    };
+    dns_send(fd, addr, buf, len).unwrap_or(1)
 }
 
 #[inline(always)]
@@ -275,9 +222,8 @@ fn dns_send(fd: i32, addr: *const u8, buf: *const u8, len: u64) -> Option<u32> {
     if is_self(tgid) || len == 0 {
         return Some(0);
     }
-    let ev = DNS_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
-    let ev = unsafe { &mut *ev };
+    let ev = unsafe { scratch(&DNS_SCRATCH) }?;
     let n = if len > DNS_PAYLOAD_MAX as u64 {
         DNS_PAYLOAD_MAX as u32
     } else {
@@ -291,16 +237,9 @@ fn dns_send(fd: i32, addr: *const u8, buf: *const u8, len: u64) -> Option<u32> {
     if unsafe { bpf_probe_read_user(ev.payload.as_mut_ptr().cast(), n, buf.cast()) } != 0 {
         return Some(0);
     }
-    ev.header = header(
-        EventKind::DnsQuery,
-        core::mem::size_of::<DnsEvent>(),
-        tgid,
-        tid,
-    );
+    ev.header = header_of::<DnsEvent>(EventKind::DnsQuery, tgid, tid);
     ev.server = server;
     ev.payload_len = n;
-    if EVENTS.output::<DnsEvent>(&*ev, 0).is_err() {
-        count(counter::RING_FULL);
-    }
+    output(ev);
     Some(0)
 }

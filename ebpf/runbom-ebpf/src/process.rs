@@ -4,21 +4,20 @@
 //! `EXECS[tid]`; `sched_process_exec` completes and emits it; a failed exec's `sys_exit` drops it.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_uid_gid,
-        generated::{bpf_probe_read_user, bpf_probe_read_user_str},
-    },
+    helpers::{bpf_get_current_uid_gid, generated::bpf_probe_read_user_str},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use runbom_common::{
-    ARGC_MAX, ARGV_MAX, EXEC_ARGV_TRUNCATED, EventKind, ExecEvent, ExitEvent, ForkEvent, PATH_MAX,
-    counter,
+    ARGC_MAX, ARGV_MAX, EXEC_ARGV_TRUNCATED, EventKind, ExecEvent, ExitEvent, ForkEvent,
 };
 
 use crate::{
-    maps::{EVENTS, EXEC_SCRATCH, EXECS, EXIT_CODES, WATCHED_PIDS},
-    util::{count, current, field, header, is_self, now, sys_arg},
+    maps::{EXEC_SCRATCH, EXECS, EXIT_CODES, WATCHED_PIDS},
+    util::{
+        config, current, field, header, header_of, is_self, keep_inflight, now, output,
+        output_prefix, pending, read_user, read_user_str, scratch, sys_arg, take, tracepoints,
+    },
 };
 
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -41,15 +40,14 @@ fn exec_enter(_ctx: &TracePointContext, filename: *const u8, argv: *const u64) -
     if is_self(tgid) {
         return Some(0);
     }
-    let budget = crate::util::config().map_or(1024, |c| c.argv_max);
+    let budget = config().map_or(1024, |c| c.argv_max);
     let budget = if budget as usize >= ARGV_MAX {
         ARGV_MAX as u32 - 1
     } else {
         budget
     };
-    let buf = EXEC_SCRATCH.get_ptr_mut(0)?;
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
-    let buf = unsafe { &mut *buf };
+    let buf = unsafe { scratch(&EXEC_SCRATCH) }?;
     let ids = bpf_get_current_uid_gid();
     let ev = &mut buf.event;
     ev.header = header(EventKind::Exec, 0, tgid, tid);
@@ -57,31 +55,17 @@ fn exec_enter(_ctx: &TracePointContext, filename: *const u8, argv: *const u64) -
     ev.uid = ids as u32;
     ev.gid = (ids >> 32) as u32;
     ev.flags = 0;
-    // SAFETY: the destination is the fixed-size filename array.
-    let n = unsafe {
-        bpf_probe_read_user_str(
-            ev.filename.as_mut_ptr().cast(),
-            PATH_MAX as u32,
-            filename.cast(),
-        )
-    };
+    let n = read_user_str(&mut ev.filename, filename);
     ev.filename_len = if n > 0 { n as u32 - 1 } else { 0 };
 
     let mut off: u32 = 0;
     let mut argc: u32 = 0;
     for i in 0..ARGC_MAX {
-        let mut ptr: u64 = 0;
-        // SAFETY: reads one pointer of the user's argv array into a stack slot.
-        let r = unsafe {
-            bpf_probe_read_user(
-                core::ptr::from_mut(&mut ptr).cast(),
-                8,
-                argv.add(i as usize).cast(),
-            )
+        // One pointer of the user's argv array; a null one ends it.
+        let ptr = match read_user(argv.wrapping_add(i as usize)) {
+            Some(ptr) if ptr != 0 => ptr,
+            _ => break,
         };
-        if r != 0 || ptr == 0 {
-            break;
-        }
         // The offset goes through memory so that LLVM cannot drop the mask (it knows
         // `off < budget`; the verifier does not), then is masked below ARGV_MAX.
         // SAFETY: a field of the scratch record, which we own.
@@ -113,21 +97,11 @@ fn exec_enter(_ctx: &TracePointContext, filename: *const u8, argv: *const u64) -
     let ev = &mut buf.event;
     ev.argc = argc;
     ev.argv_len = off;
-    if EXECS.insert(tid, &*buf, 0).is_err() {
-        count(counter::INFLIGHT_FULL);
-    }
+    keep_inflight(&EXECS, &tid, buf);
     Some(0)
 }
 
-#[tracepoint]
-pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    exec_exit(&ctx)
-}
-
-#[tracepoint]
-pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    exec_exit(&ctx)
-}
+tracepoints!(exec_exit: sys_exit_execve, sys_exit_execveat);
 
 #[inline(always)]
 fn exec_exit(ctx: &TracePointContext) -> u32 {
@@ -148,9 +122,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_exec(ctx: &TracePointContext) -> Option<u32> {
     let old_pid: u32 = field(ctx, 16);
-    let buf = EXECS.get_ptr_mut(old_pid)?;
-    // SAFETY: the entry is ours (keyed by our thread id) until we remove it below.
-    let buf = unsafe { &mut *buf };
+    // SAFETY: kept by the exec's entry under the thread id the task had then; ours until we
+    // remove it below.
+    let buf = unsafe { pending(&EXECS, old_pid) }?;
     let (tgid, tid) = current();
     let ev = &mut buf.event;
     ev.end_ns = now();
@@ -162,11 +136,8 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Option<u32> {
     }
     let size = core::mem::size_of::<ExecEvent>() + argv_len;
     ev.header.size = size as u32;
-    // SAFETY: `size` is at most the size of the `ExecBuffer` the pointer refers to.
-    let bytes = unsafe { core::slice::from_raw_parts(core::ptr::from_ref(buf).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-        count(counter::RING_FULL);
-    }
+    // SAFETY: `size` is at most the size of the `ExecBuffer`.
+    unsafe { output_prefix(buf, size) };
     let _ = EXECS.remove(old_pid);
     Some(0)
 }
@@ -187,19 +158,11 @@ pub fn task_newtask(ctx: TracePointContext) -> u32 {
     if unsafe { WATCHED_PIDS.get(tgid).is_some() } {
         let _ = WATCHED_PIDS.insert(child_pid, 1, 0);
     }
-    let ev = ForkEvent {
-        header: header(
-            EventKind::Fork,
-            core::mem::size_of::<ForkEvent>(),
-            tgid,
-            tid,
-        ),
+    output(&ForkEvent {
+        header: header_of::<ForkEvent>(EventKind::Fork, tgid, tid),
         child_pid,
         _pad: 0,
-    };
-    if EVENTS.output::<ForkEvent>(&ev, 0).is_err() {
-        count(counter::RING_FULL);
-    }
+    });
     0
 }
 
@@ -223,21 +186,11 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if is_self(tgid) {
         return 0;
     }
-    // SAFETY: plain integer value, copied out at once.
-    let code = unsafe { EXIT_CODES.get(tgid).copied() };
-    let _ = EXIT_CODES.remove(tgid);
-    let ev = ExitEvent {
-        header: header(
-            EventKind::Exit,
-            core::mem::size_of::<ExitEvent>(),
-            tgid,
-            tid,
-        ),
+    let code = take(&EXIT_CODES, &tgid);
+    output(&ExitEvent {
+        header: header_of::<ExitEvent>(EventKind::Exit, tgid, tid),
         exit_code: code.unwrap_or(0),
         exit_code_known: u32::from(code.is_some()),
-    };
-    if EVENTS.output::<ExitEvent>(&ev, 0).is_err() {
-        count(counter::RING_FULL);
-    }
+    });
     0
 }

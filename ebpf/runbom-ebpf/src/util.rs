@@ -1,16 +1,38 @@
-//! Small helpers shared by the probes.
+//! Small helpers shared by the probes: tracepoint arguments, the current task, user-memory reads,
+//! and the few map idioms every probe repeats (keep a record between a syscall's entry and exit,
+//! take it back, write it to the ring, count what is lost). All are `#[inline(always)]`: they
+//! compile to exactly the helper calls they name, nothing more.
 
 use aya_ebpf::{
     EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns},
+        generated::{
+            bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_user,
+            bpf_probe_read_user_str,
+        },
     },
+    maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use runbom_common::{EventHeader, EventKind, ProbeConfig};
+use runbom_common::{EventHeader, EventKind, ProbeConfig, counter};
 
-use crate::maps::{CONFIG, COUNTERS, WATCHED_CGROUPS, WATCHED_PIDS};
+use crate::maps::{CONFIG, COUNTERS, EVENTS, WATCHED_CGROUPS, WATCHED_PIDS};
+
+/// Declares tracepoint programs that share one body, a `fn(&TracePointContext) -> u32`:
+/// `tracepoints!(open_exit: sys_exit_open, sys_exit_openat);`. Every program still needs a name
+/// of its own, because userspace attaches programs to tracepoints by name.
+macro_rules! tracepoints {
+    ($body:ident: $($name:ident),+ $(,)?) => {
+        $(
+            #[aya_ebpf::macros::tracepoint]
+            pub fn $name(ctx: aya_ebpf::programs::TracePointContext) -> u32 {
+                $body(&ctx)
+            }
+        )+
+    };
+}
+pub(crate) use tracepoints;
 
 /// Reads the `n`th argument of a `syscalls:sys_enter_*` tracepoint (or `ret` of a
 /// `sys_exit_*` one, n = 0): every field is 8 bytes wide and they start at offset 16.
@@ -78,6 +100,12 @@ pub fn header(kind: EventKind, size: usize, tgid: u32, tid: u32) -> EventHeader 
     }
 }
 
+/// [`header`] for a fixed-size record `T`: its size is the record's.
+#[inline(always)]
+pub fn header_of<T>(kind: EventKind, tgid: u32, tid: u32) -> EventHeader {
+    header(kind, core::mem::size_of::<T>(), tgid, tid)
+}
+
 /// Adds one to a loss counter.
 #[inline(always)]
 pub fn count(index: u32) {
@@ -87,8 +115,109 @@ pub fn count(index: u32) {
     }
 }
 
+/// Writes a record to the ring buffer; a full ring is counted (`RING_FULL`), never retried.
+#[inline(always)]
+pub fn output<T: ?Sized>(record: &T) {
+    if EVENTS.output::<T>(record, 0).is_err() {
+        count(counter::RING_FULL);
+    }
+}
+
+/// Writes the first `size` bytes of a record with a variable tail (exec's argv, HTTP data) to the
+/// ring buffer, as [`output`] does.
+///
+/// # Safety
+/// `size` is at most `size_of::<T>()`.
+#[inline(always)]
+pub unsafe fn output_prefix<T>(record: &T, size: usize) {
+    // SAFETY: the caller keeps `size` within the record.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(core::ptr::from_ref(record).cast::<u8>(), size) };
+    output(bytes);
+}
+
+/// Keeps a record in an in-flight map (syscall entry → exit, or entry → return probe); a full
+/// map is counted (`INFLIGHT_FULL`).
+#[inline(always)]
+pub fn keep_inflight<K, V>(map: &LruHashMap<K, V>, key: &K, value: &V) {
+    if map.insert(key, value, 0).is_err() {
+        count(counter::INFLIGHT_FULL);
+    }
+}
+
+/// The in-flight record kept under `tid` by this thread's syscall entry, to complete in place.
+///
+/// # Safety
+/// `map` is a static map, and only the thread `tid` touches the entry until it is removed
+/// (in-flight maps are keyed by the id of the thread between whose entry and exit the record
+/// lives).
+#[inline(always)]
+pub unsafe fn pending<V>(map: &LruHashMap<u32, V>, tid: u32) -> Option<&'static mut V> {
+    // SAFETY: exclusive by the caller's contract.
+    map.get_ptr_mut(tid).map(|p| unsafe { &mut *p })
+}
+
+/// Takes a plain value out of a map: copied out, then removed (only when it was there).
+#[inline(always)]
+pub fn take<K, V: Copy>(map: &LruHashMap<K, V>, key: &K) -> Option<V> {
+    // SAFETY: plain value, copied out at once.
+    let value = unsafe { map.get(key).copied()? };
+    let _ = map.remove(key);
+    Some(value)
+}
+
+/// The per-CPU scratch record of `map`: records too large for the stack are built there.
+///
+/// # Safety
+/// `map` is a static map, and at most one reference to the record is alive (each scratch map
+/// serves one kind of record, built by one program at a time on each CPU).
+#[inline(always)]
+pub unsafe fn scratch<T>(map: &PerCpuArray<T>) -> Option<&'static mut T> {
+    // SAFETY: exclusive by the caller's contract.
+    map.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
 /// `(tgid << 32) | fd`, the key of per-socket maps.
 #[inline(always)]
 pub fn fd_key(tgid: u32, fd: i32) -> u64 {
     (u64::from(tgid) << 32) | u64::from(fd as u32)
+}
+
+/// Reads a `T` from user memory.
+#[inline(always)]
+pub fn read_user<T: Copy + Default>(ptr: *const T) -> Option<T> {
+    let mut v = T::default();
+    // SAFETY: writes exactly `size_of::<T>()` bytes into a stack value of that type.
+    let r = unsafe {
+        bpf_probe_read_user(
+            core::ptr::from_mut(&mut v).cast(),
+            core::mem::size_of::<T>() as u32,
+            ptr.cast(),
+        )
+    };
+    (r == 0).then_some(v)
+}
+
+/// Reads a NUL-terminated user string into `dst` (at most `N` bytes, NUL included); the
+/// helper's result: the bytes written with the NUL, or a negative error.
+#[inline(always)]
+pub fn read_user_str<const N: usize>(dst: &mut [u8; N], src: *const u8) -> i64 {
+    // SAFETY: the destination is a fixed-size array of `N` bytes.
+    unsafe { bpf_probe_read_user_str(dst.as_mut_ptr().cast(), N as u32, src.cast()) }
+}
+
+/// The first buffer of a user `struct iovec` array as `(base, len)`.
+#[inline(always)]
+pub fn first_iovec(iov: *const [u64; 2]) -> Option<(*const u8, u64)> {
+    let [base, len] = read_user(iov)?;
+    Some((base as *const u8, len))
+}
+
+/// The address (`msg_name`, may be null) and first buffer of a user `struct msghdr`:
+/// `msg_name` at 0, `msg_iov` at 16.
+#[inline(always)]
+pub fn msghdr_first(msg: *const [u64; 3]) -> Option<(*const u8, *const u8, u64)> {
+    let hdr = read_user(msg)?;
+    let (base, len) = first_iovec(hdr[2] as *const [u64; 2])?;
+    Some((hdr[0] as *const u8, base, len))
 }

@@ -23,34 +23,37 @@ fn slot(m: Method) -> usize {
     }
 }
 
+/// Declares a reader per plain counter: `pub fn name(&self) -> u64`, reading the field of
+/// that name.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)+) => {
+        $(
+            $(#[doc = $doc])*
+            #[must_use]
+            pub fn $name(&self) -> u64 {
+                self.$name.load(Ordering::Relaxed)
+            }
+        )+
+    };
+}
+
 impl Stats {
     /// Events placed by `m`.
     #[must_use]
     pub fn correlated(&self, m: Method) -> u64 {
         self.by_method[slot(m)].load(Ordering::Relaxed)
     }
-    /// Events that left without a place (window over, early release, or evicted).
-    #[must_use]
-    pub fn uncorrelated(&self) -> u64 {
-        self.uncorrelated.load(Ordering::Relaxed)
-    }
-    /// Events that left early because the buffer was full (also counted as uncorrelated).
-    #[must_use]
-    pub fn evicted(&self) -> u64 {
-        self.evicted.load(Ordering::Relaxed)
-    }
-    /// Application spans moved into another trace.
-    #[must_use]
-    pub fn stitched(&self) -> u64 {
-        self.stitched.load(Ordering::Relaxed)
-    }
-    #[must_use]
-    pub fn buffered_events(&self) -> u64 {
-        self.buffered_events.load(Ordering::Relaxed)
-    }
-    #[must_use]
-    pub fn buffered_bytes(&self) -> u64 {
-        self.buffered_bytes.load(Ordering::Relaxed)
+    counters! {
+        /// Events that left without a place (window over, early release, or evicted).
+        uncorrelated,
+        /// Events that left early because the buffer was full (also counted as uncorrelated).
+        evicted,
+        /// Application spans moved into another trace.
+        stitched,
+        /// Events held now.
+        buffered_events,
+        /// Bytes the events held now account for.
+        buffered_bytes,
     }
 
     pub(crate) fn add_correlated(&self, m: Method) {

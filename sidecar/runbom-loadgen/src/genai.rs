@@ -6,7 +6,11 @@ use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest,
     common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value},
     resource::v1::Resource,
-    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span, status},
+    trace::v1::{
+        ResourceSpans, ScopeSpans, Span, Status,
+        span::{self, SpanKind},
+        status,
+    },
 };
 
 /// A small deterministic generator for ids and varied values (splitmix64).
@@ -91,7 +95,7 @@ fn agent_run(ids: &mut Ids, run: u64) -> Vec<Span> {
     let root_id = ids.span_id();
     let t0 = START + run * 10_000_000_000;
     let ms = |offset: u64| t0 + offset * 1_000_000;
-    let span = |ids: &mut Ids, name: &str, kind: span::SpanKind, from_ms: u64, to_ms: u64| Span {
+    let span = |ids: &mut Ids, name: &str, kind: SpanKind, from_ms: u64, to_ms: u64| Span {
         trace_id: trace_id.clone(),
         span_id: ids.span_id(),
         parent_span_id: root_id.clone(),
@@ -103,14 +107,13 @@ fn agent_run(ids: &mut Ids, run: u64) -> Vec<Span> {
         ..Span::default()
     };
     let conversation = format!("conv-{run:08}");
+    let chat = |ids: &mut Ids, turn: i64, from_ms: u64, to_ms: u64| Span {
+        attributes: chat_attributes(run, turn, &conversation),
+        events: vec![choice(ms(to_ms))],
+        ..span(ids, "chat gpt-4o", SpanKind::Client, from_ms, to_ms)
+    };
 
-    let mut root = span(
-        ids,
-        "invoke_agent support",
-        span::SpanKind::Internal,
-        0,
-        4000,
-    );
+    let mut root = span(ids, "invoke_agent support", SpanKind::Internal, 0, 4000);
     root.span_id.clone_from(&root_id);
     root.parent_span_id.clear();
     root.attributes = vec![
@@ -120,14 +123,12 @@ fn agent_run(ids: &mut Ids, run: u64) -> Vec<Span> {
         s("gen_ai.conversation.id", &conversation),
     ];
 
-    let mut first_chat = span(ids, "chat gpt-4o", span::SpanKind::Client, 10, 1510);
-    first_chat.attributes = chat_attributes(run, 1, &conversation);
-    first_chat.events = vec![choice(ms(1510))];
+    let first_chat = chat(ids, 1, 10, 1510);
 
     let mut tool = span(
         ids,
         "execute_tool get_weather",
-        span::SpanKind::Internal,
+        SpanKind::Internal,
         1520,
         1820,
     );
@@ -138,14 +139,12 @@ fn agent_run(ids: &mut Ids, run: u64) -> Vec<Span> {
         s("gen_ai.tool.type", "function"),
     ];
 
-    let mut second_chat = span(ids, "chat gpt-4o", span::SpanKind::Client, 1830, 3930);
-    second_chat.attributes = chat_attributes(run, 2, &conversation);
-    second_chat.events = vec![choice(ms(3930))];
+    let second_chat = chat(ids, 2, 1830, 3930);
 
     let mut embed = span(
         ids,
         "embeddings text-embedding-3-small",
-        span::SpanKind::Client,
+        SpanKind::Client,
         3950,
         3990,
     );

@@ -59,25 +59,13 @@ impl Signal {
     #[must_use]
     pub fn item_count(&self) -> usize {
         match self {
-            Self::Traces(r) => r
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum(),
-            Self::Logs(r) => r
-                .resource_logs
-                .iter()
-                .flat_map(|r| &r.scope_logs)
-                .map(|s| s.log_records.len())
-                .sum(),
-            Self::Metrics(r) => r
-                .resource_metrics
-                .iter()
-                .flat_map(|r| &r.scope_metrics)
-                .flat_map(|s| &s.metrics)
-                .map(|m| data_points(m.data.as_ref()))
-                .sum(),
+            Self::Traces(r) => count(&r.resource_spans, |r| &r.scope_spans, |s| s.spans.len()),
+            Self::Logs(r) => count(&r.resource_logs, |r| &r.scope_logs, |s| s.log_records.len()),
+            Self::Metrics(r) => count(
+                &r.resource_metrics,
+                |r| &r.scope_metrics,
+                |s| s.metrics.iter().map(|m| data_points(m.data.as_ref())).sum(),
+            ),
         }
     }
 
@@ -111,6 +99,11 @@ impl Signal {
             SignalKind::Metrics => Self::Metrics(ExportMetricsServiceRequest::default()),
         }
     }
+}
+
+/// The items of every scope of every resource: the same walk for each signal.
+fn count<R, S>(resources: &[R], scopes: impl Fn(&R) -> &[S], items: impl Fn(&S) -> usize) -> usize {
+    resources.iter().flat_map(scopes).map(items).sum()
 }
 
 fn data_points(data: Option<&Data>) -> usize {
