@@ -2,7 +2,7 @@
 //! `undeclared_endpoint` on the exfiltration request and exactly one alert whose chain tells
 //! the story; the benign one gives no drift and no alert.
 
-mod common;
+use runbom_testkit::agent_trace as common;
 
 use std::time::{Duration, Instant};
 

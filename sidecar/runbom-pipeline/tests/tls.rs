@@ -3,8 +3,6 @@
 //! exporters sending to them, refusals for an untrusted server or a missing client
 //! certificate, certificate reload, and the OpenTelemetry Python SDK as a TLS client.
 
-mod support;
-
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -21,20 +19,12 @@ use runbom_otlp::{
     tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion},
 };
 use runbom_pipeline::{Signal, SignalKind, receiver::Limits};
-use support::{Harness, pki::Pki, python, sample_logs, sample_metrics, sample_traces};
-
-fn server_tls(pki: &Pki, client_ca: bool) -> rustls::ServerConfig {
-    ServerTlsSettings {
-        cert_file: pki.path("server.pem"),
-        key_file: pki.path("server-key.pem"),
-        client_ca_file: client_ca.then(|| pki.path("ca.pem")),
-        min_version: None,
-        max_version: None,
-        reload_interval: None,
-    }
-    .load()
-    .unwrap_or_else(|e| panic!("the test server's TLS settings should load: {e}"))
-}
+use runbom_testkit::{
+    harness::Harness,
+    pki::Pki,
+    python,
+    requests::{sample_logs, sample_metrics, sample_traces},
+};
 
 fn trusting(ca: &Path) -> ClientTlsSettings {
     ClientTlsSettings {
@@ -109,7 +99,7 @@ async fn grpc_receiver_serves_a_tonic_tls_client() {
     let pki = Pki::new();
     let mut h = Harness::all();
     let (addr, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let config = trusting(&pki.path("ca.pem"))
         .load()
@@ -129,10 +119,7 @@ async fn grpc_receiver_serves_a_tonic_tls_client() {
         .export(sample_traces())
         .await
         .unwrap_or_else(|e| panic!("the export over TLS was refused: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 
     let plain = TraceServiceClient::connect(format!("http://{addr}")).await;
     let refused = match plain {
@@ -151,7 +138,7 @@ async fn http_receiver_serves_https() {
     let pki = Pki::new();
     let mut h = Harness::all();
     let (addr, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_http_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let config = trusting(&pki.path("ca.pem"))
         .load()
@@ -201,10 +188,10 @@ async fn tls_receivers_stop_on_shutdown() {
     let pki = Pki::new();
     let h = Harness::all();
     let (grpc, grpc_task) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let (http, http_task) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_http_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     // An idle connection that never starts its handshake must not hold shutdown up.
     let _idle = tokio::net::TcpStream::connect(grpc)
@@ -231,7 +218,7 @@ async fn otlp_exporter_uses_tls_with_ca_file() {
     let pki = Pki::new();
     let mut h = Harness::all();
     let (addr, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let ca = pki.path("ca.pem");
     // A plain host:port means TLS, as in the Collector; so does https://, by name or address.
@@ -298,10 +285,7 @@ async fn server_name_override_names_the_certificate_to_expect() {
         .await
         .unwrap_or_else(|e| panic!("otlphttp with server_name_override failed: {e}"));
     for _ in 0..2 {
-        assert_eq!(
-            h.next(SignalKind::Traces).await,
-            Signal::Traces(sample_traces())
-        );
+        h.assert_next(Signal::Traces(sample_traces())).await;
     }
 }
 
@@ -311,7 +295,7 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
     let mut h = Harness::all();
     let (plain, _) = h.start_grpc(Limits::default()).await;
     let (tls, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let insecure = ClientTlsSettings {
         insecure: true,
@@ -326,10 +310,7 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
         grpc_export(endpoint.clone(), tls)
             .await
             .unwrap_or_else(|e| panic!("plain text to {endpoint} failed: {e}"));
-        assert_eq!(
-            h.next(SignalKind::Traces).await,
-            Signal::Traces(sample_traces())
-        );
+        h.assert_next(Signal::Traces(sample_traces())).await;
     }
     // TLS (the default) to a plain-text server fails, saying what to change.
     assert_refused_with_hint(
@@ -344,10 +325,7 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
     grpc_export(format!("https://{tls}"), skip)
         .await
         .unwrap_or_else(|e| panic!("insecure_skip_verify should accept any certificate: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
@@ -355,7 +333,7 @@ async fn otlphttp_exporter_uses_https() {
     let pki = Pki::new();
     let mut h = Harness::all();
     let (addr, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_http_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let ca = pki.path("ca.pem");
     let mut exporter = HttpExporter::new(network(format!("https://{addr}"), trusting(&ca)))
@@ -376,21 +354,15 @@ async fn otlphttp_exporter_uses_https() {
     http_export(format!("http://{plain}"), trusting(&ca))
         .await
         .unwrap_or_else(|e| panic!("plain text to http://{plain} failed: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
 async fn an_untrusted_server_is_refused_clearly() {
     let pki = Pki::new();
     let h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let (http, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
+    let (grpc, http) = h
+        .start_both(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let wrong = trusting(&pki.path("other-ca.pem"));
     // rustls says UnknownIssuer; runbom adds what to check.
@@ -441,21 +413,15 @@ async fn min_and_max_version_are_enforced() {
     grpc_export(addr.to_string(), trusting(&ca))
         .await
         .unwrap_or_else(|e| panic!("a TLS 1.3 client should be served: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
 async fn client_ca_file_requires_a_client_certificate() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, true)))
-        .await;
-    let (http, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, true)))
+    let (grpc, http) = h
+        .start_both(Limits::default(), Some(pki.server_tls(true)))
         .await;
     let ca = pki.path("ca.pem");
 
@@ -487,20 +453,14 @@ async fn client_ca_file_requires_a_client_certificate() {
     )
     .await
     .unwrap_or_else(|e| panic!("otlp with the client certificate failed: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
     http_export(
         format!("https://{http}"),
         with_client_cert(&pki, trusting(&ca)),
     )
     .await
     .unwrap_or_else(|e| panic!("otlphttp with the client certificate failed: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
@@ -547,15 +507,12 @@ async fn reload_interval_picks_up_a_new_certificate() {
 async fn python_sdk_exports_over_tls() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let (http, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
+    let (grpc, http) = h
+        .start_both(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let ca = pki.path("ca.pem");
     for (protocol, addr) in [("grpc", grpc), ("http/protobuf", http), ("http/json", http)] {
-        let sent = python::export_tls(protocol, SignalKind::Traces, addr, &ca, None).await;
+        let sent = python::sdk_export_tls(protocol, SignalKind::Traces, addr, &ca, None).await;
         let arrived = h.next(SignalKind::Traces).await;
         python::assert_spans_arrived(&sent, &arrived);
         assert_eq!(
@@ -571,11 +528,11 @@ async fn python_sdk_exports_with_a_client_certificate() {
     let pki = Pki::new();
     let mut h = Harness::all();
     let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, true)))
+        .start_grpc_with(Limits::default(), Some(pki.server_tls(true)))
         .await;
     let ca = pki.path("ca.pem");
     let client = (pki.path("client.pem"), pki.path("client-key.pem"));
-    let sent = python::export_tls(
+    let sent = python::sdk_export_tls(
         "grpc",
         SignalKind::Logs,
         grpc,

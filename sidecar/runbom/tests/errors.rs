@@ -5,20 +5,19 @@
 //! probe-loading errors exit 1 (`runbom: <message>`). The probe tests load the real eBPF
 //! object into this kernel, so they need root (the non-root test drops to `nobody` itself).
 
-mod common;
-
 use std::{
     fs,
     io::{BufRead as _, BufReader, Read as _},
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use common::{Guard, READY_LINE, TempDir, run_bounded, runbom_bin, runbom_command};
+use runbom_testkit::{
+    Proc, READY_LINE, TempDir, config_command, run_bounded, runbom::RUNBOM_ENV, runbom_bin,
+};
 
 const TIMEOUT: Duration = Duration::from_mins(1);
 
@@ -40,12 +39,6 @@ service:
       receivers: [ebpf]
       exporters: [debug]
 ";
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    path
-}
 
 /// What a failed run left behind.
 struct Failure {
@@ -98,7 +91,7 @@ fn run_failing(cmd: &mut Command) -> Failure {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut guard = Guard::spawn("runbom", cmd);
+    let mut guard = Proc::spawn("runbom", cmd);
     let mut stdout_pipe = guard.child.stdout.take().expect("piped stdout");
     let stdout = thread::spawn(move || {
         let mut s = String::new();
@@ -173,14 +166,9 @@ fn unknown_config_keys_name_the_file_and_yaml_path() {
         ),
     ];
     for (i, (text, yaml_path, key, fix)) in cases.iter().enumerate() {
-        let config = write(dir.path(), &format!("unknown-{i}.yaml"), text);
+        let config = dir.write(&format!("unknown-{i}.yaml"), text);
         for command in ["validate", "run"] {
-            let f = run_failing(
-                runbom_command(&runbom_bin())
-                    .arg(command)
-                    .arg("--config")
-                    .arg(&config),
-            );
+            let f = run_failing(&mut config_command(runbom_bin!(), command, &config));
             let msg = f.message();
             assert_eq!(
                 f.code,
@@ -214,12 +202,7 @@ fn missing_config_file_is_named() {
     let dir = TempDir::new("err-missing");
     let config = dir.path().join("no-such-runbom.yaml");
     for command in ["validate", "run"] {
-        let f = run_failing(
-            runbom_command(&runbom_bin())
-                .arg(command)
-                .arg("--config")
-                .arg(&config),
-        );
+        let f = run_failing(&mut config_command(runbom_bin!(), command, &config));
         let msg = f.message();
         assert_eq!(
             f.code,
@@ -241,12 +224,9 @@ fn missing_config_file_is_named() {
 #[test]
 fn valid_config_validates() {
     let dir = TempDir::new("ok-validate");
-    let config = write(dir.path(), "valid.yaml", VALID);
+    let config = dir.write("valid.yaml", VALID);
     let out = run_bounded(
-        runbom_command(&runbom_bin())
-            .arg("validate")
-            .arg("--config")
-            .arg(&config),
+        &mut config_command(runbom_bin!(), "validate", &config),
         TIMEOUT,
     );
     let (stdout, stderr) = (
@@ -269,9 +249,9 @@ fn non_root_is_told_to_use_root() {
     // `nobody` must be able to reach and run the binary and read the config.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
     let bin = dir.path().join("runbom");
-    fs::copy(runbom_bin(), &bin).expect("copy the runbom binary");
+    fs::copy(runbom_bin!(), &bin).expect("copy the runbom binary");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
-    let config = write(dir.path(), "valid.yaml", VALID);
+    let config = dir.write("valid.yaml", VALID);
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod config");
 
     let as_nobody = |sub: &str| {
@@ -282,11 +262,7 @@ fn non_root_is_told_to_use_root() {
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path());
-        for var in [
-            "RUNBOM_LOG",
-            "RUNBOM_KERNEL_BTF",
-            "RUNBOM_SELFTEST_VERIFIER_REJECT",
-        ] {
+        for var in RUNBOM_ENV {
             cmd.env_remove(var);
         }
         cmd
@@ -321,14 +297,10 @@ fn non_root_is_told_to_use_root() {
 #[test]
 fn kernel_without_btf_is_named() {
     let dir = TempDir::new("err-btf");
-    let config = write(dir.path(), "valid.yaml", VALID);
+    let config = dir.write("valid.yaml", VALID);
     let btf = dir.path().join("no-such-vmlinux");
-    let f = run_failing(
-        runbom_command(&runbom_bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUNBOM_KERNEL_BTF", &btf),
-    );
+    let f =
+        run_failing(config_command(runbom_bin!(), "run", &config).env("RUNBOM_KERNEL_BTF", &btf));
     let msg = f.message();
     assert_eq!(f.code, Some(1), "a kernel without BTF: {msg}");
     assert!(
@@ -350,12 +322,9 @@ fn kernel_without_btf_is_named() {
 #[test]
 fn verifier_rejection_names_the_probe_and_shows_the_log() {
     let dir = TempDir::new("err-verifier");
-    let config = write(dir.path(), "valid.yaml", VALID);
+    let config = dir.write("valid.yaml", VALID);
     let f = run_failing(
-        runbom_command(&runbom_bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUNBOM_SELFTEST_VERIFIER_REJECT", "1"),
+        config_command(runbom_bin!(), "run", &config).env("RUNBOM_SELFTEST_VERIFIER_REJECT", "1"),
     );
     let msg = f.message();
     assert_eq!(f.code, Some(1), "a probe the verifier rejects: {msg}");
