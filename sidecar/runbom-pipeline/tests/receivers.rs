@@ -222,12 +222,7 @@ async fn grpc_signal_without_pipeline_is_unimplemented() {
 async fn grpc_stops_when_asked() {
     let h = Harness::all();
     let (_, server) = h.start_grpc(Limits::default()).await;
-    h.stop.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("serve_grpc should return soon after the stop signal")
-        .expect("the server task should not panic");
-    assert!(result.is_ok(), "{result:?}");
+    h.assert_stops("serve_grpc", server).await;
 }
 
 // ---- HTTP ----
@@ -504,12 +499,7 @@ async fn http_signal_without_pipeline_is_404() {
 async fn http_stops_when_asked() {
     let h = Harness::all();
     let (_, server) = h.start_http(Limits::default()).await;
-    h.stop.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("serve_http should return soon after the stop signal")
-        .expect("the server task should not panic");
-    assert!(result.is_ok(), "{result:?}");
+    h.assert_stops("serve_http", server).await;
 }
 
 // ---- the OpenTelemetry Python SDK (tests/sdk_client.py) ----

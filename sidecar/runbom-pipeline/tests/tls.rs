@@ -20,8 +20,8 @@ use runbom_otlp::{
 };
 use runbom_pipeline::{Signal, SignalKind, receiver::Limits};
 use runbom_testkit::{
-    harness::Harness,
-    pki::Pki,
+    harness::{Harness, TlsReceivers},
+    pki::{self, Pki},
     python,
     requests::{sample_logs, sample_metrics, sample_traces},
 };
@@ -31,6 +31,13 @@ fn trusting(ca: &Path) -> ClientTlsSettings {
         ca_file: Some(ca.to_owned()),
         ..ClientTlsSettings::default()
     }
+}
+
+/// A client's TLS configuration that trusts the test CA.
+fn trusted_client(pki: &Pki) -> rustls::ClientConfig {
+    trusting(&pki.path("ca.pem"))
+        .load()
+        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"))
 }
 
 /// `tls` plus the test client certificate.
@@ -96,14 +103,13 @@ fn assert_refused_with_hint(result: Result<(), ExportError>, expected: &str, wha
 
 #[tokio::test]
 async fn grpc_receiver_serves_a_tonic_tls_client() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
-        .await;
-    let config = trusting(&pki.path("ca.pem"))
-        .load()
-        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"));
+    let TlsReceivers {
+        pki,
+        mut h,
+        grpc: addr,
+        ..
+    } = TlsReceivers::start(false).await;
+    let config = trusted_client(&pki);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
@@ -135,14 +141,13 @@ async fn grpc_receiver_serves_a_tonic_tls_client() {
 
 #[tokio::test]
 async fn http_receiver_serves_https() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_http_with(Limits::default(), Some(pki.server_tls(false)))
-        .await;
-    let config = trusting(&pki.path("ca.pem"))
-        .load()
-        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"));
+    let TlsReceivers {
+        pki,
+        mut h,
+        http: addr,
+        ..
+    } = TlsReceivers::start(false).await;
+    let config = trusted_client(&pki);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
@@ -215,11 +220,12 @@ async fn tls_receivers_stop_on_shutdown() {
 
 #[tokio::test]
 async fn otlp_exporter_uses_tls_with_ca_file() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
-        .await;
+    let TlsReceivers {
+        pki,
+        mut h,
+        grpc: addr,
+        ..
+    } = TlsReceivers::start(false).await;
     let ca = pki.path("ca.pem");
     // A plain host:port means TLS, as in the Collector; so does https://, by name or address.
     for endpoint in [
@@ -247,16 +253,7 @@ async fn otlp_exporter_uses_tls_with_ca_file() {
 async fn server_name_override_names_the_certificate_to_expect() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let named = ServerTlsSettings {
-        cert_file: pki.path("named-server.pem"),
-        key_file: pki.path("named-server-key.pem"),
-        client_ca_file: None,
-        min_version: None,
-        max_version: None,
-        reload_interval: None,
-    }
-    .load()
-    .unwrap_or_else(|e| panic!("the named server's TLS settings should load: {e}"));
+    let named = pki::load(&pki.server_settings("named-server", false));
     let (grpc, _) = h
         .start_grpc_with(Limits::default(), Some(named.clone()))
         .await;
@@ -330,11 +327,12 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
 
 #[tokio::test]
 async fn otlphttp_exporter_uses_https() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_http_with(Limits::default(), Some(pki.server_tls(false)))
-        .await;
+    let TlsReceivers {
+        pki,
+        mut h,
+        http: addr,
+        ..
+    } = TlsReceivers::start(false).await;
     let ca = pki.path("ca.pem");
     let mut exporter = HttpExporter::new(network(format!("https://{addr}"), trusting(&ca)))
         .unwrap_or_else(|e| panic!("building the otlphttp exporter failed: {e}"));
@@ -359,11 +357,9 @@ async fn otlphttp_exporter_uses_https() {
 
 #[tokio::test]
 async fn an_untrusted_server_is_refused_clearly() {
-    let pki = Pki::new();
-    let h = Harness::all();
-    let (grpc, http) = h
-        .start_both(Limits::default(), Some(pki.server_tls(false)))
-        .await;
+    let TlsReceivers {
+        pki, grpc, http, ..
+    } = TlsReceivers::start(false).await;
     let wrong = trusting(&pki.path("other-ca.pem"));
     // rustls says UnknownIssuer; runbom adds what to check.
     let expected = "UnknownIssuer";
@@ -389,16 +385,10 @@ async fn an_untrusted_server_is_refused_clearly() {
 async fn min_and_max_version_are_enforced() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let tls13 = ServerTlsSettings {
+    let tls13 = pki::load(&ServerTlsSettings {
         min_version: Some(TlsVersion::V1_3),
-        cert_file: pki.path("server.pem"),
-        key_file: pki.path("server-key.pem"),
-        client_ca_file: None,
-        max_version: None,
-        reload_interval: None,
-    }
-    .load()
-    .unwrap_or_else(|e| panic!("a TLS 1.3-only server should load: {e}"));
+        ..pki.server_settings("server", false)
+    });
     let (addr, _) = h.start_grpc_with(Limits::default(), Some(tls13)).await;
     let ca = pki.path("ca.pem");
     let tls12 = ClientTlsSettings {
@@ -418,11 +408,12 @@ async fn min_and_max_version_are_enforced() {
 
 #[tokio::test]
 async fn client_ca_file_requires_a_client_certificate() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (grpc, http) = h
-        .start_both(Limits::default(), Some(pki.server_tls(true)))
-        .await;
+    let TlsReceivers {
+        pki,
+        mut h,
+        grpc,
+        http,
+    } = TlsReceivers::start(true).await;
     let ca = pki.path("ca.pem");
 
     assert_refused_with_hint(
@@ -467,17 +458,10 @@ async fn client_ca_file_requires_a_client_certificate() {
 async fn reload_interval_picks_up_a_new_certificate() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let settings = ServerTlsSettings {
-        cert_file: pki.path("server.pem"),
-        key_file: pki.path("server-key.pem"),
-        client_ca_file: None,
-        min_version: None,
-        max_version: None,
+    let config = pki::load(&ServerTlsSettings {
         reload_interval: Some(Duration::ZERO),
-    };
-    let config = settings
-        .load()
-        .unwrap_or_else(|e| panic!("the test server's TLS settings should load: {e}"));
+        ..pki.server_settings("server", false)
+    });
     let (addr, _) = h.start_http_with(Limits::default(), Some(config)).await;
     let endpoint = format!("https://{addr}");
     let (ca, other) = (pki.path("ca.pem"), pki.path("other-ca.pem"));
@@ -505,11 +489,12 @@ async fn reload_interval_picks_up_a_new_certificate() {
 
 #[tokio::test]
 async fn python_sdk_exports_over_tls() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (grpc, http) = h
-        .start_both(Limits::default(), Some(pki.server_tls(false)))
-        .await;
+    let TlsReceivers {
+        pki,
+        mut h,
+        grpc,
+        http,
+    } = TlsReceivers::start(false).await;
     let ca = pki.path("ca.pem");
     for (protocol, addr) in [("grpc", grpc), ("http/protobuf", http), ("http/json", http)] {
         let sent = python::sdk_export_tls(protocol, SignalKind::Traces, addr, &ca, None).await;
@@ -525,11 +510,9 @@ async fn python_sdk_exports_over_tls() {
 
 #[tokio::test]
 async fn python_sdk_exports_with_a_client_certificate() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(pki.server_tls(true)))
-        .await;
+    let TlsReceivers {
+        pki, mut h, grpc, ..
+    } = TlsReceivers::start(true).await;
     let ca = pki.path("ca.pem");
     let client = (pki.path("client.pem"), pki.path("client-key.pem"));
     let sent = python::sdk_export_tls(

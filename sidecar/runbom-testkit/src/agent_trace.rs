@@ -2,8 +2,9 @@
 //! correlation: kernel spans (scope `runbom.kernel`) are children of the application spans.
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest,
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    logs::v1::LogRecord,
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind},
 };
@@ -400,6 +401,28 @@ pub fn benign(seed: u8) -> Trace {
         ],
     );
     t
+}
+
+/// Every span of `request`, in order.
+#[must_use]
+pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<Span> {
+    request
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect()
+}
+
+/// Every log record of `request`, in order.
+#[must_use]
+pub fn log_records_of(request: &ExportLogsServiceRequest) -> Vec<&LogRecord> {
+    request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records)
+        .collect()
 }
 
 /// A string-array attribute (`aibom.drift.kinds`, `aibom.chain`); empty when absent.

@@ -1,7 +1,7 @@
 //! runbom configurations as the tests write them, and the set-up most of them repeat: runbom
 //! as a sidecar with one `otlp` receiver on free ports, started and waited for.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{Ready, Runbom, TempDir, free_port};
 
@@ -37,6 +37,15 @@ pub fn pipeline(
         receivers.join(", "),
         exporters.join(", ")
     )
+}
+
+/// A `traces` and a `logs` pipeline, both from `receivers` through `processors` to
+/// `exporters`.
+#[must_use]
+pub fn traces_and_logs(receivers: &[&str], processors: &[&str], exporters: &[&str]) -> String {
+    ["traces", "logs"]
+        .map(|signal| pipeline(signal, receivers, processors, exporters))
+        .concat()
 }
 
 /// `processors:` with a `batch` of `timeout`, and `exporters:` with a `file` exporter writing
@@ -106,6 +115,21 @@ impl SidecarConfig {
     pub fn start(&self, bin: &Path, dir: &TempDir, rest: &str, pipelines: &str) -> Runbom {
         let config = dir.write("runbom.yaml", &self.yaml(rest, pipelines));
         Runbom::start(bin, &config, dir.path(), Ready::Admin(self.admin))
+    }
+
+    /// [`SidecarConfig::start`] with [`batch_to_file`]: a `batch` processor of `timeout` and a
+    /// `file` exporter writing into `dir/out`, which is returned.
+    #[must_use]
+    pub fn start_to_file(
+        &self,
+        bin: &Path,
+        dir: &TempDir,
+        timeout: &str,
+        pipelines: &str,
+    ) -> (Runbom, PathBuf) {
+        let out = dir.join("out");
+        let runbom = self.start(bin, dir, &batch_to_file(timeout, &out), pipelines);
+        (runbom, out)
     }
 
     /// `127.0.0.1:<grpc port>`.

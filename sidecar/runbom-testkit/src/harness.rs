@@ -10,6 +10,8 @@ use runbom_pipeline::{
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::pki::Pki;
+
 /// An `Ingest` whose pipelines are channels the test reads.
 pub struct Harness {
     pub ingest: Ingest,
@@ -96,6 +98,16 @@ impl Harness {
         assert_eq!(got, want, "the request that arrived is not the one sent");
     }
 
+    /// Cancels the harness and asserts that `server` (`what`) returns `Ok` within 5 s.
+    pub async fn assert_stops(&self, what: &str, server: JoinHandle<std::io::Result<()>>) {
+        self.stop.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap_or_else(|_| panic!("{what} should return soon after the stop signal"))
+            .unwrap_or_else(|e| panic!("the {what} task should not panic: {e}"));
+        assert!(result.is_ok(), "{result:?}");
+    }
+
     /// Panics if `kind`'s channel holds anything.
     pub fn assert_empty(&mut self, kind: SignalKind) {
         if let Ok(signal) = self.channel(kind).try_recv() {
@@ -148,6 +160,27 @@ impl Harness {
         let (listener, addr) = bind().await;
         let serve = serve_http(listener, self.ingest.clone(), limits, tls);
         (addr, tokio::spawn(serve))
+    }
+}
+
+/// The gRPC and HTTP receivers of one [`Harness`] over TLS, with throwaway certificates.
+pub struct TlsReceivers {
+    pub pki: Pki,
+    pub h: Harness,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl TlsReceivers {
+    /// Both receivers presenting `server.pem`; requiring a client certificate signed by
+    /// `ca.pem` when `client_ca` is set.
+    pub async fn start(client_ca: bool) -> Self {
+        let pki = Pki::new();
+        let h = Harness::all();
+        let (grpc, http) = h
+            .start_both(Limits::default(), Some(pki.server_tls(client_ca)))
+            .await;
+        Self { pki, h, grpc, http }
     }
 }
 

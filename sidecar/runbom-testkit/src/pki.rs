@@ -77,20 +77,24 @@ impl Pki {
         self.dir.join(file)
     }
 
-    /// The server side of TLS with `server.pem`, requiring a client certificate signed by
-    /// `ca.pem` when `client_ca` is set.
+    /// TLS settings of a server presenting `<name>.pem`, requiring a client certificate
+    /// signed by `ca.pem` when `client_ca` is set.
     #[must_use]
-    pub fn server_tls(&self, client_ca: bool) -> rustls::ServerConfig {
+    pub fn server_settings(&self, name: &str, client_ca: bool) -> ServerTlsSettings {
         ServerTlsSettings {
-            cert_file: self.path("server.pem"),
-            key_file: self.path("server-key.pem"),
+            cert_file: self.path(&format!("{name}.pem")),
+            key_file: self.path(&format!("{name}-key.pem")),
             client_ca_file: client_ca.then(|| self.path("ca.pem")),
             min_version: None,
             max_version: None,
             reload_interval: None,
         }
-        .load()
-        .unwrap_or_else(|e| panic!("the test server's TLS settings should load: {e}"))
+    }
+
+    /// The server side of TLS with `server.pem` (see [`Pki::server_settings`]), loaded.
+    #[must_use]
+    pub fn server_tls(&self, client_ca: bool) -> rustls::ServerConfig {
+        load(&self.server_settings("server", client_ca))
     }
 
     /// Writes `contents` to `file` in the directory.
@@ -105,6 +109,14 @@ impl Default for Pki {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Loads server TLS settings the test made.
+#[must_use]
+pub fn load(settings: &ServerTlsSettings) -> rustls::ServerConfig {
+    settings
+        .load()
+        .unwrap_or_else(|e| panic!("the test server's TLS settings should load: {e}"))
 }
 
 fn key() -> KeyPair {

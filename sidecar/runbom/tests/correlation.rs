@@ -13,7 +13,8 @@
 use std::{fs, path::Path, process::Command, time::Duration};
 
 use runbom_testkit::{
-    Ready, Runbom, TempDir, free_port, python_bin, run_bounded, runbom_bin, workspace_root,
+    Ready, Runbom, TempDir, config::service, free_port, pipeline, python_bin, run_bounded,
+    runbom_bin, workspace_root,
 };
 use serde_json::Value;
 
@@ -51,22 +52,18 @@ processors:
 exporters:
   file:
     path: {export}
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [otlp, ebpf]
-      processors: [correlate, batch]
-      exporters: [file]
-    logs:
-      receivers: [otlp, ebpf]
-      processors: [batch]
-      exporters: [file]
-",
+{service}",
             data = work.join("data").display(),
             export = export.display(),
+            service = service(
+                "none",
+                &(pipeline(
+                    "traces",
+                    &["otlp", "ebpf"],
+                    &["correlate", "batch"],
+                    &["file"]
+                ) + &pipeline("logs", &["otlp", "ebpf"], &["batch"], &["file"])),
+            ),
         ),
     )
     .expect("writing the config");

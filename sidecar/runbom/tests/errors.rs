@@ -16,29 +16,22 @@ use std::{
 };
 
 use runbom_testkit::{
-    Proc, READY_LINE, TempDir, config_command, run_bounded, runbom::RUNBOM_ENV, runbom_bin,
+    Proc, READY_LINE, TempDir,
+    config::{service, traces_and_logs},
+    config_command, run_bounded,
+    runbom::RUNBOM_ENV,
+    runbom_bin,
 };
 
 const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A configuration that is valid, exports to stdout and opens no port.
-const VALID: &str = "\
-receivers:
-  ebpf: {}
-exporters:
-  debug: {}
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [ebpf]
-      exporters: [debug]
-    logs:
-      receivers: [ebpf]
-      exporters: [debug]
-";
+fn valid() -> String {
+    format!(
+        "receivers:\n  ebpf: {{}}\nexporters:\n  debug: {{}}\n{}",
+        service("none", &traces_and_logs(&["ebpf"], &[], &["debug"]))
+    )
+}
 
 /// What a failed run left behind.
 struct Failure {
@@ -48,6 +41,16 @@ struct Failure {
 }
 
 impl Failure {
+    /// The message is one line, and nothing went to stdout.
+    fn assert_one_line(&self, msg: &str) {
+        assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+        self.assert_no_stdout();
+    }
+
+    fn assert_no_stdout(&self) {
+        assert!(self.stdout.is_empty(), "nothing on stdout: {}", self.stdout);
+    }
+
     /// The one `runbom: ...` message: its first line must be the only line starting with
     /// `runbom:`, and nothing may look like a panic or a raw error dump. Returns the message
     /// with any lines that follow it (a verifier log).
@@ -145,21 +148,21 @@ fn unknown_config_keys_name_the_file_and_yaml_path() {
     let cases = [
         // A misspelt key inside a receiver's section.
         (
-            VALID.replace("  ebpf: {}", "  ebpf:\n    file:\n      inclde: [/tmp/]"),
+            valid().replace("  ebpf: {}", "  ebpf:\n    file:\n      inclde: [/tmp/]"),
             "receivers.ebpf.file.inclde",
             "inclde",
             "`include`",
         ),
         // A misspelt key of the service section.
         (
-            VALID.replace("  pipelines:", "  pipeline:"),
+            valid().replace("  pipelines:", "  pipeline:"),
             "service.pipeline",
             "pipeline",
             "`pipelines`",
         ),
         // A misspelt exporter option.
         (
-            VALID.replace("  debug: {}", "  debug:\n    verbosty: detailed"),
+            valid().replace("  debug: {}", "  debug:\n    verbosty: detailed"),
             "exporters.debug.verbosty",
             "verbosty",
             "`verbosity`",
@@ -191,8 +194,7 @@ fn unknown_config_keys_name_the_file_and_yaml_path() {
                 msg.contains("expected") && msg.contains(fix),
                 "`runbom {command}`: the fix (the valid key {fix}) is not named:\n{msg}"
             );
-            assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-            assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+            f.assert_one_line(&msg);
         }
     }
 }
@@ -217,14 +219,14 @@ fn missing_config_file_is_named() {
             ),
             "`runbom {command}` without its config file"
         );
-        assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+        f.assert_no_stdout();
     }
 }
 
 #[test]
 fn valid_config_validates() {
     let dir = TempDir::new("ok-validate");
-    let config = dir.write("valid.yaml", VALID);
+    let config = dir.write("valid.yaml", &valid());
     let out = run_bounded(
         &mut config_command(runbom_bin!(), "validate", &config),
         TIMEOUT,
@@ -251,7 +253,7 @@ fn non_root_is_told_to_use_root() {
     let bin = dir.path().join("runbom");
     fs::copy(runbom_bin!(), &bin).expect("copy the runbom binary");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
-    let config = dir.write("valid.yaml", VALID);
+    let config = dir.write("valid.yaml", &valid());
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod config");
 
     let as_nobody = |sub: &str| {
@@ -290,14 +292,13 @@ fn non_root_is_told_to_use_root() {
         msg.contains("sudo") && msg.contains("CAP_BPF"),
         "the fix (sudo, or CAP_BPF and CAP_PERFMON) is not named: {msg}"
     );
-    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+    f.assert_one_line(&msg);
 }
 
 #[test]
 fn kernel_without_btf_is_named() {
     let dir = TempDir::new("err-btf");
-    let config = dir.write("valid.yaml", VALID);
+    let config = dir.write("valid.yaml", &valid());
     let btf = dir.path().join("no-such-vmlinux");
     let f =
         run_failing(config_command(runbom_bin!(), "run", &config).env("RUNBOM_KERNEL_BTF", &btf));
@@ -315,14 +316,13 @@ fn kernel_without_btf_is_named() {
         msg.contains("CONFIG_DEBUG_INFO_BTF"),
         "the fix (a kernel with CONFIG_DEBUG_INFO_BTF=y) is not named: {msg}"
     );
-    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+    f.assert_one_line(&msg);
 }
 
 #[test]
 fn verifier_rejection_names_the_probe_and_shows_the_log() {
     let dir = TempDir::new("err-verifier");
-    let config = dir.write("valid.yaml", VALID);
+    let config = dir.write("valid.yaml", &valid());
     let f = run_failing(
         config_command(runbom_bin!(), "run", &config).env("RUNBOM_SELFTEST_VERIFIER_REJECT", "1"),
     );
@@ -343,5 +343,5 @@ fn verifier_rejection_names_the_probe_and_shows_the_log() {
         msg.lines().skip(1).any(|l| !l.trim().is_empty()),
         "no verifier log after the message: {msg}"
     );
-    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+    f.assert_no_stdout();
 }

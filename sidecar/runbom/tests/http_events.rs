@@ -21,7 +21,9 @@ use runbom_agent::{
     proctable::ProcessTable, reader,
 };
 use runbom_testkit::{
-    Proc, Ready, Runbom, Sink, TempDir, indent,
+    Proc, Ready, Runbom, Sink, TempDir,
+    config::{service, traces_and_logs},
+    indent,
     items::{Item, flatten, summaries},
     python_bin, run_bounded, runbom_bin, test_script,
 };
@@ -148,19 +150,9 @@ exporters:
     endpoint: 127.0.0.1:{}
     tls:
       insecure: true
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [ebpf]
-      exporters: [otlp]
-    logs:
-      receivers: [ebpf]
-      exporters: [otlp]
-",
-        sink.grpc_port
+{}",
+        sink.grpc_port,
+        service("none", &traces_and_logs(&["ebpf"], &[], &["otlp"])),
     )
 }
 

@@ -25,8 +25,8 @@ use std::{
 
 use runbom_testkit::{
     Proc, Rotel, RssSampler, Runbom, SidecarConfig, Sink, TempDir,
-    config::batch_to_file,
-    eventually, free_port,
+    config::traces_and_logs,
+    config_command, eventually, free_port,
     fs::otelcol_bin,
     http_exchange, lines_of, metrics,
     otlp_file::{log_bodies_in_file, trace_ids_in_file},
@@ -327,21 +327,7 @@ exporters:
             rotel = rotel.grpc_port,
             sink_http = sink.http_port
         ),
-        &[
-            pipeline(
-                "traces",
-                &["otlp"],
-                &["batch"],
-                &["otlp/rotel", "otlphttp/sink"],
-            ),
-            pipeline(
-                "logs",
-                &["otlp"],
-                &["batch"],
-                &["otlp/rotel", "otlphttp/sink"],
-            ),
-        ]
-        .concat(),
+        &traces_and_logs(&["otlp"], &["batch"], &["otlp/rotel", "otlphttp/sink"]),
     );
 
     let started = Instant::now();
@@ -438,16 +424,11 @@ fn rotel_upstream_into_runbom_file() {
     let dir = TempDir::new("rotel-upstream");
     let ports = SidecarConfig::new();
     let grpc = ports.grpc;
-    let out = dir.join("out");
-    let runbom = ports.start(
+    let (runbom, out) = ports.start_to_file(
         runbom_bin!(),
         &dir,
-        &batch_to_file("100ms", &out),
-        &[
-            pipeline("traces", &["otlp"], &["batch"], &["file"]),
-            pipeline("logs", &["otlp"], &["batch"], &["file"]),
-        ]
-        .concat(),
+        "100ms",
+        &traces_and_logs(&["otlp"], &["batch"], &["file"]),
     );
     let rotel = Rotel::start(
         dir.path(),
@@ -502,11 +483,10 @@ fn collector_filelog_otlphttp_into_runbom() {
     let dir = TempDir::new("otelcol");
     let ports = SidecarConfig::new();
     let http = ports.http;
-    let out = dir.join("out");
-    let runbom = ports.start(
+    let (runbom, out) = ports.start_to_file(
         runbom_bin!(),
         &dir,
-        &batch_to_file("100ms", &out),
+        "100ms",
         &pipeline("logs", &["otlp"], &["batch"], &["file"]),
     );
     let app_log = dir.join("app.log");
@@ -622,10 +602,7 @@ exporters:
     let good = dir.join("good.yaml");
     fs::write(&good, &base).expect("write good.yaml");
     let out = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_runbom"))
-            .arg("validate")
-            .arg("--config")
-            .arg(&good),
+        &mut config_command(runbom_bin!(), "validate", &good),
         Duration::from_secs(20),
     );
     assert!(
@@ -673,10 +650,7 @@ exporters:
         fs::write(&bad, base.replacen(from, to, 1)).expect("write bad.yaml");
         for command in ["run", "validate"] {
             let out = run_bounded(
-                Command::new(env!("CARGO_BIN_EXE_runbom"))
-                    .arg(command)
-                    .arg("--config")
-                    .arg(&bad),
+                &mut config_command(runbom_bin!(), command, &bad),
                 Duration::from_secs(20),
             );
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -701,11 +675,10 @@ fn malformed_request_then_good_one_is_exported() {
     let dir = TempDir::new("malformed");
     let ports = SidecarConfig::new();
     let (grpc, http, admin) = (ports.grpc, ports.http, ports.admin);
-    let out = dir.join("out");
-    let runbom = ports.start(
+    let (runbom, out) = ports.start_to_file(
         runbom_bin!(),
         &dir,
-        &batch_to_file("50ms", &out),
+        "50ms",
         &pipeline("traces", &["otlp"], &["batch"], &["file"]),
     );
     let mut acked = Vec::new();
@@ -1219,10 +1192,7 @@ fn validate_accepts_an_otlp_grpc_exporter() {
     )
     .expect("write otlp.yaml");
     let out = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_runbom"))
-            .arg("validate")
-            .arg("--config")
-            .arg(&path),
+        &mut config_command(runbom_bin!(), "validate", &path),
         Duration::from_secs(20),
     );
     assert!(

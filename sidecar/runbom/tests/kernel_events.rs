@@ -17,7 +17,9 @@ use std::{
 };
 
 use runbom_testkit::{
-    DnsServer, Proc, Ready, Runbom, Sink, TempDir, indent,
+    DnsServer, Proc, Ready, Runbom, Sink, TempDir,
+    config::{service, traces_and_logs},
+    indent,
     items::{Item, flatten, summaries},
     python_bin, runbom_bin, test_script,
 };
@@ -100,21 +102,9 @@ processors:
   batch:
     timeout: 200ms
 exporters:
-{exporters}service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [ebpf]
-      processors: [batch]
-      exporters: [{name}]
-    logs:
-      receivers: [ebpf]
-      processors: [batch]
-      exporters: [{name}]
-",
+{exporters}{service}",
         watched = scratch.join("watched").display(),
+        service = service("none", &traces_and_logs(&["ebpf"], &["batch"], &[name])),
     )
 }
 
