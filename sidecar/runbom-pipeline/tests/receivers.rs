@@ -71,12 +71,7 @@ async fn grpc_delivers_every_signal_unchanged() {
             Some(ExportMetricsServiceResponse::default()),
             "metrics (gzip: {gzipped})"
         );
-        h.assert_next(Signal::Traces(sample_traces())).await;
-        assert_eq!(h.next(SignalKind::Logs).await, Signal::Logs(sample_logs()));
-        assert_eq!(
-            h.next(SignalKind::Metrics).await,
-            Signal::Metrics(sample_metrics())
-        );
+        h.assert_samples().await;
     }
     assert_eq!(h.counters(SignalKind::Traces).accepted(), 4, "2 spans × 2");
 }
@@ -253,12 +248,7 @@ async fn http_protobuf_delivers_every_signal_unchanged() {
                 "a full success is an empty response message: {answer:?}"
             );
         }
-        h.assert_next(Signal::Traces(sample_traces())).await;
-        assert_eq!(h.next(SignalKind::Logs).await, Signal::Logs(sample_logs()));
-        assert_eq!(
-            h.next(SignalKind::Metrics).await,
-            Signal::Metrics(sample_metrics())
-        );
+        h.assert_samples().await;
     }
 }
 
@@ -278,12 +268,7 @@ async fn http_json_delivers_every_signal_unchanged() {
             assert_eq!(answer.status, 200, "{path} (gzip: {gzipped}): {answer:?}");
             assert_eq!(&answer.body[..], b"{}", "{path}: {answer:?}");
         }
-        h.assert_next(Signal::Traces(sample_traces())).await;
-        assert_eq!(h.next(SignalKind::Logs).await, Signal::Logs(sample_logs()));
-        assert_eq!(
-            h.next(SignalKind::Metrics).await,
-            Signal::Metrics(sample_metrics())
-        );
+        h.assert_samples().await;
     }
 }
 

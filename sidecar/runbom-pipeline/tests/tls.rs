@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::{HttpsConnectorBuilder, builderstates::WantsProtocols1};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -33,11 +34,14 @@ fn trusting(ca: &Path) -> ClientTlsSettings {
     }
 }
 
-/// A client's TLS configuration that trusts the test CA.
-fn trusted_client(pki: &Pki) -> rustls::ClientConfig {
-    trusting(&pki.path("ca.pem"))
+/// A client connector that trusts the test CA and speaks only TLS.
+fn https(pki: &Pki) -> HttpsConnectorBuilder<WantsProtocols1> {
+    let config = trusting(&pki.path("ca.pem"))
         .load()
-        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"))
+        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"));
+    HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
 }
 
 /// `tls` plus the test client certificate.
@@ -103,18 +107,9 @@ fn assert_refused_with_hint(result: Result<(), ExportError>, expected: &str, wha
 
 #[tokio::test]
 async fn grpc_receiver_serves_a_tonic_tls_client() {
-    let TlsReceivers {
-        pki,
-        mut h,
-        grpc: addr,
-        ..
-    } = TlsReceivers::start(false).await;
-    let config = trusted_client(&pki);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http2()
-        .build();
+    let r = TlsReceivers::start(false).await;
+    let (pki, mut h, addr) = (r.pki, r.h, r.grpc);
+    let connector = https(&pki).enable_http2().build();
     let channel =
         tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
             .expect("the test endpoint is a valid URI")
@@ -141,18 +136,9 @@ async fn grpc_receiver_serves_a_tonic_tls_client() {
 
 #[tokio::test]
 async fn http_receiver_serves_https() {
-    let TlsReceivers {
-        pki,
-        mut h,
-        http: addr,
-        ..
-    } = TlsReceivers::start(false).await;
-    let config = trusted_client(&pki);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http1()
-        .build();
+    let r = TlsReceivers::start(false).await;
+    let (pki, mut h, addr) = (r.pki, r.h, r.http);
+    let connector = https(&pki).enable_http1().build();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let request = hyper::Request::post(format!("https://localhost:{}/v1/logs", addr.port()))
         .header("content-type", "application/x-protobuf")
@@ -220,12 +206,8 @@ async fn tls_receivers_stop_on_shutdown() {
 
 #[tokio::test]
 async fn otlp_exporter_uses_tls_with_ca_file() {
-    let TlsReceivers {
-        pki,
-        mut h,
-        grpc: addr,
-        ..
-    } = TlsReceivers::start(false).await;
+    let r = TlsReceivers::start(false).await;
+    let (pki, mut h, addr) = (r.pki, r.h, r.grpc);
     let ca = pki.path("ca.pem");
     // A plain host:port means TLS, as in the Collector; so does https://, by name or address.
     for endpoint in [
@@ -327,12 +309,8 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
 
 #[tokio::test]
 async fn otlphttp_exporter_uses_https() {
-    let TlsReceivers {
-        pki,
-        mut h,
-        http: addr,
-        ..
-    } = TlsReceivers::start(false).await;
+    let r = TlsReceivers::start(false).await;
+    let (pki, mut h, addr) = (r.pki, r.h, r.http);
     let ca = pki.path("ca.pem");
     let mut exporter = HttpExporter::new(network(format!("https://{addr}"), trusting(&ca)))
         .unwrap_or_else(|e| panic!("building the otlphttp exporter failed: {e}"));
@@ -357,9 +335,8 @@ async fn otlphttp_exporter_uses_https() {
 
 #[tokio::test]
 async fn an_untrusted_server_is_refused_clearly() {
-    let TlsReceivers {
-        pki, grpc, http, ..
-    } = TlsReceivers::start(false).await;
+    let r = TlsReceivers::start(false).await;
+    let (pki, grpc, http) = (r.pki, r.grpc, r.http);
     let wrong = trusting(&pki.path("other-ca.pem"));
     // rustls says UnknownIssuer; runbom adds what to check.
     let expected = "UnknownIssuer";
@@ -408,12 +385,8 @@ async fn min_and_max_version_are_enforced() {
 
 #[tokio::test]
 async fn client_ca_file_requires_a_client_certificate() {
-    let TlsReceivers {
-        pki,
-        mut h,
-        grpc,
-        http,
-    } = TlsReceivers::start(true).await;
+    let r = TlsReceivers::start(true).await;
+    let (pki, mut h, grpc, http) = (r.pki, r.h, r.grpc, r.http);
     let ca = pki.path("ca.pem");
 
     assert_refused_with_hint(
@@ -489,12 +462,8 @@ async fn reload_interval_picks_up_a_new_certificate() {
 
 #[tokio::test]
 async fn python_sdk_exports_over_tls() {
-    let TlsReceivers {
-        pki,
-        mut h,
-        grpc,
-        http,
-    } = TlsReceivers::start(false).await;
+    let r = TlsReceivers::start(false).await;
+    let (pki, mut h, grpc, http) = (r.pki, r.h, r.grpc, r.http);
     let ca = pki.path("ca.pem");
     for (protocol, addr) in [("grpc", grpc), ("http/protobuf", http), ("http/json", http)] {
         let sent = python::sdk_export_tls(protocol, SignalKind::Traces, addr, &ca, None).await;
@@ -510,9 +479,8 @@ async fn python_sdk_exports_over_tls() {
 
 #[tokio::test]
 async fn python_sdk_exports_with_a_client_certificate() {
-    let TlsReceivers {
-        pki, mut h, grpc, ..
-    } = TlsReceivers::start(true).await;
+    let r = TlsReceivers::start(true).await;
+    let (pki, mut h, grpc) = (r.pki, r.h, r.grpc);
     let ca = pki.path("ca.pem");
     let client = (pki.path("client.pem"), pki.path("client-key.pem"));
     let sent = python::sdk_export_tls(

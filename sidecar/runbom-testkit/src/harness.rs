@@ -10,7 +10,15 @@ use runbom_pipeline::{
 use tokio::{net::TcpListener, sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::pki::Pki;
+use rustls::ServerConfig;
+
+use crate::{
+    pki::Pki,
+    requests::{sample_logs, sample_metrics, sample_traces},
+};
+
+/// A receiver's address and its task (the receiver's result when it stops).
+pub type Served = (SocketAddr, JoinHandle<std::io::Result<()>>);
 
 /// An `Ingest` whose pipelines are channels the test reads.
 pub struct Harness {
@@ -108,6 +116,13 @@ impl Harness {
         assert!(result.is_ok(), "{result:?}");
     }
 
+    /// Asserts that the sample traces, logs and metrics arrived ([`crate::requests`]).
+    pub async fn assert_samples(&mut self) {
+        self.assert_next(Signal::Traces(sample_traces())).await;
+        self.assert_next(Signal::Logs(sample_logs())).await;
+        self.assert_next(Signal::Metrics(sample_metrics())).await;
+    }
+
     /// Panics if `kind`'s channel holds anything.
     pub fn assert_empty(&mut self, kind: SignalKind) {
         if let Ok(signal) = self.channel(kind).try_recv() {
@@ -115,17 +130,11 @@ impl Harness {
         }
     }
 
-    pub async fn start_grpc(
-        &self,
-        limits: Limits,
-    ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    pub async fn start_grpc(&self, limits: Limits) -> Served {
         self.start_grpc_with(limits, None).await
     }
 
-    pub async fn start_http(
-        &self,
-        limits: Limits,
-    ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    pub async fn start_http(&self, limits: Limits) -> Served {
         self.start_http_with(limits, None).await
     }
 
@@ -133,7 +142,7 @@ impl Harness {
     pub async fn start_both(
         &self,
         limits: Limits,
-        tls: Option<rustls::ServerConfig>,
+        tls: Option<ServerConfig>,
     ) -> (SocketAddr, SocketAddr) {
         let (grpc, _) = self.start_grpc_with(limits, tls.clone()).await;
         let (http, _) = self.start_http_with(limits, tls).await;
@@ -141,25 +150,21 @@ impl Harness {
     }
 
     /// The gRPC receiver, over TLS when `tls` is set.
-    pub async fn start_grpc_with(
-        &self,
-        limits: Limits,
-        tls: Option<rustls::ServerConfig>,
-    ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    pub async fn start_grpc_with(&self, limits: Limits, tls: Option<ServerConfig>) -> Served {
         let (listener, addr) = bind().await;
-        let serve = serve_grpc(listener, self.ingest.clone(), limits, tls);
-        (addr, tokio::spawn(serve))
+        (
+            addr,
+            tokio::spawn(serve_grpc(listener, self.ingest.clone(), limits, tls)),
+        )
     }
 
     /// The HTTP receiver, over TLS when `tls` is set.
-    pub async fn start_http_with(
-        &self,
-        limits: Limits,
-        tls: Option<rustls::ServerConfig>,
-    ) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    pub async fn start_http_with(&self, limits: Limits, tls: Option<ServerConfig>) -> Served {
         let (listener, addr) = bind().await;
-        let serve = serve_http(listener, self.ingest.clone(), limits, tls);
-        (addr, tokio::spawn(serve))
+        (
+            addr,
+            tokio::spawn(serve_http(listener, self.ingest.clone(), limits, tls)),
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 //! object into this kernel, so they need root (the non-root test drops to `nobody` itself).
 
 use std::{
+    ffi::OsStr,
     fs,
     io::{BufRead as _, BufReader, Read as _},
     os::unix::fs::PermissionsExt as _,
@@ -295,13 +296,17 @@ fn non_root_is_told_to_use_root() {
     f.assert_one_line(&msg);
 }
 
+/// `runbom run` on the valid configuration with `var=value` in its environment, which must fail.
+fn run_valid_with(dir: &TempDir, var: &str, value: impl AsRef<OsStr>) -> Failure {
+    let config = dir.write("valid.yaml", &valid());
+    run_failing(config_command(runbom_bin!(), "run", &config).env(var, value))
+}
+
 #[test]
 fn kernel_without_btf_is_named() {
     let dir = TempDir::new("err-btf");
-    let config = dir.write("valid.yaml", &valid());
     let btf = dir.path().join("no-such-vmlinux");
-    let f =
-        run_failing(config_command(runbom_bin!(), "run", &config).env("RUNBOM_KERNEL_BTF", &btf));
+    let f = run_valid_with(&dir, "RUNBOM_KERNEL_BTF", &btf);
     let msg = f.message();
     assert_eq!(f.code, Some(1), "a kernel without BTF: {msg}");
     assert!(
@@ -322,10 +327,7 @@ fn kernel_without_btf_is_named() {
 #[test]
 fn verifier_rejection_names_the_probe_and_shows_the_log() {
     let dir = TempDir::new("err-verifier");
-    let config = dir.write("valid.yaml", &valid());
-    let f = run_failing(
-        config_command(runbom_bin!(), "run", &config).env("RUNBOM_SELFTEST_VERIFIER_REJECT", "1"),
-    );
+    let f = run_valid_with(&dir, "RUNBOM_SELFTEST_VERIFIER_REJECT", "1");
     let msg = f.message();
     assert_eq!(f.code, Some(1), "a probe the verifier rejects: {msg}");
     let first = msg.lines().next().unwrap_or_default();

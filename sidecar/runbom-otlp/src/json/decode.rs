@@ -240,7 +240,9 @@ fn metric(metric: &mut Object) -> ExpectedMetric {
     expected
 }
 
-fn exponential_point(point: &mut Object) {
+/// An exponential-histogram or summary point: its times as numbers, and every field the crate
+/// wants present: those both kinds have, and `extra`.
+fn point_fields(point: &mut Object, extra: &[(&str, Missing)]) {
     int64(point, &["startTimeUnixNano", "timeUnixNano"], Int64::Number);
     fill(
         point,
@@ -249,9 +251,18 @@ fn exponential_point(point: &mut Object) {
             ("startTimeUnixNano", Missing::Zero),
             ("timeUnixNano", Missing::Zero),
             ("count", Missing::Zero),
+            ("flags", Missing::Zero),
+        ],
+    );
+    fill(point, extra);
+}
+
+fn exponential_point(point: &mut Object) {
+    point_fields(
+        point,
+        &[
             ("scale", Missing::Zero),
             ("zeroCount", Missing::Zero),
-            ("flags", Missing::Zero),
             ("exemplars", Missing::List),
             ("zeroThreshold", Missing::Float),
         ],
@@ -268,18 +279,9 @@ fn exponential_point(point: &mut Object) {
 }
 
 fn summary_point(point: &mut Object) {
-    int64(point, &["startTimeUnixNano", "timeUnixNano"], Int64::Number);
-    fill(
+    point_fields(
         point,
-        &[
-            ("attributes", Missing::List),
-            ("startTimeUnixNano", Missing::Zero),
-            ("timeUnixNano", Missing::Zero),
-            ("count", Missing::Zero),
-            ("sum", Missing::Float),
-            ("quantileValues", Missing::List),
-            ("flags", Missing::Zero),
-        ],
+        &[("sum", Missing::Float), ("quantileValues", Missing::List)],
     );
     for quantile in objects(point, "quantileValues") {
         fill(
