@@ -207,8 +207,7 @@ async fn tls_receivers_stop_on_shutdown() {
 #[tokio::test]
 async fn otlp_exporter_uses_tls_with_ca_file() {
     let r = TlsReceivers::start(false).await;
-    let (pki, mut h, addr) = (r.pki, r.h, r.grpc);
-    let ca = pki.path("ca.pem");
+    let (ca, mut h, addr) = (r.ca, r.h, r.grpc);
     // A plain host:port means TLS, as in the Collector; so does https://, by name or address.
     for endpoint in [
         addr.to_string(),
@@ -310,8 +309,7 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
 #[tokio::test]
 async fn otlphttp_exporter_uses_https() {
     let r = TlsReceivers::start(false).await;
-    let (pki, mut h, addr) = (r.pki, r.h, r.http);
-    let ca = pki.path("ca.pem");
+    let (ca, mut h, addr) = (r.ca, r.h, r.http);
     let mut exporter = HttpExporter::new(network(format!("https://{addr}"), trusting(&ca)))
         .unwrap_or_else(|e| panic!("building the otlphttp exporter failed: {e}"));
     for signal in [
@@ -386,8 +384,7 @@ async fn min_and_max_version_are_enforced() {
 #[tokio::test]
 async fn client_ca_file_requires_a_client_certificate() {
     let r = TlsReceivers::start(true).await;
-    let (pki, mut h, grpc, http) = (r.pki, r.h, r.grpc, r.http);
-    let ca = pki.path("ca.pem");
+    let (pki, ca, mut h, grpc, http) = (r.pki, r.ca, r.h, r.grpc, r.http);
 
     assert_refused_with_hint(
         grpc_export(format!("https://{grpc}"), trusting(&ca)).await,
@@ -463,8 +460,7 @@ async fn reload_interval_picks_up_a_new_certificate() {
 #[tokio::test]
 async fn python_sdk_exports_over_tls() {
     let r = TlsReceivers::start(false).await;
-    let (pki, mut h, grpc, http) = (r.pki, r.h, r.grpc, r.http);
-    let ca = pki.path("ca.pem");
+    let (ca, mut h, grpc, http) = (r.ca, r.h, r.grpc, r.http);
     for (protocol, addr) in [("grpc", grpc), ("http/protobuf", http), ("http/json", http)] {
         let sent = python::sdk_export_tls(protocol, SignalKind::Traces, addr, &ca, None).await;
         let arrived = h.next(SignalKind::Traces).await;
@@ -480,8 +476,7 @@ async fn python_sdk_exports_over_tls() {
 #[tokio::test]
 async fn python_sdk_exports_with_a_client_certificate() {
     let r = TlsReceivers::start(true).await;
-    let (pki, mut h, grpc) = (r.pki, r.h, r.grpc);
-    let ca = pki.path("ca.pem");
+    let (pki, ca, mut h, grpc) = (r.pki, r.ca, r.h, r.grpc);
     let client = (pki.path("client.pem"), pki.path("client-key.pem"));
     let sent = python::sdk_export_tls(
         "grpc",

@@ -1,7 +1,7 @@
 //! An in-process receiver harness for `runbom-pipeline`'s tests: an `Ingest` over channels the
 //! test reads, and the OTLP receivers served from it on ephemeral ports.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use runbom_pipeline::{
     Ingest, Signal, SignalKind, StageCounters, Telemetry,
@@ -171,6 +171,8 @@ impl Harness {
 /// The gRPC and HTTP receivers of one [`Harness`] over TLS, with throwaway certificates.
 pub struct TlsReceivers {
     pub pki: Pki,
+    /// The CA that signed the receivers' certificate (`ca.pem` of `pki`).
+    pub ca: PathBuf,
     pub h: Harness,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
@@ -185,7 +187,14 @@ impl TlsReceivers {
         let (grpc, http) = h
             .start_both(Limits::default(), Some(pki.server_tls(client_ca)))
             .await;
-        Self { pki, h, grpc, http }
+        let ca = pki.path("ca.pem");
+        Self {
+            pki,
+            ca,
+            h,
+            grpc,
+            http,
+        }
     }
 }
 

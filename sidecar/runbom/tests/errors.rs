@@ -10,6 +10,7 @@ use std::{
     fs,
     io::{BufRead as _, BufReader, Read as _},
     os::unix::fs::PermissionsExt as _,
+    path::Path,
     process::{Command, Stdio},
     sync::mpsc,
     thread,
@@ -143,6 +144,15 @@ fn run_failing(cmd: &mut Command) -> Failure {
     }
 }
 
+/// `runbom COMMAND --config CONFIG`, which must fail as a configuration error (exit status 2;
+/// `what` names the case); the failure and its message.
+fn config_error(command: &str, config: &Path, what: &str) -> (Failure, String) {
+    let f = run_failing(&mut config_command(runbom_bin!(), command, config));
+    let msg = f.message();
+    assert_eq!(f.code, Some(2), "`runbom {command}` {what}: {msg}");
+    (f, msg)
+}
+
 #[test]
 fn unknown_config_keys_name_the_file_and_yaml_path() {
     let dir = TempDir::new("err-unknown-key");
@@ -172,13 +182,7 @@ fn unknown_config_keys_name_the_file_and_yaml_path() {
     for (i, (text, yaml_path, key, fix)) in cases.iter().enumerate() {
         let config = dir.write(&format!("unknown-{i}.yaml"), text);
         for command in ["validate", "run"] {
-            let f = run_failing(&mut config_command(runbom_bin!(), command, &config));
-            let msg = f.message();
-            assert_eq!(
-                f.code,
-                Some(2),
-                "`runbom {command}` on an unknown key: {msg}"
-            );
+            let (f, msg) = config_error(command, &config, "on an unknown key");
             let head = format!(
                 "runbom: invalid configuration: {} at `{yaml_path}`: ",
                 config.display()
@@ -205,13 +209,7 @@ fn missing_config_file_is_named() {
     let dir = TempDir::new("err-missing");
     let config = dir.path().join("no-such-runbom.yaml");
     for command in ["validate", "run"] {
-        let f = run_failing(&mut config_command(runbom_bin!(), command, &config));
-        let msg = f.message();
-        assert_eq!(
-            f.code,
-            Some(2),
-            "`runbom {command}` without its config file: {msg}"
-        );
+        let (f, msg) = config_error(command, &config, "without its config file");
         assert_eq!(
             msg,
             format!(
