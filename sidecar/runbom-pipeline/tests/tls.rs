@@ -21,10 +21,10 @@ use runbom_otlp::{
 };
 use runbom_pipeline::{Signal, SignalKind, receiver::Limits};
 use runbom_testkit::{
-    harness::{Harness, TlsReceivers},
+    harness::{Harness, TlsReceivers, samples},
     pki::{self, Pki},
     python,
-    requests::{sample_logs, sample_metrics, sample_traces},
+    requests::{sample_logs, sample_traces},
 };
 
 fn trusting(ca: &Path) -> ClientTlsSettings {
@@ -216,11 +216,7 @@ async fn otlp_exporter_uses_tls_with_ca_file() {
     ] {
         let mut exporter = GrpcExporter::new(network(endpoint.clone(), trusting(&ca)))
             .unwrap_or_else(|e| panic!("building the otlp exporter failed: {e}"));
-        for signal in [
-            Signal::Traces(sample_traces()),
-            Signal::Logs(sample_logs()),
-            Signal::Metrics(sample_metrics()),
-        ] {
+        for signal in samples() {
             exporter
                 .export(&signal)
                 .await
@@ -312,11 +308,7 @@ async fn otlphttp_exporter_uses_https() {
     let (ca, mut h, addr) = (r.ca, r.h, r.http);
     let mut exporter = HttpExporter::new(network(format!("https://{addr}"), trusting(&ca)))
         .unwrap_or_else(|e| panic!("building the otlphttp exporter failed: {e}"));
-    for signal in [
-        Signal::Traces(sample_traces()),
-        Signal::Logs(sample_logs()),
-        Signal::Metrics(sample_metrics()),
-    ] {
+    for signal in samples() {
         exporter
             .export(&signal)
             .await

@@ -17,6 +17,16 @@ use crate::{
     requests::{sample_logs, sample_metrics, sample_traces},
 };
 
+/// The sample traces, logs and metrics ([`crate::requests`]), one request of each signal.
+#[must_use]
+pub fn samples() -> [Signal; 3] {
+    [
+        Signal::Traces(sample_traces()),
+        Signal::Logs(sample_logs()),
+        Signal::Metrics(sample_metrics()),
+    ]
+}
+
 /// A receiver's address and its task (the receiver's result when it stops).
 pub type Served = (SocketAddr, JoinHandle<std::io::Result<()>>);
 
@@ -116,11 +126,11 @@ impl Harness {
         assert!(result.is_ok(), "{result:?}");
     }
 
-    /// Asserts that the sample traces, logs and metrics arrived ([`crate::requests`]).
+    /// Asserts that the [`samples`] arrived.
     pub async fn assert_samples(&mut self) {
-        self.assert_next(Signal::Traces(sample_traces())).await;
-        self.assert_next(Signal::Logs(sample_logs())).await;
-        self.assert_next(Signal::Metrics(sample_metrics())).await;
+        for sample in samples() {
+            self.assert_next(sample).await;
+        }
     }
 
     /// Panics if `kind`'s channel holds anything.
