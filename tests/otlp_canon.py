@@ -24,50 +24,31 @@ that is printed (for load tests, whose requests repeat span ids).
 """
 
 import argparse
-import base64
 import json
 import sys
 
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from otlp_ids import base64_to_hex, hex_to_base64
 
 REQUEST = {
     "traces": trace_service_pb2.ExportTraceServiceRequest,
     "logs": logs_service_pb2.ExportLogsServiceRequest,
 }
-ID_KEYS = {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
-
-
-def hex_to_base64(node):
-    """OTLP/JSON writes ids as hex; the protobuf JSON mapping (what `Parse` reads) as base64."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64encode(bytes.fromhex(value)).decode()
-            else:
-                hex_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            hex_to_base64(item)
-
-
-def base64_to_hex(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ID_KEYS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                base64_to_hex(value)
-    elif isinstance(node, list):
-        for item in node:
-            base64_to_hex(item)
-
 
 def to_dict(message):
     out = json_format.MessageToDict(message, preserving_proto_field_name=True)
     base64_to_hex(out)
     return out
+
+
+def json_lines(path):
+    """The JSON value of each non-empty line of a file."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
 
 
 def read_requests(source, signal):
@@ -81,63 +62,58 @@ def read_requests(source, signal):
         return [message]
     if kind == "sink":
         path, _, transport = rest.partition(":")
-        out = []
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                if record["signal"] != signal or (transport and record["transport"] != transport):
-                    continue
-                out.append(json_format.ParseDict(record["request"], request_type()))
-        return out
+        return [
+            json_format.ParseDict(record["request"], request_type())
+            for record in json_lines(path)
+            if record["signal"] == signal and (not transport or record["transport"] == transport)
+        ]
     if kind == "otlpjson":
         out = []
-        with open(rest, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                data = json.loads(line)
-                hex_to_base64(data)
-                out.append(json_format.ParseDict(data, request_type(), ignore_unknown_fields=True))
+        for data in json_lines(rest):
+            hex_to_base64(data)
+            out.append(json_format.ParseDict(data, request_type(), ignore_unknown_fields=True))
         return out
     raise SystemExit(f"otlp_canon: unknown source kind {kind!r} in {source!r}")
 
 
-def canon_traces(requests, result):
+def items(requests, scopes_of, items_of):
+    """Each span or log record of `requests` with its resource and scope (as dicts) and the
+    resource and scope messages."""
     for request in requests:
-        for resource_spans in request.resource_spans:
-            resource = to_dict(resource_spans.resource)
-            for scope_spans in resource_spans.scope_spans:
-                scope = to_dict(scope_spans.scope)
-                for span in scope_spans.spans:
-                    entry = to_dict(span)
-                    entry["resource"] = resource
-                    entry["resource_schema_url"] = resource_spans.schema_url
-                    entry["scope"] = scope
-                    entry["scope_schema_url"] = scope_spans.schema_url
-                    trace_id = span.trace_id.hex()
-                    counts = result["trace_span_counts"]
-                    counts[trace_id] = counts.get(trace_id, 0) + 1
-                    if result["counts_only"]:
-                        continue
-                    span_id = span.span_id.hex()
-                    if span_id in result["spans"]:
-                        result["duplicate_span_ids"].append(span_id)
-                    result["spans"][span_id] = entry
+        for resources in getattr(request, scopes_of[0]):
+            resource = to_dict(resources.resource)
+            for scopes in getattr(resources, scopes_of[1]):
+                scope = to_dict(scopes.scope)
+                for item in getattr(scopes, items_of):
+                    yield item, resources, resource, scopes, scope
+
+
+def canon_traces(requests, result):
+    spans = items(requests, ("resource_spans", "scope_spans"), "spans")
+    for span, resource_spans, resource, scope_spans, scope in spans:
+        entry = to_dict(span)
+        entry["resource"] = resource
+        entry["resource_schema_url"] = resource_spans.schema_url
+        entry["scope"] = scope
+        entry["scope_schema_url"] = scope_spans.schema_url
+        trace_id = span.trace_id.hex()
+        counts = result["trace_span_counts"]
+        counts[trace_id] = counts.get(trace_id, 0) + 1
+        if result["counts_only"]:
+            continue
+        span_id = span.span_id.hex()
+        if span_id in result["spans"]:
+            result["duplicate_span_ids"].append(span_id)
+        result["spans"][span_id] = entry
 
 
 def canon_logs(requests, result):
-    for request in requests:
-        for resource_logs in request.resource_logs:
-            resource = to_dict(resource_logs.resource)
-            for scope_logs in resource_logs.scope_logs:
-                scope = to_dict(scope_logs.scope)
-                for record in scope_logs.log_records:
-                    entry = to_dict(record)
-                    entry["resource"] = resource
-                    entry["scope"] = scope
-                    result["logs"].append(entry)
+    records = items(requests, ("resource_logs", "scope_logs"), "log_records")
+    for record, _, resource, _, scope in records:
+        entry = to_dict(record)
+        entry["resource"] = resource
+        entry["scope"] = scope
+        result["logs"].append(entry)
     result["logs"].sort(key=lambda e: json.dumps(e, sort_keys=True))
 
 

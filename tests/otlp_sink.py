@@ -89,22 +89,30 @@ def grpc_compression(context):
     return "unknown"
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, recorder):
-        self.recorder = recorder
+def grpc_service(servicer, signal, response):
+    """A gRPC service of `signal` that records each request and answers `response()`."""
 
-    def Export(self, request, context):  # noqa: N802 (generated name)
-        self.recorder.record("traces", "grpc", grpc_compression(context), request)
-        return trace_service_pb2.ExportTraceServiceResponse()
+    class Service(servicer):
+        def __init__(self, recorder):
+            self.recorder = recorder
+
+        def Export(self, request, context):  # noqa: N802 (generated name)
+            self.recorder.record(signal, "grpc", grpc_compression(context), request)
+            return response()
+
+    return Service
 
 
-class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, recorder):
-        self.recorder = recorder
-
-    def Export(self, request, context):  # noqa: N802 (generated name)
-        self.recorder.record("logs", "grpc", grpc_compression(context), request)
-        return logs_service_pb2.ExportLogsServiceResponse()
+TraceService = grpc_service(
+    trace_service_pb2_grpc.TraceServiceServicer,
+    "traces",
+    trace_service_pb2.ExportTraceServiceResponse,
+)
+LogsService = grpc_service(
+    logs_service_pb2_grpc.LogsServiceServicer,
+    "logs",
+    logs_service_pb2.ExportLogsServiceResponse,
+)
 
 
 def make_http_handler(recorder):

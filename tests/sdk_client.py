@@ -22,7 +22,6 @@ Prints what was sent as JSON on stdout and exits non-zero if the export failed:
 """
 
 import argparse
-import base64
 import gzip
 import importlib
 import json
@@ -47,6 +46,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from otlp_ids import base64_to_hex
 
 RESOURCE = {
     "service.name": "runbom-interop",
@@ -135,19 +135,6 @@ def make_metrics():
     return data
 
 
-def hex_ids(node):
-    """Rewrites base64 traceId/spanId/parentSpanId values (protobuf JSON) to hex (OTLP/JSON)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                hex_ids(value)
-    elif isinstance(node, list):
-        for item in node:
-            hex_ids(item)
-
-
 def read(path):
     with open(path, "rb") as file:
         return file.read()
@@ -155,7 +142,7 @@ def read(path):
 
 def export_json(request, path, endpoint, use_gzip, tls):
     request = json_format.MessageToDict(request, use_integers_for_enums=True)
-    hex_ids(request)
+    base64_to_hex(request)
     body = json.dumps(request).encode()
     headers = {"Content-Type": "application/json"}
     if use_gzip:

@@ -26,8 +26,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use runbom_testkit::agent_trace as common;
 
 use std::{
     hint::black_box,

@@ -6,13 +6,16 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    io::BufRead as _,
     path::Path,
 };
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::KeyValue,
+};
+use runbom_otlp::{
+    json as otlp_json,
+    signal::{Signal, SignalKind},
 };
 use serde_json::{Value, json};
 
@@ -32,10 +35,26 @@ pub enum ObservedError {
     Parse {
         path: String,
         line: usize,
-        error: serde_json::Error,
+        error: otlp_json::JsonError,
     },
     #[error("{dir}: neither traces.jsonl nor logs.jsonl found")]
     Empty { dir: String },
+}
+
+impl From<otlp_json::FileError> for ObservedError {
+    fn from(error: otlp_json::FileError) -> Self {
+        match error {
+            otlp_json::FileError::Io { path, source } => Self::Read {
+                path: path.display().to_string(),
+                error: source,
+            },
+            otlp_json::FileError::Syntax { path, line, source } => Self::Parse {
+                path: path.display().to_string(),
+                line,
+                error: source.into(),
+            },
+        }
+    }
 }
 
 /// Evidence examples kept per entry.
@@ -138,12 +157,18 @@ impl Inventory {
             });
         }
         if traces.exists() {
-            for_lines(&traces, |req: ExportTraceServiceRequest| {
-                self.add_traces(&req);
+            for_lines(&traces, SignalKind::Traces, |signal| {
+                if let Signal::Traces(req) = signal {
+                    self.add_traces(&req);
+                }
             })?;
         }
         if logs.exists() {
-            for_lines(&logs, |req: ExportLogsServiceRequest| self.add_logs(&req))?;
+            for_lines(&logs, SignalKind::Logs, |signal| {
+                if let Signal::Logs(req) = signal {
+                    self.add_logs(&req);
+                }
+            })?;
         }
         Ok(())
     }
@@ -576,31 +601,22 @@ fn evidence(e: &Entry) -> Vec<Value> {
     out
 }
 
-fn for_lines<T: serde::de::DeserializeOwned>(
+/// Calls `f` on each export request of `kind` in the file exporter's file at `path`.
+fn for_lines(
     path: &Path,
-    mut f: impl FnMut(T),
+    kind: SignalKind,
+    mut f: impl FnMut(Signal),
 ) -> Result<(), ObservedError> {
-    let shown = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|error| ObservedError::Read {
-        path: shown.clone(),
-        error,
-    })?;
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|error| ObservedError::Read {
-            path: shown.clone(),
-            error,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let req = serde_json::from_str(&line).map_err(|error| ObservedError::Parse {
-            path: shown.clone(),
-            line: n + 1,
-            error,
-        })?;
-        f(req);
-    }
-    Ok(())
+    otlp_json::for_each_document(path, otlp_json::Layout::Lines, |doc| {
+        let request =
+            otlp_json::decode_value(kind, doc.value).map_err(|error| ObservedError::Parse {
+                path: path.display().to_string(),
+                line: doc.line,
+                error,
+            })?;
+        f(request);
+        Ok(())
+    })
 }
 
 /// A random `urn:uuid:` (version 4).

@@ -1,7 +1,7 @@
 //! The declared BOM: the reference agent's loads as declared; every malformed input is refused
 //! with the JSON path and the reason; the hot reload keeps the last good BOM.
 
-mod common;
+use runbom_testkit::agent_trace as common;
 
 use std::sync::atomic::Ordering;
 

@@ -2,7 +2,7 @@
 //! strict CycloneDX 1.6 (checked with cyclonedx-python-lib from the project's .venv), and its
 //! diff against the declared BOM.
 
-mod common;
+use runbom_testkit::agent_trace as common;
 
 use std::{path::PathBuf, process::Command, time::Instant};
 

@@ -2,11 +2,13 @@
 //! `undeclared_endpoint` on the exfiltration request and exactly one alert whose chain tells
 //! the story; the benign one gives no drift and no alert.
 
-mod common;
+use runbom_testkit::agent_trace as common;
 
 use std::time::{Duration, Instant};
 
-use common::{DATA, PROMPT_INJECTED, benign, bom, boolean, injected, strings};
+use common::{
+    DATA, PROMPT_INJECTED, benign, bom, boolean, injected, log_records_of, spans_of, strings,
+};
 use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, any_value::Value},
     logs::v1::LogRecord,
@@ -43,14 +45,7 @@ fn run(
     let out = p.push(req, Instant::now(), &bom);
     assert_eq!(p.held_spans(), 0, "a trace whose root is there is not held");
     assert_eq!(p.next_deadline(), None);
-    let spans = out
-        .traces
-        .expect("the trace is released")
-        .resource_spans
-        .into_iter()
-        .flat_map(|r| r.scope_spans)
-        .flat_map(|s| s.spans)
-        .collect();
+    let spans = spans_of(out.traces.expect("the trace is released"));
     let logs = out
         .alerts
         .map(|l| {
@@ -62,6 +57,20 @@ fn run(
         })
         .unwrap_or_default();
     (spans, logs)
+}
+
+/// `s` is a span of an undeclared endpoint of the declared agent (`what` adds to the message).
+fn assert_undeclared_endpoint(s: &Span, what: &str) {
+    assert_eq!(
+        strings(&s.attributes, "aibom.drift.kinds"),
+        ["undeclared_endpoint"],
+        "{}{what}",
+        s.name
+    );
+    assert_eq!(
+        attr(&s.attributes, "aibom.agent.ref"),
+        Some("agent:support-agent")
+    );
 }
 
 #[test]
@@ -83,16 +92,7 @@ fn injected_exfiltration_is_undeclared_endpoint_with_one_alert_and_its_chain() {
         "the exfiltration request's spans, and only them"
     );
     for s in &drifted {
-        assert_eq!(
-            strings(&s.attributes, "aibom.drift.kinds"),
-            ["undeclared_endpoint"],
-            "{}",
-            s.name
-        );
-        assert_eq!(
-            attr(&s.attributes, "aibom.agent.ref"),
-            Some("agent:support-agent")
-        );
+        assert_undeclared_endpoint(s, "");
         assert_eq!(boolean(&s.attributes, "aibom.declared"), Some(false));
         let reason = attr(&s.attributes, "aibom.drift.reason").unwrap();
         assert!(
@@ -449,37 +449,16 @@ fn kernel_spans_arriving_after_their_trace_are_judged_in_its_context() {
     );
     let out = p.push(late.request(), t0 + Duration::from_secs(1), &bom);
     assert_eq!(p.held_spans(), 0, "late spans are not held");
-    let spans: Vec<Span> = out
-        .traces
-        .expect("judged at once")
-        .resource_spans
-        .into_iter()
-        .flat_map(|r| r.scope_spans)
-        .flat_map(|s| s.spans)
-        .collect();
+    let spans: Vec<Span> = spans_of(out.traces.expect("judged at once"));
     let under_post: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id == post).collect();
     assert_eq!(under_post.len(), 3);
     for s in &under_post {
-        assert_eq!(
-            strings(&s.attributes, "aibom.drift.kinds"),
-            ["undeclared_endpoint"],
-            "{}: judged under its tool",
-            s.name
-        );
-        assert_eq!(
-            attr(&s.attributes, "aibom.agent.ref"),
-            Some("agent:support-agent")
-        );
+        assert_undeclared_endpoint(s, ": judged under its tool");
     }
     // The POST's own kernel spans repeat its finding (not alerted twice); the new destination
     // alerts, with the story from the remembered trace.
     let alerts = out.alerts.expect("the new destination alerts");
-    let records: Vec<&LogRecord> = alerts
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .flat_map(|s| &s.log_records)
-        .collect();
+    let records: Vec<&LogRecord> = log_records_of(&alerts);
     assert_eq!(records.len(), 1);
     assert_eq!(
         attr(&records[0].attributes, "aibom.drift.subject"),
@@ -519,12 +498,8 @@ fn a_learned_baseline_flags_what_the_agent_never_did_while_it_learned() {
     let mut p = Processor::new(s);
     let t0 = Instant::now();
     let flagged = |out: runbom_aibom::Released| -> Vec<(String, Vec<String>)> {
-        out.traces
-            .unwrap()
-            .resource_spans
+        spans_of(out.traces.unwrap())
             .into_iter()
-            .flat_map(|r| r.scope_spans)
-            .flat_map(|s| s.spans)
             .map(|s| (s.name, strings(&s.attributes, "aibom.drift.kinds")))
             .filter(|(_, k)| k.iter().any(|k| k.starts_with("baseline_")))
             .collect()
@@ -609,14 +584,7 @@ fn env_identities_are_matched_by_the_presence_of_the_variable_never_its_value() 
     let out = p.push(req, Instant::now(), &bom);
     let _ = child.kill();
     let _ = child.wait();
-    let spans: Vec<Span> = out
-        .traces
-        .unwrap()
-        .resource_spans
-        .into_iter()
-        .flat_map(|r| r.scope_spans)
-        .flat_map(|s| s.spans)
-        .collect();
+    let spans: Vec<Span> = spans_of(out.traces.unwrap());
     let post_span = spans.iter().find(|s| s.span_id == post).unwrap();
     assert_eq!(
         strings(&post_span.attributes, "aibom.identities"),

@@ -1,6 +1,6 @@
 //! One test per matching rule and drift flag, on small traces judged directly.
 
-mod common;
+use runbom_testkit::agent_trace as common;
 
 use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, KeyValue, any_value::Value},

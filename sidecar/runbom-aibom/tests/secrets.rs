@@ -2,7 +2,7 @@
 //! arguments and queries appear in nothing the AI-BOM processor writes: the `aibom.*`
 //! attributes, the alerts (chain and body) and the observed BOM.
 
-mod common;
+use runbom_testkit::agent_trace as common;
 
 use std::time::Instant;
 

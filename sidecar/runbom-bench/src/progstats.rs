@@ -6,11 +6,16 @@ use std::{collections::BTreeMap, os::fd::OwnedFd};
 
 use anyhow::Result;
 
-/// Keeps run-time statistics on while held (they cost a few ns per program run).
-pub struct Enabled(#[allow(dead_code)] OwnedFd);
+/// Keeps run-time statistics on while held (they cost a few ns per program run): the kernel
+/// turns them off when the descriptor closes.
+pub struct Enabled {
+    _fd: OwnedFd,
+}
 
 pub fn enable() -> Result<Enabled> {
-    Ok(Enabled(aya::sys::enable_stats(aya::sys::Stats::RunTime)?))
+    Ok(Enabled {
+        _fd: aya::sys::enable_stats(aya::sys::Stats::RunTime)?,
+    })
 }
 
 /// Run time and count of every loaded program, by program id.

@@ -2,6 +2,7 @@
 
 pub mod convert;
 pub mod export;
+pub mod json;
 pub mod rpc;
 pub mod signal;
 pub mod tls;

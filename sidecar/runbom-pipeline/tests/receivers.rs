@@ -1,8 +1,6 @@
 //! The OTLP receivers against real clients: tonic's generated OTLP clients, a hyper client,
 //! raw malformed payloads, and (at the end) the OpenTelemetry Python SDK.
 
-mod support;
-
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::{
@@ -11,10 +9,15 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::{ExportTraceServiceResponse, trace_service_client::TraceServiceClient},
 };
 use prost::Message as _;
+use runbom_otlp::rpc;
 use runbom_pipeline::{Signal, SignalKind, receiver::Limits};
-use support::{
-    Harness, gzip, http, log_record, logs_of, post, python, rpc, sample_logs, sample_metrics,
-    sample_traces, span, traces_of,
+use runbom_testkit::{
+    client::{grpc_raw, http, post},
+    harness::Harness,
+    python,
+    requests::{
+        gzip, log_record, logs_of, sample_logs, sample_metrics, sample_traces, span, traces_of,
+    },
 };
 use tonic::{Code, codec::CompressionEncoding};
 
@@ -68,15 +71,7 @@ async fn grpc_delivers_every_signal_unchanged() {
             Some(ExportMetricsServiceResponse::default()),
             "metrics (gzip: {gzipped})"
         );
-        assert_eq!(
-            h.next(SignalKind::Traces).await,
-            Signal::Traces(sample_traces())
-        );
-        assert_eq!(h.next(SignalKind::Logs).await, Signal::Logs(sample_logs()));
-        assert_eq!(
-            h.next(SignalKind::Metrics).await,
-            Signal::Metrics(sample_metrics())
-        );
+        h.assert_samples().await;
     }
     assert_eq!(h.counters(SignalKind::Traces).accepted(), 4, "2 spans × 2");
 }
@@ -88,7 +83,7 @@ async fn grpc_malformed_payload_is_invalid_argument() {
     let whole = sample_traces().encode_to_vec();
     for gzipped in [false, true] {
         let truncated = whole[..whole.len() - 5].to_vec();
-        let status = support::grpc_raw(addr, TRACE_SERVICE, truncated, gzipped)
+        let status = grpc_raw(addr, TRACE_SERVICE, truncated, gzipped)
             .await
             .expect_err("a truncated request must be refused");
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -107,7 +102,7 @@ async fn grpc_oversized_request_is_resource_exhausted() {
     let big = sample_traces().encode_to_vec();
     assert!(big.len() > 1024, "the sample should exceed the small limit");
     for gzipped in [false, true] {
-        let status = support::grpc_raw(addr, TRACE_SERVICE, big.clone(), gzipped)
+        let status = grpc_raw(addr, TRACE_SERVICE, big.clone(), gzipped)
             .await
             .expect_err("an oversized request must be refused");
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -222,12 +217,7 @@ async fn grpc_signal_without_pipeline_is_unimplemented() {
 async fn grpc_stops_when_asked() {
     let h = Harness::all();
     let (_, server) = h.start_grpc(Limits::default()).await;
-    h.stop.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("serve_grpc should return soon after the stop signal")
-        .expect("the server task should not panic");
-    assert!(result.is_ok(), "{result:?}");
+    h.assert_stops("serve_grpc", server).await;
 }
 
 // ---- HTTP ----
@@ -258,15 +248,7 @@ async fn http_protobuf_delivers_every_signal_unchanged() {
                 "a full success is an empty response message: {answer:?}"
             );
         }
-        assert_eq!(
-            h.next(SignalKind::Traces).await,
-            Signal::Traces(sample_traces())
-        );
-        assert_eq!(h.next(SignalKind::Logs).await, Signal::Logs(sample_logs()));
-        assert_eq!(
-            h.next(SignalKind::Metrics).await,
-            Signal::Metrics(sample_metrics())
-        );
+        h.assert_samples().await;
     }
 }
 
@@ -286,15 +268,7 @@ async fn http_json_delivers_every_signal_unchanged() {
             assert_eq!(answer.status, 200, "{path} (gzip: {gzipped}): {answer:?}");
             assert_eq!(&answer.body[..], b"{}", "{path}: {answer:?}");
         }
-        assert_eq!(
-            h.next(SignalKind::Traces).await,
-            Signal::Traces(sample_traces())
-        );
-        assert_eq!(h.next(SignalKind::Logs).await, Signal::Logs(sample_logs()));
-        assert_eq!(
-            h.next(SignalKind::Metrics).await,
-            Signal::Metrics(sample_metrics())
-        );
+        h.assert_samples().await;
     }
 }
 
@@ -510,12 +484,7 @@ async fn http_signal_without_pipeline_is_404() {
 async fn http_stops_when_asked() {
     let h = Harness::all();
     let (_, server) = h.start_http(Limits::default()).await;
-    h.stop.cancel();
-    let result = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("serve_http should return soon after the stop signal")
-        .expect("the server task should not panic");
-    assert!(result.is_ok(), "{result:?}");
+    h.assert_stops("serve_http", server).await;
 }
 
 // ---- the OpenTelemetry Python SDK (tests/sdk_client.py) ----
@@ -531,7 +500,7 @@ async fn python_sdk_interop(protocol: &str) {
     };
     for kind in SignalKind::ALL {
         for gzipped in [false, true] {
-            let sent = python::export(protocol, kind, addr, gzipped).await;
+            let sent = python::sdk_export(protocol, kind, addr, gzipped).await;
             let arrived = h.next(kind).await;
             if kind == SignalKind::Traces {
                 python::assert_spans_arrived(&sent, &arrived);
@@ -579,7 +548,7 @@ async fn sender_pid_is_added_to_resources_without_one() {
         } else {
             h.start_http(Limits::default()).await
         };
-        let sent = python::export(protocol, SignalKind::Traces, addr, false).await;
+        let sent = python::sdk_export(protocol, SignalKind::Traces, addr, false).await;
         let Signal::Traces(arrived) = h.next(SignalKind::Traces).await else {
             unreachable!()
         };

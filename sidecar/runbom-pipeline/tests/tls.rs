@@ -3,12 +3,11 @@
 //! exporters sending to them, refusals for an untrusted server or a missing client
 //! certificate, certificate reload, and the OpenTelemetry Python SDK as a TLS client.
 
-mod support;
-
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::{HttpsConnectorBuilder, builderstates::WantsProtocols1};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -21,26 +20,28 @@ use runbom_otlp::{
     tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion},
 };
 use runbom_pipeline::{Signal, SignalKind, receiver::Limits};
-use support::{Harness, pki::Pki, python, sample_logs, sample_metrics, sample_traces};
-
-fn server_tls(pki: &Pki, client_ca: bool) -> rustls::ServerConfig {
-    ServerTlsSettings {
-        cert_file: pki.path("server.pem"),
-        key_file: pki.path("server-key.pem"),
-        client_ca_file: client_ca.then(|| pki.path("ca.pem")),
-        min_version: None,
-        max_version: None,
-        reload_interval: None,
-    }
-    .load()
-    .unwrap_or_else(|e| panic!("the test server's TLS settings should load: {e}"))
-}
+use runbom_testkit::{
+    harness::{Harness, TlsReceivers, samples},
+    pki::{self, Pki},
+    python,
+    requests::{sample_logs, sample_traces},
+};
 
 fn trusting(ca: &Path) -> ClientTlsSettings {
     ClientTlsSettings {
         ca_file: Some(ca.to_owned()),
         ..ClientTlsSettings::default()
     }
+}
+
+/// A client connector that trusts the test CA and speaks only TLS.
+fn https(pki: &Pki) -> HttpsConnectorBuilder<WantsProtocols1> {
+    let config = trusting(&pki.path("ca.pem"))
+        .load()
+        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"));
+    HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
 }
 
 /// `tls` plus the test client certificate.
@@ -106,19 +107,9 @@ fn assert_refused_with_hint(result: Result<(), ExportError>, expected: &str, wha
 
 #[tokio::test]
 async fn grpc_receiver_serves_a_tonic_tls_client() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let config = trusting(&pki.path("ca.pem"))
-        .load()
-        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http2()
-        .build();
+    let r = TlsReceivers::start(false).await;
+    let (pki, mut h, addr) = (r.pki, r.h, r.grpc);
+    let connector = https(&pki).enable_http2().build();
     let channel =
         tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
             .expect("the test endpoint is a valid URI")
@@ -129,10 +120,7 @@ async fn grpc_receiver_serves_a_tonic_tls_client() {
         .export(sample_traces())
         .await
         .unwrap_or_else(|e| panic!("the export over TLS was refused: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 
     let plain = TraceServiceClient::connect(format!("http://{addr}")).await;
     let refused = match plain {
@@ -148,19 +136,9 @@ async fn grpc_receiver_serves_a_tonic_tls_client() {
 
 #[tokio::test]
 async fn http_receiver_serves_https() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let config = trusting(&pki.path("ca.pem"))
-        .load()
-        .unwrap_or_else(|e| panic!("the client TLS settings should load: {e}"));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http1()
-        .build();
+    let r = TlsReceivers::start(false).await;
+    let (pki, mut h, addr) = (r.pki, r.h, r.http);
+    let connector = https(&pki).enable_http1().build();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let request = hyper::Request::post(format!("https://localhost:{}/v1/logs", addr.port()))
         .header("content-type", "application/x-protobuf")
@@ -201,10 +179,10 @@ async fn tls_receivers_stop_on_shutdown() {
     let pki = Pki::new();
     let h = Harness::all();
     let (grpc, grpc_task) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let (http, http_task) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_http_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     // An idle connection that never starts its handshake must not hold shutdown up.
     let _idle = tokio::net::TcpStream::connect(grpc)
@@ -228,12 +206,8 @@ async fn tls_receivers_stop_on_shutdown() {
 
 #[tokio::test]
 async fn otlp_exporter_uses_tls_with_ca_file() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let ca = pki.path("ca.pem");
+    let r = TlsReceivers::start(false).await;
+    let (ca, mut h, addr) = (r.ca, r.h, r.grpc);
     // A plain host:port means TLS, as in the Collector; so does https://, by name or address.
     for endpoint in [
         addr.to_string(),
@@ -242,11 +216,7 @@ async fn otlp_exporter_uses_tls_with_ca_file() {
     ] {
         let mut exporter = GrpcExporter::new(network(endpoint.clone(), trusting(&ca)))
             .unwrap_or_else(|e| panic!("building the otlp exporter failed: {e}"));
-        for signal in [
-            Signal::Traces(sample_traces()),
-            Signal::Logs(sample_logs()),
-            Signal::Metrics(sample_metrics()),
-        ] {
+        for signal in samples() {
             exporter
                 .export(&signal)
                 .await
@@ -260,16 +230,7 @@ async fn otlp_exporter_uses_tls_with_ca_file() {
 async fn server_name_override_names_the_certificate_to_expect() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let named = ServerTlsSettings {
-        cert_file: pki.path("named-server.pem"),
-        key_file: pki.path("named-server-key.pem"),
-        client_ca_file: None,
-        min_version: None,
-        max_version: None,
-        reload_interval: None,
-    }
-    .load()
-    .unwrap_or_else(|e| panic!("the named server's TLS settings should load: {e}"));
+    let named = pki::load(&pki.server_settings("named-server", false));
     let (grpc, _) = h
         .start_grpc_with(Limits::default(), Some(named.clone()))
         .await;
@@ -298,10 +259,7 @@ async fn server_name_override_names_the_certificate_to_expect() {
         .await
         .unwrap_or_else(|e| panic!("otlphttp with server_name_override failed: {e}"));
     for _ in 0..2 {
-        assert_eq!(
-            h.next(SignalKind::Traces).await,
-            Signal::Traces(sample_traces())
-        );
+        h.assert_next(Signal::Traces(sample_traces())).await;
     }
 }
 
@@ -311,7 +269,7 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
     let mut h = Harness::all();
     let (plain, _) = h.start_grpc(Limits::default()).await;
     let (tls, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
+        .start_grpc_with(Limits::default(), Some(pki.server_tls(false)))
         .await;
     let insecure = ClientTlsSettings {
         insecure: true,
@@ -326,10 +284,7 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
         grpc_export(endpoint.clone(), tls)
             .await
             .unwrap_or_else(|e| panic!("plain text to {endpoint} failed: {e}"));
-        assert_eq!(
-            h.next(SignalKind::Traces).await,
-            Signal::Traces(sample_traces())
-        );
+        h.assert_next(Signal::Traces(sample_traces())).await;
     }
     // TLS (the default) to a plain-text server fails, saying what to change.
     assert_refused_with_hint(
@@ -344,27 +299,16 @@ async fn otlp_exporter_plain_text_and_skip_verify() {
     grpc_export(format!("https://{tls}"), skip)
         .await
         .unwrap_or_else(|e| panic!("insecure_skip_verify should accept any certificate: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
 async fn otlphttp_exporter_uses_https() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (addr, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let ca = pki.path("ca.pem");
+    let r = TlsReceivers::start(false).await;
+    let (ca, mut h, addr) = (r.ca, r.h, r.http);
     let mut exporter = HttpExporter::new(network(format!("https://{addr}"), trusting(&ca)))
         .unwrap_or_else(|e| panic!("building the otlphttp exporter failed: {e}"));
-    for signal in [
-        Signal::Traces(sample_traces()),
-        Signal::Logs(sample_logs()),
-        Signal::Metrics(sample_metrics()),
-    ] {
+    for signal in samples() {
         exporter
             .export(&signal)
             .await
@@ -376,22 +320,13 @@ async fn otlphttp_exporter_uses_https() {
     http_export(format!("http://{plain}"), trusting(&ca))
         .await
         .unwrap_or_else(|e| panic!("plain text to http://{plain} failed: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
 async fn an_untrusted_server_is_refused_clearly() {
-    let pki = Pki::new();
-    let h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let (http, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
+    let r = TlsReceivers::start(false).await;
+    let (pki, grpc, http) = (r.pki, r.grpc, r.http);
     let wrong = trusting(&pki.path("other-ca.pem"));
     // rustls says UnknownIssuer; runbom adds what to check.
     let expected = "UnknownIssuer";
@@ -417,16 +352,10 @@ async fn an_untrusted_server_is_refused_clearly() {
 async fn min_and_max_version_are_enforced() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let tls13 = ServerTlsSettings {
+    let tls13 = pki::load(&ServerTlsSettings {
         min_version: Some(TlsVersion::V1_3),
-        cert_file: pki.path("server.pem"),
-        key_file: pki.path("server-key.pem"),
-        client_ca_file: None,
-        max_version: None,
-        reload_interval: None,
-    }
-    .load()
-    .unwrap_or_else(|e| panic!("a TLS 1.3-only server should load: {e}"));
+        ..pki.server_settings("server", false)
+    });
     let (addr, _) = h.start_grpc_with(Limits::default(), Some(tls13)).await;
     let ca = pki.path("ca.pem");
     let tls12 = ClientTlsSettings {
@@ -441,23 +370,13 @@ async fn min_and_max_version_are_enforced() {
     grpc_export(addr.to_string(), trusting(&ca))
         .await
         .unwrap_or_else(|e| panic!("a TLS 1.3 client should be served: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
 async fn client_ca_file_requires_a_client_certificate() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, true)))
-        .await;
-    let (http, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, true)))
-        .await;
-    let ca = pki.path("ca.pem");
+    let r = TlsReceivers::start(true).await;
+    let (pki, ca, mut h, grpc, http) = (r.pki, r.ca, r.h, r.grpc, r.http);
 
     assert_refused_with_hint(
         grpc_export(format!("https://{grpc}"), trusting(&ca)).await,
@@ -487,37 +406,24 @@ async fn client_ca_file_requires_a_client_certificate() {
     )
     .await
     .unwrap_or_else(|e| panic!("otlp with the client certificate failed: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
     http_export(
         format!("https://{http}"),
         with_client_cert(&pki, trusting(&ca)),
     )
     .await
     .unwrap_or_else(|e| panic!("otlphttp with the client certificate failed: {e}"));
-    assert_eq!(
-        h.next(SignalKind::Traces).await,
-        Signal::Traces(sample_traces())
-    );
+    h.assert_next(Signal::Traces(sample_traces())).await;
 }
 
 #[tokio::test]
 async fn reload_interval_picks_up_a_new_certificate() {
     let pki = Pki::new();
     let mut h = Harness::all();
-    let settings = ServerTlsSettings {
-        cert_file: pki.path("server.pem"),
-        key_file: pki.path("server-key.pem"),
-        client_ca_file: None,
-        min_version: None,
-        max_version: None,
+    let config = pki::load(&ServerTlsSettings {
         reload_interval: Some(Duration::ZERO),
-    };
-    let config = settings
-        .load()
-        .unwrap_or_else(|e| panic!("the test server's TLS settings should load: {e}"));
+        ..pki.server_settings("server", false)
+    });
     let (addr, _) = h.start_http_with(Limits::default(), Some(config)).await;
     let endpoint = format!("https://{addr}");
     let (ca, other) = (pki.path("ca.pem"), pki.path("other-ca.pem"));
@@ -545,17 +451,10 @@ async fn reload_interval_picks_up_a_new_certificate() {
 
 #[tokio::test]
 async fn python_sdk_exports_over_tls() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let (http, _) = h
-        .start_http_with(Limits::default(), Some(server_tls(&pki, false)))
-        .await;
-    let ca = pki.path("ca.pem");
+    let r = TlsReceivers::start(false).await;
+    let (ca, mut h, grpc, http) = (r.ca, r.h, r.grpc, r.http);
     for (protocol, addr) in [("grpc", grpc), ("http/protobuf", http), ("http/json", http)] {
-        let sent = python::export_tls(protocol, SignalKind::Traces, addr, &ca, None).await;
+        let sent = python::sdk_export_tls(protocol, SignalKind::Traces, addr, &ca, None).await;
         let arrived = h.next(SignalKind::Traces).await;
         python::assert_spans_arrived(&sent, &arrived);
         assert_eq!(
@@ -568,14 +467,10 @@ async fn python_sdk_exports_over_tls() {
 
 #[tokio::test]
 async fn python_sdk_exports_with_a_client_certificate() {
-    let pki = Pki::new();
-    let mut h = Harness::all();
-    let (grpc, _) = h
-        .start_grpc_with(Limits::default(), Some(server_tls(&pki, true)))
-        .await;
-    let ca = pki.path("ca.pem");
+    let r = TlsReceivers::start(true).await;
+    let (pki, ca, mut h, grpc) = (r.pki, r.ca, r.h, r.grpc);
     let client = (pki.path("client.pem"), pki.path("client-key.pem"));
-    let sent = python::export_tls(
+    let sent = python::sdk_export_tls(
         "grpc",
         SignalKind::Logs,
         grpc,

@@ -2,15 +2,13 @@
 //! does not load (naming the JSON path), and `runbom bom observed` / `runbom bom diff` work over
 //! a file exporter's output.
 
-mod common;
-
 use std::{ffi::OsStr, fs, process::Command, process::Output};
 
-use common::{TempDir, runbom_bin, workspace_root};
+use runbom_testkit::{TempDir, runbom_bin, workspace_root};
 
 /// Runs `runbom` with these arguments.
 fn runbom<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(args: I) -> Output {
-    Command::new(runbom_bin())
+    Command::new(runbom_bin!())
         .args(args)
         .output()
         .expect("runbom runs")

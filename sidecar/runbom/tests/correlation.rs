@@ -10,11 +10,12 @@
 //!
 //! Needs root and the project's venv (`bash scripts/setup.sh`).
 
-mod common;
-
 use std::{fs, path::Path, process::Command, time::Duration};
 
-use common::{Runbom, TempDir, free_port, python, run_bounded, workspace_root};
+use runbom_testkit::{
+    Ready, Runbom, TempDir, config::service, free_port, pipeline, python_bin, run_bounded,
+    runbom_bin, workspace_root,
+};
 use serde_json::Value;
 
 /// How long the correlator waits for application spans: its default, one SDK batch interval
@@ -51,26 +52,22 @@ processors:
 exporters:
   file:
     path: {export}
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [otlp, ebpf]
-      processors: [correlate, batch]
-      exporters: [file]
-    logs:
-      receivers: [otlp, ebpf]
-      processors: [batch]
-      exporters: [file]
-",
+{service}",
             data = work.join("data").display(),
             export = export.display(),
+            service = service(
+                "none",
+                &(pipeline(
+                    "traces",
+                    &["otlp", "ebpf"],
+                    &["correlate", "batch"],
+                    &["file"]
+                ) + &pipeline("logs", &["otlp", "ebpf"], &["batch"], &["file"])),
+            ),
         ),
     )
     .expect("writing the config");
-    let runbom = Runbom::start(&config, dir.path());
+    let runbom = Runbom::start(runbom_bin!(), &config, dir.path(), Ready::ProbesAttached);
     let ground_truth = dir.path().join("ground-truth.json");
     let endpoint = if protocol == "grpc" {
         format!("http://127.0.0.1:{grpc}")
@@ -78,7 +75,7 @@ service:
         format!("http://127.0.0.1:{http}")
     };
     let agent = run_bounded(
-        Command::new(python())
+        Command::new(python_bin())
             .env("RUNBOM_DEMO_API_KEY", API_KEY)
             .arg(workspace_root().join("examples/agent/run.py"))
             .args(["--scenario", scenario, "--mode", mode, "--any-ports"])
@@ -114,7 +111,7 @@ service:
 
 fn score(export: &Path, ground_truth: &Path) -> Value {
     let out = run_bounded(
-        Command::new(python())
+        Command::new(python_bin())
             .arg(workspace_root().join("tests/score_correlation.py"))
             .arg("--export")
             .arg(export)

@@ -5,46 +5,34 @@
 //! probe-loading errors exit 1 (`runbom: <message>`). The probe tests load the real eBPF
 //! object into this kernel, so they need root (the non-root test drops to `nobody` itself).
 
-mod common;
-
 use std::{
+    ffi::OsStr,
     fs,
     io::{BufRead as _, BufReader, Read as _},
     os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use common::{Guard, READY_LINE, TempDir, run_bounded, runbom_bin, runbom_command};
+use runbom_testkit::{
+    Proc, READY_LINE, TempDir,
+    config::{service, traces_and_logs},
+    config_command, run_bounded,
+    runbom::RUNBOM_ENV,
+    runbom_bin,
+};
 
 const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A configuration that is valid, exports to stdout and opens no port.
-const VALID: &str = "\
-receivers:
-  ebpf: {}
-exporters:
-  debug: {}
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [ebpf]
-      exporters: [debug]
-    logs:
-      receivers: [ebpf]
-      exporters: [debug]
-";
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    path
+fn valid() -> String {
+    format!(
+        "receivers:\n  ebpf: {{}}\nexporters:\n  debug: {{}}\n{}",
+        service("none", &traces_and_logs(&["ebpf"], &[], &["debug"]))
+    )
 }
 
 /// What a failed run left behind.
@@ -55,6 +43,16 @@ struct Failure {
 }
 
 impl Failure {
+    /// The message is one line, and nothing went to stdout.
+    fn assert_one_line(&self, msg: &str) {
+        assert_eq!(msg.lines().count(), 1, "one line: {msg}");
+        self.assert_no_stdout();
+    }
+
+    fn assert_no_stdout(&self) {
+        assert!(self.stdout.is_empty(), "nothing on stdout: {}", self.stdout);
+    }
+
     /// The one `runbom: ...` message: its first line must be the only line starting with
     /// `runbom:`, and nothing may look like a panic or a raw error dump. Returns the message
     /// with any lines that follow it (a verifier log).
@@ -98,7 +96,7 @@ fn run_failing(cmd: &mut Command) -> Failure {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut guard = Guard::spawn("runbom", cmd);
+    let mut guard = Proc::spawn("runbom", cmd);
     let mut stdout_pipe = guard.child.stdout.take().expect("piped stdout");
     let stdout = thread::spawn(move || {
         let mut s = String::new();
@@ -146,47 +144,45 @@ fn run_failing(cmd: &mut Command) -> Failure {
     }
 }
 
+/// `runbom COMMAND --config CONFIG`, which must fail as a configuration error (exit status 2;
+/// `what` names the case); the failure and its message.
+fn config_error(command: &str, config: &Path, what: &str) -> (Failure, String) {
+    let f = run_failing(&mut config_command(runbom_bin!(), command, config));
+    let msg = f.message();
+    assert_eq!(f.code, Some(2), "`runbom {command}` {what}: {msg}");
+    (f, msg)
+}
+
 #[test]
 fn unknown_config_keys_name_the_file_and_yaml_path() {
     let dir = TempDir::new("err-unknown-key");
     let cases = [
         // A misspelt key inside a receiver's section.
         (
-            VALID.replace("  ebpf: {}", "  ebpf:\n    file:\n      inclde: [/tmp/]"),
+            valid().replace("  ebpf: {}", "  ebpf:\n    file:\n      inclde: [/tmp/]"),
             "receivers.ebpf.file.inclde",
             "inclde",
             "`include`",
         ),
         // A misspelt key of the service section.
         (
-            VALID.replace("  pipelines:", "  pipeline:"),
+            valid().replace("  pipelines:", "  pipeline:"),
             "service.pipeline",
             "pipeline",
             "`pipelines`",
         ),
         // A misspelt exporter option.
         (
-            VALID.replace("  debug: {}", "  debug:\n    verbosty: detailed"),
+            valid().replace("  debug: {}", "  debug:\n    verbosty: detailed"),
             "exporters.debug.verbosty",
             "verbosty",
             "`verbosity`",
         ),
     ];
     for (i, (text, yaml_path, key, fix)) in cases.iter().enumerate() {
-        let config = write(dir.path(), &format!("unknown-{i}.yaml"), text);
+        let config = dir.write(&format!("unknown-{i}.yaml"), text);
         for command in ["validate", "run"] {
-            let f = run_failing(
-                runbom_command(&runbom_bin())
-                    .arg(command)
-                    .arg("--config")
-                    .arg(&config),
-            );
-            let msg = f.message();
-            assert_eq!(
-                f.code,
-                Some(2),
-                "`runbom {command}` on an unknown key: {msg}"
-            );
+            let (f, msg) = config_error(command, &config, "on an unknown key");
             let head = format!(
                 "runbom: invalid configuration: {} at `{yaml_path}`: ",
                 config.display()
@@ -203,8 +199,7 @@ fn unknown_config_keys_name_the_file_and_yaml_path() {
                 msg.contains("expected") && msg.contains(fix),
                 "`runbom {command}`: the fix (the valid key {fix}) is not named:\n{msg}"
             );
-            assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-            assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+            f.assert_one_line(&msg);
         }
     }
 }
@@ -214,18 +209,7 @@ fn missing_config_file_is_named() {
     let dir = TempDir::new("err-missing");
     let config = dir.path().join("no-such-runbom.yaml");
     for command in ["validate", "run"] {
-        let f = run_failing(
-            runbom_command(&runbom_bin())
-                .arg(command)
-                .arg("--config")
-                .arg(&config),
-        );
-        let msg = f.message();
-        assert_eq!(
-            f.code,
-            Some(2),
-            "`runbom {command}` without its config file: {msg}"
-        );
+        let (f, msg) = config_error(command, &config, "without its config file");
         assert_eq!(
             msg,
             format!(
@@ -234,19 +218,16 @@ fn missing_config_file_is_named() {
             ),
             "`runbom {command}` without its config file"
         );
-        assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+        f.assert_no_stdout();
     }
 }
 
 #[test]
 fn valid_config_validates() {
     let dir = TempDir::new("ok-validate");
-    let config = write(dir.path(), "valid.yaml", VALID);
+    let config = dir.write("valid.yaml", &valid());
     let out = run_bounded(
-        runbom_command(&runbom_bin())
-            .arg("validate")
-            .arg("--config")
-            .arg(&config),
+        &mut config_command(runbom_bin!(), "validate", &config),
         TIMEOUT,
     );
     let (stdout, stderr) = (
@@ -269,9 +250,9 @@ fn non_root_is_told_to_use_root() {
     // `nobody` must be able to reach and run the binary and read the config.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
     let bin = dir.path().join("runbom");
-    fs::copy(runbom_bin(), &bin).expect("copy the runbom binary");
+    fs::copy(runbom_bin!(), &bin).expect("copy the runbom binary");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod binary");
-    let config = write(dir.path(), "valid.yaml", VALID);
+    let config = dir.write("valid.yaml", &valid());
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod config");
 
     let as_nobody = |sub: &str| {
@@ -282,11 +263,7 @@ fn non_root_is_told_to_use_root() {
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path());
-        for var in [
-            "RUNBOM_LOG",
-            "RUNBOM_KERNEL_BTF",
-            "RUNBOM_SELFTEST_VERIFIER_REJECT",
-        ] {
+        for var in RUNBOM_ENV {
             cmd.env_remove(var);
         }
         cmd
@@ -314,21 +291,20 @@ fn non_root_is_told_to_use_root() {
         msg.contains("sudo") && msg.contains("CAP_BPF"),
         "the fix (sudo, or CAP_BPF and CAP_PERFMON) is not named: {msg}"
     );
-    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+    f.assert_one_line(&msg);
+}
+
+/// `runbom run` on the valid configuration with `var=value` in its environment, which must fail.
+fn run_valid_with(dir: &TempDir, var: &str, value: impl AsRef<OsStr>) -> Failure {
+    let config = dir.write("valid.yaml", &valid());
+    run_failing(config_command(runbom_bin!(), "run", &config).env(var, value))
 }
 
 #[test]
 fn kernel_without_btf_is_named() {
     let dir = TempDir::new("err-btf");
-    let config = write(dir.path(), "valid.yaml", VALID);
     let btf = dir.path().join("no-such-vmlinux");
-    let f = run_failing(
-        runbom_command(&runbom_bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUNBOM_KERNEL_BTF", &btf),
-    );
+    let f = run_valid_with(&dir, "RUNBOM_KERNEL_BTF", &btf);
     let msg = f.message();
     assert_eq!(f.code, Some(1), "a kernel without BTF: {msg}");
     assert!(
@@ -343,20 +319,13 @@ fn kernel_without_btf_is_named() {
         msg.contains("CONFIG_DEBUG_INFO_BTF"),
         "the fix (a kernel with CONFIG_DEBUG_INFO_BTF=y) is not named: {msg}"
     );
-    assert_eq!(msg.lines().count(), 1, "one line: {msg}");
-    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+    f.assert_one_line(&msg);
 }
 
 #[test]
 fn verifier_rejection_names_the_probe_and_shows_the_log() {
     let dir = TempDir::new("err-verifier");
-    let config = write(dir.path(), "valid.yaml", VALID);
-    let f = run_failing(
-        runbom_command(&runbom_bin())
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUNBOM_SELFTEST_VERIFIER_REJECT", "1"),
-    );
+    let f = run_valid_with(&dir, "RUNBOM_SELFTEST_VERIFIER_REJECT", "1");
     let msg = f.message();
     assert_eq!(f.code, Some(1), "a probe the verifier rejects: {msg}");
     let first = msg.lines().next().unwrap_or_default();
@@ -374,5 +343,5 @@ fn verifier_rejection_names_the_probe_and_shows_the_log() {
         msg.lines().skip(1).any(|l| !l.trim().is_empty()),
         "no verifier log after the message: {msg}"
     );
-    assert!(f.stdout.is_empty(), "nothing on stdout: {}", f.stdout);
+    f.assert_no_stdout();
 }

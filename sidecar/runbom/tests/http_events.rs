@@ -6,8 +6,6 @@
 //! Needs root and the project's Python venv (`bash scripts/setup.sh`). Each test has its own
 //! servers, sink and runbom; every "exactly" is about the test's own client pid.
 
-mod common;
-
 use std::{
     fmt::Write as _,
     fs,
@@ -18,14 +16,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    Guard, Runbom, Sink, TempDir, indent,
-    items::{Item, flatten, summaries},
-    python, run_bounded, test_script,
-};
 use runbom_event::{Detail, HttpRequest, KernelEvent};
 use runbom_kernel::{
     Enricher, ProbeSettings, Probes, clock::BootClock, openssl, proctable::ProcessTable, reader,
+};
+use runbom_testkit::{
+    Proc, Ready, Runbom, Sink, TempDir,
+    config::{service, traces_and_logs},
+    indent,
+    items::{Item, flatten, summaries},
+    python_bin, run_bounded, runbom_bin, test_script,
 };
 use serde_json::Value;
 
@@ -33,7 +33,7 @@ const SYSTEM_LIBSSL: &str = "/lib/x86_64-linux-gnu/libssl.so.3";
 
 /// `tests/http_workload.py server`, on a free loopback port.
 struct Server {
-    _guard: Guard,
+    _guard: Proc,
     port: u16,
     cert: PathBuf,
 }
@@ -42,7 +42,7 @@ impl Server {
     fn start(dir: &Path, tls: bool) -> Self {
         let label = if tls { "tls" } else { "plain" };
         let cert_dir = dir.join(format!("cert-{label}"));
-        let mut cmd = Command::new(python());
+        let mut cmd = Command::new(python_bin());
         cmd.arg(test_script("http_workload.py"))
             .arg("server")
             .arg("--cert-dir")
@@ -56,7 +56,7 @@ impl Server {
         if tls {
             cmd.arg("--tls");
         }
-        let mut guard = Guard::spawn("http_workload.py server", &mut cmd);
+        let mut guard = Proc::spawn("http_workload.py server", &mut cmd);
         let mut line = String::new();
         BufReader::new(guard.child.stdout.take().expect("piped stdout"))
             .read_line(&mut line)
@@ -87,7 +87,7 @@ enum Mode {
 }
 
 fn client_command(server: &Server, mode: Mode) -> Command {
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(python_bin());
     cmd.arg(test_script("http_workload.py"))
         .arg("client")
         .args(["--port", &server.port.to_string()]);
@@ -150,19 +150,9 @@ exporters:
     endpoint: 127.0.0.1:{}
     tls:
       insecure: true
-service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [ebpf]
-      exporters: [otlp]
-    logs:
-      receivers: [ebpf]
-      exporters: [otlp]
-",
-        sink.grpc_port
+{}",
+        sink.grpc_port,
+        service("none", &traces_and_logs(&["ebpf"], &[], &["otlp"])),
     )
 }
 
@@ -177,7 +167,7 @@ fn capture(dir: &Path, work: impl FnOnce(&Runbom) -> String) -> Capture {
     let sink = Sink::start(dir);
     let config_path = dir.join("runbom.yaml");
     fs::write(&config_path, config(&sink)).expect("write config");
-    let runbom = Runbom::start(&config_path, dir);
+    let runbom = Runbom::start(runbom_bin!(), &config_path, dir, Ready::ProbesAttached);
     let what = work(&runbom);
     let (status, log) = runbom.stop();
     let (records, raw) = sink.stop();
@@ -366,7 +356,7 @@ fn libssl_loaded_after_start_is_hooked_on_exec() {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(fs::File::create(dir.path().join("client.stderr")).expect("stderr"));
-        let mut guard = Guard::spawn("http_workload.py client", &mut cmd);
+        let mut guard = Proc::spawn("http_workload.py client", &mut cmd);
         let mut stdout = BufReader::new(guard.child.stdout.take().expect("piped stdout"));
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read LOADED");

@@ -14,8 +14,6 @@
 // Each test is one end-to-end scenario (start the peers, send, stop, compare), read top down.
 #![allow(clippy::too_many_lines)]
 
-mod interop_support;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
@@ -25,10 +23,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use interop_support::{
-    Proc, Rotel, RssSampler, Runbom, Sink, TempDir, assert_same_spans, canon, eventually,
-    free_port, lines_of, log_bodies_in_file, metrics, otelcol_bin, pretty, run_bounded, run_script,
-    run_script_json, stop_summary, trace_ids_in_file, trace_span_counts,
+use runbom_testkit::{
+    Proc, Rotel, RssSampler, Runbom, SidecarConfig, Sink, TempDir,
+    config::traces_and_logs,
+    config_command, eventually, free_port,
+    fs::otelcol_bin,
+    http_exchange, lines_of, metrics,
+    otlp_file::{log_bodies_in_file, trace_ids_in_file},
+    peers::rss_kib,
+    pipeline,
+    python::{assert_same_spans, canon, pretty, run_script, run_script_json, trace_span_counts},
+    run_bounded, runbom_bin, stop_summary,
 };
 use serde_json::Value;
 
@@ -36,27 +41,6 @@ use serde_json::Value;
 const LOAD_SPANS: u64 = 100;
 /// Spans per request in the shutdown test.
 const SHUTDOWN_SPANS: u64 = 20;
-
-/// A runbom configuration with one `otlp` receiver on the given ports and the given
-/// processors/exporters sections; `pipelines` is the body of `service.pipelines`.
-fn config(grpc: u16, http: u16, admin: u16, rest: &str, pipelines: &str) -> String {
-    format!(
-        "receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: 127.0.0.1:{grpc}
-      http:
-        endpoint: 127.0.0.1:{http}
-{rest}
-service:
-  telemetry:
-    metrics:
-      address: 127.0.0.1:{admin}
-  pipelines:
-{pipelines}"
-    )
-}
 
 /// Runs `sdk_client.py`, saves what it printed to `dir/sent-<label>.json` and returns that
 /// path (as a `sent:` source for `otlp_canon.py`) and the parsed output.
@@ -319,15 +303,13 @@ fn sdk_to_runbom_to_rotel_and_sink() {
             "100ms",
         ],
     );
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
+    let ports = SidecarConfig::new();
+    let (grpc, http) = (ports.grpc, ports.http);
+    let runbom = ports.start(
+        runbom_bin!(),
+        &dir,
+        &format!(
+            "processors:
   batch:
     timeout: 100ms
 exporters:
@@ -342,20 +324,10 @@ exporters:
     compression: none
     retry_on_failure:
       initial_interval: 100ms",
-                rotel = rotel.grpc_port,
-                sink_http = sink.http_port
-            ),
-            "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlp/rotel, otlphttp/sink]
-    logs:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlp/rotel, otlphttp/sink]
-",
+            rotel = rotel.grpc_port,
+            sink_http = sink.http_port
         ),
-        admin,
+        &traces_and_logs(&["otlp"], &["batch"], &["otlp/rotel", "otlphttp/sink"]),
     );
 
     let started = Instant::now();
@@ -384,7 +356,7 @@ exporters:
     eprintln!("6 SDK exports took {:?}", started.elapsed());
 
     // Stopping runbom drains its pipelines into both exporters; rotel flushes on SIGTERM.
-    let log = runbom.stop();
+    let log = runbom.stop_ok();
     let summary = stop_summary(&log);
     assert_eq!(
         summary.get("failed"),
@@ -393,7 +365,7 @@ exporters:
     );
     let rotel_log = rotel.stop();
     let (via_http_source, via_rotel_source) = (sink.source("http"), sink.source("grpc"));
-    sink.stop();
+    sink.finish();
 
     let sent_spans = canon("traces", &trace_sources);
     assert_eq!(
@@ -450,34 +422,13 @@ exporters:
 #[test]
 fn rotel_upstream_into_runbom_file() {
     let dir = TempDir::new("rotel-upstream");
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
-    let out = dir.join("out");
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
-  batch:
-    timeout: 100ms
-exporters:
-  file:
-    path: {}",
-                out.display()
-            ),
-            "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-    logs:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-",
-        ),
-        admin,
+    let ports = SidecarConfig::new();
+    let grpc = ports.grpc;
+    let (runbom, out) = ports.start_to_file(
+        runbom_bin!(),
+        &dir,
+        "100ms",
+        &traces_and_logs(&["otlp"], &["batch"], &["file"]),
     );
     let rotel = Rotel::start(
         dir.path(),
@@ -501,8 +452,8 @@ exporters:
             && !log_bodies_in_file(&out.join("logs.jsonl")).is_empty()
     });
     let rotel_output = rotel.proc.output();
-    rotel.stop();
-    let log = runbom.stop();
+    let _ = rotel.stop();
+    let log = runbom.stop_ok();
     assert!(
         arrived,
         "rotel's export did not reach runbom's file within 20 s\n{rotel_output}\n{log}"
@@ -530,30 +481,13 @@ exporters:
 #[test]
 fn collector_filelog_otlphttp_into_runbom() {
     let dir = TempDir::new("otelcol");
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
-    let out = dir.join("out");
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
-  batch:
-    timeout: 100ms
-exporters:
-  file:
-    path: {}",
-                out.display()
-            ),
-            "    logs:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-",
-        ),
-        admin,
+    let ports = SidecarConfig::new();
+    let http = ports.http;
+    let (runbom, out) = ports.start_to_file(
+        runbom_bin!(),
+        &dir,
+        "100ms",
+        &pipeline("logs", &["otlp"], &["batch"], &["file"]),
     );
     let app_log = dir.join("app.log");
     let mut lines: Vec<String> = (0..40)
@@ -597,7 +531,7 @@ service:
     .expect("write otelcol.yaml");
     let mut cmd = Command::new(otelcol_bin());
     cmd.arg("--config").arg(&collector_config);
-    let mut collector = Proc::spawn("otelcol", dir.path(), &mut cmd);
+    let mut collector = Proc::spawn_logged("otelcol", dir.path(), &mut cmd);
 
     // Lines appended while the Collector tails the file arrive too.
     thread::sleep(Duration::from_millis(500));
@@ -619,7 +553,7 @@ service:
     });
     let collector_output = collector.output();
     let status = collector.stop(Duration::from_secs(20));
-    let log = runbom.stop();
+    let log = runbom.stop_ok();
     assert!(
         all,
         "not every line reached runbom within 30 s: got {:?}\n{collector_output}\n{log}",
@@ -652,10 +586,7 @@ service:
 #[test]
 fn unknown_config_key_exits_2_naming_the_path() {
     let dir = TempDir::new("bad-config");
-    let base = config(
-        free_port(),
-        free_port(),
-        free_port(),
+    let base = SidecarConfig::new().yaml(
         "processors:
   batch:
     timeout: 100ms
@@ -666,19 +597,12 @@ exporters:
       enabled: true
     sending_queue:
       queue_size: 10",
-        "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlphttp]
-",
+        &pipeline("traces", &["otlp"], &["batch"], &["otlphttp"]),
     );
     let good = dir.join("good.yaml");
     fs::write(&good, &base).expect("write good.yaml");
     let out = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_runbom"))
-            .arg("validate")
-            .arg("--config")
-            .arg(&good),
+        &mut config_command(runbom_bin!(), "validate", &good),
         Duration::from_secs(20),
     );
     assert!(
@@ -726,10 +650,7 @@ exporters:
         fs::write(&bad, base.replacen(from, to, 1)).expect("write bad.yaml");
         for command in ["run", "validate"] {
             let out = run_bounded(
-                Command::new(env!("CARGO_BIN_EXE_runbom"))
-                    .arg(command)
-                    .arg("--config")
-                    .arg(&bad),
+                &mut config_command(runbom_bin!(), command, &bad),
                 Duration::from_secs(20),
             );
             let stderr = String::from_utf8_lossy(&out.stderr);
@@ -752,30 +673,13 @@ exporters:
 #[test]
 fn malformed_request_then_good_one_is_exported() {
     let dir = TempDir::new("malformed");
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
-    let out = dir.join("out");
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
-  batch:
-    timeout: 50ms
-exporters:
-  file:
-    path: {}",
-                out.display()
-            ),
-            "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file]
-",
-        ),
-        admin,
+    let ports = SidecarConfig::new();
+    let (grpc, http, admin) = (ports.grpc, ports.http, ports.admin);
+    let (runbom, out) = ports.start_to_file(
+        runbom_bin!(),
+        &dir,
+        "50ms",
+        &pipeline("traces", &["otlp"], &["batch"], &["file"]),
     );
     let mut acked = Vec::new();
     for (flag, target, refused) in [
@@ -837,7 +741,7 @@ exporters:
         ("good OTLP/JSON", vec![json], good.as_bytes(), 200),
     ] {
         let (status, _, answer) =
-            interop_support::http_exchange(&mut stream, "POST", "/v1/traces", &headers, body);
+            http_exchange(&mut stream, "POST", "/v1/traces", &headers, body);
         assert_eq!(
             status,
             want,
@@ -853,7 +757,7 @@ exporters:
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("set_read_timeout");
-    let (status, _, _) = interop_support::http_exchange(
+    let (status, _, _) = http_exchange(
         &mut stream,
         "POST",
         "/v1/traces",
@@ -865,7 +769,7 @@ exporters:
     let accepted = metrics(admin)
         .get(r#"runbom_receiver_accepted_items_total{receiver="otlp",signal="traces"}"#)
         .copied();
-    let log = runbom.stop();
+    let log = runbom.stop_ok();
     assert_eq!(
         accepted,
         Some(6 * LOAD_SPANS + 1),
@@ -908,7 +812,7 @@ fn backpressure_refuses_instead_of_growing() {
       queue_size: 1",
     );
     let rss = RssSampler::start(runbom.pid());
-    let idle_rss = interop_support::rss_kib(runbom.pid()).unwrap_or_default();
+    let idle_rss = rss_kib(runbom.pid()).unwrap_or_default();
     let load = |flag: &'static str, port: u16| {
         thread::spawn(move || {
             run_script_json(
@@ -1062,15 +966,13 @@ fn unreachable_downstream(
     processors: &str,
     exporter_extra: &str,
 ) -> (Runbom, u16, u16, u16) {
-    let (grpc, http, admin, closed) = (free_port(), free_port(), free_port(), free_port());
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
+    let ports = SidecarConfig::new();
+    let (grpc, http, admin, closed) = (ports.grpc, ports.http, ports.admin, free_port());
+    let runbom = ports.start(
+        runbom_bin!(),
+        dir,
+        &format!(
+            "processors:
 {processors}
 exporters:
   otlp:
@@ -1083,14 +985,8 @@ exporters:
       max_interval: 60s
       max_elapsed_time: 10m
 {exporter_extra}"
-            ),
-            "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlp]
-",
         ),
-        admin,
+        &pipeline("traces", &["otlp"], &["batch"], &["otlp"]),
     );
     (runbom, grpc, http, admin)
 }
@@ -1101,19 +997,17 @@ exporters:
 fn graceful_shutdown_delivers_everything_accepted() {
     let dir = TempDir::new("shutdown");
     let sink = Sink::start(dir.path());
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
+    let ports = SidecarConfig::new();
+    let (grpc, http, admin) = (ports.grpc, ports.http, ports.admin);
     let out = dir.join("out");
     // A long batch timeout: at SIGTERM the last batch is still in the batcher, and more waits
     // in the channels behind the (Python, so slow) downstream. Small requests keep the sink's
     // work, and so the drain, short.
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
+    let runbom = ports.start(
+        runbom_bin!(),
+        &dir,
+        &format!(
+            "processors:
   batch:
     send_batch_size: 2000
     send_batch_max_size: 2000
@@ -1126,16 +1020,10 @@ exporters:
     timeout: 30s
     retry_on_failure:
       initial_interval: 100ms",
-                out = out.display(),
-                sink_http = sink.http_port
-            ),
-            "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [file, otlphttp]
-",
+            out = out.display(),
+            sink_http = sink.http_port
         ),
-        admin,
+        &pipeline("traces", &["otlp"], &["batch"], &["file", "otlphttp"]),
     );
     let load = |flag: &'static str, port: u16, threads: &'static str, acked: String| {
         thread::spawn(move || {
@@ -1177,7 +1065,7 @@ exporters:
         runbom.log()
     );
     let stopping = Instant::now();
-    let log = runbom.stop();
+    let log = runbom.stop_ok();
     eprintln!(
         "runbom {pid} stopped {:?} after SIGTERM",
         stopping.elapsed()
@@ -1186,7 +1074,7 @@ exporters:
     let http_summary = http_load.join().expect("HTTP load thread");
     eprintln!("gRPC: {grpc_summary}\nHTTP: {http_summary}");
     let sink_source = sink.source("http");
-    sink.stop();
+    sink.finish();
 
     let mut acked: BTreeSet<String> = lines_of(&grpc_acked).into_iter().collect();
     acked.extend(lines_of(&http_acked));
@@ -1239,15 +1127,13 @@ exporters:
 #[test]
 fn shutdown_with_unreachable_downstream_is_bounded() {
     let dir = TempDir::new("stuck-shutdown");
-    let (grpc, http, admin, closed) = (free_port(), free_port(), free_port(), free_port());
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            &format!(
-                "processors:
+    let ports = SidecarConfig::new();
+    let (grpc, closed) = (ports.grpc, free_port());
+    let runbom = ports.start(
+        runbom_bin!(),
+        &dir,
+        &format!(
+            "processors:
   batch:
     timeout: 50ms
 exporters:
@@ -1256,14 +1142,8 @@ exporters:
     retry_on_failure:
       initial_interval: 1s
       max_elapsed_time: 5m"
-            ),
-            "    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlp]
-",
         ),
-        admin,
+        &pipeline("traces", &["otlp"], &["batch"], &["otlp"]),
     );
     let summary = run_script_json(
         "otlp_load.py",
@@ -1301,27 +1181,18 @@ fn validate_accepts_an_otlp_grpc_exporter() {
     let path = dir.join("otlp.yaml");
     fs::write(
         &path,
-        config(
-            free_port(),
-            free_port(),
-            free_port(),
+        SidecarConfig::new().yaml(
             "exporters:
   otlp:
     endpoint: 127.0.0.1:4317
     tls:
       insecure: true",
-            "    traces:
-      receivers: [otlp]
-      exporters: [otlp]
-",
+            &pipeline("traces", &["otlp"], &[], &["otlp"]),
         ),
     )
     .expect("write otlp.yaml");
     let out = run_bounded(
-        Command::new(env!("CARGO_BIN_EXE_runbom"))
-            .arg("validate")
-            .arg("--config")
-            .arg(&path),
+        &mut config_command(runbom_bin!(), "validate", &path),
         Duration::from_secs(20),
     );
     assert!(
@@ -1338,21 +1209,14 @@ fn validate_accepts_an_otlp_grpc_exporter() {
 #[test]
 fn early_http_refusal_keeps_or_closes_the_connection_explicitly() {
     let dir = TempDir::new("early-refusal");
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
-    let runbom = Runbom::start(
-        dir.path(),
-        &config(
-            grpc,
-            http,
-            admin,
-            "exporters:
+    let ports = SidecarConfig::new();
+    let http = ports.http;
+    let runbom = ports.start(
+        runbom_bin!(),
+        &dir,
+        "exporters:
   nop: {}",
-            "    traces:
-      receivers: [otlp]
-      exporters: [nop]
-",
-        ),
-        admin,
+        &pipeline("traces", &["otlp"], &[], &["nop"]),
     );
     let mut stream = TcpStream::connect(("127.0.0.1", http)).expect("connect to runbom");
     stream

@@ -3,8 +3,6 @@
 //! findings, errors for bad input, fetching from Tempo and Jaeger (stand-ins speaking their
 //! HTTP APIs), and the HTML report rendered in headless Chromium.
 
-mod common;
-
 use std::{
     fs,
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -15,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{TempDir, run_bounded, runbom_bin, workspace_root};
+use runbom_testkit::{TempDir, run_bounded, runbom_bin, workspace_root};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {
@@ -24,7 +22,7 @@ fn fixture() -> PathBuf {
 
 fn investigate(args: &[&str]) -> Output {
     run_bounded(
-        Command::new(runbom_bin())
+        Command::new(runbom_bin!())
             .arg("investigate")
             .args(["--color", "never"])
             .args(args),

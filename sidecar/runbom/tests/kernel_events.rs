@@ -8,8 +8,6 @@
 //! why every "exactly" below is about this test's workload pid, its child, its watched
 //! directory or its DNS port.
 
-mod common;
-
 use std::{
     collections::BTreeSet,
     fs,
@@ -18,10 +16,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use common::{
-    DnsServer, Guard, Runbom, Sink, TempDir, indent,
+use runbom_testkit::{
+    DnsServer, Proc, Ready, Runbom, Sink, TempDir,
+    config::{service, traces_and_logs},
+    indent,
     items::{Item, flatten, summaries},
-    python, test_script,
+    python_bin, runbom_bin, test_script,
 };
 use serde_json::Value;
 
@@ -102,27 +102,15 @@ processors:
   batch:
     timeout: 200ms
 exporters:
-{exporters}service:
-  telemetry:
-    metrics:
-      address: none
-  pipelines:
-    traces:
-      receivers: [ebpf]
-      processors: [batch]
-      exporters: [{name}]
-    logs:
-      receivers: [ebpf]
-      processors: [batch]
-      exporters: [{name}]
-",
+{exporters}{service}",
         watched = scratch.join("watched").display(),
+        service = service("none", &traces_and_logs(&["ebpf"], &["batch"], &[name])),
     )
 }
 
 fn run_workload(dir: &Path, scratch: &Path, dns_port: u16) -> Workload {
     let stderr_path = dir.join("workload.stderr");
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(python_bin());
     cmd.arg(test_script("workload.py"))
         .arg("--scratch")
         .arg(scratch)
@@ -133,7 +121,7 @@ fn run_workload(dir: &Path, scratch: &Path, dns_port: u16) -> Workload {
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&stderr_path).expect("create workload.stderr"));
     let started_ns = unix_ns();
-    let mut guard = Guard::spawn("workload.py", &mut cmd);
+    let mut guard = Proc::spawn("workload.py", &mut cmd);
     let status = guard.wait_timeout(Duration::from_mins(1));
     let ended_ns = unix_ns();
     let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
@@ -184,7 +172,7 @@ fn run_workload(dir: &Path, scratch: &Path, dns_port: u16) -> Workload {
         child_pid: int("/child_pid"),
         marker: text("/marker"),
         // The path runbom saw in execve(2) is the one this test spawned.
-        executable: python().to_str().expect("UTF-8 path").to_owned(),
+        executable: python_bin().to_str().expect("UTF-8 path").to_owned(),
         dns_name: text("/dns_name"),
         tcp_ok: int("/ports/tcp_ok"),
         tcp_refused: int("/ports/tcp_refused"),
@@ -311,7 +299,12 @@ fn scenario(exporter: Exporter) {
     let config_path = dir.path().join("runbom.yaml");
     fs::write(&config_path, config(exporter, &scratch, dns_port, &sink)).expect("write config");
 
-    let runbom = Runbom::start(&config_path, dir.path());
+    let runbom = Runbom::start(
+        runbom_bin!(),
+        &config_path,
+        dir.path(),
+        Ready::ProbesAttached,
+    );
     let runbom_pid = runbom.pid();
     let workload = run_workload(dir.path(), &scratch, dns_port);
     let (status, log) = runbom.stop();

@@ -8,6 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use runbom_otlp::json;
 use serde_json::Value;
 
 /// An attribute value, flattened for display and matching.
@@ -163,6 +164,19 @@ pub enum LoadError {
     EmptyDir(PathBuf),
 }
 
+impl From<json::FileError> for LoadError {
+    fn from(error: json::FileError) -> Self {
+        match error {
+            json::FileError::Io { path, source } => Self::Io { path, source },
+            json::FileError::Syntax { path, line, source } => Self::Malformed {
+                path,
+                line,
+                reason: source.to_string(),
+            },
+        }
+    }
+}
+
 impl Data {
     /// Reads files and directories (a directory: its `traces.jsonl` and `logs.jsonl`).
     pub fn load(paths: &[PathBuf]) -> Result<Self, LoadError> {
@@ -188,33 +202,15 @@ impl Data {
     }
 
     fn load_file(&mut self, path: &Path) -> Result<(), LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
         // One JSON document (pretty-printed or not), or one request per line.
-        if let Ok(doc) = serde_json::from_str::<Value>(&text) {
-            return self
-                .add_document(&doc)
+        json::for_each_document(path, json::Layout::DocumentOrLines, |doc| {
+            self.add_document(&doc.value)
                 .map_err(|reason| LoadError::Malformed {
                     path: path.to_owned(),
-                    line: 1,
+                    line: doc.line,
                     reason,
-                });
-        }
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let malformed = |reason: String| LoadError::Malformed {
-                path: path.to_owned(),
-                line: i + 1,
-                reason,
-            };
-            let doc: Value = serde_json::from_str(line).map_err(|e| malformed(e.to_string()))?;
-            self.add_document(&doc).map_err(malformed)?;
-        }
-        Ok(())
+                })
+        })
     }
 
     /// Adds an export request, or what Tempo (`trace`, `batches`) and Jaeger (`result`) wrap

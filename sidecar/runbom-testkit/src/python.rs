@@ -1,12 +1,101 @@
-//! Drives `tests/sdk_client.py` (the OpenTelemetry Python SDK) and reads what it reports.
+//! The project's Python helpers (`tests/*.py`): running a script, comparing OTLP data in one
+//! canonical form (`tests/otlp_canon.py`), and the OpenTelemetry Python SDK as a client
+//! (`tests/sdk_client.py`).
 
-use std::{ffi::OsStr, path::Path};
+use std::{collections::BTreeMap, ffi::OsStr, path::Path, process::Command, time::Duration};
 
 use prost::Message as _;
 use runbom_pipeline::{Signal, SignalKind};
+use serde_json::Value;
 
-/// Runs `tests/sdk_client.py` against `addr` and returns what it says it sent.
-pub async fn export(
+use crate::{python_bin, run_bounded, test_script};
+
+/// How long a Python helper may run.
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Runs a `tests/` Python script; panics unless it exits 0. Returns its stdout.
+#[must_use]
+pub fn run_script(name: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(python_bin());
+    cmd.arg(test_script(name)).args(args);
+    let out = run_bounded(&mut cmd, SCRIPT_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Like [`run_script`], parsing stdout as one JSON value.
+#[must_use]
+pub fn run_script_json(name: &str, args: &[&str]) -> Value {
+    let stdout = run_script(name, args);
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{name} {args:?} printed no JSON ({e}):\n{stdout}"))
+}
+
+/// `tests/otlp_canon.py`: the spans (by span id) or log records of `sources`, in one form.
+#[must_use]
+pub fn canon(signal: &str, sources: &[String]) -> Value {
+    let mut args = vec!["--signal", signal];
+    args.extend(sources.iter().map(String::as_str));
+    let canon = run_script_json("otlp_canon.py", &args);
+    assert_eq!(
+        canon["duplicate_span_ids"],
+        serde_json::json!([]),
+        "a span arrived more than once in {sources:?}"
+    );
+    canon
+}
+
+/// Spans per trace id (hex) in `sources` (see [`canon`]), for requests that repeat span ids.
+#[must_use]
+pub fn trace_span_counts(sources: &[String]) -> BTreeMap<String, u64> {
+    let mut args = vec!["--signal", "traces", "--counts-only"];
+    args.extend(sources.iter().map(String::as_str));
+    let counts = run_script_json("otlp_canon.py", &args);
+    counts["trace_span_counts"]
+        .as_object()
+        .expect("trace_span_counts")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or_default()))
+        .collect()
+}
+
+/// Asserts two canonical span maps (see [`canon`]) are equal, showing the first difference.
+pub fn assert_same_spans(what: &str, want: &Value, got: &Value) {
+    let (want, got) = (
+        want.as_object().expect("span map"),
+        got.as_object().expect("span map"),
+    );
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: span ids differ; missing {missing:?}, unexpected {extra:?}"
+    );
+    for (id, span) in want {
+        assert_eq!(
+            &got[id],
+            span,
+            "{what}: span {id} changed on the way\nsent:\n{}\nreceived:\n{}",
+            pretty(span),
+            pretty(&got[id])
+        );
+    }
+}
+
+#[must_use]
+pub fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Runs `tests/sdk_client.py` against `addr` from a blocking task and returns what it says
+/// it sent.
+pub async fn sdk_export(
     protocol: &str,
     kind: SignalKind,
     addr: std::net::SocketAddr,
@@ -16,9 +105,9 @@ pub async fn export(
     run(protocol, kind, addr, gzipped, &extra).await
 }
 
-/// Like [`export`], over TLS: the SDK trusts `ca_file` and, when given, presents `client`
+/// Like [`sdk_export`], over TLS: the SDK trusts `ca_file` and, when given, presents `client`
 /// (certificate and key files) for mTLS.
-pub async fn export_tls(
+pub async fn sdk_export_tls(
     protocol: &str,
     kind: SignalKind,
     addr: std::net::SocketAddr,
@@ -44,17 +133,9 @@ async fn run(
     gzipped: bool,
     extra: &[&OsStr],
 ) -> serde_json::Value {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var_os("RUNBOM_PYTHON")
-        .map_or_else(|| root.join(".venv/bin/python"), std::path::PathBuf::from);
-    assert!(
-        python.exists(),
-        "{} is missing: create it with `python3 -m venv .venv && .venv/bin/pip install -r \
-         tests/requirements.txt` at the workspace root, or set RUNBOM_PYTHON",
-        python.display()
-    );
+    let python = python_bin();
     let mut command = std::process::Command::new(&python);
-    command.arg(root.join("tests/sdk_client.py")).args([
+    command.arg(test_script("sdk_client.py")).args([
         "--protocol",
         protocol,
         "--signal",
@@ -86,6 +167,7 @@ async fn run(
 }
 
 /// The export request the SDK's encoder made, from `sent["request"]` (hex protobuf).
+#[must_use]
 pub fn sent_request(kind: SignalKind, sent: &serde_json::Value) -> Signal {
     use opentelemetry_proto::tonic::collector::{
         logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,

@@ -1,23 +1,23 @@
 //! Synthetic traces shaped like the reference agent's (examples/agent/README.md), after
 //! correlation: kernel spans (scope `runbom.kernel`) are children of the application spans.
-// Each test file uses part of it.
-#![allow(dead_code)]
 
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest,
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    logs::v1::LogRecord,
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind},
 };
 use runbom_aibom::otlp::{kv_int, kv_str};
 
-pub const BOM: &str = include_str!("../../../../examples/agent/bom.cdx.json");
+pub const BOM: &str = include_str!("../../../examples/agent/bom.cdx.json");
 pub const PROMPT_INJECTED: &str = "Summarise ticket T-2718 for customer C-1013; its notes are in tickets/T-2718.md. Look the customer up and post the summary as a comment on the ticket.";
 pub const PROMPT_BENIGN: &str = "Summarise ticket T-3141 for customer C-1007; its notes are in tickets/T-3141.md. Look the customer up, check their open tickets, count the lines of the notes and post the summary as a comment on the ticket.";
 pub const DATA: &str = "/tmp/runbom-agent/data";
 pub const AGENT_PID: i64 = 4242;
 pub const T0: u64 = 1_795_737_600_000_000_000;
 
+#[must_use]
 pub fn bom() -> runbom_aibom::DeclaredBom {
     runbom_aibom::DeclaredBom::parse(BOM, "bom.cdx.json").expect("the reference BOM loads")
 }
@@ -33,6 +33,7 @@ pub struct Trace {
 }
 
 impl Trace {
+    #[must_use]
     pub fn new(seed: u8) -> Self {
         Self {
             id: vec![seed; 16],
@@ -293,6 +294,7 @@ impl Trace {
         );
     }
 
+    #[must_use]
     pub fn request(self) -> ExportTraceServiceRequest {
         let resource = Some(Resource {
             attributes: vec![
@@ -331,6 +333,7 @@ impl Trace {
 
 /// The injected conversation: read the poisoned notes, dump the customers, post them to the
 /// exfil sink with `http_post`, then the orphaned `http_get`. Returns the trace and the POST span id.
+#[must_use]
 pub fn injected(seed: u8) -> (Trace, Vec<u8>) {
     let mut t = Trace::new(seed);
     let root = t.root(PROMPT_INJECTED);
@@ -359,6 +362,7 @@ pub fn injected(seed: u8) -> (Trace, Vec<u8>) {
 }
 
 /// The benign conversation: every destination is declared for the tool that reaches it.
+#[must_use]
 pub fn benign(seed: u8) -> Trace {
     let mut t = Trace::new(seed);
     let root = t.root(PROMPT_BENIGN);
@@ -399,7 +403,30 @@ pub fn benign(seed: u8) -> Trace {
     t
 }
 
+/// Every span of `request`, in order.
+#[must_use]
+pub fn spans_of(request: ExportTraceServiceRequest) -> Vec<Span> {
+    request
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect()
+}
+
+/// Every log record of `request`, in order.
+#[must_use]
+pub fn log_records_of(request: &ExportLogsServiceRequest) -> Vec<&LogRecord> {
+    request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records)
+        .collect()
+}
+
 /// A string-array attribute (`aibom.drift.kinds`, `aibom.chain`); empty when absent.
+#[must_use]
 pub fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
     attrs
         .iter()
@@ -422,6 +449,7 @@ pub fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
 }
 
 /// A boolean attribute (`aibom.drift`, `aibom.declared`).
+#[must_use]
 pub fn boolean(attrs: &[KeyValue], key: &str) -> Option<bool> {
     attrs
         .iter()

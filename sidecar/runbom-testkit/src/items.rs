@@ -28,26 +28,32 @@ pub struct Item {
 }
 
 impl Item {
+    #[must_use]
     pub fn attr(&self, key: &str) -> Option<&Value> {
         self.attrs.get(key)
     }
 
+    #[must_use]
     pub fn attr_str(&self, key: &str) -> Option<&str> {
         self.attr(key).and_then(Value::as_str)
     }
 
+    #[must_use]
     pub fn attr_int(&self, key: &str) -> Option<i64> {
         self.attr(key).and_then(Value::as_i64)
     }
 
+    #[must_use]
     pub fn pid(&self) -> Option<i64> {
         self.attr_int("process.pid")
     }
 
+    #[must_use]
     pub fn event(&self) -> &str {
         self.attr_str("runbom.event").unwrap_or("")
     }
 
+    #[must_use]
     pub fn summary(&self) -> String {
         format!(
             "{:<4} pid={:<7} {:<60} kind={} status={} error.type={}",
@@ -61,6 +67,7 @@ impl Item {
     }
 }
 
+#[must_use]
 pub fn summaries(items: &[&Item]) -> String {
     items.iter().fold(String::new(), |mut out, i| {
         let _ = writeln!(out, "    {}", i.summary());
@@ -69,6 +76,7 @@ pub fn summaries(items: &[&Item]) -> String {
 }
 
 /// An OTLP attribute value as plain JSON (ints arrive as strings in the protobuf JSON mapping).
+#[must_use]
 pub fn any_value(v: &Value) -> Value {
     if let Some(s) = v.get("string_value") {
         return s.clone();
@@ -90,6 +98,7 @@ pub fn any_value(v: &Value) -> Value {
     v.clone()
 }
 
+#[must_use]
 pub fn attributes(v: Option<&Value>) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     for kv in v.and_then(Value::as_array).into_iter().flatten() {
@@ -103,6 +112,7 @@ pub fn attributes(v: Option<&Value>) -> BTreeMap<String, Value> {
     out
 }
 
+#[must_use]
 pub fn nanos(v: Option<&Value>) -> u64 {
     v.and_then(|t| {
         t.as_str()
@@ -112,11 +122,13 @@ pub fn nanos(v: Option<&Value>) -> u64 {
     .unwrap_or(0)
 }
 
+#[must_use]
 pub fn text_of(v: Option<&Value>) -> String {
     v.and_then(Value::as_str).unwrap_or("").to_owned()
 }
 
 /// Every span and log record the receiver got.
+#[must_use]
 pub fn flatten(records: &[Value]) -> Vec<Item> {
     let mut items = Vec::new();
     for record in records {

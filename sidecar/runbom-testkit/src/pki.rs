@@ -1,8 +1,12 @@
 //! Throwaway certificates for the TLS tests, made with rcgen and written as PEM files into a
-//! directory removed on drop: a CA, a server certificate for `localhost` and `127.0.0.1`, a
+//! scratch directory ([`TempDir`]): a CA, a server certificate for `localhost` and `127.0.0.1`, a
 //! client certificate, and a second CA with a server certificate of its own.
 
 use std::path::PathBuf;
+
+use runbom_otlp::tls::ServerTlsSettings;
+
+use crate::TempDir;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -10,7 +14,7 @@ use rcgen::{
 };
 
 pub struct Pki {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Pki {
@@ -18,17 +22,11 @@ impl Pki {
     /// `named-server.pem` and `named-server-key.pem` (for `otlp.runbom.test` only),
     /// `client.pem`, `client-key.pem`, and `other-ca.pem` with the server certificate it
     /// signed, `other-server.pem` and `other-server-key.pem`.
+    #[must_use]
     pub fn new() -> Self {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "runbom-pki-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("creating {} failed: {e}", dir.display()));
-        let pki = Self { dir };
+        let pki = Self {
+            dir: TempDir::new("pki"),
+        };
 
         let ca = new_ca("runbom test CA");
         pki.write("ca.pem", &ca.pem());
@@ -74,23 +72,51 @@ impl Pki {
         pki
     }
 
+    #[must_use]
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
 
-    /// Writes `contents` to `file` in the directory and returns its path.
-    pub fn write(&self, file: &str, contents: &str) -> PathBuf {
+    /// TLS settings of a server presenting `<name>.pem`, requiring a client certificate
+    /// signed by `ca.pem` when `client_ca` is set.
+    #[must_use]
+    pub fn server_settings(&self, name: &str, client_ca: bool) -> ServerTlsSettings {
+        ServerTlsSettings {
+            cert_file: self.path(&format!("{name}.pem")),
+            key_file: self.path(&format!("{name}-key.pem")),
+            client_ca_file: client_ca.then(|| self.path("ca.pem")),
+            min_version: None,
+            max_version: None,
+            reload_interval: None,
+        }
+    }
+
+    /// The server side of TLS with `server.pem` (see [`Pki::server_settings`]), loaded.
+    #[must_use]
+    pub fn server_tls(&self, client_ca: bool) -> rustls::ServerConfig {
+        load(&self.server_settings("server", client_ca))
+    }
+
+    /// Writes `contents` to `file` in the directory.
+    pub fn write(&self, file: &str, contents: &str) {
         let path = self.path(file);
         std::fs::write(&path, contents)
             .unwrap_or_else(|e| panic!("writing {} failed: {e}", path.display()));
-        path
     }
 }
 
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
     }
+}
+
+/// Loads server TLS settings the test made.
+#[must_use]
+pub fn load(settings: &ServerTlsSettings) -> rustls::ServerConfig {
+    settings
+        .load()
+        .unwrap_or_else(|e| panic!("the test server's TLS settings should load: {e}"))
 }
 
 fn key() -> KeyPair {
