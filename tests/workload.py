@@ -9,7 +9,8 @@ standard library so that nothing else runs in between:
  1. exec `/bin/echo runbom-marker-<uuid> --token=supersecret` (a child process; its exported
     command line must read `--token=[REDACTED]`);
  2. TCP connect to 127.0.0.1:<port of a listener this process opened> (succeeds; the listener
-    never accepts, the kernel completes the handshake);
+    never accepts, the kernel completes the handshake; the local port the kernel bound is
+    reported, for `client.port`);
  3. TCP connect to 127.0.0.1:<port bound but not listening> (refused: ECONNREFUSED; the port
     stays bound, so no other process can take it in the meantime);
  4. TCP connect to [::1]:<port of an IPv6 listener> (succeeds);
@@ -35,7 +36,8 @@ import uuid
 
 
 def connect(family, address):
-    """Connects a fresh TCP socket; returns "ok" or the errno's name.
+    """Connects a fresh TCP socket; returns "ok" or the errno's name, and the socket's local
+    port (None when the connect failed).
 
     The socket stays blocking (no timeout): Python implements timeouts with a non-blocking
     connect, whose syscall returns EINPROGRESS and reports a refusal only later (SO_ERROR).
@@ -45,8 +47,8 @@ def connect(family, address):
         try:
             s.connect(address)
         except OSError as e:
-            return errno.errorcode.get(e.errno, str(e))
-        return "ok"
+            return errno.errorcode.get(e.errno, str(e)), None
+        return "ok", s.getsockname()[1]
 
 
 def listener(family, host):
@@ -105,9 +107,9 @@ def main():
     echo_out, _ = child.communicate(timeout=10)
 
     # 2-4. connects.
-    connect_ok = connect(socket.AF_INET, ("127.0.0.1", ok_port))
-    connect_refused = connect(socket.AF_INET, ("127.0.0.1", refused_port))
-    connect_v6 = connect(socket.AF_INET6, ("::1", v6_port))
+    connect_ok, local_ok = connect(socket.AF_INET, ("127.0.0.1", ok_port))
+    connect_refused, _ = connect(socket.AF_INET, ("127.0.0.1", refused_port))
+    connect_v6, local_v6 = connect(socket.AF_INET6, ("::1", v6_port))
 
     # 5-7. opens.
     watched = os.path.join(watched_dir, f"data-{tag}.txt")
@@ -152,6 +154,7 @@ def main():
                     "tcp6_ok": v6_port,
                     "dns": args.dns_port,
                 },
+                "local_ports": {"tcp_ok": local_ok, "tcp6_ok": local_v6},
                 "results": {
                     "connect_ok": connect_ok,
                     "connect_refused": connect_refused,

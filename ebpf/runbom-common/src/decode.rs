@@ -208,6 +208,13 @@ mod tests {
     }
 
     #[test]
+    fn socket_record_has_no_implicit_padding() {
+        // Every byte is a named field: the kernel copies the whole record to the ring.
+        let named = size_of::<EventHeader>() + 8 + 2 * size_of::<SockAddr>() + 4 + 4 + 2 + 6;
+        assert_eq!(size_of::<SockEvent>(), named);
+    }
+
+    #[test]
     fn fixed_size_round_trips() {
         let fork = ForkEvent {
             header: header(EventKind::Fork, size_of::<ForkEvent>()),
@@ -231,6 +238,11 @@ mod tests {
                     family: 2,
                     port: 443,
                     addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                },
+                local: SockAddr {
+                    family: 2,
+                    port: 40123,
+                    addr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 },
                 fd: 3,
                 ret: -111,

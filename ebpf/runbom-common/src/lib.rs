@@ -151,6 +151,9 @@ pub struct SockEvent {
     pub end_ns: u64,
     /// Remote address: the destination of a connect, the peer of an accept.
     pub remote: SockAddr,
+    /// Local end of a TCP connect (`family` 0 when unknown: UDP, or a socket that was already
+    /// connecting); `port` 0 when the kernel had not bound one (a failed connect).
+    pub local: SockAddr,
     /// The socket's file descriptor (for accept: the new one).
     pub fd: i32,
     /// The syscall's return value (`-errno` on failure).

@@ -84,6 +84,11 @@ pub static OPENS: LruHashMap<u32, FileOpenEvent> = LruHashMap::with_max_entries(
 #[map]
 pub static SOCK_CALLS: LruHashMap<u32, SockEvent> = LruHashMap::with_max_entries(4096, 0);
 
+/// tid → the `struct sock` of a TCP connect between its `TCP_SYN_SENT` transition and the
+/// syscall's exit, which reads the local port the kernel bound in between (`net.rs`).
+#[map]
+pub static CONNECT_SOCKS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
 /// Per-CPU scratch space: records too large for the 512-byte BPF stack are built here.
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecBuffer> = PerCpuArray::with_max_entries(1, 0);

@@ -4,9 +4,18 @@
 //! are remembered per `(tgid, fd)`; a socket created before runbom started reports type unknown.
 //! A UDP socket connected to a DNS port is remembered too, so that `send()` on it (no address)
 //! is still seen as a DNS query.
+//!
+//! The local end of a TCP connect (`client.address`/`client.port`) is in no syscall argument.
+//! `sock:inet_sock_set_state` fires in the connecting thread on `TCP_CLOSE → TCP_SYN_SENT`
+//! with the source address already chosen but the source port not yet bound (the kernel binds
+//! it right after, still inside `connect()`): that program adds the address to the pending
+//! record and keeps the socket's pointer, and the exit reads the bound port from the socket
+//! (`skc_num`). A UDP connect changes no TCP state, so its local end stays unknown.
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
+    helpers::{bpf_probe_read_kernel, generated::bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 use runbom_common::{
     DNS_PAYLOAD_MAX, DnsEvent, EventKind, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SOCK_TYPE_UNKNOWN,
@@ -15,17 +24,25 @@ use runbom_common::{
 
 use crate::{
     maps::{
-        CONN_PEERS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, SOCK_BODY, SOCK_CALLS, SOCK_TYPES,
-        SOCKET_CALLS,
+        CONN_PEERS, CONNECT_SOCKS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, SOCK_BODY, SOCK_CALLS,
+        SOCK_TYPES, SOCKET_CALLS,
     },
     util::{
-        current, fd_key, header_of, is_self, keep_inflight, msghdr_first, now, output, pending,
-        scratch, sys_arg, take, tracepoints,
+        current, fd_key, field, header_of, is_self, keep_inflight, msghdr_first, now, output,
+        pending, scratch, sys_arg, take, tracepoints,
     },
 };
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+/// Offset of `skc_num` (the bound local port, host order) in `struct sock`: `struct
+/// sock_common` comes first and starts `skc_daddr`, `skc_rcv_saddr`, `skc_hash`, `skc_dport`,
+/// `skc_num` (the kernel's socket lookup reads the first two and the last two as pairs, so
+/// this layout does not move).
+const SKC_NUM_OFFSET: u64 = 14;
 
 /// Reads an IPv4 or IPv6 `struct sockaddr` from user memory; `None` for other families.
 #[inline(always)]
@@ -109,6 +126,7 @@ fn sock_enter(kind: EventKind, (tgid, tid): (u32, u32), remote: SockAddr, fd: i3
         header: header_of::<SockEvent>(kind, tgid, tid),
         end_ns: 0,
         remote,
+        local: SockAddr::default(),
         fd,
         ret: 0,
         sock_type,
@@ -129,6 +147,13 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     }
     ev.end_ns = now();
     ev.ret = sys_arg::<i64>(&ctx, 0) as i32;
+    if ev.local.family != 0
+        && let Some(sk) = take(&CONNECT_SOCKS, &tid)
+    {
+        // SAFETY: a fault-checked read of two bytes of the socket this thread is connecting.
+        ev.local.port =
+            unsafe { bpf_probe_read_kernel((sk + SKC_NUM_OFFSET) as *const u16) }.unwrap_or(0);
+    }
     let key = fd_key(tgid, ev.fd);
     // SAFETY: plain byte value, read and dropped at once.
     if ev.ret == 0
@@ -145,6 +170,46 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     }
     output(ev);
     let _ = SOCK_CALLS.remove(tid);
+    0
+}
+
+/// `sock:inet_sock_set_state`: `skaddr` at 8, `oldstate` 16, `newstate` 20, `family` 28,
+/// `protocol` 30, `saddr` 32, `saddr_v6` 40. Fires on every TCP state change of the machine,
+/// mostly in softirq: anything but `TCP_CLOSE → TCP_SYN_SENT` returns after two context reads,
+/// and that transition happens only inside `connect()`, in the connecting thread.
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    if field::<i32>(&ctx, 16) != TCP_CLOSE || field::<i32>(&ctx, 20) != TCP_SYN_SENT {
+        return 0;
+    }
+    if field::<u16>(&ctx, 30) != IPPROTO_TCP {
+        return 0;
+    }
+    let (_, tid) = current();
+    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
+    let Some(ev) = (unsafe { pending(&SOCK_CALLS, tid) }) else {
+        return 0;
+    };
+    if ev.header.kind != EventKind::Connect as u32 {
+        return 0;
+    }
+    let v4: [u8; 4] = field(&ctx, 32);
+    let v6: [u8; 16] = field(&ctx, 40);
+    let mut local = SockAddr::default();
+    // A dual-stack socket connecting to an IPv4 peer has no IPv6 source yet: its IPv4 one is it.
+    if field::<u16>(&ctx, 28) == AF_INET6 && v6 != [0; 16] {
+        local.family = AF_INET6;
+        local.addr = v6;
+    } else {
+        local.family = AF_INET;
+        local.addr[..4].copy_from_slice(&v4);
+    }
+    ev.local = local;
+    // Only TCP reaches SYN_SENT: a socket created before runbom started is now known.
+    if ev.sock_type == SOCK_TYPE_UNKNOWN {
+        ev.sock_type = SOCK_TYPE_STREAM;
+    }
+    keep_inflight(&CONNECT_SOCKS, &tid, &field::<u64>(&ctx, 8));
     0
 }
 

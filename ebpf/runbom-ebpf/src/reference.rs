@@ -245,6 +245,7 @@ fn connect_record(ctx: &TracePointContext, flags: u64) -> u32 {
             ),
             end_ns: 0,
             remote,
+            local: SockAddr::default(),
             fd,
             ret: 0,
             sock_type: sock_type.unwrap_or(SOCK_TYPE_UNKNOWN),

@@ -112,6 +112,11 @@ fn connect(pid: u32, i: usize) -> Vec<u8> {
             port: 443,
             addr: [10, 0, (i % 7) as u8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         },
+        local: SockAddr {
+            family: libc::AF_INET as u16,
+            port: 40_000 + (i % 20_000) as u16,
+            addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        },
         fd: 7,
         ret: -libc::EINPROGRESS,
         sock_type: runbom_common::SOCK_TYPE_STREAM,

@@ -52,6 +52,9 @@ pub enum Detail {
     },
     Connect {
         remote: SocketAddr,
+        /// The socket's local end (`client.*`): known for TCP once the kernel bound a port;
+        /// `None` for UDP and failed connects.
+        local: Option<SocketAddr>,
         transport: Option<Transport>,
         /// The errno name when the call failed (`EINPROGRESS` is not a failure).
         error: Option<&'static str>,

@@ -122,6 +122,7 @@ impl Enricher {
                     (s.ret < 0 && -s.ret != libc::EINPROGRESS).then(|| names::errno(-s.ret));
                 let detail = Detail::Connect {
                     remote,
+                    local: socket_addr(&s.local).filter(|a| a.port() != 0),
                     transport: transport(s),
                     error,
                 };

@@ -36,6 +36,7 @@ const TRACEPOINTS: &[(&str, &str)] = &[
     ("sys_exit_socket", "syscalls"),
     ("sys_enter_connect", "syscalls"),
     ("sys_exit_connect", "syscalls"),
+    ("inet_sock_set_state", "sock"),
     ("sys_enter_accept", "syscalls"),
     ("sys_enter_accept4", "syscalls"),
     ("sys_exit_accept", "syscalls"),

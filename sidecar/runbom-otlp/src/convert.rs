@@ -377,6 +377,7 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
         }
         Detail::Connect {
             remote,
+            local,
             transport,
             error,
         } => {
@@ -385,6 +386,10 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
             a.push(kv_int(SERVER_PORT, remote.port().into()));
             a.push(kv_str(NETWORK_PEER_ADDRESS, &ip));
             a.push(kv_int(NETWORK_PEER_PORT, remote.port().into()));
+            if let Some(local) = local {
+                a.push(kv_str(CLIENT_ADDRESS, &local.ip().to_string()));
+                a.push(kv_int(CLIENT_PORT, local.port().into()));
+            }
             if let Some(t) = transport {
                 a.push(kv_str(NETWORK_TRANSPORT, t.as_str()));
             }
@@ -595,12 +600,14 @@ mod tests {
         let remote: SocketAddr = "[::1]:8080".parse().unwrap();
         let ev = event(Detail::Connect {
             remote,
+            local: None,
             transport: Some(Transport::Tcp),
             error: Some("ECONNREFUSED"),
         });
         let batch = convert(&[ev], &[], &opts());
         let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.name, "net.connect [::1]:8080");
+        assert_eq!(attr(&span.attributes, "client.port"), None);
         assert_eq!(span.kind, SpanKind::Client as i32);
         assert_eq!(span.status.as_ref().unwrap().code, StatusCode::Error as i32);
         assert_eq!(
@@ -615,6 +622,35 @@ mod tests {
         assert_eq!(log.event_name, "net.connect");
         assert_eq!(log.span_id, span.span_id);
         assert_eq!(log.trace_id, vec![7; 16]);
+    }
+
+    #[test]
+    fn connect_names_its_local_end_as_the_client() {
+        let ev = event(Detail::Connect {
+            remote: "10.0.0.12:443".parse().unwrap(),
+            local: Some("10.0.0.2:40321".parse().unwrap()),
+            transport: Some(Transport::Tcp),
+            error: None,
+        });
+        let batch = convert(&[ev], &[], &opts());
+        let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(
+            attr(&span.attributes, "client.address"),
+            Some(&Value::StringValue("10.0.0.2".into()))
+        );
+        assert_eq!(
+            attr(&span.attributes, "client.port"),
+            Some(&Value::IntValue(40321))
+        );
+        assert_eq!(
+            attr(&span.attributes, "network.peer.port"),
+            Some(&Value::IntValue(443))
+        );
+        let log = &batch.logs.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(
+            attr(&log.attributes, "client.port"),
+            Some(&Value::IntValue(40321))
+        );
     }
 
     #[test]

@@ -58,6 +58,9 @@ struct Workload {
     tcp_ok: i64,
     tcp_refused: i64,
     tcp6_ok: i64,
+    /// Local ports of the successful connects, as the workload's sockets reported them.
+    local_ok: i64,
+    local6_ok: i64,
     watched: String,
     missing: String,
     ignored: String,
@@ -177,6 +180,8 @@ fn run_workload(dir: &Path, scratch: &Path, dns_port: u16) -> Workload {
         tcp_ok: int("/ports/tcp_ok"),
         tcp_refused: int("/ports/tcp_refused"),
         tcp6_ok: int("/ports/tcp6_ok"),
+        local_ok: int("/local_ports/tcp_ok"),
+        local6_ok: int("/local_ports/tcp6_ok"),
         watched: text("/paths/watched"),
         missing: text("/paths/missing"),
         ignored: text("/paths/ignored"),
@@ -201,10 +206,13 @@ struct Expect {
     /// `error.type`, and with it status ERROR; `None`: no error.type and status not ERROR.
     error: Option<&'static str>,
     attrs: Vec<(&'static str, Value)>,
+    /// Attributes the span must not have.
+    absent: &'static [&'static str],
 }
 
 fn expected_spans(w: &Workload, dns_port: u16) -> Vec<Expect> {
-    let tcp = |port: i64, addr: &str, net: &str, error| Expect {
+    // The local end (`client.*`) is exported when the kernel bound a port: not after a refusal.
+    let tcp = |port: i64, addr: &str, net: &str, local: Option<i64>| Expect {
         pid: w.pid,
         name: if net == "ipv6" {
             format!("net.connect [{addr}]:{port}")
@@ -212,8 +220,8 @@ fn expected_spans(w: &Workload, dns_port: u16) -> Vec<Expect> {
             format!("net.connect {addr}:{port}")
         },
         kind: "SPAN_KIND_CLIENT",
-        error,
-        attrs: vec![
+        error: local.is_none().then_some("ECONNREFUSED"),
+        attrs: [
             ("runbom.event", "net.connect".into()),
             ("server.address", addr.into()),
             ("server.port", port.into()),
@@ -221,7 +229,16 @@ fn expected_spans(w: &Workload, dns_port: u16) -> Vec<Expect> {
             ("network.peer.port", port.into()),
             ("network.transport", "tcp".into()),
             ("network.type", net.into()),
-        ],
+        ]
+        .into_iter()
+        .chain(local.map(|p| ("client.port", p.into())))
+        .chain(local.map(|_| ("client.address", addr.into())))
+        .collect(),
+        absent: if local.is_none() {
+            &["client.address", "client.port"]
+        } else {
+            &[]
+        },
     };
     // Python's os.open adds O_CLOEXEC; glibc's O_LARGEFILE bit is not a flag the program chose.
     let open = |path: &str, flags: &str, error| Expect {
@@ -234,6 +251,7 @@ fn expected_spans(w: &Workload, dns_port: u16) -> Vec<Expect> {
             ("file.path", path.into()),
             ("runbom.file.flags", flags.into()),
         ],
+        absent: &[],
     };
     vec![
         Expect {
@@ -245,6 +263,7 @@ fn expected_spans(w: &Workload, dns_port: u16) -> Vec<Expect> {
                 ("runbom.event", "process.exec".into()),
                 ("process.executable.path", w.executable.clone().into()),
             ],
+            absent: &[],
         },
         Expect {
             pid: w.child_pid,
@@ -260,10 +279,11 @@ fn expected_spans(w: &Workload, dns_port: u16) -> Vec<Expect> {
                     format!("/bin/echo {} --token=[REDACTED]", w.marker).into(),
                 ),
             ],
+            absent: &[],
         },
-        tcp(w.tcp_ok, "127.0.0.1", "ipv4", None),
-        tcp(w.tcp_refused, "127.0.0.1", "ipv4", Some("ECONNREFUSED")),
-        tcp(w.tcp6_ok, "::1", "ipv6", None),
+        tcp(w.tcp_ok, "127.0.0.1", "ipv4", Some(w.local_ok)),
+        tcp(w.tcp_refused, "127.0.0.1", "ipv4", None),
+        tcp(w.tcp6_ok, "::1", "ipv6", Some(w.local6_ok)),
         open(&w.watched, "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC", None),
         open(&w.missing, "O_RDONLY|O_CLOEXEC", Some("ENOENT")),
         Expect {
@@ -280,6 +300,7 @@ fn expected_spans(w: &Workload, dns_port: u16) -> Vec<Expect> {
                 ("network.transport", "udp".into()),
                 ("network.type", "ipv4".into()),
             ],
+            absent: &[],
         },
     ]
 }
@@ -477,6 +498,9 @@ fn check_span(span: &Item, e: &Expect, w: &Workload, context: &str) {
             "attribute {key} of {what}: {:?}\n{context}",
             span.attrs
         );
+    }
+    for key in e.absent {
+        assert_eq!(span.attr(key), None, "attribute {key} of {what}\n{context}");
     }
     if let Some(errno) = e.error {
         assert_eq!(

@@ -196,6 +196,7 @@ mod tests {
             process,
             detail: Detail::Connect {
                 remote: peer,
+                local: None,
                 transport: None,
                 error: None,
             },
