@@ -1,7 +1,9 @@
 //! `runbom investigate` on recorded exports (`tests/fixtures/investigate/`: what runbom's `file`
 //! exporter wrote while the reference agent ran its injected scenario): the tree, the
-//! findings, errors for bad input, fetching from Tempo and Jaeger (stand-ins speaking their
-//! HTTP APIs), and the HTML report rendered in headless Chromium.
+//! findings, errors for bad input, fetching from Tempo and Jaeger (a local stand-in serving
+//! replies taken from Tempo's and Jaeger's own repositories, `tests/fixtures/backends/`:
+//! the tree printed must be the one `--from` prints of the same spans as runbom's file
+//! export), and the HTML report rendered in headless Chromium.
 
 use std::{
     fs,
@@ -13,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use runbom_otlp::signal::{Signal, SignalKind};
 use runbom_testkit::{TempDir, run_bounded, runbom_bin, workspace_root};
 use serde_json::Value;
 
@@ -36,24 +39,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The trace id of the fixture's drift finding.
-fn alert_trace() -> String {
-    let logs = fs::read_to_string(fixture().join("logs.jsonl")).expect("fixture logs");
-    for line in logs.lines() {
-        let v: Value = serde_json::from_str(line).expect("fixture line is JSON");
-        for rl in v["resourceLogs"].as_array().into_iter().flatten() {
-            for sl in rl["scopeLogs"].as_array().into_iter().flatten() {
-                for r in sl["logRecords"].as_array().into_iter().flatten() {
-                    if r["eventName"] == "aibom.drift" {
-                        return r["traceId"].as_str().expect("trace id").to_owned();
-                    }
-                }
-            }
-        }
-    }
-    panic!("the fixture has no aibom.drift record");
 }
 
 #[test]
@@ -169,63 +154,159 @@ fn stand_in(routes: Vec<(String, u16, String)>) -> String {
     base
 }
 
-fn trace_document(trace: &str) -> Value {
-    let text = fs::read_to_string(fixture().join("traces.jsonl")).unwrap();
-    let mut resource_spans = Vec::new();
-    for line in text.lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        for rs in v["resourceSpans"].as_array().into_iter().flatten() {
-            let mut rs = rs.clone();
-            for ss in rs["scopeSpans"].as_array_mut().into_iter().flatten() {
-                let spans: Vec<Value> = ss["spans"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| s["traceId"] == trace)
-                    .cloned()
-                    .collect();
-                ss["spans"] = Value::Array(spans);
-            }
-            resource_spans.push(rs);
-        }
-    }
-    serde_json::json!({ "resourceSpans": resource_spans })
+/// A reply of Tempo or Jaeger taken from the project's own repository
+/// (`tests/fixtures/backends/README.md` names each one's source).
+fn backend_fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/backends")
+        .join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The spans of a backend's reply as runbom's `file` exporter writes them: the OTLP/JSON
+/// export request, hex ids, serialised as the exporter does (`serde_json` of the request).
+fn as_file_export(reply: &str) -> String {
+    let reply: Value = serde_json::from_str(reply).expect("the fixture is JSON");
+    let mut doc = reply
+        .get("trace")
+        .or_else(|| reply.get("result"))
+        .unwrap_or(&reply)
+        .clone();
+    if let Some(batches) = doc.as_object_mut().and_then(|o| o.remove("batches")) {
+        doc["resourceSpans"] = batches;
+    }
+    for rs in doc["resourceSpans"].as_array_mut().expect("resourceSpans") {
+        for ss in rs["scopeSpans"].as_array_mut().into_iter().flatten() {
+            for span in ss["spans"].as_array_mut().into_iter().flatten() {
+                for key in ["traceId", "spanId", "parentSpanId"] {
+                    if let Some(id) = span[key].as_str() {
+                        span[key] = Value::String(hex_id(id));
+                    }
+                }
+            }
+        }
+    }
+    let Signal::Traces(request) =
+        runbom_otlp::json::decode_value(SignalKind::Traces, doc).expect("an OTLP/JSON trace")
+    else {
+        unreachable!("decoded as traces")
+    };
+    serde_json::to_string(&request).expect("serialise the request") + "\n"
+}
+
+/// An id as OTLP/JSON writes it (lower-case hex) from hex or the protobuf JSON mapping's
+/// base64 (what Tempo's `jsonpb` marshaller writes).
+fn hex_id(id: &str) -> String {
+    if id.len() % 2 == 0 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return id.to_ascii_lowercase();
+    }
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = String::new();
+    for c in id.bytes().take_while(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => panic!("{id:?} is neither hex nor base64"),
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push_str(&format!("{:02x}", (bits >> n) & 0xff));
+        }
+    }
+    out
+}
+
+/// The trace id of the first span of a reply, as hex.
+fn first_trace_id(reply: &str) -> String {
+    let line: Value = serde_json::from_str(&as_file_export(reply)).expect("JSON");
+    line["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"]
+        .as_str()
+        .expect("a trace id")
+        .to_owned()
+}
+
+/// `investigate` fetching `trace` from a backend prints the same tree as `investigate --from`
+/// on the same spans written as runbom's file export; an unknown id is "not found" (exit 1).
+fn same_tree_as_from_the_file(flag: &str, base: &str, trace: &str, reply: &str, names: &[&str]) {
+    let dir = TempDir::new("investigate-backend");
+    fs::write(dir.join("traces.jsonl"), as_file_export(reply)).expect("write traces.jsonl");
+    let from = investigate(&["--from", dir.path().to_str().unwrap(), "--trace", trace]);
+    assert!(from.status.success(), "--from: {}", stderr(&from));
+    let fetched = investigate(&[flag, base, "--trace", trace]);
+    assert!(fetched.status.success(), "{flag}: {}", stderr(&fetched));
+    assert_eq!(
+        stdout(&fetched),
+        stdout(&from),
+        "{flag} and --from on the same spans print different trees"
+    );
+    for name in names {
+        assert!(
+            stdout(&fetched).contains(name),
+            "{flag}: the tree should show span {name:?}:\n{}",
+            stdout(&fetched)
+        );
+    }
+    let missing = investigate(&[flag, base, "--trace", "0123456789abcdef0123456789abcdef"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(1),
+        "{flag}: {}",
+        stderr(&missing)
+    );
+}
+
+/// Tempo 2.x answers `/api/v2/traces/<id>` with `{"trace": <Trace as jsonpb>}`: the vulture's
+/// fixture is such a `Trace` (base64 ids, two resources, a chain of parents).
 #[test]
-fn fetches_a_trace_from_tempo_and_jaeger() {
-    let trace = alert_trace();
-    let doc = trace_document(&trace);
-    let tempo = stand_in(vec![(
-        format!("/api/v2/traces/{trace}"),
-        200,
-        serde_json::json!({ "trace": doc }).to_string(),
-    )]);
+fn tempo_v2_reply_prints_the_tree_of_the_same_spans() {
+    let reply = backend_fixture("tempo-vulture-trace.json");
+    let trace = first_trace_id(&reply);
+    let body = format!("{{\"trace\":{}}}", reply.trim());
+    let tempo = stand_in(vec![(format!("/api/v2/traces/{trace}"), 200, body)]);
+    same_tree_as_from_the_file(
+        "--tempo",
+        &tempo,
+        &trace,
+        &reply,
+        &["vulture-68", "vulture-45", "vulture-96", "vulture-48"],
+    );
+}
+
+/// Older Tempo has only `/api/traces/<id>`, answering the `Trace` with its first
+/// `"resourceSpans":` renamed `"batches":` (Tempo's `MarshalToJSONV1`); runbom falls back to it
+/// on a 404 from the v2 path. Both of Tempo's fixtures, served that way.
+#[test]
+fn tempo_v1_reply_prints_the_tree_of_the_same_spans() {
+    let vulture = backend_fixture("tempo-vulture-trace.json");
+    let v1 = vulture.replacen("\"resourceSpans\":", "\"batches\":", 1);
+    let plain = backend_fixture("tempo-v1-trace.json");
+    for (reply, names) in [
+        (v1, &["vulture-68", "vulture-48"][..]),
+        (plain, &["I'm a server span"][..]),
+    ] {
+        let trace = first_trace_id(&reply);
+        let tempo = stand_in(vec![(format!("/api/traces/{trace}"), 200, reply.clone())]);
+        same_tree_as_from_the_file("--tempo", &tempo, &trace, &reply, names);
+    }
+}
+
+/// Jaeger's `/api/v3/traces/<id>` reply, as Jaeger's own gateway test pins it (a snapshot).
+#[test]
+fn jaeger_api_v3_reply_prints_the_tree_of_the_same_spans() {
+    let reply = backend_fixture("jaeger-api-v3-GetTrace.json");
+    let trace = first_trace_id(&reply);
     let jaeger = stand_in(vec![(
         format!("/api/v3/traces/{trace}"),
         200,
-        serde_json::json!({ "result": doc }).to_string(),
+        reply.clone(),
     )]);
-    for (flag, base) in [("--tempo", &tempo), ("--jaeger", &jaeger)] {
-        let out = investigate(&[flag, base, "--trace", &trace]);
-        let text = stdout(&out);
-        assert!(out.status.success(), "{flag}: {text}{}", stderr(&out));
-        assert!(
-            text.contains("invoke_agent support-agent"),
-            "{flag}: {text}"
-        );
-        assert!(
-            text.contains("⚠ DRIFT undeclared_endpoint"),
-            "{flag}: {text}"
-        );
-        let missing = investigate(&[flag, base, "--trace", "0123456789abcdef0123456789abcdef"]);
-        assert_eq!(
-            missing.status.code(),
-            Some(1),
-            "{flag}: {}",
-            stderr(&missing)
-        );
-    }
+    same_tree_as_from_the_file("--jaeger", &jaeger, &trace, &reply, &["foobar"]);
 }
 
 fn chromium() -> PathBuf {
