@@ -8,7 +8,8 @@
 //! - [`python`]: the project's Python helpers (`tests/*.py`, the OpenTelemetry SDK);
 //! - [`requests`], [`harness`], [`client`]: sample OTLP requests, an in-process receiver
 //!   harness and raw HTTP/gRPC clients for `runbom-pipeline`'s tests;
-//! - [`agent_trace`]: traces shaped like the reference agent's, for the AI-BOM tests.
+//! - [`agent_trace`]: traces shaped like the reference agent's, for the AI-BOM tests;
+//! - [`leak`]: scans everything runbom wrote for a secret and its 12-character pieces.
 //!
 //! Nothing here mocks runbom's peers: the receivers are the OpenTelemetry protocol's own
 //! Python bindings, the workloads real processes doing real syscalls. Every helper panics
@@ -25,6 +26,7 @@ pub mod config;
 pub mod fs;
 pub mod harness;
 pub mod items;
+pub mod leak;
 pub mod net;
 pub mod otlp_file;
 pub mod peers;

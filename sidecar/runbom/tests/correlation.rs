@@ -8,13 +8,23 @@
 //! on one asyncio loop) must place at least 95% (they are exact as of writing;
 //! `docs/benchmarks.md` records the figures).
 //!
+//! Every run also checks that the agent's API key is in nothing runbom wrote (every exporter
+//! file, its stdout and stderr, `/metrics`), whole or as any 12-character piece, a missing
+//! output counting as a failure; and proves the check can fail: the key is planted where runbom
+//! captures (an exec's argv, a plaintext request's query, headers and body), runbom's export
+//! must show it saw the plant (redacted), and the same outputs with the redaction undone must
+//! fail the check.
+//!
 //! Needs root and the project's venv (`bash scripts/setup.sh`).
 
 use std::{fs, path::Path, process::Command, time::Duration};
 
 use runbom_testkit::{
-    Ready, Runbom, TempDir, config::service, free_port, pipeline, python_bin, run_bounded,
-    runbom_bin, workspace_root,
+    Ready, Runbom, TempDir,
+    config::service,
+    free_port, http_get,
+    leak::{Outputs, Planted, plant},
+    pipeline, python_bin, run_bounded, runbom_bin, workspace_root,
 };
 use serde_json::Value;
 
@@ -27,12 +37,13 @@ const WAIT: &str = "6s";
 /// Made up and assembled, so that no key-shaped literal sits in the source.
 const API_KEY: &str = concat!("sk", "-runbom-", "FAKEtestKEYnotReal0000");
 
-/// Runs one scenario and returns the scorer's JSON; fails if the API key is in any export.
+/// Runs one scenario and returns the scorer's JSON; fails if the API key is in anything
+/// runbom wrote, or if the leak check could not have failed.
 fn accuracy(scenario: &str, mode: &str, protocol: &str) -> Value {
     let dir = TempDir::new(&format!("correlation-{scenario}-{mode}"));
     let work = dir.path().join("agent");
     let export = dir.path().join("export");
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http, admin) = (free_port(), free_port(), free_port());
     let config = dir.path().join("runbom.yaml");
     fs::write(
         &config,
@@ -56,7 +67,7 @@ exporters:
             data = work.join("data").display(),
             export = export.display(),
             service = service(
-                "none",
+                &format!("127.0.0.1:{admin}"),
                 &(pipeline(
                     "traces",
                     &["otlp", "ebpf"],
@@ -92,21 +103,82 @@ exporters:
         String::from_utf8_lossy(&agent.stdout),
         String::from_utf8_lossy(&agent.stderr)
     );
+    let planted = plant(API_KEY);
+    let metrics = match http_get(admin, "/metrics") {
+        (200, text) => Some(text),
+        _ => None,
+    };
     let (status, log) = runbom.stop();
     assert!(status.success(), "runbom exited with {status}:\n{log}");
     // The stub checks the agent's `Authorization: Bearer <key>`; runbom saw it inside TLS.
-    for file in ["traces.jsonl", "logs.jsonl"] {
-        let text = fs::read_to_string(export.join(file)).unwrap_or_default();
+    let outputs = Outputs::default()
+        .export_dir(&export, &["traces.jsonl", "logs.jsonl"])
+        .file("runbom's stdout", &dir.join("runbom.stdout"))
+        .file("runbom's stderr", &dir.join("runbom.stderr"))
+        .text("runbom's /metrics", metrics);
+    assert_eq!(
+        outputs.leaks(API_KEY),
+        Vec::<String>::new(),
+        "the agent's API key leaked"
+    );
+    the_check_could_have_failed(&outputs, &export, &planted);
+    score(&export, &ground_truth)
+}
+
+/// runbom captured the plant (its exec and request are in the export, redacted), and the
+/// same outputs with that redaction undone — the whole key, a 12-character piece, in upper
+/// case — or with an output missing fail the check.
+fn the_check_could_have_failed(outputs: &Outputs, export: &Path, planted: &Planted) {
+    let logs_name = format!("exporter file {}", export.join("logs.jsonl").display());
+    let logs = outputs.get(&logs_name).expect("logs.jsonl was read");
+    let lines: Vec<&str> = logs.lines().collect();
+    let exec = format!("\"intValue\":\"{}\"", planted.exec_pid);
+    let plant_lines: Vec<usize> = (0..lines.len())
+        .filter(|&n| lines[n].contains("runbom-plant"))
+        .collect();
+    assert!(
+        plant_lines.iter().any(|&n| lines[n].contains(&exec)
+            && lines[n].contains("runbom-plant --api-key [REDACTED] [REDACTED] TOKEN=[REDACTED]")),
+        "runbom's logs should hold the planted exec (pid {}), redacted",
+        planted.exec_pid
+    );
+    assert!(
+        plant_lines.iter().any(|&n| lines[n].contains(&format!(
+            "{}?api_key=[REDACTED]&note=[REDACTED]",
+            planted.http_path
+        ))),
+        "runbom's logs should hold the planted request {}, its query redacted",
+        planted.http_path
+    );
+    let upper = API_KEY[..12].to_ascii_uppercase();
+    for undo in [API_KEY, &API_KEY[14..26], upper.as_str()] {
+        let forged: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .map(|(n, l)| {
+                if plant_lines.contains(&n) {
+                    l.replace("[REDACTED]", undo)
+                } else {
+                    (*l).to_owned()
+                }
+            })
+            .collect();
+        let mut forged_outputs = outputs.clone();
+        forged_outputs.set(&logs_name, Some(forged.join("\n")));
+        let leaks = forged_outputs.leaks(API_KEY);
         assert!(
-            !text.contains(API_KEY) && !text.contains("FAKEtestKEY"),
-            "the agent's API key leaked into {file}"
+            !leaks.is_empty() && leaks.iter().all(|l| l.starts_with(&logs_name)),
+            "the check should fail on the plant unredacted ({} characters), and only on the logs: {leaks:?}",
+            undo.len()
         );
     }
-    assert!(
-        !log.contains(API_KEY),
-        "the agent's API key leaked into runbom's log"
+    let mut missing = outputs.clone();
+    missing.set("runbom's /metrics", None);
+    assert_eq!(
+        missing.leaks(API_KEY).len(),
+        1,
+        "a missing output must fail the check"
     );
-    score(&export, &ground_truth)
 }
 
 fn score(export: &Path, ground_truth: &Path) -> Value {
