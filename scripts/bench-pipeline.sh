@@ -20,6 +20,10 @@
 # sidecar/runbom-loadgen/bom.cdx.json, which declares everything the load uses: no drift;
 # AIBOM_BOM=builtin:reference-agent makes every trace drift and raise an alert). With
 # PEER=aibom every request carries new trace ids (runbom-loadgen --unique-traces).
+# PEER=forward compares runbom (otlp → batch → nop) with runbom forwarding the same load to a
+# second runbom over OTLP/gRPC (otlp → batch → otlp exporter → runbom: otlp → nop); the
+# forwarder's CPU is measured, the second runbom's is not. This is the setup the gRPC exporter's
+# encode-once change was measured in (docs/benchmarks.md).
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -49,17 +53,22 @@ fi
 
 say "building release binaries (runbom, runbom-loadgen)"
 cargo build --release --quiet -p runbom -p runbom-loadgen
-RUNBOM=target/release/runbom
-LOADGEN=target/release/runbom-loadgen
+TARGET=${CARGO_TARGET_DIR:-target}
+RUNBOM=$TARGET/release/runbom
+LOADGEN=$TARGET/release/runbom-loadgen
 
 OUT=${OUT:-$(mktemp -d /tmp/bench-pipeline.XXXXXX)}
 mkdir -p "$OUT"
 server_pid=""
+sink_pid=""
 cleanup() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "$server_pid" "$sink_pid"; do
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
 }
 trap cleanup EXIT
 
@@ -94,12 +103,17 @@ stop_server() {
 }
 
 start_runbom() {
-    local port=$1 admin=$2 dir=$3 aibom=${4:-}
-    local processors="batch" extra_processors="" extra_pipelines=""
+    local port=$1 admin=$2 dir=$3 aibom=${4:-} forward_to=${5:-}
+    local processors="batch" extra_processors="" extra_pipelines="" exporter="nop"
+    local extra_exporters=""
     if [ -n "$aibom" ]; then
         processors="aibom, batch"
         extra_processors="  aibom: { bom: \"$AIBOM_BOM\" }"
         extra_pipelines="    logs: { receivers: [aibom], exporters: [nop] }"
+    fi
+    if [ -n "$forward_to" ]; then
+        exporter="otlp"
+        extra_exporters="  otlp: { endpoint: \"127.0.0.1:$forward_to\", tls: { insecure: true } }"
     fi
     cat > "$dir/runbom.yaml" <<EOF
 receivers:
@@ -112,6 +126,7 @@ processors:
 $extra_processors
 exporters:
   nop: {}
+$extra_exporters
 service:
   telemetry:
     logs:
@@ -122,7 +137,7 @@ service:
     traces:
       receivers: [otlp]
       processors: [$processors]
-      exporters: [nop]
+      exporters: [$exporter]
 $extra_pipelines
 EOF
     LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$RUNBOM" run --config "$dir/runbom.yaml" \
@@ -132,6 +147,22 @@ EOF
 
 start_aibom() {
     start_runbom "$1" "$2" "$3" aibom
+}
+
+# A second runbom (otlp → nop) first, then the measured one forwarding to it.
+start_forward() {
+    local port=$1 admin=$2 dir=$3 sink sink_admin
+    sink=$(free_port)
+    sink_admin=$(free_port)
+    mkdir -p "$dir/sink"
+    start_runbom "$sink" "$sink_admin" "$dir/sink"
+    sink_pid=$server_pid
+    if ! wait_port "$sink"; then
+        say "the second runbom did not start listening on $sink; its output:"
+        cat "$dir"/sink/*.std* >&2 || true
+        exit 1
+    fi
+    start_runbom "$port" "$admin" "$dir" "" "$sink"
 }
 
 start_rotel() {
@@ -168,6 +199,11 @@ run_one() {
         --duration "$DURATION" --warmup "$WARMUP" "${load_flags[@]}" --json \
         > "$dir/result.json"
     stop_server
+    if [ -n "$sink_pid" ]; then
+        server_pid=$sink_pid
+        sink_pid=""
+        stop_server
+    fi
     "$PY" - "$dir/result.json" "$round" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -231,6 +267,11 @@ if peer == "rotel":
     print(
         f"runbom/rotel spans per CPU-second: {per_cpu:.2f}× (goal ≥ 1.20×: {'met' if per_cpu >= 1.2 else 'NOT met'}); "
         f"peak RSS ratio {rss:.2f} (goal ≤ 1.00: {'met' if rss <= 1.0 else 'NOT met'})"
+    )
+elif peer == "forward":
+    print(
+        f"the forwarder / runbom alone, spans per CPU-second: {1 / per_cpu:.2f}; "
+        f"peak RSS ratio {1 / rss:.2f}"
     )
 else:
     print(
