@@ -6,6 +6,7 @@
 //! export), and the HTML report rendered in headless Chromium.
 
 use std::{
+    fmt::Write as _,
     fs,
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::TcpListener,
@@ -197,7 +198,7 @@ fn as_file_export(reply: &str) -> String {
 /// An id as OTLP/JSON writes it (lower-case hex) from hex or the protobuf JSON mapping's
 /// base64 (what Tempo's `jsonpb` marshaller writes).
 fn hex_id(id: &str) -> String {
-    if id.len() % 2 == 0 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if id.len().is_multiple_of(2) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return id.to_ascii_lowercase();
     }
     let mut bits = 0u32;
@@ -216,7 +217,7 @@ fn hex_id(id: &str) -> String {
         n += 6;
         if n >= 8 {
             n -= 8;
-            out.push_str(&format!("{:02x}", (bits >> n) & 0xff));
+            let _ = write!(out, "{:02x}", (bits >> n) & 0xff);
         }
     }
     out
