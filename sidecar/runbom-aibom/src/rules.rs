@@ -7,8 +7,8 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use crate::{
     bom::{DeclaredBom, Kind},
     endpoint::{Dest, Endpoint},
-    judge::{JudgeSettings, Verdict, flag},
     span::{Activity, attr},
+    verdict::{JudgeSettings, Verdict, flag},
 };
 
 pub(crate) struct Judge<'a, 's> {
