@@ -52,6 +52,12 @@ impl Json<'_> {
             .transpose()
     }
 
+    /// The string `key` of `obj`, which `what` (`"a service"`) needs.
+    pub fn required<'v>(&self, obj: &'v Value, key: &str, path: &str, what: &str) -> Res<&'v str> {
+        self.opt_str(obj, key, path)?
+            .ok_or_else(|| self.err(path, format!("{what} needs a `{key}`")))
+    }
+
     pub fn array<'v>(&self, obj: &'v Value, key: &str, path: &str) -> Res<&'v [Value]> {
         match obj.get(key) {
             None => Ok(&[]),
@@ -77,9 +83,7 @@ impl Json<'_> {
         for (i, p) in self.array(obj, "properties", path)?.iter().enumerate() {
             let at = format!("{path}.properties[{i}]");
             self.object(p, &at)?;
-            let name = self
-                .opt_str(p, "name", &at)?
-                .ok_or_else(|| self.err(&at, "a property needs a `name`"))?;
+            let name = self.required(p, "name", &at, "a property")?;
             let value = self.opt_str(p, "value", &at)?.unwrap_or("");
             out.push((name.to_owned(), value.to_owned(), format!("{at}.value")));
         }

@@ -189,57 +189,66 @@ impl DeclaredBom {
     /// The kind and name of a declared ref.
     #[must_use]
     pub fn describe(&self, r: &str) -> Option<(Kind, String)> {
-        let find = |kind: Kind, mut it: Box<dyn Iterator<Item = (&String, String)> + '_>| {
-            it.find(|(b, _)| *b == r).map(|(_, n)| (kind, n))
-        };
-        find(
-            Kind::Agent,
-            Box::new(self.agents.iter().map(|a| (&a.bom_ref, a.name.clone()))),
-        )
-        .or_else(|| {
-            find(
-                Kind::Model,
-                Box::new(
-                    self.models
-                        .iter()
-                        .map(|m| (&m.bom_ref, m.name.as_str().to_owned())),
-                ),
-            )
-        })
-        .or_else(|| {
-            find(
-                Kind::Tool,
-                Box::new(self.tools.iter().map(|t| (&t.bom_ref, t.name.clone()))),
-            )
-        })
-        .or_else(|| {
-            find(
-                Kind::Service,
-                Box::new(self.services.iter().map(|s| (&s.bom_ref, s.name.clone()))),
-            )
-        })
-        .or_else(|| {
-            find(
-                Kind::Data,
-                Box::new(
-                    self.data
-                        .iter()
-                        .map(|d| (&d.bom_ref, d.names.first().cloned().unwrap_or_default())),
-                ),
-            )
-        })
-        .or_else(|| {
-            find(
-                Kind::Process,
-                Box::new(self.programs.iter().map(|p| (&p.bom_ref, p.name.clone()))),
-            )
-        })
-        .or_else(|| {
-            find(
-                Kind::Identity,
-                Box::new(self.identities.iter().map(|i| (&i.bom_ref, i.name.clone()))),
-            )
-        })
+        self.components()
+            .find(|(_, b, _)| *b == r)
+            .map(|(kind, _, name)| (kind, name.to_owned()))
+    }
+
+    /// Every declared component as (kind, ref, name): agents, models, tools, services, data
+    /// sources, programs, then identities.
+    pub fn components(&self) -> impl Iterator<Item = (Kind, &str, &str)> {
+        let agents = self
+            .agents
+            .iter()
+            .map(|a| (Kind::Agent, a.bom_ref.as_str(), a.name.as_str()));
+        let models = self
+            .models
+            .iter()
+            .map(|m| (Kind::Model, m.bom_ref.as_str(), m.name.as_str()));
+        let tools = self
+            .tools
+            .iter()
+            .map(|t| (Kind::Tool, t.bom_ref.as_str(), t.name.as_str()));
+        let services = self
+            .services
+            .iter()
+            .map(|s| (Kind::Service, s.bom_ref.as_str(), s.name.as_str()));
+        let data = self.data.iter().map(|d| {
+            let name = d.names.first().map_or("", String::as_str);
+            (Kind::Data, d.bom_ref.as_str(), name)
+        });
+        let programs = self
+            .programs
+            .iter()
+            .map(|p| (Kind::Process, p.bom_ref.as_str(), p.name.as_str()));
+        let identities = self
+            .identities
+            .iter()
+            .map(|i| (Kind::Identity, i.bom_ref.as_str(), i.name.as_str()));
+        agents
+            .chain(models)
+            .chain(tools)
+            .chain(services)
+            .chain(data)
+            .chain(programs)
+            .chain(identities)
+    }
+
+    /// Every declared endpoint list with its owner: services, data sources, then tools.
+    pub fn endpoints(&self) -> impl Iterator<Item = (&str, Kind, &[Endpoint])> {
+        let services = self
+            .services
+            .iter()
+            .map(|s| (s.bom_ref.as_str(), Kind::Service, s.endpoints.as_slice()));
+        let data = self
+            .data
+            .iter()
+            .map(|d| (d.bom_ref.as_str(), Kind::Data, d.endpoints.as_slice()));
+        let tools = self
+            .tools
+            .iter()
+            .map(|t| (t.bom_ref.as_str(), Kind::Tool, t.endpoints.as_slice()));
+        services.chain(data).chain(tools)
     }
 
     /// Computes what is looked up per span once the components and dependencies are read: the

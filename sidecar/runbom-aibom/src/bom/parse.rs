@@ -114,14 +114,10 @@ impl Parser<'_> {
 
     fn component(&mut self, c: &Value, path: &str) -> Res<()> {
         self.json.object(c, path)?;
-        let ty = self
-            .json
-            .opt_str(c, "type", path)?
-            .ok_or_else(|| self.json.err(path, "a component needs a `type`"))?;
+        let ty = self.json.required(c, "type", path, "a component")?;
         let name = self
             .json
-            .opt_str(c, "name", path)?
-            .ok_or_else(|| self.json.err(path, "a component needs a `name`"))?
+            .required(c, "name", path, "a component")?
             .to_owned();
         let bom_ref = self.bom_ref(c, path, ty, &name)?;
         let props = self.json.properties(c, path)?;
@@ -264,11 +260,7 @@ impl Parser<'_> {
 
     fn service(&mut self, s: &Value, path: &str) -> Res<()> {
         self.json.object(s, path)?;
-        let name = self
-            .json
-            .opt_str(s, "name", path)?
-            .ok_or_else(|| self.json.err(path, "a service needs a `name`"))?
-            .to_owned();
+        let name = self.json.required(s, "name", path, "a service")?.to_owned();
         let props = self.json.properties(s, path)?;
         check_known_properties(self, &props)?;
         let mut kind = "service";
@@ -324,10 +316,7 @@ impl Parser<'_> {
 
     fn dependency(&mut self, d: &Value, path: &str) -> Res<()> {
         self.json.object(d, path)?;
-        let r = self
-            .json
-            .opt_str(d, "ref", path)?
-            .ok_or_else(|| self.json.err(path, "a dependency needs a `ref`"))?;
+        let r = self.json.required(d, "ref", path, "a dependency")?;
         if !self.refs.contains(r) {
             return Err(self
                 .json
