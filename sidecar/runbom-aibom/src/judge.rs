@@ -18,6 +18,7 @@ use crate::{
     span::{self, Activity, attr, attr_int},
     verdict::{put, strip},
 };
+// What the judge takes and gives, named where callers look for it (`judge::JudgeSettings`).
 pub use crate::{
     judged::{
         Earlier, EarlierStep, EarlierTool, Finding, Judged, ToolAt, ToolInfo, depth, is_step,
