@@ -1,11 +1,11 @@
-//! runbom's AI-BOM processor (issue 5).
+//! runbom's AI-BOM processor (`docs/aibom.md`).
 //!
-//! - [`bom`]: the declared CycloneDX AI-BOM (`shared/spec/declared-bom.md`), with errors that
+//! - [`bom`]: the declared CycloneDX AI-BOM (`docs/declared-bom.md`), with errors that
 //!   name the JSON path; [`reload`] keeps it current and keeps the last good one.
 //! - [`span`]: what a span is, across the GenAI, OpenInference and OpenLLMetry families and
 //!   runbom's kernel events; [`endpoint`] and [`glob`]: the matching rules.
 //! - [`judge`]: one trace against the BOM: the `aibom.*` attributes and drift flags
-//!   (telemetry contract §3). It reads each span's [`view`], concludes a [`verdict`] per span
+//!   (`docs/telemetry-contract.md` §3). It reads each span's [`view`], concludes a [`verdict`] per span
 //!   by the declared workload's [`rules`], and returns what it [`judged`] of the trace.
 //! - [`alert`]: one log record per finding with the execution chain (§4); [`processor`]: spans
 //!   held per trace for `wait`, bounded, then judged and released.
