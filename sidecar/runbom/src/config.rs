@@ -757,7 +757,7 @@ impl Default for BatchProcessor {
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        let p = runbom_otlp::export::RetryPolicy::default();
+        let p = runbom_pipeline::exporter::RetryPolicy::default();
         Self {
             enabled: p.enabled,
             initial_interval: p.initial_interval,

@@ -9,17 +9,14 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use runbom_otlp::{
-    ExportError, Exporter,
-    export::{
-        DebugExporter, FileExporter, GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy,
-        Verbosity,
-    },
-    tls::ServerTlsSettings,
-};
+use runbom_otlp::tls::ServerTlsSettings;
 use runbom_pipeline::{
     Graph, GraphSettings, PipelineSpec, ProcessorSpec, Telemetry,
     admin::{self, Readiness},
+    exporter::{
+        BoxExporter, DebugExporter, ExportError, FileExporter, GrpcExporter, HttpExporter,
+        NetworkSettings, RetryPolicy, Verbosity, nop::NopExporter,
+    },
     processor::{aibom::AibomSpec, batch::BatchSettings, memory_limiter::MemoryLimit},
     receiver,
 };
@@ -42,22 +39,18 @@ const EXPORT_GRACE: Duration = Duration::from_secs(5);
 pub fn build_exporter(
     cfg: &ExporterConfig,
     retries: Arc<AtomicU64>,
-) -> Result<Exporter, ExportError> {
+) -> Result<BoxExporter, ExportError> {
     Ok(match cfg {
-        ExporterConfig::Otlp(n) => {
-            Exporter::Grpc(Box::new(GrpcExporter::new(network(n, retries))?))
-        }
-        ExporterConfig::OtlpHttp(n) => {
-            Exporter::Http(Box::new(HttpExporter::new(network(n, retries))?))
-        }
-        ExporterConfig::File(f) => Exporter::File(FileExporter::new(&f.path)?),
-        ExporterConfig::Debug(d) => Exporter::Debug(DebugExporter {
+        ExporterConfig::Otlp(n) => Box::new(GrpcExporter::new(network(n, retries))?),
+        ExporterConfig::OtlpHttp(n) => Box::new(HttpExporter::new(network(n, retries))?),
+        ExporterConfig::File(f) => Box::new(FileExporter::new(&f.path)?),
+        ExporterConfig::Debug(d) => Box::new(DebugExporter {
             verbosity: match d.verbosity {
                 DebugVerbosity::Basic => Verbosity::Basic,
                 DebugVerbosity::Detailed => Verbosity::Detailed,
             },
         }),
-        ExporterConfig::Nop => Exporter::Nop,
+        ExporterConfig::Nop => Box::new(NopExporter),
     })
 }
 

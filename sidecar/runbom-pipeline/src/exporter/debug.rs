@@ -4,7 +4,7 @@ use std::io::Write as _;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 
-use crate::signal::Signal;
+use runbom_otlp::signal::Signal;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Verbosity {
@@ -95,5 +95,12 @@ impl DebugExporter {
                 }
             }
         }
+    }
+}
+
+impl super::Exporter for DebugExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
+        Self::export(self, signal);
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -15,7 +15,7 @@ use hyper_util::{
 use prost::Message as _;
 
 use super::{ExportError, NetworkSettings, causes, tls_hint};
-use crate::signal::Signal;
+use runbom_otlp::signal::Signal;
 
 /// The connection pool: plain TCP, or TLS for an `https://` endpoint.
 enum Transport {
@@ -183,5 +183,11 @@ impl HttpExporter {
             body,
             retry_after,
         })
+    }
+}
+
+impl super::Exporter for HttpExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
+        Box::pin(Self::export(self, signal))
     }
 }

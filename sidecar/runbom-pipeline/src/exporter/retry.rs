@@ -67,7 +67,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::rpc;
+    use runbom_otlp::rpc;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use super::ExportError;
-use crate::signal::Signal;
+use runbom_otlp::signal::Signal;
 
 pub struct FileExporter {
     traces: (PathBuf, BufWriter<File>),
@@ -72,5 +72,15 @@ impl FileExporter {
             })?;
         }
         Ok(())
+    }
+}
+
+impl super::Exporter for FileExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
+        Box::pin(std::future::ready(Self::export(self, signal)))
+    }
+
+    fn flush(&mut self) -> Result<(), ExportError> {
+        FileExporter::flush(self)
     }
 }
