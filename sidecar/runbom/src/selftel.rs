@@ -37,14 +37,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Event, Level, Subscriber, field::Field};
 use tracing_subscriber::{Layer, layer::Context};
 
-use crate::config::SelfOtlp;
+use runbom_pipeline::config::SelfOtlp;
 
 /// Diagnostics buffered before they are dropped (and counted).
 const LOG_QUEUE: usize = 4096;
 
 /// Starts what `service.telemetry` asks for: the periodic counter export and the log export.
 pub fn start(
-    config: &crate::config::Telemetry,
+    config: &runbom_pipeline::config::Telemetry,
     telemetry: &Arc<Telemetry>,
     log_records: Option<LogRecords>,
     stop: &CancellationToken,
@@ -102,7 +102,7 @@ pub fn exporter(o: &SelfOtlp) -> Result<BoxExporter, ExportError> {
 
 /// runbom's own resource, built once per exporter task.
 fn resource() -> Resource {
-    let host = crate::ebpf::host_name();
+    let host = runbom_pipeline::receiver::ebpf::host_name();
     let kv = |k: &str, v: Value| KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(v) }),

@@ -2,11 +2,33 @@
 
 use std::io::Write as _;
 
+use std::sync::{Arc, atomic::AtomicU64};
+
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
-
 use runbom_otlp::signal::Signal;
+use serde::Deserialize;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+use super::{BoxExporter, ExportError};
+use crate::component::ExporterConfig;
+
+/// The `debug` exporter's section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugExporterConfig {
+    #[serde(default)]
+    pub verbosity: Verbosity,
+}
+
+impl ExporterConfig for DebugExporterConfig {
+    fn build(&self, _retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
+        Ok(Box::new(DebugExporter {
+            verbosity: self.verbosity,
+        }))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verbosity {
     /// One summary line per batch.
     #[default]

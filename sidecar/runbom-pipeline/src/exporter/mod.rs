@@ -2,27 +2,29 @@
 //! Each exporter is driven by one owning task, so none needs to be `Sync`.
 //!
 //! One file per exporter type holds its configuration, its checks and its constructor;
-//! [`crate::components`] lists the types.
+//! [`crate::components`] lists the types. `otlp` and `otlphttp` share [`network`]'s section.
 
 pub mod debug;
 mod error;
 pub mod file;
+pub mod network;
 pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
 pub mod retry;
 pub mod stage;
 
-use std::{collections::BTreeMap, future::Future, pin::Pin, time::Duration};
+use std::{future::Future, pin::Pin};
 
 pub use debug::{DebugExporter, Verbosity};
 pub use error::ExportError;
 pub(crate) use error::{causes, status_causes, tls_hint};
 pub use file::FileExporter;
+pub use network::NetworkSettings;
 pub use otlp::GrpcExporter;
 pub use otlphttp::HttpExporter;
 pub use retry::RetryPolicy;
-use runbom_otlp::{signal::Signal, tls::ClientTlsSettings};
+use runbom_otlp::signal::Signal;
 
 /// What an exporter's `export` returns: a future that may hold the exporter.
 pub type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ExportError>> + Send + 'a>>;
@@ -48,17 +50,3 @@ pub trait Exporter: Send {
 
 /// An exporter of any type.
 pub type BoxExporter = Box<dyn Exporter>;
-
-/// Settings shared by the network exporters.
-#[derive(Clone, Debug)]
-pub struct NetworkSettings {
-    pub endpoint: String,
-    pub headers: BTreeMap<String, String>,
-    pub gzip: bool,
-    pub timeout: Duration,
-    /// The `tls` section; whether TLS is used also depends on the endpoint's scheme.
-    pub tls: ClientTlsSettings,
-    pub retry: RetryPolicy,
-    /// Counts export attempts that were retried (shared with runbom's telemetry).
-    pub retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}

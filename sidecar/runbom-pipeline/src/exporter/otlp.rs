@@ -15,7 +15,18 @@ use tonic::{
 
 use runbom_otlp::{codec::EncodedCodec, signal::Signal, tls::TlsError};
 
-use super::{ExportError, NetworkSettings};
+use std::sync::{Arc, atomic::AtomicU64};
+
+use serde::Deserialize;
+
+use super::{
+    BoxExporter, ExportError, NetworkSettings,
+    network::{NetworkConfig, SendingQueue},
+};
+use crate::{
+    component::ExporterConfig,
+    config::{ConfigError, Section},
+};
 
 /// The `Export` methods of the three OTLP collector services.
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -171,5 +182,24 @@ fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Chan
 impl super::Exporter for GrpcExporter {
     fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
         Box::pin(Self::export(self, signal))
+    }
+}
+
+/// The `otlp` exporter's section (shared with the other network exporter).
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct OtlpExporterConfig(pub NetworkConfig);
+
+impl ExporterConfig for OtlpExporterConfig {
+    fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        self.0.check(at)
+    }
+
+    fn build(&self, retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
+        Ok(Box::new(GrpcExporter::new(self.0.settings(retries))?))
+    }
+
+    fn sending_queue(&self) -> Option<&SendingQueue> {
+        Some(&self.0.sending_queue)
     }
 }

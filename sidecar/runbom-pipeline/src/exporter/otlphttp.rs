@@ -14,7 +14,19 @@ use hyper_util::{
 };
 use prost::Message as _;
 
-use super::{ExportError, NetworkSettings, causes, tls_hint};
+use std::sync::{Arc, atomic::AtomicU64};
+
+use serde::Deserialize;
+
+use super::{
+    BoxExporter, ExportError, NetworkSettings, causes,
+    network::{NetworkConfig, SendingQueue},
+    tls_hint,
+};
+use crate::{
+    component::ExporterConfig,
+    config::{ConfigError, Section},
+};
 use runbom_otlp::signal::Signal;
 
 /// The connection pool: plain TCP, or TLS for an `https://` endpoint.
@@ -189,5 +201,24 @@ impl HttpExporter {
 impl super::Exporter for HttpExporter {
     fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
         Box::pin(Self::export(self, signal))
+    }
+}
+
+/// The `otlphttp` exporter's section (shared with the other network exporter).
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct OtlpHttpExporterConfig(pub NetworkConfig);
+
+impl ExporterConfig for OtlpHttpExporterConfig {
+    fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        self.0.check(at)
+    }
+
+    fn build(&self, retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
+        Ok(Box::new(HttpExporter::new(self.0.settings(retries))?))
+    }
+
+    fn sending_queue(&self) -> Option<&SendingQueue> {
+        Some(&self.0.sending_queue)
     }
 }

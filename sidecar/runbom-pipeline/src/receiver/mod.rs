@@ -1,4 +1,5 @@
-//! OTLP receivers: gRPC ([`serve_grpc`]) and HTTP ([`serve_http`]).
+//! Receivers: `otlp` ([`otlp`]: gRPC, [`serve_grpc`], and HTTP, [`serve_http`]) and `ebpf`
+//! ([`ebpf`]: the kernel's events).
 //!
 //! Both transports do the same thing once a request is decoded: drop the items the OTLP spec
 //! calls invalid (answered as an OTLP partial success), then hand the rest
@@ -14,15 +15,19 @@
 //!
 //! Error answers carry a `google.rpc.Status` naming the reason.
 
+pub mod ebpf;
+mod error;
 mod grpc;
 mod http;
 mod json;
+pub mod otlp;
 pub mod sender;
 mod tls;
 mod validate;
 
 use std::{net::SocketAddr, time::Duration};
 
+pub use error::ReceiverError;
 pub use grpc::serve_grpc;
 pub use http::serve_http;
 use prost::Message as _;

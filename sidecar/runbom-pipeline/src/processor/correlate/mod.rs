@@ -3,6 +3,8 @@
 //! (application and kernel) down its pipeline, and kernel log records into the logs pipelines
 //! that list the ebpf receiver. See `docs/correlation.md`.
 
+mod config;
+
 use std::{sync::Arc, time::Duration};
 
 use runbom_agent::KernelEvent;
@@ -10,6 +12,8 @@ use runbom_correlate::{Correlator, Method, Output, Settings, Stats};
 use runbom_otlp::signal::Signal;
 use tokio::sync::mpsc;
 
+pub use self::config::CorrelateConfig;
+pub(crate) use self::config::check_pipelines;
 use crate::{Ingest, Telemetry};
 
 /// How often held spans and events are checked against their deadlines.

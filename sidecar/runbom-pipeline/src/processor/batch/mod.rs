@@ -1,6 +1,10 @@
 //! The `batch` processor: merges requests until they hold `send_batch_size` items (spans, log
 //! records, data points) or the oldest has waited `timeout`, like the Collector's.
 
+mod config;
+
+pub use config::BatchConfig;
+
 use std::time::Duration;
 
 use runbom_otlp::signal::Signal;
