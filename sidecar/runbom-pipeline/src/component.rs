@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Ingest, ProcessorSpec, SignalKind, Telemetry,
-    config::{ConfigError, Section},
+    config::section::{ConfigError, Section},
     exporter::{BoxExporter, ExportError, network::SendingQueue},
     processor::ProcessorError,
     receiver::ReceiverError,

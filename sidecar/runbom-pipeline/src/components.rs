@@ -6,7 +6,10 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     component::{ExporterConfig, ProcessorConfig, ReceiverConfig},
-    config::{Config, ConfigError, Section},
+    config::{
+        model::Config,
+        section::{ConfigError, Section},
+    },
     exporter::{debug, file, nop, otlp, otlphttp},
     processor::{aibom, batch, correlate, memory_limiter},
     receiver::{ebpf, otlp as otlp_receiver},
@@ -14,17 +17,17 @@ use crate::{
 
 /// Receiver types, in the order the "this build has" message lists them.
 pub const RECEIVERS: &[Factory<dyn ReceiverConfig>] = &[
-    receiver::<ebpf::EbpfConfig>("ebpf"),
+    receiver::<ebpf::config::EbpfConfig>("ebpf"),
     receiver::<otlp_receiver::OtlpReceiverConfig>("otlp"),
 ];
 
 /// Processor types.
 pub const PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
-    processor::<aibom::AibomConfig>("aibom"),
-    processor::<batch::BatchConfig>("batch"),
-    processor::<correlate::CorrelateConfig>("correlate")
-        .checking_pipelines(correlate::check_pipelines),
-    processor::<memory_limiter::MemoryLimiterConfig>("memory_limiter"),
+    processor::<aibom::config::AibomConfig>("aibom"),
+    processor::<batch::config::BatchConfig>("batch"),
+    processor::<correlate::config::CorrelateConfig>("correlate")
+        .checking_pipelines(correlate::config::check_pipelines),
+    processor::<memory_limiter::config::MemoryLimiterConfig>("memory_limiter"),
 ];
 
 /// Exporter types.

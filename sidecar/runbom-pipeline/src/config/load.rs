@@ -6,8 +6,9 @@ use std::{collections::BTreeMap, path::Path};
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, Section,
     env::substitute_env,
+    model::Config,
+    section::{ConfigError, Section},
     service::{Service, component_type},
 };
 use crate::components::{self, EXPORTERS, Factory, PROCESSORS, RECEIVERS};

@@ -10,10 +10,10 @@
 pub mod duration;
 mod env;
 mod load;
-mod model;
+pub mod model;
 mod pipelines;
 mod runtime;
-mod section;
+pub mod section;
 pub mod service;
 pub mod tls;
 

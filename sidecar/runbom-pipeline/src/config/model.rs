@@ -3,7 +3,7 @@
 use std::{any::Any, collections::BTreeMap};
 
 use super::{
-    ConfigError, Section,
+    section::{ConfigError, Section},
     service::{Pipeline, Service, pipeline_signal},
 };
 use crate::{

@@ -2,7 +2,7 @@
 //! it. Checks a component type needs across pipelines are its own (the table's
 //! `check_pipelines`).
 
-use super::{Config, ConfigError, service::pipeline_signal};
+use super::{model::Config, section::ConfigError, service::pipeline_signal};
 use crate::SignalKind;
 
 impl Config {

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::Config;
+use super::model::Config;
 use crate::{
     GraphSettings, PipelineSpec, ProcessorSpec,
     component::SpecContext,

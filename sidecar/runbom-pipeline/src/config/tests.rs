@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use runbom_otlp::tls::TlsVersion;
 
-use super::{ClientTlsConfig, Config, EMBEDDED_DEFAULT};
+use super::{EMBEDDED_DEFAULT, model::Config, tls::ClientTlsConfig};
 use crate::{
     SignalKind,
     exporter::{file::FileExporterConfig, network::Compression, otlp::OtlpExporterConfig},
-    processor::aibom::AibomConfig,
-    receiver::{ebpf::EbpfConfig, otlp::OtlpReceiverConfig},
+    processor::aibom::config::AibomConfig,
+    receiver::{ebpf::config::EbpfConfig, otlp::OtlpReceiverConfig},
 };
 
 #[test]

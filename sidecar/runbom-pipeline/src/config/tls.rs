@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use runbom_otlp::tls::{ClientTlsSettings, TlsVersion};
 use serde::Deserialize;
 
-use super::{ConfigError, Section, duration};
+use super::{
+    duration,
+    section::{ConfigError, Section},
+};
 
 /// A receiver's `tls` section, as the Collector's `configtls.ServerConfig` has it: the
 /// server's certificate and key (both required), and `client_ca_file` to require client

@@ -8,7 +8,10 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use runbom_otlp::signal::Signal;
 use serde::Deserialize;
 
-use super::{BoxExporter, ExportError};
+use super::{
+    error::ExportError,
+    export::{BoxExporter, ExportFuture, Exporter},
+};
 use crate::component::ExporterConfig;
 
 /// The `debug` exporter's section.
@@ -120,8 +123,8 @@ impl DebugExporter {
     }
 }
 
-impl super::Exporter for DebugExporter {
-    fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
+impl Exporter for DebugExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
         Self::export(self, signal);
         Box::pin(std::future::ready(Ok(())))
     }

@@ -12,7 +12,10 @@ use std::{
 use runbom_otlp::signal::Signal;
 use serde::Deserialize;
 
-use super::{BoxExporter, ExportError};
+use super::{
+    error::ExportError,
+    export::{BoxExporter, ExportFuture, Exporter},
+};
 use crate::component::ExporterConfig;
 
 /// The `file` exporter's section.
@@ -93,8 +96,8 @@ impl FileExporter {
     }
 }
 
-impl super::Exporter for FileExporter {
-    fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
+impl Exporter for FileExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
         Box::pin(std::future::ready(Self::export(self, signal)))
     }
 

@@ -11,8 +11,12 @@ use std::{
 use runbom_otlp::tls::ClientTlsSettings;
 use serde::{Deserialize, de::IgnoredAny};
 
-use super::RetryPolicy;
-use crate::config::{ClientTlsConfig, ConfigError, Section, duration};
+use super::retry::RetryPolicy;
+use crate::config::{
+    duration,
+    section::{ConfigError, Section},
+    tls::ClientTlsConfig,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

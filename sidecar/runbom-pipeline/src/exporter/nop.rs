@@ -5,7 +5,10 @@ use std::sync::{Arc, atomic::AtomicU64};
 use runbom_otlp::signal::Signal;
 use serde::Deserialize;
 
-use super::{BoxExporter, ExportError};
+use super::{
+    error::ExportError,
+    export::{BoxExporter, ExportFuture, Exporter},
+};
 use crate::component::ExporterConfig;
 
 /// The `nop` exporter's section: empty.
@@ -23,8 +26,8 @@ impl ExporterConfig for NopConfig {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NopExporter;
 
-impl super::Exporter for NopExporter {
-    fn send<'a>(&'a mut self, _signal: &'a Signal) -> super::ExportFuture<'a> {
+impl Exporter for NopExporter {
+    fn send<'a>(&'a mut self, _signal: &'a Signal) -> ExportFuture<'a> {
         Box::pin(std::future::ready(Ok(())))
     }
 }

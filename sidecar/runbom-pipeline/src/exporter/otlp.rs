@@ -20,12 +20,13 @@ use std::sync::{Arc, atomic::AtomicU64};
 use serde::Deserialize;
 
 use super::{
-    BoxExporter, ExportError, NetworkSettings,
-    network::{NetworkConfig, SendingQueue},
+    error::{ExportError, status_causes, tls_hint},
+    export::{BoxExporter, ExportFuture, Exporter},
+    network::{NetworkConfig, NetworkSettings, SendingQueue},
 };
 use crate::{
     component::ExporterConfig,
-    config::{ConfigError, Section},
+    config::section::{ConfigError, Section},
 };
 
 /// The `Export` methods of the three OTLP collector services.
@@ -134,11 +135,11 @@ impl GrpcExporter {
 }
 
 /// A failed handshake's status, with what to change in the configuration (see
-/// [`super::tls_hint`]); TLS is the default for a bare `host:port`.
+/// [`tls_hint`]); TLS is the default for a bare `host:port`.
 fn with_tls_hint(status: tonic::Status) -> tonic::Status {
     let plain_text = "for plain text set `tls: {insecure: true}` or use an http:// endpoint";
-    let reason = super::status_causes(&status);
-    match super::tls_hint(&reason, plain_text) {
+    let reason = status_causes(&status);
+    match tls_hint(&reason, plain_text) {
         Some(hint) => tonic::Status::new(status.code(), format!("{reason} ({hint})")),
         None => status,
     }
@@ -179,8 +180,8 @@ fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Chan
     Ok(builder.connect_with_connector_lazy(https.enable_http2().wrap_connector(http)))
 }
 
-impl super::Exporter for GrpcExporter {
-    fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
+impl Exporter for GrpcExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
         Box::pin(Self::export(self, signal))
     }
 }

@@ -19,13 +19,13 @@ use std::sync::{Arc, atomic::AtomicU64};
 use serde::Deserialize;
 
 use super::{
-    BoxExporter, ExportError, NetworkSettings, causes,
-    network::{NetworkConfig, SendingQueue},
-    tls_hint,
+    error::{ExportError, causes, tls_hint},
+    export::{BoxExporter, ExportFuture, Exporter},
+    network::{NetworkConfig, NetworkSettings, SendingQueue},
 };
 use crate::{
     component::ExporterConfig,
-    config::{ConfigError, Section},
+    config::section::{ConfigError, Section},
 };
 use runbom_otlp::signal::Signal;
 
@@ -198,8 +198,8 @@ impl HttpExporter {
     }
 }
 
-impl super::Exporter for HttpExporter {
-    fn send<'a>(&'a mut self, signal: &'a Signal) -> super::ExportFuture<'a> {
+impl Exporter for HttpExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
         Box::pin(Self::export(self, signal))
     }
 }

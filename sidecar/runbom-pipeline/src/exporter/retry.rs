@@ -8,7 +8,7 @@ use std::{
 
 use tracing::warn;
 
-use super::ExportError;
+use super::error::ExportError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {

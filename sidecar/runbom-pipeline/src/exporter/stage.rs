@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use super::BoxExporter;
+use super::export::BoxExporter;
 use crate::telemetry::StageCounters;
 
 /// Exports everything `rx` yields until it closes, then flushes.

@@ -28,7 +28,7 @@ use opentelemetry_proto::tonic::{
 use runbom_otlp::signal::{Signal, SignalKind};
 use serde_json::{Map, Value};
 
-use super::PartialSuccess;
+use super::validate::PartialSuccess;
 
 /// Why an OTLP/JSON body was not understood.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,10 @@ use tracing::{info, warn};
 use super::{Limits, ReceiverError};
 use crate::{
     component::{ReceiverConfig, ReceiverContext, StartFuture, Started},
-    config::{ConfigError, Section, ServerTlsConfig},
+    config::{
+        section::{ConfigError, Section},
+        tls::ServerTlsConfig,
+    },
 };
 
 /// Where each protocol listens unless told otherwise: loopback.

@@ -15,7 +15,10 @@ use super::AibomSpec;
 use crate::{
     ProcessorSpec, SignalKind,
     component::{ProcessorConfig, SpecContext},
-    config::{ConfigError, Section, duration},
+    config::{
+        duration,
+        section::{ConfigError, Section},
+    },
     processor::ProcessorError,
 };
 

@@ -3,7 +3,7 @@
 //! the drift alerts to the logs pipelines that list the processor's name among their receivers
 //! (like a Collector connector: `service.pipelines.logs.receivers: [otlp, aibom]`).
 
-mod config;
+pub mod config;
 
 use std::{
     sync::{Arc, Mutex},
@@ -15,7 +15,6 @@ use runbom_otlp::signal::Signal;
 use tokio::{sync::mpsc, time::Instant};
 use tracing::{error, warn};
 
-pub use self::config::{AibomBaselineConfig, AibomConfig};
 use crate::Ingest;
 
 /// One configured `aibom` processor.

@@ -8,7 +8,10 @@ use super::BatchSettings;
 use crate::{
     ProcessorSpec,
     component::{ProcessorConfig, SpecContext},
-    config::{ConfigError, Section, duration},
+    config::{
+        duration,
+        section::{ConfigError, Section},
+    },
     processor::ProcessorError,
 };
 

@@ -1,9 +1,7 @@
 //! The `batch` processor: merges requests until they hold `send_batch_size` items (spans, log
 //! records, data points) or the oldest has waited `timeout`, like the Collector's.
 
-mod config;
-
-pub use config::BatchConfig;
+pub mod config;
 
 use std::time::Duration;
 

@@ -9,7 +9,11 @@ use super::CorrelateSpec;
 use crate::{
     ProcessorSpec, SignalKind,
     component::{ProcessorConfig, SpecContext},
-    config::{Config, ConfigError, Section, duration},
+    config::{
+        duration,
+        model::Config,
+        section::{ConfigError, Section},
+    },
     processor::ProcessorError,
 };
 
@@ -144,7 +148,7 @@ pub(crate) fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::CorrelateConfig;
-    use crate::config::Config;
+    use crate::config::model::Config;
 
     /// A configuration whose text the tests edit (the shape the embedded defaults had).
     const BASE: &str = "\

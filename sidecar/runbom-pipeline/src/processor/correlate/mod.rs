@@ -3,7 +3,7 @@
 //! (application and kernel) down its pipeline, and kernel log records into the logs pipelines
 //! that list the ebpf receiver. See `docs/correlation.md`.
 
-mod config;
+pub mod config;
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,8 +12,6 @@ use runbom_correlate::{Correlator, Method, Output, Settings, Stats};
 use runbom_otlp::signal::Signal;
 use tokio::sync::mpsc;
 
-pub use self::config::CorrelateConfig;
-pub(crate) use self::config::check_pipelines;
 use crate::{Ingest, Telemetry};
 
 /// How often held spans and events are checked against their deadlines.

@@ -2,9 +2,7 @@
 //! refuse new data (`UNAVAILABLE` / 503 with a retry hint) instead of growing without bound.
 //! Like the Collector's, it is a gate at the pipeline's entrance, checked on a timer.
 
-mod config;
-
-pub use config::MemoryLimiterConfig;
+pub mod config;
 
 use std::{
     sync::{

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::{
     SignalKind,
     component::{ReceiverConfig, ReceiverContext, StartFuture},
-    config::{ConfigError, Section},
+    config::section::{ConfigError, Section},
 };
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +190,10 @@ impl ReceiverConfig for EbpfConfig {
     }
 
     fn start<'a>(&'a self, _name: &'a str, ctx: ReceiverContext<'a>) -> StartFuture<'a> {
-        Box::pin(std::future::ready(super::start(self, ctx)))
+        Box::pin(std::future::ready(super::start(
+            &self.probe_settings(),
+            self.uncorrelated_spans,
+            ctx,
+        )))
     }
 }

@@ -15,7 +15,7 @@ use std::{
 };
 
 use runbom_agent::{
-    Enricher, KernelEvent, Probes,
+    Enricher, KernelEvent, ProbeSettings, Probes,
     clock::BootClock,
     openssl,
     proctable::ProcessTable,
@@ -25,14 +25,13 @@ use runbom_otlp::{ConvertOptions, convert};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-pub use self::config::EbpfConfig;
 use super::ReceiverError;
 use crate::{
     Ingest,
     component::{ReceiverContext, Started},
 };
 
-mod config;
+pub mod config;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
@@ -45,15 +44,18 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 ///
 /// What it keeps alive is the probes: dropping them detaches them (once the OpenSSL library
 /// watcher, which shares them, has ended with the reader).
-fn start(cfg: &EbpfConfig, ctx: ReceiverContext<'_>) -> Result<Started, ReceiverError> {
+fn start(
+    settings: &ProbeSettings,
+    uncorrelated_spans: bool,
+    ctx: ReceiverContext<'_>,
+) -> Result<Started, ReceiverError> {
     let ReceiverContext {
         ingest,
         kernel_events: correlate,
         telemetry,
         stop,
     } = ctx;
-    let settings = cfg.probe_settings();
-    let mut probes = Probes::load(&settings)?;
+    let mut probes = Probes::load(settings)?;
     let ring = probes.take_ring()?;
     let losses = Arc::new(probes.take_counters()?);
     let probes = Arc::new(Mutex::new(probes));
@@ -101,7 +103,7 @@ fn start(cfg: &EbpfConfig, ctx: ReceiverContext<'_>) -> Result<Started, Receiver
     let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
     let opts = ConvertOptions {
         host_name: host_name(),
-        uncorrelated_spans: cfg.uncorrelated_spans,
+        uncorrelated_spans,
     };
     let task = tokio::spawn(async move {
         match correlate {
