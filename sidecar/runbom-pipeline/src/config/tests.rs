@@ -8,7 +8,6 @@ use super::{EMBEDDED_DEFAULT, model::Config, tls::ClientTlsConfig};
 use crate::{
     SignalKind,
     exporter::{file::FileExporterConfig, network::Compression, otlp::OtlpExporterConfig},
-    processor::aibom::config::AibomConfig,
     receiver::{ebpf::config::EbpfConfig, otlp::OtlpReceiverConfig},
 };
 
@@ -25,37 +24,6 @@ fn embedded_default_parses() {
         .receiver::<EbpfConfig>("ebpf")
         .expect("ebpf receiver missing");
     assert!(e.uncorrelated_spans);
-}
-
-#[test]
-fn http_section() {
-    let text = EMBEDDED_DEFAULT.replace(
-            "  ebpf: {}",
-            "  ebpf:\n    http:\n      max_header_bytes: 16384\n      openssl: false\n      plaintext: false",
-        );
-    let c = Config::parse(&text, "c.yaml").unwrap();
-    let e = c
-        .receiver::<EbpfConfig>("ebpf")
-        .expect("ebpf receiver missing");
-    let http = e.probe_settings().http;
-    assert_eq!(
-        (http.enabled, http.plaintext, http.max_bytes, http.openssl),
-        (true, false, 16384, false)
-    );
-    assert!(EbpfConfig::default().http.max_header_bytes >= 4096);
-
-    let text = EMBEDDED_DEFAULT.replace(
-        "  ebpf: {}",
-        "  ebpf:\n    http:\n      max_header_bytes: 100000",
-    );
-    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-    assert!(e.contains("`receivers.ebpf.http.max_header_bytes`"), "{e}");
-    let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    http:\n      tls: true");
-    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-    assert!(
-        e.contains("`receivers.ebpf.http.tls`: unknown field"),
-        "{e}"
-    );
 }
 
 #[test]
@@ -282,75 +250,4 @@ service:
             .0;
         assert!(e.contains(error), "{to:?}: {e}");
     }
-}
-
-#[test]
-fn aibom_processor_and_its_alert_route() {
-    let base = "receivers: { otlp: { protocols: { grpc: {} } } }\n\
-                    processors: { aibom: { bom: b.json, wait: 2s, ignore_endpoints: [\"10.0.0.0/8\"] }, batch: {} }\n\
-                    exporters: { nop: {} }\n";
-    let ok = format!(
-        "{base}service: {{ pipelines: {{ traces: {{ receivers: [otlp], processors: [aibom, batch], exporters: [nop] }},\n\
-             logs: {{ receivers: [otlp, aibom], exporters: [nop] }} }} }}"
-    );
-    let c = Config::parse(&ok, "c.yaml").unwrap();
-    let a = c
-        .processor::<AibomConfig>("aibom")
-        .expect("an aibom processor");
-    assert_eq!((a.wait, a.max_spans), (Duration::from_secs(2), 100_000));
-    let cases = [
-        (
-            "service: { pipelines: { traces: { receivers: [otlp, aibom], processors: [aibom], exporters: [nop] } } }",
-            "c.yaml at `service.pipelines.traces.receivers[1]`: `aibom` is an aibom processor",
-        ),
-        (
-            "service: { pipelines: { logs: { receivers: [aibom], exporters: [nop] } } }",
-            "c.yaml at `service.pipelines.logs.receivers[0]`: processor `aibom` is in no traces pipeline",
-        ),
-        (
-            "service: { pipelines: { logs: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }",
-            "c.yaml at `service.pipelines.logs.processors[0]`: `aibom` judges traces",
-        ),
-    ];
-    for (service, want) in cases {
-        let e = Config::parse(&format!("{base}{service}"), "c.yaml")
-            .unwrap_err()
-            .0;
-        assert!(e.starts_with(want), "want {want}\n got {e}");
-    }
-    let typo = "processors: { aibom: { bom: b.json, wiat: 2s } }\nexporters: { nop: {} }\n\
-                    receivers: { otlp: { protocols: { grpc: {} } } }\n\
-                    service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-    let e = Config::parse(typo, "c.yaml").unwrap_err().0;
-    assert!(
-        e.starts_with("c.yaml at `processors.aibom.wiat`: unknown field `wiat`"),
-        "{e}"
-    );
-    let bad = "processors: { aibom: { bom: b.json, ignore_endpoints: [\"ht tp://x\"] } }\nexporters: { nop: {} }\n\
-                   receivers: { otlp: { protocols: { grpc: {} } } }\n\
-                   service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-    let e = Config::parse(bad, "c.yaml").unwrap_err().0;
-    assert!(
-        e.starts_with("c.yaml at `processors.aibom.ignore_endpoints[0]`: not a URL"),
-        "{e}"
-    );
-    let baseline = "processors: { aibom: { bom: b.json, baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 } } }\n\
-                        exporters: { nop: {} }\nreceivers: { otlp: { protocols: { grpc: {} } } }\n\
-                        service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-    let e = Config::parse(baseline, "c.yaml").unwrap_err().0;
-    assert!(
-        e.starts_with(
-            "c.yaml at `processors.aibom.baseline.payload_factor`: must be a number of at least 1"
-        ),
-        "{e}"
-    );
-    let c = Config::parse(&baseline.replace("0.5", "8"), "c.yaml").unwrap();
-    let a = c
-        .processor::<AibomConfig>("aibom")
-        .expect("an aibom processor");
-    let b = a.baseline.as_ref().expect("a baseline");
-    assert_eq!(
-        (b.learn_for, b.payload_floor),
-        (Duration::from_hours(1), 4096)
-    );
 }

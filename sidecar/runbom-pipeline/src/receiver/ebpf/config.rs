@@ -197,3 +197,40 @@ impl ReceiverConfig for EbpfConfig {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::EbpfConfig;
+    use crate::config::{EMBEDDED_DEFAULT, model::Config};
+
+    #[test]
+    fn http_section() {
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 16384\n      openssl: false\n      plaintext: false",
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let e = c
+            .receiver::<EbpfConfig>("ebpf")
+            .expect("ebpf receiver missing");
+        let http = e.probe_settings().http;
+        assert_eq!(
+            (http.enabled, http.plaintext, http.max_bytes, http.openssl),
+            (true, false, 16384, false)
+        );
+        assert!(EbpfConfig::default().http.max_header_bytes >= 4096);
+
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 100000",
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(e.contains("`receivers.ebpf.http.max_header_bytes`"), "{e}");
+        let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    http:\n      tls: true");
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(
+            e.contains("`receivers.ebpf.http.tls`: unknown field"),
+            "{e}"
+        );
+    }
+}
