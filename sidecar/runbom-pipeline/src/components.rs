@@ -17,26 +17,26 @@ use crate::{
 
 /// Receiver types, in the order the "this build has" message lists them.
 pub const RECEIVERS: &[Factory<dyn ReceiverConfig>] = &[
-    receiver::<ebpf::config::EbpfConfig>("ebpf"),
-    receiver::<otlp_receiver::OtlpReceiverConfig>("otlp"),
+    Factory::of::<ebpf::config::EbpfConfig>("ebpf"),
+    Factory::of::<otlp_receiver::OtlpReceiverConfig>("otlp"),
 ];
 
 /// Processor types.
 pub const PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
-    processor::<aibom::config::AibomConfig>("aibom"),
-    processor::<batch::config::BatchConfig>("batch"),
-    processor::<correlate::config::CorrelateConfig>("correlate")
+    Factory::of::<aibom::config::AibomConfig>("aibom"),
+    Factory::of::<batch::config::BatchConfig>("batch"),
+    Factory::of::<correlate::config::CorrelateConfig>("correlate")
         .checking_pipelines(correlate::config::check_pipelines),
-    processor::<memory_limiter::config::MemoryLimiterConfig>("memory_limiter"),
+    Factory::of::<memory_limiter::config::MemoryLimiterConfig>("memory_limiter"),
 ];
 
 /// Exporter types.
 pub const EXPORTERS: &[Factory<dyn ExporterConfig>] = &[
-    exporter::<otlp::OtlpExporterConfig>("otlp"),
-    exporter::<otlphttp::OtlpHttpExporterConfig>("otlphttp"),
-    exporter::<file::FileExporterConfig>("file"),
-    exporter::<debug::DebugExporterConfig>("debug"),
-    exporter::<nop::NopConfig>("nop"),
+    Factory::of::<otlp::OtlpExporterConfig>("otlp"),
+    Factory::of::<otlphttp::OtlpHttpExporterConfig>("otlphttp"),
+    Factory::of::<file::FileExporterConfig>("file"),
+    Factory::of::<debug::DebugExporterConfig>("debug"),
+    Factory::of::<nop::NopConfig>("nop"),
 ];
 
 /// One component type: its name in the configuration (before any `/name`) and how to read
@@ -53,6 +53,15 @@ pub struct Factory<C: ?Sized> {
 pub type PipelinesCheck = fn(&Config) -> Result<(), ConfigError>;
 
 impl<C: ?Sized> Factory<C> {
+    /// The type named `name` whose section is a `T`.
+    const fn of<T: DeserializeOwned + Boxed<C>>(name: &'static str) -> Self {
+        Self {
+            name,
+            parse: |at, v| Ok(at.parse::<T>(v)?.boxed()),
+            check_pipelines: None,
+        }
+    }
+
     const fn checking_pipelines(mut self, check: PipelinesCheck) -> Self {
         self.check_pipelines = Some(check);
         self
@@ -65,32 +74,25 @@ pub fn names<C: ?Sized>(table: &[Factory<C>]) -> String {
     table.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
 }
 
-const fn receiver<T: ReceiverConfig + DeserializeOwned>(
-    name: &'static str,
-) -> Factory<dyn ReceiverConfig> {
-    Factory {
-        name,
-        parse: |at, v| Ok(Box::new(at.parse::<T>(v)?)),
-        check_pipelines: None,
+/// A configuration type as the trait object of its kind (`Box<dyn ReceiverConfig>`, ...).
+pub trait Boxed<C: ?Sized> {
+    fn boxed(self) -> Box<C>;
+}
+
+impl<T: ReceiverConfig> Boxed<dyn ReceiverConfig> for T {
+    fn boxed(self) -> Box<dyn ReceiverConfig> {
+        Box::new(self)
     }
 }
 
-const fn processor<T: ProcessorConfig + DeserializeOwned>(
-    name: &'static str,
-) -> Factory<dyn ProcessorConfig> {
-    Factory {
-        name,
-        parse: |at, v| Ok(Box::new(at.parse::<T>(v)?)),
-        check_pipelines: None,
+impl<T: ProcessorConfig> Boxed<dyn ProcessorConfig> for T {
+    fn boxed(self) -> Box<dyn ProcessorConfig> {
+        Box::new(self)
     }
 }
 
-const fn exporter<T: ExporterConfig + DeserializeOwned>(
-    name: &'static str,
-) -> Factory<dyn ExporterConfig> {
-    Factory {
-        name,
-        parse: |at, v| Ok(Box::new(at.parse::<T>(v)?)),
-        check_pipelines: None,
+impl<T: ExporterConfig> Boxed<dyn ExporterConfig> for T {
+    fn boxed(self) -> Box<dyn ExporterConfig> {
+        Box::new(self)
     }
 }

@@ -80,7 +80,10 @@ fn env_substitution() {
         "exporters:\n  otlp:\n    endpoint: ${env:RUNBOM_TEST_ENDPOINT}\n  file:",
     );
     let c = Config::parse(&text, "c.yaml").unwrap();
-    let o = &c.exporter::<OtlpExporterConfig>("otlp").expect("otlp").0;
+    let o = &c
+        .exporter::<OtlpExporterConfig>("otlp")
+        .expect("otlp")
+        .section;
     assert_eq!(o.endpoint, "127.0.0.1:9999");
     assert_eq!(o.compression, Compression::Gzip);
     let e = Config::parse("x: ${env:RUNBOM_TEST_UNSET_VAR}", "c.yaml")
@@ -144,7 +147,7 @@ service:
     let o = &c
         .exporter::<OtlpExporterConfig>("otlp/tempo")
         .expect("otlp/tempo")
-        .0;
+        .section;
     assert_eq!(o.sending_queue.queue_size, 100);
     assert_eq!(o.headers["x-scope-orgid"], "team-a");
     assert!(o.tls.as_ref().is_some_and(|t| t.insecure));
@@ -198,7 +201,7 @@ service:
     let n = &c
         .exporter::<OtlpExporterConfig>("otlp")
         .expect("otlp exporter")
-        .0;
+        .section;
     let tls = n
         .tls
         .as_ref()

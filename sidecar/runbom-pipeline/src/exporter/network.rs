@@ -4,6 +4,8 @@
 
 use std::{
     collections::BTreeMap,
+    fmt,
+    marker::PhantomData,
     sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
@@ -11,7 +13,12 @@ use std::{
 use runbom_otlp::tls::ClientTlsSettings;
 use serde::{Deserialize, de::IgnoredAny};
 
-use super::retry::RetryPolicy;
+use super::{
+    error::ExportError,
+    export::{BoxExporter, Exporter},
+    retry::RetryPolicy,
+};
+use crate::component::ExporterConfig;
 use crate::config::{
     duration,
     section::{ConfigError, Section},
@@ -141,6 +148,41 @@ impl NetworkConfig {
             },
             retries,
         }
+    }
+}
+
+/// An exporter built from the network section.
+pub trait NetworkExporter: Exporter + Sized + 'static {
+    /// Builds the exporter (reading its certificate files; a gRPC one needs a Tokio runtime).
+    fn connect(settings: NetworkSettings) -> Result<Self, ExportError>;
+}
+
+/// The section of a network exporter of type `E` (`otlp`: gRPC, `otlphttp`: HTTP).
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct NetworkExporterConfig<E> {
+    pub section: NetworkConfig,
+    #[serde(skip)]
+    exporter: PhantomData<fn() -> E>,
+}
+
+impl<E> fmt::Debug for NetworkExporterConfig<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.section.fmt(f)
+    }
+}
+
+impl<E: NetworkExporter> ExporterConfig for NetworkExporterConfig<E> {
+    fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        self.section.check(at)
+    }
+
+    fn build(&self, retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
+        Ok(Box::new(E::connect(self.section.settings(retries))?))
+    }
+
+    fn sending_queue(&self) -> Option<&SendingQueue> {
+        Some(&self.section.sending_queue)
     }
 }
 

@@ -15,18 +15,10 @@ use tonic::{
 
 use runbom_otlp::{codec::EncodedCodec, signal::Signal, tls::TlsError};
 
-use std::sync::{Arc, atomic::AtomicU64};
-
-use serde::Deserialize;
-
 use super::{
     error::{ExportError, status_causes, tls_hint},
-    export::{BoxExporter, ExportFuture, Exporter},
-    network::{NetworkConfig, NetworkSettings, SendingQueue},
-};
-use crate::{
-    component::ExporterConfig,
-    config::section::{ConfigError, Section},
+    export::{ExportFuture, Exporter},
+    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
 };
 
 /// The `Export` methods of the three OTLP collector services.
@@ -186,21 +178,11 @@ impl Exporter for GrpcExporter {
     }
 }
 
-/// The `otlp` exporter's section (shared with the other network exporter).
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub struct OtlpExporterConfig(pub NetworkConfig);
+/// The `otlp` exporter's section.
+pub type OtlpExporterConfig = NetworkExporterConfig<GrpcExporter>;
 
-impl ExporterConfig for OtlpExporterConfig {
-    fn check(&self, at: &Section) -> Result<(), ConfigError> {
-        self.0.check(at)
-    }
-
-    fn build(&self, retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
-        Ok(Box::new(GrpcExporter::new(self.0.settings(retries))?))
-    }
-
-    fn sending_queue(&self) -> Option<&SendingQueue> {
-        Some(&self.0.sending_queue)
+impl NetworkExporter for GrpcExporter {
+    fn connect(settings: NetworkSettings) -> Result<Self, ExportError> {
+        Self::new(settings)
     }
 }

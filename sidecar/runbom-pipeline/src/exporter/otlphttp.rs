@@ -14,18 +14,10 @@ use hyper_util::{
 };
 use prost::Message as _;
 
-use std::sync::{Arc, atomic::AtomicU64};
-
-use serde::Deserialize;
-
 use super::{
     error::{ExportError, causes, tls_hint},
-    export::{BoxExporter, ExportFuture, Exporter},
-    network::{NetworkConfig, NetworkSettings, SendingQueue},
-};
-use crate::{
-    component::ExporterConfig,
-    config::section::{ConfigError, Section},
+    export::{ExportFuture, Exporter},
+    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
 };
 use runbom_otlp::signal::Signal;
 
@@ -204,21 +196,11 @@ impl Exporter for HttpExporter {
     }
 }
 
-/// The `otlphttp` exporter's section (shared with the other network exporter).
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub struct OtlpHttpExporterConfig(pub NetworkConfig);
+/// The `otlphttp` exporter's section.
+pub type OtlpHttpExporterConfig = NetworkExporterConfig<HttpExporter>;
 
-impl ExporterConfig for OtlpHttpExporterConfig {
-    fn check(&self, at: &Section) -> Result<(), ConfigError> {
-        self.0.check(at)
-    }
-
-    fn build(&self, retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
-        Ok(Box::new(HttpExporter::new(self.0.settings(retries))?))
-    }
-
-    fn sending_queue(&self) -> Option<&SendingQueue> {
-        Some(&self.0.sending_queue)
+impl NetworkExporter for HttpExporter {
+    fn connect(settings: NetworkSettings) -> Result<Self, ExportError> {
+        Self::new(settings)
     }
 }
