@@ -1,4 +1,4 @@
-//! Kernel events as OTLP ([`convert`]), the OTLP request types ([`signal`]), TLS settings
+//! Kernel events as OTLP ([`convert`](mod@convert)), the OTLP request types ([`signal`]), TLS settings
 //! ([`tls`]) and the gRPC pieces receivers and exporters share ([`rpc`], [`codec`]).
 
 pub mod codec;

@@ -2,7 +2,7 @@
 //! pipelines as everything else. Its configuration is in [`config`].
 //!
 //! probes → ring reader task → this receiver's task (groups events into requests of at most
-//! [`EVENTS_PER_REQUEST`] or [`MAX_WAIT`], converts, pushes). When the pipelines refuse (full),
+//! `EVENTS_PER_REQUEST` or `MAX_WAIT`, converts, pushes). When the pipelines refuse (full),
 //! the task waits and retries: the reader then stops draining, the ring fills, and the kernel
 //! counts what it drops — which `/metrics` and the summary report.
 //!
