@@ -1,5 +1,5 @@
-//! Kernel events as OTLP ([`convert`](mod@convert)), the OTLP request types ([`signal`]), TLS settings
-//! ([`tls`]) and the gRPC pieces receivers and exporters share ([`rpc`], [`codec`]).
+//! Kernel events as OTLP ([`convert`](mod@convert)), the OTLP request types ([`signal`]), TLS
+//! settings ([`tls`]) and the gRPC pieces receivers and exporters share ([`rpc`], [`codec`]).
 
 pub mod codec;
 pub mod convert;
