@@ -1,11 +1,11 @@
-//! Kernel events as OTLP ([`convert`]) and the exporters that send them ([`export`]).
+//! Kernel events as OTLP ([`convert`](mod@convert)), the OTLP request types ([`signal`]), TLS
+//! settings ([`tls`]) and the gRPC pieces receivers and exporters share ([`rpc`], [`codec`]).
 
+pub mod codec;
 pub mod convert;
-pub mod export;
 pub mod json;
 pub mod rpc;
 pub mod signal;
 pub mod tls;
 
 pub use convert::{ConvertOptions, OtlpBatch, Placement, convert};
-pub use export::{ExportError, Exporter};

@@ -1,21 +1,6 @@
-//! Exporters: where OTLP batches go. Each is driven by one owning task (see `runbom::run`),
-//! so none needs to be `Sync`.
+//! What can go wrong building an exporter or exporting, and whether OTLP allows a retry.
 
-mod debug;
-mod file;
-mod grpc;
-mod http;
-mod retry;
-
-use std::{collections::BTreeMap, time::Duration};
-
-pub use debug::{DebugExporter, Verbosity};
-pub use file::FileExporter;
-pub use grpc::{EncodedCodec, GrpcExporter};
-pub use http::HttpExporter;
-pub use retry::RetryPolicy;
-
-use crate::{signal::Signal, tls::ClientTlsSettings};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -31,7 +16,7 @@ pub enum ExportError {
     Tls {
         exporter: &'static str,
         endpoint: String,
-        error: crate::tls::TlsError,
+        error: runbom_otlp::tls::TlsError,
     },
     #[error("{exporter}: invalid header {name:?}: {reason}")]
     Header {
@@ -67,7 +52,7 @@ impl ExportError {
     #[must_use]
     pub fn retry_delay(&self) -> Option<Duration> {
         match self {
-            Self::Grpc { status, .. } => crate::rpc::retry_delay(status),
+            Self::Grpc { status, .. } => runbom_otlp::rpc::retry_delay(status),
             Self::HttpStatus { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -85,7 +70,7 @@ impl ExportError {
                 | tonic::Code::Unavailable
                 | tonic::Code::DataLoss => true,
                 // Only a server that says when to come back may be retried.
-                tonic::Code::ResourceExhausted => crate::rpc::retry_delay(status).is_some(),
+                tonic::Code::ResourceExhausted => runbom_otlp::rpc::retry_delay(status).is_some(),
                 _ => false,
             },
             Self::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),
@@ -145,67 +130,4 @@ pub(crate) fn status_causes(status: &tonic::Status) -> String {
     let mut text = status.message().to_owned();
     append_sources(&mut text, std::error::Error::source(status));
     text
-}
-
-/// Settings shared by the network exporters.
-#[derive(Clone, Debug)]
-pub struct NetworkSettings {
-    pub endpoint: String,
-    pub headers: BTreeMap<String, String>,
-    pub gzip: bool,
-    pub timeout: Duration,
-    /// The `tls` section; whether TLS is used also depends on the endpoint's scheme.
-    pub tls: ClientTlsSettings,
-    pub retry: RetryPolicy,
-    /// Counts export attempts that were retried (shared with runbom's telemetry).
-    pub retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// One configured exporter.
-pub enum Exporter {
-    // The network exporters are boxed: they are large (clients, settings) and long-lived.
-    Grpc(Box<GrpcExporter>),
-    Http(Box<HttpExporter>),
-    File(FileExporter),
-    Debug(DebugExporter),
-    /// Accepts everything and sends it nowhere (the Collector's `nop`).
-    Nop,
-}
-
-impl Exporter {
-    #[must_use]
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Grpc(_) => "otlp",
-            Self::Http(_) => "otlphttp",
-            Self::File(_) => "file",
-            Self::Debug(_) => "debug",
-            Self::Nop => "nop",
-        }
-    }
-
-    /// Sends one request (retrying as the exporter's policy allows).
-    pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
-        if signal.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Self::Grpc(e) => e.export(signal).await,
-            Self::Http(e) => e.export(signal).await,
-            Self::File(e) => e.export(signal),
-            Self::Debug(e) => {
-                e.export(signal);
-                Ok(())
-            }
-            Self::Nop => Ok(()),
-        }
-    }
-
-    /// Makes sure everything exported so far is durable (the file exporter flushes).
-    pub fn flush(&mut self) -> Result<(), ExportError> {
-        match self {
-            Self::File(e) => e.flush(),
-            _ => Ok(()),
-        }
-    }
 }

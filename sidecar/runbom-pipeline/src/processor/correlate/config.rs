@@ -1,16 +1,25 @@
-//! The `correlate` processor's configuration (`docs/correlation.md`): its section, its checks
-//! against the pipelines, and the settings the pipeline stage takes.
+//! The `correlate` processor's section (`docs/correlation.md`): its checks, its checks against
+//! the pipelines, and the settings the pipeline stage takes.
 
 use std::time::Duration;
 
-use runbom_pipeline::{SignalKind, processor::correlate::CorrelateSpec};
 use serde::Deserialize;
 
-use crate::config::{Config, ConfigError, ProcessorConfig, ReceiverConfig, duration};
+use super::CorrelateSpec;
+use crate::{
+    ProcessorSpec, SignalKind,
+    component::{ProcessorConfig, SpecContext},
+    config::{
+        duration,
+        model::Config,
+        section::{ConfigError, Section},
+    },
+    processor::ProcessorError,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CorrelateProcessor {
+pub struct CorrelateConfig {
     /// How long events wait for an exact match (and app spans for stitching) at most.
     #[serde(with = "duration")]
     pub wait: Duration,
@@ -27,7 +36,7 @@ pub struct CorrelateProcessor {
     pub uncorrelated_spans: bool,
 }
 
-impl Default for CorrelateProcessor {
+impl Default for CorrelateConfig {
     fn default() -> Self {
         let s = runbom_correlate::Settings::default();
         Self {
@@ -41,11 +50,28 @@ impl Default for CorrelateProcessor {
     }
 }
 
-impl CorrelateProcessor {
-    /// What the pipeline stage takes; `source` is the ebpf receiver of its pipeline.
-    #[must_use]
-    pub fn spec(&self, source: &str, host_name: String) -> CorrelateSpec {
-        CorrelateSpec {
+impl ProcessorConfig for CorrelateConfig {
+    fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        if self.wait.is_zero() {
+            return Err(at.at("wait").error("must be more than 0"));
+        }
+        if self.window < self.wait {
+            return Err(at
+                .at("window")
+                .error(format!("must be at least `wait` ({:?})", self.wait)));
+        }
+        if self.max_buffered_events == 0 {
+            return Err(at.at("max_buffered_events").error("must be at least 1"));
+        }
+        if self.memory_limit_mib == 0 {
+            return Err(at.at("memory_limit_mib").error("must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// What the pipeline stage takes; its source is the ebpf receiver of its pipeline.
+    fn spec(&self, ctx: &SpecContext) -> Result<ProcessorSpec, ProcessorError> {
+        Ok(ProcessorSpec::Correlate(Box::new(CorrelateSpec {
             settings: runbom_correlate::Settings {
                 wait: self.wait,
                 window: self.window,
@@ -54,55 +80,23 @@ impl CorrelateProcessor {
                     .unwrap_or(usize::MAX),
                 stitch: self.stitch,
                 uncorrelated_spans: self.uncorrelated_spans,
-                host_name,
+                host_name: ctx.host_name.to_owned(),
                 ..runbom_correlate::Settings::default()
             },
-            source: source.to_owned(),
-        }
-    }
-
-    /// Values the YAML types allow but the processor does not.
-    pub fn check(
-        &self,
-        base: &str,
-        err: &dyn Fn(&str, String) -> ConfigError,
-    ) -> Result<(), ConfigError> {
-        if self.wait.is_zero() {
-            return Err(err(&format!("{base}.wait"), "must be more than 0".into()));
-        }
-        if self.window < self.wait {
-            return Err(err(
-                &format!("{base}.window"),
-                format!("must be at least `wait` ({:?})", self.wait),
-            ));
-        }
-        if self.max_buffered_events == 0 {
-            return Err(err(
-                &format!("{base}.max_buffered_events"),
-                "must be at least 1".into(),
-            ));
-        }
-        if self.memory_limit_mib == 0 {
-            return Err(err(
-                &format!("{base}.memory_limit_mib"),
-                "must be at least 1".into(),
-            ));
-        }
-        Ok(())
+            // Checked when the configuration was read: the pipeline lists one.
+            source: ctx.kernel_source.unwrap_or("ebpf").to_owned(),
+        })))
     }
 }
 
 /// A correlate processor goes in one traces pipeline, which lists exactly one ebpf receiver:
 /// the one that feeds it. That receiver's spans then leave through this pipeline only, so no
 /// other traces pipeline may list it (it would get nothing).
-pub fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
+pub(crate) fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
     let mut seen: Option<(String, String)> = None;
     for (name, signal, p) in config.pipelines() {
         for (i, proc_name) in p.processors.iter().enumerate() {
-            if !matches!(
-                config.processors.get(proc_name),
-                Some(ProcessorConfig::Correlate(_))
-            ) {
+            if config.processor::<CorrelateConfig>(proc_name).is_none() {
                 continue;
             }
             let path = format!("service.pipelines.{name}.processors[{i}]");
@@ -120,7 +114,7 @@ pub fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
             let ebpf: Vec<&str> = p
                 .receivers
                 .iter()
-                .filter(|r| matches!(config.receivers.get(*r), Some(ReceiverConfig::Ebpf(_))))
+                .filter(|r| config.receivers.get(*r).is_some_and(|r| r.kernel_events()))
                 .map(String::as_str)
                 .collect();
             let [source] = ebpf.as_slice() else {
@@ -151,18 +145,10 @@ pub fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The ebpf receiver among `receivers`.
-#[must_use]
-pub fn source<'a>(config: &Config, receivers: &'a [String]) -> Option<&'a str> {
-    receivers
-        .iter()
-        .find(|r| matches!(config.receivers.get(*r), Some(ReceiverConfig::Ebpf(_))))
-        .map(String::as_str)
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, ProcessorConfig};
+    use super::CorrelateConfig;
+    use crate::config::model::Config;
 
     /// A configuration whose text the tests edit (the shape the embedded defaults had).
     const BASE: &str = "\
@@ -218,9 +204,9 @@ service:
                 "    traces:\n      receivers: [otlp, ebpf]\n      processors: [correlate, batch]",
             );
         let c = Config::parse(&text, "c.yaml").expect("valid");
-        let ProcessorConfig::Correlate(p) = &c.processors["correlate"] else {
-            panic!("correlate processor missing")
-        };
+        let p = c
+            .processor::<CorrelateConfig>("correlate")
+            .expect("correlate processor missing");
         assert_eq!(
             (p.wait.as_secs(), p.window.as_secs(), p.stitch),
             (2, 30, false)

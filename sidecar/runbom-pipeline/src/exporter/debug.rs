@@ -2,11 +2,36 @@
 
 use std::io::Write as _;
 
+use std::sync::{Arc, atomic::AtomicU64};
+
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use runbom_otlp::signal::Signal;
+use serde::Deserialize;
 
-use crate::signal::Signal;
+use super::{
+    error::ExportError,
+    export::{BoxExporter, ExportFuture, Exporter},
+};
+use crate::component::ExporterConfig;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The `debug` exporter's section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugExporterConfig {
+    #[serde(default)]
+    pub verbosity: Verbosity,
+}
+
+impl ExporterConfig for DebugExporterConfig {
+    fn build(&self, _retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
+        Ok(Box::new(DebugExporter {
+            verbosity: self.verbosity,
+        }))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verbosity {
     /// One summary line per batch.
     #[default]
@@ -95,5 +120,12 @@ impl DebugExporter {
                 }
             }
         }
+    }
+}
+
+impl Exporter for DebugExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
+        Self::export(self, signal);
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -1,20 +1,25 @@
 //! OTLP/gRPC exporter (tonic), over TLS (rustls, through hyper-rustls's connector) unless
 //! the configuration asks for plain text (see
-//! [`ClientTlsSettings::grpc_uses_tls`](crate::tls::ClientTlsSettings::grpc_uses_tls)).
+//! [`ClientTlsSettings::grpc_uses_tls`](runbom_otlp::tls::ClientTlsSettings::grpc_uses_tls)).
 
-use bytes::{Buf as _, BufMut as _, Bytes};
+use bytes::Bytes;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use prost::Message as _;
 use tonic::{
-    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codec::CompressionEncoding,
     codegen::http::uri::PathAndQuery,
     metadata::{MetadataKey, MetadataMap, MetadataValue},
     transport::{Channel, Endpoint},
 };
 
-use super::{ExportError, NetworkSettings};
-use crate::{signal::Signal, tls::TlsError};
+use runbom_otlp::{codec::EncodedCodec, signal::Signal, tls::TlsError};
+
+use super::{
+    error::{ExportError, status_causes, tls_hint},
+    export::{ExportFuture, Exporter},
+    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
+};
 
 /// The `Export` methods of the three OTLP collector services.
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -121,52 +126,12 @@ impl GrpcExporter {
     }
 }
 
-/// A gRPC codec for messages encoded beforehand: sends the bytes as they are, reads the
-/// answer's and drops them (OTLP's `Export` responses carry only an optional partial success).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EncodedCodec;
-
-impl Codec for EncodedCodec {
-    type Encode = Bytes;
-    type Decode = ();
-    type Encoder = Self;
-    type Decoder = Self;
-
-    fn encoder(&mut self) -> Self {
-        *self
-    }
-
-    fn decoder(&mut self) -> Self {
-        *self
-    }
-}
-
-impl Encoder for EncodedCodec {
-    type Item = Bytes;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for EncodedCodec {
-    type Item = ();
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
-        src.advance(src.remaining());
-        Ok(Some(()))
-    }
-}
-
 /// A failed handshake's status, with what to change in the configuration (see
-/// [`super::tls_hint`]); TLS is the default for a bare `host:port`.
+/// [`tls_hint`]); TLS is the default for a bare `host:port`.
 fn with_tls_hint(status: tonic::Status) -> tonic::Status {
     let plain_text = "for plain text set `tls: {insecure: true}` or use an http:// endpoint";
-    let reason = super::status_causes(&status);
-    match super::tls_hint(&reason, plain_text) {
+    let reason = status_causes(&status);
+    match tls_hint(&reason, plain_text) {
         Some(hint) => tonic::Status::new(status.code(), format!("{reason} ({hint})")),
         None => status,
     }
@@ -205,4 +170,19 @@ fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Chan
         https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
     Ok(builder.connect_with_connector_lazy(https.enable_http2().wrap_connector(http)))
+}
+
+impl Exporter for GrpcExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
+        Box::pin(Self::export(self, signal))
+    }
+}
+
+/// The `otlp` exporter's section.
+pub type OtlpExporterConfig = NetworkExporterConfig<GrpcExporter>;
+
+impl NetworkExporter for GrpcExporter {
+    fn connect(settings: NetworkSettings) -> Result<Self, ExportError> {
+        Self::new(settings)
+    }
 }

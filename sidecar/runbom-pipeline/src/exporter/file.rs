@@ -6,10 +6,31 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{BufWriter, Write as _},
     path::{Path, PathBuf},
+    sync::{Arc, atomic::AtomicU64},
 };
 
-use super::ExportError;
-use crate::signal::Signal;
+use runbom_otlp::signal::Signal;
+use serde::Deserialize;
+
+use super::{
+    error::ExportError,
+    export::{BoxExporter, ExportFuture, Exporter},
+};
+use crate::component::ExporterConfig;
+
+/// The `file` exporter's section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileExporterConfig {
+    /// Directory that receives `traces.jsonl` and `logs.jsonl`.
+    pub path: PathBuf,
+}
+
+impl ExporterConfig for FileExporterConfig {
+    fn build(&self, _retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
+        Ok(Box::new(FileExporter::new(&self.path)?))
+    }
+}
 
 pub struct FileExporter {
     traces: (PathBuf, BufWriter<File>),
@@ -72,5 +93,15 @@ impl FileExporter {
             })?;
         }
         Ok(())
+    }
+}
+
+impl Exporter for FileExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
+        Box::pin(std::future::ready(Self::export(self, signal)))
+    }
+
+    fn flush(&mut self) -> Result<(), ExportError> {
+        FileExporter::flush(self)
     }
 }

@@ -1,4 +1,4 @@
-//! Exporter stage: one task per exporter per pipeline, fed by a bounded queue (the
+//! The exporter stage: one task per exporter per pipeline, fed by a bounded queue (the
 //! Collector's `sending_queue`). A full queue holds the pipeline back, and so the receivers:
 //! nothing is dropped silently. Retries happen inside the exporter, per its policy.
 //!
@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use runbom_otlp::{Exporter, signal::Signal};
+use runbom_otlp::signal::Signal;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use super::export::BoxExporter;
 use crate::telemetry::StageCounters;
 
 /// Exports everything `rx` yields until it closes, then flushes.
@@ -21,7 +22,7 @@ use crate::telemetry::StageCounters;
 pub async fn run(
     name: String,
     mut rx: mpsc::Receiver<Queued>,
-    mut exporter: Exporter,
+    mut exporter: BoxExporter,
     counters: Arc<StageCounters>,
     give_up: CancellationToken,
 ) {

@@ -1,6 +1,8 @@
 //! The `batch` processor: merges requests until they hold `send_batch_size` items (spans, log
 //! records, data points) or the oldest has waited `timeout`, like the Collector's.
 
+pub mod config;
+
 use std::time::Duration;
 
 use runbom_otlp::signal::Signal;

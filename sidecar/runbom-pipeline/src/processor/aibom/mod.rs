@@ -3,6 +3,8 @@
 //! the drift alerts to the logs pipelines that list the processor's name among their receivers
 //! (like a Collector connector: `service.pipelines.logs.receivers: [otlp, aibom]`).
 
+pub mod config;
+
 use std::{
     sync::{Arc, Mutex},
     time::Duration,

@@ -14,8 +14,12 @@ use hyper_util::{
 };
 use prost::Message as _;
 
-use super::{ExportError, NetworkSettings, causes, tls_hint};
-use crate::signal::Signal;
+use super::{
+    error::{ExportError, causes, tls_hint},
+    export::{ExportFuture, Exporter},
+    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
+};
+use runbom_otlp::signal::Signal;
 
 /// The connection pool: plain TCP, or TLS for an `https://` endpoint.
 enum Transport {
@@ -183,5 +187,20 @@ impl HttpExporter {
             body,
             retry_after,
         })
+    }
+}
+
+impl Exporter for HttpExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
+        Box::pin(Self::export(self, signal))
+    }
+}
+
+/// The `otlphttp` exporter's section.
+pub type OtlpHttpExporterConfig = NetworkExporterConfig<HttpExporter>;
+
+impl NetworkExporter for HttpExporter {
+    fn connect(settings: NetworkSettings) -> Result<Self, ExportError> {
+        Self::new(settings)
     }
 }

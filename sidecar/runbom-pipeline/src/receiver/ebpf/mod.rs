@@ -1,8 +1,8 @@
 //! The `ebpf` receiver: the node agent's kernel events, as OTLP spans and logs, into the same
-//! pipelines as everything else.
+//! pipelines as everything else. Its configuration is in [`config`].
 //!
 //! probes → ring reader task → this receiver's task (groups events into requests of at most
-//! [`EVENTS_PER_REQUEST`] or [`MAX_WAIT`], converts, pushes). When the pipelines refuse (full),
+//! `EVENTS_PER_REQUEST` or `MAX_WAIT`, converts, pushes). When the pipelines refuse (full),
 //! the task waits and retries: the reader then stops draining, the ring fills, and the kernel
 //! counts what it drops — which `/metrics` and the summary report.
 //!
@@ -14,47 +14,49 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result};
 use runbom_event::KernelEvent;
 use runbom_kernel::{
-    Enricher, Probes,
+    Enricher, ProbeSettings, Probes,
     clock::BootClock,
     openssl,
     proctable::ProcessTable,
     reader::{self, ReaderStats},
 };
 use runbom_otlp::{ConvertOptions, convert};
-use runbom_pipeline::{Ingest, Telemetry};
-use tokio::{sync::mpsc, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::config::EbpfReceiver;
+use super::ReceiverError;
+use crate::{
+    Ingest,
+    component::{ReceiverContext, Started},
+};
+
+pub mod config;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
 /// Longest an event waits before its request is pushed.
 const MAX_WAIT: Duration = Duration::from_millis(200);
 
-/// The running receiver; dropping `probes` detaches them (once the OpenSSL library watcher,
-/// which shares them, has ended with the reader).
-pub struct Running {
-    pub task: JoinHandle<Result<()>>,
-    pub probes: Arc<Mutex<Probes>>,
-}
-
 /// Loads the probes and starts reading. Fails (before anything runs) with the probes' clear
-/// errors: privileges, BTF, verifier. With `correlate` (the correlation stage's input), events
+/// errors: privileges, BTF, verifier. With a correlate processor (`ctx.kernel_events`), events
 /// go there rather than being converted here.
-pub fn start(
-    cfg: &EbpfReceiver,
-    ingest: Ingest,
-    correlate: Option<mpsc::Sender<Vec<KernelEvent>>>,
-    telemetry: &Telemetry,
-    stop: &CancellationToken,
-) -> Result<Running> {
-    let settings = cfg.probe_settings();
-    let mut probes = Probes::load(&settings)?;
+///
+/// What it keeps alive is the probes: dropping them detaches them (once the OpenSSL library
+/// watcher, which shares them, has ended with the reader).
+fn start(
+    settings: &ProbeSettings,
+    uncorrelated_spans: bool,
+    ctx: ReceiverContext<'_>,
+) -> Result<Started, ReceiverError> {
+    let ReceiverContext {
+        ingest,
+        kernel_events: correlate,
+        telemetry,
+        stop,
+    } = ctx;
+    let mut probes = Probes::load(settings)?;
     let ring = probes.take_ring()?;
     let losses = Arc::new(probes.take_counters()?);
     let probes = Arc::new(Mutex::new(probes));
@@ -64,7 +66,7 @@ pub fn start(
         let libraries = watcher.scan_all();
         info!(libraries, "OpenSSL libraries hooked");
         enricher = enricher
-            .with_libssl_watch(openssl::spawn(watcher).context("starting the OpenSSL watcher")?);
+            .with_libssl_watch(openssl::spawn(watcher).map_err(ReceiverError::OpensslWatcher)?);
     }
     info!(
         processes = enricher.procs.len(),
@@ -102,7 +104,7 @@ pub fn start(
     let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
     let opts = ConvertOptions {
         host_name: host_name(),
-        uncorrelated_spans: cfg.uncorrelated_spans,
+        uncorrelated_spans,
     };
     let task = tokio::spawn(async move {
         match correlate {
@@ -111,8 +113,8 @@ pub fn start(
         }
         reader
             .await
-            .context("ring reader task")?
-            .context("reading the ring buffer")?;
+            .map_err(ReceiverError::ReaderTask)?
+            .map_err(ReceiverError::Reader)?;
         let l = losses.read();
         info!(
             kernel_records = stats.records.load(Ordering::Relaxed),
@@ -130,7 +132,11 @@ pub fn start(
         }
         Ok(())
     });
-    Ok(Running { task, probes })
+    let probes: Arc<Mutex<Probes>> = probes;
+    Ok(Started {
+        tasks: vec![task],
+        keep: Some(Box::new(probes)),
+    })
 }
 
 /// Groups events into requests and pushes them until the reader is done.
@@ -192,6 +198,7 @@ async fn push(events: &[KernelEvent], ingest: &Ingest, opts: &ConvertOptions) {
 }
 
 /// This node's name (`host.name`).
+#[must_use]
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())

@@ -3,6 +3,8 @@
 //! (application and kernel) down its pipeline, and kernel log records into the logs pipelines
 //! that list the ebpf receiver. See `docs/correlation.md`.
 
+pub mod config;
+
 use std::{sync::Arc, time::Duration};
 
 use runbom_correlate::{Correlator, Method, Output, Settings, Stats};

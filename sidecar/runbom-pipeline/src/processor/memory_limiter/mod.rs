@@ -2,6 +2,8 @@
 //! refuse new data (`UNAVAILABLE` / 503 with a retry hint) instead of growing without bound.
 //! Like the Collector's, it is a gate at the pipeline's entrance, checked on a timer.
 
+pub mod config;
+
 use std::{
     sync::{
         Arc,

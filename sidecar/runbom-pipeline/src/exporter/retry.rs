@@ -8,7 +8,7 @@ use std::{
 
 use tracing::warn;
 
-use super::ExportError;
+use super::error::ExportError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -67,7 +67,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use crate::rpc;
+    use runbom_otlp::rpc;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
