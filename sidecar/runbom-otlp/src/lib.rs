@@ -1,11 +1,9 @@
-//! Kernel events as OTLP ([`convert`](mod@convert)), the OTLP request types ([`signal`]), TLS
-//! settings ([`tls`]) and the gRPC pieces receivers and exporters share ([`rpc`], [`codec`]).
+//! OTLP data, with no I/O: kernel events as OTLP ([`convert`](mod@convert)), the OTLP request
+//! types ([`signal`]) and OTLP/JSON as the file exporter writes it and the HTTP receiver takes
+//! it ([`json`]).
 
-pub mod codec;
 pub mod convert;
 pub mod json;
-pub mod rpc;
 pub mod signal;
-pub mod tls;
 
 pub use convert::{ConvertOptions, OtlpBatch, Placement, convert};

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod processor;
 pub mod receiver;
 pub mod telemetry;
+pub mod transport;
 
 pub use config::{Config, ConfigError};
 pub use graph::{DEFAULT_QUEUE_ITEMS, Graph, GraphSettings, PipelineSpec, ProcessorSpec};

@@ -14,7 +14,7 @@ use hyper_util::{
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message as _;
-use runbom_otlp::tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion};
+use runbom_pipeline::transport::tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion};
 use runbom_pipeline::{
     Signal, SignalKind,
     exporter::{ExportError, GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy},

@@ -25,7 +25,8 @@ use opentelemetry_proto::tonic::{
     },
     resource::v1::Resource,
 };
-use runbom_otlp::{signal::Signal, tls::ClientTlsSettings};
+use runbom_otlp::signal::Signal;
+use runbom_pipeline::transport::tls::ClientTlsSettings;
 use runbom_pipeline::{
     Telemetry,
     exporter::{

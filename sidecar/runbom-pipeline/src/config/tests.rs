@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use runbom_otlp::tls::TlsVersion;
+use crate::transport::tls::TlsVersion;
 
 use super::{EMBEDDED_DEFAULT, model::Config, tls::ClientTlsConfig};
 use crate::{

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use runbom_otlp::tls::{ClientTlsSettings, TlsVersion};
+use crate::transport::tls::{ClientTlsSettings, TlsVersion};
 use serde::Deserialize;
 
 use super::{
@@ -106,7 +106,7 @@ fn check_versions(
     max: Option<TlsVersion>,
     at: &Section,
 ) -> Result<(), ConfigError> {
-    runbom_otlp::tls::protocol_versions(min, max)
+    crate::transport::tls::protocol_versions(min, max)
         .map(drop)
         .map_err(|e| at.error(e))
 }

@@ -16,7 +16,7 @@ pub enum ExportError {
     Tls {
         exporter: &'static str,
         endpoint: String,
-        error: runbom_otlp::tls::TlsError,
+        error: crate::transport::tls::TlsError,
     },
     #[error("{exporter}: invalid header {name:?}: {reason}")]
     Header {
@@ -52,7 +52,7 @@ impl ExportError {
     #[must_use]
     pub fn retry_delay(&self) -> Option<Duration> {
         match self {
-            Self::Grpc { status, .. } => runbom_otlp::rpc::retry_delay(status),
+            Self::Grpc { status, .. } => crate::transport::rpc::retry_delay(status),
             Self::HttpStatus { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -70,7 +70,9 @@ impl ExportError {
                 | tonic::Code::Unavailable
                 | tonic::Code::DataLoss => true,
                 // Only a server that says when to come back may be retried.
-                tonic::Code::ResourceExhausted => runbom_otlp::rpc::retry_delay(status).is_some(),
+                tonic::Code::ResourceExhausted => {
+                    crate::transport::rpc::retry_delay(status).is_some()
+                }
                 _ => false,
             },
             Self::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use runbom_otlp::tls::ClientTlsSettings;
+use crate::transport::tls::ClientTlsSettings;
 use serde::{Deserialize, de::IgnoredAny};
 
 use super::{

@@ -1,6 +1,6 @@
 //! OTLP/gRPC exporter (tonic), over TLS (rustls, through hyper-rustls's connector) unless
 //! the configuration asks for plain text (see
-//! [`ClientTlsSettings::grpc_uses_tls`](runbom_otlp::tls::ClientTlsSettings::grpc_uses_tls)).
+//! [`ClientTlsSettings::grpc_uses_tls`](crate::transport::tls::ClientTlsSettings::grpc_uses_tls)).
 
 use bytes::Bytes;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
@@ -13,13 +13,14 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use runbom_otlp::{codec::EncodedCodec, signal::Signal, tls::TlsError};
+use runbom_otlp::signal::Signal;
 
 use super::{
     error::{ExportError, status_causes, tls_hint},
     export::{ExportFuture, Exporter},
     network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
 };
+use crate::transport::{codec::EncodedCodec, tls::TlsError};
 
 /// The `Export` methods of the three OTLP collector services.
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";

@@ -67,7 +67,7 @@ mod tests {
     use prost::Message as _;
 
     use super::*;
-    use runbom_otlp::rpc;
+    use crate::transport::rpc;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {

@@ -1,7 +1,7 @@
 //! The `otlp` receiver (the Collector's section, accepted as it is): its configuration, its
 //! checks, and its servers ([`super::serve_grpc`], [`super::serve_http`]).
 
-use runbom_otlp::tls::ServerTlsSettings;
+use crate::transport::tls::ServerTlsSettings;
 use serde::{Deserialize, de::IgnoredAny};
 use tokio::net::TcpListener;
 use tracing::{info, warn};

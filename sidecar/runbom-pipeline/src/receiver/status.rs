@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::transport::rpc::{self as pb, RETRY_INFO_TYPE};
 use prost::Message as _;
-use runbom_otlp::rpc::{self as pb, RETRY_INFO_TYPE};
 
 use crate::ingest::Refusal;
 
