@@ -12,7 +12,9 @@ monitors off, the two-tier node agent, every privilege option) the chart must:
   against tests/schemas/prometheus-operator-v1.json, the CRDs' own openAPIV3Schema (strict);
 - render a runbom configuration that `runbom validate` accepts (the binary the other tests use:
   $RUNBOM_BIN, or $CARGO_TARGET_DIR/debug/runbom, or target/debug/runbom);
-- and say what it promises: the capabilities, mounts, RBAC, Service policy, probes.
+- and say what it promises: the capabilities, mounts, RBAC, Service policy, probes;
+- and, as root, the rendered configuration runs: runbom starts on it with the real probes and
+  answers the chart's probe paths on POD_IP:adminPort and OTLP on the Service's ports.
 
     cargo build -p runbom && .venv/bin/python -m pytest -q tests/test_helm.py
 """
@@ -21,7 +23,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -350,3 +356,103 @@ def test_two_bom_sources_are_refused() -> None:
                                             "existingConfigMap": {"name": "x"}}}},
                          name=RELEASE, namespace=NAMESPACE)
     assert "set one of inline, existingConfigMap.name, builtin" in str(e.value)
+
+
+def test_readme_install_commands_match_the_chart() -> None:
+    """The README's "Install on Kubernetes": its helm command renders, and the endpoint it
+    tells agents to use is the one the chart's Service and NOTES give."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Install on Kubernetes", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = block.replace("\\\n", " ").strip().splitlines()
+    assert len(commands) == 4, commands
+    helm_cmd = next(c.split() for c in commands if c.startswith("helm install"))
+    release, namespace = helm_cmd[2], helm_cmd[helm_cmd.index("-n") + 1]
+    values: dict[str, Any] = {}
+    for i, word in enumerate(helm_cmd):
+        if word == "--set":
+            values = _deep_merge(values, helm.parse_set_string(helm_cmd[i + 1]))
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(values)
+        out = chart.render(values, name=release, namespace=namespace, is_install=True)
+    docs = [d for p, t in out.items() if not p.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(t) if d]
+    svc = next(d for d in docs if d["kind"] == "Service")
+    endpoint = f"http://{svc['metadata']['name']}.{namespace}.svc:4318"
+    assert f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}" in section
+    assert endpoint in out["runbom/templates/NOTES.txt"]
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    assert f"daemonset/{ds['metadata']['name']}" in block
+    assert any(v.get("configMap", {}).get("name") == "agent-bom"
+               for v in ds["spec"]["template"]["spec"]["volumes"])
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(
+            out.get(k), dict) else v
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runbom run loads eBPF probes: needs root")
+def test_the_rendered_configuration_runs_and_answers_the_probes(tmp_path: Path) -> None:
+    assert RUNBOM.exists(), f"{RUNBOM} is missing: cargo build -p runbom (or set RUNBOM_BIN)"
+    grpc, http, admin = free_port(), free_port(), free_port()
+    values = with_inline_bom({"config": {"otlp": {"host": "127.0.0.1", "grpcPort": grpc,
+                                                  "httpPort": http}, "adminPort": admin}})
+    with helm.Chart.load(str(CHART)) as chart:
+        out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = [d for p, t in out.items() if not p.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(t) if d]
+    config = next(d for d in docs if d["kind"] == "ConfigMap"
+                  and d["metadata"]["name"] == f"{RELEASE}-runbom")["data"]["runbom.yaml"]
+    (tmp_path / "bom.cdx.json").write_text(BOM.read_text())
+    (tmp_path / "runbom.yaml").write_text(
+        config.replace("/etc/runbom/bom/bom.cdx.json", str(tmp_path / "bom.cdx.json")))
+    container = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"][
+        "containers"][0]
+    log_path = tmp_path / "runbom.log"
+    with open(log_path, "wb") as log:
+        args = [a.replace("/etc/runbom/runbom.yaml", str(tmp_path / "runbom.yaml"))
+                for a in container["args"]]
+        assert args != container["args"]
+        runbom = subprocess.Popen(
+            [str(RUNBOM), *args],
+            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env={**os.environ, "POD_IP": "127.0.0.1"})
+        try:
+            deadline = time.monotonic() + 30
+            while b"runbom is running" not in log_path.read_bytes():
+                assert runbom.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "runbom did not start"
+                time.sleep(0.05)
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"]:
+                path = container[probe]["httpGet"]["path"]
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}{path}", timeout=5) as r:
+                    assert r.status == 200, (probe, path)
+            span = {"resourceSpans": [{"resource": {"attributes": [
+                {"key": "service.name", "value": {"stringValue": "helm-test"}}]},
+                "scopeSpans": [{"spans": [{
+                    "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                    "name": "probe", "kind": 1, "startTimeUnixNano": str(time.time_ns()),
+                    "endTimeUnixNano": str(time.time_ns())}]}]}]}
+            req = urllib.request.Request(f"http://127.0.0.1:{http}/v1/traces",
+                                         data=json.dumps(span).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                assert r.status == 200
+            socket.create_connection(("127.0.0.1", grpc), timeout=5).close()
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
+                metrics = r.read().decode()
+            assert 'runbom_receiver_accepted_items_total{receiver="otlp",signal="traces"} 1' \
+                in metrics, metrics
+        finally:
+            runbom.send_signal(signal.SIGTERM)
+            assert runbom.wait(timeout=40) == 0, log_path.read_text()[-3000:]
