@@ -20,6 +20,9 @@
 # sidecar/runbom-loadgen/bom.cdx.json, which declares everything the load uses: no drift;
 # AIBOM_BOM=builtin:reference-agent makes every trace drift and raise an alert). With
 # PEER=aibom every request carries new trace ids (runbom-loadgen --unique-traces).
+# PEER=baseline compares this build with another runbom binary, BASELINE_RUNBOM=/path/to/runbom
+# (e.g. built from an earlier commit), on the same configuration (otlp → batch → nop; with
+# AIBOM=1 both run otlp → aibom → batch → nop): a before/after check of a change.
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -33,6 +36,8 @@ SPANS=${SPANS:-100}
 GZIP=${GZIP:-0}
 PEER=${PEER:-rotel}
 AIBOM_BOM=${AIBOM_BOM:-$PWD/sidecar/runbom-loadgen/bom.cdx.json}
+AIBOM=${AIBOM:-0}
+BASELINE_RUNBOM=${BASELINE_RUNBOM:-}
 PY=.venv/bin/python
 
 say() { printf '[bench-pipeline] %s\n' "$*" >&2; }
@@ -51,6 +56,11 @@ say "building release binaries (runbom, runbom-loadgen)"
 cargo build --release --quiet -p runbom -p runbom-loadgen
 RUNBOM=target/release/runbom
 LOADGEN=target/release/runbom-loadgen
+
+if [ "$PEER" = baseline ] && [ ! -x "$BASELINE_RUNBOM" ]; then
+    say "PEER=baseline needs BASELINE_RUNBOM=/path/to/an/other/runbom (got '${BASELINE_RUNBOM}')"
+    exit 1
+fi
 
 OUT=${OUT:-$(mktemp -d /tmp/bench-pipeline.XXXXXX)}
 mkdir -p "$OUT"
@@ -94,7 +104,8 @@ stop_server() {
 }
 
 start_runbom() {
-    local port=$1 admin=$2 dir=$3 aibom=${4:-}
+    local port=$1 admin=$2 dir=$3 aibom=${4:-} binary=${5:-$RUNBOM}
+    [ "$AIBOM" = 1 ] && aibom=aibom
     local processors="batch" extra_processors="" extra_pipelines=""
     if [ -n "$aibom" ]; then
         processors="aibom, batch"
@@ -125,13 +136,17 @@ service:
       exporters: [nop]
 $extra_pipelines
 EOF
-    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$RUNBOM" run --config "$dir/runbom.yaml" \
+    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$binary" run --config "$dir/runbom.yaml" \
         > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
     server_pid=$!
 }
 
 start_aibom() {
     start_runbom "$1" "$2" "$3" aibom
+}
+
+start_baseline() {
+    start_runbom "$1" "$2" "$3" "" "$BASELINE_RUNBOM"
 }
 
 start_rotel() {
@@ -162,7 +177,7 @@ run_one() {
     [ "$GZIP" = 1 ] && load_flags=(--gzip)
     # The aibom processor keeps state per trace (alerts are deduplicated per trace): every
     # request brings new traces, as an agent's would.
-    [ "$PEER" = aibom ] && load_flags+=(--unique-traces)
+    if [ "$PEER" = aibom ] || [ "$AIBOM" = 1 ]; then load_flags+=(--unique-traces); fi
     "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
         --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --spans "$SPANS" \
         --duration "$DURATION" --warmup "$WARMUP" "${load_flags[@]}" --json \
