@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Ingest, ProcessorSpec, SignalKind, Telemetry,
     config::section::{ConfigError, Section},
-    exporter::{BoxExporter, ExportError, network::SendingQueue},
+    exporter::{BoxExporter, ExportError, queue::SendingQueue},
     processor::ProcessorError,
     receiver::ReceiverError,
 };

@@ -8,7 +8,7 @@ use super::model::Config;
 use crate::{
     GraphSettings, PipelineSpec, ProcessorSpec,
     component::SpecContext,
-    exporter::{ExportError, network::QueueSizer},
+    exporter::{ExportError, queue::QueueSizer},
     processor::ProcessorError,
     receiver::{ReceiverError, ebpf::host_name},
 };

@@ -12,6 +12,7 @@ pub mod network;
 pub mod nop;
 pub mod otlp;
 pub mod otlphttp;
+pub mod queue;
 pub mod retry;
 pub mod stage;
 
