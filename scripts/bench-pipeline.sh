@@ -24,6 +24,9 @@
 # second runbom over OTLP/gRPC (otlp → batch → otlp exporter → runbom: otlp → nop); the
 # forwarder's CPU is measured, the second runbom's is not. This is the setup the gRPC exporter's
 # encode-once change was measured in (docs/benchmarks.md).
+# PEER=baseline compares this build with another runbom binary, BASELINE_RUNBOM=/path/to/runbom
+# (e.g. built from an earlier commit), on the same configuration (otlp → batch → nop; with
+# AIBOM=1 both run otlp → aibom → batch → nop): a before/after check of a change.
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -37,6 +40,8 @@ SPANS=${SPANS:-100}
 GZIP=${GZIP:-0}
 PEER=${PEER:-rotel}
 AIBOM_BOM=${AIBOM_BOM:-$PWD/sidecar/runbom-loadgen/bom.cdx.json}
+AIBOM=${AIBOM:-0}
+BASELINE_RUNBOM=${BASELINE_RUNBOM:-}
 PY=.venv/bin/python
 
 say() { printf '[bench-pipeline] %s\n' "$*" >&2; }
@@ -56,6 +61,11 @@ cargo build --release --quiet -p runbom -p runbom-loadgen
 TARGET=${CARGO_TARGET_DIR:-target}
 RUNBOM=$TARGET/release/runbom
 LOADGEN=$TARGET/release/runbom-loadgen
+
+if [ "$PEER" = baseline ] && [ ! -x "$BASELINE_RUNBOM" ]; then
+    say "PEER=baseline needs BASELINE_RUNBOM=/path/to/an/other/runbom (got '${BASELINE_RUNBOM}')"
+    exit 1
+fi
 
 OUT=${OUT:-$(mktemp -d /tmp/bench-pipeline.XXXXXX)}
 mkdir -p "$OUT"
@@ -103,7 +113,8 @@ stop_server() {
 }
 
 start_runbom() {
-    local port=$1 admin=$2 dir=$3 aibom=${4:-} forward_to=${5:-}
+    local port=$1 admin=$2 dir=$3 aibom=${4:-} binary=${5:-$RUNBOM} forward_to=${6:-}
+    [ "$AIBOM" = 1 ] && aibom=aibom
     local processors="batch" extra_processors="" extra_pipelines="" exporter="nop"
     local extra_exporters=""
     if [ -n "$aibom" ]; then
@@ -140,7 +151,7 @@ service:
       exporters: [$exporter]
 $extra_pipelines
 EOF
-    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$RUNBOM" run --config "$dir/runbom.yaml" \
+    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$binary" run --config "$dir/runbom.yaml" \
         > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
     server_pid=$!
 }
@@ -155,14 +166,18 @@ start_forward() {
     sink=$(free_port)
     sink_admin=$(free_port)
     mkdir -p "$dir/sink"
-    start_runbom "$sink" "$sink_admin" "$dir/sink"
+    AIBOM=0 start_runbom "$sink" "$sink_admin" "$dir/sink"
     sink_pid=$server_pid
     if ! wait_port "$sink"; then
         say "the second runbom did not start listening on $sink; its output:"
         cat "$dir"/sink/*.std* >&2 || true
         exit 1
     fi
-    start_runbom "$port" "$admin" "$dir" "" "$sink"
+    start_runbom "$port" "$admin" "$dir" "" "$RUNBOM" "$sink"
+}
+
+start_baseline() {
+    start_runbom "$1" "$2" "$3" "" "$BASELINE_RUNBOM"
 }
 
 start_rotel() {
@@ -193,7 +208,7 @@ run_one() {
     [ "$GZIP" = 1 ] && load_flags=(--gzip)
     # The aibom processor keeps state per trace (alerts are deduplicated per trace): every
     # request brings new traces, as an agent's would.
-    [ "$PEER" = aibom ] && load_flags+=(--unique-traces)
+    if [ "$PEER" = aibom ] || [ "$AIBOM" = 1 ]; then load_flags+=(--unique-traces); fi
     "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
         --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --spans "$SPANS" \
         --duration "$DURATION" --warmup "$WARMUP" "${load_flags[@]}" --json \

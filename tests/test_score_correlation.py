@@ -1,7 +1,7 @@
 """Unit tests of tests/score_correlation.py (no runbom, no root): the reference agent runs once
 per mode without exporting (`run.py --otlp-protocol none`) to write a real ground truth, and
-exports are fabricated from it — a correct one, which must pass, and the four wrong ones of
-issue 21, which must fail: every event under the root, two conversations swapped, every event
+exports are fabricated from it — a correct one, which must pass, and four wrong ones that a
+recall-only scorer would pass, which must fail: every event under the root, two conversations swapped, every event
 duplicated, one extra kernel span.
 
     .venv/bin/pytest tests/test_score_correlation.py

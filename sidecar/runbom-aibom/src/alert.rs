@@ -11,10 +11,12 @@ use serde_json::Value;
 
 use crate::{
     bom::{DeclaredBom, IdentitySpec},
-    judge::{Earlier, Finding, Judged, View, depth, flag, is_step},
+    judged::{Earlier, Finding, Judged, depth, is_step},
     otlp::{any_str, kv_str, kv_strs, rfc3339},
     scrub,
     span::{Activity, attr},
+    verdict::flag,
+    view::View,
 };
 
 /// Scope name of the alerts' log records.

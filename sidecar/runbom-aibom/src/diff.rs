@@ -103,37 +103,35 @@ pub fn diff(
             first.first().map_or("?", String::as_str)
         )
     };
-    let mut record =
-        |d: &mut Diff, kind: Kind, name: &str, r: &str, hit: Option<String>, extra: String| {
-            match hit {
-                Some(decl) => {
-                    used.insert(decl.clone());
-                    d.matched.push(Item {
-                        kind: kind.as_str(),
-                        name: name.to_owned(),
-                        bom_ref: decl,
-                        detail: extra,
-                    });
-                }
-                None if kind == Kind::Agent
-                    || kind == Kind::Model
-                    || kind == Kind::Tool
-                    || in_scope(r) =>
-                {
-                    let mut det = detail(r);
-                    if !extra.is_empty() {
-                        det = format!("{extra}; {det}");
-                    }
-                    d.undeclared.push(Item {
-                        kind: kind.as_str(),
-                        name: name.to_owned(),
-                        bom_ref: r.to_owned(),
-                        detail: det,
-                    });
-                }
-                None => d.inventoried_only += 1,
+    let mut record = |d: &mut Diff,
+                      kind: Kind,
+                      name: &str,
+                      r: &str,
+                      hit: Option<String>,
+                      extra: &str| match hit {
+        Some(decl) => {
+            used.insert(decl.clone());
+            d.matched.push(Item {
+                kind: kind.as_str(),
+                name: name.to_owned(),
+                bom_ref: decl,
+                detail: extra.to_owned(),
+            });
+        }
+        None if kind == Kind::Agent || kind == Kind::Model || kind == Kind::Tool || in_scope(r) => {
+            let mut det = detail(r);
+            if !extra.is_empty() {
+                det = format!("{extra}; {det}");
             }
-        };
+            d.undeclared.push(Item {
+                kind: kind.as_str(),
+                name: name.to_owned(),
+                bom_ref: r.to_owned(),
+                detail: det,
+            });
+        }
+        None => d.inventoried_only += 1,
+    };
     for a in &observed.agents {
         let names: Vec<String> = a
             .matchers
@@ -155,7 +153,7 @@ pub fn diff(
             &a.name,
             &a.bom_ref,
             hit.map(|h| h.bom_ref.clone()),
-            String::new(),
+            "",
         );
     }
     for m in &observed.models {
@@ -177,7 +175,7 @@ pub fn diff(
             name,
             &m.bom_ref,
             hit.map(|h| h.bom_ref.clone()),
-            extra,
+            &extra,
         );
     }
     for t in &observed.tools {
@@ -188,7 +186,7 @@ pub fn diff(
             &t.name,
             &t.bom_ref,
             hit.map(|h| h.bom_ref.clone()),
-            String::new(),
+            "",
         );
         // Where the tool sent requests, against where it may (sanctioned tool abuse).
         if let Some(dt) = hit {
@@ -196,16 +194,11 @@ pub fn diff(
             for e in &t.endpoints {
                 let dest = dest_of(e);
                 let ok = dt.endpoints.iter().any(|de| de.matches(&dest))
-                    || declared
-                        .services
-                        .iter()
-                        .filter(|s| reach.contains(&s.bom_ref))
-                        .any(|s| s.endpoints.iter().any(|de| de.matches(&dest)))
-                    || declared
-                        .data
-                        .iter()
-                        .filter(|s| reach.contains(&s.bom_ref))
-                        .any(|s| s.endpoints.iter().any(|de| de.matches(&dest)));
+                    || declared.endpoints().any(|(r, kind, eps)| {
+                        kind != Kind::Tool
+                            && reach.contains(r)
+                            && eps.iter().any(|de| de.matches(&dest))
+                    });
                 if !ok {
                     d.undeclared.push(Item {
                         kind: "tool endpoint",
@@ -219,23 +212,8 @@ pub fn diff(
     }
     for s in &observed.services {
         for e in &s.endpoints {
-            let dest = dest_of(e);
-            let hit = declared
-                .services
-                .iter()
-                .map(|x| (&x.bom_ref, &x.endpoints))
-                .chain(declared.data.iter().map(|x| (&x.bom_ref, &x.endpoints)))
-                .chain(declared.tools.iter().map(|x| (&x.bom_ref, &x.endpoints)))
-                .find(|(_, eps)| eps.iter().any(|de| de.matches(&dest)))
-                .map(|(r, _)| r.clone());
-            record(
-                &mut d,
-                Kind::Service,
-                &e.raw,
-                &s.bom_ref,
-                hit,
-                String::new(),
-            );
+            let hit = owner(declared.endpoints(), e);
+            record(&mut d, Kind::Service, &e.raw, &s.bom_ref, hit, "");
         }
     }
     for data in &observed.data {
@@ -245,30 +223,17 @@ pub fn diff(
                 .iter()
                 .find(|dd| dd.paths.iter().any(|dp| p.starts_with(dp.as_str())))
                 .map(|x| x.bom_ref.clone());
-            record(
-                &mut d,
-                Kind::Data,
-                &format!("file://{p}"),
-                &data.bom_ref,
-                hit,
-                String::new(),
-            );
+            let name = format!("file://{p}");
+            record(&mut d, Kind::Data, &name, &data.bom_ref, hit, "");
         }
         for e in &data.endpoints {
-            let dest = dest_of(e);
-            let hit = declared
-                .data
-                .iter()
-                .find(|dd| dd.endpoints.iter().any(|de| de.matches(&dest)))
-                .map(|x| x.bom_ref.clone());
-            record(
-                &mut d,
-                Kind::Data,
-                &e.raw,
-                &data.bom_ref,
-                hit,
-                String::new(),
+            let hit = owner(
+                declared
+                    .endpoints()
+                    .filter(|(_, kind, _)| *kind == Kind::Data),
+                e,
             );
+            record(&mut d, Kind::Data, &e.raw, &data.bom_ref, hit, "");
         }
     }
     for p in &observed.programs {
@@ -279,7 +244,7 @@ pub fn diff(
                 .iter()
                 .find(|dp| dp.execs.iter().any(|dg| dg.matches(path)))
                 .map(|x| x.bom_ref.clone());
-            record(&mut d, Kind::Process, path, &p.bom_ref, hit, String::new());
+            record(&mut d, Kind::Process, path, &p.bom_ref, hit, "");
         }
     }
     for id in &observed.identities {
@@ -303,7 +268,7 @@ pub fn diff(
                 &spec.to_string(),
                 &id.bom_ref,
                 hit,
-                String::new(),
+                "",
             );
         }
     }
@@ -317,58 +282,28 @@ pub fn diff(
                 .filter(|x| declared.identities.iter().any(|i| i.bom_ref == *x)),
         );
     }
-    let all = declared
-        .agents
-        .iter()
-        .map(|x| (Kind::Agent, &x.bom_ref, x.name.clone()))
-        .chain(
-            declared
-                .models
-                .iter()
-                .map(|x| (Kind::Model, &x.bom_ref, x.name.as_str().to_owned())),
-        )
-        .chain(
-            declared
-                .tools
-                .iter()
-                .map(|x| (Kind::Tool, &x.bom_ref, x.name.clone())),
-        )
-        .chain(
-            declared
-                .services
-                .iter()
-                .map(|x| (Kind::Service, &x.bom_ref, x.name.clone())),
-        )
-        .chain(declared.data.iter().map(|x| {
-            (
-                Kind::Data,
-                &x.bom_ref,
-                x.names.first().cloned().unwrap_or_default(),
-            )
-        }))
-        .chain(
-            declared
-                .programs
-                .iter()
-                .map(|x| (Kind::Process, &x.bom_ref, x.name.clone())),
-        )
-        .chain(
-            declared
-                .identities
-                .iter()
-                .map(|x| (Kind::Identity, &x.bom_ref, x.name.clone())),
-        );
-    for (kind, r, name) in all {
+    for (kind, r, name) in declared.components() {
         if !closure.contains(r) {
             d.unused.push(Item {
                 kind: kind.as_str(),
-                name,
-                bom_ref: r.clone(),
+                name: name.to_owned(),
+                bom_ref: r.to_owned(),
                 detail: String::new(),
             });
         }
     }
     d
+}
+
+/// The first of `owners` (ref, kind, endpoints) whose endpoints cover the observed endpoint `e`.
+fn owner<'d>(
+    mut owners: impl Iterator<Item = (&'d str, Kind, &'d [Endpoint])>,
+    e: &Endpoint,
+) -> Option<String> {
+    let dest = dest_of(e);
+    owners
+        .find(|(_, _, eps)| eps.iter().any(|de| de.matches(&dest)))
+        .map(|(r, _, _)| r.to_owned())
 }
 
 /// An observed endpoint as a destination (`tcp://host:port` is a connection: no path).

@@ -1,342 +1,31 @@
 //! Judging one trace against the declared BOM: which agent each span runs under, which declared
 //! component it uses, and which drift flags it raises (contract §3). Pure: the processor calls
 //! [`judge_views`] on a trace (or on the late spans of one it released, with what it remembers
-//! of it as [`Earlier`]) and writes the result onto the spans.
+//! of it as [`Earlier`]) and writes the result onto the spans. What a span is to the judge is in
+//! [`crate::view`], what it concludes in [`crate::verdict`] and [`crate::judged`], and the rules
+//! of one declared workload in [`crate::rules`].
 
-use std::{sync::Arc, time::SystemTime};
+use std::time::SystemTime;
 
-use opentelemetry_proto::tonic::{
-    common::v1::{InstrumentationScope, KeyValue},
-    resource::v1::Resource,
-    trace::v1::Span,
-};
+use opentelemetry_proto::tonic::{common::v1::KeyValue, resource::v1::Resource};
 
 use crate::{
     baseline::{Baseline, Behaviour},
     bom::{DeclaredBom, Kind},
-    endpoint::{Dest, Endpoint},
-    otlp::{kv_bool, kv_str, kv_strs},
+    endpoint::Dest,
     pids::PidMap,
     rules::Judge,
-    span::{self, Activity, KERNEL_SCOPE, attr, attr_int},
+    span::{self, Activity, attr, attr_int},
+    verdict::{put, strip},
 };
-
-/// A resource as received, shared by the spans that came with it.
-#[derive(Debug, Default, PartialEq)]
-pub struct ResourceHeader {
-    pub resource: Option<Resource>,
-    pub schema_url: String,
-}
-
-/// An instrumentation scope as received, shared by its spans.
-#[derive(Debug, Default, PartialEq)]
-pub struct ScopeHeader {
-    pub scope: Option<InstrumentationScope>,
-    pub schema_url: String,
-}
-
-/// One span held apart from its request, with where it came from.
-#[derive(Clone, Debug)]
-pub struct Item {
-    pub resource: Arc<ResourceHeader>,
-    pub scope: Arc<ScopeHeader>,
-    pub span: Span,
-}
-
-impl Item {
-    /// The span as the judge sees it.
-    pub fn view(&mut self) -> View<'_> {
-        View::new(
-            self.resource.resource.as_ref(),
-            &self.resource.schema_url,
-            self.scope.scope.as_ref(),
-            &mut self.span,
-        )
-    }
-}
-
-/// One span being judged, wherever it sits: in a request passing through, or held.
-#[derive(Debug)]
-pub struct View<'a> {
-    pub resource: Option<&'a Resource>,
-    pub resource_schema: &'a str,
-    /// A kernel event's span (runbom's kernel scope or a `runbom.event` attribute).
-    kernel: bool,
-    /// The span's own `process.pid` and `process.user.id`.
-    pid: Option<u32>,
-    uid: Option<u32>,
-    /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
-    /// they are replaced.
-    stale: bool,
-    pub span: &'a mut Span,
-}
-
-impl<'a> View<'a> {
-    #[must_use]
-    pub fn new(
-        resource: Option<&'a Resource>,
-        resource_schema: &'a str,
-        scope: Option<&InstrumentationScope>,
-        span: &'a mut Span,
-    ) -> Self {
-        let mut kernel = scope.is_some_and(|s| s.name == KERNEL_SCOPE);
-        let (mut pid, mut uid, mut stale) = (None, None, false);
-        // One pass over the attributes for what every span needs.
-        for kv in &span.attributes {
-            let int = || span::int_value(kv).and_then(|v| u32::try_from(v).ok());
-            match kv.key.as_str() {
-                "runbom.event" => kernel |= span::str_value(kv).is_some(),
-                "process.pid" => pid = pid.or_else(int),
-                "process.user.id" => uid = uid.or_else(int),
-                k => stale |= k.starts_with("aibom."),
-            }
-        }
-        Self {
-            resource,
-            resource_schema,
-            kernel,
-            pid,
-            uid,
-            stale,
-            span,
-        }
-    }
-
-    #[must_use]
-    pub fn resource_attrs(&self) -> &[KeyValue] {
-        self.resource.map_or(&[], |r| r.attributes.as_slice())
-    }
-
-    #[must_use]
-    pub fn is_kernel(&self) -> bool {
-        self.kernel
-    }
-}
-
-/// Drift flags against the declared BOM.
-pub mod flag {
-    pub const UNDECLARED_MODEL: &str = "undeclared_model";
-    pub const UNDECLARED_TOOL: &str = "undeclared_tool";
-    pub const UNDECLARED_ENDPOINT: &str = "undeclared_endpoint";
-    pub const UNDECLARED_DATA_SOURCE: &str = "undeclared_data_source";
-    pub const UNDECLARED_EXEC: &str = "undeclared_exec";
-    pub const UNDECLARED_FILE: &str = "undeclared_file";
-}
-
-/// What the processor concluded about one span. Refs borrow from the BOM in force.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Verdict<'b> {
-    pub component: Option<(&'b str, Kind)>,
-    /// `Some(true)`: matched a declared component; `Some(false)`: AI-relevant or judged, and
-    /// undeclared.
-    pub declared: Option<bool>,
-    pub agent: Option<&'b str>,
-    pub drift: Vec<&'static str>,
-    pub reason: Option<String>,
-    /// What the finding is about (destination, path, model ...): one finding per subject.
-    pub subject: Option<String>,
-}
-
-/// A tool span as an alert shows it.
-#[derive(Clone, Copy, Debug)]
-pub struct ToolInfo<'x> {
-    pub name: &'x str,
-    pub span_id: &'x [u8],
-    pub component: Option<&'x str>,
-}
-
-/// The nearest tool span above a span: in the trace being judged, or one released earlier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ToolAt {
-    Here(usize),
-    Earlier(usize),
-}
-
-/// Everything judged about a trace, for the alerts' chains.
-#[derive(Debug)]
-pub struct Judged<'b> {
-    pub activities: Vec<Activity>,
-    pub verdicts: Vec<Verdict<'b>>,
-    pub parents: Vec<Option<usize>>,
-    /// The nearest tool span above (or at) each span.
-    pub tools: Vec<Option<ToolAt>>,
-    /// The declared agent (index into the BOM's agents) each span runs under.
-    pub agents: Vec<Option<usize>>,
-    pub uids: Vec<Option<u32>>,
-    /// The process of each span, when known.
-    pub pids: Vec<Option<u32>>,
-    /// The `env:` identities of the BOM whose variable the span's process has (empty when the
-    /// BOM declares none).
-    pub envs: Vec<Vec<String>>,
-    pub findings: Vec<Finding>,
-}
-
-impl Judged<'_> {
-    /// The tool span `t` refers to.
-    #[must_use]
-    pub fn tool<'x>(
-        &'x self,
-        items: &'x [View<'_>],
-        earlier: Option<&'x Earlier>,
-        t: ToolAt,
-    ) -> Option<ToolInfo<'x>> {
-        match t {
-            ToolAt::Here(h) => match &self.activities[h] {
-                Activity::Tool { name } => Some(ToolInfo {
-                    name,
-                    span_id: &items[h].span.span_id,
-                    component: self.verdicts[h]
-                        .component
-                        .map(|(r, _)| r)
-                        .filter(|r| !r.is_empty()),
-                }),
-                _ => None,
-            },
-            ToolAt::Earlier(e) => earlier.and_then(|x| x.tools.get(e)).map(|t| ToolInfo {
-                name: &t.name,
-                span_id: &t.span_id,
-                component: t.component.as_deref(),
-            }),
-        }
-    }
-}
-
-/// One drift finding: possibly several spans (the kernel `net.connect`, `http.request` and the
-/// HTTP client span of one request), reported once.
-#[derive(Clone, Debug)]
-pub struct Finding {
-    /// The span the alert points at.
-    pub offender: usize,
-    pub spans: Vec<usize>,
-    pub kinds: Vec<&'static str>,
-    pub reason: String,
-    pub agent: String,
-    pub tool: Option<ToolAt>,
-    pub subject: String,
-}
-
-/// What the judge needs besides the BOM.
-#[derive(Clone, Debug, Default)]
-pub struct JudgeSettings {
-    /// Destinations never judged: runbom's own receivers and what the configuration adds.
-    pub ignore: Vec<Endpoint>,
-}
-
-/// A tool span of a released trace.
-#[derive(Clone, Debug)]
-pub struct EarlierTool {
-    pub name: String,
-    pub span_id: Vec<u8>,
-    pub component: Option<String>,
-}
-
-/// A step of a released trace's chain (see [`crate::alert::chain`]).
-#[derive(Clone, Debug)]
-pub struct EarlierStep {
-    pub start: u64,
-    pub depth: u16,
-    pub activity: Activity,
-    pub uid: Option<u32>,
-}
-
-/// What the processor remembers of a trace it released: per span, its agent and nearest tool
-/// (so late spans below it are judged in context), and the chain's steps.
-#[derive(Clone, Debug, Default)]
-pub struct Earlier {
-    /// `(span id, agent, tool)`, in release order.
-    pub spans: Vec<([u8; 8], Option<usize>, Option<usize>)>,
-    pub tools: Vec<EarlierTool>,
-    pub steps: Vec<EarlierStep>,
-}
-
-impl Earlier {
-    fn find(&self, span_id: &[u8]) -> Option<(Option<usize>, Option<usize>)> {
-        let id: [u8; 8] = span_id.try_into().ok()?;
-        self.spans
-            .iter()
-            .rev()
-            .find(|(s, _, _)| *s == id)
-            .map(|(_, a, t)| (*a, *t))
-    }
-
-    /// Spans remembered.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
-    /// Remembers what `judged` found about `items` (moving the activities out of it).
-    pub fn remember(&mut self, items: &[View<'_>], judged: &mut Judged<'_>) {
-        let activities = std::mem::take(&mut judged.activities);
-        let mut local_tools: Vec<Option<usize>> = vec![None; items.len()];
-        for (i, act) in activities.into_iter().enumerate() {
-            let span = &*items[i].span;
-            if let Activity::Tool { name } = &act {
-                local_tools[i] = Some(self.tools.len());
-                self.tools.push(EarlierTool {
-                    name: name.clone(),
-                    span_id: span.span_id.clone(),
-                    component: judged.verdicts[i].component.map(|(r, _)| r.to_owned()),
-                });
-            }
-            if is_step(&act, items[i].is_kernel()) {
-                self.steps.push(EarlierStep {
-                    start: span.start_time_unix_nano,
-                    depth: u16::try_from(depth(&judged.parents, i)).unwrap_or(u16::MAX),
-                    activity: act,
-                    uid: judged.uids[i],
-                });
-            }
-        }
-        for (i, it) in items.iter().enumerate() {
-            let Ok(id) = <[u8; 8]>::try_from(it.span.span_id.as_slice()) else {
-                continue;
-            };
-            let tool = judged.tools[i].and_then(|t| match t {
-                ToolAt::Here(h) => local_tools[h],
-                ToolAt::Earlier(e) => Some(e),
-            });
-            self.spans.push((id, judged.agents[i], tool));
-        }
-    }
-}
-
-/// Whether a span is a step of an alert's chain (connections and captured requests are shown
-/// by the application's own spans; plain internal spans, DNS and listeners are not steps).
-#[must_use]
-pub fn is_step(act: &Activity, kernel: bool) -> bool {
-    match act {
-        Activity::Agent { .. }
-        | Activity::Tool { .. }
-        | Activity::Db { .. }
-        | Activity::File { .. }
-        | Activity::Exec { .. } => true,
-        Activity::Model { .. } | Activity::Http { .. } => !kernel,
-        Activity::Connect { .. }
-        | Activity::Dns { .. }
-        | Activity::Accept { .. }
-        | Activity::Other => false,
-    }
-}
-
-/// How many spans of the trace are above span `i`.
-#[must_use]
-pub fn depth(parents: &[Option<usize>], mut i: usize) -> usize {
-    let mut d = 0;
-    while let Some(p) = parents[i] {
-        d += 1;
-        i = p;
-        if d > parents.len() {
-            break;
-        }
-    }
-    d
-}
+// What the judge takes and gives, named where callers look for it (`judge::JudgeSettings`).
+pub use crate::{
+    judged::{
+        Earlier, EarlierStep, EarlierTool, Finding, Judged, ToolAt, ToolInfo, depth, is_step,
+    },
+    verdict::{JudgeSettings, Verdict, flag, write},
+    view::{Item, ResourceHeader, ScopeHeader, View},
+};
 
 /// Judges `items` (one trace) and writes the `aibom.*` attributes onto their spans.
 pub fn judge<'b>(
@@ -371,7 +60,7 @@ pub fn judge_views<'b>(
         .iter()
         .map(|it| span::classify(&it.span.attributes, &it.span.name, it.is_kernel()))
         .collect();
-    let pid_list: Vec<Option<u32>> = items.iter().map(pid_of).collect();
+    let pid_list: Vec<Option<u32>> = items.iter().map(View::pid).collect();
     let uids = learn_processes(pids, items, &activities, &pid_list);
     let parents = parents(items);
     let outer = outer(items, &parents, earlier);
@@ -442,7 +131,7 @@ pub fn judge_views<'b>(
     }
     let findings = findings(items, &activities, &verdicts, &tools);
     for (i, (it, v)) in items.iter_mut().zip(&verdicts).enumerate() {
-        if it.stale {
+        if it.is_stale() {
             strip(&mut it.span.attributes);
         }
         let identities = envs.get(i).map_or(&[][..], Vec::as_slice);
@@ -500,7 +189,7 @@ fn learn_processes(
     activities: &[Activity],
     pid_list: &[Option<u32>],
 ) -> Vec<Option<u32>> {
-    let uids: Vec<Option<u32>> = items.iter().map(|it| it.uid).collect();
+    let uids: Vec<Option<u32>> = items.iter().map(View::uid).collect();
     for (i, it) in items.iter().enumerate() {
         let Some(pid) = pid_list[i] else { continue };
         if it.is_kernel() {
@@ -687,12 +376,6 @@ fn agents(
     agents
 }
 
-fn pid_of(it: &View<'_>) -> Option<u32> {
-    it.pid.or_else(|| {
-        attr_int(it.resource_attrs(), "process.pid").and_then(|p| u32::try_from(p).ok())
-    })
-}
-
 /// For each span, the value of the nearest span above it (or itself) that has one; a span
 /// whose parent is not here starts from `outer`.
 fn inherit<T: Copy>(
@@ -849,56 +532,4 @@ fn rank(items: &[View<'_>], activities: &[Activity], i: usize) -> (u8, u64) {
         0
     };
     (class, items[i].span.start_time_unix_nano)
-}
-
-/// Replaces any `aibom.*` attributes with the verdict's (contract §3).
-pub fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
-    if attrs.iter().any(|kv| kv.key.starts_with("aibom.")) {
-        strip(attrs);
-    }
-    put(attrs, v, serial, &[]);
-}
-
-fn strip(attrs: &mut Vec<KeyValue>) {
-    attrs.retain(|kv| !kv.key.starts_with("aibom."));
-}
-
-/// Adds the verdict's `aibom.*` attributes (none are there), and the `env:` identities
-/// (variable names) the span's process presents.
-fn put(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str, identities: &[String]) {
-    attrs.reserve_exact(
-        usize::from(!serial.is_empty())
-            + 2 * usize::from(v.component.is_some())
-            + usize::from(v.declared.is_some())
-            + 2 * usize::from(v.agent.is_some())
-            + 2 * usize::from(!v.drift.is_empty())
-            + usize::from(!identities.is_empty()),
-    );
-    if !serial.is_empty() {
-        attrs.push(kv_str("aibom.bom.serial_number", serial));
-    }
-    if let Some((r, kind)) = &v.component {
-        if !r.is_empty() {
-            attrs.push(kv_str("aibom.component.ref", r));
-        }
-        attrs.push(kv_str("aibom.component.kind", kind.as_str()));
-    }
-    if let Some(d) = v.declared {
-        attrs.push(kv_bool("aibom.declared", d));
-    }
-    if let Some(a) = v.agent {
-        attrs.push(kv_str("aibom.agent.ref", a));
-        attrs.push(kv_bool("aibom.drift", !v.drift.is_empty()));
-    }
-    if !v.drift.is_empty() {
-        let kinds: Vec<String> = v.drift.iter().map(|s| (*s).to_owned()).collect();
-        attrs.push(kv_strs("aibom.drift.kinds", &kinds));
-        if let Some(r) = &v.reason {
-            attrs.push(kv_str("aibom.drift.reason", &crate::scrub::text(r, 1024)));
-        }
-    }
-    if !identities.is_empty() {
-        let specs: Vec<String> = identities.iter().map(|n| format!("env:{n}")).collect();
-        attrs.push(kv_strs("aibom.identities", &specs));
-    }
 }

@@ -1,12 +1,14 @@
-//! runbom's AI-BOM processor (issue 5).
+//! runbom's AI-BOM processor (`docs/aibom.md`).
 //!
-//! - [`bom`]: the declared CycloneDX AI-BOM (`shared/spec/declared-bom.md`), with errors that
+//! - [`bom`]: the declared CycloneDX AI-BOM (`docs/declared-bom.md`), with errors that
 //!   name the JSON path; [`reload`] keeps it current and keeps the last good one.
 //! - [`span`]: what a span is, across the GenAI, OpenInference and OpenLLMetry families and
 //!   runbom's kernel events; [`endpoint`] and [`glob`]: the matching rules.
 //! - [`judge`]: one trace against the BOM: the `aibom.*` attributes and drift flags
-//!   (telemetry contract §3); [`alert`]: one log record per finding with the execution chain
-//!   (§4); [`processor`]: spans held per trace for `wait`, bounded, then judged and released.
+//!   (`docs/telemetry-contract.md` §3). It reads each span's [`view`], concludes a [`verdict`] per span
+//!   by the declared workload's [`rules`], and returns what it [`judged`] of the trace.
+//! - [`alert`]: one log record per finding with the execution chain (§4); [`processor`]: spans
+//!   held per trace for `wait`, bounded, then judged and released.
 //! - [`baseline`]: the learned behavioural baseline per agent and its `baseline_*` flags.
 //! - [`observed`]: the runtime BOM of what was seen, from the file exporter's OTLP/JSON;
 //!   [`diff`]: declared against observed.
@@ -19,6 +21,7 @@ pub mod diff;
 pub mod endpoint;
 pub mod glob;
 pub mod judge;
+pub mod judged;
 pub mod observed;
 pub mod otlp;
 pub mod pids;
@@ -27,6 +30,8 @@ pub mod reload;
 pub mod rules;
 pub mod scrub;
 pub mod span;
+pub mod verdict;
+pub mod view;
 
 pub use bom::{BomError, DeclaredBom, Kind};
 pub use processor::{Processor, Released, Settings, Stats};

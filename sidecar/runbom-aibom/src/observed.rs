@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::{
     bom::Kind,
     endpoint::Dest,
-    otlp::rfc3339,
+    otlp::{self, rfc3339},
     scrub,
     span::{self, Activity, KERNEL_SCOPE, attr, attr_int},
 };
@@ -175,10 +175,7 @@ impl Inventory {
 
     pub fn add_traces(&mut self, req: &ExportTraceServiceRequest) {
         for rs in &req.resource_spans {
-            let res = rs
-                .resource
-                .as_ref()
-                .map_or(&[][..], |r| r.attributes.as_slice());
+            let res = otlp::resource_attrs(rs.resource.as_ref());
             for ss in &rs.scope_spans {
                 let kernel = ss.scope.as_ref().is_some_and(|s| s.name == KERNEL_SCOPE);
                 for s in &ss.spans {
@@ -203,10 +200,7 @@ impl Inventory {
 
     pub fn add_logs(&mut self, req: &ExportLogsServiceRequest) {
         for rl in &req.resource_logs {
-            let res = rl
-                .resource
-                .as_ref()
-                .map_or(&[][..], |r| r.attributes.as_slice());
+            let res = otlp::resource_attrs(rl.resource.as_ref());
             for sl in &rl.scope_logs {
                 for l in &sl.log_records {
                     let event = attr(&l.attributes, "event.name").unwrap_or(&l.event_name);

@@ -1,6 +1,9 @@
 //! Small OTLP helpers: attribute constructors and times as people read them.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::{
+    common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value},
+    resource::v1::Resource,
+};
 
 #[must_use]
 pub fn any_str(s: &str) -> AnyValue {
@@ -47,6 +50,12 @@ pub fn kv_strs(key: &str, values: &[String]) -> KeyValue {
             })),
         }),
     }
+}
+
+/// A resource's attributes (none without a resource).
+#[must_use]
+pub fn resource_attrs(resource: Option<&Resource>) -> &[KeyValue] {
+    resource.map_or(&[], |r| r.attributes.as_slice())
 }
 
 /// Unix nanoseconds as RFC 3339 UTC with milliseconds (`2026-11-27T04:10:00.123Z`).

@@ -32,8 +32,11 @@ use crate::{
     alert,
     baseline::Baseline,
     bom::DeclaredBom,
-    judge::{self, Earlier, Item, JudgeSettings, ResourceHeader, ScopeHeader, View},
+    judge,
+    judged::{Earlier, Judged},
     pids::PidMap,
+    verdict::JudgeSettings,
+    view::{Item, ResourceHeader, ScopeHeader, View},
 };
 
 #[derive(Clone, Debug)]
@@ -568,7 +571,7 @@ impl Remembered {
         self.traces.get(k)
     }
 
-    fn remember(&mut self, k: TraceKey, items: &[View<'_>], judged: &mut judge::Judged<'_>) {
+    fn remember(&mut self, k: TraceKey, items: &[View<'_>], judged: &mut Judged<'_>) {
         let e = self.traces.entry(k).or_insert_with(|| {
             self.order.push_back(k);
             Earlier::default()

@@ -6,9 +6,9 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use crate::{
     bom::{DeclaredBom, Kind},
-    endpoint::{Dest, Endpoint},
-    judge::{JudgeSettings, Verdict, flag},
+    endpoint::Dest,
     span::{Activity, attr},
+    verdict::{JudgeSettings, Verdict, flag},
 };
 
 pub(crate) struct Judge<'a, 's> {
@@ -102,6 +102,34 @@ impl<'a> Judge<'a, '_> {
         self.bom.allowed(self.agent, r)
     }
 
+    /// `what` is declared as `r`, but not for this agent.
+    fn declared_not_for(
+        &self,
+        flag: &'static str,
+        what: &str,
+        r: &str,
+        subject: String,
+    ) -> Verdict<'a> {
+        drift(
+            flag,
+            format!("{what} is declared as {r} but not for {}", self.agent),
+            subject,
+        )
+    }
+
+    /// The agent `did` something with `r`, which is declared, but not for it.
+    fn used_not_for(&self, flag: &'static str, did: &str, r: &str, subject: String) -> Verdict<'a> {
+        drift(
+            flag,
+            format!(
+                "{} {did}, declared as {r} but not for {}",
+                self.agent_name(),
+                self.agent
+            ),
+            subject,
+        )
+    }
+
     fn model(&self, model: Option<&str>, provider: Option<&str>) -> Verdict<'a> {
         let Some(model) = model else {
             return Verdict::default();
@@ -121,14 +149,10 @@ impl<'a> Judge<'a, '_> {
         };
         match by_name().find(|m| fits(m)) {
             Some(m) if self.allowed(&m.bom_ref) => found(&m.bom_ref, Kind::Model),
-            Some(m) => drift(
+            Some(m) => self.declared_not_for(
                 flag::UNDECLARED_MODEL,
-                format!(
-                    "{} is declared as {} but not for {}",
-                    shown(),
-                    m.bom_ref,
-                    self.agent
-                ),
+                &shown(),
+                &m.bom_ref,
                 model.to_owned(),
             ),
             None => match by_name().next() {
@@ -157,12 +181,10 @@ impl<'a> Judge<'a, '_> {
     fn tool(&self, name: &str) -> Verdict<'a> {
         match self.bom.tools.iter().find(|t| t.name == name) {
             Some(t) if self.allowed(&t.bom_ref) => found(&t.bom_ref, Kind::Tool),
-            Some(t) => drift(
+            Some(t) => self.declared_not_for(
                 flag::UNDECLARED_TOOL,
-                format!(
-                    "tool {name} is declared as {} but not for {}",
-                    t.bom_ref, self.agent
-                ),
+                &format!("tool {name}"),
+                &t.bom_ref,
                 name.to_owned(),
             ),
             None => drift(
@@ -193,7 +215,7 @@ impl<'a> Judge<'a, '_> {
             let none = std::collections::BTreeSet::new();
             let reach = self.bom.reach(&t.bom_ref).unwrap_or(&none);
             let mut declared = Vec::new();
-            for (r, kind, eps) in self.endpoints() {
+            for (r, kind, eps) in self.bom.endpoints() {
                 if !reach.contains(r) {
                     continue;
                 }
@@ -222,46 +244,23 @@ impl<'a> Judge<'a, '_> {
                 subject(),
             );
         }
-        let who = || self.agent_name();
         match self
+            .bom
             .endpoints()
             .find(|(_, _, eps)| eps.iter().any(|e| e.matches(dest)))
         {
             Some((r, kind, _)) if self.allowed(r) => found(r, kind),
-            Some((r, _, _)) => drift(
+            Some((r, _, _)) => self.used_not_for(flag::UNDECLARED_ENDPOINT, &did(), r, subject()),
+            None => drift(
                 flag::UNDECLARED_ENDPOINT,
                 format!(
-                    "{} {}, declared as {r} but not for {}",
-                    who(),
-                    did(),
-                    self.agent
+                    "{} {}, an endpoint the BOM does not declare",
+                    self.agent_name(),
+                    did()
                 ),
                 subject(),
             ),
-            None => drift(
-                flag::UNDECLARED_ENDPOINT,
-                format!("{} {}, an endpoint the BOM does not declare", who(), did()),
-                subject(),
-            ),
         }
-    }
-
-    /// Every declared endpoint list with its owner: services, data sources, then tools.
-    fn endpoints(&self) -> impl Iterator<Item = (&'a str, Kind, &'a [Endpoint])> + 'a {
-        let b = self.bom;
-        b.services
-            .iter()
-            .map(|s| (s.bom_ref.as_str(), Kind::Service, s.endpoints.as_slice()))
-            .chain(
-                b.data
-                    .iter()
-                    .map(|d| (d.bom_ref.as_str(), Kind::Data, d.endpoints.as_slice())),
-            )
-            .chain(
-                b.tools
-                    .iter()
-                    .map(|t| (t.bom_ref.as_str(), Kind::Tool, t.endpoints.as_slice())),
-            )
     }
 
     fn db(
@@ -292,14 +291,10 @@ impl<'a> Judge<'a, '_> {
         );
         match hit {
             Some(d) if self.allowed(&d.bom_ref) => found(&d.bom_ref, Kind::Data),
-            Some(d) => drift(
+            Some(d) => self.used_not_for(
                 flag::UNDECLARED_DATA_SOURCE,
-                format!(
-                    "{} queried the {what}, declared as {} but not for {}",
-                    self.agent_name(),
-                    d.bom_ref,
-                    self.agent
-                ),
+                &format!("queried the {what}"),
+                &d.bom_ref,
                 what,
             ),
             None => {
@@ -366,22 +361,20 @@ impl<'a> Judge<'a, '_> {
             .iter()
             .filter(|p| p.execs.iter().any(|g| g.matches(path)))
             .collect();
-        match hits.iter().find(|p| self.allowed(&p.bom_ref)) {
-            Some(p) => found(&p.bom_ref, Kind::Process),
-            None => drift(
+        match (hits.iter().find(|p| self.allowed(&p.bom_ref)), hits.first()) {
+            (Some(p), _) => found(&p.bom_ref, Kind::Process),
+            (None, Some(p)) => self.used_not_for(
                 flag::UNDECLARED_EXEC,
-                match hits.first() {
-                    Some(p) => format!(
-                        "{} executed {path}, declared as {} but not for {}",
-                        self.agent_name(),
-                        p.bom_ref,
-                        self.agent
-                    ),
-                    None => format!(
-                        "{} executed {path}, which no runbom:exec of the BOM allows",
-                        self.agent_name()
-                    ),
-                },
+                &format!("executed {path}"),
+                &p.bom_ref,
+                path.to_owned(),
+            ),
+            (None, None) => drift(
+                flag::UNDECLARED_EXEC,
+                format!(
+                    "{} executed {path}, which no runbom:exec of the BOM allows",
+                    self.agent_name()
+                ),
                 path.to_owned(),
             ),
         }

@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use runbom_otlp::export::EncodedCodec;
+use runbom_pipeline::transport::codec::EncodedCodec;
 use tonic::{
     Code,
     transport::{Channel, Endpoint},

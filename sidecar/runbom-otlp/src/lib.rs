@@ -1,11 +1,9 @@
-//! Kernel events as OTLP ([`convert`]) and the exporters that send them ([`export`]).
+//! OTLP data, with no I/O: kernel events as OTLP ([`convert`](mod@convert)), the OTLP request
+//! types ([`signal`]) and OTLP/JSON as the file exporter writes it and the HTTP receiver takes
+//! it ([`json`]).
 
 pub mod convert;
-pub mod export;
 pub mod json;
-pub mod rpc;
 pub mod signal;
-pub mod tls;
 
 pub use convert::{ConvertOptions, OtlpBatch, Placement, convert};
-pub use export::{ExportError, Exporter};

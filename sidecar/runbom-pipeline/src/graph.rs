@@ -23,15 +23,13 @@ use std::{
 
 use runbom_correlate::Correlator;
 use runbom_event::KernelEvent;
-use runbom_otlp::{
-    ExportError, Exporter,
-    signal::{Signal, SignalKind},
-};
+use runbom_otlp::signal::{Signal, SignalKind};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Ingest, StageCounters, Telemetry, exporter,
+    Ingest, StageCounters, Telemetry,
+    exporter::{BoxExporter, ExportError, stage},
     processor::{
         aibom::{self, AibomSpec},
         batch::{self, BatchSettings},
@@ -107,15 +105,15 @@ pub const DEFAULT_QUEUE_ITEMS: u32 = 50_000;
 /// Starts one exporter's task behind its queue; returns the queue's input.
 fn start_exporter(
     name: &str,
-    exporter: Exporter,
+    exporter: BoxExporter,
     counters: Arc<StageCounters>,
     settings: GraphSettings,
     give_up: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> exporter::QueueSender {
+) -> stage::QueueSender {
     let (tx, queue) =
-        exporter::QueueSender::new(settings.exporter_queue, settings.exporter_queue_items);
-    tasks.push(tokio::spawn(exporter::run(
+        stage::QueueSender::new(settings.exporter_queue, settings.exporter_queue_items);
+    tasks.push(tokio::spawn(stage::run(
         name.to_owned(),
         queue,
         exporter,
@@ -247,7 +245,11 @@ impl Graph {
         settings: GraphSettings,
         telemetry: Arc<Telemetry>,
         stop: &CancellationToken,
-        mut make_exporter: impl FnMut(&str, SignalKind, Arc<AtomicU64>) -> Result<Exporter, ExportError>,
+        mut make_exporter: impl FnMut(
+            &str,
+            SignalKind,
+            Arc<AtomicU64>,
+        ) -> Result<BoxExporter, ExportError>,
     ) -> Result<Self, ExportError> {
         let mut routes: BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>> = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -333,7 +335,7 @@ impl Graph {
                     name, exporter, counters, settings, &give_up, &mut tasks,
                 ));
             }
-            tasks.push(tokio::spawn(exporter::fan_out(rx, outputs)));
+            tasks.push(tokio::spawn(stage::fan_out(rx, outputs)));
         }
         let gate = gate.map(|g| (g, gated));
         let ingests = receiver_ingests(

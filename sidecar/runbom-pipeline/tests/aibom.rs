@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 use runbom_aibom::{BomWatch, Settings};
-use runbom_otlp::{Exporter, export::FileExporter};
+use runbom_pipeline::exporter::FileExporter;
 use runbom_pipeline::{
     Graph, GraphSettings, PipelineSpec, ProcessorSpec, Signal, SignalKind, Telemetry,
     processor::aibom::AibomSpec,
@@ -137,7 +137,7 @@ async fn alerts_reach_the_logs_pipeline_that_lists_the_processor() {
         GraphSettings::default(),
         telemetry.clone(),
         &stop,
-        |name, _, _| Ok(Exporter::File(FileExporter::new(&root.join(name))?)),
+        |name, _, _| Ok(Box::new(FileExporter::new(&root.join(name))?)),
     )
     .expect("the graph builds");
     assert!(

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::{ExportTraceServiceResponse, trace_service_client::TraceServiceClient},
 };
 use prost::Message as _;
-use runbom_otlp::rpc;
+use runbom_pipeline::transport::rpc;
 use runbom_pipeline::{Signal, SignalKind, receiver::Limits};
 use runbom_testkit::{
     client::{grpc_raw, http, post},

@@ -14,12 +14,12 @@ use hyper_util::{
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message as _;
-use runbom_otlp::{
-    ExportError,
-    export::{GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy},
-    tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion},
+use runbom_pipeline::transport::tls::{ClientTlsSettings, ServerTlsSettings, TlsVersion};
+use runbom_pipeline::{
+    Signal, SignalKind,
+    exporter::{ExportError, GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy},
+    receiver::Limits,
 };
-use runbom_pipeline::{Signal, SignalKind, receiver::Limits};
 use runbom_testkit::{
     harness::{Harness, TlsReceivers, samples},
     pki::{self, Pki},

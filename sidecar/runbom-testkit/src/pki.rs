@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use runbom_otlp::tls::ServerTlsSettings;
+use runbom_pipeline::transport::tls::ServerTlsSettings;
 
 use crate::TempDir;
 

@@ -1,9 +1,6 @@
 //! The `runbom` command.
 
 mod bom;
-mod config;
-mod correlation;
-mod ebpf;
 mod investigate;
 mod run;
 mod selftel;
@@ -12,7 +9,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use runbom_pipeline::{Config, ConfigError};
 
 // A thread-caching allocator: the pipeline allocates and frees many small buffers per request
 // on several runtime threads; glibc's malloc spent ~70% of the cycles in the benchmarks.
@@ -93,7 +90,7 @@ fn bom_command(command: &BomCommand) -> ExitCode {
     })
 }
 
-fn load(path: Option<&PathBuf>) -> Result<Config, config::ConfigError> {
+fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
     match path {
         Some(p) => Config::from_file(p),
         None => Config::embedded(),
@@ -143,7 +140,7 @@ fn main() -> ExitCode {
     };
     let log_records = init_logging(&config);
     match cli.command {
-        Command::Validate { .. } => match run::validate(&config) {
+        Command::Validate { .. } => match config.validate() {
             Ok(()) => {
                 let names =
                     |keys: Vec<&String>| keys.into_iter().cloned().collect::<Vec<_>>().join(", ");
@@ -157,6 +154,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
+                let e = anyhow::Error::from(e);
                 eprintln!("runbom: invalid configuration: {}: {e:#}", config.source);
                 ExitCode::from(2)
             }

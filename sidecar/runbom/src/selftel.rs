@@ -25,26 +25,27 @@ use opentelemetry_proto::tonic::{
     },
     resource::v1::Resource,
 };
-use runbom_otlp::{
-    ExportError, Exporter,
-    export::{GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy},
-    signal::Signal,
-    tls::ClientTlsSettings,
+use runbom_otlp::signal::Signal;
+use runbom_pipeline::transport::tls::ClientTlsSettings;
+use runbom_pipeline::{
+    Telemetry,
+    exporter::{
+        BoxExporter, ExportError, GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy,
+    },
 };
-use runbom_pipeline::Telemetry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Event, Level, Subscriber, field::Field};
 use tracing_subscriber::{Layer, layer::Context};
 
-use crate::config::SelfOtlp;
+use runbom_pipeline::config::SelfOtlp;
 
 /// Diagnostics buffered before they are dropped (and counted).
 const LOG_QUEUE: usize = 4096;
 
 /// Starts what `service.telemetry` asks for: the periodic counter export and the log export.
 pub fn start(
-    config: &crate::config::Telemetry,
+    config: &runbom_pipeline::config::Telemetry,
     telemetry: &Arc<Telemetry>,
     log_records: Option<LogRecords>,
     stop: &CancellationToken,
@@ -68,7 +69,7 @@ pub fn start(
 }
 
 /// Builds the exporter for `service.telemetry.*` (`protocol: grpc` or `http/protobuf`).
-pub fn exporter(o: &SelfOtlp) -> Result<Exporter, ExportError> {
+pub fn exporter(o: &SelfOtlp) -> Result<BoxExporter, ExportError> {
     let settings = NetworkSettings {
         endpoint: o.endpoint.clone(),
         headers: o.headers.clone(),
@@ -90,8 +91,8 @@ pub fn exporter(o: &SelfOtlp) -> Result<Exporter, ExportError> {
         retries: Arc::default(),
     };
     match o.protocol.as_str() {
-        "grpc" => Ok(Exporter::Grpc(Box::new(GrpcExporter::new(settings)?))),
-        "http/protobuf" => Ok(Exporter::Http(Box::new(HttpExporter::new(settings)?))),
+        "grpc" => Ok(Box::new(GrpcExporter::new(settings)?)),
+        "http/protobuf" => Ok(Box::new(HttpExporter::new(settings)?)),
         other => Err(ExportError::Endpoint {
             exporter: "service.telemetry",
             endpoint: o.endpoint.clone(),
@@ -102,7 +103,7 @@ pub fn exporter(o: &SelfOtlp) -> Result<Exporter, ExportError> {
 
 /// runbom's own resource, built once per exporter task.
 fn resource() -> Resource {
-    let host = crate::ebpf::host_name();
+    let host = runbom_pipeline::receiver::ebpf::host_name();
     let kv = |k: &str, v: Value| KeyValue {
         key: k.into(),
         value: Some(AnyValue { value: Some(v) }),
@@ -141,7 +142,7 @@ fn now_ns() -> u64 {
 /// Sends runbom's counters every `interval` until `stop`, then once more.
 pub async fn export_metrics(
     telemetry: Arc<Telemetry>,
-    mut exporter: Exporter,
+    mut exporter: BoxExporter,
     interval: Duration,
     stop: CancellationToken,
 ) {
@@ -314,7 +315,7 @@ impl<S: Subscriber> Layer<S> for LogLayer {
 }
 
 /// Sends runbom's own log records in batches until the layer is gone or `stop` (then flushes).
-pub async fn export_logs(records: LogRecords, mut exporter: Exporter, stop: CancellationToken) {
+pub async fn export_logs(records: LogRecords, mut exporter: BoxExporter, stop: CancellationToken) {
     let LogRecords { mut rx, dropped } = records;
     let resource = resource();
     let mut batch = Vec::new();

@@ -41,7 +41,12 @@ use tonic::{
     transport::{Server, server::TcpIncoming},
 };
 
-use super::{ErrorStatus, Limits, PartialSuccess, accept, tls};
+use super::{
+    accept::{Limits, accept},
+    status::ErrorStatus,
+    tls,
+    validate::PartialSuccess,
+};
 use crate::ingest::{Ingest, Refusal};
 
 /// Serves OTLP/gRPC on `listener` until `ingest.stopping()` is cancelled, then lets the

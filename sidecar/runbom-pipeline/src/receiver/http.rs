@@ -47,9 +47,11 @@ use tokio::{
 use tokio_rustls::server::TlsStream;
 
 use super::{
-    ACCEPT_BACKOFF, ErrorStatus, Limits, PartialSuccess, accept,
+    accept::{ACCEPT_BACKOFF, Limits, accept},
     json::{self, JsonError},
+    status::ErrorStatus,
     tls,
+    validate::PartialSuccess,
 };
 use crate::ingest::{Ingest, Refusal};
 

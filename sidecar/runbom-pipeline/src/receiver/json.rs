@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 pub(crate) use runbom_otlp::json::{JsonError, decode};
 
-use super::PartialSuccess;
+use super::validate::PartialSuccess;
 
 /// The `Export*ServiceResponse` in OTLP/JSON; `{}` for a full success.
 pub(crate) fn response(kind: SignalKind, partial: &PartialSuccess) -> Vec<u8> {

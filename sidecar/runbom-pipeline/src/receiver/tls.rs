@@ -44,7 +44,7 @@ pub(super) fn accept(
                     Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::warn!(receiver, %error, "accept failed");
-                        tokio::time::sleep(super::ACCEPT_BACKOFF).await;
+                        tokio::time::sleep(super::accept::ACCEPT_BACKOFF).await;
                         continue;
                     }
                 },

@@ -1,0 +1,200 @@
+//! What judging found about one trace ([`Judged`], grouped into [`Finding`]s) for the alerts'
+//! chains, and what the processor remembers of a trace it released ([`Earlier`]), so that spans
+//! arriving after it are judged in context.
+
+use crate::{span::Activity, verdict::Verdict, view::View};
+
+/// A tool span as an alert shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct ToolInfo<'x> {
+    pub name: &'x str,
+    pub span_id: &'x [u8],
+    pub component: Option<&'x str>,
+}
+
+/// The nearest tool span above a span: in the trace being judged, or one released earlier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolAt {
+    Here(usize),
+    Earlier(usize),
+}
+
+/// Everything judged about a trace, for the alerts' chains.
+#[derive(Debug)]
+pub struct Judged<'b> {
+    pub activities: Vec<Activity>,
+    pub verdicts: Vec<Verdict<'b>>,
+    pub parents: Vec<Option<usize>>,
+    /// The nearest tool span above (or at) each span.
+    pub tools: Vec<Option<ToolAt>>,
+    /// The declared agent (index into the BOM's agents) each span runs under.
+    pub agents: Vec<Option<usize>>,
+    pub uids: Vec<Option<u32>>,
+    /// The process of each span, when known.
+    pub pids: Vec<Option<u32>>,
+    /// The `env:` identities of the BOM whose variable the span's process has (empty when the
+    /// BOM declares none).
+    pub envs: Vec<Vec<String>>,
+    pub findings: Vec<Finding>,
+}
+
+impl Judged<'_> {
+    /// The tool span `t` refers to.
+    #[must_use]
+    pub fn tool<'x>(
+        &'x self,
+        items: &'x [View<'_>],
+        earlier: Option<&'x Earlier>,
+        t: ToolAt,
+    ) -> Option<ToolInfo<'x>> {
+        match t {
+            ToolAt::Here(h) => match &self.activities[h] {
+                Activity::Tool { name } => Some(ToolInfo {
+                    name,
+                    span_id: &items[h].span.span_id,
+                    component: self.verdicts[h]
+                        .component
+                        .map(|(r, _)| r)
+                        .filter(|r| !r.is_empty()),
+                }),
+                _ => None,
+            },
+            ToolAt::Earlier(e) => earlier.and_then(|x| x.tools.get(e)).map(|t| ToolInfo {
+                name: &t.name,
+                span_id: &t.span_id,
+                component: t.component.as_deref(),
+            }),
+        }
+    }
+}
+
+/// One drift finding: possibly several spans (the kernel `net.connect`, `http.request` and the
+/// HTTP client span of one request), reported once.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    /// The span the alert points at.
+    pub offender: usize,
+    pub spans: Vec<usize>,
+    pub kinds: Vec<&'static str>,
+    pub reason: String,
+    pub agent: String,
+    pub tool: Option<ToolAt>,
+    pub subject: String,
+}
+
+/// A tool span of a released trace.
+#[derive(Clone, Debug)]
+pub struct EarlierTool {
+    pub name: String,
+    pub span_id: Vec<u8>,
+    pub component: Option<String>,
+}
+
+/// A step of a released trace's chain (see [`crate::alert::chain`]).
+#[derive(Clone, Debug)]
+pub struct EarlierStep {
+    pub start: u64,
+    pub depth: u16,
+    pub activity: Activity,
+    pub uid: Option<u32>,
+}
+
+/// What the processor remembers of a trace it released: per span, its agent and nearest tool
+/// (so late spans below it are judged in context), and the chain's steps.
+#[derive(Clone, Debug, Default)]
+pub struct Earlier {
+    /// `(span id, agent, tool)`, in release order.
+    pub spans: Vec<([u8; 8], Option<usize>, Option<usize>)>,
+    pub tools: Vec<EarlierTool>,
+    pub steps: Vec<EarlierStep>,
+}
+
+impl Earlier {
+    /// The (agent, tool) remembered of the span `span_id`.
+    pub(crate) fn find(&self, span_id: &[u8]) -> Option<(Option<usize>, Option<usize>)> {
+        let id: [u8; 8] = span_id.try_into().ok()?;
+        self.spans
+            .iter()
+            .rev()
+            .find(|(s, _, _)| *s == id)
+            .map(|(_, a, t)| (*a, *t))
+    }
+
+    /// Spans remembered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Remembers what `judged` found about `items` (moving the activities out of it).
+    pub fn remember(&mut self, items: &[View<'_>], judged: &mut Judged<'_>) {
+        let activities = std::mem::take(&mut judged.activities);
+        let mut local_tools: Vec<Option<usize>> = vec![None; items.len()];
+        for (i, act) in activities.into_iter().enumerate() {
+            let span = &*items[i].span;
+            if let Activity::Tool { name } = &act {
+                local_tools[i] = Some(self.tools.len());
+                self.tools.push(EarlierTool {
+                    name: name.clone(),
+                    span_id: span.span_id.clone(),
+                    component: judged.verdicts[i].component.map(|(r, _)| r.to_owned()),
+                });
+            }
+            if is_step(&act, items[i].is_kernel()) {
+                self.steps.push(EarlierStep {
+                    start: span.start_time_unix_nano,
+                    depth: u16::try_from(depth(&judged.parents, i)).unwrap_or(u16::MAX),
+                    activity: act,
+                    uid: judged.uids[i],
+                });
+            }
+        }
+        for (i, it) in items.iter().enumerate() {
+            let Ok(id) = <[u8; 8]>::try_from(it.span.span_id.as_slice()) else {
+                continue;
+            };
+            let tool = judged.tools[i].and_then(|t| match t {
+                ToolAt::Here(h) => local_tools[h],
+                ToolAt::Earlier(e) => Some(e),
+            });
+            self.spans.push((id, judged.agents[i], tool));
+        }
+    }
+}
+
+/// Whether a span is a step of an alert's chain (connections and captured requests are shown
+/// by the application's own spans; plain internal spans, DNS and listeners are not steps).
+#[must_use]
+pub fn is_step(act: &Activity, kernel: bool) -> bool {
+    match act {
+        Activity::Agent { .. }
+        | Activity::Tool { .. }
+        | Activity::Db { .. }
+        | Activity::File { .. }
+        | Activity::Exec { .. } => true,
+        Activity::Model { .. } | Activity::Http { .. } => !kernel,
+        Activity::Connect { .. }
+        | Activity::Dns { .. }
+        | Activity::Accept { .. }
+        | Activity::Other => false,
+    }
+}
+
+/// How many spans of the trace are above span `i`.
+#[must_use]
+pub fn depth(parents: &[Option<usize>], mut i: usize) -> usize {
+    let mut d = 0;
+    while let Some(p) = parents[i] {
+        d += 1;
+        i = p;
+        if d > parents.len() {
+            break;
+        }
+    }
+    d
+}

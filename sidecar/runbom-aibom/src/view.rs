@@ -1,0 +1,128 @@
+//! The view of one span that judging reads: where it sits (its resource and scope, shared with
+//! the spans that came with it) and what every span needs, read in one pass over its
+//! attributes.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::{
+    common::v1::{InstrumentationScope, KeyValue},
+    resource::v1::Resource,
+    trace::v1::Span,
+};
+
+use crate::{
+    otlp,
+    span::{self, KERNEL_SCOPE, attr_int},
+};
+
+/// A resource as received, shared by the spans that came with it.
+#[derive(Debug, Default, PartialEq)]
+pub struct ResourceHeader {
+    pub resource: Option<Resource>,
+    pub schema_url: String,
+}
+
+/// An instrumentation scope as received, shared by its spans.
+#[derive(Debug, Default, PartialEq)]
+pub struct ScopeHeader {
+    pub scope: Option<InstrumentationScope>,
+    pub schema_url: String,
+}
+
+/// One span held apart from its request, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub resource: Arc<ResourceHeader>,
+    pub scope: Arc<ScopeHeader>,
+    pub span: Span,
+}
+
+impl Item {
+    /// The span as the judge sees it.
+    pub fn view(&mut self) -> View<'_> {
+        View::new(
+            self.resource.resource.as_ref(),
+            &self.resource.schema_url,
+            self.scope.scope.as_ref(),
+            &mut self.span,
+        )
+    }
+}
+
+/// One span being judged, wherever it sits: in a request passing through, or held.
+#[derive(Debug)]
+pub struct View<'a> {
+    pub resource: Option<&'a Resource>,
+    pub resource_schema: &'a str,
+    /// A kernel event's span (runbom's kernel scope or a `runbom.event` attribute).
+    kernel: bool,
+    /// The span's own `process.pid` and `process.user.id`.
+    pid: Option<u32>,
+    uid: Option<u32>,
+    /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
+    /// they are replaced.
+    stale: bool,
+    pub span: &'a mut Span,
+}
+
+impl<'a> View<'a> {
+    #[must_use]
+    pub fn new(
+        resource: Option<&'a Resource>,
+        resource_schema: &'a str,
+        scope: Option<&InstrumentationScope>,
+        span: &'a mut Span,
+    ) -> Self {
+        let mut kernel = scope.is_some_and(|s| s.name == KERNEL_SCOPE);
+        let (mut pid, mut uid, mut stale) = (None, None, false);
+        // One pass over the attributes for what every span needs.
+        for kv in &span.attributes {
+            let int = || span::int_value(kv).and_then(|v| u32::try_from(v).ok());
+            match kv.key.as_str() {
+                "runbom.event" => kernel |= span::str_value(kv).is_some(),
+                "process.pid" => pid = pid.or_else(int),
+                "process.user.id" => uid = uid.or_else(int),
+                k => stale |= k.starts_with("aibom."),
+            }
+        }
+        Self {
+            resource,
+            resource_schema,
+            kernel,
+            pid,
+            uid,
+            stale,
+            span,
+        }
+    }
+
+    #[must_use]
+    pub fn resource_attrs(&self) -> &[KeyValue] {
+        otlp::resource_attrs(self.resource)
+    }
+
+    #[must_use]
+    pub fn is_kernel(&self) -> bool {
+        self.kernel
+    }
+
+    /// The span's process: its own `process.pid`, else its resource's.
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.pid.or_else(|| {
+            attr_int(self.resource_attrs(), "process.pid").and_then(|p| u32::try_from(p).ok())
+        })
+    }
+
+    /// The span's own `process.user.id`.
+    #[must_use]
+    pub fn uid(&self) -> Option<u32> {
+        self.uid
+    }
+
+    /// Whether the span came with `aibom.*` attributes, which judging replaces.
+    #[must_use]
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+}

@@ -1,0 +1,530 @@
+//! Kernel events as OTLP spans and log records, exactly as the telemetry contract
+//! (`docs/telemetry-contract.md` §1) names them, with the names of [`runbom_event::semconv`].
+//!
+//! Events are grouped by the process (program run) that caused them: one `ResourceSpans` /
+//! `ResourceLogs` per process, scope `runbom.kernel`. An event that no application trace claimed
+//! becomes a root span in a trace shared by all events of its process, so a trace viewer shows a
+//! program run's activity together. An event that the correlation placed in an application
+//! trace ([`Placement`], contract §2) becomes a child of the application's span instead, under
+//! the application's Resource.
+
+use std::{collections::HashMap, sync::Arc};
+
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
+};
+use runbom_event::{
+    Detail, KernelEvent, ProcessInfo,
+    ids::new_span_id,
+    names,
+    semconv::{
+        CLIENT_ADDRESS, CLIENT_PORT, CONTAINER_ID, DNS_QUESTION_NAME, ERROR_TYPE, EVENT_NAME,
+        FILE_PATH, GEN_AI_REQUEST_MODEL, HOST_NAME, HTTP_REQUEST_BODY_SIZE, HTTP_REQUEST_METHOD,
+        HTTP_RESPONSE_STATUS_CODE, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, NETWORK_TRANSPORT,
+        NETWORK_TYPE, PROCESS_COMMAND_LINE, PROCESS_EXECUTABLE_PATH, PROCESS_EXIT_CODE,
+        PROCESS_PARENT_PID, PROCESS_PID, PROCESS_USER_ID, RUNBOM_CAPTURE,
+        RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, RUNBOM_DNS_QUESTION_TYPE,
+        RUNBOM_EVENT, RUNBOM_EXEC_ARGV_TRUNCATED, RUNBOM_FILE_FLAGS, SERVER_ADDRESS, SERVER_PORT,
+        SERVICE_NAME, THREAD_ID, URL_FULL, URL_PATH, USER_AGENT_ORIGINAL, scope,
+    },
+};
+
+/// What the conversion needs to know beyond the events.
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// `host.name` of this node.
+    pub host_name: String,
+    /// Emit spans for events that no application trace claimed (logs are always emitted).
+    pub uncorrelated_spans: bool,
+}
+
+/// Where the correlation put one event: under an application span (contract §2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// The application trace (after stitching).
+    pub trace_id: [u8; 16],
+    /// The application span the event happened in: the kernel span's parent.
+    pub parent_span_id: [u8; 8],
+    /// The application's Resource, shared by every event placed in that application.
+    pub resource: Arc<Resource>,
+    /// `runbom.correlation.method`: `traceparent`, `thread`, `process` or `ancestry`.
+    pub method: &'static str,
+    /// `runbom.correlation.confidence`: `high`, `medium` or `low`.
+    pub confidence: &'static str,
+}
+
+/// One batch of events, converted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OtlpBatch {
+    pub traces: ExportTraceServiceRequest,
+    pub logs: ExportLogsServiceRequest,
+}
+
+impl OtlpBatch {
+    /// The batch as the requests a pipeline carries (empty ones left out).
+    #[must_use]
+    pub fn into_signals(self) -> Vec<crate::signal::Signal> {
+        use crate::signal::Signal;
+        [Signal::Traces(self.traces), Signal::Logs(self.logs)]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    #[must_use]
+    pub fn span_count(&self) -> usize {
+        self.traces
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
+    }
+
+    #[must_use]
+    pub fn log_count(&self) -> usize {
+        self.logs
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum()
+    }
+}
+
+/// Converts a batch of events. `placements[i]` says where the correlation put `events[i]`
+/// (`None`, or a shorter slice, `&[]` included: not correlated). A placed event always
+/// becomes a span (but `process.exit`, a log only); an unplaced one only with
+/// `uncorrelated_spans`.
+#[must_use]
+pub fn convert(
+    events: &[KernelEvent],
+    placements: &[Option<Placement>],
+    opts: &ConvertOptions,
+) -> OtlpBatch {
+    // Group by application (placed) or process run (unplaced), keeping first-seen order.
+    let mut order: Vec<(Group, usize)> = Vec::new();
+    let mut groups: HashMap<Group, Vec<usize>> = HashMap::new();
+    for (i, ev) in events.iter().enumerate() {
+        let key = match placements.get(i).and_then(Option::as_ref) {
+            Some(p) => Group::App(Arc::as_ptr(&p.resource)),
+            None => Group::Process(Arc::as_ptr(&ev.process)),
+        };
+        groups
+            .entry(key)
+            .or_insert_with(|| {
+                order.push((key, i));
+                Vec::new()
+            })
+            .push(i);
+    }
+    let scope = Some(InstrumentationScope {
+        name: scope::KERNEL.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    });
+    let mut batch = OtlpBatch::default();
+    for (key, first) in order {
+        let group = &groups[&key];
+        let resource = Some(match placements.get(first).and_then(Option::as_ref) {
+            Some(p) => (*p.resource).clone(),
+            None => resource(&events[first].process, opts),
+        });
+        let mut spans = Vec::new();
+        let mut logs = Vec::with_capacity(group.len());
+        for &i in group {
+            let ev = &events[i];
+            let placement = placements.get(i).and_then(Option::as_ref);
+            let span = match placement {
+                Some(p) => span(ev, Some(p)),
+                None => opts.uncorrelated_spans.then(|| span(ev, None)).flatten(),
+            };
+            logs.push(log(ev, span.as_ref(), placement));
+            spans.extend(span);
+        }
+        if !spans.is_empty() {
+            batch.traces.resource_spans.push(ResourceSpans {
+                resource: resource.clone(),
+                scope_spans: vec![ScopeSpans {
+                    scope: scope.clone(),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            });
+        }
+        batch.logs.resource_logs.push(ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                scope: scope.clone(),
+                log_records: logs,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        });
+    }
+    batch
+}
+
+/// What events are grouped by: the application's Resource or the process run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Group {
+    App(*const Resource),
+    Process(*const ProcessInfo),
+}
+
+fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
+    let name = if p.exe.is_empty() {
+        "unknown"
+    } else {
+        p.exe_name()
+    };
+    let mut attributes = vec![
+        kv_str(SERVICE_NAME, name),
+        kv_str(HOST_NAME, &opts.host_name),
+        kv_int(PROCESS_PID, p.pid.into()),
+    ];
+    if !p.exe.is_empty() {
+        attributes.push(kv_str(PROCESS_EXECUTABLE_PATH, &p.exe));
+    }
+    if let Some(id) = &p.container_id {
+        attributes.push(kv_str(CONTAINER_ID, id));
+    }
+    Resource {
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// The span of an event, under its placement's span when it has one; `None` for
+/// `process.exit`, which is a log only.
+fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
+    let event = ev.detail.event_name();
+    let (name, kind) = match &ev.detail {
+        Detail::Exit { .. } => return None,
+        Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => {
+            (format!("{event} {path}"), SpanKind::Internal)
+        }
+        Detail::Connect { remote, .. } => (
+            format!("{event} {}:{}", host(remote.ip()), remote.port()),
+            SpanKind::Client,
+        ),
+        Detail::Accept { peer } => (
+            format!(
+                "{event} {}",
+                peer.map_or_else(|| "unknown".into(), |p| p.ip().to_string())
+            ),
+            SpanKind::Server,
+        ),
+        Detail::DnsQuery { name, .. } => (format!("{event} {name}"), SpanKind::Client),
+        Detail::HttpRequest(h) => (
+            format!(
+                "{event} {} {}",
+                h.method,
+                // `server.address`: the Host header without its port.
+                h.host
+                    .as_deref()
+                    .map_or("unknown", |host| split_host_port(host).0)
+            ),
+            SpanKind::Client,
+        ),
+    };
+    let status = error(ev).map(|e| Status {
+        message: e.into(),
+        code: StatusCode::Error as i32,
+    });
+    Some(Span {
+        trace_id: placement
+            .map_or(ev.process.trace_id, |p| p.trace_id)
+            .to_vec(),
+        span_id: new_span_id().to_vec(),
+        parent_span_id: placement
+            .map(|p| p.parent_span_id.to_vec())
+            .unwrap_or_default(),
+        name,
+        kind: kind as i32,
+        start_time_unix_nano: ev.start_ns,
+        end_time_unix_nano: ev.end_ns,
+        attributes: attributes(ev, placement),
+        status,
+        ..Default::default()
+    })
+}
+
+/// The log record of an event, pointing at its span when there is one (else, when placed, at
+/// the application span it happened in).
+fn log(ev: &KernelEvent, span: Option<&Span>, placement: Option<&Placement>) -> LogRecord {
+    let event = ev.detail.event_name();
+    let mut attributes = attributes(ev, placement);
+    attributes.push(kv_str(EVENT_NAME, event));
+    let failed = error(ev).is_some();
+    LogRecord {
+        time_unix_nano: ev.start_ns,
+        observed_time_unix_nano: ev.end_ns,
+        severity_number: if failed {
+            SeverityNumber::Warn
+        } else {
+            SeverityNumber::Info
+        } as i32,
+        severity_text: if failed { "WARN" } else { "INFO" }.into(),
+        body: Some(any_str(&body(ev))),
+        attributes,
+        event_name: event.into(),
+        trace_id: span.map_or_else(
+            || placement.map(|p| p.trace_id.to_vec()).unwrap_or_default(),
+            |s| s.trace_id.clone(),
+        ),
+        span_id: span.map_or_else(
+            || {
+                placement
+                    .map(|p| p.parent_span_id.to_vec())
+                    .unwrap_or_default()
+            },
+            |s| s.span_id.clone(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn error(ev: &KernelEvent) -> Option<&'static str> {
+    match &ev.detail {
+        Detail::Connect { error, .. } | Detail::FileOpen { error, .. } => *error,
+        _ => None,
+    }
+}
+
+/// One line a person can read.
+fn body(ev: &KernelEvent) -> String {
+    let who = format!("{} [{}]", ev.process.exe_name(), ev.pid);
+    let outcome = error(ev)
+        .map(|e| format!(" failed: {e}"))
+        .unwrap_or_default();
+    match &ev.detail {
+        Detail::Exec { .. } => format!("{who} exec {}", ev.process.command_line),
+        Detail::Exit { code: Some(c) } => format!("{who} exited with {c}"),
+        Detail::Exit { code: None } => format!("{who} was killed"),
+        Detail::Connect { remote, .. } => format!("{who} connect {remote}{outcome}"),
+        Detail::Accept { peer } => format!(
+            "{who} accepted {}",
+            peer.map_or_else(|| "a connection".into(), |p| p.to_string())
+        ),
+        Detail::FileOpen { path, flags, .. } => {
+            format!("{who} open {path} {}{outcome}", names::open_flags(*flags))
+        }
+        Detail::DnsQuery {
+            name,
+            qtype,
+            server,
+        } => {
+            format!("{who} dns query {name} {qtype} to {server}")
+        }
+        Detail::HttpRequest(h) => format!(
+            "{who} {} {} {}{}",
+            h.capture.as_str(),
+            h.method,
+            h.host.as_deref().unwrap_or(""),
+            h.target
+        ),
+    }
+}
+
+/// IPv6 addresses in brackets, so that `host:port` stays unambiguous.
+fn host(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> {
+    let p = &ev.process;
+    let mut a = Vec::with_capacity(16);
+    a.push(kv_str(RUNBOM_EVENT, ev.detail.event_name()));
+    if let Some(placed) = placement {
+        a.push(kv_str(RUNBOM_CORRELATION_METHOD, placed.method));
+        a.push(kv_str(RUNBOM_CORRELATION_CONFIDENCE, placed.confidence));
+    }
+    a.push(kv_int(PROCESS_PID, ev.pid.into()));
+    a.push(kv_int(THREAD_ID, ev.tid.into()));
+    if p.ppid != 0 {
+        a.push(kv_int(PROCESS_PARENT_PID, p.ppid.into()));
+    }
+    if !p.exe.is_empty() {
+        a.push(kv_str(PROCESS_EXECUTABLE_PATH, &p.exe));
+    }
+    if !p.command_line.is_empty() {
+        a.push(kv_str(PROCESS_COMMAND_LINE, &p.command_line));
+    }
+    a.push(kv_int(PROCESS_USER_ID, p.uid.into()));
+    if let Some(id) = &p.container_id {
+        a.push(kv_str(CONTAINER_ID, id));
+    }
+    let net_type = |ip: &std::net::IpAddr| if ip.is_ipv4() { "ipv4" } else { "ipv6" };
+    match &ev.detail {
+        Detail::Exec { argv_truncated, .. } => {
+            if *argv_truncated {
+                a.push(kv_bool(RUNBOM_EXEC_ARGV_TRUNCATED, true));
+            }
+        }
+        Detail::Exit { code } => {
+            if let Some(c) = code {
+                a.push(kv_int(PROCESS_EXIT_CODE, (*c).into()));
+            }
+        }
+        Detail::Connect {
+            remote,
+            local,
+            transport,
+            error,
+        } => {
+            let ip = remote.ip().to_string();
+            a.push(kv_str(SERVER_ADDRESS, &ip));
+            a.push(kv_int(SERVER_PORT, remote.port().into()));
+            a.push(kv_str(NETWORK_PEER_ADDRESS, &ip));
+            a.push(kv_int(NETWORK_PEER_PORT, remote.port().into()));
+            if let Some(local) = local {
+                a.push(kv_str(CLIENT_ADDRESS, &local.ip().to_string()));
+                a.push(kv_int(CLIENT_PORT, local.port().into()));
+            }
+            if let Some(t) = transport {
+                a.push(kv_str(NETWORK_TRANSPORT, t.as_str()));
+            }
+            a.push(kv_str(NETWORK_TYPE, net_type(&remote.ip())));
+            if let Some(e) = error {
+                a.push(kv_str(ERROR_TYPE, e));
+            }
+        }
+        Detail::Accept { peer } => {
+            a.push(kv_str(NETWORK_TRANSPORT, "tcp"));
+            if let Some(peer) = peer {
+                let ip = peer.ip().to_string();
+                a.push(kv_str(CLIENT_ADDRESS, &ip));
+                a.push(kv_int(CLIENT_PORT, peer.port().into()));
+                a.push(kv_str(NETWORK_PEER_ADDRESS, &ip));
+                a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
+                a.push(kv_str(NETWORK_TYPE, net_type(&peer.ip())));
+            }
+        }
+        Detail::FileOpen { path, flags, error } => {
+            a.push(kv_str(FILE_PATH, path));
+            a.push(kv_str(RUNBOM_FILE_FLAGS, &names::open_flags(*flags)));
+            if let Some(e) = error {
+                a.push(kv_str(ERROR_TYPE, e));
+            }
+        }
+        Detail::DnsQuery {
+            name,
+            qtype,
+            server,
+        } => {
+            a.push(kv_str(DNS_QUESTION_NAME, name));
+            a.push(kv_str(RUNBOM_DNS_QUESTION_TYPE, qtype));
+            a.push(kv_str(SERVER_ADDRESS, &server.ip().to_string()));
+            a.push(kv_int(SERVER_PORT, server.port().into()));
+            a.push(kv_str(NETWORK_TRANSPORT, "udp"));
+            a.push(kv_str(NETWORK_TYPE, net_type(&server.ip())));
+        }
+        Detail::HttpRequest(h) => http_attributes(h, &mut a),
+    }
+    a
+}
+
+fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
+    a.push(kv_str(RUNBOM_CAPTURE, h.capture.as_str()));
+    a.push(kv_str(HTTP_REQUEST_METHOD, &h.method));
+    if let Some(host) = &h.host {
+        let (name, _) = split_host_port(host);
+        a.push(kv_str(SERVER_ADDRESS, name));
+    }
+    if let Some(port) = h
+        .host
+        .as_deref()
+        .and_then(|host| split_host_port(host).1)
+        .or(h.peer.map(|p| p.port()))
+    {
+        a.push(kv_int(SERVER_PORT, port.into()));
+    }
+    if let Some(peer) = h.peer {
+        a.push(kv_str(NETWORK_PEER_ADDRESS, &peer.ip().to_string()));
+        a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
+    }
+    let path = h.target.split('?').next().unwrap_or(&h.target);
+    a.push(kv_str(URL_PATH, path));
+    if let Some(host) = &h.host {
+        let scheme = match h.capture {
+            runbom_event::Capture::Openssl => "https",
+            runbom_event::Capture::Socket => "http",
+        };
+        a.push(kv_str(URL_FULL, &format!("{scheme}://{host}{}", h.target)));
+    }
+    if let Some(size) = h.body_size {
+        a.push(kv_int(
+            HTTP_REQUEST_BODY_SIZE,
+            i64::try_from(size).unwrap_or(i64::MAX),
+        ));
+    }
+    if let Some(status) = h.status {
+        a.push(kv_int(HTTP_RESPONSE_STATUS_CODE, status.into()));
+    }
+    if let Some(ua) = &h.user_agent {
+        a.push(kv_str(USER_AGENT_ORIGINAL, ua));
+    }
+    if let Some(model) = &h.model {
+        a.push(kv_str(GEN_AI_REQUEST_MODEL, model));
+    }
+}
+
+/// `host[:port]` (IPv6 in brackets) split into the name and the port.
+fn split_host_port(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[')
+        && let Some((ip, tail)) = rest.split_once(']')
+    {
+        return (ip, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name, port.parse().ok()),
+        _ => (host, None),
+    }
+}
+
+fn any_str(s: &str) -> AnyValue {
+    AnyValue {
+        value: Some(Value::StringValue(s.into())),
+    }
+}
+
+fn any_int(i: i64) -> AnyValue {
+    AnyValue {
+        value: Some(Value::IntValue(i)),
+    }
+}
+
+fn kv_str(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(any_str(value)),
+    }
+}
+
+fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(any_int(value)),
+    }
+}
+
+fn kv_bool(key: &str, value: bool) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::BoolValue(value)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+//! Unit tests of the kernel event → OTLP conversion.
+
+use std::net::SocketAddr;
+
+use super::*;
+use runbom_event::Transport;
+
+fn event(detail: Detail) -> KernelEvent {
+    KernelEvent {
+        pid: 42,
+        tid: 43,
+        cgroup_id: 1,
+        start_ns: 1_000,
+        end_ns: 2_000,
+        process: Arc::new(ProcessInfo {
+            pid: 42,
+            ppid: 1,
+            uid: 1000,
+            exe: "/usr/bin/curl".into(),
+            command_line: "curl http://x".into(),
+            container_id: None,
+            trace_id: [7; 16],
+            ..ProcessInfo::default()
+        }),
+        detail,
+    }
+}
+
+fn opts() -> ConvertOptions {
+    ConvertOptions {
+        host_name: "node-1".into(),
+        uncorrelated_spans: true,
+    }
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+}
+
+#[test]
+fn http_span_is_named_by_server_address() {
+    let ev = event(Detail::HttpRequest(Box::new(runbom_event::HttpRequest {
+        capture: runbom_event::Capture::Openssl,
+        method: "POST".into(),
+        host: Some("api.openai.com:443".into()),
+        target: "/v1/chat/completions?x=[REDACTED]".into(),
+        peer: None,
+        traceparent: None,
+        user_agent: None,
+        body_size: Some(12),
+        model: Some("gpt-4o-mini".into()),
+        status: Some(200),
+    })));
+    let batch = convert(&[ev], &[], &opts());
+    let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.name, "http.request POST api.openai.com");
+    assert_eq!(
+        attr(&span.attributes, "server.port"),
+        Some(&Value::IntValue(443))
+    );
+    assert_eq!(
+        attr(&span.attributes, "url.path"),
+        Some(&Value::StringValue("/v1/chat/completions".into()))
+    );
+}
+
+#[test]
+fn refused_connect_is_an_error_client_span() {
+    let remote: SocketAddr = "[::1]:8080".parse().unwrap();
+    let ev = event(Detail::Connect {
+        remote,
+        local: None,
+        transport: Some(Transport::Tcp),
+        error: Some("ECONNREFUSED"),
+    });
+    let batch = convert(&[ev], &[], &opts());
+    let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.name, "net.connect [::1]:8080");
+    assert_eq!(attr(&span.attributes, "client.port"), None);
+    assert_eq!(span.kind, SpanKind::Client as i32);
+    assert_eq!(span.status.as_ref().unwrap().code, StatusCode::Error as i32);
+    assert_eq!(
+        attr(&span.attributes, "error.type"),
+        Some(&Value::StringValue("ECONNREFUSED".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "network.type"),
+        Some(&Value::StringValue("ipv6".into()))
+    );
+    let log = &batch.logs.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(log.event_name, "net.connect");
+    assert_eq!(log.span_id, span.span_id);
+    assert_eq!(log.trace_id, vec![7; 16]);
+}
+
+#[test]
+fn connect_names_its_local_end_as_the_client() {
+    let ev = event(Detail::Connect {
+        remote: "10.0.0.12:443".parse().unwrap(),
+        local: Some("10.0.0.2:40321".parse().unwrap()),
+        transport: Some(Transport::Tcp),
+        error: None,
+    });
+    let batch = convert(&[ev], &[], &opts());
+    let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(
+        attr(&span.attributes, "client.address"),
+        Some(&Value::StringValue("10.0.0.2".into()))
+    );
+    assert_eq!(
+        attr(&span.attributes, "client.port"),
+        Some(&Value::IntValue(40321))
+    );
+    assert_eq!(
+        attr(&span.attributes, "network.peer.port"),
+        Some(&Value::IntValue(443))
+    );
+    let log = &batch.logs.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(
+        attr(&log.attributes, "client.port"),
+        Some(&Value::IntValue(40321))
+    );
+}
+
+#[test]
+fn exit_is_a_log_only_and_spans_can_be_off() {
+    let batch = convert(&[event(Detail::Exit { code: Some(3) })], &[], &opts());
+    assert_eq!((batch.span_count(), batch.log_count()), (0, 1));
+    let open = event(Detail::FileOpen {
+        path: "/etc/hosts".into(),
+        flags: 0,
+        error: None,
+    });
+    let mut o = opts();
+    o.uncorrelated_spans = false;
+    let batch = convert(&[open], &[], &o);
+    assert_eq!((batch.span_count(), batch.log_count()), (0, 1));
+    let log = &batch.logs.resource_logs[0].scope_logs[0].log_records[0];
+    assert!(log.span_id.is_empty());
+}
+
+#[test]
+fn events_group_by_process() {
+    let a = event(Detail::Exec {
+        path: "/usr/bin/curl".into(),
+        argv_truncated: false,
+    });
+    let mut b = a.clone();
+    b.process = Arc::new(ProcessInfo {
+        pid: 50,
+        ..(*a.process).clone()
+    });
+    let batch = convert(&[a.clone(), b, a], &[], &opts());
+    assert_eq!(batch.traces.resource_spans.len(), 2);
+    assert_eq!(batch.span_count(), 3);
+    let res = batch.traces.resource_spans[0].resource.as_ref().unwrap();
+    assert_eq!(
+        attr(&res.attributes, "service.name"),
+        Some(&Value::StringValue("curl".into()))
+    );
+}
+
+#[test]
+fn placed_events_join_the_application_trace() {
+    let app = Arc::new(Resource {
+        attributes: vec![kv_str("service.name", "support-agent")],
+        ..Default::default()
+    });
+    let placement = Placement {
+        trace_id: [9; 16],
+        parent_span_id: [3; 8],
+        resource: app,
+        method: "thread",
+        confidence: "high",
+    };
+    let open = event(Detail::FileOpen {
+        path: "/etc/hosts".into(),
+        flags: 0,
+        error: None,
+    });
+    let exit = event(Detail::Exit { code: Some(0) });
+    let mut o = opts();
+    o.uncorrelated_spans = false;
+    let batch = convert(
+        &[open.clone(), exit, open],
+        &[Some(placement.clone()), Some(placement)],
+        &o,
+    );
+    // The placed open is a span even with uncorrelated spans off; the unplaced one is not.
+    assert_eq!((batch.span_count(), batch.log_count()), (1, 3));
+    let rs = &batch.traces.resource_spans[0];
+    assert_eq!(
+        attr(&rs.resource.as_ref().unwrap().attributes, "service.name"),
+        Some(&Value::StringValue("support-agent".into()))
+    );
+    let span = &rs.scope_spans[0].spans[0];
+    assert_eq!(
+        rs.scope_spans[0].scope.as_ref().unwrap().name,
+        scope::KERNEL
+    );
+    assert_eq!(
+        (span.trace_id.as_slice(), span.parent_span_id.as_slice()),
+        (&[9; 16][..], &[3; 8][..])
+    );
+    assert_eq!(
+        attr(&span.attributes, "runbom.correlation.method"),
+        Some(&Value::StringValue("thread".into()))
+    );
+    let logs = &batch.logs.resource_logs[0].scope_logs[0].log_records;
+    assert_eq!(logs[0].span_id, span.span_id);
+    // The exit is a log only: it points at the application span it happened in.
+    assert_eq!(
+        (logs[1].trace_id.as_slice(), logs[1].span_id.as_slice()),
+        (&[9; 16][..], &[3; 8][..])
+    );
+    let unplaced = &batch.logs.resource_logs[1].scope_logs[0].log_records[0];
+    assert!(unplaced.trace_id.is_empty());
+}

@@ -1,0 +1,256 @@
+//! The loader's tests: whole configurations, their sections and where errors point.
+
+use std::time::Duration;
+
+use crate::transport::tls::TlsVersion;
+
+use super::{EMBEDDED_DEFAULT, model::Config, tls::ClientTlsConfig};
+use crate::{
+    SignalKind,
+    exporter::{file::FileExporterConfig, network::Compression, otlp::OtlpExporterConfig},
+    receiver::{ebpf::config::EbpfConfig, otlp::OtlpReceiverConfig},
+};
+
+#[test]
+fn embedded_default_parses() {
+    let c = Config::embedded().unwrap();
+    assert!(c.exporter::<FileExporterConfig>("file").is_some());
+    let signals: Vec<_> = c.pipelines().map(|(_, s, _)| s).collect();
+    assert_eq!(
+        signals,
+        [SignalKind::Logs, SignalKind::Metrics, SignalKind::Traces]
+    );
+    let e = c
+        .receiver::<EbpfConfig>("ebpf")
+        .expect("ebpf receiver missing");
+    assert!(e.uncorrelated_spans);
+}
+
+#[test]
+fn unknown_key_names_its_path() {
+    let text = EMBEDDED_DEFAULT.replace("    path: ./runbom-data", "    path: x\n    pth: y");
+    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+    assert!(
+        e.starts_with("c.yaml at `exporters.file.pth`: unknown field `pth`"),
+        "{e}"
+    );
+    let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    file:\n      inclde: [/]");
+    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+    assert!(
+        e.contains("`receivers.ebpf.file.inclde`: unknown field `inclde`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn type_errors_name_their_path() {
+    let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    dns:\n      ports: [dns]");
+    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+    assert!(e.contains("`receivers.ebpf.dns.ports[0]`"), "{e}");
+    let text = EMBEDDED_DEFAULT.replace("  batch: {}", "  batch:\n    timeout: soon");
+    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+    assert!(
+        e.contains("`processors.batch.timeout`: invalid duration"),
+        "{e}"
+    );
+}
+
+#[test]
+fn pipelines_must_reference_defined_components() {
+    let text = EMBEDDED_DEFAULT.replacen("exporters: [file]", "exporters: [otlp]", 1);
+    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+    assert!(
+        e.contains("`service.pipelines.traces.exporters[0]`: exporter `otlp` is not defined"),
+        "{e}"
+    );
+    let text = EMBEDDED_DEFAULT.replace("receivers: [otlp]\n", "receivers: [ebpf]\n");
+    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+    assert!(
+        e.contains("the ebpf receiver produces traces and logs"),
+        "{e}"
+    );
+}
+
+#[test]
+fn env_substitution() {
+    // SAFETY: tests in this module do not read this variable concurrently.
+    unsafe { std::env::set_var("RUNBOM_TEST_ENDPOINT", "127.0.0.1:9999") };
+    let text = EMBEDDED_DEFAULT.replace(
+        "exporters:\n  file:",
+        "exporters:\n  otlp:\n    endpoint: ${env:RUNBOM_TEST_ENDPOINT}\n  file:",
+    );
+    let c = Config::parse(&text, "c.yaml").unwrap();
+    let o = &c
+        .exporter::<OtlpExporterConfig>("otlp")
+        .expect("otlp")
+        .section;
+    assert_eq!(o.endpoint, "127.0.0.1:9999");
+    assert_eq!(o.compression, Compression::Gzip);
+    let e = Config::parse("x: ${env:RUNBOM_TEST_UNSET_VAR}", "c.yaml")
+        .unwrap_err()
+        .0;
+    assert!(e.contains("`RUNBOM_TEST_UNSET_VAR`"), "{e}");
+}
+
+#[test]
+fn collector_sections_are_accepted_as_they_are() {
+    let text = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:14317
+        max_recv_msg_size_mib: 8
+        include_metadata: true
+      http:
+        endpoint: 127.0.0.1:14318
+        cors:
+          allowed_origins: ['*']
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_mib: 512
+    spike_limit_mib: 128
+  batch:
+    send_batch_size: 1000
+    timeout: 5s
+exporters:
+  otlp/tempo:
+    endpoint: tempo:4317
+    tls:
+      insecure: true
+    headers:
+      x-scope-orgid: team-a
+    compression: gzip
+    timeout: 30s
+    retry_on_failure:
+      enabled: true
+      initial_interval: 1s
+      max_interval: 10s
+      max_elapsed_time: 60s
+    sending_queue:
+      enabled: true
+      num_consumers: 4
+      queue_size: 100
+  nop: {}
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [otlp/tempo]
+    metrics/all:
+      receivers: [otlp]
+      exporters: [nop]
+";
+    let c = Config::parse(text, "collector.yaml").unwrap();
+    let o = &c
+        .exporter::<OtlpExporterConfig>("otlp/tempo")
+        .expect("otlp/tempo")
+        .section;
+    assert_eq!(o.sending_queue.queue_size, 100);
+    assert_eq!(o.headers["x-scope-orgid"], "team-a");
+    assert!(o.tls.as_ref().is_some_and(|t| t.insecure));
+}
+
+/// The Collector's `configtls` sections: server keys under a receiver, client keys under
+/// an exporter, each checked where it is.
+#[test]
+fn tls_sections() {
+    let text = "
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        tls:
+          cert_file: /etc/runbom/server.pem
+          key_file: /etc/runbom/server-key.pem
+          client_ca_file: /etc/runbom/clients.pem
+          min_version: '1.3'
+          reload_interval: 1h
+      http:
+        tls: { cert_file: /s.pem, key_file: /k.pem }
+exporters:
+  otlp:
+    endpoint: tempo:4317
+    tls:
+      ca_file: /etc/ssl/tempo-ca.pem
+      cert_file: /etc/runbom/client.pem
+      key_file: /etc/runbom/client-key.pem
+      server_name_override: tempo.internal
+      insecure_skip_verify: false
+      include_system_ca_certs_pool: true
+      min_version: '1.2'
+      max_version: '1.3'
+  otlphttp:
+    endpoint: https://collector:4318
+service:
+  pipelines:
+    traces: { receivers: [otlp], exporters: [otlp, otlphttp] }
+";
+    let c = Config::parse(text, "c.yaml").unwrap();
+    let o = c
+        .receiver::<OtlpReceiverConfig>("otlp")
+        .expect("otlp receiver");
+    let grpc = o.protocols.grpc.as_ref().and_then(|s| s.tls.as_ref());
+    assert_eq!(grpc.and_then(|t| t.min_version), Some(TlsVersion::V1_3));
+    assert_eq!(
+        grpc.and_then(|t| t.reload_interval),
+        Some(Duration::from_hours(1))
+    );
+    let n = &c
+        .exporter::<OtlpExporterConfig>("otlp")
+        .expect("otlp exporter")
+        .section;
+    let tls = n
+        .tls
+        .as_ref()
+        .map(ClientTlsConfig::settings)
+        .unwrap_or_default();
+    assert_eq!(tls.server_name_override.as_deref(), Some("tempo.internal"));
+    assert!(tls.include_system_ca_certs_pool && !tls.insecure);
+
+    for (from, to, error) in [
+        (
+            "          client_ca_file: /etc/runbom/clients.pem\n",
+            "          insecure: true\n",
+            "`receivers.otlp.protocols.grpc.tls.insecure`: unknown field `insecure`",
+        ),
+        (
+            "        tls: { cert_file: /s.pem, key_file: /k.pem }",
+            "        tls: { cert_file: /s.pem }",
+            "`receivers.otlp.protocols.http.tls`: a receiver's TLS needs both `cert_file` and `key_file`",
+        ),
+        (
+            "min_version: '1.3'",
+            "min_version: '1.4'",
+            "`receivers.otlp.protocols.grpc.tls.min_version`: \"1.4\" is not a TLS version",
+        ),
+        (
+            "      key_file: /etc/runbom/client-key.pem\n",
+            "",
+            "`exporters.otlp.tls`: set both `cert_file` and `key_file`",
+        ),
+        (
+            "      min_version: '1.2'\n      max_version: '1.3'",
+            "      min_version: '1.0'\n      max_version: '1.1'",
+            "`exporters.otlp.tls`: max_version 1.1 is older than TLS 1.2",
+        ),
+        (
+            "      min_version: '1.2'\n      max_version: '1.3'",
+            "      min_version: '1.3'\n      max_version: '1.2'",
+            "`exporters.otlp.tls`: min_version 1.3 is greater than max_version 1.2",
+        ),
+        (
+            "      server_name_override: tempo.internal",
+            "      client_ca_file: /x.pem",
+            "`exporters.otlp.tls.client_ca_file`: unknown field `client_ca_file`",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let e = Config::parse(&text.replacen(from, to, 1), "c.yaml")
+            .unwrap_err()
+            .0;
+        assert!(e.contains(error), "{to:?}: {e}");
+    }
+}

@@ -1,0 +1,168 @@
+//! What the network exporters (`otlp`, `otlphttp`) share: the Collector's section (endpoint,
+//! headers, compression, timeout, `retry_on_failure`, `sending_queue`, `tls`), its checks, and
+//! the settings the exporters take.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    marker::PhantomData,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
+
+use crate::transport::tls::ClientTlsSettings;
+use serde::Deserialize;
+
+use super::{
+    error::ExportError,
+    export::{BoxExporter, Exporter},
+    queue::SendingQueue,
+    retry::RetryPolicy,
+};
+use crate::component::ExporterConfig;
+use crate::config::{
+    duration,
+    section::{ConfigError, Section},
+    tls::ClientTlsConfig,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub endpoint: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub retry_on_failure: RetryConfig,
+    #[serde(default)]
+    pub sending_queue: SendingQueue,
+    pub tls: Option<ClientTlsConfig>,
+    /// `otlphttp` only: `proto` (the default; `json` is not supported yet).
+    pub encoding: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    #[serde(with = "duration")]
+    pub initial_interval: Duration,
+    #[serde(with = "duration")]
+    pub max_interval: Duration,
+    #[serde(with = "duration")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        let p = RetryPolicy::default();
+        Self {
+            enabled: p.enabled,
+            initial_interval: p.initial_interval,
+            max_interval: p.max_interval,
+            max_elapsed_time: p.max_elapsed_time,
+        }
+    }
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl NetworkConfig {
+    /// Values the YAML types allow but the exporters do not.
+    pub fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.tls {
+            tls.check(&at.at("tls"))?;
+        }
+        if self.encoding.as_deref().is_some_and(|e| e != "proto") {
+            return Err(at.at("encoding").error("only `proto` is supported"));
+        }
+        Ok(())
+    }
+
+    /// The settings the exporters take; `retries` counts retried attempts.
+    #[must_use]
+    pub fn settings(&self, retries: Arc<AtomicU64>) -> NetworkSettings {
+        let r = &self.retry_on_failure;
+        NetworkSettings {
+            endpoint: self.endpoint.clone(),
+            headers: self.headers.clone(),
+            gzip: self.compression == Compression::Gzip,
+            timeout: self.timeout,
+            tls: self
+                .tls
+                .as_ref()
+                .map(ClientTlsConfig::settings)
+                .unwrap_or_default(),
+            retry: RetryPolicy {
+                enabled: r.enabled,
+                initial_interval: r.initial_interval,
+                max_interval: r.max_interval,
+                max_elapsed_time: r.max_elapsed_time,
+            },
+            retries,
+        }
+    }
+}
+
+/// An exporter built from the network section.
+pub trait NetworkExporter: Exporter + Sized + 'static {
+    /// Builds the exporter (reading its certificate files; a gRPC one needs a Tokio runtime).
+    fn connect(settings: NetworkSettings) -> Result<Self, ExportError>;
+}
+
+/// The section of a network exporter of type `E` (`otlp`: gRPC, `otlphttp`: HTTP).
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub struct NetworkExporterConfig<E> {
+    pub section: NetworkConfig,
+    #[serde(skip)]
+    exporter: PhantomData<fn() -> E>,
+}
+
+impl<E> fmt::Debug for NetworkExporterConfig<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.section.fmt(f)
+    }
+}
+
+impl<E: NetworkExporter> ExporterConfig for NetworkExporterConfig<E> {
+    fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        self.section.check(at)
+    }
+
+    fn build(&self, retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
+        Ok(Box::new(E::connect(self.section.settings(retries))?))
+    }
+
+    fn sending_queue(&self) -> Option<&SendingQueue> {
+        Some(&self.section.sending_queue)
+    }
+}
+
+/// Settings shared by the network exporters.
+#[derive(Clone, Debug)]
+pub struct NetworkSettings {
+    pub endpoint: String,
+    pub headers: BTreeMap<String, String>,
+    pub gzip: bool,
+    pub timeout: Duration,
+    /// The `tls` section; whether TLS is used also depends on the endpoint's scheme.
+    pub tls: ClientTlsSettings,
+    pub retry: RetryPolicy,
+    /// Counts export attempts that were retried (shared with runbom's telemetry).
+    pub retries: Arc<AtomicU64>,
+}

@@ -1,0 +1,206 @@
+//! OTLP/HTTP exporter: protobuf bodies sent by POST to `<endpoint>/v1/traces`, `/v1/logs` and
+//! `/v1/metrics`. The endpoint's scheme decides: `https://` uses TLS with the `tls` settings,
+//! `http://` (or none) plain text, as the Collector's `otlphttp` exporter does.
+
+use std::{io::Write as _, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Request, header};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{Client, ResponseFuture, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use prost::Message as _;
+
+use super::{
+    error::{ExportError, causes, tls_hint},
+    export::{ExportFuture, Exporter},
+    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
+};
+use runbom_otlp::signal::Signal;
+
+/// The connection pool: plain TCP, or TLS for an `https://` endpoint.
+enum Transport {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl Transport {
+    fn new(settings: &NetworkSettings, https: bool) -> Result<Self, ExportError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.timeout));
+        http.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new());
+        if !https {
+            return Ok(Self::Plain(client.build(http)));
+        }
+        let fail = |error| ExportError::Tls {
+            exporter: "otlphttp",
+            endpoint: settings.endpoint.clone(),
+            error,
+        };
+        http.enforce_http(false);
+        let config = settings.tls.load().map_err(fail)?;
+        let mut connector = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only();
+        if let Some(name) = settings.tls.server_name().map_err(fail)? {
+            connector = connector.with_server_name_resolver(FixedServerNameResolver::new(name));
+        }
+        Ok(Self::Tls(
+            client.build(connector.enable_http1().wrap_connector(http)),
+        ))
+    }
+
+    fn request(&self, request: Request<Full<Bytes>>) -> ResponseFuture {
+        match self {
+            Self::Plain(client) => client.request(request),
+            Self::Tls(client) => client.request(request),
+        }
+    }
+}
+
+pub struct HttpExporter {
+    client: Transport,
+    traces_url: hyper::Uri,
+    logs_url: hyper::Uri,
+    metrics_url: hyper::Uri,
+    settings: NetworkSettings,
+}
+
+impl HttpExporter {
+    pub fn new(settings: NetworkSettings) -> Result<Self, ExportError> {
+        let base = settings.endpoint.trim_end_matches('/');
+        let base = if base.contains("://") {
+            base.to_owned()
+        } else {
+            format!("http://{base}")
+        };
+        let uri = |path: &str| {
+            format!("{base}{path}")
+                .parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| ExportError::Endpoint {
+                    exporter: "otlphttp",
+                    endpoint: settings.endpoint.clone(),
+                    reason: e.to_string(),
+                })
+        };
+        for name in settings.headers.keys() {
+            header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| ExportError::Header {
+                exporter: "otlphttp",
+                name: name.clone(),
+                reason: "not a valid HTTP header name".into(),
+            })?;
+        }
+        Ok(Self {
+            client: Transport::new(&settings, base.starts_with("https://"))?,
+            traces_url: uri("/v1/traces")?,
+            logs_url: uri("/v1/logs")?,
+            metrics_url: uri("/v1/metrics")?,
+            settings,
+        })
+    }
+
+    pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
+        let (url, raw) = match signal {
+            Signal::Traces(r) => (&self.traces_url, r.encode_to_vec()),
+            Signal::Logs(r) => (&self.logs_url, r.encode_to_vec()),
+            Signal::Metrics(r) => (&self.metrics_url, r.encode_to_vec()),
+        };
+        let body = self.body(raw);
+        self.post(url, body).await
+    }
+
+    fn body(&self, raw: Vec<u8>) -> Bytes {
+        if !self.settings.gzip {
+            return Bytes::from(raw);
+        }
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(&raw);
+        Bytes::from(enc.finish().unwrap_or_default())
+    }
+
+    async fn post(&self, url: &hyper::Uri, body: Bytes) -> Result<(), ExportError> {
+        self.settings
+            .retry
+            .run(&self.settings.retries, || self.post_once(url, body.clone()))
+            .await
+    }
+
+    async fn post_once(&self, url: &hyper::Uri, body: Bytes) -> Result<(), ExportError> {
+        let transport = |reason: String| ExportError::HttpTransport {
+            url: url.to_string(),
+            reason,
+        };
+        let mut req = Request::post(url.clone())
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(
+                header::USER_AGENT,
+                concat!("runbom/", env!("CARGO_PKG_VERSION")),
+            );
+        if self.settings.gzip {
+            req = req.header(header::CONTENT_ENCODING, "gzip");
+        }
+        for (name, value) in &self.settings.headers {
+            req = req.header(name.as_str(), value.as_str());
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| transport(e.to_string()))?;
+        let resp = tokio::time::timeout(self.settings.timeout, self.client.request(req))
+            .await
+            .map_err(|_| transport(format!("no answer within {:?}", self.settings.timeout)))?
+            .map_err(|e| {
+                let reason = causes(&e);
+                match tls_hint(&reason, "use an http:// endpoint for plain text") {
+                    Some(hint) => transport(format!("{reason} ({hint})")),
+                    None => transport(reason),
+                }
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        // Only the delay-seconds form; an HTTP-date falls back to backoff.
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| {
+                String::from_utf8_lossy(&b.to_bytes())
+                    .chars()
+                    .take(200)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Err(ExportError::HttpStatus {
+            url: url.to_string(),
+            status: status.as_u16(),
+            body,
+            retry_after,
+        })
+    }
+}
+
+impl Exporter for HttpExporter {
+    fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
+        Box::pin(Self::export(self, signal))
+    }
+}
+
+/// The `otlphttp` exporter's section.
+pub type OtlpHttpExporterConfig = NetworkExporterConfig<HttpExporter>;
+
+impl NetworkExporter for HttpExporter {
+    fn connect(settings: NetworkSettings) -> Result<Self, ExportError> {
+        Self::new(settings)
+    }
+}

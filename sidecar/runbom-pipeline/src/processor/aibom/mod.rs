@@ -1,0 +1,141 @@
+//! The `aibom` processor of a traces pipeline: holds spans per trace for `wait`, judges each
+//! trace against the declared AI-BOM (`runbom_aibom`), passes the annotated spans on, and hands
+//! the drift alerts to the logs pipelines that list the processor's name among their receivers
+//! (like a Collector connector: `service.pipelines.logs.receivers: [otlp, aibom]`).
+
+pub mod config;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use runbom_aibom::{BomWatch, Processor, Released, Settings, Stats};
+use runbom_otlp::signal::Signal;
+use tokio::{sync::mpsc, time::Instant};
+use tracing::{error, warn};
+
+use crate::Ingest;
+
+/// One configured `aibom` processor.
+#[derive(Clone, Debug)]
+pub struct AibomSpec {
+    /// The configured name (`aibom`, `aibom/strict`): also the receiver name of its alerts.
+    pub name: String,
+    pub settings: Settings,
+    /// The declared BOM, loaded before start; shared by the pipelines that list the processor.
+    pub bom: Arc<Mutex<BomWatch>>,
+    /// How often the BOM file is checked for changes.
+    pub reload_interval: Duration,
+    pub stats: Arc<Stats>,
+}
+
+/// Runs until `rx` closes, then releases every trace it holds and returns.
+pub async fn run(
+    mut rx: mpsc::Receiver<Signal>,
+    tx: mpsc::Sender<Signal>,
+    spec: AibomSpec,
+    alerts: Option<Ingest>,
+) {
+    let mut processor = Processor::with_stats(spec.settings.clone(), spec.stats.clone());
+    let mut bom = current(&spec.bom);
+    if alerts.is_none() {
+        warn!(
+            processor = %spec.name,
+            "no logs pipeline lists `{}` as a receiver: drift alerts are counted but not exported",
+            spec.name
+        );
+    }
+    let mut reload = tokio::time::interval(spec.reload_interval.max(Duration::from_millis(100)));
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let due = processor.next_deadline().map(Instant::from_std);
+        let out = tokio::select! {
+            got = rx.recv() => match got {
+                Some(Signal::Traces(req)) => processor.push(req, std::time::Instant::now(), &bom),
+                Some(other) => {
+                    // A traces pipeline carries traces; anything else passes as it is.
+                    if tx.send(other).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                None => break,
+            },
+            () = sleep_until(due), if due.is_some() => {
+                processor.release_due(std::time::Instant::now(), &bom)
+            }
+            _ = reload.tick() => {
+                if let Ok(mut watch) = spec.bom.lock() {
+                    // A broken file is logged and counted by the watch; the last good BOM stays.
+                    let _ = watch.poll();
+                    bom = watch.current().clone();
+                }
+                save_baseline(&spec);
+                continue;
+            }
+        };
+        if !emit(out, &tx, alerts.as_ref(), &spec).await {
+            return;
+        }
+    }
+    let out = processor.release_all(&bom);
+    emit(out, &tx, alerts.as_ref(), &spec).await;
+    save_baseline(&spec);
+}
+
+/// Writes the learned baseline when it changed (small, and only while it learns).
+fn save_baseline(spec: &AibomSpec) {
+    let Some(b) = &spec.settings.baseline else {
+        return;
+    };
+    let mut b = b.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Err(e) = b.save() {
+        error!(processor = %spec.name, "the learned baseline is not saved: {e}");
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+fn current(bom: &Mutex<BomWatch>) -> Arc<runbom_aibom::DeclaredBom> {
+    bom.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .current()
+        .clone()
+}
+
+/// Passes the released spans on and the alerts to the logs pipelines; false once the next
+/// stage is gone.
+async fn emit(
+    out: Released,
+    tx: &mpsc::Sender<Signal>,
+    alerts: Option<&Ingest>,
+    spec: &AibomSpec,
+) -> bool {
+    if let Some(logs) = out.alerts {
+        let n = logs.resource_logs.len();
+        match alerts {
+            Some(ingest) => {
+                if let Err(e) = ingest.push(Signal::Logs(logs)).await {
+                    spec.stats
+                        .alerts_dropped
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    error!(processor = %spec.name, "dropping {n} drift alert(s): {e}");
+                }
+            }
+            None => {
+                spec.stats
+                    .alerts_dropped
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    match out.traces {
+        Some(traces) => tx.send(Signal::Traces(traces)).await.is_ok(),
+        None => true,
+    }
+}

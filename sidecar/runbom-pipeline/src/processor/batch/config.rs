@@ -1,0 +1,55 @@
+//! The `batch` processor's section.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::BatchSettings;
+use crate::{
+    ProcessorSpec,
+    component::{ProcessorConfig, SpecContext},
+    config::{
+        duration,
+        section::{ConfigError, Section},
+    },
+    processor::ProcessorError,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Send a batch once it holds this many items (spans, log records, data points) ...
+    pub send_batch_size: usize,
+    /// ... and never merge past this many (0: no limit).
+    pub send_batch_max_size: usize,
+    /// ... or once the oldest event in it has waited this long.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            send_batch_size: 8192,
+            send_batch_max_size: 0,
+            timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+impl ProcessorConfig for BatchConfig {
+    fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        if self.send_batch_size == 0 {
+            return Err(at.at("send_batch_size").error("must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn spec(&self, _ctx: &SpecContext) -> Result<ProcessorSpec, ProcessorError> {
+        Ok(ProcessorSpec::Batch(BatchSettings {
+            send_batch_size: self.send_batch_size,
+            send_batch_max_size: self.send_batch_max_size,
+            timeout: self.timeout,
+        }))
+    }
+}

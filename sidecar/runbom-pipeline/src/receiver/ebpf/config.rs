@@ -1,0 +1,236 @@
+//! The `ebpf` receiver's section: what the probes capture, and its checks against what the
+//! kernel side allows.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::{
+    SignalKind,
+    component::{ReceiverConfig, ReceiverContext, StartFuture},
+    config::section::{ConfigError, Section},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EbpfConfig {
+    /// Ring buffer size in bytes: a power of two, at least 4096.
+    pub ring_buffer_bytes: u32,
+    pub exec: ExecSettings,
+    pub file: FileSettings,
+    pub dns: DnsSettings,
+    pub http: HttpSettings,
+    /// Export events that no application trace claimed as spans too (they are always logs).
+    pub uncorrelated_spans: bool,
+}
+
+/// `http.request` capture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Capture HTTP/1.x requests (where: `plaintext`, `openssl`).
+    pub enabled: bool,
+    /// At socket writes (`write`, `writev`, `sendto`, `sendmsg`); each such call then costs a
+    /// tracepoint hit, whatever it writes.
+    pub plaintext: bool,
+    /// Bytes copied of a write that starts a request, and of the body write after a TLS
+    /// request head: enough to reach `Host` and `traceparent` past long headers, and `model`.
+    pub max_header_bytes: u32,
+    /// Hook every OpenSSL library processes load (`SSL_write[_ex]`, `SSL_read[_ex]`).
+    pub openssl: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecSettings {
+    /// Bytes of argv captured per exec (at most 4095).
+    pub argv_max_bytes: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSettings {
+    /// Path prefixes whose opens are reported (byte prefixes: end a directory with `/`).
+    pub include: Vec<String>,
+    /// Prefixes under an include that are not reported; the longest matching prefix decides.
+    pub exclude: Vec<String>,
+    /// Report opens only of these processes (and their descendants) ...
+    pub watch_pids: Vec<u32>,
+    /// ... or of processes in these cgroup v2 directories. Both empty: every process.
+    pub watch_cgroups: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSettings {
+    /// UDP destination ports whose datagrams are parsed as DNS queries.
+    pub ports: Vec<u16>,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> Self {
+        let probes = runbom_kernel::ProbeSettings::default();
+        Self {
+            ring_buffer_bytes: probes.ring_bytes,
+            exec: ExecSettings {
+                argv_max_bytes: probes.argv_max,
+            },
+            file: FileSettings {
+                include: probes.file_include,
+                exclude: probes.file_exclude,
+                watch_pids: probes.watch_pids,
+                watch_cgroups: probes.watch_cgroups,
+            },
+            dns: DnsSettings {
+                ports: probes.dns_ports,
+            },
+            http: HttpSettings {
+                enabled: probes.http.enabled,
+                plaintext: probes.http.plaintext,
+                max_header_bytes: probes.http.max_bytes,
+                openssl: probes.http.openssl,
+            },
+            uncorrelated_spans: true,
+        }
+    }
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        EbpfConfig::default().exec
+    }
+}
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        EbpfConfig::default().file
+    }
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        EbpfConfig::default().dns
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        EbpfConfig::default().http
+    }
+}
+
+impl EbpfConfig {
+    #[must_use]
+    pub fn probe_settings(&self) -> runbom_kernel::ProbeSettings {
+        runbom_kernel::ProbeSettings {
+            ring_bytes: self.ring_buffer_bytes,
+            argv_max: self.exec.argv_max_bytes,
+            file_include: self.file.include.clone(),
+            file_exclude: self.file.exclude.clone(),
+            watch_pids: self.file.watch_pids.clone(),
+            watch_cgroups: self.file.watch_cgroups.clone(),
+            dns_ports: self.dns.ports.clone(),
+            http: runbom_kernel::HttpCapture {
+                enabled: self.http.enabled,
+                plaintext: self.http.plaintext,
+                max_bytes: self.http.max_header_bytes,
+                openssl: self.http.openssl,
+            },
+        }
+    }
+}
+
+impl ReceiverConfig for EbpfConfig {
+    fn check(&self, at: &Section) -> Result<(), ConfigError> {
+        let ring = self.ring_buffer_bytes;
+        if !ring.is_power_of_two() || ring < 4096 {
+            return Err(at
+                .at("ring_buffer_bytes")
+                .error(format!("{ring} must be a power of two of at least 4096")));
+        }
+        // The kernel side keeps one byte of its argv buffer for the terminating NUL.
+        let argv_max = runbom_common::ARGV_MAX as u32;
+        if self.exec.argv_max_bytes >= argv_max {
+            return Err(at.at("exec.argv_max_bytes").error(format!(
+                "{} is larger than the kernel side allows (at most {})",
+                self.exec.argv_max_bytes,
+                argv_max - 1
+            )));
+        }
+        let http_max = runbom_common::HTTP_DATA_MAX as u32;
+        if !(64..=http_max).contains(&self.http.max_header_bytes) {
+            return Err(at.at("http.max_header_bytes").error(format!(
+                "{} is outside what the kernel side allows (64 to {http_max})",
+                self.http.max_header_bytes
+            )));
+        }
+        for (field, list) in [
+            ("include", &self.file.include),
+            ("exclude", &self.file.exclude),
+        ] {
+            for (i, prefix) in list.iter().enumerate() {
+                if prefix.is_empty() || prefix.len() >= runbom_common::PATH_MAX {
+                    return Err(at.at(&format!("file.{field}[{i}]")).error(format!(
+                        "prefix {prefix:?} must be 1 to {} bytes long",
+                        runbom_common::PATH_MAX - 1
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refuses(&self, signal: SignalKind) -> Option<String> {
+        (signal == SignalKind::Metrics)
+            .then(|| "the ebpf receiver produces traces and logs, not metrics".into())
+    }
+
+    fn kernel_events(&self) -> bool {
+        true
+    }
+
+    fn start<'a>(&'a self, _name: &'a str, ctx: ReceiverContext<'a>) -> StartFuture<'a> {
+        Box::pin(std::future::ready(super::start(
+            &self.probe_settings(),
+            self.uncorrelated_spans,
+            ctx,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EbpfConfig;
+    use crate::config::{EMBEDDED_DEFAULT, model::Config};
+
+    #[test]
+    fn http_section() {
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 16384\n      openssl: false\n      plaintext: false",
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let e = c
+            .receiver::<EbpfConfig>("ebpf")
+            .expect("ebpf receiver missing");
+        let http = e.probe_settings().http;
+        assert_eq!(
+            (http.enabled, http.plaintext, http.max_bytes, http.openssl),
+            (true, false, 16384, false)
+        );
+        assert!(EbpfConfig::default().http.max_header_bytes >= 4096);
+
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    http:\n      max_header_bytes: 100000",
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(e.contains("`receivers.ebpf.http.max_header_bytes`"), "{e}");
+        let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    http:\n      tls: true");
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(
+            e.contains("`receivers.ebpf.http.tls`: unknown field"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! The `ebpf` receiver: the node agent's kernel events, as OTLP spans and logs, into the same
+//! pipelines as everything else. Its configuration is in [`config`].
+//!
+//! probes → ring reader task → this receiver's task (groups events into requests of at most
+//! `EVENTS_PER_REQUEST` or `MAX_WAIT`, converts, pushes). When the pipelines refuse (full),
+//! the task waits and retries: the reader then stops draining, the ring fills, and the kernel
+//! counts what it drops — which `/metrics` and the summary report.
+//!
+//! With a `correlate` processor configured, the task hands the events to it instead
+//! (`docs/correlation.md`): it converts them once it knows where they belong.
+
+use std::{
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::Duration,
+};
+
+use runbom_event::KernelEvent;
+use runbom_kernel::{
+    Enricher, ProbeSettings, Probes,
+    clock::BootClock,
+    openssl,
+    proctable::ProcessTable,
+    reader::{self, ReaderStats},
+};
+use runbom_otlp::{ConvertOptions, convert};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::ReceiverError;
+use crate::{
+    Ingest,
+    component::{ReceiverContext, Started},
+};
+
+pub mod config;
+
+/// Most kernel events converted into one OTLP request.
+const EVENTS_PER_REQUEST: usize = 1024;
+/// Longest an event waits before its request is pushed.
+const MAX_WAIT: Duration = Duration::from_millis(200);
+
+/// Loads the probes and starts reading. Fails (before anything runs) with the probes' clear
+/// errors: privileges, BTF, verifier. With a correlate processor (`ctx.kernel_events`), events
+/// go there rather than being converted here.
+///
+/// What it keeps alive is the probes: dropping them detaches them (once the OpenSSL library
+/// watcher, which shares them, has ended with the reader).
+fn start(
+    settings: &ProbeSettings,
+    uncorrelated_spans: bool,
+    ctx: ReceiverContext<'_>,
+) -> Result<Started, ReceiverError> {
+    let ReceiverContext {
+        ingest,
+        kernel_events: correlate,
+        telemetry,
+        stop,
+    } = ctx;
+    let mut probes = Probes::load(settings)?;
+    let ring = probes.take_ring()?;
+    let losses = Arc::new(probes.take_counters()?);
+    let probes = Arc::new(Mutex::new(probes));
+    let mut enricher = Enricher::new(ProcessTable::from_proc(), BootClock::new());
+    if settings.http.enabled && settings.http.openssl {
+        let mut watcher = openssl::Watcher::new(probes.clone());
+        let libraries = watcher.scan_all();
+        info!(libraries, "OpenSSL libraries hooked");
+        enricher = enricher
+            .with_libssl_watch(openssl::spawn(watcher).map_err(ReceiverError::OpensslWatcher)?);
+    }
+    info!(
+        processes = enricher.procs.len(),
+        "probes attached; watching"
+    );
+
+    let stats = Arc::new(ReaderStats::default());
+    {
+        let (s, l) = (stats.clone(), losses.clone());
+        telemetry.counter_fn(
+            "runbom_kernel_records_total",
+            "Records read from the kernel's ring buffer.",
+            move || s.records.load(Ordering::Relaxed),
+        );
+        let s = stats.clone();
+        telemetry.counter_fn(
+            "runbom_kernel_decode_errors_total",
+            "Kernel records that failed to decode.",
+            move || s.decode_errors.load(Ordering::Relaxed),
+        );
+        telemetry.counter_fn(
+            "runbom_kernel_ring_full_drops_total",
+            "Kernel events dropped because the ring buffer was full.",
+            move || l.read().ring_full,
+        );
+        let l = losses.clone();
+        telemetry.counter_fn(
+            "runbom_kernel_inflight_full_drops_total",
+            "Kernel events lost because an in-flight map was full.",
+            move || l.read().inflight_full,
+        );
+    }
+
+    let (tx, rx) = mpsc::channel(64);
+    let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
+    let opts = ConvertOptions {
+        host_name: host_name(),
+        uncorrelated_spans,
+    };
+    let task = tokio::spawn(async move {
+        match correlate {
+            Some(correlator) => hand_over(rx, correlator, &ingest, &opts).await,
+            None => forward(rx, &ingest, &opts).await,
+        }
+        reader
+            .await
+            .map_err(ReceiverError::ReaderTask)?
+            .map_err(ReceiverError::Reader)?;
+        let l = losses.read();
+        info!(
+            kernel_records = stats.records.load(Ordering::Relaxed),
+            events = stats.events.load(Ordering::Relaxed),
+            decode_errors = stats.decode_errors.load(Ordering::Relaxed),
+            ring_full_drops = l.ring_full,
+            inflight_full_drops = l.inflight_full,
+            "ebpf receiver stopped"
+        );
+        if l.ring_full + l.inflight_full > 0 {
+            warn!(
+                "the kernel dropped {} events because runbom could not keep up; raise receivers.ebpf.ring_buffer_bytes",
+                l.ring_full + l.inflight_full
+            );
+        }
+        Ok(())
+    });
+    let probes: Arc<Mutex<Probes>> = probes;
+    Ok(Started {
+        tasks: vec![task],
+        keep: Some(Box::new(probes)),
+    })
+}
+
+/// Groups events into requests and pushes them until the reader is done.
+async fn forward(mut rx: mpsc::Receiver<Vec<KernelEvent>>, ingest: &Ingest, opts: &ConvertOptions) {
+    let mut pending: Vec<KernelEvent> = Vec::with_capacity(EVENTS_PER_REQUEST);
+    let mut deadline = tokio::time::Instant::now() + MAX_WAIT;
+    loop {
+        tokio::select! {
+            got = rx.recv() => match got {
+                Some(events) => {
+                    if pending.is_empty() {
+                        deadline = tokio::time::Instant::now() + MAX_WAIT;
+                    }
+                    pending.extend(events);
+                    while pending.len() >= EVENTS_PER_REQUEST {
+                        let rest = pending.split_off(EVENTS_PER_REQUEST);
+                        push(&pending, ingest, opts).await;
+                        pending = rest;
+                    }
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {
+                push(&pending, ingest, opts).await;
+                pending.clear();
+            }
+        }
+    }
+    push(&pending, ingest, opts).await;
+}
+
+/// Hands every batch of events to the correlation stage (waiting for room: backpressure
+/// reaches the ring). Should the stage be gone, events are converted here as without it.
+async fn hand_over(
+    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
+    correlator: mpsc::Sender<Vec<KernelEvent>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+) {
+    while let Some(events) = rx.recv().await {
+        if let Err(mpsc::error::SendError(events)) = correlator.send(events).await {
+            warn!("the correlate processor stopped; kernel events go out uncorrelated");
+            push(&events, ingest, opts).await;
+            forward(rx, ingest, opts).await;
+            return;
+        }
+    }
+}
+
+async fn push(events: &[KernelEvent], ingest: &Ingest, opts: &ConvertOptions) {
+    if events.is_empty() {
+        return;
+    }
+    for signal in convert(events, &[], opts).into_signals() {
+        if ingest.accepts(signal.kind()) {
+            ingest.push_waiting(signal).await;
+        }
+    }
+}
+
+/// This node's name (`host.name`).
+#[must_use]
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
+}
