@@ -283,6 +283,12 @@ if peer == "rotel":
         f"runbom/rotel spans per CPU-second: {per_cpu:.2f}× (goal ≥ 1.20×: {'met' if per_cpu >= 1.2 else 'NOT met'}); "
         f"peak RSS ratio {rss:.2f} (goal ≤ 1.00: {'met' if rss <= 1.0 else 'NOT met'})"
     )
+elif peer == "baseline":
+    spans = med("runbom", lambda r: r["spans_per_s"]) / med(peer, lambda r: r["spans_per_s"])
+    print(
+        f"this build / the baseline binary, spans per CPU-second: {per_cpu:.2f}; "
+        f"spans/s {spans:.2f}; peak RSS ratio {rss:.2f}"
+    )
 elif peer == "forward":
     print(
         f"the forwarder / runbom alone, spans per CPU-second: {1 / per_cpu:.2f}; "
