@@ -25,14 +25,15 @@ use std::{
 
 mod file;
 
-/// Drift flags against the learned baseline.
+/// Drift flags against the learned baseline: the `baseline_*` values of the contract's one list
+/// ([`runbom_event::semconv::drift`]), named here without their prefix.
 pub mod flag {
-    pub const NEW_DESTINATION: &str = "baseline_new_destination";
-    pub const NEW_EXEC: &str = "baseline_new_exec";
-    pub const NEW_FILE: &str = "baseline_new_file";
-    pub const NEW_TOOL_DESTINATION: &str = "baseline_new_tool_destination";
-    pub const PAYLOAD_SIZE: &str = "baseline_payload_size";
-    pub const NEW_MODEL: &str = "baseline_new_model";
+    pub use runbom_event::semconv::drift::{
+        BASELINE_NEW_DESTINATION as NEW_DESTINATION, BASELINE_NEW_EXEC as NEW_EXEC,
+        BASELINE_NEW_FILE as NEW_FILE, BASELINE_NEW_MODEL as NEW_MODEL,
+        BASELINE_NEW_TOOL_DESTINATION as NEW_TOOL_DESTINATION,
+        BASELINE_PAYLOAD_SIZE as PAYLOAD_SIZE,
+    };
     /// Every flag, in the order [`super::Baseline::observe`] returns them.
     pub const ALL: [&str; 6] = [
         NEW_DESTINATION,
