@@ -345,11 +345,7 @@ impl Baseline {
         };
         let mut outcomes = Vec::with_capacity(3);
         match key {
-            Key::Destination {
-                dest,
-                tool,
-                payload,
-            } => {
+            Key::Destination(dest, tool, payload) => {
                 outcomes.push(add(&mut l.destinations, &dest, "destinations"));
                 if let Some(tool) = tool {
                     if !l.tool_destinations.contains_key(tool) && l.pairs() < MAX_ENTRIES {
@@ -408,11 +404,7 @@ impl Baseline {
             return flags;
         };
         match key {
-            Key::Destination {
-                dest,
-                tool,
-                payload,
-            } => {
+            Key::Destination(dest, tool, payload) => {
                 if !l.destinations.contains(&*dest) {
                     flags.push(flag::NEW_DESTINATION);
                 }
@@ -535,11 +527,8 @@ fn unix_ms(t: SystemTime) -> u64 {
 /// What the baseline keeps of a behaviour, learning and checking alike: the destination as
 /// `host:port`, a file's directory; `None` for an empty one (nothing to learn or flag).
 enum Key<'a> {
-    Destination {
-        dest: Cow<'a, str>,
-        tool: Option<&'a str>,
-        payload: Option<u64>,
-    },
+    /// `host:port`, the tool above, the request body's size.
+    Destination(Cow<'a, str>, Option<&'a str>, Option<u64>),
     Exec(&'a str),
     FileDir(&'a str),
     Model(&'a str),
@@ -554,11 +543,7 @@ impl<'a> Key<'a> {
                 payload,
             } => {
                 let dest = dest_key(dest);
-                (!dest.is_empty()).then_some(Self::Destination {
-                    dest,
-                    tool,
-                    payload,
-                })
+                (!dest.is_empty()).then_some(Self::Destination(dest, tool, payload))
             }
             Behaviour::Exec { path } => (!path.is_empty()).then_some(Self::Exec(path)),
             Behaviour::File { path } => (!path.is_empty()).then(|| Self::FileDir(file_dir(path))),

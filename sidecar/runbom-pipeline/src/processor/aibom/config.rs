@@ -222,32 +222,28 @@ mod tests {
             let e = refusal(&format!("{base}{service}"));
             assert!(e.starts_with(want), "want {want}\n got {e}");
         }
-        let typo = "processors: { aibom: { bom: b.json, wiat: 2s } }\nexporters: { nop: {} }\n\
-                    receivers: { otlp: { protocols: { grpc: {} } } }\n\
+        let rest = "exporters: { nop: {} }\nreceivers: { otlp: { protocols: { grpc: {} } } }\n\
                     service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-        let e = refusal(typo);
-        assert!(
-            e.starts_with("c.yaml at `processors.aibom.wiat`: unknown field `wiat`"),
-            "{e}"
-        );
-        let bad = "processors: { aibom: { bom: b.json, ignore_endpoints: [\"ht tp://x\"] } }\nexporters: { nop: {} }\n\
-                   receivers: { otlp: { protocols: { grpc: {} } } }\n\
-                   service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-        let e = refusal(bad);
-        assert!(
-            e.starts_with("c.yaml at `processors.aibom.ignore_endpoints[0]`: not a URL"),
-            "{e}"
-        );
-        let baseline = "processors: { aibom: { bom: b.json, baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 } } }\n\
-                        exporters: { nop: {} }\nreceivers: { otlp: { protocols: { grpc: {} } } }\n\
-                        service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-        let e = refusal(baseline);
-        assert!(
-        e.starts_with(
-            "c.yaml at `processors.aibom.baseline.payload_factor`: must be a number of at least 1"
-        ),
-        "{e}"
-    );
+        let baseline = "processors: { aibom: { bom: b.json, baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 } } }";
+        let sections = [
+            (
+                "processors: { aibom: { bom: b.json, wiat: 2s } }",
+                "c.yaml at `processors.aibom.wiat`: unknown field `wiat`",
+            ),
+            (
+                "processors: { aibom: { bom: b.json, ignore_endpoints: [\"ht tp://x\"] } }",
+                "c.yaml at `processors.aibom.ignore_endpoints[0]`: not a URL",
+            ),
+            (
+                baseline,
+                "c.yaml at `processors.aibom.baseline.payload_factor`: must be a number of at least 1",
+            ),
+        ];
+        for (processors, want) in sections {
+            let e = refusal(&format!("{processors}\n{rest}"));
+            assert!(e.starts_with(want), "{e}");
+        }
+        let baseline = format!("{baseline}\n{rest}");
         let c = Config::parse(&baseline.replace("0.5", "8"), "c.yaml").unwrap();
         let a = c
             .processor::<AibomConfig>("aibom")
