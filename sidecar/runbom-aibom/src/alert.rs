@@ -9,6 +9,15 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use runbom_event::semconv::{
+    AIBOM_AGENT_REF, AIBOM_BOM_SERIAL_NUMBER, AIBOM_CHAIN, AIBOM_COMPONENT_REF, AIBOM_DRIFT_KINDS,
+    AIBOM_DRIFT_REASON, AIBOM_DRIFT_SUBJECT, CONTAINER_ID, DB_QUERY_TEXT, DB_STATEMENT, EVENT_NAME,
+    GEN_AI_CONVERSATION_ID, GEN_AI_INPUT_MESSAGES, GEN_AI_PROMPT, GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL, GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_NAME, INPUT_VALUE,
+    K8S_NAMESPACE_NAME, K8S_POD_SERVICE_ACCOUNT_NAME, K8S_PREFIX, K8S_SERVICEACCOUNT_NAME,
+    PROCESS_COMMAND_LINE, RUNBOM_FILE_FLAGS, SERVICE_NAME, TRACELOOP_ENTITY_INPUT, event,
+};
+
 use crate::{
     bom::{DeclaredBom, IdentitySpec},
     judged::{Earlier, Finding, Judged, depth, is_step},
@@ -19,8 +28,6 @@ use crate::{
     view::View,
 };
 
-/// Scope name of the alerts' log records.
-pub const SCOPE: &str = "runbom.aibom";
 /// Most steps in a chain: the prompt and the last ones before the offending action.
 const MAX_STEPS: usize = 64;
 
@@ -47,11 +54,11 @@ pub fn alert(
     };
     let kinds: Vec<String> = finding.kinds.iter().map(|k| (*k).to_owned()).collect();
     let mut attributes = vec![
-        kv_str("event.name", "aibom.drift"),
-        kv_strs("aibom.drift.kinds", &kinds),
-        kv_str("aibom.drift.reason", &scrub::text(&finding.reason, 1024)),
-        kv_str("aibom.agent.ref", &finding.agent),
-        kv_str("aibom.drift.subject", &scrub::text(&finding.subject, 512)),
+        kv_str(EVENT_NAME, event::AIBOM_DRIFT),
+        kv_strs(AIBOM_DRIFT_KINDS, &kinds),
+        kv_str(AIBOM_DRIFT_REASON, &scrub::text(&finding.reason, 1024)),
+        kv_str(AIBOM_AGENT_REF, &finding.agent),
+        kv_str(AIBOM_DRIFT_SUBJECT, &scrub::text(&finding.subject, 512)),
     ];
     let tool = finding.tool.and_then(|t| judged.tool(items, earlier, t));
     let component = judged.verdicts[o]
@@ -60,23 +67,23 @@ pub fn alert(
         .filter(|r| !r.is_empty())
         .or_else(|| tool.and_then(|t| t.component));
     if let Some(r) = component {
-        attributes.push(kv_str("aibom.component.ref", r));
+        attributes.push(kv_str(AIBOM_COMPONENT_REF, r));
     }
     if !bom.serial_number.is_empty() {
-        attributes.push(kv_str("aibom.bom.serial_number", &bom.serial_number));
+        attributes.push(kv_str(AIBOM_BOM_SERIAL_NUMBER, &bom.serial_number));
     }
     if let Some(t) = tool {
-        attributes.push(kv_str("gen_ai.tool.name", t.name));
+        attributes.push(kv_str(GEN_AI_TOOL_NAME, t.name));
     }
     for kv in items[o].resource_attrs().iter().chain(&span.attributes) {
         let k = kv.key.as_str();
-        if (k == "service.name" || k == "container.id" || k.starts_with("k8s."))
+        if (k == SERVICE_NAME || k == CONTAINER_ID || k.starts_with(K8S_PREFIX))
             && !attributes.iter().any(|a| a.key == k)
         {
             attributes.push(kv.clone());
         }
     }
-    attributes.push(kv_strs("aibom.chain", &chain));
+    attributes.push(kv_strs(AIBOM_CHAIN, &chain));
     LogRecord {
         time_unix_nano: span.start_time_unix_nano,
         observed_time_unix_nano: now_ns(),
@@ -84,7 +91,7 @@ pub fn alert(
         severity_text: text.into(),
         body: Some(any_str(&chain.join("\n"))),
         attributes,
-        event_name: "aibom.drift".into(),
+        event_name: event::AIBOM_DRIFT.into(),
         trace_id: span.trace_id.clone(),
         span_id: span.span_id.clone(),
         ..Default::default()
@@ -205,9 +212,9 @@ fn step(s: &Step<'_>) -> Option<String> {
                 let _ = write!(t, ": {p:?}");
             }
             for k in [
-                "gen_ai.provider.name",
-                "gen_ai.request.model",
-                "gen_ai.conversation.id",
+                GEN_AI_PROVIDER_NAME,
+                GEN_AI_REQUEST_MODEL,
+                GEN_AI_CONVERSATION_ID,
             ] {
                 if let Some(v) = attr(a, k) {
                     let _ = write!(t, ", {k}={v}");
@@ -229,8 +236,7 @@ fn step(s: &Step<'_>) -> Option<String> {
         ),
         Activity::Tool { name } => {
             let mut t = format!("tool: {name}{declared}");
-            if let Some(args) =
-                attr(a, "gen_ai.tool.call.arguments").or_else(|| attr(a, "input.value"))
+            if let Some(args) = attr(a, GEN_AI_TOOL_CALL_ARGUMENTS).or_else(|| attr(a, INPUT_VALUE))
             {
                 let _ = write!(t, " arguments {}", scrub::text(args, 300));
             }
@@ -264,7 +270,7 @@ fn step(s: &Step<'_>) -> Option<String> {
                     .map(|c| format!(".{c}"))
                     .unwrap_or_default()
             );
-            if let Some(q) = attr(a, "db.query.text").or_else(|| attr(a, "db.statement")) {
+            if let Some(q) = attr(a, DB_QUERY_TEXT).or_else(|| attr(a, DB_STATEMENT)) {
                 let _ = write!(s, " {:?}", scrub::text(q, 300));
             }
             s.push_str(&declared);
@@ -272,11 +278,11 @@ fn step(s: &Step<'_>) -> Option<String> {
         }
         Activity::File { path } => format!(
             "data access: file.open {path} {}{declared}",
-            attr(a, "runbom.file.flags").unwrap_or("")
+            attr(a, RUNBOM_FILE_FLAGS).unwrap_or("")
         ),
         Activity::Exec { path } => format!(
             "process: exec {path}{}{declared}",
-            attr(a, "process.command_line")
+            attr(a, PROCESS_COMMAND_LINE)
                 .map(|c| format!(" ({})", scrub::command_line(c)))
                 .unwrap_or_default()
         ),
@@ -289,7 +295,7 @@ fn step(s: &Step<'_>) -> Option<String> {
 /// The prompt of an agent invocation: the last user message of `gen_ai.input.messages` (or the
 /// OpenInference / OpenLLMetry input), redacted.
 fn prompt(a: &[KeyValue]) -> Option<String> {
-    let from_messages = attr(a, "gen_ai.input.messages").and_then(|m| {
+    let from_messages = attr(a, GEN_AI_INPUT_MESSAGES).and_then(|m| {
         let v: Value = serde_json::from_str(m).ok()?;
         let msgs = v.as_array()?;
         let user = msgs
@@ -310,9 +316,9 @@ fn prompt(a: &[KeyValue]) -> Option<String> {
     from_messages
         .or_else(|| {
             [
-                "gen_ai.prompt",
-                "input.value",
-                "traceloop.entity.input",
+                GEN_AI_PROMPT,
+                INPUT_VALUE,
+                TRACELOOP_ENTITY_INPUT,
                 "gen_ai.prompt.0.content",
             ]
             .iter()
@@ -330,9 +336,8 @@ fn identity(bom: &DeclaredBom, step: &Step<'_>) -> String {
     if let Some(u) = uid {
         parts.push(format!("uid {u}"));
     }
-    let sa =
-        attr(res, "k8s.serviceaccount.name").or_else(|| attr(res, "k8s.pod.service_account.name"));
-    let ns = attr(res, "k8s.namespace.name");
+    let sa = attr(res, K8S_SERVICEACCOUNT_NAME).or_else(|| attr(res, K8S_POD_SERVICE_ACCOUNT_NAME));
+    let ns = attr(res, K8S_NAMESPACE_NAME);
     if let Some(sa) = sa {
         parts.push(format!("service account {}/{sa}", ns.unwrap_or("?")));
     }

@@ -25,14 +25,15 @@ use std::{
 
 mod file;
 
-/// Drift flags against the learned baseline.
+/// Drift flags against the learned baseline: the `baseline_*` values of the contract's one list
+/// ([`runbom_event::semconv::drift`]), named here without their prefix.
 pub mod flag {
-    pub const NEW_DESTINATION: &str = "baseline_new_destination";
-    pub const NEW_EXEC: &str = "baseline_new_exec";
-    pub const NEW_FILE: &str = "baseline_new_file";
-    pub const NEW_TOOL_DESTINATION: &str = "baseline_new_tool_destination";
-    pub const PAYLOAD_SIZE: &str = "baseline_payload_size";
-    pub const NEW_MODEL: &str = "baseline_new_model";
+    pub use runbom_event::semconv::drift::{
+        BASELINE_NEW_DESTINATION as NEW_DESTINATION, BASELINE_NEW_EXEC as NEW_EXEC,
+        BASELINE_NEW_FILE as NEW_FILE, BASELINE_NEW_MODEL as NEW_MODEL,
+        BASELINE_NEW_TOOL_DESTINATION as NEW_TOOL_DESTINATION,
+        BASELINE_PAYLOAD_SIZE as PAYLOAD_SIZE,
+    };
     /// Every flag, in the order [`super::Baseline::observe`] returns them.
     pub const ALL: [&str; 6] = [
         NEW_DESTINATION,
@@ -339,17 +340,12 @@ impl Baseline {
         let Some(l) = self.agents.get_mut(agent) else {
             return;
         };
+        let Some(key) = Key::of(what) else {
+            return;
+        };
         let mut outcomes = Vec::with_capacity(3);
-        match *what {
-            Behaviour::Destination {
-                dest,
-                tool,
-                payload,
-            } => {
-                let dest = dest_key(dest);
-                if dest.is_empty() {
-                    return;
-                }
+        match key {
+            Key::Destination(dest, tool, payload) => {
                 outcomes.push(add(&mut l.destinations, &dest, "destinations"));
                 if let Some(tool) = tool {
                     if !l.tool_destinations.contains_key(tool) && l.pairs() < MAX_ENTRIES {
@@ -377,16 +373,9 @@ impl Baseline {
                     });
                 }
             }
-            Behaviour::Exec { path } if !path.is_empty() => {
-                outcomes.push(add(&mut l.execs, path, "execs"));
-            }
-            Behaviour::File { path } if !path.is_empty() => {
-                outcomes.push(add(&mut l.file_dirs, file_dir(path), "file_dirs"));
-            }
-            Behaviour::Model { model } if !model.is_empty() => {
-                outcomes.push(add(&mut l.models, model, "models"));
-            }
-            _ => {}
+            Key::Exec(path) => outcomes.push(add(&mut l.execs, path, "execs")),
+            Key::FileDir(dir) => outcomes.push(add(&mut l.file_dirs, dir, "file_dirs")),
+            Key::Model(model) => outcomes.push(add(&mut l.models, model, "models")),
         }
         for o in outcomes {
             match o {
@@ -411,16 +400,11 @@ impl Baseline {
     fn check(&self, agent: &str, what: &Behaviour<'_>) -> Vec<&'static str> {
         let l = self.agents.get(agent).unwrap_or(&NOTHING);
         let mut flags = Vec::new();
-        match *what {
-            Behaviour::Destination {
-                dest,
-                tool,
-                payload,
-            } => {
-                let dest = dest_key(dest);
-                if dest.is_empty() {
-                    return flags;
-                }
+        let Some(key) = Key::of(what) else {
+            return flags;
+        };
+        match key {
+            Key::Destination(dest, tool, payload) => {
                 if !l.destinations.contains(&*dest) {
                     flags.push(flag::NEW_DESTINATION);
                 }
@@ -439,18 +423,10 @@ impl Baseline {
                     flags.push(flag::PAYLOAD_SIZE);
                 }
             }
-            Behaviour::Exec { path } if !path.is_empty() && !l.execs.contains(path) => {
-                flags.push(flag::NEW_EXEC);
-            }
-            Behaviour::File { path }
-                if !path.is_empty() && !l.file_dirs.contains(file_dir(path)) =>
-            {
-                flags.push(flag::NEW_FILE);
-            }
-            Behaviour::Model { model } if !model.is_empty() && !l.models.contains(model) => {
-                flags.push(flag::NEW_MODEL);
-            }
-            _ => {}
+            Key::Exec(path) if !l.execs.contains(path) => flags.push(flag::NEW_EXEC),
+            Key::FileDir(dir) if !l.file_dirs.contains(dir) => flags.push(flag::NEW_FILE),
+            Key::Model(model) if !l.models.contains(model) => flags.push(flag::NEW_MODEL),
+            Key::Exec(_) | Key::FileDir(_) | Key::Model(_) => {}
         }
         flags
     }
@@ -548,6 +524,34 @@ fn unix_ms(t: SystemTime) -> u64 {
 }
 
 /// `host:port` of a destination, lower case, without scheme, userinfo, path or query.
+/// What the baseline keeps of a behaviour, learning and checking alike: the destination as
+/// `host:port`, a file's directory; `None` for an empty one (nothing to learn or flag).
+enum Key<'a> {
+    /// `host:port`, the tool above, the request body's size.
+    Destination(Cow<'a, str>, Option<&'a str>, Option<u64>),
+    Exec(&'a str),
+    FileDir(&'a str),
+    Model(&'a str),
+}
+
+impl<'a> Key<'a> {
+    fn of(what: &Behaviour<'a>) -> Option<Self> {
+        match *what {
+            Behaviour::Destination {
+                dest,
+                tool,
+                payload,
+            } => {
+                let dest = dest_key(dest);
+                (!dest.is_empty()).then_some(Self::Destination(dest, tool, payload))
+            }
+            Behaviour::Exec { path } => (!path.is_empty()).then_some(Self::Exec(path)),
+            Behaviour::File { path } => (!path.is_empty()).then(|| Self::FileDir(file_dir(path))),
+            Behaviour::Model { model } => (!model.is_empty()).then_some(Self::Model(model)),
+        }
+    }
+}
+
 fn dest_key(dest: &str) -> Cow<'_, str> {
     let clean = |b: u8| !(b.is_ascii_uppercase() || matches!(b, b'/' | b'@' | b'?' | b'#'));
     if dest.bytes().all(clean) {

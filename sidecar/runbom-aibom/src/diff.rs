@@ -6,6 +6,8 @@ use std::{collections::BTreeSet, fmt::Write as _};
 
 use serde::Serialize;
 
+use runbom_event::semconv::SERVICE_NAME;
+
 use crate::{
     bom::{DeclaredBom, IdentitySpec, Kind},
     endpoint::{Dest, Endpoint},
@@ -87,7 +89,7 @@ pub fn diff(
                 a.name == *w
                     || a.matchers
                         .iter()
-                        .any(|(k, g)| k == "service.name" && g.matches(w))
+                        .any(|(k, g)| k == SERVICE_NAME && g.matches(w))
             })
         });
         ai || agent_ref || workload

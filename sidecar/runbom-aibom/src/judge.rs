@@ -9,6 +9,11 @@ use std::time::SystemTime;
 
 use opentelemetry_proto::tonic::{common::v1::KeyValue, resource::v1::Resource};
 
+use runbom_event::semconv::{
+    AGENT_NAME, GEN_AI_AGENT_NAME, HTTP_REQUEST_BODY_SIZE, PROCESS_EXECUTABLE_PATH,
+    PROCESS_PARENT_PID, SERVICE_NAME,
+};
+
 use crate::{
     baseline::{Baseline, Behaviour},
     bom::{DeclaredBom, Kind},
@@ -193,7 +198,7 @@ fn learn_processes(
     for (i, it) in items.iter().enumerate() {
         let Some(pid) = pid_list[i] else { continue };
         if it.is_kernel() {
-            let parent = attr_int(&it.span.attributes, "process.parent_pid")
+            let parent = attr_int(&it.span.attributes, PROCESS_PARENT_PID)
                 .and_then(|p| u32::try_from(p).ok());
             pids.learn(pid, parent, uids[i]);
         }
@@ -251,7 +256,7 @@ fn against_baseline(
             Behaviour::Destination {
                 dest: target.as_deref()?,
                 tool,
-                payload: attr_int(attrs, "http.request.body.size")
+                payload: attr_int(attrs, HTTP_REQUEST_BODY_SIZE)
                     .and_then(|b| u64::try_from(b).ok()),
             }
         }
@@ -421,7 +426,7 @@ fn own_agent(bom: &DeclaredBom, attrs: &[KeyValue], act: &Activity) -> Option<us
         && let Some(i) = bom.agents.iter().position(|a| {
             a.name == *name
                 || a.matchers.iter().any(|(k, g)| {
-                    matches!(k.as_str(), "gen_ai.agent.name" | "agent.name") && g.matches(name)
+                    matches!(k.as_str(), GEN_AI_AGENT_NAME | AGENT_NAME) && g.matches(name)
                 })
         })
     {
@@ -434,7 +439,7 @@ fn own_agent(bom: &DeclaredBom, attrs: &[KeyValue], act: &Activity) -> Option<us
 fn agent_by_attrs(bom: &DeclaredBom, attrs: &[KeyValue]) -> Option<usize> {
     bom.agents.iter().position(|a| {
         if a.matchers.is_empty() {
-            ["service.name", "gen_ai.agent.name", "agent.name"]
+            [SERVICE_NAME, GEN_AI_AGENT_NAME, AGENT_NAME]
                 .iter()
                 .any(|k| attr(attrs, k) == Some(a.name.as_str()))
         } else {
@@ -471,7 +476,7 @@ fn shadow(settings: &JudgeSettings, act: &Activity, attrs: &[KeyValue]) -> Verdi
         }
         Activity::Exec { path } if span::is_model_server(path) => undeclared(Kind::Process),
         Activity::Accept { port } => {
-            let exe = attr(attrs, "process.executable.path").unwrap_or("");
+            let exe = attr(attrs, PROCESS_EXECUTABLE_PATH).unwrap_or("");
             if span::is_model_server(exe) || port.is_some_and(span::is_model_server_port) {
                 undeclared(Kind::Service)
             } else {

@@ -19,12 +19,18 @@ use runbom_otlp::{
 };
 use serde_json::{Value, json};
 
+use runbom_event::semconv::{
+    AIBOM_AGENT_REF, AIBOM_COMPONENT_REF, AIBOM_DRIFT_SUBJECT, AIBOM_IDENTITIES, EVENT_NAME,
+    K8S_NAMESPACE_NAME, K8S_POD_SERVICE_ACCOUNT_NAME, K8S_SERVICEACCOUNT_NAME,
+    PROCESS_EXECUTABLE_PATH, PROCESS_USER_ID, RUNBOM_EVENT, SERVICE_NAME, event, scope,
+};
+
 use crate::{
     bom::Kind,
     endpoint::Dest,
     otlp::{self, rfc3339},
     scrub,
-    span::{self, Activity, KERNEL_SCOPE, attr, attr_int},
+    span::{self, Activity, attr, attr_int},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +183,7 @@ impl Inventory {
         for rs in &req.resource_spans {
             let res = otlp::resource_attrs(rs.resource.as_ref());
             for ss in &rs.scope_spans {
-                let kernel = ss.scope.as_ref().is_some_and(|s| s.name == KERNEL_SCOPE);
+                let kernel = ss.scope.as_ref().is_some_and(|s| s.name == scope::KERNEL);
                 for s in &ss.spans {
                     let trace = hex::encode(&s.trace_id);
                     let span = hex::encode(&s.span_id);
@@ -203,15 +209,15 @@ impl Inventory {
             let res = otlp::resource_attrs(rl.resource.as_ref());
             for sl in &rl.scope_logs {
                 for l in &sl.log_records {
-                    let event = attr(&l.attributes, "event.name").unwrap_or(&l.event_name);
-                    if event == "aibom.drift" {
+                    let name = attr(&l.attributes, EVENT_NAME).unwrap_or(&l.event_name);
+                    if name == event::AIBOM_DRIFT {
                         self.alerts.push((
-                            attr(&l.attributes, "aibom.component.ref").map(str::to_owned),
-                            attr(&l.attributes, "aibom.drift.subject").map(str::to_owned),
+                            attr(&l.attributes, AIBOM_COMPONENT_REF).map(str::to_owned),
+                            attr(&l.attributes, AIBOM_DRIFT_SUBJECT).map(str::to_owned),
                         ));
                         continue;
                     }
-                    if attr(&l.attributes, "runbom.event").is_none() {
+                    if attr(&l.attributes, RUNBOM_EVENT).is_none() {
                         continue;
                     }
                     let trace = hex::encode(&l.trace_id);
@@ -266,7 +272,7 @@ impl Inventory {
                     "bom-ref": r, "name": e.name,
                     "endpoints": e.endpoints,
                     "properties": prepend(
-                        std::iter::once(prop("runbom:kind", if *kind == Kind::Tool { "tool" } else { "service" }))
+                        std::iter::once(prop("runbom:kind", kind.as_str()))
                             .chain(e.provider.iter().map(|p| prop("runbom:provider", p))),
                         props,
                     ),
@@ -522,29 +528,28 @@ fn observe(
         Activity::Http { dest, .. } => span::is_llm_traffic(attrs, dest),
         _ => false,
     };
-    let sa =
-        attr(res, "k8s.serviceaccount.name").or_else(|| attr(res, "k8s.pod.service_account.name"));
+    let sa = attr(res, K8S_SERVICEACCOUNT_NAME).or_else(|| attr(res, K8S_POD_SERVICE_ACCOUNT_NAME));
     Obs {
         trace,
         span,
         parent,
         time,
         activity,
-        workload: attr(res, "service.name").map(str::to_owned),
-        exe: attr(attrs, "process.executable.path")
-            .or_else(|| attr(res, "process.executable.path"))
+        workload: attr(res, SERVICE_NAME).map(str::to_owned),
+        exe: attr(attrs, PROCESS_EXECUTABLE_PATH)
+            .or_else(|| attr(res, PROCESS_EXECUTABLE_PATH))
             .filter(|_| kernel)
             .map(str::to_owned),
-        uid: attr_int(attrs, "process.user.id").and_then(|u| u32::try_from(u).ok()),
+        uid: attr_int(attrs, PROCESS_USER_ID).and_then(|u| u32::try_from(u).ok()),
         service_account: sa.map(|sa| {
             format!(
                 "{}/{sa}",
-                attr(res, "k8s.namespace.name").unwrap_or("default")
+                attr(res, K8S_NAMESPACE_NAME).unwrap_or("default")
             )
         }),
-        agent_ref: attr(attrs, "aibom.agent.ref").map(str::to_owned),
-        component_ref: attr(attrs, "aibom.component.ref").map(str::to_owned),
-        envs: span::attr_strs(attrs, "aibom.identities")
+        agent_ref: attr(attrs, AIBOM_AGENT_REF).map(str::to_owned),
+        component_ref: attr(attrs, AIBOM_COMPONENT_REF).map(str::to_owned),
+        envs: span::attr_strs(attrs, AIBOM_IDENTITIES)
             .into_iter()
             .filter(|s| s.starts_with("env:"))
             .map(str::to_owned)

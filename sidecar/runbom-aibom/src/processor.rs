@@ -28,6 +28,8 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 
+use runbom_event::semconv::scope;
+
 use crate::{
     alert,
     baseline::Baseline,
@@ -330,7 +332,7 @@ impl Processor {
                 resource: o.resource.cloned(),
                 scope_logs: vec![ScopeLogs {
                     scope: Some(InstrumentationScope {
-                        name: alert::SCOPE.into(),
+                        name: scope::AIBOM.into(),
                         version: env!("CARGO_PKG_VERSION").into(),
                         ..Default::default()
                     }),

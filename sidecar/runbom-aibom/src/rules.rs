@@ -4,6 +4,8 @@
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
+use runbom_event::semconv::GEN_AI_REQUEST_MODEL;
+
 use crate::{
     bom::{DeclaredBom, Kind},
     endpoint::Dest,
@@ -60,7 +62,7 @@ impl<'a> Judge<'a, '_> {
                 let mut v =
                     self.destination(dest, tool, &|| format!("sent {method} {}", dest.display()));
                 // The `model` field of an LLM API request captured in TLS.
-                if let Some(m) = attr(attrs, "gen_ai.request.model") {
+                if let Some(m) = attr(attrs, GEN_AI_REQUEST_MODEL) {
                     let mv = self.model(Some(m), None);
                     for f in mv.drift {
                         v.drift.push(f);

@@ -5,10 +5,17 @@
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 
-use crate::endpoint::Dest;
+use runbom_event::semconv::{
+    AGENT_NAME, DB_COLLECTION_NAME, DB_NAME, DB_NAMESPACE, DB_SQL_TABLE, DB_SYSTEM, DB_SYSTEM_NAME,
+    DNS_QUESTION_NAME, FILE_PATH, GEN_AI_AGENT_NAME, GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, GEN_AI_SYSTEM, GEN_AI_TOOL_NAME, HTTP_METHOD,
+    HTTP_REQUEST_METHOD, HTTP_URL, LLM_MODEL_NAME, LLM_PROVIDER, LLM_REQUEST_MODEL,
+    LLM_REQUEST_TYPE, LLM_RESPONSE_MODEL, LLM_SYSTEM, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
+    OPENINFERENCE_SPAN_KIND, PROCESS_EXECUTABLE_PATH, RUNBOM_EVENT, SERVER_ADDRESS, SERVER_PORT,
+    TOOL_NAME, TRACELOOP_ENTITY_NAME, TRACELOOP_SPAN_KIND, URL_FULL, event,
+};
 
-/// Scope of runbom's kernel spans.
-pub const KERNEL_SCOPE: &str = "runbom.kernel";
+use crate::endpoint::Dest;
 
 /// A string attribute's value.
 #[must_use]
@@ -156,36 +163,36 @@ impl<'a> AppAttrs<'a> {
         for kv in attrs {
             let Some(v) = str_value(kv) else { continue };
             let slot = match kv.key.as_str() {
-                "runbom.event" => &mut f.event,
-                "gen_ai.operation.name" => &mut f.operation,
-                "openinference.span.kind" => &mut f.oi_kind,
-                "traceloop.span.kind" => &mut f.tl_kind,
-                "traceloop.entity.name" => &mut f.tl_entity,
-                "gen_ai.tool.name" => &mut f.tool[0],
-                "tool.name" => &mut f.tool[1],
-                "gen_ai.agent.name" => &mut f.agent[0],
-                "agent.name" => &mut f.agent[1],
-                "gen_ai.response.model" => &mut f.model[0],
-                "gen_ai.request.model" => &mut f.model[1],
-                "llm.model_name" => &mut f.model[2],
-                "llm.response.model" => &mut f.model[3],
-                "llm.request.model" => &mut f.model[4],
-                "llm.request.type" => &mut f.llm_request_type,
-                "gen_ai.provider.name" => &mut f.provider[0],
-                "gen_ai.system" => &mut f.provider[1],
-                "llm.provider" => &mut f.provider[2],
-                "llm.system" => &mut f.provider[3],
-                "db.system.name" => &mut f.db_system[0],
-                "db.system" => &mut f.db_system[1],
-                "db.namespace" => &mut f.db_namespace[0],
-                "db.name" => &mut f.db_namespace[1],
-                "db.collection.name" => &mut f.db_collection[0],
-                "db.sql.table" => &mut f.db_collection[1],
-                "http.request.method" => &mut f.method[0],
-                "http.method" => &mut f.method[1],
-                "url.full" => &mut f.url[0],
-                "http.url" => &mut f.url[1],
-                "server.address" => &mut f.server_address,
+                RUNBOM_EVENT => &mut f.event,
+                GEN_AI_OPERATION_NAME => &mut f.operation,
+                OPENINFERENCE_SPAN_KIND => &mut f.oi_kind,
+                TRACELOOP_SPAN_KIND => &mut f.tl_kind,
+                TRACELOOP_ENTITY_NAME => &mut f.tl_entity,
+                GEN_AI_TOOL_NAME => &mut f.tool[0],
+                TOOL_NAME => &mut f.tool[1],
+                GEN_AI_AGENT_NAME => &mut f.agent[0],
+                AGENT_NAME => &mut f.agent[1],
+                GEN_AI_RESPONSE_MODEL => &mut f.model[0],
+                GEN_AI_REQUEST_MODEL => &mut f.model[1],
+                LLM_MODEL_NAME => &mut f.model[2],
+                LLM_RESPONSE_MODEL => &mut f.model[3],
+                LLM_REQUEST_MODEL => &mut f.model[4],
+                LLM_REQUEST_TYPE => &mut f.llm_request_type,
+                GEN_AI_PROVIDER_NAME => &mut f.provider[0],
+                GEN_AI_SYSTEM => &mut f.provider[1],
+                LLM_PROVIDER => &mut f.provider[2],
+                LLM_SYSTEM => &mut f.provider[3],
+                DB_SYSTEM_NAME => &mut f.db_system[0],
+                DB_SYSTEM => &mut f.db_system[1],
+                DB_NAMESPACE => &mut f.db_namespace[0],
+                DB_NAME => &mut f.db_namespace[1],
+                DB_COLLECTION_NAME => &mut f.db_collection[0],
+                DB_SQL_TABLE => &mut f.db_collection[1],
+                HTTP_REQUEST_METHOD => &mut f.method[0],
+                HTTP_METHOD => &mut f.method[1],
+                URL_FULL => &mut f.url[0],
+                HTTP_URL => &mut f.url[1],
+                SERVER_ADDRESS => &mut f.server_address,
                 _ => continue,
             };
             slot.get_or_insert(v);
@@ -324,37 +331,37 @@ pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {
 
 fn kernel_activity(attrs: &[KeyValue]) -> Activity {
     let text = |k| attr(attrs, k).map(str::to_owned);
-    match attr(attrs, "runbom.event").unwrap_or("") {
-        "net.connect" => Activity::Connect {
+    match attr(attrs, RUNBOM_EVENT).unwrap_or("") {
+        event::NET_CONNECT => Activity::Connect {
             dest: peer_dest(attrs).unwrap_or_default(),
         },
-        "http.request" => {
-            let mut dest = attr(attrs, "url.full")
+        event::HTTP_REQUEST => {
+            let mut dest = attr(attrs, URL_FULL)
                 .and_then(Dest::from_url)
                 .or_else(|| server_dest(attrs))
                 .unwrap_or_default();
             if dest.ip.is_none()
-                && let Some(peer) = attr(attrs, "network.peer.address").and_then(|a| a.parse().ok())
+                && let Some(peer) = attr(attrs, NETWORK_PEER_ADDRESS).and_then(|a| a.parse().ok())
             {
                 dest.ip = Some(peer);
             }
             Activity::Http {
                 dest,
-                method: text("http.request.method").unwrap_or_default(),
+                method: text(HTTP_REQUEST_METHOD).unwrap_or_default(),
                 kernel: true,
             }
         }
-        "file.open" => Activity::File {
-            path: text("file.path").unwrap_or_default(),
+        event::FILE_OPEN => Activity::File {
+            path: text(FILE_PATH).unwrap_or_default(),
         },
-        "process.exec" => Activity::Exec {
-            path: text("process.executable.path").unwrap_or_default(),
+        event::PROCESS_EXEC => Activity::Exec {
+            path: text(PROCESS_EXECUTABLE_PATH).unwrap_or_default(),
         },
-        "dns.query" => Activity::Dns {
-            name: text("dns.question.name").unwrap_or_default(),
+        event::DNS_QUERY => Activity::Dns {
+            name: text(DNS_QUESTION_NAME).unwrap_or_default(),
         },
-        "net.accept" => Activity::Accept {
-            port: attr_int(attrs, "server.port").and_then(|p| u16::try_from(p).ok()),
+        event::NET_ACCEPT => Activity::Accept {
+            port: attr_int(attrs, SERVER_PORT).and_then(|p| u16::try_from(p).ok()),
         },
         _ => Activity::Other,
     }
@@ -363,13 +370,13 @@ fn kernel_activity(attrs: &[KeyValue]) -> Activity {
 /// `server.address`:`server.port`, with `network.peer.address` as the IP when the address is a name.
 #[must_use]
 pub fn server_dest(attrs: &[KeyValue]) -> Option<Dest> {
-    let host = attr(attrs, "server.address").or_else(|| attr(attrs, "network.peer.address"))?;
-    let port = attr_int(attrs, "server.port")
-        .or_else(|| attr_int(attrs, "network.peer.port"))
+    let host = attr(attrs, SERVER_ADDRESS).or_else(|| attr(attrs, NETWORK_PEER_ADDRESS))?;
+    let port = attr_int(attrs, SERVER_PORT)
+        .or_else(|| attr_int(attrs, NETWORK_PEER_PORT))
         .and_then(|p| u16::try_from(p).ok());
     let mut d = Dest::from_host(host, port);
     if d.ip.is_none() {
-        d.ip = attr(attrs, "network.peer.address").and_then(|a| a.parse().ok());
+        d.ip = attr(attrs, NETWORK_PEER_ADDRESS).and_then(|a| a.parse().ok());
     }
     Some(d)
 }
@@ -405,7 +412,7 @@ pub fn is_llm_traffic(attrs: &[KeyValue], dest: &Dest) -> bool {
         "/api/chat",
         "/api/embed",
     ];
-    attr(attrs, "gen_ai.request.model").is_some()
+    attr(attrs, GEN_AI_REQUEST_MODEL).is_some()
         || dest.name.as_deref().is_some_and(|n| {
             HOSTS.contains(&n)
                 || n.ends_with(".openai.azure.com")

@@ -2,6 +2,11 @@
 //! settings the judge takes, and the verdict written as the span's `aibom.*` attributes.
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
+use runbom_event::semconv::{
+    AIBOM_AGENT_REF, AIBOM_BOM_SERIAL_NUMBER, AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF,
+    AIBOM_DECLARED, AIBOM_DRIFT, AIBOM_DRIFT_KINDS, AIBOM_DRIFT_REASON, AIBOM_IDENTITIES,
+    AIBOM_PREFIX,
+};
 
 use crate::{
     bom::Kind,
@@ -9,15 +14,9 @@ use crate::{
     otlp::{kv_bool, kv_str, kv_strs},
 };
 
-/// Drift flags against the declared BOM.
-pub mod flag {
-    pub const UNDECLARED_MODEL: &str = "undeclared_model";
-    pub const UNDECLARED_TOOL: &str = "undeclared_tool";
-    pub const UNDECLARED_ENDPOINT: &str = "undeclared_endpoint";
-    pub const UNDECLARED_DATA_SOURCE: &str = "undeclared_data_source";
-    pub const UNDECLARED_EXEC: &str = "undeclared_exec";
-    pub const UNDECLARED_FILE: &str = "undeclared_file";
-}
+/// The drift flags (`undeclared_*` against the declared BOM, `baseline_*` against the learned
+/// baseline): the contract's one list.
+pub use runbom_event::semconv::drift as flag;
 
 /// What the processor concluded about one span. Refs borrow from the BOM in force.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,7 +41,7 @@ pub struct JudgeSettings {
 
 /// Replaces any `aibom.*` attributes with the verdict's (contract §3).
 pub fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
-    if attrs.iter().any(|kv| kv.key.starts_with("aibom.")) {
+    if attrs.iter().any(|kv| kv.key.starts_with(AIBOM_PREFIX)) {
         strip(attrs);
     }
     put(attrs, v, serial, &[]);
@@ -50,7 +49,7 @@ pub fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
 
 /// Removes the `aibom.*` attributes a span came with.
 pub(crate) fn strip(attrs: &mut Vec<KeyValue>) {
-    attrs.retain(|kv| !kv.key.starts_with("aibom."));
+    attrs.retain(|kv| !kv.key.starts_with(AIBOM_PREFIX));
 }
 
 /// Adds the verdict's `aibom.*` attributes (none are there), and the `env:` identities
@@ -65,30 +64,30 @@ pub(crate) fn put(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str, iden
             + usize::from(!identities.is_empty()),
     );
     if !serial.is_empty() {
-        attrs.push(kv_str("aibom.bom.serial_number", serial));
+        attrs.push(kv_str(AIBOM_BOM_SERIAL_NUMBER, serial));
     }
     if let Some((r, kind)) = &v.component {
         if !r.is_empty() {
-            attrs.push(kv_str("aibom.component.ref", r));
+            attrs.push(kv_str(AIBOM_COMPONENT_REF, r));
         }
-        attrs.push(kv_str("aibom.component.kind", kind.as_str()));
+        attrs.push(kv_str(AIBOM_COMPONENT_KIND, kind.as_str()));
     }
     if let Some(d) = v.declared {
-        attrs.push(kv_bool("aibom.declared", d));
+        attrs.push(kv_bool(AIBOM_DECLARED, d));
     }
     if let Some(a) = v.agent {
-        attrs.push(kv_str("aibom.agent.ref", a));
-        attrs.push(kv_bool("aibom.drift", !v.drift.is_empty()));
+        attrs.push(kv_str(AIBOM_AGENT_REF, a));
+        attrs.push(kv_bool(AIBOM_DRIFT, !v.drift.is_empty()));
     }
     if !v.drift.is_empty() {
         let kinds: Vec<String> = v.drift.iter().map(|s| (*s).to_owned()).collect();
-        attrs.push(kv_strs("aibom.drift.kinds", &kinds));
+        attrs.push(kv_strs(AIBOM_DRIFT_KINDS, &kinds));
         if let Some(r) = &v.reason {
-            attrs.push(kv_str("aibom.drift.reason", &crate::scrub::text(r, 1024)));
+            attrs.push(kv_str(AIBOM_DRIFT_REASON, &crate::scrub::text(r, 1024)));
         }
     }
     if !identities.is_empty() {
         let specs: Vec<String> = identities.iter().map(|n| format!("env:{n}")).collect();
-        attrs.push(kv_strs("aibom.identities", &specs));
+        attrs.push(kv_strs(AIBOM_IDENTITIES, &specs));
     }
 }

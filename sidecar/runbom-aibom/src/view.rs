@@ -10,9 +10,11 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 
+use runbom_event::semconv::{AIBOM_PREFIX, PROCESS_PID, PROCESS_USER_ID, RUNBOM_EVENT, scope};
+
 use crate::{
     otlp,
-    span::{self, KERNEL_SCOPE, attr_int},
+    span::{self, attr_int},
 };
 
 /// A resource as received, shared by the spans that came with it.
@@ -73,16 +75,16 @@ impl<'a> View<'a> {
         scope: Option<&InstrumentationScope>,
         span: &'a mut Span,
     ) -> Self {
-        let mut kernel = scope.is_some_and(|s| s.name == KERNEL_SCOPE);
+        let mut kernel = scope.is_some_and(|s| s.name == scope::KERNEL);
         let (mut pid, mut uid, mut stale) = (None, None, false);
         // One pass over the attributes for what every span needs.
         for kv in &span.attributes {
             let int = || span::int_value(kv).and_then(|v| u32::try_from(v).ok());
             match kv.key.as_str() {
-                "runbom.event" => kernel |= span::str_value(kv).is_some(),
-                "process.pid" => pid = pid.or_else(int),
-                "process.user.id" => uid = uid.or_else(int),
-                k => stale |= k.starts_with("aibom."),
+                RUNBOM_EVENT => kernel |= span::str_value(kv).is_some(),
+                PROCESS_PID => pid = pid.or_else(int),
+                PROCESS_USER_ID => uid = uid.or_else(int),
+                k => stale |= k.starts_with(AIBOM_PREFIX),
             }
         }
         Self {
@@ -110,7 +112,7 @@ impl<'a> View<'a> {
     #[must_use]
     pub fn pid(&self) -> Option<u32> {
         self.pid.or_else(|| {
-            attr_int(self.resource_attrs(), "process.pid").and_then(|p| u32::try_from(p).ok())
+            attr_int(self.resource_attrs(), PROCESS_PID).and_then(|p| u32::try_from(p).ok())
         })
     }
 

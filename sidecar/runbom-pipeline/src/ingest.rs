@@ -71,23 +71,23 @@ impl Ingest {
 
     /// Refuse data while `gate` says memory is over its limit (the `memory_limiter`).
     #[must_use]
-    pub fn with_memory_gate(mut self, gate: Arc<MemoryGate>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.gate = Some(gate);
-        } else {
-            tracing::error!("memory gate set on an Ingest already shared; ignored");
-        }
-        self
+    pub fn with_memory_gate(self, gate: Arc<MemoryGate>) -> Self {
+        self.configure("memory gate", |inner| inner.gate = Some(gate))
     }
 
     /// Add the sending process's `process.pid` to resources that lack one (a pipeline that
     /// correlates needs it).
     #[must_use]
-    pub fn with_sender_pids(mut self, senders: Arc<SenderPids>) -> Self {
+    pub fn with_sender_pids(self, senders: Arc<SenderPids>) -> Self {
+        self.configure("sender attribution", |inner| inner.senders = Some(senders))
+    }
+
+    /// Sets `what` while this Ingest is not shared yet (logged and ignored after).
+    fn configure(mut self, what: &str, set: impl FnOnce(&mut Inner)) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.senders = Some(senders);
+            set(inner);
         } else {
-            tracing::error!("sender attribution set on an Ingest already shared; ignored");
+            tracing::error!("{what} set on an Ingest already shared; ignored");
         }
         self
     }

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Event, Level, Subscriber, field::Field};
 use tracing_subscriber::{Layer, layer::Context};
 
+use runbom_event::semconv::{HOST_NAME, PROCESS_PID, SERVICE_NAME, SERVICE_VERSION};
 use runbom_pipeline::config::SelfOtlp;
 
 /// Diagnostics buffered before they are dropped (and counted).
@@ -110,16 +111,13 @@ fn resource() -> Resource {
     };
     Resource {
         attributes: vec![
-            kv("service.name", Value::StringValue("runbom".into())),
+            kv(SERVICE_NAME, Value::StringValue("runbom".into())),
             kv(
-                "service.version",
+                SERVICE_VERSION,
                 Value::StringValue(env!("CARGO_PKG_VERSION").into()),
             ),
-            kv("host.name", Value::StringValue(host)),
-            kv(
-                "process.pid",
-                Value::IntValue(i64::from(std::process::id())),
-            ),
+            kv(HOST_NAME, Value::StringValue(host)),
+            kv(PROCESS_PID, Value::IntValue(i64::from(std::process::id()))),
         ],
         ..Default::default()
     }

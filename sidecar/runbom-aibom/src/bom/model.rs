@@ -3,9 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use runbom_event::semconv::component_kind;
+
 use crate::{endpoint::Endpoint, glob::Glob};
 
-/// The kinds of `aibom.component.kind`.
+/// The kinds of `aibom.component.kind`; [`Kind::as_str`] is the attribute's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Agent,
@@ -21,13 +23,13 @@ impl Kind {
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Agent => "agent",
-            Self::Model => "model",
-            Self::Tool => "tool",
-            Self::Service => "service",
-            Self::Data => "data",
-            Self::Process => "process",
-            Self::Identity => "identity",
+            Self::Agent => component_kind::AGENT,
+            Self::Model => component_kind::MODEL,
+            Self::Tool => component_kind::TOOL,
+            Self::Service => component_kind::SERVICE,
+            Self::Data => component_kind::DATA,
+            Self::Process => component_kind::PROCESS,
+            Self::Identity => component_kind::IDENTITY,
         }
     }
 }

@@ -26,3 +26,17 @@ pub use tls::{ClientTlsConfig, ServerTlsConfig};
 
 #[cfg(test)]
 mod tests;
+
+/// Test support: the message `text`, read as `c.yaml`, is refused with.
+#[cfg(test)]
+pub(crate) fn refusal(text: &str) -> String {
+    Config::parse(text, "c.yaml").unwrap_err().0
+}
+
+/// Test support: asserts that `text` is refused with a message that contains `want`.
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_refused(text: &str, want: &str) {
+    let e = refusal(text);
+    assert!(e.contains(want), "{e}");
+}

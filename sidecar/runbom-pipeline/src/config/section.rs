@@ -1,7 +1,7 @@
 //! Configuration errors, worded for the person who wrote the file, and the place in the file
 //! they point at.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use serde::de::DeserializeOwned;
 
@@ -37,6 +37,33 @@ impl<'a> Section<'a> {
     #[must_use]
     pub fn error(&self, msg: impl fmt::Display) -> ConfigError {
         ConfigError(format!("{} at `{}`: {msg}", self.source, self.path))
+    }
+
+    /// Refuses a count of 0 in `field` (sizes and limits that must hold something).
+    pub fn at_least_one<N: Copy + Default + PartialEq>(
+        &self,
+        field: &str,
+        n: N,
+    ) -> Result<(), ConfigError> {
+        if n == N::default() {
+            return Err(self.at(field).error("must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Refuses a time in `field` shorter than the section's `wait`.
+    pub fn not_below_wait(
+        &self,
+        field: &str,
+        value: Duration,
+        wait: Duration,
+    ) -> Result<(), ConfigError> {
+        if value < wait {
+            return Err(self
+                .at(field)
+                .error(format!("must be at least `wait` ({wait:?})")));
+        }
+        Ok(())
     }
 
     /// Deserializes the section found here, naming the path inside it in errors. An empty

@@ -22,6 +22,7 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, KeyValue, any_value::Value},
     resource::v1::Resource,
 };
+use runbom_event::semconv::PROCESS_PID;
 use runbom_otlp::signal::Signal;
 
 /// How long a found pid is trusted for a client address.
@@ -91,7 +92,7 @@ pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: S
 }
 
 fn has_pid(resource: Option<&Resource>) -> bool {
-    resource.is_some_and(|r| r.attributes.iter().any(|a| a.key == "process.pid"))
+    resource.is_some_and(|r| r.attributes.iter().any(|a| a.key == PROCESS_PID))
 }
 
 fn resources(signal: &mut Signal) -> Box<dyn Iterator<Item = &mut Option<Resource>> + '_> {
@@ -112,7 +113,7 @@ pub fn annotate(signal: &mut Signal, pid: u32) {
             .get_or_insert_with(Resource::default)
             .attributes
             .push(KeyValue {
-                key: "process.pid".into(),
+                key: PROCESS_PID.into(),
                 value: Some(AnyValue {
                     value: Some(Value::IntValue(pid.into())),
                 }),

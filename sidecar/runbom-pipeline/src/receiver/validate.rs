@@ -145,39 +145,39 @@ fn retain_valid<R, S, I>(
 }
 
 fn span_problem(span: &Span) -> Option<String> {
-    let bad = if !valid_id(&span.trace_id, 16) {
-        ("trace_id", &span.trace_id)
-    } else if !valid_id(&span.span_id, 8) {
-        ("span_id", &span.span_id)
-    } else if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
-        ("parent_span_id", &span.parent_span_id)
-    } else {
-        return None;
-    };
-    Some(format!(
-        "span {:?} has {}",
-        span.name,
-        describe(bad.0, bad.1)
-    ))
+    let bad = bad_id([
+        (Id::Required("trace_id", 16), &span.trace_id),
+        (Id::Required("span_id", 8), &span.span_id),
+        (Id::Optional("parent_span_id", 8), &span.parent_span_id),
+    ])?;
+    Some(format!("span {:?} has {bad}", span.name))
 }
 
 fn log_problem(log: &LogRecord) -> Option<String> {
-    let bad = if !log.trace_id.is_empty() && log.trace_id.len() != 16 {
-        ("trace_id", &log.trace_id)
-    } else if !log.span_id.is_empty() && log.span_id.len() != 8 {
-        ("span_id", &log.span_id)
-    } else {
-        return None;
-    };
-    Some(format!(
-        "log record at {} has {}",
-        log.time_unix_nano,
-        describe(bad.0, bad.1)
-    ))
+    let bad = bad_id([
+        (Id::Optional("trace_id", 16), &log.trace_id),
+        (Id::Optional("span_id", 8), &log.span_id),
+    ])?;
+    Some(format!("log record at {} has {bad}", log.time_unix_nano))
 }
 
-fn valid_id(id: &[u8], len: usize) -> bool {
-    id.len() == len && id.iter().any(|b| *b != 0)
+/// An id field and its length in bytes: required (set, and not all zero) or optional (empty,
+/// or of that length).
+#[derive(Clone, Copy)]
+enum Id {
+    Required(&'static str, usize),
+    Optional(&'static str, usize),
+}
+
+/// The first id that breaks its rule, described.
+fn bad_id<const N: usize>(ids: [(Id, &Vec<u8>); N]) -> Option<String> {
+    ids.into_iter().find_map(|(rule, id)| {
+        let (field, ok) = match rule {
+            Id::Required(field, len) => (field, id.len() == len && id.iter().any(|b| *b != 0)),
+            Id::Optional(field, len) => (field, id.is_empty() || id.len() == len),
+        };
+        (!ok).then(|| describe(field, id))
+    })
 }
 
 fn describe(field: &str, id: &[u8]) -> String {

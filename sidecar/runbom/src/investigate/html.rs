@@ -6,6 +6,12 @@ use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde_json::Value;
 
+use runbom_event::semconv::{
+    AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, FILE_PATH, PROCESS_EXECUTABLE_PATH,
+    RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, RUNBOM_STITCHED_ORIGINAL_TRACE_ID,
+    SERVER_ADDRESS, URL_FULL, component_kind, correlation,
+};
+
 use super::{
     model::{Alert, Attr, Span},
     tree::{duration, ordered, timestamp},
@@ -33,13 +39,17 @@ pub fn declared_components(bom: &Value) -> Vec<Declared> {
                 .map(str::to_owned)
         };
         let kind = match (c.get("type").and_then(Value::as_str), default_kind) {
-            (Some("machine-learning-model"), _) => "model".to_owned(),
-            (Some("data"), _) => "data".to_owned(),
-            (Some("cryptographic-asset"), _) => "identity".to_owned(),
-            (Some("file"), _) => "process".to_owned(),
-            (Some("application"), _) if prop("runbom:exec").is_some() => "process".to_owned(),
-            (Some("application"), _) => "agent".to_owned(),
-            (_, "service") => prop("runbom:kind").unwrap_or_else(|| "service".to_owned()),
+            (Some("machine-learning-model"), _) => component_kind::MODEL.to_owned(),
+            (Some("data"), _) => component_kind::DATA.to_owned(),
+            (Some("cryptographic-asset"), _) => component_kind::IDENTITY.to_owned(),
+            (Some("file"), _) => component_kind::PROCESS.to_owned(),
+            (Some("application"), _) if prop("runbom:exec").is_some() => {
+                component_kind::PROCESS.to_owned()
+            }
+            (Some("application"), _) => component_kind::AGENT.to_owned(),
+            (_, component_kind::SERVICE) => {
+                prop("runbom:kind").unwrap_or_else(|| component_kind::SERVICE.to_owned())
+            }
             (Some(t), _) => t.to_owned(),
             (None, d) => d.to_owned(),
         };
@@ -58,7 +68,7 @@ pub fn declared_components(bom: &Value) -> Vec<Declared> {
         });
     };
     if let Some(c) = bom.pointer("/metadata/component") {
-        add(c, "agent");
+        add(c, component_kind::AGENT);
     }
     for c in bom
         .get("components")
@@ -74,7 +84,7 @@ pub fn declared_components(bom: &Value) -> Vec<Declared> {
         .into_iter()
         .flatten()
     {
-        add(s, "service");
+        add(s, component_kind::SERVICE);
     }
     out
 }
@@ -232,14 +242,14 @@ fn waterfall(tree: &[(Vec<bool>, &Span)], start: u64, total: u64) -> String {
 
 fn badges(s: &Span) -> String {
     let mut badges = String::new();
-    if let Some(r) = s.str_attr("aibom.component.ref") {
+    if let Some(r) = s.str_attr(AIBOM_COMPONENT_REF) {
         let _ = write!(badges, "<span class=\"badge b-ref\">{}</span>", esc(r));
     }
     if let Some(m) = s
-        .str_attr("runbom.correlation.method")
-        .filter(|m| *m != "none")
+        .str_attr(RUNBOM_CORRELATION_METHOD)
+        .filter(|m| *m != correlation::NONE)
     {
-        let conf = s.str_attr("runbom.correlation.confidence").unwrap_or("");
+        let conf = s.str_attr(RUNBOM_CORRELATION_CONFIDENCE).unwrap_or("");
         let _ = write!(
             badges,
             "<span class=\"badge b-corr\">{} · {}</span>",
@@ -247,7 +257,7 @@ fn badges(s: &Span) -> String {
             esc(conf)
         );
     }
-    if s.attrs.contains_key("runbom.stitched.original_trace_id") {
+    if s.attrs.contains_key(RUNBOM_STITCHED_ORIGINAL_TRACE_ID) {
         let from: Vec<String> = s.links.iter().map(|(t, sp)| format!("{t}/{sp}")).collect();
         let _ = write!(
             badges,
@@ -274,9 +284,9 @@ fn bom_table(spans: &[&Span], declared: Option<&[Declared]>) -> String {
     let mut used: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
     let mut undeclared: BTreeMap<String, (String, usize)> = BTreeMap::new();
     for s in spans {
-        let kind = s.str_attr("aibom.component.kind").unwrap_or("").to_owned();
-        let undeclared_use = matches!(s.attr("aibom.declared"), Some(Attr::Bool(false)));
-        match s.str_attr("aibom.component.ref") {
+        let kind = s.str_attr(AIBOM_COMPONENT_KIND).unwrap_or("").to_owned();
+        let undeclared_use = matches!(s.attr(AIBOM_DECLARED), Some(Attr::Bool(false)));
+        match s.str_attr(AIBOM_COMPONENT_REF) {
             Some(r) if undeclared_use => {
                 undeclared.entry(r.to_owned()).or_insert((kind, 0)).1 += 1;
             }
@@ -288,10 +298,10 @@ fn bom_table(spans: &[&Span], declared: Option<&[Declared]>) -> String {
             None => {
                 for k in s.drift_kinds() {
                     let what = s
-                        .str_attr("url.full")
-                        .or_else(|| s.str_attr("server.address"))
-                        .or_else(|| s.str_attr("file.path"))
-                        .or_else(|| s.str_attr("process.executable.path"))
+                        .str_attr(URL_FULL)
+                        .or_else(|| s.str_attr(SERVER_ADDRESS))
+                        .or_else(|| s.str_attr(FILE_PATH))
+                        .or_else(|| s.str_attr(PROCESS_EXECUTABLE_PATH))
                         .unwrap_or(&s.name)
                         .to_owned();
                     undeclared.entry(what.clone()).or_insert((k, 0)).1 += 1;

@@ -8,6 +8,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use runbom_event::semconv::{
+    AIBOM_AGENT_REF, AIBOM_CHAIN, AIBOM_COMPONENT_REF, AIBOM_DRIFT, AIBOM_DRIFT_KINDS,
+    AIBOM_DRIFT_REASON, EVENT_NAME, RUNBOM_EVENT, SERVICE_NAME, event, scope,
+};
 use runbom_otlp::json;
 use serde_json::Value;
 
@@ -92,27 +96,27 @@ impl Span {
     /// A kernel event's span (`runbom.kernel` scope).
     #[must_use]
     pub fn is_kernel(&self) -> bool {
-        self.scope == "runbom.kernel" || self.attrs.contains_key("runbom.event")
+        self.scope == scope::KERNEL || self.attrs.contains_key(RUNBOM_EVENT)
     }
 
     #[must_use]
     pub fn service(&self) -> &str {
         self.resource
-            .get("service.name")
+            .get(SERVICE_NAME)
             .and_then(Attr::as_str)
             .unwrap_or("unknown")
     }
 
     #[must_use]
     pub fn drift_kinds(&self) -> Vec<String> {
-        self.attr("aibom.drift.kinds")
+        self.attr(AIBOM_DRIFT_KINDS)
             .map(Attr::strings)
             .unwrap_or_default()
     }
 
     #[must_use]
     pub fn drifted(&self) -> bool {
-        matches!(self.attr("aibom.drift"), Some(Attr::Bool(true))) || !self.drift_kinds().is_empty()
+        matches!(self.attr(AIBOM_DRIFT), Some(Attr::Bool(true))) || !self.drift_kinds().is_empty()
     }
 
     #[must_use]
@@ -298,8 +302,8 @@ impl Data {
                         .get("eventName")
                         .and_then(Value::as_str)
                         .filter(|s| !s.is_empty())
-                        .or_else(|| a.get("event.name").and_then(Attr::as_str));
-                    if event == Some("aibom.drift") {
+                        .or_else(|| a.get(EVENT_NAME).and_then(Attr::as_str));
+                    if event == Some(event::AIBOM_DRIFT) {
                         self.alerts.push(alert(r, &a, &resource));
                     } else {
                         self.other_logs += 1;
@@ -439,16 +443,16 @@ fn alert(r: &Value, a: &Attrs, resource: &Attrs) -> Alert {
             .unwrap_or("WARN")
             .to_owned(),
         kinds: a
-            .get("aibom.drift.kinds")
+            .get(AIBOM_DRIFT_KINDS)
             .map(Attr::strings)
             .unwrap_or_default(),
-        reason: s("aibom.drift.reason").unwrap_or_default(),
-        component: s("aibom.component.ref"),
-        agent: s("aibom.agent.ref"),
-        service: s("service.name")
-            .or_else(|| resource.get("service.name").map(ToString::to_string))
+        reason: s(AIBOM_DRIFT_REASON).unwrap_or_default(),
+        component: s(AIBOM_COMPONENT_REF),
+        agent: s(AIBOM_AGENT_REF),
+        service: s(SERVICE_NAME)
+            .or_else(|| resource.get(SERVICE_NAME).map(ToString::to_string))
             .unwrap_or_else(|| "unknown".into()),
-        chain: a.get("aibom.chain").map(Attr::strings).unwrap_or_default(),
+        chain: a.get(AIBOM_CHAIN).map(Attr::strings).unwrap_or_default(),
         body: r
             .pointer("/body/stringValue")
             .and_then(Value::as_str)

@@ -3,6 +3,11 @@
 
 use std::{collections::HashMap, fmt::Write as _};
 
+use runbom_event::semconv::{
+    AIBOM_COMPONENT_REF, RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD,
+    RUNBOM_STITCHED_ORIGINAL_TRACE_ID, correlation,
+};
+
 use super::model::{Alert, Span, TraceSummary};
 
 /// ANSI styling, or none.
@@ -150,17 +155,17 @@ pub fn render_trace(spans: &[&Span], alerts: &[&Alert], style: Style) -> String 
             duration(s.duration_ns()),
             s.kind,
         );
-        if let Some(r) = s.str_attr("aibom.component.ref") {
+        if let Some(r) = s.str_attr(AIBOM_COMPONENT_REF) {
             let _ = write!(line, "  [{r}]");
         }
         if let Some(m) = s
-            .str_attr("runbom.correlation.method")
-            .filter(|m| *m != "none")
+            .str_attr(RUNBOM_CORRELATION_METHOD)
+            .filter(|m| *m != correlation::NONE)
         {
-            let conf = s.str_attr("runbom.correlation.confidence").unwrap_or("");
+            let conf = s.str_attr(RUNBOM_CORRELATION_CONFIDENCE).unwrap_or("");
             let _ = write!(line, "  {}", style.dim(&format!("⟵ {m}/{conf}")));
         }
-        if s.attrs.contains_key("runbom.stitched.original_trace_id") {
+        if s.attrs.contains_key(RUNBOM_STITCHED_ORIGINAL_TRACE_ID) {
             let _ = write!(line, "  {}", style.yellow("stitched"));
         }
         if s.error {

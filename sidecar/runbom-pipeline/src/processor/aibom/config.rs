@@ -12,15 +12,9 @@ use serde::Deserialize;
 use tracing::info;
 
 use super::AibomSpec;
-use crate::{
-    ProcessorSpec, SignalKind,
-    component::{ProcessorConfig, SpecContext},
-    config::{
-        duration,
-        section::{ConfigError, Section},
-    },
-    processor::ProcessorError,
-};
+use crate::component::{ProcessorConfig, SpecContext};
+use crate::config::{ConfigError, Section, duration};
+use crate::{ProcessorSpec, SignalKind, processor::ProcessorError};
 
 /// The `aibom` processor: judges traces against the declared AI-BOM. Its name, listed among a
 /// logs pipeline's receivers, routes its drift alerts there.
@@ -88,14 +82,8 @@ impl ProcessorConfig for AibomConfig {
                 .at("wait")
                 .error("must be more than 0 (spans wait for the rest of their trace)"));
         }
-        if self.max_hold < self.wait {
-            return Err(at
-                .at("max_hold")
-                .error(format!("must be at least `wait` ({:?})", self.wait)));
-        }
-        if self.max_spans == 0 {
-            return Err(at.at("max_spans").error("must be at least 1"));
-        }
+        at.not_below_wait("max_hold", self.max_hold, self.wait)?;
+        at.at_least_one("max_spans", self.max_spans)?;
         if let Some(b) = &self.baseline
             && (!b.payload_factor.is_finite() || b.payload_factor < 1.0)
         {
@@ -200,7 +188,7 @@ mod tests {
     use std::time::Duration;
 
     use super::AibomConfig;
-    use crate::config::model::Config;
+    use crate::config::{model::Config, refusal};
 
     #[test]
     fn aibom_processor_and_its_alert_route() {
@@ -231,37 +219,31 @@ mod tests {
             ),
         ];
         for (service, want) in cases {
-            let e = Config::parse(&format!("{base}{service}"), "c.yaml")
-                .unwrap_err()
-                .0;
+            let e = refusal(&format!("{base}{service}"));
             assert!(e.starts_with(want), "want {want}\n got {e}");
         }
-        let typo = "processors: { aibom: { bom: b.json, wiat: 2s } }\nexporters: { nop: {} }\n\
-                    receivers: { otlp: { protocols: { grpc: {} } } }\n\
+        let rest = "exporters: { nop: {} }\nreceivers: { otlp: { protocols: { grpc: {} } } }\n\
                     service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-        let e = Config::parse(typo, "c.yaml").unwrap_err().0;
-        assert!(
-            e.starts_with("c.yaml at `processors.aibom.wiat`: unknown field `wiat`"),
-            "{e}"
-        );
-        let bad = "processors: { aibom: { bom: b.json, ignore_endpoints: [\"ht tp://x\"] } }\nexporters: { nop: {} }\n\
-                   receivers: { otlp: { protocols: { grpc: {} } } }\n\
-                   service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-        let e = Config::parse(bad, "c.yaml").unwrap_err().0;
-        assert!(
-            e.starts_with("c.yaml at `processors.aibom.ignore_endpoints[0]`: not a URL"),
-            "{e}"
-        );
-        let baseline = "processors: { aibom: { bom: b.json, baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 } } }\n\
-                        exporters: { nop: {} }\nreceivers: { otlp: { protocols: { grpc: {} } } }\n\
-                        service: { pipelines: { traces: { receivers: [otlp], processors: [aibom], exporters: [nop] } } }";
-        let e = Config::parse(baseline, "c.yaml").unwrap_err().0;
-        assert!(
-        e.starts_with(
-            "c.yaml at `processors.aibom.baseline.payload_factor`: must be a number of at least 1"
-        ),
-        "{e}"
-    );
+        let baseline = "processors: { aibom: { bom: b.json, baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 } } }";
+        let sections = [
+            (
+                "processors: { aibom: { bom: b.json, wiat: 2s } }",
+                "c.yaml at `processors.aibom.wiat`: unknown field `wiat`",
+            ),
+            (
+                "processors: { aibom: { bom: b.json, ignore_endpoints: [\"ht tp://x\"] } }",
+                "c.yaml at `processors.aibom.ignore_endpoints[0]`: not a URL",
+            ),
+            (
+                baseline,
+                "c.yaml at `processors.aibom.baseline.payload_factor`: must be a number of at least 1",
+            ),
+        ];
+        for (processors, want) in sections {
+            let e = refusal(&format!("{processors}\n{rest}"));
+            assert!(e.starts_with(want), "{e}");
+        }
+        let baseline = format!("{baseline}\n{rest}");
         let c = Config::parse(&baseline.replace("0.5", "8"), "c.yaml").unwrap();
         let a = c
             .processor::<AibomConfig>("aibom")

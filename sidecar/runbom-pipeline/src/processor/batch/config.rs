@@ -5,15 +5,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::BatchSettings;
-use crate::{
-    ProcessorSpec,
-    component::{ProcessorConfig, SpecContext},
-    config::{
-        duration,
-        section::{ConfigError, Section},
-    },
-    processor::ProcessorError,
-};
+use crate::component::{ProcessorConfig, SpecContext};
+use crate::config::{ConfigError, Section, duration};
+use crate::{ProcessorSpec, processor::ProcessorError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -39,10 +33,7 @@ impl Default for BatchConfig {
 
 impl ProcessorConfig for BatchConfig {
     fn check(&self, at: &Section) -> Result<(), ConfigError> {
-        if self.send_batch_size == 0 {
-            return Err(at.at("send_batch_size").error("must be at least 1"));
-        }
-        Ok(())
+        at.at_least_one("send_batch_size", self.send_batch_size)
     }
 
     fn spec(&self, _ctx: &SpecContext) -> Result<ProcessorSpec, ProcessorError> {

@@ -104,16 +104,29 @@ mod tests {
         })
     }
 
+    /// The batch stage running with these settings: its input, its output, its task.
+    fn start(
+        send_batch_size: usize,
+        send_batch_max_size: usize,
+        timeout: Duration,
+    ) -> (
+        mpsc::Sender<Signal>,
+        mpsc::Receiver<Signal>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (in_tx, in_rx) = mpsc::channel(16);
+        let (out_tx, out_rx) = mpsc::channel(16);
+        let settings = BatchSettings {
+            send_batch_size,
+            send_batch_max_size,
+            timeout,
+        };
+        (in_tx, out_rx, tokio::spawn(run(in_rx, out_tx, settings)))
+    }
+
     #[tokio::test]
     async fn batches_by_count_then_timeout_then_close() {
-        let (in_tx, in_rx) = mpsc::channel(16);
-        let (out_tx, mut out_rx) = mpsc::channel(16);
-        let settings = BatchSettings {
-            send_batch_size: 10,
-            send_batch_max_size: 0,
-            timeout: Duration::from_millis(100),
-        };
-        let task = tokio::spawn(run(in_rx, out_tx, settings));
+        let (in_tx, mut out_rx, task) = start(10, 0, Duration::from_millis(100));
         for _ in 0..3 {
             in_tx.send(spans(4)).await.unwrap();
         }
@@ -132,14 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_size_is_not_exceeded_by_merging() {
-        let (in_tx, in_rx) = mpsc::channel(16);
-        let (out_tx, mut out_rx) = mpsc::channel(16);
-        let settings = BatchSettings {
-            send_batch_size: 100,
-            send_batch_max_size: 5,
-            timeout: Duration::from_secs(10),
-        };
-        let task = tokio::spawn(run(in_rx, out_tx, settings));
+        let (in_tx, mut out_rx, task) = start(100, 5, Duration::from_secs(10));
         in_tx.send(spans(3)).await.unwrap();
         in_tx.send(spans(3)).await.unwrap();
         drop(in_tx);

@@ -6,16 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::CorrelateSpec;
-use crate::{
-    ProcessorSpec, SignalKind,
-    component::{ProcessorConfig, SpecContext},
-    config::{
-        duration,
-        model::Config,
-        section::{ConfigError, Section},
-    },
-    processor::ProcessorError,
-};
+use crate::component::{ProcessorConfig, SpecContext};
+use crate::config::{ConfigError, Section, duration, model::Config};
+use crate::{ProcessorSpec, SignalKind, processor::ProcessorError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -55,18 +48,9 @@ impl ProcessorConfig for CorrelateConfig {
         if self.wait.is_zero() {
             return Err(at.at("wait").error("must be more than 0"));
         }
-        if self.window < self.wait {
-            return Err(at
-                .at("window")
-                .error(format!("must be at least `wait` ({:?})", self.wait)));
-        }
-        if self.max_buffered_events == 0 {
-            return Err(at.at("max_buffered_events").error("must be at least 1"));
-        }
-        if self.memory_limit_mib == 0 {
-            return Err(at.at("memory_limit_mib").error("must be at least 1"));
-        }
-        Ok(())
+        at.not_below_wait("window", self.window, self.wait)?;
+        at.at_least_one("max_buffered_events", self.max_buffered_events)?;
+        at.at_least_one("memory_limit_mib", self.memory_limit_mib)
     }
 
     /// What the pipeline stage takes; its source is the ebpf receiver of its pipeline.
@@ -148,7 +132,7 @@ pub(crate) fn check_pipelines(config: &Config) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::CorrelateConfig;
-    use crate::config::model::Config;
+    use crate::config::{assert_refused, model::Config, refusal};
 
     /// A configuration whose text the tests edit (the shape the embedded defaults had).
     const BASE: &str = "\
@@ -214,7 +198,7 @@ service:
         assert!(!p.uncorrelated_spans);
 
         let bad = text.replace("    stitch: false", "    stich: false");
-        let e = Config::parse(&bad, "c.yaml").unwrap_err().0;
+        let e = refusal(&bad);
         assert!(
             e.contains("`processors.correlate.stich`") || e.contains("`processors.correlate`"),
             "{e}"
@@ -222,10 +206,9 @@ service:
         assert!(e.contains("unknown field"), "{e}");
 
         let bad = text.replace("    wait: 2s", "    wait: 2s\n    window: 1s");
-        let e = Config::parse(&bad, "c.yaml").unwrap_err().0;
-        assert!(
-            e.contains("`processors.correlate.window`: must be at least `wait`"),
-            "{e}"
+        assert_refused(
+            &bad,
+            "`processors.correlate.window`: must be at least `wait`",
         );
     }
 
@@ -233,10 +216,9 @@ service:
     fn correlate_goes_in_one_traces_pipeline_with_the_ebpf_receiver() {
         // In the logs pipeline (the first `processors: [batch]` is the logs pipeline's).
         let text = with_correlate(" {}", "[correlate]");
-        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-        assert!(
-            e.contains("`service.pipelines.logs.processors[0]`: the correlate processor goes in a traces pipeline"),
-            "{e}"
+        assert_refused(
+            &text,
+            "`service.pipelines.logs.processors[0]`: the correlate processor goes in a traces pipeline",
         );
         let text = BASE
             .replace(
@@ -247,17 +229,18 @@ service:
                 "    traces:\n      receivers: [otlp, ebpf]\n      processors: [batch]",
                 "    traces:\n      receivers: [otlp]\n      processors: [correlate]",
             );
-        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-        assert!(e.contains("`service.pipelines.traces.receivers`: a pipeline with the correlate processor lists exactly one ebpf receiver"), "{e}");
+        assert_refused(
+            &text,
+            "`service.pipelines.traces.receivers`: a pipeline with the correlate processor lists exactly one ebpf receiver",
+        );
         // The source's spans leave through the correlating pipeline only.
         let text = with_correlate(" {}", "[batch]").replace(
             "    traces:\n      receivers: [otlp, ebpf]\n      processors: [batch]\n      exporters: [file]\n",
             "    traces:\n      receivers: [otlp, ebpf]\n      processors: [correlate]\n      exporters: [file]\n    traces/raw:\n      receivers: [ebpf]\n      exporters: [file]\n",
         );
-        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-        assert!(
-            e.contains("`service.pipelines.traces/raw.receivers[0]`: `ebpf` feeds the correlate processor of `traces`"),
-            "{e}"
+        assert_refused(
+            &text,
+            "`service.pipelines.traces/raw.receivers[0]`: `ebpf` feeds the correlate processor of `traces`",
         );
     }
 }

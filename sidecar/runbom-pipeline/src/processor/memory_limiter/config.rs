@@ -5,15 +5,9 @@ use std::time::Duration;
 use serde::{Deserialize, de::IgnoredAny};
 
 use super::MemoryLimit;
-use crate::{
-    ProcessorSpec,
-    component::{ProcessorConfig, SpecContext},
-    config::{
-        duration,
-        section::{ConfigError, Section},
-    },
-    processor::ProcessorError,
-};
+use crate::component::{ProcessorConfig, SpecContext};
+use crate::config::{ConfigError, Section, duration};
+use crate::{ProcessorSpec, processor::ProcessorError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
