@@ -1,16 +1,24 @@
 //! `http.request` material: the first bytes of plaintext socket writes and of OpenSSL's
-//! plaintext that start an HTTP/1.x request, the body write that follows a TLS request head,
-//! and the status line a TLS read returns after one. Userspace parses, pairs and redacts.
+//! plaintext that start an HTTP/1.x request, the body write that follows a request head, and the
+//! status line a TLS read returns after one. Userspace parses, pairs and redacts.
 //!
 //! The hot path is every `write(2)`: before anything else it looks at the call's length and the
 //! buffer's first four bytes (one 4-byte user read), and returns unless they are an HTTP method
-//! (or a `{` on a socket that just sent a request head: the body, for `model`).
-//! Only then is the budget (`ProbeConfig::http_max`) copied into a per-CPU scratch record and the
-//! used prefix written to the ring.
+//! (or a `{` on a socket that just sent a request head: the body, for `model`; or a DNS header
+//! on a connected UDP socket: `dns.query`). Only then is the call kept per thread
+//! (`SOCK_WRITES`) until its exit, and only when the call wrote something (result > 0) is the
+//! budget (`ProbeConfig::http_max`) copied into a per-CPU scratch record and the used prefix
+//! written to the ring: a non-blocking write that failed with `EAGAIN` and was retried is one
+//! request, not two. Every write's exit pays one map lookup for that.
+//!
+//! `writev`/`sendmsg` heads are in the first buffer; a JSON body in one of the next
+//! [`IOV_BODY_MAX`] buffers (undici writes `writev([head, body])`) is captured with the head.
 //!
 //! TLS state is per `(tgid, SSL*)` in `SSL_STATE`: after a request head the next `SSL_write` is
 //! captured as the body's start and the next read that begins with `HTTP/` as the status line.
-//! Reads of connections without a pending request cost one map lookup at entry.
+//! `SSL_write[_ex]` is paired with its return the same way (`SSL_WRITES`): a call that returns
+//! <= 0 (a non-blocking client's writes before the handshake completes) captures nothing. Reads
+//! of connections without a pending request cost one map lookup at entry.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user,
@@ -23,11 +31,14 @@ use runbom_common::{
 };
 
 use crate::{
-    maps::{CONN_PEERS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SSL_READS, SSL_STATE},
-    net::read_sockaddr,
+    maps::{
+        CONN_PEERS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SOCK_WRITES, SSL_READS, SSL_STATE,
+        SSL_WRITES,
+    },
+    net::{dns_send, read_sockaddr},
     util::{
-        config, current, fd_key, first_iovec, header, keep_inflight, msghdr_first, now,
-        output_prefix, read_user, scratch, sys_arg, take,
+        config, current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now,
+        output_prefix, read_user, scratch, sys_arg, take, tracepoints,
     },
 };
 
@@ -41,6 +52,13 @@ const BODY_WINDOW_NS: u64 = 1_000_000_000;
 /// The shortest request line: `GET / HTTP/1.1\r\n`.
 const MIN_REQUEST: u64 = 16;
 
+/// Buffers after the first of a `writev`/`sendmsg` searched for a JSON body.
+pub const IOV_BODY_MAX: u64 = 3;
+
+/// A DNS query: a 12-byte header and at least a one-label question with type and class.
+const DNS_MIN: u64 = 17;
+const DNS_MAX: u64 = 512;
+
 /// First four bytes of the methods we recognise, as little-endian `u32`s.
 const METHODS: [u32; 7] = [
     u32::from_le_bytes(*b"GET "),
@@ -51,6 +69,39 @@ const METHODS: [u32; 7] = [
     u32::from_le_bytes(*b"HEAD"),
     u32::from_le_bytes(*b"OPTI"),
 ];
+
+/// A socket write that starts a request (or its body), kept from the syscall's entry to its
+/// exit in `SOCK_WRITES`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SockWrite {
+    pub buf: u64,
+    pub len: u64,
+    /// The call's entry (`CLOCK_BOOTTIME`).
+    pub time_ns: u64,
+    /// The `struct iovec` array of a `writev`/`sendmsg` (0 otherwise).
+    pub iov: u64,
+    /// How many buffers that array holds.
+    pub iov_len: u64,
+    pub peer: SockAddr,
+    pub fd: i32,
+    pub source: u16,
+    pub flags: u16,
+    pub _pad: u32,
+}
+
+/// An `SSL_write[_ex]` that starts a request (or its body), kept from entry to return in
+/// `SSL_WRITES`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SslWrite {
+    pub ssl: u64,
+    pub buf: u64,
+    pub len: u64,
+    pub time_ns: u64,
+    pub source: u16,
+    pub _pad: [u16; 3],
+}
 
 /// True when the buffer starts with a method we recognise (one 4-byte read).
 #[inline(always)]
@@ -64,7 +115,15 @@ fn starts_request(buf: *const u8, len: u64) -> bool {
     METHODS.contains(&head)
 }
 
-/// Copies at most `cap` bytes of `buf` into a record and writes it to the ring.
+/// True when the first four bytes of a write can be a DNS query's header: `QR` = 0, opcode 0
+/// (standard query) and `RCODE` 0. Text never passes (its third byte would be below 8).
+#[inline(always)]
+fn dns_like(first: u32, len: u64) -> bool {
+    (DNS_MIN..=DNS_MAX).contains(&len) && (first >> 16) & 0x0ff8 == 0
+}
+
+/// Copies at most `cap` bytes of `buf` into a record stamped `time_ns` and writes it to the
+/// ring.
 #[inline(always)]
 fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
     let (tgid, tid) = current();
@@ -89,8 +148,10 @@ fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
         return None;
     }
     let size = core::mem::size_of::<HttpEvent>() + n as usize;
+    let mut header = header(EventKind::HttpData, size, tgid, tid);
+    header.time_ns = capture.time_ns;
     rec.event = HttpEvent {
-        header: header(EventKind::HttpData, size, tgid, tid),
+        header,
         ssl: capture.ssl,
         total_len: len,
         peer: capture.peer,
@@ -104,13 +165,14 @@ fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
     Some(())
 }
 
-/// What a record says about where its bytes went.
+/// What a record says about where its bytes went, and when the call started.
 struct Capture {
     ssl: u64,
     peer: SockAddr,
     fd: i32,
     source: u16,
     flags: u16,
+    time_ns: u64,
 }
 
 // --- plaintext socket writes ----------------------------------------------------------------
@@ -121,62 +183,112 @@ fn fd_arg(ctx: &TracePointContext) -> i32 {
     sys_arg::<i64>(ctx, 0) as i32
 }
 
-/// write(fd, buf, count) and sendto(fd, buff, len, flags, addr, addr_len): the buffer and its
-/// length are the second and third arguments.
-#[inline(always)]
-fn buffer_write(ctx: &TracePointContext, addr: *const u8) -> u32 {
-    socket_write(fd_arg(ctx), sys_arg(ctx, 1), sys_arg(ctx, 2), addr).unwrap_or(1)
+/// A write-family call as its entry sees it.
+struct Write {
+    fd: i32,
+    buf: *const u8,
+    len: u64,
+    /// The destination address (`sendto`, `sendmsg`), may be null.
+    addr: *const u8,
+    iov: u64,
+    iov_len: u64,
+    /// A DNS query on a connected UDP socket is looked for here (`write`, `writev`: `sendto`
+    /// and `sendmsg` have their own DNS probes in `net`).
+    dns: bool,
 }
 
 #[tracepoint]
 pub fn http_sys_enter_write(ctx: TracePointContext) -> u32 {
-    buffer_write(&ctx, core::ptr::null())
+    // write(fd, buf, count)
+    socket_write(&Write {
+        fd: fd_arg(&ctx),
+        buf: sys_arg(&ctx, 1),
+        len: sys_arg(&ctx, 2),
+        addr: core::ptr::null(),
+        iov: 0,
+        iov_len: 0,
+        dns: true,
+    })
+    .unwrap_or(1)
 }
 
 #[tracepoint]
 pub fn http_sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    buffer_write(&ctx, sys_arg(&ctx, 4))
+    // sendto(fd, buff, len, flags, addr, addr_len)
+    socket_write(&Write {
+        fd: fd_arg(&ctx),
+        buf: sys_arg(&ctx, 1),
+        len: sys_arg(&ctx, 2),
+        addr: sys_arg(&ctx, 4),
+        iov: 0,
+        iov_len: 0,
+        dns: false,
+    })
+    .unwrap_or(1)
 }
 
 #[tracepoint]
 pub fn http_sys_enter_writev(ctx: TracePointContext) -> u32 {
     // writev(fd, vec, vlen): the request head is in the first buffer.
-    let Some((buf, len)) = first_iovec(sys_arg(&ctx, 1)) else {
+    let iov: *const [u64; 2] = sys_arg(&ctx, 1);
+    let Some((buf, len)) = first_iovec(iov) else {
         return 1;
     };
-    socket_write(fd_arg(&ctx), buf, len, core::ptr::null()).unwrap_or(1)
+    socket_write(&Write {
+        fd: fd_arg(&ctx),
+        buf,
+        len,
+        addr: core::ptr::null(),
+        iov: iov as u64,
+        iov_len: sys_arg(&ctx, 2),
+        dns: true,
+    })
+    .unwrap_or(1)
 }
 
 #[tracepoint]
 pub fn http_sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
     // sendmsg(fd, msg, flags)
-    let fd = fd_arg(&ctx);
-    let Some((addr, buf, len)) = msghdr_first(sys_arg(&ctx, 1)) else {
+    let Some((addr, iov, iov_len)) = msghdr_iov(sys_arg(&ctx, 1)) else {
         return 1;
     };
-    socket_write(fd, buf, len, addr).unwrap_or(1)
+    let Some((buf, len)) = first_iovec(iov) else {
+        return 1;
+    };
+    socket_write(&Write {
+        fd: fd_arg(&ctx),
+        buf,
+        len,
+        addr,
+        iov: iov as u64,
+        iov_len,
+        dns: false,
+    })
+    .unwrap_or(1)
 }
 
 #[inline(always)]
-fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u32> {
-    if len < 4 {
+fn socket_write(w: &Write) -> Option<u32> {
+    if w.len < 4 {
         return Some(0);
     }
-    let first = read_user(buf.cast::<u32>())?;
-    if len < MIN_REQUEST || !METHODS.contains(&first) {
+    let first = read_user(w.buf.cast::<u32>())?;
+    if w.len < MIN_REQUEST || !METHODS.contains(&first) {
         // A JSON body written after its request head (httpx/h11 and the OpenAI SDK over plain
         // HTTP, e.g. to a local model server): one map lookup, only for writes starting `{`.
         if first as u8 == b'{' {
-            return socket_body(fd, buf, len);
+            return socket_body(w);
+        }
+        if w.dns && dns_like(first, w.len) {
+            return dns_write(w);
         }
         return Some(0);
     }
-    let (tgid, _) = current();
-    let cfg = config()?;
-    if cfg.self_pid == tgid {
+    let (tgid, tid) = current();
+    if is_self(tgid) {
         return Some(0);
     }
-    let key = fd_key(tgid, fd);
+    let key = fd_key(tgid, w.fd);
     // Plain integers, no `Option` comparisons: LLVM lowers those to reads the verifier refuses.
     // SAFETY: plain value, copied out at once.
     let sock_type = unsafe { SOCK_TYPES.get(key).copied() }.unwrap_or(SOCK_TYPE_UNKNOWN);
@@ -189,7 +301,7 @@ fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u3
         HTTP_FD_IS_SOCKET
     };
     let mut peer = SockAddr::default();
-    if let Some(p) = read_sockaddr(addr) {
+    if let Some(p) = read_sockaddr(w.addr) {
         peer = p;
         flags |= HTTP_PEER_KNOWN;
     } else if let Some(p) = CONN_PEERS.get_ptr(key) {
@@ -197,37 +309,116 @@ fn socket_write(fd: i32, buf: *const u8, len: u64, addr: *const u8) -> Option<u3
         peer = unsafe { *p };
         flags |= HTTP_PEER_KNOWN;
     }
-    let capture = Capture {
-        ssl: 0,
-        peer,
-        fd,
-        source: http_source::SOCKET_WRITE,
-        flags,
-    };
-    emit(&capture, buf, len, cfg.http_max);
-    let _ = SOCK_BODY.insert(key, now(), 0);
+    keep_write(tid, w, peer, http_source::SOCKET_WRITE, flags);
     Some(0)
 }
 
-/// The first `{` write after a request head on the same socket: the body's start.
 #[inline(always)]
-fn socket_body(fd: i32, buf: *const u8, len: u64) -> Option<u32> {
-    let (tgid, _) = current();
-    let key = fd_key(tgid, fd);
-    let head_ns = take(&SOCK_BODY, &key)?;
+fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
+    let kept = SockWrite {
+        buf: w.buf as u64,
+        len: w.len,
+        time_ns: now(),
+        iov: w.iov,
+        iov_len: w.iov_len,
+        peer,
+        fd: w.fd,
+        source,
+        flags,
+        _pad: 0,
+    };
+    keep_inflight(&SOCK_WRITES, &tid, &kept);
+}
+
+/// A `{` write soon after a request head on the same socket: the body's start, kept until the
+/// call's exit says it was written.
+#[inline(always)]
+fn socket_body(w: &Write) -> Option<u32> {
+    let (tgid, tid) = current();
+    // SAFETY: plain value, copied out at once.
+    let head_ns = unsafe { SOCK_BODY.get(fd_key(tgid, w.fd)).copied() }?;
     // Only right after the head: the fd may have been closed and reused for a file meanwhile.
     if now().wrapping_sub(head_ns) > BODY_WINDOW_NS {
         return Some(0);
     }
+    keep_write(tid, w, SockAddr::default(), http_source::SOCKET_BODY, 0);
+    Some(0)
+}
+
+/// A write on a UDP socket connected to a DNS port (Go's resolver): `dns.query`, as `send`
+/// (one map lookup: the socket is in `DNS_SOCKS` or nothing happens).
+#[inline(always)]
+fn dns_write(w: &Write) -> Option<u32> {
+    dns_send(w.fd, core::ptr::null(), w.buf, w.len)
+}
+
+tracepoints!(
+    socket_write_exit: http_sys_exit_write,
+    http_sys_exit_writev,
+    http_sys_exit_sendto,
+    http_sys_exit_sendmsg,
+);
+
+/// Exit of a write-family call: what its entry kept is captured only when the call wrote.
+#[inline(always)]
+fn socket_write_exit(ctx: &TracePointContext) -> u32 {
+    let (tgid, tid) = current();
+    let Some(w) = take(&SOCK_WRITES, &tid) else {
+        return 0;
+    };
+    let ret: i64 = sys_arg(ctx, 0);
+    if ret <= 0 {
+        return 0;
+    }
+    let Some(cfg) = config() else {
+        return 1;
+    };
+    let key = fd_key(tgid, w.fd);
     let capture = Capture {
         ssl: 0,
-        peer: SockAddr::default(),
-        fd,
-        source: http_source::SOCKET_BODY,
-        flags: 0,
+        peer: w.peer,
+        fd: w.fd,
+        source: w.source,
+        flags: w.flags,
+        time_ns: w.time_ns,
     };
-    emit(&capture, buf, len, config()?.http_max);
-    Some(0)
+    emit(&capture, w.buf as *const u8, w.len, cfg.http_max);
+    if w.source == http_source::SOCKET_BODY {
+        let _ = SOCK_BODY.remove(key);
+    } else if iov_body(&w, cfg.http_max).is_none() {
+        let _ = SOCK_BODY.insert(key, now(), 0);
+    }
+    0
+}
+
+/// The JSON body of a `writev`/`sendmsg` whose first buffer was the head: the first of the next
+/// [`IOV_BODY_MAX`] buffers that starts with `{`, captured as the body. `None` when there is
+/// none (the body, if any, comes in a later write).
+#[inline(always)]
+fn iov_body(w: &SockWrite, cap: u32) -> Option<()> {
+    let iov = w.iov as *const [u64; 2];
+    for i in 1..=IOV_BODY_MAX {
+        if i >= w.iov_len {
+            return None;
+        }
+        // SAFETY: only the address is computed here; the user read is checked.
+        let (buf, len) = first_iovec(unsafe { iov.add(i as usize) })?;
+        if len == 0 {
+            continue;
+        }
+        if read_user(buf)? == b'{' {
+            let capture = Capture {
+                ssl: 0,
+                peer: SockAddr::default(),
+                fd: w.fd,
+                source: http_source::SOCKET_BODY,
+                flags: 0,
+                time_ns: w.time_ns,
+            };
+            return emit(&capture, buf, len, cap);
+        }
+    }
+    None
 }
 
 // --- OpenSSL --------------------------------------------------------------------------------
@@ -239,51 +430,86 @@ pub fn ssl_write(ctx: ProbeContext) -> u32 {
     if num <= 0 {
         return 0;
     }
-    ssl_write_common(&ctx, num as u64).unwrap_or(1)
+    ssl_write_enter(&ctx, num as u64).unwrap_or(1)
 }
 
 /// `SSL_write_ex(ssl, buf, size_t num, size_t *written)`.
 #[uprobe]
 pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
     let num = ctx.arg::<u64>(2).unwrap_or(0);
-    ssl_write_common(&ctx, num).unwrap_or(1)
+    ssl_write_enter(&ctx, num).unwrap_or(1)
 }
 
+/// Keeps a write that starts a request (or is the body a request awaits) until the return.
 #[inline(always)]
-fn ssl_write_common(ctx: &ProbeContext, len: u64) -> Option<u32> {
+fn ssl_write_enter(ctx: &ProbeContext, len: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
     let buf: *const u8 = ctx.arg(1)?;
     if len == 0 {
         return Some(0);
     }
-    let (tgid, _) = current();
-    let key = [u64::from(tgid), ssl];
+    let (tgid, tid) = current();
     let source = if starts_request(buf, len) {
-        let _ = SSL_STATE.insert(&key, &(EXPECT_BODY | EXPECT_RESPONSE), 0);
         http_source::SSL_WRITE
     } else {
-        let state = SSL_STATE.get_ptr_mut(&key)?;
-        // SAFETY: a plain integer in the map's value; a racing writer on the same SSL* would
-        // be the application's own bug.
-        let state = unsafe { &mut *state };
-        if *state & EXPECT_BODY == 0 {
+        // SAFETY: plain integer value, copied out at once.
+        let state = unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied() }?;
+        if state & EXPECT_BODY == 0 {
             return Some(0);
         }
-        *state &= !EXPECT_BODY;
         http_source::SSL_BODY
     };
-    let cfg = config()?;
-    if cfg.self_pid == tgid {
+    if is_self(tgid) {
         return Some(0);
     }
-    let capture = Capture {
+    let kept = SslWrite {
         ssl,
+        buf: buf as u64,
+        len,
+        time_ns: now(),
+        source,
+        _pad: [0; 3],
+    };
+    keep_inflight(&SSL_WRITES, &tid, &kept);
+    Some(0)
+}
+
+// Returns of `SSL_write` (the byte count, or <= 0) and `SSL_write_ex` (1 on success, else 0):
+// both succeeded when positive.
+#[uretprobe]
+pub fn ssl_write_ret(ctx: RetProbeContext) -> u32 {
+    ssl_write_exit(ctx.ret::<i32>().into()).unwrap_or(1)
+}
+
+#[uretprobe]
+pub fn ssl_write_ex_ret(ctx: RetProbeContext) -> u32 {
+    ssl_write_exit(ctx.ret::<i32>().into()).unwrap_or(1)
+}
+
+#[inline(always)]
+fn ssl_write_exit(ret: i64) -> Option<u32> {
+    let (tgid, tid) = current();
+    let w = take(&SSL_WRITES, &tid)?;
+    if ret <= 0 {
+        return Some(0);
+    }
+    let key = [u64::from(tgid), w.ssl];
+    if w.source == http_source::SSL_WRITE {
+        let _ = SSL_STATE.insert(&key, &(EXPECT_BODY | EXPECT_RESPONSE), 0);
+    } else if let Some(state) = SSL_STATE.get_ptr_mut(&key) {
+        // SAFETY: a plain integer in the map's value; a racing writer on the same SSL* would
+        // be the application's own bug.
+        unsafe { *state &= !EXPECT_BODY };
+    }
+    let capture = Capture {
+        ssl: w.ssl,
         peer: SockAddr::default(),
         fd: -1,
-        source,
+        source: w.source,
         flags: 0,
+        time_ns: w.time_ns,
     };
-    emit(&capture, buf, len, cfg.http_max);
+    emit(&capture, w.buf as *const u8, w.len, config()?.http_max);
     Some(0)
 }
 
@@ -348,7 +574,7 @@ fn ssl_read_exit(ret: i64) -> Option<u32> {
         return Some(0);
     }
     let state = SSL_STATE.get_ptr_mut(&[u64::from(tgid), ssl])?;
-    // SAFETY: as in `ssl_write_common`.
+    // SAFETY: as in `ssl_write_exit`.
     unsafe { *state &= !EXPECT_RESPONSE };
     let capture = Capture {
         ssl,
@@ -356,6 +582,7 @@ fn ssl_read_exit(ret: i64) -> Option<u32> {
         fd: -1,
         source: http_source::SSL_READ,
         flags: 0,
+        time_ns: now(),
     };
     emit(&capture, buf, len, HTTP_STATUS_BYTES);
     Some(0)

@@ -9,6 +9,8 @@ use runbom_common::{
     counter,
 };
 
+use crate::http::{SockWrite, SslWrite};
+
 /// The one ring buffer every event goes through. Userspace sets its size at load time.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
@@ -58,6 +60,14 @@ pub static SOCK_BODY: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384,
 /// `[tgid, SSL*]` → what is awaited on that TLS connection (`http.rs`: body, response).
 #[map]
 pub static SSL_STATE: LruHashMap<[u64; 2], u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// tid → a socket write that starts a request (or its body), between entry and exit (`http.rs`).
+#[map]
+pub static SOCK_WRITES: LruHashMap<u32, SockWrite> = LruHashMap::with_max_entries(4096, 0);
+
+/// tid → an `SSL_write[_ex]` that starts a request (or its body), between entry and return.
+#[map]
+pub static SSL_WRITES: LruHashMap<u32, SslWrite> = LruHashMap::with_max_entries(4096, 0);
 
 /// tid → `[SSL*, buf, readbytes*]` of an `SSL_read[_ex]` between entry and return.
 #[map]

@@ -274,8 +274,10 @@ fn dns_msghdr(ctx: &TracePointContext) -> u32 {
     dns_send(fd, addr, buf, len).unwrap_or(1)
 }
 
+/// A DNS datagram to `addr`, or (null) on a socket connected to a DNS server; also called by
+/// `http` for `write`/`writev` on such a socket.
 #[inline(always)]
-fn dns_send(fd: i32, addr: *const u8, buf: *const u8, len: u64) -> Option<u32> {
+pub fn dns_send(fd: i32, addr: *const u8, buf: *const u8, len: u64) -> Option<u32> {
     let (tgid, tid) = current();
     let server = match read_sockaddr(addr) {
         // SAFETY: plain byte value, read and dropped at once.

@@ -16,6 +16,10 @@
 //!   plain way (type per thread between entry and exit, then per `(tgid, fd)`); connect's entry
 //!   reads the address and writes a connect-sized record, its exit writes the result.
 //!
+//! - an `SSL_write` (uprobes, `ssl` benchmark): nothing at all at entry, and at entry and return
+//!   (`reference_uprobe_bare`, `reference_uretprobe_bare`): what any hook that pairs a call
+//!   with its result pays.
+//!
 //! Records are submitted like runbom's (the kernel wakes the reader when it had caught up); the
 //! `*_nowake` twins submit with `BPF_RB_NO_WAKEUP`, to measure what waking the reader costs.
 //! The maps are the reference's own (`REF_*`): nothing here touches runbom's maps.
@@ -64,6 +68,19 @@ struct RefRet {
 /// Does nothing: the cost of a tracepoint program being attached at all.
 #[tracepoint]
 pub fn reference_bare(_ctx: TracePointContext) -> u32 {
+    0
+}
+
+/// Does nothing at a function's entry: the cost of a uprobe being attached at all (the shape of
+/// runbom's `SSL_write` hook before it was paired with a return probe).
+#[aya_ebpf::macros::uprobe]
+pub fn reference_uprobe_bare(_ctx: aya_ebpf::programs::ProbeContext) -> u32 {
+    0
+}
+
+/// Does nothing at a function's return: the cost of a return probe being attached at all.
+#[aya_ebpf::macros::uretprobe]
+pub fn reference_uretprobe_bare(_ctx: aya_ebpf::programs::RetProbeContext) -> u32 {
     0
 }
 

@@ -214,10 +214,17 @@ pub fn first_iovec(iov: *const [u64; 2]) -> Option<(*const u8, u64)> {
 }
 
 /// The address (`msg_name`, may be null) and first buffer of a user `struct msghdr`:
-/// `msg_name` at 0, `msg_iov` at 16.
+/// `msg_name` at 0, `msg_iov` at 16, `msg_iovlen` at 24.
 #[inline(always)]
 pub fn msghdr_first(msg: *const [u64; 3]) -> Option<(*const u8, *const u8, u64)> {
     let hdr = read_user(msg)?;
     let (base, len) = first_iovec(hdr[2] as *const [u64; 2])?;
     Some((hdr[0] as *const u8, base, len))
+}
+
+/// The address (`msg_name`, may be null), iovec array and iovec count of a user `struct msghdr`.
+#[inline(always)]
+pub fn msghdr_iov(msg: *const [u64; 4]) -> Option<(*const u8, *const [u64; 2], u64)> {
+    let hdr = read_user(msg)?;
+    Some((hdr[0] as *const u8, hdr[2] as *const [u64; 2], hdr[3]))
 }

@@ -61,6 +61,7 @@ fn measure(
         include: &[&prefix],
         exclude: &[],
         file_dir: to_file.then_some(out.as_path()),
+        http_plaintext: true,
     };
     let rb = Runbom::start(&opts.runbom, &opts.dir, &settings, None)?;
     let (produced, elapsed) = work(&cpath);

@@ -2,8 +2,10 @@
 //! `scripts/bench.sh`). Needs root: it loads the reference eBPF probes and runs the real `runbom`.
 //!
 //! - `syscalls`: cost per traced syscall (open/close of a watched and of a filtered-out path,
-//!   socket+connect on loopback), without probes, with runbom, and with reference probes doing
+//!   socket+connect on loopback, a non-HTTP write), without probes, with runbom, and with reference probes doing
 //!   the same work, side by side in one run.
+//! - `ssl`: cost per `SSL_write` of Node (uprobes on the `node` executable) with runbom and
+//!   with reference uprobes, side by side in one run.
 //! - `drops`: a flood against a small ring buffer and a paced load against the default ring,
 //!   with the workload's events, runbom's exported events and the kernel's drop counters
 //!   compared.
@@ -17,6 +19,7 @@ mod drops;
 mod progstats;
 mod reference;
 mod runbom;
+mod ssl;
 mod stats;
 mod syscalls;
 mod workload;
@@ -29,6 +32,7 @@ use clap::{Parser, ValueEnum};
 enum Section {
     Syscalls,
     Drops,
+    Ssl,
 }
 
 /// runbom's benchmarks: per-syscall cost against reference probes, and loss accounting.
@@ -50,9 +54,15 @@ struct Cli {
     /// socket+connect+close iterations per repetition.
     #[arg(long, default_value_t = 4_000)]
     connect_iterations: u64,
+    /// write iterations per repetition.
+    #[arg(long, default_value_t = 100_000)]
+    write_iterations: u64,
     /// Repetitions per condition and round.
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// TLS writes per run of the `ssl` benchmark's node client.
+    #[arg(long, default_value_t = 20_000)]
+    ssl_writes: u64,
     /// Rounds: each starts runbom afresh and re-measures every condition.
     #[arg(long, default_value_t = 6)]
     rounds: usize,
@@ -120,6 +130,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             dir: cli.dir.clone(),
             open_iterations: cli.open_iterations,
             connect_iterations: cli.connect_iterations,
+            write_iterations: cli.write_iterations,
             reps: cli.reps,
             rounds: cli.rounds,
             loop_cpu,
@@ -127,6 +138,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         })?);
         report.push('\n');
         report.push_str(&syscalls::legend());
+        report.push('\n');
+    }
+    if all || cli.sections.contains(&Section::Ssl) {
+        report.push_str(&ssl::run(&ssl::Options {
+            runbom: runbom.clone(),
+            dir: cli.dir.clone(),
+            writes: cli.ssl_writes,
+            rounds: cli.rounds,
+        })?);
         report.push('\n');
     }
     if all || cli.sections.contains(&Section::Drops) {

@@ -92,6 +92,30 @@ pub const OPEN_RECORD_NOWAKE: Variant = Variant {
     ],
     paused: false,
 };
+/// `write(2)`: an empty program at entry (the shape of runbom's HTTP hook before its entry was
+/// paired with the exit), at entry and exit (the pairing's dispatch), and a user read of the
+/// buffer at entry with the exit (the work runbom's hook does for a write that is not HTTP).
+pub const WRITE_BARE_ENTER: Variant = Variant {
+    name: "ref-bare-enter",
+    attach: &[("reference_bare", "sys_enter_write")],
+    paused: false,
+};
+pub const WRITE_BARE: Variant = Variant {
+    name: "ref-bare",
+    attach: &[
+        ("reference_bare", "sys_enter_write"),
+        ("reference_bare", "sys_exit_write"),
+    ],
+    paused: false,
+};
+pub const WRITE_READ: Variant = Variant {
+    name: "ref-read",
+    attach: &[
+        ("reference_read_enter", "sys_enter_write"),
+        ("reference_bare", "sys_exit_write"),
+    ],
+    paused: false,
+};
 pub const CONNECT_BARE: Variant = Variant {
     name: "ref-bare",
     attach: &[

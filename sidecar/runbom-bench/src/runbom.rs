@@ -26,6 +26,8 @@ pub struct Settings<'a> {
     /// Export to OTLP/JSON files in this directory (`file` exporter); `None`: the `debug`
     /// exporter at basic verbosity (a line per batch, no disk traffic).
     pub file_dir: Option<&'a Path>,
+    /// `receivers.ebpf.http.plaintext` (`false`: no write-family hooks, only the TLS uprobes).
+    pub http_plaintext: bool,
 }
 
 fn yaml_list(items: &[&str]) -> String {
@@ -43,8 +45,13 @@ impl Settings<'_> {
             Some(dir) => ("file", format!("  file:\n    path: {}\n", dir.display())),
             None => ("debug", "  debug:\n    verbosity: basic\n".to_owned()),
         };
+        let http = if self.http_plaintext {
+            ""
+        } else {
+            "    http:\n      plaintext: false\n"
+        };
         format!(
-            "receivers:\n  ebpf:\n{ring}    file:\n      include: {}\n      exclude: {}\n\
+            "receivers:\n  ebpf:\n{ring}{http}    file:\n      include: {}\n      exclude: {}\n\
              processors:\n  batch: {{}}\n\
              exporters:\n{exporter}\
              service:\n  pipelines:\n\

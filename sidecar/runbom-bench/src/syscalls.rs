@@ -29,7 +29,7 @@ use crate::{
     reference::{
         CONNECT_BARE, CONNECT_RECORD, CONNECT_RECORD_NOWAKE, CONNECT_RECORD_PAUSED, OPEN_BARE,
         OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_NOWAKE, OPEN_RECORD_PAUSED, Reference,
-        Variant, wait_for_quiet_kernel,
+        Variant, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
     },
     runbom::{Runbom, Settings, Summary},
     stats::Samples,
@@ -56,6 +56,7 @@ pub struct Options {
     pub dir: PathBuf,
     pub open_iterations: u64,
     pub connect_iterations: u64,
+    pub write_iterations: u64,
     pub reps: usize,
     pub rounds: usize,
     pub loop_cpu: Option<usize>,
@@ -65,6 +66,7 @@ pub struct Options {
 enum Kind {
     Open(CString),
     Connect(libc::sockaddr_in),
+    Write,
 }
 
 struct Workload {
@@ -104,6 +106,11 @@ impl Workload {
                 workload::connect_loop(addr, warm);
                 cpu0 = workload::thread_cpu();
                 workload::connect_loop(addr, self.iterations)
+            }
+            Kind::Write => {
+                workload::write_loop(warm);
+                cpu0 = workload::thread_cpu();
+                workload::write_loop(self.iterations)
             }
         };
         let cpu = workload::thread_cpu().saturating_sub(cpu0);
@@ -176,7 +183,7 @@ fn files(dir: &Path) -> Result<Files> {
     Ok(files)
 }
 
-fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 3] {
+fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 4] {
     [
         Workload {
             name: "open watched",
@@ -221,6 +228,15 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 3]
                 (RUNBOM, CONNECT_RECORD.name),
             ],
         },
+        Workload {
+            name: "write",
+            what: "write of 64 non-HTTP bytes to /dev/null (HTTP hooks at entry and exit)",
+            kind: Kind::Write,
+            iterations: opts.write_iterations,
+            variants: &[WRITE_BARE_ENTER, WRITE_BARE, WRITE_READ],
+            paused: false,
+            compare: &[(RUNBOM, WRITE_READ.name), (RUNBOM, WRITE_BARE.name)],
+        },
     ]
 }
 
@@ -232,6 +248,8 @@ const RUNBOM_PROGRAMS: &[&str] = &[
     "sys_exit_socket",
     "sys_enter_connect",
     "sys_exit_connect",
+    "http_sys_enter_write",
+    "http_sys_exit_write",
 ];
 
 fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> String {
@@ -410,6 +428,7 @@ fn measure(
         include: includes,
         exclude: excludes,
         file_dir: None,
+        http_plaintext: true,
     };
     let mut results = Results {
         breakdown: String::new(),
@@ -479,7 +498,7 @@ pub fn run(opts: &Options) -> Result<String> {
     let _ = writeln!(
         out,
         "### (a) Cost per traced syscall\n\n\
-         {} rounds x {} repetitions per condition; {} iterations per repetition (open), {} (connect); \
+         {} rounds x {} repetitions per condition; {} iterations per repetition (open), {} (connect), {} (write); \
          loop pinned to CPU {}, runbom and the reference consumer to CPU {}. \
          runbom exported {} events over these runs with ring_full_drops={} and inflight_full_drops={} \
          (both must be 0: a dropped event costs the kernel less than a delivered one); \
@@ -488,6 +507,7 @@ pub fn run(opts: &Options) -> Result<String> {
         opts.reps,
         opts.open_iterations,
         opts.connect_iterations,
+        opts.write_iterations,
         cpu_name(opts.loop_cpu),
         cpu_name(opts.service_cpu),
         total("events"),
@@ -620,6 +640,9 @@ pub fn legend() -> String {
         ("connect", CONNECT_RECORD),
         ("connect", CONNECT_RECORD_PAUSED),
         ("connect", CONNECT_RECORD_NOWAKE),
+        ("write", WRITE_BARE_ENTER),
+        ("write", WRITE_BARE),
+        ("write", WRITE_READ),
     ] {
         let parts: Vec<String> = v.attach.iter().map(|(p, t)| format!("{p}@{t}")).collect();
         let _ = writeln!(

@@ -74,6 +74,25 @@ pub fn open_close(path: &CStr, n: u64) -> (Duration, u64) {
     (start.elapsed(), ok)
 }
 
+/// `n` writes of a 64-byte non-HTTP buffer to `/dev/null` (every write passes runbom's HTTP
+/// hooks, none is captured).
+pub fn write_loop(n: u64) -> Duration {
+    static BUF: [u8; 64] = [b'x'; 64];
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: writes from a static buffer of that length.
+        let _ = unsafe { libc::write(fd, BUF.as_ptr().cast(), BUF.len()) };
+    }
+    let elapsed = start.elapsed();
+    if fd >= 0 {
+        // SAFETY: `fd` is ours.
+        unsafe { libc::close(fd) };
+    }
+    elapsed
+}
+
 /// A loopback TCP port that refuses connections: a socket bound to it but not listening keeps
 /// anyone else from taking it.
 pub struct RefusedPort {

@@ -2,9 +2,10 @@
 //! ([`reader`]), and turns records into [`runbom_event::KernelEvent`]s ([`enrich`]) enriched with
 //! the process that caused them ([`proctable`]) and Unix times ([`clock`]); TLS and plaintext
 //! HTTP requests are paired with their bodies and responses ([`httptrack`]), and processes that
-//! load OpenSSL are watched for ([`openssl`]).
+//! map a file exporting OpenSSL's functions are watched for ([`openssl`], [`elf`]).
 
 pub mod clock;
+pub mod elf;
 pub mod enrich;
 pub mod httptrack;
 pub mod openssl;

@@ -1,13 +1,18 @@
-//! Finding the OpenSSL libraries processes load and attaching the TLS uprobes to each once.
+//! Finding the files that carry OpenSSL's `SSL_write`/`SSL_read` and attaching the TLS uprobes
+//! to each once.
 //!
-//! A uprobe belongs to a file (inode), so one attachment covers every process that maps that
-//! file, now and later. At start: each `libssl.so*` mapped by a running process
-//! (`/proc/*/maps`) and those in the usual library directories. Afterwards the enricher reports
-//! processes that exec (and first connect), and each is rescanned a few times over the next
-//! seconds: the loader, or a `dlopen` at `import ssl`, maps libssl some time after the exec.
-//! Paths are resolved through `/proc/PID/root` so that container libraries are found, and files
-//! are deduplicated by device and inode. A library whose symbols cannot be hooked (a static or
-//! stripped build) is logged once and skipped.
+//! OpenSSL is not only `libssl.so*`: Node links it into the `node` executable, Python wheels
+//! bundle renamed copies, `BoringSSL` builds export the same functions. So every executable file
+//! a process maps (its program and its libraries, from `/proc/PID/maps`) is a candidate, and
+//! the uprobes go to each that *exports* the functions ([`crate::elf`]: its dynamic symbol
+//! table, read once per file). A uprobe belongs to a file (inode), so one attachment covers
+//! every process that maps that file, now and later. At start: the files mapped by running
+//! processes, the `libssl.so*` in the usual library directories and `node`. Afterwards the enricher
+//! reports processes that exec (and first connect), and each is rescanned a few times over the
+//! next seconds: the loader, or a `dlopen` at `import ssl`, maps libssl some time after the
+//! exec. Paths are resolved through `/proc/PID/root` so that container files are found, and
+//! files are deduplicated by device and inode: a file is opened at most once, whatever it
+//! holds. A file that exports none of the functions (or a static, stripped build) is skipped.
 
 use std::{
     cmp::Reverse,
@@ -25,7 +30,10 @@ use std::{
 
 use tracing::{debug, info, warn};
 
-use crate::probes::Probes;
+use crate::{
+    elf,
+    probes::{Probes, SSL_SYMBOLS},
+};
 
 /// When a reported process is rescanned, counted from the report.
 const RESCAN_AFTER: [Duration; 5] = [
@@ -51,11 +59,14 @@ const LIB_DIRS: &[&str] = &[
     "/usr/lib",
     "/usr/local/lib",
 ];
+/// Executables known to link OpenSSL in, looked at at start even when none runs yet: a
+/// program's first request can come before the rescan after its exec has hooked it.
+const START_FILES: &[&str] = &["/usr/bin/node", "/usr/local/bin/node", "/usr/bin/nodejs"];
 
-/// Attaches the uprobes to libraries; remembers which files it has seen.
+/// Attaches the uprobes to files that export OpenSSL; remembers which files it has seen.
 pub struct Watcher {
     probes: Arc<Mutex<Probes>>,
-    /// (device, inode) of every library tried, attached or not.
+    /// (device, inode) of every file looked at, attached or not.
     seen: HashSet<(u64, u64)>,
 }
 
@@ -68,10 +79,13 @@ impl Watcher {
         }
     }
 
-    /// Every libssl mapped by a running process or present in the usual directories; returns
-    /// how many files were attached.
+    /// Every OpenSSL file mapped by a running process, and the libssl files in the usual
+    /// directories; returns how many files were attached.
     pub fn scan_all(&mut self) -> usize {
         let mut attached = 0;
+        for file in START_FILES {
+            attached += usize::from(self.consider(Path::new(file)));
+        }
         for dir in LIB_DIRS {
             let Ok(entries) = fs::read_dir(dir) else {
                 continue;
@@ -92,21 +106,22 @@ impl Watcher {
         attached
     }
 
-    /// The libssl files `pid` maps; returns how many were newly attached.
+    /// The OpenSSL files `pid` maps; returns how many were newly attached.
     pub fn scan_pid(&mut self, pid: u32) -> usize {
         let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
             return 0;
         };
         let root = PathBuf::from(format!("/proc/{pid}/root"));
         let mut attached = 0;
-        for path in libssl_paths(&maps) {
+        for path in executable_paths(&maps) {
             let host_path = root.join(path.trim_start_matches('/'));
             attached += usize::from(self.consider(&host_path));
         }
         attached
     }
 
-    /// Attaches to `path` unless its file was tried before; true when newly attached.
+    /// Attaches to `path` if it exports OpenSSL's functions, unless its file was looked at
+    /// before; true when newly attached.
     fn consider(&mut self, path: &Path) -> bool {
         let Ok(meta) = fs::metadata(path) else {
             return false;
@@ -114,11 +129,19 @@ impl Watcher {
         if !meta.is_file() || !self.seen.insert((meta.dev(), meta.ino())) {
             return false;
         }
+        let offsets = match elf::exported_offsets(path, &SSL_SYMBOLS) {
+            Ok(offsets) if offsets.iter().any(Option::is_some) => offsets,
+            Ok(_) => return false,
+            Err(why) => {
+                debug!(file = %path.display(), "not searched for OpenSSL: {why}");
+                return false;
+            }
+        };
         let result = self
             .probes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .attach_openssl(path);
+            .attach_openssl(path, &offsets);
         match result {
             Ok(missing) if missing.is_empty() => {
                 info!(library = %path.display(), "OpenSSL uprobes attached");
@@ -144,18 +167,20 @@ fn is_libssl(name: &str) -> bool {
         || (name.starts_with("libssl-") && name.contains(".so"))
 }
 
-/// The distinct libssl paths of a `/proc/PID/maps` text (as the process sees them).
-fn libssl_paths(maps: &str) -> Vec<&str> {
+/// The distinct files a `/proc/PID/maps` text maps executable (as the process sees them): its
+/// program and its libraries, where code that exports OpenSSL can be.
+fn executable_paths(maps: &str) -> Vec<&str> {
     let mut out: Vec<&str> = Vec::new();
     for line in maps.lines() {
-        // address perms offset dev inode path
-        let Some(path) = line.split_whitespace().nth(5) else {
+        // address perms offset dev inode path: only the path has a `/` (and may have spaces).
+        let (Some(perms), Some(at)) = (line.split_whitespace().nth(1), line.find('/')) else {
             continue;
         };
-        if line.ends_with("(deleted)") || !path.starts_with('/') {
+        let path = &line[at..];
+        if !perms.contains('x') || path.ends_with("(deleted)") {
             continue;
         }
-        if is_libssl(path.rsplit('/').next().unwrap_or(path)) && !out.contains(&path) {
+        if !out.contains(&path) {
             out.push(path);
         }
     }
@@ -206,22 +231,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_libssl_in_maps() {
+    fn finds_executable_files_in_maps() {
         let maps = "\
+00400000-00401000 r-xp 00000000 08:01 100 /usr/bin/node
 7f0000000000-7f0000001000 r--p 00000000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
 7f0000001000-7f0000002000 r-xp 00001000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
-7f0000003000-7f0000004000 r--p 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
-7f0000005000-7f0000006000 r--p 00000000 08:01 125 /opt/app/libssl.so.1.1 (deleted)
+7f0000002000-7f0000002800 r-xp 00002000 08:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f0000003000-7f0000004000 r--p 00000000 08:01 124 /usr/lib/x86_64-linux-gnu/locale-archive
+7f0000005000-7f0000006000 r-xp 00000000 08:01 125 /opt/app/libssl.so.1.1 (deleted)
 7f0000007000-7f0000008000 rw-p 00000000 00:00 0 [heap]
-7f0000009000-7f000000a000 r--p 00000000 08:01 126 /opt/venv/libssl-abc.so.3
-7f000000b000-7f000000c000 r--p 00000000 08:01 127 /opt/x/libssl.so
+7f0000009000-7f000000a000 r-xp 00000000 08:01 126 /opt/venv/libssl-abc.so.3
+7f000000b000-7f000000c000 r-xp 00000000 00:00 0 [vdso]
+7f000000d000-7f000000e000 r-xp 00000000 08:01 127 /opt/path with space/libx.so
 ";
         assert_eq!(
-            libssl_paths(maps),
+            executable_paths(maps),
             [
+                "/usr/bin/node",
                 "/usr/lib/x86_64-linux-gnu/libssl.so.3",
                 "/opt/venv/libssl-abc.so.3",
-                "/opt/x/libssl.so"
+                "/opt/path with space/libx.so"
             ]
         );
     }

@@ -5,7 +5,10 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{ProgramError, TracePoint, UProbe, uprobe::UProbeScope},
+    programs::{
+        ProgramError, TracePoint, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeScope},
+    },
 };
 use runbom_common::{
     ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, PATH_MAX, PREFIX_EXCLUDE, PREFIX_INCLUDE,
@@ -47,21 +50,32 @@ const TRACEPOINTS: &[(&str, &str)] = &[
 ];
 
 /// HTTP capture programs and the syscall tracepoints they share with other programs.
+/// (Entry and exit are paired: a request is captured when the call wrote it.)
 const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("http_sys_enter_write", "sys_enter_write"),
     ("http_sys_enter_writev", "sys_enter_writev"),
     ("http_sys_enter_sendto", "sys_enter_sendto"),
     ("http_sys_enter_sendmsg", "sys_enter_sendmsg"),
+    ("http_sys_exit_write", "sys_exit_write"),
+    ("http_sys_exit_writev", "sys_exit_writev"),
+    ("http_sys_exit_sendto", "sys_exit_sendto"),
+    ("http_sys_exit_sendmsg", "sys_exit_sendmsg"),
 ];
 
-/// OpenSSL uprobes (program, symbol), attached to every libssl that processes load.
-const SSL_UPROBES: &[(&str, &str)] = &[
-    ("ssl_write", "SSL_write"),
-    ("ssl_write_ex", "SSL_write_ex"),
-    ("ssl_read", "SSL_read"),
-    ("ssl_read_ex", "SSL_read_ex"),
-    ("ssl_read_ret", "SSL_read"),
-    ("ssl_read_ex_ret", "SSL_read_ex"),
+/// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).
+pub const SSL_SYMBOLS: [&str; 4] = ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"];
+
+/// OpenSSL uprobes (program, index of its symbol in [`SSL_SYMBOLS`]), attached to every file
+/// that exports the symbols.
+const SSL_UPROBES: &[(&str, usize)] = &[
+    ("ssl_write", 0),
+    ("ssl_write_ex", 1),
+    ("ssl_read", 2),
+    ("ssl_read_ex", 3),
+    ("ssl_write_ret", 0),
+    ("ssl_write_ex_ret", 1),
+    ("ssl_read_ret", 2),
+    ("ssl_read_ex_ret", 3),
 ];
 
 /// Where the kernel publishes its BTF; `RUNBOM_KERNEL_BTF` overrides it (for tests of the
@@ -328,19 +342,33 @@ impl Probes {
             .map_err(err)
     }
 
-    /// Attaches the OpenSSL uprobes to one library file (for every process that maps it).
-    /// Returns the symbols that could not be hooked with why (a static or stripped build may
-    /// lack some); an error only when none could.
-    pub fn attach_openssl(&mut self, library: &Path) -> Result<Vec<String>, String> {
+    /// Attaches the OpenSSL uprobes to one file (for every process that maps it): `offsets`
+    /// holds the file offset of each of [`SSL_SYMBOLS`] it defines ([`crate::elf`]).
+    /// Returns the symbols that could not be hooked with why (a `BoringSSL` build may lack the
+    /// `_ex` functions); an error only when none could.
+    pub fn attach_openssl(
+        &mut self,
+        library: &Path,
+        offsets: &[Option<u64>],
+    ) -> Result<Vec<String>, String> {
         let mut missing = Vec::new();
-        for (program, symbol) in SSL_UPROBES {
+        for &(program, index) in SSL_UPROBES {
+            let symbol = SSL_SYMBOLS[index];
+            let Some(offset) = offsets.get(index).copied().flatten() else {
+                missing.push(format!("{symbol} ({program}): not exported"));
+                continue;
+            };
             let attached = self
                 .program::<UProbe>(program)
                 .map_err(|e| e.to_string())
                 .and_then(|p| {
-                    p.attach(*symbol, library, UProbeScope::AllProcesses)
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+                    p.attach(
+                        UProbeAttachLocation::AbsoluteOffset(offset),
+                        library,
+                        UProbeScope::AllProcesses,
+                    )
+                    .map(drop)
+                    .map_err(|e| e.to_string())
                 });
             if let Err(e) = attached {
                 missing.push(format!("{symbol} ({program}): {e}"));

@@ -4,7 +4,8 @@
 //! - [`Proc`]: a child process that is always killed, with bounded waits ([`run_bounded`]);
 //! - [`Runbom`] and [`SidecarConfig`]: the `runbom` binary started on a configuration and
 //!   stopped with SIGTERM, and the configuration most tests give it;
-//! - [`Sink`], [`Rotel`], [`DnsServer`]: real peers (`tests/otlp_sink.py`, rotel's agent);
+//! - [`Sink`], [`Rotel`], [`DnsServer`], [`HttpServer`]: real peers (`tests/otlp_sink.py`,
+//!   rotel's agent, `tests/http_workload.py server`);
 //! - [`python`]: the project's Python helpers (`tests/*.py`, the OpenTelemetry SDK);
 //! - [`requests`], [`harness`], [`client`]: sample OTLP requests, an in-process receiver
 //!   harness and raw HTTP/gRPC clients for `runbom-pipeline`'s tests;
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod fs;
 pub mod harness;
+pub mod http_server;
 pub mod items;
 pub mod leak;
 pub mod net;
@@ -39,6 +41,7 @@ pub mod sink;
 
 pub use config::{SidecarConfig, pipeline};
 pub use fs::{TempDir, lines_of, python_bin, test_script, workspace_root};
+pub use http_server::HttpServer;
 pub use net::{free_port, http_exchange, http_get, metrics, wait_listening};
 pub use peers::{DnsServer, Rotel, RssSampler};
 pub use process::{Proc, eventually, indent, run_bounded, strip_ansi};

@@ -10,7 +10,7 @@ use std::{
     fmt::Write as _,
     fs,
     io::{BufRead as _, BufReader, Write as _},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -21,7 +21,7 @@ use runbom_kernel::{
     Enricher, ProbeSettings, Probes, clock::BootClock, openssl, proctable::ProcessTable, reader,
 };
 use runbom_testkit::{
-    Proc, Ready, Runbom, Sink, TempDir,
+    HttpServer, Proc, Ready, Runbom, Sink, TempDir,
     config::{service, traces_and_logs},
     indent,
     items::{Item, flatten, summaries},
@@ -31,48 +31,7 @@ use serde_json::Value;
 
 const SYSTEM_LIBSSL: &str = "/lib/x86_64-linux-gnu/libssl.so.3";
 
-/// `tests/http_workload.py server`, on a free loopback port.
-struct Server {
-    _guard: Proc,
-    port: u16,
-    cert: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path, tls: bool) -> Self {
-        let label = if tls { "tls" } else { "plain" };
-        let cert_dir = dir.join(format!("cert-{label}"));
-        let mut cmd = Command::new(python_bin());
-        cmd.arg(test_script("http_workload.py"))
-            .arg("server")
-            .arg("--cert-dir")
-            .arg(&cert_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(
-                fs::File::create(dir.join(format!("server-{label}.stderr")))
-                    .expect("create server stderr"),
-            );
-        if tls {
-            cmd.arg("--tls");
-        }
-        let mut guard = Proc::spawn("http_workload.py server", &mut cmd);
-        let mut line = String::new();
-        BufReader::new(guard.child.stdout.take().expect("piped stdout"))
-            .read_line(&mut line)
-            .expect("read the server's READY line");
-        let port = line
-            .trim()
-            .strip_prefix("READY port=")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("http_workload.py server printed {line:?}, not READY"));
-        Self {
-            _guard: guard,
-            port,
-            cert: cert_dir.join("cert.pem"),
-        }
-    }
-}
+type Server = HttpServer;
 
 /// How the client talks to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
