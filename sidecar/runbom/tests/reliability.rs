@@ -127,3 +127,246 @@ fn a_bom_swapped_for_a_fifo_or_dev_zero_during_a_run_keeps_the_last_good_one() {
         "the last good BOM stays:\n{log}"
     );
 }
+
+/// An OTLP/JSON logs request of about `kib` KiB.
+fn big_logs_json(kib: usize) -> Vec<u8> {
+    format!(
+        "{{\"resourceLogs\":[{{\"scopeLogs\":[{{\"logRecords\":[{{\"body\":{{\"stringValue\":\"{}\"}}}}]}}]}}]}}",
+        "x".repeat(kib * 1024)
+    )
+    .into_bytes()
+}
+
+fn post_json(port: u16, path: &str, body: &[u8]) -> u16 {
+    runbom_testkit::http_exchange(
+        &mut runbom_testkit::net::connect(port),
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .0
+}
+
+/// Runs `cat FILE` as `nobody`: true when it could read the file.
+fn nobody_reads(file: &Path) -> bool {
+    run_bounded(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(file),
+        TIMEOUT,
+    )
+    .status
+    .success()
+}
+
+/// The file exporter's output is evidence: other users cannot read it (directory 0700, files
+/// 0600, even under a permissive umask and a directory that existed 0755), and it is bounded
+/// (rotated at `max_megabytes`, at most `max_backups` kept), where one client used to fill the
+/// disk at 700 MB/s.
+#[test]
+fn the_file_exporter_is_private_and_bounded() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("file-private");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = dir.join("out");
+    fs::create_dir(&out).expect("mkdir");
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cfg = SidecarConfig::new();
+    let rest = format!(
+        "exporters:\n  file:\n    path: {}\n    rotation: {{ max_megabytes: 1, max_backups: 2 }}\n",
+        out.display()
+    );
+    let runbom = cfg.start(
+        runbom_bin!(),
+        &dir,
+        &rest,
+        "    logs: { receivers: [otlp], exporters: [file] }\n",
+    );
+    // 100 requests of 60 KiB: 6 MiB written, 3 MiB kept at most.
+    let body = big_logs_json(60);
+    for i in 0..100 {
+        assert_eq!(post_json(cfg.http, "/v1/logs", &body), 200, "request {i}");
+    }
+    let _ = runbom.stop_ok();
+
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o700, "the directory");
+    let files = runbom_otlp::json::signal_files(&out, "logs").expect("listed");
+    assert_eq!(files.len(), 3, "logs.jsonl and 2 backups: {files:?}");
+    let mut total = 0;
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+        total += fs::metadata(f).expect("stat").len();
+    }
+    assert!(total <= 3 * 1024 * 1024, "{total} bytes kept");
+    // Even with the directory opened up, the files are not readable by another user.
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o755)).expect("chmod");
+    assert!(
+        !nobody_reads(&files[2]),
+        "nobody cannot read {}",
+        files[2].display()
+    );
+    assert!(nobody_reads(Path::new("/etc/hostname")) || !Path::new("/etc/hostname").exists());
+}
+
+/// runbom killed with SIGKILL while it writes can leave a last line cut short: `investigate`
+/// and `bom observed` skip it with a warning and read the rest, instead of refusing the
+/// directory.
+#[test]
+fn readers_skip_the_torn_last_line_a_kill_leaves() {
+    let dir = TempDir::new("file-torn");
+    let out = dir.join("out");
+    let cfg = SidecarConfig::new();
+    let rest = format!("exporters:\n  file:\n    path: {}\n", out.display());
+    let mut runbom = cfg.start(
+        runbom_bin!(),
+        &dir,
+        &rest,
+        "    traces: { receivers: [otlp], exporters: [file] }\n\
+         \x20   logs: { receivers: [otlp], exporters: [file] }\n",
+    );
+    let traces =
+        fs::read_to_string(workspace_root().join("tests/fixtures/investigate/traces.jsonl"))
+            .expect("fixture");
+    let lines: Vec<&str> = traces.lines().filter(|l| !l.trim().is_empty()).collect();
+    for line in &lines {
+        assert_eq!(post_json(cfg.http, "/v1/traces", line.as_bytes()), 200);
+    }
+    // Under load, SIGKILL.
+    let port = cfg.http;
+    let body = big_logs_json(200);
+    let load = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                break;
+            };
+            let _ = std::io::Write::write_all(
+                &mut s,
+                format!(
+                    "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            let _ = std::io::Write::write_all(&mut s, &body);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = std::io::Read::read(&mut s, &mut [0; 512]);
+        }
+    });
+    let logs = out.join("logs.jsonl");
+    assert!(
+        eventually(TIMEOUT, || fs::metadata(&logs)
+            .is_ok_and(|m| m.len() > 1024 * 1024)),
+        "logs are written"
+    );
+    runbom.proc.signal(libc::SIGKILL);
+    assert!(runbom.proc.wait_timeout(TIMEOUT).is_some(), "killed");
+    let _ = load.join();
+    // Where the kill did not land mid-line, write the tail it leaves when it does.
+    for file in [&logs, &out.join("traces.jsonl")] {
+        let text = fs::read(file).expect("read");
+        if text.last() == Some(&b'\n') {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(file)
+                .expect("open");
+            std::io::Write::write_all(&mut f, b"{\"resourceSpans\":[{\"resource\":{\"attri")
+                .expect("append");
+        }
+    }
+
+    let investigate = run_bounded(
+        Command::new(runbom_bin!())
+            .args(["investigate", "--color", "never", "--from"])
+            .arg(&out),
+        TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&investigate.stderr);
+    assert!(
+        investigate.status.success(),
+        "investigate reads the directory:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("skipping the last line, cut short"),
+        "and says what it skipped:\n{stderr}"
+    );
+    let observed = dir.join("observed.cdx.json");
+    let bom = run_bounded(
+        Command::new(runbom_bin!())
+            .args(["bom", "observed", "--from"])
+            .arg(&out)
+            .arg("--out")
+            .arg(&observed),
+        TIMEOUT,
+    );
+    let stderr = String::from_utf8_lossy(&bom.stderr);
+    assert!(
+        bom.status.success(),
+        "bom observed reads the directory:\n{stderr}"
+    );
+    assert!(stderr.contains("skipping the last line"), "{stderr}");
+    assert!(observed.exists());
+}
+
+/// SIGTERM with the downstream down: the exporters retry for the promised
+/// `service.shutdown_timeout` (it used to be a hard-coded 5 s), then what they hold is dropped,
+/// counted in the log, and the exit status says data was lost (it used to be 0).
+#[test]
+fn sigterm_with_the_downstream_down_honours_the_shutdown_timeout_and_exits_non_zero() {
+    let dir = TempDir::new("shutdown-grace");
+    let cfg = SidecarConfig::new();
+    let down = runbom_testkit::free_port();
+    let rest = format!(
+        "exporters:\n  otlp:\n    endpoint: 127.0.0.1:{down}\n    tls: {{ insecure: true }}\n\
+         \x20   retry_on_failure: {{ initial_interval: 100ms, max_interval: 500ms, max_elapsed_time: 5m }}\n"
+    );
+    let yaml = cfg
+        .yaml(
+            &rest,
+            "    logs: { receivers: [otlp], exporters: [otlp] }\n",
+        )
+        .replace("service:\n", "service:\n  shutdown_timeout: 9s\n");
+    let config = dir.write("runbom.yaml", &yaml);
+    let mut runbom = runbom_testkit::Runbom::start(
+        runbom_bin!(),
+        &config,
+        dir.path(),
+        runbom_testkit::Ready::Admin(cfg.admin),
+    );
+    // 50 requests of 20 records each: 1,000 log records held by the exporter.
+    let records = (0..20)
+        .map(|i| format!("{{\"body\":{{\"stringValue\":\"record {i}\"}}}}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let body = format!("{{\"resourceLogs\":[{{\"scopeLogs\":[{{\"logRecords\":[{records}]}}]}}]}}");
+    for i in 0..50 {
+        assert_eq!(
+            post_json(cfg.http, "/v1/logs", body.as_bytes()),
+            200,
+            "request {i}"
+        );
+    }
+    let started = Instant::now();
+    runbom.proc.terminate();
+    let status = runbom
+        .proc
+        .wait_timeout(Duration::from_secs(20))
+        .expect("runbom stops within the shutdown timeout and a margin");
+    let took = started.elapsed();
+    let log = runbom.log();
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(12),
+        "the exporters retried for the 9 s promised, not 5 s: stopped after {took:?}\n{log}"
+    );
+    assert_eq!(status.code(), Some(1), "data was dropped: {status}\n{log}");
+    assert!(
+        log.contains("runbom: 1000 items were dropped at shutdown"),
+        "the count is in the log:\n{log}"
+    );
+    assert!(
+        log.contains("dropped 1000 log_records at shutdown"),
+        "the exporter says what it dropped:\n{log}"
+    );
+}
