@@ -27,7 +27,47 @@ async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
     })
 }
 
+/// Raises the soft limit of open files to the hard limit, so that many clients (each
+/// connection is a descriptor) exhaust neither the default 1,024 nor good clients' chances.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read only the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        warn!(
+            "cannot read the open-files limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let soft = lim.rlim_cur;
+    if soft >= lim.rlim_max {
+        info!(soft, hard = lim.rlim_max, "open-files limit");
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } == 0 {
+        info!(
+            was = soft,
+            now = lim.rlim_cur,
+            hard = lim.rlim_max,
+            "open-files limit raised to the hard limit"
+        );
+    } else {
+        warn!(
+            soft,
+            hard = lim.rlim_max,
+            "cannot raise the open-files limit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Result<()> {
+    raise_open_files_limit();
     let telemetry = Arc::new(Telemetry::default());
     let stop = CancellationToken::new();
     // runbom's own telemetry outlives the pipelines, so that their final summary goes out too.

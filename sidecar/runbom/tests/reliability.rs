@@ -370,3 +370,116 @@ fn sigterm_with_the_downstream_down_honours_the_shutdown_timeout_and_exits_non_z
         "the exporter says what it dropped:\n{log}"
     );
 }
+
+/// runbom with one OTLP receiver (gRPC and HTTP, `http_extra` added to the HTTP section)
+/// feeding a traces pipeline that discards.
+fn start_discarding(dir: &TempDir, cfg: SidecarConfig, http_extra: &str) -> runbom_testkit::Runbom {
+    let yaml = cfg
+        .yaml(
+            "exporters:\n  nop: {}\n",
+            "    traces: { receivers: [otlp], exporters: [nop] }\n",
+        )
+        .replacen(
+            &format!("        endpoint: 127.0.0.1:{}\n", cfg.http),
+            &format!("        endpoint: 127.0.0.1:{}\n{http_extra}", cfg.http),
+            1,
+        );
+    let config = dir.write("runbom.yaml", &yaml);
+    runbom_testkit::Runbom::start(
+        runbom_bin!(),
+        &config,
+        dir.path(),
+        runbom_testkit::Ready::Admin(cfg.admin),
+    )
+}
+
+/// HTTP/2 unfinished messages (6 connections × 400 streams × up to 1 MB, 5 s) used to take
+/// runbom to 6.6 GB: now `max_concurrent_streams` (100) is announced and enforced, a
+/// connection reads at most a few requests at once (the rest wait in flow control), memory
+/// stays bounded, and a good client is served meanwhile.
+#[test]
+fn http2_unfinished_streams_are_bounded() {
+    let dir = TempDir::new("h2flood");
+    let cfg = SidecarConfig::new();
+    let runbom = start_discarding(&dir, cfg, "");
+    let before = rss_kib(runbom.pid()).expect("RSS");
+    let sampler = runbom_testkit::RssSampler::start(runbom.pid());
+    let port = cfg.grpc.to_string();
+    let attack = {
+        let port = port.clone();
+        std::thread::spawn(move || {
+            runbom_testkit::python::run_script_json(
+                "adversarial.py",
+                &["h2flood", &port, "6", "400", "5"],
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let good = runbom_testkit::python::run_script_json("adversarial.py", &["grpcok", &port]);
+    let flood = attack.join().expect("the attack ran");
+    let (peak, rss_samples) = sampler.finish();
+    eprintln!("h2flood: {flood}; RSS {before} KiB before, peak {peak} KiB ({rss_samples} samples)");
+    assert_eq!(flood["max_concurrent_streams"], 100, "announced: {flood}");
+    assert!(flood["opened"].as_u64() > Some(0), "{flood}");
+    assert!(
+        flood["refused"].as_u64() >= Some(6 * 300),
+        "streams beyond 100 per connection are refused: {flood}"
+    );
+    assert_eq!(
+        good["ok"], true,
+        "a good client is served during the attack: {good}"
+    );
+    assert!(
+        peak < before + 300 * 1024,
+        "memory stays bounded: {before} KiB before, peak {peak} KiB"
+    );
+    assert_eq!(http_get(cfg.admin, "/healthz").0, 200);
+    let _ = runbom.stop_ok();
+}
+
+/// Slow request bodies (connections announcing 500 KB and stalling after 100 KB) used to hold
+/// 2.3 GB and leave runbom answering 503 for a minute: now each gets 408 after `read_timeout`,
+/// its memory is freed, `/readyz` stays true and a good request succeeds right after. The
+/// soft open-files limit is raised to the hard one at start, so many clients do not exhaust it.
+#[test]
+fn slow_request_bodies_time_out_and_runbom_recovers() {
+    let dir = TempDir::new("slowbody");
+    let cfg = SidecarConfig::new();
+    let runbom = start_discarding(&dir, cfg, "        read_timeout: 2s\n");
+    let before = rss_kib(runbom.pid()).expect("RSS");
+    let sampler = runbom_testkit::RssSampler::start(runbom.pid());
+    let started = Instant::now();
+    let slow = runbom_testkit::python::run_script_json(
+        "adversarial.py",
+        &["slowbody", &cfg.http.to_string(), "800", "15"],
+    );
+    let took = started.elapsed();
+    let (peak, _) = sampler.finish();
+    eprintln!("slowbody: {slow} in {took:?}; RSS {before} KiB before, peak {peak} KiB");
+    let connected = slow["connected"].as_u64().expect("connected");
+    assert!(connected >= 700, "{slow}");
+    assert_eq!(
+        slow["answers"]["408"].as_u64(),
+        Some(connected),
+        "every stalled body is answered 408: {slow}"
+    );
+    assert!(
+        took < Duration::from_secs(14),
+        "within the timeout, not the client's: {took:?}"
+    );
+    assert!(
+        peak < before + 600 * 1024,
+        "bounded: {before} KiB before, peak {peak} KiB"
+    );
+    assert_eq!(http_get(cfg.admin, "/readyz").0, 200);
+    assert_eq!(
+        post_json(cfg.http, "/v1/traces", b"{\"resourceSpans\":[]}"),
+        200,
+        "a good request succeeds at once"
+    );
+    let log = runbom.stop_ok();
+    assert!(
+        log.contains("open-files limit"),
+        "the limits are logged:\n{log}"
+    );
+}
