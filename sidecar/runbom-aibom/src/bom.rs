@@ -8,9 +8,11 @@
 mod json;
 mod model;
 mod parse;
+mod read;
 
 pub use json::BomError;
 pub(crate) use json::type_name;
 pub use model::{
     Agent, DataSource, DeclaredBom, Identity, IdentitySpec, Kind, Model, Program, Service,
 };
+pub use parse::MAX_BOM_BYTES;

@@ -153,24 +153,30 @@ impl Inventory {
         }
     }
 
-    /// Reads `traces.jsonl` and `logs.jsonl` of a file exporter's directory.
+    /// Reads `traces.jsonl` and `logs.jsonl` of a file exporter's directory, each after its
+    /// rotated backups.
     pub fn read_dir(&mut self, dir: &Path) -> Result<(), ObservedError> {
-        let traces = dir.join("traces.jsonl");
-        let logs = dir.join("logs.jsonl");
-        if !traces.exists() && !logs.exists() {
+        let files = |stem| {
+            otlp_json::signal_files(dir, stem).map_err(|error| ObservedError::Read {
+                path: dir.display().to_string(),
+                error,
+            })
+        };
+        let (traces, logs) = (files("traces")?, files("logs")?);
+        if traces.is_empty() && logs.is_empty() {
             return Err(ObservedError::Empty {
                 dir: dir.display().to_string(),
             });
         }
-        if traces.exists() {
-            for_lines(&traces, SignalKind::Traces, |signal| {
+        for path in &traces {
+            for_lines(path, SignalKind::Traces, |signal| {
                 if let Signal::Traces(req) = signal {
                     self.add_traces(&req);
                 }
             })?;
         }
-        if logs.exists() {
-            for_lines(&logs, SignalKind::Logs, |signal| {
+        for path in &logs {
+            for_lines(path, SignalKind::Logs, |signal| {
                 if let Signal::Logs(req) = signal {
                     self.add_logs(&req);
                 }

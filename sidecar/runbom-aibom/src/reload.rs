@@ -67,14 +67,35 @@ impl BomWatch {
     }
 
     /// Re-reads the file if it changed. Returns the error when the new file is invalid (the
-    /// last good BOM stays in force); `Ok(true)` when a new BOM took over.
+    /// last good BOM stays in force); `Ok(true)` when a new BOM took over. Reads on the calling
+    /// thread: an async caller uses [`BomWatch::changed`], reads off its runtime and
+    /// [`BomWatch::apply`]s the result.
     pub fn poll(&mut self) -> Result<bool, BomError> {
-        let now = stamp(&self.path);
-        if now == self.stamp {
+        if !self.changed() {
             return Ok(false);
         }
+        let read = DeclaredBom::from_file(&self.path);
+        self.apply(read)
+    }
+
+    /// Whether the file changed since the last look (remembering this look): then it is due
+    /// for a read. The built-in BOM never changes.
+    pub fn changed(&mut self) -> bool {
+        if self.path == Path::new(BUILTIN_REFERENCE_AGENT) {
+            return false;
+        }
+        let now = stamp(&self.path);
+        if now == self.stamp {
+            return false;
+        }
         self.stamp = now;
-        match DeclaredBom::from_file(&self.path) {
+        true
+    }
+
+    /// Takes over a BOM read after [`BomWatch::changed`], or keeps the last good one (logged
+    /// and counted) when the read failed.
+    pub fn apply(&mut self, read: Result<DeclaredBom, BomError>) -> Result<bool, BomError> {
+        match read {
             Ok(bom) => {
                 info!(
                     bom = %self.path.display(),

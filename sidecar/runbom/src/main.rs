@@ -124,12 +124,31 @@ fn init_logging(config: &Config) -> Option<selftel::LogRecords> {
     records
 }
 
+/// The commands that read exported files (`investigate`, `bom`) log their warnings (a torn
+/// last line skipped) to stderr, without time or level noise.
+fn init_reader_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .with_ansi(false)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
         Command::Run { config } | Command::Validate { config } => config,
-        Command::Bom { command } => return bom_command(command),
-        Command::Investigate(args) => return investigate::run(args),
+        Command::Bom { command } => {
+            init_reader_logging();
+            return bom_command(command);
+        }
+        Command::Investigate(args) => {
+            init_reader_logging();
+            return investigate::run(args);
+        }
     };
     let config = match load(config.as_ref()) {
         Ok(c) => c,

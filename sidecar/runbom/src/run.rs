@@ -17,8 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::selftel;
 
-/// How long exporters keep retrying after SIGTERM (at most `service.shutdown_timeout`).
-const EXPORT_GRACE: Duration = Duration::from_secs(5);
+/// What `service.shutdown_timeout` keeps back from the exporters' retries to drop, count and
+/// flush what they still hold (at most a tenth of it).
+const FLUSH_MARGIN: Duration = Duration::from_secs(1);
 
 async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
@@ -26,7 +27,47 @@ async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
     })
 }
 
+/// Raises the soft limit of open files to the hard limit, so that many clients (each
+/// connection is a descriptor) exhaust neither the default 1,024 nor good clients' chances.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read only the struct given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
+        warn!(
+            "cannot read the open-files limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let soft = lim.rlim_cur;
+    if soft >= lim.rlim_max {
+        info!(soft, hard = lim.rlim_max, "open-files limit");
+        return;
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) } == 0 {
+        info!(
+            was = soft,
+            now = lim.rlim_cur,
+            hard = lim.rlim_max,
+            "open-files limit raised to the hard limit"
+        );
+    } else {
+        warn!(
+            soft,
+            hard = lim.rlim_max,
+            "cannot raise the open-files limit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Result<()> {
+    raise_open_files_limit();
     let telemetry = Arc::new(Telemetry::default());
     let stop = CancellationToken::new();
     // runbom's own telemetry outlives the pipelines, so that their final summary goes out too.
@@ -92,10 +133,16 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
         }
     }
     drop(kept);
-    // Exporters may retry for a few seconds; then what they hold is dropped and counted.
-    let drained = tokio::time::timeout_at(deadline, graph.drain(limit.min(EXPORT_GRACE)))
+    // Exporters retry until shortly before the deadline; then what they hold is dropped and
+    // counted.
+    let failed_before = failed_items(&telemetry);
+    let grace = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .saturating_sub(FLUSH_MARGIN.min(limit / 10));
+    let drained = tokio::time::timeout_at(deadline, graph.drain(grace))
         .await
         .is_ok();
+    let dropped = failed_items(&telemetry).saturating_sub(failed_before);
     if let Some(admin) = admin {
         let _ = admin.await;
     }
@@ -104,13 +151,27 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
     for task in selftel_tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
-    if drained {
-        Ok(())
-    } else {
+    if !drained {
         anyhow::bail!(
             "exporters were still delivering after service.shutdown_timeout ({limit:?}); what they held is lost"
         )
     }
+    if dropped > 0 {
+        anyhow::bail!(
+            "{dropped} items were dropped at shutdown: the exporters could not deliver them within service.shutdown_timeout ({limit:?})"
+        )
+    }
+    Ok(())
+}
+
+/// Items the exporters gave up on so far.
+fn failed_items(telemetry: &Telemetry) -> u64 {
+    telemetry
+        .stages()
+        .iter()
+        .filter(|c| c.stage == "exporter")
+        .map(|c| c.failed())
+        .sum()
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` unless the address is `none`.

@@ -24,7 +24,7 @@ use std::{
 };
 
 use runbom_testkit::{
-    Proc, Rotel, RssSampler, Runbom, SidecarConfig, Sink, TempDir,
+    Proc, Ready, Rotel, RssSampler, Runbom, SidecarConfig, Sink, TempDir,
     config::traces_and_logs,
     config_command, eventually, free_port,
     fs::otelcol_bin,
@@ -1122,18 +1122,18 @@ exporters:
     );
 }
 
-/// After SIGTERM runbom should stop within a bounded time even when its downstream never
-/// answers (the Collector stops retrying at shutdown and reports what it drops).
+/// After SIGTERM runbom should stop within a bounded time, its `service.shutdown_timeout`
+/// (here 5 s), even when its downstream never answers (the Collector stops retrying at
+/// shutdown and reports what it drops).
 #[test]
 fn shutdown_with_unreachable_downstream_is_bounded() {
     let dir = TempDir::new("stuck-shutdown");
     let ports = SidecarConfig::new();
     let (grpc, closed) = (ports.grpc, free_port());
-    let runbom = ports.start(
-        runbom_bin!(),
-        &dir,
-        &format!(
-            "processors:
+    let yaml = ports
+        .yaml(
+            &format!(
+                "processors:
   batch:
     timeout: 50ms
 exporters:
@@ -1142,8 +1142,16 @@ exporters:
     retry_on_failure:
       initial_interval: 1s
       max_elapsed_time: 5m"
-        ),
-        &pipeline("traces", &["otlp"], &["batch"], &["otlp"]),
+            ),
+            &pipeline("traces", &["otlp"], &["batch"], &["otlp"]),
+        )
+        .replacen("service:\n", "service:\n  shutdown_timeout: 5s\n", 1);
+    let config = dir.write("runbom.yaml", &yaml);
+    let runbom = Runbom::start(
+        runbom_bin!(),
+        &config,
+        dir.path(),
+        Ready::Admin(ports.admin),
     );
     let summary = run_script_json(
         "otlp_load.py",
@@ -1169,6 +1177,11 @@ exporters:
     assert!(
         log.contains("gave up on 300"),
         "runbom should report the spans it could not deliver:\n{log}"
+    );
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "and its exit status says data was lost:\n{log}"
     );
 }
 

@@ -11,6 +11,15 @@ pub enum BomError {
         source_name: String,
         error: std::io::Error,
     },
+    #[error("{source_name}: not a regular file ({kind}): a declared BOM must be a regular file")]
+    NotRegularFile {
+        source_name: String,
+        kind: &'static str,
+    },
+    #[error("{source_name}: larger than {limit} bytes, the most a declared BOM may have")]
+    TooLarge { source_name: String, limit: u64 },
+    #[error("{source_name}: not read within {seconds} s (a hung file system?)")]
+    Timeout { source_name: String, seconds: u64 },
     #[error("{source_name}: not JSON: {error}")]
     Json {
         source_name: String,

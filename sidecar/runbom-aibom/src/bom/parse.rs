@@ -11,14 +11,17 @@ use super::{
 };
 use crate::{endpoint::Endpoint, glob::Glob};
 
+/// The largest declared BOM runbom reads (16 MiB): a CycloneDX document of thousands of
+/// components is a few MiB.
+pub const MAX_BOM_BYTES: u64 = 16 * 1024 * 1024;
+
 impl DeclaredBom {
-    /// Reads and checks a BOM file; `source` names it in errors (e.g. its file name).
+    /// Reads and checks a BOM file; its path names it in errors. Only a regular file of at
+    /// most [`MAX_BOM_BYTES`] is read (a FIFO, a device or a symlink to one is refused, and
+    /// the open never waits for a writer), so a replaced path cannot hang or exhaust runbom.
     pub fn from_file(path: &std::path::Path) -> Result<Self, BomError> {
         let source_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| BomError::Read {
-            source_name: source_name.clone(),
-            error,
-        })?;
+        let text = super::read::bounded(path, MAX_BOM_BYTES)?;
         Self::parse(&text, &source_name)
     }
 

@@ -51,6 +51,8 @@ pub enum Layout {
 
 /// Calls `f` on each JSON document of the file at `path`, in order, and stops at the first
 /// error (`f`'s or the file's). One document per line is read line by line, not all at once.
+/// A last line that has no newline and does not parse is what a writer killed mid-line leaves
+/// (or one still writing): it is skipped with a warning, not an error.
 pub fn for_each_document<E: From<FileError>>(
     path: &Path,
     layout: Layout,
@@ -63,8 +65,15 @@ pub fn for_each_document<E: From<FileError>>(
     match layout {
         Layout::Lines => {
             let file = std::fs::File::open(path).map_err(io)?;
-            for (i, line) in BufReader::new(file).lines().enumerate() {
-                if let Some(doc) = document(path, i + 1, &line.map_err(io)?)? {
+            let mut reader = BufReader::new(file);
+            let mut line = String::new();
+            for number in 1.. {
+                line.clear();
+                if reader.read_line(&mut line).map_err(io)? == 0 {
+                    break;
+                }
+                let complete = line.ends_with('\n');
+                if let Some(doc) = document_or_torn(path, number, &line, complete)? {
                     f(doc)?;
                 }
             }
@@ -75,6 +84,37 @@ pub fn for_each_document<E: From<FileError>>(
             for_each_in_text(path, &text, layout, f)
         }
     }
+}
+
+/// The files of one signal (`stem`: `traces`, `logs`, `metrics`) in a file exporter's
+/// directory, oldest first: its rotated backups (`traces-2026-12-05T19-05-12.345.jsonl`, named
+/// in UTC so that their names sort by time) then `traces.jsonl` if it exists. No directory:
+/// no files.
+pub fn signal_files(dir: &Path, stem: &str) -> std::io::Result<Vec<PathBuf>> {
+    let prefix = format!("{stem}-");
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // No directory: no files (the caller says what it expected).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut backups: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".jsonl"))
+                    .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+            })
+        })
+        .collect();
+    backups.sort();
+    let live = dir.join(format!("{stem}.jsonl"));
+    if live.exists() {
+        backups.push(live);
+    }
+    Ok(backups)
 }
 
 /// Like [`for_each_document`], over `text` read from `path` (named in errors).
@@ -89,12 +129,35 @@ pub fn for_each_in_text<E: From<FileError>>(
     {
         return f(Document { line: 1, value });
     }
+    let count = text.lines().count();
     for (i, line) in text.lines().enumerate() {
-        if let Some(doc) = document(path, i + 1, line)? {
+        let complete = i + 1 < count || text.ends_with('\n');
+        if let Some(doc) = document_or_torn(path, i + 1, line, complete)? {
             f(doc)?;
         }
     }
     Ok(())
+}
+
+/// [`document`], except that a last line without its newline (`complete` false) that does not
+/// parse is skipped with a warning.
+fn document_or_torn(
+    path: &Path,
+    line: usize,
+    text: &str,
+    complete: bool,
+) -> Result<Option<Document>, FileError> {
+    match document(path, line, text) {
+        Err(FileError::Syntax { source, .. }) if !complete => {
+            tracing::warn!(
+                "{}:{line}: skipping the last line, cut short ({source}): what a writer killed \
+                 mid-line leaves",
+                path.display()
+            );
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// The document on line `line`, or `None` if it is empty.
@@ -199,6 +262,28 @@ mod tests {
                 .starts_with(&format!("{}:3: ", path.display())),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_a_torn_middle_line_is_not() {
+        let docs = documents("t.jsonl", "{\"a\":1}\n{\"b\":", Layout::Lines).expect("skipped");
+        assert_eq!(docs.len(), 1);
+        let docs =
+            documents("t.jsonl", "{\"a\":1}\n{\"b\":", Layout::DocumentOrLines).expect("skipped");
+        assert_eq!(docs.len(), 1);
+        let path =
+            std::env::temp_dir().join(format!("runbom-otlp-torn-{}.jsonl", std::process::id()));
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"resourceSp").expect("write");
+        let mut lines = Vec::new();
+        for_each_document(&path, Layout::Lines, |doc| {
+            lines.push(doc.line);
+            Ok::<_, FileError>(())
+        })
+        .expect("the torn last line is skipped");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(lines, [1, 2]);
+        // A line cut short that is followed by another is damage, not a torn write.
+        assert!(documents("t.jsonl", "{\"b\":\n{}", Layout::Lines).is_err());
     }
 
     #[test]

@@ -239,3 +239,77 @@ service:
         assert!(e.contains(error), "{to:?}: {e}");
     }
 }
+
+/// Every `otlp` receiver key either does what the Collector's does or is refused with its path
+/// and the reason (issue 19: `traces_url_path`, `max_concurrent_streams`, `keepalive` and
+/// `transport` used to be accepted and ignored).
+#[test]
+fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
+    let refused = |server: &str, body: &str, want: &str| {
+        let text = EMBEDDED_DEFAULT.replace(
+            &format!("      {server}: {{}}"),
+            &format!("      {server}:\n{body}"),
+        );
+        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+        assert!(e.contains(want), "{body}: {e}");
+    };
+    refused(
+        "grpc",
+        "        max_recv_msg_size_mib: 0",
+        "`receivers.otlp.protocols.grpc.max_recv_msg_size_mib`: must be at least 1",
+    );
+    refused(
+        "http",
+        "        endpoint: 127.0.0.1:70000",
+        "`receivers.otlp.protocols.http.endpoint`: `127.0.0.1:70000`: the port must be a number from 1 to 65535",
+    );
+    refused(
+        "grpc",
+        "        endpoint: 127.0.0.1:0",
+        "the port must be a number from 1 to 65535",
+    );
+    refused(
+        "grpc",
+        "        transport: unix",
+        "`receivers.otlp.protocols.grpc.transport`: only `tcp` is supported, not `unix`",
+    );
+    refused(
+        "http",
+        "        traces_url_path: /otlp/traces",
+        "`receivers.otlp.protocols.http.traces_url_path`: not supported: runbom serves `/v1/traces`",
+    );
+    refused(
+        "http",
+        "        max_concurrent_streams: 10",
+        "`receivers.otlp.protocols.http.max_concurrent_streams`: a `grpc` setting",
+    );
+    refused(
+        "grpc",
+        "        max_concurrent_streams: 0",
+        "`receivers.otlp.protocols.grpc.max_concurrent_streams`: must be at least 1",
+    );
+    refused(
+        "grpc",
+        "        keepalive:\n          enforcement_policy: { min_time: 10s }",
+        "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy`: not supported",
+    );
+    refused(
+        "grpc",
+        "        keepalive:\n          server_parameters: { max_connection_idle: 10s }",
+        "`receivers.otlp.protocols.grpc.keepalive.server_parameters.max_connection_idle`: not supported yet",
+    );
+    refused(
+        "http",
+        "        read_timeout: 0s",
+        "`receivers.otlp.protocols.http.read_timeout`: must be more than 0",
+    );
+    // What runbom does honour loads.
+    let text = EMBEDDED_DEFAULT.replace(
+        "      grpc: {}",
+        "      grpc:\n        max_concurrent_streams: 50\n        transport: tcp\n        keepalive:\n          server_parameters: { time: 30s, timeout: 5s }",
+    ).replace(
+        "      http: {}",
+        "      http:\n        traces_url_path: /v1/traces\n        read_timeout: 5s",
+    );
+    Config::parse(&text, "c.yaml").expect("supported keys load");
+}

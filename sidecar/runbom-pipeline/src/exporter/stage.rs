@@ -27,19 +27,31 @@ pub async fn run(
     give_up: CancellationToken,
 ) {
     // The permit returns the request's items to the queue's budget once it is done with.
+    // What the end of the grace period dropped: one line for all of it, not one per request.
+    let mut dropped_at_end: Option<(u64, &'static str)> = None;
     while let Some((signal, _permit)) = rx.recv().await {
         let items = signal.item_count() as u64;
         let outcome = tokio::select! {
-            r = exporter.export(&signal), if !give_up.is_cancelled() => r.map_err(|e| e.to_string()),
-            () = give_up.cancelled() => Err("runbom is shutting down and its grace period is over".into()),
+            r = exporter.export(&signal), if !give_up.is_cancelled() => r.map_err(Some),
+            () = give_up.cancelled() => Err(None),
         };
         match outcome {
             Ok(()) => counters.add_sent(items),
             Err(e) => {
                 counters.add_failed(items);
-                error!(exporter = %name, "dropping {items} {}: {e}", signal.kind().item());
+                if let Some(e) = e {
+                    error!(exporter = %name, "dropping {items} {}: {e}", signal.kind().item());
+                } else {
+                    dropped_at_end.get_or_insert((0, signal.kind().item())).0 += items;
+                }
             }
         }
+    }
+    if let Some((items, what)) = dropped_at_end {
+        error!(
+            exporter = %name,
+            "dropped {items} {what} at shutdown: not delivered within service.shutdown_timeout"
+        );
     }
     if let Err(e) = exporter.flush() {
         error!(exporter = %name, "{e}");

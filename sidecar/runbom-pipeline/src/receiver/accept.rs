@@ -10,18 +10,38 @@ use crate::ingest::{Ingest, Refusal};
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Limits a receiver enforces on every request.
+/// Limits a receiver enforces on every request and connection, so that no client, however
+/// slow or hostile, holds more than a bounded share of memory or file descriptors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// The largest request accepted, in bytes, both as received and after decompression.
     /// Defaults to 4 MiB, gRPC's customary maximum message size.
     pub max_request_bytes: usize,
+    /// gRPC: the HTTP/2 streams a connection may have open at once, announced in SETTINGS
+    /// (the Collector's `max_concurrent_streams`; default 100).
+    pub max_concurrent_streams: u32,
+    /// gRPC: the requests of one connection read and handled at once; the others wait in
+    /// HTTP/2 flow control, so a connection buffers at most this many requests' bodies.
+    pub max_requests_per_connection: usize,
+    /// How long a request may take to arrive whole (headers and body); a slower one is
+    /// answered 408 / `DEADLINE_EXCEEDED` and its memory freed.
+    pub read_timeout: Duration,
+    /// gRPC: HTTP/2 pings after this much silence (`keepalive.server_parameters.time`)...
+    pub keepalive_time: Option<Duration>,
+    /// ... and the connection closed when one is not answered within this
+    /// (`keepalive.server_parameters.timeout`, default 20 s).
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_request_bytes: 4 * 1024 * 1024,
+            max_concurrent_streams: 100,
+            max_requests_per_connection: 8,
+            read_timeout: Duration::from_secs(30),
+            keepalive_time: Some(Duration::from_hours(2)),
+            keepalive_timeout: Duration::from_secs(20),
         }
     }
 }

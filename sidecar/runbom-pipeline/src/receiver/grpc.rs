@@ -79,6 +79,13 @@ pub async fn serve_grpc(
         .max_decoding_message_size(max);
     let stop = ingest.stopping().clone();
     let router = Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .concurrency_limit_per_connection(limits.max_requests_per_connection)
+        .timeout(limits.read_timeout)
+        .http2_keepalive_interval(limits.keepalive_time)
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        // Streams a client resets before the server sees them cost memory too (CVE-2023-44487).
+        .http2_max_pending_accept_reset_streams(Some(32))
         .add_service(OtlpCodes(traces))
         .add_service(OtlpCodes(logs))
         .add_service(OtlpCodes(metrics));

@@ -13,6 +13,7 @@
 //! | signal no pipeline takes from this receiver ([`Refusal::NotConfigured`]) | 404, as the Collector answers for a signal it has no pipeline for |
 //! | missing or unknown `Content-Type` / `Content-Encoding` | 415 |
 //! | body over [`Limits::max_request_bytes`], before or after gunzip | 413 |
+//! | body not arrived whole within [`Limits::read_timeout`] | 408 |
 //! | body that does not decode                        | 400    |
 //! | [`Refusal::Unavailable`] (pipeline full or stopping) | 503 + `Retry-After` (seconds) |
 
@@ -147,6 +148,7 @@ fn serve_connection<S>(
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
@@ -169,6 +171,8 @@ enum HttpError {
     ContentEncoding(String),
     #[error("request body is larger than the limit of {limit} bytes{}", if *.decompressed { " once decompressed" } else { "" })]
     TooLarge { limit: usize, decompressed: bool },
+    #[error("the request body did not arrive within {0:?}")]
+    SlowBody(Duration),
     #[error("could not read the request body: {0}")]
     Body(String),
     #[error("malformed gzip body: {0}")]
@@ -188,6 +192,7 @@ impl HttpError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::ContentType(_) | Self::ContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Body(_) | Self::Gzip(_) | Self::Protobuf(_) | Self::Json(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -202,6 +207,7 @@ impl HttpError {
             Self::NotFound(_) => tonic::Code::NotFound,
             Self::MethodNotAllowed(_) => tonic::Code::Unimplemented,
             Self::TooLarge { .. } => tonic::Code::ResourceExhausted,
+            Self::SlowBody(_) => tonic::Code::DeadlineExceeded,
             _ => tonic::Code::InvalidArgument,
         };
         ErrorStatus::new(code, self.to_string())
@@ -277,7 +283,7 @@ async fn receive(
     let encoding = Encoding::of(request.headers())?;
     let gzipped = is_gzipped(request.headers())?;
     let limit = limits.max_request_bytes;
-    let body = read_body(request.into_body(), limit).await?;
+    let body = read_body(request.into_body(), limits).await?;
     let body = if gzipped {
         Bytes::from(gunzip(&body, limit)?)
     } else {
@@ -302,7 +308,8 @@ fn is_gzipped(headers: &HeaderMap) -> Result<bool, HttpError> {
 
 /// Reads the body, refusing it as soon as it is known to exceed `limit`: from
 /// `Content-Length` before reading, or while reading a chunked body.
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, HttpError> {
+async fn read_body(body: Incoming, limits: Limits) -> Result<Bytes, HttpError> {
+    let limit = limits.max_request_bytes;
     let too_large = HttpError::TooLarge {
         limit,
         decompressed: false,
@@ -310,10 +317,12 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, HttpError> {
     if body.size_hint().lower() > limit as u64 {
         return Err(too_large);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(too_large),
-        Err(error) => Err(HttpError::Body(error.to_string())),
+    // A body trickled in slower than this is given up on, and what it held freed.
+    match tokio::time::timeout(limits.read_timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(HttpError::SlowBody(limits.read_timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large),
+        Ok(Err(error)) => Err(HttpError::Body(error.to_string())),
     }
 }
 

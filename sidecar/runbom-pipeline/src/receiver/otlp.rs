@@ -44,27 +44,188 @@ pub struct OtlpServer {
     /// Largest request accepted, in MiB (default 4).
     pub max_recv_msg_size_mib: Option<u64>,
     pub tls: Option<ServerTlsConfig>,
-    // Accepted so that a Collector's section loads as it is; runbom does not use these.
-    #[serde(default, rename = "max_concurrent_streams")]
-    _max_concurrent_streams: IgnoredAny,
+    /// gRPC: HTTP/2 streams per connection (default 100).
+    pub max_concurrent_streams: Option<u32>,
+    /// gRPC: the Collector's `keepalive` (`server_parameters` only).
+    pub keepalive: Option<Keepalive>,
+    /// How long a request may take to arrive whole, headers and body (the Collector's
+    /// `confighttp` key, for both servers here; default 30 s).
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub read_timeout: Option<std::time::Duration>,
+    /// The Collector's network transport: only `tcp`.
+    pub transport: Option<String>,
+    /// HTTP: the Collector's paths; only their defaults (`/v1/traces`, ...) are served.
+    pub traces_url_path: Option<String>,
+    pub logs_url_path: Option<String>,
+    pub metrics_url_path: Option<String>,
+    // Accepted so that a Collector's section loads as it is; they change nothing runbom does:
+    // buffer sizes are tuning hints, no runbom processor reads client metadata, and CORS only
+    // matters to browsers, which runbom does not serve.
     #[serde(default, rename = "read_buffer_size")]
     _read_buffer_size: IgnoredAny,
     #[serde(default, rename = "write_buffer_size")]
     _write_buffer_size: IgnoredAny,
     #[serde(default, rename = "include_metadata")]
     _include_metadata: IgnoredAny,
-    #[serde(default, rename = "transport")]
-    _transport: IgnoredAny,
-    #[serde(default, rename = "keepalive")]
-    _keepalive: IgnoredAny,
     #[serde(default, rename = "cors")]
     _cors: IgnoredAny,
-    #[serde(default, rename = "traces_url_path")]
-    _traces_url_path: IgnoredAny,
-    #[serde(default, rename = "logs_url_path")]
-    _logs_url_path: IgnoredAny,
-    #[serde(default, rename = "metrics_url_path")]
-    _metrics_url_path: IgnoredAny,
+}
+
+/// The Collector's gRPC `keepalive` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    pub server_parameters: Option<KeepaliveServer>,
+    /// Not supported: refused by `check` (tonic cannot enforce a client's ping policy).
+    pub enforcement_policy: Option<IgnoredAny>,
+}
+
+/// `keepalive.server_parameters`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepaliveServer {
+    /// Ping a connection silent for this long (default 2 h).
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub time: Option<std::time::Duration>,
+    /// Close it when the ping is not answered within this (default 20 s).
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub timeout: Option<std::time::Duration>,
+    /// Not supported: refused by `check`.
+    pub max_connection_idle: Option<IgnoredAny>,
+    pub max_connection_age: Option<IgnoredAny>,
+    pub max_connection_age_grace: Option<IgnoredAny>,
+}
+
+impl OtlpServer {
+    /// The limits this server enforces.
+    fn limits(&self) -> Limits {
+        let d = Limits::default();
+        let keepalive = self
+            .keepalive
+            .as_ref()
+            .and_then(|k| k.server_parameters.as_ref());
+        Limits {
+            max_request_bytes: self.max_recv_msg_size_mib.map_or(d.max_request_bytes, |m| {
+                usize::try_from(m).unwrap_or(usize::MAX >> 20) << 20
+            }),
+            max_concurrent_streams: self
+                .max_concurrent_streams
+                .unwrap_or(d.max_concurrent_streams),
+            keepalive_time: keepalive.and_then(|k| k.time).or(d.keepalive_time),
+            keepalive_timeout: keepalive
+                .and_then(|k| k.timeout)
+                .unwrap_or(d.keepalive_timeout),
+            read_timeout: self.read_timeout.unwrap_or(d.read_timeout),
+            ..d
+        }
+    }
+
+    /// Values the YAML types allow but this server does not.
+    fn check(&self, proto: &str, at: &Section) -> Result<(), ConfigError> {
+        if let Some(endpoint) = &self.endpoint {
+            check_endpoint(endpoint).map_err(|reason| at.at("endpoint").error(reason))?;
+        }
+        if self.max_recv_msg_size_mib == Some(0) {
+            return Err(at
+                .at("max_recv_msg_size_mib")
+                .error("must be at least 1 (MiB)"));
+        }
+        if self.max_recv_msg_size_mib.is_some_and(|m| m > 1024) {
+            return Err(at.at("max_recv_msg_size_mib").error("at most 1024 (MiB)"));
+        }
+        if self.read_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(at
+                .at("read_timeout")
+                .error("must be more than 0: without it a slow client holds memory forever"));
+        }
+        if let Some(t) = self.transport.as_deref().filter(|t| *t != "tcp") {
+            return Err(at
+                .at("transport")
+                .error(format!("only `tcp` is supported, not `{t}`")));
+        }
+        if proto == "grpc" {
+            if self.max_concurrent_streams == Some(0) {
+                return Err(at.at("max_concurrent_streams").error("must be at least 1"));
+            }
+            for (key, set) in [
+                ("traces_url_path", self.traces_url_path.is_some()),
+                ("logs_url_path", self.logs_url_path.is_some()),
+                ("metrics_url_path", self.metrics_url_path.is_some()),
+            ] {
+                if set {
+                    return Err(at.at(key).error("an `http` setting; gRPC has no URL paths"));
+                }
+            }
+            if let Some(k) = &self.keepalive {
+                check_keepalive(k, &at.at("keepalive"))?;
+            }
+        } else {
+            for (key, set) in [
+                (
+                    "max_concurrent_streams",
+                    self.max_concurrent_streams.is_some(),
+                ),
+                ("keepalive", self.keepalive.is_some()),
+            ] {
+                if set {
+                    return Err(at
+                        .at(key)
+                        .error("a `grpc` setting; runbom's OTLP/HTTP server speaks HTTP/1.1"));
+                }
+            }
+            for (key, value, default) in [
+                ("traces_url_path", &self.traces_url_path, "/v1/traces"),
+                ("logs_url_path", &self.logs_url_path, "/v1/logs"),
+                ("metrics_url_path", &self.metrics_url_path, "/v1/metrics"),
+            ] {
+                if let Some(v) = value.as_deref().filter(|v| *v != default) {
+                    return Err(at.at(key).error(format!(
+                        "not supported: runbom serves `{default}`, not `{v}`"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_keepalive(k: &Keepalive, at: &Section) -> Result<(), ConfigError> {
+    if k.enforcement_policy.is_some() {
+        return Err(at
+            .at("enforcement_policy")
+            .error("not supported: runbom cannot enforce a client's ping policy"));
+    }
+    if let Some(s) = &k.server_parameters {
+        for (key, set) in [
+            ("max_connection_idle", s.max_connection_idle.is_some()),
+            ("max_connection_age", s.max_connection_age.is_some()),
+            (
+                "max_connection_age_grace",
+                s.max_connection_age_grace.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(at
+                    .at("server_parameters")
+                    .at(key)
+                    .error("not supported yet; `time` and `timeout` are"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `host:port` with a port from 1 to 65535 (0 would mean any free port).
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let Some((_, port)) = endpoint.rsplit_once(':') else {
+        return Err(format!("`{endpoint}` is not host:port"));
+    };
+    match port.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(()),
+        _ => Err(format!(
+            "`{endpoint}`: the port must be a number from 1 to 65535"
+        )),
+    }
 }
 
 impl OtlpReceiverConfig {
@@ -95,11 +256,7 @@ impl OtlpReceiverConfig {
                     addr: addr.to_owned(),
                     source,
                 })?;
-            let limits = Limits {
-                max_request_bytes: server
-                    .max_recv_msg_size_mib
-                    .map_or(Limits::default().max_request_bytes, |m| (m as usize) << 20),
-            };
+            let limits = server.limits();
             info!(
                 receiver = name,
                 "OTLP/{proto} listening on {}{}",
@@ -126,8 +283,11 @@ impl ReceiverConfig for OtlpReceiverConfig {
             return Err(at.at("protocols").error("enable `grpc` and/or `http`"));
         }
         for (proto, server, _) in self.servers() {
-            if let Some(tls) = server.and_then(|s| s.tls.as_ref()) {
-                tls.check(&at.at(&format!("protocols.{proto}.tls")))?;
+            let Some(server) = server else { continue };
+            let at = at.at(&format!("protocols.{proto}"));
+            server.check(proto, &at)?;
+            if let Some(tls) = &server.tls {
+                tls.check(&at.at("tls"))?;
             }
         }
         Ok(())

@@ -182,16 +182,22 @@ impl From<json::FileError> for LoadError {
 }
 
 impl Data {
-    /// Reads files and directories (a directory: its `traces.jsonl` and `logs.jsonl`).
+    /// Reads files and directories (a directory: its `traces.jsonl` and `logs.jsonl`, each after
+    /// its rotated backups).
     pub fn load(paths: &[PathBuf]) -> Result<Self, LoadError> {
         let mut data = Self::default();
         for path in paths {
             if path.is_dir() {
-                let files: Vec<PathBuf> = ["traces.jsonl", "logs.jsonl"]
-                    .iter()
-                    .map(|f| path.join(f))
-                    .filter(|p| p.exists())
-                    .collect();
+                // Each signal's rotated backups, oldest first, then its live file.
+                let mut files = Vec::new();
+                for stem in ["traces", "logs"] {
+                    files.extend(json::signal_files(path, stem).map_err(|source| {
+                        LoadError::Io {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?);
+                }
                 if files.is_empty() {
                     return Err(LoadError::EmptyDir(path.clone()));
                 }

@@ -10,9 +10,12 @@ use std::{
     time::Duration,
 };
 
-use runbom_aibom::{BomWatch, Processor, Released, Settings, Stats};
+use runbom_aibom::{BomWatch, DeclaredBom, Processor, Released, Settings, Stats, bom::BomError};
 use runbom_otlp::signal::Signal;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 use tracing::{error, warn};
 
 use crate::Ingest;
@@ -46,6 +49,7 @@ pub async fn run(
             spec.name
         );
     }
+    let mut reading: Option<oneshot::Receiver<BomRead>> = None;
     let mut reload = tokio::time::interval(spec.reload_interval.max(Duration::from_millis(100)));
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -66,10 +70,8 @@ pub async fn run(
                 processor.release_due(std::time::Instant::now(), &bom)
             }
             _ = reload.tick() => {
-                if let Ok(mut watch) = spec.bom.lock() {
-                    // A broken file is logged and counted by the watch; the last good BOM stays.
-                    let _ = watch.poll();
-                    bom = watch.current().clone();
+                if let Some(reloaded) = reload_bom(&spec, &mut reading).await {
+                    bom = reloaded;
                 }
                 save_baseline(&spec);
                 continue;
@@ -82,6 +84,73 @@ pub async fn run(
     let out = processor.release_all(&bom);
     emit(out, &tx, alerts.as_ref(), &spec).await;
     save_baseline(&spec);
+}
+
+/// How long a BOM read may take before the stage stops waiting for it: it keeps the last good
+/// BOM and starts no other read until that one ends.
+const BOM_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+type BomRead = Result<DeclaredBom, BomError>;
+
+/// Re-reads the BOM file when it changed, on a thread of its own (a read that hangs holds
+/// neither the stage, nor the runtime, nor runbom's exit), waiting at most
+/// [`BOM_READ_TIMEOUT`]. The BOM now in force, when it was looked at.
+async fn reload_bom(
+    spec: &AibomSpec,
+    reading: &mut Option<oneshot::Receiver<BomRead>>,
+) -> Option<Arc<DeclaredBom>> {
+    if let Some(rx) = reading {
+        // A read that outlived its timeout: no second one until it ends (its result is stale).
+        if matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            return None;
+        }
+        *reading = None;
+    }
+    let path = {
+        let mut watch = lock(&spec.bom);
+        if !watch.changed() {
+            return None;
+        }
+        watch.path().to_owned()
+    };
+    let (tx, mut rx) = oneshot::channel();
+    let reader = {
+        let path = path.clone();
+        std::thread::Builder::new()
+            .name("runbom-bom-read".into())
+            .spawn(move || {
+                let _ = tx.send(DeclaredBom::from_file(&path));
+            })
+    };
+    let read = match reader {
+        Err(error) => Err(BomError::Read {
+            source_name: path.display().to_string(),
+            error,
+        }),
+        Ok(_) => match tokio::time::timeout(BOM_READ_TIMEOUT, &mut rx).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(_)) => Err(BomError::Read {
+                source_name: path.display().to_string(),
+                error: std::io::Error::other("the reading thread ended without an answer"),
+            }),
+            Err(_) => {
+                *reading = Some(rx);
+                Err(BomError::Timeout {
+                    source_name: path.display().to_string(),
+                    seconds: BOM_READ_TIMEOUT.as_secs(),
+                })
+            }
+        },
+    };
+    let mut watch = lock(&spec.bom);
+    // A broken file is logged and counted by the watch; the last good BOM stays.
+    let _ = watch.apply(read);
+    Some(watch.current().clone())
+}
+
+fn lock(bom: &Mutex<BomWatch>) -> std::sync::MutexGuard<'_, BomWatch> {
+    bom.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Writes the learned baseline when it changed (small, and only while it learns).
@@ -101,11 +170,8 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-fn current(bom: &Mutex<BomWatch>) -> Arc<runbom_aibom::DeclaredBom> {
-    bom.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .current()
-        .clone()
+fn current(bom: &Mutex<BomWatch>) -> Arc<DeclaredBom> {
+    lock(bom).current().clone()
 }
 
 /// Passes the released spans on and the alerts to the logs pipelines; false once the next

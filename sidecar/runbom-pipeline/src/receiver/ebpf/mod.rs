@@ -33,6 +33,7 @@ use crate::{
 };
 
 pub mod config;
+mod drops;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
@@ -99,6 +100,8 @@ fn start(
             move || l.read().inflight_full,
         );
     }
+
+    tokio::spawn(drops::report_every_interval(losses.clone(), stop.clone()));
 
     let (tx, rx) = mpsc::channel(64);
     let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
