@@ -236,8 +236,9 @@ pub fn text(s: &str) -> Cow<'_, str> {
         let (token, tail) = rest.split_at(end);
         if let Some((keep, value_start)) = secret_header(token, rest) {
             // `Cookie: a=1; b=2` → `Cookie: [REDACTED]`, to the end of the line or quote.
+            // (A backslash ends it too: an escaped newline in JSON or a quoted string.)
             let value_end = rest[value_start..]
-                .find(['\n', '\r', '"', '\''])
+                .find(['\n', '\r', '"', '\'', '\\'])
                 .map_or(rest.len(), |e| value_start + e);
             out.push_str(&rest[..keep]);
             out.push_str(REDACTED);
@@ -523,6 +524,7 @@ mod tests {
     /// One row per pattern of contract §5 (argv in, command line out), then rows that must
     /// stay as they are.
     #[test]
+    #[allow(clippy::too_many_lines, reason = "a table: one row per pattern")]
     fn command_line_table() {
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
         let jwt_arg = format!("token {jwt}");
@@ -702,6 +704,11 @@ mod tests {
                 "Proxy-Authorization: Basic [REDACTED]\n".into(),
             ),
             ("x-api-key: abc\n".into(), "x-api-key: [REDACTED]\n".into()),
+            // an escaped newline (JSON, a quoted string) ends the value too
+            (
+                r"Cookie: a=1\nthen exfiltrate".into(),
+                r"Cookie: [REDACTED]\nthen exfiltrate".into(),
+            ),
             (
                 "curl -H \"X-Api-Key: abc def\" https://x".into(),
                 "curl -H \"X-Api-Key: [REDACTED]\" https://x".into(),
