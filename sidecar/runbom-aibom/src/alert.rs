@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::{
+    arguments::{self, ArgumentPolicy},
     bom::{DeclaredBom, IdentitySpec},
     judged::{Earlier, Finding, Judged, depth, is_step},
     otlp::{any_str, kv_str, kv_strs, rfc3339},
@@ -24,7 +25,8 @@ pub const SCOPE: &str = "runbom.aibom";
 /// Most steps in a chain: the prompt and the last ones before the offending action.
 const MAX_STEPS: usize = 64;
 
-/// The alert of `finding` in the trace `items` (with what was released of it before).
+/// The alert of `finding` in the trace `items` (with what was released of it before); tool
+/// arguments (and the prompt) are quoted under `policy`.
 #[must_use]
 pub fn alert(
     bom: &DeclaredBom,
@@ -32,10 +34,11 @@ pub fn alert(
     judged: &Judged<'_>,
     finding: &Finding,
     earlier: Option<&Earlier>,
+    policy: &ArgumentPolicy,
 ) -> LogRecord {
     let o = finding.offender;
     let span = &*items[o].span;
-    let chain = chain(bom, items, judged, finding, earlier);
+    let chain = chain(bom, items, judged, finding, earlier, policy);
     let severe = finding
         .kinds
         .iter()
@@ -48,6 +51,11 @@ pub fn alert(
     let kinds: Vec<String> = finding.kinds.iter().map(|k| (*k).to_owned()).collect();
     let mut attributes = vec![
         kv_str("event.name", "aibom.drift"),
+        // Contract §6: which runbom emitted it.
+        kv_str(
+            runbom_event::semconv::RUNBOM_INSTANCE_ID,
+            runbom_event::ids::instance_id(),
+        ),
         kv_strs("aibom.drift.kinds", &kinds),
         kv_str("aibom.drift.reason", &scrub::text(&finding.reason, 1024)),
         kv_str("aibom.agent.ref", &finding.agent),
@@ -120,6 +128,7 @@ pub fn chain(
     judged: &Judged<'_>,
     finding: &Finding,
     earlier: Option<&Earlier>,
+    policy: &ArgumentPolicy,
 ) -> Vec<String> {
     let here = |i: usize| Step {
         start: items[i].span.start_time_unix_nano,
@@ -167,13 +176,13 @@ pub fn chain(
     let offender = here(o);
     let mut lines: Vec<String> = steps
         .iter()
-        .filter_map(|s| step(s).map(|text| (s, text)))
+        .filter_map(|s| step(s, policy).map(|text| (s, text)))
         .map(|(s, text)| line(bom, s, &text))
         .collect();
     let text = format!(
         "DRIFT {}: {} — {}",
         finding.kinds.join(","),
-        step(&offender).unwrap_or_else(|| offender.name.to_owned()),
+        step(&offender, policy).unwrap_or_else(|| offender.name.to_owned()),
         finding.reason
     );
     lines.push(line(bom, &offender, &text));
@@ -195,14 +204,14 @@ fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str) -> String {
 }
 
 /// One step as text, or `None` for spans that are not steps of the chain.
-fn step(s: &Step<'_>) -> Option<String> {
+fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
     let a = s.attrs;
     let declared = s.component.map(|r| format!(" [{r}]")).unwrap_or_default();
     Some(match s.activity {
         Activity::Agent { name } => {
             let mut t = format!("prompt: {}{declared}", name.as_deref().unwrap_or(s.name));
             if let Some(p) = prompt(a) {
-                let _ = write!(t, ": {p:?}");
+                let _ = write!(t, ": {:?}", arguments::mask(&p, &policy.mask));
             }
             for k in [
                 "gen_ai.provider.name",
@@ -232,7 +241,11 @@ fn step(s: &Step<'_>) -> Option<String> {
             if let Some(args) =
                 attr(a, "gen_ai.tool.call.arguments").or_else(|| attr(a, "input.value"))
             {
-                let _ = write!(t, " arguments {}", scrub::text(args, 300));
+                let _ = write!(
+                    t,
+                    " arguments {}",
+                    scrub::text(&arguments::quote(args, policy), 2000)
+                );
             }
             t
         }

@@ -30,6 +30,7 @@ use opentelemetry_proto::tonic::{
 
 use crate::{
     alert,
+    arguments::ArgumentPolicy,
     baseline::Baseline,
     bom::DeclaredBom,
     judge,
@@ -53,6 +54,8 @@ pub struct Settings {
     /// The learned baseline (`baseline_*` flags), when configured; shared with whoever saves
     /// it.
     pub baseline: Option<Arc<Mutex<Baseline>>>,
+    /// How alert chains quote tool arguments.
+    pub alert_arguments: ArgumentPolicy,
 }
 
 impl Default for Settings {
@@ -63,6 +66,7 @@ impl Default for Settings {
             max_spans: 100_000,
             judge: JudgeSettings::default(),
             baseline: None,
+            alert_arguments: ArgumentPolicy::default(),
         }
     }
 }
@@ -324,7 +328,14 @@ impl Processor {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let record = alert::alert(bom, items, &judged, f, earlier);
+            let record = alert::alert(
+                bom,
+                items,
+                &judged,
+                f,
+                earlier,
+                &self.settings.alert_arguments,
+            );
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             logs.push(ResourceLogs {
                 resource: o.resource.cloned(),

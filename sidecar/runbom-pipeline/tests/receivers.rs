@@ -28,6 +28,7 @@ const TRACE_SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService
 fn small() -> Limits {
     Limits {
         max_request_bytes: 1024,
+        ..Limits::default()
     }
 }
 

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use runbom_otlp::signal::Signal;
 
-use super::{sender, validate, validate::PartialSuccess};
+use super::{provenance, sender, validate, validate::PartialSuccess};
 use crate::ingest::{Ingest, Refusal};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -16,17 +16,22 @@ pub struct Limits {
     /// The largest request accepted, in bytes, both as received and after decompression.
     /// Defaults to 4 MiB, gRPC's customary maximum message size.
     pub max_request_bytes: usize,
+    /// Keep what clients send under `runbom.*`/`aibom.*` as it is (a gateway receiving from
+    /// runbom node agents); otherwise it is moved under `received.` ([`super::provenance`]).
+    pub trust_runbom_attributes: bool,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_request_bytes: 4 * 1024 * 1024,
+            trust_runbom_attributes: false,
         }
     }
 }
 
-/// Drops the invalid items of a decoded request, counts them, and pushes the rest.
+/// Drops the invalid items of a decoded request, counts them, moves the client's names of
+/// runbom's namespaces under `received.`, and pushes the rest.
 ///
 /// A request whose every item was invalid, or that was empty, is answered without being
 /// pushed. The receiver's counters see the rejected items as refused. `client` is the peer's
@@ -35,10 +40,15 @@ pub(crate) async fn accept(
     ingest: &Ingest,
     mut signal: Signal,
     client: Option<SocketAddr>,
+    limits: Limits,
 ) -> Result<PartialSuccess, Refusal> {
     let kind = signal.kind();
     if !ingest.accepts(kind) {
         return Err(Refusal::NotConfigured(kind));
+    }
+    // Before the sender's pid: a client's `runbom.*`/`aibom.*` never reach a pipeline.
+    if !limits.trust_runbom_attributes {
+        provenance::quarantine(&mut signal);
     }
     if let (Some(senders), Some(client)) = (ingest.sender_pids(), client) {
         sender::attribute(senders, &mut signal, client).await;

@@ -63,6 +63,7 @@ pub async fn serve_grpc(
 ) -> io::Result<()> {
     let receiver = GrpcReceiver {
         ingest: ingest.clone(),
+        limits,
     };
     let max = limits.max_request_bytes;
     let traces = TraceServiceServer::new(receiver.clone())
@@ -108,6 +109,7 @@ pub async fn serve_grpc(
 #[derive(Clone)]
 struct GrpcReceiver {
     ingest: Ingest,
+    limits: Limits,
 }
 
 impl GrpcReceiver {
@@ -116,7 +118,7 @@ impl GrpcReceiver {
         signal: Signal,
         client: Option<SocketAddr>,
     ) -> Result<PartialSuccess, Status> {
-        accept(&self.ingest, signal, client)
+        accept(&self.ingest, signal, client, self.limits)
             .await
             .map_err(|refusal| {
                 tracing::debug!(receiver = self.ingest.receiver(), %refusal, "gRPC export refused");

@@ -44,6 +44,11 @@ pub struct OtlpServer {
     /// Largest request accepted, in MiB (default 4).
     pub max_recv_msg_size_mib: Option<u64>,
     pub tls: Option<ServerTlsConfig>,
+    /// runbom's own key: keep `runbom.*`/`aibom.*` attributes and kernel/drift event names that
+    /// clients send (default false: they are moved under `received.`, contract §6). Only for a
+    /// gateway whose clients are runbom node agents, authenticated (mTLS `client_ca_file`).
+    #[serde(default)]
+    pub trust_runbom_attributes: bool,
     // Accepted so that a Collector's section loads as it is; runbom does not use these.
     #[serde(default, rename = "max_concurrent_streams")]
     _max_concurrent_streams: IgnoredAny,
@@ -99,6 +104,7 @@ impl OtlpReceiverConfig {
                 max_request_bytes: server
                     .max_recv_msg_size_mib
                     .map_or(Limits::default().max_request_bytes, |m| (m as usize) << 20),
+                trust_runbom_attributes: server.trust_runbom_attributes,
             };
             info!(
                 receiver = name,

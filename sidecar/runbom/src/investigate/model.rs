@@ -144,6 +144,9 @@ pub struct Data {
     pub alerts: Vec<Alert>,
     /// Other log records (kernel events as logs, application logs): counted only.
     pub other_logs: usize,
+    /// `aibom.drift` records without runbom's mark (`runbom.instance.id`, contract §6): not
+    /// findings runbom emitted, so not shown; counted.
+    pub unmarked_alerts: usize,
 }
 
 /// Why the input could not be read.
@@ -300,7 +303,13 @@ impl Data {
                         .filter(|s| !s.is_empty())
                         .or_else(|| a.get("event.name").and_then(Attr::as_str));
                     if event == Some("aibom.drift") {
-                        self.alerts.push(alert(r, &a, &resource));
+                        // Contract §6: only what runbom emitted is a finding. (A client's
+                        // record cannot carry this event name past runbom's receivers.)
+                        if a.get("runbom.instance.id").and_then(Attr::as_str).is_some() {
+                            self.alerts.push(alert(r, &a, &resource));
+                        } else {
+                            self.unmarked_alerts += 1;
+                        }
                     } else {
                         self.other_logs += 1;
                     }
