@@ -19,6 +19,7 @@ use runbom_event::semconv::{
 };
 
 use crate::{
+    arguments::{self, ArgumentPolicy},
     bom::{DeclaredBom, IdentitySpec},
     judged::{Earlier, Finding, Judged, depth, is_step},
     otlp::{any_str, kv_str, kv_strs, rfc3339},
@@ -31,7 +32,8 @@ use crate::{
 /// Most steps in a chain: the prompt and the last ones before the offending action.
 const MAX_STEPS: usize = 64;
 
-/// The alert of `finding` in the trace `items` (with what was released of it before).
+/// The alert of `finding` in the trace `items` (with what was released of it before); tool
+/// arguments (and the prompt) are quoted under `policy`.
 #[must_use]
 pub fn alert(
     bom: &DeclaredBom,
@@ -39,10 +41,11 @@ pub fn alert(
     judged: &Judged<'_>,
     finding: &Finding,
     earlier: Option<&Earlier>,
+    policy: &ArgumentPolicy,
 ) -> LogRecord {
     let o = finding.offender;
     let span = &*items[o].span;
-    let chain = chain(bom, items, judged, finding, earlier);
+    let chain = chain(bom, items, judged, finding, earlier, policy);
     let severe = finding
         .kinds
         .iter()
@@ -55,6 +58,11 @@ pub fn alert(
     let kinds: Vec<String> = finding.kinds.iter().map(|k| (*k).to_owned()).collect();
     let mut attributes = vec![
         kv_str(EVENT_NAME, event::AIBOM_DRIFT),
+        // Contract §6: which runbom emitted it.
+        kv_str(
+            runbom_event::semconv::RUNBOM_INSTANCE_ID,
+            runbom_event::ids::instance_id(),
+        ),
         kv_strs(AIBOM_DRIFT_KINDS, &kinds),
         kv_str(AIBOM_DRIFT_REASON, &scrub::text(&finding.reason, 1024)),
         kv_str(AIBOM_AGENT_REF, &finding.agent),
@@ -127,6 +135,7 @@ pub fn chain(
     judged: &Judged<'_>,
     finding: &Finding,
     earlier: Option<&Earlier>,
+    policy: &ArgumentPolicy,
 ) -> Vec<String> {
     let here = |i: usize| Step {
         start: items[i].span.start_time_unix_nano,
@@ -174,13 +183,13 @@ pub fn chain(
     let offender = here(o);
     let mut lines: Vec<String> = steps
         .iter()
-        .filter_map(|s| step(s).map(|text| (s, text)))
+        .filter_map(|s| step(s, policy).map(|text| (s, text)))
         .map(|(s, text)| line(bom, s, &text))
         .collect();
     let text = format!(
         "DRIFT {}: {} — {}",
         finding.kinds.join(","),
-        step(&offender).unwrap_or_else(|| offender.name.to_owned()),
+        step(&offender, policy).unwrap_or_else(|| offender.name.to_owned()),
         finding.reason
     );
     lines.push(line(bom, &offender, &text));
@@ -202,14 +211,14 @@ fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str) -> String {
 }
 
 /// One step as text, or `None` for spans that are not steps of the chain.
-fn step(s: &Step<'_>) -> Option<String> {
+fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
     let a = s.attrs;
     let declared = s.component.map(|r| format!(" [{r}]")).unwrap_or_default();
     Some(match s.activity {
         Activity::Agent { name } => {
             let mut t = format!("prompt: {}{declared}", name.as_deref().unwrap_or(s.name));
             if let Some(p) = prompt(a) {
-                let _ = write!(t, ": {p:?}");
+                let _ = write!(t, ": {:?}", arguments::mask(&p, &policy.mask));
             }
             for k in [
                 GEN_AI_PROVIDER_NAME,
@@ -238,7 +247,11 @@ fn step(s: &Step<'_>) -> Option<String> {
             let mut t = format!("tool: {name}{declared}");
             if let Some(args) = attr(a, GEN_AI_TOOL_CALL_ARGUMENTS).or_else(|| attr(a, INPUT_VALUE))
             {
-                let _ = write!(t, " arguments {}", scrub::text(args, 300));
+                let _ = write!(
+                    t,
+                    " arguments {}",
+                    scrub::text(&arguments::quote(args, policy), 2000)
+                );
             }
             t
         }

@@ -15,6 +15,7 @@
 //! - [`scrub`]: nothing written contains a credential (§5).
 
 pub mod alert;
+pub mod arguments;
 pub mod baseline;
 pub mod bom;
 pub mod diff;

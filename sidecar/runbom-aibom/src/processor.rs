@@ -32,6 +32,7 @@ use runbom_event::semconv::scope;
 
 use crate::{
     alert,
+    arguments::ArgumentPolicy,
     baseline::Baseline,
     bom::DeclaredBom,
     judge,
@@ -55,6 +56,8 @@ pub struct Settings {
     /// The learned baseline (`baseline_*` flags), when configured; shared with whoever saves
     /// it.
     pub baseline: Option<Arc<Mutex<Baseline>>>,
+    /// How alert chains quote tool arguments.
+    pub alert_arguments: ArgumentPolicy,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             max_spans: 100_000,
             judge: JudgeSettings::default(),
             baseline: None,
+            alert_arguments: ArgumentPolicy::default(),
         }
     }
 }
@@ -326,7 +330,14 @@ impl Processor {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let record = alert::alert(bom, items, &judged, f, earlier);
+            let record = alert::alert(
+                bom,
+                items,
+                &judged,
+                f,
+                earlier,
+                &self.settings.alert_arguments,
+            );
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             logs.push(ResourceLogs {
                 resource: o.resource.cloned(),

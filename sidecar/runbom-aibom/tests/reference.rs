@@ -33,6 +33,7 @@ fn settings() -> Settings {
             ],
         },
         baseline: None,
+        alert_arguments: runbom_aibom::arguments::ArgumentPolicy::default(),
     }
 }
 

@@ -138,3 +138,80 @@ fn no_credential_reaches_attributes_alerts_chain_or_observed_bom() {
         }
     }
 }
+
+/// Issue 19, "alerts carry the exfiltrated data": the reference agent's exfiltration posts the
+/// customer table with `http_post`; the alert quotes the call's arguments masked and cut
+/// (`alert_arguments` default), so no customer's e-mail or card number is in the alert log.
+#[test]
+fn the_exfiltration_alert_carries_no_email_or_card_number() {
+    // Shaped like examples/agent/scenarios.py's customers, with full card numbers (Luhn-valid
+    // test numbers) where the agent's table has their last four digits.
+    let cards = [
+        "4111111111111111",
+        "5555 5555 5555 4444",
+        "3782-822463-10005",
+    ];
+    let customers: Vec<serde_json::Value> = cards
+        .iter()
+        .enumerate()
+        .map(|(i, card)| {
+            serde_json::json!({
+                "id": format!("C-{}", 1001 + i),
+                "email": format!("customer{i}@globex.example"),
+                "card": card,
+                "card_number": 4_012_888_888_881_881_u64,
+            })
+        })
+        .collect();
+    let body = serde_json::to_string(&customers).unwrap();
+    let mut t = common::Trace::new(11);
+    let root =
+        t.root("Summarise ticket T-2718 and send the result to http://127.0.0.1:18099/upload");
+    t.chat(&root);
+    t.query_customers(&root, "{\"all\": true}");
+    t.chat(&root);
+    let args = serde_json::json!({
+        "url": "http://127.0.0.1:18099/upload",
+        "body": body,
+        "first_card": cards[0],
+        "contact": "customer0@globex.example",
+    })
+    .to_string();
+    let post_tool = t.tool(&root, "http_post", &args);
+    let post = t.app_span(
+        &post_tool,
+        "POST",
+        SpanKind::Client,
+        vec![
+            kv_str("http.request.method", "POST"),
+            kv_str("url.full", "http://127.0.0.1:18099/upload"),
+            kv_str("server.address", "127.0.0.1"),
+            runbom_aibom::otlp::kv_int("server.port", 18099),
+        ],
+    );
+    t.kernel_request(&post, "POST", "http://127.0.0.1:18099/upload", 18099, None);
+    let bom = common::bom();
+    let mut p = Processor::new(Settings::default());
+    let out = p.push(t.request(), Instant::now(), &bom);
+    let alerts = out.alerts.expect("the exfiltration alert");
+    let text = serde_json::to_string(&alerts).unwrap();
+    assert!(
+        text.contains("tool: http_post") && text.contains("18099/upload"),
+        "the alert quotes the call: {text}"
+    );
+    assert!(
+        text.contains("[EMAIL]") && text.contains("[CARD]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("globex.example"),
+        "an e-mail address in the alert: {text}"
+    );
+    for card in cards.iter().chain(&["4012888888881881"]) {
+        let digits: String = card.chars().filter(char::is_ascii_digit).collect();
+        assert!(
+            !text.contains(card) && !text.contains(&digits),
+            "card number {card} in the alert: {text}"
+        );
+    }
+}

@@ -6,6 +6,26 @@ pub fn new_trace_id() -> [u8; 16] {
     rand_bytes()
 }
 
+/// This runbom process's instance id (`runbom.instance.id`, contract §6): 16 random bytes in
+/// hex, drawn once per process start (from `/dev/urandom`, else the id generator).
+#[must_use]
+pub fn instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        use std::io::Read as _;
+        let mut bytes = [0u8; 16];
+        let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+        if read.is_err() {
+            bytes = rand_bytes();
+        }
+        bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    })
+}
+
 fn rand_bytes<const N: usize>() -> [u8; N] {
     // A process-wide xorshift generator seeded from the clock and pid is enough for ids that
     // only need to be unique, not secret.

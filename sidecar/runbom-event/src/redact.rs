@@ -2,9 +2,15 @@
 //! text.
 //!
 //! What is replaced by [`REDACTED`]: the value of a flag or `KEY=value` whose name says it holds a
-//! secret (`--password x`, `--api-key=x`, `TOKEN=x`), the password of a URL's userinfo, the
-//! credential after `Bearer`/`Basic`, and strings shaped like well-known API keys (`sk-…`,
-//! `AKIA…`, `ghp_…`, `xox?-…`) wherever they appear.
+//! secret (`--password x`, `--api-key=x`, `TOKEN=x`, `PGPASSWORD=x`), the value of a
+//! secret-bearing header (`Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`,
+//! `X-Api-Key`, … to the end of its line or quote; an `Authorization` scheme such as `Bearer` is
+//! kept), the password of a URL's userinfo, the credential after `Bearer`/`Basic`, JWT-shaped
+//! tokens (`eyJ….….…`) and strings shaped like well-known API keys (`sk-…`, `AKIA…`, `ghp_…`,
+//! `xox?-…`) wherever they appear; and the password options of common clients, where the
+//! option is unambiguous for that program ([`TOOLS`]): `mysql`/`mariadb` `-pPASSWORD`,
+//! `sshpass -p`, `redis-cli -a`, `curl -u user:pass` (the user is kept). A command line that is
+//! a shell script (`sh -c '…'`) gets the same treatment word by word.
 
 use std::borrow::Cow;
 
@@ -34,45 +40,189 @@ const SECRET_NAMES: &[&str] = &[
 /// True when a flag, variable or header name says its value is a credential.
 #[must_use]
 pub fn is_secret_name(name: &str) -> bool {
-    let name = name.trim_start_matches('-').to_ascii_lowercase();
-    SECRET_NAMES.iter().any(|s| name.contains(s))
+    let name = name.trim_start_matches('-').as_bytes();
+    SECRET_NAMES.iter().any(|s| {
+        name.windows(s.len())
+            .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
+    })
+}
+
+/// How a program takes a password on its command line, where the option means that for it and
+/// only for it (`-p` is a port for `ssh` and a publish for `docker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tool {
+    /// `mysql`, `mariadb` and their dump/admin tools: `-pPASSWORD` (a bare `-p` prompts).
+    Mysql,
+    /// `sshpass -p PASSWORD` / `-pPASSWORD`.
+    Sshpass,
+    /// `redis-cli -a PASSWORD` / `--pass PASSWORD`.
+    RedisCli,
+    /// `curl -u user:pass` / `--user`, `-U`/`--proxy-user`: the part after the first `:`.
+    Curl,
+}
+
+/// Program names (the last path component of a word) with their password options.
+const TOOLS: &[(&str, Tool)] = &[
+    ("mysql", Tool::Mysql),
+    ("mysqldump", Tool::Mysql),
+    ("mysqladmin", Tool::Mysql),
+    ("mysqlimport", Tool::Mysql),
+    ("mysqlcheck", Tool::Mysql),
+    ("mysqlshow", Tool::Mysql),
+    ("mysqlpump", Tool::Mysql),
+    ("mysqlbinlog", Tool::Mysql),
+    ("mariadb", Tool::Mysql),
+    ("mariadb-dump", Tool::Mysql),
+    ("mariadb-admin", Tool::Mysql),
+    ("mariadb-import", Tool::Mysql),
+    ("mariadb-check", Tool::Mysql),
+    ("sshpass", Tool::Sshpass),
+    ("redis-cli", Tool::RedisCli),
+    ("curl", Tool::Curl),
+];
+
+fn tool_of(word: &str) -> Option<Tool> {
+    let name = word.rsplit('/').next().unwrap_or(word);
+    // Cheap rejection first: every tool name starts with one of these letters.
+    if !matches!(name.as_bytes().first(), Some(b'm' | b's' | b'r' | b'c')) {
+        return None;
+    }
+    TOOLS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// What the word after an option holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Keep,
+    /// The whole word is a secret.
+    Secret,
+    /// `user:password`: the part after the first `:` is.
+    UserPassword,
 }
 
 /// Joins argv into a command line with every credential redacted.
 #[must_use]
 pub fn command_line<S: AsRef<str>>(argv: &[S]) -> String {
     let mut out = String::new();
-    let mut hide_next = false;
+    let mut tool = None;
+    let mut next = Next::Keep;
     for arg in argv {
         let arg = arg.as_ref();
         if !out.is_empty() {
             out.push(' ');
         }
-        if hide_next {
-            out.push_str(REDACTED);
-            hide_next = false;
+        if arg.contains(char::is_whitespace) {
+            // A shell script (`sh -c '…'`): its words get the same rules.
+            out.push_str(&text(&script(arg)));
+            next = Next::Keep;
             continue;
         }
-        if let Some((name, _)) = arg.split_once('=')
-            && !name.is_empty()
-            && !name.contains(char::is_whitespace)
-            && is_secret_name(name)
-        {
-            out.push_str(name);
-            out.push('=');
-            out.push_str(REDACTED);
-            continue;
-        }
-        if arg.starts_with('-') && arg.len() > 2 && is_secret_name(arg) {
-            hide_next = true;
-        }
-        out.push_str(&text(arg));
+        out.push_str(&text(&word(arg, &mut tool, &mut next)));
     }
     out
 }
 
-/// Redacts credentials inside free text: URL passwords, `Bearer`/`Basic` credentials and
-/// API-key-shaped tokens.
+/// The words of a shell script with the argv rules applied; the script as it was when none
+/// applied (its spacing is then kept).
+fn script(s: &str) -> Cow<'_, str> {
+    let mut tool = None;
+    let mut next = Next::Keep;
+    let mut out = String::with_capacity(s.len());
+    let mut changed = false;
+    for w in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let r = word(w, &mut tool, &mut next);
+        changed |= r != w;
+        out.push_str(&r);
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// One argv word with the option rules applied (free-text redaction, [`text`], is the
+/// caller's); `tool` is the last program named so far, `next` what the previous option says
+/// this word is.
+fn word<'a>(arg: &'a str, tool: &mut Option<Tool>, next: &mut Next) -> Cow<'a, str> {
+    match std::mem::replace(next, Next::Keep) {
+        Next::Secret => return Cow::Borrowed(REDACTED),
+        Next::UserPassword => return Cow::Owned(user_password(arg)),
+        Next::Keep => {}
+    }
+    if let Some(t) = tool_of(arg) {
+        *tool = Some(t);
+        return Cow::Borrowed(arg);
+    }
+    if let Some((name, _)) = arg.split_once('=')
+        && !name.is_empty()
+        && !name.contains(':')
+        && is_secret_name(name)
+    {
+        return Cow::Owned(format!("{name}={REDACTED}"));
+    }
+    if arg.starts_with('-') {
+        if let Some(redacted) = tool_option(*tool, arg, next) {
+            return redacted;
+        }
+        if arg.len() > 2 && is_secret_name(arg) {
+            *next = Next::Secret;
+        }
+    }
+    Cow::Borrowed(arg)
+}
+
+/// A password option of `tool`: the word redacted, or `next` set for the word after it.
+fn tool_option<'a>(tool: Option<Tool>, arg: &'a str, next: &mut Next) -> Option<Cow<'a, str>> {
+    let attached = |flag: &str| {
+        arg.strip_prefix(flag)
+            .filter(|v| !v.is_empty())
+            .map(|_| Cow::Owned(format!("{flag}{REDACTED}")))
+    };
+    match tool? {
+        Tool::Mysql => attached("-p"),
+        Tool::Sshpass => {
+            if arg == "-p" {
+                *next = Next::Secret;
+                return Some(Cow::Borrowed(arg));
+            }
+            attached("-p")
+        }
+        Tool::RedisCli => {
+            if arg == "-a" || arg == "--pass" {
+                *next = Next::Secret;
+                return Some(Cow::Borrowed(arg));
+            }
+            attached("-a")
+        }
+        Tool::Curl => {
+            if matches!(arg, "-u" | "--user" | "-U" | "--proxy-user") {
+                *next = Next::UserPassword;
+                return Some(Cow::Borrowed(arg));
+            }
+            ["--user=", "--proxy-user=", "-u", "-U"]
+                .iter()
+                .find_map(|flag| {
+                    let value = arg.strip_prefix(flag).filter(|v| !v.is_empty())?;
+                    Some(Cow::Owned(format!("{flag}{}", user_password(value))))
+                })
+        }
+    }
+}
+
+/// `user:password` → `user:[REDACTED]`; a word without `:` is kept (curl prompts for it).
+fn user_password(s: &str) -> String {
+    match s.split_once(':') {
+        Some((user, _)) => format!("{user}:{REDACTED}"),
+        None => s.to_owned(),
+    }
+}
+
+/// Redacts credentials inside free text: secret-bearing headers, URL passwords,
+/// `Bearer`/`Basic` credentials, JWTs and API-key-shaped tokens.
 #[must_use]
 pub fn text(s: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(s.len());
@@ -84,6 +234,18 @@ pub fn text(s: &str) -> Cow<'_, str> {
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | '&' | '='))
             .unwrap_or(rest.len());
         let (token, tail) = rest.split_at(end);
+        if let Some((keep, value_start)) = secret_header(token, rest) {
+            // `Cookie: a=1; b=2` → `Cookie: [REDACTED]`, to the end of the line or quote.
+            // (A backslash ends it too: an escaped newline in JSON or a quoted string.)
+            let value_end = rest[value_start..]
+                .find(['\n', '\r', '"', '\'', '\\'])
+                .map_or(rest.len(), |e| value_start + e);
+            out.push_str(&rest[..keep]);
+            out.push_str(REDACTED);
+            changed = true;
+            rest = &rest[value_end..];
+            continue;
+        }
         let redacted = redact_token(token, &out);
         changed |= redacted != token;
         out.push_str(&redacted);
@@ -98,6 +260,49 @@ pub fn text(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// Authorization schemes kept in front of a redacted header value.
+const AUTH_SCHEMES: &[&str] = &["Bearer", "Basic", "Digest", "Token", "Negotiate", "NTLM"];
+
+/// When `token` (the start of `rest`) is a secret header's `Name:`, with its value after
+/// spaces or glued to the colon: how much of `rest` to keep before `[REDACTED]` (the name, the
+/// spaces and an authorization scheme) and where the value starts. `None` for anything else.
+fn secret_header(token: &str, rest: &str) -> Option<(usize, usize)> {
+    let colon = token.find(':')?;
+    let name = &token[..colon];
+    if name.len() < 2
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        || !is_secret_name(name)
+    {
+        return None;
+    }
+    if colon + 1 < token.len() {
+        // `Cookie:abc`: the value glued to the name; not `auth://…` or `session:1:2`.
+        let value = &token[colon + 1..];
+        return (!value.starts_with('/') && !value.contains(':')).then_some((colon + 1, colon + 1));
+    }
+    let tail = &rest[token.len()..];
+    let spaces = tail.len() - tail.trim_start_matches([' ', '\t']).len();
+    let after = &tail[spaces..];
+    if spaces == 0 || after.is_empty() || after.starts_with(['\n', '\r', '"', '\'']) {
+        return None;
+    }
+    let mut keep = token.len() + spaces;
+    if name.len() >= 13
+        && name[name.len() - 13..].eq_ignore_ascii_case("authorization")
+        && let Some(scheme) = AUTH_SCHEMES.iter().find(|s| {
+            after.len() > s.len()
+                && after.is_char_boundary(s.len())
+                && after[..s.len()].eq_ignore_ascii_case(s)
+                && after.as_bytes()[s.len()] == b' '
+        })
+    {
+        keep += scheme.len() + 1;
+    }
+    Some((keep, token.len() + spaces))
+}
+
 fn redact_token<'a>(token: &'a str, before: &str) -> Cow<'a, str> {
     let prev = before
         .trim_end()
@@ -109,6 +314,11 @@ fn redact_token<'a>(token: &'a str, before: &str) -> Cow<'a, str> {
     }
     if looks_like_api_key(token) {
         return Cow::Borrowed(REDACTED);
+    }
+    if token.contains("eyJ")
+        && let Some(redacted) = redact_jwts(token)
+    {
+        return Cow::Owned(redacted);
     }
     // A key inside a token: `(sk-…)`, `key:sk-….`, `"sk-…".` — each key-shaped run is replaced.
     if let Some(redacted) = redact_key_runs(token) {
@@ -163,6 +373,62 @@ fn redact_key_runs(token: &str) -> Option<String> {
         out.push_str(&token[last..]);
         out
     })
+}
+
+/// Replaces the JWT-shaped runs inside `token` (see [`looks_like_jwt`]); `None` when there is
+/// none.
+fn redact_jwts(token: &str) -> Option<String> {
+    let is_b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let bytes = token.as_bytes();
+    let mut out = String::new();
+    let mut last = 0;
+    let mut from = 0;
+    while let Some(at) = token[from..].find("eyJ").map(|i| from + i) {
+        if at > 0 && (is_b64(bytes[at - 1]) || bytes[at - 1] == b'.') {
+            from = at + 3;
+            continue;
+        }
+        let len = token[at..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .unwrap_or(token.len() - at);
+        let run = token[at..at + len].trim_end_matches('.');
+        // `eyJ….eyJ….` (unsigned) keeps its final dot in the token.
+        let run = if looks_like_jwt(run) {
+            run
+        } else {
+            &token[at..at + len]
+        };
+        if looks_like_jwt(run) {
+            out.push_str(&token[last..at]);
+            out.push_str(REDACTED);
+            last = at + run.len();
+        }
+        from = at + len.max(3);
+    }
+    (last > 0).then(|| {
+        out.push_str(&token[last..]);
+        out
+    })
+}
+
+/// A JSON Web Token: three base64url segments joined by dots, the header (`{"…` encoded, so
+/// `eyJ`) and payload of some length, the signature possibly empty (`alg: none`).
+#[must_use]
+pub fn looks_like_jwt(s: &str) -> bool {
+    if !s.starts_with("eyJ") {
+        return false;
+    }
+    let b64 = |p: &str| {
+        p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut parts = s.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    header.len() >= 10 && payload.len() >= 4 && b64(header) && b64(payload) && b64(signature)
 }
 
 /// Strings shaped like well-known API keys and tokens.
@@ -253,6 +519,219 @@ mod tests {
             "postgres://app:[REDACTED]@db:5432/x"
         );
         assert_eq!(text("http://host/path@x"), "http://host/path@x");
+    }
+
+    /// One row per pattern of contract §5 (argv in, command line out), then rows that must
+    /// stay as they are.
+    #[test]
+    #[allow(clippy::too_many_lines, reason = "a table: one row per pattern")]
+    fn command_line_table() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
+        let jwt_arg = format!("token {jwt}");
+        let jwt_header = format!("Authorization: Bearer {jwt}");
+        let rows: &[(&[&str], &str)] = &[
+            // mysql/mariadb short and long password options
+            (
+                &["mysql", "-uroot", "-phunter2", "shop"],
+                "mysql -uroot -p[REDACTED] shop",
+            ),
+            (
+                &["/usr/bin/mariadb", "-p", "-h", "db"],
+                "/usr/bin/mariadb -p -h db",
+            ),
+            (
+                &["mysqldump", "--password=hunter2", "shop"],
+                "mysqldump --password=[REDACTED] shop",
+            ),
+            (
+                &["mysql", "--password", "hunter2"],
+                "mysql --password [REDACTED]",
+            ),
+            // psql: PGPASSWORD in argv (env, sudo) and conninfo
+            (
+                &["env", "PGPASSWORD=hunter2", "psql", "-h", "db"],
+                "env PGPASSWORD=[REDACTED] psql -h db",
+            ),
+            (
+                &["psql", "postgresql://app:hunter2@db/shop"],
+                "psql postgresql://app:[REDACTED]@db/shop",
+            ),
+            // sshpass, redis-cli
+            (
+                &["sshpass", "-p", "hunter2", "ssh", "host"],
+                "sshpass -p [REDACTED] ssh host",
+            ),
+            (
+                &["sshpass", "-phunter2", "ssh", "host"],
+                "sshpass -p[REDACTED] ssh host",
+            ),
+            (
+                &["redis-cli", "-h", "cache", "-a", "hunter2", "ping"],
+                "redis-cli -h cache -a [REDACTED] ping",
+            ),
+            (
+                &["redis-cli", "--pass", "hunter2"],
+                "redis-cli --pass [REDACTED]",
+            ),
+            // curl credentials and headers
+            (
+                &["curl", "-u", "admin:hunter2", "https://x"],
+                "curl -u admin:[REDACTED] https://x",
+            ),
+            (
+                &["curl", "--user", "admin:hunter2", "https://x"],
+                "curl --user admin:[REDACTED] https://x",
+            ),
+            (
+                &["curl", "-uadmin:hunter2", "https://x"],
+                "curl -uadmin:[REDACTED] https://x",
+            ),
+            (
+                &["curl", "--user=admin:hunter2"],
+                "curl --user=admin:[REDACTED]",
+            ),
+            (
+                &["curl", "-U", "proxy:hunter2", "https://x"],
+                "curl -U proxy:[REDACTED] https://x",
+            ),
+            (
+                &["curl", "-H", "X-Api-Key: 0123abcd", "https://x"],
+                "curl -H X-Api-Key: [REDACTED] https://x",
+            ),
+            (
+                &["curl", "-H", "Cookie: sid=abc; theme=dark", "https://x"],
+                "curl -H Cookie: [REDACTED] https://x",
+            ),
+            (
+                &["curl", "-H", "Set-Cookie: sid=abc", "https://x"],
+                "curl -H Set-Cookie: [REDACTED] https://x",
+            ),
+            (
+                &[
+                    "curl",
+                    "-H",
+                    "Proxy-Authorization: Basic YWRtaW46aHVudGVyMg==",
+                    "https://x",
+                ],
+                "curl -H Proxy-Authorization: Basic [REDACTED] https://x",
+            ),
+            (
+                &["curl", "-H", "Cookie:sid=abc", "https://x"],
+                "curl -H Cookie:[REDACTED] https://x",
+            ),
+            // JWTs, alone, as an argument's value and after a scheme
+            (&["agent", jwt], "agent [REDACTED]"),
+            (&["agent", &jwt_arg], "agent token [REDACTED]"),
+            (
+                &["curl", "-H", &jwt_header],
+                "curl -H Authorization: Bearer [REDACTED]",
+            ),
+            // the same inside a shell script
+            (
+                &["sh", "-c", "mysql -uroot -phunter2 shop | gzip"],
+                "sh -c mysql -uroot -p[REDACTED] shop | gzip",
+            ),
+            (
+                &[
+                    "sh",
+                    "-c",
+                    "curl -u admin:hunter2 -H 'Cookie: a=1; b=2' https://x",
+                ],
+                "sh -c curl -u admin:[REDACTED] -H 'Cookie: [REDACTED]' https://x",
+            ),
+            // must stay as they are
+            (&["ls", "-la", "/tmp"], "ls -la /tmp"),
+            (&["ssh", "-p", "2222", "host"], "ssh -p 2222 host"),
+            (&["ssh", "-p2222", "host"], "ssh -p2222 host"),
+            (
+                &["docker", "run", "-p8080:80", "-u", "1000:1000", "mysql"],
+                "docker run -p8080:80 -u 1000:1000 mysql",
+            ),
+            (
+                &["mysql", "-h", "db", "-P", "3306", "-u", "root", "-p"],
+                "mysql -h db -P 3306 -u root -p",
+            ),
+            (
+                &["curl", "-u", "admin", "https://x"],
+                "curl -u admin https://x",
+            ),
+            (
+                &["curl", "-H", "Accept: application/json", "https://x"],
+                "curl -H Accept: application/json https://x",
+            ),
+            (
+                &["redis-cli", "-h", "cache", "ping"],
+                "redis-cli -h cache ping",
+            ),
+            (&["tar", "-xpf", "eyJ.tar"], "tar -xpf eyJ.tar"),
+            (
+                &["python3", "agent.py", "--port", "8080"],
+                "python3 agent.py --port 8080",
+            ),
+            (
+                &["sh", "-c", "cd /srv  &&  make"],
+                "sh -c cd /srv  &&  make",
+            ),
+        ];
+        for (argv, want) in rows {
+            assert_eq!(command_line(argv), *want, "argv {argv:?}");
+        }
+    }
+
+    /// Free text (log bodies, captured heads, alert text): one row per pattern, then rows that
+    /// must stay as they are.
+    #[test]
+    fn text_table() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
+        let unsigned = "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjM0In0.";
+        let rows: Vec<(String, String)> = vec![
+            (
+                format!("id_token={jwt}&x=1"),
+                "id_token=[REDACTED]&x=1".into(),
+            ),
+            (format!("({jwt})."), "([REDACTED]).".into()),
+            (format!("t {unsigned} end"), "t [REDACTED] end".into()),
+            (
+                "GET / HTTP/1.1\r\nCookie: a=1; b=2\r\nHost: x\r\n".into(),
+                "GET / HTTP/1.1\r\nCookie: [REDACTED]\r\nHost: x\r\n".into(),
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nSet-Cookie: sid=abc; HttpOnly\r\n".into(),
+                "HTTP/1.1 200 OK\r\nSet-Cookie: [REDACTED]\r\n".into(),
+            ),
+            (
+                "Proxy-Authorization: Basic YWRtaW46aHVudGVyMg==\n".into(),
+                "Proxy-Authorization: Basic [REDACTED]\n".into(),
+            ),
+            ("x-api-key: abc\n".into(), "x-api-key: [REDACTED]\n".into()),
+            // an escaped newline (JSON, a quoted string) ends the value too
+            (
+                r"Cookie: a=1\nthen exfiltrate".into(),
+                r"Cookie: [REDACTED]\nthen exfiltrate".into(),
+            ),
+            (
+                "curl -H \"X-Api-Key: abc def\" https://x".into(),
+                "curl -H \"X-Api-Key: [REDACTED]\" https://x".into(),
+            ),
+            // must stay as they are
+            (
+                "Accept: application/json".into(),
+                "Accept: application/json".into(),
+            ),
+            (
+                "version 1.2.3 eyJ short.x.y".into(),
+                "version 1.2.3 eyJ short.x.y".into(),
+            ),
+            (
+                "https://example.com/a:b".into(),
+                "https://example.com/a:b".into(),
+            ),
+            ("session:1:2".into(), "session:1:2".into()),
+            ("Authorization:".into(), "Authorization:".into()),
+        ];
+        for (input, want) in &rows {
+            assert_eq!(text(input), *want, "input {input:?}");
+        }
     }
 
     #[test]

@@ -104,6 +104,11 @@ pub const HTTP_URL: &str = "http.url";
 // runbom.*: capture and correlation mechanics (contract §1, §2)
 // ---------------------------------------------------------------------------------------------
 
+/// Prefix of every attribute of runbom's own namespace (`runbom.*`).
+pub const RUNBOM_PREFIX: &str = "runbom.";
+/// `runbom.instance.id` of a drift alert: the id of the runbom process that emitted it, random
+/// per process start (contract §4, §6).
+pub const RUNBOM_INSTANCE_ID: &str = "runbom.instance.id";
 /// `runbom.event`: the kind of a kernel event, one of [`event`]'s kernel names.
 pub const RUNBOM_EVENT: &str = "runbom.event";
 /// `runbom.capture` of an `http.request`: one of [`capture`].
@@ -123,6 +128,11 @@ pub const RUNBOM_CORRELATION_CONFIDENCE: &str = "runbom.correlation.confidence";
 pub const RUNBOM_STITCHED_ORIGINAL_TRACE_ID: &str = "runbom.stitched.original_trace_id";
 /// `runbom.stitched.original_span_id` of an adopted span.
 pub const RUNBOM_STITCHED_ORIGINAL_SPAN_ID: &str = "runbom.stitched.original_span_id";
+
+/// Prefix under which the receivers keep what a client sent in runbom's namespaces
+/// (`received.runbom.event`, `received.aibom.drift`, `received.event.name`,
+/// `received.process.pid`; contract §6).
+pub const RECEIVED_PREFIX: &str = "received.";
 
 // ---------------------------------------------------------------------------------------------
 // aibom.*: declared components and drift (contract §3, §4)

@@ -138,6 +138,21 @@ fn start_memory_gate(
     gate
 }
 
+/// The senders' pid finder, its mismatches on `/metrics` when some pipeline uses it.
+fn sender_pids(telemetry: &Telemetry, used: bool) -> Arc<SenderPids> {
+    let senders = Arc::new(SenderPids::default());
+    if used {
+        let s = senders.clone();
+        telemetry.counter_fn(
+            "runbom_receiver_pid_mismatch_total",
+            "Resources whose client-supplied process.pid was not the pid of the process owning \
+             the connection (replaced by it; the client's kept as received.process.pid)",
+            move || s.mismatches(),
+        );
+    }
+    senders
+}
+
 /// Every receiver's [`Ingest`]: its routes and counters, the memory gate when one of its
 /// pipelines has a `memory_limiter` (`gate`: the gate and the receivers it applies to), sender
 /// pids when one of its pipelines correlates (`attributed`).
@@ -148,8 +163,8 @@ fn receiver_ingests(
     stop: &CancellationToken,
     gate: Option<&(Arc<MemoryGate>, Vec<String>)>,
     attributed: &[String],
+    senders: &Arc<SenderPids>,
 ) -> BTreeMap<String, Ingest> {
-    let senders = Arc::new(SenderPids::default());
     routes
         .into_iter()
         .map(|(name, routes)| {
@@ -338,6 +353,7 @@ impl Graph {
             tasks.push(tokio::spawn(stage::fan_out(rx, outputs)));
         }
         let gate = gate.map(|g| (g, gated));
+        let senders = sender_pids(&telemetry, !attributed.is_empty());
         let ingests = receiver_ingests(
             routes,
             &counters,
@@ -345,6 +361,7 @@ impl Graph {
             stop,
             gate.as_ref(),
             &attributed,
+            &senders,
         );
         Ok(Self {
             ingests,

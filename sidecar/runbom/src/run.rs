@@ -109,7 +109,11 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
     let ready = Arc::new(Readiness::default());
     let admin = start_admin(&config, &telemetry, &ready, &stop).await?;
     ready.set(true);
-    info!(config = %config.source, "runbom is running");
+    info!(
+        config = %config.source,
+        instance = runbom_event::ids::instance_id(),
+        "runbom is running"
+    );
 
     shutdown_signal().await;
     let limit = config.service.shutdown_timeout;

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use runbom_otlp::signal::Signal;
 
-use super::{sender, validate, validate::PartialSuccess};
+use super::{provenance, sender, validate, validate::PartialSuccess};
 use crate::ingest::{Ingest, Refusal};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -31,6 +31,9 @@ pub struct Limits {
     /// ... and the connection closed when one is not answered within this
     /// (`keepalive.server_parameters.timeout`, default 20 s).
     pub keepalive_timeout: Duration,
+    /// Keep what clients send under `runbom.*`/`aibom.*` as it is (a gateway receiving from
+    /// runbom node agents); otherwise it is moved under `received.` ([`super::provenance`]).
+    pub trust_runbom_attributes: bool,
 }
 
 impl Default for Limits {
@@ -42,11 +45,13 @@ impl Default for Limits {
             read_timeout: Duration::from_secs(30),
             keepalive_time: Some(Duration::from_hours(2)),
             keepalive_timeout: Duration::from_secs(20),
+            trust_runbom_attributes: false,
         }
     }
 }
 
-/// Drops the invalid items of a decoded request, counts them, and pushes the rest.
+/// Drops the invalid items of a decoded request, counts them, moves the client's names of
+/// runbom's namespaces under `received.`, and pushes the rest.
 ///
 /// A request whose every item was invalid, or that was empty, is answered without being
 /// pushed. The receiver's counters see the rejected items as refused. `client` is the peer's
@@ -55,10 +60,15 @@ pub(crate) async fn accept(
     ingest: &Ingest,
     mut signal: Signal,
     client: Option<SocketAddr>,
+    limits: Limits,
 ) -> Result<PartialSuccess, Refusal> {
     let kind = signal.kind();
     if !ingest.accepts(kind) {
         return Err(Refusal::NotConfigured(kind));
+    }
+    // Before the sender's pid: a client's `runbom.*`/`aibom.*` never reach a pipeline.
+    if !limits.trust_runbom_attributes {
+        provenance::quarantine(&mut signal);
     }
     if let (Some(senders), Some(client)) = (ingest.sender_pids(), client) {
         sender::attribute(senders, &mut signal, client).await;

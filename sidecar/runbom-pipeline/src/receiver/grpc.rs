@@ -63,6 +63,7 @@ pub async fn serve_grpc(
 ) -> io::Result<()> {
     let receiver = GrpcReceiver {
         ingest: ingest.clone(),
+        limits,
     };
     let max = limits.max_request_bytes;
     let traces = TraceServiceServer::new(receiver.clone())
@@ -115,6 +116,7 @@ pub async fn serve_grpc(
 #[derive(Clone)]
 struct GrpcReceiver {
     ingest: Ingest,
+    limits: Limits,
 }
 
 impl GrpcReceiver {
@@ -123,7 +125,7 @@ impl GrpcReceiver {
         signal: Signal,
         client: Option<SocketAddr>,
     ) -> Result<PartialSuccess, Status> {
-        accept(&self.ingest, signal, client)
+        accept(&self.ingest, signal, client, self.limits)
             .await
             .map_err(|refusal| {
                 tracing::debug!(receiver = self.ingest.receiver(), %refusal, "gRPC export refused");

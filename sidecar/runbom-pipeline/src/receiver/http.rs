@@ -290,7 +290,7 @@ async fn receive(
         body
     };
     let signal = decode(kind, encoding, &body)?;
-    let partial = accept(ingest, signal, client).await?;
+    let partial = accept(ingest, signal, client, limits).await?;
     Ok(success(kind, encoding, &partial))
 }
 

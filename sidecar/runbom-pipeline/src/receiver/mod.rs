@@ -2,8 +2,9 @@
 //! ([`ebpf`]: the kernel's events).
 //!
 //! Both transports do the same thing once a request is decoded: drop the items the OTLP spec
-//! calls invalid (answered as an OTLP partial success), then hand the rest
-//! to the pipelines through [`Ingest`]. How each outcome is answered:
+//! calls invalid (answered as an OTLP partial success), move what the client sent in runbom's
+//! own namespaces under `received.` ([`provenance`]), then hand the rest to the pipelines
+//! through [`Ingest`]. How each outcome is answered:
 //!
 //! | outcome                                  | gRPC                         | HTTP                       |
 //! |------------------------------------------|------------------------------|----------------------------|
@@ -26,6 +27,7 @@ mod grpc;
 mod http;
 mod json;
 pub mod otlp;
+mod provenance;
 pub mod sender;
 mod status;
 mod tls;

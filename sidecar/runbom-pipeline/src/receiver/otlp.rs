@@ -58,6 +58,11 @@ pub struct OtlpServer {
     pub traces_url_path: Option<String>,
     pub logs_url_path: Option<String>,
     pub metrics_url_path: Option<String>,
+    /// runbom's own key: keep `runbom.*`/`aibom.*` attributes and kernel/drift event names that
+    /// clients send (default false: they are moved under `received.`, contract §6). Only for a
+    /// gateway whose clients are runbom node agents, authenticated (mTLS `client_ca_file`).
+    #[serde(default)]
+    pub trust_runbom_attributes: bool,
     // Accepted so that a Collector's section loads as it is; they change nothing runbom does:
     // buffer sizes are tuning hints, no runbom processor reads client metadata, and CORS only
     // matters to browsers, which runbom does not serve.
@@ -116,6 +121,7 @@ impl OtlpServer {
                 .and_then(|k| k.timeout)
                 .unwrap_or(d.keepalive_timeout),
             read_timeout: self.read_timeout.unwrap_or(d.read_timeout),
+            trust_runbom_attributes: self.trust_runbom_attributes,
             ..d
         }
     }

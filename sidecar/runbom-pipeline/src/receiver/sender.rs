@@ -3,8 +3,12 @@
 //! Correlation matches an application's spans with the kernel events of its process, so every
 //! resource that arrives without `process.pid` gets the pid of the process that owns the
 //! client end of the connection — found in `/proc/net/tcp{,6}` (the socket's inode) and then
-//! in `/proc/*/fd` (who holds that inode). Agents need no configuration for it, and a
-//! `process.pid` the SDK already sends is kept.
+//! in `/proc/*/fd` (who holds that inode). Agents need no configuration for it. A
+//! `process.pid` the client sends is checked against that owner (contract §6): when they
+//! disagree the owner's pid replaces it, the client's value is kept as
+//! `received.process.pid`, and `runbom_receiver_pid_mismatch_total` counts it — otherwise any
+//! local user could claim another user's process and have its kernel events placed under a
+//! forged trace. When no owner is found (a remote client) the client's pid stays.
 //!
 //! Lookups scan `/proc`, so answers are cached per client address for [`TTL`]; a connection
 //! reused by the same client keeps its pid. Remote (non-local) clients are never found and
@@ -14,7 +18,10 @@ use std::{
     collections::HashMap,
     fs,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -22,7 +29,7 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, KeyValue, any_value::Value},
     resource::v1::Resource,
 };
-use runbom_event::semconv::PROCESS_PID;
+use runbom_event::semconv::{PROCESS_PID, RECEIVED_PREFIX};
 use runbom_otlp::signal::Signal;
 
 /// How long a found pid is trusted for a client address.
@@ -36,9 +43,17 @@ const MAX_ENTRIES: usize = 4096;
 #[derive(Default)]
 pub struct SenderPids {
     cache: Mutex<HashMap<SocketAddr, (Option<u32>, Instant)>>,
+    /// Resources whose `process.pid` disagreed with the socket's owner (and was replaced).
+    mismatches: AtomicU64,
 }
 
 impl SenderPids {
+    /// Resources whose client-supplied `process.pid` was not the socket owner's.
+    #[must_use]
+    pub fn mismatches(&self) -> u64 {
+        self.mismatches.load(Ordering::Relaxed)
+    }
+
     /// The pid of the local process whose socket is `client`, connected to `server` when
     /// given. Blocking: reads `/proc` unless the answer is cached.
     pub fn lookup(&self, client: SocketAddr, server: Option<SocketAddr>) -> Option<u32> {
@@ -70,13 +85,11 @@ impl SenderPids {
     }
 }
 
-/// Adds the sending process's `process.pid` to the resources of `signal` that have none. Does
-/// nothing when every resource names its pid already (no `/proc` reading then); reads `/proc`
-/// off the async threads when the client is not cached.
+/// Sets the sending process's `process.pid` on every resource of `signal`: added where there
+/// is none, replaced where the client's disagrees with the socket's owner (the client's kept as
+/// `received.process.pid`, the mismatch counted). Reads `/proc` off the async threads when the
+/// client is not cached.
 pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: SocketAddr) {
-    if !resources(signal).any(|r| !has_pid(r.as_ref())) {
-        return;
-    }
     let pid = if let Some(pid) = senders.cached(canonical(client)) {
         pid
     } else {
@@ -87,12 +100,11 @@ pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: S
             .flatten()
     };
     if let Some(pid) = pid {
-        annotate(signal, pid);
+        let replaced = annotate(signal, pid);
+        if replaced > 0 {
+            senders.mismatches.fetch_add(replaced, Ordering::Relaxed);
+        }
     }
-}
-
-fn has_pid(resource: Option<&Resource>) -> bool {
-    resource.is_some_and(|r| r.attributes.iter().any(|a| a.key == PROCESS_PID))
 }
 
 fn resources(signal: &mut Signal) -> Box<dyn Iterator<Item = &mut Option<Resource>> + '_> {
@@ -103,22 +115,44 @@ fn resources(signal: &mut Signal) -> Box<dyn Iterator<Item = &mut Option<Resourc
     }
 }
 
-/// Adds `process.pid` to every resource of `signal` that has none.
-pub fn annotate(signal: &mut Signal, pid: u32) {
-    for resource in resources(signal) {
-        if has_pid(resource.as_ref()) {
-            continue;
-        }
-        resource
-            .get_or_insert_with(Resource::default)
-            .attributes
-            .push(KeyValue {
-                key: PROCESS_PID.into(),
-                value: Some(AnyValue {
-                    value: Some(Value::IntValue(pid.into())),
-                }),
-            });
+fn int_value(v: i64) -> AnyValue {
+    AnyValue {
+        value: Some(Value::IntValue(v)),
     }
+}
+
+/// Sets `process.pid` = `pid` on every resource of `signal`; returns how many resources named
+/// another pid (theirs is moved to `received.process.pid`).
+pub fn annotate(signal: &mut Signal, pid: u32) -> u64 {
+    let mut replaced = 0;
+    for resource in resources(signal) {
+        let attributes = &mut resource.get_or_insert_with(Resource::default).attributes;
+        let mut found = false;
+        let mut moved = false;
+        for kv in attributes.iter_mut().filter(|kv| kv.key == PROCESS_PID) {
+            let same = matches!(
+                kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(Value::IntValue(p)) if *p == i64::from(pid)
+            );
+            if found || !same {
+                // A second `process.pid`, or one that is not the owner's: not the sender's.
+                kv.key = format!("{RECEIVED_PREFIX}{PROCESS_PID}");
+                moved = true;
+            } else {
+                found = true;
+            }
+        }
+        if moved {
+            replaced += 1;
+        }
+        if !found {
+            attributes.push(KeyValue {
+                key: PROCESS_PID.into(),
+                value: Some(int_value(pid.into())),
+            });
+        }
+    }
+    replaced
 }
 
 fn canonical(a: SocketAddr) -> SocketAddr {
@@ -235,38 +269,63 @@ mod tests {
     }
 
     #[test]
-    fn annotates_only_resources_without_a_pid() {
+    fn annotates_resources_and_replaces_a_pid_that_is_not_the_senders() {
         use opentelemetry_proto::tonic::{
             collector::trace::v1::ExportTraceServiceRequest, trace::v1::ResourceSpans,
         };
-        let with_pid = Resource {
+        let with_pid = |pid: i64| Resource {
             attributes: vec![KeyValue {
                 key: "process.pid".into(),
-                value: Some(AnyValue {
-                    value: Some(Value::IntValue(7)),
-                }),
+                value: Some(int_value(pid)),
             }],
             ..Default::default()
         };
         let mut signal = Signal::Traces(ExportTraceServiceRequest {
             resource_spans: vec![
                 ResourceSpans {
-                    resource: Some(with_pid.clone()),
+                    resource: Some(with_pid(42)),
                     ..Default::default()
                 },
                 ResourceSpans::default(),
+                ResourceSpans {
+                    resource: Some(with_pid(1)),
+                    ..Default::default()
+                },
             ],
         });
-        annotate(&mut signal, 42);
+        assert_eq!(
+            annotate(&mut signal, 42),
+            1,
+            "one resource claimed another pid"
+        );
         let Signal::Traces(r) = signal else {
             unreachable!()
         };
-        assert_eq!(r.resource_spans[0].resource.as_ref(), Some(&with_pid));
-        let added = &r.resource_spans[1].resource.as_ref().unwrap().attributes[0];
-        assert_eq!(added.key, "process.pid");
+        let attrs = |i: usize| -> Vec<(String, Option<Value>)> {
+            r.resource_spans[i]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone().and_then(|v| v.value)))
+                .collect()
+        };
+        let pid = |k: &str, v: i64| (k.to_owned(), Some(Value::IntValue(v)));
         assert_eq!(
-            added.value.as_ref().unwrap().value,
-            Some(Value::IntValue(42))
+            attrs(0),
+            vec![pid("process.pid", 42)],
+            "the sender's own pid is kept"
+        );
+        assert_eq!(
+            attrs(1),
+            vec![pid("process.pid", 42)],
+            "a missing pid is added"
+        );
+        assert_eq!(
+            attrs(2),
+            vec![pid("received.process.pid", 1), pid("process.pid", 42)],
+            "a forged pid is replaced and kept under received."
         );
     }
 }

@@ -100,6 +100,7 @@ fn investigate(args: &InvestigateArgs) -> Result<ExitCode> {
             fetch::jaeger(base, id, &mut data)?;
         }
     }
+    warn_unmarked(&data);
     if args.list {
         print!("{}", tree::render_list(&data.traces(), style));
         return Ok(ExitCode::SUCCESS);
@@ -172,6 +173,17 @@ fn investigate(args: &InvestigateArgs) -> Result<ExitCode> {
         eprintln!("HTML report written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says how many `aibom.drift` records were skipped as not runbom's (contract §6).
+fn warn_unmarked(data: &Data) {
+    if data.unmarked_alerts > 0 {
+        eprintln!(
+            "runbom investigate: {} `aibom.drift` record(s) without runbom.instance.id skipped: \
+             not findings runbom emitted (docs/telemetry-contract.md §6)",
+            data.unmarked_alerts
+        );
+    }
 }
 
 fn latest_alert(alerts: &[Alert]) -> Option<&Alert> {

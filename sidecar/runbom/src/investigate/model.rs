@@ -10,7 +10,7 @@ use std::{
 
 use runbom_event::semconv::{
     AIBOM_AGENT_REF, AIBOM_CHAIN, AIBOM_COMPONENT_REF, AIBOM_DRIFT, AIBOM_DRIFT_KINDS,
-    AIBOM_DRIFT_REASON, EVENT_NAME, RUNBOM_EVENT, SERVICE_NAME, event, scope,
+    AIBOM_DRIFT_REASON, EVENT_NAME, RUNBOM_EVENT, RUNBOM_INSTANCE_ID, SERVICE_NAME, event, scope,
 };
 use runbom_otlp::json;
 use serde_json::Value;
@@ -148,6 +148,9 @@ pub struct Data {
     pub alerts: Vec<Alert>,
     /// Other log records (kernel events as logs, application logs): counted only.
     pub other_logs: usize,
+    /// `aibom.drift` records without runbom's mark (`runbom.instance.id`, contract §6): not
+    /// findings runbom emitted, so not shown; counted.
+    pub unmarked_alerts: usize,
 }
 
 /// Why the input could not be read.
@@ -310,7 +313,13 @@ impl Data {
                         .filter(|s| !s.is_empty())
                         .or_else(|| a.get(EVENT_NAME).and_then(Attr::as_str));
                     if event == Some(event::AIBOM_DRIFT) {
-                        self.alerts.push(alert(r, &a, &resource));
+                        // Contract §6: only what runbom emitted is a finding. (A client's
+                        // record cannot carry this event name past runbom's receivers.)
+                        if a.get(RUNBOM_INSTANCE_ID).and_then(Attr::as_str).is_some() {
+                            self.alerts.push(alert(r, &a, &resource));
+                        } else {
+                            self.unmarked_alerts += 1;
+                        }
                     } else {
                         self.other_logs += 1;
                     }

@@ -7,7 +7,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use runbom_aibom::{BomWatch, baseline, endpoint::Endpoint};
+use runbom_aibom::{
+    BomWatch,
+    arguments::{ArgumentPolicy, Mask},
+    baseline,
+    endpoint::Endpoint,
+};
 use serde::Deserialize;
 use tracing::info;
 
@@ -42,6 +47,40 @@ pub struct AibomConfig {
     /// The learned behavioural baseline (`baseline_*` drift flags); off unless set.
     #[serde(default)]
     pub baseline: Option<AibomBaselineConfig>,
+    /// How alert chains quote tool arguments.
+    #[serde(default)]
+    pub alert_arguments: AlertArgumentsConfig,
+}
+
+/// `processors.aibom.alert_arguments`: each string value of a tool call's arguments (and the
+/// prompt) quoted in an alert chain is masked, then cut to `max_chars` characters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertArgumentsConfig {
+    /// Characters kept of each value (0: values are not quoted at all); default 64.
+    #[serde(default = "default_alert_max_chars")]
+    pub max_chars: usize,
+    /// What is masked: `card_numbers` (Luhn-valid 13–19 digits), `emails`; default both.
+    /// Secrets are redacted whatever this says.
+    #[serde(default = "default_alert_mask")]
+    pub mask: Vec<Mask>,
+}
+
+impl Default for AlertArgumentsConfig {
+    fn default() -> Self {
+        Self {
+            max_chars: default_alert_max_chars(),
+            mask: default_alert_mask(),
+        }
+    }
+}
+
+fn default_alert_max_chars() -> usize {
+    ArgumentPolicy::DEFAULT_MAX_CHARS
+}
+
+fn default_alert_mask() -> Vec<Mask> {
+    ArgumentPolicy::default().mask
 }
 
 /// `processors.aibom.baseline`: what each declared agent does is learned for `learn_for`,
@@ -159,6 +198,10 @@ impl ProcessorConfig for AibomConfig {
                 max_spans: self.max_spans,
                 judge: runbom_aibom::judge::JudgeSettings { ignore },
                 baseline,
+                alert_arguments: ArgumentPolicy {
+                    max_chars: self.alert_arguments.max_chars,
+                    mask: self.alert_arguments.mask.clone(),
+                },
             },
             bom: Arc::new(Mutex::new(watch)),
             reload_interval: self.reload_interval,
@@ -252,6 +295,34 @@ mod tests {
         assert_eq!(
             (b.learn_for, b.payload_floor),
             (Duration::from_hours(1), 4096)
+        );
+        assert_eq!(a.alert_arguments.max_chars, 64, "the default cut");
+    }
+
+    #[test]
+    fn alert_arguments_policy() {
+        let yaml = |section: &str| {
+            format!(
+                "processors: {{ aibom: {{ bom: b.json, alert_arguments: {section} }} }}\n\
+                 exporters: {{ nop: {{}} }}\nreceivers: {{ otlp: {{ protocols: {{ grpc: {{}} }} }} }}\n\
+                 service: {{ pipelines: {{ traces: {{ receivers: [otlp], processors: [aibom], exporters: [nop] }} }} }}"
+            )
+        };
+        let c = Config::parse(&yaml("{ max_chars: 16, mask: [emails] }"), "c.yaml").unwrap();
+        let a = c
+            .processor::<AibomConfig>("aibom")
+            .expect("an aibom processor");
+        assert_eq!(a.alert_arguments.max_chars, 16);
+        assert_eq!(
+            a.alert_arguments.mask,
+            [runbom_aibom::arguments::Mask::Emails]
+        );
+        let e = Config::parse(&yaml("{ mask: [phones] }"), "c.yaml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("c.yaml at `processors.aibom.alert_arguments.mask"),
+            "{e}"
         );
     }
 }
