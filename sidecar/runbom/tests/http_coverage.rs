@@ -1,4 +1,4 @@
-//! Coverage of real HTTP clients (issue 13): each client makes exactly one request against a
+//! Coverage of real HTTP clients: each client makes exactly one request against a
 //! local server, and runbom must export exactly one `http.request` for it, with the method,
 //! `url.path`, `server.address`, the response status where it is seen (inside TLS), the
 //! body's `model` and how it was captured (`runbom.capture`).

@@ -241,7 +241,7 @@ service:
 }
 
 /// Every `otlp` receiver key either does what the Collector's does or is refused with its path
-/// and the reason (issue 19: `traces_url_path`, `max_concurrent_streams`, `keepalive` and
+/// and the reason (`traces_url_path`, `max_concurrent_streams`, `keepalive` and
 /// `transport` used to be accepted and ignored).
 #[test]
 fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
