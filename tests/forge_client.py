@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A local user forging runbom's evidence with the real OpenTelemetry Python SDK (issue 19).
+"""A local user forging runbom's evidence with the real OpenTelemetry Python SDK.
 
     forge_client.py --protocol grpc|http --endpoint HOST:PORT --case alert|kernel|pid
                     [--pid PID] [--seconds S]

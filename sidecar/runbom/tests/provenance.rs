@@ -1,4 +1,4 @@
-//! Provenance (issue 19, contract §6): a local user cannot forge runbom's evidence.
+//! Provenance (contract §6): a local user cannot forge runbom's evidence.
 //!
 //! Each forgery of the issue's table is sent with the real OpenTelemetry Python SDK
 //! (`tests/forge_client.py`) to runbom's receivers, and what runbom exported is checked:

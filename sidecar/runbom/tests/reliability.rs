@@ -1,4 +1,4 @@
-//! runbom under faults and hostile inputs (issue 19): each test reproduces one way runbom was
+//! runbom under faults and hostile inputs: each test reproduces one way runbom was
 //! hung, exhausted or made to lose data, and checks it now stays up, bounded and honest. Every
 //! test is bounded (at most a minute) and talks to 127.0.0.1 only.
 
