@@ -438,6 +438,54 @@ pub fn is_model_server(path: &str) -> bool {
     NAMES.iter().any(|n| file.starts_with(n))
 }
 
+/// Whether a command line runs a model server through an interpreter (`python -m vllm.entrypoints…`,
+/// `vllm serve`, `python -m llama_cpp.server`, text-generation-inference's server).
+#[must_use]
+pub fn is_model_server_command(command_line: &str) -> bool {
+    const MODULES: &[&str] = &[
+        "vllm.entrypoints",
+        "llama_cpp.server",
+        "text_generation_server",
+        "sglang.launch_server",
+    ];
+    let mut words = command_line.split_whitespace();
+    let _program = words.next();
+    words.take(4).any(|w| {
+        MODULES.iter().any(|m| w.starts_with(m))
+            || matches!(
+                w.rsplit('/').next(),
+                Some("vllm" | "ollama" | "llama-server")
+            )
+    })
+}
+
+/// The provider behind a well-known LLM API host (`api.openai.com` → `openai`).
+#[must_use]
+pub fn provider_of_host(dest: &Dest) -> Option<String> {
+    const HOSTS: &[(&str, &str)] = &[
+        ("api.openai.com", "openai"),
+        ("api.anthropic.com", "anthropic"),
+        ("generativelanguage.googleapis.com", "gcp.gemini"),
+        ("api.mistral.ai", "mistral_ai"),
+        ("api.cohere.ai", "cohere"),
+        ("api.cohere.com", "cohere"),
+        ("api.groq.com", "groq"),
+        ("api.deepseek.com", "deepseek"),
+        ("api.x.ai", "x_ai"),
+    ];
+    let name = dest.name.as_deref()?;
+    if name.ends_with(".openai.azure.com") {
+        return Some("azure.ai.openai".into());
+    }
+    if name.starts_with("bedrock-runtime.") {
+        return Some("aws.bedrock".into());
+    }
+    HOSTS
+        .iter()
+        .find(|(h, _)| *h == name)
+        .map(|(_, p)| (*p).to_owned())
+}
+
 /// Ports model servers listen on by default (Ollama 11434, vLLM/TGI commonly 8000/8080 are
 /// too generic to count).
 #[must_use]

@@ -17,6 +17,8 @@ pub mod flag {
     pub const UNDECLARED_DATA_SOURCE: &str = "undeclared_data_source";
     pub const UNDECLARED_EXEC: &str = "undeclared_exec";
     pub const UNDECLARED_FILE: &str = "undeclared_file";
+    /// An undeclared workload used an AI provider, model or model server.
+    pub const SHADOW_AI: &str = "shadow_ai";
 }
 
 /// What the processor concluded about one span. Refs borrow from the BOM in force.

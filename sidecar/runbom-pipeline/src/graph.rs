@@ -277,7 +277,10 @@ impl Graph {
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
         for (spec, mut rx) in specs.iter().zip(inputs) {
-            for p in &spec.processors {
+            // A correlate processor followed by an aibom processor sends its kernel log
+            // records through it (shadow AI), and the aibom stage hands them on.
+            let mut kernel_logs: Option<Option<Ingest>> = None;
+            for (at, p) in spec.processors.iter().enumerate() {
                 match p {
                     ProcessorSpec::Batch(s) => {
                         // Batches are large: hold few of them, so that memory is bounded by
@@ -297,6 +300,15 @@ impl Graph {
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
                         let (events_tx, events_rx) = mpsc::channel(settings.channel_capacity);
                         let logs = correlate_logs(c, &routes, &counters, settings, stop);
+                        let judged = spec.processors[at..]
+                            .iter()
+                            .any(|p| matches!(p, ProcessorSpec::Aibom(_)));
+                        let logs = if judged {
+                            kernel_logs = Some(logs);
+                            correlate::KernelLogs::Downstream
+                        } else {
+                            correlate::KernelLogs::Pipelines(logs)
+                        };
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
                         tasks.push(tokio::spawn(correlate::run(
@@ -322,7 +334,13 @@ impl Graph {
                             })
                             .clone();
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
-                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts)));
+                        tasks.push(tokio::spawn(aibom::run(
+                            rx,
+                            tx,
+                            a.clone(),
+                            alerts,
+                            kernel_logs.take(),
+                        )));
                         rx = next;
                     }
                 }
@@ -412,7 +430,7 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         "Declared AI-BOM reloads that took effect.",
         move || reloads.load(Relaxed),
     );
-    let counters: [(&'static str, &'static str, StatRead); 5] = [
+    let counters: [(&'static str, &'static str, StatRead); 7] = [
         (
             "runbom_aibom_spans_with_drift_total",
             "Spans the AI-BOM processor flagged with drift.",
@@ -435,6 +453,16 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
             "runbom_aibom_spans_late_total",
             "Spans judged in the context of a trace released before they arrived.",
             |s| &s.spans_late,
+        ),
+        (
+            "runbom_aibom_shadow_workloads_total",
+            "Undeclared workloads seen using an AI provider, model or model server.",
+            |s| &s.shadow.workloads,
+        ),
+        (
+            "runbom_aibom_shadow_calls_total",
+            "AI uses (model calls, LLM API requests, model-server activity) of undeclared workloads.",
+            |s| &s.shadow.calls,
         ),
     ];
     for (name, help, read) in counters {
