@@ -147,13 +147,29 @@ pub fn diff(
                         .any(|(ok, ov)| ok == k && g.matches(ov.as_str()))
                 })
         });
+        // A shadow workload: which models, endpoints and data it used.
+        let extra = if obs
+            .evidence(&a.bom_ref, "shadow_ai")
+            .iter()
+            .any(|v| v == "true")
+        {
+            let used: Vec<String> = observed
+                .closure(&a.bom_ref)
+                .iter()
+                .filter_map(|r| observed.describe(r))
+                .map(|(kind, name)| format!("{} {name}", kind.as_str()))
+                .collect();
+            format!("shadow AI, used: {}", used.join(", "))
+        } else {
+            String::new()
+        };
         record(
             &mut d,
             Kind::Agent,
             &a.name,
             &a.bom_ref,
             hit.map(|h| h.bom_ref.clone()),
-            "",
+            &extra,
         );
     }
     for m in &observed.models {

@@ -250,6 +250,20 @@ pub enum Activity {
     Other,
 }
 
+/// A boolean attribute.
+#[must_use]
+pub fn attr_bool(attrs: &[KeyValue], key: &str) -> Option<bool> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::BoolValue(b)),
+            }) => Some(*b),
+            _ => None,
+        })
+}
+
 /// Reads a span's (or event log record's) activity from its attributes.
 #[must_use]
 pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {

@@ -33,6 +33,7 @@ fn settings() -> Settings {
             ],
         },
         baseline: None,
+        shadow: runbom_aibom::shadow::ShadowSettings::default(),
     }
 }
 

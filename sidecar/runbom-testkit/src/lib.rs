@@ -33,6 +33,7 @@ pub mod process;
 pub mod python;
 pub mod requests;
 pub mod runbom;
+pub mod shadow_run;
 pub mod sink;
 
 pub use config::{SidecarConfig, pipeline};
