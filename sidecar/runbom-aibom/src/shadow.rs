@@ -182,6 +182,8 @@ pub struct Shadow {
     pub settings: ShadowSettings,
     workloads: HashMap<Key, Workload>,
     tick: u64,
+    /// Alerts held now (so that the trace path pays nothing when there is none).
+    pending: usize,
 }
 
 /// One judged kernel log record, as the shadow watch reads it.
@@ -250,10 +252,12 @@ impl Shadow {
         if w.alerted_at.is_none() {
             stats.workloads.fetch_add(1, Ordering::Relaxed);
         }
+        let mut opened = false;
         match (&mut w.pending, w.alerted_at) {
             (Some(p), _) => p.calls += 1,
             (None, Some(at)) if now.duration_since(at) < window => {}
             (None, _) => {
+                opened = true;
                 w.alerted_at = Some(now);
                 w.pending = Some(Pending {
                     due: now + hold,
@@ -264,6 +268,9 @@ impl Shadow {
                     calls: 1,
                 });
             }
+        }
+        if opened {
+            self.pending += 1;
         }
     }
 
@@ -285,6 +292,9 @@ impl Shadow {
     /// When the next held alert is due.
     #[must_use]
     pub fn next_due(&self) -> Option<Instant> {
+        if self.pending == 0 {
+            return None;
+        }
         self.workloads
             .values()
             .filter_map(|w| w.pending.as_ref().map(|p| p.due))
@@ -300,6 +310,9 @@ impl Shadow {
         pids: &PidMap,
     ) -> Vec<ResourceLogs> {
         let mut out = Vec::new();
+        if self.pending == 0 {
+            return out;
+        }
         let mut declared = Vec::new();
         for (key, w) in &mut self.workloads {
             if !w
@@ -310,6 +323,7 @@ impl Shadow {
                 continue;
             }
             let Some(p) = w.pending.take() else { continue };
+            self.pending -= 1;
             if pids.agent_of(p.pid).is_some() {
                 declared.push(key.clone());
                 continue;
