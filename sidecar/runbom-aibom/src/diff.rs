@@ -11,6 +11,9 @@ use crate::{
     endpoint::{Dest, Endpoint},
 };
 
+/// What a shadow agent used, named at most this many times in its line.
+const SHADOW_USES: usize = 16;
+
 #[derive(Debug, Default, Serialize)]
 pub struct Diff {
     pub declared: String,
@@ -153,13 +156,23 @@ pub fn diff(
             .iter()
             .any(|v| v == "true")
         {
-            let used: Vec<String> = observed
+            let mut used: Vec<(Kind, String)> = observed
                 .closure(&a.bom_ref)
                 .iter()
                 .filter_map(|r| observed.describe(r))
+                .collect();
+            // Models and endpoints first, then data.
+            used.sort_by_key(|(kind, _)| *kind == Kind::Data);
+            let n = used.len();
+            let mut text: Vec<String> = used
+                .into_iter()
+                .take(SHADOW_USES)
                 .map(|(kind, name)| format!("{} {name}", kind.as_str()))
                 .collect();
-            format!("shadow AI, used: {}", used.join(", "))
+            if n > SHADOW_USES {
+                text.push(format!("and {} more", n - SHADOW_USES));
+            }
+            format!("shadow AI, used: {}", text.join(", "))
         } else {
             String::new()
         };

@@ -509,7 +509,9 @@ impl Inventory {
                         Some(i) => &path[..=i],
                         None => path.as_str(),
                     };
-                    if let Some(w) = &sh {
+                    if let Some(w) = &sh
+                        && !span::is_library_path(path)
+                    {
                         uses(&mut out, w, Kind::Data, format!("file://{dir}"));
                     }
                     add(

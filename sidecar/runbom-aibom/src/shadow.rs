@@ -379,6 +379,12 @@ fn ai_use(r: &Record<'_>, exe: &str) -> Option<Use> {
 fn step(r: &Record<'_>) -> Option<String> {
     match r.activity {
         Activity::Connect { dest } if dest.port == Some(53) => None,
+        Activity::File { path } if span::is_library_path(path) => None,
+        Activity::File { .. }
+            if attr(r.attrs, "runbom.file.flags").is_some_and(|f| f.contains("O_DIRECTORY")) =>
+        {
+            None
+        }
         Activity::Connect { .. }
         | Activity::Http { .. }
         | Activity::File { .. }

@@ -452,6 +452,47 @@ pub fn is_model_server(path: &str) -> bool {
     NAMES.iter().any(|n| file.starts_with(n))
 }
 
+/// Whether a path is a program's own machinery rather than data it works on: shared libraries,
+/// interpreters' standard and installed packages, bytecode caches, the dynamic loader's files,
+/// devices. Not steps of a shadow workload's chain, nor data it "used".
+#[must_use]
+pub fn is_library_path(path: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "/usr/lib/",
+        "/usr/lib64/",
+        "/usr/local/lib/",
+        "/lib/",
+        "/lib64/",
+        "/usr/share/",
+        "/etc/ld.so",
+        "/etc/localtime",
+        "/dev/",
+        "/proc/",
+        "/sys/",
+    ];
+    const PARTS: &[&str] = &[
+        "/site-packages/",
+        "/dist-packages/",
+        "/__pycache__/",
+        "/node_modules/",
+        "/lib/python",
+        "/.pyenv/versions/",
+        "/lib-dynload/",
+        ".dist-info/",
+    ];
+    let file = path.rsplit('/').next().unwrap_or(path);
+    PREFIXES.iter().any(|p| path.starts_with(p))
+        || PARTS.iter().any(|p| path.contains(p))
+        || path.ends_with('/')
+        || std::path::Path::new(file).extension().is_some_and(|e| {
+            e.eq_ignore_ascii_case("so")
+                || e.eq_ignore_ascii_case("pyc")
+                || e.eq_ignore_ascii_case("pth")
+        })
+        || file.contains(".so.")
+        || file == "pyvenv.cfg"
+}
+
 /// Whether a command line runs a model server through an interpreter (`python -m vllm.entrypoints…`,
 /// `vllm serve`, `python -m llama_cpp.server`, text-generation-inference's server).
 #[must_use]
