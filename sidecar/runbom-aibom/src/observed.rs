@@ -376,7 +376,7 @@ impl Inventory {
                 .flatten()
                 .map(str::to_owned);
             if let Some(w) = &sh {
-                self.shadow_use(&mut out, w, o);
+                Self::shadow_use(&mut out, w, o);
             }
             if let Some(uid) = o.uid {
                 add(
@@ -572,7 +572,7 @@ impl Inventory {
 
     /// Inventories what a shadow workload's observation adds: the undeclared agent, and the
     /// model of a captured LLM API request.
-    fn shadow_use(&self, out: &mut BTreeMap<(Kind, String), Entry>, w: &str, o: &Obs) {
+    fn shadow_use(out: &mut BTreeMap<(Kind, String), Entry>, w: &str, o: &Obs) {
         let exe = o.exe.as_deref().unwrap_or("");
         let agent = out.entry((Kind::Agent, w.to_owned())).or_default();
         if agent.kind.is_none() {

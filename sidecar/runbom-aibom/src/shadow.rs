@@ -315,11 +315,11 @@ impl Shadow {
         }
         let mut declared = Vec::new();
         for (key, w) in &mut self.workloads {
-            if !w
+            let due = w
                 .pending
                 .as_ref()
-                .is_some_and(|p| now.is_none_or(|n| p.due <= n))
-            {
+                .is_some_and(|p| now.is_none_or(|n| p.due <= n));
+            if !due {
                 continue;
             }
             let Some(p) = w.pending.take() else { continue };
@@ -363,13 +363,14 @@ fn ai_use(r: &Record<'_>, exe: &str) -> Option<Use> {
         }
         _ => {
             let cmd = attr(r.attrs, "process.command_line").unwrap_or("");
-            if span::is_model_server(exe) || span::is_model_server_command(cmd) {
-                u.server = Some(exe.to_owned());
-            } else if r.verdict.declared == Some(false) {
-                u.server = Some(exe.to_owned());
-            } else {
+            // A model server's events, or any other AI-relevant undeclared activity.
+            if !(span::is_model_server(exe)
+                || span::is_model_server_command(cmd)
+                || r.verdict.declared == Some(false))
+            {
                 return None;
             }
+            u.server = Some(exe.to_owned());
         }
     }
     Some(u)

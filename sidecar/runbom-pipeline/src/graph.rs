@@ -226,6 +226,22 @@ fn correlate_logs(
     })
 }
 
+/// Where a correlate processor's log records go (`logs`: the ebpf receiver's logs pipelines):
+/// when an aibom processor follows it in its pipeline (`rest`), through that processor, which
+/// judges those no trace claimed (shadow AI) and hands them on (`to_aibom`); else straight there.
+fn kernel_logs_route(
+    rest: &[ProcessorSpec],
+    logs: Option<Ingest>,
+    to_aibom: &mut Option<aibom::KernelLogs>,
+) -> correlate::KernelLogs {
+    if rest.iter().any(|p| matches!(p, ProcessorSpec::Aibom(_))) {
+        *to_aibom = Some(aibom::KernelLogs(logs));
+        correlate::KernelLogs::Downstream
+    } else {
+        correlate::KernelLogs::Pipelines(logs)
+    }
+}
+
 /// The running pipelines.
 pub struct Graph {
     ingests: BTreeMap<String, Ingest>,
@@ -258,8 +274,7 @@ impl Graph {
         let mut gated: Vec<String> = Vec::new();
         let mut attributed: Vec<String> = Vec::new();
         let mut kernel_events = None;
-        // Every input first: correlate and aibom processors send logs into other pipelines'
-        // inputs.
+        // Every input first: correlate and aibom send logs into other pipelines' inputs.
         let mut inputs = Vec::with_capacity(specs.len());
         for spec in specs {
             if spec.processors.iter().any(ProcessorSpec::needs_sender_pids) {
@@ -277,9 +292,7 @@ impl Graph {
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
         for (spec, mut rx) in specs.iter().zip(inputs) {
-            // A correlate processor followed by an aibom processor sends its kernel log
-            // records through it (shadow AI), and the aibom stage hands them on.
-            let mut kernel_logs: Option<Option<Ingest>> = None;
+            let mut kl = None; // kernel logs through an aibom processor
             for (at, p) in spec.processors.iter().enumerate() {
                 match p {
                     ProcessorSpec::Batch(s) => {
@@ -300,15 +313,7 @@ impl Graph {
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
                         let (events_tx, events_rx) = mpsc::channel(settings.channel_capacity);
                         let logs = correlate_logs(c, &routes, &counters, settings, stop);
-                        let judged = spec.processors[at..]
-                            .iter()
-                            .any(|p| matches!(p, ProcessorSpec::Aibom(_)));
-                        let logs = if judged {
-                            kernel_logs = Some(logs);
-                            correlate::KernelLogs::Downstream
-                        } else {
-                            correlate::KernelLogs::Pipelines(logs)
-                        };
+                        let logs = kernel_logs_route(&spec.processors[at..], logs, &mut kl);
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
                         tasks.push(tokio::spawn(correlate::run(
@@ -334,13 +339,8 @@ impl Graph {
                             })
                             .clone();
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
-                        tasks.push(tokio::spawn(aibom::run(
-                            rx,
-                            tx,
-                            a.clone(),
-                            alerts,
-                            kernel_logs.take(),
-                        )));
+                        let logs = kl.take();
+                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs)));
                         rx = next;
                     }
                 }

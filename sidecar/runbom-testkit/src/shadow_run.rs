@@ -8,11 +8,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, ProcessInfo};
 use runbom_otlp::{ConvertOptions, convert};
 
+/// A process of user 1000 running `exe shadow_client.py`.
 #[must_use]
-pub fn process(pid: u32, ppid: u32, exe: &str) -> Arc<ProcessInfo> {
+pub fn process(pid: u32, parent: u32, exe: &str) -> Arc<ProcessInfo> {
     Arc::new(ProcessInfo {
         pid,
-        ppid,
+        ppid: parent,
         uid: 1000,
         exe: exe.into(),
         command_line: format!("{exe} shadow_client.py"),

@@ -30,6 +30,11 @@ pub struct AibomSpec {
     pub stats: Arc<Stats>,
 }
 
+/// A `correlate` processor before this one sends its kernel log records down the pipeline:
+/// they are judged here and go on to the ebpf receiver's logs pipelines (`None`: there are
+/// none).
+pub struct KernelLogs(pub Option<Ingest>);
+
 /// Runs until `rx` closes, then releases every trace it holds and returns. `kernel_logs`:
 /// when a `correlate` processor before it sends its kernel log records down the pipeline, the
 /// logs pipelines of the ebpf receiver; the records no trace claimed are judged (shadow AI)
@@ -39,7 +44,7 @@ pub async fn run(
     tx: mpsc::Sender<Signal>,
     spec: AibomSpec,
     alerts: Option<Ingest>,
-    kernel_logs: Option<Option<Ingest>>,
+    kernel_logs: Option<KernelLogs>,
 ) {
     let mut processor = Processor::with_stats(spec.settings.clone(), spec.stats.clone());
     let mut bom = current(&spec.bom);
@@ -59,7 +64,7 @@ pub async fn run(
                 Some(Signal::Traces(req)) => processor.push(req, std::time::Instant::now(), &bom),
                 Some(Signal::Logs(mut req)) if kernel_logs.is_some() => {
                     processor.judge_logs(&mut req, std::time::Instant::now(), &bom);
-                    if let Some(Some(ingest)) = &kernel_logs {
+                    if let Some(KernelLogs(Some(ingest))) = &kernel_logs {
                         ingest.push_waiting(Signal::Logs(req)).await;
                     }
                     continue;
