@@ -9,6 +9,13 @@ tells the story; the benign run gives none; `runbom bom observed` writes strict 
 appears in nothing runbom wrote: every exporter file, its log (stdout and stderr), a scrape of
 its /metrics (tests/leakcheck.py; a missing output fails).
 
+Shadow AI (as root, real eBPF): under the embedded defaults (correlate, aibom) with that BOM,
+the reference agent's benign run and, beside it, an SDK-less `openai` client that sends no
+traces (tests/shadow_openai_client.py, run twice): its LLM calls carry `aibom.declared=false`,
+it raises exactly one `shadow_ai` alert whose chain shows the exfiltration, the agent none; the
+observed BOM and the diff list it with the model and the exfiltration destination; /metrics
+counts shadow workloads and calls.
+
     cargo build -p runbom && .venv/bin/pytest tests/test_aibom.py
 """
 
