@@ -106,7 +106,7 @@ pub fn alert(
     }
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -207,6 +207,29 @@ fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str) -> String {
         rfc3339(s.start),
         scrub::text(text, 2048),
         identity(bom, s)
+    )
+}
+
+/// What a span or kernel log record did, as a chain step's text (`None`: not a step).
+pub(crate) fn describe(
+    activity: &Activity,
+    attrs: &[KeyValue],
+    name: &str,
+    policy: &ArgumentPolicy,
+) -> Option<String> {
+    step(
+        &Step {
+            start: 0,
+            depth: 0,
+            activity,
+            attrs,
+            resource: &[],
+            name,
+            component: None,
+            uid: None,
+            envs: &[],
+        },
+        policy,
     )
 }
 

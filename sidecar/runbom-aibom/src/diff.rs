@@ -13,6 +13,9 @@ use crate::{
     endpoint::{Dest, Endpoint},
 };
 
+/// What a shadow agent used, named at most this many times in its line.
+const SHADOW_USES: usize = 16;
+
 #[derive(Debug, Default, Serialize)]
 pub struct Diff {
     pub declared: String,
@@ -149,13 +152,39 @@ pub fn diff(
                         .any(|(ok, ov)| ok == k && g.matches(ov.as_str()))
                 })
         });
+        // A shadow workload: which models, endpoints and data it used.
+        let extra = if obs
+            .evidence(&a.bom_ref, "shadow_ai")
+            .iter()
+            .any(|v| v == "true")
+        {
+            let mut used: Vec<(Kind, String)> = observed
+                .closure(&a.bom_ref)
+                .iter()
+                .filter_map(|r| observed.describe(r))
+                .collect();
+            // Models and endpoints first, then data.
+            used.sort_by_key(|(kind, _)| *kind == Kind::Data);
+            let n = used.len();
+            let mut text: Vec<String> = used
+                .into_iter()
+                .take(SHADOW_USES)
+                .map(|(kind, name)| format!("{} {name}", kind.as_str()))
+                .collect();
+            if n > SHADOW_USES {
+                text.push(format!("and {} more", n - SHADOW_USES));
+            }
+            format!("shadow AI, used: {}", text.join(", "))
+        } else {
+            String::new()
+        };
         record(
             &mut d,
             Kind::Agent,
             &a.name,
             &a.bom_ref,
             hit.map(|h| h.bom_ref.clone()),
-            "",
+            &extra,
         );
     }
     for m in &observed.models {

@@ -12,6 +12,7 @@
 //! - [`baseline`]: the learned behavioural baseline per agent and its `baseline_*` flags.
 //! - [`observed`]: the runtime BOM of what was seen, from the file exporter's OTLP/JSON;
 //!   [`diff`]: declared against observed.
+//! - [`shadow`]: shadow AI in the kernel log records no trace claimed (`shadow_ai`).
 //! - [`scrub`]: nothing written contains a credential (§5).
 
 pub mod alert;
@@ -30,6 +31,7 @@ pub mod processor;
 pub mod reload;
 pub mod rules;
 pub mod scrub;
+pub mod shadow;
 pub mod span;
 pub mod verdict;
 pub mod view;

@@ -86,6 +86,9 @@ struct Entry {
     declared_refs: BTreeSet<String>,
     ai: bool,
     drift_alerts: u64,
+    /// A shadow workload (an undeclared agent): what it used.
+    shadow: bool,
+    uses: BTreeSet<(Kind, String)>,
 }
 
 impl Entry {
@@ -131,6 +134,12 @@ struct Obs {
     llm: bool,
     /// Where a model call went (`server.address`/`server.port` of the model span).
     model_api: Option<Dest>,
+    pid: Option<u32>,
+    container: Option<String>,
+    /// `aibom.declared` as the processor wrote it.
+    declared: Option<bool>,
+    /// `gen_ai.request.model` of a captured request.
+    request_model: Option<String>,
 }
 
 /// The inventory being built.
@@ -140,6 +149,8 @@ pub struct Inventory {
     /// (trace, span) of every span seen, so that kernel events' log records are not counted twice.
     spans: BTreeSet<(String, String)>,
     alerts: Vec<(Option<String>, Option<String>)>,
+    /// Shadow workloads alerted (`shadow_ai`): executable, container, pid.
+    shadow_alerts: Vec<(String, Option<String>, Option<u32>)>,
     /// Destinations never inventoried (runbom's own receivers).
     ignore: Vec<crate::endpoint::Endpoint>,
 }
@@ -217,6 +228,17 @@ impl Inventory {
                 for l in &sl.log_records {
                     let name = attr(&l.attributes, EVENT_NAME).unwrap_or(&l.event_name);
                     if name == event::AIBOM_DRIFT {
+                        let kinds = span::attr_strs(&l.attributes, "aibom.drift.kinds");
+                        if kinds.contains(&crate::verdict::flag::SHADOW_AI)
+                            && let Some(exe) = attr(&l.attributes, "process.executable.path")
+                        {
+                            self.shadow_alerts.push((
+                                exe.to_owned(),
+                                attr(&l.attributes, "container.id").map(str::to_owned),
+                                attr_int(&l.attributes, "process.pid")
+                                    .and_then(|p| u32::try_from(p).ok()),
+                            ));
+                        }
                         self.alerts.push((
                             attr(&l.attributes, AIBOM_COMPONENT_REF).map(str::to_owned),
                             attr(&l.attributes, AIBOM_DRIFT_SUBJECT).map(str::to_owned),
@@ -316,6 +338,23 @@ impl Inventory {
         if !services.is_empty() {
             doc["services"] = json!(services);
         }
+        // What each shadow workload used.
+        let deps: Vec<Value> = entries
+            .iter()
+            .filter(|(_, e)| e.shadow)
+            .map(|((kind, key), e)| {
+                let on: Vec<String> = e
+                    .uses
+                    .iter()
+                    .filter(|u| entries.contains_key(u))
+                    .map(|(k, x)| format!("observed:{}:{x}", k.as_str()))
+                    .collect();
+                json!({"ref": format!("observed:{}:{key}", kind.as_str()), "dependsOn": on})
+            })
+            .collect();
+        if !deps.is_empty() {
+            doc["dependencies"] = json!(deps);
+        }
         doc
     }
 
@@ -340,7 +379,17 @@ impl Inventory {
             }
             None
         };
+        let shadow = self.shadow_workloads();
         for (i, o) in self.obs.iter().enumerate() {
+            let sh = o
+                .agent_ref
+                .is_none()
+                .then(|| shadow.of(o))
+                .flatten()
+                .map(str::to_owned);
+            if let Some(w) = &sh {
+                Self::shadow_use(&mut out, w, o);
+            }
             if let Some(uid) = o.uid {
                 add(
                     &mut out,
@@ -419,7 +468,13 @@ impl Inventory {
                         o,
                     );
                     e.endpoints.insert(base.clone());
-                    e.ai |= o.llm;
+                    e.ai |= o.llm || sh.is_some();
+                    if let Some(w) = &sh {
+                        if o.llm {
+                            e.provider = e.provider.take().or_else(|| span::provider_of_host(dest));
+                        }
+                        uses(&mut out, w, Kind::Service, dest.host_port());
+                    }
                     if let Some(t) = tool_of(i) {
                         let t = out.entry((Kind::Tool, t.to_owned())).or_default();
                         if t.endpoints.len() < TOOL_ENDPOINTS {
@@ -466,6 +521,11 @@ impl Inventory {
                         Some(i) => &path[..=i],
                         None => path.as_str(),
                     };
+                    if let Some(w) = &sh
+                        && !span::is_library_path(path)
+                    {
+                        uses(&mut out, w, Kind::Data, format!("file://{dir}"));
+                    }
                     add(
                         &mut out,
                         Kind::Data,
@@ -494,8 +554,98 @@ impl Inventory {
                 }
             }
         }
+        for (exe, container, _) in &self.shadow_alerts {
+            let key = shadow_key(exe, container.as_deref());
+            if let Some(e) = out.get_mut(&(Kind::Agent, key)) {
+                e.drift_alerts += 1;
+            }
+        }
         out.retain(|_, e| e.kind.is_some() && e.count > 0);
         out
+    }
+
+    /// The undeclared workloads that used AI: alerted as `shadow_ai`, or with AI-relevant
+    /// records the processor marked `aibom.declared=false` outside any declared agent.
+    fn shadow_workloads(&self) -> ShadowIndex {
+        let mut index = ShadowIndex::default();
+        for (exe, container, pid) in &self.shadow_alerts {
+            index.insert(exe, container.as_deref(), *pid);
+        }
+        for o in &self.obs {
+            if o.agent_ref.is_none()
+                && o.declared == Some(false)
+                && let Some(exe) = &o.exe
+            {
+                index.insert(exe, o.container.as_deref(), o.pid);
+            }
+        }
+        index
+    }
+
+    /// Inventories what a shadow workload's observation adds: the undeclared agent, and the
+    /// model of a captured LLM API request.
+    fn shadow_use(out: &mut BTreeMap<(Kind, String), Entry>, w: &str, o: &Obs) {
+        let exe = o.exe.as_deref().unwrap_or("");
+        let agent = out.entry((Kind::Agent, w.to_owned())).or_default();
+        if agent.kind.is_none() {
+            agent.kind = Some(Kind::Agent);
+            agent.name = file_name(exe);
+            agent.ai = true;
+            agent.shadow = true;
+            agent
+                .matches
+                .insert(format!("process.executable.path={exe}"));
+            if let Some(c) = &o.container {
+                agent.matches.insert(format!("container.id={c}"));
+            }
+        }
+        if o.declared == Some(false) {
+            agent.seen(o);
+        }
+        if let (Some(m), Activity::Http { dest, .. }) = (&o.request_model, &o.activity) {
+            let provider = span::provider_of_host(dest);
+            let key = format!("{m}@{}", provider.as_deref().unwrap_or(""));
+            let e = add(out, Kind::Model, key.clone(), m.clone(), o);
+            e.ai = true;
+            e.provider = provider;
+            uses(out, w, Kind::Model, key);
+        }
+    }
+}
+
+/// Shadow workloads by process: (pid, executable) → the workload's agent key.
+#[derive(Default)]
+struct ShadowIndex {
+    by_pid: HashMap<(u32, String), String>,
+}
+
+impl ShadowIndex {
+    fn insert(&mut self, exe: &str, container: Option<&str>, pid: Option<u32>) {
+        if let Some(pid) = pid {
+            self.by_pid
+                .entry((pid, exe.to_owned()))
+                .or_insert_with(|| shadow_key(exe, container));
+        }
+    }
+
+    fn of(&self, o: &Obs) -> Option<&str> {
+        let key = (o.pid?, o.exe.clone()?);
+        self.by_pid.get(&key).map(String::as_str)
+    }
+}
+
+/// The observed agent key of a shadow workload: executable and container.
+fn shadow_key(exe: &str, container: Option<&str>) -> String {
+    match container {
+        Some(c) => format!("shadow:{exe}@{c}"),
+        None => format!("shadow:{exe}"),
+    }
+}
+
+/// Records that shadow workload `w` used the entry `(kind, key)`.
+fn uses(out: &mut BTreeMap<(Kind, String), Entry>, w: &str, kind: Kind, key: String) {
+    if let Some(agent) = out.get_mut(&(Kind::Agent, w.to_owned())) {
+        agent.uses.insert((kind, key));
     }
 }
 
@@ -562,6 +712,14 @@ fn observe(
             .collect(),
         llm,
         model_api,
+        pid: attr_int(attrs, "process.pid")
+            .or_else(|| attr_int(res, "process.pid"))
+            .and_then(|p| u32::try_from(p).ok()),
+        container: attr(attrs, "container.id")
+            .or_else(|| attr(res, "container.id"))
+            .map(str::to_owned),
+        declared: span::attr_bool(attrs, "aibom.declared"),
+        request_model: attr(attrs, "gen_ai.request.model").map(str::to_owned),
     }
 }
 
@@ -602,6 +760,9 @@ fn evidence(e: &Entry) -> Vec<Value> {
     }
     if e.drift_alerts > 0 {
         out.push(p("drift_alerts", e.drift_alerts.to_string()));
+    }
+    if e.shadow {
+        out.push(p("shadow_ai", "true".into()));
     }
     out
 }

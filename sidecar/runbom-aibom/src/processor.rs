@@ -38,6 +38,8 @@ use crate::{
     judge,
     judged::{Earlier, Judged},
     pids::PidMap,
+    shadow::{Record, Shadow, ShadowSettings, ShadowStats},
+    span,
     verdict::JudgeSettings,
     view::{Item, ResourceHeader, ScopeHeader, View},
 };
@@ -58,6 +60,8 @@ pub struct Settings {
     pub baseline: Option<Arc<Mutex<Baseline>>>,
     /// How alert chains quote tool arguments.
     pub alert_arguments: ArgumentPolicy,
+    /// Shadow AI in the kernel log records no trace claimed ([`Processor::judge_logs`]).
+    pub shadow: ShadowSettings,
 }
 
 impl Default for Settings {
@@ -69,6 +73,7 @@ impl Default for Settings {
             judge: JudgeSettings::default(),
             baseline: None,
             alert_arguments: ArgumentPolicy::default(),
+            shadow: ShadowSettings::default(),
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct Stats {
     pub alerts_deduplicated: AtomicU64,
     /// Alerts that could not be handed to a logs pipeline.
     pub alerts_dropped: AtomicU64,
+    /// Undeclared workloads seen using AI, and their AI uses.
+    pub shadow: ShadowStats,
 }
 
 type TraceKey = [u8; 16];
@@ -149,6 +156,7 @@ pub struct Processor {
     pids: PidMap,
     earlier: Remembered,
     alerted: Dedup,
+    shadow: Shadow,
     pub stats: Arc<Stats>,
 }
 
@@ -166,6 +174,7 @@ impl Processor {
     pub fn with_stats(settings: Settings, stats: Arc<Stats>) -> Self {
         Self {
             earlier: Remembered::new(settings.max_spans),
+            shadow: Shadow::new(settings.shadow.clone(), settings.alert_arguments.clone()),
             settings,
             held: HashMap::new(),
             deadlines: BinaryHeap::new(),
@@ -435,7 +444,11 @@ impl Processor {
     /// When the next held trace may be due (an earlier, stale time only costs a wake-up).
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _, _))| *at)
+        let traces = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
+        match (traces, self.shadow.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes the trace due soonest, if it is due by `now` (any, with `None`).
@@ -466,7 +479,8 @@ impl Processor {
         self.stats
             .spans_held
             .store(self.spans as u64, Ordering::Relaxed);
-        self.release(due, bom)
+        let shadow = self.shadow.due(Some(now), bom, &self.pids);
+        with_alerts(self.release(due, bom), shadow, &self.stats)
     }
 
     /// Releases everything held (shutdown).
@@ -477,7 +491,91 @@ impl Processor {
         self.deadlines.clear();
         self.spans = 0;
         self.stats.spans_held.store(0, Ordering::Relaxed);
-        self.release(all, bom)
+        let out = self.release(all, bom);
+        let shadow = self.shadow.due(None, bom, &self.pids);
+        with_alerts(out, shadow, &self.stats)
+    }
+
+    /// Judges the kernel log records of `req` that no trace claimed (the correlation's
+    /// per-process groups): writes the `aibom.*` attributes as on spans (declared agents'
+    /// processes, AI-relevant activity of undeclared ones) and watches undeclared workloads
+    /// for shadow AI. Their alerts come out of [`Processor::release_due`] once held for
+    /// `wait`. Records placed in a trace (`runbom.correlation.method`) are left as they are:
+    /// their spans are judged.
+    pub fn judge_logs(
+        &mut self,
+        req: &mut ExportLogsServiceRequest,
+        now: Instant,
+        bom: &DeclaredBom,
+    ) {
+        self.earlier.check_bom(bom);
+        let mut spans: Vec<Span> = Vec::new();
+        let mut at: Vec<usize> = Vec::new();
+        for rl in &mut req.resource_logs {
+            let resource = rl.resource.as_ref();
+            for sl in &mut rl.scope_logs {
+                if sl
+                    .scope
+                    .as_ref()
+                    .is_none_or(|s| s.name != runbom_event::semconv::scope::KERNEL)
+                {
+                    continue;
+                }
+                spans.clear();
+                at.clear();
+                for (i, l) in sl.log_records.iter_mut().enumerate() {
+                    let unclaimed = l.trace_id.is_empty()
+                        || span::attr(
+                            &l.attributes,
+                            runbom_event::semconv::RUNBOM_CORRELATION_METHOD,
+                        )
+                        .is_none();
+                    if !unclaimed || span::attr(&l.attributes, "runbom.event").is_none() {
+                        continue;
+                    }
+                    at.push(i);
+                    spans.push(Span {
+                        start_time_unix_nano: l.time_unix_nano,
+                        attributes: std::mem::take(&mut l.attributes),
+                        ..Span::default()
+                    });
+                }
+                if spans.is_empty() {
+                    continue;
+                }
+                let mut views: Vec<View<'_>> = spans
+                    .iter_mut()
+                    .map(|s| View::new(resource, &rl.schema_url, sl.scope.as_ref(), s))
+                    .collect();
+                let judged = judge::judge_views(
+                    bom,
+                    &self.settings.judge,
+                    &mut self.pids,
+                    &mut views,
+                    None,
+                    None,
+                );
+                for (i, v) in views.iter().enumerate() {
+                    self.shadow.observe(
+                        &Record {
+                            time: v.span.start_time_unix_nano,
+                            pid: judged.pids[i],
+                            activity: &judged.activities[i],
+                            verdict: &judged.verdicts[i],
+                            attrs: &v.span.attributes,
+                            resource,
+                        },
+                        now,
+                        self.settings.wait,
+                        &self.stats.shadow,
+                    );
+                }
+                drop(views);
+                for (i, s) in at.iter().zip(spans.drain(..)) {
+                    sl.log_records[*i].attributes = s.attributes;
+                }
+            }
+        }
     }
 
     fn release(&mut self, traces: Vec<Held>, bom: &DeclaredBom) -> Released {
@@ -517,6 +615,21 @@ impl Processor {
     pub fn remembered_spans(&self) -> usize {
         self.earlier.spans
     }
+}
+
+/// `out` with the shadow-AI alerts added (and counted).
+fn with_alerts(mut out: Released, shadow: Vec<ResourceLogs>, stats: &Stats) -> Released {
+    if shadow.is_empty() {
+        return out;
+    }
+    stats
+        .alerts
+        .fetch_add(shadow.len() as u64, Ordering::Relaxed);
+    out.alerts
+        .get_or_insert_with(ExportLogsServiceRequest::default)
+        .resource_logs
+        .extend(shadow);
+    out
 }
 
 /// Findings already alerted (trace, agent, tool span, flags, subject), bounded. Each is kept

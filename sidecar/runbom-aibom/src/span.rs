@@ -257,6 +257,20 @@ pub enum Activity {
     Other,
 }
 
+/// A boolean attribute.
+#[must_use]
+pub fn attr_bool(attrs: &[KeyValue], key: &str) -> Option<bool> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match &kv.value {
+            Some(AnyValue {
+                value: Some(Value::BoolValue(b)),
+            }) => Some(*b),
+            _ => None,
+        })
+}
+
 /// Reads a span's (or event log record's) activity from its attributes.
 #[must_use]
 pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {
@@ -443,6 +457,95 @@ pub fn is_model_server(path: &str) -> bool {
     ];
     let file = path.rsplit('/').next().unwrap_or(path);
     NAMES.iter().any(|n| file.starts_with(n))
+}
+
+/// Whether a path is a program's own machinery rather than data it works on: shared libraries,
+/// interpreters' standard and installed packages, bytecode caches, the dynamic loader's files,
+/// devices. Not steps of a shadow workload's chain, nor data it "used".
+#[must_use]
+pub fn is_library_path(path: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "/usr/lib/",
+        "/usr/lib64/",
+        "/usr/local/lib/",
+        "/lib/",
+        "/lib64/",
+        "/usr/share/",
+        "/etc/ld.so",
+        "/etc/localtime",
+        "/dev/",
+        "/proc/",
+        "/sys/",
+    ];
+    const PARTS: &[&str] = &[
+        "/site-packages/",
+        "/dist-packages/",
+        "/__pycache__/",
+        "/node_modules/",
+        "/lib/python",
+        "/.pyenv/versions/",
+        "/lib-dynload/",
+        ".dist-info/",
+    ];
+    let file = path.rsplit('/').next().unwrap_or(path);
+    PREFIXES.iter().any(|p| path.starts_with(p))
+        || PARTS.iter().any(|p| path.contains(p))
+        || path.ends_with('/')
+        || std::path::Path::new(file).extension().is_some_and(|e| {
+            e.eq_ignore_ascii_case("so")
+                || e.eq_ignore_ascii_case("pyc")
+                || e.eq_ignore_ascii_case("pth")
+        })
+        || file.contains(".so.")
+        || file == "pyvenv.cfg"
+}
+
+/// Whether a command line runs a model server through an interpreter (`python -m vllm.entrypoints…`,
+/// `vllm serve`, `python -m llama_cpp.server`, text-generation-inference's server).
+#[must_use]
+pub fn is_model_server_command(command_line: &str) -> bool {
+    const MODULES: &[&str] = &[
+        "vllm.entrypoints",
+        "llama_cpp.server",
+        "text_generation_server",
+        "sglang.launch_server",
+    ];
+    let mut words = command_line.split_whitespace();
+    let _program = words.next();
+    words.take(4).any(|w| {
+        MODULES.iter().any(|m| w.starts_with(m))
+            || matches!(
+                w.rsplit('/').next(),
+                Some("vllm" | "ollama" | "llama-server")
+            )
+    })
+}
+
+/// The provider behind a well-known LLM API host (`api.openai.com` → `openai`).
+#[must_use]
+pub fn provider_of_host(dest: &Dest) -> Option<String> {
+    const HOSTS: &[(&str, &str)] = &[
+        ("api.openai.com", "openai"),
+        ("api.anthropic.com", "anthropic"),
+        ("generativelanguage.googleapis.com", "gcp.gemini"),
+        ("api.mistral.ai", "mistral_ai"),
+        ("api.cohere.ai", "cohere"),
+        ("api.cohere.com", "cohere"),
+        ("api.groq.com", "groq"),
+        ("api.deepseek.com", "deepseek"),
+        ("api.x.ai", "x_ai"),
+    ];
+    let name = dest.name.as_deref()?;
+    if name.ends_with(".openai.azure.com") {
+        return Some("azure.ai.openai".into());
+    }
+    if name.starts_with("bedrock-runtime.") {
+        return Some("aws.bedrock".into());
+    }
+    HOSTS
+        .iter()
+        .find(|(h, _)| *h == name)
+        .map(|(_, p)| (*p).to_owned())
 }
 
 /// Ports model servers listen on by default (Ollama 11434, vLLM/TGI commonly 8000/8080 are

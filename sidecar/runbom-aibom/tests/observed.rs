@@ -226,3 +226,98 @@ fn the_diff_names_the_undeclared_and_the_unused() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A declared agent's conversation and an undeclared `openai` client's unclaimed kernel
+/// records, through the processor, as the file exporter writes them.
+fn export_with_shadow(dir: &std::path::Path) {
+    use runbom_testkit::shadow_run::{process, shadow_run};
+    let bom = common::bom();
+    let mut p = Processor::new(Settings::default());
+    let now = Instant::now();
+    let out = p.push(common::benign(8).request(), now, &bom);
+    let mut logs = shadow_run(&process(5151, 1, "/usr/bin/python3.12"), common::T0);
+    p.judge_logs(&mut logs, now, &bom);
+    let alerts = p.release_all(&bom).alerts.expect("the shadow_ai alert");
+    logs.resource_logs.extend(alerts.resource_logs);
+    std::fs::create_dir_all(dir).unwrap();
+    let traces = serde_json::to_string(&out.traces.unwrap()).unwrap();
+    std::fs::write(dir.join("traces.jsonl"), format!("{traces}\n")).unwrap();
+    std::fs::write(
+        dir.join("logs.jsonl"),
+        format!("{}\n", serde_json::to_string(&logs).unwrap()),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_shadow_workload_is_an_undeclared_agent_with_what_it_used() {
+    let dir = std::env::temp_dir().join(format!("runbom-aibom-shadow-{}", std::process::id()));
+    export_with_shadow(&dir);
+    let mut inv = Inventory::new(Vec::new());
+    inv.read_dir(&dir).expect("the exported files read back");
+    let doc = inv.to_cyclonedx(&dir.display().to_string());
+    let agent = find(&doc, "components", "python3.12");
+    assert_eq!(agent["type"], "application");
+    assert_eq!(
+        prop(agent, "runbom:match"),
+        ["process.executable.path=/usr/bin/python3.12"]
+    );
+    assert_eq!(prop(agent, "runbom:evidence:shadow_ai"), ["true"]);
+    assert_eq!(prop(agent, "runbom:evidence:drift_alerts"), ["1"]);
+    assert_eq!(
+        prop(agent, "runbom:evidence:count"),
+        ["2"],
+        "two model calls"
+    );
+    let deps = doc["dependencies"].as_array().expect("dependencies");
+    let on: Vec<&str> = deps
+        .iter()
+        .find(|d| d["ref"] == agent["bom-ref"])
+        .expect("the shadow agent's dependencies")["dependsOn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for want in [
+        "observed:model:gpt-4o-mini@",
+        "observed:service:127.0.0.1:18443",
+        "observed:service:127.0.0.1:18099",
+        "observed:data:file:///tmp/runbom-agent/data/",
+    ] {
+        assert!(on.contains(&want), "{want} in {on:?}");
+    }
+    let exfil = find(&doc, "services", "127.0.0.1:18099");
+    assert_eq!(prop(exfil, "runbom:evidence:ai"), ["true"]);
+
+    let observed = DeclaredBom::parse(&doc.to_string(), "observed.cdx.json")
+        .expect("the observed BOM reads as a BOM");
+    let d = diff(&common::bom(), &observed, &doc);
+    let shadow = d
+        .undeclared
+        .iter()
+        .find(|i| i.kind == "agent" && i.name == "python3.12")
+        .unwrap_or_else(|| panic!("the shadow agent is undeclared: {:#?}", d.undeclared));
+    assert!(
+        shadow.detail.contains("shadow AI, used:")
+            && shadow.detail.contains("model gpt-4o-mini")
+            && shadow.detail.contains("127.0.0.1:18099"),
+        "{}",
+        shadow.detail
+    );
+    assert!(
+        d.undeclared
+            .iter()
+            .any(|i| i.kind == "service" && i.name == "http://127.0.0.1:18099/upload"),
+        "the exfiltration is AI-relevant context: {:#?}",
+        d.undeclared
+    );
+    assert!(
+        !d.undeclared
+            .iter()
+            .any(|i| i.kind == "agent" && i.name == "support-agent"),
+        "{:#?}",
+        d.undeclared
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -34,6 +34,7 @@ fn settings() -> Settings {
         },
         baseline: None,
         alert_arguments: runbom_aibom::arguments::ArgumentPolicy::default(),
+        shadow: runbom_aibom::shadow::ShadowSettings::default(),
     }
 }
 

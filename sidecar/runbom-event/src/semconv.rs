@@ -321,6 +321,8 @@ pub mod drift {
     pub const UNDECLARED_DATA_SOURCE: &str = "undeclared_data_source";
     pub const UNDECLARED_EXEC: &str = "undeclared_exec";
     pub const UNDECLARED_FILE: &str = "undeclared_file";
+    /// An undeclared workload (no declared agent) used an AI provider, model or model server.
+    pub const SHADOW_AI: &str = "shadow_ai";
     pub const BASELINE_NEW_DESTINATION: &str = "baseline_new_destination";
     pub const BASELINE_NEW_EXEC: &str = "baseline_new_exec";
     pub const BASELINE_NEW_FILE: &str = "baseline_new_file";

@@ -241,6 +241,22 @@ fn correlate_logs(
     })
 }
 
+/// Where a correlate processor's log records go (`logs`: the ebpf receiver's logs pipelines):
+/// when an aibom processor follows it in its pipeline (`rest`), through that processor, which
+/// judges those no trace claimed (shadow AI) and hands them on (`to_aibom`); else straight there.
+fn kernel_logs_route(
+    rest: &[ProcessorSpec],
+    logs: Option<Ingest>,
+    to_aibom: &mut Option<aibom::KernelLogs>,
+) -> correlate::KernelLogs {
+    if rest.iter().any(|p| matches!(p, ProcessorSpec::Aibom(_))) {
+        *to_aibom = Some(aibom::KernelLogs(logs));
+        correlate::KernelLogs::Downstream
+    } else {
+        correlate::KernelLogs::Pipelines(logs)
+    }
+}
+
 /// The running pipelines.
 pub struct Graph {
     ingests: BTreeMap<String, Ingest>,
@@ -273,8 +289,7 @@ impl Graph {
         let mut gated: Vec<String> = Vec::new();
         let mut attributed: Vec<String> = Vec::new();
         let mut kernel_events = None;
-        // Every input first: correlate and aibom processors send logs into other pipelines'
-        // inputs.
+        // Every input first: correlate and aibom send logs into other pipelines' inputs.
         let mut inputs = Vec::with_capacity(specs.len());
         for spec in specs {
             if spec.processors.iter().any(ProcessorSpec::needs_sender_pids) {
@@ -292,7 +307,8 @@ impl Graph {
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
         for (spec, mut rx) in specs.iter().zip(inputs) {
-            for p in &spec.processors {
+            let mut kl = None; // kernel logs through an aibom processor
+            for (at, p) in spec.processors.iter().enumerate() {
                 match p {
                     ProcessorSpec::Batch(s) => {
                         // Batches are large: hold few of them, so that memory is bounded by
@@ -312,6 +328,7 @@ impl Graph {
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
                         let (events_tx, events_rx) = mpsc::channel(settings.channel_capacity);
                         let logs = correlate_logs(c, &routes, &counters, settings, stop);
+                        let logs = kernel_logs_route(&spec.processors[at..], logs, &mut kl);
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
                         tasks.push(tokio::spawn(correlate::run(
@@ -325,19 +342,12 @@ impl Graph {
                             .entry(a.name.clone())
                             .or_insert_with(|| {
                                 register_aibom_counters(&telemetry, a);
-                                let routes = routes.remove(&a.name)?;
-                                let counters = counters.get(&a.name).cloned().unwrap_or_default();
-                                Some(Ingest::new(
-                                    a.name.clone(),
-                                    routes,
-                                    counters,
-                                    settings.accept_timeout,
-                                    stop.clone(),
-                                ))
+                                alerts_ingest(&a.name, &mut routes, &counters, settings, stop)
                             })
                             .clone();
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
-                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts)));
+                        let logs = kl.take();
+                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs)));
                         rx = next;
                     }
                 }
@@ -409,6 +419,26 @@ impl Graph {
 /// Which counter of the `aibom` processor's stats a metric reads.
 type StatRead = fn(&runbom_aibom::Stats) -> &std::sync::atomic::AtomicU64;
 
+/// The `Ingest` an `aibom` processor's drift alerts go through: into the logs pipelines that
+/// list the processor's name among their receivers (`None` when none does).
+fn alerts_ingest(
+    name: &str,
+    routes: &mut BTreeMap<String, Vec<(SignalKind, mpsc::Sender<Signal>)>>,
+    counters: &BTreeMap<String, Vec<(SignalKind, Arc<StageCounters>)>>,
+    settings: GraphSettings,
+    stop: &CancellationToken,
+) -> Option<Ingest> {
+    let routes = routes.remove(name)?;
+    let counters = counters.get(name).cloned().unwrap_or_default();
+    Some(Ingest::new(
+        name.to_owned(),
+        routes,
+        counters,
+        settings.accept_timeout,
+        stop.clone(),
+    ))
+}
+
 /// The `aibom` processor's counters on `/metrics` (once per configured processor).
 fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -429,7 +459,7 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         "Declared AI-BOM reloads that took effect.",
         move || reloads.load(Relaxed),
     );
-    let counters: [(&'static str, &'static str, StatRead); 5] = [
+    let counters: [(&'static str, &'static str, StatRead); 7] = [
         (
             "runbom_aibom_spans_with_drift_total",
             "Spans the AI-BOM processor flagged with drift.",
@@ -452,6 +482,16 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
             "runbom_aibom_spans_late_total",
             "Spans judged in the context of a trace released before they arrived.",
             |s| &s.spans_late,
+        ),
+        (
+            "runbom_aibom_shadow_workloads_total",
+            "Undeclared workloads seen using an AI provider, model or model server.",
+            |s| &s.shadow.workloads,
+        ),
+        (
+            "runbom_aibom_shadow_calls_total",
+            "AI uses (model calls, LLM API requests, model-server activity) of undeclared workloads.",
+            |s| &s.shadow.calls,
         ),
     ];
     for (name, help, read) in counters {

@@ -37,6 +37,7 @@ pub mod process;
 pub mod python;
 pub mod requests;
 pub mod runbom;
+pub mod shadow_run;
 pub mod sink;
 
 pub use config::{SidecarConfig, pipeline};

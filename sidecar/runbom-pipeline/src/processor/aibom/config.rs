@@ -12,6 +12,7 @@ use runbom_aibom::{
     arguments::{ArgumentPolicy, Mask},
     baseline,
     endpoint::Endpoint,
+    shadow::{Severity, ShadowSettings},
 };
 use serde::Deserialize;
 use tracing::info;
@@ -50,6 +51,10 @@ pub struct AibomConfig {
     /// How alert chains quote tool arguments.
     #[serde(default)]
     pub alert_arguments: AlertArgumentsConfig,
+    /// Shadow AI: `shadow_ai` alerts for undeclared workloads seen in the kernel events no
+    /// trace claimed (with `correlate` before the processor).
+    #[serde(default)]
+    pub shadow_ai: AibomShadowConfig,
 }
 
 /// `processors.aibom.alert_arguments`: each string value of a tool call's arguments (and the
@@ -75,12 +80,41 @@ impl Default for AlertArgumentsConfig {
     }
 }
 
+/// `processors.aibom.shadow_ai`: how shadow-AI findings are alerted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AibomShadowConfig {
+    /// `INFO`, `WARN` (default) or `ERROR`.
+    #[serde(default = "default_shadow_severity")]
+    pub severity: String,
+    /// One alert per undeclared workload per window; its uses in between are counted.
+    #[serde(default = "default_shadow_window", with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for AibomShadowConfig {
+    fn default() -> Self {
+        Self {
+            severity: default_shadow_severity(),
+            window: default_shadow_window(),
+        }
+    }
+}
+
 fn default_alert_max_chars() -> usize {
     ArgumentPolicy::DEFAULT_MAX_CHARS
 }
 
 fn default_alert_mask() -> Vec<Mask> {
     ArgumentPolicy::default().mask
+}
+
+fn default_shadow_severity() -> String {
+    "WARN".into()
+}
+
+fn default_shadow_window() -> Duration {
+    runbom_aibom::shadow::ShadowSettings::default().window
 }
 
 /// `processors.aibom.baseline`: what each declared agent does is learned for `learn_for`,
@@ -129,6 +163,14 @@ impl ProcessorConfig for AibomConfig {
             return Err(at
                 .at("baseline.payload_factor")
                 .error("must be a number of at least 1"));
+        }
+        if Severity::parse(&self.shadow_ai.severity).is_none() {
+            return Err(at
+                .at("shadow_ai.severity")
+                .error("must be INFO, WARN or ERROR"));
+        }
+        if self.shadow_ai.window.is_zero() {
+            return Err(at.at("shadow_ai.window").error("must be more than 0"));
         }
         for (i, e) in self.ignore_endpoints.iter().enumerate() {
             if let Err(why) = Endpoint::parse(e) {
@@ -201,6 +243,11 @@ impl ProcessorConfig for AibomConfig {
                 alert_arguments: ArgumentPolicy {
                     max_chars: self.alert_arguments.max_chars,
                     mask: self.alert_arguments.mask.clone(),
+                },
+                shadow: ShadowSettings {
+                    severity: Severity::parse(&self.shadow_ai.severity).unwrap_or_default(),
+                    window: self.shadow_ai.window,
+                    ..ShadowSettings::default()
                 },
             },
             bom: Arc::new(Mutex::new(watch)),
@@ -287,6 +334,25 @@ mod tests {
             assert!(e.starts_with(want), "{e}");
         }
         let baseline = format!("{baseline}\n{rest}");
+        let shadow = baseline.replace(
+            "baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 }",
+            "shadow_ai: { severity: loud }",
+        );
+        let e = Config::parse(&shadow, "c.yaml").unwrap_err().0;
+        assert!(
+            e.starts_with(
+                "c.yaml at `processors.aibom.shadow_ai.severity`: must be INFO, WARN or ERROR"
+            ),
+            "{e}"
+        );
+        let c = Config::parse(&shadow.replace("loud", "error, window: 10m"), "c.yaml").unwrap();
+        let a = c
+            .processor::<AibomConfig>("aibom")
+            .expect("an aibom processor");
+        assert_eq!(
+            (a.shadow_ai.severity.as_str(), a.shadow_ai.window),
+            ("error", Duration::from_mins(10))
+        );
         let c = Config::parse(&baseline.replace("0.5", "8"), "c.yaml").unwrap();
         let a = c
             .processor::<AibomConfig>("aibom")

@@ -33,12 +33,21 @@ pub struct AibomSpec {
     pub stats: Arc<Stats>,
 }
 
-/// Runs until `rx` closes, then releases every trace it holds and returns.
+/// A `correlate` processor before this one sends its kernel log records down the pipeline:
+/// they are judged here and go on to the ebpf receiver's logs pipelines (`None`: there are
+/// none).
+pub struct KernelLogs(pub Option<Ingest>);
+
+/// Runs until `rx` closes, then releases every trace it holds and returns. `kernel_logs`:
+/// when a `correlate` processor before it sends its kernel log records down the pipeline, the
+/// logs pipelines of the ebpf receiver; the records no trace claimed are judged (shadow AI)
+/// and handed on there.
 pub async fn run(
     mut rx: mpsc::Receiver<Signal>,
     tx: mpsc::Sender<Signal>,
     spec: AibomSpec,
     alerts: Option<Ingest>,
+    kernel_logs: Option<KernelLogs>,
 ) {
     let mut processor = Processor::with_stats(spec.settings.clone(), spec.stats.clone());
     let mut bom = current(&spec.bom);
@@ -57,6 +66,13 @@ pub async fn run(
         let out = tokio::select! {
             got = rx.recv() => match got {
                 Some(Signal::Traces(req)) => processor.push(req, std::time::Instant::now(), &bom),
+                Some(Signal::Logs(mut req)) if kernel_logs.is_some() => {
+                    processor.judge_logs(&mut req, std::time::Instant::now(), &bom);
+                    if let Some(KernelLogs(Some(ingest))) = &kernel_logs {
+                        ingest.push_waiting(Signal::Logs(req)).await;
+                    }
+                    continue;
+                }
                 Some(other) => {
                     // A traces pipeline carries traces; anything else passes as it is.
                     if tx.send(other).await.is_err() {

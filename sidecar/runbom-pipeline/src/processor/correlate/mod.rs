@@ -97,13 +97,23 @@ pub fn register(telemetry: &Telemetry, stats: &Arc<Stats>) {
     }
 }
 
+/// Where the stage's kernel log records go.
+#[derive(Clone)]
+pub enum KernelLogs {
+    /// Into the logs pipelines that list the ebpf receiver (`None`: none does).
+    Pipelines(Option<Ingest>),
+    /// Down the stage's own output, to an `aibom` processor after it, which judges the records
+    /// no trace claimed and hands them on to those logs pipelines.
+    Downstream,
+}
+
 /// Runs until both inputs close, then releases everything it holds and returns (closing
-/// `tx`). `logs`: where kernel log records go (`None`: no logs pipeline lists the receiver).
+/// `tx`).
 pub async fn run(
     mut spans: mpsc::Receiver<Signal>,
     mut events: mpsc::Receiver<Vec<KernelEvent>>,
     tx: mpsc::Sender<Signal>,
-    logs: Option<Ingest>,
+    logs: KernelLogs,
     mut correlator: Correlator,
 ) {
     let mut tick = tokio::time::interval(TICK);
@@ -138,19 +148,27 @@ pub async fn run(
             }
             _ = tick.tick() => correlator.poll(unix_now()),
         };
-        if !out.is_empty() && !send(out, &tx, logs.as_ref()).await {
+        if !out.is_empty() && !send(out, &tx, &logs).await {
             return;
         }
     }
-    send(correlator.flush(), &tx, logs.as_ref()).await;
+    send(correlator.flush(), &tx, &logs).await;
 }
 
-/// Sends spans downstream and logs to the logs pipelines; false once downstream is gone.
-async fn send(out: Output, tx: &mpsc::Sender<Signal>, logs: Option<&Ingest>) -> bool {
-    if let Some(ingest) = logs
-        && !out.logs.resource_logs.is_empty()
-    {
-        ingest.push_waiting(Signal::Logs(out.logs)).await;
+/// Sends spans downstream and logs where they go; false once downstream is gone.
+async fn send(out: Output, tx: &mpsc::Sender<Signal>, logs: &KernelLogs) -> bool {
+    if !out.logs.resource_logs.is_empty() {
+        match logs {
+            KernelLogs::Pipelines(Some(ingest)) => {
+                ingest.push_waiting(Signal::Logs(out.logs)).await;
+            }
+            KernelLogs::Pipelines(None) => {}
+            KernelLogs::Downstream => {
+                if tx.send(Signal::Logs(out.logs)).await.is_err() {
+                    return false;
+                }
+            }
+        }
     }
     if out.traces.resource_spans.is_empty() {
         return true;
@@ -254,7 +272,13 @@ mod tests {
         });
         let stats = correlator.stats();
         register(&telemetry, &stats);
-        let task = tokio::spawn(run(span_rx, event_rx, out_tx, Some(logs), correlator));
+        let task = tokio::spawn(run(
+            span_rx,
+            event_rx,
+            out_tx,
+            KernelLogs::Pipelines(Some(logs)),
+            correlator,
+        ));
 
         let t0 = unix_now();
         event_tx
