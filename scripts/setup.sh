@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything runbom needs to build and test on a fresh Debian 12 machine (run as root).
 # Idempotent: each step checks first and says what it installs; re-running is cheap.
-# `--tests` also installs what only the tests need (Chromium, for the HTML report).
+# `--tests` also installs what only the tests need (Chromium, for the HTML report; Node's
+# `openai` in tests/node, for the shadow-AI test).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -72,7 +73,21 @@ if [ -f "$req" ] && ! sha256sum --status -c "$stamp" 2>/dev/null; then
     sha256sum "$req" > "$stamp"
 fi
 
-# 5. Filesystems the probes need.
+# 5. Node's `openai` for the shadow-AI test (`--tests`): `npm ci` from the committed lock file,
+#    again only when node_modules is missing or the lock file changed.
+if [ "${1:-}" = "--tests" ]; then
+    node_dir=tests/node
+    node_stamp="$node_dir/node_modules/.package-lock.sha256"
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm is missing: install Node.js 20 with npm (the shadow-AI test runs tests/node on /usr/bin/node)"
+    elif [ ! -d "$node_dir/node_modules" ] || ! sha256sum --status -c "$node_stamp" 2>/dev/null; then
+        say "installing Node test dependencies from $node_dir/package-lock.json (npm ci)"
+        (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+        sha256sum "$node_dir/package-lock.json" > "$node_stamp"
+    fi
+fi
+
+# 6. Filesystems the probes need.
 if [ ! -d /sys/kernel/tracing/events ]; then
     say "mounting tracefs at /sys/kernel/tracing"
     mount -t tracefs nodev /sys/kernel/tracing || say "could not mount tracefs (tracepoint probes will fail to attach)"
