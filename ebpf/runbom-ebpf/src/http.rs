@@ -33,7 +33,7 @@ use runbom_common::{
 use crate::{
     maps::{
         CONN_PEERS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SOCK_WRITES, SSL_READS, SSL_STATE,
-        SSL_WRITES,
+        SSL_WRITES, SockWrite, SslWrite,
     },
     net::{dns_send, read_sockaddr},
     util::{
@@ -69,39 +69,6 @@ const METHODS: [u32; 7] = [
     u32::from_le_bytes(*b"HEAD"),
     u32::from_le_bytes(*b"OPTI"),
 ];
-
-/// A socket write that starts a request (or its body), kept from the syscall's entry to its
-/// exit in `SOCK_WRITES`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SockWrite {
-    pub buf: u64,
-    pub len: u64,
-    /// The call's entry (`CLOCK_BOOTTIME`).
-    pub time_ns: u64,
-    /// The `struct iovec` array of a `writev`/`sendmsg` (0 otherwise).
-    pub iov: u64,
-    /// How many buffers that array holds.
-    pub iov_len: u64,
-    pub peer: SockAddr,
-    pub fd: i32,
-    pub source: u16,
-    pub flags: u16,
-    pub _pad: u32,
-}
-
-/// An `SSL_write[_ex]` that starts a request (or its body), kept from entry to return in
-/// `SSL_WRITES`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SslWrite {
-    pub ssl: u64,
-    pub buf: u64,
-    pub len: u64,
-    pub time_ns: u64,
-    pub source: u16,
-    pub _pad: [u16; 3],
-}
 
 /// True when the buffer starts with a method we recognise (one 4-byte read).
 #[inline(always)]

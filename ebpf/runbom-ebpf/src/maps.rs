@@ -9,8 +9,6 @@ use runbom_common::{
     counter,
 };
 
-use crate::http::{SockWrite, SslWrite};
-
 /// The one ring buffer every event goes through. Userspace sets its size at load time.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
@@ -108,3 +106,38 @@ pub static OPEN_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entr
 pub static HTTP_SCRATCH: PerCpuArray<HttpBuffer> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);
+
+// Values of the maps above that only the HTTP programs read and write.
+
+/// A socket write that starts a request (or its body), kept from the syscall's entry to its
+/// exit in `SOCK_WRITES`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SockWrite {
+    pub buf: u64,
+    pub len: u64,
+    /// The call's entry (`CLOCK_BOOTTIME`).
+    pub time_ns: u64,
+    /// The `struct iovec` array of a `writev`/`sendmsg` (0 otherwise).
+    pub iov: u64,
+    /// How many buffers that array holds.
+    pub iov_len: u64,
+    pub peer: SockAddr,
+    pub fd: i32,
+    pub source: u16,
+    pub flags: u16,
+    pub _pad: u32,
+}
+
+/// An `SSL_write[_ex]` that starts a request (or its body), kept from entry to return in
+/// `SSL_WRITES`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SslWrite {
+    pub ssl: u64,
+    pub buf: u64,
+    pub len: u64,
+    pub time_ns: u64,
+    pub source: u16,
+    pub _pad: [u16; 3],
+}

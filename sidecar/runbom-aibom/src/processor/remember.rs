@@ -1,0 +1,88 @@
+//! What the processor remembers, bounded: alerts already given (by digest) and the traces it
+//! released (so that late spans are judged in their trace's context).
+
+use super::*;
+
+/// Findings already alerted (trace, agent, tool span, flags, subject), bounded. Each is kept
+/// as a 128-bit digest (two keyed hashes): small, and holds nothing of the spans.
+#[derive(Default)]
+pub(super) struct Dedup {
+    seen: HashSet<u128>,
+    order: VecDeque<u128>,
+    keys: [RandomState; 2],
+}
+
+impl Dedup {
+    /// Whether `finding` is new (and remembers it).
+    pub(super) fn remember(&mut self, finding: &impl Hash) -> bool {
+        let digest = u128::from(self.keys[0].hash_one(finding)) << 64
+            | u128::from(self.keys[1].hash_one(finding));
+        if !self.seen.insert(digest) {
+            return false;
+        }
+        if self.order.len() == ALERTED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.order.push_back(digest);
+        true
+    }
+}
+
+/// What is remembered of released traces, oldest forgotten first past `capacity` spans. Agent
+/// indices refer to the BOM in force: a new BOM starts afresh.
+pub(super) struct Remembered {
+    traces: HashMap<TraceKey, Earlier>,
+    order: VecDeque<TraceKey>,
+    pub(super) spans: usize,
+    capacity: usize,
+    bom: usize,
+}
+
+impl Remembered {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            traces: HashMap::new(),
+            order: VecDeque::new(),
+            spans: 0,
+            capacity,
+            bom: 0,
+        }
+    }
+
+    /// Forgets everything when the BOM in force is another one. By address: the pipeline
+    /// task keeps the old BOM alive until the new one is in its hands, so two BOMs in
+    /// succession never share one.
+    pub(super) fn check_bom(&mut self, bom: &DeclaredBom) {
+        let id = std::ptr::from_ref(bom) as usize;
+        if id != self.bom {
+            self.traces.clear();
+            self.order.clear();
+            self.spans = 0;
+            self.bom = id;
+        }
+    }
+
+    pub(super) fn get(&self, k: &TraceKey) -> Option<&Earlier> {
+        self.traces.get(k)
+    }
+
+    pub(super) fn remember(&mut self, k: TraceKey, items: &[View<'_>], judged: &mut Judged<'_>) {
+        let e = self.traces.entry(k).or_insert_with(|| {
+            self.order.push_back(k);
+            Earlier::default()
+        });
+        let before = e.len();
+        e.remember(items, judged);
+        self.spans += e.len() - before;
+        while self.spans > self.capacity {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(e) = self.traces.remove(&old) {
+                self.spans -= e.len();
+            }
+        }
+    }
+}

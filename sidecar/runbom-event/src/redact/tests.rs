@@ -1,0 +1,267 @@
+use super::*;
+
+#[test]
+fn flags_and_variables() {
+    let argv = [
+        "curl",
+        "--api-key",
+        "abc123",
+        "--token=xyz",
+        "DB_PASSWORD=hunter2",
+        "--verbose",
+        "https://example.com",
+    ];
+    assert_eq!(
+        command_line(&argv),
+        "curl --api-key [REDACTED] --token=[REDACTED] DB_PASSWORD=[REDACTED] --verbose https://example.com"
+    );
+}
+
+#[test]
+fn key_shaped_strings_anywhere() {
+    let key = format!("sk-{}", "a".repeat(32));
+    assert_eq!(command_line(&["agent", &key]), "agent [REDACTED]");
+    let aws = format!("AKIA{}", "ABCDEFGHIJKLMNOP");
+    assert_eq!(text(&format!("id={aws} ok")), "id=[REDACTED] ok");
+    assert_eq!(text("short sk-abc stays"), "short sk-abc stays");
+    // Followed or surrounded by punctuation.
+    assert_eq!(text(&format!("key {key}.")), "key [REDACTED].");
+    assert_eq!(
+        text(&format!("({key}), x:{key}!")),
+        "([REDACTED]), x:[REDACTED]!"
+    );
+    // A key prefix inside a word is not a key.
+    let word = concat!("ta", "sk", "-1234567890abcdefghij stays");
+    assert_eq!(text(word), word);
+}
+
+#[test]
+fn bearer_and_url_passwords() {
+    assert_eq!(
+        text("Authorization: Bearer abc.def.ghi"),
+        "Authorization: Bearer [REDACTED]"
+    );
+    assert_eq!(
+        text("postgres://app:s3cret@db:5432/x"),
+        "postgres://app:[REDACTED]@db:5432/x"
+    );
+    assert_eq!(text("http://host/path@x"), "http://host/path@x");
+}
+
+/// One row per pattern of contract §5 (argv in, command line out), then rows that must
+/// stay as they are.
+#[test]
+#[allow(clippy::too_many_lines, reason = "a table: one row per pattern")]
+fn command_line_table() {
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
+    let jwt_arg = format!("token {jwt}");
+    let jwt_header = format!("Authorization: Bearer {jwt}");
+    let rows: &[(&[&str], &str)] = &[
+        // mysql/mariadb short and long password options
+        (
+            &["mysql", "-uroot", "-phunter2", "shop"],
+            "mysql -uroot -p[REDACTED] shop",
+        ),
+        (
+            &["/usr/bin/mariadb", "-p", "-h", "db"],
+            "/usr/bin/mariadb -p -h db",
+        ),
+        (
+            &["mysqldump", "--password=hunter2", "shop"],
+            "mysqldump --password=[REDACTED] shop",
+        ),
+        (
+            &["mysql", "--password", "hunter2"],
+            "mysql --password [REDACTED]",
+        ),
+        // psql: PGPASSWORD in argv (env, sudo) and conninfo
+        (
+            &["env", "PGPASSWORD=hunter2", "psql", "-h", "db"],
+            "env PGPASSWORD=[REDACTED] psql -h db",
+        ),
+        (
+            &["psql", "postgresql://app:hunter2@db/shop"],
+            "psql postgresql://app:[REDACTED]@db/shop",
+        ),
+        // sshpass, redis-cli
+        (
+            &["sshpass", "-p", "hunter2", "ssh", "host"],
+            "sshpass -p [REDACTED] ssh host",
+        ),
+        (
+            &["sshpass", "-phunter2", "ssh", "host"],
+            "sshpass -p[REDACTED] ssh host",
+        ),
+        (
+            &["redis-cli", "-h", "cache", "-a", "hunter2", "ping"],
+            "redis-cli -h cache -a [REDACTED] ping",
+        ),
+        (
+            &["redis-cli", "--pass", "hunter2"],
+            "redis-cli --pass [REDACTED]",
+        ),
+        // curl credentials and headers
+        (
+            &["curl", "-u", "admin:hunter2", "https://x"],
+            "curl -u admin:[REDACTED] https://x",
+        ),
+        (
+            &["curl", "--user", "admin:hunter2", "https://x"],
+            "curl --user admin:[REDACTED] https://x",
+        ),
+        (
+            &["curl", "-uadmin:hunter2", "https://x"],
+            "curl -uadmin:[REDACTED] https://x",
+        ),
+        (
+            &["curl", "--user=admin:hunter2"],
+            "curl --user=admin:[REDACTED]",
+        ),
+        (
+            &["curl", "-U", "proxy:hunter2", "https://x"],
+            "curl -U proxy:[REDACTED] https://x",
+        ),
+        (
+            &["curl", "-H", "X-Api-Key: 0123abcd", "https://x"],
+            "curl -H X-Api-Key: [REDACTED] https://x",
+        ),
+        (
+            &["curl", "-H", "Cookie: sid=abc; theme=dark", "https://x"],
+            "curl -H Cookie: [REDACTED] https://x",
+        ),
+        (
+            &["curl", "-H", "Set-Cookie: sid=abc", "https://x"],
+            "curl -H Set-Cookie: [REDACTED] https://x",
+        ),
+        (
+            &[
+                "curl",
+                "-H",
+                "Proxy-Authorization: Basic YWRtaW46aHVudGVyMg==",
+                "https://x",
+            ],
+            "curl -H Proxy-Authorization: Basic [REDACTED] https://x",
+        ),
+        (
+            &["curl", "-H", "Cookie:sid=abc", "https://x"],
+            "curl -H Cookie:[REDACTED] https://x",
+        ),
+        // JWTs, alone, as an argument's value and after a scheme
+        (&["agent", jwt], "agent [REDACTED]"),
+        (&["agent", &jwt_arg], "agent token [REDACTED]"),
+        (
+            &["curl", "-H", &jwt_header],
+            "curl -H Authorization: Bearer [REDACTED]",
+        ),
+        // the same inside a shell script
+        (
+            &["sh", "-c", "mysql -uroot -phunter2 shop | gzip"],
+            "sh -c mysql -uroot -p[REDACTED] shop | gzip",
+        ),
+        (
+            &[
+                "sh",
+                "-c",
+                "curl -u admin:hunter2 -H 'Cookie: a=1; b=2' https://x",
+            ],
+            "sh -c curl -u admin:[REDACTED] -H 'Cookie: [REDACTED]' https://x",
+        ),
+        // must stay as they are
+        (&["ls", "-la", "/tmp"], "ls -la /tmp"),
+        (&["ssh", "-p", "2222", "host"], "ssh -p 2222 host"),
+        (&["ssh", "-p2222", "host"], "ssh -p2222 host"),
+        (
+            &["docker", "run", "-p8080:80", "-u", "1000:1000", "mysql"],
+            "docker run -p8080:80 -u 1000:1000 mysql",
+        ),
+        (
+            &["mysql", "-h", "db", "-P", "3306", "-u", "root", "-p"],
+            "mysql -h db -P 3306 -u root -p",
+        ),
+        (
+            &["curl", "-u", "admin", "https://x"],
+            "curl -u admin https://x",
+        ),
+        (
+            &["curl", "-H", "Accept: application/json", "https://x"],
+            "curl -H Accept: application/json https://x",
+        ),
+        (
+            &["redis-cli", "-h", "cache", "ping"],
+            "redis-cli -h cache ping",
+        ),
+        (&["tar", "-xpf", "eyJ.tar"], "tar -xpf eyJ.tar"),
+        (
+            &["python3", "agent.py", "--port", "8080"],
+            "python3 agent.py --port 8080",
+        ),
+        (
+            &["sh", "-c", "cd /srv  &&  make"],
+            "sh -c cd /srv  &&  make",
+        ),
+    ];
+    for (argv, want) in rows {
+        assert_eq!(command_line(argv), *want, "argv {argv:?}");
+    }
+}
+
+/// Free text (log bodies, captured heads, alert text): one row per pattern, then rows that
+/// must stay as they are.
+#[test]
+fn text_table() {
+    let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
+    let unsigned = "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxMjM0In0.";
+    let rows: Vec<(String, String)> = vec![
+        (
+            format!("id_token={jwt}&x=1"),
+            "id_token=[REDACTED]&x=1".into(),
+        ),
+        (format!("({jwt})."), "([REDACTED]).".into()),
+        (format!("t {unsigned} end"), "t [REDACTED] end".into()),
+        (
+            "GET / HTTP/1.1\r\nCookie: a=1; b=2\r\nHost: x\r\n".into(),
+            "GET / HTTP/1.1\r\nCookie: [REDACTED]\r\nHost: x\r\n".into(),
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nSet-Cookie: sid=abc; HttpOnly\r\n".into(),
+            "HTTP/1.1 200 OK\r\nSet-Cookie: [REDACTED]\r\n".into(),
+        ),
+        (
+            "Proxy-Authorization: Basic YWRtaW46aHVudGVyMg==\n".into(),
+            "Proxy-Authorization: Basic [REDACTED]\n".into(),
+        ),
+        ("x-api-key: abc\n".into(), "x-api-key: [REDACTED]\n".into()),
+        // an escaped newline (JSON, a quoted string) ends the value too
+        (
+            r"Cookie: a=1\nthen exfiltrate".into(),
+            r"Cookie: [REDACTED]\nthen exfiltrate".into(),
+        ),
+        (
+            "curl -H \"X-Api-Key: abc def\" https://x".into(),
+            "curl -H \"X-Api-Key: [REDACTED]\" https://x".into(),
+        ),
+        // must stay as they are
+        (
+            "Accept: application/json".into(),
+            "Accept: application/json".into(),
+        ),
+        (
+            "version 1.2.3 eyJ short.x.y".into(),
+            "version 1.2.3 eyJ short.x.y".into(),
+        ),
+        (
+            "https://example.com/a:b".into(),
+            "https://example.com/a:b".into(),
+        ),
+        ("session:1:2".into(), "session:1:2".into()),
+        ("Authorization:".into(), "Authorization:".into()),
+    ];
+    for (input, want) in &rows {
+        assert_eq!(text(input), *want, "input {input:?}");
+    }
+}
+
+#[test]
+fn plain_text_is_borrowed() {
+    assert!(matches!(text("python3 agent.py"), Cow::Borrowed(_)));
+}
