@@ -448,16 +448,5 @@ pub fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A boolean attribute (`aibom.drift`, `aibom.declared`).
-#[must_use]
-pub fn boolean(attrs: &[KeyValue], key: &str) -> Option<bool> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match &kv.value {
-            Some(AnyValue {
-                value: Some(Value::BoolValue(b)),
-            }) => Some(*b),
-            _ => None,
-        })
-}
+/// A boolean attribute (`aibom.drift`, `aibom.declared`): the processor's own reader.
+pub use runbom_aibom::span::attr_bool as boolean;
