@@ -4,6 +4,7 @@
 //! parsing ([`http`]), span and trace ids ([`ids`]), and every attribute, scope and event name
 //! of the telemetry contract (`docs/telemetry-contract.md`) as constants ([`semconv`]).
 
+pub mod cgroup;
 pub mod event;
 pub mod http;
 pub mod ids;

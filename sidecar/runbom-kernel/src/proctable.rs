@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, fs, path::Path, sync::Arc};
 
-use runbom_event::{ProcessInfo, ids::new_trace_id, redact};
+use runbom_event::{ProcessInfo, cgroup::CgroupRef, ids::new_trace_id, redact};
 
 /// Processes by pid.
 #[derive(Default)]
@@ -148,50 +148,16 @@ fn read_proc(root: &Path, pid: u32) -> Option<ProcessInfo> {
     })
 }
 
-/// The container id in a process's cgroup path (docker, containerd, CRI-O, podman all put a
-/// 64-hex-digit id in it).
+/// The container id in a process's cgroup path (`runbom_event::cgroup`: containerd, CRI-O,
+/// Docker, Podman; not their `conmon` monitors).
 fn container_id(root: &Path, pid: u32) -> Option<String> {
     let cgroup = fs::read_to_string(root.join(pid.to_string()).join("cgroup")).ok()?;
-    cgroup.lines().find_map(container_id_in_path)
-}
-
-#[must_use]
-pub fn container_id_in_path(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut run = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if b.is_ascii_hexdigit() && !b.is_ascii_uppercase() {
-            run += 1;
-            let next_hex = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit);
-            if run == 64 && !next_hex {
-                return Some(path[i + 1 - 64..=i].to_owned());
-            }
-        } else {
-            run = 0;
-        }
-    }
-    None
+    CgroupRef::from_proc_cgroup(&cgroup)?.container_id
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_ids_from_cgroup_paths() {
-        let id = "a".repeat(64);
-        assert_eq!(
-            container_id_in_path(&format!("0::/system.slice/docker-{id}.scope")),
-            Some(id.clone())
-        );
-        assert_eq!(
-            container_id_in_path(&format!(
-                "0::/kubepods/burstable/pod1234/cri-containerd-{id}.scope"
-            )),
-            Some(id)
-        );
-        assert_eq!(container_id_in_path("0::/user.slice/session-1.scope"), None);
-    }
 
     #[test]
     fn fork_exec_exit_keep_ancestry() {
