@@ -1,0 +1,135 @@
+//! The watch of this node's pods: list, then watch from the list's resourceVersion (with
+//! bookmarks), re-listing when the API server answers 410 Gone — kube's `watcher`. Each pod
+//! is read into a [`PodMeta`] (owner looked up) and the shared [`PodIndex`] follows.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, RwLock},
+};
+
+use futures_util::TryStreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client, Config,
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{PodIndex, meta::PodMeta, owner::Owners};
+
+/// How runbom authenticates to the API server.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// The pod's service account: token and CA under
+    /// `/var/run/secrets/kubernetes.io/serviceaccount`, address from `KUBERNETES_SERVICE_*`.
+    ServiceAccount,
+    /// A kubeconfig file (its current context): this path, else `$KUBECONFIG`, else
+    /// `~/.kube/config`.
+    KubeConfig(Option<PathBuf>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("in-cluster credentials: {0}")]
+    InCluster(#[from] kube::config::InClusterError),
+    #[error("kubeconfig {path}: {source}")]
+    KubeConfig {
+        path: String,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+}
+
+async fn client(auth: &Auth) -> Result<Client, WatchError> {
+    let config = match auth {
+        Auth::ServiceAccount => Config::incluster()?,
+        Auth::KubeConfig(path) => {
+            let shown = path.as_ref().map_or_else(
+                || "($KUBECONFIG or ~/.kube/config)".to_owned(),
+                |p| p.display().to_string(),
+            );
+            let err = |source| WatchError::KubeConfig {
+                path: shown.clone(),
+                source,
+            };
+            let options = KubeConfigOptions::default();
+            match path {
+                Some(p) => {
+                    let file = Kubeconfig::read_from(p).map_err(err)?;
+                    Config::from_custom_kubeconfig(file, &options)
+                        .await
+                        .map_err(err)?
+                }
+                None => Config::from_kubeconfig(&options).await.map_err(err)?,
+            }
+        }
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Starts watching the pods of `node` into `index`. Fails only on credentials; the watch
+/// itself retries (with backoff) for as long as runbom runs.
+pub async fn start(
+    auth: &Auth,
+    node: &str,
+    index: Arc<RwLock<PodIndex>>,
+) -> Result<JoinHandle<()>, WatchError> {
+    let client = client(auth).await?;
+    let api: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let node = node.to_owned();
+    Ok(tokio::spawn(async move {
+        let mut owners = Owners::new(client);
+        let mut listing: Vec<PodMeta> = Vec::new();
+        let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+        loop {
+            let event = match events.try_next().await {
+                Ok(Some(e)) => e,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(node = %node, error = %e, "pod watch failed; retrying");
+                    continue;
+                }
+            };
+            match event {
+                watcher::Event::Init => listing.clear(),
+                watcher::Event::InitApply(pod) => {
+                    if let Some(meta) = read(&mut owners, &pod).await {
+                        listing.push(meta);
+                    }
+                }
+                watcher::Event::InitDone => {
+                    let pods = std::mem::take(&mut listing);
+                    let n = pods.len();
+                    if let Ok(mut index) = index.write() {
+                        index.replace(pods);
+                    }
+                    info!(node = %node, pods = n, "pods of this node listed");
+                }
+                watcher::Event::Apply(pod) => {
+                    if let Some(meta) = read(&mut owners, &pod).await
+                        && let Ok(mut index) = index.write()
+                    {
+                        index.apply(meta);
+                    }
+                }
+                watcher::Event::Delete(pod) => {
+                    if let Some(uid) = pod.metadata.uid.as_deref()
+                        && let Ok(mut index) = index.write()
+                    {
+                        index.remove(uid);
+                    }
+                }
+            }
+        }
+    }))
+}
+
+async fn read(owners: &mut Owners, pod: &Pod) -> Option<PodMeta> {
+    let mut meta = PodMeta::from_pod(pod)?;
+    meta.owner = owners.of(pod).await;
+    Some(meta)
+}
