@@ -14,7 +14,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{WatchStreamExt, watcher},
 };
-use tokio::task::JoinHandle;
+use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{PodIndex, meta::PodMeta, owner::Owners};
@@ -70,12 +70,14 @@ async fn client(auth: &Auth) -> Result<Client, WatchError> {
     Ok(Client::try_from(config)?)
 }
 
-/// Starts watching the pods of `node` into `index`. Fails only on credentials; the watch
-/// itself retries (with backoff) for as long as runbom runs.
+/// Starts watching the pods of `node` into `index`; `listed` counts the completed lists (the
+/// first, then each re-list). Fails only on credentials; the watch itself retries (with
+/// backoff) for as long as runbom runs.
 pub async fn start(
     auth: &Auth,
     node: &str,
     index: Arc<RwLock<PodIndex>>,
+    listed: watch::Sender<u64>,
 ) -> Result<JoinHandle<()>, WatchError> {
     let client = client(auth).await?;
     let api: Api<Pod> = Api::all(client.clone());
@@ -107,6 +109,7 @@ pub async fn start(
                     if let Ok(mut index) = index.write() {
                         index.replace(pods);
                     }
+                    listed.send_modify(|n| *n += 1);
                     info!(node = %node, pods = n, "pods of this node listed");
                 }
                 watcher::Event::Apply(pod) => {

@@ -11,7 +11,7 @@ use crate::{
         section::{ConfigError, Section},
     },
     exporter::{debug, file, nop, otlp, otlphttp},
-    processor::{aibom, batch, correlate, memory_limiter},
+    processor::{aibom, batch, correlate, k8sattributes, memory_limiter},
     receiver::{ebpf, otlp as otlp_receiver},
 };
 
@@ -28,6 +28,7 @@ pub const PROCESSORS: &[Factory<dyn ProcessorConfig>] = &[
     Factory::of::<correlate::config::CorrelateConfig>("correlate")
         .checking_pipelines(correlate::config::check_pipelines),
     Factory::of::<memory_limiter::config::MemoryLimiterConfig>("memory_limiter"),
+    Factory::of::<k8sattributes::config::K8sAttributesConfig>("k8sattributes"),
 ];
 
 /// Exporter types.

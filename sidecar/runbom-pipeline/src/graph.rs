@@ -34,6 +34,7 @@ use crate::{
         aibom::{self, AibomSpec},
         batch::{self, BatchSettings},
         correlate::{self, CorrelateSpec},
+        k8sattributes::{self, K8sSpec},
         memory_limiter::{self, MemoryGate, MemoryLimit},
     },
     receiver::sender::SenderPids,
@@ -56,6 +57,7 @@ pub enum ProcessorSpec {
     MemoryLimiter(MemoryLimit),
     Correlate(Box<CorrelateSpec>),
     Aibom(AibomSpec),
+    K8sAttributes(K8sSpec),
 }
 
 impl ProcessorSpec {
@@ -65,7 +67,7 @@ impl ProcessorSpec {
     pub fn needs_sender_pids(&self) -> bool {
         match self {
             Self::Batch(_) | Self::MemoryLimiter(_) | Self::Aibom(_) => false,
-            Self::Correlate(_) => true,
+            Self::Correlate(_) | Self::K8sAttributes(_) => true,
         }
     }
 }
@@ -257,6 +259,25 @@ fn kernel_logs_route(
     }
 }
 
+/// Starts a `k8sattributes` stage reading `rx`; returns its output. One watch per processor
+/// name, shared by the pipelines that list it.
+fn k8s_stage(
+    k: &K8sSpec,
+    rx: mpsc::Receiver<Signal>,
+    watches: &mut BTreeMap<String, k8sattributes::Watch>,
+    stop: &CancellationToken,
+    settings: GraphSettings,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> mpsc::Receiver<Signal> {
+    let w = watches
+        .entry(k.name.clone())
+        .or_insert_with(|| k8sattributes::start(k, stop))
+        .clone();
+    let (tx, next) = mpsc::channel(settings.channel_capacity);
+    tasks.push(tokio::spawn(k8sattributes::run(rx, tx, w, k.wait)));
+    next
+}
+
 /// The running pipelines.
 pub struct Graph {
     ingests: BTreeMap<String, Ingest>,
@@ -306,6 +327,7 @@ impl Graph {
         }
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
+        let mut watches = BTreeMap::new();
         for (spec, mut rx) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
             for (at, p) in spec.processors.iter().enumerate() {
@@ -349,6 +371,9 @@ impl Graph {
                         let logs = kl.take();
                         tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs)));
                         rx = next;
+                    }
+                    ProcessorSpec::K8sAttributes(k) => {
+                        rx = k8s_stage(k, rx, &mut watches, stop, settings, &mut tasks);
                     }
                 }
             }

@@ -17,4 +17,6 @@ pub enum ProcessorError {
         #[source]
         source: runbom_aibom::baseline::BaselineError,
     },
+    #[error("processors.{name}: {reason}")]
+    K8s { name: String, reason: String },
 }

@@ -6,6 +6,7 @@ pub mod aibom;
 pub mod batch;
 pub mod correlate;
 mod error;
+pub mod k8sattributes;
 pub mod memory_limiter;
 
 pub use error::ProcessorError;

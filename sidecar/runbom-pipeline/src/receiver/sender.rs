@@ -107,7 +107,9 @@ pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: S
     }
 }
 
-fn resources(signal: &mut Signal) -> Box<dyn Iterator<Item = &mut Option<Resource>> + '_> {
+pub(crate) fn resources(
+    signal: &mut Signal,
+) -> Box<dyn Iterator<Item = &mut Option<Resource>> + '_> {
     match signal {
         Signal::Traces(r) => Box::new(r.resource_spans.iter_mut().map(|r| &mut r.resource)),
         Signal::Logs(r) => Box::new(r.resource_logs.iter_mut().map(|r| &mut r.resource)),
