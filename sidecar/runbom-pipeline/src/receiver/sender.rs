@@ -3,7 +3,10 @@
 //! Correlation matches an application's spans with the kernel events of its process, so every
 //! resource that arrives without `process.pid` gets the pid of the process that owns the
 //! client end of the connection — found in `/proc/net/tcp{,6}` (the socket's inode) and then
-//! in `/proc/*/fd` (who holds that inode). Agents need no configuration for it. A
+//! in `/proc/*/fd` (who holds that inode). A client in another network namespace (a pod, when
+//! runbom runs on the host's network or in a pod of its own) has its socket in that
+//! namespace's table only: when runbom's own tables do not have it, the tables of every other
+//! namespace are read (`/proc/PID/net/tcp{,6}` of one process per namespace). Agents need no configuration for it. A
 //! `process.pid` the client sends is checked against that owner (contract §6): when they
 //! disagree the owner's pid replaces it, the client's value is kept as
 //! `received.process.pid`, and `runbom_receiver_pid_mismatch_total` counts it — otherwise any
@@ -161,18 +164,47 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-/// The inode of the TCP socket whose local end is `client` (and remote end `server`).
+/// The inode of the TCP socket whose local end is `client` (and remote end `server`): in
+/// runbom's network namespace, else in another.
 fn socket_inode(client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
-    let table = if client.is_ipv4() {
-        "/proc/net/tcp"
-    } else {
-        "/proc/net/tcp6"
-    };
+    inode_in_tables("/proc/net", client, server).or_else(|| inode_in_other_netns(client))
+}
+
+/// Looks in `<dir>/tcp` and `<dir>/tcp6`.
+fn inode_in_tables(dir: &str, client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
+    let table = if client.is_ipv4() { "tcp" } else { "tcp6" };
     // A client may also be an IPv4 socket talking to a dual-stack listener: look in both.
-    [table, "/proc/net/tcp6"]
+    [table, "tcp6"]
         .into_iter()
-        .filter_map(|t| fs::read_to_string(t).ok())
+        .filter_map(|t| fs::read_to_string(format!("{dir}/{t}")).ok())
         .find_map(|text| find_inode(&text, client, server))
+}
+
+/// The socket `client` in the network namespaces other than runbom's. Only the client end is
+/// matched: the server address the client sees may be another (a Service's, before DNAT).
+fn inode_in_other_netns(client: SocketAddr) -> Option<u64> {
+    let own = fs::read_link("/proc/self/ns/net").ok();
+    let mut seen = std::collections::HashSet::new();
+    pids().into_iter().find_map(|pid| {
+        let ns = fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+        if Some(&ns) == own.as_ref() || !seen.insert(ns) {
+            return None;
+        }
+        inode_in_tables(&format!("/proc/{pid}/net"), client, None)
+    })
+}
+
+/// Every pid in `/proc`, lowest first.
+fn pids() -> Vec<u32> {
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
 }
 
 /// Finds the row for `client` in a `/proc/net/tcp{,6}` table.
@@ -216,13 +248,7 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
 /// parent that created it, usually).
 fn owner_of_inode(inode: u64) -> Option<u32> {
     let target = format!("socket:[{inode}]");
-    let mut pids: Vec<u32> = fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    pids.sort_unstable();
-    pids.into_iter().find(|pid| {
+    pids().into_iter().find(|pid| {
         fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
             fds.flatten()
                 .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()))
@@ -268,6 +294,54 @@ mod tests {
             pids.lookup("127.0.0.1:1".parse().unwrap(), Some(server)),
             None
         );
+    }
+
+    /// A client in a network namespace of its own (as a pod's is): its socket is only in that
+    /// namespace's table, and is found there.
+    #[test]
+    fn finds_the_process_behind_a_connection_in_another_network_namespace() {
+        use std::io::{BufRead as _, BufReader};
+        use std::process::{Command, Stdio};
+        if !nix_root() {
+            eprintln!("skipped: needs root (unshare -n)");
+            return;
+        }
+        let script = "import socket,sys,time\n\
+            l=socket.socket(); l.bind(('127.0.0.1',0)); l.listen()\n\
+            c=socket.create_connection(l.getsockname()); a,_=l.accept()\n\
+            print(c.getsockname()[1], flush=True); sys.stdin.read()\n";
+        let mut child = Command::new("unshare")
+            .args([
+                "-n",
+                "sh",
+                "-c",
+                "ip link set lo up && exec python3 -c \"$0\"",
+                script,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the client's port");
+        let client = SocketAddr::from(([127, 0, 0, 1], port));
+        // unshare and sh exec: the child's pid is the python's.
+        let found = SenderPids::default().lookup(client, None);
+        drop(child.stdin.take());
+        let _ = child.wait();
+        assert_eq!(
+            found,
+            Some(child.id()),
+            "the client's process, in its own namespace"
+        );
+    }
+
+    fn nix_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
     }
 
     #[test]
