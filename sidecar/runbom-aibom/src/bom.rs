@@ -6,6 +6,7 @@
 //! them, through the checked reads of `json`.
 
 mod json;
+pub mod merge;
 mod model;
 mod parse;
 mod read;

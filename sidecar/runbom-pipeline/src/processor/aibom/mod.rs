@@ -106,7 +106,7 @@ pub async fn run(
 /// BOM and starts no other read until that one ends.
 const BOM_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-type BomRead = Result<DeclaredBom, BomError>;
+use runbom_aibom::reload::BomRead;
 
 /// Re-reads the BOM file when it changed, on a thread of its own (a read that hangs holds
 /// neither the stage, nor the runtime, nor runbom's exit), waiting at most
@@ -135,7 +135,7 @@ async fn reload_bom(
         std::thread::Builder::new()
             .name("runbom-bom-read".into())
             .spawn(move || {
-                let _ = tx.send(DeclaredBom::from_file(&path));
+                let _ = tx.send(BomWatch::read(&path));
             })
     };
     let read = match reader {
@@ -144,7 +144,7 @@ async fn reload_bom(
             error,
         }),
         Ok(_) => match tokio::time::timeout(BOM_READ_TIMEOUT, &mut rx).await {
-            Ok(Ok(read)) => read,
+            Ok(Ok(read)) => Ok(read),
             Ok(Err(_)) => Err(BomError::Read {
                 source_name: path.display().to_string(),
                 error: std::io::Error::other("the reading thread ended without an answer"),
@@ -160,7 +160,12 @@ async fn reload_bom(
     };
     let mut watch = lock(&spec.bom);
     // A broken file is logged and counted by the watch; the last good BOM stays.
-    let _ = watch.apply(read);
+    match read {
+        Ok(read) => {
+            let _ = watch.apply(read);
+        }
+        Err(e) => watch.failed(e),
+    }
     Some(watch.current().clone())
 }
 
