@@ -5,7 +5,8 @@
 //! cgroups named as containerd and CRI-O name them (systemd driver) on this machine's cgroup
 //! v2. Every kernel span and log and every application span of those processes must carry
 //! their pod's `k8s.*` attributes; a pod deleted and re-created with the same name must give
-//! its new uid.
+//! its new uid. The `aibom` processor after it loads a directory of two BOMs, one per
+//! workload, matched on `k8s.*`: each pod's agent is judged against its own.
 //!
 //! Needs root (probes, cgroups) and the project's venv (`bash scripts/setup.sh`).
 
@@ -24,7 +25,7 @@ use runbom_testkit::{
     pki::Pki,
     python_bin, runbom_bin, test_script,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const NODE: &str = "runbom-test-node";
 /// Made up and assembled, so that no credential-shaped literal sits in the source.
@@ -88,6 +89,69 @@ fn agent_in(cgroup: &PodCgroup, grpc: u16) -> u32 {
     pid
 }
 
+/// A BOM for one workload: its agent matched on a `k8s.*` attribute, the models and tools it
+/// may use.
+fn workload_bom(serial: u32, matcher: &str, models: &[&str], tools: &[&str]) -> String {
+    let mut components: Vec<Value> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| json!({"type": "machine-learning-model", "name": m, "bom-ref": format!("model-{i}"), "publisher": "openai"}))
+        .collect();
+    components.push(
+        json!({"type": "application", "name": "agent", "bom-ref": "agent",
+        "properties": [{"name": "runbom:match", "value": matcher}]}),
+    );
+    let services: Vec<Value> = tools
+        .iter()
+        .map(|t| json!({"name": t, "bom-ref": format!("tool-{t}"), "properties": [{"name": "runbom:kind", "value": "tool"}]}))
+        .collect();
+    json!({
+        "bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
+        "serialNumber": format!("urn:uuid:00000000-0000-4000-8000-{serial:012}"),
+        "components": components, "services": services
+    })
+    .to_string()
+}
+
+/// Per application span: its resource's `process.pid`, its name, and its `aibom.agent.ref`
+/// and `aibom.drift`.
+fn judged_spans(file: &Path) -> Vec<(String, String, Option<String>, Option<bool>)> {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let doc: Value = serde_json::from_str(line).expect("OTLP/JSON line");
+        for r in doc["resourceSpans"].as_array().into_iter().flatten() {
+            let attr = |attrs: &Value, key: &str| -> Option<Value> {
+                attrs
+                    .as_array()?
+                    .iter()
+                    .find(|kv| kv["key"] == key)
+                    .map(|kv| kv["value"].clone())
+            };
+            let pid = attr(&r["resource"]["attributes"], "process.pid")
+                .map(|v| {
+                    v["intValue"]
+                        .as_str()
+                        .map_or_else(|| v["intValue"].to_string(), str::to_owned)
+                })
+                .unwrap_or_default();
+            for ss in r["scopeSpans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    let a = &span["attributes"];
+                    out.push((
+                        pid.clone(),
+                        span["name"].as_str().unwrap_or_default().to_owned(),
+                        attr(a, "aibom.agent.ref")
+                            .and_then(|v| v["stringValue"].as_str().map(str::to_owned)),
+                        attr(a, "aibom.drift").and_then(|v| v["boolValue"].as_bool()),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Resource attributes (strings and ints as text) and item scopes, per resource of `file`.
 fn resources(file: &Path, layers: [&str; 3]) -> Vec<(BTreeMap<String, String>, Vec<String>)> {
     let text = fs::read_to_string(file).unwrap_or_default();
@@ -146,6 +210,27 @@ fn kernel_and_application_telemetry_of_pods_carry_their_kubernetes_metadata() {
     let cg_a = PodCgroup::create("a", Runtime::Containerd, &uid_a, &id_a);
     let cg_b = PodCgroup::create("b", Runtime::CriO, &uid_b, &id_b);
 
+    // One BOM per workload, each in its own directory as a mounted ConfigMap would be.
+    let boms = dir.join("boms");
+    for (sub, bom) in [
+        (
+            "nginx-deployment",
+            workload_bom(
+                1,
+                "k8s.deployment.name=nginx-deployment",
+                &["gpt-4o", "text-embedding-3-small"],
+                &["get_weather"],
+            ),
+        ),
+        (
+            "web",
+            workload_bom(2, "k8s.statefulset.name=web", &["claude-*"], &[]),
+        ),
+    ] {
+        fs::create_dir_all(boms.join(sub)).expect("bom dir");
+        fs::write(boms.join(sub).join("bom.cdx.json"), bom).expect("bom");
+    }
+
     let (grpc, admin) = (free_port(), free_port());
     let out = dir.join("out");
     let config = dir.write(
@@ -162,19 +247,23 @@ processors:
     kubeconfig: {kubeconfig}
     filter: {{ node: {NODE} }}
     wait_for_metadata: true
+  aibom:
+    bom: {boms}
+    wait: 500ms
   batch: {{ timeout: 200ms }}
 exporters:
   file:
     path: {out}
 {service}",
             kubeconfig = kubeconfig.display(),
+            boms = boms.display(),
             out = out.display(),
             service = service(
                 &format!("127.0.0.1:{admin}"),
                 &(pipeline(
                     "traces",
                     &["otlp", "ebpf"],
-                    &["k8sattributes", "batch"],
+                    &["k8sattributes", "aibom", "batch"],
                     &["file"]
                 ) + &pipeline("logs", &["ebpf"], &["k8sattributes", "batch"], &["file"])),
             ),
@@ -304,5 +393,34 @@ exporters:
              {kernel_logs} kernel logs (scopes {events:?})"
         );
     }
+
+    // Each pod's agent judged against its own BOM: the Deployment's may call gpt-4o, the
+    // StatefulSet's (whose BOM declares only Claude models) may not.
+    let judged = judged_spans(&out.join("traces.jsonl"));
+    let chat = |pid: u32| {
+        judged
+            .iter()
+            .find(|(p, name, _, _)| *p == pid.to_string() && name == "chat gpt-4o")
+            .unwrap_or_else(|| panic!("pid {pid}'s chat span in {judged:#?}"))
+    };
+    for pid in [pid_a, pid_a2] {
+        let (_, _, agent, drift) = chat(pid);
+        assert_eq!(
+            agent.as_deref(),
+            Some("nginx-deployment/bom.cdx.json#agent")
+        );
+        assert_eq!(
+            *drift,
+            Some(false),
+            "gpt-4o is declared for the Deployment's agent"
+        );
+    }
+    let (_, _, agent, drift) = chat(pid_b);
+    assert_eq!(agent.as_deref(), Some("web/bom.cdx.json#agent"));
+    assert_eq!(
+        *drift,
+        Some(true),
+        "gpt-4o is not declared for the StatefulSet's agent"
+    );
     drop((cg_b, cg_a2));
 }
