@@ -68,6 +68,8 @@ MATRIX: dict[str, dict[str, Any]] = {
     "tempo": example("tempo"),
     "jaeger+inline-bom": with_inline_bom(example("jaeger")),
     "existing-bom-configmap": example("existing-bom"),
+    "per-workload-boms": {"aibom": {"bom": {"configMaps": ["support-agent-bom", "billing-agent-bom"]}}},
+    "no-k8sattributes": {"config": {"k8sattributes": {"enabled": False}}},
     "podmonitor": example("monitors"),
     "servicemonitor": {"monitoring": {"serviceMonitor": {"enabled": True, "interval": "15s"}}},
     "monitors-off": {"monitoring": {"podMonitor": {"enabled": False},
@@ -189,10 +191,16 @@ def test_runbom_validate_accepts_the_rendered_configuration(case: str, tmp_path:
             and d["metadata"]["name"] == f"{RELEASE}-runbom-bom"]
     bom = tmp_path / "bom.cdx.json"
     bom.write_text(boms[0]["data"]["bom.cdx.json"] if boms else BOM.read_text())
+    # Per-workload BOMs: a directory of ConfigMap directories, as the pod mounts them.
+    (tmp_path / "boms" / "support-agent-bom").mkdir(parents=True)
+    (tmp_path / "boms" / "support-agent-bom" / "bom.cdx.json").write_text(BOM.read_text())
     (tmp_path / "runbom.yaml").write_text(
-        config.replace("/etc/runbom/bom/bom.cdx.json", str(bom)))
+        config.replace("/etc/runbom/bom/bom.cdx.json", str(bom))
+        .replace("/etc/runbom/boms", str(tmp_path / "boms")))
+    # NODE_NAME: the Downward API's spec.nodeName, as the DaemonSet sets it.
     run = subprocess.run([str(RUNBOM), "validate", "--config", str(tmp_path / "runbom.yaml")],
-                         env={**os.environ, "POD_IP": "10.0.0.7"}, capture_output=True,
+                         env={**os.environ, "POD_IP": "10.0.0.7", "NODE_NAME": "node-1"},
+                         capture_output=True,
                          text=True, timeout=60)
     assert run.returncode == 0, f"{config}\n{run.stdout}{run.stderr}"
     assert "configuration is valid" in run.stdout + run.stderr
@@ -208,12 +216,23 @@ def test_rendered_pipelines() -> None:
     assert c["service"]["telemetry"]["metrics"]["address"] == "${env:POD_IP}:8888"
     assert "aibom" not in c["processors"]  # no BOM given: not judged
     assert c["service"]["pipelines"]["traces"] == {
-        "receivers": ["otlp", "ebpf"], "processors": ["memory_limiter", "correlate", "batch"],
+        "receivers": ["otlp", "ebpf"],
+        "processors": ["memory_limiter", "correlate", "k8sattributes", "batch"],
         "exporters": ["debug"]}
+    # Pods named on every span and log: this node's pods, with the pod's service account.
+    assert c["processors"]["k8sattributes"] == {
+        "auth_type": "serviceAccount", "filter": {"node_from_env_var": "NODE_NAME"}}
+    assert c["service"]["pipelines"]["logs"]["processors"] == [
+        "memory_limiter", "k8sattributes", "batch"]
+    c = cfg("no-k8sattributes")
+    assert "k8sattributes" not in c["processors"]
+    assert c["service"]["pipelines"]["logs"]["processors"] == ["memory_limiter", "batch"]
+    c = cfg("per-workload-boms")
+    assert c["processors"]["aibom"] == {"bom": "/etc/runbom/boms"}
     c = cfg("tempo")
     assert c["processors"]["aibom"] == {"bom": "builtin:reference-agent"}
     assert c["service"]["pipelines"]["traces"]["processors"] == [
-        "memory_limiter", "correlate", "aibom", "batch"]
+        "memory_limiter", "correlate", "k8sattributes", "aibom", "batch"]
     assert c["service"]["pipelines"]["traces"]["exporters"] == ["otlp/tempo"]
     assert c["service"]["pipelines"]["logs"]["receivers"] == ["otlp", "ebpf", "aibom"]
     assert c["exporters"]["otlp/tempo"]["tls"] == {"insecure": True}
@@ -308,6 +327,20 @@ def test_bom_sources(case: str, volume: dict[str, Any] | None) -> None:
     if case == "jaeger+inline-bom":
         data = one(case, "ConfigMap", f"{RELEASE}-runbom-bom")["data"]["bom.cdx.json"]
         assert json.loads(data) == json.loads(BOM.read_text())
+
+
+def test_per_workload_boms_mount_one_directory_per_configmap() -> None:
+    pod = one("per-workload-boms", "DaemonSet")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert "bom" not in volumes
+    for i, name in enumerate(["support-agent-bom", "billing-agent-bom"]):
+        assert volumes[f"bom-{i}"] == {"name": f"bom-{i}", "configMap": {"name": name}}
+        # No subPath: each ConfigMap's edits reach the pod and its file is reloaded.
+        assert mounts[f"bom-{i}"] == {"name": f"bom-{i}", "mountPath": f"/etc/runbom/boms/{name}",
+                                      "readOnly": True}
+    env = {e["name"]: e.get("valueFrom") for e in pod["containers"][0]["env"]}
+    assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
 
 
 def test_monitors_only_when_asked() -> None:
@@ -426,7 +459,7 @@ def test_the_rendered_configuration_runs_and_answers_the_probes(tmp_path: Path) 
         runbom = subprocess.Popen(
             [str(RUNBOM), *args],
             stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-            env={**os.environ, "POD_IP": "127.0.0.1"})
+            env={**os.environ, "POD_IP": "127.0.0.1", "NODE_NAME": "node-1"})
         try:
             deadline = time.monotonic() + 30
             while b"runbom is running" not in log_path.read_bytes():

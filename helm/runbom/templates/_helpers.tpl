@@ -48,17 +48,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* The BOM source: "inline", "configmap", "builtin" or "" (no aibom processor). */}}
+{{/* The BOM source: "inline", "configmap", "builtin", "directory" or "" (no aibom processor). */}}
 {{- define "runbom.bomSource" -}}
 {{- $b := .Values.aibom.bom -}}
 {{- $n := 0 -}}
 {{- if $b.inline }}{{ $n = add1 $n }}{{ end -}}
 {{- if $b.existingConfigMap.name }}{{ $n = add1 $n }}{{ end -}}
 {{- if $b.builtin }}{{ $n = add1 $n }}{{ end -}}
+{{- if $b.configMaps }}{{ $n = add1 $n }}{{ end -}}
 {{- if gt $n 1 -}}
-{{- fail "aibom.bom: set one of inline, existingConfigMap.name, builtin" -}}
+{{- fail "aibom.bom: set one of inline, existingConfigMap.name, builtin, configMaps" -}}
 {{- end -}}
-{{- if $b.inline }}inline{{ else if $b.existingConfigMap.name }}configmap{{ else if $b.builtin }}builtin{{ end -}}
+{{- if $b.inline }}inline{{ else if $b.existingConfigMap.name }}configmap{{ else if $b.builtin }}builtin{{ else if $b.configMaps }}directory{{ end -}}
 {{- end -}}
 
 {{/* An otlp/otlphttp exporter section from {endpoint, insecure, headers, settings}. */}}
@@ -105,10 +106,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $processors "correlate" (deepCopy ($v.correlate.settings | default dict)) -}}
 {{- $traceProcs = append $traceProcs "correlate" -}}
 {{- end -}}
+{{- $logProcs := list "memory_limiter" -}}
+{{- if $v.k8sattributes.enabled -}}
+{{- $k8s := dict "auth_type" "serviceAccount" "filter" (dict "node_from_env_var" "NODE_NAME") -}}
+{{- $_ := set $processors "k8sattributes" (mustMergeOverwrite (deepCopy ($v.k8sattributes.settings | default dict)) $k8s) -}}
+{{- $traceProcs = append $traceProcs "k8sattributes" -}}
+{{- $logProcs = append $logProcs "k8sattributes" -}}
+{{- end -}}
+{{- $logProcs = append $logProcs "batch" -}}
 {{- $logReceivers := list "otlp" "ebpf" -}}
 {{- if $bom -}}
 {{- $path := "/etc/runbom/bom/bom.cdx.json" -}}
 {{- if eq $bom "builtin" }}{{ $path = printf "builtin:%s" .Values.aibom.bom.builtin }}{{ end -}}
+{{- if eq $bom "directory" }}{{ $path = "/etc/runbom/boms" }}{{ end -}}
 {{- $_ := set $processors "aibom" (mustMergeOverwrite (deepCopy (.Values.aibom.settings | default dict)) (dict "bom" $path)) -}}
 {{- $traceProcs = append $traceProcs "aibom" -}}
 {{- $logReceivers = append $logReceivers "aibom" -}}
@@ -134,7 +144,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $p "processors" $traceProcs -}}
 {{- else if eq $signal "logs" -}}
 {{- $_ := set $p "receivers" $logReceivers -}}
-{{- $_ := set $p "processors" (list "memory_limiter" "batch") -}}
+{{- $_ := set $p "processors" $logProcs -}}
 {{- else -}}
 {{- $_ := set $p "receivers" (list "otlp") -}}
 {{- $_ := set $p "processors" (list "memory_limiter" "batch") -}}
