@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -399,7 +400,7 @@ def test_readme_install_commands_match_the_chart() -> None:
     block = section.split("```sh\n", 1)[1].split("```", 1)[0]
     commands = block.replace("\\\n", " ").strip().splitlines()
     assert len(commands) == 4, commands
-    helm_cmd = next(c.split() for c in commands if c.startswith("helm install"))
+    helm_cmd = next(shlex.split(c) for c in commands if c.startswith("helm install"))
     release, namespace = helm_cmd[2], helm_cmd[helm_cmd.index("-n") + 1]
     values: dict[str, Any] = {}
     for i, word in enumerate(helm_cmd):
