@@ -12,6 +12,16 @@ fn parsed(text: &str) -> Option<Parsed> {
     CgroupRef::from_proc_cgroup(text).map(|r| (r.container_id, r.runtime, r.pod_uid))
 }
 
+fn check(cases: Vec<Case>) {
+    for (text, id, runtime, uid) in cases {
+        assert_eq!(
+            parsed(&text),
+            Some((id, runtime, uid)),
+            "cgroup file {text:?}"
+        );
+    }
+}
+
 #[test]
 fn container_and_pod_from_every_runtime_driver_and_version() {
     use Runtime::{Containerd, CriO};
@@ -104,13 +114,7 @@ fn container_and_pod_from_every_runtime_driver_and_version() {
             uid.clone(),
         ),
     ];
-    for (text, id, runtime, uid) in cases {
-        assert_eq!(
-            parsed(&text),
-            Some((id, runtime, uid)),
-            "cgroup file {text:?}"
-        );
-    }
+    check(cases);
 }
 
 #[test]
@@ -150,13 +154,7 @@ fn containers_outside_kubernetes() {
             None,
         ),
     ];
-    for (text, id, runtime, uid) in cases {
-        assert_eq!(
-            parsed(&text),
-            Some((id, runtime, uid)),
-            "cgroup file {text:?}"
-        );
-    }
+    check(cases);
 }
 
 #[test]
