@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 LOCK = threading.Condition()
-STATE = {"rv": 1000, "compacted": 0, "pods": {}, "objects": {}, "events": []}
+STATE = {"rv": 1000, "compacted": 0, "compactions": 0, "pods": {}, "objects": {}, "events": []}
 OUT = threading.Lock()
 
 
@@ -86,6 +86,7 @@ def command(cmd):
             # every resourceVersion before the current one is gone.
             STATE["rv"] += 1
             STATE["compacted"] = STATE["rv"]
+            STATE["compactions"] += 1
             STATE["events"] = []
         LOCK.notify_all()
         return STATE["rv"]
@@ -154,11 +155,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         say(f"watching {since}")
+        with LOCK:
+            generation = STATE["compactions"]
         last_bookmark = time.monotonic()
         try:
             while time.monotonic() < end:
                 with LOCK:
-                    if since < STATE["compacted"]:
+                    # A watch open across a compaction is expired too, whatever a bookmark said.
+                    if since < STATE["compacted"] or generation != STATE["compactions"]:
                         gone = status(410, "Expired", f"too old resource version: {since} ({STATE['compacted']})")
                         out, expired = [("ERROR", gone, None)], True
                     else:

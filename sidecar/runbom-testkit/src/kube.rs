@@ -214,16 +214,33 @@ impl PodCgroup {
         Self { dir, root }
     }
 
-    /// A shell command line that moves itself into this cgroup and then runs `program`
-    /// (so the program's exec and everything after it happen inside the container).
+    /// `program` with `args`, started inside this cgroup: the child moves itself in between
+    /// fork and exec, as a container runtime does, so everything the program does (its exec
+    /// first) happens inside the container.
     #[must_use]
     pub fn command(&self, program: &Path, args: &[String]) -> Command {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
-            .arg(&self.dir)
-            .arg(program)
-            .args(args);
+        use std::os::unix::{ffi::OsStrExt as _, process::CommandExt as _};
+        let procs = std::ffi::CString::new(self.dir.join("cgroup.procs").as_os_str().as_bytes())
+            .expect("a path without NUL");
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        // SAFETY: between fork and exec only async-signal-safe calls (open, write, close) on
+        // memory allocated before the fork; "0" moves the writing process itself.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let wrote = libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+                if wrote == 1 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
         cmd
     }
 }
