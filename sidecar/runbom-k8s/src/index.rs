@@ -86,3 +86,68 @@ impl PodIndex {
         Some((pod.clone(), container))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::ContainerMeta;
+
+    fn pod(uid: &str, containers: &[(&str, Option<&str>)]) -> PodMeta {
+        PodMeta {
+            uid: uid.into(),
+            name: "agent-0".into(),
+            namespace: "ai".into(),
+            node: Some("node-1".into()),
+            service_account: None,
+            labels: std::collections::BTreeMap::new(),
+            owner: None,
+            containers: containers
+                .iter()
+                .map(|(name, id)| ContainerMeta {
+                    name: (*name).into(),
+                    image_name: None,
+                    image_tag: None,
+                    id: id.map(str::to_owned),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn finds_by_container_then_by_pod() {
+        let mut index = PodIndex::default();
+        index.apply(pod("u1", &[("agent", Some("c1")), ("sidecar", Some("c2"))]));
+        let (p, c) = index.find(Some("c2"), None).unwrap();
+        assert_eq!(
+            (p.uid.as_str(), c.unwrap().name.as_str()),
+            ("u1", "sidecar")
+        );
+        // A container the kubelet has not reported yet: the pod, no container (two of them).
+        let (p, c) = index.find(Some("c9"), Some("u1")).unwrap();
+        assert_eq!((p.uid.as_str(), c), ("u1", None));
+        // A pod of one container: that one.
+        index.apply(pod("u2", &[("only", None)]));
+        let (_, c) = index.find(Some("c9"), Some("u2")).unwrap();
+        assert_eq!(c.unwrap().name, "only");
+        assert!(index.find(Some("c9"), Some("u3")).is_none());
+        assert!(index.find(None, None).is_none());
+    }
+
+    #[test]
+    fn a_pod_recreated_with_the_same_name_is_a_new_uid() {
+        let mut index = PodIndex::default();
+        index.apply(pod("old", &[("agent", Some("c1"))]));
+        index.remove("old");
+        index.apply(pod("new", &[("agent", Some("c2"))]));
+        assert!(
+            index.find(Some("c1"), None).is_none(),
+            "the old container is gone"
+        );
+        assert_eq!(index.find(Some("c2"), None).unwrap().0.uid, "new");
+        // A re-list replaces everything.
+        index.replace(vec![pod("other", &[("x", Some("c3"))])]);
+        assert!(index.synced());
+        assert_eq!(index.len(), 1);
+        assert!(index.find(Some("c2"), None).is_none());
+    }
+}

@@ -144,3 +144,120 @@ fn set(attrs: &mut Vec<KeyValue>, kv: KeyValue) {
 fn values_equal(a: Option<&AnyValue>, b: Option<&AnyValue>) -> bool {
     a.and_then(|v| v.value.as_ref()) == b.and_then(|v| v.value.as_ref())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, fs};
+
+    use opentelemetry_proto::tonic::{
+        collector::trace::v1::ExportTraceServiceRequest, trace::v1::ResourceSpans,
+    };
+    use runbom_aibom::otlp::kv_int;
+    use runbom_k8s::{ContainerMeta, PodMeta};
+
+    use super::*;
+
+    const ID: &str = "4a2f0e8a2c1b7a5f4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b";
+    const UID: &str = "5e2f6c8a-3b1d-4f7e-9a0c-1d2e3f4a5b6c";
+
+    /// A resolver over a `/proc` of one process (pid 4242) in a containerd container.
+    fn resolver(dir: &std::path::Path) -> Resolver {
+        let uid_ = UID.replace('-', "_");
+        fs::create_dir_all(dir.join("4242")).unwrap();
+        fs::write(
+            dir.join("4242/cgroup"),
+            format!("0::/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope\n"),
+        )
+        .unwrap();
+        let mut index = PodIndex::default();
+        index.apply(PodMeta {
+            uid: UID.into(),
+            name: "agent-0".into(),
+            namespace: "ai".into(),
+            node: Some("node-1".into()),
+            service_account: Some("agent".into()),
+            labels: BTreeMap::from([("app".into(), "support".into())]),
+            owner: None,
+            containers: vec![ContainerMeta {
+                name: "agent".into(),
+                image_name: Some("registry/agent".into()),
+                image_tag: Some("1.2".into()),
+                id: Some(ID.into()),
+            }],
+        });
+        Resolver::with_proc_root(Arc::new(RwLock::new(index)), dir.to_owned())
+    }
+
+    fn signal(attributes: Vec<KeyValue>) -> Signal {
+        Signal::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes,
+                    ..Resource::default()
+                }),
+                ..ResourceSpans::default()
+            }],
+        })
+    }
+
+    fn attrs(signal: &Signal) -> Vec<KeyValue> {
+        let Signal::Traces(r) = signal else {
+            unreachable!()
+        };
+        r.resource_spans[0].resource.clone().unwrap().attributes
+    }
+
+    #[test]
+    fn the_process_pod_wins_over_what_the_client_claims() {
+        let dir = std::env::temp_dir().join(format!("runbom-k8sattr-{}", std::process::id()));
+        let r = resolver(&dir);
+        let mut s = signal(vec![
+            kv_int(PROCESS_PID, 4242),
+            kv_str("k8s.namespace.name", "kube-system"),
+            kv_str("k8s.pod.name", "agent-0"),
+        ]);
+        annotate(&r, &mut s);
+        let a = attrs(&s);
+        assert_eq!(attr(&a, "k8s.namespace.name"), Some("ai"));
+        assert_eq!(
+            attr(&a, "received.k8s.namespace.name"),
+            Some("kube-system"),
+            "the client's claim is kept aside"
+        );
+        assert_eq!(attr(&a, "k8s.pod.name"), Some("agent-0"));
+        assert!(
+            attr(&a, "received.k8s.pod.name").is_none(),
+            "an agreeing value stays"
+        );
+        assert_eq!(a.iter().filter(|kv| kv.key == "k8s.pod.name").count(), 1);
+        assert_eq!(attr(&a, "k8s.pod.label.app"), Some("support"));
+        assert_eq!(attr(&a, CONTAINER_ID), Some(ID));
+        assert_eq!(
+            runbom_aibom::span::attr_strs(&a, "container.image.tags"),
+            ["1.2"]
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn processes_outside_pods_pass_unchanged() {
+        let dir = std::env::temp_dir().join(format!("runbom-k8sattr-out-{}", std::process::id()));
+        let r = resolver(&dir);
+        fs::create_dir_all(dir.join("7")).unwrap();
+        fs::write(dir.join("7/cgroup"), "0::/user.slice/session-1.scope\n").unwrap();
+        for before in [
+            vec![kv_int(PROCESS_PID, 7), kv_str("k8s.pod.name", "claimed")],
+            vec![kv_str("service.name", "no pid")],
+            vec![kv_int(PROCESS_PID, 99_999)],
+        ] {
+            let mut s = signal(before.clone());
+            annotate(&r, &mut s);
+            assert_eq!(attrs(&s), before);
+        }
+        // A process gone, known by the container id its kernel events carry.
+        let mut s = signal(vec![kv_int(PROCESS_PID, 99_999), kv_str(CONTAINER_ID, ID)]);
+        annotate(&r, &mut s);
+        assert_eq!(attr(&attrs(&s), "k8s.pod.uid"), Some(UID));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
