@@ -265,13 +265,13 @@ fn k8s_stage(
     k: &K8sSpec,
     rx: mpsc::Receiver<Signal>,
     watches: &mut BTreeMap<String, k8sattributes::Watch>,
-    stop: &CancellationToken,
+    (stop, telemetry): (&CancellationToken, &Telemetry),
     settings: GraphSettings,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> mpsc::Receiver<Signal> {
     let w = watches
         .entry(k.name.clone())
-        .or_insert_with(|| k8sattributes::start(k, stop))
+        .or_insert_with(|| k8sattributes::start(k, stop, telemetry))
         .clone();
     let (tx, next) = mpsc::channel(settings.channel_capacity);
     tasks.push(tokio::spawn(k8sattributes::run(rx, tx, w, k.wait)));
@@ -373,7 +373,8 @@ impl Graph {
                         rx = next;
                     }
                     ProcessorSpec::K8sAttributes(k) => {
-                        rx = k8s_stage(k, rx, &mut watches, stop, settings, &mut tasks);
+                        let t = &telemetry;
+                        rx = k8s_stage(k, rx, &mut watches, (stop, t), settings, &mut tasks);
                     }
                 }
             }

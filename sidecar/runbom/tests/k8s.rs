@@ -20,7 +20,7 @@ use std::{
 use runbom_testkit::{
     Ready, Runbom, TempDir,
     config::{pipeline, service},
-    free_port,
+    free_port, http_get,
     kube::{KubeApi, PodCgroup, Runtime, fixture},
     pki::Pki,
     python_bin, runbom_bin, test_script,
@@ -289,6 +289,22 @@ exporters:
     let cg_a2 = PodCgroup::create("a2", Runtime::Containerd, &uid_a2, &id_a2);
     let pid_a2 = agent_in(&cg_a2, grpc);
     std::thread::sleep(Duration::from_secs(1)); // a batch timeout and the ring's flush
+    let (code, metrics) = http_get(admin, "/metrics");
+    assert_eq!(code, 200);
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"))
+    };
+    assert!(
+        counter("runbom_k8sattributes_pod_lists_total") >= 2,
+        "{metrics}"
+    );
+    assert!(
+        counter("runbom_k8sattributes_annotated_resources_total") > 0,
+        "{metrics}"
+    );
     let (status, log) = runbom.stop();
     assert!(status.success(), "runbom exited with {status}:\n{log}");
 

@@ -11,7 +11,10 @@
 pub mod config;
 
 use std::{
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -30,7 +33,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use crate::receiver::sender::resources;
+use crate::{Telemetry, receiver::sender::resources};
 
 /// `container.image.tags` is a list in the semantic conventions.
 const LIST_KEYS: &[&str] = &["container.image.tags"];
@@ -46,17 +49,50 @@ pub struct K8sSpec {
     pub wait: Option<Duration>,
 }
 
-/// A started watch: the resolver the stages read, and how many complete lists it has had.
+/// A started watch: the resolver the stages read, how many complete lists it has had, and
+/// what the stages did.
 #[derive(Clone)]
 pub struct Watch {
     resolver: Arc<Resolver>,
     listed: watch::Receiver<u64>,
+    stats: Arc<Stats>,
 }
 
-/// Starts the watch of `spec.node`'s pods (until `stop`). Credentials that do not load are
-/// logged: data then passes unchanged.
+/// What the stages of one processor did (`/metrics`).
+#[derive(Default)]
+pub struct Stats {
+    /// Resources given a pod's attributes.
+    pub annotated: AtomicU64,
+    /// Resources with a process (or container) that is in no known pod of this node.
+    pub unmatched: AtomicU64,
+}
+
+/// Registers the processor's counters.
+fn register(telemetry: &Telemetry, w: &Watch) {
+    let s = w.stats.clone();
+    telemetry.counter_fn(
+        "runbom_k8sattributes_annotated_resources_total",
+        "Resources given the Kubernetes attributes of their process's pod.",
+        move || s.annotated.load(Ordering::Relaxed),
+    );
+    let s = w.stats.clone();
+    telemetry.counter_fn(
+        "runbom_k8sattributes_unmatched_resources_total",
+        "Resources whose process is in no known pod of this node (passed unchanged).",
+        move || s.unmatched.load(Ordering::Relaxed),
+    );
+    let listed = w.listed.clone();
+    telemetry.counter_fn(
+        "runbom_k8sattributes_pod_lists_total",
+        "Complete lists of this node's pods (the first, then each re-list after 410 Gone).",
+        move || *listed.borrow(),
+    );
+}
+
+/// Starts the watch of `spec.node`'s pods (until `stop`) and registers its counters.
+/// Credentials that do not load are logged: data then passes unchanged.
 #[must_use]
-pub fn start(spec: &K8sSpec, stop: &CancellationToken) -> Watch {
+pub fn start(spec: &K8sSpec, stop: &CancellationToken, telemetry: &Telemetry) -> Watch {
     let index = Arc::new(RwLock::new(PodIndex::default()));
     let (listed_tx, listed) = watch::channel(0);
     let resolver = Arc::new(Resolver::new(index.clone()));
@@ -74,7 +110,13 @@ pub fn start(spec: &K8sSpec, stop: &CancellationToken) -> Watch {
             ),
         }
     });
-    Watch { resolver, listed }
+    let w = Watch {
+        resolver,
+        listed,
+        stats: Arc::default(),
+    };
+    register(telemetry, &w);
+    w
 }
 
 /// Runs until `rx` closes.
@@ -89,32 +131,48 @@ pub async fn run(
         let _ = tokio::time::timeout(wait, listed).await;
     }
     while let Some(mut signal) = rx.recv().await {
-        annotate(&watch.resolver, &mut signal);
+        let (annotated, unmatched) = annotate(&watch.resolver, &mut signal);
+        watch
+            .stats
+            .annotated
+            .fetch_add(annotated, Ordering::Relaxed);
+        watch
+            .stats
+            .unmatched
+            .fetch_add(unmatched, Ordering::Relaxed);
         if tx.send(signal).await.is_err() {
             return;
         }
     }
 }
 
-/// Adds the pod's attributes to every resource of `signal` whose process is in a pod.
-pub fn annotate(resolver: &Resolver, signal: &mut Signal) {
+/// Adds the pod's attributes to every resource of `signal` whose process is in a pod; how
+/// many resources were annotated, and how many had a process in no known pod.
+pub fn annotate(resolver: &Resolver, signal: &mut Signal) -> (u64, u64) {
+    let (mut annotated, mut unmatched) = (0, 0);
     for resource in resources(signal) {
         let Some(resource) = resource.as_mut() else {
             continue;
         };
-        annotate_resource(resolver, resource);
+        match annotate_resource(resolver, resource) {
+            Some(true) => annotated += 1,
+            Some(false) => unmatched += 1,
+            None => {}
+        }
     }
+    (annotated, unmatched)
 }
 
-fn annotate_resource(resolver: &Resolver, resource: &mut Resource) {
+/// `Some(true)`: annotated; `Some(false)`: a process in no known pod; `None`: no process.
+fn annotate_resource(resolver: &Resolver, resource: &mut Resource) -> Option<bool> {
     let attrs = &resource.attributes;
     let pid = attr_int(attrs, PROCESS_PID).and_then(|p| u32::try_from(p).ok());
     let container = attr(attrs, CONTAINER_ID);
     if pid.is_none() && container.is_none() {
-        return;
+        return None;
     }
     let Some(found) = resolver.attributes(pid, container) else {
-        return;
+        return Some(false);
     };
     for (key, value) in found {
         let kv = if LIST_KEYS.contains(&key.as_str()) {
@@ -124,6 +182,7 @@ fn annotate_resource(resolver: &Resolver, resource: &mut Resource) {
         };
         set(&mut resource.attributes, kv);
     }
+    Some(true)
 }
 
 /// Sets `kv` among `attrs`: another value under its key is moved under `received.`.
@@ -216,7 +275,7 @@ mod tests {
             kv_str("k8s.namespace.name", "kube-system"),
             kv_str("k8s.pod.name", "agent-0"),
         ]);
-        annotate(&r, &mut s);
+        assert_eq!(annotate(&r, &mut s), (1, 0));
         let a = attrs(&s);
         assert_eq!(attr(&a, "k8s.namespace.name"), Some("ai"));
         assert_eq!(
@@ -251,7 +310,8 @@ mod tests {
             vec![kv_int(PROCESS_PID, 99_999)],
         ] {
             let mut s = signal(before.clone());
-            annotate(&r, &mut s);
+            let (annotated, _) = annotate(&r, &mut s);
+            assert_eq!(annotated, 0);
             assert_eq!(attrs(&s), before);
         }
         // A process gone, known by the container id its kernel events carry.
