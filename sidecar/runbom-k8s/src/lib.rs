@@ -15,4 +15,4 @@ pub mod watch;
 pub use index::PodIndex;
 pub use meta::{ContainerMeta, Owner, PodMeta};
 pub use resolve::Resolver;
-pub use watch::{Auth, WatchError, start};
+pub use watch::{Auth, WatchError, check, start};

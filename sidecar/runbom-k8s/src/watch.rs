@@ -43,6 +43,19 @@ pub enum WatchError {
     Client(#[from] kube::Error),
 }
 
+/// Reads a kubeconfig file named in the configuration, so that a wrong path or a file that is
+/// not a kubeconfig stops runbom at start (the service account's files exist only in a pod,
+/// and are read when the watch starts).
+pub fn check(auth: &Auth) -> Result<(), WatchError> {
+    if let Auth::KubeConfig(Some(path)) = auth {
+        Kubeconfig::read_from(path).map_err(|source| WatchError::KubeConfig {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 async fn client(auth: &Auth) -> Result<Client, WatchError> {
     let config = match auth {
         Auth::ServiceAccount => Config::incluster()?,

@@ -104,6 +104,7 @@ impl ProcessorConfig for K8sAttributesConfig {
             AuthType::ServiceAccount => Auth::ServiceAccount,
             AuthType::KubeConfig => Auth::KubeConfig(self.kubeconfig.clone()),
         };
+        runbom_k8s::check(&auth).map_err(|e| err(e.to_string()))?;
         Ok(ProcessorSpec::K8sAttributes(K8sSpec {
             name: ctx.name.to_owned(),
             auth,
@@ -136,6 +137,25 @@ mod tests {
         assert_eq!(c.auth_type, AuthType::KubeConfig);
         assert_eq!(c.filter.node_from_env_var.as_deref(), Some("NODE_NAME"));
         assert_eq!(c.wait_for_metadata_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_kubeconfig_that_does_not_load_is_named() {
+        let c = parse(
+            "auth_type: kubeConfig\nkubeconfig: /nonexistent/kubeconfig\nfilter: {node: a}\n",
+        )
+        .unwrap();
+        let ctx = SpecContext {
+            name: "k8sattributes",
+            kernel_source: None,
+            own_endpoints: &[],
+            host_name: "h",
+        };
+        let e = c.spec(&ctx).unwrap_err().to_string();
+        assert!(
+            e.starts_with("processors.k8sattributes: kubeconfig /nonexistent/kubeconfig:"),
+            "{e}"
+        );
     }
 
     #[test]
