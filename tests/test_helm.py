@@ -364,6 +364,8 @@ def test_notes_tell_agents_where_to_send() -> None:
     assert "internalTrafficPolicy\nLocal" in notes
     assert "registry.example.invalid" in notes  # the image placeholder is called out
     assert "No AI-BOM is configured" in notes
+    notes = render("per-workload-boms")["runbom/templates/NOTES.txt"]
+    assert "ConfigMaps support-agent-bom, billing-agent-bom" in notes
     notes = render("jaeger+inline-bom")["runbom/templates/NOTES.txt"]
     assert "traces: otlp/jaeger" in notes and "logs: otlphttp/collector" in notes
 
