@@ -92,7 +92,7 @@ fn dns_like(first: u32, len: u64) -> bool {
 /// Copies at most `cap` bytes of `buf` into a record stamped `time_ns` and writes it to the
 /// ring.
 #[inline(always)]
-fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
+pub(crate) fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
     let (tgid, tid) = current();
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
     let rec = unsafe { scratch(&HTTP_SCRATCH) }?;
@@ -133,32 +133,32 @@ fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
 }
 
 /// What a record says about where its bytes went, and when the call started.
-struct Capture {
-    ssl: u64,
-    peer: SockAddr,
-    fd: i32,
-    source: u16,
-    flags: u16,
-    time_ns: u64,
+pub(crate) struct Capture {
+    pub ssl: u64,
+    pub peer: SockAddr,
+    pub fd: i32,
+    pub source: u16,
+    pub flags: u16,
+    pub time_ns: u64,
 }
 
 // --- plaintext socket writes ----------------------------------------------------------------
 
 /// The socket argument of every write-family syscall (`fd`, always first).
 #[inline(always)]
-fn fd_arg(ctx: &TracePointContext) -> i32 {
+pub(crate) fn fd_arg(ctx: &TracePointContext) -> i32 {
     sys_arg::<i64>(ctx, 0) as i32
 }
 
 /// A write-family call as its entry sees it.
-struct Write {
-    fd: i32,
-    buf: *const u8,
-    len: u64,
+pub(crate) struct Write {
+    pub fd: i32,
+    pub buf: *const u8,
+    pub len: u64,
     /// The destination address (`sendto`, `sendmsg`), may be null.
     addr: *const u8,
-    iov: u64,
-    iov_len: u64,
+    pub iov: u64,
+    pub iov_len: u64,
     /// A DNS query on a connected UDP socket is looked for here (`write`, `writev`: `sendto`
     /// and `sendmsg` have their own DNS probes in `net`).
     dns: bool,
@@ -241,6 +241,10 @@ fn socket_write(w: &Write) -> Option<u32> {
     }
     let first = read_user(w.buf.cast::<u32>())?;
     if w.len < MIN_REQUEST || !METHODS.contains(&first) {
+        // HTTP/2: the client preface, or any write on a connection that wrote it.
+        if let Some(r) = crate::h2::socket_write(w, first) {
+            return Some(r);
+        }
         // A JSON body written after its request head (httpx/h11 and the OpenAI SDK over plain
         // HTTP, e.g. to a local model server): one map lookup, only for writes starting `{`.
         if first as u8 == b'{' {
@@ -281,7 +285,7 @@ fn socket_write(w: &Write) -> Option<u32> {
 }
 
 #[inline(always)]
-fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
+pub(crate) fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
     let kept = SockWrite {
         buf: w.buf as u64,
         len: w.len,
@@ -340,6 +344,9 @@ fn socket_write_exit(ctx: &TracePointContext) -> u32 {
     let Some(cfg) = config() else {
         return 1;
     };
+    if w.source == http_source::H2_SOCKET_WRITE {
+        return crate::h2::socket_write_exit(&w, ret as u64, cfg.http_max);
+    }
     let key = fd_key(tgid, w.fd);
     let capture = Capture {
         ssl: 0,

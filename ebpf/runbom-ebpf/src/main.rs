@@ -22,6 +22,7 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod file;
+mod h2;
 mod http;
 mod maps;
 mod net;

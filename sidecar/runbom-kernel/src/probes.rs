@@ -60,6 +60,15 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("http_sys_exit_writev", "sys_exit_writev"),
     ("http_sys_exit_sendto", "sys_exit_sendto"),
     ("http_sys_exit_sendmsg", "sys_exit_sendmsg"),
+    // HTTP/2: reads of sockets that wrote the client preface (its writes go through the above).
+    ("h2_sys_enter_read", "sys_enter_read"),
+    ("h2_sys_enter_recvfrom", "sys_enter_recvfrom"),
+    ("h2_sys_enter_readv", "sys_enter_readv"),
+    ("h2_sys_enter_recvmsg", "sys_enter_recvmsg"),
+    ("h2_sys_exit_read", "sys_exit_read"),
+    ("h2_sys_exit_recvfrom", "sys_exit_recvfrom"),
+    ("h2_sys_exit_readv", "sys_exit_readv"),
+    ("h2_sys_exit_recvmsg", "sys_exit_recvmsg"),
 ];
 
 /// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).
@@ -76,6 +85,15 @@ const SSL_UPROBES: &[(&str, usize)] = &[
     ("ssl_write_ex_ret", 1),
     ("ssl_read_ret", 2),
     ("ssl_read_ex_ret", 3),
+    // HTTP/2 inside TLS (`SSL*`s that wrote the client preface).
+    ("h2_ssl_write", 0),
+    ("h2_ssl_write_ex", 1),
+    ("h2_ssl_read", 2),
+    ("h2_ssl_read_ex", 3),
+    ("h2_ssl_write_ret", 0),
+    ("h2_ssl_write_ex_ret", 1),
+    ("h2_ssl_read_ret", 2),
+    ("h2_ssl_read_ex_ret", 3),
 ];
 
 /// Where the kernel publishes its BTF; `RUNBOM_KERNEL_BTF` overrides it (for tests of the

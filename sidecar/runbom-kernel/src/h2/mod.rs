@@ -1,0 +1,97 @@
+//! HTTP/2 and gRPC requests from the bytes the kernel captured on client connections that
+//! wrote the HTTP/2 preface (plaintext `h2c` at the socket, or `h2` inside TLS at OpenSSL).
+//! One `http.request` per stream, released when its response ends (`END_STREAM` or
+//! `RST_STREAM`), when it waited [`crate::httptrack::RESPONSE_WAIT`], when its connection can
+//! no longer be followed, or at shutdown — never dropped.
+
+mod connection;
+pub mod frames;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use runbom_event::{Capture, KernelEvent};
+use tracing::debug;
+
+use connection::Connection;
+pub use connection::{Direction, Origin};
+
+use crate::httptrack::Key;
+
+/// Most connections followed at once (the least recently used is released past it).
+const CONNECTIONS_MAX: usize = 4096;
+/// A connection without open streams and without traffic for this long is forgotten.
+const IDLE: Duration = Duration::from_mins(10);
+
+#[derive(Default)]
+pub struct H2Tracker {
+    connections: HashMap<Key, Connection>,
+    ready: Vec<KernelEvent>,
+    /// Connections that could no longer be followed (gap over a frame header, not HTTP/2).
+    pub lost: u64,
+}
+
+impl H2Tracker {
+    /// A connection wrote the client preface: whatever was followed on `key` ends.
+    pub fn start(&mut self, key: Key, capture: Capture, peer: Option<SocketAddr>, now_ns: u64) {
+        if let Some(mut old) = self.connections.remove(&key) {
+            old.finish_all(now_ns, &mut self.ready);
+        }
+        if self.connections.len() >= CONNECTIONS_MAX
+            && let Some(oldest) = self
+                .connections
+                .iter()
+                .min_by_key(|(_, c)| c.last_seen)
+                .map(|(k, _)| *k)
+            && let Some(mut c) = self.connections.remove(&oldest)
+        {
+            c.finish_all(now_ns, &mut self.ready);
+        }
+        self.connections
+            .insert(key, Connection::new(key.0, capture, peer));
+    }
+
+    /// One captured buffer of `key`'s connection; ignored when no preface was seen on it.
+    pub fn push(&mut self, key: Key, dir: Direction, data: &[u8], total: u64, origin: &Origin) {
+        let Some(c) = self.connections.get_mut(&key) else {
+            return;
+        };
+        if let Err(lost) = c.push(dir, data, total, origin, &mut self.ready) {
+            self.lost += 1;
+            debug!(pid = c.pid, ?lost, "HTTP/2 connection no longer followed");
+            self.connections.remove(&key);
+        }
+    }
+
+    /// Releases streams that waited longer than `wait`, and forgets idle connections.
+    pub fn expire(&mut self, now: Instant, wait: Duration) {
+        for c in self.connections.values_mut() {
+            c.expire(now, wait, &mut self.ready);
+        }
+        self.connections
+            .retain(|_, c| !(c.is_idle() && now.duration_since(c.last_seen) >= IDLE));
+    }
+
+    /// Releases every open stream (shutdown).
+    pub fn flush(&mut self, now_ns: u64) {
+        for (_, mut c) in self.connections.drain() {
+            c.finish_all(now_ns, &mut self.ready);
+        }
+    }
+
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        self.connections.values().any(|c| !c.is_idle())
+    }
+
+    /// Moves the completed requests to `out`.
+    pub fn take_ready(&mut self, out: &mut Vec<KernelEvent>) {
+        out.append(&mut self.ready);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,243 @@
+//! Coverage of real HTTP/2 and gRPC clients: each client makes exactly one request (one stream)
+//! against a local server, and runbom must export exactly one `http.request` for it with the
+//! method, `url.path`, `server.address`/`server.port`, the response status, the body's `model`
+//! (JSON requests), `network.protocol.version` = `2`, how it was captured (`runbom.capture`),
+//! and for gRPC `rpc.system`, `rpc.service`, `rpc.method` and `rpc.grpc.status_code`.
+//!
+//! Clients: curl (`--http2` over TLS, ALPN h2; `--http2-prior-knowledge` in cleartext), Python
+//! httpx with `http2=True` (both), Node 20's `node:http2` (both: Node's statically linked
+//! OpenSSL inside TLS), and grpcio in cleartext (an OK call and an UNIMPLEMENTED one). Servers:
+//! Node's `node:http2` and grpcio.
+//!
+//! Needs root, the project's Python venv (`bash scripts/setup.sh`), curl and node.
+
+use std::{fs, path::Path, process::Command, time::Duration};
+
+use runbom_testkit::{
+    Proc, Ready, Runbom, Sink, TempDir,
+    config::{service, traces_and_logs},
+    h2_peers::{GrpcServer, H2Server},
+    indent,
+    items::{Item, flatten, summaries},
+    pki::Pki,
+    python_bin, runbom_bin, test_script,
+};
+use serde_json::Value;
+
+const PATH: &str = "/v1/chat/completions";
+
+/// One client run and what runbom should export for it.
+struct Client {
+    label: &'static str,
+    cmd: Command,
+    /// Attributes the one `http.request` must have.
+    want: Vec<(&'static str, Value)>,
+}
+
+impl Client {
+    /// An OpenAI-style POST with a JSON body naming `model-<label>`.
+    fn llm(label: &'static str, server: &H2Server, tls: bool, cmd: Command) -> Self {
+        let port = if tls {
+            server.tls_port
+        } else {
+            server.plain_port
+        };
+        Self {
+            label,
+            cmd,
+            want: vec![
+                ("http.request.method", "POST".into()),
+                ("url.path", PATH.into()),
+                ("server.address", "127.0.0.1".into()),
+                ("server.port", i64::from(port).into()),
+                ("http.response.status_code", 200.into()),
+                ("gen_ai.request.model", format!("model-{label}").into()),
+                ("network.protocol.version", "2".into()),
+                (
+                    "runbom.capture",
+                    if tls { "openssl" } else { "socket" }.into(),
+                ),
+            ],
+        }
+    }
+}
+
+fn curl(server: &H2Server, pki: &Pki, tls: bool, label: &'static str) -> Client {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "-o", "/dev/null"])
+        .args(["-w", "{\"status\":%{http_code}}"])
+        .args(["-H", "Content-Type: application/json"])
+        .args([
+            "-d",
+            &format!(r#"{{"model":"model-{label}","messages":[]}}"#),
+        ]);
+    if tls {
+        cmd.arg("--http2").arg("--cacert").arg(pki.path("ca.pem"));
+    } else {
+        cmd.arg("--http2-prior-knowledge");
+    }
+    cmd.arg(server.url(tls, PATH));
+    Client::llm(label, server, tls, cmd)
+}
+
+fn httpx(server: &H2Server, pki: &Pki, tls: bool, label: &'static str) -> Client {
+    let mut cmd = Command::new(python_bin());
+    cmd.arg(test_script("h2_clients.py"))
+        .args(["httpx", "--url", &server.url(tls, PATH)])
+        .args(["--model", &format!("model-{label}")]);
+    if tls {
+        cmd.arg("--cert").arg(pki.path("ca.pem"));
+    }
+    Client::llm(label, server, tls, cmd)
+}
+
+fn node(server: &H2Server, pki: &Pki, tls: bool, label: &'static str) -> Client {
+    let mut cmd = Command::new("node");
+    cmd.arg(test_script("h2_peers.mjs"))
+        .args(["client", &server.url(tls, PATH), &format!("model-{label}")])
+        .env("NODE_EXTRA_CA_CERTS", pki.path("ca.pem"));
+    Client::llm(label, server, tls, cmd)
+}
+
+fn grpc(server: &GrpcServer, method: &'static str, code: i64, label: &'static str) -> Client {
+    let mut cmd = Command::new(python_bin());
+    cmd.arg(test_script("h2_clients.py"))
+        .args(["grpc-client", "--port", &server.port.to_string()])
+        .args(["--name", method]);
+    Client {
+        label,
+        cmd,
+        want: vec![
+            ("http.request.method", "POST".into()),
+            ("url.path", format!("/runbom.test.Echo/{method}").into()),
+            ("server.address", "127.0.0.1".into()),
+            ("server.port", i64::from(server.port).into()),
+            ("http.response.status_code", 200.into()),
+            ("network.protocol.version", "2".into()),
+            ("runbom.capture", "socket".into()),
+            ("rpc.system", "grpc".into()),
+            ("rpc.service", "runbom.test.Echo".into()),
+            ("rpc.method", method.into()),
+            ("rpc.grpc.status_code", code.into()),
+        ],
+    }
+}
+
+/// Runs one client to completion; its pid, after checking it got its 200.
+fn run(dir: &Path, client: &mut Client) -> i64 {
+    let mut proc = Proc::spawn_logged(client.label, dir, &mut client.cmd);
+    let pid = i64::from(proc.pid());
+    let status = proc.wait_timeout(Duration::from_mins(1));
+    let out = proc.output();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "client {} failed ({status:?})\n{out}",
+        client.label
+    );
+    let report: Value =
+        serde_json::from_str(proc.stdout_text().trim().lines().last().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("client {} printed no JSON ({e})\n{out}", client.label));
+    assert_eq!(report["status"], 200, "client {}: {report}", client.label);
+    pid
+}
+
+fn config(sink: &Sink) -> String {
+    format!(
+        "\
+receivers:
+  ebpf:
+    file:
+      include: [\"/nonexistent-runbom-http2-test/\"]
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{}
+    tls:
+      insecure: true
+{}",
+        sink.grpc_port,
+        service("none", &traces_and_logs(&["ebpf"], &[], &["otlp"])),
+    )
+}
+
+/// What is wrong with what runbom exported for one client (nothing: empty).
+fn check(items: &[Item], client: &Client, pid: i64) -> Vec<String> {
+    let spans: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.signal == "span" && i.event() == "http.request" && i.pid() == Some(pid))
+        .collect();
+    if spans.len() != 1 {
+        return vec![format!(
+            "{} (pid {pid}): {} http.request, want exactly 1",
+            client.label,
+            spans.len()
+        )];
+    }
+    client
+        .want
+        .iter()
+        .filter(|(key, value)| spans[0].attr(key) != Some(value))
+        .map(|(key, value)| {
+            format!(
+                "{} (pid {pid}): {key} = {:?}, want {value}",
+                client.label,
+                spans[0].attr(key)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_http2_client_request_is_one_http_request() {
+    let dir = TempDir::new("http2-coverage");
+    let pki = Pki::new();
+    let h2 = H2Server::start(&pki);
+    let grpc_server = GrpcServer::start();
+    let sink = Sink::start(dir.path());
+    let config_path = dir.path().join("runbom.yaml");
+    fs::write(&config_path, config(&sink)).expect("write config");
+    let runbom = Runbom::start(
+        runbom_bin!(),
+        &config_path,
+        dir.path(),
+        Ready::ProbesAttached,
+    );
+
+    let mut clients = vec![
+        curl(&h2, &pki, true, "curl-h2"),
+        curl(&h2, &pki, false, "curl-h2c"),
+        httpx(&h2, &pki, true, "httpx-h2"),
+        httpx(&h2, &pki, false, "httpx-h2c"),
+        node(&h2, &pki, true, "node-http2-tls"),
+        node(&h2, &pki, false, "node-http2-h2c"),
+        grpc(&grpc_server, "Say", 0, "grpcio-ok"),
+        grpc(&grpc_server, "Missing", 12, "grpcio-unimplemented"),
+    ];
+    let pids: Vec<i64> = clients.iter_mut().map(|c| run(dir.path(), c)).collect();
+
+    let (status, log) = runbom.stop();
+    let (records, _) = sink.stop();
+    let items = flatten(&records);
+    let all: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.signal == "span" && i.event() == "http.request")
+        .collect();
+    let context = format!(
+        "runbom stderr:\n{}\nall http.request spans:\n{}files in {}",
+        indent(&log),
+        summaries(&all),
+        dir.path().display()
+    );
+    assert!(status.success(), "runbom exited with {status}\n{context}");
+    let failures: Vec<String> = clients
+        .iter()
+        .zip(&pids)
+        .flat_map(|(c, &pid)| check(&items, c, pid))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} problems over {} clients:\n  {}\n{context}",
+        failures.len(),
+        clients.len(),
+        failures.join("\n  ")
+    );
+}
