@@ -11,6 +11,9 @@
 //! - `SSL_write[_ex]`/`SSL_read[_ex]`: one map lookup at entry (`H2_SSL`), captured at return
 //!   when the call succeeded.
 //!
+//! The mark goes at `close(2)` (every close pays one map delete) and at `SSL_free`, so that a
+//! descriptor or `SSL*` reused for something else is not captured.
+//!
 //! Each buffer is one record of at most `ProbeConfig::http_max` bytes with the count it
 //! really carried (`total_len`), so userspace knows how many bytes it did not see (inside a
 //! large DATA frame, normally) and stays in step with the frames; buffers past [`IOV_MAX`] are
@@ -226,7 +229,26 @@ fn read_exit(ctx: &TracePointContext) -> u32 {
     chunks(&r, ret as u64, cfg.http_max, now())
 }
 
+/// `close(fd)`: a socket's HTTP/2 mark goes with it, so that a file or socket that reuses the
+/// descriptor number is not captured (one map delete per `close`).
+#[tracepoint]
+pub fn h2_sys_enter_close(ctx: TracePointContext) -> u32 {
+    let (tgid, _) = current();
+    let _ = H2_SOCKS.remove(&fd_key(tgid, fd_arg(&ctx)));
+    0
+}
+
 // --- OpenSSL --------------------------------------------------------------------------------
+
+/// `SSL_free(ssl)`: the connection's HTTP/2 mark goes with it (allocators reuse addresses).
+#[uprobe]
+pub fn h2_ssl_free(ctx: ProbeContext) -> u32 {
+    let (tgid, _) = current();
+    if let Some(ssl) = ctx.arg::<u64>(0) {
+        let _ = H2_SSL.remove(&[u64::from(tgid), ssl]);
+    }
+    0
+}
 
 /// `SSL_write(ssl, buf, int num)`.
 #[uprobe]

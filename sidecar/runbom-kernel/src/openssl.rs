@@ -130,7 +130,8 @@ impl Watcher {
             return false;
         }
         let offsets = match elf::exported_offsets(path, &SSL_SYMBOLS) {
-            Ok(offsets) if offsets.iter().any(Option::is_some) => offsets,
+            // `SSL_free` alone (the last symbol) makes no TLS library.
+            Ok(offsets) if offsets[..4].iter().any(Option::is_some) => offsets,
             Ok(_) => return false,
             Err(why) => {
                 debug!(file = %path.display(), "not searched for OpenSSL: {why}");

@@ -69,10 +69,17 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("h2_sys_exit_recvfrom", "sys_exit_recvfrom"),
     ("h2_sys_exit_readv", "sys_exit_readv"),
     ("h2_sys_exit_recvmsg", "sys_exit_recvmsg"),
+    ("h2_sys_enter_close", "sys_enter_close"),
 ];
 
 /// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).
-pub const SSL_SYMBOLS: [&str; 4] = ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"];
+pub const SSL_SYMBOLS: [&str; 5] = [
+    "SSL_write",
+    "SSL_write_ex",
+    "SSL_read",
+    "SSL_read_ex",
+    "SSL_free",
+];
 
 /// OpenSSL uprobes (program, index of its symbol in [`SSL_SYMBOLS`]), attached to every file
 /// that exports the symbols.
@@ -94,6 +101,7 @@ const SSL_UPROBES: &[(&str, usize)] = &[
     ("h2_ssl_write_ex_ret", 1),
     ("h2_ssl_read_ret", 2),
     ("h2_ssl_read_ex_ret", 3),
+    ("h2_ssl_free", 4),
 ];
 
 /// Where the kernel publishes its BTF; `RUNBOM_KERNEL_BTF` overrides it (for tests of the

@@ -202,7 +202,7 @@ fn every_http2_client_request_is_one_http_request() {
         Ready::ProbesAttached,
     );
 
-    let mut clients = vec![
+    let mut clients = [
         curl(&h2, &pki, true, "curl-h2"),
         curl(&h2, &pki, false, "curl-h2c"),
         httpx(&h2, &pki, true, "httpx-h2"),

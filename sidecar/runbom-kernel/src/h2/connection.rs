@@ -16,7 +16,9 @@ const TABLE_MAX: usize = 64 * 1024;
 /// Longest header value kept (as for HTTP/1 heads).
 const VALUE_MAX: usize = 512;
 /// Most streams open at once on one connection (the oldest is released past it).
-const STREAMS_MAX: usize = 1024;
+const STREAMS_MAX: usize = 256;
+/// Largest header block assembled from CONTINUATION frames.
+const BLOCK_MAX: usize = 256 * 1024;
 
 /// Which side of the connection bytes went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +137,24 @@ impl Connection {
         self.streams.is_empty()
     }
 
+    /// Streams waiting for their response.
+    #[must_use]
+    pub fn open(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Releases the stream that has waited longest (the tracker is over its bound).
+    pub fn finish_oldest(&mut self, end_ns: u64, done: &mut Vec<KernelEvent>) {
+        if let Some(&oldest) = self
+            .streams
+            .iter()
+            .min_by_key(|(_, s)| s.since)
+            .map(|(id, _)| id)
+        {
+            self.finish(oldest, end_ns, done);
+        }
+    }
+
     fn frame(
         &mut self,
         dir: Direction,
@@ -155,6 +175,9 @@ impl Connection {
                 let fragment = frames::header_fragment(f).ok_or(Lost::Malformed)?;
                 let block = match self.blocks[d].take() {
                     Some(mut b) if f.kind == kind::CONTINUATION && b.stream == f.stream => {
+                        if b.bytes.len() + fragment.len() > BLOCK_MAX {
+                            return Err(Lost::Malformed);
+                        }
                         b.bytes.extend_from_slice(fragment);
                         b
                     }
@@ -239,14 +262,8 @@ impl Connection {
         let (Some(method), Some(path)) = (f.method, f.path) else {
             return;
         };
-        if self.streams.len() >= STREAMS_MAX
-            && let Some(&oldest) = self
-                .streams
-                .iter()
-                .min_by_key(|(_, s)| s.since)
-                .map(|(id, _)| id)
-        {
-            self.finish(oldest, origin.time_ns, done);
+        if self.streams.len() >= STREAMS_MAX {
+            self.finish_oldest(origin.time_ns, done);
         }
         let grpc = f
             .content_type

@@ -25,6 +25,9 @@ use crate::httptrack::Key;
 const CONNECTIONS_MAX: usize = 4096;
 /// A connection without open streams and without traffic for this long is forgotten.
 const IDLE: Duration = Duration::from_mins(10);
+/// Most streams waiting for their response over all connections (each may hold up to
+/// [`frames::DATA_KEEP`] bytes of its body): past it, the busiest connection's oldest goes.
+const STREAMS_MAX: usize = 4096;
 
 #[derive(Default)]
 pub struct H2Tracker {
@@ -32,6 +35,8 @@ pub struct H2Tracker {
     ready: Vec<KernelEvent>,
     /// Connections that could no longer be followed (gap over a frame header, not HTTP/2).
     pub lost: u64,
+    /// Streams open over all connections.
+    open: usize,
 }
 
 impl H2Tracker {
@@ -52,6 +57,7 @@ impl H2Tracker {
         }
         self.connections
             .insert(key, Connection::new(key.0, capture, peer));
+        self.recount();
     }
 
     /// One captured buffer of `key`'s connection; ignored when no preface was seen on it.
@@ -59,11 +65,25 @@ impl H2Tracker {
         let Some(c) = self.connections.get_mut(&key) else {
             return;
         };
-        if let Err(lost) = c.push(dir, data, total, origin, &mut self.ready) {
+        let before = c.open();
+        let pushed = c.push(dir, data, total, origin, &mut self.ready);
+        self.open = (self.open + c.open()).saturating_sub(before);
+        if let Err(lost) = pushed {
             self.lost += 1;
             debug!(pid = c.pid, ?lost, "HTTP/2 connection no longer followed");
             self.connections.remove(&key);
         }
+        while self.open > STREAMS_MAX {
+            let Some(busiest) = self.connections.values_mut().max_by_key(|c| c.open()) else {
+                break;
+            };
+            busiest.finish_oldest(origin.time_ns, &mut self.ready);
+            self.open -= 1;
+        }
+    }
+
+    fn recount(&mut self) {
+        self.open = self.connections.values().map(Connection::open).sum();
     }
 
     /// Releases streams that waited longer than `wait`, and forgets idle connections.
@@ -73,6 +93,7 @@ impl H2Tracker {
         }
         self.connections
             .retain(|_, c| !(c.is_idle() && now.duration_since(c.last_seen) >= IDLE));
+        self.recount();
     }
 
     /// Releases every open stream (shutdown).
@@ -80,6 +101,7 @@ impl H2Tracker {
         for (_, mut c) in self.connections.drain() {
             c.finish_all(now_ns, &mut self.ready);
         }
+        self.open = 0;
     }
 
     #[must_use]

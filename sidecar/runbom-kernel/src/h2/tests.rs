@@ -209,3 +209,76 @@ fn unanswered_streams_are_released_at_flush() {
     assert_eq!(detail(&done[0]).status, None);
     assert_eq!(done[0].end_ns, 50);
 }
+
+/// Hostile or garbled bytes (a process's own writes after its preface) never panic, and every
+/// stream that was opened is released.
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut c = Conn::new();
+    let mut restarts = 0;
+    for i in 0..20_000_u64 {
+        // Mostly well-framed HEADERS/DATA/CONTINUATION with random payloads (HPACK garbage).
+        let len = (next() % 40) as usize;
+        let payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let kind = [0, 1, 3, 5, 9][(next() % 5) as usize];
+        let stream = 1 + (next() % 8) as u32 * 2;
+        let bytes = frame(kind, next() as u8, stream, &payload);
+        let dir = if next() % 2 == 0 {
+            Direction::Write
+        } else {
+            Direction::Read
+        };
+        let total = bytes.len() as u64 + next() % 3;
+        c.tracker.push(KEY, dir, &bytes, total, &origin(i));
+        if c.tracker.connections.is_empty() {
+            restarts += 1;
+            c = Conn::new();
+        }
+    }
+    c.tracker.flush(0);
+    assert!(restarts > 0, "garbage was noticed");
+    assert!(!c.tracker.has_pending());
+}
+
+#[test]
+fn open_streams_are_bounded_per_connection_and_over_all() {
+    let mut t = H2Tracker::default();
+    let mut preface = PREFACE.to_vec();
+    preface.extend(frame(4, 0, 0, &[]));
+    let mut out = Vec::new();
+    for conn in 0..17_u64 {
+        let key = (7, 0x1000 + conn);
+        t.start(key, Capture::Openssl, None, 1);
+        t.push(
+            key,
+            Direction::Write,
+            &preface,
+            preface.len() as u64,
+            &origin(1),
+        );
+        let mut enc = Encoder::new();
+        // 300 streams: the connection keeps its newest 256.
+        for i in 0..300_u32 {
+            let block = enc.encode([(&b":method"[..], &b"GET"[..]), (b":path", b"/")]);
+            let w = frame(1, 0x5, 2 * i + 1, &block);
+            t.push(key, Direction::Write, &w, w.len() as u64, &origin(2));
+        }
+        t.take_ready(&mut out);
+        if conn < 16 {
+            assert_eq!(out.len() as u64, 44 * (conn + 1), "connection {conn}");
+        }
+    }
+    // 17 x 256 open streams is over the bound of 4096 by 256: those went too.
+    assert_eq!(out.len(), 17 * 44 + 256);
+    assert_eq!(t.open, STREAMS_MAX);
+    t.flush(3);
+    t.take_ready(&mut out);
+    assert_eq!(out.len(), 17 * 300);
+}
