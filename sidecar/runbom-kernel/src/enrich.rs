@@ -103,6 +103,7 @@ impl Enricher {
             Event::Connect(_) => self.libssl_watch(h.pid, false),
             Event::Exit(_) => {
                 self.libssl_sent.remove(&h.pid);
+                self.h2.exited(h.pid, start_ns);
             }
             _ => {}
         }

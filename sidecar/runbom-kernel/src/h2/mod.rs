@@ -23,8 +23,6 @@ use crate::httptrack::Key;
 
 /// Most connections followed at once (the least recently used is released past it).
 const CONNECTIONS_MAX: usize = 4096;
-/// A connection without open streams and without traffic for this long is forgotten.
-const IDLE: Duration = Duration::from_mins(10);
 /// Most streams waiting for their response over all connections (each may hold up to
 /// [`frames::DATA_KEEP`] bytes of its body): past it, the busiest connection's oldest goes.
 const STREAMS_MAX: usize = 4096;
@@ -86,13 +84,25 @@ impl H2Tracker {
         self.open = self.connections.values().map(Connection::open).sum();
     }
 
-    /// Releases streams that waited longer than `wait`, and forgets idle connections.
+    /// Releases streams that waited longer than `wait`. Idle connections stay (a gRPC channel
+    /// may be quiet for hours, and its HPACK tables are needed when it speaks again) until
+    /// their process exits or [`CONNECTIONS_MAX`] pushes them out.
     pub fn expire(&mut self, now: Instant, wait: Duration) {
         for c in self.connections.values_mut() {
             c.expire(now, wait, &mut self.ready);
         }
-        self.connections
-            .retain(|_, c| !(c.is_idle() && now.duration_since(c.last_seen) >= IDLE));
+        self.recount();
+    }
+
+    /// Process `pid` exited at `end_ns`: its connections end.
+    pub fn exited(&mut self, pid: u32, end_ns: u64) {
+        let ready = &mut self.ready;
+        self.connections.retain(|_, c| {
+            if c.pid == pid {
+                c.finish_all(end_ns, ready);
+            }
+            c.pid != pid
+        });
         self.recount();
     }
 

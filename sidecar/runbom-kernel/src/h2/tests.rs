@@ -282,3 +282,16 @@ fn open_streams_are_bounded_per_connection_and_over_all() {
     t.take_ready(&mut out);
     assert_eq!(out.len(), 17 * 300);
 }
+
+#[test]
+fn a_process_exit_ends_its_connections() {
+    let mut c = Conn::new();
+    let w = c.request(1, &[(b":method", b"GET"), (b":path", b"/")], true);
+    c.write(&w, 1);
+    c.tracker.exited(8, 5);
+    assert!(c.done().is_empty(), "another process");
+    c.tracker.exited(7, 5);
+    let done = c.done();
+    assert_eq!((done.len(), done[0].end_ns), (1, 5));
+    assert!(c.tracker.connections.is_empty());
+}
