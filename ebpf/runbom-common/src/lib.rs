@@ -221,6 +221,8 @@ pub const HTTP_FD_IS_SOCKET: u16 = 1;
 pub const HTTP_PEER_KNOWN: u16 = 2;
 /// `HttpEvent::flags`: the bytes start with the HTTP/2 client preface (`PRI * HTTP/2.0`).
 pub const HTTP_H2_PREFACE: u16 = 4;
+/// `HttpEvent::flags`: the bytes went through Go's `crypto/tls` (`ssl` is the `*tls.Conn`).
+pub const HTTP_GO_TLS: u16 = 8;
 
 /// `http.request` material: the first bytes of a write (or TLS read) as captured; userspace
 /// parses, pairs and redacts them. `data_len` bytes follow the fixed part directly;

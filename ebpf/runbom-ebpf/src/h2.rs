@@ -271,18 +271,27 @@ pub fn h2_ssl_write_ex(ctx: ProbeContext) -> u32 {
 fn ssl_write_enter(ctx: &ProbeContext, len: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
     let buf: *const u8 = ctx.arg(1)?;
-    if len == 0 {
-        return Some(0);
-    }
     let (tgid, tid) = current();
+    let call = tls_write(tgid, ssl, buf, len)?;
+    keep_inflight(&H2_SSL_CALLS, &tid, &call);
+    Some(0)
+}
+
+/// A TLS write on `ssl` of `tgid` that HTTP/2 capture keeps: the client preface, or any write
+/// of a connection that wrote it. Shared by OpenSSL's probes and Go's (`go.rs`).
+#[inline(always)]
+pub(crate) fn tls_write(tgid: u32, ssl: u64, buf: *const u8, len: u64) -> Option<H2SslCall> {
+    if len == 0 {
+        return None;
+    }
     let mut flags = 0;
     if H2_SSL.get_ptr(&[u64::from(tgid), ssl]).is_none() {
         if len < PREFACE_LEN || read_user(buf.cast::<u32>())? != PRI || is_self(tgid) {
-            return Some(0);
+            return None;
         }
         flags = HTTP_H2_PREFACE;
     }
-    let call = H2SslCall {
+    Some(H2SslCall {
         ssl,
         buf: buf as u64,
         len,
@@ -290,9 +299,7 @@ fn ssl_write_enter(ctx: &ProbeContext, len: u64) -> Option<u32> {
         time_ns: now(),
         flags,
         _pad: [0; 3],
-    };
-    keep_inflight(&H2_SSL_CALLS, &tid, &call);
-    Some(0)
+    })
 }
 
 // Both return > 0 on success, and (without `SSL_MODE_ENABLE_PARTIAL_WRITE`) wrote it all.
@@ -313,6 +320,14 @@ fn ssl_write_exit(ret: i64) -> Option<u32> {
     if ret <= 0 {
         return Some(0);
     }
+    tls_write_done(tgid, &c, 0)?;
+    Some(0)
+}
+
+/// A write [`tls_write`] kept succeeded: a preface marks the connection, and the bytes are
+/// captured (`flags`: where they were seen, e.g. `HTTP_GO_TLS`).
+#[inline(always)]
+pub(crate) fn tls_write_done(tgid: u32, c: &H2SslCall, flags: u16) -> Option<()> {
     if c.flags & HTTP_H2_PREFACE != 0 {
         let _ = H2_SSL.insert(&[u64::from(tgid), c.ssl], &1, 0);
     }
@@ -321,11 +336,10 @@ fn ssl_write_exit(ret: i64) -> Option<u32> {
         peer: SockAddr::default(),
         fd: -1,
         source: http_source::H2_SSL_WRITE,
-        flags: c.flags,
+        flags: c.flags | flags,
         time_ns: c.time_ns,
     };
-    emit(&capture, c.buf as *const u8, c.len, config()?.http_max);
-    Some(0)
+    emit(&capture, c.buf as *const u8, c.len, config()?.http_max)
 }
 
 /// `SSL_read(ssl, buf, int num)`.
@@ -348,7 +362,9 @@ pub fn h2_ssl_read_ex(ctx: ProbeContext) -> u32 {
 fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
     let (tgid, tid) = current();
-    H2_SSL.get_ptr(&[u64::from(tgid), ssl])?;
+    if !tls_read_wanted(tgid, ssl) {
+        return Some(0);
+    }
     let call = H2SslCall {
         ssl,
         buf: ctx.arg(1)?,
@@ -360,6 +376,12 @@ fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
     };
     keep_inflight(&H2_SSL_CALLS, &tid, &call);
     Some(0)
+}
+
+/// Whether `ssl` of `tgid` is an HTTP/2 connection (its reads are captured).
+#[inline(always)]
+pub(crate) fn tls_read_wanted(tgid: u32, ssl: u64) -> bool {
+    H2_SSL.get_ptr(&[u64::from(tgid), ssl]).is_some()
 }
 
 /// Return of `SSL_read`: the byte count, or <= 0.
@@ -386,14 +408,20 @@ fn ssl_read_exit(ret: i64) -> Option<u32> {
     } else {
         read_user(c.readbytes as *const u64)?
     };
+    tls_read_done(c.ssl, c.buf as *const u8, len, 0)?;
+    Some(0)
+}
+
+/// `len` bytes a read on an HTTP/2 TLS connection returned in `buf`: captured.
+#[inline(always)]
+pub(crate) fn tls_read_done(ssl: u64, buf: *const u8, len: u64, flags: u16) -> Option<()> {
     let capture = Capture {
-        ssl: c.ssl,
+        ssl,
         peer: SockAddr::default(),
         fd: -1,
         source: http_source::H2_SSL_READ,
-        flags: 0,
+        flags,
         time_ns: now(),
     };
-    emit(&capture, c.buf as *const u8, len, config()?.http_max);
-    Some(0)
+    emit(&capture, buf, len, config()?.http_max)
 }

@@ -419,33 +419,40 @@ pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
 fn ssl_write_enter(ctx: &ProbeContext, len: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
     let buf: *const u8 = ctx.arg(1)?;
-    if len == 0 {
-        return Some(0);
-    }
     let (tgid, tid) = current();
+    let kept = tls_write(tgid, ssl, buf, len)?;
+    keep_inflight(&SSL_WRITES, &tid, &kept);
+    Some(0)
+}
+
+/// What a TLS write on `ssl` of `tgid` is to HTTP/1 capture: a request head, the body a head
+/// awaits, or nothing (`None`). Shared by OpenSSL's probes and Go's (`go.rs`).
+#[inline(always)]
+pub(crate) fn tls_write(tgid: u32, ssl: u64, buf: *const u8, len: u64) -> Option<SslWrite> {
+    if len == 0 {
+        return None;
+    }
     let source = if starts_request(buf, len) {
         http_source::SSL_WRITE
     } else {
         // SAFETY: plain integer value, copied out at once.
         let state = unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied() }?;
         if state & EXPECT_BODY == 0 {
-            return Some(0);
+            return None;
         }
         http_source::SSL_BODY
     };
     if is_self(tgid) {
-        return Some(0);
+        return None;
     }
-    let kept = SslWrite {
+    Some(SslWrite {
         ssl,
         buf: buf as u64,
         len,
         time_ns: now(),
         source,
         _pad: [0; 3],
-    };
-    keep_inflight(&SSL_WRITES, &tid, &kept);
-    Some(0)
+    })
 }
 
 // Returns of `SSL_write` (the byte count, or <= 0) and `SSL_write_ex` (1 on success, else 0):
@@ -467,6 +474,14 @@ fn ssl_write_exit(ret: i64) -> Option<u32> {
     if ret <= 0 {
         return Some(0);
     }
+    tls_write_done(tgid, &w, 0)?;
+    Some(0)
+}
+
+/// A TLS write [`tls_write`] kept succeeded: the connection's state moves on and the bytes
+/// are captured (`flags`: where they were seen, e.g. `HTTP_GO_TLS`).
+#[inline(always)]
+pub(crate) fn tls_write_done(tgid: u32, w: &SslWrite, flags: u16) -> Option<()> {
     let key = [u64::from(tgid), w.ssl];
     if w.source == http_source::SSL_WRITE {
         let _ = SSL_STATE.insert(&key, &(EXPECT_BODY | EXPECT_RESPONSE), 0);
@@ -480,11 +495,10 @@ fn ssl_write_exit(ret: i64) -> Option<u32> {
         peer: SockAddr::default(),
         fd: -1,
         source: w.source,
-        flags: 0,
+        flags,
         time_ns: w.time_ns,
     };
-    emit(&capture, w.buf as *const u8, w.len, config()?.http_max);
-    Some(0)
+    emit(&capture, w.buf as *const u8, w.len, config()?.http_max)
 }
 
 /// `SSL_read(ssl, buf, int num)`: remember the buffer for the return probe.
@@ -507,14 +521,20 @@ pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
 fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
     let (tgid, tid) = current();
-    // SAFETY: plain integer value, copied out at once.
-    let state = unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied()? };
-    if state & EXPECT_RESPONSE == 0 {
+    if !tls_read_wanted(tgid, ssl) {
         return Some(0);
     }
     let buf: u64 = ctx.arg(1)?;
     keep_inflight(&SSL_READS, &tid, &[ssl, buf, readbytes]);
     Some(0)
+}
+
+/// Whether a read on `ssl` may carry an awaited response's status line.
+#[inline(always)]
+pub(crate) fn tls_read_wanted(tgid: u32, ssl: u64) -> bool {
+    // SAFETY: plain integer value, copied out at once.
+    unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied() }
+        .is_some_and(|state| state & EXPECT_RESPONSE != 0)
 }
 
 /// Return of `SSL_read`: the byte count, or <= 0.
@@ -543,21 +563,33 @@ fn ssl_read_exit(ret: i64) -> Option<u32> {
     } else {
         read_user(readbytes as *const u64)?
     };
-    let buf = buf as *const u8;
+    tls_read_done(tgid, ssl, buf as *const u8, len, 0)?;
+    Some(0)
+}
+
+/// `len` bytes a TLS read on `ssl` returned in `buf`: captured when they start a response's
+/// status line (`flags` as for [`tls_write_done`]).
+#[inline(always)]
+pub(crate) fn tls_read_done(
+    tgid: u32,
+    ssl: u64,
+    buf: *const u8,
+    len: u64,
+    flags: u16,
+) -> Option<()> {
     if len < 12 || read_user(buf.cast::<[u8; 5]>())? != *b"HTTP/" {
-        return Some(0);
+        return None;
     }
     let state = SSL_STATE.get_ptr_mut(&[u64::from(tgid), ssl])?;
-    // SAFETY: as in `ssl_write_exit`.
+    // SAFETY: as in `tls_write_done`.
     unsafe { *state &= !EXPECT_RESPONSE };
     let capture = Capture {
         ssl,
         peer: SockAddr::default(),
         fd: -1,
         source: http_source::SSL_READ,
-        flags: 0,
+        flags,
         time_ns: now(),
     };
-    emit(&capture, buf, len, HTTP_STATUS_BYTES);
-    Some(0)
+    emit(&capture, buf, len, HTTP_STATUS_BYTES)
 }

@@ -175,3 +175,14 @@ pub struct H2SslCall {
     pub flags: u16,
     pub _pad: [u16; 3],
 }
+
+// Go's crypto/tls (`go.rs`).
+
+/// `[tgid, g]` (the goroutine, R14 in Go's register ABI) → `[*tls.Conn, buf, len]` of a
+/// `(*Conn).Write` between its entry and one of its `RET`s.
+#[map]
+pub static GO_WRITES: LruHashMap<[u64; 2], [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
+
+/// The same for `(*Conn).Read`.
+#[map]
+pub static GO_READS: LruHashMap<[u64; 2], [u64; 3]> = LruHashMap::with_max_entries(4096, 0);

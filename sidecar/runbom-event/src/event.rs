@@ -84,6 +84,8 @@ pub enum Capture {
     Socket,
     /// Inside TLS, at OpenSSL's `SSL_write`/`SSL_write_ex`.
     Openssl,
+    /// Inside TLS, at Go's `crypto/tls`.
+    GoTls,
 }
 
 impl Capture {
@@ -92,6 +94,7 @@ impl Capture {
         match self {
             Self::Socket => capture::SOCKET,
             Self::Openssl => capture::OPENSSL,
+            Self::GoTls => capture::GO_TLS,
         }
     }
 }

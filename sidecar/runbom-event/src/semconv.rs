@@ -279,6 +279,8 @@ pub mod capture {
     pub const SOCKET: &str = "socket";
     /// Inside TLS, at OpenSSL's `SSL_write`.
     pub const OPENSSL: &str = "openssl";
+    /// Inside TLS, at Go's `crypto/tls` `(*Conn).Write`/`Read`.
+    pub const GO_TLS: &str = "go-tls";
 }
 
 /// Values of `runbom.correlation.method` and `runbom.correlation.confidence` (contract §2).

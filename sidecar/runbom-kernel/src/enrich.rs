@@ -4,8 +4,8 @@
 use std::{collections::HashSet, net::SocketAddr, sync::mpsc::SyncSender, time::Instant};
 
 use runbom_common::{
-    EXEC_ARGV_TRUNCATED, HTTP_FD_IS_SOCKET, HTTP_H2_PREFACE, HTTP_PEER_KNOWN, HttpEvent,
-    SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event, http_source,
+    EXEC_ARGV_TRUNCATED, HTTP_FD_IS_SOCKET, HTTP_GO_TLS, HTTP_H2_PREFACE, HTTP_PEER_KNOWN,
+    HttpEvent, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event, http_source,
 };
 use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, Transport, http, names, redact};
 
@@ -245,11 +245,7 @@ impl Enricher {
             end_ns: time_ns,
             process: self.procs.get(h.pid),
             detail: Detail::HttpRequest(Box::new(HttpRequest {
-                capture: if socket {
-                    Capture::Socket
-                } else {
-                    Capture::Openssl
-                },
+                capture: capture_of(socket, e.flags),
                 method: head.method,
                 host: head.host.or_else(|| peer.map(|p| p.to_string())),
                 target: head.target,
@@ -291,12 +287,8 @@ impl Enricher {
             } else {
                 None
             };
-            let capture = if socket {
-                Capture::Socket
-            } else {
-                Capture::Openssl
-            };
-            self.h2.start(key, capture, peer, time_ns);
+            self.h2
+                .start(key, capture_of(socket, e.flags), peer, time_ns);
         }
         let origin = h2::Origin {
             tid: h.tid,
@@ -305,6 +297,17 @@ impl Enricher {
             time_ns,
         };
         self.h2.push(key, dir, data, e.total_len, &origin);
+    }
+}
+
+/// Where a capture's bytes were seen.
+fn capture_of(socket: bool, flags: u16) -> Capture {
+    if socket {
+        Capture::Socket
+    } else if flags & HTTP_GO_TLS != 0 {
+        Capture::GoTls
+    } else {
+        Capture::Openssl
     }
 }
 

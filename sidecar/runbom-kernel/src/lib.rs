@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod elf;
 pub mod enrich;
+pub mod gotls;
 pub mod h2;
 pub mod httptrack;
 pub mod openssl;

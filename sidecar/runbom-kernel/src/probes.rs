@@ -104,6 +104,15 @@ const SSL_UPROBES: &[(&str, usize)] = &[
     ("h2_ssl_free", 4),
 ];
 
+/// Go `crypto/tls` uprobes: at the entries of `(*Conn).Write`/`Read` and at each of their `RET`s
+/// (see [`crate::gotls`]).
+const GO_UPROBES: [&str; 4] = [
+    "go_tls_write",
+    "go_tls_write_ret",
+    "go_tls_read",
+    "go_tls_read_ret",
+];
+
 /// Where the kernel publishes its BTF; `RUNBOM_KERNEL_BTF` overrides it (for tests of the
 /// error path and for kernels that ship BTF elsewhere).
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -279,6 +288,12 @@ impl Probes {
             }
         }
         if settings.http.enabled && settings.http.openssl {
+            for program in GO_UPROBES {
+                probes
+                    .program::<UProbe>(program)?
+                    .load()
+                    .map_err(load_error(program))?;
+            }
             for (program, _) in SSL_UPROBES {
                 probes
                     .program::<UProbe>(program)?
@@ -404,6 +419,30 @@ impl Probes {
             return Err(missing.join("; "));
         }
         Ok(missing)
+    }
+
+    /// Attaches the Go `crypto/tls` uprobes to one executable: its `(*Conn).Write` and `Read`
+    /// entries and every `RET` of each.
+    pub fn attach_go(&mut self, executable: &Path, go: &crate::gotls::GoTls) -> Result<(), String> {
+        let [write, write_ret, read, read_ret] = GO_UPROBES;
+        let places = [
+            (write, vec![go.write.entry]),
+            (write_ret, go.write.returns.clone()),
+            (read, vec![go.read.entry]),
+            (read_ret, go.read.returns.clone()),
+        ];
+        for (program, offsets) in places {
+            let p = self.program::<UProbe>(program).map_err(|e| e.to_string())?;
+            for offset in offsets {
+                p.attach(
+                    UProbeAttachLocation::AbsoluteOffset(offset),
+                    executable,
+                    UProbeScope::AllProcesses,
+                )
+                .map_err(|e| format!("{program} at {offset:#x}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     fn attach(&mut self, program: &str, category: &str, name: &str) -> Result<(), ProbeError> {

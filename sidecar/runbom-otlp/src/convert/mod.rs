@@ -460,7 +460,7 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
     a.push(kv_str(URL_PATH, path));
     if let Some(host) = &h.host {
         let scheme = match h.capture {
-            runbom_event::Capture::Openssl => "https",
+            runbom_event::Capture::Openssl | runbom_event::Capture::GoTls => "https",
             runbom_event::Capture::Socket => "http",
         };
         a.push(kv_str(URL_FULL, &format!("{scheme}://{host}{}", h.target)));

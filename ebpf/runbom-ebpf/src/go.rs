@@ -1,0 +1,94 @@
+//! Go's `crypto/tls`: uprobes on `(*Conn).Write` and `(*Conn).Read` of Go executables feed the
+//! same HTTP/1 and HTTP/2 capture as OpenSSL's (`http.rs`, `h2.rs`), the `*tls.Conn` standing
+//! for the `SSL*` and `HTTP_GO_TLS` in the records' flags.
+//!
+//! Go passes arguments and results in registers (ABIInternal on amd64: receiver in RAX, the
+//! slice's pointer and length in RBX and RCX; the result `n` in RAX) and keeps the running
+//! goroutine in R14. A goroutine can move to another thread while it waits, so a call is kept
+//! per `(tgid, goroutine)`, not per thread. Return probes would break Go's stack copying:
+//! userspace attaches `*_ret` to every `RET` instruction of the function instead. An entry probe
+//! can run twice for one call (the prologue's stack-growth path restarts the function): the
+//! second only overwrites what the first kept.
+
+use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use runbom_common::HTTP_GO_TLS;
+
+use crate::{
+    h2, http,
+    maps::{GO_READS, GO_WRITES},
+    util::{current, keep_inflight, take},
+};
+
+/// `(receiver, slice pointer, slice length, goroutine)` at a `(*Conn).Write/Read` entry, or
+/// `(n, _, _, goroutine)` at a `RET`.
+#[inline(always)]
+fn regs(ctx: &ProbeContext) -> (u64, u64, u64, u64) {
+    // SAFETY: a uprobe's context is the user registers, readable directly.
+    let r = unsafe { &*ctx.regs };
+    (r.rax, r.rbx, r.rcx, r.r14)
+}
+
+/// `func (c *Conn) Write(b []byte) (int, error)`.
+#[uprobe]
+pub fn go_tls_write(ctx: ProbeContext) -> u32 {
+    let (conn, buf, len, g) = regs(&ctx);
+    let (tgid, _) = current();
+    keep_inflight(&GO_WRITES, &[u64::from(tgid), g], &[conn, buf, len]);
+    0
+}
+
+/// At each `RET` of `(*Conn).Write`: `n` bytes of the kept buffer were written.
+#[uprobe]
+pub fn go_tls_write_ret(ctx: ProbeContext) -> u32 {
+    let (n, _, _, g) = regs(&ctx);
+    let (tgid, _) = current();
+    let Some([conn, buf, len]) = take(&GO_WRITES, &[u64::from(tgid), g]) else {
+        return 0;
+    };
+    let n = n as i64;
+    if n <= 0 {
+        return 0;
+    }
+    let n = (n as u64).min(len);
+    let buf = buf as *const u8;
+    if let Some(w) = http::tls_write(tgid, conn, buf, n) {
+        let _ = http::tls_write_done(tgid, &w, HTTP_GO_TLS);
+    }
+    if let Some(c) = h2::tls_write(tgid, conn, buf, n) {
+        let _ = h2::tls_write_done(tgid, &c, HTTP_GO_TLS);
+    }
+    0
+}
+
+/// `func (c *Conn) Read(b []byte) (int, error)`: always kept, because Go's HTTP/1 transport
+/// has its reading goroutine waiting in `Read` before the request is written; what the bytes
+/// are is decided at the return.
+#[uprobe]
+pub fn go_tls_read(ctx: ProbeContext) -> u32 {
+    let (conn, buf, len, g) = regs(&ctx);
+    let (tgid, _) = current();
+    keep_inflight(&GO_READS, &[u64::from(tgid), g], &[conn, buf, len]);
+    0
+}
+
+/// At each `RET` of `(*Conn).Read`: `n` bytes were read into the kept buffer.
+#[uprobe]
+pub fn go_tls_read_ret(ctx: ProbeContext) -> u32 {
+    let (n, _, _, g) = regs(&ctx);
+    let (tgid, _) = current();
+    let Some([conn, buf, len]) = take(&GO_READS, &[u64::from(tgid), g]) else {
+        return 0;
+    };
+    let n = n as i64;
+    if n <= 0 {
+        return 0;
+    }
+    let n = (n as u64).min(len);
+    let buf = buf as *const u8;
+    if h2::tls_read_wanted(tgid, conn) {
+        let _ = h2::tls_read_done(conn, buf, n, HTTP_GO_TLS);
+    } else if http::tls_read_wanted(tgid, conn) {
+        let _ = http::tls_read_done(tgid, conn, buf, n, HTTP_GO_TLS);
+    }
+    0
+}

@@ -1,0 +1,205 @@
+//! Go's `crypto/tls`: a Go client (standard library only, built here with Debian's golang-go)
+//! makes one HTTPS request over HTTP/1.1 (to Python's `http.server`) and one over HTTP/2 (to
+//! Node's `node:http2`, ALPN h2), and runbom must export exactly one `http.request` for each
+//! with the method, `url.path`, `server.address`/`server.port`, the response status, the
+//! body's `model`, `network.protocol.version` and `runbom.capture` = `go-tls`.
+//!
+//! The executable is new to runbom: it hooks it after the exec (uprobes on
+//! `(*Conn).Write`/`Read` and every `RET` of each, found in its symbol table), and the client
+//! waits for that (a start file the test creates once runbom's log says so).
+//!
+//! Needs root, the project's Python venv, node and go (`bash scripts/setup.sh --tests`).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use runbom_testkit::{
+    HttpServer, Proc, Ready, Runbom, Sink, TempDir,
+    config::{service, traces_and_logs},
+    eventually,
+    h2_peers::H2Server,
+    indent,
+    items::{Item, flatten, summaries},
+    pki::Pki,
+    runbom_bin, workspace_root,
+};
+use serde_json::Value;
+
+const PATH: &str = "/v1/chat/completions";
+
+/// Builds the Go client into `dir`.
+fn build_client(dir: &Path) -> PathBuf {
+    let out = dir.join("go_client");
+    let status = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&out)
+        .arg(workspace_root().join("tests/go_client/main.go"))
+        .env("GOCACHE", dir.join("go-cache"))
+        .env("GOPATH", dir.join("go-path"))
+        .env("GOFLAGS", "-mod=mod")
+        .status()
+        .unwrap_or_else(|e| panic!("go build: {e} (install golang-go: scripts/setup.sh --tests)"));
+    assert!(status.success(), "go build failed: {status}");
+    out
+}
+
+fn config(sink: &Sink) -> String {
+    format!(
+        "\
+receivers:
+  ebpf:
+    file:
+      include: [\"/nonexistent-runbom-go-test/\"]
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{}
+    tls:
+      insecure: true
+{}",
+        sink.grpc_port,
+        service("none", &traces_and_logs(&["ebpf"], &[], &["otlp"])),
+    )
+}
+
+struct Run {
+    label: &'static str,
+    pid: i64,
+    port: u16,
+    version: &'static str,
+}
+
+/// What is wrong with what runbom exported for one run (nothing: empty).
+fn check(all: &[&Item], run: &Run) -> Vec<String> {
+    let spans: Vec<&&Item> = all.iter().filter(|i| i.pid() == Some(run.pid)).collect();
+    if spans.len() != 1 {
+        return vec![format!(
+            "{} (pid {}): {} http.request, want exactly 1",
+            run.label,
+            run.pid,
+            spans.len()
+        )];
+    }
+    let want: [(&str, Value); 8] = [
+        ("http.request.method", "POST".into()),
+        ("url.path", PATH.into()),
+        ("server.address", "127.0.0.1".into()),
+        ("server.port", i64::from(run.port).into()),
+        ("http.response.status_code", 200.into()),
+        (
+            "gen_ai.request.model",
+            format!("model-{}", run.label).into(),
+        ),
+        ("network.protocol.version", run.version.into()),
+        ("runbom.capture", "go-tls".into()),
+    ];
+    want.into_iter()
+        .filter(|(key, value)| spans[0].attr(key) != Some(value))
+        .map(|(key, value)| {
+            format!(
+                "{}: {key} = {:?}, want {value}",
+                run.label,
+                spans[0].attr(key)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn go_crypto_tls_requests_are_seen_once_each() {
+    let dir = TempDir::new("go-tls");
+    let client = build_client(dir.path());
+    let pki = Pki::new();
+    let h1 = HttpServer::start(dir.path(), true);
+    let h2 = H2Server::start(&pki);
+    let sink = Sink::start(dir.path());
+    let config_path = dir.path().join("runbom.yaml");
+    fs::write(&config_path, config(&sink)).expect("write config");
+    let runbom = Runbom::start(
+        runbom_bin!(),
+        &config_path,
+        dir.path(),
+        Ready::ProbesAttached,
+    );
+
+    let cases = [
+        (
+            "go-https-h1",
+            h1.url(true, PATH),
+            h1.cert.clone(),
+            h1.port,
+            "1.1",
+        ),
+        (
+            "go-https-h2",
+            h2.url(true, PATH),
+            pki.path("ca.pem"),
+            h2.tls_port,
+            "2",
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (i, (label, url, ca, port, version)) in cases.into_iter().enumerate() {
+        let start = dir.path().join(format!("start-{label}"));
+        let mut cmd = Command::new(&client);
+        cmd.args([url.as_str(), &format!("model-{label}")])
+            .arg(&ca)
+            .arg(&start);
+        let mut proc = Proc::spawn_logged(label, dir.path(), &mut cmd);
+        if i == 0 {
+            let client_path = client.display().to_string();
+            let hooked = eventually(Duration::from_secs(20), || {
+                runbom.log().lines().any(|l| {
+                    l.contains("Go crypto/tls uprobes attached") && l.contains(&client_path)
+                })
+            });
+            assert!(
+                hooked,
+                "runbom did not hook {client_path}; log:\n{}",
+                runbom.log()
+            );
+        }
+        fs::write(&start, b"").expect("write start file");
+        let status = proc.wait_timeout(Duration::from_mins(1));
+        let out = proc.output();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{label} failed ({status:?})\n{out}"
+        );
+        let report: Value = serde_json::from_str(proc.stdout_text().trim())
+            .unwrap_or_else(|e| panic!("{label} printed no JSON ({e})\n{out}"));
+        assert_eq!(report["status"], 200, "{label}: {report}");
+        runs.push(Run {
+            label,
+            pid: i64::from(proc.pid()),
+            port,
+            version,
+        });
+    }
+
+    let (status, log) = runbom.stop();
+    let (records, _) = sink.stop();
+    let items = flatten(&records);
+    let all: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.signal == "span" && i.event() == "http.request")
+        .collect();
+    let context = format!(
+        "runbom stderr:\n{}\nall http.request spans:\n{}files in {}",
+        indent(&log),
+        summaries(&all),
+        dir.path().display()
+    );
+    assert!(status.success(), "runbom exited with {status}\n{context}");
+    let failures: Vec<String> = runs.iter().flat_map(|run| check(&all, run)).collect();
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n  {}\n{context}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
