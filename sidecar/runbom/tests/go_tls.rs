@@ -31,11 +31,12 @@ use serde_json::Value;
 
 const PATH: &str = "/v1/chat/completions";
 
-/// Builds the Go client into `dir`.
-fn build_client(dir: &Path) -> PathBuf {
-    let out = dir.join("go_client");
+/// Builds the Go client into `dir/name`, with `ldflags` (`-s -w`: stripped).
+fn build_client(dir: &Path, name: &str, ldflags: &str) -> PathBuf {
+    let out = dir.join(name);
     let status = Command::new("go")
         .arg("build")
+        .arg(format!("-ldflags={ldflags}"))
         .arg("-o")
         .arg(&out)
         .arg(workspace_root().join("tests/go_client/main.go"))
@@ -112,7 +113,8 @@ fn check(all: &[&Item], run: &Run) -> Vec<String> {
 #[test]
 fn go_crypto_tls_requests_are_seen_once_each() {
     let dir = TempDir::new("go-tls");
-    let client = build_client(dir.path());
+    let client = build_client(dir.path(), "go_client", "");
+    let stripped = build_client(dir.path(), "go_client_stripped", "-s -w");
     let pki = Pki::new();
     let h1 = HttpServer::start(dir.path(), true);
     let h2 = H2Server::start(&pki);
@@ -126,32 +128,47 @@ fn go_crypto_tls_requests_are_seen_once_each() {
         Ready::ProbesAttached,
     );
 
+    let h2_ca = pki.path("ca.pem");
+    // (label, executable, url, CA, port, HTTP version); the stripped executable has no ELF
+    // symbol table: it is found through Go's own function table.
     let cases = [
         (
             "go-https-h1",
+            &client,
             h1.url(true, PATH),
-            h1.cert.clone(),
+            &h1.cert,
             h1.port,
             "1.1",
         ),
         (
             "go-https-h2",
+            &client,
             h2.url(true, PATH),
-            pki.path("ca.pem"),
+            &h2_ca,
+            h2.tls_port,
+            "2",
+        ),
+        (
+            "go-stripped-h2",
+            &stripped,
+            h2.url(true, PATH),
+            &h2_ca,
             h2.tls_port,
             "2",
         ),
     ];
     let mut runs = Vec::new();
-    for (i, (label, url, ca, port, version)) in cases.into_iter().enumerate() {
+    let mut hooked: Vec<&PathBuf> = Vec::new();
+    for (label, binary, url, ca, port, version) in cases {
         let start = dir.path().join(format!("start-{label}"));
-        let mut cmd = Command::new(&client);
+        let mut cmd = Command::new(binary);
         cmd.args([url.as_str(), &format!("model-{label}")])
-            .arg(&ca)
+            .arg(ca)
             .arg(&start);
         let mut proc = Proc::spawn_logged(label, dir.path(), &mut cmd);
-        if i == 0 {
-            let client_path = client.display().to_string();
+        if !hooked.contains(&binary) {
+            hooked.push(binary);
+            let client_path = binary.display().to_string();
             let hooked = eventually(Duration::from_secs(20), || {
                 runbom.log().lines().any(|l| {
                     l.contains("Go crypto/tls uprobes attached") && l.contains(&client_path)

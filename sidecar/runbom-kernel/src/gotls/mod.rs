@@ -3,8 +3,8 @@
 //! return address, which Go's stack copying does not expect): every `RET` instruction of the
 //! function gets a probe instead, found by decoding its machine code (x86-64).
 //!
-//! Symbols come from the static symbol table (`.symtab`); executables stripped of it
-//! (`go build -ldflags="-s -w"`) are reported, not hooked.
+//! Functions are found in the static symbol table (`.symtab`), or, in executables stripped of
+//! it (`go build -ldflags="-s -w"`), in Go's own function table (`.gopclntab`, [`pcln`]).
 
 use std::path::Path;
 
@@ -12,6 +12,8 @@ use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 use crate::elf::{ElfError, Mapped};
+
+mod pcln;
 
 pub const WRITE: &str = "crypto/tls.(*Conn).Write";
 pub const READ: &str = "crypto/tls.(*Conn).Read";
@@ -37,8 +39,8 @@ pub struct GoTls {
 pub enum GoTlsError {
     #[error(transparent)]
     Elf(#[from] ElfError),
-    #[error("a Go executable without a symbol table (built with -ldflags=-s): not hooked")]
-    Stripped,
+    #[error("its .gopclntab is not one runbom reads (Go 1.18 or later, 64-bit)")]
+    Pclntab,
     #[error("{0}: not where its symbol says, or longer than {FUNCTION_MAX} bytes")]
     BadFunction(&'static str),
     #[error("{0}: no RET instruction found")]
@@ -52,44 +54,50 @@ pub enum GoTlsError {
 pub fn find(path: &Path) -> Result<Option<GoTls>, GoTlsError> {
     let map = Mapped::open(path).map_err(ElfError::Io)?;
     let file = object::File::parse(map.bytes()).map_err(ElfError::Parse)?;
-    if file.section_by_name(".gopclntab").is_none() {
+    let Some(pclntab) = file.section_by_name(".gopclntab") else {
         return Ok(None);
-    }
+    };
     let (mut write, mut read) = (None, None);
     let mut symbols = 0;
     for sym in file.symbols() {
         symbols += 1;
         let Ok(name) = sym.name_bytes() else { continue };
         if name == WRITE.as_bytes() {
-            write = Some(function(&file, map.bytes(), &sym, WRITE)?);
+            write = Some((sym.address(), sym.size()));
         } else if name == READ.as_bytes() {
-            read = Some(function(&file, map.bytes(), &sym, READ)?);
+            read = Some((sym.address(), sym.size()));
         }
     }
     if symbols == 0 {
-        return Err(GoTlsError::Stripped);
+        // Stripped (`-ldflags=-s -w`): Go's own function table still names every function.
+        let table = pclntab.data().map_err(ElfError::Parse)?;
+        let text = file.section_by_name(".text").map_or(0, |t| t.address());
+        let found = pcln::lookup(table, text, &[WRITE, READ]).ok_or(GoTlsError::Pclntab)?;
+        (write, read) = (found[0], found[1]);
     }
-    Ok(write.zip(read).map(|(write, read)| GoTls { write, read }))
+    let (Some(write), Some(read)) = (write, read) else {
+        return Ok(None);
+    };
+    Ok(Some(GoTls {
+        write: function(&file, map.bytes(), write, WRITE)?,
+        read: function(&file, map.bytes(), read, READ)?,
+    }))
 }
 
-/// The entry and `RET`s of `sym`, decoded from the file's bytes.
+/// The entry and `RET`s of the function at `address` (`size` bytes), decoded from the file.
 fn function(
     file: &object::File<'_>,
     bytes: &[u8],
-    sym: &object::Symbol<'_, '_>,
+    (address, size): (u64, u64),
     name: &'static str,
 ) -> Result<Function, GoTlsError> {
     let bad = || GoTlsError::BadFunction(name);
-    let section = sym
-        .section_index()
-        .and_then(|i| file.section_by_index(i).ok())
+    let section = file
+        .sections()
+        .find(|s| (s.address()..s.address() + s.size()).contains(&address))
         .ok_or_else(bad)?;
     let (section_offset, section_size) = section.file_range().ok_or_else(bad)?;
-    let start = sym
-        .address()
-        .checked_sub(section.address())
-        .ok_or_else(bad)?;
-    let size = sym.size();
+    let start = address - section.address();
     if size == 0 || size > FUNCTION_MAX || start + size > section_size {
         return Err(bad());
     }
@@ -98,7 +106,7 @@ fn function(
         .ok()
         .and_then(|at| bytes.get(at..at + usize::try_from(size).ok()?))
         .ok_or_else(bad)?;
-    let returns = returns(code, sym.address())
+    let returns = returns(code, address)
         .into_iter()
         .map(|ret| entry + ret)
         .collect::<Vec<_>>();
