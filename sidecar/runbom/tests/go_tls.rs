@@ -110,6 +110,18 @@ fn check(all: &[&Item], run: &Run) -> Vec<String> {
         .collect()
 }
 
+/// Waits until runbom's log says it hooked `binary`.
+fn wait_hooked(runbom: &Runbom, binary: &Path) {
+    let path = binary.display().to_string();
+    let hooked = eventually(Duration::from_secs(20), || {
+        runbom
+            .log()
+            .lines()
+            .any(|l| l.contains("Go crypto/tls uprobes attached") && l.contains(&path))
+    });
+    assert!(hooked, "runbom did not hook {path}; log:\n{}", runbom.log());
+}
+
 #[test]
 fn go_crypto_tls_requests_are_seen_once_each() {
     let dir = TempDir::new("go-tls");
@@ -168,17 +180,7 @@ fn go_crypto_tls_requests_are_seen_once_each() {
         let mut proc = Proc::spawn_logged(label, dir.path(), &mut cmd);
         if !hooked.contains(&binary) {
             hooked.push(binary);
-            let client_path = binary.display().to_string();
-            let hooked = eventually(Duration::from_secs(20), || {
-                runbom.log().lines().any(|l| {
-                    l.contains("Go crypto/tls uprobes attached") && l.contains(&client_path)
-                })
-            });
-            assert!(
-                hooked,
-                "runbom did not hook {client_path}; log:\n{}",
-                runbom.log()
-            );
+            wait_hooked(&runbom, binary);
         }
         fs::write(&start, b"").expect("write start file");
         let status = proc.wait_timeout(Duration::from_mins(1));
