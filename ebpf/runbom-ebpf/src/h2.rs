@@ -9,7 +9,8 @@
 //! - socket reads (`read`, `recvfrom`, `readv`, `recvmsg`): one map lookup at entry, one at
 //!   exit (the thread's pending read), and what was read is captured the same way;
 //! - `SSL_write[_ex]`/`SSL_read[_ex]`: one map lookup at entry (`H2_SSL`), captured at return
-//!   when the call succeeded.
+//!   when the call succeeded. `http.rs`'s OpenSSL probes call the `ssl_*` functions here (one
+//!   program per hook for HTTP/1 and HTTP/2).
 //!
 //! The mark goes at `close(2)` (every close pays one map delete) and at `SSL_free`, so that a
 //! descriptor or `SSL*` reused for something else is not captured.
@@ -20,8 +21,8 @@
 //! one gap record (`data_len` 0).
 
 use aya_ebpf::{
-    macros::{tracepoint, uprobe, uretprobe},
-    programs::{ProbeContext, RetProbeContext, TracePointContext},
+    macros::{tracepoint, uprobe},
+    programs::{ProbeContext, TracePointContext},
 };
 use runbom_common::{
     EventKind, HTTP_H2_PREFACE, HTTP_PEER_KNOWN, HttpEvent, SockAddr, http_source,
@@ -250,31 +251,13 @@ pub fn h2_ssl_free(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `SSL_write(ssl, buf, int num)`.
-#[uprobe]
-pub fn h2_ssl_write(ctx: ProbeContext) -> u32 {
-    let num = ctx.arg::<i32>(2).unwrap_or(0);
-    if num <= 0 {
-        return 0;
-    }
-    ssl_write_enter(&ctx, num as u64).unwrap_or(1)
-}
-
-/// `SSL_write_ex(ssl, buf, size_t num, size_t *written)`.
-#[uprobe]
-pub fn h2_ssl_write_ex(ctx: ProbeContext) -> u32 {
-    let num = ctx.arg::<u64>(2).unwrap_or(0);
-    ssl_write_enter(&ctx, num).unwrap_or(1)
-}
-
+/// Entry of `SSL_write[_ex]`, called by `http.rs`'s OpenSSL probes (one program per hook for
+/// HTTP/1 and HTTP/2): the call is kept when it is HTTP/2.
 #[inline(always)]
-fn ssl_write_enter(ctx: &ProbeContext, len: u64) -> Option<u32> {
-    let ssl: u64 = ctx.arg(0)?;
-    let buf: *const u8 = ctx.arg(1)?;
-    let (tgid, tid) = current();
-    let call = tls_write(tgid, ssl, buf, len)?;
-    keep_inflight(&H2_SSL_CALLS, &tid, &call);
-    Some(0)
+pub(crate) fn ssl_write_enter(tgid: u32, tid: u32, ssl: u64, buf: *const u8, len: u64) {
+    if let Some(call) = tls_write(tgid, ssl, buf, len) {
+        keep_inflight(&H2_SSL_CALLS, &tid, &call);
+    }
 }
 
 /// A TLS write on `ssl` of `tgid` that HTTP/2 capture keeps: the client preface, or any write
@@ -302,26 +285,15 @@ pub(crate) fn tls_write(tgid: u32, ssl: u64, buf: *const u8, len: u64) -> Option
     })
 }
 
-// Both return > 0 on success, and (without `SSL_MODE_ENABLE_PARTIAL_WRITE`) wrote it all.
-#[uretprobe]
-pub fn h2_ssl_write_ret(ctx: RetProbeContext) -> u32 {
-    ssl_write_exit(ctx.ret::<i32>().into()).unwrap_or(1)
-}
-
-#[uretprobe]
-pub fn h2_ssl_write_ex_ret(ctx: RetProbeContext) -> u32 {
-    ssl_write_exit(ctx.ret::<i32>().into()).unwrap_or(1)
-}
-
+/// Return of `SSL_write[_ex]` (> 0 on success, and without `SSL_MODE_ENABLE_PARTIAL_WRITE`
+/// all was written), called by `http.rs`.
 #[inline(always)]
-fn ssl_write_exit(ret: i64) -> Option<u32> {
-    let (tgid, tid) = current();
-    let c = take(&H2_SSL_CALLS, &tid)?;
-    if ret <= 0 {
-        return Some(0);
+pub(crate) fn ssl_write_exit(tgid: u32, tid: u32, ret: i64) {
+    if let Some(c) = take(&H2_SSL_CALLS, &tid)
+        && ret > 0
+    {
+        let _ = tls_write_done(tgid, &c, 0);
     }
-    tls_write_done(tgid, &c, 0)?;
-    Some(0)
 }
 
 /// A write [`tls_write`] kept succeeded: a preface marks the connection, and the bytes are
@@ -342,32 +314,16 @@ pub(crate) fn tls_write_done(tgid: u32, c: &H2SslCall, flags: u16) -> Option<()>
     emit(&capture, c.buf as *const u8, c.len, config()?.http_max)
 }
 
-/// `SSL_read(ssl, buf, int num)`.
-#[uprobe]
-pub fn h2_ssl_read(ctx: ProbeContext) -> u32 {
-    ssl_read_enter(&ctx, 0).unwrap_or(1)
-}
-
-/// `SSL_read_ex(ssl, buf, size_t num, size_t *readbytes)`.
-#[uprobe]
-pub fn h2_ssl_read_ex(ctx: ProbeContext) -> u32 {
-    let readbytes = ctx.arg::<u64>(3).unwrap_or(0);
-    if readbytes == 0 {
-        return 0;
-    }
-    ssl_read_enter(&ctx, readbytes).unwrap_or(1)
-}
-
+/// Entry of `SSL_read[_ex]` (`readbytes`: `SSL_read_ex`'s `size_t *`, else 0), called by
+/// `http.rs`: kept when the connection is HTTP/2.
 #[inline(always)]
-fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
-    let ssl: u64 = ctx.arg(0)?;
-    let (tgid, tid) = current();
+pub(crate) fn ssl_read_enter(tgid: u32, tid: u32, ssl: u64, buf: u64, readbytes: u64) {
     if !tls_read_wanted(tgid, ssl) {
-        return Some(0);
+        return;
     }
     let call = H2SslCall {
         ssl,
-        buf: ctx.arg(1)?,
+        buf,
         len: 0,
         readbytes,
         time_ns: 0,
@@ -375,7 +331,6 @@ fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
         _pad: [0; 3],
     };
     keep_inflight(&H2_SSL_CALLS, &tid, &call);
-    Some(0)
 }
 
 /// Whether `ssl` of `tgid` is an HTTP/2 connection (its reads are captured).
@@ -384,32 +339,20 @@ pub(crate) fn tls_read_wanted(tgid: u32, ssl: u64) -> bool {
     H2_SSL.get_ptr(&[u64::from(tgid), ssl]).is_some()
 }
 
-/// Return of `SSL_read`: the byte count, or <= 0.
-#[uretprobe]
-pub fn h2_ssl_read_ret(ctx: RetProbeContext) -> u32 {
-    ssl_read_exit(ctx.ret::<i32>().into()).unwrap_or(1)
-}
-
-/// Return of `SSL_read_ex`: 1 on success, the count in `*readbytes`.
-#[uretprobe]
-pub fn h2_ssl_read_ex_ret(ctx: RetProbeContext) -> u32 {
-    ssl_read_exit(ctx.ret::<i32>().into()).unwrap_or(1)
-}
-
+/// Return of `SSL_read[_ex]` (the count, or 1 with the count in `*readbytes`; <= 0: nothing),
+/// called by `http.rs`.
 #[inline(always)]
-fn ssl_read_exit(ret: i64) -> Option<u32> {
-    let (_, tid) = current();
+pub(crate) fn ssl_read_exit(tid: u32, ret: i64) -> Option<()> {
     let c = take(&H2_SSL_CALLS, &tid)?;
     if ret <= 0 {
-        return Some(0);
+        return None;
     }
     let len = if c.readbytes == 0 {
         ret as u64
     } else {
         read_user(c.readbytes as *const u64)?
     };
-    tls_read_done(c.ssl, c.buf as *const u8, len, 0)?;
-    Some(0)
+    tls_read_done(c.ssl, c.buf as *const u8, len, 0)
 }
 
 /// `len` bytes a read on an HTTP/2 TLS connection returned in `buf`: captured.

@@ -420,6 +420,7 @@ fn ssl_write_enter(ctx: &ProbeContext, len: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
     let buf: *const u8 = ctx.arg(1)?;
     let (tgid, tid) = current();
+    crate::h2::ssl_write_enter(tgid, tid, ssl, buf, len);
     let kept = tls_write(tgid, ssl, buf, len)?;
     keep_inflight(&SSL_WRITES, &tid, &kept);
     Some(0)
@@ -470,6 +471,7 @@ pub fn ssl_write_ex_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn ssl_write_exit(ret: i64) -> Option<u32> {
     let (tgid, tid) = current();
+    crate::h2::ssl_write_exit(tgid, tid, ret);
     let w = take(&SSL_WRITES, &tid)?;
     if ret <= 0 {
         return Some(0);
@@ -520,11 +522,12 @@ pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
+    let buf: u64 = ctx.arg(1)?;
     let (tgid, tid) = current();
+    crate::h2::ssl_read_enter(tgid, tid, ssl, buf, readbytes);
     if !tls_read_wanted(tgid, ssl) {
         return Some(0);
     }
-    let buf: u64 = ctx.arg(1)?;
     keep_inflight(&SSL_READS, &tid, &[ssl, buf, readbytes]);
     Some(0)
 }
@@ -554,6 +557,7 @@ pub fn ssl_read_ex_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn ssl_read_exit(ret: i64) -> Option<u32> {
     let (tgid, tid) = current();
+    let _ = crate::h2::ssl_read_exit(tid, ret);
     let [ssl, buf, readbytes] = take(&SSL_READS, &tid)?;
     if ret <= 0 {
         return Some(0);

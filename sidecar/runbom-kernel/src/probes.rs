@@ -92,15 +92,7 @@ const SSL_UPROBES: &[(&str, usize)] = &[
     ("ssl_write_ex_ret", 1),
     ("ssl_read_ret", 2),
     ("ssl_read_ex_ret", 3),
-    // HTTP/2 inside TLS (`SSL*`s that wrote the client preface).
-    ("h2_ssl_write", 0),
-    ("h2_ssl_write_ex", 1),
-    ("h2_ssl_read", 2),
-    ("h2_ssl_read_ex", 3),
-    ("h2_ssl_write_ret", 0),
-    ("h2_ssl_write_ex_ret", 1),
-    ("h2_ssl_read_ret", 2),
-    ("h2_ssl_read_ex_ret", 3),
+    // HTTP/2 inside TLS: the programs above serve it too; `SSL_free` forgets an `SSL*`.
     ("h2_ssl_free", 4),
 ];
 
