@@ -10,7 +10,7 @@
 //! can run twice for one call (the prologue's stack-growth path restarts the function): the
 //! second only overwrites what the first kept.
 
-use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{macros::uprobe, maps::LruHashMap, programs::ProbeContext};
 use runbom_common::HTTP_GO_TLS;
 
 use crate::{
@@ -37,20 +37,29 @@ pub fn go_tls_write(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// At a `RET`: the call this goroutine kept in `map` and the `n` it returns, as
+/// `(tgid, conn, buf, n)`; `None` when nothing was kept or nothing was moved (`n <= 0`).
+#[inline(always)]
+fn returned(
+    ctx: &ProbeContext,
+    map: &LruHashMap<[u64; 2], [u64; 3]>,
+) -> Option<(u32, u64, *const u8, u64)> {
+    let (n, _, _, g) = regs(ctx);
+    let (tgid, _) = current();
+    let [conn, buf, len] = take(map, &[u64::from(tgid), g])?;
+    let n = n as i64;
+    if n <= 0 {
+        return None;
+    }
+    Some((tgid, conn, buf as *const u8, (n as u64).min(len)))
+}
+
 /// At each `RET` of `(*Conn).Write`: `n` bytes of the kept buffer were written.
 #[uprobe]
 pub fn go_tls_write_ret(ctx: ProbeContext) -> u32 {
-    let (n, _, _, g) = regs(&ctx);
-    let (tgid, _) = current();
-    let Some([conn, buf, len]) = take(&GO_WRITES, &[u64::from(tgid), g]) else {
+    let Some((tgid, conn, buf, n)) = returned(&ctx, &GO_WRITES) else {
         return 0;
     };
-    let n = n as i64;
-    if n <= 0 {
-        return 0;
-    }
-    let n = (n as u64).min(len);
-    let buf = buf as *const u8;
     if let Some(w) = http::tls_write(tgid, conn, buf, n) {
         let _ = http::tls_write_done(tgid, &w, HTTP_GO_TLS);
     }
@@ -74,17 +83,9 @@ pub fn go_tls_read(ctx: ProbeContext) -> u32 {
 /// At each `RET` of `(*Conn).Read`: `n` bytes were read into the kept buffer.
 #[uprobe]
 pub fn go_tls_read_ret(ctx: ProbeContext) -> u32 {
-    let (n, _, _, g) = regs(&ctx);
-    let (tgid, _) = current();
-    let Some([conn, buf, len]) = take(&GO_READS, &[u64::from(tgid), g]) else {
+    let Some((tgid, conn, buf, n)) = returned(&ctx, &GO_READS) else {
         return 0;
     };
-    let n = n as i64;
-    if n <= 0 {
-        return 0;
-    }
-    let n = (n as u64).min(len);
-    let buf = buf as *const u8;
     if h2::tls_read_wanted(tgid, conn) {
         let _ = h2::tls_read_done(conn, buf, n, HTTP_GO_TLS);
     } else if http::tls_read_wanted(tgid, conn) {

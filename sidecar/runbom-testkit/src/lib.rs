@@ -24,6 +24,7 @@
 pub mod agent_trace;
 pub mod client;
 pub mod config;
+pub mod coverage;
 pub mod fs;
 pub mod h2_peers;
 pub mod harness;

@@ -19,7 +19,7 @@ use std::{
 
 use runbom_testkit::{
     HttpServer, Proc, Ready, Runbom, Sink, TempDir,
-    config::{service, traces_and_logs},
+    coverage::{ebpf_to_sink, one_request_problems},
     eventually,
     h2_peers::H2Server,
     indent,
@@ -49,24 +49,6 @@ fn build_client(dir: &Path, name: &str, ldflags: &str) -> PathBuf {
     out
 }
 
-fn config(sink: &Sink) -> String {
-    format!(
-        "\
-receivers:
-  ebpf:
-    file:
-      include: [\"/nonexistent-runbom-go-test/\"]
-exporters:
-  otlp:
-    endpoint: 127.0.0.1:{}
-    tls:
-      insecure: true
-{}",
-        sink.grpc_port,
-        service("none", &traces_and_logs(&["ebpf"], &[], &["otlp"])),
-    )
-}
-
 struct Run {
     label: &'static str,
     pid: i64,
@@ -74,40 +56,23 @@ struct Run {
     version: &'static str,
 }
 
-/// What is wrong with what runbom exported for one run (nothing: empty).
-fn check(all: &[&Item], run: &Run) -> Vec<String> {
-    let spans: Vec<&&Item> = all.iter().filter(|i| i.pid() == Some(run.pid)).collect();
-    if spans.len() != 1 {
-        return vec![format!(
-            "{} (pid {}): {} http.request, want exactly 1",
-            run.label,
-            run.pid,
-            spans.len()
-        )];
+impl Run {
+    /// The attributes its one `http.request` must have.
+    fn want(&self) -> [(&'static str, Value); 8] {
+        [
+            ("http.request.method", "POST".into()),
+            ("url.path", PATH.into()),
+            ("server.address", "127.0.0.1".into()),
+            ("server.port", i64::from(self.port).into()),
+            ("http.response.status_code", 200.into()),
+            (
+                "gen_ai.request.model",
+                format!("model-{}", self.label).into(),
+            ),
+            ("network.protocol.version", self.version.into()),
+            ("runbom.capture", "go-tls".into()),
+        ]
     }
-    let want: [(&str, Value); 8] = [
-        ("http.request.method", "POST".into()),
-        ("url.path", PATH.into()),
-        ("server.address", "127.0.0.1".into()),
-        ("server.port", i64::from(run.port).into()),
-        ("http.response.status_code", 200.into()),
-        (
-            "gen_ai.request.model",
-            format!("model-{}", run.label).into(),
-        ),
-        ("network.protocol.version", run.version.into()),
-        ("runbom.capture", "go-tls".into()),
-    ];
-    want.into_iter()
-        .filter(|(key, value)| spans[0].attr(key) != Some(value))
-        .map(|(key, value)| {
-            format!(
-                "{}: {key} = {:?}, want {value}",
-                run.label,
-                spans[0].attr(key)
-            )
-        })
-        .collect()
 }
 
 /// Waits until runbom's log says it hooked `binary`.
@@ -132,7 +97,7 @@ fn go_crypto_tls_requests_are_seen_once_each() {
     let h2 = H2Server::start(&pki);
     let sink = Sink::start(dir.path());
     let config_path = dir.path().join("runbom.yaml");
-    fs::write(&config_path, config(&sink)).expect("write config");
+    fs::write(&config_path, ebpf_to_sink(&sink, "")).expect("write config");
     let runbom = Runbom::start(
         runbom_bin!(),
         &config_path,
@@ -214,7 +179,10 @@ fn go_crypto_tls_requests_are_seen_once_each() {
         dir.path().display()
     );
     assert!(status.success(), "runbom exited with {status}\n{context}");
-    let failures: Vec<String> = runs.iter().flat_map(|run| check(&all, run)).collect();
+    let failures: Vec<String> = runs
+        .iter()
+        .flat_map(|run| one_request_problems(&items, run.label, run.pid, &run.want()))
+        .collect();
     assert!(
         failures.is_empty(),
         "{} problems:\n  {}\n{context}",

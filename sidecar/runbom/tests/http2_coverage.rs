@@ -11,11 +11,11 @@
 //!
 //! Needs root, the project's Python venv (`bash scripts/setup.sh`), curl and node.
 
-use std::{fs, path::Path, process::Command, time::Duration};
+use std::{fs, process::Command};
 
 use runbom_testkit::{
-    Proc, Ready, Runbom, Sink, TempDir,
-    config::{service, traces_and_logs},
+    Ready, Runbom, Sink, TempDir,
+    coverage::{ebpf_to_sink, one_request_problems, run_client},
     h2_peers::{GrpcServer, H2Server},
     indent,
     items::{Item, flatten, summaries},
@@ -123,69 +123,6 @@ fn grpc(server: &GrpcServer, method: &'static str, code: i64, label: &'static st
     }
 }
 
-/// Runs one client to completion; its pid, after checking it got its 200.
-fn run(dir: &Path, client: &mut Client) -> i64 {
-    let mut proc = Proc::spawn_logged(client.label, dir, &mut client.cmd);
-    let pid = i64::from(proc.pid());
-    let status = proc.wait_timeout(Duration::from_mins(1));
-    let out = proc.output();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "client {} failed ({status:?})\n{out}",
-        client.label
-    );
-    let report: Value =
-        serde_json::from_str(proc.stdout_text().trim().lines().last().unwrap_or(""))
-            .unwrap_or_else(|e| panic!("client {} printed no JSON ({e})\n{out}", client.label));
-    assert_eq!(report["status"], 200, "client {}: {report}", client.label);
-    pid
-}
-
-fn config(sink: &Sink) -> String {
-    format!(
-        "\
-receivers:
-  ebpf:
-    file:
-      include: [\"/nonexistent-runbom-http2-test/\"]
-exporters:
-  otlp:
-    endpoint: 127.0.0.1:{}
-    tls:
-      insecure: true
-{}",
-        sink.grpc_port,
-        service("none", &traces_and_logs(&["ebpf"], &[], &["otlp"])),
-    )
-}
-
-/// What is wrong with what runbom exported for one client (nothing: empty).
-fn check(items: &[Item], client: &Client, pid: i64) -> Vec<String> {
-    let spans: Vec<&Item> = items
-        .iter()
-        .filter(|i| i.signal == "span" && i.event() == "http.request" && i.pid() == Some(pid))
-        .collect();
-    if spans.len() != 1 {
-        return vec![format!(
-            "{} (pid {pid}): {} http.request, want exactly 1",
-            client.label,
-            spans.len()
-        )];
-    }
-    client
-        .want
-        .iter()
-        .filter(|(key, value)| spans[0].attr(key) != Some(value))
-        .map(|(key, value)| {
-            format!(
-                "{} (pid {pid}): {key} = {:?}, want {value}",
-                client.label,
-                spans[0].attr(key)
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn every_http2_client_request_is_one_http_request() {
     let dir = TempDir::new("http2-coverage");
@@ -194,7 +131,7 @@ fn every_http2_client_request_is_one_http_request() {
     let grpc_server = GrpcServer::start();
     let sink = Sink::start(dir.path());
     let config_path = dir.path().join("runbom.yaml");
-    fs::write(&config_path, config(&sink)).expect("write config");
+    fs::write(&config_path, ebpf_to_sink(&sink, "")).expect("write config");
     let runbom = Runbom::start(
         runbom_bin!(),
         &config_path,
@@ -212,7 +149,10 @@ fn every_http2_client_request_is_one_http_request() {
         grpc(&grpc_server, "Say", 0, "grpcio-ok"),
         grpc(&grpc_server, "Missing", 12, "grpcio-unimplemented"),
     ];
-    let pids: Vec<i64> = clients.iter_mut().map(|c| run(dir.path(), c)).collect();
+    let pids: Vec<i64> = clients
+        .iter_mut()
+        .map(|c| run_client(dir.path(), c.label, &mut c.cmd))
+        .collect();
 
     let (status, log) = runbom.stop();
     let (records, _) = sink.stop();
@@ -231,7 +171,7 @@ fn every_http2_client_request_is_one_http_request() {
     let failures: Vec<String> = clients
         .iter()
         .zip(&pids)
-        .flat_map(|(c, &pid)| check(&items, c, pid))
+        .flat_map(|(c, &pid)| one_request_problems(&items, c.label, pid, &c.want))
         .collect();
     assert!(
         failures.is_empty(),
