@@ -1,14 +1,16 @@
 //! What the HTTP coverage tests share: an `ebpf`-only configuration exporting to a [`Sink`],
-//! running one client to completion, and judging the one `http.request` it must have caused.
+//! running one client to completion, collecting what was exported, and judging the one
+//! `http.request` a client must have caused.
 
 use std::{path::Path, process::Command, time::Duration};
 
 use serde_json::Value;
 
 use crate::{
-    Proc, Sink,
+    Proc, Runbom, Sink,
     config::{service, traces_and_logs},
-    items::Item,
+    indent,
+    items::{Item, flatten, summaries},
 };
 
 /// An `ebpf` receiver (no file events: `file.include` names nothing) whose traces and logs go
@@ -80,4 +82,25 @@ pub fn one_request_problems(
             )
         })
         .collect()
+}
+
+/// Stops runbom (it must exit cleanly) and then `sink`: what was exported, and the context a
+/// failure message wants (runbom's log, every `http.request` span, where the files are in `dir`).
+#[must_use]
+pub fn stop_and_collect(runbom: Runbom, sink: Sink, dir: &Path) -> (Vec<Item>, String) {
+    let (status, log) = runbom.stop();
+    let (records, _) = sink.stop();
+    let items = flatten(&records);
+    let all: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.signal == "span" && i.event() == "http.request")
+        .collect();
+    let context = format!(
+        "runbom stderr:\n{}\nall http.request spans:\n{}files in {}",
+        indent(&log),
+        summaries(&all),
+        dir.display()
+    );
+    assert!(status.success(), "runbom exited with {status}\n{context}");
+    (items, context)
 }

@@ -19,11 +19,9 @@ use std::{
 
 use runbom_testkit::{
     HttpServer, Proc, Ready, Runbom, Sink, TempDir,
-    coverage::{ebpf_to_sink, one_request_problems},
+    coverage::{ebpf_to_sink, one_request_problems, stop_and_collect},
     eventually,
     h2_peers::H2Server,
-    indent,
-    items::{Item, flatten, summaries},
     pki::Pki,
     runbom_bin, workspace_root,
 };
@@ -165,20 +163,7 @@ fn go_crypto_tls_requests_are_seen_once_each() {
         });
     }
 
-    let (status, log) = runbom.stop();
-    let (records, _) = sink.stop();
-    let items = flatten(&records);
-    let all: Vec<&Item> = items
-        .iter()
-        .filter(|i| i.signal == "span" && i.event() == "http.request")
-        .collect();
-    let context = format!(
-        "runbom stderr:\n{}\nall http.request spans:\n{}files in {}",
-        indent(&log),
-        summaries(&all),
-        dir.path().display()
-    );
-    assert!(status.success(), "runbom exited with {status}\n{context}");
+    let (items, context) = stop_and_collect(runbom, sink, dir.path());
     let failures: Vec<String> = runs
         .iter()
         .flat_map(|run| one_request_problems(&items, run.label, run.pid, &run.want()))

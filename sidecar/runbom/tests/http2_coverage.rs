@@ -15,10 +15,8 @@ use std::{fs, process::Command};
 
 use runbom_testkit::{
     Ready, Runbom, Sink, TempDir,
-    coverage::{ebpf_to_sink, one_request_problems, run_client},
+    coverage::{ebpf_to_sink, one_request_problems, run_client, stop_and_collect},
     h2_peers::{GrpcServer, H2Server},
-    indent,
-    items::{Item, flatten, summaries},
     pki::Pki,
     python_bin, runbom_bin, test_script,
 };
@@ -154,20 +152,7 @@ fn every_http2_client_request_is_one_http_request() {
         .map(|c| run_client(dir.path(), c.label, &mut c.cmd))
         .collect();
 
-    let (status, log) = runbom.stop();
-    let (records, _) = sink.stop();
-    let items = flatten(&records);
-    let all: Vec<&Item> = items
-        .iter()
-        .filter(|i| i.signal == "span" && i.event() == "http.request")
-        .collect();
-    let context = format!(
-        "runbom stderr:\n{}\nall http.request spans:\n{}files in {}",
-        indent(&log),
-        summaries(&all),
-        dir.path().display()
-    );
-    assert!(status.success(), "runbom exited with {status}\n{context}");
+    let (items, context) = stop_and_collect(runbom, sink, dir.path());
     let failures: Vec<String> = clients
         .iter()
         .zip(&pids)
