@@ -18,7 +18,10 @@
 //! captured as the body's start and the next read that begins with `HTTP/` as the status line.
 //! `SSL_write[_ex]` is paired with its return the same way (`SSL_WRITES`): a call that returns
 //! <= 0 (a non-blocking client's writes before the handshake completes) captures nothing. Reads
-//! of connections without a pending request cost one map lookup at entry.
+//! of connections without a pending request cost one map lookup at entry. The TLS steps
+//! (`tls_write`, `tls_write_done`, `tls_read_wanted`, `tls_read_done`) take values, not a probe's
+//! context: Go's `crypto/tls` probes (`go.rs`) share them, and OpenSSL's probes here also do
+//! HTTP/2's (`h2.rs`), one program per hook.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user,
