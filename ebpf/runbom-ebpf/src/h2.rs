@@ -15,27 +15,33 @@
 //! The mark goes at `close(2)` (every close pays one map delete) and at `SSL_free`, so that a
 //! descriptor or `SSL*` reused for something else is not captured.
 //!
-//! Each buffer is one record of at most `ProbeConfig::http_max` bytes with the count it
-//! really carried (`total_len`), so userspace knows how many bytes it did not see (inside a
-//! large DATA frame, normally) and stays in step with the frames; buffers past [`IOV_MAX`] are
-//! one gap record (`data_len` 0).
+//! Each buffer is captured whole up to [`CHUNKS`] records of `HTTP_DATA_MAX` bytes, the last
+//! with the count it really carried (`total_len`), so userspace knows how many bytes it did not
+//! see (inside a large DATA frame, normally) and stays in step with the frames; buffers past
+//! [`IOV_MAX`] are one gap record (`data_len` 0).
 
 use aya_ebpf::{
     macros::{tracepoint, uprobe},
     programs::{ProbeContext, TracePointContext},
 };
 use runbom_common::{
-    EventKind, HTTP_H2_PREFACE, HTTP_PEER_KNOWN, HttpEvent, SockAddr, http_source,
+    EventKind, HTTP_DATA_MAX, HTTP_H2_PREFACE, HTTP_PEER_KNOWN, HttpEvent, SockAddr, http_source,
 };
 
 use crate::{
     http::{Capture, Write, emit, fd_arg, keep_write},
     maps::{CONN_PEERS, H2_READS, H2_SOCKS, H2_SSL, H2_SSL_CALLS, H2SslCall, SockWrite},
     util::{
-        config, current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now,
-        output, read_user, sys_arg, take, tracepoints,
+        current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now, output,
+        read_user, sys_arg, take, tracepoints,
     },
 };
+
+/// An HTTP/2 buffer is captured whole up to `CHUNKS * HTTP_DATA_MAX` bytes (64 KiB: a read of a
+/// large response holds many frames, and a frame header in an uncaptured tail ends the
+/// connection's following), whatever `http.max_header_bytes` says; an iovec up to
+/// `HTTP_DATA_MAX`. A TLS record holds at most 16 KiB, so TLS reads are always whole.
+const CHUNKS: u64 = 4;
 
 /// The first four bytes of the client preface `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
 const PRI: u32 = u32::from_le_bytes(*b"PRI ");
@@ -75,17 +81,17 @@ pub fn socket_write(w: &Write, first: u32) -> Option<u32> {
 /// Exit of a write [`socket_write`] kept: the socket is HTTP/2 from its preface on, and what
 /// the call wrote is captured.
 #[inline(always)]
-pub fn socket_write_exit(w: &SockWrite, ret: u64, cap: u32) -> u32 {
+pub fn socket_write_exit(w: &SockWrite, ret: u64) -> u32 {
     if w.flags & HTTP_H2_PREFACE != 0 {
         let (tgid, _) = current();
         let _ = H2_SOCKS.insert(&fd_key(tgid, w.fd), &1, 0);
     }
-    chunks(w, ret, cap, w.time_ns)
+    chunks(w, ret, w.time_ns)
 }
 
 /// The `ret` bytes a call moved, one record per buffer (at most [`IOV_MAX`], then a gap).
 #[inline(always)]
-fn chunks(w: &SockWrite, ret: u64, cap: u32, time_ns: u64) -> u32 {
+fn chunks(w: &SockWrite, ret: u64, time_ns: u64) -> u32 {
     let mut capture = Capture {
         ssl: 0,
         peer: w.peer,
@@ -96,7 +102,7 @@ fn chunks(w: &SockWrite, ret: u64, cap: u32, time_ns: u64) -> u32 {
     };
     if w.iov == 0 {
         let n = if ret < w.len { ret } else { w.len };
-        emit(&capture, w.buf as *const u8, n, cap);
+        emit_all(&capture, w.buf as *const u8, n);
         return 0;
     }
     let iov = w.iov as *const [u64; 2];
@@ -111,7 +117,7 @@ fn chunks(w: &SockWrite, ret: u64, cap: u32, time_ns: u64) -> u32 {
         };
         let n = if len < left { len } else { left };
         if n > 0 {
-            emit(&capture, buf, n, cap);
+            emit(&capture, buf, n, HTTP_DATA_MAX as u32);
         }
         left -= n;
         capture.flags = 0;
@@ -120,6 +126,32 @@ fn chunks(w: &SockWrite, ret: u64, cap: u32, time_ns: u64) -> u32 {
         gap(&capture, left);
     }
     0
+}
+
+/// `len` bytes at `buf` as up to [`CHUNKS`] records of `HTTP_DATA_MAX` bytes; the last carries
+/// the count of what it could not hold.
+#[inline(always)]
+fn emit_all(capture: &Capture, buf: *const u8, len: u64) {
+    let max = HTTP_DATA_MAX as u64;
+    let mut done = 0;
+    for i in 0..CHUNKS {
+        if done >= len {
+            break;
+        }
+        let left = len - done;
+        let n = if i + 1 == CHUNKS || left <= max {
+            left
+        } else {
+            max
+        };
+        emit(
+            capture,
+            buf.wrapping_add(done as usize),
+            n,
+            HTTP_DATA_MAX as u32,
+        );
+        done += n;
+    }
 }
 
 /// `len` bytes of the connection's stream that were not captured.
@@ -224,10 +256,7 @@ fn read_exit(ctx: &TracePointContext) -> u32 {
     if ret <= 0 {
         return 0;
     }
-    let Some(cfg) = config() else {
-        return 1;
-    };
-    chunks(&r, ret as u64, cfg.http_max, now())
+    chunks(&r, ret as u64, now())
 }
 
 /// `close(fd)`: a socket's HTTP/2 mark goes with it, so that a file or socket that reuses the
@@ -311,7 +340,8 @@ pub(crate) fn tls_write_done(tgid: u32, c: &H2SslCall, flags: u16) -> Option<()>
         flags: c.flags | flags,
         time_ns: c.time_ns,
     };
-    emit(&capture, c.buf as *const u8, c.len, config()?.http_max)
+    emit_all(&capture, c.buf as *const u8, c.len);
+    Some(())
 }
 
 /// Entry of `SSL_read[_ex]` (`readbytes`: `SSL_read_ex`'s `size_t *`, else 0), called by
@@ -366,5 +396,6 @@ pub(crate) fn tls_read_done(ssl: u64, buf: *const u8, len: u64, flags: u16) -> O
         flags,
         time_ns: now(),
     };
-    emit(&capture, buf, len, config()?.http_max)
+    emit_all(&capture, buf, len);
+    Some(())
 }

@@ -348,7 +348,7 @@ fn socket_write_exit(ctx: &TracePointContext) -> u32 {
         return 1;
     };
     if w.source == http_source::H2_SOCKET_WRITE {
-        return crate::h2::socket_write_exit(&w, ret as u64, cfg.http_max);
+        return crate::h2::socket_write_exit(&w, ret as u64);
     }
     let key = fd_key(tgid, w.fd);
     let capture = Capture {
