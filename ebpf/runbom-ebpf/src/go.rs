@@ -11,12 +11,12 @@
 //! second only overwrites what the first kept.
 
 use aya_ebpf::{macros::uprobe, maps::LruHashMap, programs::ProbeContext};
-use runbom_common::HTTP_GO_TLS;
+use runbom_common::{HTTP_GO_TLS, HTTP_H2_PREFACE, SockAddr, http_source};
 
 use crate::{
     h2, http,
-    maps::{GO_READS, GO_WRITES},
-    util::{current, keep_inflight, take},
+    maps::{CONN_PEERS, GO_READS, GO_WRITES},
+    util::{current, fd_key, keep_inflight, read_user, take},
 };
 
 /// `(receiver, slice pointer, slice length, goroutine)` at a `(*Conn).Write/Read` entry, or
@@ -35,6 +35,25 @@ pub fn go_tls_write(ctx: ProbeContext) -> u32 {
     let (tgid, _) = current();
     keep_inflight(&GO_WRITES, &[u64::from(tgid), g], &[conn, buf, len]);
     0
+}
+
+/// The peer of the socket under a `*tls.Conn`, from the address its connect recorded
+/// (`CONN_PEERS`), or family 0. The descriptor is three pointers away, at offsets that have
+/// held from Go 1.12 on: `tls.Conn.conn` (an interface: its data word at +8) → `*net.TCPConn`,
+/// whose first word is its `*netFD` → `netFD.pfd.Sysfd` at +16 (after `fdMutex`). Another
+/// `net.Conn` behind the interface gives a number that is no socket of the process: no peer.
+#[inline(always)]
+fn peer(tgid: u32, conn: u64) -> SockAddr {
+    let fd = read_user((conn + 8) as *const u64)
+        .and_then(|tcp| read_user(tcp as *const u64))
+        .and_then(|netfd| read_user((netfd + 16) as *const i64));
+    let Some(fd) = fd.filter(|fd| (0..=i64::from(i32::MAX)).contains(fd)) else {
+        return SockAddr::default();
+    };
+    // SAFETY: a plain map value, copied at once.
+    CONN_PEERS
+        .get_ptr(fd_key(tgid, fd as i32))
+        .map_or_else(SockAddr::default, |p| unsafe { *p })
 }
 
 /// At a `RET`: the call this goroutine kept in `map` and the `n` it returns, as
@@ -61,10 +80,20 @@ pub fn go_tls_write_ret(ctx: ProbeContext) -> u32 {
         return 0;
     };
     if let Some(w) = http::tls_write(tgid, conn, buf, n) {
-        let _ = http::tls_write_done(tgid, &w, HTTP_GO_TLS);
+        let peer = if w.source == http_source::SSL_WRITE {
+            peer(tgid, conn)
+        } else {
+            SockAddr::default()
+        };
+        let _ = http::tls_write_done(tgid, &w, HTTP_GO_TLS, &peer);
     }
     if let Some(c) = h2::tls_write(tgid, conn, buf, n) {
-        let _ = h2::tls_write_done(tgid, &c, HTTP_GO_TLS);
+        let peer = if c.flags & HTTP_H2_PREFACE != 0 {
+            peer(tgid, conn)
+        } else {
+            SockAddr::default()
+        };
+        let _ = h2::tls_write_done(tgid, &c, HTTP_GO_TLS, &peer);
     }
     0
 }

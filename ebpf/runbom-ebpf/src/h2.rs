@@ -321,23 +321,24 @@ pub(crate) fn ssl_write_exit(tgid: u32, tid: u32, ret: i64) {
     if let Some(c) = take(&H2_SSL_CALLS, &tid)
         && ret > 0
     {
-        let _ = tls_write_done(tgid, &c, 0);
+        let _ = tls_write_done(tgid, &c, 0, &SockAddr::default());
     }
 }
 
 /// A write [`tls_write`] kept succeeded: a preface marks the connection, and the bytes are
 /// captured (`flags`: where they were seen, e.g. `HTTP_GO_TLS`).
 #[inline(always)]
-pub(crate) fn tls_write_done(tgid: u32, c: &H2SslCall, flags: u16) -> Option<()> {
+pub(crate) fn tls_write_done(tgid: u32, c: &H2SslCall, flags: u16, peer: &SockAddr) -> Option<()> {
     if c.flags & HTTP_H2_PREFACE != 0 {
         let _ = H2_SSL.insert(&[u64::from(tgid), c.ssl], &1, 0);
     }
+    let known = if peer.family == 0 { 0 } else { HTTP_PEER_KNOWN };
     let capture = Capture {
         ssl: c.ssl,
-        peer: SockAddr::default(),
+        peer: *peer,
         fd: -1,
         source: http_source::H2_SSL_WRITE,
-        flags: c.flags | flags,
+        flags: c.flags | flags | known,
         time_ns: c.time_ns,
     };
     emit_all(&capture, c.buf as *const u8, c.len);

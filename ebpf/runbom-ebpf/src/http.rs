@@ -479,14 +479,15 @@ fn ssl_write_exit(ret: i64) -> Option<u32> {
     if ret <= 0 {
         return Some(0);
     }
-    tls_write_done(tgid, &w, 0)?;
+    tls_write_done(tgid, &w, 0, &SockAddr::default())?;
     Some(0)
 }
 
 /// A TLS write [`tls_write`] kept succeeded: the connection's state moves on and the bytes
-/// are captured (`flags`: where they were seen, e.g. `HTTP_GO_TLS`).
+/// are captured (`flags`: where they were seen, e.g. `HTTP_GO_TLS`; `peer`: the socket's peer
+/// when known, else family 0).
 #[inline(always)]
-pub(crate) fn tls_write_done(tgid: u32, w: &SslWrite, flags: u16) -> Option<()> {
+pub(crate) fn tls_write_done(tgid: u32, w: &SslWrite, flags: u16, peer: &SockAddr) -> Option<()> {
     let key = [u64::from(tgid), w.ssl];
     if w.source == http_source::SSL_WRITE {
         let _ = SSL_STATE.insert(&key, &(EXPECT_BODY | EXPECT_RESPONSE), 0);
@@ -497,10 +498,14 @@ pub(crate) fn tls_write_done(tgid: u32, w: &SslWrite, flags: u16) -> Option<()> 
     }
     let capture = Capture {
         ssl: w.ssl,
-        peer: SockAddr::default(),
+        peer: *peer,
         fd: -1,
         source: w.source,
-        flags,
+        flags: if peer.family == 0 {
+            flags
+        } else {
+            flags | HTTP_PEER_KNOWN
+        },
         time_ns: w.time_ns,
     };
     emit(&capture, w.buf as *const u8, w.len, config()?.http_max)

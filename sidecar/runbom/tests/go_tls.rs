@@ -1,8 +1,9 @@
 //! Go's `crypto/tls`: a Go client (standard library only, built here with Debian's golang-go)
 //! makes one HTTPS request over HTTP/1.1 (to Python's `http.server`) and one over HTTP/2 (to
 //! Node's `node:http2`, ALPN h2), and runbom must export exactly one `http.request` for each
-//! with the method, `url.path`, `server.address`/`server.port`, the response status, the
-//! body's `model`, `network.protocol.version` and `runbom.capture` = `go-tls`.
+//! with the method, `url.path`, `server.address`/`server.port`, `network.peer.*` (the socket
+//! under the `tls.Conn`), the response status, the body's `model`, `network.protocol.version`
+//! and `runbom.capture` = `go-tls`.
 //!
 //! The executable is new to runbom: it hooks it after the exec (uprobes on
 //! `(*Conn).Write`/`Read` and every `RET` of each, found in its symbol table), and the client
@@ -56,9 +57,12 @@ struct Run {
 
 impl Run {
     /// The attributes its one `http.request` must have.
-    fn want(&self) -> [(&'static str, Value); 8] {
+    fn want(&self) -> [(&'static str, Value); 10] {
         [
             ("http.request.method", "POST".into()),
+            // The socket under the tls.Conn, read through Go's own structures.
+            ("network.peer.address", "127.0.0.1".into()),
+            ("network.peer.port", i64::from(self.port).into()),
             ("url.path", PATH.into()),
             ("server.address", "127.0.0.1".into()),
             ("server.port", i64::from(self.port).into()),
