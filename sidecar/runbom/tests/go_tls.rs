@@ -1,6 +1,7 @@
 //! Go's `crypto/tls`: a Go client (standard library only, built here with Debian's golang-go)
 //! makes one HTTPS request over HTTP/1.1 (to Python's `http.server`) and one over HTTP/2 (to
-//! Node's `node:http2`, ALPN h2), and runbom must export exactly one `http.request` for each
+//! Node's `node:http2`, ALPN h2), and once more over HTTP/2 from a client stripped of its symbol
+//! table (`-ldflags=-s -w`); runbom must export exactly one `http.request` for each
 //! with the method, `url.path`, `server.address`/`server.port`, `network.peer.*` (the socket
 //! under the `tls.Conn`), the response status, the body's `model`, `network.protocol.version`
 //! and `runbom.capture` = `go-tls`.
