@@ -30,7 +30,7 @@ use runbom_common::{
 
 use crate::{
     http::{Capture, Write, emit, fd_arg, keep_write},
-    maps::{CONN_PEERS, H2_READS, H2_SOCKS, H2_SSL, H2_SSL_CALLS, H2SslCall, SockWrite},
+    maps::{CONN_PEERS, H2_READS, H2_SOCKS, H2_SSL, H2_SSL_CALLS, H2SslCall, SSL_STATE, SockWrite},
     util::{
         current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now, output,
         read_user, sys_arg, take, tracepoints,
@@ -270,12 +270,15 @@ pub fn h2_sys_enter_close(ctx: TracePointContext) -> u32 {
 
 // --- OpenSSL --------------------------------------------------------------------------------
 
-/// `SSL_free(ssl)`: the connection's HTTP/2 mark goes with it (allocators reuse addresses).
+/// `SSL_free(ssl)`: the connection's HTTP/2 mark and HTTP/1 state go with it (allocators
+/// reuse addresses: a new connection at the same address must not inherit either).
 #[uprobe]
 pub fn h2_ssl_free(ctx: ProbeContext) -> u32 {
     let (tgid, _) = current();
     if let Some(ssl) = ctx.arg::<u64>(0) {
-        let _ = H2_SSL.remove(&[u64::from(tgid), ssl]);
+        let key = [u64::from(tgid), ssl];
+        let _ = H2_SSL.remove(&key);
+        let _ = SSL_STATE.remove(&key);
     }
     0
 }
