@@ -39,6 +39,10 @@ apt_install "llvm-$LLVM-dev" "libpolly-$LLVM-dev" libzstd-dev zlib1g-dev protobu
 if [ "${1:-}" = "--tests" ]; then
     apt_install chromium
 fi
+# Go clients (standard library only: crypto/tls) of the HTTP coverage test (`--tests`).
+if [ "${1:-}" = "--tests" ]; then
+    apt_install golang-go
+fi
 
 # 2. The pinned nightly with rust-src for the eBPF crate.
 if ! rustup toolchain list | grep -q "^$EBPF_TOOLCHAIN"; then

@@ -203,12 +203,26 @@ pub mod http_source {
     pub const SSL_READ: u16 = 4;
     /// The first socket write starting `{` after a plaintext request head: the body's start.
     pub const SOCKET_BODY: u16 = 5;
+    /// Bytes a plaintext HTTP/2 connection wrote (the client preface, then frames): one record
+    /// per buffer of the call, in order; `data_len` 0 with `total_len` > 0 is a gap (buffers
+    /// past the capture bound).
+    pub const H2_SOCKET_WRITE: u16 = 6;
+    /// Bytes a plaintext HTTP/2 connection read, recorded as [`H2_SOCKET_WRITE`] is.
+    pub const H2_SOCKET_READ: u16 = 7;
+    /// Plaintext of `SSL_write[_ex]` on an `SSL*` that wrote the HTTP/2 client preface.
+    pub const H2_SSL_WRITE: u16 = 8;
+    /// Plaintext `SSL_read[_ex]` returned on such an `SSL*`.
+    pub const H2_SSL_READ: u16 = 9;
 }
 
 /// `HttpEvent::flags`: the fd is a socket the kernel side saw created (else: not known).
 pub const HTTP_FD_IS_SOCKET: u16 = 1;
 /// `HttpEvent::flags`: `peer` holds the address the socket connected to.
 pub const HTTP_PEER_KNOWN: u16 = 2;
+/// `HttpEvent::flags`: the bytes start with the HTTP/2 client preface (`PRI * HTTP/2.0`).
+pub const HTTP_H2_PREFACE: u16 = 4;
+/// `HttpEvent::flags`: the bytes went through Go's `crypto/tls` (`ssl` is the `*tls.Conn`).
+pub const HTTP_GO_TLS: u16 = 8;
 
 /// `http.request` material: the first bytes of a write (or TLS read) as captured; userspace
 /// parses, pairs and redacts them. `data_len` bytes follow the fixed part directly;

@@ -18,7 +18,10 @@
 //! captured as the body's start and the next read that begins with `HTTP/` as the status line.
 //! `SSL_write[_ex]` is paired with its return the same way (`SSL_WRITES`): a call that returns
 //! <= 0 (a non-blocking client's writes before the handshake completes) captures nothing. Reads
-//! of connections without a pending request cost one map lookup at entry.
+//! of connections without a pending request cost one map lookup at entry. The TLS steps
+//! (`tls_write`, `tls_write_done`, `tls_read_wanted`, `tls_read_done`) take values, not a probe's
+//! context: Go's `crypto/tls` probes (`go.rs`) share them, and OpenSSL's probes here also do
+//! HTTP/2's (`h2.rs`), one program per hook.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user,
@@ -92,7 +95,7 @@ fn dns_like(first: u32, len: u64) -> bool {
 /// Copies at most `cap` bytes of `buf` into a record stamped `time_ns` and writes it to the
 /// ring.
 #[inline(always)]
-fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
+pub(crate) fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
     let (tgid, tid) = current();
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
     let rec = unsafe { scratch(&HTTP_SCRATCH) }?;
@@ -133,32 +136,32 @@ fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
 }
 
 /// What a record says about where its bytes went, and when the call started.
-struct Capture {
-    ssl: u64,
-    peer: SockAddr,
-    fd: i32,
-    source: u16,
-    flags: u16,
-    time_ns: u64,
+pub(crate) struct Capture {
+    pub ssl: u64,
+    pub peer: SockAddr,
+    pub fd: i32,
+    pub source: u16,
+    pub flags: u16,
+    pub time_ns: u64,
 }
 
 // --- plaintext socket writes ----------------------------------------------------------------
 
 /// The socket argument of every write-family syscall (`fd`, always first).
 #[inline(always)]
-fn fd_arg(ctx: &TracePointContext) -> i32 {
+pub(crate) fn fd_arg(ctx: &TracePointContext) -> i32 {
     sys_arg::<i64>(ctx, 0) as i32
 }
 
 /// A write-family call as its entry sees it.
-struct Write {
-    fd: i32,
-    buf: *const u8,
-    len: u64,
+pub(crate) struct Write {
+    pub fd: i32,
+    pub buf: *const u8,
+    pub len: u64,
     /// The destination address (`sendto`, `sendmsg`), may be null.
     addr: *const u8,
-    iov: u64,
-    iov_len: u64,
+    pub iov: u64,
+    pub iov_len: u64,
     /// A DNS query on a connected UDP socket is looked for here (`write`, `writev`: `sendto`
     /// and `sendmsg` have their own DNS probes in `net`).
     dns: bool,
@@ -241,6 +244,10 @@ fn socket_write(w: &Write) -> Option<u32> {
     }
     let first = read_user(w.buf.cast::<u32>())?;
     if w.len < MIN_REQUEST || !METHODS.contains(&first) {
+        // HTTP/2: the client preface, or any write on a connection that wrote it.
+        if let Some(r) = crate::h2::socket_write(w, first) {
+            return Some(r);
+        }
         // A JSON body written after its request head (httpx/h11 and the OpenAI SDK over plain
         // HTTP, e.g. to a local model server): one map lookup, only for writes starting `{`.
         if first as u8 == b'{' {
@@ -281,7 +288,7 @@ fn socket_write(w: &Write) -> Option<u32> {
 }
 
 #[inline(always)]
-fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
+pub(crate) fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
     let kept = SockWrite {
         buf: w.buf as u64,
         len: w.len,
@@ -340,6 +347,9 @@ fn socket_write_exit(ctx: &TracePointContext) -> u32 {
     let Some(cfg) = config() else {
         return 1;
     };
+    if w.source == http_source::H2_SOCKET_WRITE {
+        return crate::h2::socket_write_exit(&w, ret as u64);
+    }
     let key = fd_key(tgid, w.fd);
     let capture = Capture {
         ssl: 0,
@@ -412,33 +422,41 @@ pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
 fn ssl_write_enter(ctx: &ProbeContext, len: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
     let buf: *const u8 = ctx.arg(1)?;
-    if len == 0 {
-        return Some(0);
-    }
     let (tgid, tid) = current();
+    crate::h2::ssl_write_enter(tgid, tid, ssl, buf, len);
+    let kept = tls_write(tgid, ssl, buf, len)?;
+    keep_inflight(&SSL_WRITES, &tid, &kept);
+    Some(0)
+}
+
+/// What a TLS write on `ssl` of `tgid` is to HTTP/1 capture: a request head, the body a head
+/// awaits, or nothing (`None`). Shared by OpenSSL's probes and Go's (`go.rs`).
+#[inline(always)]
+pub(crate) fn tls_write(tgid: u32, ssl: u64, buf: *const u8, len: u64) -> Option<SslWrite> {
+    if len == 0 {
+        return None;
+    }
     let source = if starts_request(buf, len) {
         http_source::SSL_WRITE
     } else {
         // SAFETY: plain integer value, copied out at once.
         let state = unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied() }?;
         if state & EXPECT_BODY == 0 {
-            return Some(0);
+            return None;
         }
         http_source::SSL_BODY
     };
     if is_self(tgid) {
-        return Some(0);
+        return None;
     }
-    let kept = SslWrite {
+    Some(SslWrite {
         ssl,
         buf: buf as u64,
         len,
         time_ns: now(),
         source,
         _pad: [0; 3],
-    };
-    keep_inflight(&SSL_WRITES, &tid, &kept);
-    Some(0)
+    })
 }
 
 // Returns of `SSL_write` (the byte count, or <= 0) and `SSL_write_ex` (1 on success, else 0):
@@ -456,10 +474,20 @@ pub fn ssl_write_ex_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn ssl_write_exit(ret: i64) -> Option<u32> {
     let (tgid, tid) = current();
+    crate::h2::ssl_write_exit(tgid, tid, ret);
     let w = take(&SSL_WRITES, &tid)?;
     if ret <= 0 {
         return Some(0);
     }
+    tls_write_done(tgid, &w, 0, &SockAddr::default())?;
+    Some(0)
+}
+
+/// A TLS write [`tls_write`] kept succeeded: the connection's state moves on and the bytes
+/// are captured (`flags`: where they were seen, e.g. `HTTP_GO_TLS`; `peer`: the socket's peer
+/// when known, else family 0).
+#[inline(always)]
+pub(crate) fn tls_write_done(tgid: u32, w: &SslWrite, flags: u16, peer: &SockAddr) -> Option<()> {
     let key = [u64::from(tgid), w.ssl];
     if w.source == http_source::SSL_WRITE {
         let _ = SSL_STATE.insert(&key, &(EXPECT_BODY | EXPECT_RESPONSE), 0);
@@ -470,14 +498,17 @@ fn ssl_write_exit(ret: i64) -> Option<u32> {
     }
     let capture = Capture {
         ssl: w.ssl,
-        peer: SockAddr::default(),
+        peer: *peer,
         fd: -1,
         source: w.source,
-        flags: 0,
+        flags: if peer.family == 0 {
+            flags
+        } else {
+            flags | HTTP_PEER_KNOWN
+        },
         time_ns: w.time_ns,
     };
-    emit(&capture, w.buf as *const u8, w.len, config()?.http_max);
-    Some(0)
+    emit(&capture, w.buf as *const u8, w.len, config()?.http_max)
 }
 
 /// `SSL_read(ssl, buf, int num)`: remember the buffer for the return probe.
@@ -499,15 +530,22 @@ pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
     let ssl: u64 = ctx.arg(0)?;
+    let buf: u64 = ctx.arg(1)?;
     let (tgid, tid) = current();
-    // SAFETY: plain integer value, copied out at once.
-    let state = unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied()? };
-    if state & EXPECT_RESPONSE == 0 {
+    crate::h2::ssl_read_enter(tgid, tid, ssl, buf, readbytes);
+    if !tls_read_wanted(tgid, ssl) {
         return Some(0);
     }
-    let buf: u64 = ctx.arg(1)?;
     keep_inflight(&SSL_READS, &tid, &[ssl, buf, readbytes]);
     Some(0)
+}
+
+/// Whether a read on `ssl` may carry an awaited response's status line.
+#[inline(always)]
+pub(crate) fn tls_read_wanted(tgid: u32, ssl: u64) -> bool {
+    // SAFETY: plain integer value, copied out at once.
+    unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied() }
+        .is_some_and(|state| state & EXPECT_RESPONSE != 0)
 }
 
 /// Return of `SSL_read`: the byte count, or <= 0.
@@ -527,6 +565,7 @@ pub fn ssl_read_ex_ret(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn ssl_read_exit(ret: i64) -> Option<u32> {
     let (tgid, tid) = current();
+    let _ = crate::h2::ssl_read_exit(tid, ret);
     let [ssl, buf, readbytes] = take(&SSL_READS, &tid)?;
     if ret <= 0 {
         return Some(0);
@@ -536,21 +575,33 @@ fn ssl_read_exit(ret: i64) -> Option<u32> {
     } else {
         read_user(readbytes as *const u64)?
     };
-    let buf = buf as *const u8;
+    tls_read_done(tgid, ssl, buf as *const u8, len, 0)?;
+    Some(0)
+}
+
+/// `len` bytes a TLS read on `ssl` returned in `buf`: captured when they start a response's
+/// status line (`flags` as for [`tls_write_done`]).
+#[inline(always)]
+pub(crate) fn tls_read_done(
+    tgid: u32,
+    ssl: u64,
+    buf: *const u8,
+    len: u64,
+    flags: u16,
+) -> Option<()> {
     if len < 12 || read_user(buf.cast::<[u8; 5]>())? != *b"HTTP/" {
-        return Some(0);
+        return None;
     }
     let state = SSL_STATE.get_ptr_mut(&[u64::from(tgid), ssl])?;
-    // SAFETY: as in `ssl_write_exit`.
+    // SAFETY: as in `tls_write_done`.
     unsafe { *state &= !EXPECT_RESPONSE };
     let capture = Capture {
         ssl,
         peer: SockAddr::default(),
         fd: -1,
         source: http_source::SSL_READ,
-        flags: 0,
+        flags,
         time_ns: now(),
     };
-    emit(&capture, buf, len, HTTP_STATUS_BYTES);
-    Some(0)
+    emit(&capture, buf, len, HTTP_STATUS_BYTES)
 }

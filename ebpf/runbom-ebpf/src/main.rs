@@ -22,6 +22,8 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod file;
+mod go;
+mod h2;
 mod http;
 mod maps;
 mod net;

@@ -141,3 +141,48 @@ pub struct SslWrite {
     pub source: u16,
     pub _pad: [u16; 3],
 }
+
+// HTTP/2 (`h2.rs`).
+
+/// `(tgid << 32) | fd` of a socket that wrote the HTTP/2 client preface: its writes and reads
+/// are captured (userspace parses the frames).
+#[map]
+pub static H2_SOCKS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// `[tgid, SSL*]` of a TLS connection that wrote the HTTP/2 client preface.
+#[map]
+pub static H2_SSL: LruHashMap<[u64; 2], u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// tid → a read on an HTTP/2 socket between the syscall's entry and exit.
+#[map]
+pub static H2_READS: LruHashMap<u32, SockWrite> = LruHashMap::with_max_entries(4096, 0);
+
+/// tid → an `SSL_write[_ex]`/`SSL_read[_ex]` on an HTTP/2 `SSL*` between entry and return.
+#[map]
+pub static H2_SSL_CALLS: LruHashMap<u32, H2SslCall> = LruHashMap::with_max_entries(4096, 0);
+
+/// An OpenSSL call on an HTTP/2 connection, kept from entry to return in `H2_SSL_CALLS`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct H2SslCall {
+    pub ssl: u64,
+    pub buf: u64,
+    /// Bytes given (writes) or the buffer's size (reads).
+    pub len: u64,
+    /// `SSL_read_ex`'s `size_t *readbytes` (0 otherwise).
+    pub readbytes: u64,
+    pub time_ns: u64,
+    pub flags: u16,
+    pub _pad: [u16; 3],
+}
+
+// Go's crypto/tls (`go.rs`).
+
+/// `[tgid, g]` (the goroutine, R14 in Go's register ABI) → `[*tls.Conn, buf, len]` of a
+/// `(*Conn).Write` between its entry and one of its `RET`s.
+#[map]
+pub static GO_WRITES: LruHashMap<[u64; 2], [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
+
+/// The same for `(*Conn).Read`.
+#[map]
+pub static GO_READS: LruHashMap<[u64; 2], [u64; 3]> = LruHashMap::with_max_entries(4096, 0);

@@ -8,6 +8,10 @@
 //! The mixed corpus imitates an agent's activity (per 16 records: 10 `file.open` of which 2
 //! failed, 3 `net.connect`, 1 `dns.query`, 1 `process.exec`, 1 `process.exit`) over 8
 //! processes; a batch is 1024 records, runbom's reader batch size.
+//!
+//! The `http` group runs the same LLM calls inside TLS over HTTP/1.1 (head, body and status
+//! records per request) and over HTTP/2 (one connection: HPACK-encoded HEADERS and DATA written,
+//! response HEADERS and DATA read, per request), counted per request.
 
 // Event counts and synthetic field values are small: the casts lose nothing.
 #![allow(clippy::cast_precision_loss, missing_docs)]
@@ -20,8 +24,10 @@ use criterion::{
 };
 use prost::Message as _;
 use runbom_common::{
-    EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, PATH_MAX, SockAddr, SockEvent,
+    EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, HTTP_H2_PREFACE, HttpEvent,
+    PATH_MAX, SockAddr, SockEvent,
     decode::{as_bytes, decode},
+    http_source,
 };
 use runbom_event::KernelEvent;
 use runbom_kernel::{Enricher, clock::BootClock, proctable::ProcessTable};
@@ -181,6 +187,128 @@ fn exit(pid: u32, i: usize) -> Vec<u8> {
     as_bytes(&ev).to_vec()
 }
 
+const MODEL_BODY: &[u8] = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarise the ticket"}],"temperature":0}"#;
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+/// A TLS capture record (`ssl` 0x5000) of `source` carrying `data`.
+fn tls_record(pid: u32, i: usize, source: u16, flags: u16, data: &[u8]) -> Vec<u8> {
+    let ev = HttpEvent {
+        header: header(
+            EventKind::HttpData,
+            size_of::<HttpEvent>() + data.len(),
+            pid,
+            i,
+        ),
+        ssl: 0x5000,
+        total_len: data.len() as u64,
+        peer: SockAddr::default(),
+        fd: -1,
+        source,
+        flags,
+        data_len: data.len() as u32,
+    };
+    let mut rec = as_bytes(&ev).to_vec();
+    rec.extend_from_slice(data);
+    rec
+}
+
+/// HTTP/1.1 LLM calls inside TLS, one connection: per request the head, the body and the
+/// status line, as OpenSSL's probes capture them. Returns the records and the request count.
+fn http1_tls() -> (Vec<Vec<u8>>, usize) {
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\ntraceparent: {TRACEPARENT}\r\nUser-Agent: OpenAI/Python 1.59.0\r\n\
+         Authorization: Bearer sk-bench\r\n\r\n",
+        MODEL_BODY.len()
+    );
+    let requests = BATCH / 3;
+    let records = (0..requests)
+        .flat_map(|i| {
+            [
+                tls_record(4000, 3 * i, http_source::SSL_WRITE, 0, head.as_bytes()),
+                tls_record(4000, 3 * i + 1, http_source::SSL_BODY, 0, MODEL_BODY),
+                tls_record(
+                    4000,
+                    3 * i + 2,
+                    http_source::SSL_READ,
+                    0,
+                    b"HTTP/1.1 200 OK\r\nContent-Type: a",
+                ),
+            ]
+        })
+        .collect();
+    (records, requests)
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The same calls over HTTP/2 inside TLS, one connection: its preface, then per request one
+/// write (HEADERS, HPACK-encoded, and the body's DATA) and one read (the response's HEADERS and
+/// DATA). Returns the records and the request count.
+fn http2_tls() -> (Vec<Vec<u8>>, usize) {
+    let mut client = loona_hpack::Encoder::new();
+    let mut server = loona_hpack::Encoder::new();
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend(h2_frame(4, 0, 0, &[]));
+    let mut records = vec![tls_record(
+        4000,
+        0,
+        http_source::H2_SSL_WRITE,
+        HTTP_H2_PREFACE,
+        &preface,
+    )];
+    let requests = (BATCH - 1) / 2;
+    let length = MODEL_BODY.len().to_string();
+    for i in 0..requests {
+        let stream = 2 * i as u32 + 1;
+        let block = client.encode([
+            (&b":method"[..], &b"POST"[..]),
+            (b":scheme", b"https"),
+            (b":authority", b"api.openai.com"),
+            (b":path", b"/v1/chat/completions"),
+            (b"content-type", b"application/json"),
+            (b"content-length", length.as_bytes()),
+            (b"traceparent", TRACEPARENT.as_bytes()),
+            (b"user-agent", b"OpenAI/Python 1.59.0"),
+            (b"authorization", b"Bearer sk-bench"),
+        ]);
+        let mut write = h2_frame(1, 0x4, stream, &block);
+        write.extend(h2_frame(0, 0x1, stream, MODEL_BODY));
+        let block = server.encode([
+            (&b":status"[..], &b"200"[..]),
+            (b"content-type", b"application/json"),
+        ]);
+        let mut read = h2_frame(1, 0x4, stream, &block);
+        read.extend(h2_frame(
+            0,
+            0x1,
+            stream,
+            br#"{"id":"chatcmpl-1","choices":[]}"#,
+        ));
+        records.push(tls_record(
+            4000,
+            2 * i + 1,
+            http_source::H2_SSL_WRITE,
+            0,
+            &write,
+        ));
+        records.push(tls_record(
+            4000,
+            2 * i + 2,
+            http_source::H2_SSL_READ,
+            0,
+            &read,
+        ));
+    }
+    (records, requests)
+}
+
 /// The mixed corpus described in the module documentation.
 fn mixed() -> Vec<Vec<u8>> {
     (0..BATCH)
@@ -222,6 +350,8 @@ fn enrich_all(enricher: &mut Enricher, records: &[Vec<u8>]) -> Vec<KernelEvent> 
             events.extend(enricher.enrich(&ev));
         }
     }
+    // Requests paired with their responses (HTTP inside TLS) leave through here.
+    enricher.take_ready(&mut events);
     events
 }
 
@@ -268,6 +398,22 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
             black_box(&batch).traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()
         });
     });
+    group.finish();
+
+    // HTTP inside TLS: the same LLM calls over HTTP/1.1 and HTTP/2, per request.
+    let mut group = c.benchmark_group("http");
+    for (name, (records, requests)) in [("http1_tls", http1_tls()), ("http2_tls", http2_tls())] {
+        let mut en = enricher();
+        assert_eq!(
+            enrich_all(&mut en, &records).len(),
+            requests,
+            "{name}: one event per request"
+        );
+        group.throughput(Throughput::Elements(requests as u64));
+        group.bench_function(format!("{name}/decode+enrich+convert+encode"), |b| {
+            b.iter(|| pipeline(&mut en, black_box(&records), &opts));
+        });
+    }
     group.finish();
 }
 

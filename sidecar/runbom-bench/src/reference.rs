@@ -100,6 +100,15 @@ pub const WRITE_BARE_ENTER: Variant = Variant {
     attach: &[("reference_bare", "sys_enter_write")],
     paused: false,
 };
+/// Empty programs at the entry and exit of `read`: the shape of runbom's HTTP/2 read hooks.
+pub const READ_BARE: Variant = Variant {
+    name: "ref-bare",
+    attach: &[
+        ("reference_bare", "sys_enter_read"),
+        ("reference_bare", "sys_exit_read"),
+    ],
+    paused: false,
+};
 pub const WRITE_BARE: Variant = Variant {
     name: "ref-bare",
     attach: &[

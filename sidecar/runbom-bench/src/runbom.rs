@@ -54,7 +54,7 @@ impl Settings<'_> {
             "receivers:\n  ebpf:\n{ring}{http}    file:\n      include: {}\n      exclude: {}\n\
              processors:\n  batch: {{}}\n\
              exporters:\n{exporter}\
-             service:\n  pipelines:\n\
+             service:\n  telemetry:\n    metrics:\n      address: none\n  pipelines:\n\
              \x20   traces:\n      receivers: [ebpf]\n      processors: [batch]\n      exporters: [{name}]\n\
              \x20   logs:\n      receivers: [ebpf]\n      processors: [batch]\n      exporters: [{name}]\n",
             yaml_list(self.include),

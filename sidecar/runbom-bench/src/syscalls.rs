@@ -28,8 +28,8 @@ use crate::{
     progstats,
     reference::{
         CONNECT_BARE, CONNECT_RECORD, CONNECT_RECORD_NOWAKE, CONNECT_RECORD_PAUSED, OPEN_BARE,
-        OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_NOWAKE, OPEN_RECORD_PAUSED, Reference,
-        Variant, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
+        OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_NOWAKE, OPEN_RECORD_PAUSED, READ_BARE,
+        Reference, Variant, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
     },
     runbom::{Runbom, Settings, Summary},
     stats::Samples,
@@ -67,6 +67,7 @@ enum Kind {
     Open(CString),
     Connect(libc::sockaddr_in),
     Write,
+    Read,
 }
 
 struct Workload {
@@ -111,6 +112,11 @@ impl Workload {
                 workload::write_loop(warm);
                 cpu0 = workload::thread_cpu();
                 workload::write_loop(self.iterations)
+            }
+            Kind::Read => {
+                workload::read_loop(warm);
+                cpu0 = workload::thread_cpu();
+                workload::read_loop(self.iterations)
             }
         };
         let cpu = workload::thread_cpu().saturating_sub(cpu0);
@@ -183,7 +189,7 @@ fn files(dir: &Path) -> Result<Files> {
     Ok(files)
 }
 
-fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 4] {
+fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 5] {
     [
         Workload {
             name: "open watched",
@@ -237,6 +243,15 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 4]
             paused: false,
             compare: &[(RUNBOM, WRITE_READ.name), (RUNBOM, WRITE_BARE.name)],
         },
+        Workload {
+            name: "read",
+            what: "read of 64 bytes from /dev/zero (HTTP/2 read hooks at entry and exit)",
+            kind: Kind::Read,
+            iterations: opts.write_iterations,
+            variants: &[READ_BARE],
+            paused: false,
+            compare: &[(RUNBOM, READ_BARE.name)],
+        },
     ]
 }
 
@@ -250,6 +265,8 @@ const RUNBOM_PROGRAMS: &[&str] = &[
     "sys_exit_connect",
     "http_sys_enter_write",
     "http_sys_exit_write",
+    "h2_sys_enter_read",
+    "h2_sys_exit_read",
 ];
 
 fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> String {

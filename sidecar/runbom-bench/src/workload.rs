@@ -93,6 +93,25 @@ pub fn write_loop(n: u64) -> Duration {
     elapsed
 }
 
+/// `n` reads of 64 bytes from `/dev/zero` (every read passes runbom's HTTP/2 read hooks, none
+/// is captured).
+pub fn read_loop(n: u64) -> Duration {
+    let mut buf = [0_u8; 64];
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe { libc::open(c"/dev/zero".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: reads into a stack buffer of that length.
+        let _ = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    }
+    let elapsed = start.elapsed();
+    if fd >= 0 {
+        // SAFETY: `fd` is ours.
+        unsafe { libc::close(fd) };
+    }
+    elapsed
+}
+
 /// A loopback TCP port that refuses connections: a socket bound to it but not listening keeps
 /// anyone else from taking it.
 pub struct RefusedPort {

@@ -121,6 +121,8 @@ fn http_at(process: &Arc<ProcessInfo>, tid: u32, at: f64, tp: Option<(u8, u8)>) 
         body_size: None,
         model: None,
         status: None,
+        version: runbom_event::HttpVersion::Http1,
+        grpc: None,
     }));
     ev
 }

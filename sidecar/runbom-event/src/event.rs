@@ -84,6 +84,8 @@ pub enum Capture {
     Socket,
     /// Inside TLS, at OpenSSL's `SSL_write`/`SSL_write_ex`.
     Openssl,
+    /// Inside TLS, at Go's `crypto/tls`.
+    GoTls,
 }
 
 impl Capture {
@@ -92,6 +94,7 @@ impl Capture {
         match self {
             Self::Socket => capture::SOCKET,
             Self::Openssl => capture::OPENSSL,
+            Self::GoTls => capture::GO_TLS,
         }
     }
 }
@@ -123,6 +126,53 @@ pub struct HttpRequest {
     pub model: Option<String>,
     /// The response status, when the response was seen.
     pub status: Option<u16>,
+    /// HTTP/1.x or HTTP/2 (`network.protocol.version`).
+    pub version: HttpVersion,
+    /// The gRPC call an HTTP/2 request carries (`content-type: application/grpc`).
+    pub grpc: Option<GrpcCall>,
+}
+
+/// The HTTP version a request was seen in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    #[default]
+    Http1,
+    Http2,
+}
+
+impl HttpVersion {
+    /// `network.protocol.version`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "1.1",
+            Self::Http2 => "2",
+        }
+    }
+}
+
+/// A gRPC call: `:path` `/{service}/{method}` and the `grpc-status` of its trailers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrpcCall {
+    pub service: String,
+    pub method: String,
+    pub status: Option<u32>,
+}
+
+impl GrpcCall {
+    /// The call named by an HTTP/2 `:path` of the form `/package.Service/Method`.
+    #[must_use]
+    pub fn from_path(path: &str) -> Option<Self> {
+        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+        if service.is_empty() || method.is_empty() || method.contains(['/', '?']) {
+            return None;
+        }
+        Some(Self {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            status: None,
+        })
+    }
 }
 
 impl Detail {

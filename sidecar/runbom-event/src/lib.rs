@@ -13,5 +13,7 @@ pub mod process;
 pub mod redact;
 pub mod semconv;
 
-pub use event::{Capture, Detail, HttpRequest, KernelEvent, TraceParent, Transport};
+pub use event::{
+    Capture, Detail, GrpcCall, HttpRequest, HttpVersion, KernelEvent, TraceParent, Transport,
+};
 pub use process::ProcessInfo;

@@ -279,6 +279,8 @@ pub mod capture {
     pub const SOCKET: &str = "socket";
     /// Inside TLS, at OpenSSL's `SSL_write`.
     pub const OPENSSL: &str = "openssl";
+    /// Inside TLS, at Go's `crypto/tls` `(*Conn).Write`/`Read`.
+    pub const GO_TLS: &str = "go-tls";
 }
 
 /// Values of `runbom.correlation.method` and `runbom.correlation.confidence` (contract §2).
@@ -330,3 +332,13 @@ pub mod drift {
     pub const BASELINE_PAYLOAD_SIZE: &str = "baseline_payload_size";
     pub const BASELINE_NEW_MODEL: &str = "baseline_new_model";
 }
+
+// HTTP/2 and gRPC (contract §1, `http.request`).
+pub const NETWORK_PROTOCOL_NAME: &str = "network.protocol.name";
+pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
+pub const RPC_SYSTEM: &str = "rpc.system";
+pub const RPC_SERVICE: &str = "rpc.service";
+pub const RPC_METHOD: &str = "rpc.method";
+pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
+/// The value of `rpc.system` for gRPC.
+pub const RPC_SYSTEM_GRPC: &str = "grpc";

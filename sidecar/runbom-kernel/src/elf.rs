@@ -60,13 +60,13 @@ fn file_offset(file: &object::File<'_>, sym: &object::Symbol<'_, '_>) -> Option<
 }
 
 /// A file mapped read-only and private (unmapped on drop).
-struct Mapped {
+pub(crate) struct Mapped {
     ptr: *mut libc::c_void,
     len: usize,
 }
 
 impl Mapped {
-    fn open(path: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
         let file = File::open(path)?;
         let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
         if len == 0 {
@@ -89,7 +89,7 @@ impl Mapped {
         Ok(Self { ptr, len })
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: `len` bytes mapped readable for as long as `self` lives. A file truncated
         // while mapped would fault on access: uprobe targets are executables and libraries,
         // which are replaced (new inode), not truncated in place.

@@ -4,13 +4,14 @@
 use std::{collections::HashSet, net::SocketAddr, sync::mpsc::SyncSender, time::Instant};
 
 use runbom_common::{
-    EXEC_ARGV_TRUNCATED, HTTP_FD_IS_SOCKET, HTTP_PEER_KNOWN, HttpEvent, SOCK_TYPE_DGRAM,
-    SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event, http_source,
+    EXEC_ARGV_TRUNCATED, HTTP_FD_IS_SOCKET, HTTP_GO_TLS, HTTP_H2_PREFACE, HTTP_PEER_KNOWN,
+    HttpEvent, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event, http_source,
 };
 use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, Transport, http, names, redact};
 
 use crate::{
     clock::BootClock,
+    h2::{self, H2Tracker},
     httptrack::{self, Awaits, HttpTracker, socket_key},
     proctable::ProcessTable,
 };
@@ -21,6 +22,8 @@ pub struct Enricher {
     clock: BootClock,
     /// TLS requests waiting for their body and status; completed ones wait for [`Self::take_ready`].
     http: HttpTracker,
+    /// HTTP/2 connections and their open streams.
+    h2: H2Tracker,
     /// Where pids that may have loaded a new libssl are sent (see `crate::openssl`).
     libssl: Option<SyncSender<u32>>,
     /// Pids sent since their last exec (bounded by the live processes: exit removes).
@@ -34,6 +37,7 @@ impl Enricher {
             procs,
             clock,
             http: HttpTracker::default(),
+            h2: H2Tracker::default(),
             libssl: None,
             libssl_sent: HashSet::new(),
         }
@@ -54,18 +58,28 @@ impl Enricher {
             httptrack::BODY_WAIT,
         );
         self.http.take_ready(out);
+        self.h2.expire(Instant::now(), httptrack::RESPONSE_WAIT);
+        self.h2.take_ready(out);
     }
 
     /// True while TLS requests wait for their response.
     #[must_use]
     pub fn has_pending(&self) -> bool {
-        self.http.has_pending()
+        self.http.has_pending() || self.h2.has_pending()
     }
 
     /// Releases every waiting request (shutdown).
     pub fn flush(&mut self, out: &mut Vec<KernelEvent>) {
         self.http.flush();
         self.http.take_ready(out);
+        self.h2.flush(unix_now_ns());
+        self.h2.take_ready(out);
+    }
+
+    /// HTTP/2 connections that could no longer be followed since start.
+    #[must_use]
+    pub fn h2_lost(&self) -> u64 {
+        self.h2.lost
     }
 
     fn libssl_watch(&mut self, pid: u32, exec: bool) {
@@ -89,6 +103,7 @@ impl Enricher {
             Event::Connect(_) => self.libssl_watch(h.pid, false),
             Event::Exit(_) => {
                 self.libssl_sent.remove(&h.pid);
+                self.h2.exited(h.pid, start_ns);
             }
             _ => {}
         }
@@ -176,6 +191,10 @@ impl Enricher {
     /// one for its body when the head did not hold it (no response is captured there).
     fn http(&mut self, e: &HttpEvent, data: &[u8], time_ns: u64) -> Option<KernelEvent> {
         let h = e.header;
+        if let Some(dir) = h2_direction(e.source) {
+            self.h2(e, data, time_ns, dir);
+            return None;
+        }
         let socket = matches!(
             e.source,
             http_source::SOCKET_WRITE | http_source::SOCKET_BODY
@@ -226,11 +245,7 @@ impl Enricher {
             end_ns: time_ns,
             process: self.procs.get(h.pid),
             detail: Detail::HttpRequest(Box::new(HttpRequest {
-                capture: if socket {
-                    Capture::Socket
-                } else {
-                    Capture::Openssl
-                },
+                capture: capture_of(socket, e.flags),
                 method: head.method,
                 host: head.host.or_else(|| peer.map(|p| p.to_string())),
                 target: head.target,
@@ -240,6 +255,8 @@ impl Enricher {
                 body_size: head.content_length,
                 model,
                 status: None,
+                version: runbom_event::HttpVersion::Http1,
+                grpc: None,
             })),
         };
         if socket && !need_body {
@@ -249,6 +266,64 @@ impl Enricher {
         self.http.request(key, event, need_body, awaits);
         None
     }
+}
+
+impl Enricher {
+    /// A buffer of an HTTP/2 connection: its preface starts the connection.
+    fn h2(&mut self, e: &HttpEvent, data: &[u8], time_ns: u64, dir: h2::Direction) {
+        let h = e.header;
+        let socket = matches!(
+            e.source,
+            http_source::H2_SOCKET_WRITE | http_source::H2_SOCKET_READ
+        );
+        let key = if socket {
+            socket_key(h.pid, e.fd)
+        } else {
+            (h.pid, e.ssl)
+        };
+        if e.flags & HTTP_H2_PREFACE != 0 {
+            let peer = if e.flags & HTTP_PEER_KNOWN != 0 {
+                socket_addr(&e.peer)
+            } else {
+                None
+            };
+            self.h2
+                .start(key, capture_of(socket, e.flags), peer, time_ns);
+        }
+        let origin = h2::Origin {
+            tid: h.tid,
+            cgroup_id: h.cgroup_id,
+            process: self.procs.get(h.pid),
+            time_ns,
+        };
+        self.h2.push(key, dir, data, e.total_len, &origin);
+    }
+}
+
+/// Where a capture's bytes were seen.
+fn capture_of(socket: bool, flags: u16) -> Capture {
+    if socket {
+        Capture::Socket
+    } else if flags & HTTP_GO_TLS != 0 {
+        Capture::GoTls
+    } else {
+        Capture::Openssl
+    }
+}
+
+/// The direction of an HTTP/2 capture; `None` for HTTP/1 material.
+fn h2_direction(source: u16) -> Option<h2::Direction> {
+    match source {
+        http_source::H2_SOCKET_WRITE | http_source::H2_SSL_WRITE => Some(h2::Direction::Write),
+        http_source::H2_SOCKET_READ | http_source::H2_SSL_READ => Some(h2::Direction::Read),
+        _ => None,
+    }
+}
+
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Whether `fd` of `pid` is a socket, for writes on descriptors created before runbom started.

@@ -184,6 +184,8 @@ mod tests {
                 body_size: Some(10),
                 model: None,
                 status: None,
+                version: runbom_event::HttpVersion::Http1,
+                grpc: None,
             })),
         }
     }

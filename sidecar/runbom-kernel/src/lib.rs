@@ -7,6 +7,8 @@
 pub mod clock;
 pub mod elf;
 pub mod enrich;
+pub mod gotls;
+pub mod h2;
 pub mod httptrack;
 pub mod openssl;
 pub mod probes;

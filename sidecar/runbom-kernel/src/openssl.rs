@@ -130,8 +130,9 @@ impl Watcher {
             return false;
         }
         let offsets = match elf::exported_offsets(path, &SSL_SYMBOLS) {
-            Ok(offsets) if offsets.iter().any(Option::is_some) => offsets,
-            Ok(_) => return false,
+            // `SSL_free` alone (the last symbol) makes no TLS library.
+            Ok(offsets) if offsets[..4].iter().any(Option::is_some) => offsets,
+            Ok(_) => return self.consider_go(path),
             Err(why) => {
                 debug!(file = %path.display(), "not searched for OpenSSL: {why}");
                 return false;
@@ -153,6 +154,38 @@ impl Watcher {
             }
             Err(why) => {
                 warn!(library = %path.display(), "OpenSSL library not hooked (TLS requests through it are not captured): {why}");
+                false
+            }
+        }
+    }
+
+    /// Attaches Go's `crypto/tls` uprobes to `path` if it is a Go executable linking it.
+    fn consider_go(&mut self, path: &Path) -> bool {
+        let go = match crate::gotls::find(path) {
+            Ok(Some(go)) => go,
+            Ok(None) => return false,
+            Err(why) => {
+                warn!(executable = %path.display(), "Go executable not hooked (its TLS requests are not captured): {why}");
+                return false;
+            }
+        };
+        let result = self
+            .probes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .attach_go(path, &go);
+        match result {
+            Ok(()) => {
+                info!(
+                    executable = %path.display(),
+                    write_returns = go.write.returns.len(),
+                    read_returns = go.read.returns.len(),
+                    "Go crypto/tls uprobes attached"
+                );
+                true
+            }
+            Err(why) => {
+                warn!(executable = %path.display(), "Go executable not hooked (its TLS requests are not captured): {why}");
                 false
             }
         }

@@ -60,10 +60,26 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("http_sys_exit_writev", "sys_exit_writev"),
     ("http_sys_exit_sendto", "sys_exit_sendto"),
     ("http_sys_exit_sendmsg", "sys_exit_sendmsg"),
+    // HTTP/2: reads of sockets that wrote the client preface (its writes go through the above).
+    ("h2_sys_enter_read", "sys_enter_read"),
+    ("h2_sys_enter_recvfrom", "sys_enter_recvfrom"),
+    ("h2_sys_enter_readv", "sys_enter_readv"),
+    ("h2_sys_enter_recvmsg", "sys_enter_recvmsg"),
+    ("h2_sys_exit_read", "sys_exit_read"),
+    ("h2_sys_exit_recvfrom", "sys_exit_recvfrom"),
+    ("h2_sys_exit_readv", "sys_exit_readv"),
+    ("h2_sys_exit_recvmsg", "sys_exit_recvmsg"),
+    ("h2_sys_enter_close", "sys_enter_close"),
 ];
 
 /// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).
-pub const SSL_SYMBOLS: [&str; 4] = ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"];
+pub const SSL_SYMBOLS: [&str; 5] = [
+    "SSL_write",
+    "SSL_write_ex",
+    "SSL_read",
+    "SSL_read_ex",
+    "SSL_free",
+];
 
 /// OpenSSL uprobes (program, index of its symbol in [`SSL_SYMBOLS`]), attached to every file
 /// that exports the symbols.
@@ -76,6 +92,17 @@ const SSL_UPROBES: &[(&str, usize)] = &[
     ("ssl_write_ex_ret", 1),
     ("ssl_read_ret", 2),
     ("ssl_read_ex_ret", 3),
+    // HTTP/2 inside TLS: the programs above serve it too; `SSL_free` forgets an `SSL*`.
+    ("h2_ssl_free", 4),
+];
+
+/// Go `crypto/tls` uprobes: at the entries of `(*Conn).Write`/`Read` and at each of their `RET`s
+/// (see [`crate::gotls`]).
+const GO_UPROBES: [&str; 4] = [
+    "go_tls_write",
+    "go_tls_write_ret",
+    "go_tls_read",
+    "go_tls_read_ret",
 ];
 
 /// Where the kernel publishes its BTF; `RUNBOM_KERNEL_BTF` overrides it (for tests of the
@@ -253,6 +280,12 @@ impl Probes {
             }
         }
         if settings.http.enabled && settings.http.openssl {
+            for program in GO_UPROBES {
+                probes
+                    .program::<UProbe>(program)?
+                    .load()
+                    .map_err(load_error(program))?;
+            }
             for (program, _) in SSL_UPROBES {
                 probes
                     .program::<UProbe>(program)?
@@ -378,6 +411,30 @@ impl Probes {
             return Err(missing.join("; "));
         }
         Ok(missing)
+    }
+
+    /// Attaches the Go `crypto/tls` uprobes to one executable: its `(*Conn).Write` and `Read`
+    /// entries and every `RET` of each.
+    pub fn attach_go(&mut self, executable: &Path, go: &crate::gotls::GoTls) -> Result<(), String> {
+        let [write, write_ret, read, read_ret] = GO_UPROBES;
+        let places = [
+            (write, vec![go.write.entry]),
+            (write_ret, go.write.returns.clone()),
+            (read, vec![go.read.entry]),
+            (read_ret, go.read.returns.clone()),
+        ];
+        for (program, offsets) in places {
+            let p = self.program::<UProbe>(program).map_err(|e| e.to_string())?;
+            for offset in offsets {
+                p.attach(
+                    UProbeAttachLocation::AbsoluteOffset(offset),
+                    executable,
+                    UProbeScope::AllProcesses,
+                )
+                .map_err(|e| format!("{program} at {offset:#x}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     fn attach(&mut self, program: &str, category: &str, name: &str) -> Result<(), ProbeError> {

@@ -35,6 +35,9 @@ pub struct ReaderStats {
     pub decode_errors: AtomicU64,
     /// Events handed downstream.
     pub events: AtomicU64,
+    /// HTTP/2 connections that could no longer be followed (their open streams were released
+    /// without a response; later streams on them are not seen).
+    pub h2_lost: AtomicU64,
 }
 
 /// Reads until `stop` is cancelled, then drains what the ring still holds and returns.
@@ -95,6 +98,7 @@ async fn drain(
             }
         }
         stats.records.fetch_add(records, Ordering::Relaxed);
+        stats.h2_lost.store(enricher.h2_lost(), Ordering::Relaxed);
         if records == 0 {
             return;
         }

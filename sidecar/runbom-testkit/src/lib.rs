@@ -24,7 +24,9 @@
 pub mod agent_trace;
 pub mod client;
 pub mod config;
+pub mod coverage;
 pub mod fs;
+pub mod h2_peers;
 pub mod harness;
 pub mod http_server;
 pub mod items;

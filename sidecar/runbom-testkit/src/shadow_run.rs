@@ -52,6 +52,8 @@ pub fn request(port: u16, method: &str, target: &str, model: Option<&str>) -> De
         body_size: Some(512),
         model: model.map(str::to_owned),
         status: Some(200),
+        version: runbom_event::HttpVersion::Http1,
+        grpc: None,
     }))
 }
 

@@ -17,6 +17,10 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
+use runbom_event::semconv::{
+    NETWORK_PROTOCOL_NAME, NETWORK_PROTOCOL_VERSION, RPC_GRPC_STATUS_CODE, RPC_METHOD, RPC_SERVICE,
+    RPC_SYSTEM, RPC_SYSTEM_GRPC,
+};
 use runbom_event::{
     Detail, KernelEvent, ProcessInfo,
     ids::new_span_id,
@@ -456,7 +460,7 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
     a.push(kv_str(URL_PATH, path));
     if let Some(host) = &h.host {
         let scheme = match h.capture {
-            runbom_event::Capture::Openssl => "https",
+            runbom_event::Capture::Openssl | runbom_event::Capture::GoTls => "https",
             runbom_event::Capture::Socket => "http",
         };
         a.push(kv_str(URL_FULL, &format!("{scheme}://{host}{}", h.target)));
@@ -475,6 +479,16 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
     }
     if let Some(model) = &h.model {
         a.push(kv_str(GEN_AI_REQUEST_MODEL, model));
+    }
+    a.push(kv_str(NETWORK_PROTOCOL_NAME, "http"));
+    a.push(kv_str(NETWORK_PROTOCOL_VERSION, h.version.as_str()));
+    if let Some(grpc) = &h.grpc {
+        a.push(kv_str(RPC_SYSTEM, RPC_SYSTEM_GRPC));
+        a.push(kv_str(RPC_SERVICE, &grpc.service));
+        a.push(kv_str(RPC_METHOD, &grpc.method));
+        if let Some(code) = grpc.status {
+            a.push(kv_int(RPC_GRPC_STATUS_CODE, code.into()));
+        }
     }
 }
 

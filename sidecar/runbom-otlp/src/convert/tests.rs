@@ -53,6 +53,8 @@ fn http_span_is_named_by_server_address() {
         body_size: Some(12),
         model: Some("gpt-4o-mini".into()),
         status: Some(200),
+        version: runbom_event::HttpVersion::Http1,
+        grpc: None,
     })));
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
@@ -64,6 +66,49 @@ fn http_span_is_named_by_server_address() {
     assert_eq!(
         attr(&span.attributes, "url.path"),
         Some(&Value::StringValue("/v1/chat/completions".into()))
+    );
+}
+
+#[test]
+fn grpc_call_has_rpc_attributes() {
+    let ev = event(Detail::HttpRequest(Box::new(runbom_event::HttpRequest {
+        capture: runbom_event::Capture::Socket,
+        method: "POST".into(),
+        host: Some("127.0.0.1:50051".into()),
+        target: "/helloworld.Greeter/SayHello".into(),
+        peer: None,
+        traceparent: None,
+        user_agent: None,
+        body_size: None,
+        model: None,
+        status: Some(200),
+        version: runbom_event::HttpVersion::Http2,
+        grpc: Some(runbom_event::GrpcCall {
+            service: "helloworld.Greeter".into(),
+            method: "SayHello".into(),
+            status: Some(14),
+        }),
+    })));
+    let batch = convert(&[ev], &[], &opts());
+    let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
+    let s = |v: &str| Some(Value::StringValue(v.into()));
+    assert_eq!(
+        attr(&span.attributes, "network.protocol.version").cloned(),
+        s("2")
+    );
+    assert_eq!(attr(&span.attributes, "rpc.system").cloned(), s("grpc"));
+    assert_eq!(
+        attr(&span.attributes, "rpc.service").cloned(),
+        s("helloworld.Greeter")
+    );
+    assert_eq!(attr(&span.attributes, "rpc.method").cloned(), s("SayHello"));
+    assert_eq!(
+        attr(&span.attributes, "rpc.grpc.status_code"),
+        Some(&Value::IntValue(14))
+    );
+    assert_eq!(
+        attr(&span.attributes, "url.full").cloned(),
+        s("http://127.0.0.1:50051/helloworld.Greeter/SayHello")
     );
 }
 

@@ -88,6 +88,12 @@ fn start(
             "Kernel records that failed to decode.",
             move || s.decode_errors.load(Ordering::Relaxed),
         );
+        let s = stats.clone();
+        telemetry.counter_fn(
+            "runbom_kernel_http2_connections_lost_total",
+            "HTTP/2 connections runbom stopped following (bytes not captured where a frame header was due, or not HTTP/2).",
+            move || s.h2_lost.load(Ordering::Relaxed),
+        );
         telemetry.counter_fn(
             "runbom_kernel_ring_full_drops_total",
             "Kernel events dropped because the ring buffer was full.",
@@ -123,6 +129,7 @@ fn start(
             kernel_records = stats.records.load(Ordering::Relaxed),
             events = stats.events.load(Ordering::Relaxed),
             decode_errors = stats.decode_errors.load(Ordering::Relaxed),
+            http2_connections_lost = stats.h2_lost.load(Ordering::Relaxed),
             ring_full_drops = l.ring_full,
             inflight_full_drops = l.inflight_full,
             "ebpf receiver stopped"

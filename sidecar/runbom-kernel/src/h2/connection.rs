@@ -1,0 +1,375 @@
+//! One client HTTP/2 connection: its two directions cut into frames, an HPACK decoder per
+//! direction (the dynamic tables follow every header block, so none may be skipped), and its
+//! open streams, each of which becomes one `http.request` (RFC 9113 §5, RFC 7541).
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
+
+use loona_hpack::Decoder;
+use runbom_event::{
+    Capture, Detail, GrpcCall, HttpRequest, HttpVersion, KernelEvent, ProcessInfo, http, redact,
+};
+
+use super::frames::{self, DATA_KEEP, Frame, FrameReader, Lost, flag, kind};
+
+/// Largest HPACK dynamic table a peer may ask for (the default is 4 KiB).
+const TABLE_MAX: usize = 64 * 1024;
+/// Longest header value kept (as for HTTP/1 heads).
+const VALUE_MAX: usize = 512;
+/// Most streams open at once on one connection (the oldest is released past it).
+const STREAMS_MAX: usize = 256;
+/// Largest header block assembled from CONTINUATION frames.
+const BLOCK_MAX: usize = 256 * 1024;
+
+/// Which side of the connection bytes went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Written by the client: requests.
+    Write = 0,
+    /// Read by the client: responses.
+    Read = 1,
+}
+
+/// Who moved a record's bytes, and when (Unix nanoseconds).
+pub struct Origin {
+    pub tid: u32,
+    pub cgroup_id: u64,
+    pub process: Arc<ProcessInfo>,
+    pub time_ns: u64,
+}
+
+/// A header block being assembled from HEADERS (or `PUSH_PROMISE`) and CONTINUATION frames.
+struct Block {
+    stream: u32,
+    end_stream: bool,
+    /// A `PUSH_PROMISE`'s block: decoded to keep the table in step, then ignored.
+    promise: bool,
+    bytes: Vec<u8>,
+}
+
+struct Stream {
+    event: KernelEvent,
+    /// The start of the request body, while `model` is looked for (JSON bodies only).
+    body: Option<Vec<u8>>,
+    since: Instant,
+}
+
+pub struct Connection {
+    pub pid: u32,
+    capture: Capture,
+    peer: Option<SocketAddr>,
+    readers: [FrameReader; 2],
+    decoders: [Decoder<'static>; 2],
+    blocks: [Option<Block>; 2],
+    streams: HashMap<u32, Stream>,
+    pub last_seen: Instant,
+}
+
+impl Connection {
+    #[must_use]
+    pub fn new(pid: u32, capture: Capture, peer: Option<SocketAddr>) -> Self {
+        let decoder = || {
+            let mut d = Decoder::new();
+            d.set_max_allowed_table_size(TABLE_MAX);
+            d
+        };
+        Self {
+            pid,
+            capture,
+            peer,
+            readers: [FrameReader::new(true), FrameReader::new(false)],
+            decoders: [decoder(), decoder()],
+            blocks: [None, None],
+            streams: HashMap::new(),
+            last_seen: Instant::now(),
+        }
+    }
+
+    /// The bytes of one captured buffer (`total` is what it really carried); requests that
+    /// completed go to `done`.
+    ///
+    /// # Errors
+    /// [`Lost`] when the connection can no longer be followed; its streams are in `done`.
+    pub fn push(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        total: u64,
+        origin: &Origin,
+        done: &mut Vec<KernelEvent>,
+    ) -> Result<(), Lost> {
+        self.last_seen = Instant::now();
+        let mut frames = Vec::new();
+        let pushed = self.readers[dir as usize].push(data, total, &mut frames);
+        let handled = frames
+            .into_iter()
+            .try_for_each(|f| self.frame(dir, &f, origin, done));
+        if let Err(lost) = pushed.and(handled) {
+            self.finish_all(origin.time_ns, done);
+            return Err(lost);
+        }
+        Ok(())
+    }
+
+    /// Releases every open stream at `end_ns` (connection lost, evicted or shutdown).
+    pub fn finish_all(&mut self, end_ns: u64, done: &mut Vec<KernelEvent>) {
+        let ids: Vec<u32> = self.streams.keys().copied().collect();
+        for id in ids {
+            self.finish(id, end_ns, done);
+        }
+    }
+
+    /// Releases streams that waited longer than `wait` for their response.
+    pub fn expire(&mut self, now: Instant, wait: std::time::Duration, done: &mut Vec<KernelEvent>) {
+        let old: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.since) >= wait)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in old {
+            let end = self.streams[&id].event.start_ns;
+            self.finish(id, end, done);
+        }
+    }
+
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Streams waiting for their response.
+    #[must_use]
+    pub fn open(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Releases the stream that has waited longest (the tracker is over its bound).
+    pub fn finish_oldest(&mut self, end_ns: u64, done: &mut Vec<KernelEvent>) {
+        if let Some(&oldest) = self
+            .streams
+            .iter()
+            .min_by_key(|(_, s)| s.since)
+            .map(|(id, _)| id)
+        {
+            self.finish(oldest, end_ns, done);
+        }
+    }
+
+    fn frame(
+        &mut self,
+        dir: Direction,
+        f: &Frame,
+        origin: &Origin,
+        done: &mut Vec<KernelEvent>,
+    ) -> Result<(), Lost> {
+        let d = dir as usize;
+        if self.blocks[d].is_some() && f.kind != kind::CONTINUATION {
+            return Err(Lost::Malformed);
+        }
+        match f.kind {
+            kind::HEADERS | kind::PUSH_PROMISE | kind::CONTINUATION => {
+                // A header block cut short cannot be decoded, and the table would go wrong.
+                if f.truncated {
+                    return Err(Lost::Gap);
+                }
+                let fragment = frames::header_fragment(f).ok_or(Lost::Malformed)?;
+                let block = match self.blocks[d].take() {
+                    Some(mut b) if f.kind == kind::CONTINUATION && b.stream == f.stream => {
+                        if b.bytes.len() + fragment.len() > BLOCK_MAX {
+                            return Err(Lost::Malformed);
+                        }
+                        b.bytes.extend_from_slice(fragment);
+                        b
+                    }
+                    None if f.kind != kind::CONTINUATION => Block {
+                        stream: f.stream,
+                        end_stream: f.flags & flag::END_STREAM != 0,
+                        promise: f.kind == kind::PUSH_PROMISE,
+                        bytes: fragment.to_vec(),
+                    },
+                    _ => return Err(Lost::Malformed),
+                };
+                if f.flags & flag::END_HEADERS == 0 {
+                    self.blocks[d] = Some(block);
+                    return Ok(());
+                }
+                self.block(dir, &block, origin, done)
+            }
+            kind::DATA => {
+                match dir {
+                    Direction::Write => self.body(f.stream, frames::data(f)),
+                    Direction::Read if f.flags & flag::END_STREAM != 0 => {
+                        self.finish(f.stream, origin.time_ns, done);
+                    }
+                    Direction::Read => {}
+                }
+                Ok(())
+            }
+            kind::RST_STREAM => {
+                self.finish(f.stream, origin.time_ns, done);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A complete header block: a request (written), a response or trailers (read).
+    fn block(
+        &mut self,
+        dir: Direction,
+        block: &Block,
+        origin: &Origin,
+        done: &mut Vec<KernelEvent>,
+    ) -> Result<(), Lost> {
+        let mut fields = Fields::default();
+        self.decoders[dir as usize]
+            .decode_with_cb(&block.bytes, |name, value| fields.add(&name, &value))
+            .map_err(|_| Lost::Malformed)?;
+        if block.promise {
+            return Ok(());
+        }
+        match dir {
+            Direction::Write => {
+                if !self.streams.contains_key(&block.stream) {
+                    self.request(block.stream, fields, block.end_stream, origin, done);
+                }
+            }
+            Direction::Read => {
+                if let Some(s) = self.streams.get_mut(&block.stream)
+                    && let Detail::HttpRequest(h) = &mut s.event.detail
+                {
+                    h.status = h.status.or(fields.status);
+                    if let (Some(grpc), Some(code)) = (&mut h.grpc, fields.grpc_status) {
+                        grpc.status = Some(code);
+                    }
+                }
+                if block.end_stream {
+                    self.finish(block.stream, origin.time_ns, done);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn request(
+        &mut self,
+        stream: u32,
+        f: Fields,
+        end_stream: bool,
+        origin: &Origin,
+        done: &mut Vec<KernelEvent>,
+    ) {
+        let (Some(method), Some(path)) = (f.method, f.path) else {
+            return;
+        };
+        if self.streams.len() >= STREAMS_MAX {
+            self.finish_oldest(origin.time_ns, done);
+        }
+        let grpc = f
+            .content_type
+            .as_deref()
+            .filter(|t| t.starts_with("application/grpc"))
+            .and_then(|_| GrpcCall::from_path(&path));
+        let json = f
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.contains("json"));
+        let event = KernelEvent {
+            pid: self.pid,
+            tid: origin.tid,
+            cgroup_id: origin.cgroup_id,
+            start_ns: origin.time_ns,
+            end_ns: origin.time_ns,
+            process: Arc::clone(&origin.process),
+            detail: Detail::HttpRequest(Box::new(HttpRequest {
+                capture: self.capture,
+                method,
+                host: f.authority.or_else(|| self.peer.map(|p| p.to_string())),
+                target: http::redact_target(&path),
+                peer: self.peer,
+                traceparent: f.traceparent,
+                user_agent: f.user_agent,
+                body_size: f.content_length,
+                model: None,
+                status: None,
+                version: HttpVersion::Http2,
+                grpc,
+            })),
+        };
+        let body = (json && !end_stream).then(Vec::new);
+        self.streams.insert(
+            stream,
+            Stream {
+                event,
+                body,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// Request body bytes on `stream`: `model` is read from the first [`DATA_KEEP`] bytes.
+    fn body(&mut self, stream: u32, data: &[u8]) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let Some(body) = &mut s.body else {
+            return;
+        };
+        let room = DATA_KEEP.saturating_sub(body.len()).min(data.len());
+        body.extend_from_slice(&data[..room]);
+        let model = http::model(body);
+        if model.is_some() || body.len() >= DATA_KEEP {
+            s.body = None;
+            if let Detail::HttpRequest(h) = &mut s.event.detail {
+                h.model = model;
+            }
+        }
+    }
+
+    fn finish(&mut self, stream: u32, end_ns: u64, done: &mut Vec<KernelEvent>) {
+        if let Some(mut s) = self.streams.remove(&stream) {
+            if let (Some(body), Detail::HttpRequest(h)) = (&s.body, &mut s.event.detail) {
+                h.model = http::model(body);
+            }
+            s.event.end_ns = end_ns.max(s.event.start_ns);
+            done.push(s.event);
+        }
+    }
+}
+
+/// What a header block says that runbom keeps (names are lower case in HTTP/2).
+#[derive(Default)]
+struct Fields {
+    method: Option<String>,
+    path: Option<String>,
+    authority: Option<String>,
+    traceparent: Option<runbom_event::TraceParent>,
+    user_agent: Option<String>,
+    content_length: Option<u64>,
+    content_type: Option<String>,
+    status: Option<u16>,
+    grpc_status: Option<u32>,
+}
+
+impl Fields {
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        let text = || {
+            String::from_utf8_lossy(value)
+                .chars()
+                .take(VALUE_MAX)
+                .collect::<String>()
+        };
+        match name {
+            b":method" => self.method = Some(text()),
+            b":path" => self.path = Some(text()),
+            b":authority" => self.authority = Some(redact::text(&text()).into_owned()),
+            b"traceparent" => self.traceparent = http::parse_traceparent(&text()),
+            b"user-agent" => self.user_agent = Some(redact::text(&text()).into_owned()),
+            b"content-length" => self.content_length = text().parse().ok(),
+            b"content-type" => self.content_type = Some(text().to_ascii_lowercase()),
+            b":status" => self.status = text().parse().ok(),
+            b"grpc-status" => self.grpc_status = text().parse().ok(),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,297 @@
+use std::sync::Arc;
+
+use loona_hpack::Encoder;
+use runbom_event::{Detail, HttpRequest};
+
+use super::{frames::PREFACE, *};
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn origin(time_ns: u64) -> Origin {
+    Origin {
+        tid: 9,
+        cgroup_id: 0,
+        process: Arc::default(),
+        time_ns,
+    }
+}
+
+fn detail(e: &KernelEvent) -> &HttpRequest {
+    let Detail::HttpRequest(h) = &e.detail else {
+        panic!("not http")
+    };
+    h
+}
+
+const KEY: Key = (7, 0x1000);
+
+/// A client and server talking through `H2Tracker`, as the kernel would record it.
+struct Conn {
+    tracker: H2Tracker,
+    client: Encoder<'static>,
+    server: Encoder<'static>,
+}
+
+impl Conn {
+    fn new() -> Self {
+        let mut tracker = H2Tracker::default();
+        tracker.start(KEY, Capture::Openssl, None, 1);
+        let mut preface = PREFACE.to_vec();
+        preface.extend(frame(4, 0, 0, &[]));
+        tracker.push(
+            KEY,
+            Direction::Write,
+            &preface,
+            preface.len() as u64,
+            &origin(1),
+        );
+        Self {
+            tracker,
+            client: Encoder::new(),
+            server: Encoder::new(),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8], time: u64) {
+        let o = origin(time);
+        self.tracker
+            .push(KEY, Direction::Write, bytes, bytes.len() as u64, &o);
+    }
+
+    fn read(&mut self, bytes: &[u8], time: u64) {
+        let o = origin(time);
+        self.tracker
+            .push(KEY, Direction::Read, bytes, bytes.len() as u64, &o);
+    }
+
+    fn request(&mut self, stream: u32, headers: &[(&[u8], &[u8])], end_stream: bool) -> Vec<u8> {
+        let block = self.client.encode(headers.iter().copied());
+        frame(1, 0x4 | u8::from(end_stream), stream, &block)
+    }
+
+    fn response(&mut self, stream: u32, headers: &[(&[u8], &[u8])], end_stream: bool) -> Vec<u8> {
+        let block = self.server.encode(headers.iter().copied());
+        frame(1, 0x4 | u8::from(end_stream), stream, &block)
+    }
+
+    fn done(&mut self) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        self.tracker.take_ready(&mut out);
+        out
+    }
+}
+
+const TRACEPARENT: &[u8] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+#[test]
+fn interleaved_streams_are_one_request_each() {
+    let mut c = Conn::new();
+    let mut w = c.request(
+        1,
+        &[
+            (b":method", b"POST"),
+            (b":path", b"/v1/chat/completions?key=secret"),
+            (b":authority", b"api.example.com"),
+            (b":scheme", b"https"),
+            (b"content-type", b"application/json"),
+            (b"traceparent", TRACEPARENT),
+        ],
+        false,
+    );
+    w.extend(c.request(
+        3,
+        &[
+            (b":method", b"GET"),
+            (b":path", b"/v1/models"),
+            (b":authority", b"api.example.com"),
+        ],
+        true,
+    ));
+    // The body comes in two DATA frames; `model` is after the first.
+    w.extend(frame(0, 0, 1, br#"{"messages":[],"#));
+    c.write(&w, 100);
+    c.write(&frame(0, 0x1, 1, br#""model":"gpt-4o"}"#), 110);
+    let r3 = c.response(3, &[(b":status", b"200")], false);
+    c.read(&r3, 200);
+    assert!(c.done().is_empty());
+    c.read(&frame(0, 0x1, 3, b"[]"), 210);
+    let r1 = c.response(1, &[(b":status", b"429")], true);
+    c.read(&r1, 300);
+    let done = c.done();
+    assert_eq!(done.len(), 2);
+    let (get, post) = (detail(&done[0]), detail(&done[1]));
+    assert_eq!((get.method.as_str(), get.status), ("GET", Some(200)));
+    assert_eq!((done[0].start_ns, done[0].end_ns), (100, 210));
+    assert_eq!(post.target, "/v1/chat/completions?key=[REDACTED]");
+    assert_eq!(post.host.as_deref(), Some("api.example.com"));
+    assert_eq!(post.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(post.status, Some(429));
+    assert_eq!(post.version, runbom_event::HttpVersion::Http2);
+    assert!(post.traceparent.is_some());
+    assert!(!c.tracker.has_pending());
+}
+
+#[test]
+fn grpc_calls_carry_service_method_and_status() {
+    let mut c = Conn::new();
+    // Same headers twice: the second block is mostly dynamic-table references.
+    for (stream, code) in [(1_u32, &b"0"[..]), (3, b"5")] {
+        let w = c.request(
+            stream,
+            &[
+                (b":method", b"POST"),
+                (b":path", b"/helloworld.Greeter/SayHello"),
+                (b":authority", b"localhost:50051"),
+                (b"content-type", b"application/grpc"),
+                (b"te", b"trailers"),
+            ],
+            false,
+        );
+        c.write(&w, 1);
+        c.write(&frame(0, 0x1, stream, b"\0\0\0\0\x02\x0a\0"), 2);
+        let r = c.response(
+            stream,
+            &[(b":status", b"200"), (b"content-type", b"application/grpc")],
+            false,
+        );
+        c.read(&r, 3);
+        c.read(&frame(0, 0, stream, b"\0\0\0\0\0"), 4);
+        let t = c.response(stream, &[(b"grpc-status", code)], true);
+        c.read(&t, 5);
+    }
+    let done = c.done();
+    assert_eq!(done.len(), 2);
+    let codes: Vec<_> = done
+        .iter()
+        .map(|e| {
+            let g = detail(e).grpc.clone().expect("grpc");
+            assert_eq!(
+                (g.service.as_str(), g.method.as_str()),
+                ("helloworld.Greeter", "SayHello")
+            );
+            g.status
+        })
+        .collect();
+    assert_eq!(codes, [Some(0), Some(5)]);
+}
+
+#[test]
+fn a_lost_connection_releases_its_streams_and_ignores_the_rest() {
+    let mut c = Conn::new();
+    let w = c.request(1, &[(b":method", b"GET"), (b":path", b"/")], true);
+    c.write(&w, 1);
+    // A buffer whose first 5 bytes were captured of 100: a frame header was in the gap.
+    c.tracker
+        .push(KEY, Direction::Read, &[0, 0, 0, 0, 0], 100, &origin(2));
+    assert_eq!(c.tracker.lost, 1);
+    assert_eq!(c.done().len(), 1);
+    let w = c.request(3, &[(b":method", b"GET"), (b":path", b"/")], true);
+    c.write(&w, 3);
+    c.tracker.flush(4);
+    assert!(c.done().is_empty(), "no preface since: nothing is followed");
+}
+
+#[test]
+fn unanswered_streams_are_released_at_flush() {
+    let mut c = Conn::new();
+    let w = c.request(1, &[(b":method", b"GET"), (b":path", b"/slow")], true);
+    c.write(&w, 1);
+    assert!(c.tracker.has_pending());
+    c.tracker.flush(50);
+    let done = c.done();
+    assert_eq!(done.len(), 1);
+    assert_eq!(detail(&done[0]).status, None);
+    assert_eq!(done[0].end_ns, 50);
+}
+
+/// Hostile or garbled bytes (a process's own writes after its preface) never panic, and every
+/// stream that was opened is released.
+#[test]
+fn garbage_never_panics() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut c = Conn::new();
+    let mut restarts = 0;
+    for i in 0..20_000_u64 {
+        // Mostly well-framed HEADERS/DATA/CONTINUATION with random payloads (HPACK garbage).
+        let len = (next() % 40) as usize;
+        let payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let kind = [0, 1, 3, 5, 9][(next() % 5) as usize];
+        let stream = 1 + (next() % 8) as u32 * 2;
+        let bytes = frame(kind, next() as u8, stream, &payload);
+        let dir = if next() % 2 == 0 {
+            Direction::Write
+        } else {
+            Direction::Read
+        };
+        let total = bytes.len() as u64 + next() % 3;
+        c.tracker.push(KEY, dir, &bytes, total, &origin(i));
+        if c.tracker.connections.is_empty() {
+            restarts += 1;
+            c = Conn::new();
+        }
+    }
+    c.tracker.flush(0);
+    assert!(restarts > 0, "garbage was noticed");
+    assert!(!c.tracker.has_pending());
+}
+
+#[test]
+fn open_streams_are_bounded_per_connection_and_over_all() {
+    let mut t = H2Tracker::default();
+    let mut preface = PREFACE.to_vec();
+    preface.extend(frame(4, 0, 0, &[]));
+    let mut out = Vec::new();
+    for conn in 0..17_u64 {
+        let key = (7, 0x1000 + conn);
+        t.start(key, Capture::Openssl, None, 1);
+        t.push(
+            key,
+            Direction::Write,
+            &preface,
+            preface.len() as u64,
+            &origin(1),
+        );
+        let mut enc = Encoder::new();
+        // 300 streams: the connection keeps its newest 256.
+        for i in 0..300_u32 {
+            let block = enc.encode([(&b":method"[..], &b"GET"[..]), (b":path", b"/")]);
+            let w = frame(1, 0x5, 2 * i + 1, &block);
+            t.push(key, Direction::Write, &w, w.len() as u64, &origin(2));
+        }
+        t.take_ready(&mut out);
+        if conn < 16 {
+            assert_eq!(out.len() as u64, 44 * (conn + 1), "connection {conn}");
+        }
+    }
+    // 17 x 256 open streams is over the bound of 4096 by 256: those went too.
+    assert_eq!(out.len(), 17 * 44 + 256);
+    assert_eq!(t.open, STREAMS_MAX);
+    t.flush(3);
+    t.take_ready(&mut out);
+    assert_eq!(out.len(), 17 * 300);
+}
+
+#[test]
+fn a_process_exit_ends_its_connections() {
+    let mut c = Conn::new();
+    let w = c.request(1, &[(b":method", b"GET"), (b":path", b"/")], true);
+    c.write(&w, 1);
+    c.tracker.exited(8, 5);
+    assert!(c.done().is_empty(), "another process");
+    c.tracker.exited(7, 5);
+    let done = c.done();
+    assert_eq!((done.len(), done[0].end_ns), (1, 5));
+    assert!(c.tracker.connections.is_empty());
+}
