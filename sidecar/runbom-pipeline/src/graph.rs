@@ -31,7 +31,7 @@ use crate::{
     Ingest, StageCounters, Telemetry,
     exporter::{BoxExporter, ExportError, stage},
     processor::{
-        aibom::{self, AibomSpec},
+        aibom::{self, AibomSpec, metrics::AibomMetrics},
         batch::{self, BatchSettings},
         correlate::{self, CorrelateSpec},
         memory_limiter::{self, MemoryGate, MemoryLimit},
@@ -306,6 +306,7 @@ impl Graph {
         }
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
+        let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.meter()));
         for (spec, mut rx) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
             for (at, p) in spec.processors.iter().enumerate() {
@@ -331,8 +332,9 @@ impl Graph {
                         let logs = kernel_logs_route(&spec.processors[at..], logs, &mut kl);
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
+                        let o = correlate::Outcomes::new(telemetry.meter());
                         tasks.push(tokio::spawn(correlate::run(
-                            rx, events_rx, tx, logs, correlator,
+                            rx, events_rx, tx, logs, correlator, o,
                         )));
                         kernel_events = Some((c.source.clone(), events_tx));
                         rx = next;
@@ -347,7 +349,8 @@ impl Graph {
                             .clone();
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
                         let logs = kl.take();
-                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs)));
+                        let m = aibom_metrics.clone();
+                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs, m)));
                         rx = next;
                     }
                 }
@@ -459,15 +462,13 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         "Declared AI-BOM reloads that took effect.",
         move || reloads.load(Relaxed),
     );
-    let counters: [(&'static str, &'static str, StatRead); 7] = [
+    // `runbom_aibom_alerts_total` is `runbom.aibom.alerts`, by severity (`aibom::metrics`).
+    let counters: [(&'static str, &'static str, StatRead); 6] = [
         (
             "runbom_aibom_spans_with_drift_total",
             "Spans the AI-BOM processor flagged with drift.",
             |s| &s.spans_with_drift,
         ),
-        ("runbom_aibom_alerts_total", "Drift alerts emitted.", |s| {
-            &s.alerts
-        }),
         (
             "runbom_aibom_alerts_dropped_total",
             "Drift alerts no logs pipeline took.",
