@@ -113,6 +113,7 @@ fn start_exporter(
 ) -> stage::QueueSender {
     let (tx, queue) =
         stage::QueueSender::new(settings.exporter_queue, settings.exporter_queue_items);
+    tx.report_to(&counters);
     tasks.push(tokio::spawn(stage::run(
         name.to_owned(),
         queue,

@@ -13,13 +13,14 @@ pub mod prometheus;
 pub use meter::SelfMetrics;
 
 use std::sync::{
-    Arc, Mutex, PoisonError,
+    Arc, Mutex, OnceLock, PoisonError, Weak,
     atomic::{AtomicU64, Ordering},
 };
 
 use opentelemetry::{KeyValue, metrics::Meter};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use runbom_otlp::signal::SignalKind;
+use tokio::sync::Semaphore;
 
 /// Counters of one stage for one signal.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub struct StageCounters {
     failed: AtomicU64,
     retried: Arc<AtomicU64>,
     dropped: AtomicU64,
+    /// An exporter's queue: its item budget, read by `runbom.exporter.queue_size`.
+    queue: OnceLock<(Weak<Semaphore>, u32)>,
 }
 
 macro_rules! adders {
@@ -63,6 +66,23 @@ impl StageCounters {
     #[must_use]
     pub fn retried(&self) -> u64 {
         self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Reports an exporter queue's items (`capacity` minus the budget's free permits) on
+    /// `runbom.exporter.queue_size` and its capacity on `runbom.exporter.queue_capacity`.
+    pub fn watch_queue(&self, budget: &Arc<Semaphore>, capacity: u32) {
+        let _ = self.queue.set((Arc::downgrade(budget), capacity));
+    }
+
+    /// Items queued now and the queue's capacity, while the queue exists.
+    #[must_use]
+    pub fn queue(&self) -> Option<(u64, u64)> {
+        let (budget, capacity) = self.queue.get()?;
+        let free = budget.upgrade()?.available_permits() as u64;
+        Some((
+            u64::from(*capacity).saturating_sub(free),
+            u64::from(*capacity),
+        ))
     }
 
     /// The retry counter, to hand to an exporter's retry policy.
@@ -127,6 +147,23 @@ const STAGE_FAMILIES: [StageFamily; 6] = [
     ),
 ];
 
+/// The exporter queue gauges (the Collector's `otelcol_exporter_queue_size` and
+/// `_capacity`): name, help, and which of (items, capacity) it shows.
+type QueueGauge = (&'static str, &'static str, fn((u64, u64)) -> u64);
+
+const QUEUE_GAUGES: [QueueGauge; 2] = [
+    (
+        "runbom.exporter.queue_size",
+        "Items in an exporter's queue now.",
+        |(items, _)| items,
+    ),
+    (
+        "runbom.exporter.queue_capacity",
+        "Most items an exporter's queue holds.",
+        |(_, capacity)| capacity,
+    ),
+];
+
 type Stages = Arc<Mutex<Vec<Arc<StageCounters>>>>;
 
 /// The registry of runbom's own metrics.
@@ -173,6 +210,30 @@ impl Telemetry {
                 })
                 .build();
         }
+        for (name, help, pick) in QUEUE_GAUGES {
+            let weak = Arc::downgrade(&stages);
+            metrics
+                .meter()
+                .u64_observable_gauge(name)
+                .with_unit("{item}")
+                .with_description(help)
+                .with_callback(move |observer| {
+                    let Some(stages) = weak.upgrade() else { return };
+                    let stages = stages.lock().unwrap_or_else(PoisonError::into_inner);
+                    for c in stages.iter() {
+                        if let Some(q) = c.queue() {
+                            observer.observe(
+                                pick(q),
+                                &[
+                                    KeyValue::new("exporter", c.name.clone()),
+                                    KeyValue::new("signal", c.signal.as_str()),
+                                ],
+                            );
+                        }
+                    }
+                })
+                .build();
+        }
         Self { stages, metrics }
     }
 
@@ -201,6 +262,7 @@ impl Telemetry {
             failed: AtomicU64::new(0),
             retried: Arc::new(AtomicU64::new(0)),
             dropped: AtomicU64::new(0),
+            queue: OnceLock::new(),
         });
         self.stages
             .lock()
@@ -309,6 +371,29 @@ mod tests {
         assert!(
             text.contains("# TYPE runbom_kernel_ring_full_drops_total counter"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn instruments_of_the_global_meter_are_exported() {
+        let t = Telemetry::global();
+        opentelemetry::global::meter("runbom")
+            .u64_counter("runbom.test.global_instrument")
+            .with_unit("{thing}")
+            .build()
+            .add(2, &[KeyValue::new("k", "v")]);
+        let text = t.render_prometheus();
+        assert!(
+            text.contains("runbom_test_global_instrument_total{k=\"v\"} 2"),
+            "{text}"
+        );
+        let otlp = t.collect();
+        assert!(
+            otlp.resource_metrics
+                .iter()
+                .flat_map(|r| &r.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .any(|m| m.name == "runbom.test.global_instrument" && m.unit == "{thing}")
         );
     }
 
