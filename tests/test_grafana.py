@@ -5,6 +5,8 @@ Then:
 
 - every PromQL expression of the dashboards (panels and variables) runs against that
   Prometheus and returns data; `promtool check metrics` passes on the last scrape;
+  `promtool check rules` passes on the shipped alerting rules, which that Prometheus evaluates
+  (all healthy; the drift alert fires after the injected conversation);
 - every TraceQL and LogQL query parses with Grafana's own grammars (npm `@grafana/lezer-traceql`,
   `@grafana/lezer-logql`, tests/node/grafana_queries.mjs), and each attribute it names exists
   in what runbom exported (LogQL labels as Loki's OTLP ingestion names attributes);
@@ -46,6 +48,7 @@ NODE_DIR = ROOT / "tests" / "node"
 NODE = Path("/usr/bin/node")
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+RULES = GRAFANA / "stack" / "rules.yaml"
 
 # What Grafana puts in place of its variables when a panel runs: "All" of agent and namespace
 # (the dashboards' allValue), the range and interval of the last 15 minutes.
@@ -145,6 +148,7 @@ service:
 """)
     (tmp / "prometheus.yml").write_text(f"""
 global: {{ scrape_interval: 1s, evaluation_interval: 1s }}
+rule_files: ["{RULES}"]
 scrape_configs:
   - job_name: runbom
     static_configs: [{{ targets: ["127.0.0.1:{metrics_port}"] }}]
@@ -184,7 +188,8 @@ scrape_configs:
             time.sleep(0.5)
         time.sleep(4)
         metrics_text = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
-        yield {"tmp": tmp, "out": out, "metrics": metrics_text, "prometheus": url}
+        yield {"tmp": tmp, "out": out, "metrics": metrics_text, "prometheus": url,
+               "ports": ports}
     finally:
         runbom.send_signal(signal.SIGTERM)
         runbom.wait(timeout=60)
@@ -259,6 +264,28 @@ def test_every_promql_expression_returns_data(stack: dict[str, Any]) -> None:
     assert not empty, empty
 
 
+def panel_query(dash: str, title: str) -> str:
+    return next(substitute(t["expr"]) for d, t_title, t in queries("prometheus")
+                if d == dash and t_title == title)
+
+
+def test_the_overview_shows_the_first_drift_and_its_destination(stack: dict[str, Any]) -> None:
+    """Each series starts at 0 (runbom shows a new series at 0 before its first count), so
+    increase() over the range counts the run's first and only ERROR alert and its exfiltration
+    endpoint."""
+    url = stack["prometheus"]
+    value = lambda r: float(r["value"][1])  # noqa: E731
+    alerts = prom_query(url, panel_query("aibom-overview", "Alerts by severity"))
+    error = [value(r) for r in alerts if r["metric"].get("severity") == "ERROR"]
+    assert error and error[0] >= 1, alerts
+    findings = prom_query(url, panel_query("aibom-overview", "Drift findings"))
+    assert value(findings[0]) >= 1, findings
+    top = prom_query(url, panel_query("aibom-overview", "Top undeclared destinations"))
+    exfil = f"127.0.0.1:{stack['ports']['exfil']}"
+    assert any(r["metric"].get("aibom_drift_subject") == exfil and value(r) >= 1
+               and r["metric"].get("aibom_drift_kind") == "undeclared_endpoint" for r in top), top
+
+
 def test_every_variable_query_finds_its_series(stack: dict[str, Any]) -> None:
     for dash, v in variable_queries():
         query = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
@@ -280,6 +307,28 @@ def test_promtool_accepts_the_metrics(stack: dict[str, Any]) -> None:
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), \
         check.stdout + check.stderr
+
+
+def test_the_alerting_rules_check_and_the_drift_alert_fires(stack: dict[str, Any]) -> None:
+    check = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    url = stack["prometheus"]
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(f"{url}/api/v1/rules", timeout=10) as r:
+            groups = json.loads(r.read())["data"]["groups"]
+        rules = {rule["name"]: rule for g in groups for rule in g["rules"]}
+        if rules.get("RunbomDriftAlert", {}).get("state") == "firing":
+            break
+        assert time.monotonic() < deadline, rules
+        time.sleep(0.5)
+    assert len(rules) == 6, sorted(rules)
+    unhealthy = {n: r.get("lastError") for n, r in rules.items() if r["health"] != "ok"}
+    assert not unhealthy, unhealthy
+    # Nothing was lost and nothing failed in this run: the health alerts stay quiet.
+    for name in ("RunbomKernelEventsLost", "RunbomExportFailing", "RunbomExporterQueueFull"):
+        assert rules[name]["state"] == "inactive", rules[name]
 
 
 @pytest.mark.parametrize("lang", ["traceql", "logql"])
@@ -390,6 +439,26 @@ def test_provisioning_links_traces_and_logs_on_trace_id() -> None:
     derived = by_uid["runbom-loki"]["jsonData"]["derivedFields"]
     assert any(f["matcherType"] == "label" and f["matcherRegex"] == "trace_id"
                and by_uid[f["datasourceUid"]]["type"] == "tempo" for f in derived), derived
+
+
+def test_the_stack_configurations_load(tmp_path: Path) -> None:
+    """The compose stack's Collector configuration passes tests/test_otel_config.py's checks
+    (documented fields; the sections the PyPI Collector build has, in that Collector), and its
+    runbom configuration passes `runbom validate` (run in a scratch directory: the `file`
+    exporter's directory is relative)."""
+    import yaml
+    from test_otel_config import check_against_table, collector_validate, real_collector_sections
+    config = yaml.safe_load((GRAFANA / "stack" / "collector.yaml").read_text())
+    assert check_against_table(config) == []
+    sections = real_collector_sections(config)
+    assert sections is not None
+    run = collector_validate(sections, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert RUNBOM.exists(), f"{RUNBOM} is missing: cargo build -p runbom (or set RUNBOM_BIN)"
+    valid = subprocess.run([str(RUNBOM), "validate", "-c", str(GRAFANA / "stack" / "runbom.yaml")],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert valid.returncode == 0 and "configuration is valid" in valid.stdout, \
+        valid.stdout + valid.stderr
 
 
 if __name__ == "__main__":

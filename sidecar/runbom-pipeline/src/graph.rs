@@ -307,7 +307,7 @@ impl Graph {
         }
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
-        let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.meter()));
+        let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.metrics()));
         for (spec, mut rx) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
             for (at, p) in spec.processors.iter().enumerate() {
@@ -333,7 +333,7 @@ impl Graph {
                         let logs = kernel_logs_route(&spec.processors[at..], logs, &mut kl);
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
-                        let o = correlate::Outcomes::new(telemetry.meter());
+                        let o = correlate::Outcomes::new(telemetry.metrics());
                         tasks.push(tokio::spawn(correlate::run(
                             rx, events_rx, tx, logs, correlator, o,
                         )));

@@ -164,6 +164,12 @@ async fn alerts_reach_the_logs_pipeline_that_lists_the_processor() {
     );
     assert_eq!(alerts.lines().count(), 1);
     // The AI-BOM metrics say what the export says: one ERROR alert, one undeclared endpoint.
+    // New series show 0 at their first collection (for Prometheus' increase()), then the count.
+    let first = telemetry.render_prometheus();
+    assert!(
+        first.contains("runbom_aibom_alerts_total{severity=\"ERROR\"} 0"),
+        "{first}"
+    );
     let metrics = telemetry.render_prometheus();
     assert!(
         metrics.contains("runbom_aibom_alerts_total{severity=\"ERROR\"} 1"),

@@ -149,6 +149,10 @@ pub async fn export_metrics(
             _ = tick.tick() => false,
             () = stop.cancelled() => true,
         };
+        if stopping {
+            // The last export shows everything, also what new series still hold back.
+            telemetry.metrics().release_pending();
+        }
         let request = telemetry.collect();
         if let Err(e) = exporter.export(&Signal::Metrics(request)).await {
             tracing::warn!("service.telemetry.metrics: {e}");

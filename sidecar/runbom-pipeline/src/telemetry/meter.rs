@@ -12,7 +12,10 @@ use std::{
     time::Duration,
 };
 
-use opentelemetry::{KeyValue, metrics::Meter};
+use opentelemetry::{
+    KeyValue,
+    metrics::{Counter, Meter},
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_sdk::{
     Resource,
@@ -24,6 +27,8 @@ use opentelemetry_sdk::{
 };
 use runbom_event::semconv::{HOST_NAME, PROCESS_PID, SERVICE_NAME, SERVICE_VERSION};
 
+use super::fresh::{FreshCounter, Registry};
+
 /// The name of runbom's meter (its instrumentation scope).
 pub const METER: &str = "runbom";
 
@@ -33,6 +38,7 @@ pub struct SelfMetrics {
     provider: SdkMeterProvider,
     reader: Arc<ManualReader>,
     meter: Meter,
+    fresh: Registry,
 }
 
 /// The reader is owned by the provider; this shares it with whoever collects.
@@ -75,6 +81,7 @@ impl SelfMetrics {
                     meter: opentelemetry::global::meter(METER),
                     provider,
                     reader,
+                    fresh: Registry::default(),
                 })
             })
             .clone()
@@ -88,6 +95,7 @@ impl SelfMetrics {
             meter: opentelemetry::metrics::MeterProvider::meter(&provider, METER),
             provider,
             reader,
+            fresh: Registry::default(),
         }
     }
 
@@ -97,18 +105,33 @@ impl SelfMetrics {
         &self.meter
     }
 
+    /// A counter whose new series show 0 first ([`FreshCounter`]).
+    #[must_use]
+    pub fn fresh(&self, counter: Counter<u64>) -> FreshCounter {
+        self.fresh.wrap(counter)
+    }
+
     /// Everything registered on the provider now, as an OTLP request (cumulative sums, gauges
-    /// and histograms; runbom's resource). Empty when the provider was shut down.
+    /// and histograms; runbom's resource). Empty when the provider was shut down. Then the
+    /// increments [`FreshCounter`]s held for this collection go to their counters.
     #[must_use]
     pub fn collect(&self) -> ExportMetricsServiceRequest {
         let mut rm = ResourceMetrics::default();
-        match self.reader.collect(&mut rm) {
+        let request = match self.reader.collect(&mut rm) {
             Ok(()) => ExportMetricsServiceRequest::from(&rm),
             Err(e) => {
                 tracing::debug!("collecting runbom's metrics: {e}");
                 ExportMetricsServiceRequest::default()
             }
-        }
+        };
+        self.fresh.release();
+        request
+    }
+
+    /// Hands the increments [`FreshCounter`]s hold to their counters now (before a last
+    /// export, which must show everything).
+    pub fn release_pending(&self) {
+        self.fresh.release();
     }
 
     /// Flushes and stops the provider (its instruments record nothing more).

@@ -7,6 +7,7 @@
 //! own with [`Telemetry::meter`] (the global `runbom` meter when runbom runs).
 
 pub mod bounded;
+pub mod fresh;
 pub mod meter;
 pub mod prometheus;
 

@@ -12,17 +12,14 @@
 //!
 //! Attributes whose values come from the data are bounded ([`Bounded`]): past their limit a value
 //! is `other` and counted on `runbom.metrics.folded_values`. An attribute a span lacks is left
-//! out.
+//! out. New series show 0 first ([`FreshCounter`]), so that `increase()` sees the first alert.
 
 use std::{
     collections::HashSet,
     sync::{Mutex, PoisonError},
 };
 
-use opentelemetry::{
-    KeyValue,
-    metrics::{Counter, Meter},
-};
+use opentelemetry::{KeyValue, metrics::Counter};
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::KeyValue as OtlpKeyValue,
@@ -33,7 +30,7 @@ use runbom_event::semconv::{
     AIBOM_DRIFT_SUBJECT, K8S_NAMESPACE_NAME, drift,
 };
 
-use crate::telemetry::bounded::Bounded;
+use crate::telemetry::{SelfMetrics, bounded::Bounded, fresh::FreshCounter};
 
 /// The attribute naming one drift flag on the drift metrics.
 pub const AIBOM_DRIFT_KIND: &str = "aibom.drift.kind";
@@ -54,11 +51,11 @@ const SUBJECTS_REMEMBERED: usize = 10_000;
 
 /// The instruments of the `aibom` processors.
 pub struct AibomMetrics {
-    spans: Counter<u64>,
-    findings: Counter<u64>,
-    alerts: Counter<u64>,
-    undeclared: Counter<u64>,
-    subjects: Counter<u64>,
+    spans: FreshCounter,
+    findings: FreshCounter,
+    alerts: FreshCounter,
+    undeclared: FreshCounter,
+    subjects: FreshCounter,
     agents: Bounded,
     components: Bounded,
     namespaces: Bounded,
@@ -70,40 +67,52 @@ pub struct AibomMetrics {
 
 impl AibomMetrics {
     #[must_use]
-    pub fn new(meter: &Meter) -> Self {
+    pub fn new(metrics: &SelfMetrics) -> Self {
+        let meter = metrics.meter();
+        let fresh = |c: Counter<u64>| metrics.fresh(c);
         Self {
-            spans: meter
-                .u64_counter(SPANS)
-                .with_unit("{span}")
-                .with_description(
-                    "Spans the AI-BOM processor judged, by agent, component, kind and whether \
+            spans: fresh(
+                meter
+                    .u64_counter(SPANS)
+                    .with_unit("{span}")
+                    .with_description(
+                        "Spans the AI-BOM processor judged, by agent, component, kind and whether \
                      the component is declared.",
-                )
-                .build(),
-            findings: meter
-                .u64_counter(FINDINGS)
-                .with_unit("{finding}")
-                .with_description("Drift findings reported, by agent and drift kind.")
-                .build(),
-            alerts: meter
-                .u64_counter(ALERTS)
-                .with_unit("{alert}")
-                .with_description("Drift alerts emitted, by severity.")
-                .build(),
-            undeclared: meter
-                .u64_counter(UNDECLARED)
-                .with_unit("{use}")
-                .with_description(
-                    "Uses of undeclared endpoints, models, tools, data sources, files and \
+                    )
+                    .build(),
+            ),
+            findings: fresh(
+                meter
+                    .u64_counter(FINDINGS)
+                    .with_unit("{finding}")
+                    .with_description("Drift findings reported, by agent and drift kind.")
+                    .build(),
+            ),
+            alerts: fresh(
+                meter
+                    .u64_counter(ALERTS)
+                    .with_unit("{alert}")
+                    .with_description("Drift alerts emitted, by severity.")
+                    .build(),
+            ),
+            undeclared: fresh(
+                meter
+                    .u64_counter(UNDECLARED)
+                    .with_unit("{use}")
+                    .with_description(
+                        "Uses of undeclared endpoints, models, tools, data sources, files and \
                      programs, and shadow AI, by kind and subject (the first subjects; later \
                      ones are `other`).",
-                )
-                .build(),
-            subjects: meter
-                .u64_counter(SUBJECTS)
-                .with_unit("{subject}")
-                .with_description("Distinct undeclared subjects seen, by drift kind.")
-                .build(),
+                    )
+                    .build(),
+            ),
+            subjects: fresh(
+                meter
+                    .u64_counter(SUBJECTS)
+                    .with_unit("{subject}")
+                    .with_description("Distinct undeclared subjects seen, by drift kind.")
+                    .build(),
+            ),
             agents: Bounded::new(meter, SPANS, AIBOM_AGENT_REF, REFS),
             components: Bounded::new(meter, SPANS, AIBOM_COMPONENT_REF, REFS),
             namespaces: Bounded::new(meter, SPANS, K8S_NAMESPACE_NAME, REFS),

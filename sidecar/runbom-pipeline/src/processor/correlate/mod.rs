@@ -288,7 +288,7 @@ mod tests {
             out_tx,
             KernelLogs::Pipelines(Some(logs)),
             correlator,
-            Outcomes::new(telemetry.meter()),
+            Outcomes::new(telemetry.metrics()),
         ));
 
         let t0 = unix_now();
@@ -330,11 +330,13 @@ mod tests {
         let record = &logs.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.span_id, kernel.span_id);
         assert_eq!(stats.correlated(Method::Thread), 1);
-        assert!(
-            telemetry
-                .render_prometheus()
-                .contains("runbom_correlate_thread_events_total 1")
-        );
+        // A new series shows 0 first (for Prometheus' increase()), its count from the next
+        // collection on.
+        let series = "runbom_correlate_outcomes_total{runbom_correlation_confidence=\"high\",\
+                      runbom_correlation_method=\"thread\"}";
+        let first = telemetry.render_prometheus();
+        assert!(first.contains(&format!("{series} 0")), "{first}");
+        assert!(first.contains("runbom_correlate_thread_events_total 1"));
         let text = telemetry.render_prometheus();
         assert!(
             text.contains(

@@ -3,32 +3,34 @@
 //! its output: every event has a log record, which carries both when the event was placed
 //! (method and confidence `none` when no application span claimed it).
 
-use opentelemetry::{
-    KeyValue,
-    metrics::{Counter, Meter},
-};
+use opentelemetry::KeyValue;
 use runbom_aibom::span::attr;
 use runbom_correlate::Output;
+
+use crate::telemetry::{SelfMetrics, fresh::FreshCounter};
 use runbom_event::semconv::{
     RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, correlation,
 };
 
 /// The outcome counter of the `correlate` processors.
 #[derive(Clone)]
-pub struct Outcomes(Counter<u64>);
+pub struct Outcomes(FreshCounter);
 
 impl Outcomes {
     #[must_use]
-    pub fn new(meter: &Meter) -> Self {
+    pub fn new(metrics: &SelfMetrics) -> Self {
         Self(
-            meter
-                .u64_counter("runbom.correlate.outcomes")
-                .with_unit("{event}")
-                .with_description(
-                    "Kernel events emitted by the correlate processor, by correlation method \
+            metrics.fresh(
+                metrics
+                    .meter()
+                    .u64_counter("runbom.correlate.outcomes")
+                    .with_unit("{event}")
+                    .with_description(
+                        "Kernel events emitted by the correlate processor, by correlation method \
                      and confidence (`none`: no application span claimed them).",
-                )
-                .build(),
+                    )
+                    .build(),
+            ),
         )
     }
 

@@ -1,24 +1,26 @@
 //! `runbom.kernel.events` (`{event}`): the events the ebpf receiver read from the kernel, by
 //! `runbom.event` (`process.exec`, `net.connect`, `http.request`, ...: contract §1).
 
-use opentelemetry::{
-    KeyValue,
-    metrics::{Counter, Meter},
-};
+use opentelemetry::KeyValue;
 use runbom_event::{KernelEvent, semconv::RUNBOM_EVENT};
 
+use crate::telemetry::{SelfMetrics, fresh::FreshCounter};
+
 #[derive(Clone)]
-pub struct EventCounter(Counter<u64>);
+pub struct EventCounter(FreshCounter);
 
 impl EventCounter {
     #[must_use]
-    pub fn new(meter: &Meter) -> Self {
+    pub fn new(metrics: &SelfMetrics) -> Self {
         Self(
-            meter
-                .u64_counter("runbom.kernel.events")
-                .with_unit("{event}")
-                .with_description("Kernel events read by the ebpf receiver, by event name.")
-                .build(),
+            metrics.fresh(
+                metrics
+                    .meter()
+                    .u64_counter("runbom.kernel.events")
+                    .with_unit("{event}")
+                    .with_description("Kernel events read by the ebpf receiver, by event name.")
+                    .build(),
+            ),
         )
     }
 

@@ -112,7 +112,7 @@ fn start(
         host_name: host_name(),
         uncorrelated_spans,
     };
-    let counter = EventCounter::new(telemetry.meter());
+    let counter = EventCounter::new(telemetry.metrics());
     let task = tokio::spawn(async move {
         match correlate {
             Some(correlator) => hand_over(rx, correlator, &ingest, &opts, &counter).await,
