@@ -38,8 +38,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_aibom import (  # noqa: E402
-    AGENT_DIR, API_KEY, DEFAULT, RUNBOM, attrs, free_port, records)
+    AGENT_DIR, API_KEY, DEFAULT, RUNBOM, free_port)
 from leakcheck import scrape  # noqa: E402
+from runbom_defaults import write_embedded_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAFANA = ROOT / "examples" / "grafana"
@@ -115,37 +116,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     (tmp / "bom.cdx.json").write_text(bom)
     grpc, http_port, metrics_port, prom_port = (free_port() for _ in range(4))
     out = tmp / "out"
-    # src/config/default.yaml, with this test's ports, BOM and output directory.
-    (tmp / "runbom.yaml").write_text(f"""
-receivers:
-  ebpf: {{}}
-  otlp:
-    protocols:
-      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
-      http: {{ endpoint: 127.0.0.1:{http_port} }}
-processors:
-  memory_limiter: {{ check_interval: 1s, limit_mib: 1024 }}
-  correlate: {{}}
-  aibom: {{ bom: {tmp / 'bom.cdx.json'} }}
-  batch: {{}}
-exporters:
-  file: {{ path: {out} }}
-service:
-  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics_port} }} }}
-  pipelines:
-    traces:
-      receivers: [otlp, ebpf]
-      processors: [memory_limiter, correlate, aibom, batch]
-      exporters: [file]
-    logs:
-      receivers: [otlp, ebpf, aibom]
-      processors: [memory_limiter, batch]
-      exporters: [file]
-    metrics:
-      receivers: [otlp]
-      processors: [memory_limiter, batch]
-      exporters: [file]
-""")
+    write_embedded_defaults(tmp / "runbom.yaml", bom=tmp / "bom.cdx.json", out=out, grpc=grpc,
+                            http=http_port, metrics=metrics_port)
     (tmp / "prometheus.yml").write_text(f"""
 global: {{ scrape_interval: 1s, evaluation_interval: 1s }}
 rule_files: ["{RULES}"]
