@@ -415,9 +415,10 @@ def test_provisioning_links_traces_and_logs_on_trace_id() -> None:
 
 def test_the_stack_configurations_load(tmp_path: Path) -> None:
     """The compose stack's Collector configuration passes tests/test_otel_config.py's checks
-    (documented fields; the sections the PyPI Collector build has, in that Collector), and its
-    runbom configuration passes `runbom validate` (run in a scratch directory: the `file`
-    exporter's directory is relative)."""
+    (documented fields; the sections the PyPI Collector build has, in that Collector), its
+    Prometheus configuration `promtool check config`, and its runbom configuration
+    `runbom validate` (run in a scratch directory: the `file` exporter's directory is
+    relative)."""
     import yaml
     from test_otel_config import check_against_table, collector_validate, real_collector_sections
     config = yaml.safe_load((GRAFANA / "stack" / "collector.yaml").read_text())
@@ -426,6 +427,13 @@ def test_the_stack_configurations_load(tmp_path: Path) -> None:
     assert sections is not None
     run = collector_validate(sections, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
+    # The stack's Prometheus configuration, with the rules where the container mounts them.
+    prom = tmp_path / "prometheus.yml"
+    prom.write_text((GRAFANA / "stack" / "prometheus.yml").read_text()
+                    .replace("/etc/prometheus/rules.yaml", str(RULES)))
+    check = subprocess.run([PROMTOOL, "check", "config", str(prom)], capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
     assert RUNBOM.exists(), f"{RUNBOM} is missing: cargo build -p runbom (or set RUNBOM_BIN)"
     valid = subprocess.run([str(RUNBOM), "validate", "-c", str(GRAFANA / "stack" / "runbom.yaml")],
                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
