@@ -15,7 +15,7 @@
 //! out. New series show 0 first ([`FreshCounter`]), so that `increase()` sees the first alert.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Mutex, PoisonError},
 };
 
@@ -48,6 +48,43 @@ const SUBJECT_LABELS: usize = 50;
 /// Distinct undeclared subjects remembered for `runbom.aibom.undeclared_subjects`; past it new
 /// subjects are no longer told apart (counted as folded).
 const SUBJECTS_REMEMBERED: usize = 10_000;
+
+/// The labels of `runbom.aibom.spans` as one span carries them.
+#[derive(Debug, Default, Hash, PartialEq, Eq)]
+struct SpanLabels<'a> {
+    agent: Option<&'a str>,
+    component: Option<&'a str>,
+    kind: Option<&'a str>,
+    declared: Option<bool>,
+    namespace: Option<&'a str>,
+}
+
+impl<'a> SpanLabels<'a> {
+    /// One pass over the span's attributes (the first of each key counts, as `attr` reads it).
+    fn of(attributes: &'a [OtlpKeyValue], namespace: Option<&'a str>) -> Self {
+        let mut l = Self {
+            namespace,
+            ..Self::default()
+        };
+        for kv in attributes {
+            let one = std::slice::from_ref(kv);
+            match kv.key.as_str() {
+                AIBOM_AGENT_REF if l.agent.is_none() => l.agent = attr(one, AIBOM_AGENT_REF),
+                AIBOM_COMPONENT_REF if l.component.is_none() => {
+                    l.component = attr(one, AIBOM_COMPONENT_REF);
+                }
+                AIBOM_COMPONENT_KIND if l.kind.is_none() => {
+                    l.kind = attr(one, AIBOM_COMPONENT_KIND);
+                }
+                AIBOM_DECLARED if l.declared.is_none() => {
+                    l.declared = attr_bool(one, AIBOM_DECLARED);
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+}
 
 /// The instruments of the `aibom` processors.
 pub struct AibomMetrics {
@@ -125,29 +162,35 @@ impl AibomMetrics {
 
     /// Counts the judged spans of a released request.
     pub fn count_spans(&self, req: &ExportTraceServiceRequest) {
+        // Spans of a request share few label sets: counted per set, then added once each.
+        let mut sets: HashMap<SpanLabels<'_>, u64> = HashMap::new();
         for rs in &req.resource_spans {
             let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             let namespace = attr(resource, K8S_NAMESPACE_NAME);
             for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                let a = &span.attributes;
-                let mut labels = Vec::with_capacity(5);
-                if let Some(v) = attr(a, AIBOM_AGENT_REF) {
-                    labels.push(KeyValue::new(AIBOM_AGENT_REF, self.agents.value(v)));
-                }
-                if let Some(v) = attr(a, AIBOM_COMPONENT_REF) {
-                    labels.push(KeyValue::new(AIBOM_COMPONENT_REF, self.components.value(v)));
-                }
-                if let Some(v) = attr(a, AIBOM_COMPONENT_KIND) {
-                    labels.push(KeyValue::new(AIBOM_COMPONENT_KIND, self.kinds.value(v)));
-                }
-                if let Some(v) = attr_bool(a, AIBOM_DECLARED) {
-                    labels.push(KeyValue::new(AIBOM_DECLARED, v));
-                }
-                if let Some(v) = namespace {
-                    labels.push(KeyValue::new(K8S_NAMESPACE_NAME, self.namespaces.value(v)));
-                }
-                self.spans.add(1, &labels);
+                *sets
+                    .entry(SpanLabels::of(&span.attributes, namespace))
+                    .or_default() += 1;
             }
+        }
+        for (set, n) in sets {
+            let mut labels = Vec::with_capacity(5);
+            if let Some(v) = set.agent {
+                labels.push(KeyValue::new(AIBOM_AGENT_REF, self.agents.value(v)));
+            }
+            if let Some(v) = set.component {
+                labels.push(KeyValue::new(AIBOM_COMPONENT_REF, self.components.value(v)));
+            }
+            if let Some(v) = set.kind {
+                labels.push(KeyValue::new(AIBOM_COMPONENT_KIND, self.kinds.value(v)));
+            }
+            if let Some(v) = set.declared {
+                labels.push(KeyValue::new(AIBOM_DECLARED, v));
+            }
+            if let Some(v) = set.namespace {
+                labels.push(KeyValue::new(K8S_NAMESPACE_NAME, self.namespaces.value(v)));
+            }
+            self.spans.add(n, &labels);
         }
     }
 
