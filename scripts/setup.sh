@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything runbom needs to build and test on a fresh Debian 12 machine (run as root).
 # Idempotent: each step checks first and says what it installs; re-running is cheap.
-# `--tests` also installs what only the tests need (Chromium, for the HTML report; Node's
-# `openai` in tests/node, for the shadow-AI test).
+# `--tests` also installs what only the tests need (Chromium, for the HTML report; Prometheus
+# and promtool, for the Grafana dashboards' queries; Node's `openai` and Grafana's query
+# grammars and dashboard schema in tests/node, for the shadow-AI and dashboard tests).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,9 +36,11 @@ apt_install() {
 
 # 1. LLVM 22 (for bpf-linker) and the tools the tests use.
 apt_install "llvm-$LLVM-dev" "libpolly-$LLVM-dev" libzstd-dev zlib1g-dev protobuf-compiler iproute2
-# The HTML report's tests render it in headless Chromium (`scripts/setup.sh --tests`).
+# The HTML report's tests render it in headless Chromium (`scripts/setup.sh --tests`); the
+# dashboards' PromQL runs in a real Prometheus that scrapes runbom (tests/test_grafana.py).
 if [ "${1:-}" = "--tests" ]; then
     apt_install chromium
+    apt_install prometheus
 fi
 # Go clients (standard library only: crypto/tls) of the HTTP coverage test (`--tests`).
 if [ "${1:-}" = "--tests" ]; then
@@ -77,7 +80,8 @@ if [ -f "$req" ] && ! sha256sum --status -c "$stamp" 2>/dev/null; then
     sha256sum "$req" > "$stamp"
 fi
 
-# 5. Node's `openai` for the shadow-AI test (`--tests`): `npm ci` from the committed lock file,
+# 5. Node's `openai` for the shadow-AI test, @grafana/lezer-traceql, @grafana/lezer-logql,
+#    @grafana/schema and TypeScript for the dashboard tests (`--tests`): `npm ci` from the committed lock file,
 #    again only when node_modules is missing or the lock file changed.
 if [ "${1:-}" = "--tests" ]; then
     node_dir=tests/node

@@ -38,6 +38,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from leakcheck import collect, find_leaks, scrape  # noqa: E402
+from runbom_defaults import write_embedded_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT_DIR = ROOT / "examples" / "agent"
@@ -278,37 +279,8 @@ def shadow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (tmp / "bom.cdx.json").write_text(bom)
     grpc, http_port, metrics_port = free_port(), free_port(), free_port()
     out = tmp / "out"
-    # src/config/default.yaml, with this test's ports, BOM and output directory.
-    (tmp / "runbom.yaml").write_text(f"""
-receivers:
-  ebpf: {{}}
-  otlp:
-    protocols:
-      grpc: {{ endpoint: 127.0.0.1:{grpc} }}
-      http: {{ endpoint: 127.0.0.1:{http_port} }}
-processors:
-  memory_limiter: {{ check_interval: 1s, limit_mib: 1024 }}
-  correlate: {{}}
-  aibom: {{ bom: {tmp / 'bom.cdx.json'} }}
-  batch: {{}}
-exporters:
-  file: {{ path: {out} }}
-service:
-  telemetry: {{ metrics: {{ address: 127.0.0.1:{metrics_port} }} }}
-  pipelines:
-    traces:
-      receivers: [otlp, ebpf]
-      processors: [memory_limiter, correlate, aibom, batch]
-      exporters: [file]
-    logs:
-      receivers: [otlp, ebpf, aibom]
-      processors: [memory_limiter, batch]
-      exporters: [file]
-    metrics:
-      receivers: [otlp]
-      processors: [memory_limiter, batch]
-      exporters: [file]
-""")
+    write_embedded_defaults(tmp / "runbom.yaml", bom=tmp / "bom.cdx.json", out=out, grpc=grpc,
+                            http=http_port, metrics=metrics_port)
     # The shadow agent's interpreter: a copy, so that its workload is its own executable.
     venv = tmp / "shadow-venv"
     subprocess.run([sys.executable, "-m", "venv", "--copies", "--without-pip", str(venv)],

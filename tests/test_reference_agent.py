@@ -682,7 +682,7 @@ def test_runbom_wrote_nothing_of_the_key(under_runbom: UnderRunbom) -> None:
     assert "runbom_exporter_sent_items_total" in (under_runbom.metrics or "")
     metrics = outputs[f"exporter file {under_runbom.export / 'metrics.jsonl'}"] or ""
     logs = outputs[f"exporter file {under_runbom.export / 'logs.jsonl'}"] or ""
-    assert "runbom_receiver_accepted_items_total" in metrics  # its own metrics, exported
+    assert "runbom.receiver.accepted_items" in metrics  # its own metrics, exported (OTLP names)
     assert "OTLP/grpc listening on" in logs  # its own log records, through its own pipeline
     assert find_leaks(outputs, API_KEY) == []
 

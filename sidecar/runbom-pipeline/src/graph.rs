@@ -31,7 +31,7 @@ use crate::{
     Ingest, StageCounters, Telemetry,
     exporter::{BoxExporter, ExportError, stage},
     processor::{
-        aibom::{self, AibomSpec},
+        aibom::{self, AibomSpec, metrics::AibomMetrics},
         batch::{self, BatchSettings},
         correlate::{self, CorrelateSpec},
         k8sattributes::{self, K8sSpec},
@@ -115,6 +115,7 @@ fn start_exporter(
 ) -> stage::QueueSender {
     let (tx, queue) =
         stage::QueueSender::new(settings.exporter_queue, settings.exporter_queue_items);
+    tx.report_to(&counters);
     tasks.push(tokio::spawn(stage::run(
         name.to_owned(),
         queue,
@@ -328,6 +329,7 @@ impl Graph {
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
         let mut watches = BTreeMap::new();
+        let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.metrics()));
         for (spec, mut rx) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
             for (at, p) in spec.processors.iter().enumerate() {
@@ -353,8 +355,9 @@ impl Graph {
                         let logs = kernel_logs_route(&spec.processors[at..], logs, &mut kl);
                         let correlator = Correlator::new(c.settings.clone());
                         correlate::register(&telemetry, &correlator.stats());
+                        let o = correlate::Outcomes::new(telemetry.metrics());
                         tasks.push(tokio::spawn(correlate::run(
-                            rx, events_rx, tx, logs, correlator,
+                            rx, events_rx, tx, logs, correlator, o,
                         )));
                         kernel_events = Some((c.source.clone(), events_tx));
                         rx = next;
@@ -369,7 +372,8 @@ impl Graph {
                             .clone();
                         let (tx, next) = mpsc::channel(settings.channel_capacity);
                         let logs = kl.take();
-                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs)));
+                        let m = aibom_metrics.clone();
+                        tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs, m)));
                         rx = next;
                     }
                     ProcessorSpec::K8sAttributes(k) => {
@@ -485,15 +489,13 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         "Declared AI-BOM reloads that took effect.",
         move || reloads.load(Relaxed),
     );
-    let counters: [(&'static str, &'static str, StatRead); 7] = [
+    // `runbom_aibom_alerts_total` is `runbom.aibom.alerts`, by severity (`aibom::metrics`).
+    let counters: [(&'static str, &'static str, StatRead); 6] = [
         (
             "runbom_aibom_spans_with_drift_total",
             "Spans the AI-BOM processor flagged with drift.",
             |s| &s.spans_with_drift,
         ),
-        ("runbom_aibom_alerts_total", "Drift alerts emitted.", |s| {
-            &s.alerts
-        }),
         (
             "runbom_aibom_alerts_dropped_total",
             "Drift alerts no logs pipeline took.",

@@ -163,10 +163,39 @@ async fn alerts_reach_the_logs_pipeline_that_lists_the_processor() {
         "the alert: {alerts}"
     );
     assert_eq!(alerts.lines().count(), 1);
+    // The AI-BOM metrics say what the export says: one ERROR alert, one undeclared endpoint.
+    // New series show 0 at their first collection (for Prometheus' increase()), then the count.
+    let first = telemetry.render_prometheus();
     assert!(
-        telemetry
-            .render_prometheus()
-            .contains("runbom_aibom_alerts_total 1")
+        first.contains("runbom_aibom_alerts_total{severity=\"ERROR\"} 0"),
+        "{first}"
+    );
+    let metrics = telemetry.render_prometheus();
+    assert!(
+        metrics.contains("runbom_aibom_alerts_total{severity=\"ERROR\"} 1"),
+        "{metrics}"
+    );
+    let undeclared = metrics
+        .lines()
+        .find(|l| l.starts_with("runbom_aibom_undeclared_uses_total{"))
+        .unwrap_or_else(|| panic!("an undeclared use: {metrics}"));
+    assert!(
+        undeclared.contains("aibom_drift_kind=\"undeclared_endpoint\"")
+            && undeclared.ends_with(" 1"),
+        "{undeclared}"
+    );
+    assert!(
+        metrics.contains(
+            "runbom_aibom_undeclared_subjects_total{aibom_drift_kind=\"undeclared_endpoint\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("runbom_aibom_spans_total{")
+                && l.contains("aibom_declared=\"false\"")),
+        "{metrics}"
     );
     drop(otlp);
     graph.drain(Duration::from_secs(1)).await;

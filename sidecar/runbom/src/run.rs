@@ -68,7 +68,7 @@ fn raise_open_files_limit() {
 
 pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Result<()> {
     raise_open_files_limit();
-    let telemetry = Arc::new(Telemetry::default());
+    let telemetry = Arc::new(Telemetry::global());
     let stop = CancellationToken::new();
     // runbom's own telemetry outlives the pipelines, so that their final summary goes out too.
     let selftel_stop = CancellationToken::new();

@@ -1,5 +1,6 @@
-//! runbom's own telemetry as OTLP (`service.name=runbom`): its counters as cumulative sums on a
-//! timer, and its diagnostics (`tracing` events) as log records.
+//! runbom's own telemetry as OTLP (`service.name=runbom`): its metrics (collected from its
+//! OpenTelemetry meter provider: cumulative sums, gauges, histograms) on a timer, and its
+//! diagnostics (`tracing` events) as log records.
 //!
 //! Both go through runbom's own exporters rather than a second OpenTelemetry SDK stack: one
 //! OTLP implementation to test, no extra runtime threads, and the same retry behaviour.
@@ -16,13 +17,9 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::{logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest},
+    collector::logs::v1::ExportLogsServiceRequest,
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber},
-    metrics::v1::{
-        AggregationTemporality, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-        metric::Data, number_data_point,
-    },
     resource::v1::Resource,
 };
 use runbom_otlp::signal::Signal;
@@ -137,15 +134,14 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Sends runbom's counters every `interval` until `stop`, then once more.
+/// Sends runbom's metrics (everything on its meter provider, collected from the SDK) every
+/// `interval` until `stop`, then once more.
 pub async fn export_metrics(
     telemetry: Arc<Telemetry>,
     mut exporter: BoxExporter,
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let start = now_ns();
-    let resource = resource();
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     loop {
@@ -153,68 +149,17 @@ pub async fn export_metrics(
             _ = tick.tick() => false,
             () = stop.cancelled() => true,
         };
-        let request = metrics_request(&telemetry, &resource, start, now_ns());
+        if stopping {
+            // The last export shows everything, also what new series still hold back.
+            telemetry.metrics().release_pending();
+        }
+        let request = telemetry.collect();
         if let Err(e) = exporter.export(&Signal::Metrics(request)).await {
             tracing::warn!("service.telemetry.metrics: {e}");
         }
         if stopping {
             return;
         }
-    }
-}
-
-fn metrics_request(
-    telemetry: &Telemetry,
-    resource: &Resource,
-    start: u64,
-    now: u64,
-) -> ExportMetricsServiceRequest {
-    let metrics = telemetry
-        .snapshot()
-        .into_iter()
-        .map(|family| Metric {
-            name: family.name.into(),
-            description: family.help.into(),
-            unit: "1".into(),
-            data: Some(Data::Sum(Sum {
-                aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                is_monotonic: true,
-                data_points: family
-                    .samples
-                    .into_iter()
-                    .map(|s| NumberDataPoint {
-                        attributes: s
-                            .labels
-                            .into_iter()
-                            .map(|(k, v)| KeyValue {
-                                key: k.into(),
-                                value: Some(AnyValue {
-                                    value: Some(Value::StringValue(v)),
-                                }),
-                            })
-                            .collect(),
-                        start_time_unix_nano: start,
-                        time_unix_nano: now,
-                        value: Some(number_data_point::Value::AsInt(
-                            i64::try_from(s.value).unwrap_or(i64::MAX),
-                        )),
-                        ..Default::default()
-                    })
-                    .collect(),
-            })),
-            ..Default::default()
-        })
-        .collect();
-    ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: Some(resource.clone()),
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(scope()),
-                metrics,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
     }
 }
 
@@ -367,6 +312,8 @@ pub async fn export_logs(records: LogRecords, mut exporter: BoxExporter, stop: C
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+
     use super::*;
 
     #[test]
@@ -374,11 +321,11 @@ mod tests {
         let t = Telemetry::default();
         let c = t.stage("receiver", "otlp", runbom_pipeline::SignalKind::Traces);
         c.add_accepted(5);
-        let req = metrics_request(&t, &Resource::default(), 1, 2);
+        let req = t.collect();
         let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
         let accepted = metrics
             .iter()
-            .find(|m| m.name == "runbom_receiver_accepted_items_total")
+            .find(|m| m.name == "runbom.receiver.accepted_items")
             .expect("accepted counter");
         let Some(Data::Sum(sum)) = &accepted.data else {
             panic!("not a sum")

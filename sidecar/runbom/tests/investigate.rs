@@ -414,3 +414,111 @@ fn html_report_renders_in_headless_chromium() {
         "a real screenshot"
     );
 }
+
+/// `%XX` decoding of a URL component (what the browser does before Grafana reads `panes`).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 1 {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
+            out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// The Explore state (`panes`) of every link of `class` in the report.
+fn explore_links(html: &str, class: &str, base: &str) -> Vec<Value> {
+    let marker = format!("class=\"{class}\" href=\"");
+    html.match_indices(&marker)
+        .map(|(at, _)| {
+            let rest = &html[at + marker.len()..];
+            let href = rest[..rest.find('"').expect("closing quote")].replace("&amp;", "&");
+            let query = href
+                .strip_prefix(&format!("{base}/explore?"))
+                .unwrap_or_else(|| panic!("{href} is not under {base}/explore"));
+            let panes = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("panes="))
+                .expect("a panes parameter");
+            serde_json::from_str(&percent_decode(panes)).expect("panes is JSON")
+        })
+        .collect()
+}
+
+#[test]
+fn html_links_each_finding_to_its_trace_and_logs_in_grafana_explore() {
+    let dir = TempDir::new("investigate-grafana");
+    let page = dir.path().join("report.html");
+    let fixture = fixture();
+    let out = investigate(&[
+        "--from",
+        fixture.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+        "--grafana",
+        "https://grafana.example.com/ops/",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = fs::read_to_string(&page).expect("the report");
+    let alerted = investigate(&["--from", fixture.to_str().unwrap(), "--alerts"]);
+    let findings = stdout(&alerted).matches("drift finding ").count();
+    let base = "https://grafana.example.com/ops";
+    let traces = explore_links(&html, "grafana-trace", base);
+    let logs = explore_links(&html, "grafana-logs", base);
+    assert!(!traces.is_empty() && traces.len() == findings, "{html}");
+    assert_eq!(logs.len(), traces.len());
+    let trace_id = html
+        .split("trace <code>")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("the report names its trace")
+        .to_owned();
+    for (t, l) in traces.iter().zip(&logs) {
+        let tempo = &t["runbom"];
+        assert_eq!(tempo["datasource"], "runbom-tempo");
+        assert_eq!(tempo["queries"][0]["datasource"]["type"], "tempo");
+        assert_eq!(tempo["queries"][0]["query"], trace_id.as_str());
+        let from: u64 = tempo["range"]["from"].as_str().unwrap().parse().unwrap();
+        let to: u64 = tempo["range"]["to"].as_str().unwrap().parse().unwrap();
+        assert_eq!(to - from, 30 * 60 * 1000, "half an hour around the finding");
+        let loki = &l["runbom"];
+        assert_eq!(loki["datasource"], "runbom-loki");
+        assert_eq!(
+            loki["queries"][0]["expr"],
+            format!("{{service_name=~\".+\"}} | trace_id=\"{trace_id}\"")
+        );
+    }
+
+    // Other datasource uids; a URL that is not one is refused, naming the flag.
+    let out = investigate(&[
+        "--from",
+        fixture.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+        "--grafana",
+        "http://localhost:3000",
+        "--grafana-tempo",
+        "tempo-prod",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = fs::read_to_string(&page).expect("the report");
+    let traces = explore_links(&html, "grafana-trace", "http://localhost:3000");
+    assert_eq!(traces[0]["runbom"]["datasource"], "tempo-prod");
+    let out = investigate(&[
+        "--from",
+        fixture.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+        "--grafana",
+        "localhost:3000",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--grafana"), "{}", stderr(&out));
+}

@@ -100,13 +100,15 @@ service:
 
     let metrics_file = dir.join("data/metrics.jsonl");
     wait_for("runbom's counters in its own metrics pipeline", || {
-        read(&metrics_file).contains("runbom_receiver_accepted_items_total")
+        read(&metrics_file).contains(r#""name":"runbom.receiver.accepted_items""#)
     });
     let exported = read(&metrics_file);
     assert!(
         exported.contains(r#""stringValue":"runbom""#),
         "service.name=runbom missing"
     );
+    // OpenTelemetry names and units in OTLP; the Prometheus names on /metrics.
+    assert!(exported.contains(r#""unit":"{item}""#), "{exported}");
     let prometheus = http_get(admin, "/metrics").expect("/metrics answers");
     assert!(
         prometheus

@@ -86,6 +86,11 @@ impl QueueSender {
         )
     }
 
+    /// Reports this queue's items on `counters` (the exporter's).
+    pub fn report_to(&self, counters: &crate::StageCounters) {
+        counters.watch_queue(&self.items, self.capacity);
+    }
+
     /// Waits for room, then queues `signal`. A request larger than the whole budget waits for
     /// an empty queue and goes alone.
     async fn send(&self, signal: Signal) {

@@ -1,6 +1,7 @@
 //! `runbom investigate --html`: one self-contained HTML file (inline CSS, no script, no network
 //! fetch) with the trace's waterfall, the drift findings and their chain, and the declared
-//! versus observed components.
+//! versus observed components; with `--grafana URL`, each finding links to its trace and logs in
+//! Grafana Explore.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
@@ -13,6 +14,7 @@ use runbom_event::semconv::{
 };
 
 use super::{
+    grafana::Explore,
     model::{Alert, Attr, Span},
     tree::{duration, ordered, timestamp},
 };
@@ -125,7 +127,12 @@ tr.kernel .fill{background:#4fa3e0} tr.drift .fill{background:#e5484d}
 
 /// The report for one trace.
 #[must_use]
-pub fn report(spans: &[&Span], alerts: &[&Alert], declared: Option<&[Declared]>) -> String {
+pub fn report(
+    spans: &[&Span],
+    alerts: &[&Alert],
+    declared: Option<&[Declared]>,
+    explore: Option<&Explore>,
+) -> String {
     let mut h = String::new();
     let start = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
     let end = spans.iter().map(|s| s.end_ns).max().unwrap_or(start);
@@ -154,7 +161,7 @@ pub fn report(spans: &[&Span], alerts: &[&Alert], declared: Option<&[Declared]>)
         kernel,
         alerts.len()
     );
-    h.push_str(&findings(alerts));
+    h.push_str(&findings(alerts, explore));
     h.push_str(&waterfall(&tree, start, total));
     h.push_str(&bom_table(spans, declared));
     let _ = writeln!(
@@ -166,7 +173,7 @@ pub fn report(spans: &[&Span], alerts: &[&Alert], declared: Option<&[Declared]>)
 }
 
 /// The drift findings, each with its chain (the offending step last, highlighted).
-fn findings(alerts: &[&Alert]) -> String {
+fn findings(alerts: &[&Alert], explore: Option<&Explore>) -> String {
     let mut h = String::from("<h2>Drift findings</h2>\n");
     if alerts.is_empty() {
         h.push_str("<p class=\"meta\">No drift finding in this trace.</p>\n");
@@ -195,7 +202,17 @@ fn findings(alerts: &[&Alert]) -> String {
             };
             let _ = write!(h, "<li{class}>{}</li>", esc(step));
         }
-        h.push_str("</ol></div>\n");
+        h.push_str("</ol>");
+        if let Some(e) = explore.filter(|_| !a.trace_id.is_empty()) {
+            let _ = write!(
+                h,
+                "<div class=\"meta\">Grafana: <a class=\"grafana-trace\" href=\"{}\">the trace in Explore</a> · \
+                 <a class=\"grafana-logs\" href=\"{}\">its logs</a></div>",
+                esc(&e.trace(&a.trace_id, a.time_ns)),
+                esc(&e.logs(&a.trace_id, a.time_ns)),
+            );
+        }
+        h.push_str("</div>\n");
     }
     h
 }

@@ -7,6 +7,7 @@
 //! (`--html FILE`).
 
 mod fetch;
+pub mod grafana;
 pub mod html;
 pub mod model;
 pub mod tree;
@@ -47,6 +48,16 @@ pub struct InvestigateArgs {
     /// (e.g. `http://jaeger:16686`).
     #[arg(long, value_name = "URL")]
     jaeger: Option<String>,
+    /// Grafana's base URL: the HTML report links each drift finding to its trace (Tempo) and
+    /// the trace's logs (Loki) in Grafana Explore.
+    #[arg(long, value_name = "URL", requires = "html")]
+    grafana: Option<String>,
+    /// The uid of the Tempo datasource in that Grafana.
+    #[arg(long, value_name = "UID", default_value = grafana::DEFAULT_TEMPO_UID)]
+    grafana_tempo: String,
+    /// The uid of the Loki datasource in that Grafana.
+    #[arg(long, value_name = "UID", default_value = grafana::DEFAULT_LOKI_UID)]
+    grafana_loki: String,
     /// List the traces read.
     #[arg(long, conflicts_with_all = ["trace", "alerts"])]
     list: bool,
@@ -82,6 +93,11 @@ fn investigate(args: &InvestigateArgs) -> Result<ExitCode> {
             }
         },
     };
+    let explore = args
+        .grafana
+        .as_deref()
+        .map(|base| grafana::Explore::new(base, &args.grafana_tempo, &args.grafana_loki))
+        .transpose()?;
     let fetching = args.tempo.is_some() || args.jaeger.is_some();
     if fetching && args.trace.is_none() {
         bail!("--tempo and --jaeger fetch one trace: give it with --trace ID");
@@ -158,21 +174,33 @@ fn investigate(args: &InvestigateArgs) -> Result<ExitCode> {
         print!("{}", tree::render_trace(&spans, &alerts, style));
     }
     if let Some(path) = &args.html {
-        let declared = match &args.bom {
-            Some(bom) => {
-                let text = std::fs::read_to_string(bom)
-                    .with_context(|| format!("{}: cannot read", bom.display()))?;
-                let doc: serde_json::Value = serde_json::from_str(&text)
-                    .with_context(|| format!("{}: not JSON", bom.display()))?;
-                Some(html::declared_components(&doc))
-            }
-            None => None,
-        };
-        let page = html::report(&spans, &alerts, declared.as_deref());
-        std::fs::write(path, page).with_context(|| format!("{}: cannot write", path.display()))?;
-        eprintln!("HTML report written to {}", path.display());
+        write_html(args, path, &spans, &alerts, explore.as_ref())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the HTML report of one trace.
+fn write_html(
+    args: &InvestigateArgs,
+    path: &std::path::Path,
+    spans: &[&model::Span],
+    alerts: &[&Alert],
+    explore: Option<&grafana::Explore>,
+) -> Result<()> {
+    let declared = match &args.bom {
+        Some(bom) => {
+            let text = std::fs::read_to_string(bom)
+                .with_context(|| format!("{}: cannot read", bom.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", bom.display()))?;
+            Some(html::declared_components(&doc))
+        }
+        None => None,
+    };
+    let page = html::report(spans, alerts, declared.as_deref(), explore);
+    std::fs::write(path, page).with_context(|| format!("{}: cannot write", path.display()))?;
+    eprintln!("HTML report written to {}", path.display());
+    Ok(())
 }
 
 /// Says how many `aibom.drift` records were skipped as not runbom's (contract §6).

@@ -4,6 +4,7 @@
 //! (like a Collector connector: `service.pipelines.logs.receivers: [otlp, aibom]`).
 
 pub mod config;
+pub mod metrics;
 
 use std::{
     sync::{Arc, Mutex},
@@ -18,6 +19,7 @@ use tokio::{
 };
 use tracing::{error, warn};
 
+use self::metrics::AibomMetrics;
 use crate::Ingest;
 
 /// One configured `aibom` processor.
@@ -48,6 +50,7 @@ pub async fn run(
     spec: AibomSpec,
     alerts: Option<Ingest>,
     kernel_logs: Option<KernelLogs>,
+    metrics: Arc<AibomMetrics>,
 ) {
     let mut processor = Processor::with_stats(spec.settings.clone(), spec.stats.clone());
     let mut bom = current(&spec.bom);
@@ -93,12 +96,12 @@ pub async fn run(
                 continue;
             }
         };
-        if !emit(out, &tx, alerts.as_ref(), &spec).await {
+        if !emit(out, &tx, alerts.as_ref(), &spec, &metrics).await {
             return;
         }
     }
     let out = processor.release_all(&bom);
-    emit(out, &tx, alerts.as_ref(), &spec).await;
+    emit(out, &tx, alerts.as_ref(), &spec, &metrics).await;
     save_baseline(&spec);
 }
 
@@ -202,8 +205,13 @@ async fn emit(
     tx: &mpsc::Sender<Signal>,
     alerts: Option<&Ingest>,
     spec: &AibomSpec,
+    metrics: &AibomMetrics,
 ) -> bool {
+    if let Some(traces) = &out.traces {
+        metrics.count_spans(traces);
+    }
     if let Some(logs) = out.alerts {
+        metrics.count_alerts(&logs);
         let n = logs.resource_logs.len();
         match alerts {
             Some(ingest) => {

@@ -4,6 +4,9 @@
 //! that list the ebpf receiver. See `docs/correlation.md`.
 
 pub mod config;
+mod outcomes;
+
+pub use outcomes::Outcomes;
 
 use std::{sync::Arc, time::Duration};
 
@@ -115,6 +118,7 @@ pub async fn run(
     tx: mpsc::Sender<Signal>,
     logs: KernelLogs,
     mut correlator: Correlator,
+    outcomes: Outcomes,
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -148,11 +152,17 @@ pub async fn run(
             }
             _ = tick.tick() => correlator.poll(unix_now()),
         };
-        if !out.is_empty() && !send(out, &tx, &logs).await {
+        if out.is_empty() {
+            continue;
+        }
+        outcomes.count(&out);
+        if !send(out, &tx, &logs).await {
             return;
         }
     }
-    send(correlator.flush(), &tx, &logs).await;
+    let out = correlator.flush();
+    outcomes.count(&out);
+    send(out, &tx, &logs).await;
 }
 
 /// Sends spans downstream and logs where they go; false once downstream is gone.
@@ -278,6 +288,7 @@ mod tests {
             out_tx,
             KernelLogs::Pipelines(Some(logs)),
             correlator,
+            Outcomes::new(telemetry.metrics()),
         ));
 
         let t0 = unix_now();
@@ -319,10 +330,20 @@ mod tests {
         let record = &logs.resource_logs[0].scope_logs[0].log_records[0];
         assert_eq!(record.span_id, kernel.span_id);
         assert_eq!(stats.correlated(Method::Thread), 1);
+        // A new series shows 0 first (for Prometheus' increase()), its count from the next
+        // collection on.
+        let series = "runbom_correlate_outcomes_total{runbom_correlation_confidence=\"high\",\
+                      runbom_correlation_method=\"thread\"}";
+        let first = telemetry.render_prometheus();
+        assert!(first.contains(&format!("{series} 0")), "{first}");
+        assert!(first.contains("runbom_correlate_thread_events_total 1"));
+        let text = telemetry.render_prometheus();
         assert!(
-            telemetry
-                .render_prometheus()
-                .contains("runbom_correlate_thread_events_total 1")
+            text.contains(
+                "runbom_correlate_outcomes_total{runbom_correlation_confidence=\"high\",\
+                 runbom_correlation_method=\"thread\"} 1"
+            ),
+            "{text}"
         );
 
         // Inputs closed: the stage flushes and closes its output.

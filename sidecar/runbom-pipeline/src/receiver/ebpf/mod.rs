@@ -34,6 +34,9 @@ use crate::{
 
 pub mod config;
 mod drops;
+mod events;
+
+use events::EventCounter;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
@@ -115,10 +118,11 @@ fn start(
         host_name: host_name(),
         uncorrelated_spans,
     };
+    let counter = EventCounter::new(telemetry.metrics());
     let task = tokio::spawn(async move {
         match correlate {
-            Some(correlator) => hand_over(rx, correlator, &ingest, &opts).await,
-            None => forward(rx, &ingest, &opts).await,
+            Some(correlator) => hand_over(rx, correlator, &ingest, &opts, &counter).await,
+            None => forward(rx, &ingest, &opts, &counter).await,
         }
         reader
             .await
@@ -150,13 +154,19 @@ fn start(
 }
 
 /// Groups events into requests and pushes them until the reader is done.
-async fn forward(mut rx: mpsc::Receiver<Vec<KernelEvent>>, ingest: &Ingest, opts: &ConvertOptions) {
+async fn forward(
+    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+    counter: &EventCounter,
+) {
     let mut pending: Vec<KernelEvent> = Vec::with_capacity(EVENTS_PER_REQUEST);
     let mut deadline = tokio::time::Instant::now() + MAX_WAIT;
     loop {
         tokio::select! {
             got = rx.recv() => match got {
                 Some(events) => {
+                    counter.count(&events);
                     if pending.is_empty() {
                         deadline = tokio::time::Instant::now() + MAX_WAIT;
                     }
@@ -185,12 +195,14 @@ async fn hand_over(
     correlator: mpsc::Sender<Vec<KernelEvent>>,
     ingest: &Ingest,
     opts: &ConvertOptions,
+    counter: &EventCounter,
 ) {
     while let Some(events) = rx.recv().await {
+        counter.count(&events);
         if let Err(mpsc::error::SendError(events)) = correlator.send(events).await {
             warn!("the correlate processor stopped; kernel events go out uncorrelated");
             push(&events, ingest, opts).await;
-            forward(rx, ingest, opts).await;
+            forward(rx, ingest, opts, counter).await;
             return;
         }
     }

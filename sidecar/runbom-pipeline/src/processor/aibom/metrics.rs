@@ -1,0 +1,259 @@
+//! The AI-BOM metrics, counted from what the processor emits (its annotated spans and its drift
+//! alerts, the attributes of the telemetry contract §3 and §4), so they say exactly what the
+//! exported data says:
+//!
+//! | metric | unit | attributes |
+//! |---|---|---|
+//! | `runbom.aibom.spans` | `{span}` | `aibom.agent.ref`, `aibom.component.ref`, `aibom.component.kind`, `aibom.declared`, `k8s.namespace.name` |
+//! | `runbom.aibom.drift_findings` | `{finding}` | `aibom.agent.ref`, `aibom.drift.kind`, `k8s.namespace.name` |
+//! | `runbom.aibom.alerts` | `{alert}` | `severity` (`WARN`, `ERROR`) |
+//! | `runbom.aibom.undeclared_uses` | `{use}` | `aibom.drift.kind` (`undeclared_*`, `shadow_ai`), `aibom.drift.subject`, `aibom.agent.ref` |
+//! | `runbom.aibom.undeclared_subjects` | `{subject}` | `aibom.drift.kind`: distinct subjects seen |
+//!
+//! Attributes whose values come from the data are bounded ([`Bounded`]): past their limit a value
+//! is `other` and counted on `runbom.metrics.folded_values`. An attribute a span lacks is left
+//! out. New series show 0 first ([`FreshCounter`]), so that `increase()` sees the first alert.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Mutex, PoisonError},
+};
+
+use opentelemetry::{KeyValue, metrics::Counter};
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::KeyValue as OtlpKeyValue,
+};
+use runbom_aibom::span::{attr, attr_bool, attr_strs};
+use runbom_event::semconv::{
+    AIBOM_AGENT_REF, AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, AIBOM_DRIFT_KINDS,
+    AIBOM_DRIFT_SUBJECT, K8S_NAMESPACE_NAME, drift,
+};
+
+use crate::telemetry::{SelfMetrics, bounded::Bounded, fresh::FreshCounter};
+
+/// The attribute naming one drift flag on the drift metrics.
+pub const AIBOM_DRIFT_KIND: &str = "aibom.drift.kind";
+
+const SPANS: &str = "runbom.aibom.spans";
+const FINDINGS: &str = "runbom.aibom.drift_findings";
+const ALERTS: &str = "runbom.aibom.alerts";
+const UNDECLARED: &str = "runbom.aibom.undeclared_uses";
+const SUBJECTS: &str = "runbom.aibom.undeclared_subjects";
+
+/// Distinct agents, components and namespaces kept per metric (a BOM declares fewer).
+const REFS: usize = 200;
+/// Distinct undeclared subjects kept as label values (the top of the list a dashboard shows).
+const SUBJECT_LABELS: usize = 50;
+/// Distinct undeclared subjects remembered for `runbom.aibom.undeclared_subjects`; past it new
+/// subjects are no longer told apart (counted as folded).
+const SUBJECTS_REMEMBERED: usize = 10_000;
+
+/// The labels of `runbom.aibom.spans` as one span carries them.
+#[derive(Debug, Default, Hash, PartialEq, Eq)]
+struct SpanLabels<'a> {
+    agent: Option<&'a str>,
+    component: Option<&'a str>,
+    kind: Option<&'a str>,
+    declared: Option<bool>,
+    namespace: Option<&'a str>,
+}
+
+impl<'a> SpanLabels<'a> {
+    /// One pass over the span's attributes (the first of each key counts, as `attr` reads it).
+    fn of(attributes: &'a [OtlpKeyValue], namespace: Option<&'a str>) -> Self {
+        let mut l = Self {
+            namespace,
+            ..Self::default()
+        };
+        for kv in attributes {
+            let one = std::slice::from_ref(kv);
+            match kv.key.as_str() {
+                AIBOM_AGENT_REF if l.agent.is_none() => l.agent = attr(one, AIBOM_AGENT_REF),
+                AIBOM_COMPONENT_REF if l.component.is_none() => {
+                    l.component = attr(one, AIBOM_COMPONENT_REF);
+                }
+                AIBOM_COMPONENT_KIND if l.kind.is_none() => {
+                    l.kind = attr(one, AIBOM_COMPONENT_KIND);
+                }
+                AIBOM_DECLARED if l.declared.is_none() => {
+                    l.declared = attr_bool(one, AIBOM_DECLARED);
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+}
+
+/// The instruments of the `aibom` processors.
+pub struct AibomMetrics {
+    spans: FreshCounter,
+    findings: FreshCounter,
+    alerts: FreshCounter,
+    undeclared: FreshCounter,
+    subjects: FreshCounter,
+    agents: Bounded,
+    components: Bounded,
+    namespaces: Bounded,
+    kinds: Bounded,
+    subject_labels: Bounded,
+    subjects_seen: Bounded,
+    seen: Mutex<HashSet<(String, String)>>,
+}
+
+impl AibomMetrics {
+    #[must_use]
+    pub fn new(metrics: &SelfMetrics) -> Self {
+        let meter = metrics.meter();
+        let fresh = |c: Counter<u64>| metrics.fresh(c);
+        Self {
+            spans: fresh(
+                meter
+                    .u64_counter(SPANS)
+                    .with_unit("{span}")
+                    .with_description(
+                        "Spans the AI-BOM processor judged, by agent, component, kind and whether \
+                     the component is declared.",
+                    )
+                    .build(),
+            ),
+            findings: fresh(
+                meter
+                    .u64_counter(FINDINGS)
+                    .with_unit("{finding}")
+                    .with_description("Drift findings reported, by agent and drift kind.")
+                    .build(),
+            ),
+            alerts: fresh(
+                meter
+                    .u64_counter(ALERTS)
+                    .with_unit("{alert}")
+                    .with_description("Drift alerts emitted, by severity.")
+                    .build(),
+            ),
+            undeclared: fresh(
+                meter
+                    .u64_counter(UNDECLARED)
+                    .with_unit("{use}")
+                    .with_description(
+                        "Uses of undeclared endpoints, models, tools, data sources, files and \
+                     programs, and shadow AI, by kind and subject (the first subjects; later \
+                     ones are `other`).",
+                    )
+                    .build(),
+            ),
+            subjects: fresh(
+                meter
+                    .u64_counter(SUBJECTS)
+                    .with_unit("{subject}")
+                    .with_description("Distinct undeclared subjects seen, by drift kind.")
+                    .build(),
+            ),
+            agents: Bounded::new(meter, SPANS, AIBOM_AGENT_REF, REFS),
+            components: Bounded::new(meter, SPANS, AIBOM_COMPONENT_REF, REFS),
+            namespaces: Bounded::new(meter, SPANS, K8S_NAMESPACE_NAME, REFS),
+            kinds: Bounded::new(meter, SPANS, AIBOM_COMPONENT_KIND, 16),
+            subject_labels: Bounded::new(meter, UNDECLARED, AIBOM_DRIFT_SUBJECT, SUBJECT_LABELS),
+            subjects_seen: Bounded::new(meter, SUBJECTS, AIBOM_DRIFT_SUBJECT, SUBJECTS_REMEMBERED),
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Counts the judged spans of a released request.
+    pub fn count_spans(&self, req: &ExportTraceServiceRequest) {
+        // Spans of a request share few label sets: counted per set, then added once each.
+        let mut sets: HashMap<SpanLabels<'_>, u64> = HashMap::new();
+        for rs in &req.resource_spans {
+            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+            let namespace = attr(resource, K8S_NAMESPACE_NAME);
+            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                *sets
+                    .entry(SpanLabels::of(&span.attributes, namespace))
+                    .or_default() += 1;
+            }
+        }
+        for (set, n) in sets {
+            let mut labels = Vec::with_capacity(5);
+            if let Some(v) = set.agent {
+                labels.push(KeyValue::new(AIBOM_AGENT_REF, self.agents.value(v)));
+            }
+            if let Some(v) = set.component {
+                labels.push(KeyValue::new(AIBOM_COMPONENT_REF, self.components.value(v)));
+            }
+            if let Some(v) = set.kind {
+                labels.push(KeyValue::new(AIBOM_COMPONENT_KIND, self.kinds.value(v)));
+            }
+            if let Some(v) = set.declared {
+                labels.push(KeyValue::new(AIBOM_DECLARED, v));
+            }
+            if let Some(v) = set.namespace {
+                labels.push(KeyValue::new(K8S_NAMESPACE_NAME, self.namespaces.value(v)));
+            }
+            self.spans.add(n, &labels);
+        }
+    }
+
+    /// Counts drift alerts (one per finding), their kinds and undeclared subjects.
+    pub fn count_alerts(&self, req: &ExportLogsServiceRequest) {
+        for rl in &req.resource_logs {
+            let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+            for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
+                let a = &record.attributes;
+                let severity = if record.severity_text.is_empty() {
+                    "UNSPECIFIED"
+                } else {
+                    record.severity_text.as_str()
+                };
+                self.alerts
+                    .add(1, &[KeyValue::new("severity", self.kinds.value(severity))]);
+                self.count_finding(a, resource);
+            }
+        }
+    }
+
+    fn count_finding(&self, a: &[OtlpKeyValue], resource: &[OtlpKeyValue]) {
+        let agent = attr(a, AIBOM_AGENT_REF).map(|v| self.agents.value(v));
+        let namespace = attr(a, K8S_NAMESPACE_NAME)
+            .or_else(|| attr(resource, K8S_NAMESPACE_NAME))
+            .map(|v| self.namespaces.value(v));
+        let subject = attr(a, AIBOM_DRIFT_SUBJECT).unwrap_or("");
+        for kind in attr_strs(a, AIBOM_DRIFT_KINDS) {
+            let kind_value = self.kinds.value(kind);
+            let mut labels = vec![KeyValue::new(AIBOM_DRIFT_KIND, kind_value.clone())];
+            if let Some(agent) = &agent {
+                labels.push(KeyValue::new(AIBOM_AGENT_REF, agent.clone()));
+            }
+            if let Some(ns) = &namespace {
+                labels.push(KeyValue::new(K8S_NAMESPACE_NAME, ns.clone()));
+            }
+            self.findings.add(1, &labels);
+            if !(kind.starts_with("undeclared_") || kind == drift::SHADOW_AI) {
+                continue;
+            }
+            labels.push(KeyValue::new(
+                AIBOM_DRIFT_SUBJECT,
+                self.subject_labels.value(subject),
+            ));
+            self.undeclared.add(1, &labels);
+            if self.first_time(kind, subject) {
+                self.subjects
+                    .add(1, &[KeyValue::new(AIBOM_DRIFT_KIND, kind_value)]);
+            }
+        }
+    }
+
+    /// Whether `(kind, subject)` is new (within the bounded memory).
+    fn first_time(&self, kind: &str, subject: &str) -> bool {
+        let key = (kind.to_owned(), subject.to_owned());
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(&key) {
+            return false;
+        }
+        if self.subjects_seen.value(subject).as_str() == crate::telemetry::bounded::OTHER {
+            return false;
+        }
+        seen.insert(key);
+        true
+    }
+}

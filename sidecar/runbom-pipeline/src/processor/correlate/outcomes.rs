@@ -1,0 +1,65 @@
+//! `runbom.correlate.outcomes` (`{event}`): the kernel events the stage emitted, by
+//! `runbom.correlation.method` and `runbom.correlation.confidence` (contract §2), counted from
+//! its output: every event has a log record, which carries both when the event was placed
+//! (method and confidence `none` when no application span claimed it).
+
+use opentelemetry::KeyValue;
+use runbom_aibom::span::attr;
+use runbom_correlate::Output;
+
+use crate::telemetry::{SelfMetrics, fresh::FreshCounter};
+use runbom_event::semconv::{
+    RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, correlation,
+};
+
+/// The outcome counter of the `correlate` processors.
+#[derive(Clone)]
+pub struct Outcomes(FreshCounter);
+
+impl Outcomes {
+    #[must_use]
+    pub fn new(metrics: &SelfMetrics) -> Self {
+        Self(
+            metrics.fresh(
+                metrics
+                    .meter()
+                    .u64_counter("runbom.correlate.outcomes")
+                    .with_unit("{event}")
+                    .with_description(
+                        "Kernel events emitted by the correlate processor, by correlation method \
+                     and confidence (`none`: no application span claimed them).",
+                    )
+                    .build(),
+            ),
+        )
+    }
+
+    /// Counts each kernel event once, by its log record (every event has one; a placed
+    /// event's record carries the method and confidence its span does).
+    pub fn count(&self, out: &Output) {
+        let records = out
+            .logs
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records);
+        for record in records {
+            let a = &record.attributes;
+            self.add(
+                attr(a, RUNBOM_CORRELATION_METHOD).unwrap_or(correlation::NONE),
+                attr(a, RUNBOM_CORRELATION_CONFIDENCE).unwrap_or(correlation::NONE),
+            );
+        }
+    }
+
+    fn add(&self, method: &str, confidence: &str) {
+        // Both come from runbom's own converter: a fixed, small set of values.
+        self.0.add(
+            1,
+            &[
+                KeyValue::new(RUNBOM_CORRELATION_METHOD, method.to_owned()),
+                KeyValue::new(RUNBOM_CORRELATION_CONFIDENCE, confidence.to_owned()),
+            ],
+        );
+    }
+}

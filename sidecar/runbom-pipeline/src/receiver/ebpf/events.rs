@@ -1,0 +1,46 @@
+//! `runbom.kernel.events` (`{event}`): the events the ebpf receiver read from the kernel, by
+//! `runbom.event` (`process.exec`, `net.connect`, `http.request`, ...: contract §1).
+
+use opentelemetry::KeyValue;
+use runbom_event::{KernelEvent, semconv::RUNBOM_EVENT};
+
+use crate::telemetry::{SelfMetrics, fresh::FreshCounter};
+
+#[derive(Clone)]
+pub struct EventCounter(FreshCounter);
+
+impl EventCounter {
+    #[must_use]
+    pub fn new(metrics: &SelfMetrics) -> Self {
+        Self(
+            metrics.fresh(
+                metrics
+                    .meter()
+                    .u64_counter("runbom.kernel.events")
+                    .with_unit("{event}")
+                    .with_description("Kernel events read by the ebpf receiver, by event name.")
+                    .build(),
+            ),
+        )
+    }
+
+    /// Counts a batch (runs of one kind are added at once).
+    pub fn count(&self, events: &[KernelEvent]) {
+        let mut run: Option<(&'static str, u64)> = None;
+        for e in events {
+            let name = e.detail.event_name();
+            match &mut run {
+                Some((n, c)) if *n == name => *c += 1,
+                _ => {
+                    if let Some((n, c)) = run.take() {
+                        self.0.add(c, &[KeyValue::new(RUNBOM_EVENT, n)]);
+                    }
+                    run = Some((name, 1));
+                }
+            }
+        }
+        if let Some((n, c)) = run {
+            self.0.add(c, &[KeyValue::new(RUNBOM_EVENT, n)]);
+        }
+    }
+}
