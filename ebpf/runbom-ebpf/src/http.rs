@@ -151,10 +151,10 @@ fn fd_arg(ctx: &TracePointContext) -> i32 {
 }
 
 /// A write-family call as its entry sees it.
-struct Write {
-    fd: i32,
-    buf: *const u8,
-    len: u64,
+pub struct Write {
+    pub fd: i32,
+    pub buf: *const u8,
+    pub len: u64,
     /// The destination address (`sendto`, `sendmsg`), may be null.
     addr: *const u8,
     iov: u64,
@@ -243,8 +243,9 @@ fn socket_write(w: &Write) -> Option<u32> {
     if w.len < MIN_REQUEST || !METHODS.contains(&first) {
         // A JSON body written after its request head (httpx/h11 and the OpenAI SDK over plain
         // HTTP, e.g. to a local model server): one map lookup, only for writes starting `{`.
+        // Else it may be a JSON-RPC message (MCP over stdio or a socket): `jsonrpc.rs`.
         if first as u8 == b'{' {
-            return socket_body(w);
+            return socket_body(w).or_else(|| crate::jsonrpc::write(w));
         }
         if w.dns && dns_like(first, w.len) {
             return dns_write(w);
@@ -281,7 +282,7 @@ fn socket_write(w: &Write) -> Option<u32> {
 }
 
 #[inline(always)]
-fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
+pub fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
     let kept = SockWrite {
         buf: w.buf as u64,
         len: w.len,
@@ -336,6 +337,9 @@ fn socket_write_exit(ctx: &TracePointContext) -> u32 {
     let ret: i64 = sys_arg(ctx, 0);
     if ret <= 0 {
         return 0;
+    }
+    if w.source == http_source::JSONRPC {
+        return crate::jsonrpc::emit(&w).map_or(1, |()| 0);
     }
     let Some(cfg) = config() else {
         return 1;

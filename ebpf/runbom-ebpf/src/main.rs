@@ -23,6 +23,7 @@
 
 mod file;
 mod http;
+mod jsonrpc;
 mod maps;
 mod net;
 mod process;

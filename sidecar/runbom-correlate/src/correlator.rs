@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 use runbom_event::{
-    Detail, KernelEvent,
+    Detail, KernelEvent, McpSide,
     semconv::{PROCESS_PID, THREAD_ID, correlation},
 };
 use runbom_otlp::{ConvertOptions, Placement, convert};
@@ -251,8 +251,10 @@ impl Correlator {
     pub fn add_events(&mut self, events: Vec<KernelEvent>, now: u64) {
         for ev in events {
             self.learn(&ev, now);
-            if let Detail::HttpRequest(h) = &ev.detail
-                && let Some(tp) = h.traceparent
+            // The span a traceparent names ran in the event's thread, except for an MCP
+            // server's side of a call: that one ran in the client.
+            if let Some(tp) = ev.detail.traceparent()
+                && !matches!(&ev.detail, Detail::Mcp(m) if m.side == McpSide::Server)
             {
                 self.index.hint(tp.span_id, ev.pid, ev.tid);
             }
@@ -267,10 +269,7 @@ impl Correlator {
                 continue;
             }
             let stranger = !self.related(ev.pid);
-            let tp = match &ev.detail {
-                Detail::HttpRequest(h) => h.traceparent.map(|tp| tp.span_id),
-                _ => None,
-            };
+            let tp = ev.detail.traceparent().map(|tp| tp.span_id);
             self.make_room(EventBuffer::cost(&ev));
             let key = self.buffer.insert(ev, now, stranger);
             if let Some(span) = tp {
@@ -334,8 +333,7 @@ impl Correlator {
         ev: &KernelEvent,
         settled: bool,
     ) -> Option<(SpanId, Method, &'static str)> {
-        if let Detail::HttpRequest(h) = &ev.detail
-            && let Some(tp) = h.traceparent
+        if let Some(tp) = ev.detail.traceparent()
             && self.index.get(tp.span_id).is_some()
         {
             return Some((tp.span_id, Method::Traceparent, correlation::HIGH));

@@ -1,13 +1,15 @@
 //! runbom's kernel side in userspace: loads the eBPF probes ([`probes`]), reads their ring buffer
 //! ([`reader`]), and turns records into [`runbom_event::KernelEvent`]s ([`enrich`]) enriched with
 //! the process that caused them ([`proctable`]) and Unix times ([`clock`]); TLS and plaintext
-//! HTTP requests are paired with their bodies and responses ([`httptrack`]), and processes that
+//! HTTP requests are paired with their bodies and responses ([`httptrack`]), MCP's JSON-RPC
+//! requests with their responses ([`mcptrack`]), and processes that
 //! map a file exporting OpenSSL's functions are watched for ([`openssl`], [`elf`]).
 
 pub mod clock;
 pub mod elf;
 pub mod enrich;
 pub mod httptrack;
+pub mod mcptrack;
 pub mod openssl;
 pub mod probes;
 pub mod proctable;

@@ -1,0 +1,126 @@
+"""MCP over stdio with the official Python SDK (`mcp`), for runbom's MCP tests.
+
+    mcp_workload.py client --data-dir DIR [--server node|python] [--otel]
+        A client session with a stdio server: initialize, tools/list, one tools/call that
+        succeeds and one the server answers with isError. `node` is the npm
+        @modelcontextprotocol/server-filesystem serving DIR; `python` is `server` below.
+        With --otel an OpenTelemetry SDK is configured, so the SDK propagates each request's
+        span in params._meta.traceparent. Prints one JSON line: pid, the calls made and, with
+        --otel, the span ids the SDK sent.
+    mcp_workload.py server
+        A stdio MCP server (MCPServer) with tools `add` and `fail` (raises: isError).
+    mcp_workload.py noise
+        Pipe traffic that is not JSON-RPC: JSON log lines, text and binary blocks written to
+        `cat` through a pipe. Prints one JSON line with the pid that wrote them.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+FS_SERVER = ROOT / "node" / "node_modules" / "@modelcontextprotocol" / "server-filesystem" / "dist" / "index.js"
+
+
+def server() -> None:
+    from mcp.server.mcpserver import MCPServer
+
+    app = MCPServer("runbom-test-server")
+
+    @app.tool()
+    def add(a: int, b: int) -> int:
+        """Adds two numbers."""
+        return a + b
+
+    @app.tool()
+    def fail() -> str:
+        """Always fails."""
+        raise RuntimeError("this tool always fails")
+
+    app.run("stdio")
+
+
+async def client(args) -> dict:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    exporter = None
+    if args.otel:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+
+    if args.server == "node":
+        params = StdioServerParameters(command="node", args=[str(FS_SERVER), args.data_dir])
+        ok_call = ("read_text_file", {"path": str(Path(args.data_dir) / "hello.txt")})
+        bad_call = ("read_text_file", {"path": "/etc/hostname"})
+    else:
+        params = StdioServerParameters(command=sys.executable, args=[__file__, "server"])
+        ok_call = ("add", {"a": 2, "b": 3})
+        bad_call = ("fail", {})
+    report = {"pid": os.getpid(), "calls": []}
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            report["server_name"] = init.server_info.name
+            tools = await session.list_tools()
+            report["tools"] = [t.name for t in tools.tools]
+            for name, arguments in (ok_call, bad_call):
+                result = await session.call_tool(name, arguments)
+                report["calls"].append({"tool": name, "is_error": bool(result.is_error)})
+    if exporter is not None:
+        report["spans"] = [
+            {
+                "name": s.name,
+                "trace_id": format(s.context.trace_id, "032x"),
+                "span_id": format(s.context.span_id, "016x"),
+            }
+            for s in exporter.get_finished_spans()
+        ]
+    return report
+
+
+def noise() -> dict:
+    cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    fd = cat.stdin.fileno()
+    for i in range(20):
+        os.write(fd, json.dumps({"level": "info", "msg": f"line {i}", "id": i}).encode() + b"\n")
+        os.write(fd, b"plain text that is not json\n")
+        os.write(fd, bytes(range(256)) * 16)
+        # JSON-looking, names jsonrpc only deep in the middle of a long value: not a message.
+        os.write(fd, b'{"note":"' + b"x" * 200 + b'\\"jsonrpc\\" said in passing' + b"y" * 200 + b'"}\n')
+    cat.stdin.close()
+    cat.wait()
+    return {"pid": os.getpid(), "cat_pid": cat.pid}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("client")
+    c.add_argument("--data-dir", required=True)
+    c.add_argument("--server", choices=["node", "python"], default="node")
+    c.add_argument("--otel", action="store_true")
+    sub.add_parser("server")
+    sub.add_parser("noise")
+    args = p.parse_args()
+    if args.cmd == "server":
+        server()
+    elif args.cmd == "client":
+        print(json.dumps(asyncio.run(client(args))), flush=True)
+    else:
+        print(json.dumps(noise()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
