@@ -25,6 +25,8 @@ pub struct Enricher {
     http: HttpTracker,
     /// MCP requests waiting for their responses; paired calls wait for [`Self::take_ready`].
     mcp: McpTracker,
+    /// Keep a `tools/call`'s arguments (`McpCapture::capture_arguments`).
+    mcp_arguments: bool,
     /// Where pids that may have loaded a new libssl are sent (see `crate::openssl`).
     libssl: Option<SyncSender<u32>>,
     /// Pids sent since their last exec (bounded by the live processes: exit removes).
@@ -39,9 +41,17 @@ impl Enricher {
             clock,
             http: HttpTracker::default(),
             mcp: McpTracker::default(),
+            mcp_arguments: false,
             libssl: None,
             libssl_sent: HashSet::new(),
         }
+    }
+
+    /// Keeps each `tools/call`'s (redacted) arguments; by default they are dropped at once.
+    #[must_use]
+    pub fn with_mcp_arguments(mut self, keep: bool) -> Self {
+        self.mcp_arguments = keep;
+        self
     }
 
     /// Sends each process that execs or first connects to `tx`, for an OpenSSL rescan.
@@ -296,7 +306,10 @@ impl Enricher {
             channel: link.map(|(_, inode)| inode),
             fd: e.fd,
         };
-        for m in messages {
+        for mut m in messages {
+            if !self.mcp_arguments {
+                m.arguments = None;
+            }
             self.mcp.message(&origin, &m, &mut self.procs);
         }
     }

@@ -16,4 +16,4 @@ pub mod proctable;
 pub mod reader;
 
 pub use enrich::Enricher;
-pub use probes::{HttpCapture, Losses, ProbeError, ProbeSettings, Probes};
+pub use probes::{HttpCapture, Losses, McpCapture, ProbeError, ProbeSettings, Probes};

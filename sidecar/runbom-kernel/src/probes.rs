@@ -100,6 +100,15 @@ pub struct ProbeSettings {
     /// UDP destination ports whose datagrams are DNS queries.
     pub dns_ports: Vec<u16>,
     pub http: HttpCapture,
+    /// MCP calls (JSON-RPC at the same socket and pipe writes as `http.plaintext`).
+    pub mcp: McpCapture,
+}
+
+/// What of MCP calls is exported beyond the contract's identifying attributes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct McpCapture {
+    /// Export a `tools/call`'s arguments (`gen_ai.tool.call.arguments`, redacted).
+    pub capture_arguments: bool,
 }
 
 /// What of HTTP traffic is captured (`http.request`).
@@ -150,6 +159,7 @@ impl Default for ProbeSettings {
             watch_cgroups: Vec::new(),
             dns_ports: vec![53],
             http: HttpCapture::default(),
+            mcp: McpCapture::default(),
         }
     }
 }
