@@ -301,6 +301,8 @@ pub struct ProbeConfig {
     pub file_filter: u32,
     /// Bytes captured of a write that starts an HTTP request (capped at [`HTTP_DATA_MAX`]).
     pub http_max: u32,
+    /// Non-zero: writes that carry a JSON-RPC message are captured (`jsonrpc.message`).
+    pub jsonrpc: u32,
 }
 
 /// `file.open` is reported only for watched pids (and their descendants) or watched cgroups.

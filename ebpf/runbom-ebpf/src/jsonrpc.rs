@@ -5,8 +5,9 @@
 //! The HTTP write path (`http.rs`) already reads every write's first four bytes; only a write
 //! starting `{` that is not an HTTP body reaches [`write`]. It reads at most
 //! [`JSONRPC_WINDOW`] bytes at the start and at the end of the buffer onto the stack and looks
-//! for `"jsonrpc` in them (the Python SDK writes the key first, the TypeScript SDK last): JSON
-//! that does not name it (a JSON log line) costs those two reads and is never copied. A match is
+//! for `"jsonrpc"` in them, a word at a time (the Python SDK writes the key first, the
+//! TypeScript SDK last): JSON that does not name it (a JSON log line) costs those two reads and
+//! a few dozen instructions, and is never copied. A match is
 //! kept in `SOCK_WRITES` like a request head, and the exit copies at most
 //! [`JSONRPC_DATA_MAX`] bytes into a per-CPU scratch record only when the call wrote.
 
@@ -19,14 +20,21 @@ use runbom_common::{
 use crate::{
     http::{Write, keep_write},
     maps::{JSONRPC_SCRATCH, SOCK_TYPES, SockWrite},
-    util::{current, fd_key, header, is_self, output_prefix, scratch},
+    util::{config, current, fd_key, header, output_prefix, scratch},
 };
 
 /// The shortest message worth looking at: `{"jsonrpc":"2.0"` alone is 16 bytes.
 const MIN_MESSAGE: u64 = 16;
 
-/// `"jsonrpc` as a little-endian `u64`.
-const KEY: u64 = u64::from_le_bytes(*b"\"jsonrpc");
+/// A window of a write's bytes, 8-aligned so that it can be read a word at a time (the
+/// verifier refuses misaligned stack reads, which LLVM would otherwise split into bytes).
+#[repr(C, align(8))]
+struct Window([u8; JSONRPC_WINDOW]);
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+/// `j` in every byte.
+const J: u64 = ONES * b'j' as u64;
 
 /// Reads `n` (at most [`JSONRPC_WINDOW`]) bytes at `src` into `win`.
 #[inline(always)]
@@ -39,22 +47,48 @@ fn read_window(win: &mut [u8; JSONRPC_WINDOW], src: *const u8, n: u64) -> Option
     (unsafe { bpf_probe_read_user(win.as_mut_ptr().cast(), n, src.cast()) } == 0).then_some(())
 }
 
-/// True when `"jsonrpc` starts at one of the first `n - 7` bytes of `win`.
+/// True when `"jsonrpc"` lies within the first `n` bytes of `win`. A word at a time: bytes
+/// equal to `j` are found with the has-zero-byte trick on `word ^ J` (eight words, a handful
+/// of instructions each); only those are checked byte by byte. JSON without a `j` costs the
+/// eight word tests alone.
 #[inline(always)]
-fn names_jsonrpc(win: &[u8; JSONRPC_WINDOW], n: usize) -> bool {
-    let mut i = 0;
-    while i + 8 <= JSONRPC_WINDOW {
-        if i + 8 > n {
+fn names_jsonrpc(win: &Window, n: usize) -> bool {
+    for w in 0..JSONRPC_WINDOW / 8 {
+        if w * 8 >= n {
             return false;
         }
-        // SAFETY: `i + 8 <= JSONRPC_WINDOW`: inside the stack array.
-        let v = unsafe { core::ptr::read_unaligned(win.as_ptr().add(i).cast::<u64>()) };
-        if v == KEY {
-            return true;
+        // SAFETY: an aligned word inside the window.
+        let word = unsafe { win.0.as_ptr().add(w * 8).cast::<u64>().read() };
+        let x = word ^ J;
+        let hits = x.wrapping_sub(ONES) & !x & HIGHS;
+        if hits == 0 {
+            continue;
         }
-        i += 1;
+        for b in 0..8 {
+            if hits & (0x80 << (8 * b)) != 0 && key_at(win, w * 8 + b, n) {
+                return true;
+            }
+        }
     }
     false
+}
+
+/// True when `"jsonrpc"` starts one byte before `p` (where a `j` is) inside the first `n` bytes.
+#[inline(always)]
+fn key_at(win: &Window, p: usize, n: usize) -> bool {
+    const REST: &[u8; 8] = b"jsonrpc\"";
+    if p == 0 || p + REST.len() > n || p + REST.len() > JSONRPC_WINDOW {
+        return false;
+    }
+    if win.0[p - 1] != b'"' {
+        return false;
+    }
+    for (i, &c) in REST.iter().enumerate() {
+        if win.0[p + i] != c {
+            return false;
+        }
+    }
+    true
 }
 
 /// A write starting `{` that is no HTTP body: kept until its exit when it names `"jsonrpc` near
@@ -65,17 +99,18 @@ pub fn write(w: &Write) -> Option<u32> {
         return Some(0);
     }
     let (tgid, tid) = current();
-    if is_self(tgid) {
+    let cfg = config()?;
+    if cfg.jsonrpc == 0 || cfg.self_pid == tgid {
         return Some(0);
     }
-    let mut win = [0u8; JSONRPC_WINDOW];
+    let mut win = Window([0; JSONRPC_WINDOW]);
     let head = w.len.min(JSONRPC_WINDOW as u64);
-    read_window(&mut win, w.buf, head)?;
+    read_window(&mut win.0, w.buf, head)?;
     let mut found = names_jsonrpc(&win, head as usize);
     if !found && w.len > JSONRPC_WINDOW as u64 {
         // SAFETY: only the address is computed; the user read is checked.
         let tail = unsafe { w.buf.add((w.len - JSONRPC_WINDOW as u64) as usize) };
-        read_window(&mut win, tail, JSONRPC_WINDOW as u64)?;
+        read_window(&mut win.0, tail, JSONRPC_WINDOW as u64)?;
         found = names_jsonrpc(&win, JSONRPC_WINDOW);
     }
     if !found {

@@ -105,10 +105,22 @@ pub struct ProbeSettings {
 }
 
 /// What of MCP calls is exported beyond the contract's identifying attributes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct McpCapture {
+    /// Look for JSON-RPC messages in socket and pipe writes (needs `HttpCapture::plaintext`,
+    /// whose hooks they ride on).
+    pub enabled: bool,
     /// Export a `tools/call`'s arguments (`gen_ai.tool.call.arguments`, redacted).
     pub capture_arguments: bool,
+}
+
+impl Default for McpCapture {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            capture_arguments: false,
+        }
+    }
 }
 
 /// What of HTTP traffic is captured (`http.request`).
@@ -280,6 +292,7 @@ impl Probes {
             self_pid: std::process::id(),
             file_filter: if watch { FILTER_BY_WORKLOAD } else { 0 },
             http_max: s.http.max_bytes.min(HTTP_DATA_MAX as u32),
+            jsonrpc: u32::from(s.mcp.enabled),
         };
         let mut config: Array<_, ProbeConfig> =
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;

@@ -42,9 +42,11 @@ pub struct HttpSettings {
 }
 
 /// `mcp.client` / `mcp.server` capture (JSON-RPC at the writes `http.plaintext` watches).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct McpSettings {
+    /// Look for MCP's JSON-RPC messages in socket and pipe writes.
+    pub enabled: bool,
     /// Export each `tools/call`'s arguments as `gen_ai.tool.call.arguments` (redacted, at
     /// most 1 KiB). Off: arguments may carry personal data.
     pub capture_arguments: bool,
@@ -101,6 +103,7 @@ impl Default for EbpfConfig {
                 openssl: probes.http.openssl,
             },
             mcp: McpSettings {
+                enabled: probes.mcp.enabled,
                 capture_arguments: probes.mcp.capture_arguments,
             },
             uncorrelated_spans: true,
@@ -123,6 +126,12 @@ impl Default for FileSettings {
 impl Default for DnsSettings {
     fn default() -> Self {
         EbpfConfig::default().dns
+    }
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        EbpfConfig::default().mcp
     }
 }
 
@@ -150,6 +159,7 @@ impl EbpfConfig {
                 openssl: self.http.openssl,
             },
             mcp: runbom_kernel::McpCapture {
+                enabled: self.mcp.enabled,
                 capture_arguments: self.mcp.capture_arguments,
             },
         }
@@ -247,16 +257,18 @@ mod tests {
 
     #[test]
     fn mcp_section() {
-        assert!(!EbpfConfig::default().probe_settings().mcp.capture_arguments);
+        let mcp = EbpfConfig::default().probe_settings().mcp;
+        assert!(mcp.enabled && !mcp.capture_arguments);
         let text = EMBEDDED_DEFAULT.replace(
             "  ebpf: {}",
-            "  ebpf:\n    mcp:\n      capture_arguments: true",
+            "  ebpf:\n    mcp:\n      enabled: false\n      capture_arguments: true",
         );
         let c = Config::parse(&text, "c.yaml").unwrap();
         let e = c
             .receiver::<EbpfConfig>("ebpf")
             .expect("ebpf receiver missing");
-        assert!(e.probe_settings().mcp.capture_arguments);
+        let mcp = e.probe_settings().mcp;
+        assert!(!mcp.enabled && mcp.capture_arguments);
         let text = EMBEDDED_DEFAULT.replace(
             "  ebpf: {}",
             "  ebpf:\n    mcp:\n      capture_results: true",
