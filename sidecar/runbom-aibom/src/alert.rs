@@ -234,6 +234,17 @@ pub(crate) fn describe(
 }
 
 /// One step as text, or `None` for spans that are not steps of the chain.
+/// `mcp: tools/call write_file (server node …/server-filesystem/dist/index.js /data)`.
+fn mcp_step(method: &str, tool: Option<&str>, server: Option<&str>) -> String {
+    format!(
+        "mcp: {method}{}{}",
+        tool.map(|t| format!(" {t}")).unwrap_or_default(),
+        server
+            .map(|c| format!(" (server {})", scrub::command_line(c)))
+            .unwrap_or_default()
+    )
+}
+
 fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
     let a = s.attrs;
     let declared = s.component.map(|r| format!(" [{r}]")).unwrap_or_default();
@@ -322,6 +333,11 @@ fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
                 .map(|c| format!(" ({})", scrub::command_line(c)))
                 .unwrap_or_default()
         ),
+        Activity::Mcp {
+            method,
+            tool,
+            server,
+        } => mcp_step(method, tool.as_deref(), server.as_deref()) + &declared,
         Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => {
             return None;
         }

@@ -36,6 +36,7 @@ pub fn event_bytes(ev: &KernelEvent) -> usize {
                 + [&m.target, &m.request_id, &m.resource_uri, &m.session_id]
                     .iter()
                     .chain([&m.protocol_version, &m.arguments, &m.server_name].iter())
+                    .chain([&m.server_command_line].iter())
                     .map(|s| s.as_ref().map_or(0, String::capacity))
                     .sum::<usize>()
                 + m.tools.iter().map(String::capacity).sum::<usize>()

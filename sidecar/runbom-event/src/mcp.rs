@@ -62,6 +62,9 @@ pub struct McpCall {
     pub arguments: Option<String>,
     /// The process at the other end, when known.
     pub peer_pid: Option<u32>,
+    /// The command line of the process that answered (on the client's side only): which MCP
+    /// server this is, for the AI-BOM (`runbom.mcp.server.command_line`).
+    pub server_command_line: Option<String>,
     /// `serverInfo.name` of an `initialize` result.
     pub server_name: Option<String>,
     /// The tools a `tools/list` result named.

@@ -326,6 +326,10 @@ pub mod drift {
     pub const UNDECLARED_DATA_SOURCE: &str = "undeclared_data_source";
     pub const UNDECLARED_EXEC: &str = "undeclared_exec";
     pub const UNDECLARED_FILE: &str = "undeclared_file";
+    /// The agent called an MCP server the BOM does not declare (for it).
+    pub const UNDECLARED_MCP_SERVER: &str = "undeclared_mcp_server";
+    /// The agent called a tool of a declared MCP server that is not declared (for it).
+    pub const UNDECLARED_MCP_TOOL: &str = "undeclared_mcp_tool";
     /// An undeclared workload (no declared agent) used an AI provider, model or model server.
     pub const SHADOW_AI: &str = "shadow_ai";
     pub const BASELINE_NEW_DESTINATION: &str = "baseline_new_destination";
@@ -359,6 +363,8 @@ pub const ERROR_TYPE_TOOL_ERROR: &str = "tool_error";
 pub const RUNBOM_MCP_PEER_PID: &str = "runbom.mcp.peer.pid";
 /// `serverInfo.name` of an `initialize` result.
 pub const RUNBOM_MCP_SERVER_NAME: &str = "runbom.mcp.server.name";
+/// On an `mcp.client` span: the command line of the process that answered (the server).
+pub const RUNBOM_MCP_SERVER_COMMAND_LINE: &str = "runbom.mcp.server.command_line";
 /// The tool names a `tools/list` result listed (string array).
 pub const RUNBOM_MCP_TOOLS: &str = "runbom.mcp.tools";
 /// `true` on a request exported without its response (none came in time).

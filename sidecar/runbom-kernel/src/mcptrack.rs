@@ -160,6 +160,7 @@ impl McpTracker {
         c.server_name.clone_from(&m.server_name);
         c.tools.clone_from(&m.tools);
         let mut server_call = c.clone();
+        c.server_command_line = Some(origin.process.command_line.clone());
         server_call.side = McpSide::Server;
         server_call.peer_pid = Some(client_pid);
         server_call.transport = origin.transport;
@@ -232,6 +233,7 @@ fn call(side: McpSide, m: &Message, transport: McpTransport) -> Box<McpCall> {
         rpc_error_code: None,
         arguments: m.arguments.clone(),
         peer_pid: None,
+        server_command_line: None,
         server_name: None,
         tools: Vec::new(),
         answered: false,

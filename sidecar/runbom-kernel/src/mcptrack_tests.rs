@@ -34,6 +34,7 @@ fn origin(pid: u32, time_ns: u64, channel: Option<u64>) -> Origin {
         time_ns,
         process: Arc::new(ProcessInfo {
             pid,
+            command_line: format!("prog-{pid} --stdio"),
             ..ProcessInfo::default()
         }),
         transport: McpTransport::Pipe,
@@ -85,10 +86,15 @@ fn a_tool_call_is_paired_into_a_client_and_a_server_side() {
     assert_eq!(client.request_id.as_deref(), Some("3"));
     assert!(client.tool_error && client.answered);
     assert_eq!(client.peer_pid, Some(20));
+    assert_eq!(
+        client.server_command_line.as_deref(),
+        Some("prog-20 --stdio")
+    );
     let (pid, server, start, end) = &got[1];
     assert_eq!((*pid, *start, *end), (20, 100, 250));
     assert_eq!(server.side, McpSide::Server);
     assert_eq!(server.peer_pid, Some(10));
+    assert_eq!(server.server_command_line, None);
     assert!(!t.has_pending());
 }
 

@@ -69,6 +69,19 @@ pub struct DataSource {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// An MCP server (`services[]` with `runbom:kind` = `mcp-server`): how it is started
+/// (`runbom:exec` globs over its command line) or reached (`endpoints`), and the tools it may
+/// be called for (its nested `services[]` with `runbom:kind` = `tool`).
+#[derive(Clone, Debug)]
+pub struct McpServer {
+    pub bom_ref: String,
+    pub name: String,
+    pub commands: Vec<Glob>,
+    pub endpoints: Vec<Endpoint>,
+    /// `(tool name, tool bom-ref)`.
+    pub tools: Vec<(String, String)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Program {
     pub bom_ref: String,
@@ -131,6 +144,7 @@ pub struct DeclaredBom {
     pub data: Vec<DataSource>,
     pub programs: Vec<Program>,
     pub identities: Vec<Identity>,
+    pub mcp_servers: Vec<McpServer>,
     /// `dependencies[]`: `ref` → `dependsOn`.
     pub depends_on: BTreeMap<String, Vec<String>>,
     /// Per agent: every ref it may use (the closure of its dependencies); absent: no

@@ -545,6 +545,22 @@ impl Inventory {
                     add(&mut out, Kind::Process, path.clone(), file_name(path), o).ai |=
                         span::is_model_server(path);
                 }
+                Activity::Mcp { tool, server, .. } => {
+                    // The server, by its command line, and the tools called on it.
+                    if let Some(cmd) = server {
+                        add(
+                            &mut out,
+                            Kind::Service,
+                            format!("mcp:{cmd}"),
+                            cmd.clone(),
+                            o,
+                        )
+                        .ai = true;
+                    }
+                    if let Some(t) = tool {
+                        add(&mut out, Kind::Tool, t.clone(), t.clone(), o).ai = true;
+                    }
+                }
                 Activity::Accept { .. } | Activity::Dns { .. } | Activity::Other => {}
             }
         }

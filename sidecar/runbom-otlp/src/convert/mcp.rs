@@ -10,8 +10,8 @@ use runbom_event::{
         ERROR_TYPE, ERROR_TYPE_TOOL_ERROR, GEN_AI_OPERATION_NAME, GEN_AI_PROMPT_NAME,
         GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_NAME, JSONRPC_REQUEST_ID, MCP_METHOD_NAME,
         MCP_PROTOCOL_VERSION, MCP_RESOURCE_URI, MCP_SESSION_ID, NETWORK_TRANSPORT,
-        RPC_RESPONSE_STATUS_CODE, RUNBOM_MCP_PEER_PID, RUNBOM_MCP_SERVER_NAME, RUNBOM_MCP_TOOLS,
-        RUNBOM_MCP_UNANSWERED,
+        RPC_RESPONSE_STATUS_CODE, RUNBOM_MCP_PEER_PID, RUNBOM_MCP_SERVER_COMMAND_LINE,
+        RUNBOM_MCP_SERVER_NAME, RUNBOM_MCP_TOOLS, RUNBOM_MCP_UNANSWERED,
     },
 };
 
@@ -80,6 +80,9 @@ pub(super) fn attributes(m: &McpCall, a: &mut Vec<KeyValue>) {
     }
     if let Some(pid) = m.peer_pid {
         a.push(kv_int(RUNBOM_MCP_PEER_PID, pid.into()));
+    }
+    if let Some(cmd) = &m.server_command_line {
+        a.push(kv_str(RUNBOM_MCP_SERVER_COMMAND_LINE, cmd));
     }
     if let Some(name) = &m.server_name {
         a.push(kv_str(RUNBOM_MCP_SERVER_NAME, name));

@@ -235,6 +235,7 @@ fn mcp_call(side: runbom_event::McpSide) -> runbom_event::McpCall {
         rpc_error_code: None,
         arguments: None,
         peer_pid: Some(99),
+        server_command_line: None,
         server_name: None,
         tools: vec![],
         answered: true,
