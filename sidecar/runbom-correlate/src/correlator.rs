@@ -24,6 +24,9 @@ use crate::{
     traces::{Decision, HeldSpan, HeldTrace, ResourceCtx, ScopeCtx, Traces, regroup},
 };
 
+#[path = "serving.rs"]
+mod serving;
+
 /// What is ready to go on: application and kernel spans, and kernel log records.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Output {
@@ -95,6 +98,11 @@ pub struct Correlator {
     ready_spans: Vec<HeldSpan>,
     /// Events leaving without a place.
     unplaced: Vec<KernelEvent>,
+    /// MCP calls a process served (its `mcp.server` events), by pid (`serving.rs`).
+    serving: HashMap<u32, Vec<serving::Serving>>,
+    /// `mcp.server` spans placed since the last look: what their process did meanwhile can be
+    /// placed under them now.
+    new_serving: Vec<(u32, u64, u64)>,
 }
 
 fn ns(d: std::time::Duration) -> u64 {
@@ -121,6 +129,8 @@ impl Correlator {
             placed: HashMap::new(),
             ready_spans: Vec::new(),
             unplaced: Vec::new(),
+            serving: HashMap::new(),
+            new_serving: Vec::new(),
         }
     }
 
@@ -258,6 +268,7 @@ impl Correlator {
             {
                 self.index.hint(tp.span_id, ev.pid, ev.tid);
             }
+            let serving = self.note_serving(&ev);
             if let Some((span, method, confidence)) = self.exact_match(&ev, false) {
                 self.place(ev, span, method, confidence);
                 continue;
@@ -275,7 +286,11 @@ impl Correlator {
             if let Some(span) = tp {
                 self.pending_tp.entry(span).or_default().push(key);
             }
+            if serving && let Some(s) = self.serving.get_mut(&key.0).and_then(|v| v.last_mut()) {
+                s.held = Some(key);
+            }
         }
+        self.place_served(now);
         self.stats
             .set_buffered(self.buffer.len(), self.buffer.bytes());
     }
@@ -379,7 +394,7 @@ impl Correlator {
         if let Some(found) = self.procs.get(&pid).and_then(|p| p.ancestry.clone()) {
             return Some(found);
         }
-        if self.index.has_pid(pid) {
+        if self.index.has_pid(pid) && !self.serving.contains_key(&pid) {
             return None; // a sender: its own spans decide
         }
         let (ancestor, child) = self.sender_ancestor(pid)?;
@@ -403,6 +418,9 @@ impl Correlator {
         };
         let settled = now >= held.arrived.saturating_add(self.wait());
         let ev = &held.event;
+        if self.awaits_serving(ev) {
+            return false;
+        }
         let mut found = self.exact_match(ev, settled);
         if found.is_none() && settled {
             found = self.process_match(ev);
@@ -437,6 +455,7 @@ impl Correlator {
     }
 
     fn place_at(&mut self, placed: Placed) {
+        self.register_serving(&placed);
         self.stats.add_correlated(placed.method);
         self.placed.entry(placed.trace).or_default().push(placed);
     }
@@ -555,9 +574,11 @@ impl Correlator {
                 }
             }
         }
+        self.place_served(now);
         self.buffer.compact();
         self.decide(now);
         let cutoff = now.saturating_sub(window);
+        self.prune_serving(cutoff);
         self.index.prune(cutoff);
         self.traces.prune(cutoff);
         self.procs
@@ -580,6 +601,8 @@ impl Correlator {
         for key in keys {
             self.try_place(key, u64::MAX);
         }
+        self.place_served(u64::MAX);
+        self.stop_awaiting_serving();
         for pid in pids {
             if self.buffer.holds(pid) && self.resolve_ancestry(pid).is_some() {
                 for key in self.buffer.of_pid(pid) {

@@ -39,6 +39,9 @@ impl McpTransport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct McpCall {
     pub side: McpSide,
+    /// The span id this side is exported with, chosen when the call is paired: the
+    /// correlation places what the server did while serving the call under it.
+    pub span_id: [u8; 8],
     /// `mcp.method.name`.
     pub method: String,
     /// `gen_ai.tool.name` (`tools/call`) or `gen_ai.prompt.name` (`prompts/get`).

@@ -20,6 +20,7 @@ use std::{
 
 use runbom_event::{
     Detail, KernelEvent, McpCall, McpSide, McpTransport, ProcessInfo,
+    ids::new_span_id,
     jsonrpc::{Id, Kind, Message},
 };
 
@@ -162,6 +163,7 @@ impl McpTracker {
         let mut server_call = c.clone();
         c.server_command_line = Some(origin.process.command_line.clone());
         server_call.side = McpSide::Server;
+        server_call.span_id = new_span_id();
         server_call.peer_pid = Some(client_pid);
         server_call.transport = origin.transport;
         let server = KernelEvent {
@@ -221,6 +223,7 @@ impl McpTracker {
 fn call(side: McpSide, m: &Message, transport: McpTransport) -> Box<McpCall> {
     Box::new(McpCall {
         side,
+        span_id: new_span_id(),
         method: m.method.clone().unwrap_or_default(),
         target: m.name.clone(),
         request_id: m.id.as_ref().map(ToString::to_string),

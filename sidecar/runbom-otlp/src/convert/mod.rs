@@ -248,7 +248,10 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
         trace_id: placement
             .map_or(ev.process.trace_id, |p| p.trace_id)
             .to_vec(),
-        span_id: new_span_id().to_vec(),
+        span_id: match &ev.detail {
+            Detail::Mcp(m) => m.span_id.to_vec(),
+            _ => new_span_id().to_vec(),
+        },
         parent_span_id: placement
             .map(|p| p.parent_span_id.to_vec())
             .unwrap_or_default(),

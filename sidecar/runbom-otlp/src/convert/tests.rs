@@ -223,6 +223,7 @@ fn placed_events_join_the_application_trace() {
 fn mcp_call(side: runbom_event::McpSide) -> runbom_event::McpCall {
     runbom_event::McpCall {
         side,
+        span_id: [5; 8],
         method: "tools/call".into(),
         target: Some("write_file".into()),
         request_id: Some("7".into()),
@@ -259,6 +260,7 @@ fn mcp_spans_follow_the_mcp_semantic_conventions() {
     assert_eq!(spans[1].kind, SpanKind::Server as i32);
     for span in spans {
         assert_eq!(span.name, "tools/call write_file");
+        assert_eq!(span.span_id, [5; 8], "the id chosen at pairing");
         assert_eq!(
             (span.start_time_unix_nano, span.end_time_unix_nano),
             (1_000, 2_000)
