@@ -409,61 +409,13 @@ fn openinference_and_openllmetry_agents_are_judged_too() {
     );
 }
 
-/// The reference BOM plus a filesystem MCP server (started as `*server-filesystem*`) whose one
-/// declared tool is `read_text_file`, declared for the agent.
-fn bom_with_mcp_server() -> DeclaredBom {
-    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).expect("BOM JSON");
-    doc["services"]
-        .as_array_mut()
-        .expect("services")
-        .push(serde_json::json!({
-            "bom-ref": "mcp:filesystem",
-            "name": "filesystem",
-            "properties": [
-                {"name": "runbom:kind", "value": "mcp-server"},
-                {"name": "runbom:exec", "value": "*server-filesystem*"}
-            ],
-            "services": [{
-                "bom-ref": "mcp:filesystem:read_text_file",
-                "name": "read_text_file",
-                "properties": [{"name": "runbom:kind", "value": "tool"}]
-            }]
-        }));
-    let deps = doc["dependencies"].as_array_mut().expect("dependencies");
-    let agent = deps
-        .iter_mut()
-        .find(|d| d["ref"] == "agent:support-agent")
-        .expect("the agent's dependencies");
-    for r in ["mcp:filesystem", "mcp:filesystem:read_text_file"] {
-        agent["dependsOn"]
-            .as_array_mut()
-            .expect("dependsOn")
-            .push(r.into());
-    }
-    DeclaredBom::parse(&doc.to_string(), "bom.cdx.json").expect("the BOM with an MCP server loads")
-}
-
-fn mcp_call(t: &mut common::Trace, parent: &[u8], tool: &str, server: &str) {
-    t.kernel_span(
-        parent,
-        "mcp.client",
-        common::AGENT_PID,
-        "/work/.venv/bin/python3",
-        vec![
-            kv_str("mcp.method.name", "tools/call"),
-            kv_str("gen_ai.tool.name", tool),
-            kv_str("runbom.mcp.server.command_line", server),
-        ],
-    );
-}
-
 #[test]
 fn mcp_servers_and_their_tools() {
-    let bom = bom_with_mcp_server();
-    let fs = "node /opt/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js /data";
+    let bom = common::bom_with_mcp_server();
+    let fs = common::MCP_FS_SERVER;
     let mut t = common::Trace::new(40);
     let root = t.root("p");
-    mcp_call(&mut t, &root, "read_text_file", fs);
+    t.mcp_call(&root, "read_text_file", fs);
     let out = judged(&bom, &mut PidMap::default(), t);
     let (_, flags, r) = out
         .iter()
@@ -475,26 +427,21 @@ fn mcp_servers_and_their_tools() {
     // A tool of the declared server that the BOM does not declare.
     let mut t = common::Trace::new(41);
     let root = t.root("p");
-    mcp_call(&mut t, &root, "write_file", fs);
+    t.mcp_call(&root, "write_file", fs);
     let out = judged(&bom, &mut PidMap::default(), t);
     assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_tool"]);
 
     // A server the BOM does not declare at all.
     let mut t = common::Trace::new(42);
     let root = t.root("p");
-    mcp_call(
-        &mut t,
-        &root,
-        "git_log",
-        "uvx mcp-server-git --repository /src",
-    );
+    t.mcp_call(&root, "git_log", "uvx mcp-server-git --repository /src");
     let out = judged(&bom, &mut PidMap::default(), t);
     assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
 
     // The reference BOM (no MCP server declared): the filesystem server is undeclared too.
     let mut t = common::Trace::new(43);
     let root = t.root("p");
-    mcp_call(&mut t, &root, "read_text_file", fs);
+    t.mcp_call(&root, "read_text_file", fs);
     let out = judged(&common::bom(), &mut PidMap::default(), t);
     assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
 }

@@ -211,7 +211,7 @@ impl DeclaredBom {
     }
 
     /// Every declared component as (kind, ref, name): agents, models, tools, services, data
-    /// sources, programs, then identities.
+    /// sources, programs, identities, then MCP servers (as services).
     pub fn components(&self) -> impl Iterator<Item = (Kind, &str, &str)> {
         let agents = self
             .agents
@@ -241,6 +241,10 @@ impl DeclaredBom {
             .identities
             .iter()
             .map(|i| (Kind::Identity, i.bom_ref.as_str(), i.name.as_str()));
+        let mcp_servers = self
+            .mcp_servers
+            .iter()
+            .map(|m| (Kind::Service, m.bom_ref.as_str(), m.name.as_str()));
         agents
             .chain(models)
             .chain(tools)
@@ -248,6 +252,7 @@ impl DeclaredBom {
             .chain(data)
             .chain(programs)
             .chain(identities)
+            .chain(mcp_servers)
     }
 
     /// Every declared endpoint list with its owner: services, data sources, then tools.
