@@ -7,6 +7,11 @@
         With --otel an OpenTelemetry SDK is configured, so the SDK propagates each request's
         span in params._meta.traceparent. Prints one JSON line: pid, the calls made and, with
         --otel, the span ids the SDK sent.
+    mcp_workload.py agent --data-dir DIR --otlp-endpoint URL
+        An agent in one trace (an `invoke_agent mcp-agent` span, OTLP/HTTP to URL, resource
+        service.name=mcp-agent and process.pid) using the npm filesystem server over stdio:
+        initialize, tools/list, read_text_file of DIR/hello.txt, then write_file of
+        DIR/planted.txt (what an injected instruction would make it do). Prints one JSON line.
     mcp_workload.py server
         A stdio MCP server (MCPServer) with tools `add` and `fail` (raises: isError).
     mcp_workload.py noise
@@ -90,6 +95,41 @@ async def client(args) -> dict:
     return report
 
 
+async def agent(args) -> dict:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create(
+        {"service.name": "mcp-agent", "process.pid": os.getpid()}))
+    # Spans go out within 100 ms of their end, as an agent's should for the correlation.
+    provider.add_span_processor(BatchSpanProcessor(
+        OTLPSpanExporter(endpoint=args.otlp_endpoint.rstrip("/") + "/v1/traces"),
+        schedule_delay_millis=100))
+    trace.set_tracer_provider(provider)
+    tracer = trace.get_tracer("mcp-agent")
+    data = Path(args.data_dir)
+    params = StdioServerParameters(command="node", args=[str(FS_SERVER), str(data)])
+    report = {"pid": os.getpid()}
+    with tracer.start_as_current_span("invoke_agent mcp-agent", attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "mcp-agent"}) as root:
+        report["trace_id"] = format(root.get_span_context().trace_id, "032x")
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                await session.list_tools()
+                await session.call_tool("read_text_file", {"path": str(data / "hello.txt")})
+                await session.call_tool("write_file", {"path": str(data / "planted.txt"),
+                                                       "content": "planted by the agent\n"})
+    provider.shutdown()
+    report["planted"] = (data / "planted.txt").exists()
+    return report
+
+
 def noise() -> dict:
     cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
     fd = cat.stdin.fileno()
@@ -111,6 +151,9 @@ def main() -> None:
     c.add_argument("--data-dir", required=True)
     c.add_argument("--server", choices=["node", "python"], default="node")
     c.add_argument("--otel", action="store_true")
+    a = sub.add_parser("agent")
+    a.add_argument("--data-dir", required=True)
+    a.add_argument("--otlp-endpoint", required=True)
     sub.add_parser("server")
     sub.add_parser("noise")
     args = p.parse_args()
@@ -118,6 +161,8 @@ def main() -> None:
         server()
     elif args.cmd == "client":
         print(json.dumps(asyncio.run(client(args))), flush=True)
+    elif args.cmd == "agent":
+        print(json.dumps(asyncio.run(agent(args))), flush=True)
     else:
         print(json.dumps(noise()), flush=True)
 

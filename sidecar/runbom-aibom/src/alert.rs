@@ -193,6 +193,25 @@ pub fn chain(
         finding.reason
     );
     lines.push(line(bom, &offender, &text));
+    // The drift of an MCP call: what was done while it was served (the server's file access,
+    // connects, execs) follows it.
+    if matches!(judged.activities[o], Activity::Mcp { .. }) {
+        let end = items[o].span.end_time_unix_nano;
+        let mut during: Vec<Step<'_>> = (0..items.len())
+            .filter(|&i| {
+                i != o
+                    && items[i].is_kernel()
+                    && (until..=end).contains(&items[i].span.start_time_unix_nano)
+                    && !matches!(judged.activities[i], Activity::Mcp { .. })
+                    && is_step(&judged.activities[i], true)
+            })
+            .map(here)
+            .collect();
+        during.sort_by_key(|s| s.start);
+        lines.extend(during.iter().filter_map(|s| {
+            step(s, policy).map(|t| line(bom, s, &format!("during the call: {t}")))
+        }));
+    }
     if lines.len() > MAX_STEPS {
         let tail = lines.split_off(lines.len() - (MAX_STEPS - 1));
         lines.truncate(1);

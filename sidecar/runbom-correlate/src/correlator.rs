@@ -228,6 +228,8 @@ impl Correlator {
                 self.try_place(key, now);
             }
         }
+        // Calls placed just now: what their servers did meanwhile goes with them.
+        self.place_served(now);
     }
 
     fn route_span(&mut self, h: HeldSpan, trace: TraceId, root: bool, now: u64) {
@@ -421,7 +423,10 @@ impl Correlator {
         if self.awaits_serving(ev) {
             return false;
         }
-        let mut found = self.exact_match(ev, settled);
+        let mut found = self.exact_match(ev, settled).or_else(|| {
+            self.serving_match(ev)
+                .map(|span| (span, Method::Process, correlation::MEDIUM))
+        });
         if found.is_none() && settled {
             found = self.process_match(ev);
         }

@@ -73,6 +73,20 @@ impl Correlator {
         })
     }
 
+    /// The placed call `ev`'s process was serving when `ev` happened: as sure as it gets for a
+    /// process that sends no spans of its own, so taken at once (no `wait`).
+    pub(super) fn serving_match(&self, ev: &KernelEvent) -> Option<SpanId> {
+        if matches!(&ev.detail, Detail::Mcp(m) if m.side == McpSide::Server) {
+            return None;
+        }
+        self.serving
+            .get(&ev.pid)?
+            .iter()
+            .filter(|s| s.registered && s.start <= ev.start_ns && ev.start_ns <= s.end)
+            .max_by_key(|s| s.start)
+            .map(|s| s.span)
+    }
+
     /// An `mcp.server` event was placed: its span joins the index as a span of the serving
     /// process (under the span the call was placed under), so that the process's events in
     /// that time find it as their innermost span.
