@@ -28,6 +28,7 @@ pub mod fs;
 pub mod harness;
 pub mod http_server;
 pub mod items;
+pub mod kernel;
 pub mod leak;
 pub mod net;
 pub mod otlp_file;

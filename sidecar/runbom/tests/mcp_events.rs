@@ -7,48 +7,20 @@
 //! Needs root, the project's Python venv and `npm ci` in tests/node (`bash scripts/setup.sh`).
 //! Every assertion is about the test's own processes (other tests may load probes meanwhile).
 
-use std::{fmt::Write as _, fs, process::Command, sync::Arc, time::Duration};
+use std::{fmt::Write as _, fs, process::Command, time::Duration};
 
 use runbom_event::{Detail, KernelEvent, McpCall, McpSide, McpTransport};
-use runbom_kernel::{
-    Enricher, ProbeSettings, Probes, clock::BootClock, proctable::ProcessTable, reader,
-};
+use runbom_kernel::ProbeSettings;
 use runbom_testkit::{TempDir, python_bin, run_bounded, test_script, workspace_root};
 use serde_json::Value;
 
-/// Loads the probes, runs `work` (blocking) and returns every event seen meanwhile.
+/// Every event seen while `work` ran, probes loaded here (opens left out).
 fn capture<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> (Vec<KernelEvent>, T) {
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    runtime.block_on(async {
-        let settings = ProbeSettings {
-            file_include: vec!["/nonexistent-runbom-mcp-test/".into()],
-            ..ProbeSettings::default()
-        };
-        let mut probes = Probes::load(&settings).expect("load the probes");
-        let ring = probes.take_ring().expect("ring");
-        let enricher = Enricher::new(ProcessTable::from_proc(), BootClock::new());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<KernelEvent>>(64);
-        let collector = tokio::spawn(async move {
-            let mut events = Vec::new();
-            while let Some(batch) = rx.recv().await {
-                events.extend(batch);
-            }
-            events
-        });
-        let stop = tokio_util::sync::CancellationToken::new();
-        let reader = tokio::spawn(reader::run(
-            ring,
-            enricher,
-            tx,
-            Arc::default(),
-            stop.clone(),
-        ));
-        let out = tokio::task::spawn_blocking(work).await.expect("workload");
-        stop.cancel();
-        reader.await.expect("reader task").expect("reader");
-        drop(probes);
-        (collector.await.expect("collector task"), out)
-    })
+    let settings = ProbeSettings {
+        file_include: vec!["/nonexistent-runbom-mcp-test/".into()],
+        ..ProbeSettings::default()
+    };
+    runbom_testkit::kernel::capture(&settings, false, work)
 }
 
 fn report(cmd: &mut Command) -> Value {
