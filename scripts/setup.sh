@@ -80,9 +80,10 @@ if [ -f "$req" ] && ! sha256sum --status -c "$stamp" 2>/dev/null; then
     sha256sum "$req" > "$stamp"
 fi
 
-# 5. Node's `openai` for the shadow-AI test, @grafana/lezer-traceql, @grafana/lezer-logql,
-#    @grafana/schema and TypeScript for the dashboard tests (`--tests`): `npm ci` from the committed lock file,
-#    again only when node_modules is missing or the lock file changed.
+# 5. Node test packages (`--tests`): `openai` for the shadow-AI test, the MCP SDK and the
+#    filesystem MCP server, @grafana/lezer-traceql, @grafana/lezer-logql, @grafana/schema and
+#    TypeScript for the dashboard tests: `npm ci` from the committed lock file, again only when
+#    node_modules is missing or the lock file changed.
 if [ "${1:-}" = "--tests" ]; then
     node_dir=tests/node
     node_stamp="$node_dir/node_modules/.package-lock.sha256"

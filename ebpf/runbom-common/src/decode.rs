@@ -7,7 +7,7 @@ use core::{fmt, mem::size_of, ptr};
 
 use crate::{
     ARGV_MAX, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent,
-    HTTP_DATA_MAX, HttpEvent, SockEvent,
+    HTTP_DATA_MAX, HttpEvent, JSONRPC_DATA_MAX, JsonRpcEvent, SockEvent,
 };
 
 /// One decoded record. `Exec` and `Http` borrow their variable tail from the record.
@@ -24,6 +24,7 @@ pub enum Event<'a> {
     FileOpen(FileOpenEvent),
     Dns(DnsEvent),
     Http(HttpEvent, &'a [u8]),
+    JsonRpc(JsonRpcEvent, &'a [u8]),
 }
 
 impl Event<'_> {
@@ -37,6 +38,7 @@ impl Event<'_> {
             Self::FileOpen(e) => &e.header,
             Self::Dns(e) => &e.header,
             Self::Http(e, _) => &e.header,
+            Self::JsonRpc(e, _) => &e.header,
         }
     }
 }
@@ -110,6 +112,8 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
         EventKind::DnsQuery => fixed(rec).map(Event::Dns),
         EventKind::HttpData => with_tail(rec, |e: &HttpEvent| e.data_len, HTTP_DATA_MAX)
             .map(|(ev, data)| Event::Http(ev, data)),
+        EventKind::JsonRpc => with_tail(rec, |e: &JsonRpcEvent| e.data_len, JSONRPC_DATA_MAX)
+            .map(|(ev, data)| Event::JsonRpc(ev, data)),
     };
     event.ok_or_else(bad)
 }
@@ -324,6 +328,47 @@ mod tests {
         let mut rec = as_bytes(&huge).to_vec();
         rec.resize(huge.header.size as usize, b'a');
         assert!(matches!(decode(&rec), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn jsonrpc_round_trip() {
+        let data = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n";
+        let ev = JsonRpcEvent {
+            header: header(EventKind::JsonRpc, size_of::<JsonRpcEvent>() + data.len()),
+            total_len: data.len() as u64,
+            fd: 7,
+            flags: crate::JSONRPC_FD_IS_SOCKET,
+            _pad: 0,
+            data_len: data.len() as u32,
+            _pad2: 0,
+            tail: [b'x'; crate::JSONRPC_WINDOW],
+        };
+        let mut rec = as_bytes(&ev).to_vec();
+        rec.extend_from_slice(data);
+        let Event::JsonRpc(got, got_data) = decode(&rec).unwrap() else {
+            panic!("not json-rpc")
+        };
+        assert_eq!(got, ev);
+        assert_eq!(got_data, data);
+        assert_eq!(*decode(&rec).unwrap().header(), ev.header);
+
+        // A tail shorter than `data_len` says, or a `data_len` beyond the cap, is refused.
+        assert!(matches!(
+            decode(&rec[..rec.len() - 1]),
+            Err(DecodeError::BadSize { .. })
+        ));
+        let mut huge = ev;
+        huge.data_len = JSONRPC_DATA_MAX as u32 + 1;
+        huge.header.size = (size_of::<JsonRpcEvent>() + JSONRPC_DATA_MAX + 1) as u32;
+        let mut rec = as_bytes(&huge).to_vec();
+        rec.resize(huge.header.size as usize, b'a');
+        assert!(matches!(decode(&rec), Err(DecodeError::BadSize { .. })));
+    }
+
+    #[test]
+    fn jsonrpc_record_has_no_implicit_padding() {
+        let named = size_of::<EventHeader>() + 8 + 4 + 2 + 2 + 4 + 4 + crate::JSONRPC_WINDOW;
+        assert_eq!(size_of::<JsonRpcEvent>(), named);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub enum EventKind {
     FileOpen = 6,
     DnsQuery = 7,
     HttpData = 8,
+    JsonRpc = 9,
 }
 
 impl EventKind {
@@ -52,6 +53,7 @@ impl EventKind {
             6 => Self::FileOpen,
             7 => Self::DnsQuery,
             8 => Self::HttpData,
+            9 => Self::JsonRpc,
             _ => return None,
         })
     }
@@ -213,6 +215,9 @@ pub mod http_source {
     pub const H2_SSL_WRITE: u16 = 8;
     /// Plaintext `SSL_read[_ex]` returned on such an `SSL*`.
     pub const H2_SSL_READ: u16 = 9;
+    /// A write kept for a `jsonrpc.message` record ([`super::JsonRpcEvent`]), never an HTTP
+    /// record: only the kernel side's in-flight state uses it.
+    pub const JSONRPC: u16 = 10;
 }
 
 /// `HttpEvent::flags`: the fd is a socket the kernel side saw created (else: not known).
@@ -255,6 +260,49 @@ pub struct HttpBuffer {
     pub data: [u8; HTTP_DATA_MAX],
 }
 
+/// Most bytes of one captured JSON-RPC message (MCP over stdio or a socket): a `tools/list`
+/// result of a server with a dozen tools fits. A power of two, as [`HTTP_DATA_MAX`].
+pub const JSONRPC_DATA_MAX: usize = 16384;
+
+/// `JsonRpcEvent::flags`: the fd is a socket the kernel side saw created (else: a pipe, a
+/// socket created before runbom started, or a file; userspace looks).
+pub const JSONRPC_FD_IS_SOCKET: u16 = 1;
+
+/// `jsonrpc.message`: the start of a write (`write`, `writev`'s first buffer, `sendto`,
+/// `sendmsg`) that begins `{` and names `"jsonrpc"` within its first or last
+/// [`JSONRPC_WINDOW`] bytes: one JSON-RPC 2.0 message, as MCP's stdio transport writes them
+/// (newline-delimited). `data_len` bytes follow the fixed part directly; `header.size` covers
+/// both. `header.time_ns` is the call's entry; the record is written only when the call wrote.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JsonRpcEvent {
+    pub header: EventHeader,
+    /// Bytes the call was given; `data_len` may be less.
+    pub total_len: u64,
+    /// The file descriptor written to (a pipe or a socket).
+    pub fd: i32,
+    /// Bit set of [`JSONRPC_FD_IS_SOCKET`].
+    pub flags: u16,
+    pub _pad: u16,
+    pub data_len: u32,
+    pub _pad2: u32,
+    /// The write's last [`JSONRPC_WINDOW`] bytes when `data_len` did not reach them (the
+    /// TypeScript SDK writes `"jsonrpc"` and `"id"` last); zeros otherwise.
+    pub tail: [u8; JSONRPC_WINDOW],
+}
+
+/// Bytes at each end of a write searched for `"jsonrpc"`: the Python SDK writes the key first,
+/// the TypeScript SDK last (before a short `id`).
+pub const JSONRPC_WINDOW: usize = 64;
+
+/// Fixed part of a JSON-RPC record followed by room for the largest capture (per-CPU scratch).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct JsonRpcBuffer {
+    pub event: JsonRpcEvent,
+    pub data: [u8; JSONRPC_DATA_MAX],
+}
+
 /// Settings pushed from userspace into the `CONFIG` array map (index 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -267,6 +315,8 @@ pub struct ProbeConfig {
     pub file_filter: u32,
     /// Bytes captured of a write that starts an HTTP request (capped at [`HTTP_DATA_MAX`]).
     pub http_max: u32,
+    /// Non-zero: writes that carry a JSON-RPC message are captured (`jsonrpc.message`).
+    pub jsonrpc: u32,
 }
 
 /// `file.open` is reported only for watched pids (and their descendants) or watched cgroups.
@@ -291,7 +341,7 @@ pub mod counter {
 mod pod {
     use super::{
         DnsEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, HttpEvent,
-        ProbeConfig, SockEvent,
+        JsonRpcEvent, ProbeConfig, SockEvent,
     };
     // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, and have no
     // padding that the compiler could leave uninitialised (explicit `_pad` fields fill it).
@@ -303,5 +353,6 @@ mod pod {
     unsafe impl aya::Pod for FileOpenEvent {}
     unsafe impl aya::Pod for DnsEvent {}
     unsafe impl aya::Pod for HttpEvent {}
+    unsafe impl aya::Pod for JsonRpcEvent {}
     unsafe impl aya::Pod for ProbeConfig {}
 }

@@ -250,8 +250,9 @@ fn socket_write(w: &Write) -> Option<u32> {
         }
         // A JSON body written after its request head (httpx/h11 and the OpenAI SDK over plain
         // HTTP, e.g. to a local model server): one map lookup, only for writes starting `{`.
+        // Else it may be a JSON-RPC message (MCP over stdio or a socket): `jsonrpc.rs`.
         if first as u8 == b'{' {
-            return socket_body(w);
+            return socket_body(w).or_else(|| crate::jsonrpc::write(w));
         }
         if w.dns && dns_like(first, w.len) {
             return dns_write(w);
@@ -343,6 +344,9 @@ fn socket_write_exit(ctx: &TracePointContext) -> u32 {
     let ret: i64 = sys_arg(ctx, 0);
     if ret <= 0 {
         return 0;
+    }
+    if w.source == http_source::JSONRPC {
+        return crate::jsonrpc::emit(&w).map_or(1, |()| 0);
     }
     let Some(cfg) = config() else {
         return 1;

@@ -25,6 +25,7 @@ mod file;
 mod go;
 mod h2;
 mod http;
+mod jsonrpc;
 mod maps;
 mod net;
 mod process;

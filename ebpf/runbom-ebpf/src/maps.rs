@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use runbom_common::{
-    DnsEvent, ExecBuffer, FileOpenEvent, HttpBuffer, PATH_MAX, ProbeConfig, SockAddr, SockEvent,
-    counter,
+    DnsEvent, ExecBuffer, FileOpenEvent, HttpBuffer, JsonRpcBuffer, PATH_MAX, ProbeConfig,
+    SockAddr, SockEvent, counter,
 };
 
 /// The one ring buffer every event goes through. Userspace sets its size at load time.
@@ -106,6 +106,8 @@ pub static OPEN_SCRATCH: PerCpuArray<FileOpenEvent> = PerCpuArray::with_max_entr
 pub static HTTP_SCRATCH: PerCpuArray<HttpBuffer> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static DNS_SCRATCH: PerCpuArray<DnsEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static JSONRPC_SCRATCH: PerCpuArray<JsonRpcBuffer> = PerCpuArray::with_max_entries(1, 0);
 
 // Values of the maps above that only the HTTP programs read and write.
 

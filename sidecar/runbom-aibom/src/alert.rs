@@ -193,6 +193,25 @@ pub fn chain(
         finding.reason
     );
     lines.push(line(bom, &offender, &text));
+    // The drift of an MCP call: what was done while it was served (the server's file access,
+    // connects, execs) follows it.
+    if matches!(judged.activities[o], Activity::Mcp { .. }) {
+        let end = items[o].span.end_time_unix_nano;
+        let mut during: Vec<Step<'_>> = (0..items.len())
+            .filter(|&i| {
+                i != o
+                    && items[i].is_kernel()
+                    && (until..=end).contains(&items[i].span.start_time_unix_nano)
+                    && !matches!(judged.activities[i], Activity::Mcp { .. })
+                    && is_step(&judged.activities[i], true)
+            })
+            .map(here)
+            .collect();
+        during.sort_by_key(|s| s.start);
+        lines.extend(during.iter().filter_map(|s| {
+            step(s, policy).map(|t| line(bom, s, &format!("during the call: {t}")))
+        }));
+    }
     if lines.len() > MAX_STEPS {
         let tail = lines.split_off(lines.len() - (MAX_STEPS - 1));
         lines.truncate(1);
@@ -234,6 +253,17 @@ pub(crate) fn describe(
 }
 
 /// One step as text, or `None` for spans that are not steps of the chain.
+/// `mcp: tools/call write_file (server node …/server-filesystem/dist/index.js /data)`.
+fn mcp_step(method: &str, tool: Option<&str>, server: Option<&str>) -> String {
+    format!(
+        "mcp: {method}{}{}",
+        tool.map(|t| format!(" {t}")).unwrap_or_default(),
+        server
+            .map(|c| format!(" (server {})", scrub::command_line(c)))
+            .unwrap_or_default()
+    )
+}
+
 fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
     let a = s.attrs;
     let declared = s.component.map(|r| format!(" [{r}]")).unwrap_or_default();
@@ -322,6 +352,11 @@ fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
                 .map(|c| format!(" ({})", scrub::command_line(c)))
                 .unwrap_or_default()
         ),
+        Activity::Mcp {
+            method,
+            tool,
+            server,
+        } => mcp_step(method, tool.as_deref(), server.as_deref()) + &declared,
         Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => {
             return None;
         }

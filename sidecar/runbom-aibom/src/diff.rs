@@ -247,6 +247,17 @@ pub fn diff(
             record(&mut d, Kind::Service, &e.raw, &s.bom_ref, hit, "");
         }
     }
+    for m in &observed.mcp_servers {
+        let cmd = m.commands.first().map_or(m.name.as_str(), |g| g.as_str());
+        let hit = declared
+            .mcp_servers
+            .iter()
+            .find(|dm| dm.commands.iter().any(|g| g.matches(cmd)))
+            .map(|x| x.bom_ref.clone());
+        let tools: Vec<&str> = m.tools.iter().map(|(t, _)| t.as_str()).collect();
+        let extra = format!("MCP server; tools called: {}", tools.join(", "));
+        record(&mut d, Kind::Service, cmd, &m.bom_ref, hit, &extra);
+    }
     for data in &observed.data {
         for p in &data.paths {
             let hit = declared

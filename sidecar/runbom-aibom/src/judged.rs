@@ -176,7 +176,8 @@ pub fn is_step(act: &Activity, kernel: bool) -> bool {
         | Activity::Tool { .. }
         | Activity::Db { .. }
         | Activity::File { .. }
-        | Activity::Exec { .. } => true,
+        | Activity::Exec { .. }
+        | Activity::Mcp { .. } => true,
         Activity::Model { .. } | Activity::Http { .. } => !kernel,
         Activity::Connect { .. }
         | Activity::Dns { .. }

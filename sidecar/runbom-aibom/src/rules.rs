@@ -96,6 +96,11 @@ impl<'a> Judge<'a, '_> {
             ),
             Activity::File { path } => self.file(path),
             Activity::Exec { path } => self.exec(path),
+            Activity::Mcp {
+                method,
+                tool,
+                server,
+            } => self.mcp(method, tool.as_deref(), server.as_deref()),
             Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => Verdict::default(),
         }
     }
@@ -378,6 +383,63 @@ impl<'a> Judge<'a, '_> {
                     self.agent_name()
                 ),
                 path.to_owned(),
+            ),
+        }
+    }
+
+    /// An MCP request: its server (by the answering process's command line) must be declared
+    /// for the agent, and a `tools/call`'s tool among that server's declared tools.
+    fn mcp(&self, method: &str, tool: Option<&str>, server: Option<&str>) -> Verdict<'a> {
+        let Some(cmd) = server else {
+            return Verdict::default(); // unanswered: nothing says which server it was
+        };
+        let hits: Vec<_> = self
+            .bom
+            .mcp_servers
+            .iter()
+            .filter(|s| s.commands.iter().any(|g| g.matches(cmd)))
+            .collect();
+        let Some(s) = hits
+            .iter()
+            .find(|s| self.allowed(&s.bom_ref))
+            .or(hits.first())
+        else {
+            return drift(
+                flag::UNDECLARED_MCP_SERVER,
+                format!(
+                    "{} called MCP server `{cmd}`, which the BOM does not declare",
+                    self.agent_name()
+                ),
+                cmd.to_owned(),
+            );
+        };
+        if !self.allowed(&s.bom_ref) {
+            return self.used_not_for(
+                flag::UNDECLARED_MCP_SERVER,
+                &format!("called MCP server {}", s.name),
+                &s.bom_ref,
+                cmd.to_owned(),
+            );
+        }
+        let (Some(tool), "tools/call") = (tool, method) else {
+            return found(&s.bom_ref, Kind::Service);
+        };
+        match s.tools.iter().find(|(name, _)| name == tool) {
+            Some((_, r)) if self.allowed(r) => found(r, Kind::Tool),
+            Some((_, r)) => self.used_not_for(
+                flag::UNDECLARED_MCP_TOOL,
+                &format!("called tool {tool} of MCP server {}", s.name),
+                r,
+                tool.to_owned(),
+            ),
+            None => drift(
+                flag::UNDECLARED_MCP_TOOL,
+                format!(
+                    "{} called tool {tool} of MCP server {}, which the BOM does not declare",
+                    self.agent_name(),
+                    s.name
+                ),
+                tool.to_owned(),
             ),
         }
     }

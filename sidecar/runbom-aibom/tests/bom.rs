@@ -124,7 +124,7 @@ fn malformed_boms_name_the_json_path_and_the_reason() {
         ),
         (
             Box::new(|d| d["services"][2]["properties"][0]["value"] = json!("plugin")),
-            "bom.cdx.json: $.services[2].properties[0].value: runbom:kind is `tool` or `service`",
+            "bom.cdx.json: $.services[2].properties[0].value: runbom:kind is `tool`, `service` or `mcp-server`, found \"plugin\"",
         ),
         (
             Box::new(|d| d["services"][2]["properties"][0]["name"] = json!("runbom:knd")),

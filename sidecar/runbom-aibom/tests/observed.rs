@@ -131,11 +131,8 @@ fn the_observed_bom_inventories_what_ran_with_evidence() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn the_observed_bom_is_strict_cyclonedx_1_6() {
-    let (dir, doc) = observed_bom("strict");
-    let file = dir.join("observed.cdx.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+/// Strict CycloneDX 1.6 validation of `file` with cyclonedx-python-lib from the project's .venv.
+fn assert_strict_cyclonedx(file: &std::path::Path) {
     let python = workspace().join(".venv/bin/python");
     assert!(
         python.exists(),
@@ -150,7 +147,7 @@ print(err)\n\
 sys.exit(0 if err is None else 1)\n";
     let out = Command::new(python)
         .args(["-c", script])
-        .arg(&file)
+        .arg(file)
         .output()
         .expect("python runs");
     assert!(
@@ -159,6 +156,14 @@ sys.exit(0 if err is None else 1)\n";
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_observed_bom_is_strict_cyclonedx_1_6() {
+    let (dir, doc) = observed_bom("strict");
+    let file = dir.join("observed.cdx.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    assert_strict_cyclonedx(&file);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -316,6 +321,73 @@ fn a_shadow_workload_is_an_undeclared_agent_with_what_it_used() {
         !d.undeclared
             .iter()
             .any(|i| i.kind == "agent" && i.name == "support-agent"),
+        "{:#?}",
+        d.undeclared
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The agent called the filesystem MCP server for `read_text_file` (declared) and `write_file`
+/// (not), through the processor judging against the BOM that declares the server.
+fn export_mcp(dir: &std::path::Path) {
+    let bom = common::bom_with_mcp_server();
+    let mut p = Processor::new(Settings::default());
+    let mut t = common::Trace::new(30);
+    let root = t.root("p");
+    t.mcp_call(&root, "read_text_file", common::MCP_FS_SERVER);
+    t.mcp_call(&root, "write_file", common::MCP_FS_SERVER);
+    let out = p.push(t.request(), Instant::now(), &bom);
+    std::fs::create_dir_all(dir).unwrap();
+    let traces = serde_json::to_string(&out.traces.unwrap()).unwrap();
+    std::fs::write(dir.join("traces.jsonl"), format!("{traces}\n")).unwrap();
+}
+
+#[test]
+fn mcp_servers_are_inventoried_with_the_tools_called_and_diffed() {
+    let dir =
+        std::env::temp_dir().join(format!("runbom-aibom-observed-mcp-{}", std::process::id()));
+    export_mcp(&dir);
+    let mut inv = Inventory::new(vec![]);
+    inv.read_dir(&dir).expect("the exported files read back");
+    let doc = inv.to_cyclonedx(&dir.display().to_string());
+    let server = find(&doc, "services", common::MCP_FS_SERVER);
+    assert_eq!(prop(server, "runbom:kind"), ["mcp-server"]);
+    assert_eq!(prop(server, "runbom:exec"), [common::MCP_FS_SERVER]);
+    let tools: Vec<&str> = server["services"]
+        .as_array()
+        .expect("nested tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["read_text_file", "write_file"]);
+    assert_eq!(prop(server, "runbom:evidence:count"), ["2"]);
+    let file = dir.join("observed.cdx.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    assert_strict_cyclonedx(&file);
+
+    let observed = DeclaredBom::parse(&doc.to_string(), "observed.cdx.json")
+        .expect("the observed BOM reads as a BOM");
+    let d = diff(&common::bom_with_mcp_server(), &observed, &doc);
+    assert!(
+        d.matched
+            .iter()
+            .any(|i| i.bom_ref == "mcp:filesystem" && i.kind == "service"),
+        "{:#?}",
+        d.matched
+    );
+    let undeclared: Vec<(&str, &str)> = d
+        .undeclared
+        .iter()
+        .map(|i| (i.kind, i.name.as_str()))
+        .filter(|(kind, _)| matches!(*kind, "tool" | "service"))
+        .collect();
+    assert_eq!(undeclared, [("tool", "write_file")], "{d:#?}");
+    // Against the reference BOM, which declares no MCP server, the server is undeclared.
+    let d = diff(&common::bom(), &observed, &doc);
+    assert!(
+        d.undeclared
+            .iter()
+            .any(|i| i.kind == "service" && i.detail.starts_with("MCP server")),
         "{:#?}",
         d.undeclared
     );

@@ -408,3 +408,63 @@ fn openinference_and_openllmetry_agents_are_judged_too() {
         "a dated snapshot of a declared model: {out:?}"
     );
 }
+
+#[test]
+fn mcp_servers_and_their_tools() {
+    let bom = common::bom_with_mcp_server();
+    let fs = common::MCP_FS_SERVER;
+    let mut t = common::Trace::new(40);
+    let root = t.root("p");
+    t.mcp_call(&root, "read_text_file", fs);
+    let out = judged(&bom, &mut PidMap::default(), t);
+    let (_, flags, r) = out
+        .iter()
+        .find(|(n, _, _)| n == "mcp.client")
+        .expect("mcp span");
+    assert!(flags.is_empty(), "{out:?}");
+    assert_eq!(r.as_deref(), Some("mcp:filesystem:read_text_file"));
+
+    // A tool of the declared server that the BOM does not declare.
+    let mut t = common::Trace::new(41);
+    let root = t.root("p");
+    t.mcp_call(&root, "write_file", fs);
+    let out = judged(&bom, &mut PidMap::default(), t);
+    assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_tool"]);
+
+    // A server the BOM does not declare at all.
+    let mut t = common::Trace::new(42);
+    let root = t.root("p");
+    t.mcp_call(&root, "git_log", "uvx mcp-server-git --repository /src");
+    let out = judged(&bom, &mut PidMap::default(), t);
+    assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
+
+    // The reference BOM (no MCP server declared): the filesystem server is undeclared too.
+    let mut t = common::Trace::new(43);
+    let root = t.root("p");
+    t.mcp_call(&root, "read_text_file", fs);
+    let out = judged(&common::bom(), &mut PidMap::default(), t);
+    assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
+}
+
+#[test]
+fn mcp_server_declarations_are_checked() {
+    let with = |props: &str, extra: &str| {
+        let text = common::BOM.replacen(
+            "\"services\": [",
+            &format!("\"services\": [{{\"name\": \"m\", \"properties\": [{props}]{extra}}},"),
+            1,
+        );
+        DeclaredBom::parse(&text, "bom.cdx.json").map(|_| ())
+    };
+    let err = with(r#"{"name": "runbom:kind", "value": "mcp-server"}"#, "")
+        .expect_err("an mcp-server needs a command or endpoints");
+    assert!(err.to_string().contains("runbom:exec"), "{err}");
+    let err = with(r#"{"name": "runbom:exec", "value": "*x*"}"#, "")
+        .expect_err("runbom:exec on a plain service");
+    assert!(err.to_string().contains("mcp-server"), "{err}");
+    with(
+        r#"{"name": "runbom:kind", "value": "mcp-server"}"#,
+        r#", "endpoints": ["http://127.0.0.1:8931/mcp"]"#,
+    )
+    .expect("an mcp-server reached at an endpoint");
+}

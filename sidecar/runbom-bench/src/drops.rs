@@ -62,6 +62,7 @@ fn measure(
         exclude: &[],
         file_dir: to_file.then_some(out.as_path()),
         http_plaintext: true,
+        mcp: true,
     };
     let rb = Runbom::start(&opts.runbom, &opts.dir, &settings, None)?;
     let (produced, elapsed) = work(&cpath);

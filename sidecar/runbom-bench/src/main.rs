@@ -16,6 +16,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 mod drops;
+mod pipes;
 mod progstats;
 mod reference;
 mod runbom;
@@ -33,6 +34,7 @@ enum Section {
     Syscalls,
     Drops,
     Ssl,
+    Pipes,
 }
 
 /// runbom's benchmarks: per-syscall cost against reference probes, and loss accounting.
@@ -66,6 +68,9 @@ struct Cli {
     /// Rounds: each starts runbom afresh and re-measures every condition.
     #[arg(long, default_value_t = 6)]
     rounds: usize,
+    /// Writes per buffer per run of the `pipes` benchmark.
+    #[arg(long, default_value_t = 50_000)]
+    pipe_writes: u64,
     /// Ring buffer size for the flood, bytes.
     #[arg(long, default_value_t = 256 << 10)]
     flood_ring_bytes: u32,
@@ -146,6 +151,17 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             dir: cli.dir.clone(),
             writes: cli.ssl_writes,
             rounds: cli.rounds,
+        })?);
+        report.push('\n');
+    }
+    if all || cli.sections.contains(&Section::Pipes) {
+        report.push_str(&pipes::run(&pipes::Options {
+            runbom: runbom.clone(),
+            dir: cli.dir.clone(),
+            writes: cli.pipe_writes,
+            rounds: cli.rounds,
+            loop_cpu,
+            service_cpu,
         })?);
         report.push('\n');
     }

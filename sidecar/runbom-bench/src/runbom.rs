@@ -28,6 +28,8 @@ pub struct Settings<'a> {
     pub file_dir: Option<&'a Path>,
     /// `receivers.ebpf.http.plaintext` (`false`: no write-family hooks, only the TLS uprobes).
     pub http_plaintext: bool,
+    /// `receivers.ebpf.mcp.enabled`.
+    pub mcp: bool,
 }
 
 fn yaml_list(items: &[&str]) -> String {
@@ -50,8 +52,13 @@ impl Settings<'_> {
         } else {
             "    http:\n      plaintext: false\n"
         };
+        let mcp = if self.mcp {
+            ""
+        } else {
+            "    mcp:\n      enabled: false\n"
+        };
         format!(
-            "receivers:\n  ebpf:\n{ring}{http}    file:\n      include: {}\n      exclude: {}\n\
+            "receivers:\n  ebpf:\n{ring}{http}{mcp}    file:\n      include: {}\n      exclude: {}\n\
              processors:\n  batch: {{}}\n\
              exporters:\n{exporter}\
              service:\n  telemetry:\n    metrics:\n      address: none\n  pipelines:\n\

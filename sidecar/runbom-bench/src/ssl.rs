@@ -174,6 +174,7 @@ pub fn run(opts: &Options) -> Result<String> {
                 exclude: &[],
                 file_dir: None,
                 http_plaintext: plaintext,
+                mcp: true,
             };
             let rb = Runbom::start(&opts.runbom, &opts.dir, &settings, None)?;
             let m = client(port, &ca, opts.writes);
@@ -225,6 +226,7 @@ fn in_programs(opts: &Options, port: u16, ca: &Path, reference: &mut Reference) 
         exclude: &[],
         file_dir: None,
         http_plaintext: false,
+        mcp: true,
     };
     let rb = Runbom::start(&opts.runbom, &opts.dir, &settings, None)?;
     let before = progstats::snapshot();

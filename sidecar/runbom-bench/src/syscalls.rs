@@ -446,6 +446,7 @@ fn measure(
         exclude: excludes,
         file_dir: None,
         http_plaintext: true,
+        mcp: true,
     };
     let mut results = Results {
         breakdown: String::new(),

@@ -30,6 +30,17 @@ pub fn event_bytes(ev: &KernelEvent) -> usize {
                 + h.user_agent.as_ref().map_or(0, String::capacity)
                 + h.model.as_ref().map_or(0, String::capacity)
         }
+        Detail::Mcp(m) => {
+            std::mem::size_of_val(m.as_ref())
+                + m.method.capacity()
+                + [&m.target, &m.request_id, &m.resource_uri, &m.session_id]
+                    .iter()
+                    .chain([&m.protocol_version, &m.arguments, &m.server_name].iter())
+                    .chain([&m.server_command_line].iter())
+                    .map(|s| s.as_ref().map_or(0, String::capacity))
+                    .sum::<usize>()
+                + m.tools.iter().map(String::capacity).sum::<usize>()
+        }
         Detail::Exit { .. } | Detail::Connect { .. } | Detail::Accept { .. } => 0,
     };
     std::mem::size_of::<Held>() + detail + INDEX

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 use runbom_event::{
-    Detail, KernelEvent,
+    Detail, KernelEvent, McpSide,
     semconv::{PROCESS_PID, THREAD_ID, correlation},
 };
 use runbom_otlp::{ConvertOptions, Placement, convert};
@@ -23,6 +23,9 @@ use crate::{
     spans::{SpanId, SpanIndex, SpanRec, TraceId},
     traces::{Decision, HeldSpan, HeldTrace, ResourceCtx, ScopeCtx, Traces, regroup},
 };
+
+#[path = "serving.rs"]
+mod serving;
 
 /// What is ready to go on: application and kernel spans, and kernel log records.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -95,6 +98,11 @@ pub struct Correlator {
     ready_spans: Vec<HeldSpan>,
     /// Events leaving without a place.
     unplaced: Vec<KernelEvent>,
+    /// MCP calls a process served (its `mcp.server` events), by pid (`serving.rs`).
+    serving: HashMap<u32, Vec<serving::Serving>>,
+    /// `mcp.server` spans placed since the last look: what their process did meanwhile can be
+    /// placed under them now.
+    new_serving: Vec<(u32, u64, u64)>,
 }
 
 fn ns(d: std::time::Duration) -> u64 {
@@ -121,6 +129,8 @@ impl Correlator {
             placed: HashMap::new(),
             ready_spans: Vec::new(),
             unplaced: Vec::new(),
+            serving: HashMap::new(),
+            new_serving: Vec::new(),
         }
     }
 
@@ -218,6 +228,8 @@ impl Correlator {
                 self.try_place(key, now);
             }
         }
+        // Calls placed just now: what their servers did meanwhile goes with them.
+        self.place_served(now);
     }
 
     fn route_span(&mut self, h: HeldSpan, trace: TraceId, root: bool, now: u64) {
@@ -251,11 +263,14 @@ impl Correlator {
     pub fn add_events(&mut self, events: Vec<KernelEvent>, now: u64) {
         for ev in events {
             self.learn(&ev, now);
-            if let Detail::HttpRequest(h) = &ev.detail
-                && let Some(tp) = h.traceparent
+            // The span a traceparent names ran in the event's thread, except for an MCP
+            // server's side of a call: that one ran in the client.
+            if let Some(tp) = ev.detail.traceparent()
+                && !matches!(&ev.detail, Detail::Mcp(m) if m.side == McpSide::Server)
             {
                 self.index.hint(tp.span_id, ev.pid, ev.tid);
             }
+            let serving = self.note_serving(&ev);
             if let Some((span, method, confidence)) = self.exact_match(&ev, false) {
                 self.place(ev, span, method, confidence);
                 continue;
@@ -267,16 +282,17 @@ impl Correlator {
                 continue;
             }
             let stranger = !self.related(ev.pid);
-            let tp = match &ev.detail {
-                Detail::HttpRequest(h) => h.traceparent.map(|tp| tp.span_id),
-                _ => None,
-            };
+            let tp = ev.detail.traceparent().map(|tp| tp.span_id);
             self.make_room(EventBuffer::cost(&ev));
             let key = self.buffer.insert(ev, now, stranger);
             if let Some(span) = tp {
                 self.pending_tp.entry(span).or_default().push(key);
             }
+            if serving && let Some(s) = self.serving.get_mut(&key.0).and_then(|v| v.last_mut()) {
+                s.held = Some(key);
+            }
         }
+        self.place_served(now);
         self.stats
             .set_buffered(self.buffer.len(), self.buffer.bytes());
     }
@@ -334,8 +350,7 @@ impl Correlator {
         ev: &KernelEvent,
         settled: bool,
     ) -> Option<(SpanId, Method, &'static str)> {
-        if let Detail::HttpRequest(h) = &ev.detail
-            && let Some(tp) = h.traceparent
+        if let Some(tp) = ev.detail.traceparent()
             && self.index.get(tp.span_id).is_some()
         {
             return Some((tp.span_id, Method::Traceparent, correlation::HIGH));
@@ -381,7 +396,7 @@ impl Correlator {
         if let Some(found) = self.procs.get(&pid).and_then(|p| p.ancestry.clone()) {
             return Some(found);
         }
-        if self.index.has_pid(pid) {
+        if self.index.has_pid(pid) && !self.serving.contains_key(&pid) {
             return None; // a sender: its own spans decide
         }
         let (ancestor, child) = self.sender_ancestor(pid)?;
@@ -405,7 +420,13 @@ impl Correlator {
         };
         let settled = now >= held.arrived.saturating_add(self.wait());
         let ev = &held.event;
-        let mut found = self.exact_match(ev, settled);
+        if self.awaits_serving(ev) {
+            return false;
+        }
+        let mut found = self.exact_match(ev, settled).or_else(|| {
+            self.serving_match(ev)
+                .map(|span| (span, Method::Process, correlation::MEDIUM))
+        });
         if found.is_none() && settled {
             found = self.process_match(ev);
         }
@@ -439,6 +460,7 @@ impl Correlator {
     }
 
     fn place_at(&mut self, placed: Placed) {
+        self.register_serving(&placed);
         self.stats.add_correlated(placed.method);
         self.placed.entry(placed.trace).or_default().push(placed);
     }
@@ -557,9 +579,11 @@ impl Correlator {
                 }
             }
         }
+        self.place_served(now);
         self.buffer.compact();
         self.decide(now);
         let cutoff = now.saturating_sub(window);
+        self.prune_serving(cutoff);
         self.index.prune(cutoff);
         self.traces.prune(cutoff);
         self.procs
@@ -582,6 +606,8 @@ impl Correlator {
         for key in keys {
             self.try_place(key, u64::MAX);
         }
+        self.place_served(u64::MAX);
+        self.stop_awaiting_serving();
         for pid in pids {
             if self.buffer.holds(pid) && self.resolve_ancestry(pid).is_some() {
                 for key in self.buffer.of_pid(pid) {

@@ -718,3 +718,6 @@ fn a_flush_places_what_the_known_spans_allow() {
     assert_eq!(app_spans(&out).len(), 1);
     assert_eq!(c.buffered_events(), 0);
 }
+
+#[path = "tests_mcp.rs"]
+mod mcp;

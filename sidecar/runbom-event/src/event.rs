@@ -75,6 +75,8 @@ pub enum Detail {
     },
     /// An HTTP/1.x request seen at the socket or inside TLS (contract §1 `http.request`).
     HttpRequest(Box<HttpRequest>),
+    /// One side of an MCP call (contract §1 `mcp.client`, `mcp.server`).
+    Mcp(Box<crate::McpCall>),
 }
 
 /// Where an HTTP request was captured (`runbom.capture`).
@@ -176,6 +178,17 @@ impl GrpcCall {
 }
 
 impl Detail {
+    /// The W3C trace context the event carried from the application: a captured HTTP
+    /// request's `traceparent` header, an MCP request's `params._meta.traceparent`.
+    #[must_use]
+    pub fn traceparent(&self) -> Option<TraceParent> {
+        match self {
+            Self::HttpRequest(h) => h.traceparent,
+            Self::Mcp(m) => m.traceparent,
+            _ => None,
+        }
+    }
+
     /// The contract's `runbom.event` value.
     #[must_use]
     pub fn event_name(&self) -> &'static str {
@@ -187,6 +200,10 @@ impl Detail {
             Self::FileOpen { .. } => event::FILE_OPEN,
             Self::DnsQuery { .. } => event::DNS_QUERY,
             Self::HttpRequest(_) => event::HTTP_REQUEST,
+            Self::Mcp(m) => match m.side {
+                crate::McpSide::Client => event::MCP_CLIENT,
+                crate::McpSide::Server => event::MCP_SERVER,
+            },
         }
     }
 }

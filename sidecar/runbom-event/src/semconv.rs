@@ -269,6 +269,11 @@ pub mod event {
     pub const FILE_OPEN: &str = "file.open";
     /// HTTP/1.x request; span `http.request {http.request.method} {server.address}`.
     pub const HTTP_REQUEST: &str = "http.request";
+    /// The requesting side of an MCP call (or a notification's sender); span
+    /// `{mcp.method.name} {target}`, kind `CLIENT`.
+    pub const MCP_CLIENT: &str = "mcp.client";
+    /// The answering side of an MCP call; span `{mcp.method.name} {target}`, kind `SERVER`.
+    pub const MCP_SERVER: &str = "mcp.server";
     /// A drift alert's log record.
     pub const AIBOM_DRIFT: &str = "aibom.drift";
 }
@@ -323,6 +328,10 @@ pub mod drift {
     pub const UNDECLARED_DATA_SOURCE: &str = "undeclared_data_source";
     pub const UNDECLARED_EXEC: &str = "undeclared_exec";
     pub const UNDECLARED_FILE: &str = "undeclared_file";
+    /// The agent called an MCP server the BOM does not declare (for it).
+    pub const UNDECLARED_MCP_SERVER: &str = "undeclared_mcp_server";
+    /// The agent called a tool of a declared MCP server that is not declared (for it).
+    pub const UNDECLARED_MCP_TOOL: &str = "undeclared_mcp_tool";
     /// An undeclared workload (no declared agent) used an AI provider, model or model server.
     pub const SHADOW_AI: &str = "shadow_ai";
     pub const BASELINE_NEW_DESTINATION: &str = "baseline_new_destination";
@@ -342,3 +351,42 @@ pub const RPC_METHOD: &str = "rpc.method";
 pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
 /// The value of `rpc.system` for gRPC.
 pub const RPC_SYSTEM_GRPC: &str = "grpc";
+// --- MCP (contract §1 `mcp.client`/`mcp.server`): the OpenTelemetry GenAI semantic conventions
+// for the Model Context Protocol, and runbom's own additions.
+
+/// `mcp.method.name`: the JSON-RPC method (`tools/call`, `initialize`, …).
+pub const MCP_METHOD_NAME: &str = "mcp.method.name";
+/// `mcp.session.id`: `Mcp-Session-Id` of a streamable-HTTP session.
+pub const MCP_SESSION_ID: &str = "mcp.session.id";
+/// `mcp.resource.uri`: `params.uri` of a resource request.
+pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";
+/// `mcp.protocol.version`: the version `initialize` named.
+pub const MCP_PROTOCOL_VERSION: &str = "mcp.protocol.version";
+/// `jsonrpc.request.id`.
+pub const JSONRPC_REQUEST_ID: &str = "jsonrpc.request.id";
+/// `rpc.response.status_code`: the JSON-RPC error code of an error response.
+pub const RPC_RESPONSE_STATUS_CODE: &str = "rpc.response.status_code";
+/// `gen_ai.prompt.name`: the prompt of `prompts/get`.
+pub const GEN_AI_PROMPT_NAME: &str = "gen_ai.prompt.name";
+/// `error.type` of a `tools/call` whose result said `isError`.
+pub const ERROR_TYPE_TOOL_ERROR: &str = "tool_error";
+/// The process at the other end of the call.
+pub const RUNBOM_MCP_PEER_PID: &str = "runbom.mcp.peer.pid";
+/// `serverInfo.name` of an `initialize` result.
+pub const RUNBOM_MCP_SERVER_NAME: &str = "runbom.mcp.server.name";
+/// On an `mcp.client` span: the command line of the process that answered (the server).
+pub const RUNBOM_MCP_SERVER_COMMAND_LINE: &str = "runbom.mcp.server.command_line";
+/// The tool names a `tools/list` result listed (string array).
+pub const RUNBOM_MCP_TOOLS: &str = "runbom.mcp.tools";
+/// `true` on a request exported without its response (none came in time).
+pub const RUNBOM_MCP_UNANSWERED: &str = "runbom.mcp.unanswered";
+
+/// Values of `network.transport` of MCP spans.
+pub mod mcp_transport {
+    /// stdio over a pipe.
+    pub const PIPE: &str = "pipe";
+    /// stdio over a Unix socketpair (Node's child stdio), or a Unix socket.
+    pub const UNIX: &str = "unix";
+    /// Streamable HTTP.
+    pub const TCP: &str = "tcp";
+}

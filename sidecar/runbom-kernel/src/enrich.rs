@@ -8,11 +8,13 @@ use runbom_common::{
     HttpEvent, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SockAddr, SockEvent, decode::Event, http_source,
 };
 use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, Transport, http, names, redact};
+use runbom_event::{McpTransport, jsonrpc};
 
 use crate::{
     clock::BootClock,
     h2::{self, H2Tracker},
     httptrack::{self, Awaits, HttpTracker, socket_key},
+    mcptrack::{self, McpTracker, Origin},
     proctable::ProcessTable,
 };
 
@@ -24,6 +26,10 @@ pub struct Enricher {
     http: HttpTracker,
     /// HTTP/2 connections and their open streams.
     h2: H2Tracker,
+    /// MCP requests waiting for their responses; paired calls wait for [`Self::take_ready`].
+    mcp: McpTracker,
+    /// Keep a `tools/call`'s arguments (`McpCapture::capture_arguments`).
+    mcp_arguments: bool,
     /// Where pids that may have loaded a new libssl are sent (see `crate::openssl`).
     libssl: Option<SyncSender<u32>>,
     /// Pids sent since their last exec (bounded by the live processes: exit removes).
@@ -38,9 +44,18 @@ impl Enricher {
             clock,
             http: HttpTracker::default(),
             h2: H2Tracker::default(),
+            mcp: McpTracker::default(),
+            mcp_arguments: false,
             libssl: None,
             libssl_sent: HashSet::new(),
         }
+    }
+
+    /// Keeps each `tools/call`'s (redacted) arguments; by default they are dropped at once.
+    #[must_use]
+    pub fn with_mcp_arguments(mut self, keep: bool) -> Self {
+        self.mcp_arguments = keep;
+        self
     }
 
     /// Sends each process that execs or first connects to `tx`, for an OpenSSL rescan.
@@ -60,12 +75,14 @@ impl Enricher {
         self.http.take_ready(out);
         self.h2.expire(Instant::now(), httptrack::RESPONSE_WAIT);
         self.h2.take_ready(out);
+        self.mcp.expire(Instant::now(), mcptrack::RESPONSE_WAIT);
+        self.mcp.take_ready(out);
     }
 
-    /// True while TLS requests wait for their response.
+    /// True while TLS requests (or MCP requests) wait for their response.
     #[must_use]
     pub fn has_pending(&self) -> bool {
-        self.http.has_pending() || self.h2.has_pending()
+        self.http.has_pending() || self.h2.has_pending() || self.mcp.has_pending()
     }
 
     /// Releases every waiting request (shutdown).
@@ -74,6 +91,8 @@ impl Enricher {
         self.http.take_ready(out);
         self.h2.flush(unix_now_ns());
         self.h2.take_ready(out);
+        self.mcp.flush();
+        self.mcp.take_ready(out);
     }
 
     /// HTTP/2 connections that could no longer be followed since start.
@@ -109,6 +128,10 @@ impl Enricher {
         }
         let (process, end_boot, detail) = match event {
             Event::Http(e, data) => return self.http(e, data, start_ns),
+            Event::JsonRpc(e, data) => {
+                self.jsonrpc(e, data, start_ns);
+                return None;
+            }
             Event::Fork(f) => {
                 self.procs.fork_by(h.pid, h.tid, f.child_pid, start_ns);
                 return None;
@@ -324,6 +347,87 @@ fn unix_now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Enricher {
+    /// A captured JSON-RPC write: its messages go to the MCP pairing, whose calls come out of
+    /// [`Self::take_ready`].
+    fn jsonrpc(&mut self, e: &runbom_common::JsonRpcEvent, data: &[u8], time_ns: u64) {
+        let h = e.header;
+        let complete = u64::from(e.data_len) >= e.total_len;
+        let tail: &[u8] = if complete { &[] } else { &e.tail };
+        let messages = jsonrpc::parse_messages(data, complete, tail);
+        if messages.is_empty() {
+            return;
+        }
+        let link = fd_channel(h.pid, e.fd);
+        // A closed fd `/proc` cannot tell about is a pipe unless the kernel saw a socket.
+        let socket = match link {
+            Some((channel, _)) => channel == Channel::Socket,
+            None => e.flags & runbom_common::JSONRPC_FD_IS_SOCKET != 0,
+        };
+        let transport = if socket {
+            McpTransport::Unix
+        } else {
+            McpTransport::Pipe
+        };
+        let origin = Origin {
+            pid: h.pid,
+            tid: h.tid,
+            cgroup_id: h.cgroup_id,
+            time_ns,
+            process: self.procs.get(h.pid),
+            transport,
+            channel: link.map(|(_, inode)| inode),
+            fd: e.fd,
+        };
+        for mut m in messages {
+            if !self.mcp_arguments {
+                m.arguments = None;
+            }
+            self.mcp.message(&origin, &m, &mut self.procs);
+        }
+    }
+}
+
+impl mcptrack::Processes for crate::proctable::ProcessTable {
+    fn stdin_channel(&self, pid: u32) -> Option<u64> {
+        fd_channel(pid, 0).map(|(_, inode)| inode)
+    }
+
+    fn descends_from(&mut self, pid: u32, ancestor: u32) -> bool {
+        let mut at = pid;
+        // Bounded: a table seeded from a racing /proc could hold a cycle.
+        for _ in 0..32 {
+            let parent = self.get(at).ppid;
+            if parent == ancestor {
+                return true;
+            }
+            if parent <= 1 {
+                return false;
+            }
+            at = parent;
+        }
+        false
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Channel {
+    Pipe,
+    Socket,
+}
+
+/// What `fd` of `pid` is (`pipe:[N]`, `socket:[N]`) and its inode, when `/proc` can tell.
+fn fd_channel(pid: u32, fd: i32) -> Option<(Channel, u64)> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let link = link.to_str()?;
+    let (kind, rest) = if let Some(rest) = link.strip_prefix("pipe:[") {
+        (Channel::Pipe, rest)
+    } else {
+        (Channel::Socket, link.strip_prefix("socket:[")?)
+    };
+    Some((kind, rest.strip_suffix(']')?.parse().ok()?))
 }
 
 /// Whether `fd` of `pid` is a socket, for writes on descriptors created before runbom started.

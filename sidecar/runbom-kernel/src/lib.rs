@@ -1,7 +1,8 @@
 //! runbom's kernel side in userspace: loads the eBPF probes ([`probes`]), reads their ring buffer
 //! ([`reader`]), and turns records into [`runbom_event::KernelEvent`]s ([`enrich`]) enriched with
 //! the process that caused them ([`proctable`]) and Unix times ([`clock`]); TLS and plaintext
-//! HTTP requests are paired with their bodies and responses ([`httptrack`]), and processes that
+//! HTTP requests are paired with their bodies and responses ([`httptrack`]), MCP's JSON-RPC
+//! requests with their responses ([`mcptrack`]), and processes that
 //! map a file exporting OpenSSL's functions are watched for ([`openssl`], [`elf`]).
 
 pub mod clock;
@@ -10,10 +11,11 @@ pub mod enrich;
 pub mod gotls;
 pub mod h2;
 pub mod httptrack;
+pub mod mcptrack;
 pub mod openssl;
 pub mod probes;
 pub mod proctable;
 pub mod reader;
 
 pub use enrich::Enricher;
-pub use probes::{HttpCapture, Losses, ProbeError, ProbeSettings, Probes};
+pub use probes::{HttpCapture, Losses, McpCapture, ProbeError, ProbeSettings, Probes};

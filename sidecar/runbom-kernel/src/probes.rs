@@ -127,6 +127,27 @@ pub struct ProbeSettings {
     /// UDP destination ports whose datagrams are DNS queries.
     pub dns_ports: Vec<u16>,
     pub http: HttpCapture,
+    /// MCP calls (JSON-RPC at the same socket and pipe writes as `http.plaintext`).
+    pub mcp: McpCapture,
+}
+
+/// What of MCP calls is exported beyond the contract's identifying attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct McpCapture {
+    /// Look for JSON-RPC messages in socket and pipe writes (needs `HttpCapture::plaintext`,
+    /// whose hooks they ride on).
+    pub enabled: bool,
+    /// Export a `tools/call`'s arguments (`gen_ai.tool.call.arguments`, redacted).
+    pub capture_arguments: bool,
+}
+
+impl Default for McpCapture {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            capture_arguments: false,
+        }
+    }
 }
 
 /// What of HTTP traffic is captured (`http.request`).
@@ -177,6 +198,7 @@ impl Default for ProbeSettings {
             watch_cgroups: Vec::new(),
             dns_ports: vec![53],
             http: HttpCapture::default(),
+            mcp: McpCapture::default(),
         }
     }
 }
@@ -303,6 +325,7 @@ impl Probes {
             self_pid: std::process::id(),
             file_filter: if watch { FILTER_BY_WORKLOAD } else { 0 },
             http_max: s.http.max_bytes.min(HTTP_DATA_MAX as u32),
+            jsonrpc: u32::from(s.mcp.enabled),
         };
         let mut config: Array<_, ProbeConfig> =
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;

@@ -22,6 +22,46 @@ pub fn bom() -> runbom_aibom::DeclaredBom {
     runbom_aibom::DeclaredBom::parse(BOM, "bom.cdx.json").expect("the reference BOM loads")
 }
 
+/// The command line of the npm filesystem MCP server as a stdio client starts it.
+pub const MCP_FS_SERVER: &str =
+    "node /opt/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js /data";
+
+/// The reference BOM plus a filesystem MCP server (started as `*server-filesystem*`) whose one
+/// declared tool is `read_text_file`, both declared for the agent.
+#[must_use]
+pub fn bom_with_mcp_server() -> runbom_aibom::DeclaredBom {
+    let mut doc: serde_json::Value = serde_json::from_str(BOM).expect("BOM JSON");
+    doc["services"]
+        .as_array_mut()
+        .expect("services")
+        .push(serde_json::json!({
+            "bom-ref": "mcp:filesystem",
+            "name": "filesystem",
+            "properties": [
+                {"name": "runbom:kind", "value": "mcp-server"},
+                {"name": "runbom:exec", "value": "*server-filesystem*"}
+            ],
+            "services": [{
+                "bom-ref": "mcp:filesystem:read_text_file",
+                "name": "read_text_file",
+                "properties": [{"name": "runbom:kind", "value": "tool"}]
+            }]
+        }));
+    let deps = doc["dependencies"].as_array_mut().expect("dependencies");
+    let agent = deps
+        .iter_mut()
+        .find(|d| d["ref"] == "agent:support-agent")
+        .expect("the agent's dependencies");
+    for r in ["mcp:filesystem", "mcp:filesystem:read_text_file"] {
+        agent["dependsOn"]
+            .as_array_mut()
+            .expect("dependsOn")
+            .push(r.into());
+    }
+    runbom_aibom::DeclaredBom::parse(&doc.to_string(), "bom.cdx.json")
+        .expect("the BOM with an MCP server loads")
+}
+
 pub struct Trace {
     pub id: Vec<u8>,
     next_id: u64,
@@ -290,6 +330,22 @@ impl Trace {
             vec![
                 kv_str("file.path", &path),
                 kv_str("runbom.file.flags", "O_RDONLY"),
+            ],
+        );
+    }
+
+    /// A `tools/call` of `tool` the agent's process sent over MCP, answered by a process whose
+    /// command line is `server` (a kernel `mcp.client` span under `parent`).
+    pub fn mcp_call(&mut self, parent: &[u8], tool: &str, server: &str) {
+        self.kernel_span(
+            parent,
+            "mcp.client",
+            AGENT_PID,
+            "/work/.venv/bin/python3",
+            vec![
+                kv_str("mcp.method.name", "tools/call"),
+                kv_str("gen_ai.tool.name", tool),
+                kv_str("runbom.mcp.server.command_line", server),
             ],
         );
     }

@@ -31,6 +31,7 @@ pub mod harness;
 pub mod http_server;
 pub mod items;
 pub mod kube;
+pub mod kernel;
 pub mod leak;
 pub mod net;
 pub mod otlp_file;

@@ -12,14 +12,11 @@ use std::{
     io::{BufRead as _, BufReader, Write as _},
     path::Path,
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use runbom_event::{Detail, HttpRequest, KernelEvent};
-use runbom_kernel::{
-    Enricher, ProbeSettings, Probes, clock::BootClock, openssl, proctable::ProcessTable, reader,
-};
+use runbom_kernel::ProbeSettings;
 use runbom_testkit::{
     HttpServer, Proc, Ready, Runbom, Sink, TempDir,
     config::{service, traces_and_logs},
@@ -370,48 +367,16 @@ fn events_carry_the_parsed_traceparent_and_thread() {
     let dir = TempDir::new("http-agent");
     let plain = Server::start(dir.path(), false);
     let tls = Server::start(dir.path(), true);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let (events, clients) = runtime.block_on(async {
-        // Opens are not what this test is about: keep the ring to HTTP and process events.
-        let settings = ProbeSettings {
-            file_include: vec!["/nonexistent-runbom-http-test/".into()],
-            ..ProbeSettings::default()
-        };
-        let mut probes = Probes::load(&settings).expect("load the probes");
-        let ring = probes.take_ring().expect("ring");
-        let probes = Arc::new(Mutex::new(probes));
-        let mut watcher = openssl::Watcher::new(probes.clone());
-        assert!(watcher.scan_all() >= 1, "no libssl hooked");
-        let enricher = Enricher::new(ProcessTable::from_proc(), BootClock::new());
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<KernelEvent>>(64);
-        // Every process's events arrive: collect them as they come, or the reader would wait.
-        let collector = tokio::spawn(async move {
-            let mut events = Vec::new();
-            while let Some(batch) = rx.recv().await {
-                events.extend(batch);
-            }
-            events
-        });
-        let stop = tokio_util::sync::CancellationToken::new();
-        let reader = tokio::spawn(reader::run(
-            ring,
-            enricher,
-            tx,
-            Arc::default(),
-            stop.clone(),
-        ));
-        let clients = tokio::task::spawn_blocking(move || {
-            let before = wall_ns();
-            let a = run_client(&plain, Mode::Plain);
-            let b = run_client(&tls, Mode::TlsAsyncio);
-            (before, wall_ns(), a, b)
-        })
-        .await
-        .expect("clients");
-        stop.cancel();
-        reader.await.expect("reader task").expect("reader");
-        let events = collector.await.expect("collector task");
-        (events, clients)
+    // Opens are not what this test is about: keep the ring to HTTP and process events.
+    let settings = ProbeSettings {
+        file_include: vec!["/nonexistent-runbom-http-test/".into()],
+        ..ProbeSettings::default()
+    };
+    let (events, clients) = runbom_testkit::kernel::capture(&settings, true, move || {
+        let before = wall_ns();
+        let a = run_client(&plain, Mode::Plain);
+        let b = run_client(&tls, Mode::TlsAsyncio);
+        (before, wall_ns(), a, b)
     });
     let (before, after, plain_client, tls_client) = clients;
     for (client, capture) in [(&plain_client, "socket"), (&tls_client, "openssl")] {

@@ -69,6 +69,19 @@ pub struct DataSource {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// An MCP server (`services[]` with `runbom:kind` = `mcp-server`): how it is started
+/// (`runbom:exec` globs over its command line) or reached (`endpoints`), and the tools it may
+/// be called for (its nested `services[]` with `runbom:kind` = `tool`).
+#[derive(Clone, Debug)]
+pub struct McpServer {
+    pub bom_ref: String,
+    pub name: String,
+    pub commands: Vec<Glob>,
+    pub endpoints: Vec<Endpoint>,
+    /// `(tool name, tool bom-ref)`.
+    pub tools: Vec<(String, String)>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Program {
     pub bom_ref: String,
@@ -131,6 +144,7 @@ pub struct DeclaredBom {
     pub data: Vec<DataSource>,
     pub programs: Vec<Program>,
     pub identities: Vec<Identity>,
+    pub mcp_servers: Vec<McpServer>,
     /// `dependencies[]`: `ref` → `dependsOn`.
     pub depends_on: BTreeMap<String, Vec<String>>,
     /// Per agent: every ref it may use (the closure of its dependencies); absent: no
@@ -197,7 +211,7 @@ impl DeclaredBom {
     }
 
     /// Every declared component as (kind, ref, name): agents, models, tools, services, data
-    /// sources, programs, then identities.
+    /// sources, programs, identities, then MCP servers (as services).
     pub fn components(&self) -> impl Iterator<Item = (Kind, &str, &str)> {
         let agents = self
             .agents
@@ -227,6 +241,10 @@ impl DeclaredBom {
             .identities
             .iter()
             .map(|i| (Kind::Identity, i.bom_ref.as_str(), i.name.as_str()));
+        let mcp_servers = self
+            .mcp_servers
+            .iter()
+            .map(|m| (Kind::Service, m.bom_ref.as_str(), m.name.as_str()));
         agents
             .chain(models)
             .chain(tools)
@@ -234,6 +252,7 @@ impl DeclaredBom {
             .chain(data)
             .chain(programs)
             .chain(identities)
+            .chain(mcp_servers)
     }
 
     /// Every declared endpoint list with its owner: services, data sources, then tools.

@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use super::{
     json::{BomError, Json, Res},
-    model::{Agent, DataSource, DeclaredBom, Identity, IdentitySpec, Model, Program, Service},
+    model::{
+        Agent, DataSource, DeclaredBom, Identity, IdentitySpec, McpServer, Model, Program, Service,
+    },
 };
 use crate::{endpoint::Endpoint, glob::Glob};
 
@@ -270,15 +272,27 @@ impl Parser<'_> {
         for (n, v, at) in &props {
             if n == "runbom:kind" {
                 match v.as_str() {
-                    "tool" | "service" => kind = if v == "tool" { "tool" } else { "service" },
+                    "tool" => kind = "tool",
+                    "service" => kind = "service",
+                    "mcp-server" => kind = "mcp-server",
                     _ => {
                         return Err(self.json.err(
                             at,
-                            format!("runbom:kind is `tool` or `service`, found {v:?}"),
+                            format!(
+                                "runbom:kind is `tool`, `service` or `mcp-server`, found {v:?}"
+                            ),
                         ));
                     }
                 }
             }
+        }
+        if kind != "mcp-server"
+            && let Some((_, _, at)) = props.iter().find(|(n, _, _)| n == "runbom:exec")
+        {
+            return Err(self.json.err(
+                at,
+                "runbom:exec on a service needs runbom:kind = mcp-server (programs are components)",
+            ));
         }
         let bom_ref = self.bom_ref(s, path, kind, &name)?;
         let mut endpoints = Vec::new();
@@ -306,13 +320,40 @@ impl Parser<'_> {
             endpoints,
             providers,
         };
-        if kind == "tool" {
-            self.bom.tools.push(svc);
-        } else {
-            self.bom.services.push(svc);
-        }
+        let tools_before = self.bom.tools.len();
         for (i, nested) in self.json.array(s, "services", path)?.iter().enumerate() {
             self.service(nested, &format!("{path}.services[{i}]"))?;
+        }
+        match kind {
+            "tool" => self.bom.tools.push(svc),
+            "mcp-server" => {
+                let mut commands = Vec::new();
+                for (_, v, at) in props_named(&props, "runbom:exec") {
+                    if v.trim().is_empty() {
+                        return Err(self.json.err(at, "empty runbom:exec glob"));
+                    }
+                    commands.push(Glob::name(v));
+                }
+                if commands.is_empty() && svc.endpoints.is_empty() {
+                    return Err(self.json.err(
+                        path,
+                        "an mcp-server needs runbom:exec (a glob over its command line) or endpoints",
+                    ));
+                }
+                // Its nested tools (pushed above) are the tools it may be called for.
+                let tools = self.bom.tools[tools_before..]
+                    .iter()
+                    .map(|t| (t.name.clone(), t.bom_ref.clone()))
+                    .collect();
+                self.bom.mcp_servers.push(McpServer {
+                    bom_ref: svc.bom_ref,
+                    name: svc.name,
+                    commands,
+                    endpoints: svc.endpoints,
+                    tools,
+                });
+            }
+            _ => self.bom.services.push(svc),
         }
         Ok(())
     }

@@ -68,6 +68,30 @@ impl From<otlp_json::FileError> for ObservedError {
     }
 }
 
+/// An MCP server as the declared-BOM format declares one: `runbom:kind` = `mcp-server`, its
+/// command line as `runbom:exec`, the tools called on it as nested tool services.
+fn mcp_server(r: &str, e: &Entry, props: Vec<Value>) -> Value {
+    let tools: Vec<Value> = e
+        .mcp_tools
+        .iter()
+        .flatten()
+        .map(|t| {
+            json!({
+                "bom-ref": format!("{r}:tool:{t}"), "name": t,
+                "properties": [prop("runbom:kind", "tool")],
+            })
+        })
+        .collect();
+    json!({
+        "bom-ref": r, "name": e.name,
+        "properties": prepend(
+            [prop("runbom:kind", "mcp-server"), prop("runbom:exec", &e.name)].into_iter(),
+            props,
+        ),
+        "services": tools,
+    })
+}
+
 /// Evidence examples kept per entry.
 const EXAMPLES: usize = 3;
 const WORKLOADS: usize = 8;
@@ -94,6 +118,8 @@ struct Entry {
     /// A shadow workload (an undeclared agent): what it used.
     shadow: bool,
     uses: BTreeSet<(Kind, String)>,
+    /// An MCP server (a service named by its command line): the tools called on it.
+    mcp_tools: Option<BTreeSet<String>>,
 }
 
 impl Entry {
@@ -301,6 +327,7 @@ impl Inventory {
                     }
                     components.push(c);
                 }
+                Kind::Service if e.mcp_tools.is_some() => services.push(mcp_server(&r, e, props)),
                 Kind::Tool | Kind::Service => services.push(json!({
                     "bom-ref": r, "name": e.name,
                     "endpoints": e.endpoints,
@@ -544,6 +571,21 @@ impl Inventory {
                 Activity::Exec { path } => {
                     add(&mut out, Kind::Process, path.clone(), file_name(path), o).ai |=
                         span::is_model_server(path);
+                }
+                Activity::Mcp { tool, server, .. } => {
+                    // The server, by its command line, and the tools called on it.
+                    if let Some(cmd) = server {
+                        let e = add(
+                            &mut out,
+                            Kind::Service,
+                            format!("mcp:{cmd}"),
+                            cmd.clone(),
+                            o,
+                        );
+                        e.ai = true;
+                        let tools = e.mcp_tools.get_or_insert_with(BTreeSet::new);
+                        tools.extend(tool.iter().cloned());
+                    }
                 }
                 Activity::Accept { .. } | Activity::Dns { .. } | Activity::Other => {}
             }

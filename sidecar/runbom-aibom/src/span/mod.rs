@@ -10,9 +10,10 @@ use runbom_event::semconv::{
     DNS_QUESTION_NAME, FILE_PATH, GEN_AI_AGENT_NAME, GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME,
     GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, GEN_AI_SYSTEM, GEN_AI_TOOL_NAME, HTTP_METHOD,
     HTTP_REQUEST_METHOD, HTTP_URL, LLM_MODEL_NAME, LLM_PROVIDER, LLM_REQUEST_MODEL,
-    LLM_REQUEST_TYPE, LLM_RESPONSE_MODEL, LLM_SYSTEM, NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT,
-    OPENINFERENCE_SPAN_KIND, PROCESS_EXECUTABLE_PATH, RUNBOM_EVENT, SERVER_ADDRESS, SERVER_PORT,
-    TOOL_NAME, TRACELOOP_ENTITY_NAME, TRACELOOP_SPAN_KIND, URL_FULL, event,
+    LLM_REQUEST_TYPE, LLM_RESPONSE_MODEL, LLM_SYSTEM, MCP_METHOD_NAME, NETWORK_PEER_ADDRESS,
+    NETWORK_PEER_PORT, OPENINFERENCE_SPAN_KIND, PROCESS_EXECUTABLE_PATH, RUNBOM_EVENT,
+    RUNBOM_MCP_SERVER_COMMAND_LINE, SERVER_ADDRESS, SERVER_PORT, TOOL_NAME, TRACELOOP_ENTITY_NAME,
+    TRACELOOP_SPAN_KIND, URL_FULL, event,
 };
 
 use crate::endpoint::Dest;
@@ -254,6 +255,14 @@ pub enum Activity {
     Accept {
         port: Option<u16>,
     },
+    /// A kernel `mcp.client` span: an MCP request the agent's process sent.
+    Mcp {
+        method: String,
+        /// `gen_ai.tool.name` of a `tools/call`.
+        tool: Option<String>,
+        /// The answering process's command line (`runbom.mcp.server.command_line`).
+        server: Option<String>,
+    },
     Other,
 }
 
@@ -373,6 +382,11 @@ fn kernel_activity(attrs: &[KeyValue]) -> Activity {
         },
         event::DNS_QUERY => Activity::Dns {
             name: text(DNS_QUESTION_NAME).unwrap_or_default(),
+        },
+        event::MCP_CLIENT => Activity::Mcp {
+            method: text(MCP_METHOD_NAME).unwrap_or_default(),
+            tool: text(GEN_AI_TOOL_NAME),
+            server: text(RUNBOM_MCP_SERVER_COMMAND_LINE),
         },
         event::NET_ACCEPT => Activity::Accept {
             port: attr_int(attrs, SERVER_PORT).and_then(|p| u16::try_from(p).ok()),

@@ -225,6 +225,13 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
             SpanKind::Server,
         ),
         Detail::DnsQuery { name, .. } => (format!("{event} {name}"), SpanKind::Client),
+        Detail::Mcp(m) => (
+            m.span_name(),
+            match m.side {
+                runbom_event::McpSide::Client => SpanKind::Client,
+                runbom_event::McpSide::Server => SpanKind::Server,
+            },
+        ),
         Detail::HttpRequest(h) => (
             format!(
                 "{event} {} {}",
@@ -238,14 +245,17 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
         ),
     };
     let status = error(ev).map(|e| Status {
-        message: e.into(),
+        message: e.into_owned(),
         code: StatusCode::Error as i32,
     });
     Some(Span {
         trace_id: placement
             .map_or(ev.process.trace_id, |p| p.trace_id)
             .to_vec(),
-        span_id: new_span_id().to_vec(),
+        span_id: match &ev.detail {
+            Detail::Mcp(m) => m.span_id.to_vec(),
+            _ => new_span_id().to_vec(),
+        },
         parent_span_id: placement
             .map(|p| p.parent_span_id.to_vec())
             .unwrap_or_default(),
@@ -294,9 +304,10 @@ fn log(ev: &KernelEvent, span: Option<&Span>, placement: Option<&Placement>) -> 
     }
 }
 
-fn error(ev: &KernelEvent) -> Option<&'static str> {
+fn error(ev: &KernelEvent) -> Option<std::borrow::Cow<'static, str>> {
     match &ev.detail {
-        Detail::Connect { error, .. } | Detail::FileOpen { error, .. } => *error,
+        Detail::Connect { error, .. } | Detail::FileOpen { error, .. } => error.map(Into::into),
+        Detail::Mcp(m) => mcp::error_type(m),
         _ => None,
     }
 }
@@ -326,6 +337,7 @@ fn body(ev: &KernelEvent) -> String {
         } => {
             format!("{who} dns query {name} {qtype} to {server}")
         }
+        Detail::Mcp(m) => mcp::body(&who, m),
         Detail::HttpRequest(h) => format!(
             "{who} {} {} {}{}",
             h.capture.as_str(),
@@ -433,6 +445,7 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
             a.push(kv_str(NETWORK_TYPE, net_type(&server.ip())));
         }
         Detail::HttpRequest(h) => http_attributes(h, &mut a),
+        Detail::Mcp(m) => mcp::attributes(m, &mut a),
     }
     a
 }
@@ -540,5 +553,6 @@ fn kv_bool(key: &str, value: bool) -> KeyValue {
     }
 }
 
+mod mcp;
 #[cfg(test)]
 mod tests;

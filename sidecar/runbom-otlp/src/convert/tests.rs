@@ -264,3 +264,117 @@ fn placed_events_join_the_application_trace() {
     let unplaced = &batch.logs.resource_logs[1].scope_logs[0].log_records[0];
     assert!(unplaced.trace_id.is_empty());
 }
+
+fn mcp_call(side: runbom_event::McpSide) -> runbom_event::McpCall {
+    runbom_event::McpCall {
+        side,
+        span_id: [5; 8],
+        method: "tools/call".into(),
+        target: Some("write_file".into()),
+        request_id: Some("7".into()),
+        resource_uri: None,
+        session_id: None,
+        protocol_version: None,
+        transport: runbom_event::McpTransport::Pipe,
+        traceparent: None,
+        tool_error: true,
+        rpc_error_code: None,
+        arguments: None,
+        peer_pid: Some(99),
+        server_command_line: None,
+        server_name: None,
+        tools: vec![],
+        answered: true,
+    }
+}
+
+#[test]
+fn mcp_spans_follow_the_mcp_semantic_conventions() {
+    use runbom_event::McpSide;
+    let client = event(Detail::Mcp(Box::new(mcp_call(McpSide::Client))));
+    let server = event(Detail::Mcp(Box::new(mcp_call(McpSide::Server))));
+    let batch = convert(&[client, server], &[], &opts());
+    let spans: Vec<&Span> = batch
+        .traces
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans[0].spans)
+        .collect();
+    assert_eq!(spans.len(), 2);
+    assert_eq!(spans[0].kind, SpanKind::Client as i32);
+    assert_eq!(spans[1].kind, SpanKind::Server as i32);
+    for span in spans {
+        assert_eq!(span.name, "tools/call write_file");
+        assert_eq!(span.span_id, [5; 8], "the id chosen at pairing");
+        assert_eq!(
+            (span.start_time_unix_nano, span.end_time_unix_nano),
+            (1_000, 2_000)
+        );
+        let a = &span.attributes;
+        let s = |k| match attr(a, k) {
+            Some(Value::StringValue(v)) => v.as_str(),
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(s("mcp.method.name"), "tools/call");
+        assert_eq!(s("gen_ai.tool.name"), "write_file");
+        assert_eq!(s("gen_ai.operation.name"), "execute_tool");
+        assert_eq!(s("jsonrpc.request.id"), "7");
+        assert_eq!(s("network.transport"), "pipe");
+        assert_eq!(s("error.type"), "tool_error");
+        assert_eq!(
+            s("runbom.event"),
+            if span.kind == SpanKind::Client as i32 {
+                "mcp.client"
+            } else {
+                "mcp.server"
+            }
+        );
+        assert_eq!(attr(a, "runbom.mcp.peer.pid"), Some(&Value::IntValue(99)));
+        assert!(attr(a, "gen_ai.tool.call.arguments").is_none());
+        assert_eq!(
+            span.status.as_ref().map(|s| s.code),
+            Some(StatusCode::Error as i32)
+        );
+    }
+    let logs = &batch.logs.resource_logs[0].scope_logs[0].log_records;
+    assert_eq!(logs[0].event_name, "mcp.client");
+    let body = match logs[0].body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::StringValue(b)) => b.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        body.contains("mcp call tools/call write_file id 7 failed: tool_error"),
+        "{body}"
+    );
+}
+
+#[test]
+fn mcp_error_responses_and_unanswered_requests() {
+    let mut m = mcp_call(runbom_event::McpSide::Client);
+    m.tool_error = false;
+    m.rpc_error_code = Some(-32601);
+    let batch = convert(&[event(Detail::Mcp(Box::new(m.clone())))], &[], &opts());
+    let a = &batch.traces.resource_spans[0].scope_spans[0].spans[0].attributes;
+    assert_eq!(
+        attr(a, "error.type"),
+        Some(&Value::StringValue("-32601".into()))
+    );
+    assert_eq!(
+        attr(a, "rpc.response.status_code"),
+        Some(&Value::StringValue("-32601".into()))
+    );
+    m.rpc_error_code = None;
+    m.answered = false;
+    m.arguments = Some(r#"{"path":"/x"}"#.into());
+    let batch = convert(&[event(Detail::Mcp(Box::new(m)))], &[], &opts());
+    let a = &batch.traces.resource_spans[0].scope_spans[0].spans[0].attributes;
+    assert!(attr(a, "error.type").is_none());
+    assert_eq!(
+        attr(a, "runbom.mcp.unanswered"),
+        Some(&Value::BoolValue(true))
+    );
+    assert_eq!(
+        attr(a, "gen_ai.tool.call.arguments"),
+        Some(&Value::StringValue(r#"{"path":"/x"}"#.into()))
+    );
+}

@@ -20,6 +20,7 @@ pub struct EbpfConfig {
     pub file: FileSettings,
     pub dns: DnsSettings,
     pub http: HttpSettings,
+    pub mcp: McpSettings,
     /// Export events that no application trace claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
 }
@@ -38,6 +39,17 @@ pub struct HttpSettings {
     pub max_header_bytes: u32,
     /// Hook every OpenSSL library processes load (`SSL_write[_ex]`, `SSL_read[_ex]`).
     pub openssl: bool,
+}
+
+/// `mcp.client` / `mcp.server` capture (JSON-RPC at the writes `http.plaintext` watches).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpSettings {
+    /// Look for MCP's JSON-RPC messages in socket and pipe writes.
+    pub enabled: bool,
+    /// Export each `tools/call`'s arguments as `gen_ai.tool.call.arguments` (redacted, at
+    /// most 1 KiB). Off: arguments may carry personal data.
+    pub capture_arguments: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +102,10 @@ impl Default for EbpfConfig {
                 max_header_bytes: probes.http.max_bytes,
                 openssl: probes.http.openssl,
             },
+            mcp: McpSettings {
+                enabled: probes.mcp.enabled,
+                capture_arguments: probes.mcp.capture_arguments,
+            },
             uncorrelated_spans: true,
         }
     }
@@ -110,6 +126,12 @@ impl Default for FileSettings {
 impl Default for DnsSettings {
     fn default() -> Self {
         EbpfConfig::default().dns
+    }
+}
+
+impl Default for McpSettings {
+    fn default() -> Self {
+        EbpfConfig::default().mcp
     }
 }
 
@@ -135,6 +157,10 @@ impl EbpfConfig {
                 plaintext: self.http.plaintext,
                 max_bytes: self.http.max_header_bytes,
                 openssl: self.http.openssl,
+            },
+            mcp: runbom_kernel::McpCapture {
+                enabled: self.mcp.enabled,
+                capture_arguments: self.mcp.capture_arguments,
             },
         }
     }
@@ -227,5 +253,26 @@ mod tests {
         assert_refused(&text, "`receivers.ebpf.http.max_header_bytes`");
         let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    http:\n      tls: true");
         assert_refused(&text, "`receivers.ebpf.http.tls`: unknown field");
+    }
+
+    #[test]
+    fn mcp_section() {
+        let mcp = EbpfConfig::default().probe_settings().mcp;
+        assert!(mcp.enabled && !mcp.capture_arguments);
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    mcp:\n      enabled: false\n      capture_arguments: true",
+        );
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let e = c
+            .receiver::<EbpfConfig>("ebpf")
+            .expect("ebpf receiver missing");
+        let mcp = e.probe_settings().mcp;
+        assert!(!mcp.enabled && mcp.capture_arguments);
+        let text = EMBEDDED_DEFAULT.replace(
+            "  ebpf: {}",
+            "  ebpf:\n    mcp:\n      capture_results: true",
+        );
+        assert_refused(&text, "`receivers.ebpf.mcp.capture_results`: unknown field");
     }
 }
