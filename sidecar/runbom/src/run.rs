@@ -87,6 +87,7 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
         |name, _signal, retries| config.exporters[name].build(retries),
     )?;
 
+    let authenticators = config.authenticators()?;
     let mut receivers = Vec::new();
     // What receivers keep alive until they have stopped (the eBPF probes).
     let mut kept = Vec::new();
@@ -100,6 +101,7 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
             kernel_events: graph.take_kernel_events(name),
             telemetry: &telemetry,
             stop: &stop,
+            authenticators: &authenticators,
         };
         let started = cfg.start(name, ctx).await?;
         receivers.extend(started.tasks);

@@ -10,6 +10,7 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -38,6 +39,7 @@ use tonic::{
     codegen::{Service, http},
     metadata::{MetadataMap, MetadataValue},
     server::NamedService,
+    service::{Interceptor, interceptor::InterceptedService},
     transport::{Server, server::TcpIncoming},
 };
 
@@ -47,20 +49,26 @@ use super::{
     tls,
     validate::PartialSuccess,
 };
-use crate::ingest::{Ingest, Refusal};
+use crate::{
+    extension::bearertokenauth::BearerTokenAuth,
+    ingest::{Ingest, Refusal},
+};
 
 /// Serves OTLP/gRPC on `listener` until `ingest.stopping()` is cancelled, then lets the
 /// requests in flight finish and returns.
 ///
 /// Requests may be gzip-compressed; answers are gzip-compressed when the client accepts it.
 /// A request larger than `limits.max_request_bytes`, compressed or not, is refused with
-/// `RESOURCE_EXHAUSTED`. With `tls`, every connection is TLS (ALPN `h2`).
+/// `RESOURCE_EXHAUSTED`. With `tls`, every connection is TLS (ALPN `h2`). With `auth`, a call
+/// without its token is answered `UNAUTHENTICATED` before its message is decoded.
 pub async fn serve_grpc(
     listener: TcpListener,
     ingest: Ingest,
     limits: Limits,
     tls: Option<ServerConfig>,
+    auth: Option<Arc<BearerTokenAuth>>,
 ) -> io::Result<()> {
+    let check = BearerCheck(auth);
     let receiver = GrpcReceiver {
         ingest: ingest.clone(),
         limits,
@@ -87,9 +95,9 @@ pub async fn serve_grpc(
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         // Streams a client resets before the server sees them cost memory too (CVE-2023-44487).
         .http2_max_pending_accept_reset_streams(Some(32))
-        .add_service(OtlpCodes(traces))
-        .add_service(OtlpCodes(logs))
-        .add_service(OtlpCodes(metrics));
+        .add_service(OtlpCodes(InterceptedService::new(traces, check.clone())))
+        .add_service(OtlpCodes(InterceptedService::new(logs, check.clone())))
+        .add_service(OtlpCodes(InterceptedService::new(metrics, check)));
     let served = match tls {
         None => {
             router
@@ -110,6 +118,28 @@ pub async fn serve_grpc(
         }
     };
     served.map_err(io::Error::other)
+}
+
+/// Refuses calls without the `bearertokenauth` token, when there is one.
+#[derive(Clone)]
+struct BearerCheck(Option<Arc<BearerTokenAuth>>);
+
+impl Interceptor for BearerCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(auth) = &self.0 else {
+            return Ok(request);
+        };
+        let token = request
+            .metadata()
+            .get(auth.header())
+            .map(tonic::metadata::MetadataValue::as_bytes);
+        if auth.accepts(token) {
+            Ok(request)
+        } else {
+            tracing::debug!(client = ?request.remote_addr(), "gRPC call without a valid bearer token");
+            Err(Status::unauthenticated("missing or wrong bearer token"))
+        }
+    }
 }
 
 /// The three OTLP services, all pushing through one [`Ingest`].

@@ -8,6 +8,7 @@
 //!
 //! | request                                          | answer |
 //! |--------------------------------------------------|--------|
+//! | without the token of the `auth` extension, when set | 401 (`WWW-Authenticate`), before anything else is read |
 //! | path other than the three above                  | 404    |
 //! | method other than POST                           | 405 (`Allow: POST`) |
 //! | signal no pipeline takes from this receiver ([`Refusal::NotConfigured`]) | 404, as the Collector answers for a signal it has no pipeline for |
@@ -17,7 +18,7 @@
 //! | body that does not decode                        | 400    |
 //! | [`Refusal::Unavailable`] (pipeline full or stopping) | 503 + `Retry-After` (seconds) |
 
-use std::{convert::Infallible, io, io::Read as _, net::SocketAddr, time::Duration};
+use std::{convert::Infallible, io, io::Read as _, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
@@ -54,7 +55,10 @@ use super::{
     tls,
     validate::PartialSuccess,
 };
-use crate::ingest::{Ingest, Refusal};
+use crate::{
+    extension::bearertokenauth::BearerTokenAuth,
+    ingest::{Ingest, Refusal},
+};
 
 /// How long shutdown waits for requests in flight before returning anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,7 +71,8 @@ enum Connections {
 
 /// Serves OTLP/HTTP on `listener` until `ingest.stopping()` is cancelled, then stops
 /// accepting connections, lets the requests in flight finish (for up to 10 s) and returns.
-/// With `tls`, every connection is TLS (ALPN `http/1.1`).
+/// With `tls`, every connection is TLS (ALPN `http/1.1`). With `auth`, a request without its
+/// token is answered 401 before its body is read.
 ///
 /// Failed `accept`s are logged and retried, so this only returns at shutdown.
 pub async fn serve_http(
@@ -75,6 +80,7 @@ pub async fn serve_http(
     ingest: Ingest,
     limits: Limits,
     tls: Option<ServerConfig>,
+    auth: Option<Arc<BearerTokenAuth>>,
 ) -> io::Result<()> {
     let stop = ingest.stopping().clone();
     let graceful = GracefulShutdown::new();
@@ -103,7 +109,14 @@ pub async fn serve_http(
                 };
                 // Only a latency optimisation; the connection works without it.
                 let _ = stream.set_nodelay(true);
-                serve_connection(stream, Some(peer), &ingest, limits, &graceful);
+                serve_connection(
+                    stream,
+                    Some(peer),
+                    &ingest,
+                    limits,
+                    auth.as_ref(),
+                    &graceful,
+                );
             }
             Connections::Tls(established) => {
                 let stream = tokio::select! {
@@ -114,7 +127,7 @@ pub async fn serve_http(
                     },
                 };
                 let peer = stream.get_ref().0.peer_addr().ok();
-                serve_connection(stream, peer, &ingest, limits, &graceful);
+                serve_connection(stream, peer, &ingest, limits, auth.as_ref(), &graceful);
             }
         }
     }
@@ -137,14 +150,18 @@ fn serve_connection<S>(
     client: Option<SocketAddr>,
     ingest: &Ingest,
     limits: Limits,
+    auth: Option<&Arc<BearerTokenAuth>>,
     graceful: &GracefulShutdown,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let ingest = ingest.clone();
+    let auth = auth.cloned();
     let service = service_fn(move |request| {
-        let ingest = ingest.clone();
-        async move { Ok::<_, Infallible>(answer(request, client, &ingest, limits).await) }
+        let (ingest, auth) = (ingest.clone(), auth.clone());
+        async move {
+            Ok::<_, Infallible>(answer(request, client, &ingest, limits, auth.as_deref()).await)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -161,6 +178,8 @@ fn serve_connection<S>(
 /// Why an OTLP/HTTP request was not accepted.
 #[derive(Debug, thiserror::Error)]
 enum HttpError {
+    #[error("missing or wrong bearer token")]
+    Unauthenticated,
     #[error("no OTLP endpoint at {0:?}; use /v1/traces, /v1/logs or /v1/metrics")]
     NotFound(String),
     #[error("method {0} is not allowed; OTLP/HTTP takes POST")]
@@ -188,6 +207,7 @@ enum HttpError {
 impl HttpError {
     fn status(&self) -> StatusCode {
         match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::Refused(Refusal::NotConfigured(_)) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::ContentType(_) | Self::ContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -204,6 +224,7 @@ impl HttpError {
     fn rpc_status(&self) -> ErrorStatus {
         let code = match self {
             Self::Refused(refusal) => return ErrorStatus::from(refusal),
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
             Self::NotFound(_) => tonic::Code::NotFound,
             Self::MethodNotAllowed(_) => tonic::Code::Unimplemented,
             Self::TooLarge { .. } => tonic::Code::ResourceExhausted,
@@ -251,8 +272,24 @@ async fn answer(
     client: Option<SocketAddr>,
     ingest: &Ingest,
     limits: Limits,
+    auth: Option<&BearerTokenAuth>,
 ) -> Response<Full<Bytes>> {
     let encoding = Encoding::of(request.headers()).unwrap_or(Encoding::Protobuf);
+    if let Some(auth) = auth
+        && !auth.accepts(
+            request
+                .headers()
+                .get(auth.header())
+                .map(HeaderValue::as_bytes),
+        )
+    {
+        tracing::debug!(
+            receiver = ingest.receiver(),
+            ?client,
+            "OTLP/HTTP request without a valid bearer token"
+        );
+        return failure(&HttpError::Unauthenticated, encoding);
+    }
     match receive(request, client, ingest, limits).await {
         Ok(response) => response,
         Err(error) => {
@@ -384,11 +421,15 @@ fn failure(error: &HttpError, encoding: Encoding) -> Response<Full<Bytes>> {
     if let HttpError::MethodNotAllowed(_) = error {
         headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
+    if let HttpError::Unauthenticated = error {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     // These are answered without reading the body, so the connection cannot be reused: say so,
     // rather than letting the client find out with a broken pipe.
     if matches!(
         error,
         HttpError::NotFound(_)
+            | HttpError::Unauthenticated
             | HttpError::MethodNotAllowed(_)
             | HttpError::ContentType(_)
             | HttpError::ContentEncoding(_)

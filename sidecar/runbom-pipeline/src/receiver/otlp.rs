@@ -44,6 +44,8 @@ pub struct OtlpServer {
     /// Largest request accepted, in MiB (default 4).
     pub max_recv_msg_size_mib: Option<u64>,
     pub tls: Option<ServerTlsConfig>,
+    /// The Collector's `auth`: the `bearertokenauth` extension every request must satisfy.
+    pub auth: Option<Auth>,
     /// gRPC: HTTP/2 streams per connection (default 100).
     pub max_concurrent_streams: Option<u32>,
     /// gRPC: the Collector's `keepalive` (`server_parameters` only).
@@ -74,6 +76,14 @@ pub struct OtlpServer {
     _include_metadata: IgnoredAny,
     #[serde(default, rename = "cors")]
     _cors: IgnoredAny,
+}
+
+/// The Collector's `auth` section of a server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// The name of an enabled extension under `extensions` (a `bearertokenauth`).
+    pub authenticator: String,
 }
 
 /// The Collector's gRPC `keepalive` section.
@@ -263,18 +273,42 @@ impl OtlpReceiverConfig {
                     source,
                 })?;
             let limits = server.limits();
+            let auth = match &server.auth {
+                None => None,
+                Some(a) => Some(ctx.authenticators.get(&a.authenticator).cloned().ok_or_else(
+                    || {
+                        ReceiverError::Auth(format!(
+                            "receivers.{name}.protocols.{proto}.auth: extension `{}` is not enabled",
+                            a.authenticator
+                        ))
+                    },
+                )?),
+            };
+            let loopback = listener.local_addr()?.ip().is_loopback();
+            if auth.is_some() && tls.is_none() && !loopback {
+                warn!(
+                    receiver = name,
+                    "OTLP/{proto}: bearer tokens travel in plain text on a non-loopback address; \
+                     add a `tls` section"
+                );
+            }
             info!(
                 receiver = name,
-                "OTLP/{proto} listening on {}{}",
+                "OTLP/{proto} listening on {}{}{}",
                 listener.local_addr()?,
-                if tls.is_some() { " (TLS)" } else { "" }
+                if tls.is_some() { " (TLS)" } else { "" },
+                if auth.is_some() {
+                    " (bearer token)"
+                } else {
+                    ""
+                }
             );
             let ingest = ctx.ingest.clone();
             started.tasks.push(tokio::spawn(async move {
                 let outcome = if proto == "grpc" {
-                    super::serve_grpc(listener, ingest, limits, tls).await
+                    super::serve_grpc(listener, ingest, limits, tls, auth).await
                 } else {
-                    super::serve_http(listener, ingest, limits, tls).await
+                    super::serve_http(listener, ingest, limits, tls, auth).await
                 };
                 outcome.map_err(|source| ReceiverError::Serve { what, source })
             }));
@@ -308,6 +342,19 @@ impl ReceiverConfig for OtlpReceiverConfig {
                     // A wildcard listener is reached on loopback and on the node's addresses.
                     e.replacen("localhost:", "127.0.0.1:", 1)
                 })
+            })
+            .collect()
+    }
+
+    fn authenticators(&self) -> Vec<(String, String)> {
+        self.servers()
+            .into_iter()
+            .filter_map(|(proto, server, _)| {
+                let auth = server?.auth.as_ref()?;
+                Some((
+                    format!("protocols.{proto}.auth.authenticator"),
+                    auth.authenticator.clone(),
+                ))
             })
             .collect()
     }
