@@ -79,9 +79,10 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
         &selftel_stop,
     )?;
     let processors = config.processor_specs()?;
-    let mut graph = Graph::build(
+    let queues = config.persistent_queues()?;
+    let mut graph = Graph::build_with_queues(
         &config.pipeline_specs(&processors),
-        config.graph_settings(),
+        (config.graph_settings(), &queues),
         telemetry.clone(),
         &stop,
         |name, _signal, retries| config.exporters[name].build(retries),

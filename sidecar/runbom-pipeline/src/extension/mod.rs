@@ -1,12 +1,15 @@
 //! Extensions: the Collector's top-level `extensions:` section, enabled by listing them in
 //! `service.extensions`. This build has `bearertokenauth` ([`bearertokenauth`]), which a
-//! receiver's `auth: {authenticator: <name>}` uses.
+//! receiver's `auth: {authenticator: <name>}` uses, and `file_storage` ([`file_storage`]),
+//! which an exporter's `sending_queue.storage` uses.
 
 pub mod bearertokenauth;
+pub mod file_storage;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use bearertokenauth::{BearerTokenAuth, BearerTokenAuthConfig};
+use file_storage::FileStorageConfig;
 
 use crate::config::{
     model::Config,
@@ -15,12 +18,13 @@ use crate::config::{
 };
 
 /// The extension types this build has, as the "this build has" message lists them.
-pub const TYPES: &[&str] = &["bearertokenauth"];
+pub const TYPES: &[&str] = &["bearertokenauth", "file_storage"];
 
 /// One configured extension.
 #[derive(Debug)]
 pub enum ExtensionConfig {
     BearerTokenAuth(BearerTokenAuthConfig),
+    FileStorage(FileStorageConfig),
 }
 
 /// The running authenticators by extension name, as receivers take them.
@@ -35,6 +39,8 @@ pub enum ExtensionError {
         path: PathBuf,
         reason: String,
     },
+    #[error("{0}")]
+    Storage(String),
 }
 
 impl ExtensionConfig {
@@ -42,6 +48,7 @@ impl ExtensionConfig {
     pub fn parse(at: &Section, name: &str, value: &serde_yaml::Value) -> Result<Self, ConfigError> {
         let config = match component_type(name) {
             "bearertokenauth" => Self::BearerTokenAuth(at.parse(value)?),
+            "file_storage" => Self::FileStorage(at.parse(value)?),
             other => {
                 return Err(at.error(format!(
                     "unknown extension type `{other}` (this build has: {})",
@@ -51,6 +58,7 @@ impl ExtensionConfig {
         };
         match &config {
             Self::BearerTokenAuth(c) => c.check(at)?,
+            Self::FileStorage(c) => c.check(at)?,
         }
         Ok(config)
     }
@@ -77,6 +85,11 @@ impl Config {
                             "no extension `{name}` is configured under `extensions`"
                         )));
                     }
+                    Some(ExtensionConfig::FileStorage(_)) => {
+                        return Err(at.error(format!(
+                            "`{name}` is a file_storage extension, not an authenticator"
+                        )));
+                    }
                     Some(ExtensionConfig::BearerTokenAuth(_))
                         if !self.service.extensions.contains(&name) =>
                     {
@@ -88,7 +101,49 @@ impl Config {
                 }
             }
         }
+        for (exporter, e) in &self.exporters {
+            let Some(name) = e.sending_queue().and_then(|q| q.storage.as_ref()) else {
+                continue;
+            };
+            let at = self.section(&format!("exporters.{exporter}.sending_queue.storage"));
+            match self.extensions.get(name) {
+                Some(ExtensionConfig::FileStorage(_)) if self.service.extensions.contains(name) => {
+                }
+                Some(ExtensionConfig::FileStorage(_)) => {
+                    return Err(at.error(format!(
+                        "extension `{name}` is not enabled: list it in `service.extensions`"
+                    )));
+                }
+                Some(_) => {
+                    return Err(at.error(format!("`{name}` is not a file_storage extension")));
+                }
+                None => {
+                    return Err(at.error(format!(
+                        "no extension `{name}` is configured under `extensions`"
+                    )));
+                }
+            }
+            if e.sending_queue().is_some_and(|q| !q.enabled) {
+                return Err(at.error("the sending queue is disabled (`enabled: false`)"));
+            }
+        }
         Ok(())
+    }
+
+    /// The exporters' persistent queues: where each keeps its write-ahead log (directories
+    /// created when the extension says so).
+    pub fn persistent_queues(&self) -> Result<crate::graph::PersistentQueues, ExtensionError> {
+        let mut out = crate::graph::PersistentQueues::new();
+        for (exporter, e) in &self.exporters {
+            let Some(name) = e.sending_queue().and_then(|q| q.storage.as_ref()) else {
+                continue;
+            };
+            if let Some(ExtensionConfig::FileStorage(c)) = self.extensions.get(name) {
+                let settings = c.settings(name).map_err(ExtensionError::Storage)?;
+                out.insert(exporter.clone(), settings);
+            }
+        }
+        Ok(out)
     }
 
     /// The enabled authenticators, their token files read.

@@ -90,3 +90,109 @@ fn a_token_file_that_does_not_read_stops_runbom_at_start() {
         "{e}"
     );
 }
+
+/// An `otlp` exporter whose `sending_queue` is `queue`, `extensions` holding `extensions`,
+/// and `service.extensions` = `enabled`.
+fn storage_config(queue: &str, extensions: &str, enabled: &str) -> String {
+    format!(
+        "extensions:
+{extensions}
+receivers:
+  otlp:
+    protocols:
+      grpc: {{}}
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:4317
+    sending_queue: {queue}
+service:
+  extensions: [{enabled}]
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [otlp] }}
+"
+    )
+}
+
+#[test]
+fn sending_queues_name_an_enabled_file_storage() {
+    let dir = runbom_testkit::TempDir::new("file-storage-config");
+    let queue_dir = dir.join("made/by/runbom");
+    let text = storage_config(
+        "{ storage: file_storage/disk }",
+        &format!(
+            "  file_storage/disk: {{ directory: {}, create_directory: true, fsync: true, max_size_mib: 8 }}",
+            queue_dir.display()
+        ),
+        "file_storage/disk",
+    );
+    let c = Config::parse(&text, "c.yaml").expect("a valid configuration");
+    let queues = c.persistent_queues().expect("the directory is created");
+    let q = &queues["otlp"];
+    assert!(
+        q.fsync && q.max_bytes == 8 << 20 && queue_dir.is_dir(),
+        "{q:?}"
+    );
+    let missing = storage_config(
+        "{ storage: file_storage }",
+        "  file_storage: { directory: /nonexistent/queue }",
+        "file_storage",
+    );
+    let e = Config::parse(&missing, "c.yaml")
+        .expect("read")
+        .persistent_queues()
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("/nonexistent/queue does not exist (set create_directory: true"),
+        "{e}"
+    );
+}
+
+#[test]
+fn storage_mistakes_name_their_place() {
+    let storage = "  file_storage: { directory: /tmp }";
+    for (text, want) in [
+        (
+            storage_config("{ storage: nope }", storage, "file_storage"),
+            "`exporters.otlp.sending_queue.storage`: no extension `nope` is configured",
+        ),
+        (
+            storage_config("{ storage: file_storage }", storage, ""),
+            "extension `file_storage` is not enabled",
+        ),
+        (
+            storage_config(
+                "{ storage: bearertokenauth }",
+                "  bearertokenauth: { token: a }",
+                "bearertokenauth",
+            ),
+            "`bearertokenauth` is not a file_storage extension",
+        ),
+        (
+            storage_config(
+                "{ storage: file_storage, enabled: false }",
+                storage,
+                "file_storage",
+            ),
+            "the sending queue is disabled",
+        ),
+        (
+            storage_config(
+                "{}",
+                "  file_storage: { directory: /tmp, compaction: { on_start: true } }",
+                "file_storage",
+            ),
+            "`extensions.file_storage.compaction`: unknown field",
+        ),
+        (
+            storage_config(
+                "{}",
+                "  file_storage: { directory: /tmp, directory_permissions: rwx }",
+                "file_storage",
+            ),
+            "`rwx` is not an octal mode",
+        ),
+    ] {
+        assert_refused(&text, want);
+    }
+}
