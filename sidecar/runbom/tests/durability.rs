@@ -130,3 +130,67 @@ fn kill_9_with_the_downstream_down_then_restart_delivers_every_acknowledged_requ
         "{unacked} delivered but never acknowledged"
     );
 }
+
+/// SIGTERM with the downstream down and a persistent queue: what was not delivered within
+/// `service.shutdown_timeout` stays on disk (not dropped: exit status 0, the count in the log)
+/// and is delivered after the next start.
+#[test]
+fn sigterm_with_the_downstream_down_keeps_the_queue_for_the_next_start() {
+    let dir = TempDir::new("durable-sigterm");
+    let cfg = SidecarConfig::new();
+    let downstream = free_port();
+    let config = persistent_config(&dir, cfg, downstream);
+    let yaml = std::fs::read_to_string(&config)
+        .expect("the configuration")
+        .replacen("service:\n", "service:\n  shutdown_timeout: 2s\n", 1);
+    let config = dir.write("runbom.yaml", &yaml);
+    let runbom = Runbom::start(runbom_bin!(), &config, dir.path(), Ready::Admin(cfg.admin));
+    let acked_file = dir.join("acked.txt");
+    let summary = run_script_json(
+        "otlp_load.py",
+        &[
+            "--grpc",
+            &format!("127.0.0.1:{}", cfg.grpc),
+            "--threads",
+            "1",
+            "--requests",
+            "200",
+            "--spans",
+            "20",
+            "--unique",
+            "--acked",
+            &acked_file.display().to_string(),
+        ],
+    );
+    assert_eq!(summary["ok"], 200, "{summary}");
+    let (status, log) = runbom.stop();
+    assert!(
+        status.success(),
+        "nothing was dropped, so the exit status is 0: {status}\n{log}"
+    );
+    assert!(
+        log.contains("requests not delivered are kept in"),
+        "the log says what stays on disk:\n{log}"
+    );
+
+    let sink = Sink::start_on(dir.path(), downstream);
+    let runbom = Runbom::start(runbom_bin!(), &config, dir.path(), Ready::Admin(cfg.admin));
+    let acked: BTreeSet<String> = lines_of(&acked_file).into_iter().collect();
+    let source = [sink.source("grpc")];
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            trace_span_counts(&source)
+                .into_keys()
+                .collect::<BTreeSet<_>>()
+                == acked
+        }),
+        "the 200 requests kept at shutdown were delivered after the restart, once each\n{}",
+        runbom.log()
+    );
+    let log = runbom.stop_ok();
+    sink.finish();
+    assert!(
+        log.contains("persistent queue: 200 requests from before are sent first"),
+        "{log}"
+    );
+}
