@@ -334,6 +334,7 @@ pub struct Graph {
     /// Cancelled when the exporters must stop retrying (see [`Graph::drain`]).
     give_up: CancellationToken,
     pub telemetry: Arc<Telemetry>,
+    memory_gate: Option<Arc<MemoryGate>>,
 }
 
 impl Graph {
@@ -458,6 +459,7 @@ impl Graph {
             let handed = persisted_barrier(spec, queues, input_tx, &mut persisted);
             tasks.push(tokio::spawn(stage::fan_out(rx, outputs, handed)));
         }
+        let memory_gate = gate.clone();
         let gate = gate.map(|g| (g, gated));
         let senders = sender_pids(&telemetry, !attributed.is_empty());
         let ingests = receiver_ingests(
@@ -478,7 +480,14 @@ impl Graph {
             tasks,
             give_up,
             telemetry,
+            memory_gate,
         })
+    }
+
+    /// The `memory_limiter`'s gate, when a pipeline has one.
+    #[must_use]
+    pub fn memory_gate(&self) -> Option<Arc<MemoryGate>> {
+        self.memory_gate.clone()
     }
 
     /// The ingest of receiver `name` (taken: the graph keeps no sender of its own, so that

@@ -110,6 +110,9 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
     }
 
     let ready = Arc::new(Readiness::default());
+    if let Some(gate) = graph.memory_gate() {
+        ready.watch_memory(gate);
+    }
     let admin = start_admin(&config, &telemetry, &ready, &stop).await?;
     ready.set(true);
     info!(

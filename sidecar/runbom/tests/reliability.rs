@@ -484,3 +484,61 @@ fn slow_request_bodies_time_out_and_runbom_recovers() {
         "the limits are logged:\n{log}"
     );
 }
+
+/// A memory spike under the `memory_limiter` (the Collector's soft limit: `limit_mib -
+/// spike_limit_mib`): once runbom's memory passes the soft limit, requests are refused (503)
+/// and `/readyz` says not ready (it used to say 200 while every request was refused); once
+/// what was held is gone, the memory is returned to the system and runbom is ready again.
+#[test]
+fn a_memory_spike_is_refused_reported_on_readyz_and_returned_after() {
+    let dir = TempDir::new("memory-spike");
+    let cfg = SidecarConfig::new();
+    // A batch that holds everything for 4 s: the spike. Soft limit 120 MiB.
+    let rest = "processors:\n  memory_limiter: { check_interval: 100ms, limit_mib: 160, spike_limit_mib: 40 }\n\
+                \x20 batch: { timeout: 4s, send_batch_size: 100000 }\nexporters:\n  nop: {}\n";
+    let runbom = cfg.start(
+        runbom_bin!(),
+        &dir,
+        rest,
+        "    logs: { receivers: [otlp], processors: [memory_limiter, batch], exporters: [nop] }\n",
+    );
+    let soft_kib = 120 * 1024;
+    let body = big_logs_json(3 * 1024);
+    let mut refused = None;
+    for i in 0..100 {
+        if post_json(cfg.http, "/v1/logs", &body) == 503 {
+            refused = Some(i);
+            break;
+        }
+    }
+    let peak = rss_kib(runbom.pid()).expect("runbom's RSS");
+    let refused =
+        refused.unwrap_or_else(|| panic!("never refused; RSS {peak} KiB\n{}", runbom.log()));
+    assert_eq!(
+        http_get(cfg.admin, "/readyz").0,
+        503,
+        "not ready while refusing (RSS {peak} KiB)"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || http_get(cfg.admin, "/readyz").0
+            == 200),
+        "ready again once the batch was sent\n{}",
+        runbom.log()
+    );
+    assert_eq!(
+        post_json(cfg.http, "/v1/logs", &big_logs_json(1)),
+        200,
+        "accepting again"
+    );
+    // Once the batch (4 s) has gone out, what it held is freed and returned to the system.
+    let returned = eventually(Duration::from_secs(15), || {
+        rss_kib(runbom.pid()).is_some_and(|kib| kib < soft_kib / 2)
+    });
+    let after = rss_kib(runbom.pid()).expect("runbom's RSS");
+    eprintln!(
+        "refused after {refused} requests of 3 MiB; RSS at the refusal {peak} KiB, after {after} KiB (soft limit {soft_kib} KiB)"
+    );
+    assert!(returned, "memory returned to the system: still {after} KiB");
+    let log = runbom.stop_ok();
+    assert!(log.contains("memory above the soft limit"), "{log}");
+}
