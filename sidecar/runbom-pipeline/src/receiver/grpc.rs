@@ -40,11 +40,12 @@ use tonic::{
     metadata::{MetadataMap, MetadataValue},
     server::NamedService,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Server, server::TcpIncoming},
+    transport::Server,
 };
 
 use super::{
     accept::{Limits, accept},
+    conn,
     status::ErrorStatus,
     tls,
     validate::PartialSuccess,
@@ -87,7 +88,14 @@ pub async fn serve_grpc(
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max);
     let stop = ingest.stopping().clone();
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(age) = limits.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
+    if let Some(grace) = limits.max_connection_age_grace {
+        builder = builder.max_connection_age_grace(grace);
+    }
+    let router = builder
         .max_concurrent_streams(limits.max_concurrent_streams)
         .concurrency_limit_per_connection(limits.max_requests_per_connection)
         .timeout(limits.read_timeout)
@@ -98,25 +106,19 @@ pub async fn serve_grpc(
         .add_service(OtlpCodes(InterceptedService::new(traces, check.clone())))
         .add_service(OtlpCodes(InterceptedService::new(logs, check.clone())))
         .add_service(OtlpCodes(InterceptedService::new(metrics, check)));
-    let served = match tls {
-        None => {
-            router
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop.cancelled_owned())
-                .await
-        }
-        Some(config) => {
-            let established = tls::accept(
-                listener,
-                tls::with_alpn(config, b"h2"),
-                stop.clone(),
-                ingest.receiver().to_owned(),
-            );
-            let incoming = ReceiverStream::new(established).map(Ok::<_, io::Error>);
-            router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-        }
-    };
+    let connections = conn::accept(
+        listener,
+        tls.map(|config| tls::with_alpn(config, b"h2")),
+        limits,
+        stop.clone(),
+        ingest.receiver().to_owned(),
+    );
+    let served = router
+        .serve_with_incoming_shutdown(
+            ReceiverStream::new(connections).map(Ok::<_, io::Error>),
+            stop.cancelled_owned(),
+        )
+        .await;
     served.map_err(io::Error::other)
 }
 

@@ -43,13 +43,12 @@ use runbom_otlp::signal::{Signal, SignalKind};
 use rustls::ServerConfig;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
+    net::TcpListener,
 };
-use tokio_rustls::server::TlsStream;
 
 use super::{
-    accept::{ACCEPT_BACKOFF, Limits, accept},
+    accept::{Limits, accept},
+    conn,
     json::{self, JsonError},
     status::ErrorStatus,
     tls,
@@ -62,12 +61,6 @@ use crate::{
 
 /// How long shutdown waits for requests in flight before returning anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where connections come from: the listener itself, or the TLS handshake tasks.
-enum Connections {
-    Plain(TcpListener),
-    Tls(mpsc::Receiver<TlsStream<TcpStream>>),
-}
 
 /// Serves OTLP/HTTP on `listener` until `ingest.stopping()` is cancelled, then stops
 /// accepting connections, lets the requests in flight finish (for up to 10 s) and returns.
@@ -84,52 +77,30 @@ pub async fn serve_http(
 ) -> io::Result<()> {
     let stop = ingest.stopping().clone();
     let graceful = GracefulShutdown::new();
-    let mut connections = match tls {
-        None => Connections::Plain(listener),
-        Some(config) => Connections::Tls(tls::accept(
-            listener,
-            tls::with_alpn(config, b"http/1.1"),
-            stop.clone(),
-            ingest.receiver().to_owned(),
-        )),
-    };
+    let mut connections = conn::accept(
+        listener,
+        tls.map(|config| tls::with_alpn(config, b"http/1.1")),
+        limits,
+        stop.clone(),
+        ingest.receiver().to_owned(),
+    );
     loop {
-        match &mut connections {
-            Connections::Plain(listener) => {
-                let (stream, peer) = tokio::select! {
-                    () = stop.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => (stream, peer),
-                        Err(error) => {
-                            tracing::warn!(receiver = ingest.receiver(), %error, "OTLP/HTTP accept failed");
-                            tokio::time::sleep(ACCEPT_BACKOFF).await;
-                            continue;
-                        }
-                    },
-                };
-                // Only a latency optimisation; the connection works without it.
-                let _ = stream.set_nodelay(true);
-                serve_connection(
-                    stream,
-                    Some(peer),
-                    &ingest,
-                    limits,
-                    auth.as_ref(),
-                    &graceful,
-                );
-            }
-            Connections::Tls(established) => {
-                let stream = tokio::select! {
-                    () = stop.cancelled() => break,
-                    stream = established.recv() => match stream {
-                        Some(stream) => stream,
-                        None => break,
-                    },
-                };
-                let peer = stream.get_ref().0.peer_addr().ok();
-                serve_connection(stream, peer, &ingest, limits, auth.as_ref(), &graceful);
-            }
-        }
+        let connection = tokio::select! {
+            () = stop.cancelled() => break,
+            connection = connections.recv() => match connection {
+                Some(connection) => connection,
+                None => break,
+            },
+        };
+        let peer = connection.peer();
+        serve_connection(
+            connection,
+            Some(peer),
+            &ingest,
+            limits,
+            auth.as_ref(),
+            &graceful,
+        );
     }
     drop(connections);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

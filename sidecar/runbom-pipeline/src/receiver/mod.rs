@@ -21,6 +21,7 @@
 //! [`Refusal::NotConfigured`]: crate::ingest::Refusal::NotConfigured
 
 mod accept;
+mod conn;
 pub mod ebpf;
 mod error;
 mod grpc;
