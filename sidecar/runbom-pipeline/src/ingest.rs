@@ -176,11 +176,16 @@ impl Ingest {
         }
     }
 
-    /// Hands `signal` to every pipeline of its kind that lists this receiver.
+    /// Hands `signal` to every pipeline of its kind that lists this receiver (into one with
+    /// persistent queues, returns once it is written there).
     pub async fn push(&self, signal: Signal) -> Result<(), Refusal> {
+        self.push_as(signal, true).await
+    }
+
+    async fn push_as(&self, signal: Signal, wait_written: bool) -> Result<(), Refusal> {
         let kind = signal.kind();
         let items = signal.item_count() as u64;
-        let result = self.deliver(kind, signal).await;
+        let result = self.deliver(kind, signal, wait_written).await;
         if let Some(c) = self.counters(kind) {
             match result {
                 Ok(()) => c.add_accepted(items),
@@ -192,10 +197,11 @@ impl Ingest {
 
     /// Pushes `signal`, waiting for room as long as it takes: for data no client can retry
     /// (kernel events, and what the correlation makes of them). Returns once accepted, or
-    /// at once when no pipeline takes its signal.
+    /// at once when no pipeline takes its signal. It does not wait for persistent queues to
+    /// write it: nobody is answered, and a retry after a slow write would be a duplicate.
     pub async fn push_waiting(&self, signal: Signal) {
         loop {
-            match self.push(signal.clone()).await {
+            match self.push_as(signal.clone(), false).await {
                 Ok(()) | Err(Refusal::NotConfigured(_)) => return,
                 Err(Refusal::Unavailable {
                     retry_after,
@@ -211,7 +217,12 @@ impl Ingest {
         }
     }
 
-    async fn deliver(&self, kind: SignalKind, signal: Signal) -> Result<(), Refusal> {
+    async fn deliver(
+        &self,
+        kind: SignalKind,
+        signal: Signal,
+        wait_written: bool,
+    ) -> Result<(), Refusal> {
         if self.inner.gate.as_ref().is_some_and(|g| g.refusing()) {
             return Err(Refusal::Unavailable {
                 retry_after: Duration::from_secs(5),
@@ -234,9 +245,11 @@ impl Ingest {
         };
         let deadline = tokio::time::Instant::now() + self.inner.accept_timeout;
         for tx in rest {
-            self.send(tx, signal.clone(), deadline, &full).await?;
+            self.send(tx, signal.clone(), (deadline, wait_written), &full)
+                .await?;
         }
-        self.send(last, signal, deadline, &full).await
+        self.send(last, signal, (deadline, wait_written), &full)
+            .await
     }
 
     /// Sends into one pipeline; into one with persistent queues, also waits (until
@@ -247,14 +260,14 @@ impl Ingest {
         &self,
         tx: &mpsc::Sender<Signal>,
         signal: Signal,
-        deadline: tokio::time::Instant,
+        (deadline, wait_written): (tokio::time::Instant, bool),
         full: &impl Fn() -> Refusal,
     ) -> Result<(), Refusal> {
         let persisted = self
             .inner
             .persisted
             .iter()
-            .find(|(p, _)| p.same_channel(tx))
+            .find(|(p, _)| wait_written && p.same_channel(tx))
             .map(|(_, p)| p);
         let Some(persisted) = persisted else {
             return tokio::time::timeout_at(deadline, tx.send(signal))
