@@ -139,7 +139,7 @@ impl Config {
         }
         self.processor_specs()?;
         self.authenticators()?;
-        self.persistent_queues()?;
+        self.check_persistent_queues()?;
         for (name, cfg) in &self.receivers {
             cfg.validate(name)?;
         }

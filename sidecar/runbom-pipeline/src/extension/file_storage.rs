@@ -71,16 +71,22 @@ impl FileStorageConfig {
             })
     }
 
+    /// Whether the directory exists or may be created (`runbom validate`: nothing created).
+    pub fn check_directory(&self, name: &str) -> Result<(), String> {
+        if self.directory.is_dir() || self.create_directory {
+            return Ok(());
+        }
+        Err(format!(
+            "extensions.{name}: directory {} does not exist (set create_directory: true to \
+             create it)",
+            self.directory.display()
+        ))
+    }
+
     /// The directory made ready (created when asked), and the queue settings.
     pub fn settings(&self, name: &str) -> Result<StorageSettings, String> {
+        self.check_directory(name)?;
         if !self.directory.is_dir() {
-            if !self.create_directory {
-                return Err(format!(
-                    "extensions.{name}: directory {} does not exist (set create_directory: true \
-                     to create it)",
-                    self.directory.display()
-                ));
-            }
             let mode = self.permissions(&Section::new("", name)).map_err(|e| e.0)?;
             std::fs::DirBuilder::new()
                 .recursive(true)

@@ -130,6 +130,19 @@ impl Config {
         Ok(())
     }
 
+    /// Every persistent queue's directory exists or may be created (creating nothing).
+    pub fn check_persistent_queues(&self) -> Result<(), ExtensionError> {
+        for e in self.exporters.values() {
+            let Some(name) = e.sending_queue().and_then(|q| q.storage.as_ref()) else {
+                continue;
+            };
+            if let Some(ExtensionConfig::FileStorage(c)) = self.extensions.get(name) {
+                c.check_directory(name).map_err(ExtensionError::Storage)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The exporters' persistent queues: where each keeps its write-ahead log (directories
     /// created when the extension says so).
     pub fn persistent_queues(&self) -> Result<crate::graph::PersistentQueues, ExtensionError> {

@@ -126,6 +126,11 @@ fn sending_queues_name_an_enabled_file_storage() {
         "file_storage/disk",
     );
     let c = Config::parse(&text, "c.yaml").expect("a valid configuration");
+    c.check_persistent_queues().expect("may be created");
+    assert!(
+        !queue_dir.exists(),
+        "checking (runbom validate) creates nothing"
+    );
     let queues = c.persistent_queues().expect("the directory is created");
     let q = &queues["otlp"];
     assert!(
