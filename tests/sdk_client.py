@@ -4,6 +4,7 @@
     sdk_client.py --protocol grpc|http/protobuf|http/json --endpoint HOST:PORT
                   [--signal traces|logs|metrics] [--gzip]
                   [--ca-file CA.pem [--client-cert CERT.pem --client-key KEY.pem]]
+                  [--header NAME=VALUE ...]
 
 `grpc` and `http/protobuf` use the SDK's own OTLP exporters. The SDK has no OTLP/JSON
 exporter, so `http/json` encodes the same data with the SDK's encoder and posts it as
@@ -13,6 +14,8 @@ hex (OTLP/JSON's one departure from the mapping, which would use base64).
 
 With `--ca-file`, the export goes over TLS (`https://HOST:PORT`), the server's certificate
 checked against that CA; `--client-cert` and `--client-key` add a client certificate (mTLS).
+`--header` adds a header (gRPC metadata) to every export, through the exporters' own
+`headers` setting (e.g. `authorization=Bearer TOKEN`).
 
 Prints what was sent as JSON on stdout and exits non-zero if the export failed:
 - `request`: the export request the SDK's encoder makes of the data, protobuf, hex-encoded
@@ -140,11 +143,16 @@ def read(path):
         return file.read()
 
 
+def extra_headers(args):
+    """`--header NAME=VALUE` options as a dict (names lower case, as gRPC metadata wants)."""
+    return {name.strip().lower(): value for name, _, value in (h.partition("=") for h in args.header)}
+
+
 def export_json(request, path, endpoint, use_gzip, tls):
     request = json_format.MessageToDict(request, use_integers_for_enums=True)
     base64_to_hex(request)
     body = json.dumps(request).encode()
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **extra_headers(tls)}
     if use_gzip:
         body = gzip.compress(body)
         headers["Content-Encoding"] = "gzip"
@@ -201,6 +209,7 @@ def export(protocol, endpoint, use_gzip, signal, data, tls):
             **secure,
             timeout=10,
             compression=Compression.Gzip if use_gzip else None,
+            headers=extra_headers(tls) or None,
         )
     else:
         import requests
@@ -227,6 +236,7 @@ def export(protocol, endpoint, use_gzip, signal, data, tls):
             **secure,
             timeout=10,
             compression=Compression.Gzip if use_gzip else Compression.NoCompression,
+            headers=extra_headers(tls) or None,
         )
     result = exporter.export(data)
     exporter.shutdown()
@@ -268,6 +278,8 @@ def main():
     parser.add_argument("--ca-file", help="export over TLS, trusting this CA (PEM)")
     parser.add_argument("--client-cert", help="client certificate (PEM) for mTLS; needs --ca-file")
     parser.add_argument("--client-key", help="the client certificate's private key (PEM)")
+    parser.add_argument("--header", action="append", default=[], metavar="NAME=VALUE",
+                        help="a header sent with every export (repeatable)")
     args = parser.parse_args()
     if (args.client_cert is None) != (args.client_key is None) or (
         args.client_cert and not args.ca_file

@@ -1,10 +1,11 @@
 //! runbom's own HTTP endpoint: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz`
-//! (every receiver is listening and runbom is not shutting down).
+//! (every receiver is listening, runbom is not shutting down, and no `memory_limiter` is
+//! refusing data).
 
 use std::{
     convert::Infallible,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
 };
@@ -17,20 +18,34 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::Telemetry;
+use crate::{Telemetry, processor::memory_limiter::MemoryGate};
 
 /// Readiness shared with whoever starts and stops the pipelines.
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+pub struct Readiness {
+    ready: AtomicBool,
+    /// The memory limiter's gate: not ready while it refuses data.
+    gate: OnceLock<Arc<MemoryGate>>,
+}
 
 impl Readiness {
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
     #[must_use]
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Reports not ready while `gate` refuses data (over the memory limiter's soft limit), so
+    /// that a load balancer sends clients elsewhere meanwhile.
+    pub fn watch_memory(&self, gate: Arc<MemoryGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    fn refusing(&self) -> bool {
+        self.gate.get().is_some_and(|g| g.refusing())
     }
 }
 
@@ -63,6 +78,11 @@ fn route(
             telemetry.render_prometheus(),
         ),
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" if ready.get() && ready.refusing() => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "refusing data: memory above the memory_limiter's soft limit\n".into(),
+        ),
         "/readyz" if ready.get() => respond(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => respond(
             StatusCode::SERVICE_UNAVAILABLE,

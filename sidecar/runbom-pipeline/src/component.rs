@@ -18,6 +18,7 @@ use crate::{
     Ingest, ProcessorSpec, SignalKind, Telemetry,
     config::section::{ConfigError, Section},
     exporter::{BoxExporter, ExportError, queue::SendingQueue},
+    extension::Authenticators,
     processor::ProcessorError,
     receiver::ReceiverError,
 };
@@ -44,6 +45,11 @@ pub trait ReceiverConfig: Any + Debug + Send + Sync {
         Vec::new()
     }
 
+    /// The extensions its `auth` sections name: (YAML path under the receiver, name).
+    fn authenticators(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Loads what it will need (certificates) without starting anything (`runbom validate`).
     fn validate(&self, _name: &str) -> Result<(), ReceiverError> {
         Ok(())
@@ -61,6 +67,8 @@ pub struct ReceiverContext<'a> {
     pub kernel_events: Option<mpsc::Sender<Vec<KernelEvent>>>,
     pub telemetry: &'a Arc<Telemetry>,
     pub stop: &'a CancellationToken,
+    /// The enabled authenticators, for `auth` sections.
+    pub authenticators: &'a Authenticators,
 }
 
 /// A started receiver: its tasks (which end after `stop`), and what must live until they

@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     Ingest, StageCounters, Telemetry,
-    exporter::{BoxExporter, ExportError, stage},
+    exporter::{BoxExporter, ExportError, stage, wal::Wal},
+    extension::file_storage::StorageSettings,
+    ingest::Persisted,
     processor::{
         aibom::{self, AibomSpec, metrics::AibomMetrics},
         batch::{self, BatchSettings},
@@ -104,15 +106,50 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// 100 MiB per exporter.
 pub const DEFAULT_QUEUE_ITEMS: u32 = 50_000;
 
-/// Starts one exporter's task behind its queue; returns the queue's input.
+/// Persistent queues by exporter name (`sending_queue.storage`).
+pub type PersistentQueues = BTreeMap<String, StorageSettings>;
+
+/// Starts one exporter's task behind its queue; returns the queue's input. With `storage`,
+/// the queue is a write-ahead log in its own directory under it, named after the exporter
+/// and the pipeline, and what an earlier run left there is sent first.
 fn start_exporter(
-    name: &str,
+    (name, pipeline): (&str, &str),
     exporter: BoxExporter,
     counters: Arc<StageCounters>,
-    settings: GraphSettings,
+    (settings, storage): (GraphSettings, Option<&StorageSettings>),
     give_up: &CancellationToken,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> stage::QueueSender {
+) -> Result<stage::QueueSender, ExportError> {
+    if let Some(storage) = storage {
+        let dir = storage
+            .directory
+            .join(format!("exporter_{name}_{pipeline}").replace(['/', '\\'], "_"));
+        let (wal, replayed) =
+            Wal::open(&dir, storage.fsync, storage.max_bytes).map_err(|source| {
+                ExportError::Queue {
+                    dir: dir.display().to_string(),
+                    source,
+                }
+            })?;
+        if replayed > 0 {
+            tracing::info!(
+                exporter = name,
+                pipeline,
+                "persistent queue: {replayed} requests from before are sent first"
+            );
+        }
+        let wal = Arc::new(wal);
+        tasks.push(tokio::spawn(stage::run_persistent(
+            name.to_owned(),
+            wal.clone(),
+            exporter,
+            counters.clone(),
+            give_up.clone(),
+        )));
+        return Ok(stage::QueueSender::Persistent(Arc::new(
+            stage::PersistentSender::new(wal, name.to_owned(), counters),
+        )));
+    }
     let (tx, queue) =
         stage::QueueSender::new(settings.exporter_queue, settings.exporter_queue_items);
     tx.report_to(&counters);
@@ -123,7 +160,7 @@ fn start_exporter(
         counters,
         give_up.clone(),
     )));
-    tx
+    Ok(tx)
 }
 
 /// Starts the `memory_limiter`'s check task; returns the gate receivers consult.
@@ -279,6 +316,37 @@ fn k8s_stage(
     next
 }
 
+/// For a pipeline with a persistent queue: its barrier (kept in `persisted` with the
+/// pipeline's input) and the counter its fan-out ticks. `None` when it has no persistent
+/// queue, or when a processor holds data between the receivers and the queue (then a receiver's
+/// OK cannot wait for the disk; logged).
+fn persisted_barrier(
+    spec: &PipelineSpec,
+    queues: &PersistentQueues,
+    input: mpsc::Sender<Signal>,
+    persisted: &mut Vec<(mpsc::Sender<Signal>, Arc<Persisted>)>,
+) -> Option<tokio::sync::watch::Sender<u64>> {
+    if !spec.exporters.iter().any(|e| queues.contains_key(e)) {
+        return None;
+    }
+    if spec
+        .processors
+        .iter()
+        .any(|p| !matches!(p, ProcessorSpec::MemoryLimiter(_)))
+    {
+        tracing::warn!(
+            pipeline = %spec.name,
+            "a processor holds data before the persistent queue: what it holds when runbom \
+             is killed is lost (as in the Collector); leave `batch` out of this pipeline for \
+             at-least-once delivery"
+        );
+        return None;
+    }
+    let (barrier, handed) = Persisted::new();
+    persisted.push((input, barrier));
+    Some(handed)
+}
+
 /// The running pipelines.
 pub struct Graph {
     ingests: BTreeMap<String, Ingest>,
@@ -288,6 +356,7 @@ pub struct Graph {
     /// Cancelled when the exporters must stop retrying (see [`Graph::drain`]).
     give_up: CancellationToken,
     pub telemetry: Arc<Telemetry>,
+    memory_gate: Option<Arc<MemoryGate>>,
 }
 
 impl Graph {
@@ -296,6 +365,27 @@ impl Graph {
     pub fn build(
         specs: &[PipelineSpec],
         settings: GraphSettings,
+        telemetry: Arc<Telemetry>,
+        stop: &CancellationToken,
+        make_exporter: impl FnMut(&str, SignalKind, Arc<AtomicU64>) -> Result<BoxExporter, ExportError>,
+    ) -> Result<Self, ExportError> {
+        Self::build_with_queues(
+            specs,
+            (settings, &PersistentQueues::new()),
+            telemetry,
+            stop,
+            make_exporter,
+        )
+    }
+
+    /// [`Graph::build`], the exporters named in `queues` behind persistent queues. In a
+    /// pipeline with such a queue and no processor that holds data (`batch`, `correlate`,
+    /// `aibom`), a receiver answers a request only once it is written to the pipeline's
+    /// persistent queues.
+    #[allow(clippy::too_many_lines)] // one loop over the pipelines, stage by stage
+    pub fn build_with_queues(
+        specs: &[PipelineSpec],
+        (settings, queues): (GraphSettings, &PersistentQueues),
         telemetry: Arc<Telemetry>,
         stop: &CancellationToken,
         mut make_exporter: impl FnMut(
@@ -311,6 +401,7 @@ impl Graph {
         let mut gated: Vec<String> = Vec::new();
         let mut attributed: Vec<String> = Vec::new();
         let mut kernel_events = None;
+        let mut persisted = Vec::new();
         // Every input first: correlate and aibom send logs into other pipelines' inputs.
         let mut inputs = Vec::with_capacity(specs.len());
         for spec in specs {
@@ -324,13 +415,13 @@ impl Graph {
                     .or_default()
                     .push((spec.signal, input_tx.clone()));
             }
-            inputs.push(rx);
+            inputs.push((rx, input_tx));
         }
         let counters = receiver_counters(&routes, &telemetry);
         let mut connectors: BTreeMap<String, Option<Ingest>> = BTreeMap::new();
         let mut watches = BTreeMap::new();
         let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.metrics()));
-        for (spec, mut rx) in specs.iter().zip(inputs) {
+        for (spec, (mut rx, input_tx)) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
             for (at, p) in spec.processors.iter().enumerate() {
                 match p {
@@ -387,11 +478,18 @@ impl Graph {
                 let counters = telemetry.stage("exporter", name, spec.signal);
                 let exporter = make_exporter(name, spec.signal, counters.retry_counter())?;
                 outputs.push(start_exporter(
-                    name, exporter, counters, settings, &give_up, &mut tasks,
-                ));
+                    (name, &spec.name),
+                    exporter,
+                    counters,
+                    (settings, queues.get(name)),
+                    &give_up,
+                    &mut tasks,
+                )?);
             }
-            tasks.push(tokio::spawn(stage::fan_out(rx, outputs)));
+            let handed = persisted_barrier(spec, queues, input_tx, &mut persisted);
+            tasks.push(tokio::spawn(stage::fan_out(rx, outputs, handed)));
         }
+        let memory_gate = gate.clone();
         let gate = gate.map(|g| (g, gated));
         let senders = sender_pids(&telemetry, !attributed.is_empty());
         let ingests = receiver_ingests(
@@ -402,14 +500,24 @@ impl Graph {
             gate.as_ref(),
             &attributed,
             &senders,
-        );
+        )
+        .into_iter()
+        .map(|(name, ingest)| (name, ingest.with_persisted(&persisted)))
+        .collect();
         Ok(Self {
             ingests,
             kernel_events,
             tasks,
             give_up,
             telemetry,
+            memory_gate,
         })
+    }
+
+    /// The `memory_limiter`'s gate, when a pipeline has one.
+    #[must_use]
+    pub fn memory_gate(&self) -> Option<Arc<MemoryGate>> {
+        self.memory_gate.clone()
     }
 
     /// The ingest of receiver `name` (taken: the graph keeps no sender of its own, so that

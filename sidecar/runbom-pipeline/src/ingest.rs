@@ -9,7 +9,7 @@
 use std::{sync::Arc, time::Duration};
 
 use runbom_otlp::signal::{Signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -44,6 +44,34 @@ struct Inner {
     stop: CancellationToken,
     gate: Option<Arc<MemoryGate>>,
     senders: Option<Arc<SenderPids>>,
+    /// Routes whose pipeline writes to persistent queues: a push waits until it is written.
+    persisted: Vec<(mpsc::Sender<Signal>, Arc<Persisted>)>,
+}
+
+/// What lets a push into a pipeline with persistent queues (and nothing between its input and
+/// its exporters that holds data) wait until its request is on disk, so that a client's OK
+/// means the data survives `kill -9`. The pipeline's fan-out counts the requests it has
+/// written (in channel order); a push takes its place in that order as it sends.
+pub struct Persisted {
+    /// Requests sent into the pipeline so far; held across the send so that order and count
+    /// agree.
+    sent: Mutex<u64>,
+    written: watch::Receiver<u64>,
+}
+
+impl Persisted {
+    /// The barrier, and what the pipeline's fan-out counts written requests with.
+    #[must_use]
+    pub fn new() -> (Arc<Self>, watch::Sender<u64>) {
+        let (tx, written) = watch::channel(0);
+        (
+            Arc::new(Self {
+                sent: Mutex::new(0),
+                written,
+            }),
+            tx,
+        )
+    }
 }
 
 impl Ingest {
@@ -65,6 +93,7 @@ impl Ingest {
                 stop,
                 gate: None,
                 senders: None,
+                persisted: Vec::new(),
             }),
         }
     }
@@ -80,6 +109,21 @@ impl Ingest {
     #[must_use]
     pub fn with_sender_pids(self, senders: Arc<SenderPids>) -> Self {
         self.configure("sender attribution", |inner| inner.senders = Some(senders))
+    }
+
+    /// Wait, on the routes into `pipelines` (their input channel and barrier), until the
+    /// request is in their persistent queues.
+    #[must_use]
+    pub fn with_persisted(self, pipelines: &[(mpsc::Sender<Signal>, Arc<Persisted>)]) -> Self {
+        let mine: Vec<_> = pipelines
+            .iter()
+            .filter(|(tx, _)| self.inner.routes.iter().any(|(_, r)| r.same_channel(tx)))
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            return self;
+        }
+        self.configure("persisted routes", |inner| inner.persisted = mine)
     }
 
     /// Sets `what` while this Ingest is not shared yet (logged and ignored after).
@@ -132,11 +176,16 @@ impl Ingest {
         }
     }
 
-    /// Hands `signal` to every pipeline of its kind that lists this receiver.
+    /// Hands `signal` to every pipeline of its kind that lists this receiver (into one with
+    /// persistent queues, returns once it is written there).
     pub async fn push(&self, signal: Signal) -> Result<(), Refusal> {
+        self.push_as(signal, true).await
+    }
+
+    async fn push_as(&self, signal: Signal, wait_written: bool) -> Result<(), Refusal> {
         let kind = signal.kind();
         let items = signal.item_count() as u64;
-        let result = self.deliver(kind, signal).await;
+        let result = self.deliver(kind, signal, wait_written).await;
         if let Some(c) = self.counters(kind) {
             match result {
                 Ok(()) => c.add_accepted(items),
@@ -148,10 +197,11 @@ impl Ingest {
 
     /// Pushes `signal`, waiting for room as long as it takes: for data no client can retry
     /// (kernel events, and what the correlation makes of them). Returns once accepted, or
-    /// at once when no pipeline takes its signal.
+    /// at once when no pipeline takes its signal. It does not wait for persistent queues to
+    /// write it: nobody is answered, and a retry after a slow write would be a duplicate.
     pub async fn push_waiting(&self, signal: Signal) {
         loop {
-            match self.push(signal.clone()).await {
+            match self.push_as(signal.clone(), false).await {
                 Ok(()) | Err(Refusal::NotConfigured(_)) => return,
                 Err(Refusal::Unavailable {
                     retry_after,
@@ -167,7 +217,12 @@ impl Ingest {
         }
     }
 
-    async fn deliver(&self, kind: SignalKind, signal: Signal) -> Result<(), Refusal> {
+    async fn deliver(
+        &self,
+        kind: SignalKind,
+        signal: Signal,
+        wait_written: bool,
+    ) -> Result<(), Refusal> {
         if self.inner.gate.as_ref().is_some_and(|g| g.refusing()) {
             return Err(Refusal::Unavailable {
                 retry_after: Duration::from_secs(5),
@@ -190,15 +245,55 @@ impl Ingest {
         };
         let deadline = tokio::time::Instant::now() + self.inner.accept_timeout;
         for tx in rest {
-            tokio::time::timeout_at(deadline, tx.send(signal.clone()))
+            self.send(tx, signal.clone(), (deadline, wait_written), &full)
+                .await?;
+        }
+        self.send(last, signal, (deadline, wait_written), &full)
+            .await
+    }
+
+    /// Sends into one pipeline; into one with persistent queues, also waits (until
+    /// `deadline`) for the request to be written there. A request not written in time is
+    /// refused although it will be written: the client's retry makes a duplicate, never a
+    /// loss (at least once).
+    async fn send(
+        &self,
+        tx: &mpsc::Sender<Signal>,
+        signal: Signal,
+        (deadline, wait_written): (tokio::time::Instant, bool),
+        full: &impl Fn() -> Refusal,
+    ) -> Result<(), Refusal> {
+        let persisted = self
+            .inner
+            .persisted
+            .iter()
+            .find(|(p, _)| wait_written && p.same_channel(tx))
+            .map(|(_, p)| p);
+        let Some(persisted) = persisted else {
+            return tokio::time::timeout_at(deadline, tx.send(signal))
+                .await
+                .map_err(|_| full())?
+                .map_err(|_| full());
+        };
+        let place = {
+            let mut sent = persisted.sent.lock().await;
+            tokio::time::timeout_at(deadline, tx.send(signal))
                 .await
                 .map_err(|_| full())?
                 .map_err(|_| full())?;
-        }
-        tokio::time::timeout_at(deadline, last.send(signal))
+            *sent += 1;
+            *sent
+        };
+        let mut written = persisted.written.clone();
+        let not_written = || Refusal::Unavailable {
+            retry_after: Duration::from_secs(1),
+            reason: "the persistent queue did not take the request in time".into(),
+        };
+        tokio::time::timeout_at(deadline, written.wait_for(|n| *n >= place))
             .await
-            .map_err(|_| full())?
-            .map_err(|_| full())
+            .map_err(|_| not_written())?
+            .map_err(|_| not_written())?;
+        Ok(())
     }
 }
 

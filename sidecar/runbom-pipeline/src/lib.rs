@@ -11,6 +11,7 @@ pub mod component;
 pub mod components;
 pub mod config;
 pub mod exporter;
+pub mod extension;
 pub mod graph;
 pub mod ingest;
 pub mod processor;

@@ -164,7 +164,7 @@ impl Harness {
         let (listener, addr) = bind().await;
         (
             addr,
-            tokio::spawn(serve_grpc(listener, self.ingest.clone(), limits, tls)),
+            tokio::spawn(serve_grpc(listener, self.ingest.clone(), limits, tls, None)),
         )
     }
 
@@ -173,7 +173,7 @@ impl Harness {
         let (listener, addr) = bind().await;
         (
             addr,
-            tokio::spawn(serve_http(listener, self.ingest.clone(), limits, tls)),
+            tokio::spawn(serve_http(listener, self.ingest.clone(), limits, tls, None)),
         )
     }
 }

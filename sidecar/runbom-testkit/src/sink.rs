@@ -23,12 +23,19 @@ impl Sink {
     /// Starts the sink in `dir` and waits until it prints `READY grpc=N http=N`.
     #[must_use]
     pub fn start(dir: &Path) -> Self {
+        Self::start_on(dir, 0)
+    }
+
+    /// Like [`Sink::start`], its gRPC server on `grpc_port` (0: any free port), for a
+    /// downstream that comes up where runbom was already sending.
+    #[must_use]
+    pub fn start_on(dir: &Path, grpc_port: u16) -> Self {
         let out = dir.join("sink.jsonl");
         let mut cmd = Command::new(python_bin());
         cmd.arg(test_script("otlp_sink.py"))
             .arg("--out")
             .arg(&out)
-            .args(["--grpc-port", "0", "--http-port", "0"])
+            .args(["--grpc-port", &grpc_port.to_string(), "--http-port", "0"])
             .args(["--max-lifetime", "600"]);
         let mut proc = Proc::spawn_logged("otlp_sink", dir, &mut cmd);
         let deadline = Instant::now() + START_TIMEOUT;

@@ -16,6 +16,13 @@ use runbom_pipeline::{Config, ConfigError};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Returns the memory the allocator holds freed to the system (the `memory_limiter` calls it
+/// above its soft limit, where the Collector would force a garbage collection).
+fn release_freed_memory() {
+    // SAFETY: `mi_collect` has no preconditions; it may be called from any thread.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 /// runbom: an AI agent's runtime behaviour as OpenTelemetry evidence.
 #[derive(Parser)]
 #[command(version, about)]
@@ -191,6 +198,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            runbom_pipeline::processor::memory_limiter::set_release(release_freed_memory);
             match runtime.block_on(run::run(config, log_records)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

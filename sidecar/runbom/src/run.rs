@@ -79,14 +79,16 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
         &selftel_stop,
     )?;
     let processors = config.processor_specs()?;
-    let mut graph = Graph::build(
+    let queues = config.persistent_queues()?;
+    let mut graph = Graph::build_with_queues(
         &config.pipeline_specs(&processors),
-        config.graph_settings(),
+        (config.graph_settings(), &queues),
         telemetry.clone(),
         &stop,
         |name, _signal, retries| config.exporters[name].build(retries),
     )?;
 
+    let authenticators = config.authenticators()?;
     let mut receivers = Vec::new();
     // What receivers keep alive until they have stopped (the eBPF probes).
     let mut kept = Vec::new();
@@ -100,6 +102,7 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
             kernel_events: graph.take_kernel_events(name),
             telemetry: &telemetry,
             stop: &stop,
+            authenticators: &authenticators,
         };
         let started = cfg.start(name, ctx).await?;
         receivers.extend(started.tasks);
@@ -107,6 +110,9 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
     }
 
     let ready = Arc::new(Readiness::default());
+    if let Some(gate) = graph.memory_gate() {
+        ready.watch_memory(gate);
+    }
     let admin = start_admin(&config, &telemetry, &ready, &stop).await?;
     ready.set(true);
     info!(

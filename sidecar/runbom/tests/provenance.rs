@@ -15,7 +15,7 @@ use std::{
 
 use runbom_testkit::{
     Proc, Ready, Runbom, SidecarConfig, TempDir, config::service, eventually, free_port, metrics,
-    pipeline, python_bin, run_bounded, runbom_bin, test_script,
+    pipeline, python_bin, run_bounded, runbom::Stdout, runbom_bin, test_script,
 };
 use serde_json::Value;
 
@@ -351,4 +351,159 @@ fn scan<'a>(documents: impl Iterator<Item = &'a Value>, trace_id: &str, root_pid
         }
     }
     found
+}
+
+/// Runs `sdk_client.py` (the real SDK's exporters) with `header`; returns whether the export
+/// succeeded, the trace ids it sent and its stderr.
+fn sdk_export(protocol: &str, endpoint: &str, header: Option<&str>) -> (bool, Vec<String>, String) {
+    let mut cmd = Command::new(python_bin());
+    cmd.arg(test_script("sdk_client.py"))
+        .args(["--protocol", protocol, "--endpoint", endpoint]);
+    if let Some(h) = header {
+        cmd.args(["--header", h]);
+    }
+    let out = run_bounded(&mut cmd, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return (false, Vec::new(), stderr);
+    }
+    let sent: Value = serde_json::from_slice(&out.stdout).expect("sdk_client.py prints JSON");
+    let ids = sent["spans"]
+        .as_array()
+        .expect("the spans sent")
+        .iter()
+        .map(|s| s["trace_id"].as_str().expect("a trace id").to_owned())
+        .collect();
+    (true, ids, stderr)
+}
+
+/// An `otlp` receiver whose gRPC server takes the token in `token_file` and whose HTTP
+/// server takes `$RUNBOM_TEST_OTLP_TOKEN`, into a `file` exporter writing `out`; debug logs.
+fn bearer_config(
+    dir: &TempDir,
+    token_file: &Path,
+    [grpc, http, admin]: [u16; 3],
+    out: &Path,
+) -> std::path::PathBuf {
+    dir.write(
+        "runbom.yaml",
+        &format!(
+            "extensions:
+  bearertokenauth/file:
+    filename: {token}
+  bearertokenauth/env:
+    token: ${{env:RUNBOM_TEST_OTLP_TOKEN}}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:{grpc}
+        auth: {{ authenticator: bearertokenauth/file }}
+      http:
+        endpoint: 127.0.0.1:{http}
+        auth: {{ authenticator: bearertokenauth/env }}
+exporters:
+  file: {{ path: {out} }}
+service:
+  extensions: [bearertokenauth/file, bearertokenauth/env]
+  telemetry:
+    logs: {{ level: debug }}
+    metrics: {{ address: 127.0.0.1:{admin} }}
+  pipelines:
+{pipelines}",
+            token = token_file.display(),
+            out = out.display(),
+            pipelines = pipeline("traces", &["otlp"], &[], &["file"]),
+        ),
+    )
+}
+
+/// Receivers behind the `bearertokenauth` extension (the Collector's shape): the gRPC server
+/// takes the token of a file, the HTTP server one from the environment (`${env:...}`). The
+/// real SDK's exporters with the token are accepted; without it, or with a wrong one, they are
+/// refused (`UNAUTHENTICATED` / 401) and nothing of theirs is exported. A rewritten token file
+/// takes effect without a restart. No token is ever logged, even at debug level.
+#[test]
+fn receivers_behind_bearertokenauth_take_only_their_token() {
+    let dir = TempDir::new("bearertokenauth");
+    let token_file = dir.write("otlp.token", "file-tok-7c1e9a\n");
+    fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let (grpc, http, admin) = (free_port(), free_port(), free_port());
+    let out = dir.join("out");
+    let config = bearer_config(&dir, &token_file, [grpc, http, admin], &out);
+    let mut cmd = Runbom::command(runbom_bin!(), &config, dir.path());
+    cmd.env("RUNBOM_TEST_OTLP_TOKEN", "env-tok-51ab3f");
+    let runbom = Runbom::try_spawn(&mut cmd, dir.path(), Ready::Admin(admin), Stdout::File)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (grpc, http) = (format!("127.0.0.1:{grpc}"), format!("127.0.0.1:{http}"));
+
+    let mut accepted = BTreeSet::new();
+    let cases = [
+        (
+            "grpc",
+            &grpc,
+            "file-tok-7c1e9a",
+            "StatusCode.UNAUTHENTICATED",
+        ),
+        ("http/protobuf", &http, "env-tok-51ab3f", "code: 401"),
+        ("http/json", &http, "env-tok-51ab3f", "HTTP 401"),
+    ];
+    for (protocol, endpoint, token, refused) in cases {
+        let (ok, ids, stderr) = sdk_export(
+            protocol,
+            endpoint,
+            Some(&format!("authorization=Bearer {token}")),
+        );
+        assert!(ok, "{protocol} with its token was refused:\n{stderr}");
+        accepted.extend(ids);
+        for header in [
+            None,
+            Some("authorization=Bearer wrong-tok-0000"),
+            Some("authorization=Basic x"),
+        ] {
+            let (ok, _, stderr) = sdk_export(protocol, endpoint, header);
+            assert!(
+                !ok && stderr.contains(refused),
+                "{protocol} {header:?}:\n{stderr}"
+            );
+        }
+    }
+    // The other server's token does not open this one.
+    let (ok, _, _) = sdk_export("grpc", &grpc, Some("authorization=Bearer env-tok-51ab3f"));
+    assert!(!ok, "the HTTP server's token opened the gRPC server");
+
+    // A rotated token file: the new token in, the old one out (looked at once a second).
+    fs::write(&token_file, "file-tok-rotated-22\n").expect("rotate the token");
+    std::thread::sleep(Duration::from_millis(1_200));
+    let (ok, ids, stderr) = sdk_export(
+        "grpc",
+        &grpc,
+        Some("authorization=Bearer file-tok-rotated-22"),
+    );
+    assert!(ok, "the rotated token was refused:\n{stderr}");
+    accepted.extend(ids);
+    let (ok, _, _) = sdk_export("grpc", &grpc, Some("authorization=Bearer file-tok-7c1e9a"));
+    assert!(!ok, "the old token still opens the gRPC server");
+
+    let log = runbom.stop_ok();
+    let exported: BTreeSet<String> =
+        runbom_testkit::otlp_file::trace_ids_in_file(&out.join("traces.jsonl"))
+            .into_keys()
+            .collect();
+    assert_eq!(
+        exported, accepted,
+        "exactly the authenticated exports reach the pipeline"
+    );
+    assert!(
+        log.contains("without a valid bearer token"),
+        "refusals are logged at debug:\n{log}"
+    );
+    for token in [
+        "file-tok-7c1e9a",
+        "env-tok-51ab3f",
+        "file-tok-rotated-22",
+        "wrong-tok-0000",
+    ] {
+        assert!(!log.contains(token), "`{token}` appears in runbom's log");
+    }
 }

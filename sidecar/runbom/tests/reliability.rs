@@ -185,7 +185,7 @@ fn the_file_exporter_is_private_and_bounded() {
     );
     // 100 requests of 60 KiB: 6 MiB written, 3 MiB kept at most.
     let body = big_logs_json(60);
-    for i in 0..100 {
+    for i in 0..200 {
         assert_eq!(post_json(cfg.http, "/v1/logs", &body), 200, "request {i}");
     }
     let _ = runbom.stop_ok();
@@ -483,4 +483,173 @@ fn slow_request_bodies_time_out_and_runbom_recovers() {
         log.contains("open-files limit"),
         "the limits are logged:\n{log}"
     );
+}
+
+/// A memory spike under the `memory_limiter` (the Collector's soft limit: `limit_mib -
+/// spike_limit_mib`): once runbom's memory passes the soft limit, requests are refused (503)
+/// and `/readyz` says not ready (it used to say 200 while every request was refused); once
+/// what was held is gone, the memory is returned to the system and runbom is ready again.
+#[test]
+fn a_memory_spike_is_refused_reported_on_readyz_and_returned_after() {
+    let dir = TempDir::new("memory-spike");
+    let cfg = SidecarConfig::new();
+    // A batch that holds everything for 4 s: the spike. Soft limit 120 MiB, checked every 2 s
+    // (the gate's state only changes on a check, so a refusal and `/readyz` agree).
+    let rest = "processors:\n  memory_limiter: { check_interval: 2s, limit_mib: 160, spike_limit_mib: 40 }\n\
+                \x20 batch: { timeout: 4s, send_batch_size: 100000 }\nexporters:\n  nop: {}\n";
+    let runbom = cfg.start(
+        runbom_bin!(),
+        &dir,
+        rest,
+        "    logs: { receivers: [otlp], processors: [memory_limiter, batch], exporters: [nop] }\n",
+    );
+    let soft_kib = 120 * 1024;
+    let body = big_logs_json(3 * 1024);
+    let mut refused = None;
+    for i in 0..200 {
+        if post_json(cfg.http, "/v1/logs", &body) == 503 {
+            refused = Some(i);
+            break;
+        }
+    }
+    let peak = rss_kib(runbom.pid()).expect("runbom's RSS");
+    let refused =
+        refused.unwrap_or_else(|| panic!("never refused; RSS {peak} KiB\n{}", runbom.log()));
+    assert_eq!(
+        http_get(cfg.admin, "/readyz").0,
+        503,
+        "not ready while refusing (RSS {peak} KiB)"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || http_get(cfg.admin, "/readyz").0
+            == 200),
+        "ready again once the batch was sent\n{}",
+        runbom.log()
+    );
+    assert_eq!(
+        post_json(cfg.http, "/v1/logs", &big_logs_json(1)),
+        200,
+        "accepting again"
+    );
+    // Once the batch (4 s) has gone out, what it held is freed and returned to the system.
+    let returned = eventually(Duration::from_secs(15), || {
+        rss_kib(runbom.pid()).is_some_and(|kib| kib < soft_kib / 2)
+    });
+    let after = rss_kib(runbom.pid()).expect("runbom's RSS");
+    eprintln!(
+        "refused after {refused} requests of 3 MiB; RSS at the refusal {peak} KiB, after {after} KiB (soft limit {soft_kib} KiB)"
+    );
+    assert!(returned, "memory returned to the system: still {after} KiB");
+    let log = runbom.stop_ok();
+    assert!(log.contains("memory above the soft limit"), "{log}");
+}
+
+/// Idle connections and too many connections (1,100 idle gRPC connections used to be kept
+/// ≥ 70 s and exhaust the open-files limit): beyond `max_connections` a connection is closed
+/// as soon as it is accepted, an idle one after `max_connection_idle` (gRPC) / `idle_timeout`
+/// (HTTP), and a good client is served once they are gone.
+#[test]
+fn idle_and_excess_connections_are_closed_and_good_clients_served() {
+    use std::{io::Read as _, net::TcpStream};
+    let dir = TempDir::new("idle-connections");
+    let cfg = SidecarConfig::new();
+    let yaml = cfg
+        .yaml(
+            "exporters:\n  nop: {}\n",
+            "    traces: { receivers: [otlp], exporters: [nop] }\n",
+        )
+        .replacen(
+            &format!("        endpoint: 127.0.0.1:{}\n", cfg.grpc),
+            &format!(
+                "        endpoint: 127.0.0.1:{}\n        max_connections: 50\n        \
+                 keepalive: {{ server_parameters: {{ max_connection_idle: 2s }} }}\n",
+                cfg.grpc
+            ),
+            1,
+        )
+        .replacen(
+            &format!("        endpoint: 127.0.0.1:{}\n", cfg.http),
+            &format!(
+                "        endpoint: 127.0.0.1:{}\n        read_timeout: 1s\n        idle_timeout: 2s\n",
+                cfg.http
+            ),
+            1,
+        );
+    let config = dir.write("runbom.yaml", &yaml);
+    let runbom = runbom_testkit::Runbom::start(
+        runbom_bin!(),
+        &config,
+        dir.path(),
+        runbom_testkit::Ready::Admin(cfg.admin),
+    );
+    let fds = || fs::read_dir(format!("/proc/{}/fd", runbom.pid())).map_or(0, Iterator::count);
+    let before = fds();
+
+    // 200 silent clients on the gRPC port, then one on the HTTP port after a request.
+    let started = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(("127.0.0.1", cfg.grpc)).expect("connect"))
+        .collect();
+    let mut http = runbom_testkit::net::connect(cfg.http);
+    let (status, _, _) = runbom_testkit::http_exchange(
+        &mut http,
+        "POST",
+        "/v1/traces",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(status, 200);
+    let closed_at = |s: &mut TcpStream| -> Duration {
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("set_read_timeout");
+        let mut buf = [0_u8; 256];
+        loop {
+            match s.read(&mut buf) {
+                // HTTP/2 SETTINGS and GOAWAY may come first; the end is EOF or a reset.
+                Ok(n) if n > 0 => {}
+                Ok(_) | Err(_) => return started.elapsed(),
+            }
+        }
+    };
+    // The last ones connected first: those beyond the limit are already closed, so that
+    // waiting on the idle ones does not hide when they were.
+    let mut times: Vec<Duration> = idle.iter_mut().rev().map(closed_at).collect();
+    times.sort();
+    let http_closed = closed_at(&mut http);
+    let early = times
+        .iter()
+        .filter(|t| **t < Duration::from_millis(1_500))
+        .count();
+    assert!(
+        (145..=155).contains(&early),
+        "the 150 beyond the limit of 50 are closed at once: {early} closed before 1.5 s ({times:?})"
+    );
+    let last = times.last().copied().unwrap_or_default();
+    assert!(
+        last >= Duration::from_millis(1_900) && last < Duration::from_secs(8),
+        "the 50 idle ones are closed after max_connection_idle (2 s): last at {last:?}"
+    );
+    assert!(
+        http_closed >= Duration::from_millis(1_900) && http_closed < Duration::from_secs(8),
+        "the idle HTTP keep-alive connection is closed after idle_timeout: {http_closed:?}"
+    );
+    // A good client is served, and runbom holds no more descriptors than before.
+    let out = run_bounded(
+        Command::new(runbom_testkit::python_bin())
+            .arg(runbom_testkit::test_script("sdk_client.py"))
+            .args(["--protocol", "grpc", "--endpoint", &cfg.grpc_endpoint()]),
+        TIMEOUT,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        eventually(TIMEOUT, || fds() <= before + 5),
+        "descriptors back to {before}: {}",
+        fds()
+    );
+    let log = runbom.stop_ok();
+    assert!(log.contains("connection limit reached"), "{log}");
 }

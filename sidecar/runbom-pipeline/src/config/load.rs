@@ -11,7 +11,10 @@ use super::{
     section::{ConfigError, Section},
     service::{Service, component_type},
 };
-use crate::components::{self, EXPORTERS, Factory, PROCESSORS, RECEIVERS};
+use crate::{
+    components::{self, EXPORTERS, Factory, PROCESSORS, RECEIVERS},
+    extension::ExtensionConfig,
+};
 
 /// The configuration used when no file is given: OTLP in on loopback (4317 gRPC, 4318 HTTP)
 /// plus everything the probes see; kernel events correlated into the applications' traces,
@@ -28,6 +31,8 @@ struct RawConfig {
     processors: BTreeMap<String, serde_yaml::Value>,
     #[serde(default)]
     exporters: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    extensions: BTreeMap<String, serde_yaml::Value>,
     #[serde(default)]
     service: Service,
 }
@@ -67,6 +72,14 @@ impl Config {
             receivers: parse_section("receivers", &raw.receivers, source, RECEIVERS)?,
             processors: parse_section("processors", &raw.processors, source, PROCESSORS)?,
             exporters: parse_section("exporters", &raw.exporters, source, EXPORTERS)?,
+            extensions: raw
+                .extensions
+                .iter()
+                .map(|(name, value)| {
+                    let at = Section::new(source, format!("extensions.{name}"));
+                    Ok((name.clone(), ExtensionConfig::parse(&at, name, value)?))
+                })
+                .collect::<Result<_, ConfigError>>()?,
             service: raw.service,
         };
         config.check_pipelines()?;
@@ -74,6 +87,7 @@ impl Config {
             check(&config)?;
         }
         config.check_components()?;
+        config.check_extensions()?;
         Ok(config)
     }
 

@@ -22,6 +22,8 @@ pub struct Config {
     pub processors: BTreeMap<String, Box<dyn ProcessorConfig>>,
     /// Exporters by their configured name (`otlp`, `otlp/backup`, ...).
     pub exporters: BTreeMap<String, Box<dyn ExporterConfig>>,
+    /// Extensions by their configured name (`bearertokenauth`, ...).
+    pub extensions: BTreeMap<String, crate::extension::ExtensionConfig>,
     pub service: Service,
 }
 

@@ -26,6 +26,8 @@ pub enum SetupError {
     Processor(#[from] ProcessorError),
     #[error(transparent)]
     Receiver(#[from] ReceiverError),
+    #[error(transparent)]
+    Extension(#[from] crate::extension::ExtensionError),
     #[error("cannot start an async runtime to check the exporters")]
     Runtime(#[source] std::io::Error),
 }
@@ -136,6 +138,8 @@ impl Config {
                 })?;
         }
         self.processor_specs()?;
+        self.authenticators()?;
+        self.check_persistent_queues()?;
         for (name, cfg) in &self.receivers {
             cfg.validate(name)?;
         }

@@ -10,6 +10,8 @@ use crate::SignalKind;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Service {
+    /// The extensions to start (the Collector's `service.extensions`).
+    pub extensions: Vec<String>,
     pub pipelines: Pipelines,
     pub telemetry: Telemetry,
     /// How long runbom may take to drain its pipelines after SIGTERM (Kubernetes kills a pod
@@ -21,6 +23,7 @@ pub struct Service {
 impl Default for Service {
     fn default() -> Self {
         Self {
+            extensions: Vec::new(),
             pipelines: Pipelines::default(),
             telemetry: Telemetry::default(),
             shutdown_timeout: Duration::from_secs(25),

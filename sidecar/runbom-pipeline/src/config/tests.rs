@@ -88,11 +88,12 @@ receivers:
       grpc:
         endpoint: 127.0.0.1:14317
         max_recv_msg_size_mib: 8
-        include_metadata: true
+        include_metadata: false
+        keepalive:
+          server_parameters: { max_connection_idle: 5m, max_connection_age: 1h, max_connection_age_grace: 30s }
       http:
         endpoint: 127.0.0.1:14318
-        cors:
-          allowed_origins: ['*']
+        idle_timeout: 90s
 processors:
   memory_limiter:
     check_interval: 1s
@@ -245,14 +246,7 @@ service:
 /// `transport` used to be accepted and ignored).
 #[test]
 fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
-    let refused = |server: &str, body: &str, want: &str| {
-        let text = EMBEDDED_DEFAULT.replace(
-            &format!("      {server}: {{}}"),
-            &format!("      {server}:\n{body}"),
-        );
-        let e = Config::parse(&text, "c.yaml").unwrap_err().0;
-        assert!(e.contains(want), "{body}: {e}");
-    };
+    let refused = otlp_server_refused;
     refused(
         "grpc",
         "        max_recv_msg_size_mib: 0",
@@ -294,11 +288,6 @@ fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
         "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy`: not supported",
     );
     refused(
-        "grpc",
-        "        keepalive:\n          server_parameters: { max_connection_idle: 10s }",
-        "`receivers.otlp.protocols.grpc.keepalive.server_parameters.max_connection_idle`: not supported yet",
-    );
-    refused(
         "http",
         "        read_timeout: 0s",
         "`receivers.otlp.protocols.http.read_timeout`: must be more than 0",
@@ -312,4 +301,69 @@ fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
         "      http:\n        traces_url_path: /v1/traces\n        read_timeout: 5s",
     );
     Config::parse(&text, "c.yaml").expect("supported keys load");
+}
+
+/// The default embedded configuration with `body` under `receivers.otlp.protocols.<server>` is
+/// refused with a message containing `want`.
+#[track_caller]
+fn otlp_server_refused(server: &str, body: &str, want: &str) {
+    let text = EMBEDDED_DEFAULT.replace(
+        &format!("      {server}: {{}}"),
+        &format!("      {server}:\n{body}"),
+    );
+    let e = Config::parse(&text, "c.yaml").unwrap_err().0;
+    assert!(e.contains(want), "{body}: {e}");
+}
+
+/// Connection limits that make no sense, and the Collector keys runbom cannot honour
+/// (`read_buffer_size`, `write_buffer_size`, `include_metadata: true`, `cors`: they used to be
+/// accepted and ignored), are refused with the path and the reason.
+#[test]
+fn otlp_connection_limits_and_unhonoured_keys_are_refused() {
+    let refused = otlp_server_refused;
+    refused(
+        "grpc",
+        "        keepalive:\n          server_parameters: { max_connection_age_grace: 10s }",
+        "`receivers.otlp.protocols.grpc.keepalive.server_parameters.max_connection_age_grace`: takes effect only with `max_connection_age`",
+    );
+    refused(
+        "grpc",
+        "        keepalive:\n          server_parameters: { max_connection_idle: 0s }",
+        "server_parameters.max_connection_idle`: must be more than 0",
+    );
+    refused(
+        "grpc",
+        "        include_metadata: true",
+        "`receivers.otlp.protocols.grpc.include_metadata`: not supported: no runbom processor reads client metadata",
+    );
+    refused(
+        "http",
+        "        cors: { allowed_origins: ['*'] }",
+        "`receivers.otlp.protocols.http.cors`: not supported: runbom does not answer browsers' CORS preflight",
+    );
+    refused(
+        "grpc",
+        "        read_buffer_size: 524288",
+        "`receivers.otlp.protocols.grpc.read_buffer_size`: not supported: runbom's HTTP/2 server sizes its buffers itself",
+    );
+    refused(
+        "http",
+        "        write_buffer_size: 524288",
+        "`receivers.otlp.protocols.http.write_buffer_size`: a `grpc` setting",
+    );
+    refused(
+        "grpc",
+        "        idle_timeout: 10s",
+        "`receivers.otlp.protocols.grpc.idle_timeout`: an `http` setting",
+    );
+    refused(
+        "http",
+        "        idle_timeout: 5s",
+        "`receivers.otlp.protocols.http.idle_timeout`: must be at least `read_timeout`",
+    );
+    refused(
+        "http",
+        "        max_connections: 0",
+        "`receivers.otlp.protocols.http.max_connections`: must be at least 1",
+    );
 }

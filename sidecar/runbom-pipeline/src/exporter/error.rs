@@ -45,6 +45,13 @@ pub enum ExportError {
         #[source]
         source: std::io::Error,
     },
+    /// A persistent queue (`sending_queue.storage`) that cannot be opened.
+    #[error("persistent queue in {dir}: {source}")]
+    Queue {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ExportError {
@@ -77,9 +84,11 @@ impl ExportError {
             },
             Self::HttpStatus { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             Self::HttpTransport { .. } => true,
-            Self::Endpoint { .. } | Self::Tls { .. } | Self::Header { .. } | Self::File { .. } => {
-                false
-            }
+            Self::Endpoint { .. }
+            | Self::Tls { .. }
+            | Self::Header { .. }
+            | Self::File { .. }
+            | Self::Queue { .. } => false,
         }
     }
 }

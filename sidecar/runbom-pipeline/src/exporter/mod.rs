@@ -15,6 +15,7 @@ pub mod otlphttp;
 pub mod queue;
 pub mod retry;
 pub mod stage;
+pub mod wal;
 
 pub use debug::{DebugExporter, Verbosity};
 pub use error::ExportError;

@@ -16,6 +16,10 @@ pub struct SendingQueue {
     /// records, data points). Either way the queue also holds at most
     /// `runbom_pipeline::DEFAULT_QUEUE_ITEMS` items, so memory stays bounded with large batches.
     pub sizer: QueueSizer,
+    /// The name of an enabled `file_storage` extension: the queue is then a write-ahead log
+    /// on disk, bounded by the extension's `max_size_mib` (`queue_size` and `sizer` apply to
+    /// in-memory queues only).
+    pub storage: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -33,6 +37,7 @@ impl Default for SendingQueue {
             _num_consumers: IgnoredAny,
             queue_size: 64,
             sizer: QueueSizer::Requests,
+            storage: None,
         }
     }
 }

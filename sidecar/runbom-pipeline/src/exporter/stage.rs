@@ -4,16 +4,17 @@
 //!
 //! The queue is bounded twice: in requests (the channel) and in items (spans, log records,
 //! data points), so that memory held for a slow downstream does not depend on how large the
-//! batches are.
+//! batches are. With `sending_queue.storage` it is a write-ahead log on disk instead
+//! ([`super::wal`], [`run_persistent`]), bounded in bytes.
 
 use std::sync::Arc;
 
 use runbom_otlp::signal::Signal;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use super::export::BoxExporter;
+use super::{export::BoxExporter, wal::Wal};
 use crate::telemetry::StageCounters;
 
 /// Exports everything `rx` yields until it closes, then flushes.
@@ -61,18 +62,81 @@ pub async fn run(
 /// A request in an exporter's queue with its share of the queue's item budget.
 pub type Queued = (Signal, OwnedSemaphorePermit);
 
-/// The input side of one exporter's queue.
+/// The input side of one exporter's queue: in memory, or on disk.
 #[derive(Clone)]
-pub struct QueueSender {
+pub enum QueueSender {
+    Memory(MemoryQueue),
+    Persistent(Arc<PersistentSender>),
+}
+
+/// The input side of an in-memory queue.
+#[derive(Clone)]
+pub struct MemoryQueue {
     tx: mpsc::Sender<Queued>,
     items: Arc<Semaphore>,
     capacity: u32,
 }
 
+/// The input side of a persistent queue; the last one dropped closes the queue.
+pub struct PersistentSender {
+    wal: Arc<Wal>,
+    name: String,
+    counters: Arc<StageCounters>,
+}
+
+impl Drop for PersistentSender {
+    fn drop(&mut self) {
+        self.wal.close();
+    }
+}
+
+impl PersistentSender {
+    #[must_use]
+    pub fn new(wal: Arc<Wal>, name: String, counters: Arc<StageCounters>) -> Self {
+        Self {
+            wal,
+            name,
+            counters,
+        }
+    }
+
+    /// Appends `signal` to the log once there is room. A request that cannot be written is
+    /// dropped, counted and logged.
+    async fn send(&self, signal: Signal) {
+        let wal = self.wal.clone();
+        let items = signal.item_count() as u64;
+        let what = signal.kind().item();
+        let written = tokio::task::spawn_blocking(move || wal.append(&signal)).await;
+        if let Err(e) = written.map_err(std::io::Error::other).and_then(|r| r) {
+            self.counters.add_failed(items);
+            error!(
+                exporter = %self.name,
+                "dropping {items} {what}: cannot write to the persistent queue in {}: {e}",
+                self.wal.dir().display()
+            );
+        }
+    }
+}
+
 impl QueueSender {
-    /// A queue of at most `requests` requests and `items` items.
+    /// An in-memory queue of at most `requests` requests and `items` items.
     #[must_use]
     pub fn new(requests: usize, items: u32) -> (Self, mpsc::Receiver<Queued>) {
+        let (queue, rx) = MemoryQueue::new(requests, items);
+        (Self::Memory(queue), rx)
+    }
+
+    async fn send(&self, signal: Signal) {
+        match self {
+            Self::Memory(q) => q.send(signal).await,
+            Self::Persistent(q) => q.send(signal).await,
+        }
+    }
+}
+
+impl MemoryQueue {
+    /// A queue of at most `requests` requests and `items` items.
+    fn new(requests: usize, items: u32) -> (Self, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(requests.max(1));
         let capacity = items.max(1);
         let items = Arc::new(Semaphore::new(capacity as usize));
@@ -105,14 +169,77 @@ impl QueueSender {
 }
 
 /// Copies every request to each output (the pipeline's exporters); runs until `rx` closes.
-pub async fn fan_out(mut rx: mpsc::Receiver<Signal>, outputs: Vec<QueueSender>) {
+/// With `handed`, counts there every request handed to all outputs (so that a receiver can
+/// wait until its request is in the persistent queues, [`crate::ingest::Persisted`]).
+pub async fn fan_out(
+    mut rx: mpsc::Receiver<Signal>,
+    outputs: Vec<QueueSender>,
+    handed: Option<watch::Sender<u64>>,
+) {
     while let Some(signal) = rx.recv().await {
-        let Some((last, rest)) = outputs.split_last() else {
-            continue;
-        };
-        for out in rest {
-            out.send(signal.clone()).await;
+        if let Some((last, rest)) = outputs.split_last() {
+            for out in rest {
+                out.send(signal.clone()).await;
+            }
+            last.send(signal).await;
         }
-        last.send(signal).await;
+        if let Some(h) = &handed {
+            h.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// Exports what the persistent queue `wal` holds, oldest first, acknowledging each request
+/// once its export has ended (delivered, or dropped as [`run`] drops), until the queue is
+/// closed and empty. Once `give_up` is cancelled, what is left stays on disk for the next
+/// start (not dropped, not counted as failed).
+pub async fn run_persistent(
+    name: String,
+    wal: Arc<Wal>,
+    mut exporter: BoxExporter,
+    counters: Arc<StageCounters>,
+    give_up: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            n = wal.next() => n,
+            () = give_up.cancelled() => break,
+        };
+        let (signal, pos) = match next {
+            Ok(Some(next)) => next,
+            Ok(None) => break,
+            Err(e) => {
+                error!(exporter = %name, "cannot read the persistent queue in {}: {e}", wal.dir().display());
+                break;
+            }
+        };
+        let items = signal.item_count() as u64;
+        let outcome = tokio::select! {
+            r = exporter.export(&signal), if !give_up.is_cancelled() => r,
+            () = give_up.cancelled() => break,
+        };
+        match outcome {
+            Ok(()) => counters.add_sent(items),
+            Err(e) => {
+                counters.add_failed(items);
+                error!(exporter = %name, "dropping {items} {}: {e}", signal.kind().item());
+            }
+        }
+        let w = wal.clone();
+        let acked = tokio::task::spawn_blocking(move || w.ack(pos)).await;
+        if let Err(e) = acked.map_err(std::io::Error::other).and_then(|r| r) {
+            error!(exporter = %name, "cannot record a delivery in the persistent queue (it will be sent again after a restart): {e}");
+        }
+    }
+    let kept = wal.pending();
+    if kept > 0 {
+        tracing::warn!(
+            exporter = %name,
+            "{kept} requests not delivered are kept in {} and sent after the next start",
+            wal.dir().display()
+        );
+    }
+    if let Err(e) = exporter.flush() {
+        error!(exporter = %name, "{e}");
     }
 }

@@ -31,6 +31,15 @@ pub struct Limits {
     /// ... and the connection closed when one is not answered within this
     /// (`keepalive.server_parameters.timeout`, default 20 s).
     pub keepalive_timeout: Duration,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// A connection on which no byte moved for this long is closed (HTTP: `idle_timeout`,
+    /// gRPC: `keepalive.server_parameters.max_connection_idle`).
+    pub idle_timeout: Duration,
+    /// gRPC: a connection this old is asked to go away (GOAWAY) ...
+    pub max_connection_age: Option<Duration>,
+    /// ... and closed this long after that.
+    pub max_connection_age_grace: Option<Duration>,
     /// Keep what clients send under `runbom.*`/`aibom.*` as it is (a gateway receiving from
     /// runbom node agents); otherwise it is moved under `received.` ([`super::provenance`]).
     pub trust_runbom_attributes: bool,
@@ -45,6 +54,10 @@ impl Default for Limits {
             read_timeout: Duration::from_secs(30),
             keepalive_time: Some(Duration::from_hours(2)),
             keepalive_timeout: Duration::from_secs(20),
+            max_connections: 4096,
+            idle_timeout: Duration::from_mins(2),
+            max_connection_age: None,
+            max_connection_age_grace: None,
             trust_runbom_attributes: false,
         }
     }

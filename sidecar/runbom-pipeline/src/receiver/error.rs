@@ -15,6 +15,9 @@ pub enum ReceiverError {
     /// A `tls` section whose files do not load (the message names the section).
     #[error("{0}")]
     Tls(String),
+    /// An `auth` section naming no enabled authenticator.
+    #[error("{0}")]
+    Auth(String),
     /// A server that stopped on an error (`what` names the receiver and its protocol).
     #[error("{what}")]
     Serve {

@@ -10,6 +10,7 @@ use std::{
     io,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -38,29 +39,37 @@ use tonic::{
     codegen::{Service, http},
     metadata::{MetadataMap, MetadataValue},
     server::NamedService,
-    transport::{Server, server::TcpIncoming},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Server,
 };
 
 use super::{
     accept::{Limits, accept},
+    conn,
     status::ErrorStatus,
     tls,
     validate::PartialSuccess,
 };
-use crate::ingest::{Ingest, Refusal};
+use crate::{
+    extension::bearertokenauth::BearerTokenAuth,
+    ingest::{Ingest, Refusal},
+};
 
 /// Serves OTLP/gRPC on `listener` until `ingest.stopping()` is cancelled, then lets the
 /// requests in flight finish and returns.
 ///
 /// Requests may be gzip-compressed; answers are gzip-compressed when the client accepts it.
 /// A request larger than `limits.max_request_bytes`, compressed or not, is refused with
-/// `RESOURCE_EXHAUSTED`. With `tls`, every connection is TLS (ALPN `h2`).
+/// `RESOURCE_EXHAUSTED`. With `tls`, every connection is TLS (ALPN `h2`). With `auth`, a call
+/// without its token is answered `UNAUTHENTICATED` before its message is decoded.
 pub async fn serve_grpc(
     listener: TcpListener,
     ingest: Ingest,
     limits: Limits,
     tls: Option<ServerConfig>,
+    auth: Option<Arc<BearerTokenAuth>>,
 ) -> io::Result<()> {
+    let check = BearerCheck(auth);
     let receiver = GrpcReceiver {
         ingest: ingest.clone(),
         limits,
@@ -79,7 +88,14 @@ pub async fn serve_grpc(
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max);
     let stop = ingest.stopping().clone();
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(age) = limits.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
+    if let Some(grace) = limits.max_connection_age_grace {
+        builder = builder.max_connection_age_grace(grace);
+    }
+    let router = builder
         .max_concurrent_streams(limits.max_concurrent_streams)
         .concurrency_limit_per_connection(limits.max_requests_per_connection)
         .timeout(limits.read_timeout)
@@ -87,29 +103,45 @@ pub async fn serve_grpc(
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         // Streams a client resets before the server sees them cost memory too (CVE-2023-44487).
         .http2_max_pending_accept_reset_streams(Some(32))
-        .add_service(OtlpCodes(traces))
-        .add_service(OtlpCodes(logs))
-        .add_service(OtlpCodes(metrics));
-    let served = match tls {
-        None => {
-            router
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop.cancelled_owned())
-                .await
-        }
-        Some(config) => {
-            let established = tls::accept(
-                listener,
-                tls::with_alpn(config, b"h2"),
-                stop.clone(),
-                ingest.receiver().to_owned(),
-            );
-            let incoming = ReceiverStream::new(established).map(Ok::<_, io::Error>);
-            router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-        }
-    };
+        .add_service(OtlpCodes(InterceptedService::new(traces, check.clone())))
+        .add_service(OtlpCodes(InterceptedService::new(logs, check.clone())))
+        .add_service(OtlpCodes(InterceptedService::new(metrics, check)));
+    let connections = conn::accept(
+        listener,
+        tls.map(|config| tls::with_alpn(config, b"h2")),
+        limits,
+        stop.clone(),
+        ingest.receiver().to_owned(),
+    );
+    let served = router
+        .serve_with_incoming_shutdown(
+            ReceiverStream::new(connections).map(Ok::<_, io::Error>),
+            stop.cancelled_owned(),
+        )
+        .await;
     served.map_err(io::Error::other)
+}
+
+/// Refuses calls without the `bearertokenauth` token, when there is one.
+#[derive(Clone)]
+struct BearerCheck(Option<Arc<BearerTokenAuth>>);
+
+impl Interceptor for BearerCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(auth) = &self.0 else {
+            return Ok(request);
+        };
+        let token = request
+            .metadata()
+            .get(auth.header())
+            .map(tonic::metadata::MetadataValue::as_bytes);
+        if auth.accepts(token) {
+            Ok(request)
+        } else {
+            tracing::debug!(client = ?request.remote_addr(), "gRPC call without a valid bearer token");
+            Err(Status::unauthenticated("missing or wrong bearer token"))
+        }
+    }
 }
 
 /// The three OTLP services, all pushing through one [`Ingest`].

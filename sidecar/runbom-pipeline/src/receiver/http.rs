@@ -8,6 +8,7 @@
 //!
 //! | request                                          | answer |
 //! |--------------------------------------------------|--------|
+//! | without the token of the `auth` extension, when set | 401 (`WWW-Authenticate`), before anything else is read |
 //! | path other than the three above                  | 404    |
 //! | method other than POST                           | 405 (`Allow: POST`) |
 //! | signal no pipeline takes from this receiver ([`Refusal::NotConfigured`]) | 404, as the Collector answers for a signal it has no pipeline for |
@@ -17,7 +18,7 @@
 //! | body that does not decode                        | 400    |
 //! | [`Refusal::Unavailable`] (pipeline full or stopping) | 503 + `Retry-After` (seconds) |
 
-use std::{convert::Infallible, io, io::Read as _, net::SocketAddr, time::Duration};
+use std::{convert::Infallible, io, io::Read as _, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
@@ -42,32 +43,29 @@ use runbom_otlp::signal::{Signal, SignalKind};
 use rustls::ServerConfig;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::{TcpListener, TcpStream},
-    sync::mpsc,
+    net::TcpListener,
 };
-use tokio_rustls::server::TlsStream;
 
 use super::{
-    accept::{ACCEPT_BACKOFF, Limits, accept},
+    accept::{Limits, accept},
+    conn,
     json::{self, JsonError},
     status::ErrorStatus,
     tls,
     validate::PartialSuccess,
 };
-use crate::ingest::{Ingest, Refusal};
+use crate::{
+    extension::bearertokenauth::BearerTokenAuth,
+    ingest::{Ingest, Refusal},
+};
 
 /// How long shutdown waits for requests in flight before returning anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where connections come from: the listener itself, or the TLS handshake tasks.
-enum Connections {
-    Plain(TcpListener),
-    Tls(mpsc::Receiver<TlsStream<TcpStream>>),
-}
-
 /// Serves OTLP/HTTP on `listener` until `ingest.stopping()` is cancelled, then stops
 /// accepting connections, lets the requests in flight finish (for up to 10 s) and returns.
-/// With `tls`, every connection is TLS (ALPN `http/1.1`).
+/// With `tls`, every connection is TLS (ALPN `http/1.1`). With `auth`, a request without its
+/// token is answered 401 before its body is read.
 ///
 /// Failed `accept`s are logged and retried, so this only returns at shutdown.
 pub async fn serve_http(
@@ -75,48 +73,34 @@ pub async fn serve_http(
     ingest: Ingest,
     limits: Limits,
     tls: Option<ServerConfig>,
+    auth: Option<Arc<BearerTokenAuth>>,
 ) -> io::Result<()> {
     let stop = ingest.stopping().clone();
     let graceful = GracefulShutdown::new();
-    let mut connections = match tls {
-        None => Connections::Plain(listener),
-        Some(config) => Connections::Tls(tls::accept(
-            listener,
-            tls::with_alpn(config, b"http/1.1"),
-            stop.clone(),
-            ingest.receiver().to_owned(),
-        )),
-    };
+    let mut connections = conn::accept(
+        listener,
+        tls.map(|config| tls::with_alpn(config, b"http/1.1")),
+        limits,
+        stop.clone(),
+        ingest.receiver().to_owned(),
+    );
     loop {
-        match &mut connections {
-            Connections::Plain(listener) => {
-                let (stream, peer) = tokio::select! {
-                    () = stop.cancelled() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, peer)) => (stream, peer),
-                        Err(error) => {
-                            tracing::warn!(receiver = ingest.receiver(), %error, "OTLP/HTTP accept failed");
-                            tokio::time::sleep(ACCEPT_BACKOFF).await;
-                            continue;
-                        }
-                    },
-                };
-                // Only a latency optimisation; the connection works without it.
-                let _ = stream.set_nodelay(true);
-                serve_connection(stream, Some(peer), &ingest, limits, &graceful);
-            }
-            Connections::Tls(established) => {
-                let stream = tokio::select! {
-                    () = stop.cancelled() => break,
-                    stream = established.recv() => match stream {
-                        Some(stream) => stream,
-                        None => break,
-                    },
-                };
-                let peer = stream.get_ref().0.peer_addr().ok();
-                serve_connection(stream, peer, &ingest, limits, &graceful);
-            }
-        }
+        let connection = tokio::select! {
+            () = stop.cancelled() => break,
+            connection = connections.recv() => match connection {
+                Some(connection) => connection,
+                None => break,
+            },
+        };
+        let peer = connection.peer();
+        serve_connection(
+            connection,
+            Some(peer),
+            &ingest,
+            limits,
+            auth.as_ref(),
+            &graceful,
+        );
     }
     drop(connections);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
@@ -137,14 +121,18 @@ fn serve_connection<S>(
     client: Option<SocketAddr>,
     ingest: &Ingest,
     limits: Limits,
+    auth: Option<&Arc<BearerTokenAuth>>,
     graceful: &GracefulShutdown,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let ingest = ingest.clone();
+    let auth = auth.cloned();
     let service = service_fn(move |request| {
-        let ingest = ingest.clone();
-        async move { Ok::<_, Infallible>(answer(request, client, &ingest, limits).await) }
+        let (ingest, auth) = (ingest.clone(), auth.clone());
+        async move {
+            Ok::<_, Infallible>(answer(request, client, &ingest, limits, auth.as_deref()).await)
+        }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -161,6 +149,8 @@ fn serve_connection<S>(
 /// Why an OTLP/HTTP request was not accepted.
 #[derive(Debug, thiserror::Error)]
 enum HttpError {
+    #[error("missing or wrong bearer token")]
+    Unauthenticated,
     #[error("no OTLP endpoint at {0:?}; use /v1/traces, /v1/logs or /v1/metrics")]
     NotFound(String),
     #[error("method {0} is not allowed; OTLP/HTTP takes POST")]
@@ -188,6 +178,7 @@ enum HttpError {
 impl HttpError {
     fn status(&self) -> StatusCode {
         match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::Refused(Refusal::NotConfigured(_)) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::ContentType(_) | Self::ContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -204,6 +195,7 @@ impl HttpError {
     fn rpc_status(&self) -> ErrorStatus {
         let code = match self {
             Self::Refused(refusal) => return ErrorStatus::from(refusal),
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
             Self::NotFound(_) => tonic::Code::NotFound,
             Self::MethodNotAllowed(_) => tonic::Code::Unimplemented,
             Self::TooLarge { .. } => tonic::Code::ResourceExhausted,
@@ -251,8 +243,24 @@ async fn answer(
     client: Option<SocketAddr>,
     ingest: &Ingest,
     limits: Limits,
+    auth: Option<&BearerTokenAuth>,
 ) -> Response<Full<Bytes>> {
     let encoding = Encoding::of(request.headers()).unwrap_or(Encoding::Protobuf);
+    if let Some(auth) = auth
+        && !auth.accepts(
+            request
+                .headers()
+                .get(auth.header())
+                .map(HeaderValue::as_bytes),
+        )
+    {
+        tracing::debug!(
+            receiver = ingest.receiver(),
+            ?client,
+            "OTLP/HTTP request without a valid bearer token"
+        );
+        return failure(&HttpError::Unauthenticated, encoding);
+    }
     match receive(request, client, ingest, limits).await {
         Ok(response) => response,
         Err(error) => {
@@ -384,11 +392,15 @@ fn failure(error: &HttpError, encoding: Encoding) -> Response<Full<Bytes>> {
     if let HttpError::MethodNotAllowed(_) = error {
         headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
+    if let HttpError::Unauthenticated = error {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     // These are answered without reading the body, so the connection cannot be reused: say so,
     // rather than letting the client find out with a broken pipe.
     if matches!(
         error,
         HttpError::NotFound(_)
+            | HttpError::Unauthenticated
             | HttpError::MethodNotAllowed(_)
             | HttpError::ContentType(_)
             | HttpError::ContentEncoding(_)

@@ -21,6 +21,7 @@
 //! [`Refusal::NotConfigured`]: crate::ingest::Refusal::NotConfigured
 
 mod accept;
+mod conn;
 pub mod ebpf;
 mod error;
 mod grpc;
@@ -34,6 +35,15 @@ mod tls;
 mod validate;
 
 pub use accept::Limits;
+
+/// What a receiver does to a decoded request before a pipeline sees it: what the client sent
+/// in runbom's namespaces moved under `received.`, the items OTLP calls invalid dropped.
+/// Returns how many were dropped. For the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub fn screen(signal: &mut runbom_otlp::signal::Signal) -> u64 {
+    provenance::quarantine(signal);
+    validate::drop_invalid(signal).rejected
+}
 pub use error::ReceiverError;
 pub use grpc::serve_grpc;
 pub use http::serve_http;

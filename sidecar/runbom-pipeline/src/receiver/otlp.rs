@@ -44,6 +44,8 @@ pub struct OtlpServer {
     /// Largest request accepted, in MiB (default 4).
     pub max_recv_msg_size_mib: Option<u64>,
     pub tls: Option<ServerTlsConfig>,
+    /// The Collector's `auth`: the `bearertokenauth` extension every request must satisfy.
+    pub auth: Option<Auth>,
     /// gRPC: HTTP/2 streams per connection (default 100).
     pub max_concurrent_streams: Option<u32>,
     /// gRPC: the Collector's `keepalive` (`server_parameters` only).
@@ -58,22 +60,33 @@ pub struct OtlpServer {
     pub traces_url_path: Option<String>,
     pub logs_url_path: Option<String>,
     pub metrics_url_path: Option<String>,
+    /// HTTP: a connection on which no byte moved for this long is closed (the Collector's
+    /// `confighttp` key; default 120 s). gRPC: `keepalive.server_parameters.max_connection_idle`.
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub idle_timeout: Option<std::time::Duration>,
+    /// runbom's own key: connections open at once on this server (default 4096); more are
+    /// closed as soon as they are accepted.
+    pub max_connections: Option<usize>,
     /// runbom's own key: keep `runbom.*`/`aibom.*` attributes and kernel/drift event names that
     /// clients send (default false: they are moved under `received.`, contract §6). Only for a
     /// gateway whose clients are runbom node agents, authenticated (mTLS `client_ca_file`).
     #[serde(default)]
     pub trust_runbom_attributes: bool,
-    // Accepted so that a Collector's section loads as it is; they change nothing runbom does:
-    // buffer sizes are tuning hints, no runbom processor reads client metadata, and CORS only
-    // matters to browsers, which runbom does not serve.
-    #[serde(default, rename = "read_buffer_size")]
-    _read_buffer_size: IgnoredAny,
-    #[serde(default, rename = "write_buffer_size")]
-    _write_buffer_size: IgnoredAny,
-    #[serde(default, rename = "include_metadata")]
-    _include_metadata: IgnoredAny,
-    #[serde(default, rename = "cors")]
-    _cors: IgnoredAny,
+    // Read so that a Collector's section that sets them gets a clear refusal (`check`) rather
+    // than a key silently doing nothing: runbom cannot honour them.
+    pub read_buffer_size: Option<IgnoredAny>,
+    pub write_buffer_size: Option<IgnoredAny>,
+    /// Only `false` (the default): no runbom processor reads client metadata.
+    pub include_metadata: Option<bool>,
+    pub cors: Option<IgnoredAny>,
+}
+
+/// The Collector's `auth` section of a server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// The name of an enabled extension under `extensions` (a `bearertokenauth`).
+    pub authenticator: String,
 }
 
 /// The Collector's gRPC `keepalive` section.
@@ -95,10 +108,17 @@ pub struct KeepaliveServer {
     /// Close it when the ping is not answered within this (default 20 s).
     #[serde(default, deserialize_with = "crate::config::duration::optional")]
     pub timeout: Option<std::time::Duration>,
-    /// Not supported: refused by `check`.
-    pub max_connection_idle: Option<IgnoredAny>,
-    pub max_connection_age: Option<IgnoredAny>,
-    pub max_connection_age_grace: Option<IgnoredAny>,
+    /// Close a connection on which no byte moved for this long (default 120 s; runbom counts
+    /// bytes, where the Collector counts calls: a connection kept busy only by pings is idle
+    /// there, not here).
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub max_connection_idle: Option<std::time::Duration>,
+    /// Send GOAWAY to a connection this old (default: never) ...
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub max_connection_age: Option<std::time::Duration>,
+    /// ... and close it this long after (default: never).
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub max_connection_age_grace: Option<std::time::Duration>,
 }
 
 impl OtlpServer {
@@ -121,6 +141,13 @@ impl OtlpServer {
                 .and_then(|k| k.timeout)
                 .unwrap_or(d.keepalive_timeout),
             read_timeout: self.read_timeout.unwrap_or(d.read_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            idle_timeout: self
+                .idle_timeout
+                .or(keepalive.and_then(|k| k.max_connection_idle))
+                .unwrap_or(d.idle_timeout),
+            max_connection_age: keepalive.and_then(|k| k.max_connection_age),
+            max_connection_age_grace: keepalive.and_then(|k| k.max_connection_age_grace),
             trust_runbom_attributes: self.trust_runbom_attributes,
             ..d
         }
@@ -144,6 +171,13 @@ impl OtlpServer {
                 .at("read_timeout")
                 .error("must be more than 0: without it a slow client holds memory forever"));
         }
+        self.check_unsupported(proto, at)?;
+        if self.max_connections == Some(0) {
+            return Err(at.at("max_connections").error("must be at least 1"));
+        }
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(at.at("idle_timeout").error("must be more than 0"));
+        }
         if let Some(t) = self.transport.as_deref().filter(|t| *t != "tcp") {
             return Err(at
                 .at("transport")
@@ -157,15 +191,24 @@ impl OtlpServer {
                 ("traces_url_path", self.traces_url_path.is_some()),
                 ("logs_url_path", self.logs_url_path.is_some()),
                 ("metrics_url_path", self.metrics_url_path.is_some()),
+                ("idle_timeout", self.idle_timeout.is_some()),
             ] {
                 if set {
-                    return Err(at.at(key).error("an `http` setting; gRPC has no URL paths"));
+                    return Err(at.at(key).error("an `http` setting; gRPC has no URL paths, and its idle limit is `keepalive.server_parameters.max_connection_idle`"));
                 }
             }
             if let Some(k) = &self.keepalive {
                 check_keepalive(k, &at.at("keepalive"))?;
             }
         } else {
+            if self
+                .idle_timeout
+                .is_some_and(|t| t < self.read_timeout.unwrap_or(Limits::default().read_timeout))
+            {
+                return Err(at.at("idle_timeout").error(
+                    "must be at least `read_timeout`: a request may take that long to arrive",
+                ));
+            }
             for (key, set) in [
                 (
                     "max_concurrent_streams",
@@ -197,28 +240,65 @@ impl OtlpServer {
 
 fn check_keepalive(k: &Keepalive, at: &Section) -> Result<(), ConfigError> {
     if k.enforcement_policy.is_some() {
-        return Err(at
-            .at("enforcement_policy")
-            .error("not supported: runbom cannot enforce a client's ping policy"));
+        return Err(at.at("enforcement_policy").error(
+            "not supported: runbom's HTTP/2 server answers every ping and cannot enforce a \
+             client's ping rate; bound connections with `server_parameters.max_connection_idle` \
+             and `max_connection_age` instead",
+        ));
     }
     if let Some(s) = &k.server_parameters {
-        for (key, set) in [
-            ("max_connection_idle", s.max_connection_idle.is_some()),
-            ("max_connection_age", s.max_connection_age.is_some()),
-            (
-                "max_connection_age_grace",
-                s.max_connection_age_grace.is_some(),
-            ),
+        let at = at.at("server_parameters");
+        for (key, value) in [
+            ("max_connection_idle", s.max_connection_idle),
+            ("max_connection_age", s.max_connection_age),
+            ("max_connection_age_grace", s.max_connection_age_grace),
+            ("time", s.time),
+            ("timeout", s.timeout),
         ] {
-            if set {
-                return Err(at
-                    .at("server_parameters")
-                    .at(key)
-                    .error("not supported yet; `time` and `timeout` are"));
+            if value.is_some_and(|v| v.is_zero()) {
+                return Err(at.at(key).error("must be more than 0"));
             }
+        }
+        if s.max_connection_age_grace.is_some() && s.max_connection_age.is_none() {
+            return Err(at
+                .at("max_connection_age_grace")
+                .error("takes effect only with `max_connection_age`: set it too"));
         }
     }
     Ok(())
+}
+
+impl OtlpServer {
+    /// The Collector's keys runbom reads but cannot honour: refused, naming why.
+    fn check_unsupported(&self, proto: &str, at: &Section) -> Result<(), ConfigError> {
+        let buffers = "not supported: runbom's HTTP/2 server sizes its buffers itself (they are \
+                       bounded per connection by `max_concurrent_streams` and \
+                       `max_recv_msg_size_mib`); remove the key";
+        for (key, set) in [
+            ("read_buffer_size", self.read_buffer_size.is_some()),
+            ("write_buffer_size", self.write_buffer_size.is_some()),
+        ] {
+            if set && proto == "grpc" {
+                return Err(at.at(key).error(buffers));
+            }
+            if set {
+                return Err(at.at(key).error("a `grpc` setting (and not supported)"));
+            }
+        }
+        if self.include_metadata == Some(true) {
+            return Err(at.at("include_metadata").error(
+                "not supported: no runbom processor reads client metadata (only `false` is \
+                 accepted)",
+            ));
+        }
+        if self.cors.is_some() {
+            return Err(at.at("cors").error(
+                "not supported: runbom does not answer browsers' CORS preflight requests; \
+                 let browser telemetry reach runbom through a Collector or proxy that does",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `host:port` with a port from 1 to 65535 (0 would mean any free port).
@@ -263,18 +343,42 @@ impl OtlpReceiverConfig {
                     source,
                 })?;
             let limits = server.limits();
+            let auth = match &server.auth {
+                None => None,
+                Some(a) => Some(ctx.authenticators.get(&a.authenticator).cloned().ok_or_else(
+                    || {
+                        ReceiverError::Auth(format!(
+                            "receivers.{name}.protocols.{proto}.auth: extension `{}` is not enabled",
+                            a.authenticator
+                        ))
+                    },
+                )?),
+            };
+            let loopback = listener.local_addr()?.ip().is_loopback();
+            if auth.is_some() && tls.is_none() && !loopback {
+                warn!(
+                    receiver = name,
+                    "OTLP/{proto}: bearer tokens travel in plain text on a non-loopback address; \
+                     add a `tls` section"
+                );
+            }
             info!(
                 receiver = name,
-                "OTLP/{proto} listening on {}{}",
+                "OTLP/{proto} listening on {}{}{}",
                 listener.local_addr()?,
-                if tls.is_some() { " (TLS)" } else { "" }
+                if tls.is_some() { " (TLS)" } else { "" },
+                if auth.is_some() {
+                    " (bearer token)"
+                } else {
+                    ""
+                }
             );
             let ingest = ctx.ingest.clone();
             started.tasks.push(tokio::spawn(async move {
                 let outcome = if proto == "grpc" {
-                    super::serve_grpc(listener, ingest, limits, tls).await
+                    super::serve_grpc(listener, ingest, limits, tls, auth).await
                 } else {
-                    super::serve_http(listener, ingest, limits, tls).await
+                    super::serve_http(listener, ingest, limits, tls, auth).await
                 };
                 outcome.map_err(|source| ReceiverError::Serve { what, source })
             }));
@@ -308,6 +412,19 @@ impl ReceiverConfig for OtlpReceiverConfig {
                     // A wildcard listener is reached on loopback and on the node's addresses.
                     e.replacen("localhost:", "127.0.0.1:", 1)
                 })
+            })
+            .collect()
+    }
+
+    fn authenticators(&self) -> Vec<(String, String)> {
+        self.servers()
+            .into_iter()
+            .filter_map(|(proto, server, _)| {
+                let auth = server?.auth.as_ref()?;
+                Some((
+                    format!("protocols.{proto}.auth.authenticator"),
+                    auth.authenticator.clone(),
+                ))
             })
             .collect()
     }

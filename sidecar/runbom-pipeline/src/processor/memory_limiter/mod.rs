@@ -1,12 +1,15 @@
-//! The `memory_limiter` processor: while runbom's resident memory is above the limit, receivers
-//! refuse new data (`UNAVAILABLE` / 503 with a retry hint) instead of growing without bound.
-//! Like the Collector's, it is a gate at the pipeline's entrance, checked on a timer.
+//! The `memory_limiter` processor: while runbom's resident memory is above the soft limit
+//! (`limit - spike`), receivers refuse new data (`UNAVAILABLE` / 503 with a retry hint, and
+//! `/readyz` says not ready) instead of growing without bound. Like the Collector's, it is a
+//! gate at the pipeline's entrance, checked on a timer; where the Collector forces a garbage
+//! collection above the soft limit, runbom asks its allocator to return freed memory to the
+//! system ([`set_release`]), so that memory goes back down after a spike.
 
 pub mod config;
 
 use std::{
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -18,8 +21,19 @@ use tracing::warn;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryLimit {
     pub check_interval: Duration,
-    /// Refuse data above this resident size.
+    /// The hard limit (`limit_mib`).
     pub limit_bytes: u64,
+    /// Refuse data above this resident size (`limit_mib - spike_limit_mib`).
+    pub soft_limit_bytes: u64,
+}
+
+/// How the allocator returns freed memory to the system (set once by the binary, which owns
+/// the allocator).
+static RELEASE: OnceLock<fn()> = OnceLock::new();
+
+/// Sets how freed memory is returned to the system above the soft limit.
+pub fn set_release(release: fn()) {
+    let _ = RELEASE.set(release);
 }
 
 /// Shared state: whether data is refused now.
@@ -65,18 +79,28 @@ pub async fn run(limit: MemoryLimit, gate: Arc<MemoryGate>, stop: CancellationTo
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
-        let Some(rss) = rss_bytes() else { continue };
+        let Some(mut rss) = rss_bytes() else { continue };
+        if rss > limit.soft_limit_bytes
+            && let Some(release) = RELEASE.get()
+        {
+            release();
+            rss = rss_bytes().unwrap_or(rss);
+        }
         gate.rss.store(rss, Ordering::Relaxed);
-        let over = rss > limit.limit_bytes;
+        let over = rss > limit.soft_limit_bytes;
         if over != gate.refusing.swap(over, Ordering::Relaxed) {
             if over {
                 warn!(
                     rss,
+                    soft_limit = limit.soft_limit_bytes,
                     limit = limit.limit_bytes,
-                    "memory limit reached: refusing data until memory is freed"
+                    "memory above the soft limit: refusing data until memory is freed"
                 );
             } else {
-                warn!(rss, "memory back under the limit: accepting data again");
+                warn!(
+                    rss,
+                    "memory back under the soft limit: accepting data again"
+                );
             }
         }
     }

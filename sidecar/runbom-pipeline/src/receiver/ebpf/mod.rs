@@ -59,6 +59,7 @@ fn start(
         kernel_events: correlate,
         telemetry,
         stop,
+        authenticators: _,
     } = ctx;
     let mut probes = Probes::load(settings)?;
     let ring = probes.take_ring()?;

@@ -1,0 +1,237 @@
+//! The connections of an OTLP server: accepted under a limit, TLS handshakes completed in a
+//! task of their own (so a slow or silent client holds up no one), and closed once idle.
+//!
+//! One task accepts on the listener. A connection beyond [`Limits::max_connections`] is
+//! closed at once (the client sees a reset, rather than waiting in the kernel's backlog); the
+//! others are handed to the server through a channel as [`Connection`]s, which hold their
+//! share of the limit until they close and end with an error once no byte has moved either
+//! way for [`Limits::idle_timeout`].
+
+use std::{
+    future::Future as _,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use rustls::ServerConfig;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    time::{Instant, Sleep},
+};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use super::accept::{ACCEPT_BACKOFF, Limits};
+
+/// How long a client may take to complete its handshake before the connection is closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Established connections waiting for the server to take them.
+const READY_CONNECTIONS: usize = 64;
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// An accepted connection (plain or TLS, handshake done).
+pub(super) struct Connection {
+    stream: Stream,
+    peer: SocketAddr,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    fn new(stream: Stream, peer: SocketAddr, idle: Duration, permit: OwnedSemaphorePermit) -> Self {
+        Self {
+            stream,
+            peer,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            _permit: permit,
+        }
+    }
+
+    /// The client's address.
+    pub(super) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Bytes moved: the idle clock starts again.
+    fn touch(&mut self) {
+        let at = Instant::now() + self.idle;
+        self.timer.as_mut().reset(at);
+    }
+
+    /// Pending I/O: an error once the connection has been idle too long.
+    fn idle_error<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connection idle for {:?}", self.idle),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        match polled {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.touch();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => this.idle_error(cx),
+            other @ Poll::Ready(Err(_)) => other,
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, data),
+        };
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    this.touch();
+                }
+                Poll::Ready(Ok(n))
+            }
+            // A client that does not read its answers is idle too.
+            Poll::Pending => this.idle_error(cx),
+            other @ Poll::Ready(Err(_)) => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// tonic learns the client's address from this (`Request::remote_addr`).
+impl Connected for Connection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        match &self.stream {
+            Stream::Plain(s) => s.connect_info(),
+            Stream::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
+}
+
+/// Accepts connections on `listener` (completing TLS handshakes with `tls`) until `stop` is
+/// cancelled or the returned receiver is dropped. A failed handshake (a plain-text client, an
+/// untrusted client certificate under `client_ca_file`) closes that connection only.
+pub(super) fn accept(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    limits: Limits,
+    stop: CancellationToken,
+    receiver: String,
+) -> mpsc::Receiver<Connection> {
+    let (ready, established) = mpsc::channel(READY_CONNECTIONS);
+    let acceptor = tls.map(TlsAcceptor::from);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let idle = limits.idle_timeout;
+    tokio::spawn(async move {
+        let mut at_limit = false;
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = stop.cancelled() => break,
+                () = ready.closed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(receiver, %error, "accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                if !at_limit {
+                    tracing::warn!(
+                        receiver,
+                        limit = limits.max_connections,
+                        "connection limit reached: closing new connections until some end"
+                    );
+                }
+                at_limit = true;
+                continue;
+            };
+            at_limit = false;
+            // Only a latency optimisation; the connection works without it.
+            let _ = stream.set_nodelay(true);
+            let Some(acceptor) = acceptor.clone() else {
+                let connection = Connection::new(Stream::Plain(stream), peer, idle, permit);
+                if ready.send(connection).await.is_err() {
+                    break;
+                }
+                continue;
+            };
+            let (ready, receiver) = (ready.clone(), receiver.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    // The server may have stopped meanwhile; the connection then just closes.
+                    Ok(Ok(stream)) => {
+                        let stream = Stream::Tls(Box::new(stream));
+                        drop(
+                            ready
+                                .send(Connection::new(stream, peer, idle, permit))
+                                .await,
+                        );
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(receiver, %peer, %error, "TLS handshake failed");
+                    }
+                    Err(_) => tracing::debug!(
+                        receiver,
+                        %peer,
+                        "TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}"
+                    ),
+                }
+            });
+        }
+    });
+    established
+}
