@@ -13,6 +13,7 @@ pub mod config;
 pub mod exporter;
 pub mod graph;
 pub mod ingest;
+pub mod node_agent;
 pub mod processor;
 pub mod receiver;
 pub mod telemetry;

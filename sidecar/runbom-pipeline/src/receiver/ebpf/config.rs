@@ -22,6 +22,8 @@ pub struct EbpfConfig {
     pub http: HttpSettings,
     /// Export events that no application trace claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
+    /// Serve the kernel events of pods with a runbom sidecar on a Unix socket (node agent).
+    pub sidecars: Option<crate::node_agent::config::SidecarsConfig>,
 }
 
 /// `http.request` capture.
@@ -91,6 +93,7 @@ impl Default for EbpfConfig {
                 openssl: probes.http.openssl,
             },
             uncorrelated_spans: true,
+            sidecars: None,
         }
     }
 }
@@ -177,6 +180,9 @@ impl ReceiverConfig for EbpfConfig {
                 }
             }
         }
+        if let Some(s) = &self.sidecars {
+            s.check(&at.at("sidecars"))?;
+        }
         Ok(())
     }
 
@@ -193,6 +199,7 @@ impl ReceiverConfig for EbpfConfig {
         Box::pin(std::future::ready(super::start(
             &self.probe_settings(),
             self.uncorrelated_spans,
+            self.sidecars.as_ref(),
             ctx,
         )))
     }

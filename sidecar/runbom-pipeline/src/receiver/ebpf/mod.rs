@@ -30,10 +30,12 @@ use super::ReceiverError;
 use crate::{
     Ingest,
     component::{ReceiverContext, Started},
+    node_agent::config::SidecarsConfig,
 };
 
 pub mod config;
 mod drops;
+mod sidecars;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
@@ -49,6 +51,7 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 fn start(
     settings: &ProbeSettings,
     uncorrelated_spans: bool,
+    sidecars: Option<&SidecarsConfig>,
     ctx: ReceiverContext<'_>,
 ) -> Result<Started, ReceiverError> {
     let ReceiverContext {
@@ -105,15 +108,26 @@ fn start(
 
     let (tx, rx) = mpsc::channel(64);
     let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
+    let mut tasks = Vec::new();
+    let rx = match sidecars {
+        None => rx,
+        Some(config) => {
+            let l = losses.clone();
+            let dropped = Arc::new(move || {
+                let l = l.read();
+                l.ring_full + l.inflight_full
+            });
+            let (rx, server) = sidecars::start(config, rx, dropped, telemetry, stop)?;
+            tasks.push(server);
+            rx
+        }
+    };
     let opts = ConvertOptions {
         host_name: host_name(),
         uncorrelated_spans,
     };
     let task = tokio::spawn(async move {
-        match correlate {
-            Some(correlator) => hand_over(rx, correlator, &ingest, &opts).await,
-            None => forward(rx, &ingest, &opts).await,
-        }
+        deliver(rx, correlate, &ingest, &opts).await;
         reader
             .await
             .map_err(ReceiverError::ReaderTask)?
@@ -136,10 +150,25 @@ fn start(
         Ok(())
     });
     let probes: Arc<Mutex<Probes>> = probes;
+    tasks.push(task);
     Ok(Started {
-        tasks: vec![task],
+        tasks,
         keep: Some(Box::new(probes)),
     })
+}
+
+/// Hands kernel events on until `rx` closes: to the correlate processor when there is one
+/// (`correlate`), else converted into requests (also the `node_agent` receiver's path).
+pub(crate) async fn deliver(
+    rx: mpsc::Receiver<Vec<KernelEvent>>,
+    correlate: Option<mpsc::Sender<Vec<KernelEvent>>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+) {
+    match correlate {
+        Some(correlator) => hand_over(rx, correlator, ingest, opts).await,
+        None => forward(rx, ingest, opts).await,
+    }
 }
 
 /// Groups events into requests and pushes them until the reader is done.
