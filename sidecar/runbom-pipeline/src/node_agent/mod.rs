@@ -13,6 +13,9 @@ pub mod convert;
 pub mod hub;
 pub mod server;
 
+#[cfg(test)]
+mod hub_tests;
+
 /// The generated messages, client and server of `proto/node_agent.proto`.
 #[allow(clippy::pedantic, missing_docs)]
 pub mod proto {
