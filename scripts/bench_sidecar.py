@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import cgroup_pods  # noqa: E402
+from cgroup_pods import free_port, in_cgroup  # noqa: E402
+
 RUNBOM = Path(os.environ.get("RUNBOM_BIN") or Path(
     os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release" / "runbom")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -50,18 +53,11 @@ def say(msg: str) -> None:
     print(f"[bench-sidecar] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cgroup2_mount() -> Path:
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, right = line.split(" - ", 1)
-        if right.split()[0] == "cgroup2":
-            return Path(left.split()[4])
-    raise SystemExit("no cgroup v2 mount")
+    mount = cgroup_pods.cgroup2_mount()
+    if mount is None:
+        raise SystemExit("no cgroup v2 mount")
+    return mount
 
 
 def cpu_seconds(pid: int) -> float:
@@ -130,10 +126,7 @@ class Bench:
         self.procs.remove(proc)
 
     def in_pod(self, pod: Path, child: str, uid: int | None, argv: list[str]) -> list[str]:
-        as_uid = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}",
-                                         "--clear-groups", "--inh-caps=-all"]
-        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"',
-                str(pod / child), "-", *as_uid, *argv]
+        return in_cgroup(pod / child, uid, argv)
 
     def workload(self, pod: Path, opens: int) -> None:
         code = (f"import os\np={str(self.data / 'f')!r}\n"

@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import score_correlation as sc  # noqa: E402
+import cgroup_pods  # noqa: E402
+from cgroup_pods import free_port, in_cgroup  # noqa: E402
 import test_reference_agent as ref  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,27 +51,11 @@ BOM_PORTS = {"llm": 18443, "ticketing": 18080, "customers": 18081, "exfil": 1809
 BACKLOG = 32
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cgroup2_mount() -> Path:
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, right = line.split(" - ", 1)
-        if right.split()[0] == "cgroup2":
-            return Path(left.split()[4])
-    pytest.skip("no cgroup v2 mount on this host")
-
-
-def in_cgroup(cgroup_dir: Path, uid: int | None, argv: list[str]) -> list[str]:
-    """`argv` run in `cgroup_dir`, as `uid` when given (no capabilities, no supplementary
-    groups)."""
-    as_uid = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}",
-                                     "--clear-groups", "--inh-caps=-all"]
-    return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"',
-            str(cgroup_dir), "-", *as_uid, *argv]
+    mount = cgroup_pods.cgroup2_mount()
+    if mount is None:
+        pytest.skip("no cgroup v2 mount on this host")
+    return mount
 
 
 def wait_for(path: Path, text: bytes, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
