@@ -98,6 +98,8 @@ class Pod:
     proc: subprocess.Popen[bytes] | None = None
     truths: dict[tuple[str, str, bool], dict[str, Any]] = field(default_factory=dict)
     injected: dict[str, Any] | None = None
+    # /proc/PID/status of the running sidecar.
+    status: str = ""
 
     @property
     def export(self) -> Path:
@@ -135,6 +137,7 @@ service:
                                                           str(self.config())]),
                 stdout=out, stderr=subprocess.STDOUT, cwd=self.work)
         wait_for(path, b"runbom is running", self.proc)
+        self.status = Path(f"/proc/{self.proc.pid}/status").read_text()
         return path
 
     def run_agent(self, mode: str, scenario: str, thread_id: bool,
@@ -329,6 +332,15 @@ def test_the_node_agent_exports_nothing_of_the_pods(node: Node) -> None:
     for pod in node.pods.values():
         assert pod.injected is not None
         assert str(pod.work / "agent" / "data") not in text, pod.name
+
+
+def test_sidecars_ran_unprivileged(node: Node) -> None:
+    for pod in node.pods.values():
+        status = dict(line.split(":", 1) for line in pod.status.splitlines() if ":" in line)
+        assert status["Name"].strip() == "runbom"
+        assert status["Uid"].split() == [str(pod.uid)] * 4
+        for caps in ("CapEff", "CapPrm", "CapInh", "CapAmb"):
+            assert int(status[caps], 16) == 0, (pod.name, caps, status[caps])
 
 
 def test_claiming_another_pod_or_no_pod_is_refused(node: Node) -> None:
