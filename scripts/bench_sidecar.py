@@ -45,6 +45,7 @@ RUNBOM = Path(os.environ.get("RUNBOM_BIN") or Path(
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 OPENS = int(os.environ.get("OPENS", "100000"))
 SIDECARS = [1, 2, 4, 8]
+SENT = "runbom_exporter_sent_items_total"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -147,7 +148,7 @@ receivers:
     file: {{ include: ["{self.data}/"] }}{serve}
   otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{free_port()}" }} }} }}
 processors:
-  correlate: {{}}
+  correlate: {{ wait: 1s }}
   aibom: {{ bom: builtin:reference-agent }}
   batch: {{}}
 exporters:
@@ -165,7 +166,7 @@ receivers:
   node_agent: {{ socket: {self.base / 'node-agent.sock'} }}
   otlp: {{ protocols: {{ grpc: {{ endpoint: "127.0.0.1:{free_port()}" }} }} }}
 processors:
-  correlate: {{}}
+  correlate: {{ wait: 1s }}
   aibom: {{ bom: builtin:reference-agent }}
   batch: {{}}
 exporters:
@@ -183,27 +184,30 @@ service:
         return self.start(f"sidecar-{n}", self.sidecar_config(),
                           self.in_pod(pod, "sidecar", uid, []), cwd=self.base)
 
-    def measure(self, pids: list[int], pod: Path) -> float:
-        """CPU seconds `pids` spend on the workload (until idle again)."""
+    def measure(self, pids: list[int], pod: Path, admin: int) -> float:
+        """CPU seconds `pids` spend on the workload: from just before it until everything it
+        caused was exported (the exporter's count and the CPU time both still for 2 s; the
+        correlator holds events for its `wait` first)."""
         before = sum(cpu_seconds(p) for p in pids)
         self.workload(pod, OPENS)
-        last, idle_since = sum(cpu_seconds(p) for p in pids), time.monotonic()
+        state = (sum(cpu_seconds(p) for p in pids), metric(admin, SENT))
+        still_since = time.monotonic()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            now = sum(cpu_seconds(p) for p in pids)
-            # Idle: less than 2% of a CPU over the last half second, for 2 s.
-            if now - last > 0.01:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > 2:
+            now = (sum(cpu_seconds(p) for p in pids), metric(admin, SENT))
+            # Still: nothing more exported and less than 2% of a CPU over the half second.
+            if now[1] != state[1] or now[0] - state[0] > 0.01:
+                still_since = time.monotonic()
+            elif time.monotonic() - still_since > 2:
                 break
-            last = now
-        return last - before
+            state = now
+        return state[0] - before
 
     def single(self) -> tuple[float, int]:
         proc, admin = self.start("single", self.node_config(False))
         try:
-            cpu = self.measure([proc.pid], self.pod(0))
+            cpu = self.measure([proc.pid], self.pod(0), admin)
             drops = metric(admin, "runbom_kernel_ring_full_drops_total")
         finally:
             self.stop(proc)
@@ -214,7 +218,7 @@ service:
         side, side_admin = self.start_sidecar(0)
         try:
             cpu_node = cpu_seconds(node.pid)
-            cpu = self.measure([node.pid, side.pid], self.pod(0))
+            cpu = self.measure([node.pid, side.pid], self.pod(0), side_admin)
             cpu_node = cpu_seconds(node.pid) - cpu_node
             drops = metric(admin, "runbom_kernel_ring_full_drops_total")
             missed = metric(side_admin, "runbom_node_agent_stream_missed_total")

@@ -23,9 +23,9 @@ pub struct SidecarsConfig {
     /// Kernel events kept per pod for a sidecar that restarts (what it missed beyond them is
     /// counted, not replayed).
     pub backlog_events: usize,
-    /// Batches of events queued per sidecar; past that it counts as slow and loses events
-    /// (counted, and told).
-    pub subscriber_queue: usize,
+    /// Events queued per sidecar; past that it counts as slow and loses events (counted, and
+    /// told).
+    pub subscriber_queue_events: usize,
 }
 
 impl Default for SidecarsConfig {
@@ -36,7 +36,7 @@ impl Default for SidecarsConfig {
             pod_cgroup_roots: vec!["/kubepods.slice".into(), "/kubepods".into()],
             cgroup_mount: None,
             backlog_events: 4096,
-            subscriber_queue: 256,
+            subscriber_queue_events: 16_384,
         }
     }
 }
@@ -76,8 +76,11 @@ impl SidecarsConfig {
                 self.backlog_events
             )));
         }
-        if self.subscriber_queue == 0 {
-            return Err(at.at("subscriber_queue").error("must be at least 1"));
+        if !(1..=BACKLOG_MAX).contains(&self.subscriber_queue_events) {
+            return Err(at.at("subscriber_queue_events").error(format!(
+                "{} is outside 1 to {BACKLOG_MAX} events",
+                self.subscriber_queue_events
+            )));
         }
         Ok(())
     }
@@ -95,7 +98,7 @@ impl SidecarsConfig {
         Ok(HubSettings {
             cgroup_mount,
             backlog_events: self.backlog_events,
-            subscriber_queue: self.subscriber_queue,
+            subscriber_queue_events: self.subscriber_queue_events,
         })
     }
 }

@@ -18,7 +18,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering::Relaxed},
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
 };
 
@@ -44,8 +44,8 @@ pub struct HubSettings {
     pub cgroup_mount: PathBuf,
     /// Events kept per pod for a subscriber that comes back.
     pub backlog_events: usize,
-    /// Batches queued per subscriber before it counts as slow.
-    pub subscriber_queue: usize,
+    /// Events queued per subscriber before it counts as slow.
+    pub subscriber_queue_events: usize,
 }
 
 /// Counters for `/metrics`.
@@ -62,13 +62,42 @@ pub struct HubStats {
 pub struct Subscription {
     pub id: u64,
     pub next_sequence: u64,
-    pub items: mpsc::Receiver<Item>,
+    pub items: Items,
+}
+
+/// A subscriber's queue, bounded in events (not in batches, whose sizes vary).
+#[derive(Debug)]
+pub struct Items {
+    rx: mpsc::UnboundedReceiver<Item>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Items {
+    /// The next item; `None` once the subscriber was replaced or the hub is gone.
+    pub async fn recv(&mut self) -> Option<Item> {
+        let item = self.rx.recv().await?;
+        Some(self.taken(item))
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<Item> {
+        let item = self.rx.try_recv().ok()?;
+        Some(self.taken(item))
+    }
+
+    fn taken(&self, item: Item) -> Item {
+        if let Item::Events(e) = &item {
+            self.queued.fetch_sub(e.len(), Relaxed);
+        }
+        item
+    }
 }
 
 #[derive(Debug)]
 struct Subscriber {
     id: u64,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::UnboundedSender<Item>,
+    queued: Arc<AtomicUsize>,
     /// Events dropped because the queue was full, not yet reported.
     gap: Option<(u64, u64)>,
 }
@@ -175,25 +204,25 @@ impl Hub {
     /// before the next batch that fits.
     fn offer(&self, sub: &mut Subscriber, batch: Vec<(u64, KernelEvent)>) {
         let (first, last) = (batch[0].0, batch[batch.len() - 1].0);
-        if let Some((gf, gl)) = sub.gap {
-            let gap = Item::Gap {
+        let n = batch.len();
+        let fits = sub.queued.load(Relaxed) + n <= self.settings.subscriber_queue_events;
+        if !fits || sub.tx.is_closed() {
+            sub.gap = Some((sub.gap.map_or(first, |(gf, _)| gf), last));
+            self.stats.missed.fetch_add(n as u64, Relaxed);
+            return;
+        }
+        if let Some((gf, gl)) = sub.gap.take() {
+            let _ = sub.tx.send(Item::Gap {
                 first: gf,
                 last: gl,
                 slow: true,
-            };
-            if sub.tx.try_send(gap).is_err() {
-                sub.gap = Some((gf, last));
-                self.stats.missed.fetch_add(batch.len() as u64, Relaxed);
-                return;
-            }
-            sub.gap = None;
+            });
         }
-        let n = batch.len() as u64;
-        if sub.tx.try_send(Item::Events(batch)).is_ok() {
-            self.stats.sent.fetch_add(n, Relaxed);
+        sub.queued.fetch_add(n, Relaxed);
+        if sub.tx.send(Item::Events(batch)).is_ok() {
+            self.stats.sent.fetch_add(n as u64, Relaxed);
         } else {
-            sub.gap = Some((first, last));
-            self.stats.missed.fetch_add(n, Relaxed);
+            sub.queued.fetch_sub(n, Relaxed);
         }
     }
 
@@ -227,7 +256,8 @@ impl Hub {
         let mut st = self.state();
         st.next_id += 1;
         let id = st.next_id;
-        let (tx, items) = mpsc::channel(self.settings.subscriber_queue.max(2));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
         let stream = st
             .pods
             .entry(caller.pod.clone())
@@ -251,19 +281,19 @@ impl Hub {
             .cloned()
             .collect();
         let first_held = replay.first().map_or(stream.next_sequence, |(s, _)| *s);
-        let mut sub = Subscriber { id, tx, gap: None };
+        let mut sub = Subscriber {
+            id,
+            tx,
+            queued: queued.clone(),
+            gap: None,
+        };
         if first_held > from + 1 {
-            sub.gap = Some((from + 1, first_held - 1));
-            let missed = first_held - 1 - from;
-            self.stats.missed.fetch_add(missed, Relaxed);
-            let gap = Item::Gap {
+            self.stats.missed.fetch_add(first_held - 1 - from, Relaxed);
+            let _ = sub.tx.send(Item::Gap {
                 first: from + 1,
                 last: first_held - 1,
                 slow: false,
-            };
-            if sub.tx.try_send(gap).is_ok() {
-                sub.gap = None;
-            }
+            });
         }
         while !replay.is_empty() {
             let rest = replay.split_off(replay.len().min(1024));
@@ -281,7 +311,7 @@ impl Hub {
         Subscription {
             id,
             next_sequence,
-            items,
+            items: Items { rx, queued },
         }
     }
 

@@ -7,7 +7,7 @@ use runbom_event::{Detail, KernelEvent, ProcessInfo};
 
 use super::{
     caller::Caller,
-    hub::{Hub, HubSettings, Item},
+    hub::{Hub, HubSettings, Item, Items},
 };
 
 struct Tree {
@@ -33,7 +33,7 @@ impl Tree {
         Hub::new(HubSettings {
             cgroup_mount: self.dir.path().to_owned(),
             backlog_events: backlog,
-            subscriber_queue: queue,
+            subscriber_queue_events: queue,
         })
     }
 
@@ -63,8 +63,8 @@ fn event(cgroup_id: u64, n: u32) -> KernelEvent {
     }
 }
 
-fn drain(rx: &mut tokio::sync::mpsc::Receiver<Item>) -> Vec<Item> {
-    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+fn drain(items: &mut Items) -> Vec<Item> {
+    std::iter::from_fn(|| items.try_recv()).collect()
 }
 
 fn seqs(items: &[Item]) -> Vec<u64> {
@@ -149,7 +149,7 @@ fn a_slow_subscriber_loses_events_and_is_told_which() {
     for n in 1..=5 {
         hub.divert(vec![event(a, n)]);
     }
-    // Two batches fit; 3, 4 and 5 were dropped.
+    // Two events fit; 3, 4 and 5 were dropped.
     assert_eq!(seqs(&drain(&mut sub.items)), [1, 2]);
     hub.divert(vec![event(a, 6)]);
     let items = drain(&mut sub.items);
@@ -174,7 +174,7 @@ fn a_new_subscriber_replaces_the_old_and_a_gone_pod_is_forgotten() {
     let mut old = hub.subscribe(&caller("b"), 0);
     let mut new = hub.subscribe(&caller("b"), 0);
     hub.divert(vec![event(t.id("pods/b/agent"), 1)]);
-    assert!(old.items.try_recv().is_err(), "the old stream ends");
+    assert!(old.items.try_recv().is_none(), "the old stream ends");
     assert_eq!(seqs(&drain(&mut new.items)), [1]);
     hub.unsubscribe("/pods/b", new.id);
     std::fs::remove_dir(t.mount().join("pods/b/agent")).unwrap();

@@ -17,7 +17,7 @@ use super::{
     PROTOCOL,
     caller::{self, Caller},
     convert,
-    hub::{Hub, Item},
+    hub::{Hub, Item, Items},
     proto::{
         self, StreamMessage,
         node_agent_server::{NodeAgent, NodeAgentServer},
@@ -164,7 +164,7 @@ async fn feed(
     caller: Caller,
     id: u64,
     hello: proto::Hello,
-    mut items: mpsc::Receiver<Item>,
+    mut items: Items,
     tx: mpsc::Sender<Result<StreamMessage, Status>>,
     kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
 ) {
