@@ -23,8 +23,8 @@ pub struct SidecarsConfig {
     /// Kernel events kept per pod for a sidecar that restarts (what it missed beyond them is
     /// counted, not replayed).
     pub backlog_events: usize,
-    /// Events queued per sidecar; past that it counts as slow and loses events (counted, and
-    /// told).
+    /// Events queued per sidecar; past that it falls behind and is fed from the backlog as it
+    /// drains its queue (what the backlog lost meanwhile is counted, and told).
     pub subscriber_queue_events: usize,
 }
 

@@ -5,8 +5,8 @@
 //! Events of a pod that has subscribed are diverted from the node agent's own pipelines to the
 //! pod's stream (numbered, kept in its backlog, handed to its subscriber when one is
 //! connected); every other event stays on the node agent's path as before. Nothing waits on a
-//! sidecar: a subscriber that does not keep up loses events, and is told which (a [`Item::Gap`]
-//! before the next events it gets).
+//! sidecar: one whose queue is full falls behind and is fed from the backlog as it drains it;
+//! what the backlog lost meanwhile it is told (an [`Item::Gap`] before the next events).
 //!
 //! Which pod an event belongs to comes from its cgroup id: the ids of every cgroup under a
 //! subscribed pod (but the subscriber's own container) are known; an id never seen makes the
@@ -18,7 +18,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
 };
 
@@ -70,9 +70,17 @@ pub struct Subscription {
 pub struct Items {
     rx: mpsc::UnboundedReceiver<Item>,
     queued: Arc<AtomicUsize>,
+    lagging: Arc<AtomicBool>,
 }
 
 impl Items {
+    /// Whether the subscriber fell behind: its reader should call [`Hub::catch_up`] as it
+    /// drains the queue.
+    #[must_use]
+    pub fn lagging(&self) -> bool {
+        self.lagging.load(Relaxed)
+    }
+
     /// The next item; `None` once the subscriber was replaced or the hub is gone.
     pub async fn recv(&mut self) -> Option<Item> {
         let item = self.rx.recv().await?;
@@ -98,8 +106,10 @@ struct Subscriber {
     id: u64,
     tx: mpsc::UnboundedSender<Item>,
     queued: Arc<AtomicUsize>,
-    /// Events dropped because the queue was full, not yet reported.
-    gap: Option<(u64, u64)>,
+    /// The first sequence number not queued because the queue was full: from there on the
+    /// subscriber is fed from the backlog ([`Hub::catch_up`]).
+    behind: Option<u64>,
+    lagging: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -200,23 +210,19 @@ impl Hub {
         rest
     }
 
-    /// Hands `batch` to `sub` without waiting: a full queue makes it part of the gap reported
-    /// before the next batch that fits.
+    /// Hands `batch` to `sub` without waiting. When its queue is full (an empty queue takes
+    /// any batch), the subscriber falls behind: what follows is fed from the backlog as it
+    /// drains its queue ([`Hub::catch_up`]).
     fn offer(&self, sub: &mut Subscriber, batch: Vec<(u64, KernelEvent)>) {
-        let (first, last) = (batch[0].0, batch[batch.len() - 1].0);
-        let n = batch.len();
-        let fits = sub.queued.load(Relaxed) + n <= self.settings.subscriber_queue_events;
-        if !fits || sub.tx.is_closed() {
-            sub.gap = Some((sub.gap.map_or(first, |(gf, _)| gf), last));
-            self.stats.missed.fetch_add(n as u64, Relaxed);
+        if sub.behind.is_some() || sub.tx.is_closed() {
             return;
         }
-        if let Some((gf, gl)) = sub.gap.take() {
-            let _ = sub.tx.send(Item::Gap {
-                first: gf,
-                last: gl,
-                slow: true,
-            });
+        let n = batch.len();
+        let queued = sub.queued.load(Relaxed);
+        if queued > 0 && queued + n > self.settings.subscriber_queue_events {
+            sub.behind = Some(batch[0].0);
+            sub.lagging.store(true, Relaxed);
+            return;
         }
         sub.queued.fetch_add(n, Relaxed);
         if sub.tx.send(Item::Events(batch)).is_ok() {
@@ -281,11 +287,13 @@ impl Hub {
             .cloned()
             .collect();
         let first_held = replay.first().map_or(stream.next_sequence, |(s, _)| *s);
+        let lagging = Arc::new(AtomicBool::new(false));
         let mut sub = Subscriber {
             id,
             tx,
             queued: queued.clone(),
-            gap: None,
+            behind: None,
+            lagging: lagging.clone(),
         };
         if first_held > from + 1 {
             self.stats.missed.fetch_add(first_held - 1 - from, Relaxed);
@@ -311,7 +319,69 @@ impl Hub {
         Subscription {
             id,
             next_sequence,
-            items: Items { rx, queued },
+            items: Items {
+                rx,
+                queued,
+                lagging,
+            },
+        }
+    }
+
+    /// Feeds the subscriber `id` of `pod`, behind since its queue was full, from the backlog
+    /// once at least half its queue is free: what the backlog still holds, up to the room
+    /// there is, and what it no longer holds as a gap (counted as missed). Once caught up it
+    /// takes new events directly again.
+    pub fn catch_up(&self, pod: &str, id: u64) {
+        let limit = self.settings.subscriber_queue_events;
+        let mut st = self.state();
+        let Some(stream) = st.pods.get_mut(pod) else {
+            return;
+        };
+        let next = stream.next_sequence;
+        let Some(sub) = stream.subscriber.as_mut().filter(|s| s.id == id) else {
+            return;
+        };
+        let Some(from) = sub.behind else { return };
+        let queued = sub.queued.load(Relaxed);
+        if queued > limit / 2 {
+            return;
+        }
+        let first_held = stream
+            .backlog
+            .iter()
+            .map(|(s, _)| *s)
+            .find(|s| *s >= from)
+            .unwrap_or(next);
+        if first_held > from {
+            self.stats.missed.fetch_add(first_held - from, Relaxed);
+            let _ = sub.tx.send(Item::Gap {
+                first: from,
+                last: first_held - 1,
+                slow: true,
+            });
+        }
+        let batch: Vec<(u64, KernelEvent)> = stream
+            .backlog
+            .iter()
+            .filter(|(s, _)| *s >= first_held)
+            .take((limit - queued).max(1))
+            .cloned()
+            .collect();
+        let resume = batch.last().map_or(first_held, |(s, _)| s + 1);
+        if !batch.is_empty() {
+            let n = batch.len();
+            sub.queued.fetch_add(n, Relaxed);
+            if sub.tx.send(Item::Events(batch)).is_ok() {
+                self.stats.sent.fetch_add(n as u64, Relaxed);
+            } else {
+                sub.queued.fetch_sub(n, Relaxed);
+            }
+        }
+        if resume >= next {
+            sub.behind = None;
+            sub.lagging.store(false, Relaxed);
+        } else {
+            sub.behind = Some(resume);
         }
     }
 

@@ -158,6 +158,9 @@ impl NodeAgent for Service {
     }
 }
 
+/// How often an idle stream checks whether its subscriber fell behind.
+const CATCH_UP_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Turns the subscriber's items into messages until either side goes.
 async fn feed(
     hub: Arc<Hub>,
@@ -174,8 +177,19 @@ async fn feed(
             let item = tokio::select! {
                 item = items.recv() => item,
                 () = tx.closed() => None,
+                // A subscriber that fell behind just as its queue emptied has nothing to wake
+                // it: look now and then.
+                () = tokio::time::sleep(CATCH_UP_POLL) => {
+                    if items.lagging() {
+                        hub.catch_up(&caller.pod, id);
+                    }
+                    continue;
+                }
             };
             let Some(item) = item else { break };
+            if items.lagging() {
+                hub.catch_up(&caller.pod, id);
+            }
             let (m, last) = match item {
                 Item::Events(events) => {
                     let last = events.last().map(|(s, _)| *s);
