@@ -198,9 +198,24 @@ def node() -> Iterator[Node]:
     assert RUNBOM.is_file(), f"{RUNBOM} is missing: cargo build -p runbom (or set RUNBOM_BIN)"
     mount = cgroup2_mount()
     top = f"runbom-test-{secrets.token_hex(4)}"
-    cgroups = mount / top
     base = Path(tempfile.mkdtemp(prefix="runbom-sidecar-"))
     base.chmod(0o755)
+    try:
+        yield run_node(mount, top, base)
+    finally:
+        # Deepest first; a cgroup still holding a process stays (and says so in the error).
+        tree = mount / top
+        dirs = [d for d in tree.rglob("*") if d.is_dir()] if tree.exists() else []
+        for d in sorted(dirs, key=lambda d: len(d.parts), reverse=True) + [tree]:
+            if d.exists():
+                d.rmdir()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run_node(mount: Path, top: str, base: Path) -> Node:
+    """Everything the tests look at: the node agent, both pods, the runs, the refusals and
+    the restart, all stopped again."""
+    cgroups = mount / top
     pods = {}
     for name, uid in UIDS.items():
         (cgroups / f"pod-{name}" / "agent").mkdir(parents=True)
@@ -282,13 +297,7 @@ service:
             if pod.proc is not None and pod.proc.poll() is None:
                 pod.proc.kill()
         stop(agent, log)
-    yield node
-    for pod in pods.values():
-        for child in ("agent", "sidecar"):
-            (pod.dir / child).rmdir()
-        pod.dir.rmdir()
-    cgroups.rmdir()
-    shutil.rmtree(base, ignore_errors=True)
+    return node
 
 
 def trace_ids(truth: dict[str, Any]) -> set[str]:
