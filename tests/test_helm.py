@@ -76,6 +76,7 @@ MATRIX: dict[str, dict[str, Any]] = {
     "monitors-off": {"monitoring": {"podMonitor": {"enabled": False},
                                     "serviceMonitor": {"enabled": False}}},
     "two-tier-node": example("two-tier-node"),
+    "sidecar-mode": example("sidecar-mode"),
     "collector-http+extra-exporter": {
         "exporters": {"collector": {"enabled": True, "protocol": "http",
                                     "endpoint": "http://otel-collector.observability.svc:4318",
@@ -492,3 +493,50 @@ def test_the_rendered_configuration_runs_and_answers_the_probes(tmp_path: Path) 
         finally:
             runbom.send_signal(signal.SIGTERM)
             assert runbom.wait(timeout=40) == 0, log_path.read_text()[-3000:]
+
+
+# --- sidecar mode (docs/sidecar.md) ------------------------------------------------------------
+
+def test_sidecar_mode_serves_the_socket_on_a_host_directory() -> None:
+    config = yaml.safe_load(one("sidecar-mode", "ConfigMap", f"{RELEASE}-runbom")["data"][
+        "runbom.yaml"])
+    assert config["receivers"]["ebpf"]["sidecars"] == {
+        "socket": "/run/runbom/node-agent.sock",
+        "pod_cgroup_roots": ["/kubepods.slice", "/kubepods"], "backlog_events": 4096}
+    pod = one("sidecar-mode", "DaemonSet")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "sidecars"]
+    assert volume["hostPath"] == {"path": "/run/runbom", "type": "DirectoryOrCreate"}
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "sidecars"]
+    assert mount == {"name": "sidecars", "mountPath": "/run/runbom"}
+    defaults = one("defaults", "DaemonSet")["spec"]["template"]["spec"]
+    assert "sidecars" not in {v["name"] for v in defaults["volumes"]}
+    assert "sidecars" not in yaml.safe_load(one("defaults", "ConfigMap", f"{RELEASE}-runbom")[
+        "data"]["runbom.yaml"])["receivers"]["ebpf"]
+
+
+def test_the_sidecar_container_snippet_is_valid_unprivileged_and_runs_its_configuration(
+        tmp_path: Path) -> None:
+    """examples/sidecar-container.yaml: strictly valid on every version, the sidecar drops every
+    capability on a read-only root filesystem as a non-root user, shares the node agent's
+    socket directory, and `runbom validate` accepts its configuration."""
+    docs = [d for d in yaml.safe_load_all((EXAMPLES / "sidecar-container.yaml").read_text()) if d]
+    for doc in docs:
+        for kube in KUBE_VERSIONS:
+            assert kubernetes_validate.validate(doc, kube, strict=True) == kube
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    pod = next(d for d in docs if d["kind"] == "Pod")["spec"]
+    runbom = next(c for c in pod["containers"] if c["name"] == "runbom")
+    sc = runbom["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    socket_dir = next(v for v in pod["volumes"] if v["name"] == "runbom-socket")
+    assert socket_dir["hostPath"]["path"] == MATRIX["sidecar-mode"].get("sidecars", {}).get(
+        "socketDir", "/run/runbom")
+    config = config_map["data"]["runbom.yaml"]
+    assert yaml.safe_load(config)["receivers"]["node_agent"]["socket"] == (
+        "/run/runbom/node-agent.sock")
+    (tmp_path / "runbom.yaml").write_text(config)
+    run = subprocess.run([str(RUNBOM), "validate", "--config", str(tmp_path / "runbom.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+

@@ -100,6 +100,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $grpc := mustMergeOverwrite (deepCopy $otlpServer) (dict "endpoint" (printf "%s:%d" $v.otlp.host (int $v.otlp.grpcPort))) -}}
 {{- $http := mustMergeOverwrite (deepCopy $otlpServer) (dict "endpoint" (printf "%s:%d" $v.otlp.host (int $v.otlp.httpPort))) -}}
 {{- $receivers := dict "otlp" (dict "protocols" (dict "grpc" $grpc "http" $http)) "ebpf" (deepCopy ($v.ebpf | default dict)) -}}
+{{- with .Values.sidecars }}{{ if .enabled -}}
+{{- $_ := set $receivers.ebpf "sidecars" (dict "socket" (printf "%s/node-agent.sock" .socketDir) "pod_cgroup_roots" .podCgroupRoots "backlog_events" (int .backlogEvents)) -}}
+{{- end }}{{ end -}}
 {{- $processors := dict "memory_limiter" (dict "check_interval" $v.memoryLimiter.checkInterval "limit_mib" (int $v.memoryLimiter.limitMib)) "batch" (deepCopy ($v.batch | default dict)) -}}
 {{- $traceProcs := list "memory_limiter" -}}
 {{- if $v.correlate.enabled -}}

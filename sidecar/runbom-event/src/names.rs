@@ -118,7 +118,13 @@ pub fn dns_question(msg: &[u8]) -> Option<(String, &'static str)> {
         i += len;
     }
     let qtype = u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]);
-    let qtype = match qtype {
+    Some((name, dns_qtype(qtype)))
+}
+
+/// The name of a DNS question type (`A`, `AAAA`, …; `OTHER` for the rest).
+#[must_use]
+pub fn dns_qtype(qtype: u16) -> &'static str {
+    match qtype {
         1 => "A",
         2 => "NS",
         5 => "CNAME",
@@ -132,13 +138,42 @@ pub fn dns_question(msg: &[u8]) -> Option<(String, &'static str)> {
         65 => "HTTPS",
         255 => "ANY",
         _ => "OTHER",
-    };
-    Some((name, qtype))
+    }
+}
+
+/// The name [`errno`] gives, as the same `&'static str` (for names read back from elsewhere,
+/// e.g. the node agent's stream); `EUNKNOWN` for a name it never gives.
+#[must_use]
+pub fn errno_named(name: &str) -> &'static str {
+    (1..=133)
+        .map(errno)
+        .find(|n| *n == name)
+        .unwrap_or("EUNKNOWN")
+}
+
+/// The name [`dns_qtype`] gives, as the same `&'static str`; `OTHER` for the rest.
+#[must_use]
+pub fn dns_qtype_named(name: &str) -> &'static str {
+    (0..=255)
+        .map(dns_qtype)
+        .find(|n| *n == name)
+        .unwrap_or("OTHER")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_read_back() {
+        for e in [libc::ECONNREFUSED, libc::ENOENT, libc::EINPROGRESS] {
+            assert_eq!(errno_named(errno(e)), errno(e));
+        }
+        assert_eq!(errno_named("ENOPE"), "EUNKNOWN");
+        assert_eq!(dns_qtype_named("AAAA"), "AAAA");
+        assert_eq!(dns_qtype_named("HTTPS"), "HTTPS");
+        assert_eq!(dns_qtype_named("weird"), "OTHER");
+    }
 
     #[test]
     fn flag_names() {

@@ -12,13 +12,14 @@ use crate::{
     },
     exporter::{debug, file, nop, otlp, otlphttp},
     processor::{aibom, batch, correlate, k8sattributes, memory_limiter},
-    receiver::{ebpf, otlp as otlp_receiver},
+    receiver::{ebpf, node_agent, otlp as otlp_receiver},
 };
 
 /// Receiver types, in the order the "this build has" message lists them.
 pub const RECEIVERS: &[Factory<dyn ReceiverConfig>] = &[
     Factory::of::<ebpf::config::EbpfConfig>("ebpf"),
     Factory::of::<otlp_receiver::OtlpReceiverConfig>("otlp"),
+    Factory::of::<node_agent::config::NodeAgentConfig>("node_agent"),
 ];
 
 /// Processor types.

@@ -14,6 +14,7 @@ pub mod exporter;
 pub mod extension;
 pub mod graph;
 pub mod ingest;
+pub mod node_agent;
 pub mod processor;
 pub mod receiver;
 pub mod telemetry;

@@ -36,4 +36,7 @@ pub enum ReceiverError {
     ReaderTask(#[source] tokio::task::JoinError),
     #[error("reading the ring buffer")]
     Reader(#[source] io::Error),
+    /// The node agent refused this sidecar (not in a pod, or a claim of another pod).
+    #[error("the node agent at {socket} refused this sidecar: {reason}")]
+    NodeAgentRefused { socket: String, reason: String },
 }

@@ -27,6 +27,7 @@ mod error;
 mod grpc;
 mod http;
 mod json;
+pub mod node_agent;
 pub mod otlp;
 mod provenance;
 pub mod sender;

@@ -23,6 +23,8 @@ pub struct EbpfConfig {
     pub mcp: McpSettings,
     /// Export events that no application trace claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
+    /// Serve the kernel events of pods with a runbom sidecar on a Unix socket (node agent).
+    pub sidecars: Option<crate::node_agent::config::SidecarsConfig>,
 }
 
 /// `http.request` capture.
@@ -107,6 +109,7 @@ impl Default for EbpfConfig {
                 capture_arguments: probes.mcp.capture_arguments,
             },
             uncorrelated_spans: true,
+            sidecars: None,
         }
     }
 }
@@ -203,6 +206,9 @@ impl ReceiverConfig for EbpfConfig {
                 }
             }
         }
+        if let Some(s) = &self.sidecars {
+            s.check(&at.at("sidecars"))?;
+        }
         Ok(())
     }
 
@@ -219,6 +225,7 @@ impl ReceiverConfig for EbpfConfig {
         Box::pin(std::future::ready(super::start(
             &self.probe_settings(),
             self.uncorrelated_spans,
+            self.sidecars.as_ref(),
             ctx,
         )))
     }

@@ -30,13 +30,15 @@ use super::ReceiverError;
 use crate::{
     Ingest,
     component::{ReceiverContext, Started},
+    node_agent::config::SidecarsConfig,
 };
 
 pub mod config;
 mod drops;
 mod events;
+mod sidecars;
 
-use events::EventCounter;
+pub(crate) use events::EventCounter;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
@@ -52,6 +54,7 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 fn start(
     settings: &ProbeSettings,
     uncorrelated_spans: bool,
+    sidecars: Option<&SidecarsConfig>,
     ctx: ReceiverContext<'_>,
 ) -> Result<Started, ReceiverError> {
     let ReceiverContext {
@@ -116,16 +119,27 @@ fn start(
 
     let (tx, rx) = mpsc::channel(64);
     let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
+    let mut tasks = Vec::new();
+    let rx = match sidecars {
+        None => rx,
+        Some(config) => {
+            let l = losses.clone();
+            let dropped = Arc::new(move || {
+                let l = l.read();
+                l.ring_full + l.inflight_full
+            });
+            let (rx, server) = sidecars::start(config, rx, dropped, telemetry, stop)?;
+            tasks.push(server);
+            rx
+        }
+    };
     let opts = ConvertOptions {
         host_name: host_name(),
         uncorrelated_spans,
     };
     let counter = EventCounter::new(telemetry.metrics());
     let task = tokio::spawn(async move {
-        match correlate {
-            Some(correlator) => hand_over(rx, correlator, &ingest, &opts, &counter).await,
-            None => forward(rx, &ingest, &opts, &counter).await,
-        }
+        deliver(rx, correlate, &ingest, &opts, &counter).await;
         reader
             .await
             .map_err(ReceiverError::ReaderTask)?
@@ -149,10 +163,26 @@ fn start(
         Ok(())
     });
     let probes: Arc<Mutex<Probes>> = probes;
+    tasks.push(task);
     Ok(Started {
-        tasks: vec![task],
+        tasks,
         keep: Some(Box::new(probes)),
     })
+}
+
+/// Hands kernel events on until `rx` closes: to the correlate processor when there is one
+/// (`correlate`), else converted into requests (also the `node_agent` receiver's path).
+pub(crate) async fn deliver(
+    rx: mpsc::Receiver<Vec<KernelEvent>>,
+    correlate: Option<mpsc::Sender<Vec<KernelEvent>>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+    counter: &EventCounter,
+) {
+    match correlate {
+        Some(correlator) => hand_over(rx, correlator, ingest, opts, counter).await,
+        None => forward(rx, ingest, opts, counter).await,
+    }
 }
 
 /// Groups events into requests and pushes them until the reader is done.

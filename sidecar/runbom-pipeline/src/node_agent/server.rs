@@ -1,0 +1,229 @@
+//! The node agent's gRPC server on its Unix socket: one `Subscribe` stream per sidecar, scoped
+//! to the caller's pod by the kernel ([`caller`](super::caller)), fed by the [`Hub`].
+
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use tokio::{net::UnixListener, sync::mpsc};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+use tracing::{info, warn};
+
+use super::{
+    PROTOCOL,
+    caller::{self, Caller},
+    convert,
+    hub::{Hub, Item, Items},
+    proto::{
+        self, StreamMessage,
+        node_agent_server::{NodeAgent, NodeAgentServer},
+        stream_message::Message,
+    },
+};
+use crate::receiver::ReceiverError;
+
+/// What the server needs besides the hub.
+#[derive(Clone, Debug)]
+pub struct ServeSettings {
+    pub socket: PathBuf,
+    /// Permission bits of the socket file (who may connect at all; who gets what is decided
+    /// per caller).
+    pub socket_mode: u32,
+    /// cgroup v2 paths under which pods' cgroups lie.
+    pub pod_roots: Vec<String>,
+    pub host_name: String,
+    /// Where `/proc` is (callers' cgroups are read there).
+    pub proc_root: PathBuf,
+}
+
+/// The `NodeAgent` service.
+struct Service {
+    hub: Arc<Hub>,
+    settings: Arc<ServeSettings>,
+    kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+/// Binds the socket (replacing a stale one) and serves until `stop`.
+pub fn start(
+    hub: Arc<Hub>,
+    settings: ServeSettings,
+    kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<(), ReceiverError>>, ReceiverError> {
+    let listener = bind(&settings.socket, settings.socket_mode)?;
+    info!(socket = %settings.socket.display(), "serving sidecars on {}", settings.socket.display());
+    let socket = settings.socket.clone();
+    let service = Service {
+        hub,
+        settings: Arc::new(settings),
+        kernel_dropped,
+    };
+    Ok(tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(NodeAgentServer::new(service))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.cancelled_owned())
+            .await;
+        let _ = std::fs::remove_file(&socket);
+        served.map_err(|e| ReceiverError::Serve {
+            what: format!("node agent socket {}", socket.display()),
+            source: std::io::Error::other(e),
+        })
+    }))
+}
+
+fn bind(socket: &Path, mode: u32) -> Result<UnixListener, ReceiverError> {
+    let bind_error = |source| ReceiverError::Bind {
+        what: "ebpf receiver (sidecars)".into(),
+        addr: socket.display().to_string(),
+        source,
+    };
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(bind_error)?;
+    }
+    // A socket file left by an earlier run: nobody listens on it any more.
+    if std::os::unix::net::UnixStream::connect(socket).is_err() {
+        let _ = std::fs::remove_file(socket);
+    }
+    let listener = UnixListener::bind(socket).map_err(bind_error)?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode)).map_err(bind_error)?;
+    Ok(listener)
+}
+
+type EventStream = ReceiverStream<Result<StreamMessage, Status>>;
+
+#[tonic::async_trait]
+impl NodeAgent for Service {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let cred = request
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|i| i.peer_cred);
+        let req = request.into_inner();
+        let caller = cred
+            .ok_or(caller::CallerError::NoCredentials)
+            .and_then(|c| {
+                let pid = c.pid().unwrap_or_default() as u32;
+                caller::identify(
+                    &self.settings.proc_root,
+                    pid,
+                    c.uid(),
+                    &self.settings.pod_roots,
+                    &req.pod_cgroup,
+                )
+            });
+        let caller = match caller {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("sidecar refused: {e}");
+                return Err(Status::permission_denied(e.to_string()));
+            }
+        };
+        let sub = self.hub.subscribe(&caller, req.resume_after);
+        info!(
+            pid = caller.pid,
+            uid = caller.uid,
+            pod = caller.pod,
+            client = req.client,
+            resume_after = req.resume_after,
+            "sidecar subscribed"
+        );
+        let hello = proto::Hello {
+            protocol: PROTOCOL.into(),
+            node_agent_version: env!("CARGO_PKG_VERSION").into(),
+            host_name: self.settings.host_name.clone(),
+            pod_cgroup: caller.pod.clone(),
+            caller_cgroup: caller.cgroup.clone(),
+            next_sequence: sub.next_sequence,
+        };
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(feed(
+            self.hub.clone(),
+            caller,
+            sub.id,
+            hello,
+            sub.items,
+            tx,
+            self.kernel_dropped.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// How often an idle stream checks whether its subscriber fell behind.
+const CATCH_UP_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Turns the subscriber's items into messages until either side goes.
+async fn feed(
+    hub: Arc<Hub>,
+    caller: Caller,
+    id: u64,
+    hello: proto::Hello,
+    mut items: Items,
+    tx: mpsc::Sender<Result<StreamMessage, Status>>,
+    kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
+) {
+    let msg = |m| Ok(StreamMessage { message: Some(m) });
+    if tx.send(msg(Message::Hello(hello))).await.is_ok() {
+        loop {
+            let item = tokio::select! {
+                item = items.recv() => item,
+                () = tx.closed() => None,
+                // A subscriber that fell behind just as its queue emptied has nothing to wake
+                // it: look now and then.
+                () = tokio::time::sleep(CATCH_UP_POLL) => {
+                    if items.lagging() {
+                        hub.catch_up(&caller.pod, id);
+                    }
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
+            if items.lagging() {
+                hub.catch_up(&caller.pod, id);
+            }
+            let (m, last) = match item {
+                Item::Events(events) => {
+                    let last = events.last().map(|(s, _)| *s);
+                    let batch = proto::EventBatch {
+                        events: events
+                            .iter()
+                            .map(|(s, e)| convert::to_proto(*s, e))
+                            .collect(),
+                        kernel_dropped_total: kernel_dropped(),
+                    };
+                    (Message::Events(batch), last)
+                }
+                Item::Gap { first, last, slow } => {
+                    let reason = if slow {
+                        proto::gap::Reason::SubscriberSlow
+                    } else {
+                        proto::gap::Reason::NotSubscribed
+                    };
+                    let gap = proto::Gap {
+                        first,
+                        last,
+                        reason: reason.into(),
+                    };
+                    (Message::Gap(gap), Some(last))
+                }
+            };
+            if tx.send(msg(m)).await.is_err() {
+                break;
+            }
+            if let Some(last) = last {
+                hub.delivered(&caller.pod, id, last);
+            }
+        }
+    }
+    hub.unsubscribe(&caller.pod, id);
+    info!(pid = caller.pid, pod = caller.pod, "sidecar unsubscribed");
+}
