@@ -132,6 +132,14 @@ impl QueueSender {
             Self::Persistent(q) => q.send(signal).await,
         }
     }
+
+    /// Reports an in-memory queue's items on `counters` (the exporter's); a persistent queue
+    /// has no such gauge yet.
+    pub fn report_to(&self, counters: &crate::StageCounters) {
+        if let Self::Memory(q) = self {
+            q.report_to(counters);
+        }
+    }
 }
 
 impl MemoryQueue {

@@ -70,8 +70,19 @@ pub fn identify(
     pod_roots: &[String],
     claimed: &str,
 ) -> Result<Caller, CallerError> {
-    let cgroup =
-        cgroup_of(proc_root, pid).map_err(|reason| CallerError::NoCgroup { pid, uid, reason })?;
+    check(pid, uid, cgroup_of(proc_root, pid), pod_roots, claimed)
+}
+
+/// [`identify`] with the caller's cgroup already read (as the server does when it accepts the
+/// connection, [`super::peer`]): `Err` is why it could not be read.
+pub fn check(
+    pid: u32,
+    uid: u32,
+    cgroup: Result<String, String>,
+    pod_roots: &[String],
+    claimed: &str,
+) -> Result<Caller, CallerError> {
+    let cgroup = cgroup.map_err(|reason| CallerError::NoCgroup { pid, uid, reason })?;
     let pod = parent(&cgroup);
     let under_root = pod.as_deref().is_some_and(|pod| {
         pod_roots

@@ -8,8 +8,8 @@ use std::{
 };
 
 use runbom_event::{
-    Capture, Detail, HttpRequest, KernelEvent, ProcessInfo, TraceParent, Transport, names,
-    semconv::capture,
+    Capture, Detail, GrpcCall, HttpRequest, HttpVersion, KernelEvent, McpCall, McpSide,
+    McpTransport, ProcessInfo, TraceParent, Transport, names, semconv::capture,
 };
 
 use super::proto::{self, event::Detail as Pd};
@@ -98,17 +98,103 @@ fn detail_to_proto(d: &Detail) -> Pd {
             host: h.host.clone(),
             target: h.target.clone(),
             peer: h.peer.map(addr),
-            traceparent: h.traceparent.map(|t| proto::TraceParent {
-                trace_id: t.trace_id.to_vec(),
-                span_id: t.span_id.to_vec(),
-                sampled: t.sampled,
-            }),
+            traceparent: h.traceparent.map(traceparent_to_proto),
             user_agent: h.user_agent.clone(),
             body_size: h.body_size,
             model: h.model.clone(),
             status: h.status.map(u32::from),
+            version: h.version.as_str().into(),
+            grpc: h.grpc.as_ref().map(|g| proto::GrpcCall {
+                service: g.service.clone(),
+                method: g.method.clone(),
+                status: g.status,
+            }),
         }),
+        Detail::Mcp(m) => Pd::Mcp(mcp_to_proto(m)),
     }
+}
+
+fn traceparent_to_proto(t: TraceParent) -> proto::TraceParent {
+    proto::TraceParent {
+        trace_id: t.trace_id.to_vec(),
+        span_id: t.span_id.to_vec(),
+        sampled: t.sampled,
+    }
+}
+
+/// `Err` for an id of the wrong size.
+fn traceparent_from_proto(t: Option<proto::TraceParent>) -> Result<Option<TraceParent>, ()> {
+    Ok(match t {
+        None => None,
+        Some(t) => Some(TraceParent {
+            trace_id: t.trace_id.try_into().map_err(drop)?,
+            span_id: t.span_id.try_into().map_err(drop)?,
+            sampled: t.sampled,
+        }),
+    })
+}
+
+fn mcp_to_proto(m: &McpCall) -> proto::McpCall {
+    use proto::mcp_call::{Side, Transport as T};
+    proto::McpCall {
+        side: match m.side {
+            McpSide::Client => Side::Client,
+            McpSide::Server => Side::Server,
+        } as i32,
+        span_id: m.span_id.to_vec(),
+        method: m.method.clone(),
+        target: m.target.clone(),
+        request_id: m.request_id.clone(),
+        resource_uri: m.resource_uri.clone(),
+        session_id: m.session_id.clone(),
+        protocol_version: m.protocol_version.clone(),
+        transport: match m.transport {
+            McpTransport::Pipe => T::Pipe,
+            McpTransport::Unix => T::Unix,
+            McpTransport::Tcp => T::Tcp,
+        } as i32,
+        traceparent: m.traceparent.map(traceparent_to_proto),
+        tool_error: m.tool_error,
+        rpc_error_code: m.rpc_error_code,
+        arguments: m.arguments.clone(),
+        peer_pid: m.peer_pid,
+        server_command_line: m.server_command_line.clone(),
+        server_name: m.server_name.clone(),
+        tools: m.tools.clone(),
+        answered: m.answered,
+    }
+}
+
+/// `None` for a side or transport this build does not know, or a malformed id.
+fn mcp_from_proto(m: proto::McpCall) -> Option<McpCall> {
+    use proto::mcp_call::{Side, Transport as T};
+    Some(McpCall {
+        side: match Side::try_from(m.side).ok()? {
+            Side::Client => McpSide::Client,
+            Side::Server => McpSide::Server,
+        },
+        span_id: m.span_id.try_into().ok()?,
+        method: m.method,
+        target: m.target,
+        request_id: m.request_id,
+        resource_uri: m.resource_uri,
+        session_id: m.session_id,
+        protocol_version: m.protocol_version,
+        transport: match T::try_from(m.transport).ok()? {
+            T::Pipe => McpTransport::Pipe,
+            T::Unix => McpTransport::Unix,
+            T::Tcp => McpTransport::Tcp,
+        },
+        traceparent: traceparent_from_proto(m.traceparent).ok()?,
+        tool_error: m.tool_error,
+        rpc_error_code: m.rpc_error_code,
+        arguments: m.arguments,
+        peer_pid: m.peer_pid,
+        server_command_line: m.server_command_line,
+        server_name: m.server_name,
+        tools: m.tools,
+        answered: m.answered,
+    })
 }
 
 /// The kernel event `e` carries, with its sequence number; `None` when it holds a detail this
@@ -201,20 +287,14 @@ fn detail_from_proto(d: Pd) -> Option<Detail> {
         Pd::HttpRequest(h) => Detail::HttpRequest(Box::new(HttpRequest {
             capture: match h.capture.as_str() {
                 capture::OPENSSL => Capture::Openssl,
+                capture::GO_TLS => Capture::GoTls,
                 _ => Capture::Socket,
             },
             method: h.method,
             host: h.host,
             target: h.target,
             peer: opt_addr(h.peer.as_ref()).ok()?,
-            traceparent: match h.traceparent {
-                None => None,
-                Some(t) => Some(TraceParent {
-                    trace_id: t.trace_id.try_into().ok()?,
-                    span_id: t.span_id.try_into().ok()?,
-                    sampled: t.sampled,
-                }),
-            },
+            traceparent: traceparent_from_proto(h.traceparent).ok()?,
             user_agent: h.user_agent,
             body_size: h.body_size,
             model: h.model,
@@ -222,7 +302,18 @@ fn detail_from_proto(d: Pd) -> Option<Detail> {
                 None => None,
                 Some(s) => Some(u16::try_from(s).ok()?),
             },
+            version: if h.version == HttpVersion::Http2.as_str() {
+                HttpVersion::Http2
+            } else {
+                HttpVersion::Http1
+            },
+            grpc: h.grpc.map(|g| GrpcCall {
+                service: g.service,
+                method: g.method,
+                status: g.status,
+            }),
         })),
+        Pd::Mcp(m) => Detail::Mcp(Box::new(mcp_from_proto(m)?)),
     })
 }
 
@@ -302,6 +393,52 @@ mod tests {
                 body_size: Some(120),
                 model: Some("gpt-4o-mini".into()),
                 status: Some(200),
+                version: HttpVersion::Http1,
+                grpc: None,
+            })),
+            Detail::HttpRequest(Box::new(HttpRequest {
+                capture: Capture::GoTls,
+                method: "POST".into(),
+                host: Some("models.internal:443".into()),
+                target: "/inference.Model/Generate".into(),
+                peer: Some(a),
+                traceparent: None,
+                user_agent: Some("grpc-go/1.60".into()),
+                body_size: None,
+                model: None,
+                status: Some(200),
+                version: HttpVersion::Http2,
+                grpc: Some(GrpcCall {
+                    service: "inference.Model".into(),
+                    method: "Generate".into(),
+                    status: Some(0),
+                }),
+            })),
+            Detail::Mcp(Box::new(McpCall {
+                side: McpSide::Server,
+                span_id: [3; 8],
+                method: "tools/call".into(),
+                target: Some("write_file".into()),
+                request_id: Some("4".into()),
+                resource_uri: None,
+                session_id: None,
+                protocol_version: None,
+                transport: McpTransport::Pipe,
+                traceparent: Some(TraceParent {
+                    trace_id: [1; 16],
+                    span_id: [2; 8],
+                    sampled: true,
+                }),
+                tool_error: true,
+                rpc_error_code: Some(-32602),
+                arguments: Some("{\"path\":\"[REDACTED]\"}".into()),
+                peer_pid: Some(41),
+                server_command_line: Some(
+                    "npx @modelcontextprotocol/server-filesystem /data".into(),
+                ),
+                server_name: Some("secure-filesystem-server".into()),
+                tools: vec!["read_file".into(), "write_file".into()],
+                answered: true,
             })),
         ]
     }

@@ -8,9 +8,10 @@ use std::{
 };
 
 use tokio::{net::UnixListener, sync::mpsc};
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, transport::server::UdsConnectInfo};
+use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use super::{
@@ -18,6 +19,7 @@ use super::{
     caller::{self, Caller},
     convert,
     hub::{Hub, Item, Items},
+    peer::{Peer, PeerStream},
     proto::{
         self, StreamMessage,
         node_agent_server::{NodeAgent, NodeAgentServer},
@@ -57,15 +59,19 @@ pub fn start(
     let listener = bind(&settings.socket, settings.socket_mode)?;
     info!(socket = %settings.socket.display(), "serving sidecars on {}", settings.socket.display());
     let socket = settings.socket.clone();
+    // Each caller is identified as its connection is accepted (`peer`), not when it subscribes.
+    let proc_root = settings.proc_root.clone();
     let service = Service {
         hub,
         settings: Arc::new(settings),
         kernel_dropped,
     };
+    let incoming = UnixListenerStream::new(listener)
+        .map(move |accepted| accepted.map(|io| PeerStream::accept(io, &proc_root)));
     Ok(tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(NodeAgentServer::new(service))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.cancelled_owned())
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await;
         let _ = std::fs::remove_file(&socket);
         served.map_err(|e| ReceiverError::Serve {
@@ -103,19 +109,19 @@ impl NodeAgent for Service {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let cred = request
+        let peer = request
             .extensions()
-            .get::<UdsConnectInfo>()
-            .and_then(|i| i.peer_cred);
+            .get::<Option<Peer>>()
+            .cloned()
+            .flatten();
         let req = request.into_inner();
-        let caller = cred
+        let caller = peer
             .ok_or(caller::CallerError::NoCredentials)
-            .and_then(|c| {
-                let pid = c.pid().unwrap_or_default() as u32;
-                caller::identify(
-                    &self.settings.proc_root,
-                    pid,
-                    c.uid(),
+            .and_then(|p| {
+                caller::check(
+                    p.pid,
+                    p.uid,
+                    p.cgroup,
                     &self.settings.pod_roots,
                     &req.pod_cgroup,
                 )

@@ -83,37 +83,7 @@ fn start(
     );
 
     let stats = Arc::new(ReaderStats::default());
-    {
-        let (s, l) = (stats.clone(), losses.clone());
-        telemetry.counter_fn(
-            "runbom_kernel_records_total",
-            "Records read from the kernel's ring buffer.",
-            move || s.records.load(Ordering::Relaxed),
-        );
-        let s = stats.clone();
-        telemetry.counter_fn(
-            "runbom_kernel_decode_errors_total",
-            "Kernel records that failed to decode.",
-            move || s.decode_errors.load(Ordering::Relaxed),
-        );
-        let s = stats.clone();
-        telemetry.counter_fn(
-            "runbom_kernel_http2_connections_lost_total",
-            "HTTP/2 connections runbom stopped following (bytes not captured where a frame header was due, or not HTTP/2).",
-            move || s.h2_lost.load(Ordering::Relaxed),
-        );
-        telemetry.counter_fn(
-            "runbom_kernel_ring_full_drops_total",
-            "Kernel events dropped because the ring buffer was full.",
-            move || l.read().ring_full,
-        );
-        let l = losses.clone();
-        telemetry.counter_fn(
-            "runbom_kernel_inflight_full_drops_total",
-            "Kernel events lost because an in-flight map was full.",
-            move || l.read().inflight_full,
-        );
-    }
+    register_counters(telemetry, &stats, &losses);
 
     tokio::spawn(drops::report_every_interval(losses.clone(), stop.clone()));
 
@@ -168,6 +138,44 @@ fn start(
         tasks,
         keep: Some(Box::new(probes)),
     })
+}
+
+/// The kernel path's counters on `/metrics` (records, decode errors, HTTP/2 connections lost,
+/// ring and in-flight drops).
+fn register_counters(
+    telemetry: &crate::Telemetry,
+    stats: &Arc<ReaderStats>,
+    losses: &Arc<runbom_kernel::probes::LossCounters>,
+) {
+    let (s, l) = (stats.clone(), losses.clone());
+    telemetry.counter_fn(
+        "runbom_kernel_records_total",
+        "Records read from the kernel's ring buffer.",
+        move || s.records.load(Ordering::Relaxed),
+    );
+    let s = stats.clone();
+    telemetry.counter_fn(
+        "runbom_kernel_decode_errors_total",
+        "Kernel records that failed to decode.",
+        move || s.decode_errors.load(Ordering::Relaxed),
+    );
+    let s = stats.clone();
+    telemetry.counter_fn(
+        "runbom_kernel_http2_connections_lost_total",
+        "HTTP/2 connections runbom stopped following (bytes not captured where a frame header was due, or not HTTP/2).",
+        move || s.h2_lost.load(Ordering::Relaxed),
+    );
+    telemetry.counter_fn(
+        "runbom_kernel_ring_full_drops_total",
+        "Kernel events dropped because the ring buffer was full.",
+        move || l.read().ring_full,
+    );
+    let l = losses.clone();
+    telemetry.counter_fn(
+        "runbom_kernel_inflight_full_drops_total",
+        "Kernel events lost because an in-flight map was full.",
+        move || l.read().inflight_full,
+    );
 }
 
 /// Hands kernel events on until `rx` closes: to the correlate processor when there is one

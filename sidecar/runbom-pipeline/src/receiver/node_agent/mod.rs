@@ -69,6 +69,7 @@ async fn start(
         kernel_events: correlate,
         telemetry,
         stop,
+        ..
     } = ctx;
     let counts = Arc::new(StreamStats::default());
     register(telemetry, &counts);
