@@ -121,6 +121,7 @@ fn http_at(process: &Arc<ProcessInfo>, tid: u32, at: f64, tp: Option<(u8, u8)>) 
         body_size: None,
         model: None,
         status: None,
+        genai: None,
     }));
     ev
 }

@@ -123,6 +123,9 @@ pub struct HttpRequest {
     pub model: Option<String>,
     /// The response status, when the response was seen.
     pub status: Option<u16>,
+    /// What the exchange said as an LLM API call (`gen_ai.*`), when it was one and the response
+    /// was read.
+    pub genai: Option<Box<crate::GenAi>>,
 }
 
 impl Detail {

@@ -5,6 +5,7 @@
 //! of the telemetry contract (`docs/telemetry-contract.md`) as constants ([`semconv`]).
 
 pub mod event;
+pub mod genai;
 pub mod http;
 pub mod ids;
 pub mod names;
@@ -13,4 +14,5 @@ pub mod redact;
 pub mod semconv;
 
 pub use event::{Capture, Detail, HttpRequest, KernelEvent, TraceParent, Transport};
+pub use genai::{GenAi, ToolCall};
 pub use process::ProcessInfo;

@@ -330,3 +330,57 @@ pub mod drift {
     pub const BASELINE_PAYLOAD_SIZE: &str = "baseline_payload_size";
     pub const BASELINE_NEW_MODEL: &str = "baseline_new_model";
 }
+
+// ---------------------------------------------------------------------------------------------
+// LLM exchanges read by runbom (contract §1 `http.request`, GenAI attributes)
+// ---------------------------------------------------------------------------------------------
+
+/// `gen_ai.response.id`.
+pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
+/// `gen_ai.response.finish_reasons` (string array).
+pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+/// `gen_ai.usage.input_tokens`.
+pub const GEN_AI_USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
+/// `gen_ai.usage.output_tokens`.
+pub const GEN_AI_USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+/// `gen_ai.request.max_tokens`.
+pub const GEN_AI_REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
+/// `gen_ai.request.temperature`.
+pub const GEN_AI_REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
+/// `gen_ai.request.stream`: the response was an event stream.
+pub const GEN_AI_REQUEST_STREAM: &str = "gen_ai.request.stream";
+/// `gen_ai.tool.call.id`.
+pub const GEN_AI_TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
+/// `gen_ai.token.type` (`input`, `output`) of `gen_ai.client.token.usage`.
+pub const GEN_AI_TOKEN_TYPE: &str = "gen_ai.token.type";
+/// `runbom.gen_ai.api`: the API shape the exchange spoke (`openai.chat_completions`, …).
+pub const RUNBOM_GEN_AI_API: &str = "runbom.gen_ai.api";
+/// `runbom.gen_ai.tool_calls`: names of the tools the model asked for (string array).
+pub const RUNBOM_GEN_AI_TOOL_CALLS: &str = "runbom.gen_ai.tool_calls";
+/// `runbom.gen_ai.tool_call_ids`: their ids, in the same order (string array).
+pub const RUNBOM_GEN_AI_TOOL_CALL_IDS: &str = "runbom.gen_ai.tool_call_ids";
+/// `runbom.gen_ai.tool_call_arguments`: their redacted arguments (only with `capture_content`).
+pub const RUNBOM_GEN_AI_TOOL_CALL_ARGUMENTS: &str = "runbom.gen_ai.tool_call_arguments";
+/// `runbom.gen_ai.request.tools`: the tools the request declared (string array).
+pub const RUNBOM_GEN_AI_REQUEST_TOOLS: &str = "runbom.gen_ai.request.tools";
+/// `runbom.gen_ai.partial`: the response was not seen whole.
+pub const RUNBOM_GEN_AI_PARTIAL: &str = "runbom.gen_ai.partial";
+
+/// Well-known values of `gen_ai.provider.name` (GenAI conventions).
+pub mod gen_ai_provider {
+    pub const OPENAI: &str = "openai";
+    pub const ANTHROPIC: &str = "anthropic";
+    pub const AWS_BEDROCK: &str = "aws.bedrock";
+    pub const AZURE_AI_OPENAI: &str = "azure.ai.openai";
+    pub const AZURE_AI_INFERENCE: &str = "azure.ai.inference";
+    pub const GCP_GEMINI: &str = "gcp.gemini";
+    pub const GCP_VERTEX_AI: &str = "gcp.vertex_ai";
+    pub const MISTRAL_AI: &str = "mistral_ai";
+    pub const GROQ: &str = "groq";
+    pub const DEEPSEEK: &str = "deepseek";
+    pub const X_AI: &str = "x_ai";
+    pub const PERPLEXITY: &str = "perplexity";
+    pub const COHERE: &str = "cohere";
+    /// A server runbom does not know by name (an OpenAI-compatible one: Ollama, `vLLM`, `LiteLLM`).
+    pub const OTHER: &str = "_OTHER";
+}

@@ -240,6 +240,7 @@ impl Enricher {
                 body_size: head.content_length,
                 model,
                 status: None,
+                genai: None,
             })),
         };
         if socket && !need_body {

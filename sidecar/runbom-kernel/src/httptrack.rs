@@ -184,6 +184,7 @@ mod tests {
                 body_size: Some(10),
                 model: None,
                 status: None,
+                genai: None,
             })),
         }
     }

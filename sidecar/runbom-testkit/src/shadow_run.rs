@@ -52,6 +52,7 @@ pub fn request(port: u16, method: &str, target: &str, model: Option<&str>) -> De
         body_size: Some(512),
         model: model.map(str::to_owned),
         status: Some(200),
+        genai: None,
     }))
 }
 

@@ -53,6 +53,7 @@ fn http_span_is_named_by_server_address() {
         body_size: Some(12),
         model: Some("gpt-4o-mini".into()),
         status: Some(200),
+        genai: None,
     })));
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
