@@ -203,6 +203,9 @@ pub mod http_source {
     pub const SSL_READ: u16 = 4;
     /// The first socket write starting `{` after a plaintext request head: the body's start.
     pub const SOCKET_BODY: u16 = 5;
+    /// What a later `SSL_read`/`SSL_read_ex` returned of the same response (its body), within
+    /// `ProbeConfig::http_response_max`.
+    pub const SSL_RESPONSE: u16 = 6;
 }
 
 /// `HttpEvent::flags`: the fd is a socket the kernel side saw created (else: not known).
@@ -253,7 +256,13 @@ pub struct ProbeConfig {
     pub file_filter: u32,
     /// Bytes captured of a write that starts an HTTP request (capped at [`HTTP_DATA_MAX`]).
     pub http_max: u32,
+    /// Bytes captured of a TLS response, status line first (0: the status line only; capped
+    /// at [`HTTP_RESPONSE_MAX`]). Each read contributes at most [`HTTP_DATA_MAX`].
+    pub http_response_max: u32,
 }
+
+/// The largest response budget: the kernel keeps what is left of it in 24 bits.
+pub const HTTP_RESPONSE_MAX: u32 = (1 << 24) - 1;
 
 /// `file.open` is reported only for watched pids (and their descendants) or watched cgroups.
 pub const FILTER_BY_WORKLOAD: u32 = 1;

@@ -15,7 +15,10 @@
 //! [`IOV_BODY_MAX`] buffers (undici writes `writev([head, body])`) is captured with the head.
 //!
 //! TLS state is per `(tgid, SSL*)` in `SSL_STATE`: after a request head the next `SSL_write` is
-//! captured as the body's start and the next read that begins with `HTTP/` as the status line.
+//! captured as the body's start and the next read that begins with `HTTP/` as the response's
+//! start; the reads after it are captured too (`SSL_RESPONSE`) until the response budget
+//! (`ProbeConfig::http_response_max`, kept in the state's upper bits) is spent or the next
+//! request starts. A budget of 0 captures the status line only.
 //! `SSL_write[_ex]` is paired with its return the same way (`SSL_WRITES`): a call that returns
 //! <= 0 (a non-blocking client's writes before the handshake completes) captures nothing. Reads
 //! of connections without a pending request cost one map lookup at entry.
@@ -42,9 +45,13 @@ use crate::{
     },
 };
 
-/// `SSL_STATE` bits: the next write is the request body; a response is awaited.
+/// `SSL_STATE` bits: the next write is the request body; a response is awaited; the response
+/// started and its next reads are captured, within the budget left in the bits above
+/// [`BUDGET_SHIFT`].
 const EXPECT_BODY: u32 = 1;
 const EXPECT_RESPONSE: u32 = 2;
+const RESPONSE_DATA: u32 = 4;
+const BUDGET_SHIFT: u32 = 8;
 
 /// How soon after its head a plaintext body must be written to be taken for it.
 const BODY_WINDOW_NS: u64 = 1_000_000_000;
@@ -502,7 +509,7 @@ fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
     let (tgid, tid) = current();
     // SAFETY: plain integer value, copied out at once.
     let state = unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied()? };
-    if state & EXPECT_RESPONSE == 0 {
+    if state & (EXPECT_RESPONSE | RESPONSE_DATA) == 0 {
         return Some(0);
     }
     let buf: u64 = ctx.arg(1)?;
@@ -537,20 +544,48 @@ fn ssl_read_exit(ret: i64) -> Option<u32> {
         read_user(readbytes as *const u64)?
     };
     let buf = buf as *const u8;
-    if len < 12 || read_user(buf.cast::<[u8; 5]>())? != *b"HTTP/" {
-        return Some(0);
-    }
     let state = SSL_STATE.get_ptr_mut(&[u64::from(tgid), ssl])?;
     // SAFETY: as in `ssl_write_exit`.
-    unsafe { *state &= !EXPECT_RESPONSE };
+    let current = unsafe { *state };
+    let (source, budget) = if current & EXPECT_RESPONSE != 0 {
+        if len < 12 || read_user(buf.cast::<[u8; 5]>())? != *b"HTTP/" {
+            return Some(0);
+        }
+        (http_source::SSL_READ, config()?.http_response_max)
+    } else if current & RESPONSE_DATA != 0 {
+        (http_source::SSL_RESPONSE, current >> BUDGET_SHIFT)
+    } else {
+        return Some(0);
+    };
+    // No budget: the status line only.
+    let cap = if budget == 0 {
+        HTTP_STATUS_BYTES
+    } else if budget > HTTP_DATA_MAX as u32 {
+        HTTP_DATA_MAX as u32
+    } else {
+        budget
+    };
+    let sent = if len < u64::from(cap) {
+        len as u32
+    } else {
+        cap
+    };
+    let left = budget.saturating_sub(sent);
+    let next = if left > 0 {
+        RESPONSE_DATA | (left << BUDGET_SHIFT)
+    } else {
+        0
+    };
+    // SAFETY: as above.
+    unsafe { *state = (current & EXPECT_BODY) | next };
     let capture = Capture {
         ssl,
         peer: SockAddr::default(),
         fd: -1,
-        source: http_source::SSL_READ,
+        source,
         flags: 0,
         time_ns: now(),
     };
-    emit(&capture, buf, len, HTTP_STATUS_BYTES);
+    emit(&capture, buf, len, cap);
     Some(0)
 }

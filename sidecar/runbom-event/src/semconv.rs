@@ -347,8 +347,8 @@ pub const GEN_AI_USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
 pub const GEN_AI_REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
 /// `gen_ai.request.temperature`.
 pub const GEN_AI_REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
-/// `gen_ai.request.stream`: the response was an event stream.
-pub const GEN_AI_REQUEST_STREAM: &str = "gen_ai.request.stream";
+/// `runbom.gen_ai.streamed`: the response was an event stream.
+pub const RUNBOM_GEN_AI_STREAMED: &str = "runbom.gen_ai.streamed";
 /// `gen_ai.tool.call.id`.
 pub const GEN_AI_TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
 /// `gen_ai.token.type` (`input`, `output`) of `gen_ai.client.token.usage`.

@@ -39,6 +39,13 @@ impl Enricher {
         }
     }
 
+    /// Reads LLM exchanges into `gen_ai.*` attributes with `options` (`None`: off).
+    #[must_use]
+    pub fn with_genai(mut self, options: Option<runbom_genai::Options>) -> Self {
+        self.http = std::mem::take(&mut self.http).with_genai(options);
+        self
+    }
+
     /// Sends each process that execs or first connects to `tx`, for an OpenSSL rescan.
     #[must_use]
     pub fn with_libssl_watch(mut self, tx: SyncSender<u32>) -> Self {
@@ -197,7 +204,11 @@ impl Enricher {
             }
             http_source::SOCKET_BODY => return None,
             http_source::SSL_READ => {
-                self.http.response(key, http::status(data)?, time_ns);
+                self.http.response(key, http::status(data)?, data, time_ns);
+                return None;
+            }
+            http_source::SSL_RESPONSE => {
+                self.http.response_data(key, data, time_ns);
                 return None;
             }
             _ => {}
@@ -247,7 +258,8 @@ impl Enricher {
             return Some(event);
         }
         let awaits = if socket { Awaits::Body } else { Awaits::Status };
-        self.http.request(key, event, need_body, awaits);
+        self.http
+            .request(key, event, need_body, awaits, body.unwrap_or_default());
         None
     }
 }

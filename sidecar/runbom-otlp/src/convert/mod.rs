@@ -476,6 +476,9 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
     if let Some(model) = &h.model {
         a.push(kv_str(GEN_AI_REQUEST_MODEL, model));
     }
+    if let Some(g) = &h.genai {
+        genai::attributes(g, a);
+    }
 }
 
 /// `host[:port]` (IPv6 in brackets) split into the name and the port.
@@ -526,5 +529,6 @@ fn kv_bool(key: &str, value: bool) -> KeyValue {
     }
 }
 
+mod genai;
 #[cfg(test)]
 mod tests;

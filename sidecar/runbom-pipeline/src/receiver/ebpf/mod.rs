@@ -61,7 +61,8 @@ fn start(
     let ring = probes.take_ring()?;
     let losses = Arc::new(probes.take_counters()?);
     let probes = Arc::new(Mutex::new(probes));
-    let mut enricher = Enricher::new(ProcessTable::from_proc(), BootClock::new());
+    let mut enricher =
+        Enricher::new(ProcessTable::from_proc(), BootClock::new()).with_genai(settings.http.genai);
     if settings.http.enabled && settings.http.openssl {
         let mut watcher = openssl::Watcher::new(probes.clone());
         let libraries = watcher.scan_all();
