@@ -483,3 +483,66 @@ def test_metrics_count_shadow_workloads_and_calls(shadow: dict[str, Any]) -> Non
     text = shadow["metrics"] or ""
     assert metric(text, "runbom_aibom_shadow_workloads_total") >= len(CLIENTS), text
     assert metric(text, "runbom_aibom_shadow_calls_total") >= 2 * SHADOW_RUNS * len(CLIENTS), text
+
+
+# --- agents without an SDK: their run as one trace (root: eBPF) ------------------------------
+
+def spans_by_trace(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for s in records(run["out"] / "traces.jsonl", "Spans"):
+        out.setdefault(s["traceId"], []).append(s)
+    return out
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_agent_without_sdk_is_one_trace_per_run(shadow: dict[str, Any], client: str) -> None:
+    """Each run of the SDK-less client: one `invoke_agent` trace, a `chat` span per LLM call
+    (with its tokens, the kernel http.request under it), the file read and the exfiltrating POST
+    under the inferred `execute_tool` spans of the calls that asked for them."""
+    me = shadow["clients"][client]
+    traces = spans_by_trace(shadow)
+    for pid in me["pids"]:
+        agents = [s for spans in traces.values() for s in spans
+                  if s["name"].startswith("invoke_agent ") and pid_of(attrs(s["attributes"])) == pid]
+        assert len(agents) == 1, (pid, [s["name"] for s in agents])
+        agent = agents[0]
+        spans = traces[agent["traceId"]]
+        by_id = {s["spanId"]: s for s in spans}
+        a = attrs(agent["attributes"])
+        assert a["gen_ai.operation.name"] == "invoke_agent"
+        assert a["runbom.correlation.method"] == "inferred"
+        chats = [s for s in spans if s["name"] == "chat gpt-4o-mini"]
+        # The injected scenario: read, query all, post them, the tickets, the answer.
+        assert len(chats) == 5, [s["name"] for s in spans]
+        for chat in chats:
+            c = attrs(chat["attributes"])
+            assert chat["parentSpanId"] == agent["spanId"]
+            assert chat["kind"] in (3, "SPAN_KIND_CLIENT")
+            assert int(c["gen_ai.usage.input_tokens"]) > 0, c
+            assert int(c["gen_ai.usage.output_tokens"]) > 0, c
+            assert c["gen_ai.response.finish_reasons"] in (["tool_calls"], ["stop"]), c
+            assert "runbom.event" not in c
+            http = [s for s in spans if s.get("parentSpanId") == chat["spanId"]
+                    and attrs(s["attributes"]).get("runbom.event") == "http.request"]
+            assert len(http) == 1, chat
+        tools = {s["name"]: s for s in spans if s["name"].startswith("execute_tool ")}
+        assert {"execute_tool read_file", "execute_tool query_customers",
+                "execute_tool http_post"} <= set(tools), sorted(tools)
+        for t in tools.values():
+            t_attrs = attrs(t["attributes"])
+            assert t_attrs["runbom.correlation.method"] == "inferred"
+            assert t_attrs["runbom.correlation.confidence"] == "low"
+
+        def under(tool: str) -> list[dict[str, Any]]:
+            return [attrs(s["attributes"]) for s in spans
+                    if s.get("parentSpanId") == tools[tool]["spanId"]]
+
+        assert any(str(k.get("file.path", "")).endswith("T-2718.md")
+                   for k in under("execute_tool read_file")), under("execute_tool read_file")
+        assert any(k.get("runbom.event") == "http.request"
+                   and k.get("url.full", "").startswith(me["exfil"].rsplit("/", 1)[0])
+                   for k in under("execute_tool http_post")), under("execute_tool http_post")
+        assert all(s.get("parentSpanId") in by_id or s is agent
+                   for s in spans if pid_of(attrs(s["attributes"])) == pid
+                   and s["startTimeUnixNano"] >= chats[0]["startTimeUnixNano"]), \
+            "every span after the first LLM call hangs in the run"

@@ -19,6 +19,7 @@ use runbom_otlp::{ConvertOptions, Placement, convert};
 
 use crate::{
     Method, Settings, Stats,
+    agentless::Agentless,
     buffer::{EventBuffer, Key},
     spans::{SpanId, SpanIndex, SpanRec, TraceId},
     traces::{Decision, HeldSpan, HeldTrace, ResourceCtx, ScopeCtx, Traces, regroup},
@@ -95,6 +96,8 @@ pub struct Correlator {
     ready_spans: Vec<HeldSpan>,
     /// Events leaving without a place.
     unplaced: Vec<KernelEvent>,
+    /// Runs of agents that send no traces, built from their LLM exchanges.
+    agentless: Agentless,
 }
 
 fn ns(d: std::time::Duration) -> u64 {
@@ -121,6 +124,7 @@ impl Correlator {
             placed: HashMap::new(),
             ready_spans: Vec::new(),
             unplaced: Vec::new(),
+            agentless: Agentless::default(),
         }
     }
 
@@ -606,7 +610,12 @@ impl Correlator {
             }
         }
         self.stats.set_buffered(0, 0);
-        self.take_ready()
+        let mut out = self.take_ready();
+        self.agentless.close_all();
+        out.traces
+            .resource_spans
+            .extend(self.agentless.take_spans());
+        out
     }
 
     /// Hands out what is ready without running the timers (cheap: call after every input;
@@ -645,7 +654,20 @@ impl Correlator {
         }
         let unplaced = std::mem::take(&mut self.unplaced);
         self.stats.add_uncorrelated(unplaced.len() as u64);
+        // Events of processes that send no traces: agents among them get their run built.
+        placements.resize(events.len(), None);
+        for ev in &unplaced {
+            let sender = related(&self.index, &self.procs, ev.pid);
+            placements.push(if sender {
+                None
+            } else {
+                self.agentless.place(ev, &self.opts)
+            });
+        }
         events.extend(unplaced);
+        out.traces
+            .resource_spans
+            .extend(self.agentless.take_spans());
         if !events.is_empty() {
             let batch = convert(&events, &placements, &self.opts);
             out.traces

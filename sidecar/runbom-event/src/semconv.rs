@@ -248,6 +248,8 @@ pub mod scope {
     pub const KERNEL: &str = "runbom.kernel";
     /// Drift alerts of the AI-BOM processor.
     pub const AIBOM: &str = "runbom.aibom";
+    /// GenAI spans runbom synthesises for agents that send no traces.
+    pub const GENAI: &str = "runbom.genai";
 }
 
 /// Event names: the `runbom.event` of each kind of kernel event (contract §1), which is also its
@@ -293,6 +295,9 @@ pub mod correlation {
     pub const ANCESTRY: &str = "ancestry";
     /// Method: not correlated.
     pub const NONE: &str = "none";
+    /// Method: inferred from the LLM exchanges of a process that sends no traces (synthesised
+    /// `invoke_agent`, `chat`, `execute_tool` spans).
+    pub const INFERRED: &str = "inferred";
     /// Confidence of `traceparent` and `thread`.
     pub const HIGH: &str = "high";
     /// Confidence of `ancestry`, and of `process` with one candidate.

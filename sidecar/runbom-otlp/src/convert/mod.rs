@@ -177,6 +177,19 @@ enum Group {
     Process(*const ProcessInfo),
 }
 
+/// The Resource of an uncorrelated event's process run (also that of the GenAI spans runbom
+/// synthesises for it).
+#[must_use]
+pub fn process_resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
+    resource(p, opts)
+}
+
+/// The attributes of a kernel event, as its span and log record carry them.
+#[must_use]
+pub fn event_attributes(ev: &KernelEvent) -> Vec<KeyValue> {
+    attributes(ev, None)
+}
+
 fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
     let name = if p.exe.is_empty() {
         "unknown"
