@@ -503,7 +503,8 @@ def test_an_agent_without_sdk_is_one_trace_per_run(shadow: dict[str, Any], clien
     traces = spans_by_trace(shadow)
     for pid in me["pids"]:
         agents = [s for spans in traces.values() for s in spans
-                  if s["name"].startswith("invoke_agent ") and pid_of(attrs(s["attributes"])) == pid]
+                  if s["name"].startswith("invoke_agent ")
+                  and pid_of(attrs(s["attributes"])) == pid]
         assert len(agents) == 1, (pid, [s["name"] for s in agents])
         agent = agents[0]
         spans = traces[agent["traceId"]]

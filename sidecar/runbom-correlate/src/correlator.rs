@@ -98,6 +98,8 @@ pub struct Correlator {
     unplaced: Vec<KernelEvent>,
     /// Runs of agents that send no traces, built from their LLM exchanges.
     agentless: Agentless,
+    /// The latest `now` given (Unix ns), for the runs' timers.
+    clock: u64,
 }
 
 fn ns(d: std::time::Duration) -> u64 {
@@ -125,6 +127,7 @@ impl Correlator {
             ready_spans: Vec::new(),
             unplaced: Vec::new(),
             agentless: Agentless::default(),
+            clock: 0,
         }
     }
 
@@ -253,6 +256,7 @@ impl Correlator {
 
     /// Kernel events from the ebpf receiver. `now`: Unix ns.
     pub fn add_events(&mut self, events: Vec<KernelEvent>, now: u64) {
+        self.clock = self.clock.max(now);
         for ev in events {
             self.learn(&ev, now);
             if let Detail::HttpRequest(h) = &ev.detail
@@ -562,6 +566,8 @@ impl Correlator {
             }
         }
         self.buffer.compact();
+        self.clock = self.clock.max(now);
+        self.agentless.expire(now);
         self.decide(now);
         let cutoff = now.saturating_sub(window);
         self.index.prune(cutoff);
@@ -661,7 +667,7 @@ impl Correlator {
             placements.push(if sender {
                 None
             } else {
-                self.agentless.place(ev, &self.opts)
+                self.agentless.place(ev, &self.opts, self.clock)
             });
         }
         events.extend(unplaced);

@@ -356,6 +356,8 @@ pub const GEN_AI_REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
 pub const RUNBOM_GEN_AI_STREAMED: &str = "runbom.gen_ai.streamed";
 /// `gen_ai.tool.call.id`.
 pub const GEN_AI_TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
+/// `process.executable.name`: the agent a GenAI metric point belongs to.
+pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
 /// `gen_ai.token.type` (`input`, `output`) of `gen_ai.client.token.usage`.
 pub const GEN_AI_TOKEN_TYPE: &str = "gen_ai.token.type";
 /// `runbom.gen_ai.api`: the API shape the exchange spoke (`openai.chat_completions`, …).

@@ -34,6 +34,9 @@ use crate::{
 
 pub mod config;
 mod drops;
+mod genai_metrics;
+
+use genai_metrics::GenAiMetrics;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
@@ -111,9 +114,10 @@ fn start(
         uncorrelated_spans,
     };
     let task = tokio::spawn(async move {
+        let metrics = GenAiMetrics::new();
         match correlate {
-            Some(correlator) => hand_over(rx, correlator, &ingest, &opts).await,
-            None => forward(rx, &ingest, &opts).await,
+            Some(correlator) => hand_over(rx, correlator, &ingest, &opts, &metrics).await,
+            None => forward(rx, &ingest, &opts, &metrics).await,
         }
         reader
             .await
@@ -144,13 +148,19 @@ fn start(
 }
 
 /// Groups events into requests and pushes them until the reader is done.
-async fn forward(mut rx: mpsc::Receiver<Vec<KernelEvent>>, ingest: &Ingest, opts: &ConvertOptions) {
+async fn forward(
+    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+    metrics: &GenAiMetrics,
+) {
     let mut pending: Vec<KernelEvent> = Vec::with_capacity(EVENTS_PER_REQUEST);
     let mut deadline = tokio::time::Instant::now() + MAX_WAIT;
     loop {
         tokio::select! {
             got = rx.recv() => match got {
                 Some(events) => {
+                    metrics.record(&events);
                     if pending.is_empty() {
                         deadline = tokio::time::Instant::now() + MAX_WAIT;
                     }
@@ -179,12 +189,14 @@ async fn hand_over(
     correlator: mpsc::Sender<Vec<KernelEvent>>,
     ingest: &Ingest,
     opts: &ConvertOptions,
+    metrics: &GenAiMetrics,
 ) {
     while let Some(events) = rx.recv().await {
+        metrics.record(&events);
         if let Err(mpsc::error::SendError(events)) = correlator.send(events).await {
             warn!("the correlate processor stopped; kernel events go out uncorrelated");
             push(&events, ingest, opts).await;
-            forward(rx, ingest, opts).await;
+            forward(rx, ingest, opts, metrics).await;
             return;
         }
     }
