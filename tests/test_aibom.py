@@ -538,11 +538,19 @@ def test_an_agent_without_sdk_is_one_trace_per_run(shadow: dict[str, Any], clien
             return [attrs(s["attributes"]) for s in spans
                     if s.get("parentSpanId") == tools[tool]["spanId"]]
 
+        def where(pred: Any) -> list[tuple[str, str, str]]:
+            return [(s["name"], s["startTimeUnixNano"], by_id.get(s.get("parentSpanId"), {})
+                     .get("name", "-")) for s in spans if pred(attrs(s["attributes"]))]
+
+        timeline = sorted((s["startTimeUnixNano"], s["endTimeUnixNano"], s["name"]) for s in spans
+                          if s["name"].startswith(("chat ", "execute_tool ")))
         assert any(str(k.get("file.path", "")).endswith("T-2718.md")
-                   for k in under("execute_tool read_file")), under("execute_tool read_file")
+                   for k in under("execute_tool read_file")), \
+            (where(lambda k: str(k.get("file.path", "")).endswith("T-2718.md")), timeline)
         assert any(k.get("runbom.event") == "http.request"
                    and k.get("url.full", "").startswith(me["exfil"].rsplit("/", 1)[0])
-                   for k in under("execute_tool http_post")), under("execute_tool http_post")
+                   for k in under("execute_tool http_post")), \
+            (where(lambda k: "upload" in str(k.get("url.full", ""))), timeline)
         assert all(s.get("parentSpanId") in by_id or s is agent
                    for s in spans if pid_of(attrs(s["attributes"])) == pid
                    and s["startTimeUnixNano"] >= chats[0]["startTimeUnixNano"]), \

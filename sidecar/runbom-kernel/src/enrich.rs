@@ -63,6 +63,12 @@ impl Enricher {
         self.http.take_ready(out);
     }
 
+    /// Moves the HTTP requests completed so far to `out`, without looking for expired ones
+    /// (cheap: after every record).
+    pub fn take_completed(&mut self, out: &mut Vec<KernelEvent>) {
+        self.http.take_ready(out);
+    }
+
     /// True while TLS requests wait for their response.
     #[must_use]
     pub fn has_pending(&self) -> bool {
