@@ -240,6 +240,22 @@ class ExfilSink:
         self.server.shutdown()
 
 
+DECLARED_SCRIPT = "declared_ticket_agent.py"
+
+
+def declare_by_process(bom_text: str) -> str:
+    """The reference BOM plus an agent that sends no traces, declared by its command line, with
+    the reference agent's dependencies."""
+    bom = json.loads(bom_text)
+    bom.setdefault("components", []).append({
+        "type": "application", "bom-ref": "agent:ticket-script", "name": "ticket-script",
+        "properties": [{"name": "runbom:match",
+                        "value": f"process.command_line=*{DECLARED_SCRIPT}*"}]})
+    uses = next(d["dependsOn"] for d in bom["dependencies"] if d["ref"] == "agent:support-agent")
+    bom["dependencies"].append({"ref": "agent:ticket-script", "dependsOn": list(uses)})
+    return json.dumps(bom, indent=1)
+
+
 def start_stub(tmp: Path, key: str) -> tuple[subprocess.Popen, int, Path]:
     stub = subprocess.Popen(
         [sys.executable, str(AGENT_DIR / "stub_llm.py"), "--port", "0", "--cert-dir",
@@ -275,7 +291,7 @@ def shadow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     bom = (AGENT_DIR / "bom.cdx.json").read_text()
     for name, port in ports.items():
         bom = bom.replace(f"127.0.0.1:{DEFAULT[name]}", f"127.0.0.1:{port}")
-    (tmp / "bom.cdx.json").write_text(bom)
+    (tmp / "bom.cdx.json").write_text(declare_by_process(bom))
     grpc, http_port, metrics_port = free_port(), free_port(), free_port()
     out = tmp / "out"
     # src/config/default.yaml, with this test's ports, BOM and output directory.
@@ -315,7 +331,8 @@ service:
                    check=True, timeout=60)
     site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
     clients: dict[str, dict[str, Any]] = {}
-    for name, exe in (("python", venv / "bin" / "python3"), ("node", NODE)):
+    for name, exe in (("python", venv / "bin" / "python3"), ("node", NODE),
+                      ("declared", venv / "bin" / "python3")):
         # Each client its own data and sink: its chain and BOM entry must show its own POST.
         data = tmp / f"shadow-data-{name}"
         (data / "tickets").mkdir(parents=True)
@@ -348,14 +365,19 @@ service:
              "--customers-port", str(ports["customers"]), "--exfil-port", str(ports["exfil"])],
             check=True, env=env, timeout=60, capture_output=True)
         base = ["--base-url", f"https://127.0.0.1:{stub_port}/v1", "--cert", str(cert)]
+        declared_script = tmp / DECLARED_SCRIPT
+        declared_script.write_text(SHADOW_CLIENT.read_text())
         commands = {
             "python": ([clients["python"]["exe"], str(SHADOW_CLIENT)],
                        {"OPENAI_API_KEY": API_KEY, "PYTHONPATH": str(site)}),
             # Node reads extra CAs at start-up only; its fetch (undici) ignores per-call CAs.
             "node": ([str(NODE), str(NODE_CLIENT)],
                      {"OPENAI_API_KEY": API_KEY, "NODE_EXTRA_CA_CERTS": str(cert)}),
+            # The same client under the name the BOM declares an agent by (its command line).
+            "declared": ([clients["python"]["exe"], str(declared_script)],
+                         {"OPENAI_API_KEY": API_KEY, "PYTHONPATH": str(site)}),
         }
-        for name in CLIENTS:
+        for name in (*CLIENTS, "declared"):
             argv, extra = commands[name]
             for _ in range(SHADOW_RUNS):
                 proc = subprocess.Popen(
@@ -555,3 +577,23 @@ def test_an_agent_without_sdk_is_one_trace_per_run(shadow: dict[str, Any], clien
                    for s in spans if pid_of(attrs(s["attributes"])) == pid
                    and s["startTimeUnixNano"] >= chats[0]["startTimeUnixNano"]), \
             "every span after the first LLM call hangs in the run"
+
+
+def test_an_agent_declared_by_its_process_is_judged(shadow: dict[str, Any]) -> None:
+    """The SDK-less client run as the script the BOM declares by its command line: its run is
+    judged as an instrumented agent's (the exfiltrating POST under the inferred http_post tool
+    is undeclared), and it raises no shadow AI."""
+    me = shadow["clients"]["declared"]
+    alerts = [attrs(r["attributes"]) for r in records(shadow["out"] / "logs.jsonl", "Logs")
+              if r.get("eventName") == "aibom.drift"]
+    mine = [a for a in alerts if a.get("aibom.agent.ref") == "agent:ticket-script"]
+    assert not [a for a in alerts if pid_of(a) in me["pids"]
+                and "shadow_ai" in a.get("aibom.drift.kinds", [])], alerts
+    exfil = [a for a in mine if "undeclared_endpoint" in a["aibom.drift.kinds"]
+             and a.get("gen_ai.tool.name") == "http_post"
+             and f"POST {me['exfil']}" in "\n".join(a["aibom.chain"])]
+    assert exfil, mine
+    a = exfil[0]
+    assert a["gen_ai.guardrail.verdict.type"] == "warn"
+    assert a["gen_ai.guardrail.security.policy.rule.id"] == "undeclared_endpoint"
+    assert a["gen_ai.guardrail.security.policy.id"] == a["aibom.bom.serial_number"]

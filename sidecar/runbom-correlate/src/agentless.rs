@@ -36,7 +36,7 @@ use runbom_event::{
     ids::new_span_id,
     semconv::{
         GEN_AI_AGENT_NAME, GEN_AI_OPERATION_NAME, GEN_AI_TOOL_CALL_ID, GEN_AI_TOOL_NAME,
-        GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, PROCESS_PID,
+        GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, PROCESS_COMMAND_LINE, PROCESS_PID,
         RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, RUNBOM_EVENT,
         correlation::{HIGH, INFERRED, LOW, MEDIUM},
         scope,
@@ -241,7 +241,7 @@ impl Agentless {
         self.runs.insert(
             p.trace_id,
             Run {
-                resource: Arc::new(process_resource(p, opts)),
+                resource: Arc::new(agent_resource(p, opts)),
                 agent_span: new_span_id(),
                 name,
                 pid: ev.pid,
@@ -334,6 +334,18 @@ fn tool_spans<'a>(
             ..Default::default()
         }
     })
+}
+
+/// The Resource of an agent run: its process's, with `process.command_line` (redacted
+/// already) so that a declared AI-BOM can name the agent by its arguments
+/// (`runbom:match` `process.command_line=*agent.py*`).
+fn agent_resource(p: &runbom_event::ProcessInfo, opts: &ConvertOptions) -> Resource {
+    let mut r = process_resource(p, opts);
+    if !p.command_line.is_empty() {
+        r.attributes
+            .push(kv_str(PROCESS_COMMAND_LINE, &p.command_line));
+    }
+    r
 }
 
 /// The `chat {model}` span of an LLM exchange: the exchange's attributes but `runbom.event`
