@@ -39,13 +39,28 @@ API_KEY = "sk-runbomtest" + "A1b2C3d4E5f6G7h8I9j0" * 2
 QUERY_SECRET = "qsecret-7d1f0c"
 
 
+RESPONSE = (
+    b'{"choices":[{"finish_reason":"tool_calls","index":0,"logprobs":null,"message":{"annota'
+    b'tions":[],"content":null,"refusal":null,"role":"assistant","tool_calls":[{"function":{'
+    b'"arguments":"{\\"city\\":\\"Tokyo\\"}","name":"get_temperature"},"id":"call_bhZkmIKKItNGJ4'
+    b'1whHUHB7p9","type":"function"}]}}],"created":1744810634,"id":"chatcmpl-BMxEwRA0p0gJ52o'
+    b'KS7806KAlfMhqq","model":"gpt-4.1-mini-2025-04-14","object":"chat.completion","service_'
+    b'tier":"default","system_fingerprint":"fp_38647f5e19","usage":{"completion_tokens":15,"'
+    b'completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning'
+    b'_tokens":0,"rejected_prediction_tokens":0},"prompt_tokens":50,"prompt_tokens_details":'
+    b'{"audio_tokens":0,"cached_tokens":0},"total_tokens":65}}'
+)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         self.rfile.read(length)
-        body = b'{"id":"x","object":"chat.completion","model":"gpt-4o-mini"}'
+        # A chat completion as api.openai.com answered one (recorded: sidecar/runbom-genai/tests/
+        # fixtures/openai-chat-tool-calls).
+        body = RESPONSE
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

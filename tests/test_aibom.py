@@ -241,6 +241,22 @@ class ExfilSink:
         self.server.shutdown()
 
 
+DECLARED_SCRIPT = "declared_ticket_agent.py"
+
+
+def declare_by_process(bom_text: str) -> str:
+    """The reference BOM plus an agent that sends no traces, declared by its command line, with
+    the reference agent's dependencies."""
+    bom = json.loads(bom_text)
+    bom.setdefault("components", []).append({
+        "type": "application", "bom-ref": "agent:ticket-script", "name": "ticket-script",
+        "properties": [{"name": "runbom:match",
+                        "value": f"process.command_line=*{DECLARED_SCRIPT}*"}]})
+    uses = next(d["dependsOn"] for d in bom["dependencies"] if d["ref"] == "agent:support-agent")
+    bom["dependencies"].append({"ref": "agent:ticket-script", "dependsOn": list(uses)})
+    return json.dumps(bom, indent=1)
+
+
 def start_stub(tmp: Path, key: str) -> tuple[subprocess.Popen, int, Path]:
     stub = subprocess.Popen(
         [sys.executable, str(AGENT_DIR / "stub_llm.py"), "--port", "0", "--cert-dir",
@@ -276,7 +292,7 @@ def shadow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     bom = (AGENT_DIR / "bom.cdx.json").read_text()
     for name, port in ports.items():
         bom = bom.replace(f"127.0.0.1:{DEFAULT[name]}", f"127.0.0.1:{port}")
-    (tmp / "bom.cdx.json").write_text(bom)
+    (tmp / "bom.cdx.json").write_text(declare_by_process(bom))
     grpc, http_port, metrics_port = free_port(), free_port(), free_port()
     out = tmp / "out"
     write_embedded_defaults(tmp / "runbom.yaml", bom=tmp / "bom.cdx.json", out=out, grpc=grpc,
@@ -287,7 +303,8 @@ def shadow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                    check=True, timeout=60)
     site = next(Path(sys.prefix).glob("lib/python3*/site-packages"))
     clients: dict[str, dict[str, Any]] = {}
-    for name, exe in (("python", venv / "bin" / "python3"), ("node", NODE)):
+    for name, exe in (("python", venv / "bin" / "python3"), ("node", NODE),
+                      ("declared", venv / "bin" / "python3")):
         # Each client its own data and sink: its chain and BOM entry must show its own POST.
         data = tmp / f"shadow-data-{name}"
         (data / "tickets").mkdir(parents=True)
@@ -320,14 +337,19 @@ def shadow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
              "--customers-port", str(ports["customers"]), "--exfil-port", str(ports["exfil"])],
             check=True, env=env, timeout=60, capture_output=True)
         base = ["--base-url", f"https://127.0.0.1:{stub_port}/v1", "--cert", str(cert)]
+        declared_script = tmp / DECLARED_SCRIPT
+        declared_script.write_text(SHADOW_CLIENT.read_text())
         commands = {
             "python": ([clients["python"]["exe"], str(SHADOW_CLIENT)],
                        {"OPENAI_API_KEY": API_KEY, "PYTHONPATH": str(site)}),
             # Node reads extra CAs at start-up only; its fetch (undici) ignores per-call CAs.
             "node": ([str(NODE), str(NODE_CLIENT)],
                      {"OPENAI_API_KEY": API_KEY, "NODE_EXTRA_CA_CERTS": str(cert)}),
+            # The same client under the name the BOM declares an agent by (its command line).
+            "declared": ([clients["python"]["exe"], str(declared_script)],
+                         {"OPENAI_API_KEY": API_KEY, "PYTHONPATH": str(site)}),
         }
-        for name in CLIENTS:
+        for name in (*CLIENTS, "declared"):
             argv, extra = commands[name]
             for _ in range(SHADOW_RUNS):
                 proc = subprocess.Popen(
@@ -455,3 +477,95 @@ def test_metrics_count_shadow_workloads_and_calls(shadow: dict[str, Any]) -> Non
     text = shadow["metrics"] or ""
     assert metric(text, "runbom_aibom_shadow_workloads_total") >= len(CLIENTS), text
     assert metric(text, "runbom_aibom_shadow_calls_total") >= 2 * SHADOW_RUNS * len(CLIENTS), text
+
+
+# --- agents without an SDK: their run as one trace (root: eBPF) ------------------------------
+
+def spans_by_trace(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for s in records(run["out"] / "traces.jsonl", "Spans"):
+        out.setdefault(s["traceId"], []).append(s)
+    return out
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_an_agent_without_sdk_is_one_trace_per_run(shadow: dict[str, Any], client: str) -> None:
+    """Each run of the SDK-less client: one `invoke_agent` trace, a `chat` span per LLM call
+    (with its tokens, the kernel http.request under it), the file read and the exfiltrating POST
+    under the inferred `execute_tool` spans of the calls that asked for them."""
+    me = shadow["clients"][client]
+    traces = spans_by_trace(shadow)
+    for pid in me["pids"]:
+        agents = [s for spans in traces.values() for s in spans
+                  if s["name"].startswith("invoke_agent ")
+                  and pid_of(attrs(s["attributes"])) == pid]
+        assert len(agents) == 1, (pid, [s["name"] for s in agents])
+        agent = agents[0]
+        spans = traces[agent["traceId"]]
+        by_id = {s["spanId"]: s for s in spans}
+        a = attrs(agent["attributes"])
+        assert a["gen_ai.operation.name"] == "invoke_agent"
+        assert a["runbom.correlation.method"] == "inferred"
+        chats = [s for s in spans if s["name"] == "chat gpt-4o-mini"]
+        # The injected scenario: read, query all, post them, the tickets, the answer.
+        assert len(chats) == 5, [s["name"] for s in spans]
+        for chat in chats:
+            c = attrs(chat["attributes"])
+            assert chat["parentSpanId"] == agent["spanId"]
+            assert chat["kind"] in (3, "SPAN_KIND_CLIENT")
+            assert int(c["gen_ai.usage.input_tokens"]) > 0, c
+            assert int(c["gen_ai.usage.output_tokens"]) > 0, c
+            assert c["gen_ai.response.finish_reasons"] in (["tool_calls"], ["stop"]), c
+            assert "runbom.event" not in c
+            http = [s for s in spans if s.get("parentSpanId") == chat["spanId"]
+                    and attrs(s["attributes"]).get("runbom.event") == "http.request"]
+            assert len(http) == 1, chat
+        tools = {s["name"]: s for s in spans if s["name"].startswith("execute_tool ")}
+        assert {"execute_tool read_file", "execute_tool query_customers",
+                "execute_tool http_post"} <= set(tools), sorted(tools)
+        for t in tools.values():
+            t_attrs = attrs(t["attributes"])
+            assert t_attrs["runbom.correlation.method"] == "inferred"
+            assert t_attrs["runbom.correlation.confidence"] == "low"
+
+        def under(tool: str) -> list[dict[str, Any]]:
+            return [attrs(s["attributes"]) for s in spans
+                    if s.get("parentSpanId") == tools[tool]["spanId"]]
+
+        def where(pred: Any) -> list[tuple[str, str, str]]:
+            return [(s["name"], s["startTimeUnixNano"], by_id.get(s.get("parentSpanId"), {})
+                     .get("name", "-")) for s in spans if pred(attrs(s["attributes"]))]
+
+        timeline = sorted((s["startTimeUnixNano"], s["endTimeUnixNano"], s["name"]) for s in spans
+                          if s["name"].startswith(("chat ", "execute_tool ")))
+        assert any(str(k.get("file.path", "")).endswith("T-2718.md")
+                   for k in under("execute_tool read_file")), \
+            (where(lambda k: str(k.get("file.path", "")).endswith("T-2718.md")), timeline)
+        assert any(k.get("runbom.event") == "http.request"
+                   and k.get("url.full", "").startswith(me["exfil"].rsplit("/", 1)[0])
+                   for k in under("execute_tool http_post")), \
+            (where(lambda k: "upload" in str(k.get("url.full", ""))), timeline)
+        assert all(s.get("parentSpanId") in by_id or s is agent
+                   for s in spans if pid_of(attrs(s["attributes"])) == pid
+                   and s["startTimeUnixNano"] >= chats[0]["startTimeUnixNano"]), \
+            "every span after the first LLM call hangs in the run"
+
+
+def test_an_agent_declared_by_its_process_is_judged(shadow: dict[str, Any]) -> None:
+    """The SDK-less client run as the script the BOM declares by its command line: its run is
+    judged as an instrumented agent's (the exfiltrating POST under the inferred http_post tool
+    is undeclared), and it raises no shadow AI."""
+    me = shadow["clients"]["declared"]
+    alerts = [attrs(r["attributes"]) for r in records(shadow["out"] / "logs.jsonl", "Logs")
+              if r.get("eventName") == "aibom.drift"]
+    mine = [a for a in alerts if a.get("aibom.agent.ref") == "agent:ticket-script"]
+    assert not [a for a in alerts if pid_of(a) in me["pids"]
+                and "shadow_ai" in a.get("aibom.drift.kinds", [])], alerts
+    exfil = [a for a in mine if "undeclared_endpoint" in a["aibom.drift.kinds"]
+             and a.get("gen_ai.tool.name") == "http_post"
+             and f"POST {me['exfil']}" in "\n".join(a["aibom.chain"])]
+    assert exfil, mine
+    a = exfil[0]
+    assert a["gen_ai.guardrail.verdict.type"] == "warn"
+    assert a["gen_ai.guardrail.security.policy.rule.id"] == "undeclared_endpoint"
+    assert a["gen_ai.guardrail.security.policy.id"] == a["aibom.bom.serial_number"]

@@ -703,6 +703,31 @@ def test_the_planted_key_was_captured_and_redacted(under_runbom: UnderRunbom) ->
     assert "note=[REDACTED]" in url
 
 
+def test_kernel_llm_requests_carry_the_exchange_and_nothing_is_synthesised(
+        under_runbom: UnderRunbom) -> None:
+    """With the SDK present, the kernel `http.request` of each LLM call (under the SDK's chat
+    span) gains what the response said, and runbom makes no chat span of its own."""
+    llm = [s for s in under_runbom.spans if s["attrs"].get("runbom.event") == "http.request"
+           and s["attrs"].get("url.path") == "/v1/chat/completions"]
+    assert llm, "the agent's LLM calls are kernel spans"
+    by_id = {s["span_id"]: s for s in under_runbom.spans}
+    for s in llm:
+        a = s["attrs"]
+        assert a["gen_ai.operation.name"] == "chat", a
+        assert int(a["gen_ai.usage.input_tokens"]) > 0, a
+        assert int(a["gen_ai.usage.output_tokens"]) > 0, a
+        assert a["gen_ai.response.finish_reasons"] in (["tool_calls"], ["stop"]), a
+        assert a["gen_ai.response.model"] == "gpt-4o-mini", a
+        assert a["runbom.correlation.method"] != "inferred", a
+        ancestors, up = [], by_id.get(s["parent_span_id"])
+        while up is not None and len(ancestors) < 8:
+            ancestors.append(up["attrs"].get("gen_ai.operation.name"))
+            up = by_id.get(up["parent_span_id"])
+        assert "chat" in ancestors, (s, ancestors)
+    assert not [s for s in under_runbom.spans if s["scope"] == "runbom.genai"], \
+        "no span synthesised for an agent that sends its own"
+
+
 def test_the_leak_check_fails_on_unredacted_data(under_runbom: UnderRunbom,
                                                  tmp_path: Path) -> None:
     """The same outputs with the plant's redaction undone (the key where `[REDACTED]` is), with

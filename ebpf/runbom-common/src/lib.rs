@@ -218,6 +218,9 @@ pub mod http_source {
     /// A write kept for a `jsonrpc.message` record ([`super::JsonRpcEvent`]), never an HTTP
     /// record: only the kernel side's in-flight state uses it.
     pub const JSONRPC: u16 = 10;
+    /// What a later `SSL_read`/`SSL_read_ex` returned of the same response (its body), within
+    /// `ProbeConfig::http_response_max`.
+    pub const SSL_RESPONSE: u16 = 11;
 }
 
 /// `HttpEvent::flags`: the fd is a socket the kernel side saw created (else: not known).
@@ -317,7 +320,13 @@ pub struct ProbeConfig {
     pub http_max: u32,
     /// Non-zero: writes that carry a JSON-RPC message are captured (`jsonrpc.message`).
     pub jsonrpc: u32,
+    /// Bytes captured of a TLS response, status line first (0: the status line only; capped
+    /// at [`HTTP_RESPONSE_MAX`]). Each read contributes at most [`HTTP_DATA_MAX`].
+    pub http_response_max: u32,
 }
+
+/// The largest response budget: the kernel keeps what is left of it in 24 bits.
+pub const HTTP_RESPONSE_MAX: u32 = (1 << 24) - 1;
 
 /// `file.open` is reported only for watched pids (and their descendants) or watched cgroups.
 pub const FILTER_BY_WORKLOAD: u32 = 1;

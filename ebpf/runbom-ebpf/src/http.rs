@@ -15,7 +15,10 @@
 //! [`IOV_BODY_MAX`] buffers (undici writes `writev([head, body])`) is captured with the head.
 //!
 //! TLS state is per `(tgid, SSL*)` in `SSL_STATE`: after a request head the next `SSL_write` is
-//! captured as the body's start and the next read that begins with `HTTP/` as the status line.
+//! captured as the body's start and the next read that begins with `HTTP/` as the response's
+//! start; the reads after it are captured too (`SSL_RESPONSE`) until the response budget
+//! (`ProbeConfig::http_response_max`, kept in the state's upper bits) is spent or the next
+//! request starts. A budget of 0 captures the status line only.
 //! `SSL_write[_ex]` is paired with its return the same way (`SSL_WRITES`): a call that returns
 //! <= 0 (a non-blocking client's writes before the handshake completes) captures nothing. Reads
 //! of connections without a pending request cost one map lookup at entry. The TLS steps
@@ -45,9 +48,13 @@ use crate::{
     },
 };
 
-/// `SSL_STATE` bits: the next write is the request body; a response is awaited.
+/// `SSL_STATE` bits: the next write is the request body; a response is awaited; the response
+/// started and its next reads are captured, within the budget left in the bits above
+/// [`BUDGET_SHIFT`].
 const EXPECT_BODY: u32 = 1;
 const EXPECT_RESPONSE: u32 = 2;
+const RESPONSE_DATA: u32 = 4;
+const BUDGET_SHIFT: u32 = 8;
 
 /// How soon after its head a plaintext body must be written to be taken for it.
 const BODY_WINDOW_NS: u64 = 1_000_000_000;
@@ -544,12 +551,13 @@ fn ssl_read_enter(ctx: &ProbeContext, readbytes: u64) -> Option<u32> {
     Some(0)
 }
 
-/// Whether a read on `ssl` may carry an awaited response's status line.
+/// Whether a read on `ssl` may carry an awaited response's status line or, after it, the
+/// response's body (within its budget).
 #[inline(always)]
 pub(crate) fn tls_read_wanted(tgid: u32, ssl: u64) -> bool {
     // SAFETY: plain integer value, copied out at once.
     unsafe { SSL_STATE.get(&[u64::from(tgid), ssl]).copied() }
-        .is_some_and(|state| state & EXPECT_RESPONSE != 0)
+        .is_some_and(|state| state & (EXPECT_RESPONSE | RESPONSE_DATA) != 0)
 }
 
 /// Return of `SSL_read`: the byte count, or <= 0.
@@ -584,7 +592,8 @@ fn ssl_read_exit(ret: i64) -> Option<u32> {
 }
 
 /// `len` bytes a TLS read on `ssl` returned in `buf`: captured when they start a response's
-/// status line (`flags` as for [`tls_write_done`]).
+/// status line, then the response's following reads within `http_response_max` (`flags` as
+/// for [`tls_write_done`]).
 #[inline(always)]
 pub(crate) fn tls_read_done(
     tgid: u32,
@@ -593,19 +602,47 @@ pub(crate) fn tls_read_done(
     len: u64,
     flags: u16,
 ) -> Option<()> {
-    if len < 12 || read_user(buf.cast::<[u8; 5]>())? != *b"HTTP/" {
-        return None;
-    }
     let state = SSL_STATE.get_ptr_mut(&[u64::from(tgid), ssl])?;
     // SAFETY: as in `tls_write_done`.
-    unsafe { *state &= !EXPECT_RESPONSE };
+    let current = unsafe { *state };
+    let (source, budget) = if current & EXPECT_RESPONSE != 0 {
+        if len < 12 || read_user(buf.cast::<[u8; 5]>())? != *b"HTTP/" {
+            return None;
+        }
+        (http_source::SSL_READ, config()?.http_response_max)
+    } else if current & RESPONSE_DATA != 0 {
+        (http_source::SSL_RESPONSE, current >> BUDGET_SHIFT)
+    } else {
+        return None;
+    };
+    // No budget: the status line only.
+    let cap = if budget == 0 {
+        HTTP_STATUS_BYTES
+    } else if budget > HTTP_DATA_MAX as u32 {
+        HTTP_DATA_MAX as u32
+    } else {
+        budget
+    };
+    let sent = if len < u64::from(cap) {
+        len as u32
+    } else {
+        cap
+    };
+    let left = budget.saturating_sub(sent);
+    let next = if left > 0 {
+        RESPONSE_DATA | (left << BUDGET_SHIFT)
+    } else {
+        0
+    };
+    // SAFETY: as above.
+    unsafe { *state = (current & EXPECT_BODY) | next };
     let capture = Capture {
         ssl,
         peer: SockAddr::default(),
         fd: -1,
-        source: http_source::SSL_READ,
+        source,
         flags,
         time_ns: now(),
     };
-    emit(&capture, buf, len, HTTP_STATUS_BYTES)
+    emit(&capture, buf, len, cap)
 }

@@ -91,6 +91,12 @@ pub fn alert(
             attributes.push(kv.clone());
         }
     }
+    let kind_names: Vec<&str> = finding.kinds.iter().map(|k| &**k).collect();
+    attributes.extend(crate::guardrail::attributes(
+        &kind_names,
+        &bom.serial_number,
+        tool.is_some(),
+    ));
     attributes.push(kv_strs(AIBOM_CHAIN, &chain));
     LogRecord {
         time_unix_nano: span.start_time_unix_nano,

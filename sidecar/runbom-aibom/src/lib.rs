@@ -22,6 +22,7 @@ pub mod bom;
 pub mod diff;
 pub mod endpoint;
 pub mod glob;
+pub mod guardrail;
 pub mod judge;
 pub mod judged;
 pub mod observed;

@@ -19,6 +19,7 @@ use runbom_otlp::{ConvertOptions, Placement, convert};
 
 use crate::{
     Method, Settings, Stats,
+    agentless::Agentless,
     buffer::{EventBuffer, Key},
     spans::{SpanId, SpanIndex, SpanRec, TraceId},
     traces::{Decision, HeldSpan, HeldTrace, ResourceCtx, ScopeCtx, Traces, regroup},
@@ -103,6 +104,10 @@ pub struct Correlator {
     /// `mcp.server` spans placed since the last look: what their process did meanwhile can be
     /// placed under them now.
     new_serving: Vec<(u32, u64, u64)>,
+    /// Runs of agents that send no traces, built from their LLM exchanges.
+    agentless: Agentless,
+    /// The latest `now` given (Unix ns), for the runs' timers.
+    clock: u64,
 }
 
 fn ns(d: std::time::Duration) -> u64 {
@@ -131,6 +136,8 @@ impl Correlator {
             unplaced: Vec::new(),
             serving: HashMap::new(),
             new_serving: Vec::new(),
+            agentless: Agentless::default(),
+            clock: 0,
         }
     }
 
@@ -261,6 +268,7 @@ impl Correlator {
 
     /// Kernel events from the ebpf receiver. `now`: Unix ns.
     pub fn add_events(&mut self, events: Vec<KernelEvent>, now: u64) {
+        self.clock = self.clock.max(now);
         for ev in events {
             self.learn(&ev, now);
             // The span a traceparent names ran in the event's thread, except for an MCP
@@ -581,6 +589,8 @@ impl Correlator {
         }
         self.place_served(now);
         self.buffer.compact();
+        self.clock = self.clock.max(now);
+        self.agentless.expire(now);
         self.decide(now);
         let cutoff = now.saturating_sub(window);
         self.prune_serving(cutoff);
@@ -632,7 +642,12 @@ impl Correlator {
             }
         }
         self.stats.set_buffered(0, 0);
-        self.take_ready()
+        let mut out = self.take_ready();
+        self.agentless.close_all();
+        out.traces
+            .resource_spans
+            .extend(self.agentless.take_spans());
+        out
     }
 
     /// Hands out what is ready without running the timers (cheap: call after every input;
@@ -671,7 +686,20 @@ impl Correlator {
         }
         let unplaced = std::mem::take(&mut self.unplaced);
         self.stats.add_uncorrelated(unplaced.len() as u64);
+        // Events of processes that send no traces: agents among them get their run built.
+        placements.resize(events.len(), None);
+        for ev in &unplaced {
+            let sender = related(&self.index, &self.procs, ev.pid);
+            placements.push(if sender {
+                None
+            } else {
+                self.agentless.place(ev, &self.opts, self.clock)
+            });
+        }
         events.extend(unplaced);
+        out.traces
+            .resource_spans
+            .extend(self.agentless.take_spans());
         if !events.is_empty() {
             let batch = convert(&events, &placements, &self.opts);
             out.traces

@@ -3,6 +3,7 @@
 //! synchronous: the caller feeds spans and events with the current time and polls for what is
 //! ready; see `docs/correlation.md` for the rules.
 
+mod agentless;
 mod buffer;
 mod correlator;
 mod spans;

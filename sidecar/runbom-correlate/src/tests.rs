@@ -123,6 +123,7 @@ fn http_at(process: &Arc<ProcessInfo>, tid: u32, at: f64, tp: Option<(u8, u8)>) 
         status: None,
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
+        genai: None,
     }));
     ev
 }

@@ -132,6 +132,9 @@ pub struct HttpRequest {
     pub version: HttpVersion,
     /// The gRPC call an HTTP/2 request carries (`content-type: application/grpc`).
     pub grpc: Option<GrpcCall>,
+    /// What the exchange said as an LLM API call (`gen_ai.*`), when it was one and the response
+    /// was read.
+    pub genai: Option<Box<crate::GenAi>>,
 }
 
 /// The HTTP version a request was seen in.

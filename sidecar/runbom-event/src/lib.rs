@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod event;
+pub mod genai;
 pub mod http;
 pub mod ids;
 pub mod jsonrpc;
@@ -18,5 +19,6 @@ pub mod semconv;
 pub use event::{
     Capture, Detail, GrpcCall, HttpRequest, HttpVersion, KernelEvent, TraceParent, Transport,
 };
+pub use genai::{GenAi, ToolCall};
 pub use mcp::{McpCall, McpSide, McpTransport};
 pub use process::ProcessInfo;

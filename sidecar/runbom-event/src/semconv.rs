@@ -248,6 +248,8 @@ pub mod scope {
     pub const KERNEL: &str = "runbom.kernel";
     /// Drift alerts of the AI-BOM processor.
     pub const AIBOM: &str = "runbom.aibom";
+    /// GenAI spans runbom synthesises for agents that send no traces.
+    pub const GENAI: &str = "runbom.genai";
 }
 
 /// Event names: the `runbom.event` of each kind of kernel event (contract §1), which is also its
@@ -300,6 +302,9 @@ pub mod correlation {
     pub const ANCESTRY: &str = "ancestry";
     /// Method: not correlated.
     pub const NONE: &str = "none";
+    /// Method: inferred from the LLM exchanges of a process that sends no traces (synthesised
+    /// `invoke_agent`, `chat`, `execute_tool` spans).
+    pub const INFERRED: &str = "inferred";
     /// Confidence of `traceparent` and `thread`.
     pub const HIGH: &str = "high";
     /// Confidence of `ancestry`, and of `process` with one candidate.
@@ -389,4 +394,60 @@ pub mod mcp_transport {
     pub const UNIX: &str = "unix";
     /// Streamable HTTP.
     pub const TCP: &str = "tcp";
+}
+
+// ---------------------------------------------------------------------------------------------
+// LLM exchanges read by runbom (contract §1 `http.request`, GenAI attributes)
+// ---------------------------------------------------------------------------------------------
+
+/// `gen_ai.response.id`.
+pub const GEN_AI_RESPONSE_ID: &str = "gen_ai.response.id";
+/// `gen_ai.response.finish_reasons` (string array).
+pub const GEN_AI_RESPONSE_FINISH_REASONS: &str = "gen_ai.response.finish_reasons";
+/// `gen_ai.usage.input_tokens`.
+pub const GEN_AI_USAGE_INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
+/// `gen_ai.usage.output_tokens`.
+pub const GEN_AI_USAGE_OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+/// `gen_ai.request.max_tokens`.
+pub const GEN_AI_REQUEST_MAX_TOKENS: &str = "gen_ai.request.max_tokens";
+/// `gen_ai.request.temperature`.
+pub const GEN_AI_REQUEST_TEMPERATURE: &str = "gen_ai.request.temperature";
+/// `runbom.gen_ai.streamed`: the response was an event stream.
+pub const RUNBOM_GEN_AI_STREAMED: &str = "runbom.gen_ai.streamed";
+/// `gen_ai.tool.call.id`.
+pub const GEN_AI_TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
+/// `process.executable.name`: the agent a GenAI metric point belongs to.
+pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+/// `gen_ai.token.type` (`input`, `output`) of `gen_ai.client.token.usage`.
+pub const GEN_AI_TOKEN_TYPE: &str = "gen_ai.token.type";
+/// `runbom.gen_ai.api`: the API shape the exchange spoke (`openai.chat_completions`, …).
+pub const RUNBOM_GEN_AI_API: &str = "runbom.gen_ai.api";
+/// `runbom.gen_ai.tool_calls`: names of the tools the model asked for (string array).
+pub const RUNBOM_GEN_AI_TOOL_CALLS: &str = "runbom.gen_ai.tool_calls";
+/// `runbom.gen_ai.tool_call_ids`: their ids, in the same order (string array).
+pub const RUNBOM_GEN_AI_TOOL_CALL_IDS: &str = "runbom.gen_ai.tool_call_ids";
+/// `runbom.gen_ai.tool_call_arguments`: their redacted arguments (only with `capture_content`).
+pub const RUNBOM_GEN_AI_TOOL_CALL_ARGUMENTS: &str = "runbom.gen_ai.tool_call_arguments";
+/// `runbom.gen_ai.request.tools`: the tools the request declared (string array).
+pub const RUNBOM_GEN_AI_REQUEST_TOOLS: &str = "runbom.gen_ai.request.tools";
+/// `runbom.gen_ai.partial`: the response was not seen whole.
+pub const RUNBOM_GEN_AI_PARTIAL: &str = "runbom.gen_ai.partial";
+
+/// Well-known values of `gen_ai.provider.name` (GenAI conventions).
+pub mod gen_ai_provider {
+    pub const OPENAI: &str = "openai";
+    pub const ANTHROPIC: &str = "anthropic";
+    pub const AWS_BEDROCK: &str = "aws.bedrock";
+    pub const AZURE_AI_OPENAI: &str = "azure.ai.openai";
+    pub const AZURE_AI_INFERENCE: &str = "azure.ai.inference";
+    pub const GCP_GEMINI: &str = "gcp.gemini";
+    pub const GCP_VERTEX_AI: &str = "gcp.vertex_ai";
+    pub const MISTRAL_AI: &str = "mistral_ai";
+    pub const GROQ: &str = "groq";
+    pub const DEEPSEEK: &str = "deepseek";
+    pub const X_AI: &str = "x_ai";
+    pub const PERPLEXITY: &str = "perplexity";
+    pub const COHERE: &str = "cohere";
+    /// A server runbom does not know by name (an OpenAI-compatible one: Ollama, `vLLM`, `LiteLLM`).
+    pub const OTHER: &str = "_OTHER";
 }

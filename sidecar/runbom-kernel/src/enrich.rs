@@ -58,6 +58,13 @@ impl Enricher {
         self
     }
 
+    /// Reads LLM exchanges into `gen_ai.*` attributes with `options` (`None`: off).
+    #[must_use]
+    pub fn with_genai(mut self, options: Option<runbom_genai::Options>) -> Self {
+        self.http = std::mem::take(&mut self.http).with_genai(options);
+        self
+    }
+
     /// Sends each process that execs or first connects to `tx`, for an OpenSSL rescan.
     #[must_use]
     pub fn with_libssl_watch(mut self, tx: SyncSender<u32>) -> Self {
@@ -77,6 +84,12 @@ impl Enricher {
         self.h2.take_ready(out);
         self.mcp.expire(Instant::now(), mcptrack::RESPONSE_WAIT);
         self.mcp.take_ready(out);
+    }
+
+    /// Moves the HTTP requests completed so far to `out`, without looking for expired ones
+    /// (cheap: after every record).
+    pub fn take_completed(&mut self, out: &mut Vec<KernelEvent>) {
+        self.http.take_ready(out);
     }
 
     /// True while TLS requests (or MCP requests) wait for their response.
@@ -239,7 +252,11 @@ impl Enricher {
             }
             http_source::SOCKET_BODY => return None,
             http_source::SSL_READ => {
-                self.http.response(key, http::status(data)?, time_ns);
+                self.http.response(key, http::status(data)?, data, time_ns);
+                return None;
+            }
+            http_source::SSL_RESPONSE => {
+                self.http.response_data(key, data, time_ns);
                 return None;
             }
             _ => {}
@@ -280,13 +297,15 @@ impl Enricher {
                 status: None,
                 version: runbom_event::HttpVersion::Http1,
                 grpc: None,
+                genai: None,
             })),
         };
         if socket && !need_body {
             return Some(event);
         }
         let awaits = if socket { Awaits::Body } else { Awaits::Status };
-        self.http.request(key, event, need_body, awaits);
+        self.http
+            .request(key, event, need_body, awaits, body.unwrap_or_default());
         None
     }
 }

@@ -1,10 +1,16 @@
 //! Requests waiting for the rest of what describes them: the body write that follows the head
-//! (for `model`) and, inside TLS, the response's status line. Keyed by `(pid, SSL*)` or
-//! `(pid, fd)` ([`socket_key`]): one connection carries one request at a time in HTTP/1.x.
+//! (for `model`) and, inside TLS, the response. Keyed by `(pid, SSL*)` or `(pid, fd)`
+//! ([`socket_key`]): one connection carries one request at a time in HTTP/1.x.
 //!
-//! A request leaves the table when its status arrives, when the next request on the same
-//! connection starts, when it waited [`RESPONSE_WAIT`], when the table is full (oldest first)
-//! or at shutdown — never dropped: without a status it is exported without one.
+//! A request to an LLM API (`runbom_genai::detect`) keeps its body's start and, with GenAI
+//! reading on, what the capture saw of its response (bounded per response and in total): it
+//! completes when the response is whole (`Content-Length`, the last chunk) and is then read into
+//! `gen_ai.*` attributes. Any other request completes at its status.
+//!
+//! A request leaves the table when it completes, when the next request on the same connection
+//! starts, when it waited [`RESPONSE_WAIT`] without news, when the table is full (oldest first)
+//! or at shutdown — never dropped: without a status it is exported without one, and an LLM
+//! response seen in part is read for what it holds (`runbom.gen_ai.partial`).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -12,14 +18,22 @@ use std::{
 };
 
 use runbom_event::{Detail, KernelEvent, http};
+use runbom_genai::{Completion, Exchange, Options};
 
-/// Longest a request waits for its response's status (LLM calls take seconds).
+/// Longest a request waits for its response's status, or for the next bytes of its response
+/// (LLM calls take seconds; streams pause between events).
 pub const RESPONSE_WAIT: Duration = Duration::from_secs(30);
 /// Longest a plaintext request waits for its body (the kernel side takes a body for a head only
 /// within a second of it).
 pub const BODY_WAIT: Duration = Duration::from_secs(2);
 /// Most requests waiting at once.
 const PENDING_MAX: usize = 4096;
+/// Most bytes of one LLM response held (the kernel's budget is the other bound).
+const RESPONSE_MAX: usize = 1 << 20;
+/// Most bytes of LLM responses held at once, over every waiting request.
+const HELD_MAX: usize = 64 << 20;
+/// Most bytes of an LLM request body held.
+const REQUEST_BODY_MAX: usize = 64 << 10;
 
 /// `(pid, SSL*)`, or `(pid, fd)` marked by [`socket_key`].
 pub type Key = (u32, u64);
@@ -34,7 +48,7 @@ pub fn socket_key(pid: u32, fd: i32) -> Key {
 /// What a waiting request still waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Awaits {
-    /// The response's status (after the body, if `need_body`).
+    /// The response's status (after the body, if `need_body`), or the rest of an LLM response.
     Status = 0,
     /// Only the body: no response is captured on this path (plaintext).
     Body = 1,
@@ -46,6 +60,18 @@ struct Pending {
     need_body: bool,
     awaits: Awaits,
     seq: u64,
+    /// Set for requests to an LLM API when GenAI reading is on.
+    llm: Option<Box<Llm>>,
+}
+
+/// What an LLM request keeps until its response is whole.
+#[derive(Default)]
+struct Llm {
+    request_body: Vec<u8>,
+    response: Vec<u8>,
+    completion: Completion,
+    /// Bytes of the response were not kept (budget, order).
+    cut: bool,
 }
 
 #[derive(Default)]
@@ -56,13 +82,42 @@ pub struct HttpTracker {
     order: [VecDeque<(Instant, Key, u64)>; 2],
     ready: Vec<KernelEvent>,
     seq: u64,
+    /// GenAI reading (`None`: off).
+    genai: Option<Options>,
+    /// Response bytes held over every waiting request.
+    held: usize,
 }
 
 impl HttpTracker {
-    /// A new request head on `key`; any request still waiting there is done.
-    pub fn request(&mut self, key: Key, event: KernelEvent, need_body: bool, awaits: Awaits) {
+    /// Reads LLM exchanges with `options` (`None`: requests complete at their status).
+    #[must_use]
+    pub fn with_genai(mut self, options: Option<Options>) -> Self {
+        self.genai = options;
+        self
+    }
+
+    /// A new request head on `key` with the body bytes its write held; any request still
+    /// waiting there is done.
+    pub fn request(
+        &mut self,
+        key: Key,
+        event: KernelEvent,
+        need_body: bool,
+        awaits: Awaits,
+        body: &[u8],
+    ) {
         self.finish(key);
         self.seq += 1;
+        let llm = match (&event.detail, self.genai) {
+            (Detail::HttpRequest(h), Some(_))
+                if runbom_genai::detect(h.host.as_deref(), &h.target).is_some() =>
+            {
+                let mut llm = Box::<Llm>::default();
+                extend(&mut llm.request_body, body, REQUEST_BODY_MAX);
+                Some(llm)
+            }
+            _ => None,
+        };
         self.pending.insert(
             key,
             Pending {
@@ -70,6 +125,7 @@ impl HttpTracker {
                 need_body,
                 awaits,
                 seq: self.seq,
+                llm,
             },
         );
         self.order[awaits as usize].push_back((Instant::now(), key, self.seq));
@@ -95,21 +151,59 @@ impl HttpTracker {
             if let Detail::HttpRequest(h) = &mut p.event.detail {
                 h.model = http::model(data);
             }
+            if let Some(llm) = &mut p.llm {
+                extend(&mut llm.request_body, data, REQUEST_BODY_MAX);
+            }
             if p.awaits == Awaits::Body {
                 self.finish(key);
             }
         }
     }
 
-    /// The response's status line on `key`, seen at `end_ns` (Unix): the request is complete.
-    pub fn response(&mut self, key: Key, status: u16, end_ns: u64) {
-        if let Some(mut p) = self.pending.remove(&key) {
-            if let Detail::HttpRequest(h) = &mut p.event.detail {
-                h.status = Some(status);
-            }
-            p.event.end_ns = end_ns.max(p.event.start_ns);
-            self.ready.push(p.event);
+    /// The response's first bytes on `key` (status line first), seen at `end_ns` (Unix): a
+    /// request that is no LLM call is complete; an LLM call waits for the rest.
+    pub fn response(&mut self, key: Key, status: u16, data: &[u8], end_ns: u64) {
+        let Some(p) = self.pending.get_mut(&key) else {
+            return;
+        };
+        if let Detail::HttpRequest(h) = &mut p.event.detail {
+            h.status = Some(status);
         }
+        p.event.end_ns = end_ns.max(p.event.start_ns);
+        if p.llm.is_some() {
+            self.response_data(key, data, end_ns);
+        } else {
+            self.finish(key);
+        }
+    }
+
+    /// More bytes of the response on `key` (its body, read after the status).
+    pub fn response_data(&mut self, key: Key, data: &[u8], end_ns: u64) {
+        let Some(p) = self.pending.get_mut(&key) else {
+            return;
+        };
+        let status_seen = matches!(&p.event.detail, Detail::HttpRequest(h) if h.status.is_some());
+        let Some(llm) = &mut p.llm else { return };
+        if !status_seen {
+            // Bytes of a response whose status was not seen: nothing to read them against.
+            return;
+        }
+        p.event.end_ns = end_ns.max(p.event.start_ns);
+        let room = RESPONSE_MAX
+            .saturating_sub(llm.response.len())
+            .min(HELD_MAX.saturating_sub(self.held));
+        let keep = data.len().min(room);
+        llm.response.extend_from_slice(&data[..keep]);
+        llm.cut |= keep < data.len();
+        self.held += keep;
+        if llm.completion.check(&llm.response) || llm.cut {
+            self.finish(key);
+            return;
+        }
+        // Waiting is for news: the wait starts again.
+        self.seq += 1;
+        p.seq = self.seq;
+        self.order[p.awaits as usize].push_back((Instant::now(), key, self.seq));
     }
 
     /// Releases requests that waited for their status longer than `status_wait`, or for their
@@ -152,10 +246,39 @@ impl HttpTracker {
     }
 
     fn finish(&mut self, key: Key) {
-        if let Some(p) = self.pending.remove(&key) {
-            self.ready.push(p.event);
+        let Some(mut p) = self.pending.remove(&key) else {
+            return;
+        };
+        if let (Some(llm), Some(options), Detail::HttpRequest(h)) =
+            (p.llm, self.genai, &mut p.event.detail)
+        {
+            self.held -= llm.response.len();
+            let complete = !llm.cut && llm.completion.clone().check(&llm.response);
+            let genai = runbom_genai::parse(
+                &Exchange {
+                    host: h.host.as_deref(),
+                    target: &h.target,
+                    request_body: &llm.request_body,
+                    response: &llm.response,
+                    response_cut: !complete,
+                },
+                options,
+            );
+            if let Some(g) = genai {
+                if h.model.is_none() {
+                    h.model.clone_from(&g.request_model);
+                }
+                h.genai = Some(Box::new(g));
+            }
         }
+        self.ready.push(p.event);
     }
+}
+
+/// Appends at most what keeps `to` within `max` bytes.
+fn extend(to: &mut Vec<u8>, data: &[u8], max: usize) {
+    let room = max.saturating_sub(to.len());
+    to.extend_from_slice(&data[..data.len().min(room)]);
 }
 
 #[cfg(test)]
@@ -186,8 +309,62 @@ mod tests {
                 status: None,
                 version: runbom_event::HttpVersion::Http1,
                 grpc: None,
+                genai: None,
             })),
         }
+    }
+
+    fn llm_request(start_ns: u64) -> KernelEvent {
+        let mut e = request(start_ns);
+        if let Detail::HttpRequest(h) = &mut e.detail {
+            h.host = Some("api.openai.com".into());
+            h.target = "/v1/chat/completions".into();
+        }
+        e
+    }
+
+    #[test]
+    fn llm_calls_wait_for_their_whole_response_and_are_read() {
+        let mut t = HttpTracker::default().with_genai(Some(Options::default()));
+        t.request((1, 7), llm_request(100), true, Awaits::Status, b"");
+        t.body((1, 7), br#"{"model":"gpt-4o-mini","max_tokens":50}"#);
+        let body = br#"{"id":"chatcmpl-1","model":"gpt-4o-mini-2024-07-18","choices":[{"finish_reason":"stop","message":{"content":"hi"}}],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut out = Vec::new();
+        t.response((1, 7), 200, head.as_bytes(), 200);
+        t.response_data((1, 7), &body[..40], 300);
+        t.take_ready(&mut out);
+        assert!(out.is_empty(), "the response is not whole yet");
+        t.response_data((1, 7), &body[40..], 400);
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end_ns, 400);
+        let g = detail(&out[0])
+            .genai
+            .as_deref()
+            .expect("read as an LLM call");
+        assert_eq!((g.input_tokens, g.output_tokens), (Some(9), Some(2)));
+        assert_eq!(g.max_tokens, Some(50));
+        assert_eq!(g.finish_reasons, ["stop"]);
+        assert!(!g.partial);
+        assert_eq!(t.held, 0);
+        // Cut short (the next request on the connection): read for what was seen.
+        t.request((1, 7), llm_request(500), false, Awaits::Status, b"");
+        t.response((1, 7), 200, head.as_bytes(), 600);
+        t.request((1, 7), request(700), false, Awaits::Status, b"");
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(detail(&out[1]).genai.as_ref().is_some_and(|g| g.partial));
+        // Without GenAI reading, an LLM call completes at its status.
+        let mut t = HttpTracker::default();
+        t.request((1, 7), llm_request(100), false, Awaits::Status, b"");
+        t.response((1, 7), 200, head.as_bytes(), 200);
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 3);
+        assert!(detail(&out[2]).genai.is_none());
     }
 
     fn detail(e: &KernelEvent) -> &HttpRequest {
@@ -200,13 +377,13 @@ mod tests {
     #[test]
     fn body_then_status_completes() {
         let mut t = HttpTracker::default();
-        t.request((1, 7), request(100), true, Awaits::Status);
+        t.request((1, 7), request(100), true, Awaits::Status, b"");
         t.body((1, 7), br#"{"model":"m1"}"#);
         t.body((1, 7), br#"{"model":"later"}"#);
         let mut out = Vec::new();
         t.take_ready(&mut out);
         assert!(out.is_empty());
-        t.response((1, 7), 200, 500);
+        t.response((1, 7), 200, b"HTTP/1.1 200 OK\r\n", 500);
         t.take_ready(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(detail(&out[0]).model.as_deref(), Some("m1"));
@@ -220,7 +397,7 @@ mod tests {
         let mut t = HttpTracker::default();
         let key = socket_key(1, 5);
         assert_ne!(key, (1, 5));
-        t.request(key, request(1), true, Awaits::Body);
+        t.request(key, request(1), true, Awaits::Body, b"");
         t.body(key, br#"{"model":"llama3"}"#);
         let mut out = Vec::new();
         t.take_ready(&mut out);
@@ -232,13 +409,13 @@ mod tests {
     #[test]
     fn requests_are_never_lost() {
         let mut t = HttpTracker::default();
-        t.request((1, 7), request(1), false, Awaits::Status);
-        t.request((1, 7), request(2), false, Awaits::Status); // next request on the connection
-        t.request((2, 7), request(3), false, Awaits::Status);
+        t.request((1, 7), request(1), false, Awaits::Status, b"");
+        t.request((1, 7), request(2), false, Awaits::Status, b""); // next request on the connection
+        t.request((2, 7), request(3), false, Awaits::Status, b"");
         let mut out = Vec::new();
         t.take_ready(&mut out);
         assert_eq!(out.len(), 1);
-        t.request(socket_key(1, 3), request(5), true, Awaits::Body);
+        t.request(socket_key(1, 3), request(5), true, Awaits::Body, b"");
         t.expire(
             Instant::now(),
             Duration::from_mins(1),
@@ -253,8 +430,8 @@ mod tests {
         t.take_ready(&mut out);
         assert_eq!(out.len(), 4);
         assert!(out.iter().all(|e| detail(e).status.is_none()));
-        t.request((3, 7), request(4), false, Awaits::Status);
-        t.request(socket_key(3, 7), request(6), true, Awaits::Body);
+        t.request((3, 7), request(4), false, Awaits::Status, b"");
+        t.request(socket_key(3, 7), request(6), true, Awaits::Body, b"");
         t.flush();
         t.take_ready(&mut out);
         assert_eq!(out.len(), 6);

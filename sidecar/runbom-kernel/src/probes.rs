@@ -11,8 +11,8 @@ use aya::{
     },
 };
 use runbom_common::{
-    ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, PATH_MAX, PREFIX_EXCLUDE, PREFIX_INCLUDE,
-    ProbeConfig, counter,
+    ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, HTTP_RESPONSE_MAX, PATH_MAX, PREFIX_EXCLUDE,
+    PREFIX_INCLUDE, ProbeConfig, counter,
 };
 use tracing::debug;
 
@@ -163,6 +163,12 @@ pub struct HttpCapture {
     pub max_bytes: u32,
     /// Capture inside TLS with uprobes on every OpenSSL library processes load.
     pub openssl: bool,
+    /// Bytes captured of a TLS response from its status line on (the body, for the
+    /// `gen_ai.*` attributes of LLM calls); 0: the status line only.
+    pub max_response_bytes: u32,
+    /// Read requests to LLM APIs and their responses into `gen_ai.*` attributes, so
+    /// (`None`: not at all).
+    pub genai: Option<runbom_genai::Options>,
 }
 
 impl Default for HttpCapture {
@@ -172,6 +178,8 @@ impl Default for HttpCapture {
             plaintext: true,
             max_bytes: 8192,
             openssl: true,
+            max_response_bytes: 256 * 1024,
+            genai: Some(runbom_genai::Options::default()),
         }
     }
 }
@@ -326,6 +334,7 @@ impl Probes {
             file_filter: if watch { FILTER_BY_WORKLOAD } else { 0 },
             http_max: s.http.max_bytes.min(HTTP_DATA_MAX as u32),
             jsonrpc: u32::from(s.mcp.enabled),
+            http_response_max: s.http.max_response_bytes.min(HTTP_RESPONSE_MAX),
         };
         let mut config: Array<_, ProbeConfig> =
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;

@@ -90,7 +90,12 @@ async fn drain(
             let Some(item) = ring.next() else { break };
             records += 1;
             match decode(&item) {
-                Ok(event) => batch.extend(enricher.enrich(&event)),
+                Ok(event) => {
+                    batch.extend(enricher.enrich(&event));
+                    // A request its record completed goes out in record order: what the
+                    // process did after the response (a tool it ran) comes after it.
+                    enricher.take_completed(&mut batch);
+                }
                 Err(e) => {
                     stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                     warn!("skipping kernel record: {e}");

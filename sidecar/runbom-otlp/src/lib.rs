@@ -6,4 +6,6 @@ pub mod convert;
 pub mod json;
 pub mod signal;
 
-pub use convert::{ConvertOptions, OtlpBatch, Placement, convert};
+pub use convert::{
+    ConvertOptions, OtlpBatch, Placement, convert, event_attributes, process_resource,
+};

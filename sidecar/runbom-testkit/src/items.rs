@@ -95,6 +95,16 @@ pub fn any_value(v: &Value) -> Value {
     if let Some(d) = v.get("double_value") {
         return d.clone();
     }
+    if let Some(a) = v.get("array_value") {
+        return Value::Array(
+            a["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(any_value)
+                .collect(),
+        );
+    }
     v.clone()
 }
 

@@ -54,6 +54,7 @@ pub fn request(port: u16, method: &str, target: &str, model: Option<&str>) -> De
         status: Some(200),
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
+        genai: None,
     }))
 }
 

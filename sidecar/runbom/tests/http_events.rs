@@ -270,8 +270,29 @@ fn tls_request_has_model_and_status_and_no_secret() {
                 ("gen_ai.request.model", "gpt-4o-mini".into()),
                 ("http.response.status_code", 200.into()),
                 ("http.request.body.size", client["body_size"].clone()),
+                // The response, read inside TLS (tests/http_workload.py answers a recorded
+                // api.openai.com chat completion).
+                ("gen_ai.operation.name", "chat".into()),
+                ("gen_ai.provider.name", "_OTHER".into()),
+                ("gen_ai.response.model", "gpt-4.1-mini-2025-04-14".into()),
+                ("gen_ai.usage.input_tokens", 50.into()),
+                ("gen_ai.usage.output_tokens", 15.into()),
+                (
+                    "gen_ai.response.finish_reasons",
+                    serde_json::json!(["tool_calls"]),
+                ),
+                (
+                    "runbom.gen_ai.tool_calls",
+                    serde_json::json!(["get_temperature"]),
+                ),
             ],
             &c.context,
+        );
+        assert_eq!(
+            span.attr("runbom.gen_ai.partial"),
+            None,
+            "the response was read whole\n{}",
+            c.context
         );
         assert!(
             span.end_ns >= span.start_ns,

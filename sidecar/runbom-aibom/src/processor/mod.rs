@@ -504,7 +504,8 @@ impl Processor {
     /// processes, AI-relevant activity of undeclared ones) and watches undeclared workloads
     /// for shadow AI. Their alerts come out of [`Processor::release_due`] once held for
     /// `wait`. Records placed in a trace (`runbom.correlation.method`) are left as they are:
-    /// their spans are judged.
+    /// their spans are judged; but for `inferred` (runs runbom built for agents that send no
+    /// traces, judged here as well).
     pub fn judge_logs(
         &mut self,
         req: &mut ExportLogsServiceRequest,
@@ -527,12 +528,14 @@ impl Processor {
                 spans.clear();
                 at.clear();
                 for (i, l) in sl.log_records.iter_mut().enumerate() {
+                    // Placed by inference (a run runbom built for an agent that sends no
+                    // traces) is not claimed by the agent's own trace: judged here too.
+                    let method = span::attr(
+                        &l.attributes,
+                        runbom_event::semconv::RUNBOM_CORRELATION_METHOD,
+                    );
                     let unclaimed = l.trace_id.is_empty()
-                        || span::attr(
-                            &l.attributes,
-                            runbom_event::semconv::RUNBOM_CORRELATION_METHOD,
-                        )
-                        .is_none();
+                        || method.is_none_or(|m| m == runbom_event::semconv::correlation::INFERRED);
                     if !unclaimed || span::attr(&l.attributes, "runbom.event").is_none() {
                         continue;
                     }

@@ -294,6 +294,7 @@ impl Connection {
                 status: None,
                 version: HttpVersion::Http2,
                 grpc,
+                genai: None,
             })),
         };
         let body = (json && !end_stream).then(Vec::new);

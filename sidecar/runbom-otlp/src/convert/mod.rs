@@ -181,6 +181,19 @@ enum Group {
     Process(*const ProcessInfo),
 }
 
+/// The Resource of an uncorrelated event's process run (also that of the GenAI spans runbom
+/// synthesises for it).
+#[must_use]
+pub fn process_resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
+    resource(p, opts)
+}
+
+/// The attributes of a kernel event, as its span and log record carry them.
+#[must_use]
+pub fn event_attributes(ev: &KernelEvent) -> Vec<KeyValue> {
+    attributes(ev, None)
+}
+
 fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
     let name = if p.exe.is_empty() {
         "unknown"
@@ -503,6 +516,9 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
             a.push(kv_int(RPC_GRPC_STATUS_CODE, code.into()));
         }
     }
+    if let Some(g) = &h.genai {
+        genai::attributes(g, a);
+    }
 }
 
 /// `host[:port]` (IPv6 in brackets) split into the name and the port.
@@ -553,6 +569,7 @@ fn kv_bool(key: &str, value: bool) -> KeyValue {
     }
 }
 
+mod genai;
 mod mcp;
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,7 @@ fn http_span_is_named_by_server_address() {
         status: Some(200),
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
+        genai: None,
     })));
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
@@ -88,6 +89,7 @@ fn grpc_call_has_rpc_attributes() {
             method: "SayHello".into(),
             status: Some(14),
         }),
+        genai: None,
     })));
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];

@@ -312,6 +312,8 @@ fn detail_from_proto(d: Pd) -> Option<Detail> {
                 method: g.method,
                 status: g.status,
             }),
+            // Not carried by the stream yet (docs/sidecar.md, Limits).
+            genai: None,
         })),
         Pd::Mcp(m) => Detail::Mcp(Box::new(mcp_from_proto(m)?)),
     })
@@ -395,6 +397,7 @@ mod tests {
                 status: Some(200),
                 version: HttpVersion::Http1,
                 grpc: None,
+                genai: None,
             })),
             Detail::HttpRequest(Box::new(HttpRequest {
                 capture: Capture::GoTls,
@@ -413,6 +416,7 @@ mod tests {
                     method: "Generate".into(),
                     status: Some(0),
                 }),
+                genai: None,
             })),
             Detail::Mcp(Box::new(McpCall {
                 side: McpSide::Server,

@@ -41,6 +41,28 @@ pub struct HttpSettings {
     pub max_header_bytes: u32,
     /// Hook every OpenSSL library processes load (`SSL_write[_ex]`, `SSL_read[_ex]`).
     pub openssl: bool,
+    /// Bytes captured of a TLS response from its status line on (LLM responses are read for
+    /// `gen_ai.*`); 0: the status line only.
+    pub max_response_bytes: u32,
+    /// Reading LLM API exchanges into `gen_ai.*` attributes.
+    pub genai: GenAiSettings,
+}
+
+/// `http.genai`: reading LLM API exchanges.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenAiSettings {
+    /// Read requests to LLM APIs and their responses (usage, finish reasons, tool calls).
+    pub enabled: bool,
+    /// Also keep the arguments of the tool calls the model asked for (redacted). Message
+    /// contents are never exported.
+    pub capture_content: bool,
+}
+
+impl Default for GenAiSettings {
+    fn default() -> Self {
+        EbpfConfig::default().http.genai
+    }
 }
 
 /// `mcp.client` / `mcp.server` capture (JSON-RPC at the writes `http.plaintext` watches).
@@ -103,6 +125,11 @@ impl Default for EbpfConfig {
                 plaintext: probes.http.plaintext,
                 max_header_bytes: probes.http.max_bytes,
                 openssl: probes.http.openssl,
+                max_response_bytes: probes.http.max_response_bytes,
+                genai: GenAiSettings {
+                    enabled: probes.http.genai.is_some(),
+                    capture_content: probes.http.genai.is_some_and(|g| g.capture_content),
+                },
             },
             mcp: McpSettings {
                 enabled: probes.mcp.enabled,
@@ -160,6 +187,10 @@ impl EbpfConfig {
                 plaintext: self.http.plaintext,
                 max_bytes: self.http.max_header_bytes,
                 openssl: self.http.openssl,
+                max_response_bytes: self.http.max_response_bytes,
+                genai: self.http.genai.enabled.then_some(runbom_genai::Options {
+                    capture_content: self.http.genai.capture_content,
+                }),
             },
             mcp: runbom_kernel::McpCapture {
                 enabled: self.mcp.enabled,
@@ -191,6 +222,13 @@ impl ReceiverConfig for EbpfConfig {
             return Err(at.at("http.max_header_bytes").error(format!(
                 "{} is outside what the kernel side allows (64 to {http_max})",
                 self.http.max_header_bytes
+            )));
+        }
+        let response_max = runbom_common::HTTP_RESPONSE_MAX;
+        if self.http.max_response_bytes > response_max {
+            return Err(at.at("http.max_response_bytes").error(format!(
+                "{} is larger than the kernel side allows (at most {response_max})",
+                self.http.max_response_bytes
             )));
         }
         for (field, list) in [

@@ -1,13 +1,17 @@
 //! `runbom.kernel.events` (`{event}`): the events the ebpf receiver read from the kernel, by
-//! `runbom.event` (`process.exec`, `net.connect`, `http.request`, ...: contract §1).
+//! `runbom.event` (`process.exec`, `net.connect`, `http.request`, ...: contract §1); and the
+//! GenAI figures of the LLM exchanges among them ([`GenAiMetrics`]).
+
+use std::sync::Arc;
 
 use opentelemetry::KeyValue;
 use runbom_event::{KernelEvent, semconv::RUNBOM_EVENT};
 
+use super::genai_metrics::GenAiMetrics;
 use crate::telemetry::{SelfMetrics, fresh::FreshCounter};
 
 #[derive(Clone)]
-pub struct EventCounter(FreshCounter);
+pub struct EventCounter(FreshCounter, Arc<GenAiMetrics>);
 
 impl EventCounter {
     #[must_use]
@@ -21,11 +25,13 @@ impl EventCounter {
                     .with_description("Kernel events read by the ebpf receiver, by event name.")
                     .build(),
             ),
+            Arc::new(GenAiMetrics::new(metrics.meter())),
         )
     }
 
     /// Counts a batch (runs of one kind are added at once).
     pub fn count(&self, events: &[KernelEvent]) {
+        self.1.record(events);
         let mut run: Option<(&'static str, u64)> = None;
         for e in events {
             let name = e.detail.event_name();

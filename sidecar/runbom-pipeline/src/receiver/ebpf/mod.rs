@@ -36,6 +36,7 @@ use crate::{
 pub mod config;
 mod drops;
 mod events;
+mod genai_metrics;
 mod sidecars;
 
 pub(crate) use events::EventCounter;
@@ -69,7 +70,8 @@ fn start(
     let losses = Arc::new(probes.take_counters()?);
     let probes = Arc::new(Mutex::new(probes));
     let mut enricher = Enricher::new(ProcessTable::from_proc(), BootClock::new())
-        .with_mcp_arguments(settings.mcp.capture_arguments);
+        .with_mcp_arguments(settings.mcp.capture_arguments)
+        .with_genai(settings.http.genai);
     if settings.http.enabled && settings.http.openssl {
         let mut watcher = openssl::Watcher::new(probes.clone());
         let libraries = watcher.scan_all();

@@ -1,0 +1,585 @@
+//! Agents that send no traces: their run as one `invoke_agent` trace, built from what the
+//! kernel saw (contract §2, "agents without an SDK").
+//!
+//! A process whose events no application trace claims becomes an agent at its first LLM
+//! exchange (a kernel `http.request` read as one, `gen_ai.*`). From then on:
+//! - the run is an `invoke_agent {exe}` span (trace: the process run's own trace id), emitted
+//!   [`EXIT_GRACE`] after the process exited (events that complete late, such as a request
+//!   that waited for its body, still find their place), after [`IDLE`] without events, at
+//!   shutdown, or when the table of runs is full;
+//! - each LLM exchange is a `chat {model}` CLIENT span under it, with the exchange's `gen_ai.*`
+//!   attributes; the kernel `http.request` goes under the chat span;
+//! - the events that started between a response that asked for tool calls and the next LLM
+//!   request go under an `execute_tool {name}` span (one per call asked for; the events under
+//!   the first), emitted when that window closes; events are placed by when they started, not
+//!   when they arrived (a request is complete, and arrives, only after its response);
+//! - every other event of the run goes under the `invoke_agent` span.
+//!
+//! All of it is `runbom.correlation.method = inferred`: the confidence says how sure the
+//! inference is (`high` for the exchange under its chat span, `medium` for the run, `low` for
+//! tool windows: time order, not causality, puts an event there). Events of the process before
+//! its first LLM exchange were released before it was known to be an agent and stay as they
+//! were (same trace id, no parent).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
+
+use opentelemetry_proto::tonic::{
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind},
+};
+use runbom_event::{
+    Detail, GenAi, KernelEvent,
+    ids::new_span_id,
+    semconv::{
+        GEN_AI_AGENT_NAME, GEN_AI_OPERATION_NAME, GEN_AI_TOOL_CALL_ID, GEN_AI_TOOL_NAME,
+        GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, PROCESS_COMMAND_LINE, PROCESS_PID,
+        RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, RUNBOM_EVENT,
+        correlation::{HIGH, INFERRED, LOW, MEDIUM},
+        scope,
+    },
+};
+use runbom_otlp::{ConvertOptions, Placement, event_attributes, process_resource};
+
+/// Most agent runs followed at once; past it the run seen longest ago is closed.
+const RUNS_MAX: usize = 4096;
+/// Closed tool windows remembered per run, for events that arrive late.
+const WINDOWS_MAX: usize = 64;
+/// How long a run stays open after its process exited (longer than the HTTP capture holds a
+/// request for its response).
+pub const EXIT_GRACE: u64 = 35_000_000_000;
+/// How long a run stays open without events.
+pub const IDLE: u64 = 600_000_000_000;
+
+/// The agent runs being followed.
+#[derive(Default)]
+pub struct Agentless {
+    runs: HashMap<[u8; 16], Run>,
+    /// Spans made since the last [`Agentless::take_spans`].
+    spans: Vec<(Arc<Resource>, Span)>,
+}
+
+struct Run {
+    resource: Arc<Resource>,
+    agent_span: [u8; 8],
+    name: String,
+    pid: u32,
+    start_ns: u64,
+    last_ns: u64,
+    calls: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    /// The tool calls asked for by the last response, until the next LLM request.
+    tools: Option<ToolWindow>,
+    /// Closed tool windows: `(start, end, span of the first call)`, oldest first.
+    windows: VecDeque<(u64, u64, [u8; 8])>,
+    /// When the process's exit arrived (caller's clock), and when it exited.
+    exited: Option<(u64, u64)>,
+    /// When its last event arrived (caller's clock).
+    arrived: u64,
+}
+
+struct ToolWindow {
+    start_ns: u64,
+    last_ns: u64,
+    /// `(span id, tool name, call id)` per call asked for.
+    calls: Vec<([u8; 8], String, Option<String>)>,
+}
+
+impl Agentless {
+    /// Where `ev` (released without a place, from a process that sends no traces) goes; `None`
+    /// when its process is no agent (yet).
+    pub fn place(
+        &mut self,
+        ev: &KernelEvent,
+        opts: &ConvertOptions,
+        now: u64,
+    ) -> Option<Placement> {
+        let key = ev.process.trace_id;
+        let genai = match &ev.detail {
+            Detail::HttpRequest(h) if h.traceparent.is_none() => h.genai.as_deref(),
+            _ => None,
+        };
+        if genai.is_some() && !self.runs.contains_key(&key) {
+            self.start(ev, opts, now);
+        }
+        let run = self.runs.get_mut(&key)?;
+        run.last_ns = run.last_ns.max(ev.end_ns);
+        run.arrived = run.arrived.max(now);
+        let trace_id = key;
+        let placed = |span: [u8; 8], confidence| Placement {
+            trace_id,
+            parent_span_id: span,
+            resource: run.resource.clone(),
+            method: INFERRED,
+            confidence,
+        };
+        if let Some(g) = genai {
+            // The tool window (if any) closes at this request.
+            let closed = run.tools.take();
+            let chat = new_span_id();
+            run.calls += 1;
+            run.input_tokens += g.input_tokens.unwrap_or(0);
+            run.output_tokens += g.output_tokens.unwrap_or(0);
+            if !g.tool_calls.is_empty() {
+                run.tools = Some(ToolWindow {
+                    start_ns: ev.end_ns,
+                    last_ns: ev.end_ns,
+                    calls: g
+                        .tool_calls
+                        .iter()
+                        .map(|c| (new_span_id(), c.name.clone(), c.id.clone()))
+                        .collect(),
+                });
+            }
+            let placement = placed(chat, HIGH);
+            let span = chat_span(ev, g, chat, run);
+            let resource = run.resource.clone();
+            if let Some(w) = closed {
+                let first = w.calls[0].0;
+                if run.windows.len() == WINDOWS_MAX {
+                    run.windows.pop_front();
+                }
+                run.windows.push_back((w.start_ns, ev.start_ns, first));
+                self.close_tools(key, &w, ev.start_ns);
+            }
+            self.spans.push((resource, span));
+            return Some(placement);
+        }
+        if let Detail::Exit { .. } = ev.detail {
+            run.exited = Some((now, ev.end_ns));
+            return Some(placed(run.agent_span, MEDIUM));
+        }
+        if let Some(w) = &mut run.tools
+            && ev.start_ns >= w.start_ns
+        {
+            w.last_ns = w.last_ns.max(ev.end_ns);
+            return Some(placed(w.calls[0].0, LOW));
+        }
+        let window = run
+            .windows
+            .iter()
+            .rev()
+            .find(|(start, end, _)| (*start..*end).contains(&ev.start_ns));
+        Some(match window {
+            Some(&(_, _, span)) => placed(span, LOW),
+            None => placed(run.agent_span, MEDIUM),
+        })
+    }
+
+    /// Closes the runs whose process exited [`EXIT_GRACE`] ago, or that were idle for [`IDLE`]
+    /// (`now`: the caller's clock, as given to [`Agentless::place`]).
+    pub fn expire(&mut self, now: u64) {
+        let due: Vec<([u8; 16], u64)> = self
+            .runs
+            .iter()
+            .filter_map(|(k, r)| match r.exited {
+                Some((at, end)) if now.saturating_sub(at) >= EXIT_GRACE => Some((*k, end)),
+                None if now.saturating_sub(r.arrived) >= IDLE => Some((*k, r.last_ns)),
+                _ => None,
+            })
+            .collect();
+        for (key, end) in due {
+            self.close(key, end);
+        }
+    }
+
+    /// Closes every run (shutdown).
+    pub fn close_all(&mut self) {
+        let keys: Vec<[u8; 16]> = self.runs.keys().copied().collect();
+        for key in keys {
+            let run = &self.runs[&key];
+            let end = run.exited.map_or(run.last_ns, |(_, end)| end);
+            self.close(key, end);
+        }
+    }
+
+    /// The spans made since the last call, grouped by Resource.
+    pub fn take_spans(&mut self) -> Vec<ResourceSpans> {
+        let mut out: Vec<ResourceSpans> = Vec::new();
+        for (resource, span) in self.spans.drain(..) {
+            if let Some(rs) = out
+                .iter_mut()
+                .find(|rs| rs.resource.as_ref() == Some(&*resource))
+            {
+                rs.scope_spans[0].spans.push(span);
+                continue;
+            }
+            out.push(ResourceSpans {
+                resource: Some((*resource).clone()),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: scope::GENAI.into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Default::default()
+                    }),
+                    spans: vec![span],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            });
+        }
+        out
+    }
+
+    fn start(&mut self, ev: &KernelEvent, opts: &ConvertOptions, now: u64) {
+        if self.runs.len() >= RUNS_MAX
+            && let Some((&oldest, run)) = self.runs.iter().min_by_key(|(_, r)| r.last_ns)
+        {
+            let end = run.last_ns;
+            self.close(oldest, end);
+        }
+        let p = &ev.process;
+        let name = if p.exe.is_empty() {
+            "unknown".to_owned()
+        } else {
+            p.exe_name().to_owned()
+        };
+        self.runs.insert(
+            p.trace_id,
+            Run {
+                resource: Arc::new(agent_resource(p, opts)),
+                agent_span: new_span_id(),
+                name,
+                pid: ev.pid,
+                start_ns: if p.fork_ns > 0 {
+                    p.fork_ns.min(ev.start_ns)
+                } else {
+                    ev.start_ns
+                },
+                last_ns: ev.end_ns,
+                calls: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                tools: None,
+                windows: VecDeque::new(),
+                exited: None,
+                arrived: now,
+            },
+        );
+    }
+
+    /// Emits the run's `invoke_agent` span (and its open tool window), ending at `end_ns`.
+    fn close(&mut self, key: [u8; 16], end_ns: u64) {
+        let Some(mut run) = self.runs.remove(&key) else {
+            return;
+        };
+        if let Some(w) = run.tools.take() {
+            self.spans
+                .extend(tool_spans(&run, key, &w, w.last_ns).map(|s| (run.resource.clone(), s)));
+        }
+        let mut attributes = vec![
+            kv_str(GEN_AI_OPERATION_NAME, "invoke_agent"),
+            kv_str(GEN_AI_AGENT_NAME, &run.name),
+            kv_int(PROCESS_PID, run.pid.into()),
+            kv_int(GEN_AI_USAGE_INPUT_TOKENS, saturating(run.input_tokens)),
+            kv_int(GEN_AI_USAGE_OUTPUT_TOKENS, saturating(run.output_tokens)),
+            kv_int("runbom.gen_ai.calls", saturating(run.calls)),
+        ];
+        inferred(&mut attributes, MEDIUM);
+        let span = Span {
+            trace_id: key.to_vec(),
+            span_id: run.agent_span.to_vec(),
+            name: format!("invoke_agent {}", run.name),
+            kind: SpanKind::Internal as i32,
+            start_time_unix_nano: run.start_ns,
+            end_time_unix_nano: end_ns.max(run.start_ns),
+            attributes,
+            ..Default::default()
+        };
+        self.spans.push((run.resource, span));
+    }
+
+    /// Emits one `execute_tool` span per call of a closed window.
+    fn close_tools(&mut self, key: [u8; 16], w: &ToolWindow, end_ns: u64) {
+        let Some(run) = self.runs.get(&key) else {
+            return;
+        };
+        let resource = run.resource.clone();
+        let spans: Vec<Span> = tool_spans(run, key, w, end_ns).collect();
+        self.spans
+            .extend(spans.into_iter().map(|s| (resource.clone(), s)));
+    }
+}
+
+/// The `execute_tool {name}` spans of a tool window, one per call asked for.
+fn tool_spans<'a>(
+    run: &'a Run,
+    key: [u8; 16],
+    w: &'a ToolWindow,
+    end_ns: u64,
+) -> impl Iterator<Item = Span> + 'a {
+    w.calls.iter().map(move |(span_id, name, call_id)| {
+        let mut attributes = vec![
+            kv_str(GEN_AI_OPERATION_NAME, "execute_tool"),
+            kv_str(GEN_AI_TOOL_NAME, name),
+            kv_int(PROCESS_PID, run.pid.into()),
+        ];
+        if let Some(id) = call_id {
+            attributes.push(kv_str(GEN_AI_TOOL_CALL_ID, id));
+        }
+        inferred(&mut attributes, LOW);
+        Span {
+            trace_id: key.to_vec(),
+            span_id: span_id.to_vec(),
+            parent_span_id: run.agent_span.to_vec(),
+            name: format!("execute_tool {name}"),
+            kind: SpanKind::Internal as i32,
+            start_time_unix_nano: w.start_ns,
+            end_time_unix_nano: end_ns.max(w.start_ns),
+            attributes,
+            ..Default::default()
+        }
+    })
+}
+
+/// The Resource of an agent run: its process's, with `process.command_line` (redacted
+/// already) so that a declared AI-BOM can name the agent by its arguments
+/// (`runbom:match` `process.command_line=*agent.py*`).
+fn agent_resource(p: &runbom_event::ProcessInfo, opts: &ConvertOptions) -> Resource {
+    let mut r = process_resource(p, opts);
+    if !p.command_line.is_empty() {
+        r.attributes
+            .push(kv_str(PROCESS_COMMAND_LINE, &p.command_line));
+    }
+    r
+}
+
+/// The `chat {model}` span of an LLM exchange: the exchange's attributes but `runbom.event`
+/// (it is no kernel event), under the run's span.
+fn chat_span(ev: &KernelEvent, g: &GenAi, id: [u8; 8], run: &Run) -> Span {
+    let model = g
+        .request_model
+        .as_deref()
+        .or(g.response_model.as_deref())
+        .unwrap_or("unknown");
+    let mut attributes: Vec<KeyValue> = event_attributes(ev)
+        .into_iter()
+        .filter(|kv| kv.key != RUNBOM_EVENT)
+        .collect();
+    inferred(&mut attributes, HIGH);
+    Span {
+        trace_id: ev.process.trace_id.to_vec(),
+        span_id: id.to_vec(),
+        parent_span_id: run.agent_span.to_vec(),
+        name: format!("{} {model}", g.operation),
+        kind: SpanKind::Client as i32,
+        start_time_unix_nano: ev.start_ns,
+        end_time_unix_nano: ev.end_ns,
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn inferred(a: &mut Vec<KeyValue>, confidence: &str) {
+    a.retain(|kv| kv.key != RUNBOM_CORRELATION_METHOD && kv.key != RUNBOM_CORRELATION_CONFIDENCE);
+    a.push(kv_str(RUNBOM_CORRELATION_METHOD, INFERRED));
+    a.push(kv_str(RUNBOM_CORRELATION_CONFIDENCE, confidence));
+}
+
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn kv_str(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+    }
+}
+
+fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(value)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use runbom_event::{Capture, Detail, GenAi, HttpRequest, KernelEvent, ProcessInfo, ToolCall};
+
+    use crate::{Correlator, Output, Settings};
+
+    const S: u64 = 1_000_000_000;
+
+    fn event(p: &Arc<ProcessInfo>, start: u64, end: u64, detail: Detail) -> KernelEvent {
+        KernelEvent {
+            pid: p.pid,
+            tid: p.pid,
+            cgroup_id: 1,
+            start_ns: start,
+            end_ns: end,
+            process: p.clone(),
+            detail,
+        }
+    }
+
+    fn http(target: &str, genai: Option<GenAi>) -> Detail {
+        Detail::HttpRequest(Box::new(HttpRequest {
+            capture: Capture::Openssl,
+            method: "POST".into(),
+            host: Some("api.openai.com".into()),
+            target: target.into(),
+            peer: None,
+            traceparent: None,
+            user_agent: None,
+            body_size: None,
+            model: Some("gpt-4o-mini".into()),
+            status: Some(200),
+            version: runbom_event::HttpVersion::Http1,
+            grpc: None,
+            genai: genai.map(Box::new),
+        }))
+    }
+
+    fn chat(tools: &[&str]) -> GenAi {
+        GenAi {
+            operation: "chat",
+            provider: "openai",
+            api: "openai.chat_completions",
+            request_model: Some("gpt-4o-mini".into()),
+            input_tokens: Some(10),
+            output_tokens: Some(2),
+            tool_calls: tools
+                .iter()
+                .map(|t| ToolCall {
+                    name: (*t).into(),
+                    id: Some(format!("call_{t}")),
+                    arguments: None,
+                })
+                .collect(),
+            ..GenAi::default()
+        }
+    }
+
+    fn open(path: &str) -> Detail {
+        Detail::FileOpen {
+            path: path.into(),
+            flags: 0,
+            error: None,
+        }
+    }
+
+    fn spans(out: &Output) -> Vec<&Span> {
+        out.traces
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect()
+    }
+
+    #[test]
+    fn a_run_without_traces_becomes_one_agent_trace() {
+        let p = Arc::new(ProcessInfo {
+            pid: 7,
+            exe: "/usr/bin/python3".into(),
+            trace_id: [7; 16],
+            ..ProcessInfo::default()
+        });
+        let mut c = Correlator::new(Settings {
+            wait: Duration::from_secs(1),
+            uncorrelated_spans: true,
+            ..Settings::default()
+        });
+        // In arrival order: a request completes (arrives) after its response, so the POST that
+        // started inside the read_file window arrives after the next LLM call.
+        let events = vec![
+            event(&p, S, S, open("/usr/lib/python3/os.py")),
+            event(
+                &p,
+                2 * S,
+                3 * S,
+                http("/v1/chat/completions", Some(chat(&["read_file"]))),
+            ),
+            event(&p, 3 * S + 10, 3 * S + 20, open("/data/ticket.md")),
+            event(
+                &p,
+                4 * S,
+                5 * S,
+                http("/v1/chat/completions", Some(chat(&[]))),
+            ),
+            event(&p, 3 * S + 30, 3 * S + 40, http("/upload", None)),
+            event(&p, 6 * S, 6 * S, Detail::Exit { code: Some(0) }),
+        ];
+        c.add_events(events, 10 * S);
+        let mut all = c.poll(12 * S);
+        let first = spans(&all).len();
+        assert!(
+            !spans(&all)
+                .iter()
+                .any(|s| s.name.starts_with("invoke_agent")),
+            "the run stays open a while after the exit"
+        );
+        let later = c.poll(12 * S + super::EXIT_GRACE);
+        all.traces
+            .resource_spans
+            .extend(later.traces.resource_spans);
+        let spans = spans(&all);
+        assert!(spans.len() > first);
+        let named = |name: &str| {
+            spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+                panic!(
+                    "no {name} in {:?}",
+                    spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+                )
+            })
+        };
+        let agent = named("invoke_agent python3");
+        assert!(agent.parent_span_id.is_empty());
+        assert_eq!(agent.trace_id, vec![7; 16]);
+        assert_eq!(agent.end_time_unix_nano, 6 * S);
+        let tool = named("execute_tool read_file");
+        assert_eq!(tool.parent_span_id, agent.span_id);
+        assert_eq!(
+            (tool.start_time_unix_nano, tool.end_time_unix_nano),
+            (3 * S, 4 * S)
+        );
+        let chats: Vec<_> = spans
+            .iter()
+            .filter(|s| s.name == "chat gpt-4o-mini")
+            .collect();
+        assert_eq!(chats.len(), 2);
+        assert!(chats.iter().all(|c| c.parent_span_id == agent.span_id));
+        let parent_of = |path: &str| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.attributes.iter().any(|kv| {
+                        (kv.key == "file.path" || kv.key == "url.path")
+                            && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                                == Some(&opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(path.into()))
+                    })
+                })
+                .map(|s| s.parent_span_id.clone())
+        };
+        assert_eq!(parent_of("/data/ticket.md"), Some(tool.span_id.clone()));
+        assert_eq!(
+            parent_of("/upload"),
+            Some(tool.span_id.clone()),
+            "placed by when it started"
+        );
+        assert_eq!(
+            parent_of("/usr/lib/python3/os.py"),
+            Some(Vec::new()),
+            "before the first LLM call"
+        );
+        let llm: Vec<_> = spans
+            .iter()
+            .filter(|s| s.name.starts_with("http.request"))
+            .filter(|s| chats.iter().any(|c| c.span_id == s.parent_span_id))
+            .collect();
+        assert_eq!(llm.len(), 2, "each exchange under its chat span");
+    }
+}
