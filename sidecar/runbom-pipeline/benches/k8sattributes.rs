@@ -17,7 +17,8 @@ use std::{
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest, resource::v1::Resource, trace::v1::ResourceSpans,
+    collector::trace::v1::ExportTraceServiceRequest, resource::v1::Resource,
+    trace::v1::ResourceSpans,
 };
 use prost::Message as _;
 use runbom_aibom::otlp::{kv_int, kv_str};
