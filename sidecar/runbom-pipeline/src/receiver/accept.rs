@@ -84,7 +84,11 @@ pub(crate) async fn accept(
         provenance::quarantine(&mut signal);
     }
     if let (Some(senders), Some(client)) = (ingest.sender_pids(), client) {
-        sender::attribute(senders, &mut signal, client).await;
+        let found = sender::attribute(senders, &mut signal, client).await;
+        // A gateway that trusts its upstream runbom instances keeps the identity they verified.
+        if !found && !limits.trust_runbom_attributes {
+            sender::unverified(&mut signal);
+        }
     }
     let partial = validate::drop_invalid(&mut signal);
     if partial.rejected > 0 {

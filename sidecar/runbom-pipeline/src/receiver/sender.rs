@@ -32,7 +32,7 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, KeyValue, any_value::Value},
     resource::v1::Resource,
 };
-use runbom_event::semconv::{PROCESS_PID, RECEIVED_PREFIX};
+use runbom_event::semconv::{CONTAINER_ID, PROCESS_PID, RECEIVED_PREFIX};
 use runbom_otlp::signal::Signal;
 
 /// How long a found pid is trusted for a client address.
@@ -91,8 +91,8 @@ impl SenderPids {
 /// Sets the sending process's `process.pid` on every resource of `signal`: added where there
 /// is none, replaced where the client's disagrees with the socket's owner (the client's kept as
 /// `received.process.pid`, the mismatch counted). Reads `/proc` off the async threads when the
-/// client is not cached.
-pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: SocketAddr) {
+/// client is not cached. Returns whether the sender was found (a local process).
+pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: SocketAddr) -> bool {
     let pid = if let Some(pid) = senders.cached(canonical(client)) {
         pid
     } else {
@@ -106,6 +106,20 @@ pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: S
         let replaced = annotate(signal, pid);
         if replaced > 0 {
             senders.mismatches.fetch_add(replaced, Ordering::Relaxed);
+        }
+    }
+    pid.is_some()
+}
+
+/// For a sender runbom could not find (a remote client): the process identity it claims
+/// (`process.pid`, `container.id`) names nothing runbom verified, so it moves under
+/// `received.` and no processor places kernel events or pod attributes by it.
+pub fn unverified(signal: &mut Signal) {
+    for resource in resources(signal).flatten() {
+        for kv in &mut resource.attributes {
+            if kv.key == PROCESS_PID || kv.key == CONTAINER_ID {
+                kv.key = format!("{RECEIVED_PREFIX}{}", kv.key);
+            }
         }
     }
 }
@@ -298,6 +312,50 @@ mod tests {
 
     /// A client in a network namespace of its own (as a pod's is): its socket is only in that
     /// namespace's table, and is found there.
+    #[test]
+    fn an_unverified_senders_claimed_identity_moves_under_received() {
+        use opentelemetry_proto::tonic::{
+            collector::trace::v1::ExportTraceServiceRequest, trace::v1::ResourceSpans,
+        };
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+        };
+        let mut signal = Signal::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv(PROCESS_PID, Value::IntValue(1)),
+                        kv(CONTAINER_ID, Value::StringValue("abc".into())),
+                        kv("service.name", Value::StringValue("agent".into())),
+                    ],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        });
+        unverified(&mut signal);
+        let Signal::Traces(t) = signal else {
+            unreachable!()
+        };
+        let keys: Vec<_> = t.resource_spans[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "received.process.pid",
+                "received.container.id",
+                "service.name"
+            ]
+        );
+    }
+
     #[test]
     fn finds_the_process_behind_a_connection_in_another_network_namespace() {
         use std::io::{BufRead as _, BufReader};

@@ -150,11 +150,13 @@ pub async fn run(
 /// many resources were annotated, and how many had a process in no known pod.
 pub fn annotate(resolver: &Resolver, signal: &mut Signal) -> (u64, u64) {
     let (mut annotated, mut unmatched) = (0, 0);
+    // A request holds many resources of few processes: each is resolved once.
+    let mut found = Memo::new();
     for resource in resources(signal) {
         let Some(resource) = resource.as_mut() else {
             continue;
         };
-        match annotate_resource(resolver, resource) {
+        match annotate_resource(resolver, resource, &mut found) {
             Some(true) => annotated += 1,
             Some(false) => unmatched += 1,
             None => {}
@@ -163,30 +165,47 @@ pub fn annotate(resolver: &Resolver, signal: &mut Signal) -> (u64, u64) {
     (annotated, unmatched)
 }
 
+/// What a request's processes resolved to: (pid, container id) → the attributes, if any.
+type Memo = std::collections::HashMap<(Option<u32>, Option<String>), Option<Vec<KeyValue>>>;
+
 /// `Some(true)`: annotated; `Some(false)`: a process in no known pod; `None`: no process.
-fn annotate_resource(resolver: &Resolver, resource: &mut Resource) -> Option<bool> {
+fn annotate_resource(
+    resolver: &Resolver,
+    resource: &mut Resource,
+    memo: &mut Memo,
+) -> Option<bool> {
     let attrs = &resource.attributes;
     let pid = attr_int(attrs, PROCESS_PID).and_then(|p| u32::try_from(p).ok());
     let container = attr(attrs, CONTAINER_ID);
     if pid.is_none() && container.is_none() {
         return None;
     }
-    let Some(found) = resolver.attributes(pid, container) else {
+    let key = (pid, container.map(str::to_owned));
+    let found = memo.entry(key).or_insert_with(|| {
+        resolver.attributes(pid, container).map(|found| {
+            found
+                .into_iter()
+                .map(|(key, value)| {
+                    if LIST_KEYS.contains(&key.as_str()) {
+                        kv_strs(&key, &[value])
+                    } else {
+                        kv_str(&key, &value)
+                    }
+                })
+                .collect()
+        })
+    });
+    let Some(found) = found else {
         return Some(false);
     };
-    for (key, value) in found {
-        let kv = if LIST_KEYS.contains(&key.as_str()) {
-            kv_strs(&key, &[value])
-        } else {
-            kv_str(&key, &value)
-        };
+    for kv in found.iter() {
         set(&mut resource.attributes, kv);
     }
     Some(true)
 }
 
 /// Sets `kv` among `attrs`: another value under its key is moved under `received.`.
-fn set(attrs: &mut Vec<KeyValue>, kv: KeyValue) {
+fn set(attrs: &mut Vec<KeyValue>, kv: &KeyValue) {
     let mut present = false;
     for other in attrs.iter_mut().filter(|o| o.key == kv.key) {
         if !present && values_equal(other.value.as_ref(), kv.value.as_ref()) {
@@ -196,7 +215,7 @@ fn set(attrs: &mut Vec<KeyValue>, kv: KeyValue) {
         }
     }
     if !present {
-        attrs.push(kv);
+        attrs.push(kv.clone());
     }
 }
 
