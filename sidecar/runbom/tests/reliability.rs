@@ -504,6 +504,10 @@ fn a_memory_spike_is_refused_reported_on_readyz_and_returned_after() {
         "    logs: { receivers: [otlp], processors: [memory_limiter, batch], exporters: [nop] }\n",
     );
     let soft_kib = 120 * 1024;
+    // What this build holds at rest (its code, the probes' absence, the SDK's instruments):
+    // the spike's memory is what comes on top of it.
+    assert_eq!(post_json(cfg.http, "/v1/logs", &big_logs_json(1)), 200);
+    let rest_kib = rss_kib(runbom.pid()).expect("runbom's RSS");
     let body = big_logs_json(3 * 1024);
     let mut refused = None;
     for i in 0..200 {
@@ -531,13 +535,14 @@ fn a_memory_spike_is_refused_reported_on_readyz_and_returned_after() {
         200,
         "accepting again"
     );
-    // Once the batch (4 s) has gone out, what it held is freed and returned to the system.
+    // Once the batch (4 s) has gone out, what it held is freed and returned to the system:
+    // back within a quarter of the soft limit of what runbom held at rest.
     let returned = eventually(Duration::from_secs(15), || {
-        rss_kib(runbom.pid()).is_some_and(|kib| kib < soft_kib / 2)
+        rss_kib(runbom.pid()).is_some_and(|kib| kib < rest_kib + soft_kib / 4)
     });
     let after = rss_kib(runbom.pid()).expect("runbom's RSS");
     eprintln!(
-        "refused after {refused} requests of 3 MiB; RSS at the refusal {peak} KiB, after {after} KiB (soft limit {soft_kib} KiB)"
+        "refused after {refused} requests of 3 MiB; RSS at rest {rest_kib} KiB, at the refusal {peak} KiB, after {after} KiB (soft limit {soft_kib} KiB)"
     );
     assert!(returned, "memory returned to the system: still {after} KiB");
     let log = runbom.stop_ok();
