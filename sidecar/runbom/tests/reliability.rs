@@ -535,10 +535,12 @@ fn a_memory_spike_is_refused_reported_on_readyz_and_returned_after() {
         200,
         "accepting again"
     );
-    // Once the batch (4 s) has gone out, what it held is freed and returned to the system:
-    // back within a quarter of the soft limit of what runbom held at rest.
+    // Once the batch (4 s) has gone out, what it held is freed and returned to the system (as
+    // documented: while above the soft limit runbom hands freed memory back): below the soft
+    // limit again, and a small part of the peak. The allocator may keep some of what it freed
+    // once under the limit, so the figure is not what runbom held at rest.
     let returned = eventually(Duration::from_secs(15), || {
-        rss_kib(runbom.pid()).is_some_and(|kib| kib < rest_kib + soft_kib / 4)
+        rss_kib(runbom.pid()).is_some_and(|kib| kib < soft_kib && kib < peak / 4)
     });
     let after = rss_kib(runbom.pid()).expect("runbom's RSS");
     eprintln!(
