@@ -29,7 +29,7 @@ use runbom_common::{
 };
 
 use crate::{
-    http::{Capture, Write, emit, fd_arg, keep_write},
+    capture::{Capture, Write, emit, fd_arg, keep_write},
     maps::{CONN_PEERS, H2_READS, H2_SOCKS, H2_SSL, H2_SSL_CALLS, H2SslCall, SSL_STATE, SockWrite},
     util::{
         current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now, output,

@@ -27,24 +27,24 @@
 //! HTTP/2's (`h2.rs`), one program per hook.
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_user,
     macros::{tracepoint, uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use runbom_common::{
-    EventKind, HTTP_DATA_MAX, HTTP_FD_IS_SOCKET, HTTP_PEER_KNOWN, HTTP_STATUS_BYTES, HttpEvent,
-    SOCK_TYPE_DGRAM, SOCK_TYPE_UNKNOWN, SockAddr, http_source,
+    HTTP_DATA_MAX, HTTP_FD_IS_SOCKET, HTTP_PEER_KNOWN, HTTP_STATUS_BYTES, SOCK_TYPE_DGRAM,
+    SOCK_TYPE_UNKNOWN, SockAddr, http_source,
 };
 
 use crate::{
+    capture::{Capture, Write, emit, fd_arg, keep_write},
     maps::{
-        CONN_PEERS, HTTP_SCRATCH, SOCK_BODY, SOCK_TYPES, SOCK_WRITES, SSL_READS, SSL_STATE,
-        SSL_WRITES, SockWrite, SslWrite,
+        CONN_PEERS, SOCK_BODY, SOCK_TYPES, SOCK_WRITES, SSL_READS, SSL_STATE, SSL_WRITES,
+        SockWrite, SslWrite,
     },
     net::{dns_send, read_sockaddr},
     util::{
-        config, current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now,
-        output_prefix, read_user, scratch, sys_arg, take, tracepoints,
+        config, current, fd_key, first_iovec, is_self, keep_inflight, msghdr_iov, now, read_user,
+        sys_arg, take, tracepoints,
     },
 };
 
@@ -99,80 +99,7 @@ fn dns_like(first: u32, len: u64) -> bool {
     (DNS_MIN..=DNS_MAX).contains(&len) && (first >> 16) & 0x0ff8 == 0
 }
 
-/// Copies at most `cap` bytes of `buf` into a record stamped `time_ns` and writes it to the
-/// ring.
-#[inline(always)]
-pub(crate) fn emit(capture: &Capture, buf: *const u8, len: u64, cap: u32) -> Option<()> {
-    let (tgid, tid) = current();
-    // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
-    let rec = unsafe { scratch(&HTTP_SCRATCH) }?;
-    let n = if len > u64::from(cap) {
-        cap
-    } else {
-        len as u32
-    };
-    // Through memory so that LLVM cannot drop the mask the verifier needs, then bounded.
-    // SAFETY: a field of the scratch record, which we own.
-    unsafe { core::ptr::write_volatile(&raw mut rec.event.data_len, n) };
-    // SAFETY: as above.
-    let n = unsafe { core::ptr::read_volatile(&raw const rec.event.data_len) }
-        & (2 * HTTP_DATA_MAX as u32 - 1);
-    if n == 0 || n > HTTP_DATA_MAX as u32 {
-        return None;
-    }
-    // SAFETY: `n <= HTTP_DATA_MAX`, the data array's size.
-    if unsafe { bpf_probe_read_user(rec.data.as_mut_ptr().cast(), n, buf.cast()) } != 0 {
-        return None;
-    }
-    let size = core::mem::size_of::<HttpEvent>() + n as usize;
-    let mut header = header(EventKind::HttpData, size, tgid, tid);
-    header.time_ns = capture.time_ns;
-    rec.event = HttpEvent {
-        header,
-        ssl: capture.ssl,
-        total_len: len,
-        peer: capture.peer,
-        fd: capture.fd,
-        source: capture.source,
-        flags: capture.flags,
-        data_len: n,
-    };
-    // SAFETY: `size` is at most the size of the `HttpBuffer`.
-    unsafe { output_prefix(rec, size) };
-    Some(())
-}
-
-/// What a record says about where its bytes went, and when the call started.
-pub(crate) struct Capture {
-    pub ssl: u64,
-    pub peer: SockAddr,
-    pub fd: i32,
-    pub source: u16,
-    pub flags: u16,
-    pub time_ns: u64,
-}
-
 // --- plaintext socket writes ----------------------------------------------------------------
-
-/// The socket argument of every write-family syscall (`fd`, always first).
-#[inline(always)]
-pub(crate) fn fd_arg(ctx: &TracePointContext) -> i32 {
-    sys_arg::<i64>(ctx, 0) as i32
-}
-
-/// A write-family call as its entry sees it.
-pub(crate) struct Write {
-    pub fd: i32,
-    pub buf: *const u8,
-    pub len: u64,
-    /// The destination address (`sendto`, `sendmsg`), may be null.
-    addr: *const u8,
-    pub iov: u64,
-    pub iov_len: u64,
-    /// A DNS query on a connected UDP socket is looked for here (`write`, `writev`: `sendto`
-    /// and `sendmsg` have their own DNS probes in `net`).
-    dns: bool,
-}
 
 #[tracepoint]
 pub fn http_sys_enter_write(ctx: TracePointContext) -> u32 {
@@ -293,23 +220,6 @@ fn socket_write(w: &Write) -> Option<u32> {
     }
     keep_write(tid, w, peer, http_source::SOCKET_WRITE, flags);
     Some(0)
-}
-
-#[inline(always)]
-pub(crate) fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags: u16) {
-    let kept = SockWrite {
-        buf: w.buf as u64,
-        len: w.len,
-        time_ns: now(),
-        iov: w.iov,
-        iov_len: w.iov_len,
-        peer,
-        fd: w.fd,
-        source,
-        flags,
-        _pad: 0,
-    };
-    keep_inflight(&SOCK_WRITES, &tid, &kept);
 }
 
 /// A `{` write soon after a request head on the same socket: the body's start, kept until the

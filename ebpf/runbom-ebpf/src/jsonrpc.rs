@@ -18,7 +18,7 @@ use runbom_common::{
 };
 
 use crate::{
-    http::{Write, keep_write},
+    capture::{Write, keep_write},
     maps::{JSONRPC_SCRATCH, SOCK_TYPES, SockWrite},
     util::{config, current, fd_key, header, output_prefix, scratch},
 };

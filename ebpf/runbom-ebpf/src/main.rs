@@ -21,6 +21,7 @@
 // suggests for `impl Borrow` arguments) copies it onto the 512-byte BPF stack.
 #![allow(clippy::needless_borrows_for_generic_args)]
 
+mod capture;
 mod file;
 mod go;
 mod h2;

@@ -8,7 +8,6 @@ use std::{
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
-    common::v1::{KeyValue, any_value::Value},
     resource::v1::Resource,
 };
 use runbom_event::{
@@ -27,6 +26,8 @@ use crate::{
 
 #[path = "serving.rs"]
 mod serving;
+
+use crate::procs::{Proc, int_attr, related, sender_ancestor};
 
 /// What is ready to go on: application and kernel spans, and kernel log records.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -67,19 +68,6 @@ impl Placed {
 
 /// A held trace not decided yet: its id, its root (and when it arrived), its first arrival.
 type Undecided = (TraceId, Option<(SpanId, u64)>, u64);
-
-/// What the correlation knows of a process from its events.
-#[derive(Default)]
-struct Proc {
-    ppid: u32,
-    fork_tid: u32,
-    /// The fork, else the exec, else the first event seen (Unix ns).
-    anchor_ns: u64,
-    anchor_from_fork: bool,
-    last_seen: u64,
-    /// Where the ancestry method put this process, once resolved.
-    ancestry: Option<(SpanId, TraceId, Arc<Resource>)>,
-}
 
 pub struct Correlator {
     settings: Settings,
@@ -708,46 +696,5 @@ impl Correlator {
             out.logs = batch.logs;
         }
         out
-    }
-}
-
-/// Whether `pid` sends spans or descends from a process that does.
-fn related(index: &SpanIndex, procs: &HashMap<u32, Proc>, pid: u32) -> bool {
-    index.has_pid(pid) || sender_ancestor(index, procs, pid).is_some()
-}
-
-/// The nearest ancestor of `pid` that sends spans, and its child on the way down to `pid`.
-fn sender_ancestor(index: &SpanIndex, procs: &HashMap<u32, Proc>, pid: u32) -> Option<(u32, u32)> {
-    let mut child = pid;
-    for _ in 0..32 {
-        let parent = procs.get(&child)?.ppid;
-        if parent == 0 || parent == child {
-            return None;
-        }
-        if index.has_pid(parent) {
-            return Some((parent, child));
-        }
-        child = parent;
-    }
-    None
-}
-
-/// The value of attribute `key`.
-pub(crate) fn attr_value<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
-    attrs
-        .iter()
-        .find(|a| a.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()
-}
-
-/// An integer attribute (also accepted as a decimal string).
-fn int_attr(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    match attr_value(attrs, key)? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => s.parse().ok(),
-        _ => None,
     }
 }

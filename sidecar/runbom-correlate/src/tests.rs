@@ -148,7 +148,7 @@ struct KSpan {
 }
 
 fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    match crate::correlator::attr_value(attrs, key)? {
+    match crate::procs::attr_value(attrs, key)? {
         Value::StringValue(s) => Some(s.clone()),
         Value::IntValue(i) => Some(i.to_string()),
         _ => None,

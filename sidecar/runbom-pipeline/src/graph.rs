@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Ingest, StageCounters, Telemetry,
     exporter::{BoxExporter, ExportError, stage, wal::Wal},
-    extension::file_storage::StorageSettings,
+    extension::file_storage::{PersistentQueues, StorageSettings},
     ingest::Persisted,
     processor::{
         aibom::{self, AibomSpec, metrics::AibomMetrics},
@@ -105,9 +105,6 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// Default item bound of an exporter queue: with GenAI-shaped spans (~2 KiB decoded) about
 /// 100 MiB per exporter.
 pub const DEFAULT_QUEUE_ITEMS: u32 = 50_000;
-
-/// Persistent queues by exporter name (`sending_queue.storage`).
-pub type PersistentQueues = BTreeMap<String, StorageSettings>;
 
 /// Starts one exporter's task behind its queue; returns the queue's input. With `storage`,
 /// the queue is a write-ahead log in its own directory under it, named after the exporter

@@ -13,6 +13,7 @@ pub mod config;
 pub mod exporter;
 pub mod extension;
 pub mod graph;
+pub mod host;
 pub mod ingest;
 pub mod node_agent;
 pub mod processor;

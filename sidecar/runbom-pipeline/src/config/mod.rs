@@ -9,6 +9,7 @@
 
 pub mod duration;
 mod env;
+mod extensions;
 mod load;
 pub mod model;
 mod pipelines;

@@ -9,8 +9,9 @@ use crate::{
     GraphSettings, PipelineSpec, ProcessorSpec,
     component::SpecContext,
     exporter::{ExportError, queue::QueueSizer},
+    host::host_name,
     processor::ProcessorError,
-    receiver::{ReceiverError, ebpf::host_name},
+    receiver::ReceiverError,
 };
 
 /// Something the configuration names that cannot be built.

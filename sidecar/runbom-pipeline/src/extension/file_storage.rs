@@ -1,11 +1,14 @@
 //! The `file_storage` extension (the Collector's, for `sending_queue.storage`): where an
 //! exporter's persistent queue keeps its write-ahead log ([`crate::exporter::wal`]).
 
-use std::{os::unix::fs::DirBuilderExt as _, path::PathBuf};
+use std::{collections::BTreeMap, os::unix::fs::DirBuilderExt as _, path::PathBuf};
 
 use serde::Deserialize;
 
 use crate::config::section::{ConfigError, Section};
+
+/// Persistent queues by exporter name (`sending_queue.storage`).
+pub type PersistentQueues = BTreeMap<String, StorageSettings>;
 
 /// The Collector's `file_storage` section.
 #[derive(Debug, Deserialize)]

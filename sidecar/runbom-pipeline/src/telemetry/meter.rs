@@ -156,7 +156,7 @@ pub fn resource() -> Resource {
         .with_attributes([
             KeyValue::new(SERVICE_NAME, "runbom"),
             KeyValue::new(SERVICE_VERSION, env!("CARGO_PKG_VERSION")),
-            KeyValue::new(HOST_NAME, crate::receiver::ebpf::host_name()),
+            KeyValue::new(HOST_NAME, crate::host::host_name()),
             KeyValue::new(PROCESS_PID, i64::from(std::process::id())),
         ])
         .build()

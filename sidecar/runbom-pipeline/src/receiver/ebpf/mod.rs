@@ -261,9 +261,4 @@ async fn push(events: &[KernelEvent], ingest: &Ingest, opts: &ConvertOptions) {
     }
 }
 
-/// This node's name (`host.name`).
-#[must_use]
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "unknown".into(), |h| h.trim().to_owned())
-}
+pub use crate::host::host_name;
