@@ -84,9 +84,11 @@ pub(crate) async fn accept(
         provenance::quarantine(&mut signal);
     }
     if let (Some(senders), Some(client)) = (ingest.sender_pids(), client) {
-        let found = sender::attribute(senders, &mut signal, client).await;
-        // A gateway that trusts its upstream runbom instances keeps the identity they verified.
-        if !found && !limits.trust_runbom_attributes {
+        let from = sender::attribute(senders, &mut signal, client).await;
+        // A gateway that trusts its upstream runbom instances keeps the identity they verified;
+        // a local client whose process runbom may not read (beside an unprivileged sidecar)
+        // keeps its claim, as a process of the same machine.
+        if from == sender::Sender::Remote && !limits.trust_runbom_attributes {
             sender::unverified(&mut signal);
         }
     }

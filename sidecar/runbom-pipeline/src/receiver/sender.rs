@@ -42,10 +42,31 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(2);
 /// Cached addresses at most (old entries are dropped first when full).
 const MAX_ENTRIES: usize = 4096;
 
+/// Who sent a request, as far as runbom can tell from the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// The local process that owns the connection.
+    Process(u32),
+    /// A local connection whose owner runbom may not read (another user's process, as beside an
+    /// unprivileged sidecar): on this machine, not verified.
+    Local,
+    /// No local socket is this connection's: a remote client.
+    Remote,
+}
+
+impl Sender {
+    fn pid(self) -> Option<u32> {
+        match self {
+            Self::Process(pid) => Some(pid),
+            Self::Local | Self::Remote => None,
+        }
+    }
+}
+
 /// Finds and caches the pid behind client addresses.
 #[derive(Default)]
 pub struct SenderPids {
-    cache: Mutex<HashMap<SocketAddr, (Option<u32>, Instant)>>,
+    cache: Mutex<HashMap<SocketAddr, (Sender, Instant)>>,
     /// Resources whose `process.pid` disagreed with the socket's owner (and was replaced).
     mismatches: AtomicU64,
 }
@@ -60,58 +81,74 @@ impl SenderPids {
     /// The pid of the local process whose socket is `client`, connected to `server` when
     /// given. Blocking: reads `/proc` unless the answer is cached.
     pub fn lookup(&self, client: SocketAddr, server: Option<SocketAddr>) -> Option<u32> {
+        self.sender(client, server).pid()
+    }
+
+    /// Who `client` is: its owning process, a local socket runbom cannot attribute, or remote.
+    /// Blocking, as [`Self::lookup`].
+    pub fn sender(&self, client: SocketAddr, server: Option<SocketAddr>) -> Sender {
         let client = canonical(client);
-        if let Some(pid) = self.cached(client) {
-            return pid;
+        if let Some(sender) = self.cached(client) {
+            return sender;
         }
-        let pid = socket_inode(client, server.map(canonical)).and_then(owner_of_inode);
+        let sender = match socket_inode(client, server.map(canonical)) {
+            None => Sender::Remote,
+            Some(inode) => owner_of_inode(inode).map_or(Sender::Local, Sender::Process),
+        };
         let now = Instant::now();
-        let mut cache = self.cache.lock().ok()?;
+        let Ok(mut cache) = self.cache.lock() else {
+            return sender;
+        };
         if cache.len() >= MAX_ENTRIES {
             cache.retain(|_, (_, at)| now.duration_since(*at) < TTL);
             if cache.len() >= MAX_ENTRIES {
                 cache.clear();
             }
         }
-        cache.insert(client, (pid, now));
-        pid
+        cache.insert(client, (sender, now));
+        sender
     }
 
-    /// The cached answer for `client` (canonical) while it is fresh: `Some(None)` is a fresh
-    /// "no local process", `None` means "look it up".
-    #[allow(clippy::option_option, reason = "not cached vs cached as no process")]
-    fn cached(&self, client: SocketAddr) -> Option<Option<u32>> {
+    /// The cached answer for `client` (canonical) while it is fresh; `None`: look it up.
+    fn cached(&self, client: SocketAddr) -> Option<Sender> {
         let cache = self.cache.lock().ok()?;
-        let (pid, at) = cache.get(&client)?;
-        let ttl = if pid.is_some() { TTL } else { NEGATIVE_TTL };
-        (at.elapsed() < ttl).then_some(*pid)
+        let (sender, at) = cache.get(&client)?;
+        let ttl = if sender.pid().is_some() {
+            TTL
+        } else {
+            NEGATIVE_TTL
+        };
+        (at.elapsed() < ttl).then_some(*sender)
     }
 }
 
 /// Sets the sending process's `process.pid` on every resource of `signal`: added where there
 /// is none, replaced where the client's disagrees with the socket's owner (the client's kept as
 /// `received.process.pid`, the mismatch counted). Reads `/proc` off the async threads when the
-/// client is not cached. Returns whether the sender was found (a local process).
-pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, client: SocketAddr) -> bool {
-    let pid = if let Some(pid) = senders.cached(canonical(client)) {
-        pid
+/// client is not cached. Returns who the sender is.
+pub async fn attribute(
+    senders: &Arc<SenderPids>,
+    signal: &mut Signal,
+    client: SocketAddr,
+) -> Sender {
+    let sender = if let Some(sender) = senders.cached(canonical(client)) {
+        sender
     } else {
         let senders = senders.clone();
-        tokio::task::spawn_blocking(move || senders.lookup(client, None))
+        tokio::task::spawn_blocking(move || senders.sender(client, None))
             .await
-            .ok()
-            .flatten()
+            .unwrap_or(Sender::Remote)
     };
-    if let Some(pid) = pid {
+    if let Sender::Process(pid) = sender {
         let replaced = annotate(signal, pid);
         if replaced > 0 {
             senders.mismatches.fetch_add(replaced, Ordering::Relaxed);
         }
     }
-    pid.is_some()
+    sender
 }
 
-/// For a sender runbom could not find (a remote client): the process identity it claims
+/// For a remote sender (no local socket is its connection's): the process identity it claims
 /// (`process.pid`, `container.id`) names nothing runbom verified, so it moves under
 /// `received.` and no processor places kernel events or pod attributes by it.
 pub fn unverified(signal: &mut Signal) {
