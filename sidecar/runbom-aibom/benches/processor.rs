@@ -27,6 +27,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use runbom_testkit::agent_trace as common;
+use runbom_testkit::cpu::thread_cpu;
 
 use std::{
     hint::black_box,
@@ -42,16 +43,6 @@ use runbom_aibom::{
     judge::{self, Verdict},
     otlp::{kv_int, kv_str},
 };
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
-    Duration::new(ts.tv_sec.unsigned_abs(), ts.tv_nsec.unsigned_abs() as u32)
-}
 
 /// As `runbom run` sets it up: runbom's own receivers are never judged.
 fn settings() -> Settings {

@@ -18,10 +18,10 @@
 
 use std::{hint::black_box, mem::size_of, time::Duration};
 
-use criterion::{
-    Criterion, Throughput, criterion_group, criterion_main,
-    measurement::{Measurement, ValueFormatter, WallTime},
-};
+mod measure;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
+use measure::ThreadCpu;
 use prost::Message as _;
 use runbom_common::{
     EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, HTTP_H2_PREFACE, HttpEvent,
@@ -35,45 +35,6 @@ use runbom_otlp::{ConvertOptions, convert};
 
 const BATCH: usize = 1024;
 
-/// CPU time of the calling thread, as a criterion measurement.
-struct ThreadCpu {
-    /// Borrowed for its duration formatter.
-    wall: WallTime,
-}
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-impl Measurement for ThreadCpu {
-    type Intermediate = Duration;
-    type Value = Duration;
-
-    fn start(&self) -> Duration {
-        thread_cpu()
-    }
-    fn end(&self, start: Duration) -> Duration {
-        thread_cpu().saturating_sub(start)
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        self.wall.formatter()
-    }
-}
 const PIDS: u32 = 8;
 
 fn header(kind: EventKind, size: usize, pid: u32, i: usize) -> EventHeader {

@@ -23,16 +23,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     }
 }
 
-/// CPU time the calling thread has used (user + system, interrupts that hit it included).
-pub fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+pub use runbom_testkit::cpu::thread_cpu;
 
 /// Number of CPUs this process may run on.
 pub fn online_cpus() -> usize {

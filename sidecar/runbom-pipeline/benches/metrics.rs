@@ -29,16 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use runbom_aibom::{Processor, Settings};
 use runbom_pipeline::{SignalKind, Telemetry, processor::aibom::metrics::AibomMetrics};
 use runbom_testkit::agent_trace as common;
-
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and timespec pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
-    Duration::new(ts.tv_sec.unsigned_abs(), ts.tv_nsec.unsigned_abs() as u32)
-}
+use runbom_testkit::cpu::thread_cpu;
 
 fn benign_x64() -> ExportTraceServiceRequest {
     let mut req = ExportTraceServiceRequest::default();

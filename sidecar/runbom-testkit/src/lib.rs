@@ -25,6 +25,7 @@ pub mod agent_trace;
 pub mod client;
 pub mod config;
 pub mod coverage;
+pub mod cpu;
 pub mod fs;
 pub mod h2_peers;
 pub mod harness;
