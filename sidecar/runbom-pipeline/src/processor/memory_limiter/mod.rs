@@ -2,8 +2,9 @@
 //! (`limit - spike`), receivers refuse new data (`UNAVAILABLE` / 503 with a retry hint, and
 //! `/readyz` says not ready) instead of growing without bound. Like the Collector's, it is a
 //! gate at the pipeline's entrance, checked on a timer; where the Collector forces a garbage
-//! collection above the soft limit, runbom asks its allocator to return freed memory to the
-//! system ([`set_release`]), so that memory goes back down after a spike.
+//! collection above the soft limit (and for a few checks after it, while the spike's batches go
+//! out), runbom asks its allocator to return freed memory to the system ([`set_release`]), so
+//! that memory goes back down after a spike.
 
 pub mod config;
 
@@ -71,18 +72,28 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
+/// How many checks after memory was last above the soft limit freed memory is still handed
+/// back: what a spike held is mostly freed after the refusal ended (when its batches go out),
+/// and the allocator would otherwise keep it.
+const RELEASES_AFTER_SPIKE: u32 = 10;
+
 /// Checks memory every `check_interval` until `stop`.
 pub async fn run(limit: MemoryLimit, gate: Arc<MemoryGate>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(limit.check_interval);
+    let mut releases_left = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,
         }
         let Some(mut rss) = rss_bytes() else { continue };
-        if rss > limit.soft_limit_bytes
+        if rss > limit.soft_limit_bytes {
+            releases_left = RELEASES_AFTER_SPIKE;
+        }
+        if releases_left > 0
             && let Some(release) = RELEASE.get()
         {
+            releases_left -= 1;
             release();
             rss = rss_bytes().unwrap_or(rss);
         }
