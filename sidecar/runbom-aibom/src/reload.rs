@@ -61,6 +61,7 @@ const REFERENCE_AGENT_BOM: &str = include_str!("../../../examples/agent/bom.cdx.
 impl BomWatch {
     /// Loads the BOM; an invalid one is an error (runbom refuses to start with it).
     /// [`BUILTIN_REFERENCE_AGENT`] names the reference agent's BOM built into runbom.
+    #[tracing::instrument(name = "aibom.bom.load", skip_all, fields(bom = %path.display()), err(Display))]
     pub fn load(path: &Path) -> Result<Self, BomError> {
         let before = stamp(path);
         let mut parts = None;
@@ -89,6 +90,7 @@ impl BomWatch {
 
     /// Reads the BOM file, or every BOM file of the directory `path` (blocking).
     #[must_use]
+    #[tracing::instrument(name = "aibom.bom.read", skip_all, fields(bom = %path.display()))]
     pub fn read(path: &Path) -> BomRead {
         if path.is_dir() {
             merge::files(path)

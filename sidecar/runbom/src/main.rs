@@ -104,9 +104,9 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
     }
 }
 
-/// Logs to stderr and, when `service.telemetry.logs` names an OTLP exporter, as OTLP log
-/// records too (returned: the records for `selftel::export_logs`).
-fn init_logging(config: &Config) -> Option<selftel::LogRecords> {
+/// Logs to stderr and, when `service.telemetry` names OTLP exporters, as OTLP log records and
+/// spans too (`selftel`).
+fn init_logging(config: &Config, selftel: &selftel::SelfTelemetry) {
     use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let level = &config.service.telemetry.logs.level;
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNBOM_LOG")
@@ -116,19 +116,11 @@ fn init_logging(config: &Config) -> Option<selftel::LogRecords> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    let (otlp, records) = match config.service.telemetry.logs_otlp() {
-        Some(_) => {
-            let (layer, records) = selftel::LogLayer::new();
-            (Some(layer), Some(records))
-        }
-        None => (None, None),
-    };
     tracing_subscriber::registry()
         .with(filter)
         .with(stderr)
-        .with(otlp)
+        .with(selftel.layers())
         .init();
-    records
 }
 
 /// The commands that read exported files (`investigate`, `bom`) log their warnings (a torn
@@ -164,27 +156,30 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_records = init_logging(&config);
     match cli.command {
-        Command::Validate { .. } => match config.validate() {
-            Ok(()) => {
-                let names =
-                    |keys: Vec<&String>| keys.into_iter().cloned().collect::<Vec<_>>().join(", ");
-                println!(
-                    "{}: configuration is valid (pipelines: {}; receivers: {}; exporters: {})",
-                    config.source,
-                    names(config.service.pipelines.keys().collect()),
-                    names(config.receivers.keys().collect()),
-                    names(config.exporters.keys().collect()),
-                );
-                ExitCode::SUCCESS
+        Command::Validate { .. } => {
+            init_logging(&config, &selftel::SelfTelemetry::default());
+            match config.validate() {
+                Ok(()) => {
+                    let names = |keys: Vec<&String>| {
+                        keys.into_iter().cloned().collect::<Vec<_>>().join(", ")
+                    };
+                    println!(
+                        "{}: configuration is valid (pipelines: {}; receivers: {}; exporters: {})",
+                        config.source,
+                        names(config.service.pipelines.keys().collect()),
+                        names(config.receivers.keys().collect()),
+                        names(config.exporters.keys().collect()),
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    let e = anyhow::Error::from(e);
+                    eprintln!("runbom: invalid configuration: {}: {e:#}", config.source);
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                let e = anyhow::Error::from(e);
-                eprintln!("runbom: invalid configuration: {}: {e:#}", config.source);
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Bom { .. } | Command::Investigate(_) => ExitCode::SUCCESS,
         Command::Run { .. } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -198,8 +193,20 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // runbom's own telemetry runs on this runtime (the SDK's batch tasks).
+            let selftel = {
+                let _runtime = runtime.enter();
+                match selftel::SelfTelemetry::start(&config.service.telemetry) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("runbom: invalid configuration: {e:#}");
+                        return ExitCode::from(2);
+                    }
+                }
+            };
+            init_logging(&config, &selftel);
             runbom_pipeline::processor::memory_limiter::set_release(release_freed_memory);
-            match runtime.block_on(run::run(config, log_records)) {
+            match runtime.block_on(run::run(config, selftel)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("runbom: {e:#}");

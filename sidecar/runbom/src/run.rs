@@ -13,13 +13,16 @@ use runbom_pipeline::{
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{Instrument as _, error, info, info_span, warn};
 
 use crate::selftel;
 
 /// What `service.shutdown_timeout` keeps back from the exporters' retries to drop, count and
 /// flush what they still hold (at most a tenth of it).
 const FLUSH_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long runbom's own telemetry may take to send what it holds at the end.
+const SELFTEL_SHUTDOWN: Duration = Duration::from_secs(5);
 
 async fn bind(what: &str, addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
@@ -66,31 +69,60 @@ fn raise_open_files_limit() {
     }
 }
 
-pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Result<()> {
+pub async fn run(config: Config, selftel: selftel::SelfTelemetry) -> Result<()> {
     raise_open_files_limit();
-    let telemetry = Arc::new(Telemetry::global());
+    let metrics = selftel::metrics(&config.service.telemetry)?;
+    let telemetry = Arc::new(Telemetry::new(metrics.clone()));
     let stop = CancellationToken::new();
-    // runbom's own telemetry outlives the pipelines, so that their final summary goes out too.
-    let selftel_stop = CancellationToken::new();
-    let selftel_tasks = selftel::start(
-        &config.service.telemetry,
-        &telemetry,
-        log_records,
-        &selftel_stop,
-    )?;
+    let outcome = match start(&config, &telemetry, &stop)
+        .instrument(info_span!("runbom.start"))
+        .await
+    {
+        Ok(running) => {
+            shutdown_signal().await;
+            running
+                .stop(&config, &telemetry, &stop)
+                .instrument(info_span!("runbom.shutdown"))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    // runbom's own telemetry stops last, so that the pipelines' final summary goes out too.
+    // The last metrics export shows everything, also what new series still hold back.
+    metrics.release_pending();
+    let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
+    selftel.shutdown(SELFTEL_SHUTDOWN).await;
+    outcome
+}
+
+/// What runs between start-up and shutdown.
+struct Running {
+    graph: Graph,
+    receivers: Vec<JoinHandle<Result<(), runbom_pipeline::receiver::ReceiverError>>>,
+    /// What receivers keep alive until they have stopped (the eBPF probes).
+    kept: Vec<Box<dyn std::any::Any + Send>>,
+    ready: Arc<Readiness>,
+    admin: Option<JoinHandle<()>>,
+}
+
+/// Builds the pipelines, starts the receivers and the admin endpoint.
+async fn start(
+    config: &Config,
+    telemetry: &Arc<Telemetry>,
+    stop: &CancellationToken,
+) -> Result<Running> {
     let processors = config.processor_specs()?;
     let queues = config.persistent_queues()?;
     let mut graph = Graph::build_with_queues(
         &config.pipeline_specs(&processors),
         (config.graph_settings(), &queues),
         telemetry.clone(),
-        &stop,
+        stop,
         |name, _signal, retries| config.exporters[name].build(retries),
     )?;
 
     let authenticators = config.authenticators()?;
     let mut receivers = Vec::new();
-    // What receivers keep alive until they have stopped (the eBPF probes).
     let mut kept = Vec::new();
     for (name, cfg) in &config.receivers {
         let Some(ingest) = graph.take_ingest(name) else {
@@ -100,8 +132,8 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
         let ctx = ReceiverContext {
             ingest,
             kernel_events: graph.take_kernel_events(name),
-            telemetry: &telemetry,
-            stop: &stop,
+            telemetry,
+            stop,
             authenticators: &authenticators,
         };
         let started = cfg.start(name, ctx).await?;
@@ -113,65 +145,85 @@ pub async fn run(config: Config, log_records: Option<selftel::LogRecords>) -> Re
     if let Some(gate) = graph.memory_gate() {
         ready.watch_memory(gate);
     }
-    let admin = start_admin(&config, &telemetry, &ready, &stop).await?;
+    let admin = start_admin(config, telemetry, &ready, stop).await?;
     ready.set(true);
     info!(
         config = %config.source,
         instance = runbom_event::ids::instance_id(),
         "runbom is running"
     );
+    Ok(Running {
+        graph,
+        receivers,
+        kept,
+        ready,
+        admin,
+    })
+}
 
-    shutdown_signal().await;
-    let limit = config.service.shutdown_timeout;
-    info!(
-        "stopping: receivers first, then every pipeline drains into its exporters (at most {limit:?}; a second Ctrl-C stops at once)"
-    );
-    tokio::spawn(async {
-        shutdown_signal().await;
-        eprintln!("runbom: second signal: stopping now; data not yet exported is lost");
-        std::process::exit(130);
-    });
-    ready.set(false);
-    stop.cancel();
-    let deadline = tokio::time::Instant::now() + limit;
-    for task in receivers {
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => error!("{:#}", anyhow::Error::from(e)),
-            Ok(Err(e)) => error!("receiver task: {e}"),
-            Err(_) => error!("a receiver did not stop within {limit:?}"),
+impl Running {
+    /// Stops in order: receivers first, then every pipeline drains into its exporters, within
+    /// `service.shutdown_timeout`. An error when data was lost on the way.
+    async fn stop(
+        self,
+        config: &Config,
+        telemetry: &Telemetry,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let Self {
+            graph,
+            receivers,
+            kept,
+            ready,
+            admin,
+        } = self;
+        let limit = config.service.shutdown_timeout;
+        info!(
+            "stopping: receivers first, then every pipeline drains into its exporters (at most {limit:?}; a second Ctrl-C stops at once)"
+        );
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("runbom: second signal: stopping now; data not yet exported is lost");
+            std::process::exit(130);
+        });
+        ready.set(false);
+        stop.cancel();
+        let deadline = tokio::time::Instant::now() + limit;
+        for task in receivers {
+            match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => error!("{:#}", anyhow::Error::from(e)),
+                Ok(Err(e)) => error!("receiver task: {e}"),
+                Err(_) => error!("a receiver did not stop within {limit:?}"),
+            }
         }
+        drop(kept);
+        // Exporters retry until shortly before the deadline; then what they hold is dropped and
+        // counted.
+        let failed_before = failed_items(telemetry);
+        let grace = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .saturating_sub(FLUSH_MARGIN.min(limit / 10));
+        let drained = tokio::time::timeout_at(deadline, graph.drain(grace))
+            .await
+            .is_ok();
+        let dropped = failed_items(telemetry).saturating_sub(failed_before);
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        summary(telemetry);
+        if !drained {
+            anyhow::bail!(
+                "exporters were still delivering after service.shutdown_timeout ({limit:?}); what they held is lost"
+            )
+        }
+        if dropped > 0 {
+            anyhow::bail!(
+                "{dropped} items were dropped at shutdown: the exporters could not deliver them within service.shutdown_timeout ({limit:?})"
+            )
+        }
+        Ok(())
     }
-    drop(kept);
-    // Exporters retry until shortly before the deadline; then what they hold is dropped and
-    // counted.
-    let failed_before = failed_items(&telemetry);
-    let grace = deadline
-        .saturating_duration_since(tokio::time::Instant::now())
-        .saturating_sub(FLUSH_MARGIN.min(limit / 10));
-    let drained = tokio::time::timeout_at(deadline, graph.drain(grace))
-        .await
-        .is_ok();
-    let dropped = failed_items(&telemetry).saturating_sub(failed_before);
-    if let Some(admin) = admin {
-        let _ = admin.await;
-    }
-    summary(&telemetry);
-    selftel_stop.cancel();
-    for task in selftel_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    if !drained {
-        anyhow::bail!(
-            "exporters were still delivering after service.shutdown_timeout ({limit:?}); what they held is lost"
-        )
-    }
-    if dropped > 0 {
-        anyhow::bail!(
-            "{dropped} items were dropped at shutdown: the exporters could not deliver them within service.shutdown_timeout ({limit:?})"
-        )
-    }
-    Ok(())
 }
 
 /// Items the exporters gave up on so far.

@@ -1,318 +1,327 @@
-//! runbom's own telemetry as OTLP (`service.name=runbom`): its metrics (collected from its
-//! OpenTelemetry meter provider: cumulative sums, gauges, histograms) on a timer, and its
-//! diagnostics (`tracing` events) as log records.
+//! runbom's own telemetry (`service.telemetry`) through the OpenTelemetry SDK, exported by
+//! `opentelemetry-otlp` (`service.name=runbom`):
 //!
-//! Both go through runbom's own exporters rather than a second OpenTelemetry SDK stack: one
-//! OTLP implementation to test, no extra runtime threads, and the same retry behaviour.
-//! Diagnostics never block the code that logs them: records go through a bounded channel and
-//! are counted when it is full.
+//! - **logs**: every `tracing` event also becomes an OTLP log record
+//!   (`opentelemetry-appender-tracing`), carrying the trace and span of the work it was logged in;
+//! - **traces**: `tracing` spans of runbom's own work (start-up, BOM loads, shutdown) become OTLP
+//!   spans (`tracing-opentelemetry`);
+//! - **metrics**: a periodic reader on runbom's meter provider (the one `/metrics` reads too).
+//!
+//! The batch processors and the periodic reader run on runbom's tokio runtime (the SDK's
+//! async-runtime variants): the gRPC and HTTP clients need it, and no extra thread is started.
+//! Their queues are bounded by the SDK (2,048 records or spans); what does not fit is dropped,
+//! never waited for, so logging never blocks the data path.
 
-use std::{
-    fmt::Write as _,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{
+    Compression, LogExporter, MetricExporter, SpanExporter, WithExportConfig as _,
+    WithHttpConfig as _, WithTonicConfig as _,
+};
+use opentelemetry_sdk::{
+    error::OTelSdkResult,
+    logs::{SdkLoggerProvider, log_processor_with_async_runtime::BatchLogProcessor},
+    metrics::{
+        Temporality, data::ResourceMetrics, exporter::PushMetricExporter,
+        periodic_reader_with_async_runtime::PeriodicReader,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    runtime::Tokio,
+    trace::{SdkTracerProvider, span_processor_with_async_runtime::BatchSpanProcessor},
 };
-
-use opentelemetry_proto::tonic::{
-    collector::logs::v1::ExportLogsServiceRequest,
-    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
-    logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber},
-    resource::v1::Resource,
-};
-use runbom_otlp::signal::Signal;
-use runbom_pipeline::transport::tls::ClientTlsSettings;
 use runbom_pipeline::{
-    Telemetry,
-    exporter::{
-        BoxExporter, ExportError, GrpcExporter, HttpExporter, NetworkSettings, RetryPolicy,
-    },
+    config::{SelfOtlp, Telemetry as TelemetryConfig},
+    telemetry::{SelfMetrics, fresh::Registry, meter::resource},
+    transport::tls::ClientTlsSettings,
 };
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::{Event, Level, Subscriber, field::Field};
-use tracing_subscriber::{Layer, layer::Context};
+use tracing::Subscriber;
+use tracing_subscriber::{Layer, registry::LookupSpan};
 
-use runbom_event::semconv::{HOST_NAME, PROCESS_PID, SERVICE_NAME, SERVICE_VERSION};
-use runbom_pipeline::config::SelfOtlp;
+/// How long one export may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Diagnostics buffered before they are dropped (and counted).
-const LOG_QUEUE: usize = 4096;
+/// The scope of runbom's own log records and spans.
+const SCOPE: &str = "runbom";
 
-/// Starts what `service.telemetry` asks for: the periodic counter export and the log export.
-pub fn start(
-    config: &runbom_pipeline::config::Telemetry,
-    telemetry: &Arc<Telemetry>,
-    log_records: Option<LogRecords>,
-    stop: &CancellationToken,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    use anyhow::Context as _;
-    let mut tasks = Vec::new();
-    if let Some((otlp, interval)) = config.metrics_otlp() {
-        let exporter = exporter(otlp).context("service.telemetry.metrics")?;
-        tasks.push(tokio::spawn(export_metrics(
-            telemetry.clone(),
-            exporter,
-            interval,
-            stop.clone(),
-        )));
-    }
-    if let (Some(records), Some(otlp)) = (log_records, config.logs_otlp()) {
-        let exporter = exporter(otlp).context("service.telemetry.logs")?;
-        tasks.push(tokio::spawn(export_logs(records, exporter, stop.clone())));
-    }
-    Ok(tasks)
-}
+/// Crates whose own diagnostics must not become OTLP log records or spans: the exporters'
+/// clients log while exporting, which would feed the exporter its own activity.
+const NOT_EXPORTED: &[&str] = &[
+    "opentelemetry",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+];
 
-/// Builds the exporter for `service.telemetry.*` (`protocol: grpc` or `http/protobuf`).
-pub fn exporter(o: &SelfOtlp) -> Result<BoxExporter, ExportError> {
-    let settings = NetworkSettings {
-        endpoint: o.endpoint.clone(),
-        headers: o.headers.clone(),
-        gzip: true,
-        timeout: Duration::from_secs(10),
-        // The SDK configuration's rule: the scheme decides; without one, `insecure` does (gRPC).
-        // TLS checks the server against the system's CAs.
-        tls: ClientTlsSettings {
-            insecure: o.insecure,
-            ..ClientTlsSettings::default()
-        },
-        // runbom's own telemetry must not hold up its shutdown for long.
-        retry: RetryPolicy {
-            enabled: true,
-            initial_interval: Duration::from_millis(500),
-            max_interval: Duration::from_secs(2),
-            max_elapsed_time: Duration::from_secs(5),
-        },
-        retries: Arc::default(),
-    };
-    match o.protocol.as_str() {
-        "grpc" => Ok(Box::new(GrpcExporter::new(settings)?)),
-        "http/protobuf" => Ok(Box::new(HttpExporter::new(settings)?)),
-        other => Err(ExportError::Endpoint {
-            exporter: "service.telemetry",
-            endpoint: o.endpoint.clone(),
-            reason: format!("protocol `{other}` is not supported (use grpc or http/protobuf)"),
-        }),
-    }
-}
-
-/// runbom's own resource, built once per exporter task.
-fn resource() -> Resource {
-    let host = runbom_pipeline::receiver::ebpf::host_name();
-    let kv = |k: &str, v: Value| KeyValue {
-        key: k.into(),
-        value: Some(AnyValue { value: Some(v) }),
-    };
-    Resource {
-        attributes: vec![
-            kv(SERVICE_NAME, Value::StringValue("runbom".into())),
-            kv(
-                SERVICE_VERSION,
-                Value::StringValue(env!("CARGO_PKG_VERSION").into()),
-            ),
-            kv(HOST_NAME, Value::StringValue(host)),
-            kv(PROCESS_PID, Value::IntValue(i64::from(std::process::id()))),
-        ],
-        ..Default::default()
-    }
-}
-
-fn scope() -> InstrumentationScope {
-    InstrumentationScope {
-        name: "runbom".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    }
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Sends runbom's metrics (everything on its meter provider, collected from the SDK) every
-/// `interval` until `stop`, then once more.
-pub async fn export_metrics(
-    telemetry: Arc<Telemetry>,
-    mut exporter: BoxExporter,
-    interval: Duration,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(interval);
-    tick.tick().await;
-    loop {
-        let stopping = tokio::select! {
-            _ = tick.tick() => false,
-            () = stop.cancelled() => true,
-        };
-        if stopping {
-            // The last export shows everything, also what new series still hold back.
-            telemetry.metrics().release_pending();
-        }
-        let request = telemetry.collect();
-        if let Err(e) = exporter.export(&Signal::Metrics(request)).await {
-            tracing::warn!("service.telemetry.metrics: {e}");
-        }
-        if stopping {
-            return;
-        }
-    }
-}
-
-/// runbom's own log records on their way to [`export_logs`], and how many were dropped
-/// because the queue was full.
-pub struct LogRecords {
-    pub rx: mpsc::Receiver<LogRecord>,
-    pub dropped: Arc<AtomicU64>,
-}
-
-/// A `tracing` layer that turns events into OTLP log records for [`export_logs`].
-pub struct LogLayer {
-    tx: mpsc::Sender<LogRecord>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl LogLayer {
-    /// The layer and the receiving end for [`export_logs`].
-    #[must_use]
-    pub fn new() -> (Self, LogRecords) {
-        let (tx, rx) = mpsc::channel(LOG_QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        (
-            Self {
-                tx,
-                dropped: dropped.clone(),
-            },
-            LogRecords { rx, dropped },
-        )
-    }
-}
-
-/// Collects an event's message and fields.
+/// The log and tracer providers of `service.telemetry` (none when not configured).
 #[derive(Default)]
-struct Fields {
-    message: String,
-    attributes: Vec<KeyValue>,
+pub struct SelfTelemetry {
+    logs: Option<SdkLoggerProvider>,
+    traces: Option<SdkTracerProvider>,
 }
 
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            self.attributes.push(KeyValue {
-                key: field.name().into(),
-                value: Some(AnyValue {
-                    value: Some(Value::StringValue(format!("{value:?}"))),
-                }),
-            });
-        }
+impl SelfTelemetry {
+    /// Builds the providers `service.telemetry.logs` / `.traces` ask for. Call inside the tokio
+    /// runtime: their batch processors are tasks on it.
+    pub fn start(config: &TelemetryConfig) -> anyhow::Result<Self> {
+        let logs = config
+            .logs_otlp()
+            .map(|otlp| -> anyhow::Result<_> {
+                let exporter = log_exporter(otlp).context("service.telemetry.logs")?;
+                Ok(SdkLoggerProvider::builder()
+                    .with_resource(resource())
+                    .with_log_processor(BatchLogProcessor::builder(exporter, Tokio).build())
+                    .build())
+            })
+            .transpose()?;
+        let traces = config
+            .traces_otlp()
+            .map(|otlp| -> anyhow::Result<_> {
+                let exporter = span_exporter(otlp).context("service.telemetry.traces")?;
+                Ok(SdkTracerProvider::builder()
+                    .with_resource(resource())
+                    .with_span_processor(BatchSpanProcessor::builder(exporter, Tokio).build())
+                    .build())
+            })
+            .transpose()?;
+        Ok(Self { logs, traces })
     }
 
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            self.attributes.push(KeyValue {
-                key: field.name().into(),
-                value: Some(AnyValue {
-                    value: Some(Value::StringValue(value.into())),
-                }),
-            });
+    /// The `tracing` layers that hand events and spans to the providers (`None` rather than
+    /// an empty list: an empty `Vec` layer tells `tracing` that no one is interested in
+    /// anything, which silences stderr too).
+    pub fn layers<S>(&self) -> Option<Vec<Box<dyn Layer<S> + Send + Sync>>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        let mut layers: Vec<Box<dyn Layer<S> + Send + Sync>> = Vec::new();
+        if let Some(traces) = &self.traces {
+            let tracer = traces.tracer(SCOPE);
+            layers.push(Box::new(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(exported()),
+            ));
         }
-    }
-}
-
-impl<S: Subscriber> Layer<S> for LogLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let level = *event.metadata().level();
-        let (severity, text) = match level {
-            Level::ERROR => (SeverityNumber::Error, "ERROR"),
-            Level::WARN => (SeverityNumber::Warn, "WARN"),
-            Level::INFO => (SeverityNumber::Info, "INFO"),
-            Level::DEBUG => (SeverityNumber::Debug, "DEBUG"),
-            Level::TRACE => (SeverityNumber::Trace, "TRACE"),
-        };
-        let now = now_ns();
-        let record = LogRecord {
-            time_unix_nano: now,
-            observed_time_unix_nano: now,
-            severity_number: severity as i32,
-            severity_text: text.into(),
-            body: Some(AnyValue {
-                value: Some(Value::StringValue(fields.message)),
-            }),
-            attributes: fields.attributes,
-            ..Default::default()
-        };
-        if self.tx.try_send(record).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(logs) = &self.logs {
+            layers.push(Box::new(
+                opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(logs)
+                    .with_filter(exported()),
+            ));
         }
+        (!layers.is_empty()).then_some(layers)
     }
-}
 
-/// Sends runbom's own log records in batches until the layer is gone or `stop` (then flushes).
-pub async fn export_logs(records: LogRecords, mut exporter: BoxExporter, stop: CancellationToken) {
-    let LogRecords { mut rx, dropped } = records;
-    let resource = resource();
-    let mut batch = Vec::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        let stopping = tokio::select! {
-            got = rx.recv() => match got {
-                Some(r) => {
-                    batch.push(r);
-                    if batch.len() < 512 {
-                        continue;
-                    }
-                    false
-                }
-                None => true,
-            },
-            _ = tick.tick() => false,
-            () = stop.cancelled() => true,
-        };
-        if stopping {
-            while let Ok(r) = rx.try_recv() {
-                batch.push(r);
+    /// Exports what the providers still hold and stops them (at most `limit` each).
+    pub async fn shutdown(self, limit: Duration) {
+        // The SDK waits for its batch tasks synchronously: off the runtime's worker threads.
+        let stopped = tokio::task::spawn_blocking(move || {
+            if let Some(traces) = self.traces {
+                report("traces", traces.shutdown_with_timeout(limit));
             }
-        }
-        if !batch.is_empty() {
-            let request = ExportLogsServiceRequest {
-                resource_logs: vec![ResourceLogs {
-                    resource: Some(resource.clone()),
-                    scope_logs: vec![ScopeLogs {
-                        scope: Some(scope()),
-                        log_records: std::mem::take(&mut batch),
-                        schema_url: String::new(),
-                    }],
-                    schema_url: String::new(),
-                }],
+            if let Some(logs) = self.logs {
+                report("logs", logs.shutdown_with_timeout(limit));
+            }
+        });
+        let _ = tokio::time::timeout(limit * 2, stopped).await;
+    }
+}
+
+/// Not through `tracing`: the log provider may be the one that failed.
+fn report(what: &str, result: OTelSdkResult) {
+    if let Err(e) = result {
+        eprintln!("runbom: service.telemetry.{what}: {e}");
+    }
+}
+
+/// Events and spans of runbom's own crates and its libraries, not the exporters' clients.
+fn exported() -> tracing_subscriber::filter::FilterFn {
+    tracing_subscriber::filter::filter_fn(|meta| is_exported(meta.target()))
+}
+
+/// Whether events of `target` (a module path) are exported: not those of [`NOT_EXPORTED`]
+/// crates (`opentelemetry_sdk`, `hyper_util::client` included).
+fn is_exported(target: &str) -> bool {
+    !NOT_EXPORTED.iter().any(|c| {
+        target
+            .strip_prefix(c)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || rest.starts_with('_'))
+    })
+}
+
+/// runbom's meter provider, with the periodic OTLP export of `service.telemetry.metrics` when
+/// configured. Call inside the tokio runtime (the reader is a task on it).
+pub fn metrics(config: &TelemetryConfig) -> anyhow::Result<Arc<SelfMetrics>> {
+    let Some((otlp, interval)) = config.metrics_otlp() else {
+        return Ok(SelfMetrics::global());
+    };
+    let exporter = metric_exporter(otlp).context("service.telemetry.metrics")?;
+    Ok(SelfMetrics::global_with(|fresh| {
+        Some(
+            PeriodicReader::builder(Releasing { exporter, fresh }, Tokio)
+                .with_interval(interval)
+                .with_timeout(EXPORT_TIMEOUT)
+                .build(),
+        )
+    }))
+}
+
+/// The OTLP metric exporter, releasing the increments held for new series after each export
+/// (`runbom_pipeline::telemetry::fresh`), as `/metrics` does after each scrape.
+#[derive(Debug)]
+struct Releasing {
+    exporter: MetricExporter,
+    fresh: Arc<Registry>,
+}
+
+impl PushMetricExporter for Releasing {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.exporter.export(metrics).await;
+        self.fresh.release();
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.exporter.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+/// How `protocol` and `endpoint` are read (the OpenTelemetry SDK configuration's rules).
+enum Destination {
+    /// gRPC to this URI; TLS (system CAs) or plain text.
+    Grpc { uri: String, tls: bool },
+    /// OTLP/HTTP: the endpoint as the base URL, `/v1/<signal>` appended.
+    Http { base: String },
+}
+
+fn destination(o: &SelfOtlp) -> anyhow::Result<Destination> {
+    match o.protocol.as_str() {
+        "grpc" => {
+            let (uri, tls) = if o.endpoint.starts_with("https://") {
+                (o.endpoint.clone(), true)
+            } else if o.endpoint.starts_with("http://") {
+                (o.endpoint.clone(), false)
+            } else if o.insecure {
+                (format!("http://{}", o.endpoint), false)
+            } else {
+                (format!("https://{}", o.endpoint), true)
             };
-            // Not logged through `tracing`: that would feed this exporter its own failures.
-            if let Err(e) = exporter.export(&Signal::Logs(request)).await {
-                eprintln!("runbom: service.telemetry.logs: {e}");
-            }
+            Ok(Destination::Grpc { uri, tls })
         }
-        if stopping {
-            let lost = dropped.load(Ordering::Relaxed);
-            if lost > 0 {
-                eprintln!("runbom: service.telemetry.logs: {lost} records dropped (queue full)");
-            }
-            return;
-        }
+        "http/protobuf" => Ok(Destination::Http {
+            base: o.endpoint.trim_end_matches('/').to_owned(),
+        }),
+        other => anyhow::bail!(
+            "exporter.otlp.protocol: `{other}` is not supported (use grpc or http/protobuf)"
+        ),
     }
+}
+
+fn metadata(o: &SelfOtlp) -> anyhow::Result<tonic::metadata::MetadataMap> {
+    let mut map = tonic::metadata::MetadataMap::new();
+    for (k, v) in &o.headers {
+        let key = tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
+            .with_context(|| format!("exporter.otlp.headers: `{k}` is not a header name"))?;
+        // The value is a credential as often as not: never quoted in the error.
+        let value = v
+            .parse()
+            .with_context(|| format!("exporter.otlp.headers.{k}: not a valid header value"))?;
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+fn headers(o: &SelfOtlp) -> HashMap<String, String> {
+    o.headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// An HTTP client for OTLP/HTTP: TLS with the system's CAs for `https://`, plain for `http://`.
+fn http_client(
+    base: &str,
+) -> anyhow::Result<
+    opentelemetry_http::hyper::HyperClient<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    >,
+> {
+    let tls = ClientTlsSettings::default()
+        .load()
+        .with_context(|| format!("exporter.otlp.endpoint {base}: the system's CAs"))?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(opentelemetry_http::hyper::HyperClient::new(
+        connector,
+        EXPORT_TIMEOUT,
+        None,
+    ))
+}
+
+/// One builder per signal with the same settings.
+macro_rules! build_exporter {
+    ($builder:expr, $o:expr, $path:literal) => {{
+        let o: &SelfOtlp = $o;
+        match destination(o)? {
+            Destination::Grpc { uri, tls } => {
+                let mut b = $builder
+                    .with_tonic()
+                    .with_endpoint(uri)
+                    .with_timeout(EXPORT_TIMEOUT)
+                    .with_compression(Compression::Gzip)
+                    .with_metadata(metadata(o)?);
+                if tls {
+                    b = b.with_tls_config(
+                        tonic::transport::ClientTlsConfig::new().with_native_roots(),
+                    );
+                }
+                b.build()?
+            }
+            Destination::Http { base } => $builder
+                .with_http()
+                .with_http_client(http_client(&base)?)
+                .with_endpoint(format!("{base}{}", $path))
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_compression(Compression::Gzip)
+                .with_headers(headers(o))
+                .build()?,
+        }
+    }};
+}
+
+fn log_exporter(o: &SelfOtlp) -> anyhow::Result<LogExporter> {
+    Ok(build_exporter!(LogExporter::builder(), o, "/v1/logs"))
+}
+
+fn span_exporter(o: &SelfOtlp) -> anyhow::Result<SpanExporter> {
+    Ok(build_exporter!(SpanExporter::builder(), o, "/v1/traces"))
+}
+
+fn metric_exporter(o: &SelfOtlp) -> anyhow::Result<MetricExporter> {
+    Ok(build_exporter!(
+        MetricExporter::builder().with_temporality(Temporality::Cumulative),
+        o,
+        "/v1/metrics"
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    use runbom_pipeline::Telemetry;
 
     use super::*;
 
@@ -335,5 +344,61 @@ mod tests {
             sum.data_points[0].value,
             Some(number_data_point::Value::AsInt(5))
         );
+    }
+
+    fn otlp(protocol: &str, endpoint: &str, insecure: bool) -> SelfOtlp {
+        serde_json::from_value(serde_json::json!({
+            "protocol": protocol, "endpoint": endpoint, "insecure": insecure
+        }))
+        .expect("SelfOtlp")
+    }
+
+    #[test]
+    fn endpoints_follow_the_sdk_configuration() {
+        let grpc = |e, insecure| match destination(&otlp("grpc", e, insecure)).unwrap() {
+            Destination::Grpc { uri, tls } => (uri, tls),
+            Destination::Http { .. } => panic!("grpc"),
+        };
+        assert_eq!(
+            grpc("collector:4317", false),
+            ("https://collector:4317".into(), true)
+        );
+        assert_eq!(
+            grpc("collector:4317", true),
+            ("http://collector:4317".into(), false)
+        );
+        assert_eq!(
+            grpc("http://c:4317", false),
+            ("http://c:4317".into(), false)
+        );
+        assert_eq!(
+            grpc("https://c:4317", true),
+            ("https://c:4317".into(), true)
+        );
+        let Destination::Http { base } =
+            destination(&otlp("http/protobuf", "http://c:4318/", false)).unwrap()
+        else {
+            panic!("http")
+        };
+        assert_eq!(base, "http://c:4318");
+        let e = destination(&otlp("http/json", "http://c:4318", false))
+            .err()
+            .expect("refused");
+        assert!(
+            e.to_string().contains("`http/json` is not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_exporters_clients_are_not_exported() {
+        let keep = is_exported;
+        assert!(keep("runbom"));
+        assert!(keep("runbom_pipeline::exporter"));
+        assert!(keep("hypervisor"));
+        assert!(!keep("h2::codec"));
+        assert!(!keep("hyper_util::client"));
+        assert!(!keep("opentelemetry_sdk"));
+        assert!(!keep("tonic"));
     }
 }

@@ -1,4 +1,4 @@
-//! runbom's own telemetry: `/metrics`, `/healthz`, `/readyz`, and its counters and log records
+//! runbom's own telemetry: `/metrics`, `/healthz`, `/readyz`, and its counters, log records and spans
 //! exported as OTLP (here into runbom's own OTLP receiver, written by its file exporter).
 
 use std::{
@@ -46,28 +46,87 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// Every item of one kind (`resourceSpans`/`scopeSpans`/`spans`) in an OTLP/JSON lines file.
+fn items(jsonl: &str, path: [&str; 3]) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for line in jsonl.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for r in v[path[0]].as_array().into_iter().flatten() {
+            for s in r[path[1]].as_array().into_iter().flatten() {
+                out.extend(s[path[2]].as_array().into_iter().flatten().cloned());
+            }
+        }
+    }
+    out
+}
+
+fn spans_named(jsonl: &str, name: &str) -> Vec<serde_json::Value> {
+    items(jsonl, ["resourceSpans", "scopeSpans", "spans"])
+        .into_iter()
+        .filter(|s| s["name"] == name)
+        .collect()
+}
+
+fn log_records(jsonl: &str) -> Vec<serde_json::Value> {
+    items(jsonl, ["resourceLogs", "scopeLogs", "logRecords"])
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// runbom's start-up is a span (exported over OTLP/HTTP here) with the BOM load under it, and
+/// what it logged meanwhile carries that span's trace.
+fn start_span_and_its_logs(data: &Path) {
+    let logs_file = data.join("logs.jsonl");
+    let traces_file = data.join("traces.jsonl");
+    wait_for("the span of runbom's start-up", || {
+        read(&traces_file).contains(r#""name":"runbom.start""#)
+    });
+    let start = spans_named(&read(&traces_file), "runbom.start");
+    assert_eq!(start.len(), 1, "one start-up span");
+    let trace_id = start[0]["traceId"].as_str().expect("traceId").to_owned();
+    // Loading the declared BOM is part of it.
+    let load = spans_named(&read(&traces_file), "aibom.bom.load");
+    assert_eq!(load.len(), 1, "one BOM load");
+    assert_eq!(load[0]["traceId"], start[0]["traceId"]);
+    assert_eq!(load[0]["parentSpanId"], start[0]["spanId"]);
+    let listening = log_records(&read(&logs_file))
+        .into_iter()
+        .find(|r| {
+            r["body"]["stringValue"]
+                .as_str()
+                .is_some_and(|b| b.contains("OTLP/grpc listening on"))
+        })
+        .expect("the listening record");
+    assert_eq!(listening["traceId"].as_str(), Some(trace_id.as_str()));
+    assert_eq!(listening["severityText"].as_str(), Some("INFO"));
+}
+
 #[test]
-fn counters_and_logs_are_exported_as_otlp_and_served_on_metrics() {
+fn counters_logs_and_spans_are_exported_as_otlp_and_served_on_metrics() {
     let dir = std::env::temp_dir().join(format!("runbom-selftel-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (grpc, admin) = (free_port(), free_port());
+    let (grpc, http, admin) = (free_port(), free_port(), free_port());
     let config = format!(
         "
 receivers:
   otlp:
     protocols:
       grpc: {{ endpoint: 127.0.0.1:{grpc} }}
+      http: {{ endpoint: 127.0.0.1:{http} }}
+processors:
+  aibom: {{ bom: 'builtin:reference-agent' }}
 exporters:
   file: {{ path: {data} }}
 service:
   pipelines:
     logs: {{ receivers: [otlp], exporters: [file] }}
     metrics: {{ receivers: [otlp], exporters: [file] }}
+    traces: {{ receivers: [otlp], processors: [aibom], exporters: [file] }}
   telemetry:
     metrics:
       readers:
@@ -78,6 +137,9 @@ service:
     logs:
       processors:
         - batch: {{ exporter: {{ otlp: {{ protocol: grpc, endpoint: 'http://127.0.0.1:{grpc}' }} }} }}
+    traces:
+      processors:
+        - batch: {{ exporter: {{ otlp: {{ protocol: http/protobuf, endpoint: 'http://127.0.0.1:{http}' }} }} }}
 ",
         data = dir.join("data").display()
     );
@@ -120,6 +182,8 @@ service:
     wait_for("runbom's own log records", || {
         read(&logs_file).contains("OTLP/grpc listening on")
     });
+
+    start_span_and_its_logs(&dir.join("data"));
 
     let pid = i32::try_from(runbom.0.id()).expect("pid fits i32");
     // SAFETY: sends SIGTERM to a child process we own.

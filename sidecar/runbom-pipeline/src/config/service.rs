@@ -47,6 +47,7 @@ pub struct Pipeline {
 pub struct Telemetry {
     pub logs: TelemetryLogs,
     pub metrics: TelemetryMetrics,
+    pub traces: TelemetryTraces,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +139,15 @@ pub struct TelemetryLogs {
     pub level: String,
     /// The Collector's log processors: `batch` (or `simple`) with an `otlp` exporter sends
     /// runbom's own log records as OTLP logs (`service.name=runbom`).
-    pub processors: Vec<LogProcessor>,
+    pub processors: Vec<SelfProcessor>,
+}
+
+/// `service.telemetry.traces`: spans of runbom's own work (start-up, BOM loads, shutdown).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryTraces {
+    /// As for logs: `batch` (or `simple`) with an `otlp` exporter.
+    pub processors: Vec<SelfProcessor>,
 }
 
 impl Default for TelemetryLogs {
@@ -152,15 +161,24 @@ impl Default for TelemetryLogs {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogProcessor {
-    pub batch: Option<LogExport>,
-    pub simple: Option<LogExport>,
+pub struct SelfProcessor {
+    pub batch: Option<SelfExport>,
+    pub simple: Option<SelfExport>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogExport {
+pub struct SelfExport {
     pub exporter: SelfExporter,
+}
+
+/// The first `batch`/`simple` processor's OTLP destination (both export in batches: a
+/// synchronous export inside runbom's async runtime could stall it).
+fn first_otlp(processors: &[SelfProcessor]) -> Option<&SelfOtlp> {
+    processors
+        .iter()
+        .find_map(|p| p.batch.as_ref().or(p.simple.as_ref()))
+        .map(|e| &e.exporter.otlp)
 }
 
 impl Telemetry {
@@ -177,11 +195,13 @@ impl Telemetry {
     /// The OTLP destination for runbom's own log records, if configured.
     #[must_use]
     pub fn logs_otlp(&self) -> Option<&SelfOtlp> {
-        self.logs
-            .processors
-            .iter()
-            .find_map(|p| p.batch.as_ref().or(p.simple.as_ref()))
-            .map(|e| &e.exporter.otlp)
+        first_otlp(&self.logs.processors)
+    }
+
+    /// The OTLP destination for spans of runbom's own work, if configured.
+    #[must_use]
+    pub fn traces_otlp(&self) -> Option<&SelfOtlp> {
+        first_otlp(&self.traces.processors)
     }
 
     /// Where `/metrics` is served: a `pull` reader's prometheus endpoint, else `address`.

@@ -38,7 +38,7 @@ pub struct SelfMetrics {
     provider: SdkMeterProvider,
     reader: Arc<ManualReader>,
     meter: Meter,
-    fresh: Registry,
+    fresh: Arc<Registry>,
 }
 
 /// The reader is owned by the provider; this shares it with whoever collects.
@@ -72,16 +72,29 @@ static GLOBAL: OnceLock<Arc<SelfMetrics>> = OnceLock::new();
 impl SelfMetrics {
     /// The process-wide provider, installed as OpenTelemetry's global meter provider on first
     /// use (install it before any component makes its instruments).
+    #[must_use]
     pub fn global() -> Arc<Self> {
+        Self::global_with(|_| None::<ManualReader>)
+    }
+
+    /// [`Self::global`] with one more reader (the periodic OTLP export of `service.telemetry`),
+    /// made from the provider's fresh-counter registry: a reader that exports must release the
+    /// increments [`FreshCounter`]s hold after each export, as a collection does. Only the
+    /// first call installs; later ones return the provider as it is.
+    #[must_use]
+    pub fn global_with<R: MetricReader>(
+        reader: impl FnOnce(Arc<Registry>) -> Option<R>,
+    ) -> Arc<Self> {
         GLOBAL
             .get_or_init(|| {
-                let (provider, reader) = build();
+                let fresh = Arc::new(Registry::default());
+                let (provider, manual) = build(reader(fresh.clone()));
                 opentelemetry::global::set_meter_provider(provider.clone());
                 Arc::new(Self {
                     meter: opentelemetry::global::meter(METER),
                     provider,
-                    reader,
-                    fresh: Registry::default(),
+                    reader: manual,
+                    fresh,
                 })
             })
             .clone()
@@ -90,12 +103,12 @@ impl SelfMetrics {
     /// A provider of its own, not the global one (tests that run several pipelines at once).
     #[must_use]
     pub fn private() -> Self {
-        let (provider, reader) = build();
+        let (provider, reader) = build(None::<ManualReader>);
         Self {
             meter: opentelemetry::metrics::MeterProvider::meter(&provider, METER),
             provider,
             reader,
-            fresh: Registry::default(),
+            fresh: Arc::default(),
         }
     }
 
@@ -140,13 +153,15 @@ impl SelfMetrics {
     }
 }
 
-fn build() -> (SdkMeterProvider, Arc<ManualReader>) {
+fn build<R: MetricReader>(extra: Option<R>) -> (SdkMeterProvider, Arc<ManualReader>) {
     let reader = Arc::new(ManualReader::builder().build());
-    let provider = SdkMeterProvider::builder()
+    let mut provider = SdkMeterProvider::builder()
         .with_resource(resource())
-        .with_reader(SharedReader(reader.clone()))
-        .build();
-    (provider, reader)
+        .with_reader(SharedReader(reader.clone()));
+    if let Some(extra) = extra {
+        provider = provider.with_reader(extra);
+    }
+    (provider.build(), reader)
 }
 
 /// runbom's own resource: `service.name=runbom`, its version, the host and its pid.

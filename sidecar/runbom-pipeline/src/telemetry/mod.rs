@@ -187,7 +187,10 @@ impl Telemetry {
         Self::new(SelfMetrics::global())
     }
 
-    fn new(metrics: Arc<SelfMetrics>) -> Self {
+    /// The registry on a given provider (runbom's, built with its OTLP reader:
+    /// [`SelfMetrics::global_with`]).
+    #[must_use]
+    pub fn new(metrics: Arc<SelfMetrics>) -> Self {
         let stages: Stages = Arc::default();
         for (stage, name, unit, help, read) in STAGE_FAMILIES {
             let weak = Arc::downgrade(&stages);
