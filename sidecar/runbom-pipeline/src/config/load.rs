@@ -64,8 +64,13 @@ impl Config {
             RawConfig::default()
         } else {
             let de = serde_yaml::Deserializer::from_str(&text);
-            serde_path_to_error::deserialize(de)
-                .map_err(|e| err(&e.path().to_string(), e.inner()))?
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                // serde_yaml names the path too when it is nested: once is enough.
+                let path = e.path().to_string();
+                let inner = e.inner().to_string();
+                let msg = inner.strip_prefix(&format!("{path}: ")).unwrap_or(&inner);
+                err(&path, &msg)
+            })?
         };
         let config = Self {
             source: source.to_owned(),

@@ -22,7 +22,7 @@ pub use load::EMBEDDED_DEFAULT;
 pub use model::Config;
 pub use runtime::SetupError;
 pub use section::{ConfigError, Section};
-pub use service::{Pipeline, Pipelines, SelfOtlp, Service, Telemetry};
+pub use service::{Pipeline, Pipelines, SelfOtlp, SelfProtocol, Service, Telemetry};
 pub use tls::{ClientTlsConfig, ServerTlsConfig};
 
 #[cfg(test)]

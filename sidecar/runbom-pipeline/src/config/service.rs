@@ -122,14 +122,22 @@ pub struct SelfExporter {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelfOtlp {
-    /// `grpc` or `http/protobuf`.
-    pub protocol: String,
+    pub protocol: SelfProtocol,
     pub endpoint: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// `grpc` to an endpoint without `http://` / `https://`: plain text rather than TLS.
     #[serde(default)]
     pub insecure: bool,
+}
+
+/// How runbom sends its own telemetry (the SDK configuration's names).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum SelfProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 #[derive(Debug, Deserialize)]

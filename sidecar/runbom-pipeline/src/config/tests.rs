@@ -367,3 +367,14 @@ fn otlp_connection_limits_and_unhonoured_keys_are_refused() {
         "`receivers.otlp.protocols.http.max_connections`: must be at least 1",
     );
 }
+
+#[test]
+fn own_telemetry_protocols_are_checked_when_loading() {
+    let text = format!(
+        "{EMBEDDED_DEFAULT}  telemetry:\n    traces:\n      processors:\n        - batch: {{ exporter: {{ otlp: {{ protocol: http/json, endpoint: 'http://c:4318' }} }} }}\n"
+    );
+    assert_refused(
+        &text,
+        "`service.telemetry.traces.processors[0].batch.exporter.otlp.protocol`: unknown variant `http/json`, expected `grpc` or `http/protobuf`",
+    );
+}
