@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+// runbom's reference AI agent, written for Node: the tool-calling support agent of
+// examples/agent/ with the OpenTelemetry JS SDK (GenAI semantic conventions, OTLP export) and the
+// `openai` npm package.
+//
+//   OPENAI_API_KEY=sk-… NODE_EXTRA_CA_CERTS=cert.pem node agent.mjs
+//       [--mode sequential|asyncio] [--scenario benign|injected] [--llm-url URL]
+//       [--ticketing-url URL] [--customers-url URL] [--data-dir DIR] [--model M]
+//       [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
+//       [--record FILE] [--no-content] [--no-thread-id] [--timeout S]
+//
+// Modes: `sequential` runs one conversation; `asyncio` runs two at once as async functions on the
+// one event-loop thread (the second always benign). It needs the stub LLM and the services
+// running (examples/agent/run.py --agent node starts everything). The API key comes from
+// OPENAI_API_KEY and is never printed; the LLM's certificate is trusted the way Node
+// applications trust a private CA, NODE_EXTRA_CA_CERTS.
+//
+// Prints one line per conversation (`conversation N ok|failed: …`); with --record, writes the
+// ground-truth notes (spans and kernel-visible actions) as JSON, in the Python agent's format.
+// Exits 0 when every conversation finished, 1 otherwise, 2 on a usage error.
+
+import { realpathSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+import { Agent, tracerOf } from "./conversation.mjs";
+import { MODEL, MODES, SCENARIOS, conversations } from "./scenarios.mjs";
+import { CONVERSATION, PROTOCOLS, Recorder, nowNs, setupTracing, shutdownTracing } from "./telemetry.mjs";
+import { noteFetchConnects } from "./transport.mjs";
+
+const HOST = "127.0.0.1";
+const USAGE = 2;
+
+function usage(message) {
+  process.stderr.write(`agent: ${message}\n`);
+  process.exit(USAGE);
+}
+
+function options() {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: {
+      mode: { type: "string", default: "sequential" },
+      scenario: { type: "string", default: "benign" },
+      "llm-url": { type: "string", default: `https://${HOST}:18443/v1` },
+      "ticketing-url": { type: "string", default: `http://${HOST}:18080/api` },
+      "customers-url": { type: "string", default: `http://${HOST}:18081` },
+      "data-dir": { type: "string", default: "/tmp/runbom-agent/data" },
+      model: { type: "string", default: MODEL },
+      "otlp-endpoint": { type: "string", default: process.env.OTEL_EXPORTER_OTLP_ENDPOINT },
+      "otlp-protocol": { type: "string",
+        default: process.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf" },
+      record: { type: "string" },
+      "no-content": { type: "boolean", default: false },
+      "no-thread-id": { type: "boolean", default: false },
+      timeout: { type: "string", default: "60" },
+    } }));
+  } catch (e) {
+    usage(e.message);
+  }
+  if (!MODES.includes(values.mode)) usage(`--mode must be one of ${MODES.join(", ")}`);
+  if (!SCENARIOS.includes(values.scenario)) usage(`--scenario must be one of ${SCENARIOS.join(", ")}`);
+  if (!PROTOCOLS.includes(values["otlp-protocol"])) {
+    usage(`--otlp-protocol must be one of ${PROTOCOLS.join(", ")}`);
+  }
+  const timeout = Number(values.timeout);
+  if (!(timeout > 0)) usage(`--timeout must be a positive number of seconds, not ${values.timeout}`);
+  values.timeout = timeout;
+  values["otlp-endpoint"] ??=
+    `http://${HOST}:${values["otlp-protocol"] === "grpc" ? 4317 : 4318}`;
+  return values;
+}
+
+async function withTimeout(promise, ms, index) {
+  let timer;
+  const expired = new Promise((resolve) => {
+    timer = setTimeout(() => resolve({ index, ok: false, text: `timed out after ${ms / 1000} s` }), ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function main() {
+  const args = options();
+  const apiKey = process.env.OPENAI_API_KEY ?? "";
+  if (!apiKey) usage("set OPENAI_API_KEY (run.py makes a fake one)");
+  let dataDir;
+  try {
+    dataDir = realpathSync(args["data-dir"]);
+  } catch (e) {
+    usage(`--data-dir ${args["data-dir"]}: ${e.code ?? e.message}`);
+  }
+  const config = { llmUrl: args["llm-url"], apiKey, ticketingUrl: args["ticketing-url"],
+    customersUrl: args["customers-url"], dataDir, model: args.model,
+    captureContent: !args["no-content"], maxTurns: 12 };
+  const recorder = new Recorder();
+  const provider = setupTracing(args["otlp-protocol"], args["otlp-endpoint"], recorder,
+    !args["no-thread-id"]);
+  noteFetchConnects(recorder);
+  const agent = new Agent(config, tracerOf(), recorder);
+
+  const convs = conversations(args.scenario, args.mode);
+  const one = (conv) => CONVERSATION.run(conv.index, () => agent.converse(conv).then(
+    (text) => ({ index: conv.index, ok: true, text }),
+    (e) => ({ index: conv.index, ok: false, text: `${e.name}: ${e.message}` })));
+  const deadline = args.timeout * 1000;
+  const started = nowNs();
+  let outcomes;
+  if (args.mode === "sequential") {
+    outcomes = [];
+    for (const conv of convs) outcomes.push(await withTimeout(one(conv), deadline, conv.index));
+  } else {
+    outcomes = await Promise.all(convs.map((conv) => withTimeout(one(conv), deadline, conv.index)));
+  }
+  const ended = nowNs();
+  const flushed = await shutdownTracing(provider);
+  for (const o of outcomes) process.stdout.write(`conversation ${o.index} ${o.ok ? "ok" : "failed"}: ${o.text}\n`);
+  if (!flushed) process.stderr.write("agent: the OTLP exporter did not flush in time\n");
+  if (args.record) {
+    recorder.dump(args.record, { mode: args.mode, scenario: args.scenario, started_ns: started,
+      ended_ns: ended, flushed, span_thread_id: !args["no-thread-id"],
+      otlp: { protocol: args["otlp-protocol"], endpoint: args["otlp-endpoint"] }, outcomes,
+      service_name: provider.resource?.attributes?.["service.name"] ?? "support-agent" });
+  }
+  process.exitCode = outcomes.every((o) => o.ok) ? 0 : 1;
+}
+
+await main();
