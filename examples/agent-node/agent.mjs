@@ -7,13 +7,18 @@
 //       [--mode sequential|asyncio] [--scenario benign|injected] [--llm-url URL]
 //       [--ticketing-url URL] [--customers-url URL] [--data-dir DIR] [--model M]
 //       [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
-//       [--record FILE] [--no-content] [--no-thread-id] [--timeout S]
+//       [--record FILE] [--no-content] [--no-thread-id] [--sdk-clock] [--timeout S]
 //
 // Modes: `sequential` runs one conversation; `asyncio` runs two at once as async functions on the
 // one event-loop thread (the second always benign). It needs the stub LLM and the services
 // running (examples/agent/run.py --agent node starts everything). The API key comes from
 // OPENAI_API_KEY and is never printed; the LLM's certificate is trusted the way Node
 // applications trust a private CA, NODE_EXTRA_CA_CERTS.
+//
+// Spans carry `thread.id` (--no-thread-id: not) and are stamped on the performance clock, to the
+// sub-µs (--sdk-clock: as the OpenTelemetry JS SDK stamps them by itself, start at Date.now(),
+// whole milliseconds, so a span's interval is off by up to 1 ms, more than a synchronous tool
+// call lasts; runbom places a syscall by the span interval that contains it).
 //
 // Prints one line per conversation (`conversation N ok|failed: …`); with --record, writes the
 // ground-truth notes (spans and kernel-visible actions) as JSON, in the Python agent's format.
@@ -24,7 +29,8 @@ import { parseArgs } from "node:util";
 
 import { Agent, tracerOf } from "./conversation.mjs";
 import { MODEL, MODES, SCENARIOS, conversations } from "./scenarios.mjs";
-import { CONVERSATION, PROTOCOLS, Recorder, nowNs, setupTracing, shutdownTracing } from "./telemetry.mjs";
+import { CONVERSATION, PROTOCOLS, Recorder, nowNs, setupTracing, shutdownTracing,
+  useSdkClock } from "./telemetry.mjs";
 import { noteFetchConnects } from "./transport.mjs";
 
 const HOST = "127.0.0.1";
@@ -52,6 +58,7 @@ function options() {
       record: { type: "string" },
       "no-content": { type: "boolean", default: false },
       "no-thread-id": { type: "boolean", default: false },
+      "sdk-clock": { type: "boolean", default: false },
       timeout: { type: "string", default: "60" },
     } }));
   } catch (e) {
@@ -95,6 +102,7 @@ async function main() {
   const config = { llmUrl: args["llm-url"], apiKey, ticketingUrl: args["ticketing-url"],
     customersUrl: args["customers-url"], dataDir, model: args.model,
     captureContent: !args["no-content"], maxTurns: 12 };
+  if (args["sdk-clock"]) useSdkClock();
   const recorder = new Recorder();
   const provider = setupTracing(args["otlp-protocol"], args["otlp-endpoint"], recorder,
     !args["no-thread-id"]);

@@ -35,6 +35,22 @@ export function nowNs() {
   return ORIGIN_NS + BigInt(Math.round(performance.now() * 1e6));
 }
 
+let preciseClock = true;
+
+/** Leaves span times to the SDK: it stamps a span's start with Date.now() (whole ms) and adds
+ * the duration measured on the performance clock, so each span is shifted by its own 0-1 ms. */
+export function useSdkClock() {
+  preciseClock = false;
+}
+
+/** The start or end time to give a span: now on the performance clock (sub-µs, within µs of
+ * the kernel's real-time clock), or undefined for the SDK's own (see useSdkClock). */
+export function spanTime() {
+  if (!preciseClock) return undefined;
+  const ns = nowNs();
+  return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
+}
+
 /** The kernel thread id of the calling JavaScript thread (the main thread's is the pid). */
 export function nativeThreadId() {
   return Number(readlinkSync("/proc/thread-self").split("/").pop());

@@ -18,7 +18,7 @@ import path from "node:path";
 
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 
-import { nowNs } from "./telemetry.mjs";
+import { nowNs, spanTime } from "./telemetry.mjs";
 import { execFile, httpRequest } from "./transport.mjs";
 
 const MAX_READ = 64 * 1024;
@@ -47,11 +47,11 @@ export const DESCRIPTIONS = Object.fromEntries(
 
 /** Runs `body(span)` inside a new span made current, ending it however body ends. */
 export async function inSpan(tracer, name, options, parent, body) {
-  const span = tracer.startSpan(name, options, parent);
+  const span = tracer.startSpan(name, { ...options, startTime: spanTime() }, parent);
   try {
     return await context.with(trace.setSpan(parent, span), () => body(span));
   } finally {
-    span.end();
+    span.end(spanTime());
   }
 }
 

@@ -21,6 +21,7 @@
 `--agent node` runs the same agent written for Node (examples/agent-node/agent.mjs: the
 OpenTelemetry JS SDK and the `openai` npm package; modes sequential and asyncio) in the same
 world, trusting the stub's certificate through NODE_EXTRA_CA_CERTS; the ground truth is the same.
+With --no-thread-id its spans are the JS SDK's own in their timestamps too (agent.mjs --sdk-clock).
 
 Exit status: the agent's (0 when every conversation finished), 2 when the world did not start.
 """
@@ -209,7 +210,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             argv.append("--no-thread-id")
         agent_env = env
         if args.agent == "node":
-            argv = _node_argv(args.node, argv)
+            # Without help is the SDK's defaults: for Node also its own span timestamps.
+            argv = _node_argv(args.node, argv) + (["--sdk-clock"] if args.no_thread_id else [])
             agent_env = {**env, "NODE_EXTRA_CA_CERTS": stub_ready["cert"]}
         started = time.monotonic()
         agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
