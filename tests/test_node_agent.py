@@ -42,6 +42,8 @@ from leakcheck import collect, find_leaks  # noqa: E402
 from test_reference_agent import RUNBOM, SLACK_NS, WAIT_S, free_port  # noqa: E402
 
 MODES = ("sequential", "asyncio")
+# The SDK's two OTLP exporters: protobuf over HTTP, and gRPC (@grpc/grpc-js, HTTP/2).
+PROTOCOL = {"sequential": "http/protobuf", "asyncio": "grpc"}
 SCENARIOS = ("benign", "injected")
 RUNS = [(m, s, t) for t in (True, False) for m in MODES for s in SCENARIOS]
 HELP = {True: "thread-id", False: "no-thread-id"}
@@ -172,8 +174,11 @@ service:
         truths = {}
         for mode, scenario, thread_id in RUNS:
             truth = tmp / f"ground-truth-{mode}-{scenario}-{HELP[thread_id]}.json"
-            run_agent(mode, scenario, truth, work, f"http://127.0.0.1:{http_port}",
-                      [f"--{name}-port={port}" for name, port in ports.items()]
+            protocol = PROTOCOL[mode]
+            otlp_port = grpc if protocol == "grpc" else http_port
+            run_agent(mode, scenario, truth, work, f"http://127.0.0.1:{otlp_port}",
+                      ["--otlp-protocol", protocol]
+                      + [f"--{name}-port={port}" for name, port in ports.items()]
                       + ([] if thread_id else ["--no-thread-id"]))
             truths[mode, scenario, thread_id] = json.loads(truth.read_text())
         time.sleep(WAIT_S + 2)  # every event held by the correlator leaves in its own time
