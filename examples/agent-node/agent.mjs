@@ -132,7 +132,9 @@ async function main() {
       otlp: { protocol: args["otlp-protocol"], endpoint: args["otlp-endpoint"] }, outcomes,
       service_name: provider.resource?.attributes?.["service.name"] ?? "support-agent" });
   }
-  process.exitCode = outcomes.every((o) => o.ok) ? 0 : 1;
+  // Explicitly: a conversation that timed out may still hold sockets open (stdout and stderr
+  // are synchronous on Linux pipes and files, so nothing written is lost).
+  process.exit(outcomes.every((o) => o.ok) ? 0 : 1);
 }
 
 await main();

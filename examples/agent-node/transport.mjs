@@ -94,7 +94,12 @@ export function notingFetch(rec) {
     const headers = new Headers(init.headers);
     const traceparent = headers.get("traceparent");
     const body = typeof init.body === "string" ? init.body : null;
-    const model = body ? JSON.parse(body).model : undefined;
+    let model;
+    try {
+      model = body ? JSON.parse(body).model : undefined;
+    } catch {
+      model = undefined; // not JSON: no model to note
+    }
     const note = noteRequest(rec, init.method ?? "GET", t, traceparent, body,
       t.scheme === "https" ? "openssl" : "socket", model ? { model } : {});
     if (traceparent) open.set(traceparent, note);
