@@ -4,10 +4,12 @@ package on /usr/bin/node) under runbom, scored by the same accuracy suite as the
 As root, one `runbom run` (ebpf + otlp receivers, `correlate` with its default `wait`, the
 `aibom` processor with examples/agent/bom.cdx.json on this run's ports and data dir, file
 exporter) watches
-`examples/agent/run.py --agent node` in every mode (sequential; asyncio: two conversations
-interleaved on Node's one JavaScript thread) × scenario, with `thread.id` on the agent's spans and
+`examples/agent/run.py --agent node` in every mode (sequential; threads: two conversations, each
+on a worker thread; asyncio: two conversations interleaved on Node's one JavaScript thread) ×
+scenario, with `thread.id` on the agent's spans and
 without it. Each run is scored by tests/score_correlation.py against its ground truth:
-sequential 100% of the actions placed, concurrent at least 95%, nothing duplicated or extra;
+sequential and threads 100% of the actions placed, asyncio at least 95%, nothing duplicated or
+extra;
 every LLM call is a kernel `http.request` captured inside TLS by the OpenSSL probes on the `node`
 binary and placed under its `chat` span; each injected run raises exactly one drift alert, on the
 exfiltration request, whose chain goes prompt → model call → tool call → exfil request; the
@@ -41,9 +43,9 @@ import score_correlation as sc  # noqa: E402
 from leakcheck import collect, find_leaks  # noqa: E402
 from test_reference_agent import RUNBOM, SLACK_NS, WAIT_S, free_port  # noqa: E402
 
-MODES = ("sequential", "asyncio")
+MODES = ("sequential", "threads", "asyncio")
 # The SDK's two OTLP exporters: protobuf over HTTP, and gRPC (@grpc/grpc-js, HTTP/2).
-PROTOCOL = {"sequential": "http/protobuf", "asyncio": "grpc"}
+PROTOCOL = {"sequential": "http/protobuf", "threads": "http/protobuf", "asyncio": "grpc"}
 SCENARIOS = ("benign", "injected")
 RUNS = [(m, s, t) for t in (True, False) for m in MODES for s in SCENARIOS]
 HELP = {True: "thread-id", False: "no-thread-id"}
@@ -51,7 +53,7 @@ HELPED = [(m, s) for m in MODES for s in SCENARIOS]
 HELPED_IDS = [f"{m}-{s}" for m, s in HELPED]
 # Two conversations on Node's one thread: when spans of both contain a syscall, time cannot
 # tell which made it (`process`/low), as with Python's asyncio mode.
-MIN_RECALL = {"sequential": 1.0, "asyncio": 0.95}
+MIN_RECALL = {"sequential": 1.0, "threads": 1.0, "asyncio": 0.95}
 DEFAULT_PORTS = {"llm": 18443, "ticketing": 18080, "customers": 18081, "exfil": 18099}
 API_KEY = "sk-test-node-agent-" + os.urandom(12).hex()
 NODE = shutil.which("node") or "/usr/bin/node"
@@ -211,8 +213,9 @@ def scores(under_runbom: UnderRunbom) -> dict[tuple[str, str, bool], dict[str, A
 def test_accuracy_with_thread_id(scores: dict[tuple[str, str, bool], dict[str, Any]], mode: str,
                                  scenario: str) -> None:
     """Every kernel span of the Node agent's process tree is one action's, under its span:
-    100% placed when sequential, at least 95% when two conversations share the thread; nothing
-    duplicated or extra; every HTTP request placed by its traceparent; every orphan stitched."""
+    100% placed when sequential or on worker threads, at least 95% when two conversations share
+    the thread; nothing duplicated or extra; every HTTP request placed by its traceparent; every
+    orphan stitched."""
     result = scores[mode, scenario, True]
     print(sc.report(result))
     assert result["failures"] == [], sc.report(result)
@@ -221,8 +224,9 @@ def test_accuracy_with_thread_id(scores: dict[tuple[str, str, bool], dict[str, A
     assert (t["duplicated"], t["extra"]) == (0, 0)
     tp = result["by_method"]["traceparent"]
     assert tp["matched"] == tp["spans"] == result["by_kind"]["http.request"]["actions"]
-    if mode == "sequential":
+    if mode != "asyncio":
         assert t["matched"] == t["actions"], sc.report(result)
+        assert "process" not in result["by_method"], sc.report(result)
 
 
 @pytest.mark.parametrize(("mode", "scenario"), HELPED, ids=HELPED_IDS)
@@ -283,18 +287,22 @@ def test_each_injected_run_alerts_once_with_its_chain(under_runbom: UnderRunbom)
     assert len(expected) == sum(1 for _, s, _ in RUNS if s == "injected")
     assert sorted((r["traceId"], r["spanId"]) for r in alerts) == sorted(
         (d["trace_id"], d["span_id"]) for d in expected), alerts
-    for want in expected:
-        alert = next(r for r in alerts if r["spanId"] == want["span_id"])
-        a = sc.attrs(alert["attributes"])
-        assert a["aibom.drift.kinds"] == want["drift_kinds"] == ["undeclared_endpoint"]
-        assert a["aibom.agent.ref"] == "agent:support-agent"
-        chain = "\n".join(a["aibom.chain"])
-        for mention in want["chain_mentions"]:
-            assert mention in chain, (mention, chain)
-        # prompt → model call → tool call → exfil request, in that order.
-        order = [chain.find(want["chain_mentions"][0]), chain.find("chat"),
-                 chain.find("http_post"), chain.find(want["destination"])]
-        assert -1 not in order and order == sorted(order), chain
+    for (mode, _, thread_id), truth in under_runbom.truths.items():
+        for want in truth["expected_drift"]:
+            alert = next(r for r in alerts if r["spanId"] == want["span_id"])
+            a = sc.attrs(alert["attributes"])
+            assert a["aibom.drift.kinds"] == want["drift_kinds"] == ["undeclared_endpoint"]
+            assert a["aibom.agent.ref"] == "agent:support-agent"
+            chain = "\n".join(a["aibom.chain"])
+            for mention in want["chain_mentions"]:
+                # The file read is placed by time: with plain SDK spans two conversations on one
+                # thread may swap theirs (docs/correlation.md); everything else is exact.
+                if thread_id or mode != "asyncio" or not mention.startswith("/"):
+                    assert mention in chain, (mention, chain)
+            # prompt → model call → tool call → exfil request, in that order.
+            order = [chain.find(want["chain_mentions"][0]), chain.find("chat"),
+                     chain.find("http_post"), chain.find(want["destination"])]
+            assert -1 not in order and order == sorted(order), chain
 
 
 def test_runbom_wrote_nothing_of_the_key(under_runbom: UnderRunbom) -> None:

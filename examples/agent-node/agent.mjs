@@ -4,13 +4,14 @@
 // `openai` npm package.
 //
 //   OPENAI_API_KEY=sk-… NODE_EXTRA_CA_CERTS=cert.pem node agent.mjs
-//       [--mode sequential|asyncio] [--scenario benign|injected] [--llm-url URL]
+//       [--mode sequential|threads|asyncio] [--scenario benign|injected] [--llm-url URL]
 //       [--ticketing-url URL] [--customers-url URL] [--data-dir DIR] [--model M]
 //       [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
 //       [--record FILE] [--no-content] [--no-thread-id] [--sdk-clock] [--timeout S]
 //
-// Modes: `sequential` runs one conversation; `asyncio` runs two at once as async functions on the
-// one event-loop thread (the second always benign). It needs the stub LLM and the services
+// Modes: `sequential` runs one conversation; `threads` two at once, each on a worker thread;
+// `asyncio` two at once as async functions on the one event-loop thread (the second always
+// benign). It needs the stub LLM and the services
 // running (examples/agent/run.py --agent node starts everything). The API key comes from
 // OPENAI_API_KEY and is never printed; the LLM's certificate is trusted the way Node
 // applications trust a private CA, NODE_EXTRA_CA_CERTS.
@@ -26,6 +27,7 @@
 
 import { realpathSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { Worker } from "node:worker_threads";
 
 import { Agent, tracerOf } from "./conversation.mjs";
 import { MODEL, MODES, SCENARIOS, conversations } from "./scenarios.mjs";
@@ -89,6 +91,37 @@ async function withTimeout(promise, ms, index) {
   }
 }
 
+/** One worker thread per conversation, released together once all are ready; their notes
+ * are merged into `recorder`. */
+async function runOnWorkers(convs, shared, recorder, deadline) {
+  const workers = convs.map((conv) => new Worker(new URL("./worker.mjs", import.meta.url),
+    { workerData: { ...shared, conv }, name: `conversation-${conv.index}` }));
+  const ready = workers.map((w) => new Promise((resolve, reject) => {
+    w.once("message", resolve);
+    w.once("error", reject);
+  }));
+  const done = workers.map((w, i) => new Promise((resolve) => {
+    w.on("message", (m) => {
+      if (m.notes) {
+        recorder.merge(m.notes);
+        resolve(m.outcome);
+      }
+    });
+    w.on("error", (e) => resolve({ index: convs[i].index, ok: false, text: `${e.name}: ${e.message}` }));
+    w.on("exit", () => resolve({ index: convs[i].index, ok: false, text: "worker exited early" }));
+  }));
+  try {
+    await Promise.all(ready);
+  } catch (e) {
+    workers.forEach((w) => w.terminate());
+    return convs.map((c) => ({ index: c.index, ok: false, text: `worker failed to start: ${e.message}` }));
+  }
+  workers.forEach((w) => w.postMessage("go"));
+  const outcomes = await Promise.all(done.map((p, i) => withTimeout(p, deadline, convs[i].index)));
+  await Promise.all(workers.map((w) => w.terminate()));
+  return outcomes;
+}
+
 async function main() {
   const args = options();
   const apiKey = process.env.OPENAI_API_KEY ?? "";
@@ -119,6 +152,10 @@ async function main() {
   if (args.mode === "sequential") {
     outcomes = [];
     for (const conv of convs) outcomes.push(await withTimeout(one(conv), deadline, conv.index));
+  } else if (args.mode === "threads") {
+    outcomes = await runOnWorkers(convs, { config, threadId: !args["no-thread-id"],
+      sdkClock: args["sdk-clock"], otlp: { protocol: args["otlp-protocol"],
+        endpoint: args["otlp-endpoint"] } }, recorder, deadline);
   } else {
     outcomes = await Promise.all(convs.map((conv) => withTimeout(one(conv), deadline, conv.index)));
   }

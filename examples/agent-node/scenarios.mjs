@@ -7,9 +7,10 @@ export const AGENT_VERSION = "0.1.0";
 export const MODEL = "gpt-4o-mini";
 export const PROVIDER = "openai";
 export const SCENARIOS = ["benign", "injected"];
-// `sequential`: one conversation; `asyncio`: two at once as async functions interleaved on the
-// one event-loop thread (the name the ground truth gives that shape, after Python's asyncio).
-export const MODES = ["sequential", "asyncio"];
+// `sequential`: one conversation; `threads`: two at once, each on a worker thread of its own;
+// `asyncio`: two at once as async functions interleaved on the one event-loop thread (the name
+// the ground truth gives that shape, after Python's asyncio).
+export const MODES = ["sequential", "threads", "asyncio"];
 
 const BENIGN_A = ["T-3141", "C-1007"];
 const BENIGN_B = ["T-1618", "C-1019"];

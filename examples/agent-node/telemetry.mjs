@@ -130,6 +130,16 @@ export class Recorder {
     this.conversations.push(info);
   }
 
+  /** What was noted, for another thread's recorder to merge (worker threads). */
+  notes() {
+    return { spans: this.spans, actions: this.actions, orphans: this.orphans,
+      conversations: this.conversations };
+  }
+
+  merge(notes) {
+    for (const key of ["spans", "actions", "orphans", "conversations"]) this[key].push(...notes[key]);
+  }
+
   dump(path, extra) {
     const byStart = (a, b) => (a.start_ns < b.start_ns ? -1 : a.start_ns > b.start_ns ? 1 : 0);
     const doc = { pid: this.pid, executable: process.execPath, ...extra,

@@ -19,7 +19,7 @@
    summary object on stdout instead of text.
 
 `--agent node` runs the same agent written for Node (examples/agent-node/agent.mjs: the
-OpenTelemetry JS SDK and the `openai` npm package; modes sequential and asyncio) in the same
+OpenTelemetry JS SDK and the `openai` npm package; the same three modes) in the same
 world, trusting the stub's certificate through NODE_EXTRA_CA_CERTS; the ground truth is the same.
 With --no-thread-id its spans are the JS SDK's own in their timestamps too (agent.mjs --sdk-clock).
 
@@ -49,8 +49,8 @@ from scenarios import DEFAULT_PORTS, DEFAULT_WORK_DIR, HOST, MODES, SCENARIOS, w
 
 HERE = Path(__file__).resolve().parent
 NODE_AGENT = HERE.parent / "agent-node" / "agent.mjs"
-# The modes each reference agent runs (Node has one JavaScript thread: no `threads`).
-AGENTS = {"python": MODES, "node": ("sequential", "asyncio")}
+# The modes each reference agent runs.
+AGENTS = {"python": MODES, "node": MODES}
 
 
 class StartError(Exception):
