@@ -3,18 +3,16 @@ package on /usr/bin/node) under runbom, scored by the same accuracy suite as the
 
 As root, one `runbom run` (ebpf + otlp receivers, `correlate` with its default `wait`, the
 `aibom` processor with examples/agent/bom.cdx.json on this run's ports and data dir, file
-exporter) watches
-`examples/agent/run.py --agent node` in every mode (sequential; threads: two conversations, each
-on a worker thread; asyncio: two conversations interleaved on Node's one JavaScript thread) ×
-scenario, with `thread.id` on the agent's spans and
-without it. Each run is scored by tests/score_correlation.py against its ground truth:
-sequential and threads 100% of the actions placed, asyncio at least 95%, nothing duplicated or
-extra;
-every LLM call is a kernel `http.request` captured inside TLS by the OpenSSL probes on the `node`
-binary and placed under its `chat` span; each injected run raises exactly one drift alert, on the
-exfiltration request, whose chain goes prompt → model call → tool call → exfil request; the
-benign runs raise none. Without root, the agent runs into tests/otlp_sink.py and its ground
-truth is checked against its schema and what the servers received.
+exporter) watches `examples/agent/run.py --agent node` in every mode (sequential; threads: two
+conversations, each on a worker thread; asyncio: two conversations interleaved on Node's one
+JavaScript thread) × scenario, with `thread.id` on the agent's spans and without it. Each run
+is scored by tests/score_correlation.py against its ground truth: sequential and threads 100% of
+the actions placed, asyncio at least 95%, nothing duplicated or extra; every LLM call is a
+kernel `http.request` captured inside TLS by the OpenSSL probes on the `node` binary and placed
+under its `chat` span; each injected run raises exactly one drift alert, on the exfiltration
+request, whose chain goes prompt → model call → tool call → exfil request; the benign runs raise
+none. Without root, the agent runs into no receiver and its ground truth is checked against its
+schema and what the servers received.
 
     cargo build -p runbom && .venv/bin/pytest tests/test_node_agent.py   # RUNBOM_BIN=… to pick
 """
