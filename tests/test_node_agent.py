@@ -55,6 +55,9 @@ MIN_RECALL = {"sequential": 1.0, "threads": 1.0, "asyncio": 0.95}
 DEFAULT_PORTS = {"llm": 18443, "ticketing": 18080, "customers": 18081, "exfil": 18099}
 API_KEY = "sk-test-node-agent-" + os.urandom(12).hex()
 NODE = shutil.which("node") or "/usr/bin/node"
+# The probes see every process of the machine: beside other builds and benchmarks the default
+# 8 MiB ring overflowed (runbom says so in its log), and a dropped event is a missing action.
+RING_BYTES = 64 * 1024 * 1024
 
 pytestmark = pytest.mark.skipif(
     not (NODE_AGENT_DIR / "node_modules").is_dir(),
@@ -117,6 +120,12 @@ class UnderRunbom:
     logs: list[dict[str, Any]]
 
 
+def kernel_drops(u: UnderRunbom) -> str:
+    """What runbom logged of kernel events it could not take (a cause of missing actions)."""
+    return "".join(f"\n{line}" for line in u.log.read_text().splitlines()
+                   if "kernel dropped" in line)
+
+
 def log_records(export: Path) -> list[dict[str, Any]]:
     out = []
     for line in (export / "logs.jsonl").read_text().splitlines():
@@ -145,6 +154,7 @@ def under_runbom(tmp_path_factory: pytest.TempPathFactory) -> UnderRunbom:
 receivers:
   ebpf:
     file: {{ include: ["{work}/data/"] }}
+    ring_buffer_bytes: {RING_BYTES}
   otlp:
     protocols:
       grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
@@ -208,15 +218,15 @@ def scores(under_runbom: UnderRunbom) -> dict[tuple[str, str, bool], dict[str, A
 
 
 @pytest.mark.parametrize(("mode", "scenario"), HELPED, ids=HELPED_IDS)
-def test_accuracy_with_thread_id(scores: dict[tuple[str, str, bool], dict[str, Any]], mode: str,
-                                 scenario: str) -> None:
+def test_accuracy_with_thread_id(scores: dict[tuple[str, str, bool], dict[str, Any]],
+                                 under_runbom: UnderRunbom, mode: str, scenario: str) -> None:
     """Every kernel span of the Node agent's process tree is one action's, under its span:
     100% placed when sequential or on worker threads, at least 95% when two conversations share
     the thread; nothing duplicated or extra; every HTTP request placed by its traceparent; every
     orphan stitched."""
     result = scores[mode, scenario, True]
     print(sc.report(result))
-    assert result["failures"] == [], sc.report(result)
+    assert result["failures"] == [], sc.report(result) + kernel_drops(under_runbom)
     t = result["totals"]
     assert t["actions"] >= (21 if scenario == "benign" else 17)
     assert (t["duplicated"], t["extra"]) == (0, 0)

@@ -104,7 +104,7 @@ async function runOnWorkers(convs, shared, recorder, deadline) {
     w.on("message", (m) => {
       if (m.notes) {
         recorder.merge(m.notes);
-        resolve(m.outcome);
+        resolve({ ...m.outcome, flushed: m.flushed });
       }
     });
     w.on("error", (e) => resolve({ index: convs[i].index, ok: false, text: `${e.name}: ${e.message}` }));
@@ -117,9 +117,9 @@ async function runOnWorkers(convs, shared, recorder, deadline) {
     return convs.map((c) => ({ index: c.index, ok: false, text: `worker failed to start: ${e.message}` }));
   }
   workers.forEach((w) => w.postMessage("go"));
-  const outcomes = await Promise.all(done.map((p, i) => withTimeout(p, deadline, convs[i].index)));
+  const results = await Promise.all(done.map((p, i) => withTimeout(p, deadline, convs[i].index)));
   await Promise.all(workers.map((w) => w.terminate()));
-  return outcomes;
+  return results;
 }
 
 async function main() {
@@ -160,7 +160,9 @@ async function main() {
     outcomes = await Promise.all(convs.map((conv) => withTimeout(one(conv), deadline, conv.index)));
   }
   const ended = nowNs();
-  const flushed = await shutdownTracing(provider);
+  // In threads mode each worker flushed its own exporter: all of them must have.
+  const flushed = await shutdownTracing(provider) && outcomes.every((o) => o.flushed !== false);
+  outcomes = outcomes.map(({ index, ok, text }) => ({ index, ok, text }));
   for (const o of outcomes) process.stdout.write(`conversation ${o.index} ${o.ok ? "ok" : "failed"}: ${o.text}\n`);
   if (!flushed) process.stderr.write("agent: the OTLP exporter did not flush in time\n");
   if (args.record) {
