@@ -14,6 +14,9 @@
 #
 #   sudo bash scripts/bench-correlation.sh accuracy  # REPEAT=3; RUNBOM_BIN=… skips the build
 #
+# The same for the Node reference agent (tests/test_node_agent.py, examples/agent-node), its
+# table printed apart; AGENTS="python node" by default, AGENTS=node for the Node one alone.
+#
 # Needs root and the venv (`bash scripts/setup.sh`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,14 +36,25 @@ if [ "${1:-}" = accuracy ]; then
         export RUNBOM_BIN="$TARGET/release/runbom"
     fi
     OUT=$(mktemp -d /tmp/bench-accuracy.XXXXXX)
+    AGENTS=${AGENTS:-python node}
+    declare -A SUITE=([python]=tests/test_reference_agent.py [node]=tests/test_node_agent.py)
     for i in $(seq 1 "$REPEAT"); do
-        say "accuracy suite, round $i of $REPEAT"
-        RUNBOM_ACCURACY_OUT="$OUT/$i" "$PY" -m pytest -q -p no:cacheprovider \
-            tests/test_reference_agent.py -k "accuracy" > "$OUT/pytest-$i.log" 2>&1 \
-            || { tail -40 "$OUT/pytest-$i.log" >&2; say "round $i failed (log: $OUT/pytest-$i.log)"; }
+        for agent in $AGENTS; do
+            say "accuracy suite ($agent agent), round $i of $REPEAT"
+            RUNBOM_ACCURACY_OUT="$OUT/$i" "$PY" -m pytest -q -p no:cacheprovider \
+                "${SUITE[$agent]}" -k "accuracy" > "$OUT/pytest-$agent-$i.log" 2>&1 \
+                || { tail -40 "$OUT/pytest-$agent-$i.log" >&2; say "round $i failed (log: $OUT/pytest-$agent-$i.log)"; }
+        done
     done
-    "$PY" tests/score_correlation.py --table "$OUT"/*/*-*.json
-    say "per-run results: $OUT/<round>/<mode>-<scenario>-<thread-id|no-thread-id>.json"
+    for agent in $AGENTS; do
+        say "$agent agent"
+        if [ "$agent" = node ]; then
+            "$PY" tests/score_correlation.py --table "$OUT"/*/node-*-*.json
+        else
+            "$PY" tests/score_correlation.py --table "$OUT"/*/{sequential,threads,asyncio}-*.json
+        fi
+    done
+    say "per-run results: $OUT/<round>/[node-]<mode>-<scenario>-<thread-id|no-thread-id>.json"
     exit 0
 fi
 

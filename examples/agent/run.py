@@ -5,7 +5,7 @@
            [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
            [--work-dir DIR] [--ground-truth FILE] [--any-ports]
            [--llm-port N] [--ticketing-port N] [--customers-port N] [--exfil-port N]
-           [--no-thread-id] [--timeout S] [--json]
+           [--no-thread-id] [--timeout S] [--json] [--agent python|node] [--node PATH]
 
 1. starts the services (ticketing API, customer database, exfil sink) and the HTTPS stub LLM,
    each a process of its own, on the ports bom.cdx.json declares (or free ones: --any-ports);
@@ -17,6 +17,11 @@
 4. stops everything (also on failure, Ctrl-C or SIGTERM), then writes the ground-truth JSON
    (default WORK/ground-truth-<scenario>-<mode>.json) and says where; with --json, prints a
    summary object on stdout instead of text.
+
+`--agent node` runs the same agent written for Node (examples/agent-node/agent.mjs: the
+OpenTelemetry JS SDK and the `openai` npm package; the same three modes) in the same
+world, trusting the stub's certificate through NODE_EXTRA_CA_CERTS; the ground truth is the same.
+With --no-thread-id its spans are the JS SDK's own in their timestamps too (agent.mjs --sdk-clock).
 
 Exit status: the agent's (0 when every conversation finished), 2 when the world did not start.
 """
@@ -43,6 +48,7 @@ from groundtruth import build
 from scenarios import DEFAULT_PORTS, DEFAULT_WORK_DIR, HOST, MODES, SCENARIOS, write_data_dir
 
 HERE = Path(__file__).resolve().parent
+NODE_AGENT = HERE.parent / "agent-node" / "agent.mjs"
 
 
 class StartError(Exception):
@@ -107,6 +113,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=60.0, help="bound on the agent's run (s)")
     p.add_argument("--python", default=_python(), help="interpreter for the agent")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--agent", choices=("python", "node"), default="python",
+                   help="which reference agent runs: this one, or the Node one")
+    p.add_argument("--node", default=shutil.which("node") or "/usr/bin/node",
+                   help="the Node executable for --agent node")
     args = p.parse_args()
     if args.any_ports:
         for name in DEFAULT_PORTS:
@@ -121,6 +131,17 @@ def _python() -> str:
     exe = Path(sys.executable)
     sibling = exe.with_name("python3")
     return str(sibling) if sibling.exists() else str(exe)
+
+
+def _node_argv(node: str, python_argv: list[str]) -> list[str]:
+    """The Node agent's command line for the Python agent's one: same options, but the CA
+    goes through NODE_EXTRA_CA_CERTS (how Node trusts a private CA) instead of --ca-file."""
+    rest = python_argv[2:]
+    at = rest.index("--ca-file")
+    if not NODE_AGENT.with_name("node_modules").is_dir():
+        raise StartError(f"{NODE_AGENT.parent}/node_modules is missing: run "
+                         "'bash scripts/setup.sh --tests' (npm ci in examples/agent-node)")
+    return [node, str(NODE_AGENT), *rest[:at], *rest[at + 2:]]
 
 
 def _listening(endpoint: str) -> bool:
@@ -182,9 +203,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--timeout", str(args.timeout)]
         if args.no_thread_id:
             argv.append("--no-thread-id")
+        agent_env = env
+        if args.agent == "node":
+            # Without help is the SDK's defaults: for Node also its own span timestamps.
+            argv = _node_argv(args.node, argv) + (["--sdk-clock"] if args.no_thread_id else [])
+            agent_env = {**env, "NODE_EXTRA_CA_CERTS": stub_ready["cert"]}
         started = time.monotonic()
         agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, env=env, cwd=run_dir)
+                                 stderr=subprocess.PIPE, text=True, env=agent_env, cwd=run_dir)
         try:
             out, err = agent.communicate(timeout=args.timeout + 20)
         except subprocess.TimeoutExpired:

@@ -375,8 +375,14 @@ impl Correlator {
             .len()
     }
 
-    /// `process`: the innermost span of the process containing the event.
+    /// `process`: the innermost span of the process containing the event. Not for an event of
+    /// a thread that runs spans of its own, none of which contains it: between its spans that
+    /// thread does untraced work of its own (an SDK exporter flushing on a worker thread), not
+    /// the work of another thread's span.
     fn process_match(&self, ev: &KernelEvent) -> Option<(SpanId, Method, &'static str)> {
+        if self.index.runs_spans(ev.pid, ev.tid) {
+            return None;
+        }
         let candidates: Vec<&SpanRec> = self.index.containing(ev.pid, ev.start_ns, None).collect();
         let inner = SpanIndex::innermost(candidates.iter().copied())?;
         let confidence = if self.trace_count(&candidates) > 1 {

@@ -67,6 +67,8 @@ pub struct SpanIndex {
     children: HashMap<SpanId, Vec<SpanId>>,
     /// Threads learnt from `traceparent`s for spans that have not arrived (or lack `thread.id`).
     hints: HashMap<SpanId, (u32, u32)>,
+    /// How many indexed spans each `(pid, tid)` is known to have run.
+    threads: HashMap<(u32, u32), usize>,
     order: VecDeque<(u64, SpanId)>,
 }
 
@@ -93,6 +95,9 @@ impl SpanIndex {
         self.order.push_back((rec.arrived, id));
         if self.spans.insert(id, rec).is_none() {
             self.by_pid.entry(pid).or_default().insert(slot);
+            if let Some(tid) = tid {
+                *self.threads.entry((pid, tid)).or_default() += 1;
+            }
             if let Some(p) = parent {
                 self.children.entry(p).or_default().push(id);
             }
@@ -126,6 +131,7 @@ impl SpanIndex {
                         .and_then(|v| v.slots.iter_mut().find(|s| s.id == id))
                     {
                         slot.tid = Some(tid);
+                        *self.threads.entry((pid, tid)).or_default() += 1;
                     }
                 }
                 next = rec.parent;
@@ -137,6 +143,12 @@ impl SpanIndex {
     #[must_use]
     pub fn has_pid(&self, pid: u32) -> bool {
         self.by_pid.get(&pid).is_some_and(|v| !v.slots.is_empty())
+    }
+
+    /// Whether thread `tid` of `pid` is known to have run spans that are still indexed.
+    #[must_use]
+    pub fn runs_spans(&self, pid: u32, tid: u32) -> bool {
+        self.threads.contains_key(&(pid, tid))
     }
 
     /// Spans of `pid` whose interval contains `t` (on thread `tid` when given).
@@ -182,7 +194,16 @@ impl SpanIndex {
             self.hints.remove(&id);
             self.children.remove(&id);
             if let Some(v) = self.by_pid.get_mut(&rec.pid) {
+                let before = v.slots.len();
                 v.slots.retain(|s| s.id != id);
+                if let (Some(tid), true) = (rec.tid, v.slots.len() < before)
+                    && let Some(n) = self.threads.get_mut(&(rec.pid, tid))
+                {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.threads.remove(&(rec.pid, tid));
+                    }
+                }
                 if rec.end - rec.start == v.longest {
                     v.longest = v.slots.iter().map(|s| s.end - s.start).max().unwrap_or(0);
                 }

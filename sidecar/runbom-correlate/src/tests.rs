@@ -391,6 +391,45 @@ fn a_subprocess_tree_lands_under_its_tool_span() {
 }
 
 #[test]
+fn a_thread_with_spans_of_its_own_is_not_placed_under_another_threads_span() {
+    let mut c = Correlator::new(settings());
+    let agent = process(AGENT, 1, None);
+    // Thread 1 finished its conversation (span 0x11, until 2 s) and then flushes its exporter
+    // (at 3 s) while thread 2's conversation (span 0x21) still runs; thread 9 has no spans of
+    // its own (a pool thread) and works for whoever is running.
+    c.add_events(
+        vec![
+            open_at(&agent, 1, 3.0, "/flush"),
+            open_at(&agent, 9, 3.0, "/pool"),
+        ],
+        secs(4.0),
+    );
+    c.add_spans(
+        request(
+            AGENT,
+            vec![
+                span(0xa, 0x11, None, 0.5, 2.0, Some(1)),
+                span(0xb, 0x21, None, 1.0, 5.0, Some(2)),
+            ],
+        ),
+        secs(5.0),
+    );
+    let k = kernel_spans(&merge([c.poll(secs(10.0)), c.poll(secs(12.0))]));
+    let pool = find(&k, "/pool");
+    assert_eq!(
+        (pool.parent, pool.method.as_str(), pool.confidence.as_str()),
+        (0x21, "process", "medium")
+    );
+    assert!(
+        k.iter().all(|s| s.path != "/flush"),
+        "thread 1's own work between its spans stays out of thread 2's trace: {k:?}"
+    );
+    let out = c.flush();
+    assert!(kernel_spans(&out).is_empty());
+    assert_eq!(c.stats().uncorrelated(), 1);
+}
+
+#[test]
 fn events_before_the_agent_started_stay_uncorrelated() {
     let s = settings();
     let mut c = Correlator::new(s.clone());
