@@ -284,8 +284,13 @@ fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
     );
     refused(
         "grpc",
-        "        keepalive:\n          enforcement_policy: { min_time: 10s }",
-        "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy`: not supported",
+        "        keepalive:\n          enforcement_policy: { min_time: 0s }",
+        "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy.min_time`: must be more than 0",
+    );
+    refused(
+        "grpc",
+        "        keepalive:\n          enforcement_policy: { min_tme: 10s }",
+        "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy.min_tme`: unknown field",
     );
     refused(
         "http",
@@ -295,7 +300,7 @@ fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
     // What runbom does honour loads.
     let text = EMBEDDED_DEFAULT.replace(
         "      grpc: {}",
-        "      grpc:\n        max_concurrent_streams: 50\n        transport: tcp\n        keepalive:\n          server_parameters: { time: 30s, timeout: 5s }",
+        "      grpc:\n        max_concurrent_streams: 50\n        transport: tcp\n        keepalive:\n          server_parameters: { time: 30s, timeout: 5s }\n          enforcement_policy: { min_time: 10s, permit_without_stream: true }",
     ).replace(
         "      http: {}",
         "      http:\n        traces_url_path: /v1/traces\n        read_timeout: 5s",
