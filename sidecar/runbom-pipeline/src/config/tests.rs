@@ -137,8 +137,13 @@ service:
         .expect("otlp/tempo")
         .section;
     assert_eq!(o.sending_queue.queue_size, 100);
+    assert_eq!(o.sending_queue.num_consumers, 4);
     assert_eq!(o.headers["x-scope-orgid"], "team-a");
     assert!(o.tls.as_ref().is_some_and(|t| t.insecure));
+    assert_refused(
+        &text.replace("num_consumers: 4", "num_consumers: 0"),
+        "`exporters.otlp/tempo.sending_queue.num_consumers`: must be at least 1",
+    );
 }
 
 /// The Collector's `configtls` sections: server keys under a receiver, client keys under
