@@ -551,8 +551,55 @@ fn a_memory_spike_is_refused_reported_on_readyz_and_returned_after() {
     assert!(log.contains("memory above the soft limit"), "{log}");
 }
 
+/// The soft and hard open-files limits of process `pid` (`/proc/<pid>/limits`).
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc/<pid>/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().expect("soft").to_owned();
+    let hard = fields.next().expect("hard").to_owned();
+    (soft, hard)
+}
+
+/// Starts runbom with the soft open-files limit at the customary 1,024 (below the hard one),
+/// as a service manager or shell may leave it.
+fn start_with_1024_open_files(config: &Path, dir: &TempDir, admin: u16) -> runbom_testkit::Runbom {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) },
+        0
+    );
+    let saved = lim;
+    lim.rlim_cur = lim.rlim_max.min(1024);
+    // SAFETY: as above. The child inherits the lowered soft limit; ours is restored at once.
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) },
+        0
+    );
+    let runbom = runbom_testkit::Runbom::start(
+        runbom_bin!(),
+        config,
+        dir.path(),
+        runbom_testkit::Ready::Admin(admin),
+    );
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const saved) },
+        0
+    );
+    runbom
+}
+
 /// Idle connections and too many connections (1,100 idle gRPC connections used to be kept
-/// ≥ 70 s and exhaust the open-files limit): beyond `max_connections` a connection is closed
+/// ≥ 70 s and exhaust the open-files limit, which runbom did not raise): the soft open-files
+/// limit is raised to the hard one at start; beyond `max_connections` a connection is closed
 /// as soon as it is accepted, an idle one after `max_connection_idle` (gRPC) / `idle_timeout`
 /// (HTTP), and a good client is served once they are gone.
 #[test]
@@ -583,11 +630,11 @@ fn idle_and_excess_connections_are_closed_and_good_clients_served() {
             1,
         );
     let config = dir.write("runbom.yaml", &yaml);
-    let runbom = runbom_testkit::Runbom::start(
-        runbom_bin!(),
-        &config,
-        dir.path(),
-        runbom_testkit::Ready::Admin(cfg.admin),
+    let runbom = start_with_1024_open_files(&config, &dir, cfg.admin);
+    let (soft, hard) = open_files_limits(runbom.pid());
+    assert_eq!(
+        soft, hard,
+        "started with a soft limit of 1024, runbom raised it to the hard limit"
     );
     let fds = || fs::read_dir(format!("/proc/{}/fd", runbom.pid())).map_or(0, Iterator::count);
     let before = fds();
