@@ -42,20 +42,11 @@ fn assert_calmed(result: &Value, after_ping: u64, what: &str) {
 fn clients_pinging_more_often_than_the_enforcement_policy_get_goaway_and_are_closed() {
     let dir = TempDir::new("keepalive-enforcement");
     let cfg = SidecarConfig::new();
-    let yaml = cfg
-        .yaml(
-            "exporters:\n  nop: {}\n",
-            "    traces: { receivers: [otlp], exporters: [nop] }\n",
-        )
-        .replacen(
-            &format!("        endpoint: 127.0.0.1:{}\n", cfg.grpc),
-            &format!(
-                "        endpoint: 127.0.0.1:{}\n        keepalive:\n          \
-                 enforcement_policy: {{ min_time: 500ms, permit_without_stream: false }}\n",
-                cfg.grpc
-            ),
-            1,
-        );
+    let yaml = cfg.discarding_yaml(
+        "        keepalive:\n          \
+         enforcement_policy: { min_time: 500ms, permit_without_stream: false }\n",
+        "",
+    );
     let config = dir.write("runbom.yaml", &yaml);
     let runbom = runbom_testkit::Runbom::start(
         runbom_bin!(),

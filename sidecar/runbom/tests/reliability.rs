@@ -374,17 +374,7 @@ fn sigterm_with_the_downstream_down_honours_the_shutdown_timeout_and_exits_non_z
 /// runbom with one OTLP receiver (gRPC and HTTP, `http_extra` added to the HTTP section)
 /// feeding a traces pipeline that discards.
 fn start_discarding(dir: &TempDir, cfg: SidecarConfig, http_extra: &str) -> runbom_testkit::Runbom {
-    let yaml = cfg
-        .yaml(
-            "exporters:\n  nop: {}\n",
-            "    traces: { receivers: [otlp], exporters: [nop] }\n",
-        )
-        .replacen(
-            &format!("        endpoint: 127.0.0.1:{}\n", cfg.http),
-            &format!("        endpoint: 127.0.0.1:{}\n{http_extra}", cfg.http),
-            1,
-        );
-    let config = dir.write("runbom.yaml", &yaml);
+    let config = dir.write("runbom.yaml", &cfg.discarding_yaml("", http_extra));
     runbom_testkit::Runbom::start(
         runbom_bin!(),
         &config,
@@ -607,28 +597,11 @@ fn idle_and_excess_connections_are_closed_and_good_clients_served() {
     use std::{io::Read as _, net::TcpStream};
     let dir = TempDir::new("idle-connections");
     let cfg = SidecarConfig::new();
-    let yaml = cfg
-        .yaml(
-            "exporters:\n  nop: {}\n",
-            "    traces: { receivers: [otlp], exporters: [nop] }\n",
-        )
-        .replacen(
-            &format!("        endpoint: 127.0.0.1:{}\n", cfg.grpc),
-            &format!(
-                "        endpoint: 127.0.0.1:{}\n        max_connections: 50\n        \
-                 keepalive: {{ server_parameters: {{ max_connection_idle: 2s }} }}\n",
-                cfg.grpc
-            ),
-            1,
-        )
-        .replacen(
-            &format!("        endpoint: 127.0.0.1:{}\n", cfg.http),
-            &format!(
-                "        endpoint: 127.0.0.1:{}\n        read_timeout: 1s\n        idle_timeout: 2s\n",
-                cfg.http
-            ),
-            1,
-        );
+    let yaml = cfg.discarding_yaml(
+        "        max_connections: 50\n        \
+         keepalive: { server_parameters: { max_connection_idle: 2s } }\n",
+        "        read_timeout: 1s\n        idle_timeout: 2s\n",
+    );
     let config = dir.write("runbom.yaml", &yaml);
     let runbom = start_with_1024_open_files(&config, &dir, cfg.admin);
     let (soft, hard) = open_files_limits(runbom.pid());
