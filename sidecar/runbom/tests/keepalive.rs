@@ -86,3 +86,25 @@ fn clients_pinging_more_often_than_the_enforcement_policy_get_goaway_and_are_clo
         "each disconnection is logged:\n{log}"
     );
 }
+
+/// Without an `enforcement_policy` section grpc-go's defaults apply, as in the Collector
+/// (`min_time` 5 min): a ping flood is ended as well.
+#[test]
+fn without_the_section_the_collectors_default_policy_applies() {
+    let dir = TempDir::new("keepalive-default");
+    let cfg = SidecarConfig::new();
+    let config = dir.write("runbom.yaml", &cfg.discarding_yaml("", ""));
+    let runbom = runbom_testkit::Runbom::start(
+        runbom_bin!(),
+        &config,
+        dir.path(),
+        runbom_testkit::Ready::Admin(cfg.admin),
+    );
+    assert_calmed(&pings(cfg.grpc, 10, 50, true), 4, "default policy");
+    let good = runbom_testkit::python::run_script_json(
+        "adversarial.py",
+        &["grpcok", &cfg.grpc.to_string()],
+    );
+    assert_eq!(good["ok"], true, "{good}");
+    let _ = runbom.stop_ok();
+}

@@ -42,7 +42,8 @@ pub struct Limits {
     /// ... and closed this long after that.
     pub max_connection_age_grace: Option<Duration>,
     /// gRPC: `keepalive.enforcement_policy`, the pings a client may send
-    /// ([`super::pings`]); `None`: every ping is answered.
+    /// ([`super::pings`]; default grpc-go's, as in the Collector); `None`: every ping is
+    /// answered. The HTTP server (HTTP/1.1) has no pings.
     pub ping_policy: Option<PingPolicy>,
     /// Keep what clients send under `runbom.*`/`aibom.*` as it is (a gateway receiving from
     /// runbom node agents); otherwise it is moved under `received.` ([`super::provenance`]).
@@ -62,7 +63,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_mins(2),
             max_connection_age: None,
             max_connection_age_grace: None,
-            ping_policy: None,
+            ping_policy: Some(PingPolicy::default()),
             trust_runbom_attributes: false,
         }
     }

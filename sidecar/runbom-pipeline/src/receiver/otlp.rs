@@ -94,8 +94,8 @@ pub struct Auth {
 #[serde(deny_unknown_fields)]
 pub struct Keepalive {
     pub server_parameters: Option<KeepaliveServer>,
-    /// The pings a client may send ([`super::pings`]); without the section, every ping is
-    /// answered.
+    /// The pings a client may send ([`super::pings`]); without the section, grpc-go's
+    /// defaults (as in the Collector).
     pub enforcement_policy: Option<EnforcementPolicy>,
 }
 
@@ -166,14 +166,14 @@ impl OtlpServer {
                 .keepalive
                 .as_ref()
                 .and_then(|k| k.enforcement_policy.as_ref())
-                .map(|e| {
+                .map_or(d.ping_policy, |e| {
                     let d = PingPolicy::default();
-                    PingPolicy {
+                    Some(PingPolicy {
                         min_time: e.min_time.unwrap_or(d.min_time),
                         permit_without_stream: e
                             .permit_without_stream
                             .unwrap_or(d.permit_without_stream),
-                    }
+                    })
                 }),
             trust_runbom_attributes: self.trust_runbom_attributes,
             ..d
