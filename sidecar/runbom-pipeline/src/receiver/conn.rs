@@ -5,7 +5,8 @@
 //! closed at once (the client sees a reset, rather than waiting in the kernel's backlog); the
 //! others are handed to the server through a channel as [`Connection`]s, which hold their
 //! share of the limit until they close and end with an error once no byte has moved either
-//! way for [`Limits::idle_timeout`].
+//! way for [`Limits::idle_timeout`]. A gRPC connection's HTTP/2 frames are followed to judge
+//! the client's pings ([`super::pings`]): one pinging too often gets GOAWAY and is closed.
 
 use std::{
     future::Future as _,
@@ -30,7 +31,7 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::{
     accept::{ACCEPT_BACKOFF, Limits},
-    pings::{PingPolicy, PingWatch},
+    pings::PingWatch,
 };
 
 /// How long a client may take to complete its handshake before the connection is closed.
@@ -49,7 +50,7 @@ pub(super) struct Connection {
     peer: SocketAddr,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
-    /// The client's pings under `keepalive.enforcement_policy` (gRPC), when one is set.
+    /// The client's pings under `keepalive.enforcement_policy` (gRPC).
     pings: Option<Box<PingWatch>>,
     /// Once the client pinged too often: the GOAWAY still to write (and how much of it is
     /// written); the connection then ends.
@@ -69,9 +70,7 @@ impl Connection {
             peer,
             idle: limits.idle_timeout,
             timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
-            pings: limits
-                .ping_policy
-                .map(|p: PingPolicy| Box::new(PingWatch::new(p))),
+            pings: limits.ping_policy.map(|p| Box::new(PingWatch::new(p))),
             too_many_pings: None,
             _permit: permit,
         }
