@@ -4,7 +4,8 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and the nightly toolchain pinned in
+# Installs what it needs when missing (both steps do nothing once done): cargo-fuzz
+# (CARGO_FUZZ_VERSION, `cargo install --locked`) and the nightly toolchain pinned in
 # ebpf/rust-toolchain.toml. FUZZ_SANITIZER=address adds AddressSanitizer (slower to build and
 # run; the default `none` still catches every panic, overflow check and out-of-bounds index).
 # Corpora and findings go to FUZZ_WORK (default: target/fuzz-work), seeded from the repo's own
@@ -20,6 +21,17 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$root/ebpf/rust-toolchain.toml")
 sanitizer=${FUZZ_SANITIZER:-none}
+cargo_fuzz_version=${CARGO_FUZZ_VERSION:-0.13.2}
+
+# Tools, installed only when missing.
+if ! rustup run "$toolchain" rustc --version > /dev/null 2>&1; then
+    echo "installing the $toolchain toolchain" >&2
+    rustup toolchain install "$toolchain" --profile minimal
+fi
+if ! cargo fuzz --version > /dev/null 2>&1; then
+    echo "installing cargo-fuzz $cargo_fuzz_version" >&2
+    cargo install --locked cargo-fuzz --version "$cargo_fuzz_version"
+fi
 work=${FUZZ_WORK:-$root/target/fuzz-work}
 fuzz_dir="$root/sidecar/fuzz"
 

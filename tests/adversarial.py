@@ -12,6 +12,10 @@ Each mode attacks a receiver on 127.0.0.1 for a bounded time and prints one JSON
       stall. Reports how many were answered (and with which status) within SECONDS.
   grpcok PORT
       One good gRPC export (an empty request, grpcio): {"ok": true} when it succeeded.
+  pings PORT COUNT INTERVAL_MS OPEN_STREAM
+      HTTP/2 with the h2 library: COUNT pings INTERVAL_MS apart, with one export stream left
+      open first when OPEN_STREAM is 1. Reports the pings acknowledged, the GOAWAY received
+      (error code, debug data, after which ping) and whether the server closed the connection.
 """
 
 import json
@@ -37,18 +41,20 @@ def literal(name, value):
     return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
 
 
+def export_header_fields(port):
+    """The header fields of a gRPC trace export."""
+    return [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", EXPORT),
+        (":authority", f"127.0.0.1:{port}"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ]
+
+
 def request_headers(port):
-    return b"".join(
-        literal(n, v)
-        for n, v in [
-            (":method", "POST"),
-            (":scheme", "http"),
-            (":path", EXPORT),
-            (":authority", f"127.0.0.1:{port}"),
-            ("content-type", "application/grpc"),
-            ("te", "trailers"),
-        ]
-    )
+    return b"".join(literal(n, v) for n, v in export_header_fields(port))
 
 
 class H2Conn:
@@ -220,6 +226,68 @@ def grpcok(port):
             print(json.dumps({"ok": False, "error": str(e.code())}))
 
 
+def pings(port, count, interval_ms, open_stream):
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    if open_stream:
+        conn.send_headers(1, export_header_fields(port))
+    sock.sendall(conn.data_to_send())
+    result = {"sent": 0, "acked": 0, "goaway": None, "closed": False}
+
+    def pump(seconds):
+        end = time.monotonic() + seconds
+        while not result["closed"]:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                result["closed"] = True
+                return
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.PingAckReceived):
+                    result["acked"] += 1
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    result["goaway"] = {
+                        "error_code": int(event.error_code),
+                        "debug": (event.additional_data or b"").decode(errors="replace"),
+                        "after_ping": result["sent"],
+                    }
+            out = conn.data_to_send()
+            if out:
+                try:
+                    sock.sendall(out)
+                except OSError:
+                    pass
+
+    pump(0.3)
+    for i in range(count):
+        if result["closed"] or result["goaway"]:
+            break
+        conn.ping(struct.pack(">Q", i))
+        try:
+            sock.sendall(conn.data_to_send())
+        except OSError:
+            result["closed"] = True
+            break
+        result["sent"] += 1
+        pump(interval_ms / 1000)
+    pump(3)
+    sock.close()
+    print(json.dumps(result))
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], [int(a) for a in sys.argv[2:]]
-    {"h2flood": h2flood, "slowbody": slowbody, "grpcok": grpcok}[mode](*args)
+    {"h2flood": h2flood, "slowbody": slowbody, "grpcok": grpcok, "pings": pings}[mode](*args)

@@ -141,8 +141,9 @@ fn start_exporter(
             wal.clone(),
             exporter,
             counters.clone(),
-            give_up.clone(),
+            (give_up.clone(), storage.consumers),
         )));
+        counters.watch_disk_queue(&wal);
         return Ok(stage::QueueSender::Persistent(Arc::new(
             stage::PersistentSender::new(wal, name.to_owned(), counters),
         )));

@@ -109,6 +109,27 @@ impl SidecarConfig {
         )
     }
 
+    /// [`SidecarConfig::yaml`] with one `traces` pipeline from `otlp` to a `nop` exporter;
+    /// `grpc_extra` and `http_extra` (lines indented by eight spaces) are added to the gRPC and
+    /// HTTP servers' sections.
+    #[must_use]
+    pub fn discarding_yaml(&self, grpc_extra: &str, http_extra: &str) -> String {
+        let server = |port: u16, extra: &str| {
+            (
+                format!("        endpoint: 127.0.0.1:{port}\n"),
+                format!("        endpoint: 127.0.0.1:{port}\n{extra}"),
+            )
+        };
+        let (grpc, grpc_with) = server(self.grpc, grpc_extra);
+        let (http, http_with) = server(self.http, http_extra);
+        self.yaml(
+            "exporters:\n  nop: {}\n",
+            "    traces: { receivers: [otlp], exporters: [nop] }\n",
+        )
+        .replacen(&grpc, &grpc_with, 1)
+        .replacen(&http, &http_with, 1)
+    }
+
     /// Writes [`SidecarConfig::yaml`] to `dir/runbom.yaml`, starts `bin` on it in `dir` and
     /// waits until `/readyz` answers 200 (every receiver listens).
     #[must_use]

@@ -8,7 +8,7 @@ use std::{
 };
 
 use runbom_testkit::{
-    Ready, Runbom, SidecarConfig, Sink, TempDir, eventually, free_port, lines_of,
+    Ready, Runbom, SidecarConfig, Sink, TempDir, eventually, free_port, lines_of, metrics,
     python::{run_script_json, trace_span_counts},
     runbom_bin,
 };
@@ -133,7 +133,7 @@ fn kill_9_with_the_downstream_down_then_restart_delivers_every_acknowledged_requ
 
 /// SIGTERM with the downstream down and a persistent queue: what was not delivered within
 /// `service.shutdown_timeout` stays on disk (not dropped: exit status 0, the count in the log)
-/// and is delivered after the next start.
+/// and is delivered after the next start. Meanwhile `/metrics` shows what the queue holds.
 #[test]
 fn sigterm_with_the_downstream_down_keeps_the_queue_for_the_next_start() {
     let dir = TempDir::new("durable-sigterm");
@@ -163,6 +163,21 @@ fn sigterm_with_the_downstream_down_keeps_the_queue_for_the_next_start() {
         ],
     );
     assert_eq!(summary["ok"], 200, "{summary}");
+    let queued = metrics(cfg.admin);
+    assert_eq!(
+        persistent_queue(&queued, "size"),
+        Some(200 * 20),
+        "the 4,000 spans not delivered are on /metrics: {queued:?}"
+    );
+    assert!(
+        persistent_queue(&queued, "bytes").is_some_and(|b| b > 200 * 20 * 50),
+        "and the bytes they take on disk: {queued:?}"
+    );
+    assert_eq!(
+        persistent_queue(&queued, "capacity_bytes"),
+        Some(1024 << 20),
+        "the bound (file_storage max_size_mib, default 1024): {queued:?}"
+    );
     let (status, log) = runbom.stop();
     assert!(
         status.success(),
@@ -187,10 +202,25 @@ fn sigterm_with_the_downstream_down_keeps_the_queue_for_the_next_start() {
         "the 200 requests kept at shutdown were delivered after the restart, once each\n{}",
         runbom.log()
     );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            persistent_queue(&metrics(cfg.admin), "size") == Some(0)
+        }),
+        "delivered: nothing left in the queue"
+    );
     let log = runbom.stop_ok();
     sink.finish();
     assert!(
         log.contains("persistent queue: 200 requests from before are sent first"),
         "{log}"
     );
+}
+
+/// `runbom_exporter_persistent_queue_<what>` of the `otlp` exporter's traces queue.
+fn persistent_queue(metrics: &std::collections::BTreeMap<String, u64>, what: &str) -> Option<u64> {
+    let name = format!("runbom_exporter_persistent_queue_{what}{{");
+    metrics
+        .iter()
+        .find(|(k, _)| k.starts_with(&name) && k.contains("exporter=\"otlp\""))
+        .map(|(_, v)| *v)
 }

@@ -374,17 +374,7 @@ fn sigterm_with_the_downstream_down_honours_the_shutdown_timeout_and_exits_non_z
 /// runbom with one OTLP receiver (gRPC and HTTP, `http_extra` added to the HTTP section)
 /// feeding a traces pipeline that discards.
 fn start_discarding(dir: &TempDir, cfg: SidecarConfig, http_extra: &str) -> runbom_testkit::Runbom {
-    let yaml = cfg
-        .yaml(
-            "exporters:\n  nop: {}\n",
-            "    traces: { receivers: [otlp], exporters: [nop] }\n",
-        )
-        .replacen(
-            &format!("        endpoint: 127.0.0.1:{}\n", cfg.http),
-            &format!("        endpoint: 127.0.0.1:{}\n{http_extra}", cfg.http),
-            1,
-        );
-    let config = dir.write("runbom.yaml", &yaml);
+    let config = dir.write("runbom.yaml", &cfg.discarding_yaml("", http_extra));
     runbom_testkit::Runbom::start(
         runbom_bin!(),
         &config,
@@ -555,8 +545,55 @@ fn a_memory_spike_is_refused_reported_on_readyz_and_returned_after() {
     assert!(log.contains("memory above the soft limit"), "{log}");
 }
 
+/// The soft and hard open-files limits of process `pid` (`/proc/<pid>/limits`).
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc/<pid>/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let soft = fields.next().expect("soft").to_owned();
+    let hard = fields.next().expect("hard").to_owned();
+    (soft, hard)
+}
+
+/// Starts runbom with the soft open-files limit at the customary 1,024 (below the hard one),
+/// as a service manager or shell may leave it.
+fn start_with_1024_open_files(config: &Path, dir: &TempDir, admin: u16) -> runbom_testkit::Runbom {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) },
+        0
+    );
+    let saved = lim;
+    lim.rlim_cur = lim.rlim_max.min(1024);
+    // SAFETY: as above. The child inherits the lowered soft limit; ours is restored at once.
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) },
+        0
+    );
+    let runbom = runbom_testkit::Runbom::start(
+        runbom_bin!(),
+        config,
+        dir.path(),
+        runbom_testkit::Ready::Admin(admin),
+    );
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const saved) },
+        0
+    );
+    runbom
+}
+
 /// Idle connections and too many connections (1,100 idle gRPC connections used to be kept
-/// ≥ 70 s and exhaust the open-files limit): beyond `max_connections` a connection is closed
+/// ≥ 70 s and exhaust the open-files limit, which runbom did not raise): the soft open-files
+/// limit is raised to the hard one at start; beyond `max_connections` a connection is closed
 /// as soon as it is accepted, an idle one after `max_connection_idle` (gRPC) / `idle_timeout`
 /// (HTTP), and a good client is served once they are gone.
 #[test]
@@ -564,34 +601,17 @@ fn idle_and_excess_connections_are_closed_and_good_clients_served() {
     use std::{io::Read as _, net::TcpStream};
     let dir = TempDir::new("idle-connections");
     let cfg = SidecarConfig::new();
-    let yaml = cfg
-        .yaml(
-            "exporters:\n  nop: {}\n",
-            "    traces: { receivers: [otlp], exporters: [nop] }\n",
-        )
-        .replacen(
-            &format!("        endpoint: 127.0.0.1:{}\n", cfg.grpc),
-            &format!(
-                "        endpoint: 127.0.0.1:{}\n        max_connections: 50\n        \
-                 keepalive: {{ server_parameters: {{ max_connection_idle: 2s }} }}\n",
-                cfg.grpc
-            ),
-            1,
-        )
-        .replacen(
-            &format!("        endpoint: 127.0.0.1:{}\n", cfg.http),
-            &format!(
-                "        endpoint: 127.0.0.1:{}\n        read_timeout: 1s\n        idle_timeout: 2s\n",
-                cfg.http
-            ),
-            1,
-        );
+    let yaml = cfg.discarding_yaml(
+        "        max_connections: 50\n        \
+         keepalive: { server_parameters: { max_connection_idle: 2s } }\n",
+        "        read_timeout: 1s\n        idle_timeout: 2s\n",
+    );
     let config = dir.write("runbom.yaml", &yaml);
-    let runbom = runbom_testkit::Runbom::start(
-        runbom_bin!(),
-        &config,
-        dir.path(),
-        runbom_testkit::Ready::Admin(cfg.admin),
+    let runbom = start_with_1024_open_files(&config, &dir, cfg.admin);
+    let (soft, hard) = open_files_limits(runbom.pid());
+    assert_eq!(
+        soft, hard,
+        "started with a soft limit of 1024, runbom raised it to the hard limit"
     );
     let fds = || fs::read_dir(format!("/proc/{}/fd", runbom.pid())).map_or(0, Iterator::count);
     let before = fds();

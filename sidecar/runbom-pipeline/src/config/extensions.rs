@@ -94,11 +94,15 @@ impl Config {
     pub fn persistent_queues(&self) -> Result<PersistentQueues, ExtensionError> {
         let mut out = PersistentQueues::new();
         for (exporter, e) in &self.exporters {
-            let Some(name) = e.sending_queue().and_then(|q| q.storage.as_ref()) else {
+            let Some(queue) = e.sending_queue() else {
+                continue;
+            };
+            let Some(name) = queue.storage.as_ref() else {
                 continue;
             };
             if let Some(ExtensionConfig::FileStorage(c)) = self.extensions.get(name) {
-                let settings = c.settings(name).map_err(ExtensionError::Storage)?;
+                let mut settings = c.settings(name).map_err(ExtensionError::Storage)?;
+                settings.consumers = queue.num_consumers.max(1);
                 out.insert(exporter.clone(), settings);
             }
         }

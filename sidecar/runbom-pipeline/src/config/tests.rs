@@ -137,8 +137,13 @@ service:
         .expect("otlp/tempo")
         .section;
     assert_eq!(o.sending_queue.queue_size, 100);
+    assert_eq!(o.sending_queue.num_consumers, 4);
     assert_eq!(o.headers["x-scope-orgid"], "team-a");
     assert!(o.tls.as_ref().is_some_and(|t| t.insecure));
+    assert_refused(
+        &text.replace("num_consumers: 4", "num_consumers: 0"),
+        "`exporters.otlp/tempo.sending_queue.num_consumers`: must be at least 1",
+    );
 }
 
 /// The Collector's `configtls` sections: server keys under a receiver, client keys under
@@ -284,8 +289,13 @@ fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
     );
     refused(
         "grpc",
-        "        keepalive:\n          enforcement_policy: { min_time: 10s }",
-        "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy`: not supported",
+        "        keepalive:\n          enforcement_policy: { min_time: 0s }",
+        "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy.min_time`: must be more than 0",
+    );
+    refused(
+        "grpc",
+        "        keepalive:\n          enforcement_policy: { min_tme: 10s }",
+        "`receivers.otlp.protocols.grpc.keepalive.enforcement_policy.min_tme`: unknown field",
     );
     refused(
         "http",
@@ -295,7 +305,7 @@ fn otlp_receiver_keys_that_runbom_cannot_honour_are_refused() {
     // What runbom does honour loads.
     let text = EMBEDDED_DEFAULT.replace(
         "      grpc: {}",
-        "      grpc:\n        max_concurrent_streams: 50\n        transport: tcp\n        keepalive:\n          server_parameters: { time: 30s, timeout: 5s }",
+        "      grpc:\n        max_concurrent_streams: 50\n        transport: tcp\n        keepalive:\n          server_parameters: { time: 30s, timeout: 5s }\n          enforcement_policy: { min_time: 10s, permit_without_stream: true }",
     ).replace(
         "      http: {}",
         "      http:\n        traces_url_path: /v1/traces\n        read_timeout: 5s",

@@ -14,6 +14,13 @@ pub trait Exporter: Send {
     /// Sends one request that is not empty (retrying as the exporter's policy allows).
     fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a>;
 
+    /// Another handle on this exporter, sharing its connection, so that a persistent queue
+    /// can have several requests out at once (`sending_queue.num_consumers`); `None` where
+    /// requests go one at a time (a file keeps their order).
+    fn another(&self) -> Option<BoxExporter> {
+        None
+    }
+
     /// Makes sure everything exported so far is durable (the file exporter flushes).
     fn flush(&mut self) -> Result<(), ExportError> {
         Ok(())

@@ -87,6 +87,12 @@ impl NetworkConfig {
         if let Some(tls) = &self.tls {
             tls.check(&at.at("tls"))?;
         }
+        if self.sending_queue.num_consumers == 0 {
+            return Err(at
+                .at("sending_queue")
+                .at("num_consumers")
+                .error("must be at least 1"));
+        }
         if self.encoding.as_deref().is_some_and(|e| e != "proto") {
             return Err(at.at("encoding").error("only `proto` is supported"));
         }

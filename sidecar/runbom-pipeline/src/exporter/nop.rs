@@ -30,4 +30,8 @@ impl Exporter for NopExporter {
     fn send<'a>(&'a mut self, _signal: &'a Signal) -> ExportFuture<'a> {
         Box::pin(std::future::ready(Ok(())))
     }
+
+    fn another(&self) -> Option<BoxExporter> {
+        Some(Box::new(Self))
+    }
 }

@@ -28,7 +28,9 @@ const LOGS: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// Sends a request encoded once (every retry sends the same bytes; nothing is cloned or
-/// encoded again), as the three services' generated clients would.
+/// encoded again), as the three services' generated clients would. A clone shares the
+/// channel (its connection).
+#[derive(Clone)]
 pub struct GrpcExporter {
     endpoint: String,
     tls: bool,
@@ -176,6 +178,10 @@ fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Chan
 impl Exporter for GrpcExporter {
     fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
         Box::pin(Self::export(self, signal))
+    }
+
+    fn another(&self) -> Option<super::export::BoxExporter> {
+        Some(Box::new(self.clone()))
     }
 }
 

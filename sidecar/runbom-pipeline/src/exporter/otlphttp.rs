@@ -21,7 +21,8 @@ use super::{
 };
 use runbom_otlp::signal::Signal;
 
-/// The connection pool: plain TCP, or TLS for an `https://` endpoint.
+/// The connection pool: plain TCP, or TLS for an `https://` endpoint. A clone shares it.
+#[derive(Clone)]
 enum Transport {
     Plain(Client<HttpConnector, Full<Bytes>>),
     Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
@@ -62,6 +63,7 @@ impl Transport {
     }
 }
 
+#[derive(Clone)]
 pub struct HttpExporter {
     client: Transport,
     traces_url: hyper::Uri,
@@ -193,6 +195,10 @@ impl HttpExporter {
 impl Exporter for HttpExporter {
     fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
         Box::pin(Self::export(self, signal))
+    }
+
+    fn another(&self) -> Option<super::export::BoxExporter> {
+        Some(Box::new(self.clone()))
     }
 }
 

@@ -1,15 +1,17 @@
 //! An exporter's `sending_queue` section (the Collector's `exporterhelper` queue): what the
 //! exporter stage in front of it may hold.
 
-use serde::{Deserialize, de::IgnoredAny};
+use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SendingQueue {
     pub enabled: bool,
-    /// Accepted for compatibility, and ignored: each exporter sends from one task.
-    #[serde(default, rename = "num_consumers")]
-    _num_consumers: IgnoredAny,
+    /// Requests out at once from a persistent queue (`storage`; default 10, as in the
+    /// Collector), each acknowledged when its export ends, in any order. An in-memory queue
+    /// sends one request at a time; so does a `file` exporter's queue (its lines keep their
+    /// order).
+    pub num_consumers: usize,
     /// What the queue holds before the pipeline is held back, counted by `sizer`.
     pub queue_size: usize,
     /// How `queue_size` counts: `requests` (the Collector's default) or `items` (spans, log
@@ -34,7 +36,7 @@ impl Default for SendingQueue {
     fn default() -> Self {
         Self {
             enabled: true,
-            _num_consumers: IgnoredAny,
+            num_consumers: 10,
             queue_size: 64,
             sizer: QueueSizer::Requests,
             storage: None,

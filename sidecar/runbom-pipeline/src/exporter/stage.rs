@@ -197,46 +197,92 @@ pub async fn fan_out(
     }
 }
 
-/// Exports what the persistent queue `wal` holds, oldest first, acknowledging each request
-/// once its export has ended (delivered, or dropped as [`run`] drops), until the queue is
-/// closed and empty. Once `give_up` is cancelled, what is left stays on disk for the next
-/// start (not dropped, not counted as failed).
+/// Exports what the persistent queue `wal` holds, oldest first, with up to `consumers`
+/// requests out at once (one when the exporter has no [`another`](super::export::Exporter::another)
+/// handle), acknowledging each once its export has ended (delivered, or dropped as [`run`]
+/// drops), until the queue is closed and empty. Once `give_up` is cancelled, what is left
+/// (and what was out) stays on disk for the next start (not dropped, not counted as failed).
 pub async fn run_persistent(
     name: String,
     wal: Arc<Wal>,
-    mut exporter: BoxExporter,
+    exporter: BoxExporter,
     counters: Arc<StageCounters>,
-    give_up: CancellationToken,
+    (give_up, consumers): (CancellationToken, usize),
 ) {
+    let mut idle = vec![exporter];
+    while idle.len() < consumers {
+        match idle[0].another() {
+            Some(another) => idle.push(another),
+            None => break,
+        }
+    }
+    let mut flusher = None;
+    let mut out = tokio::task::JoinSet::new();
+    // The read in progress is kept across turns: a record read is never dropped half-way.
+    let mut reading = None;
+    let mut drained = false;
     loop {
-        let next = tokio::select! {
-            n = wal.next() => n,
+        if reading.is_none() && !drained && !idle.is_empty() {
+            let wal = wal.clone();
+            reading = Some(Box::pin(async move { wal.next().await }));
+        }
+        if drained && out.is_empty() {
+            break;
+        }
+        tokio::select! {
             () = give_up.cancelled() => break,
-        };
-        let (signal, pos) = match next {
-            Ok(Some(next)) => next,
-            Ok(None) => break,
-            Err(e) => {
-                error!(exporter = %name, "cannot read the persistent queue in {}: {e}", wal.dir().display());
-                break;
+            next = async {
+                match reading.as_mut() {
+                    Some(read) => read.await,
+                    None => std::future::pending().await,
+                }
+            }, if reading.is_some() => {
+                reading = None;
+                let (signal, pos) = match next {
+                    Ok(Some(next)) => next,
+                    Ok(None) => {
+                        drained = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        error!(exporter = %name, "cannot read the persistent queue in {}: {e}", wal.dir().display());
+                        drained = true;
+                        continue;
+                    }
+                };
+                let Some(mut exporter) = idle.pop() else { continue };
+                out.spawn(async move {
+                    let outcome = exporter.export(&signal).await;
+                    (exporter, signal, pos, outcome)
+                });
             }
-        };
-        let items = signal.item_count() as u64;
-        let outcome = tokio::select! {
-            r = exporter.export(&signal), if !give_up.is_cancelled() => r,
-            () = give_up.cancelled() => break,
-        };
-        match outcome {
-            Ok(()) => counters.add_sent(items),
-            Err(e) => {
-                counters.add_failed(items);
-                error!(exporter = %name, "dropping {items} {}: {e}", signal.kind().item());
+            Some(ended) = out.join_next(), if !out.is_empty() => {
+                let Ok((exporter, signal, pos, outcome)) = ended else {
+                    error!(exporter = %name, "an export task failed; its request is sent again after a restart");
+                    continue;
+                };
+                idle.push(exporter);
+                let items = signal.item_count() as u64;
+                match outcome {
+                    Ok(()) => counters.add_sent(items),
+                    Err(e) => {
+                        counters.add_failed(items);
+                        error!(exporter = %name, "dropping {items} {}: {e}", signal.kind().item());
+                    }
+                }
+                let w = wal.clone();
+                let acked = tokio::task::spawn_blocking(move || w.ack(pos, items)).await;
+                if let Err(e) = acked.map_err(std::io::Error::other).and_then(|r| r) {
+                    error!(exporter = %name, "cannot record a delivery in the persistent queue (it will be sent again after a restart): {e}");
+                }
             }
         }
-        let w = wal.clone();
-        let acked = tokio::task::spawn_blocking(move || w.ack(pos)).await;
-        if let Err(e) = acked.map_err(std::io::Error::other).and_then(|r| r) {
-            error!(exporter = %name, "cannot record a delivery in the persistent queue (it will be sent again after a restart): {e}");
+    }
+    // Exports still out at the end of the grace period stay on disk.
+    out.abort_all();
+    while let Some(ended) = out.join_next().await {
+        if let Ok((exporter, ..)) = ended {
+            idle.push(exporter);
         }
     }
     let kept = wal.pending();
@@ -247,7 +293,12 @@ pub async fn run_persistent(
             wal.dir().display()
         );
     }
-    if let Err(e) = exporter.flush() {
+    for exporter in &mut idle {
+        if let Err(e) = exporter.flush() {
+            flusher.get_or_insert(e);
+        }
+    }
+    if let Some(e) = flusher {
         error!(exporter = %name, "{e}");
     }
 }

@@ -8,7 +8,9 @@
 //!
 //! Delivery is at least once: a record is acknowledged after its export ended (delivered, or
 //! dropped as the in-memory queue drops: not retryable, retries exhausted); a crash between
-//! the export and the `ack` update sends that record again. With `fsync: true` every append
+//! the export and the `ack` update sends that record again. Several records may be out at once
+//! and end in any order: `ack` only moves past a record once every record before it ended, so
+//! a restart sends again at most the records that were out. With `fsync: true` every append
 //! and every `ack` update is `fdatasync`ed before going on (survives a power loss); without it
 //! they are in the page cache, which survives the process's death but not the kernel's.
 //!
@@ -17,7 +19,7 @@
 //! which holds the pipeline back as the in-memory queue does.
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeSet, VecDeque},
     fs::{self, File},
     io::{self, Read as _, Seek as _, SeekFrom, Write as _},
     os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
@@ -65,8 +67,13 @@ struct State {
     read: Pos,
     /// The first record not acknowledged.
     ack: Pos,
-    /// Records appended and not acknowledged.
+    /// Records appended and not acknowledged, and their items (spans, log records, points).
     pending: u64,
+    pending_items: u64,
+    /// Records handed out and not acknowledged (the position after each) ...
+    out: BTreeSet<Pos>,
+    /// ... and those acknowledged while an earlier one was still out.
+    ended: BTreeSet<Pos>,
     closed: bool,
 }
 
@@ -150,7 +157,7 @@ impl Wal {
             offset: 0,
         });
         let mut segments = VecDeque::new();
-        let mut pending = 0;
+        let (mut pending, mut pending_items) = (0, 0);
         for id in ids {
             let path = segment_path(dir, id);
             if id < ack.segment {
@@ -160,9 +167,10 @@ impl Wal {
             // Keep the intact records; what follows the last one (a write cut short) goes.
             let mut file = File::options().read(true).write(true).open(&path)?;
             let mut end = 0;
-            while let Some((_, len)) = read_record(&mut file)? {
+            while let Some((signal, len)) = read_record(&mut file)? {
                 if id > ack.segment || end >= ack.offset {
                     pending += 1;
+                    pending_items += signal.item_count() as u64;
                 }
                 end += len;
             }
@@ -206,6 +214,9 @@ impl Wal {
                 read: ack,
                 ack,
                 pending,
+                pending_items,
+                out: BTreeSet::new(),
+                ended: BTreeSet::new(),
                 closed: false,
             }),
             freed: Condvar::new(),
@@ -230,9 +241,18 @@ impl Wal {
         self.lock().pending
     }
 
+    /// Items (spans, log records, data points) not yet acknowledged, and the bytes of the log
+    /// on disk (what its bound counts).
+    #[must_use]
+    pub fn level(&self) -> (u64, u64) {
+        let state = self.lock();
+        (state.pending_items, state.bytes())
+    }
+
     /// Appends `signal` once there is room (a record larger than the whole queue goes alone,
     /// into an empty one).
     pub fn append(&self, signal: &Signal) -> io::Result<()> {
+        let items = signal.item_count() as u64;
         let (kind, payload) = kind_of(signal);
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::other("request larger than 4 GiB"))?;
@@ -272,6 +292,7 @@ impl Wal {
             last.1 += size;
         }
         state.pending += 1;
+        state.pending_items += items;
         drop(state);
         self.appended.notify_one();
         Ok(())
@@ -334,7 +355,9 @@ impl Wal {
             file.seek(SeekFrom::Start(offset))?;
             if let Some((signal, len)) = read_record(file)? {
                 state.read.offset += len;
-                return Ok(Read::Record(signal, state.read));
+                let end = state.read;
+                state.out.insert(end);
+                return Ok(Read::Record(signal, end));
             }
             // Damaged on disk (not by a crash: that is cut off at open): skip the segment.
             tracing::error!(
@@ -346,11 +369,27 @@ impl Wal {
         }
     }
 
-    /// Marks everything before `pos` delivered: the `ack` file moves, segments before it go.
-    pub fn ack(&self, pos: Pos) -> io::Result<()> {
+    /// Marks the record that ends at `pos` (as [`Wal::next`] returned it), of `items` items,
+    /// delivered. Once no earlier record is still out, the `ack` file moves past it (and past
+    /// the later ones already delivered), and the segments before go.
+    pub fn ack(&self, pos: Pos, items: u64) -> io::Result<()> {
         let mut state = self.lock();
-        state.ack = pos;
         state.pending = state.pending.saturating_sub(1);
+        state.pending_items = state.pending_items.saturating_sub(items);
+        state.out.remove(&pos);
+        state.ended.insert(pos);
+        let mut moved = None;
+        while let Some(&first) = state.ended.first() {
+            if state.out.first().is_some_and(|out| *out < first) {
+                break;
+            }
+            state.ended.pop_first();
+            moved = Some(first);
+        }
+        let Some(pos) = moved else {
+            return Ok(());
+        };
+        state.ack = pos;
         write_ack(&self.dir, pos, self.fsync)?;
         while state
             .segments
@@ -370,6 +409,16 @@ impl Wal {
     pub fn close(&self) {
         self.lock().closed = true;
         self.appended.notify_one();
+    }
+}
+
+impl crate::telemetry::DiskQueueLevel for Wal {
+    fn level(&self) -> (u64, u64) {
+        Wal::level(self)
+    }
+
+    fn capacity_bytes(&self) -> u64 {
+        self.max_bytes
     }
 }
 

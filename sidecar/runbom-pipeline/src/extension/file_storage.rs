@@ -47,6 +47,8 @@ pub struct StorageSettings {
     pub directory: PathBuf,
     pub fsync: bool,
     pub max_bytes: u64,
+    /// Requests out at once: the exporter's `sending_queue.num_consumers`.
+    pub consumers: usize,
 }
 
 impl FileStorageConfig {
@@ -106,6 +108,7 @@ impl FileStorageConfig {
             directory: self.directory.clone(),
             fsync: self.fsync,
             max_bytes: self.max_size_mib.saturating_mul(1 << 20),
+            consumers: 1,
         })
     }
 }

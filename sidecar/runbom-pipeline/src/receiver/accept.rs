@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use runbom_otlp::signal::Signal;
 
+pub use super::pings::PingPolicy;
 use super::{provenance, sender, validate, validate::PartialSuccess};
 use crate::ingest::{Ingest, Refusal};
 
@@ -40,6 +41,10 @@ pub struct Limits {
     pub max_connection_age: Option<Duration>,
     /// ... and closed this long after that.
     pub max_connection_age_grace: Option<Duration>,
+    /// gRPC: `keepalive.enforcement_policy`, the pings a client may send
+    /// ([`super::pings`]; default grpc-go's, as in the Collector); `None`: every ping is
+    /// answered. The HTTP server (HTTP/1.1) has no pings.
+    pub ping_policy: Option<PingPolicy>,
     /// Keep what clients send under `runbom.*`/`aibom.*` as it is (a gateway receiving from
     /// runbom node agents); otherwise it is moved under `received.` ([`super::provenance`]).
     pub trust_runbom_attributes: bool,
@@ -58,6 +63,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_mins(2),
             max_connection_age: None,
             max_connection_age_grace: None,
+            ping_policy: Some(PingPolicy::default()),
             trust_runbom_attributes: false,
         }
     }

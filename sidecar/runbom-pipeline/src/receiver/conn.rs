@@ -5,7 +5,8 @@
 //! closed at once (the client sees a reset, rather than waiting in the kernel's backlog); the
 //! others are handed to the server through a channel as [`Connection`]s, which hold their
 //! share of the limit until they close and end with an error once no byte has moved either
-//! way for [`Limits::idle_timeout`].
+//! way for [`Limits::idle_timeout`]. A gRPC connection's HTTP/2 frames are followed to judge
+//! the client's pings ([`super::pings`]): one pinging too often gets GOAWAY and is closed.
 
 use std::{
     future::Future as _,
@@ -28,7 +29,10 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use super::accept::{ACCEPT_BACKOFF, Limits};
+use super::{
+    accept::{ACCEPT_BACKOFF, Limits},
+    pings::PingWatch,
+};
 
 /// How long a client may take to complete its handshake before the connection is closed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,16 +50,28 @@ pub(super) struct Connection {
     peer: SocketAddr,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
+    /// The client's pings under `keepalive.enforcement_policy` (gRPC).
+    pings: Option<Box<PingWatch>>,
+    /// Once the client pinged too often: the GOAWAY still to write (and how much of it is
+    /// written); the connection then ends.
+    too_many_pings: Option<(Vec<u8>, usize)>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
-    fn new(stream: Stream, peer: SocketAddr, idle: Duration, permit: OwnedSemaphorePermit) -> Self {
+    fn new(
+        stream: Stream,
+        peer: SocketAddr,
+        limits: &Limits,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         Self {
             stream,
             peer,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            idle: limits.idle_timeout,
+            timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+            pings: limits.ping_policy.map(|p| Box::new(PingWatch::new(p))),
+            too_many_pings: None,
             _permit: permit,
         }
     }
@@ -69,6 +85,37 @@ impl Connection {
     fn touch(&mut self) {
         let at = Instant::now() + self.idle;
         self.timer.as_mut().reset(at);
+    }
+
+    /// Writes the GOAWAY of a client that pinged too often, then ends the connection with an
+    /// error (for reads and writes alike; the server then closes it).
+    fn poll_goaway<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let Some((frame, written)) = &mut self.too_many_pings else {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+        };
+        while *written < frame.len() {
+            let polled = match &mut self.stream {
+                Stream::Plain(s) => Pin::new(s).poll_write(cx, &frame[*written..]),
+                Stream::Tls(s) => Pin::new(s).poll_write(cx, &frame[*written..]),
+            };
+            match polled {
+                Poll::Ready(Ok(n)) if n > 0 => *written += n,
+                Poll::Pending => return self.idle_error(cx),
+                // Nothing more can be written: end without the rest.
+                Poll::Ready(_) => *written = frame.len(),
+            }
+        }
+        let flushed = match &mut self.stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        };
+        if flushed.is_pending() {
+            return self.idle_error(cx);
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "too many pings (keepalive.enforcement_policy)",
+        )))
     }
 
     /// Pending I/O: an error once the connection has been idle too long.
@@ -90,6 +137,9 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.too_many_pings.is_some() {
+            return this.poll_goaway(cx);
+        }
         let before = buf.filled().len();
         let polled = match &mut this.stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
@@ -99,6 +149,18 @@ impl AsyncRead for Connection {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.touch();
+                    let read = &buf.filled()[before..];
+                    if let Some(pings) = &mut this.pings
+                        && pings.received(read, Instant::now())
+                    {
+                        tracing::warn!(
+                            peer = %this.peer,
+                            "client pinged more often than keepalive.enforcement_policy allows: \
+                             GOAWAY ENHANCE_YOUR_CALM (too_many_pings), connection closed"
+                        );
+                        this.too_many_pings = Some((pings.goaway().unwrap_or_default(), 0));
+                        return this.poll_goaway(cx);
+                    }
                 }
                 Poll::Ready(Ok(()))
             }
@@ -115,6 +177,9 @@ impl AsyncWrite for Connection {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.too_many_pings.is_some() {
+            return this.poll_goaway(cx);
+        }
         let polled = match &mut this.stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, data),
@@ -123,6 +188,9 @@ impl AsyncWrite for Connection {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     this.touch();
+                    if let Some(pings) = &mut this.pings {
+                        pings.sent(&data[..n]);
+                    }
                 }
                 Poll::Ready(Ok(n))
             }
@@ -172,7 +240,6 @@ pub(super) fn accept(
     let (ready, established) = mpsc::channel(READY_CONNECTIONS);
     let acceptor = tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let idle = limits.idle_timeout;
     tokio::spawn(async move {
         let mut at_limit = false;
         loop {
@@ -203,7 +270,7 @@ pub(super) fn accept(
             // Only a latency optimisation; the connection works without it.
             let _ = stream.set_nodelay(true);
             let Some(acceptor) = acceptor.clone() else {
-                let connection = Connection::new(Stream::Plain(stream), peer, idle, permit);
+                let connection = Connection::new(Stream::Plain(stream), peer, &limits, permit);
                 if ready.send(connection).await.is_err() {
                     break;
                 }
@@ -217,7 +284,7 @@ pub(super) fn accept(
                         let stream = Stream::Tls(Box::new(stream));
                         drop(
                             ready
-                                .send(Connection::new(stream, peer, idle, permit))
+                                .send(Connection::new(stream, peer, &limits, permit))
                                 .await,
                         );
                     }

@@ -80,7 +80,10 @@ pub async fn serve_http(
     let mut connections = conn::accept(
         listener,
         tls.map(|config| tls::with_alpn(config, b"http/1.1")),
-        limits,
+        Limits {
+            ping_policy: None,
+            ..limits
+        },
         stop.clone(),
         ingest.receiver().to_owned(),
     );

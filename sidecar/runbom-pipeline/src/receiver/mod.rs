@@ -29,13 +29,14 @@ mod http;
 mod json;
 pub mod node_agent;
 pub mod otlp;
+mod pings;
 mod provenance;
 pub mod sender;
 mod status;
 mod tls;
 mod validate;
 
-pub use accept::Limits;
+pub use accept::{Limits, PingPolicy};
 
 /// What a receiver does to a decoded request before a pipeline sees it: what the client sent
 /// in runbom's namespaces moved under `received.`, the items OTLP calls invalid dropped.

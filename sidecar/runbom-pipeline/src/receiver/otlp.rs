@@ -6,7 +6,7 @@ use serde::{Deserialize, de::IgnoredAny};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use super::{Limits, ReceiverError};
+use super::{Limits, PingPolicy, ReceiverError};
 use crate::{
     component::{ReceiverConfig, ReceiverContext, StartFuture, Started},
     config::{
@@ -94,8 +94,22 @@ pub struct Auth {
 #[serde(deny_unknown_fields)]
 pub struct Keepalive {
     pub server_parameters: Option<KeepaliveServer>,
-    /// Not supported: refused by `check` (tonic cannot enforce a client's ping policy).
-    pub enforcement_policy: Option<IgnoredAny>,
+    /// The pings a client may send ([`super::pings`]); without the section, grpc-go's
+    /// defaults (as in the Collector).
+    pub enforcement_policy: Option<EnforcementPolicy>,
+}
+
+/// `keepalive.enforcement_policy`: a client pinging more often gets GOAWAY
+/// `ENHANCE_YOUR_CALM` and is disconnected, as in grpc-go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnforcementPolicy {
+    /// The least time between a client's pings (default 5 min).
+    #[serde(default, deserialize_with = "crate::config::duration::optional")]
+    pub min_time: Option<std::time::Duration>,
+    /// Allow pings while no stream is open (default false: then a ping sooner than 2 h after
+    /// the previous one is a strike).
+    pub permit_without_stream: Option<bool>,
 }
 
 /// `keepalive.server_parameters`.
@@ -148,6 +162,19 @@ impl OtlpServer {
                 .unwrap_or(d.idle_timeout),
             max_connection_age: keepalive.and_then(|k| k.max_connection_age),
             max_connection_age_grace: keepalive.and_then(|k| k.max_connection_age_grace),
+            ping_policy: self
+                .keepalive
+                .as_ref()
+                .and_then(|k| k.enforcement_policy.as_ref())
+                .map_or(d.ping_policy, |e| {
+                    let d = PingPolicy::default();
+                    Some(PingPolicy {
+                        min_time: e.min_time.unwrap_or(d.min_time),
+                        permit_without_stream: e
+                            .permit_without_stream
+                            .unwrap_or(d.permit_without_stream),
+                    })
+                }),
             trust_runbom_attributes: self.trust_runbom_attributes,
             ..d
         }
@@ -239,12 +266,15 @@ impl OtlpServer {
 }
 
 fn check_keepalive(k: &Keepalive, at: &Section) -> Result<(), ConfigError> {
-    if k.enforcement_policy.is_some() {
-        return Err(at.at("enforcement_policy").error(
-            "not supported: runbom's HTTP/2 server answers every ping and cannot enforce a \
-             client's ping rate; bound connections with `server_parameters.max_connection_idle` \
-             and `max_connection_age` instead",
-        ));
+    if k.enforcement_policy
+        .as_ref()
+        .and_then(|e| e.min_time)
+        .is_some_and(|t| t.is_zero())
+    {
+        return Err(at
+            .at("enforcement_policy")
+            .at("min_time")
+            .error("must be more than 0 (the least time between a client's pings)"));
     }
     if let Some(s) = &k.server_parameters {
         let at = at.at("server_parameters");

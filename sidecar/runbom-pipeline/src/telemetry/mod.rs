@@ -39,6 +39,16 @@ pub struct StageCounters {
     dropped: AtomicU64,
     /// An exporter's queue: its item budget, read by `runbom.exporter.queue_size`.
     queue: OnceLock<(Weak<Semaphore>, u32)>,
+    /// An exporter's persistent queue, read by `runbom.exporter.persistent_queue.*`.
+    disk_queue: OnceLock<Weak<dyn DiskQueueLevel>>,
+}
+
+/// What the `runbom.exporter.persistent_queue.*` gauges read of a persistent queue.
+pub trait DiskQueueLevel: Send + Sync {
+    /// Items not yet delivered, and the bytes the queue holds on disk.
+    fn level(&self) -> (u64, u64);
+    /// The most bytes the queue holds on disk.
+    fn capacity_bytes(&self) -> u64;
 }
 
 macro_rules! adders {
@@ -73,6 +83,20 @@ impl StageCounters {
     /// `runbom.exporter.queue_size` and its capacity on `runbom.exporter.queue_capacity`.
     pub fn watch_queue(&self, budget: &Arc<Semaphore>, capacity: u32) {
         let _ = self.queue.set((Arc::downgrade(budget), capacity));
+    }
+
+    /// Reports a persistent queue's items and bytes on `runbom.exporter.persistent_queue.*`.
+    pub fn watch_disk_queue<Q: DiskQueueLevel + 'static>(&self, queue: &Arc<Q>) {
+        let weak: Weak<dyn DiskQueueLevel> = Arc::downgrade(queue) as Weak<dyn DiskQueueLevel>;
+        let _ = self.disk_queue.set(weak);
+    }
+
+    /// A persistent queue's items, bytes and capacity in bytes, while the queue exists.
+    #[must_use]
+    pub fn disk_queue(&self) -> Option<(u64, u64, u64)> {
+        let q = self.disk_queue.get()?.upgrade()?;
+        let (items, bytes) = q.level();
+        Some((items, bytes, q.capacity_bytes()))
     }
 
     /// Items queued now and the queue's capacity, while the queue exists.
@@ -165,7 +189,68 @@ const QUEUE_GAUGES: [QueueGauge; 2] = [
     ),
 ];
 
+/// The persistent queue gauges: name, unit, help, and which of (items, bytes, capacity) it
+/// shows.
+type DiskQueueGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn((u64, u64, u64)) -> u64,
+);
+
+const DISK_QUEUE_GAUGES: [DiskQueueGauge; 3] = [
+    (
+        "runbom.exporter.persistent_queue.size",
+        "{item}",
+        "Items in an exporter's persistent queue (sending_queue.storage) not yet delivered.",
+        |(items, _, _)| items,
+    ),
+    (
+        "runbom.exporter.persistent_queue.bytes",
+        "By",
+        "Bytes an exporter's persistent queue holds on disk.",
+        |(_, bytes, _)| bytes,
+    ),
+    (
+        "runbom.exporter.persistent_queue.capacity_bytes",
+        "By",
+        "Most bytes an exporter's persistent queue holds on disk (file_storage max_size_mib).",
+        |(_, _, capacity)| capacity,
+    ),
+];
+
 type Stages = Arc<Mutex<Vec<Arc<StageCounters>>>>;
+
+/// A gauge of every exporter stage for which `read` has a value, by `exporter` and `signal`.
+fn exporter_gauge(
+    metrics: &SelfMetrics,
+    stages: &Stages,
+    (name, unit, help): (&'static str, &'static str, &'static str),
+    read: impl Fn(&StageCounters) -> Option<u64> + Send + Sync + 'static,
+) {
+    let weak = Arc::downgrade(stages);
+    metrics
+        .meter()
+        .u64_observable_gauge(name)
+        .with_unit(unit)
+        .with_description(help)
+        .with_callback(move |observer| {
+            let Some(stages) = weak.upgrade() else { return };
+            let stages = stages.lock().unwrap_or_else(PoisonError::into_inner);
+            for c in stages.iter() {
+                if let Some(value) = read(c) {
+                    observer.observe(
+                        value,
+                        &[
+                            KeyValue::new("exporter", c.name.clone()),
+                            KeyValue::new("signal", c.signal.as_str()),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
+}
 
 /// The registry of runbom's own metrics.
 pub struct Telemetry {
@@ -215,28 +300,14 @@ impl Telemetry {
                 .build();
         }
         for (name, help, pick) in QUEUE_GAUGES {
-            let weak = Arc::downgrade(&stages);
-            metrics
-                .meter()
-                .u64_observable_gauge(name)
-                .with_unit("{item}")
-                .with_description(help)
-                .with_callback(move |observer| {
-                    let Some(stages) = weak.upgrade() else { return };
-                    let stages = stages.lock().unwrap_or_else(PoisonError::into_inner);
-                    for c in stages.iter() {
-                        if let Some(q) = c.queue() {
-                            observer.observe(
-                                pick(q),
-                                &[
-                                    KeyValue::new("exporter", c.name.clone()),
-                                    KeyValue::new("signal", c.signal.as_str()),
-                                ],
-                            );
-                        }
-                    }
-                })
-                .build();
+            exporter_gauge(&metrics, &stages, (name, "{item}", help), move |c| {
+                c.queue().map(pick)
+            });
+        }
+        for (name, unit, help, pick) in DISK_QUEUE_GAUGES {
+            exporter_gauge(&metrics, &stages, (name, unit, help), move |c| {
+                c.disk_queue().map(pick)
+            });
         }
         Self { stages, metrics }
     }
@@ -267,6 +338,7 @@ impl Telemetry {
             retried: Arc::new(AtomicU64::new(0)),
             dropped: AtomicU64::new(0),
             queue: OnceLock::new(),
+            disk_queue: OnceLock::new(),
         });
         self.stages
             .lock()
