@@ -7,6 +7,7 @@ SDK (GenAI semantic conventions), exporting OTLP.
         [--customers-url URL] [--data-dir DIR] [--ca-file PEM]
         [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
         [--record FILE] [--no-content] [--no-thread-id] [--timeout S]
+        [--mcp --mcp-url URL]
 
 Modes: `sequential` runs one conversation; `threads` two at once on two threads; `asyncio` two
 at once as asyncio tasks on one thread. In the concurrent modes the second conversation is
@@ -14,7 +15,12 @@ always benign. It needs the stub LLM and the services running (run.py starts eve
 the API key comes from OPENAI_API_KEY and is never printed.
 
 Prints one line per conversation (`conversation N ok|failed: …`); with --record, writes the
-ground-truth notes (spans and kernel-visible actions) as JSON. Exits 0 when every conversation
+ground-truth notes (spans and kernel-visible actions) as JSON.
+
+`--mcp` is the MCP variant (mcp_client.py): the agent reads ticket notes through the npm
+filesystem MCP server (stdio, started per call with the data dir as its only directory) and
+comments through the helpdesk MCP server at --mcp-url (streamable HTTP, mcp_helpdesk.py),
+offering the model every tool the two servers list. Exits 0 when every conversation
 finished, 1 otherwise, 2 on a usage error.
 """
 
@@ -33,6 +39,7 @@ from pathlib import Path
 from opentelemetry import trace
 
 from conversation import Agent
+from mcp_client import McpError, filesystem_server, helpdesk_server, list_tools
 from scenarios import (
     DEFAULT_PORTS,
     DEFAULT_WORK_DIR,
@@ -139,6 +146,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leave thread.id/thread.name off the spans, as the OpenTelemetry SDK "
                    "does by default (runbom's accuracy run without help)")
     p.add_argument("--timeout", type=float, default=60.0, help="bound on the whole run (s)")
+    p.add_argument("--mcp", action="store_true",
+                   help="the MCP variant: notes and comments through MCP servers")
+    p.add_argument("--mcp-url", default=f"http://{HOST}:{DEFAULT_PORTS['mcp']}/mcp",
+                   help="the helpdesk MCP server (streamable HTTP)")
     args = p.parse_args(argv)
     if args.otlp_endpoint is None:
         args.otlp_endpoint = f"http://{HOST}:{4317 if args.otlp_protocol == 'grpc' else 4318}"
@@ -164,7 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     provider = setup_tracing(args.otlp_protocol, args.otlp_endpoint, recorder,
                              thread_id=not args.no_thread_id)
     trace.set_tracer_provider(provider)
-    agent = Agent(config, trace.get_tracer("runbom.reference_agent", "0.1.0"), recorder)
+    mcp = None
+    if args.mcp:
+        try:
+            mcp = list_tools([filesystem_server(args.data_dir.resolve()),
+                              helpdesk_server(args.mcp_url)])
+        except McpError as e:
+            shutdown_tracing(provider)
+            print(f"agent: {e}", file=sys.stderr)
+            return 2
+    agent = Agent(config, trace.get_tracer("runbom.reference_agent", "0.1.0"), recorder, mcp)
     transport: SyncTransport = (AsyncTransport if args.mode == "asyncio" else SyncTransport)(
         recorder, tls)
 
@@ -186,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                       span_thread_id=not args.no_thread_id,
                       otlp={"protocol": args.otlp_protocol, "endpoint": args.otlp_endpoint},
                       outcomes=[vars(o) for o in outcomes],
-                      service_name=provider.resource.attributes.get("service.name"))
+                      service_name=provider.resource.attributes.get("service.name"),
+                      mcp_tools={name: server.name for name, (server, _) in (mcp or {}).items()})
     return 0 if all(o.ok for o in outcomes) else 1
 
 

@@ -5,7 +5,7 @@
            [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
            [--work-dir DIR] [--ground-truth FILE] [--any-ports]
            [--llm-port N] [--ticketing-port N] [--customers-port N] [--exfil-port N]
-           [--no-thread-id] [--timeout S] [--json]
+           [--no-thread-id] [--timeout S] [--json] [--mcp] [--mcp-port N]
 
 1. starts the services (ticketing API, customer database, exfil sink) and the HTTPS stub LLM,
    each a process of its own, on the ports bom.cdx.json declares (or free ones: --any-ports);
@@ -17,6 +17,11 @@
 4. stops everything (also on failure, Ctrl-C or SIGTERM), then writes the ground-truth JSON
    (default WORK/ground-truth-<scenario>-<mode>.json) and says where; with --json, prints a
    summary object on stdout instead of text.
+
+With --mcp (the MCP variant) it also starts the helpdesk MCP server (mcp_helpdesk.py,
+streamable HTTP) and runs the agent with `--mcp`: notes are read through the npm filesystem
+MCP server, comments go through the helpdesk server, and T-2718's injection asks for
+`write_file` of a script into the data dir (tickets/.on-call-hook.sh) instead of the export.
 
 Exit status: the agent's (0 when every conversation finished), 2 when the world did not start.
 """
@@ -40,7 +45,15 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from groundtruth import build
-from scenarios import DEFAULT_PORTS, DEFAULT_WORK_DIR, HOST, MODES, SCENARIOS, write_data_dir
+from scenarios import (
+    DEFAULT_PORTS,
+    DEFAULT_WORK_DIR,
+    HOST,
+    MODES,
+    PLANTED,
+    SCENARIOS,
+    write_data_dir,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -107,6 +120,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=60.0, help="bound on the agent's run (s)")
     p.add_argument("--python", default=_python(), help="interpreter for the agent")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--mcp", action="store_true",
+                   help="the MCP variant (filesystem server over stdio, helpdesk over HTTP)")
     args = p.parse_args()
     if args.any_ports:
         for name in DEFAULT_PORTS:
@@ -138,7 +153,8 @@ def _on_sigterm(*_: Any) -> NoReturn:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work: Path = args.work_dir
-    run_dir = work / f"run-{args.scenario}-{args.mode}"
+    variant = f"{args.scenario}-{args.mode}" + ("-mcp" if args.mcp else "")
+    run_dir = work / f"run-{variant}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     data_dir = work / "data"
@@ -147,6 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if k not in ("RUNBOM_DEMO_API_KEY", "OPENAI_API_KEY")}
     env = {**base_env, "OPENAI_API_KEY": api_key}  # for the stub and the agent only
     logs = {"services": run_dir / "services-requests.jsonl", "llm": run_dir / "llm-requests.jsonl"}
+    if args.mcp:
+        logs["mcp"] = run_dir / "mcp-requests.jsonl"
     python = args.python
     warnings = []
     if args.otlp_protocol != "none" and not _listening(args.otlp_endpoint):
@@ -165,13 +183,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   "--latency-ms", str(args.latency_ms)],
                      env, run_dir / "stub_llm.log")
         stack.callback(stub.stop)
+        if args.mcp:
+            helpdesk = Child("helpdesk MCP server",
+                             [python, "mcp_helpdesk.py", "--port", str(args.mcp_port),
+                              "--log", str(logs["mcp"])], base_env, run_dir / "mcp_helpdesk.log")
+            stack.callback(helpdesk.stop)
         ports = services.ready(20)
         stub_ready = stub.ready(20)
         endpoints = {"llm": f"https://{HOST}:{stub_ready['port']}/v1",
                      "ticketing": f"http://{HOST}:{ports['ticketing']}/api",
                      "customers": f"http://{HOST}:{ports['customers']}",
                      "exfil": f"http://{HOST}:{ports['exfil']}/upload"}
-        write_data_dir(data_dir, endpoints["exfil"])
+        if args.mcp:
+            endpoints["mcp"] = f"http://{HOST}:{helpdesk.ready(20)['port']}/mcp"
+        write_data_dir(data_dir, endpoints["exfil"], mcp=args.mcp)
+        (data_dir / PLANTED).unlink(missing_ok=True)  # an earlier injected MCP run's
 
         record = run_dir / "agent-record.json"
         argv = [python, str(HERE / "agent.py"), "--mode", args.mode, "--scenario", args.scenario,
@@ -182,6 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--timeout", str(args.timeout)]
         if args.no_thread_id:
             argv.append("--no-thread-id")
+        if args.mcp:
+            argv += ["--mcp", "--mcp-url", endpoints["mcp"]]
         started = time.monotonic()
         agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, env=env, cwd=run_dir)
@@ -206,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truth = build(json.loads(record.read_text()), {
         "scenario": args.scenario, "mode": args.mode, "endpoints": endpoints,
         "data_dir": str(data_dir), "agent_exit_code": agent.returncode}, entries)
-    path = args.ground_truth or work / f"ground-truth-{args.scenario}-{args.mode}.json"
+    path = args.ground_truth or work / f"ground-truth-{variant}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8")
     convs = truth["conversations"]

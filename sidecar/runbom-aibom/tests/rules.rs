@@ -446,6 +446,53 @@ fn mcp_servers_and_their_tools() {
     assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
 }
 
+/// An agent's tool that is an undeclared MCP tool (`execute_tool write_file` with its
+/// `tools/call write_file` under it) raises one finding, the MCP call's; the tool span is still
+/// drifted.
+#[test]
+fn an_undeclared_mcp_tool_called_as_an_agent_tool_is_one_finding() {
+    let bom = common::bom_with_mcp_server();
+    let mut t = common::Trace::new(44);
+    let root = t.root("p");
+    let tool = t.tool(&root, "write_file", r#"{"path": "/data/x"}"#);
+    t.mcp_call(&tool, "write_file", common::MCP_FS_SERVER);
+    let mut its = items(t);
+    let j = judge(
+        &bom,
+        &JudgeSettings::default(),
+        &mut PidMap::default(),
+        &mut its,
+    );
+    assert_eq!(j.findings.len(), 1, "{:?}", j.findings);
+    assert_eq!(j.findings[0].kinds, ["undeclared_mcp_tool"]);
+    assert_eq!(j.findings[0].subject, "write_file");
+    let out = judged(&bom, &mut PidMap::default(), {
+        let mut t = common::Trace::new(44);
+        let root = t.root("p");
+        let tool = t.tool(&root, "write_file", "{}");
+        t.mcp_call(&tool, "write_file", common::MCP_FS_SERVER);
+        t
+    });
+    assert_eq!(
+        flags_of(&out, "execute_tool write_file"),
+        ["undeclared_tool"]
+    );
+
+    // A declared MCP tool used as an agent tool raises nothing.
+    let mut t = common::Trace::new(45);
+    let root = t.root("p");
+    let tool = t.tool(&root, "read_text_file", "{}");
+    t.mcp_call(&tool, "read_text_file", common::MCP_FS_SERVER);
+    let mut its = items(t);
+    let j = judge(
+        &bom,
+        &JudgeSettings::default(),
+        &mut PidMap::default(),
+        &mut its,
+    );
+    assert!(j.findings.is_empty(), "{:?}", j.findings);
+}
+
 #[test]
 fn mcp_server_declarations_are_checked() {
     let with = |props: &str, extra: &str| {
