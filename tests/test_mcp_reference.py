@@ -59,10 +59,14 @@ def run_scenario(tmp: Path, scenario: str) -> dict[str, Any]:
     data = work / "data"
     (tmp / "bom.cdx.json").write_text(declared_bom(ports, data))
     http_port, out = free_port(), tmp / "out"
+    watched = sorted({f"{tmp}/", f"{ROOT / 'tests' / 'node'}/",
+                      f"{Path(sys.prefix).resolve()}/", f"{Path(sys.base_prefix).resolve()}/"})
     (tmp / "runbom.yaml").write_text(f"""
 receivers:
   ebpf:
-    file: {{ include: ["{data}/"] }}
+    # What the agent, its servers and their interpreters open: the data, Node's and Python's
+    # libraries (a server's start-up and the SDK's imports must fall in no conversation).
+    file: {{ include: {json.dumps(watched)} }}
   otlp:
     protocols:
       http: {{ endpoint: 127.0.0.1:{http_port} }}
@@ -109,9 +113,10 @@ service:
         code = runbom.wait(timeout=60)
         log.close()
     assert code == 0, (tmp / "runbom.log").read_text()[-3000:]
+    # Rotated files too (kernel events of every process of the machine go to the logs).
     return {"truth": json.loads(truth.read_text()), "data": data,
-            "spans": records(out / "traces.jsonl", "Spans"),
-            "logs": records(out / "logs.jsonl", "Logs")}
+            "spans": [s for f in sorted(out.glob("traces*.jsonl")) for s in records(f, "Spans")],
+            "logs": [r for f in sorted(out.glob("logs*.jsonl")) for r in records(f, "Logs")]}
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ Prints one line per conversation (`conversation N ok|failed: …`); with --recor
 ground-truth notes (spans and kernel-visible actions) as JSON.
 
 `--mcp` is the MCP variant (mcp_client.py): the agent reads ticket notes through the npm
-filesystem MCP server (stdio, started per call with the data dir as its only directory) and
+filesystem MCP server (stdio, started at start with the data dir as its only directory) and
 comments through the helpdesk MCP server at --mcp-url (streamable HTTP, mcp_helpdesk.py),
 offering the model every tool the two servers list. Exits 0 when every conversation
 finished, 1 otherwise, 2 on a usage error.
@@ -39,7 +39,7 @@ from pathlib import Path
 from opentelemetry import trace
 
 from conversation import Agent
-from mcp_client import McpError, filesystem_server, helpdesk_server, list_tools
+from mcp_client import McpError, McpHub, filesystem_server, helpdesk_server
 from scenarios import (
     DEFAULT_PORTS,
     DEFAULT_WORK_DIR,
@@ -171,20 +171,22 @@ def main(argv: list[str] | None = None) -> int:
                          ticketing_url=args.ticketing_url, customers_url=args.customers_url,
                          data_dir=args.data_dir, model=args.model,
                          capture_content=not args.no_content)
+    # The MCP servers start before the telemetry: their start-up is no conversation's.
+    hub, mcp_tools = None, {}
+    if args.mcp:
+        try:
+            hub = McpHub([filesystem_server(args.data_dir.resolve()),
+                          helpdesk_server(args.mcp_url)])
+            mcp_tools = hub.start()
+        except McpError as e:
+            print(f"agent: {e}", file=sys.stderr)
+            return 2
     recorder = Recorder()
     provider = setup_tracing(args.otlp_protocol, args.otlp_endpoint, recorder,
                              thread_id=not args.no_thread_id)
     trace.set_tracer_provider(provider)
-    mcp = None
-    if args.mcp:
-        try:
-            mcp = list_tools([filesystem_server(args.data_dir.resolve()),
-                              helpdesk_server(args.mcp_url)])
-        except McpError as e:
-            shutdown_tracing(provider)
-            print(f"agent: {e}", file=sys.stderr)
-            return 2
-    agent = Agent(config, trace.get_tracer("runbom.reference_agent", "0.1.0"), recorder, mcp)
+    agent = Agent(config, trace.get_tracer("runbom.reference_agent", "0.1.0"), recorder, hub,
+                  mcp_tools)
     transport: SyncTransport = (AsyncTransport if args.mode == "asyncio" else SyncTransport)(
         recorder, tls)
 
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     except TransportError as e:  # pragma: no cover (drivers turn these into outcomes)
         outcomes = [Outcome(c.index, False, str(e)) for c in convs]
     ended = time.time_ns()
+    if hub is not None:
+        hub.close()
     flushed = shutdown_tracing(provider)
     for o in outcomes:
         print(f"conversation {o.index} {'ok' if o.ok else 'failed'}: {o.text}", flush=True)
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                       otlp={"protocol": args.otlp_protocol, "endpoint": args.otlp_endpoint},
                       outcomes=[vars(o) for o in outcomes],
                       service_name=provider.resource.attributes.get("service.name"),
-                      mcp_tools={name: server.name for name, (server, _) in (mcp or {}).items()})
+                      mcp_tools={name: server.name for name, (server, _) in mcp_tools.items()})
     return 0 if all(o.ok for o in outcomes) else 1
 
 

@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from scenarios import AGENT_NAME, PROVIDER, Conversation, system_prompt
 from telemetry import Recorder, hex_ids
-from mcp_client import McpServer
+from mcp_client import McpHub, McpServer
 from tools import AgentConfig, ToolError, Tools
 from transport import HttpRequest, HttpResponse, Steps, TransportError
 
@@ -40,9 +40,10 @@ def _clip(text: str) -> str:
 
 class Agent:
     def __init__(self, config: AgentConfig, tracer: trace.Tracer, recorder: Recorder,
-                 mcp: dict[str, tuple[McpServer, dict[str, Any]]] | None = None) -> None:
+                 mcp: McpHub | None = None,
+                 mcp_tools: dict[str, tuple[McpServer, dict[str, Any]]] | None = None) -> None:
         self.config, self.tracer, self.recorder = config, tracer, recorder
-        self.tools = Tools(config, tracer, recorder, mcp)
+        self.tools = Tools(config, tracer, recorder, mcp, mcp_tools)
 
     def converse(self, conv: Conversation) -> Steps[str]:
         """Answer one user request; returns the final answer text."""

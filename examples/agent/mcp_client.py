@@ -8,17 +8,22 @@ Two servers, both spoken to with the official Python SDK (`mcp`):
 | `filesystem` | stdio: `node …/@modelcontextprotocol/server-filesystem/dist/index.js <data dir>` (npm) | every tool it lists (`read_text_file`, `write_file`, …) |
 | `helpdesk` | streamable HTTP: `mcp_helpdesk.py` (`POST <url>` with `Mcp-Session-Id`) | `add_ticket_comment` |
 
-The tools are listed once at start (`tools/list`, one session per server). Each tool call then
-opens a session of its own from the thread (or asyncio task) running the tool, inside the
-`execute_tool` span: for stdio the server process is started under that span, so what it does
-(its exec, its file access) belongs to the call; the SDK puts the current span's `traceparent`
-in `params._meta` of every request (its `MCP send …` client spans).
+The agent starts both (`initialize`, `tools/list`) once, before its telemetry is set up and
+any conversation runs, and keeps the sessions (`McpHub`): a server's start-up (Node loading
+its modules, the SDK's imports) belongs to no conversation. A tool call is then sent from the
+thread (or asyncio task) running the tool, in its context: the SDK opens its `MCP send …`
+client span under the `execute_tool` span and puts that span's `traceparent` in the request's
+`params._meta`, which places the kernel's `mcp.client` span and the server's file access under
+the tool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 FS_SERVER_JS = (HERE.parents[1] / "tests" / "node" / "node_modules" / "@modelcontextprotocol"
                 / "server-filesystem" / "dist" / "index.js")
-LIST_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0
 SERVER_LOG = "mcp-servers.log"  # stdio servers' stderr, in the agent's working directory
 
 
@@ -49,8 +54,10 @@ class McpServer:
 
 @dataclass(frozen=True)
 class McpCall:
-    """The I/O operation of one MCP tool call (yielded by a tool, performed by the transport)."""
+    """The I/O operation of one MCP tool call (yielded by a tool, performed by the transport
+    through `hub`)."""
 
+    hub: McpHub
     server: McpServer
     tool: str
     arguments: dict[str, Any] = field(default_factory=dict)
@@ -75,69 +82,115 @@ def helpdesk_server(url: str) -> McpServer:
     return McpServer("helpdesk", url=url)
 
 
-async def _session(server: McpServer, body: Any) -> Any:
-    """Runs `body(session)` in a fresh, initialized client session with `server`."""
-    from mcp import ClientSession, StdioServerParameters
-    from mcp.client.stdio import stdio_client
-    from mcp.client.streamable_http import streamable_http_client
+class McpHub:
+    """The agent's sessions with its MCP servers, opened once at start and kept: an asyncio loop
+    on a thread of its own owns them (the SDK's task groups are exited by the task that entered
+    them); tool calls are sent to it from any thread or loop, in the caller's context (so the
+    SDK's span of the call is a child of the caller's `execute_tool` span)."""
 
-    with open(SERVER_LOG, "a", encoding="utf-8") as errlog:
-        if server.command:
-            params = StdioServerParameters(command=server.command[0],
-                                           args=list(server.command[1:]))
-            transport = stdio_client(params, errlog=errlog)
-        else:
-            transport = streamable_http_client(server.url)
-        async with transport as streams, ClientSession(streams[0], streams[1]) as session:
-            await session.initialize()
-            return await body(session)
+    def __init__(self, servers: list[McpServer]) -> None:
+        self.servers = {s.name: s for s in servers}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-sessions",
+                                        daemon=True)
+        self._sessions: dict[str, Any] = {}
+        self._stop: asyncio.Event | None = None
+        self._owner: concurrent.futures.Future[None] | None = None
 
+    def start(self, timeout: float = START_TIMEOUT_S) -> dict[str, tuple[McpServer, dict[str, Any]]]:
+        """Starts or connects to every server (`initialize`, `tools/list`); returns every tool as
+        `name → (server, OpenAI function spec)`, the first server that lists a name keeping it."""
+        self._thread.start()
+        listed: concurrent.futures.Future[dict[str, tuple[McpServer, dict[str, Any]]]] = (
+            concurrent.futures.Future())
+        self._owner = asyncio.run_coroutine_threadsafe(self._own(listed), self._loop)
+        try:
+            return listed.result(timeout)
+        except concurrent.futures.TimeoutError as e:
+            self.close()
+            raise McpError(f"the MCP servers did not start within {timeout} s") from e
+        except McpError:
+            self.close()
+            raise
 
-async def call_async(call: McpCall) -> McpResult:
-    """One `tools/call` in a session of its own; bounded by `call.timeout`."""
+    async def _own(self, listed: concurrent.futures.Future[Any]) -> None:
+        from mcp import ClientSession, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+        from mcp.client.streamable_http import streamable_http_client
 
-    async def body(session: Any) -> McpResult:
-        result = await session.call_tool(call.tool, call.arguments)
+        # What the SDK imports at the first tool result it validates, imported now: at start,
+        # not while a conversation's tool call runs.
+        import jsonschema.exceptions  # noqa: F401
+        import jsonschema.validators  # noqa: F401
+
+        self._stop = asyncio.Event()
+        tools: dict[str, tuple[McpServer, dict[str, Any]]] = {}
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                errlog = stack.enter_context(open(SERVER_LOG, "a", encoding="utf-8"))
+                for server in self.servers.values():
+                    if server.command:
+                        params = StdioServerParameters(command=server.command[0],
+                                                       args=list(server.command[1:]))
+                        transport = stdio_client(params, errlog=errlog)
+                    else:
+                        transport = streamable_http_client(server.url)
+                    try:
+                        read, write = await stack.enter_async_context(transport)
+                        session = await stack.enter_async_context(ClientSession(read, write))
+                        await session.initialize()
+                        for tool in (await session.list_tools()).tools:
+                            tools.setdefault(tool.name, (server, function_spec(tool)))
+                    except Exception as e:  # the SDK's errors come as exception groups
+                        raise McpError(f"MCP server {server.name}: {e!r}") from e
+                    self._sessions[server.name] = session
+                listed.set_result(tools)
+                await self._stop.wait()
+        except BaseException as e:
+            if not listed.done():
+                listed.set_exception(e if isinstance(e, McpError) else McpError(repr(e)))
+            if not isinstance(e, Exception):
+                raise
+
+    async def _call(self, call: McpCall) -> McpResult:
+        session = self._sessions.get(call.server.name)
+        if session is None:
+            raise McpError(f"no session with MCP server {call.server.name}")
+        try:
+            result = await session.call_tool(call.tool, call.arguments)
+        except Exception as e:
+            raise McpError(f"{call.server.name}: {call.tool}: {e!r}") from e
         text = "\n".join(str(getattr(c, "text", "")) for c in result.content)
         return McpResult(text, bool(result.is_error))
 
-    try:
-        async with asyncio.timeout(call.timeout):
-            return await _session(call.server, body)  # type: ignore[no-any-return]
-    except TimeoutError as e:
-        raise McpError(f"{call.server.name}: {call.tool} took longer than {call.timeout} s") from e
-    except Exception as e:  # the SDK's errors come as exception groups from its task groups
-        raise McpError(f"{call.server.name}: {call.tool}: {e!r}") from e
-
-
-def call_sync(call: McpCall) -> McpResult:
-    """`call_async` on a loop of its own in the calling thread (the current span goes along:
-    the loop's task runs in a copy of this thread's context)."""
-    return asyncio.run(call_async(call))
-
-
-def list_tools(servers: list[McpServer]) -> dict[str, tuple[McpServer, dict[str, Any]]]:
-    """Every tool of every server as `name → (server, OpenAI function spec)`; the first server
-    that lists a name keeps it."""
-
-    async def one(server: McpServer) -> list[Any]:
-        async def body(session: Any) -> list[Any]:
-            return list((await session.list_tools()).tools)
-
+    def call_sync(self, call: McpCall) -> McpResult:
+        """One `tools/call`, waited for by this thread (bounded by `call.timeout`)."""
+        fut = asyncio.run_coroutine_threadsafe(self._call(call), self._loop)
         try:
-            async with asyncio.timeout(LIST_TIMEOUT_S):
-                return await _session(server, body)  # type: ignore[no-any-return]
-        except Exception as e:
-            raise McpError(f"cannot list the tools of MCP server {server.name}: {e!r}") from e
+            return fut.result(call.timeout)
+        except concurrent.futures.TimeoutError as e:
+            fut.cancel()
+            raise McpError(f"{call.server.name}: {call.tool} took longer than "
+                           f"{call.timeout} s") from e
 
-    async def every() -> dict[str, tuple[McpServer, dict[str, Any]]]:
-        out: dict[str, tuple[McpServer, dict[str, Any]]] = {}
-        for server in servers:
-            for tool in await one(server):
-                out.setdefault(tool.name, (server, function_spec(tool)))
-        return out
+    async def call_async(self, call: McpCall) -> McpResult:
+        """One `tools/call`, awaited on the caller's loop (bounded by `call.timeout`)."""
+        fut = asyncio.run_coroutine_threadsafe(self._call(call), self._loop)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(fut), call.timeout)
+        except TimeoutError as e:
+            raise McpError(f"{call.server.name}: {call.tool} took longer than "
+                           f"{call.timeout} s") from e
 
-    return asyncio.run(every())
+    def close(self, timeout: float = 15.0) -> None:
+        """Ends the sessions (a stdio server's stdin is closed, then it is stopped)."""
+        if self._owner is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            with contextlib.suppress(Exception):
+                self._owner.result(timeout)
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
 
 
 def function_spec(tool: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from mcp_client import McpCall, McpResult, McpServer
+from mcp_client import McpCall, McpHub, McpResult, McpServer
 from telemetry import Recorder
 from transport import ExecRequest, ExecResult, HttpRequest, HttpResponse, Steps
 
@@ -109,7 +109,8 @@ class Tools:
     """The tool implementations, bound to the agent's configuration and telemetry."""
 
     def __init__(self, config: AgentConfig, tracer: trace.Tracer, recorder: Recorder,
-                 mcp: dict[str, tuple[McpServer, dict[str, Any]]] | None = None) -> None:
+                 mcp: McpHub | None = None,
+                 mcp_tools: dict[str, tuple[McpServer, dict[str, Any]]] | None = None) -> None:
         self.config, self.tracer, self.recorder = config, tracer, recorder
         self.data_dir = config.data_dir.resolve()
         self._table: dict[str, Callable[[dict[str, Any]], str | Steps[str]]] = {
@@ -117,7 +118,8 @@ class Tools:
             "http_post": self.http_post, "query_customers": self.query_customers,
             "run_command": self.run_command}
         # The MCP variant: the servers' tools, offered instead of what they replace.
-        self._mcp = dict(mcp or {})
+        self._hub = mcp
+        self._mcp = dict(mcp_tools or {}) if mcp else {}
         if self._mcp:
             for name in REPLACED_BY_MCP:
                 self._table.pop(name)
@@ -134,8 +136,9 @@ class Tools:
         raise ToolError(f"no tool named {name!r}")
 
     def mcp_call(self, server: McpServer, name: str, args: dict[str, Any]) -> Steps[str]:
-        """A tool of an MCP server: one `tools/call` (in a session of its own)."""
-        result = yield McpCall(server, name, args)
+        """A tool of an MCP server: one `tools/call` in the agent's session with it."""
+        assert self._hub is not None
+        result = yield McpCall(self._hub, server, name, args)
         assert isinstance(result, McpResult)
         if result.is_error:
             raise ToolError(result.text[:MAX_RESULT])

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import propagate
 
-from mcp_client import McpCall, McpError, McpResult, call_async, call_sync
+from mcp_client import McpCall, McpError, McpResult
 from telemetry import Recorder
 
 USER_AGENT = "support-agent/0.1 (runbom reference agent)"
@@ -138,7 +138,7 @@ class SyncTransport:
     def perform(self, op: Op) -> Result:
         if isinstance(op, McpCall):
             try:
-                return call_sync(op)
+                return op.hub.call_sync(op)
             except McpError as e:
                 raise TransportError(str(e)) from e
         return self.http(op) if isinstance(op, HttpRequest) else self.exec(op)
@@ -199,7 +199,7 @@ class AsyncTransport(SyncTransport):
             return await self.http_async(op)
         if isinstance(op, McpCall):
             try:
-                return await call_async(op)
+                return await op.hub.call_async(op)
             except McpError as e:
                 raise TransportError(str(e)) from e
         return await self.exec_async(op)

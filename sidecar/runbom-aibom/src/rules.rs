@@ -473,8 +473,11 @@ fn undated(id: &str) -> Option<&str> {
 
 /// `path` is `prefix` or below it (a prefix ending in `/` is a directory).
 fn under(path: &str, prefix: &str) -> bool {
-    path.starts_with(prefix)
-        && (prefix.ends_with('/')
-            || path.len() == prefix.len()
-            || path.as_bytes().get(prefix.len()) == Some(&b'/'))
+    // A directory declared as `…/data/` holds `…/data` itself (opened to list or create in it).
+    let dir = prefix.strip_suffix('/').filter(|d| !d.is_empty());
+    dir == Some(path)
+        || path.starts_with(prefix)
+            && (prefix.ends_with('/')
+                || path.len() == prefix.len()
+                || path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }

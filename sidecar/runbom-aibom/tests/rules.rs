@@ -170,6 +170,34 @@ fn undeclared_tool_exec_file_and_data_source() {
     assert_eq!(flags_of(&out, "SELECT payroll"), ["undeclared_data_source"]);
 }
 
+/// A data source declared as a directory (`file:///tmp/runbom-agent/data/`) holds the directory
+/// itself: a server opens it to create a file in it.
+#[test]
+fn a_declared_directory_holds_itself() {
+    let bom = common::bom();
+    let mut t = common::Trace::new(22);
+    let root = t.root("p");
+    for path in [
+        "/tmp/runbom-agent/data",
+        "/tmp/runbom-agent/data/tickets/T-1.md",
+    ] {
+        t.kernel_span(
+            &root,
+            "file.open",
+            common::AGENT_PID,
+            "/work/.venv/bin/python3",
+            vec![kv_str("file.path", path)],
+        );
+    }
+    let out = judged(&bom, &mut PidMap::default(), t);
+    let opens: Vec<_> = out.iter().filter(|(n, _, _)| n == "file.open").collect();
+    assert_eq!(opens.len(), 2);
+    for (_, flags, r) in opens {
+        assert!(flags.is_empty(), "{out:?}");
+        assert_eq!(r.as_deref(), Some("data:ticket-notes"));
+    }
+}
+
 #[test]
 fn declared_elsewhere_but_not_for_this_agent_is_drift() {
     let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();

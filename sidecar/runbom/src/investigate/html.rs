@@ -8,9 +8,9 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde_json::Value;
 
 use runbom_event::semconv::{
-    AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, FILE_PATH, PROCESS_EXECUTABLE_PATH,
-    RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, RUNBOM_STITCHED_ORIGINAL_TRACE_ID,
-    SERVER_ADDRESS, URL_FULL, component_kind, correlation,
+    AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, FILE_PATH, MCP_METHOD_NAME,
+    PROCESS_EXECUTABLE_PATH, RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD,
+    RUNBOM_STITCHED_ORIGINAL_TRACE_ID, SERVER_ADDRESS, URL_FULL, component_kind, correlation,
 };
 
 use super::{
@@ -80,13 +80,18 @@ pub fn declared_components(bom: &Value) -> Vec<Declared> {
     {
         add(c, "component");
     }
-    for s in bom
+    // Services, and the services nested in them (an MCP server's tools).
+    let mut services: Vec<&Value> = bom
         .get("services")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
+        .rev()
+        .collect();
+    while let Some(s) = services.pop() {
         add(s, component_kind::SERVICE);
+        let nested = s.get("services").and_then(Value::as_array);
+        services.extend(nested.into_iter().flatten().rev());
     }
     out
 }
@@ -318,6 +323,8 @@ fn bom_table(spans: &[&Span], declared: Option<&[Declared]>) -> String {
                         .str_attr(URL_FULL)
                         .or_else(|| s.str_attr(SERVER_ADDRESS))
                         .or_else(|| s.str_attr(FILE_PATH))
+                        // An MCP call: `tools/call write_file`, not the process that made it.
+                        .or_else(|| s.str_attr(MCP_METHOD_NAME).map(|_| s.name.as_str()))
                         .or_else(|| s.str_attr(PROCESS_EXECUTABLE_PATH))
                         .unwrap_or(&s.name)
                         .to_owned();
@@ -397,5 +404,20 @@ mod tests {
         assert_eq!(kind_of("data:customer-db"), Some("data"));
         assert_eq!(kind_of("program:wc"), Some("process"));
         assert_eq!(kind_of("identity:openai-api-key"), Some("identity"));
+    }
+
+    #[test]
+    fn reads_declared_mcp_servers_and_their_tools() {
+        let bom: Value =
+            serde_json::from_str(include_str!("../../../../examples/agent/bom-mcp.cdx.json"))
+                .expect("the reference agent's MCP BOM parses");
+        let d = declared_components(&bom);
+        let kind_of = |r: &str| d.iter().find(|c| c.bom_ref == r).map(|c| c.kind.as_str());
+        assert_eq!(kind_of("mcp:filesystem"), Some("mcp-server"));
+        assert_eq!(kind_of("mcp:helpdesk"), Some("mcp-server"));
+        assert_eq!(kind_of("mcp:filesystem:read_text_file"), Some("tool"));
+        assert_eq!(kind_of("mcp:helpdesk:add_ticket_comment"), Some("tool"));
+        assert_eq!(kind_of("program:node"), Some("process"));
+        assert_eq!(kind_of("tool:http_post"), Some("tool"));
     }
 }
