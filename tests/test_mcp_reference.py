@@ -152,8 +152,16 @@ def test_benign_mcp_run_has_no_drift_and_its_calls_are_in_its_trace(
     assert benign["truth"]["expected_drift"] == []
     alerts = [attrs(r["attributes"]) for r in ours(benign)]
     assert alerts == [], json.dumps(alerts, indent=1)
-    calls = mcp_calls(benign, benign["truth"]["conversations"][0]["trace_id"])
+    trace = benign["truth"]["conversations"][0]["trace_id"]
+    calls = mcp_calls(benign, trace)
+    # Over stdio (the filesystem server) and over streamable HTTP (the helpdesk server).
     assert "tools/call read_text_file" in calls, calls
+    assert "tools/call add_ticket_comment" in calls, calls
+    http = [attrs(s["attributes"]) for s in benign["spans"] if s["traceId"] == trace
+            and s["name"] == "tools/call add_ticket_comment"
+            and attrs(s["attributes"]).get("runbom.event") == "mcp.client"]
+    assert http[0].get("network.transport") == "tcp", http
+    assert http[0].get("mcp.session.id"), http
 
 
 def test_injected_mcp_run_alerts_once_with_the_chain_to_the_planted_file(
