@@ -244,3 +244,91 @@ def test_mcp_bom_is_strict_cyclonedx_and_the_reference_bom_with_two_mcp_servers(
     assert tools == {"filesystem": ["read_text_file"], "helpdesk": ["add_ticket_comment"]}
     agent = deps[mcp["metadata"]["component"]["bom-ref"]]
     assert {s["bom-ref"] for s in servers.values()} <= set(agent)
+
+
+# --- streamable HTTP inside TLS: each call paired with its answer from the response capture --
+
+HTTPS_CLIENT = """
+import asyncio, json, os, ssl, sys
+import httpx2
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+async def main(url, ca):
+    tls = ssl.create_default_context(cafile=ca)
+    async with httpx2.AsyncClient(verify=tls, timeout=30) as http, \\
+            streamable_http_client(url, http_client=http) as (read, write), \\
+            ClientSession(read, write) as session:
+        await session.initialize()
+        await session.list_tools()
+        await session.call_tool("add_ticket_comment", {"ticket": "T-1", "text": "over TLS"})
+    print(json.dumps({"pid": os.getpid()}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_streamable_http_calls_in_tls_are_paired_with_their_answers(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("runbom loads eBPF programs: run as root")
+    assert RUNBOM.exists(), f"{RUNBOM} is missing: cargo build -p runbom (or set RUNBOM_BIN)"
+    sys.path.insert(0, str(AGENT_DIR))
+    from stub_llm import make_certificate
+
+    cert, key = make_certificate(tmp_path / "tls")
+    port, http_port, out = free_port(), free_port(), tmp_path / "out"
+    (tmp_path / "runbom.yaml").write_text(f"""
+receivers:
+  ebpf:
+    file: {{ include: ["{tmp_path}/nothing/"] }}
+  otlp: {{ protocols: {{ http: {{ endpoint: 127.0.0.1:{http_port} }} }} }}
+exporters:
+  file: {{ path: {out} }}
+service:
+  pipelines:
+    logs: {{ receivers: [ebpf], exporters: [file] }}
+""")
+    log = open(tmp_path / "runbom.log", "wb")
+    runbom = subprocess.Popen([str(RUNBOM), "run", "-c", str(tmp_path / "runbom.yaml")],
+                              stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    server = subprocess.Popen(
+        [sys.executable, str(AGENT_DIR / "mcp_helpdesk.py"), "--port", str(port),
+         "--cert", str(cert), "--key", str(key), "--max-lifetime", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=AGENT_DIR)
+    try:
+        assert server.stdout is not None and server.stdout.readline().startswith(b"READY")
+        deadline = time.monotonic() + 60
+        while b"runbom is running" not in (tmp_path / "runbom.log").read_bytes():
+            assert runbom.poll() is None, (tmp_path / "runbom.log").read_text()
+            assert time.monotonic() < deadline, "runbom did not start"
+            time.sleep(0.05)
+        (tmp_path / "client.py").write_text(HTTPS_CLIENT)
+        client = subprocess.run(
+            [sys.executable, str(tmp_path / "client.py"), f"https://127.0.0.1:{port}/mcp",
+             str(cert)], capture_output=True, text=True, timeout=90)
+        assert client.returncode == 0, client.stdout + client.stderr
+        pid = json.loads(client.stdout.strip().splitlines()[-1])["pid"]
+        time.sleep(2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        runbom.send_signal(signal.SIGTERM)
+        code = runbom.wait(timeout=60)
+        log.close()
+    assert code == 0, (tmp_path / "runbom.log").read_text()[-3000:]
+    calls = {}
+    for f in sorted(out.glob("logs*.jsonl")):
+        for r in records(f, "Logs"):
+            a = attrs(r.get("attributes", []))
+            if r.get("eventName") == "mcp.client" and str(a.get("process.pid")) == str(pid):
+                calls[r["body"]["stringValue"] if "body" in r else a["mcp.method.name"]] = a
+    by_method = {a["mcp.method.name"]: a for a in calls.values()}
+    for method in ("initialize", "notifications/initialized", "tools/list", "tools/call"):
+        assert method in by_method, sorted(by_method)
+    call = by_method["tools/call"]
+    assert call.get("gen_ai.tool.name") == "add_ticket_comment", call
+    assert call.get("network.transport") == "tcp" and call.get("mcp.session.id"), call
+    for method in ("initialize", "tools/list", "tools/call"):
+        assert not by_method[method].get("runbom.mcp.unanswered"), by_method[method]
+    assert by_method["initialize"].get("runbom.mcp.server.name") == "runbom-helpdesk"
+    assert by_method["tools/list"].get("runbom.mcp.tools") == ["add_ticket_comment"]

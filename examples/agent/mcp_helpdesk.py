@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The helpdesk's MCP server: streamable HTTP, built on the official Python SDK (`mcp`).
 
-    mcp_helpdesk.py [--port N] [--json-response] [--log FILE] [--max-lifetime S]
+    mcp_helpdesk.py [--port N] [--json-response] [--cert PEM --key PEM] [--log FILE]
+                    [--max-lifetime S]
 
 Serves MCP at `http://127.0.0.1:<port>/mcp` (port 0 = a free one) with one tool,
 `add_ticket_comment(ticket, text)`, which keeps the comment (what the reference agent's MCP
 variant posts instead of `http_post` to the ticketing API). Responses are event streams
-(`text/event-stream`, the SDK's default) or, with --json-response, `application/json`.
+(`text/event-stream`, the SDK's default) or, with --json-response, `application/json`; with
+--cert and --key it serves HTTPS (`https://127.0.0.1:<port>/mcp`).
 Each tool call is appended to --log as a JSON line (service `helpdesk-mcp`, the session id's
 presence, the ticket). Prints `READY port=<port>` once listening; exits on SIGTERM/SIGINT or
 after --max-lifetime seconds (default 300).
@@ -46,10 +48,13 @@ def make_app(log: RequestLog, json_response: bool):  # type: ignore[no-untyped-d
     return app.streamable_http_app(json_response=json_response, host=HOST)
 
 
-async def serve(sock: socket.socket, app, max_lifetime: float) -> None:  # type: ignore[no-untyped-def]
+async def serve(sock: socket.socket, app, max_lifetime: float,  # type: ignore[no-untyped-def]
+                tls: tuple[str, str] | None) -> None:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    certfile, keyfile = tls or (None, None)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                           ssl_certfile=certfile, ssl_keyfile=keyfile))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
@@ -62,6 +67,8 @@ def main() -> int:
     p.add_argument("--port", type=int, default=DEFAULT_PORTS["mcp"])
     p.add_argument("--json-response", action="store_true")
     p.add_argument("--log", type=Path)
+    p.add_argument("--cert", help="certificate (PEM) to serve HTTPS with")
+    p.add_argument("--key", help="its private key (PEM)")
     p.add_argument("--max-lifetime", type=float, default=300.0)
     args = p.parse_args()
     sock = socket.socket()
@@ -76,7 +83,8 @@ def main() -> int:
     app = make_app(log, args.json_response)
     print(f"READY port={sock.getsockname()[1]}", flush=True)
     try:
-        asyncio.run(serve(sock, app, args.max_lifetime))
+        tls = (args.cert, args.key) if args.cert and args.key else None
+        asyncio.run(serve(sock, app, args.max_lifetime, tls))
     finally:
         log.close()
     return 0
