@@ -521,6 +521,59 @@ fn an_undeclared_mcp_tool_called_as_an_agent_tool_is_one_finding() {
     assert!(j.findings.is_empty(), "{:?}", j.findings);
 }
 
+/// A streamable-HTTP MCP server is recognised by the URL its requests went to (`url.full` of
+/// the kernel's `mcp.client`), against the declared server's `endpoints`.
+#[test]
+fn mcp_servers_reached_over_http_are_matched_by_endpoint() {
+    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).expect("BOM JSON");
+    doc["services"].as_array_mut().expect("services").push(serde_json::json!({
+        "bom-ref": "mcp:helpdesk", "name": "helpdesk",
+        "endpoints": ["http://127.0.0.1:18082/mcp"],
+        "properties": [{"name": "runbom:kind", "value": "mcp-server"}],
+        "services": [{"bom-ref": "mcp:helpdesk:add_ticket_comment", "name": "add_ticket_comment",
+                      "properties": [{"name": "runbom:kind", "value": "tool"}]}]
+    }));
+    let deps = doc["dependencies"].as_array_mut().expect("dependencies");
+    let agent = deps
+        .iter_mut()
+        .find(|d| d["ref"] == "agent:support-agent")
+        .expect("the agent's dependencies");
+    for r in ["mcp:helpdesk", "mcp:helpdesk:add_ticket_comment"] {
+        agent["dependsOn"]
+            .as_array_mut()
+            .expect("dependsOn")
+            .push(r.into());
+    }
+    let bom = DeclaredBom::parse(&doc.to_string(), "bom.cdx.json").expect("the BOM loads");
+    let call = |seed: u8, tool: &str, url: &str| {
+        let mut t = common::Trace::new(seed);
+        let root = t.root("p");
+        t.kernel_span(
+            &root,
+            "mcp.client",
+            common::AGENT_PID,
+            "/work/.venv/bin/python3",
+            vec![
+                kv_str("mcp.method.name", "tools/call"),
+                kv_str("gen_ai.tool.name", tool),
+                kv_str("url.full", url),
+            ],
+        );
+        judged(&bom, &mut PidMap::default(), t)
+    };
+    let out = call(46, "add_ticket_comment", "http://127.0.0.1:18082/mcp");
+    let (_, flags, r) = out
+        .iter()
+        .find(|(n, _, _)| n == "mcp.client")
+        .expect("mcp span");
+    assert!(flags.is_empty(), "{out:?}");
+    assert_eq!(r.as_deref(), Some("mcp:helpdesk:add_ticket_comment"));
+    let out = call(47, "delete_ticket", "http://127.0.0.1:18082/mcp");
+    assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_tool"]);
+    let out = call(48, "add_ticket_comment", "https://mcp.example.com/mcp");
+    assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
+}
+
 #[test]
 fn mcp_server_declarations_are_checked() {
     let with = |props: &str, extra: &str| {

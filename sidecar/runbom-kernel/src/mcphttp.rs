@@ -9,7 +9,7 @@
 //! read), the call is exported unanswered when its request completes.
 
 use runbom_event::{
-    Detail, KernelEvent, McpTransport,
+    Capture, Detail, KernelEvent, McpTransport,
     jsonrpc::{self, Kind, Message},
 };
 use runbom_genai::framing;
@@ -95,6 +95,7 @@ impl McpHttp {
             McpTransport::Tcp,
         );
         call.session_id.clone_from(&self.session_id);
+        call.server_url = server_url(http);
         if let Some(a) = &self.answer {
             mcptrack::answer(&mut call, a);
         }
@@ -112,6 +113,21 @@ impl McpHttp {
             detail: Detail::Mcp(call),
         }
     }
+}
+
+/// Where the HTTP request `http` went: `https://` inside TLS, its `Host` (else its peer) and
+/// its target (query values redacted).
+fn server_url(http: &KernelEvent) -> Option<String> {
+    let Detail::HttpRequest(h) = &http.detail else {
+        return None;
+    };
+    let host = h.host.clone().or_else(|| h.peer.map(|p| p.to_string()))?;
+    let scheme = if matches!(h.capture, Capture::Socket) {
+        "http"
+    } else {
+        "https"
+    };
+    Some(format!("{scheme}://{host}{}", h.target))
 }
 
 /// The `Mcp-Session-Id` of a response head (bounded, redacted like request headers).

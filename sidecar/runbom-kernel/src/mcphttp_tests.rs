@@ -110,6 +110,8 @@ fn a_tool_call_carries_its_session_and_tool_and_is_answered_from_the_stream() {
     assert_eq!(c.request_id.as_deref(), Some("3"));
     assert_eq!(c.session_id.as_deref(), Some(SESSION));
     assert!(c.answered && !c.tool_error, "{c:?}");
+    // Which server: where the request went (inside TLS here).
+    assert_eq!(c.server_url.as_deref(), Some("https://127.0.0.1:18792/mcp"));
 }
 
 #[test]

@@ -244,6 +244,7 @@ pub(crate) fn call(side: McpSide, m: &Message, transport: McpTransport) -> Box<M
         peer_pid: None,
         server_command_line: None,
         server_name: None,
+        server_url: None,
         tools: Vec::new(),
         answered: false,
     })
