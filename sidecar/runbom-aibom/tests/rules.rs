@@ -480,71 +480,50 @@ fn mcp_servers_and_their_tools() {
 #[test]
 fn an_undeclared_mcp_tool_called_as_an_agent_tool_is_one_finding() {
     let bom = common::bom_with_mcp_server();
-    let mut t = common::Trace::new(44);
-    let root = t.root("p");
-    let tool = t.tool(&root, "write_file", r#"{"path": "/data/x"}"#);
-    t.mcp_call(&tool, "write_file", common::MCP_FS_SERVER);
-    let mut its = items(t);
-    let j = judge(
-        &bom,
-        &JudgeSettings::default(),
-        &mut PidMap::default(),
-        &mut its,
-    );
-    assert_eq!(j.findings.len(), 1, "{:?}", j.findings);
-    assert_eq!(j.findings[0].kinds, ["undeclared_mcp_tool"]);
-    assert_eq!(j.findings[0].subject, "write_file");
-    let out = judged(&bom, &mut PidMap::default(), {
-        let mut t = common::Trace::new(44);
+    let trace = |seed: u8, tool: &str| {
+        let mut t = common::Trace::new(seed);
         let root = t.root("p");
-        let tool = t.tool(&root, "write_file", "{}");
-        t.mcp_call(&tool, "write_file", common::MCP_FS_SERVER);
+        let span = t.tool(&root, tool, r#"{"path": "/data/x"}"#);
+        t.mcp_call(&span, tool, common::MCP_FS_SERVER);
         t
-    });
+    };
+    let findings = |t| {
+        let mut its = items(t);
+        judge(
+            &bom,
+            &JudgeSettings::default(),
+            &mut PidMap::default(),
+            &mut its,
+        )
+        .findings
+    };
+    let f = findings(trace(44, "write_file"));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].kinds, ["undeclared_mcp_tool"]);
+    assert_eq!(f[0].subject, "write_file");
+    let out = judged(&bom, &mut PidMap::default(), trace(44, "write_file"));
     assert_eq!(
         flags_of(&out, "execute_tool write_file"),
         ["undeclared_tool"]
     );
 
     // A declared MCP tool used as an agent tool raises nothing.
-    let mut t = common::Trace::new(45);
-    let root = t.root("p");
-    let tool = t.tool(&root, "read_text_file", "{}");
-    t.mcp_call(&tool, "read_text_file", common::MCP_FS_SERVER);
-    let mut its = items(t);
-    let j = judge(
-        &bom,
-        &JudgeSettings::default(),
-        &mut PidMap::default(),
-        &mut its,
-    );
-    assert!(j.findings.is_empty(), "{:?}", j.findings);
+    let f = findings(trace(45, "read_text_file"));
+    assert!(f.is_empty(), "{f:?}");
 }
 
-/// A streamable-HTTP MCP server is recognised by the URL its requests went to (`url.full` of
-/// the kernel's `mcp.client`), against the declared server's `endpoints`.
 #[test]
 fn mcp_servers_reached_over_http_are_matched_by_endpoint() {
-    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).expect("BOM JSON");
-    doc["services"].as_array_mut().expect("services").push(serde_json::json!({
-        "bom-ref": "mcp:helpdesk", "name": "helpdesk",
-        "endpoints": ["http://127.0.0.1:18082/mcp"],
-        "properties": [{"name": "runbom:kind", "value": "mcp-server"}],
-        "services": [{"bom-ref": "mcp:helpdesk:add_ticket_comment", "name": "add_ticket_comment",
-                      "properties": [{"name": "runbom:kind", "value": "tool"}]}]
-    }));
-    let deps = doc["dependencies"].as_array_mut().expect("dependencies");
-    let agent = deps
-        .iter_mut()
-        .find(|d| d["ref"] == "agent:support-agent")
-        .expect("the agent's dependencies");
-    for r in ["mcp:helpdesk", "mcp:helpdesk:add_ticket_comment"] {
-        agent["dependsOn"]
-            .as_array_mut()
-            .expect("dependsOn")
-            .push(r.into());
-    }
-    let bom = DeclaredBom::parse(&doc.to_string(), "bom.cdx.json").expect("the BOM loads");
+    let bom = common::bom_with_service(
+        &serde_json::json!({
+            "bom-ref": "mcp:helpdesk", "name": "helpdesk",
+            "endpoints": ["http://127.0.0.1:18082/mcp"],
+            "properties": [{"name": "runbom:kind", "value": "mcp-server"}],
+            "services": [{"bom-ref": "mcp:helpdesk:add_ticket_comment", "name": "add_ticket_comment",
+                          "properties": [{"name": "runbom:kind", "value": "tool"}]}]
+        }),
+        &["mcp:helpdesk", "mcp:helpdesk:add_ticket_comment"],
+    );
     let call = |seed: u8, tool: &str, url: &str| {
         let mut t = common::Trace::new(seed);
         let root = t.root("p");
