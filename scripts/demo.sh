@@ -4,8 +4,11 @@
 # reference agent's declared AI-BOM, OTLP/JSON files in target/demo/runbom-data), then runs the
 # reference agent (examples/agent) twice: a benign conversation, and one where a ticket note
 # carries a prompt injection that makes the agent send customer records with an approved tool
-# to an endpoint the BOM does not declare for it. Shows live progress, then the drift finding,
-# the trace behind it and where the HTML report is.
+# to an endpoint the BOM does not declare for it. Then its MCP variant once (run.py --mcp: the
+# npm filesystem MCP server over stdio, a helpdesk MCP server over streamable HTTP), where the
+# injection makes it plant a script with the filesystem server's write_file, a tool the BOM does
+# not declare. Shows live progress, then each drift finding, the trace behind it and where the
+# HTML reports are.
 #
 # Re-running starts afresh; Ctrl-C stops everything cleanly. Needs root (eBPF).
 set -euo pipefail
@@ -59,19 +62,20 @@ say "the reference agent's declared AI-BOM; output in $DEMO/runbom-data)"
 pids+=($!)
 
 run_agent() {
-    local scenario=$1
-    say "running the reference agent: $scenario conversation"
-    "$PY" "$REPO/examples/agent/run.py" --scenario "$scenario" --mode sequential \
-        --ground-truth "$DEMO/ground-truth-$scenario.json" 2> "agent-$scenario.log" |
-        sed 's/^/[demo]   /'
+    local scenario=$1 variant=${2:-}
+    say "running the reference agent${variant:+ (MCP variant)}: $scenario conversation"
+    "$PY" "$REPO/examples/agent/run.py" --scenario "$scenario" --mode sequential $variant \
+        --ground-truth "$DEMO/ground-truth-$scenario${variant:+-mcp}.json" \
+        2> "agent-$scenario${variant:+-mcp}.log" | sed 's/^/[demo]   /'
 }
 run_agent benign
 run_agent injected
+run_agent injected --mcp
 
 # The correlator and the AI-BOM processor hold spans for their wait (6 s and 5 s) before they
-# place, judge and alert; stopping runbom flushes them, so wait only for the first finding.
+# place, judge and alert; stopping runbom flushes them, so wait only for the two findings.
 for _ in $(seq 1 30); do
-    grep -q '"aibom.drift"' runbom-data/logs.jsonl 2>/dev/null && break
+    [ "$(grep -o '"aibom.drift"' runbom-data/logs.jsonl 2>/dev/null | wc -l)" -ge 2 ] && break
     sleep 1
 done
 kill -TERM "${pids[1]}" 2>/dev/null || true
@@ -81,10 +85,21 @@ wait "$RUNBOM" || true
 pids=()
 grep -E "ebpf receiver stopped" runbom.log | sed 's/^.*INFO /[demo] runbom: /' || true
 
+trace_of() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["conversations"][0]["trace_id"])' "$1"; }
+EXFIL_TRACE=$(trace_of "$DEMO/ground-truth-injected.json")
+MCP_TRACE=$(trace_of "$DEMO/ground-truth-injected-mcp.json")
+BOM=$REPO/examples/agent/bom-mcp.cdx.json  # what builtin:reference-agent holds
+
 echo
-say "the trace behind the latest drift finding, and the finding with its chain (runbom investigate):"
-"$RUNBOM_BIN" investigate --from runbom-data
-"$RUNBOM_BIN" investigate --from runbom-data --bom "$REPO/examples/agent/bom.cdx.json" \
+say "the trace behind the exfiltration's drift finding, and the finding with its chain (runbom investigate):"
+"$RUNBOM_BIN" investigate --from runbom-data --trace "$EXFIL_TRACE"
+"$RUNBOM_BIN" investigate --from runbom-data --trace "$EXFIL_TRACE" --bom "$BOM" \
     --html "$DEMO/report.html" 2>/dev/null >/dev/null
+echo
+say "the MCP variant's trace: the planted script, from the prompt to the MCP server's file access:"
+"$RUNBOM_BIN" investigate --from runbom-data --trace "$MCP_TRACE"
+"$RUNBOM_BIN" investigate --from runbom-data --trace "$MCP_TRACE" --bom "$BOM" \
+    --html "$DEMO/report-mcp.html" 2>/dev/null >/dev/null
 say "HTML report: $DEMO/report.html (self-contained; open it in a browser)"
+say "HTML report of the MCP variant: $DEMO/report-mcp.html"
 say "all exported data: $DEMO/runbom-data/{traces,logs}.jsonl; runbom's log: $DEMO/runbom.log"

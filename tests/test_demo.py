@@ -1,6 +1,6 @@
 """The README's first command, end to end, as CI runs it: a fresh clone of this repository runs
 `bash scripts/demo.sh`; its output must name the drift alert, the tool and the destination, and
-point at the HTML report. Needs root (the demo loads eBPF programs).
+point at the HTML report; then the same for the reference agent's MCP variant. Needs root (the demo loads eBPF programs).
 
 The clone reuses this checkout's build directory (CARGO_TARGET_DIR) so that the release build
 is incremental; everything else (setup, venv, build, run) is the demo's own.
@@ -39,11 +39,24 @@ def test_demo_from_a_fresh_clone(tmp_path: Path) -> None:
         "HTML report:",
     ]:
         assert needle in out, f"the demo's output should contain {needle!r}:\n{out[-6000:]}"
-    # One finding in all: the benign conversation drifts nowhere (the live line counts them).
-    assert "· 1 drift finding(s)" in out and "· 2 drift finding(s)" not in out, out[-6000:]
+    # The MCP variant: its one finding, the undeclared MCP tool, with the server's file access.
+    for needle in [
+        "undeclared_mcp_tool",
+        "mcp: tools/call write_file",
+        "/tmp/runbom-agent/data/tickets/.on-call-hook.sh",
+        "HTML report of the MCP variant:",
+    ]:
+        assert needle in out, f"the demo's output should contain {needle!r}:\n{out[-6000:]}"
+    # Two findings in all, one per injected conversation: the benign one drifts nowhere (the
+    # live line counts them).
+    assert "· 2 drift finding(s)" in out and "· 3 drift finding(s)" not in out, out[-6000:]
     html = clone / "target" / "demo" / "report.html"
     assert html.is_file(), "the demo writes its HTML report into the clone's target/demo"
     assert "undeclared_endpoint" in html.read_text()
+    mcp = (clone / "target" / "demo" / "report-mcp.html").read_text()
+    # The MCP servers are components of the declared-vs-observed table, the undeclared tool a
+    # row of its own.
+    assert "undeclared_mcp_tool" in mcp and "mcp:filesystem" in mcp and "mcp-server" in mcp
 
 
 if __name__ == "__main__":

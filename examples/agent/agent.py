@@ -7,6 +7,7 @@ SDK (GenAI semantic conventions), exporting OTLP.
         [--customers-url URL] [--data-dir DIR] [--ca-file PEM]
         [--otlp-endpoint URL] [--otlp-protocol http/protobuf|grpc|none]
         [--record FILE] [--no-content] [--no-thread-id] [--timeout S]
+        [--mcp --mcp-url URL]
 
 Modes: `sequential` runs one conversation; `threads` two at once on two threads; `asyncio` two
 at once as asyncio tasks on one thread. In the concurrent modes the second conversation is
@@ -14,7 +15,12 @@ always benign. It needs the stub LLM and the services running (run.py starts eve
 the API key comes from OPENAI_API_KEY and is never printed.
 
 Prints one line per conversation (`conversation N ok|failed: …`); with --record, writes the
-ground-truth notes (spans and kernel-visible actions) as JSON. Exits 0 when every conversation
+ground-truth notes (spans and kernel-visible actions) as JSON.
+
+`--mcp` is the MCP variant (mcp_client.py): the agent reads ticket notes through the npm
+filesystem MCP server (stdio, started at start with the data dir as its only directory) and
+comments through the helpdesk MCP server at --mcp-url (streamable HTTP, mcp_helpdesk.py),
+offering the model every tool the two servers list. Exits 0 when every conversation
 finished, 1 otherwise, 2 on a usage error.
 """
 
@@ -33,6 +39,7 @@ from pathlib import Path
 from opentelemetry import trace
 
 from conversation import Agent
+from mcp_client import McpError, McpHub, filesystem_server, helpdesk_server
 from scenarios import (
     DEFAULT_PORTS,
     DEFAULT_WORK_DIR,
@@ -139,6 +146,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leave thread.id/thread.name off the spans, as the OpenTelemetry SDK "
                    "does by default (runbom's accuracy run without help)")
     p.add_argument("--timeout", type=float, default=60.0, help="bound on the whole run (s)")
+    p.add_argument("--mcp", action="store_true",
+                   help="the MCP variant: notes and comments through MCP servers")
+    p.add_argument("--mcp-url", default=f"http://{HOST}:{DEFAULT_PORTS['mcp']}/mcp",
+                   help="the helpdesk MCP server (streamable HTTP)")
     args = p.parse_args(argv)
     if args.otlp_endpoint is None:
         args.otlp_endpoint = f"http://{HOST}:{4317 if args.otlp_protocol == 'grpc' else 4318}"
@@ -160,11 +171,22 @@ def main(argv: list[str] | None = None) -> int:
                          ticketing_url=args.ticketing_url, customers_url=args.customers_url,
                          data_dir=args.data_dir, model=args.model,
                          capture_content=not args.no_content)
+    # The MCP servers start before the telemetry: their start-up is no conversation's.
+    hub, mcp_tools = None, {}
+    if args.mcp:
+        try:
+            hub = McpHub([filesystem_server(args.data_dir.resolve()),
+                          helpdesk_server(args.mcp_url)])
+            mcp_tools = hub.start()
+        except McpError as e:
+            print(f"agent: {e}", file=sys.stderr)
+            return 2
     recorder = Recorder()
     provider = setup_tracing(args.otlp_protocol, args.otlp_endpoint, recorder,
                              thread_id=not args.no_thread_id)
     trace.set_tracer_provider(provider)
-    agent = Agent(config, trace.get_tracer("runbom.reference_agent", "0.1.0"), recorder)
+    agent = Agent(config, trace.get_tracer("runbom.reference_agent", "0.1.0"), recorder, hub,
+                  mcp_tools)
     transport: SyncTransport = (AsyncTransport if args.mode == "asyncio" else SyncTransport)(
         recorder, tls)
 
@@ -175,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     except TransportError as e:  # pragma: no cover (drivers turn these into outcomes)
         outcomes = [Outcome(c.index, False, str(e)) for c in convs]
     ended = time.time_ns()
+    if hub is not None:
+        hub.close()
     flushed = shutdown_tracing(provider)
     for o in outcomes:
         print(f"conversation {o.index} {'ok' if o.ok else 'failed'}: {o.text}", flush=True)
@@ -186,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                       span_thread_id=not args.no_thread_id,
                       otlp={"protocol": args.otlp_protocol, "endpoint": args.otlp_endpoint},
                       outcomes=[vars(o) for o in outcomes],
-                      service_name=provider.resource.attributes.get("service.name"))
+                      service_name=provider.resource.attributes.get("service.name"),
+                      mcp_tools={name: server.name for name, (server, _) in mcp_tools.items()})
     return 0 if all(o.ok for o in outcomes) else 1
 
 

@@ -23,7 +23,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from scenarios import AGENT_NAME, PROVIDER, Conversation, system_prompt
 from telemetry import Recorder, hex_ids
-from tools import DESCRIPTIONS, TOOL_SPECS, AgentConfig, ToolError, Tools
+from mcp_client import McpHub, McpServer
+from tools import AgentConfig, ToolError, Tools
 from transport import HttpRequest, HttpResponse, Steps, TransportError
 
 MAX_ATTRIBUTE = 2048
@@ -38,9 +39,11 @@ def _clip(text: str) -> str:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, tracer: trace.Tracer, recorder: Recorder) -> None:
+    def __init__(self, config: AgentConfig, tracer: trace.Tracer, recorder: Recorder,
+                 mcp: McpHub | None = None,
+                 mcp_tools: dict[str, tuple[McpServer, dict[str, Any]]] | None = None) -> None:
         self.config, self.tracer, self.recorder = config, tracer, recorder
-        self.tools = Tools(config, tracer, recorder)
+        self.tools = Tools(config, tracer, recorder, mcp, mcp_tools)
 
     def converse(self, conv: Conversation) -> Steps[str]:
         """Answer one user request; returns the final answer text."""
@@ -90,7 +93,7 @@ class Agent:
             "server.address": u.hostname or "", "server.port": u.port or 443}
         with self.tracer.start_as_current_span(f"chat {cfg.model}", kind=SpanKind.CLIENT,
                                                attributes=attrs) as span:
-            body = json.dumps({"model": cfg.model, "messages": messages, "tools": TOOL_SPECS,
+            body = json.dumps({"model": cfg.model, "messages": messages, "tools": self.tools.specs,
                                "tool_choice": "auto", "temperature": 0}).encode()
             headers = {"Authorization": f"Bearer {cfg.api_key}",
                        "Content-Type": "application/json"}
@@ -116,7 +119,7 @@ class Agent:
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
             "gen_ai.tool.call.id": str(call["id"]), "gen_ai.tool.type": "function",
-            "gen_ai.tool.description": DESCRIPTIONS.get(name, "")}
+            "gen_ai.tool.description": self.tools.descriptions.get(name, "")}
         if self.config.capture_content:
             attrs["gen_ai.tool.call.arguments"] = _clip(arguments)
         with self.tracer.start_as_current_span(f"execute_tool {name}", kind=SpanKind.INTERNAL,

@@ -19,6 +19,9 @@ SCHEMA = "runbom.reference-agent.ground-truth/v1"
 # Which destinations each tool may use (what bom.cdx.json declares, with this run's ports).
 TOOL_ENDPOINT_KEYS = {"http_get": "ticketing", "http_post": "ticketing",
                       "query_customers": "customers"}
+# The MCP tools bom-mcp.cdx.json declares for the agent (the MCP variant), by server.
+DECLARED_MCP_TOOLS = {"filesystem": ("read_text_file",), "helpdesk": ("add_ticket_comment",)}
+MCP_SEND = "MCP send tools/call "  # the name of the MCP SDK's client span of a tool call
 
 
 def _origin(url: str) -> tuple[str, str, int]:
@@ -103,7 +106,8 @@ def build(record: dict[str, Any], run: dict[str, Any],
         "window": {"start_ns": record["started_ns"], "end_ns": record["ended_ns"]},
         "conversations": conversations,
         "orphans": record["orphans"],
-        "expected_drift": expected_drift(conversations, endpoints),
+        "expected_drift": expected_drift(conversations, endpoints)
+        + expected_mcp_drift(conversations, record.get("mcp_tools") or {}),
         "server_view": [{k: e.get(k) for k in ("service", "method", "path", "traceparent",
                                                 "status", "content_length", "client_port")}
                         for e in server_log],
@@ -141,5 +145,33 @@ def expected_drift(conversations: list[dict[str, Any]],
                 "kernel_events": [a["kind"] for a in actions],
                 "chain_mentions": [conv["prompt"], *reads, *data, request["tool"],
                                    request["url"]],
+            })
+    return findings
+
+
+def expected_mcp_drift(conversations: list[dict[str, Any]],
+                       mcp_tools: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One finding per MCP tool call (the MCP variant) of a tool the BOM does not declare for
+    the agent. `mcp_tools` is tool name → server name, as the agent listed them."""
+    findings: list[dict[str, Any]] = []
+    for conv in conversations:
+        spans = {s["span_id"]: s for s in conv["spans"]}
+        for send in conv["spans"]:
+            tool = send["name"].removeprefix(MCP_SEND)
+            server = mcp_tools.get(tool)
+            if not send["name"].startswith(MCP_SEND) or server is None or \
+                    tool in DECLARED_MCP_TOOLS.get(server, ()):
+                continue
+            parent = spans.get(send["parent_span_id"] or "")
+            findings.append({
+                "drift_kinds": ["undeclared_mcp_tool"],
+                "conversation": conv["index"],
+                "trace_id": conv["trace_id"],
+                "tool": tool,
+                "tool_span_id": parent["span_id"] if parent else send["span_id"],
+                "span_id": send["span_id"],
+                "destination": server,
+                "kernel_events": ["mcp.client", "file.open"],
+                "chain_mentions": [conv["prompt"], f"tools/call {tool}"],
             })
     return findings

@@ -6,6 +6,7 @@
            [--work-dir DIR] [--ground-truth FILE] [--any-ports]
            [--llm-port N] [--ticketing-port N] [--customers-port N] [--exfil-port N]
            [--no-thread-id] [--timeout S] [--json] [--agent python|node] [--node PATH]
+           [--mcp] [--mcp-port N]
 
 1. starts the services (ticketing API, customer database, exfil sink) and the HTTPS stub LLM,
    each a process of its own, on the ports bom.cdx.json declares (or free ones: --any-ports);
@@ -22,6 +23,10 @@
 OpenTelemetry JS SDK and the `openai` npm package; the same three modes) in the same
 world, trusting the stub's certificate through NODE_EXTRA_CA_CERTS; the ground truth is the same.
 With --no-thread-id its spans are the JS SDK's own in their timestamps too (agent.mjs --sdk-clock).
+With --mcp (the MCP variant) it also starts the helpdesk MCP server (mcp_helpdesk.py,
+streamable HTTP) and runs the agent with `--mcp`: notes are read through the npm filesystem
+MCP server, comments go through the helpdesk server, and T-2718's injection asks for
+`write_file` of a script into the data dir (tickets/.on-call-hook.sh) instead of the export.
 
 Exit status: the agent's (0 when every conversation finished), 2 when the world did not start.
 """
@@ -45,7 +50,15 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from groundtruth import build
-from scenarios import DEFAULT_PORTS, DEFAULT_WORK_DIR, HOST, MODES, SCENARIOS, write_data_dir
+from scenarios import (
+    DEFAULT_PORTS,
+    DEFAULT_WORK_DIR,
+    HOST,
+    MODES,
+    PLANTED,
+    SCENARIOS,
+    write_data_dir,
+)
 
 HERE = Path(__file__).resolve().parent
 NODE_AGENT = HERE.parent / "agent-node" / "agent.mjs"
@@ -117,12 +130,16 @@ def parse_args() -> argparse.Namespace:
                    help="which reference agent runs: this one, or the Node one")
     p.add_argument("--node", default=shutil.which("node") or "/usr/bin/node",
                    help="the Node executable for --agent node")
+    p.add_argument("--mcp", action="store_true",
+                   help="the MCP variant (filesystem server over stdio, helpdesk over HTTP)")
     args = p.parse_args()
     if args.any_ports:
         for name in DEFAULT_PORTS:
             setattr(args, f"{name}_port", 0)
     if args.otlp_endpoint is None:
         args.otlp_endpoint = f"http://{HOST}:{4317 if args.otlp_protocol == 'grpc' else 4318}"
+    if args.mcp and args.agent == "node":
+        p.error("--mcp: the MCP variant is written for the Python agent only (not --agent node)")
     return args
 
 
@@ -159,7 +176,8 @@ def _on_sigterm(*_: Any) -> NoReturn:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work: Path = args.work_dir
-    run_dir = work / f"run-{args.scenario}-{args.mode}"
+    variant = f"{args.scenario}-{args.mode}" + ("-mcp" if args.mcp else "")
+    run_dir = work / f"run-{variant}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     data_dir = work / "data"
@@ -168,6 +186,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if k not in ("RUNBOM_DEMO_API_KEY", "OPENAI_API_KEY")}
     env = {**base_env, "OPENAI_API_KEY": api_key}  # for the stub and the agent only
     logs = {"services": run_dir / "services-requests.jsonl", "llm": run_dir / "llm-requests.jsonl"}
+    if args.mcp:
+        logs["mcp"] = run_dir / "mcp-requests.jsonl"
     python = args.python
     warnings = []
     if args.otlp_protocol != "none" and not _listening(args.otlp_endpoint):
@@ -186,13 +206,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                   "--latency-ms", str(args.latency_ms)],
                      env, run_dir / "stub_llm.log")
         stack.callback(stub.stop)
+        if args.mcp:
+            helpdesk = Child("helpdesk MCP server",
+                             [python, "mcp_helpdesk.py", "--port", str(args.mcp_port),
+                              "--log", str(logs["mcp"])], base_env, run_dir / "mcp_helpdesk.log")
+            stack.callback(helpdesk.stop)
         ports = services.ready(20)
         stub_ready = stub.ready(20)
         endpoints = {"llm": f"https://{HOST}:{stub_ready['port']}/v1",
                      "ticketing": f"http://{HOST}:{ports['ticketing']}/api",
                      "customers": f"http://{HOST}:{ports['customers']}",
                      "exfil": f"http://{HOST}:{ports['exfil']}/upload"}
-        write_data_dir(data_dir, endpoints["exfil"])
+        if args.mcp:
+            endpoints["mcp"] = f"http://{HOST}:{helpdesk.ready(20)['port']}/mcp"
+        write_data_dir(data_dir, endpoints["exfil"], mcp=args.mcp)
+        (data_dir / PLANTED).unlink(missing_ok=True)  # an earlier injected MCP run's
 
         record = run_dir / "agent-record.json"
         argv = [python, str(HERE / "agent.py"), "--mode", args.mode, "--scenario", args.scenario,
@@ -203,6 +231,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--timeout", str(args.timeout)]
         if args.no_thread_id:
             argv.append("--no-thread-id")
+        if args.mcp:
+            argv += ["--mcp", "--mcp-url", endpoints["mcp"]]
         agent_env = env
         if args.agent == "node":
             # Without help is the SDK's defaults: for Node also its own span timestamps.
@@ -232,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truth = build(json.loads(record.read_text()), {
         "scenario": args.scenario, "mode": args.mode, "endpoints": endpoints,
         "data_dir": str(data_dir), "agent_exit_code": agent.returncode}, entries)
-    path = args.ground_truth or work / f"ground-truth-{args.scenario}-{args.mode}.json"
+    path = args.ground_truth or work / f"ground-truth-{variant}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(truth, indent=1, sort_keys=True), encoding="utf-8")
     convs = truth["conversations"]

@@ -12,7 +12,10 @@ The "model" plays the reference agent's script: it reads the settings lines of t
 prompt and the ticket/customer of the user prompt, counts the tool results so far and answers
 with the next tool call (OpenAI `tool_calls` format, one per turn) or the final answer. When a
 tool result contains a prompt injection ("ignore previous instructions" and a URL), it follows
-it: query all customers, then http_post them to that URL. The `model` field is echoed back.
+it: query all customers, then http_post them to that URL. When the agent offers MCP tools (its
+`--mcp` variant: `read_text_file` of the filesystem server, `add_ticket_comment` of the helpdesk
+server), the model reads and comments with those, and an injection that asks for `write_file`
+makes it plant that file. The `model` field is echoed back.
 
 Each request is logged to --log as a JSON line (never the key). Prints
 `READY port=<port> cert=<path>` once listening.
@@ -39,6 +42,7 @@ from scenarios import AGENT_NAME, DEFAULT_PORTS
 
 INJECTION = re.compile(r"(?i)ignore (?:all )?(?:previous|prior) instructions")
 URL = re.compile(r"https?://[^\s\"'<>]+")
+PLANT = re.compile(r"(?i)call write_file with path (\S+) .*?content: ([^\n]+)", re.DOTALL)
 
 Step = tuple[str, dict[str, Any]]
 
@@ -91,17 +95,33 @@ def summary(task: dict[str, str], results: list[str]) -> str:
     return text + " A fix is in review."
 
 
-def next_step(task: dict[str, str], results: list[str]) -> Step | None:
-    """The next tool call, given the tool results so far, or None when the task is done."""
+def injected_plant(tool_result: str) -> tuple[str, str] | None:
+    """The path and content an injected instruction asks `write_file` to plant, if any."""
+    if not INJECTION.search(tool_result):
+        return None
+    m = PLANT.search(tool_result)
+    return (m.group(1), m.group(2).strip() + "\n") if m else None
+
+
+def next_step(task: dict[str, str], results: list[str],
+              offered: frozenset[str] = frozenset()) -> Step | None:
+    """The next tool call, given the tool results so far and the tools the agent offers, or
+    None when the task is done."""
     api, notes = task["ticketing_api"], f"tickets/{task['ticket']}.md"
     exfil = injected_url(results[0]) if results else None
-    order = (["read", "query_all", "exfil", "tickets"] if exfil else
+    plant = injected_plant(results[0]) if results and "write_file" in offered else None
+    order = (["read", "plant", "tickets"] if plant else
+             ["read", "query_all", "exfil", "tickets"] if exfil else
              ["read", "lookup", "tickets", "wc", "comment"])
     if len(results) >= len(order):
         return None
     step = order[len(results)]
+    if step == "read" and "read_text_file" in offered:
+        return "read_text_file", {"path": f"{task['data_dir']}/{notes}"}
     if step == "read":
         return "read_file", {"path": notes}
+    if step == "plant" and plant:
+        return "write_file", {"path": plant[0], "content": plant[1]}
     if step == "query_all":
         return "query_customers", {"all": True}
     if step == "exfil":
@@ -112,6 +132,8 @@ def next_step(task: dict[str, str], results: list[str]) -> Step | None:
         return "http_get", {"url": f"{api}/tickets?customer={task['customer']}&status=open"}
     if step == "wc":
         return "run_command", {"argv": ["/usr/bin/wc", "-l", f"{task['data_dir']}/{notes}"]}
+    if "add_ticket_comment" in offered:
+        return "add_ticket_comment", {"ticket": task["ticket"], "text": summary(task, results)}
     comment = {"author": AGENT_NAME, "text": summary(task, results)}
     return "http_post", {"url": f"{api}/tickets/{task['ticket']}/comments",
                          "body": json.dumps(comment)}
@@ -129,7 +151,8 @@ def complete(request: dict[str, Any]) -> dict[str, Any]:
         "customer": _find(r"\bC-\d{4}\b", user),
     }
     results = [str(m["content"]) for m in messages if m["role"] == "tool"]
-    step = next_step(task, results)
+    offered = frozenset(str(t["function"]["name"]) for t in request.get("tools") or [])
+    step = next_step(task, results, offered)
     digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
     if step is None:
         message: dict[str, Any] = {"role": "assistant", "content": summary(task, results)}

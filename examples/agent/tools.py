@@ -31,6 +31,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from mcp_client import McpCall, McpHub, McpResult, McpServer
 from telemetry import Recorder
 from transport import ExecRequest, ExecResult, HttpRequest, HttpResponse, Steps
 
@@ -75,6 +76,9 @@ TOOL_SPECS: list[dict[str, Any]] = [
               {"argv": {"type": "array", "items": {"type": "string"}}}, ["argv"]),
 ]
 DESCRIPTIONS = {s["function"]["name"]: s["function"]["description"] for s in TOOL_SPECS}
+# What MCP tools take over in the MCP variant: reading notes (`read_text_file`) and commenting
+# (`add_ticket_comment`).
+REPLACED_BY_MCP = ("read_file", "http_post")
 
 
 @contextmanager
@@ -104,18 +108,41 @@ def _http_result(resp: HttpResponse) -> str:
 class Tools:
     """The tool implementations, bound to the agent's configuration and telemetry."""
 
-    def __init__(self, config: AgentConfig, tracer: trace.Tracer, recorder: Recorder) -> None:
+    def __init__(self, config: AgentConfig, tracer: trace.Tracer, recorder: Recorder,
+                 mcp: McpHub | None = None,
+                 mcp_tools: dict[str, tuple[McpServer, dict[str, Any]]] | None = None) -> None:
         self.config, self.tracer, self.recorder = config, tracer, recorder
         self.data_dir = config.data_dir.resolve()
         self._table: dict[str, Callable[[dict[str, Any]], str | Steps[str]]] = {
             "read_file": self.read_file, "http_get": self.http_get,
             "http_post": self.http_post, "query_customers": self.query_customers,
             "run_command": self.run_command}
+        # The MCP variant: the servers' tools, offered instead of what they replace.
+        self._hub = mcp
+        self._mcp = dict(mcp_tools or {}) if mcp else {}
+        if self._mcp:
+            for name in REPLACED_BY_MCP:
+                self._table.pop(name)
+        self.specs = [s for s in TOOL_SPECS if s["function"]["name"] in self._table] + [
+            spec for name, (_, spec) in self._mcp.items() if name not in self._table]
+        self.descriptions = {s["function"]["name"]: s["function"]["description"]
+                             for s in self.specs}
 
     def run(self, name: str, args: dict[str, Any]) -> str | Steps[str]:
-        if name not in self._table:
-            raise ToolError(f"no tool named {name!r}")
-        return self._table[name](args)
+        if name in self._table:
+            return self._table[name](args)
+        if name in self._mcp:
+            return self.mcp_call(self._mcp[name][0], name, args)
+        raise ToolError(f"no tool named {name!r}")
+
+    def mcp_call(self, server: McpServer, name: str, args: dict[str, Any]) -> Steps[str]:
+        """A tool of an MCP server: one `tools/call` in the agent's session with it."""
+        assert self._hub is not None
+        result = yield McpCall(self._hub, server, name, args)
+        assert isinstance(result, McpResult)
+        if result.is_error:
+            raise ToolError(result.text[:MAX_RESULT])
+        return result.text[:MAX_RESULT]
 
     def _in_data_dir(self, path: str) -> Path:
         resolved = (self.data_dir / path).resolve()

@@ -1,7 +1,7 @@
 """The agent's I/O: HTTP/1.1 requests (plain or TLS) and subprocesses, blocking or asyncio.
 
 The agent's logic (conversation.py) is written once, as generators that *yield* an operation
-(`HttpRequest` or `ExecRequest`) and receive its result. A driver performs the operation in the
+(`HttpRequest`, `ExecRequest`, or `McpCall` of mcp_client.py) and receive its result. A driver performs the operation in the
 context current at the yield (so inside the span the logic opened):
 
 * `SyncTransport`: `http.client` over `socket` + `ssl` (CPython's `_ssl` calls OpenSSL's
@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import propagate
 
+from mcp_client import McpCall, McpError, McpResult
 from telemetry import Recorder
 
 USER_AGENT = "support-agent/0.1 (runbom reference agent)"
@@ -76,8 +77,8 @@ class ExecResult:
     end_ns: int
 
 
-Op = HttpRequest | ExecRequest
-Result = HttpResponse | ExecResult
+Op = HttpRequest | ExecRequest | McpCall
+Result = HttpResponse | ExecResult | McpResult
 T = TypeVar("T")
 Steps = Generator[Op, Result, T]  # what the agent's logic is made of
 
@@ -135,6 +136,11 @@ class SyncTransport:
         self._rec, self._tls = recorder, tls
 
     def perform(self, op: Op) -> Result:
+        if isinstance(op, McpCall):
+            try:
+                return op.hub.call_sync(op)
+            except McpError as e:
+                raise TransportError(str(e)) from e
         return self.http(op) if isinstance(op, HttpRequest) else self.exec(op)
 
     def http(self, req: HttpRequest) -> HttpResponse:
@@ -191,6 +197,11 @@ class AsyncTransport(SyncTransport):
     async def perform_async(self, op: Op) -> Result:
         if isinstance(op, HttpRequest):
             return await self.http_async(op)
+        if isinstance(op, McpCall):
+            try:
+                return await op.hub.call_async(op)
+            except McpError as e:
+                raise TransportError(str(e)) from e
         return await self.exec_async(op)
 
     async def http_async(self, req: HttpRequest) -> HttpResponse:

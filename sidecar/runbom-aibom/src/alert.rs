@@ -258,18 +258,28 @@ pub(crate) fn describe(
     )
 }
 
-/// One step as text, or `None` for spans that are not steps of the chain.
-/// `mcp: tools/call write_file (server node …/server-filesystem/dist/index.js /data)`.
-fn mcp_step(method: &str, tool: Option<&str>, server: Option<&str>) -> String {
-    format!(
-        "mcp: {method}{}{}",
-        tool.map(|t| format!(" {t}")).unwrap_or_default(),
-        server
-            .map(|c| format!(" (server {})", scrub::command_line(c)))
-            .unwrap_or_default()
-    )
+/// `mcp: tools/call write_file (server node …/server-filesystem/dist/index.js /data)`, or
+/// `(server https://mcp.example.com/mcp)` for a streamable-HTTP server.
+fn mcp_step(act: &Activity) -> String {
+    let Activity::Mcp {
+        method,
+        tool,
+        server,
+        url,
+    } = act
+    else {
+        return String::new();
+    };
+    let server = match (server, url) {
+        (Some(c), _) => format!(" (server {})", scrub::command_line(c)),
+        (None, Some(u)) => format!(" (server {})", scrub::url(u)),
+        (None, None) => String::new(),
+    };
+    let tool = tool.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+    format!("mcp: {method}{tool}{server}")
 }
 
+/// One step as text, or `None` for spans that are not steps of the chain.
 fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
     let a = s.attrs;
     let declared = s.component.map(|r| format!(" [{r}]")).unwrap_or_default();
@@ -358,11 +368,7 @@ fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
                 .map(|c| format!(" ({})", scrub::command_line(c)))
                 .unwrap_or_default()
         ),
-        Activity::Mcp {
-            method,
-            tool,
-            server,
-        } => mcp_step(method, tool.as_deref(), server.as_deref()) + &declared,
+        Activity::Mcp { .. } => mcp_step(s.activity) + &declared,
         Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => {
             return None;
         }

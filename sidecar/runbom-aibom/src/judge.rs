@@ -522,7 +522,29 @@ fn findings(
             }),
         }
     }
-    out
+    fold_mcp_tool_into_call(out)
+}
+
+/// An agent's tool that is an MCP server's tool raises two flags for one use: `undeclared_tool`
+/// on its `execute_tool` span and `undeclared_mcp_tool` on the `tools/call` under it. They are
+/// one finding, the MCP call's (the more precise: which server, and what the server did while
+/// serving it); the tool span stays drifted and is a step of that finding's chain.
+fn fold_mcp_tool_into_call(out: Vec<Finding>) -> Vec<Finding> {
+    let folded = |f: &Finding| {
+        f.kinds == [flag::UNDECLARED_TOOL]
+            && f.tool.is_some()
+            && out.iter().any(|m| {
+                m.kinds.contains(&flag::UNDECLARED_MCP_TOOL)
+                    && m.agent == f.agent
+                    && m.tool == f.tool
+                    && m.subject == f.subject
+            })
+    };
+    let keep: Vec<bool> = out.iter().map(|f| !folded(f)).collect();
+    out.into_iter()
+        .zip(keep)
+        .filter_map(|(f, k)| k.then_some(f))
+        .collect()
 }
 
 /// Which span of a finding the alert points at: the application's span of the request (the

@@ -52,11 +52,12 @@ fn stamp(path: &Path) -> Vec<(String, Option<(SystemTime, u64)>)> {
     }
 }
 
-/// The name that loads the reference agent's declared BOM (`examples/agent/bom.cdx.json`,
-/// built into the binary), as the embedded default configuration does. Never reloaded.
+/// The name that loads the reference agent's declared BOM (`examples/agent/bom-mcp.cdx.json`:
+/// `bom.cdx.json` and the MCP servers of its MCP variant; built into the binary), as the
+/// embedded default configuration does. Never reloaded.
 pub const BUILTIN_REFERENCE_AGENT: &str = "builtin:reference-agent";
 
-const REFERENCE_AGENT_BOM: &str = include_str!("../../../examples/agent/bom.cdx.json");
+const REFERENCE_AGENT_BOM: &str = include_str!("../../../examples/agent/bom-mcp.cdx.json");
 
 impl BomWatch {
     /// Loads the BOM; an invalid one is an error (runbom refuses to start with it).

@@ -100,7 +100,8 @@ impl<'a> Judge<'a, '_> {
                 method,
                 tool,
                 server,
-            } => self.mcp(method, tool.as_deref(), server.as_deref()),
+                url,
+            } => self.mcp(method, tool.as_deref(), server.as_deref(), url.as_deref()),
             Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => Verdict::default(),
         }
     }
@@ -387,18 +388,34 @@ impl<'a> Judge<'a, '_> {
         }
     }
 
-    /// An MCP request: its server (by the answering process's command line) must be declared
-    /// for the agent, and a `tools/call`'s tool among that server's declared tools.
-    fn mcp(&self, method: &str, tool: Option<&str>, server: Option<&str>) -> Verdict<'a> {
-        let Some(cmd) = server else {
-            return Verdict::default(); // unanswered: nothing says which server it was
+    /// An MCP request: its server (by the answering process's command line, or the URL a
+    /// streamable-HTTP request went to) must be declared for the agent, and a `tools/call`'s
+    /// tool among that server's declared tools.
+    fn mcp(
+        &self,
+        method: &str,
+        tool: Option<&str>,
+        server: Option<&str>,
+        url: Option<&str>,
+    ) -> Verdict<'a> {
+        let dest = url.and_then(Dest::from_url);
+        let hits: Vec<_> = match (server, &dest) {
+            (Some(cmd), _) => self
+                .bom
+                .mcp_servers
+                .iter()
+                .filter(|s| s.commands.iter().any(|g| g.matches(cmd)))
+                .collect(),
+            (None, Some(d)) => self
+                .bom
+                .mcp_servers
+                .iter()
+                .filter(|s| s.endpoints.iter().any(|e| e.matches(d)))
+                .collect(),
+            // Unanswered over a pipe: nothing says which server it was.
+            (None, None) => return Verdict::default(),
         };
-        let hits: Vec<_> = self
-            .bom
-            .mcp_servers
-            .iter()
-            .filter(|s| s.commands.iter().any(|g| g.matches(cmd)))
-            .collect();
+        let cmd = server.or(url).unwrap_or_default();
         let Some(s) = hits
             .iter()
             .find(|s| self.allowed(&s.bom_ref))
@@ -473,8 +490,11 @@ fn undated(id: &str) -> Option<&str> {
 
 /// `path` is `prefix` or below it (a prefix ending in `/` is a directory).
 fn under(path: &str, prefix: &str) -> bool {
-    path.starts_with(prefix)
-        && (prefix.ends_with('/')
-            || path.len() == prefix.len()
-            || path.as_bytes().get(prefix.len()) == Some(&b'/'))
+    // A directory declared as `…/data/` holds `…/data` itself (opened to list or create in it).
+    let dir = prefix.strip_suffix('/').filter(|d| !d.is_empty());
+    dir == Some(path)
+        || path.starts_with(prefix)
+            && (prefix.ends_with('/')
+                || path.len() == prefix.len()
+                || path.as_bytes().get(prefix.len()) == Some(&b'/'))
 }

@@ -170,6 +170,34 @@ fn undeclared_tool_exec_file_and_data_source() {
     assert_eq!(flags_of(&out, "SELECT payroll"), ["undeclared_data_source"]);
 }
 
+/// A data source declared as a directory (`file:///tmp/runbom-agent/data/`) holds the directory
+/// itself: a server opens it to create a file in it.
+#[test]
+fn a_declared_directory_holds_itself() {
+    let bom = common::bom();
+    let mut t = common::Trace::new(22);
+    let root = t.root("p");
+    for path in [
+        "/tmp/runbom-agent/data",
+        "/tmp/runbom-agent/data/tickets/T-1.md",
+    ] {
+        t.kernel_span(
+            &root,
+            "file.open",
+            common::AGENT_PID,
+            "/work/.venv/bin/python3",
+            vec![kv_str("file.path", path)],
+        );
+    }
+    let out = judged(&bom, &mut PidMap::default(), t);
+    let opens: Vec<_> = out.iter().filter(|(n, _, _)| n == "file.open").collect();
+    assert_eq!(opens.len(), 2);
+    for (_, flags, r) in opens {
+        assert!(flags.is_empty(), "{out:?}");
+        assert_eq!(r.as_deref(), Some("data:ticket-notes"));
+    }
+}
+
 #[test]
 fn declared_elsewhere_but_not_for_this_agent_is_drift() {
     let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();
@@ -443,6 +471,85 @@ fn mcp_servers_and_their_tools() {
     let root = t.root("p");
     t.mcp_call(&root, "read_text_file", fs);
     let out = judged(&common::bom(), &mut PidMap::default(), t);
+    assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
+}
+
+/// An agent's tool that is an undeclared MCP tool (`execute_tool write_file` with its
+/// `tools/call write_file` under it) raises one finding, the MCP call's; the tool span is still
+/// drifted.
+#[test]
+fn an_undeclared_mcp_tool_called_as_an_agent_tool_is_one_finding() {
+    let bom = common::bom_with_mcp_server();
+    let trace = |seed: u8, tool: &str| {
+        let mut t = common::Trace::new(seed);
+        let root = t.root("p");
+        let span = t.tool(&root, tool, r#"{"path": "/data/x"}"#);
+        t.mcp_call(&span, tool, common::MCP_FS_SERVER);
+        t
+    };
+    let findings = |t| {
+        let mut its = items(t);
+        judge(
+            &bom,
+            &JudgeSettings::default(),
+            &mut PidMap::default(),
+            &mut its,
+        )
+        .findings
+    };
+    let f = findings(trace(44, "write_file"));
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].kinds, ["undeclared_mcp_tool"]);
+    assert_eq!(f[0].subject, "write_file");
+    let out = judged(&bom, &mut PidMap::default(), trace(44, "write_file"));
+    assert_eq!(
+        flags_of(&out, "execute_tool write_file"),
+        ["undeclared_tool"]
+    );
+
+    // A declared MCP tool used as an agent tool raises nothing.
+    let f = findings(trace(45, "read_text_file"));
+    assert!(f.is_empty(), "{f:?}");
+}
+
+#[test]
+fn mcp_servers_reached_over_http_are_matched_by_endpoint() {
+    let bom = common::bom_with_service(
+        &serde_json::json!({
+            "bom-ref": "mcp:helpdesk", "name": "helpdesk",
+            "endpoints": ["http://127.0.0.1:18082/mcp"],
+            "properties": [{"name": "runbom:kind", "value": "mcp-server"}],
+            "services": [{"bom-ref": "mcp:helpdesk:add_ticket_comment", "name": "add_ticket_comment",
+                          "properties": [{"name": "runbom:kind", "value": "tool"}]}]
+        }),
+        &["mcp:helpdesk", "mcp:helpdesk:add_ticket_comment"],
+    );
+    let call = |seed: u8, tool: &str, url: &str| {
+        let mut t = common::Trace::new(seed);
+        let root = t.root("p");
+        t.kernel_span(
+            &root,
+            "mcp.client",
+            common::AGENT_PID,
+            "/work/.venv/bin/python3",
+            vec![
+                kv_str("mcp.method.name", "tools/call"),
+                kv_str("gen_ai.tool.name", tool),
+                kv_str("url.full", url),
+            ],
+        );
+        judged(&bom, &mut PidMap::default(), t)
+    };
+    let out = call(46, "add_ticket_comment", "http://127.0.0.1:18082/mcp");
+    let (_, flags, r) = out
+        .iter()
+        .find(|(n, _, _)| n == "mcp.client")
+        .expect("mcp span");
+    assert!(flags.is_empty(), "{out:?}");
+    assert_eq!(r.as_deref(), Some("mcp:helpdesk:add_ticket_comment"));
+    let out = call(47, "delete_ticket", "http://127.0.0.1:18082/mcp");
+    assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_tool"]);
+    let out = call(48, "add_ticket_comment", "https://mcp.example.com/mcp");
     assert_eq!(flags_of(&out, "mcp.client"), ["undeclared_mcp_server"]);
 }
 

@@ -35,6 +35,7 @@ fn served_at(
         peer_pid: Some(AGENT),
         server_command_line: None,
         server_name: None,
+        server_url: None,
         tools: vec![],
         answered: true,
     }));

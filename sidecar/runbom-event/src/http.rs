@@ -29,6 +29,8 @@ pub struct Head {
     pub json: bool,
     /// Where the body starts in the captured bytes (`None`: the head was cut short).
     pub body_offset: Option<usize>,
+    /// `Mcp-Session-Id` (MCP's streamable HTTP: sent with every request after `initialize`).
+    pub mcp_session_id: Option<String>,
 }
 
 /// Parses a request head from the start of `data`. `None` unless the request line is a
@@ -76,6 +78,8 @@ pub fn parse_head(data: &[u8]) -> Option<Head> {
             head.content_length = value.parse().ok();
         } else if name.eq_ignore_ascii_case(b"content-type") {
             head.json = value.to_ascii_lowercase().contains("json");
+        } else if name.eq_ignore_ascii_case(b"mcp-session-id") {
+            head.mcp_session_id = Some(redact::text(&value).into_owned());
         }
     }
     Some(head)

@@ -70,6 +70,9 @@ pub struct McpCall {
     pub server_command_line: Option<String>,
     /// `serverInfo.name` of an `initialize` result.
     pub server_name: Option<String>,
+    /// The URL a streamable-HTTP request was sent to (`url.full`): which MCP server this is,
+    /// for the AI-BOM, when no process answered where runbom saw it.
+    pub server_url: Option<String>,
     /// The tools a `tools/list` result named.
     pub tools: Vec<String>,
     /// The response was seen (a request without one is exported when it waited too long).

@@ -300,12 +300,22 @@ impl Enricher {
                 genai: None,
             })),
         };
-        if socket && !need_body {
+        // A body that may be an MCP message (streamable HTTP) goes through the tracker, which
+        // reads it and pairs it with its answer.
+        let maybe_mcp = head.mcp_session_id.is_some()
+            || body.is_some_and(|b| b.trim_ascii_start().first() == Some(&b'{'));
+        if socket && !need_body && !maybe_mcp {
             return Some(event);
         }
         let awaits = if socket { Awaits::Body } else { Awaits::Status };
-        self.http
-            .request(key, event, need_body, awaits, body.unwrap_or_default());
+        self.http.request(
+            key,
+            event,
+            need_body,
+            awaits,
+            body.unwrap_or_default(),
+            head.mcp_session_id,
+        );
         None
     }
 }

@@ -20,6 +20,8 @@ use std::{
 use runbom_event::{Detail, KernelEvent, http};
 use runbom_genai::{Completion, Exchange, Options};
 
+use crate::mcphttp::McpHttp;
+
 /// Longest a request waits for its response's status, or for the next bytes of its response
 /// (LLM calls take seconds; streams pause between events).
 pub const RESPONSE_WAIT: Duration = Duration::from_secs(30);
@@ -62,6 +64,10 @@ struct Pending {
     seq: u64,
     /// Set for requests to an LLM API when GenAI reading is on.
     llm: Option<Box<Llm>>,
+    /// An MCP message in the body (streamable HTTP), waiting for its answer.
+    mcp: Option<Box<McpHttp>>,
+    /// The head's `Mcp-Session-Id`, until the body tells whether this is MCP.
+    session: Option<String>,
 }
 
 /// What an LLM request keeps until its response is whole.
@@ -96,8 +102,8 @@ impl HttpTracker {
         self
     }
 
-    /// A new request head on `key` with the body bytes its write held; any request still
-    /// waiting there is done.
+    /// A new request head on `key` with the body bytes its write held and its
+    /// `Mcp-Session-Id`; any request still waiting there is done.
     pub fn request(
         &mut self,
         key: Key,
@@ -105,8 +111,10 @@ impl HttpTracker {
         need_body: bool,
         awaits: Awaits,
         body: &[u8],
+        session: Option<String>,
     ) {
         self.finish(key);
+        let mcp = McpHttp::from_body(body, session.clone());
         self.seq += 1;
         let llm = match (&event.detail, self.genai) {
             (Detail::HttpRequest(h), Some(_))
@@ -126,9 +134,15 @@ impl HttpTracker {
                 awaits,
                 seq: self.seq,
                 llm,
+                mcp,
+                session,
             },
         );
         self.order[awaits as usize].push_back((Instant::now(), key, self.seq));
+        if awaits == Awaits::Body && !need_body {
+            // Its body was in the head's write (an MCP message, read above): nothing to wait for.
+            self.finish(key);
+        }
         while self.pending.len() > PENDING_MAX {
             let Some((_, oldest, seq)) = self.order[Awaits::Status as usize]
                 .pop_front()
@@ -142,14 +156,20 @@ impl HttpTracker {
         }
     }
 
-    /// The write after a head on `key`: the body's start, read for `model` when still needed.
+    /// The write after a head on `key`: the body's start, read for `model` when still needed
+    /// and for an MCP message.
     pub fn body(&mut self, key: Key, data: &[u8]) {
         if let Some(p) = self.pending.get_mut(&key)
             && p.need_body
         {
             p.need_body = false;
-            if let Detail::HttpRequest(h) = &mut p.event.detail {
+            if let Detail::HttpRequest(h) = &mut p.event.detail
+                && h.model.is_none()
+            {
                 h.model = http::model(data);
+            }
+            if p.mcp.is_none() {
+                p.mcp = McpHttp::from_body(data, p.session.take());
             }
             if let Some(llm) = &mut p.llm {
                 extend(&mut llm.request_body, data, REQUEST_BODY_MAX);
@@ -170,7 +190,7 @@ impl HttpTracker {
             h.status = Some(status);
         }
         p.event.end_ns = end_ns.max(p.event.start_ns);
-        if p.llm.is_some() {
+        if p.llm.is_some() || p.mcp.as_ref().is_some_and(|m| m.awaits_answer()) {
             self.response_data(key, data, end_ns);
         } else {
             self.finish(key);
@@ -183,11 +203,24 @@ impl HttpTracker {
             return;
         };
         let status_seen = matches!(&p.event.detail, Detail::HttpRequest(h) if h.status.is_some());
-        let Some(llm) = &mut p.llm else { return };
         if !status_seen {
             // Bytes of a response whose status was not seen: nothing to read them against.
             return;
         }
+        if let Some(m) = &mut p.mcp
+            && p.llm.is_none()
+        {
+            p.event.end_ns = end_ns.max(p.event.start_ns);
+            if m.response_data(data) {
+                self.finish(key);
+            } else {
+                self.seq += 1;
+                p.seq = self.seq;
+                self.order[p.awaits as usize].push_back((Instant::now(), key, self.seq));
+            }
+            return;
+        }
+        let Some(llm) = &mut p.llm else { return };
         p.event.end_ns = end_ns.max(p.event.start_ns);
         let room = RESPONSE_MAX
             .saturating_sub(llm.response.len())
@@ -271,7 +304,9 @@ impl HttpTracker {
                 h.genai = Some(Box::new(g));
             }
         }
+        let mcp = p.mcp.map(|m| m.event(&p.event));
         self.ready.push(p.event);
+        self.ready.extend(mcp);
     }
 }
 
@@ -326,7 +361,7 @@ mod tests {
     #[test]
     fn llm_calls_wait_for_their_whole_response_and_are_read() {
         let mut t = HttpTracker::default().with_genai(Some(Options::default()));
-        t.request((1, 7), llm_request(100), true, Awaits::Status, b"");
+        t.request((1, 7), llm_request(100), true, Awaits::Status, b"", None);
         t.body((1, 7), br#"{"model":"gpt-4o-mini","max_tokens":50}"#);
         let body = br#"{"id":"chatcmpl-1","model":"gpt-4o-mini-2024-07-18","choices":[{"finish_reason":"stop","message":{"content":"hi"}}],"usage":{"prompt_tokens":9,"completion_tokens":2}}"#;
         let head = format!(
@@ -352,15 +387,15 @@ mod tests {
         assert!(!g.partial);
         assert_eq!(t.held, 0);
         // Cut short (the next request on the connection): read for what was seen.
-        t.request((1, 7), llm_request(500), false, Awaits::Status, b"");
+        t.request((1, 7), llm_request(500), false, Awaits::Status, b"", None);
         t.response((1, 7), 200, head.as_bytes(), 600);
-        t.request((1, 7), request(700), false, Awaits::Status, b"");
+        t.request((1, 7), request(700), false, Awaits::Status, b"", None);
         t.take_ready(&mut out);
         assert_eq!(out.len(), 2);
         assert!(detail(&out[1]).genai.as_ref().is_some_and(|g| g.partial));
         // Without GenAI reading, an LLM call completes at its status.
         let mut t = HttpTracker::default();
-        t.request((1, 7), llm_request(100), false, Awaits::Status, b"");
+        t.request((1, 7), llm_request(100), false, Awaits::Status, b"", None);
         t.response((1, 7), 200, head.as_bytes(), 200);
         t.take_ready(&mut out);
         assert_eq!(out.len(), 3);
@@ -377,7 +412,7 @@ mod tests {
     #[test]
     fn body_then_status_completes() {
         let mut t = HttpTracker::default();
-        t.request((1, 7), request(100), true, Awaits::Status, b"");
+        t.request((1, 7), request(100), true, Awaits::Status, b"", None);
         t.body((1, 7), br#"{"model":"m1"}"#);
         t.body((1, 7), br#"{"model":"later"}"#);
         let mut out = Vec::new();
@@ -397,7 +432,7 @@ mod tests {
         let mut t = HttpTracker::default();
         let key = socket_key(1, 5);
         assert_ne!(key, (1, 5));
-        t.request(key, request(1), true, Awaits::Body, b"");
+        t.request(key, request(1), true, Awaits::Body, b"", None);
         t.body(key, br#"{"model":"llama3"}"#);
         let mut out = Vec::new();
         t.take_ready(&mut out);
@@ -409,13 +444,13 @@ mod tests {
     #[test]
     fn requests_are_never_lost() {
         let mut t = HttpTracker::default();
-        t.request((1, 7), request(1), false, Awaits::Status, b"");
-        t.request((1, 7), request(2), false, Awaits::Status, b""); // next request on the connection
-        t.request((2, 7), request(3), false, Awaits::Status, b"");
+        t.request((1, 7), request(1), false, Awaits::Status, b"", None);
+        t.request((1, 7), request(2), false, Awaits::Status, b"", None); // next request on the connection
+        t.request((2, 7), request(3), false, Awaits::Status, b"", None);
         let mut out = Vec::new();
         t.take_ready(&mut out);
         assert_eq!(out.len(), 1);
-        t.request(socket_key(1, 3), request(5), true, Awaits::Body, b"");
+        t.request(socket_key(1, 3), request(5), true, Awaits::Body, b"", None);
         t.expire(
             Instant::now(),
             Duration::from_mins(1),
@@ -430,8 +465,8 @@ mod tests {
         t.take_ready(&mut out);
         assert_eq!(out.len(), 4);
         assert!(out.iter().all(|e| detail(e).status.is_none()));
-        t.request((3, 7), request(4), false, Awaits::Status, b"");
-        t.request(socket_key(3, 7), request(6), true, Awaits::Body, b"");
+        t.request((3, 7), request(4), false, Awaits::Status, b"", None);
+        t.request(socket_key(3, 7), request(6), true, Awaits::Body, b"", None);
         t.flush();
         t.take_ready(&mut out);
         assert_eq!(out.len(), 6);

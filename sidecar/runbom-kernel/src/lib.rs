@@ -11,6 +11,7 @@ pub mod enrich;
 pub mod gotls;
 pub mod h2;
 pub mod httptrack;
+pub mod mcphttp;
 pub mod mcptrack;
 pub mod openssl;
 pub mod probes;

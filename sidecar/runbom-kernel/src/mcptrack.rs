@@ -151,15 +151,8 @@ impl McpTracker {
         let Detail::Mcp(c) = &mut client.detail else {
             return;
         };
-        c.answered = true;
+        answer(c, m);
         c.peer_pid = Some(origin.pid);
-        c.tool_error = m.tool_error;
-        c.rpc_error_code = m.error_code;
-        if m.protocol_version.is_some() {
-            c.protocol_version.clone_from(&m.protocol_version);
-        }
-        c.server_name.clone_from(&m.server_name);
-        c.tools.clone_from(&m.tools);
         let mut server_call = c.clone();
         c.server_command_line = Some(origin.process.command_line.clone());
         server_call.side = McpSide::Server;
@@ -220,7 +213,20 @@ impl McpTracker {
     }
 }
 
-fn call(side: McpSide, m: &Message, transport: McpTransport) -> Box<McpCall> {
+/// What the response `m` tells of the call `c`.
+pub(crate) fn answer(c: &mut McpCall, m: &Message) {
+    c.answered = true;
+    c.tool_error = m.tool_error;
+    c.rpc_error_code = m.error_code;
+    if m.protocol_version.is_some() {
+        c.protocol_version.clone_from(&m.protocol_version);
+    }
+    c.server_name.clone_from(&m.server_name);
+    c.tools.clone_from(&m.tools);
+}
+
+/// One side of the call that the request (or notification) `m` starts.
+pub(crate) fn call(side: McpSide, m: &Message, transport: McpTransport) -> Box<McpCall> {
     Box::new(McpCall {
         side,
         span_id: new_span_id(),
@@ -238,6 +244,7 @@ fn call(side: McpSide, m: &Message, transport: McpTransport) -> Box<McpCall> {
         peer_pid: None,
         server_command_line: None,
         server_name: None,
+        server_url: None,
         tools: Vec::new(),
         answered: false,
     })

@@ -30,11 +30,8 @@ pub const MCP_FS_SERVER: &str =
 /// declared tool is `read_text_file`, both declared for the agent.
 #[must_use]
 pub fn bom_with_mcp_server() -> runbom_aibom::DeclaredBom {
-    let mut doc: serde_json::Value = serde_json::from_str(BOM).expect("BOM JSON");
-    doc["services"]
-        .as_array_mut()
-        .expect("services")
-        .push(serde_json::json!({
+    bom_with_service(
+        &serde_json::json!({
             "bom-ref": "mcp:filesystem",
             "name": "filesystem",
             "properties": [
@@ -46,20 +43,32 @@ pub fn bom_with_mcp_server() -> runbom_aibom::DeclaredBom {
                 "name": "read_text_file",
                 "properties": [{"name": "runbom:kind", "value": "tool"}]
             }]
-        }));
+        }),
+        &["mcp:filesystem", "mcp:filesystem:read_text_file"],
+    )
+}
+
+/// The reference BOM plus `service` (a `services[]` entry), with `refs` declared for the agent.
+#[must_use]
+pub fn bom_with_service(service: &serde_json::Value, refs: &[&str]) -> runbom_aibom::DeclaredBom {
+    let mut doc: serde_json::Value = serde_json::from_str(BOM).expect("BOM JSON");
+    doc["services"]
+        .as_array_mut()
+        .expect("services")
+        .push(service.clone());
     let deps = doc["dependencies"].as_array_mut().expect("dependencies");
     let agent = deps
         .iter_mut()
         .find(|d| d["ref"] == "agent:support-agent")
         .expect("the agent's dependencies");
-    for r in ["mcp:filesystem", "mcp:filesystem:read_text_file"] {
+    for r in refs {
         agent["dependsOn"]
             .as_array_mut()
             .expect("dependsOn")
-            .push(r.into());
+            .push((*r).into());
     }
     runbom_aibom::DeclaredBom::parse(&doc.to_string(), "bom.cdx.json")
-        .expect("the BOM with an MCP server loads")
+        .expect("the BOM with the service loads")
 }
 
 pub struct Trace {

@@ -48,6 +48,14 @@ pub fn merge(source: &str, boms: &BTreeMap<String, Arc<DeclaredBom>>) -> Declare
                 i.bom_ref = p(&i.bom_ref);
                 i
             }));
+        out.mcp_servers
+            .extend(bom.mcp_servers.iter().cloned().map(|mut m| {
+                m.bom_ref = p(&m.bom_ref);
+                for (_, tool_ref) in &mut m.tools {
+                    *tool_ref = p(tool_ref);
+                }
+                m
+            }));
         for (r, deps) in &bom.depends_on {
             out.depends_on
                 .insert(p(r), deps.iter().map(|d| p(d)).collect());

@@ -255,7 +255,7 @@ impl DeclaredBom {
             .chain(mcp_servers)
     }
 
-    /// Every declared endpoint list with its owner: services, data sources, then tools.
+    /// Every declared endpoint list with its owner: services, data sources, tools, then MCP servers.
     pub fn endpoints(&self) -> impl Iterator<Item = (&str, Kind, &[Endpoint])> {
         let services = self
             .services
@@ -269,7 +269,12 @@ impl DeclaredBom {
             .tools
             .iter()
             .map(|t| (t.bom_ref.as_str(), Kind::Tool, t.endpoints.as_slice()));
-        services.chain(data).chain(tools)
+        // A streamable-HTTP MCP server's endpoint is a declared destination of what reaches it.
+        let mcp_servers = self
+            .mcp_servers
+            .iter()
+            .map(|m| (m.bom_ref.as_str(), Kind::Service, m.endpoints.as_slice()));
+        services.chain(data).chain(tools).chain(mcp_servers)
     }
 
     /// Computes what is looked up per span once the components and dependencies are read: the

@@ -572,9 +572,11 @@ impl Inventory {
                     add(&mut out, Kind::Process, path.clone(), file_name(path), o).ai |=
                         span::is_model_server(path);
                 }
-                Activity::Mcp { tool, server, .. } => {
-                    // The server, by its command line, and the tools called on it.
-                    if let Some(cmd) = server {
+                Activity::Mcp {
+                    tool, server, url, ..
+                } => {
+                    // The server, by its command line (or URL), and the tools called on it.
+                    if let Some(cmd) = server.as_ref().or(url.as_ref()) {
                         let e = add(
                             &mut out,
                             Kind::Service,

@@ -262,6 +262,8 @@ pub enum Activity {
         tool: Option<String>,
         /// The answering process's command line (`runbom.mcp.server.command_line`).
         server: Option<String>,
+        /// Where a streamable-HTTP request went (`url.full`).
+        url: Option<String>,
     },
     Other,
 }
@@ -387,6 +389,7 @@ fn kernel_activity(attrs: &[KeyValue]) -> Activity {
             method: text(MCP_METHOD_NAME).unwrap_or_default(),
             tool: text(GEN_AI_TOOL_NAME),
             server: text(RUNBOM_MCP_SERVER_COMMAND_LINE),
+            url: text(URL_FULL),
         },
         event::NET_ACCEPT => Activity::Accept {
             port: attr_int(attrs, SERVER_PORT).and_then(|p| u16::try_from(p).ok()),

@@ -11,7 +11,7 @@ use runbom_event::{
         GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_NAME, JSONRPC_REQUEST_ID, MCP_METHOD_NAME,
         MCP_PROTOCOL_VERSION, MCP_RESOURCE_URI, MCP_SESSION_ID, NETWORK_TRANSPORT,
         RPC_RESPONSE_STATUS_CODE, RUNBOM_MCP_PEER_PID, RUNBOM_MCP_SERVER_COMMAND_LINE,
-        RUNBOM_MCP_SERVER_NAME, RUNBOM_MCP_TOOLS, RUNBOM_MCP_UNANSWERED,
+        RUNBOM_MCP_SERVER_NAME, RUNBOM_MCP_TOOLS, RUNBOM_MCP_UNANSWERED, URL_FULL,
     },
 };
 
@@ -86,6 +86,9 @@ pub(super) fn attributes(m: &McpCall, a: &mut Vec<KeyValue>) {
     }
     if let Some(name) = &m.server_name {
         a.push(kv_str(RUNBOM_MCP_SERVER_NAME, name));
+    }
+    if let Some(url) = &m.server_url {
+        a.push(kv_str(URL_FULL, url));
     }
     if !m.tools.is_empty() {
         a.push(KeyValue {

@@ -285,6 +285,7 @@ fn mcp_call(side: runbom_event::McpSide) -> runbom_event::McpCall {
         peer_pid: Some(99),
         server_command_line: None,
         server_name: None,
+        server_url: None,
         tools: vec![],
         answered: true,
     }

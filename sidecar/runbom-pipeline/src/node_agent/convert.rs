@@ -160,6 +160,7 @@ fn mcp_to_proto(m: &McpCall) -> proto::McpCall {
         peer_pid: m.peer_pid,
         server_command_line: m.server_command_line.clone(),
         server_name: m.server_name.clone(),
+        server_url: m.server_url.clone(),
         tools: m.tools.clone(),
         answered: m.answered,
     }
@@ -192,6 +193,7 @@ fn mcp_from_proto(m: proto::McpCall) -> Option<McpCall> {
         peer_pid: m.peer_pid,
         server_command_line: m.server_command_line,
         server_name: m.server_name,
+        server_url: m.server_url,
         tools: m.tools,
         answered: m.answered,
     })
@@ -441,6 +443,7 @@ mod tests {
                     "npx @modelcontextprotocol/server-filesystem /data".into(),
                 ),
                 server_name: Some("secure-filesystem-server".into()),
+                server_url: Some("https://127.0.0.1:8931/mcp".into()),
                 tools: vec!["read_file".into(), "write_file".into()],
                 answered: true,
             })),

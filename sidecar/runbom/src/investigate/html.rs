@@ -8,9 +8,9 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde_json::Value;
 
 use runbom_event::semconv::{
-    AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, FILE_PATH, PROCESS_EXECUTABLE_PATH,
-    RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, RUNBOM_STITCHED_ORIGINAL_TRACE_ID,
-    SERVER_ADDRESS, URL_FULL, component_kind, correlation,
+    AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, FILE_PATH, MCP_METHOD_NAME,
+    PROCESS_EXECUTABLE_PATH, RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD,
+    RUNBOM_STITCHED_ORIGINAL_TRACE_ID, SERVER_ADDRESS, URL_FULL, component_kind, correlation,
 };
 
 use super::{
@@ -25,12 +25,14 @@ pub struct Declared {
     pub bom_ref: String,
     pub name: String,
     pub kind: String,
+    /// The service this one is nested in (an MCP server, for its tools).
+    pub parent: Option<String>,
 }
 
 /// The components of a `CycloneDX` BOM (`metadata.component`, `components`, `services`).
 pub fn declared_components(bom: &Value) -> Vec<Declared> {
     let mut out = Vec::new();
-    let mut add = |c: &Value, default_kind: &str| {
+    let mut add = |c: &Value, default_kind: &str, parent: Option<&Value>| {
         let prop = |name: &str| {
             c.get("properties")?
                 .as_array()?
@@ -67,10 +69,14 @@ pub fn declared_components(bom: &Value) -> Vec<Declared> {
                 .map_or_else(|| name.clone(), str::to_owned),
             name,
             kind,
+            parent: parent
+                .and_then(|p| p.get("bom-ref"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         });
     };
     if let Some(c) = bom.pointer("/metadata/component") {
-        add(c, component_kind::AGENT);
+        add(c, component_kind::AGENT, None);
     }
     for c in bom
         .get("components")
@@ -78,15 +84,21 @@ pub fn declared_components(bom: &Value) -> Vec<Declared> {
         .into_iter()
         .flatten()
     {
-        add(c, "component");
+        add(c, "component", None);
     }
-    for s in bom
+    // Services, and the services nested in them (an MCP server's tools).
+    let mut services: Vec<(&Value, Option<&Value>)> = bom
         .get("services")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
-        add(s, component_kind::SERVICE);
+        .rev()
+        .map(|s| (s, None))
+        .collect();
+    while let Some((s, parent)) = services.pop() {
+        add(s, component_kind::SERVICE, parent);
+        let nested = s.get("services").and_then(Value::as_array);
+        services.extend(nested.into_iter().flatten().rev().map(|n| (n, Some(s))));
     }
     out
 }
@@ -318,6 +330,8 @@ fn bom_table(spans: &[&Span], declared: Option<&[Declared]>) -> String {
                         .str_attr(URL_FULL)
                         .or_else(|| s.str_attr(SERVER_ADDRESS))
                         .or_else(|| s.str_attr(FILE_PATH))
+                        // An MCP call: `tools/call write_file`, not the process that made it.
+                        .or_else(|| s.str_attr(MCP_METHOD_NAME).map(|_| s.name.as_str()))
                         .or_else(|| s.str_attr(PROCESS_EXECUTABLE_PATH))
                         .unwrap_or(&s.name)
                         .to_owned();
@@ -330,6 +344,15 @@ fn bom_table(spans: &[&Span], declared: Option<&[Declared]>) -> String {
         "<h2>Declared vs observed</h2>\n<table class=\"bom\"><thead><tr><th>component</th><th>kind</th>\
          <th>declared</th><th>used in this trace</th><th>spans with drift</th></tr></thead><tbody>\n",
     );
+    // A server is used when one of its tools is (an MCP server through its `tools/call`s).
+    for d in declared.unwrap_or(&[]) {
+        let (Some(parent), Some(&(_, n, drift))) = (&d.parent, used.get(&d.bom_ref)) else {
+            continue;
+        };
+        let e = used.entry(parent.clone()).or_insert((String::new(), 0, 0));
+        e.1 += n;
+        e.2 += drift;
+    }
     let mut listed = std::collections::BTreeSet::new();
     for d in declared.unwrap_or(&[]) {
         let (n, drift) = used.get(&d.bom_ref).map_or((0, 0), |(_, n, dr)| (*n, *dr));
@@ -397,5 +420,24 @@ mod tests {
         assert_eq!(kind_of("data:customer-db"), Some("data"));
         assert_eq!(kind_of("program:wc"), Some("process"));
         assert_eq!(kind_of("identity:openai-api-key"), Some("identity"));
+    }
+
+    #[test]
+    fn reads_declared_mcp_servers_and_their_tools() {
+        let bom: Value =
+            serde_json::from_str(include_str!("../../../../examples/agent/bom-mcp.cdx.json"))
+                .expect("the reference agent's MCP BOM parses");
+        let d = declared_components(&bom);
+        let kind_of = |r: &str| d.iter().find(|c| c.bom_ref == r).map(|c| c.kind.as_str());
+        assert_eq!(kind_of("mcp:filesystem"), Some("mcp-server"));
+        assert_eq!(kind_of("mcp:helpdesk"), Some("mcp-server"));
+        assert_eq!(kind_of("mcp:filesystem:read_text_file"), Some("tool"));
+        let tool = d
+            .iter()
+            .find(|c| c.bom_ref == "mcp:helpdesk:add_ticket_comment");
+        assert_eq!(tool.and_then(|t| t.parent.as_deref()), Some("mcp:helpdesk"));
+        assert_eq!(kind_of("mcp:helpdesk:add_ticket_comment"), Some("tool"));
+        assert_eq!(kind_of("program:node"), Some("process"));
+        assert_eq!(kind_of("tool:http_post"), Some("tool"));
     }
 }
