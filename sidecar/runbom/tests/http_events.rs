@@ -199,16 +199,39 @@ fn plaintext_request_with_long_headers_is_captured_at_the_socket() {
         format!("{client} {split}")
     });
     let port = i64::from(server.port);
-    // The body written after the head is read for `model` (a local model server's case).
+    // The body written after the head is read for `model` (a local model server's case), and
+    // the response the socket read back is read as an LLM response (tests/http_workload.py
+    // answers a recorded api.openai.com chat completion), as inside TLS.
+    let llm = the_request(&c, pid_of(&split));
     assert_attrs(
-        the_request(&c, pid_of(&split)),
+        llm,
         &[
             ("runbom.capture", "socket".into()),
             ("url.path", "/v1/chat/completions".into()),
             ("gen_ai.request.model", "llama3.2".into()),
             ("http.request.body.size", split["body_size"].clone()),
+            ("http.response.status_code", 200.into()),
+            ("gen_ai.operation.name", "chat".into()),
+            ("gen_ai.provider.name", "_OTHER".into()),
+            ("gen_ai.response.model", "gpt-4.1-mini-2025-04-14".into()),
+            ("gen_ai.usage.input_tokens", 50.into()),
+            ("gen_ai.usage.output_tokens", 15.into()),
+            (
+                "gen_ai.response.finish_reasons",
+                serde_json::json!(["tool_calls"]),
+            ),
+            (
+                "runbom.gen_ai.tool_calls",
+                serde_json::json!(["get_temperature"]),
+            ),
         ],
         &c.context,
+    );
+    assert_eq!(
+        llm.attr("runbom.gen_ai.partial"),
+        None,
+        "the response was read whole\n{}",
+        c.context
     );
     let span = the_request(&c, pid_of(&client));
     // `Host` (localhost) and `traceparent` come after 5 KiB of other headers.
