@@ -20,6 +20,10 @@ pub enum Api {
     Gemini,
     /// `POST /model/{modelId}/converse` or `/converse-stream`.
     BedrockConverse,
+    /// Ollama's own `POST /api/chat` (a stream of JSON lines unless `"stream": false`).
+    OllamaChat,
+    /// Ollama's own `POST /api/generate`.
+    OllamaGenerate,
 }
 
 impl Api {
@@ -34,6 +38,8 @@ impl Api {
             Self::AnthropicMessages => "anthropic.messages",
             Self::Gemini => "gemini.generate_content",
             Self::BedrockConverse => "bedrock.converse",
+            Self::OllamaChat => "ollama.chat",
+            Self::OllamaGenerate => "ollama.generate",
         }
     }
 
@@ -44,8 +50,9 @@ impl Api {
             Self::OpenAiChat
             | Self::OpenAiResponses
             | Self::AnthropicMessages
-            | Self::BedrockConverse => "chat",
-            Self::OpenAiCompletions => "text_completion",
+            | Self::BedrockConverse
+            | Self::OllamaChat => "chat",
+            Self::OpenAiCompletions | Self::OllamaGenerate => "text_completion",
             Self::OpenAiEmbeddings => "embeddings",
             Self::Gemini => "generate_content",
         }
@@ -81,6 +88,10 @@ pub fn detect(host: Option<&str>, target: &str) -> Option<Target> {
         (Api::OpenAiEmbeddings, None)
     } else if path.ends_with("/v1/messages") {
         (Api::AnthropicMessages, None)
+    } else if path.ends_with("/api/chat") {
+        (Api::OllamaChat, None)
+    } else if path.ends_with("/api/generate") {
+        (Api::OllamaGenerate, None)
     } else {
         return None;
     };
@@ -207,6 +218,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.provider, "azure.ai.openai");
+        let t = detect(Some("localhost:11434"), "/api/chat").unwrap();
+        assert_eq!((t.api, t.provider), (Api::OllamaChat, "_OTHER"));
         assert_eq!(detect(Some("api.openai.com"), "/v1/models"), None);
         assert_eq!(detect(None, "/upload"), None);
     }

@@ -73,10 +73,17 @@ pub fn parse(x: &Exchange<'_>, options: Options) -> Option<GenAi> {
         return Some(fold.finish(options.capture_content));
     };
     let (body, cut) = framing::body(x.response, &head, limits::BODY);
-    let streamed = head.is_event_stream();
-    if streamed {
+    let streamed = head.is_event_stream() || head.is_ndjson();
+    if head.is_event_stream() {
         for data in sse::events(&body).take(limits::EVENTS) {
             if let Ok(v) = serde_json::from_slice(&data) {
+                fold.object(target.api, &v);
+            }
+        }
+    } else if head.is_ndjson() {
+        // One JSON object per line (Ollama's streams); a last line cut short is skipped.
+        for line in body.split(|&b| b == b'\n').take(limits::EVENTS) {
+            if let Ok(v) = serde_json::from_slice(line) {
                 fold.object(target.api, &v);
             }
         }

@@ -21,6 +21,7 @@ pub fn read(api: Api, body: &[u8], out: &mut GenAi) {
     let config = match api {
         Api::Gemini => v.get("generationConfig"),
         Api::BedrockConverse => v.get("inferenceConfig"),
+        Api::OllamaChat | Api::OllamaGenerate => v.get("options"),
         _ => Some(&v),
     };
     if let Some(c) = config {
@@ -30,6 +31,7 @@ pub fn read(api: Api, body: &[u8], out: &mut GenAi) {
             "max_output_tokens",
             "maxOutputTokens",
             "maxTokens",
+            "num_predict",
         ]
         .iter()
         .find_map(|k| c.get(*k).and_then(Value::as_u64));

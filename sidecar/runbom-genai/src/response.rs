@@ -56,6 +56,7 @@ impl Fold {
             Api::AnthropicMessages => self.anthropic(v),
             Api::Gemini => self.gemini(v),
             Api::BedrockConverse => self.bedrock(v),
+            Api::OllamaChat | Api::OllamaGenerate => self.ollama(v),
         }
     }
 
@@ -288,6 +289,38 @@ impl Fold {
                     );
                 }
             }
+        }
+    }
+
+    /// Ollama's `/api/chat` and `/api/generate`: a whole body, or one object per line of a
+    /// stream; the last (`"done": true`) holds the counts and `done_reason`; tool calls arrive
+    /// whole, their arguments an object.
+    fn ollama(&mut self, v: &Value) {
+        if let Some(s) = v.get("model").and_then(Value::as_str) {
+            self.out.response_model = Some(bounded(s));
+        }
+        if let Some(e) = v.get("error").and_then(Value::as_str)
+            && self.out.error_type.is_none()
+        {
+            self.out.error_type = Some(bounded(e));
+        }
+        let calls = v
+            .get("message")
+            .and_then(|m| m.get("tool_calls"))
+            .and_then(Value::as_array);
+        for c in calls.into_iter().flatten() {
+            let f = c.get("function");
+            let key = self.calls.len() as u64;
+            self.add_call(
+                key,
+                f.and_then(|f| f.get("name")).and_then(Value::as_str),
+                c.get("id").and_then(Value::as_str),
+                f.and_then(|f| f.get("arguments")),
+            );
+        }
+        if v.get("done").and_then(Value::as_bool) == Some(true) {
+            self.usage(Some(v), "prompt_eval_count", "eval_count");
+            self.finish_reason(v.get("done_reason"));
         }
     }
 

@@ -362,3 +362,40 @@ fn errors_and_secrets() {
         "{args}"
     );
 }
+
+#[test]
+fn ollama_chat_with_a_tool_call() {
+    let g = read(
+        "ollama-chat-tool-calls",
+        Options {
+            capture_content: true,
+        },
+    );
+    assert_eq!(
+        (g.operation, g.provider, g.api),
+        ("chat", "_OTHER", "ollama.chat")
+    );
+    assert_eq!(g.request_model.as_deref(), Some("llama3.2"));
+    assert_eq!(g.response_model.as_deref(), Some("llama3.2"));
+    assert_eq!((g.input_tokens, g.output_tokens), (Some(122), Some(33)));
+    assert_eq!(g.finish_reasons, ["stop"]);
+    assert_eq!(names(&g), ["get_current_weather"]);
+    assert_eq!(g.declared_tools, ["get_current_weather"]);
+    assert_eq!(
+        g.tool_calls[0].arguments.as_deref(),
+        Some(r#"{"format":"celsius","location":"Paris, FR"}"#)
+    );
+    assert!(!g.streamed);
+}
+
+#[test]
+fn ollama_chat_stream_of_json_lines() {
+    let g = read("ollama-chat-stream", Options::default());
+    assert!(g.streamed);
+    assert_eq!(g.api, "ollama.chat");
+    assert_eq!(g.response_model.as_deref(), Some("llama3.2"));
+    assert_eq!((g.input_tokens, g.output_tokens), (Some(61), Some(468)));
+    assert_eq!((g.max_tokens, g.temperature), (Some(512), Some(0.2)));
+    assert!(g.finish_reasons.is_empty(), "the final line names none");
+    assert!(g.tool_calls.is_empty());
+}
