@@ -324,8 +324,54 @@ impl Fold {
         }
     }
 
-    /// Converse: `output.message.content[].toolUse`, `stopReason`, `usage`.
+    /// Converse: `output.message.content[].toolUse`, `stopReason`, `usage`; `converse-stream`:
+    /// each message under its event type (`contentBlockStart` names a tool call,
+    /// `contentBlockDelta` carries its input in pieces, `messageStop`, `metadata`), an
+    /// exception as `{"exception": type}`.
     fn bedrock(&mut self, v: &Value) {
+        if let Some(e) = v.get("exception").and_then(Value::as_str) {
+            self.out.error_type = Some(bounded(e));
+            return;
+        }
+        if let Some(s) = v.get("messageStop") {
+            self.finish_reason(s.get("stopReason"));
+            return;
+        }
+        if let Some(m) = v.get("metadata") {
+            self.usage(m.get("usage"), "inputTokens", "outputTokens");
+            return;
+        }
+        if let Some(b) = v.get("contentBlockStart") {
+            let index = b
+                .get("contentBlockIndex")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if let Some(t) = b.get("start").and_then(|s| s.get("toolUse")) {
+                self.add_call(
+                    index,
+                    t.get("name").and_then(Value::as_str),
+                    t.get("toolUseId").and_then(Value::as_str),
+                    None,
+                );
+            }
+            return;
+        }
+        if let Some(d) = v.get("contentBlockDelta") {
+            let index = d
+                .get("contentBlockIndex")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let piece = d
+                .get("delta")
+                .and_then(|d| d.get("toolUse"))
+                .and_then(|t| t.get("input"));
+            if let Some(piece) = piece
+                && self.calls.iter().any(|c| c.key == index)
+            {
+                self.add_call(index, None, None, Some(piece));
+            }
+            return;
+        }
         self.usage(v.get("usage"), "inputTokens", "outputTokens");
         self.finish_reason(v.get("stopReason"));
         let content = v

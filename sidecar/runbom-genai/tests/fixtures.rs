@@ -30,6 +30,7 @@ fn fixture(name: &str) -> Fixture {
         request: read("request.json").expect("request.json"),
         response: read("response.json")
             .or_else(|_| read("response.txt"))
+            .or_else(|_| read("response.bin"))
             .expect("a response body"),
     }
 }
@@ -398,4 +399,35 @@ fn ollama_chat_stream_of_json_lines() {
     assert_eq!((g.max_tokens, g.temperature), (Some(512), Some(0.2)));
     assert!(g.finish_reasons.is_empty(), "the final line names none");
     assert!(g.tool_calls.is_empty());
+}
+
+#[test]
+fn bedrock_converse_stream_of_binary_event_messages() {
+    let g = read(
+        "bedrock-converse-stream-tool-use",
+        Options {
+            capture_content: true,
+        },
+    );
+    assert!(g.streamed);
+    assert_eq!(
+        (g.operation, g.provider, g.api),
+        ("chat", "aws.bedrock", "bedrock.converse")
+    );
+    assert_eq!(
+        g.request_model.as_deref(),
+        Some("us.amazon.nova-micro-v1:0")
+    );
+    assert_eq!((g.input_tokens, g.output_tokens), (Some(471), Some(91)));
+    assert_eq!(g.finish_reasons, ["tool_use"]);
+    assert_eq!(names(&g), ["get_temperature"]);
+    assert_eq!(
+        g.tool_calls[0].id.as_deref(),
+        Some("tooluse_lAG_zP8QRHmSYOwZzzaCqA")
+    );
+    assert_eq!(
+        g.tool_calls[0].arguments.as_deref(),
+        Some(r#"{"city":"Paris"}"#)
+    );
+    assert_eq!(g.declared_tools, ["get_capital", "get_temperature"]);
 }
