@@ -27,6 +27,19 @@ pub enum Api {
 }
 
 impl Api {
+    /// Every API runbom reads.
+    pub const ALL: [Self; 9] = [
+        Self::OpenAiChat,
+        Self::OpenAiResponses,
+        Self::OpenAiCompletions,
+        Self::OpenAiEmbeddings,
+        Self::AnthropicMessages,
+        Self::Gemini,
+        Self::BedrockConverse,
+        Self::OllamaChat,
+        Self::OllamaGenerate,
+    ];
+
     /// `runbom.gen_ai.api`.
     #[must_use]
     pub fn name(self) -> &'static str {
