@@ -4,12 +4,13 @@
 //! and what the request ([`request`]) and
 //! response ([`response`]) say, as the `gen_ai.*` attributes of [`runbom_event::GenAi`].
 //!
-//! Message contents are never read into the result. Tool-call arguments are, redacted, only
-//! with [`Options::capture_content`].
+//! Message contents and tool-call arguments are read into the result only with
+//! [`Options::capture_content`], redacted ([`messages`]).
 
 pub mod api;
 pub mod eventstream;
 pub mod framing;
+pub mod messages;
 pub mod request;
 pub mod response;
 pub mod sse;
@@ -34,12 +35,14 @@ pub mod limits {
     pub const EVENTS: usize = 100_000;
     /// Most bytes a response body may inflate to.
     pub const BODY: usize = 4 << 20;
+    /// Longest `gen_ai.input.messages` / `gen_ai.output.messages` kept (`capture_content`).
+    pub const MESSAGES: usize = 16 << 10;
 }
 
 /// How exchanges are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Keep tool-call arguments (redacted). Message contents are never kept.
+    /// Keep tool-call arguments and the messages in and out (redacted, bounded).
     pub capture_content: bool,
 }
 
@@ -69,7 +72,12 @@ pub fn parse(x: &Exchange<'_>, options: Options) -> Option<GenAi> {
         request_model: target.path_model.clone(),
         ..GenAi::default()
     });
-    request::read(target.api, x.request_body, &mut fold.out);
+    request::read(
+        target.api,
+        x.request_body,
+        options.capture_content,
+        &mut fold.out,
+    );
     let Some(head) = framing::parse_head(x.response) else {
         fold.out.partial = true;
         return Some(fold.finish(options.capture_content));

@@ -13,6 +13,8 @@ use crate::{Api, bounded, limits};
 pub struct Fold {
     pub out: GenAi,
     calls: Vec<Call>,
+    /// The text the model answered (streams: put together), for `gen_ai.output.messages`.
+    text: String,
 }
 
 /// A tool call being put together (streams send its arguments in pieces).
@@ -30,6 +32,7 @@ impl Fold {
         Self {
             out,
             calls: Vec::new(),
+            text: String::new(),
         }
     }
 
@@ -63,6 +66,16 @@ impl Fold {
     /// The attributes, with the tool calls put together.
     #[must_use]
     pub fn finish(mut self, capture_content: bool) -> GenAi {
+        if capture_content {
+            let calls: Vec<_> = self
+                .calls
+                .iter()
+                .filter(|c| !c.name.is_empty())
+                .map(|c| (c.name.clone(), c.id.clone(), c.arguments.clone()))
+                .collect();
+            let finish = self.out.finish_reasons.first().map(String::as_str);
+            self.out.output_messages = crate::messages::output(&self.text, &calls, finish);
+        }
         self.out.tool_calls = self
             .calls
             .into_iter()
@@ -101,6 +114,19 @@ impl Fold {
         {
             self.out.finish_reasons.push(bounded(r));
         }
+    }
+
+    /// Appends a piece of the answer's text (a whole body's, or a stream delta), bounded.
+    fn text(&mut self, piece: Option<&Value>) {
+        let Some(s) = piece.and_then(Value::as_str) else {
+            return;
+        };
+        let room = limits::MESSAGES.saturating_sub(self.text.len());
+        let mut cut = room.min(s.len());
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.push_str(&s[..cut]);
     }
 
     /// The call with stream index `key`, created at its first piece.
@@ -145,6 +171,9 @@ impl Fold {
         for (ci, choice) in choices.into_iter().flatten().enumerate() {
             self.finish_reason(choice.get("finish_reason"));
             let message = choice.get("message").or_else(|| choice.get("delta"));
+            if ci == 0 {
+                self.text(message.and_then(|m| m.get("content")));
+            }
             let calls = message
                 .and_then(|m| m.get("tool_calls"))
                 .and_then(Value::as_array);
@@ -237,6 +266,7 @@ impl Fold {
             "content_block_delta" => {
                 let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let delta = v.get("delta");
+                self.text(delta.and_then(|d| d.get("text")));
                 if let Some(piece) = delta.and_then(|d| d.get("partial_json"))
                     && self.calls.iter().any(|c| c.key == index)
                 {
@@ -252,6 +282,9 @@ impl Fold {
     }
 
     fn anthropic_block(&mut self, index: u64, block: &Value) {
+        if block.get("type").and_then(Value::as_str) == Some("text") {
+            self.text(block.get("text"));
+        }
         if block.get("type").and_then(Value::as_str) == Some("tool_use") {
             self.add_call(
                 index,
@@ -279,6 +312,7 @@ impl Fold {
                 .and_then(|c| c.get("parts"))
                 .and_then(Value::as_array);
             for part in parts.into_iter().flatten() {
+                self.text(part.get("text"));
                 if let Some(call) = part.get("functionCall") {
                     let key = self.calls.len() as u64;
                     self.add_call(
@@ -304,6 +338,11 @@ impl Fold {
         {
             self.out.error_type = Some(bounded(e));
         }
+        self.text(
+            v.get("message")
+                .and_then(|m| m.get("content"))
+                .or_else(|| v.get("response")),
+        );
         let calls = v
             .get("message")
             .and_then(|m| m.get("tool_calls"))
@@ -357,6 +396,7 @@ impl Fold {
             return;
         }
         if let Some(d) = v.get("contentBlockDelta") {
+            self.text(d.get("delta").and_then(|d| d.get("text")));
             let index = d
                 .get("contentBlockIndex")
                 .and_then(Value::as_u64)
@@ -380,6 +420,7 @@ impl Fold {
             .and_then(|m| m.get("content"))
             .and_then(Value::as_array);
         for (i, block) in content.into_iter().flatten().enumerate() {
+            self.text(block.get("text"));
             if let Some(t) = block.get("toolUse") {
                 self.add_call(
                     i as u64,

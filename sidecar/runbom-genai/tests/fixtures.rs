@@ -431,3 +431,50 @@ fn bedrock_converse_stream_of_binary_event_messages() {
     );
     assert_eq!(g.declared_tools, ["get_capital", "get_temperature"]);
 }
+
+#[test]
+fn messages_are_read_only_under_capture_content() {
+    for name in [
+        "openai-chat-tool-calls",
+        "openai-chat-stream-tool-calls",
+        "anthropic-messages-stream-tool-use",
+        "ollama-chat-tool-calls",
+        "bedrock-converse-stream-tool-use",
+    ] {
+        let off = read(name, Options::default());
+        assert_eq!(
+            (off.input_messages, off.output_messages),
+            (None, None),
+            "{name}"
+        );
+        let on = read(
+            name,
+            Options {
+                capture_content: true,
+            },
+        );
+        let output: Value = serde_json::from_str(on.output_messages.as_deref().unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("{name}: output messages are JSON: {e}"));
+        let parts = output[0]["parts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(output[0]["role"], "assistant", "{name}: {output}");
+        assert!(
+            parts
+                .iter()
+                .any(|p| p["type"] == "tool_call" && p["name"] == on.tool_calls[0].name.as_str()),
+            "{name}: the tool call among the output's parts: {output}"
+        );
+        if name.starts_with("openai-chat")
+            || name.starts_with("ollama")
+            || name.starts_with("anthropic")
+        {
+            let input: Value = serde_json::from_str(on.input_messages.as_deref().unwrap_or("null"))
+                .unwrap_or_else(|e| panic!("{name}: input messages are JSON: {e}"));
+            assert!(
+                input
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["role"] == "user")),
+                "{name}: {input}"
+            );
+        }
+    }
+}

@@ -52,6 +52,8 @@ pub fn to_proto(g: &GenAi) -> proto::GenAi {
         declared_tools: g.declared_tools.clone(),
         error_type: g.error_type.clone(),
         partial: g.partial,
+        input_messages: g.input_messages.clone(),
+        output_messages: g.output_messages.clone(),
     }
 }
 
@@ -87,6 +89,8 @@ pub fn from_proto(g: proto::GenAi) -> Option<GenAi> {
         declared_tools: strings(g.declared_tools, limits::TOOLS),
         error_type: g.error_type.map(string),
         partial: g.partial,
+        input_messages: g.input_messages.filter(|m| m.len() <= limits::MESSAGES),
+        output_messages: g.output_messages.filter(|m| m.len() <= limits::MESSAGES),
     })
 }
 
@@ -131,6 +135,8 @@ pub(super) mod tests {
             declared_tools: vec!["read_file".into(), "http_post".into()],
             error_type: None,
             partial: false,
+            input_messages: Some(r#"[{"role":"user","parts":[]}]"#.into()),
+            output_messages: None,
         }
     }
 
