@@ -62,6 +62,7 @@ impl Enricher {
     #[must_use]
     pub fn with_genai(mut self, options: Option<runbom_genai::Options>) -> Self {
         self.http = std::mem::take(&mut self.http).with_genai(options);
+        self.h2 = std::mem::take(&mut self.h2).with_genai(options);
         self
     }
 
