@@ -3,7 +3,9 @@
 //! `SSL_read` returns, so that userspace pairs and reads both alike.
 //!
 //! - `http.rs` marks a socket in `SOCK_RESPONSE` when a request head was written on it
-//!   ([`request_sent`]: the response is awaited, with the budget `http_response_max`);
+//!   ([`request_sent`]: the response is awaited, with the budget `http_response_max` for a
+//!   `POST`, as every LLM API call is, and the status line only for any other method: a
+//!   download's body is never copied);
 //! - read-family entries (`read`, `recvfrom`, `readv`, `recvmsg`) pay one map lookup of that
 //!   mark and keep the call only for a marked socket (`SOCK_READS`); their exits pay one lookup
 //!   of the thread's kept call;
@@ -26,9 +28,12 @@ use crate::{
 };
 
 /// `SOCK_RESPONSE` values: the status is awaited; the response started and its next reads
-/// are captured, within the budget left in the bits above [`BUDGET_SHIFT`].
+/// are captured, within the budget left in the bits above [`BUDGET_SHIFT`]; only the status
+/// line is wanted (not a `POST`).
 const EXPECT_STATUS: u32 = 2;
 const RESPONSE_DATA: u32 = 4;
+const STATUS_ONLY: u32 = 8;
+const POST: u32 = u32::from_le_bytes(*b"POST");
 const BUDGET_SHIFT: u32 = 8;
 
 /// How a read-family syscall passes its buffer.
@@ -42,10 +47,16 @@ enum ReadKind {
     Message,
 }
 
-/// A request head was written on `fd` of `tgid`: its response is awaited.
+/// A request head starting at `head` was written on `fd` of `tgid`: its response is awaited
+/// (one 4-byte user read for its method).
 #[inline(always)]
-pub(crate) fn request_sent(tgid: u32, fd: i32) {
-    let _ = SOCK_RESPONSE.insert(&fd_key(tgid, fd), &EXPECT_STATUS, 0);
+pub(crate) fn request_sent(tgid: u32, fd: i32, head: *const u8) {
+    let state = if read_user(head.cast::<u32>()) == Some(POST) {
+        EXPECT_STATUS
+    } else {
+        EXPECT_STATUS | STATUS_ONLY
+    };
+    let _ = SOCK_RESPONSE.insert(&fd_key(tgid, fd), &state, 0);
 }
 
 #[tracepoint]
@@ -145,7 +156,12 @@ fn read_done(tgid: u32, r: &SockWrite, len: u64) -> Option<()> {
         if len < 12 || read_user(r.buf as *const [u8; 5])? != *b"HTTP/" {
             return None;
         }
-        (http_source::SOCKET_READ, config()?.http_response_max)
+        let budget = if current & STATUS_ONLY == 0 {
+            config()?.http_response_max
+        } else {
+            0
+        };
+        (http_source::SOCKET_READ, budget)
     } else if current & RESPONSE_DATA != 0 {
         (http_source::SOCKET_RESPONSE, current >> BUDGET_SHIFT)
     } else {
