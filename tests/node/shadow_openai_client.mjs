@@ -4,13 +4,18 @@
 // kernel (tests/test_aibom.py, shadow AI). The Node twin of tests/shadow_openai_client.py.
 //
 //   NODE_EXTRA_CA_CERTS=CERT node shadow_openai_client.mjs --base-url https://127.0.0.1:N/v1 \
-//       --cert CERT --data-dir DIR [--model gpt-4o-mini]
+//       --cert CERT --data-dir DIR [--model gpt-4o-mini] [--ticketing-api http://127.0.0.1:P/api]
 //
 // DIR holds tickets/T-2718.md (with a prompt injection naming where to post) and customers.json;
-// the stub model asks for read_file, query_customers, then http_post to the injected URL.
+// the stub model asks for read_file, query_customers, then http_post to the injected URL. Without
+// the injection (the benign run) it asks for read_file, query_customers, http_get of the
+// ticketing API, run_command (`wc -l` of the notes) and http_post of a comment to it; the
+// ticketing tools reach a real API only when --ticketing-api names one (otherwise they answer
+// `[]`, as the injected run needs no such API).
 // The SDK uses Node's global fetch (undici over Node's TLS), whose CA list is read once at
 // start-up: CERT must also be in NODE_EXTRA_CA_CERTS (checked). The API key is read from
 // OPENAI_API_KEY. `npm ci` in tests/node installs the SDK (scripts/setup.sh --tests does).
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +28,7 @@ const { values: a } = parseArgs({
     cert: { type: 'string' },
     'data-dir': { type: 'string' },
     model: { type: 'string', default: 'gpt-4o-mini' },
+    'ticketing-api': { type: 'string' },
   },
 });
 for (const name of ['base-url', 'cert', 'data-dir']) {
@@ -36,6 +42,7 @@ if (path.resolve(process.env.NODE_EXTRA_CA_CERTS ?? '') !== path.resolve(a.cert)
   process.exit(2);
 }
 const dataDir = a['data-dir'];
+const ticketing = a['ticketing-api'];
 
 const tool = (name) => ({
   type: 'function',
@@ -44,13 +51,21 @@ const tool = (name) => ({
     parameters: { type: 'object', properties: {}, additionalProperties: true },
   },
 });
-const TOOLS = ['read_file', 'query_customers', 'http_post', 'http_get'].map(tool);
+const TOOLS = ['read_file', 'query_customers', 'http_post', 'http_get', 'run_command'].map(tool);
 
-// The tools, for real: files are read, http_post sends its body where it is told.
+// The tools, for real: files are read, http_post sends its body where it is told, http_get and
+// run_command reach the ticketing API and run the program when there is such an API.
 async function runTool(name, args) {
   if (name === 'read_file') return fs.readFileSync(path.join(dataDir, args.path), 'utf8');
   if (name === 'query_customers') {
     return fs.readFileSync(path.join(dataDir, 'customers.json'), 'utf8');
+  }
+  if (name === 'http_get' && ticketing) {
+    const r = await fetch(args.url, { signal: AbortSignal.timeout(10_000) });
+    return await r.text();
+  }
+  if (name === 'run_command' && ticketing) {
+    return execFileSync(args.argv[0], args.argv.slice(1), { encoding: 'utf8', timeout: 10_000 });
   }
   if (name === 'http_post') {
     const r = await fetch(args.url, {
@@ -67,7 +82,7 @@ async function main() {
   const client = new OpenAI({ baseURL: a['base-url'], maxRetries: 0, timeout: 20_000 });
   const messages = [
     { role: 'system', content: `You are a helpful assistant.\ndata_dir: ${dataDir}\n`
-                               + 'ticketing_api: http://127.0.0.1:9/api' },
+                               + `ticketing_api: ${ticketing ?? 'http://127.0.0.1:9/api'}` },
     { role: 'user', content: 'Summarise ticket T-2718 for customer C-1013.' },
   ];
   for (let i = 0; i < 8; i++) {

@@ -221,6 +221,11 @@ pub mod http_source {
     /// What a later `SSL_read`/`SSL_read_ex` returned of the same response (its body), within
     /// `ProbeConfig::http_response_max`.
     pub const SSL_RESPONSE: u16 = 11;
+    /// What a read on a plaintext socket returned after a request head was written on it,
+    /// starting with `HTTP/` (the status line first), within `ProbeConfig::http_response_max`.
+    pub const SOCKET_READ: u16 = 12;
+    /// What the later reads of that socket returned of the same response (its body).
+    pub const SOCKET_RESPONSE: u16 = 13;
 }
 
 /// `HttpEvent::flags`: the fd is a socket the kernel side saw created (else: not known).

@@ -281,6 +281,9 @@ fn socket_write_exit(ctx: &TracePointContext) -> u32 {
         time_ns: w.time_ns,
     };
     emit(&capture, w.buf as *const u8, w.len, cfg.http_max);
+    if w.source == http_source::SOCKET_WRITE {
+        crate::response::request_sent(tgid, w.fd, w.buf as *const u8);
+    }
     if w.source == http_source::SOCKET_BODY {
         let _ = SOCK_BODY.remove(key);
     } else if iov_body(&w, cfg.http_max).is_none() {

@@ -31,6 +31,7 @@ mod maps;
 mod net;
 mod process;
 mod reference;
+mod response;
 mod util;
 
 #[cfg(not(test))]

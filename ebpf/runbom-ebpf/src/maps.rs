@@ -188,3 +188,14 @@ pub static GO_WRITES: LruHashMap<[u64; 2], [u64; 3]> = LruHashMap::with_max_entr
 /// The same for `(*Conn).Read`.
 #[map]
 pub static GO_READS: LruHashMap<[u64; 2], [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
+
+// Plaintext HTTP/1 responses (`response.rs`).
+
+/// `(tgid << 32) | fd` of a socket that wrote a request head → what its reads are awaited for
+/// (the status, or the response's rest within the budget in the upper bits).
+#[map]
+pub static SOCK_RESPONSE: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16384, 0);
+
+/// tid → a read on such a socket between the syscall's entry and exit (buffer: the first).
+#[map]
+pub static SOCK_READS: LruHashMap<u32, SockWrite> = LruHashMap::with_max_entries(4096, 0);

@@ -13,6 +13,10 @@
 //!   request go under an `execute_tool {name}` span (one per call asked for; the events under
 //!   the first), emitted when that window closes; events are placed by when they started, not
 //!   when they arrived (a request is complete, and arrives, only after its response);
+//! - reaching an LLM endpoint of the run again (a new connection to it, a DNS lookup of its
+//!   host) is the agent's own work, never a tool's: it goes under the `invoke_agent` span
+//!   (the next request's connect precedes that request, so time order alone would put it in
+//!   the tool window that request closes);
 //! - every other event of the run goes under the `invoke_agent` span.
 //!
 //! All of it is `runbom.correlation.method = inferred`: the confidence says how sure the
@@ -23,6 +27,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
+    net::SocketAddr,
     sync::Arc,
 };
 
@@ -48,6 +53,8 @@ use runbom_otlp::{ConvertOptions, Placement, event_attributes, process_resource}
 const RUNS_MAX: usize = 4096;
 /// Closed tool windows remembered per run, for events that arrive late.
 const WINDOWS_MAX: usize = 64;
+/// LLM endpoints (addresses, host names) remembered per run.
+const LLM_ENDPOINTS_MAX: usize = 8;
 /// How long a run stays open after its process exited (longer than the HTTP capture holds a
 /// request for its response).
 pub const EXIT_GRACE: u64 = 35_000_000_000;
@@ -80,6 +87,48 @@ struct Run {
     exited: Option<(u64, u64)>,
     /// When its last event arrived (caller's clock).
     arrived: u64,
+    /// Where its LLM exchanges went.
+    llm: LlmEndpoints,
+}
+
+/// The addresses and host names of a run's LLM exchanges (at most [`LLM_ENDPOINTS_MAX`] each).
+#[derive(Default)]
+struct LlmEndpoints {
+    addrs: Vec<SocketAddr>,
+    hosts: Vec<String>,
+}
+
+impl LlmEndpoints {
+    fn learn(&mut self, h: &runbom_event::HttpRequest) {
+        let host = h.host.as_deref().map(str::trim).filter(|h| !h.is_empty());
+        let addr = h.peer.or_else(|| host.and_then(|h| h.parse().ok()));
+        if let Some(a) = addr
+            && !self.addrs.contains(&a)
+            && self.addrs.len() < LLM_ENDPOINTS_MAX
+        {
+            self.addrs.push(a);
+        }
+        let name = host.map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
+        if let Some(n) = name
+            && n.parse::<std::net::IpAddr>().is_err()
+            && !self.hosts.iter().any(|k| k.eq_ignore_ascii_case(n))
+            && self.hosts.len() < LLM_ENDPOINTS_MAX
+        {
+            self.hosts.push(n.to_ascii_lowercase());
+        }
+    }
+
+    /// Whether `d` reaches one of them again: a connection to one, a lookup of one's name.
+    fn reached_by(&self, d: &Detail) -> bool {
+        match d {
+            Detail::Connect { remote, .. } => self.addrs.contains(remote),
+            Detail::DnsQuery { name, .. } => {
+                let name = name.trim_end_matches('.');
+                self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+            }
+            _ => false,
+        }
+    }
 }
 
 struct ToolWindow {
@@ -99,9 +148,9 @@ impl Agentless {
         now: u64,
     ) -> Option<Placement> {
         let key = ev.process.trace_id;
-        let genai = match &ev.detail {
-            Detail::HttpRequest(h) if h.traceparent.is_none() => h.genai.as_deref(),
-            _ => None,
+        let (genai, request) = match &ev.detail {
+            Detail::HttpRequest(h) if h.traceparent.is_none() => (h.genai.as_deref(), Some(h)),
+            _ => (None, None),
         };
         if genai.is_some() && !self.runs.contains_key(&key) {
             self.start(ev, opts, now);
@@ -117,7 +166,8 @@ impl Agentless {
             method: INFERRED,
             confidence,
         };
-        if let Some(g) = genai {
+        if let (Some(g), Some(h)) = (genai, request) {
+            run.llm.learn(h);
             // The tool window (if any) closes at this request.
             let closed = run.tools.take();
             let chat = new_span_id();
@@ -151,6 +201,9 @@ impl Agentless {
         }
         if let Detail::Exit { .. } = ev.detail {
             run.exited = Some((now, ev.end_ns));
+            return Some(placed(run.agent_span, MEDIUM));
+        }
+        if run.llm.reached_by(&ev.detail) {
             return Some(placed(run.agent_span, MEDIUM));
         }
         if let Some(w) = &mut run.tools
@@ -258,6 +311,7 @@ impl Agentless {
                 windows: VecDeque::new(),
                 exited: None,
                 arrived: now,
+                llm: LlmEndpoints::default(),
             },
         );
     }
@@ -581,5 +635,75 @@ mod tests {
             .filter(|s| chats.iter().any(|c| c.span_id == s.parent_span_id))
             .collect();
         assert_eq!(llm.len(), 2, "each exchange under its chat span");
+    }
+
+    #[test]
+    fn reaching_the_llm_again_is_no_tool_work() {
+        let p = Arc::new(ProcessInfo {
+            pid: 8,
+            exe: "/usr/bin/node".into(),
+            trace_id: [8; 16],
+            ..ProcessInfo::default()
+        });
+        let mut c = Correlator::new(Settings {
+            wait: Duration::from_secs(1),
+            uncorrelated_spans: true,
+            ..Settings::default()
+        });
+        let local_llm = |genai| {
+            let mut d = http("/v1/chat/completions", Some(genai));
+            if let Detail::HttpRequest(h) = &mut d {
+                h.host = Some("127.0.0.1:8443".into());
+            }
+            d
+        };
+        let connect = |remote: &str| Detail::Connect {
+            remote: remote.parse().expect("an address"),
+            local: None,
+            transport: None,
+            error: None,
+        };
+        let events = vec![
+            event(&p, 2 * S, 3 * S, local_llm(chat(&["http_get"]))),
+            event(&p, 3 * S + 10, 3 * S + 10, connect("127.0.0.1:9000")),
+            // The next request's new connection, before the request itself.
+            event(&p, 3 * S + 50, 3 * S + 50, connect("127.0.0.1:8443")),
+            event(&p, 4 * S, 5 * S, local_llm(chat(&[]))),
+        ];
+        c.add_events(events, 10 * S);
+        let mut all = c.poll(12 * S);
+        let later = c.poll(12 * S + super::IDLE);
+        all.traces
+            .resource_spans
+            .extend(later.traces.resource_spans);
+        let spans = spans(&all);
+        let id = |name: &str| {
+            spans
+                .iter()
+                .find(|s| s.name == name)
+                .map_or_else(|| panic!("no {name}"), |s| s.span_id.clone())
+        };
+        let (agent, tool) = (id("invoke_agent node"), id("execute_tool http_get"));
+        let parent_of_connect = |port: &str| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.name.starts_with("net.connect") && s.attributes.iter().any(|kv| {
+                        kv.key == "network.peer.port"
+                            && kv.value.as_ref().and_then(|v| v.value.as_ref())
+                                == Some(&opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(port.parse().expect("a port")))
+                    })
+                })
+                .map_or_else(
+                    || panic!("no connect to {port}"),
+                    |s| s.parent_span_id.clone(),
+                )
+        };
+        assert_eq!(parent_of_connect("9000"), tool, "the tool's own connection");
+        assert_eq!(
+            parent_of_connect("8443"),
+            agent,
+            "the agent's, to its model"
+        );
     }
 }

@@ -35,6 +35,10 @@ pub struct GenAi {
     /// The response was cut short (capture budget, or the exchange ended unseen): what is here
     /// is what was seen.
     pub partial: bool,
+    /// `gen_ai.input.messages` (the conventions' JSON, redacted), only with `capture_content`.
+    pub input_messages: Option<String>,
+    /// `gen_ai.output.messages` (the same), only with `capture_content`.
+    pub output_messages: Option<String>,
 }
 
 impl Eq for GenAi {}

@@ -187,6 +187,8 @@ pub const GEN_AI_AGENT_NAME: &str = "gen_ai.agent.name";
 pub const GEN_AI_CONVERSATION_ID: &str = "gen_ai.conversation.id";
 /// `gen_ai.input.messages`.
 pub const GEN_AI_INPUT_MESSAGES: &str = "gen_ai.input.messages";
+/// `gen_ai.output.messages`.
+pub const GEN_AI_OUTPUT_MESSAGES: &str = "gen_ai.output.messages";
 /// `gen_ai.prompt`: the legacy attribute holding a prompt.
 pub const GEN_AI_PROMPT: &str = "gen_ai.prompt";
 

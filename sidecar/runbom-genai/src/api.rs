@@ -20,9 +20,26 @@ pub enum Api {
     Gemini,
     /// `POST /model/{modelId}/converse` or `/converse-stream`.
     BedrockConverse,
+    /// Ollama's own `POST /api/chat` (a stream of JSON lines unless `"stream": false`).
+    OllamaChat,
+    /// Ollama's own `POST /api/generate`.
+    OllamaGenerate,
 }
 
 impl Api {
+    /// Every API runbom reads.
+    pub const ALL: [Self; 9] = [
+        Self::OpenAiChat,
+        Self::OpenAiResponses,
+        Self::OpenAiCompletions,
+        Self::OpenAiEmbeddings,
+        Self::AnthropicMessages,
+        Self::Gemini,
+        Self::BedrockConverse,
+        Self::OllamaChat,
+        Self::OllamaGenerate,
+    ];
+
     /// `runbom.gen_ai.api`.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -34,6 +51,8 @@ impl Api {
             Self::AnthropicMessages => "anthropic.messages",
             Self::Gemini => "gemini.generate_content",
             Self::BedrockConverse => "bedrock.converse",
+            Self::OllamaChat => "ollama.chat",
+            Self::OllamaGenerate => "ollama.generate",
         }
     }
 
@@ -44,8 +63,9 @@ impl Api {
             Self::OpenAiChat
             | Self::OpenAiResponses
             | Self::AnthropicMessages
-            | Self::BedrockConverse => "chat",
-            Self::OpenAiCompletions => "text_completion",
+            | Self::BedrockConverse
+            | Self::OllamaChat => "chat",
+            Self::OpenAiCompletions | Self::OllamaGenerate => "text_completion",
             Self::OpenAiEmbeddings => "embeddings",
             Self::Gemini => "generate_content",
         }
@@ -81,6 +101,10 @@ pub fn detect(host: Option<&str>, target: &str) -> Option<Target> {
         (Api::OpenAiEmbeddings, None)
     } else if path.ends_with("/v1/messages") {
         (Api::AnthropicMessages, None)
+    } else if path.ends_with("/api/chat") {
+        (Api::OllamaChat, None)
+    } else if path.ends_with("/api/generate") {
+        (Api::OllamaGenerate, None)
     } else {
         return None;
     };
@@ -207,6 +231,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.provider, "azure.ai.openai");
+        let t = detect(Some("localhost:11434"), "/api/chat").unwrap();
+        assert_eq!((t.api, t.provider), (Api::OllamaChat, "_OTHER"));
         assert_eq!(detect(Some("api.openai.com"), "/v1/models"), None);
         assert_eq!(detect(None, "/upload"), None);
     }

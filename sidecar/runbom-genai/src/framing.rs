@@ -20,6 +20,19 @@ pub struct ResponseHead {
 
 impl ResponseHead {
     #[must_use]
+    pub fn is_amazon_event_stream(&self) -> bool {
+        self.content_type == "application/vnd.amazon.eventstream"
+    }
+
+    #[must_use]
+    pub fn is_ndjson(&self) -> bool {
+        matches!(
+            self.content_type.as_str(),
+            "application/x-ndjson" | "application/jsonl" | "application/json-lines"
+        )
+    }
+
+    #[must_use]
     pub fn is_event_stream(&self) -> bool {
         self.content_type == "text/event-stream"
     }

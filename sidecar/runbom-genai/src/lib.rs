@@ -1,13 +1,16 @@
 //! runbom's reading of LLM API exchanges captured in the kernel (pure, synchronous, bounded):
 //! which API and provider a request speaks to ([`api`]), the response's HTTP framing (chunked,
-//! gzip, deflate; [`framing`]), event streams ([`sse`]), and what the request ([`request`]) and
+//! gzip, deflate; [`framing`]), event streams ([`sse`]; Bedrock's binary ones: [`eventstream`]),
+//! and what the request ([`request`]) and
 //! response ([`response`]) say, as the `gen_ai.*` attributes of [`runbom_event::GenAi`].
 //!
-//! Message contents are never read into the result. Tool-call arguments are, redacted, only
-//! with [`Options::capture_content`].
+//! Message contents and tool-call arguments are read into the result only with
+//! [`Options::capture_content`], redacted ([`messages`]).
 
 pub mod api;
+pub mod eventstream;
 pub mod framing;
+pub mod messages;
 pub mod request;
 pub mod response;
 pub mod sse;
@@ -32,12 +35,14 @@ pub mod limits {
     pub const EVENTS: usize = 100_000;
     /// Most bytes a response body may inflate to.
     pub const BODY: usize = 4 << 20;
+    /// Longest `gen_ai.input.messages` / `gen_ai.output.messages` kept (`capture_content`).
+    pub const MESSAGES: usize = 16 << 10;
 }
 
 /// How exchanges are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Keep tool-call arguments (redacted). Message contents are never kept.
+    /// Keep tool-call arguments and the messages in and out (redacted, bounded).
     pub capture_content: bool,
 }
 
@@ -67,16 +72,43 @@ pub fn parse(x: &Exchange<'_>, options: Options) -> Option<GenAi> {
         request_model: target.path_model.clone(),
         ..GenAi::default()
     });
-    request::read(target.api, x.request_body, &mut fold.out);
+    request::read(
+        target.api,
+        x.request_body,
+        options.capture_content,
+        &mut fold.out,
+    );
     let Some(head) = framing::parse_head(x.response) else {
         fold.out.partial = true;
         return Some(fold.finish(options.capture_content));
     };
     let (body, cut) = framing::body(x.response, &head, limits::BODY);
-    let streamed = head.is_event_stream();
-    if streamed {
+    let streamed = head.is_event_stream() || head.is_ndjson() || head.is_amazon_event_stream();
+    if head.is_event_stream() {
         for data in sse::events(&body).take(limits::EVENTS) {
             if let Ok(v) = serde_json::from_slice(&data) {
+                fold.object(target.api, &v);
+            }
+        }
+    } else if head.is_amazon_event_stream() {
+        // Each message's payload under its event type, as the SDKs' stream unions name them.
+        for m in eventstream::messages(&body).take(limits::EVENTS) {
+            let v = match (m.event_type, m.exception_type) {
+                (_, Some(exception)) => serde_json::json!({ "exception": exception }),
+                (Some(kind), None) => {
+                    match serde_json::from_slice::<serde_json::Value>(m.payload) {
+                        Ok(payload) => serde_json::json!({ kind: payload }),
+                        Err(_) => continue,
+                    }
+                }
+                (None, None) => continue,
+            };
+            fold.object(target.api, &v);
+        }
+    } else if head.is_ndjson() {
+        // One JSON object per line (Ollama's streams); a last line cut short is skipped.
+        for line in body.split(|&b| b == b'\n').take(limits::EVENTS) {
+            if let Ok(v) = serde_json::from_slice(line) {
                 fold.object(target.api, &v);
             }
         }

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::{Api, bounded, limits};
 
-/// Fills the request's part of `out` from `body`.
-pub fn read(api: Api, body: &[u8], out: &mut GenAi) {
+/// Fills the request's part of `out` from `body` (with `capture_content`, its messages too).
+pub fn read(api: Api, body: &[u8], capture_content: bool, out: &mut GenAi) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         if out.request_model.is_none() {
             out.request_model = http::model(body);
@@ -21,6 +21,7 @@ pub fn read(api: Api, body: &[u8], out: &mut GenAi) {
     let config = match api {
         Api::Gemini => v.get("generationConfig"),
         Api::BedrockConverse => v.get("inferenceConfig"),
+        Api::OllamaChat | Api::OllamaGenerate => v.get("options"),
         _ => Some(&v),
     };
     if let Some(c) = config {
@@ -30,6 +31,7 @@ pub fn read(api: Api, body: &[u8], out: &mut GenAi) {
             "max_output_tokens",
             "maxOutputTokens",
             "maxTokens",
+            "num_predict",
         ]
         .iter()
         .find_map(|k| c.get(*k).and_then(Value::as_u64));
@@ -39,6 +41,9 @@ pub fn read(api: Api, body: &[u8], out: &mut GenAi) {
             .filter(|t| t.is_finite());
     }
     out.declared_tools = declared_tools(api, &v);
+    if capture_content {
+        out.input_messages = crate::messages::input(api, &v);
+    }
 }
 
 /// Names of the tools the request offers the model.

@@ -13,6 +13,8 @@ use crate::{Api, bounded, limits};
 pub struct Fold {
     pub out: GenAi,
     calls: Vec<Call>,
+    /// The text the model answered (streams: put together), for `gen_ai.output.messages`.
+    text: String,
 }
 
 /// A tool call being put together (streams send its arguments in pieces).
@@ -30,6 +32,7 @@ impl Fold {
         Self {
             out,
             calls: Vec::new(),
+            text: String::new(),
         }
     }
 
@@ -56,12 +59,23 @@ impl Fold {
             Api::AnthropicMessages => self.anthropic(v),
             Api::Gemini => self.gemini(v),
             Api::BedrockConverse => self.bedrock(v),
+            Api::OllamaChat | Api::OllamaGenerate => self.ollama(v),
         }
     }
 
     /// The attributes, with the tool calls put together.
     #[must_use]
     pub fn finish(mut self, capture_content: bool) -> GenAi {
+        if capture_content {
+            let calls: Vec<_> = self
+                .calls
+                .iter()
+                .filter(|c| !c.name.is_empty())
+                .map(|c| (c.name.clone(), c.id.clone(), c.arguments.clone()))
+                .collect();
+            let finish = self.out.finish_reasons.first().map(String::as_str);
+            self.out.output_messages = crate::messages::output(&self.text, &calls, finish);
+        }
         self.out.tool_calls = self
             .calls
             .into_iter()
@@ -100,6 +114,19 @@ impl Fold {
         {
             self.out.finish_reasons.push(bounded(r));
         }
+    }
+
+    /// Appends a piece of the answer's text (a whole body's, or a stream delta), bounded.
+    fn text(&mut self, piece: Option<&Value>) {
+        let Some(s) = piece.and_then(Value::as_str) else {
+            return;
+        };
+        let room = limits::MESSAGES.saturating_sub(self.text.len());
+        let mut cut = room.min(s.len());
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.push_str(&s[..cut]);
     }
 
     /// The call with stream index `key`, created at its first piece.
@@ -144,6 +171,9 @@ impl Fold {
         for (ci, choice) in choices.into_iter().flatten().enumerate() {
             self.finish_reason(choice.get("finish_reason"));
             let message = choice.get("message").or_else(|| choice.get("delta"));
+            if ci == 0 {
+                self.text(message.and_then(|m| m.get("content")));
+            }
             let calls = message
                 .and_then(|m| m.get("tool_calls"))
                 .and_then(Value::as_array);
@@ -236,6 +266,7 @@ impl Fold {
             "content_block_delta" => {
                 let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
                 let delta = v.get("delta");
+                self.text(delta.and_then(|d| d.get("text")));
                 if let Some(piece) = delta.and_then(|d| d.get("partial_json"))
                     && self.calls.iter().any(|c| c.key == index)
                 {
@@ -251,6 +282,9 @@ impl Fold {
     }
 
     fn anthropic_block(&mut self, index: u64, block: &Value) {
+        if block.get("type").and_then(Value::as_str) == Some("text") {
+            self.text(block.get("text"));
+        }
         if block.get("type").and_then(Value::as_str) == Some("tool_use") {
             self.add_call(
                 index,
@@ -278,6 +312,7 @@ impl Fold {
                 .and_then(|c| c.get("parts"))
                 .and_then(Value::as_array);
             for part in parts.into_iter().flatten() {
+                self.text(part.get("text"));
                 if let Some(call) = part.get("functionCall") {
                     let key = self.calls.len() as u64;
                     self.add_call(
@@ -291,8 +326,92 @@ impl Fold {
         }
     }
 
-    /// Converse: `output.message.content[].toolUse`, `stopReason`, `usage`.
+    /// Ollama's `/api/chat` and `/api/generate`: a whole body, or one object per line of a
+    /// stream; the last (`"done": true`) holds the counts and `done_reason`; tool calls arrive
+    /// whole, their arguments an object.
+    fn ollama(&mut self, v: &Value) {
+        if let Some(s) = v.get("model").and_then(Value::as_str) {
+            self.out.response_model = Some(bounded(s));
+        }
+        if let Some(e) = v.get("error").and_then(Value::as_str)
+            && self.out.error_type.is_none()
+        {
+            self.out.error_type = Some(bounded(e));
+        }
+        self.text(
+            v.get("message")
+                .and_then(|m| m.get("content"))
+                .or_else(|| v.get("response")),
+        );
+        let calls = v
+            .get("message")
+            .and_then(|m| m.get("tool_calls"))
+            .and_then(Value::as_array);
+        for c in calls.into_iter().flatten() {
+            let f = c.get("function");
+            let key = self.calls.len() as u64;
+            self.add_call(
+                key,
+                f.and_then(|f| f.get("name")).and_then(Value::as_str),
+                c.get("id").and_then(Value::as_str),
+                f.and_then(|f| f.get("arguments")),
+            );
+        }
+        if v.get("done").and_then(Value::as_bool) == Some(true) {
+            self.usage(Some(v), "prompt_eval_count", "eval_count");
+            self.finish_reason(v.get("done_reason"));
+        }
+    }
+
+    /// Converse: `output.message.content[].toolUse`, `stopReason`, `usage`; `converse-stream`:
+    /// each message under its event type (`contentBlockStart` names a tool call,
+    /// `contentBlockDelta` carries its input in pieces, `messageStop`, `metadata`), an
+    /// exception as `{"exception": type}`.
     fn bedrock(&mut self, v: &Value) {
+        if let Some(e) = v.get("exception").and_then(Value::as_str) {
+            self.out.error_type = Some(bounded(e));
+            return;
+        }
+        if let Some(s) = v.get("messageStop") {
+            self.finish_reason(s.get("stopReason"));
+            return;
+        }
+        if let Some(m) = v.get("metadata") {
+            self.usage(m.get("usage"), "inputTokens", "outputTokens");
+            return;
+        }
+        if let Some(b) = v.get("contentBlockStart") {
+            let index = b
+                .get("contentBlockIndex")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if let Some(t) = b.get("start").and_then(|s| s.get("toolUse")) {
+                self.add_call(
+                    index,
+                    t.get("name").and_then(Value::as_str),
+                    t.get("toolUseId").and_then(Value::as_str),
+                    None,
+                );
+            }
+            return;
+        }
+        if let Some(d) = v.get("contentBlockDelta") {
+            self.text(d.get("delta").and_then(|d| d.get("text")));
+            let index = d
+                .get("contentBlockIndex")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let piece = d
+                .get("delta")
+                .and_then(|d| d.get("toolUse"))
+                .and_then(|t| t.get("input"));
+            if let Some(piece) = piece
+                && self.calls.iter().any(|c| c.key == index)
+            {
+                self.add_call(index, None, None, Some(piece));
+            }
+            return;
+        }
         self.usage(v.get("usage"), "inputTokens", "outputTokens");
         self.finish_reason(v.get("stopReason"));
         let content = v
@@ -301,6 +420,7 @@ impl Fold {
             .and_then(|m| m.get("content"))
             .and_then(Value::as_array);
         for (i, block) in content.into_iter().flatten().enumerate() {
+            self.text(block.get("text"));
             if let Some(t) = block.get("toolUse") {
                 self.add_call(
                     i as u64,

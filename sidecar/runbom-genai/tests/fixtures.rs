@@ -30,6 +30,7 @@ fn fixture(name: &str) -> Fixture {
         request: read("request.json").expect("request.json"),
         response: read("response.json")
             .or_else(|_| read("response.txt"))
+            .or_else(|_| read("response.bin"))
             .expect("a response body"),
     }
 }
@@ -361,4 +362,119 @@ fn errors_and_secrets() {
         !args.contains(&key) && args.contains("[REDACTED]"),
         "{args}"
     );
+}
+
+#[test]
+fn ollama_chat_with_a_tool_call() {
+    let g = read(
+        "ollama-chat-tool-calls",
+        Options {
+            capture_content: true,
+        },
+    );
+    assert_eq!(
+        (g.operation, g.provider, g.api),
+        ("chat", "_OTHER", "ollama.chat")
+    );
+    assert_eq!(g.request_model.as_deref(), Some("llama3.2"));
+    assert_eq!(g.response_model.as_deref(), Some("llama3.2"));
+    assert_eq!((g.input_tokens, g.output_tokens), (Some(122), Some(33)));
+    assert_eq!(g.finish_reasons, ["stop"]);
+    assert_eq!(names(&g), ["get_current_weather"]);
+    assert_eq!(g.declared_tools, ["get_current_weather"]);
+    assert_eq!(
+        g.tool_calls[0].arguments.as_deref(),
+        Some(r#"{"format":"celsius","location":"Paris, FR"}"#)
+    );
+    assert!(!g.streamed);
+}
+
+#[test]
+fn ollama_chat_stream_of_json_lines() {
+    let g = read("ollama-chat-stream", Options::default());
+    assert!(g.streamed);
+    assert_eq!(g.api, "ollama.chat");
+    assert_eq!(g.response_model.as_deref(), Some("llama3.2"));
+    assert_eq!((g.input_tokens, g.output_tokens), (Some(61), Some(468)));
+    assert_eq!((g.max_tokens, g.temperature), (Some(512), Some(0.2)));
+    assert!(g.finish_reasons.is_empty(), "the final line names none");
+    assert!(g.tool_calls.is_empty());
+}
+
+#[test]
+fn bedrock_converse_stream_of_binary_event_messages() {
+    let g = read(
+        "bedrock-converse-stream-tool-use",
+        Options {
+            capture_content: true,
+        },
+    );
+    assert!(g.streamed);
+    assert_eq!(
+        (g.operation, g.provider, g.api),
+        ("chat", "aws.bedrock", "bedrock.converse")
+    );
+    assert_eq!(
+        g.request_model.as_deref(),
+        Some("us.amazon.nova-micro-v1:0")
+    );
+    assert_eq!((g.input_tokens, g.output_tokens), (Some(471), Some(91)));
+    assert_eq!(g.finish_reasons, ["tool_use"]);
+    assert_eq!(names(&g), ["get_temperature"]);
+    assert_eq!(
+        g.tool_calls[0].id.as_deref(),
+        Some("tooluse_lAG_zP8QRHmSYOwZzzaCqA")
+    );
+    assert_eq!(
+        g.tool_calls[0].arguments.as_deref(),
+        Some(r#"{"city":"Paris"}"#)
+    );
+    assert_eq!(g.declared_tools, ["get_capital", "get_temperature"]);
+}
+
+#[test]
+fn messages_are_read_only_under_capture_content() {
+    for name in [
+        "openai-chat-tool-calls",
+        "openai-chat-stream-tool-calls",
+        "anthropic-messages-stream-tool-use",
+        "ollama-chat-tool-calls",
+        "bedrock-converse-stream-tool-use",
+    ] {
+        let off = read(name, Options::default());
+        assert_eq!(
+            (off.input_messages, off.output_messages),
+            (None, None),
+            "{name}"
+        );
+        let on = read(
+            name,
+            Options {
+                capture_content: true,
+            },
+        );
+        let output: Value = serde_json::from_str(on.output_messages.as_deref().unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("{name}: output messages are JSON: {e}"));
+        let parts = output[0]["parts"].as_array().cloned().unwrap_or_default();
+        assert_eq!(output[0]["role"], "assistant", "{name}: {output}");
+        assert!(
+            parts
+                .iter()
+                .any(|p| p["type"] == "tool_call" && p["name"] == on.tool_calls[0].name.as_str()),
+            "{name}: the tool call among the output's parts: {output}"
+        );
+        if name.starts_with("openai-chat")
+            || name.starts_with("ollama")
+            || name.starts_with("anthropic")
+        {
+            let input: Value = serde_json::from_str(on.input_messages.as_deref().unwrap_or("null"))
+                .unwrap_or_else(|e| panic!("{name}: input messages are JSON: {e}"));
+            assert!(
+                input
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["role"] == "user")),
+                "{name}: {input}"
+            );
+        }
+    }
 }

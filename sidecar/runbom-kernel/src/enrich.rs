@@ -62,6 +62,7 @@ impl Enricher {
     #[must_use]
     pub fn with_genai(mut self, options: Option<runbom_genai::Options>) -> Self {
         self.http = std::mem::take(&mut self.http).with_genai(options);
+        self.h2 = std::mem::take(&mut self.h2).with_genai(options);
         self
     }
 
@@ -224,7 +225,9 @@ impl Enricher {
 
 impl Enricher {
     /// An HTTP capture: a TLS head waits in the tracker for its body and status, a plaintext
-    /// one for its body when the head did not hold it (no response is captured there).
+    /// one for its body when the head did not hold it, and, when it is an LLM call that GenAI
+    /// reading reads, for its response (the kernel side captures what the socket reads back
+    /// after a head: `SOCKET_READ`, `SOCKET_RESPONSE`).
     fn http(&mut self, e: &HttpEvent, data: &[u8], time_ns: u64) -> Option<KernelEvent> {
         let h = e.header;
         if let Some(dir) = h2_direction(e.source) {
@@ -233,7 +236,10 @@ impl Enricher {
         }
         let socket = matches!(
             e.source,
-            http_source::SOCKET_WRITE | http_source::SOCKET_BODY
+            http_source::SOCKET_WRITE
+                | http_source::SOCKET_BODY
+                | http_source::SOCKET_READ
+                | http_source::SOCKET_RESPONSE
         );
         let key = if socket {
             socket_key(h.pid, e.fd)
@@ -251,11 +257,11 @@ impl Enricher {
                 return None;
             }
             http_source::SOCKET_BODY => return None,
-            http_source::SSL_READ => {
+            http_source::SSL_READ | http_source::SOCKET_READ => {
                 self.http.response(key, http::status(data)?, data, time_ns);
                 return None;
             }
-            http_source::SSL_RESPONSE => {
+            http_source::SSL_RESPONSE | http_source::SOCKET_RESPONSE => {
                 self.http.response_data(key, data, time_ns);
                 return None;
             }
@@ -301,13 +307,20 @@ impl Enricher {
             })),
         };
         // A body that may be an MCP message (streamable HTTP) goes through the tracker, which
-        // reads it and pairs it with its answer.
+        // reads it and pairs it with its answer; a plaintext LLM call waits for its response (a
+        // local model server: Ollama, vLLM) as well; any other plaintext request only for its
+        // body, if that.
         let maybe_mcp = head.mcp_session_id.is_some()
             || body.is_some_and(|b| b.trim_ascii_start().first() == Some(&b'{'));
-        if socket && !need_body && !maybe_mcp {
+        let response = !socket || maybe_mcp || self.http.reads_response(&event);
+        if !response && !need_body {
             return Some(event);
         }
-        let awaits = if socket { Awaits::Body } else { Awaits::Status };
+        let awaits = if response {
+            Awaits::Status
+        } else {
+            Awaits::Body
+        };
         self.http.request(
             key,
             event,

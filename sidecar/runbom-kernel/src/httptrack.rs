@@ -102,6 +102,14 @@ impl HttpTracker {
         self
     }
 
+    /// Whether `event` is a request to an LLM API whose response is read (GenAI reading on).
+    #[must_use]
+    pub fn reads_response(&self, event: &KernelEvent) -> bool {
+        self.genai.is_some()
+            && matches!(&event.detail, Detail::HttpRequest(h)
+                if runbom_genai::detect(h.host.as_deref(), &h.target).is_some())
+    }
+
     /// A new request head on `key` with the body bytes its write held and its
     /// `Mcp-Session-Id`; any request still waiting there is done.
     pub fn request(

@@ -70,6 +70,16 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("h2_sys_exit_readv", "sys_exit_readv"),
     ("h2_sys_exit_recvmsg", "sys_exit_recvmsg"),
     ("h2_sys_enter_close", "sys_enter_close"),
+    // Plaintext HTTP/1 responses: reads of sockets that wrote a request head.
+    ("resp_sys_enter_read", "sys_enter_read"),
+    ("resp_sys_enter_recvfrom", "sys_enter_recvfrom"),
+    ("resp_sys_enter_readv", "sys_enter_readv"),
+    ("resp_sys_enter_recvmsg", "sys_enter_recvmsg"),
+    ("resp_sys_exit_read", "sys_exit_read"),
+    ("resp_sys_exit_recvfrom", "sys_exit_recvfrom"),
+    ("resp_sys_exit_readv", "sys_exit_readv"),
+    ("resp_sys_exit_recvmsg", "sys_exit_recvmsg"),
+    ("resp_sys_enter_close", "sys_enter_close"),
 ];
 
 /// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).

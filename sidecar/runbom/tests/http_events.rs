@@ -188,6 +188,36 @@ fn assert_attrs(item: &Item, want: &[(&str, Value)], context: &str) {
     }
 }
 
+/// The recorded api.openai.com chat completion `tests/http_workload.py` answers LLM calls with,
+/// read whole from the response the capture saw.
+fn assert_read_whole(item: &Item, context: &str) {
+    assert_attrs(
+        item,
+        &[
+            ("http.response.status_code", 200.into()),
+            ("gen_ai.operation.name", "chat".into()),
+            ("gen_ai.provider.name", "_OTHER".into()),
+            ("gen_ai.response.model", "gpt-4.1-mini-2025-04-14".into()),
+            ("gen_ai.usage.input_tokens", 50.into()),
+            ("gen_ai.usage.output_tokens", 15.into()),
+            (
+                "gen_ai.response.finish_reasons",
+                serde_json::json!(["tool_calls"]),
+            ),
+            (
+                "runbom.gen_ai.tool_calls",
+                serde_json::json!(["get_temperature"]),
+            ),
+        ],
+        context,
+    );
+    assert_eq!(
+        item.attr("runbom.gen_ai.partial"),
+        None,
+        "the response was read whole\n{context}"
+    );
+}
+
 #[test]
 fn plaintext_request_with_long_headers_is_captured_at_the_socket() {
     let dir = TempDir::new("http-plain");
@@ -199,9 +229,11 @@ fn plaintext_request_with_long_headers_is_captured_at_the_socket() {
         format!("{client} {split}")
     });
     let port = i64::from(server.port);
-    // The body written after the head is read for `model` (a local model server's case).
+    // The body written after the head is read for `model` (a local model server's case), and
+    // the response the socket read back is read as an LLM response, as inside TLS.
+    let llm = the_request(&c, pid_of(&split));
     assert_attrs(
-        the_request(&c, pid_of(&split)),
+        llm,
         &[
             ("runbom.capture", "socket".into()),
             ("url.path", "/v1/chat/completions".into()),
@@ -210,6 +242,7 @@ fn plaintext_request_with_long_headers_is_captured_at_the_socket() {
         ],
         &c.context,
     );
+    assert_read_whole(llm, &c.context);
     let span = the_request(&c, pid_of(&client));
     // `Host` (localhost) and `traceparent` come after 5 KiB of other headers.
     assert_eq!(span.name, "http.request POST localhost", "{}", c.context);
@@ -270,30 +303,11 @@ fn tls_request_has_model_and_status_and_no_secret() {
                 ("gen_ai.request.model", "gpt-4o-mini".into()),
                 ("http.response.status_code", 200.into()),
                 ("http.request.body.size", client["body_size"].clone()),
-                // The response, read inside TLS (tests/http_workload.py answers a recorded
-                // api.openai.com chat completion).
-                ("gen_ai.operation.name", "chat".into()),
-                ("gen_ai.provider.name", "_OTHER".into()),
-                ("gen_ai.response.model", "gpt-4.1-mini-2025-04-14".into()),
-                ("gen_ai.usage.input_tokens", 50.into()),
-                ("gen_ai.usage.output_tokens", 15.into()),
-                (
-                    "gen_ai.response.finish_reasons",
-                    serde_json::json!(["tool_calls"]),
-                ),
-                (
-                    "runbom.gen_ai.tool_calls",
-                    serde_json::json!(["get_temperature"]),
-                ),
             ],
             &c.context,
         );
-        assert_eq!(
-            span.attr("runbom.gen_ai.partial"),
-            None,
-            "the response was read whole\n{}",
-            c.context
-        );
+        // The response, read inside TLS.
+        assert_read_whole(span, &c.context);
         assert!(
             span.end_ns >= span.start_ns,
             "the span ends before it starts\n{}",

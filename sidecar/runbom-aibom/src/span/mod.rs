@@ -13,7 +13,7 @@ use runbom_event::semconv::{
     LLM_REQUEST_TYPE, LLM_RESPONSE_MODEL, LLM_SYSTEM, MCP_METHOD_NAME, NETWORK_PEER_ADDRESS,
     NETWORK_PEER_PORT, OPENINFERENCE_SPAN_KIND, PROCESS_EXECUTABLE_PATH, RUNBOM_EVENT,
     RUNBOM_MCP_SERVER_COMMAND_LINE, SERVER_ADDRESS, SERVER_PORT, TOOL_NAME, TRACELOOP_ENTITY_NAME,
-    TRACELOOP_SPAN_KIND, URL_FULL, event,
+    TRACELOOP_SPAN_KIND, URL_FULL, event, gen_ai_provider,
 };
 
 use crate::endpoint::Dest;
@@ -206,7 +206,13 @@ impl<'a> AppAttrs<'a> {
             .iter()
             .flatten()
             .map(|p| normalise_provider(p))
-            .find(|p| !p.is_empty() && !FRAMEWORKS.contains(&p.as_str()))
+            // `_OTHER` says the provider is not known (an OpenAI-compatible server by its
+            // address): no provider to judge against, the model is judged by its name.
+            .find(|p| {
+                !p.is_empty()
+                    && !FRAMEWORKS.contains(&p.as_str())
+                    && !p.eq_ignore_ascii_case(gen_ai_provider::OTHER)
+            })
     }
 }
 

@@ -80,6 +80,21 @@ fn langchain_is_a_framework_not_a_provider() {
 }
 
 #[test]
+fn an_unknown_provider_is_no_provider() {
+    // What runbom's GenAI reading says of an OpenAI-compatible server it does not know.
+    let a = [
+        kv("gen_ai.provider.name", "_OTHER"),
+        kv("gen_ai.request.model", "m"),
+    ];
+    assert_eq!(provider_of(&a), None);
+    let a = [
+        kv("gen_ai.provider.name", "_OTHER"),
+        kv("llm.provider", "openai"),
+    ];
+    assert_eq!(provider_of(&a).as_deref(), Some("openai"));
+}
+
+#[test]
 fn openinference_family() {
     let a = [
         kv("openinference.span.kind", "LLM"),

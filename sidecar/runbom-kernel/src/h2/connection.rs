@@ -9,7 +9,10 @@ use runbom_event::{
     Capture, Detail, GrpcCall, HttpRequest, HttpVersion, KernelEvent, ProcessInfo, http, redact,
 };
 
-use super::frames::{self, DATA_KEEP, Frame, FrameReader, Lost, flag, kind};
+use super::{
+    frames::{self, DATA_KEEP, Frame, FrameReader, Lost, flag, kind},
+    llm::Llm,
+};
 
 /// Largest HPACK dynamic table a peer may ask for (the default is 4 KiB).
 const TABLE_MAX: usize = 64 * 1024;
@@ -19,6 +22,8 @@ const VALUE_MAX: usize = 512;
 const STREAMS_MAX: usize = 256;
 /// Largest header block assembled from CONTINUATION frames.
 const BLOCK_MAX: usize = 256 * 1024;
+/// Most LLM response bytes held over a connection's open streams.
+const LLM_HELD_MAX: usize = 8 << 20;
 
 /// Which side of the connection bytes went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +56,8 @@ struct Stream {
     /// The start of the request body, while `model` is looked for (JSON bodies only).
     body: Option<Vec<u8>>,
     since: Instant,
+    /// Set for a call to an LLM API when GenAI reading is on.
+    llm: Option<Box<Llm>>,
 }
 
 pub struct Connection {
@@ -62,11 +69,20 @@ pub struct Connection {
     blocks: [Option<Block>; 2],
     streams: HashMap<u32, Stream>,
     pub last_seen: Instant,
+    /// GenAI reading (`None`: off).
+    genai: Option<runbom_genai::Options>,
+    /// LLM response bytes held over the open streams.
+    llm_held: usize,
 }
 
 impl Connection {
     #[must_use]
-    pub fn new(pid: u32, capture: Capture, peer: Option<SocketAddr>) -> Self {
+    pub fn new(
+        pid: u32,
+        capture: Capture,
+        peer: Option<SocketAddr>,
+        genai: Option<runbom_genai::Options>,
+    ) -> Self {
         let decoder = || {
             let mut d = Decoder::new();
             d.set_max_allowed_table_size(TABLE_MAX);
@@ -81,6 +97,8 @@ impl Connection {
             blocks: [None, None],
             streams: HashMap::new(),
             last_seen: Instant::now(),
+            genai,
+            llm_held: 0,
         }
     }
 
@@ -198,10 +216,12 @@ impl Connection {
             kind::DATA => {
                 match dir {
                     Direction::Write => self.body(f.stream, frames::data(f)),
-                    Direction::Read if f.flags & flag::END_STREAM != 0 => {
-                        self.finish(f.stream, origin.time_ns, done);
+                    Direction::Read => {
+                        self.response_data(f);
+                        if f.flags & flag::END_STREAM != 0 {
+                            self.finish_ended(f.stream, origin.time_ns, done);
+                        }
                     }
-                    Direction::Read => {}
                 }
                 Ok(())
             }
@@ -242,9 +262,15 @@ impl Connection {
                     if let (Some(grpc), Some(code)) = (&mut h.grpc, fields.grpc_status) {
                         grpc.status = Some(code);
                     }
+                    if let (Some(llm), Some(_)) = (&mut s.llm, fields.status) {
+                        llm.response_head(
+                            fields.content_type.as_deref(),
+                            fields.content_encoding.as_deref(),
+                        );
+                    }
                 }
                 if block.end_stream {
-                    self.finish(block.stream, origin.time_ns, done);
+                    self.finish_ended(block.stream, origin.time_ns, done);
                 }
             }
         }
@@ -298,12 +324,22 @@ impl Connection {
             })),
         };
         let body = (json && !end_stream).then(Vec::new);
+        let llm = match &event.detail {
+            Detail::HttpRequest(h)
+                if self.genai.is_some()
+                    && runbom_genai::detect(h.host.as_deref(), &h.target).is_some() =>
+            {
+                Some(Box::default())
+            }
+            _ => None,
+        };
         self.streams.insert(
             stream,
             Stream {
                 event,
                 body,
                 since: Instant::now(),
+                llm,
             },
         );
     }
@@ -313,6 +349,9 @@ impl Connection {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
+        if let Some(llm) = &mut s.llm {
+            llm.request_data(data);
+        }
         let Some(body) = &mut s.body else {
             return;
         };
@@ -327,10 +366,39 @@ impl Connection {
         }
     }
 
+    /// Response bytes on `stream`, kept when it is an LLM call.
+    fn response_data(&mut self, f: &Frame) {
+        let room = LLM_HELD_MAX.saturating_sub(self.llm_held);
+        if let Some(llm) = self.streams.get_mut(&f.stream).and_then(|s| s.llm.as_mut()) {
+            self.llm_held += llm.response_data(frames::data(f), f.truncated, room);
+        }
+    }
+
+    /// The response on `stream` ended (`END_STREAM`): the request is complete.
+    fn finish_ended(&mut self, stream: u32, end_ns: u64, done: &mut Vec<KernelEvent>) {
+        self.end(stream, end_ns, true, done);
+    }
+
+    /// Releases `stream` before its response ended (reset, lost, evicted, shutdown).
     fn finish(&mut self, stream: u32, end_ns: u64, done: &mut Vec<KernelEvent>) {
+        self.end(stream, end_ns, false, done);
+    }
+
+    fn end(&mut self, stream: u32, end_ns: u64, ended: bool, done: &mut Vec<KernelEvent>) {
         if let Some(mut s) = self.streams.remove(&stream) {
             if let (Some(body), Detail::HttpRequest(h)) = (&s.body, &mut s.event.detail) {
                 h.model = http::model(body);
+            }
+            if let (Some(llm), Some(options), Detail::HttpRequest(h)) =
+                (&s.llm, self.genai, &mut s.event.detail)
+            {
+                self.llm_held = self.llm_held.saturating_sub(llm.held());
+                h.genai = llm.read(h, options, ended).map(Box::new);
+                if let Some(g) = &h.genai
+                    && h.model.is_none()
+                {
+                    h.model.clone_from(&g.request_model);
+                }
             }
             s.event.end_ns = end_ns.max(s.event.start_ns);
             done.push(s.event);
@@ -348,6 +416,7 @@ struct Fields {
     user_agent: Option<String>,
     content_length: Option<u64>,
     content_type: Option<String>,
+    content_encoding: Option<String>,
     status: Option<u16>,
     grpc_status: Option<u32>,
 }
@@ -368,6 +437,7 @@ impl Fields {
             b"user-agent" => self.user_agent = Some(redact::text(&text()).into_owned()),
             b"content-length" => self.content_length = text().parse().ok(),
             b"content-type" => self.content_type = Some(text().to_ascii_lowercase()),
+            b"content-encoding" => self.content_encoding = Some(text().to_ascii_lowercase()),
             b":status" => self.status = text().parse().ok(),
             b"grpc-status" => self.grpc_status = text().parse().ok(),
             _ => {}

@@ -6,6 +6,7 @@
 
 mod connection;
 pub mod frames;
+mod llm;
 
 use std::{
     collections::HashMap,
@@ -35,9 +36,18 @@ pub struct H2Tracker {
     pub lost: u64,
     /// Streams open over all connections.
     open: usize,
+    /// GenAI reading of LLM calls (`None`: off).
+    genai: Option<runbom_genai::Options>,
 }
 
 impl H2Tracker {
+    /// Reads LLM calls (request and response bodies) with `options` (`None`: off).
+    #[must_use]
+    pub fn with_genai(mut self, options: Option<runbom_genai::Options>) -> Self {
+        self.genai = options;
+        self
+    }
+
     /// A connection wrote the client preface: whatever was followed on `key` ends.
     pub fn start(&mut self, key: Key, capture: Capture, peer: Option<SocketAddr>, now_ns: u64) {
         if let Some(mut old) = self.connections.remove(&key) {
@@ -54,7 +64,7 @@ impl H2Tracker {
             c.finish_all(now_ns, &mut self.ready);
         }
         self.connections
-            .insert(key, Connection::new(key.0, capture, peer));
+            .insert(key, Connection::new(key.0, capture, peer, self.genai));
         self.recount();
     }
 

@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use loona_hpack::Encoder;
 use runbom_event::{Detail, HttpRequest};
@@ -40,7 +40,10 @@ struct Conn {
 
 impl Conn {
     fn new() -> Self {
-        let mut tracker = H2Tracker::default();
+        Self::with(H2Tracker::default())
+    }
+
+    fn with(mut tracker: H2Tracker) -> Self {
         tracker.start(KEY, Capture::Openssl, None, 1);
         let mut preface = PREFACE.to_vec();
         preface.extend(frame(4, 0, 0, &[]));
@@ -294,4 +297,66 @@ fn a_process_exit_ends_its_connections() {
     let done = c.done();
     assert_eq!((done.len(), done[0].end_ns), (1, 5));
     assert!(c.tracker.connections.is_empty());
+}
+
+#[test]
+fn an_llm_call_over_http2_is_read_from_its_data_frames() {
+    let fixture = |f: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../runbom-genai/tests/fixtures/openai-chat-stream-tool-calls")
+                .join(f),
+        )
+        .expect("the recorded exchange")
+    };
+    let (request, response) = (fixture("request.json"), fixture("response.txt"));
+    let mut c = Conn::with(H2Tracker::default().with_genai(Some(runbom_genai::Options::default())));
+    let mut w = c.request(
+        1,
+        &[
+            (b":method", b"POST"),
+            (b":path", b"/v1/chat/completions"),
+            (b":authority", b"api.openai.com"),
+            (b"content-type", b"application/json"),
+        ],
+        false,
+    );
+    w.extend(frame(0, 0x1, 1, &request));
+    c.write(&w, 100);
+    let head = c.response(
+        1,
+        &[
+            (b":status", b"200"),
+            (b"content-type", b"text/event-stream"),
+        ],
+        false,
+    );
+    c.read(&head, 200);
+    // The event stream in DATA frames of odd sizes, the last one ending the stream.
+    let pieces: Vec<&[u8]> = response.chunks(301).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        let end = u8::from(i + 1 == pieces.len());
+        c.read(&frame(0, end, 1, piece), 300 + i as u64);
+    }
+    let done = c.done();
+    assert_eq!(done.len(), 1);
+    let h = detail(&done[0]);
+    let g = h.genai.as_deref().expect("read as an LLM call");
+    assert_eq!((g.provider, g.api), ("openai", "openai.chat_completions"));
+    assert!(g.streamed && !g.partial, "{g:?}");
+    assert_eq!(g.response_model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+    assert_eq!(g.finish_reasons, ["tool_calls"]);
+    assert_eq!(g.tool_calls[0].name, "get_capital");
+    assert_eq!(h.model.as_deref(), Some("gpt-4o-mini"));
+    // Without GenAI reading, nothing is kept or read.
+    let mut off = Conn::new();
+    let w = off.request(
+        1,
+        &[(b":method", b"POST"), (b":path", b"/v1/chat/completions")],
+        true,
+    );
+    off.write(&w, 1);
+    let head = off.response(1, &[(b":status", b"200")], true);
+    off.read(&head, 2);
+    assert!(detail(&off.done()[0]).genai.is_none());
 }

@@ -4,12 +4,12 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any
 use runbom_event::{
     GenAi,
     semconv::{
-        ERROR_TYPE, GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MAX_TOKENS,
-        GEN_AI_REQUEST_TEMPERATURE, GEN_AI_RESPONSE_FINISH_REASONS, GEN_AI_RESPONSE_ID,
-        GEN_AI_RESPONSE_MODEL, GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS,
-        RUNBOM_GEN_AI_API, RUNBOM_GEN_AI_PARTIAL, RUNBOM_GEN_AI_REQUEST_TOOLS,
-        RUNBOM_GEN_AI_STREAMED, RUNBOM_GEN_AI_TOOL_CALL_ARGUMENTS, RUNBOM_GEN_AI_TOOL_CALL_IDS,
-        RUNBOM_GEN_AI_TOOL_CALLS,
+        ERROR_TYPE, GEN_AI_INPUT_MESSAGES, GEN_AI_OPERATION_NAME, GEN_AI_OUTPUT_MESSAGES,
+        GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MAX_TOKENS, GEN_AI_REQUEST_TEMPERATURE,
+        GEN_AI_RESPONSE_FINISH_REASONS, GEN_AI_RESPONSE_ID, GEN_AI_RESPONSE_MODEL,
+        GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, RUNBOM_GEN_AI_API,
+        RUNBOM_GEN_AI_PARTIAL, RUNBOM_GEN_AI_REQUEST_TOOLS, RUNBOM_GEN_AI_STREAMED,
+        RUNBOM_GEN_AI_TOOL_CALL_ARGUMENTS, RUNBOM_GEN_AI_TOOL_CALL_IDS, RUNBOM_GEN_AI_TOOL_CALLS,
     },
 };
 
@@ -76,6 +76,14 @@ pub(super) fn attributes(g: &GenAi, a: &mut Vec<KeyValue>) {
     if g.partial {
         a.push(kv_bool(RUNBOM_GEN_AI_PARTIAL, true));
     }
+    for (key, messages) in [
+        (GEN_AI_INPUT_MESSAGES, &g.input_messages),
+        (GEN_AI_OUTPUT_MESSAGES, &g.output_messages),
+    ] {
+        if let Some(m) = messages {
+            a.push(kv_str(key, m));
+        }
+    }
 }
 
 fn kv_strs<S: AsRef<str>>(key: &str, values: &[S]) -> KeyValue {
@@ -91,5 +99,32 @@ fn kv_strs<S: AsRef<str>>(key: &str, values: &[S]) -> KeyValue {
                     .collect(),
             })),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_attributes_only_when_read() {
+        let keys = |g: &GenAi| {
+            let mut a = Vec::new();
+            attributes(g, &mut a);
+            a.into_iter().map(|kv| kv.key).collect::<Vec<_>>()
+        };
+        let mut g = GenAi {
+            operation: "chat",
+            provider: "openai",
+            api: "openai.chat_completions",
+            ..GenAi::default()
+        };
+        let off = keys(&g);
+        assert!(!off.iter().any(|k| k.ends_with(".messages")), "{off:?}");
+        g.input_messages = Some("[]".into());
+        g.output_messages = Some("[]".into());
+        let on = keys(&g);
+        assert!(on.iter().any(|k| k == GEN_AI_INPUT_MESSAGES), "{on:?}");
+        assert!(on.iter().any(|k| k == GEN_AI_OUTPUT_MESSAGES), "{on:?}");
     }
 }

@@ -109,6 +109,7 @@ fn detail_to_proto(d: &Detail) -> Pd {
                 method: g.method.clone(),
                 status: g.status,
             }),
+            genai: h.genai.as_deref().map(super::genai::to_proto),
         }),
         Detail::Mcp(m) => Pd::Mcp(mcp_to_proto(m)),
     }
@@ -314,8 +315,7 @@ fn detail_from_proto(d: Pd) -> Option<Detail> {
                 method: g.method,
                 status: g.status,
             }),
-            // Not carried by the stream yet (docs/sidecar.md, Limits).
-            genai: None,
+            genai: h.genai.and_then(super::genai::from_proto).map(Box::new),
         })),
         Pd::Mcp(m) => Detail::Mcp(Box::new(mcp_from_proto(m)?)),
     })
@@ -399,7 +399,7 @@ mod tests {
                 status: Some(200),
                 version: HttpVersion::Http1,
                 grpc: None,
-                genai: None,
+                genai: Some(Box::new(super::super::genai::tests::exchange())),
             })),
             Detail::HttpRequest(Box::new(HttpRequest {
                 capture: Capture::GoTls,

@@ -10,6 +10,7 @@
 pub mod caller;
 pub mod config;
 pub mod convert;
+mod genai;
 pub mod hub;
 pub mod peer;
 pub mod server;
