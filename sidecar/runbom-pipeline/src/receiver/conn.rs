@@ -45,17 +45,23 @@ pub(super) struct Connection {
     stream: Stream,
     peer: SocketAddr,
     idle: Duration,
+    /// When a byte last moved either way.
+    last: Instant,
+    /// Fires at the earliest moment the connection can have been idle for `idle`; only moved
+    /// when it fires (a timer reset on every read and write costs more than the read).
     timer: Pin<Box<Sleep>>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
     fn new(stream: Stream, peer: SocketAddr, idle: Duration, permit: OwnedSemaphorePermit) -> Self {
+        let last = Instant::now();
         Self {
             stream,
             peer,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + idle)),
             _permit: permit,
         }
     }
@@ -65,20 +71,26 @@ impl Connection {
         self.peer
     }
 
-    /// Bytes moved: the idle clock starts again.
+    /// Bytes moved: the idle clock starts again (the timer catches up when it fires).
     fn touch(&mut self) {
-        let at = Instant::now() + self.idle;
-        self.timer.as_mut().reset(at);
+        self.last = Instant::now();
     }
 
     /// Pending I/O: an error once the connection has been idle too long.
     fn idle_error<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connection idle for {:?}", self.idle),
-            ))),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last + self.idle;
+            if due <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connection idle for {:?}", self.idle),
+                )));
+            }
+            // Bytes moved since the timer was set: wait for the rest of the idle time.
+            self.timer.as_mut().reset(due);
         }
     }
 }
