@@ -68,16 +68,12 @@ PY=.venv/bin/python
 
 say() { printf '[bench-pipeline] %s\n' "$*" >&2; }
 
-# Runs "$@" on the CPUs in $1 (a taskset list), or anywhere when $1 is empty.
-pinned() {
-    local cpus=$1
-    shift
-    if [ -n "$cpus" ]; then
-        taskset -c "$cpus" "$@"
-    else
-        "$@"
-    fi
-}
+# Command prefixes that pin a server or the generator (taskset execs the command: the pid the
+# script measures is the server's own).
+SERVER_PIN=()
+LOAD_PIN=()
+if [ -n "$SERVER_CPUS" ]; then SERVER_PIN=(taskset -c "$SERVER_CPUS"); fi
+if [ -n "$LOAD_CPUS" ]; then LOAD_PIN=(taskset -c "$LOAD_CPUS"); fi
 
 if [ ! -x "$PY" ]; then
     say "missing $PY: run 'bash scripts/setup.sh' first"
@@ -184,7 +180,7 @@ service:
       exporters: [$exporter]
 $extra_pipelines
 EOF
-    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} pinned "$SERVER_CPUS" "$binary" run --config "$dir/runbom.yaml" \
+    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "${SERVER_PIN[@]}" "$binary" run --config "$dir/runbom.yaml" \
         > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
     server_pid=$!
 }
@@ -216,7 +212,7 @@ start_baseline() {
 start_rotel() {
     local port=$1 http=$2 dir=$3
     # Same batching as runbom's batch processor defaults (8192 spans or 200 ms).
-    pinned "$SERVER_CPUS" "$ROTEL" start \
+    "${SERVER_PIN[@]}" "$ROTEL" start \
         --otlp-grpc-endpoint "127.0.0.1:$port" --otlp-http-endpoint "127.0.0.1:$http" \
         --exporter blackhole --batch-max-size 8192 --batch-timeout 200ms \
         --pid-file "$dir/rotel.pid" --log-file "$dir/rotel.log" \
@@ -242,7 +238,7 @@ run_one() {
     # The aibom processor keeps state per trace (alerts are deduplicated per trace): every
     # request brings new traces, as an agent's would.
     if [ "$PEER" = aibom ] || [ "$AIBOM" = 1 ]; then load_flags+=(--unique-traces); fi
-    pinned "$LOAD_CPUS" "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
+    "${LOAD_PIN[@]}" "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
         --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --spans "$SPANS" \
         --duration "$DURATION" --warmup "$WARMUP" "${load_flags[@]}" --json \
         > "$dir/result.json"

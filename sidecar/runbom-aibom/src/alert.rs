@@ -37,8 +37,17 @@ const MAX_STEPS: usize = 64;
 /// times). One per trace: indices are the trace's items and its remembered steps.
 #[derive(Debug, Default)]
 pub struct StepLines {
-    here: Vec<Option<Option<String>>>,
-    earlier: Vec<Option<Option<String>>>,
+    here: Vec<Line>,
+    earlier: Vec<Line>,
+}
+
+/// One step's line in [`StepLines`].
+#[derive(Clone, Debug, Default)]
+enum Line {
+    #[default]
+    NotWritten,
+    NotAStep,
+    Written(String),
 }
 
 impl StepLines {
@@ -49,9 +58,15 @@ impl StepLines {
             Origin::Earlier(i) => (&mut self.earlier, i),
         };
         if slots.len() <= at {
-            slots.resize(at + 1, None);
+            slots.resize(at + 1, Line::NotWritten);
         }
-        slots[at].get_or_insert_with(write).as_ref()
+        if matches!(slots[at], Line::NotWritten) {
+            slots[at] = write().map_or(Line::NotAStep, Line::Written);
+        }
+        match &slots[at] {
+            Line::Written(line) => Some(line),
+            Line::NotWritten | Line::NotAStep => None,
+        }
     }
 }
 
