@@ -27,6 +27,11 @@
 # PEER=baseline compares this build with another runbom binary, BASELINE_RUNBOM=/path/to/runbom
 # (e.g. built from an earlier commit), on the same configuration (otlp → batch → nop; with
 # AIBOM=1 both run otlp → aibom → batch → nop): a before/after check of a change.
+# MODE=low is the low-concurrency comparison: 4 streams over 4 connections (CONCURRENCY and
+# CONNECTIONS still override), every server pinned to one core (SERVER_CPUS, default 0) and the
+# generator to another (LOAD_CPUS, default 1), so the per-request fixed costs (task wake-ups,
+# allocations, flush timers, response building) are what is compared, not how well a server
+# spreads over cores. SERVER_CPUS / LOAD_CPUS (taskset CPU lists) also pin in the default mode.
 # Needs the project venv (`bash scripts/setup.sh`) for rotel's binary.
 set -euo pipefail
 
@@ -34,8 +39,25 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
-CONCURRENCY=${CONCURRENCY:-32}
-CONNECTIONS=${CONNECTIONS:-16}
+MODE=${MODE:-saturating}
+case "$MODE" in
+    saturating)
+        CONCURRENCY=${CONCURRENCY:-32}
+        CONNECTIONS=${CONNECTIONS:-16}
+        SERVER_CPUS=${SERVER_CPUS:-}
+        LOAD_CPUS=${LOAD_CPUS:-}
+        ;;
+    low)
+        CONCURRENCY=${CONCURRENCY:-4}
+        CONNECTIONS=${CONNECTIONS:-4}
+        SERVER_CPUS=${SERVER_CPUS:-0}
+        LOAD_CPUS=${LOAD_CPUS:-1}
+        ;;
+    *)
+        printf '[bench-pipeline] MODE must be saturating or low, not %s\n' "$MODE" >&2
+        exit 1
+        ;;
+esac
 SPANS=${SPANS:-100}
 GZIP=${GZIP:-0}
 PEER=${PEER:-rotel}
@@ -45,6 +67,13 @@ BASELINE_RUNBOM=${BASELINE_RUNBOM:-}
 PY=.venv/bin/python
 
 say() { printf '[bench-pipeline] %s\n' "$*" >&2; }
+
+# Command prefixes that pin a server or the generator (taskset execs the command: the pid the
+# script measures is the server's own).
+SERVER_PIN=()
+LOAD_PIN=()
+if [ -n "$SERVER_CPUS" ]; then SERVER_PIN=(taskset -c "$SERVER_CPUS"); fi
+if [ -n "$LOAD_CPUS" ]; then LOAD_PIN=(taskset -c "$LOAD_CPUS"); fi
 
 if [ ! -x "$PY" ]; then
     say "missing $PY: run 'bash scripts/setup.sh' first"
@@ -151,7 +180,7 @@ service:
       exporters: [$exporter]
 $extra_pipelines
 EOF
-    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "$binary" run --config "$dir/runbom.yaml" \
+    LD_PRELOAD=${RUNBOM_LD_PRELOAD:-} "${SERVER_PIN[@]}" "$binary" run --config "$dir/runbom.yaml" \
         > "$dir/runbom.stdout" 2> "$dir/runbom.stderr" &
     server_pid=$!
 }
@@ -183,7 +212,7 @@ start_baseline() {
 start_rotel() {
     local port=$1 http=$2 dir=$3
     # Same batching as runbom's batch processor defaults (8192 spans or 200 ms).
-    "$ROTEL" start \
+    "${SERVER_PIN[@]}" "$ROTEL" start \
         --otlp-grpc-endpoint "127.0.0.1:$port" --otlp-http-endpoint "127.0.0.1:$http" \
         --exporter blackhole --batch-max-size 8192 --batch-timeout 200ms \
         --pid-file "$dir/rotel.pid" --log-file "$dir/rotel.log" \
@@ -209,7 +238,7 @@ run_one() {
     # The aibom processor keeps state per trace (alerts are deduplicated per trace): every
     # request brings new traces, as an agent's would.
     if [ "$PEER" = aibom ] || [ "$AIBOM" = 1 ]; then load_flags+=(--unique-traces); fi
-    "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
+    "${LOAD_PIN[@]}" "$LOADGEN" --endpoint "127.0.0.1:$port" --server-pid "$server_pid" --label "$server" \
         --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --spans "$SPANS" \
         --duration "$DURATION" --warmup "$WARMUP" "${load_flags[@]}" --json \
         > "$dir/result.json"
@@ -236,6 +265,7 @@ EOF
 say "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "runbom: $(git rev-parse --short HEAD 2>/dev/null || echo '?') (+ working tree)${RUNBOM_LD_PRELOAD:+, LD_PRELOAD=$RUNBOM_LD_PRELOAD}; rotel: $("$ROTEL" --version 2>&1 | head -1)"
 say "load: $CONCURRENCY streams over $CONNECTIONS connections, $SPANS spans/request, gzip=$GZIP, ${WARMUP}s warm-up + ${DURATION}s measured, $ROUNDS rounds"
+say "mode: $MODE; server on CPUs ${SERVER_CPUS:-any}, generator on CPUs ${LOAD_CPUS:-any}"
 for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) -eq 1 ]; then order="runbom $PEER"; else order="$PEER runbom"; fi
     for server in $order; do

@@ -2,7 +2,7 @@
 //! its trace from the prompt down to the offending action.
 
 use opentelemetry_proto::tonic::{
-    common::v1::KeyValue,
+    common::v1::{AnyValue, ArrayValue, KeyValue, any_value},
     logs::v1::{LogRecord, SeverityNumber},
 };
 use std::fmt::Write as _;
@@ -32,8 +32,47 @@ use crate::{
 /// Most steps in a chain: the prompt and the last ones before the offending action.
 const MAX_STEPS: usize = 64;
 
+/// The chain lines of one trace's steps, each written once and shared by all the alerts of
+/// that trace (three findings in a trace format its prompt and model calls once, not three
+/// times). One per trace: indices are the trace's items and its remembered steps.
+#[derive(Debug, Default)]
+pub struct StepLines {
+    here: Vec<Line>,
+    earlier: Vec<Line>,
+}
+
+/// One step's line in [`StepLines`].
+#[derive(Clone, Debug, Default)]
+enum Line {
+    #[default]
+    NotWritten,
+    NotAStep,
+    Written(String),
+}
+
+impl StepLines {
+    /// The line of step `s` (`None`: not a step), written by `write` the first time.
+    fn get(&mut self, s: &Step<'_>, write: impl FnOnce() -> Option<String>) -> Option<&String> {
+        let (slots, at) = match s.origin {
+            Origin::Here(i) => (&mut self.here, i),
+            Origin::Earlier(i) => (&mut self.earlier, i),
+        };
+        if slots.len() <= at {
+            slots.resize(at + 1, Line::NotWritten);
+        }
+        if matches!(slots[at], Line::NotWritten) {
+            slots[at] = write().map_or(Line::NotAStep, Line::Written);
+        }
+        match &slots[at] {
+            Line::Written(line) => Some(line),
+            Line::NotWritten | Line::NotAStep => None,
+        }
+    }
+}
+
 /// The alert of `finding` in the trace `items` (with what was released of it before); tool
-/// arguments (and the prompt) are quoted under `policy`.
+/// arguments (and the prompt) are quoted under `policy`. `lines`: the trace's step lines so
+/// far (one [`StepLines`] for all the alerts of a trace).
 #[must_use]
 pub fn alert(
     bom: &DeclaredBom,
@@ -42,10 +81,11 @@ pub fn alert(
     finding: &Finding,
     earlier: Option<&Earlier>,
     policy: &ArgumentPolicy,
+    lines: &mut StepLines,
 ) -> LogRecord {
     let o = finding.offender;
     let span = &*items[o].span;
-    let chain = chain(bom, items, judged, finding, earlier, policy);
+    let chain = chain(bom, items, judged, finding, earlier, policy, lines);
     let severe = finding
         .kinds
         .iter()
@@ -97,13 +137,26 @@ pub fn alert(
         &bom.serial_number,
         tool.is_some(),
     ));
-    attributes.push(kv_strs(AIBOM_CHAIN, &chain));
+    let body = any_str(&chain.join("\n"));
+    attributes.push(KeyValue {
+        key: AIBOM_CHAIN.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: chain
+                    .into_iter()
+                    .map(|line| AnyValue {
+                        value: Some(any_value::Value::StringValue(line)),
+                    })
+                    .collect(),
+            })),
+        }),
+    });
     LogRecord {
         time_unix_nano: span.start_time_unix_nano,
         observed_time_unix_nano: now_ns(),
         severity_number: severity as i32,
         severity_text: text.into(),
-        body: Some(any_str(&chain.join("\n"))),
+        body: Some(body),
         attributes,
         event_name: event::AIBOM_DRIFT.into(),
         trace_id: span.trace_id.clone(),
@@ -121,6 +174,8 @@ pub(crate) fn now_ns() -> u64 {
 /// A step of the chain: a span of the trace, or one remembered from an earlier release (then
 /// without its attributes).
 struct Step<'x> {
+    /// Where the step comes from (which line of [`StepLines`] is its).
+    origin: Origin,
     start: u64,
     depth: usize,
     activity: &'x Activity,
@@ -133,6 +188,14 @@ struct Step<'x> {
     envs: &'x [String],
 }
 
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    /// The trace's item at this index.
+    Here(usize),
+    /// The remembered step at this index of the trace released before.
+    Earlier(usize),
+}
+
 /// The ordered steps of the trace up to the offending action, each with its time and identity.
 #[must_use]
 pub fn chain(
@@ -142,8 +205,10 @@ pub fn chain(
     finding: &Finding,
     earlier: Option<&Earlier>,
     policy: &ArgumentPolicy,
+    memo: &mut StepLines,
 ) -> Vec<String> {
     let here = |i: usize| Step {
+        origin: Origin::Here(i),
         start: items[i].span.start_time_unix_nano,
         depth: depth(&judged.parents, i),
         activity: &judged.activities[i],
@@ -162,8 +227,10 @@ pub fn chain(
     let before = earlier.map_or(&[][..], |e| e.steps.as_slice());
     let mut steps: Vec<Step<'_>> = before
         .iter()
-        .filter(|s| s.start <= until)
-        .map(|s| Step {
+        .enumerate()
+        .filter(|(_, s)| s.start <= until)
+        .map(|(j, s)| Step {
+            origin: Origin::Earlier(j),
             start: s.start,
             depth: usize::from(s.depth),
             activity: &s.activity,
@@ -187,11 +254,12 @@ pub fn chain(
         .collect();
     steps.sort_by_key(|s| (s.start, s.depth));
     let offender = here(o);
-    let mut lines: Vec<String> = steps
-        .iter()
-        .filter_map(|s| step(s, policy).map(|text| (s, text)))
-        .map(|(s, text)| line(bom, s, &text))
-        .collect();
+    let mut lines: Vec<String> = Vec::with_capacity(steps.len() + 1);
+    for s in &steps {
+        if let Some(l) = memo.get(s, || step(s, policy).map(|text| line(bom, s, &text))) {
+            lines.push(l.clone());
+        }
+    }
     let text = format!(
         "DRIFT {}: {} — {}",
         finding.kinds.join(","),
@@ -244,6 +312,7 @@ pub(crate) fn describe(
 ) -> Option<String> {
     step(
         &Step {
+            origin: Origin::Here(0),
             start: 0,
             depth: 0,
             activity,

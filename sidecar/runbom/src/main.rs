@@ -183,7 +183,7 @@ fn main() -> ExitCode {
         Command::Bom { .. } | Command::Investigate(_) => ExitCode::SUCCESS,
         Command::Run { .. } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+                .worker_threads(worker_threads())
                 .enable_all()
                 .build()
             {
@@ -215,4 +215,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Two runtime workers, or one when runbom may run on one CPU only (a cgroup cpuset, `taskset`):
+/// two workers sharing one core hand each request to each other (wake-ups, context switches)
+/// for no parallelism.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(2))
 }

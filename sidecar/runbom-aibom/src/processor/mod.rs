@@ -25,6 +25,7 @@ use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::InstrumentationScope,
     logs::v1::{ResourceLogs, ScopeLogs},
+    resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 
@@ -329,6 +330,10 @@ impl Processor {
                 .spans_with_drift
                 .fetch_add(drifted as u64, Ordering::Relaxed);
         }
+        // The trace's step lines, shared by its alerts; its alerts from one resource share one
+        // copy of it.
+        let mut lines = alert::StepLines::default();
+        let mut alerted_from: Option<*const Resource> = None;
         for f in &judged.findings {
             let o = &items[f.offender];
             let tool = f
@@ -349,8 +354,18 @@ impl Processor {
                 f,
                 earlier,
                 &self.settings.alert_arguments,
+                &mut lines,
             );
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+            let from = o.resource.map(std::ptr::from_ref);
+            if alerted_from.is_some()
+                && alerted_from == from
+                && let Some(group) = logs.last_mut().and_then(|l| l.scope_logs.first_mut())
+            {
+                group.log_records.push(record);
+                continue;
+            }
+            alerted_from = from;
             logs.push(ResourceLogs {
                 resource: o.resource.cloned(),
                 scope_logs: vec![ScopeLogs {

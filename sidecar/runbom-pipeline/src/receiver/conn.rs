@@ -49,6 +49,10 @@ pub(super) struct Connection {
     stream: Stream,
     peer: SocketAddr,
     idle: Duration,
+    /// When a byte last moved either way.
+    last: Instant,
+    /// Fires at the earliest moment the connection can have been idle for `idle`; only moved
+    /// when it fires (a timer reset on every read and write costs more than the read).
     timer: Pin<Box<Sleep>>,
     /// The client's pings under `keepalive.enforcement_policy` (gRPC).
     pings: Option<Box<PingWatch>>,
@@ -65,11 +69,13 @@ impl Connection {
         limits: &Limits,
         permit: OwnedSemaphorePermit,
     ) -> Self {
+        let last = Instant::now();
         Self {
             stream,
             peer,
             idle: limits.idle_timeout,
-            timer: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + limits.idle_timeout)),
             pings: limits.ping_policy.map(|p| Box::new(PingWatch::new(p))),
             too_many_pings: None,
             _permit: permit,
@@ -81,10 +87,9 @@ impl Connection {
         self.peer
     }
 
-    /// Bytes moved: the idle clock starts again.
+    /// Bytes moved: the idle clock starts again (the timer catches up when it fires).
     fn touch(&mut self) {
-        let at = Instant::now() + self.idle;
-        self.timer.as_mut().reset(at);
+        self.last = Instant::now();
     }
 
     /// Writes the GOAWAY of a client that pinged too often, then ends the connection with an
@@ -120,12 +125,19 @@ impl Connection {
 
     /// Pending I/O: an error once the connection has been idle too long.
     fn idle_error<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connection idle for {:?}", self.idle),
-            ))),
-            Poll::Pending => Poll::Pending,
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last + self.idle;
+            if due <= Instant::now() {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connection idle for {:?}", self.idle),
+                )));
+            }
+            // Bytes moved since the timer was set: wait for the rest of the idle time.
+            self.timer.as_mut().reset(due);
         }
     }
 }

@@ -162,18 +162,27 @@ impl AibomMetrics {
 
     /// Counts the judged spans of a released request.
     pub fn count_spans(&self, req: &ExportTraceServiceRequest) {
-        // Spans of a request share few label sets: counted per set, then added once each.
-        let mut sets: HashMap<SpanLabels<'_>, u64> = HashMap::new();
+        // Spans of a request share few label sets: counted per set, then added once each. A
+        // few sets are found by comparison (cheaper than hashing every span's labels), more in
+        // a map.
+        const FEW: usize = 16;
+        let mut few: Vec<(SpanLabels<'_>, u64)> = Vec::new();
+        let mut many: HashMap<SpanLabels<'_>, u64> = HashMap::new();
         for rs in &req.resource_spans {
             let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             let namespace = attr(resource, K8S_NAMESPACE_NAME);
             for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                *sets
-                    .entry(SpanLabels::of(&span.attributes, namespace))
-                    .or_default() += 1;
+                let labels = SpanLabels::of(&span.attributes, namespace);
+                if let Some((_, n)) = few.iter_mut().find(|(l, _)| *l == labels) {
+                    *n += 1;
+                } else if few.len() < FEW {
+                    few.push((labels, 1));
+                } else {
+                    *many.entry(labels).or_default() += 1;
+                }
             }
         }
-        for (set, n) in sets {
+        for (set, n) in few.into_iter().chain(many) {
             let mut labels = Vec::with_capacity(5);
             if let Some(v) = set.agent {
                 labels.push(KeyValue::new(AIBOM_AGENT_REF, self.agents.value(v)));

@@ -212,7 +212,12 @@ async fn emit(
     }
     if let Some(logs) = out.alerts {
         metrics.count_alerts(&logs);
-        let n = logs.resource_logs.len();
+        let n: usize = logs
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
         match alerts {
             Some(ingest) => {
                 if let Err(e) = ingest.push(Signal::Logs(logs)).await {

@@ -31,7 +31,10 @@ impl Default for BatchSettings {
 /// Runs until `rx` closes, then sends what it holds and returns (closing `tx`).
 pub async fn run(mut rx: mpsc::Receiver<Signal>, tx: mpsc::Sender<Signal>, s: BatchSettings) {
     let mut pending: Option<(Signal, usize)> = None;
-    let mut deadline = tokio::time::Instant::now();
+    // One timer for the stage, moved when a batch starts: a timer made afresh in every turn of
+    // the loop is registered and removed again for every request.
+    let flush = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(flush);
     loop {
         tokio::select! {
             got = rx.recv() => {
@@ -39,7 +42,7 @@ pub async fn run(mut rx: mpsc::Receiver<Signal>, tx: mpsc::Sender<Signal>, s: Ba
                 let n = signal.item_count();
                 pending = match pending.take() {
                     None => {
-                        deadline = tokio::time::Instant::now() + s.timeout;
+                        flush.as_mut().reset(tokio::time::Instant::now() + s.timeout);
                         Some((signal, n))
                     }
                     Some((held, held_n)) if s.send_batch_max_size > 0
@@ -48,7 +51,7 @@ pub async fn run(mut rx: mpsc::Receiver<Signal>, tx: mpsc::Sender<Signal>, s: Ba
                         if tx.send(held).await.is_err() {
                             return;
                         }
-                        deadline = tokio::time::Instant::now() + s.timeout;
+                        flush.as_mut().reset(tokio::time::Instant::now() + s.timeout);
                         Some((signal, n))
                     }
                     Some((mut held, held_n)) => match held.merge(signal) {
@@ -69,7 +72,7 @@ pub async fn run(mut rx: mpsc::Receiver<Signal>, tx: mpsc::Sender<Signal>, s: Ba
                     return;
                 }
             }
-            () = tokio::time::sleep_until(deadline), if pending.is_some() => {
+            () = &mut flush, if pending.is_some() => {
                 if let Some((held, _)) = pending.take()
                     && tx.send(held).await.is_err()
                 {
