@@ -328,7 +328,22 @@ pub struct ProbeConfig {
     /// Bytes captured of a TLS response, status line first (0: the status line only; capped
     /// at [`HTTP_RESPONSE_MAX`]). Each read contributes at most [`HTTP_DATA_MAX`].
     pub http_response_max: u32,
+    /// Records go to the ring without waking the reader (it drains on a short timer), except
+    /// the one whose bytes cross a multiple of this many unread bytes (a power of two): that one
+    /// wakes it at once. 0: every record wakes a reader that had caught up (the kernel's default).
+    pub wake_bytes: u32,
+    /// Overload shedding: records of [`EventKind`] `k` are dropped (and counted in
+    /// `counter::SHED + k`) while the ring holds at least `shed_at[k]` unread bytes; slot
+    /// [`SHED_FILE_LOW_VALUE`] is for `file.open` under a low-value prefix. 0: never shed.
+    pub shed_at: [u32; SHED_SLOTS],
 }
+
+/// Slots of [`ProbeConfig::shed_at`] and of the shed counters: one per [`EventKind`] number,
+/// and slot 0 (no kind has it) for [`SHED_FILE_LOW_VALUE`].
+pub const SHED_SLOTS: usize = 16;
+/// The shedding slot of `file.open` under a prefix configured as low-value
+/// ([`PREFIX_LOW_VALUE`]): shed before other opens.
+pub const SHED_FILE_LOW_VALUE: usize = 0;
 
 /// The largest response budget: the kernel keeps what is left of it in 24 bits.
 pub const HTTP_RESPONSE_MAX: u32 = (1 << 24) - 1;
@@ -340,6 +355,8 @@ pub const FILTER_BY_WORKLOAD: u32 = 1;
 /// The value is 1 for an included prefix and 0 for an excluded one; the longest match wins.
 pub const PREFIX_INCLUDE: u8 = 1;
 pub const PREFIX_EXCLUDE: u8 = 0;
+/// An included prefix whose opens are shed first under overload ([`SHED_FILE_LOW_VALUE`]).
+pub const PREFIX_LOW_VALUE: u8 = 2;
 
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {
@@ -347,8 +364,11 @@ pub mod counter {
     pub const RING_FULL: u32 = 0;
     /// Events lost because an in-flight map (syscall entry → exit) was full.
     pub const INFLIGHT_FULL: u32 = 1;
+    /// First of [`super::SHED_SLOTS`] counters of records shed under overload, by shedding
+    /// slot (`SHED + kind`, `SHED + SHED_FILE_LOW_VALUE`).
+    pub const SHED: u32 = 2;
     /// Number of counters.
-    pub const COUNT: u32 = 2;
+    pub const COUNT: u32 = SHED + super::SHED_SLOTS as u32;
 }
 
 #[cfg(feature = "user")]

@@ -1,19 +1,23 @@
 //! `file.open`: open, openat and openat2, filtered here in the kernel so that a busy host does
 //! not flood the ring. A path is kept when the longest configured prefix that matches it is an
 //! include (LPM trie), and — when workload filtering is on — the task is a watched pid or runs in
-//! a watched cgroup. Kept opens wait in `OPENS[tid]` for the syscall's result.
+//! a watched cgroup. Kept opens wait in `OPENS[tid]` for the syscall's result. An include can
+//! be low-value (`PREFIX_LOW_VALUE`): its opens are shed first when the ring fills.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user, macros::tracepoint, maps::lpm_trie::Key,
     programs::TracePointContext,
 };
-use runbom_common::{EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, PATH_MAX, PREFIX_INCLUDE};
+use runbom_common::{
+    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, PATH_MAX, PREFIX_INCLUDE, PREFIX_LOW_VALUE,
+    SHED_FILE_LOW_VALUE,
+};
 
 use crate::{
     maps::{FILE_PREFIXES, OPEN_SCRATCH, OPENS},
     util::{
         cgroup_id, config, current, header_of, is_watched, keep_inflight, now, output, pending,
-        read_user_str, scratch, sys_arg, tracepoints,
+        read_user_str, scratch, shed, sys_arg, tracepoints,
     },
 };
 
@@ -69,9 +73,15 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     // SAFETY: `_pad` and `path` form a `Key<[u8; PATH_MAX]>` (checked above; the key is
     // packed, so any address is aligned), inside the scratch record we own.
     let key = unsafe { &*(&raw const ev._pad).cast::<Key<[u8; PATH_MAX]>>() };
-    let keep = FILE_PREFIXES.get(key).copied() == Some(PREFIX_INCLUDE);
+    let class = FILE_PREFIXES.get(key).copied();
     ev._pad = 0;
-    if !keep {
+    // Under overload an open is shed here, before it is kept: low-value paths first.
+    let slot = match class {
+        Some(PREFIX_INCLUDE) => EventKind::FileOpen as usize,
+        Some(PREFIX_LOW_VALUE) => SHED_FILE_LOW_VALUE,
+        _ => return Some(0),
+    };
+    if shed(slot) {
         return Some(0);
     }
     ev.header = header_of::<FileOpenEvent>(EventKind::FileOpen, tgid, tid);

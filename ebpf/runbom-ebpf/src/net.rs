@@ -97,6 +97,7 @@ pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
         // A new socket under a reused fd number: what was known of the old one is void.
         let _ = CONN_PEERS.remove(key);
         let _ = SOCK_BODY.remove(key);
+        let _ = DNS_SOCKS.remove(key);
     }
     0
 }
@@ -161,7 +162,9 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         && unsafe { DNS_PORTS.get(ev.remote.port).is_some() }
     {
         let _ = DNS_SOCKS.insert(key, ev.remote, 0);
-    } else {
+    } else if ev.sock_type != SOCK_TYPE_STREAM {
+        // A stream socket was created while runbom runs, and its `socket()` exit cleared what
+        // an earlier socket under the same fd number left here; others may have left it.
         let _ = DNS_SOCKS.remove(key);
     }
     // Non-blocking connects return EINPROGRESS (-115); the peer is known either way.

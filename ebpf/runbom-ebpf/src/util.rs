@@ -15,7 +15,7 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use runbom_common::{EventHeader, EventKind, ProbeConfig, counter};
+use runbom_common::{EventHeader, EventKind, ProbeConfig, SHED_SLOTS, counter};
 
 use crate::maps::{CONFIG, COUNTERS, EVENTS, WATCHED_CGROUPS, WATCHED_PIDS};
 
@@ -115,12 +115,65 @@ pub fn count(index: u32) {
     }
 }
 
-/// Writes a record to the ring buffer; a full ring is counted (`RING_FULL`), never retried.
+/// `bpf_ringbuf_query`: bytes written and not yet consumed.
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// `bpf_ringbuf_output` flags.
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
+/// Writes a record (every record starts with an [`EventHeader`]) to the ring buffer.
+///
+/// - Under overload, a record whose kind is shed at the ring's fill is dropped and counted
+///   (`ProbeConfig::shed_at`, `counter::SHED + kind`).
+/// - The reader is not woken (a wake-up is an inter-processor interrupt, microseconds on a VM):
+///   it drains on a short timer, and only the record that crosses a multiple of
+///   `ProbeConfig::wake_bytes` (a power of two) unread bytes wakes it at once, so a burst is read before the
+///   ring fills. With `wake_bytes` 0 the kernel wakes a reader that had caught up.
+/// - A full ring is counted (`RING_FULL`), never retried.
 #[inline(always)]
 pub fn output<T: ?Sized>(record: &T) {
-    if EVENTS.output::<T>(record, 0).is_err() {
+    // SAFETY: every record starts with an `EventHeader`, whose first field is the kind.
+    let kind = unsafe { *core::ptr::from_ref(record).cast::<u32>() };
+    let mut flags = 0;
+    if let Some(cfg) = config() {
+        let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+        if shed_at(cfg, kind as usize, avail) {
+            return;
+        }
+        let wake = u64::from(cfg.wake_bytes);
+        if wake != 0 {
+            // `wake_bytes` is a power of two: the record crosses a multiple of it when the
+            // unread byte counts before and after it differ in a bit at or above it.
+            let size = core::mem::size_of_val(record) as u64;
+            flags = if avail ^ (avail + size) >= wake {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+        }
+    }
+    if EVENTS.output::<T>(record, flags).is_err() {
         count(counter::RING_FULL);
     }
+}
+
+/// True (and counted) when records of shedding slot `slot` (an [`EventKind`] number, or
+/// `SHED_FILE_LOW_VALUE`) are shed at the ring's current fill: for programs that can drop an
+/// event before doing the work of building it.
+#[inline(always)]
+pub fn shed(slot: usize) -> bool {
+    config().is_some_and(|cfg| shed_at(cfg, slot, EVENTS.query(BPF_RB_AVAIL_DATA)))
+}
+
+#[inline(always)]
+fn shed_at(cfg: &ProbeConfig, slot: usize, avail: u64) -> bool {
+    let slot = slot & (SHED_SLOTS - 1);
+    let at = cfg.shed_at[slot];
+    if at != 0 && avail >= u64::from(at) {
+        count(counter::SHED + slot as u32);
+        return true;
+    }
+    false
 }
 
 /// Writes the first `size` bytes of a record with a variable tail (exec's argv, HTTP data) to the

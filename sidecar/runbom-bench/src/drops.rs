@@ -1,9 +1,10 @@
 //! Benchmark (c): loss accounting. A workload opens a watched path a known number of times
 //! while runbom runs with the `file` exporter; afterwards the opens the workload made (W) are
 //! compared with the `file.open` records runbom exported for that path (E) and with the
-//! kernel's `ring_full_drops` counter (D). Nothing may be lost silently: W − E ≤ D + I (I:
-//! `inflight_full_drops`), and D − (W − E) counts other processes' events (exec, exit, connect
-//! anywhere on the host) dropped in the same window.
+//! kernel's `ring_full_drops` counter (D). Nothing may be lost silently: W − E ≤ D + I + S (I:
+//! `inflight_full_drops`, S: `shed_drops`, events shed under overload), and the rest counts
+//! other processes' events (exec, exit, connect anywhere on the host) dropped in the same
+//! window.
 
 use std::{ffi::CString, fmt::Write as _, path::PathBuf, time::Duration};
 
@@ -136,13 +137,14 @@ pub fn run(opts: &Options) -> Result<String> {
 fn report(outcomes: &[Outcome]) -> String {
     let mut out = String::from(
         "### (c) Drops when the ring is overwhelmed\n\n\
-         | scenario | ring | workload opens W | rate (opens/s) | exported file.open E | ring_full_drops D | inflight_full_drops I | W − E | D + I − (W − E) | kernel records read | events exported (summary) | log records in file | decode errors | runbom CPU µs per record | accounting |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+         | scenario | ring | workload opens W | rate (opens/s) | exported file.open E | ring_full_drops D | inflight_full_drops I | shed_drops S | W − E | D + I + S − (W − E) | kernel records read | events exported (summary) | log records in file | decode errors | runbom CPU µs per record | accounting |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for o in outcomes {
         let field = |k: &str| o.summary.get(k).copied().unwrap_or(0);
         let d = field("ring_full_drops");
-        let i = field("inflight_full_drops");
+        let i = field("inflight_full_drops") + field("shed_drops");
+        let shed = field("shed_drops");
         let rate = o.produced as f64 / o.elapsed.as_secs_f64();
         let (e, lost, slack, in_file, verdict) = if let Some((exported, all)) = o.exported {
             let lost = o.produced.saturating_sub(exported);
@@ -175,10 +177,11 @@ fn report(outcomes: &[Outcome]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {rate:.0} | {e} | {d} | {i} | {lost} | {slack} | {} | {} | {in_file} | {} | {:.1} | {verdict} |",
+            "| {} | {} | {} | {rate:.0} | {e} | {d} | {} | {shed} | {lost} | {slack} | {} | {} | {in_file} | {} | {:.1} | {verdict} |",
             o.scenario,
             o.ring,
             o.produced,
+            i - shed,
             field("kernel_records"),
             field("events"),
             field("decode_errors"),

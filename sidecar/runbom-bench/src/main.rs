@@ -9,6 +9,8 @@
 //! - `drops`: a flood against a small ring buffer and a paced load against the default ring,
 //!   with the workload's events, runbom's exported events and the kernel's drop counters
 //!   compared.
+//! - `mixed`: a syscall-heavy workload (opens, connects, execs in bursts) with runbom's embedded
+//!   defaults against the same workload without runbom, rounds interleaved.
 //!
 //! The userspace throughput benchmark is a criterion bench: `cargo bench -p runbom-bench`.
 
@@ -16,6 +18,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 mod drops;
+mod mixed;
 mod pipes;
 mod progstats;
 mod reference;
@@ -35,6 +38,7 @@ enum Section {
     Drops,
     Ssl,
     Pipes,
+    Mixed,
 }
 
 /// runbom's benchmarks: per-syscall cost against reference probes, and loss accounting.
@@ -89,6 +93,12 @@ struct Cli {
     /// Seconds each paced rate runs.
     #[arg(long, default_value_t = 3)]
     paced_seconds: u64,
+    /// `mixed`: bursts per round and condition.
+    #[arg(long, default_value_t = 5)]
+    mixed_bursts: usize,
+    /// `mixed`: opens, connects and execs per burst.
+    #[arg(long, value_delimiter = ',', default_value = "20000,2000,200")]
+    mixed_burst: Vec<u64>,
 }
 
 fn main() -> ExitCode {
@@ -162,6 +172,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             rounds: cli.rounds,
             loop_cpu,
             service_cpu,
+        })?);
+        report.push('\n');
+    }
+    if all || cli.sections.contains(&Section::Mixed) {
+        let n = |i: usize| cli.mixed_burst.get(i).copied().unwrap_or(0);
+        report.push_str(&mixed::run(&mixed::Options {
+            runbom: runbom.clone(),
+            dir: cli.dir.clone(),
+            rounds: cli.rounds,
+            bursts: cli.mixed_bursts.max(1),
+            opens: n(0),
+            connects: n(1),
+            execs: n(2),
         })?);
         report.push('\n');
     }

@@ -170,15 +170,22 @@ impl Runbom {
     }
 }
 
-/// Log records in a `file` exporter's `logs.jsonl`: `(file.open records whose path starts with
-/// `prefix`, all records)`.
+/// Log records in a `file` exporter's `logs.jsonl` and its rotated backups (`logs-*.jsonl`):
+/// `(file.open records whose path starts with `prefix`, all records)`.
 pub fn count_exported_opens(dir: &Path, prefix: &str) -> Result<(u64, u64)> {
     let (mut opens, mut all) = (0, 0);
-    for_each_item(&dir.join("logs.jsonl"), Items::LogRecords, |record| {
-        all += 1;
-        if str_attribute(record, "file.path").is_some_and(|p| p.starts_with(prefix)) {
-            opens += 1;
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("logs") && name.ends_with(".jsonl")) {
+            continue;
         }
-    })?;
+        for_each_item(&dir.join(&*name), Items::LogRecords, |record| {
+            all += 1;
+            if str_attribute(record, "file.path").is_some_and(|p| p.starts_with(prefix)) {
+                opens += 1;
+            }
+        })?;
+    }
     Ok((opens, all))
 }

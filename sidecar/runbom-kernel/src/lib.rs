@@ -3,7 +3,8 @@
 //! the process that caused them ([`proctable`]) and Unix times ([`clock`]); TLS and plaintext
 //! HTTP requests are paired with their bodies and responses ([`httptrack`]), MCP's JSON-RPC
 //! requests with their responses ([`mcptrack`]), and processes that
-//! map a file exporting OpenSSL's functions are watched for ([`openssl`], [`elf`]).
+//! map a file exporting OpenSSL's functions are watched for ([`openssl`], [`elf`]). What is
+//! shed under overload, and when the reader is woken: [`overload`].
 
 pub mod clock;
 pub mod elf;
@@ -14,6 +15,7 @@ pub mod httptrack;
 pub mod mcphttp;
 pub mod mcptrack;
 pub mod openssl;
+pub mod overload;
 pub mod probes;
 pub mod proctable;
 pub mod reader;

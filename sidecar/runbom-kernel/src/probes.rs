@@ -12,8 +12,10 @@ use aya::{
 };
 use runbom_common::{
     ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, HTTP_RESPONSE_MAX, PATH_MAX, PREFIX_EXCLUDE,
-    PREFIX_INCLUDE, ProbeConfig, counter,
+    PREFIX_INCLUDE, PREFIX_LOW_VALUE, ProbeConfig, SHED_SLOTS, counter,
 };
+
+use crate::overload::{Overload, effective_low_value};
 use tracing::debug;
 
 /// The eBPF object built by `build.rs` from `ebpf/runbom-ebpf`.
@@ -130,6 +132,8 @@ pub struct ProbeSettings {
     pub file_include: Vec<String>,
     /// Path prefixes under an include that are not reported (longest prefix wins).
     pub file_exclude: Vec<String>,
+    /// Reported prefixes whose opens are shed first under overload (`file.open.low_value`).
+    pub file_low_value: Vec<String>,
     /// When non-empty (or `watch_cgroups` is), only these processes' opens are reported.
     pub watch_pids: Vec<u32>,
     /// cgroup v2 directories whose processes' opens are reported.
@@ -139,6 +143,8 @@ pub struct ProbeSettings {
     pub http: HttpCapture,
     /// MCP calls (JSON-RPC at the same socket and pipe writes as `http.plaintext`).
     pub mcp: McpCapture,
+    /// When the reader is woken, and what is shed first when the ring fills.
+    pub overload: Overload,
 }
 
 /// What of MCP calls is exported beyond the contract's identifying attributes.
@@ -212,11 +218,16 @@ impl Default for ProbeSettings {
             ]
             .map(String::from)
             .to_vec(),
+            // Libraries, packages and caches: what every interpreter opens by the hundred.
+            file_low_value: ["/usr/", "/opt/", "/var/cache/", "/var/lib/", "/etc/ssl/"]
+                .map(String::from)
+                .to_vec(),
             watch_pids: Vec::new(),
             watch_cgroups: Vec::new(),
             dns_ports: vec![53],
             http: HttpCapture::default(),
             mcp: McpCapture::default(),
+            overload: Overload::default(),
         }
     }
 }
@@ -345,6 +356,8 @@ impl Probes {
             http_max: s.http.max_bytes.min(HTTP_DATA_MAX as u32),
             jsonrpc: u32::from(s.mcp.enabled),
             http_response_max: s.http.max_response_bytes.min(HTTP_RESPONSE_MAX),
+            wake_bytes: s.overload.wake_bytes(s.ring_bytes),
+            shed_at: s.overload.shed_at(s.ring_bytes),
         };
         let mut config: Array<_, ProbeConfig> =
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
@@ -352,10 +365,19 @@ impl Probes {
 
         let mut prefixes: LpmTrie<_, [u8; PATH_MAX], u8> =
             LpmTrie::try_from(self.map_mut("FILE_PREFIXES")?).map_err(map_err("FILE_PREFIXES"))?;
+        let low_value = effective_low_value(&s.file_include, &s.file_exclude, &s.file_low_value);
         for (list, value) in [
-            (&s.file_include, PREFIX_INCLUDE),
-            (&s.file_exclude, PREFIX_EXCLUDE),
+            (
+                s.file_include.iter().map(String::as_str).collect(),
+                PREFIX_INCLUDE,
+            ),
+            (
+                s.file_exclude.iter().map(String::as_str).collect(),
+                PREFIX_EXCLUDE,
+            ),
+            (low_value, PREFIX_LOW_VALUE),
         ] {
+            let list: Vec<&str> = list;
             for prefix in list {
                 let bytes = prefix.as_bytes();
                 if bytes.is_empty() || bytes.len() >= PATH_MAX {
@@ -533,6 +555,16 @@ pub struct Losses {
     pub ring_full: u64,
     /// Events lost because an in-flight map was full.
     pub inflight_full: u64,
+    /// Events shed under overload, by shedding slot (`crate::overload::SHEDDABLE`).
+    pub shed: [u64; SHED_SLOTS],
+}
+
+impl Losses {
+    /// Every event the kernel side did not deliver: ring full, in-flight map full, shed.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.ring_full + self.inflight_full + self.shed.iter().sum::<u64>()
+    }
 }
 
 impl LossCounters {
@@ -542,6 +574,7 @@ impl LossCounters {
         Losses {
             ring_full: sum(counter::RING_FULL),
             inflight_full: sum(counter::INFLIGHT_FULL),
+            shed: std::array::from_fn(|i| sum(counter::SHED + i as u32)),
         }
     }
 }

@@ -1,14 +1,16 @@
-//! The ring buffer reader: wakes when the kernel writes (through `AsyncFd`, no polling timer),
-//! decodes and enriches every record, and hands batches downstream. When downstream is full the
-//! reader waits, the ring fills, and the kernel counts what it drops (see `LossCounters`):
-//! nothing is lost silently.
+//! The ring buffer reader: drains the ring every `drain_interval`, and at once when the kernel
+//! wakes it (through `AsyncFd`), which it does only when a burst crosses the wake-up threshold
+//! (`crate::overload`): a wake-up per event would cost an interrupt per event. It decodes and
+//! enriches every record and hands batches downstream. When downstream is full the reader
+//! waits, the ring fills, the kernel sheds the least valuable kinds first and counts what it
+//! drops (see `LossCounters`): nothing is lost silently.
 
 use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -40,17 +42,22 @@ pub struct ReaderStats {
     pub h2_lost: AtomicU64,
 }
 
-/// Reads until `stop` is cancelled, then drains what the ring still holds and returns.
+/// Reads until `stop` is cancelled, then drains what the ring still holds and returns. The
+/// ring is drained at least every `drain_interval` (non-zero).
 pub async fn run(
     ring: RingBuf<MapData>,
     mut enricher: Enricher,
     tx: mpsc::Sender<Vec<KernelEvent>>,
     stats: Arc<ReaderStats>,
+    drain_interval: Duration,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     // SAFETY: the ring buffer owns its file descriptor, which stays open and the same for as
     // long as the `AsyncFd` owns the ring.
     let mut fd = unsafe { AsyncFd::register(ring) }?;
+    let mut every = tokio::time::interval(drain_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending_checked = Instant::now();
     loop {
         let stopping = tokio::select! {
             guard = fd.readable_mut() => {
@@ -59,10 +66,14 @@ pub async fn run(
                 guard.clear_ready();
                 false
             }
-            () = tokio::time::sleep(PENDING_CHECK), if enricher.has_pending() => {
-                let mut ready = Vec::new();
-                enricher.take_ready(&mut ready);
-                send(ready, &tx, &stats).await;
+            _ = every.tick() => {
+                drain(fd.get_mut(), &mut enricher, &tx, &stats).await;
+                if enricher.has_pending() && pending_checked.elapsed() >= PENDING_CHECK {
+                    pending_checked = Instant::now();
+                    let mut ready = Vec::new();
+                    enricher.take_ready(&mut ready);
+                    send(ready, &tx, &stats).await;
+                }
                 false
             }
             () = stop.cancelled() => true,

@@ -45,6 +45,7 @@ pub fn capture<T: Send + 'static>(
             enricher,
             tx,
             Arc::default(),
+            settings.overload.drain_interval,
             stop.clone(),
         ));
         let out = tokio::task::spawn_blocking(work).await.expect("workload");

@@ -21,6 +21,8 @@ pub struct EbpfConfig {
     pub dns: DnsSettings,
     pub http: HttpSettings,
     pub mcp: McpSettings,
+    /// When the ring reader is woken and what is shed first when the ring fills.
+    pub overload: super::overload::OverloadSettings,
     /// Export events that no application trace claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
     /// Serve the kernel events of pods with a runbom sidecar on a Unix socket (node agent).
@@ -90,6 +92,8 @@ pub struct FileSettings {
     pub include: Vec<String>,
     /// Prefixes under an include that are not reported; the longest matching prefix decides.
     pub exclude: Vec<String>,
+    /// Reported prefixes whose opens are shed first under overload (`file.open.low_value`).
+    pub low_value: Vec<String>,
     /// Report opens only of these processes (and their descendants) ...
     pub watch_pids: Vec<u32>,
     /// ... or of processes in these cgroup v2 directories. Both empty: every process.
@@ -114,6 +118,7 @@ impl Default for EbpfConfig {
             file: FileSettings {
                 include: probes.file_include,
                 exclude: probes.file_exclude,
+                low_value: probes.file_low_value,
                 watch_pids: probes.watch_pids,
                 watch_cgroups: probes.watch_cgroups,
             },
@@ -135,6 +140,7 @@ impl Default for EbpfConfig {
                 enabled: probes.mcp.enabled,
                 capture_arguments: probes.mcp.capture_arguments,
             },
+            overload: super::overload::OverloadSettings::default(),
             uncorrelated_spans: true,
             sidecars: None,
         }
@@ -179,6 +185,7 @@ impl EbpfConfig {
             argv_max: self.exec.argv_max_bytes,
             file_include: self.file.include.clone(),
             file_exclude: self.file.exclude.clone(),
+            file_low_value: self.file.low_value.clone(),
             watch_pids: self.file.watch_pids.clone(),
             watch_cgroups: self.file.watch_cgroups.clone(),
             dns_ports: self.dns.ports.clone(),
@@ -196,6 +203,7 @@ impl EbpfConfig {
                 enabled: self.mcp.enabled,
                 capture_arguments: self.mcp.capture_arguments,
             },
+            overload: self.overload.overload(),
         }
     }
 }
@@ -234,6 +242,7 @@ impl ReceiverConfig for EbpfConfig {
         for (field, list) in [
             ("include", &self.file.include),
             ("exclude", &self.file.exclude),
+            ("low_value", &self.file.low_value),
         ] {
             for (i, prefix) in list.iter().enumerate() {
                 if prefix.is_empty() || prefix.len() >= runbom_common::PATH_MAX {
@@ -244,6 +253,7 @@ impl ReceiverConfig for EbpfConfig {
                 }
             }
         }
+        self.overload.check(&at.at("overload"), ring)?;
         if let Some(s) = &self.sidecars {
             s.check(&at.at("sidecars"))?;
         }

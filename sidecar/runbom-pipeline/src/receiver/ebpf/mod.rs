@@ -37,6 +37,7 @@ pub mod config;
 mod drops;
 mod events;
 mod genai_metrics;
+pub mod overload;
 mod sidecars;
 
 pub(crate) use events::EventCounter;
@@ -90,16 +91,20 @@ fn start(
     tokio::spawn(drops::report_every_interval(losses.clone(), stop.clone()));
 
     let (tx, rx) = mpsc::channel(64);
-    let reader = tokio::spawn(reader::run(ring, enricher, tx, stats.clone(), stop.clone()));
+    let reader = tokio::spawn(reader::run(
+        ring,
+        enricher,
+        tx,
+        stats.clone(),
+        settings.overload.drain_interval,
+        stop.clone(),
+    ));
     let mut tasks = Vec::new();
     let rx = match sidecars {
         None => rx,
         Some(config) => {
             let l = losses.clone();
-            let dropped = Arc::new(move || {
-                let l = l.read();
-                l.ring_full + l.inflight_full
-            });
+            let dropped = Arc::new(move || l.read().total());
             let (rx, server) = sidecars::start(config, rx, dropped, telemetry, stop)?;
             tasks.push(server);
             rx
@@ -124,12 +129,16 @@ fn start(
             http2_connections_lost = stats.h2_lost.load(Ordering::Relaxed),
             ring_full_drops = l.ring_full,
             inflight_full_drops = l.inflight_full,
+            shed_drops = l.shed.iter().sum::<u64>(),
+            shed = %drops::shed_summary(&l.shed),
             "ebpf receiver stopped"
         );
-        if l.ring_full + l.inflight_full > 0 {
+        if l.total() > 0 {
             warn!(
-                "the kernel dropped {} events because runbom could not keep up; raise receivers.ebpf.ring_buffer_bytes",
-                l.ring_full + l.inflight_full
+                "the kernel dropped {} events because runbom could not keep up ({} shed under overload: {}); raise receivers.ebpf.ring_buffer_bytes",
+                l.total(),
+                l.shed.iter().sum::<u64>(),
+                drops::shed_summary(&l.shed)
             );
         }
         Ok(())
@@ -178,6 +187,7 @@ fn register_counters(
         "Kernel events lost because an in-flight map was full.",
         move || l.read().inflight_full,
     );
+    drops::register_shed_counter(telemetry, losses.clone());
 }
 
 /// Hands kernel events on until `rx` closes: to the correlate processor when there is one
