@@ -18,7 +18,12 @@
 
 use std::{hint::black_box, mem::size_of, time::Duration};
 
+mod alloc;
 mod measure;
+
+// mimalloc as in the `runbom` binary, counting allocations (printed before the measurements).
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use measure::ThreadCpu;
@@ -323,8 +328,34 @@ fn pipeline(enricher: &mut Enricher, records: &[Vec<u8>], opts: &ConvertOptions)
     batch.traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()
 }
 
+/// Allocations per event of each step, on one batch (after a warm-up batch, so process-table
+/// entries made on first sight are not counted).
+fn print_allocations(opts: &ConvertOptions) {
+    for (name, records) in [("mixed", mixed()), ("file_open", opens_only())] {
+        let mut en = enricher();
+        pipeline(&mut en, &records, opts);
+        let n = records.len();
+        let full = alloc::per_item(n, || {
+            black_box(pipeline(&mut en, &records, opts));
+        });
+        let mut events = Vec::new();
+        let enrich = alloc::per_item(n, || events = enrich_all(&mut en, &records));
+        let mut batch = None;
+        let convert = alloc::per_item(n, || batch = Some(convert(&events, &[], opts)));
+        let batch = batch.unwrap_or_default();
+        let encode = alloc::per_item(n, || {
+            black_box(batch.traces.encode_to_vec().len() + batch.logs.encode_to_vec().len());
+        });
+        eprintln!(
+            "allocations per event, {name}: {full:.1} in all (decode+enrich {enrich:.1}, \
+             convert {convert:.1}, encode {encode:.1})"
+        );
+    }
+}
+
 fn bench(c: &mut Criterion<ThreadCpu>) {
     let opts = options();
+    print_allocations(&opts);
     let mut group = c.benchmark_group("userspace");
     for (name, records) in [("mixed", mixed()), ("file_open", opens_only())] {
         group.throughput(Throughput::Elements(records.len() as u64));

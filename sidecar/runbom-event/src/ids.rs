@@ -27,30 +27,72 @@ pub fn instance_id() -> &'static str {
 }
 
 fn rand_bytes<const N: usize>() -> [u8; N] {
-    // A process-wide xorshift generator seeded from the clock and pid is enough for ids that
-    // only need to be unique, not secret.
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut s = STATE.load(Ordering::Relaxed);
-    if s == 0 {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
-        s = t ^ (u64::from(std::process::id()) << 32) | 1;
+    // An xorshift generator per thread, seeded from the clock, the pid and the thread's
+    // number, is enough for ids that only need to be unique, not secret. Per thread, because
+    // threads sharing one state would read it at the same time and draw the same ids.
+    use std::{
+        cell::Cell,
+        sync::atomic::{AtomicU64, Ordering},
+    };
+    static THREADS: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static STATE: Cell<u64> = const { Cell::new(0) };
     }
-    let mut out = [0u8; N];
-    for chunk in out.chunks_mut(8) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        chunk.copy_from_slice(&s.to_le_bytes()[..chunk.len()]);
-    }
-    STATE.store(s, Ordering::Relaxed);
-    out
+    STATE.with(|state| {
+        let mut s = state.get();
+        if s == 0 {
+            s = seed(THREADS.fetch_add(1, Ordering::Relaxed));
+        }
+        let mut out = [0u8; N];
+        for chunk in out.chunks_mut(8) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            chunk.copy_from_slice(&s.to_le_bytes()[..chunk.len()]);
+        }
+        state.set(s);
+        out
+    })
+}
+
+/// A non-zero starting state for thread number `thread`: the clock, the pid and the thread
+/// number mixed by splitmix64, so threads started in the same nanosecond still differ.
+fn seed(thread: u64) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let mut z = (t ^ (u64::from(std::process::id()) << 32))
+        .wrapping_add(thread.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) | 1
 }
 
 /// A random, non-zero span id.
 #[must_use]
 pub fn new_span_id() -> [u8; 8] {
     rand_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::{new_span_id, new_trace_id};
+
+    /// Threads converting at once (the ebpf receiver's workers) never draw the same id.
+    #[test]
+    fn ids_of_threads_drawing_at_once_differ() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..20_000).map(|_| new_span_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut seen = HashSet::new();
+        for t in threads {
+            for id in t.join().expect("thread finished") {
+                assert!(seen.insert(id), "span id {id:?} drawn twice");
+                assert_ne!(id, [0; 8], "span ids are never zero");
+            }
+        }
+        assert_ne!(new_trace_id(), new_trace_id());
+    }
 }

@@ -48,12 +48,23 @@ pub fn errno(e: i32) -> &'static str {
 /// joined by `|` (e.g. `O_WRONLY|O_CREAT|O_TRUNC`).
 #[must_use]
 pub fn open_flags(flags: u32) -> String {
+    let mut out = String::with_capacity(32);
+    // Writing into a `String` cannot fail.
+    let _ = write_open_flags(flags, &mut out);
+    out
+}
+
+/// [`open_flags`], written into `out` (no string of its own).
+///
+/// # Errors
+/// Only those of `out`.
+pub fn write_open_flags(flags: u32, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     let flags = flags as i32;
-    let mut out = String::from(match flags & libc::O_ACCMODE {
+    out.write_str(match flags & libc::O_ACCMODE {
         libc::O_WRONLY => "O_WRONLY",
         libc::O_RDWR => "O_RDWR",
         _ => "O_RDONLY",
-    });
+    })?;
     for (bit, name) in [
         (libc::O_CREAT, "O_CREAT"),
         (libc::O_EXCL, "O_EXCL"),
@@ -72,15 +83,15 @@ pub fn open_flags(flags: u32) -> String {
     ] {
         // Some flags are 0 on this architecture (O_LARGEFILE on x86_64): never report those.
         if bit != 0 && flags & bit == bit {
-            out.push('|');
-            out.push_str(name);
+            out.write_char('|')?;
+            out.write_str(name)?;
         }
     }
     // O_TMPFILE includes O_DIRECTORY's bit; report it by name when all of its bits are set.
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
-        out.push_str("|O_TMPFILE");
+        out.write_str("|O_TMPFILE")?;
     }
-    out
+    Ok(())
 }
 
 /// The first question of a DNS query datagram: the name (dotted, lower case) and its type.

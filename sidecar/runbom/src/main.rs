@@ -16,6 +16,26 @@ use runbom_pipeline::{Config, ConfigError};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_arena_eager_commit` (`mimalloc.h`, `mi_option_e`; the bindings name
+/// only some options).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Lets the allocator return what runbom frees at start-up. By default mimalloc commits its
+/// 1 GiB arena eagerly on Linux and then never returns its freed pages (the probes' loading,
+/// the kernel's BTF and the first OpenSSL scan leave ~20 MiB resident for good); committed on
+/// demand, freed pages are purged after `purge_delay`. It must run before the first allocation
+/// reserves the arena, and the Rust runtime allocates before `main`: so it runs as a
+/// constructor, with the program's other initialisers.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static COMMIT_ON_DEMAND: extern "C" fn() = {
+    extern "C" fn commit_on_demand() {
+        // SAFETY: `mi_option_set` has no preconditions (mimalloc initialises itself first).
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+    }
+    commit_on_demand
+};
+
 /// Returns the memory the allocator holds freed to the system (the `memory_limiter` calls it
 /// above its soft limit, where the Collector would force a garbage collection).
 fn release_freed_memory() {

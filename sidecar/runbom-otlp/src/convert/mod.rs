@@ -8,7 +8,7 @@
 //! trace ([`Placement`], contract §2) becomes a child of the application's span instead, under
 //! the application's Resource.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
@@ -138,16 +138,21 @@ pub fn convert(
             Some(p) => (*p.resource).clone(),
             None => resource(&events[first].process, opts),
         });
-        let mut spans = Vec::new();
+        let mut spans = Vec::with_capacity(group.len());
         let mut logs = Vec::with_capacity(group.len());
         for &i in group {
             let ev = &events[i];
             let placement = placements.get(i).and_then(Option::as_ref);
-            let span = match placement {
-                Some(p) => span(ev, Some(p)),
-                None => opts.uncorrelated_spans.then(|| span(ev, None)).flatten(),
+            // The attributes are built once: the span gets a copy, the log record the original
+            // with `event.name` added.
+            let mut attributes = attributes(ev, placement);
+            let span = if placement.is_some() || opts.uncorrelated_spans {
+                span(ev, placement, &attributes)
+            } else {
+                None
             };
-            logs.push(log(ev, span.as_ref(), placement));
+            attributes.push(kv_str(EVENT_NAME, ev.detail.event_name()));
+            logs.push(log(ev, span.as_ref(), placement, attributes));
             spans.extend(span);
         }
         if !spans.is_empty() {
@@ -219,22 +224,26 @@ fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
 
 /// The span of an event, under its placement's span when it has one; `None` for
 /// `process.exit`, which is a log only.
-fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
+fn span(ev: &KernelEvent, placement: Option<&Placement>, attributes: &[KeyValue]) -> Option<Span> {
     let event = ev.detail.event_name();
     let (name, kind) = match &ev.detail {
         Detail::Exit { .. } => return None,
         Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => {
             (format!("{event} {path}"), SpanKind::Internal)
         }
+        // IPv6 addresses in brackets, so that `host:port` stays unambiguous.
         Detail::Connect { remote, .. } => (
-            format!("{event} {}:{}", host(remote.ip()), remote.port()),
+            match remote.ip() {
+                IpAddr::V4(ip) => format!("{event} {ip}:{}", remote.port()),
+                IpAddr::V6(ip) => format!("{event} [{ip}]:{}", remote.port()),
+            },
             SpanKind::Client,
         ),
         Detail::Accept { peer } => (
-            format!(
-                "{event} {}",
-                peer.map_or_else(|| "unknown".into(), |p| p.ip().to_string())
-            ),
+            match peer {
+                Some(p) => format!("{event} {}", p.ip()),
+                None => format!("{event} unknown"),
+            },
             SpanKind::Server,
         ),
         Detail::DnsQuery { name, .. } => (format!("{event} {name}"), SpanKind::Client),
@@ -276,7 +285,7 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
         kind: kind as i32,
         start_time_unix_nano: ev.start_ns,
         end_time_unix_nano: ev.end_ns,
-        attributes: attributes(ev, placement),
+        attributes: attributes.to_vec(),
         status,
         ..Default::default()
     })
@@ -284,10 +293,14 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>) -> Option<Span> {
 
 /// The log record of an event, pointing at its span when there is one (else, when placed, at
 /// the application span it happened in).
-fn log(ev: &KernelEvent, span: Option<&Span>, placement: Option<&Placement>) -> LogRecord {
+/// `attributes` are the event's, `event.name` included.
+fn log(
+    ev: &KernelEvent,
+    span: Option<&Span>,
+    placement: Option<&Placement>,
+    attributes: Vec<KeyValue>,
+) -> LogRecord {
     let event = ev.detail.event_name();
-    let mut attributes = attributes(ev, placement);
-    attributes.push(kv_str(EVENT_NAME, event));
     let failed = error(ev).is_some();
     LogRecord {
         time_unix_nano: ev.start_ns,
@@ -298,7 +311,9 @@ fn log(ev: &KernelEvent, span: Option<&Span>, placement: Option<&Placement>) -> 
             SeverityNumber::Info
         } as i32,
         severity_text: if failed { "WARN" } else { "INFO" }.into(),
-        body: Some(any_str(&body(ev))),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body(ev))),
+        }),
         attributes,
         event_name: event.into(),
         trace_id: span.map_or_else(
@@ -325,53 +340,50 @@ fn error(ev: &KernelEvent) -> Option<std::borrow::Cow<'static, str>> {
     }
 }
 
-/// One line a person can read.
+/// One line a person can read, written into one string.
 fn body(ev: &KernelEvent) -> String {
-    let who = format!("{} [{}]", ev.process.exe_name(), ev.pid);
-    let outcome = error(ev)
-        .map(|e| format!(" failed: {e}"))
-        .unwrap_or_default();
-    match &ev.detail {
-        Detail::Exec { .. } => format!("{who} exec {}", ev.process.command_line),
-        Detail::Exit { code: Some(c) } => format!("{who} exited with {c}"),
-        Detail::Exit { code: None } => format!("{who} was killed"),
-        Detail::Connect { remote, .. } => format!("{who} connect {remote}{outcome}"),
-        Detail::Accept { peer } => format!(
-            "{who} accepted {}",
-            peer.map_or_else(|| "a connection".into(), |p| p.to_string())
-        ),
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(128);
+    let (exe, pid) = (ev.process.exe_name(), ev.pid);
+    // Writing into a `String` cannot fail.
+    let _ = match &ev.detail {
+        Detail::Exec { .. } => write!(s, "{exe} [{pid}] exec {}", ev.process.command_line),
+        Detail::Exit { code: Some(c) } => write!(s, "{exe} [{pid}] exited with {c}"),
+        Detail::Exit { code: None } => write!(s, "{exe} [{pid}] was killed"),
+        Detail::Connect { remote, .. } => write!(s, "{exe} [{pid}] connect {remote}"),
+        Detail::Accept { peer: Some(p) } => write!(s, "{exe} [{pid}] accepted {p}"),
+        Detail::Accept { peer: None } => write!(s, "{exe} [{pid}] accepted a connection"),
         Detail::FileOpen { path, flags, .. } => {
-            format!("{who} open {path} {}{outcome}", names::open_flags(*flags))
+            let _ = write!(s, "{exe} [{pid}] open {path} ");
+            names::write_open_flags(*flags, &mut s)
         }
         Detail::DnsQuery {
             name,
             qtype,
             server,
-        } => {
-            format!("{who} dns query {name} {qtype} to {server}")
-        }
-        Detail::Mcp(m) => mcp::body(&who, m),
-        Detail::HttpRequest(h) => format!(
-            "{who} {} {} {}{}",
+        } => write!(s, "{exe} [{pid}] dns query {name} {qtype} to {server}"),
+        Detail::Mcp(m) => return mcp::body(&format!("{exe} [{pid}]"), m),
+        Detail::HttpRequest(h) => write!(
+            s,
+            "{exe} [{pid}] {} {} {}{}",
             h.capture.as_str(),
             h.method,
             h.host.as_deref().unwrap_or(""),
             h.target
         ),
+    };
+    if let Detail::Connect { error: Some(e), .. } | Detail::FileOpen { error: Some(e), .. } =
+        &ev.detail
+    {
+        let _ = write!(s, " failed: {e}");
     }
-}
-
-/// IPv6 addresses in brackets, so that `host:port` stays unambiguous.
-fn host(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.to_string(),
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-    }
+    s
 }
 
 fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> {
     let p = &ev.process;
-    let mut a = Vec::with_capacity(16);
+    // Room for the log record's `event.name` too.
+    let mut a = Vec::with_capacity(17);
     a.push(kv_str(RUNBOM_EVENT, ev.detail.event_name()));
     if let Some(placed) = placement {
         a.push(kv_str(RUNBOM_CORRELATION_METHOD, placed.method));
@@ -413,10 +425,10 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
             let ip = remote.ip().to_string();
             a.push(kv_str(SERVER_ADDRESS, &ip));
             a.push(kv_int(SERVER_PORT, remote.port().into()));
-            a.push(kv_str(NETWORK_PEER_ADDRESS, &ip));
+            a.push(kv_string(NETWORK_PEER_ADDRESS, ip));
             a.push(kv_int(NETWORK_PEER_PORT, remote.port().into()));
             if let Some(local) = local {
-                a.push(kv_str(CLIENT_ADDRESS, &local.ip().to_string()));
+                a.push(kv_string(CLIENT_ADDRESS, local.ip().to_string()));
                 a.push(kv_int(CLIENT_PORT, local.port().into()));
             }
             if let Some(t) = transport {
@@ -433,14 +445,14 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
                 let ip = peer.ip().to_string();
                 a.push(kv_str(CLIENT_ADDRESS, &ip));
                 a.push(kv_int(CLIENT_PORT, peer.port().into()));
-                a.push(kv_str(NETWORK_PEER_ADDRESS, &ip));
+                a.push(kv_string(NETWORK_PEER_ADDRESS, ip));
                 a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
                 a.push(kv_str(NETWORK_TYPE, net_type(&peer.ip())));
             }
         }
         Detail::FileOpen { path, flags, error } => {
             a.push(kv_str(FILE_PATH, path));
-            a.push(kv_str(RUNBOM_FILE_FLAGS, &names::open_flags(*flags)));
+            a.push(kv_string(RUNBOM_FILE_FLAGS, names::open_flags(*flags)));
             if let Some(e) = error {
                 a.push(kv_str(ERROR_TYPE, e));
             }
@@ -452,7 +464,7 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
         } => {
             a.push(kv_str(DNS_QUESTION_NAME, name));
             a.push(kv_str(RUNBOM_DNS_QUESTION_TYPE, qtype));
-            a.push(kv_str(SERVER_ADDRESS, &server.ip().to_string()));
+            a.push(kv_string(SERVER_ADDRESS, server.ip().to_string()));
             a.push(kv_int(SERVER_PORT, server.port().into()));
             a.push(kv_str(NETWORK_TRANSPORT, "udp"));
             a.push(kv_str(NETWORK_TYPE, net_type(&server.ip())));
@@ -479,7 +491,7 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
         a.push(kv_int(SERVER_PORT, port.into()));
     }
     if let Some(peer) = h.peer {
-        a.push(kv_str(NETWORK_PEER_ADDRESS, &peer.ip().to_string()));
+        a.push(kv_string(NETWORK_PEER_ADDRESS, peer.ip().to_string()));
         a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
     }
     let path = h.target.split('?').next().unwrap_or(&h.target);
@@ -489,7 +501,10 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
             runbom_event::Capture::Openssl | runbom_event::Capture::GoTls => "https",
             runbom_event::Capture::Socket => "http",
         };
-        a.push(kv_str(URL_FULL, &format!("{scheme}://{host}{}", h.target)));
+        a.push(kv_string(
+            URL_FULL,
+            format!("{scheme}://{host}{}", h.target),
+        ));
     }
     if let Some(size) = h.body_size {
         a.push(kv_int(
@@ -550,6 +565,16 @@ fn kv_str(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(any_str(value)),
+    }
+}
+
+/// A string attribute whose value is already an owned `String` (moved, not copied).
+fn kv_string(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value)),
+        }),
     }
 }
 

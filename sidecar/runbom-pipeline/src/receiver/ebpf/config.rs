@@ -11,6 +11,9 @@ use crate::{
     config::section::{ConfigError, Section},
 };
 
+/// Most conversion tasks (`workers`).
+const MAX_WORKERS: usize = 256;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EbpfConfig {
@@ -25,6 +28,9 @@ pub struct EbpfConfig {
     pub overload: super::overload::OverloadSettings,
     /// Export events that no application trace claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
+    /// Tasks converting events into OTLP when no correlate processor takes them, events shared
+    /// among them by process (1 to 256; default: the CPU count).
+    pub workers: usize,
     /// Serve the kernel events of pods with a runbom sidecar on a Unix socket (node agent).
     pub sidecars: Option<crate::node_agent::config::SidecarsConfig>,
 }
@@ -142,6 +148,7 @@ impl Default for EbpfConfig {
             },
             overload: super::overload::OverloadSettings::default(),
             uncorrelated_spans: true,
+            workers: super::default_workers(),
             sidecars: None,
         }
     }
@@ -254,6 +261,11 @@ impl ReceiverConfig for EbpfConfig {
             }
         }
         self.overload.check(&at.at("overload"), ring)?;
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(at
+                .at("workers")
+                .error(format!("{} must be 1 to {MAX_WORKERS}", self.workers)));
+        }
         if let Some(s) = &self.sidecars {
             s.check(&at.at("sidecars"))?;
         }
@@ -273,6 +285,7 @@ impl ReceiverConfig for EbpfConfig {
         Box::pin(std::future::ready(super::start(
             &self.probe_settings(),
             self.uncorrelated_spans,
+            self.workers,
             self.sidecars.as_ref(),
             ctx,
         )))
@@ -308,6 +321,19 @@ mod tests {
         assert_refused(&text, "`receivers.ebpf.http.max_header_bytes`");
         let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    http:\n      tls: true");
         assert_refused(&text, "`receivers.ebpf.http.tls`: unknown field");
+    }
+
+    #[test]
+    fn workers() {
+        assert!(EbpfConfig::default().workers >= 1, "default: the CPU count");
+        let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    workers: 3");
+        let c = Config::parse(&text, "c.yaml").unwrap();
+        let e = c
+            .receiver::<EbpfConfig>("ebpf")
+            .expect("ebpf receiver missing");
+        assert_eq!(e.workers, 3);
+        let text = EMBEDDED_DEFAULT.replace("  ebpf: {}", "  ebpf:\n    workers: 0");
+        assert_refused(&text, "`receivers.ebpf.workers`: 0 must be 1 to 256");
     }
 
     #[test]

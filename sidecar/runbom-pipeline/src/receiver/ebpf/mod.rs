@@ -7,7 +7,8 @@
 //! counts what it drops — which `/metrics` and the summary report.
 //!
 //! With a `correlate` processor configured, the task hands the events to it instead
-//! (`docs/correlation.md`): it converts them once it knows where they belong.
+//! (`docs/correlation.md`): it converts them once it knows where they belong. Without one,
+//! conversion is shared by `workers` tasks, by process ([`shard`]).
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
@@ -38,9 +39,11 @@ mod drops;
 mod events;
 mod genai_metrics;
 pub mod overload;
+mod shard;
 mod sidecars;
 
 pub(crate) use events::EventCounter;
+pub use shard::default_workers;
 
 /// Most kernel events converted into one OTLP request.
 const EVENTS_PER_REQUEST: usize = 1024;
@@ -56,6 +59,7 @@ const MAX_WAIT: Duration = Duration::from_millis(200);
 fn start(
     settings: &ProbeSettings,
     uncorrelated_spans: bool,
+    workers: usize,
     sidecars: Option<&SidecarsConfig>,
     ctx: ReceiverContext<'_>,
 ) -> Result<Started, ReceiverError> {
@@ -116,7 +120,7 @@ fn start(
     };
     let counter = EventCounter::new(telemetry.metrics());
     let task = tokio::spawn(async move {
-        deliver(rx, correlate, &ingest, &opts, &counter).await;
+        deliver(rx, correlate, &ingest, &opts, &counter, workers).await;
         reader
             .await
             .map_err(ReceiverError::ReaderTask)?
@@ -191,26 +195,45 @@ fn register_counters(
 }
 
 /// Hands kernel events on until `rx` closes: to the correlate processor when there is one
-/// (`correlate`), else converted into requests (also the `node_agent` receiver's path).
+/// (`correlate`), else converted into requests by `workers` tasks (also the `node_agent`
+/// receiver's path).
 pub(crate) async fn deliver(
     rx: mpsc::Receiver<Vec<KernelEvent>>,
     correlate: Option<mpsc::Sender<Vec<KernelEvent>>>,
     ingest: &Ingest,
     opts: &ConvertOptions,
     counter: &EventCounter,
+    workers: usize,
 ) {
     match correlate {
-        Some(correlator) => hand_over(rx, correlator, ingest, opts, counter).await,
-        None => forward(rx, ingest, opts, counter).await,
+        Some(correlator) => hand_over(rx, correlator, ingest, opts, counter, workers).await,
+        None => forward(rx, ingest, opts, counter, workers).await,
     }
 }
 
-/// Groups events into requests and pushes them until the reader is done.
+/// Converts and pushes events until the reader is done: in this task, or shared by process
+/// among `workers` tasks.
 async fn forward(
-    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
+    rx: mpsc::Receiver<Vec<KernelEvent>>,
     ingest: &Ingest,
     opts: &ConvertOptions,
     counter: &EventCounter,
+    workers: usize,
+) {
+    if workers > 1 {
+        shard::forward(rx, ingest, opts, counter, workers).await;
+    } else {
+        batch_and_push(rx, ingest, opts, |events| counter.count(events)).await;
+    }
+}
+
+/// Groups events into requests and pushes them until `rx` closes; `count` sees each batch
+/// as it arrives.
+async fn batch_and_push(
+    mut rx: mpsc::Receiver<Vec<KernelEvent>>,
+    ingest: &Ingest,
+    opts: &ConvertOptions,
+    count: impl Fn(&[KernelEvent]),
 ) {
     let mut pending: Vec<KernelEvent> = Vec::with_capacity(EVENTS_PER_REQUEST);
     let mut deadline = tokio::time::Instant::now() + MAX_WAIT;
@@ -218,7 +241,7 @@ async fn forward(
         tokio::select! {
             got = rx.recv() => match got {
                 Some(events) => {
-                    counter.count(&events);
+                    count(&events);
                     if pending.is_empty() {
                         deadline = tokio::time::Instant::now() + MAX_WAIT;
                     }
@@ -248,13 +271,14 @@ async fn hand_over(
     ingest: &Ingest,
     opts: &ConvertOptions,
     counter: &EventCounter,
+    workers: usize,
 ) {
     while let Some(events) = rx.recv().await {
         counter.count(&events);
         if let Err(mpsc::error::SendError(events)) = correlator.send(events).await {
             warn!("the correlate processor stopped; kernel events go out uncorrelated");
             push(&events, ingest, opts).await;
-            forward(rx, ingest, opts, counter).await;
+            forward(rx, ingest, opts, counter, workers).await;
             return;
         }
     }

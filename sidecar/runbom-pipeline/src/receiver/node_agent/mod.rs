@@ -110,7 +110,15 @@ async fn start(
     let counter = EventCounter::new(telemetry.metrics());
     let reading = tokio::spawn(async move { reader.run(first, tx, stop).await });
     let task = tokio::spawn(async move {
-        deliver(rx, correlate, &ingest, &opts, &counter).await;
+        deliver(
+            rx,
+            correlate,
+            &ingest,
+            &opts,
+            &counter,
+            super::ebpf::default_workers(),
+        )
+        .await;
         reading.await.map_err(ReceiverError::ReaderTask)?
     });
     Ok(Started {
