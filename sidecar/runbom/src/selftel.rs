@@ -32,6 +32,7 @@ use opentelemetry_sdk::{
 };
 use runbom_pipeline::{
     config::{SelfOtlp, SelfProtocol, Telemetry as TelemetryConfig},
+    exporter::{GrpcChannel, NetworkSettings, RetryPolicy},
     telemetry::{SelfMetrics, fresh::Registry, meter::resource},
     transport::tls::ClientTlsSettings,
 };
@@ -196,32 +197,27 @@ impl PushMetricExporter for Releasing {
     }
 }
 
-/// How `protocol` and `endpoint` are read (the OpenTelemetry SDK configuration's rules).
-enum Destination {
-    /// gRPC to this URI; TLS (system CAs) or plain text.
-    Grpc { uri: String, tls: bool },
-    /// OTLP/HTTP: the endpoint as the base URL, `/v1/<signal>` appended.
-    Http { base: String },
+/// The gRPC destination: runbom's own channel (TLS as the SDK configuration says: `https://`
+/// or a bare `host:port` without `insecure` is TLS checked against the system's CAs).
+fn grpc_channel(o: &SelfOtlp) -> anyhow::Result<GrpcChannel> {
+    let settings = NetworkSettings {
+        endpoint: o.endpoint.clone(),
+        headers: o.headers.clone(),
+        gzip: true,
+        timeout: EXPORT_TIMEOUT,
+        tls: ClientTlsSettings {
+            insecure: o.insecure,
+            ..ClientTlsSettings::default()
+        },
+        retry: RetryPolicy::default(),
+        retries: Arc::default(),
+    };
+    Ok(GrpcChannel::new(&settings)?)
 }
 
-fn destination(o: &SelfOtlp) -> Destination {
-    match o.protocol {
-        SelfProtocol::Grpc => {
-            let (uri, tls) = if o.endpoint.starts_with("https://") {
-                (o.endpoint.clone(), true)
-            } else if o.endpoint.starts_with("http://") {
-                (o.endpoint.clone(), false)
-            } else if o.insecure {
-                (format!("http://{}", o.endpoint), false)
-            } else {
-                (format!("https://{}", o.endpoint), true)
-            };
-            Destination::Grpc { uri, tls }
-        }
-        SelfProtocol::HttpProtobuf => Destination::Http {
-            base: o.endpoint.trim_end_matches('/').to_owned(),
-        },
-    }
+/// The OTLP/HTTP URL of a signal: the endpoint is the base URL.
+fn http_url(o: &SelfOtlp, path: &str) -> String {
+    format!("{}{path}", o.endpoint.trim_end_matches('/'))
 }
 
 fn metadata(o: &SelfOtlp) -> anyhow::Result<tonic::metadata::MetadataMap> {
@@ -272,25 +268,18 @@ fn http_client(
 macro_rules! build_exporter {
     ($builder:expr, $o:expr, $path:literal) => {{
         let o: &SelfOtlp = $o;
-        match destination(o) {
-            Destination::Grpc { uri, tls } => {
-                let mut b = $builder
-                    .with_tonic()
-                    .with_endpoint(uri)
-                    .with_timeout(EXPORT_TIMEOUT)
-                    .with_compression(Compression::Gzip)
-                    .with_metadata(metadata(o)?);
-                if tls {
-                    b = b.with_tls_config(
-                        tonic::transport::ClientTlsConfig::new().with_native_roots(),
-                    );
-                }
-                b.build()?
-            }
-            Destination::Http { base } => $builder
+        match o.protocol {
+            SelfProtocol::Grpc => $builder
+                .with_tonic()
+                .with_channel(grpc_channel(o)?.channel)
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_compression(Compression::Gzip)
+                .with_metadata(metadata(o)?)
+                .build()?,
+            SelfProtocol::HttpProtobuf => $builder
                 .with_http()
-                .with_http_client(http_client(&base)?)
-                .with_endpoint(format!("{base}{}", $path))
+                .with_http_client(http_client(&o.endpoint)?)
+                .with_endpoint(http_url(o, $path))
                 .with_timeout(EXPORT_TIMEOUT)
                 .with_compression(Compression::Gzip)
                 .with_headers(headers(o))
@@ -343,41 +332,13 @@ mod tests {
         );
     }
 
-    fn otlp(protocol: &str, endpoint: &str, insecure: bool) -> SelfOtlp {
-        serde_json::from_value(serde_json::json!({
-            "protocol": protocol, "endpoint": endpoint, "insecure": insecure
-        }))
-        .expect("SelfOtlp")
-    }
-
     #[test]
-    fn endpoints_follow_the_sdk_configuration() {
-        let grpc = |e, insecure| match destination(&otlp("grpc", e, insecure)) {
-            Destination::Grpc { uri, tls } => (uri, tls),
-            Destination::Http { .. } => panic!("grpc"),
-        };
-        assert_eq!(
-            grpc("collector:4317", false),
-            ("https://collector:4317".into(), true)
-        );
-        assert_eq!(
-            grpc("collector:4317", true),
-            ("http://collector:4317".into(), false)
-        );
-        assert_eq!(
-            grpc("http://c:4317", false),
-            ("http://c:4317".into(), false)
-        );
-        assert_eq!(
-            grpc("https://c:4317", true),
-            ("https://c:4317".into(), true)
-        );
-        let Destination::Http { base } =
-            destination(&otlp("http/protobuf", "http://c:4318/", false))
-        else {
-            panic!("http")
-        };
-        assert_eq!(base, "http://c:4318");
+    fn an_http_endpoint_is_the_base_url() {
+        let o: SelfOtlp = serde_json::from_value(serde_json::json!({
+            "protocol": "http/protobuf", "endpoint": "http://c:4318/"
+        }))
+        .expect("SelfOtlp");
+        assert_eq!(http_url(&o, "/v1/logs"), "http://c:4318/v1/logs");
     }
 
     #[test]

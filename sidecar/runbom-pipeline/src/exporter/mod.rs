@@ -22,6 +22,6 @@ pub use error::ExportError;
 pub use export::{BoxExporter, ExportFuture, Exporter};
 pub use file::FileExporter;
 pub use network::NetworkSettings;
-pub use otlp::GrpcExporter;
+pub use otlp::{GrpcChannel, GrpcExporter};
 pub use otlphttp::HttpExporter;
 pub use retry::RetryPolicy;

@@ -45,27 +45,11 @@ impl GrpcExporter {
     ///
     /// Needs a Tokio runtime (the channel's worker task is spawned here).
     pub fn new(settings: NetworkSettings) -> Result<Self, ExportError> {
-        let tls = settings.tls.grpc_uses_tls(&settings.endpoint);
-        let address = settings
-            .endpoint
-            .strip_prefix("https://")
-            .or_else(|| settings.endpoint.strip_prefix("http://"))
-            .unwrap_or(&settings.endpoint);
-        let endpoint = format!("{}://{address}", if tls { "https" } else { "http" });
-        let bad = |reason: String| ExportError::Endpoint {
-            exporter: "otlp",
-            endpoint: settings.endpoint.clone(),
-            reason,
-        };
-        let builder = Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| bad(e.to_string()))?
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout);
-        let channel = if tls {
-            connect_tls(builder, &settings)?
-        } else {
-            builder.connect_lazy()
-        };
+        let GrpcChannel {
+            channel,
+            endpoint,
+            tls,
+        } = GrpcChannel::new(&settings)?;
         let mut metadata = MetadataMap::new();
         for (name, value) in &settings.headers {
             let header_err = |reason: &str| ExportError::Header {
@@ -137,6 +121,49 @@ fn with_tls_hint(status: tonic::Status) -> tonic::Status {
     match tls_hint(&reason, plain_text) {
         Some(hint) => tonic::Status::new(status.code(), format!("{reason} ({hint})")),
         None => status,
+    }
+}
+
+/// A lazily connected gRPC channel to an exporter's endpoint: plain text or TLS as
+/// [`ClientTlsSettings::grpc_uses_tls`](crate::transport::tls::ClientTlsSettings::grpc_uses_tls)
+/// decides, TLS by runbom's own connector (rustls, the settings' CAs and client certificate).
+pub struct GrpcChannel {
+    pub channel: Channel,
+    /// The endpoint as connected to (`https://` or `http://`).
+    pub endpoint: String,
+    pub tls: bool,
+}
+
+impl GrpcChannel {
+    /// Needs a Tokio runtime (the channel's worker task is spawned here). Certificate files
+    /// are read here, so a missing or malformed one is an error now.
+    pub fn new(settings: &NetworkSettings) -> Result<Self, ExportError> {
+        let tls = settings.tls.grpc_uses_tls(&settings.endpoint);
+        let address = settings
+            .endpoint
+            .strip_prefix("https://")
+            .or_else(|| settings.endpoint.strip_prefix("http://"))
+            .unwrap_or(&settings.endpoint);
+        let endpoint = format!("{}://{address}", if tls { "https" } else { "http" });
+        let bad = |reason: String| ExportError::Endpoint {
+            exporter: "otlp",
+            endpoint: settings.endpoint.clone(),
+            reason,
+        };
+        let builder = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| bad(e.to_string()))?
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout);
+        let channel = if tls {
+            connect_tls(builder, settings)?
+        } else {
+            builder.connect_lazy()
+        };
+        Ok(Self {
+            channel,
+            endpoint,
+            tls,
+        })
     }
 }
 
