@@ -1,7 +1,12 @@
 //! Decoded kernel records enriched into [`KernelEvent`]s: Unix times, the process they belong
 //! to, names for errnos and flags, DNS questions parsed out of datagrams.
 
-use std::{collections::HashSet, net::SocketAddr, sync::mpsc::SyncSender, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::mpsc::SyncSender,
+    time::Instant,
+};
 
 use runbom_common::{
     EXEC_ARGV_TRUNCATED, HTTP_FD_IS_SOCKET, HTTP_GO_TLS, HTTP_H2_PREFACE, HTTP_PEER_KNOWN,
@@ -34,7 +39,15 @@ pub struct Enricher {
     libssl: Option<SyncSender<u32>>,
     /// Pids sent since their last exec (bounded by the live processes: exit removes).
     libssl_sent: HashSet<u32>,
+    /// What each JSON-RPC fd of a live process was when `/proc` could still tell (records are
+    /// read in batches, so a process's last messages may be read after it exited); exit
+    /// removes a process's entries; at most [`FD_CHANNELS_MAX`] processes and as many fds
+    /// each are kept.
+    fd_channels: HashMap<u32, HashMap<i32, (Channel, u64)>>,
 }
+
+/// Processes, and JSON-RPC fds per process, remembered (a full table is started afresh).
+const FD_CHANNELS_MAX: usize = 1024;
 
 impl Enricher {
     #[must_use]
@@ -48,6 +61,7 @@ impl Enricher {
             mcp_arguments: false,
             libssl: None,
             libssl_sent: HashSet::new(),
+            fd_channels: HashMap::new(),
         }
     }
 
@@ -136,6 +150,7 @@ impl Enricher {
             Event::Connect(_) => self.libssl_watch(h.pid, false),
             Event::Exit(_) => {
                 self.libssl_sent.remove(&h.pid);
+                self.fd_channels.remove(&h.pid);
                 self.h2.exited(h.pid, start_ns);
             }
             _ => {}
@@ -402,8 +417,25 @@ impl Enricher {
         if messages.is_empty() {
             return;
         }
-        let link = fd_channel(h.pid, e.fd);
-        // A closed fd `/proc` cannot tell about is a pipe unless the kernel saw a socket.
+        let link = match fd_channel(h.pid, e.fd) {
+            Some(link) => {
+                if self.fd_channels.len() >= FD_CHANNELS_MAX {
+                    self.fd_channels.clear();
+                }
+                let fds = self.fd_channels.entry(h.pid).or_default();
+                if fds.len() >= FD_CHANNELS_MAX {
+                    fds.clear();
+                }
+                fds.insert(e.fd, link);
+                Some(link)
+            }
+            None => self
+                .fd_channels
+                .get(&h.pid)
+                .and_then(|fds| fds.get(&e.fd))
+                .copied(),
+        };
+        // An fd `/proc` could never tell about is a pipe unless the kernel saw a socket.
         let socket = match link {
             Some((channel, _)) => channel == Channel::Socket,
             None => e.flags & runbom_common::JSONRPC_FD_IS_SOCKET != 0,
