@@ -63,10 +63,15 @@ pids+=($!)
 
 run_agent() {
     local scenario=$1 variant=${2:-}
+    local log="agent-$scenario${variant:+-mcp}.log"
     say "running the reference agent${variant:+ (MCP variant)}: $scenario conversation"
-    "$PY" "$REPO/examples/agent/run.py" --scenario "$scenario" --mode sequential $variant \
+    if ! "$PY" "$REPO/examples/agent/run.py" --scenario "$scenario" --mode sequential $variant \
         --ground-truth "$DEMO/ground-truth-$scenario${variant:+-mcp}.json" \
-        2> "agent-$scenario${variant:+-mcp}.log" | sed 's/^/[demo]   /'
+        2> "$log" | sed 's/^/[demo]   /'; then
+        say "the reference agent failed; the end of $DEMO/$log:"
+        tail -n 20 "$log" >&2
+        exit 1
+    fi
 }
 run_agent benign
 run_agent injected

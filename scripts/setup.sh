@@ -80,23 +80,26 @@ if [ -f "$req" ] && ! sha256sum --status -c "$stamp" 2>/dev/null; then
     sha256sum "$req" > "$stamp"
 fi
 
-# 5. Node test packages (`--tests`): `openai` for the shadow-AI test, the MCP SDK and the
-#    filesystem MCP server, @grafana/lezer-traceql, @grafana/lezer-logql, @grafana/schema and
-#    TypeScript for the dashboard tests; and the Node reference agent's own packages
+# 5. Node packages: tests/node always (the demo's MCP variant runs its filesystem MCP server;
+#    the tests also use its `openai` for the shadow-AI test, the MCP SDK,
+#    @grafana/lezer-traceql, @grafana/lezer-logql, @grafana/schema and TypeScript for the
+#    dashboard tests); with `--tests` also the Node reference agent's own packages
 #    (examples/agent-node: the OpenTelemetry JS SDK and `openai`): `npm ci` from each committed
 #    lock file, again only when node_modules is missing or the lock file changed.
+node_dirs=(tests/node)
 if [ "${1:-}" = "--tests" ]; then
-    for node_dir in tests/node examples/agent-node; do
-        node_stamp="$node_dir/node_modules/.package-lock.sha256"
-        if ! command -v npm >/dev/null 2>&1; then
-            say "npm is missing: install Node.js 20 with npm (the shadow-AI test runs tests/node on /usr/bin/node)"
-        elif [ ! -d "$node_dir/node_modules" ] || ! sha256sum --status -c "$node_stamp" 2>/dev/null; then
-            say "installing Node dependencies from $node_dir/package-lock.json (npm ci)"
-            (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
-            sha256sum "$node_dir/package-lock.json" > "$node_stamp"
-        fi
-    done
+    node_dirs+=(examples/agent-node)
 fi
+for node_dir in "${node_dirs[@]}"; do
+    node_stamp="$node_dir/node_modules/.package-lock.sha256"
+    if ! command -v npm >/dev/null 2>&1; then
+        say "npm is missing: install Node.js 20 with npm (the demo's MCP server and the Node tests run on /usr/bin/node)"
+    elif [ ! -d "$node_dir/node_modules" ] || ! sha256sum --status -c "$node_stamp" 2>/dev/null; then
+        say "installing Node dependencies from $node_dir/package-lock.json (npm ci)"
+        (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+        sha256sum "$node_dir/package-lock.json" > "$node_stamp"
+    fi
+done
 
 # 6. Filesystems the probes need.
 if [ ! -d /sys/kernel/tracing/events ]; then
