@@ -80,7 +80,7 @@ run_agent injected --mcp
 # The correlator and the AI-BOM processor hold spans for their wait (6 s and 5 s) before they
 # place, judge and alert; stopping runbom flushes them, so wait only for the two findings.
 for _ in $(seq 1 30); do
-    [ "$(grep -o '"aibom.drift"' runbom-data/logs.jsonl 2>/dev/null | wc -l)" -ge 2 ] && break
+    [ "$(cat runbom-data/logs*.jsonl 2>/dev/null | grep -o '"eventName":"aibom.drift"' | wc -l)" -ge 2 ] && break
     sleep 1
 done
 kill -TERM "${pids[1]}" 2>/dev/null || true
