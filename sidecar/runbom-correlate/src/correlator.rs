@@ -7,8 +7,7 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
-    resource::v1::Resource,
+    collector::trace::v1::ExportTraceServiceRequest, resource::v1::Resource,
 };
 use runbom_event::{
     Detail, KernelEvent, McpSide,
@@ -29,42 +28,8 @@ mod serving;
 
 use crate::procs::{Proc, int_attr, related, sender_ancestor};
 
-/// What is ready to go on: application and kernel spans, and kernel log records.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Output {
-    pub traces: ExportTraceServiceRequest,
-    pub logs: ExportLogsServiceRequest,
-}
-
-impl Output {
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.traces.resource_spans.is_empty() && self.logs.resource_logs.is_empty()
-    }
-}
-
-/// An event placed under a span, waiting for the span's trace to be decided.
-struct Placed {
-    event: KernelEvent,
-    span: SpanId,
-    trace: TraceId,
-    resource: Arc<Resource>,
-    method: Method,
-    confidence: &'static str,
-}
-
-impl Placed {
-    fn ancestry(event: KernelEvent, span: SpanId, trace: TraceId, resource: Arc<Resource>) -> Self {
-        Self {
-            event,
-            span,
-            trace,
-            resource,
-            method: Method::Ancestry,
-            confidence: correlation::MEDIUM,
-        }
-    }
-}
+pub use crate::placed::Output;
+use crate::placed::Placed;
 
 /// A held trace not decided yet: its id, its root (and when it arrived), its first arrival.
 type Undecided = (TraceId, Option<(SpanId, u64)>, u64);

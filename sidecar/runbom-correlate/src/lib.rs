@@ -6,6 +6,7 @@
 mod agentless;
 mod buffer;
 mod correlator;
+mod placed;
 mod procs;
 mod spans;
 mod stats;
