@@ -11,6 +11,9 @@
 //!   compared.
 //! - `mixed`: a syscall-heavy workload (opens, connects, execs in bursts) with runbom's embedded
 //!   defaults against the same workload without runbom, rounds interleaved.
+//! - `sustained`: paced opens under the embedded defaults: kernel records read per second and
+//!   per CPU-second, optionally against a second binary (`--peer`), rounds interleaved (run
+//!   only when named).
 //!
 //! The userspace throughput benchmark is a criterion bench: `cargo bench -p runbom-bench`.
 
@@ -25,6 +28,7 @@ mod reference;
 mod runbom;
 mod ssl;
 mod stats;
+mod sustained;
 mod syscalls;
 mod workload;
 
@@ -39,6 +43,7 @@ enum Section {
     Ssl,
     Pipes,
     Mixed,
+    Sustained,
 }
 
 /// runbom's benchmarks: per-syscall cost against reference probes, and loss accounting.
@@ -99,6 +104,31 @@ struct Cli {
     /// `mixed`: opens, connects and execs per burst.
     #[arg(long, value_delimiter = ',', default_value = "20000,2000,200")]
     mixed_burst: Vec<u64>,
+    /// `sustained`: a second runbom binary measured in the same rounds.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+    /// `sustained`: opens per second.
+    #[arg(long, default_value_t = 100_000)]
+    sustained_rate: u64,
+    /// `sustained`: seconds of load per run (more than `correlate`'s `wait`, 6 s, so that
+    /// events leave the stage while the load lasts).
+    #[arg(long, default_value_t = 12)]
+    sustained_seconds: u64,
+}
+
+fn sustained(cli: &Cli, runbom: &std::path::Path) -> anyhow::Result<String> {
+    let peer = match &cli.peer {
+        Some(p) => Some(std::fs::canonicalize(p)?),
+        None => None,
+    };
+    sustained::run(&sustained::Options {
+        runbom: runbom.to_owned(),
+        peer,
+        dir: cli.dir.clone(),
+        rounds: cli.rounds,
+        rate: cli.sustained_rate,
+        seconds: cli.sustained_seconds,
+    })
 }
 
 fn main() -> ExitCode {
@@ -186,6 +216,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             connects: n(1),
             execs: n(2),
         })?);
+        report.push('\n');
+    }
+    // Not part of "all" (it takes minutes and compares binaries): only when named.
+    if cli.sections.contains(&Section::Sustained) {
+        report.push_str(&sustained(cli, &runbom)?);
         report.push('\n');
     }
     if all || cli.sections.contains(&Section::Drops) {

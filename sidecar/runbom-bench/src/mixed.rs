@@ -78,7 +78,7 @@ fn burst(opts: &Options, path: &CString, port: &RefusedPort) -> Result<Burst> {
 }
 
 /// The embedded defaults with the OTLP receivers on free ports (the machine may run others).
-fn config(work: &Path) -> Result<PathBuf> {
+pub(crate) fn config(work: &Path) -> Result<PathBuf> {
     let grpc = runbom_testkit::net::free_port();
     let http = runbom_testkit::net::free_port();
     let text = EMBEDDED_DEFAULT

@@ -88,7 +88,12 @@ impl Runbom {
         fs::create_dir_all(work)?;
         let config = work.join("runbom.yaml");
         fs::write(&config, settings.yaml())?;
-        let mut cmd = runbom_testkit::Runbom::command(bin, &config, work);
+        Self::start_with(bin, work, &config, cpu)
+    }
+
+    /// [`Runbom::start`] with a configuration file of the caller's.
+    pub fn start_with(bin: &Path, work: &Path, config: &Path, cpu: Option<usize>) -> Result<Self> {
+        let mut cmd = runbom_testkit::Runbom::command(bin, config, work);
         if let Some(cpu) = cpu {
             // SAFETY: only an async-signal-safe system call runs between fork and exec.
             unsafe {

@@ -13,7 +13,7 @@ use runbom_event::{
     Detail, KernelEvent, McpSide,
     semconv::{PROCESS_PID, THREAD_ID, correlation},
 };
-use runbom_otlp::{ConvertOptions, Placement, convert};
+use runbom_otlp::{ConvertOptions, Placement};
 
 use crate::{
     Method, Settings, Stats,
@@ -28,8 +28,8 @@ mod serving;
 
 use crate::procs::{Proc, int_attr, related, sender_ancestor};
 
-pub use crate::placed::Output;
 use crate::placed::Placed;
+pub use crate::placed::{Decided, Output};
 
 /// A held trace not decided yet: its id, its root (and when it arrived), its first arrival.
 type Undecided = (TraceId, Option<(SpanId, u64)>, u64);
@@ -504,6 +504,11 @@ impl Correlator {
 
     /// Handles timers and hands out everything ready. `now`: Unix ns.
     pub fn poll(&mut self, now: u64) -> Output {
+        self.poll_decided(now).convert(&self.opts)
+    }
+
+    /// [`Correlator::poll`], the kernel events not converted yet.
+    pub fn poll_decided(&mut self, now: u64) -> Decided {
         let wait = self.wait();
         let window = ns(self.settings.window);
         // Events that waited `wait`: weaker methods now apply; strangers leave.
@@ -570,6 +575,11 @@ impl Correlator {
     /// known now allow (as if they had waited), traces are decided with what is known, and
     /// the rest goes as it is.
     pub fn flush(&mut self) -> Output {
+        self.flush_decided().convert(&self.opts)
+    }
+
+    /// [`Correlator::flush`], the kernel events not converted yet.
+    pub fn flush_decided(&mut self) -> Decided {
         let keys: Vec<Key> = self.buffer.young.iter().map(|(_, k)| *k).collect();
         let pids: std::collections::BTreeSet<u32> = keys.iter().map(|k| k.0).collect();
         for key in keys {
@@ -603,25 +613,36 @@ impl Correlator {
         self.stats.set_buffered(0, 0);
         let mut out = self.take_ready();
         self.agentless.close_all();
-        out.traces
-            .resource_spans
-            .extend(self.agentless.take_spans());
+        out.spans.extend(self.agentless.take_spans());
         out
     }
 
     /// Hands out what is ready without running the timers (cheap: call after every input;
     /// [`Correlator::poll`] on a timer).
     pub fn ready(&mut self) -> Output {
+        self.ready_decided().convert(&self.opts)
+    }
+
+    /// [`Correlator::ready`], the kernel events not converted yet.
+    pub fn ready_decided(&mut self) -> Decided {
         self.take_ready()
     }
 
-    fn take_ready(&mut self) -> Output {
+    /// The options the kernel events of a [`Decided`] are converted with.
+    #[must_use]
+    pub fn convert_options(&self) -> &ConvertOptions {
+        &self.opts
+    }
+
+    fn take_ready(&mut self) -> Decided {
         let (released, moved) = self.traces.release_ready();
         self.stats.add_stitched(moved);
         let mut spans = std::mem::take(&mut self.ready_spans);
         spans.extend(released);
-        let mut out = Output::default();
-        out.traces.resource_spans = regroup(spans);
+        let mut out = Decided {
+            spans: regroup(spans),
+            ..Decided::default()
+        };
 
         let mut events = Vec::new();
         let mut placements = Vec::new();
@@ -656,16 +677,9 @@ impl Correlator {
             });
         }
         events.extend(unplaced);
-        out.traces
-            .resource_spans
-            .extend(self.agentless.take_spans());
-        if !events.is_empty() {
-            let batch = convert(&events, &placements, &self.opts);
-            out.traces
-                .resource_spans
-                .extend(batch.traces.resource_spans);
-            out.logs = batch.logs;
-        }
+        out.spans.extend(self.agentless.take_spans());
+        out.events = events;
+        out.placements = placements;
         out
     }
 }

@@ -20,7 +20,8 @@ use std::time::Duration;
 use runbom_event::semconv::correlation;
 
 pub use buffer::event_bytes;
-pub use correlator::{Correlator, Output};
+pub use correlator::{Correlator, Decided, Output};
+pub use placed::{Share, worker_of};
 pub use stats::Stats;
 
 /// The `correlate` processor's settings.

@@ -1,12 +1,15 @@
-//! What the correlator hands out ([`Output`]) and what it holds placed until a trace is decided.
+//! What the correlator hands out ([`Output`], or [`Decided`] with the kernel events still to
+//! convert) and what it holds placed until a trace is decided.
 
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     resource::v1::Resource,
+    trace::v1::ResourceSpans,
 };
 use runbom_event::{KernelEvent, semconv::correlation};
+use runbom_otlp::{ConvertOptions, Placement, convert};
 
 use crate::{
     Method,
@@ -24,6 +27,115 @@ impl Output {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.traces.resource_spans.is_empty() && self.logs.resource_logs.is_empty()
+    }
+}
+
+/// What is ready to go on, with every decision made but the kernel events not yet converted:
+/// converting is the expensive part, and it can be shared by several tasks ([`Decided::split`]),
+/// while the decisions (which trace, which parent) stay with the one correlator.
+#[derive(Clone, Debug, Default)]
+pub struct Decided {
+    /// Application spans (stitched where decided) and the spans of agents without an SDK.
+    pub spans: Vec<ResourceSpans>,
+    /// The kernel events leaving, in the order the single-task path converts them.
+    pub events: Vec<KernelEvent>,
+    /// Where each of `events` goes (`None`: no application trace claimed it).
+    pub placements: Vec<Option<Placement>>,
+}
+
+/// A share of [`Decided::events`] with their placements, to convert on its own.
+#[derive(Debug, Default)]
+pub struct Share {
+    pub events: Vec<KernelEvent>,
+    pub placements: Vec<Option<Placement>>,
+}
+
+impl Share {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The share cut into shares of at most `most` events, in order (none when empty).
+    #[must_use]
+    pub fn pieces(self, most: usize) -> Vec<Share> {
+        let most = most.max(1);
+        if self.events.len() <= most {
+            return if self.is_empty() {
+                Vec::new()
+            } else {
+                vec![self]
+            };
+        }
+        let mut out = Vec::with_capacity(self.events.len().div_ceil(most));
+        let mut placements = self.placements.into_iter();
+        let mut events = self.events.into_iter().peekable();
+        while events.peek().is_some() {
+            let events: Vec<KernelEvent> = events.by_ref().take(most).collect();
+            let placements = placements.by_ref().take(events.len()).collect();
+            out.push(Share { events, placements });
+        }
+        out
+    }
+
+    /// The share's kernel spans and log records.
+    #[must_use]
+    pub fn convert(&self, opts: &ConvertOptions) -> Output {
+        if self.events.is_empty() {
+            return Output::default();
+        }
+        let batch = convert(&self.events, &self.placements, opts);
+        Output {
+            traces: batch.traces,
+            logs: batch.logs,
+        }
+    }
+}
+
+/// The worker that converts `pid`'s events when `workers` share them: always the same one,
+/// so that a process's events keep their order.
+#[must_use]
+pub fn worker_of(pid: u32, workers: usize) -> usize {
+    // A u32 always fits in usize on the targets runbom builds for (64-bit Linux).
+    pid as usize % workers.max(1)
+}
+
+impl Decided {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.events.is_empty()
+    }
+
+    /// Converts in this task: what [`crate::Correlator::poll`] returns.
+    #[must_use]
+    pub fn convert(self, opts: &ConvertOptions) -> Output {
+        let mut out = Output::default();
+        out.traces.resource_spans = self.spans;
+        let kernel = Share {
+            events: self.events,
+            placements: self.placements,
+        }
+        .convert(opts);
+        out.traces
+            .resource_spans
+            .extend(kernel.traces.resource_spans);
+        out.logs = kernel.logs;
+        out
+    }
+
+    /// Takes the kernel events out, shared over `workers` by process ([`worker_of`]), each
+    /// share in the order of `events`; the spans stay.
+    pub fn split(&mut self, workers: usize) -> Vec<Share> {
+        let workers = workers.max(1);
+        let mut shares: Vec<Share> = (0..workers).map(|_| Share::default()).collect();
+        let events = std::mem::take(&mut self.events);
+        let mut placements = std::mem::take(&mut self.placements).into_iter();
+        for ev in events {
+            let share = &mut shares[worker_of(ev.pid, workers)];
+            share.placements.push(placements.next().flatten());
+            share.events.push(ev);
+        }
+        shares
     }
 }
 

@@ -446,7 +446,7 @@ impl Graph {
                         correlate::register(&telemetry, &correlator.stats());
                         let o = correlate::Outcomes::new(telemetry.metrics());
                         tasks.push(tokio::spawn(correlate::run(
-                            rx, events_rx, tx, logs, correlator, o,
+                            rx, events_rx, tx, logs, correlator, o, c.workers,
                         )));
                         kernel_events = Some((c.source.clone(), events_tx));
                         rx = next;

@@ -27,7 +27,13 @@ pub struct CorrelateConfig {
     pub stitch: bool,
     /// Emit events no application span claimed as spans too (they are always logs).
     pub uncorrelated_spans: bool,
+    /// Tasks converting the correlated events into OTLP, events shared among them by process
+    /// (1 to 256; default: `min(2, CPUs)`, the runtime's threads).
+    pub workers: usize,
 }
+
+/// Most conversion tasks (`workers`).
+const MAX_WORKERS: usize = 256;
 
 impl Default for CorrelateConfig {
     fn default() -> Self {
@@ -39,6 +45,7 @@ impl Default for CorrelateConfig {
             memory_limit_mib: (s.max_buffered_bytes >> 20) as u64,
             stitch: s.stitch,
             uncorrelated_spans: s.uncorrelated_spans,
+            workers: super::default_workers(),
         }
     }
 }
@@ -50,7 +57,13 @@ impl ProcessorConfig for CorrelateConfig {
         }
         at.not_below_wait("window", self.window, self.wait)?;
         at.at_least_one("max_buffered_events", self.max_buffered_events)?;
-        at.at_least_one("memory_limit_mib", self.memory_limit_mib)
+        at.at_least_one("memory_limit_mib", self.memory_limit_mib)?;
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return Err(at
+                .at("workers")
+                .error(format!("{} must be 1 to {MAX_WORKERS}", self.workers)));
+        }
+        Ok(())
     }
 
     /// What the pipeline stage takes; its source is the ebpf receiver of its pipeline.
@@ -67,6 +80,7 @@ impl ProcessorConfig for CorrelateConfig {
                 host_name: ctx.host_name.to_owned(),
                 ..runbom_correlate::Settings::default()
             },
+            workers: self.workers,
             // Checked when the configuration was read: the pipeline lists one.
             source: ctx.kernel_source.unwrap_or("ebpf").to_owned(),
         })))
@@ -210,6 +224,27 @@ service:
             &bad,
             "`processors.correlate.window`: must be at least `wait`",
         );
+    }
+
+    #[test]
+    fn workers_default_to_the_runtime_threads_and_are_checked() {
+        let in_traces = |section: &str| {
+            BASE.replace(
+                "processors:\n  batch: {}",
+                &format!("processors:\n  batch: {{}}\n  correlate:{section}"),
+            )
+            .replacen("processors: [batch]", "processors: [correlate, batch]", 1)
+        };
+        let text = in_traces("\n    workers: 3");
+        let c = Config::parse(&text, "c.yaml").expect("valid");
+        let p = c
+            .processor::<CorrelateConfig>("correlate")
+            .expect("correlate");
+        assert_eq!(p.workers, 3);
+        let d = CorrelateConfig::default().workers;
+        assert!((1..=2).contains(&d), "min(2, CPUs), got {d}");
+        let text = in_traces("\n    workers: 0");
+        assert_refused(&text, "`processors.correlate.workers`: 0 must be 1 to 256");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! The `correlate` processor: one task owning a [`Correlator`] (`runbom-correlate`). It takes
 //! the traces pipeline's application spans and the ebpf receiver's kernel events, sends spans
 //! (application and kernel) down its pipeline, and kernel log records into the logs pipelines
-//! that list the ebpf receiver. See `docs/correlation.md`.
+//! that list the ebpf receiver. The correlator decides where each event goes; converting the
+//! events into OTLP is shared by `workers` tasks ([`workers`]). See `docs/correlation.md`.
 
 pub mod config;
 mod outcomes;
+pub mod workers;
+#[cfg(test)]
+mod workers_tests;
 
 pub use outcomes::Outcomes;
+pub use workers::default_workers;
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,6 +29,8 @@ pub const TICK: Duration = Duration::from_millis(250);
 #[derive(Clone, Debug)]
 pub struct CorrelateSpec {
     pub settings: Settings,
+    /// Tasks converting the correlated events into OTLP (1: the stage's own task).
+    pub workers: usize,
     /// The ebpf receiver whose events it correlates, and whose logs pipelines get its logs.
     pub source: String,
 }
@@ -111,7 +118,7 @@ pub enum KernelLogs {
 }
 
 /// Runs until both inputs close, then releases everything it holds and returns (closing
-/// `tx`).
+/// `tx` once its `workers` have sent what they converted).
 pub async fn run(
     mut spans: mpsc::Receiver<Signal>,
     mut events: mpsc::Receiver<Vec<KernelEvent>>,
@@ -119,7 +126,10 @@ pub async fn run(
     logs: KernelLogs,
     mut correlator: Correlator,
     outcomes: Outcomes,
+    workers: usize,
 ) {
+    let mut convert =
+        workers::Convert::start(workers, correlator.convert_options(), &tx, &logs, &outcomes);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut spans_open, mut events_open) = (true, true);
@@ -128,7 +138,7 @@ pub async fn run(
             got = spans.recv(), if spans_open => match got {
                 Some(Signal::Traces(request)) => {
                     correlator.add_spans(request, unix_now());
-                    correlator.ready()
+                    correlator.ready_decided()
                 }
                 Some(other) => {
                     // A traces pipeline carries traces; anything else passes untouched.
@@ -148,21 +158,17 @@ pub async fn run(
                     continue;
                 };
                 correlator.add_events(batch, unix_now());
-                correlator.ready()
+                correlator.ready_decided()
             }
-            _ = tick.tick() => correlator.poll(unix_now()),
+            _ = tick.tick() => correlator.poll_decided(unix_now()),
         };
-        if out.is_empty() {
-            continue;
-        }
-        outcomes.count(&out);
-        if !send(out, &tx, &logs).await {
+        if !convert.send(out, &tx, &logs, &outcomes).await {
             return;
         }
     }
-    let out = correlator.flush();
-    outcomes.count(&out);
-    send(out, &tx, &logs).await;
+    let out = correlator.flush_decided();
+    convert.send(out, &tx, &logs, &outcomes).await;
+    convert.finish().await;
 }
 
 /// Sends spans downstream and logs where they go; false once downstream is gone.
@@ -289,6 +295,7 @@ mod tests {
             KernelLogs::Pipelines(Some(logs)),
             correlator,
             Outcomes::new(telemetry.metrics()),
+            1,
         ));
 
         let t0 = unix_now();
