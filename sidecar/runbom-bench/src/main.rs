@@ -12,7 +12,7 @@
 //! - `mixed`: a syscall-heavy workload (opens, connects, execs in bursts) with runbom's embedded
 //!   defaults against the same workload without runbom, rounds interleaved.
 //! - `sustained`: paced opens under the embedded defaults: kernel records read per second and
-//!   per CPU-second, optionally against a second binary (`--peer`), rounds interleaved (run
+//!   per CPU-second, for each of several `correlate` worker counts, rounds interleaved (run
 //!   only when named).
 //!
 //! The userspace throughput benchmark is a criterion bench: `cargo bench -p runbom-bench`.
@@ -104,9 +104,9 @@ struct Cli {
     /// `mixed`: opens, connects and execs per burst.
     #[arg(long, value_delimiter = ',', default_value = "20000,2000,200")]
     mixed_burst: Vec<u64>,
-    /// `sustained`: a second runbom binary measured in the same rounds.
-    #[arg(long)]
-    peer: Option<PathBuf>,
+    /// `sustained`: `processors.correlate.workers` of each condition (1: the single-task path).
+    #[arg(long, value_delimiter = ',', default_value = "2,1")]
+    sustained_workers: Vec<usize>,
     /// `sustained`: opens per second.
     #[arg(long, default_value_t = 100_000)]
     sustained_rate: u64,
@@ -117,13 +117,9 @@ struct Cli {
 }
 
 fn sustained(cli: &Cli, runbom: &std::path::Path) -> anyhow::Result<String> {
-    let peer = match &cli.peer {
-        Some(p) => Some(std::fs::canonicalize(p)?),
-        None => None,
-    };
     sustained::run(&sustained::Options {
         runbom: runbom.to_owned(),
-        peer,
+        workers: cli.sustained_workers.clone(),
         dir: cli.dir.clone(),
         rounds: cli.rounds,
         rate: cli.sustained_rate,

@@ -1,10 +1,10 @@
 //! Benchmark (f): sustained opens under runbom's embedded defaults (`correlate` and `aibom` in
-//! the traces pipeline, the `file` exporter), one binary or two side by side. A workload opens
-//! a watched path at a fixed rate for a while; afterwards runbom's closing summary says how
-//! many kernel records it read (and how many the kernel shed or dropped), and its CPU time
-//! after start-up how much that cost. Measured: records read per second of load (what runbom
-//! kept up with) and kernel records per CPU-second (what each record cost, drain included).
-//! With `--peer`, rounds alternate which binary runs first.
+//! the traces pipeline, the `file` exporter), with each of several `processors.correlate.workers`
+//! values (1: the single-task path). A workload opens a watched path at a fixed rate for a
+//! while; afterwards runbom's closing summary says how many kernel records it read (and how
+//! many the kernel shed or dropped), and its CPU time after start-up how much that cost.
+//! Measured: records read per second of load (what runbom kept up with) and kernel records per
+//! CPU-second (what each record cost, drain included). Rounds alternate the conditions' order.
 
 use std::{ffi::CString, fmt::Write as _, path::PathBuf, time::Duration};
 
@@ -14,8 +14,8 @@ use crate::{runbom::Runbom, stats::Samples, workload};
 
 pub struct Options {
     pub runbom: PathBuf,
-    /// A second binary measured in the same rounds (e.g. the parent commit's build).
-    pub peer: Option<PathBuf>,
+    /// `processors.correlate.workers` of each condition.
+    pub workers: Vec<usize>,
     pub dir: PathBuf,
     pub rounds: usize,
     /// Opens per second.
@@ -31,12 +31,18 @@ struct Run {
     ring_full: u64,
 }
 
-fn once(bin: &std::path::Path, opts: &Options, path: &CString) -> Result<Run> {
+fn once(workers: usize, opts: &Options, path: &CString) -> Result<Run> {
     let work = opts.dir.join("sustained");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let config = crate::mixed::config(&work)?;
-    let rb = Runbom::start_with(bin, &work, &config, None)?;
+    let text = std::fs::read_to_string(&config)?.replacen(
+        "  correlate: {}",
+        &format!("  correlate:\n    workers: {workers}"),
+        1,
+    );
+    std::fs::write(&config, text)?;
+    let rb = Runbom::start_with(&opts.runbom, &work, &config, None)?;
     let (_, elapsed) = workload::paced(path, opts.rate, Duration::from_secs(opts.seconds));
     let summary = rb.stop()?;
     let _ = std::fs::remove_dir_all(&work);
@@ -57,7 +63,11 @@ pub fn run(opts: &Options) -> Result<String> {
     std::fs::write(&file, b"x")?;
     let path = CString::new(file.as_os_str().as_encoded_bytes())?;
     workload::check_open(&path)?;
-    let bins: Vec<&PathBuf> = std::iter::once(&opts.runbom).chain(&opts.peer).collect();
+    let bins: Vec<String> = opts
+        .workers
+        .iter()
+        .map(|w| format!("workers: {w}"))
+        .collect();
     let mut rows = String::new();
     let mut read: Vec<Samples> = bins.iter().map(|_| Samples::default()).collect();
     let mut per_cpu: Vec<Samples> = bins.iter().map(|_| Samples::default()).collect();
@@ -72,18 +82,18 @@ pub fn run(opts: &Options) -> Result<String> {
             eprintln!(
                 "[bench] sustained: round {} {} at {} opens/s for {} s",
                 round + 1,
-                bins[i].display(),
+                bins[i],
                 opts.rate,
                 opts.seconds
             );
-            let r = once(bins[i], opts, &path)?;
+            let r = once(opts.workers[i], opts, &path)?;
             read[i].push(r.records_per_s);
             per_cpu[i].push(r.per_cpu_s);
             let _ = writeln!(
                 rows,
                 "| {} | {} | {:.0} | {:.0} | {} | {} |",
                 round + 1,
-                bins[i].display(),
+                bins[i],
                 r.records_per_s,
                 r.per_cpu_s,
                 r.shed,
@@ -98,15 +108,14 @@ pub fn run(opts: &Options) -> Result<String> {
     }
     let mut out = format!(
         "### (f) Sustained opens, embedded defaults ({} opens/s for {} s, {} rounds)\n\n\
-         | round | binary | kernel records read per s | kernel records per CPU-second | shed | ring full |\n\
+         | round | correlate | kernel records read per s | kernel records per CPU-second | shed | ring full |\n\
          |---:|---|---:|---:|---:|---:|\n{rows}\n",
         opts.rate, opts.seconds, opts.rounds
     );
     for (i, bin) in bins.iter().enumerate() {
         let _ = writeln!(
             out,
-            "{}: read {:.0}/s (median; {:.0}..{:.0}), {:.0} per CPU-second ({:.0}..{:.0})",
-            bin.display(),
+            "{bin}: read {:.0}/s (median; {:.0}..{:.0}), {:.0} per CPU-second ({:.0}..{:.0})",
             read[i].median(),
             read[i].min(),
             read[i].max(),
@@ -115,11 +124,13 @@ pub fn run(opts: &Options) -> Result<String> {
             per_cpu[i].max()
         );
     }
-    if opts.peer.is_some() {
+    if bins.len() == 2 {
         let _ = writeln!(
             out,
-            "\nfirst / second, paired by round: read {:.2}× ({:.2}..{:.2}), per CPU-second \
+            "\n{} / {}, paired by round: read {:.2}× ({:.2}..{:.2}), per CPU-second \
              {:.2}× ({:.2}..{:.2})",
+            bins[0],
+            bins[1],
             ratio_read.median(),
             ratio_read.min(),
             ratio_read.max(),
