@@ -35,7 +35,8 @@ impl Outcomes {
     }
 
     /// Counts each kernel event once, by its log record (every event has one; a placed
-    /// event's record carries the method and confidence its span does).
+    /// event's record carries the method and confidence its span does). Tallied first, so
+    /// that the counter is touched once per method and confidence, not once per record.
     pub fn count(&self, out: &Output) {
         let records = out
             .logs
@@ -43,19 +44,27 @@ impl Outcomes {
             .iter()
             .flat_map(|r| &r.scope_logs)
             .flat_map(|s| &s.log_records);
+        let mut tally: Vec<((&str, &str), u64)> = Vec::new();
         for record in records {
             let a = &record.attributes;
-            self.add(
+            let key = (
                 attr(a, RUNBOM_CORRELATION_METHOD).unwrap_or(correlation::NONE),
                 attr(a, RUNBOM_CORRELATION_CONFIDENCE).unwrap_or(correlation::NONE),
             );
+            match tally.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => tally.push((key, 1)),
+            }
+        }
+        for ((method, confidence), n) in tally {
+            self.add(n, method, confidence);
         }
     }
 
-    fn add(&self, method: &str, confidence: &str) {
+    fn add(&self, n: u64, method: &str, confidence: &str) {
         // Both come from runbom's own converter: a fixed, small set of values.
         self.0.add(
-            1,
+            n,
             &[
                 KeyValue::new(RUNBOM_CORRELATION_METHOD, method.to_owned()),
                 KeyValue::new(RUNBOM_CORRELATION_CONFIDENCE, confidence.to_owned()),
