@@ -79,6 +79,7 @@ pub async fn run(config: Config, selftel: selftel::SelfTelemetry) -> Result<()> 
         .await
     {
         Ok(running) => {
+            crate::resident::started(&stop);
             shutdown_signal().await;
             running
                 .stop(&config, &telemetry, &stop)
