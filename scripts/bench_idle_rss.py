@@ -65,6 +65,20 @@ def rollup(pid: int) -> dict[str, float]:
     return out
 
 
+def kernel_counters(pid: int) -> tuple[float, float]:
+    """(kernel records read, records shed) so far, from runbom's /metrics in its namespace."""
+    text = subprocess.run(
+        ["nsenter", f"--net=/proc/{pid}/ns/net", "curl", "-s", "--max-time", "5",
+         "http://127.0.0.1:8888/metrics"], capture_output=True, text=True, check=False).stdout
+    records = shed = 0.0
+    for line in text.splitlines():
+        if line.startswith("runbom_kernel_records_total"):
+            records += float(line.split()[-1])
+        elif line.startswith("runbom_kernel_shed_total"):
+            shed += float(line.split()[-1])
+    return records, shed
+
+
 def by_mapping(pid: int, binary: Path) -> dict[str, tuple[float, float]]:
     """(RSS, PSS) in MiB of each category of mapping (see the module's description)."""
     totals = {c: [0.0, 0.0] for c in CATEGORIES}
@@ -112,9 +126,13 @@ def measure(label: str, binary: Path, env: dict[str, str]) -> dict[str, float]:
                                  + (work / "runbom.log").read_text()[-2000:])
             time.sleep(0.5)
         samples = []
+        records0, shed0 = kernel_counters(proc.pid)
+        began = time.monotonic()
         for _ in range(SAMPLE):
             samples.append(rollup(proc.pid))
             time.sleep(1)
+        records1, shed1 = kernel_counters(proc.pid)
+        took = time.monotonic() - began
         maps = by_mapping(proc.pid, binary)
         threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
     finally:
@@ -135,6 +153,9 @@ def measure(label: str, binary: Path, env: dict[str, str]) -> dict[str, float]:
         "rss_max": max(s["Rss"] for s in samples),
         "load": load,
         "threads": threads,
+        # What the machine's other processes made runbom do meanwhile: not idle when high.
+        "records_per_s": (records1 - records0) / took,
+        "shed_per_s": (shed1 - shed0) / took,
         "huge": statistics.median(s.get("AnonHugePages", 0.0) for s in samples),
     }
     for c, (rss, pss) in maps.items():
@@ -144,7 +165,8 @@ def measure(label: str, binary: Path, env: dict[str, str]) -> dict[str, float]:
     result["rss_ring_once"] = result["rss"] - result["ring_rss"] / 2
     say(f"{label}: RSS {result['rss']:.1f} MiB (samples {result['rss_min']:.1f}–"
         f"{result['rss_max']:.1f}), PSS {result['pss']:.1f}, ring once "
-        f"{result['rss_ring_once']:.1f}, {threads} threads, anonymous huge pages "
+        f"{result['rss_ring_once']:.1f}, {threads} threads, kernel records "
+        f"{result['records_per_s']:.0f}/s (shed {result['shed_per_s']:.0f}/s), anonymous huge pages "
         f"{result['huge']:.1f}, load {load:.1f}; by mapping (RSS/PSS): "
         + ", ".join(f"{c} {maps[c][0]:.1f}/{maps[c][1]:.1f}" for c in CATEGORIES))
     return result
@@ -153,7 +175,8 @@ def measure(label: str, binary: Path, env: dict[str, str]) -> dict[str, float]:
 def summary(label: str, runs: list[dict[str, float]]) -> list[str]:
     rows = []
     for key, what in [("rss", "RSS"), ("rss_ring_once", "RSS, ring counted once"),
-                      ("pss", "PSS"), ("anon", "anonymous")] + [
+                      ("pss", "PSS"), ("anon", "anonymous"),
+                      ("records_per_s", "kernel records/s meanwhile")] + [
                           (f"{c}_rss", f"{c} (RSS)") for c in CATEGORIES]:
         values = [r[key] for r in runs]
         rows.append(f"| {label} | {what} | {statistics.median(values):.1f} | "
@@ -180,7 +203,7 @@ def main() -> None:
           f"{SAMPLE} samples; load average {min(r['load'] for rs in results.values() for r in rs):.1f}"
           f"–{max(r['load'] for rs in results.values() for r in rs):.1f}")
     print()
-    print("| binary | MiB | median | min | max |")
+    print("| binary | MiB (records/s) | median | min | max |")
     print("|---|---|---:|---:|---:|")
     for label, runs in results.items():
         print("\n".join(summary(label, runs)))
