@@ -76,7 +76,7 @@ fn measure(
     let _ = std::fs::remove_dir_all(&out);
     Ok(Outcome {
         scenario: name.to_owned(),
-        ring: ring_bytes.map_or_else(|| "default (8 MiB)".into(), human_bytes),
+        ring: ring_bytes.map_or_else(|| "default".into(), human_bytes),
         produced,
         elapsed,
         exported,

@@ -203,7 +203,7 @@ impl Default for HttpCapture {
 impl Default for ProbeSettings {
     fn default() -> Self {
         Self {
-            ring_bytes: 8 << 20,
+            ring_bytes: 4 << 20,
             argv_max: 1024,
             file_include: vec!["/".into()],
             file_exclude: [

@@ -1,7 +1,9 @@
 //! The `runbom` command.
 
+mod allocator;
 mod bom;
 mod investigate;
+mod resident;
 mod run;
 mod selftel;
 
@@ -10,38 +12,6 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 
 use runbom_pipeline::{Config, ConfigError};
-
-// A thread-caching allocator: the pipeline allocates and frees many small buffers per request
-// on several runtime threads; glibc's malloc spent ~70% of the cycles in the benchmarks.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `mi_option_arena_eager_commit` (`mimalloc.h`, `mi_option_e`; the bindings name
-/// only some options).
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-
-/// Lets the allocator return what runbom frees at start-up. By default mimalloc commits its
-/// 1 GiB arena eagerly on Linux and then never returns its freed pages (the probes' loading,
-/// the kernel's BTF and the first OpenSSL scan leave ~20 MiB resident for good); committed on
-/// demand, freed pages are purged after `purge_delay`. It must run before the first allocation
-/// reserves the arena, and the Rust runtime allocates before `main`: so it runs as a
-/// constructor, with the program's other initialisers.
-#[used]
-#[unsafe(link_section = ".init_array")]
-static COMMIT_ON_DEMAND: extern "C" fn() = {
-    extern "C" fn commit_on_demand() {
-        // SAFETY: `mi_option_set` has no preconditions (mimalloc initialises itself first).
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
-    }
-    commit_on_demand
-};
-
-/// Returns the memory the allocator holds freed to the system (the `memory_limiter` calls it
-/// above its soft limit, where the Collector would force a garbage collection).
-fn release_freed_memory() {
-    // SAFETY: `mi_collect` has no preconditions; it may be called from any thread.
-    unsafe { libmimalloc_sys::mi_collect(true) }
-}
 
 /// runbom: an AI agent's runtime behaviour as OpenTelemetry evidence.
 #[derive(Parser)]
@@ -225,7 +195,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config, &selftel);
-            runbom_pipeline::processor::memory_limiter::set_release(release_freed_memory);
+            runbom_pipeline::processor::memory_limiter::set_release(
+                allocator::release_freed_memory,
+            );
             match runtime.block_on(run::run(config, selftel)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

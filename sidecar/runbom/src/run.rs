@@ -79,7 +79,10 @@ pub async fn run(config: Config, selftel: selftel::SelfTelemetry) -> Result<()> 
         .await
     {
         Ok(running) => {
-            shutdown_signal().await;
+            // Listening before start-up's memory is handed back: a signal meanwhile is not lost.
+            let shutdown = shutdown_signal();
+            crate::resident::started(&stop);
+            shutdown.await;
             running
                 .stop(&config, &telemetry, &stop)
                 .instrument(info_span!("runbom.shutdown"))
@@ -290,17 +293,35 @@ fn summary(telemetry: &Telemetry) {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!("cannot watch SIGTERM ({e}); stop runbom with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Ctrl-C or SIGTERM, listened for from the call on (not from the first poll).
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let mut interrupt = match interrupt {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot watch Ctrl-C ({e}); stop runbom with SIGTERM");
+                if let Ok(mut term) = terminate {
+                    term.recv().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+                return;
+            }
+        };
+        match terminate {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!("cannot watch SIGTERM ({e}); stop runbom with Ctrl-C");
+                interrupt.recv().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
