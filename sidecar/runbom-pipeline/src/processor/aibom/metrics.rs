@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::{
 use runbom_aibom::span::{attr, attr_bool, attr_strs};
 use runbom_event::semconv::{
     AIBOM_AGENT_REF, AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, AIBOM_DRIFT_KINDS,
-    AIBOM_DRIFT_SUBJECT, K8S_NAMESPACE_NAME, drift,
+    AIBOM_DRIFT_SUBJECT, AIBOM_PREFIX, K8S_NAMESPACE_NAME, drift,
 };
 
 use crate::telemetry::{SelfMetrics, bounded::Bounded, fresh::FreshCounter};
@@ -60,13 +60,19 @@ struct SpanLabels<'a> {
 }
 
 impl<'a> SpanLabels<'a> {
-    /// One pass over the span's attributes (the first of each key counts, as `attr` reads it).
+    /// The labels a judged span carries. The processor writes its `aibom.*` attributes after
+    /// the span's others (having removed any the sender set), so they are the last ones: read
+    /// from the end until the first that is not one of them.
     fn of(attributes: &'a [OtlpKeyValue], namespace: Option<&'a str>) -> Self {
         let mut l = Self {
             namespace,
             ..Self::default()
         };
-        for kv in attributes {
+        for kv in attributes
+            .iter()
+            .rev()
+            .take_while(|kv| kv.key.starts_with(AIBOM_PREFIX))
+        {
             let one = std::slice::from_ref(kv);
             match kv.key.as_str() {
                 AIBOM_AGENT_REF if l.agent.is_none() => l.agent = attr(one, AIBOM_AGENT_REF),
