@@ -22,7 +22,7 @@ use crate::{
     arguments::{self, ArgumentPolicy},
     bom::{DeclaredBom, IdentitySpec},
     judged::{Earlier, Finding, Judged, depth, is_step},
-    otlp::{any_str, kv_array, kv_str, kv_string, push_rfc3339},
+    otlp::{kv_array, kv_str, kv_string, push_rfc3339},
     scrub,
     span::{Activity, attr},
     verdict::flag,
@@ -146,7 +146,9 @@ pub fn alert(
         &bom.serial_number,
         tool.is_some(),
     );
-    let body = any_str(&chain.join("\n"));
+    let body = AnyValue {
+        value: Some(any_value::Value::StringValue(chain.join("\n"))),
+    };
     attributes.push(KeyValue {
         key: AIBOM_CHAIN.to_owned(),
         value: Some(AnyValue {
