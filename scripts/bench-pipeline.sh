@@ -27,6 +27,9 @@
 # PEER=baseline compares this build with another runbom binary, BASELINE_RUNBOM=/path/to/runbom
 # (e.g. built from an earlier commit), on the same configuration (otlp → batch → nop; with
 # AIBOM=1 both run otlp → aibom → batch → nop): a before/after check of a change.
+# RUNBOM_BINARY=/path/to/runbom measures that binary instead of this build's (e.g. the
+# processor on/off of an earlier commit); BUILD=0 uses the release binaries as they are
+# (no cargo build: the sources may have moved on since they were built).
 # MODE=low is the low-concurrency comparison: 4 streams over 4 connections (CONCURRENCY and
 # CONNECTIONS still override), every server pinned to one core (SERVER_CPUS, default 0) and the
 # generator to another (LOAD_CPUS, default 1), so the per-request fixed costs (task wake-ups,
@@ -85,10 +88,12 @@ if [ ! -x "$ROTEL" ]; then
     exit 1
 fi
 
-say "building release binaries (runbom, runbom-loadgen)"
-cargo build --release --quiet -p runbom -p runbom-loadgen
 TARGET=${CARGO_TARGET_DIR:-target}
-RUNBOM=$TARGET/release/runbom
+if [ "${BUILD:-1}" = 1 ]; then
+    say "building release binaries (runbom, runbom-loadgen)"
+    cargo build --release --quiet -p runbom -p runbom-loadgen
+fi
+RUNBOM=${RUNBOM_BINARY:-$TARGET/release/runbom}
 LOADGEN=$TARGET/release/runbom-loadgen
 
 if [ "$PEER" = baseline ] && [ ! -x "$BASELINE_RUNBOM" ]; then

@@ -22,7 +22,7 @@ use crate::{
     arguments::{self, ArgumentPolicy},
     bom::{DeclaredBom, IdentitySpec},
     judged::{Earlier, Finding, Judged, depth, is_step},
-    otlp::{any_str, kv_str, kv_strs, rfc3339},
+    otlp::{kv_array, kv_str, kv_string, push_rfc3339},
     scrub,
     span::{Activity, attr},
     verdict::flag,
@@ -39,6 +39,8 @@ const MAX_STEPS: usize = 64;
 pub struct StepLines {
     here: Vec<Line>,
     earlier: Vec<Line>,
+    /// Where a step's text is written before it becomes a line (one buffer for all).
+    scratch: String,
 }
 
 /// One step's line in [`StepLines`].
@@ -51,8 +53,13 @@ enum Line {
 }
 
 impl StepLines {
-    /// The line of step `s` (`None`: not a step), written by `write` the first time.
-    fn get(&mut self, s: &Step<'_>, write: impl FnOnce() -> Option<String>) -> Option<&String> {
+    /// The line of step `s` (`None`: not a step), written by `write` (given the scratch
+    /// buffer) the first time.
+    fn get(
+        &mut self,
+        s: &Step<'_>,
+        write: impl FnOnce(&mut String) -> Option<String>,
+    ) -> Option<&String> {
         let (slots, at) = match s.origin {
             Origin::Here(i) => (&mut self.here, i),
             Origin::Earlier(i) => (&mut self.earlier, i),
@@ -61,7 +68,7 @@ impl StepLines {
             slots.resize(at + 1, Line::NotWritten);
         }
         if matches!(slots[at], Line::NotWritten) {
-            slots[at] = write().map_or(Line::NotAStep, Line::Written);
+            slots[at] = write(&mut self.scratch).map_or(Line::NotAStep, Line::Written);
         }
         match &slots[at] {
             Line::Written(line) => Some(line),
@@ -95,19 +102,21 @@ pub fn alert(
     } else {
         (SeverityNumber::Warn, "WARN")
     };
-    let kinds: Vec<String> = finding.kinds.iter().map(|k| (*k).to_owned()).collect();
-    let mut attributes = vec![
+    // Room for the attributes below: six, three optional, the resource's few, the guardrail's
+    // nine, the chain.
+    let mut attributes = Vec::with_capacity(6 + 3 + 4 + crate::guardrail::ATTRIBUTES + 1);
+    attributes.extend([
         kv_str(EVENT_NAME, event::AIBOM_DRIFT),
         // Contract §6: which runbom emitted it.
         kv_str(
             runbom_event::semconv::RUNBOM_INSTANCE_ID,
             runbom_event::ids::instance_id(),
         ),
-        kv_strs(AIBOM_DRIFT_KINDS, &kinds),
-        kv_str(AIBOM_DRIFT_REASON, &scrub::text(&finding.reason, 1024)),
+        kv_array(AIBOM_DRIFT_KINDS, finding.kinds.iter().copied()),
+        kv_string(AIBOM_DRIFT_REASON, scrub::text(&finding.reason, 1024)),
         kv_str(AIBOM_AGENT_REF, &finding.agent),
-        kv_str(AIBOM_DRIFT_SUBJECT, &scrub::text(&finding.subject, 512)),
-    ];
+        kv_string(AIBOM_DRIFT_SUBJECT, scrub::text(&finding.subject, 512)),
+    ]);
     let tool = finding.tool.and_then(|t| judged.tool(items, earlier, t));
     let component = judged.verdicts[o]
         .component
@@ -131,13 +140,15 @@ pub fn alert(
             attributes.push(kv.clone());
         }
     }
-    let kind_names: Vec<&str> = finding.kinds.iter().map(|k| &**k).collect();
-    attributes.extend(crate::guardrail::attributes(
-        &kind_names,
+    crate::guardrail::push_attributes(
+        &mut attributes,
+        &finding.kinds,
         &bom.serial_number,
         tool.is_some(),
-    ));
-    let body = any_str(&chain.join("\n"));
+    );
+    let body = AnyValue {
+        value: Some(any_value::Value::StringValue(chain.join("\n"))),
+    };
     attributes.push(KeyValue {
         key: AIBOM_CHAIN.to_owned(),
         value: Some(AnyValue {
@@ -256,17 +267,17 @@ pub fn chain(
     let offender = here(o);
     let mut lines: Vec<String> = Vec::with_capacity(steps.len() + 1);
     for s in &steps {
-        if let Some(l) = memo.get(s, || step(s, policy).map(|text| line(bom, s, &text))) {
+        let written = memo.get(s, |text| {
+            text.clear();
+            step_into(text, s, policy).then(|| line(bom, s, text))
+        });
+        if let Some(l) = written {
             lines.push(l.clone());
         }
     }
-    let text = format!(
-        "DRIFT {}: {} — {}",
-        finding.kinds.join(","),
-        step(&offender, policy).unwrap_or_else(|| offender.name.to_owned()),
-        finding.reason
-    );
-    lines.push(line(bom, &offender, &text));
+    let text = &mut memo.scratch;
+    drift_text(text, finding, &offender, policy);
+    lines.push(line(bom, &offender, text));
     // The drift of an MCP call: what was done while it was served (the server's file access,
     // connects, execs) follows it.
     if matches!(judged.activities[o], Activity::Mcp { .. }) {
@@ -282,9 +293,14 @@ pub fn chain(
             .map(here)
             .collect();
         during.sort_by_key(|s| s.start);
-        lines.extend(during.iter().filter_map(|s| {
-            step(s, policy).map(|t| line(bom, s, &format!("during the call: {t}")))
-        }));
+        let text = &mut memo.scratch;
+        for s in &during {
+            text.clear();
+            text.push_str("during the call: ");
+            if step_into(text, s, policy) {
+                lines.push(line(bom, s, text));
+            }
+        }
     }
     if lines.len() > MAX_STEPS {
         let tail = lines.split_off(lines.len() - (MAX_STEPS - 1));
@@ -294,13 +310,34 @@ pub fn chain(
     lines
 }
 
+/// `DRIFT <kinds>: <the offending step> — <reason>` in `text` (cleared first).
+fn drift_text(text: &mut String, finding: &Finding, offender: &Step<'_>, policy: &ArgumentPolicy) {
+    text.clear();
+    text.push_str("DRIFT ");
+    for (k, kind) in finding.kinds.iter().enumerate() {
+        if k > 0 {
+            text.push(',');
+        }
+        text.push_str(kind);
+    }
+    text.push_str(": ");
+    if !step_into(text, offender, policy) {
+        text.push_str(offender.name);
+    }
+    text.push_str(" — ");
+    text.push_str(&finding.reason);
+}
+
+/// `<time> <text, scrubbed> (<identity>)`, written into one buffer.
 fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str) -> String {
-    format!(
-        "{} {} ({})",
-        rfc3339(s.start),
-        scrub::text(text, 2048),
-        identity(bom, s)
-    )
+    let mut out = String::with_capacity(text.len() + 64);
+    push_rfc3339(&mut out, s.start);
+    out.push(' ');
+    scrub::push_text(&mut out, text, 2048);
+    out.push_str(" (");
+    push_identity(&mut out, bom, s);
+    out.push(')');
+    out
 }
 
 /// What a span or kernel log record did, as a chain step's text (`None`: not a step).
@@ -310,7 +347,9 @@ pub(crate) fn describe(
     name: &str,
     policy: &ArgumentPolicy,
 ) -> Option<String> {
-    step(
+    let mut text = String::new();
+    step_into(
+        &mut text,
         &Step {
             origin: Origin::Here(0),
             start: 0,
@@ -325,11 +364,12 @@ pub(crate) fn describe(
         },
         policy,
     )
+    .then_some(text)
 }
 
 /// `mcp: tools/call write_file (server node …/server-filesystem/dist/index.js /data)`, or
 /// `(server https://mcp.example.com/mcp)` for a streamable-HTTP server.
-fn mcp_step(act: &Activity) -> String {
+fn mcp_step(t: &mut String, act: &Activity) {
     let Activity::Mcp {
         method,
         tool,
@@ -337,111 +377,148 @@ fn mcp_step(act: &Activity) -> String {
         url,
     } = act
     else {
-        return String::new();
+        return;
     };
-    let server = match (server, url) {
-        (Some(c), _) => format!(" (server {})", scrub::command_line(c)),
-        (None, Some(u)) => format!(" (server {})", scrub::url(u)),
-        (None, None) => String::new(),
-    };
-    let tool = tool.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
-    format!("mcp: {method}{tool}{server}")
+    let _ = write!(t, "mcp: {method}");
+    if let Some(tool) = tool {
+        let _ = write!(t, " {tool}");
+    }
+    match (server, url) {
+        (Some(c), _) => {
+            let _ = write!(t, " (server {})", scrub::command_line(c));
+        }
+        (None, Some(u)) => {
+            let _ = write!(t, " (server {})", scrub::url(u));
+        }
+        (None, None) => {}
+    }
 }
 
-/// One step as text, or `None` for spans that are not steps of the chain.
-fn step(s: &Step<'_>, policy: &ArgumentPolicy) -> Option<String> {
+/// One step as text, written at the end of `t`; false (nothing written) for spans that are
+/// not steps of the chain.
+fn step_into(t: &mut String, s: &Step<'_>, policy: &ArgumentPolicy) -> bool {
     let a = s.attrs;
-    let declared = s.component.map(|r| format!(" [{r}]")).unwrap_or_default();
-    Some(match s.activity {
+    let declared = |t: &mut String| {
+        if let Some(r) = s.component {
+            let _ = write!(t, " [{r}]");
+        }
+    };
+    match s.activity {
         Activity::Agent { name } => {
-            let mut t = format!("prompt: {}{declared}", name.as_deref().unwrap_or(s.name));
-            if let Some(p) = prompt(a) {
-                let _ = write!(t, ": {:?}", arguments::mask(&p, &policy.mask));
-            }
-            for k in [
-                GEN_AI_PROVIDER_NAME,
-                GEN_AI_REQUEST_MODEL,
-                GEN_AI_CONVERSATION_ID,
-            ] {
-                if let Some(v) = attr(a, k) {
-                    let _ = write!(t, ", {k}={v}");
-                }
-            }
-            t
+            let _ = write!(t, "prompt: {}", name.as_deref().unwrap_or(s.name));
+            declared(t);
+            prompt_step(t, a, policy);
         }
         Activity::Model {
             model,
             provider,
             operation,
-        } => format!(
-            "model call: {operation} {}{}{declared}",
-            model.as_deref().unwrap_or("?"),
-            provider
-                .as_deref()
-                .map(|p| format!(" (provider {p})"))
-                .unwrap_or_default()
-        ),
+        } => {
+            let _ = write!(
+                t,
+                "model call: {operation} {}",
+                model.as_deref().unwrap_or("?")
+            );
+            if let Some(p) = provider {
+                let _ = write!(t, " (provider {p})");
+            }
+            declared(t);
+        }
         Activity::Tool { name } => {
-            let mut t = format!("tool: {name}{declared}");
+            let _ = write!(t, "tool: {name}");
+            declared(t);
             if let Some(args) = attr(a, GEN_AI_TOOL_CALL_ARGUMENTS).or_else(|| attr(a, INPUT_VALUE))
             {
-                let _ = write!(
-                    t,
-                    " arguments {}",
-                    scrub::text(&arguments::quote(args, policy), 2000)
-                );
+                t.push_str(" arguments ");
+                scrub::push_text(t, &arguments::quote(args, policy), 2000);
             }
-            t
         }
         Activity::Http {
             dest,
             method,
             kernel,
-        } => format!(
-            "{}: {method} {}{declared}",
-            if *kernel {
-                "captured request"
-            } else {
-                "api request"
-            },
-            scrub::url(&dest.display())
-        ),
-        Activity::Connect { dest } => format!("connect: {}{declared}", dest.host_port()),
+        } => {
+            let _ = write!(
+                t,
+                "{}: {method} {}",
+                if *kernel {
+                    "captured request"
+                } else {
+                    "api request"
+                },
+                scrub::url(&dest.display())
+            );
+            declared(t);
+        }
+        Activity::Connect { dest } => {
+            let _ = write!(t, "connect: {}", dest.host_port());
+            declared(t);
+        }
         Activity::Db {
             system,
             namespace,
             collection,
             ..
         } => {
-            let mut s = format!(
-                "data access: {system} {}{}",
-                namespace.as_deref().unwrap_or(""),
-                collection
-                    .as_deref()
-                    .map(|c| format!(".{c}"))
-                    .unwrap_or_default()
+            db_step(t, system, namespace.as_deref(), collection.as_deref(), a);
+            declared(t);
+        }
+        Activity::File { path } => {
+            let _ = write!(
+                t,
+                "data access: file.open {path} {}",
+                attr(a, RUNBOM_FILE_FLAGS).unwrap_or("")
             );
-            if let Some(q) = attr(a, DB_QUERY_TEXT).or_else(|| attr(a, DB_STATEMENT)) {
-                let _ = write!(s, " {:?}", scrub::text(q, 300));
+            declared(t);
+        }
+        Activity::Exec { path } => {
+            let _ = write!(t, "process: exec {path}");
+            if let Some(c) = attr(a, PROCESS_COMMAND_LINE) {
+                let _ = write!(t, " ({})", scrub::command_line(c));
             }
-            s.push_str(&declared);
-            s
+            declared(t);
         }
-        Activity::File { path } => format!(
-            "data access: file.open {path} {}{declared}",
-            attr(a, RUNBOM_FILE_FLAGS).unwrap_or("")
-        ),
-        Activity::Exec { path } => format!(
-            "process: exec {path}{}{declared}",
-            attr(a, PROCESS_COMMAND_LINE)
-                .map(|c| format!(" ({})", scrub::command_line(c)))
-                .unwrap_or_default()
-        ),
-        Activity::Mcp { .. } => mcp_step(s.activity) + &declared,
-        Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => {
-            return None;
+        Activity::Mcp { .. } => {
+            mcp_step(t, s.activity);
+            declared(t);
         }
-    })
+        Activity::Dns { .. } | Activity::Accept { .. } | Activity::Other => return false,
+    }
+    true
+}
+
+/// What an agent invocation's step says after its name: the prompt, quoted masked, and the
+/// provider, model and conversation.
+fn prompt_step(t: &mut String, a: &[KeyValue], policy: &ArgumentPolicy) {
+    if let Some(p) = prompt(a) {
+        let _ = write!(t, ": {:?}", arguments::mask(&p, &policy.mask));
+    }
+    for k in [
+        GEN_AI_PROVIDER_NAME,
+        GEN_AI_REQUEST_MODEL,
+        GEN_AI_CONVERSATION_ID,
+    ] {
+        if let Some(v) = attr(a, k) {
+            let _ = write!(t, ", {k}={v}");
+        }
+    }
+}
+
+/// `data access: postgresql shop.orders "SELECT …"`.
+fn db_step(
+    t: &mut String,
+    system: &str,
+    namespace: Option<&str>,
+    collection: Option<&str>,
+    a: &[KeyValue],
+) {
+    let _ = write!(t, "data access: {system} {}", namespace.unwrap_or(""));
+    if let Some(c) = collection {
+        let _ = write!(t, ".{c}");
+    }
+    if let Some(q) = attr(a, DB_QUERY_TEXT).or_else(|| attr(a, DB_STATEMENT)) {
+        let _ = write!(t, " {:?}", scrub::text(q, 300));
+    }
 }
 
 /// The prompt of an agent invocation: the last user message of `gen_ai.input.messages` (or the
@@ -480,18 +557,23 @@ fn prompt(a: &[KeyValue]) -> Option<String> {
 }
 
 /// `as uid 1000, identity:openai-api-key (env:OPENAI_API_KEY)`: the user the step ran as and
-/// the declared identities it used.
-fn identity(bom: &DeclaredBom, step: &Step<'_>) -> String {
-    let mut parts = Vec::new();
+/// the declared identities it used, at the end of `out`.
+fn push_identity(out: &mut String, bom: &DeclaredBom, step: &Step<'_>) {
+    let start = out.len();
+    let next = |out: &mut String| {
+        out.push_str(if out.len() == start { "as " } else { ", " });
+    };
     let res = step.resource;
     let uid = step.uid;
     if let Some(u) = uid {
-        parts.push(format!("uid {u}"));
+        next(out);
+        let _ = write!(out, "uid {u}");
     }
     let sa = attr(res, K8S_SERVICEACCOUNT_NAME).or_else(|| attr(res, K8S_POD_SERVICE_ACCOUNT_NAME));
     let ns = attr(res, K8S_NAMESPACE_NAME);
     if let Some(sa) = sa {
-        parts.push(format!("service account {}/{sa}", ns.unwrap_or("?")));
+        next(out);
+        let _ = write!(out, "service account {}/{sa}", ns.unwrap_or("?"));
     }
     // The step's component and what it depends on.
     let uses = |r: &str| {
@@ -507,13 +589,19 @@ fn identity(bom: &DeclaredBom, step: &Step<'_>) -> String {
             IdentitySpec::Env(name) => step.envs.contains(name),
         });
         if by_process || uses(&id.bom_ref) {
-            let specs: Vec<String> = id.specs.iter().map(ToString::to_string).collect();
-            parts.push(format!("{} ({})", id.bom_ref, specs.join(", ")));
+            next(out);
+            out.push_str(&id.bom_ref);
+            out.push_str(" (");
+            for (k, spec) in id.specs.iter().enumerate() {
+                if k > 0 {
+                    out.push_str(", ");
+                }
+                let _ = write!(out, "{spec}");
+            }
+            out.push(')');
         }
     }
-    if parts.is_empty() {
-        "identity unknown".into()
-    } else {
-        format!("as {}", parts.join(", "))
+    if out.len() == start {
+        out.push_str("identity unknown");
     }
 }

@@ -5,7 +5,7 @@
 
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
-use crate::otlp::kv_str;
+use crate::otlp::{kv_str, kv_string};
 
 pub const COMPONENT_NAME: &str = "gen_ai.guardrail.component.name";
 pub const VERDICT_TYPE: &str = "gen_ai.guardrail.verdict.type";
@@ -17,14 +17,25 @@ pub const POLICY_ID: &str = "gen_ai.guardrail.security.policy.id";
 pub const POLICY_RULE_ID: &str = "gen_ai.guardrail.security.policy.rule.id";
 pub const RISK_CATEGORY: &str = "gen_ai.guardrail.security.risk.category";
 
+/// Most guardrail attributes of one finding.
+pub const ATTRIBUTES: usize = 9;
+
 /// The guardrail attributes of a finding of `kinds` (the first names the rule) against the BOM
 /// with `serial` (empty: unnamed), found on a tool's action when `tool`.
 #[must_use]
 pub fn attributes(kinds: &[&str], serial: &str, tool: bool) -> Vec<KeyValue> {
+    let mut out = Vec::new();
+    push_attributes(&mut out, kinds, serial, tool);
+    out
+}
+
+/// [`attributes`], added to `out`.
+pub fn push_attributes(out: &mut Vec<KeyValue>, kinds: &[&str], serial: &str, tool: bool) {
     let Some(rule) = kinds.first() else {
-        return Vec::new();
+        return;
     };
-    let mut out = vec![
+    out.reserve(ATTRIBUTES);
+    out.extend([
         kv_str(COMPONENT_NAME, "runbom aibom"),
         kv_str(VERDICT_TYPE, "warn"),
         // Low-cardinality, no user content: the rule's own words.
@@ -34,12 +45,11 @@ pub fn attributes(kinds: &[&str], serial: &str, tool: bool) -> Vec<KeyValue> {
         kv_str(TARGET_TYPE, "output"),
         kv_str(TARGET_SUBTYPE, if tool { "tool_call" } else { "llm" }),
         kv_str(POLICY_RULE_ID, rule),
-        kv_str(RISK_CATEGORY, &format!("custom:{rule}")),
-    ];
+        kv_string(RISK_CATEGORY, format!("custom:{rule}")),
+    ]);
     if !serial.is_empty() {
         out.push(kv_str(POLICY_ID, serial));
     }
-    out
 }
 
 fn reason(rule: &str) -> &'static str {

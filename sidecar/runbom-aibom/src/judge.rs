@@ -69,17 +69,21 @@ pub fn judge_views<'b>(
     let uids = learn_processes(pids, items, &activities, &pid_list);
     let parents = parents(items);
     let outer = outer(items, &parents, earlier);
-    let own_tools: Vec<Option<ToolAt>> = activities
-        .iter()
-        .enumerate()
-        .map(|(i, a)| matches!(a, Activity::Tool { .. }).then_some(ToolAt::Here(i)))
-        .collect();
-    let outer_tools: Vec<Option<ToolAt>> = outer
-        .iter()
-        .map(|o| o.and_then(|(_, t)| t).map(ToolAt::Earlier))
-        .collect();
-    let tools = inherit(&parents, &own_tools, &outer_tools);
-    let agents = agents(bom, pids, items, &activities, &parents, &outer, &pid_list);
+    let outer_at = |i: usize| outer.get(i).copied().flatten();
+    let tools = inherit(
+        &parents,
+        |i| matches!(activities[i], Activity::Tool { .. }).then_some(ToolAt::Here(i)),
+        |i| outer_at(i).and_then(|(_, t)| t).map(ToolAt::Earlier),
+    );
+    let agents = agents(
+        bom,
+        pids,
+        items,
+        &activities,
+        &parents,
+        &outer_at,
+        &pid_list,
+    );
     let uids: Vec<Option<u32>> = uids
         .into_iter()
         .zip(&pid_list)
@@ -210,12 +214,15 @@ fn learn_processes(
 }
 
 /// For spans whose parent is not among `items`: the (agent, tool) of that parent as
-/// remembered from an earlier release.
+/// remembered from an earlier release (empty without an earlier release).
 fn outer(
     items: &[View<'_>],
     parents: &[Option<usize>],
     earlier: Option<&Earlier>,
 ) -> Vec<Option<(Option<usize>, Option<usize>)>> {
+    if earlier.is_none() {
+        return Vec::new();
+    }
     items
         .iter()
         .zip(parents)
@@ -337,29 +344,26 @@ fn agents(
     items: &[View<'_>],
     activities: &[Activity],
     parents: &[Option<usize>],
-    outer: &[Option<(Option<usize>, Option<usize>)>],
+    outer: &dyn Fn(usize) -> Option<(Option<usize>, Option<usize>)>,
     pid_list: &[Option<u32>],
 ) -> Vec<Option<usize>> {
     // The resource's own agent, once per resource.
-    let mut by_resource: Vec<(*const Resource, Option<usize>)> = Vec::new();
-    let own: Vec<Option<usize>> = items
-        .iter()
-        .zip(activities)
-        .map(|(it, act)| {
-            if let Some(a) = own_agent(bom, &it.span.attributes, act) {
-                return Some(a);
-            }
-            let key = it.resource.map_or(std::ptr::null(), std::ptr::from_ref);
-            if let Some((_, a)) = by_resource.iter().find(|(k, _)| *k == key) {
-                return *a;
-            }
-            let a = agent_by_attrs(bom, it.resource_attrs());
-            by_resource.push((key, a));
-            a
-        })
-        .collect();
-    let outer_agents: Vec<Option<usize>> = outer.iter().map(|o| o.and_then(|(a, _)| a)).collect();
-    let mut agents = inherit(parents, &own, &outer_agents);
+    let by_resource: std::cell::RefCell<Vec<(*const Resource, Option<usize>)>> =
+        std::cell::RefCell::default();
+    let own = |i: usize| {
+        let it = &items[i];
+        if let Some(a) = own_agent(bom, &it.span.attributes, &activities[i]) {
+            return Some(a);
+        }
+        let key = it.resource.map_or(std::ptr::null(), std::ptr::from_ref);
+        if let Some((_, a)) = by_resource.borrow().iter().find(|(k, _)| *k == key) {
+            return *a;
+        }
+        let a = agent_by_attrs(bom, it.resource_attrs());
+        by_resource.borrow_mut().push((key, a));
+        a
+    };
+    let mut agents = inherit(parents, own, |i| outer(i).and_then(|(a, _)| a));
     let mut last: Option<(u32, usize)> = None;
     for (i, a) in agents.iter().enumerate() {
         if let (Some(a), Some(pid)) = (a, pid_list[i])
@@ -381,40 +385,49 @@ fn agents(
     agents
 }
 
-/// For each span, the value of the nearest span above it (or itself) that has one; a span
-/// whose parent is not here starts from `outer`.
+/// For each span, the value of the nearest span above it (or itself) that has one (`own`); a
+/// span whose parent is not here starts from `outer`. Each span's own value is asked once.
 fn inherit<T: Copy>(
     parents: &[Option<usize>],
-    own: &[Option<T>],
-    outer: &[Option<T>],
+    own: impl Fn(usize) -> Option<T>,
+    outer: impl Fn(usize) -> Option<T>,
 ) -> Vec<Option<T>> {
-    let mut out: Vec<Option<Option<T>>> = vec![None; own.len()];
-    let mut path = Vec::new();
-    for start in 0..own.len() {
-        path.clear();
-        let mut at = Some(start);
-        let mut found = None;
+    let n = parents.len();
+    // `None`: not known yet.
+    let mut out: Vec<Option<Option<T>>> = vec![None; n];
+    for start in 0..n {
+        // Up to the first span whose value is known or its own ...
+        let (mut at, mut steps, mut found) = (Some(start), 0, None);
+        let mut stop = None;
         while let Some(i) = at {
             if let Some(known) = out[i] {
                 found = known;
+                stop = Some(i);
                 break;
             }
-            if own[i].is_some() {
-                found = own[i];
+            if let Some(v) = own(i) {
+                found = Some(v);
                 out[i] = Some(found);
+                stop = Some(i);
                 break;
             }
-            path.push(i);
-            if path.len() > own.len() {
+            steps += 1;
+            if steps > n {
                 break; // a cycle in bad input
             }
             at = parents[i];
             if at.is_none() {
-                found = outer[i];
+                found = outer(i);
             }
         }
-        for &i in &path {
+        // ... then the spans passed on the way get that value.
+        let mut at = Some(start);
+        for _ in 0..steps {
+            let Some(i) = at.filter(|i| Some(*i) != stop) else {
+                break;
+            };
             out[i] = Some(found);
+            at = parents[i];
         }
     }
     out.into_iter().map(Option::flatten).collect()
@@ -499,7 +512,7 @@ fn findings(
         let (Some(agent), false) = (v.agent, v.drift.is_empty()) else {
             continue;
         };
-        let subject = v.subject.clone().unwrap_or_default();
+        let subject = v.subject.as_deref().unwrap_or_default();
         let existing = out.iter_mut().find(|f| {
             f.agent == agent && f.tool == tools[i] && f.kinds == v.drift && f.subject == subject
         });
@@ -518,7 +531,7 @@ fn findings(
                 reason: v.reason.clone().unwrap_or_default(),
                 agent: agent.to_owned(),
                 tool: tools[i],
-                subject,
+                subject: subject.to_owned(),
             }),
         }
     }

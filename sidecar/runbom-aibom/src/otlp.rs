@@ -42,12 +42,37 @@ pub fn kv_bool(key: &str, value: bool) -> KeyValue {
 
 #[must_use]
 pub fn kv_strs(key: &str, values: &[String]) -> KeyValue {
+    kv_array(key, values.iter().map(String::as_str))
+}
+
+/// A string attribute whose value is moved in (no copy of a value built for it).
+#[must_use]
+pub fn kv_string(key: &str, value: String) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue {
-            value: Some(Value::ArrayValue(ArrayValue {
-                values: values.iter().map(|s| any_str(s)).collect(),
-            })),
+            value: Some(Value::StringValue(value)),
+        }),
+    }
+}
+
+/// A string-array attribute of `values`, each copied once.
+#[must_use]
+pub fn kv_array<'a>(key: &str, values: impl ExactSizeIterator<Item = &'a str>) -> KeyValue {
+    kv_strings(key, values.map(str::to_owned))
+}
+
+/// A string-array attribute whose values are moved in.
+#[must_use]
+pub fn kv_strings(key: &str, values: impl ExactSizeIterator<Item = String>) -> KeyValue {
+    let mut array = Vec::with_capacity(values.len());
+    array.extend(values.map(|s| AnyValue {
+        value: Some(Value::StringValue(s)),
+    }));
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue { values: array })),
         }),
     }
 }
@@ -61,6 +86,13 @@ pub fn resource_attrs(resource: Option<&Resource>) -> &[KeyValue] {
 /// Unix nanoseconds as RFC 3339 UTC with milliseconds (`2026-11-27T04:10:00.123Z`).
 #[must_use]
 pub fn rfc3339(unix_ns: u64) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339(&mut out, unix_ns);
+    out
+}
+
+/// Writes [`rfc3339`] of `unix_ns` at the end of `out`.
+pub fn push_rfc3339(out: &mut String, unix_ns: u64) {
     let secs = unix_ns / 1_000_000_000;
     let ms = (unix_ns / 1_000_000) % 1000;
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
@@ -76,7 +108,6 @@ pub fn rfc3339(unix_ns: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     // Written digit by digit: alert chains format a time per step.
-    let mut out = String::with_capacity(24);
     let fields = [
         (y.unsigned_abs(), 4, '-'),
         (m.unsigned_abs(), 2, '-'),
@@ -93,7 +124,6 @@ pub fn rfc3339(unix_ns: u64) -> String {
         }
         out.push(then);
     }
-    out
 }
 
 /// Parses RFC 3339 (`2026-11-27T04:10:00.123Z`, `2026-11-27T05:10:00+01:00`) into Unix

@@ -151,15 +151,12 @@ impl<'a> Judge<'a, '_> {
                 .iter()
                 .filter(|m| model_matches(&m.name, model))
         };
-        let shown = || match provider {
-            Some(p) => format!("model {model} (provider {p})"),
-            None => format!("model {model}"),
-        };
+        let shown = || ShownModel(model, provider);
         match by_name().find(|m| fits(m)) {
             Some(m) if self.allowed(&m.bom_ref) => found(&m.bom_ref, Kind::Model),
             Some(m) => self.declared_not_for(
                 flag::UNDECLARED_MODEL,
-                &shown(),
+                &shown().to_string(),
                 &m.bom_ref,
                 model.to_owned(),
             ),
@@ -458,6 +455,19 @@ impl<'a> Judge<'a, '_> {
                 ),
                 tool.to_owned(),
             ),
+        }
+    }
+}
+
+/// `model gpt-4o (provider openai)`: a model as drift reasons name it.
+struct ShownModel<'x>(&'x str, Option<&'x str>);
+
+impl std::fmt::Display for ShownModel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "model {}", self.0)?;
+        match self.1 {
+            Some(p) => write!(f, " (provider {p})"),
+            None => Ok(()),
         }
     }
 }

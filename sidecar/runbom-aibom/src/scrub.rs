@@ -23,9 +23,17 @@ const CLEAN_LEN: usize = 256;
 /// `s` with every credential replaced by `[REDACTED]`, cut to at most `max` characters.
 #[must_use]
 pub fn text(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    push_text(&mut out, s, max);
+    out
+}
+
+/// Writes [`text`] of `s` at the end of `out` (one buffer for a line made of several parts).
+pub fn push_text(out: &mut String, s: &str, max: usize) {
     let short = s.len() <= CLEAN_LEN;
     if short && CLEAN.with_borrow(|c| c.contains(s)) {
-        return clip(s, max);
+        push_clipped(out, s, max);
+        return;
     }
     let fields = secret_fields(s);
     let scrubbed = redact::text(&fields);
@@ -37,7 +45,7 @@ pub fn text(s: &str, max: usize) -> String {
             c.insert(s.into());
         });
     }
-    clip(&scrubbed, max)
+    push_clipped(out, &scrubbed, max);
 }
 
 /// A URL without its query and fragment, its userinfo password redacted.
@@ -55,12 +63,20 @@ pub fn command_line(s: &str) -> String {
 }
 
 fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max).collect();
-    out.push('…');
+    let mut out = String::new();
+    push_clipped(&mut out, s, max);
     out
+}
+
+/// `s` cut to at most `max` characters (`…` marks a cut), at the end of `out`.
+fn push_clipped(out: &mut String, s: &str, max: usize) {
+    match s.char_indices().nth(max) {
+        None => out.push_str(s),
+        Some((end, _)) => {
+            out.push_str(&s[..end]);
+            out.push('…');
+        }
+    }
 }
 
 /// Replaces the value after `name:` / `name=` / `"name": "` when `name` says it is a secret.

@@ -466,11 +466,12 @@ fn alert_of(
     if let Some(c) = &key.container {
         attributes.push(kv_str("container.id", c));
     }
-    attributes.extend(crate::guardrail::attributes(
+    crate::guardrail::push_attributes(
+        &mut attributes,
         &[flag::SHADOW_AI],
         &bom.serial_number,
         false,
-    ));
+    );
     if !bom.serial_number.is_empty() {
         attributes.push(kv_str("aibom.bom.serial_number", &bom.serial_number));
     }

@@ -11,7 +11,7 @@ use runbom_event::semconv::{
 use crate::{
     bom::Kind,
     endpoint::Endpoint,
-    otlp::{kv_bool, kv_str, kv_strs},
+    otlp::{kv_array, kv_bool, kv_str, kv_string, kv_strings},
 };
 
 /// The drift flags (`undeclared_*` against the declared BOM, `baseline_*` against the learned
@@ -80,14 +80,18 @@ pub(crate) fn put(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str, iden
         attrs.push(kv_bool(AIBOM_DRIFT, !v.drift.is_empty()));
     }
     if !v.drift.is_empty() {
-        let kinds: Vec<String> = v.drift.iter().map(|s| (*s).to_owned()).collect();
-        attrs.push(kv_strs(AIBOM_DRIFT_KINDS, &kinds));
+        attrs.push(kv_array(AIBOM_DRIFT_KINDS, v.drift.iter().copied()));
         if let Some(r) = &v.reason {
-            attrs.push(kv_str(AIBOM_DRIFT_REASON, &crate::scrub::text(r, 1024)));
+            attrs.push(kv_string(AIBOM_DRIFT_REASON, crate::scrub::text(r, 1024)));
         }
     }
     if !identities.is_empty() {
-        let specs: Vec<String> = identities.iter().map(|n| format!("env:{n}")).collect();
-        attrs.push(kv_strs(AIBOM_IDENTITIES, &specs));
+        let specs = identities.iter().map(|n| {
+            let mut spec = String::with_capacity(4 + n.len());
+            spec.push_str("env:");
+            spec.push_str(n);
+            spec
+        });
+        attrs.push(kv_strings(AIBOM_IDENTITIES, specs));
     }
 }

@@ -111,18 +111,30 @@ fn key(trace_id: &[u8]) -> TraceKey {
 
 /// Whether the spans of each trace are next to each other.
 fn grouped(views: &[View<'_>]) -> bool {
-    let mut seen = HashSet::new();
-    let mut last = None;
-    for v in views {
-        let k = key(&v.span.trace_id);
-        if last != Some(k) {
-            if !seen.insert(k) {
-                return false;
-            }
-            last = Some(k);
-        }
+    let starts = |i: &usize| *i == 0 || views[*i].span.trace_id != views[*i - 1].span.trace_id;
+    let runs = (0..views.len()).filter(starts).count();
+    if runs <= 1 {
+        return true;
     }
-    true
+    // A trace that comes back after another is a key seen twice.
+    let mut keys: Vec<TraceKey> = Vec::with_capacity(runs);
+    keys.extend(
+        (0..views.len())
+            .filter(starts)
+            .map(|i| key(&views[i].span.trace_id)),
+    );
+    keys.sort_unstable();
+    keys.windows(2).all(|w| w[0] != w[1])
+}
+
+/// The alerts of one request (or one release): the alerts from one resource, one trace after
+/// the other, share one `ResourceLogs` (one copy of the resource).
+#[derive(Default)]
+struct Alerts {
+    logs: Vec<ResourceLogs>,
+    /// The resource of the last `ResourceLogs`. An address in the request (or in the held
+    /// items being released), which outlive this.
+    last: Option<*const Resource>,
 }
 
 /// A span with no parent, or whose parent is in another process (W3C `is_remote` in the span's
@@ -203,8 +215,9 @@ impl Processor {
         bom: &DeclaredBom,
     ) -> Released {
         self.earlier.check_bom(bom);
-        let mut logs = Vec::new();
-        let hold = self.judge_in_place(&mut req, bom, &mut logs);
+        let mut alerts = Alerts::default();
+        let hold = self.judge_in_place(&mut req, bom, &mut alerts);
+        let mut logs = alerts.logs;
         let mut due = Vec::new();
         if !hold.is_empty() {
             self.hold(&mut req, &hold, now);
@@ -246,7 +259,7 @@ impl Processor {
         &mut self,
         req: &mut ExportTraceServiceRequest,
         bom: &DeclaredBom,
-        logs: &mut Vec<ResourceLogs>,
+        logs: &mut Alerts,
     ) -> HashSet<TraceKey> {
         let mut hold = HashSet::new();
         let mut views: Vec<View<'_>> = Vec::new();
@@ -301,7 +314,7 @@ impl Processor {
         bom: &DeclaredBom,
         k: TraceKey,
         items: &mut [View<'_>],
-        logs: &mut Vec<ResourceLogs>,
+        logs: &mut Alerts,
     ) {
         let earlier = self.earlier.get(&k);
         let mut baseline = self
@@ -332,10 +345,9 @@ impl Processor {
                 .spans_with_drift
                 .fetch_add(drifted as u64, Ordering::Relaxed);
         }
-        // The trace's step lines, shared by its alerts; its alerts from one resource share one
+        // The trace's step lines, shared by its alerts; alerts from one resource share one
         // copy of it.
         let mut lines = alert::StepLines::default();
-        let mut alerted_from: Option<*const Resource> = None;
         for f in &judged.findings {
             let o = &items[f.offender];
             let tool = f
@@ -360,15 +372,15 @@ impl Processor {
             );
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
             let from = o.resource.map(std::ptr::from_ref);
-            if alerted_from.is_some()
-                && alerted_from == from
-                && let Some(group) = logs.last_mut().and_then(|l| l.scope_logs.first_mut())
+            if logs.last.is_some()
+                && logs.last == from
+                && let Some(group) = logs.logs.last_mut().and_then(|l| l.scope_logs.first_mut())
             {
                 group.log_records.push(record);
                 continue;
             }
-            alerted_from = from;
-            logs.push(ResourceLogs {
+            logs.last = from;
+            logs.logs.push(ResourceLogs {
                 resource: o.resource.cloned(),
                 scope_logs: vec![ScopeLogs {
                     scope: Some(InstrumentationScope {
@@ -606,7 +618,7 @@ impl Processor {
             return Released::default();
         }
         let mut out = Regroup::default();
-        let mut logs: Vec<ResourceLogs> = Vec::new();
+        let mut logs = Alerts::default();
         for mut held in traces {
             let Some(first) = held.items.first() else {
                 continue;
@@ -621,8 +633,8 @@ impl Processor {
         }
         Released {
             traces: Some(out.finish()),
-            alerts: (!logs.is_empty()).then_some(ExportLogsServiceRequest {
-                resource_logs: logs,
+            alerts: (!logs.logs.is_empty()).then_some(ExportLogsServiceRequest {
+                resource_logs: logs.logs,
             }),
         }
     }

@@ -1,15 +1,42 @@
 //! What the processor remembers, bounded: alerts already given (by digest) and the traces it
 //! released (so that late spans are judged in their trace's context).
 
+use std::hash::{BuildHasherDefault, Hasher};
+
 use super::*;
 
 /// Findings already alerted (trace, agent, tool span, flags, subject), bounded. Each is kept
 /// as a 128-bit digest (two keyed hashes): small, and holds nothing of the spans.
 #[derive(Default)]
 pub(super) struct Dedup {
-    seen: HashSet<u128>,
+    seen: HashSet<u128, BuildHasherDefault<Digest>>,
     order: VecDeque<u128>,
     keys: [RandomState; 2],
+}
+
+/// The hash of a digest in [`Dedup`]: its low half. A digest is already the output of keyed
+/// hashes (random keys per process), so hashing it again would only cost time.
+#[derive(Default)]
+pub(super) struct Digest(u64);
+
+impl Hasher for Digest {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only digests are hashed here (`write_u128`); any other input is folded in.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, digest: u128) {
+        // The low half, as it is (the cast keeps the low 64 bits).
+        #[allow(clippy::cast_possible_truncation)]
+        let low = digest as u64;
+        self.0 = low;
+    }
 }
 
 impl Dedup {

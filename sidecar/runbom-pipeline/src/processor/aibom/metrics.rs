@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::{
 use runbom_aibom::span::{attr, attr_bool, attr_strs};
 use runbom_event::semconv::{
     AIBOM_AGENT_REF, AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, AIBOM_DRIFT_KINDS,
-    AIBOM_DRIFT_SUBJECT, K8S_NAMESPACE_NAME, drift,
+    AIBOM_DRIFT_SUBJECT, AIBOM_PREFIX, K8S_NAMESPACE_NAME, drift,
 };
 
 use crate::telemetry::{SelfMetrics, bounded::Bounded, fresh::FreshCounter};
@@ -60,13 +60,19 @@ struct SpanLabels<'a> {
 }
 
 impl<'a> SpanLabels<'a> {
-    /// One pass over the span's attributes (the first of each key counts, as `attr` reads it).
+    /// The labels a judged span carries. The processor writes its `aibom.*` attributes after
+    /// the span's others (having removed any the sender set), so they are the last ones: read
+    /// from the end until the first that is not one of them.
     fn of(attributes: &'a [OtlpKeyValue], namespace: Option<&'a str>) -> Self {
         let mut l = Self {
             namespace,
             ..Self::default()
         };
-        for kv in attributes {
+        for kv in attributes
+            .iter()
+            .rev()
+            .take_while(|kv| kv.key.starts_with(AIBOM_PREFIX))
+        {
             let one = std::slice::from_ref(kv);
             match kv.key.as_str() {
                 AIBOM_AGENT_REF if l.agent.is_none() => l.agent = attr(one, AIBOM_AGENT_REF),
@@ -83,6 +89,48 @@ impl<'a> SpanLabels<'a> {
             }
         }
         l
+    }
+}
+
+/// What one drift kind of an alert is counted by.
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct FindingLabels<'a> {
+    kind: &'a str,
+    agent: Option<&'a str>,
+    namespace: Option<&'a str>,
+    subject: &'a str,
+}
+
+/// Counts per label set of one request, to add each set's count to its counter once. A few
+/// sets are found by comparison (cheaper than hashing every span's or alert's labels), more
+/// in a map.
+struct Tally<K> {
+    few: Vec<(K, u64)>,
+    many: HashMap<K, u64>,
+}
+
+impl<K: Eq + std::hash::Hash> Tally<K> {
+    const FEW: usize = 16;
+
+    fn new() -> Self {
+        Self {
+            few: Vec::new(),
+            many: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, key: K) {
+        if let Some((_, n)) = self.few.iter_mut().find(|(k, _)| *k == key) {
+            *n += 1;
+        } else if self.few.len() < Self::FEW {
+            self.few.push((key, 1));
+        } else {
+            *self.many.entry(key).or_default() += 1;
+        }
+    }
+
+    fn into_counts(self) -> impl Iterator<Item = (K, u64)> {
+        self.few.into_iter().chain(self.many)
     }
 }
 
@@ -162,27 +210,16 @@ impl AibomMetrics {
 
     /// Counts the judged spans of a released request.
     pub fn count_spans(&self, req: &ExportTraceServiceRequest) {
-        // Spans of a request share few label sets: counted per set, then added once each. A
-        // few sets are found by comparison (cheaper than hashing every span's labels), more in
-        // a map.
-        const FEW: usize = 16;
-        let mut few: Vec<(SpanLabels<'_>, u64)> = Vec::new();
-        let mut many: HashMap<SpanLabels<'_>, u64> = HashMap::new();
+        // Spans of a request share few label sets: counted per set, then added once each.
+        let mut sets = Tally::new();
         for rs in &req.resource_spans {
             let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             let namespace = attr(resource, K8S_NAMESPACE_NAME);
             for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                let labels = SpanLabels::of(&span.attributes, namespace);
-                if let Some((_, n)) = few.iter_mut().find(|(l, _)| *l == labels) {
-                    *n += 1;
-                } else if few.len() < FEW {
-                    few.push((labels, 1));
-                } else {
-                    *many.entry(labels).or_default() += 1;
-                }
+                sets.add(SpanLabels::of(&span.attributes, namespace));
             }
         }
-        for (set, n) in few.into_iter().chain(many) {
+        for (set, n) in sets.into_counts() {
             let mut labels = Vec::with_capacity(5);
             if let Some(v) = set.agent {
                 labels.push(KeyValue::new(AIBOM_AGENT_REF, self.agents.value(v)));
@@ -203,8 +240,12 @@ impl AibomMetrics {
         }
     }
 
-    /// Counts drift alerts (one per finding), their kinds and undeclared subjects.
+    /// Counts drift alerts (one per finding), their kinds and undeclared subjects. The alerts
+    /// of a request share few label sets (three findings per trace name the same models and
+    /// tools trace after trace): counted per set, then added once each.
     pub fn count_alerts(&self, req: &ExportLogsServiceRequest) {
+        let mut severities = Tally::new();
+        let mut findings = Tally::new();
         for rl in &req.resource_logs {
             let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
@@ -214,41 +255,52 @@ impl AibomMetrics {
                 } else {
                     record.severity_text.as_str()
                 };
-                self.alerts
-                    .add(1, &[KeyValue::new("severity", self.kinds.value(severity))]);
-                self.count_finding(a, resource);
+                severities.add(severity);
+                let agent = attr(a, AIBOM_AGENT_REF);
+                let namespace =
+                    attr(a, K8S_NAMESPACE_NAME).or_else(|| attr(resource, K8S_NAMESPACE_NAME));
+                let subject = attr(a, AIBOM_DRIFT_SUBJECT).unwrap_or("");
+                for kind in attr_strs(a, AIBOM_DRIFT_KINDS) {
+                    let labels = FindingLabels {
+                        kind,
+                        agent,
+                        namespace,
+                        subject,
+                    };
+                    findings.add(labels);
+                }
             }
+        }
+        for (severity, n) in severities.into_counts() {
+            self.alerts
+                .add(n, &[KeyValue::new("severity", self.kinds.value(severity))]);
+        }
+        for (f, n) in findings.into_counts() {
+            self.count_finding(&f, n);
         }
     }
 
-    fn count_finding(&self, a: &[OtlpKeyValue], resource: &[OtlpKeyValue]) {
-        let agent = attr(a, AIBOM_AGENT_REF).map(|v| self.agents.value(v));
-        let namespace = attr(a, K8S_NAMESPACE_NAME)
-            .or_else(|| attr(resource, K8S_NAMESPACE_NAME))
-            .map(|v| self.namespaces.value(v));
-        let subject = attr(a, AIBOM_DRIFT_SUBJECT).unwrap_or("");
-        for kind in attr_strs(a, AIBOM_DRIFT_KINDS) {
-            let kind_value = self.kinds.value(kind);
-            let mut labels = vec![KeyValue::new(AIBOM_DRIFT_KIND, kind_value.clone())];
-            if let Some(agent) = &agent {
-                labels.push(KeyValue::new(AIBOM_AGENT_REF, agent.clone()));
-            }
-            if let Some(ns) = &namespace {
-                labels.push(KeyValue::new(K8S_NAMESPACE_NAME, ns.clone()));
-            }
-            self.findings.add(1, &labels);
-            if !(kind.starts_with("undeclared_") || kind == drift::SHADOW_AI) {
-                continue;
-            }
-            labels.push(KeyValue::new(
-                AIBOM_DRIFT_SUBJECT,
-                self.subject_labels.value(subject),
-            ));
-            self.undeclared.add(1, &labels);
-            if self.first_time(kind, subject) {
-                self.subjects
-                    .add(1, &[KeyValue::new(AIBOM_DRIFT_KIND, kind_value)]);
-            }
+    fn count_finding(&self, f: &FindingLabels<'_>, n: u64) {
+        let kind_value = self.kinds.value(f.kind);
+        let mut labels = vec![KeyValue::new(AIBOM_DRIFT_KIND, kind_value.clone())];
+        if let Some(agent) = f.agent {
+            labels.push(KeyValue::new(AIBOM_AGENT_REF, self.agents.value(agent)));
+        }
+        if let Some(ns) = f.namespace {
+            labels.push(KeyValue::new(K8S_NAMESPACE_NAME, self.namespaces.value(ns)));
+        }
+        self.findings.add(n, &labels);
+        if !(f.kind.starts_with("undeclared_") || f.kind == drift::SHADOW_AI) {
+            return;
+        }
+        labels.push(KeyValue::new(
+            AIBOM_DRIFT_SUBJECT,
+            self.subject_labels.value(f.subject),
+        ));
+        self.undeclared.add(n, &labels);
+        if self.first_time(f.kind, f.subject) {
+            self.subjects
+                .add(1, &[KeyValue::new(AIBOM_DRIFT_KIND, kind_value)]);
         }
     }
 
