@@ -6,11 +6,13 @@
 //!
 //! An open is two records, joined per thread in userspace: the entry reserves the
 //! [`FileOpenEvent`] in the ring, reads the path straight into it (the record doubles as the
-//! LPM key) and submits it, or discards the reservation when the path is not included or the
-//! open is shed; the exit writes a 24-byte [`FileOpenResult`], but only when this thread's
-//! entry wrote a record: the entry leaves its tid in `OPEN_SLOTS[tid & mask]` (an array, whose
-//! lookups the verifier inlines), the exit finds it there and clears it. No map round trip for
-//! the record itself, and a filtered open's exit costs one inlined lookup.
+//! LPM key) and submits it, or discards the reservation when the path is not included. Once the
+//! ring is as full as opens start to be shed (a discarded reservation holds its room until the
+//! reader passes it), the path is read into per-CPU scratch instead, and a kept open is shed or
+//! copied into the ring. The exit writes a 24-byte [`FileOpenResult`], but only when this
+//! thread's entry wrote a record: the entry leaves its tid in `OPEN_SLOTS[tid & mask]` (an
+//! array, whose lookups the verifier inlines), the exit finds it there and clears it. No map
+//! round trip for the record itself, and a filtered open's exit costs one inlined lookup.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user, macros::tracepoint, maps::lpm_trie::Key,
@@ -18,7 +20,7 @@ use aya_ebpf::{
 };
 use runbom_common::{
     EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, FileOpenResult, OPEN_SLOTS_LEN, PATH_MAX,
-    PREFIX_INCLUDE, PREFIX_LOW_VALUE, SHED_FILE_LOW_VALUE, counter,
+    PREFIX_INCLUDE, PREFIX_LOW_VALUE, ProbeConfig, SHED_FILE_LOW_VALUE, counter,
 };
 
 use crate::{
@@ -70,45 +72,95 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     if cfg.file_filter & FILTER_BY_WORKLOAD != 0 && !is_watched(tgid, cgroup_id()) {
         return Some(0);
     }
+    // A discarded reservation keeps its room in the ring until the reader passes it: once the
+    // ring is as full as opens start to be shed, they are classified outside the ring.
+    let avail = ring_unread();
+    if avail >= u64::from(shed_floor(cfg)) {
+        return open_under_pressure(cfg, filename, flags, (tgid, tid), avail);
+    }
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
-        // The ring is full: a lost open is counted only when its path would have been kept.
-        // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
-        let ev = unsafe { scratch(&OPEN_SCRATCH) }?;
-        if classify(ev, filename).is_some() {
-            count(counter::RING_FULL);
-        }
-        return Some(0);
+        return open_under_pressure(cfg, filename, flags, (tgid, tid), avail);
     };
     // SAFETY: the reservation is a `FileOpenEvent`'s worth of ring memory (bytes of earlier
     // records), ours until it is submitted or discarded; every field is written below before
     // it is submitted.
     let ev = unsafe { &mut *entry.as_mut_ptr() };
-    let Some((slot, len)) = classify(ev, filename) else {
+    let Some((_, len)) = classify(ev, filename) else {
         entry.discard(BPF_RB_NO_WAKEUP);
         return Some(0);
     };
-    // Under overload an open is shed here, before it is written: low-value paths first.
-    let avail = ring_unread();
-    if shed_at(cfg, slot, avail) {
-        entry.discard(BPF_RB_NO_WAKEUP);
-        return Some(0);
-    }
-    ev.header = header_of::<FileOpenEvent>(EventKind::FileOpen, tgid, tid);
-    ev.end_ns = 0;
-    ev.flags = flags;
-    ev.ret = 0;
-    ev.path_len = len;
+    fill(ev, flags, len, (tgid, tid));
     entry.submit(wake_flags(
         cfg,
         avail,
         core::mem::size_of::<FileOpenEvent>() as u64,
     ));
+    keep_slot(tid);
+    Some(0)
+}
+
+/// The ring's fill (unread bytes) from which some opens are shed; `u32::MAX` when none are.
+#[inline(always)]
+fn shed_floor(cfg: &ProbeConfig) -> u32 {
+    let at = |slot: usize| match cfg.shed_at[slot] {
+        0 => u32::MAX,
+        n => n,
+    };
+    at(EventKind::FileOpen as usize).min(at(SHED_FILE_LOW_VALUE))
+}
+
+/// An open while the ring is filling up (or full): the path is read and looked up in per-CPU
+/// scratch, the open shed (before it is written: low-value paths first) or written with a
+/// copy.
+#[inline(always)]
+fn open_under_pressure(
+    cfg: &ProbeConfig,
+    filename: *const u8,
+    flags: u32,
+    (tgid, tid): (u32, u32),
+    avail: u64,
+) -> Option<u32> {
+    // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
+    let ev = unsafe { scratch(&OPEN_SCRATCH) }?;
+    let Some((slot, len)) = classify(ev, filename) else {
+        return Some(0);
+    };
+    if shed_at(cfg, slot, avail) {
+        return Some(0);
+    }
+    fill(ev, flags, len, (tgid, tid));
+    if EVENTS
+        .output::<FileOpenEvent>(
+            &*ev,
+            wake_flags(cfg, avail, core::mem::size_of::<FileOpenEvent>() as u64),
+        )
+        .is_err()
+    {
+        count(counter::RING_FULL);
+        return Some(0);
+    }
+    keep_slot(tid);
+    Some(0)
+}
+
+/// Everything of a kept open's record but the path.
+#[inline(always)]
+fn fill(ev: &mut FileOpenEvent, flags: u32, len: u32, (tgid, tid): (u32, u32)) {
+    ev.header = header_of::<FileOpenEvent>(EventKind::FileOpen, tgid, tid);
+    ev.end_ns = 0;
+    ev.flags = flags;
+    ev.ret = 0;
+    ev.path_len = len;
+}
+
+/// Marks this thread's open as written, for its exit.
+#[inline(always)]
+fn keep_slot(tid: u32) {
     if let Some(s) = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1)) {
         // SAFETY: a plain u32 of an array map; a racing thread of the same slot only makes
         // one of the two lose its result record (userspace reports that open without it).
         unsafe { *s = tid };
     }
-    Some(0)
 }
 
 /// Reads the path into `ev.path` and looks it up among the prefixes: the shedding slot and the
