@@ -65,6 +65,7 @@ const _: () = assert!(
 #[inline(always)]
 fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     let (tgid, tid) = current();
+    forget_stale_slot(tid);
     let cfg = config()?;
     if cfg.self_pid == tgid {
         return Some(0);
@@ -151,6 +152,21 @@ fn fill(ev: &mut FileOpenEvent, flags: u32, len: u32, (tgid, tid): (u32, u32)) {
     ev.flags = flags;
     ev.ret = 0;
     ev.path_len = len;
+}
+
+/// Clears this thread's slot if it still holds the thread: an earlier open's exit was missed
+/// (the exit program was attached after the entry's), and this open's exit must not write a
+/// result for it.
+#[inline(always)]
+fn forget_stale_slot(tid: u32) {
+    if let Some(s) = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1)) {
+        // SAFETY: a plain u32 of an array map (see `keep_slot`).
+        unsafe {
+            if *s == tid {
+                *s = 0;
+            }
+        }
+    }
 }
 
 /// Marks this thread's open as written, for its exit.
