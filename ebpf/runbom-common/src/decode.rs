@@ -6,8 +6,8 @@
 use core::{fmt, mem::size_of, ptr};
 
 use crate::{
-    ARGV_MAX, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent,
-    HTTP_DATA_MAX, HttpEvent, JSONRPC_DATA_MAX, JsonRpcEvent, SockEvent,
+    ARGV_MAX, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileOpenEvent,
+    FileOpenResult, ForkEvent, HTTP_DATA_MAX, HttpEvent, JSONRPC_DATA_MAX, JsonRpcEvent, SockEvent,
 };
 
 /// One decoded record. `Exec` and `Http` borrow their variable tail from the record.
@@ -41,6 +41,15 @@ impl Event<'_> {
             Self::JsonRpc(e, _) => &e.header,
         }
     }
+}
+
+/// One ring-buffer record: an event, or the result of an open that an event record started
+/// (joined to it in userspace before it is an event).
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Copy, Debug)]
+pub enum Record<'a> {
+    Event(Event<'a>),
+    OpenResult(FileOpenResult),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,13 +93,32 @@ fn read<T: Copy>(buf: &[u8]) -> T {
     unsafe { ptr::read_unaligned(buf.as_ptr().cast::<T>()) }
 }
 
-/// Decodes one ring-buffer record.
+/// Decodes one ring-buffer record of any kind.
+pub fn decode_record(buf: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let kind = EventKind::FileOpenResult as u32;
+    if buf.len() >= size_of::<u32>() && read::<u32>(buf) == kind {
+        // The ring may pad a record to 8 bytes; this one is a multiple of 8 already.
+        return fixed(buf)
+            .map(Record::OpenResult)
+            .ok_or(DecodeError::BadSize {
+                kind,
+                declared: size_of::<FileOpenResult>() as u32,
+                len: buf.len(),
+            });
+    }
+    decode(buf).map(Record::Event)
+}
+
+/// Decodes one ring-buffer record that is an event (a [`FileOpenResult`] is refused as
+/// [`DecodeError::UnknownKind`]: [`decode_record`] reads it).
 pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
     if buf.len() < size_of::<EventHeader>() {
         return Err(DecodeError::Short { len: buf.len() });
     }
     let header: EventHeader = read(buf);
-    let kind = EventKind::from_u32(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
+    let kind = EventKind::from_u32(header.kind)
+        .filter(|k| *k != EventKind::FileOpenResult)
+        .ok_or(DecodeError::UnknownKind(header.kind))?;
     let bad = || DecodeError::BadSize {
         kind: header.kind,
         declared: header.size,
@@ -114,6 +142,8 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
             .map(|(ev, data)| Event::Http(ev, data)),
         EventKind::JsonRpc => with_tail(rec, |e: &JsonRpcEvent| e.data_len, JSONRPC_DATA_MAX)
             .map(|(ev, data)| Event::JsonRpc(ev, data)),
+        // Refused above: not an event.
+        EventKind::FileOpenResult => None,
     };
     event.ok_or_else(bad)
 }
@@ -369,6 +399,40 @@ mod tests {
     fn jsonrpc_record_has_no_implicit_padding() {
         let named = size_of::<EventHeader>() + 8 + 4 + 2 + 2 + 4 + 4 + crate::JSONRPC_WINDOW;
         assert_eq!(size_of::<JsonRpcEvent>(), named);
+    }
+
+    #[test]
+    fn open_result_round_trip() {
+        let r = FileOpenResult {
+            kind: EventKind::FileOpenResult as u32,
+            tid: 42,
+            end_ns: 7,
+            ret: -2,
+            _pad: 0,
+        };
+        assert_eq!(size_of::<FileOpenResult>(), 24);
+        let Record::OpenResult(got) = decode_record(as_bytes(&r)).unwrap() else {
+            panic!("not an open result")
+        };
+        assert_eq!(got, r);
+        // Cut short, or read as an event, it is refused.
+        assert!(matches!(
+            decode_record(&as_bytes(&r)[..20]),
+            Err(DecodeError::BadSize { .. })
+        ));
+        let mut padded = as_bytes(&r).to_vec();
+        padded.extend_from_slice(&[0; 8]);
+        assert!(matches!(decode(&padded), Err(DecodeError::UnknownKind(10))));
+        // Every other record still decodes through `decode_record`.
+        let fork = ForkEvent {
+            header: header(EventKind::Fork, size_of::<ForkEvent>()),
+            child_pid: 3,
+            _pad: 0,
+        };
+        assert!(matches!(
+            decode_record(as_bytes(&fork)),
+            Ok(Record::Event(Event::Fork(f))) if f == fork
+        ));
     }
 
     #[test]

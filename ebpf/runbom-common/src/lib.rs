@@ -39,6 +39,9 @@ pub enum EventKind {
     DnsQuery = 7,
     HttpData = 8,
     JsonRpc = 9,
+    /// Not an event: the result of a `file.open` whose record its entry wrote
+    /// ([`FileOpenResult`], no [`EventHeader`]).
+    FileOpenResult = 10,
 }
 
 impl EventKind {
@@ -54,6 +57,7 @@ impl EventKind {
             7 => Self::DnsQuery,
             8 => Self::HttpData,
             9 => Self::JsonRpc,
+            10 => Self::FileOpenResult,
             _ => return None,
         })
     }
@@ -165,7 +169,10 @@ pub struct SockEvent {
     pub _pad: [u8; 6],
 }
 
-/// `file.open`: an open/openat/openat2 whose path passed the in-kernel filter.
+/// `file.open`: an open/openat/openat2 whose path passed the in-kernel filter. The syscall's
+/// entry writes it with `end_ns` and `ret` 0; its exit writes a [`FileOpenResult`] for the same
+/// thread, which userspace joins into it (`end_ns` 0 and `ret` [`OPEN_RESULT_UNKNOWN`] when the
+/// result was lost).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct FileOpenEvent {
@@ -179,6 +186,31 @@ pub struct FileOpenEvent {
     pub _pad: u32,
     pub path: [u8; PATH_MAX],
 }
+
+/// `FileOpenEvent::ret` of an open whose result record was lost (joined in userspace; the
+/// kernel never writes it).
+pub const OPEN_RESULT_UNKNOWN: i32 = i32::MIN;
+
+/// The result of an open, written by the syscall's exit only when this thread's entry wrote a
+/// [`FileOpenEvent`] (`OPEN_SLOTS` in the eBPF crate): 24 bytes, no [`EventHeader`] — the
+/// thread's open record carries the rest. `kind` is [`EventKind::FileOpenResult`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOpenResult {
+    pub kind: u32,
+    pub tid: u32,
+    /// `CLOCK_BOOTTIME` nanoseconds at the syscall's exit.
+    pub end_ns: u64,
+    /// The syscall's return value: the new fd, or `-errno`.
+    pub ret: i32,
+    pub _pad: u32,
+}
+
+/// Slots of the eBPF crate's `OPEN_SLOTS` array (a power of two): the exit of thread `tid`
+/// writes a result only when slot `tid & (OPEN_SLOTS_LEN - 1)` holds `tid`, which its entry
+/// put there. Two threads that share a slot and open at the same time lose one result, which
+/// userspace reports (never silently).
+pub const OPEN_SLOTS_LEN: u32 = 1 << 14;
 
 /// `dns.query`: the start of a UDP datagram sent to a watched DNS port.
 #[repr(C)]
@@ -374,8 +406,8 @@ pub mod counter {
 #[cfg(feature = "user")]
 mod pod {
     use super::{
-        DnsEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, ForkEvent, HttpEvent,
-        JsonRpcEvent, ProbeConfig, SockEvent,
+        DnsEvent, EventHeader, ExecEvent, ExitEvent, FileOpenEvent, FileOpenResult, ForkEvent,
+        HttpEvent, JsonRpcEvent, ProbeConfig, SockEvent,
     };
     // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, and have no
     // padding that the compiler could leave uninitialised (explicit `_pad` fields fill it).
@@ -385,6 +417,7 @@ mod pod {
     unsafe impl aya::Pod for ExitEvent {}
     unsafe impl aya::Pod for SockEvent {}
     unsafe impl aya::Pod for FileOpenEvent {}
+    unsafe impl aya::Pod for FileOpenResult {}
     unsafe impl aya::Pod for DnsEvent {}
     unsafe impl aya::Pod for HttpEvent {}
     unsafe impl aya::Pod for JsonRpcEvent {}

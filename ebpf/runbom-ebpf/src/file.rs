@@ -1,23 +1,33 @@
 //! `file.open`: open, openat and openat2, filtered here in the kernel so that a busy host does
 //! not flood the ring. A path is kept when the longest configured prefix that matches it is an
 //! include (LPM trie), and — when workload filtering is on — the task is a watched pid or runs in
-//! a watched cgroup. Kept opens wait in `OPENS[tid]` for the syscall's result. An include can
-//! be low-value (`PREFIX_LOW_VALUE`): its opens are shed first when the ring fills.
+//! a watched cgroup. An include can be low-value (`PREFIX_LOW_VALUE`): its opens are shed first
+//! when the ring fills.
+//!
+//! An open is two records, joined per thread in userspace: the entry reserves the
+//! [`FileOpenEvent`] in the ring, reads the path straight into it (the record doubles as the
+//! LPM key) and submits it, or discards the reservation when the path is not included. Once the
+//! ring is as full as opens start to be shed (a discarded reservation holds its room until the
+//! reader passes it), the path is read into per-CPU scratch instead, and a kept open is shed or
+//! copied into the ring. The exit writes a 24-byte [`FileOpenResult`], but only when this
+//! thread's entry wrote a record: the entry leaves its tid in `OPEN_SLOTS[tid & mask]` (an
+//! array, whose lookups the verifier inlines), the exit finds it there and clears it. No map
+//! round trip for the record itself, and a filtered open's exit costs one inlined lookup.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user, macros::tracepoint, maps::lpm_trie::Key,
     programs::TracePointContext,
 };
 use runbom_common::{
-    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, PATH_MAX, PREFIX_INCLUDE, PREFIX_LOW_VALUE,
-    SHED_FILE_LOW_VALUE,
+    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, FileOpenResult, OPEN_SLOTS_LEN, PATH_MAX,
+    PREFIX_INCLUDE, PREFIX_LOW_VALUE, ProbeConfig, SHED_FILE_LOW_VALUE, counter,
 };
 
 use crate::{
-    maps::{FILE_PREFIXES, OPEN_SCRATCH, OPENS},
+    maps::{EVENTS, FILE_PREFIXES, OPEN_SCRATCH, OPEN_SLOTS},
     util::{
-        cgroup_id, config, current, header_of, is_watched, keep_inflight, now, output, pending,
-        read_user_str, scratch, shed, sys_arg, tracepoints,
+        BPF_RB_NO_WAKEUP, cgroup_id, config, count, current, header_of, is_watched, now, output,
+        read_user_str, ring_unread, scratch, shed_at, sys_arg, tracepoints, wake_flags,
     },
 };
 
@@ -55,6 +65,7 @@ const _: () = assert!(
 #[inline(always)]
 fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     let (tgid, tid) = current();
+    forget_stale_slot(tid);
     let cfg = config()?;
     if cfg.self_pid == tgid {
         return Some(0);
@@ -62,33 +73,133 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     if cfg.file_filter & FILTER_BY_WORKLOAD != 0 && !is_watched(tgid, cgroup_id()) {
         return Some(0);
     }
+    // A discarded reservation keeps its room in the ring until the reader passes it: once the
+    // ring is as full as opens start to be shed, they are classified outside the ring.
+    let avail = ring_unread();
+    if avail >= u64::from(shed_floor(cfg)) {
+        return open_under_pressure(cfg, filename, flags, (tgid, tid), avail);
+    }
+    let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
+        return open_under_pressure(cfg, filename, flags, (tgid, tid), avail);
+    };
+    // SAFETY: the reservation is a `FileOpenEvent`'s worth of ring memory (bytes of earlier
+    // records), ours until it is submitted or discarded; every field is written below before
+    // it is submitted.
+    let ev = unsafe { &mut *entry.as_mut_ptr() };
+    let Some((_, len)) = classify(ev, filename) else {
+        entry.discard(BPF_RB_NO_WAKEUP);
+        return Some(0);
+    };
+    fill(ev, flags, len, (tgid, tid));
+    entry.submit(wake_flags(
+        cfg,
+        avail,
+        core::mem::size_of::<FileOpenEvent>() as u64,
+    ));
+    keep_slot(tid);
+    Some(0)
+}
+
+/// The ring's fill (unread bytes) from which some opens are shed; `u32::MAX` when none are.
+#[inline(always)]
+fn shed_floor(cfg: &ProbeConfig) -> u32 {
+    let at = |slot: usize| match cfg.shed_at[slot] {
+        0 => u32::MAX,
+        n => n,
+    };
+    at(EventKind::FileOpen as usize).min(at(SHED_FILE_LOW_VALUE))
+}
+
+/// An open while the ring is filling up (or full): the path is read and looked up in per-CPU
+/// scratch, the open shed (before it is written: low-value paths first) or written with a
+/// copy.
+#[inline(always)]
+fn open_under_pressure(
+    cfg: &ProbeConfig,
+    filename: *const u8,
+    flags: u32,
+    (tgid, tid): (u32, u32),
+    avail: u64,
+) -> Option<u32> {
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
     let ev = unsafe { scratch(&OPEN_SCRATCH) }?;
+    let Some((slot, len)) = classify(ev, filename) else {
+        return Some(0);
+    };
+    if shed_at(cfg, slot, avail) {
+        return Some(0);
+    }
+    fill(ev, flags, len, (tgid, tid));
+    if EVENTS
+        .output::<FileOpenEvent>(
+            &*ev,
+            wake_flags(cfg, avail, core::mem::size_of::<FileOpenEvent>() as u64),
+        )
+        .is_err()
+    {
+        count(counter::RING_FULL);
+        return Some(0);
+    }
+    keep_slot(tid);
+    Some(0)
+}
+
+/// Everything of a kept open's record but the path.
+#[inline(always)]
+fn fill(ev: &mut FileOpenEvent, flags: u32, len: u32, (tgid, tid): (u32, u32)) {
+    ev.header = header_of::<FileOpenEvent>(EventKind::FileOpen, tgid, tid);
+    ev.end_ns = 0;
+    ev.flags = flags;
+    ev.ret = 0;
+    ev.path_len = len;
+}
+
+/// Clears this thread's slot if it still holds the thread: an earlier open's exit was missed
+/// (the exit program was attached after the entry's), and this open's exit must not write a
+/// result for it.
+#[inline(always)]
+fn forget_stale_slot(tid: u32) {
+    if let Some(s) = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1)) {
+        // SAFETY: a plain u32 of an array map (see `keep_slot`).
+        unsafe {
+            if *s == tid {
+                *s = 0;
+            }
+        }
+    }
+}
+
+/// Marks this thread's open as written, for its exit.
+#[inline(always)]
+fn keep_slot(tid: u32) {
+    if let Some(s) = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1)) {
+        // SAFETY: a plain u32 of an array map; a racing thread of the same slot only makes
+        // one of the two lose its result record (userspace reports that open without it).
+        unsafe { *s = tid };
+    }
+}
+
+/// Reads the path into `ev.path` and looks it up among the prefixes: the shedding slot and the
+/// path's length when it is included, `None` otherwise. Leaves `ev._pad` 0.
+#[inline(always)]
+fn classify(ev: &mut FileOpenEvent, filename: *const u8) -> Option<(usize, u32)> {
     let n = read_user_str(&mut ev.path, filename);
     if n <= 1 {
-        return Some(0);
+        ev._pad = 0;
+        return None;
     }
     let len = n as u32 - 1;
     ev._pad = len * 8;
     // SAFETY: `_pad` and `path` form a `Key<[u8; PATH_MAX]>` (checked above; the key is
-    // packed, so any address is aligned), inside the scratch record we own.
+    // packed, so any address is aligned), inside the record we own.
     let key = unsafe { &*(&raw const ev._pad).cast::<Key<[u8; PATH_MAX]>>() };
     let class = FILE_PREFIXES.get(key).copied();
     ev._pad = 0;
-    // Under overload an open is shed here, before it is kept: low-value paths first.
-    let slot = match class {
-        Some(PREFIX_INCLUDE) => EventKind::FileOpen as usize,
-        Some(PREFIX_LOW_VALUE) => SHED_FILE_LOW_VALUE,
-        _ => return Some(0),
-    };
-    if shed(slot) {
-        return Some(0);
+    match class {
+        Some(PREFIX_INCLUDE) => Some((EventKind::FileOpen as usize, len)),
+        Some(PREFIX_LOW_VALUE) => Some((SHED_FILE_LOW_VALUE, len)),
+        _ => None,
     }
-    ev.header = header_of::<FileOpenEvent>(EventKind::FileOpen, tgid, tid);
-    ev.flags = flags;
-    ev.path_len = len;
-    keep_inflight(&OPENS, &tid, ev);
-    Some(0)
 }
 
 tracepoints!(open_exit: sys_exit_open, sys_exit_openat, sys_exit_openat2);
@@ -96,13 +207,22 @@ tracepoints!(open_exit: sys_exit_open, sys_exit_openat, sys_exit_openat2);
 #[inline(always)]
 fn open_exit(ctx: &TracePointContext) -> u32 {
     let (_, tid) = current();
-    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
-    let Some(ev) = (unsafe { pending(&OPENS, tid) }) else {
+    let Some(s) = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1)) else {
         return 0;
     };
-    ev.end_ns = now();
-    ev.ret = sys_arg::<i64>(ctx, 0) as i32;
-    output(ev);
-    let _ = OPENS.remove(tid);
+    // SAFETY: a plain u32 of an array map (see `open_enter`).
+    unsafe {
+        if *s != tid {
+            return 0;
+        }
+        *s = 0;
+    }
+    output(&FileOpenResult {
+        kind: EventKind::FileOpenResult as u32,
+        tid,
+        end_ns: now(),
+        ret: sys_arg::<i64>(ctx, 0) as i32,
+        _pad: 0,
+    });
     0
 }

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use runbom_common::{
-    DnsEvent, ExecBuffer, FileOpenEvent, HttpBuffer, JsonRpcBuffer, PATH_MAX, ProbeConfig,
-    SockAddr, SockEvent, counter,
+    DnsEvent, ExecBuffer, FileOpenEvent, HttpBuffer, JsonRpcBuffer, OPEN_SLOTS_LEN, PATH_MAX,
+    ProbeConfig, SockAddr, SockEvent, counter,
 };
 
 /// The one ring buffer every event goes through. Userspace sets its size at load time.
@@ -83,9 +83,10 @@ pub static EXECS: LruHashMap<u32, ExecBuffer> = LruHashMap::with_max_entries(256
 #[map]
 pub static EXIT_CODES: LruHashMap<u32, i32> = LruHashMap::with_max_entries(4096, 0);
 
-/// tid → open that passed the filter, between entry and exit.
+/// Slot `tid & (OPEN_SLOTS_LEN - 1)` → `tid` while that thread's open, whose record its entry
+/// wrote, has not returned (`file.rs`). An array: the verifier inlines its lookups.
 #[map]
-pub static OPENS: LruHashMap<u32, FileOpenEvent> = LruHashMap::with_max_entries(4096, 0);
+pub static OPEN_SLOTS: Array<u32> = Array::with_max_entries(OPEN_SLOTS_LEN, 0);
 
 /// tid → connect or accept between entry and exit (for accept, `remote.addr` holds the
 /// user pointer to the peer address until the exit reads it).

@@ -118,7 +118,7 @@ pub fn count(index: u32) {
 /// `bpf_ringbuf_query`: bytes written and not yet consumed.
 const BPF_RB_AVAIL_DATA: u64 = 0;
 /// `bpf_ringbuf_output` flags.
-const BPF_RB_NO_WAKEUP: u64 = 1;
+pub const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
 /// Writes a record (every record starts with an [`EventHeader`]) to the ring buffer.
@@ -136,37 +136,45 @@ pub fn output<T: ?Sized>(record: &T) {
     let kind = unsafe { *core::ptr::from_ref(record).cast::<u32>() };
     let mut flags = 0;
     if let Some(cfg) = config() {
-        let avail = EVENTS.query(BPF_RB_AVAIL_DATA);
+        let avail = ring_unread();
         if shed_at(cfg, kind as usize, avail) {
             return;
         }
-        let wake = u64::from(cfg.wake_bytes);
-        if wake != 0 {
-            // `wake_bytes` is a power of two: the record crosses a multiple of it when the
-            // unread byte counts before and after it differ in a bit at or above it.
-            let size = core::mem::size_of_val(record) as u64;
-            flags = if avail ^ (avail + size) >= wake {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-        }
+        flags = wake_flags(cfg, avail, core::mem::size_of_val(record) as u64);
     }
     if EVENTS.output::<T>(record, flags).is_err() {
         count(counter::RING_FULL);
     }
 }
 
-/// True (and counted) when records of shedding slot `slot` (an [`EventKind`] number, or
-/// `SHED_FILE_LOW_VALUE`) are shed at the ring's current fill: for programs that can drop an
-/// event before doing the work of building it.
+/// `bpf_ringbuf_query(BPF_RB_AVAIL_DATA)`: bytes of the ring written and not yet consumed.
 #[inline(always)]
-pub fn shed(slot: usize) -> bool {
-    config().is_some_and(|cfg| shed_at(cfg, slot, EVENTS.query(BPF_RB_AVAIL_DATA)))
+pub fn ring_unread() -> u64 {
+    EVENTS.query(BPF_RB_AVAIL_DATA)
 }
 
+/// The submit flags of a record of `size` bytes written while the ring holds `avail` unread
+/// bytes (see [`output`]).
 #[inline(always)]
-fn shed_at(cfg: &ProbeConfig, slot: usize, avail: u64) -> bool {
+pub fn wake_flags(cfg: &ProbeConfig, avail: u64, size: u64) -> u64 {
+    let wake = u64::from(cfg.wake_bytes);
+    if wake == 0 {
+        return 0;
+    }
+    // `wake_bytes` is a power of two: the record crosses a multiple of it when the unread byte
+    // counts before and after it differ in a bit at or above it.
+    if avail ^ (avail + size) >= wake {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
+}
+
+/// True (and counted) when records of shedding slot `slot` (an [`EventKind`] number, or
+/// `SHED_FILE_LOW_VALUE`) are shed while the ring holds `avail` unread bytes: for programs that
+/// can drop an event before doing the work of building it.
+#[inline(always)]
+pub fn shed_at(cfg: &ProbeConfig, slot: usize, avail: u64) -> bool {
     let slot = slot & (SHED_SLOTS - 1);
     let at = cfg.shed_at[slot];
     if at != 0 && avail >= u64::from(at) {

@@ -46,6 +46,10 @@ pub struct Enricher {
     fd_channels: HashMap<u32, HashMap<i32, (Channel, u64)>>,
 }
 
+/// `error.type` of a `file.open` whose result was lost: the name `names::errno` gives an errno it
+/// does not know, which is what the result is.
+pub const OPEN_RESULT_UNKNOWN_ERROR: &str = "EUNKNOWN";
+
 /// Processes, and JSON-RPC fds per process, remembered (a full table is started afresh).
 const FD_CHANNELS_MAX: usize = 1024;
 
@@ -203,7 +207,13 @@ impl Enricher {
             }
             Event::FileOpen(f) => {
                 let path = cstr(&f.path[..(f.path_len as usize).min(f.path.len())]);
-                let error = (f.ret < 0).then(|| names::errno(-f.ret));
+                // An open whose result record was lost (`crate::openjoin`): its errno is
+                // unknown, and so is whether it failed.
+                let error = if f.ret == runbom_common::OPEN_RESULT_UNKNOWN {
+                    Some(OPEN_RESULT_UNKNOWN_ERROR)
+                } else {
+                    (f.ret < 0).then(|| names::errno(-f.ret))
+                };
                 let detail = Detail::FileOpen {
                     path,
                     flags: f.flags,

@@ -1,6 +1,7 @@
 //! runbom's kernel side in userspace: loads the eBPF probes ([`probes`]), reads their ring buffer
 //! ([`reader`]), and turns records into [`runbom_event::KernelEvent`]s ([`enrich`]) enriched with
-//! the process that caused them ([`proctable`]) and Unix times ([`clock`]); TLS and plaintext
+//! the process that caused them ([`proctable`]) and Unix times ([`clock`]), an open's two records
+//! joined first ([`openjoin`]); TLS and plaintext
 //! HTTP requests are paired with their bodies and responses ([`httptrack`]), MCP's JSON-RPC
 //! requests with their responses ([`mcptrack`]), and processes that
 //! map a file exporting OpenSSL's functions are watched for ([`openssl`], [`elf`]). What is
@@ -14,6 +15,7 @@ pub mod h2;
 pub mod httptrack;
 pub mod mcphttp;
 pub mod mcptrack;
+pub mod openjoin;
 pub mod openssl;
 pub mod overload;
 pub mod probes;

@@ -14,14 +14,17 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use runbom_common::decode::decode;
+use runbom_common::decode::decode_record;
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use runbom_event::KernelEvent;
 
-use crate::enrich::Enricher;
+use crate::{
+    enrich::Enricher,
+    openjoin::{OPEN_RESULT_WAIT, OpenJoin},
+};
 
 /// Most events handed downstream in one batch.
 pub const BATCH: usize = 1024;
@@ -40,6 +43,10 @@ pub struct ReaderStats {
     /// HTTP/2 connections that could no longer be followed (their open streams were released
     /// without a response; later streams on them are not seen).
     pub h2_lost: AtomicU64,
+    /// Opens handed on without their result (its record was lost; see `crate::openjoin`).
+    pub open_results_lost: AtomicU64,
+    /// Open results that found no open waiting (dropped).
+    pub open_results_unmatched: AtomicU64,
 }
 
 /// Reads until `stop` is cancelled, then drains what the ring still holds and returns. The
@@ -58,16 +65,17 @@ pub async fn run(
     let mut every = tokio::time::interval(drain_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending_checked = Instant::now();
+    let mut opens = OpenJoin::default();
     loop {
         let stopping = tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
-                drain(guard.get_inner_mut(), &mut enricher, &tx, &stats).await;
+                drain(guard.get_inner_mut(), &mut enricher, &mut opens, &tx, &stats).await;
                 guard.clear_ready();
                 false
             }
             _ = every.tick() => {
-                drain(fd.get_mut(), &mut enricher, &tx, &stats).await;
+                drain(fd.get_mut(), &mut enricher, &mut opens, &tx, &stats).await;
                 if enricher.has_pending() && pending_checked.elapsed() >= PENDING_CHECK {
                     pending_checked = Instant::now();
                     let mut ready = Vec::new();
@@ -79,8 +87,12 @@ pub async fn run(
             () = stop.cancelled() => true,
         };
         if stopping {
-            drain(fd.get_mut(), &mut enricher, &tx, &stats).await;
+            drain(fd.get_mut(), &mut enricher, &mut opens, &tx, &stats).await;
             let mut rest = Vec::new();
+            opens.flush(|ev| rest.extend(enricher.enrich(&ev)));
+            stats
+                .open_results_lost
+                .store(opens.results_lost, Ordering::Relaxed);
             enricher.flush(&mut rest);
             send(rest, &tx, &stats).await;
             return Ok(());
@@ -91,36 +103,49 @@ pub async fn run(
 async fn drain(
     ring: &mut RingBuf<MapData>,
     enricher: &mut Enricher,
+    opens: &mut OpenJoin,
     tx: &mpsc::Sender<Vec<KernelEvent>>,
     stats: &ReaderStats,
 ) {
     loop {
+        let now = Instant::now();
         let mut batch = Vec::with_capacity(BATCH);
         let mut records = 0u64;
-        while batch.len() < BATCH {
+        // An open becomes an event when its result (the thread's next record) is read.
+        let mut hand_on = |event: runbom_common::decode::Event<'_>| {
+            batch.extend(enricher.enrich(&event));
+            // A request its record completed goes out in record order: what the process did
+            // after the response (a tool it ran) comes after it.
+            enricher.take_completed(&mut batch);
+        };
+        while records < BATCH as u64 {
             let Some(item) = ring.next() else { break };
             records += 1;
-            match decode(&item) {
-                Ok(event) => {
-                    batch.extend(enricher.enrich(&event));
-                    // A request its record completed goes out in record order: what the
-                    // process did after the response (a tool it ran) comes after it.
-                    enricher.take_completed(&mut batch);
-                }
+            match decode_record(&item) {
+                Ok(record) => opens.push(record, now, &mut hand_on),
                 Err(e) => {
                     stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                     warn!("skipping kernel record: {e}");
                 }
             }
         }
+        if records == 0 {
+            opens.expire(now, OPEN_RESULT_WAIT, &mut hand_on);
+        }
         stats.records.fetch_add(records, Ordering::Relaxed);
         stats.h2_lost.store(enricher.h2_lost(), Ordering::Relaxed);
-        if records == 0 {
+        stats
+            .open_results_lost
+            .store(opens.results_lost, Ordering::Relaxed);
+        stats
+            .open_results_unmatched
+            .store(opens.results_unmatched, Ordering::Relaxed);
+        if records == 0 && batch.is_empty() {
             return;
         }
         enricher.take_ready(&mut batch);
-        if !send(batch, tx, stats).await {
-            return; // downstream is gone: shutting down
+        if !send(batch, tx, stats).await || records == 0 {
+            return; // downstream is gone (shutting down), or the ring is empty
         }
     }
 }

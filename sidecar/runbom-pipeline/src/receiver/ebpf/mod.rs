@@ -131,6 +131,7 @@ fn start(
             events = stats.events.load(Ordering::Relaxed),
             decode_errors = stats.decode_errors.load(Ordering::Relaxed),
             http2_connections_lost = stats.h2_lost.load(Ordering::Relaxed),
+            open_results_lost = stats.open_results_lost.load(Ordering::Relaxed),
             ring_full_drops = l.ring_full,
             inflight_full_drops = l.inflight_full,
             shed_drops = l.shed.iter().sum::<u64>(),
@@ -179,6 +180,12 @@ fn register_counters(
         "runbom_kernel_http2_connections_lost_total",
         "HTTP/2 connections runbom stopped following (bytes not captured where a frame header was due, or not HTTP/2).",
         move || s.h2_lost.load(Ordering::Relaxed),
+    );
+    let s = stats.clone();
+    telemetry.counter_fn(
+        "runbom_kernel_open_results_lost_total",
+        "file.open events exported without their result (error.type EUNKNOWN): the kernel's record of the result was lost.",
+        move || s.open_results_lost.load(Ordering::Relaxed),
     );
     telemetry.counter_fn(
         "runbom_kernel_ring_full_drops_total",
