@@ -368,6 +368,11 @@ pub struct ProbeConfig {
     /// `counter::SHED + k`) while the ring holds at least `shed_at[k]` unread bytes; slot
     /// [`SHED_FILE_LOW_VALUE`] is for `file.open` under a low-value prefix. 0: never shed.
     pub shed_at: [u32; SHED_SLOTS],
+    /// Unread bytes from which an open's path is classified in per-CPU scratch instead of in a
+    /// ring reservation: a discarded reservation keeps its room until the reader passes it, so
+    /// excluded opens must not reserve in a filling ring (the lower of the opens' shedding
+    /// levels, and at most half the ring even when shedding is off).
+    pub open_scratch_at: u32,
 }
 
 /// Slots of [`ProbeConfig::shed_at`] and of the shed counters: one per [`EventKind`] number,

@@ -74,9 +74,10 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
         return Some(0);
     }
     // A discarded reservation keeps its room in the ring until the reader passes it: once the
-    // ring is as full as opens start to be shed, they are classified outside the ring.
+    // ring is as full as opens start to be shed (or half full, when they are never shed), they
+    // are classified outside the ring.
     let avail = ring_unread();
-    if avail >= u64::from(shed_floor(cfg)) {
+    if avail >= u64::from(cfg.open_scratch_at) {
         return open_under_pressure(cfg, filename, flags, (tgid, tid), avail);
     }
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
@@ -98,16 +99,6 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     ));
     keep_slot(tid);
     Some(0)
-}
-
-/// The ring's fill (unread bytes) from which some opens are shed; `u32::MAX` when none are.
-#[inline(always)]
-fn shed_floor(cfg: &ProbeConfig) -> u32 {
-    let at = |slot: usize| match cfg.shed_at[slot] {
-        0 => u32::MAX,
-        n => n,
-    };
-    at(EventKind::FileOpen as usize).min(at(SHED_FILE_LOW_VALUE))
 }
 
 /// An open while the ring is filling up (or full): the path is read and looked up in per-CPU

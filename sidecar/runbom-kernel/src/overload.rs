@@ -83,6 +83,18 @@ impl Overload {
         self.shed_at_percent
             .map(|p| (u64::from(ring_bytes) * u64::from(p.min(100)) / 100) as u32)
     }
+
+    /// `ProbeConfig::open_scratch_at`: the lower of the opens' shedding levels, at most half
+    /// the ring (also when opens are never shed).
+    #[must_use]
+    pub fn open_scratch_at(&self, ring_bytes: u32) -> u32 {
+        let at = self.shed_at(ring_bytes);
+        [EventKind::FileOpen as usize, SHED_FILE_LOW_VALUE]
+            .into_iter()
+            .map(|slot| at[slot])
+            .filter(|&bytes| bytes != 0)
+            .fold(ring_bytes / 2, u32::min)
+    }
 }
 
 /// Low-value prefixes as they go into the path trie: only those whose path the include and
@@ -130,6 +142,19 @@ mod tests {
         );
         let only_tmp = strings(&["/tmp/"]);
         assert!(effective_low_value(&only_tmp, &[], &low).is_empty());
+    }
+
+    #[test]
+    fn opens_leave_the_ring_by_the_time_they_are_shed_or_half_of_it() {
+        let mut o = Overload::default();
+        let ring = 1 << 20;
+        assert_eq!(
+            o.open_scratch_at(ring),
+            o.shed_at(ring)[SHED_FILE_LOW_VALUE]
+        );
+        o.shed_at_percent[SHED_FILE_LOW_VALUE] = 0;
+        o.shed_at_percent[EventKind::FileOpen as usize] = 0;
+        assert_eq!(o.open_scratch_at(ring), ring / 2);
     }
 
     #[test]

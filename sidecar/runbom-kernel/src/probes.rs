@@ -358,6 +358,7 @@ impl Probes {
             http_response_max: s.http.max_response_bytes.min(HTTP_RESPONSE_MAX),
             wake_bytes: s.overload.wake_bytes(s.ring_bytes),
             shed_at: s.overload.shed_at(s.ring_bytes),
+            open_scratch_at: s.overload.open_scratch_at(s.ring_bytes),
         };
         let mut config: Array<_, ProbeConfig> =
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
