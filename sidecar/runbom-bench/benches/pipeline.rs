@@ -1,7 +1,10 @@
 //! Benchmark (b): userspace throughput. Synthetic ring-buffer records, byte for byte what the
 //! kernel writes, go through everything runbom's userspace does to a record before it leaves
-//! the process: `decode` → `Enricher::enrich` → `runbom_otlp::convert` → prost encoding of the
-//! trace and log export requests. Time is the benchmark thread's CPU time
+//! the process: `decode` → `Enricher::enrich` → `runbom_otlp::convert` → protobuf of the trace
+//! and log export requests (`runbom_otlp::encode`, as the `otlp` and `otlphttp` exporters and
+//! the persistent queue write it; the same with prost's `encode_to_vec`, the path before it,
+//! is measured beside it). The `file` exporter's OTLP/JSON is measured on its own: runbom's
+//! writer next to `serde_json`, the path before it. Time is the benchmark thread's CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`), not wall time, so criterion's `thrpt` is events per CPU-second
 //! and time other processes of a shared machine take is not counted.
 //!
@@ -36,7 +39,11 @@ use runbom_common::{
 };
 use runbom_event::KernelEvent;
 use runbom_kernel::{Enricher, clock::BootClock, proctable::ProcessTable};
-use runbom_otlp::{ConvertOptions, convert};
+use runbom_otlp::{
+    ConvertOptions, OtlpBatch, convert,
+    encode::{encode_logs, encode_traces},
+    json::write::{write_logs, write_traces},
+};
 
 const BATCH: usize = 1024;
 
@@ -324,8 +331,40 @@ fn enrich_all(enricher: &mut Enricher, records: &[Vec<u8>]) -> Vec<KernelEvent> 
 /// Everything, one batch: returns the encoded bytes so nothing is optimised away.
 fn pipeline(enricher: &mut Enricher, records: &[Vec<u8>], opts: &ConvertOptions) -> usize {
     let events = enrich_all(enricher, records);
-    let batch = convert(&events, &[], opts);
+    encode(&convert(&events, &[], opts))
+}
+
+/// The same with prost's `encode_to_vec`: the path before `runbom_otlp::encode`.
+fn pipeline_prost(enricher: &mut Enricher, records: &[Vec<u8>], opts: &ConvertOptions) -> usize {
+    let events = enrich_all(enricher, records);
+    encode_prost(&convert(&events, &[], opts))
+}
+
+/// Both requests as protobuf, as the exporters write them.
+fn encode(batch: &OtlpBatch) -> usize {
+    let mut out = Vec::new();
+    encode_traces(&batch.traces, &mut out);
+    let traces = out.len();
+    out.clear();
+    encode_logs(&batch.logs, &mut out);
+    traces + out.len()
+}
+
+fn encode_prost(batch: &OtlpBatch) -> usize {
     batch.traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()
+}
+
+/// Both requests as the `file` exporter's OTLP/JSON lines.
+fn json(batch: &OtlpBatch) -> usize {
+    let mut out = Vec::new();
+    write_traces(&batch.traces, &mut out);
+    write_logs(&batch.logs, &mut out);
+    out.len()
+}
+
+fn json_serde(batch: &OtlpBatch) -> usize {
+    serde_json::to_vec(&batch.traces).map_or(0, |v| v.len())
+        + serde_json::to_vec(&batch.logs).map_or(0, |v| v.len())
 }
 
 /// Allocations per event of each step, on one batch (after a warm-up batch, so process-table
@@ -343,12 +382,19 @@ fn print_allocations(opts: &ConvertOptions) {
         let mut batch = None;
         let convert = alloc::per_item(n, || batch = Some(convert(&events, &[], opts)));
         let batch = batch.unwrap_or_default();
-        let encode = alloc::per_item(n, || {
-            black_box(batch.traces.encode_to_vec().len() + batch.logs.encode_to_vec().len());
+        let encoded = alloc::per_item(n, || {
+            black_box(encode(&batch));
+        });
+        let written = alloc::per_item(n, || {
+            black_box(json(&batch));
+        });
+        let serialized = alloc::per_item(n, || {
+            black_box(json_serde(&batch));
         });
         eprintln!(
             "allocations per event, {name}: {full:.1} in all (decode+enrich {enrich:.1}, \
-             convert {convert:.1}, encode {encode:.1})"
+             convert {convert:.1}, encode {encoded:.1}); OTLP/JSON {written:.1} (serde_json \
+             {serialized:.1})"
         );
     }
 }
@@ -363,6 +409,12 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
         group.bench_function(format!("{name}/decode+enrich+convert+encode"), |b| {
             b.iter(|| pipeline(&mut en, black_box(&records), &opts));
         });
+        group.bench_function(
+            format!("{name}/decode+enrich+convert+encode (prost)"),
+            |b| {
+                b.iter(|| pipeline_prost(&mut en, black_box(&records), &opts));
+            },
+        );
     }
 
     // Where the time goes, on the mixed corpus.
@@ -386,9 +438,16 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
     });
     let batch = convert(&events, &[], &opts);
     group.bench_function("mixed/encode", |b| {
-        b.iter(|| {
-            black_box(&batch).traces.encode_to_vec().len() + batch.logs.encode_to_vec().len()
-        });
+        b.iter(|| encode(black_box(&batch)));
+    });
+    group.bench_function("mixed/encode (prost)", |b| {
+        b.iter(|| encode_prost(black_box(&batch)));
+    });
+    group.bench_function("mixed/json", |b| {
+        b.iter(|| json(black_box(&batch)));
+    });
+    group.bench_function("mixed/json (serde_json)", |b| {
+        b.iter(|| json_serde(black_box(&batch)));
     });
     group.finish();
 

@@ -1,8 +1,9 @@
 //! OTLP data, with no I/O: kernel events as OTLP ([`convert`](mod@convert)), the OTLP request
 //! types ([`signal`]) and OTLP/JSON as the file exporter writes it and the HTTP receiver takes
-//! it ([`json`]).
+//! it ([`json`]), protobuf of trace and log requests with lengths computed once ([`encode`]).
 
 pub mod convert;
+pub mod encode;
 pub mod json;
 pub mod signal;
 

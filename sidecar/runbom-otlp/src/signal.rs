@@ -90,6 +90,20 @@ impl Signal {
         Ok(())
     }
 
+    /// The request as protobuf: trace and log requests through [`crate::encode`] (each
+    /// nested message measured once), metrics through prost. The bytes are prost's.
+    #[must_use]
+    pub fn to_protobuf(&self) -> Vec<u8> {
+        use prost::Message as _;
+        let mut out = Vec::new();
+        match self {
+            Self::Traces(r) => crate::encode::encode_traces(r, &mut out),
+            Self::Logs(r) => crate::encode::encode_logs(r, &mut out),
+            Self::Metrics(r) => return r.encode_to_vec(),
+        }
+        out
+    }
+
     /// An empty request of `kind`.
     #[must_use]
     pub fn empty(kind: SignalKind) -> Self {

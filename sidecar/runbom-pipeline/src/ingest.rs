@@ -183,6 +183,18 @@ impl Ingest {
     }
 
     async fn push_as(&self, signal: Signal, wait_written: bool) -> Result<(), Refusal> {
+        self.push_or_return(signal, wait_written)
+            .await
+            .map_err(|(refusal, _)| refusal)
+    }
+
+    /// Pushes and counts; a refused request comes back when no pipeline took it (so that
+    /// [`Ingest::push_waiting`] can offer it again without having copied it beforehand).
+    async fn push_or_return(
+        &self,
+        signal: Signal,
+        wait_written: bool,
+    ) -> Result<(), (Refusal, Option<Signal>)> {
         let kind = signal.kind();
         let items = signal.item_count() as u64;
         let result = self.deliver(kind, signal, wait_written).await;
@@ -199,19 +211,23 @@ impl Ingest {
     /// (kernel events, and what the correlation makes of them). Returns once accepted, or
     /// at once when no pipeline takes its signal. It does not wait for persistent queues to
     /// write it: nobody is answered, and a retry after a slow write would be a duplicate.
-    pub async fn push_waiting(&self, signal: Signal) {
+    pub async fn push_waiting(&self, mut signal: Signal) {
         loop {
-            match self.push_as(signal.clone(), false).await {
-                Ok(()) | Err(Refusal::NotConfigured(_)) => return,
-                Err(Refusal::Unavailable {
-                    retry_after,
-                    reason,
-                }) => {
+            match self.push_or_return(signal, false).await {
+                Ok(()) | Err((Refusal::NotConfigured(_), _) | (_, None)) => return,
+                Err((
+                    Refusal::Unavailable {
+                        retry_after,
+                        reason,
+                    },
+                    Some(back),
+                )) => {
                     tracing::warn!(
                         receiver = %self.inner.receiver,
                         "{reason}; holding kernel events for {retry_after:?}"
                     );
                     tokio::time::sleep(retry_after.min(Duration::from_secs(1))).await;
+                    signal = back;
                 }
             }
         }
@@ -222,12 +238,15 @@ impl Ingest {
         kind: SignalKind,
         signal: Signal,
         wait_written: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), (Refusal, Option<Signal>)> {
         if self.inner.gate.as_ref().is_some_and(|g| g.refusing()) {
-            return Err(Refusal::Unavailable {
-                retry_after: Duration::from_secs(5),
-                reason: "runbom is over its memory limit".into(),
-            });
+            return Err((
+                Refusal::Unavailable {
+                    retry_after: Duration::from_secs(5),
+                    reason: "runbom is over its memory limit".into(),
+                },
+                Some(signal),
+            ));
         }
         let targets: Vec<&mpsc::Sender<Signal>> = self
             .inner
@@ -237,16 +256,21 @@ impl Ingest {
             .map(|(_, tx)| tx)
             .collect();
         let Some((last, rest)) = targets.split_last() else {
-            return Err(Refusal::NotConfigured(kind));
+            return Err((Refusal::NotConfigured(kind), Some(signal)));
         };
         let full = || Refusal::Unavailable {
             retry_after: Duration::from_secs(1),
             reason: format!("the {} pipeline is full", kind.as_str()),
         };
         let deadline = tokio::time::Instant::now() + self.inner.accept_timeout;
+        // Every pipeline but the last gets a copy; the last the request itself.
         for tx in rest {
-            self.send(tx, signal.clone(), (deadline, wait_written), &full)
-                .await?;
+            if let Err((refusal, _)) = self
+                .send(tx, signal.clone(), (deadline, wait_written), &full)
+                .await
+            {
+                return Err((refusal, Some(signal)));
+            }
         }
         self.send(last, signal, (deadline, wait_written), &full)
             .await
@@ -255,39 +279,53 @@ impl Ingest {
     /// Sends into one pipeline; into one with persistent queues, also waits (until
     /// `deadline`) for the request to be written there. A request not written in time is
     /// refused although it will be written: the client's retry makes a duplicate, never a
-    /// loss (at least once).
+    /// loss (at least once). A request that found no room comes back with the refusal.
     async fn send(
         &self,
         tx: &mpsc::Sender<Signal>,
         signal: Signal,
         (deadline, wait_written): (tokio::time::Instant, bool),
         full: &impl Fn() -> Refusal,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), (Refusal, Option<Signal>)> {
         let persisted = self
             .inner
             .persisted
             .iter()
             .find(|(p, _)| wait_written && p.same_channel(tx))
             .map(|(_, p)| p);
+        // Room is reserved before the request is handed over, so that a refused request is
+        // still ours to return.
+        let room = async || match tokio::time::timeout_at(deadline, tx.reserve()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(full()),
+        };
         let Some(persisted) = persisted else {
-            return tokio::time::timeout_at(deadline, tx.send(signal))
-                .await
-                .map_err(|_| full())?
-                .map_err(|_| full());
+            return match room().await {
+                Ok(permit) => {
+                    permit.send(signal);
+                    Ok(())
+                }
+                Err(refusal) => Err((refusal, Some(signal))),
+            };
         };
         let place = {
             let mut sent = persisted.sent.lock().await;
-            tokio::time::timeout_at(deadline, tx.send(signal))
-                .await
-                .map_err(|_| full())?
-                .map_err(|_| full())?;
+            match room().await {
+                Ok(permit) => permit.send(signal),
+                Err(refusal) => return Err((refusal, Some(signal))),
+            }
             *sent += 1;
             *sent
         };
         let mut written = persisted.written.clone();
-        let not_written = || Refusal::Unavailable {
-            retry_after: Duration::from_secs(1),
-            reason: "the persistent queue did not take the request in time".into(),
+        let not_written = || {
+            (
+                Refusal::Unavailable {
+                    retry_after: Duration::from_secs(1),
+                    reason: "the persistent queue did not take the request in time".into(),
+                },
+                None,
+            )
         };
         tokio::time::timeout_at(deadline, written.wait_for(|n| *n >= place))
             .await

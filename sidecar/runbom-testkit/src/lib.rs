@@ -9,6 +9,8 @@
 //! - [`python`]: the project's Python helpers (`tests/*.py`, the OpenTelemetry SDK);
 //! - [`requests`], [`harness`], [`client`]: sample OTLP requests, an in-process receiver
 //!   harness and raw HTTP/gRPC clients for `runbom-pipeline`'s tests;
+//! - [`random`]: random OTLP trace and log requests from a seed (encoders checked against
+//!   prost and `serde_json`);
 //! - [`agent_trace`]: traces shaped like the reference agent's, for the AI-BOM tests;
 //! - [`leak`]: scans everything runbom wrote for a secret and its 12-character pieces.
 //!
@@ -40,6 +42,7 @@ pub mod peers;
 pub mod pki;
 pub mod process;
 pub mod python;
+pub mod random;
 pub mod requests;
 pub mod runbom;
 pub mod shadow_run;

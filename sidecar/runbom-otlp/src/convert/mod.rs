@@ -229,7 +229,7 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>, attributes: &[KeyValue]
     let (name, kind) = match &ev.detail {
         Detail::Exit { .. } => return None,
         Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => {
-            (format!("{event} {path}"), SpanKind::Internal)
+            (joined(event, path), SpanKind::Internal)
         }
         // IPv6 addresses in brackets, so that `host:port` stays unambiguous.
         Detail::Connect { remote, .. } => (
@@ -246,7 +246,7 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>, attributes: &[KeyValue]
             },
             SpanKind::Server,
         ),
-        Detail::DnsQuery { name, .. } => (format!("{event} {name}"), SpanKind::Client),
+        Detail::DnsQuery { name, .. } => (joined(event, name), SpanKind::Client),
         Detail::Mcp(m) => (
             m.span_name(),
             match m.side {
@@ -289,6 +289,16 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>, attributes: &[KeyValue]
         status,
         ..Default::default()
     })
+}
+
+/// `a b`, allocated once at its size (`format!` guesses, then grows: two or three copies of
+/// a path).
+fn joined(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + 1 + b.len());
+    s.push_str(a);
+    s.push(' ');
+    s.push_str(b);
+    s
 }
 
 /// The log record of an event, pointing at its span when there is one (else, when placed, at

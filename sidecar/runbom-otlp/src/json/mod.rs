@@ -1,5 +1,6 @@
 //! OTLP/JSON: export requests read from a body ([`decode`]) and files read document by document
-//! ([`for_each_document`]).
+//! ([`for_each_document`]); trace and log requests written as the `file` exporter writes them
+//! ([`write`]).
 //!
 //! runbom's `file` exporter writes one export request per line (JSON Lines); `runbom
 //! investigate` also takes one (pretty-printed) document per file, as trace back-ends hand
@@ -7,6 +8,7 @@
 //! names the file and the line in the same way everywhere.
 
 mod decode;
+pub mod write;
 
 use std::{
     io::{BufRead as _, BufReader},

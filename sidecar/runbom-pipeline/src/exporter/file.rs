@@ -17,7 +17,10 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use runbom_otlp::{json::signal_files, signal::Signal};
+use runbom_otlp::{
+    json::{signal_files, write::write_signal},
+    signal::Signal,
+};
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -117,11 +120,19 @@ struct Output {
     bytes: u64,
 }
 
+/// A line buffer larger than this is not kept for the next request (an unusually large
+/// request would otherwise hold its memory for good). Lines of the default batch (8192 spans
+/// or log records of kernel events) are about 10 MiB: their buffer is kept, so that each
+/// request does not grow a new one from nothing (copies, and page faults on fresh memory).
+const LINE_KEPT_BYTES: usize = 32 << 20;
+
 pub struct FileExporter {
     traces: Output,
     logs: Output,
     metrics: Output,
     rotation: Rotation,
+    /// Each request's line is written here, then to its file.
+    line: Vec<u8>,
 }
 
 fn file_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
@@ -158,18 +169,14 @@ impl Output {
         })
     }
 
-    fn write<T: serde::Serialize>(
-        &mut self,
-        msg: &T,
-        rotation: &Rotation,
-    ) -> Result<(), ExportError> {
-        let mut line = serde_json::to_vec(msg).map_err(|e| file_err(&self.path())(e.into()))?;
-        line.push(b'\n');
+    /// Appends `line` (one request's OTLP/JSON and its newline), rotating first when it would
+    /// take the file past the rotation size.
+    fn write(&mut self, line: &[u8], rotation: &Rotation) -> Result<(), ExportError> {
         let limit = rotation.max_megabytes.saturating_mul(1024 * 1024);
         if self.bytes > 0 && self.bytes + line.len() as u64 > limit {
             self.rotate(rotation)?;
         }
-        self.out.write_all(&line).map_err(file_err(&self.path()))?;
+        self.out.write_all(line).map_err(file_err(&self.path()))?;
         self.bytes += line.len() as u64;
         Ok(())
     }
@@ -288,16 +295,24 @@ impl FileExporter {
             logs: Output::open(dir, "logs")?,
             metrics: Output::open(dir, "metrics")?,
             rotation,
+            line: Vec::new(),
         })
     }
 
     pub fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
-        let rotation = &self.rotation;
-        match signal {
-            Signal::Traces(r) => self.traces.write(r, rotation)?,
-            Signal::Logs(r) => self.logs.write(r, rotation)?,
-            Signal::Metrics(r) => self.metrics.write(r, rotation)?,
+        let output = match signal {
+            Signal::Traces(_) => &mut self.traces,
+            Signal::Logs(_) => &mut self.logs,
+            Signal::Metrics(_) => &mut self.metrics,
+        };
+        self.line.clear();
+        write_signal(signal, &mut self.line).map_err(|e| file_err(&output.path())(e.into()))?;
+        self.line.push(b'\n');
+        let written = output.write(&self.line, &self.rotation);
+        if self.line.capacity() > LINE_KEPT_BYTES {
+            self.line = Vec::new();
         }
+        written?;
         self.flush()
     }
 

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
-use prost::Message as _;
 use tonic::{
     codec::CompressionEncoding,
     codegen::http::uri::PathAndQuery,
@@ -82,11 +81,12 @@ impl GrpcExporter {
             endpoint: self.endpoint.clone(),
             status: Box::new(if tls { with_tls_hint(status) } else { status }),
         };
-        let (path, body) = match signal {
-            Signal::Traces(r) => (TRACES, r.encode_to_vec()),
-            Signal::Logs(r) => (LOGS, r.encode_to_vec()),
-            Signal::Metrics(r) => (METRICS, r.encode_to_vec()),
+        let path = match signal {
+            Signal::Traces(_) => TRACES,
+            Signal::Logs(_) => LOGS,
+            Signal::Metrics(_) => METRICS,
         };
+        let body = signal.to_protobuf();
         let (path, body) = (PathAndQuery::from_static(path), Bytes::from(body));
         let retry = self.settings.retry;
         retry

@@ -12,7 +12,6 @@ use hyper_util::{
     client::legacy::{Client, ResponseFuture, connect::HttpConnector},
     rt::TokioExecutor,
 };
-use prost::Message as _;
 
 use super::{
     error::{ExportError, causes, tls_hint},
@@ -106,12 +105,12 @@ impl HttpExporter {
     }
 
     pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
-        let (url, raw) = match signal {
-            Signal::Traces(r) => (&self.traces_url, r.encode_to_vec()),
-            Signal::Logs(r) => (&self.logs_url, r.encode_to_vec()),
-            Signal::Metrics(r) => (&self.metrics_url, r.encode_to_vec()),
+        let url = match signal {
+            Signal::Traces(_) => &self.traces_url,
+            Signal::Logs(_) => &self.logs_url,
+            Signal::Metrics(_) => &self.metrics_url,
         };
-        let body = self.body(raw);
+        let body = self.body(signal.to_protobuf());
         self.post(url, body).await
     }
 

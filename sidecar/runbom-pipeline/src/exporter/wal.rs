@@ -93,11 +93,12 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn kind_of(signal: &Signal) -> (u8, Vec<u8>) {
-    match signal {
-        Signal::Traces(r) => (0, r.encode_to_vec()),
-        Signal::Logs(r) => (1, r.encode_to_vec()),
-        Signal::Metrics(r) => (2, r.encode_to_vec()),
-    }
+    let kind = match signal {
+        Signal::Traces(_) => 0,
+        Signal::Logs(_) => 1,
+        Signal::Metrics(_) => 2,
+    };
+    (kind, signal.to_protobuf())
 }
 
 fn decode(kind: u8, payload: &[u8]) -> Option<Signal> {

@@ -1,0 +1,296 @@
+//! OTLP/JSON of trace and log requests, written straight into a buffer: what the `file`
+//! exporter writes per line. The bytes are those of `serde_json` on `opentelemetry-proto`'s
+//! serde implementation (field names in camelCase in declaration order, every field written,
+//! ids in lower-case hex, 64-bit times and `intValue` as decimal strings), without its
+//! allocations: a `String` per timestamp, id and integer value, and a map serializer per
+//! attribute value. `tests/json_write.rs` checks the bytes against `serde_json::to_vec` on the
+//! test kit's requests and on random ones. Rare parts (span events and links, entity
+//! references, `doubleValue` and `bytesValue`) and metrics requests go through serde.
+
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    resource::v1::Resource,
+    trace::v1::{ResourceSpans, ScopeSpans, Span, Status},
+};
+
+use crate::signal::Signal;
+
+/// `signal` as one line of OTLP/JSON (without the newline), appended to `out`.
+pub fn write_signal(signal: &Signal, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    match signal {
+        Signal::Traces(r) => write_traces(r, out),
+        Signal::Logs(r) => write_logs(r, out),
+        Signal::Metrics(r) => serde_json::to_writer(out, r)?,
+    }
+    Ok(())
+}
+
+/// A trace export request as OTLP/JSON, appended to `out`.
+pub fn write_traces(r: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"resourceSpans\":");
+    array(out, &r.resource_spans, resource_spans);
+    out.push(b'}');
+}
+
+/// A log export request as OTLP/JSON, appended to `out`.
+pub fn write_logs(r: &ExportLogsServiceRequest, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"resourceLogs\":");
+    array(out, &r.resource_logs, resource_logs);
+    out.push(b'}');
+}
+
+fn resource_spans(out: &mut Vec<u8>, r: &ResourceSpans) {
+    out.extend_from_slice(b"{\"resource\":");
+    option(out, r.resource.as_ref(), resource);
+    out.extend_from_slice(b",\"scopeSpans\":");
+    array(out, &r.scope_spans, scope_spans);
+    out.extend_from_slice(b",\"schemaUrl\":");
+    string(out, &r.schema_url);
+    out.push(b'}');
+}
+
+fn scope_spans(out: &mut Vec<u8>, s: &ScopeSpans) {
+    out.extend_from_slice(b"{\"scope\":");
+    option(out, s.scope.as_ref(), scope);
+    out.extend_from_slice(b",\"spans\":");
+    array(out, &s.spans, span);
+    out.extend_from_slice(b",\"schemaUrl\":");
+    string(out, &s.schema_url);
+    out.push(b'}');
+}
+
+fn resource_logs(out: &mut Vec<u8>, r: &ResourceLogs) {
+    out.extend_from_slice(b"{\"resource\":");
+    option(out, r.resource.as_ref(), resource);
+    out.extend_from_slice(b",\"scopeLogs\":");
+    array(out, &r.scope_logs, scope_logs);
+    out.extend_from_slice(b",\"schemaUrl\":");
+    string(out, &r.schema_url);
+    out.push(b'}');
+}
+
+fn scope_logs(out: &mut Vec<u8>, s: &ScopeLogs) {
+    out.extend_from_slice(b"{\"scope\":");
+    option(out, s.scope.as_ref(), scope);
+    out.extend_from_slice(b",\"logRecords\":");
+    array(out, &s.log_records, log_record);
+    out.extend_from_slice(b",\"schemaUrl\":");
+    string(out, &s.schema_url);
+    out.push(b'}');
+}
+
+fn resource(out: &mut Vec<u8>, r: &Resource) {
+    out.extend_from_slice(b"{\"attributes\":");
+    array(out, &r.attributes, key_value);
+    out.extend_from_slice(b",\"droppedAttributesCount\":");
+    number(out, r.dropped_attributes_count);
+    out.extend_from_slice(b",\"entityRefs\":");
+    serde(out, &r.entity_refs);
+    out.push(b'}');
+}
+
+fn scope(out: &mut Vec<u8>, s: &InstrumentationScope) {
+    out.extend_from_slice(b"{\"name\":");
+    string(out, &s.name);
+    out.extend_from_slice(b",\"version\":");
+    string(out, &s.version);
+    out.extend_from_slice(b",\"attributes\":");
+    array(out, &s.attributes, key_value);
+    out.extend_from_slice(b",\"droppedAttributesCount\":");
+    number(out, s.dropped_attributes_count);
+    out.push(b'}');
+}
+
+fn span(out: &mut Vec<u8>, s: &Span) {
+    out.extend_from_slice(b"{\"traceId\":");
+    hex(out, &s.trace_id);
+    out.extend_from_slice(b",\"spanId\":");
+    hex(out, &s.span_id);
+    out.extend_from_slice(b",\"traceState\":");
+    string(out, &s.trace_state);
+    out.extend_from_slice(b",\"parentSpanId\":");
+    hex(out, &s.parent_span_id);
+    out.extend_from_slice(b",\"flags\":");
+    number(out, s.flags);
+    out.extend_from_slice(b",\"name\":");
+    string(out, &s.name);
+    out.extend_from_slice(b",\"kind\":");
+    number(out, s.kind);
+    out.extend_from_slice(b",\"startTimeUnixNano\":");
+    quoted_number(out, s.start_time_unix_nano);
+    out.extend_from_slice(b",\"endTimeUnixNano\":");
+    quoted_number(out, s.end_time_unix_nano);
+    out.extend_from_slice(b",\"attributes\":");
+    array(out, &s.attributes, key_value);
+    out.extend_from_slice(b",\"droppedAttributesCount\":");
+    number(out, s.dropped_attributes_count);
+    out.extend_from_slice(b",\"events\":");
+    serde(out, &s.events);
+    out.extend_from_slice(b",\"droppedEventsCount\":");
+    number(out, s.dropped_events_count);
+    out.extend_from_slice(b",\"links\":");
+    serde(out, &s.links);
+    out.extend_from_slice(b",\"droppedLinksCount\":");
+    number(out, s.dropped_links_count);
+    out.extend_from_slice(b",\"status\":");
+    option(out, s.status.as_ref(), status);
+    out.push(b'}');
+}
+
+fn status(out: &mut Vec<u8>, s: &Status) {
+    out.extend_from_slice(b"{\"message\":");
+    string(out, &s.message);
+    out.extend_from_slice(b",\"code\":");
+    number(out, s.code);
+    out.push(b'}');
+}
+
+fn log_record(out: &mut Vec<u8>, l: &LogRecord) {
+    out.extend_from_slice(b"{\"timeUnixNano\":");
+    quoted_number(out, l.time_unix_nano);
+    out.extend_from_slice(b",\"observedTimeUnixNano\":");
+    quoted_number(out, l.observed_time_unix_nano);
+    out.extend_from_slice(b",\"severityNumber\":");
+    number(out, l.severity_number);
+    out.extend_from_slice(b",\"severityText\":");
+    string(out, &l.severity_text);
+    out.extend_from_slice(b",\"body\":");
+    option(out, l.body.as_ref(), any_value);
+    out.extend_from_slice(b",\"attributes\":");
+    array(out, &l.attributes, key_value);
+    out.extend_from_slice(b",\"droppedAttributesCount\":");
+    number(out, l.dropped_attributes_count);
+    out.extend_from_slice(b",\"flags\":");
+    number(out, l.flags);
+    out.extend_from_slice(b",\"traceId\":");
+    hex(out, &l.trace_id);
+    out.extend_from_slice(b",\"spanId\":");
+    hex(out, &l.span_id);
+    out.extend_from_slice(b",\"eventName\":");
+    string(out, &l.event_name);
+    out.push(b'}');
+}
+
+fn key_value(out: &mut Vec<u8>, kv: &KeyValue) {
+    out.extend_from_slice(b"{\"key\":");
+    string(out, &kv.key);
+    out.extend_from_slice(b",\"value\":");
+    option(out, kv.value.as_ref(), any_value);
+    out.push(b'}');
+}
+
+/// The `oneof` flattened into the object: `{"stringValue":"..."}`, `{}` when unset.
+fn any_value(out: &mut Vec<u8>, v: &AnyValue) {
+    match &v.value {
+        None => out.extend_from_slice(b"{}"),
+        Some(Value::StringValue(s)) => {
+            out.extend_from_slice(b"{\"stringValue\":");
+            string(out, s);
+            out.push(b'}');
+        }
+        Some(Value::IntValue(i)) => {
+            out.extend_from_slice(b"{\"intValue\":");
+            quoted_number(out, *i);
+            out.push(b'}');
+        }
+        Some(Value::BoolValue(b)) => {
+            out.extend_from_slice(if *b {
+                b"{\"boolValue\":true}"
+            } else {
+                b"{\"boolValue\":false}"
+            });
+        }
+        Some(Value::ArrayValue(a)) => {
+            out.extend_from_slice(b"{\"arrayValue\":{\"values\":");
+            array(out, &a.values, any_value);
+            out.extend_from_slice(b"}}");
+        }
+        Some(Value::KvlistValue(l)) => {
+            out.extend_from_slice(b"{\"kvlistValue\":{\"values\":");
+            array(out, &l.values, key_value);
+            out.extend_from_slice(b"}}");
+        }
+        Some(Value::DoubleValue(_) | Value::BytesValue(_)) => serde(out, v),
+    }
+}
+
+fn array<T>(out: &mut Vec<u8>, items: &[T], item: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, it);
+    }
+    out.push(b']');
+}
+
+fn option<T>(out: &mut Vec<u8>, value: Option<&T>, some: fn(&mut Vec<u8>, &T)) {
+    match value {
+        Some(v) => some(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// Through `serde_json` (the rare parts). Writing serde's own output into a `Vec` cannot
+/// fail: these types serialize without error.
+fn serde<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(out, value);
+}
+
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn quoted_number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.push(b'"');
+    number(out, n);
+    out.push(b'"');
+}
+
+fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2 + 2);
+    out.push(b'"');
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
+    }
+    out.push(b'"');
+}
+
+/// A JSON string, escaped as `serde_json` escapes: `"`, `\` and control characters only.
+fn string(out: &mut Vec<u8>, s: &str) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                DIGITS[usize::from(b >> 4)],
+                DIGITS[usize::from(b & 0xf)],
+            ],
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
