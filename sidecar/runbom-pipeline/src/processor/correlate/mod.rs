@@ -118,7 +118,7 @@ pub enum KernelLogs {
 }
 
 /// Runs until both inputs close, then releases everything it holds and returns (closing
-/// `tx` once its `workers` have sent what they converted).
+/// `tx` once everything it released is sent).
 pub async fn run(
     mut spans: mpsc::Receiver<Signal>,
     mut events: mpsc::Receiver<Vec<KernelEvent>>,
@@ -128,8 +128,7 @@ pub async fn run(
     outcomes: Outcomes,
     workers: usize,
 ) {
-    let mut convert =
-        workers::Convert::start(workers, correlator.convert_options(), &tx, &logs, &outcomes);
+    let mut convert = workers::Convert::start(workers, correlator.convert_options());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut spans_open, mut events_open) = (true, true);

@@ -3,11 +3,17 @@
 //! OTLP spans and log records and send them on. Events are shared by process
 //! ([`runbom_correlate::worker_of`]): all of a process's events go to the same worker, in the
 //! order the correlator released them, so a process's events keep their order, as on the
-//! single-task path. Application spans do not wait for conversion: the stage sends them itself.
+//! single-task path. The stage waits for a release's shares and sends the release as one
+//! request, its application spans together with their kernel children, as the single-task path
+//! does: a processor downstream (`aibom`) judges a tool call with the kernel events under it
+//! (an MCP call, the files its server opened), so the spans must not arrive before them.
 
-use runbom_correlate::{Decided, Share};
+use runbom_correlate::{Decided, Output, Share};
 use runbom_otlp::{ConvertOptions, signal::Signal};
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinSet,
+};
 use tracing::warn;
 
 use super::{KernelLogs, Outcomes, send};
@@ -15,8 +21,8 @@ use super::{KernelLogs, Outcomes, send};
 /// Shares waiting per worker: enough to keep a worker busy while the stage decides the next.
 const WORKER_QUEUE: usize = 4;
 
-/// Most events converted as one share: a large release (every stranger's events leave at the
-/// same tick) is cut so that the workers start early and requests stay of a batch's size.
+/// Most events converted as one piece: a large release (every stranger's events leave at the
+/// same tick) is cut so that the workers start early and share it evenly.
 const SHARE_EVENTS: usize = 1024;
 
 /// The default number of workers: one per runtime thread (`min(2, CPUs)`).
@@ -25,51 +31,43 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 
+/// A share to convert, and where its conversion goes back to the stage.
+type Job = (Share, oneshot::Sender<Output>);
+
 /// Where the stage's decided output goes: converted here (one worker) or shared by process.
 pub(super) enum Convert {
     /// Converted in the stage's own task, as one request per release.
     Inline(ConvertOptions),
     Workers {
-        queues: Vec<mpsc::Sender<Share>>,
+        queues: Vec<mpsc::Sender<Job>>,
         tasks: JoinSet<()>,
     },
 }
 
 impl Convert {
-    /// `workers` tasks (one: in the stage's task) converting with `opts` and sending to `tx`
-    /// and `logs`.
-    pub(super) fn start(
-        workers: usize,
-        opts: &ConvertOptions,
-        tx: &mpsc::Sender<Signal>,
-        logs: &KernelLogs,
-        outcomes: &Outcomes,
-    ) -> Self {
+    /// `workers` tasks (one: in the stage's task) converting with `opts`.
+    pub(super) fn start(workers: usize, opts: &ConvertOptions) -> Self {
         if workers <= 1 {
             return Self::Inline(opts.clone());
         }
         let mut queues = Vec::with_capacity(workers);
         let mut tasks = JoinSet::new();
         for _ in 0..workers {
-            let (queue, mut shares) = mpsc::channel::<Share>(WORKER_QUEUE);
+            let (queue, mut jobs) = mpsc::channel::<Job>(WORKER_QUEUE);
             queues.push(queue);
-            let (opts, tx, logs, outcomes) =
-                (opts.clone(), tx.clone(), logs.clone(), outcomes.clone());
+            let opts = opts.clone();
             tasks.spawn(async move {
-                while let Some(share) = shares.recv().await {
-                    let out = share.convert(&opts);
-                    outcomes.count(&out);
-                    if !send(out, &tx, &logs).await {
-                        return;
-                    }
+                while let Some((share, back)) = jobs.recv().await {
+                    // The stage stops waiting only when it ends.
+                    let _ = back.send(share.convert(&opts));
                 }
             });
         }
         Self::Workers { queues, tasks }
     }
 
-    /// Sends `decided` on: its spans at once, its events converted (here, or by the workers).
-    /// False once downstream is gone.
+    /// Sends `decided` on as one request: its spans and its events, converted (here, or by the
+    /// workers in parallel). False once downstream is gone.
     pub(super) async fn send(
         &mut self,
         mut decided: Decided,
@@ -80,34 +78,35 @@ impl Convert {
         if decided.is_empty() {
             return true;
         }
-        let queues = match self {
-            Self::Inline(opts) => {
-                let out = decided.convert(opts);
-                outcomes.count(&out);
-                return send(out, tx, logs).await;
-            }
-            Self::Workers { queues, .. } => queues,
-        };
-        let spans = std::mem::take(&mut decided.spans);
-        if !spans.is_empty() {
-            let request =
-                opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-                    resource_spans: spans,
-                };
-            if tx.send(Signal::Traces(request)).await.is_err() {
-                return false;
-            }
-        }
-        for (share, queue) in decided.split(queues.len()).into_iter().zip(queues.iter()) {
-            for piece in share.pieces(SHARE_EVENTS) {
-                if queue.send(piece).await.is_err() {
-                    // A worker stops only when downstream is gone (or it panicked: reported
-                    // when the stage ends).
-                    return false;
+        let out = match self {
+            Self::Inline(opts) => decided.convert(opts),
+            Self::Workers { queues, .. } => {
+                let mut out = Output::default();
+                out.traces.resource_spans = std::mem::take(&mut decided.spans);
+                let mut converted = Vec::new();
+                for (share, queue) in decided.split(queues.len()).into_iter().zip(queues.iter()) {
+                    for piece in share.pieces(SHARE_EVENTS) {
+                        let (back, result) = oneshot::channel();
+                        if queue.send((piece, back)).await.is_err() {
+                            // A worker stops only when it panicked (reported when the stage
+                            // ends).
+                            return false;
+                        }
+                        converted.push(result);
+                    }
                 }
+                for result in converted {
+                    let Ok(part) = result.await else {
+                        return false;
+                    };
+                    out.traces.resource_spans.extend(part.traces.resource_spans);
+                    out.logs.resource_logs.extend(part.logs.resource_logs);
+                }
+                out
             }
-        }
-        true
+        };
+        outcomes.count(&out);
+        send(out, tx, logs).await
     }
 
     /// Lets the workers convert and send what they were given, and waits for them.
