@@ -225,10 +225,17 @@ fn user_password(s: &str) -> String {
 /// `Bearer`/`Basic` credentials, JWTs and API-key-shaped tokens.
 #[must_use]
 pub fn text(s: &str) -> Cow<'_, str> {
-    let mut out = String::with_capacity(s.len());
-    let mut changed = false;
+    // The output is built only from the first change on: until then it is `s` up to `rest`,
+    // so most texts (paths, command lines without secrets) allocate nothing here.
+    let mut out: Option<String> = None;
+    let started = |done: usize| {
+        let mut o = String::with_capacity(s.len() + REDACTED.len());
+        o.push_str(&s[..done]);
+        o
+    };
     let mut rest = s;
     while !rest.is_empty() {
+        let done = s.len() - rest.len();
         // Split at the next token boundary, keeping the separator.
         let end = rest
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | '&' | '='))
@@ -240,24 +247,27 @@ pub fn text(s: &str) -> Cow<'_, str> {
             let value_end = rest[value_start..]
                 .find(['\n', '\r', '"', '\'', '\\'])
                 .map_or(rest.len(), |e| value_start + e);
-            out.push_str(&rest[..keep]);
-            out.push_str(REDACTED);
-            changed = true;
+            let o = out.get_or_insert_with(|| started(done));
+            o.push_str(&rest[..keep]);
+            o.push_str(REDACTED);
             rest = &rest[value_end..];
             continue;
         }
-        let redacted = redact_token(token, &out);
-        changed |= redacted != token;
-        out.push_str(&redacted);
+        let redacted = redact_token(token, out.as_deref().unwrap_or(&s[..done]));
         let sep_len = tail.chars().next().map_or(0, char::len_utf8);
-        out.push_str(&tail[..sep_len]);
+        let sep = &tail[..sep_len];
+        if let Some(o) = &mut out {
+            o.push_str(&redacted);
+            o.push_str(sep);
+        } else if redacted != token {
+            let mut o = started(done);
+            o.push_str(&redacted);
+            o.push_str(sep);
+            out = Some(o);
+        }
         rest = &tail[sep_len..];
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(s)
-    }
+    out.map_or(Cow::Borrowed(s), Cow::Owned)
 }
 
 /// Authorization schemes kept in front of a redacted header value.
