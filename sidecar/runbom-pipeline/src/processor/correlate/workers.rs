@@ -1,6 +1,6 @@
 //! The correlate stage's conversion across cores: the one correlator decides where every
 //! kernel event goes, then hands the events, placed, to `workers` tasks that turn them into
-//! OTLP spans and log records and send them on. Events are shared by process
+//! OTLP spans and log records and give them back. Events are shared by process
 //! ([`runbom_correlate::worker_of`]): all of a process's events go to the same worker, in the
 //! order the correlator released them, so a process's events keep their order, as on the
 //! single-task path. The stage waits for a release's shares and sends the release as one
