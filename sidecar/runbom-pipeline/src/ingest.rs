@@ -188,7 +188,7 @@ impl Ingest {
             .map_err(|(refusal, _)| refusal)
     }
 
-    /// Pushes and counts; a refused request comes back when no pipeline took it (so that
+    /// Pushes and counts; a refused request comes back unless it was handed over (so that
     /// [`Ingest::push_waiting`] can offer it again without having copied it beforehand).
     async fn push_or_return(
         &self,
@@ -233,6 +233,9 @@ impl Ingest {
         }
     }
 
+    /// Into every pipeline of `kind` or into none: room is reserved in all of them before the
+    /// request is handed to any. Only a request handed over whose persistent-queue write is
+    /// late is refused without coming back.
     async fn deliver(
         &self,
         kind: SignalKind,
@@ -255,82 +258,69 @@ impl Ingest {
             .filter(|(k, _)| *k == kind)
             .map(|(_, tx)| tx)
             .collect();
-        let Some((last, rest)) = targets.split_last() else {
+        if targets.is_empty() {
             return Err((Refusal::NotConfigured(kind), Some(signal)));
-        };
+        }
         let full = || Refusal::Unavailable {
             retry_after: Duration::from_secs(1),
             reason: format!("the {} pipeline is full", kind.as_str()),
         };
         let deadline = tokio::time::Instant::now() + self.inner.accept_timeout;
-        // Every pipeline but the last gets a copy; the last the request itself.
-        for tx in rest {
-            if let Err((refusal, _)) = self
-                .send(tx, signal.clone(), (deadline, wait_written), &full)
-                .await
-            {
-                return Err((refusal, Some(signal)));
-            }
-        }
-        self.send(last, signal, (deadline, wait_written), &full)
-            .await
-    }
-
-    /// Sends into one pipeline; into one with persistent queues, also waits (until
-    /// `deadline`) for the request to be written there. A request not written in time is
-    /// refused although it will be written: the client's retry makes a duplicate, never a
-    /// loss (at least once). A request that found no room comes back with the refusal.
-    async fn send(
-        &self,
-        tx: &mpsc::Sender<Signal>,
-        signal: Signal,
-        (deadline, wait_written): (tokio::time::Instant, bool),
-        full: &impl Fn() -> Refusal,
-    ) -> Result<(), (Refusal, Option<Signal>)> {
-        let persisted = self
+        // The barriers of the pipelines with persistent queues among the targets, locked in
+        // one order (their addresses) by every receiver: held from before room is reserved
+        // until the request is sent, so that the order of sends and the count agree.
+        let mut barriers: Vec<&Arc<Persisted>> = self
             .inner
             .persisted
             .iter()
-            .find(|(p, _)| wait_written && p.same_channel(tx))
-            .map(|(_, p)| p);
-        // Room is reserved before the request is handed over, so that a refused request is
-        // still ours to return.
-        let room = async || match tokio::time::timeout_at(deadline, tx.reserve()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) | Err(_) => Err(full()),
-        };
-        let Some(persisted) = persisted else {
-            return match room().await {
-                Ok(permit) => {
-                    permit.send(signal);
-                    Ok(())
-                }
-                Err(refusal) => Err((refusal, Some(signal))),
-            };
-        };
-        let place = {
-            let mut sent = persisted.sent.lock().await;
-            match room().await {
-                Ok(permit) => permit.send(signal),
-                Err(refusal) => return Err((refusal, Some(signal))),
+            .filter(|(p, _)| wait_written && targets.iter().any(|tx| p.same_channel(tx)))
+            .map(|(_, p)| p)
+            .collect();
+        barriers.sort_by_key(|p| Arc::as_ptr(p));
+        let mut counts = Vec::with_capacity(barriers.len());
+        for p in &barriers {
+            counts.push(p.sent.lock().await);
+        }
+        // Room in every pipeline first, then the request into all of them: a refusal leaves
+        // nothing behind, so the retry (the client's, or `push_waiting`'s) duplicates nothing.
+        let mut permits = Vec::with_capacity(targets.len());
+        for tx in &targets {
+            match tokio::time::timeout_at(deadline, tx.reserve()).await {
+                Ok(Ok(permit)) => permits.push(permit),
+                Ok(Err(_)) | Err(_) => return Err((full(), Some(signal))),
             }
-            *sent += 1;
-            *sent
-        };
-        let mut written = persisted.written.clone();
-        let not_written = || {
-            (
-                Refusal::Unavailable {
-                    retry_after: Duration::from_secs(1),
-                    reason: "the persistent queue did not take the request in time".into(),
-                },
-                None,
-            )
-        };
-        tokio::time::timeout_at(deadline, written.wait_for(|n| *n >= place))
-            .await
-            .map_err(|_| not_written())?
-            .map_err(|_| not_written())?;
+        }
+        let last = permits.pop().expect("one target at least");
+        for permit in permits {
+            permit.send(signal.clone());
+        }
+        last.send(signal);
+        let places: Vec<(watch::Receiver<u64>, u64)> = barriers
+            .iter()
+            .zip(counts.iter_mut())
+            .map(|(p, sent)| {
+                **sent += 1;
+                (p.written.clone(), **sent)
+            })
+            .collect();
+        drop(counts);
+        // A request not written in time is refused although it will be written: the client's
+        // retry makes a duplicate, never a loss (at least once).
+        for (mut written, place) in places {
+            let not_written = || {
+                (
+                    Refusal::Unavailable {
+                        retry_after: Duration::from_secs(1),
+                        reason: "the persistent queue did not take the request in time".into(),
+                    },
+                    None,
+                )
+            };
+            tokio::time::timeout_at(deadline, written.wait_for(|n| *n >= place))
+                .await
+                .map_err(|_| not_written())?
+                .map_err(|_| not_written())?;
+        }
         Ok(())
     }
 }
@@ -354,6 +344,22 @@ mod tests {
             CancellationToken::new(),
         );
         (ingest, rx)
+    }
+
+    /// One receiver feeding two logs pipelines with room for `capacity` requests each.
+    fn ingest_into_two(capacity: usize) -> (Ingest, [mpsc::Receiver<Signal>; 2]) {
+        let (tx1, rx1) = mpsc::channel(capacity);
+        let (tx2, rx2) = mpsc::channel(capacity);
+        let telemetry = Telemetry::default();
+        let counters = telemetry.stage("receiver", "otlp", SignalKind::Logs);
+        let ingest = Ingest::new(
+            "otlp".into(),
+            vec![(SignalKind::Logs, tx1), (SignalKind::Logs, tx2)],
+            vec![(SignalKind::Logs, counters)],
+            Duration::from_millis(100),
+            CancellationToken::new(),
+        );
+        (ingest, [rx1, rx2])
     }
 
     fn logs() -> Signal {
@@ -402,5 +408,50 @@ mod tests {
             ),
             "a signal with no pipeline is refused as not configured"
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_by_one_pipeline_reaches_none_and_its_retry_each_once() {
+        let (ingest, [mut first, mut second]) = ingest_into_two(1);
+        ingest.push(logs()).await.expect("room in both");
+        assert!(second.recv().await.is_some(), "the second pipeline took it");
+        // Room in the first pipeline only: the request must not go into it alone, or the
+        // retry would put it there twice.
+        let refused = ingest.push(logs()).await;
+        assert!(
+            matches!(refused, Err(Refusal::Unavailable { .. })),
+            "{refused:?}"
+        );
+        assert!(first.recv().await.is_some(), "the first request");
+        assert!(
+            first.try_recv().is_err(),
+            "a refused request left nothing in the pipeline that had room"
+        );
+        // Kernel events wait for room instead: each pipeline gets the request exactly once.
+        let (ingest, [mut first, mut second]) = ingest_into_two(1);
+        ingest.push(logs()).await.expect("room in both");
+        assert!(first.recv().await.is_some());
+        let waiting = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.push_waiting(logs()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(second.recv().await.is_some(), "the first request");
+        // (A copy left in the first pipeline by a refused try used to fill it: the retry
+        // then waited for room there forever.)
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("push_waiting returns once both pipelines took the request")
+            .expect("push_waiting");
+        assert!(
+            first.recv().await.is_some(),
+            "delivered to the first pipeline"
+        );
+        assert!(
+            second.recv().await.is_some(),
+            "delivered to the second pipeline"
+        );
+        assert!(first.try_recv().is_err(), "once");
+        assert!(second.try_recv().is_err(), "once");
     }
 }
