@@ -527,7 +527,9 @@ processors:
   correlate: {{ wait: {WAIT_S}s }}
   batch: {{}}
 exporters:
-  file: {{ path: {export} }}
+  # Never rotated during the test: the checks below read logs.jsonl, and other processes'
+  # events on a busy machine can fill the default 100 MiB before runbom's own lines are read.
+  file: {{ path: {export}, rotation: {{ max_megabytes: 100000 }} }}
 service:
   telemetry:
     metrics:
