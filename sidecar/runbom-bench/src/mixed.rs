@@ -297,7 +297,8 @@ impl Totals {
     }
 
     fn add(&mut self, opts: &Options, w: &WithRunbom) {
-        self.produced += opts.opens * opts.bursts as u64;
+        // The measured bursts and the statistics burst.
+        self.produced += opts.opens * (opts.bursts as u64 + 1);
         self.exported += w.exported.0;
         self.records += w.exported.1;
         for (k, v) in &w.summary {
