@@ -99,10 +99,12 @@ fn burst(opts: &Options, path: &CString, port: &RefusedPort) -> Result<Burst> {
     })
 }
 
-/// The embedded defaults with the OTLP receivers on free ports (the machine may run others).
+/// The embedded defaults with the OTLP receivers and `/metrics` on free ports (the machine may
+/// run other collectors: a taken 8888 would stop runbom at start).
 pub(crate) fn config(work: &Path) -> Result<PathBuf> {
     let grpc = runbom_testkit::net::free_port();
     let http = runbom_testkit::net::free_port();
+    let metrics = runbom_testkit::net::free_port();
     let text = EMBEDDED_DEFAULT
         .replacen(
             "      grpc: {}",
@@ -112,6 +114,11 @@ pub(crate) fn config(work: &Path) -> Result<PathBuf> {
         .replacen(
             "      http: {}",
             &format!("      http:\n        endpoint: 127.0.0.1:{http}"),
+            1,
+        )
+        .replacen(
+            "service:\n",
+            &format!("service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n"),
             1,
         );
     let path = work.join("runbom-defaults.yaml");
