@@ -399,7 +399,8 @@ pub const PREFIX_LOW_VALUE: u8 = 2;
 pub mod counter {
     /// Records dropped because the ring buffer was full.
     pub const RING_FULL: u32 = 0;
-    /// Events lost because an in-flight map (syscall entry → exit) was full.
+    /// Events lost because an in-flight map (syscall entry → exit) was full, or a socket call's
+    /// per-thread slot was taken by another thread's call (`SOCK_SLOTS` in the eBPF crate).
     pub const INFLIGHT_FULL: u32 = 1;
     /// First of [`super::SHED_SLOTS`] counters of records shed under overload, by shedding
     /// slot (`SHED + kind`, `SHED + SHED_FILE_LOW_VALUE`).

@@ -71,10 +71,6 @@ pub static SSL_WRITES: LruHashMap<u32, SslWrite> = LruHashMap::with_max_entries(
 #[map]
 pub static SSL_READS: LruHashMap<u32, [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
 
-/// tid → requested socket type between `socket()` entry and exit.
-#[map]
-pub static SOCKET_CALLS: LruHashMap<u32, u16> = LruHashMap::with_max_entries(1024, 0);
-
 /// tid → exec being built between `execve()` entry and `sched_process_exec`.
 #[map]
 pub static EXECS: LruHashMap<u32, ExecBuffer> = LruHashMap::with_max_entries(256, 0);
@@ -88,15 +84,36 @@ pub static EXIT_CODES: LruHashMap<u32, i32> = LruHashMap::with_max_entries(4096,
 #[map]
 pub static OPEN_SLOTS: Array<u32> = Array::with_max_entries(OPEN_SLOTS_LEN, 0);
 
-/// tid → connect or accept between entry and exit (for accept, `remote.addr` holds the
-/// user pointer to the peer address until the exit reads it).
+/// Slot `tid & (SOCK_SLOTS_LEN - 1)` → a `socket`, `connect` or `accept` of thread `tid`
+/// between the syscall's entry and exit (`net.rs`). An array: the verifier inlines its lookups,
+/// and nothing is allocated or freed per call.
 #[map]
-pub static SOCK_CALLS: LruHashMap<u32, SockEvent> = LruHashMap::with_max_entries(4096, 0);
+pub static SOCK_SLOTS: Array<SockSlot> = Array::with_max_entries(SOCK_SLOTS_LEN, 0);
 
-/// tid → the `struct sock` of a TCP connect between its `TCP_SYN_SENT` transition and the
-/// syscall's exit, which reads the local port the kernel bound in between (`net.rs`).
-#[map]
-pub static CONNECT_SOCKS: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+/// Slots of `SOCK_SLOTS` (a power of two): the kernel's default `pid_max`, so that on a host
+/// that keeps it every thread has a slot of its own. Beyond it, two threads whose ids differ by
+/// a multiple of it share a slot, and of two of their calls in flight at once one is lost, and
+/// counted (`INFLIGHT_FULL`).
+pub const SOCK_SLOTS_LEN: u32 = 1 << 15;
+
+/// A socket call in flight, kept in `SOCK_SLOTS` from the syscall's entry to its exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SockSlot {
+    /// The thread whose call this is; 0 when the slot is free (no thread has id 0).
+    pub tid: u32,
+    /// `EventKind::Connect`, `EventKind::Accept`, or [`SOCK_SLOT_SOCKET`].
+    pub call: u32,
+    /// connect: the `struct sock` at its `TCP_SYN_SENT` transition (0 before), whose local port
+    /// the exit reads.
+    pub sk: u64,
+    /// The record being built (socket: only `sock_type`, the requested type; accept:
+    /// `remote.addr` holds the user pointer to the peer address until the exit reads it).
+    pub ev: SockEvent,
+}
+
+/// `SockSlot::call` of a `socket()` call.
+pub const SOCK_SLOT_SOCKET: u32 = u32::MAX;
 
 /// Per-CPU scratch space: records too large for the 512-byte BPF stack are built here.
 #[map]

@@ -2,6 +2,9 @@
 //!
 //! The socket type (TCP or UDP) is not in the connect syscall's arguments, so `socket()` calls
 //! are remembered per `(tgid, fd)`; a socket created before runbom started reports type unknown.
+//! Between a call's entry and exit, `socket`, `connect` and `accept` keep what they know in this
+//! thread's slot of `SOCK_SLOTS` (an array indexed by thread id: inlined lookups, nothing
+//! allocated or freed per call); the exit writes the one record.
 //! A UDP socket connected to a DNS port is remembered too, so that `send()` on it (no address)
 //! is still seen as a DNS query.
 //!
@@ -9,27 +12,29 @@
 //! `sock:inet_sock_set_state` fires in the connecting thread on `TCP_CLOSE → TCP_SYN_SENT`
 //! with the source address already chosen but the source port not yet bound (the kernel binds
 //! it right after, still inside `connect()`): that program adds the address to the pending
-//! record and keeps the socket's pointer, and the exit reads the bound port from the socket
+//! record and keeps the socket's pointer (both in the slot), and the exit reads the bound port from the socket
 //! (`skc_num`). A UDP connect changes no TCP state, so its local end stays unknown.
 
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, generated::bpf_probe_read_user},
     macros::tracepoint,
+    maps::LruHashMap,
     programs::TracePointContext,
 };
+use core::ptr::{read_volatile, write_volatile};
 use runbom_common::{
     DNS_PAYLOAD_MAX, DnsEvent, EventKind, SOCK_TYPE_DGRAM, SOCK_TYPE_STREAM, SOCK_TYPE_UNKNOWN,
-    SockAddr, SockEvent,
+    SockAddr, SockEvent, counter,
 };
 
 use crate::{
     maps::{
-        CONN_PEERS, CONNECT_SOCKS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, SOCK_BODY, SOCK_CALLS,
-        SOCK_TYPES, SOCKET_CALLS,
+        CONN_PEERS, DNS_PORTS, DNS_SCRATCH, DNS_SOCKS, EVENTS, SOCK_BODY, SOCK_SLOT_SOCKET,
+        SOCK_SLOTS, SOCK_SLOTS_LEN, SOCK_TYPES, SockSlot,
     },
     util::{
-        current, fd_key, field, header_of, is_self, keep_inflight, msghdr_first, now, output,
-        pending, scratch, sys_arg, take, tracepoints,
+        BPF_RB_NO_WAKEUP, config, count, current, fd_key, field, header_of, is_self, msghdr_first,
+        now, output, ring_unread, scratch, shed_at, sys_arg, tracepoints, wake_flags,
     },
 };
 
@@ -67,6 +72,71 @@ pub fn read_sockaddr(ptr: *const u8) -> Option<SockAddr> {
     Some(SockAddr { family, port, addr })
 }
 
+// The slots. A thread writes its id into its slot first and the rest after it; an exit copies
+// the rest out and reads the id again, so that a thread sharing the slot (only beyond the
+// default `pid_max`, see `SOCK_SLOTS_LEN`) that claimed it meanwhile makes the exit drop its
+// call rather than write a record mixed from two calls.
+
+#[inline(always)]
+fn slot_of(tid: u32) -> Option<*mut SockSlot> {
+    SOCK_SLOTS.get_ptr_mut(tid & (SOCK_SLOTS_LEN - 1))
+}
+
+/// Claims this thread's slot for `call`, with `sk` 0. A slot that still holds another thread's
+/// call loses that call: counted (`INFLIGHT_FULL`).
+#[inline(always)]
+fn claim(tid: u32, call: u32) -> Option<*mut SockSlot> {
+    let slot = slot_of(tid)?;
+    // SAFETY: a slot of an array map (plain integers and bytes); the id is written first.
+    unsafe {
+        let held = read_volatile(&raw const (*slot).tid);
+        if held != 0 && held != tid {
+            count(counter::INFLIGHT_FULL);
+        }
+        write_volatile(&raw mut (*slot).tid, tid);
+        write_volatile(&raw mut (*slot).call, call);
+        write_volatile(&raw mut (*slot).sk, 0);
+    }
+    Some(slot)
+}
+
+/// This thread's slot when it holds this thread's `call`.
+#[inline(always)]
+fn held(tid: u32, call: u32) -> Option<*mut SockSlot> {
+    let slot = slot_of(tid)?;
+    // SAFETY: as in `claim`.
+    let mine = unsafe {
+        read_volatile(&raw const (*slot).tid) == tid
+            && read_volatile(&raw const (*slot).call) == call
+    };
+    mine.then_some(slot)
+}
+
+/// Frees this thread's slot after its call was copied out: `false` when another thread claimed
+/// it meanwhile (what was copied may be partly that thread's: dropped; the claim counted it).
+/// A release that races such a claim can free the other thread's call: its exit then finds no
+/// call and writes nothing; that loss was counted by the claim too.
+#[inline(always)]
+fn release(slot: *mut SockSlot, tid: u32) -> bool {
+    // SAFETY: as in `claim`.
+    unsafe {
+        if read_volatile(&raw const (*slot).tid) != tid {
+            return false;
+        }
+        write_volatile(&raw mut (*slot).tid, 0);
+    }
+    true
+}
+
+/// Removes `key` from a per-socket map when it is there: the lookup is inlined by the verifier
+/// and takes no lock, a delete of an absent key takes the bucket's lock.
+#[inline(always)]
+fn forget<V>(map: &LruHashMap<u64, V>, key: u64) {
+    if map.get_ptr(key).is_some() {
+        let _ = map.remove(key);
+    }
+}
+
 #[tracepoint]
 pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
     // socket(family, type, protocol)
@@ -79,25 +149,49 @@ pub fn sys_enter_socket(ctx: TracePointContext) -> u32 {
         2 => SOCK_TYPE_DGRAM,
         _ => return 0,
     };
-    let (_, tid) = current();
-    let _ = SOCKET_CALLS.insert(tid, kind, 0);
+    let (tgid, tid) = current();
+    if is_self(tgid) {
+        return 0;
+    }
+    if let Some(slot) = claim(tid, SOCK_SLOT_SOCKET) {
+        // SAFETY: as in `claim`.
+        unsafe { write_volatile(&raw mut (*slot).ev.sock_type, kind) };
+    }
     0
 }
 
 #[tracepoint]
 pub fn sys_exit_socket(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    let Some(kind) = take(&SOCKET_CALLS, &tid) else {
+    let Some(slot) = held(tid, SOCK_SLOT_SOCKET) else {
         return 0;
     };
+    // SAFETY: as in `claim`.
+    let kind = unsafe { read_volatile(&raw const (*slot).ev.sock_type) };
+    if !release(slot, tid) {
+        return 0;
+    }
     let fd: i64 = sys_arg(&ctx, 0);
     if fd >= 0 {
         let key = fd_key(tgid, fd as i32);
-        let _ = SOCK_TYPES.insert(key, kind, 0);
+        // Descriptor numbers are reused lowest first, so a process that opens and closes sockets
+        // mostly finds its key here already: written in place, without the LRU map's insert
+        // (a node taken from the free list, the old one given back).
+        match SOCK_TYPES.get_ptr_mut(key) {
+            // SAFETY: a plain u16 of a map value.
+            Some(p) => unsafe {
+                if *p != kind {
+                    *p = kind;
+                }
+            },
+            None => {
+                let _ = SOCK_TYPES.insert(key, kind, 0);
+            }
+        }
         // A new socket under a reused fd number: what was known of the old one is void.
-        let _ = CONN_PEERS.remove(key);
-        let _ = SOCK_BODY.remove(key);
-        let _ = DNS_SOCKS.remove(key);
+        forget(&CONN_PEERS, key);
+        forget(&SOCK_BODY, key);
+        forget(&DNS_SOCKS, key);
     }
     0
 }
@@ -120,7 +214,7 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Keeps a connect or accept record in `SOCK_CALLS` until the syscall's exit completes it.
+/// Keeps a connect or accept record in this thread's slot until the syscall's exit completes it.
 #[inline(always)]
 fn sock_enter(kind: EventKind, (tgid, tid): (u32, u32), remote: SockAddr, fd: i32, sock_type: u16) {
     let ev = SockEvent {
@@ -133,24 +227,55 @@ fn sock_enter(kind: EventKind, (tgid, tid): (u32, u32), remote: SockAddr, fd: i3
         sock_type,
         _pad: [0; 6],
     };
-    keep_inflight(&SOCK_CALLS, &tid, &ev);
+    if let Some(slot) = claim(tid, kind as u32) {
+        // SAFETY: as in `claim`.
+        unsafe { write_volatile(&raw mut (*slot).ev, ev) };
+    }
+}
+
+/// Writes the record this thread's call completed in its slot to the ring, as `util::output`
+/// does (shed under overload, wake-ups by `wake_bytes`, a full ring counted), and frees the slot.
+/// The record is copied into its reservation before the slot is released: a slot another thread
+/// claimed meanwhile discards it.
+#[inline(always)]
+fn emit(slot: *mut SockSlot, tid: u32, kind: EventKind) {
+    let cfg = config();
+    let avail = ring_unread();
+    if let Some(cfg) = cfg
+        && shed_at(cfg, kind as usize, avail)
+    {
+        release(slot, tid);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<SockEvent>(0) else {
+        count(counter::RING_FULL);
+        release(slot, tid);
+        return;
+    };
+    // SAFETY: the reservation is a `SockEvent`'s worth of ring memory, ours until submitted or
+    // discarded; the slot is an array map value (plain integers and bytes).
+    unsafe { *entry.as_mut_ptr() = (*slot).ev };
+    if !release(slot, tid) {
+        entry.discard(BPF_RB_NO_WAKEUP);
+        return;
+    }
+    let size = core::mem::size_of::<SockEvent>() as u64;
+    entry.submit(cfg.map_or(0, |cfg| wake_flags(cfg, avail, size)));
 }
 
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current();
-    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
-    let Some(ev) = (unsafe { pending(&SOCK_CALLS, tid) }) else {
+    let Some(slot) = held(tid, EventKind::Connect as u32) else {
         return 0;
     };
-    if ev.header.kind != EventKind::Connect as u32 {
-        return 0;
-    }
+    // SAFETY: the slot holds this thread's call (see `claim`); only this thread writes it.
+    let ev = unsafe { &mut (*slot).ev };
     ev.end_ns = now();
     ev.ret = sys_arg::<i64>(&ctx, 0) as i32;
-    if ev.local.family != 0
-        && let Some(sk) = take(&CONNECT_SOCKS, &tid)
-    {
+    // SAFETY: as above.
+    let sk = unsafe { (*slot).sk };
+    if ev.local.family != 0 && sk != 0 {
         // SAFETY: a fault-checked read of two bytes of the socket this thread is connecting.
         ev.local.port =
             unsafe { bpf_probe_read_kernel((sk + SKC_NUM_OFFSET) as *const u16) }.unwrap_or(0);
@@ -165,14 +290,13 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     } else if ev.sock_type != SOCK_TYPE_STREAM {
         // A stream socket was created while runbom runs, and its `socket()` exit cleared what
         // an earlier socket under the same fd number left here; others may have left it.
-        let _ = DNS_SOCKS.remove(key);
+        forget(&DNS_SOCKS, key);
     }
     // Non-blocking connects return EINPROGRESS (-115); the peer is known either way.
     if (ev.ret == 0 || ev.ret == -115) && ev.sock_type != SOCK_TYPE_DGRAM {
         let _ = CONN_PEERS.insert(key, ev.remote, 0);
     }
-    output(ev);
-    let _ = SOCK_CALLS.remove(tid);
+    emit(slot, tid, EventKind::Connect);
     0
 }
 
@@ -189,13 +313,9 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let (_, tid) = current();
-    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
-    let Some(ev) = (unsafe { pending(&SOCK_CALLS, tid) }) else {
+    let Some(slot) = held(tid, EventKind::Connect as u32) else {
         return 0;
     };
-    if ev.header.kind != EventKind::Connect as u32 {
-        return 0;
-    }
     let v4: [u8; 4] = field(&ctx, 32);
     let v6: [u8; 16] = field(&ctx, 40);
     let mut local = SockAddr::default();
@@ -207,12 +327,15 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         local.family = AF_INET;
         local.addr[..4].copy_from_slice(&v4);
     }
-    ev.local = local;
-    // Only TCP reaches SYN_SENT: a socket created before runbom started is now known.
-    if ev.sock_type == SOCK_TYPE_UNKNOWN {
-        ev.sock_type = SOCK_TYPE_STREAM;
+    // SAFETY: as in `claim`; only this thread writes its call's fields.
+    unsafe {
+        write_volatile(&raw mut (*slot).ev.local, local);
+        // Only TCP reaches SYN_SENT: a socket created before runbom started is now known.
+        if read_volatile(&raw const (*slot).ev.sock_type) == SOCK_TYPE_UNKNOWN {
+            write_volatile(&raw mut (*slot).ev.sock_type, SOCK_TYPE_STREAM);
+        }
+        write_volatile(&raw mut (*slot).sk, field::<u64>(&ctx, 8));
     }
-    keep_inflight(&CONNECT_SOCKS, &tid, &field::<u64>(&ctx, 8));
     0
 }
 
@@ -238,22 +361,24 @@ tracepoints!(accept_exit: sys_exit_accept, sys_exit_accept4);
 #[inline(always)]
 fn accept_exit(ctx: &TracePointContext) -> u32 {
     let (_, tid) = current();
-    // SAFETY: the entry is keyed by our thread id; nobody else touches it.
-    let Some(ev) = (unsafe { pending(&SOCK_CALLS, tid) }) else {
+    let Some(slot) = held(tid, EventKind::Accept as u32) else {
         return 0;
     };
     let ret = sys_arg::<i64>(ctx, 0) as i32;
     // Failed accepts (EAGAIN on a non-blocking listener) are noise, not events.
-    if ev.header.kind == EventKind::Accept as u32 && ret >= 0 {
-        let mut ptr = [0u8; 8];
-        ptr.copy_from_slice(&ev.remote.addr[..8]);
-        ev.remote = read_sockaddr(u64::from_ne_bytes(ptr) as *const u8).unwrap_or_default();
-        ev.end_ns = now();
-        ev.ret = ret;
-        ev.fd = ret;
-        output(ev);
+    if ret < 0 {
+        release(slot, tid);
+        return 0;
     }
-    let _ = SOCK_CALLS.remove(tid);
+    // SAFETY: the slot holds this thread's call (see `claim`); only this thread writes it.
+    let ev = unsafe { &mut (*slot).ev };
+    let mut ptr = [0u8; 8];
+    ptr.copy_from_slice(&ev.remote.addr[..8]);
+    ev.remote = read_sockaddr(u64::from_ne_bytes(ptr) as *const u8).unwrap_or_default();
+    ev.end_ns = now();
+    ev.ret = ret;
+    ev.fd = ret;
+    emit(slot, tid, EventKind::Accept);
     0
 }
 

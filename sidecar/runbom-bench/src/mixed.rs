@@ -3,10 +3,16 @@
 //! `connects` refused loopback connects and `execs` fork+exec of `/bin/true`, interleaved;
 //! bursts run back to back. Rounds alternate which condition comes first, and runbom is
 //! stopped (SIGTERM, exited) before every round without it. Measured: the burst's wall time
-//! and the workload's CPU time (its thread plus its reaped children), and what runbom exported
-//! and dropped (by the kernel's counters, shed kinds included).
+//! and the workload's CPU time (its thread plus its reaped children), split by part (opens,
+//! connects, execs), and what runbom exported and dropped (by the kernel's counters, shed kinds
+//! included). After the measured bursts of each round with runbom, one more burst runs with the
+//! kernel's BPF run-time statistics on (not counted above: the statistics cost a little per
+//! program run): the time spent inside each of runbom's programs per burst, which splits what
+//! runbom adds to the workload into its programs and everything around them (tracepoint
+//! dispatch, the syscall slow path every traced task takes, caches).
 
 use std::{
+    collections::BTreeMap,
     ffi::CString,
     fmt::Write as _,
     path::{Path, PathBuf},
@@ -17,6 +23,7 @@ use anyhow::{Context as _, Result, bail};
 use runbom_testkit::{Ready, runbom::Stdout};
 
 use crate::{
+    progstats,
     runbom::{Summary, count_exported_opens},
     stats::Samples,
     workload::{self, RefusedPort, thread_cpu},
@@ -36,11 +43,15 @@ pub struct Options {
     pub execs: u64,
 }
 
-/// One burst's wall and CPU time, in seconds.
+/// One burst's wall and CPU time, in seconds, and its CPU time by part.
 struct Burst {
     wall: f64,
     cpu: f64,
+    parts: [f64; PARTS.len()],
 }
+
+/// The parts of a burst, in the order of `Burst::parts`.
+const PARTS: [&str; 3] = ["opens", "connects", "execs"];
 
 fn children_cpu() -> Duration {
     // SAFETY: an all-zero rusage is valid; getrusage writes into it.
@@ -62,25 +73,38 @@ fn exec_true() -> Result<()> {
 fn burst(opts: &Options, path: &CString, port: &RefusedPort) -> Result<Burst> {
     let slices = opts.execs.max(1);
     let (cpu0, child0, start) = (thread_cpu(), children_cpu(), Instant::now());
+    let mut parts = [Duration::ZERO; PARTS.len()];
+    let mut mark = cpu0 + child0;
+    let mut lap = |part: &mut Duration| {
+        let now = thread_cpu() + children_cpu();
+        *part += now.saturating_sub(mark);
+        mark = now;
+    };
     for i in 0..slices {
         let share = |n: u64| n * (i + 1) / slices - n * i / slices;
         workload::open_close(path, share(opts.opens));
+        lap(&mut parts[0]);
         workload::connect_loop(&port.addr, share(opts.connects));
+        lap(&mut parts[1]);
         if i < opts.execs {
             exec_true()?;
+            lap(&mut parts[2]);
         }
     }
     Ok(Burst {
         wall: start.elapsed().as_secs_f64(),
         cpu: (thread_cpu().saturating_sub(cpu0) + children_cpu().saturating_sub(child0))
             .as_secs_f64(),
+        parts: parts.map(|d| d.as_secs_f64()),
     })
 }
 
-/// The embedded defaults with the OTLP receivers on free ports (the machine may run others).
+/// The embedded defaults with the OTLP receivers and `/metrics` on free ports (the machine may
+/// run other collectors: a taken 8888 would stop runbom at start).
 pub(crate) fn config(work: &Path) -> Result<PathBuf> {
     let grpc = runbom_testkit::net::free_port();
     let http = runbom_testkit::net::free_port();
+    let metrics = runbom_testkit::net::free_port();
     let text = EMBEDDED_DEFAULT
         .replacen(
             "      grpc: {}",
@@ -90,6 +114,11 @@ pub(crate) fn config(work: &Path) -> Result<PathBuf> {
         .replacen(
             "      http: {}",
             &format!("      http:\n        endpoint: 127.0.0.1:{http}"),
+            1,
+        )
+        .replacen(
+            "service:\n",
+            &format!("service:\n  telemetry:\n    metrics:\n      address: 127.0.0.1:{metrics}\n"),
             1,
         );
     let path = work.join("runbom-defaults.yaml");
@@ -102,6 +131,8 @@ struct WithRunbom {
     /// `(file.open records of the workload's path, all log records)` exported.
     exported: (u64, u64),
     bursts: Vec<Burst>,
+    /// runbom's programs that ran during the burst with run-time statistics on.
+    in_programs: Vec<progstats::Ran>,
 }
 
 fn with_runbom(
@@ -122,6 +153,15 @@ fn with_runbom(
     for _ in 0..opts.bursts {
         bursts.push(burst(opts, path, port)?);
     }
+    let in_programs = {
+        let ours = progstats::held_by(rb.pid());
+        let _stats = progstats::enable()?;
+        let before = progstats::snapshot();
+        burst(opts, path, port)?;
+        let mut ran = progstats::ran(&before, &progstats::snapshot());
+        ran.retain(|r| ours.contains(&r.id));
+        ran
+    };
     let (status, _cpu, log) = rb.try_stop_with_cpu(Duration::from_mins(3))?;
     if !status.success() {
         bail!("runbom exited with {status}:\n{log}");
@@ -133,6 +173,7 @@ fn with_runbom(
         summary,
         exported,
         bursts,
+        in_programs,
     })
 }
 
@@ -155,8 +196,8 @@ pub fn run(opts: &Options) -> Result<String> {
     let mut ratios_wall = Samples::default();
     let mut ratios_cpu = Samples::default();
     let mut rows = String::new();
-    let (mut produced, mut exported, mut records) = (0u64, 0u64, 0u64);
-    let mut drops = Summary::new();
+    let mut totals = Totals::default();
+    let mut parts: [[Samples; PARTS.len()]; 2] = Default::default();
     for round in 0..opts.rounds {
         let mut medians = [(0.0, 0.0); 2];
         let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -176,14 +217,7 @@ pub fn run(opts: &Options) -> Result<String> {
                     .collect::<Result<Vec<_>>>()?
             } else {
                 let w = with_runbom(opts, &path, &prefix, &port)?;
-                produced += opts.opens * opts.bursts as u64;
-                exported += w.exported.0;
-                records += w.exported.1;
-                for (k, v) in &w.summary {
-                    if k.ends_with("_drops") {
-                        *drops.entry(k.clone()).or_default() += v;
-                    }
-                }
+                totals.add(opts, &w);
                 w.bursts
             };
             let (mut w, mut c) = (Samples::default(), Samples::default());
@@ -192,6 +226,9 @@ pub fn run(opts: &Options) -> Result<String> {
                 c.push(b.cpu);
                 wall[which].push(b.wall);
                 cpu[which].push(b.cpu);
+                for (samples, part) in parts[which].iter_mut().zip(b.parts) {
+                    samples.push(part);
+                }
             }
             medians[which] = (w.median(), c.median());
         }
@@ -230,11 +267,104 @@ pub fn run(opts: &Options) -> Result<String> {
         ratios_cpu.min(),
         ratios_cpu.max(),
     );
+    out.push_str(&by_part(opts, &parts, &totals.programs));
+    out.push_str(&totals.summary());
+    Ok(out)
+}
+
+/// What the rounds with runbom add up to.
+#[derive(Default)]
+struct Totals {
+    /// Opens of the watched path.
+    produced: u64,
+    /// `file.open` records of them exported.
+    exported: u64,
+    /// Log records exported.
+    records: u64,
+    /// The kernel's loss counters.
+    drops: Summary,
+    /// Program name → (ns, runs) summed over the statistics bursts.
+    programs: BTreeMap<String, (u64, u64)>,
+}
+
+impl Totals {
+    fn summary(&self) -> String {
+        let Self {
+            produced,
+            exported,
+            records,
+            drops,
+            ..
+        } = self;
+        format!(
+            "\nWorkload opens {produced}, exported file.open of them {exported} (lost {}), log \
+             records exported {records}; kernel counters summed over rounds: {drops:?}\n",
+            produced.saturating_sub(*exported)
+        )
+    }
+
+    fn add(&mut self, opts: &Options, w: &WithRunbom) {
+        // The measured bursts and the statistics burst.
+        self.produced += opts.opens * (opts.bursts as u64 + 1);
+        self.exported += w.exported.0;
+        self.records += w.exported.1;
+        for (k, v) in &w.summary {
+            if k.ends_with("_drops") {
+                *self.drops.entry(k.clone()).or_default() += v;
+            }
+        }
+        for r in &w.in_programs {
+            let e = self.programs.entry(r.name.clone()).or_default();
+            e.0 += r.ns;
+            e.1 += r.runs;
+        }
+    }
+}
+
+/// Where the added CPU goes: each part's CPU time without and with runbom (medians over
+/// bursts), and the time inside runbom's programs per burst (the statistics bursts, averaged).
+fn by_part(
+    opts: &Options,
+    parts: &[[Samples; PARTS.len()]; 2],
+    programs: &BTreeMap<String, (u64, u64)>,
+) -> String {
+    let per_burst = [opts.opens, opts.connects, opts.execs];
+    let mut out = String::from(
+        "\nCPU by part of a burst (medians over bursts; an exec counts its child's CPU):\n\n\
+         | part | ops per burst | CPU ms without | CPU ms with | added ms | added µs per op |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for (i, name) in PARTS.iter().enumerate() {
+        let (without, with) = (parts[0][i].median(), parts[1][i].median());
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {:.1} | {:.1} | {:+.1} | {:+.2} |",
+            per_burst[i],
+            without * 1e3,
+            with * 1e3,
+            (with - without) * 1e3,
+            (with - without) * 1e6 / per_burst[i].max(1) as f64,
+        );
+    }
+    let rounds = opts.rounds.max(1) as f64;
+    let mut rows: Vec<_> = programs.iter().collect();
+    rows.sort_by_key(|(_, (ns, _))| std::cmp::Reverse(*ns));
+    let total: u64 = programs.values().map(|(ns, _)| ns).sum();
     let _ = writeln!(
         out,
-        "\nWorkload opens {produced}, exported file.open of them {exported} (lost {}), log \
-         records exported {records}; kernel counters summed over rounds: {drops:?}",
-        produced.saturating_sub(exported)
+        "\nInside runbom's programs, per burst (one burst per round with run-time statistics \
+         on): **{:.1} ms** in all.\n\n\
+         | program | runs per burst | ns per run | ms per burst |\n|---|---:|---:|---:|",
+        total as f64 / rounds / 1e6
     );
-    Ok(out)
+    for (name, (ns, runs)) in rows {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.0} | {:.0} | {:.2} |",
+            *runs as f64 / rounds,
+            *ns as f64 / (*runs).max(1) as f64,
+            *ns as f64 / rounds / 1e6,
+        );
+    }
+    out
 }

@@ -65,3 +65,19 @@ pub fn ran(before: &Snapshot, after: &Snapshot) -> Vec<Ran> {
         })
         .collect()
 }
+
+/// Ids of the BPF programs process `pid` holds open (`prog_id:` in `/proc/<pid>/fdinfo/*`): to
+/// tell its programs from other tracers' on a shared machine.
+pub fn held_by(pid: u32) -> std::collections::BTreeSet<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return std::collections::BTreeSet::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|id| id.trim().parse().ok())
+        })
+        .collect()
+}

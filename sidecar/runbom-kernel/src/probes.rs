@@ -554,7 +554,8 @@ pub struct LossCounters {
 pub struct Losses {
     /// Records dropped because the ring buffer was full.
     pub ring_full: u64,
-    /// Events lost because an in-flight map was full.
+    /// Events lost because an in-flight map was full (or, for socket calls, their per-thread
+    /// slot was taken by another thread's call).
     pub inflight_full: u64,
     /// Events shed under overload, by shedding slot (`crate::overload::SHEDDABLE`).
     pub shed: [u64; SHED_SLOTS],
