@@ -395,6 +395,21 @@ pub const PREFIX_EXCLUDE: u8 = 0;
 /// An included prefix whose opens are shed first under overload ([`SHED_FILE_LOW_VALUE`]).
 pub const PREFIX_LOW_VALUE: u8 = 2;
 
+/// Entries of the eBPF crate's `FILE_HEADS` table, one per value of a path's first two bytes
+/// (`path[0] << 8 | path[1]`): the verdict of the path-prefix trie for every path of two or
+/// more bytes that starts with them, when those two bytes decide it (no prefix of three or more
+/// bytes starts with them), so that most opens are classified without the trie lookup.
+/// Userspace computes it from the same prefixes as the trie (`runbom-kernel`'s `filter`).
+pub const PATH_HEADS: usize = 1 << 16;
+/// A `FILE_HEADS` entry: the trie decides (also what an unfilled table holds).
+pub const HEAD_ASK_TRIE: u8 = 0;
+/// A `FILE_HEADS` entry: not reported (no prefix matches, or the longest is an exclude).
+pub const HEAD_EXCLUDE: u8 = 1;
+/// A `FILE_HEADS` entry: reported ([`PREFIX_INCLUDE`]).
+pub const HEAD_INCLUDE: u8 = 2;
+/// A `FILE_HEADS` entry: reported, shed first ([`PREFIX_LOW_VALUE`]).
+pub const HEAD_LOW_VALUE: u8 = 3;
+
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Records dropped because the ring buffer was full.
@@ -404,8 +419,12 @@ pub mod counter {
     /// First of [`super::SHED_SLOTS`] counters of records shed under overload, by shedding
     /// slot (`SHED + kind`, `SHED + SHED_FILE_LOW_VALUE`).
     pub const SHED: u32 = 2;
+    /// Opens classified in per-CPU scratch rather than in a ring reservation (the ring was as
+    /// full as `ProbeConfig::open_scratch_at`, or the reservation failed): not a loss, the
+    /// pressure path's count.
+    pub const OPEN_SCRATCH: u32 = SHED + super::SHED_SLOTS as u32;
     /// Number of counters.
-    pub const COUNT: u32 = SHED + super::SHED_SLOTS as u32;
+    pub const COUNT: u32 = OPEN_SCRATCH + 1;
 }
 
 #[cfg(feature = "user")]
