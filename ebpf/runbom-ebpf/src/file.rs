@@ -2,10 +2,11 @@
 //! not flood the ring. A path is kept when the longest configured prefix that matches it is an
 //! include (LPM trie), and — when workload filtering is on — the task is a watched pid or runs in
 //! a watched cgroup. An include can be low-value (`PREFIX_LOW_VALUE`): its opens are shed first
-//! when the ring fills. The trie is asked only when the path's first two bytes do not decide
-//! (`FILE_HEADS`, an array indexed by them, which userspace computes from the same prefixes): with
-//! the embedded defaults, every path outside `/proc`, `/sys`, `/dev`, `/usr`, `/lib`, `/etc`,
-//! `/opt` and `/var` (and the other first letters those share) skips the lookup.
+//! when the ring fills. The path's first two bytes index `FILE_HEADS` (userspace computes it from
+//! the same prefixes): its entry is the verdict when those bytes decide it (with the embedded
+//! defaults: every path outside `/p`, `/s`, `/d`, `/u`, `/l`, `/e`, `/o`, `/v`), or a short list
+//! of the longer prefixes that start with them (`HEAD_RULES`), compared word by word; only a head
+//! with more or longer prefixes than a list holds asks the trie.
 //!
 //! An open is two records, joined per thread in userspace: the entry reserves the
 //! [`FileOpenEvent`] in the ring, reads the path straight into it (the record doubles as the
@@ -24,13 +25,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use runbom_common::{
-    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, FileOpenResult, HEAD_ASK_TRIE, HEAD_INCLUDE,
-    HEAD_LOW_VALUE, OPEN_SLOTS_LEN, PATH_HEADS, PATH_MAX, PREFIX_INCLUDE, PREFIX_LOW_VALUE,
-    ProbeConfig, SHED_FILE_LOW_VALUE, counter,
+    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, FileOpenResult, HEAD_ASK_TRIE, HEAD_EXCLUDE,
+    HEAD_INCLUDE, HEAD_LIST, HEAD_LOW_VALUE, HeadRules, OPEN_SLOTS_LEN, PATH_HEADS, PATH_MAX,
+    PREFIX_INCLUDE, PREFIX_LOW_VALUE, ProbeConfig, SHED_FILE_LOW_VALUE, counter,
 };
 
 use crate::{
-    maps::{EVENTS, FILE_HEADS, FILE_PREFIXES, OPEN_SCRATCH, OPEN_SLOTS},
+    maps::{EVENTS, FILE_HEADS, FILE_PREFIXES, HEAD_RULES, OPEN_SCRATCH, OPEN_SLOTS},
     util::{
         BPF_RB_NO_WAKEUP, cgroup_id, config, count, current, header_of, is_watched, now,
         read_user_str, ring_unread, scratch, shed_at, sys_arg, tracepoints, wake_flags,
@@ -201,11 +202,33 @@ fn classify(ev: &mut FileOpenEvent, filename: *const u8) -> Option<(usize, u32)>
         }
         HEAD_INCLUDE => Some(PREFIX_INCLUDE),
         HEAD_LOW_VALUE => Some(PREFIX_LOW_VALUE),
-        _ => None,
+        HEAD_EXCLUDE => None,
+        list => HEAD_RULES
+            .get(u32::from(list - HEAD_LIST))
+            .and_then(|rules| by_rules(rules, &ev.path, len)),
     };
     match class {
         Some(PREFIX_INCLUDE) => Some((EventKind::FileOpen as usize, len)),
         Some(PREFIX_LOW_VALUE) => Some((SHED_FILE_LOW_VALUE, len)),
+        _ => None,
+    }
+}
+
+/// The trie's class of `path` (`len` bytes) by the rules of `list` ([`HeadRules::verdict`]).
+#[inline(always)]
+fn by_rules(list: &HeadRules, path: &[u8; PATH_MAX], len: u32) -> Option<u8> {
+    let words = path.as_ptr().cast::<u64>();
+    // SAFETY: `verdict` reads word `w` only when `w * 8 < len < PATH_MAX`: inside the path
+    // array, which sits at an 8-byte aligned offset of the record.
+    head_class(list.verdict(len, |w| unsafe { words.add(w).read() }) as u8)
+}
+
+/// The trie's class of a `HEAD_*` verdict.
+#[inline(always)]
+fn head_class(head: u8) -> Option<u8> {
+    match head {
+        HEAD_INCLUDE => Some(PREFIX_INCLUDE),
+        HEAD_LOW_VALUE => Some(PREFIX_LOW_VALUE),
         _ => None,
     }
 }

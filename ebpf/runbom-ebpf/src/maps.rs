@@ -208,3 +208,8 @@ pub static SOCK_READS: LruHashMap<u32, SockWrite> = LruHashMap::with_max_entries
 /// prefixes; an unfilled entry asks the trie).
 #[map]
 pub static FILE_HEADS: Array<[u8; runbom_common::PATH_HEADS]> = Array::with_max_entries(1, 0);
+
+/// The rule lists `FILE_HEADS` entries from `HEAD_LIST` on point to.
+#[map]
+pub static HEAD_RULES: Array<runbom_common::HeadRules> =
+    Array::with_max_entries(runbom_common::HEAD_LISTS as u32, 0);

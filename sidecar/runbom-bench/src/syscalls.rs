@@ -24,6 +24,7 @@ use std::{
     collections::BTreeMap,
     ffi::CString,
     fmt::Write as _,
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -101,6 +102,8 @@ pub struct Options {
 
 enum Kind {
     Open(CString),
+    /// A path relative to a directory (descriptor, path).
+    OpenAt(libc::c_int, CString),
     Connect(libc::sockaddr_in),
     Write,
     Read,
@@ -131,7 +134,7 @@ impl Workload {
     }
 
     pub fn is_open(&self) -> bool {
-        matches!(self.kind, Kind::Open(_))
+        matches!(self.kind, Kind::Open(_) | Kind::OpenAt(..))
     }
 
     /// [`Workload::compare`] for every build: the baseline's conditions judged like runbom's.
@@ -158,6 +161,11 @@ impl Workload {
                 workload::open_close(path, warm);
                 cpu0 = workload::thread_cpu();
                 workload::open_close(path, self.iterations).0
+            }
+            Kind::OpenAt(dir, path) => {
+                workload::open_close_at(*dir, path, warm);
+                cpu0 = workload::thread_cpu();
+                workload::open_close_at(*dir, path, self.iterations).0
             }
             Kind::Connect(addr) => {
                 workload::connect_loop(addr, warm);
@@ -220,7 +228,17 @@ struct Files {
     skipped_prefix: String,
     /// The directory holding both: runbom's include.
     base_prefix: String,
+    /// That directory, open: `by_head` is relative to it.
+    base_dir: std::fs::File,
+    /// A watched path the kernel's first-level table decides from its first two bytes
+    /// (`HEAD_RULE`, a two-byte include no other rule starts with), as the embedded defaults'
+    /// include of `/` decides `/tmp`, `/home` or `/root` paths; the same length as `watched`.
+    by_head: CString,
 }
+
+/// The include that makes `Files::by_head` decided by its first two bytes: no other rule starts
+/// with them, and no other process opens a relative path starting with them.
+const HEAD_RULE: &str = "RB";
 
 fn files(dir: &Path) -> Result<Files> {
     let base = dir.join("files");
@@ -233,19 +251,34 @@ fn files(dir: &Path) -> Result<Files> {
     std::fs::write(&watched, b"x")?;
     std::fs::write(&skipped, b"x")?;
     let cpath = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes());
+    let watched = cpath(&watched)?;
+    // As long as `watched`, so that both read as many path bytes.
+    let head_dir = format!(
+        "{HEAD_RULE}{}",
+        "-watched-by-its-head".repeat(watched.as_bytes().len() / 20 + 1)
+    );
+    let head_dir = &head_dir[..watched.as_bytes().len().saturating_sub(5).max(3)];
+    std::fs::create_dir_all(base.join(head_dir))?;
+    std::fs::write(base.join(head_dir).join("file"), b"x")?;
     let files = Files {
-        watched: cpath(&watched)?,
+        watched,
         skipped: cpath(&skipped)?,
         skipped_prefix: format!("{}/", skipped_dir.display()),
         base_prefix: format!("{}/", base.display()),
+        base_dir: std::fs::File::open(&base)?,
+        by_head: CString::new(format!("{head_dir}/file"))?,
     };
     for p in [&files.watched, &files.skipped] {
         workload::check_open(p).with_context(|| format!("opening {p:?}"))?;
     }
+    let (_, ok) = workload::open_close_at(files.base_dir.as_raw_fd(), &files.by_head, 1);
+    if ok != 1 {
+        bail!("cannot open {:?} in {}", files.by_head, base.display());
+    }
     Ok(files)
 }
 
-fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 5] {
+fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 6] {
     [
         Workload {
             name: "open watched",
@@ -261,6 +294,18 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 5]
                 OPEN_RECORD_QUERY_PAUSED,
                 OPEN_RECORD_SLOT_PAUSED,
             ],
+            paused: true,
+            compare: &[
+                (RUNBOM_PAUSED, OPEN_RECORD_PAUSED.name),
+                (RUNBOM, OPEN_RECORD.name),
+            ],
+        },
+        Workload {
+            name: "open watched (head)",
+            what: "openat+close of a path runbom reports, decided by its first two bytes",
+            kind: Kind::OpenAt(files.base_dir.as_raw_fd(), files.by_head.clone()),
+            iterations: opts.open_iterations,
+            variants: &[OPEN_RECORD, OPEN_RECORD_PAUSED],
             paused: true,
             compare: &[
                 (RUNBOM_PAUSED, OPEN_RECORD_PAUSED.name),
@@ -461,7 +506,7 @@ pub fn run(opts: &Options) -> Result<String> {
         workload::pin_current_thread(cpu)?;
     }
     let workloads = workloads(opts, &files, &port);
-    let includes = [files.base_prefix.as_str()];
+    let includes = [files.base_prefix.as_str(), HEAD_RULE];
     let builds = builds(opts);
     let results = measure(opts, &builds, &workloads, &includes, &excludes)?;
 

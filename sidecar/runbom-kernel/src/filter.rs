@@ -1,13 +1,16 @@
 //! The path filter of `file.open` as the kernel side holds it: the prefix rules that go into the
 //! `FILE_PREFIXES` LPM trie (the longest prefix of a path decides), and the `FILE_HEADS` table
-//! computed from the same rules, which gives the trie's verdict from a path's first two bytes
-//! whenever those decide it, so that the kernel looks most paths up without the trie.
+//! computed from the same rules, indexed by a path's first two bytes: the trie's verdict when
+//! those decide it, else a short list of the longer rules that start with them (`HEAD_RULES`),
+//! compared word by word, so that the kernel asks the trie only for a head with many or long
+//! rules (never with the embedded defaults).
 
 use std::collections::BTreeMap;
 
 use runbom_common::{
-    HEAD_ASK_TRIE, HEAD_EXCLUDE, HEAD_INCLUDE, HEAD_LOW_VALUE, PATH_HEADS, PATH_MAX,
-    PREFIX_EXCLUDE, PREFIX_INCLUDE, PREFIX_LOW_VALUE,
+    HEAD_ASK_TRIE, HEAD_EXCLUDE, HEAD_INCLUDE, HEAD_LIST, HEAD_LISTS, HEAD_LOW_VALUE,
+    HEAD_RULE_WORDS, HEAD_RULES_MAX, HeadRules, PATH_HEADS, PATH_MAX, PREFIX_EXCLUDE,
+    PREFIX_INCLUDE, PREFIX_LOW_VALUE,
 };
 
 use crate::overload::effective_low_value;
@@ -64,12 +67,14 @@ impl PrefixRules {
             .find_map(|n| self.rules.get(&path[..n]).copied())
     }
 
-    /// The `FILE_HEADS` table: for each value of a path's first two bytes, `HEAD_ASK_TRIE` when
-    /// a rule of three or more bytes starts with them (only the trie can tell), else the
-    /// verdict of the longest rule among the one- and two-byte rules that match them.
-    /// It has `PATH_HEADS` entries, indexed by [`head_index`].
+    /// The `FILE_HEADS` table and the `HEAD_RULES` lists it points to: for each value of a
+    /// path's first two bytes, the verdict of the longest among the one- and two-byte rules
+    /// that match them when no longer rule starts with them; else the list of those longer
+    /// rules (longest first, the shorter rules' verdict as its default) when there are at most
+    /// `HEAD_RULES_MAX` of at most `HEAD_RULE_WORDS` words and a list is free; else
+    /// `HEAD_ASK_TRIE`.
     #[must_use]
-    pub fn heads(&self) -> Vec<u8> {
+    pub fn table(&self) -> HeadTable {
         let mut heads = vec![HEAD_EXCLUDE; PATH_HEADS];
         for b0 in 0..=u8::MAX {
             let one = self.rules.get([b0].as_slice()).copied();
@@ -78,10 +83,101 @@ impl PrefixRules {
                 heads[head_index(b0, b1)] = head_of(two.or(one));
             }
         }
-        for prefix in self.rules.keys().filter(|p| p.len() >= 3) {
-            heads[head_index(prefix[0], prefix[1])] = HEAD_ASK_TRIE;
+        // Longer rules by head, longest first.
+        let mut longer: BTreeMap<usize, Vec<(&[u8], u8)>> = BTreeMap::new();
+        for (prefix, class) in self.rules.iter().filter(|(p, _)| p.len() >= 3) {
+            longer
+                .entry(head_index(prefix[0], prefix[1]))
+                .or_default()
+                .push((prefix, *class));
         }
-        heads
+        let mut lists = Vec::new();
+        for (index, mut rules) in longer {
+            let fits = rules.len() <= HEAD_RULES_MAX
+                && rules.iter().all(|(p, _)| p.len() <= 8 * HEAD_RULE_WORDS)
+                && lists.len() < HEAD_LISTS;
+            if !fits {
+                heads[index] = HEAD_ASK_TRIE;
+                continue;
+            }
+            rules.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+            let mut list = HeadRules {
+                count: rules.len() as u32,
+                default: u32::from(heads[index]),
+                ..HeadRules::default()
+            };
+            for (slot, (prefix, class)) in list.rules.iter_mut().zip(rules) {
+                slot.len = prefix.len() as u32;
+                slot.class = u32::from(head_of(Some(class)));
+                for (word, chunk) in slot.words.iter_mut().zip(prefix.chunks(8)) {
+                    let mut bytes = [0u8; 8];
+                    bytes[..chunk.len()].copy_from_slice(chunk);
+                    *word = u64::from_le_bytes(bytes);
+                }
+            }
+            heads[index] = HEAD_LIST + lists.len() as u8;
+            lists.push(list);
+        }
+        HeadTable { heads, lists }
+    }
+}
+
+/// What userspace loads beside the trie: `FILE_HEADS` and `HEAD_RULES`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadTable {
+    /// `PATH_HEADS` entries, indexed by [`head_index`].
+    pub heads: Vec<u8>,
+    /// At most `HEAD_LISTS`.
+    pub lists: Vec<HeadRules>,
+}
+
+impl HeadTable {
+    /// True when the table decides `path` without the trie.
+    #[must_use]
+    pub fn decides(&self, path: &[u8]) -> bool {
+        matches!(path, [b0, b1, ..] if self.heads[head_index(*b0, *b1)] != HEAD_ASK_TRIE)
+    }
+
+    /// The kernel's classification of `path` (`file.rs`: the table first, a list's words or
+    /// the trie when it says so), with the trie modelled by [`PrefixRules::trie_class`]:
+    /// `Some(class)` when the path is reported, `None` when it is not. For tests that hold the
+    /// table to the trie. `junk` fills the bytes past the path, as the ring's old bytes do.
+    #[must_use]
+    pub fn classify(&self, rules: &PrefixRules, path: &[u8], junk: u8) -> Option<u8> {
+        let head = match path {
+            [b0, b1, ..] => self.heads[head_index(*b0, *b1)],
+            _ => HEAD_ASK_TRIE,
+        };
+        let class = match head {
+            HEAD_ASK_TRIE => rules.trie_class(path),
+            HEAD_EXCLUDE => None,
+            HEAD_INCLUDE | HEAD_LOW_VALUE => prefix_of(head),
+            list => {
+                let list = &self.lists[usize::from(list - HEAD_LIST)];
+                let mut buf = [junk; PATH_MAX];
+                buf[..path.len()].copy_from_slice(path);
+                by_rules(list, &buf, path.len() as u32)
+            }
+        };
+        class.filter(|c| *c == PREFIX_INCLUDE || *c == PREFIX_LOW_VALUE)
+    }
+}
+
+/// `by_rules` of `file.rs`: [`HeadRules::verdict`] on the bytes the kernel holds.
+fn by_rules(list: &HeadRules, path: &[u8; PATH_MAX], len: u32) -> Option<u8> {
+    prefix_of(list.verdict(len, |w| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&path[w * 8..w * 8 + 8]);
+        u64::from_le_bytes(b)
+    }) as u8)
+}
+
+/// The trie's class of a `HEAD_*` verdict.
+fn prefix_of(head: u8) -> Option<u8> {
+    match head {
+        HEAD_INCLUDE => Some(PREFIX_INCLUDE),
+        HEAD_LOW_VALUE => Some(PREFIX_LOW_VALUE),
+        _ => None,
     }
 }
 
@@ -98,30 +194,6 @@ fn head_of(class: Option<u8>) -> u8 {
         Some(PREFIX_LOW_VALUE) => HEAD_LOW_VALUE,
         _ => HEAD_EXCLUDE,
     }
-}
-
-/// True when the table decides `path` without the trie.
-#[must_use]
-pub fn head_decides(heads: &[u8], path: &[u8]) -> bool {
-    matches!(path, [b0, b1, ..] if heads[head_index(*b0, *b1)] != HEAD_ASK_TRIE)
-}
-
-/// The kernel's classification of `path` (`file.rs`: the table first, the trie when it asks),
-/// with the trie modelled by [`PrefixRules::trie_class`]: `Some(class)` when the path is
-/// reported, `None` when it is not. For tests that hold the table to the trie.
-#[must_use]
-pub fn classify(rules: &PrefixRules, heads: &[u8], path: &[u8]) -> Option<u8> {
-    let head = match path {
-        [b0, b1, ..] => heads[head_index(*b0, *b1)],
-        _ => HEAD_ASK_TRIE,
-    };
-    let class = match head {
-        HEAD_ASK_TRIE => rules.trie_class(path),
-        HEAD_INCLUDE => Some(PREFIX_INCLUDE),
-        HEAD_LOW_VALUE => Some(PREFIX_LOW_VALUE),
-        _ => None,
-    };
-    class.filter(|c| *c == PREFIX_INCLUDE || *c == PREFIX_LOW_VALUE)
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-use runbom_common::{HEAD_ASK_TRIE, HEAD_EXCLUDE, HEAD_INCLUDE, HEAD_LOW_VALUE, PATH_MAX};
+use runbom_common::{
+    HEAD_ASK_TRIE, HEAD_EXCLUDE, HEAD_INCLUDE, HEAD_LIST, HEAD_LOW_VALUE, PATH_MAX,
+};
 
 use super::*;
 use crate::ProbeSettings;
@@ -10,20 +12,21 @@ fn by_trie(rules: &PrefixRules, path: &[u8]) -> Option<u8> {
         .filter(|c| *c == PREFIX_INCLUDE || *c == PREFIX_LOW_VALUE)
 }
 
-/// Holds the table to the trie for every path; returns how many the table decided alone.
+/// Holds the table to the trie for every path (with two fillings of the bytes past the path);
+/// returns how many paths the table decided alone (without the trie).
 fn assert_same_verdicts(rules: &PrefixRules, paths: &[Vec<u8>]) -> usize {
-    let heads = rules.heads();
+    let table = rules.table();
     let mut decided = 0;
     for path in paths {
-        assert_eq!(
-            classify(rules, &heads, path),
-            by_trie(rules, path),
-            "path {:?} with rules {rules:?}",
-            String::from_utf8_lossy(path)
-        );
-        if let [b0, b1, ..] = path.as_slice()
-            && heads[head_index(*b0, *b1)] != HEAD_ASK_TRIE
-        {
+        for junk in [0, 0xff] {
+            assert_eq!(
+                table.classify(rules, path, junk),
+                by_trie(rules, path),
+                "path {:?} with rules {rules:?}",
+                String::from_utf8_lossy(path)
+            );
+        }
+        if table.decides(path) {
             decided += 1;
         }
     }
@@ -121,17 +124,19 @@ fn the_table_agrees_with_the_trie_on_the_embedded_defaults() {
         paths.push(p.as_bytes().to_vec());
     }
     let decided = assert_same_verdicts(&rules, &paths);
-    assert!(decided > paths.len() / 3, "{decided} of {}", paths.len());
+    // With the defaults every path of two or more bytes is decided without the trie.
+    let long_enough = paths.iter().filter(|p| p.len() >= 2).count();
+    assert_eq!(decided, long_enough);
 
-    let heads = rules.heads();
-    let head = |p: &str| heads[head_index(p.as_bytes()[0], p.as_bytes()[1])];
-    // Under `/` nothing else starts `/t` or `/h`: those paths never reach the trie.
+    let table = rules.table();
+    let head = |p: &str| table.heads[head_index(p.as_bytes()[0], p.as_bytes()[1])];
+    // Under `/` nothing else starts `/t` or `/h`: those paths are decided by two bytes.
     assert_eq!(head("/tmp/x"), HEAD_INCLUDE);
     assert_eq!(head("/home/x"), HEAD_INCLUDE);
     assert_eq!(head("/root/x"), HEAD_INCLUDE);
     // Relative paths match no prefix.
     assert_eq!(head("ab"), HEAD_EXCLUDE);
-    // `/proc/`, `/usr/`, `/etc/ld.so.cache`: the trie decides.
+    // `/proc/`, `/usr/`, `/etc/ld.so.cache`: a list of the longer rules.
     for p in [
         "/proc/1",
         "/usr/bin/x",
@@ -139,7 +144,7 @@ fn the_table_agrees_with_the_trie_on_the_embedded_defaults() {
         "/var/log/x",
         "/sys/x",
     ] {
-        assert_eq!(head(p), HEAD_ASK_TRIE, "{p}");
+        assert!(head(p) >= HEAD_LIST, "{p}");
     }
 }
 
@@ -147,8 +152,7 @@ fn the_table_agrees_with_the_trie_on_the_embedded_defaults() {
 fn the_table_agrees_with_the_trie_on_generated_rules() {
     let alphabet = b"/ab.c";
     let mut rng = Rng(0x0b5e_55ed);
-    let mut decided = 0;
-    let mut total = 0;
+    let (mut decided, mut total, mut asked) = (0, 0, 0);
     for _ in 0..300 {
         let mut lists: [Vec<String>; 3] = Default::default();
         for _ in 0..rng.below(8) {
@@ -161,13 +165,31 @@ fn the_table_agrees_with_the_trie_on_generated_rules() {
             }
             lists[rng.below(3)].push(String::from_utf8(p).unwrap());
         }
+        // Now and then a head with more rules than a list holds, or a rule longer than a
+        // list's words: the trie decides those.
+        if rng.below(4) == 0 {
+            for _ in 0..=runbom_common::HEAD_RULES_MAX {
+                let len = 3 + rng.below(4);
+                let mut p = rng.string(alphabet, len);
+                p[..2].copy_from_slice(b"/a");
+                lists[rng.below(3)].push(String::from_utf8(p).unwrap());
+            }
+        }
+        if rng.below(4) == 0 {
+            let len = 8 * runbom_common::HEAD_RULE_WORDS - 2 + rng.below(4);
+            let mut p = rng.string(alphabet, len);
+            p[0] = b'/';
+            lists[rng.below(3)].push(String::from_utf8(p).unwrap());
+        }
         let [include, exclude, low] = &lists;
         let rules = PrefixRules::new(include, exclude, low).unwrap();
         let paths = paths_around(&rules, alphabet, &mut rng, 200);
         decided += assert_same_verdicts(&rules, &paths);
         total += paths.len();
+        asked += usize::from(rules.table().heads.contains(&HEAD_ASK_TRIE));
     }
     assert!(decided > 0 && decided < total, "{decided} of {total}");
+    assert!(asked > 0, "no generated head was left to the trie");
 }
 
 #[test]
@@ -180,10 +202,11 @@ fn a_prefix_in_two_lists_keeps_the_later_class_in_both() {
     .unwrap();
     assert_eq!(rules.trie_class(b"/tmp"), Some(PREFIX_EXCLUDE));
     assert_eq!(rules.trie_class(b"/x"), Some(PREFIX_LOW_VALUE));
-    let heads = rules.heads();
-    assert_eq!(heads[head_index(b'/', b't')], HEAD_EXCLUDE);
-    assert_eq!(heads[head_index(b'/', b'x')], HEAD_LOW_VALUE);
-    assert_eq!(heads[head_index(b'/', b'd')], HEAD_ASK_TRIE);
+    let table = rules.table();
+    assert_eq!(table.heads[head_index(b'/', b't')], HEAD_EXCLUDE);
+    assert_eq!(table.heads[head_index(b'/', b'x')], HEAD_LOW_VALUE);
+    assert_eq!(table.heads[head_index(b'/', b'd')], HEAD_LIST);
+    assert_eq!(table.lists[0].default, u32::from(HEAD_LOW_VALUE));
     assert_same_verdicts(
         &rules,
         &[b"/tmp".to_vec(), b"/data/x".to_vec(), b"/dx".to_vec()],

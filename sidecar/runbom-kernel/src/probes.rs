@@ -11,8 +11,8 @@ use aya::{
     },
 };
 use runbom_common::{
-    ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, HTTP_RESPONSE_MAX, PATH_HEADS, PATH_MAX,
-    ProbeConfig, SHED_SLOTS, counter,
+    ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, HTTP_RESPONSE_MAX, HeadRules, PATH_HEADS,
+    PATH_MAX, ProbeConfig, SHED_SLOTS, counter,
 };
 
 use crate::{filter::PrefixRules, overload::Overload};
@@ -376,14 +376,21 @@ impl Probes {
                 .insert(&key, class, 0)
                 .map_err(map_err("FILE_PREFIXES"))?;
         }
+        let table = rules.table();
+        let mut lists: Array<_, HeadRules> =
+            Array::try_from(self.map_mut("HEAD_RULES")?).map_err(map_err("HEAD_RULES"))?;
+        for (i, list) in table.lists.iter().enumerate() {
+            lists
+                .set(i as u32, list, 0)
+                .map_err(map_err("HEAD_RULES"))?;
+        }
         let mut heads: Array<_, [u8; PATH_HEADS]> =
             Array::try_from(self.map_mut("FILE_HEADS")?).map_err(map_err("FILE_HEADS"))?;
-        let table = rules.heads();
-        let table: &[u8; PATH_HEADS] = table
-            .as_slice()
-            .try_into()
-            .map_err(|_| ProbeError::Filter("the first-level table has the wrong size".into()))?;
-        heads.set(0, table, 0).map_err(map_err("FILE_HEADS"))?;
+        let entries: &[u8; PATH_HEADS] =
+            table.heads.as_slice().try_into().map_err(|_| {
+                ProbeError::Filter("the first-level table has the wrong size".into())
+            })?;
+        heads.set(0, entries, 0).map_err(map_err("FILE_HEADS"))?;
 
         let mut pids: HashMap<_, u32, u8> =
             HashMap::try_from(self.map_mut("WATCHED_PIDS")?).map_err(map_err("WATCHED_PIDS"))?;
