@@ -554,7 +554,7 @@ pub fn run(opts: &Options) -> Result<String> {
             results.disturbed.join("; ")
         );
     }
-    out.push_str(&fast_path(&builds, summaries));
+    out.push_str(&fast_path(&builds, summaries, opts.rounds));
     out.push_str(&report(&workloads, &builds, &results.table));
     out.push_str(&inprogram::verdicts(
         &workloads,
@@ -573,7 +573,7 @@ pub fn run(opts: &Options) -> Result<String> {
 
 /// Which path runbom's opens took, per build: the measured one must be the fast path (the
 /// record reserved in the ring), with no open classified in scratch or shed.
-fn fast_path(builds: &[Build], summaries: &[(&'static str, Summary)]) -> String {
+fn fast_path(builds: &[Build], summaries: &[(&'static str, Summary)], rounds: usize) -> String {
     let mut out = String::new();
     for b in builds {
         let of_build: Vec<&Summary> = summaries
@@ -598,10 +598,22 @@ fn fast_path(builds: &[Build], summaries: &[(&'static str, Summary)]) -> String 
                 );
             }
             Some(n) => {
+                let runs: Vec<String> = of_build
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| {
+                        let scratch = s.get("opens_in_scratch").copied().unwrap_or(0);
+                        let shed = s.get("shed_drops").copied().unwrap_or(0);
+                        (scratch + shed > 0)
+                            .then(|| format!("run {}: {scratch} in scratch, {shed} shed", i + 1))
+                    })
+                    .collect();
                 let _ = writeln!(
                     out,
-                    "WARNING: {}: {n} opens were classified in scratch and {shed} shed: the pressure path was measured, not the fast path.",
-                    b.running
+                    "WARNING: {}: {n} opens were classified in scratch and {shed} shed: the pressure path was measured, not the fast path ({}; runs 1..{} are the rounds', then the passes').",
+                    b.running,
+                    runs.join("; "),
+                    rounds
                 );
             }
             None => {
