@@ -22,6 +22,8 @@ use crate::{
 
 /// runbom's program names, to undo the kernel's 15-byte truncation in reports.
 const RUNBOM_PROGRAMS: &[&str] = &[
+    "sys_enter_open",
+    "sys_exit_open",
     "sys_enter_openat",
     "sys_exit_openat",
     "sys_enter_socket",
@@ -38,6 +40,10 @@ fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> S
     if let Some(n) = reference.get(&id) {
         return n.clone();
     }
+    // A name shorter than the kernel keeps is whole (`sys_enter_open` is not `sys_enter_openat`).
+    if kernel_name.len() < 15 {
+        return kernel_name.to_owned();
+    }
     RUNBOM_PROGRAMS
         .iter()
         .filter(|n| n.starts_with(kernel_name))
@@ -45,10 +51,11 @@ fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> S
         .map_or_else(|| kernel_name.to_owned(), |n| (*n).to_owned())
 }
 
-/// A program of an open's own hooks (runbom's `openat` entry and exit, or any reference
-/// program): what the watched-open aim compares, without the `close` hooks other features add.
+/// A program of the loop's `openat` (runbom's entry and exit, or any reference program): what
+/// the watched-open aim compares, without the `close` hooks other features add (nor the `open`
+/// programs other processes' calls run now and then).
 fn is_open_program(name: &str) -> bool {
-    name.contains("openat") || name.starts_with("reference_")
+    name == "sys_enter_openat" || name == "sys_exit_openat" || name.starts_with("reference_")
 }
 
 /// Per pass: `pass → value`.
