@@ -117,7 +117,7 @@ struct Cli {
     sustained_seconds: u64,
     /// `syscalls`: passes with the kernel's run-time statistics on (time inside the programs;
     /// medians over passes, runbom's and the reference's passes alternating).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     stat_passes: usize,
     /// `syscalls`: a second runbom binary (e.g. the previous commit's) measured in the same
     /// run, interleaved with `--runbom`, as `runbom base`.
