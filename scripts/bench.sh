@@ -5,7 +5,7 @@
 #       the cost per SSL_write of node's uprobes, loss accounting against the kernel's drop
 #       counters), which loads eBPF: run as root.
 # Results land in target/bench/ (results.md, criterion.txt) and are printed at the end.
-# Bounded: about 10 minutes on a 2-vCPU VM; every step has a timeout.
+# Bounded: about 15 minutes on a 2-vCPU VM; every step has a timeout.
 # Extra arguments go to runbom-bench (e.g. `scripts/bench.sh syscalls --rounds 2`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,6 @@ timeout 300 cargo bench --locked -p runbom-bench --bench pipeline 2>&1 \
     | grep -vE '^(Benchmarking|\s*Compiling|\s*Finished|\s*Running)|^$' | tee "$OUT/criterion.txt"
 
 echo "[bench] (a) per-syscall cost, SSL_write on node and (c) drops (runbom-bench, ~6 minutes)"
-timeout 900 target/release/runbom-bench --runbom target/release/runbom "$@" | tee "$OUT/results.md"
+timeout 1500 target/release/runbom-bench --runbom target/release/runbom "$@" | tee "$OUT/results.md"
 
 echo "[bench] done: $OUT/results.md, $OUT/criterion.txt"

@@ -395,6 +395,94 @@ pub const PREFIX_EXCLUDE: u8 = 0;
 /// An included prefix whose opens are shed first under overload ([`SHED_FILE_LOW_VALUE`]).
 pub const PREFIX_LOW_VALUE: u8 = 2;
 
+/// Entries of the eBPF crate's `FILE_HEADS` table, one per value of a path's first two bytes
+/// (`path[0] << 8 | path[1]`): the verdict of the path-prefix trie for every path of two or
+/// more bytes that starts with them, when those two bytes decide it (no prefix of three or more
+/// bytes starts with them), so that most opens are classified without the trie lookup.
+/// Userspace computes it from the same prefixes as the trie (`runbom-kernel`'s `filter`).
+pub const PATH_HEADS: usize = 1 << 16;
+/// A `FILE_HEADS` entry: the trie decides (also what an unfilled table holds).
+pub const HEAD_ASK_TRIE: u8 = 0;
+/// A `FILE_HEADS` entry: not reported (no prefix matches, or the longest is an exclude).
+pub const HEAD_EXCLUDE: u8 = 1;
+/// A `FILE_HEADS` entry: reported ([`PREFIX_INCLUDE`]).
+pub const HEAD_INCLUDE: u8 = 2;
+/// A `FILE_HEADS` entry: reported, shed first ([`PREFIX_LOW_VALUE`]).
+pub const HEAD_LOW_VALUE: u8 = 3;
+/// `FILE_HEADS` entries from this value on: the path is compared with the rules of list
+/// `entry - HEAD_LIST` of `HEAD_RULES` ([`HeadRules`]), the few longer prefixes that start with
+/// the same two bytes, instead of being looked up in the trie.
+pub const HEAD_LIST: u8 = 4;
+/// Entries of `HEAD_RULES`.
+pub const HEAD_LISTS: usize = 256 - HEAD_LIST as usize;
+/// Most rules in one list (a head with more asks the trie).
+pub const HEAD_RULES_MAX: usize = 4;
+/// Longest rule in a list, in 8-byte words (a head with a longer one asks the trie).
+pub const HEAD_RULE_WORDS: usize = 8;
+
+/// One prefix of a [`HeadRules`] list: its `len` bytes as little-endian words (the bytes past
+/// `len` zero), and its verdict (`HEAD_EXCLUDE`, `HEAD_INCLUDE` or `HEAD_LOW_VALUE`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadRule {
+    pub len: u32,
+    pub class: u32,
+    pub words: [u64; HEAD_RULE_WORDS],
+}
+
+/// The prefixes of three or more bytes that start with one value of a path's first two bytes,
+/// longest first: the first that the path starts with decides; `default` (a `HEAD_*` verdict:
+/// the shorter prefixes') when none does. `count` rules are set; the kernel stops at the first
+/// of length 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadRules {
+    pub count: u32,
+    pub default: u32,
+    pub rules: [HeadRule; HEAD_RULES_MAX],
+}
+
+impl HeadRules {
+    /// The `HEAD_*` verdict for a path of `len` bytes whose 8-byte word `w` (little-endian) is
+    /// `word(w)`: the first (longest) rule the path starts with, else `default`. Word by word,
+    /// the last word masked to the rule's length, so bytes past `len` never count. The kernel
+    /// runs exactly this; userspace tests hold it to the trie.
+    // Inlined into the eBPF programs like every other step of theirs (`util.rs`).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub fn verdict(&self, len: u32, word: impl Fn(usize) -> u64) -> u32 {
+        for r in &self.rules {
+            if r.len == 0 {
+                break;
+            }
+            if r.len > len {
+                continue;
+            }
+            let mut matched = true;
+            for (w, want) in r.words.iter().enumerate() {
+                let start = (w * 8) as u32;
+                if start >= r.len {
+                    break;
+                }
+                let rest = r.len - start;
+                let mask = if rest >= 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (rest * 8)) - 1
+                };
+                if word(w) & mask != *want {
+                    matched = false;
+                    break;
+                }
+            }
+            if matched {
+                return r.class;
+            }
+        }
+        self.default
+    }
+}
+
 /// Indexes of the per-CPU `COUNTERS` array.
 pub mod counter {
     /// Records dropped because the ring buffer was full.
@@ -405,8 +493,12 @@ pub mod counter {
     /// First of [`super::SHED_SLOTS`] counters of records shed under overload, by shedding
     /// slot (`SHED + kind`, `SHED + SHED_FILE_LOW_VALUE`).
     pub const SHED: u32 = 2;
+    /// Opens classified in per-CPU scratch rather than in a ring reservation (the ring was as
+    /// full as `ProbeConfig::open_scratch_at`, or the reservation failed): not a loss, the
+    /// pressure path's count.
+    pub const OPEN_SCRATCH: u32 = SHED + super::SHED_SLOTS as u32;
     /// Number of counters.
-    pub const COUNT: u32 = SHED + super::SHED_SLOTS as u32;
+    pub const COUNT: u32 = OPEN_SCRATCH + 1;
 }
 
 #[cfg(feature = "user")]
@@ -428,4 +520,5 @@ mod pod {
     unsafe impl aya::Pod for HttpEvent {}
     unsafe impl aya::Pod for JsonRpcEvent {}
     unsafe impl aya::Pod for ProbeConfig {}
+    unsafe impl aya::Pod for super::HeadRules {}
 }

@@ -2,7 +2,11 @@
 //! not flood the ring. A path is kept when the longest configured prefix that matches it is an
 //! include (LPM trie), and — when workload filtering is on — the task is a watched pid or runs in
 //! a watched cgroup. An include can be low-value (`PREFIX_LOW_VALUE`): its opens are shed first
-//! when the ring fills.
+//! when the ring fills. The path's first two bytes index `FILE_HEADS` (userspace computes it from
+//! the same prefixes): its entry is the verdict when those bytes decide it (with the embedded
+//! defaults: every path outside `/p`, `/s`, `/d`, `/u`, `/l`, `/e`, `/o`, `/v`), or a short list
+//! of the longer prefixes that start with them (`HEAD_RULES`), compared word by word; only a head
+//! with more or longer prefixes than a list holds asks the trie.
 //!
 //! An open is two records, joined per thread in userspace: the entry reserves the
 //! [`FileOpenEvent`] in the ring, reads the path straight into it (the record doubles as the
@@ -12,21 +16,24 @@
 //! copied into the ring. The exit writes a 24-byte [`FileOpenResult`], but only when this
 //! thread's entry wrote a record: the entry leaves its tid in `OPEN_SLOTS[tid & mask]` (an
 //! array, whose lookups the verifier inlines), the exit finds it there and clears it. No map
-//! round trip for the record itself, and a filtered open's exit costs one inlined lookup.
+//! round trip for the record itself, and a filtered open's exit costs one inlined lookup. The
+//! result never wakes the reader (unless every record does, `wake_bytes` 0): the entry's record
+//! that crosses a wake-up mark does, and the reader's drain timer collects the rest.
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user, macros::tracepoint, maps::lpm_trie::Key,
     programs::TracePointContext,
 };
 use runbom_common::{
-    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, FileOpenResult, OPEN_SLOTS_LEN, PATH_MAX,
+    EventKind, FILTER_BY_WORKLOAD, FileOpenEvent, FileOpenResult, HEAD_ASK_TRIE, HEAD_EXCLUDE,
+    HEAD_INCLUDE, HEAD_LIST, HEAD_LOW_VALUE, HeadRules, OPEN_SLOTS_LEN, PATH_HEADS, PATH_MAX,
     PREFIX_INCLUDE, PREFIX_LOW_VALUE, ProbeConfig, SHED_FILE_LOW_VALUE, counter,
 };
 
 use crate::{
-    maps::{EVENTS, FILE_PREFIXES, OPEN_SCRATCH, OPEN_SLOTS},
+    maps::{EVENTS, FILE_HEADS, FILE_PREFIXES, HEAD_RULES, OPEN_SCRATCH, OPEN_SLOTS},
     util::{
-        BPF_RB_NO_WAKEUP, cgroup_id, config, count, current, header_of, is_watched, now, output,
+        BPF_RB_NO_WAKEUP, cgroup_id, config, count, current, header_of, is_watched, now,
         read_user_str, ring_unread, scratch, shed_at, sys_arg, tracepoints, wake_flags,
     },
 };
@@ -65,7 +72,7 @@ const _: () = assert!(
 #[inline(always)]
 fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     let (tgid, tid) = current();
-    forget_stale_slot(tid);
+    let slot = stale_slot_forgotten(tid)?;
     let cfg = config()?;
     if cfg.self_pid == tgid {
         return Some(0);
@@ -78,10 +85,10 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
     // are classified outside the ring.
     let avail = ring_unread();
     if avail >= u64::from(cfg.open_scratch_at) {
-        return open_under_pressure(cfg, filename, flags, (tgid, tid), avail);
+        return open_under_pressure(cfg, filename, flags, (tgid, tid, slot), avail);
     }
     let Some(mut entry) = EVENTS.reserve::<FileOpenEvent>(0) else {
-        return open_under_pressure(cfg, filename, flags, (tgid, tid), avail);
+        return open_under_pressure(cfg, filename, flags, (tgid, tid, slot), avail);
     };
     // SAFETY: the reservation is a `FileOpenEvent`'s worth of ring memory (bytes of earlier
     // records), ours until it is submitted or discarded; every field is written below before
@@ -97,7 +104,8 @@ fn open_enter(filename: *const u8, flags: u32) -> Option<u32> {
         avail,
         core::mem::size_of::<FileOpenEvent>() as u64,
     ));
-    keep_slot(tid);
+    // SAFETY: see `stale_slot_forgotten`.
+    unsafe { *slot = tid };
     Some(0)
 }
 
@@ -109,9 +117,10 @@ fn open_under_pressure(
     cfg: &ProbeConfig,
     filename: *const u8,
     flags: u32,
-    (tgid, tid): (u32, u32),
+    (tgid, tid, open_slot): (u32, u32, *mut u32),
     avail: u64,
 ) -> Option<u32> {
+    count(counter::OPEN_SCRATCH);
     // SAFETY: per-CPU scratch, exclusively ours for the duration of this program.
     let ev = unsafe { scratch(&OPEN_SCRATCH) }?;
     let Some((slot, len)) = classify(ev, filename) else {
@@ -131,7 +140,8 @@ fn open_under_pressure(
         count(counter::RING_FULL);
         return Some(0);
     }
-    keep_slot(tid);
+    // SAFETY: see `stale_slot_forgotten`.
+    unsafe { *open_slot = tid };
     Some(0)
 }
 
@@ -145,29 +155,22 @@ fn fill(ev: &mut FileOpenEvent, flags: u32, len: u32, (tgid, tid): (u32, u32)) {
     ev.path_len = len;
 }
 
-/// Clears this thread's slot if it still holds the thread: an earlier open's exit was missed
+/// This thread's slot, cleared if it still holds the thread: an earlier open's exit was missed
 /// (the exit program was attached after the entry's), and this open's exit must not write a
-/// result for it.
+/// result for it. A kept open writes its tid there, for its exit.
+///
+/// The slot is a plain u32 of an array map; a racing thread of the same slot only makes one of
+/// the two lose its result record (userspace reports that open without it).
 #[inline(always)]
-fn forget_stale_slot(tid: u32) {
-    if let Some(s) = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1)) {
-        // SAFETY: a plain u32 of an array map (see `keep_slot`).
-        unsafe {
-            if *s == tid {
-                *s = 0;
-            }
+fn stale_slot_forgotten(tid: u32) -> Option<*mut u32> {
+    let s = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1))?;
+    // SAFETY: as above.
+    unsafe {
+        if *s == tid {
+            *s = 0;
         }
     }
-}
-
-/// Marks this thread's open as written, for its exit.
-#[inline(always)]
-fn keep_slot(tid: u32) {
-    if let Some(s) = OPEN_SLOTS.get_ptr_mut(tid & (OPEN_SLOTS_LEN - 1)) {
-        // SAFETY: a plain u32 of an array map; a racing thread of the same slot only makes
-        // one of the two lose its result record (userspace reports that open without it).
-        unsafe { *s = tid };
-    }
+    Some(s)
 }
 
 /// Reads the path into `ev.path` and looks it up among the prefixes: the shedding slot and the
@@ -180,15 +183,52 @@ fn classify(ev: &mut FileOpenEvent, filename: *const u8) -> Option<(usize, u32)>
         return None;
     }
     let len = n as u32 - 1;
-    ev._pad = len * 8;
-    // SAFETY: `_pad` and `path` form a `Key<[u8; PATH_MAX]>` (checked above; the key is
-    // packed, so any address is aligned), inside the record we own.
-    let key = unsafe { &*(&raw const ev._pad).cast::<Key<[u8; PATH_MAX]>>() };
-    let class = FILE_PREFIXES.get(key).copied();
     ev._pad = 0;
+    let head = if len >= 2 {
+        let i = ((usize::from(ev.path[0]) << 8) | usize::from(ev.path[1])) & (PATH_HEADS - 1);
+        FILE_HEADS.get(0).map_or(HEAD_ASK_TRIE, |heads| heads[i])
+    } else {
+        HEAD_ASK_TRIE
+    };
+    let class = match head {
+        HEAD_ASK_TRIE => {
+            ev._pad = len * 8;
+            // SAFETY: `_pad` and `path` form a `Key<[u8; PATH_MAX]>` (checked above; the key
+            // is packed, so any address is aligned), inside the record we own.
+            let key = unsafe { &*(&raw const ev._pad).cast::<Key<[u8; PATH_MAX]>>() };
+            let class = FILE_PREFIXES.get(key).copied();
+            ev._pad = 0;
+            class
+        }
+        HEAD_INCLUDE => Some(PREFIX_INCLUDE),
+        HEAD_LOW_VALUE => Some(PREFIX_LOW_VALUE),
+        HEAD_EXCLUDE => None,
+        list => HEAD_RULES
+            .get(u32::from(list - HEAD_LIST))
+            .and_then(|rules| by_rules(rules, &ev.path, len)),
+    };
     match class {
         Some(PREFIX_INCLUDE) => Some((EventKind::FileOpen as usize, len)),
         Some(PREFIX_LOW_VALUE) => Some((SHED_FILE_LOW_VALUE, len)),
+        _ => None,
+    }
+}
+
+/// The trie's class of `path` (`len` bytes) by the rules of `list` ([`HeadRules::verdict`]).
+#[inline(always)]
+fn by_rules(list: &HeadRules, path: &[u8; PATH_MAX], len: u32) -> Option<u8> {
+    let words = path.as_ptr().cast::<u64>();
+    // SAFETY: `verdict` reads word `w` only when `w * 8 < len < PATH_MAX`: inside the path
+    // array, which sits at an 8-byte aligned offset of the record.
+    head_class(list.verdict(len, |w| unsafe { words.add(w).read() }) as u8)
+}
+
+/// The trie's class of a `HEAD_*` verdict.
+#[inline(always)]
+fn head_class(head: u8) -> Option<u8> {
+    match head {
+        HEAD_INCLUDE => Some(PREFIX_INCLUDE),
+        HEAD_LOW_VALUE => Some(PREFIX_LOW_VALUE),
         _ => None,
     }
 }
@@ -208,12 +248,20 @@ fn open_exit(ctx: &TracePointContext) -> u32 {
         }
         *s = 0;
     }
-    output(&FileOpenResult {
+    // Never shed (no setting names it), and woken for only when every record wakes the reader.
+    let flags = match config() {
+        Some(cfg) if cfg.wake_bytes != 0 => BPF_RB_NO_WAKEUP,
+        _ => 0,
+    };
+    let result = FileOpenResult {
         kind: EventKind::FileOpenResult as u32,
         tid,
         end_ns: now(),
         ret: sys_arg::<i64>(ctx, 0) as i32,
         _pad: 0,
-    });
+    };
+    if EVENTS.output::<FileOpenResult>(&result, flags).is_err() {
+        count(counter::RING_FULL);
+    }
     0
 }

@@ -217,3 +217,16 @@ pub static SOCK_RESPONSE: LruHashMap<u64, u32> = LruHashMap::with_max_entries(16
 /// tid → a read on such a socket between the syscall's entry and exit (buffer: the first).
 #[map]
 pub static SOCK_READS: LruHashMap<u32, SockWrite> = LruHashMap::with_max_entries(4096, 0);
+
+// The path filter's first level (`file.rs`).
+
+/// Index 0: one [`runbom_common`] `HEAD_*` verdict per value of a path's first two bytes, which
+/// decides most opens without a lookup in `FILE_PREFIXES` (filled by userspace from the same
+/// prefixes; an unfilled entry asks the trie).
+#[map]
+pub static FILE_HEADS: Array<[u8; runbom_common::PATH_HEADS]> = Array::with_max_entries(1, 0);
+
+/// The rule lists `FILE_HEADS` entries from `HEAD_LIST` on point to.
+#[map]
+pub static HEAD_RULES: Array<runbom_common::HeadRules> =
+    Array::with_max_entries(runbom_common::HEAD_LISTS as u32, 0);

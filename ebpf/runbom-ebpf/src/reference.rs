@@ -27,7 +27,7 @@
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
     macros::{map, tracepoint},
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::TracePointContext,
 };
 use runbom_common::{EventKind, FileOpenEvent, PATH_MAX, SOCK_TYPE_UNKNOWN, SockAddr, SockEvent};
@@ -102,36 +102,7 @@ pub fn reference_open_enter_nowake(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn open_record(ctx: &TracePointContext, flags: u64) -> u32 {
-    // openat(dfd, filename, flags, mode)
-    let filename: *const u8 = sys_arg(ctx, 1);
-    let open_flags = sys_arg::<u64>(ctx, 2) as u32;
-    let (tgid, tid) = current();
-    let Some(mut entry) = REF_EVENTS.reserve::<FileOpenEvent>(0) else {
-        return 0;
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: `ev` points at a reserved record of the right size, ours until submitted; the
-    // path read writes at most PATH_MAX bytes into its path array.
-    unsafe {
-        (*ev).header = header(
-            EventKind::FileOpen,
-            core::mem::size_of::<FileOpenEvent>(),
-            tgid,
-            tid,
-        );
-        (*ev).end_ns = 0;
-        (*ev).flags = open_flags;
-        (*ev).ret = 0;
-        (*ev)._pad = 0;
-        let n = bpf_probe_read_user_str(
-            (*ev).path.as_mut_ptr().cast(),
-            PATH_MAX as u32,
-            filename.cast(),
-        );
-        (*ev).path_len = if n > 0 { n as u32 - 1 } else { 0 };
-    }
-    entry.submit(flags);
-    0
+    open_record_with(ctx, flags, Piece::Nothing)
 }
 
 /// Any `sys_exit_*`: the result as a small record.
@@ -271,4 +242,126 @@ fn connect_record(ctx: &TracePointContext, flags: u64) -> u32 {
         entry.submit(flags);
     }
     0
+}
+
+// Pricing runbom's watched open piece by piece: `reference_open_enter` plus one piece of what
+// runbom's `sys_enter_openat` does beyond it (the benchmark's `ref-record+*` variants, readers
+// stopped), and `reference_ret_exit` plus the `OPEN_SLOTS` check of runbom's exit.
+
+/// The reference's own `OPEN_SLOTS`: slot `tid & mask` → tid of an open whose record was written.
+#[map]
+static REF_SLOTS: Array<u32> = Array::with_max_entries(runbom_common::OPEN_SLOTS_LEN, 0);
+
+/// What [`open_record_with`] adds to the reference's entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// Nothing: the reference itself.
+    Nothing,
+    /// The LPM-trie lookup of the path, with the record as the key (discarded when excluded).
+    Lpm,
+    /// `bpf_ringbuf_query` of the unread bytes before the reservation.
+    Query,
+    /// The thread's `REF_SLOTS` entry, checked at the start and written once submitted.
+    Slot,
+}
+
+/// `reference_open_enter` + the trie lookup on the record.
+#[tracepoint]
+pub fn reference_open_lpm_enter(ctx: TracePointContext) -> u32 {
+    open_record_with(&ctx, 0, Piece::Lpm)
+}
+
+/// `reference_open_enter` + the ring query.
+#[tracepoint]
+pub fn reference_open_query_enter(ctx: TracePointContext) -> u32 {
+    open_record_with(&ctx, 0, Piece::Query)
+}
+
+/// `reference_open_enter` + the slot for the exit.
+#[tracepoint]
+pub fn reference_open_slot_enter(ctx: TracePointContext) -> u32 {
+    open_record_with(&ctx, 0, Piece::Slot)
+}
+
+/// The reference's entry (`piece` `Nothing`): the path read into a reserved record, submitted
+/// with `flags`.
+#[inline(always)]
+fn open_record_with(ctx: &TracePointContext, flags: u64, piece: Piece) -> u32 {
+    // openat(dfd, filename, flags, mode)
+    let filename: *const u8 = sys_arg(ctx, 1);
+    let open_flags = sys_arg::<u64>(ctx, 2) as u32;
+    let (tgid, tid) = current();
+    let slot = if piece == Piece::Slot {
+        REF_SLOTS.get_ptr_mut(tid & (runbom_common::OPEN_SLOTS_LEN - 1))
+    } else {
+        None
+    };
+    if let Some(s) = slot {
+        // SAFETY: a plain u32 of an array map.
+        unsafe {
+            if *s == tid {
+                *s = 0;
+            }
+        }
+    }
+    if piece == Piece::Query {
+        core::hint::black_box(REF_EVENTS.query(0));
+    }
+    let Some(mut entry) = REF_EVENTS.reserve::<FileOpenEvent>(0) else {
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved record of the right size, ours until submitted; the
+    // path read writes at most PATH_MAX bytes into its path array; `_pad` and `path` form an
+    // LPM key (checked in `file.rs`).
+    unsafe {
+        let n = bpf_probe_read_user_str(
+            (*ev).path.as_mut_ptr().cast(),
+            PATH_MAX as u32,
+            filename.cast(),
+        );
+        let len = if n > 0 { n as u32 - 1 } else { 0 };
+        if piece == Piece::Lpm {
+            (*ev)._pad = len * 8;
+            let key = &*(&raw const (*ev)._pad).cast::<Key<[u8; PATH_MAX]>>();
+            if REF_PREFIXES.get(key).copied() != Some(1) {
+                entry.discard(BPF_RB_NO_WAKEUP);
+                return 0;
+            }
+        }
+        (*ev).header = header(
+            EventKind::FileOpen,
+            core::mem::size_of::<FileOpenEvent>(),
+            tgid,
+            tid,
+        );
+        (*ev).end_ns = 0;
+        (*ev).flags = open_flags;
+        (*ev).ret = 0;
+        (*ev)._pad = 0;
+        (*ev).path_len = len;
+    }
+    entry.submit(flags);
+    if let Some(s) = slot {
+        // SAFETY: as above.
+        unsafe { *s = tid };
+    }
+    0
+}
+
+/// `reference_ret_exit` behind the slot check of runbom's exit.
+#[tracepoint]
+pub fn reference_ret_slot_exit(ctx: TracePointContext) -> u32 {
+    let (_, tid) = current();
+    let Some(s) = REF_SLOTS.get_ptr_mut(tid & (runbom_common::OPEN_SLOTS_LEN - 1)) else {
+        return 0;
+    };
+    // SAFETY: a plain u32 of an array map.
+    unsafe {
+        if *s != tid {
+            return 0;
+        }
+        *s = 0;
+    }
+    ret_record(&ctx, 0)
 }

@@ -21,6 +21,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 mod drops;
+mod inprogram;
 mod mixed;
 mod pipes;
 mod progstats;
@@ -114,6 +115,14 @@ struct Cli {
     /// events leave the stage while the load lasts).
     #[arg(long, default_value_t = 12)]
     sustained_seconds: u64,
+    /// `syscalls`: passes with the kernel's run-time statistics on (time inside the programs;
+    /// medians over passes, runbom's and the reference's passes alternating).
+    #[arg(long, default_value_t = 3)]
+    stat_passes: usize,
+    /// `syscalls`: a second runbom binary (e.g. the previous commit's) measured in the same
+    /// run, interleaved with `--runbom`, as `runbom base`.
+    #[arg(long)]
+    baseline_runbom: Option<PathBuf>,
 }
 
 fn sustained(cli: &Cli, runbom: &std::path::Path) -> anyhow::Result<String> {
@@ -176,6 +185,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             rounds: cli.rounds,
             loop_cpu,
             service_cpu,
+            stat_passes: cli.stat_passes.max(1),
+            baseline: cli
+                .baseline_runbom
+                .as_deref()
+                .map(std::fs::canonicalize)
+                .transpose()?,
         })?);
         report.push('\n');
         report.push_str(&syscalls::legend());

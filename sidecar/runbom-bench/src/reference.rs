@@ -33,6 +33,10 @@ const PROGRAMS: &[&str] = &[
     "reference_socket_exit",
     "reference_connect_enter",
     "reference_connect_enter_nowake",
+    "reference_open_lpm_enter",
+    "reference_open_query_enter",
+    "reference_open_slot_enter",
+    "reference_ret_slot_exit",
 ];
 
 /// A set of reference programs and the `syscalls` tracepoints they attach to.
@@ -91,6 +95,33 @@ pub const OPEN_RECORD_NOWAKE: Variant = Variant {
         ("reference_ret_exit_nowake", "sys_exit_openat"),
     ],
     paused: false,
+};
+/// `ref-record (paused)` plus one piece of what runbom's open does beyond it, each priced by
+/// its difference from `ref-record (paused)`: the trie lookup with the record as the key, the
+/// ring query before the reservation, and the per-thread slot (entry and exit).
+pub const OPEN_RECORD_LPM_PAUSED: Variant = Variant {
+    name: "ref-record+lpm (paused)",
+    attach: &[
+        ("reference_open_lpm_enter", "sys_enter_openat"),
+        ("reference_ret_exit", "sys_exit_openat"),
+    ],
+    paused: true,
+};
+pub const OPEN_RECORD_QUERY_PAUSED: Variant = Variant {
+    name: "ref-record+query (paused)",
+    attach: &[
+        ("reference_open_query_enter", "sys_enter_openat"),
+        ("reference_ret_exit", "sys_exit_openat"),
+    ],
+    paused: true,
+};
+pub const OPEN_RECORD_SLOT_PAUSED: Variant = Variant {
+    name: "ref-record+slot (paused)",
+    attach: &[
+        ("reference_open_slot_enter", "sys_enter_openat"),
+        ("reference_ret_slot_exit", "sys_exit_openat"),
+    ],
+    paused: true,
 };
 /// `write(2)`: an empty program at entry (the shape of runbom's HTTP hook before its entry was
 /// paired with the exit), at entry and exit (the pairing's dispatch), and a user read of the

@@ -128,19 +128,44 @@ impl Runbom {
     /// Waits until runbom is (nearly) idle: under 10% of a CPU over 200 ms, at most 20 s. Then
     /// whatever the last workload produced has been read, converted and exported (other
     /// processes' events may keep it slightly busy on a shared machine).
+    ///
+    /// A runbom starved of CPU by other tenants uses little CPU while it still has records to
+    /// read: it is idle only when, besides, none of its threads was waiting to run when looked
+    /// at (four times over the 200 ms).
     pub fn quiesce(&self) {
         let mut last = self.cpu_ticks();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
+            let mut runnable = false;
+            for _ in 0..4 {
+                std::thread::sleep(Duration::from_millis(50));
+                runnable |= self.runnable();
+            }
             let now = self.cpu_ticks();
             if let (Some(a), Some(b)) = (last, now)
                 && b.saturating_sub(a) <= 2
+                && !runnable
             {
                 return;
             }
             last = now;
         }
+    }
+
+    /// True when one of runbom's threads is running or waiting to run (state `R`).
+    fn runnable(&self) -> bool {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{}/task", self.inner.pid())) else {
+            return false;
+        };
+        tasks.filter_map(Result::ok).any(|t| {
+            fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.chars().next()
+                })
+                == Some('R')
+        })
     }
 
     /// Stops every runbom thread (SIGSTOP): its reader stops reading, so the kernel stops

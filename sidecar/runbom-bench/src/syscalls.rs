@@ -12,12 +12,19 @@
 //! running and `reps` times with runbom stopped (SIGSTOP) during the loop, then stops runbom and
 //! measures the baseline and every reference variant `reps` times, attaching and detaching the
 //! reference around each repetition. Rounds alternate which half comes first. Results are
-//! medians over all repetitions of all rounds.
+//! medians over all repetitions of all rounds. With `--baseline-runbom`, a second build is
+//! measured in the same rounds (its half right after the first's, in alternating order), and
+//! time inside the programs is compared build against build pass by pass (`inprogram`).
+//!
+//! Only the fast path is meant to be measured: runbom's ring is large enough that a paused
+//! repetition never fills it, and the report says how many opens took the pressure path
+//! (classified in scratch) or were shed in runbom's runs, which must be none.
 
 use std::{
     collections::BTreeMap,
     ffi::CString,
     fmt::Write as _,
+    os::fd::AsRawFd as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -25,10 +32,11 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
-    progstats,
+    inprogram,
     reference::{
         CONNECT_BARE, CONNECT_RECORD, CONNECT_RECORD_NOWAKE, CONNECT_RECORD_PAUSED, OPEN_BARE,
-        OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_NOWAKE, OPEN_RECORD_PAUSED, READ_BARE,
+        OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_LPM_PAUSED, OPEN_RECORD_NOWAKE,
+        OPEN_RECORD_PAUSED, OPEN_RECORD_QUERY_PAUSED, OPEN_RECORD_SLOT_PAUSED, READ_BARE,
         Reference, Variant, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
     },
     runbom::{Runbom, Settings, Summary},
@@ -50,6 +58,31 @@ const DEFAULT_EXCLUDES: &[&str] = &[
 
 const RUNBOM: &str = "runbom";
 const RUNBOM_PAUSED: &str = "runbom (paused)";
+const BASE: &str = "runbom base";
+const BASE_PAUSED: &str = "runbom base (paused)";
+
+/// A runbom binary measured, with the names of its two conditions.
+pub struct Build {
+    pub running: &'static str,
+    pub paused: &'static str,
+    pub bin: PathBuf,
+}
+
+fn builds(opts: &Options) -> Vec<Build> {
+    let mut builds = vec![Build {
+        running: RUNBOM,
+        paused: RUNBOM_PAUSED,
+        bin: opts.runbom.clone(),
+    }];
+    if let Some(bin) = &opts.baseline {
+        builds.push(Build {
+            running: BASE,
+            paused: BASE_PAUSED,
+            bin: bin.clone(),
+        });
+    }
+    builds
+}
 
 pub struct Options {
     pub runbom: PathBuf,
@@ -61,40 +94,66 @@ pub struct Options {
     pub rounds: usize,
     pub loop_cpu: Option<usize>,
     pub service_cpu: Option<usize>,
+    /// Passes with the kernel's run-time statistics on.
+    pub stat_passes: usize,
+    /// A second runbom binary measured in the same run (`runbom base`).
+    pub baseline: Option<PathBuf>,
 }
 
 enum Kind {
     Open(CString),
+    /// A path relative to a directory (descriptor, path).
+    OpenAt(libc::c_int, CString),
     Connect(libc::sockaddr_in),
     Write,
     Read,
 }
 
-struct Workload {
-    name: &'static str,
+pub struct Workload {
+    pub name: &'static str,
     what: &'static str,
     kind: Kind,
-    iterations: u64,
+    pub iterations: u64,
     /// Reference variants measured for this workload.
-    variants: &'static [Variant],
+    pub variants: &'static [Variant],
     /// Measure runbom with its reader stopped too (only where runbom writes records).
-    paused: bool,
+    pub paused: bool,
     /// `(runbom condition, reference condition)` pairs judged against the 1.1x target.
     compare: &'static [(&'static str, &'static str)],
 }
 
 /// One repetition: nanoseconds per iteration of the loop thread's CPU time and of wall time.
-struct Measurement {
+pub struct Measurement {
     cpu: f64,
     wall: f64,
 }
 
 impl Workload {
-    fn warm_up(&self) -> u64 {
+    pub fn warm_up(&self) -> u64 {
         (self.iterations / 20).max(1)
     }
 
-    fn run(&self) -> Measurement {
+    pub fn is_open(&self) -> bool {
+        matches!(self.kind, Kind::Open(_) | Kind::OpenAt(..))
+    }
+
+    /// [`Workload::compare`] for every build: the baseline's conditions judged like runbom's.
+    pub fn comparisons(&self, builds: &[Build]) -> Vec<(String, &'static str)> {
+        let mut out = Vec::new();
+        for b in builds {
+            for (ours, theirs) in self.compare {
+                let ours = match *ours {
+                    RUNBOM => b.running,
+                    RUNBOM_PAUSED => b.paused,
+                    other => other,
+                };
+                out.push((ours.to_owned(), *theirs));
+            }
+        }
+        out
+    }
+
+    pub fn run(&self) -> Measurement {
         let warm = self.warm_up();
         let cpu0;
         let wall = match &self.kind {
@@ -102,6 +161,11 @@ impl Workload {
                 workload::open_close(path, warm);
                 cpu0 = workload::thread_cpu();
                 workload::open_close(path, self.iterations).0
+            }
+            Kind::OpenAt(dir, path) => {
+                workload::open_close_at(*dir, path, warm);
+                cpu0 = workload::thread_cpu();
+                workload::open_close_at(*dir, path, self.iterations).0
             }
             Kind::Connect(addr) => {
                 workload::connect_loop(addr, warm);
@@ -164,7 +228,17 @@ struct Files {
     skipped_prefix: String,
     /// The directory holding both: runbom's include.
     base_prefix: String,
+    /// That directory, open: `by_head` is relative to it.
+    base_dir: std::fs::File,
+    /// A watched path the kernel's first-level table decides from its first two bytes
+    /// (`HEAD_RULE`, a two-byte include no other rule starts with), as the embedded defaults'
+    /// include of `/` decides `/tmp`, `/home` or `/root` paths; the same length as `watched`.
+    by_head: CString,
 }
+
+/// The include that makes `Files::by_head` decided by its first two bytes: no other rule starts
+/// with them, and no other process opens a relative path starting with them.
+const HEAD_RULE: &str = "RB";
 
 fn files(dir: &Path) -> Result<Files> {
     let base = dir.join("files");
@@ -177,19 +251,34 @@ fn files(dir: &Path) -> Result<Files> {
     std::fs::write(&watched, b"x")?;
     std::fs::write(&skipped, b"x")?;
     let cpath = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes());
+    let watched = cpath(&watched)?;
+    // As long as `watched`, so that both read as many path bytes.
+    let head_dir = format!(
+        "{HEAD_RULE}{}",
+        "-watched-by-its-head".repeat(watched.as_bytes().len() / 20 + 1)
+    );
+    let head_dir = &head_dir[..watched.as_bytes().len().saturating_sub(5).max(3)];
+    std::fs::create_dir_all(base.join(head_dir))?;
+    std::fs::write(base.join(head_dir).join("file"), b"x")?;
     let files = Files {
-        watched: cpath(&watched)?,
+        watched,
         skipped: cpath(&skipped)?,
         skipped_prefix: format!("{}/", skipped_dir.display()),
         base_prefix: format!("{}/", base.display()),
+        base_dir: std::fs::File::open(&base)?,
+        by_head: CString::new(format!("{head_dir}/file"))?,
     };
     for p in [&files.watched, &files.skipped] {
         workload::check_open(p).with_context(|| format!("opening {p:?}"))?;
     }
+    let (_, ok) = workload::open_close_at(files.base_dir.as_raw_fd(), &files.by_head, 1);
+    if ok != 1 {
+        bail!("cannot open {:?} in {}", files.by_head, base.display());
+    }
     Ok(files)
 }
 
-fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 5] {
+fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 6] {
     [
         Workload {
             name: "open watched",
@@ -201,7 +290,22 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 5]
                 OPEN_RECORD,
                 OPEN_RECORD_PAUSED,
                 OPEN_RECORD_NOWAKE,
+                OPEN_RECORD_LPM_PAUSED,
+                OPEN_RECORD_QUERY_PAUSED,
+                OPEN_RECORD_SLOT_PAUSED,
             ],
+            paused: true,
+            compare: &[
+                (RUNBOM_PAUSED, OPEN_RECORD_PAUSED.name),
+                (RUNBOM, OPEN_RECORD.name),
+            ],
+        },
+        Workload {
+            name: "open watched (head)",
+            what: "openat+close of a path runbom reports, decided by its first two bytes",
+            kind: Kind::OpenAt(files.base_dir.as_raw_fd(), files.by_head.clone()),
+            iterations: opts.open_iterations,
+            variants: &[OPEN_RECORD, OPEN_RECORD_PAUSED],
             paused: true,
             compare: &[
                 (RUNBOM_PAUSED, OPEN_RECORD_PAUSED.name),
@@ -255,114 +359,12 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 5]
     ]
 }
 
-/// runbom's program names, to undo the kernel's 15-byte truncation in reports.
-const RUNBOM_PROGRAMS: &[&str] = &[
-    "sys_enter_openat",
-    "sys_exit_openat",
-    "sys_enter_socket",
-    "sys_exit_socket",
-    "sys_enter_connect",
-    "sys_exit_connect",
-    "http_sys_enter_write",
-    "http_sys_exit_write",
-    "h2_sys_enter_read",
-    "h2_sys_exit_read",
-];
-
-fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> String {
-    if let Some(n) = reference.get(&id) {
-        return n.clone();
-    }
-    RUNBOM_PROGRAMS
-        .iter()
-        .filter(|n| n.starts_with(kernel_name))
-        .min_by_key(|n| n.len())
-        .map_or_else(|| kernel_name.to_owned(), |n| (*n).to_owned())
-}
-
-/// One pass of every workload with the kernel's program run-time statistics on: time spent
-/// inside each program per iteration, for runbom and for each reference variant.
-fn breakdown(
-    opts: &Options,
-    settings: &Settings,
-    workloads: &[Workload],
-    reference: &mut Reference,
-) -> Result<(String, InProgram)> {
-    let _stats = progstats::enable()?;
-    let mut totals = BTreeMap::new();
-    let names = reference.program_ids();
-    let mut out = String::from(
-        "| workload | condition | program | runs/iteration | ns/run | ns/iteration |\n\
-         |---|---|---|---:|---:|---:|\n",
-    );
-    let mut rows = |w: &Workload, condition: &str, ran: Vec<progstats::Ran>| {
-        let n = (w.iterations + w.warm_up()) as f64;
-        let mut total = 0.0;
-        for r in ran {
-            let per_iter = r.runs as f64 / n;
-            // Programs run by the rest of the machine (exec, exit, ...) now and then.
-            if per_iter < 0.05 {
-                continue;
-            }
-            total += r.ns as f64 / n;
-            let _ = writeln!(
-                out,
-                "| {} | {condition} | {} | {per_iter:.2} | {:.0} | {:.0} |",
-                w.name,
-                full_name(&r.name, &names, r.id),
-                r.ns as f64 / r.runs as f64,
-                r.ns as f64 / n,
-            );
-        }
-        let _ = writeln!(
-            out,
-            "| {} | {condition} | **all programs** | | | **{total:.0}** |",
-            w.name
-        );
-        totals.insert((w.name.to_owned(), condition.to_owned()), total);
-    };
-    let rb = Runbom::start(&opts.runbom, &opts.dir, settings, opts.service_cpu)?;
-    for w in workloads {
-        rb.quiesce();
-        let before = progstats::snapshot();
-        w.run();
-        rows(w, RUNBOM, progstats::ran(&before, &progstats::snapshot()));
-        if w.paused {
-            rb.quiesce();
-            rb.pause();
-            let before = progstats::snapshot();
-            w.run();
-            let after = progstats::snapshot();
-            rb.resume();
-            rows(w, RUNBOM_PAUSED, progstats::ran(&before, &after));
-        }
-    }
-    rb.quiesce();
-    rb.stop()?;
-    for w in workloads {
-        for v in w.variants {
-            reference.attach(v)?;
-            let before = progstats::snapshot();
-            w.run();
-            let after = progstats::snapshot();
-            reference.detach()?;
-            reference.quiesce();
-            rows(w, v.name, progstats::ran(&before, &after));
-        }
-    }
-    Ok((out, totals))
-}
-
-/// `(workload, condition)` → ns per iteration inside the programs.
-type InProgram = BTreeMap<(String, String), f64>;
-
 /// Everything measured in one run.
 struct Results {
-    breakdown: String,
-    /// `(workload, condition)` → ns per iteration inside the programs.
-    in_program: InProgram,
+    in_program: inprogram::InProgram,
     table: Table,
-    summaries: Vec<Summary>,
+    /// runbom's closing summaries, by the build's condition name.
+    summaries: Vec<(&'static str, Summary)>,
     /// Rounds during which another tracer's programs were loaded.
     disturbed: Vec<String>,
     ref_records: u64,
@@ -373,20 +375,21 @@ fn measure_runbom(
     round: usize,
     opts: &Options,
     settings: &Settings,
+    build: &Build,
     workloads: &[Workload],
     table: &mut Table,
 ) -> Result<Summary> {
-    let rb = Runbom::start(&opts.runbom, &opts.dir, settings, opts.service_cpu)?;
+    let rb = Runbom::start(&build.bin, &opts.dir, settings, opts.service_cpu)?;
     for (i, w) in workloads.iter().enumerate() {
         for _ in 0..opts.reps {
             rb.quiesce();
-            record(table, round, i, RUNBOM, &w.run());
+            record(table, round, i, build.running, &w.run());
             if w.paused {
                 rb.quiesce();
                 rb.pause();
                 let m = w.run();
                 rb.resume();
-                record(table, round, i, RUNBOM_PAUSED, &m);
+                record(table, round, i, build.paused, &m);
             }
         }
     }
@@ -397,7 +400,7 @@ fn measure_runbom(
 /// The idle gap runbom's measurements get while `Runbom::quiesce` waits for it, given to every
 /// other measurement too: an idle vCPU comes back slower (caches, host scheduling), and only
 /// equal treatment keeps that out of the differences.
-fn settle() {
+pub fn settle() {
     std::thread::sleep(Duration::from_millis(200));
 }
 
@@ -428,6 +431,7 @@ fn measure_reference(
 
 fn measure(
     opts: &Options,
+    builds: &[Build],
     workloads: &[Workload],
     includes: &[&str],
     excludes: &[&str],
@@ -449,8 +453,7 @@ fn measure(
         mcp: true,
     };
     let mut results = Results {
-        breakdown: String::new(),
-        in_program: BTreeMap::new(),
+        in_program: inprogram::InProgram::default(),
         table: Table::new(),
         summaries: Vec::new(),
         disturbed: Vec::new(),
@@ -474,17 +477,21 @@ fn measure(
                 ));
             }
             if (phase == 0) == runbom_first {
-                let summary =
-                    measure_runbom(round, opts, &settings, workloads, &mut results.table)?;
-                results.summaries.push(summary);
+                for i in 0..builds.len() {
+                    let b = &builds[(i + round) % builds.len()];
+                    let summary =
+                        measure_runbom(round, opts, &settings, b, workloads, &mut results.table)?;
+                    results.summaries.push((b.running, summary));
+                }
             } else {
                 measure_reference(round, opts, &mut reference, workloads, &mut results.table)?;
             }
         }
     }
-    eprintln!("[bench] syscalls: time inside the programs (kernel run-time statistics)");
-    (results.breakdown, results.in_program) =
-        breakdown(opts, &settings, workloads, &mut reference)?;
+    results.in_program = inprogram::measure(opts, &settings, builds, workloads, &mut reference)?;
+    results
+        .summaries
+        .append(&mut std::mem::take(&mut results.in_program.summaries));
     results.ref_records = reference.records();
     Ok(results)
 }
@@ -499,17 +506,21 @@ pub fn run(opts: &Options) -> Result<String> {
         workload::pin_current_thread(cpu)?;
     }
     let workloads = workloads(opts, &files, &port);
-    let includes = [files.base_prefix.as_str()];
-    let results = measure(opts, &workloads, &includes, &excludes)?;
+    let includes = [files.base_prefix.as_str(), HEAD_RULE];
+    let builds = builds(opts);
+    let results = measure(opts, &builds, &workloads, &includes, &excludes)?;
 
     let summaries = &results.summaries;
-    if summaries.iter().any(|s| !s.contains_key("ring_full_drops")) {
+    if summaries
+        .iter()
+        .any(|(_, s)| !s.contains_key("ring_full_drops"))
+    {
         bail!("runbom's summary has no ring_full_drops field: {summaries:?}");
     }
     let total = |key: &str| -> u64 {
         summaries
             .iter()
-            .map(|s| s.get(key).copied().unwrap_or(0))
+            .map(|(_, s)| s.get(key).copied().unwrap_or(0))
             .sum()
     };
     let mut out = String::new();
@@ -543,22 +554,86 @@ pub fn run(opts: &Options) -> Result<String> {
             results.disturbed.join("; ")
         );
     }
-    out.push_str(&report(&workloads, &results.table));
-    out.push_str(&in_program_verdicts(&workloads, &results.in_program));
+    out.push_str(&fast_path(&builds, summaries, opts.rounds));
+    out.push_str(&report(&workloads, &builds, &results.table));
+    out.push_str(&inprogram::verdicts(
+        &workloads,
+        &builds,
+        &results.in_program,
+    ));
     let _ = writeln!(
         out,
-        "\nTime inside the programs (one pass per condition, kernel run-time statistics on; \
-         reader and consumer running):\n\n{}",
-        results.breakdown
+        "\nTime inside the programs ({} passes per condition, kernel run-time statistics on; \
+         medians over passes):\n\n{}",
+        opts.stat_passes,
+        inprogram::table(&results.in_program)
     );
     Ok(out)
+}
+
+/// Which path runbom's opens took, per build: the measured one must be the fast path (the
+/// record reserved in the ring), with no open classified in scratch or shed.
+fn fast_path(builds: &[Build], summaries: &[(&'static str, Summary)], rounds: usize) -> String {
+    let mut out = String::new();
+    for b in builds {
+        let of_build: Vec<&Summary> = summaries
+            .iter()
+            .filter(|(name, _)| *name == b.running)
+            .map(|(_, s)| s)
+            .collect();
+        let sum = |key: &str| -> Option<u64> {
+            of_build
+                .iter()
+                .map(|s| s.get(key).copied())
+                .sum::<Option<u64>>()
+        };
+        let shed = sum("shed_drops").unwrap_or(0);
+        match sum("opens_in_scratch") {
+            Some(0) if shed == 0 => {
+                let _ = writeln!(
+                    out,
+                    "{}: every open took the fast path (0 classified in scratch, 0 shed, {} runs).",
+                    b.running,
+                    of_build.len()
+                );
+            }
+            Some(n) => {
+                let runs: Vec<String> = of_build
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| {
+                        let scratch = s.get("opens_in_scratch").copied().unwrap_or(0);
+                        let shed = s.get("shed_drops").copied().unwrap_or(0);
+                        (scratch + shed > 0)
+                            .then(|| format!("run {}: {scratch} in scratch, {shed} shed", i + 1))
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "WARNING: {}: {n} opens were classified in scratch and {shed} shed: the pressure path was measured, not the fast path ({}; runs 1..{} are the rounds', then the passes').",
+                    b.running,
+                    runs.join("; "),
+                    rounds
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{}: this build does not report which path its opens took; {shed} shed.",
+                    b.running
+                );
+            }
+        }
+    }
+    out.push('\n');
+    out
 }
 
 fn cpu_name(cpu: Option<usize>) -> String {
     cpu.map_or_else(|| "(not pinned)".into(), |c| c.to_string())
 }
 
-fn report(workloads: &[Workload], table: &Table) -> String {
+fn report(workloads: &[Workload], builds: &[Build], table: &Table) -> String {
     let mut out = String::from(
         "| workload | condition | CPU ns/iter (median) | min..max | added ns (paired median) | slowdown | wall ns/iter (median) |\n\
          |---|---|---:|---:|---:|---:|---:|\n",
@@ -572,9 +647,11 @@ fn report(workloads: &[Workload], table: &Table) -> String {
         let base_med = base.cpu.median();
         let mut conditions: Vec<&str> = vec!["baseline"];
         conditions.extend(w.variants.iter().map(|v| v.name));
-        conditions.push(RUNBOM);
-        if w.paused {
-            conditions.push(RUNBOM_PAUSED);
+        for b in builds {
+            conditions.push(b.running);
+            if w.paused {
+                conditions.push(b.paused);
+            }
         }
         for c in conditions {
             let Some(cell) = get(c) else { continue };
@@ -595,8 +672,8 @@ fn report(workloads: &[Workload], table: &Table) -> String {
                 cell.wall.median(),
             );
         }
-        for (ours, theirs) in w.compare {
-            let (Some(ours_cell), Some(ref_cell)) = (get(ours), get(theirs)) else {
+        for (ours, theirs) in w.comparisons(builds) {
+            let (Some(ours_cell), Some(ref_cell)) = (get(&ours), get(theirs)) else {
                 continue;
             };
             let ours_added = added(ours_cell, base);
@@ -620,30 +697,6 @@ fn report(workloads: &[Workload], table: &Table) -> String {
     out
 }
 
-/// The target judged on time inside the programs (no preemption, no scheduling noise: the
-/// kernel's own accounting over every run of the pass).
-fn in_program_verdicts(workloads: &[Workload], totals: &InProgram) -> String {
-    let mut out = String::from(
-        "\nSame comparisons, time inside the programs (kernel run-time statistics, below):\n",
-    );
-    for w in workloads {
-        for (ours, theirs) in w.compare {
-            let get = |c: &str| totals.get(&(w.name.to_owned(), (*c).to_owned())).copied();
-            let (Some(a), Some(b)) = (get(ours), get(theirs)) else {
-                continue;
-            };
-            let ratio = a / b;
-            let _ = writeln!(
-                out,
-                "- {}: {ours} {a:.0} ns, {theirs} {b:.0} ns: {ratio:.2}x (target 1.1x: {})",
-                w.name,
-                if ratio <= 1.1 { "met" } else { "missed" }
-            );
-        }
-    }
-    out
-}
-
 /// Which reference programs each variant attaches (for the report).
 pub fn legend() -> String {
     let mut out = String::from("Reference variants (program@syscalls tracepoint):\n");
@@ -654,6 +707,9 @@ pub fn legend() -> String {
         ("open", OPEN_RECORD),
         ("open", OPEN_RECORD_PAUSED),
         ("open", OPEN_RECORD_NOWAKE),
+        ("open", OPEN_RECORD_LPM_PAUSED),
+        ("open", OPEN_RECORD_QUERY_PAUSED),
+        ("open", OPEN_RECORD_SLOT_PAUSED),
         ("connect", CONNECT_BARE),
         ("connect", CONNECT_RECORD),
         ("connect", CONNECT_RECORD_PAUSED),

@@ -45,17 +45,16 @@ pub fn check_open(path: &CStr) -> io::Result<()> {
 /// `n` times `openat(path, O_RDONLY)` + `close`; returns the elapsed time and the opens that
 /// succeeded.
 pub fn open_close(path: &CStr, n: u64) -> (Duration, u64) {
+    open_close_at(libc::AT_FDCWD, path, n)
+}
+
+/// [`open_close`] of `path` relative to the directory `dir` (a descriptor, or `AT_FDCWD`).
+pub fn open_close_at(dir: libc::c_int, path: &CStr, n: u64) -> (Duration, u64) {
     let mut ok = 0;
     let start = Instant::now();
     for _ in 0..n {
         // SAFETY: a NUL-terminated path; the descriptor is closed at once.
-        let fd = unsafe {
-            libc::openat(
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = unsafe { libc::openat(dir, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
         if fd >= 0 {
             ok += 1;
             // SAFETY: `fd` is ours.

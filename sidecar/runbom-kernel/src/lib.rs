@@ -5,11 +5,13 @@
 //! HTTP requests are paired with their bodies and responses ([`httptrack`]), MCP's JSON-RPC
 //! requests with their responses ([`mcptrack`]), and processes that
 //! map a file exporting OpenSSL's functions are watched for ([`openssl`], [`elf`]). What is
-//! shed under overload, and when the reader is woken: [`overload`].
+//! shed under overload, and when the reader is woken: [`overload`]. The path filter's rules and
+//! its first-level table: [`filter`].
 
 pub mod clock;
 pub mod elf;
 pub mod enrich;
+pub mod filter;
 pub mod gotls;
 pub mod h2;
 pub mod httptrack;

@@ -11,11 +11,11 @@ use aya::{
     },
 };
 use runbom_common::{
-    ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, HTTP_RESPONSE_MAX, PATH_MAX, PREFIX_EXCLUDE,
-    PREFIX_INCLUDE, PREFIX_LOW_VALUE, ProbeConfig, SHED_SLOTS, counter,
+    ARGV_MAX, FILTER_BY_WORKLOAD, HTTP_DATA_MAX, HTTP_RESPONSE_MAX, HeadRules, PATH_HEADS,
+    PATH_MAX, ProbeConfig, SHED_SLOTS, counter,
 };
 
-use crate::overload::{Overload, effective_low_value};
+use crate::{filter::PrefixRules, overload::Overload};
 use tracing::debug;
 
 /// The eBPF object built by `build.rs` from `ebpf/runbom-ebpf`.
@@ -364,37 +364,33 @@ impl Probes {
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
         config.set(0, cfg, 0).map_err(map_err("CONFIG"))?;
 
+        let rules = PrefixRules::new(&s.file_include, &s.file_exclude, &s.file_low_value)
+            .map_err(ProbeError::Filter)?;
         let mut prefixes: LpmTrie<_, [u8; PATH_MAX], u8> =
             LpmTrie::try_from(self.map_mut("FILE_PREFIXES")?).map_err(map_err("FILE_PREFIXES"))?;
-        let low_value = effective_low_value(&s.file_include, &s.file_exclude, &s.file_low_value);
-        for (list, value) in [
-            (
-                s.file_include.iter().map(String::as_str).collect(),
-                PREFIX_INCLUDE,
-            ),
-            (
-                s.file_exclude.iter().map(String::as_str).collect(),
-                PREFIX_EXCLUDE,
-            ),
-            (low_value, PREFIX_LOW_VALUE),
-        ] {
-            let list: Vec<&str> = list;
-            for prefix in list {
-                let bytes = prefix.as_bytes();
-                if bytes.is_empty() || bytes.len() >= PATH_MAX {
-                    return Err(ProbeError::Filter(format!(
-                        "prefix {prefix:?} must be 1 to {} bytes long",
-                        PATH_MAX - 1
-                    )));
-                }
-                let mut data = [0u8; PATH_MAX];
-                data[..bytes.len()].copy_from_slice(bytes);
-                let key = Key::new(bytes.len() as u32 * 8, data);
-                prefixes
-                    .insert(&key, value, 0)
-                    .map_err(map_err("FILE_PREFIXES"))?;
-            }
+        for (bytes, class) in rules.iter() {
+            let mut data = [0u8; PATH_MAX];
+            data[..bytes.len()].copy_from_slice(bytes);
+            let key = Key::new(bytes.len() as u32 * 8, data);
+            prefixes
+                .insert(&key, class, 0)
+                .map_err(map_err("FILE_PREFIXES"))?;
         }
+        let table = rules.table();
+        let mut lists: Array<_, HeadRules> =
+            Array::try_from(self.map_mut("HEAD_RULES")?).map_err(map_err("HEAD_RULES"))?;
+        for (i, list) in table.lists.iter().enumerate() {
+            lists
+                .set(i as u32, list, 0)
+                .map_err(map_err("HEAD_RULES"))?;
+        }
+        let mut heads: Array<_, [u8; PATH_HEADS]> =
+            Array::try_from(self.map_mut("FILE_HEADS")?).map_err(map_err("FILE_HEADS"))?;
+        let entries: &[u8; PATH_HEADS] =
+            table.heads.as_slice().try_into().map_err(|_| {
+                ProbeError::Filter("the first-level table has the wrong size".into())
+            })?;
+        heads.set(0, entries, 0).map_err(map_err("FILE_HEADS"))?;
 
         let mut pids: HashMap<_, u32, u8> =
             HashMap::try_from(self.map_mut("WATCHED_PIDS")?).map_err(map_err("WATCHED_PIDS"))?;
@@ -578,6 +574,15 @@ impl LossCounters {
             inflight_full: sum(counter::INFLIGHT_FULL),
             shed: std::array::from_fn(|i| sum(counter::SHED + i as u32)),
         }
+    }
+
+    /// Opens the kernel classified outside the ring because it was filling up (not a loss:
+    /// the pressure path was taken, `counter::OPEN_SCRATCH`).
+    #[must_use]
+    pub fn opens_in_scratch(&self) -> u64 {
+        self.map
+            .get(&counter::OPEN_SCRATCH, 0)
+            .map_or(0, |v| v.iter().sum())
     }
 }
 

@@ -136,6 +136,7 @@ fn start(
             inflight_full_drops = l.inflight_full,
             shed_drops = l.shed.iter().sum::<u64>(),
             shed = %drops::shed_summary(&l.shed),
+            opens_in_scratch = losses.opens_in_scratch(),
             "ebpf receiver stopped"
         );
         if l.total() > 0 {
