@@ -3,12 +3,14 @@
 //! bytes ([`Capture`], [`emit`]). The HTTP/1 (`http.rs`), HTTP/2 (`h2.rs`) and JSON-RPC
 //! (`jsonrpc.rs`) captures build on these; none of them on each other's internals.
 
-use aya_ebpf::{helpers::generated::bpf_probe_read_user, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
+};
 use runbom_common::{EventKind, HTTP_DATA_MAX, HttpEvent, SockAddr};
 
 use crate::{
-    maps::{HTTP_SCRATCH, SOCK_WRITES, SockWrite},
-    util::{current, header, keep_inflight, now, output_prefix, scratch, sys_arg},
+    maps::{H2_SOCKS, HTTP_SCRATCH, SOCK_RESPONSE, SOCK_WRITES, SockWrite},
+    util::{current, fd_key, forget, header, keep_inflight, now, output_prefix, scratch, sys_arg},
 };
 
 /// Copies at most `cap` bytes of `buf` into a record stamped `time_ns` and writes it to the
@@ -99,4 +101,17 @@ pub(crate) fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags
         _pad: 0,
     };
     keep_inflight(&SOCK_WRITES, &tid, &kept);
+}
+
+/// `close(fd)`: what the HTTP/2 (`H2_SOCKS`) and HTTP/1 response (`SOCK_RESPONSE`) captures
+/// know of the socket goes with it, so that a file or socket that reuses the descriptor number
+/// is not captured. One program for both (one dispatch per `close`, the commonest syscall
+/// runbom hooks), deleting only what is there.
+#[tracepoint]
+pub fn http_sys_enter_close(ctx: TracePointContext) -> u32 {
+    let (tgid, _) = current();
+    let key = fd_key(tgid, fd_arg(&ctx));
+    forget(&H2_SOCKS, key);
+    forget(&SOCK_RESPONSE, key);
+    0
 }

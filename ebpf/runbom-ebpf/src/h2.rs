@@ -12,7 +12,7 @@
 //!   when the call succeeded. `http.rs`'s OpenSSL probes call the `ssl_*` functions here (one
 //!   program per hook for HTTP/1 and HTTP/2).
 //!
-//! The mark goes at `close(2)` (every close pays one map delete) and at `SSL_free`, so that a
+//! The mark goes at `close(2)` (`capture::http_sys_enter_close`) and at `SSL_free`, so that a
 //! descriptor or `SSL*` reused for something else is not captured.
 //!
 //! Each buffer is captured whole up to [`CHUNKS`] records of `HTTP_DATA_MAX` bytes, the last
@@ -257,15 +257,6 @@ fn read_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     }
     chunks(&r, ret as u64, now())
-}
-
-/// `close(fd)`: a socket's HTTP/2 mark goes with it, so that a file or socket that reuses the
-/// descriptor number is not captured (one map delete per `close`).
-#[tracepoint]
-pub fn h2_sys_enter_close(ctx: TracePointContext) -> u32 {
-    let (tgid, _) = current();
-    let _ = H2_SOCKS.remove(&fd_key(tgid, fd_arg(&ctx)));
-    0
 }
 
 // --- OpenSSL --------------------------------------------------------------------------------

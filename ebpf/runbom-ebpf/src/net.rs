@@ -18,7 +18,6 @@
 use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, generated::bpf_probe_read_user},
     macros::tracepoint,
-    maps::LruHashMap,
     programs::TracePointContext,
 };
 use core::ptr::{read_volatile, write_volatile};
@@ -33,8 +32,8 @@ use crate::{
         SOCK_SLOTS, SOCK_SLOTS_LEN, SOCK_TYPES, SockSlot,
     },
     util::{
-        BPF_RB_NO_WAKEUP, config, count, current, fd_key, field, header_of, is_self, msghdr_first,
-        now, output, ring_unread, scratch, shed_at, sys_arg, tracepoints, wake_flags,
+        BPF_RB_NO_WAKEUP, config, count, current, fd_key, field, forget, header_of, is_self,
+        msghdr_first, now, output, ring_unread, scratch, shed_at, sys_arg, tracepoints, wake_flags,
     },
 };
 
@@ -126,15 +125,6 @@ fn release(slot: *mut SockSlot, tid: u32) -> bool {
         write_volatile(&raw mut (*slot).tid, 0);
     }
     true
-}
-
-/// Removes `key` from a per-socket map when it is there: the lookup is inlined by the verifier
-/// and takes no lock, a delete of an absent key takes the bucket's lock.
-#[inline(always)]
-fn forget<V>(map: &LruHashMap<u64, V>, key: u64) {
-    if map.get_ptr(key).is_some() {
-        let _ = map.remove(key);
-    }
 }
 
 #[tracepoint]

@@ -13,7 +13,7 @@
 //!   reads after it the response's rest (`SOCKET_RESPONSE`) until the budget is spent, one
 //!   record of at most `HTTP_DATA_MAX` bytes per read (the first buffer of a vector read);
 //! - the mark goes at the next request head (replaced), when the budget is spent, and at
-//!   `close(2)` (one map delete per `close`), so that a reused descriptor is not read.
+//!   `close(2)` (`capture::http_sys_enter_close`), so that a reused descriptor is not read.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use runbom_common::{HTTP_DATA_MAX, HTTP_STATUS_BYTES, SockAddr, http_source};
@@ -196,12 +196,4 @@ fn read_done(tgid: u32, r: &SockWrite, len: u64) -> Option<()> {
         time_ns: now(),
     };
     emit(&capture, r.buf as *const u8, len, cap)
-}
-
-/// `close(fd)`: the socket's mark goes with it.
-#[tracepoint]
-pub fn resp_sys_enter_close(ctx: TracePointContext) -> u32 {
-    let (tgid, _) = current();
-    let _ = SOCK_RESPONSE.remove(&fd_key(tgid, fd_arg(&ctx)));
-    0
 }

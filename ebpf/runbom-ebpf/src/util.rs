@@ -218,6 +218,15 @@ pub unsafe fn pending<V>(map: &LruHashMap<u32, V>, tid: u32) -> Option<&'static 
     map.get_ptr_mut(tid).map(|p| unsafe { &mut *p })
 }
 
+/// Removes `key` from a per-socket map when it is there: the lookup is inlined by the verifier
+/// and takes no lock, a delete of an absent key takes the bucket's lock.
+#[inline(always)]
+pub fn forget<V>(map: &LruHashMap<u64, V>, key: u64) {
+    if map.get_ptr(key).is_some() {
+        let _ = map.remove(key);
+    }
+}
+
 /// Takes a plain value out of a map: copied out, then removed (only when it was there).
 #[inline(always)]
 pub fn take<K, V: Copy>(map: &LruHashMap<K, V>, key: &K) -> Option<V> {

@@ -71,7 +71,6 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("h2_sys_exit_recvfrom", "sys_exit_recvfrom"),
     ("h2_sys_exit_readv", "sys_exit_readv"),
     ("h2_sys_exit_recvmsg", "sys_exit_recvmsg"),
-    ("h2_sys_enter_close", "sys_enter_close"),
     // Plaintext HTTP/1 responses: reads of sockets that wrote a request head.
     ("resp_sys_enter_read", "sys_enter_read"),
     ("resp_sys_enter_recvfrom", "sys_enter_recvfrom"),
@@ -81,7 +80,8 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("resp_sys_exit_recvfrom", "sys_exit_recvfrom"),
     ("resp_sys_exit_readv", "sys_exit_readv"),
     ("resp_sys_exit_recvmsg", "sys_exit_recvmsg"),
-    ("resp_sys_enter_close", "sys_enter_close"),
+    // Both captures forget a socket at its `close`.
+    ("http_sys_enter_close", "sys_enter_close"),
 ];
 
 /// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).
