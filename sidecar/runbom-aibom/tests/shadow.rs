@@ -195,3 +195,66 @@ fn a_model_server_is_shadow_ai() {
     );
     assert_eq!(p.stats.shadow.calls.load(Ordering::Relaxed), 2);
 }
+
+#[test]
+fn a_step_repeated_by_the_same_process_is_one_line_with_its_count() {
+    let bom = common::bom();
+    let mut p = Processor::new(settings());
+    let now = Instant::now();
+    let py = process(SHADOW_PID, 1, "/usr/bin/python3.12");
+    let ms = 1_000_000;
+    let open = |at| {
+        event(
+            &py,
+            at,
+            Detail::FileOpen {
+                path: "/tmp/runbom-agent/data/customers.csv".into(),
+                flags: 0,
+                error: None,
+            },
+        )
+    };
+    // A file read first, then the same file opened 200 times in a loop (more than the steps a
+    // workload keeps), then the model call.
+    let mut events = vec![event(
+        &py,
+        T0,
+        Detail::FileOpen {
+            path: "/tmp/runbom-agent/data/orders.csv".into(),
+            flags: 0,
+            error: None,
+        },
+    )];
+    events.extend((1..=200).map(|i| open(T0 + i * ms)));
+    events.push(event(
+        &py,
+        T0 + 300 * ms,
+        runbom_testkit::shadow_run::request(18443, "POST", "/v1/chat/completions", Some("gpt-4o")),
+    ));
+    let opts = ConvertOptions {
+        host_name: "node".into(),
+        uncorrelated_spans: false,
+    };
+    let mut logs = convert(&events, &[], &opts).logs;
+    p.judge_logs(&mut logs, now, &bom);
+    let alerts = p.release_all(&bom).alerts.expect("an alert");
+    let alerts = common::log_records_of(&alerts);
+    assert_eq!(alerts.len(), 1);
+    let chain = common::strings(&alerts[0].attributes, "aibom.chain");
+    let text = chain.join("\n");
+    // The earlier read is still in the chain: the loop took one line, not all the steps.
+    assert!(
+        text.contains("file.open /tmp/runbom-agent/data/orders.csv"),
+        "{text}"
+    );
+    let looped: Vec<&String> = chain
+        .iter()
+        .filter(|l| l.contains("/tmp/runbom-agent/data/customers.csv"))
+        .collect();
+    assert_eq!(looped.len(), 1, "{text}");
+    assert!(
+        looped[0].contains("(pid 5151; 200 times, the last at "),
+        "{text}"
+    );
+    assert!(text.contains("SHADOW AI shadow_ai"), "{text}");
+}
