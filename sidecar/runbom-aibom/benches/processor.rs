@@ -18,6 +18,9 @@
 //!   less gRPC);
 //! - `decode, attributes, drop`: plus writing the contract's `aibom.*` attributes of a fixed
 //!   verdict onto every span (what any implementation of contract §3 pays);
+//! - `decode, attributes per resource, drop`: as the row before, but with the two values that
+//!   are the same on every span of a resource (`aibom.bom.serial_number`, `aibom.agent.ref`)
+//!   written once per resource: what that contract change would save;
 //! - `decode, push, drop`: plus the processor.
 //!
 //! `aibom kernel logs` is `Processor::judge_logs` on kernel log records no trace claimed, as
@@ -52,7 +55,7 @@ use runbom_aibom::{
     DeclaredBom, Kind, Processor, Settings,
     endpoint::Endpoint,
     judge::{self, Verdict},
-    otlp::{kv_int, kv_str},
+    otlp::{kv_bool, kv_int, kv_str},
 };
 
 /// As `runbom run` sets it up: runbom's own receivers are never judged.
@@ -177,6 +180,35 @@ fn share(c: &mut Criterion) {
                     .flat_map(|ss| &mut ss.spans)
                 {
                     judge::write(&mut span.attributes, &verdict, &bom.serial_number);
+                }
+                r
+            })
+        });
+    });
+    // The same verdict with the two values every span of a resource shares
+    // (`aibom.bom.serial_number`, `aibom.agent.ref`) written once per resource instead: what
+    // moving them to the resource would save (a contract change, not made; the measurement is
+    // in docs/benchmarks.md).
+    group.bench_function("decode, attributes per resource, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(&bytes, iters, |mut r| {
+                for rs in &mut r.resource_spans {
+                    let resource = rs.resource.get_or_insert_default();
+                    resource.attributes.reserve_exact(2);
+                    resource
+                        .attributes
+                        .push(kv_str("aibom.bom.serial_number", &bom.serial_number));
+                    resource
+                        .attributes
+                        .push(kv_str("aibom.agent.ref", "agent:support-agent"));
+                    for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
+                        let a = &mut span.attributes;
+                        a.reserve_exact(4);
+                        a.push(kv_str("aibom.component.ref", "model:gpt-4o"));
+                        a.push(kv_str("aibom.component.kind", Kind::Model.as_str()));
+                        a.push(kv_bool("aibom.declared", true));
+                        a.push(kv_bool("aibom.drift", false));
+                    }
                 }
                 r
             })
