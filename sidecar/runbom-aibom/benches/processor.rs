@@ -21,7 +21,10 @@
 //! - `decode, attributes per resource, drop`: as the row before, but with the two values that
 //!   are the same on every span of a resource (`aibom.bom.serial_number`, `aibom.agent.ref`)
 //!   written once per resource: what that contract change would save;
-//! - `decode, push, drop`: plus the processor.
+//! - `decode, push, drop`: plus the processor;
+//! - `decode, push with 3 alerts per trace, drop`: the processor against the reference agent's
+//!   BOM, which declares neither the load's models nor its tool (three alerts per trace of 5
+//!   spans, built and freed inside the measured time).
 //!
 //! `aibom kernel logs` is `Processor::judge_logs` on kernel log records no trace claimed, as
 //! the correlation emits them (`runbom_otlp::convert`), with one processor for all iterations
@@ -220,6 +223,34 @@ fn share(c: &mut Criterion) {
             decoded(&bytes, iters, |r| {
                 let out = p.push(r, Instant::now(), &bom);
                 assert!(out.alerts.is_none(), "the load does not drift");
+                out.traces.unwrap_or_default()
+            })
+        });
+    });
+    // Against the reference agent's BOM the load's models and tool are undeclared: three
+    // alerts per trace (`AIBOM_BOM=builtin:reference-agent` in scripts/bench-pipeline.sh). Each
+    // iteration gets new trace ids, as an agent's requests would, so no alert is deduplicated
+    // away.
+    let reference = common::bom();
+    let mut p = Processor::new(settings());
+    let mut round = 0u64;
+    group.bench_function("decode, push with 3 alerts per trace, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(&bytes, iters, |mut r| {
+                round += 1;
+                for span in r
+                    .resource_spans
+                    .iter_mut()
+                    .flat_map(|rs| &mut rs.scope_spans)
+                    .flat_map(|ss| &mut ss.spans)
+                {
+                    if let Some(head) = span.trace_id.get_mut(..8) {
+                        head.copy_from_slice(&round.to_be_bytes());
+                    }
+                }
+                let out = p.push(r, Instant::now(), &reference);
+                assert!(out.alerts.is_some(), "the load drifts");
+                drop(black_box(out.alerts));
                 out.traces.unwrap_or_default()
             })
         });
