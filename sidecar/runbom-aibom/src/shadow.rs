@@ -247,7 +247,12 @@ pub struct Shadow {
     pub settings: ShadowSettings,
     /// How chain steps quote arguments (the alerts' policy).
     policy: ArgumentPolicy,
-    workloads: HashMap<Key, Workload>,
+    /// The workloads, and where each is in it by its key.
+    workloads: Vec<(Key, Workload)>,
+    index: HashMap<Key, usize>,
+    /// Where the last workload looked up is (records come grouped by process: the next record
+    /// is most often the same workload's, found without hashing its key).
+    last: Option<usize>,
     tick: u64,
     /// Alerts held now (so that the trace path pays nothing when there is none).
     pending: usize,
@@ -405,31 +410,47 @@ impl Shadow {
     fn entry(&mut self, (exe, container): (&str, Option<&str>)) -> &mut Workload {
         self.tick += 1;
         let tick = self.tick;
+        let same = |i: &usize| {
+            self.workloads
+                .get(*i)
+                .is_some_and(|(k, _)| k.parts() == (exe, container))
+        };
         let key: &dyn WorkloadKey = &(exe, container);
-        if !self.workloads.contains_key(key) {
+        let at = if let Some(i) = self.last.filter(same) {
+            i
+        } else if let Some(&i) = self.index.get(key) {
+            i
+        } else {
             let cap = self.settings.max_workloads.max(2);
             if self.workloads.len() >= cap {
-                let mut ages: Vec<u64> = self.workloads.values().map(|w| w.seen).collect();
+                let mut ages: Vec<u64> = self.workloads.iter().map(|(_, w)| w.seen).collect();
                 ages.sort_unstable();
                 let cut = ages[ages.len() / 2];
                 self.workloads
-                    .retain(|_, w| w.seen > cut || w.pending.is_some());
+                    .retain(|(_, w)| w.seen > cut || w.pending.is_some());
+                self.reindex();
             }
-            self.workloads.insert(
-                Key {
-                    exe: exe.to_owned(),
-                    container: container.map(str::to_owned),
-                },
-                Workload::default(),
-            );
-        }
-        let key: &dyn WorkloadKey = &(exe, container);
-        let w = self
-            .workloads
-            .get_mut(key)
-            .expect("the workload was just inserted");
+            let key = Key {
+                exe: exe.to_owned(),
+                container: container.map(str::to_owned),
+            };
+            self.index.insert(key.clone(), self.workloads.len());
+            self.workloads.push((key, Workload::default()));
+            self.workloads.len() - 1
+        };
+        self.last = Some(at);
+        let w = &mut self.workloads[at].1;
         w.seen = tick;
         w
+    }
+
+    /// Rebuilds where each workload is, after some were forgotten.
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, (k, _)) in self.workloads.iter().enumerate() {
+            self.index.insert(k.clone(), i);
+        }
+        self.last = None;
     }
 
     /// When the next held alert is due.
@@ -439,8 +460,8 @@ impl Shadow {
             return None;
         }
         self.workloads
-            .values()
-            .filter_map(|w| w.pending.as_ref().map(|p| p.due))
+            .iter()
+            .filter_map(|(_, w)| w.pending.as_ref().map(|p| p.due))
             .min()
     }
 
@@ -473,8 +494,9 @@ impl Shadow {
             }
             out.push(alert_of(key, w, p, bom, self.settings.severity));
         }
-        for k in declared {
-            self.workloads.remove(&k);
+        if !declared.is_empty() {
+            self.workloads.retain(|(k, _)| !declared.contains(k));
+            self.reindex();
         }
         out.sort_by_key(|r| {
             r.scope_logs

@@ -258,3 +258,43 @@ fn a_step_repeated_by_the_same_process_is_one_line_with_its_count() {
     );
     assert!(text.contains("SHADOW AI shadow_ai"), "{text}");
 }
+
+#[test]
+fn workloads_past_the_limit_are_forgotten_but_not_their_held_alerts() {
+    let bom = common::bom();
+    let mut s = settings();
+    s.shadow.max_workloads = 2;
+    let mut p = Processor::new(s);
+    let now = Instant::now();
+    let exes = [
+        "/usr/bin/python3.11",
+        "/usr/bin/python3.12",
+        "/usr/bin/python3.13",
+    ];
+    for (i, exe) in exes.iter().enumerate() {
+        let proc = process(SHADOW_PID + u32::try_from(i).expect("small"), 1, exe);
+        let mut logs = shadow_run(&proc, T0 + 1_000_000_000 * i as u64);
+        p.judge_logs(&mut logs, now, &bom);
+    }
+    let alerts = p.release_all(&bom).alerts.expect("three alerts");
+    let alerts = common::log_records_of(&alerts);
+    assert_eq!(alerts.len(), 3);
+    for exe in exes {
+        let a = alerts
+            .iter()
+            .find(|r| attr(&r.attributes, "process.executable.path") == Some(exe))
+            .expect("an alert per workload");
+        let chain = common::strings(&a.attributes, "aibom.chain").join("\n");
+        assert!(chain.contains("SHADOW AI shadow_ai"), "{chain}");
+        assert!(
+            chain.contains("POST http://127.0.0.1:18099/upload"),
+            "{chain}"
+        );
+    }
+    // A fourth workload: the ones without a held alert are forgotten, and it is remembered.
+    let late = process(SHADOW_PID + 9, 1, "/usr/bin/node");
+    let mut logs = shadow_run(&late, T0 + 9_000_000_000);
+    p.judge_logs(&mut logs, now, &bom);
+    let alerts = p.release_all(&bom).alerts.expect("its alert");
+    assert_eq!(common::log_records_of(&alerts).len(), 1);
+}
