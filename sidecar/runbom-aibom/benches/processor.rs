@@ -18,7 +18,22 @@
 //!   less gRPC);
 //! - `decode, attributes, drop`: plus writing the contract's `aibom.*` attributes of a fixed
 //!   verdict onto every span (what any implementation of contract §3 pays);
-//! - `decode, push, drop`: plus the processor.
+//! - `decode, attributes per resource, drop`: as the row before, but with the two values that
+//!   are the same on every span of a resource (`aibom.bom.serial_number`, `aibom.agent.ref`)
+//!   written once per resource: what that contract change would save;
+//! - `decode, push, drop`: plus the processor;
+//! - `decode, push with 3 alerts per trace, drop`: the processor against the reference agent's
+//!   BOM, which declares neither the load's models nor its tool (three alerts per trace of 5
+//!   spans, built and freed inside the measured time).
+//!
+//! `aibom kernel logs` is `Processor::judge_logs` on kernel log records no trace claimed, as
+//! the correlation emits them (`runbom_otlp::convert`), with one processor for all iterations
+//! (what it remembers of workloads carries over, as in `runbom run`); cloning the input and
+//! freeing it are outside the measured time:
+//! - `opens x1024`: one undeclared Python process opening the same file 1 024 times (the
+//!   embedded defaults' flame-graph load);
+//! - `mixed x1024`: 8 undeclared processes, each opening 96 files of its own, connecting 16
+//!   times and running 16 programs (a busy node's other traffic).
 
 // Criterion's macros generate undocumented items.
 #![allow(missing_docs)]
@@ -35,13 +50,15 @@ use std::{
 };
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
+};
 use prost::Message as _;
 use runbom_aibom::{
     DeclaredBom, Kind, Processor, Settings,
     endpoint::Endpoint,
     judge::{self, Verdict},
-    otlp::{kv_int, kv_str},
+    otlp::{kv_bool, kv_int, kv_str},
 };
 
 /// As `runbom run` sets it up: runbom's own receivers are never judged.
@@ -171,12 +188,69 @@ fn share(c: &mut Criterion) {
             })
         });
     });
+    // The same verdict with the two values every span of a resource shares
+    // (`aibom.bom.serial_number`, `aibom.agent.ref`) written once per resource instead: what
+    // moving them to the resource would save (a contract change, not made; the measurement is
+    // in docs/benchmarks.md).
+    group.bench_function("decode, attributes per resource, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(&bytes, iters, |mut r| {
+                for rs in &mut r.resource_spans {
+                    let resource = rs.resource.get_or_insert_default();
+                    resource.attributes.reserve_exact(2);
+                    resource
+                        .attributes
+                        .push(kv_str("aibom.bom.serial_number", &bom.serial_number));
+                    resource
+                        .attributes
+                        .push(kv_str("aibom.agent.ref", "agent:support-agent"));
+                    for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
+                        let a = &mut span.attributes;
+                        a.reserve_exact(4);
+                        a.push(kv_str("aibom.component.ref", "model:gpt-4o"));
+                        a.push(kv_str("aibom.component.kind", Kind::Model.as_str()));
+                        a.push(kv_bool("aibom.declared", true));
+                        a.push(kv_bool("aibom.drift", false));
+                    }
+                }
+                r
+            })
+        });
+    });
     let mut p = Processor::new(settings());
     group.bench_function("decode, push, drop", |b| {
         b.iter_custom(|iters| {
             decoded(&bytes, iters, |r| {
                 let out = p.push(r, Instant::now(), &bom);
                 assert!(out.alerts.is_none(), "the load does not drift");
+                out.traces.unwrap_or_default()
+            })
+        });
+    });
+    // Against the reference agent's BOM the load's models and tool are undeclared: three
+    // alerts per trace (`AIBOM_BOM=builtin:reference-agent` in scripts/bench-pipeline.sh). Each
+    // iteration gets new trace ids, as an agent's requests would, so no alert is deduplicated
+    // away.
+    let reference = common::bom();
+    let mut p = Processor::new(settings());
+    let mut round = 0u64;
+    group.bench_function("decode, push with 3 alerts per trace, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(&bytes, iters, |mut r| {
+                round += 1;
+                for span in r
+                    .resource_spans
+                    .iter_mut()
+                    .flat_map(|rs| &mut rs.scope_spans)
+                    .flat_map(|ss| &mut ss.spans)
+                {
+                    if let Some(head) = span.trace_id.get_mut(..8) {
+                        head.copy_from_slice(&round.to_be_bytes());
+                    }
+                }
+                let out = p.push(r, Instant::now(), &reference);
+                assert!(out.alerts.is_some(), "the load drifts");
+                drop(black_box(out.alerts));
                 out.traces.unwrap_or_default()
             })
         });
@@ -197,12 +271,91 @@ fn processor(c: &mut Criterion) {
     bench_case(c, "kernel-only x1024", &kernel_only());
 }
 
+/// Kernel log records of undeclared processes, converted as the correlation does.
+fn kernel_logs(mixed: bool) -> ExportLogsServiceRequest {
+    use runbom_event::Detail;
+    use runbom_testkit::shadow_run::{connect, event, process};
+    let t0 = common::T0;
+    let mut events = Vec::new();
+    if mixed {
+        for proc in 0..8u32 {
+            let p = process(7000 + proc, 1, &format!("/usr/bin/worker{proc}"));
+            for i in 0..128u32 {
+                let at = t0 + u64::from(i) * 1_000;
+                let detail = match i % 8 {
+                    0 => connect(5432),
+                    4 => Detail::Exec {
+                        path: format!("/usr/bin/tool{i}"),
+                        argv_truncated: false,
+                    },
+                    _ => Detail::FileOpen {
+                        path: format!("/srv/data/{proc}/file{i}.csv"),
+                        flags: 0,
+                        error: None,
+                    },
+                };
+                events.push(event(&p, at, detail));
+            }
+        }
+    } else {
+        let p = process(7100, 1, "/usr/bin/python3.12");
+        for i in 0..1024u64 {
+            events.push(event(
+                &p,
+                t0 + i * 1_000,
+                Detail::FileOpen {
+                    path: "/tmp/bench/watched.txt".into(),
+                    flags: 0,
+                    error: None,
+                },
+            ));
+        }
+    }
+    let opts = runbom_otlp::ConvertOptions {
+        host_name: "node".into(),
+        uncorrelated_spans: false,
+    };
+    runbom_otlp::convert(&events, &[], &opts).logs
+}
+
+fn kernel_logs_case(c: &mut Criterion, name: &str, req: &ExportLogsServiceRequest) {
+    let bom = common::bom();
+    let records: u64 = req
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len() as u64)
+        .sum();
+    let mut group = c.benchmark_group("aibom kernel logs");
+    group.throughput(Throughput::Elements(records));
+    let mut p = Processor::new(settings());
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut input = req.clone();
+                let start = thread_cpu();
+                p.judge_logs(&mut input, Instant::now(), &bom);
+                total += thread_cpu().saturating_sub(start);
+                drop(black_box(input));
+            }
+            total
+        });
+    });
+    group.finish();
+}
+
+fn kernel(c: &mut Criterion) {
+    kernel_logs_case(c, "opens x1024", &kernel_logs(false));
+    kernel_logs_case(c, "mixed x1024", &kernel_logs(true));
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = processor, share
+    targets = processor, share, kernel
 }
 criterion_main!(benches);

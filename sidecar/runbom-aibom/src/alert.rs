@@ -340,16 +340,17 @@ fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str) -> String {
     out
 }
 
-/// What a span or kernel log record did, as a chain step's text (`None`: not a step).
-pub(crate) fn describe(
+/// What a span or kernel log record did, as a chain step's text, written at the end of `text`
+/// (false: not a step, nothing written).
+pub(crate) fn describe_into(
+    text: &mut String,
     activity: &Activity,
     attrs: &[KeyValue],
     name: &str,
     policy: &ArgumentPolicy,
-) -> Option<String> {
-    let mut text = String::new();
+) -> bool {
     step_into(
-        &mut text,
+        text,
         &Step {
             origin: Origin::Here(0),
             start: 0,
@@ -364,7 +365,6 @@ pub(crate) fn describe(
         },
         policy,
     )
-    .then_some(text)
 }
 
 /// `mcp: tools/call write_file (server node …/server-filesystem/dist/index.js /data)`, or

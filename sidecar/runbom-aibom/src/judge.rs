@@ -304,6 +304,10 @@ fn against_baseline(
 
 /// The parent of each span among `items`, by span id.
 fn parents(items: &[View<'_>]) -> Vec<Option<usize>> {
+    // Kernel log records (and requests of root spans only) have no parents to look for.
+    if items.iter().all(|it| it.span.parent_span_id.is_empty()) {
+        return vec![None; items.len()];
+    }
     // Traces are small: comparing every pair beats an index for the usual sizes.
     let mut index: Vec<(&[u8], usize)> = Vec::new();
     if items.len() > 32 {

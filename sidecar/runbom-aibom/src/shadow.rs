@@ -6,10 +6,17 @@
 //! `window` that it uses an AI provider, model or model server, holds one alert for `hold`, so
 //! that what the workload did right after shows in its chain too. Repeated use in the window is
 //! counted, not alerted again.
+//!
+//! It is asked about every kernel log record no trace claimed, so what it does per record is
+//! kept small: no allocation unless the workload is new or its step differs from the one
+//! before (a step repeated by the same process is counted on the step already remembered), and
+//! whether a process is a model server is asked once per process.
 
 use std::{
+    borrow::Borrow,
     collections::{HashMap, VecDeque},
     fmt::Write as _,
+    hash::{Hash, Hasher},
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
@@ -87,11 +94,64 @@ const STEPS: usize = 63;
 const PIDS: usize = 16;
 
 /// An undeclared workload: executable and container.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 struct Key {
     exe: String,
     container: Option<String>,
 }
+
+/// A workload's executable and container, owned ([`Key`]) or borrowed from a record (looked up
+/// without allocating).
+trait WorkloadKey {
+    fn parts(&self) -> (&str, Option<&str>);
+}
+
+impl WorkloadKey for Key {
+    fn parts(&self) -> (&str, Option<&str>) {
+        (&self.exe, self.container.as_deref())
+    }
+}
+
+impl WorkloadKey for (&str, Option<&str>) {
+    fn parts(&self) -> (&str, Option<&str>) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn WorkloadKey + 'a> for Key {
+    fn borrow(&self) -> &(dyn WorkloadKey + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn WorkloadKey + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
+}
+
+impl PartialEq for dyn WorkloadKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn WorkloadKey + '_ {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // As the borrowed form hashes: the map is looked up by either.
+        (self as &dyn WorkloadKey).hash(h);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for Key {}
 
 impl Key {
     fn describe(&self) -> String {
@@ -109,6 +169,10 @@ struct Step {
     time: u64,
     pid: u32,
     text: String,
+    /// Times the same process did the same again right after (not remembered as steps of
+    /// their own), and when it did so last.
+    repeats: u64,
+    last: u64,
 }
 
 #[derive(Debug)]
@@ -183,10 +247,27 @@ pub struct Shadow {
     pub settings: ShadowSettings,
     /// How chain steps quote arguments (the alerts' policy).
     policy: ArgumentPolicy,
-    workloads: HashMap<Key, Workload>,
+    /// The workloads, and where each is in it by its key.
+    workloads: Vec<(Key, Workload)>,
+    index: HashMap<Key, usize>,
+    /// Where the last workload looked up is (records come grouped by process: the next record
+    /// is most often the same workload's, found without hashing its key).
+    last: Option<usize>,
     tick: u64,
     /// Alerts held now (so that the trace path pays nothing when there is none).
     pending: usize,
+    /// The step of the record being observed, written here (no allocation per record).
+    scratch: String,
+    /// The last process asked about and whether it is a model server (by its executable or
+    /// command line): records come grouped by process.
+    server: Option<ServerMemo>,
+}
+
+#[derive(Debug)]
+struct ServerMemo {
+    pid: Option<u32>,
+    exe: String,
+    server: bool,
 }
 
 /// One judged kernel log record, as the shadow watch reads it.
@@ -221,76 +302,155 @@ impl Shadow {
         else {
             return;
         };
-        let used = ai_use(r, exe);
-        let step = step(r, &self.policy);
-        if used.is_none() && step.is_none() {
+        let used = self.ai_use(r, exe);
+        let mut text = std::mem::take(&mut self.scratch);
+        text.clear();
+        let stepped = step(&mut text, r, &self.policy);
+        if used.is_none() && !stepped {
+            self.scratch = text;
             return;
         }
-        let key = Key {
-            exe: exe.to_owned(),
-            container: attr(r.attrs, "container.id")
-                .or_else(|| attr(res, "container.id"))
-                .map(str::to_owned),
-        };
+        let container = attr(r.attrs, "container.id").or_else(|| attr(res, "container.id"));
         let window = self.settings.window;
-        let w = self.entry(key);
         let pid = r.pid.unwrap_or(0);
-        if let Some(text) = step {
-            if w.steps.len() == STEPS {
-                w.steps.pop_front();
+        let w = self.entry((exe, container));
+        if stepped {
+            remember_step(&mut w.steps, pid, r.time, &text);
+        }
+        let opened = used.is_some_and(|used| {
+            if !w.pids.contains(&pid) {
+                if w.pids.len() == PIDS {
+                    w.pids.remove(0);
+                }
+                w.pids.push(pid);
             }
-            w.steps.push_back(Step {
-                time: r.time,
-                pid,
-                text,
-            });
-        }
-        let Some(used) = used else { return };
-        if !w.pids.contains(&pid) {
-            if w.pids.len() == PIDS {
-                w.pids.remove(0);
+            stats.calls.fetch_add(1, Ordering::Relaxed);
+            if w.alerted_at.is_none() {
+                stats.workloads.fetch_add(1, Ordering::Relaxed);
             }
-            w.pids.push(pid);
-        }
-        stats.calls.fetch_add(1, Ordering::Relaxed);
-        if w.alerted_at.is_none() {
-            stats.workloads.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut opened = false;
-        match (&mut w.pending, w.alerted_at) {
-            (Some(p), _) => p.calls += 1,
-            (None, Some(at)) if now.duration_since(at) < window => {}
-            (None, _) => {
-                opened = true;
-                w.alerted_at = Some(now);
-                w.pending = Some(Pending {
-                    due: now + hold,
-                    time: r.time,
-                    pid,
-                    resource: r.resource.cloned(),
-                    what: used,
-                    calls: 1,
-                });
+            match (&mut w.pending, w.alerted_at) {
+                (Some(p), _) => {
+                    p.calls += 1;
+                    false
+                }
+                (None, Some(at)) if now.duration_since(at) < window => false,
+                (None, _) => {
+                    w.alerted_at = Some(now);
+                    w.pending = Some(Pending {
+                        due: now + hold,
+                        time: r.time,
+                        pid,
+                        resource: r.resource.cloned(),
+                        what: used,
+                        calls: 1,
+                    });
+                    true
+                }
             }
-        }
+        });
+        self.scratch = text;
         if opened {
             self.pending += 1;
         }
     }
 
-    fn entry(&mut self, key: Key) -> &mut Workload {
-        self.tick += 1;
-        let cap = self.settings.max_workloads.max(2);
-        if self.workloads.len() >= cap && !self.workloads.contains_key(&key) {
-            let mut ages: Vec<u64> = self.workloads.values().map(|w| w.seen).collect();
-            ages.sort_unstable();
-            let cut = ages[ages.len() / 2];
-            self.workloads
-                .retain(|_, w| w.seen > cut || w.pending.is_some());
+    /// The AI use a record shows, if any.
+    fn ai_use(&mut self, r: &Record<'_>, exe: &str) -> Option<Use> {
+        let mut u = Use::default();
+        match r.activity {
+            Activity::Model {
+                model, provider, ..
+            } => {
+                u.model.clone_from(model);
+                u.provider.clone_from(provider);
+            }
+            Activity::Http { dest, .. } if r.verdict.declared == Some(false) => {
+                u.model = attr(r.attrs, "gen_ai.request.model").map(str::to_owned);
+                u.provider = span::provider_of_host(dest);
+                u.endpoint = Some(scrub::url(&dest.display()));
+            }
+            Activity::Exec { path } if span::is_model_server(path) => {
+                u.server = Some(path.clone());
+            }
+            _ => {
+                // A model server's events, or any other AI-relevant undeclared activity.
+                if !(r.verdict.declared == Some(false) || self.is_model_server(r, exe)) {
+                    return None;
+                }
+                u.server = Some(exe.to_owned());
+            }
         }
-        let w = self.workloads.entry(key).or_default();
-        w.seen = self.tick;
+        Some(u)
+    }
+
+    /// Whether the record's process is a model server, by its executable or command line;
+    /// asked again only when the process differs from the last one asked about.
+    fn is_model_server(&mut self, r: &Record<'_>, exe: &str) -> bool {
+        if let Some(m) = &self.server
+            && m.pid == r.pid
+            && m.exe == exe
+        {
+            return m.server;
+        }
+        let cmd = attr(r.attrs, "process.command_line").unwrap_or("");
+        let server = span::is_model_server(exe) || span::is_model_server_command(cmd);
+        let mut exe_owned = self.server.take().map(|m| m.exe).unwrap_or_default();
+        exe_owned.clear();
+        exe_owned.push_str(exe);
+        self.server = Some(ServerMemo {
+            pid: r.pid,
+            exe: exe_owned,
+            server,
+        });
+        server
+    }
+
+    /// The workload of `exe` in `container`, remembered from now on (allocating only the first
+    /// time it is seen).
+    fn entry(&mut self, (exe, container): (&str, Option<&str>)) -> &mut Workload {
+        self.tick += 1;
+        let tick = self.tick;
+        let same = |i: &usize| {
+            self.workloads
+                .get(*i)
+                .is_some_and(|(k, _)| k.parts() == (exe, container))
+        };
+        let key: &dyn WorkloadKey = &(exe, container);
+        let at = if let Some(i) = self.last.filter(same) {
+            i
+        } else if let Some(&i) = self.index.get(key) {
+            i
+        } else {
+            let cap = self.settings.max_workloads.max(2);
+            if self.workloads.len() >= cap {
+                let mut ages: Vec<u64> = self.workloads.iter().map(|(_, w)| w.seen).collect();
+                ages.sort_unstable();
+                let cut = ages[ages.len() / 2];
+                self.workloads
+                    .retain(|(_, w)| w.seen > cut || w.pending.is_some());
+                self.reindex();
+            }
+            let key = Key {
+                exe: exe.to_owned(),
+                container: container.map(str::to_owned),
+            };
+            self.index.insert(key.clone(), self.workloads.len());
+            self.workloads.push((key, Workload::default()));
+            self.workloads.len() - 1
+        };
+        self.last = Some(at);
+        let w = &mut self.workloads[at].1;
+        w.seen = tick;
         w
+    }
+
+    /// Rebuilds where each workload is, after some were forgotten.
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, (k, _)) in self.workloads.iter().enumerate() {
+            self.index.insert(k.clone(), i);
+        }
+        self.last = None;
     }
 
     /// When the next held alert is due.
@@ -300,8 +460,8 @@ impl Shadow {
             return None;
         }
         self.workloads
-            .values()
-            .filter_map(|w| w.pending.as_ref().map(|p| p.due))
+            .iter()
+            .filter_map(|(_, w)| w.pending.as_ref().map(|p| p.due))
             .min()
     }
 
@@ -334,8 +494,9 @@ impl Shadow {
             }
             out.push(alert_of(key, w, p, bom, self.settings.severity));
         }
-        for k in declared {
-            self.workloads.remove(&k);
+        if !declared.is_empty() {
+            self.workloads.retain(|(k, _)| !declared.contains(k));
+            self.reindex();
         }
         out.sort_by_key(|r| {
             r.scope_logs
@@ -347,63 +508,56 @@ impl Shadow {
     }
 }
 
-/// The AI use a record shows, if any.
-fn ai_use(r: &Record<'_>, exe: &str) -> Option<Use> {
-    let mut u = Use::default();
-    match r.activity {
-        Activity::Model {
-            model, provider, ..
-        } => {
-            u.model.clone_from(model);
-            u.provider.clone_from(provider);
-        }
-        Activity::Http { dest, .. } if r.verdict.declared == Some(false) => {
-            u.model = attr(r.attrs, "gen_ai.request.model").map(str::to_owned);
-            u.provider = span::provider_of_host(dest);
-            u.endpoint = Some(scrub::url(&dest.display()));
-        }
-        Activity::Exec { path } if span::is_model_server(path) => {
-            u.server = Some(path.clone());
-        }
-        _ => {
-            let cmd = attr(r.attrs, "process.command_line").unwrap_or("");
-            // A model server's events, or any other AI-relevant undeclared activity.
-            if !(span::is_model_server(exe)
-                || span::is_model_server_command(cmd)
-                || r.verdict.declared == Some(false))
-            {
-                return None;
-            }
-            u.server = Some(exe.to_owned());
-        }
+/// Remembers a workload's step: on the last step when the same process did the same again,
+/// else as a new one (the oldest forgotten past [`STEPS`]).
+fn remember_step(steps: &mut VecDeque<Step>, pid: u32, time: u64, text: &str) {
+    if let Some(last) = steps.back_mut()
+        && last.pid == pid
+        && last.text == text
+    {
+        last.repeats += 1;
+        last.last = time;
+        return;
     }
-    Some(u)
+    if steps.len() == STEPS {
+        steps.pop_front();
+    }
+    steps.push_back(Step {
+        time,
+        pid,
+        text: text.to_owned(),
+        repeats: 0,
+        last: time,
+    });
 }
 
-/// What a record did, as a chain step (connections, requests, files, programs).
-fn step(r: &Record<'_>, policy: &ArgumentPolicy) -> Option<String> {
+/// What a record did, as a chain step (connections, requests, files, programs), written into
+/// `text`; false when the record is not a step.
+fn step(text: &mut String, r: &Record<'_>, policy: &ArgumentPolicy) -> bool {
     match r.activity {
-        Activity::Connect { dest } if dest.port == Some(53) => None,
-        Activity::File { path } if span::is_library_path(path) => None,
+        Activity::Connect { dest } if dest.port == Some(53) => false,
+        Activity::File { path } if span::is_library_path(path) => false,
         Activity::File { .. }
             if attr(r.attrs, "runbom.file.flags").is_some_and(|f| f.contains("O_DIRECTORY")) =>
         {
-            None
+            false
         }
         Activity::Connect { .. }
         | Activity::Http { .. }
         | Activity::File { .. }
         | Activity::Exec { .. }
         | Activity::Db { .. } => {
-            let mut text = alert::describe(r.activity, r.attrs, "", policy)?;
+            if !alert::describe_into(text, r.activity, r.attrs, "", policy) {
+                return false;
+            }
             if let Some((_, Kind::Service | Kind::Model | Kind::Process)) = r.verdict.component
                 && r.verdict.declared == Some(false)
             {
                 text.push_str(" [AI]");
             }
-            Some(text)
+            true
         }
-        _ => None,
+        _ => false,
     }
 }
 
@@ -422,12 +576,18 @@ fn alert_of(
         .steps
         .iter()
         .map(|s| {
-            format!(
-                "{} {} (pid {})",
+            let mut line = format!(
+                "{} {} (pid {}",
                 rfc3339(s.time),
                 scrub::text(&s.text, 2048),
                 s.pid
-            )
+            );
+            if s.repeats > 0 {
+                let _ = write!(line, "; {} times, the last at ", s.repeats + 1);
+                crate::otlp::push_rfc3339(&mut line, s.last);
+            }
+            line.push(')');
+            line
         })
         .collect();
     let at = w.steps.iter().filter(|s| s.time <= p.time).count();

@@ -195,3 +195,106 @@ fn a_model_server_is_shadow_ai() {
     );
     assert_eq!(p.stats.shadow.calls.load(Ordering::Relaxed), 2);
 }
+
+#[test]
+fn a_step_repeated_by_the_same_process_is_one_line_with_its_count() {
+    let bom = common::bom();
+    let mut p = Processor::new(settings());
+    let now = Instant::now();
+    let py = process(SHADOW_PID, 1, "/usr/bin/python3.12");
+    let ms = 1_000_000;
+    let open = |at| {
+        event(
+            &py,
+            at,
+            Detail::FileOpen {
+                path: "/tmp/runbom-agent/data/customers.csv".into(),
+                flags: 0,
+                error: None,
+            },
+        )
+    };
+    // A file read first, then the same file opened 200 times in a loop (more than the steps a
+    // workload keeps), then the model call.
+    let mut events = vec![event(
+        &py,
+        T0,
+        Detail::FileOpen {
+            path: "/tmp/runbom-agent/data/orders.csv".into(),
+            flags: 0,
+            error: None,
+        },
+    )];
+    events.extend((1..=200).map(|i| open(T0 + i * ms)));
+    events.push(event(
+        &py,
+        T0 + 300 * ms,
+        runbom_testkit::shadow_run::request(18443, "POST", "/v1/chat/completions", Some("gpt-4o")),
+    ));
+    let opts = ConvertOptions {
+        host_name: "node".into(),
+        uncorrelated_spans: false,
+    };
+    let mut logs = convert(&events, &[], &opts).logs;
+    p.judge_logs(&mut logs, now, &bom);
+    let alerts = p.release_all(&bom).alerts.expect("an alert");
+    let alerts = common::log_records_of(&alerts);
+    assert_eq!(alerts.len(), 1);
+    let chain = common::strings(&alerts[0].attributes, "aibom.chain");
+    let text = chain.join("\n");
+    // The earlier read is still in the chain: the loop took one line, not all the steps.
+    assert!(
+        text.contains("file.open /tmp/runbom-agent/data/orders.csv"),
+        "{text}"
+    );
+    let looped: Vec<&String> = chain
+        .iter()
+        .filter(|l| l.contains("/tmp/runbom-agent/data/customers.csv"))
+        .collect();
+    assert_eq!(looped.len(), 1, "{text}");
+    assert!(
+        looped[0].contains("(pid 5151; 200 times, the last at "),
+        "{text}"
+    );
+    assert!(text.contains("SHADOW AI shadow_ai"), "{text}");
+}
+
+#[test]
+fn workloads_past_the_limit_are_forgotten_but_not_their_held_alerts() {
+    let bom = common::bom();
+    let mut s = settings();
+    s.shadow.max_workloads = 2;
+    let mut p = Processor::new(s);
+    let now = Instant::now();
+    let exes = [
+        "/usr/bin/python3.11",
+        "/usr/bin/python3.12",
+        "/usr/bin/python3.13",
+    ];
+    for (i, exe) in exes.iter().enumerate() {
+        let proc = process(SHADOW_PID + u32::try_from(i).expect("small"), 1, exe);
+        let mut logs = shadow_run(&proc, T0 + 1_000_000_000 * i as u64);
+        p.judge_logs(&mut logs, now, &bom);
+    }
+    let alerts = p.release_all(&bom).alerts.expect("three alerts");
+    let alerts = common::log_records_of(&alerts);
+    assert_eq!(alerts.len(), 3);
+    for exe in exes {
+        let a = alerts
+            .iter()
+            .find(|r| attr(&r.attributes, "process.executable.path") == Some(exe))
+            .expect("an alert per workload");
+        let chain = common::strings(&a.attributes, "aibom.chain").join("\n");
+        assert!(chain.contains("SHADOW AI shadow_ai"), "{chain}");
+        assert!(
+            chain.contains("POST http://127.0.0.1:18099/upload"),
+            "{chain}"
+        );
+    }
+    // A fourth workload: the ones without a held alert are forgotten, and it is remembered.
+    let late = process(SHADOW_PID + 9, 1, "/usr/bin/node");
+    let mut logs = shadow_run(&late, T0 + 9_000_000_000);
+    p.judge_logs(&mut logs, now, &bom);
+    let alerts = p.release_all(&bom).alerts.expect("its alert");
+    assert_eq!(common::log_records_of(&alerts).len(), 1);
+}

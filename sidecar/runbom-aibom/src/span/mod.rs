@@ -482,44 +482,70 @@ pub fn is_model_server(path: &str) -> bool {
     NAMES.iter().any(|n| file.starts_with(n))
 }
 
+/// Where a program's machinery is (libraries, shared data, the loader's files, devices).
+const LIBRARY_PREFIXES: &[&str] = &[
+    "/usr/lib/",
+    "/usr/lib64/",
+    "/usr/local/lib/",
+    "/lib/",
+    "/lib64/",
+    "/usr/share/",
+    "/etc/ld.so",
+    "/etc/localtime",
+    "/dev/",
+    "/proc/",
+    "/sys/",
+];
+
 /// Whether a path is a program's own machinery rather than data it works on: shared libraries,
 /// interpreters' standard and installed packages, bytecode caches, the dynamic loader's files,
 /// devices. Not steps of a shadow workload's chain, nor data it "used".
+///
+/// Asked of every file a process no declared agent covers opens, so it reads the path once:
+/// the prefixes, then the directories on the way (`site-packages`, `lib/python…`, …), then the
+/// file's name.
 #[must_use]
 pub fn is_library_path(path: &str) -> bool {
-    const PREFIXES: &[&str] = &[
-        "/usr/lib/",
-        "/usr/lib64/",
-        "/usr/local/lib/",
-        "/lib/",
-        "/lib64/",
-        "/usr/share/",
-        "/etc/ld.so",
-        "/etc/localtime",
-        "/dev/",
-        "/proc/",
-        "/sys/",
+    /// Directories (a `/` before and after) that hold a program's machinery.
+    const DIRS: &[&str] = &[
+        "site-packages",
+        "dist-packages",
+        "__pycache__",
+        "node_modules",
+        "lib-dynload",
     ];
-    const PARTS: &[&str] = &[
-        "/site-packages/",
-        "/dist-packages/",
-        "/__pycache__/",
-        "/node_modules/",
-        "/lib/python",
-        "/.pyenv/versions/",
-        "/lib-dynload/",
-        ".dist-info/",
-    ];
-    let file = path.rsplit('/').next().unwrap_or(path);
-    PREFIXES.iter().any(|p| path.starts_with(p))
-        || PARTS.iter().any(|p| path.contains(p))
-        || path.ends_with('/')
-        || std::path::Path::new(file).extension().is_some_and(|e| {
-            e.eq_ignore_ascii_case("so")
-                || e.eq_ignore_ascii_case("pyc")
-                || e.eq_ignore_ascii_case("pth")
-        })
-        || file.contains(".so.")
+    if path.ends_with('/') || LIBRARY_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return true;
+    }
+    let (dirs, file) = path.rsplit_once('/').unwrap_or(("", path));
+    // The directories of the path, each with whether a `/` is before it.
+    let mut prev: Option<&str> = None;
+    for (i, dir) in dirs.split('/').enumerate() {
+        let slash_before = i > 0;
+        if (slash_before && DIRS.contains(&dir))
+            // `.dist-info/`: the directory's name ends so (a `/` before it or not).
+            || dir.ends_with(".dist-info")
+            || (dir == "versions" && prev == Some(".pyenv"))
+            || (prev == Some("lib") && dir.starts_with("python"))
+        {
+            return true;
+        }
+        // `/lib/python` and `/.pyenv/`: the earlier directory had a `/` before it too.
+        prev = slash_before.then_some(dir);
+    }
+    // `/lib/python` also matches a file named `python…` in a `lib` directory.
+    if prev == Some("lib") && file.starts_with("python") {
+        return true;
+    }
+    let ext = file
+        .rfind('.')
+        .filter(|&dot| dot > 0)
+        .map(|dot| &file[dot + 1..]);
+    ext.is_some_and(|e| {
+        e.eq_ignore_ascii_case("so")
+            || e.eq_ignore_ascii_case("pyc")
+            || e.eq_ignore_ascii_case("pth")
+    }) || file.contains(".so.")
         || file == "pyvenv.cfg"
 }
 

@@ -201,3 +201,115 @@ fn http_db_and_kernel_events() {
         }
     );
 }
+
+/// `is_library_path` as it was written first (substring searches): the one-pass reading must
+/// agree with it on every path.
+fn is_library_path_by_substrings(path: &str) -> bool {
+    const PARTS: &[&str] = &[
+        "/site-packages/",
+        "/dist-packages/",
+        "/__pycache__/",
+        "/node_modules/",
+        "/lib/python",
+        "/.pyenv/versions/",
+        "/lib-dynload/",
+        ".dist-info/",
+    ];
+    let file = path.rsplit('/').next().unwrap_or(path);
+    LIBRARY_PREFIXES.iter().any(|p| path.starts_with(p))
+        || PARTS.iter().any(|p| path.contains(p))
+        || path.ends_with('/')
+        || std::path::Path::new(file).extension().is_some_and(|e| {
+            e.eq_ignore_ascii_case("so")
+                || e.eq_ignore_ascii_case("pyc")
+                || e.eq_ignore_ascii_case("pth")
+        })
+        || file.contains(".so.")
+        || file == "pyvenv.cfg"
+}
+
+#[test]
+fn library_paths_read_in_one_pass_agree_with_substring_search() {
+    let dirs = [
+        "",
+        "/",
+        "//",
+        "site-packages",
+        "dist-packages",
+        "__pycache__",
+        "node_modules",
+        "lib-dynload",
+        "lib",
+        "python3.12",
+        "python",
+        ".pyenv",
+        "versions",
+        "foo.dist-info",
+        ".dist-info",
+        "usr",
+        "srv",
+        "tmp",
+        "data",
+        "x",
+    ];
+    let files = [
+        "",
+        "a.txt",
+        "libc.so",
+        "libc.so.6",
+        "m.PYC",
+        "x.pth",
+        ".so",
+        "..so",
+        "foo.",
+        "..",
+        ".",
+        "pyvenv.cfg",
+        "python3",
+        "versions",
+        "customers.csv",
+        "so",
+    ];
+    let mut checked = 0;
+    for lead in ["", "/"] {
+        for a in dirs {
+            for b in dirs {
+                for c in dirs {
+                    for f in files {
+                        let path = format!("{lead}{a}/{b}/{c}/{f}");
+                        let path = path.replace("///", "/");
+                        assert_eq!(
+                            is_library_path(&path),
+                            is_library_path_by_substrings(&path),
+                            "{path}"
+                        );
+                        let short = format!("{lead}{a}/{f}");
+                        assert_eq!(
+                            is_library_path(&short),
+                            is_library_path_by_substrings(&short),
+                            "{short}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    for p in [
+        "/usr/lib/x",
+        "/etc/ld.so.cache",
+        "/etc/localtime",
+        "/proc/self/maps",
+        "/tmp/runbom-agent/data/customers.csv",
+        "relative/lib/python3/x",
+        "lib/python3",
+        "/home/u/.pyenv/versions/3.12/bin/python",
+        "/app/venv/lib/python3.12/site-packages/openai/__init__.py",
+        "/x/lib/python",
+        "/x/lib/pythonista/data.csv",
+        "/x/.pyenv/versions",
+    ] {
+        assert_eq!(is_library_path(p), is_library_path_by_substrings(p), "{p}");
+    }
+    assert!(checked > 100_000);
+}
