@@ -66,9 +66,18 @@ def attrs(kvs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def records(path: Path, kind: str) -> list[dict[str, Any]]:
+    """Every span or log record of an exporter file, and of its rotated backups
+    (`logs-<UTC time>.jsonl`, oldest first): the embedded defaults rotate at 100 MiB, which a
+    busy machine's kernel events can reach during a test."""
     out = []
-    if not path.exists():
-        return out
+    backups = sorted(path.parent.glob(f"{path.stem}-*{path.suffix}"))
+    for part in [*backups, path] if path.exists() else backups:
+        out.extend(records_of_file(part, kind))
+    return out
+
+
+def records_of_file(path: Path, kind: str) -> list[dict[str, Any]]:
+    out = []
     for line in path.read_text().splitlines():
         req = json.loads(line)
         for r in req.get(f"resource{kind}", []):
