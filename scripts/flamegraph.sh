@@ -31,7 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$work" && exec "$bin" run > runbom.log 2>&1) &
+# In a network namespace of its own (loopback only): the defaults' fixed ports (4317, 4318,
+# 8888) may be taken by another runbom on the machine. The probes still see every process.
+(cd "$work" && exec unshare --net sh -c 'ip link set lo up && exec "$0" run' "$bin" > runbom.log 2>&1) &
 pid=$!
 for _ in $(seq 1 300); do
     grep -q 'probes attached; watching' "$work/runbom.log" 2>/dev/null && break

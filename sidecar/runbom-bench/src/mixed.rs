@@ -77,7 +77,8 @@ fn burst(opts: &Options, path: &CString, port: &RefusedPort) -> Result<Burst> {
     })
 }
 
-/// The embedded defaults with the OTLP receivers on free ports (the machine may run others).
+/// The embedded defaults with the OTLP receivers on free ports and `/metrics` off (the machine
+/// may run other runboms).
 pub(crate) fn config(work: &Path) -> Result<PathBuf> {
     let grpc = runbom_testkit::net::free_port();
     let http = runbom_testkit::net::free_port();
@@ -90,6 +91,12 @@ pub(crate) fn config(work: &Path) -> Result<PathBuf> {
         .replacen(
             "      http: {}",
             &format!("      http:\n        endpoint: 127.0.0.1:{http}"),
+            1,
+        )
+        // `/metrics` off: its fixed port may be taken by another runbom on the machine.
+        .replacen(
+            "\nservice:\n",
+            "\nservice:\n  telemetry:\n    metrics:\n      address: none\n",
             1,
         );
     let path = work.join("runbom-defaults.yaml");
