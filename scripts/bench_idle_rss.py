@@ -29,6 +29,8 @@ records per second, default 1000).
     BASELINE_BIN=/path/to/another/runbom                     # measured in the same rounds
     RUNBOM_ENV="MIMALLOC_PURGE_DELAY=0"                      # extra environment for RUNBOM_BIN
     RUNBOM_CONFIG=file.yaml                                  # a configuration instead (both binaries)
+    BURST=300000                                             # opens made 5 s into the settle time: what
+                                                             # a burst leaves behind once it is over
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ QUIET = float(os.environ.get("QUIET", "1000"))
 EXTRA_ENV = dict(
     kv.split("=", 1) for kv in os.environ.get("RUNBOM_ENV", "").split() if "=" in kv)
 CONFIG = os.environ.get("RUNBOM_CONFIG")
+BURST = int(os.environ.get("BURST", "0"))
 CATEGORIES = ["ring", "binary", "libraries", "stacks", "allocator"]
 
 
@@ -116,6 +119,14 @@ def by_mapping(pid: int, binary: Path) -> dict[str, tuple[float, float]]:
     return {c: (v[0], v[1]) for c, v in totals.items()}
 
 
+def burst(path: Path, opens: int) -> None:
+    """`opens` opens of one file as fast as this process goes: kernel records for runbom."""
+    path.write_text("x")
+    name = str(path)
+    for _ in range(opens):
+        os.close(os.open(name, os.O_RDONLY))
+
+
 def measure(label: str, binary: Path, env: dict[str, str]) -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="runbom-idle-rss-"))
     log = open(work / "runbom.log", "wb")  # noqa: SIM115 (closed below)
@@ -126,11 +137,16 @@ def measure(label: str, binary: Path, env: dict[str, str]) -> dict[str, float]:
                             stderr=subprocess.STDOUT)
     try:
         load = os.getloadavg()[0]
-        deadline = time.monotonic() + SETTLE
+        started = time.monotonic()
+        deadline = started + SETTLE
+        burst_due = BURST > 0
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise SystemExit(f"{label}: runbom exited ({proc.returncode}): "
                                  + (work / "runbom.log").read_text()[-2000:])
+            if burst_due and time.monotonic() - started >= 5:
+                burst_due = False
+                burst(work / "burst", BURST)
             time.sleep(0.5)
         samples = []
         records0, shed0 = kernel_counters(proc.pid)
@@ -208,7 +224,8 @@ def main() -> None:
             results[label].append(measure(label, binary, env))
     print(f"Idle memory, embedded defaults: {ROUNDS} rounds, settle {SETTLE:.0f} s, "
           f"{SAMPLE} samples; load average {min(r['load'] for rs in results.values() for r in rs):.1f}"
-          f"–{max(r['load'] for rs in results.values() for r in rs):.1f}")
+          f"–{max(r['load'] for rs in results.values() for r in rs):.1f}"
+          + (f"; a burst of {BURST} opens 5 s after start" if BURST else ""))
     quiet = [i for i in range(ROUNDS)
              if all(runs[i]["records_per_s"] < QUIET for runs in results.values())]
     for title, rounds in [("every round", list(range(ROUNDS))),

@@ -108,6 +108,10 @@ struct Cli {
     /// `sustained`: `processors.correlate.workers` of each condition (1: the single-task path).
     #[arg(long, value_delimiter = ',', default_value = "2,1")]
     sustained_workers: Vec<usize>,
+    /// `sustained`: another `runbom` binary (main's build) run in the same rounds against this
+    /// one, both with the first `--sustained-workers` value.
+    #[arg(long)]
+    sustained_baseline: Option<std::path::PathBuf>,
     /// `sustained`: opens per second.
     #[arg(long, default_value_t = 100_000)]
     sustained_rate: u64,
@@ -128,6 +132,11 @@ struct Cli {
 fn sustained(cli: &Cli, runbom: &std::path::Path) -> anyhow::Result<String> {
     sustained::run(&sustained::Options {
         runbom: runbom.to_owned(),
+        baseline: cli
+            .sustained_baseline
+            .as_deref()
+            .map(std::fs::canonicalize)
+            .transpose()?,
         workers: cli.sustained_workers.clone(),
         dir: cli.dir.clone(),
         rounds: cli.rounds,

@@ -5,6 +5,9 @@
 //! many the kernel shed or dropped), and its CPU time after start-up how much that cost.
 //! Measured: records read per second of load (what runbom kept up with) and kernel records per
 //! CPU-second (what each record cost, drain included). Rounds alternate the conditions' order.
+//!
+//! With a baseline binary (`--sustained-baseline`), the conditions are the two binaries instead,
+//! both with the first `workers` value: this build against another (main's), in the same rounds.
 
 use std::{ffi::CString, fmt::Write as _, path::PathBuf, time::Duration};
 
@@ -14,6 +17,8 @@ use crate::{runbom::Runbom, stats::Samples, workload};
 
 pub struct Options {
     pub runbom: PathBuf,
+    /// Another `runbom` binary to run in the same rounds (the conditions are then the binaries).
+    pub baseline: Option<PathBuf>,
     /// `processors.correlate.workers` of each condition.
     pub workers: Vec<usize>,
     pub dir: PathBuf,
@@ -31,7 +36,42 @@ struct Run {
     ring_full: u64,
 }
 
-fn once(workers: usize, opts: &Options, path: &CString) -> Result<Run> {
+/// One condition: a binary and its `processors.correlate.workers`.
+struct Condition {
+    label: String,
+    runbom: PathBuf,
+    workers: usize,
+}
+
+fn conditions(opts: &Options) -> Vec<Condition> {
+    let first = opts.workers.first().copied().unwrap_or(1);
+    match &opts.baseline {
+        Some(baseline) => vec![
+            Condition {
+                label: format!("this binary, workers: {first}"),
+                runbom: opts.runbom.clone(),
+                workers: first,
+            },
+            Condition {
+                label: format!("baseline, workers: {first}"),
+                runbom: baseline.clone(),
+                workers: first,
+            },
+        ],
+        None => opts
+            .workers
+            .iter()
+            .map(|&w| Condition {
+                label: format!("workers: {w}"),
+                runbom: opts.runbom.clone(),
+                workers: w,
+            })
+            .collect(),
+    }
+}
+
+fn once(condition: &Condition, opts: &Options, path: &CString) -> Result<Run> {
+    let workers = condition.workers;
     let work = opts.dir.join("sustained");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -42,7 +82,7 @@ fn once(workers: usize, opts: &Options, path: &CString) -> Result<Run> {
         1,
     );
     std::fs::write(&config, text)?;
-    let rb = Runbom::start_with(&opts.runbom, &work, &config, None)?;
+    let rb = Runbom::start_with(&condition.runbom, &work, &config, None)?;
     let (_, elapsed) = workload::paced(path, opts.rate, Duration::from_secs(opts.seconds));
     let summary = rb.stop()?;
     let _ = std::fs::remove_dir_all(&work);
@@ -63,11 +103,8 @@ pub fn run(opts: &Options) -> Result<String> {
     std::fs::write(&file, b"x")?;
     let path = CString::new(file.as_os_str().as_encoded_bytes())?;
     workload::check_open(&path)?;
-    let bins: Vec<String> = opts
-        .workers
-        .iter()
-        .map(|w| format!("workers: {w}"))
-        .collect();
+    let conditions = conditions(opts);
+    let bins: Vec<&str> = conditions.iter().map(|c| c.label.as_str()).collect();
     let mut rows = String::new();
     let mut read: Vec<Samples> = bins.iter().map(|_| Samples::default()).collect();
     let mut per_cpu: Vec<Samples> = bins.iter().map(|_| Samples::default()).collect();
@@ -86,7 +123,7 @@ pub fn run(opts: &Options) -> Result<String> {
                 opts.rate,
                 opts.seconds
             );
-            let r = once(opts.workers[i], opts, &path)?;
+            let r = once(&conditions[i], opts, &path)?;
             read[i].push(r.records_per_s);
             per_cpu[i].push(r.per_cpu_s);
             let _ = writeln!(
@@ -108,7 +145,7 @@ pub fn run(opts: &Options) -> Result<String> {
     }
     let mut out = format!(
         "### (f) Sustained opens, embedded defaults ({} opens/s for {} s, {} rounds)\n\n\
-         | round | correlate | kernel records read per s | kernel records per CPU-second | shed | ring full |\n\
+         | round | condition | kernel records read per s | kernel records per CPU-second | shed | ring full |\n\
          |---:|---|---:|---:|---:|---:|\n{rows}\n",
         opts.rate, opts.seconds, opts.rounds
     );

@@ -1,6 +1,12 @@
 //! Kernel events waiting for their span: per process, ordered by time (so that a new span finds
 //! the events inside it by range), with their size accounted so that the buffer never holds
 //! more than its caps.
+//!
+//! An event is held in a box of its own: the ordered index moves 8-byte pointers when it
+//! inserts, removes and rebalances (not the whole event, which is ten times that), and its
+//! nodes take room for their pointers only, so a process with one event waiting does not keep
+//! a node's worth of events' room. The queues give back what they grew to once a burst is
+//! gone ([`EventBuffer::compact`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -48,7 +54,7 @@ pub fn event_bytes(ev: &KernelEvent) -> usize {
 
 #[derive(Default)]
 pub struct EventBuffer {
-    by_pid: HashMap<u32, BTreeMap<(u64, u64), Held>>,
+    by_pid: HashMap<u32, BTreeMap<(u64, u64), Box<Held>>>,
     /// Every event in arrival order, until it has been held for `wait`.
     pub(crate) young: VecDeque<(u64, Key)>,
     /// Events of processes related to a sender, after `wait`, until `window`.
@@ -91,11 +97,11 @@ impl EventBuffer {
         self.len += 1;
         self.by_pid.entry(event.pid).or_default().insert(
             key.1,
-            Held {
+            Box::new(Held {
                 event,
                 arrived,
                 bytes,
-            },
+            }),
         );
         self.young.push_back((arrived, key));
         if stranger {
@@ -106,7 +112,7 @@ impl EventBuffer {
 
     #[must_use]
     pub fn get(&self, key: &Key) -> Option<&Held> {
-        self.by_pid.get(&key.0)?.get(&key.1)
+        self.by_pid.get(&key.0)?.get(&key.1).map(AsRef::as_ref)
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Held> {
@@ -117,7 +123,7 @@ impl EventBuffer {
         }
         self.bytes -= held.bytes;
         self.len -= 1;
-        Some(held)
+        Some(*held)
     }
 
     /// Keys of the events of `pid` that started within `[start, end]`.
@@ -165,7 +171,8 @@ impl EventBuffer {
         None
     }
 
-    /// Forgets queue entries of events that left, once the queues are mostly such entries.
+    /// Forgets queue entries of events that left, once the queues are mostly such entries, and
+    /// gives back a queue's room once it is mostly unused (after a burst).
     pub fn compact(&mut self) {
         let live = self.len;
         let by_pid = &self.by_pid;
@@ -173,6 +180,12 @@ impl EventBuffer {
             if q.len() > 2 * live + 1024 {
                 q.retain(|(_, k)| by_pid.get(&k.0).is_some_and(|m| m.contains_key(&k.1)));
             }
+            if q.capacity() > 4 * q.len() + 1024 {
+                q.shrink_to(2 * q.len() + 256);
+            }
+        }
+        if self.by_pid.capacity() > 4 * self.by_pid.len() + 64 {
+            self.by_pid.shrink_to(2 * self.by_pid.len() + 16);
         }
     }
 }

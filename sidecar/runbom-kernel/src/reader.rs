@@ -144,6 +144,11 @@ async fn drain(
             return;
         }
         enricher.take_ready(&mut batch);
+        // A batch waits in the channel and the pipeline: a few events should not hold the
+        // room of a full batch (128 KiB) meanwhile (copying them is cheap; a full one stays).
+        if batch.len() < BATCH / 4 {
+            batch.shrink_to_fit();
+        }
         if !send(batch, tx, stats).await || records == 0 {
             return; // downstream is gone (shutting down), or the ring is empty
         }

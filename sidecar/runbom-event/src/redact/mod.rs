@@ -225,6 +225,15 @@ fn user_password(s: &str) -> String {
 /// `Bearer`/`Basic` credentials, JWTs and API-key-shaped tokens.
 #[must_use]
 pub fn text(s: &str) -> Cow<'_, str> {
+    if may_hold_secret(s) {
+        scan(s)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// [`text`] token by token.
+fn scan(s: &str) -> Cow<'_, str> {
     // The output is built only from the first change on: until then it is `s` up to `rest`,
     // so most texts (paths, command lines without secrets) allocate nothing here.
     let mut out: Option<String> = None;
@@ -269,6 +278,50 @@ pub fn text(s: &str) -> Cow<'_, str> {
     }
     out.map_or(Cow::Borrowed(s), Cow::Owned)
 }
+
+/// Whether [`text`] could change anything in `s`: one pass over its bytes for what every
+/// redaction needs (a `:` for a header or a URL password, `eyJ` for a JWT, a key prefix of
+/// [`looks_like_api_key`], the word `Bearer` or `Basic` in any case). False for nearly every
+/// path and most command lines, which then skip the token-by-token scan.
+fn may_hold_secret(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        let rest = &bytes[i..];
+        match b {
+            b':' => true,
+            b'e' => rest.starts_with(b"eyJ"),
+            b'b' | b'B' => {
+                starts_with_ignore_case(rest, b"bearer") || starts_with_ignore_case(rest, b"basic")
+            }
+            b'A' => rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA"),
+            b's' | b'r' | b'g' | b'x' | b'h' => {
+                KEY_PREFIXES.iter().any(|p| rest.starts_with(p.as_bytes()))
+            }
+            _ => false,
+        }
+    })
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Prefixes of well-known API keys, each followed by at least 16 of `[A-Za-z0-9_-]`
+/// ([`looks_like_api_key`]; [`may_hold_secret`] looks for them by their first byte).
+const KEY_PREFIXES: [&str; 12] = [
+    "sk-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "hf_",
+];
 
 /// Authorization schemes kept in front of a redacted header value.
 const AUTH_SCHEMES: &[&str] = &["Bearer", "Basic", "Digest", "Token", "Negotiate", "NTLM"];
@@ -449,20 +502,7 @@ pub fn looks_like_api_key(token: &str) -> bool {
             && b.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     };
-    for prefix in [
-        "sk-",
-        "sk_live_",
-        "sk_test_",
-        "rk_live_",
-        "ghp_",
-        "gho_",
-        "ghs_",
-        "github_pat_",
-        "glpat-",
-        "xoxb-",
-        "xoxp-",
-        "hf_",
-    ] {
+    for prefix in KEY_PREFIXES {
         if let Some(body) = token.strip_prefix(prefix) {
             return body_ok(body, 16);
         }

@@ -265,3 +265,61 @@ fn text_table() {
 fn plain_text_is_borrowed() {
     assert!(matches!(text("python3 agent.py"), Cow::Borrowed(_)));
 }
+
+/// The quick check before the token scan never skips a text the scan would change: texts made
+/// of every trigger's fragments, whole and cut short, between separators.
+#[test]
+fn the_quick_check_skips_only_texts_without_secrets() {
+    assert!(
+        KEY_PREFIXES
+            .iter()
+            .all(|p| b"srgxh".contains(&p.as_bytes()[0])),
+        "may_hold_secret looks for the key prefixes by these first bytes"
+    );
+    let key = "a".repeat(20);
+    let fragments: Vec<String> = KEY_PREFIXES
+        .iter()
+        .map(|p| format!("{p}{key}"))
+        .chain(["AKIAABCDEFGHIJKLMNOP", "ASIAABCDEFGHIJKLMNOP"].map(String::from))
+        .chain(
+            [
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlXzEyMw",
+                "Bearer",
+                "bearer",
+                "BASIC",
+                "Basic",
+                "x://u:p@h/",
+                "Cookie:",
+                "token=",
+                "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+                "sk_",
+                "gh",
+                "é",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    let separators = [
+        "", " ", "\t", "\"", "'", ",", ";", "&", "=", "/", "-", "_", "(",
+    ];
+    let mut checked = 0;
+    for a in &fragments {
+        for b in &fragments {
+            for sep in separators {
+                for cut in [0, 1, 3] {
+                    let Some(a) = a.get(..a.len().saturating_sub(cut)) else {
+                        continue;
+                    };
+                    let s = format!("{a}{sep}{b}");
+                    if !may_hold_secret(&s) {
+                        assert_eq!(scan(&s), s.as_str(), "{s:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "{checked}");
+    assert!(!may_hold_secret("/home/agent/project/src/main.py"));
+    assert!(may_hold_secret("Authorization: Bearer abc"));
+}

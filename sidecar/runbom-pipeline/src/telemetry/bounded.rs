@@ -71,6 +71,8 @@ impl Bounded {
 
 /// `runbom.metrics.folded_values`: observations whose attribute value was folded into
 /// [`OTHER`].
+/// Its series: one per bounded metric attribute (a fixed set, well within
+/// [`super::series::NAMED_SERIES`]; the limit is set by [`super::SelfMetrics`]).
 #[must_use]
 pub fn folded_counter(meter: &Meter) -> Counter<u64> {
     meter

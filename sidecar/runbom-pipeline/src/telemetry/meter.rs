@@ -27,7 +27,10 @@ use opentelemetry_sdk::{
 };
 use runbom_event::semconv::{HOST_NAME, PROCESS_PID, SERVICE_NAME, SERVICE_VERSION};
 
-use super::fresh::{FreshCounter, Registry};
+use super::{
+    fresh::{FreshCounter, Registry},
+    series::SeriesLimits,
+};
 
 /// The name of runbom's meter (its instrumentation scope).
 pub const METER: &str = "runbom";
@@ -39,6 +42,7 @@ pub struct SelfMetrics {
     reader: Arc<ManualReader>,
     meter: Meter,
     fresh: Arc<Registry>,
+    limits: Arc<SeriesLimits>,
 }
 
 /// The reader is owned by the provider; this shares it with whoever collects.
@@ -88,13 +92,15 @@ impl SelfMetrics {
         GLOBAL
             .get_or_init(|| {
                 let fresh = Arc::new(Registry::default());
-                let (provider, manual) = build(reader(fresh.clone()));
+                let limits = Arc::new(SeriesLimits::default());
+                let (provider, manual) = build(reader(fresh.clone()), &limits);
                 opentelemetry::global::set_meter_provider(provider.clone());
                 Arc::new(Self {
                     meter: opentelemetry::global::meter(METER),
                     provider,
                     reader: manual,
                     fresh,
+                    limits,
                 })
             })
             .clone()
@@ -103,12 +109,14 @@ impl SelfMetrics {
     /// A provider of its own, not the global one (tests that run several pipelines at once).
     #[must_use]
     pub fn private() -> Self {
-        let (provider, reader) = build(None::<ManualReader>);
+        let limits = Arc::new(SeriesLimits::default());
+        let (provider, reader) = build(None::<ManualReader>, &limits);
         Self {
             meter: opentelemetry::metrics::MeterProvider::meter(&provider, METER),
             provider,
             reader,
             fresh: Arc::default(),
+            limits,
         }
     }
 
@@ -116,6 +124,12 @@ impl SelfMetrics {
     #[must_use]
     pub fn meter(&self) -> &Meter {
         &self.meter
+    }
+
+    /// The instrument `name` may have at most `series` series ([`super::series`]): call it
+    /// before the instrument is built.
+    pub fn limit_series(&self, name: &str, series: usize) {
+        self.limits.set(name, series);
     }
 
     /// A counter whose new series show 0 first ([`FreshCounter`]).
@@ -153,10 +167,15 @@ impl SelfMetrics {
     }
 }
 
-fn build<R: MetricReader>(extra: Option<R>) -> (SdkMeterProvider, Arc<ManualReader>) {
+fn build<R: MetricReader>(
+    extra: Option<R>,
+    limits: &Arc<SeriesLimits>,
+) -> (SdkMeterProvider, Arc<ManualReader>) {
     let reader = Arc::new(ManualReader::builder().build());
+    limits.set(super::bounded::FOLDED, super::series::NAMED_SERIES);
     let mut provider = SdkMeterProvider::builder()
         .with_resource(resource())
+        .with_view(limits.view())
         .with_reader(SharedReader(reader.clone()));
     if let Some(extra) = extra {
         provider = provider.with_reader(extra);

@@ -10,6 +10,7 @@ pub mod bounded;
 pub mod fresh;
 pub mod meter;
 pub mod prometheus;
+pub mod series;
 
 pub use meter::SelfMetrics;
 
@@ -229,6 +230,7 @@ fn exporter_gauge(
     read: impl Fn(&StageCounters) -> Option<u64> + Send + Sync + 'static,
 ) {
     let weak = Arc::downgrade(stages);
+    metrics.limit_series(name, series::STAGE_SERIES);
     metrics
         .meter()
         .u64_observable_gauge(name)
@@ -279,6 +281,7 @@ impl Telemetry {
         let stages: Stages = Arc::default();
         for (stage, name, unit, help, read) in STAGE_FAMILIES {
             let weak = Arc::downgrade(&stages);
+            metrics.limit_series(name, series::STAGE_SERIES);
             metrics
                 .meter()
                 .u64_observable_counter(name)
@@ -340,10 +343,17 @@ impl Telemetry {
             queue: OnceLock::new(),
             disk_queue: OnceLock::new(),
         });
-        self.stages
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(c.clone());
+        let mut stages = self.stages.lock().unwrap_or_else(PoisonError::into_inner);
+        stages.push(c.clone());
+        let of_kind = stages.iter().filter(|s| s.stage == stage).count();
+        if of_kind == series::STAGE_SERIES + 1 {
+            tracing::warn!(
+                "more than {} {stage} stages (components × signals): runbom's {stage} metrics \
+                 show the rest as one series with {}=true",
+                series::STAGE_SERIES,
+                series::OVERFLOW
+            );
+        }
         c
     }
 
@@ -358,6 +368,7 @@ impl Telemetry {
         read: impl Fn() -> u64 + Send + Sync + 'static,
     ) {
         let (otel, counter) = otel_name(name);
+        self.metrics.limit_series(&otel, series::UNLABELLED);
         let unit = if name.ends_with("_bytes") {
             "By"
         } else {

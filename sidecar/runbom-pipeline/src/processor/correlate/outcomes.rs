@@ -7,10 +7,14 @@ use opentelemetry::KeyValue;
 use runbom_aibom::span::attr;
 use runbom_correlate::Output;
 
-use crate::telemetry::{SelfMetrics, fresh::FreshCounter};
+use crate::telemetry::{SelfMetrics, fresh::FreshCounter, series::NAMED_SERIES};
 use runbom_event::semconv::{
     RUNBOM_CORRELATION_CONFIDENCE, RUNBOM_CORRELATION_METHOD, correlation,
 };
+
+/// The counter's name. Its series: every correlation method and confidence (`none` included),
+/// well within [`NAMED_SERIES`].
+pub const OUTCOMES: &str = "runbom.correlate.outcomes";
 
 /// The outcome counter of the `correlate` processors.
 #[derive(Clone)]
@@ -19,11 +23,12 @@ pub struct Outcomes(FreshCounter);
 impl Outcomes {
     #[must_use]
     pub fn new(metrics: &SelfMetrics) -> Self {
+        metrics.limit_series(OUTCOMES, NAMED_SERIES);
         Self(
             metrics.fresh(
                 metrics
                     .meter()
-                    .u64_counter("runbom.correlate.outcomes")
+                    .u64_counter(OUTCOMES)
                     .with_unit("{event}")
                     .with_description(
                         "Kernel events emitted by the correlate processor, by correlation method \
@@ -70,5 +75,28 @@ impl Outcomes {
                 KeyValue::new(RUNBOM_CORRELATION_CONFIDENCE, confidence.to_owned()),
             ],
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use runbom_event::semconv::correlation::{
+        ANCESTRY, HIGH, INFERRED, LOW, MEDIUM, NONE, PROCESS, THREAD, TRACEPARENT,
+    };
+
+    use super::*;
+    use crate::telemetry::series::overflowing;
+
+    #[test]
+    fn every_method_and_confidence_fits_the_limit() {
+        let metrics = SelfMetrics::private();
+        let outcomes = Outcomes::new(&metrics);
+        for method in [TRACEPARENT, THREAD, PROCESS, ANCESTRY, INFERRED, NONE] {
+            for confidence in [HIGH, MEDIUM, LOW, NONE] {
+                outcomes.add(1, method, confidence);
+            }
+        }
+        metrics.release_pending();
+        assert_eq!(overflowing(&metrics.collect()), Vec::<String>::new());
     }
 }

@@ -67,6 +67,10 @@ pub fn shed_summary(shed: &[u64; SHED_SLOTS]) -> String {
 
 /// `runbom_kernel_shed_total{runbom_event=...}`: events shed under overload, per kind.
 pub fn register_shed_counter(telemetry: &crate::Telemetry, losses: Arc<LossCounters>) {
+    // One series per sheddable kind.
+    telemetry
+        .metrics()
+        .limit_series("runbom.kernel.shed", SHEDDABLE.len());
     telemetry
         .meter()
         .u64_observable_counter("runbom.kernel.shed")

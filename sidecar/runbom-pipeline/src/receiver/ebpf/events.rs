@@ -8,7 +8,10 @@ use opentelemetry::KeyValue;
 use runbom_event::{KernelEvent, semconv::RUNBOM_EVENT};
 
 use super::genai_metrics::GenAiMetrics;
-use crate::telemetry::{SelfMetrics, fresh::FreshCounter};
+use crate::telemetry::{SelfMetrics, fresh::FreshCounter, series::NAMED_SERIES};
+
+/// The counter's name.
+pub const EVENTS: &str = "runbom.kernel.events";
 
 #[derive(Clone)]
 pub struct EventCounter(FreshCounter, Arc<GenAiMetrics>);
@@ -16,11 +19,13 @@ pub struct EventCounter(FreshCounter, Arc<GenAiMetrics>);
 impl EventCounter {
     #[must_use]
     pub fn new(metrics: &SelfMetrics) -> Self {
+        // One series per event name (contract §1): a fixed set.
+        metrics.limit_series(EVENTS, NAMED_SERIES);
         Self(
             metrics.fresh(
                 metrics
                     .meter()
-                    .u64_counter("runbom.kernel.events")
+                    .u64_counter(EVENTS)
                     .with_unit("{event}")
                     .with_description("Kernel events read by the ebpf receiver, by event name.")
                     .build(),
