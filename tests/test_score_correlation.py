@@ -82,7 +82,10 @@ def kernel_span(truth: dict[str, Any], conv: dict[str, Any], a: dict[str, Any],
                 n: int) -> dict[str, Any]:
     """The kernel span runbom should export for action `a`, under its span, in its
     conversation's trace."""
-    at = a["start_ns"] + min(20_000, (a["end_ns"] - a["start_ns"]) // 2)
+    # Just inside the action: the scorer pairs by time before placement, and two identical
+    # concurrent actions (the benign conversations' same GET) can start a few µs apart, so a
+    # span placed later could be nearer the other conversation's action than its own.
+    at = a["start_ns"] + min(1_000, (a["end_ns"] - a["start_ns"]) // 2)
     child = a["pid"] != truth["agent"]["pid"]
     method = ("traceparent", "high") if a["kind"] == "http.request" else (
         ("ancestry", "medium") if child else ("thread", "high"))
