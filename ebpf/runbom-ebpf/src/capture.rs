@@ -106,9 +106,10 @@ pub(crate) fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags
 /// `close(fd)`: what the HTTP/2 (`H2_SOCKS`) and HTTP/1 response (`SOCK_RESPONSE`) captures
 /// know of the socket goes with it, so that a file or socket that reuses the descriptor number
 /// is not captured. One program for both (one dispatch per `close`, the commonest syscall
-/// runbom hooks), deleting only what is there.
+/// runbom hooks), deleting only what is there. Named after its tracepoint: the kernel keeps 15
+/// characters of a program's name, and `http_sys_enter_` would be `http_sys_enter_write`'s too.
 #[tracepoint]
-pub fn http_sys_enter_close(ctx: TracePointContext) -> u32 {
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let (tgid, _) = current();
     let key = fd_key(tgid, fd_arg(&ctx));
     forget(&H2_SOCKS, key);

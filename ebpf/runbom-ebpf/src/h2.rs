@@ -12,7 +12,7 @@
 //!   when the call succeeded. `http.rs`'s OpenSSL probes call the `ssl_*` functions here (one
 //!   program per hook for HTTP/1 and HTTP/2).
 //!
-//! The mark goes at `close(2)` (`capture::http_sys_enter_close`) and at `SSL_free`, so that a
+//! The mark goes at `close(2)` (`capture::sys_enter_close`) and at `SSL_free`, so that a
 //! descriptor or `SSL*` reused for something else is not captured.
 //!
 //! Each buffer is captured whole up to [`CHUNKS`] records of `HTTP_DATA_MAX` bytes, the last

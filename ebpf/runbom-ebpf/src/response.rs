@@ -13,7 +13,7 @@
 //!   reads after it the response's rest (`SOCKET_RESPONSE`) until the budget is spent, one
 //!   record of at most `HTTP_DATA_MAX` bytes per read (the first buffer of a vector read);
 //! - the mark goes at the next request head (replaced), when the budget is spent, and at
-//!   `close(2)` (`capture::http_sys_enter_close`), so that a reused descriptor is not read.
+//!   `close(2)` (`capture::sys_enter_close`), so that a reused descriptor is not read.
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use runbom_common::{HTTP_DATA_MAX, HTTP_STATUS_BYTES, SockAddr, http_source};

@@ -81,7 +81,7 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("resp_sys_exit_readv", "sys_exit_readv"),
     ("resp_sys_exit_recvmsg", "sys_exit_recvmsg"),
     // Both captures forget a socket at its `close`.
-    ("http_sys_enter_close", "sys_enter_close"),
+    ("sys_enter_close", "sys_enter_close"),
 ];
 
 /// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).
