@@ -63,6 +63,25 @@ exporters:
     )
 }
 
+/// runbom with its kernel probes only: the `ebpf` receiver (its section's body `ebpf`, indented
+/// by four spaces: at least `file:` with what is watched), a `batch` of 200 ms and a `file`
+/// exporter into `dir/out` (returned), for traces and logs, no admin endpoint; started in `dir`
+/// and waited for until its probes are attached.
+#[must_use]
+pub fn start_kernel_to_file(bin: &Path, dir: &TempDir, ebpf: &str) -> (Runbom, PathBuf) {
+    let out = dir.join("out");
+    let config = format!(
+        "receivers:\n  ebpf:\n{ebpf}\n{}\n{}",
+        batch_to_file("200ms", &out),
+        service("none", &traces_and_logs(&["ebpf"], &["batch"], &["file"])),
+    );
+    let config = dir.write("runbom.yaml", &config);
+    (
+        Runbom::start(bin, &config, dir.path(), Ready::ProbesAttached),
+        out,
+    )
+}
+
 /// runbom as a Collector-style sidecar: one `otlp` receiver (gRPC and HTTP) and the admin
 /// endpoint, each on a free loopback port.
 #[derive(Clone, Copy, Debug)]

@@ -9,12 +9,17 @@
 //! Needs root. Other processes on the machine run meanwhile: every check is about this test's
 //! own paths (and `/proc/` and `/etc/`, which no process may get through but `/etc/hostname`).
 
-use std::{collections::BTreeMap, ffi::CString, fs, path::Path};
+use std::{
+    collections::BTreeMap,
+    ffi::CString,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use runbom_kernel::filter::PrefixRules;
 use runbom_testkit::{
-    Ready, Runbom, TempDir,
-    config::{batch_to_file, service, traces_and_logs},
+    Runbom, TempDir,
+    config::start_kernel_to_file,
     otlp_file::{Items, for_each_item, str_attribute},
     runbom_bin,
 };
@@ -47,35 +52,20 @@ fn open_times(dir: Option<i32>, path: &str) -> usize {
     ok
 }
 
-/// Starts runbom with these prefix rules and the `file` exporter writing into `out`.
-fn start(dir: &TempDir, include: &[String], exclude: &[String], out: &Path) -> Runbom {
+/// runbom reporting the opens `include` and `exclude` decide, into `dir/out` (returned).
+fn start(dir: &TempDir, include: &[String], exclude: &[String]) -> (Runbom, PathBuf) {
     let yaml_list = |l: &[String]| {
         l.iter()
             .map(|p| format!("\"{p}\""))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let config = format!(
-        "receivers:
-  ebpf:
-    file:
-      include: [{}]
-      exclude: [{}]
-{}
-{}",
+    let ebpf = format!(
+        "    file:\n      include: [{}]\n      exclude: [{}]",
         yaml_list(include),
-        yaml_list(exclude),
-        batch_to_file("200ms", out),
-        service("none", &traces_and_logs(&["ebpf"], &["batch"], &["file"])),
+        yaml_list(exclude)
     );
-    let config_path = dir.join("runbom.yaml");
-    fs::write(&config_path, config).expect("config");
-    Runbom::start(
-        runbom_bin!(),
-        &config_path,
-        dir.path(),
-        Ready::ProbesAttached,
-    )
+    start_kernel_to_file(runbom_bin!(), dir, &ebpf)
 }
 
 /// `(file.path, error.type or "")` → exported opens, for the paths `wanted` picks.
@@ -94,7 +84,6 @@ fn exported(out: &Path, wanted: impl Fn(&str) -> bool) -> BTreeMap<(String, Stri
 #[test]
 fn paths_the_table_decides_come_out_as_the_trie_would_have_them() {
     let dir = TempDir::new("open-filter");
-    let out = dir.join("out");
     let present = dir.join("present").display().to_string();
     fs::write(&present, b"x").expect("file");
     let missing = dir.join("missing").display().to_string();
@@ -148,7 +137,7 @@ fn paths_the_table_decides_come_out_as_the_trie_would_have_them() {
         assert_eq!(rules.trie_class(p) == Some(1), reported, "{path}");
     }
 
-    let rb = start(&dir, &include, &exclude, &out);
+    let (rb, out) = start(&dir, &include, &exclude);
     // SAFETY: a NUL-terminated path.
     let dir_fd = unsafe {
         libc::open(

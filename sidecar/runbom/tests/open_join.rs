@@ -10,8 +10,8 @@
 use std::{collections::BTreeMap, ffi::CString, fs, sync::Barrier};
 
 use runbom_testkit::{
-    Ready, Runbom, TempDir,
-    config::{batch_to_file, service, traces_and_logs},
+    TempDir,
+    config::start_kernel_to_file,
     otlp_file::{Items, for_each_item, str_attribute},
     runbom::closing_fields,
     runbom_bin,
@@ -43,7 +43,6 @@ fn open_in_turn(present: &CString, missing: &CString) -> (usize, usize) {
 fn concurrent_opens_each_come_out_with_their_own_result() {
     let dir = TempDir::new("open-join");
     let watched = dir.join("watched");
-    let out = dir.join("out");
     let mut paths = Vec::new();
     for t in 0..THREADS {
         let sub = watched.join(format!("t{t}"));
@@ -51,25 +50,8 @@ fn concurrent_opens_each_come_out_with_their_own_result() {
         fs::write(sub.join("present"), b"x").expect("watched file");
         paths.push((sub.join("present"), sub.join("missing")));
     }
-    let config = format!(
-        "receivers:
-  ebpf:
-    file:
-      include: [\"{}/\"]
-{}
-{}",
-        watched.display(),
-        batch_to_file("200ms", &out),
-        service("none", &traces_and_logs(&["ebpf"], &["batch"], &["file"])),
-    );
-    let config_path = dir.join("runbom.yaml");
-    fs::write(&config_path, config).expect("config");
-    let rb = Runbom::start(
-        runbom_bin!(),
-        &config_path,
-        dir.path(),
-        Ready::ProbesAttached,
-    );
+    let ebpf = format!("    file:\n      include: [\"{}/\"]", watched.display());
+    let (rb, out) = start_kernel_to_file(runbom_bin!(), &dir, &ebpf);
 
     let start = Barrier::new(THREADS);
     let made: Vec<(usize, usize)> = std::thread::scope(|s| {

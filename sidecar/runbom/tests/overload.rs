@@ -14,8 +14,8 @@ use std::{
 };
 
 use runbom_testkit::{
-    Ready, Runbom, TempDir,
-    config::{batch_to_file, service, traces_and_logs},
+    TempDir,
+    config::start_kernel_to_file,
     otlp_file::{Items, for_each_item, str_attribute},
     runbom::closing_fields,
     runbom_bin,
@@ -45,31 +45,17 @@ fn under_overload_opens_are_shed_and_every_exec_is_kept() {
     fs::create_dir_all(&watched).expect("watched dir");
     let file = watched.join("file");
     fs::write(&file, b"x").expect("watched file");
-    let out = dir.join("out");
     // A small ring, and every kind that can be shed shed at half of it: the other half is the
     // process tree's whatever else the machine does meanwhile.
-    let config = format!(
-        "receivers:
-  ebpf:
-    ring_buffer_bytes: 1048576
+    let ebpf = format!(
+        "    ring_buffer_bytes: 1048576
     file:
       include: [\"{}/\"]
     overload:
-      shed_at_percent: {{file.open: 50, file.open.low_value: 40, dns.query: 50, net.connect: 50, net.accept: 50, http.request: 50, mcp: 50}}
-{}
-{}",
+      shed_at_percent: {{file.open: 50, file.open.low_value: 40, dns.query: 50, net.connect: 50, net.accept: 50, http.request: 50, mcp: 50}}",
         watched.display(),
-        batch_to_file("200ms", &out),
-        service("none", &traces_and_logs(&["ebpf"], &["batch"], &["file"])),
     );
-    let config_path = dir.join("runbom.yaml");
-    fs::write(&config_path, config).expect("config");
-    let rb = Runbom::start(
-        runbom_bin!(),
-        &config_path,
-        dir.path(),
-        Ready::ProbesAttached,
-    );
+    let (rb, out) = start_kernel_to_file(runbom_bin!(), &dir, &ebpf);
 
     rb.proc.signal(libc::SIGSTOP);
     let path = CString::new(file.as_os_str().as_encoded_bytes()).expect("path");

@@ -9,14 +9,13 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
     net::{SocketAddr, TcpListener, TcpStream},
     sync::Barrier,
 };
 
 use runbom_testkit::{
-    Ready, Runbom, TempDir,
-    config::{batch_to_file, service, traces_and_logs},
+    TempDir,
+    config::start_kernel_to_file,
     otlp_file::{Items, for_each_item, str_attribute},
     runbom::closing_fields,
     runbom_bin,
@@ -55,28 +54,13 @@ fn connect_in_turn(open: SocketAddr, refused: SocketAddr) -> (Vec<u16>, usize) {
 #[test]
 fn concurrent_connects_and_accepts_each_come_out_with_their_own_ends() {
     let dir = TempDir::new("socket-calls");
-    let out = dir.join("out");
     // Opens of a directory nobody uses: other processes' opens must not fill the ring (connects
     // are shed once it is 85 % full).
-    let config = format!(
-        "receivers:
-  ebpf:
-    file:
-      include: [\"{}/\"]
-{}
-{}",
-        dir.join("watched").display(),
-        batch_to_file("200ms", &out),
-        service("none", &traces_and_logs(&["ebpf"], &["batch"], &["file"])),
+    let ebpf = format!(
+        "    file:\n      include: [\"{}/\"]",
+        dir.join("watched").display()
     );
-    let config_path = dir.join("runbom.yaml");
-    fs::write(&config_path, config).expect("config");
-    let rb = Runbom::start(
-        runbom_bin!(),
-        &config_path,
-        dir.path(),
-        Ready::ProbesAttached,
-    );
+    let (rb, out) = start_kernel_to_file(runbom_bin!(), &dir, &ebpf);
 
     let listener = TcpListener::bind("127.0.0.1:0").expect("listener");
     let open = listener.local_addr().expect("listener address");
