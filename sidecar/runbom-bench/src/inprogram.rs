@@ -13,11 +13,11 @@ use std::{
 use anyhow::Result;
 
 use crate::{
+    conditions::{Build, Options, Workload, settle},
     progstats,
     reference::{OPEN_RECORD_PAUSED, Reference},
     runbom::{Runbom, Settings, Summary},
     stats::Samples,
-    syscalls::{Build, Options, Workload, settle},
 };
 
 /// runbom's program names, to undo the kernel's 15-byte truncation in reports.

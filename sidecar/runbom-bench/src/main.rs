@@ -20,6 +20,7 @@
 // Nanosecond and event counts stay far below 2^52: converting them to f64 loses nothing.
 #![allow(clippy::cast_precision_loss)]
 
+mod conditions;
 mod drops;
 mod inprogram;
 mod mixed;
@@ -184,7 +185,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut report = String::new();
     report.push_str(&machine(cpus));
     if all || cli.sections.contains(&Section::Syscalls) {
-        report.push_str(&syscalls::run(&syscalls::Options {
+        report.push_str(&syscalls::run(&conditions::Options {
             runbom: runbom.clone(),
             dir: cli.dir.clone(),
             open_iterations: cli.open_iterations,

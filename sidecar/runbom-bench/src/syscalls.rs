@@ -21,23 +21,22 @@
 //! (classified in scratch) or were shed in runbom's runs, which must be none.
 
 use std::{
-    collections::BTreeMap,
-    ffi::CString,
-    fmt::Write as _,
-    os::fd::AsRawFd as _,
-    path::{Path, PathBuf},
+    collections::BTreeMap, ffi::CString, fmt::Write as _, os::fd::AsRawFd as _, path::Path,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
+    conditions::{
+        Build, Kind, Measurement, Options, RUNBOM, RUNBOM_PAUSED, Workload, builds, settle,
+    },
     inprogram,
     reference::{
         CONNECT_BARE, CONNECT_RECORD, CONNECT_RECORD_NOWAKE, CONNECT_RECORD_PAUSED, OPEN_BARE,
         OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_LPM_PAUSED, OPEN_RECORD_NOWAKE,
         OPEN_RECORD_PAUSED, OPEN_RECORD_QUERY_PAUSED, OPEN_RECORD_SLOT_PAUSED, READ_BARE,
-        Reference, Variant, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
+        Reference, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
     },
     runbom::{Runbom, Settings, Summary},
     stats::Samples,
@@ -55,142 +54,6 @@ const DEFAULT_EXCLUDES: &[&str] = &[
     "/lib/",
     "/usr/share/",
 ];
-
-const RUNBOM: &str = "runbom";
-const RUNBOM_PAUSED: &str = "runbom (paused)";
-const BASE: &str = "runbom base";
-const BASE_PAUSED: &str = "runbom base (paused)";
-
-/// A runbom binary measured, with the names of its two conditions.
-pub struct Build {
-    pub running: &'static str,
-    pub paused: &'static str,
-    pub bin: PathBuf,
-}
-
-fn builds(opts: &Options) -> Vec<Build> {
-    let mut builds = vec![Build {
-        running: RUNBOM,
-        paused: RUNBOM_PAUSED,
-        bin: opts.runbom.clone(),
-    }];
-    if let Some(bin) = &opts.baseline {
-        builds.push(Build {
-            running: BASE,
-            paused: BASE_PAUSED,
-            bin: bin.clone(),
-        });
-    }
-    builds
-}
-
-pub struct Options {
-    pub runbom: PathBuf,
-    pub dir: PathBuf,
-    pub open_iterations: u64,
-    pub connect_iterations: u64,
-    pub write_iterations: u64,
-    pub reps: usize,
-    pub rounds: usize,
-    pub loop_cpu: Option<usize>,
-    pub service_cpu: Option<usize>,
-    /// Passes with the kernel's run-time statistics on.
-    pub stat_passes: usize,
-    /// A second runbom binary measured in the same run (`runbom base`).
-    pub baseline: Option<PathBuf>,
-}
-
-enum Kind {
-    Open(CString),
-    /// A path relative to a directory (descriptor, path).
-    OpenAt(libc::c_int, CString),
-    Connect(libc::sockaddr_in),
-    Write,
-    Read,
-}
-
-pub struct Workload {
-    pub name: &'static str,
-    what: &'static str,
-    kind: Kind,
-    pub iterations: u64,
-    /// Reference variants measured for this workload.
-    pub variants: &'static [Variant],
-    /// Measure runbom with its reader stopped too (only where runbom writes records).
-    pub paused: bool,
-    /// `(runbom condition, reference condition)` pairs judged against the 1.1x target.
-    compare: &'static [(&'static str, &'static str)],
-}
-
-/// One repetition: nanoseconds per iteration of the loop thread's CPU time and of wall time.
-pub struct Measurement {
-    cpu: f64,
-    wall: f64,
-}
-
-impl Workload {
-    pub fn warm_up(&self) -> u64 {
-        (self.iterations / 20).max(1)
-    }
-
-    pub fn is_open(&self) -> bool {
-        matches!(self.kind, Kind::Open(_) | Kind::OpenAt(..))
-    }
-
-    /// [`Workload::compare`] for every build: the baseline's conditions judged like runbom's.
-    pub fn comparisons(&self, builds: &[Build]) -> Vec<(String, &'static str)> {
-        let mut out = Vec::new();
-        for b in builds {
-            for (ours, theirs) in self.compare {
-                let ours = match *ours {
-                    RUNBOM => b.running,
-                    RUNBOM_PAUSED => b.paused,
-                    other => other,
-                };
-                out.push((ours.to_owned(), *theirs));
-            }
-        }
-        out
-    }
-
-    pub fn run(&self) -> Measurement {
-        let warm = self.warm_up();
-        let cpu0;
-        let wall = match &self.kind {
-            Kind::Open(path) => {
-                workload::open_close(path, warm);
-                cpu0 = workload::thread_cpu();
-                workload::open_close(path, self.iterations).0
-            }
-            Kind::OpenAt(dir, path) => {
-                workload::open_close_at(*dir, path, warm);
-                cpu0 = workload::thread_cpu();
-                workload::open_close_at(*dir, path, self.iterations).0
-            }
-            Kind::Connect(addr) => {
-                workload::connect_loop(addr, warm);
-                cpu0 = workload::thread_cpu();
-                workload::connect_loop(addr, self.iterations)
-            }
-            Kind::Write => {
-                workload::write_loop(warm);
-                cpu0 = workload::thread_cpu();
-                workload::write_loop(self.iterations)
-            }
-            Kind::Read => {
-                workload::read_loop(warm);
-                cpu0 = workload::thread_cpu();
-                workload::read_loop(self.iterations)
-            }
-        };
-        let cpu = workload::thread_cpu().saturating_sub(cpu0);
-        let n = self.iterations as f64;
-        Measurement {
-            cpu: cpu.as_nanos() as f64 / n,
-            wall: wall.as_nanos() as f64 / n,
-        }
-    }
-}
 
 #[derive(Default)]
 struct Cell {
@@ -395,13 +258,6 @@ fn measure_runbom(
     }
     rb.quiesce();
     rb.stop()
-}
-
-/// The idle gap runbom's measurements get while `Runbom::quiesce` waits for it, given to every
-/// other measurement too: an idle vCPU comes back slower (caches, host scheduling), and only
-/// equal treatment keeps that out of the differences.
-pub fn settle() {
-    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// Reference phase of a round: baseline and every variant, interleaved per repetition.
