@@ -9,7 +9,10 @@ use aya_ebpf::{
 use runbom_common::{EventKind, HTTP_DATA_MAX, HttpEvent, SockAddr};
 
 use crate::{
-    maps::{H2_SOCKS, HTTP_SCRATCH, SOCK_RESPONSE, SOCK_WRITES, SockWrite},
+    maps::{
+        H2_SOCKS, HTTP_SCRATCH, MARKING_PROCS, MARKING_PROCS_LEN, MARKING_PROCS_SHARED,
+        SOCK_RESPONSE, SOCK_WRITES, SockWrite,
+    },
     util::{current, fd_key, forget, header, keep_inflight, now, output_prefix, scratch, sys_arg},
 };
 
@@ -106,13 +109,51 @@ pub(crate) fn keep_write(tid: u32, w: &Write, peer: SockAddr, source: u16, flags
 /// `close(fd)`: what the HTTP/2 (`H2_SOCKS`) and HTTP/1 response (`SOCK_RESPONSE`) captures
 /// know of the socket goes with it, so that a file or socket that reuses the descriptor number
 /// is not captured. One program for both (one dispatch per `close`, the commonest syscall
-/// runbom hooks), deleting only what is there. Named after its tracepoint: the kernel keeps 15
-/// characters of a program's name, and `http_sys_enter_` would be `http_sys_enter_write`'s too.
+/// runbom hooks), deleting only what is there, and only for a process that has marked a socket
+/// ([`may_have_marks`]: one inlined array lookup for every other close). Named after its
+/// tracepoint: the kernel keeps 15 characters of a program's name, and `http_sys_enter_` would
+/// be `http_sys_enter_write`'s too.
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let (tgid, _) = current();
+    if !may_have_marks(tgid) {
+        return 0;
+    }
     let key = fd_key(tgid, fd_arg(&ctx));
     forget(&H2_SOCKS, key);
     forget(&SOCK_RESPONSE, key);
     0
+}
+
+/// Notes, before `tgid` marks a socket in `H2_SOCKS` or `SOCK_RESPONSE`, that its closes must
+/// look there (`MARKING_PROCS`).
+#[inline(always)]
+pub(crate) fn will_mark(tgid: u32) {
+    let Some(slot) = MARKING_PROCS.get_ptr_mut(tgid & (MARKING_PROCS_LEN - 1)) else {
+        return;
+    };
+    // SAFETY: a plain u32 of an array map, which lives as long as the program. Two ids of one
+    // slot (only beyond the default `pid_max`) marking in the same instant could each see it
+    // empty: then the one written first loses its entry (its closes leave its marks to the
+    // LRU maps' eviction, as a full map would).
+    unsafe {
+        let seen = core::ptr::read_volatile(slot);
+        if seen != tgid && seen != MARKING_PROCS_SHARED {
+            let next = if seen == 0 {
+                tgid
+            } else {
+                MARKING_PROCS_SHARED
+            };
+            core::ptr::write_volatile(slot, next);
+        }
+    }
+}
+
+/// Whether `tgid` may have a socket marked in `H2_SOCKS` or `SOCK_RESPONSE` ([`will_mark`]).
+#[inline(always)]
+fn may_have_marks(tgid: u32) -> bool {
+    match MARKING_PROCS.get(tgid & (MARKING_PROCS_LEN - 1)) {
+        Some(&seen) => seen == tgid || seen == MARKING_PROCS_SHARED,
+        None => true,
+    }
 }

@@ -29,7 +29,7 @@ use runbom_common::{
 };
 
 use crate::{
-    capture::{Capture, Write, emit, fd_arg, keep_write},
+    capture::{Capture, Write, emit, fd_arg, keep_write, will_mark},
     maps::{CONN_PEERS, H2_READS, H2_SOCKS, H2_SSL, H2_SSL_CALLS, H2SslCall, SSL_STATE, SockWrite},
     util::{
         current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now, output,
@@ -84,6 +84,7 @@ pub fn socket_write(w: &Write, first: u32) -> Option<u32> {
 pub fn socket_write_exit(w: &SockWrite, ret: u64) -> u32 {
     if w.flags & HTTP_H2_PREFACE != 0 {
         let (tgid, _) = current();
+        will_mark(tgid);
         let _ = H2_SOCKS.insert(&fd_key(tgid, w.fd), &1, 0);
     }
     chunks(w, ret, w.time_ns)

@@ -230,3 +230,20 @@ pub static FILE_HEADS: Array<[u8; runbom_common::PATH_HEADS]> = Array::with_max_
 #[map]
 pub static HEAD_RULES: Array<runbom_common::HeadRules> =
     Array::with_max_entries(runbom_common::HEAD_LISTS as u32, 0);
+
+// Which processes `close(2)` looks up (`capture.rs`).
+
+/// Slot `tgid & (MARKING_PROCS_LEN - 1)` → the process id that marked a socket in `H2_SOCKS`
+/// or `SOCK_RESPONSE`, [`MARKING_PROCS_SHARED`] once two ids sharing the slot have, 0 while none
+/// has. `close` looks in those maps only for a process its slot names, so the closes of every
+/// other process cost one inlined array lookup. A slot is never cleared: an id that marked
+/// stays looked up whichever process has it next. With the kernel's default `pid_max` (the
+/// slots' number) every id has a slot of its own.
+#[map]
+pub static MARKING_PROCS: Array<u32> = Array::with_max_entries(MARKING_PROCS_LEN, 0);
+
+/// Slots of `MARKING_PROCS` (a power of two): the kernel's default `pid_max`.
+pub const MARKING_PROCS_LEN: u32 = 1 << 15;
+
+/// A `MARKING_PROCS` slot two process ids have marked from: every process of the slot is looked up.
+pub const MARKING_PROCS_SHARED: u32 = u32::MAX;

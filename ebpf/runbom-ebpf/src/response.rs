@@ -19,7 +19,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use runbom_common::{HTTP_DATA_MAX, HTTP_STATUS_BYTES, SockAddr, http_source};
 
 use crate::{
-    capture::{Capture, emit, fd_arg},
+    capture::{Capture, emit, fd_arg, will_mark},
     maps::{SOCK_READS, SOCK_RESPONSE, SockWrite},
     util::{
         config, current, fd_key, first_iovec, keep_inflight, msghdr_iov, now, read_user, sys_arg,
@@ -56,6 +56,7 @@ pub(crate) fn request_sent(tgid: u32, fd: i32, head: *const u8) {
     } else {
         EXPECT_STATUS | STATUS_ONLY
     };
+    will_mark(tgid);
     let _ = SOCK_RESPONSE.insert(&fd_key(tgid, fd), &state, 0);
 }
 

@@ -21,6 +21,7 @@
 #![allow(clippy::cast_precision_loss)]
 
 mod conditions;
+mod controls;
 mod drops;
 mod inprogram;
 mod mixed;
@@ -106,6 +107,13 @@ struct Cli {
     /// `mixed`: opens, connects and execs per burst.
     #[arg(long, value_delimiter = ',', default_value = "20000,2000,200")]
     mixed_burst: Vec<u64>,
+    /// `mixed`: control conditions measured in the same rounds, comma-separated: `stopped`
+    /// (runbom stopped by SIGSTOP during the bursts), `no-tls` (no OpenSSL/Go uprobes, no library
+    /// watcher), `burner` (a thread spending runbom's share of a CPU instead of runbom), `bare`
+    /// (empty programs on runbom's tracepoints), `reference` (the reference probes' work on
+    /// opens and connects, empty programs elsewhere).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    mixed_controls: Vec<controls::Control>,
     /// `sustained`: `processors.correlate.workers` of each condition (1: the single-task path).
     #[arg(long, value_delimiter = ',', default_value = "2,1")]
     sustained_workers: Vec<usize>,
@@ -236,6 +244,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             opens: n(0),
             connects: n(1),
             execs: n(2),
+            controls: cli.mixed_controls.clone(),
         })?);
         report.push('\n');
     }

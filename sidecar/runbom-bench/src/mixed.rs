@@ -9,7 +9,8 @@
 //! kernel's BPF run-time statistics on (not counted above: the statistics cost a little per
 //! program run): the time spent inside each of runbom's programs per burst, which splits what
 //! runbom adds to the workload into its programs and everything around them (tracepoint
-//! dispatch, the syscall slow path every traced task takes, caches).
+//! dispatch, the syscall slow path every traced task takes, caches). `--mixed-controls` adds
+//! conditions that tell those apart (`crate::controls`), in the same rounds.
 
 use std::{
     collections::BTreeMap,
@@ -23,6 +24,7 @@ use anyhow::{Context as _, Result, bail};
 use runbom_testkit::{Ready, runbom::Stdout};
 
 use crate::{
+    controls::{self, Control},
     progstats,
     runbom::{Summary, count_exported_opens},
     stats::Samples,
@@ -41,6 +43,8 @@ pub struct Options {
     pub opens: u64,
     pub connects: u64,
     pub execs: u64,
+    /// Control conditions measured in the same rounds (`crate::controls`).
+    pub controls: Vec<Control>,
 }
 
 /// One burst's wall and CPU time, in seconds, and its CPU time by part.
@@ -102,10 +106,15 @@ fn burst(opts: &Options, path: &CString, port: &RefusedPort) -> Result<Burst> {
 /// The embedded defaults with the OTLP receivers and `/metrics` on free ports (the machine may
 /// run other collectors: a taken 8888 would stop runbom at start).
 pub(crate) fn config(work: &Path) -> Result<PathBuf> {
+    config_from(work, EMBEDDED_DEFAULT)
+}
+
+/// [`config`] from another text of the embedded defaults.
+fn config_from(work: &Path, base: &str) -> Result<PathBuf> {
     let grpc = runbom_testkit::net::free_port();
     let http = runbom_testkit::net::free_port();
     let metrics = runbom_testkit::net::free_port();
-    let text = EMBEDDED_DEFAULT
+    let text = base
         .replacen(
             "      grpc: {}",
             &format!("      grpc:\n        endpoint: 127.0.0.1:{grpc}"),
@@ -133,6 +142,17 @@ struct WithRunbom {
     bursts: Vec<Burst>,
     /// runbom's programs that ran during the burst with run-time statistics on.
     in_programs: Vec<progstats::Ran>,
+    /// The share of a CPU runbom spent while the bursts ran.
+    cpu_share: f64,
+}
+
+/// How runbom runs for a condition: its configuration's text, and whether it is stopped
+/// (SIGSTOP) while the bursts run.
+struct Mode<'a> {
+    config: &'a str,
+    stopped: bool,
+    /// One more burst with the kernel's run-time statistics on.
+    in_program_stats: bool,
 }
 
 fn with_runbom(
@@ -140,20 +160,36 @@ fn with_runbom(
     path: &CString,
     prefix: &str,
     port: &RefusedPort,
+    mode: &Mode<'_>,
 ) -> Result<WithRunbom> {
     let work = opts.dir.join("mixed");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let config = config(&work)?;
+    let config = config_from(&work, mode.config)?;
     let mut cmd = runbom_testkit::Runbom::command(&opts.runbom, &config, &work);
     let rb =
         runbom_testkit::Runbom::try_spawn(&mut cmd, &work, Ready::ProbesAttached, Stdout::Discard)?;
     std::thread::sleep(Duration::from_secs(1));
+    let signal = |sig| {
+        // SAFETY: a signal to our own child, which has not been reaped (we hold it).
+        unsafe { libc::kill(rb.pid() as libc::pid_t, sig) };
+    };
+    if mode.stopped {
+        signal(libc::SIGSTOP);
+    }
+    let (cpu0, start) = (controls::cpu_of(rb.pid()), Instant::now());
     let mut bursts = Vec::new();
     for _ in 0..opts.bursts {
         bursts.push(burst(opts, path, port)?);
     }
-    let in_programs = {
+    let cpu_share = controls::cpu_of(rb.pid())
+        .saturating_sub(cpu0)
+        .as_secs_f64()
+        / start.elapsed().as_secs_f64();
+    if mode.stopped {
+        signal(libc::SIGCONT);
+    }
+    let in_programs = if mode.in_program_stats {
         let ours = progstats::held_by(rb.pid());
         let _stats = progstats::enable()?;
         let before = progstats::snapshot();
@@ -161,6 +197,8 @@ fn with_runbom(
         let mut ran = progstats::ran(&before, &progstats::snapshot());
         ran.retain(|r| ours.contains(&r.id));
         ran
+    } else {
+        Vec::new()
     };
     let (status, _cpu, log) = rb.try_stop_with_cpu(Duration::from_mins(3))?;
     if !status.success() {
@@ -174,7 +212,39 @@ fn with_runbom(
         exported,
         bursts,
         in_programs,
+        cpu_share,
     })
+}
+
+/// What a round measures: the workload alone, with runbom, and each control asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Condition {
+    Without,
+    Runbom,
+    Control(Control),
+}
+
+impl Condition {
+    fn label(self) -> String {
+        match self {
+            Self::Without => "without runbom".into(),
+            Self::Runbom => "with runbom".into(),
+            Self::Control(c) => c.to_string(),
+        }
+    }
+}
+
+/// What each condition measured over the rounds.
+#[derive(Default)]
+struct Measured {
+    wall: Samples,
+    cpu: Samples,
+    parts: [Samples; PARTS.len()],
+    /// Per round: this condition's medians over those of the round without runbom.
+    ratio_wall: Samples,
+    ratio_cpu: Samples,
+    /// Per round: the round's medians (wall, CPU).
+    medians: Vec<(f64, f64)>,
 }
 
 pub fn run(opts: &Options) -> Result<String> {
@@ -188,62 +258,87 @@ pub fn run(opts: &Options) -> Result<String> {
     let port = RefusedPort::new()?;
     port.check()?;
     exec_true()?;
+    let workload = Workload {
+        path,
+        prefix,
+        port,
+        no_tls: controls::without_tls(EMBEDDED_DEFAULT),
+    };
 
-    let (mut wall, mut cpu) = (
-        [Samples::default(), Samples::default()],
-        [Samples::default(), Samples::default()],
-    );
-    let mut ratios_wall = Samples::default();
-    let mut ratios_cpu = Samples::default();
-    let mut rows = String::new();
+    let mut conditions = vec![Condition::Without, Condition::Runbom];
+    conditions.extend(opts.controls.iter().map(|&c| Condition::Control(c)));
+    let mut measured: Vec<Measured> = conditions.iter().map(|_| Measured::default()).collect();
     let mut totals = Totals::default();
-    let mut parts: [[Samples; PARTS.len()]; 2] = Default::default();
+    let mut foreign = Vec::new();
+    // runbom's CPU share in the last bursts with it: what the burner spends.
+    let mut share = 0.5;
     for round in 0..opts.rounds {
-        let mut medians = [(0.0, 0.0); 2];
-        let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for which in order {
-            eprintln!(
-                "[bench] mixed: round {} {}",
-                round + 1,
-                if which == 0 {
-                    "without runbom"
-                } else {
-                    "with runbom"
-                }
-            );
-            let bursts = if which == 0 {
-                (0..opts.bursts)
-                    .map(|_| burst(opts, &path, &port))
-                    .collect::<Result<Vec<_>>>()?
-            } else {
-                let w = with_runbom(opts, &path, &prefix, &port)?;
-                totals.add(opts, &w);
-                w.bursts
-            };
+        for k in 0..conditions.len() {
+            let which = (k + round) % conditions.len();
+            let condition = conditions[which];
+            eprintln!("[bench] mixed: round {} {}", round + 1, condition.label());
+            let bursts = measure(
+                opts,
+                &workload,
+                condition,
+                &mut Round {
+                    share: &mut share,
+                    totals: &mut totals,
+                    foreign: &mut foreign,
+                },
+            )?;
+            let m = &mut measured[which];
             let (mut w, mut c) = (Samples::default(), Samples::default());
             for b in &bursts {
                 w.push(b.wall);
                 c.push(b.cpu);
-                wall[which].push(b.wall);
-                cpu[which].push(b.cpu);
-                for (samples, part) in parts[which].iter_mut().zip(b.parts) {
+                m.wall.push(b.wall);
+                m.cpu.push(b.cpu);
+                for (samples, part) in m.parts.iter_mut().zip(b.parts) {
                     samples.push(part);
                 }
             }
-            medians[which] = (w.median(), c.median());
+            m.medians.push((w.median(), c.median()));
         }
-        ratios_wall.push(medians[1].0 / medians[0].0);
-        ratios_cpu.push(medians[1].1 / medians[0].1);
+        let (wall0, cpu0) = measured[0].medians[round];
+        for m in &mut measured[1..] {
+            let (wall, cpu) = m.medians[round];
+            m.ratio_wall.push(wall / wall0);
+            m.ratio_cpu.push(cpu / cpu0);
+        }
+    }
+    Ok(report(
+        opts,
+        &conditions,
+        &measured,
+        &totals,
+        share,
+        foreign,
+    ))
+}
+
+/// The tables: with runbom against without by round, by part, the controls, the totals.
+fn report(
+    opts: &Options,
+    conditions: &[Condition],
+    measured: &[Measured],
+    totals: &Totals,
+    share: f64,
+    mut foreign: Vec<String>,
+) -> String {
+    let mut rows = String::new();
+    for round in 0..opts.rounds {
+        let (without, with) = (measured[0].medians[round], measured[1].medians[round]);
         let _ = writeln!(
             rows,
             "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3}× | {:.3}× |",
             round + 1,
-            medians[0].0 * 1e3,
-            medians[1].0 * 1e3,
-            medians[0].1 * 1e3,
-            medians[1].1 * 1e3,
-            medians[1].0 / medians[0].0,
-            medians[1].1 / medians[0].1,
+            without.0 * 1e3,
+            with.0 * 1e3,
+            without.1 * 1e3,
+            with.1 * 1e3,
+            with.0 / without.0,
+            with.1 / without.1,
         );
     }
     let mut out = format!(
@@ -253,23 +348,141 @@ pub fn run(opts: &Options) -> Result<String> {
          |---:|---:|---:|---:|---:|---:|---:|\n{rows}",
         opts.opens, opts.connects, opts.execs, opts.bursts, opts.rounds
     );
+    let (without, with) = (&measured[0], &measured[1]);
     let _ = writeln!(
         out,
         "| all | {:.1} | {:.1} | {:.1} | {:.1} | **{:.3}×** ({:.3}..{:.3}) | **{:.3}×** ({:.3}..{:.3}) |",
-        wall[0].median() * 1e3,
-        wall[1].median() * 1e3,
-        cpu[0].median() * 1e3,
-        cpu[1].median() * 1e3,
-        ratios_wall.median(),
-        ratios_wall.min(),
-        ratios_wall.max(),
-        ratios_cpu.median(),
-        ratios_cpu.min(),
-        ratios_cpu.max(),
+        without.wall.median() * 1e3,
+        with.wall.median() * 1e3,
+        without.cpu.median() * 1e3,
+        with.cpu.median() * 1e3,
+        with.ratio_wall.median(),
+        with.ratio_wall.min(),
+        with.ratio_wall.max(),
+        with.ratio_cpu.median(),
+        with.ratio_cpu.min(),
+        with.ratio_cpu.max(),
     );
-    out.push_str(&by_part(opts, &parts, &totals.programs));
+    let parts: Vec<&[Samples; PARTS.len()]> = measured.iter().map(|m| &m.parts).collect();
+    out.push_str(&by_part(opts, [parts[0], parts[1]], &totals.programs));
+    if conditions.len() > 2 {
+        out.push_str(&by_condition(opts, conditions, measured, share));
+    }
+    foreign.sort();
+    foreign.dedup();
+    let _ = writeln!(
+        out,
+        "\nOther tracepoint programs loaded on the machine during the rounds without runbom: {}",
+        if foreign.is_empty() {
+            "none".to_owned()
+        } else {
+            foreign.join(", ")
+        }
+    );
     out.push_str(&totals.summary());
-    Ok(out)
+    out
+}
+
+/// The workload's files and port, and the configuration of the `no-tls` control.
+struct Workload {
+    path: CString,
+    prefix: String,
+    port: RefusedPort,
+    no_tls: String,
+}
+
+/// What a round's conditions hand on to each other and to the report.
+struct Round<'a> {
+    /// runbom's CPU share in the last bursts with it: what the burner spends.
+    share: &'a mut f64,
+    totals: &'a mut Totals,
+    /// Tracepoint programs of others seen while runbom was not running.
+    foreign: &'a mut Vec<String>,
+}
+
+/// The bursts of one condition in one round.
+fn measure(
+    opts: &Options,
+    w: &Workload,
+    condition: Condition,
+    round: &mut Round<'_>,
+) -> Result<Vec<Burst>> {
+    let bursts_of = || -> Result<Vec<Burst>> {
+        (0..opts.bursts)
+            .map(|_| burst(opts, &w.path, &w.port))
+            .collect()
+    };
+    let with = |config, stopped| {
+        let mode = Mode {
+            config,
+            stopped,
+            in_program_stats: condition == Condition::Runbom,
+        };
+        with_runbom(opts, &w.path, &w.prefix, &w.port, &mode)
+    };
+    Ok(match condition {
+        Condition::Without => {
+            round
+                .foreign
+                .extend(crate::reference::foreign_tracepoint_programs());
+            bursts_of()?
+        }
+        Condition::Runbom => {
+            let r = with(EMBEDDED_DEFAULT, false)?;
+            round.totals.add(opts, &r);
+            *round.share = r.cpu_share;
+            r.bursts
+        }
+        Condition::Control(Control::Stopped) => with(EMBEDDED_DEFAULT, true)?.bursts,
+        Condition::Control(Control::NoTls) => with(&w.no_tls, false)?.bursts,
+        Condition::Control(Control::Burner) => {
+            let _burner = controls::Burner::start(*round.share)?;
+            bursts_of()?
+        }
+        Condition::Control(c @ (Control::Bare | Control::Reference)) => {
+            let _probes = controls::reference_probes(c)?;
+            std::thread::sleep(Duration::from_millis(200));
+            bursts_of()?
+        }
+    })
+}
+
+/// Every condition against the workload alone: CPU and wall ratios by round, and what each
+/// part of a burst added per operation.
+fn by_condition(
+    opts: &Options,
+    conditions: &[Condition],
+    measured: &[Measured],
+    share: f64,
+) -> String {
+    let per_burst = [opts.opens, opts.connects, opts.execs];
+    let mut out = format!(
+        "\nControls (each against the workload alone in the same rounds; the burner spent {:.0} % \
+         of a CPU, runbom's share in the last bursts with it):\n\n\
+         | condition | workload CPU ratio (by round) | wall ratio | added µs per open | per connect | per exec |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+        share * 100.0
+    );
+    let without = &measured[0];
+    for (condition, m) in conditions.iter().zip(measured).skip(1) {
+        let added: Vec<String> = (0..PARTS.len())
+            .map(|i| {
+                let d = m.parts[i].median() - without.parts[i].median();
+                format!("{:+.2}", d * 1e6 / per_burst[i].max(1) as f64)
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:.3}× ({:.3}..{:.3}) | {:.3}× | {} |",
+            condition.label(),
+            m.ratio_cpu.median(),
+            m.ratio_cpu.min(),
+            m.ratio_cpu.max(),
+            m.ratio_wall.median(),
+            added.join(" | "),
+        );
+    }
+    out
 }
 
 /// What the rounds with runbom add up to.
@@ -325,7 +538,7 @@ impl Totals {
 /// bursts), and the time inside runbom's programs per burst (the statistics bursts, averaged).
 fn by_part(
     opts: &Options,
-    parts: &[[Samples; PARTS.len()]; 2],
+    parts: [&[Samples; PARTS.len()]; 2],
     programs: &BTreeMap<String, (u64, u64)>,
 ) -> String {
     let per_burst = [opts.opens, opts.connects, opts.execs];

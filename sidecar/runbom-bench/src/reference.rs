@@ -265,16 +265,27 @@ impl Reference {
             std::thread::sleep(POLL_TIMEOUT * 2);
         }
         for &(program, tracepoint) in variant.attach {
-            let tp: &mut TracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| anyhow!("program {program} missing"))?
-                .try_into()?;
-            let link = tp
-                .attach("syscalls", tracepoint)
-                .with_context(|| format!("attaching {program} to syscalls:{tracepoint}"))?;
-            self.links.push((program, link));
+            self.attach_one(program, "syscalls", tracepoint)?;
         }
+        Ok(())
+    }
+
+    /// Attaches `program` to `category:tracepoint` (detached with the others by [`Self::detach`]).
+    pub fn attach_one(
+        &mut self,
+        program: &'static str,
+        category: &str,
+        tracepoint: &str,
+    ) -> Result<()> {
+        let tp: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| anyhow!("program {program} missing"))?
+            .try_into()?;
+        let link = tp
+            .attach(category, tracepoint)
+            .with_context(|| format!("attaching {program} to {category}:{tracepoint}"))?;
+        self.links.push((program, link));
         Ok(())
     }
 

@@ -84,6 +84,19 @@ const HTTP_TRACEPOINTS: &[(&str, &str)] = &[
     ("sys_enter_close", "sys_enter_close"),
 ];
 
+/// `(category, tracepoint)` of every tracepoint program [`Probes::load`] attaches with the
+/// HTTP captures on (`http`) or off, one entry per program (a tracepoint with two programs is
+/// listed twice): what a benchmark attaches its reference programs to, to price the same
+/// dispatches.
+#[must_use]
+pub fn attached_tracepoints(http: bool) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<_> = TRACEPOINTS.iter().map(|&(p, c)| (c, p)).collect();
+    if http {
+        out.extend(HTTP_TRACEPOINTS.iter().map(|&(_, t)| ("syscalls", t)));
+    }
+    out
+}
+
 /// The OpenSSL functions hooked, wherever a file defines them (see [`crate::openssl`]).
 pub const SSL_SYMBOLS: [&str; 5] = [
     "SSL_write",
