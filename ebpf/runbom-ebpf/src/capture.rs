@@ -149,9 +149,10 @@ pub(crate) fn will_mark(tgid: u32) {
     }
 }
 
-/// Whether `tgid` may have a socket marked in `H2_SOCKS` or `SOCK_RESPONSE` ([`will_mark`]).
+/// Whether `tgid` may have a socket marked in `H2_SOCKS` or `SOCK_RESPONSE` ([`will_mark`]):
+/// when not, none of its reads, writes or closes need look there (nor for a read kept at entry).
 #[inline(always)]
-fn may_have_marks(tgid: u32) -> bool {
+pub(crate) fn may_have_marks(tgid: u32) -> bool {
     match MARKING_PROCS.get(tgid & (MARKING_PROCS_LEN - 1)) {
         Some(&seen) => seen == tgid || seen == MARKING_PROCS_SHARED,
         None => true,

@@ -8,6 +8,8 @@
 //!   and its exit captures what was written, buffer by buffer for `writev`/`sendmsg`;
 //! - socket reads (`read`, `recvfrom`, `readv`, `recvmsg`): one map lookup at entry, one at
 //!   exit (the thread's pending read), and what was read is captured the same way;
+//! - a process that never marked a socket (`capture::will_mark`) pays neither lookup: one
+//!   array lookup says so at each entry and exit;
 //! - `SSL_write[_ex]`/`SSL_read[_ex]`: one map lookup at entry (`H2_SSL`), captured at return
 //!   when the call succeeded. `http.rs`'s OpenSSL probes call the `ssl_*` functions here (one
 //!   program per hook for HTTP/1 and HTTP/2).
@@ -29,7 +31,7 @@ use runbom_common::{
 };
 
 use crate::{
-    capture::{Capture, Write, emit, fd_arg, keep_write, will_mark},
+    capture::{Capture, Write, emit, fd_arg, keep_write, may_have_marks, will_mark},
     maps::{CONN_PEERS, H2_READS, H2_SOCKS, H2_SSL, H2_SSL_CALLS, H2SslCall, SSL_STATE, SockWrite},
     util::{
         current, fd_key, first_iovec, header, is_self, keep_inflight, msghdr_iov, now, output,
@@ -71,7 +73,7 @@ pub fn socket_write(w: &Write, first: u32) -> Option<u32> {
             peer = unsafe { *p };
             flags |= HTTP_PEER_KNOWN;
         }
-    } else if H2_SOCKS.get_ptr(key).is_none() {
+    } else if !may_have_marks(tgid) || H2_SOCKS.get_ptr(key).is_none() {
         return None;
     }
     keep_write(tid, w, peer, http_source::H2_SOCKET_WRITE, flags);
@@ -209,11 +211,15 @@ pub fn h2_sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
     read_enter(&ctx, ReadKind::Message).unwrap_or(1)
 }
 
-/// A read on an HTTP/2 socket is kept until its exit (one map lookup for every other read).
+/// A read on an HTTP/2 socket is kept until its exit (for every other read one array lookup, and
+/// one map lookup in a process that marked a socket).
 #[inline(always)]
 fn read_enter(ctx: &TracePointContext, kind: ReadKind) -> Option<u32> {
     let fd = fd_arg(ctx);
     let (tgid, tid) = current();
+    if !may_have_marks(tgid) {
+        return None;
+    }
     H2_SOCKS.get_ptr(fd_key(tgid, fd))?;
     let (buf, len, iov, iov_len) = match kind {
         ReadKind::Buffer => (sys_arg::<u64>(ctx, 1), sys_arg::<u64>(ctx, 2), 0, 0),
@@ -249,7 +255,11 @@ tracepoints!(
 /// Exit of a read-family call: what an HTTP/2 socket read is captured, stamped with now.
 #[inline(always)]
 fn read_exit(ctx: &TracePointContext) -> u32 {
-    let (_, tid) = current();
+    let (tgid, tid) = current();
+    // An entry keeps a read only for a process that marked a socket.
+    if !may_have_marks(tgid) {
+        return 0;
+    }
     let Some(r) = take(&H2_READS, &tid) else {
         return 0;
     };

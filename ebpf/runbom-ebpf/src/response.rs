@@ -8,7 +8,8 @@
 //!   download's body is never copied);
 //! - read-family entries (`read`, `recvfrom`, `readv`, `recvmsg`) pay one map lookup of that
 //!   mark and keep the call only for a marked socket (`SOCK_READS`); their exits pay one lookup
-//!   of the thread's kept call;
+//!   of the thread's kept call; a process that never marked a socket (`capture::will_mark`)
+//!   pays one array lookup instead of each;
 //! - the first read that returns bytes starting `HTTP/` is the status (`SOCKET_READ`), the
 //!   reads after it the response's rest (`SOCKET_RESPONSE`) until the budget is spent, one
 //!   record of at most `HTTP_DATA_MAX` bytes per read (the first buffer of a vector read);
@@ -19,7 +20,7 @@ use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use runbom_common::{HTTP_DATA_MAX, HTTP_STATUS_BYTES, SockAddr, http_source};
 
 use crate::{
-    capture::{Capture, emit, fd_arg, will_mark},
+    capture::{Capture, emit, fd_arg, may_have_marks, will_mark},
     maps::{SOCK_READS, SOCK_RESPONSE, SockWrite},
     util::{
         config, current, fd_key, first_iovec, keep_inflight, msghdr_iov, now, read_user, sys_arg,
@@ -80,12 +81,15 @@ pub fn resp_sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
     read_enter(&ctx, ReadKind::Message).unwrap_or(1)
 }
 
-/// A read on a socket awaiting a response is kept until its exit (one map lookup for every
-/// other read).
+/// A read on a socket awaiting a response is kept until its exit (for every other read one
+/// array lookup, and one map lookup in a process that marked a socket).
 #[inline(always)]
 fn read_enter(ctx: &TracePointContext, kind: ReadKind) -> Option<u32> {
     let fd = fd_arg(ctx);
     let (tgid, tid) = current();
+    if !may_have_marks(tgid) {
+        return None;
+    }
     SOCK_RESPONSE.get_ptr(fd_key(tgid, fd))?;
     let (buf, len) = match kind {
         ReadKind::Buffer => (sys_arg::<u64>(ctx, 1), sys_arg::<u64>(ctx, 2)),
@@ -130,6 +134,10 @@ tracepoints!(
 #[inline(always)]
 fn read_exit(ctx: &TracePointContext) -> u32 {
     let (tgid, tid) = current();
+    // An entry keeps a read only for a process that marked a socket.
+    if !may_have_marks(tgid) {
+        return 0;
+    }
     let Some(r) = take(&SOCK_READS, &tid) else {
         return 0;
     };
