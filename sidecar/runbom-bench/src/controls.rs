@@ -6,7 +6,7 @@
 //!   may fill meanwhile; what is lost then is not counted in the totals.
 //! - `no-tls`: runbom with `receivers.ebpf.http.openssl: false`: no OpenSSL or Go uprobes and
 //!   no library watcher (its `/proc/PID/maps` reads after each exec).
-//! - `burner`: no runbom; a thread of this benchmark spends the share of a CPU runbom spent
+//! - `burner`: no runbom; a child process spends the share of a CPU runbom spent
 //!   during the previous bursts with it (0.5 before the first), walking 8 MiB of memory: is
 //!   the cost plain contention for the machine (the other vCPU, caches, the host)?
 //! - `bare`: no runbom; an empty reference program on every tracepoint runbom attaches (one per
@@ -17,11 +17,6 @@
 
 use std::{
     fmt,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -69,35 +64,34 @@ pub fn cpu_of(pid: u32) -> Duration {
     Duration::from_nanos(ns)
 }
 
-/// A thread spending `share` of a CPU walking 8 MiB of memory, in 1 ms periods, until dropped.
+/// A child process spending `share` of a CPU walking 8 MiB of memory, in 1 ms periods, until
+/// dropped (killed and reaped then: its CPU time is not the workload's, and it shares no memory
+/// with the workload, as runbom does not).
 pub struct Burner {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    pid: libc::pid_t,
 }
 
 const PERIOD: Duration = Duration::from_millis(1);
 
 impl Burner {
     pub fn start(share: f64) -> Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
         let busy = PERIOD.mul_f64(share.clamp(0.0, 1.0));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("burner".into())
-                .spawn(move || burn(&stop, busy))?
-        };
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
+        // Allocated before the fork: the child only walks it, sleeps and reads the clock.
+        let mut memory = vec![0_u64; (8 << 20) / 8];
+        // SAFETY: the child calls nothing that takes a lock (no allocation, no stdio): plain
+        // memory writes, `clock_gettime` and `nanosleep`, until it is killed.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            -1 => Err(std::io::Error::last_os_error().into()),
+            0 => burn(&mut memory, busy),
+            pid => Ok(Self { pid }),
+        }
     }
 }
 
-fn burn(stop: &AtomicBool, busy: Duration) {
-    let mut memory = vec![0_u64; (8 << 20) / 8];
+fn burn(memory: &mut [u64], busy: Duration) -> ! {
     let mut at = 0;
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let start = Instant::now();
         while start.elapsed() < busy {
             // One cache line per step.
@@ -113,9 +107,10 @@ fn burn(stop: &AtomicBool, busy: Duration) {
 
 impl Drop for Burner {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // SAFETY: our own child, killed and reaped once.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
         }
     }
 }
@@ -131,9 +126,11 @@ const REFERENCE_WORK: &[(&str, &str)] = &[
 ];
 
 /// Loads the reference programs and attaches them as `control` (`Bare` or `Reference`) says to
-/// every tracepoint runbom attaches with its embedded defaults; detached when dropped.
-pub fn reference_probes(control: Control) -> Result<Reference> {
-    let mut reference = Reference::load(4 << 20, &[], None)?;
+/// every tracepoint runbom attaches with its embedded defaults, one program per runbom program
+/// (a tracepoint takes a program once: a second copy of the object serves the tracepoints
+/// runbom attaches two programs to); detached when dropped.
+pub fn reference_probes(control: Control) -> Result<Vec<Reference>> {
+    let mut copies: Vec<(Reference, Vec<&str>)> = Vec::new();
     for (category, tracepoint) in runbom_kernel::probes::attached_tracepoints(true) {
         let program = match control {
             Control::Reference => REFERENCE_WORK
@@ -142,7 +139,18 @@ pub fn reference_probes(control: Control) -> Result<Reference> {
                 .map_or("reference_bare", |(_, p)| p),
             _ => "reference_bare",
         };
+        let free = copies
+            .iter()
+            .position(|(_, used)| !used.contains(&tracepoint));
+        let at = if let Some(at) = free {
+            at
+        } else {
+            copies.push((Reference::load(4 << 20, &[], None)?, Vec::new()));
+            copies.len() - 1
+        };
+        let (reference, used) = &mut copies[at];
         reference.attach_one(program, category, tracepoint)?;
+        used.push(tracepoint);
     }
-    Ok(reference)
+    Ok(copies.into_iter().map(|(r, _)| r).collect())
 }

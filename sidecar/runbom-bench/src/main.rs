@@ -109,7 +109,7 @@ struct Cli {
     mixed_burst: Vec<u64>,
     /// `mixed`: control conditions measured in the same rounds, comma-separated: `stopped`
     /// (runbom stopped by SIGSTOP during the bursts), `no-tls` (no OpenSSL/Go uprobes, no library
-    /// watcher), `burner` (a thread spending runbom's share of a CPU instead of runbom), `bare`
+    /// watcher), `burner` (a process spending runbom's share of a CPU instead of runbom), `bare`
     /// (empty programs on runbom's tracepoints), `reference` (the reference probes' work on
     /// opens and connects, empty programs elsewhere).
     #[arg(long, value_enum, value_delimiter = ',')]
