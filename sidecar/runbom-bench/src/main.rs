@@ -11,9 +11,10 @@
 //!   compared.
 //! - `mixed`: a syscall-heavy workload (opens, connects, execs in bursts) with runbom's embedded
 //!   defaults against the same workload without runbom, rounds interleaved.
-//! - `sustained`: paced opens under the embedded defaults: kernel records read per second and
-//!   per CPU-second, for each of several `correlate` worker counts, rounds interleaved (run
-//!   only when named).
+//! - `sustained`: paced opens under the embedded defaults, or the kernel path alone into the
+//!   `otlp` or `file` exporter (`--sustained-pipelines`): kernel records read per second and
+//!   per CPU-second, for each of several `correlate` worker counts or against another binary,
+//!   rounds interleaved (run only when named).
 //!
 //! The userspace throughput benchmark is a criterion bench: `cargo bench -p runbom-bench`.
 
@@ -25,6 +26,7 @@ mod controls;
 mod drops;
 mod inprogram;
 mod mixed;
+mod pipelines;
 mod pipes;
 mod progstats;
 mod reference;
@@ -114,11 +116,20 @@ struct Cli {
     /// opens and connects, empty programs elsewhere).
     #[arg(long, value_enum, value_delimiter = ',')]
     mixed_controls: Vec<controls::Control>,
-    /// `sustained`: `processors.correlate.workers` of each condition (1: the single-task path).
+    /// `sustained`: what runbom runs, comma-separated: `defaults` (the embedded defaults:
+    /// `correlate`, `aibom`, the `file` exporter), `otlp` (the kernel path alone: `ebpf`,
+    /// `memory_limiter`, `batch`, the `otlp` exporter without compression to a second runbom
+    /// that discards what it receives), `otlphttp` (the same with the `otlphttp` exporter),
+    /// `file` (the kernel path alone into the `file` exporter).
+    #[arg(long, value_delimiter = ',', default_value = "defaults")]
+    sustained_pipelines: Vec<sustained::Pipeline>,
+    /// `sustained`: `processors.correlate.workers` of each condition with the defaults (1: the
+    /// single-task path).
     #[arg(long, value_delimiter = ',', default_value = "2,1")]
     sustained_workers: Vec<usize>,
     /// `sustained`: another `runbom` binary (main's build) run in the same rounds against this
-    /// one, both with the first `--sustained-workers` value.
+    /// one, each pipeline with both binaries (the defaults with the first
+    /// `--sustained-workers` value).
     #[arg(long)]
     sustained_baseline: Option<std::path::PathBuf>,
     /// `sustained`: opens per second.
@@ -146,6 +157,7 @@ fn sustained(cli: &Cli, runbom: &std::path::Path) -> anyhow::Result<String> {
             .as_deref()
             .map(std::fs::canonicalize)
             .transpose()?,
+        pipelines: cli.sustained_pipelines.clone(),
         workers: cli.sustained_workers.clone(),
         dir: cli.dir.clone(),
         rounds: cli.rounds,

@@ -1,25 +1,31 @@
-//! Benchmark (f): sustained opens under runbom's embedded defaults (`correlate` and `aibom` in
-//! the traces pipeline, the `file` exporter), with each of several `processors.correlate.workers`
-//! values (1: the single-task path). A workload opens a watched path at a fixed rate for a
-//! while; afterwards runbom's closing summary says how many kernel records it read (and how
-//! many the kernel shed or dropped), and its CPU time after start-up how much that cost.
-//! Measured: records read per second of load (what runbom kept up with) and kernel records per
+//! Benchmark (f): sustained opens of a watched path at a fixed rate, under one or more
+//! [`Pipeline`]s: the embedded defaults (`correlate` and `aibom` in the traces pipeline, the
+//! `file` exporter), and the kernel path alone (decode, enrich, convert, encode) into the `otlp`
+//! or `otlphttp` exporter (to a second runbom that discards what it receives) or into the `file`
+//! exporter.
+//! Afterwards runbom's closing summary says how many kernel records it read (and how many the
+//! kernel shed or dropped), and its CPU time after start-up how much that cost. Measured:
+//! records read per second of load (what runbom kept up with) and kernel records per
 //! CPU-second (what each record cost, drain included). Rounds alternate the conditions' order.
 //!
-//! With a baseline binary (`--sustained-baseline`), the conditions are the two binaries instead,
-//! both with the first `workers` value: this build against another (main's), in the same rounds.
+//! Without a baseline binary the defaults run once per `processors.correlate.workers` value (1:
+//! the single-task path). With one (`--sustained-baseline`), every pipeline runs with both
+//! binaries (the defaults with the first `workers` value), paired by round.
 
 use std::{ffi::CString, fmt::Write as _, path::PathBuf, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::{runbom::Runbom, stats::Samples, workload};
+pub use crate::pipelines::Pipeline;
+use crate::{pipelines::Sink, runbom::Runbom, stats::Samples, workload};
 
 pub struct Options {
     pub runbom: PathBuf,
-    /// Another `runbom` binary to run in the same rounds (the conditions are then the binaries).
+    /// Another `runbom` binary to run in the same rounds (each pipeline with both binaries).
     pub baseline: Option<PathBuf>,
-    /// `processors.correlate.workers` of each condition.
+    /// What runbom runs, one condition (or pair) each.
+    pub pipelines: Vec<Pipeline>,
+    /// `processors.correlate.workers` of each condition with the defaults.
     pub workers: Vec<usize>,
     pub dir: PathBuf,
     pub rounds: usize,
@@ -34,66 +40,102 @@ struct Run {
     per_cpu_s: f64,
     shed: u64,
     ring_full: u64,
+    exported: u64,
+    failed: u64,
 }
 
-/// One condition: a binary and its `processors.correlate.workers`.
+/// One condition: a binary, what it runs, and the defaults' `processors.correlate.workers`.
 struct Condition {
     label: String,
     runbom: PathBuf,
+    pipeline: Pipeline,
     workers: usize,
 }
 
-fn conditions(opts: &Options) -> Vec<Condition> {
+/// The conditions, in groups of one or two; the second of a pair is what the first is
+/// compared with, round by round.
+fn conditions(opts: &Options) -> Vec<Vec<Condition>> {
     let first = opts.workers.first().copied().unwrap_or(1);
-    match &opts.baseline {
-        Some(baseline) => vec![
-            Condition {
-                label: format!("this binary, workers: {first}"),
+    let workers_label = |p: Pipeline, w: usize| {
+        if p == Pipeline::Defaults {
+            format!("{p}, workers: {w}")
+        } else {
+            p.to_string()
+        }
+    };
+    opts.pipelines
+        .iter()
+        .map(|&pipeline| match &opts.baseline {
+            Some(baseline) => vec![
+                Condition {
+                    label: format!("this binary, {}", workers_label(pipeline, first)),
+                    runbom: opts.runbom.clone(),
+                    pipeline,
+                    workers: first,
+                },
+                Condition {
+                    label: format!("baseline, {}", workers_label(pipeline, first)),
+                    runbom: baseline.clone(),
+                    pipeline,
+                    workers: first,
+                },
+            ],
+            None if pipeline == Pipeline::Defaults => opts
+                .workers
+                .iter()
+                .map(|&w| Condition {
+                    label: workers_label(pipeline, w),
+                    runbom: opts.runbom.clone(),
+                    pipeline,
+                    workers: w,
+                })
+                .collect(),
+            None => vec![Condition {
+                label: pipeline.to_string(),
                 runbom: opts.runbom.clone(),
+                pipeline,
                 workers: first,
-            },
-            Condition {
-                label: format!("baseline, workers: {first}"),
-                runbom: baseline.clone(),
-                workers: first,
-            },
-        ],
-        None => opts
-            .workers
-            .iter()
-            .map(|&w| Condition {
-                label: format!("workers: {w}"),
-                runbom: opts.runbom.clone(),
-                workers: w,
-            })
-            .collect(),
-    }
+            }],
+        })
+        .collect()
 }
 
-fn once(condition: &Condition, opts: &Options, path: &CString) -> Result<Run> {
-    let workers = condition.workers;
+fn once(condition: &Condition, opts: &Options, path: &CString, sink: &Sink) -> Result<Run> {
     let work = opts.dir.join("sustained");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let config = crate::mixed::config(&work)?;
-    let text = std::fs::read_to_string(&config)?.replacen(
-        "  correlate: {}",
-        &format!("  correlate:\n    workers: {workers}"),
-        1,
-    );
-    std::fs::write(&config, text)?;
+    let config = crate::pipelines::config(condition.pipeline, &work, condition.workers, sink)?;
     let rb = Runbom::start_with(&condition.runbom, &work, &config, None)?;
     let (_, elapsed) = workload::paced(path, opts.rate, Duration::from_secs(opts.seconds));
     let summary = rb.stop()?;
     let _ = std::fs::remove_dir_all(&work);
     let field = |k: &str| summary.get(k).copied().unwrap_or(0);
     let records = field("kernel_records") as f64;
-    Ok(Run {
+    let run = Run {
         records_per_s: records / elapsed.as_secs_f64(),
         per_cpu_s: records / (field("cpu_us").max(1) as f64 / 1e6),
         shed: field("shed_drops"),
         ring_full: field("ring_full_drops"),
-    })
+        exported: field("exported"),
+        failed: field("failed"),
+    };
+    if run.failed > 0 || run.exported == 0 {
+        bail!(
+            "{}: runbom exported {} and gave up on {} items: the measurement would not be of \
+             the whole path",
+            condition.label,
+            run.exported,
+            run.failed
+        );
+    }
+    Ok(run)
+}
+
+/// Per condition, across rounds.
+#[derive(Default)]
+struct Figures {
+    read: Samples,
+    per_cpu: Samples,
 }
 
 pub fn run(opts: &Options) -> Result<String> {
@@ -103,15 +145,20 @@ pub fn run(opts: &Options) -> Result<String> {
     std::fs::write(&file, b"x")?;
     let path = CString::new(file.as_os_str().as_encoded_bytes())?;
     workload::check_open(&path)?;
-    let conditions = conditions(opts);
-    let bins: Vec<&str> = conditions.iter().map(|c| c.label.as_str()).collect();
+    let groups = conditions(opts);
+    // The OTLP sink runs through every round (started once: its start-up is not in any run).
+    let sink = if opts.pipelines.iter().any(|p| p.needs_sink()) {
+        Sink::start(&opts.runbom, &opts.dir.join("sink"))?
+    } else {
+        Sink::default()
+    };
+    let all: Vec<&Condition> = groups.iter().flatten().collect();
+    let mut figures: Vec<Figures> = all.iter().map(|_| Figures::default()).collect();
+    let mut ratios: Vec<(Samples, Samples)> = groups.iter().map(|_| Default::default()).collect();
     let mut rows = String::new();
-    let mut read: Vec<Samples> = bins.iter().map(|_| Samples::default()).collect();
-    let mut per_cpu: Vec<Samples> = bins.iter().map(|_| Samples::default()).collect();
-    let (mut ratio_read, mut ratio_cpu) = (Samples::default(), Samples::default());
     for round in 0..opts.rounds {
-        let mut runs: Vec<Option<Run>> = bins.iter().map(|_| None).collect();
-        let mut order: Vec<usize> = (0..bins.len()).collect();
+        let mut runs: Vec<Option<Run>> = all.iter().map(|_| None).collect();
+        let mut order: Vec<usize> = (0..all.len()).collect();
         if round % 2 == 1 {
             order.reverse();
         }
@@ -119,62 +166,75 @@ pub fn run(opts: &Options) -> Result<String> {
             eprintln!(
                 "[bench] sustained: round {} {} at {} opens/s for {} s",
                 round + 1,
-                bins[i],
+                all[i].label,
                 opts.rate,
                 opts.seconds
             );
-            let r = once(&conditions[i], opts, &path)?;
-            read[i].push(r.records_per_s);
-            per_cpu[i].push(r.per_cpu_s);
+            let r = once(all[i], opts, &path, &sink)?;
+            figures[i].read.push(r.records_per_s);
+            figures[i].per_cpu.push(r.per_cpu_s);
             let _ = writeln!(
                 rows,
-                "| {} | {} | {:.0} | {:.0} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {} | {} | {} |",
                 round + 1,
-                bins[i],
+                all[i].label,
                 r.records_per_s,
                 r.per_cpu_s,
                 r.shed,
-                r.ring_full
+                r.ring_full,
+                r.exported
             );
             runs[i] = Some(r);
         }
-        if let [Some(a), Some(b)] = runs.as_slice() {
-            ratio_read.push(a.records_per_s / b.records_per_s);
-            ratio_cpu.push(a.per_cpu_s / b.per_cpu_s);
+        let mut at = 0;
+        for (g, group) in groups.iter().enumerate() {
+            if let [Some(a), Some(b)] = &runs[at..at + group.len()] {
+                ratios[g].0.push(a.records_per_s / b.records_per_s);
+                ratios[g].1.push(a.per_cpu_s / b.per_cpu_s);
+            }
+            at += group.len();
         }
     }
+    sink.stop();
+    let pipelines: Vec<String> = opts.pipelines.iter().map(ToString::to_string).collect();
     let mut out = format!(
-        "### (f) Sustained opens, embedded defaults ({} opens/s for {} s, {} rounds)\n\n\
-         | round | condition | kernel records read per s | kernel records per CPU-second | shed | ring full |\n\
-         |---:|---|---:|---:|---:|---:|\n{rows}\n",
-        opts.rate, opts.seconds, opts.rounds
+        "### (f) Sustained opens ({}; {} opens/s for {} s, {} rounds)\n\n\
+         | round | condition | kernel records read per s | kernel records per CPU-second | shed | ring full | items exported |\n\
+         |---:|---|---:|---:|---:|---:|---:|\n{rows}\n",
+        pipelines.join(", "),
+        opts.rate,
+        opts.seconds,
+        opts.rounds
     );
-    for (i, bin) in bins.iter().enumerate() {
+    for (c, f) in all.iter().zip(&figures) {
         let _ = writeln!(
             out,
-            "{bin}: read {:.0}/s (median; {:.0}..{:.0}), {:.0} per CPU-second ({:.0}..{:.0})",
-            read[i].median(),
-            read[i].min(),
-            read[i].max(),
-            per_cpu[i].median(),
-            per_cpu[i].min(),
-            per_cpu[i].max()
+            "{}: read {:.0}/s (median; {:.0}..{:.0}), {:.0} per CPU-second ({:.0}..{:.0})",
+            c.label,
+            f.read.median(),
+            f.read.min(),
+            f.read.max(),
+            f.per_cpu.median(),
+            f.per_cpu.min(),
+            f.per_cpu.max()
         );
     }
-    if bins.len() == 2 {
-        let _ = writeln!(
-            out,
-            "\n{} / {}, paired by round: read {:.2}× ({:.2}..{:.2}), per CPU-second \
-             {:.2}× ({:.2}..{:.2})",
-            bins[0],
-            bins[1],
-            ratio_read.median(),
-            ratio_read.min(),
-            ratio_read.max(),
-            ratio_cpu.median(),
-            ratio_cpu.min(),
-            ratio_cpu.max()
-        );
+    for (group, (read, cpu)) in groups.iter().zip(&ratios) {
+        if let [a, b] = group.as_slice() {
+            let _ = writeln!(
+                out,
+                "\n{} / {}, paired by round: read {:.2}× ({:.2}..{:.2}), per CPU-second \
+                 {:.2}× ({:.2}..{:.2})",
+                a.label,
+                b.label,
+                read.median(),
+                read.min(),
+                read.max(),
+                cpu.median(),
+                cpu.min(),
+                cpu.max()
+            );
+        }
     }
     Ok(out)
 }

@@ -20,20 +20,22 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
 };
-use prost::encoding::{encode_varint, encoded_len_varint};
+use std::mem::MaybeUninit;
+
+use prost::encoding::encoded_len_varint;
 
 /// A trace export request as protobuf, appended to `out`.
 pub fn encode_traces(request: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
     let mut measure = Measure::default();
     trace_request(&mut measure, request);
-    trace_request(&mut measure.writer(out), request);
+    measure.write(out, |w| trace_request(w, request));
 }
 
 /// A log export request as protobuf, appended to `out`.
 pub fn encode_logs(request: &ExportLogsServiceRequest, out: &mut Vec<u8>) {
     let mut measure = Measure::default();
     log_request(&mut measure, request);
-    log_request(&mut measure.writer(out), request);
+    measure.write(out, |w| log_request(w, request));
 }
 
 fn trace_request<P: Pass>(p: &mut P, r: &ExportTraceServiceRequest) {
@@ -110,13 +112,22 @@ struct Measure {
 }
 
 impl Measure {
-    /// The second walk's writer, appending to `out` (room reserved for the whole request).
-    fn writer<'a>(&'a self, out: &'a mut Vec<u8>) -> Write<'a> {
+    /// The second walk, `walk`, writing into room reserved in `out` for the whole request: the
+    /// bytes go straight into that room, without a capacity check per field. Should the walks
+    /// ever disagree, writing past the room panics, and a shorter request is not appended.
+    fn write(&self, out: &mut Vec<u8>, walk: impl FnOnce(&mut Write<'_>)) {
         out.reserve(self.len);
-        Write {
+        let start = out.len();
+        let mut w = Write {
             lengths: self.lengths.iter(),
-            out,
-        }
+            room: &mut out.spare_capacity_mut()[..self.len],
+            at: 0,
+        };
+        walk(&mut w);
+        assert_eq!(w.at, self.len, "both walks measure the same request");
+        // SAFETY: the `self.len` bytes after `start` are initialised: `Write` wrote them all
+        // in order (`at` counts them, checked just above), and `reserve` made them capacity.
+        unsafe { out.set_len(start + self.len) };
     }
 }
 
@@ -146,36 +157,56 @@ impl Pass for Measure {
     }
 }
 
-/// The second walk: the bytes.
+/// The second walk: the bytes, into room reserved for them.
 struct Write<'a> {
     /// The lengths [`Measure`] found, consumed in the same order.
     lengths: std::slice::Iter<'a, usize>,
-    out: &'a mut Vec<u8>,
+    room: &'a mut [MaybeUninit<u8>],
+    /// Bytes written so far.
+    at: usize,
+}
+
+impl Write<'_> {
+    fn raw_varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.room[self.at].write((value & 0x7f) as u8 | 0x80);
+            self.at += 1;
+            value >>= 7;
+        }
+        self.room[self.at].write(value as u8);
+        self.at += 1;
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let end = self.at + bytes.len();
+        self.room[self.at..end].write_copy_of_slice(bytes);
+        self.at = end;
+    }
 }
 
 impl Pass for Write<'_> {
     fn varint(&mut self, tag: u32, value: u64) {
-        encode_varint(key(tag, VARINT), self.out);
-        encode_varint(value, self.out);
+        self.raw_varint(key(tag, VARINT));
+        self.raw_varint(value);
     }
     fn fixed64(&mut self, tag: u32, value: u64) {
-        encode_varint(key(tag, FIXED64), self.out);
-        self.out.extend_from_slice(&value.to_le_bytes());
+        self.raw_varint(key(tag, FIXED64));
+        self.raw(&value.to_le_bytes());
     }
     fn fixed32(&mut self, tag: u32, value: u32) {
-        encode_varint(key(tag, FIXED32), self.out);
-        self.out.extend_from_slice(&value.to_le_bytes());
+        self.raw_varint(key(tag, FIXED32));
+        self.raw(&value.to_le_bytes());
     }
     fn bytes(&mut self, tag: u32, value: &[u8]) {
-        encode_varint(key(tag, LEN), self.out);
-        encode_varint(value.len() as u64, self.out);
-        self.out.extend_from_slice(value);
+        self.raw_varint(key(tag, LEN));
+        self.raw_varint(value.len() as u64);
+        self.raw(value);
     }
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
         // Both passes walk the same request in the same order: a length is always there.
         let len = self.lengths.next().copied().unwrap_or_default();
-        encode_varint(key(tag, LEN), self.out);
-        encode_varint(len as u64, self.out);
+        self.raw_varint(key(tag, LEN));
+        self.raw_varint(len as u64);
         body(self);
     }
 }

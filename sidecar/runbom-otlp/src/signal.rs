@@ -94,14 +94,23 @@ impl Signal {
     /// nested message measured once), metrics through prost. The bytes are prost's.
     #[must_use]
     pub fn to_protobuf(&self) -> Vec<u8> {
-        use prost::Message as _;
         let mut out = Vec::new();
-        match self {
-            Self::Traces(r) => crate::encode::encode_traces(r, &mut out),
-            Self::Logs(r) => crate::encode::encode_logs(r, &mut out),
-            Self::Metrics(r) => return r.encode_to_vec(),
-        }
+        self.write_protobuf(&mut out);
         out
+    }
+
+    /// [`Signal::to_protobuf`], appended to `out` (a buffer kept between requests).
+    pub fn write_protobuf(&self, out: &mut Vec<u8>) {
+        use prost::Message as _;
+        match self {
+            Self::Traces(r) => crate::encode::encode_traces(r, out),
+            Self::Logs(r) => crate::encode::encode_logs(r, out),
+            Self::Metrics(r) => {
+                out.reserve(r.encoded_len());
+                // A `Vec` grows as needed: encoding into it cannot run out of room.
+                let _ = r.encode(out);
+            }
+        }
     }
 
     /// An empty request of `kind`.

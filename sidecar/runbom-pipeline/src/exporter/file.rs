@@ -25,6 +25,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::{
+    buffer::KeptBuffer,
     error::ExportError,
     export::{BoxExporter, ExportFuture, Exporter},
 };
@@ -120,32 +121,13 @@ struct Output {
     bytes: u64,
 }
 
-/// A line buffer larger than this is not kept for the next request (an unusually large
-/// request would otherwise hold its memory for good). Lines of the default batch (8192 spans
-/// or log records of kernel events) are about 10 MiB: their buffer is kept, so that each
-/// request does not grow a new one from nothing (copies, and page faults on fresh memory).
-const LINE_KEPT_BYTES: usize = 32 << 20;
-
-/// Every this many requests, a line buffer more than twice as large as the largest line among
-/// them (and above [`LINE_SHRINK_FLOOR`]) is cut to that line's size: once a burst is over,
-/// its 10 MiB buffer does not stay for good (runbom at rest writes lines of a few KiB), while
-/// busy traffic, whose largest line in any window is a full batch, keeps its buffer.
-const LINE_WINDOW: u32 = 16;
-
-/// Line buffers up to this size are kept whatever the recent lines were.
-const LINE_SHRINK_FLOOR: usize = 1 << 20;
-
 pub struct FileExporter {
     traces: Output,
     logs: Output,
     metrics: Output,
     rotation: Rotation,
     /// Each request's line is written here, then to its file.
-    line: Vec<u8>,
-    /// The largest line of the current window of [`LINE_WINDOW`] requests, and how many of
-    /// the window's requests have been written.
-    window_largest: usize,
-    window_seen: u32,
+    line: KeptBuffer,
 }
 
 fn file_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
@@ -308,9 +290,7 @@ impl FileExporter {
             logs: Output::open(dir, "logs")?,
             metrics: Output::open(dir, "metrics")?,
             rotation,
-            line: Vec::new(),
-            window_largest: 0,
-            window_seen: 0,
+            line: KeptBuffer::default(),
         })
     }
 
@@ -320,30 +300,17 @@ impl FileExporter {
             Signal::Logs(_) => &mut self.logs,
             Signal::Metrics(_) => &mut self.metrics,
         };
-        self.line.clear();
-        write_signal(signal, &mut self.line).map_err(|e| file_err(&output.path())(e.into()))?;
-        self.line.push(b'\n');
-        let written = output.write(&self.line, &self.rotation);
-        self.keep_line_buffer();
+        let mut line = self.line.take();
+        let written = match write_signal(signal, &mut line) {
+            Ok(()) => {
+                line.push(b'\n');
+                output.write(&line, &self.rotation)
+            }
+            Err(e) => Err(file_err(&output.path())(e.into())),
+        };
+        self.line.give_back(line);
         written?;
         self.flush()
-    }
-
-    /// Decides, after each request, how much of the line buffer to keep for the next.
-    fn keep_line_buffer(&mut self) {
-        if self.line.capacity() > LINE_KEPT_BYTES {
-            self.line = Vec::new();
-        }
-        self.window_largest = self.window_largest.max(self.line.len());
-        self.window_seen += 1;
-        if self.window_seen < LINE_WINDOW {
-            return;
-        }
-        let largest = std::mem::take(&mut self.window_largest);
-        self.window_seen = 0;
-        if self.line.capacity() > LINE_SHRINK_FLOOR.max(2 * largest) {
-            self.line = Vec::with_capacity(largest);
-        }
     }
 
     pub fn flush(&mut self) -> Result<(), ExportError> {
@@ -435,36 +402,6 @@ mod tests {
             );
             assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         }
-        fs::remove_dir_all(&d).expect("clean up");
-    }
-
-    fn logs_of(bytes: usize) -> Signal {
-        let mut req = ExportLogsServiceRequest::default();
-        req.resource_logs.push(ResourceLogs::default());
-        req.resource_logs[0].schema_url = "x".repeat(bytes);
-        Signal::Logs(req)
-    }
-
-    #[test]
-    fn the_line_buffer_of_a_burst_is_kept_while_busy_and_given_back_after() {
-        let d = dir("line");
-        let mut exporter = FileExporter::new(&d).expect("opens");
-        let big = 4 << 20;
-        // Busy: a full line now and then among small ones keeps the buffer.
-        for i in 0..(3 * LINE_WINDOW) {
-            let bytes = if i % 8 == 0 { big } else { 1000 };
-            exporter.export(&logs_of(bytes)).expect("written");
-        }
-        assert!(exporter.line.capacity() >= big, "kept while busy");
-        // Quiet: a window of small lines gives it back.
-        for _ in 0..LINE_WINDOW {
-            exporter.export(&logs_of(1000)).expect("written");
-        }
-        assert!(
-            exporter.line.capacity() < 4096,
-            "{}",
-            exporter.line.capacity()
-        );
         fs::remove_dir_all(&d).expect("clean up");
     }
 }

@@ -4,6 +4,7 @@
 //! One file per exporter type holds its configuration, its checks and its constructor;
 //! [`crate::components`] lists the types. `otlp` and `otlphttp` share [`network`]'s section.
 
+mod buffer;
 pub mod debug;
 mod error;
 mod export;

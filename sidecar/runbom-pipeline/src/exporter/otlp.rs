@@ -15,6 +15,7 @@ use tonic::{
 use runbom_otlp::signal::Signal;
 
 use super::{
+    buffer::KeptBuffer,
     error::{ExportError, status_causes, tls_hint},
     export::{ExportFuture, Exporter},
     network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
@@ -36,6 +37,8 @@ pub struct GrpcExporter {
     grpc: tonic::client::Grpc<Channel>,
     metadata: MetadataMap,
     settings: NetworkSettings,
+    /// Each request's protobuf is written here; kept for the next once sent.
+    buffer: KeptBuffer,
 }
 
 impl GrpcExporter {
@@ -72,6 +75,7 @@ impl GrpcExporter {
             grpc,
             metadata,
             settings,
+            buffer: KeptBuffer::default(),
         })
     }
 
@@ -86,10 +90,11 @@ impl GrpcExporter {
             Signal::Logs(_) => LOGS,
             Signal::Metrics(_) => METRICS,
         };
-        let body = signal.to_protobuf();
+        let mut body = self.buffer.take();
+        signal.write_protobuf(&mut body);
         let (path, body) = (PathAndQuery::from_static(path), Bytes::from(body));
         let retry = self.settings.retry;
-        retry
+        let sent = retry
             .run(&self.settings.retries, || {
                 let mut grpc = self.grpc.clone();
                 let mut request = tonic::Request::new(body.clone());
@@ -109,7 +114,12 @@ impl GrpcExporter {
                         .map_err(fail)
                 }
             })
-            .await
+            .await;
+        // Every attempt's copy of the bytes is gone once the call has ended.
+        if let Ok(body) = body.try_into_mut() {
+            self.buffer.give_back(body.into());
+        }
+        sent
     }
 }
 

@@ -14,6 +14,7 @@ use hyper_util::{
 };
 
 use super::{
+    buffer::KeptBuffer,
     error::{ExportError, causes, tls_hint},
     export::{ExportFuture, Exporter},
     network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
@@ -69,6 +70,8 @@ pub struct HttpExporter {
     logs_url: hyper::Uri,
     metrics_url: hyper::Uri,
     settings: NetworkSettings,
+    /// Each request's protobuf is written here; kept for the next once sent.
+    buffer: KeptBuffer,
 }
 
 impl HttpExporter {
@@ -101,6 +104,7 @@ impl HttpExporter {
             logs_url: uri("/v1/logs")?,
             metrics_url: uri("/v1/metrics")?,
             settings,
+            buffer: KeptBuffer::default(),
         })
     }
 
@@ -110,18 +114,25 @@ impl HttpExporter {
             Signal::Logs(_) => &self.logs_url,
             Signal::Metrics(_) => &self.metrics_url,
         };
-        let body = self.body(signal.to_protobuf());
-        self.post(url, body).await
-    }
-
-    fn body(&self, raw: Vec<u8>) -> Bytes {
-        if !self.settings.gzip {
-            return Bytes::from(raw);
+        let mut raw = self.buffer.take();
+        signal.write_protobuf(&mut raw);
+        let body = if self.settings.gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            // Writing into a Vec cannot fail.
+            let _ = enc.write_all(&raw);
+            self.buffer.give_back(raw);
+            Bytes::from(enc.finish().unwrap_or_default())
+        } else {
+            Bytes::from(raw)
+        };
+        let sent = self.post(url, body.clone()).await;
+        // Every attempt's copy of the bytes is gone once the request has ended.
+        if !self.settings.gzip
+            && let Ok(body) = body.try_into_mut()
+        {
+            self.buffer.give_back(body.into());
         }
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        // Writing into a Vec cannot fail.
-        let _ = enc.write_all(&raw);
-        Bytes::from(enc.finish().unwrap_or_default())
+        sent
     }
 
     async fn post(&self, url: &hyper::Uri, body: Bytes) -> Result<(), ExportError> {
