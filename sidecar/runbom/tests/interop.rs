@@ -581,6 +581,91 @@ service:
     );
 }
 
+/// A batch larger than a gRPC server takes by default (4 MiB: here 4 000 spans of 3 KB, about
+/// 12 MiB) reaches it whole: runbom's `otlp` exporter, with its default gzip compression (whose
+/// decompressed size the server also limits), sends it in parts that `otlp_sink.py`'s grpcio
+/// server, at its default limit, accepts, each span once. (The same limit is the Collector's
+/// `otlp` receiver's default.)
+#[test]
+fn oversized_batch_reaches_a_default_grpc_server_in_parts() {
+    const REQUESTS: usize = 40;
+    let dir = TempDir::new("large-batch");
+    let sink = Sink::start(dir.path());
+    let ports = SidecarConfig::new();
+    let runbom = ports.start(
+        runbom_bin!(),
+        &dir,
+        &format!(
+            "processors:
+  batch:
+    send_batch_size: 8192
+    timeout: 3s
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{sink_grpc}
+    tls:
+      insecure: true",
+            sink_grpc = sink.grpc_port
+        ),
+        &pipeline("traces", &["otlp"], &["batch"], &["otlp"]),
+    );
+    let acked = dir.join("acked.txt");
+    let load = run_script_json(
+        "otlp_load.py",
+        &[
+            "--grpc",
+            &ports.grpc_endpoint(),
+            "--threads",
+            "1",
+            "--requests",
+            &REQUESTS.to_string(),
+            "--spans",
+            &LOAD_SPANS.to_string(),
+            "--attr-bytes",
+            "3000",
+            "--unique",
+            "--acked",
+            &acked.display().to_string(),
+        ],
+    );
+    assert_eq!(load["ok"], REQUESTS, "runbom refused requests: {load}");
+    let log = runbom.stop_ok();
+    let summary = stop_summary(&log);
+    let (records, _) = sink.stop();
+    assert_eq!(
+        summary.get("failed"),
+        Some(&0),
+        "runbom gave up on a batch:\n{log}"
+    );
+    assert!(
+        records.len() >= 3,
+        "12 MiB should have gone in at least 3 requests, got {}",
+        records.len()
+    );
+    // Spans per trace id (one per load request), as the server got them.
+    let mut by_trace: BTreeMap<String, usize> = BTreeMap::new();
+    for record in records.iter().filter(|r| r["signal"] == "traces") {
+        for rs in record["request"]["resource_spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for ss in rs["scope_spans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    let id = span["trace_id"].as_str().unwrap_or_default().to_owned();
+                    *by_trace.entry(id).or_default() += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(by_trace.len(), lines_of(&acked).len(), "{by_trace:?}");
+    assert_eq!(by_trace.len(), REQUESTS);
+    assert!(
+        by_trace.values().all(|&n| n == LOAD_SPANS as usize),
+        "a trace's spans were lost or duplicated: {by_trace:?}"
+    );
+}
+
 /// An unknown key anywhere in the configuration stops runbom (run and validate) with exit
 /// status 2 and a message naming the key's YAML path.
 #[test]

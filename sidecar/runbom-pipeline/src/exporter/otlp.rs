@@ -18,7 +18,7 @@ use super::{
     buffer::KeptBuffer,
     error::{ExportError, status_causes, tls_hint},
     export::{ExportFuture, Exporter},
-    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
+    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings, in_parts},
 };
 use crate::transport::{codec::EncodedCodec, tls::TlsError};
 
@@ -92,6 +92,13 @@ impl GrpcExporter {
         };
         let mut body = self.buffer.take();
         signal.write_protobuf(&mut body);
+        if let Some(parts) = in_parts(signal, body.len()) {
+            self.buffer.give_back(body);
+            for part in &parts {
+                Box::pin(self.export(part)).await?;
+            }
+            return Ok(());
+        }
         let (path, body) = (PathAndQuery::from_static(path), Bytes::from(body));
         let retry = self.settings.retry;
         let sent = retry

@@ -17,7 +17,7 @@ use super::{
     buffer::KeptBuffer,
     error::{ExportError, causes, tls_hint},
     export::{ExportFuture, Exporter},
-    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings},
+    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings, in_parts},
 };
 use runbom_otlp::signal::Signal;
 
@@ -116,6 +116,13 @@ impl HttpExporter {
         };
         let mut raw = self.buffer.take();
         signal.write_protobuf(&mut raw);
+        if let Some(parts) = in_parts(signal, raw.len()) {
+            self.buffer.give_back(raw);
+            for part in &parts {
+                Box::pin(self.export(part)).await?;
+            }
+            return Ok(());
+        }
         let body = if self.settings.gzip {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             // Writing into a Vec cannot fail.
