@@ -85,10 +85,16 @@ impl Run {
         self.live += 1;
     }
 
-    /// Where `key` is: the front (the event leaving first, as a rule) is looked at first.
+    /// Where `key` is. The ends are looked at first: the front is the event leaving first, as a
+    /// rule, and a key before it (an event evicted or placed already) cannot be in the run.
     fn position(&self, key: (u64, u64)) -> Option<usize> {
-        if self.slots.front()?.key == key {
-            return Some(0);
+        let (front, back) = (self.slots.front()?, self.slots.back()?);
+        if key <= front.key || key >= back.key {
+            return if key == front.key {
+                Some(0)
+            } else {
+                (key == back.key).then(|| self.slots.len() - 1)
+            };
         }
         self.slots.binary_search_by(|s| s.key.cmp(&key)).ok()
     }
