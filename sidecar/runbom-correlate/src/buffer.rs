@@ -246,11 +246,34 @@ impl EventBuffer {
                     continue; // still queued as young or settled
                 }
                 if let Some(held) = self.remove(&key) {
+                    self.forget_left_fronts();
                     return Some(held.event);
                 }
             }
         }
         None
+    }
+
+    /// Pops the entries at the queues' fronts whose events have left already. Under a flood of
+    /// strangers every event is evicted before its `wait` is over, so the oldest entry of every
+    /// queue is soon one of an evicted event: forgetting them here keeps the queues as long as
+    /// what is held, instead of [`EventBuffer::compact`] searching all of them for such entries.
+    fn forget_left_fronts(&mut self) {
+        let Self {
+            by_pid,
+            young,
+            settled,
+            strangers,
+            ..
+        } = self;
+        for q in [young, settled, strangers] {
+            while let Some((_, k)) = q.front() {
+                if by_pid.get(&k.0).is_some_and(|r| r.get(k.1).is_some()) {
+                    break;
+                }
+                q.pop_front();
+            }
+        }
     }
 
     /// Forgets queue entries of events that left, once the queues are mostly such entries, and

@@ -111,3 +111,19 @@ fn runs_agree_with_an_ordered_map() {
         assert!(model.is_empty() && buffer.is_empty() && buffer.bytes() == 0);
     }
 }
+
+/// A flood of strangers at the cap: each event evicts the oldest, and the queues keep no
+/// entries of evicted events at their fronts (they stay as long as what is held).
+#[test]
+fn evicting_at_the_cap_keeps_the_queues_as_long_as_the_buffer() {
+    let mut buffer = EventBuffer::default();
+    for n in 0..10_000u64 {
+        if buffer.len() == 100 {
+            let ev = buffer.evict_oldest(|_| false).expect("held");
+            assert_eq!(ev.start_ns, n - 100, "the oldest leaves first");
+        }
+        buffer.insert(open(7, n), n, true);
+        assert!(buffer.young.len() <= 100 && buffer.strangers.len() <= 100);
+    }
+    assert_eq!(buffer.of_pid(7).len(), 100);
+}
