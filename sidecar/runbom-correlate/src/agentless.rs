@@ -25,11 +25,7 @@
 //! its first LLM exchange were released before it was known to be an agent and stay as they
 //! were (same trace id, no parent).
 
-use std::{
-    collections::{HashMap, VecDeque},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::{collections::VecDeque, net::SocketAddr, sync::Arc};
 
 use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
@@ -49,6 +45,8 @@ use runbom_event::{
 };
 use runbom_otlp::{ConvertOptions, Placement, event_attributes, process_resource};
 
+use crate::IdMap;
+
 /// Most agent runs followed at once; past it the run seen longest ago is closed.
 const RUNS_MAX: usize = 4096;
 /// Closed tool windows remembered per run, for events that arrive late.
@@ -64,7 +62,7 @@ pub const IDLE: u64 = 600_000_000_000;
 /// The agent runs being followed.
 #[derive(Default)]
 pub struct Agentless {
-    runs: HashMap<[u8; 16], Run>,
+    runs: IdMap<[u8; 16], Run>,
     /// Spans made since the last [`Agentless::take_spans`].
     spans: Vec<(Arc<Resource>, Span)>,
 }
@@ -139,6 +137,15 @@ struct ToolWindow {
 }
 
 impl Agentless {
+    /// Whether [`Agentless::place`] may place `ev`: an LLM exchange (which starts a run), or an
+    /// event of a process run that is one. Cheap: asked first, so that the question whether
+    /// `ev`'s process sends traces (a walk up its ancestors) is asked only then.
+    #[must_use]
+    pub fn may_place(&self, ev: &KernelEvent) -> bool {
+        matches!(&ev.detail, Detail::HttpRequest(h) if h.traceparent.is_none() && h.genai.is_some())
+            || self.runs.contains_key(&ev.process.trace_id)
+    }
+
     /// Where `ev` (released without a place, from a process that sends no traces) goes; `None`
     /// when its process is no agent (yet).
     pub fn place(

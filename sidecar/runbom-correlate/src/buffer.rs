@@ -2,15 +2,19 @@
 //! the events inside it by range), with their size accounted so that the buffer never holds
 //! more than its caps.
 //!
-//! An event is held in a box of its own: the ordered index moves 8-byte pointers when it
-//! inserts, removes and rebalances (not the whole event, which is ten times that), and its
-//! nodes take room for their pointers only, so a process with one event waiting does not keep
-//! a node's worth of events' room. The queues give back what they grew to once a burst is
-//! gone ([`EventBuffer::compact`]).
+//! A process's events are a run ordered by (start time, arrival): almost every event starts
+//! after those of its process already held, so it is appended, and events mostly leave from
+//! the front (the oldest, after `wait` or when evicted), so a run is a ring that holds its
+//! events inline and reuses its room: no allocation per event. An event arriving out of order
+//! is inserted where it belongs (near the end, as a rule); one leaving from the middle (placed
+//! by a span) leaves a hole, skipped by lookups, until holes are most of the run. The queues and
+//! runs give back what they grew to once a burst is gone ([`EventBuffer::compact`]).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use runbom_event::{Detail, KernelEvent};
+
+use crate::IdMap;
 
 /// Where a held event is: its process and its key there (start time, arrival sequence).
 pub type Key = (u32, (u64, u64));
@@ -52,9 +56,90 @@ pub fn event_bytes(ev: &KernelEvent) -> usize {
     std::mem::size_of::<Held>() + detail + INDEX
 }
 
+/// A held event's place in its process's run; `held` is `None` once it left (a hole).
+struct Slot {
+    key: (u64, u64),
+    held: Option<Held>,
+}
+
+/// The events of one process, ordered by key, with the holes left by events that left from
+/// inside the run.
+#[derive(Default)]
+struct Run {
+    slots: VecDeque<Slot>,
+    live: usize,
+}
+
+impl Run {
+    fn insert(&mut self, key: (u64, u64), held: Held) {
+        let slot = Slot {
+            key,
+            held: Some(held),
+        };
+        if self.slots.back().is_none_or(|last| last.key < key) {
+            self.slots.push_back(slot);
+        } else {
+            let at = self.slots.partition_point(|s| s.key < key);
+            self.slots.insert(at, slot);
+        }
+        self.live += 1;
+    }
+
+    /// Where `key` is. The ends are looked at first: the front is the event leaving first, as a
+    /// rule, and a key before it (an event evicted or placed already) cannot be in the run.
+    fn position(&self, key: (u64, u64)) -> Option<usize> {
+        let (front, back) = (self.slots.front()?, self.slots.back()?);
+        if key <= front.key || key >= back.key {
+            return if key == front.key {
+                Some(0)
+            } else {
+                (key == back.key).then(|| self.slots.len() - 1)
+            };
+        }
+        self.slots.binary_search_by(|s| s.key.cmp(&key)).ok()
+    }
+
+    fn get(&self, key: (u64, u64)) -> Option<&Held> {
+        self.slots[self.position(key)?].held.as_ref()
+    }
+
+    fn remove(&mut self, key: (u64, u64)) -> Option<Held> {
+        let at = self.position(key)?;
+        let held = self.slots[at].held.take()?;
+        self.live -= 1;
+        while self.slots.front().is_some_and(|s| s.held.is_none()) {
+            self.slots.pop_front();
+        }
+        while self.slots.back().is_some_and(|s| s.held.is_none()) {
+            self.slots.pop_back();
+        }
+        if self.slots.len() > 2 * self.live + 16 {
+            self.slots.retain(|s| s.held.is_some());
+        }
+        Some(held)
+    }
+
+    /// Keys of the events held that started within `[start, end]`, in order.
+    fn range(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> {
+        let from = self.slots.partition_point(|s| s.key.0 < start);
+        self.slots
+            .range(from..)
+            .take_while(move |s| s.key.0 <= end)
+            .filter(|s| s.held.is_some())
+            .map(|s| s.key)
+    }
+
+    /// Gives back the room of a run that was longer (after a burst).
+    fn compact(&mut self) {
+        if self.slots.capacity() > 4 * self.slots.len() + 64 {
+            self.slots.shrink_to(2 * self.slots.len() + 16);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct EventBuffer {
-    by_pid: HashMap<u32, BTreeMap<(u64, u64), Box<Held>>>,
+    by_pid: IdMap<u32, Run>,
     /// Every event in arrival order, until it has been held for `wait`.
     pub(crate) young: VecDeque<(u64, Key)>,
     /// Events of processes related to a sender, after `wait`, until `window`.
@@ -97,11 +182,11 @@ impl EventBuffer {
         self.len += 1;
         self.by_pid.entry(event.pid).or_default().insert(
             key.1,
-            Box::new(Held {
+            Held {
                 event,
                 arrived,
                 bytes,
-            }),
+            },
         );
         self.young.push_back((arrived, key));
         if stranger {
@@ -112,28 +197,25 @@ impl EventBuffer {
 
     #[must_use]
     pub fn get(&self, key: &Key) -> Option<&Held> {
-        self.by_pid.get(&key.0)?.get(&key.1).map(AsRef::as_ref)
+        self.by_pid.get(&key.0)?.get(key.1)
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Held> {
-        let events = self.by_pid.get_mut(&key.0)?;
-        let held = events.remove(&key.1)?;
-        if events.is_empty() {
+        let run = self.by_pid.get_mut(&key.0)?;
+        let held = run.remove(key.1)?;
+        if run.live == 0 {
             self.by_pid.remove(&key.0);
         }
         self.bytes -= held.bytes;
         self.len -= 1;
-        Some(*held)
+        Some(held)
     }
 
     /// Keys of the events of `pid` that started within `[start, end]`.
     #[must_use]
     pub fn in_range(&self, pid: u32, start: u64, end: u64) -> Vec<Key> {
-        self.by_pid.get(&pid).map_or_else(Vec::new, |events| {
-            events
-                .range((start, 0)..=(end, u64::MAX))
-                .map(|(k, _)| (pid, *k))
-                .collect()
+        self.by_pid.get(&pid).map_or_else(Vec::new, |run| {
+            run.range(start, end).map(|k| (pid, k)).collect()
         })
     }
 
@@ -164,6 +246,7 @@ impl EventBuffer {
                     continue; // still queued as young or settled
                 }
                 if let Some(held) = self.remove(&key) {
+                    self.forget_left_fronts();
                     return Some(held.event);
                 }
             }
@@ -171,21 +254,48 @@ impl EventBuffer {
         None
     }
 
+    /// Pops the entries at the queues' fronts whose events have left already. Under a flood of
+    /// strangers every event is evicted before its `wait` is over, so the oldest entry of every
+    /// queue is soon one of an evicted event: forgetting them here keeps the queues as long as
+    /// what is held, instead of [`EventBuffer::compact`] searching all of them for such entries.
+    fn forget_left_fronts(&mut self) {
+        let Self {
+            by_pid,
+            young,
+            settled,
+            strangers,
+            ..
+        } = self;
+        for q in [young, settled, strangers] {
+            while let Some((_, k)) = q.front() {
+                if by_pid.get(&k.0).is_some_and(|r| r.get(k.1).is_some()) {
+                    break;
+                }
+                q.pop_front();
+            }
+        }
+    }
+
     /// Forgets queue entries of events that left, once the queues are mostly such entries, and
-    /// gives back a queue's room once it is mostly unused (after a burst).
+    /// gives back a queue's or a run's room once it is mostly unused (after a burst).
     pub fn compact(&mut self) {
         let live = self.len;
         let by_pid = &self.by_pid;
         for q in [&mut self.young, &mut self.settled, &mut self.strangers] {
             if q.len() > 2 * live + 1024 {
-                q.retain(|(_, k)| by_pid.get(&k.0).is_some_and(|m| m.contains_key(&k.1)));
+                q.retain(|(_, k)| by_pid.get(&k.0).is_some_and(|r| r.get(k.1).is_some()));
             }
             if q.capacity() > 4 * q.len() + 1024 {
                 q.shrink_to(2 * q.len() + 256);
             }
         }
+        self.by_pid.values_mut().for_each(Run::compact);
         if self.by_pid.capacity() > 4 * self.by_pid.len() + 64 {
             self.by_pid.shrink_to(2 * self.by_pid.len() + 16);
         }
     }
 }
+
+#[cfg(test)]
+#[path = "buffer_tests.rs"]
+mod tests;

@@ -1,10 +1,7 @@
 //! The [`Correlator`]: feeds the span index and the event buffer, matches events to spans by
 //! the contract's methods, decides stitching, and hands out what is ready.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::{collections::HashSet, sync::Arc};
 
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, resource::v1::Resource,
@@ -16,7 +13,7 @@ use runbom_event::{
 use runbom_otlp::{ConvertOptions, Placement};
 
 use crate::{
-    Method, Settings, Stats,
+    IdMap, IdSet, Method, Settings, Stats,
     agentless::Agentless,
     buffer::{EventBuffer, Key},
     spans::{SpanId, SpanIndex, SpanRec, TraceId},
@@ -41,19 +38,19 @@ pub struct Correlator {
     index: SpanIndex,
     buffer: EventBuffer,
     traces: Traces,
-    procs: HashMap<u32, Proc>,
+    procs: IdMap<u32, Proc>,
     /// Processes with settled events that only the ancestry method can still place.
-    ancestry_pending: HashSet<u32>,
+    ancestry_pending: IdSet<u32>,
     /// Held events whose `traceparent` names a span not seen yet.
-    pending_tp: HashMap<SpanId, Vec<Key>>,
+    pending_tp: IdMap<SpanId, Vec<Key>>,
     /// Placed events by the original trace of their span.
-    placed: HashMap<TraceId, Vec<Placed>>,
+    placed: IdMap<TraceId, Vec<Placed>>,
     /// Spans released at once (their trace was decided), in arrival order.
     ready_spans: Vec<HeldSpan>,
     /// Events leaving without a place.
     unplaced: Vec<KernelEvent>,
     /// MCP calls a process served (its `mcp.server` events), by pid (`serving.rs`).
-    serving: HashMap<u32, Vec<serving::Serving>>,
+    serving: IdMap<u32, Vec<serving::Serving>>,
     /// `mcp.server` spans placed since the last look: what their process did meanwhile can be
     /// placed under them now.
     new_serving: Vec<(u32, u64, u64)>,
@@ -81,13 +78,13 @@ impl Correlator {
             index: SpanIndex::default(),
             buffer: EventBuffer::default(),
             traces: Traces::default(),
-            procs: HashMap::new(),
-            ancestry_pending: HashSet::new(),
-            pending_tp: HashMap::new(),
-            placed: HashMap::new(),
+            procs: IdMap::default(),
+            ancestry_pending: IdSet::default(),
+            pending_tp: IdMap::default(),
+            placed: IdMap::default(),
             ready_spans: Vec::new(),
             unplaced: Vec::new(),
-            serving: HashMap::new(),
+            serving: IdMap::default(),
             new_serving: Vec::new(),
             agentless: Agentless::default(),
             clock: 0,
@@ -669,11 +666,11 @@ impl Correlator {
         // Events of processes that send no traces: agents among them get their run built.
         placements.resize(events.len(), None);
         for ev in &unplaced {
-            let sender = related(&self.index, &self.procs, ev.pid);
-            placements.push(if sender {
-                None
-            } else {
+            let agent = self.agentless.may_place(ev) && !related(&self.index, &self.procs, ev.pid);
+            placements.push(if agent {
                 self.agentless.place(ev, &self.opts, self.clock)
+            } else {
+                None
             });
         }
         events.extend(unplaced);

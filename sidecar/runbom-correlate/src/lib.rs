@@ -24,6 +24,12 @@ pub use correlator::{Correlator, Decided, Output};
 pub use placed::{Share, worker_of};
 pub use stats::Stats;
 
+/// The correlator's maps keyed by pids, threads and span or trace ids: looked up several times
+/// per kernel event, so hashed with foldhash's fast hasher (seeded per process) rather than
+/// the standard library's default (`SipHash`).
+pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// The `correlate` processor's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {

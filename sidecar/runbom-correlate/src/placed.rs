@@ -56,25 +56,27 @@ impl Share {
         self.events.is_empty()
     }
 
-    /// The share cut into shares of at most `most` events, in order (none when empty).
+    /// The share cut into shares of at most `most` events, in order (none when empty). The
+    /// pieces are cut off the end, so that each event is moved once, with its piece.
     #[must_use]
-    pub fn pieces(self, most: usize) -> Vec<Share> {
+    pub fn pieces(mut self, most: usize) -> Vec<Share> {
         let most = most.max(1);
-        if self.events.len() <= most {
-            return if self.is_empty() {
-                Vec::new()
-            } else {
-                vec![self]
-            };
+        if self.is_empty() {
+            return Vec::new();
         }
-        let mut out = Vec::with_capacity(self.events.len().div_ceil(most));
-        let mut placements = self.placements.into_iter();
-        let mut events = self.events.into_iter().peekable();
-        while events.peek().is_some() {
-            let events: Vec<KernelEvent> = events.by_ref().take(most).collect();
-            let placements = placements.by_ref().take(events.len()).collect();
-            out.push(Share { events, placements });
+        let len = self.events.len();
+        self.placements.resize(len, None);
+        let mut out = Vec::with_capacity(len.div_ceil(most));
+        let mut end = len;
+        while end > 0 {
+            let start = (end - 1) / most * most;
+            out.push(Share {
+                events: self.events.split_off(start),
+                placements: self.placements.split_off(start),
+            });
+            end = start;
         }
+        out.reverse();
         out
     }
 
@@ -129,6 +131,16 @@ impl Decided {
         let workers = workers.max(1);
         let mut shares: Vec<Share> = (0..workers).map(|_| Share::default()).collect();
         let events = std::mem::take(&mut self.events);
+        // All of one worker's (one busy process, as a rule): the share is the whole release.
+        if let Some(first) = events.first().map(|e| worker_of(e.pid, workers))
+            && events.iter().all(|e| worker_of(e.pid, workers) == first)
+        {
+            shares[first] = Share {
+                events,
+                placements: std::mem::take(&mut self.placements),
+            };
+            return shares;
+        }
         let mut placements = std::mem::take(&mut self.placements).into_iter();
         for ev in events {
             let share = &mut shares[worker_of(ev.pid, workers)];
@@ -163,6 +175,74 @@ impl Placed {
             resource,
             method: Method::Ancestry,
             confidence: correlation::MEDIUM,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use runbom_event::{Detail, KernelEvent, ProcessInfo};
+
+    use super::{Decided, Share};
+
+    fn exit(pid: u32, n: u64) -> KernelEvent {
+        KernelEvent {
+            pid,
+            tid: pid,
+            cgroup_id: 0,
+            start_ns: n,
+            end_ns: n,
+            process: Arc::new(ProcessInfo::default()),
+            detail: Detail::Exit { code: Some(0) },
+        }
+    }
+
+    /// Pieces of `most` from the front (the last one shorter), every event once, in order.
+    #[test]
+    fn pieces_and_shares_keep_every_event_in_order() {
+        for len in 0..40u64 {
+            for most in 1..12usize {
+                let share = Share {
+                    events: (0..len).map(|n| exit(1, n)).collect(),
+                    placements: Vec::new(),
+                };
+                let pieces = share.pieces(most);
+                let lens: Vec<usize> = pieces.iter().map(|p| p.events.len()).collect();
+                let want: Vec<usize> = (0..len as usize)
+                    .collect::<Vec<_>>()
+                    .chunks(most)
+                    .map(<[usize]>::len)
+                    .collect();
+                assert_eq!(lens, want);
+                let starts: Vec<u64> = pieces
+                    .iter()
+                    .flat_map(|p| &p.events)
+                    .map(|e| e.start_ns)
+                    .collect();
+                assert_eq!(starts, (0..len).collect::<Vec<_>>());
+                assert!(pieces.iter().all(|p| p.placements.len() == p.events.len()));
+            }
+        }
+        for pids in [vec![4, 6, 8], vec![4, 5, 6, 7]] {
+            let mut d = Decided {
+                events: (0..30)
+                    .map(|n| exit(pids[n as usize % pids.len()], n))
+                    .collect(),
+                ..Decided::default()
+            };
+            let shares = d.split(2);
+            for (w, share) in shares.iter().enumerate() {
+                assert!(share.events.iter().all(|e| e.pid as usize % 2 == w));
+                assert!(
+                    share
+                        .events
+                        .windows(2)
+                        .all(|p| p[0].start_ns < p[1].start_ns)
+                );
+            }
+            assert_eq!(shares.iter().map(|s| s.events.len()).sum::<usize>(), 30);
         }
     }
 }

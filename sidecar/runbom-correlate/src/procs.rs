@@ -2,14 +2,17 @@
 //! its events gave ([`Proc`]), whether a process belongs to an instrumented one
 //! ([`related`], [`sender_ancestor`]), and attribute readers.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::{
     common::v1::{KeyValue, any_value::Value},
     resource::v1::Resource,
 };
 
-use crate::spans::{SpanId, SpanIndex, TraceId};
+use crate::{
+    IdMap,
+    spans::{SpanId, SpanIndex, TraceId},
+};
 
 /// What the correlation knows of a process from its events.
 #[derive(Default)]
@@ -25,14 +28,14 @@ pub(crate) struct Proc {
 }
 
 /// Whether `pid` sends spans or descends from a process that does.
-pub(crate) fn related(index: &SpanIndex, procs: &HashMap<u32, Proc>, pid: u32) -> bool {
+pub(crate) fn related(index: &SpanIndex, procs: &IdMap<u32, Proc>, pid: u32) -> bool {
     index.has_pid(pid) || sender_ancestor(index, procs, pid).is_some()
 }
 
 /// The nearest ancestor of `pid` that sends spans, and its child on the way down to `pid`.
 pub(crate) fn sender_ancestor(
     index: &SpanIndex,
-    procs: &HashMap<u32, Proc>,
+    procs: &IdMap<u32, Proc>,
     pid: u32,
 ) -> Option<(u32, u32)> {
     let mut child = pid;

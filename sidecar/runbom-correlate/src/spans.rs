@@ -2,12 +2,11 @@
 //! for `window` after they arrived, and the lookups the methods need (innermost containing span
 //! of a process or of one of its threads).
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::Arc,
-};
+use std::{collections::VecDeque, sync::Arc};
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::IdMap;
 
 pub type TraceId = [u8; 16];
 pub type SpanId = [u8; 8];
@@ -62,13 +61,13 @@ impl PidSpans {
 
 #[derive(Default)]
 pub struct SpanIndex {
-    spans: HashMap<SpanId, SpanRec>,
-    by_pid: HashMap<u32, PidSpans>,
-    children: HashMap<SpanId, Vec<SpanId>>,
+    spans: IdMap<SpanId, SpanRec>,
+    by_pid: IdMap<u32, PidSpans>,
+    children: IdMap<SpanId, Vec<SpanId>>,
     /// Threads learnt from `traceparent`s for spans that have not arrived (or lack `thread.id`).
-    hints: HashMap<SpanId, (u32, u32)>,
+    hints: IdMap<SpanId, (u32, u32)>,
     /// How many indexed spans each `(pid, tid)` is known to have run.
-    threads: HashMap<(u32, u32), usize>,
+    threads: IdMap<(u32, u32), usize>,
     order: VecDeque<(u64, SpanId)>,
 }
 

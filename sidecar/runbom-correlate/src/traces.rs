@@ -14,7 +14,10 @@ use opentelemetry_proto::tonic::{
 
 use runbom_event::semconv::{RUNBOM_STITCHED_ORIGINAL_SPAN_ID, RUNBOM_STITCHED_ORIGINAL_TRACE_ID};
 
-use crate::spans::{SpanId, TraceId};
+use crate::{
+    IdMap,
+    spans::{SpanId, TraceId},
+};
 
 /// The Resource (and schema) a span came with.
 #[derive(Debug)]
@@ -59,8 +62,8 @@ pub struct HeldTrace {
 
 #[derive(Default)]
 pub struct Traces {
-    pub held: HashMap<TraceId, HeldTrace>,
-    pub decisions: HashMap<TraceId, Decision>,
+    pub held: IdMap<TraceId, HeldTrace>,
+    pub decisions: IdMap<TraceId, Decision>,
     decided_order: VecDeque<(u64, TraceId)>,
 }
 

@@ -1,11 +1,11 @@
 //! `runbom.correlate.outcomes` (`{event}`): the kernel events the stage emitted, by
 //! `runbom.correlation.method` and `runbom.correlation.confidence` (contract §2), counted from
-//! its output: every event has a log record, which carries both when the event was placed
-//! (method and confidence `none` when no application span claimed it).
+//! the placements the events leave with: every event has a log record, which carries both
+//! when the event was placed (method and confidence `none` when no application span claimed
+//! it).
 
 use opentelemetry::KeyValue;
-use runbom_aibom::span::attr;
-use runbom_correlate::Output;
+use runbom_otlp::Placement;
 
 use crate::telemetry::{SelfMetrics, fresh::FreshCounter, series::NAMED_SERIES};
 use runbom_event::semconv::{
@@ -39,23 +39,18 @@ impl Outcomes {
         )
     }
 
-    /// Counts each kernel event once, by its log record (every event has one; a placed
-    /// event's record carries the method and confidence its span does). Tallied first, so
-    /// that the counter is touched once per method and confidence, not once per record.
-    pub fn count(&self, out: &Output) {
-        let records = out
-            .logs
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .flat_map(|s| &s.log_records);
+    /// Counts each kernel event once, by where the correlator put it (every event becomes one
+    /// log record, which carries the method and confidence of its placement; `none` without
+    /// one), before conversion: the records need not be searched for them. Tallied first, so
+    /// that the counter is touched once per method and confidence, not once per event.
+    pub fn count(&self, placements: &[Option<Placement>]) {
         let mut tally: Vec<((&str, &str), u64)> = Vec::new();
-        for record in records {
-            let a = &record.attributes;
-            let key = (
-                attr(a, RUNBOM_CORRELATION_METHOD).unwrap_or(correlation::NONE),
-                attr(a, RUNBOM_CORRELATION_CONFIDENCE).unwrap_or(correlation::NONE),
-            );
+        for placement in placements {
+            let key = placement
+                .as_ref()
+                .map_or((correlation::NONE, correlation::NONE), |p| {
+                    (p.method, p.confidence)
+                });
             match tally.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, n)) => *n += 1,
                 None => tally.push((key, 1)),

@@ -78,6 +78,7 @@ impl Convert {
         if decided.is_empty() {
             return true;
         }
+        outcomes.count(&decided.placements);
         let out = match self {
             Self::Inline(opts) => decided.convert(opts),
             Self::Workers { queues, .. } => {
@@ -105,7 +106,6 @@ impl Convert {
                 out
             }
         };
-        outcomes.count(&out);
         send(out, tx, logs).await
     }
 
