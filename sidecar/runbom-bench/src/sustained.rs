@@ -38,6 +38,9 @@ pub struct Options {
 struct Run {
     records_per_s: f64,
     per_cpu_s: f64,
+    /// Events (a watched open is two kernel records, its entry and its result, joined into one
+    /// event) per CPU-second.
+    events_per_cpu_s: f64,
     shed: u64,
     ring_full: u64,
     exported: u64,
@@ -111,9 +114,11 @@ fn once(condition: &Condition, opts: &Options, path: &CString, sink: &Sink) -> R
     let _ = std::fs::remove_dir_all(&work);
     let field = |k: &str| summary.get(k).copied().unwrap_or(0);
     let records = field("kernel_records") as f64;
+    let cpu_s = field("cpu_us").max(1) as f64 / 1e6;
     let run = Run {
         records_per_s: records / elapsed.as_secs_f64(),
-        per_cpu_s: records / (field("cpu_us").max(1) as f64 / 1e6),
+        per_cpu_s: records / cpu_s,
+        events_per_cpu_s: field("events") as f64 / cpu_s,
         shed: field("shed_drops"),
         ring_full: field("ring_full_drops"),
         exported: field("exported"),
@@ -136,6 +141,7 @@ fn once(condition: &Condition, opts: &Options, path: &CString, sink: &Sink) -> R
 struct Figures {
     read: Samples,
     per_cpu: Samples,
+    events_per_cpu: Samples,
 }
 
 pub fn run(opts: &Options) -> Result<String> {
@@ -173,13 +179,15 @@ pub fn run(opts: &Options) -> Result<String> {
             let r = once(all[i], opts, &path, &sink)?;
             figures[i].read.push(r.records_per_s);
             figures[i].per_cpu.push(r.per_cpu_s);
+            figures[i].events_per_cpu.push(r.events_per_cpu_s);
             let _ = writeln!(
                 rows,
-                "| {} | {} | {:.0} | {:.0} | {} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
                 round + 1,
                 all[i].label,
                 r.records_per_s,
                 r.per_cpu_s,
+                r.events_per_cpu_s,
                 r.shed,
                 r.ring_full,
                 r.exported
@@ -196,30 +204,46 @@ pub fn run(opts: &Options) -> Result<String> {
         }
     }
     sink.stop();
+    Ok(report(opts, &groups, &figures, &ratios, &rows))
+}
+
+/// The section: every run's row, each condition's medians, each pair's ratios.
+fn report(
+    opts: &Options,
+    groups: &[Vec<Condition>],
+    figures: &[Figures],
+    ratios: &[(Samples, Samples)],
+    rows: &str,
+) -> String {
+    let all: Vec<&Condition> = groups.iter().flatten().collect();
     let pipelines: Vec<String> = opts.pipelines.iter().map(ToString::to_string).collect();
     let mut out = format!(
         "### (f) Sustained opens ({}; {} opens/s for {} s, {} rounds)\n\n\
-         | round | condition | kernel records read per s | kernel records per CPU-second | shed | ring full | items exported |\n\
-         |---:|---|---:|---:|---:|---:|---:|\n{rows}\n",
+         | round | condition | kernel records read per s | kernel records per CPU-second | events per CPU-second | shed | ring full | items exported |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|\n{rows}\n",
         pipelines.join(", "),
         opts.rate,
         opts.seconds,
         opts.rounds
     );
-    for (c, f) in all.iter().zip(&figures) {
+    for (c, f) in all.iter().zip(figures) {
         let _ = writeln!(
             out,
-            "{}: read {:.0}/s (median; {:.0}..{:.0}), {:.0} per CPU-second ({:.0}..{:.0})",
+            "{}: read {:.0}/s (median; {:.0}..{:.0}), {:.0} records per CPU-second \
+             ({:.0}..{:.0}), {:.0} events per CPU-second ({:.0}..{:.0})",
             c.label,
             f.read.median(),
             f.read.min(),
             f.read.max(),
             f.per_cpu.median(),
             f.per_cpu.min(),
-            f.per_cpu.max()
+            f.per_cpu.max(),
+            f.events_per_cpu.median(),
+            f.events_per_cpu.min(),
+            f.events_per_cpu.max()
         );
     }
-    for (group, (read, cpu)) in groups.iter().zip(&ratios) {
+    for (group, (read, cpu)) in groups.iter().zip(ratios) {
         if let [a, b] = group.as_slice() {
             let _ = writeln!(
                 out,
@@ -236,5 +260,5 @@ pub fn run(opts: &Options) -> Result<String> {
             );
         }
     }
-    Ok(out)
+    out
 }
