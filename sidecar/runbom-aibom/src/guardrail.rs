@@ -45,11 +45,19 @@ pub fn push_attributes(out: &mut Vec<KeyValue>, kinds: &[&str], serial: &str, to
         kv_str(TARGET_TYPE, "output"),
         kv_str(TARGET_SUBTYPE, if tool { "tool_call" } else { "llm" }),
         kv_str(POLICY_RULE_ID, rule),
-        kv_string(RISK_CATEGORY, format!("custom:{rule}")),
+        kv_string(RISK_CATEGORY, custom(rule)),
     ]);
     if !serial.is_empty() {
         out.push(kv_str(POLICY_ID, serial));
     }
+}
+
+/// `custom:<rule>`, written without the formatting machinery (one per alert).
+fn custom(rule: &str) -> String {
+    let mut out = String::with_capacity(7 + rule.len());
+    out.push_str("custom:");
+    out.push_str(rule);
+    out
 }
 
 fn reason(rule: &str) -> &'static str {

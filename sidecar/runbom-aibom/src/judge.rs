@@ -5,7 +5,7 @@
 //! [`crate::view`], what it concludes in [`crate::verdict`] and [`crate::judged`], and the rules
 //! of one declared workload in [`crate::rules`].
 
-use std::time::SystemTime;
+use std::{borrow::Cow, time::SystemTime};
 
 use opentelemetry_proto::tonic::{common::v1::KeyValue, resource::v1::Resource};
 
@@ -26,7 +26,8 @@ use crate::{
 // What the judge takes and gives, named where callers look for it (`judge::JudgeSettings`).
 pub use crate::{
     judged::{
-        Earlier, EarlierStep, EarlierTool, Finding, Judged, ToolAt, ToolInfo, depth, is_step,
+        Earlier, EarlierStep, EarlierTool, Finding, Judged, Scratch, ToolAt, ToolInfo, depth,
+        is_step,
     },
     verdict::{JudgeSettings, Verdict, flag, write},
     view::{Item, ResourceHeader, ScopeHeader, View},
@@ -40,7 +41,15 @@ pub fn judge<'b>(
     items: &mut [Item],
 ) -> Judged<'b> {
     let mut views: Vec<View<'_>> = items.iter_mut().map(Item::view).collect();
-    judge_views(bom, settings, pids, &mut views, None, None)
+    judge_views(
+        bom,
+        settings,
+        pids,
+        &mut views,
+        None,
+        None,
+        &mut Scratch::default(),
+    )
 }
 
 /// The learned baseline the judge checks against, and the wall clock (never a span's time,
@@ -51,7 +60,8 @@ pub struct Learning<'x> {
 }
 
 /// Judges `items` (one trace, or the late spans of a released one with `earlier`) and writes
-/// the `aibom.*` attributes onto their spans.
+/// the `aibom.*` attributes onto their spans. The vectors of what it returns come from
+/// `scratch` ([`Judged::recycle`] gives them back).
 pub fn judge_views<'b>(
     bom: &'b DeclaredBom,
     settings: &JudgeSettings,
@@ -59,21 +69,28 @@ pub fn judge_views<'b>(
     items: &mut [View<'_>],
     earlier: Option<&Earlier>,
     mut learning: Option<Learning<'_>>,
+    scratch: &mut Scratch,
 ) -> Judged<'b> {
     let n = items.len();
-    let activities: Vec<Activity> = items
-        .iter()
-        .map(|it| span::classify(&it.span.attributes, &it.span.name, it.is_kernel()))
-        .collect();
-    let pid_list: Vec<Option<u32>> = items.iter().map(View::pid).collect();
-    let uids = learn_processes(pids, items, &activities, &pid_list);
-    let parents = parents(items);
+    let mut activities = std::mem::take(&mut scratch.activities);
+    activities.extend(
+        items
+            .iter()
+            .map(|it| span::classify(&it.span.attributes, &it.span.name, it.is_kernel())),
+    );
+    let mut pid_list = std::mem::take(&mut scratch.pids);
+    pid_list.extend(items.iter().map(View::pid));
+    let mut uids = std::mem::take(&mut scratch.uids);
+    learn_processes(pids, items, &activities, &pid_list, &mut uids);
+    let parents = parents(items, std::mem::take(&mut scratch.parents));
     let outer = outer(items, &parents, earlier);
     let outer_at = |i: usize| outer.get(i).copied().flatten();
     let tools = inherit(
         &parents,
         |i| matches!(activities[i], Activity::Tool { .. }).then_some(ToolAt::Here(i)),
         |i| outer_at(i).and_then(|(_, t)| t).map(ToolAt::Earlier),
+        &mut scratch.known,
+        std::mem::take(&mut scratch.tools),
     );
     let agents = agents(
         bom,
@@ -83,12 +100,13 @@ pub fn judge_views<'b>(
         &parents,
         &outer_at,
         &pid_list,
+        scratch,
     );
-    let uids: Vec<Option<u32>> = uids
-        .into_iter()
-        .zip(&pid_list)
-        .map(|(u, p)| u.or_else(|| p.and_then(|p| pids.uid_of(p))))
-        .collect();
+    for (u, p) in uids.iter_mut().zip(&pid_list) {
+        if u.is_none() {
+            *u = p.and_then(|p| pids.uid_of(p));
+        }
+    }
     let tool_name = |t: Option<ToolAt>| -> Option<&str> {
         match t? {
             ToolAt::Here(h) => match &activities[h] {
@@ -98,33 +116,29 @@ pub fn judge_views<'b>(
             ToolAt::Earlier(e) => earlier.map(|x| x.tools[e].name.as_str()),
         }
     };
-    let envs = env_identities(bom, pids, &activities, &pid_list);
-    let mut verdicts = Vec::with_capacity(n);
+    let envs = env_identities(
+        bom,
+        pids,
+        &activities,
+        &pid_list,
+        std::mem::take(&mut scratch.envs),
+    );
+    // Verdicts borrowing the BOM, in the room of the empty scratch vector.
+    let mut verdicts: Vec<Verdict<'b>> = std::mem::take(&mut scratch.verdicts);
+    verdicts.reserve(n);
     for i in 0..n {
         let tool = tool_name(tools[i]);
         let resolved = pid_list[i].map_or(&[][..], |p| pids.names_of(p));
-        let resolved_act;
-        let act = match &activities[i] {
-            a @ (Activity::Connect { dest } | Activity::Http { dest, .. })
-                if dest.name.is_none() && !resolved.is_empty() =>
-            {
-                let mut a = a.clone();
-                add_resolved(&mut a, resolved);
-                resolved_act = a;
-                &resolved_act
-            }
-            a => a,
-        };
-        let mut v = match agents[i] {
-            Some(agent) => Judge {
-                bom,
-                settings,
-                agent: &bom.agents[agent].bom_ref,
-            }
-            .verdict(act, tool, &items[i].span.attributes),
-            None => shadow(settings, act, &items[i].span.attributes),
-        };
-        v.agent = agents[i].map(|a| bom.agents[a].bom_ref.as_str());
+        let act = with_resolved(&activities[i], resolved);
+        let act = act.as_ref();
+        let mut v = judge_one(
+            bom,
+            settings,
+            agents[i],
+            act,
+            tool,
+            &items[i].span.attributes,
+        );
         if let (Some(agent), Some(l)) = (v.agent, learning.as_mut()) {
             let _ = against_baseline(
                 l,
@@ -138,14 +152,14 @@ pub fn judge_views<'b>(
         }
         verdicts.push(v);
     }
-    let findings = findings(items, &activities, &verdicts, &tools);
-    for (i, (it, v)) in items.iter_mut().zip(&verdicts).enumerate() {
-        if it.is_stale() {
-            strip(&mut it.span.attributes);
-        }
-        let identities = envs.get(i).map_or(&[][..], Vec::as_slice);
-        put(&mut it.span.attributes, v, &bom.serial_number, identities);
-    }
+    let findings = findings(
+        items,
+        &activities,
+        &verdicts,
+        &tools,
+        std::mem::take(&mut scratch.findings),
+    );
+    write_all(items, &verdicts, &bom.serial_number, &envs);
     Judged {
         activities,
         verdicts,
@@ -159,6 +173,18 @@ pub fn judge_views<'b>(
     }
 }
 
+/// Writes each span's verdict (and its process's `env:` identities) as its `aibom.*`
+/// attributes, replacing any it came with.
+fn write_all(items: &mut [View<'_>], verdicts: &[Verdict<'_>], serial: &str, envs: &[Vec<String>]) {
+    for (i, (it, v)) in items.iter_mut().zip(verdicts).enumerate() {
+        if it.is_stale() {
+            strip(&mut it.span.attributes);
+        }
+        let identities = envs.get(i).map_or(&[][..], Vec::as_slice);
+        put(&mut it.span.attributes, v, serial, identities);
+    }
+}
+
 /// For spans that use an identity (agent runs, model calls, tools, requests, connections,
 /// queries, programs), the `env:` identities of the BOM their process presents.
 fn env_identities(
@@ -166,39 +192,43 @@ fn env_identities(
     pids: &mut PidMap,
     activities: &[Activity],
     pid_list: &[Option<u32>],
+    mut out: Vec<Vec<String>>,
 ) -> Vec<Vec<String>> {
     let wanted = bom.env_names();
     if wanted.is_empty() {
-        return Vec::new();
+        return out;
     }
-    activities
-        .iter()
-        .zip(pid_list)
-        .map(|(act, pid)| match (act, pid) {
-            (
-                Activity::Agent { .. }
-                | Activity::Model { .. }
-                | Activity::Tool { .. }
-                | Activity::Http { .. }
-                | Activity::Connect { .. }
-                | Activity::Db { .. }
-                | Activity::Exec { .. },
-                Some(pid),
-            ) => pids.env_of(*pid, wanted).to_vec(),
-            _ => Vec::new(),
-        })
-        .collect()
+    out.extend(
+        activities
+            .iter()
+            .zip(pid_list)
+            .map(|(act, pid)| match (act, pid) {
+                (
+                    Activity::Agent { .. }
+                    | Activity::Model { .. }
+                    | Activity::Tool { .. }
+                    | Activity::Http { .. }
+                    | Activity::Connect { .. }
+                    | Activity::Db { .. }
+                    | Activity::Exec { .. },
+                    Some(pid),
+                ) => pids.env_of(*pid, wanted).to_vec(),
+                _ => Vec::new(),
+            }),
+    );
+    out
 }
 
 /// What the kernel says about processes (parents, users, names resolved) goes into `pids`;
-/// returns each span's user as the span says it.
+/// each span's user as the span says it goes into `uids`.
 fn learn_processes(
     pids: &mut PidMap,
     items: &[View<'_>],
     activities: &[Activity],
     pid_list: &[Option<u32>],
-) -> Vec<Option<u32>> {
-    let uids: Vec<Option<u32>> = items.iter().map(View::uid).collect();
+    uids: &mut Vec<Option<u32>>,
+) {
+    uids.extend(items.iter().map(View::uid));
     for (i, it) in items.iter().enumerate() {
         let Some(pid) = pid_list[i] else { continue };
         if it.is_kernel() {
@@ -210,7 +240,6 @@ fn learn_processes(
             pids.resolved(pid, name);
         }
     }
-    uids
 }
 
 /// For spans whose parent is not among `items`: the (agent, tool) of that parent as
@@ -302,11 +331,12 @@ fn against_baseline(
     Some(())
 }
 
-/// The parent of each span among `items`, by span id.
-fn parents(items: &[View<'_>]) -> Vec<Option<usize>> {
+/// The parent of each span among `items`, by span id, in `out` (empty).
+fn parents(items: &[View<'_>], mut out: Vec<Option<usize>>) -> Vec<Option<usize>> {
     // Kernel log records (and requests of root spans only) have no parents to look for.
     if items.iter().all(|it| it.span.parent_span_id.is_empty()) {
-        return vec![None; items.len()];
+        out.resize(items.len(), None);
+        return out;
     }
     // Traces are small: comparing every pair beats an index for the usual sizes.
     let mut index: Vec<(&[u8], usize)> = Vec::new();
@@ -326,22 +356,23 @@ fn parents(items: &[View<'_>]) -> Vec<Option<usize>> {
             Some(index[k].1)
         }
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| {
-            let p = it.span.parent_span_id.as_slice();
-            if p.is_empty() {
-                return None;
-            }
-            find(p).filter(|p| *p != i)
-        })
-        .collect()
+    out.extend(items.iter().enumerate().map(|(i, it)| {
+        let p = it.span.parent_span_id.as_slice();
+        if p.is_empty() {
+            return None;
+        }
+        find(p).filter(|p| *p != i)
+    }));
+    out
 }
 
 /// The declared agent each span runs under: named by the span or its resource, inherited from
 /// the spans above it (here or released earlier), or (kernel spans of child processes) from
 /// the process's ancestors.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "what is known of the trace so far, and the scratch vectors"
+)]
 fn agents(
     bom: &DeclaredBom,
     pids: &mut PidMap,
@@ -350,16 +381,19 @@ fn agents(
     parents: &[Option<usize>],
     outer: &dyn Fn(usize) -> Option<(Option<usize>, Option<usize>)>,
     pid_list: &[Option<u32>],
+    scratch: &mut Scratch,
 ) -> Vec<Option<usize>> {
     // The resource's own agent, once per resource.
-    let by_resource: std::cell::RefCell<Vec<(*const Resource, Option<usize>)>> =
-        std::cell::RefCell::default();
+    scratch.by_resource.clear();
+    let by_resource = std::cell::RefCell::new(std::mem::take(&mut scratch.by_resource));
     let own = |i: usize| {
         let it = &items[i];
         if let Some(a) = own_agent(bom, &it.span.attributes, &activities[i]) {
             return Some(a);
         }
-        let key = it.resource.map_or(std::ptr::null(), std::ptr::from_ref);
+        let key = it
+            .resource
+            .map_or(0, |r| std::ptr::from_ref::<Resource>(r) as usize);
         if let Some((_, a)) = by_resource.borrow().iter().find(|(k, _)| *k == key) {
             return *a;
         }
@@ -367,7 +401,14 @@ fn agents(
         by_resource.borrow_mut().push((key, a));
         a
     };
-    let mut agents = inherit(parents, own, |i| outer(i).and_then(|(a, _)| a));
+    let mut agents = inherit(
+        parents,
+        own,
+        |i| outer(i).and_then(|(a, _)| a),
+        &mut scratch.known,
+        std::mem::take(&mut scratch.agents),
+    );
+    scratch.by_resource = by_resource.into_inner();
     let mut last: Option<(u32, usize)> = None;
     for (i, a) in agents.iter().enumerate() {
         if let (Some(a), Some(pid)) = (a, pid_list[i])
@@ -391,27 +432,33 @@ fn agents(
 
 /// For each span, the value of the nearest span above it (or itself) that has one (`own`); a
 /// span whose parent is not here starts from `outer`. Each span's own value is asked once.
+/// `known` (which spans' value is known yet) and `out` are scratch vectors, filled anew.
 fn inherit<T: Copy>(
     parents: &[Option<usize>],
     own: impl Fn(usize) -> Option<T>,
     outer: impl Fn(usize) -> Option<T>,
+    known: &mut Vec<bool>,
+    mut out: Vec<Option<T>>,
 ) -> Vec<Option<T>> {
     let n = parents.len();
-    // `None`: not known yet.
-    let mut out: Vec<Option<Option<T>>> = vec![None; n];
+    known.clear();
+    known.resize(n, false);
+    out.clear();
+    out.resize(n, None);
     for start in 0..n {
         // Up to the first span whose value is known or its own ...
         let (mut at, mut steps, mut found) = (Some(start), 0, None);
         let mut stop = None;
         while let Some(i) = at {
-            if let Some(known) = out[i] {
-                found = known;
+            if known[i] {
+                found = out[i];
                 stop = Some(i);
                 break;
             }
             if let Some(v) = own(i) {
                 found = Some(v);
-                out[i] = Some(found);
+                out[i] = found;
+                known[i] = true;
                 stop = Some(i);
                 break;
             }
@@ -430,11 +477,12 @@ fn inherit<T: Copy>(
             let Some(i) = at.filter(|i| Some(*i) != stop) else {
                 break;
             };
-            out[i] = Some(found);
+            out[i] = found;
+            known[i] = true;
             at = parents[i];
         }
     }
-    out.into_iter().map(Option::flatten).collect()
+    out
 }
 
 /// The declared agent a span names by its own attributes.
@@ -465,6 +513,42 @@ fn agent_by_attrs(bom: &DeclaredBom, attrs: &[KeyValue]) -> Option<usize> {
                 .any(|(k, g)| attr(attrs, k).is_some_and(|v| g.matches(v)))
         }
     })
+}
+
+/// The activity with the names its process resolved for a destination that has no name.
+fn with_resolved<'x>(act: &'x Activity, names: &[String]) -> Cow<'x, Activity> {
+    match act {
+        Activity::Connect { dest } | Activity::Http { dest, .. }
+            if dest.name.is_none() && !names.is_empty() =>
+        {
+            let mut a = act.clone();
+            add_resolved(&mut a, names);
+            Cow::Owned(a)
+        }
+        _ => Cow::Borrowed(act),
+    }
+}
+
+/// The verdict on one span: by its agent's rules, or (no declared agent) as shadow AI.
+fn judge_one<'b>(
+    bom: &'b DeclaredBom,
+    settings: &JudgeSettings,
+    agent: Option<usize>,
+    act: &Activity,
+    tool: Option<&str>,
+    attrs: &[KeyValue],
+) -> Verdict<'b> {
+    let mut v = match agent {
+        Some(a) => Judge {
+            bom,
+            settings,
+            agent: &bom.agents[a].bom_ref,
+        }
+        .verdict(act, tool, attrs),
+        None => shadow(settings, act, attrs),
+    };
+    v.agent = agent.map(|a| bom.agents[a].bom_ref.as_str());
+    v
 }
 
 fn add_resolved(act: &mut Activity, names: &[String]) {
@@ -510,8 +594,8 @@ fn findings(
     activities: &[Activity],
     verdicts: &[Verdict<'_>],
     tools: &[Option<ToolAt>],
+    mut out: Vec<Finding>,
 ) -> Vec<Finding> {
-    let mut out: Vec<Finding> = Vec::new();
     for (i, v) in verdicts.iter().enumerate() {
         let (Some(agent), false) = (v.agent, v.drift.is_empty()) else {
             continue;
@@ -546,7 +630,13 @@ fn findings(
 /// on its `execute_tool` span and `undeclared_mcp_tool` on the `tools/call` under it. They are
 /// one finding, the MCP call's (the more precise: which server, and what the server did while
 /// serving it); the tool span stays drifted and is a step of that finding's chain.
-fn fold_mcp_tool_into_call(out: Vec<Finding>) -> Vec<Finding> {
+fn fold_mcp_tool_into_call(mut out: Vec<Finding>) -> Vec<Finding> {
+    if !out
+        .iter()
+        .any(|m| m.kinds.contains(&flag::UNDECLARED_MCP_TOOL))
+    {
+        return out;
+    }
     let folded = |f: &Finding| {
         f.kinds == [flag::UNDECLARED_TOOL]
             && f.tool.is_some()
@@ -558,10 +648,9 @@ fn fold_mcp_tool_into_call(out: Vec<Finding>) -> Vec<Finding> {
             })
     };
     let keep: Vec<bool> = out.iter().map(|f| !folded(f)).collect();
-    out.into_iter()
-        .zip(keep)
-        .filter_map(|(f, k)| k.then_some(f))
-        .collect()
+    let mut keep = keep.into_iter();
+    out.retain(|_| keep.next().unwrap_or(true));
+    out
 }
 
 /// Which span of a finding the alert points at: the application's span of the request (the

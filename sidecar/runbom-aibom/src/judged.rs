@@ -38,7 +38,52 @@ pub struct Judged<'b> {
     pub findings: Vec<Finding>,
 }
 
+/// The vectors judging fills for each trace, kept by the processor between traces (cleared,
+/// not freed), so that the traces of a request do not each allocate them.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    pub(crate) activities: Vec<Activity>,
+    /// Empty between traces; `Verdict<'static>` only so that it can be kept.
+    pub(crate) verdicts: Vec<Verdict<'static>>,
+    pub(crate) parents: Vec<Option<usize>>,
+    pub(crate) tools: Vec<Option<ToolAt>>,
+    pub(crate) agents: Vec<Option<usize>>,
+    pub(crate) uids: Vec<Option<u32>>,
+    pub(crate) pids: Vec<Option<u32>>,
+    pub(crate) envs: Vec<Vec<String>>,
+    pub(crate) findings: Vec<Finding>,
+    /// Which spans' value is known yet, while values are inherited.
+    pub(crate) known: Vec<bool>,
+    /// The agent of each resource seen in the trace (by the resource's address).
+    pub(crate) by_resource: Vec<(usize, Option<usize>)>,
+}
+
+/// `v`, emptied (its room kept).
+fn cleared<T>(mut v: Vec<T>) -> Vec<T> {
+    v.clear();
+    v
+}
+
 impl Judged<'_> {
+    /// Gives the vectors back to `scratch`, emptied, for the next trace.
+    pub fn recycle(self, scratch: &mut Scratch) {
+        scratch.activities = cleared(self.activities);
+        // An empty vector of verdicts that borrow this BOM becomes one of verdicts of any
+        // lifetime in place (the same layout, so the allocation is kept).
+        scratch.verdicts = cleared(self.verdicts)
+            .into_iter()
+            .filter(|_| false)
+            .map(|_| unreachable!("the vector is empty"))
+            .collect();
+        scratch.parents = cleared(self.parents);
+        scratch.tools = cleared(self.tools);
+        scratch.agents = cleared(self.agents);
+        scratch.uids = cleared(self.uids);
+        scratch.pids = cleared(self.pids);
+        scratch.envs = cleared(self.envs);
+        scratch.findings = cleared(self.findings);
+    }
+
     /// The tool span `t` refers to.
     #[must_use]
     pub fn tool<'x>(
@@ -133,9 +178,9 @@ impl Earlier {
 
     /// Remembers what `judged` found about `items` (moving the activities out of it).
     pub fn remember(&mut self, items: &[View<'_>], judged: &mut Judged<'_>) {
-        let activities = std::mem::take(&mut judged.activities);
+        let mut activities = std::mem::take(&mut judged.activities);
         let mut local_tools: Vec<Option<usize>> = vec![None; items.len()];
-        for (i, act) in activities.into_iter().enumerate() {
+        for (i, act) in activities.drain(..).enumerate() {
             let span = &*items[i].span;
             if let Activity::Tool { name } = &act {
                 local_tools[i] = Some(self.tools.len());
@@ -164,6 +209,8 @@ impl Earlier {
             });
             self.spans.push((id, judged.agents[i], tool));
         }
+        // The emptied vector goes back, for the scratch.
+        judged.activities = activities;
     }
 }
 

@@ -107,23 +107,25 @@ pub fn push_rfc3339(out: &mut String, unix_ns: u64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    // Written digit by digit: alert chains format a time per step.
+    // Written digit by digit into one buffer: alert chains format a time per step.
+    let mut text = *b"0000-00-00T00:00:00.000Z";
     let fields = [
-        (y.unsigned_abs(), 4, '-'),
-        (m.unsigned_abs(), 2, '-'),
-        (d.unsigned_abs(), 2, 'T'),
-        (rem / 3600, 2, ':'),
-        ((rem / 60) % 60, 2, ':'),
-        (rem % 60, 2, '.'),
-        (ms, 3, 'Z'),
+        (0, 4, y.unsigned_abs()),
+        (5, 2, m.unsigned_abs()),
+        (8, 2, d.unsigned_abs()),
+        (11, 2, rem / 3600),
+        (14, 2, (rem / 60) % 60),
+        (17, 2, rem % 60),
+        (20, 3, ms),
     ];
-    for (value, width, then) in fields {
-        for place in (0..width).rev() {
-            let digit = (value / 10u64.pow(place)) % 10;
-            out.push(char::from(b'0' + u8::try_from(digit).unwrap_or(0)));
+    for (at, width, mut value) in fields {
+        for place in text[at..at + width].iter_mut().rev() {
+            *place = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            value /= 10;
         }
-        out.push(then);
     }
+    // ASCII digits and separators only.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// Parses RFC 3339 (`2026-11-27T04:10:00.123Z`, `2026-11-27T05:10:00+01:00`) into Unix

@@ -11,7 +11,10 @@ thread_local! {
     /// Texts found free of credentials. The drift reason of a finding is written on each of its
     /// spans and repeats across traces; scrubbing costs far more than a lookup. Only texts that
     /// scrubbing leaves as they are go in, so nothing here is a secret.
-    static CLEAN: RefCell<HashSet<Box<str>>> = RefCell::new(HashSet::new());
+    /// Hashed with foldhash (keyed per process): SipHash over each text was a twentieth of an
+    /// alert's cost; the set is small and bounded, so a colliding sender gains little.
+    static CLEAN: RefCell<HashSet<Box<str>, foldhash::fast::RandomState>> =
+        RefCell::new(HashSet::default());
 }
 
 /// Clean texts remembered per thread (then forgotten all at once) ...
@@ -70,6 +73,11 @@ fn clip(s: &str, max: usize) -> String {
 
 /// `s` cut to at most `max` characters (`…` marks a cut), at the end of `out`.
 fn push_clipped(out: &mut String, s: &str, max: usize) {
+    // No more bytes than `max`: no more characters either (the usual case, without counting).
+    if s.len() <= max {
+        out.push_str(s);
+        return;
+    }
     match s.char_indices().nth(max) {
         None => out.push_str(s),
         Some((end, _)) => {

@@ -37,7 +37,7 @@ use crate::{
     baseline::Baseline,
     bom::DeclaredBom,
     judge,
-    judged::{Earlier, Judged},
+    judged::{Earlier, Judged, Scratch},
     pids::PidMap,
     shadow::{Record, Shadow, ShadowSettings, ShadowStats},
     span,
@@ -175,10 +175,13 @@ pub struct Processor {
     earlier: Remembered,
     alerted: Dedup,
     shadow: Shadow,
+    /// Judging's per-trace vectors, kept between traces.
+    scratch: Scratch,
     pub stats: Arc<Stats>,
 }
 
-/// Alert keys remembered for deduplication.
+/// Alert keys remembered for deduplication: the last this many at least, twice as many at
+/// most.
 const ALERTED: usize = 100_000;
 
 impl Processor {
@@ -200,6 +203,7 @@ impl Processor {
             spans: 0,
             pids: PidMap::default(),
             alerted: Dedup::default(),
+            scratch: Scratch::default(),
             stats,
         }
     }
@@ -333,6 +337,7 @@ impl Processor {
             items,
             earlier,
             learning,
+            &mut self.scratch,
         );
         drop(baseline);
         let drifted = judged
@@ -400,6 +405,7 @@ impl Processor {
         if judged.agents.iter().any(Option::is_some) && judged.pids.iter().any(Option::is_some) {
             self.earlier.remember(k, items, &mut judged);
         }
+        judged.recycle(&mut self.scratch);
     }
 
     /// Moves the spans of the traces in `hold` out of `req` into `held`.
@@ -589,6 +595,7 @@ impl Processor {
                     &mut views,
                     None,
                     None,
+                    &mut self.scratch,
                 );
                 for (i, v) in views.iter().enumerate() {
                     self.shadow.observe(
@@ -605,6 +612,7 @@ impl Processor {
                         &self.stats.shadow,
                     );
                 }
+                judged.recycle(&mut self.scratch);
                 drop(views);
                 for (i, s) in at.iter().zip(spans.drain(..)) {
                     sl.log_records[*i].attributes = s.attributes;

@@ -6,11 +6,15 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::*;
 
 /// Findings already alerted (trace, agent, tool span, flags, subject), bounded. Each is kept
-/// as a 128-bit digest (two keyed hashes): small, and holds nothing of the spans.
+/// as a 128-bit digest (two keyed hashes): small, and holds nothing of the spans. Two
+/// generations of at most [`ALERTED`] digests each: when the newer is full, the older is
+/// forgotten at once and the newer takes its place, so the last [`ALERTED`] findings are always
+/// remembered and no digest is ever removed one by one (which, in a full set, cost a cache miss
+/// per alert).
 #[derive(Default)]
 pub(super) struct Dedup {
-    seen: HashSet<u128, BuildHasherDefault<Digest>>,
-    order: VecDeque<u128>,
+    new: HashSet<u128, BuildHasherDefault<Digest>>,
+    old: HashSet<u128, BuildHasherDefault<Digest>>,
     keys: [RandomState; 2],
 }
 
@@ -44,15 +48,12 @@ impl Dedup {
     pub(super) fn remember(&mut self, finding: &impl Hash) -> bool {
         let digest = u128::from(self.keys[0].hash_one(finding)) << 64
             | u128::from(self.keys[1].hash_one(finding));
-        if !self.seen.insert(digest) {
+        if self.old.contains(&digest) || !self.new.insert(digest) {
             return false;
         }
-        if self.order.len() == ALERTED
-            && let Some(old) = self.order.pop_front()
-        {
-            self.seen.remove(&old);
+        if self.new.len() >= ALERTED {
+            self.old = std::mem::take(&mut self.new);
         }
-        self.order.push_back(digest);
         true
     }
 }
@@ -111,5 +112,27 @@ impl Remembered {
                 self.spans -= e.len();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_alerted_findings_are_remembered_without_removing_one_by_one() {
+        let mut d = Dedup::default();
+        assert!(d.remember(&"first"));
+        assert!(!d.remember(&"first"), "a finding is alerted once");
+        for i in 1..ALERTED {
+            assert!(d.remember(&i));
+        }
+        // `first` and the next ALERTED - 1: the newer generation is full, the older forgotten.
+        assert!(!d.remember(&"first"), "still among the last {ALERTED}");
+        for i in ALERTED..2 * ALERTED {
+            assert!(d.remember(&i));
+        }
+        assert!(d.remember(&"first"), "forgotten after 2 x {ALERTED} others");
+        assert!(d.new.len() + d.old.len() <= 2 * ALERTED);
     }
 }
