@@ -5,9 +5,9 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::ExportTraceServiceRequest,
 };
 use opentelemetry_proto::tonic::{
-    logs::v1::{ResourceLogs, ScopeLogs},
-    metrics::v1::{ResourceMetrics, ScopeMetrics, metric::Data},
-    trace::v1::{ResourceSpans, ScopeSpans},
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric::Data},
+    trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
 
 /// Which telemetry signal a pipeline carries.
@@ -210,26 +210,11 @@ macro_rules! group {
 }
 
 group!(ResourceSpans, resource, scope_spans, ScopeSpans);
-group!(
-    ScopeSpans,
-    scope,
-    spans,
-    opentelemetry_proto::tonic::trace::v1::Span
-);
+group!(ScopeSpans, scope, spans, Span);
 group!(ResourceLogs, resource, scope_logs, ScopeLogs);
-group!(
-    ScopeLogs,
-    scope,
-    log_records,
-    opentelemetry_proto::tonic::logs::v1::LogRecord
-);
+group!(ScopeLogs, scope, log_records, LogRecord);
 group!(ResourceMetrics, resource, scope_metrics, ScopeMetrics);
-group!(
-    ScopeMetrics,
-    scope,
-    metrics,
-    opentelemetry_proto::tonic::metrics::v1::Metric
-);
+group!(ScopeMetrics, scope, metrics, Metric);
 
 /// Keeps the first `at` units (the items of the scopes, counted across every scope of every
 /// resource, in order) in `resources` and returns the rest, under copies of the resource and
@@ -294,10 +279,8 @@ fn data_points(data: Option<&Data>) -> usize {
 mod tests {
     use opentelemetry_proto::tonic::{
         common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
-        logs::v1::LogRecord,
-        metrics::v1::{Gauge, Metric, NumberDataPoint},
+        metrics::v1::{Gauge, NumberDataPoint},
         resource::v1::Resource,
-        trace::v1::Span,
     };
 
     use super::*;
