@@ -11,7 +11,6 @@ use std::{
 };
 
 use crate::transport::tls::ClientTlsSettings;
-use runbom_otlp::signal::Signal;
 use serde::Deserialize;
 
 use super::{
@@ -125,23 +124,13 @@ impl NetworkConfig {
     }
 }
 
-/// Requests whose protobuf is larger than this are sent in parts ([`in_parts`]): the largest
+/// Requests whose protobuf is larger than this are sent in parts under it, in order, each retried
+/// on its own (`runbom_otlp::split`; a part that fails fails the request, so a queue that sends
+/// it again sends the parts before it again too: at least once, as any retried request): the largest
 /// message a gRPC server takes by default (the Collector's `max_recv_msg_size_mib`, grpc-go,
 /// tonic) and the largest request runbom's own `otlp` receiver takes by default. A full batch of
 /// kernel events (8 192 log records) is 4–5 MiB.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
-
-/// `signal` in parts of at most [`MAX_REQUEST_BYTES`] when its protobuf (`encoded` bytes) is
-/// larger and it can be cut; `None` when it goes as it is. Each part is sent (and retried) on
-/// its own, in order; a part that fails fails the request, so a queue that sends it again sends
-/// the parts before it again too (at least once, as any retried request).
-#[must_use]
-pub fn in_parts(signal: &Signal, encoded: usize) -> Option<Vec<Signal>> {
-    if encoded <= MAX_REQUEST_BYTES {
-        return None;
-    }
-    signal.split_to_fit(MAX_REQUEST_BYTES)
-}
 
 /// An exporter built from the network section.
 pub trait NetworkExporter: Exporter + Sized + 'static {

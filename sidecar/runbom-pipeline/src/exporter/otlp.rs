@@ -12,13 +12,13 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use runbom_otlp::signal::Signal;
+use runbom_otlp::{signal::Signal, split::split_encoded};
 
 use super::{
     buffer::KeptBuffer,
     error::{ExportError, status_causes, tls_hint},
     export::{ExportFuture, Exporter},
-    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings, in_parts},
+    network::{MAX_REQUEST_BYTES, NetworkExporter, NetworkExporterConfig, NetworkSettings},
 };
 use crate::transport::{codec::EncodedCodec, tls::TlsError};
 
@@ -80,28 +80,38 @@ impl GrpcExporter {
     }
 
     pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
+        let path = PathAndQuery::from_static(match signal {
+            Signal::Traces(_) => TRACES,
+            Signal::Logs(_) => LOGS,
+            Signal::Metrics(_) => METRICS,
+        });
+        let mut body = self.buffer.take();
+        signal.write_protobuf(&mut body);
+        if let Some(parts) = split_encoded(&body, MAX_REQUEST_BYTES) {
+            self.buffer.give_back(body);
+            for part in parts {
+                self.call(&path, Bytes::from(part)).await?;
+            }
+            return Ok(());
+        }
+        let body = Bytes::from(body);
+        let sent = self.call(&path, body.clone()).await;
+        // Every attempt's copy of the bytes is gone once the call has ended.
+        if let Ok(body) = body.try_into_mut() {
+            self.buffer.give_back(body.into());
+        }
+        sent
+    }
+
+    /// One `Export` call of an encoded request, retried as the policy allows.
+    async fn call(&self, path: &PathAndQuery, body: Bytes) -> Result<(), ExportError> {
         let tls = self.tls;
         let fail = |status| ExportError::Grpc {
             endpoint: self.endpoint.clone(),
             status: Box::new(if tls { with_tls_hint(status) } else { status }),
         };
-        let path = match signal {
-            Signal::Traces(_) => TRACES,
-            Signal::Logs(_) => LOGS,
-            Signal::Metrics(_) => METRICS,
-        };
-        let mut body = self.buffer.take();
-        signal.write_protobuf(&mut body);
-        if let Some(parts) = in_parts(signal, body.len()) {
-            self.buffer.give_back(body);
-            for part in &parts {
-                Box::pin(self.export(part)).await?;
-            }
-            return Ok(());
-        }
-        let (path, body) = (PathAndQuery::from_static(path), Bytes::from(body));
-        let retry = self.settings.retry;
-        let sent = retry
+        self.settings
+            .retry
             .run(&self.settings.retries, || {
                 let mut grpc = self.grpc.clone();
                 let mut request = tonic::Request::new(body.clone());
@@ -121,12 +131,7 @@ impl GrpcExporter {
                         .map_err(fail)
                 }
             })
-            .await;
-        // Every attempt's copy of the bytes is gone once the call has ended.
-        if let Ok(body) = body.try_into_mut() {
-            self.buffer.give_back(body.into());
-        }
-        sent
+            .await
     }
 }
 

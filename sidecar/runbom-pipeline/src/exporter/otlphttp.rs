@@ -17,9 +17,9 @@ use super::{
     buffer::KeptBuffer,
     error::{ExportError, causes, tls_hint},
     export::{ExportFuture, Exporter},
-    network::{NetworkExporter, NetworkExporterConfig, NetworkSettings, in_parts},
+    network::{MAX_REQUEST_BYTES, NetworkExporter, NetworkExporterConfig, NetworkSettings},
 };
-use runbom_otlp::signal::Signal;
+use runbom_otlp::{signal::Signal, split::split_encoded};
 
 /// The connection pool: plain TCP, or TLS for an `https://` endpoint. A clone shares it.
 #[derive(Clone)]
@@ -116,27 +116,27 @@ impl HttpExporter {
         };
         let mut raw = self.buffer.take();
         signal.write_protobuf(&mut raw);
-        if let Some(parts) = in_parts(signal, raw.len()) {
+        if let Some(parts) = split_encoded(&raw, MAX_REQUEST_BYTES) {
             self.buffer.give_back(raw);
-            for part in &parts {
-                Box::pin(self.export(part)).await?;
+            for part in parts {
+                let body = if self.settings.gzip {
+                    gzip(&part)
+                } else {
+                    Bytes::from(part)
+                };
+                self.post(url, body).await?;
             }
             return Ok(());
         }
-        let body = if self.settings.gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            // Writing into a Vec cannot fail.
-            let _ = enc.write_all(&raw);
+        if self.settings.gzip {
+            let body = gzip(&raw);
             self.buffer.give_back(raw);
-            Bytes::from(enc.finish().unwrap_or_default())
-        } else {
-            Bytes::from(raw)
-        };
+            return self.post(url, body).await;
+        }
+        let body = Bytes::from(raw);
         let sent = self.post(url, body.clone()).await;
         // Every attempt's copy of the bytes is gone once the request has ended.
-        if !self.settings.gzip
-            && let Ok(body) = body.try_into_mut()
-        {
+        if let Ok(body) = body.try_into_mut() {
             self.buffer.give_back(body.into());
         }
         sent
@@ -226,4 +226,12 @@ impl NetworkExporter for HttpExporter {
     fn connect(settings: NetworkSettings) -> Result<Self, ExportError> {
         Self::new(settings)
     }
+}
+
+/// A request body gzipped.
+fn gzip(raw: &[u8]) -> Bytes {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(raw);
+    Bytes::from(enc.finish().unwrap_or_default())
 }
