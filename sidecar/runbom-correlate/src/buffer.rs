@@ -6,11 +6,12 @@
 //! after those of its process already held, so it is appended, and events mostly leave from
 //! the front (the oldest, after `wait` or when evicted), so a run is a ring that holds its
 //! events inline and reuses its room: no allocation per event. An event arriving out of order
-//! is inserted where it belongs (near the end, as a rule); one leaving from the middle (placed
+//! is inserted where it belongs (near the end, as a rule), or, when that is far from both ends
+//! of the run, held beside it in an ordered map ([`FAR`]); one leaving from the middle (placed
 //! by a span) leaves a hole, skipped by lookups, until holes are most of the run. The queues and
 //! runs give back what they grew to once a burst is gone ([`EventBuffer::compact`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use runbom_event::{Detail, KernelEvent};
 
@@ -56,6 +57,12 @@ pub fn event_bytes(ev: &KernelEvent) -> usize {
     std::mem::size_of::<Held>() + detail + INDEX
 }
 
+/// An event that would be inserted further than this from both ends of its process's run is
+/// held beside the run instead ([`Run::late`]): no arrival moves more than this many slots. A
+/// process whose events arrive far out of order (opens that blocked, released together) would
+/// otherwise make each one move half its run.
+const FAR: usize = 32;
+
 /// A held event's place in its process's run; `held` is `None` once it left (a hole).
 struct Slot {
     key: (u64, u64),
@@ -67,7 +74,10 @@ struct Slot {
 #[derive(Default)]
 struct Run {
     slots: VecDeque<Slot>,
+    /// Events held in `slots` (not the holes).
     live: usize,
+    /// Events that arrived too far out of order for `slots` ([`FAR`]).
+    late: BTreeMap<(u64, u64), Held>,
 }
 
 impl Run {
@@ -80,9 +90,19 @@ impl Run {
             self.slots.push_back(slot);
         } else {
             let at = self.slots.partition_point(|s| s.key < key);
+            if at.min(self.slots.len() - at) > FAR {
+                if let Some(held) = slot.held {
+                    self.late.insert(key, held);
+                }
+                return;
+            }
             self.slots.insert(at, slot);
         }
         self.live += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0 && self.late.is_empty()
     }
 
     /// Where `key` is. The ends are looked at first: the front is the event leaving first, as a
@@ -100,11 +120,16 @@ impl Run {
     }
 
     fn get(&self, key: (u64, u64)) -> Option<&Held> {
-        self.slots[self.position(key)?].held.as_ref()
+        match self.position(key) {
+            Some(at) => self.slots[at].held.as_ref(),
+            None => self.late.get(&key),
+        }
     }
 
     fn remove(&mut self, key: (u64, u64)) -> Option<Held> {
-        let at = self.position(key)?;
+        let Some(at) = self.position(key) else {
+            return self.late.remove(&key);
+        };
         let held = self.slots[at].held.take()?;
         self.live -= 1;
         while self.slots.front().is_some_and(|s| s.held.is_none()) {
@@ -120,13 +145,24 @@ impl Run {
     }
 
     /// Keys of the events held that started within `[start, end]`, in order.
-    fn range(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> {
+    fn range(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
         let from = self.slots.partition_point(|s| s.key.0 < start);
-        self.slots
+        let mut keys: Vec<(u64, u64)> = self
+            .slots
             .range(from..)
             .take_while(move |s| s.key.0 <= end)
             .filter(|s| s.held.is_some())
             .map(|s| s.key)
+            .collect();
+        if !self.late.is_empty() {
+            keys.extend(
+                self.late
+                    .range((start, 0)..=(end, u64::MAX))
+                    .map(|(k, _)| *k),
+            );
+            keys.sort_unstable();
+        }
+        keys
     }
 
     /// Gives back the room of a run that was longer (after a burst).
@@ -203,7 +239,7 @@ impl EventBuffer {
     pub fn remove(&mut self, key: &Key) -> Option<Held> {
         let run = self.by_pid.get_mut(&key.0)?;
         let held = run.remove(key.1)?;
-        if run.live == 0 {
+        if run.is_empty() {
             self.by_pid.remove(&key.0);
         }
         self.bytes -= held.bytes;
@@ -215,7 +251,10 @@ impl EventBuffer {
     #[must_use]
     pub fn in_range(&self, pid: u32, start: u64, end: u64) -> Vec<Key> {
         self.by_pid.get(&pid).map_or_else(Vec::new, |run| {
-            run.range(start, end).map(|k| (pid, k)).collect()
+            run.range(start, end)
+                .into_iter()
+                .map(|k| (pid, k))
+                .collect()
         })
     }
 

@@ -52,10 +52,11 @@ fn runs_agree_with_an_ordered_map() {
                     let pid = 1 + draw.below(3) as u32;
                     let c = &mut clock[pid as usize - 1];
                     *c += 1 + draw.below(5);
-                    let start = if draw.below(4) == 0 {
-                        c.saturating_sub(draw.below(40))
-                    } else {
-                        *c
+                    // Now and then far earlier: held beside the run (`FAR`).
+                    let start = match draw.below(12) {
+                        0..=2 => c.saturating_sub(draw.below(40)),
+                        3 => c.saturating_sub(draw.below(2_000)),
+                        _ => *c,
                     };
                     let key = buffer.insert(open(pid, start), step, draw.below(2) == 0);
                     assert_eq!(key.1.0, start);
@@ -126,4 +127,38 @@ fn evicting_at_the_cap_keeps_the_queues_as_long_as_the_buffer() {
         assert!(buffer.young.len() <= 100 && buffer.strangers.len() <= 100);
     }
     assert_eq!(buffer.of_pid(7).len(), 100);
+}
+
+/// Events arriving far out of order (opens that blocked, released together) are held beside
+/// the run rather than moved into its middle, and found, ranged and removed in order with it.
+#[test]
+fn far_late_arrivals_are_held_beside_the_run() {
+    let mut buffer = EventBuffer::default();
+    for n in 0..1_000u64 {
+        buffer.insert(open(9, 10 * n + 5), n, false);
+    }
+    // 100 late ones, each between two held events of the run's middle.
+    for n in 0..100u64 {
+        buffer.insert(open(9, 4_000 + 10 * n), 1_000 + n, false);
+    }
+    let run = &buffer.by_pid[&9];
+    assert_eq!(
+        run.slots.len(),
+        1_000,
+        "no late arrival was moved into the run"
+    );
+    assert_eq!(run.late.len(), 100);
+    let keys: Vec<u64> = buffer
+        .in_range(9, 3_990, 5_020)
+        .iter()
+        .map(|k| k.1.0)
+        .collect();
+    let want: Vec<u64> = (3_990..=5_020)
+        .filter(|t| t % 10 == 5 || (4_000..5_000).contains(t) && t % 10 == 0)
+        .collect();
+    assert_eq!(keys, want);
+    for key in buffer.of_pid(9) {
+        assert!(buffer.remove(&key).is_some());
+    }
+    assert!(buffer.is_empty() && !buffer.holds(9));
 }
