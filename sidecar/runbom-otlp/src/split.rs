@@ -116,19 +116,28 @@ fn fields(mut message: &[u8]) -> Option<Vec<Field<'_>>> {
     Some(out)
 }
 
+/// A message whose field `repeated` repeats what `each` reads from its value: its other fields
+/// and those.
+fn group<'a, T>(
+    bytes: &'a [u8],
+    repeated: u64,
+    each: impl Fn(&'a [u8], &'a [u8]) -> Option<T>,
+) -> Option<(Fields<'a>, Vec<T>)> {
+    let mut other = Fields::default();
+    let mut children = Vec::new();
+    for f in fields(bytes)? {
+        match f.value {
+            Some(value) if f.number == repeated => children.push(each(f.raw, value)?),
+            _ => other.push(f.raw),
+        }
+    }
+    Some((other, children))
+}
+
 impl<'a> Request<'a> {
     fn parse(bytes: &'a [u8]) -> Option<Self> {
-        let mut request = Self {
-            fields: Fields::default(),
-            resources: Vec::new(),
-        };
-        for f in fields(bytes)? {
-            match (f.number, f.value) {
-                (1, Some(group)) => request.resources.push(Resource::parse(group)?),
-                _ => request.fields.push(f.raw),
-            }
-        }
-        Some(request)
+        let (fields, resources) = group(bytes, 1, |_, value| Resource::parse(value))?;
+        Some(Self { fields, resources })
     }
 
     /// The parts, each as full as `max` allows.
@@ -155,33 +164,15 @@ impl<'a> Request<'a> {
 
 impl<'a> Resource<'a> {
     fn parse(bytes: &'a [u8]) -> Option<Self> {
-        let mut resource = Self {
-            fields: Fields::default(),
-            scopes: Vec::new(),
-        };
-        for f in fields(bytes)? {
-            match (f.number, f.value) {
-                (2, Some(group)) => resource.scopes.push(Scope::parse(group)?),
-                _ => resource.fields.push(f.raw),
-            }
-        }
-        Some(resource)
+        let (fields, scopes) = group(bytes, 2, |_, value| Scope::parse(value))?;
+        Some(Self { fields, scopes })
     }
 }
 
 impl<'a> Scope<'a> {
     fn parse(bytes: &'a [u8]) -> Option<Self> {
-        let mut scope = Self {
-            fields: Fields::default(),
-            items: Vec::new(),
-        };
-        for f in fields(bytes)? {
-            match (f.number, f.value) {
-                (2, Some(_)) => scope.items.push(f.raw),
-                _ => scope.fields.push(f.raw),
-            }
-        }
-        Some(scope)
+        let (fields, items) = group(bytes, 2, |raw, _| Some(raw))?;
+        Some(Self { fields, items })
     }
 }
 
