@@ -1,0 +1,89 @@
+//! Kernel events on their way out as OTLP log records, not yet built as `opentelemetry-proto`
+//! types. An exporter writes them as protobuf or OTLP/JSON from the events themselves
+//! ([`KernelLogs::write_protobuf`], [`KernelLogs::write_json`]); a component that reads or
+//! edits log records builds the request first ([`KernelLogs::to_request`]). Both give the
+//! same bytes: those of [`convert`](crate::convert()) on the same events.
+//!
+//! It holds the events no application span claimed and that have no span of their own (the
+//! log record points at no trace): the bulk of a busy node's events.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use runbom_event::KernelEvent;
+
+use crate::convert::{ConvertOptions, convert};
+
+/// Events to be exported as log records, grouped by process as [`convert`](crate::convert())
+/// groups them.
+#[derive(Clone, Debug)]
+pub struct KernelLogs {
+    events: Vec<KernelEvent>,
+    opts: Arc<ConvertOptions>,
+}
+
+impl KernelLogs {
+    /// `events` as log records under the resources `opts` describes.
+    #[must_use]
+    pub fn new(events: Vec<KernelEvent>, opts: Arc<ConvertOptions>) -> Self {
+        Self { events, opts }
+    }
+
+    /// The events, in the order their log records are written within their process.
+    #[must_use]
+    pub fn events(&self) -> &[KernelEvent] {
+        &self.events
+    }
+
+    /// Log records (one per event).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Appends `other`'s events (written under `self`'s options).
+    pub fn append(&mut self, mut other: KernelLogs) {
+        self.events.append(&mut other.events);
+    }
+
+    /// The events from `at` on, as their own batch (`self` keeps the first `at`).
+    #[must_use]
+    pub fn split_off(&mut self, at: usize) -> KernelLogs {
+        KernelLogs {
+            events: self.events.split_off(at.min(self.events.len())),
+            opts: self.opts.clone(),
+        }
+    }
+
+    /// The log export request these events make.
+    #[must_use]
+    pub fn to_request(&self) -> ExportLogsServiceRequest {
+        let opts = ConvertOptions {
+            uncorrelated_spans: false,
+            ..(*self.opts).clone()
+        };
+        convert(&self.events, &[], &opts).logs
+    }
+
+    /// The request as protobuf, appended to `out`.
+    pub fn write_protobuf(&self, out: &mut Vec<u8>) {
+        crate::encode::encode_logs(&self.to_request(), out);
+    }
+
+    /// The request as one line of OTLP/JSON (without the newline), appended to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        crate::json::write::write_logs(&self.to_request(), out);
+    }
+}
+
+impl PartialEq for KernelLogs {
+    /// Equal when they make the same request.
+    fn eq(&self, other: &Self) -> bool {
+        self.to_request() == other.to_request()
+    }
+}
