@@ -19,7 +19,7 @@
 // Event counts and synthetic field values are small: the casts lose nothing.
 #![allow(clippy::cast_precision_loss, missing_docs)]
 
-use std::{hint::black_box, mem::size_of, time::Duration};
+use std::{hint::black_box, mem::size_of, sync::Arc, time::Duration};
 
 mod alloc;
 mod measure;
@@ -40,9 +40,10 @@ use runbom_common::{
 use runbom_event::KernelEvent;
 use runbom_kernel::{Enricher, clock::BootClock, proctable::ProcessTable};
 use runbom_otlp::{
-    ConvertOptions, OtlpBatch, convert,
+    ConvertOptions, KernelLogs, OtlpBatch, convert,
     encode::{encode_logs, encode_traces},
     json::write::{write_logs, write_traces},
+    signal::Signal,
 };
 
 const BATCH: usize = 1024;
@@ -448,6 +449,20 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
     });
     group.bench_function("mixed/json (serde_json)", |b| {
         b.iter(|| json_serde(black_box(&batch)));
+    });
+    // What a fan-out to a second pipeline or exporter copies: kernel log records as events
+    // (`Signal::KernelLogs`), and the log request the typed path carries.
+    let logs_only = ConvertOptions {
+        uncorrelated_spans: false,
+        ..opts.clone()
+    };
+    let kernel_logs = Signal::KernelLogs(KernelLogs::new(events.clone(), Arc::new(logs_only)));
+    group.bench_function("mixed/clone (kernel log records)", |b| {
+        b.iter(|| black_box(&kernel_logs).clone().item_count());
+    });
+    let typed_logs = kernel_logs.clone().into_typed();
+    group.bench_function("mixed/clone (log request)", |b| {
+        b.iter(|| black_box(&typed_logs).clone().item_count());
     });
     group.finish();
 

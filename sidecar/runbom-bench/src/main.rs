@@ -12,7 +12,8 @@
 //! - `mixed`: a syscall-heavy workload (opens, connects, execs in bursts) with runbom's embedded
 //!   defaults against the same workload without runbom, rounds interleaved.
 //! - `sustained`: paced opens under the embedded defaults, or the kernel path alone into the
-//!   `otlp` or `file` exporter (`--sustained-pipelines`): kernel records read per second and
+//!   `otlp`, `otlphttp` or `file` exporter, or into `otlp` as log records only
+//!   (`--sustained-pipelines`): kernel records read per second and
 //!   per CPU-second, for each of several `correlate` worker counts or against another binary,
 //!   rounds interleaved (run only when named).
 //!
@@ -120,7 +121,9 @@ struct Cli {
     /// `correlate`, `aibom`, the `file` exporter), `otlp` (the kernel path alone: `ebpf`,
     /// `memory_limiter`, `batch`, the `otlp` exporter without compression to a second runbom
     /// that discards what it receives), `otlphttp` (the same with the `otlphttp` exporter),
-    /// `file` (the kernel path alone into the `file` exporter).
+    /// `file` (the kernel path alone into the `file` exporter), `otlp-logs` (the kernel path
+    /// into `otlp` with a logs pipeline only and `uncorrelated_spans: false`: one item per
+    /// event).
     #[arg(long, value_delimiter = ',', default_value = "defaults")]
     sustained_pipelines: Vec<sustained::Pipeline>,
     /// `sustained`: `processors.correlate.workers` of each condition with the defaults (1: the

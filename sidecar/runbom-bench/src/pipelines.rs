@@ -1,7 +1,8 @@
 //! What runbom runs in the `sustained` benchmark: the embedded defaults, or the kernel path
 //! alone (the `ebpf` receiver, `memory_limiter` and `batch` as in the defaults, no `correlate`,
-//! no `aibom`) into the `otlp` exporter or the `file` exporter; and the OTLP/gRPC sink the `otlp`
-//! exporter sends to.
+//! no `aibom`) into the `otlp` exporter or the `file` exporter, or into `otlp` with a logs
+//! pipeline only and one log record per event; and the OTLP/gRPC sink the `otlp` exporter sends
+//! to.
 
 use std::{
     fmt,
@@ -23,12 +24,16 @@ pub enum Pipeline {
     Otlphttp,
     /// The same into the `file` exporter (OTLP/JSON lines), as the defaults write them.
     File,
+    /// The kernel path into the `otlp` exporter with a logs pipeline only and no spans for the
+    /// events (`uncorrelated_spans: false`): one item per event, where the other kernel-path
+    /// conditions export each event twice (a span and a log record).
+    OtlpLogs,
 }
 
 impl Pipeline {
     /// Whether it sends to the [`Sink`].
     pub fn needs_sink(self) -> bool {
-        matches!(self, Self::Otlp | Self::Otlphttp)
+        matches!(self, Self::Otlp | Self::Otlphttp | Self::OtlpLogs)
     }
 }
 
@@ -39,6 +44,7 @@ impl fmt::Display for Pipeline {
             Self::Otlp => "otlp",
             Self::Otlphttp => "otlphttp",
             Self::File => "file",
+            Self::OtlpLogs => "otlp-logs",
         })
     }
 }
@@ -64,7 +70,7 @@ pub fn config(pipeline: Pipeline, work: &Path, workers: usize, sink: &Sink) -> R
 /// The kernel path alone into one exporter; `/metrics` off.
 fn kernel_path_yaml(pipeline: Pipeline, sink: &Sink) -> String {
     let exporter = match pipeline {
-        Pipeline::Otlp => format!(
+        Pipeline::Otlp | Pipeline::OtlpLogs => format!(
             "  otlp:\n    endpoint: http://{}\n    compression: none\n",
             sink.grpc
         ),
@@ -74,15 +80,21 @@ fn kernel_path_yaml(pipeline: Pipeline, sink: &Sink) -> String {
         ),
         Pipeline::File | Pipeline::Defaults => "  file:\n    path: ./runbom-data\n".to_owned(),
     };
-    let name = if pipeline.needs_sink() {
-        pipeline.to_string()
-    } else {
-        "file".to_owned()
+    let name = match pipeline {
+        Pipeline::Otlp | Pipeline::OtlpLogs => "otlp",
+        Pipeline::Otlphttp => "otlphttp",
+        Pipeline::File | Pipeline::Defaults => "file",
     };
-    let pipelines =
-        runbom_testkit::config::traces_and_logs(&["ebpf"], &["memory_limiter", "batch"], &[&name]);
+    let processors = ["memory_limiter", "batch"];
+    let (ebpf, pipelines) = if pipeline == Pipeline::OtlpLogs {
+        let logs = runbom_testkit::config::pipeline("logs", &["ebpf"], &processors, &[name]);
+        ("\n    uncorrelated_spans: false", logs)
+    } else {
+        let both = runbom_testkit::config::traces_and_logs(&["ebpf"], &processors, &[name]);
+        (" {}", both)
+    };
     format!(
-        "receivers:\n  ebpf: {{}}\n\
+        "receivers:\n  ebpf:{ebpf}\n\
          processors:\n  memory_limiter:\n    check_interval: 1s\n    limit_mib: 1024\n  batch: {{}}\n\
          exporters:\n{exporter}{}",
         runbom_testkit::config::service("none", &pipelines)
@@ -160,5 +172,8 @@ mod tests {
         let yaml = kernel_path_yaml(Pipeline::Otlphttp, &sink);
         assert!(yaml.contains("exporters: [otlphttp]") && yaml.contains("http://127.0.0.1:2"));
         assert!(kernel_path_yaml(Pipeline::File, &sink).contains("exporters: [file]"));
+        let yaml = kernel_path_yaml(Pipeline::OtlpLogs, &sink);
+        assert!(yaml.contains("uncorrelated_spans: false") && yaml.contains("exporters: [otlp]"));
+        assert!(!yaml.contains("traces:"), "{yaml}");
     }
 }

@@ -87,3 +87,17 @@ impl PartialEq for KernelLogs {
         self.to_request() == other.to_request()
     }
 }
+
+impl KernelLogs {
+    /// Whether `other`'s events are written under the same resources as these (the same
+    /// options), so that [`KernelLogs::append`] changes nothing either would write.
+    #[must_use]
+    pub fn writes_like(&self, other: &KernelLogs) -> bool {
+        // Every option named, so that a new one is compared here too.
+        let ConvertOptions {
+            host_name,
+            uncorrelated_spans: _, // log records are written without spans either way
+        } = &*self.opts;
+        Arc::ptr_eq(&self.opts, &other.opts) || *host_name == other.opts.host_name
+    }
+}

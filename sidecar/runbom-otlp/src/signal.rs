@@ -6,6 +6,8 @@ use opentelemetry_proto::tonic::collector::{
 };
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
+use crate::kernel_logs::KernelLogs;
+
 /// Which telemetry signal a pipeline carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SignalKind {
@@ -43,6 +45,11 @@ pub enum Signal {
     Traces(ExportTraceServiceRequest),
     Logs(ExportLogsServiceRequest),
     Metrics(ExportMetricsServiceRequest),
+    /// A log export request still held as the kernel events it is made of (made inside
+    /// runbom, never received): batched, counted and written to the wire as it is; a
+    /// component that reads or edits log records takes it as [`Signal::Logs`] through
+    /// [`Signal::into_typed`].
+    KernelLogs(KernelLogs),
 }
 
 impl Signal {
@@ -50,7 +57,7 @@ impl Signal {
     pub fn kind(&self) -> SignalKind {
         match self {
             Self::Traces(_) => SignalKind::Traces,
-            Self::Logs(_) => SignalKind::Logs,
+            Self::Logs(_) | Self::KernelLogs(_) => SignalKind::Logs,
             Self::Metrics(_) => SignalKind::Metrics,
         }
     }
@@ -66,6 +73,7 @@ impl Signal {
                 |r| &r.scope_metrics,
                 |s| s.metrics.iter().map(|m| data_points(m.data.as_ref())).sum(),
             ),
+            Self::KernelLogs(k) => k.len(),
         }
     }
 
@@ -75,23 +83,60 @@ impl Signal {
             Self::Traces(r) => r.resource_spans.is_empty(),
             Self::Logs(r) => r.resource_logs.is_empty(),
             Self::Metrics(r) => r.resource_metrics.is_empty(),
+            Self::KernelLogs(k) => k.is_empty(),
         }
     }
 
     /// Appends `other`'s resources to this request; `other` must be of the same kind
     /// (returned unchanged otherwise).
+    ///
+    /// Kernel log records join kernel log records as events (one resource per process over
+    /// both: the same records, in the same order within each process, under fewer copies of
+    /// their resources); mixed with log records already built, or written under other
+    /// options, both are built and their resources appended.
     pub fn merge(&mut self, other: Signal) -> Result<(), Signal> {
         match (self, other) {
             (Self::Traces(a), Self::Traces(b)) => a.resource_spans.extend(b.resource_spans),
             (Self::Logs(a), Self::Logs(b)) => a.resource_logs.extend(b.resource_logs),
             (Self::Metrics(a), Self::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
+            (Self::KernelLogs(a), Self::KernelLogs(b)) if a.writes_like(&b) => a.append(b),
+            (this, other)
+                if this.kind() == SignalKind::Logs && other.kind() == SignalKind::Logs =>
+            {
+                let Self::Logs(a) = this.typed_mut() else {
+                    unreachable!("typed_mut builds log records into Signal::Logs")
+                };
+                let Self::Logs(b) = other.into_typed() else {
+                    unreachable!("into_typed builds log records into Signal::Logs")
+                };
+                a.resource_logs.extend(b.resource_logs);
+            }
             (_, other) => return Err(other),
         }
         Ok(())
     }
 
+    /// The request as `opentelemetry-proto` types: kernel log records are built into
+    /// [`Signal::Logs`] (the same request [`Signal::write_protobuf`] writes); any other
+    /// signal is returned as it is. What every component that reads or edits records goes
+    /// through.
+    #[must_use]
+    pub fn into_typed(mut self) -> Signal {
+        self.typed_mut();
+        self
+    }
+
+    /// [`Signal::into_typed`] in place; returns the typed request.
+    pub fn typed_mut(&mut self) -> &mut Signal {
+        if let Self::KernelLogs(k) = self {
+            *self = Self::Logs(k.to_request());
+        }
+        self
+    }
+
     /// The request as protobuf: trace and log requests through [`crate::encode`] (each
-    /// nested message measured once), metrics through prost. The bytes are prost's.
+    /// nested message measured once), kernel log records from their events
+    /// ([`KernelLogs::write_protobuf`]), metrics through prost. The bytes are prost's.
     #[must_use]
     pub fn to_protobuf(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -110,6 +155,7 @@ impl Signal {
                 // A `Vec` grows as needed: encoding into it cannot run out of room.
                 let _ = r.encode(out);
             }
+            Self::KernelLogs(k) => k.write_protobuf(out),
         }
     }
 

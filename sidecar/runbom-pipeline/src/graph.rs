@@ -33,6 +33,7 @@ use crate::{
     extension::file_storage::{PersistentQueues, StorageSettings},
     ingest::Persisted,
     processor::{
+        self,
         aibom::{self, AibomSpec, metrics::AibomMetrics},
         batch::{self, BatchSettings},
         correlate::{self, CorrelateSpec},
@@ -70,6 +71,17 @@ impl ProcessorSpec {
         match self {
             Self::Batch(_) | Self::MemoryLimiter(_) | Self::Aibom(_) => false,
             Self::Correlate(_) | Self::K8sAttributes(_) => true,
+        }
+    }
+
+    /// Whether the processor reads or edits records (it then takes kernel log records built
+    /// as OTLP log records, [`processor::typed`]); `batch` and `memory_limiter` take them as
+    /// they are.
+    #[must_use]
+    pub fn reads_records(&self) -> bool {
+        match self {
+            Self::Batch(_) | Self::MemoryLimiter(_) => false,
+            Self::Correlate(_) | Self::Aibom(_) | Self::K8sAttributes(_) => true,
         }
     }
 }
@@ -421,7 +433,16 @@ impl Graph {
         let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.metrics()));
         for (spec, (mut rx, input_tx)) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
+            // Kernel log records come only into logs pipelines, from receivers: built into
+            // log records once, before the first processor that reads them.
+            let mut typed = spec.signal != SignalKind::Logs;
             for (at, p) in spec.processors.iter().enumerate() {
+                if !typed && p.reads_records() {
+                    let (tx, next) = mpsc::channel(settings.channel_capacity);
+                    tasks.push(tokio::spawn(processor::typed(rx, tx)));
+                    rx = next;
+                    typed = true;
+                }
                 match p {
                     ProcessorSpec::Batch(s) => {
                         // Batches are large: hold few of them, so that memory is bounded by

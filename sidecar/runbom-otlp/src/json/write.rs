@@ -23,6 +23,7 @@ pub fn write_signal(signal: &Signal, out: &mut Vec<u8>) -> Result<(), serde_json
         Signal::Traces(r) => write_traces(r, out),
         Signal::Logs(r) => write_logs(r, out),
         Signal::Metrics(r) => serde_json::to_writer(out, r)?,
+        Signal::KernelLogs(k) => k.write_json(out),
     }
     Ok(())
 }

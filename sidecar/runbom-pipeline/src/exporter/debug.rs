@@ -75,6 +75,13 @@ impl DebugExporter {
         if self.verbosity == Verbosity::Basic {
             return;
         }
+        let typed;
+        let signal = if let Signal::KernelLogs(_) = signal {
+            typed = signal.clone().into_typed();
+            &typed
+        } else {
+            signal
+        };
         match signal {
             Signal::Traces(r) => {
                 for span in r
@@ -119,6 +126,7 @@ impl DebugExporter {
                     let _ = writeln!(out, "  metric {}", m.name);
                 }
             }
+            Signal::KernelLogs(_) => {} // built into `Signal::Logs` above
         }
     }
 }

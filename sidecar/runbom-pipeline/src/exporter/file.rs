@@ -19,7 +19,7 @@ use std::{
 
 use runbom_otlp::{
     json::{signal_files, write::write_signal},
-    signal::Signal,
+    signal::{Signal, SignalKind},
 };
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -295,10 +295,10 @@ impl FileExporter {
     }
 
     pub fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
-        let output = match signal {
-            Signal::Traces(_) => &mut self.traces,
-            Signal::Logs(_) => &mut self.logs,
-            Signal::Metrics(_) => &mut self.metrics,
+        let output = match signal.kind() {
+            SignalKind::Traces => &mut self.traces,
+            SignalKind::Logs => &mut self.logs,
+            SignalKind::Metrics => &mut self.metrics,
         };
         let mut line = self.line.take();
         let written = match write_signal(signal, &mut line) {

@@ -12,7 +12,10 @@ use tonic::{
     transport::{Channel, Endpoint},
 };
 
-use runbom_otlp::{signal::Signal, split::split_encoded};
+use runbom_otlp::{
+    signal::{Signal, SignalKind},
+    split::split_encoded,
+};
 
 use super::{
     buffer::KeptBuffer,
@@ -80,10 +83,10 @@ impl GrpcExporter {
     }
 
     pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
-        let path = PathAndQuery::from_static(match signal {
-            Signal::Traces(_) => TRACES,
-            Signal::Logs(_) => LOGS,
-            Signal::Metrics(_) => METRICS,
+        let path = PathAndQuery::from_static(match signal.kind() {
+            SignalKind::Traces => TRACES,
+            SignalKind::Logs => LOGS,
+            SignalKind::Metrics => METRICS,
         });
         let mut body = self.buffer.take();
         signal.write_protobuf(&mut body);

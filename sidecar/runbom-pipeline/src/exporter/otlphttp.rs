@@ -19,7 +19,10 @@ use super::{
     export::{ExportFuture, Exporter},
     network::{MAX_REQUEST_BYTES, NetworkExporter, NetworkExporterConfig, NetworkSettings},
 };
-use runbom_otlp::{signal::Signal, split::split_encoded};
+use runbom_otlp::{
+    signal::{Signal, SignalKind},
+    split::split_encoded,
+};
 
 /// The connection pool: plain TCP, or TLS for an `https://` endpoint. A clone shares it.
 #[derive(Clone)]
@@ -109,10 +112,10 @@ impl HttpExporter {
     }
 
     pub async fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
-        let url = match signal {
-            Signal::Traces(_) => &self.traces_url,
-            Signal::Logs(_) => &self.logs_url,
-            Signal::Metrics(_) => &self.metrics_url,
+        let url = match signal.kind() {
+            SignalKind::Traces => &self.traces_url,
+            SignalKind::Logs => &self.logs_url,
+            SignalKind::Metrics => &self.metrics_url,
         };
         let mut raw = self.buffer.take();
         signal.write_protobuf(&mut raw);

@@ -32,7 +32,7 @@ use opentelemetry_proto::tonic::collector::{
     trace::v1::ExportTraceServiceRequest,
 };
 use prost::Message as _;
-use runbom_otlp::signal::Signal;
+use runbom_otlp::signal::{Signal, SignalKind};
 use tokio::sync::Notify;
 
 /// Bytes before a record's payload: length, CRC, kind.
@@ -93,10 +93,11 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn kind_of(signal: &Signal) -> (u8, Vec<u8>) {
-    let kind = match signal {
-        Signal::Traces(_) => 0,
-        Signal::Logs(_) => 1,
-        Signal::Metrics(_) => 2,
+    // Kernel log records are written as the log request they make, and read back as one.
+    let kind = match signal.kind() {
+        SignalKind::Traces => 0,
+        SignalKind::Logs => 1,
+        SignalKind::Metrics => 2,
     };
     (kind, signal.to_protobuf())
 }

@@ -164,10 +164,11 @@ pub fn unverified(signal: &mut Signal) {
 pub(crate) fn resources(
     signal: &mut Signal,
 ) -> Box<dyn Iterator<Item = &mut Option<Resource>> + '_> {
-    match signal {
+    match signal.typed_mut() {
         Signal::Traces(r) => Box::new(r.resource_spans.iter_mut().map(|r| &mut r.resource)),
         Signal::Logs(r) => Box::new(r.resource_logs.iter_mut().map(|r| &mut r.resource)),
         Signal::Metrics(r) => Box::new(r.resource_metrics.iter_mut().map(|r| &mut r.resource)),
+        Signal::KernelLogs(_) => Box::new(std::iter::empty()), // built by `typed_mut`
     }
 }
 

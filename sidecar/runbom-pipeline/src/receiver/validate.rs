@@ -91,7 +91,8 @@ pub(crate) fn drop_invalid(signal: &mut Signal) -> PartialSuccess {
             |s| &mut s.log_records,
             log_problem,
         ),
-        Signal::Metrics(_) => (0, None),
+        // Metrics are not checked; kernel log records are made by runbom, never received.
+        Signal::Metrics(_) | Signal::KernelLogs(_) => (0, None),
     };
     let Some(first) = first else {
         return PartialSuccess::default();

@@ -308,7 +308,7 @@ async fn the_stage_with_workers_sends_what_one_task_sends() {
         drop((span_tx, event_tx));
         let mut outs = Vec::new();
         while let Some(signal) = out_rx.recv().await {
-            outs.push(match signal {
+            outs.push(match signal.into_typed() {
                 crate::Signal::Traces(traces) => Output {
                     traces,
                     ..Output::default()
@@ -317,7 +317,7 @@ async fn the_stage_with_workers_sends_what_one_task_sends() {
                     logs,
                     ..Output::default()
                 },
-                crate::Signal::Metrics(m) => panic!("a traces pipeline got metrics: {m:?}"),
+                other => panic!("a traces pipeline got {other:?}"),
             });
         }
         task.await.expect("stage ends");

@@ -8,7 +8,10 @@
 //!
 //! With a `correlate` processor configured, the task hands the events to it instead
 //! (`docs/correlation.md`): it converts them once it knows where they belong. Without one,
-//! conversion is shared by `workers` tasks, by process ([`shard`]).
+//! conversion is shared by `workers` tasks, by process ([`shard`]). Without spans for the
+//! events (`uncorrelated_spans: false`) their log records are not built here at all: they go
+//! down the logs pipelines as the events ([`Signal::KernelLogs`]), which the exporters write
+//! straight to the wire and a processor that reads records builds ([`crate::processor::typed`]).
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
@@ -23,7 +26,10 @@ use runbom_kernel::{
     proctable::ProcessTable,
     reader::{self, ReaderStats},
 };
-use runbom_otlp::{ConvertOptions, convert};
+use runbom_otlp::{
+    ConvertOptions, KernelLogs, convert,
+    signal::{Signal, SignalKind},
+};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -114,10 +120,10 @@ fn start(
             rx
         }
     };
-    let opts = ConvertOptions {
+    let opts = Arc::new(ConvertOptions {
         host_name: host_name(),
         uncorrelated_spans,
-    };
+    });
     let counter = EventCounter::new(telemetry.metrics());
     let task = tokio::spawn(async move {
         deliver(rx, correlate, &ingest, &opts, &counter, workers).await;
@@ -209,7 +215,7 @@ pub(crate) async fn deliver(
     rx: mpsc::Receiver<Vec<KernelEvent>>,
     correlate: Option<mpsc::Sender<Vec<KernelEvent>>>,
     ingest: &Ingest,
-    opts: &ConvertOptions,
+    opts: &Arc<ConvertOptions>,
     counter: &EventCounter,
     workers: usize,
 ) {
@@ -224,7 +230,7 @@ pub(crate) async fn deliver(
 async fn forward(
     rx: mpsc::Receiver<Vec<KernelEvent>>,
     ingest: &Ingest,
-    opts: &ConvertOptions,
+    opts: &Arc<ConvertOptions>,
     counter: &EventCounter,
     workers: usize,
 ) {
@@ -240,7 +246,7 @@ async fn forward(
 async fn batch_and_push(
     mut rx: mpsc::Receiver<Vec<KernelEvent>>,
     ingest: &Ingest,
-    opts: &ConvertOptions,
+    opts: &Arc<ConvertOptions>,
     count: impl Fn(&[KernelEvent]),
 ) {
     let mut pending: Vec<KernelEvent> = Vec::with_capacity(EVENTS_PER_REQUEST);
@@ -256,19 +262,21 @@ async fn batch_and_push(
                     pending.extend(events);
                     while pending.len() >= EVENTS_PER_REQUEST {
                         let rest = pending.split_off(EVENTS_PER_REQUEST);
-                        push(&pending, ingest, opts).await;
-                        pending = rest;
+                        push(std::mem::replace(&mut pending, rest), ingest, opts).await;
                     }
                 }
                 None => break,
             },
             () = tokio::time::sleep_until(deadline), if !pending.is_empty() => {
-                push(&pending, ingest, opts).await;
-                pending.clear();
+                // Moved out at their size: the request travels on and is held in queues, and
+                // `pending` keeps its room.
+                let mut full = Vec::with_capacity(pending.len());
+                full.append(&mut pending);
+                push(full, ingest, opts).await;
             }
         }
     }
-    push(&pending, ingest, opts).await;
+    push(pending, ingest, opts).await;
 }
 
 /// Hands every batch of events to the correlation stage (waiting for room: backpressure
@@ -277,7 +285,7 @@ async fn hand_over(
     mut rx: mpsc::Receiver<Vec<KernelEvent>>,
     correlator: mpsc::Sender<Vec<KernelEvent>>,
     ingest: &Ingest,
-    opts: &ConvertOptions,
+    opts: &Arc<ConvertOptions>,
     counter: &EventCounter,
     workers: usize,
 ) {
@@ -285,18 +293,28 @@ async fn hand_over(
         counter.count(&events);
         if let Err(mpsc::error::SendError(events)) = correlator.send(events).await {
             warn!("the correlate processor stopped; kernel events go out uncorrelated");
-            push(&events, ingest, opts).await;
+            push(events, ingest, opts).await;
             forward(rx, ingest, opts, counter, workers).await;
             return;
         }
     }
 }
 
-async fn push(events: &[KernelEvent], ingest: &Ingest, opts: &ConvertOptions) {
+/// Pushes `events` as OTLP: without spans for them, as kernel log records written from the
+/// events (nothing is built unless a processor reads them); with spans, as the span and log
+/// requests `convert` builds (each log record points at its event's span).
+async fn push(events: Vec<KernelEvent>, ingest: &Ingest, opts: &Arc<ConvertOptions>) {
     if events.is_empty() {
         return;
     }
-    for signal in convert(events, &[], opts).into_signals() {
+    if !opts.uncorrelated_spans {
+        if ingest.accepts(SignalKind::Logs) {
+            let logs = KernelLogs::new(events, opts.clone());
+            ingest.push_waiting(Signal::KernelLogs(logs)).await;
+        }
+        return;
+    }
+    for signal in convert(&events, &[], opts).into_signals() {
         if ingest.accepts(signal.kind()) {
             ingest.push_waiting(signal).await;
         }

@@ -5,6 +5,8 @@
 //! their order (what a reader of one program run's activity relies on). Workers run on the
 //! runtime's threads: more workers than runtime threads add nothing.
 
+use std::sync::Arc;
+
 use runbom_event::KernelEvent;
 use runbom_otlp::ConvertOptions;
 use tokio::{sync::mpsc, task::JoinSet};
@@ -35,7 +37,7 @@ fn worker_of(pid: u32, workers: usize) -> usize {
 pub(super) async fn forward(
     mut rx: mpsc::Receiver<Vec<KernelEvent>>,
     ingest: &Ingest,
-    opts: &ConvertOptions,
+    opts: &Arc<ConvertOptions>,
     counter: &EventCounter,
     workers: usize,
 ) {
@@ -113,10 +115,10 @@ mod tests {
             CancellationToken::new(),
         );
         let counter = EventCounter::new(telemetry.metrics());
-        let opts = ConvertOptions {
+        let opts = Arc::new(ConvertOptions {
             host_name: "node".into(),
             uncorrelated_spans: false,
-        };
+        });
         let processes: Vec<Arc<ProcessInfo>> = (100..107)
             .map(|pid| {
                 Arc::new(ProcessInfo {
@@ -147,7 +149,7 @@ mod tests {
         let mut last: HashMap<i64, u64> = HashMap::new();
         let mut received = 0;
         while let Some(signal) = out.recv().await {
-            let Signal::Logs(request) = signal else {
+            let Signal::Logs(request) = signal.into_typed() else {
                 panic!("only logs were asked for")
             };
             for resource in request.resource_logs {

@@ -101,10 +101,10 @@ async fn start(
     let host_name = first
         .as_ref()
         .map_or_else(super::ebpf::host_name, |(h, _)| h.host_name.clone());
-    let opts = ConvertOptions {
+    let opts = std::sync::Arc::new(ConvertOptions {
         host_name,
         uncorrelated_spans: config.uncorrelated_spans,
-    };
+    });
     let (tx, rx) = mpsc::channel(64);
     let stop = stop.clone();
     let counter = EventCounter::new(telemetry.metrics());

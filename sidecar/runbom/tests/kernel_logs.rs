@@ -1,0 +1,138 @@
+//! The ebpf receiver without spans for its events (`uncorrelated_spans: false`) and no
+//! `correlate`: its events go down a logs pipeline as kernel log records, written by each
+//! exporter from the events. Against the real kernel and a real OTLP receiver
+//! (`tests/otlp_sink.py`): every open of this test arrives exactly once through `file`, `otlp`
+//! and `otlphttp`, the three identical, and nothing else is exported for them.
+//!
+//! Needs root (the probes are loaded into this kernel) and the project's Python venv. Other
+//! tests' processes run beside this one: only this test's pid and watched directory count.
+
+use std::{collections::BTreeMap, fs};
+
+use runbom_testkit::{
+    Ready, Runbom, Sink, TempDir,
+    config::{pipeline, service},
+    python::canon,
+    runbom::stop_summary,
+    runbom_bin,
+};
+use serde_json::Value;
+
+/// Opens of the watched directory the test makes.
+const OPENS: usize = 300;
+
+/// The string value of attribute `key` in a canonical item's `attributes` (or a resource's).
+fn attribute<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
+    item["attributes"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)
+        .map(|kv| &kv["value"])
+}
+
+/// The log records of `source` (canonical form) about this process's files under `watched`,
+/// by path.
+fn opens(source: &str, watched: &str) -> BTreeMap<String, Vec<Value>> {
+    let canon = canon("logs", &[source.to_owned()]);
+    let pid = i64::from(std::process::id()).to_string();
+    let mut by_path: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for record in canon["logs"].as_array().expect("log records") {
+        let ours = attribute(&record["resource"], "process.pid")
+            .is_some_and(|v| v["int_value"].as_str() == Some(pid.as_str()));
+        let path = attribute(record, "file.path").and_then(|v| v["string_value"].as_str());
+        if let (true, Some(path)) = (ours, path)
+            && path.starts_with(watched)
+        {
+            by_path
+                .entry(path.to_owned())
+                .or_default()
+                .push(record.clone());
+        }
+    }
+    by_path
+}
+
+#[test]
+fn kernel_log_records_reach_file_otlp_and_otlphttp_once_and_the_same() {
+    let dir = TempDir::new("kernel-logs");
+    let watched = dir.path().join("watched");
+    fs::create_dir_all(&watched).expect("create the watched directory");
+    let watched = watched.to_str().expect("UTF-8 path").to_owned();
+    let sink = Sink::start(dir.path());
+    let out = dir.path().join("out");
+    let config = format!(
+        "\
+receivers:
+  ebpf:
+    uncorrelated_spans: false
+    file:
+      include: [\"{watched}/\"]
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  file:
+    path: {out}
+  otlp:
+    endpoint: http://127.0.0.1:{grpc}
+    compression: gzip
+  otlphttp:
+    endpoint: http://127.0.0.1:{http}
+    compression: none
+{service}",
+        out = out.display(),
+        grpc = sink.grpc_port,
+        http = sink.http_port,
+        service = service(
+            "none",
+            &pipeline("logs", &["ebpf"], &["batch"], &["file", "otlp", "otlphttp"])
+        ),
+    );
+    let config = dir.write("runbom.yaml", &config);
+    let runbom = Runbom::start(runbom_bin!(), &config, dir.path(), Ready::ProbesAttached);
+    for i in 0..OPENS {
+        fs::write(format!("{watched}/f{i}"), b"x").expect("write a watched file");
+    }
+    let log = runbom.stop_ok();
+    let summary = stop_summary(&log);
+    assert_eq!(
+        summary.get("failed"),
+        Some(&0),
+        "runbom gave up on data:\n{log}"
+    );
+    let (grpc, http) = (sink.source("grpc"), sink.source("http"));
+    sink.finish();
+
+    assert!(
+        !out.join("traces.jsonl").exists()
+            || fs::read_to_string(out.join("traces.jsonl")).is_ok_and(|t| t.is_empty()),
+        "a logs-only runbom wrote spans"
+    );
+    let file = opens(
+        &format!("otlpjson:{}", out.join("logs.jsonl").display()),
+        &watched,
+    );
+    assert_eq!(
+        file.len(),
+        OPENS,
+        "every open has a log record in the file\n{log}"
+    );
+    for (path, records) in &file {
+        assert_eq!(records.len(), 1, "{path}: {records:#?}");
+        let record = &records[0];
+        assert_eq!(record["event_name"], "file.open", "{record:#}");
+        assert!(
+            record.get("trace_id").is_none() && record.get("span_id").is_none(),
+            "a log record without a span points at none: {record:#}"
+        );
+    }
+    for (exporter, source) in [("otlp", grpc), ("otlphttp", http)] {
+        let got = opens(&source, &watched);
+        assert!(
+            got == file,
+            "{exporter}: the records differ from the file exporter's ({} paths vs {})",
+            got.len(),
+            file.len()
+        );
+    }
+}
