@@ -397,38 +397,64 @@ fn error(ev: &KernelEvent) -> Option<std::borrow::Cow<'static, str>> {
 /// The log record's body: one line a person can read, appended to `s`.
 pub(crate) fn write_body(ev: &KernelEvent, s: &mut String) {
     use std::fmt::Write as _;
-    let (exe, pid) = (ev.process.exe_name(), ev.pid);
+    // Strings are appended as they are: `write!` only for what has a `Display` of its own.
+    let mut int = itoa::Buffer::new();
+    push_all(s, &[ev.process.exe_name(), " [", int.format(ev.pid), "] "]);
     // Writing into a `String` cannot fail.
     let _ = match &ev.detail {
-        Detail::Exec { .. } => write!(s, "{exe} [{pid}] exec {}", ev.process.command_line),
-        Detail::Exit { code: Some(c) } => write!(s, "{exe} [{pid}] exited with {c}"),
-        Detail::Exit { code: None } => write!(s, "{exe} [{pid}] was killed"),
-        Detail::Connect { remote, .. } => write!(s, "{exe} [{pid}] connect {remote}"),
-        Detail::Accept { peer: Some(p) } => write!(s, "{exe} [{pid}] accepted {p}"),
-        Detail::Accept { peer: None } => write!(s, "{exe} [{pid}] accepted a connection"),
+        Detail::Exec { .. } => {
+            push_all(s, &["exec ", &ev.process.command_line]);
+            Ok(())
+        }
+        Detail::Exit { code: Some(c) } => {
+            push_all(s, &["exited with ", int.format(*c)]);
+            Ok(())
+        }
+        Detail::Exit { code: None } => {
+            s.push_str("was killed");
+            Ok(())
+        }
+        Detail::Connect { remote, .. } => write!(s, "connect {remote}"),
+        Detail::Accept { peer: Some(p) } => write!(s, "accepted {p}"),
+        Detail::Accept { peer: None } => {
+            s.push_str("accepted a connection");
+            Ok(())
+        }
         Detail::FileOpen { path, flags, .. } => {
-            let _ = write!(s, "{exe} [{pid}] open {path} ");
+            push_all(s, &["open ", path, " "]);
             names::write_open_flags(*flags, s)
         }
         Detail::DnsQuery {
             name,
             qtype,
             server,
-        } => write!(s, "{exe} [{pid}] dns query {name} {qtype} to {server}"),
-        Detail::Mcp(m) => write!(s, "{exe} [{pid}] ").and_then(|()| mcp::write_body(m, s)),
-        Detail::HttpRequest(h) => write!(
-            s,
-            "{exe} [{pid}] {} {} {}{}",
-            h.capture.as_str(),
-            h.method,
-            h.host.as_deref().unwrap_or(""),
-            h.target
-        ),
+        } => write!(s, "dns query {name} {qtype} to {server}"),
+        Detail::Mcp(m) => mcp::write_body(m, s),
+        Detail::HttpRequest(h) => {
+            push_all(
+                s,
+                &[
+                    h.capture.as_str(),
+                    " ",
+                    &h.method,
+                    " ",
+                    h.host.as_deref().unwrap_or(""),
+                    &h.target,
+                ],
+            );
+            Ok(())
+        }
     };
     if let Detail::Connect { error: Some(e), .. } | Detail::FileOpen { error: Some(e), .. } =
         &ev.detail
     {
-        let _ = write!(s, " failed: {e}");
+        push_all(s, &[" failed: ", e]);
+    }
+}
+
+fn push_all(s: &mut String, parts: &[&str]) {
+    for p in parts {
+        s.push_str(p);
     }
 }
 
