@@ -261,7 +261,7 @@ impl Pass for Shift<'_> {
     fn message_sized(&mut self, tag: u32, room: usize, body: impl FnOnce(&mut Self)) {
         self.raw_varint(key(tag, LEN));
         let at = self.out.len();
-        self.out.resize(at + room, 0);
+        self.out.extend_from_slice(&[0; 10][..room]);
         body(self);
         let len = self.out.len() - at - room;
         let need = encoded_len_varint(len as u64);

@@ -8,7 +8,11 @@
 //! trace ([`Placement`], contract §2) becomes a child of the application's span instead, under
 //! the application's Resource.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
@@ -414,8 +418,16 @@ pub(crate) fn write_body(ev: &KernelEvent, s: &mut String) {
             s.push_str("was killed");
             Ok(())
         }
-        Detail::Connect { remote, .. } => write!(s, "connect {remote}"),
-        Detail::Accept { peer: Some(p) } => write!(s, "accepted {p}"),
+        Detail::Connect { remote, .. } => {
+            s.push_str("connect ");
+            write_socket_addr(*remote, s);
+            Ok(())
+        }
+        Detail::Accept { peer: Some(p) } => {
+            s.push_str("accepted ");
+            write_socket_addr(*p, s);
+            Ok(())
+        }
         Detail::Accept { peer: None } => {
             s.push_str("accepted a connection");
             Ok(())
@@ -564,10 +576,39 @@ pub(crate) fn event_attributes_into(
 
 /// An address as [`AttributeSink::formatted`] writes it.
 fn ip(ip: IpAddr) -> impl FnOnce(&mut String) {
-    move |s| {
-        use std::fmt::Write as _;
+    move |s| write_ip(ip, s)
+}
+
+/// `ip` as its `Display` writes it; an IPv4 address octet by octet (`Display` goes through the
+/// formatting machinery for each).
+fn write_ip(ip: IpAddr, s: &mut String) {
+    use std::fmt::Write as _;
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut int = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(int.format(octet));
+            }
+        }
         // Writing into a `String` cannot fail.
-        let _ = write!(s, "{ip}");
+        IpAddr::V6(v6) => drop(write!(s, "{v6}")),
+    }
+}
+
+/// `addr` as its `Display` writes it.
+fn write_socket_addr(addr: SocketAddr, s: &mut String) {
+    use std::fmt::Write as _;
+    match addr {
+        SocketAddr::V4(v4) => {
+            write_ip(IpAddr::V4(*v4.ip()), s);
+            s.push(':');
+            s.push_str(itoa::Buffer::new().format(v4.port()));
+        }
+        // Writing into a `String` cannot fail.
+        SocketAddr::V6(v6) => drop(write!(s, "{v6}")),
     }
 }
 
