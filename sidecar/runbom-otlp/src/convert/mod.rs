@@ -179,12 +179,13 @@ enum Group {
 }
 
 /// The indices `0..n` grouped by `key`, groups in the order their first index comes, indices
-/// in order within a group.
+/// in order within a group. Keys are looked up once per event: hashed with foldhash's fast
+/// hasher (seeded per process), not `SipHash`.
 pub(crate) fn first_seen_groups<K: Eq + std::hash::Hash>(
     n: usize,
     key: impl Fn(usize) -> K,
 ) -> Vec<Vec<usize>> {
-    let mut index: HashMap<K, usize> = HashMap::new();
+    let mut index: HashMap<K, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for i in 0..n {
         let g = *index.entry(key(i)).or_insert_with(|| {
