@@ -1,6 +1,7 @@
 //! The log export request as OTLP/JSON, written from the events: the objects of
 //! [`crate::json::write`] (its field order, escaping, ids and times), fed from the events by
-//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a built request.
+//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a
+//! built request.
 
 use std::cell::Cell;
 

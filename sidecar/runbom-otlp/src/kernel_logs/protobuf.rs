@@ -1,6 +1,7 @@
 //! The log export request as protobuf, written from the events: the walk of
 //! [`crate::encode`] (its field order and length rules), fed from the events by
-//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a built request.
+//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a
+//! built request.
 
 use std::cell::Cell;
 
