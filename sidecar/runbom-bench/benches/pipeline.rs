@@ -12,6 +12,12 @@
 //! failed, 3 `net.connect`, 1 `dns.query`, 1 `process.exec`, 1 `process.exit`) over 8
 //! processes; a batch is 1024 records, runbom's reader batch size.
 //!
+//! The `kernel_logs` group writes the log export request of a batch of enriched events that
+//! no component reads (the kernel path without correlation), as protobuf and as OTLP/JSON: the
+//! typed path (`convert` into `opentelemetry-proto` types, `encode_logs` / `write_logs`, the
+//! request dropped) next to `KernelLogs::write_protobuf` / `write_json`, which write the same
+//! bytes from the events.
+//!
 //! The `http` group runs the same LLM calls inside TLS over HTTP/1.1 (head, body and status
 //! records per request) and over HTTP/2 (one connection: HPACK-encoded HEADERS and DATA written,
 //! response HEADERS and DATA read, per request), counted per request.
@@ -466,6 +472,8 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
     });
     group.finish();
 
+    kernel_logs(c);
+
     // HTTP inside TLS: the same LLM calls over HTTP/1.1 and HTTP/2, per request.
     let mut group = c.benchmark_group("http");
     for (name, (records, requests)) in [("http1_tls", http1_tls()), ("http2_tls", http2_tls())] {
@@ -478,6 +486,86 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
         group.throughput(Throughput::Elements(requests as u64));
         group.bench_function(format!("{name}/decode+enrich+convert+encode"), |b| {
             b.iter(|| pipeline(&mut en, black_box(&records), &opts));
+        });
+    }
+    group.finish();
+}
+
+/// The log records of events no component reads: built as the request and written, or written
+/// from the events (the same bytes).
+fn kernel_logs(c: &mut Criterion<ThreadCpu>) {
+    let opts = Arc::new(ConvertOptions {
+        uncorrelated_spans: false,
+        ..options()
+    });
+    let mut group = c.benchmark_group("kernel_logs");
+    for (name, records) in [("mixed", mixed()), ("file_open", opens_only())] {
+        let logs = KernelLogs::new(enrich_all(&mut enricher(), &records), opts.clone());
+        let (mut typed, mut ours) = (Vec::new(), Vec::new());
+        logs.write_protobuf(&mut ours);
+        encode_logs(&logs.to_request(), &mut typed);
+        assert!(ours == typed, "{name}: the same protobuf");
+        // Room for the largest output, so that its growth is not counted.
+        let mut out = Vec::with_capacity(4 << 20);
+        let n = logs.len();
+        let allocations = [
+            alloc::per_item(n, || {
+                out.clear();
+                encode_logs(&logs.to_request(), &mut out);
+            }),
+            alloc::per_item(n, || {
+                out.clear();
+                logs.write_protobuf(&mut out);
+            }),
+            alloc::per_item(n, || {
+                out.clear();
+                write_logs(&logs.to_request(), &mut out);
+            }),
+            alloc::per_item(n, || {
+                out.clear();
+                logs.write_json(&mut out);
+            }),
+        ];
+        eprintln!(
+            "allocations per event, kernel_logs {name}: protobuf {:.2} typed, {:.2} from the \
+             events; OTLP/JSON {:.2} typed, {:.2} from the events",
+            allocations[0], allocations[1], allocations[2], allocations[3]
+        );
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("{name}/protobuf: convert+encode_logs"), |b| {
+            b.iter(|| {
+                out.clear();
+                encode_logs(&black_box(&logs).to_request(), &mut out);
+                out.len()
+            });
+        });
+        group.bench_function(format!("{name}/protobuf: write_protobuf"), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(&logs).write_protobuf(&mut out);
+                out.len()
+            });
+        });
+        group.bench_function(format!("{name}/protobuf: measured, then written"), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(&logs).write_protobuf_measured(&mut out);
+                out.len()
+            });
+        });
+        group.bench_function(format!("{name}/json: convert+write_logs"), |b| {
+            b.iter(|| {
+                out.clear();
+                write_logs(&black_box(&logs).to_request(), &mut out);
+                out.len()
+            });
+        });
+        group.bench_function(format!("{name}/json: write_json"), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(&logs).write_json(&mut out);
+                out.len()
+            });
         });
     }
     group.finish();

@@ -13,14 +13,15 @@
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::{
-        AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
-        any_value::Value,
+        AnyValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
     },
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
 };
 use std::mem::MaybeUninit;
+
+use crate::convert::LogHead;
 
 use prost::encoding::encoded_len_varint;
 
@@ -46,19 +47,26 @@ fn trace_request<P: Pass>(p: &mut P, r: &ExportTraceServiceRequest) {
 
 fn log_request<P: Pass>(p: &mut P, r: &ExportLogsServiceRequest) {
     for rl in &r.resource_logs {
-        p.message(1, |p| resource_logs(p, rl));
+        resource_logs_message(p, |p| resource_logs(p, rl));
     }
 }
 
 /// One walk over a request: [`Measure`] counts bytes, [`Write`] writes them. Every message's
-/// walk below is written once, for both.
-trait Pass {
+/// walk below is written once, for both (and for [`Shift`], and for the log records written
+/// from kernel events, [`crate::kernel_logs`]).
+pub(crate) trait Pass {
     fn varint(&mut self, tag: u32, value: u64);
     fn fixed64(&mut self, tag: u32, value: u64);
     fn fixed32(&mut self, tag: u32, value: u32);
     fn bytes(&mut self, tag: u32, value: &[u8]);
     /// A nested message, `body` writing its fields.
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self));
+    /// A nested message whose length likely takes `room` bytes as a varint ([`Shift`] writes
+    /// its fields after that much room, the others ignore it).
+    fn message_sized(&mut self, tag: u32, room: usize, body: impl FnOnce(&mut Self)) {
+        let _ = room;
+        self.message(tag, body);
+    }
 
     // Proto3 scalars: a field at its default value is not written.
     fn string(&mut self, tag: u32, value: &str) {
@@ -104,7 +112,7 @@ fn key(tag: u32, wire: u32) -> u64 {
 
 /// The first walk: the request's length and every nested message's.
 #[derive(Default)]
-struct Measure {
+pub(crate) struct Measure {
     /// Bytes of the message being measured so far.
     len: usize,
     /// Every nested message's length, in the order the walk reaches the messages.
@@ -115,7 +123,7 @@ impl Measure {
     /// The second walk, `walk`, writing into room reserved in `out` for the whole request: the
     /// bytes go straight into that room, without a capacity check per field. Should the walks
     /// ever disagree, writing past the room panics, and a shorter request is not appended.
-    fn write(&self, out: &mut Vec<u8>, walk: impl FnOnce(&mut Write<'_>)) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>, walk: impl FnOnce(&mut Write<'_>)) {
         out.reserve(self.len);
         let start = out.len();
         let mut w = Write {
@@ -158,7 +166,7 @@ impl Pass for Measure {
 }
 
 /// The second walk: the bytes, into room reserved for them.
-struct Write<'a> {
+pub(crate) struct Write<'a> {
     /// The lengths [`Measure`] found, consumed in the same order.
     lengths: std::slice::Iter<'a, usize>,
     room: &'a mut [MaybeUninit<u8>],
@@ -211,6 +219,75 @@ impl Pass for Write<'_> {
     }
 }
 
+/// One walk that writes as it goes: a nested message's fields are written after room for
+/// their length (the room its [`Pass::message_sized`] guessed, else one byte), and moved when
+/// the length turns out to take more or fewer bytes. No second walk, at the price of moving
+/// the messages whose guess was wrong.
+pub(crate) struct Shift<'a> {
+    pub(crate) out: &'a mut Vec<u8>,
+}
+
+impl Shift<'_> {
+    fn raw_varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.out.push((value & 0x7f) as u8 | 0x80);
+            value >>= 7;
+        }
+        self.out.push(value as u8);
+    }
+}
+
+impl Pass for Shift<'_> {
+    fn varint(&mut self, tag: u32, value: u64) {
+        self.raw_varint(key(tag, VARINT));
+        self.raw_varint(value);
+    }
+    fn fixed64(&mut self, tag: u32, value: u64) {
+        self.raw_varint(key(tag, FIXED64));
+        self.out.extend_from_slice(&value.to_le_bytes());
+    }
+    fn fixed32(&mut self, tag: u32, value: u32) {
+        self.raw_varint(key(tag, FIXED32));
+        self.out.extend_from_slice(&value.to_le_bytes());
+    }
+    fn bytes(&mut self, tag: u32, value: &[u8]) {
+        self.raw_varint(key(tag, LEN));
+        self.raw_varint(value.len() as u64);
+        self.out.extend_from_slice(value);
+    }
+    fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
+        self.message_sized(tag, 1, body);
+    }
+    fn message_sized(&mut self, tag: u32, room: usize, body: impl FnOnce(&mut Self)) {
+        self.raw_varint(key(tag, LEN));
+        let at = self.out.len();
+        self.out.extend_from_slice(&[0; 10][..room]);
+        body(self);
+        let len = self.out.len() - at - room;
+        let need = encoded_len_varint(len as u64);
+        if need > room {
+            self.out.resize(self.out.len() + need - room, 0);
+            self.out.copy_within(at + room..at + room + len, at + need);
+        } else if need < room {
+            self.out.copy_within(at + room..at + room + len, at + need);
+            self.out.truncate(at + need + len);
+        }
+        let mut value = len as u64;
+        for b in &mut self.out[at..at + need] {
+            *b = (value & 0x7f) as u8 | if value >= 0x80 { 0x80 } else { 0 };
+            value >>= 7;
+        }
+    }
+}
+
+/// The room a [`ResourceLogs`]' or [`ScopeLogs`]' length is written after by [`Shift`]: three
+/// bytes hold 16 KiB to 2 MiB, what a busy process's share of a batch takes.
+pub(crate) const ROOM_GROUP: usize = 3;
+
+/// The room a log record's length is written after by [`Shift`]: two bytes hold 128 bytes to
+/// 16 KiB.
+pub(crate) const ROOM_RECORD: usize = 2;
+
 fn resource_spans<P: Pass>(p: &mut P, r: &ResourceSpans) {
     if let Some(res) = &r.resource {
         p.message(1, |p| resource(p, res));
@@ -232,29 +309,84 @@ fn scope_spans<P: Pass>(p: &mut P, s: &ScopeSpans) {
 }
 
 fn resource_logs<P: Pass>(p: &mut P, r: &ResourceLogs) {
-    if let Some(res) = &r.resource {
-        p.message(1, |p| resource(p, res));
+    resource_logs_with(
+        p,
+        r.resource.as_ref().map(|res| |p: &mut P| resource(p, res)),
+        |p, tag| {
+            for s in &r.scope_logs {
+                p.message_sized(tag, ROOM_GROUP, |p| scope_logs(p, s));
+            }
+        },
+        &r.schema_url,
+    );
+}
+
+/// A `ResourceLogs`' fields: `resource` writes the Resource's, `scope_logs` the `ScopeLogs`
+/// messages under the tag it is given.
+pub(crate) fn resource_logs_with<P: Pass>(
+    p: &mut P,
+    resource: Option<impl FnOnce(&mut P)>,
+    scope_logs: impl FnOnce(&mut P, u32),
+    schema_url: &str,
+) {
+    if let Some(res) = resource {
+        p.message(1, res);
     }
-    for s in &r.scope_logs {
-        p.message(2, |p| scope_logs(p, s));
-    }
-    p.string(3, &r.schema_url);
+    scope_logs(p, 2);
+    p.string(3, schema_url);
+}
+
+/// A `ResourceLogs` message of one group, under the tag of a request's `resource_logs`.
+pub(crate) fn resource_logs_message<P: Pass>(p: &mut P, body: impl FnOnce(&mut P)) {
+    p.message_sized(1, ROOM_GROUP, body);
 }
 
 fn scope_logs<P: Pass>(p: &mut P, s: &ScopeLogs) {
-    if let Some(scope) = &s.scope {
+    scope_logs_with(
+        p,
+        s.scope.as_ref(),
+        |p, tag| {
+            for l in &s.log_records {
+                p.message_sized(tag, ROOM_RECORD, |p| log_record(p, l));
+            }
+        },
+        &s.schema_url,
+    );
+}
+
+/// A `ScopeLogs`' fields: `log_records` writes the records under the tag it is given.
+pub(crate) fn scope_logs_with<P: Pass>(
+    p: &mut P,
+    scope: Option<&InstrumentationScope>,
+    log_records: impl FnOnce(&mut P, u32),
+    schema_url: &str,
+) {
+    if let Some(scope) = scope {
         p.message(1, |p| instrumentation_scope(p, scope));
     }
-    for l in &s.log_records {
-        p.message(2, |p| log_record(p, l));
-    }
-    p.string(3, &s.schema_url);
+    log_records(p, 2);
+    p.string(3, schema_url);
 }
 
 fn resource<P: Pass>(p: &mut P, r: &Resource) {
-    attributes(p, 1, &r.attributes);
-    p.uint32(2, r.dropped_attributes_count);
-    for e in &r.entity_refs {
+    resource_with(
+        p,
+        |p, tag| attributes(p, tag, &r.attributes),
+        r.dropped_attributes_count,
+        &r.entity_refs,
+    );
+}
+
+/// A Resource's fields: `attributes` writes the `KeyValue`s under the tag it is given.
+pub(crate) fn resource_with<P: Pass>(
+    p: &mut P,
+    attributes: impl FnOnce(&mut P, u32),
+    dropped_attributes_count: u32,
+    entity_refs: &[EntityRef],
+) {
+    attributes(p, 1);
+    p.uint32(2, dropped_attributes_count);
+    for e in entity_refs {
         p.message(3, |p| entity_ref(p, e));
     }
 }
@@ -325,19 +457,35 @@ fn status<P: Pass>(p: &mut P, s: &Status) {
 }
 
 fn log_record<P: Pass>(p: &mut P, l: &LogRecord) {
-    p.opt_fixed64(1, l.time_unix_nano);
-    p.enumeration(2, l.severity_number);
-    p.string(3, &l.severity_text);
-    if let Some(body) = &l.body {
-        p.message(5, |p| any_value(p, body));
+    log_record_with(
+        p,
+        &LogHead::of(l),
+        l.body.as_ref().map(|body| |p: &mut P| any_value(p, body)),
+        |p, tag| attributes(p, tag, &l.attributes),
+    );
+}
+
+/// A log record's fields: `body` writes the body's `AnyValue` fields, `attributes` the
+/// `KeyValue`s under the tag it is given.
+pub(crate) fn log_record_with<P: Pass>(
+    p: &mut P,
+    head: &LogHead<'_>,
+    body: Option<impl FnOnce(&mut P)>,
+    attributes: impl FnOnce(&mut P, u32),
+) {
+    p.opt_fixed64(1, head.time_unix_nano);
+    p.enumeration(2, head.severity_number);
+    p.string(3, head.severity_text);
+    if let Some(body) = body {
+        p.message(5, body);
     }
-    attributes(p, 6, &l.attributes);
-    p.uint32(7, l.dropped_attributes_count);
-    p.opt_fixed32(8, l.flags);
-    p.opt_bytes(9, &l.trace_id);
-    p.opt_bytes(10, &l.span_id);
-    p.opt_fixed64(11, l.observed_time_unix_nano);
-    p.string(12, &l.event_name);
+    attributes(p, 6);
+    p.uint32(7, head.dropped_attributes_count);
+    p.opt_fixed32(8, head.flags);
+    p.opt_bytes(9, head.trace_id);
+    p.opt_bytes(10, head.span_id);
+    p.opt_fixed64(11, head.observed_time_unix_nano);
+    p.string(12, head.event_name);
 }
 
 fn attributes<P: Pass>(p: &mut P, tag: u32, attributes: &[KeyValue]) {
@@ -347,9 +495,18 @@ fn attributes<P: Pass>(p: &mut P, tag: u32, attributes: &[KeyValue]) {
 }
 
 fn key_value<P: Pass>(p: &mut P, kv: &KeyValue) {
-    p.string(1, &kv.key);
-    if let Some(v) = &kv.value {
-        p.message(2, |p| any_value(p, v));
+    key_value_with(
+        p,
+        &kv.key,
+        kv.value.as_ref().map(|v| |p: &mut P| any_value(p, v)),
+    );
+}
+
+/// A `KeyValue`'s fields: `value` writes the `AnyValue`'s.
+pub(crate) fn key_value_with<P: Pass>(p: &mut P, key: &str, value: Option<impl FnOnce(&mut P)>) {
+    p.string(1, key);
+    if let Some(value) = value {
+        p.message(2, value);
     }
 }
 
@@ -357,20 +514,36 @@ fn key_value<P: Pass>(p: &mut P, kv: &KeyValue) {
 fn any_value<P: Pass>(p: &mut P, v: &AnyValue) {
     match &v.value {
         None => {}
-        Some(Value::StringValue(s)) => p.bytes(1, s.as_bytes()),
-        Some(Value::BoolValue(b)) => p.varint(2, u64::from(*b)),
-        Some(Value::IntValue(i)) => p.varint(3, *i as u64),
-        Some(Value::DoubleValue(d)) => p.fixed64(4, d.to_bits()),
-        Some(Value::ArrayValue(a)) => p.message(5, |p| array_value(p, a)),
+        Some(Value::StringValue(s)) => string_value(p, s),
+        Some(Value::BoolValue(b)) => bool_value(p, *b),
+        Some(Value::IntValue(i)) => int_value(p, *i),
+        Some(Value::DoubleValue(d)) => double_value(p, *d),
+        Some(Value::ArrayValue(a)) => array_value_with(p, |p, tag| {
+            for v in &a.values {
+                p.message(tag, |p| any_value(p, v));
+            }
+        }),
         Some(Value::KvlistValue(l)) => p.message(6, |p| kvlist_value(p, l)),
         Some(Value::BytesValue(b)) => p.bytes(7, b),
     }
 }
 
-fn array_value<P: Pass>(p: &mut P, a: &ArrayValue) {
-    for v in &a.values {
-        p.message(1, |p| any_value(p, v));
-    }
+// The members of an `AnyValue`, each as the `AnyValue`'s fields.
+pub(crate) fn string_value<P: Pass>(p: &mut P, s: &str) {
+    p.bytes(1, s.as_bytes());
+}
+pub(crate) fn bool_value<P: Pass>(p: &mut P, b: bool) {
+    p.varint(2, u64::from(b));
+}
+pub(crate) fn int_value<P: Pass>(p: &mut P, i: i64) {
+    p.varint(3, i as u64);
+}
+pub(crate) fn double_value<P: Pass>(p: &mut P, d: f64) {
+    p.fixed64(4, d.to_bits());
+}
+/// `values` writes the array's `AnyValue` messages under the tag it is given.
+pub(crate) fn array_value_with<P: Pass>(p: &mut P, values: impl FnOnce(&mut P, u32)) {
+    p.message(5, |p| values(p, 1));
 }
 
 fn kvlist_value<P: Pass>(p: &mut P, l: &KeyValueList) {

@@ -7,12 +7,18 @@
 //! It holds the events no application span claimed and that have no span of their own (the
 //! log record points at no trace): the bulk of a busy node's events.
 
-use std::sync::Arc;
+use std::{cell::Cell, sync::Arc};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use runbom_event::KernelEvent;
 
-use crate::convert::{ConvertOptions, convert};
+use crate::{
+    convert::{ConvertOptions, convert, first_seen_groups, kernel_scope},
+    encode::{Measure, Shift},
+};
+
+mod json;
+mod protobuf;
 
 /// Events to be exported as log records, grouped by process as [`convert`](crate::convert())
 /// groups them.
@@ -70,14 +76,48 @@ impl KernelLogs {
         convert(&self.events, &[], &opts).logs
     }
 
-    /// The request as protobuf, appended to `out`.
+    /// The request as protobuf, appended to `out`: the bytes of
+    /// [`encode_logs`](crate::encode::encode_logs) on [`to_request`](Self::to_request), written
+    /// from the events in one walk (each message's length written after room guessed for it,
+    /// the message moved when the guess was wrong).
     pub fn write_protobuf(&self, out: &mut Vec<u8>) {
-        crate::encode::encode_logs(&self.to_request(), out);
+        let mut body = String::with_capacity(256);
+        let scratch = Cell::new(String::with_capacity(64));
+        protobuf::walk(
+            &mut Shift { out },
+            self,
+            &self.groups(),
+            &kernel_scope(),
+            &mut body,
+            &scratch,
+        );
     }
 
-    /// The request as one line of OTLP/JSON (without the newline), appended to `out`.
+    /// The same bytes as [`write_protobuf`](Self::write_protobuf), written in two walks: the
+    /// first measures every message, the second writes. Kept to compare the two ways in the
+    /// benchmark.
+    #[doc(hidden)]
+    pub fn write_protobuf_measured(&self, out: &mut Vec<u8>) {
+        let (groups, scope) = (self.groups(), kernel_scope());
+        let mut body = String::with_capacity(256);
+        let scratch = Cell::new(String::with_capacity(64));
+        let mut measure = Measure::default();
+        protobuf::walk(&mut measure, self, &groups, &scope, &mut body, &scratch);
+        measure.write(out, |w| {
+            protobuf::walk(w, self, &groups, &scope, &mut body, &scratch);
+        });
+    }
+
+    /// The request as one line of OTLP/JSON (without the newline), appended to `out`: the
+    /// bytes of [`write_logs`](crate::json::write::write_logs) on
+    /// [`to_request`](Self::to_request), written from the events.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        crate::json::write::write_logs(&self.to_request(), out);
+        json::write(out, self, &self.groups(), &kernel_scope());
+    }
+
+    /// The events' indices by process, as [`convert`](crate::convert()) groups them.
+    fn groups(&self) -> Vec<Vec<usize>> {
+        first_seen_groups(self.events.len(), |i| Arc::as_ptr(&self.events[i].process))
     }
 }
 

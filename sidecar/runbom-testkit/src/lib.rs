@@ -11,6 +11,8 @@
 //!   harness and raw HTTP/gRPC clients for `runbom-pipeline`'s tests;
 //! - [`random`]: random OTLP trace and log requests from a seed (encoders checked against
 //!   prost and `serde_json`);
+//! - [`random_events`]: random kernel events from a seed, and a busy node's mix of them (log
+//!   records written from the events checked against the typed path, and timed);
 //! - [`agent_trace`]: traces shaped like the reference agent's, for the AI-BOM tests;
 //! - [`leak`]: scans everything runbom wrote for a secret and its 12-character pieces.
 //!
@@ -43,6 +45,7 @@ pub mod pki;
 pub mod process;
 pub mod python;
 pub mod random;
+pub mod random_events;
 pub mod requests;
 pub mod runbom;
 pub mod shadow_run;

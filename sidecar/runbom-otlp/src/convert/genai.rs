@@ -1,6 +1,5 @@
 //! The `gen_ai.*` attributes of a kernel `http.request` that was an LLM API call (contract §1).
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value};
 use runbom_event::{
     GenAi,
     semconv::{
@@ -13,18 +12,18 @@ use runbom_event::{
     },
 };
 
-use super::{kv_bool, kv_int, kv_str};
+use super::AttributeSink;
 
 /// Appends what `g` says (`gen_ai.request.model` is the request's own attribute already).
-pub(super) fn attributes(g: &GenAi, a: &mut Vec<KeyValue>) {
-    a.push(kv_str(GEN_AI_OPERATION_NAME, g.operation));
-    a.push(kv_str(GEN_AI_PROVIDER_NAME, g.provider));
-    a.push(kv_str(RUNBOM_GEN_AI_API, g.api));
+pub(super) fn attributes(g: &GenAi, a: &mut impl AttributeSink) {
+    a.str(GEN_AI_OPERATION_NAME, g.operation);
+    a.str(GEN_AI_PROVIDER_NAME, g.provider);
+    a.str(RUNBOM_GEN_AI_API, g.api);
     if let Some(m) = &g.response_model {
-        a.push(kv_str(GEN_AI_RESPONSE_MODEL, m));
+        a.str(GEN_AI_RESPONSE_MODEL, m);
     }
     if let Some(id) = &g.response_id {
-        a.push(kv_str(GEN_AI_RESPONSE_ID, id));
+        a.str(GEN_AI_RESPONSE_ID, id);
     }
     for (key, n) in [
         (GEN_AI_USAGE_INPUT_TOKENS, g.input_tokens),
@@ -32,73 +31,58 @@ pub(super) fn attributes(g: &GenAi, a: &mut Vec<KeyValue>) {
         (GEN_AI_REQUEST_MAX_TOKENS, g.max_tokens),
     ] {
         if let Some(n) = n {
-            a.push(kv_int(key, i64::try_from(n).unwrap_or(i64::MAX)));
+            a.int(key, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
     if let Some(t) = g.temperature {
-        a.push(KeyValue {
-            key: GEN_AI_REQUEST_TEMPERATURE.into(),
-            value: Some(AnyValue {
-                value: Some(Value::DoubleValue(t)),
-            }),
-        });
+        a.double(GEN_AI_REQUEST_TEMPERATURE, t);
     }
     if !g.finish_reasons.is_empty() {
-        a.push(kv_strs(GEN_AI_RESPONSE_FINISH_REASONS, &g.finish_reasons));
+        a.strs(
+            GEN_AI_RESPONSE_FINISH_REASONS,
+            g.finish_reasons.iter().map(String::as_str),
+        );
     }
     if g.streamed {
-        a.push(kv_bool(RUNBOM_GEN_AI_STREAMED, true));
+        a.bool(RUNBOM_GEN_AI_STREAMED, true);
     }
     if !g.tool_calls.is_empty() {
-        let names: Vec<&str> = g.tool_calls.iter().map(|c| c.name.as_str()).collect();
-        a.push(kv_strs(RUNBOM_GEN_AI_TOOL_CALLS, &names));
-        let ids: Vec<&str> = g
-            .tool_calls
-            .iter()
-            .map(|c| c.id.as_deref().unwrap_or(""))
-            .collect();
-        a.push(kv_strs(RUNBOM_GEN_AI_TOOL_CALL_IDS, &ids));
+        a.strs(
+            RUNBOM_GEN_AI_TOOL_CALLS,
+            g.tool_calls.iter().map(|c| c.name.as_str()),
+        );
+        a.strs(
+            RUNBOM_GEN_AI_TOOL_CALL_IDS,
+            g.tool_calls.iter().map(|c| c.id.as_deref().unwrap_or("")),
+        );
         if g.tool_calls.iter().any(|c| c.arguments.is_some()) {
-            let args: Vec<&str> = g
-                .tool_calls
-                .iter()
-                .map(|c| c.arguments.as_deref().unwrap_or(""))
-                .collect();
-            a.push(kv_strs(RUNBOM_GEN_AI_TOOL_CALL_ARGUMENTS, &args));
+            a.strs(
+                RUNBOM_GEN_AI_TOOL_CALL_ARGUMENTS,
+                g.tool_calls
+                    .iter()
+                    .map(|c| c.arguments.as_deref().unwrap_or("")),
+            );
         }
     }
     if !g.declared_tools.is_empty() {
-        a.push(kv_strs(RUNBOM_GEN_AI_REQUEST_TOOLS, &g.declared_tools));
+        a.strs(
+            RUNBOM_GEN_AI_REQUEST_TOOLS,
+            g.declared_tools.iter().map(String::as_str),
+        );
     }
     if let Some(e) = &g.error_type {
-        a.push(kv_str(ERROR_TYPE, e));
+        a.str(ERROR_TYPE, e);
     }
     if g.partial {
-        a.push(kv_bool(RUNBOM_GEN_AI_PARTIAL, true));
+        a.bool(RUNBOM_GEN_AI_PARTIAL, true);
     }
     for (key, messages) in [
         (GEN_AI_INPUT_MESSAGES, &g.input_messages),
         (GEN_AI_OUTPUT_MESSAGES, &g.output_messages),
     ] {
         if let Some(m) = messages {
-            a.push(kv_str(key, m));
+            a.str(key, m);
         }
-    }
-}
-
-fn kv_strs<S: AsRef<str>>(key: &str, values: &[S]) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(Value::ArrayValue(ArrayValue {
-                values: values
-                    .iter()
-                    .map(|v| AnyValue {
-                        value: Some(Value::StringValue(v.as_ref().into())),
-                    })
-                    .collect(),
-            })),
-        }),
     }
 }
 
@@ -109,7 +93,7 @@ mod tests {
     #[test]
     fn messages_are_attributes_only_when_read() {
         let keys = |g: &GenAi| {
-            let mut a = Vec::new();
+            let mut a: Vec<opentelemetry_proto::tonic::common::v1::KeyValue> = Vec::new();
             attributes(g, &mut a);
             a.into_iter().map(|kv| kv.key).collect::<Vec<_>>()
         };

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value};
 use runbom_event::{
     McpCall,
     semconv::{
@@ -15,7 +14,7 @@ use runbom_event::{
     },
 };
 
-use super::{kv_bool, kv_int, kv_str};
+use super::AttributeSink;
 
 /// `error.type`: the JSON-RPC error code, or `tool_error` when the tool's result said
 /// `isError`.
@@ -26,87 +25,80 @@ pub(super) fn error_type(m: &McpCall) -> Option<Cow<'static, str>> {
     m.tool_error.then_some(Cow::Borrowed(ERROR_TYPE_TOOL_ERROR))
 }
 
-pub(super) fn body(who: &str, m: &McpCall) -> String {
-    let id = m
-        .request_id
-        .as_deref()
-        .map(|id| format!(" id {id}"))
-        .unwrap_or_default();
-    let outcome = match (error_type(m), m.answered || m.request_id.is_none()) {
-        (Some(e), _) => format!(" failed: {e}"),
-        (None, true) => String::new(),
-        (None, false) => " (no response)".into(),
-    };
-    let side = match m.side {
-        runbom_event::McpSide::Client => "mcp call",
-        runbom_event::McpSide::Server => "mcp served",
-    };
-    format!("{who} {side} {}{id}{outcome}", m.span_name())
+/// The body after `exe [pid] `, appended to `s`.
+pub(super) fn write_body(m: &McpCall, s: &mut String) -> std::fmt::Result {
+    use std::fmt::Write as _;
+    s.push_str(match m.side {
+        runbom_event::McpSide::Client => "mcp call ",
+        runbom_event::McpSide::Server => "mcp served ",
+    });
+    s.push_str(&m.span_name());
+    if let Some(id) = &m.request_id {
+        s.push_str(" id ");
+        s.push_str(id);
+    }
+    match (error_type(m), m.answered || m.request_id.is_none()) {
+        (Some(e), _) => write!(s, " failed: {e}"),
+        (None, true) => Ok(()),
+        (None, false) => {
+            s.push_str(" (no response)");
+            Ok(())
+        }
+    }
 }
 
-pub(super) fn attributes(m: &McpCall, a: &mut Vec<KeyValue>) {
-    a.push(kv_str(MCP_METHOD_NAME, &m.method));
+pub(super) fn attributes(m: &McpCall, a: &mut impl AttributeSink) {
+    a.str(MCP_METHOD_NAME, &m.method);
     if let Some(target) = &m.target {
         match m.method.as_str() {
             "tools/call" => {
-                a.push(kv_str(GEN_AI_TOOL_NAME, target));
-                a.push(kv_str(GEN_AI_OPERATION_NAME, "execute_tool"));
+                a.str(GEN_AI_TOOL_NAME, target);
+                a.str(GEN_AI_OPERATION_NAME, "execute_tool");
             }
-            "prompts/get" => a.push(kv_str(GEN_AI_PROMPT_NAME, target)),
+            "prompts/get" => a.str(GEN_AI_PROMPT_NAME, target),
             _ => {}
         }
     }
     if let Some(id) = &m.request_id {
-        a.push(kv_str(JSONRPC_REQUEST_ID, id));
+        a.str(JSONRPC_REQUEST_ID, id);
     }
     if let Some(uri) = &m.resource_uri {
-        a.push(kv_str(MCP_RESOURCE_URI, uri));
+        a.str(MCP_RESOURCE_URI, uri);
     }
     if let Some(session) = &m.session_id {
-        a.push(kv_str(MCP_SESSION_ID, session));
+        a.str(MCP_SESSION_ID, session);
     }
     if let Some(version) = &m.protocol_version {
-        a.push(kv_str(MCP_PROTOCOL_VERSION, version));
+        a.str(MCP_PROTOCOL_VERSION, version);
     }
-    a.push(kv_str(NETWORK_TRANSPORT, m.transport.as_str()));
+    a.str(NETWORK_TRANSPORT, m.transport.as_str());
     if let Some(code) = m.rpc_error_code {
-        a.push(kv_str(RPC_RESPONSE_STATUS_CODE, &code.to_string()));
-    }
-    if let Some(e) = error_type(m) {
-        a.push(kv_str(ERROR_TYPE, &e));
-    }
-    if let Some(args) = &m.arguments {
-        a.push(kv_str(GEN_AI_TOOL_CALL_ARGUMENTS, args));
-    }
-    if let Some(pid) = m.peer_pid {
-        a.push(kv_int(RUNBOM_MCP_PEER_PID, pid.into()));
-    }
-    if let Some(cmd) = &m.server_command_line {
-        a.push(kv_str(RUNBOM_MCP_SERVER_COMMAND_LINE, cmd));
-    }
-    if let Some(name) = &m.server_name {
-        a.push(kv_str(RUNBOM_MCP_SERVER_NAME, name));
-    }
-    if let Some(url) = &m.server_url {
-        a.push(kv_str(URL_FULL, url));
-    }
-    if !m.tools.is_empty() {
-        a.push(KeyValue {
-            key: RUNBOM_MCP_TOOLS.into(),
-            value: Some(AnyValue {
-                value: Some(Value::ArrayValue(ArrayValue {
-                    values: m
-                        .tools
-                        .iter()
-                        .map(|t| AnyValue {
-                            value: Some(Value::StringValue(t.clone())),
-                        })
-                        .collect(),
-                })),
-            }),
+        a.formatted(RPC_RESPONSE_STATUS_CODE, |s| {
+            s.push_str(itoa::Buffer::new().format(code));
         });
     }
+    if let Some(e) = error_type(m) {
+        a.str(ERROR_TYPE, &e);
+    }
+    if let Some(args) = &m.arguments {
+        a.str(GEN_AI_TOOL_CALL_ARGUMENTS, args);
+    }
+    if let Some(pid) = m.peer_pid {
+        a.int(RUNBOM_MCP_PEER_PID, pid.into());
+    }
+    if let Some(cmd) = &m.server_command_line {
+        a.str(RUNBOM_MCP_SERVER_COMMAND_LINE, cmd);
+    }
+    if let Some(name) = &m.server_name {
+        a.str(RUNBOM_MCP_SERVER_NAME, name);
+    }
+    if let Some(url) = &m.server_url {
+        a.str(URL_FULL, url);
+    }
+    if !m.tools.is_empty() {
+        a.strs(RUNBOM_MCP_TOOLS, m.tools.iter().map(String::as_str));
+    }
     if !m.answered && m.request_id.is_some() {
-        a.push(kv_bool(RUNBOM_MCP_UNANSWERED, true));
+        a.bool(RUNBOM_MCP_UNANSWERED, true);
     }
 }

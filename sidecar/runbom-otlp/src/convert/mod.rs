@@ -8,7 +8,11 @@
 //! trace ([`Placement`], contract §2) becomes a child of the application's span instead, under
 //! the application's Resource.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
@@ -111,29 +115,16 @@ pub fn convert(
     opts: &ConvertOptions,
 ) -> OtlpBatch {
     // Group by application (placed) or process run (unplaced), keeping first-seen order.
-    let mut order: Vec<(Group, usize)> = Vec::new();
-    let mut groups: HashMap<Group, Vec<usize>> = HashMap::new();
-    for (i, ev) in events.iter().enumerate() {
-        let key = match placements.get(i).and_then(Option::as_ref) {
+    let groups = first_seen_groups(events.len(), |i| {
+        match placements.get(i).and_then(Option::as_ref) {
             Some(p) => Group::App(Arc::as_ptr(&p.resource)),
-            None => Group::Process(Arc::as_ptr(&ev.process)),
-        };
-        groups
-            .entry(key)
-            .or_insert_with(|| {
-                order.push((key, i));
-                Vec::new()
-            })
-            .push(i);
-    }
-    let scope = Some(InstrumentationScope {
-        name: scope::KERNEL.into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
+            None => Group::Process(Arc::as_ptr(&events[i].process)),
+        }
     });
+    let scope = Some(kernel_scope());
     let mut batch = OtlpBatch::default();
-    for (key, first) in order {
-        let group = &groups[&key];
+    for group in &groups {
+        let first = group[0];
         let resource = Some(match placements.get(first).and_then(Option::as_ref) {
             Some(p) => (*p.resource).clone(),
             None => resource(&events[first].process, opts),
@@ -144,14 +135,15 @@ pub fn convert(
             let ev = &events[i];
             let placement = placements.get(i).and_then(Option::as_ref);
             // The attributes are built once: the span gets a copy, the log record the original
-            // with `event.name` added.
-            let mut attributes = attributes(ev, placement);
+            // with `event.name` added (there is room for it).
+            let mut attributes = Vec::with_capacity(17);
+            event_attributes_into(ev, placement, &mut attributes);
             let span = if placement.is_some() || opts.uncorrelated_spans {
                 span(ev, placement, &attributes)
             } else {
                 None
             };
-            attributes.push(kv_str(EVENT_NAME, ev.detail.event_name()));
+            log_only_attributes(ev, &mut attributes);
             logs.push(log(ev, span.as_ref(), placement, attributes));
             spans.extend(span);
         }
@@ -186,6 +178,34 @@ enum Group {
     Process(*const ProcessInfo),
 }
 
+/// The indices `0..n` grouped by `key`, groups in the order their first index comes, indices
+/// in order within a group. Keys are looked up once per event: hashed with foldhash's fast
+/// hasher (seeded per process), not `SipHash`.
+pub(crate) fn first_seen_groups<K: Eq + std::hash::Hash>(
+    n: usize,
+    key: impl Fn(usize) -> K,
+) -> Vec<Vec<usize>> {
+    let mut index: HashMap<K, usize, foldhash::fast::RandomState> = HashMap::default();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for i in 0..n {
+        let g = *index.entry(key(i)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    groups
+}
+
+/// The scope every kernel event is exported under.
+pub(crate) fn kernel_scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: scope::KERNEL.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
 /// The Resource of an uncorrelated event's process run (also that of the GenAI spans runbom
 /// synthesises for it).
 #[must_use]
@@ -196,29 +216,39 @@ pub fn process_resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
 /// The attributes of a kernel event, as its span and log record carry them.
 #[must_use]
 pub fn event_attributes(ev: &KernelEvent) -> Vec<KeyValue> {
-    attributes(ev, None)
+    let mut a = Vec::with_capacity(17);
+    event_attributes_into(ev, None, &mut a);
+    a
 }
 
 fn resource(p: &ProcessInfo, opts: &ConvertOptions) -> Resource {
+    let mut attributes = Vec::with_capacity(5);
+    resource_attributes(p, opts, &mut attributes);
+    Resource {
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// The attributes of a process run's Resource.
+pub(crate) fn resource_attributes(
+    p: &ProcessInfo,
+    opts: &ConvertOptions,
+    a: &mut impl AttributeSink,
+) {
     let name = if p.exe.is_empty() {
         "unknown"
     } else {
         p.exe_name()
     };
-    let mut attributes = vec![
-        kv_str(SERVICE_NAME, name),
-        kv_str(HOST_NAME, &opts.host_name),
-        kv_int(PROCESS_PID, p.pid.into()),
-    ];
+    a.str(SERVICE_NAME, name);
+    a.str(HOST_NAME, &opts.host_name);
+    a.int(PROCESS_PID, p.pid.into());
     if !p.exe.is_empty() {
-        attributes.push(kv_str(PROCESS_EXECUTABLE_PATH, &p.exe));
+        a.str(PROCESS_EXECUTABLE_PATH, &p.exe);
     }
     if let Some(id) = &p.container_id {
-        attributes.push(kv_str(CONTAINER_ID, id));
-    }
-    Resource {
-        attributes,
-        ..Default::default()
+        a.str(CONTAINER_ID, id);
     }
 }
 
@@ -310,22 +340,19 @@ fn log(
     placement: Option<&Placement>,
     attributes: Vec<KeyValue>,
 ) -> LogRecord {
-    let event = ev.detail.event_name();
-    let failed = error(ev).is_some();
+    let head = log_head(ev);
+    let mut body = String::with_capacity(128);
+    write_body(ev, &mut body);
     LogRecord {
-        time_unix_nano: ev.start_ns,
-        observed_time_unix_nano: ev.end_ns,
-        severity_number: if failed {
-            SeverityNumber::Warn
-        } else {
-            SeverityNumber::Info
-        } as i32,
-        severity_text: if failed { "WARN" } else { "INFO" }.into(),
+        time_unix_nano: head.time_unix_nano,
+        observed_time_unix_nano: head.observed_time_unix_nano,
+        severity_number: head.severity_number,
+        severity_text: head.severity_text.into(),
         body: Some(AnyValue {
-            value: Some(Value::StringValue(body(ev))),
+            value: Some(Value::StringValue(body)),
         }),
         attributes,
-        event_name: event.into(),
+        event_name: head.event_name.into(),
         trace_id: span.map_or_else(
             || placement.map(|p| p.trace_id.to_vec()).unwrap_or_default(),
             |s| s.trace_id.clone(),
@@ -338,7 +365,29 @@ fn log(
             },
             |s| s.span_id.clone(),
         ),
-        ..Default::default()
+        dropped_attributes_count: head.dropped_attributes_count,
+        flags: head.flags,
+    }
+}
+
+/// An event's log record but its body, attributes and the trace it points at (none: the
+/// writers from events hold events that have no span).
+pub(crate) fn log_head(ev: &KernelEvent) -> LogHead<'static> {
+    let failed = error(ev).is_some();
+    LogHead {
+        time_unix_nano: ev.start_ns,
+        observed_time_unix_nano: ev.end_ns,
+        severity_number: if failed {
+            SeverityNumber::Warn
+        } else {
+            SeverityNumber::Info
+        } as i32,
+        severity_text: if failed { "WARN" } else { "INFO" },
+        dropped_attributes_count: 0,
+        flags: 0,
+        trace_id: &[],
+        span_id: &[],
+        event_name: ev.detail.event_name(),
     }
 }
 
@@ -350,80 +399,121 @@ fn error(ev: &KernelEvent) -> Option<std::borrow::Cow<'static, str>> {
     }
 }
 
-/// One line a person can read, written into one string.
-fn body(ev: &KernelEvent) -> String {
+/// The log record's body: one line a person can read, appended to `s`.
+pub(crate) fn write_body(ev: &KernelEvent, s: &mut String) {
     use std::fmt::Write as _;
-    let mut s = String::with_capacity(128);
-    let (exe, pid) = (ev.process.exe_name(), ev.pid);
+    // Strings are appended as they are: `write!` only for what has a `Display` of its own.
+    let mut int = itoa::Buffer::new();
+    push_all(s, &[ev.process.exe_name(), " [", int.format(ev.pid), "] "]);
     // Writing into a `String` cannot fail.
     let _ = match &ev.detail {
-        Detail::Exec { .. } => write!(s, "{exe} [{pid}] exec {}", ev.process.command_line),
-        Detail::Exit { code: Some(c) } => write!(s, "{exe} [{pid}] exited with {c}"),
-        Detail::Exit { code: None } => write!(s, "{exe} [{pid}] was killed"),
-        Detail::Connect { remote, .. } => write!(s, "{exe} [{pid}] connect {remote}"),
-        Detail::Accept { peer: Some(p) } => write!(s, "{exe} [{pid}] accepted {p}"),
-        Detail::Accept { peer: None } => write!(s, "{exe} [{pid}] accepted a connection"),
+        Detail::Exec { .. } => {
+            push_all(s, &["exec ", &ev.process.command_line]);
+            Ok(())
+        }
+        Detail::Exit { code: Some(c) } => {
+            push_all(s, &["exited with ", int.format(*c)]);
+            Ok(())
+        }
+        Detail::Exit { code: None } => {
+            s.push_str("was killed");
+            Ok(())
+        }
+        Detail::Connect { remote, .. } => {
+            s.push_str("connect ");
+            write_socket_addr(*remote, s);
+            Ok(())
+        }
+        Detail::Accept { peer: Some(p) } => {
+            s.push_str("accepted ");
+            write_socket_addr(*p, s);
+            Ok(())
+        }
+        Detail::Accept { peer: None } => {
+            s.push_str("accepted a connection");
+            Ok(())
+        }
         Detail::FileOpen { path, flags, .. } => {
-            let _ = write!(s, "{exe} [{pid}] open {path} ");
-            names::write_open_flags(*flags, &mut s)
+            push_all(s, &["open ", path, " "]);
+            names::write_open_flags(*flags, s)
         }
         Detail::DnsQuery {
             name,
             qtype,
             server,
-        } => write!(s, "{exe} [{pid}] dns query {name} {qtype} to {server}"),
-        Detail::Mcp(m) => return mcp::body(&format!("{exe} [{pid}]"), m),
-        Detail::HttpRequest(h) => write!(
-            s,
-            "{exe} [{pid}] {} {} {}{}",
-            h.capture.as_str(),
-            h.method,
-            h.host.as_deref().unwrap_or(""),
-            h.target
-        ),
+        } => write!(s, "dns query {name} {qtype} to {server}"),
+        Detail::Mcp(m) => mcp::write_body(m, s),
+        Detail::HttpRequest(h) => {
+            push_all(
+                s,
+                &[
+                    h.capture.as_str(),
+                    " ",
+                    &h.method,
+                    " ",
+                    h.host.as_deref().unwrap_or(""),
+                    &h.target,
+                ],
+            );
+            Ok(())
+        }
     };
     if let Detail::Connect { error: Some(e), .. } | Detail::FileOpen { error: Some(e), .. } =
         &ev.detail
     {
-        let _ = write!(s, " failed: {e}");
+        push_all(s, &[" failed: ", e]);
     }
-    s
 }
 
-fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> {
-    let p = &ev.process;
-    // Room for the log record's `event.name` too.
-    let mut a = Vec::with_capacity(17);
-    a.push(kv_str(RUNBOM_EVENT, ev.detail.event_name()));
-    if let Some(placed) = placement {
-        a.push(kv_str(RUNBOM_CORRELATION_METHOD, placed.method));
-        a.push(kv_str(RUNBOM_CORRELATION_CONFIDENCE, placed.confidence));
+fn push_all(s: &mut String, parts: &[&str]) {
+    for p in parts {
+        s.push_str(p);
     }
-    a.push(kv_int(PROCESS_PID, ev.pid.into()));
-    a.push(kv_int(THREAD_ID, ev.tid.into()));
+}
+
+/// What a log record carries beyond its event's attributes (those its span has too).
+pub(crate) fn log_only_attributes(ev: &KernelEvent, a: &mut impl AttributeSink) {
+    a.str(EVENT_NAME, ev.detail.event_name());
+}
+
+/// The attributes of an event (of its span, and of its log record before
+/// [`log_only_attributes`]).
+pub(crate) fn event_attributes_into(
+    ev: &KernelEvent,
+    placement: Option<&Placement>,
+    a: &mut impl AttributeSink,
+) {
+    let p = &ev.process;
+    a.str(RUNBOM_EVENT, ev.detail.event_name());
+    if let Some(placed) = placement {
+        a.str(RUNBOM_CORRELATION_METHOD, placed.method);
+        a.str(RUNBOM_CORRELATION_CONFIDENCE, placed.confidence);
+    }
+    a.int(PROCESS_PID, ev.pid.into());
+    a.int(THREAD_ID, ev.tid.into());
     if p.ppid != 0 {
-        a.push(kv_int(PROCESS_PARENT_PID, p.ppid.into()));
+        a.int(PROCESS_PARENT_PID, p.ppid.into());
     }
     if !p.exe.is_empty() {
-        a.push(kv_str(PROCESS_EXECUTABLE_PATH, &p.exe));
+        a.str(PROCESS_EXECUTABLE_PATH, &p.exe);
     }
     if !p.command_line.is_empty() {
-        a.push(kv_str(PROCESS_COMMAND_LINE, &p.command_line));
+        a.str(PROCESS_COMMAND_LINE, &p.command_line);
     }
-    a.push(kv_int(PROCESS_USER_ID, p.uid.into()));
+    a.int(PROCESS_USER_ID, p.uid.into());
     if let Some(id) = &p.container_id {
-        a.push(kv_str(CONTAINER_ID, id));
+        a.str(CONTAINER_ID, id);
     }
     let net_type = |ip: &std::net::IpAddr| if ip.is_ipv4() { "ipv4" } else { "ipv6" };
     match &ev.detail {
         Detail::Exec { argv_truncated, .. } => {
             if *argv_truncated {
-                a.push(kv_bool(RUNBOM_EXEC_ARGV_TRUNCATED, true));
+                a.bool(RUNBOM_EXEC_ARGV_TRUNCATED, true);
             }
         }
         Detail::Exit { code } => {
             if let Some(c) = code {
-                a.push(kv_int(PROCESS_EXIT_CODE, (*c).into()));
+                a.int(PROCESS_EXIT_CODE, (*c).into());
             }
         }
         Detail::Connect {
@@ -432,39 +522,40 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
             transport,
             error,
         } => {
-            let ip = remote.ip().to_string();
-            a.push(kv_str(SERVER_ADDRESS, &ip));
-            a.push(kv_int(SERVER_PORT, remote.port().into()));
-            a.push(kv_string(NETWORK_PEER_ADDRESS, ip));
-            a.push(kv_int(NETWORK_PEER_PORT, remote.port().into()));
+            a.formatted(SERVER_ADDRESS, ip(remote.ip()));
+            a.int(SERVER_PORT, remote.port().into());
+            a.formatted(NETWORK_PEER_ADDRESS, ip(remote.ip()));
+            a.int(NETWORK_PEER_PORT, remote.port().into());
             if let Some(local) = local {
-                a.push(kv_string(CLIENT_ADDRESS, local.ip().to_string()));
-                a.push(kv_int(CLIENT_PORT, local.port().into()));
+                a.formatted(CLIENT_ADDRESS, ip(local.ip()));
+                a.int(CLIENT_PORT, local.port().into());
             }
             if let Some(t) = transport {
-                a.push(kv_str(NETWORK_TRANSPORT, t.as_str()));
+                a.str(NETWORK_TRANSPORT, t.as_str());
             }
-            a.push(kv_str(NETWORK_TYPE, net_type(&remote.ip())));
+            a.str(NETWORK_TYPE, net_type(&remote.ip()));
             if let Some(e) = error {
-                a.push(kv_str(ERROR_TYPE, e));
+                a.str(ERROR_TYPE, e);
             }
         }
         Detail::Accept { peer } => {
-            a.push(kv_str(NETWORK_TRANSPORT, "tcp"));
+            a.str(NETWORK_TRANSPORT, "tcp");
             if let Some(peer) = peer {
-                let ip = peer.ip().to_string();
-                a.push(kv_str(CLIENT_ADDRESS, &ip));
-                a.push(kv_int(CLIENT_PORT, peer.port().into()));
-                a.push(kv_string(NETWORK_PEER_ADDRESS, ip));
-                a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
-                a.push(kv_str(NETWORK_TYPE, net_type(&peer.ip())));
+                a.formatted(CLIENT_ADDRESS, ip(peer.ip()));
+                a.int(CLIENT_PORT, peer.port().into());
+                a.formatted(NETWORK_PEER_ADDRESS, ip(peer.ip()));
+                a.int(NETWORK_PEER_PORT, peer.port().into());
+                a.str(NETWORK_TYPE, net_type(&peer.ip()));
             }
         }
         Detail::FileOpen { path, flags, error } => {
-            a.push(kv_str(FILE_PATH, path));
-            a.push(kv_string(RUNBOM_FILE_FLAGS, names::open_flags(*flags)));
+            a.str(FILE_PATH, path);
+            a.formatted(RUNBOM_FILE_FLAGS, |s| {
+                // Writing into a `String` cannot fail.
+                let _ = names::write_open_flags(*flags, s);
+            });
             if let Some(e) = error {
-                a.push(kv_str(ERROR_TYPE, e));
+                a.str(ERROR_TYPE, e);
             }
         }
         Detail::DnsQuery {
@@ -472,25 +563,62 @@ fn attributes(ev: &KernelEvent, placement: Option<&Placement>) -> Vec<KeyValue> 
             qtype,
             server,
         } => {
-            a.push(kv_str(DNS_QUESTION_NAME, name));
-            a.push(kv_str(RUNBOM_DNS_QUESTION_TYPE, qtype));
-            a.push(kv_string(SERVER_ADDRESS, server.ip().to_string()));
-            a.push(kv_int(SERVER_PORT, server.port().into()));
-            a.push(kv_str(NETWORK_TRANSPORT, "udp"));
-            a.push(kv_str(NETWORK_TYPE, net_type(&server.ip())));
+            a.str(DNS_QUESTION_NAME, name);
+            a.str(RUNBOM_DNS_QUESTION_TYPE, qtype);
+            a.formatted(SERVER_ADDRESS, ip(server.ip()));
+            a.int(SERVER_PORT, server.port().into());
+            a.str(NETWORK_TRANSPORT, "udp");
+            a.str(NETWORK_TYPE, net_type(&server.ip()));
         }
-        Detail::HttpRequest(h) => http_attributes(h, &mut a),
-        Detail::Mcp(m) => mcp::attributes(m, &mut a),
+        Detail::HttpRequest(h) => http_attributes(h, a),
+        Detail::Mcp(m) => mcp::attributes(m, a),
     }
-    a
 }
 
-fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
-    a.push(kv_str(RUNBOM_CAPTURE, h.capture.as_str()));
-    a.push(kv_str(HTTP_REQUEST_METHOD, &h.method));
+/// An address as [`AttributeSink::formatted`] writes it.
+fn ip(ip: IpAddr) -> impl FnOnce(&mut String) {
+    move |s| write_ip(ip, s)
+}
+
+/// `ip` as its `Display` writes it; an IPv4 address octet by octet (`Display` goes through the
+/// formatting machinery for each).
+fn write_ip(ip: IpAddr, s: &mut String) {
+    use std::fmt::Write as _;
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut int = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(int.format(octet));
+            }
+        }
+        // Writing into a `String` cannot fail.
+        IpAddr::V6(v6) => drop(write!(s, "{v6}")),
+    }
+}
+
+/// `addr` as its `Display` writes it.
+fn write_socket_addr(addr: SocketAddr, s: &mut String) {
+    use std::fmt::Write as _;
+    match addr {
+        SocketAddr::V4(v4) => {
+            write_ip(IpAddr::V4(*v4.ip()), s);
+            s.push(':');
+            s.push_str(itoa::Buffer::new().format(v4.port()));
+        }
+        // Writing into a `String` cannot fail.
+        SocketAddr::V6(v6) => drop(write!(s, "{v6}")),
+    }
+}
+
+fn http_attributes(h: &runbom_event::HttpRequest, a: &mut impl AttributeSink) {
+    a.str(RUNBOM_CAPTURE, h.capture.as_str());
+    a.str(HTTP_REQUEST_METHOD, &h.method);
     if let Some(host) = &h.host {
         let (name, _) = split_host_port(host);
-        a.push(kv_str(SERVER_ADDRESS, name));
+        a.str(SERVER_ADDRESS, name);
     }
     if let Some(port) = h
         .host
@@ -498,47 +626,49 @@ fn http_attributes(h: &runbom_event::HttpRequest, a: &mut Vec<KeyValue>) {
         .and_then(|host| split_host_port(host).1)
         .or(h.peer.map(|p| p.port()))
     {
-        a.push(kv_int(SERVER_PORT, port.into()));
+        a.int(SERVER_PORT, port.into());
     }
     if let Some(peer) = h.peer {
-        a.push(kv_string(NETWORK_PEER_ADDRESS, peer.ip().to_string()));
-        a.push(kv_int(NETWORK_PEER_PORT, peer.port().into()));
+        a.formatted(NETWORK_PEER_ADDRESS, ip(peer.ip()));
+        a.int(NETWORK_PEER_PORT, peer.port().into());
     }
     let path = h.target.split('?').next().unwrap_or(&h.target);
-    a.push(kv_str(URL_PATH, path));
+    a.str(URL_PATH, path);
     if let Some(host) = &h.host {
         let scheme = match h.capture {
             runbom_event::Capture::Openssl | runbom_event::Capture::GoTls => "https",
             runbom_event::Capture::Socket => "http",
         };
-        a.push(kv_string(
-            URL_FULL,
-            format!("{scheme}://{host}{}", h.target),
-        ));
+        a.formatted(URL_FULL, |s| {
+            s.push_str(scheme);
+            s.push_str("://");
+            s.push_str(host);
+            s.push_str(&h.target);
+        });
     }
     if let Some(size) = h.body_size {
-        a.push(kv_int(
+        a.int(
             HTTP_REQUEST_BODY_SIZE,
             i64::try_from(size).unwrap_or(i64::MAX),
-        ));
+        );
     }
     if let Some(status) = h.status {
-        a.push(kv_int(HTTP_RESPONSE_STATUS_CODE, status.into()));
+        a.int(HTTP_RESPONSE_STATUS_CODE, status.into());
     }
     if let Some(ua) = &h.user_agent {
-        a.push(kv_str(USER_AGENT_ORIGINAL, ua));
+        a.str(USER_AGENT_ORIGINAL, ua);
     }
     if let Some(model) = &h.model {
-        a.push(kv_str(GEN_AI_REQUEST_MODEL, model));
+        a.str(GEN_AI_REQUEST_MODEL, model);
     }
-    a.push(kv_str(NETWORK_PROTOCOL_NAME, "http"));
-    a.push(kv_str(NETWORK_PROTOCOL_VERSION, h.version.as_str()));
+    a.str(NETWORK_PROTOCOL_NAME, "http");
+    a.str(NETWORK_PROTOCOL_VERSION, h.version.as_str());
     if let Some(grpc) = &h.grpc {
-        a.push(kv_str(RPC_SYSTEM, RPC_SYSTEM_GRPC));
-        a.push(kv_str(RPC_SERVICE, &grpc.service));
-        a.push(kv_str(RPC_METHOD, &grpc.method));
+        a.str(RPC_SYSTEM, RPC_SYSTEM_GRPC);
+        a.str(RPC_SERVICE, &grpc.service);
+        a.str(RPC_METHOD, &grpc.method);
         if let Some(code) = grpc.status {
-            a.push(kv_int(RPC_GRPC_STATUS_CODE, code.into()));
+            a.int(RPC_GRPC_STATUS_CODE, code.into());
         }
     }
     if let Some(g) = &h.genai {
@@ -606,5 +736,40 @@ fn kv_bool(key: &str, value: bool) -> KeyValue {
 
 mod genai;
 mod mcp;
+mod sink;
+
+pub use sink::AttributeSink;
+pub(crate) use sink::formatted_in;
+
+/// The fields of a log record but its body and attributes, as the writers of
+/// [`crate::encode`] and [`crate::json::write`] take them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogHead<'a> {
+    pub time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
+    pub severity_number: i32,
+    pub severity_text: &'a str,
+    pub dropped_attributes_count: u32,
+    pub flags: u32,
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub event_name: &'a str,
+}
+
+impl<'a> LogHead<'a> {
+    pub(crate) fn of(l: &'a LogRecord) -> Self {
+        LogHead {
+            time_unix_nano: l.time_unix_nano,
+            observed_time_unix_nano: l.observed_time_unix_nano,
+            severity_number: l.severity_number,
+            severity_text: &l.severity_text,
+            dropped_attributes_count: l.dropped_attributes_count,
+            flags: l.flags,
+            trace_id: &l.trace_id,
+            span_id: &l.span_id,
+            event_name: &l.event_name,
+        }
+    }
+}
 #[cfg(test)]
 mod tests;

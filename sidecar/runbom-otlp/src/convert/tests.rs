@@ -381,3 +381,56 @@ fn mcp_error_responses_and_unanswered_requests() {
         Some(&Value::StringValue(r#"{"path":"/x"}"#.into()))
     );
 }
+
+/// Addresses in bodies and attributes are written as their `Display` writes them (IPv4 is
+/// written octet by octet, not through `Display`).
+#[test]
+fn addresses_read_as_their_display() {
+    for (remote, local) in [
+        ("0.0.0.0:0", "255.255.255.255:65535"),
+        ("10.0.12.7:443", "192.168.100.2:40000"),
+        ("[::1]:8080", "[2001:db8::2]:1"),
+        ("[::ffff:10.0.0.1]:80", "[fe80::1%2]:5"),
+    ] {
+        let (remote, local): (SocketAddr, SocketAddr) = (
+            remote.parse().expect("address"),
+            local.parse().expect("address"),
+        );
+        for detail in [
+            Detail::Connect {
+                remote,
+                local: Some(local),
+                transport: None,
+                error: None,
+            },
+            Detail::Accept { peer: Some(remote) },
+        ] {
+            let accept = matches!(detail, Detail::Accept { .. });
+            let logs = convert(&[event(detail)], &[], &opts()).logs;
+            let log = &logs.resource_logs[0].scope_logs[0].log_records[0];
+            let body = match log.body.as_ref().and_then(|b| b.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.clone(),
+                other => panic!("body {other:?}"),
+            };
+            let verb = if accept { "accepted" } else { "connect" };
+            assert_eq!(body, format!("curl [42] {verb} {remote}"));
+            let text = |ip: std::net::IpAddr| Some(Value::StringValue(ip.to_string()));
+            assert_eq!(
+                attr(&log.attributes, "network.peer.address").cloned(),
+                text(remote.ip())
+            );
+            let other = if accept {
+                "client.address"
+            } else {
+                "server.address"
+            };
+            assert_eq!(attr(&log.attributes, other).cloned(), text(remote.ip()));
+            if !accept {
+                assert_eq!(
+                    attr(&log.attributes, "client.address").cloned(),
+                    text(local.ip())
+                );
+            }
+        }
+    }
+}

@@ -9,13 +9,13 @@
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
-    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
+    common::v1::{AnyValue, EntityRef, InstrumentationScope, KeyValue, any_value::Value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status},
 };
 
-use crate::signal::Signal;
+use crate::{convert::LogHead, signal::Signal};
 
 /// `signal` as one line of OTLP/JSON (without the newline), appended to `out`.
 pub fn write_signal(signal: &Signal, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
@@ -37,8 +37,13 @@ pub fn write_traces(r: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
 
 /// A log export request as OTLP/JSON, appended to `out`.
 pub fn write_logs(r: &ExportLogsServiceRequest, out: &mut Vec<u8>) {
+    write_logs_with(out, |out| array(out, &r.resource_logs, resource_logs));
+}
+
+/// A log export request object: `resource_logs` writes the array of `ResourceLogs`.
+pub(crate) fn write_logs_with(out: &mut Vec<u8>, resource_logs: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"{\"resourceLogs\":");
-    array(out, &r.resource_logs, resource_logs);
+    resource_logs(out);
     out.push(b'}');
 }
 
@@ -63,32 +68,78 @@ fn scope_spans(out: &mut Vec<u8>, s: &ScopeSpans) {
 }
 
 fn resource_logs(out: &mut Vec<u8>, r: &ResourceLogs) {
+    resource_logs_with(
+        out,
+        |out| option(out, r.resource.as_ref(), resource),
+        |out| array(out, &r.scope_logs, scope_logs),
+        &r.schema_url,
+    );
+}
+
+/// A `ResourceLogs` object: `resource` writes the Resource (or `null`), `scope_logs` the
+/// array of `ScopeLogs`.
+pub(crate) fn resource_logs_with(
+    out: &mut Vec<u8>,
+    resource: impl FnOnce(&mut Vec<u8>),
+    scope_logs: impl FnOnce(&mut Vec<u8>),
+    schema_url: &str,
+) {
     out.extend_from_slice(b"{\"resource\":");
-    option(out, r.resource.as_ref(), resource);
+    resource(out);
     out.extend_from_slice(b",\"scopeLogs\":");
-    array(out, &r.scope_logs, scope_logs);
+    scope_logs(out);
     out.extend_from_slice(b",\"schemaUrl\":");
-    string(out, &r.schema_url);
+    string(out, schema_url);
     out.push(b'}');
 }
 
 fn scope_logs(out: &mut Vec<u8>, s: &ScopeLogs) {
+    scope_logs_with(
+        out,
+        s.scope.as_ref(),
+        |out| array(out, &s.log_records, log_record),
+        &s.schema_url,
+    );
+}
+
+/// A `ScopeLogs` object: `log_records` writes the array of records.
+pub(crate) fn scope_logs_with(
+    out: &mut Vec<u8>,
+    scope: Option<&InstrumentationScope>,
+    log_records: impl FnOnce(&mut Vec<u8>),
+    schema_url: &str,
+) {
     out.extend_from_slice(b"{\"scope\":");
-    option(out, s.scope.as_ref(), scope);
+    option(out, scope, self::scope);
     out.extend_from_slice(b",\"logRecords\":");
-    array(out, &s.log_records, log_record);
+    log_records(out);
     out.extend_from_slice(b",\"schemaUrl\":");
-    string(out, &s.schema_url);
+    string(out, schema_url);
     out.push(b'}');
 }
 
 fn resource(out: &mut Vec<u8>, r: &Resource) {
+    resource_with(
+        out,
+        |out| array(out, &r.attributes, key_value),
+        r.dropped_attributes_count,
+        &r.entity_refs,
+    );
+}
+
+/// A Resource object: `attributes` writes the array of `KeyValue`s.
+pub(crate) fn resource_with(
+    out: &mut Vec<u8>,
+    attributes: impl FnOnce(&mut Vec<u8>),
+    dropped_attributes_count: u32,
+    entity_refs: &[EntityRef],
+) {
     out.extend_from_slice(b"{\"attributes\":");
-    array(out, &r.attributes, key_value);
+    attributes(out);
     out.extend_from_slice(b",\"droppedAttributesCount\":");
-    number(out, r.dropped_attributes_count);
+    number(out, dropped_attributes_count);
     out.extend_from_slice(b",\"entityRefs\":");
-    serde(out, &r.entity_refs);
+    serde(out, entity_refs);
     out.push(b'}');
 }
 
@@ -149,36 +200,59 @@ fn status(out: &mut Vec<u8>, s: &Status) {
 }
 
 fn log_record(out: &mut Vec<u8>, l: &LogRecord) {
+    log_record_with(
+        out,
+        &LogHead::of(l),
+        |out| option(out, l.body.as_ref(), any_value),
+        |out| array(out, &l.attributes, key_value),
+    );
+}
+
+/// A log record object: `body` writes the body (or `null`), `attributes` the array of
+/// `KeyValue`s.
+pub(crate) fn log_record_with(
+    out: &mut Vec<u8>,
+    head: &LogHead<'_>,
+    body: impl FnOnce(&mut Vec<u8>),
+    attributes: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(b"{\"timeUnixNano\":");
-    quoted_number(out, l.time_unix_nano);
+    quoted_number(out, head.time_unix_nano);
     out.extend_from_slice(b",\"observedTimeUnixNano\":");
-    quoted_number(out, l.observed_time_unix_nano);
+    quoted_number(out, head.observed_time_unix_nano);
     out.extend_from_slice(b",\"severityNumber\":");
-    number(out, l.severity_number);
+    number(out, head.severity_number);
     out.extend_from_slice(b",\"severityText\":");
-    string(out, &l.severity_text);
+    string(out, head.severity_text);
     out.extend_from_slice(b",\"body\":");
-    option(out, l.body.as_ref(), any_value);
+    body(out);
     out.extend_from_slice(b",\"attributes\":");
-    array(out, &l.attributes, key_value);
+    attributes(out);
     out.extend_from_slice(b",\"droppedAttributesCount\":");
-    number(out, l.dropped_attributes_count);
+    number(out, head.dropped_attributes_count);
     out.extend_from_slice(b",\"flags\":");
-    number(out, l.flags);
+    number(out, head.flags);
     out.extend_from_slice(b",\"traceId\":");
-    hex(out, &l.trace_id);
+    hex(out, head.trace_id);
     out.extend_from_slice(b",\"spanId\":");
-    hex(out, &l.span_id);
+    hex(out, head.span_id);
     out.extend_from_slice(b",\"eventName\":");
-    string(out, &l.event_name);
+    string(out, head.event_name);
     out.push(b'}');
 }
 
 fn key_value(out: &mut Vec<u8>, kv: &KeyValue) {
+    key_value_with(out, &kv.key, |out| {
+        option(out, kv.value.as_ref(), any_value);
+    });
+}
+
+/// A `KeyValue` object: `value` writes the `AnyValue` (or `null`).
+pub(crate) fn key_value_with(out: &mut Vec<u8>, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"{\"key\":");
-    string(out, &kv.key);
+    string(out, key);
     out.extend_from_slice(b",\"value\":");
-    option(out, kv.value.as_ref(), any_value);
+    value(out);
     out.push(b'}');
 }
 
@@ -186,27 +260,11 @@ fn key_value(out: &mut Vec<u8>, kv: &KeyValue) {
 fn any_value(out: &mut Vec<u8>, v: &AnyValue) {
     match &v.value {
         None => out.extend_from_slice(b"{}"),
-        Some(Value::StringValue(s)) => {
-            out.extend_from_slice(b"{\"stringValue\":");
-            string(out, s);
-            out.push(b'}');
-        }
-        Some(Value::IntValue(i)) => {
-            out.extend_from_slice(b"{\"intValue\":");
-            quoted_number(out, *i);
-            out.push(b'}');
-        }
-        Some(Value::BoolValue(b)) => {
-            out.extend_from_slice(if *b {
-                b"{\"boolValue\":true}"
-            } else {
-                b"{\"boolValue\":false}"
-            });
-        }
+        Some(Value::StringValue(s)) => string_value(out, s),
+        Some(Value::IntValue(i)) => int_value(out, *i),
+        Some(Value::BoolValue(b)) => bool_value(out, *b),
         Some(Value::ArrayValue(a)) => {
-            out.extend_from_slice(b"{\"arrayValue\":{\"values\":");
-            array(out, &a.values, any_value);
-            out.extend_from_slice(b"}}");
+            array_value_with(out, |out| array(out, &a.values, any_value));
         }
         Some(Value::KvlistValue(l)) => {
             out.extend_from_slice(b"{\"kvlistValue\":{\"values\":");
@@ -217,9 +275,52 @@ fn any_value(out: &mut Vec<u8>, v: &AnyValue) {
     }
 }
 
+// The members of an `AnyValue`, each as the whole `AnyValue` object.
+pub(crate) fn string_value(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(b"{\"stringValue\":");
+    string(out, s);
+    out.push(b'}');
+}
+pub(crate) fn int_value(out: &mut Vec<u8>, i: i64) {
+    out.extend_from_slice(b"{\"intValue\":");
+    quoted_number(out, i);
+    out.push(b'}');
+}
+pub(crate) fn bool_value(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b {
+        b"{\"boolValue\":true}"
+    } else {
+        b"{\"boolValue\":false}"
+    });
+}
+/// Through `serde_json`, as the typed writer writes a `doubleValue`.
+pub(crate) fn double_value(out: &mut Vec<u8>, d: f64) {
+    serde(
+        out,
+        &AnyValue {
+            value: Some(Value::DoubleValue(d)),
+        },
+    );
+}
+/// `values` writes the array of `AnyValue`s.
+pub(crate) fn array_value_with(out: &mut Vec<u8>, values: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(b"{\"arrayValue\":{\"values\":");
+    values(out);
+    out.extend_from_slice(b"}}");
+}
+
 fn array<T>(out: &mut Vec<u8>, items: &[T], item: fn(&mut Vec<u8>, &T)) {
+    array_with(out, items, item);
+}
+
+/// A JSON array of `items`, each written by `item`.
+pub(crate) fn array_with<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut item: impl FnMut(&mut Vec<u8>, T),
+) {
     out.push(b'[');
-    for (i, it) in items.iter().enumerate() {
+    for (i, it) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

@@ -1,0 +1,138 @@
+//! The log export request as OTLP/JSON, written from the events: the objects of
+//! [`crate::json::write`] (its field order, escaping, ids and times), fed from the events by
+//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a
+//! built request.
+
+use std::cell::Cell;
+
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use runbom_event::KernelEvent;
+
+use super::KernelLogs;
+use crate::{
+    convert::{self, AttributeSink},
+    json::write as w,
+};
+
+/// The whole request.
+pub(super) fn write(
+    out: &mut Vec<u8>,
+    logs: &KernelLogs,
+    groups: &[Vec<usize>],
+    scope: &InstrumentationScope,
+) {
+    let mut body = String::with_capacity(256);
+    let scratch = Cell::new(String::with_capacity(64));
+    let scratch = &scratch;
+    w::write_logs_with(out, |out| {
+        w::array_with(out, groups, |out, group| {
+            let process = &logs.events[group[0]].process;
+            w::resource_logs_with(
+                out,
+                |out| {
+                    w::resource_with(
+                        out,
+                        |out| {
+                            attributes(out, scratch, |a| {
+                                convert::resource_attributes(process, &logs.opts, a);
+                            });
+                        },
+                        0,
+                        &[],
+                    );
+                },
+                |out| {
+                    w::array_with(out, [()], |out, ()| {
+                        w::scope_logs_with(
+                            out,
+                            Some(scope),
+                            |out| {
+                                w::array_with(out, group, |out, &i| {
+                                    record(out, &logs.events[i], &mut body, scratch);
+                                });
+                            },
+                            "",
+                        );
+                    });
+                },
+                "",
+            );
+        });
+    });
+}
+
+/// One event's log record.
+fn record(out: &mut Vec<u8>, ev: &KernelEvent, body: &mut String, scratch: &Cell<String>) {
+    body.clear();
+    convert::write_body(ev, body);
+    w::log_record_with(
+        out,
+        &convert::log_head(ev),
+        |out| w::string_value(out, body),
+        |out| {
+            attributes(out, scratch, |a| {
+                convert::event_attributes_into(ev, None, a);
+                convert::log_only_attributes(ev, a);
+            });
+        },
+    );
+}
+
+/// The array of attributes `f` gives.
+fn attributes(out: &mut Vec<u8>, scratch: &Cell<String>, f: impl FnOnce(&mut Attributes<'_>)) {
+    out.push(b'[');
+    f(&mut Attributes {
+        out,
+        first: true,
+        scratch,
+    });
+    out.push(b']');
+}
+
+/// Attributes written as the elements of a JSON array of `KeyValue` objects.
+struct Attributes<'a> {
+    out: &'a mut Vec<u8>,
+    /// No element written yet (none needs a comma before it).
+    first: bool,
+    /// Where formatted values are written, kept across events.
+    scratch: &'a Cell<String>,
+}
+
+impl Attributes<'_> {
+    fn key_value(&mut self, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        w::key_value_with(self.out, key, value);
+    }
+}
+
+impl AttributeSink for Attributes<'_> {
+    fn str(&mut self, key: &'static str, value: &str) {
+        self.key_value(key, |out| w::string_value(out, value));
+    }
+
+    fn int(&mut self, key: &'static str, value: i64) {
+        self.key_value(key, |out| w::int_value(out, value));
+    }
+
+    fn bool(&mut self, key: &'static str, value: bool) {
+        self.key_value(key, |out| w::bool_value(out, value));
+    }
+
+    fn double(&mut self, key: &'static str, value: f64) {
+        self.key_value(key, |out| w::double_value(out, value));
+    }
+
+    fn strs<'v>(&mut self, key: &'static str, values: impl Iterator<Item = &'v str>) {
+        self.key_value(key, |out| {
+            w::array_value_with(out, |out| w::array_with(out, values, w::string_value));
+        });
+    }
+
+    fn formatted(&mut self, key: &'static str, write: impl FnOnce(&mut String)) {
+        let scratch = self.scratch;
+        convert::formatted_in(scratch, write, |value| self.str(key, value));
+    }
+}

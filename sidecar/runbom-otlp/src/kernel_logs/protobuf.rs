@@ -1,0 +1,129 @@
+//! The log export request as protobuf, written from the events: the walk of
+//! [`crate::encode`] (its field order and length rules), fed from the events by
+//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a
+//! built request.
+
+use std::cell::Cell;
+
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use runbom_event::KernelEvent;
+
+use super::KernelLogs;
+use crate::{
+    convert::{self, AttributeSink},
+    encode::{self, Pass},
+};
+
+/// Every group's `ResourceLogs`, each group's events in order.
+pub(super) fn walk<P: Pass>(
+    p: &mut P,
+    logs: &KernelLogs,
+    groups: &[Vec<usize>],
+    scope: &InstrumentationScope,
+    body: &mut String,
+    scratch: &Cell<String>,
+) {
+    for group in groups {
+        let process = &logs.events[group[0]].process;
+        encode::resource_logs_message(p, |p| {
+            encode::resource_logs_with(
+                p,
+                Some(|p: &mut P| {
+                    encode::resource_with(
+                        p,
+                        |p, tag| {
+                            convert::resource_attributes(
+                                process,
+                                &logs.opts,
+                                &mut Attributes { p, tag, scratch },
+                            );
+                        },
+                        0,
+                        &[],
+                    );
+                }),
+                |p, tag| {
+                    p.message_sized(tag, encode::ROOM_GROUP, |p| {
+                        encode::scope_logs_with(
+                            p,
+                            Some(scope),
+                            |p, tag| {
+                                for &i in group {
+                                    p.message_sized(tag, encode::ROOM_RECORD, |p| {
+                                        record(p, &logs.events[i], body, scratch);
+                                    });
+                                }
+                            },
+                            "",
+                        );
+                    });
+                },
+                "",
+            );
+        });
+    }
+}
+
+/// One event's log record.
+fn record<P: Pass>(p: &mut P, ev: &KernelEvent, body: &mut String, scratch: &Cell<String>) {
+    body.clear();
+    convert::write_body(ev, body);
+    encode::log_record_with(
+        p,
+        &convert::log_head(ev),
+        Some(|p: &mut P| encode::string_value(p, body)),
+        |p, tag| {
+            let mut a = Attributes { p, tag, scratch };
+            convert::event_attributes_into(ev, None, &mut a);
+            convert::log_only_attributes(ev, &mut a);
+        },
+    );
+}
+
+/// Attributes written as `KeyValue` messages under `tag`.
+struct Attributes<'a, P> {
+    p: &'a mut P,
+    tag: u32,
+    /// Where formatted values are written, kept across events.
+    scratch: &'a Cell<String>,
+}
+
+impl<P: Pass> Attributes<'_, P> {
+    fn key_value(&mut self, key: &str, value: impl FnOnce(&mut P)) {
+        self.p
+            .message(self.tag, |p| encode::key_value_with(p, key, Some(value)));
+    }
+}
+
+impl<P: Pass> AttributeSink for Attributes<'_, P> {
+    fn str(&mut self, key: &'static str, value: &str) {
+        self.key_value(key, |p| encode::string_value(p, value));
+    }
+
+    fn int(&mut self, key: &'static str, value: i64) {
+        self.key_value(key, |p| encode::int_value(p, value));
+    }
+
+    fn bool(&mut self, key: &'static str, value: bool) {
+        self.key_value(key, |p| encode::bool_value(p, value));
+    }
+
+    fn double(&mut self, key: &'static str, value: f64) {
+        self.key_value(key, |p| encode::double_value(p, value));
+    }
+
+    fn strs<'v>(&mut self, key: &'static str, values: impl Iterator<Item = &'v str>) {
+        self.key_value(key, |p| {
+            encode::array_value_with(p, |p, tag| {
+                for v in values {
+                    p.message(tag, |p| encode::string_value(p, v));
+                }
+            });
+        });
+    }
+
+    fn formatted(&mut self, key: &'static str, write: impl FnOnce(&mut String)) {
+        let scratch = self.scratch;
+        convert::formatted_in(scratch, write, |value| self.str(key, value));
+    }
+}

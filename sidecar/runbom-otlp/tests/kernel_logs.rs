@@ -1,0 +1,434 @@
+//! Kernel log records written from the events (`KernelLogs::write_protobuf`, `write_json`)
+//! are those of the typed path (`convert` → `encode_logs` / `write_logs`), byte for byte: over
+//! every kind of event and every optional part, strings that need escaping, processes
+//! interleaved, the empty batch, and random batches. The protobuf is also decoded with prost
+//! and compared with the request field by field, so that a failure names the field.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message as _;
+use runbom_event::{
+    Capture, Detail, GenAi, GrpcCall, HttpRequest, HttpVersion, KernelEvent, McpCall, McpSide,
+    McpTransport, ProcessInfo, Transport, genai::ToolCall,
+};
+use runbom_otlp::{ConvertOptions, KernelLogs, encode::encode_logs, json::write::write_logs};
+use runbom_testkit::{
+    random_events::RandomEvents,
+    shadow_run::{event, process, request},
+};
+
+fn opts() -> Arc<ConvertOptions> {
+    Arc::new(ConvertOptions {
+        host_name: "node-\"1\"".into(),
+        uncorrelated_spans: true,
+    })
+}
+
+/// Both writers give the typed path's bytes for `events`.
+fn same_as_typed(events: Vec<KernelEvent>) {
+    same_as_typed_logs(&KernelLogs::new(events, opts()));
+}
+
+fn same_as_typed_logs(logs: &KernelLogs) {
+    let request = logs.to_request();
+
+    let mut typed = Vec::new();
+    encode_logs(&request, &mut typed);
+    for (way, write) in [
+        (
+            "one walk",
+            KernelLogs::write_protobuf as fn(&KernelLogs, &mut Vec<u8>),
+        ),
+        ("measured", KernelLogs::write_protobuf_measured),
+    ] {
+        // Appended after what `out` holds.
+        let mut ours = b"prefix".to_vec();
+        write(logs, &mut ours);
+        assert_eq!(&ours[..6], b"prefix");
+        let ours = &ours[6..];
+        let decoded = ExportLogsServiceRequest::decode(ours).expect("decodes");
+        same_request(&decoded, &request, way);
+        assert!(
+            ours == typed,
+            "{way}: the protobuf differs from encode_logs's"
+        );
+    }
+
+    let mut typed = Vec::new();
+    write_logs(&request, &mut typed);
+    let mut ours = b"[".to_vec();
+    logs.write_json(&mut ours);
+    let ours = &ours[1..];
+    if ours != typed {
+        let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).expect("JSON");
+        assert_eq!(parse(ours), parse(&typed), "the JSON differs");
+        panic!(
+            "the JSON differs only in its bytes:\n{}\n{}",
+            String::from_utf8_lossy(ours),
+            String::from_utf8_lossy(&typed)
+        );
+    }
+}
+
+/// `ours` is `typed`, compared record by record and attribute by attribute first.
+fn same_request(ours: &ExportLogsServiceRequest, typed: &ExportLogsServiceRequest, way: &str) {
+    assert_eq!(
+        ours.resource_logs.len(),
+        typed.resource_logs.len(),
+        "{way}: groups"
+    );
+    for (g, (o, t)) in ours
+        .resource_logs
+        .iter()
+        .zip(&typed.resource_logs)
+        .enumerate()
+    {
+        assert_eq!(o.resource, t.resource, "{way}: group {g}'s resource");
+        assert_eq!(o.scope_logs.len(), t.scope_logs.len(), "{way}: group {g}");
+        for (os, ts) in o.scope_logs.iter().zip(&t.scope_logs) {
+            assert_eq!(os.scope, ts.scope, "{way}: group {g}'s scope");
+            assert_eq!(
+                os.log_records.len(),
+                ts.log_records.len(),
+                "{way}: group {g}"
+            );
+            for (r, (ol, tl)) in os.log_records.iter().zip(&ts.log_records).enumerate() {
+                assert_eq!(ol.body, tl.body, "{way}: group {g} record {r}: body");
+                for (oa, ta) in ol.attributes.iter().zip(&tl.attributes) {
+                    assert_eq!(oa, ta, "{way}: group {g} record {r}: attribute");
+                }
+                assert_eq!(ol, tl, "{way}: group {g} record {r}");
+            }
+        }
+    }
+    assert_eq!(ours, typed, "{way}");
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("address")
+}
+
+fn http(f: impl FnOnce(&mut HttpRequest)) -> Detail {
+    let mut h = HttpRequest {
+        capture: Capture::Openssl,
+        method: "POST".into(),
+        host: None,
+        target: "/v1/chat/completions?key=[REDACTED]".into(),
+        peer: None,
+        traceparent: None,
+        user_agent: None,
+        body_size: None,
+        model: None,
+        status: None,
+        version: HttpVersion::Http1,
+        grpc: None,
+        genai: None,
+    };
+    f(&mut h);
+    Detail::HttpRequest(Box::new(h))
+}
+
+fn mcp(side: McpSide, f: impl FnOnce(&mut McpCall)) -> Detail {
+    let mut m = McpCall {
+        side,
+        span_id: [5; 8],
+        method: "tools/call".into(),
+        target: Some("write_file".into()),
+        request_id: Some("7".into()),
+        resource_uri: None,
+        session_id: None,
+        protocol_version: None,
+        transport: McpTransport::Pipe,
+        traceparent: None,
+        tool_error: false,
+        rpc_error_code: None,
+        arguments: None,
+        peer_pid: None,
+        server_command_line: None,
+        server_name: None,
+        server_url: None,
+        tools: vec![],
+        answered: true,
+    };
+    f(&mut m);
+    Detail::Mcp(Box::new(m))
+}
+
+/// Every kind of event, with and without each optional part.
+fn every_kind() -> Vec<Detail> {
+    [processes_files_and_network(), http_requests(), mcp_calls()].concat()
+}
+
+fn genai() -> GenAi {
+    GenAi {
+        operation: "chat",
+        provider: "openai",
+        api: "openai.chat_completions",
+        request_model: Some("gpt-4o-mini".into()),
+        response_model: Some("gpt-4o-mini-2024".into()),
+        response_id: Some("chatcmpl-1".into()),
+        input_tokens: Some(12),
+        output_tokens: Some(u64::MAX),
+        finish_reasons: vec!["tool_calls".into()],
+        max_tokens: Some(100),
+        temperature: Some(0.7),
+        streamed: true,
+        tool_calls: vec![
+            ToolCall {
+                name: "read_file".into(),
+                id: Some("call_1".into()),
+                arguments: Some("{\"path\":\"a\"}".into()),
+            },
+            ToolCall {
+                name: "post".into(),
+                id: None,
+                arguments: None,
+            },
+        ],
+        declared_tools: vec!["read_file".into(), "post".into()],
+        error_type: Some("rate_limited".into()),
+        partial: true,
+        input_messages: Some("[{\"role\":\"user\"}]".into()),
+        output_messages: Some("[]".into()),
+    }
+}
+
+fn processes_files_and_network() -> Vec<Detail> {
+    vec![
+        Detail::Exec {
+            path: "/usr/bin/python3".into(),
+            argv_truncated: false,
+        },
+        Detail::Exec {
+            path: "/usr/bin/python3".into(),
+            argv_truncated: true,
+        },
+        Detail::Exit { code: Some(3) },
+        Detail::Exit { code: Some(-1) },
+        Detail::Exit { code: None },
+        Detail::Connect {
+            remote: addr("10.0.0.1:443"),
+            local: None,
+            transport: None,
+            error: None,
+        },
+        Detail::Connect {
+            remote: addr("[2001:db8::1]:443"),
+            local: Some(addr("[2001:db8::2]:40000")),
+            transport: Some(Transport::Tcp),
+            error: None,
+        },
+        Detail::Connect {
+            remote: addr("127.0.0.1:9"),
+            local: None,
+            transport: Some(Transport::Udp),
+            error: Some("ECONNREFUSED"),
+        },
+        Detail::Accept { peer: None },
+        Detail::Accept {
+            peer: Some(addr("192.168.1.9:51000")),
+        },
+        Detail::Accept {
+            peer: Some(addr("[::1]:51000")),
+        },
+        Detail::FileOpen {
+            path: "/home/a/\"x\".json".into(),
+            flags: 0o2_101_101,
+            error: None,
+        },
+        Detail::FileOpen {
+            path: "/tmp/\u{fffd}\u{fffd}\\bad\n\u{1}é".into(),
+            flags: 0,
+            error: Some("ENOENT"),
+        },
+        Detail::DnsQuery {
+            name: "api.openai.com".into(),
+            qtype: "A",
+            server: addr("127.0.0.53:53"),
+        },
+        Detail::DnsQuery {
+            name: "x".into(),
+            qtype: "AAAA",
+            server: addr("[fd00::a]:53"),
+        },
+    ]
+}
+
+fn http_requests() -> Vec<Detail> {
+    vec![
+        http(|_| {}),
+        http(|h| {
+            h.capture = Capture::Socket;
+            h.host = Some("example.com".into());
+            h.status = Some(404);
+        }),
+        http(|h| {
+            h.capture = Capture::GoTls;
+            h.host = Some("[2001:db8::1]:8443".into());
+            h.peer = Some(addr("[2001:db8::1]:8443"));
+            h.user_agent = Some("OpenAI/Python 2.0".into());
+            h.body_size = Some(u64::MAX);
+            h.model = Some("gpt-4o-mini".into());
+            h.status = Some(200);
+            h.version = HttpVersion::Http2;
+            h.genai = Some(Box::new(genai()));
+        }),
+        http(|h| {
+            h.peer = Some(addr("10.0.0.2:50051"));
+            h.version = HttpVersion::Http2;
+            h.grpc = Some(GrpcCall {
+                service: "helloworld.Greeter".into(),
+                method: "SayHello".into(),
+                status: Some(14),
+            });
+        }),
+        http(|h| {
+            h.grpc = Some(GrpcCall {
+                service: "s".into(),
+                method: "m".into(),
+                status: None,
+            });
+            h.genai = Some(Box::new(GenAi {
+                temperature: None,
+                tool_calls: vec![ToolCall {
+                    name: "t".into(),
+                    id: None,
+                    arguments: None,
+                }],
+                ..genai()
+            }));
+        }),
+    ]
+}
+
+fn mcp_calls() -> Vec<Detail> {
+    vec![
+        mcp(McpSide::Client, |m| {
+            m.server_command_line = Some("npx @modelcontextprotocol/server-filesystem".into());
+            m.arguments = Some("{\"path\":\"/etc/\\\"x\"}".into());
+            m.peer_pid = Some(99);
+            m.session_id = Some("s-1".into());
+        }),
+        mcp(McpSide::Server, |m| {
+            m.method = "tools/list".into();
+            m.target = None;
+            m.tools = vec!["read_file".into(), "write\"file".into()];
+            m.protocol_version = Some("2025-06-18".into());
+            m.server_name = Some("fs".into());
+            m.transport = McpTransport::Unix;
+        }),
+        mcp(McpSide::Client, |m| {
+            m.method = "prompts/get".into();
+            m.rpc_error_code = Some(-32601);
+            m.server_url = Some("http://127.0.0.1:8000/mcp".into());
+            m.transport = McpTransport::Tcp;
+        }),
+        mcp(McpSide::Server, |m| {
+            m.tool_error = true;
+            m.resource_uri = Some("file:///x".into());
+        }),
+        mcp(McpSide::Client, |m| {
+            m.answered = false;
+        }),
+        mcp(McpSide::Client, |m| {
+            m.method = "notifications/initialized".into();
+            m.target = None;
+            m.request_id = None;
+            m.answered = false;
+        }),
+    ]
+}
+
+#[test]
+fn every_kind_of_event_is_written_as_the_typed_path_writes_it() {
+    let p = process(40, 1, "/usr/bin/python3");
+    for (i, detail) in every_kind().into_iter().enumerate() {
+        same_as_typed(vec![event(&p, 1 + i as u64, detail)]);
+    }
+}
+
+#[test]
+fn processes_interleaved_group_as_the_typed_path_groups_them() {
+    let unnamed = Arc::new(ProcessInfo {
+        pid: 7,
+        container_id: Some("c0ffee\"".into()),
+        ..ProcessInfo::default()
+    });
+    let (a, b) = (
+        process(40, 1, "/usr/bin/python3"),
+        process(41, 0, "/bin/sh"),
+    );
+    let ps = [&a, &b, &unnamed];
+    let events = every_kind()
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| event(ps[i % 3], i as u64 * 1_000_000_007, d))
+        .chain([event(&a, 0, request(8080, "GET", "/", None))])
+        .collect();
+    same_as_typed(events);
+}
+
+#[test]
+fn an_empty_batch_is_an_empty_request() {
+    same_as_typed(Vec::new());
+}
+
+/// A record past 16 KiB, one under 128 bytes and a process's share past 2 MiB: every length
+/// whose room [`KernelLogs::write_protobuf`] guesses wrong.
+#[test]
+fn lengths_of_every_varint_size() {
+    let p = process(40, 1, "/usr/bin/python3");
+    let short = Arc::new(ProcessInfo {
+        pid: 1,
+        ..ProcessInfo::default()
+    });
+    same_as_typed(vec![
+        event(&short, 0, Detail::Exit { code: None }),
+        event(
+            &p,
+            1,
+            Detail::FileOpen {
+                path: "p".repeat(20_000),
+                flags: 0,
+                error: None,
+            },
+        ),
+    ]);
+    let big = (0..300)
+        .map(|i| {
+            event(
+                &p,
+                i,
+                Detail::FileOpen {
+                    path: "q".repeat(8_000),
+                    flags: 0,
+                    error: None,
+                },
+            )
+        })
+        .collect();
+    same_as_typed(big);
+}
+
+#[test]
+fn random_batches_are_written_as_the_typed_path_writes_them() {
+    for seed in 0..60 {
+        let mut random = RandomEvents::new(seed, 1 + seed as usize % 5);
+        let n = [0, 1, 3, 40][seed as usize % 4];
+        same_as_typed(random.batch(n));
+    }
+    same_as_typed(RandomEvents::new(99, 8).realistic(1024));
+}
+
+#[test]
+fn appended_and_split_batches_write_as_their_events() {
+    let mut random = RandomEvents::new(7, 4);
+    let mut logs = KernelLogs::new(random.batch(30), opts());
+    logs.append(KernelLogs::new(random.batch(10), opts()));
+    let tail = logs.split_off(25);
+    assert_eq!((logs.len(), tail.len()), (25, 15));
+    for part in [&logs, &tail] {
+        same_as_typed_logs(part);
+    }
+}
