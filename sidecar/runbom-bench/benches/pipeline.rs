@@ -462,11 +462,11 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
         uncorrelated_spans: false,
         ..opts.clone()
     };
-    let kernel_logs = Signal::KernelLogs(KernelLogs::new(events.clone(), Arc::new(logs_only)));
+    let as_events = Signal::KernelLogs(KernelLogs::new(events.clone(), Arc::new(logs_only)));
     group.bench_function("mixed/clone (kernel log records)", |b| {
-        b.iter(|| black_box(&kernel_logs).clone().item_count());
+        b.iter(|| black_box(&as_events).clone().item_count());
     });
-    let typed_logs = kernel_logs.clone().into_typed();
+    let typed_logs = as_events.clone().into_typed();
     group.bench_function("mixed/clone (log request)", |b| {
         b.iter(|| black_box(&typed_logs).clone().item_count());
     });
