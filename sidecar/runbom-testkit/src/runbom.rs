@@ -25,6 +25,8 @@ pub enum Ready {
     ProbesAttached,
     /// `/readyz` on this admin port answers 200 (every receiver listens).
     Admin(u16),
+    /// It logged this line (a step of its start-up).
+    Line(&'static str),
 }
 
 /// Where runbom's stdout (the `debug` exporter's output) goes.
@@ -135,6 +137,7 @@ impl Runbom {
         let mut runbom = Self { proc };
         match ready {
             Ready::ProbesAttached => runbom.wait_for_line(READY_LINE, READY_TIMEOUT)?,
+            Ready::Line(line) => runbom.wait_for_line(line, READY_TIMEOUT)?,
             Ready::Admin(port) => {
                 wait_listening(port, &mut runbom.proc);
                 let deadline = Instant::now() + START_TIMEOUT;

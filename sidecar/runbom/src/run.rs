@@ -70,19 +70,32 @@ fn raise_open_files_limit() {
 }
 
 pub async fn run(config: Config, selftel: selftel::SelfTelemetry) -> Result<()> {
+    // Listening from the first step: the probes read events before start-up ends, so a stop
+    // asked for during start-up stops runbom in order once it has started, rather than the
+    // signal's default action killing it with events unexported.
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     raise_open_files_limit();
     let metrics = selftel::metrics(&config.service.telemetry)?;
     let telemetry = Arc::new(Telemetry::new(metrics.clone()));
     let stop = CancellationToken::new();
-    let outcome = match start(&config, &telemetry, &stop)
-        .instrument(info_span!("runbom.start"))
-        .await
-    {
+    let starting = start(&config, &telemetry, &stop).instrument(info_span!("runbom.start"));
+    let mut starting = std::pin::pin!(starting);
+    let mut asked = false;
+    let started = tokio::select! {
+        started = &mut starting => started,
+        () = &mut shutdown => {
+            asked = true;
+            info!("stop asked for during start-up: stopping in order once started (a second Ctrl-C stops at once)");
+            tokio::spawn(second_signal_stops_at_once());
+            starting.await
+        }
+    };
+    let outcome = match started {
         Ok(running) => {
-            // Listening before start-up's memory is handed back: a signal meanwhile is not lost.
-            let shutdown = shutdown_signal();
             crate::resident::started(&stop);
-            shutdown.await;
+            if !asked {
+                shutdown.await;
+            }
             running
                 .stop(&config, &telemetry, &stop)
                 .instrument(info_span!("runbom.shutdown"))
@@ -184,11 +197,7 @@ impl Running {
         info!(
             "stopping: receivers first, then every pipeline drains into its exporters (at most {limit:?}; a second Ctrl-C stops at once)"
         );
-        tokio::spawn(async {
-            shutdown_signal().await;
-            eprintln!("runbom: second signal: stopping now; data not yet exported is lost");
-            std::process::exit(130);
-        });
+        tokio::spawn(second_signal_stops_at_once());
         ready.set(false);
         stop.cancel();
         let deadline = tokio::time::Instant::now() + limit;
@@ -291,6 +300,13 @@ fn summary(telemetry: &Telemetry) {
             c.signal.item()
         );
     }
+}
+
+/// Exits at once on the next Ctrl-C or SIGTERM: what is not exported yet is lost.
+async fn second_signal_stops_at_once() {
+    shutdown_signal().await;
+    eprintln!("runbom: second signal: stopping now; data not yet exported is lost");
+    std::process::exit(130);
 }
 
 /// Ctrl-C or SIGTERM, listened for from the call on (not from the first poll).

@@ -684,3 +684,48 @@ fn idle_and_excess_connections_are_closed_and_good_clients_served() {
     let log = runbom.stop_ok();
     assert!(log.contains("connection limit reached"), "{log}");
 }
+
+/// SIGTERM while runbom is still starting (here: before its probes are attached; the probes read
+/// events before start-up ends) stops it in order once it has started: a clean exit with its
+/// summary, where the signal's default action used to kill it with nothing exported. Needs root
+/// (the probes are loaded into this kernel).
+#[test]
+fn sigterm_during_start_up_stops_runbom_in_order_once_started() {
+    let dir = TempDir::new("sigterm-start-up");
+    let out = dir.join("out");
+    let config = format!(
+        "receivers:\n  ebpf:\n    file:\n      include: [\"{}\"]\n{}\n{}",
+        dir.path().display(),
+        runbom_testkit::config::batch_to_file("200ms", &out),
+        runbom_testkit::config::service(
+            "none",
+            &runbom_testkit::config::traces_and_logs(&["ebpf"], &["batch"], &["file"])
+        ),
+    );
+    let config = dir.write("runbom.yaml", &config);
+    // The first line runbom logs once it listens for signals, before anything else starts.
+    let mut runbom = runbom_testkit::Runbom::start(
+        runbom_bin!(),
+        &config,
+        dir.path(),
+        runbom_testkit::Ready::Line("open-files limit"),
+    );
+    runbom.proc.terminate();
+    let status = runbom
+        .proc
+        .wait_timeout(Duration::from_mins(2))
+        .expect("runbom stops once started");
+    let log = runbom.log();
+    assert!(
+        status.success(),
+        "a clean exit, not the signal's: {status}\n{log}"
+    );
+    for step in [
+        "probes attached; watching",
+        "runbom is running",
+        "ebpf receiver stopped",
+        "runbom stopped",
+    ] {
+        assert!(log.contains(step), "`{step}` in the log:\n{log}");
+    }
+}
