@@ -34,6 +34,11 @@ const RUNBOM_PROGRAMS: &[&str] = &[
     "http_sys_exit_write",
     "h2_sys_enter_read",
     "h2_sys_exit_read",
+    "sys_enter_execve",
+    "sys_enter_execveat",
+    "sched_process_exec",
+    "sched_process_exit",
+    "sys_enter_exit_group",
 ];
 
 fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> String {
@@ -44,11 +49,21 @@ fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> S
     if kernel_name.len() < 15 {
         return kernel_name.to_owned();
     }
-    RUNBOM_PROGRAMS
+    let matches: Vec<&str> = RUNBOM_PROGRAMS
         .iter()
+        .copied()
         .filter(|n| n.starts_with(kernel_name))
-        .min_by_key(|n| n.len())
-        .map_or_else(|| kernel_name.to_owned(), |n| (*n).to_owned())
+        .collect();
+    let Some(shortest) = matches.iter().map(|n| n.len()).min() else {
+        return kernel_name.to_owned();
+    };
+    // Names the kernel cannot tell apart (`sched_process_exec` and `_exit`) are reported
+    // together, their runs and time added.
+    matches
+        .into_iter()
+        .filter(|n| n.len() == shortest)
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// A program of the loop's `openat` (runbom's entry and exit, or any reference program): what
@@ -75,6 +90,8 @@ pub struct InProgram {
     all: BTreeMap<(String, String), PerPass>,
     /// The same, the open's own programs only ([`is_open_program`]).
     open: BTreeMap<(String, String), PerPass>,
+    /// `(workload, condition)` → program runs per iteration, all of the condition's programs.
+    runs: BTreeMap<(String, String), PerPass>,
     programs: BTreeMap<(String, String, String), Program>,
     /// `(workload, condition)` in the order first measured.
     order: Vec<(String, String)>,
@@ -95,26 +112,34 @@ impl InProgram {
         if !self.order.contains(&key) {
             self.order.push(key.clone());
         }
-        let (mut all, mut open) = (0.0, 0.0);
+        let mut merged: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for (name, r) in ran {
-            let per_iter = r.runs as f64 / n;
+            let m = merged.entry(name).or_default();
+            m.0 += r.runs;
+            m.1 += r.ns;
+        }
+        let (mut all, mut open, mut runs) = (0.0, 0.0, 0.0);
+        for (name, (r_runs, r_ns)) in merged {
+            let per_iter = r_runs as f64 / n;
             // Programs run by the rest of the machine (exec, exit, ...) now and then.
             if per_iter < 0.05 {
                 continue;
             }
-            let ns = r.ns as f64 / n;
+            let ns = r_ns as f64 / n;
             all += ns;
+            runs += per_iter;
             if is_open_program(name) {
                 open += ns;
             }
             let p = self
                 .programs
-                .entry((key.0.clone(), key.1.clone(), name.clone()))
+                .entry((key.0.clone(), key.1.clone(), name.to_owned()))
                 .or_default();
             p.runs_per_iter.push(per_iter);
-            p.ns_per_run.push(r.ns as f64 / r.runs as f64);
+            p.ns_per_run.push(r_ns as f64 / r_runs as f64);
             p.ns_per_iter.push(ns);
         }
+        self.runs.entry(key.clone()).or_default().insert(pass, runs);
         self.all.entry(key.clone()).or_default().insert(pass, all);
         self.open.entry(key).or_default().insert(pass, open);
     }
@@ -349,9 +374,13 @@ pub fn table(m: &InProgram) -> String {
                 continue;
             }
             let s = samples(t);
+            let runs = match m.runs.get(&(w.clone(), condition.clone())) {
+                Some(r) if !open_only => format!("{:.2}", samples(r).median()),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "| {w} | {condition} | **{label}** | | | **{:.0}** | {:.0}..{:.0} |",
+                "| {w} | {condition} | **{label}** | {runs} | | **{:.0}** | {:.0}..{:.0} |",
                 s.median(),
                 s.min(),
                 s.max()
