@@ -93,6 +93,10 @@ impl Workload {
         matches!(self.kind, Kind::Open(_) | Kind::OpenAt(..))
     }
 
+    pub fn is_exec(&self) -> bool {
+        matches!(self.kind, Kind::Exec)
+    }
+
     /// [`Workload::compare`] for every build: the baseline's conditions judged like runbom's.
     pub fn comparisons(&self, builds: &[Build]) -> Vec<(String, &'static str)> {
         let mut out = Vec::new();

@@ -73,6 +73,35 @@ fn is_open_program(name: &str) -> bool {
     name == "sys_enter_openat" || name == "sys_exit_openat" || name.starts_with("reference_")
 }
 
+/// The programs of a spawn's fork, exec and exit (either build's): what an exec costs in
+/// programs, without the opens, reads and closes of the spawned program.
+const EXEC_PROGRAMS: &[&str] = &[
+    "sys_enter_execve",
+    "sys_enter_execveat",
+    "sys_exit_execve",
+    "sys_exit_execveat",
+    "sched_process_exec + sched_process_exit",
+    "task_newtask",
+    "sys_enter_exit_group",
+];
+
+/// Whether a program (by full name) is one of a workload's own.
+type IsOwn = fn(&str) -> bool;
+
+/// The workload's own programs ([`is_open_program`], [`EXEC_PROGRAMS`]) and what to call them;
+/// `None` for workloads judged on all programs only.
+fn own_programs(w: &Workload) -> Option<(&'static str, IsOwn)> {
+    if w.is_open() {
+        Some(("open programs", is_open_program))
+    } else if w.is_exec() {
+        Some(("fork, exec and exit programs", |n| {
+            EXEC_PROGRAMS.contains(&n)
+        }))
+    } else {
+        None
+    }
+}
+
 /// Per pass: `pass → value`.
 type PerPass = BTreeMap<usize, f64>;
 
@@ -88,10 +117,12 @@ struct Program {
 pub struct InProgram {
     /// `(workload, condition)` → ns per iteration inside all of the condition's programs.
     all: BTreeMap<(String, String), PerPass>,
-    /// The same, the open's own programs only ([`is_open_program`]).
+    /// The same, the workload's own programs only ([`own_programs`]).
     open: BTreeMap<(String, String), PerPass>,
-    /// `(workload, condition)` → program runs per iteration, all of the condition's programs.
-    runs: BTreeMap<(String, String), PerPass>,
+    /// `(workload, condition, own programs only)` → program runs per iteration.
+    runs: BTreeMap<(String, String, bool), PerPass>,
+    /// Workload → what its own programs are called.
+    own_label: BTreeMap<String, &'static str>,
     programs: BTreeMap<(String, String, String), Program>,
     /// `(workload, condition)` in the order first measured.
     order: Vec<(String, String)>,
@@ -118,7 +149,11 @@ impl InProgram {
             m.0 += r.runs;
             m.1 += r.ns;
         }
-        let (mut all, mut open, mut runs) = (0.0, 0.0, 0.0);
+        let own = own_programs(w);
+        if let Some((label, _)) = own {
+            self.own_label.insert(key.0.clone(), label);
+        }
+        let (mut all, mut open, mut runs, mut own_runs) = (0.0, 0.0, 0.0, 0.0);
         for (name, (r_runs, r_ns)) in merged {
             let per_iter = r_runs as f64 / n;
             // Programs run by the rest of the machine (exec, exit, ...) now and then.
@@ -128,8 +163,9 @@ impl InProgram {
             let ns = r_ns as f64 / n;
             all += ns;
             runs += per_iter;
-            if is_open_program(name) {
+            if own.is_some_and(|(_, is_own)| is_own(name)) {
                 open += ns;
+                own_runs += per_iter;
             }
             let p = self
                 .programs
@@ -139,7 +175,12 @@ impl InProgram {
             p.ns_per_run.push(r_ns as f64 / r_runs as f64);
             p.ns_per_iter.push(ns);
         }
-        self.runs.entry(key.clone()).or_default().insert(pass, runs);
+        for (own, n) in [(false, runs), (true, own_runs)] {
+            self.runs
+                .entry((key.0.clone(), key.1.clone(), own))
+                .or_default()
+                .insert(pass, n);
+        }
         self.all.entry(key.clone()).or_default().insert(pass, all);
         self.open.entry(key).or_default().insert(pass, open);
     }
@@ -277,13 +318,10 @@ pub fn verdicts(workloads: &[Workload], builds: &[Build], m: &InProgram) -> Stri
     );
     for w in workloads {
         for open_only in [true, false] {
-            if open_only && !w.is_open() {
-                continue;
-            }
-            let scope = if open_only {
-                "the open programs"
-            } else {
-                "all programs"
+            let scope = match own_programs(w) {
+                Some((label, _)) if open_only => label,
+                None if open_only => continue,
+                _ => "all programs",
             };
             for (ours, theirs) in w.comparisons(builds) {
                 let (Some(a), Some(b)) = (
@@ -366,7 +404,8 @@ pub fn table(m: &InProgram) -> String {
                 p.ns_per_iter.max(),
             );
         }
-        for (open_only, label) in [(true, "open programs"), (false, "all programs")] {
+        let own = m.own_label.get(w).copied().unwrap_or("open programs");
+        for (open_only, label) in [(true, own), (false, "all programs")] {
             let Some(t) = m.get(open_only, w, condition) else {
                 continue;
             };
@@ -374,10 +413,10 @@ pub fn table(m: &InProgram) -> String {
                 continue;
             }
             let s = samples(t);
-            let runs = match m.runs.get(&(w.clone(), condition.clone())) {
-                Some(r) if !open_only => format!("{:.2}", samples(r).median()),
-                _ => String::new(),
-            };
+            let runs = m
+                .runs
+                .get(&(w.clone(), condition.clone(), open_only))
+                .map_or_else(String::new, |r| format!("{:.2}", samples(r).median()));
             let _ = writeln!(
                 out,
                 "| {w} | {condition} | **{label}** | {runs} | | **{:.0}** | {:.0}..{:.0} |",
