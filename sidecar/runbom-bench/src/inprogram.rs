@@ -244,12 +244,10 @@ pub fn measure(
             // Builds in turn, their order alternating by pass.
             for i in 0..builds.len() {
                 let b = &builds[(i + pass) % builds.len()];
-                let loaded = progstats::snapshot();
                 let rb = Runbom::start(&b.bin, &opts.dir, settings, opts.service_cpu)?;
-                let ours: BTreeSet<u32> = progstats::snapshot()
-                    .ids()
-                    .filter(|id| !loaded.has(*id))
-                    .collect();
+                // The programs this runbom holds: on a shared machine another tracer may load
+                // its own while this one starts.
+                let ours = progstats::held_by(rb.pid());
                 for w in workloads {
                     rb.quiesce();
                     let before = progstats::snapshot();
