@@ -130,8 +130,12 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
     }
     let rec = &buf[..header.size as usize];
     let event = match kind {
-        EventKind::Exec => with_tail(rec, |e: &ExecEvent| e.argv_len, ARGV_MAX)
-            .map(|(ev, argv)| Event::Exec(ev, argv)),
+        EventKind::Exec => {
+            with_tail(rec, |e: &ExecEvent| e.argv_len, ARGV_MAX).map(|(mut ev, argv)| {
+                ev.argc = argument_count(argv);
+                Event::Exec(ev, argv)
+            })
+        }
         EventKind::Fork => fixed(rec).map(Event::Fork),
         EventKind::Exit => fixed(rec).map(Event::Exit),
         EventKind::Connect => fixed(rec).map(Event::Connect),
@@ -151,6 +155,14 @@ pub fn decode(buf: &[u8]) -> Result<Event<'_>, DecodeError> {
 /// A fixed-size record: exactly `size_of::<T>()` bytes.
 fn fixed<T: Copy>(rec: &[u8]) -> Option<T> {
     (rec.len() == size_of::<T>()).then(|| read(rec))
+}
+
+/// Arguments in a NUL-separated argv: one per NUL, and a last one cut before its NUL.
+fn argument_count(argv: &[u8]) -> u32 {
+    // Pieces between NULs; the one after a final NUL (or of an empty argv) is no argument.
+    let pieces = argv.split(|&b| b == 0).count();
+    let after_last = usize::from(argv.last().is_none_or(|&b| b == 0));
+    (pieces - after_last) as u32
 }
 
 /// A record with a variable tail: the fixed part `T`, then the `tail_len` bytes it declares (at
@@ -206,7 +218,7 @@ mod tests {
             end_ns: 99,
             uid: 1000,
             gid: 1000,
-            argc: 2,
+            argc: 0,
             argv_len: argv.len() as u32,
             filename_len: 9,
             flags: 0,
@@ -221,6 +233,16 @@ mod tests {
         assert_eq!(got.header, ev.header);
         assert_eq!((got.end_ns, got.uid, got.argc), (99, 1000, 2));
         assert_eq!(got_argv, argv);
+    }
+
+    #[test]
+    fn exec_arguments_are_counted_from_the_argv() {
+        assert_eq!(argument_count(b""), 0);
+        assert_eq!(argument_count(b"/bin/sh\0"), 1);
+        assert_eq!(argument_count(b"/bin/sh\0-c\0"), 2);
+        // Cut by the budget inside its second argument.
+        assert_eq!(argument_count(b"/bin/sh\0-"), 2);
+        assert_eq!(argument_count(b"a\0\0b\0"), 3);
     }
 
     #[test]

@@ -15,9 +15,8 @@ pub mod decode;
 /// LPM trie limits a key to 256 bytes, so prefixes beyond this length cannot be matched anyway.
 pub const PATH_MAX: usize = 256;
 /// Largest argv budget (bytes, NUL-separated arguments); the configured budget is capped here.
+/// A power of two: the kernel masks lengths with `2 * ARGV_MAX - 1`.
 pub const ARGV_MAX: usize = 4096;
-/// Most arguments read from an exec's argv.
-pub const ARGC_MAX: u32 = 32;
 /// Bytes of a DNS datagram kept: enough for the header and a question of any legal name.
 pub const DNS_PAYLOAD_MAX: usize = 512;
 /// Most bytes of one captured HTTP write (head, or body start); the configured budget is capped
@@ -81,21 +80,25 @@ pub struct EventHeader {
     pub cgroup_id: u64,
 }
 
-/// `process.exec`: a successful exec. The NUL-separated argv (`argv_len` bytes) follows the
-/// fixed part directly; `header.size` covers both.
+/// `process.exec`: a successful exec, seen once the kernel committed it (`sched_process_exec`).
+/// The NUL-separated argv (`argv_len` bytes) follows the fixed part directly; `header.size`
+/// covers both.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExecEvent {
     pub header: EventHeader,
-    /// `CLOCK_BOOTTIME` nanoseconds when the new program image was in place.
+    /// `CLOCK_BOOTTIME` nanoseconds when the new program image was in place (`header.time_ns`
+    /// too: the exec is one instant).
     pub end_ns: u64,
+    /// The real user and group ids (a set-user-ID program does not change them).
     pub uid: u32,
     pub gid: u32,
-    /// Arguments read (at most [`ARGC_MAX`]).
+    /// Arguments in the captured argv, a cut last one included. The kernel sends 0; the
+    /// decoder counts them.
     pub argc: u32,
     pub argv_len: u32,
     pub filename_len: u32,
-    /// `EXEC_ARGV_TRUNCATED` when the budget or [`ARGC_MAX`] cut argv short.
+    /// `EXEC_ARGV_TRUNCATED` when the budget cut argv short (or it could not be read).
     pub flags: u32,
     pub filename: [u8; PATH_MAX],
 }
@@ -108,8 +111,7 @@ pub const EXEC_ARGV_TRUNCATED: u32 = 1;
 #[derive(Clone, Copy)]
 pub struct ExecBuffer {
     pub event: ExecEvent,
-    /// Twice the budget so that a read at any offset below [`ARGV_MAX`] stays in bounds.
-    pub argv: [u8; 2 * ARGV_MAX],
+    pub argv: [u8; ARGV_MAX],
 }
 
 /// A new process (not a thread): `header.pid` is the parent, `child_pid` the child.
@@ -373,6 +375,11 @@ pub struct ProbeConfig {
     /// excluded opens must not reserve in a filling ring (the lower of the opens' shedding
     /// levels, and at most half the ring even when shedding is off).
     pub open_scratch_at: u32,
+    /// Byte offsets of `task_struct.mm`, `mm_struct.arg_start` and `mm_struct.arg_end` in the
+    /// running kernel (from its BTF): where `process.exec` reads the new image's argv.
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
 }
 
 /// Slots of [`ProbeConfig::shed_at`] and of the shed counters: one per [`EventKind`] number,

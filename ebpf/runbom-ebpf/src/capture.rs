@@ -3,6 +3,8 @@
 //! bytes ([`Capture`], [`emit`]). The HTTP/1 (`http.rs`), HTTP/2 (`h2.rs`) and JSON-RPC
 //! (`jsonrpc.rs`) captures build on these; none of them on each other's internals.
 
+use core::intrinsics::AtomicOrdering;
+
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext,
 };
@@ -126,26 +128,38 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 }
 
 /// Notes, before `tgid` marks a socket in `H2_SOCKS` or `SOCK_RESPONSE`, that its closes must
-/// look there (`MARKING_PROCS`).
+/// look there (`MARKING_PROCS`). A free slot is claimed with a compare-and-exchange, so two ids
+/// of one slot (only beyond the default `pid_max`) marking in the same instant cannot both
+/// believe they hold it: the one that loses makes the slot shared. Storing "shared" needs no
+/// exchange: it covers every id of the slot, so it never loses a mark.
 #[inline(always)]
 pub(crate) fn will_mark(tgid: u32) {
-    let Some(slot) = MARKING_PROCS.get_ptr_mut(tgid & (MARKING_PROCS_LEN - 1)) else {
+    let Some(slot) = MarkingSlot::of(tgid) else {
         return;
     };
-    // SAFETY: a plain u32 of an array map, which lives as long as the program. Two ids of one
-    // slot (only beyond the default `pid_max`) marking in the same instant could each see it
-    // empty: then the one written first loses its entry (its closes leave its marks to the
-    // LRU maps' eviction, as a full map would).
-    unsafe {
-        let seen = core::ptr::read_volatile(slot);
-        if seen != tgid && seen != MARKING_PROCS_SHARED {
-            let next = if seen == 0 {
-                tgid
-            } else {
-                MARKING_PROCS_SHARED
-            };
-            core::ptr::write_volatile(slot, next);
+    let id = u64::from(tgid);
+    let seen = slot.load();
+    if seen == id || seen == MARKING_PROCS_SHARED {
+        return;
+    }
+    if seen == 0 {
+        let now = slot.compare_exchange(0, id);
+        if now == 0 || now == id || now == MARKING_PROCS_SHARED {
+            return;
         }
+    }
+    slot.store(MARKING_PROCS_SHARED);
+}
+
+/// A process's last thread exited: its slot is freed if it still names it (not when shared),
+/// so that the slots of a busy node's short-lived clients do not stay looked up.
+#[inline(always)]
+pub(crate) fn exited(tgid: u32) {
+    let id = u64::from(tgid);
+    if let Some(slot) = MarkingSlot::of(tgid)
+        && slot.load() == id
+    {
+        slot.compare_exchange(id, 0);
     }
 }
 
@@ -153,8 +167,52 @@ pub(crate) fn will_mark(tgid: u32) {
 /// when not, none of its reads, writes or closes need look there (nor for a read kept at entry).
 #[inline(always)]
 pub(crate) fn may_have_marks(tgid: u32) -> bool {
-    match MARKING_PROCS.get(tgid & (MARKING_PROCS_LEN - 1)) {
-        Some(&seen) => seen == tgid || seen == MARKING_PROCS_SHARED,
+    match MarkingSlot::of(tgid) {
+        Some(slot) => {
+            let seen = slot.load();
+            seen == u64::from(tgid) || seen == MARKING_PROCS_SHARED
+        }
         None => true,
+    }
+}
+
+/// A process's slot of `MARKING_PROCS`, shared with programs on other CPUs. Loads and stores
+/// are single aligned 64-bit accesses (volatile: the eBPF backend has no atomic load or store
+/// before its v4 instruction set); the exchange is one `BPF_CMPXCHG`, through the intrinsic
+/// because the eBPF target's specification leaves `AtomicU64::compare_exchange` out.
+struct MarkingSlot(*mut u64);
+
+impl MarkingSlot {
+    #[inline(always)]
+    fn of(tgid: u32) -> Option<Self> {
+        MARKING_PROCS
+            .get_ptr_mut(tgid & (MARKING_PROCS_LEN - 1))
+            .map(Self)
+    }
+
+    #[inline(always)]
+    fn load(&self) -> u64 {
+        // SAFETY: an aligned u64 of an array map, which lives as long as the program.
+        unsafe { core::ptr::read_volatile(self.0) }
+    }
+
+    #[inline(always)]
+    fn store(&self, value: u64) {
+        // SAFETY: as for `load`.
+        unsafe { core::ptr::write_volatile(self.0, value) }
+    }
+
+    /// Stores `new` if the slot holds `old`; the value it held.
+    #[inline(always)]
+    fn compare_exchange(&self, old: u64, new: u64) -> u64 {
+        // SAFETY: as for `load`.
+        unsafe {
+            core::intrinsics::atomic_cxchg::<
+                u64,
+                { AtomicOrdering::Relaxed },
+                { AtomicOrdering::Relaxed },
+            >(self.0, old, new)
+            .0
+        }
     }
 }

@@ -8,8 +8,8 @@
 //!   itself (`util::is_self`) or anything filtered out, build the record with
 //!   `util::header_of` (per-CPU `util::scratch` when it is too large for the 512-byte stack) and
 //!   keep it per thread with `util::keep_inflight`;
-//! - exit (`sys_exit_*`): find it with `util::pending`, fill in `end_ns` and `ret`, write it
-//!   with `util::output` and remove it.
+//! - exit (`sys_exit_*`): find it (`util::take`, or the thread's slot of an array), fill in
+//!   `end_ns` and `ret`, write it with `util::output` and free its place.
 //!
 //! A single event (no entry/exit pair) builds its record and calls `util::output` at once
 //! (`task_newtask`). Programs with the same body are declared together with
@@ -17,6 +17,9 @@
 //! trip test in `runbom-common`; userspace attaches each program by its name.
 #![no_std]
 #![no_main]
+// `core::intrinsics::atomic_cxchg`: the eBPF target has the instruction but not `compare_exchange`.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 // Map values are passed by reference on purpose: passing a record by value (what this lint
 // suggests for `impl Borrow` arguments) copies it onto the 512-byte BPF stack.
 #![allow(clippy::needless_borrows_for_generic_args)]

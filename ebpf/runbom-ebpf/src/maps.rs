@@ -71,10 +71,6 @@ pub static SSL_WRITES: LruHashMap<u32, SslWrite> = LruHashMap::with_max_entries(
 #[map]
 pub static SSL_READS: LruHashMap<u32, [u64; 3]> = LruHashMap::with_max_entries(4096, 0);
 
-/// tid → exec being built between `execve()` entry and `sched_process_exec`.
-#[map]
-pub static EXECS: LruHashMap<u32, ExecBuffer> = LruHashMap::with_max_entries(256, 0);
-
 /// tgid → status passed to `exit_group()`.
 #[map]
 pub static EXIT_CODES: LruHashMap<u32, i32> = LruHashMap::with_max_entries(4096, 0);
@@ -233,17 +229,18 @@ pub static HEAD_RULES: Array<runbom_common::HeadRules> =
 
 // Which processes `close(2)` looks up (`capture.rs`).
 
-/// Slot `tgid & (MARKING_PROCS_LEN - 1)` → the process id that marked a socket in `H2_SOCKS`
+/// Slot `tgid & (MARKING_PROCS_LEN - 1)` → the process id (a u64: the eBPF target's atomics are
+/// 64 bits wide) that marked a socket in `H2_SOCKS`
 /// or `SOCK_RESPONSE`, [`MARKING_PROCS_SHARED`] once two ids sharing the slot have, 0 while none
 /// has. `close` looks in those maps only for a process its slot names, so the closes of every
-/// other process cost one inlined array lookup. A slot is never cleared: an id that marked
-/// stays looked up whichever process has it next. With the kernel's default `pid_max` (the
-/// slots' number) every id has a slot of its own.
+/// other process cost one inlined array lookup. A slot is claimed atomically and freed when
+/// the process it names exits (a shared slot stays shared). With the kernel's default
+/// `pid_max` (the slots' number) every id has a slot of its own.
 #[map]
-pub static MARKING_PROCS: Array<u32> = Array::with_max_entries(MARKING_PROCS_LEN, 0);
+pub static MARKING_PROCS: Array<u64> = Array::with_max_entries(MARKING_PROCS_LEN, 0);
 
 /// Slots of `MARKING_PROCS` (a power of two): the kernel's default `pid_max`.
 pub const MARKING_PROCS_LEN: u32 = 1 << 15;
 
 /// A `MARKING_PROCS` slot two process ids have marked from: every process of the slot is looked up.
-pub const MARKING_PROCS_SHARED: u32 = u32::MAX;
+pub const MARKING_PROCS_SHARED: u64 = u64::MAX;

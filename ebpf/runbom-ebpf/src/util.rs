@@ -8,8 +8,8 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_user,
-            bpf_probe_read_user_str,
+            bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, bpf_probe_read_kernel,
+            bpf_probe_read_user, bpf_probe_read_user_str,
         },
     },
     maps::{LruHashMap, PerCpuArray},
@@ -206,18 +206,6 @@ pub fn keep_inflight<K, V>(map: &LruHashMap<K, V>, key: &K, value: &V) {
     }
 }
 
-/// The in-flight record kept under `tid` by this thread's syscall entry, to complete in place.
-///
-/// # Safety
-/// `map` is a static map, and only the thread `tid` touches the entry until it is removed
-/// (in-flight maps are keyed by the id of the thread between whose entry and exit the record
-/// lives).
-#[inline(always)]
-pub unsafe fn pending<V>(map: &LruHashMap<u32, V>, tid: u32) -> Option<&'static mut V> {
-    // SAFETY: exclusive by the caller's contract.
-    map.get_ptr_mut(tid).map(|p| unsafe { &mut *p })
-}
-
 /// Removes `key` from a per-socket map when it is there: the lookup is inlined by the verifier
 /// and takes no lock, a delete of an absent key takes the bucket's lock.
 #[inline(always)]
@@ -260,6 +248,21 @@ pub fn read_user<T: Copy + Default>(ptr: *const T) -> Option<T> {
     // SAFETY: writes exactly `size_of::<T>()` bytes into a stack value of that type.
     let r = unsafe {
         bpf_probe_read_user(
+            core::ptr::from_mut(&mut v).cast(),
+            core::mem::size_of::<T>() as u32,
+            ptr.cast(),
+        )
+    };
+    (r == 0).then_some(v)
+}
+
+/// Reads a `T` from kernel memory.
+#[inline(always)]
+pub fn read_kernel<T: Copy + Default>(ptr: *const T) -> Option<T> {
+    let mut v = T::default();
+    // SAFETY: writes exactly `size_of::<T>()` bytes into a stack value of that type.
+    let r = unsafe {
+        bpf_probe_read_kernel(
             core::ptr::from_mut(&mut v).cast(),
             core::mem::size_of::<T>() as u32,
             ptr.cast(),

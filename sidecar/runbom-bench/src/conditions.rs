@@ -1,5 +1,6 @@
 //! The `syscalls` benchmark's conditions and workloads: the runbom builds it measures, its
-//! options, and one loop per workload (an `openat`, a `connect`, a `write`, a `read` repeated),
+//! options, and one loop per workload (an `openat`, a `connect`, a `write`, a `read`, a spawn
+//! of `/bin/true` repeated),
 //! shared by the end-to-end measurement (`syscalls.rs`) and the time inside the programs
 //! (`inprogram.rs`).
 
@@ -41,6 +42,7 @@ pub struct Options {
     pub open_iterations: u64,
     pub connect_iterations: u64,
     pub write_iterations: u64,
+    pub exec_iterations: u64,
     pub reps: usize,
     pub rounds: usize,
     pub loop_cpu: Option<usize>,
@@ -58,6 +60,9 @@ pub(crate) enum Kind {
     Connect(libc::sockaddr_in),
     Write,
     Read,
+    /// Spawns of `/bin/true`: their CPU (the children's with the loop thread's) and the
+    /// programs every fork, exec and exit runs.
+    Exec,
 }
 
 pub struct Workload {
@@ -86,6 +91,10 @@ impl Workload {
 
     pub fn is_open(&self) -> bool {
         matches!(self.kind, Kind::Open(_) | Kind::OpenAt(..))
+    }
+
+    pub fn is_exec(&self) -> bool {
+        matches!(self.kind, Kind::Exec)
     }
 
     /// [`Workload::compare`] for every build: the baseline's conditions judged like runbom's.
@@ -133,8 +142,18 @@ impl Workload {
                 cpu0 = workload::thread_cpu();
                 workload::read_loop(self.iterations)
             }
+            Kind::Exec => {
+                let spawned = |n| workload::exec_loop(n).expect("spawning /bin/true");
+                spawned(warm);
+                cpu0 = workload::thread_cpu() + workload::children_cpu();
+                spawned(self.iterations)
+            }
         };
-        let cpu = workload::thread_cpu().saturating_sub(cpu0);
+        let mut cpu_now = workload::thread_cpu();
+        if matches!(self.kind, Kind::Exec) {
+            cpu_now += workload::children_cpu();
+        }
+        let cpu = cpu_now.saturating_sub(cpu0);
         let n = self.iterations as f64;
         Measurement {
             cpu: cpu.as_nanos() as f64 / n,

@@ -34,6 +34,11 @@ const RUNBOM_PROGRAMS: &[&str] = &[
     "http_sys_exit_write",
     "h2_sys_enter_read",
     "h2_sys_exit_read",
+    "sys_enter_execve",
+    "sys_enter_execveat",
+    "sched_process_exec",
+    "sched_process_exit",
+    "sys_enter_exit_group",
 ];
 
 fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> String {
@@ -44,11 +49,21 @@ fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> S
     if kernel_name.len() < 15 {
         return kernel_name.to_owned();
     }
-    RUNBOM_PROGRAMS
+    let matches: Vec<&str> = RUNBOM_PROGRAMS
         .iter()
+        .copied()
         .filter(|n| n.starts_with(kernel_name))
-        .min_by_key(|n| n.len())
-        .map_or_else(|| kernel_name.to_owned(), |n| (*n).to_owned())
+        .collect();
+    let Some(shortest) = matches.iter().map(|n| n.len()).min() else {
+        return kernel_name.to_owned();
+    };
+    // Names the kernel cannot tell apart (`sched_process_exec` and `_exit`) are reported
+    // together, their runs and time added.
+    matches
+        .into_iter()
+        .filter(|n| n.len() == shortest)
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// A program of the loop's `openat` (runbom's entry and exit, or any reference program): what
@@ -56,6 +71,35 @@ fn full_name(kernel_name: &str, reference: &BTreeMap<u32, String>, id: u32) -> S
 /// programs other processes' calls run now and then).
 fn is_open_program(name: &str) -> bool {
     name == "sys_enter_openat" || name == "sys_exit_openat" || name.starts_with("reference_")
+}
+
+/// The programs of a spawn's fork, exec and exit (either build's): what an exec costs in
+/// programs, without the opens, reads and closes of the spawned program.
+const EXEC_PROGRAMS: &[&str] = &[
+    "sys_enter_execve",
+    "sys_enter_execveat",
+    "sys_exit_execve",
+    "sys_exit_execveat",
+    "sched_process_exec + sched_process_exit",
+    "task_newtask",
+    "sys_enter_exit_group",
+];
+
+/// Whether a program (by full name) is one of a workload's own.
+type IsOwn = fn(&str) -> bool;
+
+/// The workload's own programs ([`is_open_program`], [`EXEC_PROGRAMS`]) and what to call them;
+/// `None` for workloads judged on all programs only.
+fn own_programs(w: &Workload) -> Option<(&'static str, IsOwn)> {
+    if w.is_open() {
+        Some(("open programs", is_open_program))
+    } else if w.is_exec() {
+        Some(("fork, exec and exit programs", |n| {
+            EXEC_PROGRAMS.contains(&n)
+        }))
+    } else {
+        None
+    }
 }
 
 /// Per pass: `pass → value`.
@@ -73,8 +117,12 @@ struct Program {
 pub struct InProgram {
     /// `(workload, condition)` → ns per iteration inside all of the condition's programs.
     all: BTreeMap<(String, String), PerPass>,
-    /// The same, the open's own programs only ([`is_open_program`]).
+    /// The same, the workload's own programs only ([`own_programs`]).
     open: BTreeMap<(String, String), PerPass>,
+    /// `(workload, condition, own programs only)` → program runs per iteration.
+    runs: BTreeMap<(String, String, bool), PerPass>,
+    /// Workload → what its own programs are called.
+    own_label: BTreeMap<String, &'static str>,
     programs: BTreeMap<(String, String, String), Program>,
     /// `(workload, condition)` in the order first measured.
     order: Vec<(String, String)>,
@@ -95,25 +143,43 @@ impl InProgram {
         if !self.order.contains(&key) {
             self.order.push(key.clone());
         }
-        let (mut all, mut open) = (0.0, 0.0);
+        let mut merged: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for (name, r) in ran {
-            let per_iter = r.runs as f64 / n;
+            let m = merged.entry(name).or_default();
+            m.0 += r.runs;
+            m.1 += r.ns;
+        }
+        let own = own_programs(w);
+        if let Some((label, _)) = own {
+            self.own_label.insert(key.0.clone(), label);
+        }
+        let (mut all, mut open, mut runs, mut own_runs) = (0.0, 0.0, 0.0, 0.0);
+        for (name, (r_runs, r_ns)) in merged {
+            let per_iter = r_runs as f64 / n;
             // Programs run by the rest of the machine (exec, exit, ...) now and then.
             if per_iter < 0.05 {
                 continue;
             }
-            let ns = r.ns as f64 / n;
+            let ns = r_ns as f64 / n;
             all += ns;
-            if is_open_program(name) {
+            runs += per_iter;
+            if own.is_some_and(|(_, is_own)| is_own(name)) {
                 open += ns;
+                own_runs += per_iter;
             }
             let p = self
                 .programs
-                .entry((key.0.clone(), key.1.clone(), name.clone()))
+                .entry((key.0.clone(), key.1.clone(), name.to_owned()))
                 .or_default();
             p.runs_per_iter.push(per_iter);
-            p.ns_per_run.push(r.ns as f64 / r.runs as f64);
+            p.ns_per_run.push(r_ns as f64 / r_runs as f64);
             p.ns_per_iter.push(ns);
+        }
+        for (own, n) in [(false, runs), (true, own_runs)] {
+            self.runs
+                .entry((key.0.clone(), key.1.clone(), own))
+                .or_default()
+                .insert(pass, n);
         }
         self.all.entry(key.clone()).or_default().insert(pass, all);
         self.open.entry(key).or_default().insert(pass, open);
@@ -178,12 +244,10 @@ pub fn measure(
             // Builds in turn, their order alternating by pass.
             for i in 0..builds.len() {
                 let b = &builds[(i + pass) % builds.len()];
-                let loaded = progstats::snapshot();
                 let rb = Runbom::start(&b.bin, &opts.dir, settings, opts.service_cpu)?;
-                let ours: BTreeSet<u32> = progstats::snapshot()
-                    .ids()
-                    .filter(|id| !loaded.has(*id))
-                    .collect();
+                // The programs this runbom holds: on a shared machine another tracer may load
+                // its own while this one starts.
+                let ours = progstats::held_by(rb.pid());
                 for w in workloads {
                     rb.quiesce();
                     let before = progstats::snapshot();
@@ -252,13 +316,10 @@ pub fn verdicts(workloads: &[Workload], builds: &[Build], m: &InProgram) -> Stri
     );
     for w in workloads {
         for open_only in [true, false] {
-            if open_only && !w.is_open() {
-                continue;
-            }
-            let scope = if open_only {
-                "the open programs"
-            } else {
-                "all programs"
+            let scope = match own_programs(w) {
+                Some((label, _)) if open_only => label,
+                None if open_only => continue,
+                _ => "all programs",
             };
             for (ours, theirs) in w.comparisons(builds) {
                 let (Some(a), Some(b)) = (
@@ -341,7 +402,8 @@ pub fn table(m: &InProgram) -> String {
                 p.ns_per_iter.max(),
             );
         }
-        for (open_only, label) in [(true, "open programs"), (false, "all programs")] {
+        let own = m.own_label.get(w).copied().unwrap_or("open programs");
+        for (open_only, label) in [(true, own), (false, "all programs")] {
             let Some(t) = m.get(open_only, w, condition) else {
                 continue;
             };
@@ -349,9 +411,13 @@ pub fn table(m: &InProgram) -> String {
                 continue;
             }
             let s = samples(t);
+            let runs = m
+                .runs
+                .get(&(w.clone(), condition.clone(), open_only))
+                .map_or_else(String::new, |r| format!("{:.2}", samples(r).median()));
             let _ = writeln!(
                 out,
-                "| {w} | {condition} | **{label}** | | | **{:.0}** | {:.0}..{:.0} |",
+                "| {w} | {condition} | **{label}** | {runs} | | **{:.0}** | {:.0}..{:.0} |",
                 s.median(),
                 s.min(),
                 s.max()

@@ -74,6 +74,9 @@ struct Cli {
     /// write iterations per repetition.
     #[arg(long, default_value_t = 100_000)]
     write_iterations: u64,
+    /// Spawns of `/bin/true` per repetition (`syscalls`' exec workload).
+    #[arg(long, default_value_t = 400)]
+    exec_iterations: u64,
     /// Repetitions per condition and round.
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -214,6 +217,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             open_iterations: cli.open_iterations,
             connect_iterations: cli.connect_iterations,
             write_iterations: cli.write_iterations,
+            exec_iterations: cli.exec_iterations,
             reps: cli.reps,
             rounds: cli.rounds,
             loop_cpu,

@@ -28,7 +28,7 @@ use crate::{
     progstats,
     runbom::{Summary, count_exported_opens},
     stats::Samples,
-    workload::{self, RefusedPort, thread_cpu},
+    workload::{self, RefusedPort, children_cpu, thread_cpu},
 };
 
 /// The embedded defaults, as `runbom run` without `--config` uses them.
@@ -57,23 +57,6 @@ struct Burst {
 /// The parts of a burst, in the order of `Burst::parts`.
 const PARTS: [&str; 3] = ["opens", "connects", "execs"];
 
-fn children_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is valid; getrusage writes into it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid `who` and rusage pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn exec_true() -> Result<()> {
-    let status = std::process::Command::new("/bin/true").status()?;
-    if !status.success() {
-        bail!("/bin/true exited with {status}");
-    }
-    Ok(())
-}
-
 fn burst(opts: &Options, path: &CString, port: &RefusedPort) -> Result<Burst> {
     let slices = opts.execs.max(1);
     let (cpu0, child0, start) = (thread_cpu(), children_cpu(), Instant::now());
@@ -91,7 +74,7 @@ fn burst(opts: &Options, path: &CString, port: &RefusedPort) -> Result<Burst> {
         workload::connect_loop(&port.addr, share(opts.connects));
         lap(&mut parts[1]);
         if i < opts.execs {
-            exec_true()?;
+            workload::exec_true()?;
             lap(&mut parts[2]);
         }
     }
@@ -257,7 +240,7 @@ pub fn run(opts: &Options) -> Result<String> {
     let prefix = format!("{}/", files.display());
     let port = RefusedPort::new()?;
     port.check()?;
-    exec_true()?;
+    workload::exec_true()?;
     let workload = Workload {
         path,
         prefix,

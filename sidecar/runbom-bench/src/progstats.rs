@@ -40,18 +40,6 @@ pub fn snapshot() -> Snapshot {
     )
 }
 
-impl Snapshot {
-    /// Ids of the programs loaded at the snapshot.
-    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.0.keys().copied()
-    }
-
-    /// True when program `id` was loaded at the snapshot.
-    pub fn has(&self, id: u32) -> bool {
-        self.0.contains_key(&id)
-    }
-}
-
 /// A program that ran between two snapshots.
 pub struct Ran {
     pub id: u32,

@@ -84,6 +84,11 @@ pub type Summary = BTreeMap<String, u64>;
 impl Runbom {
     /// Writes the configuration into `work`, starts `bin run --config ...` pinned to `cpu`, and
     /// waits until it logs that its probes are attached.
+    /// The runbom process's id.
+    pub fn pid(&self) -> u32 {
+        self.inner.pid()
+    }
+
     pub fn start(bin: &Path, work: &Path, settings: &Settings, cpu: Option<usize>) -> Result<Self> {
         fs::create_dir_all(work)?;
         let config = work.join("runbom.yaml");

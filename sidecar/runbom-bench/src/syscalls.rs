@@ -141,7 +141,7 @@ fn files(dir: &Path) -> Result<Files> {
     Ok(files)
 }
 
-fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 6] {
+fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 7] {
     [
         Workload {
             name: "open watched",
@@ -218,6 +218,15 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 6]
             variants: &[READ_BARE],
             paused: false,
             compare: &[(RUNBOM, READ_BARE.name)],
+        },
+        Workload {
+            name: "exec",
+            what: "spawn of /bin/true, waited for (its CPU counted; a fork, an exec, an exit)",
+            kind: Kind::Exec,
+            iterations: opts.exec_iterations,
+            variants: &[],
+            paused: true,
+            compare: &[],
         },
     ]
 }
@@ -383,7 +392,7 @@ pub fn run(opts: &Options) -> Result<String> {
     let _ = writeln!(
         out,
         "### (a) Cost per traced syscall\n\n\
-         {} rounds x {} repetitions per condition; {} iterations per repetition (open), {} (connect), {} (write); \
+         {} rounds x {} repetitions per condition; {} iterations per repetition (open), {} (connect), {} (write), {} (exec); \
          loop pinned to CPU {}, runbom and the reference consumer to CPU {}. \
          runbom exported {} events over these runs with ring_full_drops={} and inflight_full_drops={} \
          (both must be 0: a dropped event costs the kernel less than a delivered one); \
@@ -393,6 +402,7 @@ pub fn run(opts: &Options) -> Result<String> {
         opts.open_iterations,
         opts.connect_iterations,
         opts.write_iterations,
+        opts.exec_iterations,
         cpu_name(opts.loop_cpu),
         cpu_name(opts.service_cpu),
         total("events"),

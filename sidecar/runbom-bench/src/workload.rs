@@ -64,6 +64,34 @@ pub fn open_close_at(dir: libc::c_int, path: &CStr, n: u64) -> (Duration, u64) {
     (start.elapsed(), ok)
 }
 
+/// One spawn of `/bin/true`, waited for: a fork, an exec and an exit.
+pub fn exec_true() -> io::Result<()> {
+    let status = std::process::Command::new("/bin/true").status()?;
+    if !status.success() {
+        return Err(io::Error::other(format!("/bin/true exited with {status}")));
+    }
+    Ok(())
+}
+
+/// `n` times [`exec_true`]; returns the elapsed time.
+pub fn exec_loop(n: u64) -> io::Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..n {
+        exec_true()?;
+    }
+    Ok(start.elapsed())
+}
+
+/// CPU time of this process's waited-for children so far (user and system).
+pub fn children_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid; getrusage writes into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid `who` and rusage pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 /// `n` writes of a 64-byte non-HTTP buffer to `/dev/null` (every write passes runbom's HTTP
 /// hooks, none is captured).
 pub fn write_loop(n: u64) -> Duration {

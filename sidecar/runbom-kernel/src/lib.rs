@@ -8,6 +8,7 @@
 //! shed under overload, and when the reader is woken: [`overload`]. The path filter's rules and
 //! its first-level table: [`filter`].
 
+pub mod btf;
 pub mod clock;
 pub mod elf;
 pub mod enrich;

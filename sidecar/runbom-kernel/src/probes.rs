@@ -15,7 +15,7 @@ use runbom_common::{
     PATH_MAX, ProbeConfig, SHED_SLOTS, counter,
 };
 
-use crate::{filter::PrefixRules, overload::Overload};
+use crate::{btf::ExecOffsets, filter::PrefixRules, overload::Overload};
 use tracing::debug;
 
 /// The eBPF object built by `build.rs` from `ebpf/runbom-ebpf`.
@@ -23,10 +23,6 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 /// Every program of the object and the tracepoint it attaches to.
 const TRACEPOINTS: &[(&str, &str)] = &[
-    ("sys_enter_execve", "syscalls"),
-    ("sys_enter_execveat", "syscalls"),
-    ("sys_exit_execve", "syscalls"),
-    ("sys_exit_execveat", "syscalls"),
     ("sched_process_exec", "sched"),
     ("task_newtask", "task"),
     ("sys_enter_exit_group", "syscalls"),
@@ -255,6 +251,8 @@ pub enum ProbeError {
         "this kernel publishes no BTF at {path} (CONFIG_DEBUG_INFO_BTF=y is required); use a kernel built with BTF"
     )]
     NoBtf { path: String },
+    #[error("reading the kernel's BTF: {0}")]
+    Btf(String),
     #[error("loading the eBPF object failed: {0}")]
     Object(Box<aya::EbpfError>),
     #[error(
@@ -328,8 +326,9 @@ impl Probes {
                     }) if io_error.raw_os_error() == Some(libc::EPERM) => ProbeError::NotPrivileged,
                     e => ProbeError::Object(Box::new(e)),
                 })?;
+        let exec = ExecOffsets::from_file(Path::new(&btf)).map_err(ProbeError::Btf)?;
         let mut probes = Self { ebpf };
-        probes.configure(settings)?;
+        probes.configure(settings, exec)?;
         let mut programs = TRACEPOINTS.to_vec();
         if std::env::var_os("RUNBOM_SELFTEST_VERIFIER_REJECT").is_some() {
             // A program the verifier must refuse: proves the error path end to end.
@@ -360,10 +359,10 @@ impl Probes {
         Ok(probes)
     }
 
-    fn configure(&mut self, s: &ProbeSettings) -> Result<(), ProbeError> {
+    fn configure(&mut self, s: &ProbeSettings, exec: ExecOffsets) -> Result<(), ProbeError> {
         let watch = !s.watch_pids.is_empty() || !s.watch_cgroups.is_empty();
         let cfg = ProbeConfig {
-            argv_max: s.argv_max.min(ARGV_MAX as u32 - 1),
+            argv_max: s.argv_max.min(ARGV_MAX as u32),
             self_pid: std::process::id(),
             file_filter: if watch { FILTER_BY_WORKLOAD } else { 0 },
             http_max: s.http.max_bytes.min(HTTP_DATA_MAX as u32),
@@ -372,6 +371,9 @@ impl Probes {
             wake_bytes: s.overload.wake_bytes(s.ring_bytes),
             shed_at: s.overload.shed_at(s.ring_bytes),
             open_scratch_at: s.overload.open_scratch_at(s.ring_bytes),
+            task_mm: exec.task_mm,
+            mm_arg_start: exec.mm_arg_start,
+            mm_arg_end: exec.mm_arg_end,
         };
         let mut config: Array<_, ProbeConfig> =
             Array::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
@@ -539,6 +541,21 @@ impl Probes {
             .take_map("EVENTS")
             .ok_or(ProbeError::MissingMap("EVENTS"))?;
         RingBuf::try_from(map).map_err(map_err("EVENTS"))
+    }
+
+    /// What the kernel's `MARKING_PROCS` slot of process `pid` holds: the id of the process
+    /// that claimed it by marking a socket for the HTTP captures (0: none, `u64::MAX`: shared
+    /// by several ids). Only processes a slot names have their closes and reads look up those
+    /// marks; a slot is freed when its process exits.
+    pub fn marking_slot(&self, pid: u32) -> Result<u64, ProbeError> {
+        let map = self
+            .ebpf
+            .map("MARKING_PROCS")
+            .ok_or(ProbeError::MissingMap("MARKING_PROCS"))?;
+        let slots: Array<_, u64> = Array::try_from(map).map_err(map_err("MARKING_PROCS"))?;
+        slots
+            .get(&(pid % slots.len()), 0)
+            .map_err(map_err("MARKING_PROCS"))
     }
 
     /// Takes the loss counters out of the object.

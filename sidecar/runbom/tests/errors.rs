@@ -323,6 +323,25 @@ fn kernel_without_btf_is_named() {
 }
 
 #[test]
+fn kernel_btf_that_is_not_btf_is_named() {
+    let dir = TempDir::new("err-btf-bad");
+    let btf = dir.path().join("vmlinux");
+    std::fs::write(&btf, "not BTF at all").expect("write the file");
+    let f = run_valid_with(&dir, "RUNBOM_KERNEL_BTF", &btf);
+    let msg = f.message();
+    assert_eq!(f.code, Some(1), "a kernel BTF that is not BTF: {msg}");
+    assert!(
+        msg.starts_with("runbom: ") && msg.contains("reading the kernel's BTF"),
+        "the cause is not named: {msg}"
+    );
+    assert!(
+        msg.contains(&btf.display().to_string()) && msg.contains("not BTF"),
+        "the file and what is wrong with it are not named: {msg}"
+    );
+    f.assert_one_line(&msg);
+}
+
+#[test]
 fn verifier_rejection_names_the_probe_and_shows_the_log() {
     let dir = TempDir::new("err-verifier");
     let f = run_valid_with(&dir, "RUNBOM_SELFTEST_VERIFIER_REJECT", "1");

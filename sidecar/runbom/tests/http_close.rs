@@ -1,6 +1,8 @@
 //! `close(2)` ends what the HTTP captures know of a socket, against the real kernel: a process
 //! that sent a request head on a socket and closed it reads a file under the same descriptor
 //! number, and the file's bytes (a response's, to the letter) are not taken for the response.
+//! And the kernel's note of which processes' closes look (`MARKING_PROCS`): a process's slot
+//! names it once it sent a request head, and is freed when it exits.
 //!
 //! Needs root and the project's Python venv (`bash scripts/setup.sh`).
 
@@ -79,5 +81,61 @@ fn a_file_read_under_a_closed_sockets_descriptor_is_not_its_response() {
     assert_eq!(
         request.status, None,
         "the file's bytes were read as the closed socket's response: {request:#?}"
+    );
+}
+
+/// Sends a request head on a loopback socket (which marks the process for the response
+/// capture), prints its pid and waits for a line on stdin before it exits.
+const MARKER: &str = r#"
+import os, socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+client = socket.create_connection(server.getsockname())
+peer, _ = server.accept()
+client.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+peer.recv(65536)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn a_process_slot_is_claimed_when_it_marks_and_freed_when_it_exits() {
+    use std::io::{BufRead, BufReader, Write};
+    let settings = ProbeSettings {
+        file_include: vec!["/nonexistent-runbom-http-test/".into()],
+        ..ProbeSettings::default()
+    };
+    let probes = runbom_kernel::Probes::load(&settings).expect("load the probes");
+    let mut child = Command::new(python_bin())
+        .arg("-c")
+        .arg(MARKER)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the client");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the client's pid");
+    let pid: u32 = line.trim().parse().expect("a pid");
+    let held = probes.marking_slot(pid).expect("read the slot");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"exit\n")
+        .expect("tell the client to exit");
+    assert!(child.wait().expect("wait for the client").success());
+    assert_eq!(
+        held,
+        u64::from(pid),
+        "the slot of a process that sent a request head does not name it"
+    );
+    // The exit's tracepoint ran before `wait` returned (the parent is told after it).
+    assert_eq!(
+        probes.marking_slot(pid).expect("read the slot"),
+        0,
+        "the slot of an exited process was not freed"
     );
 }
