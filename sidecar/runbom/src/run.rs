@@ -78,16 +78,19 @@ pub async fn run(config: Config, selftel: selftel::SelfTelemetry) -> Result<()> 
     let metrics = selftel::metrics(&config.service.telemetry)?;
     let telemetry = Arc::new(Telemetry::new(metrics.clone()));
     let stop = CancellationToken::new();
-    let starting = start(&config, &telemetry, &stop).instrument(info_span!("runbom.start"));
-    let mut starting = std::pin::pin!(starting);
     let mut asked = false;
-    let started = tokio::select! {
-        started = &mut starting => started,
-        () = &mut shutdown => {
-            asked = true;
-            info!("stop asked for during start-up: stopping in order once started (a second Ctrl-C stops at once)");
-            tokio::spawn(second_signal_stops_at_once());
-            starting.await
+    let started = {
+        // Dropped at the end of this block: the start-up span ends with start-up.
+        let starting = start(&config, &telemetry, &stop).instrument(info_span!("runbom.start"));
+        let mut starting = std::pin::pin!(starting);
+        tokio::select! {
+            started = &mut starting => started,
+            () = &mut shutdown => {
+                asked = true;
+                info!("stop asked for during start-up: stopping in order once started (a second Ctrl-C stops at once)");
+                tokio::spawn(second_signal_stops_at_once());
+                starting.await
+            }
         }
     };
     let outcome = match started {
