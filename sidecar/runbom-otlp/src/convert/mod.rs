@@ -223,16 +223,19 @@ fn convert_parts(
                     spans.push(span(ev, placement, id, attributes));
                     continue;
                 }
-                (Some(id), Parts::Both | Parts::Logs) => {
-                    Some(span(ev, placement, id, attributes.clone()))
-                }
+                (Some(id), Parts::Both) => Some(span(ev, placement, id, attributes.clone())),
+                (_, Parts::Logs) | (None, _) => None,
+            };
+            // The log record points at the span: the span's ids, or (logs only) the same ids.
+            let trace_id = placement.map_or(&ev.process.trace_id, |p| &p.trace_id);
+            let points_at = match (&span, &id) {
+                (Some(s), _) => Some((&s.trace_id[..], &s.span_id[..])),
+                (None, Some(id)) if parts == Parts::Logs => Some((&trace_id[..], &id[..])),
                 (None, _) => None,
             };
             log_only_attributes(ev, &mut attributes);
-            logs.push(log(ev, span.as_ref(), placement, attributes));
-            if parts == Parts::Both {
-                spans.extend(span);
-            }
+            logs.push(log(ev, points_at, placement, attributes));
+            spans.extend(span);
         }
         if !spans.is_empty() {
             batch.traces.resource_spans.push(ResourceSpans {
@@ -423,12 +426,12 @@ fn joined(a: &str, b: &str) -> String {
     s
 }
 
-/// The log record of an event, pointing at its span when there is one (else, when placed, at
-/// the application span it happened in).
+/// The log record of an event, pointing at its span when there is one (`span`: its trace and
+/// span ids; else, when placed, at the application span it happened in).
 /// `attributes` are the event's, `event.name` included.
 fn log(
     ev: &KernelEvent,
-    span: Option<&Span>,
+    span: Option<(&[u8], &[u8])>,
     placement: Option<&Placement>,
     attributes: Vec<KeyValue>,
 ) -> LogRecord {
@@ -447,7 +450,7 @@ fn log(
         event_name: head.event_name.into(),
         trace_id: span.map_or_else(
             || placement.map(|p| p.trace_id.to_vec()).unwrap_or_default(),
-            |s| s.trace_id.clone(),
+            |(trace_id, _)| trace_id.to_vec(),
         ),
         span_id: span.map_or_else(
             || {
@@ -455,7 +458,7 @@ fn log(
                     .map(|p| p.parent_span_id.to_vec())
                     .unwrap_or_default()
             },
-            |s| s.span_id.clone(),
+            |(_, span_id)| span_id.to_vec(),
         ),
         dropped_attributes_count: head.dropped_attributes_count,
         flags: head.flags,
