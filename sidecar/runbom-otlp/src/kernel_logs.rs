@@ -4,8 +4,9 @@
 //! edits log records builds the request first ([`KernelLogs::to_request`]). Both give the
 //! same bytes: those of [`convert`](crate::convert()) on the same events.
 //!
-//! It holds the events no application span claimed and that have no span of their own (the
-//! log record points at no trace): the bulk of a busy node's events.
+//! It holds events no application span claimed (the bulk of a busy node's events). When their
+//! spans are made too, it holds those spans' ids ([`KernelLogs::with_spans`]): each log record
+//! then points at its event's span, in its process's trace, as `convert`'s would.
 
 use std::{cell::Cell, sync::Arc};
 
@@ -13,7 +14,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use runbom_event::KernelEvent;
 
 use crate::{
-    convert::{ConvertOptions, convert, first_seen_groups, kernel_scope},
+    convert::{ConvertOptions, convert_logs, first_seen_groups, kernel_scope},
     encode::{Measure, Shift},
 };
 
@@ -25,14 +26,38 @@ mod protobuf;
 #[derive(Clone, Debug)]
 pub struct KernelLogs {
     events: Vec<KernelEvent>,
+    /// The id of `events[i]`'s span, if it has one; empty when none has.
+    span_ids: Vec<Option<[u8; 8]>>,
     opts: Arc<ConvertOptions>,
 }
 
 impl KernelLogs {
-    /// `events` as log records under the resources `opts` describes.
+    /// `events` as log records under the resources `opts` describes, pointing at no span.
     #[must_use]
     pub fn new(events: Vec<KernelEvent>, opts: Arc<ConvertOptions>) -> Self {
-        Self { events, opts }
+        Self::with_spans(events, Vec::new(), opts)
+    }
+
+    /// `events` as log records, `events[i]`'s pointing at the span whose id is `span_ids[i]`
+    /// (in its process's trace): the ids [`span_ids`](crate::convert::span_ids) chose for the
+    /// spans [`convert_spans`](crate::convert::convert_spans) makes. A shorter `span_ids`
+    /// leaves the events past its end without a span.
+    #[must_use]
+    pub fn with_spans(
+        events: Vec<KernelEvent>,
+        mut span_ids: Vec<Option<[u8; 8]>>,
+        opts: Arc<ConvertOptions>,
+    ) -> Self {
+        if span_ids.iter().all(Option::is_none) {
+            span_ids.clear();
+        } else {
+            span_ids.resize(events.len(), None);
+        }
+        Self {
+            events,
+            span_ids,
+            opts,
+        }
     }
 
     /// The events, in the order their log records are written within their process.
@@ -54,14 +79,25 @@ impl KernelLogs {
 
     /// Appends `other`'s events (written under `self`'s options).
     pub fn append(&mut self, mut other: KernelLogs) {
+        if !(self.span_ids.is_empty() && other.span_ids.is_empty()) {
+            self.span_ids.resize(self.events.len(), None);
+            other.span_ids.resize(other.events.len(), None);
+            self.span_ids.append(&mut other.span_ids);
+        }
         self.events.append(&mut other.events);
     }
 
     /// The events from `at` on, as their own batch (`self` keeps the first `at`).
     #[must_use]
     pub fn split_off(&mut self, at: usize) -> KernelLogs {
+        let at = at.min(self.events.len());
         KernelLogs {
-            events: self.events.split_off(at.min(self.events.len())),
+            events: self.events.split_off(at),
+            span_ids: if self.span_ids.is_empty() {
+                Vec::new()
+            } else {
+                self.span_ids.split_off(at)
+            },
             opts: self.opts.clone(),
         }
     }
@@ -69,11 +105,12 @@ impl KernelLogs {
     /// The log export request these events make.
     #[must_use]
     pub fn to_request(&self) -> ExportLogsServiceRequest {
-        let opts = ConvertOptions {
-            uncorrelated_spans: false,
-            ..(*self.opts).clone()
-        };
-        convert(&self.events, &[], &opts).logs
+        convert_logs(&self.events, &self.span_ids, &self.opts)
+    }
+
+    /// The id of the span `events[i]`'s log record points at, if any.
+    fn span_id(&self, i: usize) -> Option<&[u8; 8]> {
+        self.span_ids.get(i).and_then(Option::as_ref)
     }
 
     /// The request as protobuf, appended to `out`: the bytes of
@@ -136,7 +173,7 @@ impl KernelLogs {
         // Every option named, so that a new one is compared here too.
         let ConvertOptions {
             host_name,
-            uncorrelated_spans: _, // log records are written without spans either way
+            uncorrelated_spans: _, // the span ids are the events', not chosen by the options
         } = &*self.opts;
         Arc::ptr_eq(&self.opts, &other.opts) || *host_name == other.opts.host_name
     }

@@ -1,18 +1,27 @@
 //! Kernel log records written from the events (`KernelLogs::write_protobuf`, `write_json`)
 //! are those of the typed path (`convert` → `encode_logs` / `write_logs`), byte for byte: over
 //! every kind of event and every optional part, strings that need escaping, processes
-//! interleaved, the empty batch, and random batches. The protobuf is also decoded with prost
-//! and compared with the request field by field, so that a failure names the field.
+//! interleaved, the empty batch, and random batches, each with and without the ids of the
+//! events' spans. The protobuf is also decoded with prost and compared with the request field
+//! by field, so that a failure names the field. Spans made apart (`convert_spans`) and log
+//! records pointing at them are `convert`'s, but for the random span ids.
 
 use std::{net::SocketAddr, sync::Arc};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use std::collections::HashMap;
+
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
+};
 use prost::Message as _;
 use runbom_event::{
     Capture, Detail, GenAi, GrpcCall, HttpRequest, HttpVersion, KernelEvent, McpCall, McpSide,
     McpTransport, ProcessInfo, Transport, genai::ToolCall,
 };
-use runbom_otlp::{ConvertOptions, KernelLogs, encode::encode_logs, json::write::write_logs};
+use runbom_otlp::{
+    ConvertOptions, KernelLogs, convert, convert_spans, encode::encode_logs,
+    json::write::write_logs, span_ids,
+};
 use runbom_testkit::{
     random_events::RandomEvents,
     shadow_run::{event, process, request},
@@ -25,9 +34,94 @@ fn opts() -> Arc<ConvertOptions> {
     })
 }
 
-/// Both writers give the typed path's bytes for `events`.
+/// Both writers give the typed path's bytes for `events`, without spans and with them; the
+/// spans and log records made apart are `convert`'s.
 fn same_as_typed(events: Vec<KernelEvent>) {
-    same_as_typed_logs(&KernelLogs::new(events, opts()));
+    let ids = span_ids(&events);
+    same_as_convert(&events, &ids);
+    same_as_typed_logs(&KernelLogs::new(events.clone(), opts()));
+    same_as_typed_logs(&KernelLogs::with_spans(events, ids, opts()));
+}
+
+/// `convert_spans` and `KernelLogs::with_spans` with the ids `span_ids` chose make what
+/// `convert` makes with `uncorrelated_spans`, span ids aside; every log record but an exit's
+/// points at exactly one span, of its own event, in its process's trace.
+fn same_as_convert(events: &[KernelEvent], ids: &[Option<[u8; 8]>]) {
+    let mut traces = convert_spans(events, ids, &opts());
+    let mut logs = KernelLogs::with_spans(events.to_vec(), ids.to_vec(), opts()).to_request();
+    let mut typed = convert(events, &[], &opts());
+
+    let spans: Vec<_> = traces
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .collect();
+    let records: Vec<_> = logs
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| &s.log_records)
+        .collect();
+    assert_eq!(records.len(), events.len());
+    for record in &records {
+        let pointed: Vec<_> = spans
+            .iter()
+            .filter(|s| !record.span_id.is_empty() && s.span_id == record.span_id)
+            .collect();
+        if record.event_name == "process.exit" {
+            assert!(record.span_id.is_empty() && record.trace_id.is_empty());
+            continue;
+        }
+        // MCP messages carry their own span ids: an event's, shared by no other here.
+        let own: Vec<_> = pointed
+            .iter()
+            .filter(|s| s.start_time_unix_nano == record.time_unix_nano)
+            .collect();
+        assert_eq!(own.len(), 1, "{record:?} points at {} spans", own.len());
+        assert_eq!(own[0].trace_id, record.trace_id, "{record:?}");
+    }
+
+    let (a, b) = (renumbered(&mut traces, &mut logs), {
+        renumbered(&mut typed.traces, &mut typed.logs)
+    });
+    assert_eq!(a, b, "the same spans pointed at");
+    assert_eq!(traces, typed.traces, "convert_spans differs from convert");
+    assert_eq!(logs, typed.logs, "the log records differ from convert's");
+}
+
+/// Replaces every span id with its span's ordinal (in the order the spans come), in the spans
+/// and in the log records pointing at them; returns how many distinct ids there were.
+fn renumbered(
+    traces: &mut ExportTraceServiceRequest,
+    logs: &mut ExportLogsServiceRequest,
+) -> usize {
+    let mut ordinal: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    for span in traces
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        let n = ordinal.len() as u64;
+        let id = ordinal
+            .entry(std::mem::take(&mut span.span_id))
+            .or_insert_with(|| n.to_be_bytes().to_vec());
+        span.span_id.clone_from(id);
+    }
+    for record in logs
+        .resource_logs
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_logs)
+        .flat_map(|s| &mut s.log_records)
+    {
+        if let Some(n) = ordinal.get(&record.span_id) {
+            record.span_id.clone_from(n);
+        } else {
+            assert!(record.span_id.is_empty(), "a record points at no span made");
+        }
+    }
+    ordinal.len()
 }
 
 fn same_as_typed_logs(logs: &KernelLogs) {
@@ -428,6 +522,39 @@ fn appended_and_split_batches_write_as_their_events() {
     logs.append(KernelLogs::new(random.batch(10), opts()));
     let tail = logs.split_off(25);
     assert_eq!((logs.len(), tail.len()), (25, 15));
+    for part in [&logs, &tail] {
+        same_as_typed_logs(part);
+    }
+
+    // With span ids, appended to and after batches without: each record keeps its own.
+    let with = |events: Vec<KernelEvent>| {
+        let ids = span_ids(&events);
+        KernelLogs::with_spans(events, ids, opts())
+    };
+    let (a, b, c) = (random.batch(20), random.batch(20), random.batch(20));
+    let mut logs = KernelLogs::new(a.clone(), opts());
+    let (b, c) = (with(b), with(c));
+    logs.append(b.clone());
+    logs.append(c.clone());
+    let mut want = KernelLogs::new(a, opts()).to_request();
+    for part in [&b, &c] {
+        let part = part.to_request();
+        want.resource_logs.extend(part.resource_logs);
+    }
+    let records = |r: &ExportLogsServiceRequest| {
+        let mut all: Vec<_> = r
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| s.log_records.clone())
+            .map(|l| (l.time_unix_nano, l.span_id, l.trace_id))
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(records(&logs.to_request()), records(&want));
+    let tail = logs.split_off(30);
+    assert_eq!((logs.len(), tail.len()), (30, 30));
     for part in [&logs, &tail] {
         same_as_typed_logs(part);
     }

@@ -1,16 +1,19 @@
 //! Kernel log records written from the events (`Signal::KernelLogs`, what the ebpf receiver
-//! pushes without spans) through real pipelines: merged by `batch`, built into log records for
+//! pushes, with the ids of its events' spans or without spans) through real pipelines: merged by `batch`, built into log records for
 //! a processor that reads them (`k8sattributes`), written by the `file`, `otlp` and `otlphttp`
 //! exporters (into runbom's own OTLP receivers, served in this test), through a persistent queue, and skipped by
 //! `nop` and `debug`. Every record must arrive exactly once wherever it goes, identical to the
-//! log record the typed path (`convert`) builds from the same event.
+//! log record the typed path (`convert`) builds from the same event, and pointing at the span
+//! whose id it was given.
 
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::{
+    collector::logs::v1::ExportLogsServiceRequest, logs::v1::LogRecord,
+};
 use prost::Message as _;
 use runbom_event::{Detail, KernelEvent};
-use runbom_otlp::{ConvertOptions, KernelLogs, convert, json};
+use runbom_otlp::{ConvertOptions, KernelLogs, convert, json, span_ids};
 use runbom_pipeline::{
     GraphSettings, PipelineSpec, ProcessorSpec, Signal, SignalKind, Telemetry,
     exporter::{
@@ -98,6 +101,54 @@ fn batches(rounds: u64) -> Vec<Vec<KernelEvent>> {
                 .collect()
         })
         .collect()
+}
+
+/// Events and their span ids: six batches, every other one with the ids of its events' spans
+/// (as with `uncorrelated_spans`).
+type Batches = Vec<(Vec<KernelEvent>, Vec<Option<[u8; 8]>>)>;
+
+/// [`batches`] of six rounds, every other one with span ids, and the records the typed path
+/// makes of them: `convert`'s, or with span ids given, those `KernelLogs` builds for a
+/// processor that reads them (shown equal to `convert`'s, span ids aside, in `runbom-otlp`).
+fn batches_with_span_ids(opts: &Arc<ConvertOptions>) -> (Batches, BTreeMap<Record, usize>) {
+    let batches: Batches = batches(6)
+        .into_iter()
+        .enumerate()
+        .map(|(i, events)| {
+            let ids = if i % 2 == 0 {
+                span_ids(&events)
+            } else {
+                Vec::new()
+            };
+            (events, ids)
+        })
+        .collect();
+    let typed: Vec<Signal> = batches
+        .iter()
+        .map(|(events, ids)| {
+            Signal::Logs(if ids.is_empty() {
+                convert(events, &[], opts).logs
+            } else {
+                KernelLogs::with_spans(events.clone(), ids.clone(), opts.clone()).to_request()
+            })
+        })
+        .collect();
+    let want = records(typed);
+    assert_eq!(want.len(), 6 * 300, "every event makes a distinct record");
+    assert!(want.values().all(|&n| n == 1));
+    let pointing = want
+        .keys()
+        .filter(|(_, _, r)| {
+            let r = LogRecord::decode(&r[..]).expect("record");
+            !r.span_id.is_empty() && !r.trace_id.is_empty()
+        })
+        .count();
+    assert_eq!(
+        pointing,
+        3 * 300 * 4 / 5,
+        "every record of a span points at it"
+    );
+    (batches, want)
 }
 
 fn network(endpoint: String) -> NetworkSettings {
@@ -195,17 +246,9 @@ async fn kernel_log_records_arrive_once_everywhere_as_the_typed_path_builds_them
         host_name: "node-1".into(),
         uncorrelated_spans: false,
     });
-    let batches = batches(6);
-    // The typed path: the log records `convert` builds, one request per batch.
-    let typed: Vec<Signal> = batches
-        .iter()
-        .map(|events| Signal::Logs(convert(events, &[], &opts).logs))
-        .collect();
-    let want = records(typed);
-    assert_eq!(want.len(), 6 * 300, "every event makes a distinct record");
-    assert!(want.values().all(|&n| n == 1));
-    for events in batches {
-        let logs = Signal::KernelLogs(KernelLogs::new(events, opts.clone()));
+    let (batches, want) = batches_with_span_ids(&opts);
+    for (events, ids) in batches {
+        let logs = Signal::KernelLogs(KernelLogs::with_spans(events, ids, opts.clone()));
         ingest.push_waiting(logs).await;
     }
     drop(ingest);

@@ -4,6 +4,10 @@
 //! (`tests/otlp_sink.py`): every open of this test arrives exactly once through `file`, `otlp`
 //! and `otlphttp`, the three identical, and nothing else is exported for them.
 //!
+//! With spans (the default), the log records are written from the events too, each pointing
+//! at its event's span: through the `file` exporter (OTLP/JSON written from the events), every
+//! open's record points at exactly one exported span, of the same open, in the process's trace.
+//!
 //! Needs root (the probes are loaded into this kernel) and the project's Python venv. Other
 //! tests' processes run beside this one: only this test's pid and watched directory count.
 
@@ -11,7 +15,7 @@ use std::{collections::BTreeMap, fs};
 
 use runbom_testkit::{
     Ready, Runbom, Sink, TempDir,
-    config::{pipeline, service},
+    config::{pipeline, service, traces_and_logs},
     python::canon,
     runbom::stop_summary,
     runbom_bin,
@@ -135,4 +139,70 @@ exporters:
             file.len()
         );
     }
+}
+
+#[test]
+fn with_spans_every_kernel_log_record_points_at_its_events_span() {
+    let dir = TempDir::new("kernel-logs-spans");
+    let watched = dir.path().join("watched");
+    fs::create_dir_all(&watched).expect("create the watched directory");
+    let watched = watched.to_str().expect("UTF-8 path").to_owned();
+    let out = dir.path().join("out");
+    let config = format!(
+        "\
+receivers:
+  ebpf:
+    file:
+      include: [\"{watched}/\"]
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  file:
+    path: {out}
+{service}",
+        out = out.display(),
+        service = service("none", &traces_and_logs(&["ebpf"], &["batch"], &["file"])),
+    );
+    let config = dir.write("runbom.yaml", &config);
+    let runbom = Runbom::start(runbom_bin!(), &config, dir.path(), Ready::ProbesAttached);
+    for i in 0..OPENS {
+        fs::write(format!("{watched}/f{i}"), b"x").expect("write a watched file");
+    }
+    let log = runbom.stop_ok();
+    assert_eq!(
+        stop_summary(&log).get("failed"),
+        Some(&0),
+        "runbom gave up on data:\n{log}"
+    );
+
+    let logs = opens(
+        &format!("otlpjson:{}", out.join("logs.jsonl").display()),
+        &watched,
+    );
+    let traces = canon(
+        "traces",
+        &[format!("otlpjson:{}", out.join("traces.jsonl").display())],
+    );
+    let spans = traces["spans"].as_object().expect("spans by id");
+    assert_eq!(logs.len(), OPENS, "every open has a log record\n{log}");
+    let mut trace_ids = std::collections::BTreeSet::new();
+    for (path, records) in &logs {
+        assert_eq!(records.len(), 1, "{path}: {records:#?}");
+        let record = &records[0];
+        let span_id = record["span_id"].as_str().expect("a span id");
+        let span = &spans[span_id];
+        assert_eq!(
+            attribute(span, "file.path").and_then(|v| v["string_value"].as_str()),
+            Some(path.as_str()),
+            "{path}: the record points at another event's span: {span:#}"
+        );
+        assert_eq!(span["trace_id"], record["trace_id"], "{path}");
+        trace_ids.insert(record["trace_id"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        trace_ids.len(),
+        1,
+        "one trace for the process: {trace_ids:?}"
+    );
 }

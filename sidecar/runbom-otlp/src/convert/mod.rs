@@ -114,6 +114,74 @@ pub fn convert(
     placements: &[Option<Placement>],
     opts: &ConvertOptions,
 ) -> OtlpBatch {
+    convert_parts(events, placements, opts, SpanIds::Chosen, Parts::Both)
+}
+
+/// The span ids of unplaced `events`' spans, chosen now so that spans and log records made
+/// apart ([`convert_spans`], [`KernelLogs::with_spans`](crate::KernelLogs::with_spans)) agree:
+/// `None` for an event that has no span (`process.exit`), an MCP message's own span id, else
+/// a new one.
+#[must_use]
+pub fn span_ids(events: &[KernelEvent]) -> Vec<Option<[u8; 8]>> {
+    events.iter().map(span_id).collect()
+}
+
+/// The spans of unplaced `events` with the ids [`span_ids`] chose (`span_ids[i]` for
+/// `events[i]`; `None`, or a shorter slice: no span): the trace request [`convert`] would
+/// make with `uncorrelated_spans`, had it chosen these ids.
+#[must_use]
+pub fn convert_spans(
+    events: &[KernelEvent],
+    span_ids: &[Option<[u8; 8]>],
+    opts: &ConvertOptions,
+) -> ExportTraceServiceRequest {
+    convert_parts(events, &[], opts, SpanIds::Given(span_ids), Parts::Spans).traces
+}
+
+/// The log records of unplaced `events`, each pointing at the span whose id `span_ids[i]` is
+/// (in its process's trace), if any.
+pub(crate) fn convert_logs(
+    events: &[KernelEvent],
+    span_ids: &[Option<[u8; 8]>],
+    opts: &ConvertOptions,
+) -> ExportLogsServiceRequest {
+    convert_parts(events, &[], opts, SpanIds::Given(span_ids), Parts::Logs).logs
+}
+
+/// The span id of an event's span, `None` when it has none: the one rule [`convert`] and
+/// [`span_ids`] both follow.
+fn span_id(ev: &KernelEvent) -> Option<[u8; 8]> {
+    match &ev.detail {
+        Detail::Exit { .. } => None, // a log only
+        Detail::Mcp(m) => Some(m.span_id),
+        _ => Some(new_span_id()),
+    }
+}
+
+/// Where the ids of the events' spans come from.
+#[derive(Clone, Copy)]
+enum SpanIds<'a> {
+    /// [`span_id`], for a placed event, and for an unplaced one with `uncorrelated_spans`.
+    Chosen,
+    /// Chosen before: `ids[i]` for `events[i]` (the events are unplaced).
+    Given(&'a [Option<[u8; 8]>]),
+}
+
+/// What of the batch is built.
+#[derive(Clone, Copy, PartialEq)]
+enum Parts {
+    Both,
+    Spans,
+    Logs,
+}
+
+fn convert_parts(
+    events: &[KernelEvent],
+    placements: &[Option<Placement>],
+    opts: &ConvertOptions,
+    ids: SpanIds<'_>,
+    parts: Parts,
+) -> OtlpBatch {
     // Group by application (placed) or process run (unplaced), keeping first-seen order.
     let groups = first_seen_groups(events.len(), |i| {
         match placements.get(i).and_then(Option::as_ref) {
@@ -129,22 +197,44 @@ pub fn convert(
             Some(p) => (*p.resource).clone(),
             None => resource(&events[first].process, opts),
         });
-        let mut spans = Vec::with_capacity(group.len());
-        let mut logs = Vec::with_capacity(group.len());
+        let mut spans = Vec::with_capacity(if parts == Parts::Logs { 0 } else { group.len() });
+        let mut logs = Vec::with_capacity(if parts == Parts::Spans {
+            0
+        } else {
+            group.len()
+        });
         for &i in group {
             let ev = &events[i];
             let placement = placements.get(i).and_then(Option::as_ref);
+            let id = match ids {
+                SpanIds::Chosen if placement.is_some() || opts.uncorrelated_spans => span_id(ev),
+                SpanIds::Chosen => None,
+                SpanIds::Given(ids) => ids.get(i).copied().flatten(),
+            };
+            if parts == Parts::Spans && id.is_none() {
+                continue;
+            }
             // The attributes are built once: the span gets a copy, the log record the original
             // with `event.name` added (there is room for it).
             let mut attributes = Vec::with_capacity(17);
             event_attributes_into(ev, placement, &mut attributes);
-            let span = if placement.is_some() || opts.uncorrelated_spans {
-                span(ev, placement, &attributes)
-            } else {
-                None
+            let span = match (id, parts) {
+                (Some(id), Parts::Spans) => {
+                    spans.push(span(ev, placement, id, attributes));
+                    continue;
+                }
+                (Some(id), Parts::Both) => Some(span(ev, placement, id, attributes.clone())),
+                (_, Parts::Logs) | (None, _) => None,
+            };
+            // The log record points at the span: the span's ids, or (logs only) the same ids.
+            let trace_id = placement.map_or(&ev.process.trace_id, |p| &p.trace_id);
+            let points_at = match (&span, &id) {
+                (Some(s), _) => Some((&s.trace_id[..], &s.span_id[..])),
+                (None, Some(id)) if parts == Parts::Logs => Some((&trace_id[..], &id[..])),
+                (None, _) => None,
             };
             log_only_attributes(ev, &mut attributes);
-            logs.push(log(ev, span.as_ref(), placement, attributes));
+            logs.push(log(ev, points_at, placement, attributes));
             spans.extend(span);
         }
         if !spans.is_empty() {
@@ -158,15 +248,17 @@ pub fn convert(
                 schema_url: String::new(),
             });
         }
-        batch.logs.resource_logs.push(ResourceLogs {
-            resource,
-            scope_logs: vec![ScopeLogs {
-                scope: scope.clone(),
-                log_records: logs,
+        if parts != Parts::Spans {
+            batch.logs.resource_logs.push(ResourceLogs {
+                resource,
+                scope_logs: vec![ScopeLogs {
+                    scope: scope.clone(),
+                    log_records: logs,
+                    schema_url: String::new(),
+                }],
                 schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        });
+            });
+        }
     }
     batch
 }
@@ -252,12 +344,18 @@ pub(crate) fn resource_attributes(
     }
 }
 
-/// The span of an event, under its placement's span when it has one; `None` for
-/// `process.exit`, which is a log only.
-fn span(ev: &KernelEvent, placement: Option<&Placement>, attributes: &[KeyValue]) -> Option<Span> {
+/// The span of an event, with the id [`span_id`] chose for it, under its placement's span when
+/// it has one.
+fn span(
+    ev: &KernelEvent,
+    placement: Option<&Placement>,
+    span_id: [u8; 8],
+    attributes: Vec<KeyValue>,
+) -> Span {
     let event = ev.detail.event_name();
     let (name, kind) = match &ev.detail {
-        Detail::Exit { .. } => return None,
+        // Never asked for: `process.exit` has no span id.
+        Detail::Exit { .. } => (event.to_owned(), SpanKind::Internal),
         Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => {
             (joined(event, path), SpanKind::Internal)
         }
@@ -300,14 +398,11 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>, attributes: &[KeyValue]
         message: e.into_owned(),
         code: StatusCode::Error as i32,
     });
-    Some(Span {
+    Span {
         trace_id: placement
             .map_or(ev.process.trace_id, |p| p.trace_id)
             .to_vec(),
-        span_id: match &ev.detail {
-            Detail::Mcp(m) => m.span_id.to_vec(),
-            _ => new_span_id().to_vec(),
-        },
+        span_id: span_id.to_vec(),
         parent_span_id: placement
             .map(|p| p.parent_span_id.to_vec())
             .unwrap_or_default(),
@@ -315,10 +410,10 @@ fn span(ev: &KernelEvent, placement: Option<&Placement>, attributes: &[KeyValue]
         kind: kind as i32,
         start_time_unix_nano: ev.start_ns,
         end_time_unix_nano: ev.end_ns,
-        attributes: attributes.to_vec(),
+        attributes,
         status,
         ..Default::default()
-    })
+    }
 }
 
 /// `a b`, allocated once at its size (`format!` guesses, then grows: two or three copies of
@@ -331,16 +426,16 @@ fn joined(a: &str, b: &str) -> String {
     s
 }
 
-/// The log record of an event, pointing at its span when there is one (else, when placed, at
-/// the application span it happened in).
+/// The log record of an event, pointing at its span when there is one (`span`: its trace and
+/// span ids; else, when placed, at the application span it happened in).
 /// `attributes` are the event's, `event.name` included.
 fn log(
     ev: &KernelEvent,
-    span: Option<&Span>,
+    span: Option<(&[u8], &[u8])>,
     placement: Option<&Placement>,
     attributes: Vec<KeyValue>,
 ) -> LogRecord {
-    let head = log_head(ev);
+    let head = log_head(ev, None);
     let mut body = String::with_capacity(128);
     write_body(ev, &mut body);
     LogRecord {
@@ -355,7 +450,7 @@ fn log(
         event_name: head.event_name.into(),
         trace_id: span.map_or_else(
             || placement.map(|p| p.trace_id.to_vec()).unwrap_or_default(),
-            |s| s.trace_id.clone(),
+            |(trace_id, _)| trace_id.to_vec(),
         ),
         span_id: span.map_or_else(
             || {
@@ -363,16 +458,16 @@ fn log(
                     .map(|p| p.parent_span_id.to_vec())
                     .unwrap_or_default()
             },
-            |s| s.span_id.clone(),
+            |(_, span_id)| span_id.to_vec(),
         ),
         dropped_attributes_count: head.dropped_attributes_count,
         flags: head.flags,
     }
 }
 
-/// An event's log record but its body, attributes and the trace it points at (none: the
-/// writers from events hold events that have no span).
-pub(crate) fn log_head(ev: &KernelEvent) -> LogHead<'static> {
+/// An unplaced event's log record but its body and attributes; pointing at the span whose id
+/// is `span_id` (in the process's trace) when the event has one.
+pub(crate) fn log_head<'a>(ev: &'a KernelEvent, span_id: Option<&'a [u8; 8]>) -> LogHead<'a> {
     let failed = error(ev).is_some();
     LogHead {
         time_unix_nano: ev.start_ns,
@@ -385,8 +480,11 @@ pub(crate) fn log_head(ev: &KernelEvent) -> LogHead<'static> {
         severity_text: if failed { "WARN" } else { "INFO" },
         dropped_attributes_count: 0,
         flags: 0,
-        trace_id: &[],
-        span_id: &[],
+        trace_id: match span_id {
+            Some(_) => &ev.process.trace_id,
+            None => &[],
+        },
+        span_id: span_id.map_or(&[], |id| id),
         event_name: ev.detail.event_name(),
     }
 }

@@ -6,7 +6,6 @@
 use std::cell::Cell;
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use runbom_event::KernelEvent;
 
 use super::KernelLogs;
 use crate::{
@@ -48,7 +47,7 @@ pub(super) fn write(
                             Some(scope),
                             |out| {
                                 w::array_with(out, group, |out, &i| {
-                                    record(out, &logs.events[i], &mut body, scratch);
+                                    record(out, logs, i, &mut body, scratch);
                                 });
                             },
                             "",
@@ -61,13 +60,20 @@ pub(super) fn write(
     });
 }
 
-/// One event's log record.
-fn record(out: &mut Vec<u8>, ev: &KernelEvent, body: &mut String, scratch: &Cell<String>) {
+/// The log record of `logs`' event `i`.
+fn record(
+    out: &mut Vec<u8>,
+    logs: &KernelLogs,
+    i: usize,
+    body: &mut String,
+    scratch: &Cell<String>,
+) {
+    let ev = &logs.events[i];
     body.clear();
     convert::write_body(ev, body);
     w::log_record_with(
         out,
-        &convert::log_head(ev),
+        &convert::log_head(ev, logs.span_id(i)),
         |out| w::string_value(out, body),
         |out| {
             attributes(out, scratch, |a| {

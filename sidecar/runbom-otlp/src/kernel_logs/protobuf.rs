@@ -6,7 +6,6 @@
 use std::cell::Cell;
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use runbom_event::KernelEvent;
 
 use super::KernelLogs;
 use crate::{
@@ -50,7 +49,7 @@ pub(super) fn walk<P: Pass>(
                             |p, tag| {
                                 for &i in group {
                                     p.message_sized(tag, encode::ROOM_RECORD, |p| {
-                                        record(p, &logs.events[i], body, scratch);
+                                        record(p, logs, i, body, scratch);
                                     });
                                 }
                             },
@@ -64,13 +63,20 @@ pub(super) fn walk<P: Pass>(
     }
 }
 
-/// One event's log record.
-fn record<P: Pass>(p: &mut P, ev: &KernelEvent, body: &mut String, scratch: &Cell<String>) {
+/// The log record of `logs`' event `i`.
+fn record<P: Pass>(
+    p: &mut P,
+    logs: &KernelLogs,
+    i: usize,
+    body: &mut String,
+    scratch: &Cell<String>,
+) {
+    let ev = &logs.events[i];
     body.clear();
     convert::write_body(ev, body);
     encode::log_record_with(
         p,
-        &convert::log_head(ev),
+        &convert::log_head(ev, logs.span_id(i)),
         Some(|p: &mut P| encode::string_value(p, body)),
         |p, tag| {
             let mut a = Attributes { p, tag, scratch };

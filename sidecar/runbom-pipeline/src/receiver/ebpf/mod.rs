@@ -8,10 +8,12 @@
 //!
 //! With a `correlate` processor configured, the task hands the events to it instead
 //! (`docs/correlation.md`): it converts them once it knows where they belong. Without one,
-//! conversion is shared by `workers` tasks, by process ([`shard`]). Without spans for the
-//! events (`uncorrelated_spans: false`) their log records are not built here at all: they go
-//! down the logs pipelines as the events ([`Signal::KernelLogs`]), which the exporters write
-//! straight to the wire and a processor that reads records builds ([`crate::processor::typed`]).
+//! conversion is shared by `workers` tasks, by process ([`shard`]). The events' log records
+//! are not built here at all: they go down the logs pipelines as the events
+//! ([`Signal::KernelLogs`]), which the exporters write straight to the wire and a processor that
+//! reads records builds ([`crate::processor::typed`]). With spans for the events
+//! (`uncorrelated_spans`, the default) the spans are built, with ids chosen before, and the
+//! kernel log records carry those ids.
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
@@ -27,8 +29,9 @@ use runbom_kernel::{
     reader::{self, ReaderStats},
 };
 use runbom_otlp::{
-    ConvertOptions, KernelLogs, convert,
+    ConvertOptions, KernelLogs, convert_spans,
     signal::{Signal, SignalKind},
+    span_ids,
 };
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -300,24 +303,28 @@ async fn hand_over(
     }
 }
 
-/// Pushes `events` as OTLP: without spans for them, as kernel log records written from the
-/// events (nothing is built unless a processor reads them); with spans, as the span and log
-/// requests `convert` builds (each log record points at its event's span).
+/// Pushes `events` as OTLP: their log records as kernel log records written from the events
+/// (nothing is built unless a processor reads them); with spans for them, the span request
+/// first, built, and each log record pointing at its event's span (ids chosen once for both).
 async fn push(events: Vec<KernelEvent>, ingest: &Ingest, opts: &Arc<ConvertOptions>) {
     if events.is_empty() {
         return;
     }
-    if !opts.uncorrelated_spans {
-        if ingest.accepts(SignalKind::Logs) {
-            let logs = KernelLogs::new(events, opts.clone());
-            ingest.push_waiting(Signal::KernelLogs(logs)).await;
+    let span_ids = if opts.uncorrelated_spans {
+        let ids = span_ids(&events);
+        if ingest.accepts(SignalKind::Traces) {
+            let traces = Signal::Traces(convert_spans(&events, &ids, opts));
+            if !traces.is_empty() {
+                ingest.push_waiting(traces).await;
+            }
         }
-        return;
-    }
-    for signal in convert(&events, &[], opts).into_signals() {
-        if ingest.accepts(signal.kind()) {
-            ingest.push_waiting(signal).await;
-        }
+        ids
+    } else {
+        Vec::new()
+    };
+    if ingest.accepts(SignalKind::Logs) {
+        let logs = KernelLogs::with_spans(events, span_ids, opts.clone());
+        ingest.push_waiting(Signal::KernelLogs(logs)).await;
     }
 }
 
