@@ -159,6 +159,22 @@ impl Signal {
         }
     }
 
+    /// The request as one line of OTLP/JSON (without the newline), appended to `out`: trace
+    /// and log requests through [`crate::json::write`], kernel log records from their events
+    /// ([`KernelLogs::write_json`]), metrics through `serde_json`.
+    ///
+    /// # Errors
+    /// Only a metrics request `serde_json` cannot write.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        match self {
+            Self::Traces(r) => crate::json::write::write_traces(r, out),
+            Self::Logs(r) => crate::json::write::write_logs(r, out),
+            Self::Metrics(r) => serde_json::to_writer(out, r)?,
+            Self::KernelLogs(k) => k.write_json(out),
+        }
+        Ok(())
+    }
+
     /// An empty request of `kind`.
     #[must_use]
     pub fn empty(kind: SignalKind) -> Self {

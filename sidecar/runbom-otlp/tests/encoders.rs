@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::collector::{
 use prost::Message as _;
 use runbom_otlp::{
     encode::{encode_logs, encode_traces},
-    json::write::{write_logs, write_signal, write_traces},
+    json::write::{write_logs, write_traces},
     signal::Signal,
 };
 use runbom_testkit::{random::RandomRequests, requests};
@@ -59,7 +59,9 @@ fn sample_requests_encode_as_prost_does() {
         metrics.encode_to_vec()
     );
     let mut json = Vec::new();
-    write_signal(&Signal::Metrics(metrics.clone()), &mut json).expect("serializes");
+    Signal::Metrics(metrics.clone())
+        .write_json(&mut json)
+        .expect("serializes");
     same_json(&json, &serde_json::to_vec(&metrics).expect("serializes"));
 }
 

@@ -15,18 +15,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status},
 };
 
-use crate::{convert::LogHead, signal::Signal};
-
-/// `signal` as one line of OTLP/JSON (without the newline), appended to `out`.
-pub fn write_signal(signal: &Signal, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    match signal {
-        Signal::Traces(r) => write_traces(r, out),
-        Signal::Logs(r) => write_logs(r, out),
-        Signal::Metrics(r) => serde_json::to_writer(out, r)?,
-        Signal::KernelLogs(k) => k.write_json(out),
-    }
-    Ok(())
-}
+use crate::convert::LogHead;
 
 /// A trace export request as OTLP/JSON, appended to `out`.
 pub fn write_traces(r: &ExportTraceServiceRequest, out: &mut Vec<u8>) {

@@ -18,7 +18,7 @@ use std::{
 };
 
 use runbom_otlp::{
-    json::{signal_files, write::write_signal},
+    json::signal_files,
     signal::{Signal, SignalKind},
 };
 use serde::Deserialize;
@@ -301,7 +301,7 @@ impl FileExporter {
             SignalKind::Metrics => &mut self.metrics,
         };
         let mut line = self.line.take();
-        let written = match write_signal(signal, &mut line) {
+        let written = match signal.write_json(&mut line) {
             Ok(()) => {
                 line.push(b'\n');
                 output.write(&line, &self.rotation)
