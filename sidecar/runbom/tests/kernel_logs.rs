@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, fs};
 
 use runbom_testkit::{
     Ready, Runbom, Sink, TempDir,
-    config::{pipeline, service, traces_and_logs},
+    config::{pipeline, service, start_kernel_to_file},
     python::canon,
     runbom::stop_summary,
     runbom_bin,
@@ -147,25 +147,11 @@ fn with_spans_every_kernel_log_record_points_at_its_events_span() {
     let watched = dir.path().join("watched");
     fs::create_dir_all(&watched).expect("create the watched directory");
     let watched = watched.to_str().expect("UTF-8 path").to_owned();
-    let out = dir.path().join("out");
-    let config = format!(
-        "\
-receivers:
-  ebpf:
-    file:
-      include: [\"{watched}/\"]
-processors:
-  batch:
-    timeout: 200ms
-exporters:
-  file:
-    path: {out}
-{service}",
-        out = out.display(),
-        service = service("none", &traces_and_logs(&["ebpf"], &["batch"], &["file"])),
+    let (runbom, out) = start_kernel_to_file(
+        runbom_bin!(),
+        &dir,
+        &format!("    file:\n      include: [\"{watched}/\"]"),
     );
-    let config = dir.write("runbom.yaml", &config);
-    let runbom = Runbom::start(runbom_bin!(), &config, dir.path(), Ready::ProbesAttached);
     for i in 0..OPENS {
         fs::write(format!("{watched}/f{i}"), b"x").expect("write a watched file");
     }
