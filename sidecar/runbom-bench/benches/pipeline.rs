@@ -16,7 +16,8 @@
 //! no component reads (the kernel path without correlation), as protobuf and as OTLP/JSON: the
 //! typed path (`convert` into `opentelemetry-proto` types, `encode_logs` / `write_logs`, the
 //! request dropped) next to `KernelLogs::write_protobuf` / `write_json`, which write the same
-//! bytes from the events.
+//! bytes from the events. The `kernel_spans` group does the same for the events' spans
+//! (`convert_spans`, `encode_traces` / `write_traces` next to `KernelSpans`' writers).
 //!
 //! The `http` group runs the same LLM calls inside TLS over HTTP/1.1 (head, body and status
 //! records per request) and over HTTP/2 (one connection: HPACK-encoded HEADERS and DATA written,
@@ -46,7 +47,7 @@ use runbom_common::{
 use runbom_event::KernelEvent;
 use runbom_kernel::{Enricher, clock::BootClock, proctable::ProcessTable};
 use runbom_otlp::{
-    ConvertOptions, KernelLogs, OtlpBatch, convert,
+    ConvertOptions, KernelLogs, KernelSpans, OtlpBatch, convert,
     encode::{encode_logs, encode_traces},
     json::write::{write_logs, write_traces},
     signal::Signal,
@@ -472,7 +473,11 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
     });
     group.finish();
 
-    kernel_logs(c);
+    kernel_records(c, "kernel_logs", false, KernelLogs::new);
+    kernel_records(c, "kernel_spans", true, |events, opts| {
+        let ids = runbom_otlp::span_ids(&events);
+        KernelSpans::of(KernelLogs::with_spans(events, ids, opts))
+    });
 
     // HTTP inside TLS: the same LLM calls over HTTP/1.1 and HTTP/2, per request.
     let mut group = c.benchmark_group("http");
@@ -491,79 +496,138 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
     group.finish();
 }
 
-/// The log records of events no component reads: built as the request and written, or written
-/// from the events (the same bytes).
-fn kernel_logs(c: &mut Criterion<ThreadCpu>) {
+/// Kernel log records or spans, written as protobuf and OTLP/JSON: built as the request and
+/// written (the typed path), or written from the events (the same bytes).
+trait Written {
+    fn len(&self) -> usize;
+    fn typed_protobuf(&self, out: &mut Vec<u8>);
+    fn write_protobuf(&self, out: &mut Vec<u8>);
+    fn write_protobuf_measured(&self, out: &mut Vec<u8>);
+    fn typed_json(&self, out: &mut Vec<u8>);
+    fn write_json(&self, out: &mut Vec<u8>);
+}
+
+impl Written for KernelLogs {
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn typed_protobuf(&self, out: &mut Vec<u8>) {
+        encode_logs(&self.to_request(), out);
+    }
+    fn write_protobuf(&self, out: &mut Vec<u8>) {
+        self.write_protobuf(out);
+    }
+    fn write_protobuf_measured(&self, out: &mut Vec<u8>) {
+        self.write_protobuf_measured(out);
+    }
+    fn typed_json(&self, out: &mut Vec<u8>) {
+        write_logs(&self.to_request(), out);
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json(out);
+    }
+}
+
+impl Written for KernelSpans {
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn typed_protobuf(&self, out: &mut Vec<u8>) {
+        encode_traces(&self.to_request(), out);
+    }
+    fn write_protobuf(&self, out: &mut Vec<u8>) {
+        self.write_protobuf(out);
+    }
+    fn write_protobuf_measured(&self, out: &mut Vec<u8>) {
+        self.write_protobuf_measured(out);
+    }
+    fn typed_json(&self, out: &mut Vec<u8>) {
+        write_traces(&self.to_request(), out);
+    }
+    fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json(out);
+    }
+}
+
+/// The log records or spans (`make`) of events no component reads, for each corpus: the typed
+/// path next to the writers from the events. Throughput is per event.
+fn kernel_records<W: Written>(
+    c: &mut Criterion<ThreadCpu>,
+    group_name: &str,
+    spans: bool,
+    make: impl Fn(Vec<KernelEvent>, Arc<ConvertOptions>) -> W,
+) {
     let opts = Arc::new(ConvertOptions {
-        uncorrelated_spans: false,
+        uncorrelated_spans: spans,
         ..options()
     });
-    let mut group = c.benchmark_group("kernel_logs");
+    let mut group = c.benchmark_group(group_name);
     for (name, records) in [("mixed", mixed()), ("file_open", opens_only())] {
-        let logs = KernelLogs::new(enrich_all(&mut enricher(), &records), opts.clone());
+        let events = enrich_all(&mut enricher(), &records);
+        let n = events.len();
+        let written = make(events, opts.clone());
         let (mut typed, mut ours) = (Vec::new(), Vec::new());
-        logs.write_protobuf(&mut ours);
-        encode_logs(&logs.to_request(), &mut typed);
+        written.write_protobuf(&mut ours);
+        written.typed_protobuf(&mut typed);
         assert!(ours == typed, "{name}: the same protobuf");
         // Room for the largest output, so that its growth is not counted.
         let mut out = Vec::with_capacity(4 << 20);
-        let n = logs.len();
         let allocations = [
             alloc::per_item(n, || {
                 out.clear();
-                encode_logs(&logs.to_request(), &mut out);
+                written.typed_protobuf(&mut out);
             }),
             alloc::per_item(n, || {
                 out.clear();
-                logs.write_protobuf(&mut out);
+                written.write_protobuf(&mut out);
             }),
             alloc::per_item(n, || {
                 out.clear();
-                write_logs(&logs.to_request(), &mut out);
+                written.typed_json(&mut out);
             }),
             alloc::per_item(n, || {
                 out.clear();
-                logs.write_json(&mut out);
+                written.write_json(&mut out);
             }),
         ];
         eprintln!(
-            "allocations per event, kernel_logs {name}: protobuf {:.2} typed, {:.2} from the \
+            "allocations per event, {group_name} {name}: protobuf {:.2} typed, {:.2} from the \
              events; OTLP/JSON {:.2} typed, {:.2} from the events",
             allocations[0], allocations[1], allocations[2], allocations[3]
         );
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_function(format!("{name}/protobuf: convert+encode_logs"), |b| {
+        group.bench_function(format!("{name}/protobuf: typed (convert, encode)"), |b| {
             b.iter(|| {
                 out.clear();
-                encode_logs(&black_box(&logs).to_request(), &mut out);
+                black_box(&written).typed_protobuf(&mut out);
                 out.len()
             });
         });
         group.bench_function(format!("{name}/protobuf: write_protobuf"), |b| {
             b.iter(|| {
                 out.clear();
-                black_box(&logs).write_protobuf(&mut out);
+                black_box(&written).write_protobuf(&mut out);
                 out.len()
             });
         });
         group.bench_function(format!("{name}/protobuf: measured, then written"), |b| {
             b.iter(|| {
                 out.clear();
-                black_box(&logs).write_protobuf_measured(&mut out);
+                black_box(&written).write_protobuf_measured(&mut out);
                 out.len()
             });
         });
-        group.bench_function(format!("{name}/json: convert+write_logs"), |b| {
+        group.bench_function(format!("{name}/json: typed (convert, write)"), |b| {
             b.iter(|| {
                 out.clear();
-                write_logs(&black_box(&logs).to_request(), &mut out);
+                black_box(&written).typed_json(&mut out);
                 out.len()
             });
         });
         group.bench_function(format!("{name}/json: write_json"), |b| {
             b.iter(|| {
                 out.clear();
-                black_box(&logs).write_json(&mut out);
+                black_box(&written).write_json(&mut out);
                 out.len()
             });
         });

@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::{
 };
 use std::mem::MaybeUninit;
 
-use crate::convert::LogHead;
+use crate::convert::{LogHead, SpanHead};
 
 use prost::encoding::encoded_len_varint;
 
@@ -288,6 +288,15 @@ pub(crate) const ROOM_GROUP: usize = 3;
 /// 16 KiB.
 pub(crate) const ROOM_RECORD: usize = 2;
 
+// A `ResourceSpans` has the fields of a `ResourceLogs` (resource 1, scopes 2, schema URL 3),
+// a `ScopeSpans` those of a `ScopeLogs` (scope 1, items 2, schema URL 3), and a trace request's
+// `resource_spans` the tag of a log request's `resource_logs`: the spans written from kernel
+// events ([`crate::kernel_logs`]) go through the same functions.
+pub(crate) use {
+    resource_logs_message as resource_spans_message, resource_logs_with as resource_spans_with,
+    scope_logs_with as scope_spans_with,
+};
+
 fn resource_spans<P: Pass>(p: &mut P, r: &ResourceSpans) {
     if let Some(res) = &r.resource {
         p.message(1, |p| resource(p, res));
@@ -433,6 +442,30 @@ fn span<P: Pass>(p: &mut P, s: &Span) {
         p.message(15, |p| status(p, st));
     }
     p.opt_fixed32(16, s.flags);
+}
+
+/// A kernel event's span ([`crate::kernel_logs`]): the fields of [`span`], in its order, of a
+/// span with no parent, trace state, events, links or flags; `attributes` writes the
+/// `KeyValue`s under the tag it is given.
+pub(crate) fn kernel_span_with<P: Pass>(
+    p: &mut P,
+    head: &SpanHead<'_>,
+    attributes: impl FnOnce(&mut P, u32),
+) {
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    p.opt_bytes(1, head.trace_id);
+    p.opt_bytes(2, head.span_id);
+    p.string(5, head.name);
+    p.enumeration(6, head.kind);
+    p.opt_fixed64(7, head.start_time_unix_nano);
+    p.opt_fixed64(8, head.end_time_unix_nano);
+    attributes(p, 9);
+    if let Some(message) = &head.error {
+        p.message(15, |p| {
+            p.string(2, message);
+            p.enumeration(3, StatusCode::Error as i32);
+        });
+    }
 }
 
 fn event<P: Pass>(p: &mut P, e: &span::Event) {

@@ -1,5 +1,5 @@
-//! Kernel events on their way out as OTLP log records, not yet built as `opentelemetry-proto`
-//! types. An exporter writes them as protobuf or OTLP/JSON from the events themselves
+//! Kernel events on their way out as OTLP log records and spans ([`KernelSpans`]), not yet
+//! built as `opentelemetry-proto` types. An exporter writes them as protobuf or OTLP/JSON from the events themselves
 //! ([`KernelLogs::write_protobuf`], [`KernelLogs::write_json`]); a component that reads or
 //! edits log records builds the request first ([`KernelLogs::to_request`]). Both give the
 //! same bytes: those of [`convert`](crate::convert()) on the same events.
@@ -20,6 +20,9 @@ use crate::{
 
 mod json;
 mod protobuf;
+mod spans;
+
+pub use spans::KernelSpans;
 
 /// Events to be exported as log records, grouped by process as [`convert`](crate::convert())
 /// groups them.

@@ -2,7 +2,7 @@
 //! types ([`signal`]) and OTLP/JSON as the file exporter writes it and the HTTP receiver takes
 //! it ([`json`]), protobuf of trace and log requests with lengths computed once ([`encode`]),
 //! an encoded request cut into smaller ones ([`split`]), and kernel events written as log
-//! records without building the request first ([`kernel_logs`]).
+//! records and spans without building the request first ([`kernel_logs`]).
 
 pub mod convert;
 pub mod encode;
@@ -11,7 +11,7 @@ pub mod kernel_logs;
 pub mod signal;
 pub mod split;
 
-pub use kernel_logs::KernelLogs;
+pub use kernel_logs::{KernelLogs, KernelSpans};
 
 pub use convert::{
     ConvertOptions, OtlpBatch, Placement, convert, event_attributes, process_resource,

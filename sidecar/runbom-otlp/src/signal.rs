@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::collector::{
 };
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
-use crate::kernel_logs::KernelLogs;
+use crate::kernel_logs::{KernelLogs, KernelSpans};
 
 /// Which telemetry signal a pipeline carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,13 +50,16 @@ pub enum Signal {
     /// component that reads or edits log records takes it as [`Signal::Logs`] through
     /// [`Signal::into_typed`].
     KernelLogs(KernelLogs),
+    /// A trace export request still held as kernel events (their spans): as
+    /// [`Signal::KernelLogs`], taken as [`Signal::Traces`] through [`Signal::into_typed`].
+    KernelSpans(KernelSpans),
 }
 
 impl Signal {
     #[must_use]
     pub fn kind(&self) -> SignalKind {
         match self {
-            Self::Traces(_) => SignalKind::Traces,
+            Self::Traces(_) | Self::KernelSpans(_) => SignalKind::Traces,
             Self::Logs(_) | Self::KernelLogs(_) => SignalKind::Logs,
             Self::Metrics(_) => SignalKind::Metrics,
         }
@@ -74,6 +77,7 @@ impl Signal {
                 |s| s.metrics.iter().map(|m| data_points(m.data.as_ref())).sum(),
             ),
             Self::KernelLogs(k) => k.len(),
+            Self::KernelSpans(k) => k.len(),
         }
     }
 
@@ -84,6 +88,7 @@ impl Signal {
             Self::Logs(r) => r.resource_logs.is_empty(),
             Self::Metrics(r) => r.resource_metrics.is_empty(),
             Self::KernelLogs(k) => k.is_empty(),
+            Self::KernelSpans(k) => k.is_empty(),
         }
     }
 
@@ -92,24 +97,20 @@ impl Signal {
     ///
     /// Kernel log records join kernel log records as events (one resource per process over
     /// both: the same records, in the same order within each process, under fewer copies of
-    /// their resources); mixed with log records already built, or written under other
-    /// options, both are built and their resources appended.
+    /// their resources), and kernel spans kernel spans; mixed with records already built, or
+    /// written under other options, both are built and their resources appended.
     pub fn merge(&mut self, other: Signal) -> Result<(), Signal> {
         match (self, other) {
             (Self::Traces(a), Self::Traces(b)) => a.resource_spans.extend(b.resource_spans),
             (Self::Logs(a), Self::Logs(b)) => a.resource_logs.extend(b.resource_logs),
             (Self::Metrics(a), Self::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
             (Self::KernelLogs(a), Self::KernelLogs(b)) if a.writes_like(&b) => a.append(b),
+            (Self::KernelSpans(a), Self::KernelSpans(b)) if a.writes_like(&b) => a.append(b),
             (this, other)
-                if this.kind() == SignalKind::Logs && other.kind() == SignalKind::Logs =>
+                if this.kind() == other.kind() && (this.is_kernel() || other.is_kernel()) =>
             {
-                let Self::Logs(a) = this.typed_mut() else {
-                    unreachable!("typed_mut builds log records into Signal::Logs")
-                };
-                let Self::Logs(b) = other.into_typed() else {
-                    unreachable!("into_typed builds log records into Signal::Logs")
-                };
-                a.resource_logs.extend(b.resource_logs);
+                // Both typed now: merged by the arms above.
+                return this.typed_mut().merge(other.into_typed());
             }
             (_, other) => return Err(other),
         }
@@ -117,8 +118,8 @@ impl Signal {
     }
 
     /// The request as `opentelemetry-proto` types: kernel log records are built into
-    /// [`Signal::Logs`] (the same request [`Signal::write_protobuf`] writes); any other
-    /// signal is returned as it is. What every component that reads or edits records goes
+    /// [`Signal::Logs`], kernel spans into [`Signal::Traces`] (the same request
+    /// [`Signal::write_protobuf`] writes); any other signal is returned as it is. What every component that reads or edits records goes
     /// through.
     #[must_use]
     pub fn into_typed(mut self) -> Signal {
@@ -128,15 +129,24 @@ impl Signal {
 
     /// [`Signal::into_typed`] in place; returns the typed request.
     pub fn typed_mut(&mut self) -> &mut Signal {
-        if let Self::KernelLogs(k) = self {
-            *self = Self::Logs(k.to_request());
+        match self {
+            Self::KernelLogs(k) => *self = Self::Logs(k.to_request()),
+            Self::KernelSpans(k) => *self = Self::Traces(k.to_request()),
+            _ => {}
         }
         self
     }
 
+    /// Whether the request is still held as kernel events ([`Signal::into_typed`] builds it).
+    #[must_use]
+    pub fn is_kernel(&self) -> bool {
+        matches!(self, Self::KernelLogs(_) | Self::KernelSpans(_))
+    }
+
     /// The request as protobuf: trace and log requests through [`crate::encode`] (each
-    /// nested message measured once), kernel log records from their events
-    /// ([`KernelLogs::write_protobuf`]), metrics through prost. The bytes are prost's.
+    /// nested message measured once), kernel log records and spans from their events
+    /// ([`KernelLogs::write_protobuf`], [`KernelSpans::write_protobuf`]), metrics through
+    /// prost. The bytes are prost's.
     #[must_use]
     pub fn to_protobuf(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -156,12 +166,14 @@ impl Signal {
                 let _ = r.encode(out);
             }
             Self::KernelLogs(k) => k.write_protobuf(out),
+            Self::KernelSpans(k) => k.write_protobuf(out),
         }
     }
 
     /// The request as one line of OTLP/JSON (without the newline), appended to `out`: trace
-    /// and log requests through [`crate::json::write`], kernel log records from their events
-    /// ([`KernelLogs::write_json`]), metrics through `serde_json`.
+    /// and log requests through [`crate::json::write`], kernel log records and spans from their
+    /// events ([`KernelLogs::write_json`], [`KernelSpans::write_json`]), metrics through
+    /// `serde_json`.
     ///
     /// # Errors
     /// Only a metrics request `serde_json` cannot write.
@@ -171,6 +183,7 @@ impl Signal {
             Self::Logs(r) => crate::json::write::write_logs(r, out),
             Self::Metrics(r) => serde_json::to_writer(out, r)?,
             Self::KernelLogs(k) => k.write_json(out),
+            Self::KernelSpans(k) => k.write_json(out),
         }
         Ok(())
     }

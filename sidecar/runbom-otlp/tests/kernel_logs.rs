@@ -1,9 +1,11 @@
-//! Kernel log records written from the events (`KernelLogs::write_protobuf`, `write_json`)
-//! are those of the typed path (`convert` → `encode_logs` / `write_logs`), byte for byte: over
+//! Kernel log records and spans written from the events (`KernelLogs::write_protobuf`,
+//! `write_json`, and `KernelSpans`' same) are those of the typed path (`convert` /
+//! `convert_spans` → `encode_logs` / `write_logs`, `encode_traces` / `write_traces`), byte for
+//! byte: over
 //! every kind of event and every optional part, strings that need escaping, processes
 //! interleaved, the empty batch, and random batches, each with and without the ids of the
 //! events' spans. The protobuf is also decoded with prost and compared with the request field
-//! by field, so that a failure names the field. Spans made apart (`convert_spans`) and log
+//! by field (log records) or whole (spans), so that a failure names the field. Spans made apart (`convert_spans`) and log
 //! records pointing at them are `convert`'s, but for the random span ids.
 
 use std::{net::SocketAddr, sync::Arc};
@@ -19,8 +21,10 @@ use runbom_event::{
     McpTransport, ProcessInfo, Transport, genai::ToolCall,
 };
 use runbom_otlp::{
-    ConvertOptions, KernelLogs, convert, convert_spans, encode::encode_logs,
-    json::write::write_logs, span_ids,
+    ConvertOptions, KernelLogs, KernelSpans, convert, convert_spans,
+    encode::{encode_logs, encode_traces},
+    json::write::{write_logs, write_traces},
+    span_ids,
 };
 use runbom_testkit::{
     random_events::RandomEvents,
@@ -40,7 +44,9 @@ fn same_as_typed(events: Vec<KernelEvent>) {
     let ids = span_ids(&events);
     same_as_convert(&events, &ids);
     same_as_typed_logs(&KernelLogs::new(events.clone(), opts()));
-    same_as_typed_logs(&KernelLogs::with_spans(events, ids, opts()));
+    let with_spans = KernelLogs::with_spans(events, ids, opts());
+    same_as_typed_logs(&with_spans);
+    same_as_typed_spans(&KernelSpans::of(with_spans));
 }
 
 /// `convert_spans` and `KernelLogs::with_spans` with the ids `span_ids` chose make what
@@ -153,14 +159,57 @@ fn same_as_typed_logs(logs: &KernelLogs) {
     write_logs(&request, &mut typed);
     let mut ours = b"[".to_vec();
     logs.write_json(&mut ours);
-    let ours = &ours[1..];
+    same_json(&ours[1..], &typed);
+}
+
+/// The spans written from the events are `convert_spans`' request as `encode_traces` and
+/// `write_traces` write it.
+fn same_as_typed_spans(spans: &KernelSpans) {
+    let request = spans.to_request();
+    let n: usize = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    assert_eq!(spans.len(), n);
+
+    let mut typed = Vec::new();
+    encode_traces(&request, &mut typed);
+    for (way, write) in [
+        (
+            "one walk",
+            KernelSpans::write_protobuf as fn(&KernelSpans, &mut Vec<u8>),
+        ),
+        ("measured", KernelSpans::write_protobuf_measured),
+    ] {
+        let mut ours = b"prefix".to_vec();
+        write(spans, &mut ours);
+        assert_eq!(&ours[..6], b"prefix");
+        let ours = &ours[6..];
+        let decoded = ExportTraceServiceRequest::decode(ours).expect("decodes");
+        assert_eq!(decoded, request, "{way}: the spans decoded");
+        assert!(
+            ours == typed,
+            "{way}: the protobuf differs from encode_traces's"
+        );
+    }
+
+    let mut typed = Vec::new();
+    write_traces(&request, &mut typed);
+    let mut ours = b"[".to_vec();
+    spans.write_json(&mut ours);
+    same_json(&ours[1..], &typed);
+}
+
+fn same_json(ours: &[u8], typed: &[u8]) {
     if ours != typed {
         let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).expect("JSON");
-        assert_eq!(parse(ours), parse(&typed), "the JSON differs");
+        assert_eq!(parse(ours), parse(typed), "the JSON differs");
         panic!(
             "the JSON differs only in its bytes:\n{}\n{}",
             String::from_utf8_lossy(ours),
-            String::from_utf8_lossy(&typed)
+            String::from_utf8_lossy(typed)
         );
     }
 }
@@ -558,4 +607,21 @@ fn appended_and_split_batches_write_as_their_events() {
     for part in [&logs, &tail] {
         same_as_typed_logs(part);
     }
+}
+
+#[test]
+fn appended_spans_write_as_their_events() {
+    let mut random = RandomEvents::new(11, 4);
+    let with = |events: Vec<KernelEvent>| {
+        let ids = span_ids(&events);
+        KernelSpans::of(KernelLogs::with_spans(events, ids, opts()))
+    };
+    let mut spans = with(random.batch(30));
+    let more = with(random.batch(10));
+    let want = spans.len() + more.len();
+    spans.append(more);
+    // Events without span ids add no span.
+    spans.append(KernelSpans::of(KernelLogs::new(random.batch(5), opts())));
+    assert_eq!(spans.len(), want);
+    same_as_typed_spans(&spans);
 }

@@ -74,8 +74,8 @@ impl ProcessorSpec {
         }
     }
 
-    /// Whether the processor reads or edits records (it then takes kernel log records built
-    /// as OTLP log records, [`processor::typed`]); `batch` and `memory_limiter` take them as
+    /// Whether the processor reads or edits records (it then takes kernel log records and
+    /// spans built as OTLP, [`processor::typed`]); `batch` and `memory_limiter` take them as
     /// they are.
     #[must_use]
     pub fn reads_records(&self) -> bool {
@@ -433,9 +433,9 @@ impl Graph {
         let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.metrics()));
         for (spec, (mut rx, input_tx)) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
-            // Kernel log records come only into logs pipelines, from receivers: built into
-            // log records once, before the first processor that reads them.
-            let mut typed = spec.signal != SignalKind::Logs;
+            // Kernel log records and spans come only into logs and traces pipelines, from
+            // receivers: built once, before the first processor that reads them.
+            let mut typed = spec.signal == SignalKind::Metrics;
             for (at, p) in spec.processors.iter().enumerate() {
                 if !typed && p.reads_records() {
                     let (tx, next) = mpsc::channel(settings.channel_capacity);

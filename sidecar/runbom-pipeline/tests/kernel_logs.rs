@@ -1,19 +1,23 @@
-//! Kernel log records written from the events (`Signal::KernelLogs`, what the ebpf receiver
-//! pushes, with the ids of its events' spans or without spans) through real pipelines: merged by `batch`, built into log records for
-//! a processor that reads them (`k8sattributes`), written by the `file`, `otlp` and `otlphttp`
-//! exporters (into runbom's own OTLP receivers, served in this test), through a persistent queue, and skipped by
-//! `nop` and `debug`. Every record must arrive exactly once wherever it goes, identical to the
-//! log record the typed path (`convert`) builds from the same event, and pointing at the span
-//! whose id it was given.
+//! Kernel log records and spans written from the events (`Signal::KernelLogs`,
+//! `Signal::KernelSpans`: what the ebpf receiver pushes, log records with the ids of their
+//! events' spans or without spans) through real pipelines: merged by `batch`, built for a
+//! processor that reads them (`k8sattributes`), written by the `file`, `otlp` and `otlphttp`
+//! exporters (into runbom's own OTLP receivers, served in this test), through a persistent
+//! queue, and skipped by `nop` and `debug`. Every record and span must arrive exactly once
+//! wherever it goes, identical to what the typed path (`convert`, `convert_spans`) builds from
+//! the same event, each log record pointing at the span whose id it was given.
 
 use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
 
 use opentelemetry_proto::tonic::{
-    collector::logs::v1::ExportLogsServiceRequest, logs::v1::LogRecord,
+    collector::logs::v1::ExportLogsServiceRequest, common::v1::InstrumentationScope,
+    logs::v1::LogRecord, resource::v1::Resource,
 };
 use prost::Message as _;
-use runbom_event::{Detail, KernelEvent};
-use runbom_otlp::{ConvertOptions, KernelLogs, convert, json, span_ids};
+use runbom_event::{Detail, KernelEvent, ProcessInfo};
+use runbom_otlp::{
+    ConvertOptions, KernelLogs, KernelSpans, convert, convert_spans, json, span_ids,
+};
 use runbom_pipeline::{
     GraphSettings, PipelineSpec, ProcessorSpec, Signal, SignalKind, Telemetry,
     exporter::{
@@ -33,46 +37,70 @@ use runbom_testkit::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// One log record where it arrived: its resource, scope and record, each as protobuf.
+/// One log record or span where it arrived: its resource, scope and record, each as protobuf.
 type Record = (Vec<u8>, Vec<u8>, Vec<u8>);
 
-/// How many times each record arrived.
+/// How many times each log record or span arrived.
 fn records(requests: impl IntoIterator<Item = Signal>) -> BTreeMap<Record, usize> {
     let mut seen = BTreeMap::new();
-    for signal in requests {
-        let Signal::Logs(request) = signal.into_typed() else {
-            panic!("a logs pipeline carried another signal")
+    let mut count =
+        |resource: &Option<Resource>, scope: &Option<InstrumentationScope>, items: Vec<Vec<u8>>| {
+            let resource = resource.clone().unwrap_or_default().encode_to_vec();
+            let scope = scope.clone().unwrap_or_default().encode_to_vec();
+            for item in items {
+                *seen
+                    .entry((resource.clone(), scope.clone(), item))
+                    .or_default() += 1;
+            }
         };
-        for r in request.resource_logs {
-            let resource = r.resource.unwrap_or_default().encode_to_vec();
-            for s in r.scope_logs {
-                let scope = s.scope.unwrap_or_default().encode_to_vec();
-                for record in s.log_records {
-                    let key = (resource.clone(), scope.clone(), record.encode_to_vec());
-                    *seen.entry(key).or_default() += 1;
+    for signal in requests {
+        match signal.into_typed() {
+            Signal::Logs(request) => {
+                for r in request.resource_logs {
+                    for s in r.scope_logs {
+                        let items = s.log_records.iter().map(|l| l.encode_to_vec()).collect();
+                        count(&r.resource, &s.scope, items);
+                    }
                 }
             }
+            Signal::Traces(request) => {
+                for r in request.resource_spans {
+                    for s in r.scope_spans {
+                        let items = s.spans.iter().map(|l| l.encode_to_vec()).collect();
+                        count(&r.resource, &s.scope, items);
+                    }
+                }
+            }
+            _ => panic!("a pipeline carried another signal"),
         }
     }
     seen
 }
 
-/// The requests of a `file` exporter's `logs.jsonl`.
-fn file_requests(dir: &Path) -> Vec<Signal> {
-    let text = std::fs::read_to_string(dir.join("logs.jsonl"))
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+/// The requests of a `file` exporter's `logs.jsonl` or `traces.jsonl`.
+fn file_requests(dir: &Path, kind: SignalKind) -> Vec<Signal> {
+    let path = dir.join(format!("{}.jsonl", kind.as_str()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .map(|line| {
-            json::decode(SignalKind::Logs, line.as_bytes())
-                .unwrap_or_else(|e| panic!("{}: a line that is not OTLP/JSON: {e}", dir.display()))
+            json::decode(kind, line.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: a line that is not OTLP/JSON: {e}", path.display()))
         })
         .collect()
 }
 
 /// `rounds` batches of events of five processes, every event kind the contract logs.
 fn batches(rounds: u64) -> Vec<Vec<KernelEvent>> {
-    let processes: Vec<_> = (0..5)
-        .map(|i| process(7100 + i, 1, &format!("/usr/bin/agent-{i}")))
+    let processes: Vec<_> = (0..5u8)
+        .map(|i| {
+            let p = process(7100 + u32::from(i), 1, &format!("/usr/bin/agent-{i}"));
+            // A trace of its own, as the process table gives: receivers drop spans in the
+            // all-zero trace.
+            Arc::new(ProcessInfo {
+                trace_id: [i + 1; 16],
+                ..(*p).clone()
+            })
+        })
         .collect();
     let mut t = 1_800_000_000_000_000_000;
     (0..rounds)
@@ -166,20 +194,28 @@ fn network(endpoint: String) -> NetworkSettings {
     }
 }
 
-fn spec(name: &str, processors: Vec<ProcessorSpec>, exporters: &[&str]) -> PipelineSpec {
+fn spec(
+    name: &str,
+    signal: SignalKind,
+    processors: Vec<ProcessorSpec>,
+    exporters: &[&str],
+) -> PipelineSpec {
     PipelineSpec {
         name: name.into(),
-        signal: SignalKind::Logs,
+        signal,
         receivers: vec!["ebpf".into()],
         processors,
         exporters: exporters.iter().map(|&e| e.to_owned()).collect(),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kernel_log_records_arrive_once_everywhere_as_the_typed_path_builds_them() {
-    let dir = TempDir::new("kernel-logs");
-    let mut sink = Harness::new(&[SignalKind::Logs], 1024, Duration::from_secs(10));
+/// `signals` (of `kind`, as the ebpf receiver pushes them) through a pipeline with `batch`
+/// into the `file`, `otlp`, `otlphttp`, `nop` and `debug` exporters and a `file` behind a
+/// persistent queue, and one with `k8sattributes` (which builds them) and `batch` into a
+/// `file`: each must have got `want`, the OTLP receivers `want` twice.
+async fn through_pipelines(kind: SignalKind, signals: Vec<Signal>, want: &BTreeMap<Record, usize>) {
+    let dir = TempDir::new("kernel-records");
+    let mut sink = Harness::new(&[kind], 1024, Duration::from_secs(10));
     // As a gateway behind runbom receives: runbom's own attributes are taken as they are.
     let gateway = Limits {
         trust_runbom_attributes: true,
@@ -202,11 +238,17 @@ async fn kernel_log_records_arrive_once_everywhere_as_the_typed_path_builds_them
     });
     let specs = [
         spec(
-            "logs",
+            kind.as_str(),
+            kind,
             vec![batch.clone()],
             &["file", "otlp", "otlphttp", "nop", "debug", "file/queued"],
         ),
-        spec("logs/typed", vec![k8s, batch], &["file/typed"]),
+        spec(
+            &format!("{}/typed", kind.as_str()),
+            kind,
+            vec![k8s, batch],
+            &["file/typed"],
+        ),
     ];
     let mut queues = PersistentQueues::new();
     queues.insert(
@@ -241,46 +283,79 @@ async fn kernel_log_records_arrive_once_everywhere_as_the_typed_path_builds_them
     let ingest = graph
         .take_ingest("ebpf")
         .expect("the ebpf receiver's ingest");
-
-    let opts = Arc::new(ConvertOptions {
-        host_name: "node-1".into(),
-        uncorrelated_spans: false,
-    });
-    let (batches, want) = batches_with_span_ids(&opts);
-    for (events, ids) in batches {
-        let logs = Signal::KernelLogs(KernelLogs::with_spans(events, ids, opts.clone()));
-        ingest.push_waiting(logs).await;
+    for signal in signals {
+        ingest.push_waiting(signal).await;
     }
     drop(ingest);
     graph.drain(Duration::from_secs(30)).await;
 
     for file in ["file", "file/typed", "file/queued"] {
-        let got = records(file_requests(&out(file)));
+        let got = records(file_requests(&out(file), kind));
         assert!(
-            got == want,
+            got == *want,
             "{file}: the records differ from the typed path's"
         );
     }
     let mut received = Vec::new();
-    while let Ok(signal) = sink.logs.try_recv() {
+    let arrived = match kind {
+        SignalKind::Logs => &mut sink.logs,
+        _ => &mut sink.traces,
+    };
+    while let Ok(signal) = arrived.try_recv() {
         received.push(signal);
     }
     // Sent twice, by `otlp` and by `otlphttp`.
     let twice: BTreeMap<Record, usize> = want.keys().map(|k| (k.clone(), 2)).collect();
+    let got = records(received);
     assert!(
-        records(received) == twice,
+        got == twice,
         "the OTLP receivers did not get every record once from each exporter"
     );
+}
+
+fn opts() -> Arc<ConvertOptions> {
+    Arc::new(ConvertOptions {
+        host_name: "node-1".into(),
+        uncorrelated_spans: false,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_log_records_arrive_once_everywhere_as_the_typed_path_builds_them() {
+    let opts = opts();
+    let (batches, want) = batches_with_span_ids(&opts);
+    let signals = batches
+        .into_iter()
+        .map(|(events, ids)| Signal::KernelLogs(KernelLogs::with_spans(events, ids, opts.clone())))
+        .collect();
+    through_pipelines(SignalKind::Logs, signals, &want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_spans_arrive_once_everywhere_as_the_typed_path_builds_them() {
+    let opts = opts();
+    let (batches, _) = batches_with_span_ids(&opts);
+    let typed = batches
+        .iter()
+        .map(|(events, ids)| Signal::Traces(convert_spans(events, ids, &opts)));
+    let want = records(typed);
+    assert_eq!(want.len(), 3 * 300 * 4 / 5, "a span per event but an exit");
+    assert!(want.values().all(|&n| n == 1));
+    let signals = batches
+        .into_iter()
+        .map(|(events, ids)| {
+            let logs = KernelLogs::with_spans(events, ids, opts.clone());
+            Signal::KernelSpans(KernelSpans::of(logs))
+        })
+        .collect();
+    through_pipelines(SignalKind::Traces, signals, &want).await;
 }
 
 /// Kernel log records merged (as `batch` merges them) write the records of the requests
 /// they were made of, in each process's order; mixed with built log records, both are built.
 #[test]
 fn merged_kernel_log_records_are_the_typed_requests_records() {
-    let opts = Arc::new(ConvertOptions {
-        host_name: "node-1".into(),
-        uncorrelated_spans: false,
-    });
+    let opts = opts();
     let [a, b, c]: [Vec<KernelEvent>; 3] = batches(3).try_into().expect("three batches");
     let typed = |events: &[KernelEvent]| convert(events, &[], &opts).logs;
     let mut merged = Signal::KernelLogs(KernelLogs::new(a.clone(), opts.clone()));
@@ -317,4 +392,36 @@ fn merged_kernel_log_records_are_the_typed_requests_records() {
         assert!(times.is_sorted(), "a process's records out of order");
     }
     assert_eq!(resource_logs.len(), 5, "one resource per process");
+}
+
+/// Kernel spans merged as `batch` merges them stay events while they meet kernel spans, and
+/// are built once mixed with built spans: the spans of the requests they were made of.
+#[test]
+fn merged_kernel_spans_are_the_typed_requests_spans() {
+    let opts = opts();
+    let [a, b, c]: [Vec<KernelEvent>; 3] = batches(3).try_into().expect("three batches");
+    let ids = [&a, &b, &c].map(|events| span_ids(events));
+    let spans = |events: &[KernelEvent], ids: &[Option<[u8; 8]>]| {
+        let logs = KernelLogs::with_spans(events.to_vec(), ids.to_vec(), opts.clone());
+        Signal::KernelSpans(KernelSpans::of(logs))
+    };
+    let mut merged = spans(&a, &ids[0]);
+    merged
+        .merge(spans(&b, &ids[1]))
+        .expect("kernel spans merge");
+    assert!(matches!(merged, Signal::KernelSpans(_)), "still events");
+    assert_eq!(merged.item_count(), 2 * 300 * 4 / 5);
+    merged
+        .merge(Signal::Traces(convert_spans(&c, &ids[2], &opts)))
+        .expect("spans merge");
+    assert!(matches!(merged, Signal::Traces(_)), "built once mixed");
+    let want = [(&a, &ids[0]), (&b, &ids[1]), (&c, &ids[2])]
+        .map(|(events, ids)| Signal::Traces(convert_spans(events, ids, &opts)));
+    assert!(records([merged]) == records(want));
+
+    let logs = Signal::KernelLogs(KernelLogs::new(a.clone(), opts.clone()));
+    assert!(
+        spans(&a, &ids[0]).merge(logs).is_err(),
+        "spans take no log records"
+    );
 }

@@ -2,7 +2,8 @@
 //! `correlate`: its events go down a logs pipeline as kernel log records, written by each
 //! exporter from the events. Against the real kernel and a real OTLP receiver
 //! (`tests/otlp_sink.py`): every open of this test arrives exactly once through `file`, `otlp`
-//! and `otlphttp`, the three identical, and nothing else is exported for them.
+//! and `otlphttp`, the three identical, and nothing else is exported for them. The same for
+//! the events' spans (the default) down a traces pipeline: written from the events too.
 //!
 //! With spans (the default), the log records are written from the events too, each pointing
 //! at its event's span: through the `file` exporter (OTLP/JSON written from the events), every
@@ -37,10 +38,36 @@ fn attribute<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
 /// The log records of `source` (canonical form) about this process's files under `watched`,
 /// by path.
 fn opens(source: &str, watched: &str) -> BTreeMap<String, Vec<Value>> {
-    let canon = canon("logs", &[source.to_owned()]);
+    opens_of("logs", source, watched)
+}
+
+/// The log records (`signal` "logs") or spans ("traces") of `source` (canonical form) about
+/// this process's files under `watched`, by path.
+fn opens_of(signal: &str, source: &str, watched: &str) -> BTreeMap<String, Vec<Value>> {
+    let canon = canon(signal, &[source.to_owned()]);
+    let items: Vec<&Value> = match signal {
+        "logs" => canon["logs"]
+            .as_array()
+            .expect("log records")
+            .iter()
+            .collect(),
+        _ => {
+            assert!(
+                canon["duplicate_span_ids"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty),
+                "{source}: a span arrived twice"
+            );
+            canon["spans"]
+                .as_object()
+                .expect("spans by id")
+                .values()
+                .collect()
+        }
+    };
     let pid = i64::from(std::process::id()).to_string();
     let mut by_path: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for record in canon["logs"].as_array().expect("log records") {
+    for record in items {
         let ours = attribute(&record["resource"], "process.pid")
             .is_some_and(|v| v["int_value"].as_str() == Some(pid.as_str()));
         let path = attribute(record, "file.path").and_then(|v| v["string_value"].as_str());
@@ -50,15 +77,19 @@ fn opens(source: &str, watched: &str) -> BTreeMap<String, Vec<Value>> {
             by_path
                 .entry(path.to_owned())
                 .or_default()
-                .push(record.clone());
+                .push((*record).clone());
         }
     }
     by_path
 }
 
-#[test]
-fn kernel_log_records_reach_file_otlp_and_otlphttp_once_and_the_same() {
-    let dir = TempDir::new("kernel-logs");
+/// What runbom exported of this test's opens through `file`, `otlp` and `otlphttp` in a
+/// `signal` pipeline (with spans for the events or not), by path, each exporter's.
+fn opens_through_three_exporters(
+    signal: &str,
+    spans: bool,
+) -> [(&'static str, BTreeMap<String, Vec<Value>>); 3] {
+    let dir = TempDir::new(&format!("kernel-{signal}"));
     let watched = dir.path().join("watched");
     fs::create_dir_all(&watched).expect("create the watched directory");
     let watched = watched.to_str().expect("UTF-8 path").to_owned();
@@ -68,7 +99,7 @@ fn kernel_log_records_reach_file_otlp_and_otlphttp_once_and_the_same() {
         "\
 receivers:
   ebpf:
-    uncorrelated_spans: false
+    uncorrelated_spans: {spans}
     file:
       include: [\"{watched}/\"]
 processors:
@@ -89,7 +120,7 @@ exporters:
         http = sink.http_port,
         service = service(
             "none",
-            &pipeline("logs", &["ebpf"], &["batch"], &["file", "otlp", "otlphttp"])
+            &pipeline(signal, &["ebpf"], &["batch"], &["file", "otlp", "otlphttp"])
         ),
     );
     let config = dir.write("runbom.yaml", &config);
@@ -107,21 +138,40 @@ exporters:
     let (grpc, http) = (sink.source("grpc"), sink.source("http"));
     sink.finish();
 
+    let other = if signal == "logs" { "traces" } else { "logs" };
+    let other = out.join(format!("{other}.jsonl"));
     assert!(
-        !out.join("traces.jsonl").exists()
-            || fs::read_to_string(out.join("traces.jsonl")).is_ok_and(|t| t.is_empty()),
-        "a logs-only runbom wrote spans"
+        !other.exists() || fs::read_to_string(&other).is_ok_and(|t| t.is_empty()),
+        "a {signal}-only runbom wrote {}",
+        other.display()
     );
-    let file = opens(
-        &format!("otlpjson:{}", out.join("logs.jsonl").display()),
-        &watched,
-    );
-    assert_eq!(
-        file.len(),
-        OPENS,
-        "every open has a log record in the file\n{log}"
-    );
-    for (path, records) in &file {
+    let file = format!("otlpjson:{}", out.join(format!("{signal}.jsonl")).display());
+    let file = opens_of(signal, &file, &watched);
+    assert_eq!(file.len(), OPENS, "every open is in the file\n{log}");
+    [
+        ("file", file),
+        ("otlp", opens_of(signal, &grpc, &watched)),
+        ("otlphttp", opens_of(signal, &http, &watched)),
+    ]
+}
+
+/// Every exporter got what `file` got.
+fn the_same(exported: &[(&str, BTreeMap<String, Vec<Value>>)]) {
+    let file = &exported[0].1;
+    for (exporter, got) in &exported[1..] {
+        assert!(
+            got == file,
+            "{exporter}: what arrived differs from the file exporter's ({} paths vs {})",
+            got.len(),
+            file.len()
+        );
+    }
+}
+
+#[test]
+fn kernel_log_records_reach_file_otlp_and_otlphttp_once_and_the_same() {
+    let exported = opens_through_three_exporters("logs", false);
+    for (path, records) in &exported[0].1 {
         assert_eq!(records.len(), 1, "{path}: {records:#?}");
         let record = &records[0];
         assert_eq!(record["event_name"], "file.open", "{record:#}");
@@ -130,15 +180,22 @@ exporters:
             "a log record without a span points at none: {record:#}"
         );
     }
-    for (exporter, source) in [("otlp", grpc), ("otlphttp", http)] {
-        let got = opens(&source, &watched);
+    the_same(&exported);
+}
+
+#[test]
+fn kernel_spans_reach_file_otlp_and_otlphttp_once_and_the_same() {
+    let exported = opens_through_three_exporters("traces", true);
+    for (path, spans) in &exported[0].1 {
+        assert_eq!(spans.len(), 1, "{path}: {spans:#?}");
+        let span = &spans[0];
+        assert_eq!(span["name"], format!("file.open {path}"), "{span:#}");
         assert!(
-            got == file,
-            "{exporter}: the records differ from the file exporter's ({} paths vs {})",
-            got.len(),
-            file.len()
+            span.get("parent_span_id").is_none(),
+            "an uncorrelated span has no parent: {span:#}"
         );
     }
+    the_same(&exported);
 }
 
 #[test]

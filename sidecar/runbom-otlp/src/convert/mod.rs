@@ -327,48 +327,8 @@ fn span(
     span_id: [u8; 8],
     attributes: Vec<KeyValue>,
 ) -> Span {
-    let event = ev.detail.event_name();
-    let (name, kind) = match &ev.detail {
-        // Never asked for: `process.exit` has no span id.
-        Detail::Exit { .. } => (event.to_owned(), SpanKind::Internal),
-        Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => {
-            (joined(event, path), SpanKind::Internal)
-        }
-        // IPv6 addresses in brackets, so that `host:port` stays unambiguous.
-        Detail::Connect { remote, .. } => (
-            match remote.ip() {
-                IpAddr::V4(ip) => format!("{event} {ip}:{}", remote.port()),
-                IpAddr::V6(ip) => format!("{event} [{ip}]:{}", remote.port()),
-            },
-            SpanKind::Client,
-        ),
-        Detail::Accept { peer } => (
-            match peer {
-                Some(p) => format!("{event} {}", p.ip()),
-                None => format!("{event} unknown"),
-            },
-            SpanKind::Server,
-        ),
-        Detail::DnsQuery { name, .. } => (joined(event, name), SpanKind::Client),
-        Detail::Mcp(m) => (
-            m.span_name(),
-            match m.side {
-                runbom_event::McpSide::Client => SpanKind::Client,
-                runbom_event::McpSide::Server => SpanKind::Server,
-            },
-        ),
-        Detail::HttpRequest(h) => (
-            format!(
-                "{event} {} {}",
-                h.method,
-                // `server.address`: the Host header without its port.
-                h.host
-                    .as_deref()
-                    .map_or("unknown", |host| split_host_port(host).0)
-            ),
-            SpanKind::Client,
-        ),
-    };
+    let mut name = String::with_capacity(64);
+    let kind = write_span_name(ev, &mut name);
     let status = error(ev).map(|e| Status {
         message: e.into_owned(),
         code: StatusCode::Error as i32,
@@ -391,14 +351,87 @@ fn span(
     }
 }
 
-/// `a b`, allocated once at its size (`format!` guesses, then grows: two or three copies of
-/// a path).
-fn joined(a: &str, b: &str) -> String {
-    let mut s = String::with_capacity(a.len() + 1 + b.len());
-    s.push_str(a);
-    s.push(' ');
-    s.push_str(b);
-    s
+/// The name of an event's span, appended to `name`; returns the span's kind.
+fn write_span_name(ev: &KernelEvent, name: &mut String) -> SpanKind {
+    use std::fmt::Write as _;
+    let event = ev.detail.event_name();
+    // Writing into a `String` cannot fail.
+    match &ev.detail {
+        // Never asked for: `process.exit` has no span id.
+        Detail::Exit { .. } => {
+            name.push_str(event);
+            SpanKind::Internal
+        }
+        Detail::Exec { path, .. } | Detail::FileOpen { path, .. } => {
+            push_all(name, &[event, " ", path]);
+            SpanKind::Internal
+        }
+        // IPv6 addresses in brackets, so that `host:port` stays unambiguous.
+        Detail::Connect { remote, .. } => {
+            let _ = match remote.ip() {
+                IpAddr::V4(ip) => write!(name, "{event} {ip}:{}", remote.port()),
+                IpAddr::V6(ip) => write!(name, "{event} [{ip}]:{}", remote.port()),
+            };
+            SpanKind::Client
+        }
+        Detail::Accept { peer } => {
+            let _ = match peer {
+                Some(p) => write!(name, "{event} {}", p.ip()),
+                None => write!(name, "{event} unknown"),
+            };
+            SpanKind::Server
+        }
+        Detail::DnsQuery { name: query, .. } => {
+            push_all(name, &[event, " ", query]);
+            SpanKind::Client
+        }
+        Detail::Mcp(m) => {
+            name.push_str(&m.method);
+            if let Some(target) = &m.target {
+                push_all(name, &[" ", target]);
+            }
+            match m.side {
+                runbom_event::McpSide::Client => SpanKind::Client,
+                runbom_event::McpSide::Server => SpanKind::Server,
+            }
+        }
+        Detail::HttpRequest(h) => {
+            push_all(
+                name,
+                &[
+                    event,
+                    " ",
+                    &h.method,
+                    " ",
+                    // `server.address`: the Host header without its port.
+                    h.host
+                        .as_deref()
+                        .map_or("unknown", |host| split_host_port(host).0),
+                ],
+            );
+            SpanKind::Client
+        }
+    }
+}
+
+/// An unplaced event's span but its attributes, with the id `span_id`, in its process's trace:
+/// its name written into `name` (a buffer kept across events).
+pub(crate) fn span_head<'a>(
+    ev: &'a KernelEvent,
+    span_id: &'a [u8; 8],
+    name: &'a mut String,
+) -> SpanHead<'a> {
+    name.clear();
+    let kind = write_span_name(ev, name);
+    SpanHead {
+        trace_id: &ev.process.trace_id,
+        span_id,
+        name,
+        kind: kind as i32,
+        start_time_unix_nano: ev.start_ns,
+        end_time_unix_nano: ev.end_ns,
+        error: error(ev),
+    }
 }
 
 /// The log record of an event, pointing at its span when there is one (`span`: its trace and
@@ -627,5 +660,20 @@ impl<'a> LogHead<'a> {
         }
     }
 }
+/// The fields of an unplaced kernel event's span but its attributes (no parent, trace state,
+/// events, links or flags), as the writers of [`crate::encode`] and [`crate::json::write`] take
+/// them.
+#[derive(Clone, Debug)]
+pub(crate) struct SpanHead<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub name: &'a str,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    /// The status message of a failed event (its status code is then `ERROR`).
+    pub error: Option<std::borrow::Cow<'static, str>>,
+}
+
 #[cfg(test)]
 mod tests;

@@ -15,12 +15,17 @@ use opentelemetry_proto::tonic::{
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status},
 };
 
-use crate::convert::LogHead;
+use crate::convert::{LogHead, SpanHead};
 
 /// A trace export request as OTLP/JSON, appended to `out`.
 pub fn write_traces(r: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
+    write_traces_with(out, |out| array(out, &r.resource_spans, resource_spans));
+}
+
+/// A trace export request object: `resource_spans` writes the array of `ResourceSpans`.
+pub(crate) fn write_traces_with(out: &mut Vec<u8>, resource_spans: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(b"{\"resourceSpans\":");
-    array(out, &r.resource_spans, resource_spans);
+    resource_spans(out);
     out.push(b'}');
 }
 
@@ -37,22 +42,53 @@ pub(crate) fn write_logs_with(out: &mut Vec<u8>, resource_logs: impl FnOnce(&mut
 }
 
 fn resource_spans(out: &mut Vec<u8>, r: &ResourceSpans) {
+    resource_spans_with(
+        out,
+        |out| option(out, r.resource.as_ref(), resource),
+        |out| array(out, &r.scope_spans, scope_spans),
+        &r.schema_url,
+    );
+}
+
+/// A `ResourceSpans` object: `resource` writes the Resource (or `null`), `scope_spans` the
+/// array of `ScopeSpans`.
+pub(crate) fn resource_spans_with(
+    out: &mut Vec<u8>,
+    resource: impl FnOnce(&mut Vec<u8>),
+    scope_spans: impl FnOnce(&mut Vec<u8>),
+    schema_url: &str,
+) {
     out.extend_from_slice(b"{\"resource\":");
-    option(out, r.resource.as_ref(), resource);
+    resource(out);
     out.extend_from_slice(b",\"scopeSpans\":");
-    array(out, &r.scope_spans, scope_spans);
+    scope_spans(out);
     out.extend_from_slice(b",\"schemaUrl\":");
-    string(out, &r.schema_url);
+    string(out, schema_url);
     out.push(b'}');
 }
 
 fn scope_spans(out: &mut Vec<u8>, s: &ScopeSpans) {
+    scope_spans_with(
+        out,
+        s.scope.as_ref(),
+        |out| array(out, &s.spans, span),
+        &s.schema_url,
+    );
+}
+
+/// A `ScopeSpans` object: `spans` writes the array of spans.
+pub(crate) fn scope_spans_with(
+    out: &mut Vec<u8>,
+    scope: Option<&InstrumentationScope>,
+    spans: impl FnOnce(&mut Vec<u8>),
+    schema_url: &str,
+) {
     out.extend_from_slice(b"{\"scope\":");
-    option(out, s.scope.as_ref(), scope);
+    option(out, scope, self::scope);
     out.extend_from_slice(b",\"spans\":");
-    array(out, &s.spans, span);
+    spans(out);
     out.extend_from_slice(b",\"schemaUrl\":");
-    string(out, &s.schema_url);
+    string(out, schema_url);
     out.push(b'}');
 }
 
@@ -177,6 +213,46 @@ fn span(out: &mut Vec<u8>, s: &Span) {
     number(out, s.dropped_links_count);
     out.extend_from_slice(b",\"status\":");
     option(out, s.status.as_ref(), status);
+    out.push(b'}');
+}
+
+/// A kernel event's span ([`crate::kernel_logs`]): the object [`span`] writes for a span with
+/// no parent, trace state, events, links or flags; `attributes` writes the array of
+/// `KeyValue`s.
+pub(crate) fn kernel_span_with(
+    out: &mut Vec<u8>,
+    head: &SpanHead<'_>,
+    attributes: impl FnOnce(&mut Vec<u8>),
+) {
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    out.extend_from_slice(b"{\"traceId\":");
+    hex(out, head.trace_id);
+    out.extend_from_slice(b",\"spanId\":");
+    hex(out, head.span_id);
+    out.extend_from_slice(b",\"traceState\":\"\",\"parentSpanId\":\"\",\"flags\":0,\"name\":");
+    string(out, head.name);
+    out.extend_from_slice(b",\"kind\":");
+    number(out, head.kind);
+    out.extend_from_slice(b",\"startTimeUnixNano\":");
+    quoted_number(out, head.start_time_unix_nano);
+    out.extend_from_slice(b",\"endTimeUnixNano\":");
+    quoted_number(out, head.end_time_unix_nano);
+    out.extend_from_slice(b",\"attributes\":");
+    attributes(out);
+    out.extend_from_slice(
+        b",\"droppedAttributesCount\":0,\"events\":[],\"droppedEventsCount\":0,\"links\":[],\
+          \"droppedLinksCount\":0,\"status\":",
+    );
+    match &head.error {
+        Some(message) => {
+            out.extend_from_slice(b"{\"message\":");
+            string(out, message);
+            out.extend_from_slice(b",\"code\":");
+            number(out, StatusCode::Error as i32);
+            out.push(b'}');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
     out.push(b'}');
 }
 

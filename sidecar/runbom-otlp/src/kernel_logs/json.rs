@@ -1,14 +1,16 @@
-//! The log export request as OTLP/JSON, written from the events: the objects of
+//! The log and trace export requests as OTLP/JSON, written from the events: the objects of
 //! [`crate::json::write`] (its field order, escaping, ids and times), fed from the events by
-//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a
-//! built request.
+//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record and a span instead of
+//! from a built request.
 
 use std::cell::Cell;
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use runbom_event::ProcessInfo;
 
 use super::KernelLogs;
 use crate::{
+    ConvertOptions,
     convert::{self, AttributeSink},
     json::write as w,
 };
@@ -28,18 +30,7 @@ pub(super) fn write(
             let process = &logs.events[group[0]].process;
             w::resource_logs_with(
                 out,
-                |out| {
-                    w::resource_with(
-                        out,
-                        |out| {
-                            attributes(out, scratch, |a| {
-                                convert::resource_attributes(process, &logs.opts, a);
-                            });
-                        },
-                        0,
-                        &[],
-                    );
-                },
+                |out| resource(out, process, &logs.opts, scratch),
                 |out| {
                     w::array_with(out, [()], |out, ()| {
                         w::scope_logs_with(
@@ -58,6 +49,75 @@ pub(super) fn write(
             );
         });
     });
+}
+
+/// The whole trace request: every group's spans (but a group without spans).
+pub(super) fn write_spans(
+    out: &mut Vec<u8>,
+    events: &KernelLogs,
+    groups: &[Vec<usize>],
+    scope: &InstrumentationScope,
+) {
+    let mut name = String::with_capacity(128);
+    let scratch = Cell::new(String::with_capacity(64));
+    let scratch = &scratch;
+    let with_spans = groups
+        .iter()
+        .filter(|group| group.iter().any(|&i| events.span_id(i).is_some()));
+    w::write_traces_with(out, |out| {
+        w::array_with(out, with_spans, |out, group| {
+            let process = &events.events[group[0]].process;
+            w::resource_spans_with(
+                out,
+                |out| resource(out, process, &events.opts, scratch),
+                |out| {
+                    w::array_with(out, [()], |out, ()| {
+                        w::scope_spans_with(
+                            out,
+                            Some(scope),
+                            |out| {
+                                let spans = group
+                                    .iter()
+                                    .filter_map(|&i| Some((&events.events[i], events.span_id(i)?)));
+                                w::array_with(out, spans, |out, (ev, id)| {
+                                    w::kernel_span_with(
+                                        out,
+                                        &convert::span_head(ev, id, &mut name),
+                                        |out| {
+                                            attributes(out, scratch, |a| {
+                                                convert::event_attributes_into(ev, None, a);
+                                            });
+                                        },
+                                    );
+                                });
+                            },
+                            "",
+                        );
+                    });
+                },
+                "",
+            );
+        });
+    });
+}
+
+/// The Resource of a process run.
+fn resource(
+    out: &mut Vec<u8>,
+    process: &ProcessInfo,
+    opts: &ConvertOptions,
+    scratch: &Cell<String>,
+) {
+    w::resource_with(
+        out,
+        |out| {
+            attributes(out, scratch, |a| {
+                convert::resource_attributes(process, opts, a)
+            })
+        },
+        0,
+        &[],
+    );
 }
 
 /// The log record of `logs`' event `i`.

@@ -1,14 +1,16 @@
-//! The log export request as protobuf, written from the events: the walk of
+//! The log and trace export requests as protobuf, written from the events: the walk of
 //! [`crate::encode`] (its field order and length rules), fed from the events by
-//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record instead of from a
-//! built request.
+//! [`crate::convert`](mod@crate::convert)'s descriptions of a log record and a span instead of
+//! from a built request.
 
 use std::cell::Cell;
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use runbom_event::{KernelEvent, ProcessInfo};
 
 use super::KernelLogs;
 use crate::{
+    ConvertOptions,
     convert::{self, AttributeSink},
     encode::{self, Pass},
 };
@@ -27,20 +29,7 @@ pub(super) fn walk<P: Pass>(
         encode::resource_logs_message(p, |p| {
             encode::resource_logs_with(
                 p,
-                Some(|p: &mut P| {
-                    encode::resource_with(
-                        p,
-                        |p, tag| {
-                            convert::resource_attributes(
-                                process,
-                                &logs.opts,
-                                &mut Attributes { p, tag, scratch },
-                            );
-                        },
-                        0,
-                        &[],
-                    );
-                }),
+                Some(|p: &mut P| resource(p, process, &logs.opts, scratch)),
                 |p, tag| {
                     p.message_sized(tag, encode::ROOM_GROUP, |p| {
                         encode::scope_logs_with(
@@ -61,6 +50,77 @@ pub(super) fn walk<P: Pass>(
             );
         });
     }
+}
+
+/// Every group's `ResourceSpans` (but a group without spans), each group's spans in order.
+pub(super) fn walk_spans<P: Pass>(
+    p: &mut P,
+    events: &KernelLogs,
+    groups: &[Vec<usize>],
+    scope: &InstrumentationScope,
+    name: &mut String,
+    scratch: &Cell<String>,
+) {
+    for group in groups {
+        if group.iter().all(|&i| events.span_id(i).is_none()) {
+            continue;
+        }
+        let process = &events.events[group[0]].process;
+        encode::resource_spans_message(p, |p| {
+            encode::resource_spans_with(
+                p,
+                Some(|p: &mut P| resource(p, process, &events.opts, scratch)),
+                |p, tag| {
+                    p.message_sized(tag, encode::ROOM_GROUP, |p| {
+                        encode::scope_spans_with(
+                            p,
+                            Some(scope),
+                            |p, tag| {
+                                for &i in group {
+                                    let Some(id) = events.span_id(i) else {
+                                        continue;
+                                    };
+                                    p.message_sized(tag, encode::ROOM_RECORD, |p| {
+                                        span(p, &events.events[i], id, name, scratch);
+                                    });
+                                }
+                            },
+                            "",
+                        );
+                    });
+                },
+                "",
+            );
+        });
+    }
+}
+
+/// The Resource of a process run.
+fn resource<P: Pass>(
+    p: &mut P,
+    process: &ProcessInfo,
+    opts: &ConvertOptions,
+    scratch: &Cell<String>,
+) {
+    encode::resource_with(
+        p,
+        |p, tag| convert::resource_attributes(process, opts, &mut Attributes { p, tag, scratch }),
+        0,
+        &[],
+    );
+}
+
+/// The span of event `ev`, whose id is `id`.
+fn span<P: Pass>(
+    p: &mut P,
+    ev: &KernelEvent,
+    id: &[u8; 8],
+    name: &mut String,
+    scratch: &Cell<String>,
+) {
+    encode::kernel_span_with(p, &convert::span_head(ev, id, name), |p, tag| {
+        convert::event_attributes_into(ev, None, &mut Attributes { p, tag, scratch });
+    });
 }
 
 /// The log record of `logs`' event `i`.

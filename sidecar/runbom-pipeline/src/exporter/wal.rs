@@ -93,7 +93,7 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn kind_of(signal: &Signal) -> (u8, Vec<u8>) {
-    // Kernel log records are written as the log request they make, and read back as one.
+    // Kernel log records and spans are written as the request they make, and read back as one.
     let kind = match signal.kind() {
         SignalKind::Traces => 0,
         SignalKind::Logs => 1,

@@ -92,7 +92,7 @@ pub(crate) fn drop_invalid(signal: &mut Signal) -> PartialSuccess {
             log_problem,
         ),
         // Metrics are not checked; kernel log records are made by runbom, never received.
-        Signal::Metrics(_) | Signal::KernelLogs(_) => (0, None),
+        Signal::Metrics(_) | Signal::KernelLogs(_) | Signal::KernelSpans(_) => (0, None),
     };
     let Some(first) = first else {
         return PartialSuccess::default();

@@ -9,11 +9,11 @@
 //! With a `correlate` processor configured, the task hands the events to it instead
 //! (`docs/correlation.md`): it converts them once it knows where they belong. Without one,
 //! conversion is shared by `workers` tasks, by process ([`shard`]). The events' log records
-//! are not built here at all: they go down the logs pipelines as the events
-//! ([`Signal::KernelLogs`]), which the exporters write straight to the wire and a processor that
-//! reads records builds ([`crate::processor::typed`]). With spans for the events
-//! (`uncorrelated_spans`, the default) the spans are built, with ids chosen before, and the
-//! kernel log records carry those ids.
+//! and spans are not built here at all: they go down the logs and traces pipelines as the
+//! events ([`Signal::KernelLogs`], [`Signal::KernelSpans`]), which the exporters write straight
+//! to the wire and a processor that reads records builds ([`crate::processor::typed`]). With
+//! spans for the events (`uncorrelated_spans`, the default) their ids are chosen here, once,
+//! and the kernel log records carry them.
 
 use std::{
     sync::{Arc, Mutex, atomic::Ordering},
@@ -29,7 +29,7 @@ use runbom_kernel::{
     reader::{self, ReaderStats},
 };
 use runbom_otlp::{
-    ConvertOptions, KernelLogs, convert_spans,
+    ConvertOptions, KernelLogs, KernelSpans,
     signal::{Signal, SignalKind},
     span_ids,
 };
@@ -303,27 +303,33 @@ async fn hand_over(
     }
 }
 
-/// Pushes `events` as OTLP: their log records as kernel log records written from the events
-/// (nothing is built unless a processor reads them); with spans for them, the span request
-/// first, built, and each log record pointing at its event's span (ids chosen once for both).
+/// Pushes `events` as OTLP, written from the events (nothing is built unless a processor reads
+/// them): with spans for them, the spans first, then the log records, each pointing at its
+/// event's span (ids chosen once for both).
 async fn push(events: Vec<KernelEvent>, ingest: &Ingest, opts: &Arc<ConvertOptions>) {
     if events.is_empty() {
         return;
     }
-    let span_ids = if opts.uncorrelated_spans {
-        let ids = span_ids(&events);
-        if ingest.accepts(SignalKind::Traces) {
-            let traces = Signal::Traces(convert_spans(&events, &ids, opts));
-            if !traces.is_empty() {
-                ingest.push_waiting(traces).await;
-            }
-        }
-        ids
+    let ids = if opts.uncorrelated_spans {
+        span_ids(&events)
     } else {
         Vec::new()
     };
-    if ingest.accepts(SignalKind::Logs) {
-        let logs = KernelLogs::with_spans(events, span_ids, opts.clone());
+    let logs = KernelLogs::with_spans(events, ids, opts.clone());
+    let to_logs = ingest.accepts(SignalKind::Logs);
+    // The events are copied only when both signals take them.
+    let (spans, logs) = match (
+        opts.uncorrelated_spans && ingest.accepts(SignalKind::Traces),
+        to_logs,
+    ) {
+        (true, true) => (Some(KernelSpans::of(logs.clone())), Some(logs)),
+        (true, false) => (Some(KernelSpans::of(logs)), None),
+        (false, _) => (None, to_logs.then_some(logs)),
+    };
+    if let Some(spans) = spans.filter(|s| !s.is_empty()) {
+        ingest.push_waiting(Signal::KernelSpans(spans)).await;
+    }
+    if let Some(logs) = logs {
         ingest.push_waiting(Signal::KernelLogs(logs)).await;
     }
 }
