@@ -499,7 +499,6 @@ fn bench(c: &mut Criterion<ThreadCpu>) {
 /// Kernel log records or spans, written as protobuf and OTLP/JSON: built as the request and
 /// written (the typed path), or written from the events (the same bytes).
 trait Written {
-    fn len(&self) -> usize;
     fn typed_protobuf(&self, out: &mut Vec<u8>);
     fn write_protobuf(&self, out: &mut Vec<u8>);
     fn write_protobuf_measured(&self, out: &mut Vec<u8>);
@@ -508,9 +507,6 @@ trait Written {
 }
 
 impl Written for KernelLogs {
-    fn len(&self) -> usize {
-        self.len()
-    }
     fn typed_protobuf(&self, out: &mut Vec<u8>) {
         encode_logs(&self.to_request(), out);
     }
@@ -529,9 +525,6 @@ impl Written for KernelLogs {
 }
 
 impl Written for KernelSpans {
-    fn len(&self) -> usize {
-        self.len()
-    }
     fn typed_protobuf(&self, out: &mut Vec<u8>) {
         encode_traces(&self.to_request(), out);
     }

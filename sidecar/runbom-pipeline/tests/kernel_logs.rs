@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::{
     collector::logs::v1::ExportLogsServiceRequest, common::v1::InstrumentationScope,
     logs::v1::LogRecord, resource::v1::Resource,
 };
-use prost::Message as _;
+use prost::Message;
 use runbom_event::{Detail, KernelEvent, ProcessInfo};
 use runbom_otlp::{
     ConvertOptions, KernelLogs, KernelSpans, convert, convert_spans, json, span_ids,
@@ -58,7 +58,7 @@ fn records(requests: impl IntoIterator<Item = Signal>) -> BTreeMap<Record, usize
             Signal::Logs(request) => {
                 for r in request.resource_logs {
                     for s in r.scope_logs {
-                        let items = s.log_records.iter().map(|l| l.encode_to_vec()).collect();
+                        let items = s.log_records.iter().map(Message::encode_to_vec).collect();
                         count(&r.resource, &s.scope, items);
                     }
                 }
@@ -66,7 +66,7 @@ fn records(requests: impl IntoIterator<Item = Signal>) -> BTreeMap<Record, usize
             Signal::Traces(request) => {
                 for r in request.resource_spans {
                     for s in r.scope_spans {
-                        let items = s.spans.iter().map(|l| l.encode_to_vec()).collect();
+                        let items = s.spans.iter().map(Message::encode_to_vec).collect();
                         count(&r.resource, &s.scope, items);
                     }
                 }

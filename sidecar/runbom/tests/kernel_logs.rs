@@ -45,25 +45,24 @@ fn opens(source: &str, watched: &str) -> BTreeMap<String, Vec<Value>> {
 /// this process's files under `watched`, by path.
 fn opens_of(signal: &str, source: &str, watched: &str) -> BTreeMap<String, Vec<Value>> {
     let canon = canon(signal, &[source.to_owned()]);
-    let items: Vec<&Value> = match signal {
-        "logs" => canon["logs"]
+    let items: Vec<&Value> = if signal == "logs" {
+        canon["logs"]
             .as_array()
             .expect("log records")
             .iter()
-            .collect(),
-        _ => {
-            assert!(
-                canon["duplicate_span_ids"]
-                    .as_array()
-                    .is_none_or(Vec::is_empty),
-                "{source}: a span arrived twice"
-            );
-            canon["spans"]
-                .as_object()
-                .expect("spans by id")
-                .values()
-                .collect()
-        }
+            .collect()
+    } else {
+        assert!(
+            canon["duplicate_span_ids"]
+                .as_array()
+                .is_none_or(Vec::is_empty),
+            "{source}: a span arrived twice"
+        );
+        canon["spans"]
+            .as_object()
+            .expect("spans by id")
+            .values()
+            .collect()
     };
     let pid = i64::from(std::process::id()).to_string();
     let mut by_path: BTreeMap<String, Vec<Value>> = BTreeMap::new();

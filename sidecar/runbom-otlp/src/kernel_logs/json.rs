@@ -112,8 +112,8 @@ fn resource(
         out,
         |out| {
             attributes(out, scratch, |a| {
-                convert::resource_attributes(process, opts, a)
-            })
+                convert::resource_attributes(process, opts, a);
+            });
         },
         0,
         &[],

@@ -81,7 +81,7 @@ pub(super) fn walk_spans<P: Pass>(
                                         continue;
                                     };
                                     p.message_sized(tag, encode::ROOM_RECORD, |p| {
-                                        span(p, &events.events[i], id, name, scratch);
+                                        span(p, &events.events[i], *id, name, scratch);
                                     });
                                 }
                             },
@@ -114,11 +114,11 @@ fn resource<P: Pass>(
 fn span<P: Pass>(
     p: &mut P,
     ev: &KernelEvent,
-    id: &[u8; 8],
+    id: [u8; 8],
     name: &mut String,
     scratch: &Cell<String>,
 ) {
-    encode::kernel_span_with(p, &convert::span_head(ev, id, name), |p, tag| {
+    encode::kernel_span_with(p, &convert::span_head(ev, &id, name), |p, tag| {
         convert::event_attributes_into(ev, None, &mut Attributes { p, tag, scratch });
     });
 }
