@@ -93,7 +93,7 @@ pub fn convert(
 }
 
 /// The span ids of unplaced `events`' spans, chosen now so that spans and log records made
-/// apart ([`convert_spans`], [`KernelLogs::with_spans`](crate::KernelLogs::with_spans)) agree:
+/// apart ([`convert_spans`] or [`KernelSpans`](crate::KernelSpans), [`KernelLogs::with_spans`](crate::KernelLogs::with_spans)) agree:
 /// `None` for an event that has no span (`process.exit`), an MCP message's own span id, else
 /// a new one.
 #[must_use]
@@ -386,10 +386,7 @@ fn write_span_name(ev: &KernelEvent, name: &mut String) -> SpanKind {
             SpanKind::Client
         }
         Detail::Mcp(m) => {
-            name.push_str(&m.method);
-            if let Some(target) = &m.target {
-                push_all(name, &[" ", target]);
-            }
+            name.push_str(&m.span_name());
             match m.side {
                 runbom_event::McpSide::Client => SpanKind::Client,
                 runbom_event::McpSide::Server => SpanKind::Server,
@@ -660,6 +657,7 @@ impl<'a> LogHead<'a> {
         }
     }
 }
+
 /// The fields of an unplaced kernel event's span but its attributes (no parent, trace state,
 /// events, links or flags), as the writers of [`crate::encode`] and [`crate::json::write`] take
 /// them.
