@@ -531,7 +531,12 @@ fn transport(s: &SockEvent) -> Option<Transport> {
 
 fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    redact::text(&String::from_utf8_lossy(&bytes[..end])).into_owned()
+    let bytes = &bytes[..end];
+    // Checked at once when it is UTF-8 (nearly every path), decoded lossily when not.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => redact::text(text).into_owned(),
+        Err(_) => redact::text(&String::from_utf8_lossy(bytes)).into_owned(),
+    }
 }
 
 /// The socket address of a kernel record; `None` for families other than IPv4 and IPv6.

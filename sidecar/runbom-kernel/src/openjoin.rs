@@ -30,10 +30,15 @@ pub const OPEN_RESULT_WAIT: Duration = Duration::from_secs(10);
 /// without its result.
 pub const PENDING_MAX: usize = 16384;
 
-/// Opens waiting for their result, by thread id.
+/// Opens waiting for their result, by thread id: the latest in `last` until another record
+/// follows it (nearly always its result, which then joins it without a map), the others in
+/// `pending`. A thread has at most one open waiting in the two.
 #[derive(Debug, Default)]
 pub struct OpenJoin {
-    pending: HashMap<u32, (FileOpenEvent, Instant)>,
+    last: Option<(FileOpenEvent, Instant)>,
+    /// Hashed with foldhash (seeded per process), not `SipHash`: an open that waits here is
+    /// inserted and removed again.
+    pending: HashMap<u32, (FileOpenEvent, Instant), foldhash::fast::RandomState>,
     /// Opens emitted without their result.
     pub results_lost: u64,
     /// Results that found no open waiting (dropped).
@@ -48,18 +53,17 @@ impl OpenJoin {
         match record {
             Record::OpenResult(r) => self.result(&r, &mut emit),
             Record::Event(Event::FileOpen(open)) => {
-                let tid = open.header.tid;
-                if let Some((earlier, _)) = self.pending.insert(tid, (open, now)) {
+                if let Some((earlier, _)) = self.take(open.header.tid) {
                     emit(self.unknown(earlier));
                 }
-                if self.pending.len() > PENDING_MAX {
+                self.spill();
+                self.last = Some((open, now));
+                if self.pending.len() + 1 > PENDING_MAX {
                     self.evict_oldest(&mut emit);
                 }
             }
             Record::Event(event) => {
-                if !self.pending.is_empty()
-                    && let Some((earlier, _)) = self.pending.remove(&event.header().tid)
-                {
+                if let Some((earlier, _)) = self.take(event.header().tid) {
                     emit(self.unknown(earlier));
                 }
                 emit(event);
@@ -70,11 +74,28 @@ impl OpenJoin {
     /// True while opens wait for their result.
     #[must_use]
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.last.is_some() || !self.pending.is_empty()
+    }
+
+    /// The open waiting for thread `tid`'s result, taken out.
+    fn take(&mut self, tid: u32) -> Option<(FileOpenEvent, Instant)> {
+        match &self.last {
+            Some((open, _)) if open.header.tid == tid => self.last.take(),
+            _ if self.pending.is_empty() => None,
+            _ => self.pending.remove(&tid),
+        }
+    }
+
+    /// Moves the latest open into the map (no other open of its thread is there).
+    fn spill(&mut self) {
+        if let Some(last) = self.last.take() {
+            self.pending.insert(last.0.header.tid, last);
+        }
     }
 
     /// Emits the opens that waited longer than `wait` without their result.
     pub fn expire(&mut self, now: Instant, wait: Duration, mut emit: impl FnMut(Event<'static>)) {
+        self.spill();
         if self.pending.is_empty() {
             return;
         }
@@ -97,7 +118,7 @@ impl OpenJoin {
     }
 
     fn result<'a>(&mut self, r: &FileOpenResult, emit: &mut impl FnMut(Event<'a>)) {
-        let Some((mut open, _)) = self.pending.remove(&r.tid) else {
+        let Some((mut open, _)) = self.take(r.tid) else {
             self.results_unmatched += 1;
             return;
         };
@@ -114,6 +135,7 @@ impl OpenJoin {
     }
 
     fn evict_oldest<'a>(&mut self, emit: &mut impl FnMut(Event<'a>)) {
+        self.spill();
         let oldest = self
             .pending
             .iter()

@@ -9,7 +9,8 @@ use runbom_event::{ProcessInfo, cgroup::CgroupRef, ids::new_trace_id, redact};
 /// Processes by pid.
 #[derive(Default)]
 pub struct ProcessTable {
-    procs: HashMap<u32, Arc<ProcessInfo>>,
+    /// Hashed with foldhash (seeded per process): looked up for every event.
+    procs: HashMap<u32, Arc<ProcessInfo>, foldhash::fast::RandomState>,
     proc_root: Option<std::path::PathBuf>,
 }
 
@@ -18,7 +19,7 @@ impl ProcessTable {
     #[must_use]
     pub fn from_proc() -> Self {
         let mut table = Self {
-            procs: HashMap::new(),
+            procs: HashMap::default(),
             proc_root: Some("/proc".into()),
         };
         if let Ok(dir) = fs::read_dir("/proc") {

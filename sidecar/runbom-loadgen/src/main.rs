@@ -281,7 +281,7 @@ async fn sender(
                 .unary(
                     tonic::Request::new(payload.next()),
                     path.clone(),
-                    EncodedCodec,
+                    EncodedCodec::default(),
                 )
                 .await
             {

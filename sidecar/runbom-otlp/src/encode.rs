@@ -47,7 +47,7 @@ fn trace_request<P: Pass>(p: &mut P, r: &ExportTraceServiceRequest) {
 
 fn log_request<P: Pass>(p: &mut P, r: &ExportLogsServiceRequest) {
     for rl in &r.resource_logs {
-        resource_logs_message(p, |p| resource_logs(p, rl));
+        resource_logs_message(p, ROOM_GROUP, |p| resource_logs(p, rl));
     }
 }
 
@@ -345,9 +345,15 @@ pub(crate) fn resource_logs_with<P: Pass>(
     p.string(3, schema_url);
 }
 
-/// A `ResourceLogs` message of one group, under the tag of a request's `resource_logs`.
-pub(crate) fn resource_logs_message<P: Pass>(p: &mut P, body: impl FnOnce(&mut P)) {
-    p.message_sized(1, ROOM_GROUP, body);
+/// A `ResourceLogs` message of one group, under the tag of a request's `resource_logs`, its
+/// length written after `room` bytes by [`Shift`].
+pub(crate) fn resource_logs_message<P: Pass>(p: &mut P, room: usize, body: impl FnOnce(&mut P)) {
+    p.message_sized(1, room, body);
+}
+
+/// The room [`Shift`] should leave for the length of a message of about `bytes` bytes.
+pub(crate) fn room_for(bytes: usize) -> usize {
+    encoded_len_varint(bytes as u64)
 }
 
 fn scope_logs<P: Pass>(p: &mut P, s: &ScopeLogs) {

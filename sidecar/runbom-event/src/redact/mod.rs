@@ -294,8 +294,12 @@ fn may_hold_secret(s: &str) -> bool {
                 starts_with_ignore_case(rest, b"bearer") || starts_with_ignore_case(rest, b"basic")
             }
             b'A' => rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA"),
+            // The second byte first: most of these letters in a path or a command line are
+            // followed by no key prefix's.
             b's' | b'r' | b'g' | b'x' | b'h' => {
-                KEY_PREFIXES.iter().any(|p| rest.starts_with(p.as_bytes()))
+                rest.get(1)
+                    .is_some_and(|&b| KEY_PREFIX_SECOND[usize::from(b)])
+                    && KEY_PREFIXES.iter().any(|p| rest.starts_with(p.as_bytes()))
             }
             _ => false,
         }
@@ -322,6 +326,17 @@ const KEY_PREFIXES: [&str; 12] = [
     "xoxp-",
     "hf_",
 ];
+
+/// The second bytes of [`KEY_PREFIXES`].
+const KEY_PREFIX_SECOND: [bool; 256] = {
+    let mut second = [false; 256];
+    let mut i = 0;
+    while i < KEY_PREFIXES.len() {
+        second[KEY_PREFIXES[i].as_bytes()[1] as usize] = true;
+        i += 1;
+    }
+    second
+};
 
 /// Authorization schemes kept in front of a redacted header value.
 const AUTH_SCHEMES: &[&str] = &["Bearer", "Basic", "Digest", "Token", "Negotiate", "NTLM"];

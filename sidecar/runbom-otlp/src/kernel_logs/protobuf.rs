@@ -15,6 +15,11 @@ use crate::{
     encode::{self, Pass},
 };
 
+/// About the bytes of a kernel log record (8192 opens of one process, `batch`'s default, are
+/// more than 4 MiB). A group's length is written after room guessed from its records: a guess
+/// too small (or too large) moves the whole group, megabytes in a full batch of a busy process.
+const RECORD_BYTES: usize = 512;
+
 /// Every group's `ResourceLogs`, each group's events in order.
 pub(super) fn walk<P: Pass>(
     p: &mut P,
@@ -26,12 +31,13 @@ pub(super) fn walk<P: Pass>(
 ) {
     for group in groups {
         let process = &logs.events[group[0]].process;
-        encode::resource_logs_message(p, |p| {
+        let room = encode::room_for(group.len() * RECORD_BYTES);
+        encode::resource_logs_message(p, room, |p| {
             encode::resource_logs_with(
                 p,
                 Some(|p: &mut P| resource(p, process, &logs.opts, scratch)),
                 |p, tag| {
-                    p.message_sized(tag, encode::ROOM_GROUP, |p| {
+                    p.message_sized(tag, room, |p| {
                         encode::scope_logs_with(
                             p,
                             Some(scope),

@@ -109,6 +109,7 @@ impl GrpcExporter {
     /// One `Export` call of an encoded request, retried as the policy allows.
     async fn call(&self, path: &PathAndQuery, body: Bytes) -> Result<(), ExportError> {
         let tls = self.tls;
+        let len = body.len();
         let fail = |status| ExportError::Grpc {
             endpoint: self.endpoint.clone(),
             status: Box::new(if tls { with_tls_hint(status) } else { status }),
@@ -128,7 +129,7 @@ impl GrpcExporter {
                             "Service was not ready: {e}"
                         )))
                     })?;
-                    grpc.unary(request, path, EncodedCodec)
+                    grpc.unary(request, path, EncodedCodec::sized(len))
                         .await
                         .map(drop)
                         .map_err(fail)
