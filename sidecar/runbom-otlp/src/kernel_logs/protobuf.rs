@@ -15,7 +15,7 @@ use crate::{
     encode::{self, Pass},
 };
 
-/// About the bytes of a kernel log record (8192 opens of one process, `batch`'s default, are
+/// About the bytes of a kernel log record or span (8192 opens of one process, `batch`'s default, are
 /// more than 4 MiB). A group's length is written after room guessed from its records: a guess
 /// too small (or too large) moves the whole group, megabytes in a full batch of a busy process.
 const RECORD_BYTES: usize = 512;
@@ -72,12 +72,13 @@ pub(super) fn walk_spans<P: Pass>(
             continue;
         }
         let process = &events.events[group[0]].process;
-        encode::resource_spans_message(p, |p| {
+        let room = encode::room_for(group.len() * RECORD_BYTES);
+        encode::resource_spans_message(p, room, |p| {
             encode::resource_spans_with(
                 p,
                 Some(|p: &mut P| resource(p, process, &events.opts, scratch)),
                 |p, tag| {
-                    p.message_sized(tag, encode::ROOM_GROUP, |p| {
+                    p.message_sized(tag, room, |p| {
                         encode::scope_spans_with(
                             p,
                             Some(scope),
