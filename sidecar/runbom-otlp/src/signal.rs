@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::collector::{
 };
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
-use crate::kernel_logs::KernelLogs;
+use crate::{annotated::AnnotatedTraces, kernel_logs::KernelLogs};
 
 /// Which telemetry signal a pipeline carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,13 +50,17 @@ pub enum Signal {
     /// component that reads or edits log records takes it as [`Signal::Logs`] through
     /// [`Signal::into_typed`].
     KernelLogs(KernelLogs),
+    /// A trace export request whose spans get attributes added as they are written (by a
+    /// processor, once per distinct set): written to the wire as it is; a component that reads
+    /// or edits spans takes it as [`Signal::Traces`] through [`Signal::into_typed`].
+    AnnotatedTraces(AnnotatedTraces),
 }
 
 impl Signal {
     #[must_use]
     pub fn kind(&self) -> SignalKind {
         match self {
-            Self::Traces(_) => SignalKind::Traces,
+            Self::Traces(_) | Self::AnnotatedTraces(_) => SignalKind::Traces,
             Self::Logs(_) | Self::KernelLogs(_) => SignalKind::Logs,
             Self::Metrics(_) => SignalKind::Metrics,
         }
@@ -74,6 +78,7 @@ impl Signal {
                 |s| s.metrics.iter().map(|m| data_points(m.data.as_ref())).sum(),
             ),
             Self::KernelLogs(k) => k.len(),
+            Self::AnnotatedTraces(a) => a.spans().count(),
         }
     }
 
@@ -84,6 +89,7 @@ impl Signal {
             Self::Logs(r) => r.resource_logs.is_empty(),
             Self::Metrics(r) => r.resource_metrics.is_empty(),
             Self::KernelLogs(k) => k.is_empty(),
+            Self::AnnotatedTraces(a) => a.request().resource_spans.is_empty(),
         }
     }
 
@@ -100,6 +106,18 @@ impl Signal {
             (Self::Logs(a), Self::Logs(b)) => a.resource_logs.extend(b.resource_logs),
             (Self::Metrics(a), Self::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
             (Self::KernelLogs(a), Self::KernelLogs(b)) if a.writes_like(&b) => a.append(b),
+            // Spans with attributes to add stay so, joined by spans without.
+            (Self::AnnotatedTraces(a), Self::AnnotatedTraces(b)) => a.append(b),
+            (Self::AnnotatedTraces(a), Self::Traces(b)) => a.append(AnnotatedTraces::plain(b)),
+            (this, Self::AnnotatedTraces(b)) if matches!(this, Self::Traces(_)) => {
+                let Self::Traces(a) = std::mem::replace(this, Self::empty(SignalKind::Traces))
+                else {
+                    unreachable!("matched as traces")
+                };
+                let mut joined = AnnotatedTraces::plain(a);
+                joined.append(b);
+                *this = Self::AnnotatedTraces(joined);
+            }
             (this, other)
                 if this.kind() == SignalKind::Logs && other.kind() == SignalKind::Logs =>
             {
@@ -117,8 +135,8 @@ impl Signal {
     }
 
     /// The request as `opentelemetry-proto` types: kernel log records are built into
-    /// [`Signal::Logs`] (the same request [`Signal::write_protobuf`] writes); any other
-    /// signal is returned as it is. What every component that reads or edits records goes
+    /// [`Signal::Logs`], annotated spans into [`Signal::Traces`] (the same request
+    /// [`Signal::write_protobuf`] writes); any other signal is returned as it is. What every component that reads or edits records goes
     /// through.
     #[must_use]
     pub fn into_typed(mut self) -> Signal {
@@ -128,8 +146,10 @@ impl Signal {
 
     /// [`Signal::into_typed`] in place; returns the typed request.
     pub fn typed_mut(&mut self) -> &mut Signal {
-        if let Self::KernelLogs(k) = self {
-            *self = Self::Logs(k.to_request());
+        match self {
+            Self::KernelLogs(k) => *self = Self::Logs(k.to_request()),
+            Self::AnnotatedTraces(a) => *self = Self::Traces(std::mem::take(a).into_request()),
+            _ => {}
         }
         self
     }
@@ -156,6 +176,7 @@ impl Signal {
                 let _ = r.encode(out);
             }
             Self::KernelLogs(k) => k.write_protobuf(out),
+            Self::AnnotatedTraces(a) => a.write_protobuf(out),
         }
     }
 
@@ -171,6 +192,7 @@ impl Signal {
             Self::Logs(r) => crate::json::write::write_logs(r, out),
             Self::Metrics(r) => serde_json::to_writer(out, r)?,
             Self::KernelLogs(k) => k.write_json(out),
+            Self::AnnotatedTraces(a) => a.write_json(out),
         }
         Ok(())
     }

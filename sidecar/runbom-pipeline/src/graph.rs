@@ -433,8 +433,9 @@ impl Graph {
         let aibom_metrics = Arc::new(AibomMetrics::new(telemetry.metrics()));
         for (spec, (mut rx, input_tx)) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
-            // Kernel log records come only into logs pipelines, from receivers: built into
-            // log records once, before the first processor that reads them.
+            // Kernel log records come only into logs pipelines, from receivers (and spans
+            // with their verdicts beside them only from an `aibom` processor): built into
+            // log records (spans) once, before the first processor that reads them.
             let mut typed = spec.signal != SignalKind::Logs;
             for (at, p) in spec.processors.iter().enumerate() {
                 if !typed && p.reads_records() {
@@ -485,6 +486,9 @@ impl Graph {
                         let m = aibom_metrics.clone();
                         tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs, m)));
                         rx = next;
+                        // Its spans' verdicts go beside them, for the exporters to write: a
+                        // processor after it that reads spans takes them built.
+                        typed = false;
                     }
                     ProcessorSpec::K8sAttributes(k) => {
                         let t = &telemetry;

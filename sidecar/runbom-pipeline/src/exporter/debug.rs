@@ -76,7 +76,7 @@ impl DebugExporter {
             return;
         }
         let typed;
-        let signal = if let Signal::KernelLogs(_) = signal {
+        let signal = if let Signal::KernelLogs(_) | Signal::AnnotatedTraces(_) = signal {
             typed = signal.clone().into_typed();
             &typed
         } else {
@@ -126,7 +126,8 @@ impl DebugExporter {
                     let _ = writeln!(out, "  metric {}", m.name);
                 }
             }
-            Signal::KernelLogs(_) => {} // built into `Signal::Logs` above
+            // built into `Signal::Logs` and `Signal::Traces` above
+            Signal::KernelLogs(_) | Signal::AnnotatedTraces(_) => {}
         }
     }
 }

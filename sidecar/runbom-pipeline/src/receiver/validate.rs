@@ -91,8 +91,9 @@ pub(crate) fn drop_invalid(signal: &mut Signal) -> PartialSuccess {
             |s| &mut s.log_records,
             log_problem,
         ),
-        // Metrics are not checked; kernel log records are made by runbom, never received.
-        Signal::Metrics(_) | Signal::KernelLogs(_) => (0, None),
+        // Metrics are not checked; kernel log records and annotated spans are made by runbom,
+        // never received.
+        Signal::Metrics(_) | Signal::KernelLogs(_) | Signal::AnnotatedTraces(_) => (0, None),
     };
     let Some(first) = first else {
         return PartialSuccess::default();
