@@ -21,10 +21,16 @@
 //! - `decode, attributes per resource, drop`: as the row before, but with the two values that
 //!   are the same on every span of a resource (`aibom.bom.serial_number`, `aibom.agent.ref`)
 //!   written once per resource: what that contract change would save;
-//! - `decode, push, drop`: plus the processor;
+//! - `decode, push, drop`: plus the processor as runbom's pipelines run it
+//!   (`Processor::push_annotated`: the verdicts beside the request, for the exporter to write);
 //! - `decode, push with 3 alerts per trace, drop`: the processor against the reference agent's
 //!   BOM, which declares neither the load's models nor its tool (three alerts per trace of 5
 //!   spans, built and freed inside the measured time).
+//! - `decode, encode, drop`, `decode, push, encode, drop` and `decode, push written, encode,
+//!   drop`: with the request written as protobuf too (what the exporter does): without the
+//!   processor, with it as above (each span's `aibom.*` attributes copied from its verdict's
+//!   encoding), and with the verdicts written onto the spans (`Processor::push`) and encoded
+//!   from there.
 //! - `decode, attributes, 3 prepared alerts per trace, drop`: the floor of the row before in
 //!   this data model: the contract's attributes of a fixed verdict on every span plus a copy of
 //!   the alert records the processor made for one such request (what any implementation of
@@ -66,6 +72,7 @@ use runbom_aibom::{
     judge::{self, Verdict},
     otlp::{kv_bool, kv_int, kv_str},
 };
+use runbom_otlp::signal::Signal;
 
 /// As `runbom run` sets it up: runbom's own receivers are never judged.
 fn settings() -> Settings {
@@ -227,14 +234,50 @@ fn share(c: &mut Criterion) {
     group.bench_function("decode, push, drop", |b| {
         b.iter_custom(|iters| {
             decoded(&bytes, iters, |r| {
-                let out = p.push(r, Instant::now(), &bom);
+                let out = p.push_annotated(r, Instant::now(), &bom);
                 assert!(out.alerts.is_none(), "the load does not drift");
-                out.traces.unwrap_or_default()
+                drop(black_box(out.traces));
+                ExportTraceServiceRequest::default()
             })
         });
     });
+    share_encoded(&mut group, &bytes, &bom);
     share_alerts(&mut group, &bytes, &verdict, &bom.serial_number);
     group.finish();
+}
+
+/// The rows of `aibom share` that write the request as protobuf, as the exporter does (into
+/// a buffer kept between requests, as the exporter keeps one).
+fn share_encoded(group: &mut BenchmarkGroup<'_, WallTime>, bytes: &[u8], bom: &DeclaredBom) {
+    let mut out = Vec::new();
+    let mut encode = |signal: Signal| {
+        out.clear();
+        signal.write_protobuf(&mut out);
+        black_box(&out);
+        drop(signal);
+        ExportTraceServiceRequest::default()
+    };
+    group.bench_function("decode, encode, drop", |b| {
+        b.iter_custom(|iters| decoded(bytes, iters, |r| encode(Signal::Traces(r))));
+    });
+    let mut p = Processor::new(settings());
+    group.bench_function("decode, push, encode, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(bytes, iters, |r| {
+                let out = p.push_annotated(r, Instant::now(), bom);
+                encode(Signal::AnnotatedTraces(out.traces.unwrap_or_default()))
+            })
+        });
+    });
+    let mut p = Processor::new(settings());
+    group.bench_function("decode, push written, encode, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(bytes, iters, |r| {
+                let out = p.push(r, Instant::now(), bom);
+                encode(Signal::Traces(out.traces.unwrap_or_default()))
+            })
+        });
+    });
 }
 
 /// The rows of `aibom share` with alerts.
@@ -265,10 +308,11 @@ fn share_alerts(
                         head.copy_from_slice(&round.to_be_bytes());
                     }
                 }
-                let out = p.push(r, Instant::now(), &reference);
+                let out = p.push_annotated(r, Instant::now(), &reference);
                 assert!(out.alerts.is_some(), "the load drifts");
                 drop(black_box(out.alerts));
-                out.traces.unwrap_or_default()
+                drop(black_box(out.traces));
+                ExportTraceServiceRequest::default()
             })
         });
     });

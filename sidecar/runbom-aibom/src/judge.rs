@@ -21,7 +21,7 @@ use crate::{
     pids::PidMap,
     rules::Judge,
     span::{self, Activity, attr, attr_int},
-    verdict::{put, strip},
+    verdict::write_all,
 };
 // What the judge takes and gives, named where callers look for it (`judge::JudgeSettings`).
 pub use crate::{
@@ -63,6 +63,21 @@ pub struct Learning<'x> {
 /// the `aibom.*` attributes onto their spans. The vectors of what it returns come from
 /// `scratch` ([`Judged::recycle`] gives them back).
 pub fn judge_views<'b>(
+    bom: &'b DeclaredBom,
+    settings: &JudgeSettings,
+    pids: &mut PidMap,
+    items: &mut [View<'_>],
+    earlier: Option<&Earlier>,
+    learning: Option<Learning<'_>>,
+    scratch: &mut Scratch,
+) -> Judged<'b> {
+    let judged = judge_unwritten(bom, settings, pids, items, earlier, learning, scratch);
+    write_all(items, &judged.verdicts, &bom.serial_number, &judged.envs);
+    judged
+}
+
+/// [`judge_views`] without writing the verdicts onto the spans.
+pub(crate) fn judge_unwritten<'b>(
     bom: &'b DeclaredBom,
     settings: &JudgeSettings,
     pids: &mut PidMap,
@@ -159,7 +174,6 @@ pub fn judge_views<'b>(
         &tools,
         std::mem::take(&mut scratch.findings),
     );
-    write_all(items, &verdicts, &bom.serial_number, &envs);
     Judged {
         activities,
         verdicts,
@@ -170,18 +184,6 @@ pub fn judge_views<'b>(
         pids: pid_list,
         envs,
         findings,
-    }
-}
-
-/// Writes each span's verdict (and its process's `env:` identities) as its `aibom.*`
-/// attributes, replacing any it came with.
-fn write_all(items: &mut [View<'_>], verdicts: &[Verdict<'_>], serial: &str, envs: &[Vec<String>]) {
-    for (i, (it, v)) in items.iter_mut().zip(verdicts).enumerate() {
-        if it.is_stale() {
-            strip(&mut it.span.attributes);
-        }
-        let identities = envs.get(i).map_or(&[][..], Vec::as_slice);
-        put(&mut it.span.attributes, v, serial, identities);
     }
 }
 

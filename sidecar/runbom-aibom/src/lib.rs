@@ -16,6 +16,7 @@
 //! - [`scrub`]: nothing written contains a credential (§5).
 
 pub mod alert;
+mod annotate;
 pub mod arguments;
 pub mod baseline;
 pub mod bom;
@@ -38,5 +39,5 @@ pub mod verdict;
 pub mod view;
 
 pub use bom::{BomError, DeclaredBom, Kind};
-pub use processor::{Processor, Released, Settings, Stats};
+pub use processor::{AnnotatedRelease, Processor, Released, Settings, Stats};
 pub use reload::BomWatch;

@@ -12,6 +12,7 @@ use crate::{
     bom::Kind,
     endpoint::Endpoint,
     otlp::{kv_array, kv_bool, kv_str, kv_string, kv_strings},
+    view::View,
 };
 
 /// The drift flags (`undeclared_*` against the declared BOM, `baseline_*` against the learned
@@ -45,6 +46,35 @@ pub fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
         strip(attrs);
     }
     put(attrs, v, serial, &[]);
+}
+
+/// Writes each span's verdict (and its process's `env:` identities) as its `aibom.*`
+/// attributes, replacing any it came with.
+pub(crate) fn write_all(
+    items: &mut [View<'_>],
+    verdicts: &[Verdict<'_>],
+    serial: &str,
+    envs: &[Vec<String>],
+) {
+    for_each(items, verdicts, envs, |it, v, identities| {
+        put(&mut it.span.attributes, v, serial, identities);
+    });
+}
+
+/// Calls `f` with each span (the `aibom.*` attributes it came with removed), its verdict and
+/// its process's `env:` identities (`envs[i]`, none past its end).
+pub(crate) fn for_each(
+    items: &mut [View<'_>],
+    verdicts: &[Verdict<'_>],
+    envs: &[Vec<String>],
+    mut f: impl FnMut(&mut View<'_>, &Verdict<'_>, &[String]),
+) {
+    for (i, (it, v)) in items.iter_mut().zip(verdicts).enumerate() {
+        if it.is_stale() {
+            strip(&mut it.span.attributes);
+        }
+        f(it, v, envs.get(i).map_or(&[][..], Vec::as_slice));
+    }
 }
 
 /// Removes the `aibom.*` attributes a span came with.

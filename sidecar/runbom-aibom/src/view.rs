@@ -64,6 +64,9 @@ pub struct View<'a> {
     /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
     /// they are replaced.
     stale: bool,
+    /// The span's position in the request it sits in (counting every span in order), when
+    /// judged there; 0 otherwise.
+    pub(crate) at: usize,
     pub span: &'a mut Span,
 }
 
@@ -94,6 +97,7 @@ impl<'a> View<'a> {
             pid,
             uid,
             stale,
+            at: 0,
             span,
         }
     }

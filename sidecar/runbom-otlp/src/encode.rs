@@ -27,9 +27,46 @@ use prost::encoding::encoded_len_varint;
 
 /// A trace export request as protobuf, appended to `out`.
 pub fn encode_traces(request: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
+    encode_traces_with(request, out, |_| &[]);
+}
+
+/// [`encode_traces`], the span at position `i` (counting every span of the request in order)
+/// followed by `extra(i)`: protobuf of more of its fields ([`span_attributes`]), written after
+/// its own attributes.
+pub(crate) fn encode_traces_with<'x>(
+    request: &ExportTraceServiceRequest,
+    out: &mut Vec<u8>,
+    extra: impl Fn(usize) -> &'x [u8],
+) {
     let mut measure = Measure::default();
-    trace_request(&mut measure, request);
-    measure.write(out, |w| trace_request(w, request));
+    trace_request(&mut measure, request, &mut Extra::new(&extra));
+    measure.write(out, |w| trace_request(w, request, &mut Extra::new(&extra)));
+}
+
+/// More attributes written after a span's own, by the span's position in the request.
+struct Extra<'f, F> {
+    at: usize,
+    of: &'f F,
+}
+
+impl<'f, 'x, F: Fn(usize) -> &'x [u8]> Extra<'f, F> {
+    fn new(of: &'f F) -> Self {
+        Self { at: 0, of }
+    }
+
+    /// The next span's.
+    fn next(&mut self) -> &'x [u8] {
+        self.at += 1;
+        (self.of)(self.at - 1)
+    }
+}
+
+/// `attributes` as a span's `attributes` field (protobuf), to be appended to a span's own by
+/// [`encode_traces_with`].
+pub(crate) fn span_attributes(attributes: &[KeyValue]) -> Vec<u8> {
+    let mut out = Vec::new();
+    self::attributes(&mut Shift { out: &mut out }, 9, attributes);
+    out
 }
 
 /// A log export request as protobuf, appended to `out`.
@@ -39,9 +76,13 @@ pub fn encode_logs(request: &ExportLogsServiceRequest, out: &mut Vec<u8>) {
     measure.write(out, |w| log_request(w, request));
 }
 
-fn trace_request<P: Pass>(p: &mut P, r: &ExportTraceServiceRequest) {
+fn trace_request<'x, P: Pass, F: Fn(usize) -> &'x [u8]>(
+    p: &mut P,
+    r: &ExportTraceServiceRequest,
+    extra: &mut Extra<'_, F>,
+) {
     for rs in &r.resource_spans {
-        p.message(1, |p| resource_spans(p, rs));
+        p.message(1, |p| resource_spans(p, rs, extra));
     }
 }
 
@@ -59,6 +100,8 @@ pub(crate) trait Pass {
     fn fixed64(&mut self, tag: u32, value: u64);
     fn fixed32(&mut self, tag: u32, value: u32);
     fn bytes(&mut self, tag: u32, value: &[u8]);
+    /// Fields already encoded.
+    fn encoded(&mut self, fields: &[u8]);
     /// A nested message, `body` writing its fields.
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self));
     /// A nested message whose length likely takes `room` bytes as a varint ([`Shift`] writes
@@ -154,6 +197,9 @@ impl Pass for Measure {
             + encoded_len_varint(value.len() as u64)
             + value.len();
     }
+    fn encoded(&mut self, fields: &[u8]) {
+        self.len += fields.len();
+    }
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
         let slot = self.lengths.len();
         self.lengths.push(0);
@@ -210,6 +256,9 @@ impl Pass for Write<'_> {
         self.raw_varint(value.len() as u64);
         self.raw(value);
     }
+    fn encoded(&mut self, fields: &[u8]) {
+        self.raw(fields);
+    }
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
         // Both passes walk the same request in the same order: a length is always there.
         let len = self.lengths.next().copied().unwrap_or_default();
@@ -255,6 +304,9 @@ impl Pass for Shift<'_> {
         self.raw_varint(value.len() as u64);
         self.out.extend_from_slice(value);
     }
+    fn encoded(&mut self, fields: &[u8]) {
+        self.out.extend_from_slice(fields);
+    }
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
         self.message_sized(tag, 1, body);
     }
@@ -297,22 +349,30 @@ pub(crate) use {
     scope_logs_with as scope_spans_with,
 };
 
-fn resource_spans<P: Pass>(p: &mut P, r: &ResourceSpans) {
+fn resource_spans<'x, P: Pass, F: Fn(usize) -> &'x [u8]>(
+    p: &mut P,
+    r: &ResourceSpans,
+    extra: &mut Extra<'_, F>,
+) {
     if let Some(res) = &r.resource {
         p.message(1, |p| resource(p, res));
     }
     for s in &r.scope_spans {
-        p.message(2, |p| scope_spans(p, s));
+        p.message(2, |p| scope_spans(p, s, extra));
     }
     p.string(3, &r.schema_url);
 }
 
-fn scope_spans<P: Pass>(p: &mut P, s: &ScopeSpans) {
+fn scope_spans<'x, P: Pass, F: Fn(usize) -> &'x [u8]>(
+    p: &mut P,
+    s: &ScopeSpans,
+    extra: &mut Extra<'_, F>,
+) {
     if let Some(scope) = &s.scope {
         p.message(1, |p| instrumentation_scope(p, scope));
     }
     for sp in &s.spans {
-        p.message(2, |p| span(p, sp));
+        p.message(2, |p| span(p, sp, extra.next()));
     }
     p.string(3, &s.schema_url);
 }
@@ -425,7 +485,8 @@ fn instrumentation_scope<P: Pass>(p: &mut P, s: &InstrumentationScope) {
     p.uint32(4, s.dropped_attributes_count);
 }
 
-fn span<P: Pass>(p: &mut P, s: &Span) {
+/// A span's fields, `extra` (more attributes, encoded) after its own attributes.
+fn span<P: Pass>(p: &mut P, s: &Span, extra: &[u8]) {
     p.opt_bytes(1, &s.trace_id);
     p.opt_bytes(2, &s.span_id);
     p.string(3, &s.trace_state);
@@ -435,6 +496,7 @@ fn span<P: Pass>(p: &mut P, s: &Span) {
     p.opt_fixed64(7, s.start_time_unix_nano);
     p.opt_fixed64(8, s.end_time_unix_nano);
     attributes(p, 9, &s.attributes);
+    p.encoded(extra);
     p.uint32(10, s.dropped_attributes_count);
     for e in &s.events {
         p.message(11, |p| event(p, e));

@@ -2,8 +2,10 @@
 //! types ([`signal`]) and OTLP/JSON as the file exporter writes it and the HTTP receiver takes
 //! it ([`json`]), protobuf of trace and log requests with lengths computed once ([`encode`]),
 //! an encoded request cut into smaller ones ([`split`]), and kernel events written as log
-//! records and spans without building the request first ([`kernel_logs`]).
+//! records and spans without building the request first ([`kernel_logs`]), and spans written
+//! with attributes a processor added beside them ([`annotated`]).
 
+pub mod annotated;
 pub mod convert;
 pub mod encode;
 pub mod json;
@@ -11,6 +13,7 @@ pub mod kernel_logs;
 pub mod signal;
 pub mod split;
 
+pub use annotated::{AnnotatedTraces, AttributeSet};
 pub use kernel_logs::{KernelLogs, KernelSpans};
 
 pub use convert::{

@@ -6,7 +6,10 @@ use opentelemetry_proto::tonic::collector::{
 };
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
-use crate::kernel_logs::{KernelLogs, KernelSpans};
+use crate::{
+    annotated::AnnotatedTraces,
+    kernel_logs::{KernelLogs, KernelSpans},
+};
 
 /// Which telemetry signal a pipeline carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,13 +56,17 @@ pub enum Signal {
     /// A trace export request still held as kernel events (their spans): as
     /// [`Signal::KernelLogs`], taken as [`Signal::Traces`] through [`Signal::into_typed`].
     KernelSpans(KernelSpans),
+    /// A trace export request whose spans get attributes added as they are written (by a
+    /// processor, once per distinct set): written to the wire as it is; a component that reads
+    /// or edits spans takes it as [`Signal::Traces`] through [`Signal::into_typed`].
+    AnnotatedTraces(AnnotatedTraces),
 }
 
 impl Signal {
     #[must_use]
     pub fn kind(&self) -> SignalKind {
         match self {
-            Self::Traces(_) | Self::KernelSpans(_) => SignalKind::Traces,
+            Self::Traces(_) | Self::KernelSpans(_) | Self::AnnotatedTraces(_) => SignalKind::Traces,
             Self::Logs(_) | Self::KernelLogs(_) => SignalKind::Logs,
             Self::Metrics(_) => SignalKind::Metrics,
         }
@@ -78,6 +85,7 @@ impl Signal {
             ),
             Self::KernelLogs(k) => k.len(),
             Self::KernelSpans(k) => k.len(),
+            Self::AnnotatedTraces(a) => a.spans().count(),
         }
     }
 
@@ -89,6 +97,7 @@ impl Signal {
             Self::Metrics(r) => r.resource_metrics.is_empty(),
             Self::KernelLogs(k) => k.is_empty(),
             Self::KernelSpans(k) => k.is_empty(),
+            Self::AnnotatedTraces(a) => a.request().resource_spans.is_empty(),
         }
     }
 
@@ -106,9 +115,19 @@ impl Signal {
             (Self::Metrics(a), Self::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
             (Self::KernelLogs(a), Self::KernelLogs(b)) if a.writes_like(&b) => a.append(b),
             (Self::KernelSpans(a), Self::KernelSpans(b)) if a.writes_like(&b) => a.append(b),
-            (this, other)
-                if this.kind() == other.kind() && (this.is_kernel() || other.is_kernel()) =>
-            {
+            // Spans with attributes to add stay so, joined by spans without.
+            (Self::AnnotatedTraces(a), Self::AnnotatedTraces(b)) => a.append(b),
+            (Self::AnnotatedTraces(a), Self::Traces(b)) => a.append(AnnotatedTraces::plain(b)),
+            (this, Self::AnnotatedTraces(b)) if matches!(this, Self::Traces(_)) => {
+                let Self::Traces(a) = std::mem::replace(this, Self::empty(SignalKind::Traces))
+                else {
+                    unreachable!("matched as traces")
+                };
+                let mut joined = AnnotatedTraces::plain(a);
+                joined.append(b);
+                *this = Self::AnnotatedTraces(joined);
+            }
+            (this, other) if this.kind() == other.kind() && (this.is_held() || other.is_held()) => {
                 // Both typed now: merged by the arms above.
                 return this.typed_mut().merge(other.into_typed());
             }
@@ -118,7 +137,7 @@ impl Signal {
     }
 
     /// The request as `opentelemetry-proto` types: kernel log records are built into
-    /// [`Signal::Logs`], kernel spans into [`Signal::Traces`] (the same request
+    /// [`Signal::Logs`], kernel spans and annotated spans into [`Signal::Traces`] (the same request
     /// [`Signal::write_protobuf`] writes); any other signal is returned as it is. What every component that reads or edits records goes
     /// through.
     #[must_use]
@@ -132,15 +151,20 @@ impl Signal {
         match self {
             Self::KernelLogs(k) => *self = Self::Logs(k.to_request()),
             Self::KernelSpans(k) => *self = Self::Traces(k.to_request()),
+            Self::AnnotatedTraces(a) => *self = Self::Traces(std::mem::take(a).into_request()),
             _ => {}
         }
         self
     }
 
-    /// Whether the request is still held as kernel events ([`Signal::into_typed`] builds it).
+    /// Whether the request is held in another form than `opentelemetry-proto` types (kernel
+    /// events, or spans with attributes beside them): [`Signal::into_typed`] builds it.
     #[must_use]
-    pub fn is_kernel(&self) -> bool {
-        matches!(self, Self::KernelLogs(_) | Self::KernelSpans(_))
+    pub fn is_held(&self) -> bool {
+        matches!(
+            self,
+            Self::KernelLogs(_) | Self::KernelSpans(_) | Self::AnnotatedTraces(_)
+        )
     }
 
     /// The request as protobuf: trace and log requests through [`crate::encode`] (each
@@ -167,6 +191,7 @@ impl Signal {
             }
             Self::KernelLogs(k) => k.write_protobuf(out),
             Self::KernelSpans(k) => k.write_protobuf(out),
+            Self::AnnotatedTraces(a) => a.write_protobuf(out),
         }
     }
 
@@ -184,6 +209,7 @@ impl Signal {
             Self::Metrics(r) => serde_json::to_writer(out, r)?,
             Self::KernelLogs(k) => k.write_json(out),
             Self::KernelSpans(k) => k.write_json(out),
+            Self::AnnotatedTraces(a) => a.write_json(out),
         }
         Ok(())
     }

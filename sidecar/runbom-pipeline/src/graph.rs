@@ -434,7 +434,8 @@ impl Graph {
         for (spec, (mut rx, input_tx)) in specs.iter().zip(inputs) {
             let mut kl = None; // kernel logs through an aibom processor
             // Kernel log records and spans come only into logs and traces pipelines, from
-            // receivers: built once, before the first processor that reads them.
+            // receivers (and spans with their verdicts beside them only from an `aibom`
+            // processor): built once, before the first processor that reads them.
             let mut typed = spec.signal == SignalKind::Metrics;
             for (at, p) in spec.processors.iter().enumerate() {
                 if !typed && p.reads_records() {
@@ -485,6 +486,9 @@ impl Graph {
                         let m = aibom_metrics.clone();
                         tasks.push(tokio::spawn(aibom::run(rx, tx, a.clone(), alerts, logs, m)));
                         rx = next;
+                        // Its spans' verdicts go beside them, for the exporters to write: a
+                        // processor after it that reads spans takes them built.
+                        typed = false;
                     }
                     ProcessorSpec::K8sAttributes(k) => {
                         let t = &telemetry;

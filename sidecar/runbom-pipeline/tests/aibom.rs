@@ -1,5 +1,6 @@
 //! The `aibom` processor in a running graph: spans pass through annotated, and the drift alert
-//! reaches the logs pipeline that lists the processor as a receiver.
+//! reaches the logs pipeline that lists the processor as a receiver; the verdicts the exporter
+//! writes are the processor's.
 
 use std::{
     path::{Path, PathBuf},
@@ -13,11 +14,11 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span},
 };
-use runbom_aibom::{BomWatch, Settings};
+use runbom_aibom::{BomWatch, Processor, Settings};
 use runbom_pipeline::exporter::FileExporter;
 use runbom_pipeline::{
     Graph, GraphSettings, PipelineSpec, ProcessorSpec, Signal, SignalKind, Telemetry,
-    processor::aibom::AibomSpec,
+    processor::{aibom::AibomSpec, batch::BatchSettings},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -199,5 +200,93 @@ async fn alerts_reach_the_logs_pipeline_that_lists_the_processor() {
     );
     drop(otlp);
     graph.drain(Duration::from_secs(1)).await;
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// `exfiltration()` with its own trace id and span ids.
+fn exfiltration_of(trace: u8) -> ExportTraceServiceRequest {
+    let mut req = exfiltration();
+    for s in req
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        s.trace_id = vec![trace; 16];
+        s.attributes
+            .push(kv("aibom.declared", "forged by the sender"));
+    }
+    req
+}
+
+/// The spans' verdicts go beside them through `aibom` and `batch` (which merges such requests)
+/// and the file exporter writes them: the lines are those of the requests with the verdicts
+/// written onto the spans (`Processor::push`), merged as `batch` merges them.
+#[tokio::test]
+async fn verdicts_written_by_the_exporter_are_the_processors() {
+    let root = std::env::temp_dir().join(format!(
+        "runbom-pipeline-aibom-verdicts-{}",
+        std::process::id()
+    ));
+    let bom_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/agent/bom.cdx.json");
+    let watch = BomWatch::load(&bom_path).expect("the reference BOM");
+    let bom = watch.current().clone();
+    let spec = AibomSpec {
+        name: "aibom".into(),
+        settings: Settings::default(),
+        bom: Arc::new(Mutex::new(watch)),
+        reload_interval: Duration::from_secs(1),
+        stats: Arc::default(),
+    };
+    let batch = BatchSettings {
+        send_batch_size: 6,
+        send_batch_max_size: 0,
+        timeout: Duration::from_secs(5),
+    };
+    let specs = [PipelineSpec {
+        name: "traces".into(),
+        signal: SignalKind::Traces,
+        receivers: vec!["otlp".into()],
+        processors: vec![ProcessorSpec::Aibom(spec), ProcessorSpec::Batch(batch)],
+        exporters: vec!["spans".into()],
+    }];
+    let stop = CancellationToken::new();
+    let mut graph = Graph::build(
+        &specs,
+        GraphSettings::default(),
+        Arc::new(Telemetry::default()),
+        &stop,
+        |name, _, _| Ok(Box::new(FileExporter::new(&root.join(name))?)),
+    )
+    .expect("the graph builds");
+    let otlp = graph
+        .take_ingest("otlp")
+        .expect("the otlp receiver's ingest");
+    for trace in [1, 2] {
+        otlp.push(Signal::Traces(exfiltration_of(trace)))
+            .await
+            .expect("accepted");
+    }
+    drop(otlp);
+    graph.drain(Duration::from_secs(2)).await;
+    let lines = read(&root.join("spans"), "traces.jsonl");
+
+    let mut processor = Processor::new(Settings::default());
+    let mut expected = Signal::empty(SignalKind::Traces);
+    for trace in [1, 2] {
+        let out = processor.push(exfiltration_of(trace), std::time::Instant::now(), &bom);
+        expected
+            .merge(Signal::Traces(out.traces.expect("judged at once")))
+            .expect("traces");
+    }
+    let mut line = Vec::new();
+    expected.write_json(&mut line).expect("writes");
+    assert_eq!(
+        lines.trim_end(),
+        String::from_utf8_lossy(&line),
+        "one merged request"
+    );
+    assert!(lines.contains("undeclared_endpoint") && !lines.contains("forged"));
     std::fs::remove_dir_all(&root).unwrap();
 }

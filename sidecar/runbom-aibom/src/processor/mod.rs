@@ -23,16 +23,13 @@ use std::{
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
-    common::v1::InstrumentationScope,
-    logs::v1::{ResourceLogs, ScopeLogs},
-    resource::v1::Resource,
+    logs::v1::ResourceLogs,
     trace::v1::Span,
 };
 
-use runbom_event::semconv::scope;
-
 use crate::{
     alert,
+    annotate::Annotations,
     arguments::ArgumentPolicy,
     baseline::Baseline,
     bom::DeclaredBom,
@@ -41,10 +38,14 @@ use crate::{
     pids::PidMap,
     shadow::{Record, Shadow, ShadowSettings, ShadowStats},
     span,
-    verdict::JudgeSettings,
+    verdict::{self, JudgeSettings},
     view::{Item, ResourceHeader, ScopeHeader, View},
 };
 
+mod alerts;
+use alerts::Alerts;
+mod annotated;
+pub use annotated::AnnotatedRelease;
 mod regroup;
 use regroup::Regroup;
 mod remember;
@@ -127,16 +128,6 @@ fn grouped(views: &[View<'_>]) -> bool {
     keys.windows(2).all(|w| w[0] != w[1])
 }
 
-/// The alerts of one request (or one release): the alerts from one resource, one trace after
-/// the other, share one `ResourceLogs` (one copy of the resource).
-#[derive(Default)]
-struct Alerts {
-    logs: Vec<ResourceLogs>,
-    /// The resource of the last `ResourceLogs`. An address in the request (or in the held
-    /// items being released), which outlive this.
-    last: Option<*const Resource>,
-}
-
 /// A span with no parent, or whose parent is in another process (W3C `is_remote` in the span's
 /// flags): the local root of its trace.
 fn is_root(span: &Span) -> bool {
@@ -214,16 +205,31 @@ impl Processor {
     /// `max_spans`.
     pub fn push(
         &mut self,
-        mut req: ExportTraceServiceRequest,
+        req: ExportTraceServiceRequest,
         now: Instant,
         bom: &DeclaredBom,
     ) -> Released {
+        self.push_with(req, now, bom, None)
+    }
+
+    /// [`Processor::push`], the verdicts of the spans judged in place kept in `annotations`
+    /// instead of written onto them (the spans of traces released with them are written).
+    fn push_with(
+        &mut self,
+        mut req: ExportTraceServiceRequest,
+        now: Instant,
+        bom: &DeclaredBom,
+        mut annotations: Option<&mut Annotations>,
+    ) -> Released {
         self.earlier.check_bom(bom);
         let mut alerts = Alerts::default();
-        let hold = self.judge_in_place(&mut req, bom, &mut alerts);
+        let hold = self.judge_in_place(&mut req, bom, &mut alerts, annotations.as_deref_mut());
         let mut logs = alerts.logs;
         let mut due = Vec::new();
         if !hold.is_empty() {
+            if let Some(a) = annotations {
+                a.remove_held(&req, |s| hold.contains(&key(&s.trace_id)));
+            }
             self.hold(&mut req, &hold, now);
             for k in &hold {
                 if self.held.get(k).is_some_and(|h| h.root)
@@ -264,6 +270,7 @@ impl Processor {
         req: &mut ExportTraceServiceRequest,
         bom: &DeclaredBom,
         logs: &mut Alerts,
+        mut annotations: Option<&mut Annotations>,
     ) -> HashSet<TraceKey> {
         let mut hold = HashSet::new();
         let mut views: Vec<View<'_>> = Vec::new();
@@ -277,6 +284,9 @@ impl Processor {
                         .map(|span| View::new(resource, &rs.schema_url, scope, span)),
                 );
             }
+        }
+        for (at, v) in views.iter_mut().enumerate() {
+            v.at = at;
         }
         // One run per trace, in arrival order within it (SDKs and runbom send a trace's spans
         // together: then nothing moves).
@@ -306,7 +316,7 @@ impl Processor {
                     .spans_late
                     .fetch_add(run.len() as u64, Ordering::Relaxed);
             }
-            self.judge_trace(bom, k, run, logs);
+            self.judge_trace(bom, k, run, logs, annotations.as_deref_mut());
         }
         hold
     }
@@ -319,6 +329,7 @@ impl Processor {
         k: TraceKey,
         items: &mut [View<'_>],
         logs: &mut Alerts,
+        annotations: Option<&mut Annotations>,
     ) {
         let earlier = self.earlier.get(&k);
         let mut baseline = self
@@ -330,7 +341,7 @@ impl Processor {
             baseline,
             now: SystemTime::now(),
         });
-        let mut judged = judge::judge_views(
+        let mut judged = judge::judge_unwritten(
             bom,
             &self.settings.judge,
             &mut self.pids,
@@ -339,6 +350,11 @@ impl Processor {
             learning,
             &mut self.scratch,
         );
+        let serial = &bom.serial_number;
+        match annotations {
+            None => verdict::write_all(items, &judged.verdicts, serial, &judged.envs),
+            Some(a) => a.record(items, &judged.verdicts, serial, &judged.envs),
+        }
         drop(baseline);
         let drifted = judged
             .verdicts
@@ -376,28 +392,7 @@ impl Processor {
                 &mut lines,
             );
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
-            let from = o.resource.map(std::ptr::from_ref);
-            if logs.last.is_some()
-                && logs.last == from
-                && let Some(group) = logs.logs.last_mut().and_then(|l| l.scope_logs.first_mut())
-            {
-                group.log_records.push(record);
-                continue;
-            }
-            logs.last = from;
-            logs.logs.push(ResourceLogs {
-                resource: o.resource.cloned(),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: scope::AIBOM.into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        ..Default::default()
-                    }),
-                    log_records: vec![record],
-                    schema_url: String::new(),
-                }],
-                schema_url: o.resource_schema.to_owned(),
-            });
+            logs.push(record, o);
         }
         // Late spans are kernel spans correlated after their trace left (and a process's spans
         // only get kernel children when its pid is known): remember traces of declared agents
@@ -633,7 +628,7 @@ impl Processor {
             };
             let k = key(&first.span.trace_id);
             let mut views: Vec<View<'_>> = held.items.iter_mut().map(Item::view).collect();
-            self.judge_trace(bom, k, &mut views, &mut logs);
+            self.judge_trace(bom, k, &mut views, &mut logs, None);
             drop(views);
             for item in held.items {
                 out.push(item);

@@ -19,7 +19,27 @@ use crate::convert::{LogHead, SpanHead};
 
 /// A trace export request as OTLP/JSON, appended to `out`.
 pub fn write_traces(r: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
-    write_traces_with(out, |out| array(out, &r.resource_spans, resource_spans));
+    write_traces_annotated(r, out, |_| &[]);
+}
+
+/// [`write_traces`], the span at position `i` (counting every span of the request in order)
+/// with `extra(i)` after its own attributes: more `KeyValue` objects, comma-separated
+/// ([`key_values`]).
+pub(crate) fn write_traces_annotated<'x>(
+    r: &ExportTraceServiceRequest,
+    out: &mut Vec<u8>,
+    extra: impl Fn(usize) -> &'x [u8],
+) {
+    let mut at = 0;
+    let mut next = || {
+        at += 1;
+        extra(at - 1)
+    };
+    write_traces_with(out, |out| {
+        array_with(out, &r.resource_spans, |out, r| {
+            resource_spans(out, r, &mut next);
+        });
+    });
 }
 
 /// A trace export request object: `resource_spans` writes the array of `ResourceSpans`.
@@ -27,6 +47,16 @@ pub(crate) fn write_traces_with(out: &mut Vec<u8>, resource_spans: impl FnOnce(&
     out.extend_from_slice(b"{\"resourceSpans\":");
     resource_spans(out);
     out.push(b'}');
+}
+
+/// `attributes` as `KeyValue` objects separated by commas, without the brackets: what
+/// [`write_traces_with`] appends to a span's own.
+pub(crate) fn key_values(attributes: &[KeyValue]) -> Vec<u8> {
+    let mut out = Vec::new();
+    array(&mut out, attributes, key_value);
+    out.pop();
+    out.remove(0);
+    out
 }
 
 /// A log export request as OTLP/JSON, appended to `out`.
@@ -41,11 +71,11 @@ pub(crate) fn write_logs_with(out: &mut Vec<u8>, resource_logs: impl FnOnce(&mut
     out.push(b'}');
 }
 
-fn resource_spans(out: &mut Vec<u8>, r: &ResourceSpans) {
+fn resource_spans<'x>(out: &mut Vec<u8>, r: &ResourceSpans, extra: &mut impl FnMut() -> &'x [u8]) {
     resource_spans_with(
         out,
         |out| option(out, r.resource.as_ref(), resource),
-        |out| array(out, &r.scope_spans, scope_spans),
+        |out| array_with(out, &r.scope_spans, |out, s| scope_spans(out, s, extra)),
         &r.schema_url,
     );
 }
@@ -67,11 +97,11 @@ pub(crate) fn resource_spans_with(
     out.push(b'}');
 }
 
-fn scope_spans(out: &mut Vec<u8>, s: &ScopeSpans) {
+fn scope_spans<'x>(out: &mut Vec<u8>, s: &ScopeSpans, extra: &mut impl FnMut() -> &'x [u8]) {
     scope_spans_with(
         out,
         s.scope.as_ref(),
-        |out| array(out, &s.spans, span),
+        |out| array_with(out, &s.spans, |out, sp| span(out, sp, extra())),
         &s.schema_url,
     );
 }
@@ -180,7 +210,9 @@ fn scope(out: &mut Vec<u8>, s: &InstrumentationScope) {
     out.push(b'}');
 }
 
-fn span(out: &mut Vec<u8>, s: &Span) {
+/// A span object, `extra` (more `KeyValue` objects, comma-separated) after its own
+/// attributes.
+fn span(out: &mut Vec<u8>, s: &Span, extra: &[u8]) {
     out.extend_from_slice(b"{\"traceId\":");
     hex(out, &s.trace_id);
     out.extend_from_slice(b",\"spanId\":");
@@ -201,6 +233,14 @@ fn span(out: &mut Vec<u8>, s: &Span) {
     quoted_number(out, s.end_time_unix_nano);
     out.extend_from_slice(b",\"attributes\":");
     array(out, &s.attributes, key_value);
+    if !extra.is_empty() {
+        out.pop();
+        if !s.attributes.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(extra);
+        out.push(b']');
+    }
     out.extend_from_slice(b",\"droppedAttributesCount\":");
     number(out, s.dropped_attributes_count);
     out.extend_from_slice(b",\"events\":");

@@ -76,7 +76,7 @@ impl DebugExporter {
             return;
         }
         let typed;
-        let signal = if signal.is_kernel() {
+        let signal = if signal.is_held() {
             typed = signal.clone().into_typed();
             &typed
         } else {
@@ -126,7 +126,8 @@ impl DebugExporter {
                     let _ = writeln!(out, "  metric {}", m.name);
                 }
             }
-            Signal::KernelLogs(_) | Signal::KernelSpans(_) => {} // built above
+            // built into `Signal::Logs` and `Signal::Traces` above
+            Signal::KernelLogs(_) | Signal::KernelSpans(_) | Signal::AnnotatedTraces(_) => {}
         }
     }
 }

@@ -168,7 +168,10 @@ pub(crate) fn resources(
         Signal::Traces(r) => Box::new(r.resource_spans.iter_mut().map(|r| &mut r.resource)),
         Signal::Logs(r) => Box::new(r.resource_logs.iter_mut().map(|r| &mut r.resource)),
         Signal::Metrics(r) => Box::new(r.resource_metrics.iter_mut().map(|r| &mut r.resource)),
-        Signal::KernelLogs(_) | Signal::KernelSpans(_) => Box::new(std::iter::empty()), // built by `typed_mut`
+        // built by `typed_mut`
+        Signal::KernelLogs(_) | Signal::KernelSpans(_) | Signal::AnnotatedTraces(_) => {
+            Box::new(std::iter::empty())
+        }
     }
 }
 

@@ -91,8 +91,12 @@ pub(crate) fn drop_invalid(signal: &mut Signal) -> PartialSuccess {
             |s| &mut s.log_records,
             log_problem,
         ),
-        // Metrics are not checked; kernel log records are made by runbom, never received.
-        Signal::Metrics(_) | Signal::KernelLogs(_) | Signal::KernelSpans(_) => (0, None),
+        // Metrics are not checked; kernel records and annotated spans are made by runbom, never
+        // received.
+        Signal::Metrics(_)
+        | Signal::KernelLogs(_)
+        | Signal::KernelSpans(_)
+        | Signal::AnnotatedTraces(_) => (0, None),
     };
     let Some(first) = first else {
         return PartialSuccess::default();

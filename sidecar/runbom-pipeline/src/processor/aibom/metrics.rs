@@ -23,12 +23,14 @@ use opentelemetry::{KeyValue, metrics::Counter};
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::KeyValue as OtlpKeyValue,
+    trace::v1::Span,
 };
 use runbom_aibom::span::{attr, attr_bool, attr_strs};
 use runbom_event::semconv::{
     AIBOM_AGENT_REF, AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, AIBOM_DRIFT_KINDS,
     AIBOM_DRIFT_SUBJECT, AIBOM_PREFIX, K8S_NAMESPACE_NAME, drift,
 };
+use runbom_otlp::AnnotatedTraces;
 
 use crate::telemetry::{SelfMetrics, bounded::Bounded, fresh::FreshCounter};
 
@@ -210,13 +212,34 @@ impl AibomMetrics {
 
     /// Counts the judged spans of a released request.
     pub fn count_spans(&self, req: &ExportTraceServiceRequest) {
+        self.count_labels(req, |_, span| span.attributes.as_slice());
+    }
+
+    /// Counts the judged spans of a released request whose verdicts are beside it: a span's
+    /// labels are those of the attributes it gets, or of its own when it gets none.
+    pub fn count_annotated(&self, traces: &AnnotatedTraces) {
+        self.count_labels(traces.request(), |i, span| match traces.added(i) {
+            [] => span.attributes.as_slice(),
+            added => added,
+        });
+    }
+
+    /// Counts spans by the labels of their `aibom.*` attributes, `attributes(i, span)` being
+    /// those of the span at position `i`.
+    fn count_labels<'a>(
+        &self,
+        req: &'a ExportTraceServiceRequest,
+        attributes: impl Fn(usize, &'a Span) -> &'a [OtlpKeyValue],
+    ) {
         // Spans of a request share few label sets: counted per set, then added once each.
         let mut sets = Tally::new();
+        let mut at = 0;
         for rs in &req.resource_spans {
             let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             let namespace = attr(resource, K8S_NAMESPACE_NAME);
             for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                sets.add(SpanLabels::of(&span.attributes, namespace));
+                sets.add(SpanLabels::of(attributes(at, span), namespace));
+                at += 1;
             }
         }
         for (set, n) in sets.into_counts() {

@@ -11,8 +11,10 @@ use std::{
     time::Duration,
 };
 
-use runbom_aibom::{BomWatch, DeclaredBom, Processor, Released, Settings, Stats, bom::BomError};
-use runbom_otlp::signal::Signal;
+use runbom_aibom::{
+    AnnotatedRelease, BomWatch, DeclaredBom, Processor, Released, Settings, Stats, bom::BomError,
+};
+use runbom_otlp::{AnnotatedTraces, signal::Signal};
 use tokio::{
     sync::{mpsc, oneshot},
     time::Instant,
@@ -68,7 +70,9 @@ pub async fn run(
         let due = processor.next_deadline().map(Instant::from_std);
         let out = tokio::select! {
             got = rx.recv() => match got {
-                Some(Signal::Traces(req)) => processor.push(req, std::time::Instant::now(), &bom),
+                Some(Signal::Traces(req)) => {
+                    processor.push_annotated(req, std::time::Instant::now(), &bom)
+                }
                 Some(Signal::Logs(mut req)) if kernel_logs.is_some() => {
                     processor.judge_logs(&mut req, std::time::Instant::now(), &bom);
                     if let Some(KernelLogs(Some(ingest))) = &kernel_logs {
@@ -86,7 +90,7 @@ pub async fn run(
                 None => break,
             },
             () = sleep_until(due), if due.is_some() => {
-                processor.release_due(std::time::Instant::now(), &bom)
+                plain(processor.release_due(std::time::Instant::now(), &bom))
             }
             _ = reload.tick() => {
                 if let Some(reloaded) = reload_bom(&spec, &mut reading).await {
@@ -100,7 +104,7 @@ pub async fn run(
             return;
         }
     }
-    let out = processor.release_all(&bom);
+    let out = plain(processor.release_all(&bom));
     emit(out, &tx, alerts.as_ref(), &spec, &metrics).await;
     save_baseline(&spec);
 }
@@ -198,17 +202,26 @@ fn current(bom: &Mutex<BomWatch>) -> Arc<DeclaredBom> {
     lock(bom).current().clone()
 }
 
-/// Passes the released spans on and the alerts to the logs pipelines; false once the next
-/// stage is gone.
+/// Spans released with their verdicts written onto them, as a release with none beside them.
+fn plain(out: Released) -> AnnotatedRelease {
+    AnnotatedRelease {
+        traces: out.traces.map(AnnotatedTraces::plain),
+        alerts: out.alerts,
+    }
+}
+
+/// Passes the released spans on (their verdicts written onto them, or beside them for the
+/// exporters to write) and the alerts to the logs pipelines; false once the next stage is
+/// gone.
 async fn emit(
-    out: Released,
+    out: AnnotatedRelease,
     tx: &mpsc::Sender<Signal>,
     alerts: Option<&Ingest>,
     spec: &AibomSpec,
     metrics: &AibomMetrics,
 ) -> bool {
     if let Some(traces) = &out.traces {
-        metrics.count_spans(traces);
+        metrics.count_annotated(traces);
     }
     if let Some(logs) = out.alerts {
         metrics.count_alerts(&logs);
@@ -235,7 +248,7 @@ async fn emit(
         }
     }
     match out.traces {
-        Some(traces) => tx.send(Signal::Traces(traces)).await.is_ok(),
+        Some(traces) => tx.send(Signal::AnnotatedTraces(traces)).await.is_ok(),
         None => true,
     }
 }

@@ -1,0 +1,230 @@
+//! The processor with its verdicts beside the request (`Processor::push_annotated`, what
+//! runbom's pipelines use) lets go of exactly what it lets go of with them written onto the
+//! spans (`Processor::push`): the same spans once built, the same protobuf and OTLP/JSON
+//! written from the verdicts' encodings, the same alerts. On every kind of verdict the test
+//! kit's traces give (declared, undeclared, drift with reasons, kernel spans, spans of no
+//! agent), with `aibom.*` attributes a sender forged, traces held and released, late spans,
+//! a request whose traces are interleaved, and random requests.
+
+use runbom_testkit::agent_trace as common;
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+};
+use prost::Message as _;
+use runbom_aibom::{DeclaredBom, Processor, Settings, endpoint::Endpoint};
+use runbom_otlp::json::write::write_traces;
+use runbom_testkit::random::RandomRequests;
+
+fn settings() -> Settings {
+    let mut s = Settings {
+        wait: Duration::from_secs(5),
+        max_spans: 10_000,
+        ..Settings::default()
+    };
+    s.judge.ignore = vec![Endpoint::parse("127.0.0.1:4318").expect("an endpoint")];
+    s
+}
+
+/// Two processors fed the same requests, one writing its verdicts onto the spans, the other
+/// keeping them beside the request.
+struct Twins {
+    written: Processor,
+    beside: Processor,
+    /// Spans let go of with verdicts beside them.
+    annotated: usize,
+}
+
+impl Twins {
+    fn new() -> Self {
+        Self {
+            written: Processor::new(settings()),
+            beside: Processor::new(settings()),
+            annotated: 0,
+        }
+    }
+
+    fn push(&mut self, req: &ExportTraceServiceRequest, bom: &DeclaredBom) {
+        let now = Instant::now();
+        let a = self.written.push(req.clone(), now, bom);
+        let b = self.beside.push_annotated(req.clone(), now, bom);
+        assert_eq!(untimed(a.alerts), untimed(b.alerts), "the same alerts");
+        let (a, b) = match (a.traces, b.traces) {
+            (Some(a), Some(b)) => (a, b),
+            (None, None) => return,
+            _ => panic!("spans let go of by one only"),
+        };
+        self.annotated += (0..b.spans().count())
+            .filter(|i| !b.added(*i).is_empty())
+            .count();
+        let mut protobuf = Vec::new();
+        b.write_protobuf(&mut protobuf);
+        assert_eq!(protobuf, a.encode_to_vec(), "the same protobuf");
+        let (mut json, mut reference) = (Vec::new(), Vec::new());
+        b.write_json(&mut json);
+        write_traces(&a, &mut reference);
+        assert_eq!(
+            String::from_utf8_lossy(&json),
+            String::from_utf8_lossy(&reference),
+            "the same OTLP/JSON"
+        );
+        assert_eq!(b.into_request(), a, "the same spans");
+    }
+
+    fn release_all(&mut self, bom: &DeclaredBom) {
+        let a = self.written.release_all(bom);
+        let b = self.beside.release_all(bom);
+        assert_eq!(a.traces, b.traces);
+        assert_eq!(untimed(a.alerts), untimed(b.alerts));
+    }
+}
+
+/// `alerts` without the times they were made at.
+fn untimed(mut alerts: Option<ExportLogsServiceRequest>) -> Option<ExportLogsServiceRequest> {
+    let records = alerts
+        .iter_mut()
+        .flat_map(|a| &mut a.resource_logs)
+        .flat_map(|r| &mut r.scope_logs)
+        .flat_map(|s| &mut s.log_records);
+    for r in records {
+        r.observed_time_unix_nano = 0;
+    }
+    alerts
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+    }
+}
+
+/// `req` with `aibom.*` attributes a sender set on every other span.
+fn forged(mut req: ExportTraceServiceRequest) -> ExportTraceServiceRequest {
+    let spans = req
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans);
+    for (i, s) in spans.enumerate().filter(|(i, _)| i % 2 == 0) {
+        s.attributes.insert(0, kv("aibom.drift", "false"));
+        s.attributes.push(kv("aibom.agent.ref", "agent:forged"));
+        if i % 4 == 0 {
+            s.attributes.clear();
+            s.attributes.push(kv("aibom.declared", "true"));
+        }
+    }
+    req
+}
+
+/// `req`'s spans of every trace interleaved with the other traces', one resource per span.
+fn interleaved(reqs: &[ExportTraceServiceRequest]) -> ExportTraceServiceRequest {
+    let mut lists: Vec<_> = reqs
+        .iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            for rs in &r.resource_spans {
+                for ss in &rs.scope_spans {
+                    for s in &ss.spans {
+                        let mut one = rs.clone();
+                        one.scope_spans = vec![ss.clone()];
+                        one.scope_spans[0].spans = vec![s.clone()];
+                        out.push(one);
+                    }
+                }
+            }
+            out.into_iter()
+        })
+        .collect();
+    let mut resource_spans = Vec::new();
+    while lists.iter().any(|l| l.len() > 0) {
+        for l in &mut lists {
+            resource_spans.extend(l.next());
+        }
+    }
+    ExportTraceServiceRequest { resource_spans }
+}
+
+/// `req` without its root spans (and the root spans alone).
+fn without_roots(
+    req: &ExportTraceServiceRequest,
+) -> (ExportTraceServiceRequest, ExportTraceServiceRequest) {
+    let (mut rest, mut roots) = (req.clone(), req.clone());
+    for (r, keep_roots) in [(&mut rest, false), (&mut roots, true)] {
+        for ss in r.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans) {
+            ss.spans
+                .retain(|s| s.parent_span_id.is_empty() == keep_roots);
+        }
+    }
+    (rest, roots)
+}
+
+#[test]
+fn verdicts_beside_the_request_make_the_same_request() {
+    let bom = common::bom();
+    let mut twins = Twins::new();
+    let (injected, _) = common::injected(1);
+    let injected = injected.request();
+    let benign = common::benign(2).request();
+    twins.push(&injected, &bom);
+    twins.push(&benign, &bom);
+    twins.push(&forged(common::injected(3).0.request()), &bom);
+    twins.push(&forged(common::benign(4).request()), &bom);
+    twins.push(
+        &interleaved(&[
+            common::injected(5).0.request(),
+            common::benign(6).request(),
+            forged(common::benign(7).request()),
+        ]),
+        &bom,
+    );
+    // A trace whose root comes later is held; the request that completes it also brings
+    // a complete trace (judged in place) and lets the held one go.
+    let (rest, roots) = without_roots(&common::injected(8).0.request());
+    twins.push(&rest, &bom);
+    let mut completing = roots.clone();
+    completing
+        .resource_spans
+        .extend(common::benign(9).request().resource_spans);
+    completing.resource_spans.extend(
+        without_roots(&common::benign(10).request())
+            .0
+            .resource_spans,
+    );
+    twins.push(&completing, &bom);
+    // Late spans of a released trace, and the same requests again (alerts deduplicated).
+    let mut late = common::benign(2);
+    late.kernel_request(&[2; 8], "GET", "http://10.0.0.9:8080/x", 8080, None);
+    twins.push(&late.request(), &bom);
+    twins.push(&injected, &bom);
+    twins.push(&ExportTraceServiceRequest::default(), &bom);
+    twins.release_all(&bom);
+    assert!(twins.annotated > 100, "spans got verdicts beside them");
+}
+
+#[test]
+fn the_load_and_random_requests_make_the_same_request() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../runbom-loadgen/bom.cdx.json"
+    );
+    let declared = DeclaredBom::from_file(std::path::Path::new(path)).expect("the BOM loads");
+    let reference = common::bom();
+    let mut twins = Twins::new();
+    let load = runbom_loadgen::genai::request(100);
+    twins.push(&load, &declared);
+    // Against the reference agent's BOM the load's models and tool are undeclared.
+    twins.push(&forged(load), &reference);
+    let mut random = RandomRequests::new(3);
+    for i in 0..300 {
+        let req = random.traces();
+        twins.push(&req, if i % 2 == 0 { &reference } else { &declared });
+    }
+    twins.release_all(&reference);
+    assert!(twins.annotated >= 200, "spans got verdicts beside them");
+}
