@@ -130,10 +130,10 @@ const REFERENCE_WORK: &[(&str, &str)] = &[
     ("sys_exit_connect", "reference_ret_exit"),
 ];
 
-/// Loads the reference programs and attaches them as `control` (`Bare`, `BareRaw` or `Reference`) says to
-/// every tracepoint runbom attaches with its embedded defaults, one program per runbom program
-/// (a tracepoint takes a program once: a second copy of the object serves the tracepoints
-/// runbom attaches two programs to); detached when dropped.
+/// Loads the reference programs and attaches them as `control` (`Bare`, `BareRaw` or
+/// `Reference`) says to every tracepoint runbom attaches with its embedded defaults, one program
+/// per runbom program (a tracepoint takes a program once: a second copy of the object serves
+/// the tracepoints runbom attaches two programs to); detached when dropped.
 pub fn reference_probes(control: Control) -> Result<Vec<Reference>> {
     if control == Control::BareRaw {
         return raw_probes().map(|r| vec![r]);

@@ -472,9 +472,10 @@ const PROG_TYPE_TRACEPOINT: u32 = 5;
 /// `BPF_PROG_TYPE_RAW_TRACEPOINT`.
 const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 
-/// Names of tracepoint programs (classic or raw) loaded in the kernel that are not reference programs: another
-/// runbom (or any tracer) on the machine would run inside every measured syscall, baseline
-/// included. Our own runbom child's programs count too, so call this while it is not running.
+/// Names of tracepoint programs (classic or raw) loaded in the kernel that are not reference
+/// programs: another runbom (or any tracer) on the machine would run inside every measured
+/// syscall, baseline included. Our own runbom child's programs count too, so call this while it
+/// is not running.
 pub fn foreign_tracepoint_programs() -> Vec<String> {
     let mut names: Vec<String> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
