@@ -20,19 +20,28 @@
 //!   (`reference_uprobe_bare`, `reference_uretprobe_bare`): what any hook that pairs a call
 //!   with its result pays.
 //!
+//! - raw tracepoints (`raw_tracepoint` programs, called with the tracepoint's own arguments,
+//!   where a classic tracepoint program is called after the kernel built the tracepoint's
+//!   record): `reference_raw_bare` returns at once; `reference_raw_enter_openat` and
+//!   `reference_raw_exit_openat`, on the one `sys_enter`/`sys_exit` every syscall passes, return
+//!   unless the syscall is `openat`, and `reference_raw_enter_traced`/`reference_raw_exit_traced`
+//!   unless it is one runbom traces: the floor of a port of the syscall programs;
+//!   `reference_raw_enter_getppid`/`reference_raw_exit_getppid` the same for `getppid`, a
+//!   syscall no other tracer hooks.
+//!
 //! Records are submitted like runbom's (the kernel wakes the reader when it had caught up); the
 //! `*_nowake` twins submit with `BPF_RB_NO_WAKEUP`, to measure what waking the reader costs.
 //! The maps are the reference's own (`REF_*`): nothing here touches runbom's maps.
 
 use aya_ebpf::{
     helpers::generated::{bpf_probe_read_user, bpf_probe_read_user_str},
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use runbom_common::{EventKind, FileOpenEvent, PATH_MAX, SOCK_TYPE_UNKNOWN, SockAddr, SockEvent};
 
-use crate::util::{current, fd_key, header, now, sys_arg};
+use crate::util::{current, fd_key, header, now, read_kernel, sys_arg};
 
 /// Every reference record. The driver sets its size at load time.
 #[map]
@@ -82,6 +91,82 @@ pub fn reference_uprobe_bare(_ctx: aya_ebpf::programs::ProbeContext) -> u32 {
 #[aya_ebpf::macros::uretprobe]
 pub fn reference_uretprobe_bare(_ctx: aya_ebpf::programs::RetProbeContext) -> u32 {
     0
+}
+
+/// Does nothing: the cost of a raw tracepoint program being attached at all.
+#[raw_tracepoint]
+pub fn reference_raw_bare(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+/// The `n`th argument of a raw tracepoint (its `TP_PROTO` arguments, each widened to 64 bits).
+#[inline(always)]
+fn raw_arg(ctx: &RawTracePointContext, n: usize) -> u64 {
+    // SAFETY: the context is an array of the tracepoint's arguments; the verifier checks the
+    // offset against their number.
+    unsafe { *aya_ebpf::EbpfContext::as_ptr(ctx).cast::<u64>().add(n) }
+}
+
+/// The syscall number at a raw `sys_exit` (`regs, ret`): `regs->orig_ax` (x86-64).
+#[inline(always)]
+fn raw_exit_id(ctx: &RawTracePointContext) -> u64 {
+    /// `offsetof(struct pt_regs, orig_ax)` on x86-64.
+    const ORIG_AX: usize = 15 * 8;
+    let regs = raw_arg(ctx, 0) as *const u8;
+    read_kernel(regs.wrapping_add(ORIG_AX).cast::<u64>()).unwrap_or(u64::MAX)
+}
+
+/// x86-64 `openat`.
+const NR_OPENAT: u64 = 257;
+
+/// Whether runbom hooks syscall `id` (x86-64 numbers: read, write, open, close, readv, writev,
+/// socket, connect, accept, sendto, recvfrom, sendmsg, recvmsg, exit_group, openat, accept4,
+/// sendmmsg, openat2).
+#[inline(always)]
+fn traced(id: u64) -> bool {
+    matches!(
+        id,
+        0 | 1 | 2 | 3 | 19 | 20 | 41 | 42 | 43 | 44 | 45 | 46 | 47 | 231 | 257 | 288 | 307 | 437
+    )
+}
+
+/// Raw `sys_enter` (`regs, id`): returns unless the syscall is `openat`.
+#[raw_tracepoint]
+pub fn reference_raw_enter_openat(ctx: RawTracePointContext) -> i32 {
+    i32::from(raw_arg(&ctx, 1) == NR_OPENAT)
+}
+
+/// Raw `sys_exit` (`regs, ret`): returns unless the syscall is `openat`.
+#[raw_tracepoint]
+pub fn reference_raw_exit_openat(ctx: RawTracePointContext) -> i32 {
+    i32::from(raw_exit_id(&ctx) == NR_OPENAT)
+}
+
+/// x86-64 `getppid`, a syscall no tracer here hooks: classic and raw dispatch compared on it.
+const NR_GETPPID: u64 = 110;
+
+/// Raw `sys_enter`: returns unless the syscall is `getppid`.
+#[raw_tracepoint]
+pub fn reference_raw_enter_getppid(ctx: RawTracePointContext) -> i32 {
+    i32::from(raw_arg(&ctx, 1) == NR_GETPPID)
+}
+
+/// Raw `sys_exit`: returns unless the syscall is `getppid`.
+#[raw_tracepoint]
+pub fn reference_raw_exit_getppid(ctx: RawTracePointContext) -> i32 {
+    i32::from(raw_exit_id(&ctx) == NR_GETPPID)
+}
+
+/// Raw `sys_enter`: returns unless runbom traces the syscall.
+#[raw_tracepoint]
+pub fn reference_raw_enter_traced(ctx: RawTracePointContext) -> i32 {
+    i32::from(traced(raw_arg(&ctx, 1)))
+}
+
+/// Raw `sys_exit`: returns unless runbom traces the syscall.
+#[raw_tracepoint]
+pub fn reference_raw_exit_traced(ctx: RawTracePointContext) -> i32 {
+    i32::from(traced(raw_exit_id(&ctx)))
 }
 
 /// `bpf_ringbuf_submit` flag: do not wake the consumer (it polls on a timer instead).

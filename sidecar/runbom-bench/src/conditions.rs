@@ -60,6 +60,8 @@ pub(crate) enum Kind {
     Connect(libc::sockaddr_in),
     Write,
     Read,
+    /// `getppid`, a syscall no tracer here hooks.
+    Getppid,
     /// Spawns of `/bin/true`: their CPU (the children's with the loop thread's) and the
     /// programs every fork, exec and exit runs.
     Exec,
@@ -141,6 +143,11 @@ impl Workload {
                 workload::read_loop(warm);
                 cpu0 = workload::thread_cpu();
                 workload::read_loop(self.iterations)
+            }
+            Kind::Getppid => {
+                workload::getppid_loop(warm);
+                cpu0 = workload::thread_cpu();
+                workload::getppid_loop(self.iterations)
             }
             Kind::Exec => {
                 let spawned = |n| workload::exec_loop(n).expect("spawning /bin/true");

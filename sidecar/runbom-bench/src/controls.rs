@@ -11,6 +11,9 @@
 //!   the cost plain contention for the machine (the other vCPU, caches, the host)?
 //! - `bare`: no runbom; an empty reference program on every tracepoint runbom attaches (one per
 //!   runbom program): what any probe with runbom's coverage pays to be called.
+//! - `bare-raw`: as `bare`, with raw tracepoint programs: an empty one on each non-syscall
+//!   tracepoint, and one on `sys_enter` and one on `sys_exit` (every syscall passes them) that
+//!   return unless runbom traces the syscall: what a port to raw tracepoints would pay.
 //! - `reference`: no runbom; the reference probes doing runbom's work on opens and connects
 //!   (`ref-record`: a ring record per open and connect, their results at the exits, read by a
 //!   consumer), the empty program on the other tracepoints.
@@ -31,6 +34,7 @@ pub enum Control {
     NoTls,
     Burner,
     Bare,
+    BareRaw,
     Reference,
 }
 
@@ -41,6 +45,7 @@ impl fmt::Display for Control {
             Self::NoTls => "runbom, no TLS uprobes",
             Self::Burner => "CPU burner",
             Self::Bare => "ref-bare on runbom's tracepoints",
+            Self::BareRaw => "ref-bare as raw tracepoints",
             Self::Reference => "reference probes",
         })
     }
@@ -125,11 +130,14 @@ const REFERENCE_WORK: &[(&str, &str)] = &[
     ("sys_exit_connect", "reference_ret_exit"),
 ];
 
-/// Loads the reference programs and attaches them as `control` (`Bare` or `Reference`) says to
-/// every tracepoint runbom attaches with its embedded defaults, one program per runbom program
-/// (a tracepoint takes a program once: a second copy of the object serves the tracepoints
-/// runbom attaches two programs to); detached when dropped.
+/// Loads the reference programs and attaches them as `control` (`Bare`, `BareRaw` or
+/// `Reference`) says to every tracepoint runbom attaches with its embedded defaults, one program
+/// per runbom program (a tracepoint takes a program once: a second copy of the object serves
+/// the tracepoints runbom attaches two programs to); detached when dropped.
 pub fn reference_probes(control: Control) -> Result<Vec<Reference>> {
+    if control == Control::BareRaw {
+        return raw_probes().map(|r| vec![r]);
+    }
     let mut copies: Vec<(Reference, Vec<&str>)> = Vec::new();
     for (category, tracepoint) in runbom_kernel::probes::attached_tracepoints(true) {
         let program = match control {
@@ -153,4 +161,20 @@ pub fn reference_probes(control: Control) -> Result<Vec<Reference>> {
         used.push(tracepoint);
     }
     Ok(copies.into_iter().map(|(r, _)| r).collect())
+}
+
+/// `bare-raw`: the raw `sys_enter` and `sys_exit` programs, and the empty raw program on every
+/// other tracepoint runbom attaches (each once).
+fn raw_probes() -> Result<Reference> {
+    let mut reference = Reference::load(4 << 20, &[], None)?;
+    reference.attach_one("reference_raw_enter_traced", "", "sys_enter")?;
+    reference.attach_one("reference_raw_exit_traced", "", "sys_exit")?;
+    let mut done: Vec<&str> = Vec::new();
+    for (category, tracepoint) in runbom_kernel::probes::attached_tracepoints(true) {
+        if category != "syscalls" && !done.contains(&tracepoint) {
+            reference.attach_one("reference_raw_bare", category, tracepoint)?;
+            done.push(tracepoint);
+        }
+    }
+    Ok(reference)
 }

@@ -116,8 +116,9 @@ struct Cli {
     /// `mixed`: control conditions measured in the same rounds, comma-separated: `stopped`
     /// (runbom stopped by SIGSTOP during the bursts), `no-tls` (no OpenSSL/Go uprobes, no library
     /// watcher), `burner` (a process spending runbom's share of a CPU instead of runbom), `bare`
-    /// (empty programs on runbom's tracepoints), `reference` (the reference probes' work on
-    /// opens and connects, empty programs elsewhere).
+    /// (empty programs on runbom's tracepoints), `bare-raw` (the same as raw tracepoints: one
+    /// `sys_enter` and one `sys_exit` program returning unless runbom traces the syscall),
+    /// `reference` (the reference probes' work on opens and connects, empty programs elsewhere).
     #[arg(long, value_enum, value_delimiter = ',')]
     mixed_controls: Vec<controls::Control>,
     /// `sustained`: what runbom runs, comma-separated: `defaults` (the embedded defaults:

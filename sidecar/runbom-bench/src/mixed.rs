@@ -422,7 +422,7 @@ fn measure(
             let _burner = controls::Burner::start(*round.share)?;
             bursts_of()?
         }
-        Condition::Control(c @ (Control::Bare | Control::Reference)) => {
+        Condition::Control(c @ (Control::Bare | Control::BareRaw | Control::Reference)) => {
             let _probes = controls::reference_probes(c)?;
             std::thread::sleep(Duration::from_millis(200));
             bursts_of()?

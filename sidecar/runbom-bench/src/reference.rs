@@ -12,11 +12,11 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{LpmTrie, MapData, RingBuf, lpm_trie::Key},
-    programs::{TracePoint, trace_point::TracePointLinkId},
+    programs::{Program, raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId},
 };
 use runbom_common::PATH_MAX;
 
@@ -37,9 +37,17 @@ const PROGRAMS: &[&str] = &[
     "reference_open_query_enter",
     "reference_open_slot_enter",
     "reference_ret_slot_exit",
+    "reference_raw_bare",
+    "reference_raw_enter_openat",
+    "reference_raw_exit_openat",
+    "reference_raw_enter_traced",
+    "reference_raw_exit_traced",
+    "reference_raw_enter_getppid",
+    "reference_raw_exit_getppid",
 ];
 
-/// A set of reference programs and the `syscalls` tracepoints they attach to.
+/// A set of reference programs and the `syscalls` tracepoints they attach to (`category:name`
+/// for another category; a raw tracepoint program attaches to the raw tracepoint `name`).
 #[derive(Clone, Copy, Debug)]
 pub struct Variant {
     /// Short name used in the results table.
@@ -56,6 +64,16 @@ pub const OPEN_BARE: Variant = Variant {
     attach: &[
         ("reference_bare", "sys_enter_openat"),
         ("reference_bare", "sys_exit_openat"),
+    ],
+    paused: false,
+};
+/// `ref-bare` as raw tracepoints: one program on `sys_enter` and one on `sys_exit`, which every
+/// syscall passes (the loop's `close` too), returning unless the syscall is `openat`.
+pub const OPEN_BARE_RAW: Variant = Variant {
+    name: "ref-bare-raw",
+    attach: &[
+        ("reference_raw_enter_openat", "sys_enter"),
+        ("reference_raw_exit_openat", "sys_exit"),
     ],
     paused: false,
 };
@@ -193,10 +211,70 @@ pub const CONNECT_RECORD_NOWAKE: Variant = Variant {
     paused: false,
 };
 
+/// Empty programs on the tracepoints runbom's process tree uses (an exec, a fork, an exit and
+/// `exit_group`), as classic tracepoints and as raw ones (`exit_group` then from the raw
+/// `sys_enter`, which every syscall of the spawned child passes).
+pub const EXEC_BARE: Variant = Variant {
+    name: "ref-bare",
+    attach: &[
+        ("reference_bare", "sched:sched_process_exec"),
+        ("reference_bare", "task:task_newtask"),
+        ("reference_bare", "sched:sched_process_exit"),
+        ("reference_bare", "sys_enter_exit_group"),
+    ],
+    paused: false,
+};
+pub const EXEC_BARE_RAW: Variant = Variant {
+    name: "ref-bare-raw",
+    attach: &[
+        ("reference_raw_bare", "sched_process_exec"),
+        ("reference_raw_bare", "task_newtask"),
+        ("reference_raw_bare", "sched_process_exit"),
+        ("reference_raw_enter_traced", "sys_enter"),
+    ],
+    paused: false,
+};
+
+/// `getppid`, which no tracer here hooks (runbom's programs on a shared machine would share
+/// the record a classic tracepoint builds): empty classic programs at its entry and exit; the
+/// raw `sys_enter`/`sys_exit` programs returning unless the syscall is `getppid`; and those
+/// returning unless runbom traces the syscall, which `getppid` is not (what a raw port adds to
+/// every syscall it does not trace).
+pub const GETPPID_BARE: Variant = Variant {
+    name: "ref-bare",
+    attach: &[
+        ("reference_bare", "sys_enter_getppid"),
+        ("reference_bare", "sys_exit_getppid"),
+    ],
+    paused: false,
+};
+pub const GETPPID_BARE_RAW: Variant = Variant {
+    name: "ref-bare-raw",
+    attach: &[
+        ("reference_raw_enter_getppid", "sys_enter"),
+        ("reference_raw_exit_getppid", "sys_exit"),
+    ],
+    paused: false,
+};
+pub const GETPPID_RAW_UNTRACED: Variant = Variant {
+    name: "ref-raw-untraced",
+    attach: &[
+        ("reference_raw_enter_traced", "sys_enter"),
+        ("reference_raw_exit_traced", "sys_exit"),
+    ],
+    paused: false,
+};
+
+/// An attached reference program.
+enum Link {
+    Classic(TracePointLinkId),
+    Raw(RawTracePointLinkId),
+}
+
 /// The loaded reference programs and their ring-buffer consumer.
 pub struct Reference {
     ebpf: Ebpf,
-    links: Vec<(&'static str, TracePointLinkId)>,
+    links: Vec<(&'static str, Link)>,
     stop: Arc<AtomicBool>,
     paused: Arc<AtomicBool>,
     records: Arc<AtomicU64>,
@@ -228,11 +306,15 @@ impl Reference {
             }
         }
         for name in PROGRAMS {
-            let tp: &mut TracePoint = ebpf
+            match ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-                .try_into()?;
-            tp.load().with_context(|| format!("loading {name}"))?;
+            {
+                Program::TracePoint(tp) => tp.load(),
+                Program::RawTracePoint(tp) => tp.load(),
+                _ => bail!("{name} is not a tracepoint program"),
+            }
+            .with_context(|| format!("loading {name}"))?;
         }
         let ring = RingBuf::try_from(
             ebpf.take_map("REF_EVENTS")
@@ -264,27 +346,31 @@ impl Reference {
             // Let a poll in progress time out.
             std::thread::sleep(POLL_TIMEOUT * 2);
         }
-        for &(program, tracepoint) in variant.attach {
-            self.attach_one(program, "syscalls", tracepoint)?;
+        for &(program, at) in variant.attach {
+            let (category, tracepoint) = at.split_once(':').unwrap_or(("syscalls", at));
+            self.attach_one(program, category, tracepoint)?;
         }
         Ok(())
     }
 
-    /// Attaches `program` to `category:tracepoint` (detached with the others by [`Self::detach`]).
+    /// Attaches `program` to `category:tracepoint`, or a raw tracepoint program to the raw
+    /// tracepoint `tracepoint` (detached with the others by [`Self::detach`]).
     pub fn attach_one(
         &mut self,
         program: &'static str,
         category: &str,
         tracepoint: &str,
     ) -> Result<()> {
-        let tp: &mut TracePoint = self
+        let link = match self
             .ebpf
             .program_mut(program)
             .ok_or_else(|| anyhow!("program {program} missing"))?
-            .try_into()?;
-        let link = tp
-            .attach(category, tracepoint)
-            .with_context(|| format!("attaching {program} to {category}:{tracepoint}"))?;
+        {
+            Program::TracePoint(tp) => tp.attach(category, tracepoint).map(Link::Classic),
+            Program::RawTracePoint(tp) => tp.attach(tracepoint).map(Link::Raw),
+            _ => bail!("{program} is not a tracepoint program"),
+        }
+        .with_context(|| format!("attaching {program} to {category}:{tracepoint}"))?;
         self.links.push((program, link));
         Ok(())
     }
@@ -293,12 +379,15 @@ impl Reference {
     pub fn detach(&mut self) -> Result<()> {
         self.paused.store(false, Ordering::Relaxed);
         for (program, link) in self.links.drain(..) {
-            let tp: &mut TracePoint = self
+            let program = self
                 .ebpf
                 .program_mut(program)
-                .ok_or_else(|| anyhow!("program {program} missing"))?
-                .try_into()?;
-            tp.detach(link)?;
+                .ok_or_else(|| anyhow!("program {program} missing"))?;
+            match (program, link) {
+                (Program::TracePoint(tp), Link::Classic(link)) => tp.detach(link)?,
+                (Program::RawTracePoint(tp), Link::Raw(link)) => tp.detach(link)?,
+                _ => bail!("a link of another program type"),
+            }
         }
         Ok(())
     }
@@ -380,14 +469,22 @@ fn consume(
 
 /// `BPF_PROG_TYPE_TRACEPOINT`.
 const PROG_TYPE_TRACEPOINT: u32 = 5;
+/// `BPF_PROG_TYPE_RAW_TRACEPOINT`.
+const PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 
-/// Names of tracepoint programs loaded in the kernel that are not reference programs: another
-/// runbom (or any tracer) on the machine would run inside every measured syscall, baseline
-/// included. Our own runbom child's programs count too, so call this while it is not running.
+/// Names of tracepoint programs (classic or raw) loaded in the kernel that are not reference
+/// programs: another runbom (or any tracer) on the machine would run inside every measured
+/// syscall, baseline included. Our own runbom child's programs count too, so call this while it
+/// is not running.
 pub fn foreign_tracepoint_programs() -> Vec<String> {
     let mut names: Vec<String> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter(|p| p.program_type() as u32 == PROG_TYPE_TRACEPOINT)
+        .filter(|p| {
+            matches!(
+                p.program_type() as u32,
+                PROG_TYPE_TRACEPOINT | PROG_TYPE_RAW_TRACEPOINT
+            )
+        })
         .map(|p| p.name_as_str().unwrap_or("?").to_owned())
         .filter(|n| !n.starts_with("reference_"))
         .collect();

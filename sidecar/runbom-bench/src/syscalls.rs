@@ -33,10 +33,11 @@ use crate::{
     },
     inprogram,
     reference::{
-        CONNECT_BARE, CONNECT_RECORD, CONNECT_RECORD_NOWAKE, CONNECT_RECORD_PAUSED, OPEN_BARE,
-        OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_LPM_PAUSED, OPEN_RECORD_NOWAKE,
-        OPEN_RECORD_PAUSED, OPEN_RECORD_QUERY_PAUSED, OPEN_RECORD_SLOT_PAUSED, READ_BARE,
-        Reference, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
+        CONNECT_BARE, CONNECT_RECORD, CONNECT_RECORD_NOWAKE, CONNECT_RECORD_PAUSED, EXEC_BARE,
+        EXEC_BARE_RAW, GETPPID_BARE, GETPPID_BARE_RAW, GETPPID_RAW_UNTRACED, OPEN_BARE,
+        OPEN_BARE_RAW, OPEN_LPM, OPEN_READ, OPEN_RECORD, OPEN_RECORD_LPM_PAUSED,
+        OPEN_RECORD_NOWAKE, OPEN_RECORD_PAUSED, OPEN_RECORD_QUERY_PAUSED, OPEN_RECORD_SLOT_PAUSED,
+        READ_BARE, Reference, WRITE_BARE, WRITE_BARE_ENTER, WRITE_READ, wait_for_quiet_kernel,
     },
     runbom::{Runbom, Settings, Summary},
     stats::Samples,
@@ -141,7 +142,7 @@ fn files(dir: &Path) -> Result<Files> {
     Ok(files)
 }
 
-fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 7] {
+fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 8] {
     [
         Workload {
             name: "open watched",
@@ -180,7 +181,7 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 7]
             what: "openat+close of a path under an excluded prefix",
             kind: Kind::Open(files.skipped.clone()),
             iterations: opts.open_iterations,
-            variants: &[OPEN_BARE, OPEN_READ, OPEN_LPM],
+            variants: &[OPEN_BARE, OPEN_BARE_RAW, OPEN_READ, OPEN_LPM],
             paused: false,
             compare: &[(RUNBOM, OPEN_BARE.name), (RUNBOM, OPEN_LPM.name)],
         },
@@ -220,11 +221,20 @@ fn workloads(opts: &Options, files: &Files, port: &RefusedPort) -> [Workload; 7]
             compare: &[(RUNBOM, READ_BARE.name)],
         },
         Workload {
+            name: "getppid",
+            what: "getppid, which no tracer hooks (classic against raw tracepoint dispatch)",
+            kind: Kind::Getppid,
+            iterations: opts.write_iterations,
+            variants: &[GETPPID_BARE, GETPPID_BARE_RAW, GETPPID_RAW_UNTRACED],
+            paused: false,
+            compare: &[],
+        },
+        Workload {
             name: "exec",
             what: "spawn of /bin/true, waited for (its CPU counted; a fork, an exec, an exit)",
             kind: Kind::Exec,
             iterations: opts.exec_iterations,
-            variants: &[],
+            variants: &[EXEC_BARE, EXEC_BARE_RAW],
             paused: true,
             compare: &[],
         },
@@ -569,6 +579,7 @@ pub fn legend() -> String {
     for (what, v) in [
         ("open", OPEN_BARE),
         ("open", OPEN_READ),
+        ("open", OPEN_BARE_RAW),
         ("open", OPEN_LPM),
         ("open", OPEN_RECORD),
         ("open", OPEN_RECORD_PAUSED),
@@ -583,6 +594,11 @@ pub fn legend() -> String {
         ("write", WRITE_BARE_ENTER),
         ("write", WRITE_BARE),
         ("write", WRITE_READ),
+        ("getppid", GETPPID_BARE),
+        ("getppid", GETPPID_BARE_RAW),
+        ("getppid", GETPPID_RAW_UNTRACED),
+        ("exec", EXEC_BARE),
+        ("exec", EXEC_BARE_RAW),
     ] {
         let parts: Vec<String> = v.attach.iter().map(|(p, t)| format!("{p}@{t}")).collect();
         let _ = writeln!(

@@ -130,6 +130,15 @@ pub fn read_loop(n: u64) -> Duration {
     elapsed
 }
 
+pub fn getppid_loop(n: u64) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: no arguments, no memory touched.
+        std::hint::black_box(unsafe { libc::getppid() });
+    }
+    start.elapsed()
+}
+
 /// A loopback TCP port that refuses connections: a socket bound to it but not listening keeps
 /// anyone else from taking it.
 pub struct RefusedPort {
