@@ -24,11 +24,14 @@ pub(super) fn walk<P: Pass>(
 ) {
     for group in groups {
         let process = &logs.events[group[0]].process;
+        let placement = logs.placement(group[0]);
         encode::resource_logs_message(p, |p| {
             encode::resource_logs_with(
                 p,
-                Some(|p: &mut P| {
-                    encode::resource_with(
+                Some(|p: &mut P| match placement {
+                    // An application's, as it sent it.
+                    Some(placed) => encode::resource(p, &placed.resource),
+                    None => encode::resource_with(
                         p,
                         |p, tag| {
                             convert::resource_attributes(
@@ -39,7 +42,7 @@ pub(super) fn walk<P: Pass>(
                         },
                         0,
                         &[],
-                    );
+                    ),
                 }),
                 |p, tag| {
                     p.message_sized(tag, encode::ROOM_GROUP, |p| {
@@ -76,12 +79,13 @@ fn record<P: Pass>(
     convert::write_body(ev, body);
     encode::log_record_with(
         p,
-        &convert::log_head(ev, logs.span_id(i)),
+        &convert::log_head_at(ev, logs.span_id(i), logs.placement(i)),
         Some(|p: &mut P| encode::string_value(p, body)),
         |p, tag| {
             let mut a = Attributes { p, tag, scratch };
-            convert::event_attributes_into(ev, None, &mut a);
+            convert::event_attributes_into(ev, logs.placement(i), &mut a);
             convert::log_only_attributes(ev, &mut a);
+            encode::attributes(a.p, tag, logs.appended(i));
         },
     );
 }
