@@ -20,6 +20,9 @@ use crate::{bom::DeclaredBom, view::View};
 /// as a new one (a repeat only costs its memory).
 const LOOK_BACK: usize = 16;
 
+/// How many of the spans records are judged as are kept between requests.
+const KEEP_SPANS: usize = 64;
+
 impl Processor {
     /// [`Processor::judge_logs`] on kernel log records still held as their events: the
     /// same records judged in the same groups (one per process run or application), the same
@@ -83,6 +86,8 @@ impl Processor {
                 at[i] = u32::try_from(list).ok();
             }
         }
+        // A few kept for the next request; a flood's thousand are let go (idle memory).
+        spans.truncate(KEEP_SPANS);
         self.kernel_spans = spans;
         logs.set_appended(lists, at);
     }
