@@ -43,7 +43,12 @@
 //! - `opens x1024`: one undeclared Python process opening the same file 1 024 times (the
 //!   embedded defaults' flame-graph load);
 //! - `mixed x1024`: 8 undeclared processes, each opening 96 files of its own, connecting 16
-//!   times and running 16 programs (a busy node's other traffic).
+//!   times and running 16 programs (a busy node's other traffic);
+//! - `…, built, judged, JSON` and `…, judged as events, JSON`: the same events' records
+//!   from the events to OTLP/JSON (the `file` exporter's output), built as records, judged
+//!   (`judge_logs`) and written from the request, against judged as the events
+//!   (`judge_kernel_logs`) and written from them; freeing the records is inside the
+//!   measured time, freeing the events outside.
 
 // Criterion's macros generate undocumented items.
 #![allow(missing_docs)]
@@ -361,8 +366,8 @@ fn processor(c: &mut Criterion) {
     bench_case(c, "kernel-only x1024", &kernel_only());
 }
 
-/// Kernel log records of undeclared processes, converted as the correlation does.
-fn kernel_logs(mixed: bool) -> ExportLogsServiceRequest {
+/// Kernel events of undeclared processes.
+fn kernel_events(mixed: bool) -> Vec<runbom_event::KernelEvent> {
     use runbom_event::Detail;
     use runbom_testkit::shadow_run::{connect, event, process};
     let t0 = common::T0;
@@ -401,11 +406,66 @@ fn kernel_logs(mixed: bool) -> ExportLogsServiceRequest {
             ));
         }
     }
-    let opts = runbom_otlp::ConvertOptions {
+    events
+}
+
+fn kernel_options() -> runbom_otlp::ConvertOptions {
+    runbom_otlp::ConvertOptions {
         host_name: "node".into(),
         uncorrelated_spans: false,
-    };
-    runbom_otlp::convert(&events, &[], &opts).logs
+    }
+}
+
+/// Kernel log records of undeclared processes, converted as the correlation did before it
+/// sent them as the events.
+fn kernel_logs(mixed: bool) -> ExportLogsServiceRequest {
+    runbom_otlp::convert(&kernel_events(mixed), &[], &kernel_options()).logs
+}
+
+/// The same records from the events to OTLP/JSON (what the `file` exporter writes) in both
+/// ways: built, judged and written from the built request; judged and written as the events.
+fn kernel_events_case(c: &mut Criterion, name: &str, mixed: bool) {
+    use runbom_otlp::{KernelLogs, json::write::write_logs};
+    let bom = common::bom();
+    let logs = KernelLogs::new(kernel_events(mixed), std::sync::Arc::new(kernel_options()));
+    let mut group = c.benchmark_group("aibom kernel logs");
+    group.throughput(Throughput::Elements(logs.len() as u64));
+    let mut out = Vec::new();
+    let mut p = Processor::new(settings());
+    group.bench_function(format!("{name}, built, judged, JSON"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let input = logs.clone();
+                let start = thread_cpu();
+                let mut request = input.to_request();
+                p.judge_logs(&mut request, Instant::now(), &bom);
+                out.clear();
+                write_logs(&request, &mut out);
+                drop(black_box(request));
+                total += thread_cpu().saturating_sub(start);
+                drop(black_box(input));
+            }
+            total
+        });
+    });
+    let mut p = Processor::new(settings());
+    group.bench_function(format!("{name}, judged as events, JSON"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut input = logs.clone();
+                let start = thread_cpu();
+                p.judge_kernel_logs(&mut input, Instant::now(), &bom);
+                out.clear();
+                input.write_json(&mut out);
+                total += thread_cpu().saturating_sub(start);
+                drop(black_box(input));
+            }
+            total
+        });
+    });
+    group.finish();
 }
 
 fn kernel_logs_case(c: &mut Criterion, name: &str, req: &ExportLogsServiceRequest) {
@@ -438,6 +498,8 @@ fn kernel_logs_case(c: &mut Criterion, name: &str, req: &ExportLogsServiceReques
 fn kernel(c: &mut Criterion) {
     kernel_logs_case(c, "opens x1024", &kernel_logs(false));
     kernel_logs_case(c, "mixed x1024", &kernel_logs(true));
+    kernel_events_case(c, "opens x1024", false);
+    kernel_events_case(c, "mixed x1024", true);
 }
 
 criterion_group! {

@@ -21,7 +21,7 @@ use runbom_event::semconv::correlation;
 
 pub use buffer::event_bytes;
 pub use correlator::{Correlator, Decided, Output};
-pub use placed::{Share, worker_of};
+pub use placed::{Converted, Share, worker_of};
 pub use stats::Stats;
 
 /// The correlator's maps keyed by pids, threads and span or trace ids: looked up several times

@@ -9,7 +9,9 @@ use opentelemetry_proto::tonic::{
     trace::v1::ResourceSpans,
 };
 use runbom_event::{KernelEvent, semconv::correlation};
-use runbom_otlp::{ConvertOptions, Placement, convert};
+use runbom_otlp::{
+    ConvertOptions, KernelLogs, Placement, convert, convert_placed_spans, placed_span_ids,
+};
 
 use crate::{
     Method,
@@ -28,6 +30,17 @@ impl Output {
     pub fn is_empty(&self) -> bool {
         self.traces.resource_spans.is_empty() && self.logs.resource_logs.is_empty()
     }
+}
+
+/// What is ready to go on, with the kernel log records still as the events they are written
+/// from ([`KernelLogs`]: written to the wire from the events, built only for a component that
+/// reads records): what [`Output`] holds, with the same records.
+#[derive(Clone, Debug)]
+pub struct Converted {
+    /// Application spans and kernel spans, as in [`Output::traces`].
+    pub traces: ExportTraceServiceRequest,
+    /// The kernel log records, placed ones with their placements.
+    pub logs: KernelLogs,
 }
 
 /// What is ready to go on, with every decision made but the kernel events not yet converted:
@@ -80,6 +93,22 @@ impl Share {
         out
     }
 
+    /// The share's kernel spans, and its log records as the events ([`Converted`]): the
+    /// spans and records [`Share::convert`] makes.
+    #[must_use]
+    pub fn into_kernel(self, opts: &Arc<ConvertOptions>) -> Converted {
+        let ids = placed_span_ids(&self.events, &self.placements, opts);
+        let traces = if ids.iter().any(Option::is_some) {
+            convert_placed_spans(&self.events, &ids, &self.placements, opts)
+        } else {
+            ExportTraceServiceRequest::default()
+        };
+        Converted {
+            traces,
+            logs: KernelLogs::placed(self.events, ids, self.placements, opts.clone()),
+        }
+    }
+
     /// The share's kernel spans and log records.
     #[must_use]
     pub fn convert(&self, opts: &ConvertOptions) -> Output {
@@ -122,6 +151,19 @@ impl Decided {
             .resource_spans
             .extend(kernel.traces.resource_spans);
         out.logs = kernel.logs;
+        out
+    }
+
+    /// [`Decided::convert`] with the log records as the events ([`Share::into_kernel`]).
+    #[must_use]
+    pub fn into_kernel(self, opts: &Arc<ConvertOptions>) -> Converted {
+        let mut out = Share {
+            events: self.events,
+            placements: self.placements,
+        }
+        .into_kernel(opts);
+        let kernel = std::mem::replace(&mut out.traces.resource_spans, self.spans);
+        out.traces.resource_spans.extend(kernel);
         out
     }
 
@@ -183,7 +225,13 @@ impl Placed {
 mod tests {
     use std::sync::Arc;
 
+    use opentelemetry_proto::tonic::{
+        collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+        resource::v1::Resource,
+        trace::v1::ResourceSpans,
+    };
     use runbom_event::{Detail, KernelEvent, ProcessInfo};
+    use runbom_otlp::{ConvertOptions, Placement};
 
     use super::{Decided, Share};
 
@@ -243,6 +291,98 @@ mod tests {
                 );
             }
             assert_eq!(shares.iter().map(|s| s.events.len()).sum::<usize>(), 30);
+        }
+    }
+
+    /// Span ids erased from kernel spans and from the records pointing at them (random ids,
+    /// chosen apart by each way).
+    fn without_span_ids(
+        traces: &mut ExportTraceServiceRequest,
+        logs: &mut ExportLogsServiceRequest,
+    ) {
+        let mut made = Vec::new();
+        for span in traces
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .filter(|s| s.scope.as_ref().is_some_and(|s| s.name == "runbom.kernel"))
+            .flat_map(|s| &mut s.spans)
+        {
+            made.push(std::mem::take(&mut span.span_id));
+        }
+        for record in logs
+            .resource_logs
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_logs)
+            .flat_map(|s| &mut s.log_records)
+        {
+            if made.contains(&record.span_id) {
+                record.span_id.clear();
+            }
+        }
+    }
+
+    /// The spans and records as events make what converting makes (span ids aside), with
+    /// placed and unplaced events of several processes mixed, with and without spans for the
+    /// unplaced ones.
+    #[test]
+    fn into_kernel_makes_what_convert_makes() {
+        let app = Arc::new(Resource::default());
+        let processes: Vec<_> = (1..4)
+            .map(|pid| {
+                Arc::new(ProcessInfo {
+                    pid,
+                    exe: format!("/bin/p{pid}"),
+                    ..ProcessInfo::default()
+                })
+            })
+            .collect();
+        let events: Vec<KernelEvent> = (0..24u64)
+            .map(|n| {
+                let process = processes[n as usize % 3].clone();
+                KernelEvent {
+                    detail: if n % 4 == 0 {
+                        Detail::Exit { code: Some(0) }
+                    } else {
+                        Detail::FileOpen {
+                            path: format!("/tmp/{n}"),
+                            flags: 0,
+                            error: None,
+                        }
+                    },
+                    process,
+                    ..exit(1 + n as u32 % 3, n)
+                }
+            })
+            .collect();
+        let placements: Vec<Option<Placement>> = (0..24u8)
+            .map(|n| {
+                (n % 3 == 1).then(|| Placement {
+                    trace_id: [7; 16],
+                    parent_span_id: [n; 8],
+                    resource: app.clone(),
+                    method: "thread",
+                    confidence: "high",
+                })
+            })
+            .collect();
+        for uncorrelated_spans in [true, false] {
+            let opts = ConvertOptions {
+                host_name: "node".into(),
+                uncorrelated_spans,
+            };
+            let decided = Decided {
+                spans: vec![ResourceSpans::default()],
+                events: events.clone(),
+                placements: placements.clone(),
+            };
+            let mut want = decided.clone().convert(&opts);
+            let mut got = decided.into_kernel(&Arc::new(opts));
+            let mut logs = got.logs.to_request();
+            without_span_ids(&mut want.traces, &mut want.logs);
+            without_span_ids(&mut got.traces, &mut logs);
+            assert_eq!(got.traces, want.traces);
+            assert_eq!(logs, want.logs);
         }
     }
 }

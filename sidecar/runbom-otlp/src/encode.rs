@@ -443,7 +443,7 @@ pub(crate) fn scope_logs_with<P: Pass>(
     p.string(3, schema_url);
 }
 
-fn resource<P: Pass>(p: &mut P, r: &Resource) {
+pub(crate) fn resource<P: Pass>(p: &mut P, r: &Resource) {
     resource_with(
         p,
         |p, tag| attributes(p, tag, &r.attributes),
@@ -589,7 +589,7 @@ pub(crate) fn log_record_with<P: Pass>(
     p.string(12, head.event_name);
 }
 
-fn attributes<P: Pass>(p: &mut P, tag: u32, attributes: &[KeyValue]) {
+pub(crate) fn attributes<P: Pass>(p: &mut P, tag: u32, attributes: &[KeyValue]) {
     for kv in attributes {
         p.message(tag, |p| key_value(p, kv));
     }

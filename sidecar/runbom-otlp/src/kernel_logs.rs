@@ -6,23 +6,34 @@
 //!
 //! It holds events no application span claimed (the bulk of a busy node's events). When their
 //! spans are made too, it holds those spans' ids ([`KernelLogs::with_spans`]): each log record
-//! then points at its event's span, in its process's trace, as `convert`'s would.
+//! then points at its event's span, in its process's trace, as `convert`'s would. Events the
+//! correlation placed in an application trace carry their placement
+//! ([`KernelLogs::placed`]): their records are written under the application's resource, in
+//! its trace, with the `runbom.correlation.*` attributes, as `convert` writes them.
 
 use std::{cell::Cell, sync::Arc};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::{
+    collector::logs::v1::ExportLogsServiceRequest, common::v1::KeyValue, resource::v1::Resource,
+};
 use runbom_event::KernelEvent;
 
 use crate::{
-    convert::{ConvertOptions, convert_logs, first_seen_groups, kernel_scope},
+    convert::{
+        ConvertOptions, Placement, convert_logs, event_attributes_into, kernel_groups,
+        kernel_scope, log_only_attributes,
+    },
     encode::{Measure, Shift},
 };
 
+mod appended;
 mod json;
 mod protobuf;
 mod spans;
 
 pub use spans::KernelSpans;
+
+use appended::Appended;
 
 /// Events to be exported as log records, grouped by process as [`convert`](crate::convert())
 /// groups them.
@@ -31,6 +42,11 @@ pub struct KernelLogs {
     events: Vec<KernelEvent>,
     /// The id of `events[i]`'s span, if it has one; empty when none has.
     span_ids: Vec<Option<[u8; 8]>>,
+    /// Where the correlation placed `events[i]`, if it did; empty when it placed none.
+    placements: Vec<Option<Placement>>,
+    /// Attributes a processor appended to the records ([`KernelLogs::set_appended`]); boxed,
+    /// as most batches have none.
+    appended: Option<Box<Appended>>,
     opts: Arc<ConvertOptions>,
 }
 
@@ -48,17 +64,31 @@ impl KernelLogs {
     #[must_use]
     pub fn with_spans(
         events: Vec<KernelEvent>,
-        mut span_ids: Vec<Option<[u8; 8]>>,
+        span_ids: Vec<Option<[u8; 8]>>,
         opts: Arc<ConvertOptions>,
     ) -> Self {
-        if span_ids.iter().all(Option::is_none) {
-            span_ids.clear();
-        } else {
-            span_ids.resize(events.len(), None);
-        }
+        Self::placed(events, span_ids, Vec::new(), opts)
+    }
+
+    /// `events` as log records, `events[i]` placed by the correlation where `placements[i]`
+    /// says (`None`, or a shorter `placements`: not placed) and pointing at the span whose id
+    /// is `span_ids[i]`: the ids [`placed_span_ids`](crate::convert::placed_span_ids) chose
+    /// for the spans [`convert_placed_spans`](crate::convert::convert_placed_spans) makes. The
+    /// log records [`convert`](crate::convert()) makes with those spans.
+    #[must_use]
+    pub fn placed(
+        events: Vec<KernelEvent>,
+        mut span_ids: Vec<Option<[u8; 8]>>,
+        mut placements: Vec<Option<Placement>>,
+        opts: Arc<ConvertOptions>,
+    ) -> Self {
+        fit(&mut span_ids, events.len());
+        fit(&mut placements, events.len());
         Self {
             events,
             span_ids,
+            placements,
+            appended: None,
             opts,
         }
     }
@@ -82,10 +112,24 @@ impl KernelLogs {
 
     /// Appends `other`'s events (written under `self`'s options).
     pub fn append(&mut self, mut other: KernelLogs) {
-        if !(self.span_ids.is_empty() && other.span_ids.is_empty()) {
-            self.span_ids.resize(self.events.len(), None);
-            other.span_ids.resize(other.events.len(), None);
-            self.span_ids.append(&mut other.span_ids);
+        append_column(
+            &mut self.span_ids,
+            self.events.len(),
+            other.span_ids,
+            other.events.len(),
+        );
+        append_column(
+            &mut self.placements,
+            self.events.len(),
+            other.placements,
+            other.events.len(),
+        );
+        if self.appended.is_some() || other.appended.is_some() {
+            self.appended.get_or_insert_default().append(
+                self.events.len(),
+                other.appended.map_or_else(Appended::default, |a| *a),
+                other.events.len(),
+            );
         }
         self.events.append(&mut other.events);
     }
@@ -96,11 +140,9 @@ impl KernelLogs {
         let at = at.min(self.events.len());
         KernelLogs {
             events: self.events.split_off(at),
-            span_ids: if self.span_ids.is_empty() {
-                Vec::new()
-            } else {
-                self.span_ids.split_off(at)
-            },
+            span_ids: split_column(&mut self.span_ids, at),
+            placements: split_column(&mut self.placements, at),
+            appended: self.appended.as_mut().map(|a| Box::new(a.split_off(at))),
             opts: self.opts.clone(),
         }
     }
@@ -108,12 +150,61 @@ impl KernelLogs {
     /// The log export request these events make.
     #[must_use]
     pub fn to_request(&self) -> ExportLogsServiceRequest {
-        convert_logs(&self.events, &self.span_ids, &self.opts)
+        let mut request = convert_logs(&self.events, &self.span_ids, &self.placements, &self.opts);
+        if let Some(appended) = self.appended.as_deref() {
+            let records = request
+                .resource_logs
+                .iter_mut()
+                .flat_map(|r| &mut r.scope_logs)
+                .flat_map(|s| &mut s.log_records);
+            for (record, i) in records.zip(self.groups().into_iter().flatten()) {
+                record.attributes.extend_from_slice(appended.of(i));
+            }
+        }
+        request
+    }
+
+    /// Ends the records with attributes a processor gives them (replacing any it gave
+    /// before): `events[i]`'s with `lists[at[i]]` (`None`, an index past the end, or a
+    /// shorter `at`: none). Each distinct list is given once.
+    pub fn set_appended(&mut self, lists: Vec<Vec<KeyValue>>, at: Vec<Option<u32>>) {
+        let appended = Appended::new(lists, at, self.events.len());
+        self.appended = (!appended.is_empty()).then(|| Box::new(appended));
+    }
+
+    /// The attributes a processor appended to `events[i]`'s record.
+    #[must_use]
+    pub fn appended(&self, i: usize) -> &[KeyValue] {
+        self.appended.as_deref().map_or(&[], |a| a.of(i))
+    }
+
+    /// `events[i]`'s record's attributes, as [`to_request`](Self::to_request) builds them
+    /// (those a processor appended aside), into `into`.
+    pub fn record_attributes(&self, i: usize, into: &mut Vec<KeyValue>) {
+        let ev = &self.events[i];
+        event_attributes_into(ev, self.placement(i), into);
+        log_only_attributes(ev, into);
+    }
+
+    /// The resource `events[i]`'s record is written under: its application's when placed,
+    /// else its process run's.
+    #[must_use]
+    pub fn resource_of(&self, i: usize) -> Resource {
+        match self.placement(i) {
+            Some(p) => (*p.resource).clone(),
+            None => crate::convert::process_resource(&self.events[i].process, &self.opts),
+        }
     }
 
     /// The id of the span `events[i]`'s log record points at, if any.
     fn span_id(&self, i: usize) -> Option<&[u8; 8]> {
         self.span_ids.get(i).and_then(Option::as_ref)
+    }
+
+    /// Where the correlation placed `events[i]`, if it did.
+    #[must_use]
+    pub fn placement(&self, i: usize) -> Option<&Placement> {
+        self.placements.get(i).and_then(Option::as_ref)
     }
 
     /// The request as protobuf, appended to `out`: the bytes of
@@ -155,9 +246,46 @@ impl KernelLogs {
         json::write(out, self, &self.groups(), &kernel_scope());
     }
 
-    /// The events' indices by process, as [`convert`](crate::convert()) groups them.
-    fn groups(&self) -> Vec<Vec<usize>> {
-        first_seen_groups(self.events.len(), |i| Arc::as_ptr(&self.events[i].process))
+    /// The events' indices by application (placed) or process, as
+    /// [`convert`](crate::convert()) groups them: each group one `ResourceLogs` of the
+    /// request, its records in this order.
+    #[must_use]
+    pub fn groups(&self) -> Vec<Vec<usize>> {
+        kernel_groups(&self.events, &self.placements)
+    }
+}
+
+/// A per-event column (`None` for most events) as kept: empty when every entry is `None`,
+/// else one entry per event.
+fn fit<T>(column: &mut Vec<Option<T>>, events: usize) {
+    if column.iter().all(Option::is_none) {
+        column.clear();
+    } else {
+        column.resize_with(events, || None);
+    }
+}
+
+/// `other`'s column (for `other_len` events) after `column`'s (for `len`).
+fn append_column<T>(
+    column: &mut Vec<Option<T>>,
+    len: usize,
+    mut other: Vec<Option<T>>,
+    other_len: usize,
+) {
+    if column.is_empty() && other.is_empty() {
+        return;
+    }
+    column.resize_with(len, || None);
+    other.resize_with(other_len, || None);
+    column.append(&mut other);
+}
+
+/// The column's entries from `at` on (empty stays empty).
+fn split_column<T>(column: &mut Vec<Option<T>>, at: usize) -> Vec<Option<T>> {
+    if column.is_empty() {
+        Vec::new()
+    } else {
+        column.split_off(at)
     }
 }
 

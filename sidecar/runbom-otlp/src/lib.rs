@@ -19,4 +19,4 @@ pub use kernel_logs::{KernelLogs, KernelSpans};
 pub use convert::{
     ConvertOptions, OtlpBatch, Placement, convert, event_attributes, process_resource,
 };
-pub use convert::{convert_spans, span_ids};
+pub use convert::{convert_placed_spans, convert_spans, placed_span_ids, span_ids};

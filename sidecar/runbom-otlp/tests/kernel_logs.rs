@@ -12,8 +12,10 @@ use std::{net::SocketAddr, sync::Arc};
 
 use std::collections::HashMap;
 
-use opentelemetry_proto::tonic::collector::{
-    logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
+use opentelemetry_proto::tonic::{
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+    resource::v1::Resource,
 };
 use prost::Message as _;
 use runbom_event::{
@@ -21,10 +23,11 @@ use runbom_event::{
     McpTransport, ProcessInfo, Transport, genai::ToolCall,
 };
 use runbom_otlp::{
-    ConvertOptions, KernelLogs, KernelSpans, convert, convert_spans,
+    ConvertOptions, KernelLogs, KernelSpans, Placement, convert, convert_placed_spans,
+    convert_spans,
     encode::{encode_logs, encode_traces},
     json::write::{write_logs, write_traces},
-    span_ids,
+    placed_span_ids, span_ids,
 };
 use runbom_testkit::{
     random_events::RandomEvents,
@@ -88,8 +91,8 @@ fn same_as_convert(events: &[KernelEvent], ids: &[Option<[u8; 8]>]) {
         assert_eq!(own[0].trace_id, record.trace_id, "{record:?}");
     }
 
-    let (a, b) = (renumbered(&mut traces, &mut logs), {
-        renumbered(&mut typed.traces, &mut typed.logs)
+    let (a, b) = (renumbered(&mut traces, &mut logs, |_| false), {
+        renumbered(&mut typed.traces, &mut typed.logs, |_| false)
     });
     assert_eq!(a, b, "the same spans pointed at");
     assert_eq!(traces, typed.traces, "convert_spans differs from convert");
@@ -97,10 +100,12 @@ fn same_as_convert(events: &[KernelEvent], ids: &[Option<[u8; 8]>]) {
 }
 
 /// Replaces every span id with its span's ordinal (in the order the spans come), in the spans
-/// and in the log records pointing at them; returns how many distinct ids there were.
+/// and in the log records pointing at them; returns how many distinct ids there were. A record
+/// may point at no span made only with an id `outside` allows (an application's span).
 fn renumbered(
     traces: &mut ExportTraceServiceRequest,
     logs: &mut ExportLogsServiceRequest,
+    outside: impl Fn(&[u8]) -> bool,
 ) -> usize {
     let mut ordinal: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for span in traces
@@ -124,7 +129,10 @@ fn renumbered(
         if let Some(n) = ordinal.get(&record.span_id) {
             record.span_id.clone_from(n);
         } else {
-            assert!(record.span_id.is_empty(), "a record points at no span made");
+            assert!(
+                record.span_id.is_empty() || outside(&record.span_id),
+                "a record points at no span made"
+            );
         }
     }
     ordinal.len()
@@ -624,4 +632,109 @@ fn appended_spans_write_as_their_events() {
     spans.append(KernelSpans::of(KernelLogs::new(random.batch(5), opts())));
     assert_eq!(spans.len(), want);
     same_as_typed_spans(&spans);
+}
+
+/// Events the correlation placed in two applications' traces, mixed with unplaced ones:
+/// `convert_placed_spans` and `KernelLogs::placed` with the ids `placed_span_ids` chose make
+/// what `convert` makes (span ids aside), with and without spans for the unplaced events; the
+/// writers write that request, also appended to unplaced events and split.
+#[test]
+fn placed_events_are_written_as_convert_writes_them() {
+    const PARENT: u8 = 0xa5;
+    let apps: Vec<Arc<Resource>> = (0..2)
+        .map(|n| {
+            Arc::new(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue(format!("app \"{n}\""))),
+                    }),
+                }],
+                ..Resource::default()
+            })
+        })
+        .collect();
+    let methods = [
+        ("thread", "high"),
+        ("process", "medium"),
+        ("inferred", "low"),
+    ];
+    for seed in 0..30u64 {
+        let mut random = RandomEvents::new(seed, 1 + seed as usize % 4);
+        let events = random.batch([1, 7, 40][seed as usize % 3]);
+        let placements: Vec<Option<Placement>> = (0..events.len() as u64)
+            .map(|i| {
+                let app = usize::try_from((i + seed) % 3).ok()?.checked_sub(1)?;
+                let (method, confidence) = methods[usize::try_from(i).ok()? % 3];
+                Some(Placement {
+                    trace_id: [app as u8 + 1; 16],
+                    parent_span_id: [PARENT; 8],
+                    resource: apps[app].clone(),
+                    method,
+                    confidence,
+                })
+            })
+            .collect();
+        for uncorrelated_spans in [true, false] {
+            let o = ConvertOptions {
+                uncorrelated_spans,
+                ..(*opts()).clone()
+            };
+            let ids = placed_span_ids(&events, &placements, &o);
+            let mut traces = convert_placed_spans(&events, &ids, &placements, &o);
+            let mut logs =
+                KernelLogs::placed(events.clone(), ids, placements.clone(), Arc::new(o.clone()));
+            same_as_typed_logs(&logs);
+            let mut request = logs.to_request();
+            let mut typed = convert(&events, &placements, &o);
+            let parent = |id: &[u8]| id == [PARENT; 8];
+            let (a, b) = (renumbered(&mut traces, &mut request, parent), {
+                renumbered(&mut typed.traces, &mut typed.logs, parent)
+            });
+            assert_eq!(a, b, "the same spans pointed at");
+            assert_eq!(
+                traces, typed.traces,
+                "convert_placed_spans differs from convert"
+            );
+            assert_eq!(request, typed.logs, "the log records differ from convert's");
+
+            // Attributes a processor appends (two lists, most records one of them), written
+            // after the event's own, kept through a split and an append.
+            let lists = vec![
+                vec![KeyValue {
+                    key: "aibom.bom.serial_number".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::StringValue("urn:\"x\"".into())),
+                    }),
+                }],
+                vec![KeyValue {
+                    key: "aibom.declared".into(),
+                    value: Some(AnyValue {
+                        value: Some(Value::BoolValue(false)),
+                    }),
+                }],
+            ];
+            let at = (0..events.len() as u32).map(|i| (i % 3 != 0).then_some(i % 2));
+            logs.set_appended(lists.clone(), at.collect());
+            same_as_typed_logs(&logs);
+            let records: Vec<_> = logs
+                .to_request()
+                .resource_logs
+                .into_iter()
+                .flat_map(|r| r.scope_logs)
+                .flat_map(|s| s.log_records)
+                .collect();
+            for (record, i) in records.iter().zip(logs.groups().into_iter().flatten()) {
+                assert!(record.attributes.ends_with(logs.appended(i)));
+                assert_eq!(logs.appended(i).is_empty(), i % 3 == 0);
+            }
+
+            let tail = logs.split_off(events.len() / 2);
+            let mut unplaced = KernelLogs::new(random.batch(5), Arc::new(o));
+            unplaced.append(tail);
+            for part in [&logs, &unplaced] {
+                same_as_typed_logs(part);
+            }
+        }
+    }
 }

@@ -72,8 +72,18 @@ pub fn connect(port: u16) -> Detail {
 /// POST; as the correlation logs it (no placement).
 #[must_use]
 pub fn shadow_run(p: &Arc<ProcessInfo>, t: u64) -> ExportLogsServiceRequest {
+    let opts = ConvertOptions {
+        host_name: "node".into(),
+        uncorrelated_spans: false,
+    };
+    convert(&shadow_run_events(p, t), &[], &opts).logs
+}
+
+/// The events of [`shadow_run`].
+#[must_use]
+pub fn shadow_run_events(p: &Arc<ProcessInfo>, t: u64) -> Vec<KernelEvent> {
     let ms = 1_000_000;
-    let events = vec![
+    vec![
         event(p, t, connect(18443)),
         event(
             p,
@@ -96,10 +106,5 @@ pub fn shadow_run(p: &Arc<ProcessInfo>, t: u64) -> ExportLogsServiceRequest {
         ),
         event(p, t + 4 * ms, connect(18099)),
         event(p, t + 5 * ms, request(18099, "POST", "/upload", None)),
-    ];
-    let opts = ConvertOptions {
-        host_name: "node".into(),
-        uncorrelated_spans: false,
-    };
-    convert(&events, &[], &opts).logs
+    ]
 }

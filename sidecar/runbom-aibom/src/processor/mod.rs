@@ -24,6 +24,7 @@ use std::{
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     logs::v1::ResourceLogs,
+    resource::v1::Resource,
     trace::v1::Span,
 };
 
@@ -46,6 +47,7 @@ mod alerts;
 use alerts::Alerts;
 mod annotated;
 pub use annotated::AnnotatedRelease;
+mod kernel;
 mod regroup;
 use regroup::Regroup;
 mod remember;
@@ -168,6 +170,8 @@ pub struct Processor {
     shadow: Shadow,
     /// Judging's per-trace vectors, kept between traces.
     scratch: Scratch,
+    /// The spans kernel log records held as events are judged as, kept between requests.
+    kernel_spans: Vec<Span>,
     pub stats: Arc<Stats>,
 }
 
@@ -195,6 +199,7 @@ impl Processor {
             pids: PidMap::default(),
             alerted: Dedup::default(),
             scratch: Scratch::default(),
+            kernel_spans: Vec::new(),
             stats,
         }
     }
@@ -583,37 +588,49 @@ impl Processor {
                     .iter_mut()
                     .map(|s| View::new(resource, &rl.schema_url, sl.scope.as_ref(), s))
                     .collect();
-                let judged = judge::judge_views(
-                    bom,
-                    &self.settings.judge,
-                    &mut self.pids,
-                    &mut views,
-                    None,
-                    None,
-                    &mut self.scratch,
-                );
-                for (i, v) in views.iter().enumerate() {
-                    self.shadow.observe(
-                        &Record {
-                            time: v.span.start_time_unix_nano,
-                            pid: judged.pids[i],
-                            activity: &judged.activities[i],
-                            verdict: &judged.verdicts[i],
-                            attrs: &v.span.attributes,
-                            resource,
-                        },
-                        now,
-                        self.settings.wait,
-                        &self.stats.shadow,
-                    );
-                }
-                judged.recycle(&mut self.scratch);
+                self.judge_unclaimed(&mut views, resource, now, bom);
                 drop(views);
                 for (i, s) in at.iter().zip(spans.drain(..)) {
                     sl.log_records[*i].attributes = s.attributes;
                 }
             }
         }
+    }
+
+    /// Judges one group's kernel log records no trace claimed (as spans: `views`) and
+    /// watches them for shadow AI.
+    fn judge_unclaimed(
+        &mut self,
+        views: &mut [View<'_>],
+        resource: Option<&Resource>,
+        now: Instant,
+        bom: &DeclaredBom,
+    ) {
+        let judged = judge::judge_views(
+            bom,
+            &self.settings.judge,
+            &mut self.pids,
+            views,
+            None,
+            None,
+            &mut self.scratch,
+        );
+        for (i, v) in views.iter().enumerate() {
+            self.shadow.observe(
+                &Record {
+                    time: v.span.start_time_unix_nano,
+                    pid: judged.pids[i],
+                    activity: &judged.activities[i],
+                    verdict: &judged.verdicts[i],
+                    attrs: &v.span.attributes,
+                    resource,
+                },
+                now,
+                self.settings.wait,
+                &self.stats.shadow,
+            );
+        }
+        judged.recycle(&mut self.scratch);
     }
 
     fn release(&mut self, traces: Vec<Held>, bom: &DeclaredBom) -> Released {

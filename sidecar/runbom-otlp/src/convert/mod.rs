@@ -113,14 +113,64 @@ pub fn convert_spans(
     convert_parts(events, &[], opts, SpanIds::Given(span_ids), Parts::Spans).traces
 }
 
-/// The log records of unplaced `events`, each pointing at the span whose id `span_ids[i]` is
-/// (in its process's trace), if any.
+/// The span ids of `events`' spans where [`convert`] makes spans (`placements[i]` says where
+/// `events[i]` went): a placed event's, and an unplaced one's with `uncorrelated_spans`, as
+/// [`span_ids`] chooses them; `None` for the others.
+#[must_use]
+pub fn placed_span_ids(
+    events: &[KernelEvent],
+    placements: &[Option<Placement>],
+    opts: &ConvertOptions,
+) -> Vec<Option<[u8; 8]>> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| {
+            let placed = placements.get(i).is_some_and(Option::is_some);
+            if placed || opts.uncorrelated_spans {
+                span_id(ev)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The spans of `events` (placed as `placements` says) with the ids [`placed_span_ids`]
+/// chose: the trace request [`convert`] would make, had it chosen these ids.
+#[must_use]
+pub fn convert_placed_spans(
+    events: &[KernelEvent],
+    span_ids: &[Option<[u8; 8]>],
+    placements: &[Option<Placement>],
+    opts: &ConvertOptions,
+) -> ExportTraceServiceRequest {
+    convert_parts(
+        events,
+        placements,
+        opts,
+        SpanIds::Given(span_ids),
+        Parts::Spans,
+    )
+    .traces
+}
+
+/// The log records of `events` (placed as `placements` says), each pointing at the span whose
+/// id `span_ids[i]` is, if any (else, when placed, at the application span it happened in).
 pub(crate) fn convert_logs(
     events: &[KernelEvent],
     span_ids: &[Option<[u8; 8]>],
+    placements: &[Option<Placement>],
     opts: &ConvertOptions,
 ) -> ExportLogsServiceRequest {
-    convert_parts(events, &[], opts, SpanIds::Given(span_ids), Parts::Logs).logs
+    convert_parts(
+        events,
+        placements,
+        opts,
+        SpanIds::Given(span_ids),
+        Parts::Logs,
+    )
+    .logs
 }
 
 /// The span id of an event's span, `None` when it has none: the one rule [`convert`] and
@@ -157,13 +207,7 @@ fn convert_parts(
     ids: SpanIds<'_>,
     parts: Parts,
 ) -> OtlpBatch {
-    // Group by application (placed) or process run (unplaced), keeping first-seen order.
-    let groups = first_seen_groups(events.len(), |i| {
-        match placements.get(i).and_then(Option::as_ref) {
-            Some(p) => Group::App(Arc::as_ptr(&p.resource)),
-            None => Group::Process(Arc::as_ptr(&events[i].process)),
-        }
-    });
+    let groups = kernel_groups(events, placements);
     let scope = Some(kernel_scope());
     let mut batch = OtlpBatch::default();
     for group in &groups {
@@ -236,6 +280,20 @@ fn convert_parts(
         }
     }
     batch
+}
+
+/// The indices of `events` grouped by application (placed) or process run (unplaced), groups
+/// in first-seen order.
+pub(crate) fn kernel_groups(
+    events: &[KernelEvent],
+    placements: &[Option<Placement>],
+) -> Vec<Vec<usize>> {
+    first_seen_groups(events.len(), |i| {
+        match placements.get(i).and_then(Option::as_ref) {
+            Some(p) => Group::App(Arc::as_ptr(&p.resource)),
+            None => Group::Process(Arc::as_ptr(&events[i].process)),
+        }
+    })
 }
 
 /// What events are grouped by: the application's Resource or the process run.
@@ -473,6 +531,17 @@ fn log(
 /// An unplaced event's log record but its body and attributes; pointing at the span whose id
 /// is `span_id` (in the process's trace) when the event has one.
 pub(crate) fn log_head<'a>(ev: &'a KernelEvent, span_id: Option<&'a [u8; 8]>) -> LogHead<'a> {
+    log_head_at(ev, span_id, None)
+}
+
+/// [`log_head`] of an event the correlation may have placed: pointing at its span (in the
+/// application's trace when placed), else, when placed, at the application span it happened
+/// in, as [`convert`]'s log records do.
+pub(crate) fn log_head_at<'a>(
+    ev: &'a KernelEvent,
+    span_id: Option<&'a [u8; 8]>,
+    placement: Option<&'a Placement>,
+) -> LogHead<'a> {
     let failed = error(ev).is_some();
     LogHead {
         time_unix_nano: ev.start_ns,
@@ -485,11 +554,16 @@ pub(crate) fn log_head<'a>(ev: &'a KernelEvent, span_id: Option<&'a [u8; 8]>) ->
         severity_text: if failed { "WARN" } else { "INFO" },
         dropped_attributes_count: 0,
         flags: 0,
-        trace_id: match span_id {
-            Some(_) => &ev.process.trace_id,
-            None => &[],
+        trace_id: match (span_id, placement) {
+            (_, Some(p)) => &p.trace_id,
+            (Some(_), None) => &ev.process.trace_id,
+            (None, None) => &[],
         },
-        span_id: span_id.map_or(&[], |id| id),
+        span_id: match (span_id, placement) {
+            (Some(id), _) => id,
+            (None, Some(p)) => &p.parent_span_id,
+            (None, None) => &[],
+        },
         event_name: ev.detail.event_name(),
     }
 }

@@ -173,7 +173,7 @@ pub(crate) fn scope_logs_with(
     out.push(b'}');
 }
 
-fn resource(out: &mut Vec<u8>, r: &Resource) {
+pub(crate) fn resource(out: &mut Vec<u8>, r: &Resource) {
     resource_with(
         out,
         |out| array(out, &r.attributes, key_value),
@@ -346,7 +346,7 @@ pub(crate) fn log_record_with(
     out.push(b'}');
 }
 
-fn key_value(out: &mut Vec<u8>, kv: &KeyValue) {
+pub(crate) fn key_value(out: &mut Vec<u8>, kv: &KeyValue) {
     key_value_with(out, &kv.key, |out| {
         option(out, kv.value.as_ref(), any_value);
     });

@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use runbom_event::ProcessInfo;
 
 use super::KernelLogs;
@@ -28,9 +28,14 @@ pub(super) fn write(
     w::write_logs_with(out, |out| {
         w::array_with(out, groups, |out, group| {
             let process = &logs.events[group[0]].process;
+            let placement = logs.placement(group[0]);
             w::resource_logs_with(
                 out,
-                |out| resource(out, process, &logs.opts, scratch),
+                |out| match placement {
+                    // An application's, as it sent it.
+                    Some(placed) => w::resource(out, &placed.resource),
+                    None => resource(out, process, &logs.opts, scratch),
+                },
                 |out| {
                     w::array_with(out, [()], |out, ()| {
                         w::scope_logs_with(
@@ -133,12 +138,15 @@ fn record(
     convert::write_body(ev, body);
     w::log_record_with(
         out,
-        &convert::log_head(ev, logs.span_id(i)),
+        &convert::log_head_at(ev, logs.span_id(i), logs.placement(i)),
         |out| w::string_value(out, body),
         |out| {
             attributes(out, scratch, |a| {
-                convert::event_attributes_into(ev, None, a);
+                convert::event_attributes_into(ev, logs.placement(i), a);
                 convert::log_only_attributes(ev, a);
+                for kv in logs.appended(i) {
+                    a.typed(kv);
+                }
             });
         },
     );
@@ -166,11 +174,21 @@ struct Attributes<'a> {
 
 impl Attributes<'_> {
     fn key_value(&mut self, key: &str, value: impl FnOnce(&mut Vec<u8>)) {
+        self.comma();
+        w::key_value_with(self.out, key, value);
+    }
+
+    /// An attribute already built (appended by a processor).
+    fn typed(&mut self, kv: &KeyValue) {
+        self.comma();
+        w::key_value(self.out, kv);
+    }
+
+    fn comma(&mut self) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        w::key_value_with(self.out, key, value);
     }
 }
 

@@ -31,11 +31,16 @@ pub(super) fn walk<P: Pass>(
 ) {
     for group in groups {
         let process = &logs.events[group[0]].process;
+        let placement = logs.placement(group[0]);
         let room = encode::room_for(group.len() * RECORD_BYTES);
         encode::resource_logs_message(p, room, |p| {
             encode::resource_logs_with(
                 p,
-                Some(|p: &mut P| resource(p, process, &logs.opts, scratch)),
+                Some(|p: &mut P| match placement {
+                    // An application's, as it sent it.
+                    Some(placed) => encode::resource(p, &placed.resource),
+                    None => resource(p, process, &logs.opts, scratch),
+                }),
                 |p, tag| {
                     p.message_sized(tag, room, |p| {
                         encode::scope_logs_with(
@@ -143,12 +148,13 @@ fn record<P: Pass>(
     convert::write_body(ev, body);
     encode::log_record_with(
         p,
-        &convert::log_head(ev, logs.span_id(i)),
+        &convert::log_head_at(ev, logs.span_id(i), logs.placement(i)),
         Some(|p: &mut P| encode::string_value(p, body)),
         |p, tag| {
             let mut a = Attributes { p, tag, scratch };
-            convert::event_attributes_into(ev, None, &mut a);
+            convert::event_attributes_into(ev, logs.placement(i), &mut a);
             convert::log_only_attributes(ev, &mut a);
+            encode::attributes(a.p, tag, logs.appended(i));
         },
     );
 }

@@ -25,9 +25,15 @@ pub struct KernelSpans {
 }
 
 impl KernelSpans {
-    /// The spans of `events`' events that have a span id.
+    /// The spans of `events`' events that have a span id: events as a receiver holds them,
+    /// under their processes' resources (the spans of placed events are the correlate
+    /// stage's, built where it places them).
     #[must_use]
     pub fn of(events: KernelLogs) -> Self {
+        debug_assert!(
+            events.placements.is_empty(),
+            "kernel spans of placed events"
+        );
         let spans = events.span_ids.iter().filter(|id| id.is_some()).count();
         Self { events, spans }
     }

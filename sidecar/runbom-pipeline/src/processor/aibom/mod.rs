@@ -80,6 +80,14 @@ pub async fn run(
                     }
                     continue;
                 }
+                // Still the events: judged as they are, written from them downstream.
+                Some(Signal::KernelLogs(mut logs)) if kernel_logs.is_some() => {
+                    processor.judge_kernel_logs(&mut logs, std::time::Instant::now(), &bom);
+                    if let Some(KernelLogs(Some(ingest))) = &kernel_logs {
+                        ingest.push_waiting(Signal::KernelLogs(logs)).await;
+                    }
+                    continue;
+                }
                 Some(other) => {
                     // A traces pipeline carries traces; anything else passes as it is.
                     if tx.send(other).await.is_err() {

@@ -15,7 +15,7 @@ pub use workers::default_workers;
 
 use std::{sync::Arc, time::Duration};
 
-use runbom_correlate::{Correlator, Method, Output, Settings, Stats};
+use runbom_correlate::{Converted, Correlator, Method, Settings, Stats};
 use runbom_event::KernelEvent;
 use runbom_otlp::signal::Signal;
 use tokio::sync::mpsc;
@@ -170,16 +170,18 @@ pub async fn run(
     convert.finish().await;
 }
 
-/// Sends spans downstream and logs where they go; false once downstream is gone.
-async fn send(out: Output, tx: &mpsc::Sender<Signal>, logs: &KernelLogs) -> bool {
-    if !out.logs.resource_logs.is_empty() {
+/// Sends spans downstream and logs where they go (as the events, [`Signal::KernelLogs`]:
+/// written to the wire from them, built only by a component that reads records); false once
+/// downstream is gone.
+async fn send(out: Converted, tx: &mpsc::Sender<Signal>, logs: &KernelLogs) -> bool {
+    if !out.logs.is_empty() {
         match logs {
             KernelLogs::Pipelines(Some(ingest)) => {
-                ingest.push_waiting(Signal::Logs(out.logs)).await;
+                ingest.push_waiting(Signal::KernelLogs(out.logs)).await;
             }
             KernelLogs::Pipelines(None) => {}
             KernelLogs::Downstream => {
-                if tx.send(Signal::Logs(out.logs)).await.is_err() {
+                if tx.send(Signal::KernelLogs(out.logs)).await.is_err() {
                     return false;
                 }
             }
@@ -330,7 +332,7 @@ mod tests {
             (kernel.trace_id.as_slice(), kernel.parent_span_id.as_slice()),
             (&[1; 16][..], &[2; 8][..])
         );
-        let Some(Signal::Logs(logs)) = logs_rx.recv().await else {
+        let Some(Signal::Logs(logs)) = logs_rx.recv().await.map(Signal::into_typed) else {
             panic!("the log record goes to the logs pipeline")
         };
         let record = &logs.resource_logs[0].scope_logs[0].log_records[0];

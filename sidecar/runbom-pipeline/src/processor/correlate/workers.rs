@@ -1,6 +1,7 @@
 //! The correlate stage's conversion across cores: the one correlator decides where every
 //! kernel event goes, then hands the events, placed, to `workers` tasks that turn them into
-//! OTLP spans and log records and give them back. Events are shared by process
+//! OTLP spans (and log records still held as the events, [`runbom_otlp::KernelLogs`]) and give
+//! them back. Events are shared by process
 //! ([`runbom_correlate::worker_of`]): all of a process's events go to the same worker, in the
 //! order the correlator released them, so a process's events keep their order, as on the
 //! single-task path. The stage waits for a release's shares and sends the release as one
@@ -8,15 +9,19 @@
 //! does: a processor downstream (`aibom`) judges a tool call with the kernel events under it
 //! (an MCP call, the files its server opened), so the spans must not arrive before them.
 
-use runbom_correlate::{Decided, Output, Share};
-use runbom_otlp::{ConvertOptions, signal::Signal};
+use std::sync::Arc;
+
+use runbom_correlate::{Converted, Decided, Share};
+use runbom_otlp::{ConvertOptions, KernelLogs, signal::Signal};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinSet,
 };
 use tracing::warn;
 
-use super::{KernelLogs, Outcomes, send};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use super::{KernelLogs as Route, Outcomes, send};
 
 /// Shares waiting per worker: enough to keep a worker busy while the stage decides the next.
 const WORKER_QUEUE: usize = 4;
@@ -32,13 +37,14 @@ pub fn default_workers() -> usize {
 }
 
 /// A share to convert, and where its conversion goes back to the stage.
-type Job = (Share, oneshot::Sender<Output>);
+type Job = (Share, oneshot::Sender<Converted>);
 
 /// Where the stage's decided output goes: converted here (one worker) or shared by process.
 pub(super) enum Convert {
     /// Converted in the stage's own task, as one request per release.
-    Inline(ConvertOptions),
+    Inline(Arc<ConvertOptions>),
     Workers {
+        opts: Arc<ConvertOptions>,
         queues: Vec<mpsc::Sender<Job>>,
         tasks: JoinSet<()>,
     },
@@ -47,23 +53,28 @@ pub(super) enum Convert {
 impl Convert {
     /// `workers` tasks (one: in the stage's task) converting with `opts`.
     pub(super) fn start(workers: usize, opts: &ConvertOptions) -> Self {
+        let opts = Arc::new(opts.clone());
         if workers <= 1 {
-            return Self::Inline(opts.clone());
+            return Self::Inline(opts);
         }
         let mut queues = Vec::with_capacity(workers);
         let mut tasks = JoinSet::new();
         for _ in 0..workers {
             let (queue, mut jobs) = mpsc::channel::<Job>(WORKER_QUEUE);
             queues.push(queue);
-            let opts = opts.clone();
+            let opts = Arc::clone(&opts);
             tasks.spawn(async move {
                 while let Some((share, back)) = jobs.recv().await {
                     // The stage stops waiting only when it ends.
-                    let _ = back.send(share.convert(&opts));
+                    let _ = back.send(share.into_kernel(&opts));
                 }
             });
         }
-        Self::Workers { queues, tasks }
+        Self::Workers {
+            opts,
+            queues,
+            tasks,
+        }
     }
 
     /// Sends `decided` on as one request: its spans and its events, converted (here, or by the
@@ -72,7 +83,7 @@ impl Convert {
         &mut self,
         mut decided: Decided,
         tx: &mpsc::Sender<Signal>,
-        logs: &KernelLogs,
+        logs: &Route,
         outcomes: &Outcomes,
     ) -> bool {
         if decided.is_empty() {
@@ -80,10 +91,9 @@ impl Convert {
         }
         outcomes.count(&decided.placements);
         let out = match self {
-            Self::Inline(opts) => decided.convert(opts),
-            Self::Workers { queues, .. } => {
-                let mut out = Output::default();
-                out.traces.resource_spans = std::mem::take(&mut decided.spans);
+            Self::Inline(opts) => decided.into_kernel(opts),
+            Self::Workers { opts, queues, .. } => {
+                let spans = std::mem::take(&mut decided.spans);
                 let mut converted = Vec::new();
                 for (share, queue) in decided.split(queues.len()).into_iter().zip(queues.iter()) {
                     for piece in share.pieces(SHARE_EVENTS) {
@@ -96,12 +106,18 @@ impl Convert {
                         converted.push(result);
                     }
                 }
+                let mut out = Converted {
+                    traces: ExportTraceServiceRequest {
+                        resource_spans: spans,
+                    },
+                    logs: KernelLogs::new(Vec::new(), opts.clone()),
+                };
                 for result in converted {
                     let Ok(part) = result.await else {
                         return false;
                     };
                     out.traces.resource_spans.extend(part.traces.resource_spans);
-                    out.logs.resource_logs.extend(part.logs.resource_logs);
+                    out.logs.append(part.logs);
                 }
                 out
             }
@@ -111,7 +127,10 @@ impl Convert {
 
     /// Lets the workers convert and send what they were given, and waits for them.
     pub(super) async fn finish(self) {
-        let Self::Workers { queues, mut tasks } = self else {
+        let Self::Workers {
+            queues, mut tasks, ..
+        } = self
+        else {
             return;
         };
         drop(queues);
