@@ -212,12 +212,19 @@ impl KernelLogs {
     /// from the events in one walk (each message's length written after room guessed for it,
     /// the message moved when the guess was wrong).
     pub fn write_protobuf(&self, out: &mut Vec<u8>) {
+        self.write_protobuf_part(&self.groups(), out);
+    }
+
+    /// One part of the request (groups of [`groups`](Self::groups), or a part
+    /// [`cut_groups`] cut from them) as protobuf, appended to `out`: the request of those
+    /// events alone.
+    pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
         let mut body = String::with_capacity(256);
         let scratch = Cell::new(String::with_capacity(64));
         protobuf::walk(
             &mut Shift { out },
             self,
-            &self.groups(),
+            part,
             &kernel_scope(),
             &mut body,
             &scratch,
@@ -253,6 +260,33 @@ impl KernelLogs {
     pub fn groups(&self) -> Vec<Vec<usize>> {
         kernel_groups(&self.events, &self.placements)
     }
+}
+
+/// `groups` (of [`KernelLogs::groups`]) cut into parts of at most `per_part` events each, in
+/// order: a group longer than what is left of a part is cut there, its rest starting the next
+/// part (its resource written again there). What a request too large for its receiver is sent
+/// as, each part written from the events with [`KernelLogs::write_protobuf_part`].
+#[must_use]
+pub fn cut_groups(groups: Vec<Vec<usize>>, per_part: usize) -> Vec<Vec<Vec<usize>>> {
+    let per_part = per_part.max(1);
+    let (mut parts, mut part, mut room) = (Vec::new(), Vec::new(), per_part);
+    for group in groups {
+        let mut rest = group.as_slice();
+        while !rest.is_empty() {
+            let (this, next) = rest.split_at(rest.len().min(room));
+            part.push(this.to_vec());
+            rest = next;
+            room -= this.len();
+            if room == 0 {
+                parts.push(std::mem::take(&mut part));
+                room = per_part;
+            }
+        }
+    }
+    if !part.is_empty() {
+        parts.push(part);
+    }
+    parts
 }
 
 /// A per-event column (`None` for most events) as kept: empty when every entry is `None`,

@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 use crate::{
     annotated::AnnotatedTraces,
-    kernel_logs::{KernelLogs, KernelSpans},
+    kernel_logs::{KernelLogs, KernelSpans, cut_groups},
 };
 
 /// Which telemetry signal a pipeline carries.
@@ -192,6 +192,45 @@ impl Signal {
             Self::KernelLogs(k) => k.write_protobuf(out),
             Self::KernelSpans(k) => k.write_protobuf(out),
             Self::AnnotatedTraces(a) => a.write_protobuf(out),
+        }
+    }
+
+    /// How many kernel events the request is held as, if it is held as events.
+    #[must_use]
+    pub fn event_count(&self) -> Option<usize> {
+        match self {
+            Self::KernelLogs(k) => Some(k.len()),
+            Self::KernelSpans(k) => Some(k.events().len()),
+            _ => None,
+        }
+    }
+
+    /// A request held as more than `per_part` kernel events, cut into parts of at most
+    /// `per_part` events ([`cut_groups`]), each written with [`Signal::write_protobuf_part`]
+    /// from the events: what an exporter sends a request too large for its receiver as, without
+    /// writing it whole first. `None` for any other request.
+    #[must_use]
+    pub fn event_parts(&self, per_part: usize) -> Option<Vec<Vec<Vec<usize>>>> {
+        match self.event_count() {
+            Some(n) if n > per_part => {}
+            _ => return None,
+        }
+        let groups = match self {
+            Self::KernelLogs(k) => k.groups(),
+            Self::KernelSpans(k) => k.groups(),
+            _ => return None,
+        };
+        Some(cut_groups(groups, per_part))
+    }
+
+    /// One part of [`Signal::event_parts`] as protobuf, appended to `out` (nothing for a part
+    /// of kernel spans whose events have no span). A request not held as events is one part,
+    /// written whole.
+    pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
+        match self {
+            Self::KernelLogs(k) => k.write_protobuf_part(part, out),
+            Self::KernelSpans(k) => k.write_protobuf_part(part, out),
+            other => other.write_protobuf(out),
         }
     }
 

@@ -79,16 +79,28 @@ impl KernelSpans {
     /// [`encode_traces`](crate::encode::encode_traces) on [`to_request`](Self::to_request),
     /// written from the events in one walk (as [`KernelLogs::write_protobuf`]).
     pub fn write_protobuf(&self, out: &mut Vec<u8>) {
+        self.write_protobuf_part(&self.events.groups(), out);
+    }
+
+    /// The spans of one part of the events (as [`KernelLogs::write_protobuf_part`]) as
+    /// protobuf, appended to `out`; nothing when none of those events has a span.
+    pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
         let mut name = String::with_capacity(128);
         let scratch = Cell::new(String::with_capacity(64));
         protobuf::walk_spans(
             &mut Shift { out },
             &self.events,
-            &self.events.groups(),
+            part,
             &kernel_scope(),
             &mut name,
             &scratch,
         );
+    }
+
+    /// The events' groups ([`KernelLogs::groups`]).
+    #[must_use]
+    pub fn groups(&self) -> Vec<Vec<usize>> {
+        self.events.groups()
     }
 
     /// The same bytes as [`write_protobuf`](Self::write_protobuf), in two walks (the first

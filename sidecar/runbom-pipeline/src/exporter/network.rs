@@ -11,9 +11,11 @@ use std::{
 };
 
 use crate::transport::tls::ClientTlsSettings;
+use runbom_otlp::signal::{Signal, SignalKind};
 use serde::Deserialize;
 
 use super::{
+    buffer::KeptBuffer,
     error::ExportError,
     export::{BoxExporter, Exporter},
     queue::SendingQueue,
@@ -131,6 +133,79 @@ impl NetworkConfig {
 /// tonic) and the largest request runbom's own `otlp` receiver takes by default. A full batch of
 /// kernel events (8 192 log records) is 4–5 MiB.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// How an exporter sizes the parts of a request held as kernel events: by the bytes per event
+/// the last such request of its signal took, so that each part is written from the events at
+/// about three quarters of [`MAX_REQUEST_BYTES`] instead of the whole request being written and
+/// then cut on the wire (which reads and copies it again). Until one such request has been
+/// written, and for any other request, the request is written whole and cut if it must be.
+#[derive(Clone, Debug, Default)]
+pub struct EventParts {
+    /// Bytes per event of the last request held as events, by signal (0: none yet).
+    event_bytes: BTreeMap<SignalKind, usize>,
+}
+
+impl EventParts {
+    /// The parts `signal` is written in (`None`: written whole).
+    #[must_use]
+    pub fn plan(&self, signal: &Signal) -> Option<Vec<Vec<Vec<usize>>>> {
+        let bytes = *self.event_bytes.get(&signal.kind())?;
+        signal.event_parts(MAX_REQUEST_BYTES / 4 * 3 / bytes.max(1))
+    }
+
+    /// Learns from `signal` (or a part of it, `events` of its kernel events) written in `bytes`.
+    pub fn learn(&mut self, signal: &Signal, events: usize, bytes: usize) {
+        if events > 0 && bytes > 0 {
+            self.event_bytes
+                .insert(signal.kind(), bytes.div_ceil(events));
+        }
+    }
+}
+
+/// An exporter that sends a request's protobuf ([`export_protobuf`] writes it).
+pub trait SendsProtobuf {
+    /// Where a request goes (a gRPC path, a URL).
+    type Target;
+    fn buffer(&mut self) -> &mut KeptBuffer;
+    fn parts(&mut self) -> &mut EventParts;
+    /// Sends one encoded request (in parts under [`MAX_REQUEST_BYTES`] if it is larger),
+    /// giving its buffer back when done.
+    fn send(
+        &mut self,
+        target: &Self::Target,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), ExportError>> + Send;
+}
+
+/// Writes `signal` as protobuf and sends it: a request held as kernel events in the parts
+/// [`EventParts`] plans, each written from the events; any other whole.
+pub async fn export_protobuf<E: SendsProtobuf + Send>(
+    exporter: &mut E,
+    target: &E::Target,
+    signal: &Signal,
+) -> Result<(), ExportError>
+where
+    E::Target: Sync,
+{
+    if let Some(parts) = exporter.parts().plan(signal) {
+        for part in parts {
+            let mut body = exporter.buffer().take();
+            signal.write_protobuf_part(&part, &mut body);
+            let events = part.iter().map(Vec::len).sum();
+            exporter.parts().learn(signal, events, body.len());
+            if !body.is_empty() {
+                exporter.send(target, body).await?;
+            }
+        }
+        return Ok(());
+    }
+    let mut body = exporter.buffer().take();
+    signal.write_protobuf(&mut body);
+    if let Some(events) = signal.event_count() {
+        exporter.parts().learn(signal, events, body.len());
+    }
+    exporter.send(target, body).await
+}
 
 /// An exporter built from the network section.
 pub trait NetworkExporter: Exporter + Sized + 'static {

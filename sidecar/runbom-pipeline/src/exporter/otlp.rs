@@ -21,7 +21,10 @@ use super::{
     buffer::KeptBuffer,
     error::{ExportError, status_causes, tls_hint},
     export::{ExportFuture, Exporter},
-    network::{MAX_REQUEST_BYTES, NetworkExporter, NetworkExporterConfig, NetworkSettings},
+    network::{
+        EventParts, MAX_REQUEST_BYTES, NetworkExporter, NetworkExporterConfig, NetworkSettings,
+        SendsProtobuf, export_protobuf,
+    },
 };
 use crate::transport::{codec::EncodedCodec, tls::TlsError};
 
@@ -42,6 +45,8 @@ pub struct GrpcExporter {
     settings: NetworkSettings,
     /// Each request's protobuf is written here; kept for the next once sent.
     buffer: KeptBuffer,
+    /// The parts a request held as kernel events is written in.
+    parts: EventParts,
 }
 
 impl GrpcExporter {
@@ -79,6 +84,7 @@ impl GrpcExporter {
             metadata,
             settings,
             buffer: KeptBuffer::default(),
+            parts: EventParts::default(),
         })
     }
 
@@ -88,24 +94,40 @@ impl GrpcExporter {
             SignalKind::Logs => LOGS,
             SignalKind::Metrics => METRICS,
         });
-        let mut body = self.buffer.take();
-        signal.write_protobuf(&mut body);
+        export_protobuf(self, &path, signal).await
+    }
+}
+
+impl SendsProtobuf for GrpcExporter {
+    type Target = PathAndQuery;
+
+    fn buffer(&mut self) -> &mut KeptBuffer {
+        &mut self.buffer
+    }
+
+    fn parts(&mut self) -> &mut EventParts {
+        &mut self.parts
+    }
+
+    async fn send(&mut self, path: &PathAndQuery, body: Vec<u8>) -> Result<(), ExportError> {
         if let Some(parts) = split_encoded(&body, MAX_REQUEST_BYTES) {
             self.buffer.give_back(body);
             for part in parts {
-                self.call(&path, Bytes::from(part)).await?;
+                self.call(path, Bytes::from(part)).await?;
             }
             return Ok(());
         }
         let body = Bytes::from(body);
-        let sent = self.call(&path, body.clone()).await;
+        let sent = self.call(path, body.clone()).await;
         // Every attempt's copy of the bytes is gone once the call has ended.
         if let Ok(body) = body.try_into_mut() {
             self.buffer.give_back(body.into());
         }
         sent
     }
+}
 
+impl GrpcExporter {
     /// One `Export` call of an encoded request, retried as the policy allows.
     async fn call(&self, path: &PathAndQuery, body: Bytes) -> Result<(), ExportError> {
         let tls = self.tls;

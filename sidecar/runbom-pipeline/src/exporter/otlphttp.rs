@@ -17,7 +17,10 @@ use super::{
     buffer::KeptBuffer,
     error::{ExportError, causes, tls_hint},
     export::{ExportFuture, Exporter},
-    network::{MAX_REQUEST_BYTES, NetworkExporter, NetworkExporterConfig, NetworkSettings},
+    network::{
+        EventParts, MAX_REQUEST_BYTES, NetworkExporter, NetworkExporterConfig, NetworkSettings,
+        SendsProtobuf, export_protobuf,
+    },
 };
 use runbom_otlp::{
     signal::{Signal, SignalKind},
@@ -75,6 +78,8 @@ pub struct HttpExporter {
     settings: NetworkSettings,
     /// Each request's protobuf is written here; kept for the next once sent.
     buffer: KeptBuffer,
+    /// The parts a request held as kernel events is written in.
+    parts: EventParts,
 }
 
 impl HttpExporter {
@@ -108,6 +113,7 @@ impl HttpExporter {
             metrics_url: uri("/v1/metrics")?,
             settings,
             buffer: KeptBuffer::default(),
+            parts: EventParts::default(),
         })
     }
 
@@ -117,8 +123,23 @@ impl HttpExporter {
             SignalKind::Logs => &self.logs_url,
             SignalKind::Metrics => &self.metrics_url,
         };
-        let mut raw = self.buffer.take();
-        signal.write_protobuf(&mut raw);
+        let url = url.clone();
+        export_protobuf(self, &url, signal).await
+    }
+}
+
+impl SendsProtobuf for HttpExporter {
+    type Target = hyper::Uri;
+
+    fn buffer(&mut self) -> &mut KeptBuffer {
+        &mut self.buffer
+    }
+
+    fn parts(&mut self) -> &mut EventParts {
+        &mut self.parts
+    }
+
+    async fn send(&mut self, url: &hyper::Uri, raw: Vec<u8>) -> Result<(), ExportError> {
         if let Some(parts) = split_encoded(&raw, MAX_REQUEST_BYTES) {
             self.buffer.give_back(raw);
             for part in parts {
@@ -144,7 +165,9 @@ impl HttpExporter {
         }
         sent
     }
+}
 
+impl HttpExporter {
     async fn post(&self, url: &hyper::Uri, body: Bytes) -> Result<(), ExportError> {
         self.settings
             .retry
