@@ -8,10 +8,10 @@
 //! trace ([`Placement`], contract §2) becomes a child of the application's span instead, under
 //! the application's Resource.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
+use attributes::split_host_port;
 pub(crate) use attributes::{event_attributes_into, log_only_attributes};
-use attributes::{split_host_port, write_socket_addr};
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},
@@ -22,7 +22,6 @@ use opentelemetry_proto::tonic::{
 use runbom_event::{
     Detail, KernelEvent, ProcessInfo,
     ids::new_span_id,
-    names,
     semconv::{CONTAINER_ID, HOST_NAME, PROCESS_EXECUTABLE_PATH, PROCESS_PID, SERVICE_NAME, scope},
 };
 
@@ -282,46 +281,6 @@ fn convert_parts(
     batch
 }
 
-/// The indices of `events` grouped by application (placed) or process run (unplaced), groups
-/// in first-seen order.
-pub(crate) fn kernel_groups(
-    events: &[KernelEvent],
-    placements: &[Option<Placement>],
-) -> Vec<Vec<usize>> {
-    first_seen_groups(events.len(), |i| {
-        match placements.get(i).and_then(Option::as_ref) {
-            Some(p) => Group::App(Arc::as_ptr(&p.resource)),
-            None => Group::Process(Arc::as_ptr(&events[i].process)),
-        }
-    })
-}
-
-/// What events are grouped by: the application's Resource or the process run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Group {
-    App(*const Resource),
-    Process(*const ProcessInfo),
-}
-
-/// The indices `0..n` grouped by `key`, groups in the order their first index comes, indices
-/// in order within a group. Keys are looked up once per event: hashed with foldhash's fast
-/// hasher (seeded per process), not `SipHash`.
-pub(crate) fn first_seen_groups<K: Eq + std::hash::Hash>(
-    n: usize,
-    key: impl Fn(usize) -> K,
-) -> Vec<Vec<usize>> {
-    let mut index: HashMap<K, usize, foldhash::fast::RandomState> = HashMap::default();
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    for i in 0..n {
-        let g = *index.entry(key(i)).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[g].push(i);
-    }
-    groups
-}
-
 /// The scope every kernel event is exported under.
 pub(crate) fn kernel_scope() -> InstrumentationScope {
     InstrumentationScope {
@@ -576,78 +535,6 @@ fn error(ev: &KernelEvent) -> Option<std::borrow::Cow<'static, str>> {
     }
 }
 
-/// The log record's body: one line a person can read, appended to `s`.
-pub(crate) fn write_body(ev: &KernelEvent, s: &mut String) {
-    use std::fmt::Write as _;
-    // Strings are appended as they are: `write!` only for what has a `Display` of its own.
-    let mut int = itoa::Buffer::new();
-    push_all(s, &[ev.process.exe_name(), " [", int.format(ev.pid), "] "]);
-    // Writing into a `String` cannot fail.
-    let _ = match &ev.detail {
-        Detail::Exec { .. } => {
-            push_all(s, &["exec ", &ev.process.command_line]);
-            Ok(())
-        }
-        Detail::Exit { code: Some(c) } => {
-            push_all(s, &["exited with ", int.format(*c)]);
-            Ok(())
-        }
-        Detail::Exit { code: None } => {
-            s.push_str("was killed");
-            Ok(())
-        }
-        Detail::Connect { remote, .. } => {
-            s.push_str("connect ");
-            write_socket_addr(*remote, s);
-            Ok(())
-        }
-        Detail::Accept { peer: Some(p) } => {
-            s.push_str("accepted ");
-            write_socket_addr(*p, s);
-            Ok(())
-        }
-        Detail::Accept { peer: None } => {
-            s.push_str("accepted a connection");
-            Ok(())
-        }
-        Detail::FileOpen { path, flags, .. } => {
-            push_all(s, &["open ", path, " "]);
-            names::write_open_flags(*flags, s)
-        }
-        Detail::DnsQuery {
-            name,
-            qtype,
-            server,
-        } => write!(s, "dns query {name} {qtype} to {server}"),
-        Detail::Mcp(m) => mcp::write_body(m, s),
-        Detail::HttpRequest(h) => {
-            push_all(
-                s,
-                &[
-                    h.capture.as_str(),
-                    " ",
-                    &h.method,
-                    " ",
-                    h.host.as_deref().unwrap_or(""),
-                    &h.target,
-                ],
-            );
-            Ok(())
-        }
-    };
-    if let Detail::Connect { error: Some(e), .. } | Detail::FileOpen { error: Some(e), .. } =
-        &ev.detail
-    {
-        push_all(s, &[" failed: ", e]);
-    }
-}
-
-fn push_all(s: &mut String, parts: &[&str]) {
-    for p in parts {
-        s.push_str(p);
-    }
-}
-
 fn any_str(s: &str) -> AnyValue {
     AnyValue {
         value: Some(Value::StringValue(s.into())),
@@ -694,10 +581,15 @@ fn kv_bool(key: &str, value: bool) -> KeyValue {
 }
 
 mod attributes;
+mod body;
 mod genai;
+mod groups;
 mod mcp;
 mod sink;
 
+use body::push_all;
+pub(crate) use body::write_body;
+pub(crate) use groups::kernel_groups;
 pub use sink::AttributeSink;
 pub(crate) use sink::formatted_in;
 
