@@ -137,9 +137,9 @@ impl Signal {
     }
 
     /// The request as `opentelemetry-proto` types: kernel log records are built into
-    /// [`Signal::Logs`], kernel spans and annotated spans into [`Signal::Traces`] (the same request
-    /// [`Signal::write_protobuf`] writes); any other signal is returned as it is. What every component that reads or edits records goes
-    /// through.
+    /// [`Signal::Logs`], kernel spans and annotated spans into [`Signal::Traces`] (the same
+    /// request [`Signal::write_protobuf`] writes); any other signal is returned as it is. What
+    /// every component that reads or edits records goes through.
     #[must_use]
     pub fn into_typed(mut self) -> Signal {
         self.typed_mut();
