@@ -88,13 +88,14 @@ pub(crate) fn resource_spans_with(
     scope_spans: impl FnOnce(&mut Vec<u8>),
     schema_url: &str,
 ) {
-    out.extend_from_slice(b"{\"resource\":");
-    resource(out);
-    out.extend_from_slice(b",\"scopeSpans\":");
-    scope_spans(out);
-    out.extend_from_slice(b",\"schemaUrl\":");
-    string(out, schema_url);
-    out.push(b'}');
+    group(
+        out,
+        b"{\"resource\":",
+        resource,
+        b",\"scopeSpans\":",
+        scope_spans,
+        schema_url,
+    );
 }
 
 fn scope_spans<'x>(out: &mut Vec<u8>, s: &ScopeSpans, extra: &mut impl FnMut() -> &'x [u8]) {
@@ -113,13 +114,15 @@ pub(crate) fn scope_spans_with(
     spans: impl FnOnce(&mut Vec<u8>),
     schema_url: &str,
 ) {
-    out.extend_from_slice(b"{\"scope\":");
-    option(out, scope, self::scope);
-    out.extend_from_slice(b",\"spans\":");
-    spans(out);
-    out.extend_from_slice(b",\"schemaUrl\":");
-    string(out, schema_url);
-    out.push(b'}');
+    let scope = |out: &mut Vec<u8>| option(out, scope, self::scope);
+    group(
+        out,
+        b"{\"scope\":",
+        scope,
+        b",\"spans\":",
+        spans,
+        schema_url,
+    );
 }
 
 fn resource_logs(out: &mut Vec<u8>, r: &ResourceLogs) {
@@ -139,13 +142,14 @@ pub(crate) fn resource_logs_with(
     scope_logs: impl FnOnce(&mut Vec<u8>),
     schema_url: &str,
 ) {
-    out.extend_from_slice(b"{\"resource\":");
-    resource(out);
-    out.extend_from_slice(b",\"scopeLogs\":");
-    scope_logs(out);
-    out.extend_from_slice(b",\"schemaUrl\":");
-    string(out, schema_url);
-    out.push(b'}');
+    group(
+        out,
+        b"{\"resource\":",
+        resource,
+        b",\"scopeLogs\":",
+        scope_logs,
+        schema_url,
+    );
 }
 
 fn scope_logs(out: &mut Vec<u8>, s: &ScopeLogs) {
@@ -164,10 +168,32 @@ pub(crate) fn scope_logs_with(
     log_records: impl FnOnce(&mut Vec<u8>),
     schema_url: &str,
 ) {
-    out.extend_from_slice(b"{\"scope\":");
-    option(out, scope, self::scope);
-    out.extend_from_slice(b",\"logRecords\":");
-    log_records(out);
+    let scope = |out: &mut Vec<u8>| option(out, scope, self::scope);
+    group(
+        out,
+        b"{\"scope\":",
+        scope,
+        b",\"logRecords\":",
+        log_records,
+        schema_url,
+    );
+}
+
+/// A resource or scope group (`ResourceSpans`, `ScopeSpans`, `ResourceLogs`, `ScopeLogs`): its
+/// head (the Resource or scope) after `head_key`, its items' array after `items_key`, then its
+/// schema URL.
+fn group(
+    out: &mut Vec<u8>,
+    head_key: &[u8],
+    head: impl FnOnce(&mut Vec<u8>),
+    items_key: &[u8],
+    items: impl FnOnce(&mut Vec<u8>),
+    schema_url: &str,
+) {
+    out.extend_from_slice(head_key);
+    head(out);
+    out.extend_from_slice(items_key);
+    items(out);
     out.extend_from_slice(b",\"schemaUrl\":");
     string(out, schema_url);
     out.push(b'}');
