@@ -7,11 +7,22 @@
 //! at 100 MiB, keeping 100 backups): `traces.jsonl` becomes
 //! `traces-2026-12-05T19-05-12.345.jsonl` (UTC), and the oldest backups beyond `max_backups`
 //! or `max_days` are removed, so the directory is bounded.
+//!
+//! What is written is dropped from the page cache once it is on disk (`page_cache: drop`, the
+//! default): every [`DROP_EVERY`] bytes the exporter asks the kernel to write the file back and
+//! to drop the pages already written back. A node agent's evidence is written at up to
+//! 100 MB/s and read rarely; kept, it would push other programs' files out of the cache. The
+//! freed pages are also what the next writes get: on a VM whose host takes back the guest's
+//! free memory (virtio-balloon free page reporting), writing into pages the host has to
+//! fault in again costs several times the copy itself.
 
 use std::{
     fs::{self, File, OpenOptions},
     io::{BufWriter, Write as _},
-    os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    os::{
+        fd::AsRawFd as _,
+        unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    },
     path::{Path, PathBuf},
     sync::{Arc, atomic::AtomicU64},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -22,7 +33,7 @@ use runbom_otlp::{
     signal::{Signal, SignalKind},
 };
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     buffer::KeptBuffer,
@@ -43,7 +54,22 @@ pub struct FileExporterConfig {
     /// When files are rotated; without the section, the Collector's defaults.
     #[serde(default)]
     pub rotation: Rotation,
+    /// What becomes of the written pages in the page cache.
+    #[serde(default)]
+    pub page_cache: PageCache,
 }
+
+/// `page_cache`: drop what was written once it is on disk, or leave it to the kernel.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PageCache {
+    #[default]
+    Drop,
+    Keep,
+}
+
+/// With `page_cache: drop`, the written pages are dropped every this many bytes written.
+pub const DROP_EVERY: u64 = 32 << 20;
 
 /// The Collector's `rotation` keys.
 #[derive(Clone, Debug, Deserialize)]
@@ -106,10 +132,9 @@ impl ExporterConfig for FileExporterConfig {
     }
 
     fn build(&self, _retries: Arc<AtomicU64>) -> Result<BoxExporter, ExportError> {
-        Ok(Box::new(FileExporter::with_rotation(
-            &self.path,
-            self.rotation.clone(),
-        )?))
+        let mut exporter = FileExporter::with_rotation(&self.path, self.rotation.clone())?;
+        exporter.page_cache(self.page_cache, DROP_EVERY);
+        Ok(Box::new(exporter))
     }
 }
 
@@ -119,6 +144,8 @@ struct Output {
     stem: &'static str,
     out: BufWriter<File>,
     bytes: u64,
+    /// How large the file was when its pages were last dropped (or when it was opened).
+    dropped_at: u64,
 }
 
 pub struct FileExporter {
@@ -126,6 +153,8 @@ pub struct FileExporter {
     logs: Output,
     metrics: Output,
     rotation: Rotation,
+    /// Drop the written pages every this many bytes; `None`: keep them.
+    drop_every: Option<u64>,
     /// Each request's line is written here, then to its file.
     line: KeptBuffer,
 }
@@ -161,19 +190,42 @@ impl Output {
             stem,
             out: BufWriter::new(file),
             bytes: meta.len(),
+            dropped_at: meta.len(),
         })
     }
 
     /// Appends `line` (one request's OTLP/JSON and its newline), rotating first when it would
-    /// take the file past the rotation size.
-    fn write(&mut self, line: &[u8], rotation: &Rotation) -> Result<(), ExportError> {
+    /// take the file past the rotation size, and drops the written pages when `drop_every`
+    /// more bytes were written since they were last dropped.
+    fn write(
+        &mut self,
+        line: &[u8],
+        rotation: &Rotation,
+        drop_every: Option<u64>,
+    ) -> Result<(), ExportError> {
         let limit = rotation.max_megabytes.saturating_mul(1024 * 1024);
         if self.bytes > 0 && self.bytes + line.len() as u64 > limit {
             self.rotate(rotation)?;
         }
         self.out.write_all(line).map_err(file_err(&self.path()))?;
         self.bytes += line.len() as u64;
+        if drop_every.is_some_and(|every| self.bytes - self.dropped_at >= every) {
+            self.drop_written();
+        }
         Ok(())
+    }
+
+    /// Asks the kernel to write the file back and to drop its pages that are on disk: those
+    /// of the previous call, whose write-back it started, and any the kernel wrote back since.
+    /// Advice: a failure loses nothing (the pages stay cached), so it is not an export error.
+    fn drop_written(&mut self) {
+        let fd = self.out.get_ref().as_raw_fd();
+        // SAFETY: `posix_fadvise` reads no memory of ours; `fd` is this file's, open.
+        let err = unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if err != 0 {
+            debug!(file = %self.path().display(), "file exporter: pages not dropped (errno {err})");
+        }
+        self.dropped_at = self.bytes;
     }
 
     /// Renames the full file to a dated backup, opens a new one and removes the backups the
@@ -290,8 +342,16 @@ impl FileExporter {
             logs: Output::open(dir, "logs")?,
             metrics: Output::open(dir, "metrics")?,
             rotation,
+            drop_every: None,
             line: KeptBuffer::default(),
         })
+    }
+
+    /// With [`PageCache::Drop`], drops the written pages from the page cache every `every`
+    /// bytes written to a file ([`DROP_EVERY`] as configured); [`PageCache::Keep`] (the
+    /// default of [`FileExporter::new`]) leaves them to the kernel.
+    pub fn page_cache(&mut self, page_cache: PageCache, every: u64) {
+        self.drop_every = (page_cache == PageCache::Drop).then_some(every.max(1));
     }
 
     pub fn export(&mut self, signal: &Signal) -> Result<(), ExportError> {
@@ -304,7 +364,7 @@ impl FileExporter {
         let written = match signal.write_json(&mut line) {
             Ok(()) => {
                 line.push(b'\n');
-                output.write(&line, &self.rotation)
+                output.write(&line, &self.rotation, self.drop_every)
             }
             Err(e) => Err(file_err(&output.path())(e.into())),
         };
@@ -336,6 +396,9 @@ mod tests {
     use opentelemetry_proto::tonic::{
         collector::logs::v1::ExportLogsServiceRequest, logs::v1::ResourceLogs,
     };
+
+    use runbom_otlp::json;
+    use runbom_testkit::requests::{sample_logs, sample_traces};
 
     use super::*;
 
@@ -403,5 +466,74 @@ mod tests {
             assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         }
         fs::remove_dir_all(&d).expect("clean up");
+    }
+
+    #[test]
+    fn page_cache_is_dropped_by_default_and_kept_on_request() {
+        let config = |text: &str| serde_yaml::from_str::<FileExporterConfig>(text);
+        let default = config("path: ./d").expect("parses");
+        assert_eq!(default.page_cache, PageCache::Drop);
+        let keep = config("path: ./d\npage_cache: keep").expect("parses");
+        assert_eq!(keep.page_cache, PageCache::Keep);
+        let e = config("path: ./d\npage_cache: none").expect_err("refused");
+        assert!(e.to_string().contains("unknown variant `none`"), "{e}");
+    }
+
+    /// Pages dropped after every line (and files rotated meanwhile): the files hold the bytes
+    /// of an exporter that keeps them, and every line decodes to the request sent.
+    #[test]
+    fn dropping_the_written_pages_keeps_every_line() {
+        let rotation = Rotation {
+            max_megabytes: 1,
+            max_backups: 0,
+            max_days: 1,
+            ..Rotation::default()
+        };
+        let (kept_dir, dropped_dir) = (dir("kept"), dir("dropped"));
+        let mut kept = FileExporter::with_rotation(&kept_dir, rotation.clone()).expect("opens");
+        let mut dropped = FileExporter::with_rotation(&dropped_dir, rotation).expect("opens");
+        dropped.page_cache(PageCache::Drop, 1);
+        // A large request now and then: about 3 MiB of logs in all, so they rotate.
+        let mut large = sample_logs();
+        large.resource_logs[0].schema_url = "x".repeat(100 * 1024);
+        let sent: Vec<Signal> = (0..30)
+            .flat_map(|i| {
+                let logs = if i % 3 == 0 {
+                    large.clone()
+                } else {
+                    sample_logs()
+                };
+                [Signal::Logs(logs), Signal::Traces(sample_traces())]
+            })
+            .collect();
+        for signal in &sent {
+            kept.export(signal).expect("written");
+            dropped.export(signal).expect("written");
+        }
+        for kind in [SignalKind::Logs, SignalKind::Traces] {
+            let read = |d: &Path| -> Vec<u8> {
+                let files = signal_files(d, kind.as_str()).expect("listed");
+                files
+                    .iter()
+                    .flat_map(|f| fs::read(f).expect("read"))
+                    .collect()
+            };
+            let bytes = read(&dropped_dir);
+            assert!(bytes == read(&kept_dir), "{kind:?}: the same bytes");
+            let decoded: Vec<Signal> = bytes
+                .split(|&b| b == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(|line| json::decode(kind, line).expect("decodes"))
+                .collect();
+            let expected: Vec<Signal> = sent.iter().filter(|s| s.kind() == kind).cloned().collect();
+            assert_eq!(decoded, expected, "{kind:?}");
+        }
+        assert!(
+            signal_files(&dropped_dir, "logs").expect("listed").len() > 1,
+            "rotated"
+        );
+        for d in [kept_dir, dropped_dir] {
+            fs::remove_dir_all(&d).expect("clean up");
+        }
     }
 }
