@@ -31,7 +31,7 @@ pub fn encode_traces(request: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
 }
 
 /// [`encode_traces`], the span at position `i` (counting every span of the request in order)
-/// followed by `extra(i)`: protobuf of more of its fields ([`span_attributes`]), written after
+/// followed by `extra(i)`: protobuf of more of its fields ([`attributes_field`]), written after
 /// its own attributes.
 pub(crate) fn encode_traces_with<'x>(
     request: &ExportTraceServiceRequest,
@@ -61,11 +61,12 @@ impl<'f, 'x, F: Fn(usize) -> &'x [u8]> Extra<'f, F> {
     }
 }
 
-/// `attributes` as a span's `attributes` field (protobuf), to be appended to a span's own by
-/// [`encode_traces_with`].
-pub(crate) fn span_attributes(attributes: &[KeyValue]) -> Vec<u8> {
+/// `attributes` as an item's `attributes` field number `field` (protobuf), to be appended to
+/// the item's own: a span's by [`encode_traces_with`], a log record's by the log records
+/// written from kernel events.
+pub(crate) fn attributes_field(field: u32, attributes: &[KeyValue]) -> Vec<u8> {
     let mut out = Vec::new();
-    self::attributes(&mut Shift { out: &mut out }, 9, attributes);
+    self::attributes(&mut Shift { out: &mut out }, field, attributes);
     out
 }
 

@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use runbom_event::ProcessInfo;
 
 use super::KernelLogs;
@@ -144,8 +144,8 @@ fn record(
             attributes(out, scratch, |a| {
                 convert::event_attributes_into(ev, logs.placement(i), a);
                 convert::log_only_attributes(ev, a);
-                for kv in logs.appended(i) {
-                    a.typed(kv);
+                if let Some(set) = logs.appended_set(i) {
+                    a.encoded(set.json());
                 }
             });
         },
@@ -178,10 +178,12 @@ impl Attributes<'_> {
         w::key_value_with(self.out, key, value);
     }
 
-    /// An attribute already built (appended by a processor).
-    fn typed(&mut self, kv: &KeyValue) {
-        self.comma();
-        w::key_value(self.out, kv);
+    /// Attributes already written (`KeyValue` objects, comma-separated).
+    fn encoded(&mut self, key_values: &[u8]) {
+        if !key_values.is_empty() {
+            self.comma();
+            self.out.extend_from_slice(key_values);
+        }
     }
 
     fn comma(&mut self) {

@@ -154,7 +154,9 @@ fn record<P: Pass>(
             let mut a = Attributes { p, tag, scratch };
             convert::event_attributes_into(ev, logs.placement(i), &mut a);
             convert::log_only_attributes(ev, &mut a);
-            encode::attributes(a.p, tag, logs.appended(i));
+            if let Some(set) = logs.appended_set(i) {
+                a.p.encoded(set.protobuf());
+            }
         },
     );
 }
