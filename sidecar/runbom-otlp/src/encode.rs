@@ -344,11 +344,7 @@ pub(crate) const ROOM_RECORD: usize = 2;
 // A `ResourceSpans` has the fields of a `ResourceLogs` (resource 1, scopes 2, schema URL 3),
 // a `ScopeSpans` those of a `ScopeLogs` (scope 1, items 2, schema URL 3), and a trace request's
 // `resource_spans` the tag of a log request's `resource_logs`: the spans written from kernel
-// events ([`crate::kernel_logs`]) go through the same functions.
-pub(crate) use {
-    resource_logs_message as resource_spans_message, resource_logs_with as resource_spans_with,
-    scope_logs_with as scope_spans_with,
-};
+// events ([`crate::kernel_logs`]) go through the same functions as their log records.
 
 fn resource_spans<'x, P: Pass, F: Fn(usize) -> &'x [u8]>(
     p: &mut P,

@@ -231,7 +231,7 @@ impl KernelLogs {
     pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
         let mut body = String::with_capacity(256);
         let scratch = Cell::new(String::with_capacity(64));
-        protobuf::walk(
+        protobuf::records(
             &mut Shift { out },
             self,
             part,
@@ -250,9 +250,9 @@ impl KernelLogs {
         let mut body = String::with_capacity(256);
         let scratch = Cell::new(String::with_capacity(64));
         let mut measure = Measure::default();
-        protobuf::walk(&mut measure, self, &groups, &scope, &mut body, &scratch);
+        protobuf::records(&mut measure, self, &groups, &scope, &mut body, &scratch);
         measure.write(out, |w| {
-            protobuf::walk(w, self, &groups, &scope, &mut body, &scratch);
+            protobuf::records(w, self, &groups, &scope, &mut body, &scratch);
         });
     }
 
@@ -269,6 +269,24 @@ impl KernelLogs {
     #[must_use]
     pub fn groups(&self) -> Vec<Vec<usize>> {
         kernel_groups(&self.events, &self.placements)
+    }
+}
+
+/// Which request the writers walk the events for: their log records (one per event) or their
+/// spans (one per event that has a span id).
+#[derive(Clone, Copy)]
+enum Request {
+    Logs,
+    Traces,
+}
+
+impl Request {
+    /// Whether `logs`' event `i` has an item in this request.
+    fn has(self, logs: &KernelLogs, i: usize) -> bool {
+        match self {
+            Self::Logs => true,
+            Self::Traces => logs.span_id(i).is_some(),
+        }
     }
 }
 
