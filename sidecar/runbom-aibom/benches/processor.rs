@@ -49,6 +49,13 @@
 //!   (`judge_logs`) and written from the request, against judged as the events
 //!   (`judge_kernel_logs`) and written from them; freeing the records is inside the
 //!   measured time, freeing the events outside.
+//!
+//! `aibom kernel logs written` is what an exporter does with a batch the processor judged as
+//! the events (`judge_kernel_logs`, once, outside the measured time): `mixed x1024` with the
+//! events of half its processes placed in an application's trace (two of them `inferred`, so
+//! judged too), written as protobuf (`KernelLogs::write_protobuf`, what `otlp` sends) and as
+//! OTLP/JSON (`write_json`, what `file` writes): the records' own attributes, the placed
+//! ones' `runbom.correlation.*`, and each judged record's `aibom.*` list.
 
 // Criterion's macros generate undocumented items.
 #![allow(missing_docs)]
@@ -495,6 +502,81 @@ fn kernel_logs_case(c: &mut Criterion, name: &str, req: &ExportLogsServiceReques
     group.finish();
 }
 
+/// `mixed x1024` with processes 0–3 placed in an application's trace (0 and 1 `inferred`),
+/// judged as the events once: the batch the correlate and `aibom` stages hand the exporter.
+fn judged_kernel_logs() -> runbom_otlp::KernelLogs {
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use runbom_event::semconv::correlation;
+    use runbom_otlp::{KernelLogs, Placement, placed_span_ids};
+    use std::sync::Arc;
+    let events = kernel_events(true);
+    let resource = Arc::new(Resource {
+        attributes: vec![kv_str("service.name", "support-agent")],
+        ..Resource::default()
+    });
+    let placements: Vec<Option<Placement>> = events
+        .iter()
+        .map(|ev| {
+            let proc = ev.process.pid - 7000;
+            (proc < 4).then(|| Placement {
+                trace_id: [0x11; 16],
+                parent_span_id: [0x22; 8],
+                resource: resource.clone(),
+                method: if proc < 2 {
+                    correlation::INFERRED
+                } else {
+                    correlation::THREAD
+                },
+                confidence: if proc < 2 {
+                    correlation::LOW
+                } else {
+                    correlation::HIGH
+                },
+            })
+        })
+        .collect();
+    let opts = Arc::new(kernel_options());
+    let ids = placed_span_ids(&events, &placements, &opts);
+    let mut logs = KernelLogs::placed(events, ids, placements, opts);
+    Processor::new(settings()).judge_kernel_logs(&mut logs, Instant::now(), &common::bom());
+    let judged = (0..logs.len()).filter(|&i| !logs.appended(i).is_empty());
+    assert_eq!(
+        judged.count(),
+        768,
+        "the unplaced and inferred records judged"
+    );
+    logs
+}
+
+fn kernel_written(c: &mut Criterion) {
+    let logs = judged_kernel_logs();
+    let mut group = c.benchmark_group("aibom kernel logs written");
+    group.throughput(Throughput::Elements(logs.len() as u64));
+    let mut out = Vec::with_capacity(4 << 20);
+    for (name, write) in [
+        (
+            "mixed x1024, placed and judged, protobuf",
+            runbom_otlp::KernelLogs::write_protobuf as fn(&runbom_otlp::KernelLogs, &mut Vec<u8>),
+        ),
+        (
+            "mixed x1024, placed and judged, JSON",
+            runbom_otlp::KernelLogs::write_json,
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = thread_cpu();
+                for _ in 0..iters {
+                    out.clear();
+                    write(black_box(&logs), &mut out);
+                }
+                thread_cpu().saturating_sub(start)
+            });
+        });
+    }
+    group.finish();
+}
+
 fn kernel(c: &mut Criterion) {
     kernel_logs_case(c, "opens x1024", &kernel_logs(false));
     kernel_logs_case(c, "mixed x1024", &kernel_logs(true));
@@ -508,6 +590,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = processor, share, kernel
+    targets = processor, share, kernel, kernel_written
 }
 criterion_main!(benches);

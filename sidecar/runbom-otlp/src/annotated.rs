@@ -11,43 +11,14 @@ use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::KeyValue, trace::v1::Span,
 };
 
-/// Attributes added to spans, held once for all the spans that get them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AttributeSet {
-    attributes: Vec<KeyValue>,
-    /// The attributes as a span's `attributes` fields (protobuf).
-    protobuf: Vec<u8>,
-    /// The attributes as `KeyValue` objects, comma-separated (OTLP/JSON).
-    json: Vec<u8>,
-}
-
-impl AttributeSet {
-    #[must_use]
-    pub fn new(attributes: Vec<KeyValue>) -> Self {
-        Self {
-            protobuf: crate::encode::span_attributes(&attributes),
-            json: crate::json::write::key_values(&attributes),
-            attributes,
-        }
-    }
-
-    #[must_use]
-    pub fn attributes(&self) -> &[KeyValue] {
-        &self.attributes
-    }
-}
-
-/// A span that gets no attributes added.
-const NONE: u32 = u32::MAX;
+use crate::added::{Added, AttributeSet};
 
 /// A trace export request, and the attributes each of its spans gets when written.
 #[derive(Clone, Debug, Default)]
 pub struct AnnotatedTraces {
     request: ExportTraceServiceRequest,
-    sets: Vec<AttributeSet>,
-    /// The set of each span (counting every span of the request in order), [`NONE`] for none;
-    /// spans past its end get none.
-    index: Vec<u32>,
+    /// The set of each span, counting every span of the request in order.
+    added: Added,
 }
 
 impl AnnotatedTraces {
@@ -62,19 +33,8 @@ impl AnnotatedTraces {
         sets: Vec<AttributeSet>,
         index: impl IntoIterator<Item = Option<u32>>,
     ) -> Self {
-        assert!(u32::try_from(sets.len()).is_ok_and(|n| n < NONE));
-        let mut index: Vec<u32> = index
-            .into_iter()
-            .map(|i| i.filter(|i| (*i as usize) < sets.len()).unwrap_or(NONE))
-            .collect();
-        let mut out = Self {
-            request,
-            sets,
-            index: Vec::new(),
-        };
-        index.resize(out.spans().count(), NONE);
-        out.index = index;
-        out
+        let added = Added::new(sets, index, span_count(&request));
+        Self { request, added }
     }
 
     /// `request`, no span getting attributes.
@@ -95,11 +55,7 @@ impl AnnotatedTraces {
     /// The attributes the span at position `i` gets (empty for none).
     #[must_use]
     pub fn added(&self, i: usize) -> &[KeyValue] {
-        self.set(i).map_or(&[], |s| s.attributes.as_slice())
-    }
-
-    fn set(&self, i: usize) -> Option<&AttributeSet> {
-        self.index.get(i).and_then(|s| self.sets.get(*s as usize))
+        self.added.attributes(i)
     }
 
     /// The spans of the request, in order.
@@ -116,17 +72,9 @@ impl AnnotatedTraces {
     /// # Panics
     /// If both together hold `u32::MAX` sets or more.
     pub fn append(&mut self, other: AnnotatedTraces) {
-        if !other.index.is_empty() {
-            let offset = u32::try_from(self.sets.len()).unwrap_or(NONE);
-            self.index.resize(self.spans().count(), NONE);
-            self.index.extend(
-                other
-                    .index
-                    .iter()
-                    .map(|i| if *i == NONE { NONE } else { i + offset }),
-            );
-            self.sets.extend(other.sets);
-            assert!(u32::try_from(self.sets.len()).is_ok_and(|n| n < NONE));
+        if !(self.added.is_empty() && other.added.is_empty()) {
+            let (len, other_len) = (span_count(&self.request), span_count(&other.request));
+            self.added.append(len, other.added, other_len);
         }
         self.request
             .resource_spans
@@ -136,21 +84,13 @@ impl AnnotatedTraces {
     /// The request with the attributes added to its spans.
     #[must_use]
     pub fn into_request(self) -> ExportTraceServiceRequest {
-        let Self {
-            mut request,
-            sets,
-            index,
-        } = self;
+        let Self { mut request, added } = self;
         let spans = request
             .resource_spans
             .iter_mut()
             .flat_map(|r| &mut r.scope_spans)
             .flat_map(|s| &mut s.spans);
-        for (span, i) in spans.zip(index) {
-            if let Some(set) = sets.get(i as usize) {
-                span.attributes.extend_from_slice(&set.attributes);
-            }
-        }
+        added.add_to(spans.map(|s| &mut s.attributes).zip(0..));
         request
     }
 
@@ -159,7 +99,7 @@ impl AnnotatedTraces {
     /// each span's added attributes copied from their set's encoding.
     pub fn write_protobuf(&self, out: &mut Vec<u8>) {
         crate::encode::encode_traces_with(&self.request, out, |i| {
-            self.set(i).map_or(&[], |s| s.protobuf.as_slice())
+            self.added.of(i).map_or(&[], AttributeSet::protobuf)
         });
     }
 
@@ -168,7 +108,7 @@ impl AnnotatedTraces {
     /// [`into_request`](Self::into_request).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         crate::json::write::write_traces_annotated(&self.request, out, |i| {
-            self.set(i).map_or(&[], |s| s.json.as_slice())
+            self.added.of(i).map_or(&[], AttributeSet::json)
         });
     }
 }
@@ -178,4 +118,13 @@ impl PartialEq for AnnotatedTraces {
     fn eq(&self, other: &Self) -> bool {
         self.clone().into_request() == other.clone().into_request()
     }
+}
+
+fn span_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
 }

@@ -31,7 +31,7 @@ pub fn encode_traces(request: &ExportTraceServiceRequest, out: &mut Vec<u8>) {
 }
 
 /// [`encode_traces`], the span at position `i` (counting every span of the request in order)
-/// followed by `extra(i)`: protobuf of more of its fields ([`span_attributes`]), written after
+/// followed by `extra(i)`: protobuf of more of its fields ([`attributes_field`]), written after
 /// its own attributes.
 pub(crate) fn encode_traces_with<'x>(
     request: &ExportTraceServiceRequest,
@@ -61,11 +61,12 @@ impl<'f, 'x, F: Fn(usize) -> &'x [u8]> Extra<'f, F> {
     }
 }
 
-/// `attributes` as a span's `attributes` field (protobuf), to be appended to a span's own by
-/// [`encode_traces_with`].
-pub(crate) fn span_attributes(attributes: &[KeyValue]) -> Vec<u8> {
+/// `attributes` as an item's `attributes` field number `field` (protobuf), to be appended to
+/// the item's own: a span's by [`encode_traces_with`], a log record's by the log records
+/// written from kernel events.
+pub(crate) fn attributes_field(field: u32, attributes: &[KeyValue]) -> Vec<u8> {
     let mut out = Vec::new();
-    self::attributes(&mut Shift { out: &mut out }, 9, attributes);
+    self::attributes(&mut Shift { out: &mut out }, field, attributes);
     out
 }
 
@@ -343,11 +344,7 @@ pub(crate) const ROOM_RECORD: usize = 2;
 // A `ResourceSpans` has the fields of a `ResourceLogs` (resource 1, scopes 2, schema URL 3),
 // a `ScopeSpans` those of a `ScopeLogs` (scope 1, items 2, schema URL 3), and a trace request's
 // `resource_spans` the tag of a log request's `resource_logs`: the spans written from kernel
-// events ([`crate::kernel_logs`]) go through the same functions.
-pub(crate) use {
-    resource_logs_message as resource_spans_message, resource_logs_with as resource_spans_with,
-    scope_logs_with as scope_spans_with,
-};
+// events ([`crate::kernel_logs`]) go through the same functions as their log records.
 
 fn resource_spans<'x, P: Pass, F: Fn(usize) -> &'x [u8]>(
     p: &mut P,

@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::{
 use runbom_event::KernelEvent;
 
 use crate::{
+    added::{Added, AttributeSet, append_column, fit, split_column},
     convert::{
         ConvertOptions, Placement, convert_logs, event_attributes_into, kernel_groups,
         kernel_scope, log_only_attributes,
@@ -26,14 +27,11 @@ use crate::{
     encode::{Measure, Shift},
 };
 
-mod appended;
 mod json;
 mod protobuf;
 mod spans;
 
 pub use spans::KernelSpans;
-
-use appended::Appended;
 
 /// Events to be exported as log records, grouped by process as [`convert`](crate::convert())
 /// groups them.
@@ -44,9 +42,9 @@ pub struct KernelLogs {
     span_ids: Vec<Option<[u8; 8]>>,
     /// Where the correlation placed `events[i]`, if it did; empty when it placed none.
     placements: Vec<Option<Placement>>,
-    /// Attributes a processor appended to the records ([`KernelLogs::set_appended`]); boxed,
-    /// as most batches have none.
-    appended: Option<Box<Appended>>,
+    /// Attributes a processor appended to the records ([`KernelLogs::set_appended`]), each
+    /// distinct list encoded once; boxed, as most batches have none.
+    appended: Option<Box<Added>>,
     opts: Arc<ConvertOptions>,
 }
 
@@ -127,7 +125,7 @@ impl KernelLogs {
         if self.appended.is_some() || other.appended.is_some() {
             self.appended.get_or_insert_default().append(
                 self.events.len(),
-                other.appended.map_or_else(Appended::default, |a| *a),
+                other.appended.map_or_else(Added::default, |a| *a),
                 other.events.len(),
             );
         }
@@ -156,26 +154,38 @@ impl KernelLogs {
                 .resource_logs
                 .iter_mut()
                 .flat_map(|r| &mut r.scope_logs)
-                .flat_map(|s| &mut s.log_records);
-            for (record, i) in records.zip(self.groups().into_iter().flatten()) {
-                record.attributes.extend_from_slice(appended.of(i));
-            }
+                .flat_map(|s| &mut s.log_records)
+                .map(|r| &mut r.attributes);
+            appended.add_to(records.zip(self.groups().into_iter().flatten()));
         }
         request
     }
 
     /// Ends the records with attributes a processor gives them (replacing any it gave
     /// before): `events[i]`'s with `lists[at[i]]` (`None`, an index past the end, or a
-    /// shorter `at`: none). Each distinct list is given once.
+    /// shorter `at`: none). Each distinct list is given once, and encoded once for all the
+    /// records that end with it ([`AttributeSet`], as the verdicts of spans are).
+    ///
+    /// # Panics
+    /// If `lists` holds `u32::MAX` lists or more.
     pub fn set_appended(&mut self, lists: Vec<Vec<KeyValue>>, at: Vec<Option<u32>>) {
-        let appended = Appended::new(lists, at, self.events.len());
+        let sets = lists
+            .into_iter()
+            .map(AttributeSet::of_log_records)
+            .collect();
+        let appended = Added::new(sets, at, self.events.len());
         self.appended = (!appended.is_empty()).then(|| Box::new(appended));
     }
 
     /// The attributes a processor appended to `events[i]`'s record.
     #[must_use]
     pub fn appended(&self, i: usize) -> &[KeyValue] {
-        self.appended.as_deref().map_or(&[], |a| a.of(i))
+        self.appended.as_deref().map_or(&[], |a| a.attributes(i))
+    }
+
+    /// The set `events[i]`'s record ends with, if any.
+    fn appended_set(&self, i: usize) -> Option<&AttributeSet> {
+        self.appended.as_deref().and_then(|a| a.of(i))
     }
 
     /// `events[i]`'s record's attributes, as [`to_request`](Self::to_request) builds them
@@ -221,7 +231,7 @@ impl KernelLogs {
     pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
         let mut body = String::with_capacity(256);
         let scratch = Cell::new(String::with_capacity(64));
-        protobuf::walk(
+        protobuf::records(
             &mut Shift { out },
             self,
             part,
@@ -240,9 +250,9 @@ impl KernelLogs {
         let mut body = String::with_capacity(256);
         let scratch = Cell::new(String::with_capacity(64));
         let mut measure = Measure::default();
-        protobuf::walk(&mut measure, self, &groups, &scope, &mut body, &scratch);
+        protobuf::records(&mut measure, self, &groups, &scope, &mut body, &scratch);
         measure.write(out, |w| {
-            protobuf::walk(w, self, &groups, &scope, &mut body, &scratch);
+            protobuf::records(w, self, &groups, &scope, &mut body, &scratch);
         });
     }
 
@@ -259,6 +269,24 @@ impl KernelLogs {
     #[must_use]
     pub fn groups(&self) -> Vec<Vec<usize>> {
         kernel_groups(&self.events, &self.placements)
+    }
+}
+
+/// Which request the writers walk the events for: their log records (one per event) or their
+/// spans (one per event that has a span id).
+#[derive(Clone, Copy)]
+enum Request {
+    Logs,
+    Traces,
+}
+
+impl Request {
+    /// Whether `logs`' event `i` has an item in this request.
+    fn has(self, logs: &KernelLogs, i: usize) -> bool {
+        match self {
+            Self::Logs => true,
+            Self::Traces => logs.span_id(i).is_some(),
+        }
     }
 }
 
@@ -287,40 +315,6 @@ pub fn cut_groups(groups: Vec<Vec<usize>>, per_part: usize) -> Vec<Vec<Vec<usize
         parts.push(part);
     }
     parts
-}
-
-/// A per-event column (`None` for most events) as kept: empty when every entry is `None`,
-/// else one entry per event.
-fn fit<T>(column: &mut Vec<Option<T>>, events: usize) {
-    if column.iter().all(Option::is_none) {
-        column.clear();
-    } else {
-        column.resize_with(events, || None);
-    }
-}
-
-/// `other`'s column (for `other_len` events) after `column`'s (for `len`).
-fn append_column<T>(
-    column: &mut Vec<Option<T>>,
-    len: usize,
-    mut other: Vec<Option<T>>,
-    other_len: usize,
-) {
-    if column.is_empty() && other.is_empty() {
-        return;
-    }
-    column.resize_with(len, || None);
-    other.resize_with(other_len, || None);
-    column.append(&mut other);
-}
-
-/// The column's entries from `at` on (empty stays empty).
-fn split_column<T>(column: &mut Vec<Option<T>>, at: usize) -> Vec<Option<T>> {
-    if column.is_empty() {
-        Vec::new()
-    } else {
-        column.split_off(at)
-    }
 }
 
 impl PartialEq for KernelLogs {

@@ -5,6 +5,7 @@
 //! records and spans without building the request first ([`kernel_logs`]), and spans written
 //! with attributes a processor added beside them ([`annotated`]).
 
+mod added;
 pub mod annotated;
 pub mod convert;
 pub mod encode;
@@ -13,7 +14,8 @@ pub mod kernel_logs;
 pub mod signal;
 pub mod split;
 
-pub use annotated::{AnnotatedTraces, AttributeSet};
+pub use added::AttributeSet;
+pub use annotated::AnnotatedTraces;
 pub use kernel_logs::{KernelLogs, KernelSpans};
 
 pub use convert::{

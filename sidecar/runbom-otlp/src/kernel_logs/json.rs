@@ -5,17 +5,63 @@
 
 use std::cell::Cell;
 
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use runbom_event::ProcessInfo;
 
-use super::KernelLogs;
+use super::{KernelLogs, Request};
 use crate::{
     ConvertOptions,
     convert::{self, AttributeSink},
     json::write as w,
 };
 
-/// The whole request.
+/// The whole log or trace request: every group's `ResourceLogs` or `ResourceSpans`, but a group
+/// none of whose events has an item in `request`, under the group's resource (its
+/// application's when placed, else its process run's) and `scope`; `item` writes the item of
+/// each event that has one, in order.
+fn walk(
+    out: &mut Vec<u8>,
+    request: Request,
+    logs: &KernelLogs,
+    groups: &[Vec<usize>],
+    scope: &InstrumentationScope,
+    scratch: &Cell<String>,
+    mut item: impl FnMut(&mut Vec<u8>, usize),
+) {
+    let has = |i| request.has(logs, i);
+    let groups = groups.iter().filter(|group| group.iter().any(|&i| has(i)));
+    let groups = |out: &mut Vec<u8>| {
+        w::array_with(out, groups, |out, group| {
+            let process = &logs.events[group[0]].process;
+            let placement = logs.placement(group[0]);
+            let resource = |out: &mut Vec<u8>| match placement {
+                // An application's, as it sent it.
+                Some(placed) => w::resource(out, &placed.resource),
+                None => resource(out, process, &logs.opts, scratch),
+            };
+            let mut items = |out: &mut Vec<u8>| {
+                let items = group.iter().filter(|&&i| has(i));
+                w::array_with(out, items, |out, &i| item(out, i));
+            };
+            let scopes = |out: &mut Vec<u8>| {
+                w::array_with(out, [()], |out, ()| match request {
+                    Request::Logs => w::scope_logs_with(out, Some(scope), &mut items, ""),
+                    Request::Traces => w::scope_spans_with(out, Some(scope), &mut items, ""),
+                });
+            };
+            match request {
+                Request::Logs => w::resource_logs_with(out, resource, scopes, ""),
+                Request::Traces => w::resource_spans_with(out, resource, scopes, ""),
+            }
+        });
+    };
+    match request {
+        Request::Logs => w::write_logs_with(out, groups),
+        Request::Traces => w::write_traces_with(out, groups),
+    }
+}
+
+/// The log request of `logs`' events in `groups`.
 pub(super) fn write(
     out: &mut Vec<u8>,
     logs: &KernelLogs,
@@ -25,38 +71,18 @@ pub(super) fn write(
     let mut body = String::with_capacity(256);
     let scratch = Cell::new(String::with_capacity(64));
     let scratch = &scratch;
-    w::write_logs_with(out, |out| {
-        w::array_with(out, groups, |out, group| {
-            let process = &logs.events[group[0]].process;
-            let placement = logs.placement(group[0]);
-            w::resource_logs_with(
-                out,
-                |out| match placement {
-                    // An application's, as it sent it.
-                    Some(placed) => w::resource(out, &placed.resource),
-                    None => resource(out, process, &logs.opts, scratch),
-                },
-                |out| {
-                    w::array_with(out, [()], |out, ()| {
-                        w::scope_logs_with(
-                            out,
-                            Some(scope),
-                            |out| {
-                                w::array_with(out, group, |out, &i| {
-                                    record(out, logs, i, &mut body, scratch);
-                                });
-                            },
-                            "",
-                        );
-                    });
-                },
-                "",
-            );
-        });
-    });
+    walk(
+        out,
+        Request::Logs,
+        logs,
+        groups,
+        scope,
+        scratch,
+        |out, i| record(out, logs, i, &mut body, scratch),
+    );
 }
 
-/// The whole trace request: every group's spans (but a group without spans).
+/// The trace request of `events`' events in `groups` that have a span.
 pub(super) fn write_spans(
     out: &mut Vec<u8>,
     events: &KernelLogs,
@@ -66,44 +92,24 @@ pub(super) fn write_spans(
     let mut name = String::with_capacity(128);
     let scratch = Cell::new(String::with_capacity(64));
     let scratch = &scratch;
-    let with_spans = groups
-        .iter()
-        .filter(|group| group.iter().any(|&i| events.span_id(i).is_some()));
-    w::write_traces_with(out, |out| {
-        w::array_with(out, with_spans, |out, group| {
-            let process = &events.events[group[0]].process;
-            w::resource_spans_with(
-                out,
-                |out| resource(out, process, &events.opts, scratch),
-                |out| {
-                    w::array_with(out, [()], |out, ()| {
-                        w::scope_spans_with(
-                            out,
-                            Some(scope),
-                            |out| {
-                                let spans = group
-                                    .iter()
-                                    .filter_map(|&i| Some((&events.events[i], events.span_id(i)?)));
-                                w::array_with(out, spans, |out, (ev, id)| {
-                                    w::kernel_span_with(
-                                        out,
-                                        &convert::span_head(ev, id, &mut name),
-                                        |out| {
-                                            attributes(out, scratch, |a| {
-                                                convert::event_attributes_into(ev, None, a);
-                                            });
-                                        },
-                                    );
-                                });
-                            },
-                            "",
-                        );
-                    });
-                },
-                "",
-            );
-        });
-    });
+    walk(
+        out,
+        Request::Traces,
+        events,
+        groups,
+        scope,
+        scratch,
+        |out, i| {
+            let (ev, Some(id)) = (&events.events[i], events.span_id(i)) else {
+                return;
+            };
+            w::kernel_span_with(out, &convert::span_head(ev, id, &mut name), |out| {
+                attributes(out, scratch, |a| {
+                    convert::event_attributes_into(ev, None, a);
+                });
+            });
+        },
+    );
 }
 
 /// The Resource of a process run.
@@ -144,8 +150,8 @@ fn record(
             attributes(out, scratch, |a| {
                 convert::event_attributes_into(ev, logs.placement(i), a);
                 convert::log_only_attributes(ev, a);
-                for kv in logs.appended(i) {
-                    a.typed(kv);
+                if let Some(set) = logs.appended_set(i) {
+                    a.encoded(set.json());
                 }
             });
         },
@@ -178,10 +184,12 @@ impl Attributes<'_> {
         w::key_value_with(self.out, key, value);
     }
 
-    /// An attribute already built (appended by a processor).
-    fn typed(&mut self, kv: &KeyValue) {
-        self.comma();
-        w::key_value(self.out, kv);
+    /// Attributes already written (`KeyValue` objects, comma-separated).
+    fn encoded(&mut self, key_values: &[u8]) {
+        if !key_values.is_empty() {
+            self.comma();
+            self.out.extend_from_slice(key_values);
+        }
     }
 
     fn comma(&mut self) {

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use runbom_event::{KernelEvent, ProcessInfo};
 
-use super::KernelLogs;
+use super::{KernelLogs, Request};
 use crate::{
     ConvertOptions,
     convert::{self, AttributeSink},
@@ -20,16 +20,24 @@ use crate::{
 /// too small (or too large) moves the whole group, megabytes in a full batch of a busy process.
 const RECORD_BYTES: usize = 512;
 
-/// Every group's `ResourceLogs`, each group's events in order.
-pub(super) fn walk<P: Pass>(
+/// Every group's `ResourceLogs` or `ResourceSpans` (their fields and tags are the same), but a
+/// group none of whose events has an item in `request`: under the group's resource (its
+/// application's when placed, else its process run's) and `scope`, `item` writes the item of
+/// each event that has one, in order.
+fn walk<P: Pass>(
     p: &mut P,
+    request: Request,
     logs: &KernelLogs,
     groups: &[Vec<usize>],
     scope: &InstrumentationScope,
-    body: &mut String,
     scratch: &Cell<String>,
+    mut item: impl FnMut(&mut P, usize),
 ) {
+    let has = |i| request.has(logs, i);
     for group in groups {
+        if !group.iter().any(|&i| has(i)) {
+            continue;
+        }
         let process = &logs.events[group[0]].process;
         let placement = logs.placement(group[0]);
         let room = encode::room_for(group.len() * RECORD_BYTES);
@@ -47,10 +55,8 @@ pub(super) fn walk<P: Pass>(
                             p,
                             Some(scope),
                             |p, tag| {
-                                for &i in group {
-                                    p.message_sized(tag, encode::ROOM_RECORD, |p| {
-                                        record(p, logs, i, body, scratch);
-                                    });
+                                for &i in group.iter().filter(|&&i| has(i)) {
+                                    p.message_sized(tag, encode::ROOM_RECORD, |p| item(p, i));
                                 }
                             },
                             "",
@@ -63,8 +69,22 @@ pub(super) fn walk<P: Pass>(
     }
 }
 
-/// Every group's `ResourceSpans` (but a group without spans), each group's spans in order.
-pub(super) fn walk_spans<P: Pass>(
+/// The log records of `logs`' events in `groups`.
+pub(super) fn records<P: Pass>(
+    p: &mut P,
+    logs: &KernelLogs,
+    groups: &[Vec<usize>],
+    scope: &InstrumentationScope,
+    body: &mut String,
+    scratch: &Cell<String>,
+) {
+    walk(p, Request::Logs, logs, groups, scope, scratch, |p, i| {
+        record(p, logs, i, body, scratch);
+    });
+}
+
+/// The spans of `events`' events in `groups` that have one.
+pub(super) fn spans<P: Pass>(
     p: &mut P,
     events: &KernelLogs,
     groups: &[Vec<usize>],
@@ -72,39 +92,19 @@ pub(super) fn walk_spans<P: Pass>(
     name: &mut String,
     scratch: &Cell<String>,
 ) {
-    for group in groups {
-        if group.iter().all(|&i| events.span_id(i).is_none()) {
-            continue;
-        }
-        let process = &events.events[group[0]].process;
-        let room = encode::room_for(group.len() * RECORD_BYTES);
-        encode::resource_spans_message(p, room, |p| {
-            encode::resource_spans_with(
-                p,
-                Some(|p: &mut P| resource(p, process, &events.opts, scratch)),
-                |p, tag| {
-                    p.message_sized(tag, room, |p| {
-                        encode::scope_spans_with(
-                            p,
-                            Some(scope),
-                            |p, tag| {
-                                for &i in group {
-                                    let Some(id) = events.span_id(i) else {
-                                        continue;
-                                    };
-                                    p.message_sized(tag, encode::ROOM_RECORD, |p| {
-                                        span(p, &events.events[i], *id, name, scratch);
-                                    });
-                                }
-                            },
-                            "",
-                        );
-                    });
-                },
-                "",
-            );
-        });
-    }
+    walk(
+        p,
+        Request::Traces,
+        events,
+        groups,
+        scope,
+        scratch,
+        |p, i| {
+            if let Some(id) = events.span_id(i) {
+                span(p, &events.events[i], *id, name, scratch);
+            }
+        },
+    );
 }
 
 /// The Resource of a process run.
@@ -154,7 +154,9 @@ fn record<P: Pass>(
             let mut a = Attributes { p, tag, scratch };
             convert::event_attributes_into(ev, logs.placement(i), &mut a);
             convert::log_only_attributes(ev, &mut a);
-            encode::attributes(a.p, tag, logs.appended(i));
+            if let Some(set) = logs.appended_set(i) {
+                a.p.encoded(set.protobuf());
+            }
         },
     );
 }

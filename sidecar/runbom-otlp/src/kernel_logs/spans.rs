@@ -87,7 +87,7 @@ impl KernelSpans {
     pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
         let mut name = String::with_capacity(128);
         let scratch = Cell::new(String::with_capacity(64));
-        protobuf::walk_spans(
+        protobuf::spans(
             &mut Shift { out },
             &self.events,
             part,
@@ -111,7 +111,7 @@ impl KernelSpans {
         let mut name = String::with_capacity(128);
         let scratch = Cell::new(String::with_capacity(64));
         let mut measure = Measure::default();
-        protobuf::walk_spans(
+        protobuf::spans(
             &mut measure,
             &self.events,
             &groups,
@@ -120,7 +120,7 @@ impl KernelSpans {
             &scratch,
         );
         measure.write(out, |w| {
-            protobuf::walk_spans(w, &self.events, &groups, &scope, &mut name, &scratch);
+            protobuf::spans(w, &self.events, &groups, &scope, &mut name, &scratch);
         });
     }
 
