@@ -44,6 +44,9 @@ pub struct Enricher {
     /// removes a process's entries; at most [`FD_CHANNELS_MAX`] processes and as many fds
     /// each are kept.
     fd_channels: HashMap<u32, HashMap<i32, (Channel, u64)>>,
+    /// The last `file.open` path that needed no change (valid UTF-8, nothing redacted): a
+    /// path opened again and again (a log, a lock, a configuration file) is checked once.
+    last_path: String,
 }
 
 /// `error.type` of a `file.open` whose result was lost: the name `names::errno` gives an errno it
@@ -66,6 +69,7 @@ impl Enricher {
             libssl: None,
             libssl_sent: HashSet::new(),
             fd_channels: HashMap::new(),
+            last_path: String::new(),
         }
     }
 
@@ -206,7 +210,7 @@ impl Enricher {
                 (self.procs.get(h.pid), s.end_ns, detail)
             }
             Event::FileOpen(f) => {
-                let path = cstr(&f.path[..(f.path_len as usize).min(f.path.len())]);
+                let path = self.open_path(&f.path[..(f.path_len as usize).min(f.path.len())]);
                 // An open whose result record was lost (`crate::openjoin`): its errno is
                 // unknown, and so is whether it failed.
                 let error = if f.ret == runbom_common::OPEN_RESULT_UNKNOWN {
@@ -529,6 +533,23 @@ fn transport(s: &SockEvent) -> Option<Transport> {
     }
 }
 
+impl Enricher {
+    /// A `file.open` path as [`cstr`] makes it; the same bytes as the last path that needed no
+    /// change are that path again.
+    fn open_path(&mut self, bytes: &[u8]) -> String {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let bytes = &bytes[..end];
+        if self.last_path.as_bytes() == bytes {
+            return self.last_path.clone();
+        }
+        let path = cstr(bytes);
+        if path.as_bytes() == bytes {
+            self.last_path.clone_from(&path);
+        }
+        path
+    }
+}
+
 fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     let bytes = &bytes[..end];
@@ -550,3 +571,7 @@ pub fn socket_addr(a: &SockAddr) -> Option<SocketAddr> {
     // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; say what they are.
     Some(SocketAddr::new(ip.to_canonical(), a.port))
 }
+
+#[cfg(test)]
+#[path = "enrich_tests.rs"]
+mod tests;

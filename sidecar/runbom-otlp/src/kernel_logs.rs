@@ -132,6 +132,17 @@ impl KernelLogs {
         self.events.append(&mut other.events);
     }
 
+    /// Room for `additional` more events, so that appending them moves none of these again.
+    pub fn reserve(&mut self, additional: usize) {
+        self.events.reserve(additional);
+        if !self.span_ids.is_empty() {
+            self.span_ids.reserve(additional);
+        }
+        if !self.placements.is_empty() {
+            self.placements.reserve(additional);
+        }
+    }
+
     /// The events from `at` on, as their own batch (`self` keeps the first `at`).
     #[must_use]
     pub fn split_off(&mut self, at: usize) -> KernelLogs {

@@ -89,6 +89,17 @@ impl Signal {
         }
     }
 
+    /// Room for `additional` more items to be merged in ([`Signal::merge`]) when the request
+    /// holds kernel events, whose vector would otherwise grow by doubling, moving them each
+    /// time; other requests are left as they are.
+    pub fn reserve(&mut self, additional: usize) {
+        match self {
+            Self::KernelLogs(k) => k.reserve(additional),
+            Self::KernelSpans(k) => k.reserve(additional),
+            _ => {}
+        }
+    }
+
     #[must_use]
     pub fn is_empty(&self) -> bool {
         match self {

@@ -61,6 +61,11 @@ impl KernelSpans {
         self.spans += other.spans;
     }
 
+    /// Room for `additional` more events, so that appending them moves none of these again.
+    pub fn reserve(&mut self, additional: usize) {
+        self.events.reserve(additional);
+    }
+
     /// Whether `other`'s spans are written under the same resources as these, so that
     /// [`KernelSpans::append`] changes nothing either would write.
     #[must_use]

@@ -26,7 +26,10 @@ use super::{
         SendsProtobuf, export_protobuf,
     },
 };
-use crate::transport::{codec::EncodedCodec, tls::TlsError};
+use crate::transport::{
+    codec::{EncodedCodec, EncodedMessage, SendEncoded},
+    tls::TlsError,
+};
 
 /// The `Export` methods of the three OTLP collector services.
 const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -40,7 +43,7 @@ const METRICS: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/
 pub struct GrpcExporter {
     endpoint: String,
     tls: bool,
-    grpc: tonic::client::Grpc<Channel>,
+    grpc: tonic::client::Grpc<SendEncoded<Channel>>,
     metadata: MetadataMap,
     settings: NetworkSettings,
     /// Each request's protobuf is written here; kept for the next once sent.
@@ -73,7 +76,7 @@ impl GrpcExporter {
                 .map_err(|_| header_err("value is not valid ASCII"))?;
             metadata.insert(key, value);
         }
-        let mut grpc = tonic::client::Grpc::new(channel);
+        let mut grpc = tonic::client::Grpc::new(SendEncoded(channel));
         if settings.gzip {
             grpc = grpc.send_compressed(CompressionEncoding::Gzip);
         }
@@ -140,7 +143,17 @@ impl GrpcExporter {
             .retry
             .run(&self.settings.retries, || {
                 let mut grpc = self.grpc.clone();
-                let mut request = tonic::Request::new(body.clone());
+                // Uncompressed, the message goes out as it is (`SendEncoded`), not through
+                // tonic's codec; compressed, the codec writes it.
+                let (mut request, codec) = if self.settings.gzip {
+                    (tonic::Request::new(body.clone()), EncodedCodec::sized(len))
+                } else {
+                    let mut request = tonic::Request::new(Bytes::new());
+                    request
+                        .extensions_mut()
+                        .insert(EncodedMessage(body.clone()));
+                    (request, EncodedCodec::sized(0))
+                };
                 *request.metadata_mut() = self.metadata.clone();
                 let path = path.clone();
                 async move {
@@ -151,7 +164,7 @@ impl GrpcExporter {
                             "Service was not ready: {e}"
                         )))
                     })?;
-                    grpc.unary(request, path, EncodedCodec::sized(len))
+                    grpc.unary(request, path, codec)
                         .await
                         .map(drop)
                         .map_err(fail)

@@ -1,8 +1,19 @@
 //! A gRPC codec for OTLP requests encoded once and sent as they are (the `otlp` exporter's
-//! retries, the load generator's identical requests).
+//! retries, the load generator's identical requests), and a channel that sends such a request
+//! without copying it at all ([`SendEncoded`]).
+
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use bytes::{Buf as _, BufMut as _, Bytes};
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use hyper::body::Frame;
+use tonic::{
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codegen::{Service, http},
+};
 
 /// Where tonic yields a frame of what it encoded (its own default).
 const YIELD_THRESHOLD: usize = 32 << 10;
@@ -68,5 +79,94 @@ impl Decoder for EncodedCodec {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
         src.advance(src.remaining());
         Ok(Some(()))
+    }
+}
+
+/// The encoded message of a request sent through [`SendEncoded`] (a request extension): sent as
+/// the request's body in place of the one tonic made.
+#[derive(Clone, Debug)]
+pub struct EncodedMessage(pub Bytes);
+
+/// A gRPC service (a tonic channel) that sends the body of a request carrying an
+/// [`EncodedMessage`] straight from the message's bytes: tonic's client copies every message
+/// into a frame buffer of its own, allocated for each call (a page fault per 4 KiB of a request
+/// of megabytes, then the copy). The request is otherwise tonic's: headers, path, metadata, and
+/// the answer read as tonic reads it. Only for messages sent uncompressed: a compressed one is
+/// written by tonic's codec.
+#[derive(Clone, Debug)]
+pub struct SendEncoded<S>(pub S);
+
+impl<S> Service<http::Request<tonic::body::Body>> for SendEncoded<S>
+where
+    S: Service<http::Request<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if let Some(EncodedMessage(message)) = request.extensions_mut().remove() {
+            *request.body_mut() = tonic::body::Body::new(MessageBody::new(message));
+        }
+        self.0.call(request)
+    }
+}
+
+/// One uncompressed gRPC message: its 5-byte prefix, then its bytes as they are.
+struct MessageBody {
+    prefix: Option<Bytes>,
+    message: Option<Bytes>,
+}
+
+impl MessageBody {
+    fn new(message: Bytes) -> Self {
+        let mut prefix = [0u8; FRAME_HEADER];
+        // Not compressed (the first byte), then the length: requests are cut under 4 MiB.
+        prefix[1..].copy_from_slice(&(message.len() as u32).to_be_bytes());
+        Self {
+            prefix: Some(Bytes::copy_from_slice(&prefix)),
+            message: Some(message).filter(|m| !m.is_empty()),
+        }
+    }
+}
+
+impl hyper::body::Body for MessageBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        let next = this.prefix.take().or_else(|| this.message.take());
+        Poll::Ready(next.map(|data| Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.message.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    /// The body is the message with gRPC's prefix (uncompressed, its length), as tonic frames it.
+    #[tokio::test]
+    async fn a_message_body_is_the_prefixed_message() {
+        for message in [&b"\x0a\x03abc"[..], b""] {
+            let body = MessageBody::new(Bytes::copy_from_slice(message));
+            let sent = body.collect().await.expect("infallible").to_bytes();
+            let mut framed = vec![0, 0, 0, 0, message.len() as u8];
+            framed.extend_from_slice(message);
+            assert_eq!(sent[..], framed[..]);
+        }
     }
 }

@@ -54,16 +54,21 @@ pub async fn run(mut rx: mpsc::Receiver<Signal>, tx: mpsc::Sender<Signal>, s: Ba
                         flush.as_mut().reset(tokio::time::Instant::now() + s.timeout);
                         Some((signal, n))
                     }
-                    Some((mut held, held_n)) => match held.merge(signal) {
-                        Ok(()) => Some((held, held_n + n)),
-                        Err(other) => {
-                            // A pipeline carries one signal; a stray one is sent on its own.
-                            if tx.send(other).await.is_err() {
-                                return;
+                    Some((mut held, held_n)) => {
+                        // A batch that grows is given its full room at once, not moved at
+                        // every doubling.
+                        held.reserve(s.send_batch_size.max(held_n + n) - held_n);
+                        match held.merge(signal) {
+                            Ok(()) => Some((held, held_n + n)),
+                            Err(other) => {
+                                // A pipeline carries one signal; a stray one is sent on its own.
+                                if tx.send(other).await.is_err() {
+                                    return;
+                                }
+                                Some((held, held_n))
                             }
-                            Some((held, held_n))
                         }
-                    },
+                    }
                 };
                 if pending.as_ref().is_some_and(|(_, n)| *n >= s.send_batch_size)
                     && let Some((held, _)) = pending.take()

@@ -261,8 +261,16 @@ async fn batch_and_push(
                     count(&events);
                     if pending.is_empty() {
                         deadline = tokio::time::Instant::now() + MAX_WAIT;
+                        // The reader's batch becomes the request as it is, not copied (unless
+                        // it is a small one, shrunk to its size, and `pending` has more room).
+                        if pending.capacity() <= events.capacity() {
+                            pending = events;
+                        } else {
+                            pending.extend(events);
+                        }
+                    } else {
+                        pending.extend(events);
                     }
-                    pending.extend(events);
                     while pending.len() >= EVENTS_PER_REQUEST {
                         let rest = pending.split_off(EVENTS_PER_REQUEST);
                         push(std::mem::replace(&mut pending, rest), ingest, opts).await;

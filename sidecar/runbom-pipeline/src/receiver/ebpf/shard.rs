@@ -52,6 +52,15 @@ pub(super) async fn forward(
     let mut parts: Vec<Vec<KernelEvent>> = (0..workers).map(|_| Vec::new()).collect();
     while let Some(events) = rx.recv().await {
         counter.count(&events);
+        // A batch of one worker's processes (often one busy process) goes to it as it is.
+        if let Some(first) = events.first().map(|e| worker_of(e.pid, workers))
+            && events.iter().all(|e| worker_of(e.pid, workers) == first)
+        {
+            if queues[first].send(events).await.is_err() {
+                warn!("an ebpf conversion worker stopped; its share of events is lost");
+            }
+            continue;
+        }
         for event in events {
             parts[worker_of(event.pid, workers)].push(event);
         }
