@@ -1,10 +1,14 @@
 //! The alerts of one request (or one release), grouped by the resource they come from, held as
 //! their parts ([`SharedLogs`]).
 
-use opentelemetry_proto::tonic::{common::v1::InstrumentationScope, resource::v1::Resource};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest, common::v1::InstrumentationScope,
+    resource::v1::Resource,
+};
 use runbom_event::semconv::scope;
 use runbom_otlp::SharedLogs;
 
+use super::Released;
 use crate::view::View;
 
 /// The alerts of one request (or one release): the alerts from one resource, one trace after
@@ -34,5 +38,22 @@ impl Alerts {
             );
         }
         &mut self.logs
+    }
+}
+
+/// [`Released`] with the alerts as their parts.
+#[derive(Default)]
+pub(super) struct Out {
+    pub(super) traces: Option<ExportTraceServiceRequest>,
+    pub(super) alerts: SharedLogs,
+}
+
+impl Out {
+    /// The alerts built.
+    pub(super) fn built(self) -> Released {
+        Released {
+            traces: self.traces,
+            alerts: (!self.alerts.is_empty()).then(|| self.alerts.into_request()),
+        }
     }
 }

@@ -28,8 +28,6 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 
-use runbom_otlp::SharedLogs;
-
 use crate::{
     alert,
     annotate::Annotations,
@@ -46,7 +44,7 @@ use crate::{
 };
 
 mod alerts;
-use alerts::Alerts;
+use alerts::{Alerts, Out};
 mod annotated;
 pub use annotated::AnnotatedRelease;
 mod kernel;
@@ -156,22 +154,6 @@ struct Held {
 pub struct Released {
     pub traces: Option<ExportTraceServiceRequest>,
     pub alerts: Option<ExportLogsServiceRequest>,
-}
-
-/// [`Released`] with the alerts as their parts.
-#[derive(Default)]
-struct Out {
-    traces: Option<ExportTraceServiceRequest>,
-    alerts: SharedLogs,
-}
-
-impl Out {
-    fn built(self) -> Released {
-        Released {
-            traces: self.traces,
-            alerts: (!self.alerts.is_empty()).then(|| self.alerts.into_request()),
-        }
-    }
 }
 
 pub struct Processor {
