@@ -25,7 +25,9 @@
 //!   (`Processor::push_annotated`: the verdicts beside the request, for the exporter to write);
 //! - `decode, push with 3 alerts per trace, drop`: the processor against the reference agent's
 //!   BOM, which declares neither the load's models nor its tool (three alerts per trace of 5
-//!   spans, built and freed inside the measured time).
+//!   spans, made and freed inside the measured time); `decode, push with 3 alerts per trace,
+//!   encode, drop`: the same with the spans and the alerts written as protobuf, as the
+//!   exporters do (alerts held as their parts are written from them).
 //! - `decode, encode, drop`, `decode, push, encode, drop` and `decode, push written, encode,
 //!   drop`: with the request written as protobuf too (what the exporter does): without the
 //!   processor, with it as above (each span's `aibom.*` attributes copied from its verdict's
@@ -304,26 +306,50 @@ fn share_alerts(
     // iteration gets new trace ids, as an agent's requests would, so no alert is deduplicated
     // away.
     let reference = common::bom();
-    let mut p = Processor::new(settings());
     let mut round = 0u64;
+    // New trace ids for each iteration.
+    let mut renew = |r: &mut ExportTraceServiceRequest| {
+        round += 1;
+        for span in r
+            .resource_spans
+            .iter_mut()
+            .flat_map(|rs| &mut rs.scope_spans)
+            .flat_map(|ss| &mut ss.spans)
+        {
+            if let Some(head) = span.trace_id.get_mut(..8) {
+                head.copy_from_slice(&round.to_be_bytes());
+            }
+        }
+    };
+    let mut p = Processor::new(settings());
     group.bench_function("decode, push with 3 alerts per trace, drop", |b| {
         b.iter_custom(|iters| {
             decoded(bytes, iters, |mut r| {
-                round += 1;
-                for span in r
-                    .resource_spans
-                    .iter_mut()
-                    .flat_map(|rs| &mut rs.scope_spans)
-                    .flat_map(|ss| &mut ss.spans)
-                {
-                    if let Some(head) = span.trace_id.get_mut(..8) {
-                        head.copy_from_slice(&round.to_be_bytes());
-                    }
-                }
+                renew(&mut r);
                 let out = p.push_annotated(r, Instant::now(), &reference);
                 assert!(out.alerts.is_some(), "the load drifts");
                 drop(black_box(out.alerts));
                 drop(black_box(out.traces));
+                ExportTraceServiceRequest::default()
+            })
+        });
+    });
+    let mut p = Processor::new(settings());
+    let mut out = Vec::new();
+    group.bench_function("decode, push with 3 alerts per trace, encode, drop", |b| {
+        b.iter_custom(|iters| {
+            decoded(bytes, iters, |mut r| {
+                renew(&mut r);
+                let pushed = p.push_annotated(r, Instant::now(), &reference);
+                let alerts = pushed.alerts.expect("the load drifts");
+                for signal in [
+                    Signal::AnnotatedTraces(pushed.traces.unwrap_or_default()),
+                    Signal::SharedLogs(Box::new(alerts)),
+                ] {
+                    out.clear();
+                    signal.write_protobuf(&mut out);
+                    black_box(&out);
+                }
                 ExportTraceServiceRequest::default()
             })
         });

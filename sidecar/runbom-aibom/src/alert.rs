@@ -1,11 +1,12 @@
 //! Drift alerts (contract §4): one OTLP log record per finding, carrying the execution chain of
 //! its trace from the prompt down to the offending action.
 
-use opentelemetry_proto::tonic::{
-    common::v1::{AnyValue, ArrayValue, KeyValue, any_value},
-    logs::v1::{LogRecord, SeverityNumber},
+use opentelemetry_proto::tonic::{common::v1::KeyValue, logs::v1::SeverityNumber};
+use runbom_otlp::{
+    SharedAttributes, SharedLogs,
+    shared_logs::{Head, Text},
 };
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::Arc};
 
 use serde_json::Value;
 
@@ -22,7 +23,7 @@ use crate::{
     arguments::{self, ArgumentPolicy},
     bom::{DeclaredBom, IdentitySpec},
     judged::{Earlier, Finding, Judged, depth, is_step},
-    otlp::{kv_array, kv_str, kv_string, push_rfc3339},
+    otlp::{kv_str, push_rfc3339},
     scrub,
     span::{Activity, attr},
     verdict::flag,
@@ -32,34 +33,38 @@ use crate::{
 /// Most steps in a chain: the prompt and the last ones before the offending action.
 const MAX_STEPS: usize = 64;
 
-/// The chain lines of one trace's steps, each written once and shared by all the alerts of
-/// that trace (three findings in a trace format its prompt and model calls once, not three
-/// times). One per trace: indices are the trace's items and its remembered steps.
+/// The chain lines of one trace's steps, each written once into the alerts' request and shared
+/// by all the alerts of that trace (three findings in a trace write its prompt and model calls
+/// once, not three times). One per trace: indices are the trace's items and its remembered
+/// steps.
 #[derive(Debug, Default)]
 pub struct StepLines {
     here: Vec<Line>,
     earlier: Vec<Line>,
     /// Where a step's text is written before it becomes a line (one buffer for all).
     scratch: String,
+    /// The lines of the chain being written.
+    chain: Vec<Text>,
 }
 
 /// One step's line in [`StepLines`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 enum Line {
     #[default]
     NotWritten,
     NotAStep,
-    Written(String),
+    Written(Text),
 }
 
 impl StepLines {
-    /// The line of step `s` (`None`: not a step), written by `write` (given the scratch
-    /// buffer) the first time.
+    /// The line of step `s` (`None`: not a step), written into `logs` by `write` (given the
+    /// scratch buffer) the first time.
     fn get(
         &mut self,
         s: &Step<'_>,
-        write: impl FnOnce(&mut String) -> Option<String>,
-    ) -> Option<&String> {
+        logs: &mut SharedLogs,
+        write: impl FnOnce(&mut String, &mut SharedLogs) -> Option<Text>,
+    ) -> Option<Text> {
         let (slots, at) = match s.origin {
             Origin::Here(i) => (&mut self.here, i),
             Origin::Earlier(i) => (&mut self.earlier, i),
@@ -68,31 +73,97 @@ impl StepLines {
             slots.resize(at + 1, Line::NotWritten);
         }
         if matches!(slots[at], Line::NotWritten) {
-            slots[at] = write(&mut self.scratch).map_or(Line::NotAStep, Line::Written);
+            slots[at] = write(&mut self.scratch, logs).map_or(Line::NotAStep, Line::Written);
         }
-        match &slots[at] {
+        match slots[at] {
             Line::Written(line) => Some(line),
             Line::NotWritten | Line::NotAStep => None,
         }
     }
 }
 
-/// The alert of `finding` in the trace `items` (with what was released of it before); tool
-/// arguments (and the prompt) are quoted under `policy`. `lines`: the trace's step lines so
-/// far (one [`StepLines`] for all the alerts of a trace).
-#[must_use]
+/// The attributes every alert of a kind carries alike, made and encoded once per processor:
+/// the event's name and runbom's instance (first), the guardrail's (after the alert's own).
+#[derive(Debug, Default)]
+pub struct AlertSets {
+    head: Option<Arc<SharedAttributes>>,
+    /// By the finding's rule and whether it is on a tool's action, under `serial`.
+    guardrail: Vec<(Option<&'static str>, bool, Arc<SharedAttributes>)>,
+    serial: String,
+}
+
+/// Most guardrail sets kept (kinds of rules times tool or not: a few).
+const GUARDRAIL_SETS: usize = 64;
+
+impl AlertSets {
+    fn head(&mut self) -> &Arc<SharedAttributes> {
+        self.head.get_or_insert_with(|| {
+            Arc::new(SharedAttributes::new(vec![
+                kv_str(EVENT_NAME, event::AIBOM_DRIFT),
+                // Contract §6: which runbom emitted it.
+                kv_str(
+                    runbom_event::semconv::RUNBOM_INSTANCE_ID,
+                    runbom_event::ids::instance_id(),
+                ),
+            ]))
+        })
+    }
+
+    fn guardrail(
+        &mut self,
+        kinds: &[&'static str],
+        serial: &str,
+        tool: bool,
+    ) -> &Arc<SharedAttributes> {
+        if self.serial != serial {
+            self.guardrail.clear();
+            serial.clone_into(&mut self.serial);
+        }
+        // The guardrail's attributes name only the first kind (the rule).
+        let rule = kinds.first().copied();
+        let found = self
+            .guardrail
+            .iter()
+            .position(|(r, t, _)| *r == rule && *t == tool);
+        let at = found.unwrap_or_else(|| {
+            if self.guardrail.len() >= GUARDRAIL_SETS {
+                self.guardrail.clear();
+            }
+            let set = crate::guardrail::attributes(kinds, serial, tool);
+            self.guardrail
+                .push((rule, tool, Arc::new(SharedAttributes::new(set))));
+            self.guardrail.len() - 1
+        });
+        &self.guardrail[at].2
+    }
+}
+
+/// The trace an alert is of, and how its chain quotes tool arguments (and the prompt).
+pub struct Of<'a, 'v> {
+    pub bom: &'a DeclaredBom,
+    pub items: &'a [View<'v>],
+    pub judged: &'a Judged<'v>,
+    /// What was released of the trace before.
+    pub earlier: Option<&'a Earlier>,
+    pub policy: &'a ArgumentPolicy,
+}
+
+/// The alert of `finding` in the trace `of`, written into `logs` as a record of its last
+/// group: its own attributes there, the ones alike for its kind from `sets`, its chain's lines
+/// from `lines` (one [`StepLines`] for all the alerts of a trace, written into the same
+/// `logs`).
 pub fn alert(
-    bom: &DeclaredBom,
-    items: &[View<'_>],
-    judged: &Judged<'_>,
+    of: &Of<'_, '_>,
     finding: &Finding,
-    earlier: Option<&Earlier>,
-    policy: &ArgumentPolicy,
     lines: &mut StepLines,
-) -> LogRecord {
+    sets: &mut AlertSets,
+    logs: &mut SharedLogs,
+) {
+    let (bom, items, judged) = (of.bom, of.items, of.judged);
     let o = finding.offender;
     let span = &*items[o].span;
-    let chain = chain(bom, items, judged, finding, earlier, policy, lines);
+    let mut chain_lines = std::mem::take(&mut lines.chain);
+    chain(of, finding, lines, logs, &mut chain_lines);
     let severe = finding
         .kinds
         .iter()
@@ -102,78 +173,60 @@ pub fn alert(
     } else {
         (SeverityNumber::Warn, "WARN")
     };
-    // Room for the attributes below: six, three optional, the resource's few, the guardrail's
-    // nine, the chain.
-    let mut attributes = Vec::with_capacity(6 + 3 + 4 + crate::guardrail::ATTRIBUTES + 1);
-    attributes.extend([
-        kv_str(EVENT_NAME, event::AIBOM_DRIFT),
-        // Contract §6: which runbom emitted it.
-        kv_str(
-            runbom_event::semconv::RUNBOM_INSTANCE_ID,
-            runbom_event::ids::instance_id(),
-        ),
-        kv_array(AIBOM_DRIFT_KINDS, finding.kinds.iter().copied()),
-        kv_string(AIBOM_DRIFT_REASON, scrub::text(&finding.reason, 1024)),
-        kv_str(AIBOM_AGENT_REF, &finding.agent),
-        kv_string(AIBOM_DRIFT_SUBJECT, scrub::text(&finding.subject, 512)),
-    ]);
-    let tool = finding.tool.and_then(|t| judged.tool(items, earlier, t));
+    let tool = finding.tool.and_then(|t| judged.tool(items, of.earlier, t));
     let component = judged.verdicts[o]
         .component
         .map(|(r, _)| r)
         .filter(|r| !r.is_empty())
         .or_else(|| tool.and_then(|t| t.component));
-    if let Some(r) = component {
-        attributes.push(kv_str(AIBOM_COMPONENT_REF, r));
-    }
-    if !bom.serial_number.is_empty() {
-        attributes.push(kv_str(AIBOM_BOM_SERIAL_NUMBER, &bom.serial_number));
-    }
-    if let Some(t) = tool {
-        attributes.push(kv_str(GEN_AI_TOOL_NAME, t.name));
-    }
-    for kv in items[o].resource_attrs().iter().chain(&span.attributes) {
-        let k = kv.key.as_str();
-        if (k == SERVICE_NAME || k == CONTAINER_ID || k.starts_with(K8S_PREFIX))
-            && !attributes.iter().any(|a| a.key == k)
-        {
-            attributes.push(kv.clone());
-        }
-    }
-    crate::guardrail::push_attributes(
-        &mut attributes,
-        &finding.kinds,
-        &bom.serial_number,
-        tool.is_some(),
-    );
-    let body = AnyValue {
-        value: Some(any_value::Value::StringValue(chain.join("\n"))),
-    };
-    attributes.push(KeyValue {
-        key: AIBOM_CHAIN.to_owned(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::ArrayValue(ArrayValue {
-                values: chain
-                    .into_iter()
-                    .map(|line| AnyValue {
-                        value: Some(any_value::Value::StringValue(line)),
-                    })
-                    .collect(),
-            })),
-        }),
-    });
-    LogRecord {
+    let head = logs.set(sets.head());
+    let guardrail = logs.set(sets.guardrail(&finding.kinds, &bom.serial_number, tool.is_some()));
+    logs.record(&Head {
         time_unix_nano: span.start_time_unix_nano,
         observed_time_unix_nano: now_ns(),
         severity_number: severity as i32,
-        severity_text: text.into(),
-        body: Some(body),
-        attributes,
-        event_name: event::AIBOM_DRIFT.into(),
-        trace_id: span.trace_id.clone(),
-        span_id: span.span_id.clone(),
-        ..Default::default()
+        severity_text: text,
+        event_name: event::AIBOM_DRIFT,
+        trace_id: &span.trace_id,
+        span_id: &span.span_id,
+    })
+    .body_lines(&chain_lines)
+    .shared(head)
+    .strs_attribute(AIBOM_DRIFT_KINDS, finding.kinds.iter().copied())
+    .attribute_with(AIBOM_DRIFT_REASON, |t| {
+        scrub::push_text(t, &finding.reason, 1024);
+    })
+    .str_attribute(AIBOM_AGENT_REF, &finding.agent)
+    .attribute_with(AIBOM_DRIFT_SUBJECT, |t| {
+        scrub::push_text(t, &finding.subject, 512);
+    });
+    if let Some(r) = component {
+        logs.str_attribute(AIBOM_COMPONENT_REF, r);
     }
+    if !bom.serial_number.is_empty() {
+        logs.str_attribute(AIBOM_BOM_SERIAL_NUMBER, &bom.serial_number);
+    }
+    if let Some(t) = tool {
+        logs.str_attribute(GEN_AI_TOOL_NAME, t.name);
+    }
+    // The workload's identity, from the resource (or the span); none of these keys is among
+    // the attributes above.
+    let mut copied: Vec<&str> = Vec::new();
+    for kv in items[o].resource_attrs().iter().chain(&span.attributes) {
+        let k = kv.key.as_str();
+        if (k == SERVICE_NAME || k == CONTAINER_ID || k.starts_with(K8S_PREFIX))
+            && !copied.contains(&k)
+        {
+            copied.push(k);
+            match crate::span::str_value(kv) {
+                Some(v) => logs.str_attribute(k, v),
+                None => logs.other_attribute(kv.clone()),
+            };
+        }
+    }
+    logs.shared(guardrail)
+        .lines_attribute(AIBOM_CHAIN, &chain_lines);
+    lines.chain = chain_lines;
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -207,17 +260,16 @@ enum Origin {
     Earlier(usize),
 }
 
-/// The ordered steps of the trace up to the offending action, each with its time and identity.
-#[must_use]
+/// The ordered steps of the trace up to the offending action, each with its time and identity:
+/// their lines, held in `logs`, in `lines` (cleared first).
 pub fn chain(
-    bom: &DeclaredBom,
-    items: &[View<'_>],
-    judged: &Judged<'_>,
+    of: &Of<'_, '_>,
     finding: &Finding,
-    earlier: Option<&Earlier>,
-    policy: &ArgumentPolicy,
     memo: &mut StepLines,
-) -> Vec<String> {
+    logs: &mut SharedLogs,
+    lines: &mut Vec<Text>,
+) {
+    let (bom, items, judged, policy) = (of.bom, of.items, of.judged, of.policy);
     let here = |i: usize| Step {
         origin: Origin::Here(i),
         start: items[i].span.start_time_unix_nano,
@@ -235,7 +287,7 @@ pub fn chain(
     };
     let o = finding.offender;
     let until = items[o].span.start_time_unix_nano;
-    let before = earlier.map_or(&[][..], |e| e.steps.as_slice());
+    let before = of.earlier.map_or(&[][..], |e| e.steps.as_slice());
     let mut steps: Vec<Step<'_>> = before
         .iter()
         .enumerate()
@@ -265,19 +317,20 @@ pub fn chain(
         .collect();
     steps.sort_by_key(|s| (s.start, s.depth));
     let offender = here(o);
-    let mut lines: Vec<String> = Vec::with_capacity(steps.len() + 1);
+    lines.clear();
+    lines.reserve(steps.len() + 1);
     for s in &steps {
-        let written = memo.get(s, |text| {
+        let written = memo.get(s, logs, |text, logs| {
             text.clear();
-            step_into(text, s, policy).then(|| line(bom, s, text))
+            step_into(text, s, policy).then(|| line(bom, s, text, logs))
         });
         if let Some(l) = written {
-            lines.push(l.clone());
+            lines.push(l);
         }
     }
     let text = &mut memo.scratch;
     drift_text(text, finding, &offender, policy);
-    lines.push(line(bom, &offender, text));
+    lines.push(line(bom, &offender, text, logs));
     // The drift of an MCP call: what was done while it was served (the server's file access,
     // connects, execs) follows it.
     if matches!(judged.activities[o], Activity::Mcp { .. }) {
@@ -298,16 +351,14 @@ pub fn chain(
             text.clear();
             text.push_str("during the call: ");
             if step_into(text, s, policy) {
-                lines.push(line(bom, s, text));
+                lines.push(line(bom, s, text, logs));
             }
         }
     }
     if lines.len() > MAX_STEPS {
-        let tail = lines.split_off(lines.len() - (MAX_STEPS - 1));
-        lines.truncate(1);
-        lines.extend(tail);
+        let cut = lines.len() - (MAX_STEPS - 1);
+        lines.drain(1..cut);
     }
-    lines
 }
 
 /// `DRIFT <kinds>: <the offending step> — <reason>` in `text` (cleared first).
@@ -328,16 +379,17 @@ fn drift_text(text: &mut String, finding: &Finding, offender: &Step<'_>, policy:
     text.push_str(&finding.reason);
 }
 
-/// `<time> <text, scrubbed> (<identity>)`, written into one buffer.
-fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    push_rfc3339(&mut out, s.start);
-    out.push(' ');
-    scrub::push_text(&mut out, text, 2048);
-    out.push_str(" (");
-    push_identity(&mut out, bom, s);
-    out.push(')');
-    out
+/// `<time> <text, scrubbed> (<identity>)`, written into `logs`' text.
+fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str, logs: &mut SharedLogs) -> Text {
+    logs.text_with(|out| {
+        out.reserve(text.len() + 64);
+        push_rfc3339(out, s.start);
+        out.push(' ');
+        scrub::push_text(out, text, 2048);
+        out.push_str(" (");
+        push_identity(out, bom, s);
+        out.push(')');
+    })
 }
 
 /// What a span or kernel log record did, as a chain step's text, written at the end of `text`

@@ -1,7 +1,9 @@
 //! The processor with its verdicts beside the request (`Processor::push_annotated`, what
 //! runbom's pipelines use) lets go of exactly what it lets go of with them written onto the
 //! spans (`Processor::push`): the same spans once built, the same protobuf and OTLP/JSON
-//! written from the verdicts' encodings, the same alerts. On every kind of verdict the test
+//! written from the verdicts' encodings, the same alerts (held as their parts, the same
+//! protobuf and OTLP/JSON written from the parts as from the built alerts). On every kind of
+//! verdict the test
 //! kit's traces give (declared, undeclared, drift with reasons, kernel spans, spans of no
 //! agent), with `aibom.*` attributes a sender forged, traces held and released, late spans,
 //! a request whose traces are interleaved, and random requests.
@@ -16,7 +18,10 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message as _;
 use runbom_aibom::{DeclaredBom, Processor, Settings, endpoint::Endpoint};
-use runbom_otlp::json::write::write_traces;
+use runbom_otlp::{
+    SharedLogs,
+    json::write::{write_logs, write_traces},
+};
 use runbom_testkit::random::RandomRequests;
 
 fn settings() -> Settings {
@@ -36,6 +41,8 @@ struct Twins {
     beside: Processor,
     /// Spans let go of with verdicts beside them.
     annotated: usize,
+    /// Alerts let go of as their parts.
+    alerts: usize,
 }
 
 impl Twins {
@@ -44,6 +51,7 @@ impl Twins {
             written: Processor::new(settings()),
             beside: Processor::new(settings()),
             annotated: 0,
+            alerts: 0,
         }
     }
 
@@ -51,7 +59,12 @@ impl Twins {
         let now = Instant::now();
         let a = self.written.push(req.clone(), now, bom);
         let b = self.beside.push_annotated(req.clone(), now, bom);
-        assert_eq!(untimed(a.alerts), untimed(b.alerts), "the same alerts");
+        if let Some(alerts) = &b.alerts {
+            written_alike(alerts);
+            self.alerts += alerts.len();
+        }
+        let alerts = b.alerts.map(SharedLogs::into_request);
+        assert_eq!(untimed(a.alerts), untimed(alerts), "the same alerts");
         let (a, b) = match (a.traces, b.traces) {
             (Some(a), Some(b)) => (a, b),
             (None, None) => return,
@@ -80,6 +93,27 @@ impl Twins {
         assert_eq!(a.traces, b.traces);
         assert_eq!(untimed(a.alerts), untimed(b.alerts));
     }
+}
+
+/// Alerts held as their parts are written as the request they build is.
+fn written_alike(alerts: &SharedLogs) {
+    let built = alerts.to_request();
+    let mut protobuf = Vec::new();
+    alerts.write_protobuf(&mut protobuf);
+    assert_eq!(protobuf, built.encode_to_vec(), "the alerts' protobuf");
+    let (mut json, mut reference) = (Vec::new(), Vec::new());
+    alerts.write_json(&mut json);
+    write_logs(&built, &mut reference);
+    assert_eq!(
+        String::from_utf8_lossy(&json),
+        String::from_utf8_lossy(&reference),
+        "the alerts' OTLP/JSON"
+    );
+    assert_eq!(
+        ExportLogsServiceRequest::decode(protobuf.as_slice()).expect("decodes"),
+        built,
+        "the alerts decoded"
+    );
 }
 
 /// `alerts` without the times they were made at.
@@ -205,6 +239,7 @@ fn verdicts_beside_the_request_make_the_same_request() {
     twins.push(&ExportTraceServiceRequest::default(), &bom);
     twins.release_all(&bom);
     assert!(twins.annotated > 100, "spans got verdicts beside them");
+    assert!(twins.alerts >= 3, "alerts let go of as their parts");
 }
 
 #[test]
@@ -227,4 +262,5 @@ fn the_load_and_random_requests_make_the_same_request() {
     }
     twins.release_all(&reference);
     assert!(twins.annotated >= 200, "spans got verdicts beside them");
+    assert!(twins.alerts >= 40, "alerts let go of as their parts");
 }

@@ -3,7 +3,8 @@
 //! it ([`json`]), protobuf of trace and log requests with lengths computed once ([`encode`]),
 //! an encoded request cut into smaller ones ([`split`]), and kernel events written as log
 //! records and spans without building the request first ([`kernel_logs`]), and spans written
-//! with attributes a processor added beside them ([`annotated`]).
+//! with attributes a processor added beside them ([`annotated`]), and log records put together
+//! from parts held once ([`shared_logs`]).
 
 mod added;
 pub mod annotated;
@@ -11,12 +12,14 @@ pub mod convert;
 pub mod encode;
 pub mod json;
 pub mod kernel_logs;
+pub mod shared_logs;
 pub mod signal;
 pub mod split;
 
 pub use added::AttributeSet;
 pub use annotated::AnnotatedTraces;
 pub use kernel_logs::{KernelLogs, KernelSpans};
+pub use shared_logs::{SharedAttributes, SharedLogs};
 
 pub use convert::{
     ConvertOptions, OtlpBatch, Placement, convert, event_attributes, process_resource,

@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use crate::{
     annotated::AnnotatedTraces,
     kernel_logs::{KernelLogs, KernelSpans, cut_groups},
+    shared_logs::SharedLogs,
 };
 
 /// Which telemetry signal a pipeline carries.
@@ -60,6 +61,11 @@ pub enum Signal {
     /// processor, once per distinct set): written to the wire as it is; a component that reads
     /// or edits spans takes it as [`Signal::Traces`] through [`Signal::into_typed`].
     AnnotatedTraces(AnnotatedTraces),
+    /// A log export request held as its records' parts, shared among them (made by a
+    /// processor): written to the wire as it is; a component that reads or edits log records
+    /// takes it as [`Signal::Logs`] through [`Signal::into_typed`]. Boxed: its parts are
+    /// several vectors.
+    SharedLogs(Box<SharedLogs>),
 }
 
 impl Signal {
@@ -67,7 +73,7 @@ impl Signal {
     pub fn kind(&self) -> SignalKind {
         match self {
             Self::Traces(_) | Self::KernelSpans(_) | Self::AnnotatedTraces(_) => SignalKind::Traces,
-            Self::Logs(_) | Self::KernelLogs(_) => SignalKind::Logs,
+            Self::Logs(_) | Self::KernelLogs(_) | Self::SharedLogs(_) => SignalKind::Logs,
             Self::Metrics(_) => SignalKind::Metrics,
         }
     }
@@ -86,6 +92,7 @@ impl Signal {
             Self::KernelLogs(k) => k.len(),
             Self::KernelSpans(k) => k.len(),
             Self::AnnotatedTraces(a) => a.spans().count(),
+            Self::SharedLogs(s) => s.len(),
         }
     }
 
@@ -109,6 +116,7 @@ impl Signal {
             Self::KernelLogs(k) => k.is_empty(),
             Self::KernelSpans(k) => k.is_empty(),
             Self::AnnotatedTraces(a) => a.request().resource_spans.is_empty(),
+            Self::SharedLogs(s) => s.is_empty(),
         }
     }
 
@@ -126,6 +134,7 @@ impl Signal {
             (Self::Metrics(a), Self::Metrics(b)) => a.resource_metrics.extend(b.resource_metrics),
             (Self::KernelLogs(a), Self::KernelLogs(b)) if a.writes_like(&b) => a.append(b),
             (Self::KernelSpans(a), Self::KernelSpans(b)) if a.writes_like(&b) => a.append(b),
+            (Self::SharedLogs(a), Self::SharedLogs(b)) => a.append(*b),
             // Spans with attributes to add stay so, joined by spans without.
             (Self::AnnotatedTraces(a), Self::AnnotatedTraces(b)) => a.append(b),
             (Self::AnnotatedTraces(a), Self::Traces(b)) => a.append(AnnotatedTraces::plain(b)),
@@ -147,8 +156,8 @@ impl Signal {
         Ok(())
     }
 
-    /// The request as `opentelemetry-proto` types: kernel log records are built into
-    /// [`Signal::Logs`], kernel spans and annotated spans into [`Signal::Traces`] (the same
+    /// The request as `opentelemetry-proto` types: kernel log records and shared log records
+    /// are built into [`Signal::Logs`], kernel spans and annotated spans into [`Signal::Traces`] (the same
     /// request [`Signal::write_protobuf`] writes); any other signal is returned as it is. What
     /// every component that reads or edits records goes through.
     #[must_use]
@@ -163,18 +172,23 @@ impl Signal {
             Self::KernelLogs(k) => *self = Self::Logs(k.to_request()),
             Self::KernelSpans(k) => *self = Self::Traces(k.to_request()),
             Self::AnnotatedTraces(a) => *self = Self::Traces(std::mem::take(a).into_request()),
+            Self::SharedLogs(s) => *self = Self::Logs(s.to_request()),
             _ => {}
         }
         self
     }
 
     /// Whether the request is held in another form than `opentelemetry-proto` types (kernel
-    /// events, or spans with attributes beside them): [`Signal::into_typed`] builds it.
+    /// events, spans with attributes beside them, or log records as shared parts):
+    /// [`Signal::into_typed`] builds it.
     #[must_use]
     pub fn is_held(&self) -> bool {
         matches!(
             self,
-            Self::KernelLogs(_) | Self::KernelSpans(_) | Self::AnnotatedTraces(_)
+            Self::KernelLogs(_)
+                | Self::KernelSpans(_)
+                | Self::AnnotatedTraces(_)
+                | Self::SharedLogs(_)
         )
     }
 
@@ -203,6 +217,7 @@ impl Signal {
             Self::KernelLogs(k) => k.write_protobuf(out),
             Self::KernelSpans(k) => k.write_protobuf(out),
             Self::AnnotatedTraces(a) => a.write_protobuf(out),
+            Self::SharedLogs(s) => s.write_protobuf(out),
         }
     }
 
@@ -260,6 +275,7 @@ impl Signal {
             Self::KernelLogs(k) => k.write_json(out),
             Self::KernelSpans(k) => k.write_json(out),
             Self::AnnotatedTraces(a) => a.write_json(out),
+            Self::SharedLogs(s) => s.write_json(out),
         }
         Ok(())
     }

@@ -1,48 +1,59 @@
-//! The alerts of one request (or one release), grouped by the resource they come from.
+//! The alerts of one request (or one release), grouped by the resource they come from, held as
+//! their parts ([`SharedLogs`]).
 
 use opentelemetry_proto::tonic::{
-    common::v1::InstrumentationScope,
-    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    collector::trace::v1::ExportTraceServiceRequest, common::v1::InstrumentationScope,
     resource::v1::Resource,
 };
 use runbom_event::semconv::scope;
+use runbom_otlp::SharedLogs;
 
+use super::Released;
 use crate::view::View;
 
 /// The alerts of one request (or one release): the alerts from one resource, one trace after
-/// the other, share one `ResourceLogs` (one copy of the resource).
+/// the other, share one group (one copy of the resource).
 #[derive(Default)]
 pub(super) struct Alerts {
-    pub(super) logs: Vec<ResourceLogs>,
-    /// The resource of the last `ResourceLogs`. An address in the request (or in the held
-    /// items being released), which outlive this.
+    pub(super) logs: SharedLogs,
+    /// The resource of the last group. An address in the request (or in the held items being
+    /// released), which outlive this.
     last: Option<*const Resource>,
 }
 
 impl Alerts {
-    /// Adds `record`, the alert of the span `o`.
-    pub(super) fn push(&mut self, record: LogRecord, o: &View<'_>) {
+    /// The alerts, the next one to be of the span `o`'s resource.
+    pub(super) fn of(&mut self, o: &View<'_>) -> &mut SharedLogs {
         let from = o.resource.map(std::ptr::from_ref);
-        if self.last.is_some()
-            && self.last == from
-            && let Some(group) = self.logs.last_mut().and_then(|l| l.scope_logs.first_mut())
-        {
-            group.log_records.push(record);
-            return;
-        }
-        self.last = from;
-        self.logs.push(ResourceLogs {
-            resource: o.resource.cloned(),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
+        if self.last.is_none() || self.last != from {
+            self.last = from;
+            self.logs.group(
+                o.resource.cloned(),
+                o.resource_schema.to_owned(),
+                InstrumentationScope {
                     name: scope::AIBOM.into(),
                     version: env!("CARGO_PKG_VERSION").into(),
                     ..Default::default()
-                }),
-                log_records: vec![record],
-                schema_url: String::new(),
-            }],
-            schema_url: o.resource_schema.to_owned(),
-        });
+                },
+            );
+        }
+        &mut self.logs
+    }
+}
+
+/// [`Released`] with the alerts as their parts.
+#[derive(Default)]
+pub(super) struct Out {
+    pub(super) traces: Option<ExportTraceServiceRequest>,
+    pub(super) alerts: SharedLogs,
+}
+
+impl Out {
+    /// The alerts built.
+    pub(super) fn built(self) -> Released {
+        Released {
+            traces: self.traces,
+            alerts: (!self.alerts.is_empty()).then(|| self.alerts.into_request()),
+        }
     }
 }

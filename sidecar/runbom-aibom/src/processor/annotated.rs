@@ -4,20 +4,19 @@
 
 use std::time::Instant;
 
-use opentelemetry_proto::tonic::collector::{
-    logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
-};
-use runbom_otlp::AnnotatedTraces;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use runbom_otlp::{AnnotatedTraces, SharedLogs};
 
 use super::Processor;
 use crate::{annotate::Annotations, bom::DeclaredBom};
 
 /// What [`Processor::push_annotated`] lets go on: the spans, with the `aibom.*` attributes
-/// each gets when written, and the alerts.
+/// each gets when written, and the alerts, held as their parts for the exporters to write
+/// ([`SharedLogs::to_request`] is the request `push` returns).
 #[derive(Debug, Default)]
 pub struct AnnotatedRelease {
     pub traces: Option<AnnotatedTraces>,
-    pub alerts: Option<ExportLogsServiceRequest>,
+    pub alerts: Option<SharedLogs>,
 }
 
 impl Processor {
@@ -40,7 +39,7 @@ impl Processor {
         let out = self.push_with(req, now, bom, Some(&mut annotations));
         AnnotatedRelease {
             traces: out.traces.map(|t| annotations.finish(t)),
-            alerts: out.alerts,
+            alerts: (!out.alerts.is_empty()).then_some(out.alerts),
         }
     }
 }

@@ -44,7 +44,7 @@ use crate::{
 };
 
 mod alerts;
-use alerts::Alerts;
+use alerts::{Alerts, Out};
 mod annotated;
 pub use annotated::AnnotatedRelease;
 mod kernel;
@@ -172,6 +172,8 @@ pub struct Processor {
     scratch: Scratch,
     /// The spans kernel log records held as events are judged as, kept between requests.
     kernel_spans: Vec<Span>,
+    /// The attributes alike in every alert of a kind.
+    alert_sets: alert::AlertSets,
     pub stats: Arc<Stats>,
 }
 
@@ -200,6 +202,7 @@ impl Processor {
             alerted: Dedup::default(),
             scratch: Scratch::default(),
             kernel_spans: Vec::new(),
+            alert_sets: alert::AlertSets::default(),
             stats,
         }
     }
@@ -214,7 +217,7 @@ impl Processor {
         now: Instant,
         bom: &DeclaredBom,
     ) -> Released {
-        self.push_with(req, now, bom, None)
+        self.push_with(req, now, bom, None).built()
     }
 
     /// [`Processor::push`], the verdicts of the spans judged in place kept in `annotations`
@@ -225,7 +228,7 @@ impl Processor {
         now: Instant,
         bom: &DeclaredBom,
         mut annotations: Option<&mut Annotations>,
-    ) -> Released {
+    ) -> Out {
         self.earlier.check_bom(bom);
         let mut alerts = Alerts::default();
         let hold = self.judge_in_place(&mut req, bom, &mut alerts, annotations.as_deref_mut());
@@ -256,15 +259,13 @@ impl Processor {
             .spans_held
             .store(self.spans as u64, Ordering::Relaxed);
         let more = self.release(due, bom);
-        logs.extend(more.alerts.into_iter().flat_map(|a| a.resource_logs));
+        logs.append(more.alerts);
         if let Some(t) = more.traces {
             req.resource_spans.extend(t.resource_spans);
         }
-        Released {
+        Out {
             traces: (!req.resource_spans.is_empty()).then_some(req),
-            alerts: (!logs.is_empty()).then_some(ExportLogsServiceRequest {
-                resource_logs: logs,
-            }),
+            alerts: logs,
         }
     }
 
@@ -374,6 +375,13 @@ impl Processor {
         // The trace's step lines, shared by its alerts; alerts from one resource share one
         // copy of it.
         let mut lines = alert::StepLines::default();
+        let of = alert::Of {
+            bom,
+            items,
+            judged: &judged,
+            earlier,
+            policy: &self.settings.alert_arguments,
+        };
         for f in &judged.findings {
             let o = &items[f.offender];
             let tool = f
@@ -387,17 +395,8 @@ impl Processor {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let record = alert::alert(
-                bom,
-                items,
-                &judged,
-                f,
-                earlier,
-                &self.settings.alert_arguments,
-                &mut lines,
-            );
+            alert::alert(&of, f, &mut lines, &mut self.alert_sets, logs.of(o));
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);
-            logs.push(record, o);
         }
         // Late spans are kernel spans correlated after their trace left (and a process's spans
         // only get kernel children when its pid is known): remember traces of declared agents
@@ -518,7 +517,7 @@ impl Processor {
             .spans_held
             .store(self.spans as u64, Ordering::Relaxed);
         let shadow = self.shadow.due(Some(now), bom, &self.pids);
-        with_alerts(self.release(due, bom), shadow, &self.stats)
+        with_alerts(self.release(due, bom).built(), shadow, &self.stats)
     }
 
     /// Releases everything held (shutdown).
@@ -529,7 +528,7 @@ impl Processor {
         self.deadlines.clear();
         self.spans = 0;
         self.stats.spans_held.store(0, Ordering::Relaxed);
-        let out = self.release(all, bom);
+        let out = self.release(all, bom).built();
         let shadow = self.shadow.due(None, bom, &self.pids);
         with_alerts(out, shadow, &self.stats)
     }
@@ -633,9 +632,9 @@ impl Processor {
         judged.recycle(&mut self.scratch);
     }
 
-    fn release(&mut self, traces: Vec<Held>, bom: &DeclaredBom) -> Released {
+    fn release(&mut self, traces: Vec<Held>, bom: &DeclaredBom) -> Out {
         if traces.is_empty() {
-            return Released::default();
+            return Out::default();
         }
         let mut out = Regroup::default();
         let mut logs = Alerts::default();
@@ -651,11 +650,9 @@ impl Processor {
                 out.push(item);
             }
         }
-        Released {
+        Out {
             traces: Some(out.finish()),
-            alerts: (!logs.logs.is_empty()).then_some(ExportLogsServiceRequest {
-                resource_logs: logs.logs,
-            }),
+            alerts: logs.logs,
         }
     }
 

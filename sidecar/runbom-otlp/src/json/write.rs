@@ -498,6 +498,12 @@ fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
 fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+/// What [`string`] writes between the quotes.
+pub(crate) fn escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
@@ -510,7 +516,6 @@ fn string(out: &mut Vec<u8>, s: &str) {
         start = i;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// How many leading bytes of `bytes` need no escape: whole words of eight are tested at once

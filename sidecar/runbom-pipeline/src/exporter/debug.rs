@@ -127,7 +127,10 @@ impl DebugExporter {
                 }
             }
             // built into `Signal::Logs` and `Signal::Traces` above
-            Signal::KernelLogs(_) | Signal::KernelSpans(_) | Signal::AnnotatedTraces(_) => {}
+            Signal::KernelLogs(_)
+            | Signal::KernelSpans(_)
+            | Signal::AnnotatedTraces(_)
+            | Signal::SharedLogs(_) => {}
         }
     }
 }

@@ -96,7 +96,10 @@ pub(crate) fn quarantine(signal: &mut Signal) -> u64 {
             }
         }
         // runbom's own records, never received from a client: its namespaces are theirs.
-        Signal::KernelLogs(_) | Signal::KernelSpans(_) | Signal::AnnotatedTraces(_) => {}
+        Signal::KernelLogs(_)
+        | Signal::KernelSpans(_)
+        | Signal::AnnotatedTraces(_)
+        | Signal::SharedLogs(_) => {}
     }
     moved
 }

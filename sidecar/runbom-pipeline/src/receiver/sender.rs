@@ -169,9 +169,10 @@ pub(crate) fn resources(
         Signal::Logs(r) => Box::new(r.resource_logs.iter_mut().map(|r| &mut r.resource)),
         Signal::Metrics(r) => Box::new(r.resource_metrics.iter_mut().map(|r| &mut r.resource)),
         // built by `typed_mut`
-        Signal::KernelLogs(_) | Signal::KernelSpans(_) | Signal::AnnotatedTraces(_) => {
-            Box::new(std::iter::empty())
-        }
+        Signal::KernelLogs(_)
+        | Signal::KernelSpans(_)
+        | Signal::AnnotatedTraces(_)
+        | Signal::SharedLogs(_) => Box::new(std::iter::empty()),
     }
 }
 

@@ -96,7 +96,8 @@ pub(crate) fn drop_invalid(signal: &mut Signal) -> PartialSuccess {
         Signal::Metrics(_)
         | Signal::KernelLogs(_)
         | Signal::KernelSpans(_)
-        | Signal::AnnotatedTraces(_) => (0, None),
+        | Signal::AnnotatedTraces(_)
+        | Signal::SharedLogs(_) => (0, None),
     };
     let Some(first) = first else {
         return PartialSuccess::default();

@@ -30,7 +30,7 @@ use runbom_event::semconv::{
     AIBOM_AGENT_REF, AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF, AIBOM_DECLARED, AIBOM_DRIFT_KINDS,
     AIBOM_DRIFT_SUBJECT, AIBOM_PREFIX, K8S_NAMESPACE_NAME, drift,
 };
-use runbom_otlp::AnnotatedTraces;
+use runbom_otlp::{AnnotatedTraces, SharedLogs};
 
 use crate::telemetry::{SelfMetrics, bounded::Bounded, fresh::FreshCounter};
 
@@ -273,27 +273,36 @@ impl AibomMetrics {
             let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
             for record in rl.scope_logs.iter().flat_map(|s| &s.log_records) {
                 let a = &record.attributes;
-                let severity = if record.severity_text.is_empty() {
-                    "UNSPECIFIED"
-                } else {
-                    record.severity_text.as_str()
-                };
-                severities.add(severity);
+                severities.add(severity(&record.severity_text));
                 let agent = attr(a, AIBOM_AGENT_REF);
                 let namespace =
                     attr(a, K8S_NAMESPACE_NAME).or_else(|| attr(resource, K8S_NAMESPACE_NAME));
                 let subject = attr(a, AIBOM_DRIFT_SUBJECT).unwrap_or("");
-                for kind in attr_strs(a, AIBOM_DRIFT_KINDS) {
-                    let labels = FindingLabels {
-                        kind,
-                        agent,
-                        namespace,
-                        subject,
-                    };
-                    findings.add(labels);
-                }
+                let kinds = attr_strs(a, AIBOM_DRIFT_KINDS);
+                add_findings(&mut findings, kinds, agent, namespace, subject);
             }
         }
+        self.add_alerts(severities, findings);
+    }
+
+    /// [`AibomMetrics::count_alerts`] on alerts held as their parts.
+    pub fn count_shared_alerts(&self, logs: &SharedLogs) {
+        let mut severities = Tally::new();
+        let mut findings = Tally::new();
+        for record in logs.records() {
+            severities.add(severity(record.severity_text()));
+            let agent = record.str_attribute(AIBOM_AGENT_REF);
+            let namespace = record
+                .str_attribute(K8S_NAMESPACE_NAME)
+                .or_else(|| attr(record.resource_attributes(), K8S_NAMESPACE_NAME));
+            let subject = record.str_attribute(AIBOM_DRIFT_SUBJECT).unwrap_or("");
+            let kinds = record.strs_attribute(AIBOM_DRIFT_KINDS);
+            add_findings(&mut findings, kinds, agent, namespace, subject);
+        }
+        self.add_alerts(severities, findings);
+    }
+
+    fn add_alerts(&self, severities: Tally<&str>, findings: Tally<FindingLabels<'_>>) {
         for (severity, n) in severities.into_counts() {
             self.alerts
                 .add(n, &[KeyValue::new("severity", self.kinds.value(severity))]);
@@ -339,5 +348,28 @@ impl AibomMetrics {
         }
         seen.insert(key);
         true
+    }
+}
+
+/// A record's severity text as counted (`UNSPECIFIED` for none).
+fn severity(text: &str) -> &str {
+    if text.is_empty() { "UNSPECIFIED" } else { text }
+}
+
+/// One alert's findings (one per kind) added to `findings`.
+fn add_findings<'a>(
+    findings: &mut Tally<FindingLabels<'a>>,
+    kinds: Vec<&'a str>,
+    agent: Option<&'a str>,
+    namespace: Option<&'a str>,
+    subject: &'a str,
+) {
+    for kind in kinds {
+        findings.add(FindingLabels {
+            kind,
+            agent,
+            namespace,
+            subject,
+        });
     }
 }

@@ -71,7 +71,7 @@ pub async fn run(
         let out = tokio::select! {
             got = rx.recv() => match got {
                 Some(Signal::Traces(req)) => {
-                    processor.push_annotated(req, std::time::Instant::now(), &bom)
+                    annotated(processor.push_annotated(req, std::time::Instant::now(), &bom))
                 }
                 Some(Signal::Logs(mut req)) if kernel_logs.is_some() => {
                     processor.judge_logs(&mut req, std::time::Instant::now(), &bom);
@@ -210,11 +210,25 @@ fn current(bom: &Mutex<BomWatch>) -> Arc<DeclaredBom> {
     lock(bom).current().clone()
 }
 
+/// What a release lets go on: the spans, with their verdicts beside them or written onto them,
+/// and the alerts (held as their parts, or built).
+struct Emitted {
+    traces: Option<AnnotatedTraces>,
+    alerts: Option<Signal>,
+}
+
+fn annotated(out: AnnotatedRelease) -> Emitted {
+    Emitted {
+        traces: out.traces,
+        alerts: out.alerts.map(|a| Signal::SharedLogs(Box::new(a))),
+    }
+}
+
 /// Spans released with their verdicts written onto them, as a release with none beside them.
-fn plain(out: Released) -> AnnotatedRelease {
-    AnnotatedRelease {
+fn plain(out: Released) -> Emitted {
+    Emitted {
         traces: out.traces.map(AnnotatedTraces::plain),
-        alerts: out.alerts,
+        alerts: out.alerts.map(Signal::Logs),
     }
 }
 
@@ -222,7 +236,7 @@ fn plain(out: Released) -> AnnotatedRelease {
 /// exporters to write) and the alerts to the logs pipelines; false once the next stage is
 /// gone.
 async fn emit(
-    out: AnnotatedRelease,
+    out: Emitted,
     tx: &mpsc::Sender<Signal>,
     alerts: Option<&Ingest>,
     spec: &AibomSpec,
@@ -232,16 +246,15 @@ async fn emit(
         metrics.count_annotated(traces);
     }
     if let Some(logs) = out.alerts {
-        metrics.count_alerts(&logs);
-        let n: usize = logs
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
+        match &logs {
+            Signal::SharedLogs(shared) => metrics.count_shared_alerts(shared),
+            Signal::Logs(req) => metrics.count_alerts(req),
+            _ => {}
+        }
+        let n = logs.item_count();
         match alerts {
             Some(ingest) => {
-                if let Err(e) = ingest.push(Signal::Logs(logs)).await {
+                if let Err(e) = ingest.push(logs).await {
                     spec.stats
                         .alerts_dropped
                         .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
