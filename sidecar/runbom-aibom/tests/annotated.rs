@@ -207,13 +207,18 @@ fn verdicts_beside_the_request_make_the_same_request() {
     assert!(twins.annotated > 100, "spans got verdicts beside them");
 }
 
-#[test]
-fn the_load_and_random_requests_make_the_same_request() {
+/// The BOM that declares everything `runbom-loadgen`'s requests use.
+fn load_bom() -> DeclaredBom {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../runbom-loadgen/bom.cdx.json"
     );
-    let declared = DeclaredBom::from_file(std::path::Path::new(path)).expect("the BOM loads");
+    DeclaredBom::from_file(std::path::Path::new(path)).expect("the BOM loads")
+}
+
+#[test]
+fn the_load_and_random_requests_make_the_same_request() {
+    let declared = load_bom();
     let reference = common::bom();
     let mut twins = Twins::new();
     let load = runbom_loadgen::genai::request(100);
@@ -273,11 +278,7 @@ fn span_attributes(reqs: &[ExportTraceServiceRequest]) -> Vec<(Vec<u8>, Vec<Stri
 /// ones each trace gets judged alone.
 #[test]
 fn verdicts_kept_for_a_request_are_those_of_each_trace_alone() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../runbom-loadgen/bom.cdx.json"
-    );
-    let declared = DeclaredBom::from_file(std::path::Path::new(path)).expect("the BOM loads");
+    let declared = load_bom();
     let reference = common::bom();
     let mut mixed = runbom_loadgen::genai::request(100);
     for seed in 0..8 {
