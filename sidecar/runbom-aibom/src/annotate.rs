@@ -4,6 +4,8 @@
 //! ([`AnnotatedTraces`]); what reads spans after the processor gets them built. Either way the
 //! request is the one [`crate::verdict::put`] on every span makes.
 
+use std::cell::RefCell;
+
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, trace::v1::Span,
 };
@@ -17,7 +19,7 @@ use crate::{
 
 /// What a set of attributes was made of: a verdict's written parts (not its subject) and the
 /// process's identities.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Key {
     component: Option<(String, Kind)>,
     declared: Option<bool>,
@@ -41,13 +43,49 @@ impl Key {
 
     /// Whether `v` with `identities` writes the same attributes.
     fn matches(&self, v: &Verdict<'_>, identities: &[String]) -> bool {
-        self.declared == v.declared
+        // The cheap comparisons first: most verdicts that differ differ in kind.
+        self.component.as_ref().map(|(_, k)| *k) == v.component.map(|(_, k)| k)
+            && self.declared == v.declared
+            && self.drift.len() == v.drift.len()
+            && self.identities.len() == identities.len()
             && self.component.as_ref().map(|(r, k)| (r.as_str(), *k)) == v.component
             && self.agent.as_deref() == v.agent
             && self.drift == v.drift
             && (v.drift.is_empty() || self.reason == v.reason)
             && self.identities == identities
     }
+}
+
+thread_local! {
+    /// Sets made for earlier requests, with the serial number they were made with, oldest
+    /// first: a pipeline's requests repeat a few verdicts, and copying a set costs less than
+    /// writing and encoding it again. Per thread, as the processor runs on one.
+    static MADE: RefCell<Vec<(String, Key, AttributeSet)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets [`MADE`] keeps.
+const MADE_MAX: usize = 64;
+
+/// The set of `v`'s attributes (and what it was made of): a copy of one made before, or made.
+fn made(v: &Verdict<'_>, serial: &str, identities: &[String]) -> (Key, AttributeSet) {
+    let found = MADE.with_borrow(|m| {
+        m.iter()
+            .rev()
+            .find(|(s, k, _)| k.matches(v, identities) && s == serial)
+            .map(|(_, k, set)| (k.clone(), set.clone()))
+    });
+    found.unwrap_or_else(|| {
+        let mut attributes = Vec::new();
+        put(&mut attributes, v, serial, identities);
+        let (key, set) = (Key::of(v, identities), AttributeSet::new(attributes));
+        MADE.with_borrow_mut(|m| {
+            if m.len() >= MADE_MAX {
+                m.remove(0);
+            }
+            m.push((serial.to_owned(), key.clone(), set.clone()));
+        });
+        (key, set)
+    })
 }
 
 /// Sets looked through for a span's verdict, most recent first; past them a set is made again
@@ -64,6 +102,8 @@ pub(crate) struct Annotations {
     index: Vec<Option<u32>>,
     /// The set found last.
     last: usize,
+    /// The set of each verdict of the request's memo (by its number), once found.
+    by_number: Vec<Option<u32>>,
 }
 
 impl Annotations {
@@ -77,16 +117,33 @@ impl Annotations {
 
     /// Keeps each item's verdict for its span (removing the `aibom.*` attributes it came
     /// with, as [`crate::judge`] does when it writes them). `items[i]` sits at position
-    /// [`View::at`] in the request; its process's identities are `envs[i]`.
+    /// [`View::at`] in the request; its process's identities are `envs[i]`, and `numbers[i]`
+    /// its verdict's number in the memo of the request's judging, if it came from there
+    /// (equal numbers, equal verdicts).
     pub(crate) fn record(
         &mut self,
         items: &mut [View<'_>],
         verdicts: &[Verdict<'_>],
         serial: &str,
         envs: &[Vec<String>],
+        numbers: &[Option<u32>],
     ) {
+        let mut numbers = numbers.iter();
         verdict::for_each(items, verdicts, envs, |it, v, identities| {
-            let set = self.set_of(v, serial, identities);
+            let number = numbers
+                .next()
+                .copied()
+                .flatten()
+                .filter(|_| identities.is_empty())
+                .and_then(|n| usize::try_from(n).ok());
+            let known = number.and_then(|n| self.by_number.get(n).copied().flatten());
+            let set = known.unwrap_or_else(|| self.set_of(v, serial, identities));
+            if let Some(n) = number {
+                if self.by_number.len() <= n {
+                    self.by_number.resize(n + 1, None);
+                }
+                self.by_number[n] = Some(set);
+            }
             if let Some(slot) = self.index.get_mut(it.at) {
                 *slot = Some(set);
             }
@@ -100,10 +157,9 @@ impl Annotations {
             .chain((recent..self.keys.len()).rev())
             .find(|k| self.keys.get(*k).is_some_and(|k| k.matches(v, identities)));
         let at = found.unwrap_or_else(|| {
-            let mut attributes = Vec::new();
-            put(&mut attributes, v, serial, identities);
-            self.sets.push(AttributeSet::new(attributes));
-            self.keys.push(Key::of(v, identities));
+            let (key, set) = made(v, serial, identities);
+            self.sets.push(set);
+            self.keys.push(key);
             self.keys.len() - 1
         });
         self.last = at;

@@ -18,6 +18,7 @@ use crate::{
     baseline::{Baseline, Behaviour},
     bom::{DeclaredBom, Kind},
     endpoint::Dest,
+    judged::Memo,
     pids::PidMap,
     rules::Judge,
     span::{self, Activity, attr, attr_int},
@@ -71,12 +72,26 @@ pub fn judge_views<'b>(
     learning: Option<Learning<'_>>,
     scratch: &mut Scratch,
 ) -> Judged<'b> {
-    let judged = judge_unwritten(bom, settings, pids, items, earlier, learning, scratch);
+    let judged = judge_unwritten(
+        bom,
+        settings,
+        pids,
+        items,
+        earlier,
+        learning,
+        scratch,
+        &mut Memo::default(),
+    );
     write_all(items, &judged.verdicts, &bom.serial_number, &judged.envs);
     judged
 }
 
-/// [`judge_views`] without writing the verdicts onto the spans.
+/// [`judge_views`] without writing the verdicts onto the spans; the verdicts of `memo` (reached
+/// against `bom`) are taken as they are.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "what is known of the trace so far, and the scratch vectors"
+)]
 pub(crate) fn judge_unwritten<'b>(
     bom: &'b DeclaredBom,
     settings: &JudgeSettings,
@@ -85,6 +100,7 @@ pub(crate) fn judge_unwritten<'b>(
     earlier: Option<&Earlier>,
     mut learning: Option<Learning<'_>>,
     scratch: &mut Scratch,
+    memo: &mut Memo<'b>,
 ) -> Judged<'b> {
     let n = items.len();
     let mut activities = std::mem::take(&mut scratch.activities);
@@ -138,6 +154,7 @@ pub(crate) fn judge_unwritten<'b>(
         &pid_list,
         std::mem::take(&mut scratch.envs),
     );
+    let mut memoized = std::mem::take(&mut scratch.memoized);
     // Verdicts borrowing the BOM, in the room of the empty scratch vector.
     let mut verdicts: Vec<Verdict<'b>> = std::mem::take(&mut scratch.verdicts);
     verdicts.reserve(n);
@@ -146,26 +163,18 @@ pub(crate) fn judge_unwritten<'b>(
         let resolved = pid_list[i].map_or(&[][..], |p| pids.names_of(p));
         let act = with_resolved(&activities[i], resolved);
         let act = act.as_ref();
-        let mut v = judge_one(
-            bom,
-            settings,
-            agents[i],
-            act,
-            tool,
-            &items[i].span.attributes,
-        );
-        if let (Some(agent), Some(l)) = (v.agent, learning.as_mut()) {
-            let _ = against_baseline(
-                l,
-                agent,
-                settings,
-                act,
-                tool,
-                &items[i].span.attributes,
-                &mut v,
-            );
+        let attrs = &items[i].span.attributes;
+        let (mut v, mut number) = memo.verdict(agents[i], act, || {
+            judge_one(bom, settings, agents[i], act, tool, attrs)
+        });
+        if let (Some(agent), Some(l)) = (v.agent, learning.as_mut())
+            && against_baseline(l, agent, settings, act, tool, attrs, &mut v).is_some()
+        {
+            // No longer the memo's verdict.
+            number = None;
         }
         verdicts.push(v);
+        memoized.push(number);
     }
     let findings = findings(
         items,
@@ -184,6 +193,7 @@ pub(crate) fn judge_unwritten<'b>(
         pids: pid_list,
         envs,
         findings,
+        memoized,
     }
 }
 

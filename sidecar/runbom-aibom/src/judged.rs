@@ -36,6 +36,9 @@ pub struct Judged<'b> {
     /// BOM declares none).
     pub envs: Vec<Vec<String>>,
     pub findings: Vec<Finding>,
+    /// Of each span whose verdict came from a [`Memo`], which of its verdicts it is: spans
+    /// with the same one have equal verdicts.
+    pub(crate) memoized: Vec<Option<u32>>,
 }
 
 /// The vectors judging fills for each trace, kept by the processor between traces (cleared,
@@ -52,10 +55,77 @@ pub struct Scratch {
     pub(crate) pids: Vec<Option<u32>>,
     pub(crate) envs: Vec<Vec<String>>,
     pub(crate) findings: Vec<Finding>,
+    pub(crate) memoized: Vec<Option<u32>>,
     /// Which spans' value is known yet, while values are inherited.
     pub(crate) known: Vec<bool>,
     /// The agent of each resource seen in the trace (by the resource's address).
     pub(crate) by_resource: Vec<(usize, Option<usize>)>,
+}
+
+/// Verdicts already reached against one BOM, for spans whose verdict is a function of their
+/// agent and activity alone (agent runs, model calls, tools, MCP requests): the spans of a
+/// request repeat a few of them, and matching a model against the BOM's globs, or a tool or
+/// component against an agent's allowed refs, costs more than comparing activities.
+#[derive(Debug, Default)]
+pub(crate) struct Memo<'b> {
+    /// (agent, activity, verdict, the verdict's number).
+    entries: Vec<(usize, Activity, Verdict<'b>, u32)>,
+    /// The entry replaced next once full.
+    next: usize,
+    /// Verdicts kept so far: the next one's number.
+    made: u32,
+}
+
+/// Verdicts a [`Memo`] keeps: the last this many distinct ones.
+const MEMO: usize = 16;
+
+impl<'b> Memo<'b> {
+    /// Whether the verdict on `act` depends on nothing but it and its agent.
+    fn kept(act: &Activity) -> bool {
+        matches!(
+            act,
+            Activity::Agent { .. }
+                | Activity::Model { .. }
+                | Activity::Tool { .. }
+                | Activity::Mcp { .. }
+        )
+    }
+
+    /// The verdict on `act` of `agent`: the one reached before, else `judge`'s (kept); and
+    /// its number when it is kept (the same for equal verdicts).
+    pub(crate) fn verdict(
+        &mut self,
+        agent: Option<usize>,
+        act: &Activity,
+        judge: impl FnOnce() -> Verdict<'b>,
+    ) -> (Verdict<'b>, Option<u32>) {
+        let Some(agent) = agent.filter(|_| Self::kept(act)) else {
+            return (judge(), None);
+        };
+        if let Some((_, _, v, n)) = self
+            .entries
+            .iter()
+            .find(|(a, x, _, _)| *a == agent && x == act)
+        {
+            return (v.clone(), Some(*n));
+        }
+        let v = judge();
+        let Some(n) = self
+            .made
+            .checked_add(1)
+            .map(|next| std::mem::replace(&mut self.made, next))
+        else {
+            return (v, None);
+        };
+        let entry = (agent, act.clone(), v.clone(), n);
+        if self.entries.len() < MEMO {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % MEMO;
+        }
+        (v, Some(n))
+    }
 }
 
 /// `v`, emptied (its room kept).
@@ -82,6 +152,7 @@ impl Judged<'_> {
         scratch.pids = cleared(self.pids);
         scratch.envs = cleared(self.envs);
         scratch.findings = cleared(self.findings);
+        scratch.memoized = cleared(self.memoized);
     }
 
     /// The tool span `t` refers to.

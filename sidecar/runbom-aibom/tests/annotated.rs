@@ -242,13 +242,18 @@ fn verdicts_beside_the_request_make_the_same_request() {
     assert!(twins.alerts >= 3, "alerts let go of as their parts");
 }
 
-#[test]
-fn the_load_and_random_requests_make_the_same_request() {
+/// The BOM that declares everything `runbom-loadgen`'s requests use.
+fn load_bom() -> DeclaredBom {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../runbom-loadgen/bom.cdx.json"
     );
-    let declared = DeclaredBom::from_file(std::path::Path::new(path)).expect("the BOM loads");
+    DeclaredBom::from_file(std::path::Path::new(path)).expect("the BOM loads")
+}
+
+#[test]
+fn the_load_and_random_requests_make_the_same_request() {
+    let declared = load_bom();
     let reference = common::bom();
     let mut twins = Twins::new();
     let load = runbom_loadgen::genai::request(100);
@@ -263,4 +268,74 @@ fn the_load_and_random_requests_make_the_same_request() {
     twins.release_all(&reference);
     assert!(twins.annotated >= 200, "spans got verdicts beside them");
     assert!(twins.alerts >= 40, "alerts let go of as their parts");
+}
+
+/// `req` cut into one request per trace (each span keeps its resource and scope).
+fn by_trace(req: &ExportTraceServiceRequest) -> Vec<ExportTraceServiceRequest> {
+    let mut out: Vec<(Vec<u8>, ExportTraceServiceRequest)> = Vec::new();
+    for rs in &req.resource_spans {
+        for ss in &rs.scope_spans {
+            for span in &ss.spans {
+                let at = out
+                    .iter()
+                    .position(|(t, _)| *t == span.trace_id)
+                    .unwrap_or_else(|| {
+                        out.push((span.trace_id.clone(), ExportTraceServiceRequest::default()));
+                        out.len() - 1
+                    });
+                let mut one = rs.clone();
+                one.scope_spans = vec![ss.clone()];
+                one.scope_spans[0].spans = vec![span.clone()];
+                out[at].1.resource_spans.push(one);
+            }
+        }
+    }
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Each span's attributes (sorted by key), by span id.
+fn span_attributes(reqs: &[ExportTraceServiceRequest]) -> Vec<(Vec<u8>, Vec<String>)> {
+    let mut out: Vec<(Vec<u8>, Vec<String>)> = reqs
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| {
+            let mut a: Vec<String> = s.attributes.iter().map(|kv| format!("{kv:?}")).collect();
+            a.sort();
+            (s.span_id.clone(), a)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Verdicts reached once per request and taken again by the request's other spans are the
+/// ones each trace gets judged alone.
+#[test]
+fn verdicts_kept_for_a_request_are_those_of_each_trace_alone() {
+    let declared = load_bom();
+    let reference = common::bom();
+    let mut mixed = runbom_loadgen::genai::request(100);
+    for seed in 0..8 {
+        mixed
+            .resource_spans
+            .extend(common::benign(seed).request().resource_spans);
+        mixed
+            .resource_spans
+            .extend(common::injected(20 + seed).0.request().resource_spans);
+    }
+    for bom in [&declared, &reference] {
+        let now = Instant::now();
+        let mut together = Processor::new(settings());
+        let mut alone = Processor::new(settings());
+        let a = together.push(mixed.clone(), now, bom);
+        let b: Vec<ExportTraceServiceRequest> = by_trace(&mixed)
+            .into_iter()
+            .filter_map(|r| alone.push(r, now, bom).traces)
+            .collect();
+        let a = span_attributes(&[a.traces.expect("the traces are complete")]);
+        assert!(a.len() > 500, "every span: {}", a.len());
+        assert_eq!(a, span_attributes(&b));
+    }
 }

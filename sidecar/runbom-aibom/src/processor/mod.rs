@@ -35,7 +35,7 @@ use crate::{
     baseline::Baseline,
     bom::DeclaredBom,
     judge,
-    judged::{Earlier, Judged, Scratch},
+    judged::{Earlier, Judged, Memo, Scratch},
     pids::PidMap,
     shadow::{Record, Shadow, ShadowSettings, ShadowStats},
     span,
@@ -279,6 +279,7 @@ impl Processor {
         mut annotations: Option<&mut Annotations>,
     ) -> HashSet<TraceKey> {
         let mut hold = HashSet::new();
+        let mut memo = Memo::default();
         let mut views: Vec<View<'_>> = Vec::new();
         for rs in &mut req.resource_spans {
             let resource = rs.resource.as_ref();
@@ -322,20 +323,21 @@ impl Processor {
                     .spans_late
                     .fetch_add(run.len() as u64, Ordering::Relaxed);
             }
-            self.judge_trace(bom, k, run, logs, annotations.as_deref_mut());
+            self.judge_trace(bom, k, run, logs, annotations.as_deref_mut(), &mut memo);
         }
         hold
     }
 
     /// Judges one trace (or late spans of a released one), collects its alerts and remembers
-    /// it.
-    fn judge_trace(
+    /// it; `memo` keeps verdicts for the other traces of the request.
+    fn judge_trace<'b>(
         &mut self,
-        bom: &DeclaredBom,
+        bom: &'b DeclaredBom,
         k: TraceKey,
         items: &mut [View<'_>],
         logs: &mut Alerts,
         annotations: Option<&mut Annotations>,
+        memo: &mut Memo<'b>,
     ) {
         let earlier = self.earlier.get(&k);
         let mut baseline = self
@@ -355,11 +357,18 @@ impl Processor {
             earlier,
             learning,
             &mut self.scratch,
+            memo,
         );
         let serial = &bom.serial_number;
         match annotations {
             None => verdict::write_all(items, &judged.verdicts, serial, &judged.envs),
-            Some(a) => a.record(items, &judged.verdicts, serial, &judged.envs),
+            Some(a) => a.record(
+                items,
+                &judged.verdicts,
+                serial,
+                &judged.envs,
+                &judged.memoized,
+            ),
         }
         drop(baseline);
         let drifted = judged
@@ -638,13 +647,14 @@ impl Processor {
         }
         let mut out = Regroup::default();
         let mut logs = Alerts::default();
+        let mut memo = Memo::default();
         for mut held in traces {
             let Some(first) = held.items.first() else {
                 continue;
             };
             let k = key(&first.span.trace_id);
             let mut views: Vec<View<'_>> = held.items.iter_mut().map(Item::view).collect();
-            self.judge_trace(bom, k, &mut views, &mut logs, None);
+            self.judge_trace(bom, k, &mut views, &mut logs, None, &mut memo);
             drop(views);
             for item in held.items {
                 out.push(item);

@@ -372,7 +372,7 @@ pub(crate) fn log_record_with(
     out.push(b'}');
 }
 
-fn key_value(out: &mut Vec<u8>, kv: &KeyValue) {
+pub(crate) fn key_value(out: &mut Vec<u8>, kv: &KeyValue) {
     key_value_with(out, &kv.key, |out| {
         option(out, kv.value.as_ref(), any_value);
     });
