@@ -3,7 +3,7 @@
 
 use opentelemetry_proto::tonic::{common::v1::KeyValue, logs::v1::SeverityNumber};
 use runbom_otlp::{
-    SharedAttributes, SharedLogs,
+    AttributeSet, SharedLogs,
     shared_logs::{Head, Text},
 };
 use std::{fmt::Write as _, sync::Arc};
@@ -86,9 +86,9 @@ impl StepLines {
 /// the event's name and runbom's instance (first), the guardrail's (after the alert's own).
 #[derive(Debug, Default)]
 pub struct AlertSets {
-    head: Option<Arc<SharedAttributes>>,
+    head: Option<Arc<AttributeSet>>,
     /// By the finding's rule and whether it is on a tool's action, under `serial`.
-    guardrail: Vec<(Option<&'static str>, bool, Arc<SharedAttributes>)>,
+    guardrail: Vec<(Option<&'static str>, bool, Arc<AttributeSet>)>,
     serial: String,
 }
 
@@ -96,9 +96,9 @@ pub struct AlertSets {
 const GUARDRAIL_SETS: usize = 64;
 
 impl AlertSets {
-    fn head(&mut self) -> &Arc<SharedAttributes> {
+    fn head(&mut self) -> &Arc<AttributeSet> {
         self.head.get_or_insert_with(|| {
-            Arc::new(SharedAttributes::new(vec![
+            Arc::new(AttributeSet::of_log_records(vec![
                 kv_str(EVENT_NAME, event::AIBOM_DRIFT),
                 // Contract §6: which runbom emitted it.
                 kv_str(
@@ -114,7 +114,7 @@ impl AlertSets {
         kinds: &[&'static str],
         serial: &str,
         tool: bool,
-    ) -> &Arc<SharedAttributes> {
+    ) -> &Arc<AttributeSet> {
         if self.serial != serial {
             self.guardrail.clear();
             serial.clone_into(&mut self.serial);
@@ -131,7 +131,7 @@ impl AlertSets {
             }
             let set = crate::guardrail::attributes(kinds, serial, tool);
             self.guardrail
-                .push((rule, tool, Arc::new(SharedAttributes::new(set))));
+                .push((rule, tool, Arc::new(AttributeSet::of_log_records(set))));
             self.guardrail.len() - 1
         });
         &self.guardrail[at].2

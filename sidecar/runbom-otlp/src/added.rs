@@ -29,7 +29,8 @@ impl AttributeSet {
     }
 
     /// Attributes added to log records.
-    pub(crate) fn of_log_records(attributes: Vec<KeyValue>) -> Self {
+    #[must_use]
+    pub fn of_log_records(attributes: Vec<KeyValue>) -> Self {
         Self::encoded(attributes, LOG_RECORD_ATTRIBUTES)
     }
 

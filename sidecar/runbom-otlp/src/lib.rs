@@ -19,7 +19,7 @@ pub mod split;
 pub use added::AttributeSet;
 pub use annotated::AnnotatedTraces;
 pub use kernel_logs::{KernelLogs, KernelSpans};
-pub use shared_logs::{SharedAttributes, SharedLogs};
+pub use shared_logs::SharedLogs;
 
 pub use convert::{
     ConvertOptions, OtlpBatch, Placement, convert, event_attributes, process_resource,

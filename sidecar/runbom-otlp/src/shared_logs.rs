@@ -1,6 +1,6 @@
 //! A log export request whose records are put together from parts held once, not built as
 //! `opentelemetry-proto` types: runs of attributes many records carry alike
-//! ([`SharedAttributes`], encoded once as protobuf and as OTLP/JSON), and every string the
+//! ([`AttributeSet`]s made for log records, encoded once as protobuf and as OTLP/JSON), and every string the
 //! records hold of their own (attribute keys and values, and lines of text several records
 //! share) in one buffer. A record's body can be lines of that text joined by newlines, and one
 //! of its attributes the same lines as an array, written from the lines without joining or
@@ -19,42 +19,9 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 
+use crate::AttributeSet;
+
 mod write;
-
-/// The tag of a log record's `attributes`.
-const LOG_ATTRIBUTES: u32 = 6;
-
-/// Attributes many log records carry alike, held once and encoded once.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SharedAttributes {
-    attributes: Vec<KeyValue>,
-    /// The attributes as a log record's `attributes` fields (protobuf).
-    protobuf: Vec<u8>,
-    /// The attributes as `KeyValue` objects, comma-separated (OTLP/JSON).
-    json: Vec<u8>,
-}
-
-impl SharedAttributes {
-    #[must_use]
-    pub fn new(attributes: Vec<KeyValue>) -> Self {
-        let mut protobuf = Vec::new();
-        crate::encode::attributes(
-            &mut crate::encode::Shift { out: &mut protobuf },
-            LOG_ATTRIBUTES,
-            &attributes,
-        );
-        Self {
-            protobuf,
-            json: crate::json::write::key_values(&attributes),
-            attributes,
-        }
-    }
-
-    #[must_use]
-    pub fn attributes(&self) -> &[KeyValue] {
-        &self.attributes
-    }
-}
 
 /// A string in a [`SharedLogs`]' text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,7 +50,7 @@ pub struct SetId(u32);
 /// One attribute of a record (or a run of them).
 #[derive(Clone, Debug)]
 enum Part {
-    /// A run of [`SharedAttributes`] (an index into the sets).
+    /// A run of [`AttributeSet`] (an index into the sets).
     Shared(u32),
     /// A string value.
     Str { key: Text, value: Text },
@@ -142,7 +109,7 @@ pub struct SharedLogs {
     text: String,
     /// Trace and span ids.
     ids: Vec<u8>,
-    sets: Vec<Arc<SharedAttributes>>,
+    sets: Vec<Arc<AttributeSet>>,
 }
 
 fn index(n: usize) -> u32 {
@@ -166,7 +133,7 @@ impl SharedLogs {
     }
 
     /// `set`, held once for every record of this request that carries it ([`SharedLogs::shared`]).
-    pub fn set(&mut self, set: &Arc<SharedAttributes>) -> SetId {
+    pub fn set(&mut self, set: &Arc<AttributeSet>) -> SetId {
         let at = self
             .sets
             .iter()
@@ -422,7 +389,9 @@ impl SharedLogs {
         let mut attributes = Vec::new();
         for p in &self.parts[r.parts.start as usize..r.parts.end as usize] {
             match p {
-                Part::Shared(s) => attributes.extend_from_slice(&self.sets[*s as usize].attributes),
+                Part::Shared(s) => {
+                    attributes.extend_from_slice(self.sets[*s as usize].attributes());
+                }
                 Part::Str { key, value } => attributes.push(KeyValue {
                     key: self.str(*key).to_owned(),
                     value: Some(string(self.str(*value).to_owned())),
@@ -500,7 +469,7 @@ impl<'a> RecordRef<'a> {
         let str_value = |kv: &'a KeyValue| string(kv.value.as_ref());
         self.parts().find_map(|p| match p {
             Part::Shared(s) => logs.sets[*s as usize]
-                .attributes
+                .attributes()
                 .iter()
                 .find(|kv| kv.key == key)
                 .map(str_value),
@@ -523,7 +492,7 @@ impl<'a> RecordRef<'a> {
         self.parts()
             .find_map(|p| match p {
                 Part::Shared(s) => logs.sets[*s as usize]
-                    .attributes
+                    .attributes()
                     .iter()
                     .find(|kv| kv.key == key)
                     .map(strs),

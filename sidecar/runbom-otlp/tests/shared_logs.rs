@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message as _;
 use runbom_otlp::{
-    SharedAttributes, SharedLogs, encode::encode_logs, json::write::write_logs, shared_logs::Head,
+    AttributeSet, SharedLogs, encode::encode_logs, json::write::write_logs, shared_logs::Head,
 };
 
 fn kv(key: &str, value: Value) -> KeyValue {
@@ -37,11 +37,11 @@ fn head<'a>(trace_id: &'a [u8], severity: &'a str) -> Head<'a> {
 
 /// One request's records: `n` of them in two groups.
 fn logs(n: usize, tag: &str) -> SharedLogs {
-    let shared = Arc::new(SharedAttributes::new(vec![
+    let shared = Arc::new(AttributeSet::of_log_records(vec![
         kv("event.name", Value::StringValue("aibom.drift".into())),
         kv("n", Value::IntValue(-3)),
     ]));
-    let empty = Arc::new(SharedAttributes::new(Vec::new()));
+    let empty = Arc::new(AttributeSet::of_log_records(Vec::new()));
     let mut logs = SharedLogs::default();
     let lines = [
         logs.text(&format!("line \"one\" {tag}\n\twith\u{1} escapes")),

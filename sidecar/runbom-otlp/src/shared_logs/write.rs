@@ -82,7 +82,7 @@ impl SharedLogs {
         encode::log_record_with(p, &self.head(r), body, |p, tag| {
             for part in self.record_parts(r) {
                 match part {
-                    Part::Shared(s) => p.encoded(&self.sets[*s as usize].protobuf),
+                    Part::Shared(s) => p.encoded(self.sets[*s as usize].protobuf()),
                     Part::Str { key, value } => p.message(tag, |p| {
                         encode::key_value_with(
                             p,
@@ -172,7 +172,7 @@ impl SharedLogs {
                 for part in self.record_parts(r) {
                     match part {
                         Part::Shared(s) => {
-                            let json = &self.sets[*s as usize].json;
+                            let json = self.sets[*s as usize].json();
                             if !json.is_empty() {
                                 next(out);
                                 out.extend_from_slice(json);
