@@ -275,6 +275,12 @@ async fn batch_and_push(
                         let rest = pending.split_off(EVENTS_PER_REQUEST);
                         push(std::mem::replace(&mut pending, rest), ingest, opts).await;
                     }
+                    // A request begun in a small batch's room (one shrunk to its size, or the
+                    // rest of a split) is given a full request's room once, rather than
+                    // growing into it by doubling.
+                    if !pending.is_empty() && pending.capacity() < EVENTS_PER_REQUEST {
+                        pending.reserve_exact(EVENTS_PER_REQUEST - pending.len());
+                    }
                 }
                 None => break,
             },
