@@ -9,10 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use runbom_aibom::{
-    Processor, Settings,
-    shadow::{Severity, ShadowSettings},
-};
+mod support;
+
+use support::settings;
+
+use runbom_aibom::Processor;
 use runbom_event::{Detail, KernelEvent};
 use runbom_otlp::{
     ConvertOptions, KernelLogs, Placement, encode::encode_logs, json::write::write_logs,
@@ -22,18 +23,6 @@ use runbom_testkit::{
     random_events::RandomEvents,
     shadow_run::{event, process, shadow_run_events},
 };
-
-fn settings() -> Settings {
-    Settings {
-        wait: Duration::from_secs(1),
-        shadow: ShadowSettings {
-            severity: Severity::Warn,
-            window: Duration::from_mins(10),
-            ..ShadowSettings::default()
-        },
-        ..Settings::default()
-    }
-}
 
 /// One request's events and where the correlation placed them.
 fn batch(round: u64) -> (Vec<KernelEvent>, Vec<Option<Placement>>) {

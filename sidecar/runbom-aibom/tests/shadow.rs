@@ -6,11 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use runbom_aibom::{
-    Processor, Settings,
-    shadow::{Severity, ShadowSettings},
-    span::attr,
-};
+mod support;
+
+use support::settings;
+
+use runbom_aibom::{Processor, span::attr};
 use runbom_event::Detail;
 use runbom_otlp::{ConvertOptions, convert};
 use runbom_testkit::{
@@ -19,18 +19,6 @@ use runbom_testkit::{
 };
 
 const SHADOW_PID: u32 = 5151;
-
-fn settings() -> Settings {
-    Settings {
-        wait: Duration::from_secs(1),
-        shadow: ShadowSettings {
-            severity: Severity::Warn,
-            window: Duration::from_mins(10),
-            ..ShadowSettings::default()
-        },
-        ..Settings::default()
-    }
-}
 
 #[test]
 fn an_undeclared_openai_client_is_marked_and_alerted_once_per_window() {
