@@ -31,11 +31,13 @@ pub const OPEN_RESULT_WAIT: Duration = Duration::from_secs(10);
 pub const PENDING_MAX: usize = 16384;
 
 /// Opens waiting for their result, by thread id: the latest in `last` until another record
-/// follows it (nearly always its result, which then joins it without a map), the others in
-/// `pending`. A thread has at most one open waiting in the two.
+/// follows it (nearly always its result, which then joins it without a map, and the joined open
+/// is handed on from there, not copied), the others in `pending`. A thread has at most one open
+/// waiting in the two.
 #[derive(Debug, Default)]
 pub struct OpenJoin {
-    last: Option<(FileOpenEvent, Instant)>,
+    /// Always an [`Event::FileOpen`].
+    last: Option<(Event<'static>, Instant)>,
     /// Hashed with foldhash (seeded per process), not `SipHash`: an open that waits here is
     /// inserted and removed again.
     pending: HashMap<u32, (FileOpenEvent, Instant), foldhash::fast::RandomState>,
@@ -49,24 +51,24 @@ impl OpenJoin {
     /// Takes one record in ring order; calls `emit` with every event that is complete: the
     /// record itself when it is neither an open nor its result, a joined open, and before
     /// either an open of the same thread that will get no result.
-    pub fn push<'a>(&mut self, record: Record<'a>, now: Instant, mut emit: impl FnMut(Event<'a>)) {
+    pub fn push<'a>(&mut self, record: Record<'a>, now: Instant, mut emit: impl FnMut(&Event<'a>)) {
         match record {
             Record::OpenResult(r) => self.result(&r, &mut emit),
             Record::Event(Event::FileOpen(open)) => {
                 if let Some((earlier, _)) = self.take(open.header.tid) {
-                    emit(self.unknown(earlier));
+                    emit(&self.unknown(earlier));
                 }
                 self.spill();
-                self.last = Some((open, now));
+                self.last = Some((Event::FileOpen(open), now));
                 if self.pending.len() + 1 > PENDING_MAX {
                     self.evict_oldest(&mut emit);
                 }
             }
             Record::Event(event) => {
                 if let Some((earlier, _)) = self.take(event.header().tid) {
-                    emit(self.unknown(earlier));
+                    emit(&self.unknown(earlier));
                 }
-                emit(event);
+                emit(&event);
             }
         }
     }
@@ -80,7 +82,11 @@ impl OpenJoin {
     /// The open waiting for thread `tid`'s result, taken out.
     fn take(&mut self, tid: u32) -> Option<(FileOpenEvent, Instant)> {
         match &self.last {
-            Some((open, _)) if open.header.tid == tid => self.last.take(),
+            Some((Event::FileOpen(open), since)) if open.header.tid == tid => {
+                let taken = (*open, *since);
+                self.last = None;
+                Some(taken)
+            }
             _ if self.pending.is_empty() => None,
             _ => self.pending.remove(&tid),
         }
@@ -88,13 +94,13 @@ impl OpenJoin {
 
     /// Moves the latest open into the map (no other open of its thread is there).
     fn spill(&mut self) {
-        if let Some(last) = self.last.take() {
-            self.pending.insert(last.0.header.tid, last);
+        if let Some((Event::FileOpen(open), since)) = self.last.take() {
+            self.pending.insert(open.header.tid, (open, since));
         }
     }
 
     /// Emits the opens that waited longer than `wait` without their result.
-    pub fn expire(&mut self, now: Instant, wait: Duration, mut emit: impl FnMut(Event<'static>)) {
+    pub fn expire(&mut self, now: Instant, wait: Duration, mut emit: impl FnMut(&Event<'static>)) {
         self.spill();
         if self.pending.is_empty() {
             return;
@@ -108,23 +114,34 @@ impl OpenJoin {
         old.sort_by_key(|(_, open)| open.header.time_ns);
         for (tid, open) in old {
             self.pending.remove(&tid);
-            emit(self.unknown(open));
+            emit(&self.unknown(open));
         }
     }
 
     /// Emits every waiting open without its result (shutdown).
-    pub fn flush(&mut self, emit: impl FnMut(Event<'static>)) {
+    pub fn flush(&mut self, emit: impl FnMut(&Event<'static>)) {
         self.expire(Instant::now(), Duration::ZERO, emit);
     }
 
-    fn result<'a>(&mut self, r: &FileOpenResult, emit: &mut impl FnMut(Event<'a>)) {
+    fn result<'a>(&mut self, r: &FileOpenResult, emit: &mut impl FnMut(&Event<'a>)) {
+        // Nearly always the latest open: joined where it waits.
+        if let Some((event, _)) = &mut self.last
+            && let Event::FileOpen(open) = event
+            && open.header.tid == r.tid
+        {
+            open.ret = r.ret;
+            open.end_ns = r.end_ns;
+            emit(event);
+            self.last = None;
+            return;
+        }
         let Some((mut open, _)) = self.take(r.tid) else {
             self.results_unmatched += 1;
             return;
         };
         open.ret = r.ret;
         open.end_ns = r.end_ns;
-        emit(Event::FileOpen(open));
+        emit(&Event::FileOpen(open));
     }
 
     fn unknown(&mut self, mut open: FileOpenEvent) -> Event<'static> {
@@ -134,7 +151,7 @@ impl OpenJoin {
         Event::FileOpen(open)
     }
 
-    fn evict_oldest<'a>(&mut self, emit: &mut impl FnMut(Event<'a>)) {
+    fn evict_oldest<'a>(&mut self, emit: &mut impl FnMut(&Event<'a>)) {
         self.spill();
         let oldest = self
             .pending
@@ -142,7 +159,7 @@ impl OpenJoin {
             .min_by_key(|(_, (open, _))| open.header.time_ns)
             .map(|(tid, _)| *tid);
         if let Some((open, _)) = oldest.and_then(|tid| self.pending.remove(&tid)) {
-            emit(self.unknown(open));
+            emit(&self.unknown(open));
         }
     }
 }

@@ -79,7 +79,7 @@ fn feed(join: &mut OpenJoin, records: &[Vec<u8>], now: Instant) -> Out {
     let mut out = Vec::new();
     for r in records {
         let record = decode_record(r).expect("the record should decode");
-        join.push(record, now, |ev| out.push(summary(&ev)));
+        join.push(record, now, |ev| out.push(summary(ev)));
     }
     out
 }
@@ -141,11 +141,11 @@ fn open_without_result_is_emitted_after_the_wait_and_a_late_result_is_counted() 
     assert!(out.is_empty());
     let mut expired = Vec::new();
     join.expire(t0 + Duration::from_secs(1), OPEN_RESULT_WAIT, |ev| {
-        expired.push(summary(&ev));
+        expired.push(summary(ev));
     });
     assert!(expired.is_empty(), "not yet due");
     join.expire(t0 + OPEN_RESULT_WAIT, OPEN_RESULT_WAIT, |ev| {
-        expired.push(summary(&ev));
+        expired.push(summary(ev));
     });
     assert_eq!(
         expired,

@@ -14,7 +14,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use runbom_common::decode::decode_record;
+use runbom_common::decode::{Event, decode_record};
 use tokio::{io::unix::AsyncFd, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -26,8 +26,13 @@ use crate::{
     openjoin::{OPEN_RESULT_WAIT, OpenJoin},
 };
 
-/// Most events handed downstream in one batch.
+/// Events handed downstream in one batch, at most (a few more when one record completes
+/// several). A batch is filled by events, not records: an open is two records, and a batch of
+/// half its room would be copied into the next one downstream.
 pub const BATCH: usize = 1024;
+/// Most records read into one batch: records that make no event (forks, bodies, results
+/// nobody waits for) do not keep the reader from handing on what it has.
+const RECORDS_MAX: u64 = 4 * BATCH as u64;
 /// While TLS requests wait for their response, how often waiting ones are checked for expiry.
 const PENDING_CHECK: Duration = Duration::from_millis(500);
 
@@ -89,7 +94,7 @@ pub async fn run(
         if stopping {
             drain(fd.get_mut(), &mut enricher, &mut opens, &tx, &stats).await;
             let mut rest = Vec::new();
-            opens.flush(|ev| rest.extend(enricher.enrich(&ev)));
+            opens.flush(|ev| rest.extend(enricher.enrich(ev)));
             stats
                 .open_results_lost
                 .store(opens.results_lost, Ordering::Relaxed);
@@ -111,18 +116,12 @@ async fn drain(
         let now = Instant::now();
         let mut batch = Vec::with_capacity(BATCH);
         let mut records = 0u64;
-        // An open becomes an event when its result (the thread's next record) is read.
-        let mut hand_on = |event: runbom_common::decode::Event<'_>| {
-            batch.extend(enricher.enrich(&event));
-            // A request its record completed goes out in record order: what the process did
-            // after the response (a tool it ran) comes after it.
-            enricher.take_completed(&mut batch);
-        };
-        while records < BATCH as u64 {
+        while batch.len() < BATCH && records < RECORDS_MAX {
             let Some(item) = ring.next() else { break };
             records += 1;
             match decode_record(&item) {
-                Ok(record) => opens.push(record, now, &mut hand_on),
+                // An open becomes an event when its result (the thread's next record) is read.
+                Ok(record) => opens.push(record, now, |e| hand_on(enricher, &mut batch, e)),
                 Err(e) => {
                     stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                     warn!("skipping kernel record: {e}");
@@ -130,7 +129,7 @@ async fn drain(
             }
         }
         if records == 0 {
-            opens.expire(now, OPEN_RESULT_WAIT, &mut hand_on);
+            opens.expire(now, OPEN_RESULT_WAIT, |e| hand_on(enricher, &mut batch, e));
         }
         stats.records.fetch_add(records, Ordering::Relaxed);
         stats.h2_lost.store(enricher.h2_lost(), Ordering::Relaxed);
@@ -153,6 +152,14 @@ async fn drain(
             return; // downstream is gone (shutting down), or the ring is empty
         }
     }
+}
+
+/// Enriches one complete event into `batch`.
+fn hand_on(enricher: &mut Enricher, batch: &mut Vec<KernelEvent>, event: &Event<'_>) {
+    batch.extend(enricher.enrich(event));
+    // A request its record completed goes out in record order: what the process did after the
+    // response (a tool it ran) comes after it.
+    enricher.take_completed(batch);
 }
 
 /// Hands a batch downstream; false when downstream is gone.

@@ -259,6 +259,12 @@ async fn batch_and_push(
             got = rx.recv() => match got {
                 Some(events) => {
                     count(&events);
+                    // A batch that would overflow the request begun sends that request as it
+                    // is and becomes the next one whole: copied in, its rest would be copied
+                    // again into a request of its own.
+                    if !pending.is_empty() && pending.len() + events.len() > EVENTS_PER_REQUEST {
+                        push(std::mem::take(&mut pending), ingest, opts).await;
+                    }
                     if pending.is_empty() {
                         deadline = tokio::time::Instant::now() + MAX_WAIT;
                         // The reader's batch becomes the request as it is, not copied (unless

@@ -52,9 +52,13 @@ pub(super) async fn forward(
     let mut parts: Vec<Vec<KernelEvent>> = (0..workers).map(|_| Vec::new()).collect();
     while let Some(events) = rx.recv().await {
         counter.count(&events);
-        // A batch of one worker's processes (often one busy process) goes to it as it is.
-        if let Some(first) = events.first().map(|e| worker_of(e.pid, workers))
-            && events.iter().all(|e| worker_of(e.pid, workers) == first)
+        // A batch of one worker's processes (often one busy process) goes to it as it is. An
+        // event of the first event's process needs no division to tell.
+        let one_worker = events.first().map(|e| (e.pid, worker_of(e.pid, workers)));
+        if let Some((pid, first)) = one_worker
+            && events
+                .iter()
+                .all(|e| e.pid == pid || worker_of(e.pid, workers) == first)
         {
             if queues[first].send(events).await.is_err() {
                 warn!("an ebpf conversion worker stopped; its share of events is lost");
