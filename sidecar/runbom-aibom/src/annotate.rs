@@ -4,7 +4,7 @@
 //! ([`AnnotatedTraces`]); what reads spans after the processor gets them built. Either way the
 //! request is the one [`crate::verdict::put`] on every span makes.
 
-use std::cell::RefCell;
+use std::{cell::RefCell, rc::Rc};
 
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, trace::v1::Span,
@@ -60,29 +60,33 @@ thread_local! {
     /// Sets made for earlier requests, with the serial number they were made with, oldest
     /// first: a pipeline's requests repeat a few verdicts, and copying a set costs less than
     /// writing and encoding it again. Per thread, as the processor runs on one.
-    static MADE: RefCell<Vec<(String, Key, AttributeSet)>> = const { RefCell::new(Vec::new()) };
+    static MADE: RefCell<Vec<(String, Rc<Key>, AttributeSet)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Sets [`MADE`] keeps.
 const MADE_MAX: usize = 64;
 
-/// The set of `v`'s attributes (and what it was made of): a copy of one made before, or made.
-fn made(v: &Verdict<'_>, serial: &str, identities: &[String]) -> (Key, AttributeSet) {
+/// The set of `v`'s attributes (and what it was made of): a copy of one made before (sharing
+/// it), or made.
+fn made(v: &Verdict<'_>, serial: &str, identities: &[String]) -> (Rc<Key>, AttributeSet) {
     let found = MADE.with_borrow(|m| {
         m.iter()
             .rev()
             .find(|(s, k, _)| k.matches(v, identities) && s == serial)
-            .map(|(_, k, set)| (k.clone(), set.clone()))
+            .map(|(_, k, set)| (Rc::clone(k), set.clone()))
     });
     found.unwrap_or_else(|| {
         let mut attributes = Vec::new();
         put(&mut attributes, v, serial, identities);
-        let (key, set) = (Key::of(v, identities), AttributeSet::new(attributes));
+        let (key, set) = (
+            Rc::new(Key::of(v, identities)),
+            AttributeSet::new(attributes),
+        );
         MADE.with_borrow_mut(|m| {
             if m.len() >= MADE_MAX {
                 m.remove(0);
             }
-            m.push((serial.to_owned(), key.clone(), set.clone()));
+            m.push((serial.to_owned(), Rc::clone(&key), set.clone()));
         });
         (key, set)
     })
@@ -97,7 +101,7 @@ const RECENT: usize = 16;
 #[derive(Debug, Default)]
 pub(crate) struct Annotations {
     sets: Vec<AttributeSet>,
-    keys: Vec<Key>,
+    keys: Vec<Rc<Key>>,
     /// Each span's set, by its position in the request.
     index: Vec<Option<u32>>,
     /// The set found last.

@@ -2,7 +2,11 @@
 //! chains, and what the processor remembers of a trace it released ([`Earlier`]), so that spans
 //! arriving after it are judged in context.
 
-use crate::{span::Activity, verdict::Verdict, view::View};
+use crate::{
+    span::{Activity, Texts},
+    verdict::Verdict,
+    view::View,
+};
 
 /// A tool span as an alert shows it.
 #[derive(Clone, Copy, Debug)]
@@ -60,6 +64,8 @@ pub struct Scratch {
     pub(crate) known: Vec<bool>,
     /// The agent of each resource seen in the trace (by the resource's address).
     pub(crate) by_resource: Vec<(usize, Option<usize>)>,
+    /// The strings of the last trace's activities, for the next one's.
+    pub(crate) texts: Texts,
 }
 
 /// Verdicts already reached against one BOM, for spans whose verdict is a function of their
@@ -137,7 +143,11 @@ fn cleared<T>(mut v: Vec<T>) -> Vec<T> {
 impl Judged<'_> {
     /// Gives the vectors back to `scratch`, emptied, for the next trace.
     pub fn recycle(self, scratch: &mut Scratch) {
-        scratch.activities = cleared(self.activities);
+        let mut activities = self.activities;
+        for act in activities.drain(..) {
+            scratch.texts.recycle(act);
+        }
+        scratch.activities = activities;
         // An empty vector of verdicts that borrow this BOM becomes one of verdicts of any
         // lifetime in place (the same layout, so the allocation is kept).
         scratch.verdicts = cleared(self.verdicts)

@@ -4,11 +4,17 @@
 //! bytes after the item's own attributes, the bytes of the item with the set added to it: an
 //! aibom verdict shared by most of a batch is encoded once per batch, not once per item.
 
+use std::sync::Arc;
+
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
-/// Attributes added to items, held once for all the items that get them.
+/// Attributes added to items, held once for all the items that get them. A copy shares them
+/// (the processor keeps the sets it made and gives copies to later requests).
 #[derive(Clone, Debug, PartialEq)]
-pub struct AttributeSet {
+pub struct AttributeSet(Arc<Parts>);
+
+#[derive(Debug, PartialEq)]
+struct Parts {
     attributes: Vec<KeyValue>,
     /// The attributes as an item's `attributes` fields (protobuf; a span's unless made by
     /// [`AttributeSet::of_log_records`]).
@@ -35,26 +41,26 @@ impl AttributeSet {
     }
 
     fn encoded(attributes: Vec<KeyValue>, field: u32) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             protobuf: crate::encode::attributes_field(field, &attributes),
             json: crate::json::write::key_values(&attributes),
             attributes,
-        }
+        }))
     }
 
     #[must_use]
     pub fn attributes(&self) -> &[KeyValue] {
-        &self.attributes
+        &self.0.attributes
     }
 
     /// The protobuf to write after an item's own attributes.
     pub(crate) fn protobuf(&self) -> &[u8] {
-        &self.protobuf
+        &self.0.protobuf
     }
 
     /// The OTLP/JSON to write after an item's own attributes (a comma between them).
     pub(crate) fn json(&self) -> &[u8] {
-        &self.json
+        &self.0.json
     }
 }
 
@@ -101,7 +107,7 @@ impl Added {
 
     /// The attributes item `i` gets (empty for none).
     pub(crate) fn attributes(&self, i: usize) -> &[KeyValue] {
-        self.of(i).map_or(&[], |s| s.attributes.as_slice())
+        self.of(i).map_or(&[], |s| s.0.attributes.as_slice())
     }
 
     /// Each item's attributes (`items` in order, an index for each) added to it.

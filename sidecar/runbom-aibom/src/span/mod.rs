@@ -102,67 +102,77 @@ const FRAMEWORKS: &[&str] = &[
 /// current or legacy (`gen_ai.system`), OpenInference or OpenLLMetry spellings.
 #[must_use]
 pub fn normalise_provider(p: &str) -> String {
-    let p = p.trim().to_ascii_lowercase();
-    match p.as_str() {
-        "az.ai.openai" | "azure_openai" | "azure-openai" | "azure" => "azure.ai.openai".into(),
-        "az.ai.inference" => "azure.ai.inference".into(),
-        "vertex_ai" | "vertexai" | "google_vertex" => "gcp.vertex_ai".into(),
-        "gemini" | "google" | "google_genai" => "gcp.gemini".into(),
-        "bedrock" | "aws_bedrock" | "aws" => "aws.bedrock".into(),
-        "mistralai" | "mistral" => "mistral_ai".into(),
-        "watsonx" | "ibm" => "ibm.watsonx.ai".into(),
-        "x.ai" | "grok" => "xai".into(),
-        _ => p,
-    }
+    let mut out = String::new();
+    normalise_provider_into(p, &mut out);
+    out
+}
+
+/// [`normalise_provider`] written into `out` (empty).
+fn normalise_provider_into(p: &str, out: &mut String) {
+    out.push_str(p.trim());
+    out.make_ascii_lowercase();
+    let known = match out.as_str() {
+        "az.ai.openai" | "azure_openai" | "azure-openai" | "azure" => "azure.ai.openai",
+        "az.ai.inference" => "azure.ai.inference",
+        "vertex_ai" | "vertexai" | "google_vertex" => "gcp.vertex_ai",
+        "gemini" | "google" | "google_genai" => "gcp.gemini",
+        "bedrock" | "aws_bedrock" | "aws" => "aws.bedrock",
+        "mistralai" | "mistral" => "mistral_ai",
+        "watsonx" | "ibm" => "ibm.watsonx.ai",
+        "x.ai" | "grok" => "xai",
+        _ => return,
+    };
+    out.clear();
+    out.push_str(known);
 }
 
 /// A provider attribute's value, unless it names a framework rather than a provider.
 #[must_use]
 pub fn provider_of(attrs: &[KeyValue]) -> Option<String> {
-    AppAttrs::read(attrs).provider()
+    AppAttrs::read(attrs).provider(&mut Texts::default())
 }
 
 /// The string attributes [`classify`] reads from an application span, found in one pass over
-/// its attributes (the first string value of a key counts).
+/// its attributes (the first string value of a key counts). Each slot holds the attribute's
+/// position plus one (0: none), so the table is small and filled where it lies.
 #[derive(Default)]
 struct AppAttrs<'a> {
-    event: Option<&'a str>,
-    operation: Option<&'a str>,
-    oi_kind: Option<&'a str>,
-    tl_kind: Option<&'a str>,
-    tl_entity: Option<&'a str>,
+    attrs: &'a [KeyValue],
+    event: u32,
+    operation: u32,
+    oi_kind: u32,
+    tl_kind: u32,
+    tl_entity: u32,
     /// `gen_ai.tool.name`, `tool.name`.
-    tool: [Option<&'a str>; 2],
+    tool: [u32; 2],
     /// `gen_ai.agent.name`, `agent.name`.
-    agent: [Option<&'a str>; 2],
+    agent: [u32; 2],
     /// In order of preference: `gen_ai.response.model`, `gen_ai.request.model`,
     /// `llm.model_name`, `llm.response.model`, `llm.request.model`.
-    model: [Option<&'a str>; 5],
-    llm_request_type: Option<&'a str>,
+    model: [u32; 5],
+    llm_request_type: u32,
     /// `gen_ai.provider.name`, `gen_ai.system`, `llm.provider`, `llm.system`.
-    provider: [Option<&'a str>; 4],
+    provider: [u32; 4],
     /// `db.system.name`, `db.system`.
-    db_system: [Option<&'a str>; 2],
+    db_system: [u32; 2],
     /// `db.namespace`, `db.name`.
-    db_namespace: [Option<&'a str>; 2],
+    db_namespace: [u32; 2],
     /// `db.collection.name`, `db.sql.table`.
-    db_collection: [Option<&'a str>; 2],
+    db_collection: [u32; 2],
     /// `http.request.method`, `http.method`.
-    method: [Option<&'a str>; 2],
+    method: [u32; 2],
     /// `url.full`, `http.url`.
-    url: [Option<&'a str>; 2],
-    server_address: Option<&'a str>,
-}
-
-fn first<'a>(slots: &[Option<&'a str>]) -> Option<&'a str> {
-    slots.iter().find_map(|s| *s)
+    url: [u32; 2],
+    server_address: u32,
 }
 
 impl<'a> AppAttrs<'a> {
     fn read(attrs: &'a [KeyValue]) -> Self {
-        let mut f = Self::default();
-        for kv in attrs {
-            let Some(v) = str_value(kv) else { continue };
+        let mut f = Self {
+            attrs,
+            ..Self::default()
+        };
+        for (at, kv) in attrs.iter().enumerate() {
             let slot = match kv.key.as_str() {
                 RUNBOM_EVENT => &mut f.event,
                 GEN_AI_OPERATION_NAME => &mut f.operation,
@@ -196,23 +206,43 @@ impl<'a> AppAttrs<'a> {
                 SERVER_ADDRESS => &mut f.server_address,
                 _ => continue,
             };
-            slot.get_or_insert(v);
+            // Past `u32::MAX` attributes a key is not looked at (no span has that many).
+            if *slot == 0
+                && str_value(kv).is_some()
+                && let Ok(at) = u32::try_from(at + 1)
+            {
+                *slot = at;
+            }
         }
         f
     }
 
-    fn provider(&self) -> Option<String> {
-        self.provider
-            .iter()
-            .flatten()
-            .map(|p| normalise_provider(p))
+    /// The string value of the attribute in `slot`.
+    fn get(&self, slot: u32) -> Option<&'a str> {
+        let at = usize::try_from(slot.checked_sub(1)?).ok()?;
+        self.attrs.get(at).and_then(str_value)
+    }
+
+    /// The value of the first filled slot of `slots`.
+    fn first(&self, slots: &[u32]) -> Option<&'a str> {
+        slots.iter().find_map(|s| self.get(*s))
+    }
+
+    fn provider(&self, texts: &mut Texts) -> Option<String> {
+        for p in self.provider.iter().filter_map(|s| self.get(*s)) {
+            let mut p_norm = texts.empty();
+            normalise_provider_into(p, &mut p_norm);
             // `_OTHER` says the provider is not known (an OpenAI-compatible server by its
             // address): no provider to judge against, the model is judged by its name.
-            .find(|p| {
-                !p.is_empty()
-                    && !FRAMEWORKS.contains(&p.as_str())
-                    && !p.eq_ignore_ascii_case(gen_ai_provider::OTHER)
-            })
+            if !p_norm.is_empty()
+                && !FRAMEWORKS.contains(&p_norm.as_str())
+                && !p_norm.eq_ignore_ascii_case(gen_ai_provider::OTHER)
+            {
+                return Some(p_norm);
+            }
+            texts.keep(p_norm);
+        }
+        None
     }
 }
 
@@ -291,23 +321,31 @@ pub fn attr_bool(attrs: &[KeyValue], key: &str) -> Option<bool> {
 /// Reads a span's (or event log record's) activity from its attributes.
 #[must_use]
 pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {
+    classify_with(attrs, name, kernel, &mut Texts::default())
+}
+
+/// [`classify`], the activity's strings taken from `texts`.
+pub fn classify_with(attrs: &[KeyValue], name: &str, kernel: bool, texts: &mut Texts) -> Activity {
     if kernel {
-        return kernel_activity(attrs);
+        return kernel_activity(attrs, texts);
     }
     let f = AppAttrs::read(attrs);
-    if f.event.is_some() {
-        return kernel_activity(attrs);
+    if f.event != 0 {
+        return kernel_activity(attrs, texts);
     }
-    let op = f.operation;
-    let oi = |kind: &str| f.oi_kind.is_some_and(|k| k.eq_ignore_ascii_case(kind));
-    let tl = f.tl_kind;
+    let op = f.get(f.operation);
+    let oi_kind = f.get(f.oi_kind);
+    let oi = |kind: &str| oi_kind.is_some_and(|k| k.eq_ignore_ascii_case(kind));
+    let tl = f.get(f.tl_kind);
+    let tl_entity = f.get(f.tl_entity);
     if op == Some("execute_tool") || oi("TOOL") || tl == Some("tool") {
-        let tool = first(&f.tool)
-            .or(f.tl_entity)
+        let tool = f
+            .first(&f.tool)
+            .or(tl_entity)
             .or_else(|| name.strip_prefix("execute_tool "));
         if let Some(name) = tool {
             return Activity::Tool {
-                name: name.to_owned(),
+                name: texts.text(name),
             };
         }
     }
@@ -315,40 +353,43 @@ pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {
         || oi("AGENT")
         || matches!(tl, Some("agent" | "workflow"))
     {
-        let name = first(&f.agent).or(if tl.is_some() { f.tl_entity } else { None });
+        let name = f
+            .first(&f.agent)
+            .or(if tl.is_some() { tl_entity } else { None });
         return Activity::Agent {
-            name: name.map(str::to_owned),
+            name: name.map(|n| texts.text(n)),
         };
     }
-    let model = first(&f.model);
+    let model = f.first(&f.model);
+    let llm_request_type = f.get(f.llm_request_type);
     let model_op = matches!(
         op,
         Some("chat" | "text_completion" | "generate_content" | "embeddings" | "completion")
     ) || oi("LLM")
         || oi("EMBEDDING")
-        || f.llm_request_type.is_some()
-        || (model.is_some() && op.is_none() && f.oi_kind.is_none());
+        || llm_request_type.is_some()
+        || (model.is_some() && op.is_none() && oi_kind.is_none());
     if model_op {
         return Activity::Model {
-            model: model.map(str::to_owned),
-            provider: f.provider(),
-            operation: op.or(f.llm_request_type).unwrap_or("chat").to_owned(),
+            model: model.map(|m| texts.text(m)),
+            provider: f.provider(texts),
+            operation: texts.text(op.or(llm_request_type).unwrap_or("chat")),
         };
     }
-    if let Some(system) = first(&f.db_system) {
+    if let Some(system) = f.first(&f.db_system) {
         return Activity::Db {
             system: system.to_owned(),
-            namespace: first(&f.db_namespace).map(str::to_owned),
-            collection: first(&f.db_collection).map(str::to_owned),
+            namespace: f.first(&f.db_namespace).map(str::to_owned),
+            collection: f.first(&f.db_collection).map(str::to_owned),
             dest: server_dest(attrs),
         };
     }
-    let url = first(&f.url);
-    if let Some(method) = first(&f.method) {
+    let url = f.first(&f.url);
+    if let Some(method) = f.first(&f.method) {
         let dest = url.and_then(Dest::from_url).or_else(|| server_dest(attrs));
         // Server spans are requests received, not made.
         if let Some(dest) = dest
-            && (url.is_some() || f.server_address.is_some())
+            && (url.is_some() || f.server_address != 0)
         {
             return Activity::Http {
                 dest,
@@ -360,8 +401,8 @@ pub fn classify(attrs: &[KeyValue], name: &str, kernel: bool) -> Activity {
     Activity::Other
 }
 
-fn kernel_activity(attrs: &[KeyValue]) -> Activity {
-    let text = |k| attr(attrs, k).map(str::to_owned);
+fn kernel_activity(attrs: &[KeyValue], texts: &mut Texts) -> Activity {
+    let mut text = |k| attr(attrs, k).map(|v| texts.text(v));
     match attr(attrs, RUNBOM_EVENT).unwrap_or("") {
         event::NET_CONNECT => Activity::Connect {
             dest: peer_dest(attrs).unwrap_or_default(),
@@ -603,6 +644,9 @@ pub fn provider_of_host(dest: &Dest) -> Option<String> {
 pub fn is_model_server_port(port: u16) -> bool {
     matches!(port, 11434 | 1234 | 5001)
 }
+
+mod texts;
+pub use texts::Texts;
 
 #[cfg(test)]
 mod tests;
