@@ -105,6 +105,11 @@ pub struct Stats {
 
 type TraceKey = [u8; 16];
 
+/// Maps and sets keyed by trace id, looked up for every trace of every request: hashed with
+/// foldhash (seeded per process) rather than `SipHash`.
+type TraceMap<V> = HashMap<TraceKey, V, foldhash::fast::RandomState>;
+type TraceSet = HashSet<TraceKey, foldhash::fast::RandomState>;
+
 fn key(trace_id: &[u8]) -> TraceKey {
     let mut k = [0; 16];
     let n = trace_id.len().min(16);
@@ -158,7 +163,7 @@ pub struct Released {
 
 pub struct Processor {
     settings: Settings,
-    held: HashMap<TraceKey, Held>,
+    held: TraceMap<Held>,
     /// Deadlines, soonest first; an entry whose trace has a later deadline by now (or is gone)
     /// is stale and skipped.
     deadlines: BinaryHeap<Reverse<(Instant, u64, TraceKey)>>,
@@ -174,6 +179,8 @@ pub struct Processor {
     kernel_spans: Vec<Span>,
     /// The attributes alike in every alert of a kind.
     alert_sets: alert::AlertSets,
+    /// The parts of the last request's alerts: the room the next one's get at once.
+    alert_room: runbom_otlp::shared_logs::Room,
     pub stats: Arc<Stats>,
 }
 
@@ -194,7 +201,7 @@ impl Processor {
             earlier: Remembered::new(settings.max_spans),
             shadow: Shadow::new(settings.shadow.clone(), settings.alert_arguments.clone()),
             settings,
-            held: HashMap::new(),
+            held: TraceMap::default(),
             deadlines: BinaryHeap::new(),
             seq: 0,
             spans: 0,
@@ -203,6 +210,7 @@ impl Processor {
             scratch: Scratch::default(),
             kernel_spans: Vec::new(),
             alert_sets: alert::AlertSets::default(),
+            alert_room: runbom_otlp::shared_logs::Room::default(),
             stats,
         }
     }
@@ -230,9 +238,12 @@ impl Processor {
         mut annotations: Option<&mut Annotations>,
     ) -> Out {
         self.earlier.check_bom(bom);
-        let mut alerts = Alerts::default();
+        let mut alerts = Alerts::with_room(self.alert_room);
         let hold = self.judge_in_place(&mut req, bom, &mut alerts, annotations.as_deref_mut());
         let mut logs = alerts.logs;
+        if !logs.is_empty() {
+            self.alert_room = logs.room();
+        }
         let mut due = Vec::new();
         if !hold.is_empty() {
             if let Some(a) = annotations {
@@ -277,8 +288,8 @@ impl Processor {
         bom: &DeclaredBom,
         logs: &mut Alerts,
         mut annotations: Option<&mut Annotations>,
-    ) -> HashSet<TraceKey> {
-        let mut hold = HashSet::new();
+    ) -> TraceSet {
+        let mut hold = TraceSet::default();
         let mut memo = Memo::default();
         let mut views: Vec<View<'_>> = Vec::new();
         for rs in &mut req.resource_spans {
@@ -417,12 +428,7 @@ impl Processor {
     }
 
     /// Moves the spans of the traces in `hold` out of `req` into `held`.
-    fn hold(
-        &mut self,
-        req: &mut ExportTraceServiceRequest,
-        hold: &HashSet<TraceKey>,
-        now: Instant,
-    ) {
+    fn hold(&mut self, req: &mut ExportTraceServiceRequest, hold: &TraceSet, now: Instant) {
         let mut touched: Vec<TraceKey> = Vec::new();
         for rs in &mut req.resource_spans {
             let mut resource: Option<Arc<ResourceHeader>> = None;
