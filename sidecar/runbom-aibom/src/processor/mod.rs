@@ -105,8 +105,7 @@ pub struct Stats {
 
 type TraceKey = [u8; 16];
 
-/// Maps and sets keyed by trace id, looked up for every trace of every request: hashed with
-/// foldhash (seeded per process) rather than `SipHash`.
+/// Keyed by trace id, looked up per trace: foldhash (seeded per process), not `SipHash`.
 type TraceMap<V> = HashMap<TraceKey, V, foldhash::fast::RandomState>;
 type TraceSet = HashSet<TraceKey, foldhash::fast::RandomState>;
 
