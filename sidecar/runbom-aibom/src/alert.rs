@@ -45,6 +45,8 @@ pub struct StepLines {
     scratch: String,
     /// The lines of the chain being written.
     chain: Vec<Text>,
+    /// When the trace's alerts were written (their observed time): read once for them all.
+    observed: Option<u64>,
 }
 
 /// One step's line in [`StepLines`].
@@ -183,7 +185,7 @@ pub fn alert(
     let guardrail = logs.set(sets.guardrail(&finding.kinds, &bom.serial_number, tool.is_some()));
     logs.record(&Head {
         time_unix_nano: span.start_time_unix_nano,
-        observed_time_unix_nano: now_ns(),
+        observed_time_unix_nano: *lines.observed.get_or_insert_with(now_ns),
         severity_number: severity as i32,
         severity_text: text,
         event_name: event::AIBOM_DRIFT,

@@ -56,8 +56,8 @@ enum Part {
     Str { key: Text, value: Text },
     /// An array of string values (an index range into the items).
     Strs { key: Text, values: Range<u32> },
-    /// Any other attribute, as it is.
-    Other(KeyValue),
+    /// Any other attribute, as it is (boxed: rare, and the other parts are a few words).
+    Other(Box<KeyValue>),
 }
 
 #[derive(Clone, Debug)]
@@ -110,6 +110,21 @@ pub struct SharedLogs {
     /// Trace and span ids.
     ids: Vec<u8>,
     sets: Vec<Arc<AttributeSet>>,
+    /// The room its parts are given at once when its first group starts.
+    room: Room,
+}
+
+/// How many of each part a [`SharedLogs`] holds: the room to give the next one at once, when
+/// requests are alike (rather than growing each part by doubling).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Room {
+    groups: usize,
+    records: usize,
+    parts: usize,
+    items: usize,
+    text: usize,
+    ids: usize,
+    sets: usize,
 }
 
 fn index(n: usize) -> u32 {
@@ -117,6 +132,30 @@ fn index(n: usize) -> u32 {
 }
 
 impl SharedLogs {
+    /// An empty request whose parts get `room` when its first group starts (nothing before:
+    /// a request that gets no record allocates nothing).
+    #[must_use]
+    pub fn with_room(room: Room) -> Self {
+        Self {
+            room,
+            ..Self::default()
+        }
+    }
+
+    /// How many of each part this request holds.
+    #[must_use]
+    pub fn room(&self) -> Room {
+        Room {
+            groups: self.groups.len(),
+            records: self.records.len(),
+            parts: self.parts.len(),
+            items: self.items.len(),
+            text: self.text.len(),
+            ids: self.ids.len(),
+            sets: self.sets.len(),
+        }
+    }
+
     /// Records that follow are of `resource` (with `schema_url`), under `scope`.
     pub fn group(
         &mut self,
@@ -124,6 +163,16 @@ impl SharedLogs {
         schema_url: String,
         scope: InstrumentationScope,
     ) {
+        if self.groups.is_empty() {
+            let room = std::mem::take(&mut self.room);
+            self.groups.reserve(room.groups);
+            self.records.reserve(room.records);
+            self.parts.reserve(room.parts);
+            self.items.reserve(room.items);
+            self.text.reserve(room.text);
+            self.ids.reserve(room.ids);
+            self.sets.reserve(room.sets);
+        }
         self.groups.push(Group {
             resource,
             schema_url,
@@ -277,7 +326,7 @@ impl SharedLogs {
 
     /// The record's next attribute: `kv`, as it is.
     pub fn other_attribute(&mut self, kv: KeyValue) -> &mut Self {
-        self.part(Part::Other(kv))
+        self.part(Part::Other(Box::new(kv)))
     }
 
     /// How many records.
@@ -404,7 +453,7 @@ impl SharedLogs {
                         })),
                     }),
                 }),
-                Part::Other(kv) => attributes.push(kv.clone()),
+                Part::Other(kv) => attributes.push(KeyValue::clone(kv)),
             }
         }
         LogRecord {

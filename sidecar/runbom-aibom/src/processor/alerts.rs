@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 use runbom_event::semconv::scope;
-use runbom_otlp::SharedLogs;
+use runbom_otlp::{SharedLogs, shared_logs::Room};
 
 use super::Released;
 use crate::view::View;
@@ -22,6 +22,14 @@ pub(super) struct Alerts {
 }
 
 impl Alerts {
+    /// No alerts yet, their parts to be given `room` at once (the last request's).
+    pub(super) fn with_room(room: Room) -> Self {
+        Self {
+            logs: SharedLogs::with_room(room),
+            last: None,
+        }
+    }
+
     /// The alerts, the next one to be of the span `o`'s resource.
     pub(super) fn of(&mut self, o: &View<'_>) -> &mut SharedLogs {
         let from = o.resource.map(std::ptr::from_ref);

@@ -105,6 +105,10 @@ pub struct Stats {
 
 type TraceKey = [u8; 16];
 
+/// Keyed by trace id, looked up per trace: foldhash (seeded per process), not `SipHash`.
+type TraceMap<V> = HashMap<TraceKey, V, foldhash::fast::RandomState>;
+type TraceSet = HashSet<TraceKey, foldhash::fast::RandomState>;
+
 fn key(trace_id: &[u8]) -> TraceKey {
     // A trace id has 16 bytes: then the key is the id (a load, not a copy of unknown length).
     if let Ok(k) = TraceKey::try_from(trace_id) {
@@ -162,7 +166,7 @@ pub struct Released {
 
 pub struct Processor {
     settings: Settings,
-    held: HashMap<TraceKey, Held>,
+    held: TraceMap<Held>,
     /// Deadlines, soonest first; an entry whose trace has a later deadline by now (or is gone)
     /// is stale and skipped.
     deadlines: BinaryHeap<Reverse<(Instant, u64, TraceKey)>>,
@@ -178,6 +182,8 @@ pub struct Processor {
     kernel_spans: Vec<Span>,
     /// The attributes alike in every alert of a kind.
     alert_sets: alert::AlertSets,
+    /// The parts of the last request's alerts: the room the next one's get at once.
+    alert_room: runbom_otlp::shared_logs::Room,
     pub stats: Arc<Stats>,
 }
 
@@ -198,7 +204,7 @@ impl Processor {
             earlier: Remembered::new(settings.max_spans),
             shadow: Shadow::new(settings.shadow.clone(), settings.alert_arguments.clone()),
             settings,
-            held: HashMap::new(),
+            held: TraceMap::default(),
             deadlines: BinaryHeap::new(),
             seq: 0,
             spans: 0,
@@ -207,6 +213,7 @@ impl Processor {
             scratch: Scratch::default(),
             kernel_spans: Vec::new(),
             alert_sets: alert::AlertSets::default(),
+            alert_room: runbom_otlp::shared_logs::Room::default(),
             stats,
         }
     }
@@ -234,9 +241,12 @@ impl Processor {
         mut annotations: Option<&mut Annotations>,
     ) -> Out {
         self.earlier.check_bom(bom);
-        let mut alerts = Alerts::default();
+        let mut alerts = Alerts::with_room(self.alert_room);
         let hold = self.judge_in_place(&mut req, bom, &mut alerts, annotations.as_deref_mut());
         let mut logs = alerts.logs;
+        if !logs.is_empty() {
+            self.alert_room = logs.room();
+        }
         let mut due = Vec::new();
         if !hold.is_empty() {
             if let Some(a) = annotations {
@@ -281,8 +291,8 @@ impl Processor {
         bom: &DeclaredBom,
         logs: &mut Alerts,
         mut annotations: Option<&mut Annotations>,
-    ) -> HashSet<TraceKey> {
-        let mut hold = HashSet::new();
+    ) -> TraceSet {
+        let mut hold = TraceSet::default();
         let mut memo = Memo::default();
         let mut views: Vec<View<'_>> = Vec::new();
         for rs in &mut req.resource_spans {
@@ -421,12 +431,7 @@ impl Processor {
     }
 
     /// Moves the spans of the traces in `hold` out of `req` into `held`.
-    fn hold(
-        &mut self,
-        req: &mut ExportTraceServiceRequest,
-        hold: &HashSet<TraceKey>,
-        now: Instant,
-    ) {
+    fn hold(&mut self, req: &mut ExportTraceServiceRequest, hold: &TraceSet, now: Instant) {
         let mut touched: Vec<TraceKey> = Vec::new();
         for rs in &mut req.resource_spans {
             let mut resource: Option<Arc<ResourceHeader>> = None;

@@ -16,6 +16,24 @@ pub(super) struct Dedup {
     new: HashSet<u128, BuildHasherDefault<Digest>>,
     old: HashSet<u128, BuildHasherDefault<Digest>>,
     keys: [RandomState; 2],
+    /// The finding's bytes, hashed once per key.
+    bytes: Bytes,
+}
+
+/// What [`Hash`] writes of a value, in order: the stream a keyed hasher would be given, so that
+/// hashing the bytes (once per key, each in one call) is as strong as hashing the value: every
+/// variable-length part of it is prefixed by its length, or ended, by its own `Hash`.
+#[derive(Default)]
+pub(super) struct Bytes(Vec<u8>);
+
+impl Hasher for Bytes {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
 }
 
 /// The hash of a digest in [`Dedup`]: its low half. A digest is already the output of keyed
@@ -46,8 +64,11 @@ impl Hasher for Digest {
 impl Dedup {
     /// Whether `finding` is new (and remembers it).
     pub(super) fn remember(&mut self, finding: &impl Hash) -> bool {
-        let digest = u128::from(self.keys[0].hash_one(finding)) << 64
-            | u128::from(self.keys[1].hash_one(finding));
+        self.bytes.0.clear();
+        finding.hash(&mut self.bytes);
+        let bytes = self.bytes.0.as_slice();
+        let digest = u128::from(self.keys[0].hash_one(bytes)) << 64
+            | u128::from(self.keys[1].hash_one(bytes));
         if self.old.contains(&digest) || !self.new.insert(digest) {
             return false;
         }
@@ -61,7 +82,7 @@ impl Dedup {
 /// What is remembered of released traces, oldest forgotten first past `capacity` spans. Agent
 /// indices refer to the BOM in force: a new BOM starts afresh.
 pub(super) struct Remembered {
-    traces: HashMap<TraceKey, Earlier>,
+    traces: TraceMap<Earlier>,
     order: VecDeque<TraceKey>,
     pub(super) spans: usize,
     capacity: usize,
@@ -71,7 +92,7 @@ pub(super) struct Remembered {
 impl Remembered {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
-            traces: HashMap::new(),
+            traces: TraceMap::default(),
             order: VecDeque::new(),
             spans: 0,
             capacity,

@@ -103,7 +103,7 @@ impl SharedLogs {
                             }),
                         );
                     }),
-                    Part::Other(kv) => encode::attributes(p, tag, std::slice::from_ref(kv)),
+                    Part::Other(kv) => encode::attributes(p, tag, std::slice::from_ref(&**kv)),
                 }
             }
         });
