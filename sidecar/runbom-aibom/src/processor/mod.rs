@@ -64,8 +64,7 @@ pub struct Settings {
     /// spans of released traces are remembered for the spans that arrive after them.
     pub max_spans: usize,
     pub judge: JudgeSettings,
-    /// The learned baseline (`baseline_*` flags), when configured; shared with whoever saves
-    /// it.
+    /// The learned baseline (`baseline_*` flags), if configured; shared with whoever saves it.
     pub baseline: Option<Arc<Mutex<Baseline>>>,
     /// How alert chains quote tool arguments.
     pub alert_arguments: ArgumentPolicy,
@@ -167,8 +166,7 @@ pub struct Released {
 pub struct Processor {
     settings: Settings,
     held: TraceMap<Held>,
-    /// Deadlines, soonest first; an entry whose trace has a later deadline by now (or is gone)
-    /// is stale and skipped.
+    /// Deadlines, soonest first; stale (skipped) once its trace has a later one or is gone.
     deadlines: BinaryHeap<Reverse<(Instant, u64, TraceKey)>>,
     seq: u64,
     spans: usize,
@@ -187,8 +185,7 @@ pub struct Processor {
     pub stats: Arc<Stats>,
 }
 
-/// Alert keys remembered for deduplication: the last this many at least, twice as many at
-/// most.
+/// Alert keys remembered for deduplication: the last this many at least, twice that at most.
 const ALERTED: usize = 100_000;
 
 impl Processor {
@@ -218,10 +215,9 @@ impl Processor {
         }
     }
 
-    /// Judges the traces of `req` whose root is there (and the late spans of traces released
-    /// before) in place, holds the rest, and returns what can go on: `req` itself, the held
-    /// traces its spans completed, and what had to be released early to stay within
-    /// `max_spans`.
+    /// Judges in place the traces of `req` whose root is there (and late spans of released
+    /// traces), holds the rest, and returns what can go on: `req`, the held traces its spans
+    /// completed, and what had to be released early to stay within `max_spans`.
     pub fn push(
         &mut self,
         req: ExportTraceServiceRequest,
@@ -283,8 +279,8 @@ impl Processor {
         }
     }
 
-    /// Judges, where they sit in `req`, the traces that can be judged now; returns the keys of
-    /// the traces whose spans must be held.
+    /// Judges, where they sit in `req`, the traces that can be judged now; returns the keys
+    /// of the traces whose spans must be held.
     fn judge_in_place(
         &mut self,
         req: &mut ExportTraceServiceRequest,
