@@ -103,6 +103,11 @@ pub(crate) trait Pass {
     fn bytes(&mut self, tag: u32, value: &[u8]);
     /// Fields already encoded.
     fn encoded(&mut self, fields: &[u8]);
+    /// The key and length of a nested message whose fields take `len` bytes, known before
+    /// they are written: its fields follow, written by the caller (no room guessed, nothing
+    /// moved, no length kept by [`Measure`]). Its fields must be written with the field
+    /// writers and [`Pass::len_prefix`] only, never [`Pass::message`].
+    fn len_prefix(&mut self, tag: u32, len: usize);
     /// A nested message, `body` writing its fields.
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self));
     /// A nested message whose length likely takes `room` bytes as a varint ([`Shift`] writes
@@ -201,6 +206,9 @@ impl Pass for Measure {
     fn encoded(&mut self, fields: &[u8]) {
         self.len += fields.len();
     }
+    fn len_prefix(&mut self, tag: u32, len: usize) {
+        self.len += encoded_len_varint(key(tag, LEN)) + encoded_len_varint(len as u64);
+    }
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
         let slot = self.lengths.len();
         self.lengths.push(0);
@@ -260,6 +268,10 @@ impl Pass for Write<'_> {
     fn encoded(&mut self, fields: &[u8]) {
         self.raw(fields);
     }
+    fn len_prefix(&mut self, tag: u32, len: usize) {
+        self.raw_varint(key(tag, LEN));
+        self.raw_varint(len as u64);
+    }
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
         // Both passes walk the same request in the same order: a length is always there.
         let len = self.lengths.next().copied().unwrap_or_default();
@@ -307,6 +319,10 @@ impl Pass for Shift<'_> {
     }
     fn encoded(&mut self, fields: &[u8]) {
         self.out.extend_from_slice(fields);
+    }
+    fn len_prefix(&mut self, tag: u32, len: usize) {
+        self.raw_varint(key(tag, LEN));
+        self.raw_varint(len as u64);
     }
     fn message(&mut self, tag: u32, body: impl FnOnce(&mut Self)) {
         self.message_sized(tag, 1, body);
@@ -558,24 +574,26 @@ fn log_record<P: Pass>(p: &mut P, l: &LogRecord) {
     log_record_with(
         p,
         &LogHead::of(l),
-        l.body.as_ref().map(|body| |p: &mut P| any_value(p, body)),
+        l.body
+            .as_ref()
+            .map(|body| |p: &mut P, tag| p.message(tag, |p| any_value(p, body))),
         |p, tag| attributes(p, tag, &l.attributes),
     );
 }
 
-/// A log record's fields: `body` writes the body's `AnyValue` fields, `attributes` the
-/// `KeyValue`s under the tag it is given.
+/// A log record's fields: `body` writes the body's `AnyValue` message under the tag it is
+/// given, `attributes` the `KeyValue`s under the tag it is given.
 pub(crate) fn log_record_with<P: Pass>(
     p: &mut P,
     head: &LogHead<'_>,
-    body: Option<impl FnOnce(&mut P)>,
+    body: Option<impl FnOnce(&mut P, u32)>,
     attributes: impl FnOnce(&mut P, u32),
 ) {
     p.opt_fixed64(1, head.time_unix_nano);
     p.enumeration(2, head.severity_number);
     p.string(3, head.severity_text);
     if let Some(body) = body {
-        p.message(5, body);
+        body(p, 5);
     }
     attributes(p, 6);
     p.uint32(7, head.dropped_attributes_count);
@@ -606,6 +624,46 @@ pub(crate) fn key_value_with<P: Pass>(p: &mut P, key: &str, value: Option<impl F
     if let Some(value) = value {
         p.message(2, value);
     }
+}
+
+/// A `KeyValue` message under `tag` whose value's `AnyValue` fields take `any` bytes, written
+/// by `value` with the field writers only: both lengths known before anything is written
+/// ([`Pass::len_prefix`]). The bytes of [`key_value_with`] under [`Pass::message`].
+pub(crate) fn key_value_sized<P: Pass>(
+    p: &mut P,
+    tag: u32,
+    key: &str,
+    any: usize,
+    value: impl FnOnce(&mut P),
+) {
+    let key_len = if key.is_empty() {
+        0
+    } else {
+        field_len(1, key.len())
+    };
+    p.len_prefix(tag, key_len + field_len(2, any));
+    p.string(1, key);
+    p.len_prefix(2, any);
+    value(p);
+}
+
+/// The bytes a length-delimited field `tag` of `len` bytes takes.
+pub(crate) fn field_len(tag: u32, len: usize) -> usize {
+    encoded_len_varint(key(tag, LEN)) + encoded_len_varint(len as u64) + len
+}
+
+// The bytes each member of an `AnyValue` takes, as the functions below write it.
+pub(crate) fn string_value_len(s: &str) -> usize {
+    field_len(1, s.len())
+}
+pub(crate) fn bool_value_len() -> usize {
+    2
+}
+pub(crate) fn int_value_len(i: i64) -> usize {
+    1 + encoded_len_varint(i as u64)
+}
+pub(crate) fn double_value_len() -> usize {
+    9
 }
 
 /// A `oneof`: the member that is set is written even at its default value.

@@ -11,7 +11,7 @@
 //! ([`KernelLogs::placed`]): their records are written under the application's resource, in
 //! its trace, with the `runbom.correlation.*` attributes, as `convert` writes them.
 
-use std::{cell::Cell, sync::Arc};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::{
     collector::logs::v1::ExportLogsServiceRequest, common::v1::KeyValue, resource::v1::Resource,
@@ -241,7 +241,7 @@ impl KernelLogs {
     /// events alone.
     pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
         let mut body = String::with_capacity(256);
-        let scratch = Cell::new(String::with_capacity(64));
+        let scratch = protobuf::Scratch::default();
         protobuf::records(
             &mut Shift { out },
             self,
@@ -259,7 +259,7 @@ impl KernelLogs {
     pub fn write_protobuf_measured(&self, out: &mut Vec<u8>) {
         let (groups, scope) = (self.groups(), kernel_scope());
         let mut body = String::with_capacity(256);
-        let scratch = Cell::new(String::with_capacity(64));
+        let scratch = protobuf::Scratch::default();
         let mut measure = Measure::default();
         protobuf::records(&mut measure, self, &groups, &scope, &mut body, &scratch);
         measure.write(out, |w| {

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use runbom_event::{
-    Detail, KernelEvent, names,
+    Detail, KernelEvent, ProcessInfo, names,
     semconv::{
         CLIENT_ADDRESS, CLIENT_PORT, CONTAINER_ID, DNS_QUESTION_NAME, ERROR_TYPE, EVENT_NAME,
         FILE_PATH, GEN_AI_REQUEST_MODEL, HTTP_REQUEST_BODY_SIZE, HTTP_REQUEST_METHOD,
@@ -33,7 +33,6 @@ pub(crate) fn event_attributes_into(
     placement: Option<&Placement>,
     a: &mut impl AttributeSink,
 ) {
-    let p = &ev.process;
     a.str(RUNBOM_EVENT, ev.detail.event_name());
     if let Some(placed) = placement {
         a.str(RUNBOM_CORRELATION_METHOD, placed.method);
@@ -41,19 +40,7 @@ pub(crate) fn event_attributes_into(
     }
     a.int(PROCESS_PID, ev.pid.into());
     a.int(THREAD_ID, ev.tid.into());
-    if p.ppid != 0 {
-        a.int(PROCESS_PARENT_PID, p.ppid.into());
-    }
-    if !p.exe.is_empty() {
-        a.str(PROCESS_EXECUTABLE_PATH, &p.exe);
-    }
-    if !p.command_line.is_empty() {
-        a.str(PROCESS_COMMAND_LINE, &p.command_line);
-    }
-    a.int(PROCESS_USER_ID, p.uid.into());
-    if let Some(id) = &p.container_id {
-        a.str(CONTAINER_ID, id);
-    }
+    a.process(&ev.process);
     let net_type = |ip: &std::net::IpAddr| if ip.is_ipv4() { "ipv4" } else { "ipv6" };
     match &ev.detail {
         Detail::Exec { argv_truncated, .. } => {
@@ -122,6 +109,24 @@ pub(crate) fn event_attributes_into(
         }
         Detail::HttpRequest(h) => http_attributes(h, a),
         Detail::Mcp(m) => mcp::attributes(m, a),
+    }
+}
+
+/// The attributes of an event that are its process's facts, the same for every event of the
+/// process ([`AttributeSink::process`]).
+pub(crate) fn process_attributes(p: &ProcessInfo, a: &mut impl AttributeSink) {
+    if p.ppid != 0 {
+        a.int(PROCESS_PARENT_PID, p.ppid.into());
+    }
+    if !p.exe.is_empty() {
+        a.str(PROCESS_EXECUTABLE_PATH, &p.exe);
+    }
+    if !p.command_line.is_empty() {
+        a.str(PROCESS_COMMAND_LINE, &p.command_line);
+    }
+    a.int(PROCESS_USER_ID, p.uid.into());
+    if let Some(id) = &p.container_id {
+        a.str(CONTAINER_ID, id);
     }
 }
 

@@ -11,7 +11,7 @@
 use std::{net::IpAddr, sync::Arc};
 
 use attributes::split_host_port;
-pub(crate) use attributes::{event_attributes_into, log_only_attributes};
+pub(crate) use attributes::{event_attributes_into, log_only_attributes, process_attributes};
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value},

@@ -5,8 +5,9 @@
 use std::cell::Cell;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value};
+use runbom_event::ProcessInfo;
 
-use super::{kv_bool, kv_int, kv_str, kv_string};
+use super::{attributes::process_attributes, kv_bool, kv_int, kv_str, kv_string};
 
 /// Takes one attribute at a time, in the order the log record carries them. Keys are the
 /// `semconv` constants.
@@ -20,6 +21,15 @@ pub trait AttributeSink {
     /// A string that `write` formats (an address, open flags, a URL). A sink that writes
     /// bytes formats it into a scratch string kept across events, not a new one.
     fn formatted(&mut self, key: &'static str, write: impl FnOnce(&mut String));
+    /// The facts of an event's process (`process.parent_pid`, `process.executable.path`,
+    /// `process.command_line`, `process.user.id`, `container.id`), the same for every event of
+    /// it. A sink that writes bytes may write them once per process and copy them.
+    fn process(&mut self, p: &ProcessInfo)
+    where
+        Self: Sized,
+    {
+        process_attributes(p, self);
+    }
 }
 
 /// The `opentelemetry-proto` attributes, as [`convert`](super::convert()) returns them.

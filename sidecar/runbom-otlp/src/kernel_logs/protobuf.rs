@@ -12,7 +12,7 @@ use super::{KernelLogs, Request};
 use crate::{
     ConvertOptions,
     convert::{self, AttributeSink},
-    encode::{self, Pass},
+    encode::{self, Pass, Shift},
 };
 
 /// About the bytes of a kernel log record or span (8192 opens of one process, `batch`'s default, are
@@ -30,7 +30,7 @@ fn walk<P: Pass>(
     logs: &KernelLogs,
     groups: &[Vec<usize>],
     scope: &InstrumentationScope,
-    scratch: &Cell<String>,
+    scratch: &Scratch,
     mut item: impl FnMut(&mut P, usize),
 ) {
     let has = |i| request.has(logs, i);
@@ -76,7 +76,7 @@ pub(super) fn records<P: Pass>(
     groups: &[Vec<usize>],
     scope: &InstrumentationScope,
     body: &mut String,
-    scratch: &Cell<String>,
+    scratch: &Scratch,
 ) {
     walk(p, Request::Logs, logs, groups, scope, scratch, |p, i| {
         record(p, logs, i, body, scratch);
@@ -90,7 +90,7 @@ pub(super) fn spans<P: Pass>(
     groups: &[Vec<usize>],
     scope: &InstrumentationScope,
     name: &mut String,
-    scratch: &Cell<String>,
+    scratch: &Scratch,
 ) {
     walk(
         p,
@@ -108,12 +108,7 @@ pub(super) fn spans<P: Pass>(
 }
 
 /// The Resource of a process run.
-fn resource<P: Pass>(
-    p: &mut P,
-    process: &ProcessInfo,
-    opts: &ConvertOptions,
-    scratch: &Cell<String>,
-) {
+fn resource<P: Pass>(p: &mut P, process: &ProcessInfo, opts: &ConvertOptions, scratch: &Scratch) {
     encode::resource_with(
         p,
         |p, tag| convert::resource_attributes(process, opts, &mut Attributes { p, tag, scratch }),
@@ -123,33 +118,24 @@ fn resource<P: Pass>(
 }
 
 /// The span of event `ev`, whose id is `id`.
-fn span<P: Pass>(
-    p: &mut P,
-    ev: &KernelEvent,
-    id: [u8; 8],
-    name: &mut String,
-    scratch: &Cell<String>,
-) {
+fn span<P: Pass>(p: &mut P, ev: &KernelEvent, id: [u8; 8], name: &mut String, scratch: &Scratch) {
     encode::kernel_span_with(p, &convert::span_head(ev, &id, name), |p, tag| {
         convert::event_attributes_into(ev, None, &mut Attributes { p, tag, scratch });
     });
 }
 
 /// The log record of `logs`' event `i`.
-fn record<P: Pass>(
-    p: &mut P,
-    logs: &KernelLogs,
-    i: usize,
-    body: &mut String,
-    scratch: &Cell<String>,
-) {
+fn record<P: Pass>(p: &mut P, logs: &KernelLogs, i: usize, body: &mut String, scratch: &Scratch) {
     let ev = &logs.events[i];
     body.clear();
     convert::write_body(ev, body);
     encode::log_record_with(
         p,
         &convert::log_head_at(ev, logs.span_id(i), logs.placement(i)),
-        Some(|p: &mut P| encode::string_value(p, body)),
+        Some(|p: &mut P, tag| {
+            p.len_prefix(tag, encode::string_value_len(body));
+            encode::string_value(p, body);
+        }),
         |p, tag| {
             let mut a = Attributes { p, tag, scratch };
             convert::event_attributes_into(ev, logs.placement(i), &mut a);
@@ -161,50 +147,101 @@ fn record<P: Pass>(
     );
 }
 
-/// Attributes written as `KeyValue` messages under `tag`.
+/// Buffers the writers keep across the events of one write.
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// Where formatted values are written.
+    value: Cell<String>,
+    /// The facts of the last process written.
+    facts: Cell<Facts>,
+}
+
+/// A process's facts ([`convert::process_attributes`]) as `KeyValue` messages, encoded once
+/// and copied into each record of the process's events that follows.
+#[derive(Default)]
+struct Facts {
+    /// The address of the process they are of, and their tag. The events borrowed for the
+    /// write hold their processes, so within one write an address is one process.
+    of: Option<(usize, u32)>,
+    bytes: Vec<u8>,
+}
+
+/// Attributes written as `KeyValue` messages under `tag`, each with its lengths known before
+/// it is written.
 struct Attributes<'a, P> {
     p: &'a mut P,
     tag: u32,
-    /// Where formatted values are written, kept across events.
-    scratch: &'a Cell<String>,
-}
-
-impl<P: Pass> Attributes<'_, P> {
-    fn key_value(&mut self, key: &str, value: impl FnOnce(&mut P)) {
-        self.p
-            .message(self.tag, |p| encode::key_value_with(p, key, Some(value)));
-    }
+    scratch: &'a Scratch,
 }
 
 impl<P: Pass> AttributeSink for Attributes<'_, P> {
     fn str(&mut self, key: &'static str, value: &str) {
-        self.key_value(key, |p| encode::string_value(p, value));
+        encode::key_value_sized(
+            self.p,
+            self.tag,
+            key,
+            encode::string_value_len(value),
+            |p| encode::string_value(p, value),
+        );
     }
 
     fn int(&mut self, key: &'static str, value: i64) {
-        self.key_value(key, |p| encode::int_value(p, value));
+        encode::key_value_sized(self.p, self.tag, key, encode::int_value_len(value), |p| {
+            encode::int_value(p, value);
+        });
     }
 
     fn bool(&mut self, key: &'static str, value: bool) {
-        self.key_value(key, |p| encode::bool_value(p, value));
+        encode::key_value_sized(self.p, self.tag, key, encode::bool_value_len(), |p| {
+            encode::bool_value(p, value);
+        });
     }
 
     fn double(&mut self, key: &'static str, value: f64) {
-        self.key_value(key, |p| encode::double_value(p, value));
+        encode::key_value_sized(self.p, self.tag, key, encode::double_value_len(), |p| {
+            encode::double_value(p, value);
+        });
     }
 
     fn strs<'v>(&mut self, key: &'static str, values: impl Iterator<Item = &'v str>) {
-        self.key_value(key, |p| {
-            encode::array_value_with(p, |p, tag| {
-                for v in values {
-                    p.message(tag, |p| encode::string_value(p, v));
-                }
-            });
+        self.p.message(self.tag, |p| {
+            encode::key_value_with(
+                p,
+                key,
+                Some(|p: &mut P| {
+                    encode::array_value_with(p, |p, tag| {
+                        for v in values {
+                            p.message(tag, |p| encode::string_value(p, v));
+                        }
+                    });
+                }),
+            );
         });
     }
 
     fn formatted(&mut self, key: &'static str, write: impl FnOnce(&mut String)) {
-        let scratch = self.scratch;
+        let scratch = &self.scratch.value;
         convert::formatted_in(scratch, write, |value| self.str(key, value));
+    }
+
+    fn process(&mut self, process: &ProcessInfo) {
+        let of = Some((std::ptr::from_ref(process).addr(), self.tag));
+        let mut facts = self.scratch.facts.take();
+        if facts.of != of {
+            facts.bytes.clear();
+            convert::process_attributes(
+                process,
+                &mut Attributes {
+                    p: &mut Shift {
+                        out: &mut facts.bytes,
+                    },
+                    tag: self.tag,
+                    scratch: self.scratch,
+                },
+            );
+            facts.of = of;
+        }
+        self.p.encoded(&facts.bytes);
+        self.scratch.facts.set(facts);
     }
 }

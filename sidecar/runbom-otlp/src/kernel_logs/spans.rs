@@ -3,8 +3,6 @@
 //! `opentelemetry-proto` types: the trace request [`convert_spans`] makes, written to the wire
 //! from the events. The same walk as the log records', over the same events and groups.
 
-use std::cell::Cell;
-
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use runbom_event::KernelEvent;
 
@@ -91,7 +89,7 @@ impl KernelSpans {
     /// protobuf, appended to `out`; nothing when none of those events has a span.
     pub fn write_protobuf_part(&self, part: &[Vec<usize>], out: &mut Vec<u8>) {
         let mut name = String::with_capacity(128);
-        let scratch = Cell::new(String::with_capacity(64));
+        let scratch = protobuf::Scratch::default();
         protobuf::spans(
             &mut Shift { out },
             &self.events,
@@ -114,7 +112,7 @@ impl KernelSpans {
     pub fn write_protobuf_measured(&self, out: &mut Vec<u8>) {
         let (groups, scope) = (self.events.groups(), kernel_scope());
         let mut name = String::with_capacity(128);
-        let scratch = Cell::new(String::with_capacity(64));
+        let scratch = protobuf::Scratch::default();
         let mut measure = Measure::default();
         protobuf::spans(
             &mut measure,

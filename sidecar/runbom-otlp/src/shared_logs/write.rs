@@ -68,14 +68,16 @@ impl SharedLogs {
         // A string value's field is a length-delimited field of tag 1: the lines go in one
         // after the other.
         let body = r.body.as_ref().map(|lines| {
-            move |p: &mut P| {
-                p.message(1, |p| {
-                    for (i, line) in self.items(lines).enumerate() {
-                        if i > 0 {
-                            p.encoded(b"\n");
+            move |p: &mut P, tag| {
+                p.message(tag, |p| {
+                    p.message(1, |p| {
+                        for (i, line) in self.items(lines).enumerate() {
+                            if i > 0 {
+                                p.encoded(b"\n");
+                            }
+                            p.encoded(line.as_bytes());
                         }
-                        p.encoded(line.as_bytes());
-                    }
+                    });
                 });
             }
         });
