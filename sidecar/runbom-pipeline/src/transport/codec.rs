@@ -109,8 +109,12 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
-        if let Some(EncodedMessage(message)) = request.extensions_mut().remove() {
-            *request.body_mut() = tonic::body::Body::new(MessageBody::new(message));
+        if let Some(EncodedMessage(message)) = request.extensions_mut().remove()
+            // gRPC's prefix holds a 32-bit length: a larger message keeps the body tonic made,
+            // which tonic refuses to send.
+            && let Ok(len) = u32::try_from(message.len())
+        {
+            *request.body_mut() = tonic::body::Body::new(MessageBody::new(message, len));
         }
         self.0.call(request)
     }
@@ -123,10 +127,11 @@ struct MessageBody {
 }
 
 impl MessageBody {
-    fn new(message: Bytes) -> Self {
+    /// `message`, whose length is `len`.
+    fn new(message: Bytes, len: u32) -> Self {
         let mut prefix = [0u8; FRAME_HEADER];
-        // Not compressed (the first byte), then the length: requests are cut under 4 MiB.
-        prefix[1..].copy_from_slice(&(message.len() as u32).to_be_bytes());
+        // Not compressed (the first byte), then the length.
+        prefix[1..].copy_from_slice(&len.to_be_bytes());
         Self {
             prefix: Some(Bytes::copy_from_slice(&prefix)),
             message: Some(message).filter(|m| !m.is_empty()),
@@ -162,7 +167,8 @@ mod tests {
     #[tokio::test]
     async fn a_message_body_is_the_prefixed_message() {
         for message in [&b"\x0a\x03abc"[..], b""] {
-            let body = MessageBody::new(Bytes::copy_from_slice(message));
+            let len = u32::try_from(message.len()).expect("a short message");
+            let body = MessageBody::new(Bytes::copy_from_slice(message), len);
             let sent = body.collect().await.expect("infallible").to_bytes();
             let mut framed = vec![0, 0, 0, 0, message.len() as u8];
             framed.extend_from_slice(message);
