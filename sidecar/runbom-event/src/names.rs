@@ -54,6 +54,28 @@ pub fn open_flags(flags: u32) -> String {
     out
 }
 
+/// Calls `f` with `flags` as [`write_open_flags`] writes them. The text of the last flags
+/// written on this thread is kept: a process opens most of its files with the same flags, and
+/// every open's log record writes them twice (an attribute and its body). `f` must not call
+/// this again.
+pub fn with_open_flags<R>(flags: u32, f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        /// The last flags and their text (empty before the first).
+        static LAST: std::cell::RefCell<(u32, String)> = const {
+            std::cell::RefCell::new((0, String::new()))
+        };
+    }
+    LAST.with_borrow_mut(|(last, text)| {
+        if text.is_empty() || *last != flags {
+            text.clear();
+            // Writing into a `String` cannot fail.
+            let _ = write_open_flags(flags, text);
+            *last = flags;
+        }
+        f(text)
+    })
+}
+
 /// [`open_flags`], written into `out` (no string of its own).
 ///
 /// # Errors
@@ -191,6 +213,20 @@ mod tests {
         assert_eq!(open_flags(0), "O_RDONLY");
         let f = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u32;
         assert_eq!(open_flags(f), "O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC");
+    }
+
+    /// The kept text is the last flags' text: repeated, changed, back to the first, zero.
+    #[test]
+    fn kept_flags_are_the_flags_written() {
+        let w = (libc::O_WRONLY | libc::O_CREAT) as u32;
+        let tmp = (libc::O_RDWR | libc::O_TMPFILE) as u32;
+        for f in [w, w, tmp, 0, w, u32::MAX, 0, 0] {
+            assert_eq!(
+                with_open_flags(f, str::to_owned),
+                open_flags(f),
+                "flags {f:#x}"
+            );
+        }
     }
 
     #[test]

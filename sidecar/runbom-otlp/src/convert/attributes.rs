@@ -87,10 +87,7 @@ pub(crate) fn event_attributes_into(
         }
         Detail::FileOpen { path, flags, error } => {
             a.str(FILE_PATH, path);
-            a.formatted(RUNBOM_FILE_FLAGS, |s| {
-                // Writing into a `String` cannot fail.
-                let _ = names::write_open_flags(*flags, s);
-            });
+            names::with_open_flags(*flags, |f| a.str(RUNBOM_FILE_FLAGS, f));
             if let Some(e) = error {
                 a.str(ERROR_TYPE, e);
             }

@@ -40,7 +40,8 @@ pub(crate) fn write_body(ev: &KernelEvent, s: &mut String) {
         }
         Detail::FileOpen { path, flags, .. } => {
             push_all(s, &["open ", path, " "]);
-            names::write_open_flags(*flags, s)
+            names::with_open_flags(*flags, |f| s.push_str(f));
+            Ok(())
         }
         Detail::DnsQuery {
             name,
