@@ -38,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import cgroup_pods  # noqa: E402
-from cgroup_pods import free_port, in_cgroup  # noqa: E402
+from cgroup_pods import in_cgroup  # noqa: E402
+from ports import free_port  # noqa: E402
 
 RUNBOM = Path(os.environ.get("RUNBOM_BIN") or Path(
     os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "release" / "runbom")

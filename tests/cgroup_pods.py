@@ -5,7 +5,6 @@ uid with no capabilities when asked."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 
@@ -26,8 +25,3 @@ def in_cgroup(cgroup_dir: Path, uid: int | None, argv: list[str]) -> list[str]:
     return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"',
             str(cgroup_dir), "-", *as_uid, *argv]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from leakcheck import collect, find_leaks, scrape  # noqa: E402
+from ports import free_port  # noqa: E402
 from runbom_defaults import write_embedded_defaults  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,11 +47,6 @@ RUNBOM = Path(os.environ.get("RUNBOM_BIN") or Path(
 API_KEY = f"sk-test-{secrets.token_hex(20)}"
 DEFAULT = {"llm": 18443, "ticketing": 18080, "customers": 18081, "exfil": 18099}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def attrs(kvs: list[dict[str, Any]]) -> dict[str, Any]:

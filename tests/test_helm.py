@@ -38,6 +38,7 @@ import kubernetes_validate
 import kubernetes_validate.utils
 import pytest
 import yaml
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "runbom"
@@ -431,11 +432,6 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             out.get(k), dict) else v
     return out
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="runbom run loads eBPF probes: needs root")

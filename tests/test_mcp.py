@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_aibom import RUNBOM, attrs, free_port, records  # noqa: E402
+from ports import free_port  # noqa: E402
+from test_aibom import RUNBOM, attrs, records  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOAD = ROOT / "tests" / "mcp_workload.py"

@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import score_correlation as sc  # noqa: E402
 from leakcheck import collect, find_leaks  # noqa: E402
-from test_reference_agent import RUNBOM, SLACK_NS, WAIT_S, free_port  # noqa: E402
+from ports import free_port  # noqa: E402
+from test_reference_agent import RUNBOM, SLACK_NS, WAIT_S  # noqa: E402
 
 MODES = ("sequential", "threads", "asyncio")
 # The SDK's two OTLP exporters: protobuf over HTTP, and gRPC (@grpc/grpc-js, HTTP/2).

@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import score_correlation as sc  # noqa: E402
 from leakcheck import collect, find_leaks, scrape  # noqa: E402
+from ports import free_port  # noqa: E402
 from scenarios import DEFAULT_PORTS, customers  # noqa: E402
 from tools import TOOL_SPECS  # noqa: E402
 
@@ -447,11 +448,6 @@ ACCURACY_IDS = [f"{m}-{s}-{HELP[t]}" for m, s, t in ACCURACY]
 # (`process`/low) and such placements may be wrong. Everything else must be exact.
 MIN_RECALL = {"sequential": 1.0, "threads": 1.0, "asyncio": 0.95}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -38,7 +38,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import score_correlation as sc  # noqa: E402
 import cgroup_pods  # noqa: E402
-from cgroup_pods import free_port, in_cgroup  # noqa: E402
+from cgroup_pods import in_cgroup  # noqa: E402
+from ports import free_port  # noqa: E402
 import test_reference_agent as ref  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
