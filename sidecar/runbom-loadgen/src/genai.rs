@@ -103,7 +103,9 @@ fn agent_run(ids: &mut Ids, run: u64) -> Vec<Span> {
         kind: kind as i32,
         start_time_unix_nano: ms(from_ms),
         end_time_unix_nano: ms(to_ms),
-        flags: 0x301,
+        // Sampled, and the parent is known to be in this process (W3C `is_remote` known and
+        // false), as the OpenTelemetry SDKs write a child span's flags.
+        flags: 0x101,
         ..Span::default()
     };
     let conversation = format!("conv-{run:08}");
@@ -220,6 +222,12 @@ mod tests {
         }));
         let ids: std::collections::BTreeSet<_> = spans.iter().map(|s| &s.span_id).collect();
         assert_eq!(ids.len(), 100, "span ids are unique");
+        let roots = spans.iter().filter(|s| s.parent_span_id.is_empty()).count();
+        assert_eq!(roots, 20, "one root per agent run");
+        assert!(
+            spans.iter().all(|s| s.flags & 0x300 == 0x100),
+            "no span says its parent is in another process"
+        );
         let bytes = r.encode_to_vec().len();
         assert!((20_000..200_000).contains(&bytes), "{bytes} bytes");
     }
