@@ -22,9 +22,10 @@ of the named rules in NOISE_RULES (printed with the report), and never inside an
 `client.port`; method, path, capture and server port; executable) agree and it starts within
 the action's time window widened by --slack-ms. Among all the ways to pair spans with actions,
 the scorer takes the one that pairs the most, then the one closest in time in total
-(|span start − action start|), and only then the one with more spans placed right: so a
-placement never decides which event is which unless the times are equal to the nanosecond
-(an exported copy of the same event). Spans and actions are sorted by their content first:
+(|span start − action start|; for a request with `sent_ns`, the moment its headers were written,
+|span start − sent_ns|: a new connection's set-up lies between its start and its request), and
+only then the one with more spans placed right: so a placement never decides which event is
+which unless the times are equal to the nanosecond (an exported copy of the same event). Spans and actions are sorted by their content first:
 no tie is broken by file order.
 
 **Counts** (per `runbom.correlation.method`, per method/confidence, and in total):
@@ -380,7 +381,8 @@ def score(spans: list[dict], truth: dict, slack_ns: int,
     for i, s in enumerate(kernel):
         for j, a in enumerate(actions):
             if compatible(a, s, slack_ns):
-                edges[i, j] = (abs(s["start_ns"] - a["start_ns"]), 0 if placed_right(s, a) else 1)
+                edges[i, j] = (abs(s["start_ns"] - a.get("sent_ns", a["start_ns"])),
+                               0 if placed_right(s, a) else 1)
     pairs = pair(kernel, actions, edges)
     compatible_spans = {i for i, _ in edges}
 

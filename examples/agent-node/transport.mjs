@@ -3,7 +3,8 @@
 //
 // * httpRequest: plain HTTP/1.1 with `node:http` (one connection per request, `Connection:
 //   close`, `traceparent` of the current span injected); net.connect noted from before the
-//   request until the socket's `connect`, http.request until the response was read;
+//   request until the socket's `connect`, http.request until the response was read (and
+//   `sent_ns` at that `connect`, when node:http writes it);
 // * the LLM's HTTPS goes through the `openai` package on Node's own fetch (undici over
 //   `node:tls`, i.e. the OpenSSL linked into the `node` binary): `notingFetch` notes each
 //   request, and undici's diagnostics channels note each connection it opens;
@@ -68,9 +69,11 @@ export function httpRequest(rec, method, url, { headers = {}, body = null, timeo
       });
       res.on("error", (e) => reject(new TransportError(`${method} ${url}: ${e.message}`)));
     });
+    // node:http writes the request the moment its connection is up.
     req.on("socket", (socket) => socket.once("connect", () => {
       connect.end_ns = nowNs();
       connect.local_port = socket.localPort;
+      note.sent_ns = connect.end_ns;
     }));
     req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on("error", (e) => {
@@ -81,6 +84,22 @@ export function httpRequest(rec, method, url, { headers = {}, body = null, timeo
     req.end(body ?? undefined);
   });
 }
+
+// Notes of fetch requests whose headers undici has not written yet, by traceparent. undici
+// publishes `undici:client:sendHeaders` as it writes a request's headers to its socket: the
+// moment the kernel sees the request, later than the note's start by the set-up of a new
+// connection. Two conversations on one thread send the same requests at once, and that moment,
+// not the start, tells the kernel's two requests apart (`sent_ns`, tests/score_correlation.py).
+const unsent = new Map();
+diagnostics.subscribe("undici:client:sendHeaders", ({ headers }) => {
+  const text = Array.isArray(headers) ? headers.join("\r\n") : String(headers);
+  const traceparent = /^traceparent: *([^\r\n]+)/im.exec(text)?.[1]?.trim();
+  const note = traceparent && unsent.get(traceparent);
+  if (note) {
+    note.sent_ns = nowNs();
+    unsent.delete(traceparent);
+  }
+});
 
 /**
  * A fetch for the `openai` client that notes each request it sends (Node's own fetch does
@@ -102,8 +121,11 @@ export function notingFetch(rec) {
     }
     const note = noteRequest(rec, init.method ?? "GET", t, traceparent, body,
       t.scheme === "https" ? "openssl" : "socket", model ? { model } : {});
-    if (traceparent) open.set(traceparent, note);
-    const resp = await fetch(url, init);
+    if (traceparent) {
+      open.set(traceparent, note);
+      unsent.set(traceparent, note);
+    }
+    const resp = await fetch(url, init).finally(() => traceparent && unsent.delete(traceparent));
     note.status_code = resp.status;
     return resp;
   };
