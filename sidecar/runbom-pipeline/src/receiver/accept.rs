@@ -1,11 +1,11 @@
 //! What both OTLP transports do once a request is decoded, and the limits they enforce.
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use runbom_otlp::signal::Signal;
 
 pub use super::pings::PingPolicy;
-use super::{provenance, sender, validate, validate::PartialSuccess};
+use super::{provenance, sender, sender::Peer, validate, validate::PartialSuccess};
 use crate::ingest::{Ingest, Refusal};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
@@ -73,12 +73,12 @@ impl Default for Limits {
 /// runbom's namespaces under `received.`, and pushes the rest.
 ///
 /// A request whose every item was invalid, or that was empty, is answered without being
-/// pushed. The receiver's counters see the rejected items as refused. `client` is the peer's
-/// address, for the sender's `process.pid` when the pipelines want it.
+/// pushed. The receiver's counters see the rejected items as refused. `client` is the
+/// connection the request came on, for the sender's `process.pid` when the pipelines want it.
 pub(crate) async fn accept(
     ingest: &Ingest,
     mut signal: Signal,
-    client: Option<SocketAddr>,
+    client: Option<Peer>,
     limits: Limits,
 ) -> Result<PartialSuccess, Refusal> {
     let kind = signal.kind();

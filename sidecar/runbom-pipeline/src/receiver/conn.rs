@@ -11,7 +11,6 @@
 use std::{
     future::Future as _,
     io,
-    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -27,11 +26,12 @@ use tokio::{
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 use super::{
     accept::{ACCEPT_BACKOFF, Limits},
     pings::PingWatch,
+    sender::Peer,
 };
 
 /// How long a client may take to complete its handshake before the connection is closed.
@@ -47,7 +47,7 @@ enum Stream {
 /// An accepted connection (plain or TLS, handshake done).
 pub(super) struct Connection {
     stream: Stream,
-    peer: SocketAddr,
+    peer: Peer,
     idle: Duration,
     /// When a byte last moved either way.
     last: Instant,
@@ -63,12 +63,7 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    fn new(
-        stream: Stream,
-        peer: SocketAddr,
-        limits: &Limits,
-        permit: OwnedSemaphorePermit,
-    ) -> Self {
+    fn new(stream: Stream, peer: Peer, limits: &Limits, permit: OwnedSemaphorePermit) -> Self {
         let last = Instant::now();
         Self {
             stream,
@@ -82,8 +77,8 @@ impl Connection {
         }
     }
 
-    /// The client's address.
-    pub(super) fn peer(&self) -> SocketAddr {
+    /// Who is at the other end: the client's address, and this connection's number.
+    pub(super) fn peer(&self) -> Peer {
         self.peer
     }
 
@@ -227,15 +222,12 @@ impl AsyncWrite for Connection {
     }
 }
 
-/// tonic learns the client's address from this (`Request::remote_addr`).
+/// tonic puts this in each request's extensions: the handlers find the connection's [`Peer`].
 impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = Peer;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        match &self.stream {
-            Stream::Plain(s) => s.connect_info(),
-            Stream::Tls(s) => s.get_ref().0.connect_info(),
-        }
+    fn connect_info(&self) -> Peer {
+        self.peer
     }
 }
 
@@ -281,6 +273,7 @@ pub(super) fn accept(
             at_limit = false;
             // Only a latency optimisation; the connection works without it.
             let _ = stream.set_nodelay(true);
+            let peer = Peer::accepted(peer, stream.local_addr().ok());
             let Some(acceptor) = acceptor.clone() else {
                 let connection = Connection::new(Stream::Plain(stream), peer, &limits, permit);
                 if ready.send(connection).await.is_err() {

@@ -8,7 +8,6 @@
 use std::{
     future::Future,
     io,
-    net::SocketAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -46,6 +45,7 @@ use tonic::{
 use super::{
     accept::{Limits, accept},
     conn,
+    sender::Peer,
     status::ErrorStatus,
     tls,
     validate::PartialSuccess,
@@ -138,7 +138,7 @@ impl Interceptor for BearerCheck {
         if auth.accepts(token) {
             Ok(request)
         } else {
-            tracing::debug!(client = ?request.remote_addr(), "gRPC call without a valid bearer token");
+            tracing::debug!(client = ?request.extensions().get::<Peer>().map(|p| p.client), "gRPC call without a valid bearer token");
             Err(Status::unauthenticated("missing or wrong bearer token"))
         }
     }
@@ -152,11 +152,7 @@ struct GrpcReceiver {
 }
 
 impl GrpcReceiver {
-    async fn export(
-        &self,
-        signal: Signal,
-        client: Option<SocketAddr>,
-    ) -> Result<PartialSuccess, Status> {
+    async fn export(&self, signal: Signal, client: Option<Peer>) -> Result<PartialSuccess, Status> {
         accept(&self.ingest, signal, client, self.limits)
             .await
             .map_err(|refusal| {
@@ -172,7 +168,7 @@ impl TraceService for GrpcReceiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let client = request.remote_addr();
+        let client = request.extensions().get::<Peer>().copied();
         let partial =
             GrpcReceiver::export(self, Signal::Traces(request.into_inner()), client).await?;
         Ok(Response::new(partial.traces()))
@@ -185,7 +181,7 @@ impl LogsService for GrpcReceiver {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let client = request.remote_addr();
+        let client = request.extensions().get::<Peer>().copied();
         let partial =
             GrpcReceiver::export(self, Signal::Logs(request.into_inner()), client).await?;
         Ok(Response::new(partial.logs()))
@@ -198,7 +194,7 @@ impl MetricsService for GrpcReceiver {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let client = request.remote_addr();
+        let client = request.extensions().get::<Peer>().copied();
         let partial =
             GrpcReceiver::export(self, Signal::Metrics(request.into_inner()), client).await?;
         Ok(Response::new(partial.metrics()))

@@ -18,7 +18,7 @@
 //! | body that does not decode                        | 400    |
 //! | [`Refusal::Unavailable`] (pipeline full or stopping) | 503 + `Retry-After` (seconds) |
 
-use std::{convert::Infallible, io, io::Read as _, net::SocketAddr, sync::Arc, time::Duration};
+use std::{convert::Infallible, io, io::Read as _, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
@@ -50,6 +50,7 @@ use super::{
     accept::{Limits, accept},
     conn,
     json::{self, JsonError},
+    sender::Peer,
     status::ErrorStatus,
     tls,
     validate::PartialSuccess,
@@ -121,7 +122,7 @@ pub async fn serve_http(
 /// Serves HTTP/1.1 on one connection, in its own task, watched by `graceful`.
 fn serve_connection<S>(
     stream: S,
-    client: Option<SocketAddr>,
+    client: Option<Peer>,
     ingest: &Ingest,
     limits: Limits,
     auth: Option<&Arc<BearerTokenAuth>>,
@@ -243,7 +244,7 @@ impl Encoding {
 
 async fn answer(
     request: Request<Incoming>,
-    client: Option<SocketAddr>,
+    client: Option<Peer>,
     ingest: &Ingest,
     limits: Limits,
     auth: Option<&BearerTokenAuth>,
@@ -275,7 +276,7 @@ async fn answer(
 
 async fn receive(
     request: Request<Incoming>,
-    client: Option<SocketAddr>,
+    client: Option<Peer>,
     ingest: &Ingest,
     limits: Limits,
 ) -> Result<Response<Full<Bytes>>, HttpError> {

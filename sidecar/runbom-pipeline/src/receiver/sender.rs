@@ -13,9 +13,12 @@
 //! local user could claim another user's process and have its kernel events placed under a
 //! forged trace. When no owner is found (a remote client) the client's pid stays.
 //!
-//! Lookups scan `/proc`, so answers are cached per client address for [`TTL`]; a connection
-//! reused by the same client keeps its pid. Remote (non-local) clients are never found and
-//! cost one read of the TCP tables per [`NEGATIVE_TTL`].
+//! Lookups scan `/proc`, so answers are cached per connection ([`Peer`]) for [`TTL`]: the
+//! requests of one connection pay one lookup. Never per client address: once a connection
+//! closes, its address (the client's port) is free for any other socket, another process's or
+//! one bound to it on purpose, and an answer cached by address would give that socket the first
+//! one's pid. Remote (non-local) clients are never found and cost one read of the TCP tables
+//! per connection and [`NEGATIVE_TTL`].
 
 use std::{
     collections::HashMap,
@@ -39,7 +42,7 @@ use runbom_otlp::signal::Signal;
 const TTL: Duration = Duration::from_secs(30);
 /// How long "no local process" is trusted.
 const NEGATIVE_TTL: Duration = Duration::from_secs(2);
-/// Cached addresses at most (old entries are dropped first when full).
+/// Cached connections at most (old entries are dropped first when full).
 const MAX_ENTRIES: usize = 4096;
 
 /// Who sent a request, as far as runbom can tell from the connection.
@@ -63,10 +66,39 @@ impl Sender {
     }
 }
 
-/// Finds and caches the pid behind client addresses.
+/// One connection of an OTLP server, as its requests name it: the client's address, the
+/// server's, and a number no other connection of this process had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub client: SocketAddr,
+    pub server: Option<SocketAddr>,
+    pub connection: u64,
+}
+
+impl Peer {
+    /// A connection accepted just now, numbered after every earlier one.
+    #[must_use]
+    pub fn accepted(client: SocketAddr, server: Option<SocketAddr>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self {
+            client: canonical(client),
+            server: server.map(canonical),
+            connection: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+/// The client's address, as logs name a connection.
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.client.fmt(f)
+    }
+}
+
+/// Finds and caches the pid behind each connection.
 #[derive(Default)]
 pub struct SenderPids {
-    cache: Mutex<HashMap<SocketAddr, (Sender, Instant)>>,
+    cache: Mutex<HashMap<u64, (Sender, Instant)>>,
     /// Resources whose `process.pid` disagreed with the socket's owner (and was replaced).
     mismatches: AtomicU64,
 }
@@ -78,20 +110,19 @@ impl SenderPids {
         self.mismatches.load(Ordering::Relaxed)
     }
 
-    /// The pid of the local process whose socket is `client`, connected to `server` when
-    /// given. Blocking: reads `/proc` unless the answer is cached.
-    pub fn lookup(&self, client: SocketAddr, server: Option<SocketAddr>) -> Option<u32> {
-        self.sender(client, server).pid()
+    /// The pid of the local process whose socket is the client end of `peer`. Blocking: reads
+    /// `/proc` unless the answer is cached.
+    pub fn lookup(&self, peer: Peer) -> Option<u32> {
+        self.sender(peer).pid()
     }
 
-    /// Who `client` is: its owning process, a local socket runbom cannot attribute, or remote.
-    /// Blocking, as [`Self::lookup`].
-    pub fn sender(&self, client: SocketAddr, server: Option<SocketAddr>) -> Sender {
-        let client = canonical(client);
-        if let Some(sender) = self.cached(client) {
+    /// Who the client of `peer` is: its owning process, a local socket runbom cannot
+    /// attribute, or remote. Blocking, as [`Self::lookup`].
+    pub fn sender(&self, peer: Peer) -> Sender {
+        if let Some(sender) = self.cached(peer) {
             return sender;
         }
-        let sender = match socket_inode(client, server.map(canonical)) {
+        let sender = match socket_inode(peer.client, peer.server) {
             None => Sender::Remote,
             Some(inode) => owner_of_inode(inode).map_or(Sender::Local, Sender::Process),
         };
@@ -105,14 +136,14 @@ impl SenderPids {
                 cache.clear();
             }
         }
-        cache.insert(client, (sender, now));
+        cache.insert(peer.connection, (sender, now));
         sender
     }
 
-    /// The cached answer for `client` (canonical) while it is fresh; `None`: look it up.
-    fn cached(&self, client: SocketAddr) -> Option<Sender> {
+    /// The cached answer for `peer` while it is fresh; `None`: look it up.
+    fn cached(&self, peer: Peer) -> Option<Sender> {
         let cache = self.cache.lock().ok()?;
-        let (sender, at) = cache.get(&client)?;
+        let (sender, at) = cache.get(&peer.connection)?;
         let ttl = if sender.pid().is_some() {
             TTL
         } else {
@@ -125,17 +156,13 @@ impl SenderPids {
 /// Sets the sending process's `process.pid` on every resource of `signal`: added where there
 /// is none, replaced where the client's disagrees with the socket's owner (the client's kept as
 /// `received.process.pid`, the mismatch counted). Reads `/proc` off the async threads when the
-/// client is not cached. Returns who the sender is.
-pub async fn attribute(
-    senders: &Arc<SenderPids>,
-    signal: &mut Signal,
-    client: SocketAddr,
-) -> Sender {
-    let sender = if let Some(sender) = senders.cached(canonical(client)) {
+/// connection is not cached. Returns who the sender is.
+pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, peer: Peer) -> Sender {
+    let sender = if let Some(sender) = senders.cached(peer) {
         sender
     } else {
         let senders = senders.clone();
-        tokio::task::spawn_blocking(move || senders.sender(client, None))
+        tokio::task::spawn_blocking(move || senders.sender(peer))
             .await
             .unwrap_or(Sender::Remote)
     };
@@ -344,10 +371,13 @@ mod tests {
         let (_accepted, peer) = listener.accept().unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
         let pids = SenderPids::default();
-        assert_eq!(pids.lookup(peer, Some(server)), Some(std::process::id()));
+        assert_eq!(
+            pids.lookup(Peer::accepted(peer, Some(server))),
+            Some(std::process::id())
+        );
         // The server's own end does not match the client address.
         assert_eq!(
-            pids.lookup("127.0.0.1:1".parse().unwrap(), Some(server)),
+            pids.lookup(Peer::accepted("127.0.0.1:1".parse().unwrap(), Some(server))),
             None
         );
     }
@@ -429,13 +459,70 @@ mod tests {
         let port: u16 = line.trim().parse().expect("the client's port");
         let client = SocketAddr::from(([127, 0, 0, 1], port));
         // unshare and sh exec: the child's pid is the python's.
-        let found = SenderPids::default().lookup(client, None);
+        let found = SenderPids::default().lookup(Peer::accepted(client, None));
         drop(child.stdin.take());
         let _ = child.wait();
         assert_eq!(
             found,
             Some(child.id()),
             "the client's process, in its own namespace"
+        );
+    }
+
+    /// A client's port is free again once its connection closes: another process's socket
+    /// bound to it (here on purpose, as a forger would) is a new connection, whose owner is
+    /// looked up, never the first one's answer.
+    #[test]
+    fn a_new_connection_from_a_reused_client_address_is_looked_up_again() {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        use std::process::{Child, Command, Stdio};
+        // Connects from the port given (0: any), prints it, and holds on until stdin closes.
+        const CLIENT: &str = "import socket,sys\n\
+            s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+            s.bind(('127.0.0.1',int(sys.argv[1]))); s.connect(('127.0.0.1',int(sys.argv[2])))\n\
+            print(s.getsockname()[1], flush=True); sys.stdin.read()\n";
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let connect = |port: u16| -> (Child, SocketAddr, TcpStream) {
+            let mut child = Command::new("python3")
+                .args(["-c", CLIENT, &port.to_string(), &server.port().to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let (accepted, client) = listener.accept().unwrap();
+            assert_eq!(client.port(), line.trim().parse::<u16>().unwrap());
+            (child, client, accepted)
+        };
+        let finish = |mut child: Child| {
+            child.stdin.take().unwrap().flush().unwrap();
+            child.wait().unwrap();
+        };
+        let pids = SenderPids::default();
+        let (first, client, accepted) = connect(0);
+        let first_peer = Peer::accepted(client, Some(server));
+        assert_eq!(pids.lookup(first_peer), Some(first.id()));
+        // The server closes first: the client's end leaves no TIME_WAIT behind.
+        drop(accepted);
+        let first_pid = first.id();
+        finish(first);
+        let (second, again, _accepted) = connect(client.port());
+        assert_eq!(
+            again, client,
+            "the second socket has the first one's address"
+        );
+        let found = pids.lookup(Peer::accepted(again, Some(server)));
+        let second_pid = second.id();
+        finish(second);
+        assert_ne!(first_pid, second_pid);
+        assert_eq!(
+            found,
+            Some(second_pid),
+            "the second connection's own process"
         );
     }
 
