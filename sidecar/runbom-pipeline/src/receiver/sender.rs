@@ -247,10 +247,13 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-/// The inode of the TCP socket whose local end is `client` (and remote end `server`): in
+/// The inode of the TCP socket whose local end is `client` (and remote end `server`, else any:
+/// a client that connected through a translated address sees another server address): in
 /// runbom's network namespace, else in another.
 fn socket_inode(client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
-    inode_in_tables("/proc/net", client, server).or_else(|| inode_in_other_netns(client))
+    inode_in_tables("/proc/net", client, server)
+        .or_else(|| server.and_then(|_| inode_in_tables("/proc/net", client, None)))
+        .or_else(|| inode_in_other_netns(client))
 }
 
 /// Looks in `<dir>/tcp` and `<dir>/tcp6`.
