@@ -91,7 +91,7 @@ impl<'a> Judge<'a, '_> {
                 system,
                 namespace.as_deref(),
                 collection.as_deref(),
-                dest.as_ref(),
+                dest.as_deref(),
                 tool,
             ),
             Activity::File { path } => self.file(path),

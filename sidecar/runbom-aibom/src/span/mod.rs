@@ -264,20 +264,20 @@ pub enum Activity {
     },
     /// An HTTP request (application client span or kernel `http.request`).
     Http {
-        dest: Dest,
+        dest: Box<Dest>,
         method: String,
         kernel: bool,
     },
     /// A kernel `net.connect`.
     Connect {
-        dest: Dest,
+        dest: Box<Dest>,
     },
     /// A database client call.
     Db {
         system: String,
         namespace: Option<String>,
         collection: Option<String>,
-        dest: Option<Dest>,
+        dest: Option<Box<Dest>>,
     },
     File {
         path: String,
@@ -381,7 +381,7 @@ pub fn classify_with(attrs: &[KeyValue], name: &str, kernel: bool, texts: &mut T
             system: system.to_owned(),
             namespace: f.first(&f.db_namespace).map(str::to_owned),
             collection: f.first(&f.db_collection).map(str::to_owned),
-            dest: server_dest(attrs),
+            dest: server_dest(attrs).map(Box::new),
         };
     }
     let url = f.first(&f.url);
@@ -392,7 +392,7 @@ pub fn classify_with(attrs: &[KeyValue], name: &str, kernel: bool, texts: &mut T
             && (url.is_some() || f.server_address != 0)
         {
             return Activity::Http {
-                dest,
+                dest: Box::new(dest),
                 method: method.to_owned(),
                 kernel: false,
             };
@@ -405,7 +405,7 @@ fn kernel_activity(attrs: &[KeyValue], texts: &mut Texts) -> Activity {
     let mut text = |k| attr(attrs, k).map(|v| texts.text(v));
     match attr(attrs, RUNBOM_EVENT).unwrap_or("") {
         event::NET_CONNECT => Activity::Connect {
-            dest: peer_dest(attrs).unwrap_or_default(),
+            dest: Box::new(peer_dest(attrs).unwrap_or_default()),
         },
         event::HTTP_REQUEST => {
             let mut dest = attr(attrs, URL_FULL)
@@ -418,7 +418,7 @@ fn kernel_activity(attrs: &[KeyValue], texts: &mut Texts) -> Activity {
                 dest.ip = Some(peer);
             }
             Activity::Http {
-                dest,
+                dest: Box::new(dest),
                 method: text(HTTP_REQUEST_METHOD).unwrap_or_default(),
                 kernel: true,
             }
