@@ -177,12 +177,13 @@ pub(crate) fn judge_unwritten<'b>(
         verdicts.push(v);
         memoized.push(number);
     }
-    let findings = findings(
+    let (findings, finding_of) = findings(
         items,
         &activities,
         &verdicts,
         &tools,
         std::mem::take(&mut scratch.findings),
+        std::mem::take(&mut scratch.finding_of),
     );
     Judged {
         activities,
@@ -194,6 +195,7 @@ pub(crate) fn judge_unwritten<'b>(
         pids: pid_list,
         envs,
         findings,
+        finding_of,
         memoized,
     }
 }
@@ -601,63 +603,72 @@ fn shadow(settings: &JudgeSettings, act: &Activity, attrs: &[KeyValue]) -> Verdi
     }
 }
 
-/// Groups drift into findings: one per agent, tool span, flags and subject.
-fn findings(
+/// Groups drift into findings: one per agent, tool span, flags and subject; and which finding
+/// each span is in (`of`, empty, gets one entry per span).
+fn findings<'b>(
     items: &[View<'_>],
     activities: &[Activity],
-    verdicts: &[Verdict<'_>],
+    verdicts: &[Verdict<'b>],
     tools: &[Option<ToolAt>],
-    mut out: Vec<Finding>,
-) -> Vec<Finding> {
+    mut out: Vec<Finding<'b>>,
+    mut of: Vec<Option<u32>>,
+) -> (Vec<Finding<'b>>, Vec<Option<u32>>) {
+    fn subject<'v>(v: &'v Verdict<'_>) -> &'v str {
+        v.subject.as_deref().unwrap_or_default()
+    }
+    of.resize(verdicts.len(), None);
     for (i, v) in verdicts.iter().enumerate() {
         let (Some(agent), false) = (v.agent, v.drift.is_empty()) else {
             continue;
         };
-        let subject = v.subject.as_deref().unwrap_or_default();
         let existing = out.iter_mut().find(|f| {
-            f.agent == agent && f.tool == tools[i] && f.kinds == v.drift && f.subject == subject
+            // A finding's flags and subject are those of each of its spans: its offender's.
+            let w = &verdicts[f.offender];
+            f.agent == agent && f.tool == tools[i] && w.drift == v.drift && subject(w) == subject(v)
         });
-        match existing {
-            Some(f) => {
-                f.spans.push(i);
-                if rank(items, activities, i) < rank(items, activities, f.offender) {
-                    f.offender = i;
-                    f.reason = v.reason.clone().unwrap_or_default();
-                }
+        if let Some(f) = existing {
+            of[i] = Some(f.id);
+            if rank(items, activities, i) < rank(items, activities, f.offender) {
+                f.offender = i;
             }
-            None => out.push(Finding {
+        } else {
+            let id = u32::try_from(out.len()).unwrap_or(u32::MAX);
+            of[i] = Some(id);
+            out.push(Finding {
                 offender: i,
-                spans: vec![i],
-                kinds: v.drift.clone(),
-                reason: v.reason.clone().unwrap_or_default(),
-                agent: agent.to_owned(),
+                id,
+                agent,
                 tool: tools[i],
-                subject: subject.to_owned(),
-            }),
+            });
         }
     }
-    fold_mcp_tool_into_call(out)
+    (fold_mcp_tool_into_call(out, verdicts), of)
 }
 
 /// An agent's tool that is an MCP server's tool raises two flags for one use: `undeclared_tool`
 /// on its `execute_tool` span and `undeclared_mcp_tool` on the `tools/call` under it. They are
 /// one finding, the MCP call's (the more precise: which server, and what the server did while
 /// serving it); the tool span stays drifted and is a step of that finding's chain.
-fn fold_mcp_tool_into_call(mut out: Vec<Finding>) -> Vec<Finding> {
+fn fold_mcp_tool_into_call<'b>(
+    mut out: Vec<Finding<'b>>,
+    verdicts: &[Verdict<'_>],
+) -> Vec<Finding<'b>> {
+    let kinds = |f: &Finding<'_>| verdicts[f.offender].drift.as_slice();
+    let subject = |f: &Finding<'_>| verdicts[f.offender].subject.as_deref();
     if !out
         .iter()
-        .any(|m| m.kinds.contains(&flag::UNDECLARED_MCP_TOOL))
+        .any(|m| kinds(m).contains(&flag::UNDECLARED_MCP_TOOL))
     {
         return out;
     }
-    let folded = |f: &Finding| {
-        f.kinds == [flag::UNDECLARED_TOOL]
+    let folded = |f: &Finding<'_>| {
+        kinds(f) == [flag::UNDECLARED_TOOL]
             && f.tool.is_some()
             && out.iter().any(|m| {
-                m.kinds.contains(&flag::UNDECLARED_MCP_TOOL)
+                kinds(m).contains(&flag::UNDECLARED_MCP_TOOL)
                     && m.agent == f.agent
                     && m.tool == f.tool
-                    && m.subject == f.subject
+                    && subject(m).unwrap_or_default() == subject(f).unwrap_or_default()
             })
     };
     let keep: Vec<bool> = out.iter().map(|f| !folded(f)).collect();

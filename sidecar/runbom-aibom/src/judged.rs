@@ -39,7 +39,10 @@ pub struct Judged<'b> {
     /// The `env:` identities of the BOM whose variable the span's process has (empty when the
     /// BOM declares none).
     pub envs: Vec<Vec<String>>,
-    pub findings: Vec<Finding>,
+    pub findings: Vec<Finding<'b>>,
+    /// Of each span, the [`Finding::id`] of the finding it was grouped into (drifting spans
+    /// only).
+    pub finding_of: Vec<Option<u32>>,
     /// Of each span whose verdict came from a [`Memo`], which of its verdicts it is: spans
     /// with the same one have equal verdicts.
     pub(crate) memoized: Vec<Option<u32>>,
@@ -58,7 +61,9 @@ pub struct Scratch {
     pub(crate) uids: Vec<Option<u32>>,
     pub(crate) pids: Vec<Option<u32>>,
     pub(crate) envs: Vec<Vec<String>>,
-    pub(crate) findings: Vec<Finding>,
+    /// Empty between traces; `Finding<'static>` only so that it can be kept.
+    pub(crate) findings: Vec<Finding<'static>>,
+    pub(crate) finding_of: Vec<Option<u32>>,
     pub(crate) memoized: Vec<Option<u32>>,
     /// Which spans' value is known yet, while values are inherited.
     pub(crate) known: Vec<bool>,
@@ -140,6 +145,16 @@ fn cleared<T>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
+/// `v` emptied, as a vector of `U`: of values that borrow the BOM, one of values of any
+/// lifetime, in place (the same layout, so the allocation is kept).
+fn emptied<T, U>(v: Vec<T>) -> Vec<U> {
+    cleared(v)
+        .into_iter()
+        .filter(|_| false)
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
 impl Judged<'_> {
     /// Gives the vectors back to `scratch`, emptied, for the next trace.
     pub fn recycle(self, scratch: &mut Scratch) {
@@ -148,21 +163,46 @@ impl Judged<'_> {
             scratch.texts.recycle(act);
         }
         scratch.activities = activities;
-        // An empty vector of verdicts that borrow this BOM becomes one of verdicts of any
-        // lifetime in place (the same layout, so the allocation is kept).
-        scratch.verdicts = cleared(self.verdicts)
-            .into_iter()
-            .filter(|_| false)
-            .map(|_| unreachable!("the vector is empty"))
-            .collect();
+        scratch.verdicts = emptied(self.verdicts);
         scratch.parents = cleared(self.parents);
         scratch.tools = cleared(self.tools);
         scratch.agents = cleared(self.agents);
         scratch.uids = cleared(self.uids);
         scratch.pids = cleared(self.pids);
         scratch.envs = cleared(self.envs);
-        scratch.findings = cleared(self.findings);
+        scratch.findings = emptied(self.findings);
+        scratch.finding_of = cleared(self.finding_of);
         scratch.memoized = cleared(self.memoized);
+    }
+
+    /// The drift flags of `f` (those of each of its spans).
+    #[must_use]
+    pub fn kinds(&self, f: &Finding<'_>) -> &[&'static str] {
+        &self.verdicts[f.offender].drift
+    }
+
+    /// Why `f` drifted: the reason given on the span the alert points at.
+    #[must_use]
+    pub fn reason(&self, f: &Finding<'_>) -> &str {
+        self.verdicts[f.offender]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// What `f` is about (the same for each of its spans).
+    #[must_use]
+    pub fn subject(&self, f: &Finding<'_>) -> &str {
+        self.verdicts[f.offender]
+            .subject
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// Whether span `i` is one of `f`'s.
+    #[must_use]
+    pub fn is_of(&self, f: &Finding<'_>, i: usize) -> bool {
+        self.finding_of.get(i).copied().flatten() == Some(f.id)
     }
 
     /// The tool span `t` refers to.
@@ -195,17 +235,18 @@ impl Judged<'_> {
 }
 
 /// One drift finding: possibly several spans (the kernel `net.connect`, `http.request` and the
-/// HTTP client span of one request), reported once.
-#[derive(Clone, Debug)]
-pub struct Finding {
+/// HTTP client span of one request), reported once. Its spans are those whose
+/// [`Judged::finding_of`] is its `id`; its flags, reason and subject are its offender's
+/// verdict's ([`Judged::kinds`], [`Judged::reason`], [`Judged::subject`]), not copied.
+#[derive(Clone, Copy, Debug)]
+pub struct Finding<'b> {
     /// The span the alert points at.
     pub offender: usize,
-    pub spans: Vec<usize>,
-    pub kinds: Vec<&'static str>,
-    pub reason: String,
-    pub agent: String,
+    /// Which finding of the trace it is, in the order they were found.
+    pub id: u32,
+    /// The declared agent (its ref, from the BOM).
+    pub agent: &'b str,
     pub tool: Option<ToolAt>,
-    pub subject: String,
 }
 
 /// A tool span of a released trace.

@@ -1,5 +1,7 @@
 //! Small OTLP helpers: attribute constructors and times as people read them.
 
+use std::cell::Cell;
+
 use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, ArrayValue, KeyValue, any_value::Value},
     resource::v1::Resource,
@@ -93,10 +95,36 @@ pub fn rfc3339(unix_ns: u64) -> String {
 
 /// Writes [`rfc3339`] of `unix_ns` at the end of `out`.
 pub fn push_rfc3339(out: &mut String, unix_ns: u64) {
+    thread_local! {
+        /// The last day written and its date (`2026-11-27`): alert chains write a time per
+        /// step, nearly all of them on the same day.
+        static DAY: Cell<(u64, [u8; 10])> = const { Cell::new((u64::MAX, [0; 10])) };
+    }
     let secs = unix_ns / 1_000_000_000;
     let ms = (unix_ns / 1_000_000) % 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let day = secs / 86_400;
     let rem = secs % 86_400;
+    let date = DAY.with(|last| match last.get() {
+        (d, date) if d == day => date,
+        _ => {
+            let date = civil_date(day);
+            last.set((day, date));
+            date
+        }
+    });
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    text[..10].copy_from_slice(&date);
+    digits(&mut text[11..13], rem / 3600);
+    digits(&mut text[14..16], (rem / 60) % 60);
+    digits(&mut text[17..19], rem % 60);
+    digits(&mut text[20..23], ms);
+    // ASCII digits and separators only.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// `YYYY-MM-DD` of the day `day` days after 1970-01-01.
+fn civil_date(day: u64) -> [u8; 10] {
+    let days = i64::try_from(day).unwrap_or(0);
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -107,25 +135,19 @@ pub fn push_rfc3339(out: &mut String, unix_ns: u64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    // Written digit by digit into one buffer: alert chains format a time per step.
-    let mut text = *b"0000-00-00T00:00:00.000Z";
-    let fields = [
-        (0, 4, y.unsigned_abs()),
-        (5, 2, m.unsigned_abs()),
-        (8, 2, d.unsigned_abs()),
-        (11, 2, rem / 3600),
-        (14, 2, (rem / 60) % 60),
-        (17, 2, rem % 60),
-        (20, 3, ms),
-    ];
-    for (at, width, mut value) in fields {
-        for place in text[at..at + width].iter_mut().rev() {
-            *place = b'0' + u8::try_from(value % 10).unwrap_or(0);
-            value /= 10;
-        }
+    let mut date = *b"0000-00-00";
+    digits(&mut date[..4], y.unsigned_abs());
+    digits(&mut date[5..7], m.unsigned_abs());
+    digits(&mut date[8..10], d.unsigned_abs());
+    date
+}
+
+/// The last `into.len()` decimal digits of `value`, into `into`.
+fn digits(into: &mut [u8], mut value: u64) {
+    for place in into.iter_mut().rev() {
+        *place = b'0' + u8::try_from(value % 10).unwrap_or(0);
+        value /= 10;
     }
-    // ASCII digits and separators only.
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// Parses RFC 3339 (`2026-11-27T04:10:00.123Z`, `2026-11-27T05:10:00+01:00`) into Unix
@@ -213,15 +235,17 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
 mod tests {
     #[test]
     fn rfc3339() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            super::rfc3339(1_795_737_600_123_000_000),
-            "2026-11-27T00:00:00.123Z"
-        );
-        assert_eq!(
-            super::rfc3339(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000Z"
-        );
+        for (ns, text) in [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (1_795_737_600_123_000_000, "2026-11-27T00:00:00.123Z"),
+            (951_782_400_000_000_000, "2000-02-29T00:00:00.000Z"),
+            // A day written before (its date remembered), then the next.
+            (1_795_737_600_000_000_000, "2026-11-27T00:00:00.000Z"),
+            (1_795_823_999_999_000_000, "2026-11-27T23:59:59.999Z"),
+            (1_795_824_000_001_000_000, "2026-11-28T00:00:00.001Z"),
+        ] {
+            assert_eq!(super::rfc3339(ns), text, "{ns}");
+        }
     }
 
     #[test]

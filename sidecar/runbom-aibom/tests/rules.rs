@@ -487,7 +487,7 @@ fn an_undeclared_mcp_tool_called_as_an_agent_tool_is_one_finding() {
         t.mcp_call(&span, tool, common::MCP_FS_SERVER);
         t
     };
-    let findings = |t| {
+    let judged_alone = |t| {
         let mut its = items(t);
         judge(
             &bom,
@@ -495,12 +495,12 @@ fn an_undeclared_mcp_tool_called_as_an_agent_tool_is_one_finding() {
             &mut PidMap::default(),
             &mut its,
         )
-        .findings
     };
-    let f = findings(trace(44, "write_file"));
+    let j = judged_alone(trace(44, "write_file"));
+    let f = &j.findings;
     assert_eq!(f.len(), 1, "{f:?}");
-    assert_eq!(f[0].kinds, ["undeclared_mcp_tool"]);
-    assert_eq!(f[0].subject, "write_file");
+    assert_eq!(j.kinds(&f[0]), ["undeclared_mcp_tool"]);
+    assert_eq!(j.subject(&f[0]), "write_file");
     let out = judged(&bom, &mut PidMap::default(), trace(44, "write_file"));
     assert_eq!(
         flags_of(&out, "execute_tool write_file"),
@@ -508,7 +508,7 @@ fn an_undeclared_mcp_tool_called_as_an_agent_tool_is_one_finding() {
     );
 
     // A declared MCP tool used as an agent tool raises nothing.
-    let f = findings(trace(45, "read_text_file"));
+    let f = judged_alone(trace(45, "read_text_file")).findings;
     assert!(f.is_empty(), "{f:?}");
 }
 

@@ -1,6 +1,8 @@
 //! The alerts of one request (or one release), grouped by the resource they come from, held as
 //! their parts ([`SharedLogs`]).
 
+use std::sync::atomic::Ordering;
+
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::InstrumentationScope,
     resource::v1::Resource,
@@ -8,8 +10,43 @@ use opentelemetry_proto::tonic::{
 use runbom_event::semconv::scope;
 use runbom_otlp::{SharedLogs, shared_logs::Room};
 
-use super::Released;
-use crate::view::View;
+use super::{Dedup, Released, Stats};
+use crate::{alert, view::View};
+
+/// The alerts of the findings of the trace `of` not alerted before (`alerted`), into `logs`:
+/// its step lines written once (`lines`, emptied first) and shared by its alerts; alerts from
+/// one resource share one copy of it.
+pub(super) fn findings(
+    of: &alert::Of<'_, '_>,
+    alerted: &mut Dedup,
+    lines: &mut alert::StepLines,
+    sets: &mut alert::AlertSets,
+    stats: &Stats,
+    logs: &mut Alerts,
+) {
+    let (items, judged) = (of.items, of.judged);
+    lines.reset();
+    for f in &judged.findings {
+        let o = &items[f.offender];
+        let tool = f
+            .tool
+            .and_then(|t| judged.tool(items, of.earlier, t))
+            .map(|t| t.span_id);
+        let finding = (
+            &o.span.trace_id,
+            f.agent,
+            tool,
+            judged.kinds(f),
+            judged.subject(f),
+        );
+        if !alerted.remember(&finding) {
+            stats.alerts_deduplicated.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        alert::alert(of, f, lines, sets, logs.of(o));
+        stats.alerts.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// The alerts of one request (or one release): the alerts from one resource, one trace after
 /// the other, share one group (one copy of the resource).

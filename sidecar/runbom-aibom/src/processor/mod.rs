@@ -180,6 +180,8 @@ pub struct Processor {
     kernel_spans: Vec<Span>,
     /// The attributes alike in every alert of a kind.
     alert_sets: alert::AlertSets,
+    /// The step lines of the trace being alerted, kept between traces (emptied).
+    step_lines: alert::StepLines,
     /// The parts of the last request's alerts: the room the next one's get at once.
     alert_room: runbom_otlp::shared_logs::Room,
     pub stats: Arc<Stats>,
@@ -210,6 +212,7 @@ impl Processor {
             scratch: Scratch::default(),
             kernel_spans: Vec::new(),
             alert_sets: alert::AlertSets::default(),
+            step_lines: alert::StepLines::default(),
             alert_room: runbom_otlp::shared_logs::Room::default(),
             stats,
         }
@@ -391,9 +394,6 @@ impl Processor {
                 .spans_with_drift
                 .fetch_add(drifted as u64, Ordering::Relaxed);
         }
-        // The trace's step lines, shared by its alerts; alerts from one resource share one
-        // copy of it.
-        let mut lines = alert::StepLines::default();
         let of = alert::Of {
             bom,
             items,
@@ -401,22 +401,14 @@ impl Processor {
             earlier,
             policy: &self.settings.alert_arguments,
         };
-        for f in &judged.findings {
-            let o = &items[f.offender];
-            let tool = f
-                .tool
-                .and_then(|t| judged.tool(items, earlier, t))
-                .map(|t| t.span_id);
-            let finding = (&o.span.trace_id, &f.agent, tool, &f.kinds, &f.subject);
-            if !self.alerted.remember(&finding) {
-                self.stats
-                    .alerts_deduplicated
-                    .fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            alert::alert(&of, f, &mut lines, &mut self.alert_sets, logs.of(o));
-            self.stats.alerts.fetch_add(1, Ordering::Relaxed);
-        }
+        alerts::findings(
+            &of,
+            &mut self.alerted,
+            &mut self.step_lines,
+            &mut self.alert_sets,
+            &self.stats,
+            logs,
+        );
         // Late spans are kernel spans correlated after their trace left (and a process's spans
         // only get kernel children when its pid is known): remember traces of declared agents
         // with a known process.

@@ -73,7 +73,10 @@ impl Dedup {
             return false;
         }
         if self.new.len() >= ALERTED {
-            self.old = std::mem::take(&mut self.new);
+            // The older generation's table, emptied, takes the newer ones (no table grown
+            // from empty and rehashed on the way to `ALERTED` again).
+            std::mem::swap(&mut self.old, &mut self.new);
+            self.new.clear();
         }
         true
     }
