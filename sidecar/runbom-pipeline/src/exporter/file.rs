@@ -282,6 +282,20 @@ impl Output {
     }
 }
 
+/// Runs `write` (encoding a request and writing it, tens of milliseconds for a batch of
+/// 8 192 kernel events, longer while the kernel throttles or faults in the written pages) with
+/// the runtime worker's other tasks handed to another thread first, on a multi-thread runtime:
+/// the `traces` and `logs` exporters write at the same moments, and on two workers, both
+/// writing, nothing would poll the ring reader meanwhile, whose ring then fills and sheds.
+fn off_the_runtime<R>(write: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
+    }
+}
+
 /// `2026-12-05T19-05-12.345` (UTC), the Collector's (lumberjack's) backup time format.
 fn stamp(at: SystemTime) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -383,7 +397,9 @@ impl FileExporter {
 
 impl Exporter for FileExporter {
     fn send<'a>(&'a mut self, signal: &'a Signal) -> ExportFuture<'a> {
-        Box::pin(std::future::ready(Self::export(self, signal)))
+        Box::pin(std::future::ready(off_the_runtime(|| {
+            Self::export(self, signal)
+        })))
     }
 
     fn flush(&mut self) -> Result<(), ExportError> {
@@ -466,6 +482,47 @@ mod tests {
             assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         }
         fs::remove_dir_all(&d).expect("clean up");
+    }
+
+    /// Sent from a task of either runtime flavour (the request is written off the runtime
+    /// only where there are other workers to take its tasks), the line is the same.
+    #[test]
+    fn send_writes_the_request_on_either_runtime() {
+        let mut multi = tokio::runtime::Builder::new_multi_thread();
+        let mut current = tokio::runtime::Builder::new_current_thread();
+        for (name, builder) in [("multi", &mut multi), ("current", &mut current)] {
+            let d = dir(&format!("send-{name}"));
+            let runtime = builder.build().expect("runtime");
+            let signal = Signal::Logs(sample_logs());
+            let sent = signal.clone();
+            let task = runtime.spawn({
+                let d = d.clone();
+                async move {
+                    let mut exporter = FileExporter::new(&d).expect("opens");
+                    exporter.export(&sent).expect("written");
+                    Exporter::send(&mut exporter, &sent).await
+                }
+            });
+            runtime
+                .block_on(task)
+                .expect("the task ran")
+                .expect("written");
+            let bytes = fs::read(d.join("logs.jsonl")).expect("read");
+            let lines: Vec<&[u8]> = bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            assert_eq!(lines.len(), 2, "{name}");
+            assert_eq!(
+                lines[0], lines[1],
+                "{name}: export and send write the same line"
+            );
+            assert_eq!(
+                json::decode(SignalKind::Logs, lines[1]).expect("decodes"),
+                signal
+            );
+            fs::remove_dir_all(&d).expect("clean up");
+        }
     }
 
     #[test]
