@@ -247,21 +247,22 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
-/// The inode of the TCP socket whose local end is `client` (and remote end `server`, else any:
-/// a client that connected through a translated address sees another server address): in
-/// runbom's network namespace, else in another.
+/// The inode of the TCP socket whose local end is `client` (see [`find_inode`] for `server`):
+/// in runbom's network namespace, else in another.
 fn socket_inode(client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
-    inode_in_tables("/proc/net", client, server)
-        .or_else(|| server.and_then(|_| inode_in_tables("/proc/net", client, None)))
-        .or_else(|| inode_in_other_netns(client))
+    inode_in_tables("/proc/net", client, server).or_else(|| inode_in_other_netns(client))
 }
 
-/// Looks in `<dir>/tcp` and `<dir>/tcp6`.
+/// Looks in `<dir>/tcp` and `<dir>/tcp6`, each read once.
 fn inode_in_tables(dir: &str, client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
-    let table = if client.is_ipv4() { "tcp" } else { "tcp6" };
     // A client may also be an IPv4 socket talking to a dual-stack listener: look in both.
-    [table, "tcp6"]
-        .into_iter()
+    let tables: &[&str] = if client.is_ipv4() {
+        &["tcp", "tcp6"]
+    } else {
+        &["tcp6"]
+    };
+    tables
+        .iter()
         .filter_map(|t| fs::read_to_string(format!("{dir}/{t}")).ok())
         .find_map(|text| find_inode(&text, client, server))
 }
@@ -293,18 +294,29 @@ fn pids() -> Vec<u32> {
     pids
 }
 
-/// Finds the row for `client` in a `/proc/net/tcp{,6}` table.
+/// Finds the row for `client` in a `/proc/net/tcp{,6}` table: the one whose remote end is
+/// `server` (one client port may be connected to two servers at once), else the first one for
+/// `client` (a client that connected through a translated address sees another server address).
 fn find_inode(table: &str, client: SocketAddr, server: Option<SocketAddr>) -> Option<u64> {
-    table.lines().skip(1).find_map(|line| {
+    let mut first = None;
+    for line in table.lines().skip(1) {
         let mut fields = line.split_whitespace();
-        let local = parse_addr(fields.nth(1)?)?;
-        let remote = parse_addr(fields.next()?)?;
-        if local != client || server.is_some_and(|s| s != remote) {
-            return None;
+        let (Some(local), Some(remote)) = (
+            fields.nth(1).and_then(parse_addr),
+            fields.next().and_then(parse_addr),
+        ) else {
+            continue;
+        };
+        let inode = fields.nth(6).and_then(|i| i.parse::<u64>().ok());
+        let Some(inode) = inode.filter(|&i| local == client && i != 0) else {
+            continue;
+        };
+        if server.is_none_or(|s| s == remote) {
+            return Some(inode);
         }
-        let inode: u64 = fields.nth(6)?.parse().ok()?;
-        (inode != 0).then_some(inode)
-    })
+        first.get_or_insert(inode);
+    }
+    first
 }
 
 /// `0100007F:1F90` (IPv4) or 32 hex digits + port (IPv6), as the kernel prints them: each
