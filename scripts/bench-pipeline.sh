@@ -29,7 +29,9 @@
 # AIBOM=1 both run otlp → aibom → batch → nop): a before/after check of a change.
 # RUNBOM_BINARY=/path/to/runbom measures that binary instead of this build's (e.g. the
 # processor on/off of an earlier commit); BUILD=0 uses the release binaries as they are
-# (no cargo build: the sources may have moved on since they were built).
+# (no cargo build: the sources may have moved on since they were built), found in
+# $CARGO_TARGET_DIR/release (default target/release) unless RUNBOM_BINARY or LOADGEN_BINARY
+# name them.
 # MODE=low is the low-concurrency comparison: 4 streams over 4 connections (CONCURRENCY and
 # CONNECTIONS still override), every server pinned to one core (SERVER_CPUS, default 0) and the
 # generator to another (LOAD_CPUS, default 1), so the per-request fixed costs (task wake-ups,
@@ -94,7 +96,13 @@ if [ "${BUILD:-1}" = 1 ]; then
     cargo build --release --quiet -p runbom -p runbom-loadgen
 fi
 RUNBOM=${RUNBOM_BINARY:-$TARGET/release/runbom}
-LOADGEN=$TARGET/release/runbom-loadgen
+LOADGEN=${LOADGEN_BINARY:-$TARGET/release/runbom-loadgen}
+for bin in "$RUNBOM" "$LOADGEN"; do
+    if [ ! -x "$bin" ]; then
+        say "$bin: not found or not executable (BUILD=1 builds it; with BUILD=0 set CARGO_TARGET_DIR, RUNBOM_BINARY or LOADGEN_BINARY)"
+        exit 1
+    fi
+done
 
 if [ "$PEER" = baseline ] && [ ! -x "$BASELINE_RUNBOM" ]; then
     say "PEER=baseline needs BASELINE_RUNBOM=/path/to/an/other/runbom (got '${BASELINE_RUNBOM}')"

@@ -101,6 +101,7 @@ pub struct PeerStream {
 }
 
 impl PeerStream {
+    #[must_use]
     pub fn accept(io: UnixStream, proc_root: &Path) -> Self {
         let peer = Peer::of(&io, proc_root);
         Self { io, peer }
