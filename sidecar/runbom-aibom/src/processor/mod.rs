@@ -292,7 +292,7 @@ impl Processor {
         mut annotations: Option<&mut Annotations>,
     ) -> TraceSet {
         let mut hold = TraceSet::default();
-        let mut memo = Memo::default();
+        let mut memo = Memo::with_room(std::mem::take(&mut self.scratch.verdicts));
         let mut views: Vec<View<'_>> = Vec::new();
         for rs in &mut req.resource_spans {
             let resource = rs.resource.as_ref();
@@ -338,6 +338,7 @@ impl Processor {
             }
             self.judge_trace(bom, k, run, logs, annotations.as_deref_mut(), &mut memo);
         }
+        self.scratch.verdicts = memo.into_room();
         hold
     }
 
@@ -375,13 +376,7 @@ impl Processor {
         let serial = &bom.serial_number;
         match annotations {
             None => verdict::write_all(items, &judged.verdicts, serial, &judged.envs),
-            Some(a) => a.record(
-                items,
-                &judged.verdicts,
-                serial,
-                &judged.envs,
-                &judged.memoized,
-            ),
+            Some(a) => a.record(items, &judged.verdicts, serial, &judged.envs),
         }
         drop(baseline);
         let drifted = judged
@@ -415,6 +410,7 @@ impl Processor {
         if judged.agents.iter().any(Option::is_some) && judged.pids.iter().any(Option::is_some) {
             self.earlier.remember(k, items, &mut judged);
         }
+        memo.take_back(&mut judged);
         judged.recycle(&mut self.scratch);
     }
 
@@ -644,7 +640,7 @@ impl Processor {
         }
         let mut out = Regroup::default();
         let mut logs = Alerts::default();
-        let mut memo = Memo::default();
+        let mut memo = Memo::with_room(std::mem::take(&mut self.scratch.verdicts));
         for mut held in traces {
             let Some(first) = held.items.first() else {
                 continue;
@@ -657,6 +653,7 @@ impl Processor {
                 out.push(item);
             }
         }
+        self.scratch.verdicts = memo.into_room();
         Out {
             traces: Some(out.finish()),
             alerts: logs.logs,
