@@ -126,7 +126,9 @@ pub(crate) fn judge_unwritten<'b>(
         &parents,
         &outer_at,
         &pid_list,
-        scratch,
+        &mut scratch.known,
+        std::mem::take(&mut scratch.agents),
+        &mut memo.by_resource,
     );
     for (u, p) in uids.iter_mut().zip(&pid_list) {
         if u.is_none() {
@@ -388,11 +390,12 @@ fn agents(
     parents: &[Option<usize>],
     outer: &dyn Fn(usize) -> Option<(Option<usize>, Option<usize>)>,
     pid_list: &[Option<u32>],
-    scratch: &mut Scratch,
+    known: &mut Vec<bool>,
+    out: Vec<Option<usize>>,
+    resources: &mut Vec<(usize, Option<usize>)>,
 ) -> Vec<Option<usize>> {
-    // The resource's own agent, once per resource.
-    scratch.by_resource.clear();
-    let by_resource = std::cell::RefCell::new(std::mem::take(&mut scratch.by_resource));
+    // The resource's own agent, once per resource (of the request: `resources` is kept).
+    let by_resource = std::cell::RefCell::new(std::mem::take(resources));
     let own = |i: usize| {
         let it = &items[i];
         if let Some(a) = own_agent(bom, &it.span.attributes, &activities[i]) {
@@ -408,14 +411,8 @@ fn agents(
         by_resource.borrow_mut().push((key, a));
         a
     };
-    let mut agents = inherit(
-        parents,
-        own,
-        |i| outer(i).and_then(|(a, _)| a),
-        &mut scratch.known,
-        std::mem::take(&mut scratch.agents),
-    );
-    scratch.by_resource = by_resource.into_inner();
+    let mut agents = inherit(parents, own, |i| outer(i).and_then(|(a, _)| a), known, out);
+    *resources = by_resource.into_inner();
     let mut last: Option<(u32, usize)> = None;
     for (i, a) in agents.iter().enumerate() {
         if let (Some(a), Some(pid)) = (a, pid_list[i])

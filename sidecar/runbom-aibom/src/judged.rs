@@ -111,8 +111,6 @@ pub struct Scratch {
     pub(crate) places: Vec<u32>,
     /// Which spans' value is known yet, while values are inherited.
     pub(crate) known: Vec<bool>,
-    /// The agent of each resource seen in the trace (by the resource's address).
-    pub(crate) by_resource: Vec<(usize, Option<usize>)>,
     /// The strings of the last trace's activities, for the next one's.
     pub(crate) texts: Texts,
 }
@@ -131,6 +129,9 @@ pub(crate) struct Memo<'b> {
     next: usize,
     /// Every verdict reached (while [`Judged`] holds it, empty).
     table: Vec<Verdict<'b>>,
+    /// The declared agent each resource seen names (by the resource's address: the memo
+    /// lives while the resources it saw do, so no address is another resource's).
+    pub(crate) by_resource: Vec<(usize, Option<usize>)>,
 }
 
 /// Verdicts a [`Memo`] keeps: the last this many distinct ones.

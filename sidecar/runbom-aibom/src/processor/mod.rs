@@ -40,7 +40,7 @@ use crate::{
     shadow::{Record, Shadow, ShadowSettings, ShadowStats},
     span,
     verdict::{self, JudgeSettings},
-    view::{Item, ResourceHeader, ScopeHeader, View},
+    view::{self, Item, ResourceHeader, ScopeHeader, View},
 };
 
 mod alerts;
@@ -296,13 +296,14 @@ impl Processor {
         let mut views: Vec<View<'_>> = Vec::new();
         for rs in &mut req.resource_spans {
             let resource = rs.resource.as_ref();
+            // Read once for the resource's spans that name no process of their own.
+            let pid = std::cell::OnceCell::new();
+            let resource_pid = || *pid.get_or_init(|| view::resource_pid(resource));
             for ss in &mut rs.scope_spans {
                 let scope = ss.scope.as_ref();
-                views.extend(
-                    ss.spans
-                        .iter_mut()
-                        .map(|span| View::new(resource, &rs.schema_url, scope, span)),
-                );
+                views.extend(ss.spans.iter_mut().map(|span| {
+                    View::with_resource_pid(resource, &rs.schema_url, scope, span, resource_pid)
+                }));
             }
         }
         for (at, v) in views.iter_mut().enumerate() {
