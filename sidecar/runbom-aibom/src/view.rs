@@ -42,11 +42,13 @@ pub struct Item {
 impl Item {
     /// The span as the judge sees it.
     pub fn view(&mut self) -> View<'_> {
+        let resource = self.resource.resource.as_ref();
         View::new(
-            self.resource.resource.as_ref(),
+            resource,
             &self.resource.schema_url,
             self.scope.scope.as_ref(),
             &mut self.span,
+            || resource_pid(resource),
         )
     }
 }
@@ -78,22 +80,11 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// The view of `span`; `resource_pid` gives the resource's `process.pid` (asked only when
+    /// the span has none of its own; [`resource_pid`] reads it: the spans of a resource need
+    /// read it once).
     #[must_use]
     pub fn new(
-        resource: Option<&'a Resource>,
-        resource_schema: &'a str,
-        scope: Option<&InstrumentationScope>,
-        span: &'a mut Span,
-    ) -> Self {
-        Self::with_resource_pid(resource, resource_schema, scope, span, || {
-            resource_pid(resource)
-        })
-    }
-
-    /// [`View::new`], the resource's `process.pid` (asked only when the span has none of its
-    /// own) given: the spans of a resource read it once ([`resource_pid`]).
-    #[must_use]
-    pub fn with_resource_pid(
         resource: Option<&'a Resource>,
         resource_schema: &'a str,
         scope: Option<&InstrumentationScope>,

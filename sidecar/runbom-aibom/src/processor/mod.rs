@@ -301,9 +301,11 @@ impl Processor {
             let resource_pid = || *pid.get_or_init(|| view::resource_pid(resource));
             for ss in &mut rs.scope_spans {
                 let scope = ss.scope.as_ref();
-                views.extend(ss.spans.iter_mut().map(|span| {
-                    View::with_resource_pid(resource, &rs.schema_url, scope, span, resource_pid)
-                }));
+                views.extend(
+                    ss.spans
+                        .iter_mut()
+                        .map(|span| View::new(resource, &rs.schema_url, scope, span, resource_pid)),
+                );
             }
         }
         for (at, v) in views.iter_mut().enumerate() {
@@ -588,7 +590,11 @@ impl Processor {
                 }
                 let mut views: Vec<View<'_>> = spans
                     .iter_mut()
-                    .map(|s| View::new(resource, &rl.schema_url, sl.scope.as_ref(), s))
+                    .map(|s| {
+                        View::new(resource, &rl.schema_url, sl.scope.as_ref(), s, || {
+                            view::resource_pid(resource)
+                        })
+                    })
                     .collect();
                 self.judge_unclaimed(&mut views, resource, now, bom);
                 drop(views);
