@@ -81,8 +81,8 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     /// The view of `span`; `resource_pid` gives the resource's `process.pid` (asked only when
-    /// the span has none of its own; [`resource_pid`] reads it: the spans of a resource need
-    /// read it once).
+    /// the span has none of its own; [`resource_pid`] reads it, and the spans of one resource
+    /// can share one read).
     #[must_use]
     pub fn new(
         resource: Option<&'a Resource>,
