@@ -13,6 +13,7 @@ use runbom_otlp::{AnnotatedTraces, AttributeSet};
 
 use crate::{
     bom::Kind,
+    judged::Verdicts,
     verdict::{self, Verdict, put},
     view::View,
 };
@@ -106,8 +107,9 @@ pub(crate) struct Annotations {
     index: Vec<Option<u32>>,
     /// The set found last.
     last: usize,
-    /// The set of each verdict of the request's memo (by its number), once found.
-    by_number: Vec<Option<u32>>,
+    /// The set of each verdict of the request's judging (by its place, see
+    /// [`Verdicts`]), once found.
+    by_place: Vec<Option<u32>>,
 }
 
 impl Annotations {
@@ -121,32 +123,27 @@ impl Annotations {
 
     /// Keeps each item's verdict for its span (removing the `aibom.*` attributes it came
     /// with, as [`crate::judge`] does when it writes them). `items[i]` sits at position
-    /// [`View::at`] in the request; its process's identities are `envs[i]`, and `numbers[i]`
-    /// its verdict's number in the memo of the request's judging, if it came from there
-    /// (equal numbers, equal verdicts).
+    /// [`View::at`] in the request and its process's identities are `envs[i]`; `verdicts`
+    /// have their places in the table of the request's judging (the same place, the same
+    /// verdict).
     pub(crate) fn record(
         &mut self,
         items: &mut [View<'_>],
-        verdicts: &[Verdict<'_>],
+        verdicts: &Verdicts<'_>,
         serial: &str,
         envs: &[Vec<String>],
-        numbers: &[Option<u32>],
     ) {
-        let mut numbers = numbers.iter();
-        verdict::for_each(items, verdicts, envs, |it, v, identities| {
-            let number = numbers
-                .next()
-                .copied()
-                .flatten()
-                .filter(|_| identities.is_empty())
-                .and_then(|n| usize::try_from(n).ok());
-            let known = number.and_then(|n| self.by_number.get(n).copied().flatten());
+        verdict::for_each(items, verdicts, envs, |it, v, place, identities| {
+            let place = usize::try_from(place)
+                .ok()
+                .filter(|_| identities.is_empty());
+            let known = place.and_then(|k| self.by_place.get(k).copied().flatten());
             let set = known.unwrap_or_else(|| self.set_of(v, serial, identities));
-            if let Some(n) = number {
-                if self.by_number.len() <= n {
-                    self.by_number.resize(n + 1, None);
+            if let Some(k) = place {
+                if self.by_place.len() <= k {
+                    self.by_place.resize(k + 1, None);
                 }
-                self.by_number[n] = Some(set);
+                self.by_place[k] = Some(set);
             }
             if let Some(slot) = self.index.get_mut(it.at) {
                 *slot = Some(set);

@@ -27,8 +27,8 @@ use crate::{
 // What the judge takes and gives, named where callers look for it (`judge::JudgeSettings`).
 pub use crate::{
     judged::{
-        Earlier, EarlierStep, EarlierTool, Finding, Judged, Scratch, ToolAt, ToolInfo, depth,
-        is_step,
+        Earlier, EarlierStep, EarlierTool, Finding, Judged, Scratch, ToolAt, ToolInfo, Verdicts,
+        depth, is_step,
     },
     verdict::{JudgeSettings, Verdict, flag, write},
     view::{Item, ResourceHeader, ScopeHeader, View},
@@ -72,15 +72,9 @@ pub fn judge_views<'b>(
     learning: Option<Learning<'_>>,
     scratch: &mut Scratch,
 ) -> Judged<'b> {
+    let mut memo = Memo::with_room(std::mem::take(&mut scratch.verdicts));
     let judged = judge_unwritten(
-        bom,
-        settings,
-        pids,
-        items,
-        earlier,
-        learning,
-        scratch,
-        &mut Memo::default(),
+        bom, settings, pids, items, earlier, learning, scratch, &mut memo,
     );
     write_all(items, &judged.verdicts, &bom.serial_number, &judged.envs);
     judged
@@ -132,7 +126,9 @@ pub(crate) fn judge_unwritten<'b>(
         &parents,
         &outer_at,
         &pid_list,
-        scratch,
+        &mut scratch.known,
+        std::mem::take(&mut scratch.agents),
+        &mut memo.by_resource,
     );
     for (u, p) in uids.iter_mut().zip(&pid_list) {
         if u.is_none() {
@@ -155,28 +151,27 @@ pub(crate) fn judge_unwritten<'b>(
         &pid_list,
         std::mem::take(&mut scratch.envs),
     );
-    let mut memoized = std::mem::take(&mut scratch.memoized);
-    // Verdicts borrowing the BOM, in the room of the empty scratch vector.
-    let mut verdicts: Vec<Verdict<'b>> = std::mem::take(&mut scratch.verdicts);
-    verdicts.reserve(n);
+    let mut places = std::mem::take(&mut scratch.places);
+    places.reserve(n);
     for i in 0..n {
         let tool = tool_name(tools[i]);
         let resolved = pid_list[i].map_or(&[][..], |p| pids.names_of(p));
         let act = with_resolved(&activities[i], resolved);
         let act = act.as_ref();
         let attrs = &items[i].span.attributes;
-        let (mut v, mut number) = memo.verdict(agents[i], act, || {
+        let mut k = memo.verdict(agents[i], act, || {
             judge_one(bom, settings, agents[i], act, tool, attrs)
         });
-        if let (Some(agent), Some(l)) = (v.agent, learning.as_mut())
-            && against_baseline(l, agent, settings, act, tool, attrs, &mut v).is_some()
-        {
-            // No longer the memo's verdict.
-            number = None;
+        if let (Some(agent), Some(l)) = (memo.get(k).agent, learning.as_mut()) {
+            let mut v = memo.get(k).clone();
+            if against_baseline(l, agent, settings, act, tool, attrs, &mut v).is_some() {
+                // No longer the memo's verdict: the span's own.
+                k = memo.add(v);
+            }
         }
-        verdicts.push(v);
-        memoized.push(number);
+        places.push(k);
     }
+    let verdicts = memo.verdicts(places);
     let (findings, finding_of) = findings(
         items,
         &activities,
@@ -196,7 +191,6 @@ pub(crate) fn judge_unwritten<'b>(
         envs,
         findings,
         finding_of,
-        memoized,
     }
 }
 
@@ -396,11 +390,12 @@ fn agents(
     parents: &[Option<usize>],
     outer: &dyn Fn(usize) -> Option<(Option<usize>, Option<usize>)>,
     pid_list: &[Option<u32>],
-    scratch: &mut Scratch,
+    known: &mut Vec<bool>,
+    out: Vec<Option<usize>>,
+    resources: &mut Vec<(usize, Option<usize>)>,
 ) -> Vec<Option<usize>> {
-    // The resource's own agent, once per resource.
-    scratch.by_resource.clear();
-    let by_resource = std::cell::RefCell::new(std::mem::take(&mut scratch.by_resource));
+    // The resource's own agent, once per resource (of the request: `resources` is kept).
+    let by_resource = std::cell::RefCell::new(std::mem::take(resources));
     let own = |i: usize| {
         let it = &items[i];
         if let Some(a) = own_agent(bom, &it.span.attributes, &activities[i]) {
@@ -416,14 +411,8 @@ fn agents(
         by_resource.borrow_mut().push((key, a));
         a
     };
-    let mut agents = inherit(
-        parents,
-        own,
-        |i| outer(i).and_then(|(a, _)| a),
-        &mut scratch.known,
-        std::mem::take(&mut scratch.agents),
-    );
-    scratch.by_resource = by_resource.into_inner();
+    let mut agents = inherit(parents, own, |i| outer(i).and_then(|(a, _)| a), known, out);
+    *resources = by_resource.into_inner();
     let mut last: Option<(u32, usize)> = None;
     for (i, a) in agents.iter().enumerate() {
         if let (Some(a), Some(pid)) = (a, pid_list[i])
@@ -608,7 +597,7 @@ fn shadow(settings: &JudgeSettings, act: &Activity, attrs: &[KeyValue]) -> Verdi
 fn findings<'b>(
     items: &[View<'_>],
     activities: &[Activity],
-    verdicts: &[Verdict<'b>],
+    verdicts: &Verdicts<'b>,
     tools: &[Option<ToolAt>],
     mut out: Vec<Finding<'b>>,
     mut of: Vec<Option<u32>>,
@@ -651,7 +640,7 @@ fn findings<'b>(
 /// serving it); the tool span stays drifted and is a step of that finding's chain.
 fn fold_mcp_tool_into_call<'b>(
     mut out: Vec<Finding<'b>>,
-    verdicts: &[Verdict<'_>],
+    verdicts: &Verdicts<'_>,
 ) -> Vec<Finding<'b>> {
     let kinds = |f: &Finding<'_>| verdicts[f.offender].drift.as_slice();
     let subject = |f: &Finding<'_>| verdicts[f.offender].subject.as_deref();

@@ -2,6 +2,8 @@
 //! chains, and what the processor remembers of a trace it released ([`Earlier`]), so that spans
 //! arriving after it are judged in context.
 
+use std::ops::Index;
+
 use crate::{
     span::{Activity, Texts},
     verdict::Verdict,
@@ -27,7 +29,7 @@ pub enum ToolAt {
 #[derive(Debug)]
 pub struct Judged<'b> {
     pub activities: Vec<Activity>,
-    pub verdicts: Vec<Verdict<'b>>,
+    pub verdicts: Verdicts<'b>,
     pub parents: Vec<Option<usize>>,
     /// The nearest tool span above (or at) each span.
     pub tools: Vec<Option<ToolAt>>,
@@ -43,9 +45,49 @@ pub struct Judged<'b> {
     /// Of each span, the [`Finding::id`] of the finding it was grouped into (drifting spans
     /// only).
     pub finding_of: Vec<Option<u32>>,
-    /// Of each span whose verdict came from a [`Memo`], which of its verdicts it is: spans
-    /// with the same one have equal verdicts.
-    pub(crate) memoized: Vec<Option<u32>>,
+}
+
+/// The verdict on each span of a trace (`verdicts[i]`), each a place in a table of verdicts
+/// (of the trace, or shared by the traces of a request through a [`Memo`]): spans with an
+/// equal verdict share one, which is not copied for each.
+#[derive(Debug, Default)]
+pub struct Verdicts<'b> {
+    table: Vec<Verdict<'b>>,
+    /// Of each span, its verdict's place in `table`.
+    of: Vec<u32>,
+}
+
+impl<'b> Verdicts<'b> {
+    /// Spans.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.of.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.of.is_empty()
+    }
+
+    /// Each span's verdict, in order.
+    #[must_use]
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Verdict<'b>> + Clone + '_ {
+        self.of.iter().map(|k| &self.table[*k as usize])
+    }
+
+    /// Each span's verdict's place in the table: spans with the same place have equal
+    /// verdicts.
+    pub(crate) fn places(&self) -> &[u32] {
+        &self.of
+    }
+}
+
+impl<'b> Index<usize> for Verdicts<'b> {
+    type Output = Verdict<'b>;
+
+    fn index(&self, i: usize) -> &Verdict<'b> {
+        &self.table[self.of[i] as usize]
+    }
 }
 
 /// The vectors judging fills for each trace, kept by the processor between traces (cleared,
@@ -53,7 +95,8 @@ pub struct Judged<'b> {
 #[derive(Debug, Default)]
 pub struct Scratch {
     pub(crate) activities: Vec<Activity>,
-    /// Empty between traces; `Verdict<'static>` only so that it can be kept.
+    /// The room of a verdicts' table, empty between requests; `Verdict<'static>` only so
+    /// that it can be kept.
     pub(crate) verdicts: Vec<Verdict<'static>>,
     pub(crate) parents: Vec<Option<usize>>,
     pub(crate) tools: Vec<Option<ToolAt>>,
@@ -64,33 +107,50 @@ pub struct Scratch {
     /// Empty between traces; `Finding<'static>` only so that it can be kept.
     pub(crate) findings: Vec<Finding<'static>>,
     pub(crate) finding_of: Vec<Option<u32>>,
-    pub(crate) memoized: Vec<Option<u32>>,
+    /// Of each span, its verdict's place (see [`Verdicts`]).
+    pub(crate) places: Vec<u32>,
     /// Which spans' value is known yet, while values are inherited.
     pub(crate) known: Vec<bool>,
-    /// The agent of each resource seen in the trace (by the resource's address).
-    pub(crate) by_resource: Vec<(usize, Option<usize>)>,
     /// The strings of the last trace's activities, for the next one's.
     pub(crate) texts: Texts,
 }
 
-/// Verdicts already reached against one BOM, for spans whose verdict is a function of their
-/// agent and activity alone (agent runs, model calls, tools, MCP requests): the spans of a
-/// request repeat a few of them, and matching a model against the BOM's globs, or a tool or
-/// component against an agent's allowed refs, costs more than comparing activities.
+/// Verdicts already reached against one BOM, in one table (its places are the spans'
+/// [`Verdicts`]), and for spans whose verdict is a function of their agent and activity alone
+/// (agent runs, model calls, tools, MCP requests) the place of the verdict of the last few
+/// (agent, activity) pairs: the spans of a request repeat a few of them, and matching a model
+/// against the BOM's globs, or a tool or component against an agent's allowed refs, costs more
+/// than comparing activities; a span that repeats one gets its place, not a copy.
 #[derive(Debug, Default)]
 pub(crate) struct Memo<'b> {
-    /// (agent, activity, verdict, the verdict's number).
-    entries: Vec<(usize, Activity, Verdict<'b>, u32)>,
+    /// (agent, activity, the verdict's place in `table`).
+    entries: Vec<(usize, Activity, u32)>,
     /// The entry replaced next once full.
     next: usize,
-    /// Verdicts kept so far: the next one's number.
-    made: u32,
+    /// Every verdict reached (while [`Judged`] holds it, empty).
+    table: Vec<Verdict<'b>>,
+    /// The declared agent each resource seen names (by the resource's address: the memo
+    /// lives while the resources it saw do, so no address is another resource's).
+    pub(crate) by_resource: Vec<(usize, Option<usize>)>,
 }
 
 /// Verdicts a [`Memo`] keeps: the last this many distinct ones.
 const MEMO: usize = 16;
 
 impl<'b> Memo<'b> {
+    /// A memo whose table takes `room` (emptied: [`Memo::into_room`] gives it back).
+    pub(crate) fn with_room(room: Vec<Verdict<'static>>) -> Self {
+        Self {
+            table: emptied(room),
+            ..Self::default()
+        }
+    }
+
+    /// The room of the table, emptied, for the next memo.
+    pub(crate) fn into_room(self) -> Vec<Verdict<'static>> {
+        emptied(self.table)
+    }
+
     /// Whether the verdict on `act` depends on nothing but it and its agent.
     fn kept(act: &Activity) -> bool {
         matches!(
@@ -102,40 +162,60 @@ impl<'b> Memo<'b> {
         )
     }
 
-    /// The verdict on `act` of `agent`: the one reached before, else `judge`'s (kept); and
-    /// its number when it is kept (the same for equal verdicts).
+    /// The place of the verdict on `act` of `agent`: the one reached before, else `judge`'s
+    /// (added, and kept for the next equal activity of that agent).
     pub(crate) fn verdict(
         &mut self,
         agent: Option<usize>,
         act: &Activity,
         judge: impl FnOnce() -> Verdict<'b>,
-    ) -> (Verdict<'b>, Option<u32>) {
+    ) -> u32 {
         let Some(agent) = agent.filter(|_| Self::kept(act)) else {
-            return (judge(), None);
+            return self.add(judge());
         };
-        if let Some((_, _, v, n)) = self
+        if let Some((_, _, k)) = self
             .entries
             .iter()
-            .find(|(a, x, _, _)| *a == agent && x == act)
+            .find(|(a, x, _)| *a == agent && x == act)
         {
-            return (v.clone(), Some(*n));
+            return *k;
         }
-        let v = judge();
-        let Some(n) = self
-            .made
-            .checked_add(1)
-            .map(|next| std::mem::replace(&mut self.made, next))
-        else {
-            return (v, None);
-        };
-        let entry = (agent, act.clone(), v.clone(), n);
+        let k = self.add(judge());
+        let entry = (agent, act.clone(), k);
         if self.entries.len() < MEMO {
             self.entries.push(entry);
         } else {
             self.entries[self.next] = entry;
             self.next = (self.next + 1) % MEMO;
         }
-        (v, Some(n))
+        k
+    }
+
+    /// The verdict at place `k`.
+    pub(crate) fn get(&self, k: u32) -> &Verdict<'b> {
+        &self.table[k as usize]
+    }
+
+    /// Adds `v` to the table: its place.
+    pub(crate) fn add(&mut self, v: Verdict<'b>) -> u32 {
+        // At most one verdict per span of a request, whose spans are counted in `u32`.
+        let k = u32::try_from(self.table.len()).unwrap_or(u32::MAX);
+        self.table.push(v);
+        k
+    }
+
+    /// The verdicts of a trace's spans (`places`, filled with each one's place): the table
+    /// goes with them until [`Memo::take_back`].
+    pub(crate) fn verdicts(&mut self, places: Vec<u32>) -> Verdicts<'b> {
+        Verdicts {
+            table: std::mem::take(&mut self.table),
+            of: places,
+        }
+    }
+
+    /// Takes the table back from `judged`, for the next trace of the request.
+    pub(crate) fn take_back(&mut self, judged: &mut Judged<'b>) {
+        self.table = std::mem::take(&mut judged.verdicts.table);
     }
 }
 
@@ -163,7 +243,11 @@ impl Judged<'_> {
             scratch.texts.recycle(act);
         }
         scratch.activities = activities;
-        scratch.verdicts = emptied(self.verdicts);
+        // (The table's room is the scratch's unless a memo took it back.)
+        if self.verdicts.table.capacity() > 0 {
+            scratch.verdicts = emptied(self.verdicts.table);
+        }
+        scratch.places = cleared(self.verdicts.of);
         scratch.parents = cleared(self.parents);
         scratch.tools = cleared(self.tools);
         scratch.agents = cleared(self.agents);
@@ -172,7 +256,6 @@ impl Judged<'_> {
         scratch.envs = cleared(self.envs);
         scratch.findings = emptied(self.findings);
         scratch.finding_of = cleared(self.finding_of);
-        scratch.memoized = cleared(self.memoized);
     }
 
     /// The drift flags of `f` (those of each of its spans).

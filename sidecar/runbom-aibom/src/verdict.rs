@@ -11,6 +11,7 @@ use runbom_event::semconv::{
 use crate::{
     bom::Kind,
     endpoint::Endpoint,
+    judged::Verdicts,
     otlp::{kv_array, kv_bool, kv_str, kv_string, kv_strings},
     view::View,
 };
@@ -52,28 +53,29 @@ pub fn write(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str) {
 /// attributes, replacing any it came with.
 pub(crate) fn write_all(
     items: &mut [View<'_>],
-    verdicts: &[Verdict<'_>],
+    verdicts: &Verdicts<'_>,
     serial: &str,
     envs: &[Vec<String>],
 ) {
-    for_each(items, verdicts, envs, |it, v, identities| {
+    for_each(items, verdicts, envs, |it, v, _, identities| {
         put(&mut it.span.attributes, v, serial, identities);
     });
 }
 
-/// Calls `f` with each span (the `aibom.*` attributes it came with removed), its verdict and
-/// its process's `env:` identities (`envs[i]`, none past its end).
+/// Calls `f` with each span (the `aibom.*` attributes it came with removed), its verdict, the
+/// verdict's place (see [`Verdicts`]) and its process's `env:` identities (`envs[i]`, none past its end).
 pub(crate) fn for_each(
     items: &mut [View<'_>],
-    verdicts: &[Verdict<'_>],
+    verdicts: &Verdicts<'_>,
     envs: &[Vec<String>],
-    mut f: impl FnMut(&mut View<'_>, &Verdict<'_>, &[String]),
+    mut f: impl FnMut(&mut View<'_>, &Verdict<'_>, u32, &[String]),
 ) {
-    for (i, (it, v)) in items.iter_mut().zip(verdicts).enumerate() {
+    let places = verdicts.places();
+    for (i, (it, v)) in items.iter_mut().zip(verdicts.iter()).enumerate() {
         if it.is_stale() {
             strip(&mut it.span.attributes);
         }
-        f(it, v, envs.get(i).map_or(&[][..], Vec::as_slice));
+        f(it, v, places[i], envs.get(i).map_or(&[][..], Vec::as_slice));
     }
 }
 

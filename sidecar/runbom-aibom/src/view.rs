@@ -42,13 +42,21 @@ pub struct Item {
 impl Item {
     /// The span as the judge sees it.
     pub fn view(&mut self) -> View<'_> {
+        let resource = self.resource.resource.as_ref();
         View::new(
-            self.resource.resource.as_ref(),
+            resource,
             &self.resource.schema_url,
             self.scope.scope.as_ref(),
             &mut self.span,
+            || resource_pid(resource),
         )
     }
+}
+
+/// A resource's `process.pid`.
+#[must_use]
+pub fn resource_pid(resource: Option<&Resource>) -> Option<u32> {
+    attr_int(otlp::resource_attrs(resource), PROCESS_PID).and_then(|p| u32::try_from(p).ok())
 }
 
 /// One span being judged, wherever it sits: in a request passing through, or held.
@@ -58,7 +66,8 @@ pub struct View<'a> {
     pub resource_schema: &'a str,
     /// A kernel event's span (runbom's kernel scope or a `runbom.event` attribute).
     kernel: bool,
-    /// The span's own `process.pid` and `process.user.id`.
+    /// The span's process (its own `process.pid`, else its resource's) and its own
+    /// `process.user.id`.
     pid: Option<u32>,
     uid: Option<u32>,
     /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
@@ -71,12 +80,16 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// The view of `span`; `resource_pid` gives the resource's `process.pid` (asked only when
+    /// the span has none of its own; [`resource_pid`] reads it, and the spans of one resource
+    /// can share one read).
     #[must_use]
     pub fn new(
         resource: Option<&'a Resource>,
         resource_schema: &'a str,
         scope: Option<&InstrumentationScope>,
         span: &'a mut Span,
+        resource_pid: impl FnOnce() -> Option<u32>,
     ) -> Self {
         let mut kernel = scope.is_some_and(|s| s.name == scope::KERNEL);
         let (mut pid, mut uid, mut stale) = (None, None, false);
@@ -94,7 +107,7 @@ impl<'a> View<'a> {
             resource,
             resource_schema,
             kernel,
-            pid,
+            pid: pid.or_else(resource_pid),
             uid,
             stale,
             at: 0,
@@ -115,9 +128,7 @@ impl<'a> View<'a> {
     /// The span's process: its own `process.pid`, else its resource's.
     #[must_use]
     pub fn pid(&self) -> Option<u32> {
-        self.pid.or_else(|| {
-            attr_int(self.resource_attrs(), PROCESS_PID).and_then(|p| u32::try_from(p).ok())
-        })
+        self.pid
     }
 
     /// The span's own `process.user.id`.

@@ -14,7 +14,10 @@ use runbom_event::semconv::{correlation, scope};
 use runbom_otlp::KernelLogs;
 
 use super::Processor;
-use crate::{bom::DeclaredBom, view::View};
+use crate::{
+    bom::DeclaredBom,
+    view::{self, View},
+};
 
 /// How many of the latest distinct lists a record's is looked for among before it is kept
 /// as a new one (a repeat only costs its memory).
@@ -65,7 +68,11 @@ impl Processor {
             let resource = logs.resource_of(group[0]);
             let mut views: Vec<View<'_>> = spans[..which.len()]
                 .iter_mut()
-                .map(|s| View::new(Some(&resource), "", Some(&scope), s))
+                .map(|s| {
+                    View::new(Some(&resource), "", Some(&scope), s, || {
+                        view::resource_pid(Some(&resource))
+                    })
+                })
                 .collect();
             self.judge_unclaimed(&mut views, Some(&resource), now, bom);
             drop(views);

@@ -40,7 +40,7 @@ use crate::{
     shadow::{Record, Shadow, ShadowSettings, ShadowStats},
     span,
     verdict::{self, JudgeSettings},
-    view::{Item, ResourceHeader, ScopeHeader, View},
+    view::{self, Item, ResourceHeader, ScopeHeader, View},
 };
 
 mod alerts;
@@ -292,16 +292,19 @@ impl Processor {
         mut annotations: Option<&mut Annotations>,
     ) -> TraceSet {
         let mut hold = TraceSet::default();
-        let mut memo = Memo::default();
+        let mut memo = Memo::with_room(std::mem::take(&mut self.scratch.verdicts));
         let mut views: Vec<View<'_>> = Vec::new();
         for rs in &mut req.resource_spans {
             let resource = rs.resource.as_ref();
+            // Read once for the resource's spans that name no process of their own.
+            let pid = std::cell::OnceCell::new();
+            let resource_pid = || *pid.get_or_init(|| view::resource_pid(resource));
             for ss in &mut rs.scope_spans {
                 let scope = ss.scope.as_ref();
                 views.extend(
                     ss.spans
                         .iter_mut()
-                        .map(|span| View::new(resource, &rs.schema_url, scope, span)),
+                        .map(|span| View::new(resource, &rs.schema_url, scope, span, resource_pid)),
                 );
             }
         }
@@ -338,6 +341,7 @@ impl Processor {
             }
             self.judge_trace(bom, k, run, logs, annotations.as_deref_mut(), &mut memo);
         }
+        self.scratch.verdicts = memo.into_room();
         hold
     }
 
@@ -375,13 +379,7 @@ impl Processor {
         let serial = &bom.serial_number;
         match annotations {
             None => verdict::write_all(items, &judged.verdicts, serial, &judged.envs),
-            Some(a) => a.record(
-                items,
-                &judged.verdicts,
-                serial,
-                &judged.envs,
-                &judged.memoized,
-            ),
+            Some(a) => a.record(items, &judged.verdicts, serial, &judged.envs),
         }
         drop(baseline);
         let drifted = judged
@@ -415,6 +413,7 @@ impl Processor {
         if judged.agents.iter().any(Option::is_some) && judged.pids.iter().any(Option::is_some) {
             self.earlier.remember(k, items, &mut judged);
         }
+        memo.take_back(&mut judged);
         judged.recycle(&mut self.scratch);
     }
 
@@ -591,7 +590,11 @@ impl Processor {
                 }
                 let mut views: Vec<View<'_>> = spans
                     .iter_mut()
-                    .map(|s| View::new(resource, &rl.schema_url, sl.scope.as_ref(), s))
+                    .map(|s| {
+                        View::new(resource, &rl.schema_url, sl.scope.as_ref(), s, || {
+                            view::resource_pid(resource)
+                        })
+                    })
                     .collect();
                 self.judge_unclaimed(&mut views, resource, now, bom);
                 drop(views);
@@ -644,7 +647,7 @@ impl Processor {
         }
         let mut out = Regroup::default();
         let mut logs = Alerts::default();
-        let mut memo = Memo::default();
+        let mut memo = Memo::with_room(std::mem::take(&mut self.scratch.verdicts));
         for mut held in traces {
             let Some(first) = held.items.first() else {
                 continue;
@@ -657,6 +660,7 @@ impl Processor {
                 out.push(item);
             }
         }
+        self.scratch.verdicts = memo.into_room();
         Out {
             traces: Some(out.finish()),
             alerts: logs.logs,
