@@ -4,20 +4,29 @@
 //! enriches every record and hands batches downstream. When downstream is full the reader
 //! waits, the ring fills, the kernel sheds the least valuable kinds first and counts what it
 //! drops (see `LossCounters`): nothing is lost silently.
+//!
+//! [`spawn`] runs it on a thread of its own (with a runtime of its own): a long poll on the
+//! pipeline's workers (an exporter encoding or writing a large request, a long processor step)
+//! then cannot keep it from draining the ring.
 
 use std::{
+    io,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    thread,
     time::{Duration, Instant},
 };
 
 use aya::maps::{MapData, RingBuf};
 use runbom_common::decode::{Event, decode_record};
-use tokio::{io::unix::AsyncFd, sync::mpsc};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot},
+};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use runbom_event::KernelEvent;
 
@@ -52,6 +61,94 @@ pub struct ReaderStats {
     pub open_results_lost: AtomicU64,
     /// Open results that found no open waiting (dropped).
     pub open_results_unmatched: AtomicU64,
+}
+
+/// The name of the reader's thread (as `ps -L` and `top -H` show it).
+pub const THREAD_NAME: &str = "runbom-ring";
+/// The reader thread's nice value: it wakes every `drain_interval` for a short drain, and on a
+/// busy CPU it should run before the threads it feeds (otherwise the ring fills while it
+/// waits for a CPU). Its CPU is bounded by the records the kernel writes.
+const NICE: libc::c_int = -10;
+
+/// The reader running on its own thread ([`spawn`]).
+#[derive(Debug)]
+pub struct ReaderThread {
+    done: oneshot::Receiver<io::Result<()>>,
+    thread: thread::JoinHandle<()>,
+}
+
+/// Starts [`run`] on a thread of its own, named [`THREAD_NAME`], with a current-thread runtime
+/// of its own (the ring's fd registered with that runtime's epoll, its drain timer on that
+/// runtime's clock): the pipeline's workers can all be busy and the ring is still drained. The
+/// batches reach the pipeline through `tx` as before; waiting on a full `tx` is still what
+/// makes the kernel shed. Fails when the runtime or the thread cannot be made.
+pub fn spawn(
+    ring: RingBuf<MapData>,
+    enricher: Enricher,
+    tx: mpsc::Sender<Vec<KernelEvent>>,
+    stats: Arc<ReaderStats>,
+    drain_interval: Duration,
+    stop: CancellationToken,
+) -> io::Result<ReaderThread> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let (done_tx, done) = oneshot::channel();
+    let thread = thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            raise_priority();
+            let result = runtime.block_on(run(ring, enricher, tx, stats, drain_interval, stop));
+            drop(runtime);
+            // The receiver is gone only when nobody waits for the reader any more.
+            let _ = done_tx.send(result);
+        })?;
+    Ok(ReaderThread { done, thread })
+}
+
+impl ReaderThread {
+    /// Waits (without blocking a worker) until the reader has stopped and drained, and its
+    /// thread has ended; returns what the reader returned, or an error if it panicked.
+    pub async fn join(self) -> io::Result<()> {
+        let result = self.done.await;
+        // It has sent its result or dropped the sender unwinding: it is ending, not waiting.
+        let joined = self.thread.join();
+        match (result, joined) {
+            (Ok(result), Ok(())) => result,
+            (_, Err(panic)) => Err(io::Error::other(format!(
+                "the ring reader panicked: {}",
+                panic_message(panic.as_ref())
+            ))),
+            (Err(_), Ok(())) => Err(io::Error::other("the ring reader ended without a result")),
+        }
+    }
+}
+
+/// Gives the calling thread the nice value [`NICE`]; without the privilege for it
+/// (`CAP_SYS_NICE`) the thread keeps the process's, said once in the log.
+fn raise_priority() {
+    // SAFETY: `gettid` and `setpriority` on the calling thread's own id read and change nothing
+    // but that thread's scheduling priority.
+    let raised = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::id_t::try_from(libc::gettid()).unwrap_or(0),
+            NICE,
+        )
+    };
+    if raised != 0 {
+        let e = io::Error::last_os_error();
+        debug!("the ring reader keeps the process's priority (nice {NICE} refused: {e})");
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// Reads until `stop` is cancelled, then drains what the ring still holds and returns. The

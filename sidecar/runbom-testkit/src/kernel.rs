@@ -40,17 +40,18 @@ pub fn capture<T: Send + 'static>(
             events
         });
         let stop = tokio_util::sync::CancellationToken::new();
-        let reader = tokio::spawn(reader::run(
+        let reader = reader::spawn(
             ring,
             enricher,
             tx,
             Arc::default(),
             settings.overload.drain_interval,
             stop.clone(),
-        ));
+        )
+        .expect("reader thread");
         let out = tokio::task::spawn_blocking(work).await.expect("workload");
         stop.cancel();
-        reader.await.expect("reader task").expect("reader");
+        reader.join().await.expect("reader");
         drop(probes);
         (collector.await.expect("collector task"), out)
     })

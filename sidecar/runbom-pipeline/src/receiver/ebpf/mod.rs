@@ -1,10 +1,10 @@
 //! The `ebpf` receiver: the node agent's kernel events, as OTLP spans and logs, into the same
 //! pipelines as everything else. Its configuration is in [`config`].
 //!
-//! probes → ring reader task → this receiver's task (groups events into requests of at most
-//! `EVENTS_PER_REQUEST` or `MAX_WAIT`, converts, pushes). When the pipelines refuse (full),
-//! the task waits and retries: the reader then stops draining, the ring fills, and the kernel
-//! counts what it drops — which `/metrics` and the summary report.
+//! probes → ring reader (a thread of its own) → this receiver's task (groups events into
+//! requests of at most `EVENTS_PER_REQUEST` or `MAX_WAIT`, converts, pushes). When the
+//! pipelines refuse (full), the task waits and retries: the reader then stops draining, the
+//! ring fills, and the kernel counts what it drops — which `/metrics` and the summary report.
 //!
 //! With a `correlate` processor configured, the task hands the events to it instead
 //! (`docs/correlation.md`): it converts them once it knows where they belong. Without one,
@@ -101,17 +101,19 @@ fn start(
     let stats = Arc::new(ReaderStats::default());
     register_counters(telemetry, &stats, &losses);
 
-    tokio::spawn(drops::report_every_interval(losses.clone(), stop.clone()));
-
     let (tx, rx) = mpsc::channel(64);
-    let reader = tokio::spawn(reader::run(
+    // On a thread of its own: the pipeline's workers all busy (encoding, writing), the ring is
+    // still drained.
+    let reader = reader::spawn(
         ring,
         enricher,
         tx,
         stats.clone(),
         settings.overload.drain_interval,
         stop.clone(),
-    ));
+    )
+    .map_err(ReceiverError::Reader)?;
+    tokio::spawn(drops::report_every_interval(losses.clone(), stop.clone()));
     let mut tasks = Vec::new();
     let rx = match sidecars {
         None => rx,
@@ -130,10 +132,7 @@ fn start(
     let counter = EventCounter::new(telemetry.metrics());
     let task = tokio::spawn(async move {
         deliver(rx, correlate, &ingest, &opts, &counter, workers).await;
-        reader
-            .await
-            .map_err(ReceiverError::ReaderTask)?
-            .map_err(ReceiverError::Reader)?;
+        reader.join().await.map_err(ReceiverError::Reader)?;
         let l = losses.read();
         info!(
             kernel_records = stats.records.load(Ordering::Relaxed),
