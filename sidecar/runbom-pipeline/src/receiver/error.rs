@@ -32,8 +32,9 @@ pub enum ReceiverError {
     Probes(#[from] runbom_kernel::ProbeError),
     #[error("starting the OpenSSL watcher")]
     OpensslWatcher(#[source] io::Error),
-    #[error("ring reader task")]
-    ReaderTask(#[source] tokio::task::JoinError),
+    /// The task reading the node agent's event stream ended abnormally (it panicked).
+    #[error("the task reading the node agent's events")]
+    StreamReaderTask(#[source] tokio::task::JoinError),
     #[error("reading the ring buffer")]
     Reader(#[source] io::Error),
     /// The node agent refused this sidecar (not in a pod, or a claim of another pod).

@@ -119,7 +119,7 @@ async fn start(
             super::ebpf::default_workers(),
         )
         .await;
-        reading.await.map_err(ReceiverError::ReaderTask)?
+        reading.await.map_err(ReceiverError::StreamReaderTask)?
     });
     Ok(Started {
         tasks: vec![task],
