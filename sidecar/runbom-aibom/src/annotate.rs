@@ -13,8 +13,7 @@ use runbom_otlp::{AnnotatedTraces, AttributeSet};
 
 use crate::{
     bom::Kind,
-    judged::Verdicts,
-    verdict::{self, Verdict, put},
+    verdict::{self, Verdict, Verdicts, put},
     view::View,
 };
 

@@ -27,10 +27,10 @@ use crate::{
 // What the judge takes and gives, named where callers look for it (`judge::JudgeSettings`).
 pub use crate::{
     judged::{
-        Earlier, EarlierStep, EarlierTool, Finding, Judged, Scratch, ToolAt, ToolInfo, Verdicts,
-        depth, is_step,
+        Earlier, EarlierStep, EarlierTool, Finding, Judged, Scratch, ToolAt, ToolInfo, depth,
+        is_step,
     },
-    verdict::{JudgeSettings, Verdict, flag, write},
+    verdict::{JudgeSettings, Verdict, Verdicts, flag, write},
     view::{Item, ResourceHeader, ScopeHeader, View},
 };
 

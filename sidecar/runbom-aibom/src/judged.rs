@@ -2,11 +2,9 @@
 //! chains, and what the processor remembers of a trace it released ([`Earlier`]), so that spans
 //! arriving after it are judged in context.
 
-use std::ops::Index;
-
 use crate::{
     span::{Activity, Texts},
-    verdict::Verdict,
+    verdict::{Verdict, Verdicts},
     view::View,
 };
 
@@ -45,49 +43,6 @@ pub struct Judged<'b> {
     /// Of each span, the [`Finding::id`] of the finding it was grouped into (drifting spans
     /// only).
     pub finding_of: Vec<Option<u32>>,
-}
-
-/// The verdict on each span of a trace (`verdicts[i]`), each a place in a table of verdicts
-/// (of the trace, or shared by the traces of a request through a [`Memo`]): spans with an
-/// equal verdict share one, which is not copied for each.
-#[derive(Debug, Default)]
-pub struct Verdicts<'b> {
-    table: Vec<Verdict<'b>>,
-    /// Of each span, its verdict's place in `table`.
-    of: Vec<u32>,
-}
-
-impl<'b> Verdicts<'b> {
-    /// Spans.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.of.len()
-    }
-
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.of.is_empty()
-    }
-
-    /// Each span's verdict, in order.
-    #[must_use]
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Verdict<'b>> + Clone + '_ {
-        self.of.iter().map(|k| &self.table[*k as usize])
-    }
-
-    /// Each span's verdict's place in the table: spans with the same place have equal
-    /// verdicts.
-    pub(crate) fn places(&self) -> &[u32] {
-        &self.of
-    }
-}
-
-impl<'b> Index<usize> for Verdicts<'b> {
-    type Output = Verdict<'b>;
-
-    fn index(&self, i: usize) -> &Verdict<'b> {
-        &self.table[self.of[i] as usize]
-    }
 }
 
 /// The vectors judging fills for each trace, kept by the processor between traces (cleared,

@@ -1,6 +1,8 @@
 //! What judging concludes about one span (contract §3): the drift flags, the [`Verdict`], the
 //! settings the judge takes, and the verdict written as the span's `aibom.*` attributes.
 
+use std::ops::Index;
+
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use runbom_event::semconv::{
     AIBOM_AGENT_REF, AIBOM_BOM_SERIAL_NUMBER, AIBOM_COMPONENT_KIND, AIBOM_COMPONENT_REF,
@@ -11,7 +13,6 @@ use runbom_event::semconv::{
 use crate::{
     bom::Kind,
     endpoint::Endpoint,
-    judged::Verdicts,
     otlp::{kv_array, kv_bool, kv_str, kv_string, kv_strings},
     view::View,
 };
@@ -125,5 +126,49 @@ pub(crate) fn put(attrs: &mut Vec<KeyValue>, v: &Verdict<'_>, serial: &str, iden
             spec
         });
         attrs.push(kv_strings(AIBOM_IDENTITIES, specs));
+    }
+}
+
+/// The verdict on each span of a trace (`verdicts[i]`), each a place in a table of verdicts
+/// (of the trace, or shared by the traces of a request through a
+/// [`Memo`](crate::judged::Memo)): spans with an equal verdict share one, which is not copied
+/// for each.
+#[derive(Debug, Default)]
+pub struct Verdicts<'b> {
+    pub(crate) table: Vec<Verdict<'b>>,
+    /// Of each span, its verdict's place in `table`.
+    pub(crate) of: Vec<u32>,
+}
+
+impl<'b> Verdicts<'b> {
+    /// Spans.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.of.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.of.is_empty()
+    }
+
+    /// Each span's verdict, in order.
+    #[must_use]
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Verdict<'b>> + Clone + '_ {
+        self.of.iter().map(|k| &self.table[*k as usize])
+    }
+
+    /// Each span's verdict's place in the table: spans with the same place have equal
+    /// verdicts.
+    pub(crate) fn places(&self) -> &[u32] {
+        &self.of
+    }
+}
+
+impl<'b> Index<usize> for Verdicts<'b> {
+    type Output = Verdict<'b>;
+
+    fn index(&self, i: usize) -> &Verdict<'b> {
+        &self.table[self.of[i] as usize]
     }
 }
