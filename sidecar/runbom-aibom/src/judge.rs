@@ -162,12 +162,11 @@ pub(crate) fn judge_unwritten<'b>(
         let mut k = memo.verdict(agents[i], act, || {
             judge_one(bom, settings, agents[i], act, tool, attrs)
         });
-        if let (Some(agent), Some(l)) = (memo.get(k).agent, learning.as_mut()) {
-            let mut v = memo.get(k).clone();
-            if against_baseline(l, agent, settings, act, tool, attrs, &mut v).is_some() {
-                // No longer the memo's verdict: the span's own.
-                k = memo.add(v);
-            }
+        if let (Some(agent), Some(l)) = (memo.get(k).agent, learning.as_mut())
+            && let Some(v) = against_baseline(l, agent, settings, act, tool, attrs, memo.get(k))
+        {
+            // No longer the memo's verdict: the span's own.
+            k = memo.add(v);
         }
         places.push(k);
     }
@@ -274,16 +273,16 @@ fn outer(
 }
 
 /// Checks what a span of `agent` did against the learned baseline (learning it while the
-/// baseline learns) and adds the flags raised to its verdict.
-fn against_baseline(
+/// baseline learns): `verdict` with the flags raised added, if any were (copied only then).
+fn against_baseline<'b>(
     l: &mut Learning<'_>,
     agent: &str,
     settings: &JudgeSettings,
     act: &Activity,
     tool: Option<&str>,
     attrs: &[KeyValue],
-    v: &mut Verdict<'_>,
-) -> Option<()> {
+    verdict: &Verdict<'b>,
+) -> Option<Verdict<'b>> {
     let dest = |d: &Dest| -> Option<String> {
         if d.port == Some(53) || settings.ignore.iter().any(|e| e.matches(d)) {
             return None;
@@ -327,6 +326,7 @@ fn against_baseline(
         .map(|f| l.baseline.reason(agent, f, &what))
         .collect();
     let reasons = reasons.join("; ");
+    let mut v = verdict.clone();
     v.reason = Some(match v.reason.take() {
         Some(r) => format!("{r}; {reasons}"),
         None => reasons,
@@ -337,7 +337,7 @@ fn against_baseline(
         Behaviour::Model { model } => model.to_owned(),
         Behaviour::Exec { path } | Behaviour::File { path } => path.to_owned(),
     });
-    Some(())
+    Some(v)
 }
 
 /// The parent of each span among `items`, by span id, in `out` (empty).
