@@ -1,7 +1,7 @@
 //! Drift alerts (contract §4): one OTLP log record per finding, carrying the execution chain of
 //! its trace from the prompt down to the offending action.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use opentelemetry_proto::tonic::{common::v1::KeyValue, logs::v1::SeverityNumber};
 use runbom_otlp::{
@@ -28,7 +28,7 @@ use crate::{
 
 mod step;
 pub(crate) use step::describe_into;
-use step::{push_identity, step_into};
+use step::{Who, key_str, push_identity, step_into};
 
 /// Most steps in a chain: the prompt and the last ones before the offending action.
 const MAX_STEPS: usize = 64;
@@ -51,6 +51,8 @@ pub struct StepLines {
     /// each alert's chain is those up to its offending action.
     order: Vec<Placed>,
     ordered: bool,
+    /// The lines' parts after their times, kept from trace to trace.
+    tails: Tails,
 }
 
 /// A step of the trace in [`StepLines::order`].
@@ -106,12 +108,12 @@ impl StepLines {
     }
 
     /// The line of the step at `origin` (`None`: not a step), written into `logs` by `write`
-    /// (given the scratch buffer) the first time.
+    /// (given the scratch buffer and the tails) the first time.
     fn get(
         &mut self,
         origin: Origin,
         logs: &mut SharedLogs,
-        write: impl FnOnce(&mut String, &mut SharedLogs) -> Option<Text>,
+        write: impl FnOnce(&mut String, &mut Tails, &mut SharedLogs) -> Option<Text>,
     ) -> Option<Text> {
         let (slots, at) = match origin {
             Origin::Here(i) => (&mut self.here, i),
@@ -121,7 +123,8 @@ impl StepLines {
             slots.resize(at + 1, Line::NotWritten);
         }
         if matches!(slots[at], Line::NotWritten) {
-            slots[at] = write(&mut self.scratch, logs).map_or(Line::NotAStep, Line::Written);
+            slots[at] = write(&mut self.scratch, &mut self.tails, logs)
+                .map_or(Line::NotAStep, Line::Written);
         }
         match slots[at] {
             Line::Written(line) => Some(line),
@@ -362,10 +365,10 @@ pub fn chain(
         {
             continue;
         }
-        let written = memo.get(p.origin, logs, |text, logs| {
+        let written = memo.get(p.origin, logs, |text, tails, logs| {
             let s = Step::at(of, p.origin);
             text.clear();
-            step_into(text, &s, policy).then(|| line(bom, &s, text, logs))
+            step_into(text, &s, policy).then(|| tails.line(bom, &s, text, logs))
         });
         if let Some(l) = written {
             lines.push(l);
@@ -375,7 +378,7 @@ pub fn chain(
     let offender = Step::at(of, Origin::Here(o));
     let text = &mut memo.scratch;
     drift_text(text, judged, finding, &offender, policy);
-    lines.push(line(bom, &offender, text, logs));
+    lines.push(memo.tails.line(bom, &offender, text, logs));
     // The drift of an MCP call: what was done while it was served (the server's file access,
     // connects, execs) follows it.
     if matches!(judged.activities[o], Activity::Mcp { .. }) {
@@ -396,7 +399,7 @@ pub fn chain(
             text.clear();
             text.push_str("during the call: ");
             if step_into(text, s, policy) {
-                lines.push(line(bom, s, text, logs));
+                lines.push(memo.tails.line(bom, s, text, logs));
             }
         }
     }
@@ -430,15 +433,96 @@ fn drift_text(
     text.push_str(judged.reason(finding));
 }
 
-/// `<time> <text, scrubbed> (<identity>)`, written into `logs`' text.
-fn line(bom: &DeclaredBom, s: &Step<'_>, text: &str, logs: &mut SharedLogs) -> Text {
-    logs.text_with(|out| {
-        out.reserve(text.len() + 64);
-        push_rfc3339(out, s.start);
-        out.push(' ');
-        scrub::push_text(out, text, 2048);
-        out.push_str(" (");
-        push_identity(out, bom, s);
-        out.push(')');
-    })
+/// The part of a step's line after its time (` <text, scrubbed> (<identity>)`), by the step's
+/// text and what its identity is made of ([`Who`]): the same steps recur in trace after trace
+/// (an agent's prompt, its model calls, the same drift), each at another time, and are
+/// scrubbed and identified once. Bounded; for one BOM at a time (by address: the pipeline task
+/// keeps the BOM in force alive until the next one is in its hands, so two BOMs in succession
+/// never share one).
+#[derive(Debug, Default)]
+struct Tails {
+    by_key: HashMap<Box<[u8]>, Box<str>, foldhash::fast::RandomState>,
+    /// The key looked up: the text and the [`Who`], each prefixed by its length.
+    key: Vec<u8>,
+    /// The tail written when it is not kept.
+    tail: String,
+    bom: usize,
+    clock: Clock,
+}
+
+/// The first 20 characters of a line's time (`2026-11-27T04:10:00.`) for one second: a trace's
+/// steps, and the traces of one request, fall within a few.
+#[derive(Debug, Default)]
+struct Clock {
+    second: Option<u64>,
+    prefix: String,
+}
+
+impl Clock {
+    /// `<time><tail>`, written into `logs`' text: the time as [`push_rfc3339`] writes it.
+    fn timed(&mut self, logs: &mut SharedLogs, start: u64, tail: &str) -> Text {
+        let second = start / 1_000_000_000;
+        if self.second != Some(second) {
+            self.prefix.clear();
+            push_rfc3339(&mut self.prefix, start);
+            self.prefix.truncate(20);
+            self.second = Some(second);
+        }
+        let ms = (start / 1_000_000) % 1000;
+        let digit = |d: u64| char::from_digit(u32::try_from(d % 10).unwrap_or(0), 10);
+        logs.text_with(|out| {
+            out.reserve(24 + tail.len());
+            out.push_str(&self.prefix);
+            for d in [ms / 100, ms / 10, ms] {
+                out.push(digit(d).unwrap_or('0'));
+            }
+            out.push('Z');
+            out.push_str(tail);
+        })
+    }
+}
+
+/// Most tails kept (the steps of a few agents, not every text seen), and the longest text and
+/// tail kept.
+const TAILS: usize = 1024;
+const TAIL_TEXT: usize = 256;
+const TAIL_LEN: usize = 1024;
+
+impl Tails {
+    /// `<time> <text, scrubbed> (<identity>)` of the step `s` whose text is `text`, written into
+    /// `logs`' text.
+    fn line(&mut self, bom: &DeclaredBom, s: &Step<'_>, text: &str, logs: &mut SharedLogs) -> Text {
+        let id = std::ptr::from_ref(bom) as usize;
+        if id != self.bom {
+            self.by_key.clear();
+            self.bom = id;
+        }
+        let who = Who::of(s);
+        let keep = text.len() <= TAIL_TEXT;
+        if keep {
+            self.key.clear();
+            key_str(&mut self.key, text);
+            who.key_into(&mut self.key);
+            if let Some(tail) = self.by_key.get(self.key.as_slice()) {
+                return self.clock.timed(logs, s.start, tail);
+            }
+        }
+        let tail = &mut self.tail;
+        tail.clear();
+        tail.reserve(text.len() + 64);
+        tail.push(' ');
+        scrub::push_text(tail, text, 2048);
+        tail.push_str(" (");
+        push_identity(tail, bom, &who);
+        tail.push(')');
+        let line = self.clock.timed(logs, s.start, tail);
+        if keep && tail.len() <= TAIL_LEN {
+            if self.by_key.len() >= TAILS {
+                self.by_key.clear();
+            }
+            self.by_key
+                .insert(self.key.as_slice().into(), tail.as_str().into());
+        }
+        line
+    }
 }

@@ -233,28 +233,83 @@ fn prompt(a: &[KeyValue]) -> Option<String> {
         .map(|p| scrub::text(&p, 2000))
 }
 
-/// `as uid 1000, identity:openai-api-key (env:OPENAI_API_KEY)`: the user the step ran as and
-/// the declared identities it used, at the end of `out`.
-pub(super) fn push_identity(out: &mut String, bom: &DeclaredBom, step: &Step<'_>) {
+/// What a step's identity (`as uid 1000, …`) is made of: steps alike in all of it have the same.
+#[derive(Clone, Copy)]
+pub(super) struct Who<'x> {
+    uid: Option<u32>,
+    service_account: Option<&'x str>,
+    namespace: Option<&'x str>,
+    /// The step's component (what it depends on may be an identity too).
+    component: Option<&'x str>,
+    /// `env:` identities the step's process presents.
+    envs: &'x [String],
+}
+
+impl<'x> Who<'x> {
+    pub(super) fn of(step: &Step<'x>) -> Self {
+        let res = step.resource;
+        Self {
+            uid: step.uid,
+            service_account: attr(res, K8S_SERVICEACCOUNT_NAME)
+                .or_else(|| attr(res, K8S_POD_SERVICE_ACCOUNT_NAME)),
+            namespace: attr(res, K8S_NAMESPACE_NAME),
+            component: step.component,
+            envs: step.envs,
+        }
+    }
+
+    /// At the end of `key`, each part tagged or prefixed by its length: two alike write the
+    /// same bytes, two unalike different ones.
+    pub(super) fn key_into(&self, key: &mut Vec<u8>) {
+        match self.uid {
+            Some(u) => {
+                key.push(1);
+                key.extend_from_slice(&u.to_le_bytes());
+            }
+            None => key.push(0),
+        }
+        for part in [self.service_account, self.namespace, self.component] {
+            match part {
+                Some(p) => {
+                    key.push(1);
+                    key_str(key, p);
+                }
+                None => key.push(0),
+            }
+        }
+        key.extend_from_slice(&(self.envs.len() as u64).to_le_bytes());
+        for e in self.envs {
+            key_str(key, e);
+        }
+    }
+}
+
+/// `s` prefixed by its length, at the end of `key`.
+pub(super) fn key_str(key: &mut Vec<u8>, s: &str) {
+    key.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    key.extend_from_slice(s.as_bytes());
+}
+
+/// `as uid 1000, identity:openai-api-key (env:OPENAI_API_KEY)`: the user a step ran as and
+/// the declared identities it used (`who`), at the end of `out`.
+pub(super) fn push_identity(out: &mut String, bom: &DeclaredBom, who: &Who<'_>) {
     let start = out.len();
     let next = |out: &mut String| {
         out.push_str(if out.len() == start { "as " } else { ", " });
     };
-    let res = step.resource;
-    let uid = step.uid;
+    let uid = who.uid;
     if let Some(u) = uid {
         next(out);
         let _ = write!(out, "uid {u}");
     }
-    let sa = attr(res, K8S_SERVICEACCOUNT_NAME).or_else(|| attr(res, K8S_POD_SERVICE_ACCOUNT_NAME));
-    let ns = attr(res, K8S_NAMESPACE_NAME);
+    let (sa, ns) = (who.service_account, who.namespace);
     if let Some(sa) = sa {
         next(out);
         push(out, &["service account ", ns.unwrap_or("?"), "/", sa]);
     }
     // The step's component and what it depends on.
     let uses = |r: &str| {
-        step.component
+        who.component
             .is_some_and(|c| c == r || bom.reach(c).is_some_and(|set| set.contains(r)))
     };
     for id in &bom.identities {
@@ -263,7 +318,7 @@ pub(super) fn push_identity(out: &mut String, bom: &DeclaredBom, step: &Step<'_>
             IdentitySpec::K8sServiceAccount { namespace, name } => {
                 sa == Some(name.as_str()) && ns == Some(namespace.as_str())
             }
-            IdentitySpec::Env(name) => step.envs.contains(name),
+            IdentitySpec::Env(name) => who.envs.contains(name),
         });
         if by_process || uses(&id.bom_ref) {
             next(out);
