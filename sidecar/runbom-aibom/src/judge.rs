@@ -99,7 +99,11 @@ pub(crate) fn judge_unwritten<'b>(
     let n = items.len();
     let mut activities = std::mem::take(&mut scratch.activities);
     let texts = &mut scratch.texts;
-    activities.extend(items.iter().map(|it| it.classify(texts)));
+    activities.extend(
+        items.iter().map(|it| {
+            span::classify_with(&it.span.attributes, &it.span.name, it.is_kernel(), texts)
+        }),
+    );
     let mut pid_list = std::mem::take(&mut scratch.pids);
     pid_list.extend(items.iter().map(View::pid));
     let mut uids = std::mem::take(&mut scratch.uids);

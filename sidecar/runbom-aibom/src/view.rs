@@ -10,11 +10,11 @@ use opentelemetry_proto::tonic::{
     trace::v1::Span,
 };
 
-use runbom_event::semconv::{AIBOM_PREFIX, PROCESS_PID, PROCESS_USER_ID, scope};
+use runbom_event::semconv::{AIBOM_PREFIX, PROCESS_PID, PROCESS_USER_ID, RUNBOM_EVENT, scope};
 
 use crate::{
     otlp,
-    span::{self, Activity, Slots, Texts, attr_int},
+    span::{self, attr_int},
 };
 
 /// A resource as received, shared by the spans that came with it.
@@ -73,8 +73,6 @@ pub struct View<'a> {
     /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
     /// they are replaced.
     stale: bool,
-    /// Where what classifying reads lies in the span's attributes.
-    slots: Slots,
     /// The span's position in the request it sits in (counting every span in order), when
     /// judged there; 0 otherwise.
     pub(crate) at: usize,
@@ -93,38 +91,28 @@ impl<'a> View<'a> {
         span: &'a mut Span,
         resource_pid: impl FnOnce() -> Option<u32>,
     ) -> Self {
+        let mut kernel = scope.is_some_and(|s| s.name == scope::KERNEL);
         let (mut pid, mut uid, mut stale) = (None, None, false);
-        // One pass over the attributes for what every span needs and what classifying reads.
-        let slots = Slots::read(&span.attributes, |kv| {
+        // One pass over the attributes for what every span needs.
+        for kv in &span.attributes {
             let int = || span::int_value(kv).and_then(|v| u32::try_from(v).ok());
             match kv.key.as_str() {
+                RUNBOM_EVENT => kernel |= span::str_value(kv).is_some(),
                 PROCESS_PID => pid = pid.or_else(int),
                 PROCESS_USER_ID => uid = uid.or_else(int),
                 k => stale |= k.starts_with(AIBOM_PREFIX),
             }
-        });
+        }
         Self {
             resource,
             resource_schema,
-            kernel: slots.has_event() || scope.is_some_and(|s| s.name == scope::KERNEL),
+            kernel,
             pid: pid.or_else(resource_pid),
             uid,
             stale,
-            slots,
             at: 0,
             span,
         }
-    }
-
-    /// What the span does ([`span::classify_with`]), its strings taken from `texts`.
-    pub fn classify(&self, texts: &mut Texts) -> Activity {
-        span::classify_read(
-            &self.span.attributes,
-            &self.slots,
-            &self.span.name,
-            self.kernel,
-            texts,
-        )
     }
 
     #[must_use]

@@ -129,35 +129,15 @@ fn normalise_provider_into(p: &str, out: &mut String) {
 /// A provider attribute's value, unless it names a framework rather than a provider.
 #[must_use]
 pub fn provider_of(attrs: &[KeyValue]) -> Option<String> {
-    let slots = Slots::read(attrs, |_| {});
-    AppAttrs {
-        attrs,
-        slots: &slots,
-    }
-    .provider(&mut Texts::default())
+    AppAttrs::read(attrs).provider(&mut Texts::default())
 }
 
 /// The string attributes [`classify`] reads from an application span, found in one pass over
-/// its attributes (the first string value of a key counts): [`Slots`] on those attributes.
-struct AppAttrs<'a, 's> {
+/// its attributes (the first string value of a key counts). Each slot holds the attribute's
+/// position plus one (0: none), so the table is small and filled where it lies.
+#[derive(Default)]
+struct AppAttrs<'a> {
     attrs: &'a [KeyValue],
-    slots: &'s Slots,
-}
-
-impl std::ops::Deref for AppAttrs<'_, '_> {
-    type Target = Slots;
-
-    fn deref(&self) -> &Slots {
-        self.slots
-    }
-}
-
-/// Where the attributes [`classify`] reads lie in a span's attributes, found in one pass over
-/// them (the one that also reads what else a span's view needs: [`Slots::read`]). Each slot
-/// holds the attribute's position plus one (0: none), so the table is small and filled where
-/// it lies.
-#[derive(Clone, Debug, Default)]
-pub struct Slots {
     event: u32,
     operation: u32,
     oi_kind: u32,
@@ -186,10 +166,12 @@ pub struct Slots {
     server_address: u32,
 }
 
-impl Slots {
-    /// The slots of `attrs`; `other` sees each attribute whose key is none of theirs.
-    pub fn read(attrs: &[KeyValue], mut other: impl FnMut(&KeyValue)) -> Self {
-        let mut f = Self::default();
+impl<'a> AppAttrs<'a> {
+    fn read(attrs: &'a [KeyValue]) -> Self {
+        let mut f = Self {
+            attrs,
+            ..Self::default()
+        };
         for (at, kv) in attrs.iter().enumerate() {
             let slot = match kv.key.as_str() {
                 RUNBOM_EVENT => &mut f.event,
@@ -222,10 +204,7 @@ impl Slots {
                 URL_FULL => &mut f.url[0],
                 HTTP_URL => &mut f.url[1],
                 SERVER_ADDRESS => &mut f.server_address,
-                _ => {
-                    other(kv);
-                    continue;
-                }
+                _ => continue,
             };
             // Past `u32::MAX` attributes a key is not looked at (no span has that many).
             if *slot == 0
@@ -238,14 +217,6 @@ impl Slots {
         f
     }
 
-    /// Whether the attributes hold a string `runbom.event` (a kernel event's).
-    #[must_use]
-    pub fn has_event(&self) -> bool {
-        self.event != 0
-    }
-}
-
-impl<'a> AppAttrs<'a, '_> {
     /// The string value of the attribute in `slot`.
     fn get(&self, slot: u32) -> Option<&'a str> {
         let at = usize::try_from(slot.checked_sub(1)?).ok()?;
@@ -358,21 +329,10 @@ pub fn classify_with(attrs: &[KeyValue], name: &str, kernel: bool, texts: &mut T
     if kernel {
         return kernel_activity(attrs, texts);
     }
-    classify_read(attrs, &Slots::read(attrs, |_| {}), name, false, texts)
-}
-
-/// [`classify_with`] on attributes whose [`Slots`] were read (`slots`, of these `attrs`).
-pub fn classify_read(
-    attrs: &[KeyValue],
-    slots: &Slots,
-    name: &str,
-    kernel: bool,
-    texts: &mut Texts,
-) -> Activity {
-    if kernel || slots.has_event() {
+    let f = AppAttrs::read(attrs);
+    if f.event != 0 {
         return kernel_activity(attrs, texts);
     }
-    let f = AppAttrs { attrs, slots };
     let op = f.get(f.operation);
     let oi_kind = f.get(f.oi_kind);
     let oi = |kind: &str| oi_kind.is_some_and(|k| k.eq_ignore_ascii_case(kind));
