@@ -105,6 +105,11 @@ impl Added {
         self.sets.get(set as usize)
     }
 
+    /// The sets, and each item's (empty when no item gets one).
+    pub(crate) fn parts(&self) -> (&[AttributeSet], &[Option<u32>]) {
+        (&self.sets, &self.at)
+    }
+
     /// The attributes item `i` gets (empty for none).
     pub(crate) fn attributes(&self, i: usize) -> &[KeyValue] {
         self.of(i).map_or(&[], |s| s.0.attributes.as_slice())

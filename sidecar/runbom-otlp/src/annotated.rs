@@ -58,6 +58,14 @@ impl AnnotatedTraces {
         self.added.attributes(i)
     }
 
+    /// The distinct sets of attributes the spans get, and the set of each span (its place in
+    /// them, by the span's position in the request, counting every span in order; `None`: no
+    /// set). The second is empty when no span gets one. Equal sets may sit at two places.
+    #[must_use]
+    pub fn sets(&self) -> (&[AttributeSet], &[Option<u32>]) {
+        self.added.parts()
+    }
+
     /// The spans of the request, in order.
     pub fn spans(&self) -> impl Iterator<Item = &Span> {
         self.request

@@ -9,6 +9,9 @@
 //!   counting rides on, measured in the same run;
 //! - `aibom metrics / count`: `AibomMetrics::count_spans` of the judged request (one
 //!   `AibomMetrics` for all iterations, as in `runbom run`: its series exist after the first);
+//! - `aibom metrics / count annotated`: `AibomMetrics::count_annotated` of the same spans
+//!   released by `Processor::push_annotated` (their verdicts beside the request, as the stage
+//!   emits them);
 //! - `scrape / render`: `Telemetry::render_prometheus` (SDK collect, OTLP conversion,
 //!   Prometheus text) with the pipeline counters of the embedded defaults and the AI-BOM series
 //!   of those conversations and an injected one.
@@ -27,6 +30,7 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use runbom_aibom::{Processor, Settings};
+use runbom_otlp::AnnotatedTraces;
 use runbom_pipeline::{SignalKind, Telemetry, processor::aibom::metrics::AibomMetrics};
 use runbom_testkit::agent_trace as common;
 use runbom_testkit::cpu::thread_cpu;
@@ -46,6 +50,20 @@ fn spans(req: &ExportTraceServiceRequest) -> u64 {
         .flat_map(|r| &r.scope_spans)
         .map(|s| s.spans.len() as u64)
         .sum()
+}
+
+/// The request as the stage releases it (the verdicts beside it).
+fn annotated(req: ExportTraceServiceRequest) -> AnnotatedTraces {
+    let bom = common::bom();
+    let mut p = Processor::new(Settings::default());
+    let mut out = p
+        .push_annotated(req, Instant::now(), &bom)
+        .traces
+        .unwrap_or_default();
+    if let Some(rest) = p.release_all(&bom).traces {
+        out.append(AnnotatedTraces::plain(rest));
+    }
+    out
 }
 
 /// The request as the processor releases it (`aibom.*` attributes written).
@@ -88,6 +106,16 @@ fn aibom_metrics(c: &mut Criterion) {
             let start = thread_cpu();
             for _ in 0..iters {
                 metrics.count_spans(black_box(&judged));
+            }
+            thread_cpu().saturating_sub(start)
+        });
+    });
+    let annotated = annotated(input.clone());
+    group.bench_function("count annotated", |b| {
+        b.iter_custom(|iters| {
+            let start = thread_cpu();
+            for _ in 0..iters {
+                metrics.count_annotated(black_box(&annotated));
             }
             thread_cpu().saturating_sub(start)
         });

@@ -23,7 +23,7 @@ use opentelemetry::{KeyValue, metrics::Counter};
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::KeyValue as OtlpKeyValue,
-    trace::v1::Span,
+    trace::v1::ResourceSpans,
 };
 use runbom_aibom::span::{attr, attr_bool, attr_strs};
 use runbom_event::semconv::{
@@ -122,12 +122,18 @@ impl<K: Eq + std::hash::Hash> Tally<K> {
     }
 
     fn add(&mut self, key: K) {
-        if let Some((_, n)) = self.few.iter_mut().find(|(k, _)| *k == key) {
-            *n += 1;
+        self.add_n(key, 1);
+    }
+
+    /// `n` more of `key` (0: `key` is counted in the order it was first seen, as the labels'
+    /// values are bounded in that order).
+    fn add_n(&mut self, key: K, n: u64) {
+        if let Some((_, c)) = self.few.iter_mut().find(|(k, _)| *k == key) {
+            *c += n;
         } else if self.few.len() < Self::FEW {
-            self.few.push((key, 1));
+            self.few.push((key, n));
         } else {
-            *self.many.entry(key).or_default() += 1;
+            *self.many.entry(key).or_default() += n;
         }
     }
 
@@ -212,36 +218,72 @@ impl AibomMetrics {
 
     /// Counts the judged spans of a released request.
     pub fn count_spans(&self, req: &ExportTraceServiceRequest) {
-        self.count_labels(req, |_, span| span.attributes.as_slice());
+        self.count_labels(req);
     }
 
     /// Counts the judged spans of a released request whose verdicts are beside it: a span's
-    /// labels are those of the attributes it gets, or of its own when it gets none.
+    /// labels are those of the attributes it gets, or of its own when it gets none. Most spans
+    /// get one of a few sets: their spans are counted per set and resource (the spans of a
+    /// resource share its namespace), without reading the spans, and each set's labels are read
+    /// once per resource.
     pub fn count_annotated(&self, traces: &AnnotatedTraces) {
-        self.count_labels(traces.request(), |i, span| match traces.added(i) {
-            [] => span.attributes.as_slice(),
-            added => added,
-        });
-    }
-
-    /// Counts spans by the labels of their `aibom.*` attributes, `attributes(i, span)` being
-    /// those of the span at position `i`.
-    fn count_labels<'a>(
-        &self,
-        req: &'a ExportTraceServiceRequest,
-        attributes: impl Fn(usize, &'a Span) -> &'a [OtlpKeyValue],
-    ) {
-        // Spans of a request share few label sets: counted per set, then added once each.
-        let mut sets = Tally::new();
+        let req = traces.request();
+        let (sets, index) = traces.sets();
+        if index.is_empty() {
+            return self.count_spans(req);
+        }
+        let mut labels = Tally::new();
+        // Of each set, its spans in the resource (`None`: a set of no attributes, whose spans
+        // are counted by their own); the sets the resource's spans get.
+        let mut counts: Vec<Option<u64>> = sets
+            .iter()
+            .map(|s| (!s.attributes().is_empty()).then_some(0))
+            .collect();
+        let mut got = Vec::new();
         let mut at = 0;
         for rs in &req.resource_spans {
-            let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
-            let namespace = attr(resource, K8S_NAMESPACE_NAME);
-            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                sets.add(SpanLabels::of(attributes(at, span), namespace));
-                at += 1;
+            let namespace = namespace(rs);
+            for spans in rs.scope_spans.iter().map(|s| &s.spans) {
+                let of = index.get(at..).unwrap_or_default();
+                for (k, span) in spans.iter().enumerate() {
+                    let set = of.get(k).copied().flatten().map(|s| s as usize);
+                    match set.and_then(|s| Some((s, counts.get_mut(s)?.as_mut()?))) {
+                        Some((s, n)) => {
+                            if *n == 0 {
+                                got.push(s);
+                                // Its place among the label sets: where its first span is.
+                                labels.add_n(SpanLabels::of(sets[s].attributes(), namespace), 0);
+                            }
+                            *n += 1;
+                        }
+                        None => labels.add(SpanLabels::of(&span.attributes, namespace)),
+                    }
+                }
+                at += spans.len();
+            }
+            for s in got.drain(..) {
+                let n = counts[s].replace(0).unwrap_or_default();
+                labels.add_n(SpanLabels::of(sets[s].attributes(), namespace), n);
             }
         }
+        self.add_spans(labels);
+    }
+
+    /// Counts spans by the labels of their `aibom.*` attributes.
+    fn count_labels(&self, req: &ExportTraceServiceRequest) {
+        // Spans of a request share few label sets: counted per set, then added once each.
+        let mut sets = Tally::new();
+        for rs in &req.resource_spans {
+            let namespace = namespace(rs);
+            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                sets.add(SpanLabels::of(&span.attributes, namespace));
+            }
+        }
+        self.add_spans(sets);
+    }
+
+    /// Adds each label set's spans to `runbom.aibom.spans`.
+    fn add_spans(&self, sets: Tally<SpanLabels<'_>>) {
         for (set, n) in sets.into_counts() {
             let mut labels = Vec::with_capacity(5);
             if let Some(v) = set.agent {
@@ -349,6 +391,12 @@ impl AibomMetrics {
         seen.insert(key);
         true
     }
+}
+
+/// The `k8s.namespace.name` of a resource's spans.
+fn namespace(rs: &ResourceSpans) -> Option<&str> {
+    let resource = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+    attr(resource, K8S_NAMESPACE_NAME)
 }
 
 /// A record's severity text as counted (`UNSPECIFIED` for none).
