@@ -447,39 +447,15 @@ struct Tails {
     /// The tail written when it is not kept.
     tail: String,
     bom: usize,
-    clock: Clock,
 }
 
-/// The first 20 characters of a line's time (`2026-11-27T04:10:00.`) for one second: a trace's
-/// steps, and the traces of one request, fall within a few.
-#[derive(Debug, Default)]
-struct Clock {
-    second: Option<u64>,
-    prefix: String,
-}
-
-impl Clock {
-    /// `<time><tail>`, written into `logs`' text: the time as [`push_rfc3339`] writes it.
-    fn timed(&mut self, logs: &mut SharedLogs, start: u64, tail: &str) -> Text {
-        let second = start / 1_000_000_000;
-        if self.second != Some(second) {
-            self.prefix.clear();
-            push_rfc3339(&mut self.prefix, start);
-            self.prefix.truncate(20);
-            self.second = Some(second);
-        }
-        let ms = (start / 1_000_000) % 1000;
-        let digit = |d: u64| char::from_digit(u32::try_from(d % 10).unwrap_or(0), 10);
-        logs.text_with(|out| {
-            out.reserve(24 + tail.len());
-            out.push_str(&self.prefix);
-            for d in [ms / 100, ms / 10, ms] {
-                out.push(digit(d).unwrap_or('0'));
-            }
-            out.push('Z');
-            out.push_str(tail);
-        })
-    }
+/// `<time><tail>`, written into `logs`' text.
+fn timed(logs: &mut SharedLogs, start: u64, tail: &str) -> Text {
+    logs.text_with(|out| {
+        out.reserve(24 + tail.len());
+        push_rfc3339(out, start);
+        out.push_str(tail);
+    })
 }
 
 /// Most tails kept (the steps of a few agents, not every text seen), and the longest text and
@@ -504,7 +480,7 @@ impl Tails {
             key_str(&mut self.key, text);
             who.key_into(&mut self.key);
             if let Some(tail) = self.by_key.get(self.key.as_slice()) {
-                return self.clock.timed(logs, s.start, tail);
+                return timed(logs, s.start, tail);
             }
         }
         let tail = &mut self.tail;
@@ -515,7 +491,7 @@ impl Tails {
         tail.push_str(" (");
         push_identity(tail, bom, &who);
         tail.push(')');
-        let line = self.clock.timed(logs, s.start, tail);
+        let line = timed(logs, s.start, tail);
         if keep && tail.len() <= TAIL_LEN {
             if self.by_key.len() >= TAILS {
                 self.by_key.clear();
