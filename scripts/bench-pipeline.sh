@@ -291,9 +291,12 @@ import glob, json, statistics, sys
 
 out, peer = sys.argv[1], sys.argv[2]
 runs = {}
+by_round = {}  # round -> label -> spans per server CPU-second
 for path in sorted(glob.glob(f"{out}/*/result.json")):
     r = json.load(open(path))
     runs.setdefault(r["label"], []).append(r)
+    round_no = int(path.split("/")[-2].rsplit("-", 1)[1])
+    by_round.setdefault(round_no, {})[r["label"]] = r["server"]["spans_per_cpu_s"]
 
 def med(label, get):
     return statistics.median(get(r) for r in runs[label])
@@ -320,6 +323,20 @@ per_cpu = med("runbom", lambda r: r["server"]["spans_per_cpu_s"]) / med(
 rss = med("runbom", lambda r: r["server"]["peak_rss_kib"]) / med(
     peer, lambda r: r["server"]["peak_rss_kib"]
 )
+# The same ratio within each round (both servers measured minutes apart, order alternated):
+# how far the rounds disagree is how noisy the VM was.
+paired = [
+    r["runbom"] / r[peer] for _, r in sorted(by_round.items()) if r.get("runbom") and r.get(peer)
+]
+if peer in ("aibom", "forward"):
+    paired = [1 / p for p in paired]
+if paired:
+    print()
+    print(
+        f"per round, {'with / without' if peer == 'aibom' else 'runbom / ' + peer}, spans per CPU-second: "
+        + ", ".join(f"{p:.2f}" for p in paired)
+        + f" (median {statistics.median(paired):.2f}, {min(paired):.2f}–{max(paired):.2f})"
+    )
 print()
 if peer == "rotel":
     print(
