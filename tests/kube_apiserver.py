@@ -169,8 +169,10 @@ class Handler(BaseHTTPRequestHandler):
                         out = [(k, o, rv) for rv, k, o in STATE["events"] if rv > since]
                         expired = False
                         if not out:
-                            LOCK.wait(timeout=0.2)
+                            # What a bookmark may claim: every event up to here was sent. Read
+                            # before waiting: an event applied during the wait is sent first.
                             rv_now = STATE["rv"]
+                            LOCK.wait(timeout=0.2)
                 for kind, obj, rv in out:
                     self.chunk({"type": kind, "object": obj})
                     if rv is not None:
