@@ -6,7 +6,8 @@
 #
 # For each run: spans/s, p99 request latency, the server's CPU seconds over the measured window
 # (utime + stime from /proc/PID/stat), spans per server CPU-second, and its peak RSS (VmHWM).
-# The summary gives the median over the rounds and the runbom/rotel ratios.
+# The summary gives the median over the rounds and the runbom/rotel ratios, and the ratio within
+# each round (how far the rounds disagree says how noisy the machine was).
 #
 #   bash scripts/bench-pipeline.sh            # about 2.5 minutes once built
 #   ROUNDS=1 DURATION=10 bash scripts/bench-pipeline.sh
