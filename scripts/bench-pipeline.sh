@@ -324,17 +324,19 @@ per_cpu = med("runbom", lambda r: r["server"]["spans_per_cpu_s"]) / med(
 rss = med("runbom", lambda r: r["server"]["peak_rss_kib"]) / med(
     peer, lambda r: r["server"]["peak_rss_kib"]
 )
-# The same ratio within each round (both servers measured minutes apart, order alternated):
-# how far the rounds disagree is how noisy the VM was.
+# The same ratio within each round (the two servers one after the other, the order alternated).
 paired = [
     r["runbom"] / r[peer] for _, r in sorted(by_round.items()) if r.get("runbom") and r.get(peer)
 ]
 if peer in ("aibom", "forward"):
     paired = [1 / p for p in paired]
 if paired:
+    label = {"aibom": "with / without", "forward": "the forwarder / runbom alone"}.get(
+        peer, f"runbom / {peer}"
+    )
     print()
     print(
-        f"per round, {'with / without' if peer == 'aibom' else 'runbom / ' + peer}, spans per CPU-second: "
+        f"per round, {label}, spans per CPU-second: "
         + ", ".join(f"{p:.2f}" for p in paired)
         + f" (median {statistics.median(paired):.2f}, {min(paired):.2f}–{max(paired):.2f})"
     )
