@@ -462,13 +462,16 @@ def score(spans: list[dict], truth: dict, slack_ns: int,
     stitched = sum(o["stitched"] for o in orphans)
     by_kind: dict[str, dict[str, int]] = {}
     for j, a in enumerate(actions):
-        k = by_kind.setdefault(a["kind"], {"actions": 0, "captured": 0, "placed": 0})
+        k = by_kind.setdefault(a["kind"], {"actions": 0, "captured": 0, "placed": 0,
+                                           "methods": {}})
         k["actions"] += 1
     placed = 0
     for i, j in pairs.items():
         k = by_kind[actions[j]["kind"]]
         k["captured"] += 1
         k["placed"] += in_conversation_trace(kernel[i], actions[j])
+        m = placement(kernel[i])[0]
+        k["methods"][m] = k["methods"].get(m, 0) + 1
         placed += in_conversation_trace(kernel[i], actions[j])
     methods: dict[str, int] = {}
     for i in pairs:
@@ -540,6 +543,15 @@ def failures(result: dict, tolerated: Iterable[str] = DEFAULT_TOLERATED,
 
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%".replace(".0%", "%")
+
+
+def traceparent_exact(result: dict) -> bool:
+    """Every placement by `traceparent` is right, and every HTTP request was placed by it (so is
+    the connect of a plaintext connection, by its first request's)."""
+    tp = result["by_method"].get("traceparent")
+    http = result["by_kind"].get("http.request", {"actions": 0, "methods": {}})
+    return (tp is not None and tp["matched"] == tp["spans"]
+            and http["methods"].get("traceparent") == http["actions"])
 
 
 def report(result: dict) -> str:

@@ -231,8 +231,7 @@ def test_accuracy_with_thread_id(scores: dict[tuple[str, str, bool], dict[str, A
     t = result["totals"]
     assert t["actions"] >= (21 if scenario == "benign" else 17)
     assert (t["duplicated"], t["extra"]) == (0, 0)
-    tp = result["by_method"]["traceparent"]
-    assert tp["matched"] == tp["spans"] == result["by_kind"]["http.request"]["actions"]
+    assert sc.traceparent_exact(result), sc.report(result)
     if mode != "asyncio":
         assert t["matched"] == t["actions"], sc.report(result)
         assert "process" not in result["by_method"], sc.report(result)
@@ -245,9 +244,7 @@ def test_accuracy_without_help(scores: dict[tuple[str, str, bool], dict[str, Any
     placements stay exact and nothing is exported twice; the rest is recorded, whatever it is."""
     result = scores[mode, scenario, False]
     print(sc.report(result))
-    tp = result["by_method"].get("traceparent")
-    assert tp is not None and tp["matched"] == tp["spans"] == result["by_kind"]["http.request"][
-        "actions"], sc.report(result)
+    assert sc.traceparent_exact(result), sc.report(result)
     assert result["totals"]["duplicated"] == 0
 
 
@@ -282,6 +279,22 @@ def test_llm_calls_are_seen_inside_node_tls_under_their_chat_spans(
                 assert by_id[s["parent_span_id"]]["name"] == "chat gpt-4o-mini"
 
 
+def describe_alerts(u: UnderRunbom, alerts: list[dict[str, Any]]) -> str:
+    """Each alert as the run whose trace it is in, the span it points at, its kinds and its
+    chain: what a failed comparison needs to be read (the raw records are cut off)."""
+    runs = {c["trace_id"]: f"{mode}/{scenario}/{HELP[thread_id]}"
+            for (mode, scenario, thread_id), t in u.truths.items() for c in t["conversations"]}
+    expected = {d["span_id"] for t in u.truths.values() for d in t["expected_drift"]}
+    out = []
+    for r in alerts:
+        a = sc.attrs(r.get("attributes"))
+        out.append(f'{"expected" if r["spanId"] in expected else "UNEXPECTED"} '
+                   f'{runs.get(r["traceId"], "no run")} trace {r["traceId"]} span '
+                   f'{r["spanId"]}: {a.get("aibom.drift.kinds")} {a.get("aibom.drift.subject")}'
+                   + "".join(f"\n    {step}" for step in a.get("aibom.chain") or []))
+    return "\n".join(out)
+
+
 def test_each_injected_run_alerts_once_with_its_chain(under_runbom: UnderRunbom) -> None:
     """The exfiltration through an approved tool to an undeclared endpoint: one alert per
     injected run, on the request the ground truth names, its chain from the prompt through the
@@ -295,7 +308,7 @@ def test_each_injected_run_alerts_once_with_its_chain(under_runbom: UnderRunbom)
     expected = [d for t in under_runbom.truths.values() for d in t["expected_drift"]]
     assert len(expected) == sum(1 for _, s, _ in RUNS if s == "injected")
     assert sorted((r["traceId"], r["spanId"]) for r in alerts) == sorted(
-        (d["trace_id"], d["span_id"]) for d in expected), alerts
+        (d["trace_id"], d["span_id"]) for d in expected), describe_alerts(under_runbom, alerts)
     for (mode, _, thread_id), truth in under_runbom.truths.items():
         for want in truth["expected_drift"]:
             alert = next(r for r in alerts if r["spanId"] == want["span_id"])
@@ -312,6 +325,22 @@ def test_each_injected_run_alerts_once_with_its_chain(under_runbom: UnderRunbom)
             order = [chain.find(want["chain_mentions"][0]), chain.find("chat"),
                      chain.find("http_post"), chain.find(want["destination"])]
             assert -1 not in order and order == sorted(order), chain
+
+
+def test_the_exfiltrations_connect_goes_with_its_request(under_runbom: UnderRunbom) -> None:
+    """The connect that opened the exfiltration's connection is under the exfiltration's `POST`,
+    placed by the `traceparent` of the request written on it: with two conversations on one
+    thread, time would put it in whichever conversation's span was innermost (an alert in the
+    wrong trace)."""
+    for truth in under_runbom.truths.values():
+        for want in truth["expected_drift"]:
+            host, port = want["destination"].removeprefix("http://").split("/")[0].split(":")
+            connects = [s for s in under_runbom.spans
+                        if s["attrs"].get("runbom.event") == "net.connect"
+                        and s["attrs"].get("process.pid") == truth["agent"]["pid"]
+                        and s["attrs"].get("server.port") == int(port)]
+            assert [(s["trace_id"], s["parent_span_id"], s["attrs"]["runbom.correlation.method"])
+                    for s in connects] == [(want["trace_id"], want["span_id"], "traceparent")]
 
 
 def test_runbom_wrote_nothing_of_the_key(under_runbom: UnderRunbom) -> None:

@@ -36,6 +36,7 @@ fn http(target: &str, genai: Option<GenAi>) -> Detail {
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
         genai: genai.map(Box::new),
+        fd: None,
     }))
 }
 
@@ -204,6 +205,7 @@ fn reaching_the_llm_again_is_no_tool_work() {
         local: None,
         transport: None,
         error: None,
+        fd: None,
     };
     let events = vec![
         event(&p, 2 * S, 3 * S, local_llm(chat(&["http_get"]))),

@@ -16,6 +16,7 @@ use crate::{
     IdMap, IdSet, Method, Settings, Stats,
     agentless::Agentless,
     buffer::{EventBuffer, Key},
+    connections::Connections,
     spans::{SpanId, SpanIndex, SpanRec, TraceId},
     traces::{Decision, HeldSpan, HeldTrace, ResourceCtx, ScopeCtx, Traces, regroup},
 };
@@ -43,6 +44,8 @@ pub struct Correlator {
     ancestry_pending: IdSet<u32>,
     /// Held events whose `traceparent` names a span not seen yet.
     pending_tp: IdMap<SpanId, Vec<Key>>,
+    /// Held connects and the first requests on their connections.
+    connections: Connections,
     /// Placed events by the original trace of their span.
     placed: IdMap<TraceId, Vec<Placed>>,
     /// Spans released at once (their trace was decided), in arrival order.
@@ -81,6 +84,7 @@ impl Correlator {
             procs: IdMap::default(),
             ancestry_pending: IdSet::default(),
             pending_tp: IdMap::default(),
+            connections: Connections::default(),
             placed: IdMap::default(),
             ready_spans: Vec::new(),
             unplaced: Vec::new(),
@@ -229,7 +233,12 @@ impl Correlator {
                 self.index.hint(tp.span_id, ev.pid, ev.tid);
             }
             let serving = self.note_serving(&ev);
-            if let Some((span, method, confidence)) = self.exact_match(&ev, false) {
+            if let Some((key, span)) = self.connections.first_request(&ev, &self.buffer)
+                && !self.try_place(key, now)
+            {
+                self.pending_tp.entry(span).or_default().push(key);
+            }
+            if let Some((span, method, confidence)) = self.exact_match(&ev, None, false) {
                 self.place(ev, span, method, confidence);
                 continue;
             }
@@ -242,7 +251,11 @@ impl Correlator {
             let stranger = !self.related(ev.pid);
             let tp = ev.detail.traceparent().map(|tp| tp.span_id);
             self.make_room(EventBuffer::cost(&ev));
+            let opened = Connections::opened(&ev);
             let key = self.buffer.insert(ev, now, stranger);
+            if let Some(socket) = opened {
+                self.connections.held(socket, key);
+            }
             if let Some(span) = tp {
                 self.pending_tp.entry(span).or_default().push(key);
             }
@@ -298,20 +311,22 @@ impl Correlator {
         }
     }
 
-    /// `traceparent` as soon as its span is known (exact); else, once `settled` (so that
-    /// every span that ends soon after the event has arrived), `thread`. When spans of several
-    /// traces (as stitched so far) contain the event on its thread — asyncio tasks sharing it —
-    /// the thread does not tell: the innermost is taken as a `process` match of `low`
-    /// confidence.
+    /// `traceparent` as soon as its span is known (exact): the event's own, or for a connect
+    /// the one its connection's first request named (`linked`, `connections.rs`); else, once
+    /// `settled` (so that every span that ends soon after the event has arrived), `thread`.
+    /// When spans of several traces (as stitched so far) contain the event on its thread —
+    /// asyncio tasks sharing it — the thread does not tell: the innermost is taken as a
+    /// `process` match of `low` confidence.
     fn exact_match(
         &self,
         ev: &KernelEvent,
+        linked: Option<SpanId>,
         settled: bool,
     ) -> Option<(SpanId, Method, &'static str)> {
-        if let Some(tp) = ev.detail.traceparent()
-            && self.index.get(tp.span_id).is_some()
+        if let Some(span) = ev.detail.traceparent().map(|tp| tp.span_id).or(linked)
+            && self.index.get(span).is_some()
         {
-            return Some((tp.span_id, Method::Traceparent, correlation::HIGH));
+            return Some((span, Method::Traceparent, correlation::HIGH));
         }
         if !settled {
             return None;
@@ -387,7 +402,8 @@ impl Correlator {
         if self.awaits_serving(ev) {
             return false;
         }
-        let mut found = self.exact_match(ev, settled).or_else(|| {
+        let linked = self.connections.span_of(&key);
+        let mut found = self.exact_match(ev, linked, settled).or_else(|| {
             self.serving_match(ev)
                 .map(|span| (span, Method::Process, correlation::MEDIUM))
         });
@@ -563,6 +579,7 @@ impl Correlator {
             keys.retain(|k| self.buffer.get(k).is_some());
             !keys.is_empty()
         });
+        self.connections.retain_held(&self.buffer);
         self.stats
             .set_buffered(self.buffer.len(), self.buffer.bytes());
         self.take_ready()

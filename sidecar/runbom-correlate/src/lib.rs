@@ -5,6 +5,7 @@
 
 mod agentless;
 mod buffer;
+mod connections;
 mod correlator;
 mod placed;
 mod procs;

@@ -124,6 +124,7 @@ fn http_at(process: &Arc<ProcessInfo>, tid: u32, at: f64, tp: Option<(u8, u8)>) 
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
         genai: None,
+        fd: None,
     }));
     ev
 }
@@ -761,3 +762,6 @@ fn a_flush_places_what_the_known_spans_allow() {
 
 #[path = "tests_mcp.rs"]
 mod mcp;
+
+#[path = "tests_connections.rs"]
+mod connections;

@@ -58,6 +58,9 @@ pub enum Detail {
         transport: Option<Transport>,
         /// The errno name when the call failed (`EINPROGRESS` is not a failure).
         error: Option<&'static str>,
+        /// The socket's file descriptor in its process: the requests later written on it went
+        /// over the connection this call opened. Not exported.
+        fd: Option<i32>,
     },
     Accept {
         peer: Option<SocketAddr>,
@@ -135,6 +138,9 @@ pub struct HttpRequest {
     /// What the exchange said as an LLM API call (`gen_ai.*`), when it was one and the response
     /// was read.
     pub genai: Option<Box<crate::GenAi>>,
+    /// The socket written to, for an HTTP/1.x `socket` capture: with the process, it names the
+    /// connection the request went over (the `Detail::Connect` of the same fd). Not exported.
+    pub fd: Option<i32>,
 }
 
 /// The HTTP version a request was seen in.

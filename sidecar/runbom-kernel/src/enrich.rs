@@ -200,6 +200,7 @@ impl Enricher {
                     local: socket_addr(&s.local).filter(|a| a.port() != 0),
                     transport: transport(s),
                     error,
+                    fd: Some(s.fd),
                 };
                 (self.procs.get(h.pid), s.end_ns, detail)
             }
@@ -333,6 +334,7 @@ impl Enricher {
                 version: runbom_event::HttpVersion::Http1,
                 grpc: None,
                 genai: None,
+                fd: socket.then_some(e.fd),
             })),
         };
         // A body that may be an MCP message (streamable HTTP) goes through the tracker, which

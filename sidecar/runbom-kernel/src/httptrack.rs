@@ -353,6 +353,7 @@ mod tests {
                 version: runbom_event::HttpVersion::Http1,
                 grpc: None,
                 genai: None,
+                fd: None,
             })),
         }
     }

@@ -43,6 +43,7 @@ fn head(req: &[u8], start_ns: u64) -> (KernelEvent, Option<String>, &[u8]) {
             version: runbom_event::HttpVersion::Http1,
             grpc: None,
             genai: None,
+            fd: None,
         })),
     };
     (event, h.mcp_session_id, body)

@@ -108,6 +108,7 @@ fn kernel_events() -> Vec<runbom_event::KernelEvent> {
                 local: Some("[2001:db8::2]:40000".parse().expect("address")),
                 transport: Some(runbom_event::Transport::Tcp),
                 error: None,
+                fd: None,
             },
         ),
         event(

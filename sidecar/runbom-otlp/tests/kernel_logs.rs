@@ -275,6 +275,7 @@ fn http(f: impl FnOnce(&mut HttpRequest)) -> Detail {
         version: HttpVersion::Http1,
         grpc: None,
         genai: None,
+        fd: None,
     };
     f(&mut h);
     Detail::HttpRequest(Box::new(h))
@@ -363,18 +364,21 @@ fn processes_files_and_network() -> Vec<Detail> {
             local: None,
             transport: None,
             error: None,
+            fd: None,
         },
         Detail::Connect {
             remote: addr("[2001:db8::1]:443"),
             local: Some(addr("[2001:db8::2]:40000")),
             transport: Some(Transport::Tcp),
             error: None,
+            fd: None,
         },
         Detail::Connect {
             remote: addr("127.0.0.1:9"),
             local: None,
             transport: Some(Transport::Udp),
             error: Some("ECONNREFUSED"),
+            fd: None,
         },
         Detail::Accept { peer: None },
         Detail::Accept {

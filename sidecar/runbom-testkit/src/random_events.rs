@@ -96,6 +96,7 @@ impl RandomEvents {
                         )),
                         transport: Some(Transport::Tcp),
                         error: None,
+                        fd: None,
                     },
                     90..95 => Detail::Exec {
                         path: "/usr/bin/git".into(),
@@ -152,6 +153,7 @@ impl RandomEvents {
                     }
                 }),
                 error: self.maybe(|_| "ECONNREFUSED"),
+                fd: None,
             },
             3 => Detail::Accept {
                 peer: self.maybe(Self::address),
@@ -203,6 +205,7 @@ impl RandomEvents {
                 status: r.maybe(|r| r.rng.random_range(0..17)),
             }),
             genai: self.maybe(|r| Box::new(r.genai())),
+            fd: None,
         }
     }
 

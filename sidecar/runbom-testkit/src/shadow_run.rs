@@ -55,6 +55,7 @@ pub fn request(port: u16, method: &str, target: &str, model: Option<&str>) -> De
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
         genai: None,
+        fd: None,
     }))
 }
 
@@ -65,6 +66,7 @@ pub fn connect(port: u16) -> Detail {
         transport: None,
         error: None,
         local: None,
+        fd: None,
     }
 }
 

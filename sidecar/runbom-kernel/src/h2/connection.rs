@@ -321,6 +321,7 @@ impl Connection {
                 version: HttpVersion::Http2,
                 grpc,
                 genai: None,
+                fd: None,
             })),
         };
         let body = (json && !end_stream).then(Vec::new);

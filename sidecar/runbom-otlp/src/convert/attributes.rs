@@ -58,6 +58,7 @@ pub(crate) fn event_attributes_into(
             local,
             transport,
             error,
+            fd: _,
         } => {
             a.formatted(SERVER_ADDRESS, ip(remote.ip()));
             a.int(SERVER_PORT, remote.port().into());

@@ -56,6 +56,7 @@ fn http_span_is_named_by_server_address() {
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
         genai: None,
+        fd: None,
     })));
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
@@ -90,6 +91,7 @@ fn grpc_call_has_rpc_attributes() {
             status: Some(14),
         }),
         genai: None,
+        fd: None,
     })));
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
@@ -122,6 +124,7 @@ fn refused_connect_is_an_error_client_span() {
         local: None,
         transport: Some(Transport::Tcp),
         error: Some("ECONNREFUSED"),
+        fd: None,
     });
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
@@ -150,6 +153,7 @@ fn connect_names_its_local_end_as_the_client() {
         local: Some("10.0.0.2:40321".parse().unwrap()),
         transport: Some(Transport::Tcp),
         error: None,
+        fd: None,
     });
     let batch = convert(&[ev], &[], &opts());
     let span = &batch.traces.resource_spans[0].scope_spans[0].spans[0];
@@ -402,6 +406,7 @@ fn addresses_read_as_their_display() {
                 local: Some(local),
                 transport: None,
                 error: None,
+                fd: None,
             },
             Detail::Accept { peer: Some(remote) },
         ] {

@@ -69,11 +69,13 @@ fn detail_to_proto(d: &Detail) -> Pd {
             local,
             transport,
             error,
+            fd,
         } => Pd::Connect(proto::Connect {
             remote: Some(addr(*remote)),
             local: local.map(addr),
             transport: transport.map(Transport::as_str).unwrap_or_default().into(),
             error: error.unwrap_or_default().into(),
+            fd: *fd,
         }),
         Detail::Accept { peer } => Pd::Accept(proto::Accept {
             peer: peer.map(addr),
@@ -110,6 +112,7 @@ fn detail_to_proto(d: &Detail) -> Pd {
                 status: g.status,
             }),
             genai: h.genai.as_deref().map(super::genai::to_proto),
+            fd: h.fd,
         }),
         Detail::Mcp(m) => Pd::Mcp(mcp_to_proto(m)),
     }
@@ -273,6 +276,7 @@ fn detail_from_proto(d: Pd) -> Option<Detail> {
                 _ => None,
             },
             error: error_name(&x.error),
+            fd: x.fd,
         },
         Pd::Accept(x) => Detail::Accept {
             peer: opt_addr(x.peer.as_ref()).ok()?,
@@ -316,6 +320,7 @@ fn detail_from_proto(d: Pd) -> Option<Detail> {
                 status: g.status,
             }),
             genai: h.genai.and_then(super::genai::from_proto).map(Box::new),
+            fd: h.fd,
         })),
         Pd::Mcp(m) => Detail::Mcp(Box::new(mcp_from_proto(m)?)),
     })
@@ -364,12 +369,14 @@ mod tests {
                 local: Some(b),
                 transport: Some(Transport::Tcp),
                 error: Some("ECONNREFUSED"),
+                fd: Some(7),
             },
             Detail::Connect {
                 remote: b,
                 local: None,
                 transport: None,
                 error: None,
+                fd: None,
             },
             Detail::Accept { peer: Some(a) },
             Detail::FileOpen {
@@ -400,6 +407,7 @@ mod tests {
                 version: HttpVersion::Http1,
                 grpc: None,
                 genai: Some(Box::new(super::super::genai::tests::exchange())),
+                fd: Some(9),
             })),
             Detail::HttpRequest(Box::new(HttpRequest {
                 capture: Capture::GoTls,
@@ -419,35 +427,39 @@ mod tests {
                     status: Some(0),
                 }),
                 genai: None,
+                fd: None,
             })),
-            Detail::Mcp(Box::new(McpCall {
-                side: McpSide::Server,
-                span_id: [3; 8],
-                method: "tools/call".into(),
-                target: Some("write_file".into()),
-                request_id: Some("4".into()),
-                resource_uri: None,
-                session_id: None,
-                protocol_version: None,
-                transport: McpTransport::Pipe,
-                traceparent: Some(TraceParent {
-                    trace_id: [1; 16],
-                    span_id: [2; 8],
-                    sampled: true,
-                }),
-                tool_error: true,
-                rpc_error_code: Some(-32602),
-                arguments: Some("{\"path\":\"[REDACTED]\"}".into()),
-                peer_pid: Some(41),
-                server_command_line: Some(
-                    "npx @modelcontextprotocol/server-filesystem /data".into(),
-                ),
-                server_name: Some("secure-filesystem-server".into()),
-                server_url: Some("https://127.0.0.1:8931/mcp".into()),
-                tools: vec!["read_file".into(), "write_file".into()],
-                answered: true,
-            })),
+            mcp_detail(),
         ]
+    }
+
+    /// An MCP server's side of a failed `tools/call`, every field set.
+    fn mcp_detail() -> Detail {
+        Detail::Mcp(Box::new(McpCall {
+            side: McpSide::Server,
+            span_id: [3; 8],
+            method: "tools/call".into(),
+            target: Some("write_file".into()),
+            request_id: Some("4".into()),
+            resource_uri: None,
+            session_id: None,
+            protocol_version: None,
+            transport: McpTransport::Pipe,
+            traceparent: Some(TraceParent {
+                trace_id: [1; 16],
+                span_id: [2; 8],
+                sampled: true,
+            }),
+            tool_error: true,
+            rpc_error_code: Some(-32602),
+            arguments: Some("{\"path\":\"[REDACTED]\"}".into()),
+            peer_pid: Some(41),
+            server_command_line: Some("npx @modelcontextprotocol/server-filesystem /data".into()),
+            server_name: Some("secure-filesystem-server".into()),
+            server_url: Some("https://127.0.0.1:8931/mcp".into()),
+            tools: vec!["read_file".into(), "write_file".into()],
+            answered: true,
+        }))
     }
 
     #[test]

@@ -236,6 +236,7 @@ mod tests {
                 local: None,
                 transport: None,
                 error: None,
+                fd: None,
             },
         }
     }

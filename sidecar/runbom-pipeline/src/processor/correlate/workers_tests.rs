@@ -80,6 +80,7 @@ fn http(tp: (u8, u8)) -> Detail {
         version: runbom_event::HttpVersion::Http1,
         grpc: None,
         genai: None,
+        fd: None,
     }))
 }
 
