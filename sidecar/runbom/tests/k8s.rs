@@ -66,14 +66,31 @@ fn pod(file: &str, uid: &str, container: &str) -> Value {
 /// Runs `tests/sdk_client.py` (a real OpenTelemetry SDK exporting one trace to runbom) inside
 /// `cgroup`; its pid.
 fn agent_in(cgroup: &PodCgroup, grpc: u16) -> u32 {
-    let args = [
+    sdk_client(cgroup.command(&python_bin(), &sdk_client_args(grpc)))
+}
+
+/// `tests/sdk_client.py` on the host (in no pod), claiming the container `claimed` in its
+/// resource (`OTEL_RESOURCE_ATTRIBUTES`, which the SDK reads); its pid.
+fn forger_claiming(claimed: &str, grpc: u16) -> u32 {
+    let mut cmd = std::process::Command::new(python_bin());
+    cmd.args(sdk_client_args(grpc)).env(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        format!("container.id={claimed}"),
+    );
+    sdk_client(cmd)
+}
+
+fn sdk_client_args(grpc: u16) -> [String; 5] {
+    [
         test_script("sdk_client.py").display().to_string(),
         "--protocol".into(),
         "grpc".into(),
         "--endpoint".into(),
         format!("127.0.0.1:{grpc}"),
-    ];
-    let mut cmd = cgroup.command(&python_bin(), &args);
+    ]
+}
+
+fn sdk_client(mut cmd: std::process::Command) -> u32 {
     let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -274,6 +291,8 @@ exporters:
     api.wait_for("watching ");
     let pid_a = agent_in(&cg_a, grpc);
     let pid_b = agent_in(&cg_b, grpc);
+    // A process in no pod claims pod b's container and exits: its word names no pod.
+    let forger = forger_claiming(&id_b, grpc);
 
     // History compacted: the open watch gets 410 Gone and runbom must list again.
     api.compact();
@@ -408,6 +427,27 @@ exporters:
             "pid {pid}: {kernel_spans} kernel spans, {app_spans} application spans, \
              {kernel_logs} kernel logs (scopes {events:?})"
         );
+    }
+
+    let claimed: Vec<_> = spans
+        .iter()
+        .filter(|(attrs, scopes)| {
+            attrs.get("process.pid") == Some(&forger.to_string())
+                && scopes.iter().all(|s| s != "runbom.kernel")
+        })
+        .map(|(attrs, _)| attrs)
+        .collect();
+    assert!(!claimed.is_empty(), "the forger's own spans were exported");
+    for attrs in claimed {
+        assert_eq!(
+            (
+                attrs.get("received.container.id"),
+                attrs.get("container.id")
+            ),
+            (Some(&id_b), None),
+            "a claimed container is the client's word: {attrs:#?}"
+        );
+        assert!(!attrs.contains_key("k8s.pod.uid"), "{attrs:#?}");
     }
 
     // Each pod's agent judged against its own BOM: the Deployment's may call gpt-4o, the

@@ -11,7 +11,9 @@
 //! disagree the owner's pid replaces it, the client's value is kept as
 //! `received.process.pid`, and `runbom_receiver_pid_mismatch_total` counts it — otherwise any
 //! local user could claim another user's process and have its kernel events placed under a
-//! forged trace. When no owner is found (a remote client) the client's pid stays.
+//! forged trace. When no owner is found (a remote client) the client's pid stays. The owner's
+//! `container.id` is read from its cgroup at the same time and replaces the client's in the same
+//! way: pod attributes are found by it once the process is gone.
 //!
 //! Lookups scan `/proc`, so answers are cached per connection ([`Peer`]) for [`TTL`]: the
 //! requests of one connection pay one lookup. Never per client address: once a connection
@@ -35,7 +37,10 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, KeyValue, any_value::Value},
     resource::v1::Resource,
 };
-use runbom_event::semconv::{CONTAINER_ID, PROCESS_PID, RECEIVED_PREFIX};
+use runbom_event::{
+    cgroup::CgroupRef,
+    semconv::{CONTAINER_ID, PROCESS_PID, RECEIVED_PREFIX},
+};
 use runbom_otlp::signal::Signal;
 
 /// How long a found pid is trusted for a client address.
@@ -95,10 +100,18 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// Who sent on a connection, and the container its cgroup named when it was looked up (while
+/// it was connected: a sender that exits right after its export keeps its container).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub sender: Sender,
+    pub container: Option<Arc<str>>,
+}
+
 /// Finds and caches the pid behind each connection.
 #[derive(Default)]
 pub struct SenderPids {
-    cache: Mutex<HashMap<u64, (Sender, Instant)>>,
+    cache: Mutex<HashMap<u64, (Owner, Instant)>>,
     /// Resources whose `process.pid` disagreed with the socket's owner (and was replaced).
     mismatches: AtomicU64,
 }
@@ -119,16 +132,23 @@ impl SenderPids {
     /// Who the client of `peer` is: its owning process, a local socket runbom cannot
     /// attribute, or remote. Blocking, as [`Self::lookup`].
     pub fn sender(&self, peer: Peer) -> Sender {
-        if let Some(sender) = self.cached(peer) {
-            return sender;
+        self.owner(peer).sender
+    }
+
+    /// [`Self::sender`] and the owning process's container. Blocking, as [`Self::lookup`].
+    pub fn owner(&self, peer: Peer) -> Owner {
+        if let Some(owner) = self.cached(peer) {
+            return owner;
         }
         let sender = match socket_inode(peer.client, peer.server) {
             None => Sender::Remote,
             Some(inode) => owner_of_inode(inode).map_or(Sender::Local, Sender::Process),
         };
+        let container = sender.pid().and_then(container_of);
+        let owner = Owner { sender, container };
         let now = Instant::now();
         let Ok(mut cache) = self.cache.lock() else {
-            return sender;
+            return owner;
         };
         if cache.len() >= MAX_ENTRIES {
             cache.retain(|_, (_, at)| now.duration_since(*at) < TTL);
@@ -136,43 +156,54 @@ impl SenderPids {
                 cache.clear();
             }
         }
-        cache.insert(peer.connection, (sender, now));
-        sender
+        cache.insert(peer.connection, (owner.clone(), now));
+        owner
     }
 
     /// The cached answer for `peer` while it is fresh; `None`: look it up.
-    fn cached(&self, peer: Peer) -> Option<Sender> {
+    fn cached(&self, peer: Peer) -> Option<Owner> {
         let cache = self.cache.lock().ok()?;
-        let (sender, at) = cache.get(&peer.connection)?;
-        let ttl = if sender.pid().is_some() {
+        let (owner, at) = cache.get(&peer.connection)?;
+        let ttl = if owner.sender.pid().is_some() {
             TTL
         } else {
             NEGATIVE_TTL
         };
-        (at.elapsed() < ttl).then_some(*sender)
+        (at.elapsed() < ttl).then(|| owner.clone())
     }
 }
 
-/// Sets the sending process's `process.pid` on every resource of `signal`: added where there
-/// is none, replaced where the client's disagrees with the socket's owner (the client's kept as
-/// `received.process.pid`, the mismatch counted). Reads `/proc` off the async threads when the
-/// connection is not cached. Returns who the sender is.
+/// The container `/proc/PID/cgroup` names, if any.
+fn container_of(pid: u32) -> Option<Arc<str>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    CgroupRef::from_proc_cgroup(&text)?
+        .container_id
+        .map(Arc::from)
+}
+
+/// Sets the sending process's `process.pid` and `container.id` on every resource of `signal`:
+/// added where there is none, replaced where the client's disagrees with the socket's owner
+/// (the client's kept under `received.`, a pid mismatch counted). Reads `/proc` off the async
+/// threads when the connection is not cached. Returns who the sender is.
 pub async fn attribute(senders: &Arc<SenderPids>, signal: &mut Signal, peer: Peer) -> Sender {
-    let sender = if let Some(sender) = senders.cached(peer) {
-        sender
+    let owner = if let Some(owner) = senders.cached(peer) {
+        owner
     } else {
         let senders = senders.clone();
-        tokio::task::spawn_blocking(move || senders.sender(peer))
+        tokio::task::spawn_blocking(move || senders.owner(peer))
             .await
-            .unwrap_or(Sender::Remote)
+            .unwrap_or(Owner {
+                sender: Sender::Remote,
+                container: None,
+            })
     };
-    if let Sender::Process(pid) = sender {
-        let replaced = annotate(signal, pid);
+    if let Sender::Process(pid) = owner.sender {
+        let replaced = annotate(signal, pid, owner.container.as_deref());
         if replaced > 0 {
             senders.mismatches.fetch_add(replaced, Ordering::Relaxed);
         }
     }
-    sender
+    owner.sender
 }
 
 /// For a remote sender (no local socket is its connection's): the process identity it claims
@@ -203,44 +234,45 @@ pub(crate) fn resources(
     }
 }
 
-fn int_value(v: i64) -> AnyValue {
-    AnyValue {
-        value: Some(Value::IntValue(v)),
-    }
-}
-
-/// Sets `process.pid` = `pid` on every resource of `signal`; returns how many resources named
-/// another pid (theirs is moved to `received.process.pid`).
-pub fn annotate(signal: &mut Signal, pid: u32) -> u64 {
+/// Sets `process.pid` = `pid` and `container.id` = `container` on every resource of
+/// `signal`; returns how many resources named another pid. A client's other value of either
+/// moves under `received.`, and so does its `container.id` when the sender is in no container:
+/// pod attributes are found by it once the process is gone, so a client's word would let it
+/// name another pod.
+pub fn annotate(signal: &mut Signal, pid: u32, container: Option<&str>) -> u64 {
     let mut replaced = 0;
     for resource in resources(signal) {
         let attributes = &mut resource.get_or_insert_with(Resource::default).attributes;
-        let mut found = false;
-        let mut moved = false;
-        for kv in attributes.iter_mut().filter(|kv| kv.key == PROCESS_PID) {
-            let same = matches!(
-                kv.value.as_ref().and_then(|v| v.value.as_ref()),
-                Some(Value::IntValue(p)) if *p == i64::from(pid)
-            );
-            if found || !same {
-                // A second `process.pid`, or one that is not the owner's: not the sender's.
-                kv.key = format!("{RECEIVED_PREFIX}{PROCESS_PID}");
-                moved = true;
-            } else {
-                found = true;
-            }
-        }
-        if moved {
+        if verified(attributes, PROCESS_PID, Some(Value::IntValue(pid.into()))) {
             replaced += 1;
         }
-        if !found {
-            attributes.push(KeyValue {
-                key: PROCESS_PID.into(),
-                value: Some(int_value(pid.into())),
-            });
-        }
+        let container = container.map(|c| Value::StringValue(c.into()));
+        verified(attributes, CONTAINER_ID, container);
     }
     replaced
+}
+
+/// Sets `key` = `ours` among `attributes`: another value, or a second one, moves under
+/// `received.` (every value, when `ours` is `None`). Whether any moved.
+fn verified(attributes: &mut Vec<KeyValue>, key: &str, ours: Option<Value>) -> bool {
+    let (mut found, mut moved) = (false, false);
+    for kv in attributes.iter_mut().filter(|kv| kv.key == key) {
+        let same =
+            ours.is_some() && kv.value.as_ref().and_then(|v| v.value.as_ref()) == ours.as_ref();
+        if found || !same {
+            kv.key = format!("{RECEIVED_PREFIX}{key}");
+            moved = true;
+        } else {
+            found = true;
+        }
+    }
+    if !found && let Some(value) = ours {
+        attributes.push(KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+        });
+    }
+    moved
 }
 
 fn canonical(a: SocketAddr) -> SocketAddr {
@@ -355,255 +387,5 @@ fn owner_of_inode(inode: u64) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::{TcpListener, TcpStream};
-
-    use super::*;
-
-    #[test]
-    fn parses_kernel_addresses() {
-        assert_eq!(
-            parse_addr("0100007F:1F90"),
-            Some("127.0.0.1:8080".parse().unwrap())
-        );
-        assert_eq!(
-            parse_addr("00000000000000000000000001000000:0050"),
-            Some("[::1]:80".parse().unwrap())
-        );
-        assert_eq!(
-            parse_addr("0000000000000000FFFF00000100007F:0050"),
-            Some("127.0.0.1:80".parse().unwrap()),
-            "IPv4-mapped addresses are reported as IPv4"
-        );
-        assert_eq!(parse_addr("zz:1"), None);
-    }
-
-    #[test]
-    fn finds_the_process_behind_a_loopback_connection() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = listener.local_addr().unwrap();
-        let client = TcpStream::connect(server).unwrap();
-        let (_accepted, peer) = listener.accept().unwrap();
-        assert_eq!(peer, client.local_addr().unwrap());
-        let pids = SenderPids::default();
-        assert_eq!(
-            pids.lookup(Peer::accepted(peer, Some(server))),
-            Some(std::process::id())
-        );
-        // The server's own end does not match the client address.
-        assert_eq!(
-            pids.lookup(Peer::accepted("127.0.0.1:1".parse().unwrap(), Some(server))),
-            None
-        );
-    }
-
-    /// A client in a network namespace of its own (as a pod's is): its socket is only in that
-    /// namespace's table, and is found there.
-    #[test]
-    fn an_unverified_senders_claimed_identity_moves_under_received() {
-        use opentelemetry_proto::tonic::{
-            collector::trace::v1::ExportTraceServiceRequest, trace::v1::ResourceSpans,
-        };
-        let kv = |k: &str, v: Value| KeyValue {
-            key: k.into(),
-            value: Some(AnyValue { value: Some(v) }),
-        };
-        let mut signal = Signal::Traces(ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![
-                        kv(PROCESS_PID, Value::IntValue(1)),
-                        kv(CONTAINER_ID, Value::StringValue("abc".into())),
-                        kv("service.name", Value::StringValue("agent".into())),
-                    ],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-        });
-        unverified(&mut signal);
-        let Signal::Traces(t) = signal else {
-            unreachable!()
-        };
-        let keys: Vec<_> = t.resource_spans[0]
-            .resource
-            .as_ref()
-            .unwrap()
-            .attributes
-            .iter()
-            .map(|kv| kv.key.as_str())
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "received.process.pid",
-                "received.container.id",
-                "service.name"
-            ]
-        );
-    }
-
-    #[test]
-    fn finds_the_process_behind_a_connection_in_another_network_namespace() {
-        use std::io::{BufRead as _, BufReader};
-        use std::process::{Command, Stdio};
-        if !nix_root() {
-            eprintln!("skipped: needs root (unshare -n)");
-            return;
-        }
-        let script = "import socket,sys,time\n\
-            l=socket.socket(); l.bind(('127.0.0.1',0)); l.listen()\n\
-            c=socket.create_connection(l.getsockname()); a,_=l.accept()\n\
-            print(c.getsockname()[1], flush=True); sys.stdin.read()\n";
-        let mut child = Command::new("unshare")
-            .args([
-                "-n",
-                "sh",
-                "-c",
-                "ip link set lo up && exec python3 -c \"$0\"",
-                script,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("unshare");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line.trim().parse().expect("the client's port");
-        let client = SocketAddr::from(([127, 0, 0, 1], port));
-        // unshare and sh exec: the child's pid is the python's.
-        let found = SenderPids::default().lookup(Peer::accepted(client, None));
-        drop(child.stdin.take());
-        let _ = child.wait();
-        assert_eq!(
-            found,
-            Some(child.id()),
-            "the client's process, in its own namespace"
-        );
-    }
-
-    /// A client's port is free again once its connection closes: another process's socket
-    /// bound to it (here on purpose, as a forger would) is a new connection, whose owner is
-    /// looked up, never the first one's answer.
-    #[test]
-    fn a_new_connection_from_a_reused_client_address_is_looked_up_again() {
-        use std::io::{BufRead as _, BufReader, Write as _};
-        use std::process::{Child, Command, Stdio};
-        // Connects from the port given (0: any), prints it, and holds on until stdin closes.
-        const CLIENT: &str = "import socket,sys\n\
-            s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-            s.bind(('127.0.0.1',int(sys.argv[1]))); s.connect(('127.0.0.1',int(sys.argv[2])))\n\
-            print(s.getsockname()[1], flush=True); sys.stdin.read()\n";
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = listener.local_addr().unwrap();
-        let connect = |port: u16| -> (Child, SocketAddr, TcpStream) {
-            let mut child = Command::new("python3")
-                .args(["-c", CLIENT, &port.to_string(), &server.port().to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("python3");
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let (accepted, client) = listener.accept().unwrap();
-            assert_eq!(client.port(), line.trim().parse::<u16>().unwrap());
-            (child, client, accepted)
-        };
-        let finish = |mut child: Child| {
-            child.stdin.take().unwrap().flush().unwrap();
-            child.wait().unwrap();
-        };
-        let pids = SenderPids::default();
-        let (first, client, accepted) = connect(0);
-        let first_peer = Peer::accepted(client, Some(server));
-        assert_eq!(pids.lookup(first_peer), Some(first.id()));
-        // The server closes first: the client's end leaves no TIME_WAIT behind.
-        drop(accepted);
-        let first_pid = first.id();
-        finish(first);
-        let (second, again, _accepted) = connect(client.port());
-        assert_eq!(
-            again, client,
-            "the second socket has the first one's address"
-        );
-        let found = pids.lookup(Peer::accepted(again, Some(server)));
-        let second_pid = second.id();
-        finish(second);
-        assert_ne!(first_pid, second_pid);
-        assert_eq!(
-            found,
-            Some(second_pid),
-            "the second connection's own process"
-        );
-    }
-
-    fn nix_root() -> bool {
-        // SAFETY: geteuid has no preconditions.
-        unsafe { libc::geteuid() == 0 }
-    }
-
-    #[test]
-    fn annotates_resources_and_replaces_a_pid_that_is_not_the_senders() {
-        use opentelemetry_proto::tonic::{
-            collector::trace::v1::ExportTraceServiceRequest, trace::v1::ResourceSpans,
-        };
-        let with_pid = |pid: i64| Resource {
-            attributes: vec![KeyValue {
-                key: "process.pid".into(),
-                value: Some(int_value(pid)),
-            }],
-            ..Default::default()
-        };
-        let mut signal = Signal::Traces(ExportTraceServiceRequest {
-            resource_spans: vec![
-                ResourceSpans {
-                    resource: Some(with_pid(42)),
-                    ..Default::default()
-                },
-                ResourceSpans::default(),
-                ResourceSpans {
-                    resource: Some(with_pid(1)),
-                    ..Default::default()
-                },
-            ],
-        });
-        assert_eq!(
-            annotate(&mut signal, 42),
-            1,
-            "one resource claimed another pid"
-        );
-        let Signal::Traces(r) = signal else {
-            unreachable!()
-        };
-        let attrs = |i: usize| -> Vec<(String, Option<Value>)> {
-            r.resource_spans[i]
-                .resource
-                .as_ref()
-                .unwrap()
-                .attributes
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone().and_then(|v| v.value)))
-                .collect()
-        };
-        let pid = |k: &str, v: i64| (k.to_owned(), Some(Value::IntValue(v)));
-        assert_eq!(
-            attrs(0),
-            vec![pid("process.pid", 42)],
-            "the sender's own pid is kept"
-        );
-        assert_eq!(
-            attrs(1),
-            vec![pid("process.pid", 42)],
-            "a missing pid is added"
-        );
-        assert_eq!(
-            attrs(2),
-            vec![pid("received.process.pid", 1), pid("process.pid", 42)],
-            "a forged pid is replaced and kept under received."
-        );
-    }
-}
+#[path = "sender_tests.rs"]
+mod tests;
