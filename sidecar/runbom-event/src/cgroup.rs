@@ -51,6 +51,17 @@ pub struct CgroupRef {
     pub pod_uid: Option<String>,
 }
 
+/// Where cgroup v2 is mounted (the first `cgroup2` line of `/proc/self/mountinfo`).
+#[must_use]
+pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
+}
+
 impl CgroupRef {
     /// Reads the content of `/proc/PID/cgroup` (one `hierarchy:controllers:path` line per
     /// hierarchy): the first line that names a container or a pod.

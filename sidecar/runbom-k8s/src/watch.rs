@@ -4,7 +4,10 @@
 
 use std::{
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use futures_util::TryStreamExt;
@@ -84,13 +87,15 @@ async fn client(auth: &Auth) -> Result<Client, WatchError> {
 }
 
 /// Starts watching the pods of `node` into `index`; `listed` counts the completed lists (the
-/// first, then each re-list). Fails only on credentials; the watch itself retries (with
-/// backoff) for as long as runbom runs.
+/// first, then each re-list), `changes` the pods added, modified or deleted since, once the
+/// index has them. Fails only on credentials; the watch itself retries (with backoff) for as
+/// long as runbom runs.
 pub async fn start(
     auth: &Auth,
     node: &str,
     index: Arc<RwLock<PodIndex>>,
     listed: watch::Sender<u64>,
+    changes: Arc<AtomicU64>,
 ) -> Result<JoinHandle<()>, WatchError> {
     let client = client(auth).await?;
     let api: Api<Pod> = Api::all(client.clone());
@@ -131,6 +136,7 @@ pub async fn start(
                     {
                         index.apply(meta);
                     }
+                    changes.fetch_add(1, Ordering::Relaxed);
                 }
                 watcher::Event::Delete(pod) => {
                     if let Some(uid) = pod.metadata.uid.as_deref()
@@ -138,6 +144,7 @@ pub async fn start(
                     {
                         index.remove(uid);
                     }
+                    changes.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }

@@ -180,7 +180,9 @@ impl Enricher {
                     .filter(|a| !a.is_empty())
                     .map(|a| std::str::from_utf8(a).unwrap_or("?"))
                     .collect();
-                let process = self.procs.exec(h.pid, e.uid, path.clone(), &arguments);
+                let process = self
+                    .procs
+                    .exec(h.pid, h.cgroup_id, e.uid, path.clone(), &arguments);
                 let detail = Detail::Exec {
                     path,
                     argv_truncated: e.flags & EXEC_ARGV_TRUNCATED != 0,

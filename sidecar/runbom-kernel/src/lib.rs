@@ -10,6 +10,7 @@
 
 pub mod btf;
 pub mod clock;
+pub mod containers;
 pub mod elf;
 pub mod enrich;
 pub mod filter;

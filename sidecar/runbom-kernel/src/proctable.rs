@@ -4,13 +4,22 @@
 
 use std::{collections::HashMap, fs, path::Path, sync::Arc};
 
-use runbom_event::{ProcessInfo, cgroup::CgroupRef, ids::new_trace_id, redact};
+use runbom_event::{
+    ProcessInfo,
+    cgroup::{CgroupRef, cgroup2_mount},
+    ids::new_trace_id,
+    redact,
+};
+
+use crate::containers::Containers;
 
 /// Processes by pid.
 #[derive(Default)]
 pub struct ProcessTable {
     /// Hashed with foldhash (seeded per process): looked up for every event.
     procs: HashMap<u32, Arc<ProcessInfo>, foldhash::fast::RandomState>,
+    /// The container of the cgroup each exec ran in.
+    containers: Containers,
     proc_root: Option<std::path::PathBuf>,
 }
 
@@ -19,8 +28,9 @@ impl ProcessTable {
     #[must_use]
     pub fn from_proc() -> Self {
         let mut table = Self {
-            procs: HashMap::default(),
+            containers: Containers::new(cgroup2_mount()),
             proc_root: Some("/proc".into()),
+            ..Self::default()
         };
         if let Ok(dir) = fs::read_dir("/proc") {
             for entry in dir.flatten() {
@@ -85,15 +95,26 @@ impl ProcessTable {
         self.procs.insert(child, Arc::new(info));
     }
 
-    /// A new program image in `pid`.
-    pub fn exec(&mut self, pid: u32, uid: u32, exe: String, argv: &[&str]) -> Arc<ProcessInfo> {
+    /// A new program image in `pid`, in cgroup `cgroup_id`: its container is that cgroup's
+    /// (without a cgroup v2 mount: its parent's, or `/proc`'s when it was not seen before).
+    pub fn exec(
+        &mut self,
+        pid: u32,
+        cgroup_id: u64,
+        uid: u32,
+        exe: String,
+        argv: &[&str],
+    ) -> Arc<ProcessInfo> {
+        let in_cgroup = self.containers.of(cgroup_id);
         let prev = self.procs.get(&pid);
         let parent_pid = prev.map_or(0, |p| p.ppid);
         let (fork_tid, fork_ns) = prev.map_or((0, 0), |p| (p.fork_tid, p.fork_ns));
-        let container_id = prev.map_or_else(
-            || self.proc_root.as_deref().and_then(|r| container_id(r, pid)),
-            |p| p.container_id.clone(),
-        );
+        let container_id = in_cgroup.unwrap_or_else(|| {
+            prev.map_or_else(
+                || self.proc_root.as_deref().and_then(|r| container_id(r, pid)),
+                |p| p.container_id.clone(),
+            )
+        });
         let info = Arc::new(ProcessInfo {
             pid,
             ppid: parent_pid,
@@ -163,13 +184,20 @@ mod tests {
     #[test]
     fn fork_exec_exit_keep_ancestry() {
         let mut t = ProcessTable::empty();
-        t.exec(10, 0, "/usr/bin/python3".into(), &["python3", "agent.py"]);
+        t.exec(
+            10,
+            1,
+            0,
+            "/usr/bin/python3".into(),
+            &["python3", "agent.py"],
+        );
         t.fork_by(10, 12, 11, 5_000);
         let child = t.get(11);
         assert_eq!((child.ppid, child.exe.as_str()), (10, "/usr/bin/python3"));
         assert_eq!((child.fork_tid, child.fork_ns), (12, 5_000));
         let child = t.exec(
             11,
+            1,
             1000,
             "/bin/sh".into(),
             &["sh", "-c", "ls", "--password", "x"],
@@ -178,6 +206,40 @@ mod tests {
         assert_eq!(child.command_line, "sh -c ls --password [REDACTED]");
         assert_eq!(t.exit(11).exe, "/bin/sh");
         assert_eq!(t.len(), 1);
+    }
+
+    /// A container runtime forks, moves the child into the container's cgroup, then the child
+    /// execs the container's program: that program is in the container (the cgroup its exec ran
+    /// in), not in its parent's, and stays so once it is gone from `/proc`.
+    #[test]
+    fn a_process_is_in_the_container_its_exec_ran_in() {
+        use std::os::unix::fs::MetadataExt as _;
+        let mount = std::env::temp_dir().join(format!("runbom-cgroups-{}", std::process::id()));
+        let id = "ab".repeat(32);
+        let runtime = mount.join("system.slice/containerd.service");
+        let container = mount.join(format!("kubepods.slice/cri-containerd-{id}.scope"));
+        for dir in [&runtime, &container] {
+            fs::create_dir_all(dir).expect("cgroup dir");
+        }
+        let ino = |dir: &Path| fs::metadata(dir).expect("cgroup dir").ino();
+        let mut t = ProcessTable {
+            containers: Containers::new(Some(mount.clone())),
+            ..ProcessTable::default()
+        };
+        t.exec(10, ino(&runtime), 0, "/usr/bin/runc".into(), &["runc"]);
+        t.fork_by(10, 10, 11, 5_000);
+        t.fork_by(10, 10, 12, 6_000);
+        let moved = t.exec(
+            11,
+            ino(&container),
+            0,
+            "/usr/bin/python3".into(),
+            &["python3"],
+        );
+        assert_eq!(moved.container_id.as_deref(), Some(id.as_str()));
+        let stayed = t.exec(12, ino(&runtime), 0, "/bin/sh".into(), &["sh"]);
+        assert_eq!(stayed.container_id, None);
+        fs::remove_dir_all(mount).expect("clean up");
     }
 
     #[test]

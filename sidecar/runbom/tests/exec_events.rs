@@ -231,6 +231,38 @@ impl Execs {
     }
 }
 
+/// A container runtime's way: fork, move the child into the container's cgroup, exec. The
+/// program (gone long before its events are read) is in the container, not in its parent's
+/// (none): its container is read from the cgroup its exec ran in.
+#[test]
+fn a_program_started_in_a_container_is_in_it() {
+    use runbom_testkit::kube::{PodCgroup, Runtime};
+    let id = format!("{:064x}", u128::from(std::process::id()) << 64 | 0xc0de);
+    let cgroup = PodCgroup::create(
+        "exec",
+        Runtime::Containerd,
+        "0000aaaa-0000-0000-0000-000000000001",
+        &id,
+    );
+    let settings = ProbeSettings {
+        file_include: vec!["/nonexistent-runbom-exec-test/".into()],
+        ..ProbeSettings::default()
+    };
+    let mut cmd = cgroup.command(std::path::Path::new("/bin/true"), &[]);
+    let (events, pid) = runbom_testkit::kernel::capture(&settings, false, move || {
+        let mut child = cmd.spawn().expect("start /bin/true");
+        let pid = child.id();
+        assert!(child.wait().expect("wait").success());
+        pid
+    });
+    let execs: Vec<_> = events
+        .iter()
+        .filter(|e| e.pid == pid && matches!(e.detail, Detail::Exec { .. }))
+        .collect();
+    assert_eq!(execs.len(), 1, "{execs:#?}");
+    assert_eq!(execs[0].process.container_id.as_deref(), Some(id.as_str()));
+}
+
 fn pid(run: &Value) -> u32 {
     u32::try_from(run["pid"].as_u64().expect("pid")).expect("pid fits u32")
 }

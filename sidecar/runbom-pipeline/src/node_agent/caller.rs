@@ -146,16 +146,7 @@ pub fn cgroup_ids(mount: &Path, cgroup: &str, except: &str) -> std::io::Result<V
     Ok(ids)
 }
 
-/// Where cgroup v2 is mounted (the first `cgroup2` line of `/proc/self/mountinfo`).
-#[must_use]
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2")
-            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
-    })
-}
+pub use runbom_event::cgroup::cgroup2_mount;
 
 #[cfg(test)]
 mod tests {

@@ -65,6 +65,8 @@ pub struct Stats {
     pub annotated: AtomicU64,
     /// Resources with a process (or container) that is in no known pod of this node.
     pub unmatched: AtomicU64,
+    /// Pods added, modified or deleted by the watch (in the index).
+    pub pod_changes: Arc<AtomicU64>,
 }
 
 /// Registers the processor's counters.
@@ -87,6 +89,12 @@ fn register(telemetry: &Telemetry, w: &Watch) {
         "Complete lists of this node's pods (the first, then each re-list after 410 Gone).",
         move || *listed.borrow(),
     );
+    let s = w.stats.clone();
+    telemetry.counter_fn(
+        "runbom_k8sattributes_pod_changes_total",
+        "Pods of this node added, modified or deleted by the watch, once in the index.",
+        move || s.pod_changes.load(Ordering::Relaxed),
+    );
 }
 
 /// Starts the watch of `spec.node`'s pods (until `stop`) and registers its counters.
@@ -96,9 +104,10 @@ pub fn start(spec: &K8sSpec, stop: &CancellationToken, telemetry: &Telemetry) ->
     let index = Arc::new(RwLock::new(PodIndex::default()));
     let (listed_tx, listed) = watch::channel(0);
     let resolver = Arc::new(Resolver::new(index.clone()));
-    let (spec, stop) = (spec.clone(), stop.clone());
+    let stats = Arc::new(Stats::default());
+    let (spec, stop, changes) = (spec.clone(), stop.clone(), stats.pod_changes.clone());
     tokio::spawn(async move {
-        match runbom_k8s::start(&spec.auth, &spec.node, index, listed_tx).await {
+        match runbom_k8s::start(&spec.auth, &spec.node, index, listed_tx, changes).await {
             Ok(task) => {
                 stop.cancelled().await;
                 task.abort();
@@ -113,7 +122,7 @@ pub fn start(spec: &K8sSpec, stop: &CancellationToken, telemetry: &Telemetry) ->
     let w = Watch {
         resolver,
         listed,
-        stats: Arc::default(),
+        stats,
     };
     register(telemetry, &w);
     w
