@@ -32,19 +32,21 @@ impl Containers {
         }
     }
 
-    /// The container of cgroup `id`: `Some(None)` for a cgroup that is none's (or is gone),
-    /// `None` without a cgroup v2 mount to look in. A cgroup not seen before has the hierarchy
-    /// walked once (every cgroup in it is remembered); cgroup ids are never reused.
-    pub fn of(&mut self, id: u64) -> Option<Option<String>> {
+    /// The container cgroup `id` is, when cgroup v2 is mounted and the cgroup's path there
+    /// names one. `None` also for a cgroup v2 tree that does not mirror the containers (a
+    /// cgroup v1 node's `unified` hierarchy): the caller then keeps what it knew. A cgroup not
+    /// seen before has the hierarchy walked once (every cgroup in it is remembered); cgroup ids
+    /// are never reused.
+    pub fn of(&mut self, id: u64) -> Option<String> {
         let mount = self.mount.as_deref()?;
         if let Some(found) = self.known.get(&id) {
-            return Some(found.clone());
+            return found.clone();
         }
         if self.known.len() >= MAX_KNOWN {
             self.known.clear();
         }
         walk(mount, &mut self.known);
-        Some(self.known.entry(id).or_insert(None).clone())
+        self.known.entry(id).or_insert(None).clone()
     }
 }
 

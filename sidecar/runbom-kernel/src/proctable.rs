@@ -95,8 +95,8 @@ impl ProcessTable {
         self.procs.insert(child, Arc::new(info));
     }
 
-    /// A new program image in `pid`, in cgroup `cgroup_id`: its container is that cgroup's
-    /// (without a cgroup v2 mount: its parent's, or `/proc`'s when it was not seen before).
+    /// A new program image in `pid`, in cgroup `cgroup_id`: its container is the one that
+    /// cgroup is (cgroup v2), else its parent's, else `/proc`'s when it was not seen before.
     pub fn exec(
         &mut self,
         pid: u32,
@@ -109,7 +109,7 @@ impl ProcessTable {
         let prev = self.procs.get(&pid);
         let parent_pid = prev.map_or(0, |p| p.ppid);
         let (fork_tid, fork_ns) = prev.map_or((0, 0), |p| (p.fork_tid, p.fork_ns));
-        let container_id = in_cgroup.unwrap_or_else(|| {
+        let container_id = in_cgroup.or_else(|| {
             prev.map_or_else(
                 || self.proc_root.as_deref().and_then(|r| container_id(r, pid)),
                 |p| p.container_id.clone(),

@@ -103,7 +103,7 @@ impl std::fmt::Display for Peer {
 /// Who sent on a connection, and the container its cgroup named when it was looked up (while
 /// it was connected: a sender that exits right after its export keeps its container).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner {
+pub(crate) struct Owner {
     pub sender: Sender,
     pub container: Option<Arc<str>>,
 }
@@ -136,7 +136,7 @@ impl SenderPids {
     }
 
     /// [`Self::sender`] and the owning process's container. Blocking, as [`Self::lookup`].
-    pub fn owner(&self, peer: Peer) -> Owner {
+    pub(crate) fn owner(&self, peer: Peer) -> Owner {
         if let Some(owner) = self.cached(peer) {
             return owner;
         }
