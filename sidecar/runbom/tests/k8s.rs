@@ -70,14 +70,10 @@ fn agent_in(cgroup: &PodCgroup, grpc: u16) -> u32 {
     sdk_client(cgroup.command(&python_bin(), &sdk_client_args(grpc)))
 }
 
-/// `tests/sdk_client.py` on the host (in no pod), claiming the container `claimed` in its
-/// resource (`OTEL_RESOURCE_ATTRIBUTES`, which the SDK reads); its pid.
-fn forger_claiming(claimed: &str, grpc: u16) -> u32 {
-    let mut cmd = std::process::Command::new(python_bin());
-    cmd.args(sdk_client_args(grpc)).env(
-        "OTEL_RESOURCE_ATTRIBUTES",
-        format!("container.id={claimed}"),
-    );
+/// `cmd` (`tests/sdk_client.py`) with `claim` (`key=value`) added to its resource through
+/// `OTEL_RESOURCE_ATTRIBUTES`, which the SDK reads; its pid.
+fn claiming(mut cmd: std::process::Command, claim: &str) -> u32 {
+    cmd.env("OTEL_RESOURCE_ATTRIBUTES", claim);
     sdk_client(cmd)
 }
 
@@ -293,7 +289,14 @@ exporters:
     let pid_a = agent_in(&cg_a, grpc);
     let pid_b = agent_in(&cg_b, grpc);
     // A process in no pod claims pod b's container and exits: its word names no pod.
-    let forger = forger_claiming(&id_b, grpc);
+    let mut host = std::process::Command::new(python_bin());
+    host.args(sdk_client_args(grpc));
+    let forger = claiming(host, &format!("container.id={id_b}"));
+    // Pod b's process claims the Deployment: it is still the StatefulSet's, judged by its BOM.
+    let claim_b = claiming(
+        cg_b.command(&python_bin(), &sdk_client_args(grpc)),
+        "k8s.deployment.name=nginx-deployment",
+    );
 
     // History compacted: the open watch gets 410 Gone and runbom must list again.
     api.compact();
@@ -464,6 +467,22 @@ exporters:
         );
         assert!(!attrs.contains_key("k8s.pod.uid"), "{attrs:#?}");
     }
+    let claimed_b: Vec<_> = spans
+        .iter()
+        .filter(|(attrs, _)| attrs.get("process.pid") == Some(&claim_b.to_string()))
+        .map(|(attrs, _)| attrs)
+        .collect();
+    assert!(
+        !claimed_b.is_empty(),
+        "pod b's claiming process was exported"
+    );
+    for attrs in claimed_b {
+        assert_eq!(
+            attrs.get("k8s.statefulset.name").map(String::as_str),
+            Some("web")
+        );
+        assert_eq!(attrs.get("k8s.deployment.name"), None, "{attrs:#?}");
+    }
 
     // Each pod's agent judged against its own BOM: the Deployment's may call gpt-4o, the
     // StatefulSet's (whose BOM declares only Claude models) may not.
@@ -486,12 +505,14 @@ exporters:
             "gpt-4o is declared for the Deployment's agent"
         );
     }
-    let (_, _, agent, drift) = chat(pid_b);
-    assert_eq!(agent.as_deref(), Some("web/bom.cdx.json#agent"));
-    assert_eq!(
-        *drift,
-        Some(true),
-        "gpt-4o is not declared for the StatefulSet's agent"
-    );
+    for pid in [pid_b, claim_b] {
+        let (_, _, agent, drift) = chat(pid);
+        assert_eq!(agent.as_deref(), Some("web/bom.cdx.json#agent"));
+        assert_eq!(
+            *drift,
+            Some(true),
+            "gpt-4o is not declared for the StatefulSet's agent"
+        );
+    }
     drop((cg_b, cg_a2));
 }

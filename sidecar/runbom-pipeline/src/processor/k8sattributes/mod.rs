@@ -5,8 +5,9 @@
 //! data the sending process the OTLP receivers found from the connection (never the client's
 //! claim). Its cgroup names the container and pod; the pods come from a watch of this node's
 //! pods (`runbom_k8s`), one per processor name, shared by the pipelines that list it. What a
-//! client sent under the same keys, when it disagrees, is kept under `received.`. Resources of
-//! processes outside pods (and remote clients) pass unchanged.
+//! client sent under the same keys, when it disagrees, is kept under `received.`, and so is any
+//! other `k8s.*` it sent for a process in a pod. Resources of processes outside pods (and
+//! remote clients) pass unchanged.
 
 pub mod config;
 
@@ -207,6 +208,15 @@ fn annotate_resource(
     let Some(found) = found else {
         return Some(false);
     };
+    // A pod is what its pod says: a `k8s.*` the client added (another workload's name, which a
+    // BOM's `runbom:match` would take) moves aside as one that disagrees does.
+    for kv in resource
+        .attributes
+        .iter_mut()
+        .filter(|kv| kv.key.starts_with("k8s.") && !found.iter().any(|f| f.key == kv.key))
+    {
+        kv.key.insert_str(0, RECEIVED_PREFIX);
+    }
     for kv in found.iter() {
         set(&mut resource.attributes, kv);
     }
@@ -302,6 +312,7 @@ mod tests {
             kv_int(PROCESS_PID, 4242),
             kv_str("k8s.namespace.name", "kube-system"),
             kv_str("k8s.pod.name", "agent-0"),
+            kv_str("k8s.deployment.name", "billing"),
         ]);
         assert_eq!(annotate(&r, &mut s), (1, 0));
         let a = attrs(&s);
@@ -315,6 +326,14 @@ mod tests {
         assert!(
             attr(&a, "received.k8s.pod.name").is_none(),
             "an agreeing value stays"
+        );
+        assert_eq!(
+            (
+                attr(&a, "k8s.deployment.name"),
+                attr(&a, "received.k8s.deployment.name")
+            ),
+            (None, Some("billing")),
+            "a workload the pod is not part of is the client's word"
         );
         assert_eq!(a.iter().filter(|kv| kv.key == "k8s.pod.name").count(), 1);
         assert_eq!(attr(&a, "k8s.pod.label.app"), Some("support"));
