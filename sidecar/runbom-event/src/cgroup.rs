@@ -63,6 +63,13 @@ pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
 }
 
 impl CgroupRef {
+    /// What `<proc_root>/PID/cgroup` names (`Ok(None)`: neither a container nor a pod); `Err`
+    /// when it cannot be read (the process is gone).
+    pub fn of_process(proc_root: &std::path::Path, pid: u32) -> std::io::Result<Option<Self>> {
+        let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup"))?;
+        Ok(Self::from_proc_cgroup(&text))
+    }
+
     /// Reads the content of `/proc/PID/cgroup` (one `hierarchy:controllers:path` line per
     /// hierarchy): the first line that names a container or a pod.
     #[must_use]

@@ -2,7 +2,6 @@
 
 use std::{
     collections::HashMap,
-    fs,
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
@@ -77,9 +76,7 @@ impl Resolver {
         {
             return found.clone();
         }
-        let path = self.proc_root.join(pid.to_string()).join("cgroup");
-        let text = fs::read_to_string(path).ok()?;
-        let found = CgroupRef::from_proc_cgroup(&text);
+        let found = CgroupRef::of_process(&self.proc_root, pid).ok()?;
         if let Ok(mut cache) = self.cgroups.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.clear();

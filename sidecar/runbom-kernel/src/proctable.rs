@@ -173,8 +173,7 @@ fn read_proc(root: &Path, pid: u32) -> Option<ProcessInfo> {
 /// The container id in a process's cgroup path (`runbom_event::cgroup`: containerd, CRI-O,
 /// Docker, Podman; not their `conmon` monitors).
 fn container_id(root: &Path, pid: u32) -> Option<String> {
-    let cgroup = fs::read_to_string(root.join(pid.to_string()).join("cgroup")).ok()?;
-    CgroupRef::from_proc_cgroup(&cgroup)?.container_id
+    CgroupRef::of_process(root, pid).ok()??.container_id
 }
 
 #[cfg(test)]

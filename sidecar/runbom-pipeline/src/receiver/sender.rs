@@ -175,10 +175,8 @@ impl SenderPids {
 
 /// The container `/proc/PID/cgroup` names, if any.
 fn container_of(pid: u32) -> Option<Arc<str>> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    CgroupRef::from_proc_cgroup(&text)?
-        .container_id
-        .map(Arc::from)
+    let found = CgroupRef::of_process(std::path::Path::new("/proc"), pid).ok()??;
+    found.container_id.map(Arc::from)
 }
 
 /// Sets the sending process's `process.pid` and `container.id` on every resource of `signal`:
