@@ -1,10 +1,11 @@
 //! Loopback ports, and small blocking HTTP/1.1 exchanges with runbom's admin endpoint.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{self, BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
@@ -14,13 +15,46 @@ use crate::Proc;
 /// How long a peer may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A loopback port nothing listens on now (bound to port 0, then released).
+/// Below this, the fixed ports the examples declare (18080–18443) and well-known services.
+const LOWEST_PORT: u16 = 20000;
+
+/// Ports handed out in this process.
+static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A loopback port nothing listens on now, below the kernel's ephemeral range and never handed
+/// out before in this process (as `tests/ports.py` does for the Python tests).
+///
+/// A port from `bind(0)` is an ephemeral one: once released, it can be handed out again to
+/// another test of the same binary, or taken as the local port of any outgoing connection,
+/// before the server meant for it listens. Then that server fails with "address in use"
+/// while the test talks to whatever holds the port.
 #[must_use]
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    let end = ephemeral_start();
+    assert!(
+        end.saturating_sub(LOWEST_PORT) >= 1000,
+        "the ephemeral range starts at {end}: no room below it above {LOWEST_PORT} \
+         (/proc/sys/net/ipv4/ip_local_port_range)"
+    );
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..1000 {
+        let port = rand::random_range(LOWEST_PORT..end);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port between {LOWEST_PORT} and {end} after 1000 tries");
+}
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
 }
 
 /// Waits until something accepts TCP connections on `port`; panics (with `proc`'s output) if
@@ -56,15 +90,31 @@ pub fn connect(port: u16) -> TcpStream {
     stream
 }
 
+/// The status, the headers (lower-case names) and the body of an HTTP answer.
+pub type HttpAnswer = (u16, BTreeMap<String, String>, Vec<u8>);
+
 /// One HTTP/1.1 exchange on an open connection: writes the request, reads one answer.
-/// Returns the status, the headers (lower-case names) and the body.
+/// Panics when the connection fails or the answer is not HTTP/1.1 with a `Content-Length`.
 pub fn http_exchange(
     stream: &mut TcpStream,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+) -> HttpAnswer {
+    try_http_exchange(stream, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// [`http_exchange`], returning the error instead of panicking.
+pub fn try_http_exchange(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpAnswer> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n",
         body.len()
@@ -73,24 +123,20 @@ pub fn http_exchange(
         let _ = write!(request, "{name}: {value}\r\n");
     }
     request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .and_then(|()| stream.write_all(body))
-        .expect("write the HTTP request");
-    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
     let mut status_line = String::new();
-    reader
-        .read_line(&mut status_line)
-        .expect("read the status line");
+    reader.read_line(&mut status_line)?;
     let status: u16 = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP status line: {status_line:?}"));
+        .ok_or_else(|| invalid(format!("not an HTTP status line: {status_line:?}")))?;
     let mut answer_headers = BTreeMap::new();
     loop {
         let mut line = String::new();
-        reader.read_line(&mut line).expect("read a header line");
+        reader.read_line(&mut line)?;
         let line = line.trim_end();
         if line.is_empty() {
             break;
@@ -102,10 +148,17 @@ pub fn http_exchange(
     let length: usize = answer_headers
         .get("content-length")
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("answer without Content-Length: {answer_headers:?}"));
+        .ok_or_else(|| invalid(format!("answer without Content-Length: {answer_headers:?}")))?;
     let mut body = vec![0; length];
-    reader.read_exact(&mut body).expect("read the body");
-    (status, answer_headers, body)
+    reader.read_exact(&mut body)?;
+    Ok((status, answer_headers, body))
+}
+
+/// The status of `GET path` on a fresh connection, or why there is none.
+pub fn try_http_status(port: u16, path: &str) -> io::Result<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(try_http_exchange(&mut stream, "GET", path, &[], b"")?.0)
 }
 
 /// GET `path` on a fresh connection; returns the status and body.

@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Proc, http_get, net::START_TIMEOUT, strip_ansi, wait_listening};
+use crate::{
+    Proc,
+    net::{START_TIMEOUT, try_http_status},
+    strip_ansi, wait_listening,
+};
 
 /// What runbom logs on stderr once its probes are attached.
 pub const READY_LINE: &str = "probes attached; watching";
@@ -141,7 +145,15 @@ impl Runbom {
             Ready::Admin(port) => {
                 wait_listening(port, &mut runbom.proc);
                 let deadline = Instant::now() + START_TIMEOUT;
-                while http_get(port, "/readyz").0 != 200 {
+                // A runbom that bound this port and then failed to start resets the
+                // connection: its log says why.
+                while try_http_status(port, "/readyz").ok() != Some(200) {
+                    if let Ok(Some(status)) = runbom.proc.child.try_wait() {
+                        return Err(LaunchError::Exited {
+                            status,
+                            log: runbom.log(),
+                        });
+                    }
                     if Instant::now() >= deadline {
                         return Err(LaunchError::NotReady {
                             timeout: START_TIMEOUT,

@@ -3,7 +3,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -16,13 +16,6 @@ impl Drop for Runbom {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -110,7 +103,11 @@ fn counters_logs_and_spans_are_exported_as_otlp_and_served_on_metrics() {
     let dir = std::env::temp_dir().join(format!("runbom-selftel-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
+    let (grpc, http, admin) = (
+        runbom_testkit::free_port(),
+        runbom_testkit::free_port(),
+        runbom_testkit::free_port(),
+    );
     let config = format!(
         "
 receivers:
