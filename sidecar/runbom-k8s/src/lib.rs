@@ -14,5 +14,5 @@ pub mod watch;
 
 pub use index::PodIndex;
 pub use meta::{ContainerMeta, Owner, PodMeta};
-pub use resolve::Resolver;
+pub use resolve::{Place, Resolver};
 pub use watch::{Auth, WatchError, check, start};

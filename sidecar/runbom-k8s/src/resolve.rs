@@ -16,6 +16,28 @@ const CGROUP_TTL: Duration = Duration::from_secs(10);
 /// Cached pids at most (the cache starts over when full).
 const MAX_CACHED: usize = 16_384;
 
+/// Where a process is, as far as this node can tell ([`Resolver::place`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place<A = Vec<(String, String)>> {
+    /// In a pod of the index: its `k8s.*` and `container.*` attributes.
+    Pod(A),
+    /// A live process whose cgroup names no pod: the node's own, or a container's no pod holds.
+    NoPod,
+    /// A process gone, or in a pod the index does not have (yet).
+    Unknown,
+}
+
+impl<A> Place<A> {
+    /// The same place, the pod's attributes turned by `f`.
+    pub fn map<B>(self, f: impl FnOnce(A) -> B) -> Place<B> {
+        match self {
+            Self::Pod(a) => Place::Pod(f(a)),
+            Self::NoPod => Place::NoPod,
+            Self::Unknown => Place::Unknown,
+        }
+    }
+}
+
 /// Answers "which pod is this process in" from its cgroup and the pod index.
 pub struct Resolver {
     index: Arc<RwLock<PodIndex>>,
@@ -43,46 +65,55 @@ impl Resolver {
         &self.index
     }
 
-    /// The `k8s.*` and `container.*` attributes of process `pid` (its cgroup read from
-    /// `/proc`) or, when that process is gone, of the container `container_id` (as the kernel
-    /// events of an exited process carry it). `None`: not in a pod of this node.
+    /// Where process `pid` is (its cgroup read from `/proc`) or, when that process is gone,
+    /// the container `container_id`: a known pod of this node with its attributes, no pod at
+    /// all, or not known.
     #[must_use]
-    pub fn attributes(
-        &self,
-        pid: Option<u32>,
-        container_id: Option<&str>,
-    ) -> Option<Vec<(String, String)>> {
-        let cgroup = pid.and_then(|p| self.cgroup(p));
+    pub fn place(&self, pid: Option<u32>, container_id: Option<&str>) -> Place {
+        let read = pid.map(|p| self.cgroup(p));
+        let live = matches!(read, Some(Ok(_)));
+        let cgroup = read.and_then(Result::ok).flatten();
         let id = cgroup
             .as_ref()
             .and_then(|c| c.container_id.as_deref())
             .or(container_id);
         let uid = cgroup.as_ref().and_then(|c| c.pod_uid.as_deref());
-        let (pod, container) = self.index.read().ok()?.find(id, uid)?;
+        let found = self.index.read().ok().and_then(|index| index.find(id, uid));
+        let Some((pod, container)) = found else {
+            // A cgroup that names no pod is the node's own process (or a container no pod
+            // holds); one naming a pod not indexed yet, or a gone process, is not known.
+            return if live && cgroup.is_none_or(|c| c.pod_uid.is_none()) {
+                Place::NoPod
+            } else {
+                Place::Unknown
+            };
+        };
         let mut attrs = pod.attributes(container.as_ref());
         if let Some(id) = id
             && !attrs.iter().any(|(k, _)| k == "container.id")
         {
             attrs.push(("container.id".into(), id.to_owned()));
         }
-        Some(attrs)
+        Place::Pod(attrs)
     }
 
-    fn cgroup(&self, pid: u32) -> Option<CgroupRef> {
+    /// What process `pid`'s cgroup names (`Ok(None)`: neither a container nor a pod); `Err`
+    /// when it cannot be read (the process is gone).
+    fn cgroup(&self, pid: u32) -> std::io::Result<Option<CgroupRef>> {
         let now = Instant::now();
         if let Ok(cache) = self.cgroups.lock()
             && let Some((found, at)) = cache.get(&pid)
             && now.duration_since(*at) < CGROUP_TTL
         {
-            return found.clone();
+            return Ok(found.clone());
         }
-        let found = CgroupRef::of_process(&self.proc_root, pid).ok()?;
+        let found = CgroupRef::of_process(&self.proc_root, pid)?;
         if let Ok(mut cache) = self.cgroups.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.clear();
             }
             cache.insert(pid, (found.clone(), now));
         }
-        found
+        Ok(found)
     }
 }

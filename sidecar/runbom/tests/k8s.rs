@@ -288,10 +288,14 @@ exporters:
     api.wait_for("watching ");
     let pid_a = agent_in(&cg_a, grpc);
     let pid_b = agent_in(&cg_b, grpc);
-    // A process in no pod claims pod b's container and exits: its word names no pod.
+    // A process in no pod claims pod b's container and pod a's Deployment, and exits: its word
+    // names no pod.
     let mut host = std::process::Command::new(python_bin());
     host.args(sdk_client_args(grpc));
-    let forger = claiming(host, &format!("container.id={id_b}"));
+    let forger = claiming(
+        host,
+        &format!("container.id={id_b},k8s.deployment.name=nginx-deployment"),
+    );
     // Pod b's process claims the Deployment: it is still the StatefulSet's, judged by its BOM.
     let claim_b = claiming(
         cg_b.command(&python_bin(), &sdk_client_args(grpc)),
@@ -466,6 +470,16 @@ exporters:
             "a claimed container is the client's word: {attrs:#?}"
         );
         assert!(!attrs.contains_key("k8s.pod.uid"), "{attrs:#?}");
+        assert_eq!(
+            (
+                attrs
+                    .get("received.k8s.deployment.name")
+                    .map(String::as_str),
+                attrs.get("k8s.deployment.name")
+            ),
+            (Some("nginx-deployment"), None),
+            "a process in no pod is no Deployment's: {attrs:#?}"
+        );
     }
     let claimed_b: Vec<_> = spans
         .iter()

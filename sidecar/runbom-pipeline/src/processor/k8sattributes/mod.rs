@@ -6,8 +6,9 @@
 //! claim). Its cgroup names the container and pod; the pods come from a watch of this node's
 //! pods (`runbom_k8s`), one per processor name, shared by the pipelines that list it. What a
 //! client sent under the same keys, when it disagrees, is kept under `received.`, and so is any
-//! other `k8s.*` it sent for a process in a pod. Resources of processes outside pods (and
-//! remote clients) pass unchanged.
+//! other `k8s.*` it sent for a process in a pod, and every `k8s.*` it sent for a process in no
+//! pod (its cgroup names none). Resources of no process (remote clients), of a process gone, or
+//! of a pod not indexed yet pass unchanged.
 
 pub mod config;
 
@@ -28,7 +29,7 @@ use runbom_aibom::{
     span::{attr, attr_int},
 };
 use runbom_event::semconv::{CONTAINER_ID, PROCESS_PID, RECEIVED_PREFIX};
-use runbom_k8s::{Auth, PodIndex, Resolver};
+use runbom_k8s::{Auth, Place, PodIndex, Resolver};
 use runbom_otlp::signal::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -175,8 +176,9 @@ pub fn annotate(resolver: &Resolver, signal: &mut Signal) -> (u64, u64) {
     (annotated, unmatched)
 }
 
-/// What a request's processes resolved to: (pid, container id) → the attributes, if any.
-type Memo = std::collections::HashMap<(Option<u32>, Option<String>), Option<Vec<KeyValue>>>;
+/// Where a request's processes are: (pid, container id) → their place, pod attributes as
+/// `KeyValue`s.
+type Memo = std::collections::HashMap<(Option<u32>, Option<String>), Place<Vec<KeyValue>>>;
 
 /// `Some(true)`: annotated; `Some(false)`: a process in no known pod; `None`: no process.
 fn annotate_resource(
@@ -191,8 +193,8 @@ fn annotate_resource(
         return None;
     }
     let key = (pid, container.map(str::to_owned));
-    let found = memo.entry(key).or_insert_with(|| {
-        resolver.attributes(pid, container).map(|found| {
+    let place = memo.entry(key).or_insert_with(|| {
+        resolver.place(pid, container).map(|found| {
             found
                 .into_iter()
                 .map(|(key, value)| {
@@ -205,11 +207,15 @@ fn annotate_resource(
                 .collect()
         })
     });
-    let Some(found) = found else {
-        return Some(false);
+    // A process is what its pod says, and a process in no pod is in none: a `k8s.*` the
+    // client added (another workload's name, which a BOM's `runbom:match` would take) moves
+    // aside as one that disagrees does. A process not known (gone, or its pod not indexed
+    // yet) keeps what it sent.
+    let found: &[KeyValue] = match place {
+        Place::Pod(found) => found,
+        Place::NoPod => &[],
+        Place::Unknown => return Some(false),
     };
-    // A pod is what its pod says: a `k8s.*` the client added (another workload's name, which a
-    // BOM's `runbom:match` would take) moves aside as one that disagrees does.
     for kv in resource
         .attributes
         .iter_mut()
@@ -217,7 +223,10 @@ fn annotate_resource(
     {
         kv.key.insert_str(0, RECEIVED_PREFIX);
     }
-    for kv in found.iter() {
+    if found.is_empty() {
+        return Some(false);
+    }
+    for kv in found {
         set(&mut resource.attributes, kv);
     }
     Some(true)
@@ -346,15 +355,64 @@ mod tests {
     }
 
     #[test]
-    fn processes_outside_pods_pass_unchanged() {
+    fn a_process_in_no_pod_is_in_none_whatever_it_claims() {
         let dir = std::env::temp_dir().join(format!("runbom-k8sattr-out-{}", std::process::id()));
         let r = resolver(&dir);
+        // The node's own process, and a container no pod holds (Docker's, beside the kubelet).
         fs::create_dir_all(dir.join("7")).unwrap();
         fs::write(dir.join("7/cgroup"), "0::/user.slice/session-1.scope\n").unwrap();
+        fs::create_dir_all(dir.join("8")).unwrap();
+        let docker = "ab".repeat(32);
+        fs::write(
+            dir.join("8/cgroup"),
+            format!("0::/system.slice/docker-{docker}.scope\n"),
+        )
+        .unwrap();
+        for pid in [7, 8] {
+            let mut s = signal(vec![
+                kv_int(PROCESS_PID, pid),
+                kv_str("service.name", "host-agent"),
+                kv_str("k8s.deployment.name", "support"),
+                kv_str("k8s.pod.name", "agent-0"),
+            ]);
+            assert_eq!(
+                annotate(&r, &mut s),
+                (0, 1),
+                "pid {pid}: counted as in no pod"
+            );
+            let a = attrs(&s);
+            assert!(
+                !a.iter().any(|kv| kv.key.starts_with("k8s.")),
+                "pid {pid}: no pod attributes: {a:?}"
+            );
+            assert_eq!(attr(&a, "received.k8s.deployment.name"), Some("support"));
+            assert_eq!(attr(&a, "received.k8s.pod.name"), Some("agent-0"));
+            assert_eq!(attr(&a, "service.name"), Some("host-agent"));
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn resources_of_no_process_or_an_unknown_one_pass_unchanged() {
+        let dir = std::env::temp_dir().join(format!("runbom-k8sattr-unk-{}", std::process::id()));
+        let r = resolver(&dir);
+        // A pod's process whose pod the watch has not indexed yet.
+        fs::create_dir_all(dir.join("9")).unwrap();
+        fs::write(
+            dir.join("9/cgroup"),
+            "0::/kubepods.slice/kubepods-pod0b1c2d3e_0000_4000_8000_000000000000.slice\n",
+        )
+        .unwrap();
         for before in [
-            vec![kv_int(PROCESS_PID, 7), kv_str("k8s.pod.name", "claimed")],
-            vec![kv_str("service.name", "no pid")],
-            vec![kv_int(PROCESS_PID, 99_999)],
+            vec![
+                kv_str("service.name", "no pid"),
+                kv_str("k8s.pod.name", "x"),
+            ],
+            vec![kv_int(PROCESS_PID, 99_999), kv_str("k8s.pod.name", "gone")],
+            vec![
+                kv_int(PROCESS_PID, 9),
+                kv_str("k8s.pod.name", "not-indexed-yet"),
+            ],
         ] {
             let mut s = signal(before.clone());
             let (annotated, _) = annotate(&r, &mut s);
