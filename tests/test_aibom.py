@@ -196,6 +196,47 @@ def test_observed_bom_is_strict_cyclonedx_and_the_diff_names_the_tool_endpoint(
     assert any(i["ref"] == "model:gpt-4o-mini" for i in report["matched"])
 
 
+def test_an_observed_bom_of_hostile_urls_is_strict_cyclonedx(tmp_path: Path) -> None:
+    """What clients send reaches the observed BOM's `endpoints`: raw characters no URI may hold,
+    a `%` that starts no escape, IPv6 hosts, and runbom's own `[REDACTED]` are written so that
+    the CycloneDX validator takes them (`iri-reference`)."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    urls = ["http://127.0.0.1:18099/a{b}c|d^e`f\"g<h>i%zz j", "http://[::1]:18099/upload",
+            "http://[::ffff:127.0.0.1]:9/x", f"https://api.example.com/v1/sk-proj-{'A' * 24}/x"]
+    trace = "0102030405060708090a0b0c0d0e0f10"
+
+    def span(n: int, name: str, parent: str, kvs: dict[str, str]) -> dict[str, Any]:
+        return {"traceId": trace, "spanId": f"{n:016x}", "parentSpanId": parent, "name": name,
+                "kind": 3, "startTimeUnixNano": "1795737600000000000",
+                "endTimeUnixNano": "1795737600100000000",
+                "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in kvs.items()]}
+
+    spans = [span(1, "invoke_agent support-agent", "", {"gen_ai.operation.name": "invoke_agent",
+                                                         "gen_ai.agent.name": "support-agent"}),
+             span(2, "execute_tool http_post", f"{1:016x}", {"gen_ai.operation.name": "execute_tool",
+                                                             "gen_ai.tool.name": "http_post"})]
+    spans += [span(10 + i, "POST", f"{2:016x}", {"http.request.method": "POST", "url.full": u})
+              for i, u in enumerate(urls)]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "traces.jsonl").write_text(json.dumps({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name",
+                                     "value": {"stringValue": "support-agent"}}]},
+        "scopeSpans": [{"scope": {"name": "agent"}, "spans": spans}]}]}) + "\n")
+    observed = tmp_path / "observed.cdx.json"
+    subprocess.run([str(RUNBOM), "bom", "observed", "--from", str(data), "--out", str(observed)],
+                   check=True, timeout=60)
+    text = observed.read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    endpoints = {e for s in json.loads(text)["services"] for e in s["endpoints"]}
+    assert "http://[0:0:0:0:0:0:0:1]:18099/upload" in endpoints, endpoints
+    assert "http://127.0.0.1:18099/a%7Bb%7Dc%7Cd%5Ee%60f%22g%3Ch%3Ei%25zz%20j" in endpoints
+    assert "https://api.example.com:443/v1/%5BREDACTED%5D/x" in endpoints, endpoints
+    assert "A" * 24 not in text
+
+
 def test_the_api_key_is_in_nothing_runbom_wrote(injected: dict[str, Any],
                                                  benign: dict[str, Any]) -> None:
     for run in (injected, benign):

@@ -60,3 +60,134 @@ pub(super) fn rfc3339_secs() -> String {
     let s = rfc3339(now * 1_000_000_000);
     format!("{}Z", &s[..19])
 }
+
+/// `u` as an IRI reference CycloneDX validators accept (the schema's `iri-reference` format)
+/// for `endpoints` and `url`: an observed URL holds what a client wrote (`{`, `"`, a space, a
+/// `%` that starts no escape) and runbom's own `[REDACTED]`, each percent-encoded here, as is
+/// every non-ASCII byte. An IPv6 host is written with all eight groups (`[0:0:0:0:0:0:0:1]`),
+/// the form the common validator's grammar (`rfc3987-syntax`) takes: it refuses `::`.
+pub(super) fn iri(u: &str) -> String {
+    let mut out = String::with_capacity(u.len());
+    let rest = match u.split_once("://") {
+        Some((scheme, rest)) if is_scheme(scheme) => {
+            out.push_str(scheme);
+            out.push_str("://");
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            authority(&rest[..end], &mut out);
+            &rest[end..]
+        }
+        _ => u,
+    };
+    let mut fragment = false;
+    for (i, b) in rest.bytes().enumerate() {
+        let escape = b == b'%'
+            && rest
+                .as_bytes()
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if escape || (b == b'#' && !fragment) || is_uri_char(b) {
+            fragment |= b == b'#';
+            out.push(char::from(b));
+        } else {
+            percent(b, &mut out);
+        }
+    }
+    out
+}
+
+/// `userinfo@host:port`, the host an IPv6 literal written in full or a name.
+fn authority(a: &str, out: &mut String) {
+    let (host, port) = match a.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((v6, port)) => match v6.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => {
+                let groups: Vec<String> = ip.segments().iter().map(|g| format!("{g:x}")).collect();
+                out.push('[');
+                out.push_str(&groups.join(":"));
+                out.push(']');
+                ("", port)
+            }
+            Err(_) => (a, ""),
+        },
+        None => (a, ""),
+    };
+    for b in host.bytes().chain(port.bytes()) {
+        if is_uri_char(b) && !matches!(b, b'[' | b']' | b'/' | b'?' | b'#') {
+            out.push(char::from(b));
+        } else {
+            percent(b, out);
+        }
+    }
+}
+
+fn is_scheme(s: &str) -> bool {
+    s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// An unreserved or reserved character of RFC 3986 other than `%` and `#`, `[` and `]`
+/// (those only where the grammar puts them).
+fn is_uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+        )
+}
+
+fn percent(b: u8, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "%{b:02X}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iri;
+
+    #[test]
+    fn urls_become_iri_references_a_validator_takes() {
+        for (observed, written) in [
+            (
+                "https://api.openai.com:443/v1",
+                "https://api.openai.com:443/v1",
+            ),
+            ("tcp://10.0.0.7:5432", "tcp://10.0.0.7:5432"),
+            ("tcp://[::1]:80", "tcp://[0:0:0:0:0:0:0:1]:80"),
+            (
+                "http://[::ffff:127.0.0.1]:9/x",
+                "http://[0:0:0:0:0:ffff:7f00:1]:9/x",
+            ),
+            (
+                "https://h:443/v1/[REDACTED]/x",
+                "https://h:443/v1/%5BREDACTED%5D/x",
+            ),
+            (
+                "http://h:1/a{b}c|d^e`f\"g<h>i%zz j%41",
+                "http://h:1/a%7Bb%7Dc%7Cd%5Ee%60f%22g%3Ch%3Ei%25zz%20j%41",
+            ),
+            ("http://h:1/caf\u{e9}#a#b", "http://h:1/caf%C3%A9#a%23b"),
+            ("http://h{x}:1/", "http://h%7Bx%7D:1/"),
+            ("http://[not-v6]:1/", "http://%5Bnot-v6%5D:1/"),
+            ("no scheme/a b", "no%20scheme/a%20b"),
+        ] {
+            assert_eq!(iri(observed), written, "{observed}");
+        }
+    }
+}
