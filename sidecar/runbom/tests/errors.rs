@@ -4,6 +4,8 @@
 //! Configuration errors exit 2 (`runbom: invalid configuration: FILE at `yaml.path`: reason`),
 //! probe-loading errors exit 1 (`runbom: <message>`). The probe tests load the real eBPF
 //! object into this kernel, so they need root (the non-root test drops to `nobody` itself).
+//! And `runbom validate` does not refuse what is valid (an `otlp` gRPC exporter, which needs an
+//! async runtime to be built).
 
 use std::{
     ffi::OsStr,
@@ -18,9 +20,9 @@ use std::{
 };
 
 use runbom_testkit::{
-    Proc, READY_LINE, TempDir,
+    Proc, READY_LINE, SidecarConfig, TempDir,
     config::{service, traces_and_logs},
-    config_command, run_bounded,
+    config_command, pipeline, run_bounded,
     runbom::RUNBOM_ENV,
     runbom_bin,
 };
@@ -363,4 +365,122 @@ fn verifier_rejection_names_the_probe_and_shows_the_log() {
         "no verifier log after the message: {msg}"
     );
     f.assert_no_stdout();
+}
+
+/// An unknown key anywhere in the configuration stops runbom (run and validate) with exit
+/// status 2 and a message naming the key's YAML path.
+#[test]
+fn unknown_config_key_exits_2_naming_the_path() {
+    let dir = TempDir::new("bad-config");
+    let base = SidecarConfig::new().yaml(
+        "processors:
+  batch:
+    timeout: 100ms
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:4318
+    retry_on_failure:
+      enabled: true
+    sending_queue:
+      queue_size: 10",
+        &pipeline("traces", &["otlp"], &["batch"], &["otlphttp"]),
+    );
+    let good = dir.join("good.yaml");
+    fs::write(&good, &base).expect("write good.yaml");
+    let out = run_bounded(
+        &mut config_command(runbom_bin!(), "validate", &good),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "the base configuration should be valid: {}\n{base}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (from, to, path, key) in [
+        (
+            "      grpc:\n",
+            "      grpc:\n        endpiont: 127.0.0.1:1\n",
+            "receivers.otlp.protocols.grpc.endpiont",
+            "endpiont",
+        ),
+        (
+            "      enabled: true\n",
+            "      enabled: true\n      max_elapsed: 1m\n",
+            "exporters.otlphttp.retry_on_failure.max_elapsed",
+            "max_elapsed",
+        ),
+        (
+            "    timeout: 100ms\n",
+            "    timeout: 100ms\n    send_batch_sise: 10\n",
+            "processors.batch.send_batch_sise",
+            "send_batch_sise",
+        ),
+        (
+            "      processors: [batch]\n",
+            "      processors: [batch]\n      procesors: [batch]\n",
+            "service.pipelines.traces.procesors",
+            "procesors",
+        ),
+        (
+            "    metrics:\n",
+            "    metrics:\n      adress: 127.0.0.1:1\n",
+            "service.telemetry.metrics.adress",
+            "adress",
+        ),
+    ] {
+        assert!(
+            base.contains(from),
+            "{from:?} not in the base configuration"
+        );
+        let bad = dir.join("bad.yaml");
+        fs::write(&bad, base.replacen(from, to, 1)).expect("write bad.yaml");
+        for command in ["run", "validate"] {
+            let out = run_bounded(
+                &mut config_command(runbom_bin!(), command, &bad),
+                Duration::from_secs(20),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "`runbom {command}` with `{path}` should exit 2; stderr:\n{stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("at `{path}`"))
+                    && stderr.contains(&format!("unknown field `{key}`")),
+                "`runbom {command}` should name `{path}`; stderr:\n{stderr}"
+            );
+        }
+    }
+}
+
+/// `runbom validate` checks that every exporter can be built; with an `otlp` (gRPC) exporter
+/// that needs an async runtime (tonic's lazy channel spawns its worker), which `validate` must
+/// provide itself. (It once panicked with "there is no reactor running".)
+#[test]
+fn validate_accepts_an_otlp_grpc_exporter() {
+    let dir = TempDir::new("validate-otlp");
+    let path = dir.join("otlp.yaml");
+    fs::write(
+        &path,
+        SidecarConfig::new().yaml(
+            "exporters:
+  otlp:
+    endpoint: 127.0.0.1:4317
+    tls:
+      insecure: true",
+            &pipeline("traces", &["otlp"], &[], &["otlp"]),
+        ),
+    )
+    .expect("write otlp.yaml");
+    let out = run_bounded(
+        &mut config_command(runbom_bin!(), "validate", &path),
+        Duration::from_secs(20),
+    );
+    assert!(
+        out.status.success(),
+        "`runbom validate` failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
