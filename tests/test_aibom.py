@@ -526,6 +526,14 @@ def test_metrics_count_shadow_workloads_and_calls(shadow: dict[str, Any]) -> Non
 
 # --- agents without an SDK: their run as one trace (root: eBPF) ------------------------------
 
+def losses(metrics_text: str) -> list[str]:
+    """runbom's counters of kernel records it shed or lost (docs/metrics.md), as scraped: what a
+    missing span's failure message shows, so that loss under load is told from a defect."""
+    kinds = ("runbom_kernel_shed_total", "runbom_kernel_ring_full_drops_total",
+             "runbom_kernel_inflight_full_drops_total", "runbom_processor_dropped_items_total")
+    return [line for line in metrics_text.splitlines() if line.startswith(kinds)]
+
+
 def spans_by_trace(run: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for s in records(run["out"] / "traces.jsonl", "Spans"):
@@ -553,7 +561,7 @@ def test_an_agent_without_sdk_is_one_trace_per_run(shadow: dict[str, Any], clien
         assert a["runbom.correlation.method"] == "inferred"
         chats = [s for s in spans if s["name"] == "chat gpt-4o-mini"]
         # The injected scenario: read, query all, post them, the tickets, the answer.
-        assert len(chats) == 5, [s["name"] for s in spans]
+        assert len(chats) == 5, ([s["name"] for s in spans], losses(shadow["metrics"] or ""))
         for chat in chats:
             c = attrs(chat["attributes"])
             assert chat["parentSpanId"] == agent["spanId"]
