@@ -79,39 +79,40 @@ pub(super) fn iri(u: &str) -> String {
         _ => u,
     };
     let mut fragment = false;
-    for (i, b) in rest.bytes().enumerate() {
-        let escape = b == b'%'
-            && rest
-                .as_bytes()
-                .get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-        if escape || (b == b'#' && !fragment) || is_uri_char(b) {
-            fragment |= b == b'#';
-            out.push(char::from(b));
-        } else {
-            percent(b, &mut out);
-        }
-    }
+    push_escaped(rest, &mut out, |b| {
+        let first_hash = b == b'#' && !fragment;
+        fragment |= first_hash;
+        first_hash || is_uri_char(b)
+    });
     out
 }
 
 /// `userinfo@host:port`, the host an IPv6 literal written in full or a name.
 fn authority(a: &str, out: &mut String) {
-    let (host, port) = match a.strip_prefix('[').and_then(|r| r.split_once(']')) {
-        Some((v6, port)) => match v6.parse::<std::net::Ipv6Addr>() {
-            Ok(ip) => {
-                let groups: Vec<String> = ip.segments().iter().map(|g| format!("{g:x}")).collect();
-                out.push('[');
-                out.push_str(&groups.join(":"));
-                out.push(']');
-                ("", port)
-            }
-            Err(_) => (a, ""),
-        },
-        None => (a, ""),
+    let v6 = a.strip_prefix('[').and_then(|r| r.split_once(']'));
+    let rest = match v6.and_then(|(ip, port)| Some((ip.parse::<std::net::Ipv6Addr>().ok()?, port)))
+    {
+        Some((ip, port)) => {
+            let groups: Vec<String> = ip.segments().iter().map(|g| format!("{g:x}")).collect();
+            out.push('[');
+            out.push_str(&groups.join(":"));
+            out.push(']');
+            port
+        }
+        None => a,
     };
-    for b in host.bytes().chain(port.bytes()) {
-        if is_uri_char(b) && !matches!(b, b'[' | b']' | b'/' | b'?' | b'#') {
+    push_escaped(rest, out, is_uri_char);
+}
+
+/// `s` onto `out`, each byte `keep` refuses percent-encoded, except a `%` that starts an escape.
+fn push_escaped(s: &str, out: &mut String, mut keep: impl FnMut(u8) -> bool) {
+    let bytes = s.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = b == b'%'
+            && bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if escape || keep(b) {
             out.push(char::from(b));
         } else {
             percent(b, out);
@@ -125,8 +126,8 @@ fn is_scheme(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
-/// An unreserved or reserved character of RFC 3986 other than `%` and `#`, `[` and `]`
-/// (those only where the grammar puts them).
+/// An unreserved or reserved character of RFC 3986 other than `%`, `#`, `[` and `]` (those
+/// only where the grammar puts them).
 fn is_uri_char(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
@@ -184,6 +185,7 @@ mod tests {
             ),
             ("http://h:1/caf\u{e9}#a#b", "http://h:1/caf%C3%A9#a%23b"),
             ("http://h{x}:1/", "http://h%7Bx%7D:1/"),
+            ("http://h%41:1/", "http://h%41:1/"),
             ("http://[not-v6]:1/", "http://%5Bnot-v6%5D:1/"),
             ("no scheme/a b", "no%20scheme/a%20b"),
         ] {
