@@ -215,8 +215,8 @@ def test_an_observed_bom_of_hostile_urls_is_strict_cyclonedx(tmp_path: Path) -> 
 
     spans = [span(1, "invoke_agent support-agent", "", {"gen_ai.operation.name": "invoke_agent",
                                                          "gen_ai.agent.name": "support-agent"}),
-             span(2, "execute_tool http_post", f"{1:016x}", {"gen_ai.operation.name": "execute_tool",
-                                                             "gen_ai.tool.name": "http_post"})]
+             span(2, "execute_tool http_post", f"{1:016x}",
+                  {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "http_post"})]
     spans += [span(10 + i, "POST", f"{2:016x}", {"http.request.method": "POST", "url.full": u})
               for i, u in enumerate(urls)]
     data = tmp_path / "data"
@@ -235,6 +235,18 @@ def test_an_observed_bom_of_hostile_urls_is_strict_cyclonedx(tmp_path: Path) -> 
     assert "http://127.0.0.1:18099/a%7Bb%7Dc%7Cd%5Ee%60f%22g%3Ch%3Ei%25zz%20j" in endpoints
     assert "https://api.example.com:443/v1/%5BREDACTED%5D/x" in endpoints, endpoints
     assert "A" * 24 not in text
+    # Declared as a person writes them, the same endpoints are not undeclared in the diff.
+    declared = json.loads((AGENT_DIR / "bom.cdx.json").read_text())
+    tool = next(x for x in declared["services"] if x["name"] == "http_post")
+    tool["endpoints"] = ["http://[::1]:18099/upload", urls[0]]
+    (tmp_path / "declared.cdx.json").write_text(json.dumps(declared))
+    diff = subprocess.run([str(RUNBOM), "bom", "diff", "--json",
+                           str(tmp_path / "declared.cdx.json"), str(observed)],
+                          capture_output=True, timeout=60)
+    assert diff.returncode in (0, 1), diff.stderr
+    flagged = [i["name"] for i in json.loads(diff.stdout)["undeclared"]
+               if i["kind"] == "tool endpoint"]
+    assert not [n for n in flagged if "18099" in n], flagged
 
 
 def test_the_api_key_is_in_nothing_runbom_wrote(injected: dict[str, Any],

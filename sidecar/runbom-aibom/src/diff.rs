@@ -350,7 +350,7 @@ fn owner<'d>(
 
 /// An observed endpoint as a destination (`tcp://host:port` is a connection: no path).
 fn dest_of(e: &Endpoint) -> Dest {
-    match Dest::from_url(&e.raw) {
+    match Dest::from_url(&crate::iri::decode(&e.raw)) {
         Some(mut d) if matches!(d.scheme.as_deref(), Some("tcp" | "udp")) => {
             d.path = None;
             d.scheme = None;

@@ -24,6 +24,7 @@ pub mod diff;
 pub mod endpoint;
 pub mod glob;
 pub mod guardrail;
+pub mod iri;
 pub mod judge;
 pub mod judged;
 pub mod observed;

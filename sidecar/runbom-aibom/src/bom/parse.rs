@@ -243,7 +243,8 @@ impl Parser<'_> {
                         format!("a file:// URL needs an absolute path: {url:?}"),
                     ));
                 }
-                d.paths.push(p.to_owned());
+                // As the observed BOM writes it (and RFC 8089): `%20` is a space.
+                d.paths.push(crate::iri::decode(p).into_owned());
             } else {
                 d.endpoints
                     .push(Endpoint::parse(url).map_err(|e| self.json.err(&at, e))?);

@@ -28,6 +28,7 @@ use runbom_event::semconv::{
 use crate::{
     bom::Kind,
     endpoint::Dest,
+    iri,
     otlp::{self, rfc3339},
     scrub,
     span::{self, Activity, attr, attr_int},
@@ -36,7 +37,7 @@ use crate::{
 mod record;
 mod write;
 use record::{ShadowIndex, add, endpoint_of, for_lines, observe, shadow_key, uses};
-use write::{evidence, file_name, iri, prepend, prop, rfc3339_secs, serial};
+use write::{evidence, file_name, prepend, prop, rfc3339_secs, serial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ObservedError {
@@ -330,7 +331,7 @@ impl Inventory {
                 Kind::Service if e.mcp_tools.is_some() => services.push(mcp_server(&r, e, props)),
                 Kind::Tool | Kind::Service => services.push(json!({
                     "bom-ref": r, "name": e.name,
-                    "endpoints": e.endpoints.iter().map(|u| iri(u)).collect::<BTreeSet<_>>(),
+                    "endpoints": e.endpoints.iter().map(|u| iri::encode(u)).collect::<BTreeSet<_>>(),
                     "properties": prepend(
                         std::iter::once(prop("runbom:kind", kind.as_str()))
                             .chain(e.provider.iter().map(|p| prop("runbom:provider", p))),
@@ -339,7 +340,7 @@ impl Inventory {
                 })),
                 Kind::Data => components.push(json!({
                     "type": "data", "bom-ref": r, "name": e.name,
-                    "data": e.endpoints.iter().map(|u| json!({"type": "dataset", "name": e.name, "contents": {"url": iri(u)}})).collect::<Vec<_>>(),
+                    "data": e.endpoints.iter().map(|u| json!({"type": "dataset", "name": e.name, "contents": {"url": iri::encode(u)}})).collect::<Vec<_>>(),
                     "properties": props,
                 })),
                 Kind::Process => components.push(json!({
