@@ -82,7 +82,7 @@ fn register(telemetry: &Telemetry, w: &Watch) {
     let s = w.stats.clone();
     telemetry.counter_fn(
         "runbom_k8sattributes_unmatched_resources_total",
-        "Resources whose process is in no known pod of this node (passed unchanged).",
+        "Resources whose process is in no known pod of this node (given no pod attributes).",
         move || s.unmatched.load(Ordering::Relaxed),
     );
     let listed = w.listed.clone();
