@@ -82,12 +82,14 @@ pub fn wait_listening(port: u16, proc: &mut Proc) {
 /// A connection to `127.0.0.1:port` that gives up reading after 10 s.
 #[must_use]
 pub fn connect(port: u16) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("set_read_timeout");
-    stream
+    try_connect(port).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"))
+}
+
+/// [`connect`], returning the error instead of panicking.
+pub fn try_connect(port: u16) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(stream)
 }
 
 /// The status, the headers (lower-case names) and the body of an HTTP answer.
@@ -156,9 +158,7 @@ pub fn try_http_exchange(
 
 /// The status of `GET path` on a fresh connection, or why there is none.
 pub fn try_http_status(port: u16, path: &str) -> io::Result<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    Ok(try_http_exchange(&mut stream, "GET", path, &[], b"")?.0)
+    Ok(try_http_exchange(&mut try_connect(port)?, "GET", path, &[], b"")?.0)
 }
 
 /// GET `path` on a fresh connection; returns the status and body.
