@@ -152,7 +152,11 @@ fn chunk_at(raw: &[u8], at: usize) -> Chunk {
             Chunk::Incomplete
         };
     }
-    let next = at + eol + 2 + size + 2;
+    // A size no capture can hold (a hostile `ffffffffffffffec` would wrap the sum back to
+    // `at`, and the caller would read the same chunk forever): not chunk framing.
+    let Some(next) = (at + eol + 4).checked_add(size) else {
+        return Chunk::Last;
+    };
     if raw.len() < next {
         Chunk::Incomplete
     } else {
@@ -285,5 +289,22 @@ mod tests {
         assert!(!Completion::default().check(&raw[..40]));
         assert!(!Completion::default().check(b"HTTP/1.1 200 OK\r\nContent-Ty"));
         assert!(parse_head(b"HTTP/2 200\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn chunk_sizes_that_wrap_end_the_framing_instead_of_looping() {
+        // `at + line + 4 + size` wraps to `at` itself for this size: the same chunk read
+        // forever on the ring reader's thread (a panic in debug builds).
+        let wraps = usize::MAX - 19;
+        for size in [wraps, usize::MAX, usize::MAX - 3] {
+            let raw =
+                format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size:x}\r\nabc\r\n");
+            assert!(Completion::default().check(raw.as_bytes()), "{size:x}");
+            let head = parse_head(raw.as_bytes()).unwrap();
+            assert_eq!(
+                body(raw.as_bytes(), &head, 100),
+                (b"abc\r\n".to_vec(), true)
+            );
+        }
     }
 }

@@ -17,7 +17,11 @@ use super::{
 /// Largest HPACK dynamic table a peer may ask for (the default is 4 KiB).
 const TABLE_MAX: usize = 64 * 1024;
 /// Longest header value kept (as for HTTP/1 heads).
-const VALUE_MAX: usize = 512;
+pub(super) const VALUE_MAX: usize = 512;
+/// Most fields of the names runbom keeps (ten) that it reads in one block. An HPACK reference
+/// to a table entry is one byte, so a hostile block can repeat a large value a hundred thousand
+/// times: past this, further fields are decoded (the table must stay in step) but not read.
+const FIELDS_READ_MAX: u16 = 64;
 /// Most streams open at once on one connection (the oldest is released past it).
 const STREAMS_MAX: usize = 256;
 /// Largest header block assembled from CONTINUATION frames.
@@ -420,12 +424,18 @@ struct Fields {
     content_encoding: Option<String>,
     status: Option<u16>,
     grpc_status: Option<u32>,
+    /// Fields of the kept names read so far (see [`FIELDS_READ_MAX`]).
+    read: u16,
 }
 
 impl Fields {
     fn add(&mut self, name: &[u8], value: &[u8]) {
+        if self.read >= FIELDS_READ_MAX {
+            return;
+        }
+        // Only the bytes of `VALUE_MAX` characters are converted, however long the value.
         let text = || {
-            String::from_utf8_lossy(value)
+            String::from_utf8_lossy(&value[..value.len().min(VALUE_MAX * 4)])
                 .chars()
                 .take(VALUE_MAX)
                 .collect::<String>()
@@ -441,7 +451,8 @@ impl Fields {
             b"content-encoding" => self.content_encoding = Some(text().to_ascii_lowercase()),
             b":status" => self.status = text().parse().ok(),
             b"grpc-status" => self.grpc_status = text().parse().ok(),
-            _ => {}
+            _ => return,
         }
+        self.read += 1;
     }
 }

@@ -3,7 +3,7 @@ use std::{path::Path, sync::Arc};
 use loona_hpack::Encoder;
 use runbom_event::{Detail, HttpRequest};
 
-use super::{frames::PREFACE, *};
+use super::{connection::VALUE_MAX, frames::PREFACE, *};
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
@@ -359,4 +359,54 @@ fn an_llm_call_over_http2_is_read_from_its_data_frames() {
     let head = off.response(1, &[(b":status", b"200")], true);
     off.read(&head, 2);
     assert!(detail(&off.done()[0]).genai.is_none());
+}
+
+/// An HPACK integer with an `n`-bit prefix whose other bits are `flags` (RFC 7541 §5.1).
+fn hpack_int(out: &mut Vec<u8>, flags: u8, n: u32, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(flags | v as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+#[test]
+fn a_block_repeating_a_large_table_entry_is_read_a_bounded_number_of_times() {
+    // A table of 40 000 bytes, a 30 000-byte `:path` added to it, then 5 000 one-byte
+    // references to that entry, then a traceparent: each reference would otherwise convert
+    // the whole value again.
+    let mut block = Vec::new();
+    hpack_int(&mut block, 0x20, 5, 40_000);
+    block.extend([0x82, 0x86]); // :method GET, :scheme http
+    hpack_int(&mut block, 0x40, 6, 4); // :path, added to the table
+    hpack_int(&mut block, 0, 7, 30_000);
+    block.extend(std::iter::repeat_n(b'a', 30_000));
+    block.extend(std::iter::repeat_n(0xBE, 5_000)); // indexed: 62, the entry just added
+    block.push(0x40);
+    hpack_int(&mut block, 0, 7, 11);
+    block.extend(b"traceparent");
+    hpack_int(&mut block, 0, 7, TRACEPARENT.len());
+    block.extend(TRACEPARENT);
+    let mut c = Conn::new();
+    c.write(&frame(1, 0x4 | 0x1, 1, &block), 10);
+    let reply = c.response(1, &[(b":status", b"200")], true);
+    c.read(&reply, 20);
+    let done = c.done();
+    assert_eq!(done.len(), 1, "{done:?}");
+    let h = detail(&done[0]);
+    assert_eq!(
+        h.target,
+        "a".repeat(VALUE_MAX),
+        "cut to VALUE_MAX characters"
+    );
+    assert_eq!(h.status, Some(200));
+    // Past FIELDS_READ_MAX fields of kept names, the block is decoded but not read.
+    assert!(h.traceparent.is_none(), "{:?}", h.traceparent);
 }
