@@ -66,8 +66,11 @@ pub struct View<'a> {
     pub resource_schema: &'a str,
     /// A kernel event's span (runbom's kernel scope or a `runbom.event` attribute).
     kernel: bool,
-    /// The span's process (its own `process.pid`, else its resource's) and its own
-    /// `process.user.id`.
+    /// The span's process and its own `process.user.id`. A span's own `process.pid` is read
+    /// only on the spans runbom made (kernel events, the GenAI spans it builds for agents
+    /// without an SDK); a client's span has its resource's, which the receiver checked
+    /// against the sending process (contract §6): a span attribute is whatever the client
+    /// wrote.
     pid: Option<u32>,
     uid: Option<u32>,
     /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
@@ -103,6 +106,10 @@ impl<'a> View<'a> {
                 k => stale |= k.starts_with(AIBOM_PREFIX),
             }
         }
+        let own = kernel || scope.is_some_and(|s| s.name == scope::GENAI);
+        if !own {
+            (pid, uid) = (None, None);
+        }
         Self {
             resource,
             resource_schema,
@@ -125,13 +132,13 @@ impl<'a> View<'a> {
         self.kernel
     }
 
-    /// The span's process: its own `process.pid`, else its resource's.
+    /// The span's process: its own `process.pid` on a span runbom made, else its resource's.
     #[must_use]
     pub fn pid(&self) -> Option<u32> {
         self.pid
     }
 
-    /// The span's own `process.user.id`.
+    /// The span's own `process.user.id`, on a span runbom made.
     #[must_use]
     pub fn uid(&self) -> Option<u32> {
         self.uid

@@ -146,6 +146,46 @@ fn a_declared_agents_unclaimed_events_get_its_attributes_and_no_shadow_alert() {
 }
 
 #[test]
+fn a_pid_written_on_an_application_span_claims_no_process() {
+    // A client's spans name another process (SHADOW_PID) in a span attribute; only the
+    // resource's `process.pid` is checked by the receiver against the sending process.
+    let bom = common::bom();
+    let mut p = Processor::new(settings());
+    let now = Instant::now();
+    let mut forged = common::benign(1).request();
+    for ss in &mut forged.resource_spans[0].scope_spans {
+        if ss.scope.as_ref().is_some_and(|s| s.name != "runbom.kernel") {
+            for span in &mut ss.spans {
+                span.attributes
+                    .push(runbom_aibom::otlp::kv_int("process.pid", SHADOW_PID.into()));
+            }
+        }
+    }
+    assert!(p.push(forged, now, &bom).traces.is_some());
+    // The shadow process is not the declared agent's: its model calls are undeclared and
+    // alerted.
+    let py = process(SHADOW_PID, 1, "/usr/bin/python3.12");
+    let mut logs = shadow_run(&py, T0 + 5_000_000_000);
+    p.judge_logs(&mut logs, now, &bom);
+    let records = common::log_records_of(&logs);
+    let llm = records
+        .iter()
+        .find(|r| attr(&r.attributes, "url.path") == Some("/v1/chat/completions"))
+        .expect("the model call is logged");
+    assert!(attr(&llm.attributes, "aibom.agent.ref").is_none());
+    assert_eq!(
+        common::boolean(&llm.attributes, "aibom.declared"),
+        Some(false)
+    );
+    let alerts = p.release_all(&bom).alerts.expect("the shadow AI alert");
+    let kinds: Vec<String> = common::log_records_of(&alerts)
+        .iter()
+        .flat_map(|r| common::strings(&r.attributes, "aibom.drift.kinds"))
+        .collect();
+    assert!(kinds.contains(&"shadow_ai".to_owned()), "{kinds:?}");
+}
+
+#[test]
 fn a_model_server_is_shadow_ai() {
     let bom = common::bom();
     let mut p = Processor::new(settings());

@@ -2,17 +2,19 @@
 //!
 //! A client of the OTLP receivers can send anything, including attributes of runbom's own
 //! namespaces. Before a request enters a pipeline, what it carries under `runbom.*` and
-//! `aibom.*` (resource, scope, span, span event, link and log attributes; runbom's scope names
-//! `runbom.kernel` and `runbom.aibom`) and an `event.name` (attribute or field) naming a kernel event or
-//! `aibom.drift` are moved under `received.`. So nothing that arrived over OTLP reads as a
+//! `aibom.*` (resource, scope, span, span event, link, log and metric data point attributes;
+//! scope names under `runbom.`, such as `runbom.kernel`, `runbom.aibom` and `runbom.genai`)
+//! and an `event.name` (attribute or field) naming a kernel event or `aibom.drift` are moved
+//! under `received.`. So nothing that arrived over OTLP reads as a
 //! kernel event to `correlate` and `aibom`, or as a finding to `investigate`: everything in
 //! runbom's output that carries those names was made by runbom's own ebpf receiver and
 //! processors. The values are kept, for whoever wants to see what the client claimed.
 
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use runbom_event::semconv::{
-    AIBOM_PREFIX, EVENT_NAME, RECEIVED_PREFIX, RUNBOM_PREFIX, event, scope as scopes,
+use opentelemetry_proto::tonic::{
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
+    metrics::v1::{Exemplar, Metric, metric},
 };
+use runbom_event::semconv::{AIBOM_PREFIX, EVENT_NAME, RECEIVED_PREFIX, RUNBOM_PREFIX, event};
 use runbom_otlp::signal::Signal;
 
 /// The `event.name` values only runbom may give a record.
@@ -24,11 +26,16 @@ const RESERVED_EVENTS: &[&str] = &[
     event::DNS_QUERY,
     event::FILE_OPEN,
     event::HTTP_REQUEST,
+    event::MCP_CLIENT,
+    event::MCP_SERVER,
     event::AIBOM_DRIFT,
 ];
 
-/// The instrumentation scopes of what runbom creates.
-const RESERVED_SCOPES: &[&str] = &[scopes::KERNEL, scopes::AIBOM];
+/// The instrumentation scopes of what runbom creates (`runbom.kernel`, `runbom.aibom`,
+/// `runbom.genai`) are all named under `runbom.`.
+fn reserved_scope(name: &str) -> bool {
+    name.starts_with(RUNBOM_PREFIX)
+}
 
 fn reserved_key(key: &str) -> bool {
     key.starts_with(RUNBOM_PREFIX) || key.starts_with(AIBOM_PREFIX)
@@ -92,6 +99,9 @@ pub(crate) fn quarantine(signal: &mut Signal) -> u64 {
                 }
                 for sm in &mut rm.scope_metrics {
                     moved += scope(sm.scope.as_mut());
+                    for m in &mut sm.metrics {
+                        moved += data_points(m);
+                    }
                 }
             }
         }
@@ -107,11 +117,49 @@ pub(crate) fn quarantine(signal: &mut Signal) -> u64 {
 fn scope(scope: Option<&mut InstrumentationScope>) -> u64 {
     let Some(scope) = scope else { return 0 };
     let mut moved = attributes(&mut scope.attributes);
-    if RESERVED_SCOPES.contains(&scope.name.as_str()) {
+    if reserved_scope(&scope.name) {
         scope.name.insert_str(0, RECEIVED_PREFIX);
         moved += 1;
     }
     moved
+}
+
+/// The attributes of a metric's data points and of their exemplars.
+fn data_points(m: &mut Metric) -> u64 {
+    fn each<P>(
+        points: &mut [P],
+        parts: impl Fn(&mut P) -> (&mut Vec<KeyValue>, &mut Vec<Exemplar>),
+    ) -> u64 {
+        let mut moved = 0;
+        for p in points {
+            let (attrs, exemplars) = parts(p);
+            moved += attributes(attrs);
+            for e in exemplars {
+                moved += attributes(&mut e.filtered_attributes);
+            }
+        }
+        moved
+    }
+    match &mut m.data {
+        Some(metric::Data::Gauge(g)) => each(&mut g.data_points, |p| {
+            (&mut p.attributes, &mut p.exemplars)
+        }),
+        Some(metric::Data::Sum(s)) => each(&mut s.data_points, |p| {
+            (&mut p.attributes, &mut p.exemplars)
+        }),
+        Some(metric::Data::Histogram(h)) => each(&mut h.data_points, |p| {
+            (&mut p.attributes, &mut p.exemplars)
+        }),
+        Some(metric::Data::ExponentialHistogram(h)) => each(&mut h.data_points, |p| {
+            (&mut p.attributes, &mut p.exemplars)
+        }),
+        Some(metric::Data::Summary(s)) => s
+            .data_points
+            .iter_mut()
+            .map(|p| attributes(&mut p.attributes))
+            .sum(),
+        None => 0,
+    }
 }
 
 fn attributes(attrs: &mut [KeyValue]) -> u64 {
@@ -240,5 +288,89 @@ mod tests {
         assert_eq!(keys(&logs[2].attributes), ["received.event.name"]);
         assert_eq!(keys(&logs[3].attributes), ["event.name"]);
         assert_eq!(logs[3].event_name, "app.login");
+    }
+
+    #[test]
+    fn runbom_scopes_mcp_events_and_metric_points_are_runbom_names_too() {
+        use opentelemetry_proto::tonic::{
+            collector::metrics::v1::ExportMetricsServiceRequest,
+            metrics::v1::{Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics},
+        };
+        let mut traces = Signal::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "runbom.genai".into(),
+                        ..InstrumentationScope::default()
+                    }),
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        });
+        assert_eq!(quarantine(&mut traces), 1);
+        let Signal::Traces(r) = traces else {
+            unreachable!()
+        };
+        let scope = r.resource_spans[0].scope_spans[0].scope.as_ref().unwrap();
+        assert_eq!(scope.name, "received.runbom.genai");
+
+        let mut logs = Signal::Logs(ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        LogRecord {
+                            event_name: "mcp.client".into(),
+                            ..LogRecord::default()
+                        },
+                        LogRecord {
+                            attributes: vec![kv("event.name", "mcp.server")],
+                            ..LogRecord::default()
+                        },
+                    ],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        });
+        assert_eq!(quarantine(&mut logs), 2);
+
+        let point = NumberDataPoint {
+            attributes: vec![kv("aibom.drift", "true"), kv("route", "/x")],
+            exemplars: vec![Exemplar {
+                filtered_attributes: vec![kv("runbom.event", "file.open")],
+                ..Exemplar::default()
+            }],
+            ..NumberDataPoint::default()
+        };
+        let mut metrics = Signal::Metrics(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "requests".into(),
+                        data: Some(metric::Data::Gauge(Gauge {
+                            data_points: vec![point],
+                        })),
+                        ..Metric::default()
+                    }],
+                    ..ScopeMetrics::default()
+                }],
+                ..ResourceMetrics::default()
+            }],
+        });
+        assert_eq!(quarantine(&mut metrics), 2);
+        let Signal::Metrics(r) = metrics else {
+            unreachable!()
+        };
+        let m = &r.resource_metrics[0].scope_metrics[0].metrics[0];
+        let Some(metric::Data::Gauge(g)) = &m.data else {
+            unreachable!()
+        };
+        let p = &g.data_points[0];
+        assert_eq!(keys(&p.attributes), ["received.aibom.drift", "route"]);
+        assert_eq!(
+            keys(&p.exemplars[0].filtered_attributes),
+            ["received.runbom.event"]
+        );
     }
 }
