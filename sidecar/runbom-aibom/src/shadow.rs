@@ -158,7 +158,8 @@ impl Key {
         let name = self.exe.rsplit('/').next().unwrap_or(&self.exe);
         let mut s = format!("{name} ({})", self.exe);
         if let Some(c) = &self.container {
-            let _ = write!(s, " in container {}", &c[..c.len().min(12)]);
+            let short: String = c.chars().take(12).collect();
+            let _ = write!(s, " in container {short}");
         }
         s
     }
@@ -675,5 +676,23 @@ fn component_kind(u: &Use) -> &'static str {
         Kind::Process.as_str()
     } else {
         Kind::Service.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Key;
+
+    #[test]
+    fn a_workload_is_described_with_any_container_id() {
+        // A container id is whatever the record said: cut by characters, never inside one.
+        let key = Key {
+            exe: "/usr/bin/python3".into(),
+            container: Some("ééééééééééééé".into()),
+        };
+        assert_eq!(
+            key.describe(),
+            "python3 (/usr/bin/python3) in container éééééééééééé"
+        );
     }
 }

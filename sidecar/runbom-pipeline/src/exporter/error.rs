@@ -1,10 +1,19 @@
 //! What can go wrong building an exporter or exporting, and whether OTLP allows a retry.
 
-use std::time::Duration;
+use std::{borrow::Cow, time::Duration};
+
+use runbom_event::redact;
+
+/// An endpoint as runbom's messages show it: without its query and fragment, a password in its
+/// userinfo redacted. Endpoints may carry credentials (`https://user:token@host`,
+/// `?api-key=…`), which runbom never logs.
+fn shown(endpoint: &str) -> Cow<'_, str> {
+    redact::text(endpoint.split(['?', '#']).next().unwrap_or(endpoint))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{exporter}: invalid endpoint {endpoint:?}: {reason}")]
+    #[error("{exporter}: invalid endpoint {:?}: {reason}", shown(endpoint))]
     Endpoint {
         exporter: &'static str,
         endpoint: String,
@@ -12,7 +21,7 @@ pub enum ExportError {
     },
     /// The `tls` settings could not be loaded (the reason is part of the message, not a
     /// `source`, so that it is printed once whichever way the error is shown).
-    #[error("{exporter} to {endpoint}: tls: {error}")]
+    #[error("{exporter} to {}: tls: {error}", shown(endpoint))]
     Tls {
         exporter: &'static str,
         endpoint: String,
@@ -24,12 +33,16 @@ pub enum ExportError {
         name: String,
         reason: String,
     },
-    #[error("otlp (gRPC) export to {endpoint} failed: {}", grpc_reason(status))]
+    #[error(
+        "otlp (gRPC) export to {} failed: {}",
+        shown(endpoint),
+        grpc_reason(status)
+    )]
     Grpc {
         endpoint: String,
         status: Box<tonic::Status>,
     },
-    #[error("otlphttp export to {url} failed: HTTP {status}: {body}")]
+    #[error("otlphttp export to {} failed: HTTP {status}: {body}", shown(url))]
     HttpStatus {
         url: String,
         status: u16,
@@ -37,7 +50,7 @@ pub enum ExportError {
         /// The `Retry-After` the server sent, in seconds form.
         retry_after: Option<Duration>,
     },
-    #[error("otlphttp export to {url} failed: {reason}")]
+    #[error("otlphttp export to {} failed: {reason}", shown(url))]
     HttpTransport { url: String, reason: String },
     #[error("file exporter: {path}: {source}")]
     File {
@@ -141,4 +154,36 @@ pub(crate) fn status_causes(status: &tonic::Status) -> String {
     let mut text = status.message().to_owned();
     append_sources(&mut text, std::error::Error::source(status));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_no_credential_of_an_endpoint() {
+        let url = "https://alice:s3cret-pass@collector:4318/v1/traces?api-key=k3y-value#x";
+        let errors = [
+            ExportError::HttpTransport {
+                url: url.into(),
+                reason: "connection refused".into(),
+            },
+            ExportError::Grpc {
+                endpoint: url.into(),
+                status: Box::new(tonic::Status::unavailable("down")),
+            },
+            ExportError::Endpoint {
+                exporter: "otlphttp",
+                endpoint: url.into(),
+                reason: "bad".into(),
+            },
+        ];
+        for e in errors {
+            let shown = e.to_string();
+            assert!(shown.contains("collector:4318/v1/traces"), "{shown}");
+            for secret in ["s3cret-pass", "k3y-value"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+        }
+    }
 }

@@ -122,7 +122,7 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>> {
         if size == 0 {
             return Ok(out);
         }
-        if body.len() < size + 2 {
+        if size.checked_add(2).is_none_or(|whole| body.len() < whole) {
             bail!("truncated chunked body");
         }
         out.extend_from_slice(&body[..size]);
@@ -141,5 +141,7 @@ mod tests {
             b"abcde"
         );
         assert!(dechunk(b"5\r\nab").is_err());
+        // A size that wraps when its line end is added: an error, not a panic.
+        assert!(dechunk(b"ffffffffffffffff\r\nab\r\n").is_err());
     }
 }

@@ -259,7 +259,7 @@ impl Reader {
                     if seq <= self.last {
                         continue; // already handed on (a replay after a reconnect)
                     }
-                    if seq > self.last + 1 {
+                    if seq > self.last.saturating_add(1) {
                         self.missed(self.last + 1, seq - 1, "unannounced");
                     }
                     self.last = seq;
@@ -287,7 +287,10 @@ impl Reader {
     }
 
     fn missed(&self, first: u64, last: u64, reason: &str) {
-        let n = last + 1 - first;
+        // A gap whose first is past its last names no event.
+        let Some(n) = last.checked_sub(first).map(|d| d.saturating_add(1)) else {
+            return;
+        };
         self.stats.missed.fetch_add(n, Relaxed);
         warn!(
             first,
