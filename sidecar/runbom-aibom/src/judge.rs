@@ -398,7 +398,7 @@ fn agents(
     let by_resource = std::cell::RefCell::new(std::mem::take(resources));
     let own = |i: usize| {
         let it = &items[i];
-        if let Some(a) = own_agent(bom, &it.span.attributes, &activities[i]) {
+        if let Some(a) = own_agent(bom, &it.span.attributes, &activities[i], it.is_runbom()) {
             return Some(a);
         }
         let key = it
@@ -407,7 +407,7 @@ fn agents(
         if let Some((_, a)) = by_resource.borrow().iter().find(|(k, _)| *k == key) {
             return *a;
         }
-        let a = agent_by_attrs(bom, it.resource_attrs());
+        let a = agent_by_attrs(bom, it.resource_attrs(), true);
         by_resource.borrow_mut().push((key, a));
         a
     };
@@ -489,8 +489,15 @@ fn inherit<T: Copy>(
     out
 }
 
-/// The declared agent a span names by its own attributes.
-fn own_agent(bom: &DeclaredBom, attrs: &[KeyValue], act: &Activity) -> Option<usize> {
+/// The declared agent a span names by its own attributes. On a client's span (`checked`
+/// false) only its agent names count: `runbom:match` on anything else (`k8s.*`, `container.*`,
+/// `process.*`) is read where runbom put or checked it, on the resource and on its own spans.
+fn own_agent(
+    bom: &DeclaredBom,
+    attrs: &[KeyValue],
+    act: &Activity,
+    checked: bool,
+) -> Option<usize> {
     if let Activity::Agent { name: Some(name) } = act
         && let Some(i) = bom.agents.iter().position(|a| {
             a.name == *name
@@ -501,20 +508,25 @@ fn own_agent(bom: &DeclaredBom, attrs: &[KeyValue], act: &Activity) -> Option<us
     {
         return Some(i);
     }
-    agent_by_attrs(bom, attrs)
+    agent_by_attrs(bom, attrs, checked)
 }
 
-/// The declared agent whose workload a span's or resource's attributes say it is.
-fn agent_by_attrs(bom: &DeclaredBom, attrs: &[KeyValue]) -> Option<usize> {
+/// The keys that name an agent (a client's word wherever they are).
+const NAME_KEYS: [&str; 3] = [SERVICE_NAME, GEN_AI_AGENT_NAME, AGENT_NAME];
+
+/// The declared agent whose workload a span's or resource's attributes say it is; with
+/// `checked` false, by `runbom:match` on [`NAME_KEYS`] only.
+fn agent_by_attrs(bom: &DeclaredBom, attrs: &[KeyValue], checked: bool) -> Option<usize> {
     bom.agents.iter().position(|a| {
         if a.matchers.is_empty() {
-            [SERVICE_NAME, GEN_AI_AGENT_NAME, AGENT_NAME]
+            NAME_KEYS
                 .iter()
                 .any(|k| attr(attrs, k) == Some(a.name.as_str()))
         } else {
-            a.matchers
-                .iter()
-                .any(|(k, g)| attr(attrs, k).is_some_and(|v| g.matches(v)))
+            a.matchers.iter().any(|(k, g)| {
+                (checked || NAME_KEYS.contains(&k.as_str()))
+                    && attr(attrs, k).is_some_and(|v| g.matches(v))
+            })
         }
     })
 }

@@ -66,6 +66,9 @@ pub struct View<'a> {
     pub resource_schema: &'a str,
     /// A kernel event's span (runbom's kernel scope or a `runbom.event` attribute).
     kernel: bool,
+    /// A span runbom made: a kernel event's, or a GenAI span it built for an agent without an
+    /// SDK. Any other span's attributes are whatever its client wrote.
+    own: bool,
     /// The span's process and its own `process.user.id`. A span's own `process.pid` is read
     /// only on the spans runbom made (kernel events, the GenAI spans it builds for agents
     /// without an SDK); a client's span has its resource's, which the receiver checked
@@ -114,6 +117,7 @@ impl<'a> View<'a> {
             resource,
             resource_schema,
             kernel,
+            own,
             pid: pid.or_else(resource_pid),
             uid,
             stale,
@@ -130,6 +134,13 @@ impl<'a> View<'a> {
     #[must_use]
     pub fn is_kernel(&self) -> bool {
         self.kernel
+    }
+
+    /// Whether runbom made the span (a kernel event's, or a GenAI span it built): its attributes
+    /// are runbom's own observations, not a client's word.
+    #[must_use]
+    pub fn is_runbom(&self) -> bool {
+        self.own
     }
 
     /// The span's process: its own `process.pid` on a span runbom made, else its resource's.

@@ -3,6 +3,7 @@
 use runbom_testkit::agent_trace as common;
 
 use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
     common::v1::{AnyValue, KeyValue, any_value::Value},
     trace::v1::span::SpanKind,
 };
@@ -15,7 +16,10 @@ use runbom_aibom::{
 };
 
 fn items(t: common::Trace) -> Vec<Item> {
-    let req = t.request();
+    items_of(t.request())
+}
+
+fn items_of(req: ExportTraceServiceRequest) -> Vec<Item> {
     let mut out = Vec::new();
     for rs in req.resource_spans {
         let resource = std::sync::Arc::new(runbom_aibom::judge::ResourceHeader {
@@ -49,7 +53,15 @@ fn judged(
     pids: &mut PidMap,
     t: common::Trace,
 ) -> Vec<(String, Vec<String>, Option<String>)> {
-    let mut its = items(t);
+    judged_request(bom, pids, t.request())
+}
+
+fn judged_request(
+    bom: &DeclaredBom,
+    pids: &mut PidMap,
+    req: ExportTraceServiceRequest,
+) -> Vec<(String, Vec<String>, Option<String>)> {
+    let mut its = items_of(req);
     judge(bom, &JudgeSettings::default(), pids, &mut its);
     its.iter()
         .map(|i| {
@@ -233,6 +245,47 @@ fn declared_elsewhere_but_not_for_this_agent_is_drift() {
         ["undeclared_data_source"],
         "the billing agent's data, read by the support agent"
     );
+}
+
+#[test]
+fn a_clients_span_names_an_agent_by_its_name_only() {
+    // The billing agent is matched on `k8s.namespace.name`, which `k8sattributes` checks on
+    // the resource. A client whose resource is no declared agent's writes it on a span of its
+    // own: that span is no agent's, and billing's data is not its to read.
+    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();
+    let components = doc["components"].as_array_mut().unwrap();
+    components.push(serde_json::json!({
+        "type": "application", "bom-ref": "agent:billing", "name": "billing-agent",
+        "properties": [{"name": "runbom:match", "value": "k8s.namespace.name=billing"}]}));
+    components.push(serde_json::json!({
+        "type": "data", "bom-ref": "data:invoices", "name": "invoices",
+        "data": [{"type": "dataset", "contents": {"url": "file:///srv/invoices/"}}]}));
+    doc["dependencies"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"ref": "agent:billing", "dependsOn": ["data:invoices"]}));
+    let bom = DeclaredBom::parse(&doc.to_string(), "two-agents.json").unwrap();
+    let mut t = common::Trace::new(23);
+    let root = t.app_span(
+        &[],
+        "work",
+        SpanKind::Internal,
+        vec![kv_str("k8s.namespace.name", "billing")],
+    );
+    t.kernel_span(
+        &root,
+        "file.open",
+        common::AGENT_PID,
+        "/work/.venv/bin/python3",
+        vec![kv_str("file.path", "/srv/invoices/2026.csv")],
+    );
+    let mut req = t.request();
+    let resource = req.resource_spans[0].resource.as_mut().unwrap();
+    resource.attributes[0] = kv_str("service.name", "batch-job");
+    let out = judged_request(&bom, &mut PidMap::default(), req);
+    let (_, flags, component) = out.iter().find(|(n, _, _)| n == "file.open").unwrap();
+    assert!(flags.is_empty(), "{out:?}");
+    assert_eq!(component, &None, "judged as no agent's: {out:?}");
 }
 
 #[test]
