@@ -2,21 +2,31 @@
 //! uprobe attaches to. Used for OpenSSL's `SSL_write`/`SSL_read`, wherever they are linked:
 //! `libssl.so.3`, a wheel's bundled copy, Node's `node` executable, a `BoringSSL` build.
 //!
-//! Cheap and bounded: the file is mapped, not read, so only its headers and its dynamic symbol
-//! and string tables are paged in (Node's are 7 MiB of its 99 MiB); files whose tables are
-//! larger than [`TABLES_MAX`] are not searched. Each file is looked at once (the caller
-//! deduplicates by device and inode).
+//! Cheap and bounded: only the file's headers and its dynamic symbol and string tables are
+//! read (Node's are 7 MiB of its 99 MiB); files whose tables are larger than [`TABLES_MAX`] are
+//! not searched. Each file is looked at once (the caller deduplicates by device and inode).
+//!
+//! The file is read (`pread`, through `object`'s [`ReadCache`]), never mapped: the files are any
+//! process's executables and libraries, some owned by unprivileged users, and one truncated
+//! while runbom reads it would kill a mapping's reader with `SIGBUS`; a read just fails. It is
+//! opened without blocking and must be a regular file, as the opened file says (a FIFO put in
+//! its place after the caller looked would otherwise block the open).
 
-use std::{fs::File, os::fd::AsRawFd as _, path::Path};
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::OpenOptionsExt as _,
+    path::Path,
+};
 
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, ReadCache, ReadRef};
 
 /// Largest `.dynsym` + `.dynstr` searched (Node's are 7 MiB).
 pub const TABLES_MAX: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("cannot open or map the file: {0}")]
+    #[error("cannot open or read the file: {0}")]
     Io(#[from] std::io::Error),
     #[error("not an ELF file: {0}")]
     Parse(#[from] object::Error),
@@ -27,8 +37,12 @@ pub enum ElfError {
 /// The file offset of each of `wanted` that `path` defines in its dynamic symbol table, in the
 /// order of `wanted` (`None` where it is not defined there).
 pub fn exported_offsets(path: &Path, wanted: &[&str]) -> Result<Vec<Option<u64>>, ElfError> {
-    let map = Mapped::open(path)?;
-    let file = object::File::parse(map.bytes())?;
+    exported_in(&open(path)?, wanted)
+}
+
+/// [`exported_offsets`] of a file [`open`]ed.
+fn exported_in(data: &ReadCache<File>, wanted: &[&str]) -> Result<Vec<Option<u64>>, ElfError> {
+    let file = object::File::parse(data)?;
     let tables: u64 = file
         .sections()
         .filter(|s| s.name().is_ok_and(|n| n == ".dynsym" || n == ".dynstr"))
@@ -53,55 +67,29 @@ pub fn exported_offsets(path: &Path, wanted: &[&str]) -> Result<Vec<Option<u64>>
 }
 
 /// `address - section address + section file offset`, as the kernel wants a uprobe's place.
-fn file_offset(file: &object::File<'_>, sym: &object::Symbol<'_, '_>) -> Option<u64> {
+fn file_offset<'d, R: ReadRef<'d>>(
+    file: &object::File<'d, R>,
+    sym: &object::Symbol<'d, '_, R>,
+) -> Option<u64> {
     let section = file.section_by_index(sym.section_index()?).ok()?;
     let (offset, _) = section.file_range()?;
     Some(sym.address().checked_sub(section.address())? + offset)
 }
 
-/// A file mapped read-only and private (unmapped on drop).
-pub(crate) struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapped {
-    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
-        let file = File::open(path)?;
-        let len = usize::try_from(file.metadata()?.len()).map_err(std::io::Error::other)?;
-        if len == 0 {
-            return Err(std::io::Error::other("empty file"));
-        }
-        // SAFETY: a fresh private read-only mapping of a file we opened; checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Self { ptr, len })
+/// `path` opened for reading its ELF structures: a non-empty regular file (see the module).
+pub(crate) fn open(path: &Path) -> io::Result<ReadCache<File>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
     }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: `len` bytes mapped readable for as long as `self` lives. A file truncated
-        // while mapped would fault on access: uprobe targets are executables and libraries,
-        // which are replaced (new inode), not truncated in place.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    if meta.len() == 0 {
+        return Err(io::Error::other("empty file"));
     }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `open`.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
+    Ok(ReadCache::new(file))
 }
 
 #[cfg(test)]
@@ -133,5 +121,34 @@ mod tests {
         let got = exported_offsets(&dir, &["SSL_write"]);
         let _ = std::fs::remove_file(&dir);
         assert!(matches!(got, Err(ElfError::Parse(_))), "{got:?}");
+    }
+
+    #[test]
+    fn a_file_truncated_while_it_is_read_is_an_error_not_a_crash() {
+        // As an unprivileged user can do to its own executable while runbom reads it: with the
+        // file mapped, reading past its new end was SIGBUS for the whole process.
+        let copy = std::env::temp_dir().join(format!("runbom-elf-cut-{}", std::process::id()));
+        std::fs::copy("/proc/self/exe", &copy).expect("copy this test binary");
+        let data = open(&copy).expect("open");
+        File::options()
+            .write(true)
+            .open(&copy)
+            .and_then(|f| f.set_len(64))
+            .expect("truncate");
+        let got = exported_in(&data, &["SSL_write"]);
+        let _ = std::fs::remove_file(&copy);
+        assert!(got.is_err(), "{got:?}");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let fifo = std::env::temp_dir().join(format!("runbom-elf-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fifo);
+        let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a NUL-terminated path; creates a FIFO there.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let got = exported_offsets(&fifo, &["SSL_write"]);
+        let _ = std::fs::remove_file(&fifo);
+        assert!(matches!(got, Err(ElfError::Io(_))), "{got:?}");
     }
 }

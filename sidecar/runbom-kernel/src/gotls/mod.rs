@@ -9,9 +9,9 @@
 use std::path::Path;
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, ReadRef};
 
-use crate::elf::{ElfError, Mapped};
+use crate::elf::{self, ElfError};
 
 mod pcln;
 
@@ -52,8 +52,8 @@ pub enum GoTlsError {
 /// # Errors
 /// The file cannot be read, or it is a Go executable runbom cannot hook (say why).
 pub fn find(path: &Path) -> Result<Option<GoTls>, GoTlsError> {
-    let map = Mapped::open(path).map_err(ElfError::Io)?;
-    let file = object::File::parse(map.bytes()).map_err(ElfError::Parse)?;
+    let data = elf::open(path).map_err(ElfError::Io)?;
+    let file = object::File::parse(&data).map_err(ElfError::Parse)?;
     let Some(pclntab) = file.section_by_name(".gopclntab") else {
         return Ok(None);
     };
@@ -79,15 +79,15 @@ pub fn find(path: &Path) -> Result<Option<GoTls>, GoTlsError> {
         return Ok(None);
     };
     Ok(Some(GoTls {
-        write: function(&file, map.bytes(), write, WRITE)?,
-        read: function(&file, map.bytes(), read, READ)?,
+        write: function(&file, &data, write, WRITE)?,
+        read: function(&file, &data, read, READ)?,
     }))
 }
 
 /// The entry and `RET`s of the function at `address` (`size` bytes), decoded from the file.
-fn function(
-    file: &object::File<'_>,
-    bytes: &[u8],
+fn function<'d, R: ReadRef<'d>>(
+    file: &object::File<'d, R>,
+    data: R,
     (address, size): (u64, u64),
     name: &'static str,
 ) -> Result<Function, GoTlsError> {
@@ -102,10 +102,7 @@ fn function(
         return Err(bad());
     }
     let entry = section_offset + start;
-    let code = usize::try_from(entry)
-        .ok()
-        .and_then(|at| bytes.get(at..at + usize::try_from(size).ok()?))
-        .ok_or_else(bad)?;
+    let code = data.read_bytes_at(entry, size).map_err(|()| bad())?;
     let returns = returns(code, address)
         .into_iter()
         .map(|ret| entry + ret)
