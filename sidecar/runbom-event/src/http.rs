@@ -93,27 +93,10 @@ fn split_line(data: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// The target with every query value replaced by `[REDACTED]` and API-key-shaped path segments
-/// redacted.
+/// redacted ([`redact::url`], which also does the URLs of command lines and free text).
 #[must_use]
 pub fn redact_target(target: &str) -> String {
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let segments: Vec<_> = path.split('/').map(redact::text).collect();
-    let mut out = segments.join("/");
-    if let Some(query) = query {
-        out.push('?');
-        let params: Vec<String> = query
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) => format!("{k}={}", redact::REDACTED),
-                None => p.to_owned(),
-            })
-            .collect();
-        out.push_str(&params.join("&"));
-    }
-    out
+    redact::url(target).into_owned()
 }
 
 /// A W3C `traceparent` value: `00-<32 hex>-<16 hex>-<2 hex>` (later versions may append

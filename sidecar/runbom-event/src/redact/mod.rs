@@ -2,23 +2,34 @@
 //! text.
 //!
 //! What is replaced by [`REDACTED`]: the value of a flag or `KEY=value` whose name says it holds a
-//! secret (`--password x`, `--api-key=x`, `TOKEN=x`, `PGPASSWORD=x`), the value of a
-//! secret-bearing header (`Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`,
-//! `X-Api-Key`, … to the end of its line or quote; an `Authorization` scheme such as `Bearer` is
-//! kept), the password of a URL's userinfo, the credential after `Bearer`/`Basic`, JWT-shaped
-//! tokens (`eyJ….….…`) and strings shaped like well-known API keys (`sk-…`, `AKIA…`, `ghp_…`,
-//! `xox?-…`) wherever they appear; and the password options of common clients, where the
-//! option is unambiguous for that program ([`TOOLS`]): `mysql`/`mariadb` `-pPASSWORD`,
-//! `sshpass -p`, `redis-cli -a`, `curl -u user:pass` (the user is kept). A command line that is
-//! a shell script (`sh -c '…'`) gets the same treatment word by word.
+//! secret ([`is_secret_name`]: `--password x`, `--api-key=x`, `TOKEN=x`, `PGPASSWORD=x`, also as
+//! the value of another flag, `--env=DB_PASSWORD=x`), the value of a secret-bearing header
+//! (`Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`,
+//! `Ocp-Apim-Subscription-Key`, … to the end of its line or quote; an `Authorization` scheme such
+//! as `Bearer` is kept), in a URL (`scheme://…`, up to whitespace or a quote; [`url()`]) the
+//! password of its userinfo, every query value and every `name=value` of its fragment, the
+//! credential after `Bearer`/`Basic`, JWT-shaped tokens (`eyJ….….…`) and strings shaped like
+//! well-known API keys (`sk-…`, `AKIA…`, `ghp_…`, `xox?-…`) wherever they appear; and the password
+//! options of common clients, where the option is unambiguous for that program ([`TOOLS`]):
+//! `mysql`/`mariadb` `-pPASSWORD`, `sshpass -p`, `redis-cli -a`, `curl -u user:pass` (the user is
+//! kept), `openssl -passin`/`-passout`/`-pass pass:…` (`env:`, `file:` are kept). The value of a
+//! secret option is replaced whole, spaces and all (`--password 'a b'`). A command line that is a
+//! shell script (`sh -c '…'`) gets the same treatment word by word, its words split as the shell
+//! splits them (`PGPASSWORD='my pass'` is one word).
+
+mod shell;
+mod url;
 
 use std::borrow::Cow;
+
+pub use url::url;
 
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Name fragments that mark a flag, variable or header as secret-bearing.
 const SECRET_NAMES: &[&str] = &[
     "password",
+    "passphrase",
     "passwd",
     "pwd",
     "secret",
@@ -37,14 +48,18 @@ const SECRET_NAMES: &[&str] = &[
     "session",
 ];
 
-/// True when a flag, variable or header name says its value is a credential.
+/// True when a flag, variable or header name says its value is a credential: it holds one of
+/// [`SECRET_NAMES`], or it ends in `_key` or `-key` (`AZURE_OPENAI_KEY`, `X-Functions-Key`,
+/// `--account-key`; not a bare `key`, `monkey` or `--keys`).
 #[must_use]
 pub fn is_secret_name(name: &str) -> bool {
     let name = name.trim_start_matches('-').as_bytes();
     SECRET_NAMES.iter().any(|s| {
         name.windows(s.len())
             .any(|w| w.eq_ignore_ascii_case(s.as_bytes()))
-    })
+    }) || name.len() > 4
+        && matches!(name[name.len() - 4], b'_' | b'-')
+        && name[name.len() - 3..].eq_ignore_ascii_case(b"key")
 }
 
 /// How a program takes a password on its command line, where the option means that for it and
@@ -59,6 +74,8 @@ enum Tool {
     RedisCli,
     /// `curl -u user:pass` / `--user`, `-U`/`--proxy-user`: the part after the first `:`.
     Curl,
+    /// `openssl … -passin pass:PASSWORD` / `-passout`, `-pass`: the part after `pass:`.
+    Openssl,
 }
 
 /// Program names (the last path component of a word) with their password options.
@@ -79,12 +96,16 @@ const TOOLS: &[(&str, Tool)] = &[
     ("sshpass", Tool::Sshpass),
     ("redis-cli", Tool::RedisCli),
     ("curl", Tool::Curl),
+    ("openssl", Tool::Openssl),
 ];
 
 fn tool_of(word: &str) -> Option<Tool> {
     let name = word.rsplit('/').next().unwrap_or(word);
     // Cheap rejection first: every tool name starts with one of these letters.
-    if !matches!(name.as_bytes().first(), Some(b'm' | b's' | b'r' | b'c')) {
+    if !matches!(
+        name.as_bytes().first(),
+        Some(b'm' | b's' | b'r' | b'c' | b'o')
+    ) {
         return None;
     }
     TOOLS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
@@ -98,6 +119,8 @@ enum Next {
     Secret,
     /// `user:password`: the part after the first `:` is.
     UserPassword,
+    /// An `openssl` pass phrase argument: `pass:PASSWORD` is, `env:VAR` and `file:PATH` are not.
+    PassArg,
 }
 
 /// Joins argv into a command line with every credential redacted.
@@ -106,42 +129,110 @@ pub fn command_line<S: AsRef<str>>(argv: &[S]) -> String {
     let mut out = String::new();
     let mut tool = None;
     let mut next = Next::Keep;
+    let mut after_c = false;
     for arg in argv {
         let arg = arg.as_ref();
         if !out.is_empty() {
             out.push(' ');
         }
-        if arg.contains(char::is_whitespace) {
-            // A shell script (`sh -c '…'`): its words get the same rules.
-            out.push_str(&text(&script(arg)));
-            next = Next::Keep;
-            continue;
-        }
-        out.push_str(&text(&word(arg, &mut tool, &mut next)));
+        out.push_str(&text(&argument(arg, after_c, &mut tool, &mut next, 0)));
+        after_c = takes_script(arg);
     }
     out
 }
 
-/// The words of a shell script with the argv rules applied; the script as it was when none
-/// applied (its spacing is then kept).
-fn script(s: &str) -> Cow<'_, str> {
+/// One argv word (or a word of a script, its quotes removed) with the option rules applied.
+/// A word with whitespace in it is, in this order: the value of the secret option before it
+/// (`--password 'a b'`), whatever it holds; a script when it follows `-c` ([`takes_script`]);
+/// a value the rules redact (`-e 'DB_PASSWORD=a b'`, `--password='a b'`); else a script, whose
+/// words get the same rules (`ssh host 'mysql -pPASSWORD'`). `depth`: of scripts in scripts.
+fn argument<'a>(
+    arg: &'a str,
+    after_c: bool,
+    tool: &mut Option<Tool>,
+    next: &mut Next,
+    depth: usize,
+) -> Cow<'a, str> {
+    if *next != Next::Keep || !arg.contains(char::is_whitespace) {
+        return word(arg, tool, next);
+    }
+    if !after_c {
+        // As one word, but what it says of the program or the next word is not taken: it may
+        // be a script.
+        let mut scratch = *tool;
+        let redacted = word(arg, &mut scratch, &mut Next::Keep);
+        if redacted != arg {
+            return redacted;
+        }
+    }
+    script(arg, depth)
+}
+
+/// Whether `arg` is an option whose value is a shell script: `-c`, or short options that end
+/// in it (`bash -lc`, `sh -ec`).
+fn takes_script(arg: &str) -> bool {
+    arg.strip_prefix('-')
+        .is_some_and(|o| o.ends_with('c') && o.bytes().all(|b| b.is_ascii_alphabetic()))
+}
+
+/// How deep scripts inside scripts (`sh -c "bash -c '…'"`) are split the way the shell splits
+/// them; deeper, at whitespace only.
+const SCRIPT_DEPTH: usize = 4;
+
+/// The words of a shell script with the argv rules applied, each changed word in its place (a
+/// word that was one quoted string stays quoted); the script as it was when none applied.
+fn script(s: &str, depth: usize) -> Cow<'_, str> {
+    let words = if depth < SCRIPT_DEPTH {
+        shell::words(s)
+    } else {
+        None
+    };
+    // A quote left open: split at whitespace, so that no word runs to the end unseen.
+    let words = words.unwrap_or_else(|| shell::blank_separated(s));
     let mut tool = None;
     let mut next = Next::Keep;
-    let mut out = String::with_capacity(s.len());
-    let mut changed = false;
-    for w in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
+    let mut after_c = false;
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    for w in &words {
+        let r = argument(&w.text, after_c, &mut tool, &mut next, depth + 1);
+        after_c = takes_script(&w.text);
+        if r == w.text {
+            continue;
         }
-        let r = word(w, &mut tool, &mut next);
-        changed |= r != w;
-        out.push_str(&r);
+        let o = out.get_or_insert_with(|| String::with_capacity(s.len() + REDACTED.len()));
+        o.push_str(&s[copied..w.start]);
+        match w.quote {
+            Some(q) => {
+                o.push(q);
+                o.push_str(&r);
+                o.push(q);
+            }
+            None => o.push_str(&r),
+        }
+        copied = w.end;
     }
-    if changed {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(s)
+    match out {
+        Some(mut o) => {
+            o.push_str(&s[copied..]);
+            Cow::Owned(o)
+        }
+        None => Cow::Borrowed(s),
     }
+}
+
+/// `NAME=value`: a name without `:` (not a URL's) or whitespace (not a script's) before the
+/// first `=`.
+fn assignment(arg: &str) -> Option<(&str, &str)> {
+    arg.split_once('=').filter(|(name, _)| {
+        !name.is_empty() && !name.contains(|c: char| c == ':' || c.is_whitespace())
+    })
+}
+
+/// `NAME=value` with a secret name → `NAME=[REDACTED]`.
+fn secret_assignment(arg: &str) -> Option<String> {
+    let (name, _) = assignment(arg)?;
+    is_secret_name(name).then(|| format!("{name}={REDACTED}"))
 }
 
 /// One argv word with the option rules applied (free-text redaction, [`text`], is the
@@ -151,25 +242,35 @@ fn word<'a>(arg: &'a str, tool: &mut Option<Tool>, next: &mut Next) -> Cow<'a, s
     match std::mem::replace(next, Next::Keep) {
         Next::Secret => return Cow::Borrowed(REDACTED),
         Next::UserPassword => return Cow::Owned(user_password(arg)),
+        Next::PassArg => {
+            return if arg.starts_with("pass:") {
+                Cow::Owned(format!("pass:{REDACTED}"))
+            } else {
+                Cow::Borrowed(arg)
+            };
+        }
         Next::Keep => {}
     }
     if let Some(t) = tool_of(arg) {
         *tool = Some(t);
         return Cow::Borrowed(arg);
     }
-    if let Some((name, _)) = arg.split_once('=')
-        && !name.is_empty()
-        && !name.contains(':')
-        && is_secret_name(name)
-    {
-        return Cow::Owned(format!("{name}={REDACTED}"));
+    if let Some(redacted) = secret_assignment(arg) {
+        return Cow::Owned(redacted);
     }
     if arg.starts_with('-') {
         if let Some(redacted) = tool_option(*tool, arg, next) {
             return redacted;
         }
-        if arg.len() > 2 && is_secret_name(arg) {
-            *next = Next::Secret;
+        match arg.split_once('=') {
+            // `--env=DB_PASSWORD=x`: the flag's value is a variable of its own.
+            Some((flag, value)) => {
+                if let Some(redacted) = secret_assignment(value) {
+                    return Cow::Owned(format!("{flag}={redacted}"));
+                }
+            }
+            None if arg.len() > 2 && is_secret_name(arg) => *next = Next::Secret,
+            None => {}
         }
     }
     Cow::Borrowed(arg)
@@ -210,6 +311,14 @@ fn tool_option<'a>(tool: Option<Tool>, arg: &'a str, next: &mut Next) -> Option<
                     Some(Cow::Owned(format!("{flag}{}", user_password(value))))
                 })
         }
+        Tool::Openssl => {
+            // OpenSSL 3 takes its options with one dash or two.
+            let name = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-'))?;
+            matches!(name, "passin" | "passout" | "pass").then(|| {
+                *next = Next::PassArg;
+                Cow::Borrowed(arg)
+            })
+        }
     }
 }
 
@@ -221,8 +330,9 @@ fn user_password(s: &str) -> String {
     }
 }
 
-/// Redacts credentials inside free text: secret-bearing headers, URL passwords,
-/// `Bearer`/`Basic` credentials, JWTs and API-key-shaped tokens.
+/// Redacts credentials inside free text: secret-bearing headers, URLs' passwords, query values
+/// and fragment parameters ([`url()`]), `Bearer`/`Basic` credentials, JWTs and API-key-shaped
+/// tokens.
 #[must_use]
 pub fn text(s: &str) -> Cow<'_, str> {
     if may_hold_secret(s) {
@@ -262,7 +372,24 @@ fn scan(s: &str) -> Cow<'_, str> {
             rest = &rest[value_end..];
             continue;
         }
-        let redacted = redact_token(token, out.as_deref().unwrap_or(&s[..done]));
+        let before = out.as_deref().unwrap_or(&s[..done]);
+        if let Some(start) = url::start(token)
+            && !after_auth_scheme(before)
+        {
+            // `scheme://…` up to whitespace or a quote, its `=`, `&` and `,` included.
+            let end = start + url::len(&rest[start..]);
+            let (prefix, u) = (&token[..start], &rest[start..end]);
+            let prefix_redacted = redact_token(prefix, before);
+            let redacted = url(u);
+            if out.is_some() || prefix_redacted != prefix || redacted != u {
+                let o = out.get_or_insert_with(|| started(done));
+                o.push_str(&prefix_redacted);
+                o.push_str(&redacted);
+            }
+            rest = &rest[end..];
+            continue;
+        }
+        let redacted = redact_token(token, before);
         let sep_len = tail.chars().next().map_or(0, char::len_utf8);
         let sep = &tail[..sep_len];
         if let Some(o) = &mut out {
@@ -381,13 +508,19 @@ fn secret_header(token: &str, rest: &str) -> Option<(usize, usize)> {
     Some((keep, token.len() + spaces))
 }
 
-fn redact_token<'a>(token: &'a str, before: &str) -> Cow<'a, str> {
+/// Whether the last word of `before` is `Bearer` or `Basic` (in any case): the next token is
+/// the credential.
+fn after_auth_scheme(before: &str) -> bool {
     let prev = before
         .trim_end()
         .rsplit(char::is_whitespace)
         .next()
         .unwrap_or("");
-    if prev.eq_ignore_ascii_case("bearer") || prev.eq_ignore_ascii_case("basic") {
+    prev.eq_ignore_ascii_case("bearer") || prev.eq_ignore_ascii_case("basic")
+}
+
+fn redact_token<'a>(token: &'a str, before: &str) -> Cow<'a, str> {
+    if after_auth_scheme(before) {
         return Cow::Borrowed(REDACTED);
     }
     if looks_like_api_key(token) {
@@ -401,22 +534,6 @@ fn redact_token<'a>(token: &'a str, before: &str) -> Cow<'a, str> {
     // A key inside a token: `(sk-…)`, `key:sk-….`, `"sk-…".` — each key-shaped run is replaced.
     if let Some(redacted) = redact_key_runs(token) {
         return Cow::Owned(redacted);
-    }
-    // scheme://user:password@host → scheme://user:[REDACTED]@host
-    if let Some(scheme_end) = token.find("://") {
-        let after = &token[scheme_end + 3..];
-        let authority_end = after.find('/').unwrap_or(after.len());
-        if let Some(at) = after[..authority_end].rfind('@')
-            && let Some(colon) = after[..at].find(':')
-        {
-            let start = scheme_end + 3;
-            let user_end = start + colon + 1;
-            return Cow::Owned(format!(
-                "{}{REDACTED}{}",
-                &token[..user_end],
-                &token[start + at..]
-            ));
-        }
     }
     Cow::Borrowed(token)
 }

@@ -166,6 +166,151 @@ fn command_line_table() {
             ],
             "sh -c curl -u admin:[REDACTED] -H 'Cookie: [REDACTED]' https://x",
         ),
+        // query values, fragment parameters and userinfo passwords of URLs
+        (
+            &["curl", "https://api.x.com/v1?api_key=abc123"],
+            "curl https://api.x.com/v1?api_key=[REDACTED]",
+        ),
+        (
+            &["npx", "mcp-remote", "https://mcp.example.com/sse?token=abc"],
+            "npx mcp-remote https://mcp.example.com/sse?token=[REDACTED]",
+        ),
+        (
+            &[
+                "azcopy",
+                "copy",
+                "https://a.blob.core.windows.net/c/b?sv=2022&sig=XYZ",
+                ".",
+            ],
+            "azcopy copy https://a.blob.core.windows.net/c/b?sv=[REDACTED]&sig=[REDACTED] .",
+        ),
+        (
+            &["curl", "--url=https://x.com/a?token=abc"],
+            "curl --url=https://x.com/a?token=[REDACTED]",
+        ),
+        (
+            &["git", "clone", "https://u:pw@git.x.com/r.git?ref=main"],
+            "git clone https://u:[REDACTED]@git.x.com/r.git?ref=[REDACTED]",
+        ),
+        (
+            &["xdg-open", "https://app.x.com/cb#access_token=abc&state=1"],
+            "xdg-open https://app.x.com/cb#access_token=[REDACTED]&state=[REDACTED]",
+        ),
+        (
+            &["curl", "api.x.com/x?token=abc"],
+            "curl api.x.com/x?token=[REDACTED]",
+        ),
+        (
+            &[
+                "sh",
+                "-c",
+                "curl 'https://api.x.com/v1?api_key=abc123' -o out",
+            ],
+            "sh -c curl 'https://api.x.com/v1?api_key=[REDACTED]' -o out",
+        ),
+        // a secret option's value with spaces in it, in argv and in a script
+        (
+            &["mysql", "--password", "correct horse battery"],
+            "mysql --password [REDACTED]",
+        ),
+        (
+            &["sshpass", "-p", "a b", "ssh", "h"],
+            "sshpass -p [REDACTED] ssh h",
+        ),
+        (
+            &["curl", "-u", "admin:p w", "https://x"],
+            "curl -u admin:[REDACTED] https://x",
+        ),
+        (
+            &["docker", "run", "-e", "DB_PASSWORD=correct horse", "app"],
+            "docker run -e DB_PASSWORD=[REDACTED] app",
+        ),
+        (
+            &["mysql", "--password=a b", "shop"],
+            "mysql --password=[REDACTED] shop",
+        ),
+        (
+            &[
+                "kubectl",
+                "create",
+                "secret",
+                "generic",
+                "--from-literal=password=a b",
+            ],
+            "kubectl create secret generic --from-literal=password=[REDACTED]",
+        ),
+        (
+            &["ssh", "host", "mysql -phunter2 shop"],
+            "ssh host mysql -p[REDACTED] shop",
+        ),
+        (
+            &["sh", "-c", "PGPASSWORD=x psql -h db"],
+            "sh -c PGPASSWORD=[REDACTED] psql -h db",
+        ),
+        (
+            &["sh", "-c", "PGPASSWORD='my pass' psql -h db"],
+            "sh -c PGPASSWORD=[REDACTED] psql -h db",
+        ),
+        (
+            &["sh", "-c", "mysql --password \"a b\" shop"],
+            "sh -c mysql --password \"[REDACTED]\" shop",
+        ),
+        (
+            &["sh", "-c", "curl -u 'admin:p w' https://x"],
+            "sh -c curl -u 'admin:[REDACTED]' https://x",
+        ),
+        (
+            &["sh", "-c", "bash -c 'mysql -phunter2 shop'"],
+            "sh -c bash -c 'mysql -p[REDACTED] shop'",
+        ),
+        (
+            &["sh", "-c", "echo it's --password x"],
+            "sh -c echo it's --password [REDACTED]",
+        ),
+        // `--flag=NAME=value`: the value's own name decides
+        (
+            &["docker", "run", "--env=DB_PASSWORD=hunter2", "app:latest"],
+            "docker run --env=DB_PASSWORD=[REDACTED] app:latest",
+        ),
+        (
+            &["docker", "build", "--build-arg=GH_TOKEN=x", "."],
+            "docker build --build-arg=GH_TOKEN=[REDACTED] .",
+        ),
+        (
+            &["helm", "install", "--set=auth.password=x", "db", "chart"],
+            "helm install --set=auth.password=[REDACTED] db chart",
+        ),
+        // more secret names and options
+        (
+            &["gpg", "--batch", "--passphrase", "x", "-c", "f"],
+            "gpg --batch --passphrase [REDACTED] -c f",
+        ),
+        (
+            &[
+                "openssl", "pkcs12", "-in", "a.p12", "-passin", "pass:x", "-passout", "pass:y",
+            ],
+            "openssl pkcs12 -in a.p12 -passin pass:[REDACTED] -passout pass:[REDACTED]",
+        ),
+        (
+            &["/usr/bin/openssl", "enc", "-pass", "pass:x"],
+            "/usr/bin/openssl enc -pass pass:[REDACTED]",
+        ),
+        (
+            &["env", "AZURE_OPENAI_KEY=x", "app"],
+            "env AZURE_OPENAI_KEY=[REDACTED] app",
+        ),
+        (
+            &["curl", "-H", "Ocp-Apim-Subscription-Key: x", "https://x"],
+            "curl -H Ocp-Apim-Subscription-Key: [REDACTED] https://x",
+        ),
+        (
+            &["curl", "-H", "X-Functions-Key: x", "https://x"],
+            "curl -H X-Functions-Key: [REDACTED] https://x",
+        ),
+        (
+            &["az", "storage", "blob", "list", "--account-key", "x"],
+            "az storage blob list --account-key [REDACTED]",
+        ),
         // must stay as they are
         (&["ls", "-la", "/tmp"], "ls -la /tmp"),
         (&["ssh", "-p", "2222", "host"], "ssh -p 2222 host"),
@@ -198,6 +343,41 @@ fn command_line_table() {
         (
             &["sh", "-c", "cd /srv  &&  make"],
             "sh -c cd /srv  &&  make",
+        ),
+        (
+            &["git", "clone", "https://github.com/o/r.git"],
+            "git clone https://github.com/o/r.git",
+        ),
+        (
+            &["curl", "https://example.com/a:b", "-o", "x"],
+            "curl https://example.com/a:b -o x",
+        ),
+        (
+            &["docker", "run", "--env=MODE=prod", "app:latest"],
+            "docker run --env=MODE=prod app:latest",
+        ),
+        (
+            &[
+                "openssl",
+                "rsa",
+                "-passin",
+                "env:KEYPASS",
+                "-passout",
+                "file:/run/pw",
+            ],
+            "openssl rsa -passin env:KEYPASS -passout file:/run/pw",
+        ),
+        (
+            &["sort", "--key=2", "-t", ",", "monkey.csv"],
+            "sort --key=2 -t , monkey.csv",
+        ),
+        (
+            &["ssh-keygen", "-t", "ed25519", "--passing"],
+            "ssh-keygen -t ed25519 --passing",
+        ),
+        (
+            &["sh", "-c", "echo 'a  b' \"c\"  | tr a b"],
+            "sh -c echo 'a  b' \"c\"  | tr a b",
         ),
     ];
     for (argv, want) in rows {
@@ -240,7 +420,47 @@ fn text_table() {
             "curl -H \"X-Api-Key: abc def\" https://x".into(),
             "curl -H \"X-Api-Key: [REDACTED]\" https://x".into(),
         ),
+        // URLs: query values, fragment parameters, userinfo passwords, up to a space or quote
+        (
+            r#"{"uri":"https://mcp.example.com/r?token=abc"}"#.into(),
+            r#"{"uri":"https://mcp.example.com/r?token=[REDACTED]"}"#.into(),
+        ),
+        (
+            "see (https://a.blob.core.windows.net/c/b?sv=2022&sig=XYZ).".into(),
+            "see (https://a.blob.core.windows.net/c/b?sv=[REDACTED]&sig=[REDACTED]).".into(),
+        ),
+        (
+            "GET https://u:pw@h.com/a?x=1 now".into(),
+            "GET https://u:[REDACTED]@h.com/a?x=[REDACTED] now".into(),
+        ),
+        (
+            "url=https://app.x.com/cb#access_token=abc".into(),
+            "url=https://app.x.com/cb#access_token=[REDACTED]".into(),
+        ),
+        (
+            "[docs](https://x.com/a?token=abc)".into(),
+            "[docs](https://x.com/a?token=[REDACTED])".into(),
+        ),
+        // header names ending in `-Key`
+        (
+            "Ocp-Apim-Subscription-Key: x\n".into(),
+            "Ocp-Apim-Subscription-Key: [REDACTED]\n".into(),
+        ),
+        (
+            "X-Functions-Key: x".into(),
+            "X-Functions-Key: [REDACTED]".into(),
+        ),
         // must stay as they are
+        (
+            "file:///home/u/notes.md and https://example.com/docs.".into(),
+            "file:///home/u/notes.md and https://example.com/docs.".into(),
+        ),
+        ("monkey: 1, key: 2".into(), "monkey: 1, key: 2".into()),
+        // redacted once, the same again (the AI-BOM processor redacts what the agent did)
+        (
+            "https://x.com/a?token=[REDACTED]&b=[REDACTED]".into(),
+            "https://x.com/a?token=[REDACTED]&b=[REDACTED]".into(),
+        ),
         (
             "Accept: application/json".into(),
             "Accept: application/json".into(),
