@@ -18,6 +18,7 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::UnixStream,
+    sync::OwnedSemaphorePermit,
 };
 
 use super::caller::cgroup_of;
@@ -98,13 +99,19 @@ fn pidfd_pid(pidfd: &OwnedFd) -> Option<u32> {
 pub struct PeerStream {
     io: UnixStream,
     peer: Option<Peer>,
+    /// Its place among the connections the server takes at once, given back when it closes.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl PeerStream {
     #[must_use]
-    pub fn accept(io: UnixStream, proc_root: &Path) -> Self {
+    pub fn accept(io: UnixStream, proc_root: &Path, slot: OwnedSemaphorePermit) -> Self {
         let peer = Peer::of(&io, proc_root);
-        Self { io, peer }
+        Self {
+            io,
+            peer,
+            _slot: slot,
+        }
     }
 }
 
@@ -163,7 +170,10 @@ mod tests {
     #[tokio::test]
     async fn the_peer_is_this_process_with_its_own_cgroup() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let s = PeerStream::accept(a, Path::new("/proc"));
+        let slot = std::sync::Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let s = PeerStream::accept(a, Path::new("/proc"), slot);
         let peer = s.peer.expect("a socket pair carries credentials");
         assert_eq!(peer.pid, std::process::id());
         assert_eq!(

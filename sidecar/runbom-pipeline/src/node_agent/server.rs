@@ -7,7 +7,10 @@ use std::{
     sync::Arc,
 };
 
-use tokio::{net::UnixListener, sync::mpsc};
+use tokio::{
+    net::UnixListener,
+    sync::{Semaphore, mpsc},
+};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
@@ -49,12 +52,29 @@ struct Service {
     kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
+/// Most connections the socket takes at once. Each sidecar holds one; any local user may connect
+/// (the socket is open to all, who gets what is decided per caller), and without a bound one
+/// could hold every file descriptor of this privileged process. Past it a connection is closed
+/// at once, and counted in the log.
+const CONNECTIONS_MAX: usize = 256;
+
 /// Binds the socket (replacing a stale one) and serves until `stop`.
 pub fn start(
     hub: Arc<Hub>,
     settings: ServeSettings,
     kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
     stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<(), ReceiverError>>, ReceiverError> {
+    start_with(hub, settings, kernel_dropped, stop, CONNECTIONS_MAX)
+}
+
+/// [`start`], taking at most `connections_max` connections at once.
+fn start_with(
+    hub: Arc<Hub>,
+    settings: ServeSettings,
+    kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
+    stop: CancellationToken,
+    connections_max: usize,
 ) -> Result<tokio::task::JoinHandle<Result<(), ReceiverError>>, ReceiverError> {
     let listener = bind(&settings.socket, settings.socket_mode)?;
     info!(socket = %settings.socket.display(), "serving sidecars on {}", settings.socket.display());
@@ -66,8 +86,27 @@ pub fn start(
         settings: Arc::new(settings),
         kernel_dropped,
     };
-    let incoming = UnixListenerStream::new(listener)
-        .map(move |accepted| accepted.map(|io| PeerStream::accept(io, &proc_root)));
+    let slots = Arc::new(Semaphore::new(connections_max));
+    let mut refused = 0u64;
+    let incoming = UnixListenerStream::new(listener).filter_map(move |accepted| {
+        let io = match accepted {
+            Ok(io) => io,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Ok(slot) = slots.clone().try_acquire_owned() {
+            return Some(Ok(PeerStream::accept(io, &proc_root, slot)));
+        }
+        refused += 1;
+        // The first, then one line per thousand: a flood does not flood the log.
+        if refused % 1000 == 1 {
+            warn!(
+                refused,
+                "refused a connection to the node agent socket: {connections_max} are open \
+                 ({refused} refused so far)"
+            );
+        }
+        None
+    });
     Ok(tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(NodeAgentServer::new(service))
@@ -232,4 +271,92 @@ async fn feed(
     }
     hub.unsubscribe(&caller.pod, id);
     info!(pid = caller.pid, pod = caller.pod, "sidecar unsubscribed");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::UnixStream,
+    };
+
+    use super::*;
+    use crate::node_agent::hub::HubSettings;
+
+    /// Reads what the server sends first: nothing (EOF) for a refused connection, its HTTP/2
+    /// SETTINGS frame for one it serves.
+    async fn first_read(s: &mut UnixStream) -> usize {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the server answers or closes")
+            .expect("read")
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_and_their_slots_come_back() {
+        let dir = runbom_testkit::TempDir::new("node-agent-socket");
+        let socket = dir.path().join("node-agent.sock");
+        let hub = Hub::new(HubSettings {
+            cgroup_mount: dir.path().to_owned(),
+            backlog_events: 16,
+            subscriber_queue_events: 16,
+        });
+        let settings = ServeSettings {
+            socket: socket.clone(),
+            socket_mode: 0o600,
+            pod_roots: Vec::new(),
+            host_name: "node".into(),
+            proc_root: "/proc".into(),
+        };
+        let stop = CancellationToken::new();
+        let served = start_with(hub, settings, Arc::new(|| 0), stop.clone(), 4).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut s = UnixStream::connect(&socket).await.unwrap();
+            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .await
+                .unwrap();
+            assert!(first_read(&mut s).await > 0, "served");
+            held.push(s);
+        }
+        let mut refused = UnixStream::connect(&socket).await.unwrap();
+        assert_eq!(
+            first_read(&mut refused).await,
+            0,
+            "the fifth is closed at once"
+        );
+        // One closes: its slot is taken by the next connection.
+        drop(held.pop());
+        let mut again = UnixStream::connect(&socket).await.unwrap();
+        again
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answered = 0;
+        // The closed connection's slot comes back when the server has seen it close.
+        for _ in 0..50 {
+            answered = first_read(&mut again).await;
+            if answered > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            again = UnixStream::connect(&socket).await.unwrap();
+            again
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        assert!(answered > 0, "a slot came back");
+        // Shutting down waits for open connections: the clients go first.
+        drop((held, refused, again));
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
 }
