@@ -34,6 +34,9 @@ const PENDING_MAX: usize = 4096;
 const RESPONSE_MAX: usize = 1 << 20;
 /// Most bytes of LLM responses held at once, over every waiting request.
 const HELD_MAX: usize = 64 << 20;
+/// Most entries in one expiry order: past it, the stale ones (requests that left while an
+/// older one held the front) are dropped.
+const ORDER_MAX: usize = 2 * PENDING_MAX;
 /// Most bytes of an LLM request body held.
 const REQUEST_BODY_MAX: usize = 64 << 10;
 
@@ -62,6 +65,9 @@ struct Pending {
     need_body: bool,
     awaits: Awaits,
     seq: u64,
+    /// When the request last had news (its head, bytes of its response): its wait runs from
+    /// there. Its entry in the order is moved up to it only when the entry comes due.
+    news: Instant,
     /// Set for requests to an LLM API when GenAI reading is on.
     llm: Option<Box<Llm>>,
     /// An MCP message in the body (streamable HTTP), waiting for its answer.
@@ -84,7 +90,9 @@ struct Llm {
 pub struct HttpTracker {
     pending: HashMap<Key, Pending>,
     /// Arrival order per [`Awaits`] (`[Status, Body]`: each has its own wait), for expiry and
-    /// eviction; entries whose `seq` no longer matches are stale.
+    /// eviction, oldest first: one entry per waiting request, queued at its head and requeued
+    /// at its last news when it comes due. Entries whose `seq` no longer matches are stale
+    /// (the request left) and are dropped at the front, or all at once past [`ORDER_MAX`].
     order: [VecDeque<(Instant, Key, u64)>; 2],
     ready: Vec<KernelEvent>,
     seq: u64,
@@ -134,6 +142,7 @@ impl HttpTracker {
             }
             _ => None,
         };
+        let now = Instant::now();
         self.pending.insert(
             key,
             Pending {
@@ -141,25 +150,39 @@ impl HttpTracker {
                 need_body,
                 awaits,
                 seq: self.seq,
+                news: now,
                 llm,
                 mcp,
                 session,
             },
         );
-        self.order[awaits as usize].push_back((Instant::now(), key, self.seq));
+        let order = &mut self.order[awaits as usize];
+        if order.len() >= ORDER_MAX {
+            let pending = &self.pending;
+            order.retain(|&(_, k, seq)| pending.get(&k).is_some_and(|p| p.seq == seq));
+        }
+        order.push_back((now, key, self.seq));
         if awaits == Awaits::Body && !need_body {
             // Its body was in the head's write (an MCP message, read above): nothing to wait for.
             self.finish(key);
         }
+        // The request with the oldest news goes first.
         while self.pending.len() > PENDING_MAX {
-            let Some((_, oldest, seq)) = self.order[Awaits::Status as usize]
-                .pop_front()
-                .or_else(|| self.order[Awaits::Body as usize].pop_front())
+            let Some(a) = [Awaits::Status as usize, Awaits::Body as usize]
+                .into_iter()
+                .find(|&a| !self.order[a].is_empty())
             else {
                 break;
             };
-            if self.pending.get(&oldest).is_some_and(|p| p.seq == seq) {
-                self.finish(oldest);
+            let (since, oldest, seq) = self.order[a][0];
+            match self.news(oldest, seq) {
+                Some(news) if news > since => self.requeue(a, news),
+                news => {
+                    self.order[a].pop_front();
+                    if news.is_some() {
+                        self.finish(oldest);
+                    }
+                }
             }
         }
     }
@@ -222,9 +245,7 @@ impl HttpTracker {
             if m.response_data(data) {
                 self.finish(key);
             } else {
-                self.seq += 1;
-                p.seq = self.seq;
-                self.order[p.awaits as usize].push_back((Instant::now(), key, self.seq));
+                p.news = Instant::now();
             }
             return;
         }
@@ -242,23 +263,26 @@ impl HttpTracker {
             return;
         }
         // Waiting is for news: the wait starts again.
-        self.seq += 1;
-        p.seq = self.seq;
-        self.order[p.awaits as usize].push_back((Instant::now(), key, self.seq));
+        p.news = Instant::now();
     }
 
-    /// Releases requests that waited for their status longer than `status_wait`, or for their
-    /// body longer than `body_wait`.
+    /// Releases requests that had no news for longer than `status_wait` while waiting for
+    /// their status or response, or than `body_wait` while waiting for their body.
     pub fn expire(&mut self, now: Instant, status_wait: Duration, body_wait: Duration) {
         for (awaits, wait) in [(Awaits::Status, status_wait), (Awaits::Body, body_wait)] {
-            while let Some(&(since, key, seq)) = self.order[awaits as usize].front() {
-                let current = self.pending.get(&key).is_some_and(|p| p.seq == seq);
-                if current && now.duration_since(since) < wait {
-                    break;
-                }
-                self.order[awaits as usize].pop_front();
-                if current {
-                    self.finish(key);
+            let a = awaits as usize;
+            while let Some(&(since, key, seq)) = self.order[a].front() {
+                let news = self.news(key, seq);
+                match news {
+                    Some(_) if now.duration_since(since) < wait => break,
+                    // Due, but it had news since: its wait runs from there.
+                    Some(news) if news > since => self.requeue(a, news),
+                    _ => {
+                        self.order[a].pop_front();
+                        if news.is_some() {
+                            self.finish(key);
+                        }
+                    }
                 }
             }
         }
@@ -284,6 +308,24 @@ impl HttpTracker {
     /// Moves the completed requests to `out`.
     pub fn take_ready(&mut self, out: &mut Vec<KernelEvent>) {
         out.append(&mut self.ready);
+    }
+
+    /// The last news of the request an entry `(_, key, seq)` stands for (`None`: stale).
+    fn news(&self, key: Key, seq: u64) -> Option<Instant> {
+        self.pending
+            .get(&key)
+            .filter(|p| p.seq == seq)
+            .map(|p| p.news)
+    }
+
+    /// Moves the front entry of order `a` to the place of its request's last news, `news`
+    /// (the order stays oldest first; news is recent, so the place is near the back).
+    fn requeue(&mut self, a: usize, news: Instant) {
+        let order = &mut self.order[a];
+        if let Some((_, key, seq)) = order.pop_front() {
+            let at = order.partition_point(|&(t, _, _)| t <= news);
+            order.insert(at, (news, key, seq));
+        }
     }
 
     fn finish(&mut self, key: Key) {
@@ -480,5 +522,87 @@ mod tests {
         t.take_ready(&mut out);
         assert_eq!(out.len(), 6);
         assert!(!t.has_pending());
+    }
+
+    #[test]
+    fn response_chunks_keep_one_entry_and_each_restarts_the_wait() {
+        let mut t = HttpTracker::default().with_genai(Some(Options::default()));
+        // An older request holds the front of the queue, as a hostile process's would.
+        t.request((1, 5), request(50), false, Awaits::Status, b"", None);
+        let key = (1, 7);
+        t.request(key, llm_request(100), false, Awaits::Status, b"", None);
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n";
+        t.response(key, 200, head.as_bytes(), 200);
+        for i in 0..100_000 {
+            t.response_data(key, b":\n", 300 + i);
+            t.expire(Instant::now(), RESPONSE_WAIT, BODY_WAIT);
+        }
+        let queued = t.order[Awaits::Status as usize].len();
+        assert!(queued <= 3, "{queued} entries queued for two requests");
+        let wait = Duration::from_millis(20);
+        std::thread::sleep(wait * 2);
+        t.response_data(key, b":\n", 200_000);
+        let last = Instant::now();
+        let mut out = Vec::new();
+        t.expire(last, wait, wait);
+        t.take_ready(&mut out);
+        assert_eq!(
+            out.len(),
+            1,
+            "the wait runs from the last chunk, not the first"
+        );
+        assert_eq!(
+            out[0].start_ns, 50,
+            "only the silent request waited long enough"
+        );
+        assert!(t.order[Awaits::Status as usize].len() <= 2);
+        t.expire(last + wait, wait, wait);
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 2, "released a wait after its last chunk");
+        assert_eq!(out[1].end_ns, 200_000);
+        assert!(detail(&out[1]).genai.as_ref().is_none_or(|g| g.partial));
+        assert!(t.order.iter().all(VecDeque::is_empty));
+        assert_eq!(t.held, 0);
+    }
+
+    #[test]
+    fn requests_that_left_leave_a_bounded_order() {
+        let mut t = HttpTracker::default();
+        // An older request holds the front while 100,000 others come and complete.
+        t.request((1, 5), request(1), false, Awaits::Status, b"", None);
+        for i in 0..100_000 {
+            t.request((2, 7), request(i), false, Awaits::Status, b"", None);
+            t.response((2, 7), 200, b"HTTP/1.1 200 OK\r\n", i);
+            t.expire(Instant::now(), RESPONSE_WAIT, BODY_WAIT);
+        }
+        let queued = t.order[Awaits::Status as usize].len();
+        assert!(
+            queued <= ORDER_MAX,
+            "{queued} entries queued for one request"
+        );
+        t.expire(Instant::now(), Duration::ZERO, Duration::ZERO);
+        let mut out = Vec::new();
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 100_001);
+        assert!(t.order.iter().all(VecDeque::is_empty));
+    }
+
+    #[test]
+    fn a_full_table_lets_the_request_with_the_oldest_news_go() {
+        let mut t = HttpTracker::default().with_genai(Some(Options::default()));
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n";
+        t.request((1, 0), llm_request(1), false, Awaits::Status, b"", None);
+        t.response((1, 0), 200, head.as_bytes(), 2);
+        for i in 1..PENDING_MAX as u64 {
+            t.request((1, i), request(10 + i), false, Awaits::Status, b"", None);
+        }
+        // The first request is still streaming: the first silent one goes in its place.
+        t.response_data((1, 0), b":\n", 3);
+        t.request((2, 0), request(1), false, Awaits::Status, b"", None);
+        let mut out = Vec::new();
+        t.take_ready(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].start_ns, 11);
+        assert!(t.pending.contains_key(&(1, 0)));
     }
 }

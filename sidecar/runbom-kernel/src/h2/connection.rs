@@ -10,6 +10,7 @@ use runbom_event::{
 };
 
 use super::{
+    HELD_MAX,
     frames::{self, DATA_KEEP, Frame, FrameReader, Lost, flag, kind},
     llm::Llm,
 };
@@ -26,7 +27,8 @@ const FIELDS_READ_MAX: u16 = 64;
 const STREAMS_MAX: usize = 256;
 /// Largest header block assembled from CONTINUATION frames.
 const BLOCK_MAX: usize = 256 * 1024;
-/// Most LLM response bytes held over a connection's open streams.
+/// Most LLM response bytes held over a connection's open streams (the tracker's
+/// [`HELD_MAX`] bounds them over all connections).
 const LLM_HELD_MAX: usize = 8 << 20;
 
 /// Which side of the connection bytes went.
@@ -53,6 +55,16 @@ struct Block {
     /// A `PUSH_PROMISE`'s block: decoded to keep the table in step, then ignored.
     promise: bool,
     bytes: Vec<u8>,
+}
+
+/// What the connections of one tracker share: the requests they completed, and the LLM
+/// response bytes held over all their open streams (at most [`HELD_MAX`]).
+#[derive(Default)]
+pub struct Shared {
+    /// Requests completed, until the tracker takes them.
+    pub done: Vec<KernelEvent>,
+    /// LLM response bytes held: added as a stream keeps them, taken off as it ends.
+    pub held: usize,
 }
 
 struct Stream {
@@ -107,41 +119,41 @@ impl Connection {
     }
 
     /// The bytes of one captured buffer (`total` is what it really carried); requests that
-    /// completed go to `done`.
+    /// completed go to `out`.
     ///
     /// # Errors
-    /// [`Lost`] when the connection can no longer be followed; its streams are in `done`.
+    /// [`Lost`] when the connection can no longer be followed; its streams are in `out`.
     pub fn push(
         &mut self,
         dir: Direction,
         data: &[u8],
         total: u64,
         origin: &Origin,
-        done: &mut Vec<KernelEvent>,
+        out: &mut Shared,
     ) -> Result<(), Lost> {
         self.last_seen = Instant::now();
         let mut frames = Vec::new();
         let pushed = self.readers[dir as usize].push(data, total, &mut frames);
         let handled = frames
             .into_iter()
-            .try_for_each(|f| self.frame(dir, &f, origin, done));
+            .try_for_each(|f| self.frame(dir, &f, origin, out));
         if let Err(lost) = pushed.and(handled) {
-            self.finish_all(origin.time_ns, done);
+            self.finish_all(origin.time_ns, out);
             return Err(lost);
         }
         Ok(())
     }
 
     /// Releases every open stream at `end_ns` (connection lost, evicted or shutdown).
-    pub fn finish_all(&mut self, end_ns: u64, done: &mut Vec<KernelEvent>) {
+    pub fn finish_all(&mut self, end_ns: u64, out: &mut Shared) {
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
-            self.finish(id, end_ns, done);
+            self.finish(id, end_ns, out);
         }
     }
 
     /// Releases streams that waited longer than `wait` for their response.
-    pub fn expire(&mut self, now: Instant, wait: std::time::Duration, done: &mut Vec<KernelEvent>) {
+    pub fn expire(&mut self, now: Instant, wait: std::time::Duration, out: &mut Shared) {
         let old: Vec<u32> = self
             .streams
             .iter()
@@ -150,13 +162,23 @@ impl Connection {
             .collect();
         for id in old {
             let end = self.streams[&id].event.start_ns;
-            self.finish(id, end, done);
+            self.finish(id, end, out);
         }
     }
 
     #[must_use]
     pub fn is_idle(&self) -> bool {
         self.streams.is_empty()
+    }
+
+    /// LLM response bytes the open streams hold, counted one by one.
+    #[cfg(test)]
+    pub fn held_in_streams(&self) -> usize {
+        self.streams
+            .values()
+            .filter_map(|s| s.llm.as_ref())
+            .map(|l| l.held())
+            .sum()
     }
 
     /// Streams waiting for their response.
@@ -166,14 +188,14 @@ impl Connection {
     }
 
     /// Releases the stream that has waited longest (the tracker is over its bound).
-    pub fn finish_oldest(&mut self, end_ns: u64, done: &mut Vec<KernelEvent>) {
+    pub fn finish_oldest(&mut self, end_ns: u64, out: &mut Shared) {
         if let Some(&oldest) = self
             .streams
             .iter()
             .min_by_key(|(_, s)| s.since)
             .map(|(id, _)| id)
         {
-            self.finish(oldest, end_ns, done);
+            self.finish(oldest, end_ns, out);
         }
     }
 
@@ -182,7 +204,7 @@ impl Connection {
         dir: Direction,
         f: &Frame,
         origin: &Origin,
-        done: &mut Vec<KernelEvent>,
+        out: &mut Shared,
     ) -> Result<(), Lost> {
         let d = dir as usize;
         if self.blocks[d].is_some() && f.kind != kind::CONTINUATION {
@@ -215,22 +237,22 @@ impl Connection {
                     self.blocks[d] = Some(block);
                     return Ok(());
                 }
-                self.block(dir, &block, origin, done)
+                self.block(dir, &block, origin, out)
             }
             kind::DATA => {
                 match dir {
                     Direction::Write => self.body(f.stream, frames::data(f)),
                     Direction::Read => {
-                        self.response_data(f);
+                        self.response_data(f, out);
                         if f.flags & flag::END_STREAM != 0 {
-                            self.finish_ended(f.stream, origin.time_ns, done);
+                            self.finish_ended(f.stream, origin.time_ns, out);
                         }
                     }
                 }
                 Ok(())
             }
             kind::RST_STREAM => {
-                self.finish(f.stream, origin.time_ns, done);
+                self.finish(f.stream, origin.time_ns, out);
                 Ok(())
             }
             _ => Ok(()),
@@ -243,7 +265,7 @@ impl Connection {
         dir: Direction,
         block: &Block,
         origin: &Origin,
-        done: &mut Vec<KernelEvent>,
+        out: &mut Shared,
     ) -> Result<(), Lost> {
         let mut fields = Fields::default();
         self.decoders[dir as usize]
@@ -255,7 +277,7 @@ impl Connection {
         match dir {
             Direction::Write => {
                 if !self.streams.contains_key(&block.stream) {
-                    self.request(block.stream, fields, block.end_stream, origin, done);
+                    self.request(block.stream, fields, block.end_stream, origin, out);
                 }
             }
             Direction::Read => {
@@ -274,7 +296,7 @@ impl Connection {
                     }
                 }
                 if block.end_stream {
-                    self.finish_ended(block.stream, origin.time_ns, done);
+                    self.finish_ended(block.stream, origin.time_ns, out);
                 }
             }
         }
@@ -287,13 +309,13 @@ impl Connection {
         f: Fields,
         end_stream: bool,
         origin: &Origin,
-        done: &mut Vec<KernelEvent>,
+        out: &mut Shared,
     ) {
         let (Some(method), Some(path)) = (f.method, f.path) else {
             return;
         };
         if self.streams.len() >= STREAMS_MAX {
-            self.finish_oldest(origin.time_ns, done);
+            self.finish_oldest(origin.time_ns, out);
         }
         let grpc = f
             .content_type
@@ -371,25 +393,30 @@ impl Connection {
         }
     }
 
-    /// Response bytes on `stream`, kept when it is an LLM call.
-    fn response_data(&mut self, f: &Frame) {
-        let room = LLM_HELD_MAX.saturating_sub(self.llm_held);
+    /// Response bytes on `stream`, kept when it is an LLM call and both the connection's and
+    /// the tracker's bounds leave room (else the response is marked cut).
+    fn response_data(&mut self, f: &Frame, out: &mut Shared) {
+        let room = LLM_HELD_MAX
+            .saturating_sub(self.llm_held)
+            .min(HELD_MAX.saturating_sub(out.held));
         if let Some(llm) = self.streams.get_mut(&f.stream).and_then(|s| s.llm.as_mut()) {
-            self.llm_held += llm.response_data(frames::data(f), f.truncated, room);
+            let kept = llm.response_data(frames::data(f), f.truncated, room);
+            self.llm_held += kept;
+            out.held += kept;
         }
     }
 
     /// The response on `stream` ended (`END_STREAM`): the request is complete.
-    fn finish_ended(&mut self, stream: u32, end_ns: u64, done: &mut Vec<KernelEvent>) {
-        self.end(stream, end_ns, true, done);
+    fn finish_ended(&mut self, stream: u32, end_ns: u64, out: &mut Shared) {
+        self.end(stream, end_ns, true, out);
     }
 
     /// Releases `stream` before its response ended (reset, lost, evicted, shutdown).
-    fn finish(&mut self, stream: u32, end_ns: u64, done: &mut Vec<KernelEvent>) {
-        self.end(stream, end_ns, false, done);
+    fn finish(&mut self, stream: u32, end_ns: u64, out: &mut Shared) {
+        self.end(stream, end_ns, false, out);
     }
 
-    fn end(&mut self, stream: u32, end_ns: u64, ended: bool, done: &mut Vec<KernelEvent>) {
+    fn end(&mut self, stream: u32, end_ns: u64, ended: bool, out: &mut Shared) {
         if let Some(mut s) = self.streams.remove(&stream) {
             if let (Some(body), Detail::HttpRequest(h)) = (&s.body, &mut s.event.detail) {
                 h.model = http::model(body);
@@ -397,7 +424,8 @@ impl Connection {
             if let (Some(llm), Some(options), Detail::HttpRequest(h)) =
                 (&s.llm, self.genai, &mut s.event.detail)
             {
-                self.llm_held = self.llm_held.saturating_sub(llm.held());
+                self.llm_held -= llm.held();
+                out.held -= llm.held();
                 h.genai = llm.read(h, options, ended).map(Box::new);
                 if let Some(g) = &h.genai
                     && h.model.is_none()
@@ -406,7 +434,7 @@ impl Connection {
                 }
             }
             s.event.end_ns = end_ns.max(s.event.start_ns);
-            done.push(s.event);
+            out.done.push(s.event);
         }
     }
 }

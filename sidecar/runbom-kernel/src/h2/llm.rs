@@ -34,7 +34,8 @@ impl Llm {
     }
 
     /// A DATA frame's payload (`truncated`: the capture did not keep all of it), within
-    /// `room` bytes (what the connection may still hold); returns the bytes kept.
+    /// `room` bytes (what the connection and its tracker may still hold); returns the bytes
+    /// kept.
     pub fn response_data(&mut self, data: &[u8], truncated: bool, room: usize) -> usize {
         let room = room.min(RESPONSE_MAX.saturating_sub(self.response.len()));
         let keep = data.len().min(room);

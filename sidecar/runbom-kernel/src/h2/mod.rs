@@ -17,7 +17,7 @@ use std::{
 use runbom_event::{Capture, KernelEvent};
 use tracing::debug;
 
-use connection::Connection;
+use connection::{Connection, Shared};
 pub use connection::{Direction, Origin};
 
 use crate::httptrack::Key;
@@ -27,11 +27,14 @@ const CONNECTIONS_MAX: usize = 4096;
 /// Most streams waiting for their response over all connections (each may hold up to
 /// [`frames::DATA_KEEP`] bytes of its body): past it, the busiest connection's oldest goes.
 const STREAMS_MAX: usize = 4096;
+/// Most LLM response bytes held over all connections (as HTTP/1's tracker-wide bound).
+const HELD_MAX: usize = 64 << 20;
 
 #[derive(Default)]
 pub struct H2Tracker {
     connections: HashMap<Key, Connection>,
-    ready: Vec<KernelEvent>,
+    /// The requests completed, and the LLM response bytes held over all connections.
+    shared: Shared,
     /// Connections that could no longer be followed (gap over a frame header, not HTTP/2).
     pub lost: u64,
     /// Streams open over all connections.
@@ -51,7 +54,7 @@ impl H2Tracker {
     /// A connection wrote the client preface: whatever was followed on `key` ends.
     pub fn start(&mut self, key: Key, capture: Capture, peer: Option<SocketAddr>, now_ns: u64) {
         if let Some(mut old) = self.connections.remove(&key) {
-            old.finish_all(now_ns, &mut self.ready);
+            old.finish_all(now_ns, &mut self.shared);
         }
         if self.connections.len() >= CONNECTIONS_MAX
             && let Some(oldest) = self
@@ -61,7 +64,7 @@ impl H2Tracker {
                 .map(|(k, _)| *k)
             && let Some(mut c) = self.connections.remove(&oldest)
         {
-            c.finish_all(now_ns, &mut self.ready);
+            c.finish_all(now_ns, &mut self.shared);
         }
         self.connections
             .insert(key, Connection::new(key.0, capture, peer, self.genai));
@@ -74,7 +77,7 @@ impl H2Tracker {
             return;
         };
         let before = c.open();
-        let pushed = c.push(dir, data, total, origin, &mut self.ready);
+        let pushed = c.push(dir, data, total, origin, &mut self.shared);
         self.open = (self.open + c.open()).saturating_sub(before);
         if let Err(lost) = pushed {
             self.lost += 1;
@@ -85,7 +88,7 @@ impl H2Tracker {
             let Some(busiest) = self.connections.values_mut().max_by_key(|c| c.open()) else {
                 break;
             };
-            busiest.finish_oldest(origin.time_ns, &mut self.ready);
+            busiest.finish_oldest(origin.time_ns, &mut self.shared);
             self.open -= 1;
         }
     }
@@ -99,17 +102,17 @@ impl H2Tracker {
     /// their process exits or [`CONNECTIONS_MAX`] pushes them out.
     pub fn expire(&mut self, now: Instant, wait: Duration) {
         for c in self.connections.values_mut() {
-            c.expire(now, wait, &mut self.ready);
+            c.expire(now, wait, &mut self.shared);
         }
         self.recount();
     }
 
     /// Process `pid` exited at `end_ns`: its connections end.
     pub fn exited(&mut self, pid: u32, end_ns: u64) {
-        let ready = &mut self.ready;
+        let shared = &mut self.shared;
         self.connections.retain(|_, c| {
             if c.pid == pid {
-                c.finish_all(end_ns, ready);
+                c.finish_all(end_ns, shared);
             }
             c.pid != pid
         });
@@ -119,7 +122,7 @@ impl H2Tracker {
     /// Releases every open stream (shutdown).
     pub fn flush(&mut self, now_ns: u64) {
         for (_, mut c) in self.connections.drain() {
-            c.finish_all(now_ns, &mut self.ready);
+            c.finish_all(now_ns, &mut self.shared);
         }
         self.open = 0;
     }
@@ -129,9 +132,24 @@ impl H2Tracker {
         self.connections.values().any(|c| !c.is_idle())
     }
 
+    /// LLM response bytes held over every connection.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.shared.held
+    }
+
+    /// LLM response bytes the open streams hold, counted one by one.
+    #[cfg(test)]
+    pub(crate) fn held_in_streams(&self) -> usize {
+        self.connections
+            .values()
+            .map(Connection::held_in_streams)
+            .sum()
+    }
+
     /// Moves the completed requests to `out`.
     pub fn take_ready(&mut self, out: &mut Vec<KernelEvent>) {
-        out.append(&mut self.ready);
+        out.append(&mut self.shared.done);
     }
 }
 

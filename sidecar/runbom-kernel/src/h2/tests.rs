@@ -410,3 +410,112 @@ fn a_block_repeating_a_large_table_entry_is_read_a_bounded_number_of_times() {
     // Past FIELDS_READ_MAX fields of kept names, the block is decoded but not read.
     assert!(h.traceparent.is_none(), "{:?}", h.traceparent);
 }
+
+/// Connections `(100 + i, 0x1000)` of processes `100 + i` through one `H2Tracker`, each with
+/// its client and server encoders.
+struct Many {
+    tracker: H2Tracker,
+    encoders: Vec<(Encoder<'static>, Encoder<'static>)>,
+}
+
+impl Many {
+    fn key(i: usize) -> Key {
+        (100 + i as u32, 0x1000)
+    }
+
+    fn new(connections: usize) -> Self {
+        let mut tracker = H2Tracker::default().with_genai(Some(runbom_genai::Options::default()));
+        for i in 0..connections {
+            tracker.start(Self::key(i), Capture::Openssl, None, 1);
+            let mut preface = PREFACE.to_vec();
+            preface.extend(frame(4, 0, 0, &[]));
+            let o = origin(1);
+            tracker.push(Self::key(i), Direction::Write, &preface, 30, &o);
+        }
+        let encoders = (0..connections)
+            .map(|_| (Encoder::new(), Encoder::new()))
+            .collect();
+        Self { tracker, encoders }
+    }
+
+    fn push(&mut self, i: usize, dir: Direction, bytes: &[u8]) {
+        let o = origin(2);
+        self.tracker
+            .push(Self::key(i), dir, bytes, bytes.len() as u64, &o);
+    }
+
+    /// An LLM call on stream `id` of connection `i`, answered `200` and not yet ended.
+    fn call(&mut self, i: usize, id: u32) {
+        let request = self.encoders[i].0.encode([
+            (&b":method"[..], &b"POST"[..]),
+            (b":path", b"/v1/chat/completions"),
+            (b":authority", b"api.openai.com"),
+        ]);
+        self.push(i, Direction::Write, &frame(1, 0x5, id, &request));
+        let response = self.encoders[i].1.encode([(&b":status"[..], &b"200"[..])]);
+        self.push(i, Direction::Read, &frame(1, 0x4, id, &response));
+    }
+
+    /// The count kept by the tracker, checked against the bytes its streams really hold.
+    fn held(&self) -> usize {
+        let held = self.tracker.held();
+        assert_eq!(held, self.tracker.held_in_streams(), "the count is exact");
+        held
+    }
+
+    fn done(&mut self) -> usize {
+        let mut out = Vec::new();
+        self.tracker.take_ready(&mut out);
+        out.len()
+    }
+}
+
+#[test]
+fn llm_responses_held_are_bounded_over_all_connections() {
+    let (connections, streams) = (16, 8);
+    let mut m = Many::new(connections);
+    for i in 0..connections {
+        for s in 0..streams {
+            m.call(i, 2 * s + 1);
+        }
+    }
+    // Each stream is offered more than it may hold: 16 × 8 × 1.1 MiB in all.
+    let payload = vec![b'x'; 16 * 1024];
+    for _ in 0..72 {
+        for i in 0..connections {
+            for s in 0..streams {
+                m.push(i, Direction::Read, &frame(0, 0, 2 * s + 1, &payload));
+                assert!(m.held() <= HELD_MAX, "{} bytes held", m.held());
+            }
+        }
+    }
+    assert_eq!(m.held(), HELD_MAX, "the budget is used, and no more");
+    assert_eq!(m.done(), 0);
+    // Every way a stream or a connection ends frees what it held, and only that.
+    m.push(0, Direction::Read, &frame(0, 0x1, 1, b"x")); // END_STREAM
+    m.push(1, Direction::Read, &frame(3, 0, 1, &[0; 4])); // RST_STREAM
+    m.push(2, Direction::Read, &frame(9, 0, 1, b"x")); // malformed: the connection is lost
+    m.tracker.exited(103, 3);
+    m.tracker.start(Many::key(4), Capture::Openssl, None, 4); // a new connection on its key
+    assert!(m.held() < HELD_MAX);
+    assert_eq!(m.done(), 1 + 1 + 8 + 8 + 8);
+    // Streams past a connection's bound push its oldest out.
+    for s in 0..256 {
+        m.call(5, 101 + 2 * s);
+    }
+    assert_eq!(m.done(), 8);
+    m.held();
+    // The budget freed is used again, by a stream with room left.
+    let before = m.held();
+    m.push(6, Direction::Read, &frame(0, 0, 1, &payload));
+    assert_eq!(m.held(), before + payload.len());
+    m.tracker.expire(Instant::now(), Duration::ZERO);
+    assert_eq!(m.held(), 0);
+    assert_eq!(m.done(), 7 + 7 + 256 + 10 * 8);
+    // At shutdown, too.
+    m.call(7, 99);
+    m.push(7, Direction::Read, &frame(0, 0, 99, &payload));
+    assert_eq!(m.held(), payload.len());
+    m.tracker.flush(5);
+    assert_eq!((m.held(), m.done()), (0, 1));
+}
