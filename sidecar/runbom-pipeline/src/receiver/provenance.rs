@@ -3,7 +3,7 @@
 //! A client of the OTLP receivers can send anything, including attributes of runbom's own
 //! namespaces. Before a request enters a pipeline, what it carries under `runbom.*` and
 //! `aibom.*` (resource, scope, span, span event, link, log and metric data point attributes;
-//! scope names under `runbom.`, such as `runbom.kernel`, `runbom.aibom` and `runbom.genai`)
+//! runbom's scope names `runbom.kernel`, `runbom.aibom` and `runbom.genai`)
 //! and an `event.name` (attribute or field) naming a kernel event or `aibom.drift` are moved
 //! under `received.`. So nothing that arrived over OTLP reads as a
 //! kernel event to `correlate` and `aibom`, or as a finding to `investigate`: everything in
@@ -14,7 +14,9 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
     metrics::v1::{Exemplar, Metric, metric},
 };
-use runbom_event::semconv::{AIBOM_PREFIX, EVENT_NAME, RECEIVED_PREFIX, RUNBOM_PREFIX, event};
+use runbom_event::semconv::{
+    AIBOM_PREFIX, EVENT_NAME, RECEIVED_PREFIX, RUNBOM_PREFIX, event, scope as scopes,
+};
 use runbom_otlp::signal::Signal;
 
 /// The `event.name` values only runbom may give a record.
@@ -31,11 +33,9 @@ const RESERVED_EVENTS: &[&str] = &[
     event::AIBOM_DRIFT,
 ];
 
-/// The instrumentation scopes of what runbom creates (`runbom.kernel`, `runbom.aibom`,
-/// `runbom.genai`) are all named under `runbom.`.
-fn reserved_scope(name: &str) -> bool {
-    name.starts_with(RUNBOM_PREFIX)
-}
+/// The instrumentation scopes of what runbom creates. (A client's own scope may be named
+/// under `runbom.`, as runbom's tests' tracers are: only these mark runbom's evidence.)
+const RESERVED_SCOPES: &[&str] = &[scopes::KERNEL, scopes::AIBOM, scopes::GENAI];
 
 fn reserved_key(key: &str) -> bool {
     key.starts_with(RUNBOM_PREFIX) || key.starts_with(AIBOM_PREFIX)
@@ -117,7 +117,7 @@ pub(crate) fn quarantine(signal: &mut Signal) -> u64 {
 fn scope(scope: Option<&mut InstrumentationScope>) -> u64 {
     let Some(scope) = scope else { return 0 };
     let mut moved = attributes(&mut scope.attributes);
-    if reserved_scope(&scope.name) {
+    if RESERVED_SCOPES.contains(&scope.name.as_str()) {
         scope.name.insert_str(0, RECEIVED_PREFIX);
         moved += 1;
     }
