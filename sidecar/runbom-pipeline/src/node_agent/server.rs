@@ -285,6 +285,15 @@ mod tests {
     use super::*;
     use crate::node_agent::hub::HubSettings;
 
+    /// A new connection that has sent the HTTP/2 client preface.
+    async fn connect(socket: &Path) -> UnixStream {
+        let mut s = UnixStream::connect(socket).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        s
+    }
+
     /// Reads what the server sends first: nothing (EOF) for a refused connection, its HTTP/2
     /// SETTINGS frame for one it serves.
     async fn first_read(s: &mut UnixStream) -> usize {
@@ -315,10 +324,7 @@ mod tests {
         let served = start_with(hub, settings, Arc::new(|| 0), stop.clone(), 4).unwrap();
         let mut held = Vec::new();
         for _ in 0..4 {
-            let mut s = UnixStream::connect(&socket).await.unwrap();
-            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-                .await
-                .unwrap();
+            let mut s = connect(&socket).await;
             assert!(first_read(&mut s).await > 0, "served");
             held.push(s);
         }
@@ -330,11 +336,7 @@ mod tests {
         );
         // One closes: its slot is taken by the next connection.
         drop(held.pop());
-        let mut again = UnixStream::connect(&socket).await.unwrap();
-        again
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            .await
-            .unwrap();
+        let mut again = connect(&socket).await;
         let mut answered = 0;
         // The closed connection's slot comes back when the server has seen it close.
         for _ in 0..50 {
@@ -343,11 +345,7 @@ mod tests {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            again = UnixStream::connect(&socket).await.unwrap();
-            again
-                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-                .await
-                .unwrap();
+            again = connect(&socket).await;
         }
         assert!(answered > 0, "a slot came back");
         // Shutting down waits for open connections: the clients go first.
