@@ -210,35 +210,41 @@ fn a_declared_directory_holds_itself() {
     }
 }
 
-#[test]
-fn declared_elsewhere_but_not_for_this_agent_is_drift() {
+/// The reference BOM and a second agent, `agent:billing` (matched by `billing_match`), which
+/// alone may read `data:invoices` (`/srv/invoices/`).
+fn with_billing_agent(billing_match: &str) -> DeclaredBom {
     let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();
-    doc["components"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
+    let components = doc["components"].as_array_mut().unwrap();
+    components.push(serde_json::json!({
         "type": "application", "bom-ref": "agent:billing", "name": "billing-agent",
-        "properties": [{"name": "runbom:match", "value": "service.name=billing-*"}]}));
-    doc["components"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
+        "properties": [{"name": "runbom:match", "value": billing_match}]}));
+    components.push(serde_json::json!({
         "type": "data", "bom-ref": "data:invoices", "name": "invoices",
         "data": [{"type": "dataset", "contents": {"url": "file:///srv/invoices/"}}]}));
     doc["dependencies"]
         .as_array_mut()
         .unwrap()
         .push(serde_json::json!({"ref": "agent:billing", "dependsOn": ["data:invoices"]}));
-    let bom = DeclaredBom::parse(&doc.to_string(), "two-agents.json").unwrap();
-    let mut t = common::Trace::new(22);
-    let root = t.root("p");
+    DeclaredBom::parse(&doc.to_string(), "two-agents.json").unwrap()
+}
+
+/// The open of an invoice under `parent`, by the agent's process.
+fn open_invoice(t: &mut common::Trace, parent: &[u8]) {
     t.kernel_span(
-        &root,
+        parent,
         "file.open",
         common::AGENT_PID,
         "/work/.venv/bin/python3",
         vec![kv_str("file.path", "/srv/invoices/2026.csv")],
     );
+}
+
+#[test]
+fn declared_elsewhere_but_not_for_this_agent_is_drift() {
+    let bom = with_billing_agent("service.name=billing-*");
+    let mut t = common::Trace::new(22);
+    let root = t.root("p");
+    open_invoice(&mut t, &root);
     let out = judged(&bom, &mut PidMap::default(), t);
     assert_eq!(
         flags_of(&out, "file.open"),
@@ -252,19 +258,7 @@ fn a_clients_span_names_an_agent_by_its_name_only() {
     // The billing agent is matched on `k8s.namespace.name`, which `k8sattributes` checks on
     // the resource. A client whose resource is no declared agent's writes it on a span of its
     // own: that span is no agent's, and billing's data is not its to read.
-    let mut doc: serde_json::Value = serde_json::from_str(common::BOM).unwrap();
-    let components = doc["components"].as_array_mut().unwrap();
-    components.push(serde_json::json!({
-        "type": "application", "bom-ref": "agent:billing", "name": "billing-agent",
-        "properties": [{"name": "runbom:match", "value": "k8s.namespace.name=billing"}]}));
-    components.push(serde_json::json!({
-        "type": "data", "bom-ref": "data:invoices", "name": "invoices",
-        "data": [{"type": "dataset", "contents": {"url": "file:///srv/invoices/"}}]}));
-    doc["dependencies"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"ref": "agent:billing", "dependsOn": ["data:invoices"]}));
-    let bom = DeclaredBom::parse(&doc.to_string(), "two-agents.json").unwrap();
+    let bom = with_billing_agent("k8s.namespace.name=billing");
     let mut t = common::Trace::new(23);
     let root = t.app_span(
         &[],
@@ -272,13 +266,7 @@ fn a_clients_span_names_an_agent_by_its_name_only() {
         SpanKind::Internal,
         vec![kv_str("k8s.namespace.name", "billing")],
     );
-    t.kernel_span(
-        &root,
-        "file.open",
-        common::AGENT_PID,
-        "/work/.venv/bin/python3",
-        vec![kv_str("file.path", "/srv/invoices/2026.csv")],
-    );
+    open_invoice(&mut t, &root);
     let mut req = t.request();
     let resource = req.resource_spans[0].resource.as_mut().unwrap();
     resource.attributes[0] = kv_str("service.name", "batch-job");
