@@ -69,11 +69,9 @@ pub struct View<'a> {
     /// A span runbom made: a kernel event's, or a GenAI span it built for an agent without an
     /// SDK. Any other span's attributes are whatever its client wrote.
     own: bool,
-    /// The span's process and its own `process.user.id`. A span's own `process.pid` is read
-    /// only on the spans runbom made (kernel events, the GenAI spans it builds for agents
-    /// without an SDK); a client's span has its resource's, which the receiver checked
-    /// against the sending process (contract §6): a span attribute is whatever the client
-    /// wrote.
+    /// The span's process and its `process.user.id`: its own attributes on a span runbom made
+    /// (`own`); a client's span has its resource's pid, which the receiver checked against the
+    /// sending process (contract §6), and no uid.
     pid: Option<u32>,
     uid: Option<u32>,
     /// The span came with `aibom.*` attributes (from an earlier processor or its sender):
