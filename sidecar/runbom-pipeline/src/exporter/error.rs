@@ -1,19 +1,14 @@
 //! What can go wrong building an exporter or exporting, and whether OTLP allows a retry.
 
-use std::{borrow::Cow, time::Duration};
+use std::time::Duration;
 
 use runbom_event::redact;
 
-/// An endpoint as runbom's messages show it: without its query and fragment, a password in its
-/// userinfo redacted. Endpoints may carry credentials (`https://user:token@host`,
-/// `?api-key=…`), which runbom never logs.
-fn shown(endpoint: &str) -> Cow<'_, str> {
-    redact::text(endpoint.split(['?', '#']).next().unwrap_or(endpoint))
-}
-
+/// What can go wrong exporting. Messages show an endpoint through [`redact::url`]: endpoints may
+/// carry credentials (`https://user:token@host`, `?api-key=…`), which runbom never logs.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{exporter}: invalid endpoint {:?}: {reason}", shown(endpoint))]
+    #[error("{exporter}: invalid endpoint {:?}: {reason}", redact::url(endpoint))]
     Endpoint {
         exporter: &'static str,
         endpoint: String,
@@ -21,7 +16,7 @@ pub enum ExportError {
     },
     /// The `tls` settings could not be loaded (the reason is part of the message, not a
     /// `source`, so that it is printed once whichever way the error is shown).
-    #[error("{exporter} to {}: tls: {error}", shown(endpoint))]
+    #[error("{exporter} to {}: tls: {error}", redact::url(endpoint))]
     Tls {
         exporter: &'static str,
         endpoint: String,
@@ -35,14 +30,17 @@ pub enum ExportError {
     },
     #[error(
         "otlp (gRPC) export to {} failed: {}",
-        shown(endpoint),
+        redact::url(endpoint),
         grpc_reason(status)
     )]
     Grpc {
         endpoint: String,
         status: Box<tonic::Status>,
     },
-    #[error("otlphttp export to {} failed: HTTP {status}: {body}", shown(url))]
+    #[error(
+        "otlphttp export to {} failed: HTTP {status}: {body}",
+        redact::url(url)
+    )]
     HttpStatus {
         url: String,
         status: u16,
@@ -50,7 +48,7 @@ pub enum ExportError {
         /// The `Retry-After` the server sent, in seconds form.
         retry_after: Option<Duration>,
     },
-    #[error("otlphttp export to {} failed: {reason}", shown(url))]
+    #[error("otlphttp export to {} failed: {reason}", redact::url(url))]
     HttpTransport { url: String, reason: String },
     #[error("file exporter: {path}: {source}")]
     File {
