@@ -13,7 +13,9 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-step() { printf '\n[test] %s\n' "$*"; }
+# Each step says when it starts (seconds since this script started), so a CI log shows where the
+# time goes; pytest lists its slowest tests at the end.
+step() { printf '\n[test] %s (at %d s)\n' "$*" "$SECONDS"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -28,4 +30,5 @@ step "cargo test"
 cargo test --locked
 
 step "pytest (reference agent, declared BOM)"
-.venv/bin/python -m pytest -q tests/
+.venv/bin/python -m pytest -q --durations=15 tests/
+step "all passed"
