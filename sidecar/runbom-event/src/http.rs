@@ -29,7 +29,8 @@ pub struct Head {
     pub json: bool,
     /// Where the body starts in the captured bytes (`None`: the head was cut short).
     pub body_offset: Option<usize>,
-    /// `Mcp-Session-Id` (MCP's streamable HTTP: sent with every request after `initialize`).
+    /// `Mcp-Session-Id` (MCP's streamable HTTP: sent with every request after `initialize`), as
+    /// its digest ([`redact::digest`]): the value itself could resume the session.
     pub mcp_session_id: Option<String>,
 }
 
@@ -67,19 +68,20 @@ pub fn parse_head(data: &[u8]) -> Option<Head> {
         };
         let name = &line[..colon];
         let value = String::from_utf8_lossy(line[colon + 1..].trim_ascii());
-        let value = value.chars().take(VALUE_MAX).collect::<String>();
+        // Redacted whole, then cut (a secret cut first may no longer look like one).
+        let exported = || redact::cut_chars(&redact::text(&value), VALUE_MAX).to_owned();
         if name.eq_ignore_ascii_case(b"host") {
-            head.host = Some(redact::text(&value).into_owned());
+            head.host = Some(exported());
         } else if name.eq_ignore_ascii_case(b"traceparent") {
             head.traceparent = parse_traceparent(&value);
         } else if name.eq_ignore_ascii_case(b"user-agent") {
-            head.user_agent = Some(redact::text(&value).into_owned());
+            head.user_agent = Some(exported());
         } else if name.eq_ignore_ascii_case(b"content-length") {
             head.content_length = value.parse().ok();
         } else if name.eq_ignore_ascii_case(b"content-type") {
             head.json = value.to_ascii_lowercase().contains("json");
         } else if name.eq_ignore_ascii_case(b"mcp-session-id") {
-            head.mcp_session_id = Some(redact::text(&value).into_owned());
+            head.mcp_session_id = Some(redact::digest(&value));
         }
     }
     Some(head)
@@ -229,6 +231,26 @@ mod tests {
         assert_eq!(model(body).as_deref(), Some("gpt-4o-mini"));
         // Nothing of the Authorization header is kept anywhere.
         assert!(!format!("{head:?}").contains("sk-"));
+    }
+
+    /// A header value is redacted whole before it is cut: a key that straddles the cut is not
+    /// exported in part. An MCP session id is exported as its digest.
+    #[test]
+    fn header_values_are_redacted_before_they_are_cut() {
+        let key = format!("sk-{}", "k".repeat(40));
+        let req = format!(
+            "POST /mcp HTTP/1.1\r\nUser-Agent: {pad} {key}\r\nMcp-Session-Id: 1868a90c-4a9f-4cb8\r\n\r\n",
+            pad = "a".repeat(VALUE_MAX - 10)
+        );
+        let head = parse_head(req.as_bytes()).expect("a request");
+        let agent = head.user_agent.expect("user agent");
+        assert_eq!(agent.chars().count(), VALUE_MAX);
+        assert!(agent.ends_with(" [REDACTED"), "{agent}");
+        assert!(!agent.contains("sk-"), "{agent}");
+        let session = head.mcp_session_id.expect("session");
+        assert_eq!(session, redact::digest("1868a90c-4a9f-4cb8"));
+        assert_eq!(session.len(), 32);
+        assert!(!session.contains("1868a90c"));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct McpCall {
     pub request_id: Option<String>,
     /// `mcp.resource.uri`.
     pub resource_uri: Option<String>,
-    /// `mcp.session.id` (`Mcp-Session-Id` over HTTP).
+    /// `mcp.session.id`: the digest of `Mcp-Session-Id` over HTTP ([`crate::redact::digest`]).
     pub session_id: Option<String>,
     /// `mcp.protocol.version` (from `initialize`).
     pub protocol_version: Option<String>,

@@ -363,7 +363,7 @@ pub const RPC_SYSTEM_GRPC: &str = "grpc";
 
 /// `mcp.method.name`: the JSON-RPC method (`tools/call`, `initialize`, …).
 pub const MCP_METHOD_NAME: &str = "mcp.method.name";
-/// `mcp.session.id`: `Mcp-Session-Id` of a streamable-HTTP session.
+/// `mcp.session.id`: the digest of a streamable-HTTP session's `Mcp-Session-Id` (contract §5).
 pub const MCP_SESSION_ID: &str = "mcp.session.id";
 /// `mcp.resource.uri`: `params.uri` of a resource request.
 pub const MCP_RESOURCE_URI: &str = "mcp.resource.uri";

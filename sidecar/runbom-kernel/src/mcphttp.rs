@@ -3,7 +3,8 @@
 //! `id` in the response — an `application/json` body, or one of the `data:` events of a
 //! `text/event-stream` body — read from the response captures of the request's connection
 //! ([`crate::httptrack`] hands them over, unchunked and decompressed here). `mcp.session.id` is
-//! the request's `Mcp-Session-Id` header, or for `initialize` the one the response assigns.
+//! the digest of the request's `Mcp-Session-Id` header, or for `initialize` of the one the
+//! response assigns.
 //!
 //! Where no response is captured (a plaintext request whose response the kernel does not
 //! read), the call is exported unanswered when its request completes.
@@ -130,15 +131,15 @@ fn server_url(http: &KernelEvent) -> Option<String> {
     Some(format!("{scheme}://{host}{}", h.target))
 }
 
-/// The `Mcp-Session-Id` of a response head (bounded, redacted like request headers).
+/// The `Mcp-Session-Id` of a response head, as its digest, like a request's
+/// ([`runbom_event::http::Head::mcp_session_id`]).
 fn session_header(head: &[u8]) -> Option<String> {
     let head = std::str::from_utf8(head).ok()?;
     head.split("\r\n").find_map(|line| {
         let (name, value) = line.split_once(':')?;
-        name.trim().eq_ignore_ascii_case("mcp-session-id").then(|| {
-            runbom_event::redact::text(&value.trim().chars().take(256).collect::<String>())
-                .into_owned()
-        })
+        name.trim()
+            .eq_ignore_ascii_case("mcp-session-id")
+            .then(|| runbom_event::redact::digest(value.trim()))
     })
 }
 

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use runbom_event::{Capture, Detail, HttpRequest, KernelEvent, McpCall, McpTransport, http};
+use runbom_event::{
+    Capture, Detail, HttpRequest, KernelEvent, McpCall, McpTransport, http, redact,
+};
 
 use crate::httptrack::{Awaits, HttpTracker, Key, socket_key};
 
@@ -92,7 +94,11 @@ fn initialize_over_an_event_stream_is_paired_and_takes_the_session_it_is_given()
         assert_eq!(c.server_name.as_deref(), Some("runbom-helpdesk"));
         assert_eq!(c.protocol_version.as_deref(), Some("2025-11-25"));
         // The response assigns the session (the request had none).
-        assert_eq!(c.session_id.as_deref(), Some(SESSION));
+        assert_eq!(
+            c.session_id,
+            Some(redact::digest(SESSION)),
+            "exported as its digest"
+        );
         let call = out
             .iter()
             .find(|e| matches!(e.detail, Detail::Mcp(_)))
@@ -109,7 +115,11 @@ fn a_tool_call_carries_its_session_and_tool_and_is_answered_from_the_stream() {
     assert_eq!(c.span_name(), "tools/call add_ticket_comment");
     assert_eq!(c.target.as_deref(), Some("add_ticket_comment"));
     assert_eq!(c.request_id.as_deref(), Some("3"));
-    assert_eq!(c.session_id.as_deref(), Some(SESSION));
+    assert_eq!(
+        c.session_id,
+        Some(redact::digest(SESSION)),
+        "exported as its digest"
+    );
     assert!(c.answered && !c.tool_error, "{c:?}");
     // Which server: where the request went (inside TLS here).
     assert_eq!(c.server_url.as_deref(), Some("https://127.0.0.1:18792/mcp"));
@@ -121,7 +131,11 @@ fn a_notification_is_its_senders_call_at_once() {
     let c = mcp(&out);
     assert_eq!(c.method, "notifications/initialized");
     assert_eq!(c.request_id, None);
-    assert_eq!(c.session_id.as_deref(), Some(SESSION));
+    assert_eq!(
+        c.session_id,
+        Some(redact::digest(SESSION)),
+        "exported as its digest"
+    );
 }
 
 /// `application/json` answers on one keep-alive connection: each request is paired with the
@@ -182,7 +196,11 @@ fn a_plaintext_call_without_a_response_capture_leaves_with_its_request() {
     t.take_ready(&mut out);
     let c = mcp(&out);
     assert!(!c.answered);
-    assert_eq!(c.session_id.as_deref(), Some(SESSION));
+    assert_eq!(
+        c.session_id,
+        Some(redact::digest(SESSION)),
+        "exported as its digest"
+    );
     // Head and body in one write.
     let (event, _, body) = head(SSE_CALL_REQ, 200);
     t.request(key, event, false, Awaits::Body, body, session);

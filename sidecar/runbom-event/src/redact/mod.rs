@@ -9,7 +9,8 @@
 //! as `Bearer` is kept), in a URL (`scheme://…`, up to whitespace or a quote; [`url()`]) the
 //! password of its userinfo, every query value and every `name=value` of its fragment, the
 //! credential after `Bearer`/`Basic`, JWT-shaped tokens (`eyJ….….…`) and strings shaped like
-//! well-known API keys (`sk-…`, `AKIA…`, `ghp_…`, `xox?-…`) wherever they appear; and the password
+//! well-known API keys (`sk-…`, `AKIA…`, `AIza…`, `ghp_…`, `xox?-…`, [`KEY_PREFIXES`]) wherever
+//! they appear, tokens in the paths of URLs where some services take them ([`url()`]); and the password
 //! options of common clients, where the option is unambiguous for that program ([`TOOLS`]):
 //! `mysql`/`mariadb` `-pPASSWORD`, `sshpass -p`, `redis-cli -a`, `curl -u user:pass` (the user is
 //! kept), `openssl -passin`/`-passout`/`-pass pass:…` (`env:`, `file:` are kept). The value of a
@@ -25,6 +26,28 @@ use std::borrow::Cow;
 pub use url::url;
 
 pub const REDACTED: &str = "[REDACTED]";
+
+/// `s` cut to at most `max` characters. Cut after redacting, never before: a secret cut short
+/// may no longer look like one, and its first characters would be exported.
+#[must_use]
+pub fn cut_chars(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(at, _)| &s[..at])
+}
+
+/// What runbom exports for an identifier a client could replay, such as an MCP session id
+/// (contract §5): the first 128 bits of its SHA-256, in hex. Equal identifiers give equal
+/// digests, so the calls of one session stay tied together.
+#[must_use]
+pub fn digest(s: &str) -> String {
+    use std::fmt::Write as _;
+    let sha = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    sha.as_ref()[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
 
 /// Name fragments that mark a flag, variable or header as secret-bearing.
 const SECRET_NAMES: &[&str] = &[
@@ -420,13 +443,17 @@ fn may_hold_secret(s: &str) -> bool {
             b'b' | b'B' => {
                 starts_with_ignore_case(rest, b"bearer") || starts_with_ignore_case(rest, b"basic")
             }
-            b'A' => rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA"),
+            b'A' => {
+                rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA") || rest.starts_with(b"AIza")
+            }
             // The second byte first: most of these letters in a path or a command line are
             // followed by no key prefix's.
-            b's' | b'r' | b'g' | b'x' | b'h' => {
+            b's' | b'r' | b'g' | b'x' | b'h' | b'n' | b'p' => {
                 rest.get(1)
                     .is_some_and(|&b| KEY_PREFIX_SECOND[usize::from(b)])
-                    && KEY_PREFIXES.iter().any(|p| rest.starts_with(p.as_bytes()))
+                    && KEY_PREFIXES
+                        .iter()
+                        .any(|(p, _)| rest.starts_with(p.as_bytes()))
             }
             _ => false,
         }
@@ -437,21 +464,30 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-/// Prefixes of well-known API keys, each followed by at least 16 of `[A-Za-z0-9_-]`
-/// ([`looks_like_api_key`]; [`may_hold_secret`] looks for them by their first byte).
-const KEY_PREFIXES: [&str; 12] = [
-    "sk-",
-    "sk_live_",
-    "sk_test_",
-    "rk_live_",
-    "ghp_",
-    "gho_",
-    "ghs_",
-    "github_pat_",
-    "glpat-",
-    "xoxb-",
-    "xoxp-",
-    "hf_",
+/// Prefixes of well-known API keys, each with the least number of `[A-Za-z0-9_-]` that follow
+/// it in a real key ([`looks_like_api_key`]; [`may_hold_secret`] looks for them by their first
+/// two bytes). Prefixes that also begin ordinary words (`npm_`, `pypi-`) need a real key's
+/// length.
+const KEY_PREFIXES: [(&str, usize); 19] = [
+    ("sk-", 16),
+    ("sk_live_", 16),
+    ("sk_test_", 16),
+    ("rk_live_", 16),
+    ("ghp_", 16),
+    ("gho_", 16),
+    ("ghs_", 16),
+    ("ghu_", 16),
+    ("ghr_", 16),
+    ("github_pat_", 16),
+    ("glpat-", 16),
+    ("gsk_", 32),
+    ("xoxb-", 16),
+    ("xoxp-", 16),
+    ("xoxa-", 16),
+    ("xoxe-", 16),
+    ("hf_", 16),
+    ("npm_", 36),
+    ("pypi-", 50),
 ];
 
 /// The second bytes of [`KEY_PREFIXES`].
@@ -459,7 +495,7 @@ const KEY_PREFIX_SECOND: [bool; 256] = {
     let mut second = [false; 256];
     let mut i = 0;
     while i < KEY_PREFIXES.len() {
-        second[KEY_PREFIXES[i].as_bytes()[1] as usize] = true;
+        second[KEY_PREFIXES[i].0.as_bytes()[1] as usize] = true;
         i += 1;
     }
     second
@@ -634,10 +670,14 @@ pub fn looks_like_api_key(token: &str) -> bool {
             && b.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
     };
-    for prefix in KEY_PREFIXES {
+    for (prefix, min) in KEY_PREFIXES {
         if let Some(body) = token.strip_prefix(prefix) {
-            return body_ok(body, 16);
+            return body_ok(body, min);
         }
+    }
+    if let Some(body) = token.strip_prefix("AIza") {
+        // Google API keys: `AIza` and 35 more.
+        return body.len() == 35 && body_ok(body, 35);
     }
     if let Some(body) = token
         .strip_prefix("AKIA")

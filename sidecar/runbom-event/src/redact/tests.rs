@@ -481,6 +481,81 @@ fn text_table() {
     }
 }
 
+/// Every prefix of [`KEY_PREFIXES`] with a key's length after it is a key, one character
+/// shorter is not; Google's keys are `AIza` and exactly 35 more.
+#[test]
+fn key_prefixes_and_their_lengths() {
+    for (prefix, min) in KEY_PREFIXES {
+        let key = format!("{prefix}{}", "Ab1_".repeat(min).get(..min).unwrap());
+        assert_eq!(text(&format!("k {key} x")), "k [REDACTED] x", "{key}");
+        let short = &key[..key.len() - 1];
+        assert_eq!(text(&format!("k {short} x")), format!("k {short} x"));
+    }
+    let google = "AIzaSyA1234567890abcdefghijklmnopqrstuv";
+    assert_eq!(google.len(), 39);
+    assert_eq!(text(&format!("key {google}")), "key [REDACTED]");
+    assert_eq!(text("AIzaSyA1234 stays"), "AIzaSyA1234 stays");
+    // Ordinary words with a key's prefix stay.
+    for word in ["npm_config_cache_folder", "pypi-simple-index-mirror-server"] {
+        assert_eq!(text(word), word);
+    }
+}
+
+/// Tokens that services take in a URL's path, in a captured request's target and in a URL of
+/// a command line; the same shapes elsewhere in a path stay.
+#[test]
+fn tokens_in_url_paths() {
+    let telegram = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+    let slack = "services/T0A1B2C3D/B0E4F5G6H/abcdefghijklmnopqrstuvwx";
+    let discord_token = "Xy".repeat(34);
+    let rows: Vec<(String, String)> = vec![
+        (
+            format!("/bot{telegram}/sendMessage"),
+            "/bot123456789:[REDACTED]/sendMessage".into(),
+        ),
+        (
+            format!("/file/bot{telegram}/photos/a.jpg"),
+            "/file/bot123456789:[REDACTED]/photos/a.jpg".into(),
+        ),
+        (
+            format!("/{slack}"),
+            "/services/T0A1B2C3D/B0E4F5G6H/[REDACTED]".into(),
+        ),
+        (
+            format!("/api/webhooks/112233445566778899/{discord_token}?wait=true"),
+            "/api/webhooks/112233445566778899/[REDACTED]?wait=[REDACTED]".into(),
+        ),
+        // must stay as they are
+        (
+            "/services/billing/v1/customers".into(),
+            "/services/billing/v1/customers".into(),
+        ),
+        (
+            "/api/webhooks/12/list".into(),
+            "/api/webhooks/12/list".into(),
+        ),
+        ("/bot/status:ok".into(), "/bot/status:ok".into()),
+    ];
+    for (target, want) in &rows {
+        assert_eq!(url(target), *want, "{target:?}");
+    }
+    assert_eq!(
+        command_line(&[
+            "curl",
+            "-d",
+            "text=hi",
+            &format!("https://hooks.slack.com/{slack}")
+        ]),
+        "curl -d text=hi https://hooks.slack.com/services/T0A1B2C3D/B0E4F5G6H/[REDACTED]"
+    );
+    assert_eq!(
+        text(&format!(
+            "POST https://api.telegram.org/bot{telegram}/sendMessage now"
+        )),
+        "POST https://api.telegram.org/bot123456789:[REDACTED]/sendMessage now"
+    );
+}
+
 #[test]
 fn plain_text_is_borrowed() {
     assert!(matches!(text("python3 agent.py"), Cow::Borrowed(_)));
@@ -493,14 +568,21 @@ fn the_quick_check_skips_only_texts_without_secrets() {
     assert!(
         KEY_PREFIXES
             .iter()
-            .all(|p| b"srgxh".contains(&p.as_bytes()[0])),
+            .all(|(p, _)| b"srgxhnp".contains(&p.as_bytes()[0])),
         "may_hold_secret looks for the key prefixes by these first bytes"
     );
-    let key = "a".repeat(20);
+    let key = "a".repeat(60);
     let fragments: Vec<String> = KEY_PREFIXES
         .iter()
-        .map(|p| format!("{p}{key}"))
-        .chain(["AKIAABCDEFGHIJKLMNOP", "ASIAABCDEFGHIJKLMNOP"].map(String::from))
+        .map(|(p, _)| format!("{p}{key}"))
+        .chain(
+            [
+                "AKIAABCDEFGHIJKLMNOP",
+                "ASIAABCDEFGHIJKLMNOP",
+                "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            ]
+            .map(String::from),
+        )
         .chain(
             [
                 "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlXzEyMw",

@@ -8,8 +8,9 @@ use super::{REDACTED, text};
 /// A URL (`scheme://user:password@host/path?query#fragment`) or an HTTP request target
 /// (`/path?query`) with its credentials replaced by [`REDACTED`]: the password of its userinfo
 /// (the user is kept), every query value, the value of every `name=value` of its fragment
-/// (`#access_token=…`), and API-key-shaped strings in the user, the path segments and the
-/// parameters without a value ([`text`]). Borrowed when there is none of these.
+/// (`#access_token=…`), the tokens that some services take in the path ([`path_segment`]:
+/// Telegram bots, Slack and Discord webhooks), and API-key-shaped strings in the user, the path
+/// segments and the parameters without a value ([`text`]). Borrowed when there is none of these.
 #[must_use]
 pub fn url(s: &str) -> Cow<'_, str> {
     let (before_fragment, fragment) = match s.split_once('#') {
@@ -40,7 +41,9 @@ pub fn url(s: &str) -> Cow<'_, str> {
     let changed = query.is_some()
         || fragment.is_some()
         || userinfo.is_some_and(|u| u.contains(':') || text(u) != u)
-        || path.split('/').any(|seg| text(seg) != seg);
+        || segments(path)
+            .zip(path.split('/'))
+            .any(|(redacted, seg)| redacted != seg);
     if !changed {
         return Cow::Borrowed(s);
     }
@@ -57,11 +60,11 @@ pub fn url(s: &str) -> Cow<'_, str> {
         }
     }
     out.push_str(host);
-    for (i, seg) in path.split('/').enumerate() {
+    for (i, seg) in segments(path).enumerate() {
         if i > 0 {
             out.push('/');
         }
-        out.push_str(&text(seg));
+        out.push_str(&seg);
     }
     if let Some(query) = query {
         out.push('?');
@@ -76,6 +79,50 @@ pub fn url(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// The segments of `path`, each through [`path_segment`].
+fn segments(path: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    let mut before = [""; 3];
+    path.split('/').map(move |seg| {
+        let out = path_segment(before, seg);
+        before = [before[1], before[2], seg];
+        out
+    })
+}
+
+/// A path segment with its credential replaced, given the three segments before it: a
+/// Telegram bot token (`bot123456:AAE…` → `bot123456:[REDACTED]`), the secret of a Slack
+/// webhook (`services/T…/B…/<secret>`) or of a Discord one (`webhooks/<id>/<token>`), or what
+/// [`text`] finds (an API-key-shaped segment). These shapes are matched whatever the host, since
+/// a captured request's target has none.
+fn path_segment<'a>(before: [&str; 3], seg: &'a str) -> Cow<'a, str> {
+    let key_chars = |s: &str, min: usize| {
+        s.len() >= min
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let digits = |s: &str, min: usize, max: usize| {
+        (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    let slack_id = |s: &str, first: u8| {
+        s.len() >= 7
+            && s.as_bytes()[0] == first
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    };
+    if let Some((bot, token)) = seg.split_once(':')
+        && bot.strip_prefix("bot").is_some_and(|id| digits(id, 5, 20))
+        && key_chars(token, 30)
+    {
+        return Cow::Owned(format!("{bot}:{REDACTED}"));
+    }
+    let slack = before[0] == "services" && slack_id(before[1], b'T') && slack_id(before[2], b'B');
+    let discord = before[1] == "webhooks" && digits(before[2], 15, 21);
+    if (slack && key_chars(seg, 20)) || (discord && key_chars(seg, 40)) {
+        return Cow::Borrowed(REDACTED);
+    }
+    text(seg)
 }
 
 /// `a=1&b&c=3` → `a=[REDACTED]&b&c=[REDACTED]` (a parameter without a value through [`text`]).

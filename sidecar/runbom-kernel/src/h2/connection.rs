@@ -337,7 +337,7 @@ impl Connection {
                 capture: self.capture,
                 method,
                 host: f.authority.or_else(|| self.peer.map(|p| p.to_string())),
-                target: http::redact_target(&path),
+                target: redact::cut_chars(&http::redact_target(&path), VALUE_MAX).to_owned(),
                 peer: self.peer,
                 traceparent: f.traceparent,
                 user_agent: f.user_agent,
@@ -462,18 +462,17 @@ impl Fields {
             return;
         }
         // Only the bytes of `VALUE_MAX` characters are converted, however long the value.
-        let text = || {
-            String::from_utf8_lossy(&value[..value.len().min(VALUE_MAX * 4)])
-                .chars()
-                .take(VALUE_MAX)
-                .collect::<String>()
-        };
+        let converted = || String::from_utf8_lossy(&value[..value.len().min(VALUE_MAX * 4)]);
+        let text = || redact::cut_chars(&converted(), VALUE_MAX).to_owned();
+        // Redacted before it is cut: a secret cut first may no longer look like one.
+        let redacted = || redact::cut_chars(&redact::text(&converted()), VALUE_MAX).to_owned();
         match name {
             b":method" => self.method = Some(text()),
-            b":path" => self.path = Some(text()),
-            b":authority" => self.authority = Some(redact::text(&text()).into_owned()),
+            // Cut once redacted, as the request's target.
+            b":path" => self.path = Some(converted().into_owned()),
+            b":authority" => self.authority = Some(redacted()),
             b"traceparent" => self.traceparent = http::parse_traceparent(&text()),
-            b"user-agent" => self.user_agent = Some(redact::text(&text()).into_owned()),
+            b"user-agent" => self.user_agent = Some(redacted()),
             b"content-length" => self.content_length = text().parse().ok(),
             b"content-type" => self.content_type = Some(text().to_ascii_lowercase()),
             b"content-encoding" => self.content_encoding = Some(text().to_ascii_lowercase()),

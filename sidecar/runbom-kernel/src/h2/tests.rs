@@ -377,6 +377,37 @@ fn hpack_int(out: &mut Vec<u8>, flags: u8, n: u32, mut v: usize) {
     out.push(v as u8);
 }
 
+/// A `:path` and a `user-agent` are redacted whole before they are cut, so a key that straddles
+/// the cut is not exported in part.
+#[test]
+fn paths_and_header_values_are_redacted_before_they_are_cut() {
+    let key = format!("sk-{}", "k".repeat(40));
+    let pad = "a".repeat(VALUE_MAX - 10);
+    let path = format!("/{pad}/{key}");
+    let agent = format!("{pad}  {key}");
+    let mut c = Conn::new();
+    let req = c.request(
+        1,
+        &[
+            (b":method", b"GET"),
+            (b":path", path.as_bytes()),
+            (b"user-agent", agent.as_bytes()),
+        ],
+        true,
+    );
+    c.write(&req, 10);
+    let reply = c.response(1, &[(b":status", b"200")], true);
+    c.read(&reply, 20);
+    let done = c.done();
+    assert_eq!(done.len(), 1, "{done:?}");
+    let h = detail(&done[0]);
+    for value in [&h.target, h.user_agent.as_ref().expect("user agent")] {
+        assert_eq!(value.chars().count(), VALUE_MAX, "{value}");
+        assert!(value.contains("[REDACTE"), "{value}");
+        assert!(!value.contains("sk-"), "{value}");
+    }
+}
+
 #[test]
 fn a_block_repeating_a_large_table_entry_is_read_a_bounded_number_of_times() {
     // A table of 40 000 bytes, a 30 000-byte `:path` added to it, then 5 000 one-byte
