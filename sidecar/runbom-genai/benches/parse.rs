@@ -1,7 +1,10 @@
 //! Cost of reading one LLM exchange (request body and whole response, as the capture holds
 //! them) into `gen_ai.*` attributes, per provider fixture (tests/fixtures), plain and
 //! gzip+chunked, next to the cost of only finding the API (what a request to a non-LLM
-//! destination pays) as the baseline measured in the same run.
+//! destination pays) as the baseline measured in the same run. Then the cost of telling when a
+//! 64 KiB response captured one byte per read is complete (`Completion::check` on everything
+//! captured so far, as the trackers call it on each read): a chunked response, and a head that
+//! never ends.
 
 // Criterion's macros generate undocumented items.
 #![allow(missing_docs)]
@@ -9,7 +12,7 @@
 use std::{hint::black_box, io::Write, path::Path};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use runbom_genai::{Exchange, Options, detect, parse};
+use runbom_genai::{Completion, Exchange, Options, detect, parse};
 
 struct Fixture {
     name: &'static str,
@@ -99,5 +102,31 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// `raw` given to a fresh `Completion` one more byte at a time.
+fn one_byte_per_push(raw: &[u8]) -> bool {
+    let mut c = Completion::default();
+    (1..=raw.len()).fold(false, |_, end| c.check(&raw[..end]))
+}
+
+fn completion(c: &mut Criterion) {
+    const SIZE: usize = 64 << 10;
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    while chunked.len() < SIZE {
+        chunked.extend_from_slice(b"400\r\n");
+        chunked.extend_from_slice(&[b'x'; 0x400]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let mut endless_head = b"HTTP/1.1 200 OK\r\nX-Pad: ".to_vec();
+    endless_head.resize(SIZE, b'a');
+    let mut g = c.benchmark_group("completion");
+    for (name, raw) in [("chunked", &chunked), ("head without end", &endless_head)] {
+        g.bench_function(format!("one byte per push, 64 KiB, {name}"), |b| {
+            b.iter(|| black_box(one_byte_per_push(black_box(raw))));
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, completion);
 criterion_main!(benches);

@@ -354,7 +354,7 @@ impl HttpTracker {
                 h.genai = Some(Box::new(g));
             }
         }
-        let mcp = p.mcp.map(|m| m.event(&p.event));
+        let mcp = p.mcp.map(|mut m| m.event(&p.event));
         self.ready.push(p.event);
         self.ready.extend(mcp);
     }

@@ -28,7 +28,12 @@ pub struct McpHttp {
     session_id: Option<String>,
     response: Vec<u8>,
     complete: framing::Completion,
+    /// How much of `response` the last look for the answer read (0: none yet).
+    read_at: usize,
     answer: Option<Message>,
+    /// Bytes read by all looks for the answer.
+    #[cfg(test)]
+    bytes_read: usize,
 }
 
 impl McpHttp {
@@ -47,7 +52,10 @@ impl McpHttp {
             session_id,
             response: Vec::new(),
             complete: framing::Completion::default(),
+            read_at: 0,
             answer: None,
+            #[cfg(test)]
+            bytes_read: 0,
         }))
     }
 
@@ -65,31 +73,58 @@ impl McpHttp {
             .extend_from_slice(&data[..data.len().min(room)]);
         let full = data.len() > room;
         let whole = self.complete.check(&self.response);
-        let Some(head) = framing::parse_head(&self.response) else {
-            return full;
+        // A message still being received is read only when nothing more will come.
+        let last = whole || full;
+        // Looking for the answer reads everything captured so far (the body unchunked and
+        // inflated, each message parsed), and a response can arrive one byte per read: looking
+        // on every read would cost the square of its size on the ring reader's thread. So it
+        // looks at the first bytes, when nothing more will come, and when the response has
+        // grown by an eighth since the last look. The sizes looked at then grow by at least
+        // 9/8 each time, so all looks together read at most about ten times the response, and
+        // an answer is found by the time the response is an eighth longer than where the
+        // answer ends (or when the response is whole, or the call leaves: [`Self::event`]).
+        // The head is parsed once, by `complete`.
+        let grown = self.response.len() - self.read_at;
+        if last || grown >= (self.read_at / 8).max(1) {
+            self.read_answer(last);
+        }
+        self.answer.is_some() || last
+    }
+
+    /// Looks for the answer in the whole response captured so far; `last`: nothing more will
+    /// come, so a message cut short is taken as it is.
+    fn read_answer(&mut self, last: bool) {
+        self.read_at = self.response.len();
+        #[cfg(test)]
+        {
+            self.bytes_read += self.response.len();
+        }
+        let Some(head) = self.complete.head() else {
+            return;
         };
         if self.session_id.is_none() {
             self.session_id = session_header(&self.response[..head.body_offset]);
         }
-        let (body, cut) = framing::body(&self.response, &head, RESPONSE_MAX);
-        let id = self.request.id.clone();
-        // A message still being received is read only when nothing more will come.
-        let last = whole || full;
+        let (body, cut) = framing::body(&self.response, head, RESPONSE_MAX);
+        let id = &self.request.id;
         self.answer = jsonrpc::parse_messages(&body, !cut, &[])
             .into_iter()
             .find(|m| {
                 m.kind != Some(Kind::Request)
                     && m.id.is_some()
-                    && m.id == id
+                    && m.id == *id
                     && (last || !m.truncated)
             });
-        self.answer.is_some() || last
     }
 
     /// The `mcp.client` event of the call whose HTTP request is `http` (its process, thread and
-    /// times; the end is the response's when one was read).
+    /// times; the end is the response's when one was read). Bytes of the response captured
+    /// since the last look are looked at first.
     #[must_use]
-    pub fn event(&self, http: &KernelEvent) -> KernelEvent {
+    pub fn event(&mut self, http: &KernelEvent) -> KernelEvent {
+        if self.answer.is_none() && self.read_at < self.response.len() {
+            self.read_answer(false);
+        }
         let mut call = mcptrack::call(
             runbom_event::McpSide::Client,
             &self.request,

@@ -1,5 +1,6 @@
 //! Streamable-HTTP MCP calls paired through the HTTP tracker, on bytes the official Python SDK
-//! (client and server) wrote (`fixtures/mcp-http/`).
+//! (client and server) wrote (`fixtures/mcp-http/`); and what looking for an answer costs when
+//! a large response arrives one byte per read.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use runbom_event::{
     Capture, Detail, HttpRequest, KernelEvent, McpCall, McpTransport, http, redact,
 };
 
+use super::McpHttp;
 use crate::httptrack::{Awaits, HttpTracker, Key, socket_key};
 
 const SSE_INIT_REQ: &[u8] = include_bytes!("../fixtures/mcp-http/sse-initialize.req");
@@ -225,4 +227,117 @@ fn bodies_that_are_no_json_rpc_make_no_call() {
     t.take_ready(&mut out);
     assert_eq!(out.len(), 1);
     assert!(matches!(out[0].detail, Detail::HttpRequest(_)));
+}
+
+/// `response` given to `m` one byte per read: the length at which `m` said it was done. After
+/// every read, the bytes all looks for the answer read so far must stay within a few times the
+/// bytes captured, not grow with their square.
+fn one_byte_per_read(m: &mut McpHttp, response: &[u8]) -> Option<usize> {
+    for (i, b) in response.iter().enumerate() {
+        let done = m.response_data(std::slice::from_ref(b));
+        let captured = i + 1;
+        assert!(
+            m.bytes_read <= 10 * captured + 256,
+            "{} bytes read looking for the answer in {captured} captured",
+            m.bytes_read
+        );
+        if done {
+            return Some(captured);
+        }
+    }
+    None
+}
+
+/// Close to the most bytes of a response kept ([`super::RESPONSE_MAX`]).
+const LARGE: usize = 250 << 10;
+
+/// The tool call of `SSE_CALL_REQ` (id 3), waiting for its answer.
+fn tool_call() -> Box<McpHttp> {
+    let (_, _, body) = head(SSE_CALL_REQ, 100);
+    McpHttp::from_body(body, None).expect("a JSON-RPC request")
+}
+
+/// An event stream as the fixture's server writes it (one chunk per event): the fixture's head,
+/// progress notifications up to `before` bytes, the answer, then notifications up to `after`
+/// bytes, and no last chunk (the stream stays open). Also where the answer ends.
+fn progress_stream(before: usize, after: usize) -> (Vec<u8>, usize) {
+    let head_end = body_start(SSE_CALL_RESP);
+    let answer = &SSE_CALL_RESP[head_end..SSE_CALL_RESP.len() - b"0\r\n\r\n".len()];
+    let mut out = SSE_CALL_RESP[..head_end].to_vec();
+    let mut n = 0;
+    let mut events_to = |out: &mut Vec<u8>, until: usize| {
+        while out.len() < until {
+            n += 1;
+            let event = format!(
+                concat!(
+                    "event: message\r\ndata: ",
+                    r#"{{"jsonrpc":"2.0","method":"notifications/progress","#,
+                    r#""params":{{"progressToken":3,"progress":{}}}}}"#,
+                    "\r\n\r\n"
+                ),
+                n
+            );
+            out.extend(format!("{:x}\r\n{event}\r\n", event.len()).into_bytes());
+        }
+    };
+    events_to(&mut out, before);
+    out.extend_from_slice(answer);
+    let answer_end = out.len();
+    events_to(&mut out, after);
+    (out, answer_end)
+}
+
+/// Where the body of a response starts.
+fn body_start(response: &[u8]) -> usize {
+    runbom_genai::framing::parse_head(response)
+        .expect("a response head")
+        .body_offset
+}
+
+/// Whether the call `m` stands for leaves answered.
+fn answered(m: &mut McpHttp) -> bool {
+    let (http, _, _) = head(SSE_CALL_REQ, 100);
+    match m.event(&http).detail {
+        Detail::Mcp(c) => c.answered,
+        _ => false,
+    }
+}
+
+#[test]
+fn an_event_stream_one_byte_per_read_is_read_a_bounded_number_of_times() {
+    // The answer after 64 KiB of progress, the stream still open: found soon after it came.
+    let (stream, answer_end) = progress_stream(64 << 10, LARGE);
+    let mut m = tool_call();
+    let found = one_byte_per_read(&mut m, &stream).expect("the answer is found");
+    assert!(
+        (answer_end..=answer_end + answer_end / 8 + 1).contains(&found),
+        "the answer ends at {answer_end}, found at {found}"
+    );
+    assert!(answered(&mut m));
+    // The answer last, the stream still open: found by the time the call leaves.
+    let (stream, answer_end) = progress_stream(LARGE, 0);
+    assert_eq!(answer_end, stream.len());
+    let mut m = tool_call();
+    one_byte_per_read(&mut m, &stream);
+    assert!(answered(&mut m));
+    assert!(m.bytes_read <= 11 * stream.len(), "{}", m.bytes_read);
+}
+
+#[test]
+fn a_large_json_answer_one_byte_per_read_is_found_when_whole() {
+    let text = "a".repeat(LARGE);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"result":{{"content":[{{"type":"text","text":"{text}"}}],"isError":false}}}}"#
+    );
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut m = tool_call();
+    // A message cut short is not taken while more of it may come.
+    assert_eq!(
+        one_byte_per_read(&mut m, response.as_bytes()),
+        Some(response.len())
+    );
+    assert!(answered(&mut m));
 }
