@@ -46,18 +46,44 @@ pub fn exported_offsets(path: &Path, wanted: &[&str]) -> Result<Vec<Option<u64>>
 /// [`exported_offsets`] of a file [`open`]ed.
 fn exported_in(data: &ReadCache<File>, wanted: &[&str]) -> Result<Vec<Option<u64>>, ElfError> {
     let file = object::File::parse(data)?;
-    let mut out = vec![None; wanted.len()];
-    let (Some(symbols), Some(strings)) = (
-        file.section_by_name(".dynsym"),
-        file.section_by_name(".dynstr"),
-    ) else {
-        return Ok(out);
+    let Some(found) = defined_symbols(&file, ".dynsym", ".dynstr", wanted)? else {
+        return Ok(vec![None; wanted.len()]);
+    };
+    Ok(found
+        .into_iter()
+        .map(|f| f.and_then(|f| file_offset(&file, f.section, f.value)))
+        .collect())
+}
+
+/// A symbol that a file defines.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Defined {
+    pub section: u16,
+    /// Its address (`st_value`).
+    pub value: u64,
+    pub size: u64,
+}
+
+/// Each of `wanted` (in its order) as the symbol table `table` defines it (`.dynsym` or
+/// `.symtab`, its names in `strings`; an undefined symbol is an import, not a definition).
+/// `None` when the file has no such table or it holds no symbol.
+///
+/// Each table is read in one piece and searched in memory: read through the file's cache, each
+/// name would be a read of its own (Node has about 80 000 of them).
+pub(crate) fn defined_symbols<'d, R: ReadRef<'d>>(
+    file: &object::File<'d, R>,
+    table: &str,
+    strings: &str,
+    wanted: &[&str],
+) -> Result<Option<Vec<Option<Defined>>>, ElfError> {
+    let (Some(symbols), Some(strings)) =
+        (file.section_by_name(table), file.section_by_name(strings))
+    else {
+        return Ok(None);
     };
     if symbols.size().saturating_add(strings.size()) > TABLES_MAX {
         return Err(ElfError::TooLarge);
     }
-    // Each table is read in one piece and searched in memory: read through the cache, each
-    // name would be a read of its own (Node has about 80 000 of them).
     let (symbols, strings) = (symbols.data()?, strings.data()?);
     let strings = StringTable::new(strings, 0, strings.len() as u64);
     let endian = if file.is_little_endian() {
@@ -65,30 +91,31 @@ fn exported_in(data: &ReadCache<File>, wanted: &[&str]) -> Result<Vec<Option<u64
     } else {
         Endianness::Big
     };
-    let mut found = |i: usize, section: u16, address: u64| {
-        out[i] = file_offset(&file, section, address);
-    };
     if file.is_64() {
-        defined::<elf::Sym64<Endianness>>(symbols, strings, endian, wanted, &mut found);
+        Ok(search::<elf::Sym64<Endianness>>(
+            symbols, strings, endian, wanted,
+        ))
     } else {
-        defined::<elf::Sym32<Endianness>>(symbols, strings, endian, wanted, &mut found);
+        Ok(search::<elf::Sym32<Endianness>>(
+            symbols, strings, endian, wanted,
+        ))
     }
-    Ok(out)
 }
 
-/// Calls `found(index in wanted, section index, address)` for each of `wanted` that the
-/// `.dynsym` table `symbols` defines (an undefined symbol is an import, not an export).
-fn defined<'d, S: Sym<Endian = Endianness>>(
+/// [`defined_symbols`] in the table's bytes.
+fn search<'d, S: Sym<Endian = Endianness>>(
     symbols: &[u8],
     strings: StringTable<'d, &'d [u8]>,
     endian: Endianness,
     wanted: &[&str],
-    found: &mut impl FnMut(usize, u16, u64),
-) {
+) -> Option<Vec<Option<Defined>>> {
     let count = symbols.len() / std::mem::size_of::<S>();
-    let Ok((symbols, _)) = object::pod::slice_from_bytes::<S>(symbols, count) else {
-        return;
-    };
+    // The first entry is the null symbol.
+    let (symbols, _) = object::pod::slice_from_bytes::<S>(symbols, count).ok()?;
+    if symbols.len() < 2 {
+        return None;
+    }
+    let mut out = vec![None; wanted.len()];
     for sym in symbols {
         let section = sym.st_shndx(endian);
         if section == elf::SHN_UNDEF || section >= elf::SHN_LORESERVE {
@@ -99,9 +126,14 @@ fn defined<'d, S: Sym<Endian = Endianness>>(
         };
         // Names are compared as bytes: most symbols fail on their length alone.
         if let Some(i) = wanted.iter().position(|w| w.as_bytes() == name) {
-            found(i, section, sym.st_value(endian).into());
+            out[i] = Some(Defined {
+                section,
+                value: sym.st_value(endian).into(),
+                size: sym.st_size(endian).into(),
+            });
         }
     }
+    Some(out)
 }
 
 /// `address - section address + section file offset`, as the kernel wants a uprobe's place.

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _, ReadRef};
+use object::{Object as _, ObjectSection as _, ReadRef};
 
 use crate::elf::{self, ElfError};
 
@@ -57,24 +57,17 @@ pub fn find(path: &Path) -> Result<Option<GoTls>, GoTlsError> {
     let Some(pclntab) = file.section_by_name(".gopclntab") else {
         return Ok(None);
     };
-    let (mut write, mut read) = (None, None);
-    let mut symbols = 0;
-    for sym in file.symbols() {
-        symbols += 1;
-        let Ok(name) = sym.name_bytes() else { continue };
-        if name == WRITE.as_bytes() {
-            write = Some((sym.address(), sym.size()));
-        } else if name == READ.as_bytes() {
-            read = Some((sym.address(), sym.size()));
-        }
-    }
-    if symbols == 0 {
-        // Stripped (`-ldflags=-s -w`): Go's own function table still names every function.
-        let table = pclntab.data().map_err(ElfError::Parse)?;
-        let text = file.section_by_name(".text").map_or(0, |t| t.address());
-        let found = pcln::lookup(table, text, &[WRITE, READ]).ok_or(GoTlsError::Pclntab)?;
-        (write, read) = (found[0], found[1]);
-    }
+    let (write, read) =
+        if let Some(found) = elf::defined_symbols(&file, ".symtab", ".strtab", &[WRITE, READ])? {
+            let place = |f: Option<elf::Defined>| f.map(|f| (f.value, f.size));
+            (place(found[0]), place(found[1]))
+        } else {
+            // Stripped (`-ldflags=-s -w`): Go's own function table still names every function.
+            let table = pclntab.data().map_err(ElfError::Parse)?;
+            let text = file.section_by_name(".text").map_or(0, |t| t.address());
+            let found = pcln::lookup(table, text, &[WRITE, READ]).ok_or(GoTlsError::Pclntab)?;
+            (found[0], found[1])
+        };
     let (Some(write), Some(read)) = (write, read) else {
         return Ok(None);
     };
