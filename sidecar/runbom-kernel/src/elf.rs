@@ -1,6 +1,7 @@
 //! Where an ELF file defines some of its exported (dynamic) symbols, as file offsets that a
 //! uprobe attaches to. Used for OpenSSL's `SSL_write`/`SSL_read`, wherever they are linked:
-//! `libssl.so.3`, a wheel's bundled copy, Node's `node` executable, a `BoringSSL` build.
+//! `libssl.so.3`, a wheel's bundled copy, Node's `node` executable, a `BoringSSL` build; and,
+//! through [`defined_symbols`] on `.symtab`, for Go's `crypto/tls` functions ([`crate::gotls`]).
 //!
 //! Cheap and bounded: only the file's headers and its dynamic symbol and string tables are
 //! read, each table in one piece (Node's are 7 MiB of its 99 MiB); files whose tables are larger
