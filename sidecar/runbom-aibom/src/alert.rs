@@ -216,14 +216,7 @@ pub fn alert(
     let mut chain_lines = std::mem::take(&mut lines.chain);
     chain(of, finding, lines, logs, &mut chain_lines);
     let kinds = judged.kinds(finding);
-    let severe = kinds
-        .iter()
-        .any(|k| *k == flag::UNDECLARED_ENDPOINT || *k == flag::UNDECLARED_DATA_SOURCE);
-    let (severity, text) = if severe {
-        (SeverityNumber::Error, "ERROR")
-    } else {
-        (SeverityNumber::Warn, "WARN")
-    };
+    let (severity, text) = severity(kinds);
     let tool = finding.tool.and_then(|t| judged.tool(items, of.earlier, t));
     let component = judged.verdicts[o]
         .component
@@ -277,6 +270,19 @@ pub fn alert(
     logs.shared(guardrail)
         .lines_attribute(AIBOM_CHAIN, &chain_lines);
     lines.chain = chain_lines;
+}
+
+/// The severity of a drift alert of `kinds`: ERROR for an undeclared endpoint or data source,
+/// else WARN.
+pub(crate) fn severity(kinds: &[&str]) -> (SeverityNumber, &'static str) {
+    let severe = kinds
+        .iter()
+        .any(|k| *k == flag::UNDECLARED_ENDPOINT || *k == flag::UNDECLARED_DATA_SOURCE);
+    if severe {
+        (SeverityNumber::Error, "ERROR")
+    } else {
+        (SeverityNumber::Warn, "WARN")
+    }
 }
 
 pub(crate) fn now_ns() -> u64 {

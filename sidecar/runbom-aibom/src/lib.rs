@@ -12,7 +12,9 @@
 //! - [`baseline`]: the learned behavioural baseline per agent and its `baseline_*` flags.
 //! - [`observed`]: the runtime BOM of what was seen, from the file exporter's OTLP/JSON;
 //!   [`diff`]: declared against observed.
-//! - [`shadow`]: shadow AI in the kernel log records no trace claimed (`shadow_ai`).
+//! - [`shadow`]: shadow AI in the kernel log records no trace claimed (`shadow_ai`);
+//!   [`unclaimed`]: drift in those of declared agents' processes; [`workloads`]: the
+//!   workloads both remember and the alerts they hold.
 //! - [`scrub`]: nothing written contains a credential (§5).
 
 pub mod alert;
@@ -36,8 +38,10 @@ pub mod rules;
 pub mod scrub;
 pub mod shadow;
 pub mod span;
+pub mod unclaimed;
 pub mod verdict;
 pub mod view;
+mod workloads;
 
 pub use bom::{BomError, DeclaredBom, Kind};
 pub use processor::{AnnotatedRelease, Processor, Released, Settings, Stats};

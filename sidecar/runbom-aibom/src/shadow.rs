@@ -10,33 +10,31 @@
 //! It is asked about every kernel log record no trace claimed, so what it does per record is
 //! kept small: no allocation unless the workload is new or its step differs from the one
 //! before (a step repeated by the same process is counted on the step already remembered), and
-//! whether a process is a model server is asked once per process.
+//! whether a process is a model server is asked once per process. The workloads, their steps
+//! and the alert's record are [`crate::workloads`]'s, shared with [`crate::unclaimed`].
 
 use std::{
-    borrow::Borrow,
-    collections::{HashMap, VecDeque},
-    fmt::Write as _,
-    hash::{Hash, Hasher},
     sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 use opentelemetry_proto::tonic::{
-    common::v1::{InstrumentationScope, KeyValue},
-    logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber},
+    logs::v1::{ResourceLogs, SeverityNumber},
     resource::v1::Resource,
 };
 
 use crate::{
-    alert,
     arguments::ArgumentPolicy,
     bom::{DeclaredBom, Kind},
-    otlp::{any_str, kv_int, kv_str, kv_strs, rfc3339},
+    otlp::{kv_int, kv_str, kv_strs, rfc3339},
     pids::PidMap,
     scrub,
     span::{self, Activity, attr},
-    verdict::{Verdict, flag},
+    verdict::flag,
+    workloads::{self, Key, Steps, Table},
 };
+// What the watch takes, named where callers look for it (`shadow::Record`).
+pub use crate::workloads::Record;
 
 /// Severity of a `shadow_ai` alert.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,7 +57,7 @@ impl Severity {
         }
     }
 
-    fn otlp(self) -> (SeverityNumber, &'static str) {
+    pub(crate) fn otlp(self) -> (SeverityNumber, &'static str) {
         match self {
             Self::Info => (SeverityNumber::Info, "INFO"),
             Self::Warn => (SeverityNumber::Warn, "WARN"),
@@ -87,94 +85,9 @@ impl Default for ShadowSettings {
     }
 }
 
-/// Steps remembered per workload (the chain of an alert: these and the AI use).
-const STEPS: usize = 63;
 /// Processes remembered per workload (an alert is dropped when one of them turns out to be a
 /// declared agent's).
 const PIDS: usize = 16;
-
-/// An undeclared workload: executable and container.
-#[derive(Clone, Debug)]
-struct Key {
-    exe: String,
-    container: Option<String>,
-}
-
-/// A workload's executable and container, owned ([`Key`]) or borrowed from a record (looked up
-/// without allocating).
-trait WorkloadKey {
-    fn parts(&self) -> (&str, Option<&str>);
-}
-
-impl WorkloadKey for Key {
-    fn parts(&self) -> (&str, Option<&str>) {
-        (&self.exe, self.container.as_deref())
-    }
-}
-
-impl WorkloadKey for (&str, Option<&str>) {
-    fn parts(&self) -> (&str, Option<&str>) {
-        *self
-    }
-}
-
-impl<'a> Borrow<dyn WorkloadKey + 'a> for Key {
-    fn borrow(&self) -> &(dyn WorkloadKey + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn WorkloadKey + '_ {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.parts().hash(h);
-    }
-}
-
-impl PartialEq for dyn WorkloadKey + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn WorkloadKey + '_ {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        // As the borrowed form hashes: the map is looked up by either.
-        (self as &dyn WorkloadKey).hash(h);
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for Key {}
-
-impl Key {
-    fn describe(&self) -> String {
-        let name = self.exe.rsplit('/').next().unwrap_or(&self.exe);
-        let mut s = format!("{name} ({})", self.exe);
-        if let Some(c) = &self.container {
-            let short: String = c.chars().take(12).collect();
-            let _ = write!(s, " in container {short}");
-        }
-        s
-    }
-}
-
-#[derive(Debug)]
-struct Step {
-    time: u64,
-    pid: u32,
-    text: String,
-    /// Times the same process did the same again right after (not remembered as steps of
-    /// their own), and when it did so last.
-    repeats: u64,
-    last: u64,
-}
 
 #[derive(Debug)]
 struct Pending {
@@ -225,12 +138,11 @@ impl Use {
 
 #[derive(Debug, Default)]
 struct Workload {
-    steps: VecDeque<Step>,
+    steps: Steps,
     pids: Vec<u32>,
     /// When the current window's alert was decided (`None`: never alerted).
     alerted_at: Option<Instant>,
     pending: Option<Pending>,
-    seen: u64,
 }
 
 /// Counters on `/metrics`.
@@ -248,13 +160,7 @@ pub struct Shadow {
     pub settings: ShadowSettings,
     /// How chain steps quote arguments (the alerts' policy).
     policy: ArgumentPolicy,
-    /// The workloads, and where each is in it by its key.
-    workloads: Vec<(Key, Workload)>,
-    index: HashMap<Key, usize>,
-    /// Where the last workload looked up is (records come grouped by process: the next record
-    /// is most often the same workload's, found without hashing its key).
-    last: Option<usize>,
-    tick: u64,
+    workloads: Table<Workload>,
     /// Alerts held now (so that the trace path pays nothing when there is none).
     pending: usize,
     /// The step of the record being observed, written here (no allocation per record).
@@ -269,16 +175,6 @@ struct ServerMemo {
     pid: Option<u32>,
     exe: String,
     server: bool,
-}
-
-/// One judged kernel log record, as the shadow watch reads it.
-pub struct Record<'x> {
-    pub time: u64,
-    pub pid: Option<u32>,
-    pub activity: &'x Activity,
-    pub verdict: &'x Verdict<'x>,
-    pub attrs: &'x [KeyValue],
-    pub resource: Option<&'x Resource>,
 }
 
 impl Shadow {
@@ -297,26 +193,26 @@ impl Shadow {
         if r.verdict.agent.is_some() {
             return;
         }
-        let res = crate::otlp::resource_attrs(r.resource);
-        let Some(exe) = attr(r.attrs, "process.executable.path")
-            .or_else(|| attr(res, "process.executable.path"))
-        else {
+        let Some((exe, container)) = r.workload() else {
             return;
         };
         let used = self.ai_use(r, exe);
         let mut text = std::mem::take(&mut self.scratch);
         text.clear();
-        let stepped = step(&mut text, r, &self.policy);
+        let stepped = workloads::step(&mut text, r, &self.policy);
         if used.is_none() && !stepped {
             self.scratch = text;
             return;
         }
-        let container = attr(r.attrs, "container.id").or_else(|| attr(res, "container.id"));
         let window = self.settings.window;
         let pid = r.pid.unwrap_or(0);
-        let w = self.entry((exe, container));
+        let w = self.workloads.entry(
+            (exe, container),
+            self.settings.max_workloads,
+            |w: &Workload| w.pending.is_some(),
+        );
         if stepped {
-            remember_step(&mut w.steps, pid, r.time, &text);
+            w.steps.remember(pid, r.time, &text);
         }
         let opened = used.is_some_and(|used| {
             if !w.pids.contains(&pid) {
@@ -406,54 +302,6 @@ impl Shadow {
         server
     }
 
-    /// The workload of `exe` in `container`, remembered from now on (allocating only the first
-    /// time it is seen).
-    fn entry(&mut self, (exe, container): (&str, Option<&str>)) -> &mut Workload {
-        self.tick += 1;
-        let tick = self.tick;
-        let same = |i: &usize| {
-            self.workloads
-                .get(*i)
-                .is_some_and(|(k, _)| k.parts() == (exe, container))
-        };
-        let key: &dyn WorkloadKey = &(exe, container);
-        let at = if let Some(i) = self.last.filter(same) {
-            i
-        } else if let Some(&i) = self.index.get(key) {
-            i
-        } else {
-            let cap = self.settings.max_workloads.max(2);
-            if self.workloads.len() >= cap {
-                let mut ages: Vec<u64> = self.workloads.iter().map(|(_, w)| w.seen).collect();
-                ages.sort_unstable();
-                let cut = ages[ages.len() / 2];
-                self.workloads
-                    .retain(|(_, w)| w.seen > cut || w.pending.is_some());
-                self.reindex();
-            }
-            let key = Key {
-                exe: exe.to_owned(),
-                container: container.map(str::to_owned),
-            };
-            self.index.insert(key.clone(), self.workloads.len());
-            self.workloads.push((key, Workload::default()));
-            self.workloads.len() - 1
-        };
-        self.last = Some(at);
-        let w = &mut self.workloads[at].1;
-        w.seen = tick;
-        w
-    }
-
-    /// Rebuilds where each workload is, after some were forgotten.
-    fn reindex(&mut self) {
-        self.index.clear();
-        for (i, (k, _)) in self.workloads.iter().enumerate() {
-            self.index.insert(k.clone(), i);
-        }
-        self.last = None;
-    }
-
     /// When the next held alert is due.
     #[must_use]
     pub fn next_due(&self) -> Option<Instant> {
@@ -479,7 +327,7 @@ impl Shadow {
             return out;
         }
         let mut declared = Vec::new();
-        for (key, w) in &mut self.workloads {
+        for (key, w) in self.workloads.iter_mut() {
             let due = w
                 .pending
                 .as_ref()
@@ -495,70 +343,9 @@ impl Shadow {
             }
             out.push(alert_of(key, w, p, bom, self.settings.severity));
         }
-        if !declared.is_empty() {
-            self.workloads.retain(|(k, _)| !declared.contains(k));
-            self.reindex();
-        }
-        out.sort_by_key(|r| {
-            r.scope_logs
-                .first()
-                .and_then(|s| s.log_records.first())
-                .map_or(0, |l| l.time_unix_nano)
-        });
+        self.workloads.forget(&declared);
+        out.sort_by_key(workloads::alert_time);
         out
-    }
-}
-
-/// Remembers a workload's step: on the last step when the same process did the same again,
-/// else as a new one (the oldest forgotten past [`STEPS`]).
-fn remember_step(steps: &mut VecDeque<Step>, pid: u32, time: u64, text: &str) {
-    if let Some(last) = steps.back_mut()
-        && last.pid == pid
-        && last.text == text
-    {
-        last.repeats += 1;
-        last.last = time;
-        return;
-    }
-    if steps.len() == STEPS {
-        steps.pop_front();
-    }
-    steps.push_back(Step {
-        time,
-        pid,
-        text: text.to_owned(),
-        repeats: 0,
-        last: time,
-    });
-}
-
-/// What a record did, as a chain step (connections, requests, files, programs), written into
-/// `text`; false when the record is not a step.
-fn step(text: &mut String, r: &Record<'_>, policy: &ArgumentPolicy) -> bool {
-    match r.activity {
-        Activity::Connect { dest } if dest.port == Some(53) => false,
-        Activity::File { path } if span::is_library_path(path) => false,
-        Activity::File { .. }
-            if attr(r.attrs, "runbom.file.flags").is_some_and(|f| f.contains("O_DIRECTORY")) =>
-        {
-            false
-        }
-        Activity::Connect { .. }
-        | Activity::Http { .. }
-        | Activity::File { .. }
-        | Activity::Exec { .. }
-        | Activity::Db { .. } => {
-            if !alert::describe_into(text, r.activity, r.attrs, "", policy) {
-                return false;
-            }
-            if let Some((_, Kind::Service | Kind::Model | Kind::Process)) = r.verdict.component
-                && r.verdict.declared == Some(false)
-            {
-                text.push_str(" [AI]");
-            }
-            true
-        }
-        _ => false,
     }
 }
 
@@ -573,27 +360,8 @@ fn alert_of(
     let what = p.what.sentence();
     let reason =
         format!("undeclared workload {who} used {what}; no declared agent covers it (shadow AI)");
-    let mut chain: Vec<String> = w
-        .steps
-        .iter()
-        .map(|s| {
-            let mut line = format!(
-                "{} {} (pid {}",
-                rfc3339(s.time),
-                scrub::text(&s.text, 2048),
-                s.pid
-            );
-            if s.repeats > 0 {
-                let _ = write!(line, "; {} times, the last at ", s.repeats + 1);
-                crate::otlp::push_rfc3339(&mut line, s.last);
-            }
-            line.push(')');
-            line
-        })
-        .collect();
-    let at = w.steps.iter().filter(|s| s.time <= p.time).count();
-    chain.insert(
-        at,
+    let chain = w.steps.chain(
+        p.time,
         format!(
             "{} SHADOW AI {}: {who} used {what} (pid {})",
             rfc3339(p.time),
@@ -601,19 +369,16 @@ fn alert_of(
             p.pid
         ),
     );
-    let (number, text) = severity.otlp();
+    let calls = i64::try_from(p.calls).unwrap_or(i64::MAX);
     let mut attributes = vec![
-        kv_str("event.name", "aibom.drift"),
         kv_strs("aibom.drift.kinds", &[flag::SHADOW_AI.to_owned()]),
         kv_str("aibom.drift.reason", &scrub::text(&reason, 1024)),
         kv_str("aibom.drift.subject", &scrub::text(&p.what.subject(), 512)),
         kv_str("aibom.component.kind", component_kind(&p.what)),
         kv_str("process.executable.path", &key.exe),
         kv_int("process.pid", p.pid.into()),
-        kv_int(
-            "aibom.shadow.calls",
-            i64::try_from(p.calls).unwrap_or(i64::MAX),
-        ),
+        kv_int("aibom.shadow.calls", calls),
+        kv_int("aibom.drift.count", calls),
     ];
     if let Some(m) = &p.what.model {
         attributes.push(kv_str("gen_ai.request.model", m));
@@ -627,46 +392,15 @@ fn alert_of(
     if let Some(c) = &key.container {
         attributes.push(kv_str("container.id", c));
     }
-    crate::guardrail::push_attributes(
-        &mut attributes,
-        &[flag::SHADOW_AI],
-        &bom.serial_number,
-        false,
-    );
-    if !bom.serial_number.is_empty() {
-        attributes.push(kv_str("aibom.bom.serial_number", &bom.serial_number));
-    }
-    for kv in crate::otlp::resource_attrs(p.resource.as_ref()) {
-        let k = kv.key.as_str();
-        if (k == "service.name" || k.starts_with("k8s.")) && !attributes.iter().any(|a| a.key == k)
-        {
-            attributes.push(kv.clone());
-        }
-    }
-    attributes.push(kv_strs("aibom.chain", &chain));
-    let record = LogRecord {
-        time_unix_nano: p.time,
-        observed_time_unix_nano: alert::now_ns(),
-        severity_number: number as i32,
-        severity_text: text.into(),
-        body: Some(any_str(&chain.join("\n"))),
+    workloads::alert_record(
+        p.time,
+        severity.otlp(),
         attributes,
-        event_name: "aibom.drift".into(),
-        ..Default::default()
-    };
-    ResourceLogs {
-        resource: p.resource,
-        scope_logs: vec![ScopeLogs {
-            scope: Some(InstrumentationScope {
-                name: runbom_event::semconv::scope::AIBOM.into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                ..Default::default()
-            }),
-            log_records: vec![record],
-            schema_url: String::new(),
-        }],
-        schema_url: String::new(),
-    }
+        &[flag::SHADOW_AI],
+        &chain,
+        p.resource,
+        bom,
+    )
 }
 
 fn component_kind(u: &Use) -> &'static str {
@@ -676,23 +410,5 @@ fn component_kind(u: &Use) -> &'static str {
         Kind::Process.as_str()
     } else {
         Kind::Service.as_str()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Key;
-
-    #[test]
-    fn a_workload_is_described_with_any_container_id() {
-        // A container id is whatever the record said: cut by characters, never inside one.
-        let key = Key {
-            exe: "/usr/bin/python3".into(),
-            container: Some("ééééééééééééé".into()),
-        };
-        assert_eq!(
-            key.describe(),
-            "python3 (/usr/bin/python3) in container éééééééééééé"
-        );
     }
 }

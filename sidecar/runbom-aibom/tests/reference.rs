@@ -35,6 +35,7 @@ fn settings() -> Settings {
         baseline: None,
         alert_arguments: runbom_aibom::arguments::ArgumentPolicy::default(),
         shadow: runbom_aibom::shadow::ShadowSettings::default(),
+        unclaimed: runbom_aibom::unclaimed::UnclaimedSettings::default(),
     }
 }
 

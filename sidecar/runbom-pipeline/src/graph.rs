@@ -621,7 +621,7 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         move || reloads.load(Relaxed),
     );
     // `runbom_aibom_alerts_total` is `runbom.aibom.alerts`, by severity (`aibom::metrics`).
-    let counters: [(&'static str, &'static str, StatRead); 6] = [
+    let counters: [(&'static str, &'static str, StatRead); 7] = [
         (
             "runbom_aibom_spans_with_drift_total",
             "Spans the AI-BOM processor flagged with drift.",
@@ -651,6 +651,11 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
             "runbom_aibom_shadow_calls_total",
             "AI uses (model calls, LLM API requests, model-server activity) of undeclared workloads.",
             |s| &s.shadow.calls,
+        ),
+        (
+            "runbom_aibom_unclaimed_drift_total",
+            "Declared agents' kernel events no trace claimed that drifted (alerted or counted).",
+            |s| &s.unclaimed.drift,
         ),
     ];
     for (name, help, read) in counters {

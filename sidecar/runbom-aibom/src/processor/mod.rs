@@ -23,8 +23,6 @@ use std::{
 
 use opentelemetry_proto::tonic::{
     collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
-    logs::v1::ResourceLogs,
-    resource::v1::Resource,
     trace::v1::Span,
 };
 
@@ -37,8 +35,8 @@ use crate::{
     judge,
     judged::{Earlier, Judged, Memo, Scratch},
     pids::PidMap,
-    shadow::{Record, Shadow, ShadowSettings, ShadowStats},
-    span,
+    shadow::{Shadow, ShadowSettings, ShadowStats},
+    unclaimed::{UnclaimedDrift, UnclaimedSettings, UnclaimedStats},
     verdict::{self, JudgeSettings},
     view::{self, Item, ResourceHeader, ScopeHeader, View},
 };
@@ -49,7 +47,9 @@ mod annotated;
 pub use annotated::AnnotatedRelease;
 mod kernel;
 mod regroup;
+mod unclaimed;
 use regroup::Regroup;
+use unclaimed::with_alerts;
 mod remember;
 use remember::{Dedup, Remembered};
 
@@ -70,6 +70,8 @@ pub struct Settings {
     pub alert_arguments: ArgumentPolicy,
     /// Shadow AI in the kernel log records no trace claimed ([`Processor::judge_logs`]).
     pub shadow: ShadowSettings,
+    /// Drift in those of declared agents' processes.
+    pub unclaimed: UnclaimedSettings,
 }
 
 impl Default for Settings {
@@ -82,6 +84,7 @@ impl Default for Settings {
             baseline: None,
             alert_arguments: ArgumentPolicy::default(),
             shadow: ShadowSettings::default(),
+            unclaimed: UnclaimedSettings::default(),
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct Stats {
     pub alerts_dropped: AtomicU64,
     /// Undeclared workloads seen using AI, and their AI uses.
     pub shadow: ShadowStats,
+    /// Declared agents' drifting records no trace claimed.
+    pub unclaimed: UnclaimedStats,
 }
 
 type TraceKey = [u8; 16];
@@ -174,6 +179,7 @@ pub struct Processor {
     earlier: Remembered,
     alerted: Dedup,
     shadow: Shadow,
+    unclaimed: UnclaimedDrift,
     /// Judging's per-trace vectors, kept between traces.
     scratch: Scratch,
     /// The spans kernel log records held as events are judged as, kept between requests.
@@ -202,6 +208,10 @@ impl Processor {
         Self {
             earlier: Remembered::new(settings.max_spans),
             shadow: Shadow::new(settings.shadow.clone(), settings.alert_arguments.clone()),
+            unclaimed: UnclaimedDrift::new(
+                settings.unclaimed.clone(),
+                settings.alert_arguments.clone(),
+            ),
             settings,
             held: TraceMap::default(),
             deadlines: BinaryHeap::new(),
@@ -487,10 +497,10 @@ impl Processor {
     #[must_use]
     pub fn next_deadline(&self) -> Option<Instant> {
         let traces = self.deadlines.peek().map(|Reverse((at, _, _))| *at);
-        match (traces, self.shadow.next_due()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [traces, self.shadow.next_due(), self.unclaimed.next_due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Removes the trace due soonest, if it is due by `now` (any, with `None`).
@@ -521,8 +531,8 @@ impl Processor {
         self.stats
             .spans_held
             .store(self.spans as u64, Ordering::Relaxed);
-        let shadow = self.shadow.due(Some(now), bom, &self.pids);
-        with_alerts(self.release(due, bom).built(), shadow, &self.stats)
+        let unclaimed = self.unclaimed_due(Some(now), bom);
+        with_alerts(self.release(due, bom).built(), unclaimed, &self.stats)
     }
 
     /// Releases everything held (shutdown).
@@ -534,111 +544,8 @@ impl Processor {
         self.spans = 0;
         self.stats.spans_held.store(0, Ordering::Relaxed);
         let out = self.release(all, bom).built();
-        let shadow = self.shadow.due(None, bom, &self.pids);
-        with_alerts(out, shadow, &self.stats)
-    }
-
-    /// Judges the kernel log records of `req` that no trace claimed (the correlation's
-    /// per-process groups): writes the `aibom.*` attributes as on spans (declared agents'
-    /// processes, AI-relevant activity of undeclared ones) and watches undeclared workloads
-    /// for shadow AI. Their alerts come out of [`Processor::release_due`] once held for
-    /// `wait`. Records placed in a trace (`runbom.correlation.method`) are left as they are:
-    /// their spans are judged; but for `inferred` (runs runbom built for agents that send no
-    /// traces, judged here as well).
-    pub fn judge_logs(
-        &mut self,
-        req: &mut ExportLogsServiceRequest,
-        now: Instant,
-        bom: &DeclaredBom,
-    ) {
-        self.earlier.check_bom(bom);
-        let mut spans: Vec<Span> = Vec::new();
-        let mut at: Vec<usize> = Vec::new();
-        for rl in &mut req.resource_logs {
-            let resource = rl.resource.as_ref();
-            for sl in &mut rl.scope_logs {
-                if sl
-                    .scope
-                    .as_ref()
-                    .is_none_or(|s| s.name != runbom_event::semconv::scope::KERNEL)
-                {
-                    continue;
-                }
-                spans.clear();
-                at.clear();
-                for (i, l) in sl.log_records.iter_mut().enumerate() {
-                    // Placed by inference (a run runbom built for an agent that sends no
-                    // traces) is not claimed by the agent's own trace: judged here too.
-                    let method = span::attr(
-                        &l.attributes,
-                        runbom_event::semconv::RUNBOM_CORRELATION_METHOD,
-                    );
-                    let unclaimed = l.trace_id.is_empty()
-                        || method.is_none_or(|m| m == runbom_event::semconv::correlation::INFERRED);
-                    if !unclaimed || span::attr(&l.attributes, "runbom.event").is_none() {
-                        continue;
-                    }
-                    at.push(i);
-                    spans.push(Span {
-                        start_time_unix_nano: l.time_unix_nano,
-                        attributes: std::mem::take(&mut l.attributes),
-                        ..Span::default()
-                    });
-                }
-                if spans.is_empty() {
-                    continue;
-                }
-                let mut views: Vec<View<'_>> = spans
-                    .iter_mut()
-                    .map(|s| {
-                        View::new(resource, &rl.schema_url, sl.scope.as_ref(), s, || {
-                            view::resource_pid(resource)
-                        })
-                    })
-                    .collect();
-                self.judge_unclaimed(&mut views, resource, now, bom);
-                drop(views);
-                for (i, s) in at.iter().zip(spans.drain(..)) {
-                    sl.log_records[*i].attributes = s.attributes;
-                }
-            }
-        }
-    }
-
-    /// Judges one group's kernel log records no trace claimed (as spans: `views`) and
-    /// watches them for shadow AI.
-    fn judge_unclaimed(
-        &mut self,
-        views: &mut [View<'_>],
-        resource: Option<&Resource>,
-        now: Instant,
-        bom: &DeclaredBom,
-    ) {
-        let judged = judge::judge_views(
-            bom,
-            &self.settings.judge,
-            &mut self.pids,
-            views,
-            None,
-            None,
-            &mut self.scratch,
-        );
-        for (i, v) in views.iter().enumerate() {
-            self.shadow.observe(
-                &Record {
-                    time: v.span.start_time_unix_nano,
-                    pid: judged.pids[i],
-                    activity: &judged.activities[i],
-                    verdict: &judged.verdicts[i],
-                    attrs: &v.span.attributes,
-                    resource,
-                },
-                now,
-                self.settings.wait,
-                &self.stats.shadow,
-            );
-        }
-        judged.recycle(&mut self.scratch);
+        let unclaimed = self.unclaimed_due(None, bom);
+        with_alerts(out, unclaimed, &self.stats)
     }
 
     fn release(&mut self, traces: Vec<Held>, bom: &DeclaredBom) -> Out {
@@ -678,19 +585,4 @@ impl Processor {
     pub fn remembered_spans(&self) -> usize {
         self.earlier.spans
     }
-}
-
-/// `out` with the shadow-AI alerts added (and counted).
-fn with_alerts(mut out: Released, shadow: Vec<ResourceLogs>, stats: &Stats) -> Released {
-    if shadow.is_empty() {
-        return out;
-    }
-    stats
-        .alerts
-        .fetch_add(shadow.len() as u64, Ordering::Relaxed);
-    out.alerts
-        .get_or_insert_with(ExportLogsServiceRequest::default)
-        .resource_logs
-        .extend(shadow);
-    out
 }

@@ -1,13 +1,16 @@
-//! What the shadow-AI tests share: the processor's settings they judge with.
+//! What the tests of kernel log records no trace claimed share: the processor's settings they
+//! judge with.
 
 use std::time::Duration;
 
 use runbom_aibom::{
     Settings,
     shadow::{Severity, ShadowSettings},
+    unclaimed::UnclaimedSettings,
 };
 
-/// A short correlation wait (1 s) and shadow AI alerted at `Warn`, once per ten-minute window.
+/// A short correlation wait (1 s), shadow AI alerted at `Warn` once per ten-minute window, and
+/// declared agents' unclaimed drift once per agent, kinds and subject per ten-minute window.
 pub fn settings() -> Settings {
     Settings {
         wait: Duration::from_secs(1),
@@ -15,6 +18,10 @@ pub fn settings() -> Settings {
             severity: Severity::Warn,
             window: Duration::from_mins(10),
             ..ShadowSettings::default()
+        },
+        unclaimed: UnclaimedSettings {
+            window: Duration::from_mins(10),
+            ..UnclaimedSettings::default()
         },
         ..Settings::default()
     }

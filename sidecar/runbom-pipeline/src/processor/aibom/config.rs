@@ -13,6 +13,7 @@ use runbom_aibom::{
     baseline,
     endpoint::Endpoint,
     shadow::{Severity, ShadowSettings},
+    unclaimed::UnclaimedSettings,
 };
 use serde::Deserialize;
 use tracing::info;
@@ -55,6 +56,10 @@ pub struct AibomConfig {
     /// trace claimed (with `correlate` before the processor).
     #[serde(default)]
     pub shadow_ai: AibomShadowConfig,
+    /// Drift alerts for declared agents' kernel events no trace claimed (with `correlate`
+    /// before the processor).
+    #[serde(default)]
+    pub unclaimed_drift: AibomUnclaimedConfig,
 }
 
 /// `processors.aibom.alert_arguments`: each string value of a tool call's arguments (and the
@@ -99,6 +104,28 @@ impl Default for AibomShadowConfig {
             window: default_shadow_window(),
         }
     }
+}
+
+/// `processors.aibom.unclaimed_drift`: how drift in declared agents' kernel events no trace
+/// claimed is alerted (the severity is a trace's drift alert's for the same kinds).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AibomUnclaimedConfig {
+    /// One alert per agent, drift kinds and subject per window; repeats are counted.
+    #[serde(default = "default_unclaimed_window", with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for AibomUnclaimedConfig {
+    fn default() -> Self {
+        Self {
+            window: default_unclaimed_window(),
+        }
+    }
+}
+
+fn default_unclaimed_window() -> Duration {
+    UnclaimedSettings::default().window
 }
 
 fn default_alert_max_chars() -> usize {
@@ -171,6 +198,9 @@ impl ProcessorConfig for AibomConfig {
         }
         if self.shadow_ai.window.is_zero() {
             return Err(at.at("shadow_ai.window").error("must be more than 0"));
+        }
+        if self.unclaimed_drift.window.is_zero() {
+            return Err(at.at("unclaimed_drift.window").error("must be more than 0"));
         }
         for (i, e) in self.ignore_endpoints.iter().enumerate() {
             if let Err(why) = Endpoint::parse(e) {
@@ -248,6 +278,10 @@ impl ProcessorConfig for AibomConfig {
                     severity: Severity::parse(&self.shadow_ai.severity).unwrap_or_default(),
                     window: self.shadow_ai.window,
                     ..ShadowSettings::default()
+                },
+                unclaimed: UnclaimedSettings {
+                    window: self.unclaimed_drift.window,
+                    ..UnclaimedSettings::default()
                 },
             },
             bom: Arc::new(Mutex::new(watch)),
@@ -353,6 +387,22 @@ mod tests {
             (a.shadow_ai.severity.as_str(), a.shadow_ai.window),
             ("error", Duration::from_mins(10))
         );
+        let unclaimed = baseline.replace(
+            "baseline: { path: b/base.json, learn_for: 1h, payload_factor: 0.5 }",
+            "unclaimed_drift: { window: 0s }",
+        );
+        let e = Config::parse(&unclaimed, "c.yaml").unwrap_err().0;
+        assert!(
+            e.starts_with(
+                "c.yaml at `processors.aibom.unclaimed_drift.window`: must be more than 0"
+            ),
+            "{e}"
+        );
+        let c = Config::parse(&unclaimed.replace("0s", "15m"), "c.yaml").unwrap();
+        let a = c
+            .processor::<AibomConfig>("aibom")
+            .expect("an aibom processor");
+        assert_eq!(a.unclaimed_drift.window, Duration::from_mins(15));
         let c = Config::parse(&baseline.replace("0.5", "8"), "c.yaml").unwrap();
         let a = c
             .processor::<AibomConfig>("aibom")
