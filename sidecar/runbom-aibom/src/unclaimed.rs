@@ -1,6 +1,6 @@
 //! Drift in the kernel log records no trace claimed of declared agents' processes (contract
-//! §4): a thread with no active span, or a child process no trace claims, that connects to an
-//! undeclared endpoint, opens an undeclared file or runs an undeclared program. Such a record
+//! §4): a thread with no active span, or a child process no trace claims, that connects to or
+//! sends to an undeclared endpoint or data source ([`ALERTED`]). Such a record
 //! carries the agent's verdict (`aibom.drift=true`, `aibom.drift.kinds`, …) like a span; no
 //! trace alerts it, so this does. Per declared agent's workload (executable + container) it
 //! remembers, bounded, the last steps taken, as the shadow-AI watch does for undeclared ones
@@ -8,6 +8,10 @@
 //! on the same subject, it holds one alert for `hold`, so that what the workload did right
 //! after shows in its chain too. Repeats in the window are counted, not alerted again.
 //! `shadow_ai` is not judged here: it has its own alert ([`crate::shadow`]).
+//!
+//! Other drift on such records (an undeclared file or program) stays on the record and is not
+//! alerted: outside a trace it is mostly the process starting (an interpreter loading its
+//! modules, the agent's own exec), which only a trace's context tells apart from a tool's work.
 
 use std::{
     collections::HashMap,
@@ -30,6 +34,9 @@ use crate::{
     verdict::flag,
     workloads::{self, Key, Record, Steps, Table},
 };
+
+/// The drift kinds alerted here: data leaving for a place the BOM does not declare.
+pub const ALERTED: [&str; 2] = [flag::UNDECLARED_ENDPOINT, flag::UNDECLARED_DATA_SOURCE];
 
 #[derive(Clone, Debug)]
 pub struct UnclaimedSettings {
@@ -138,7 +145,7 @@ impl UnclaimedDrift {
         let mut text = std::mem::take(&mut self.scratch);
         text.clear();
         let stepped = workloads::step(&mut text, r, &self.policy);
-        let drifted = r.verdict.drift.iter().any(|k| *k != flag::SHADOW_AI);
+        let drifted = r.verdict.drift.iter().any(|k| ALERTED.contains(k));
         if !stepped && !drifted {
             self.scratch = text;
             return;
@@ -179,7 +186,7 @@ impl UnclaimedDrift {
         deduplicated: &AtomicU64,
     ) -> bool {
         let v = r.verdict;
-        let kinds = || v.drift.iter().copied().filter(|k| *k != flag::SHADOW_AI);
+        let kinds = || v.drift.iter().copied().filter(|k| ALERTED.contains(k));
         let subject = v.subject.as_deref().unwrap_or_default();
         let mut digest = self.key.build_hasher();
         agent.hash(&mut digest);

@@ -151,12 +151,14 @@ fn a_declared_agents_unclaimed_exfiltration_is_alerted_once_per_window() {
     assert_eq!(alert_records(alerts.as_ref()).len(), 1);
 }
 
+/// A child of the agent's process that no trace claims runs curl, which uploads: the upload is
+/// alerted, with the exec in its chain; the exec alone (an undeclared program) is drift on its
+/// record, not an alert of its own.
 #[test]
-fn a_declared_agents_child_running_an_undeclared_program_is_alerted() {
+fn a_declared_agents_child_uploading_is_alerted_with_its_exec_in_the_chain() {
     let bom = common::bom();
     let now = Instant::now();
     let mut p = declared_agent(&bom, now);
-    // A child of the agent's process that no trace claims: it runs curl, which uploads.
     let child = process(5353, agent_pid(), "/usr/bin/curl");
     let ms = 1_000_000;
     let t = T0 + 5_000_000_000;
@@ -176,41 +178,24 @@ fn a_declared_agents_child_running_an_undeclared_program_is_alerted() {
     p.judge_logs(&mut logs, now, &bom);
     let alerts = p.release_all(&bom).alerts;
     let alerts = alert_records(alerts.as_ref());
-    let kinds: Vec<Vec<String>> = alerts
-        .iter()
-        .map(|a| common::strings(&a.attributes, "aibom.drift.kinds"))
-        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = &alerts[0];
     assert_eq!(
-        kinds,
-        [
-            vec!["undeclared_exec".to_owned()],
-            vec!["undeclared_endpoint".to_owned()]
-        ],
-        "{alerts:?}"
+        common::strings(&a.attributes, "aibom.drift.kinds"),
+        ["undeclared_endpoint"]
     );
-    for a in &alerts {
-        assert_eq!(
-            attr(&a.attributes, "aibom.agent.ref"),
-            Some("agent:support-agent")
-        );
-        assert_eq!(int(a, "process.pid"), Some(5353));
-        assert_eq!(
-            attr(&a.attributes, "process.executable.path"),
-            Some("/usr/bin/curl")
-        );
-    }
     assert_eq!(
-        attr(&alerts[0].attributes, "aibom.drift.subject"),
+        attr(&a.attributes, "aibom.agent.ref"),
+        Some("agent:support-agent")
+    );
+    assert_eq!(int(a, "process.pid"), Some(5353));
+    assert_eq!(
+        attr(&a.attributes, "process.executable.path"),
         Some("/usr/bin/curl")
     );
-    assert_eq!(alerts[0].severity_text, "WARN");
-    // The program's upload is in the chain of the alert of its exec.
-    let chain = common::strings(&alerts[0].attributes, "aibom.chain").join("\n");
-    assert!(chain.contains("DRIFT undeclared_exec"), "{chain}");
-    assert!(
-        chain.contains("POST http://127.0.0.1:18099/upload"),
-        "{chain}"
-    );
+    let chain = common::strings(&a.attributes, "aibom.chain").join("\n");
+    assert!(chain.contains("exec /usr/bin/curl"), "{chain}");
+    assert!(chain.contains("DRIFT undeclared_endpoint"), "{chain}");
 }
 
 #[test]
@@ -235,6 +220,50 @@ fn a_declared_agents_unclaimed_records_without_drift_raise_nothing() {
             )
     );
     assert!(p.next_deadline().is_none());
+    assert!(p.release_all(&bom).alerts.is_none());
+    assert_eq!(p.stats.alerts.load(Ordering::Relaxed), alerted_by_the_trace);
+}
+
+/// An undeclared file opened and an undeclared program run by the agent's process with no span
+/// active are drift on their records, not alerts: outside a trace they are mostly the process
+/// starting (an interpreter loading its modules), as the real agents in the tests show.
+#[test]
+fn a_declared_agents_unclaimed_file_and_program_drift_stays_on_the_records() {
+    let bom = common::bom();
+    let now = Instant::now();
+    let mut p = declared_agent(&bom, now);
+    let alerted_by_the_trace = p.stats.alerts.load(Ordering::Relaxed);
+    let agent = process(agent_pid(), 1, AGENT_EXE);
+    let t = T0 + 5_000_000_000;
+    let events = vec![
+        event(
+            &agent,
+            t,
+            Detail::FileOpen {
+                path: "/srv/agent/.venv/lib/python3.12/site-packages/__pycache__/x.pyc".into(),
+                flags: 0,
+                error: None,
+            },
+        ),
+        event(
+            &process(5354, agent_pid(), "/usr/bin/uname"),
+            t + 1_000_000,
+            Detail::Exec {
+                path: "/usr/bin/uname".into(),
+                argv_truncated: false,
+            },
+        ),
+    ];
+    let mut logs = logs_of(&events);
+    p.judge_logs(&mut logs, now, &bom);
+    let records = common::log_records_of(&logs);
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .all(|r| common::boolean(&r.attributes, "aibom.drift") == Some(true)),
+        "{records:?}"
+    );
     assert!(p.release_all(&bom).alerts.is_none());
     assert_eq!(p.stats.alerts.load(Ordering::Relaxed), alerted_by_the_trace);
 }

@@ -654,7 +654,7 @@ fn register_aibom_counters(telemetry: &Telemetry, a: &AibomSpec) {
         ),
         (
             "runbom_aibom_unclaimed_drift_total",
-            "Declared agents' kernel events no trace claimed that drifted (alerted or counted).",
+            "Declared agents' kernel events no trace claimed that sent to an undeclared endpoint or data source (alerted or counted).",
             |s| &s.unclaimed.drift,
         ),
     ];
