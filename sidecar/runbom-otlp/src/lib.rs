@@ -4,11 +4,13 @@
 //! an encoded request cut into smaller ones ([`split`]), and kernel events written as log
 //! records and spans without building the request first ([`kernel_logs`]), and spans written
 //! with attributes a processor added beside them ([`annotated`]), and log records put together
-//! from parts held once ([`shared_logs`]).
+//! from parts held once ([`shared_logs`]), and what a request takes once decoded, read from its
+//! bytes before it is decoded ([`decoded_size`]).
 
 mod added;
 pub mod annotated;
 pub mod convert;
+pub mod decoded_size;
 pub mod encode;
 pub mod json;
 pub mod kernel_logs;

@@ -14,7 +14,8 @@
 //! - [`random_events`]: random kernel events from a seed, and a busy node's mix of them (log
 //!   records written from the events checked against the typed path, and timed);
 //! - [`agent_trace`]: traces shaped like the reference agent's, for the AI-BOM tests;
-//! - [`leak`]: scans everything runbom wrote for a secret and its 12-character pieces.
+//! - [`leak`]: scans everything runbom wrote for a secret and its 12-character pieces;
+//! - [`heap`]: a global allocator that tracks the heap bytes held and their peak.
 //!
 //! Nothing here mocks runbom's peers: the receivers are the OpenTelemetry protocol's own
 //! Python bindings, the workloads real processes doing real syscalls. Every helper panics
@@ -33,6 +34,7 @@ pub mod cpu;
 pub mod fs;
 pub mod h2_peers;
 pub mod harness;
+pub mod heap;
 pub mod http_server;
 pub mod items;
 pub mod kernel;

@@ -1,4 +1,5 @@
-//! OTLP/gRPC receiver: `TraceService`, `LogsService` and `MetricsService` on one tonic server.
+//! OTLP/gRPC receiver: `TraceService`, `LogsService` and `MetricsService` on one tonic server
+//! ([`super::grpc_export`]).
 //!
 //! tonic answers some failures itself, before a handler runs, with codes the OTLP spec does
 //! not use: a payload that does not decode comes back `INTERNAL` and one over the size limit
@@ -15,26 +16,15 @@ use std::{
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::{
-        ExportLogsServiceRequest, ExportLogsServiceResponse,
-        logs_service_server::{LogsService, LogsServiceServer},
-    },
-    metrics::v1::{
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-        metrics_service_server::{MetricsService, MetricsServiceServer},
-    },
-    trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
-    },
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
 };
 use runbom_otlp::signal::Signal;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{
-    Code, Request, Response, Status,
-    codec::CompressionEncoding,
+    Code, Request, Status,
     codegen::{Service, http},
     metadata::{MetadataMap, MetadataValue},
     server::NamedService,
@@ -45,6 +35,7 @@ use tonic::{
 use super::{
     accept::{Limits, accept},
     conn,
+    grpc_export::ExportService,
     sender::Peer,
     status::ErrorStatus,
     tls,
@@ -59,7 +50,8 @@ use crate::{
 /// requests in flight finish and returns.
 ///
 /// Requests may be gzip-compressed; answers are gzip-compressed when the client accepts it.
-/// A request larger than `limits.max_request_bytes`, compressed or not, is refused with
+/// A request larger than `limits.max_request_bytes`, compressed or not, or one that would take
+/// more memory decoded than [`super::decoded_limit`] allows, is refused with
 /// `RESOURCE_EXHAUSTED`. With `tls`, every connection is TLS (ALPN `h2`). With `auth`, a call
 /// without its token is answered `UNAUTHENTICATED` before its message is decoded.
 pub async fn serve_grpc(
@@ -75,18 +67,9 @@ pub async fn serve_grpc(
         limits,
     };
     let max = limits.max_request_bytes;
-    let traces = TraceServiceServer::new(receiver.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max);
-    let logs = LogsServiceServer::new(receiver.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max);
-    let metrics = MetricsServiceServer::new(receiver)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max);
+    let traces = ExportService::<ExportTraceServiceRequest>::new(receiver.clone(), max);
+    let logs = ExportService::<ExportLogsServiceRequest>::new(receiver.clone(), max);
+    let metrics = ExportService::<ExportMetricsServiceRequest>::new(receiver, max);
     let stop = ingest.stopping().clone();
     let mut builder = Server::builder();
     if let Some(age) = limits.max_connection_age {
@@ -144,15 +127,19 @@ impl Interceptor for BearerCheck {
     }
 }
 
-/// The three OTLP services, all pushing through one [`Ingest`].
+/// What the three OTLP services push through: one [`Ingest`].
 #[derive(Clone)]
-struct GrpcReceiver {
-    ingest: Ingest,
+pub(super) struct GrpcReceiver {
+    pub(super) ingest: Ingest,
     limits: Limits,
 }
 
 impl GrpcReceiver {
-    async fn export(&self, signal: Signal, client: Option<Peer>) -> Result<PartialSuccess, Status> {
+    pub(super) async fn export(
+        &self,
+        signal: Signal,
+        client: Option<Peer>,
+    ) -> Result<PartialSuccess, Status> {
         accept(&self.ingest, signal, client, self.limits)
             .await
             .map_err(|refusal| {
@@ -162,50 +149,16 @@ impl GrpcReceiver {
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let client = request.extensions().get::<Peer>().copied();
-        let partial =
-            GrpcReceiver::export(self, Signal::Traces(request.into_inner()), client).await?;
-        Ok(Response::new(partial.traces()))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let client = request.extensions().get::<Peer>().copied();
-        let partial =
-            GrpcReceiver::export(self, Signal::Logs(request.into_inner()), client).await?;
-        Ok(Response::new(partial.logs()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let client = request.extensions().get::<Peer>().copied();
-        let partial =
-            GrpcReceiver::export(self, Signal::Metrics(request.into_inner()), client).await?;
-        Ok(Response::new(partial.metrics()))
-    }
-}
-
 /// `UNAVAILABLE` carries the retry delay twice: as a `google.rpc.RetryInfo` in the status
 /// details (read by Go clients and the Collector) and in the `google.rpc.retryinfo-bin`
 /// trailer (read by the Python SDK's exporter).
 fn refusal_status(refusal: &Refusal) -> Status {
-    let status = ErrorStatus::from(refusal);
+    error_status(&ErrorStatus::from(refusal))
+}
+
+/// The gRPC status of an error answer: its code and message, and the `google.rpc.Status` in
+/// the details (with the retry delay also in the `google.rpc.retryinfo-bin` trailer).
+pub(super) fn error_status(status: &ErrorStatus) -> Status {
     let mut metadata = MetadataMap::new();
     if let Some(info) = status.retry_info() {
         metadata.insert_bin("google.rpc.retryinfo-bin", MetadataValue::from_bytes(&info));
@@ -218,7 +171,7 @@ fn refusal_status(refusal: &Refusal) -> Status {
     )
 }
 
-/// Wraps a generated OTLP service and rewrites the status codes tonic picks for requests it
+/// Wraps an OTLP service and rewrites the status codes tonic picks for requests it
 /// rejects before the handler runs (see the module docs).
 #[derive(Clone)]
 struct OtlpCodes<S>(S);

@@ -14,6 +14,7 @@
 //! | signal no pipeline takes from this receiver ([`Refusal::NotConfigured`]) | 404, as the Collector answers for a signal it has no pipeline for |
 //! | missing or unknown `Content-Type` / `Content-Encoding` | 415 |
 //! | body over [`Limits::max_request_bytes`], before or after gunzip | 413 |
+//! | body that would take more memory decoded than [`super::decoded_limit`] allows | 413 |
 //! | body not arrived whole within [`Limits::read_timeout`] | 408 |
 //! | body that does not decode                        | 400    |
 //! | [`Refusal::Unavailable`] (pipeline full or stopping) | 503 + `Retry-After` (seconds) |
@@ -49,6 +50,7 @@ use tokio::{
 use super::{
     accept::{Limits, accept},
     conn,
+    decoded_limit::{self, DecodedTooLarge, Format},
     json::{self, JsonError},
     sender::Peer,
     status::ErrorStatus,
@@ -165,6 +167,8 @@ enum HttpError {
     ContentEncoding(String),
     #[error("request body is larger than the limit of {limit} bytes{}", if *.decompressed { " once decompressed" } else { "" })]
     TooLarge { limit: usize, decompressed: bool },
+    #[error(transparent)]
+    DecodedTooLarge(#[from] DecodedTooLarge),
     #[error("the request body did not arrive within {0:?}")]
     SlowBody(Duration),
     #[error("could not read the request body: {0}")]
@@ -186,7 +190,7 @@ impl HttpError {
             Self::NotFound(_) | Self::Refused(Refusal::NotConfigured(_)) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::ContentType(_) | Self::ContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooLarge { .. } | Self::DecodedTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Body(_) | Self::Gzip(_) | Self::Protobuf(_) | Self::Json(_) => {
                 StatusCode::BAD_REQUEST
@@ -202,7 +206,7 @@ impl HttpError {
             Self::Unauthenticated => tonic::Code::Unauthenticated,
             Self::NotFound(_) => tonic::Code::NotFound,
             Self::MethodNotAllowed(_) => tonic::Code::Unimplemented,
-            Self::TooLarge { .. } => tonic::Code::ResourceExhausted,
+            Self::TooLarge { .. } | Self::DecodedTooLarge(_) => tonic::Code::ResourceExhausted,
             Self::SlowBody(_) => tonic::Code::DeadlineExceeded,
             _ => tonic::Code::InvalidArgument,
         };
@@ -301,6 +305,11 @@ async fn receive(
     } else {
         body
     };
+    let format = match encoding {
+        Encoding::Protobuf => Format::Protobuf,
+        Encoding::Json => Format::Json,
+    };
+    decoded_limit::check(ingest, kind, format, &body)?;
     let signal = decode(kind, encoding, &body)?;
     let partial = accept(ingest, signal, client, limits).await?;
     Ok(success(kind, encoding, &partial))

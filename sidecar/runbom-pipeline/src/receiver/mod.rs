@@ -4,15 +4,17 @@
 //! Both transports do the same thing once a request is decoded: drop the items the OTLP spec
 //! calls invalid (answered as an OTLP partial success), move what the client sent in runbom's
 //! own namespaces under `received.` ([`provenance`]), then hand the rest to the pipelines
-//! through [`Ingest`]. How each outcome is answered:
+//! through [`Ingest`]. Before decoding, both refuse a request that would take too much memory
+//! decoded ([`decoded_limit`]). How each outcome is answered:
 //!
-//! | outcome                                  | gRPC                         | HTTP                       |
-//! |------------------------------------------|------------------------------|----------------------------|
-//! | accepted (maybe partially)               | OK + `partial_success`       | 200 + `partial_success`    |
-//! | malformed payload                        | `INVALID_ARGUMENT`           | 400                        |
-//! | larger than [`Limits::max_request_bytes`]| `RESOURCE_EXHAUSTED`         | 413                        |
-//! | [`Refusal::Unavailable`] (full, stopping)| `UNAVAILABLE` + `RetryInfo`  | 503 + `Retry-After`        |
-//! | [`Refusal::NotConfigured`]               | `UNIMPLEMENTED`              | 404                        |
+//! | outcome                                      | gRPC                        | HTTP                    |
+//! |----------------------------------------------|-----------------------------|-------------------------|
+//! | accepted (maybe partially)                   | OK + `partial_success`      | 200 + `partial_success` |
+//! | malformed payload                            | `INVALID_ARGUMENT`          | 400                     |
+//! | larger than [`Limits::max_request_bytes`]    | `RESOURCE_EXHAUSTED`        | 413                     |
+//! | larger decoded than [`decoded_limit`] allows | `RESOURCE_EXHAUSTED`        | 413                     |
+//! | [`Refusal::Unavailable`] (full, stopping)    | `UNAVAILABLE` + `RetryInfo` | 503 + `Retry-After`     |
+//! | [`Refusal::NotConfigured`]                   | `UNIMPLEMENTED`             | 404                     |
 //!
 //! Error answers carry a `google.rpc.Status` naming the reason.
 //!
@@ -22,9 +24,11 @@
 
 mod accept;
 mod conn;
+pub mod decoded_limit;
 pub mod ebpf;
 mod error;
 mod grpc;
+mod grpc_export;
 mod http;
 mod json;
 pub mod node_agent;

@@ -1,0 +1,239 @@
+//! The three OTLP/gRPC export services (`TraceService`, `LogsService`, `MetricsService`), each
+//! decoding its request with a codec that first checks what the request would take decoded
+//! ([`super::decoded_limit`]): `opentelemetry-proto`'s generated servers decode with prost
+//! before anything can look at the request's bytes.
+//!
+//! They are served as the generated servers serve them: tonic's [`Grpc`] reads the message
+//! (gzip-compressed or not, refused over `max_decoding_message_size`), calls the handler and
+//! writes its answer; only the codec differs.
+
+use std::{convert::Infallible, marker::PhantomData};
+
+use bytes::Buf as _;
+
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse},
+    metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse},
+    trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
+};
+use runbom_otlp::signal::{Signal, SignalKind};
+use tonic::{
+    Request, Response, Status,
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder},
+    codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http},
+    server::{Grpc, NamedService, UnaryService},
+};
+use tonic_prost::{ProstCodec, ProstEncoder};
+
+use super::{
+    decoded_limit::{self, Format},
+    grpc::{GrpcReceiver, error_status},
+    sender::Peer,
+    status::ErrorStatus,
+    validate::PartialSuccess,
+};
+use crate::ingest::Ingest;
+
+/// An OTLP export request and what its service answers.
+pub(super) trait ExportRequest: prost::Message + Default + Send + 'static {
+    /// The gRPC service that takes it; its one method is `Export`.
+    const SERVICE: &'static str;
+    const KIND: SignalKind;
+    type Response: prost::Message + Send + 'static;
+
+    fn into_signal(self) -> Signal;
+    fn response(partial: &PartialSuccess) -> Self::Response;
+}
+
+impl ExportRequest for ExportTraceServiceRequest {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const KIND: SignalKind = SignalKind::Traces;
+    type Response = ExportTraceServiceResponse;
+
+    fn into_signal(self) -> Signal {
+        Signal::Traces(self)
+    }
+
+    fn response(partial: &PartialSuccess) -> Self::Response {
+        partial.traces()
+    }
+}
+
+impl ExportRequest for ExportLogsServiceRequest {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const KIND: SignalKind = SignalKind::Logs;
+    type Response = ExportLogsServiceResponse;
+
+    fn into_signal(self) -> Signal {
+        Signal::Logs(self)
+    }
+
+    fn response(partial: &PartialSuccess) -> Self::Response {
+        partial.logs()
+    }
+}
+
+impl ExportRequest for ExportMetricsServiceRequest {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const KIND: SignalKind = SignalKind::Metrics;
+    type Response = ExportMetricsServiceResponse;
+
+    fn into_signal(self) -> Signal {
+        Signal::Metrics(self)
+    }
+
+    fn response(partial: &PartialSuccess) -> Self::Response {
+        partial.metrics()
+    }
+}
+
+/// The export service of requests `R`: `/<R::SERVICE>/Export`.
+pub(super) struct ExportService<R> {
+    receiver: GrpcReceiver,
+    max_request_bytes: usize,
+    request: PhantomData<fn() -> R>,
+}
+
+impl<R> ExportService<R> {
+    pub(super) fn new(receiver: GrpcReceiver, max_request_bytes: usize) -> Self {
+        Self {
+            receiver,
+            max_request_bytes,
+            request: PhantomData,
+        }
+    }
+}
+
+impl<R> Clone for ExportService<R> {
+    fn clone(&self) -> Self {
+        Self::new(self.receiver.clone(), self.max_request_bytes)
+    }
+}
+
+impl<R: ExportRequest> NamedService for ExportService<R> {
+    const NAME: &'static str = R::SERVICE;
+}
+
+impl<R, B> Service<http::Request<B>> for ExportService<R>
+where
+    R: ExportRequest,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|path| path.strip_prefix(R::SERVICE));
+        if method != Some("/Export") {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let receiver = self.receiver.clone();
+        let codec = CheckedCodec::<R>::new(receiver.ingest.clone());
+        let mut grpc = Grpc::new(codec)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(self.max_request_bytes);
+        Box::pin(async move { Ok(grpc.unary(Export::<R>::new(receiver), request).await) })
+    }
+}
+
+/// The handler of `Export`: the decoded request pushed through [`GrpcReceiver::export`].
+struct Export<R> {
+    receiver: GrpcReceiver,
+    request: PhantomData<fn() -> R>,
+}
+
+impl<R> Export<R> {
+    fn new(receiver: GrpcReceiver) -> Self {
+        Self {
+            receiver,
+            request: PhantomData,
+        }
+    }
+}
+
+impl<R: ExportRequest> UnaryService<R> for Export<R> {
+    type Response = R::Response;
+    type Future = BoxFuture<Response<R::Response>, Status>;
+
+    fn call(&mut self, request: Request<R>) -> Self::Future {
+        let receiver = self.receiver.clone();
+        Box::pin(async move {
+            let client = request.extensions().get::<Peer>().copied();
+            let partial = receiver
+                .export(request.into_inner().into_signal(), client)
+                .await?;
+            Ok(Response::new(R::response(&partial)))
+        })
+    }
+}
+
+/// prost's codec, with a decoder that first checks the request's decoded size
+/// ([`decoded_limit::check`]).
+struct CheckedCodec<R> {
+    ingest: Ingest,
+    request: PhantomData<fn() -> R>,
+}
+
+impl<R> CheckedCodec<R> {
+    fn new(ingest: Ingest) -> Self {
+        Self {
+            ingest,
+            request: PhantomData,
+        }
+    }
+}
+
+impl<R: ExportRequest> Codec for CheckedCodec<R> {
+    type Encode = R::Response;
+    type Decode = R;
+    type Encoder = ProstEncoder<R::Response>;
+    type Decoder = CheckedDecoder<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<R::Response, R>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        CheckedDecoder {
+            ingest: self.ingest.clone(),
+            request: PhantomData,
+        }
+    }
+}
+
+struct CheckedDecoder<R> {
+    ingest: Ingest,
+    request: PhantomData<fn() -> R>,
+}
+
+impl<R: ExportRequest> Decoder for CheckedDecoder<R> {
+    type Item = R;
+    type Error = Status;
+
+    fn decode(&mut self, message: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+        // The whole message, decompressed; taken out of tonic's buffer without a copy.
+        let message = message.copy_to_bytes(message.remaining());
+        if let Err(too_large) =
+            decoded_limit::check(&self.ingest, R::KIND, Format::Protobuf, &message)
+        {
+            let status = ErrorStatus::new(tonic::Code::ResourceExhausted, too_large.to_string());
+            return Err(error_status(&status));
+        }
+        // As prost's own decoder answers (`INTERNAL`, which `OtlpCodes` makes
+        // `INVALID_ARGUMENT`).
+        R::decode(message)
+            .map(Some)
+            .map_err(|error| Status::internal(error.to_string()))
+    }
+}
