@@ -13,7 +13,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
 use runbom_otlp::{decoded_size, json, signal::SignalKind};
-use runbom_testkit::cpu::thread_cpu;
+use runbom_testkit::cpu::cpu_time;
 
 /// Spans in the request: about 1 MiB of protobuf.
 const SPANS: usize = 2_500;
@@ -82,15 +82,6 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.finish();
-}
-
-/// The thread's CPU time of `iters` runs of `run`.
-fn cpu_time(iters: u64, mut run: impl FnMut()) -> Duration {
-    let start = thread_cpu();
-    for _ in 0..iters {
-        run();
-    }
-    thread_cpu().saturating_sub(start)
 }
 
 criterion_group! {

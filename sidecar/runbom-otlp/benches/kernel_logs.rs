@@ -15,7 +15,7 @@ use std::{hint::black_box, sync::Arc, time::Duration};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use runbom_event::{Detail, KernelEvent, ProcessInfo};
 use runbom_otlp::{ConvertOptions, KernelLogs};
-use runbom_testkit::cpu::thread_cpu;
+use runbom_testkit::cpu::cpu_time;
 
 const EVENTS: usize = 8192;
 
@@ -113,15 +113,6 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.finish();
-}
-
-/// The thread's CPU time of `iters` runs of `run`.
-fn cpu_time(iters: u64, mut run: impl FnMut()) -> Duration {
-    let start = thread_cpu();
-    for _ in 0..iters {
-        run();
-    }
-    thread_cpu().saturating_sub(start)
 }
 
 criterion_group! {

@@ -14,3 +14,12 @@ pub fn thread_cpu() -> Duration {
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
     Duration::new(ts.tv_sec.unsigned_abs(), ts.tv_nsec.unsigned_abs() as u32)
 }
+
+/// The calling thread's CPU time over `iters` runs of `run` (for criterion's `iter_custom`).
+pub fn cpu_time(iters: u64, mut run: impl FnMut()) -> Duration {
+    let start = thread_cpu();
+    for _ in 0..iters {
+        run();
+    }
+    thread_cpu().saturating_sub(start)
+}
