@@ -14,37 +14,29 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
     trace::v1::ExportTraceServiceRequest,
 };
-use runbom_otlp::signal::Signal;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_stream::{StreamExt as _, wrappers::ReceiverStream};
 use tonic::{
     Code, Request, Status,
     codegen::{Service, http},
-    metadata::{MetadataMap, MetadataValue},
     server::NamedService,
     service::{Interceptor, interceptor::InterceptedService},
     transport::Server,
 };
 
 use super::{
-    accept::{Limits, accept},
+    accept::Limits,
     conn,
-    grpc_export::ExportService,
+    grpc_export::{ExportService, GrpcReceiver},
     sender::Peer,
-    status::ErrorStatus,
     tls,
-    validate::PartialSuccess,
 };
-use crate::{
-    extension::bearertokenauth::BearerTokenAuth,
-    ingest::{Ingest, Refusal},
-};
+use crate::{extension::bearertokenauth::BearerTokenAuth, ingest::Ingest};
 
 /// Serves OTLP/gRPC on `listener` until `ingest.stopping()` is cancelled, then lets the
 /// requests in flight finish and returns.
@@ -125,50 +117,6 @@ impl Interceptor for BearerCheck {
             Err(Status::unauthenticated("missing or wrong bearer token"))
         }
     }
-}
-
-/// What the three OTLP services push through: one [`Ingest`].
-#[derive(Clone)]
-pub(super) struct GrpcReceiver {
-    pub(super) ingest: Ingest,
-    limits: Limits,
-}
-
-impl GrpcReceiver {
-    pub(super) async fn export(
-        &self,
-        signal: Signal,
-        client: Option<Peer>,
-    ) -> Result<PartialSuccess, Status> {
-        accept(&self.ingest, signal, client, self.limits)
-            .await
-            .map_err(|refusal| {
-                tracing::debug!(receiver = self.ingest.receiver(), %refusal, "gRPC export refused");
-                refusal_status(&refusal)
-            })
-    }
-}
-
-/// `UNAVAILABLE` carries the retry delay twice: as a `google.rpc.RetryInfo` in the status
-/// details (read by Go clients and the Collector) and in the `google.rpc.retryinfo-bin`
-/// trailer (read by the Python SDK's exporter).
-fn refusal_status(refusal: &Refusal) -> Status {
-    error_status(&ErrorStatus::from(refusal))
-}
-
-/// The gRPC status of an error answer: its code and message, and the `google.rpc.Status` in
-/// the details (with the retry delay also in the `google.rpc.retryinfo-bin` trailer).
-pub(super) fn error_status(status: &ErrorStatus) -> Status {
-    let mut metadata = MetadataMap::new();
-    if let Some(info) = status.retry_info() {
-        metadata.insert_bin("google.rpc.retryinfo-bin", MetadataValue::from_bytes(&info));
-    }
-    Status::with_details_and_metadata(
-        status.code,
-        status.message.clone(),
-        Bytes::from(status.to_protobuf()),
-        metadata,
-    )
 }
 
 /// Wraps an OTLP service and rewrites the status codes tonic picks for requests it

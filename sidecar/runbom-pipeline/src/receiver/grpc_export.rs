@@ -6,10 +6,13 @@
 //! They are served as the generated servers serve them: tonic's [`Grpc`] reads the message
 //! (gzip-compressed or not, refused over `max_decoding_message_size`), calls the handler and
 //! writes its answer; only the codec differs.
+//!
+//! The handlers push a request through [`GrpcReceiver`] and answer a refusal with
+//! [`error_status`]; [`super::grpc`] serves the three services on one server.
 
 use std::{convert::Infallible, marker::PhantomData};
 
-use bytes::Buf as _;
+use bytes::{Buf as _, Bytes};
 
 use opentelemetry_proto::tonic::collector::{
     logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse},
@@ -21,18 +24,19 @@ use tonic::{
     Request, Response, Status,
     codec::{Codec, CompressionEncoding, DecodeBuf, Decoder},
     codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http},
+    metadata::{MetadataMap, MetadataValue},
     server::{Grpc, NamedService, UnaryService},
 };
 use tonic_prost::{ProstCodec, ProstEncoder};
 
 use super::{
+    accept::{Limits, accept},
     decoded_limit::{self, Format},
-    grpc::{GrpcReceiver, error_status},
     sender::Peer,
     status::ErrorStatus,
     validate::PartialSuccess,
 };
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, Refusal};
 
 /// An OTLP export request and what its service answers.
 pub(super) trait ExportRequest: prost::Message + Default + Send + 'static {
@@ -145,6 +149,50 @@ where
             .max_decoding_message_size(self.max_request_bytes);
         Box::pin(async move { Ok(grpc.unary(Export::<R>::new(receiver), request).await) })
     }
+}
+
+/// What the three OTLP services push through: one [`Ingest`].
+#[derive(Clone)]
+pub(super) struct GrpcReceiver {
+    pub(super) ingest: Ingest,
+    pub(super) limits: Limits,
+}
+
+impl GrpcReceiver {
+    pub(super) async fn export(
+        &self,
+        signal: Signal,
+        client: Option<Peer>,
+    ) -> Result<PartialSuccess, Status> {
+        accept(&self.ingest, signal, client, self.limits)
+            .await
+            .map_err(|refusal| {
+                tracing::debug!(receiver = self.ingest.receiver(), %refusal, "gRPC export refused");
+                refusal_status(&refusal)
+            })
+    }
+}
+
+/// `UNAVAILABLE` carries the retry delay twice: as a `google.rpc.RetryInfo` in the status
+/// details (read by Go clients and the Collector) and in the `google.rpc.retryinfo-bin`
+/// trailer (read by the Python SDK's exporter).
+fn refusal_status(refusal: &Refusal) -> Status {
+    error_status(&ErrorStatus::from(refusal))
+}
+
+/// The gRPC status of an error answer: its code and message, and the `google.rpc.Status` in
+/// the details (with the retry delay also in the `google.rpc.retryinfo-bin` trailer).
+pub(super) fn error_status(status: &ErrorStatus) -> Status {
+    let mut metadata = MetadataMap::new();
+    if let Some(info) = status.retry_info() {
+        metadata.insert_bin("google.rpc.retryinfo-bin", MetadataValue::from_bytes(&info));
+    }
+    Status::with_details_and_metadata(
+        status.code,
+        status.message.clone(),
+        Bytes::from(status.to_protobuf()),
+        metadata,
+    )
 }
 
 /// The handler of `Export`: the decoded request pushed through [`GrpcReceiver::export`].
