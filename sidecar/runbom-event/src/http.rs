@@ -68,8 +68,7 @@ pub fn parse_head(data: &[u8]) -> Option<Head> {
         };
         let name = &line[..colon];
         let value = String::from_utf8_lossy(line[colon + 1..].trim_ascii());
-        // Redacted whole, then cut (a secret cut first may no longer look like one).
-        let exported = || redact::cut_chars(&redact::text(&value), VALUE_MAX).to_owned();
+        let exported = || redact::text_cut(&value, VALUE_MAX);
         if name.eq_ignore_ascii_case(b"host") {
             head.host = Some(exported());
         } else if name.eq_ignore_ascii_case(b"traceparent") {

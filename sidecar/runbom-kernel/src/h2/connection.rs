@@ -464,8 +464,7 @@ impl Fields {
         // Only the bytes of `VALUE_MAX` characters are converted, however long the value.
         let converted = || String::from_utf8_lossy(&value[..value.len().min(VALUE_MAX * 4)]);
         let text = || redact::cut_chars(&converted(), VALUE_MAX).to_owned();
-        // Redacted before it is cut: a secret cut first may no longer look like one.
-        let redacted = || redact::cut_chars(&redact::text(&converted()), VALUE_MAX).to_owned();
+        let redacted = || redact::text_cut(&converted(), VALUE_MAX);
         match name {
             b":method" => self.method = Some(text()),
             // Cut once redacted, as the request's target.
