@@ -7,7 +7,11 @@
 //! Which waiting request a response answers, when several share its id (a client that spawned
 //! two servers sends `id` 1 to each): the one written into the pipe the answering process reads
 //! as its stdin (`/proc/PID/fd/0`); else the one from an ancestor of the answering process (a
-//! stdio server is its client's child, perhaps through `npx` or `sh`); else the oldest.
+//! stdio server is its client's child, perhaps through `npx` or `sh`; Node gives a child's
+//! stdio a socket pair, whose two ends are two inodes). Else none: a process that neither reads
+//! the request's pipe nor descends from its sender cannot answer it, so another process's
+//! JSON-RPC with the same id never completes (or forges) a call; the request is exported
+//! unanswered when its wait ends.
 //!
 //! A request leaves the table when answered, when it waited [`RESPONSE_WAIT`], when the table
 //! is full (oldest first) or at shutdown: never dropped, exported unanswered.
@@ -138,9 +142,12 @@ impl McpTracker {
                     .iter()
                     .filter(|c| procs.descends_from(origin.pid, c.0))
                     .min_by_key(by_seq)
-            })
-            .or_else(|| candidates.iter().min_by_key(by_seq));
+            });
         let Some(&(client_pid, _, _, conn)) = chosen else {
+            tracing::debug!(
+                pid = origin.pid,
+                "JSON-RPC response from a process that neither reads a waiting request's pipe nor descends from its sender: not paired"
+            );
             return;
         };
         let Some(p) = self.pending.remove(&(client_pid, conn, id.clone())) else {

@@ -63,6 +63,8 @@ fn calls(t: &mut McpTracker) -> Vec<(u32, McpCall, u64, u64)> {
 #[test]
 fn a_tool_call_is_paired_into_a_client_and_a_server_side() {
     let (mut t, mut w) = (McpTracker::default(), World::default());
+    // Server 20 reads the pipe client 10 writes into.
+    w.stdin.insert(20, 7);
     feed(
         &mut t,
         &mut w,
@@ -128,6 +130,56 @@ fn a_response_goes_to_the_request_written_into_its_stdin() {
 }
 
 #[test]
+fn a_process_that_neither_reads_the_pipe_nor_descends_from_the_sender_answers_nothing() {
+    let (mut t, mut w) = (McpTracker::default(), World::default());
+    // Client 10 asks its child 11 through pipe 7; 40 is another test's server (or a forger)
+    // answering id 1 first: it reads pipe 9 and is nobody's child here.
+    w.stdin.extend([(11, 7), (40, 9)]);
+    w.parent.insert(11, 10);
+    feed(
+        &mut t,
+        &mut w,
+        &origin(10, 1, Some(7)),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}"#,
+    );
+    feed(
+        &mut t,
+        &mut w,
+        &origin(40, 2, Some(12)),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":true}}"#,
+    );
+    assert!(calls(&mut t).is_empty(), "not paired with the stranger");
+    assert!(t.has_pending());
+    feed(
+        &mut t,
+        &mut w,
+        &origin(11, 3, Some(13)),
+        r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+    );
+    let got = calls(&mut t);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].0, got[0].1.peer_pid, got[0].3), (10, Some(11), 3));
+    assert!(!got[0].1.tool_error, "the real server's answer");
+    // A request only the stranger answers: exported unanswered when its wait ends.
+    feed(
+        &mut t,
+        &mut w,
+        &origin(10, 4, Some(7)),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    );
+    feed(
+        &mut t,
+        &mut w,
+        &origin(40, 5, Some(12)),
+        r#"{"jsonrpc":"2.0","id":2,"result":{}}"#,
+    );
+    t.expire(Instant::now() + RESPONSE_WAIT, RESPONSE_WAIT);
+    let got = calls(&mut t);
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].1.answered && got[0].1.peer_pid.is_none());
+}
+
+#[test]
 fn notifications_at_once_unanswered_requests_at_expiry() {
     let (mut t, mut w) = (McpTracker::default(), World::default());
     feed(
@@ -158,6 +210,7 @@ fn notifications_at_once_unanswered_requests_at_expiry() {
 #[test]
 fn flush_releases_everything_and_errors_carry_their_code() {
     let (mut t, mut w) = (McpTracker::default(), World::default());
+    w.parent.insert(11, 10);
     feed(
         &mut t,
         &mut w,

@@ -107,7 +107,18 @@ impl ProcessTable {
     ) -> Arc<ProcessInfo> {
         let in_cgroup = self.containers.of(cgroup_id);
         let prev = self.procs.get(&pid);
-        let parent_pid = prev.map_or(0, |p| p.ppid);
+        // Its fork unseen (before runbom started, or shed): `/proc` names the parent, which
+        // MCP pairing needs to know who may answer whom.
+        let parent_pid = prev.map_or_else(
+            || {
+                self.proc_root
+                    .as_deref()
+                    .and_then(|r| fs::read_to_string(r.join(pid.to_string()).join("status")).ok())
+                    .and_then(|status| status_field(&status, "PPid:"))
+                    .unwrap_or(0)
+            },
+            |p| p.ppid,
+        );
         let (fork_tid, fork_ns) = prev.map_or((0, 0), |p| (p.fork_tid, p.fork_ns));
         let container_id = in_cgroup.or_else(|| {
             prev.map_or_else(
@@ -141,13 +152,7 @@ impl ProcessTable {
 fn read_proc(root: &Path, pid: u32) -> Option<ProcessInfo> {
     let dir = root.join(pid.to_string());
     let status = fs::read_to_string(dir.join("status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u32>().ok())
-    };
+    let field = |name: &str| status_field(&status, name);
     let cmdline = fs::read(dir.join("cmdline")).unwrap_or_default();
     let argv: Vec<&str> = cmdline
         .split(|&b| b == 0)
@@ -168,6 +173,15 @@ fn read_proc(root: &Path, pid: u32) -> Option<ProcessInfo> {
         trace_id: new_trace_id(),
         ..ProcessInfo::default()
     })
+}
+
+/// The first number after `name` in a `/proc/PID/status` text.
+fn status_field(status: &str, name: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// The container id in a process's cgroup path (`runbom_event::cgroup`: containerd, CRI-O,
@@ -205,6 +219,18 @@ mod tests {
         assert_eq!(child.command_line, "sh -c ls --password [REDACTED]");
         assert_eq!(t.exit(11).exe, "/bin/sh");
         assert_eq!(t.len(), 1);
+    }
+
+    /// An exec whose fork the table never saw takes its parent from `/proc`.
+    #[test]
+    fn an_exec_without_its_fork_has_its_parent_from_proc() {
+        let mut t = ProcessTable {
+            proc_root: Some("/proc".into()),
+            ..ProcessTable::default()
+        };
+        let me = std::process::id();
+        let info = t.exec(me, 1, 0, "/usr/bin/test".into(), &["test"]);
+        assert_eq!(info.ppid, std::os::unix::process::parent_id());
     }
 
     /// A container runtime forks, moves the child into the container's cgroup, then the child
