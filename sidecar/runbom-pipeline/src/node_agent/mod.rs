@@ -3,7 +3,8 @@
 //!
 //! Node agent side: the `ebpf` receiver with a `sidecars` section diverts the kernel events of
 //! subscribed pods into a [`hub::Hub`] and serves them on a Unix socket ([`server`]), each
-//! caller identified by the kernel when it connects ([`peer`], [`caller`]). Sidecar side: the `node_agent` receiver
+//! caller identified by the kernel when it connects ([`peer`], [`caller`]) and given a slot in
+//! its pod's share of the connections ([`slots`]). Sidecar side: the `node_agent` receiver
 //! (`receiver/node_agent`) subscribes and hands the events on as the `ebpf` receiver would.
 //! [`convert`] turns kernel events into the stream's messages and back.
 
@@ -14,6 +15,7 @@ mod genai;
 pub mod hub;
 pub mod peer;
 pub mod server;
+pub mod slots;
 
 #[cfg(test)]
 mod hub_tests;

@@ -12,16 +12,19 @@ use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::UnixStream,
-    sync::OwnedSemaphorePermit,
 };
 
-use super::caller::cgroup_of;
+use super::{
+    caller::{self, cgroup_of},
+    slots::{NoSlot, Place, Slot, Slots},
+};
 
 /// The process at the other end of a connection, as the kernel named it at accept time.
 #[derive(Clone, Debug)]
@@ -100,17 +103,32 @@ pub struct PeerStream {
     io: UnixStream,
     peer: Option<Peer>,
     /// Its place among the connections the server takes at once, given back when it closes.
-    _slot: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl PeerStream {
-    #[must_use]
-    pub fn accept(io: UnixStream, proc_root: &Path, slot: OwnedSemaphorePermit) -> Self {
+    /// Identifies the peer of `io` and takes it a slot in its pod's share (`pod_roots` say
+    /// what a pod is, [`caller::check`]), or in the share of callers outside pods. `Err`: that
+    /// share, or the whole, is full; dropping `io` closes the connection.
+    pub fn accept(
+        io: UnixStream,
+        proc_root: &Path,
+        slots: &Arc<Slots>,
+        pod_roots: &[String],
+    ) -> Result<Self, (NoSlot, Option<Peer>)> {
         let peer = Peer::of(&io, proc_root);
-        Self {
-            io,
-            peer,
-            _slot: slot,
+        let place: Place = peer.as_ref().and_then(|p| {
+            caller::check(p.pid, p.uid, p.cgroup.clone(), pod_roots, "")
+                .ok()
+                .map(|c| c.pod)
+        });
+        match slots.take(place) {
+            Ok(slot) => Ok(Self {
+                io,
+                peer,
+                _slot: slot,
+            }),
+            Err(no) => Err((no, peer)),
         }
     }
 }
@@ -170,10 +188,10 @@ mod tests {
     #[tokio::test]
     async fn the_peer_is_this_process_with_its_own_cgroup() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let slot = std::sync::Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .unwrap();
-        let s = PeerStream::accept(a, Path::new("/proc"), slot);
+        let slots = Slots::new(1, 1, 1);
+        let Ok(s) = PeerStream::accept(a, Path::new("/proc"), &slots, &[]) else {
+            panic!("a slot is free");
+        };
         let peer = s.peer.expect("a socket pair carries credentials");
         assert_eq!(peer.pid, std::process::id());
         assert_eq!(

@@ -7,10 +7,7 @@ use std::{
     sync::Arc,
 };
 
-use tokio::{
-    net::UnixListener,
-    sync::{Semaphore, mpsc},
-};
+use tokio::{net::UnixListener, sync::mpsc};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +25,7 @@ use super::{
         node_agent_server::{NodeAgent, NodeAgentServer},
         stream_message::Message,
     },
+    slots::Slots,
 };
 use crate::receiver::ReceiverError;
 
@@ -54,9 +52,14 @@ struct Service {
 
 /// Most connections the socket takes at once. Each sidecar holds one; any local user may connect
 /// (the socket is open to all, who gets what is decided per caller), and without a bound one
-/// could hold every file descriptor of this privileged process. Past it a connection is closed
-/// at once, and counted in the log.
+/// could hold every file descriptor of this privileged process. Past it, or past its place's
+/// share ([`slots`](super::slots)), a connection is closed at once, and counted in the log.
 const CONNECTIONS_MAX: usize = 256;
+/// Most connections of one pod at once: its sidecar's, and a reconnecting one's.
+const CONNECTIONS_PER_POD: usize = 4;
+/// Most connections at once of every caller outside a pod, together (they are refused at
+/// `Subscribe`, and connect only to be told why).
+const CONNECTIONS_OUTSIDE_PODS: usize = 8;
 
 /// Binds the socket (replacing a stale one) and serves until `stop`.
 pub fn start(
@@ -65,44 +68,51 @@ pub fn start(
     kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<Result<(), ReceiverError>>, ReceiverError> {
-    start_with(hub, settings, kernel_dropped, stop, CONNECTIONS_MAX)
+    let slots = Slots::new(
+        CONNECTIONS_MAX,
+        CONNECTIONS_PER_POD,
+        CONNECTIONS_OUTSIDE_PODS,
+    );
+    start_with(hub, settings, kernel_dropped, stop, slots)
 }
 
-/// [`start`], taking at most `connections_max` connections at once.
+/// [`start`], taking connections as `slots` have room.
 fn start_with(
     hub: Arc<Hub>,
     settings: ServeSettings,
     kernel_dropped: Arc<dyn Fn() -> u64 + Send + Sync>,
     stop: CancellationToken,
-    connections_max: usize,
+    slots: Arc<Slots>,
 ) -> Result<tokio::task::JoinHandle<Result<(), ReceiverError>>, ReceiverError> {
     let listener = bind(&settings.socket, settings.socket_mode)?;
     info!(socket = %settings.socket.display(), "serving sidecars on {}", settings.socket.display());
     let socket = settings.socket.clone();
     // Each caller is identified as its connection is accepted (`peer`), not when it subscribes.
     let proc_root = settings.proc_root.clone();
+    let pod_roots = settings.pod_roots.clone();
     let service = Service {
         hub,
         settings: Arc::new(settings),
         kernel_dropped,
     };
-    let slots = Arc::new(Semaphore::new(connections_max));
     let mut refused = 0u64;
     let incoming = UnixListenerStream::new(listener).filter_map(move |accepted| {
         let io = match accepted {
             Ok(io) => io,
             Err(e) => return Some(Err(e)),
         };
-        if let Ok(slot) = slots.clone().try_acquire_owned() {
-            return Some(Ok(PeerStream::accept(io, &proc_root, slot)));
-        }
+        let (no_slot, peer) = match PeerStream::accept(io, &proc_root, &slots, &pod_roots) {
+            Ok(stream) => return Some(Ok(stream)),
+            Err(refusal) => refusal,
+        };
         refused += 1;
         // The first, then one line per thousand: a flood does not flood the log.
         if refused % 1000 == 1 {
             warn!(
                 refused,
-                "refused a connection to the node agent socket: {connections_max} are open \
-                 ({refused} refused so far)"
+                pid = peer.as_ref().map(|p| p.pid),
+                uid = peer.as_ref().map(|p| p.uid),
+                "refused a connection to the node agent socket: {no_slot} ({refused} refused so far)"
             );
         }
         None
@@ -282,6 +292,8 @@ mod tests {
         net::UnixStream,
     };
 
+    use runbom_testkit::kube::{PodCgroup, Runtime};
+
     use super::*;
     use crate::node_agent::hub::HubSettings;
 
@@ -304,9 +316,13 @@ mod tests {
             .expect("read")
     }
 
-    #[tokio::test]
-    async fn connections_past_the_limit_are_closed_and_their_slots_come_back() {
-        let dir = runbom_testkit::TempDir::new("node-agent-socket");
+    /// A node agent serving on a socket in `dir`, its pods under `pod_roots`.
+    fn serve(
+        dir: &runbom_testkit::TempDir,
+        pod_roots: Vec<String>,
+        slots: Arc<Slots>,
+        stop: &CancellationToken,
+    ) -> (PathBuf, tokio::task::JoinHandle<Result<(), ReceiverError>>) {
         let socket = dir.path().join("node-agent.sock");
         let hub = Hub::new(HubSettings {
             cgroup_mount: dir.path().to_owned(),
@@ -315,13 +331,34 @@ mod tests {
         });
         let settings = ServeSettings {
             socket: socket.clone(),
-            socket_mode: 0o600,
-            pod_roots: Vec::new(),
+            socket_mode: 0o666,
+            pod_roots,
             host_name: "node".into(),
             proc_root: "/proc".into(),
         };
+        let served = start_with(hub, settings, Arc::new(|| 0), stop.clone(), slots).unwrap();
+        (socket, served)
+    }
+
+    /// Stops the server and waits for it (shutting down waits for open connections: close
+    /// the clients first).
+    async fn stopped(
+        stop: &CancellationToken,
+        served: tokio::task::JoinHandle<Result<(), ReceiverError>>,
+    ) {
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_and_their_slots_come_back() {
+        let dir = runbom_testkit::TempDir::new("node-agent-socket");
         let stop = CancellationToken::new();
-        let served = start_with(hub, settings, Arc::new(|| 0), stop.clone(), 4).unwrap();
+        let (socket, served) = serve(&dir, Vec::new(), Slots::new(4, 4, 4), &stop);
         let mut held = Vec::new();
         for _ in 0..4 {
             let mut s = connect(&socket).await;
@@ -350,11 +387,85 @@ mod tests {
         assert!(answered > 0, "a slot came back");
         // Shutting down waits for open connections: the clients go first.
         drop((held, refused, again));
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), served)
-            .await
-            .expect("the server stops")
-            .unwrap()
-            .unwrap();
+        stopped(&stop, served).await;
+    }
+
+    /// A process in a pod's container that connects, sends the HTTP/2 preface and prints how
+    /// many bytes the server answered first (0: closed or reset), then holds on until its
+    /// stdin closes.
+    fn pod_client(pod: &PodCgroup, socket: &Path) -> std::process::Child {
+        const CLIENT: &str = "import socket, sys\n\
+            s = socket.socket(socket.AF_UNIX)\n\
+            s.connect(sys.argv[1])\n\
+            s.settimeout(10)\n\
+            try:\n\
+            \x20   s.sendall(b'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n')\n\
+            \x20   n = len(s.recv(64))\n\
+            except ConnectionError:\n\
+            \x20   n = 0\n\
+            print(n, flush=True)\n\
+            sys.stdin.read()\n";
+        pod.command(
+            Path::new("/usr/bin/python3"),
+            &["-c".into(), CLIENT.into(), socket.display().to_string()],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start python3")
+    }
+
+    /// What a [`pod_client`] read first.
+    fn answered(child: &mut std::process::Child) -> usize {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().expect("piped"))
+            .read_line(&mut line)
+            .expect("the client's line");
+        line.trim().parse().expect("a byte count")
+    }
+
+    /// One pod (or one host user) holding connections takes only its own share: the next pod's
+    /// sidecar and a caller outside pods still get in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pod_holding_its_share_keeps_no_other_caller_out() {
+        let pod = PodCgroup::create(
+            "slots",
+            Runtime::Containerd,
+            "0000aaaa-0000-0000-0000-00000000510f",
+            &format!("{:064x}", u128::from(std::process::id())),
+        );
+        let v2 = runbom_testkit::kube::cgroup2_root();
+        let in_v2 = |dir: &Path| format!("/{}", dir.strip_prefix(&v2).unwrap().display());
+        // The pod's root: the pod cgroup's parent's parent (`kubepods-besteffort.slice`).
+        let root = in_v2(pod.dir.parent().unwrap().parent().unwrap());
+        let dir = runbom_testkit::TempDir::new("node-agent-slots");
+        let stop = CancellationToken::new();
+        let (socket, served) = serve(&dir, vec![root], Slots::new(4, 2, 1), &stop);
+        let mut in_pod: Vec<_> = (0..3).map(|_| pod_client(&pod, &socket)).collect();
+        let mut firsts: Vec<usize> = Vec::new();
+        for c in &mut in_pod {
+            let c_answered = tokio::task::block_in_place(|| answered(c));
+            firsts.push(c_answered);
+        }
+        firsts.sort_unstable();
+        assert!(
+            firsts[0] == 0 && firsts[1] > 0 && firsts[2] > 0,
+            "two of the pod's three served, one closed: {firsts:?}"
+        );
+        // This test runs outside pods: one slot for all such callers.
+        let mut host = connect(&socket).await;
+        assert!(
+            first_read(&mut host).await > 0,
+            "the host's first is served"
+        );
+        let mut second = UnixStream::connect(&socket).await.unwrap();
+        assert_eq!(first_read(&mut second).await, 0, "the host's share is full");
+        for mut c in in_pod {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+        drop((host, second));
+        stopped(&stop, served).await;
     }
 }
