@@ -32,7 +32,8 @@ pub const BODY_WAIT: Duration = Duration::from_secs(2);
 const PENDING_MAX: usize = 4096;
 /// Most bytes of one LLM response held (the kernel's budget is the other bound).
 const RESPONSE_MAX: usize = 1 << 20;
-/// Most bytes of LLM responses held at once, over every waiting request.
+/// Most bytes of LLM calls (request bodies and responses) held at once, over every waiting
+/// request.
 const HELD_MAX: usize = 64 << 20;
 /// Most entries in one expiry order: past it, the stale ones (requests that left while an
 /// older one held the front) are dropped.
@@ -98,7 +99,7 @@ pub struct HttpTracker {
     seq: u64,
     /// GenAI reading (`None`: off).
     genai: Option<Options>,
-    /// Response bytes held over every waiting request.
+    /// LLM request body and response bytes held over every waiting request.
     held: usize,
 }
 
@@ -137,7 +138,7 @@ impl HttpTracker {
                 if runbom_genai::detect(h.host.as_deref(), &h.target).is_some() =>
             {
                 let mut llm = Box::<Llm>::default();
-                extend(&mut llm.request_body, body, REQUEST_BODY_MAX);
+                self.held += llm.request_data(body, self.held);
                 Some(llm)
             }
             _ => None,
@@ -203,7 +204,7 @@ impl HttpTracker {
                 p.mcp = McpHttp::from_body(data, p.session.take());
             }
             if let Some(llm) = &mut p.llm {
-                extend(&mut llm.request_body, data, REQUEST_BODY_MAX);
+                self.held += llm.request_data(data, self.held);
             }
             if p.awaits == Awaits::Body {
                 self.finish(key);
@@ -335,7 +336,7 @@ impl HttpTracker {
         if let (Some(llm), Some(options), Detail::HttpRequest(h)) =
             (p.llm, self.genai, &mut p.event.detail)
         {
-            self.held -= llm.response.len();
+            self.held -= llm.request_body.len() + llm.response.len();
             let complete = !llm.cut && llm.completion.clone().check(&llm.response);
             let genai = runbom_genai::parse(
                 &Exchange {
@@ -360,10 +361,17 @@ impl HttpTracker {
     }
 }
 
-/// Appends at most what keeps `to` within `max` bytes.
-fn extend(to: &mut Vec<u8>, data: &[u8], max: usize) {
-    let room = max.saturating_sub(to.len());
-    to.extend_from_slice(&data[..data.len().min(room)]);
+impl Llm {
+    /// Bytes of the request body, within its bound and what the tracker may still hold (it
+    /// holds `held`); returns the bytes kept.
+    fn request_data(&mut self, data: &[u8], held: usize) -> usize {
+        let room = REQUEST_BODY_MAX
+            .saturating_sub(self.request_body.len())
+            .min(HELD_MAX.saturating_sub(held));
+        let keep = data.len().min(room);
+        self.request_body.extend_from_slice(&data[..keep]);
+        keep
+    }
 }
 
 #[cfg(test)]
@@ -451,6 +459,22 @@ mod tests {
         t.take_ready(&mut out);
         assert_eq!(out.len(), 3);
         assert!(detail(&out[2]).genai.is_none());
+    }
+
+    /// LLM request bodies count in the tracker's bound with the responses: 4 096 requests of
+    /// 64 KiB would hold 256 MiB.
+    #[test]
+    fn llm_request_bodies_held_are_bounded_over_all_requests() {
+        let mut t = HttpTracker::default().with_genai(Some(Options::default()));
+        let body = vec![b' '; REQUEST_BODY_MAX];
+        for fd in 0..PENDING_MAX as u64 {
+            t.request((1, fd), llm_request(fd), true, Awaits::Status, b"{", None);
+            t.body((1, fd), &body);
+            assert!(t.held <= HELD_MAX, "{} bytes held", t.held);
+        }
+        assert_eq!(t.held, HELD_MAX, "the budget is used, and no more");
+        t.flush();
+        assert_eq!(t.held, 0);
     }
 
     fn detail(e: &KernelEvent) -> &HttpRequest {

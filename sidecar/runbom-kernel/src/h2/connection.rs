@@ -10,7 +10,7 @@ use runbom_event::{
 };
 
 use super::{
-    HELD_MAX,
+    FRAMING_MAX, HELD_MAX,
     frames::{self, DATA_KEEP, Frame, FrameReader, Lost, flag, kind},
     llm::Llm,
 };
@@ -27,7 +27,7 @@ const FIELDS_READ_MAX: u16 = 64;
 const STREAMS_MAX: usize = 256;
 /// Largest header block assembled from CONTINUATION frames.
 const BLOCK_MAX: usize = 256 * 1024;
-/// Most LLM response bytes held over a connection's open streams (the tracker's
+/// Most LLM request and response bytes held over a connection's open streams (the tracker's
 /// [`HELD_MAX`] bounds them over all connections).
 const LLM_HELD_MAX: usize = 8 << 20;
 
@@ -57,14 +57,21 @@ struct Block {
     bytes: Vec<u8>,
 }
 
-/// What the connections of one tracker share: the requests they completed, and the LLM
-/// response bytes held over all their open streams (at most [`HELD_MAX`]).
+/// What the connections of one tracker share: the requests they completed, and the bytes held
+/// over all of them for LLM calls (at most [`HELD_MAX`]) and for framing (at most
+/// [`FRAMING_MAX`]).
 #[derive(Default)]
 pub struct Shared {
     /// Requests completed, until the tracker takes them.
     pub done: Vec<KernelEvent>,
-    /// LLM response bytes held: added as a stream keeps them, taken off as it ends.
+    /// Bytes held for LLM calls (request bodies and responses): added as a stream keeps them,
+    /// taken off as it ends. Past the bound, what does not fit is not kept (the call is read
+    /// as cut).
     pub held: usize,
+    /// Bytes held for header blocks still being assembled and frames still being read: added
+    /// as a block or a frame keeps them, taken off as it ends. Past the bound the connection
+    /// is lost (its header tables could not follow).
+    pub framing: usize,
 }
 
 struct Stream {
@@ -87,7 +94,7 @@ pub struct Connection {
     pub last_seen: Instant,
     /// GenAI reading (`None`: off).
     genai: Option<runbom_genai::Options>,
-    /// LLM response bytes held over the open streams.
+    /// LLM request and response bytes held over the open streams.
     llm_held: usize,
 }
 
@@ -133,22 +140,39 @@ impl Connection {
     ) -> Result<(), Lost> {
         self.last_seen = Instant::now();
         let mut frames = Vec::new();
-        let pushed = self.readers[dir as usize].push(data, total, &mut frames);
+        let reader = &mut self.readers[dir as usize];
+        let buffered = reader.buffered();
+        let pushed = reader.push(data, total, &mut frames);
+        // The frame left unfinished holds its payload's room until the next bytes come.
+        out.framing = out.framing - buffered + reader.buffered();
+        let within = if out.framing > FRAMING_MAX {
+            Err(Lost::OverBudget)
+        } else {
+            Ok(())
+        };
         let handled = frames
             .into_iter()
             .try_for_each(|f| self.frame(dir, &f, origin, out));
-        if let Err(lost) = pushed.and(handled) {
+        if let Err(lost) = pushed.and(within).and(handled) {
             self.finish_all(origin.time_ns, out);
             return Err(lost);
         }
         Ok(())
     }
 
-    /// Releases every open stream at `end_ns` (connection lost, evicted or shutdown).
+    /// Releases every open stream at `end_ns`, and the header blocks being assembled
+    /// (connection lost, evicted or shutdown).
     pub fn finish_all(&mut self, end_ns: u64, out: &mut Shared) {
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
             self.finish(id, end_ns, out);
+        }
+        for block in self.blocks.iter_mut().filter_map(Option::take) {
+            out.framing -= block.bytes.len();
+        }
+        for (reader, client) in self.readers.iter_mut().zip([true, false]) {
+            out.framing -= reader.buffered();
+            *reader = FrameReader::new(client);
         }
     }
 
@@ -171,14 +195,19 @@ impl Connection {
         self.streams.is_empty()
     }
 
-    /// LLM response bytes the open streams hold, counted one by one.
+    /// Bytes the open streams hold for LLM calls, and the blocks being assembled and the
+    /// frames being read hold, counted one by one.
     #[cfg(test)]
-    pub fn held_in_streams(&self) -> usize {
-        self.streams
+    pub fn held_counted(&self) -> (usize, usize) {
+        let streams = self
+            .streams
             .values()
             .filter_map(|s| s.llm.as_ref())
             .map(|l| l.held())
-            .sum()
+            .sum();
+        let blocks: usize = self.blocks.iter().flatten().map(|b| b.bytes.len()).sum();
+        let frames: usize = self.readers.iter().map(FrameReader::buffered).sum();
+        (streams, blocks + frames)
     }
 
     /// Streams waiting for their response.
@@ -217,7 +246,11 @@ impl Connection {
                     return Err(Lost::Gap);
                 }
                 let fragment = frames::header_fragment(f).ok_or(Lost::Malformed)?;
-                let block = match self.blocks[d].take() {
+                let stored = self.blocks[d].take();
+                if let Some(b) = &stored {
+                    out.framing -= b.bytes.len();
+                }
+                let block = match stored {
                     Some(mut b) if f.kind == kind::CONTINUATION && b.stream == f.stream => {
                         if b.bytes.len() + fragment.len() > BLOCK_MAX {
                             return Err(Lost::Malformed);
@@ -234,6 +267,12 @@ impl Connection {
                     _ => return Err(Lost::Malformed),
                 };
                 if f.flags & flag::END_HEADERS == 0 {
+                    // Held until the block ends, within the tracker's bound: past it the
+                    // connection cannot be followed (its tables would go wrong).
+                    if out.framing + block.bytes.len() > FRAMING_MAX {
+                        return Err(Lost::OverBudget);
+                    }
+                    out.framing += block.bytes.len();
                     self.blocks[d] = Some(block);
                     return Ok(());
                 }
@@ -241,7 +280,7 @@ impl Connection {
             }
             kind::DATA => {
                 match dir {
-                    Direction::Write => self.body(f.stream, frames::data(f)),
+                    Direction::Write => self.body(f.stream, frames::data(f), out),
                     Direction::Read => {
                         self.response_data(f, out);
                         if f.flags & flag::END_STREAM != 0 {
@@ -372,12 +411,17 @@ impl Connection {
     }
 
     /// Request body bytes on `stream`: `model` is read from the first [`DATA_KEEP`] bytes.
-    fn body(&mut self, stream: u32, data: &[u8]) {
+    fn body(&mut self, stream: u32, data: &[u8], out: &mut Shared) {
         let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
         if let Some(llm) = &mut s.llm {
-            llm.request_data(data);
+            let room = LLM_HELD_MAX
+                .saturating_sub(self.llm_held)
+                .min(HELD_MAX.saturating_sub(out.held));
+            let kept = llm.request_data(data, room);
+            self.llm_held += kept;
+            out.held += kept;
         }
         let Some(body) = &mut s.body else {
             return;

@@ -51,6 +51,9 @@ pub enum Lost {
     Gap,
     /// The preface or a frame header is not HTTP/2.
     Malformed,
+    /// A header block, or a frame being read, would take the tracker past the bytes it may
+    /// hold over all connections.
+    OverBudget,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,15 @@ impl FrameReader {
                     have: 0,
                 }
             },
+        }
+    }
+
+    /// Bytes taken by the frame being read (its payload's room, given when its header came).
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        match &self.state {
+            State::Payload { frame, .. } => frame.payload.capacity(),
+            State::Preface(_) | State::Header { .. } => 0,
         }
     }
 

@@ -22,10 +22,14 @@ pub struct Llm {
 }
 
 impl Llm {
-    pub fn request_data(&mut self, data: &[u8]) {
-        let room = REQUEST_MAX.saturating_sub(self.request.len());
-        self.request
-            .extend_from_slice(&data[..room.min(data.len())]);
+    /// Bytes of the request body, within `room` (what the connection and its tracker may
+    /// still hold); returns the bytes kept.
+    pub fn request_data(&mut self, data: &[u8], room: usize) -> usize {
+        let keep = data
+            .len()
+            .min(room.min(REQUEST_MAX.saturating_sub(self.request.len())));
+        self.request.extend_from_slice(&data[..keep]);
+        keep
     }
 
     pub fn response_head(&mut self, content_type: Option<&str>, content_encoding: Option<&str>) {
@@ -44,8 +48,9 @@ impl Llm {
         keep
     }
 
+    /// Bytes held: the request body's and the response's.
     pub fn held(&self) -> usize {
-        self.response.len()
+        self.request.len() + self.response.len()
     }
 
     /// The exchange read; `ended`: the response's stream ended (else it is partial).

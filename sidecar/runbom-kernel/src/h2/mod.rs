@@ -27,13 +27,17 @@ const CONNECTIONS_MAX: usize = 4096;
 /// Most streams waiting for their response over all connections (each may hold up to
 /// [`frames::DATA_KEEP`] bytes of its body): past it, the busiest connection's oldest goes.
 const STREAMS_MAX: usize = 4096;
-/// Most LLM response bytes held over all connections (as HTTP/1's tracker-wide bound).
+/// Most bytes held for LLM calls (request bodies and responses) over all connections (as
+/// HTTP/1's tracker-wide bound).
 const HELD_MAX: usize = 64 << 20;
+/// Most bytes held for framing over all connections: header blocks still being assembled
+/// (up to 256 KiB each) and frames still being read (up to 64 KiB each).
+const FRAMING_MAX: usize = 64 << 20;
 
 #[derive(Default)]
 pub struct H2Tracker {
     connections: HashMap<Key, Connection>,
-    /// The requests completed, and the LLM response bytes held over all connections.
+    /// The requests completed, and the bytes held over all connections.
     shared: Shared,
     /// Connections that could no longer be followed (gap over a frame header, not HTTP/2).
     pub lost: u64,
@@ -132,19 +136,19 @@ impl H2Tracker {
         self.connections.values().any(|c| !c.is_idle())
     }
 
-    /// LLM response bytes held over every connection.
+    /// Bytes held over every connection: for LLM calls, for framing.
     #[cfg(test)]
-    pub(crate) fn held(&self) -> usize {
-        self.shared.held
+    pub(crate) fn held(&self) -> (usize, usize) {
+        (self.shared.held, self.shared.framing)
     }
 
-    /// LLM response bytes the open streams hold, counted one by one.
+    /// [`Self::held`], counted connection by connection.
     #[cfg(test)]
-    pub(crate) fn held_in_streams(&self) -> usize {
+    pub(crate) fn held_counted(&self) -> (usize, usize) {
         self.connections
             .values()
-            .map(Connection::held_in_streams)
-            .sum()
+            .map(Connection::held_counted)
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     }
 
     /// Moves the completed requests to `out`.

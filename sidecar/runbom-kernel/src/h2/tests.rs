@@ -487,11 +487,18 @@ impl Many {
         self.push(i, Direction::Read, &frame(1, 0x4, id, &response));
     }
 
-    /// The count kept by the tracker, checked against the bytes its streams really hold.
+    /// The LLM bytes counted by the tracker, its counts checked against the bytes its
+    /// connections really hold.
     fn held(&self) -> usize {
         let held = self.tracker.held();
-        assert_eq!(held, self.tracker.held_in_streams(), "the count is exact");
-        held
+        assert_eq!(held, self.tracker.held_counted(), "the counts are exact");
+        held.0
+    }
+
+    /// The framing bytes counted by the tracker, checked as [`Self::held`].
+    fn framing(&self) -> usize {
+        self.held();
+        self.tracker.held().1
     }
 
     fn done(&mut self) -> usize {
@@ -549,4 +556,62 @@ fn llm_responses_held_are_bounded_over_all_connections() {
     assert_eq!(m.held(), payload.len());
     m.tracker.flush(5);
     assert_eq!((m.held(), m.done()), (0, 1));
+}
+
+/// Header blocks still being assembled, frames still being read and LLM request bodies count
+/// in the tracker's bounds: 4 096 connections each assembling a 256 KiB block would hold
+/// 1 GiB. Past the framing bound a block or a frame loses its connection (its tables could not
+/// follow), and what it held is freed.
+#[test]
+fn framing_and_llm_request_bodies_held_are_bounded_over_all_connections() {
+    // Blocks: HEADERS without END_HEADERS, then CONTINUATIONs, 240 KiB never ended.
+    let connections = 300;
+    let mut m = Many::new(connections);
+    let fragment = vec![0u8; 16 * 1024];
+    for i in 0..connections {
+        m.push(i, Direction::Write, &frame(1, 0, 1, &fragment));
+        for _ in 0..14 {
+            m.push(i, Direction::Write, &frame(9, 0, 1, &fragment));
+            assert!(m.framing() <= FRAMING_MAX, "{} bytes held", m.framing());
+        }
+    }
+    assert!(m.tracker.lost > 0, "connections past the bound are lost");
+    assert!(m.framing() > FRAMING_MAX - 240 * 1024);
+    m.tracker.flush(3);
+    assert_eq!(m.framing(), 0);
+    // Frames: a header announcing a 64 KiB HEADERS payload that never comes.
+    let connections = 1100;
+    let mut m = Many::new(connections);
+    let mut head = frame(1, 0x4, 1, &[]);
+    head[..3].copy_from_slice(&[0x01, 0x00, 0x00]);
+    for i in 0..connections {
+        m.push(i, Direction::Write, &head);
+        assert!(m.framing() <= FRAMING_MAX, "{} bytes held", m.framing());
+    }
+    assert!(m.tracker.lost > 0, "connections past the bound are lost");
+    m.tracker.exited(100, 3);
+    m.tracker.flush(3);
+    assert_eq!(m.framing(), 0);
+    // LLM request bodies: 64 KiB on each of 8 streams of 300 connections, 150 MiB offered.
+    let connections = 300;
+    let mut m = Many::new(connections);
+    let body = vec![b' '; 16 * 1024];
+    for i in 0..connections {
+        for s in 0..8 {
+            let request = m.encoders[i].0.encode([
+                (&b":method"[..], &b"POST"[..]),
+                (b":path", b"/v1/chat/completions"),
+                (b":authority", b"api.openai.com"),
+            ]);
+            m.push(i, Direction::Write, &frame(1, 0x4, 2 * s + 1, &request));
+            for _ in 0..4 {
+                m.push(i, Direction::Write, &frame(0, 0, 2 * s + 1, &body));
+            }
+            assert!(m.held() <= HELD_MAX, "{} bytes held", m.held());
+        }
+    }
+    assert_eq!(m.held(), HELD_MAX, "the budget is used, and no more");
+    assert_eq!(m.framing(), 0, "and framing has its own");
+    m.tracker.flush(4);
+    assert_eq!(m.held(), 0);
 }
