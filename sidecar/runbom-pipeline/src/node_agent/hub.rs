@@ -55,6 +55,9 @@ pub struct HubStats {
     pub sent: AtomicU64,
     pub missed: AtomicU64,
     pub subscribers: AtomicU64,
+    /// Connections to the socket closed at once: their place's share, or the whole, was full
+    /// ([`super::slots`]).
+    pub connections_refused: AtomicU64,
 }
 
 /// What a new subscriber is told and given.

@@ -4,7 +4,7 @@
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, atomic::Ordering::Relaxed},
 };
 
 use tokio::{net::UnixListener, sync::mpsc};
@@ -90,6 +90,7 @@ fn start_with(
     // Each caller is identified as its connection is accepted (`peer`), not when it subscribes.
     let proc_root = settings.proc_root.clone();
     let pod_roots = settings.pod_roots.clone();
+    let hub_stats = hub.clone();
     let service = Service {
         hub,
         settings: Arc::new(settings),
@@ -106,6 +107,7 @@ fn start_with(
             Err(refusal) => refusal,
         };
         refused += 1;
+        hub_stats.stats.connections_refused.fetch_add(1, Relaxed);
         // The first, then one line per thousand: a flood does not flood the log.
         if refused % 1000 == 1 {
             warn!(
@@ -322,7 +324,11 @@ mod tests {
         pod_roots: Vec<String>,
         slots: Arc<Slots>,
         stop: &CancellationToken,
-    ) -> (PathBuf, tokio::task::JoinHandle<Result<(), ReceiverError>>) {
+    ) -> (
+        PathBuf,
+        tokio::task::JoinHandle<Result<(), ReceiverError>>,
+        Arc<Hub>,
+    ) {
         let socket = dir.path().join("node-agent.sock");
         let hub = Hub::new(HubSettings {
             cgroup_mount: dir.path().to_owned(),
@@ -336,8 +342,9 @@ mod tests {
             host_name: "node".into(),
             proc_root: "/proc".into(),
         };
-        let served = start_with(hub, settings, Arc::new(|| 0), stop.clone(), slots).unwrap();
-        (socket, served)
+        let served =
+            start_with(hub.clone(), settings, Arc::new(|| 0), stop.clone(), slots).unwrap();
+        (socket, served, hub)
     }
 
     /// Stops the server and waits for it (shutting down waits for open connections: close
@@ -358,7 +365,7 @@ mod tests {
     async fn connections_past_the_limit_are_closed_and_their_slots_come_back() {
         let dir = runbom_testkit::TempDir::new("node-agent-socket");
         let stop = CancellationToken::new();
-        let (socket, served) = serve(&dir, Vec::new(), Slots::new(4, 4, 4), &stop);
+        let (socket, served, _) = serve(&dir, Vec::new(), Slots::new(4, 4, 4), &stop);
         let mut held = Vec::new();
         for _ in 0..4 {
             let mut s = connect(&socket).await;
@@ -441,7 +448,7 @@ mod tests {
         let root = in_v2(pod.dir.parent().unwrap().parent().unwrap());
         let dir = runbom_testkit::TempDir::new("node-agent-slots");
         let stop = CancellationToken::new();
-        let (socket, served) = serve(&dir, vec![root], Slots::new(4, 2, 1), &stop);
+        let (socket, served, hub) = serve(&dir, vec![root], Slots::new(4, 2, 1), &stop);
         let mut in_pod: Vec<_> = (0..3).map(|_| pod_client(&pod, &socket)).collect();
         let mut firsts: Vec<usize> = Vec::new();
         for c in &mut in_pod {
@@ -461,6 +468,11 @@ mod tests {
         );
         let mut second = UnixStream::connect(&socket).await.unwrap();
         assert_eq!(first_read(&mut second).await, 0, "the host's share is full");
+        assert_eq!(
+            hub.stats.connections_refused.load(Relaxed),
+            2,
+            "both counted"
+        );
         for mut c in in_pod {
             drop(c.stdin.take());
             let _ = c.wait();

@@ -74,4 +74,11 @@ fn register(telemetry: &Telemetry, hub: &Arc<Hub>) {
         "Kernel events sidecars will never get (slow, or away longer than the backlog holds).",
         move || h.stats.missed.load(Relaxed),
     );
+    let h = hub.clone();
+    telemetry.counter_fn(
+        "runbom_node_agent_connections_refused_total",
+        "Connections to the node agent's socket closed at once: the caller's pod (or all \
+         callers outside pods) held its share of the connections, or all were taken.",
+        move || h.stats.connections_refused.load(Relaxed),
+    );
 }
