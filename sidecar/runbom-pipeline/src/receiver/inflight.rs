@@ -8,7 +8,8 @@
 //! already in use, sees them.
 //!
 //! So each server has a [`DecodingBudget`] ([`Limits::max_decoding_bytes`], default
-//! [`DEFAULT_MAX_DECODING_BYTES`]). Before decoding, a request takes its estimated decoded
+//! [`DEFAULT_MAX_DECODING_BYTES`]), as it has its other limits: an `otlp` receiver with both
+//! protocols has two. Before decoding, a request takes its estimated decoded
 //! size plus its body's length from it, and gives them back when its data has been handed to
 //! the pipelines or refused: the [`DecodingPermit`] is dropped on every path (answered,
 //! malformed, refused by the pipelines, client gone). A request the budget cannot cover is
@@ -21,12 +22,18 @@
 //! requests being decoded are estimated to hold is thus at most the larger of the budget and
 //! one request's estimate.
 //!
+//! Taking a share and giving it back is two atomic operations on one counter: 14 ns (79 ns
+//! with two threads contending), against 9.8 ms to decode a 1 MB request of `GenAI` spans.
+//!
 //! The default, 256 MiB, sits between the numbers of [`super::decoded_limit`]: the largest
 //! request admitted estimates at 64 MiB in protobuf (4 MiB × 16 + 64 KiB, peaking at up to
 //! twice that) and 384 MiB in OTLP/JSON (4 MiB × 96, peaking below that), while requests of
-//! real clients estimate at 3 to 11 bytes per byte received: 256 MiB lets some 6 to 20
-//! requests of 4 MiB, or 60 of 1 MiB, decode at once, each in milliseconds. Memory for
-//! decoding then peaks at about 512 MiB (protobuf) per server, whatever the clients do.
+//! real clients estimate at 3 to 11 bytes per byte received: with their bodies, 256 MiB lets
+//! 5 to 16 requests of 4 MiB, or 20 to 60 of 1 MiB, be decoded at once, each in milliseconds.
+//! Whatever the clients send, what decoding holds then stays under about twice the budget
+//! for protobuf and under the larger of the budget and one request's estimate for OTLP/JSON
+//! (16 floods of 4 MiB sent at once: 0.34 GB and 0.28 GB of heap at the peak, where they took
+//! 1.25 GB and 3.8 GB decoded all at once).
 //!
 //! [`Limits::max_decoding_bytes`]: super::Limits::max_decoding_bytes
 

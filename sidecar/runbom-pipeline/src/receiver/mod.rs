@@ -32,7 +32,7 @@ mod error;
 mod grpc;
 mod grpc_export;
 mod http;
-pub mod inflight;
+mod inflight;
 mod json;
 pub mod node_agent;
 pub mod otlp;
