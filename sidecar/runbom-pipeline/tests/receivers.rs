@@ -413,12 +413,10 @@ async fn http_full_pipeline_is_503_with_retry_after() {
     let second = traces_of(vec![span("second", [1; 16], [2; 8])]);
     let answer = post(addr, "/v1/traces", JSON, false, json(&second)).await;
     assert_eq!(answer.status, 503, "{answer:?}");
-    let retry_after = answer
-        .headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    assert!(retry_after.is_some_and(|s| s >= 1), "{answer:?}");
+    assert!(
+        answer.retry_after_seconds().is_some_and(|s| s >= 1),
+        "{answer:?}"
+    );
     let status: serde_json::Value =
         serde_json::from_slice(&answer.body).expect("a JSON request gets a JSON status");
     assert_eq!(

@@ -18,6 +18,17 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+impl Answer {
+    /// The `Retry-After` header in seconds, when there is one that is a number.
+    #[must_use]
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
 /// Sends `method path` with `headers` and `body` to `addr`.
 pub async fn http(
     addr: SocketAddr,

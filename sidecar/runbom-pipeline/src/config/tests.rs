@@ -376,6 +376,11 @@ fn otlp_connection_limits_and_unhonoured_keys_are_refused() {
         "        max_connections: 0",
         "`receivers.otlp.protocols.http.max_connections`: must be at least 1",
     );
+    refused(
+        "grpc",
+        "        max_decoding_mib: 0",
+        "`receivers.otlp.protocols.grpc.max_decoding_mib`: must be from 1 to 1048576 (MiB)",
+    );
 }
 
 #[test]

@@ -24,6 +24,10 @@ pub struct Limits {
     /// gRPC: the requests of one connection read and handled at once; the others wait in
     /// HTTP/2 flow control, so a connection buffers at most this many requests' bodies.
     pub max_requests_per_connection: usize,
+    /// The bytes the requests the server is decoding may hold together, each counted as its
+    /// estimated decoded size plus its body ([`super::inflight`]); a request with no room is
+    /// refused with a retry hint. Defaults to 256 MiB.
+    pub max_decoding_bytes: u64,
     /// How long a request may take to arrive whole (headers and body); a slower one is
     /// answered 408 / `DEADLINE_EXCEEDED` and its memory freed.
     pub read_timeout: Duration,
@@ -56,6 +60,7 @@ impl Default for Limits {
             max_request_bytes: 4 * 1024 * 1024,
             max_concurrent_streams: 100,
             max_requests_per_connection: 8,
+            max_decoding_bytes: super::inflight::DEFAULT_MAX_DECODING_BYTES,
             read_timeout: Duration::from_secs(30),
             keepalive_time: Some(Duration::from_hours(2)),
             keepalive_timeout: Duration::from_secs(20),

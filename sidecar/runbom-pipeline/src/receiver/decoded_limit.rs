@@ -29,6 +29,9 @@
 //! for every object that has members, hence its higher bound (attributes of two-letter keys
 //! written without their default fields, as some senders write them, come to about 60). Decoding's peak is up to
 //! about twice the estimate for protobuf (vectors grow by doubling) and below it for OTLP/JSON.
+//!
+//! This bounds one request; [`super::inflight`] bounds what the requests a server decodes at
+//! once hold together.
 
 use runbom_otlp::{
     decoded_size::{self, Estimate},
@@ -91,20 +94,21 @@ fn limit(format: Format, received: usize) -> u64 {
 }
 
 /// Refuses `body`, a request of `kind` in `format`, when its decoded size would exceed the
-/// limit; its items are then counted as refused by `ingest`'s receiver.
+/// limit; its items are then counted as refused by `ingest`'s receiver. Otherwise returns the
+/// estimate, what the request takes from the server's [`super::inflight`] budget.
 pub(crate) fn check(
     ingest: &Ingest,
     kind: SignalKind,
     format: Format,
     body: &[u8],
-) -> Result<(), DecodedTooLarge> {
+) -> Result<Estimate, DecodedTooLarge> {
     let limit = limit(format, body.len());
     let estimate = match format {
         Format::Protobuf => decoded_size::protobuf(kind, body),
         Format::Json => decoded_size::json(kind, body),
     };
     if estimate.bytes <= limit {
-        return Ok(());
+        return Ok(estimate);
     }
     ingest.count_rejected(kind, estimate.items);
     let too_large = DecodedTooLarge {

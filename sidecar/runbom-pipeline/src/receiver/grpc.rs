@@ -33,6 +33,7 @@ use super::{
     accept::Limits,
     conn,
     grpc_export::{ExportService, GrpcReceiver},
+    inflight::DecodingBudget,
     sender::Peer,
     tls,
 };
@@ -44,7 +45,8 @@ use crate::{extension::bearertokenauth::BearerTokenAuth, ingest::Ingest};
 /// Requests may be gzip-compressed; answers are gzip-compressed when the client accepts it.
 /// A request larger than `limits.max_request_bytes`, compressed or not, or one that would take
 /// more memory decoded than [`super::decoded_limit`] allows, is refused with
-/// `RESOURCE_EXHAUSTED`. With `tls`, every connection is TLS (ALPN `h2`). With `auth`, a call
+/// `RESOURCE_EXHAUSTED`; one that the requests being decoded leave no room for
+/// ([`super::inflight`]) with `UNAVAILABLE` and a retry delay. With `tls`, every connection is TLS (ALPN `h2`). With `auth`, a call
 /// without its token is answered `UNAUTHENTICATED` before its message is decoded.
 pub async fn serve_grpc(
     listener: TcpListener,
@@ -57,6 +59,7 @@ pub async fn serve_grpc(
     let receiver = GrpcReceiver {
         ingest: ingest.clone(),
         limits,
+        budget: DecodingBudget::new(limits.max_decoding_bytes),
     };
     let max = limits.max_request_bytes;
     let traces = ExportService::<ExportTraceServiceRequest>::new(receiver.clone(), max);

@@ -1,7 +1,10 @@
 //! The three OTLP/gRPC export services (`TraceService`, `LogsService`, `MetricsService`), each
 //! decoding its request with a codec that first checks what the request would take decoded
-//! ([`super::decoded_limit`]): `opentelemetry-proto`'s generated servers decode with prost
-//! before anything can look at the request's bytes.
+//! ([`super::decoded_limit`]) and takes that from the server's decoding budget
+//! ([`super::inflight`]): `opentelemetry-proto`'s generated servers decode with prost before
+//! anything can look at the request's bytes. The decoded request carries its share of the
+//! budget to the handler ([`Decoded`]), which gives it back once the request is pushed or
+//! refused.
 //!
 //! They are served as the generated servers serve them: tonic's [`Grpc`] reads the message
 //! (gzip-compressed or not, refused over `max_decoding_message_size`), calls the handler and
@@ -10,7 +13,7 @@
 //! The handlers push a request through [`GrpcReceiver`] and answer a refusal with
 //! [`error_status`]; [`super::grpc`] serves the three services on one server.
 
-use std::{convert::Infallible, marker::PhantomData};
+use std::{convert::Infallible, marker::PhantomData, sync::Arc};
 
 use bytes::{Buf as _, Bytes};
 
@@ -32,6 +35,7 @@ use tonic_prost::{ProstCodec, ProstEncoder};
 use super::{
     accept::{Limits, accept},
     decoded_limit::{self, Format},
+    inflight::{DecodingBudget, DecodingPermit},
     sender::Peer,
     status::ErrorStatus,
     validate::PartialSuccess,
@@ -142,7 +146,7 @@ where
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
         }
         let receiver = self.receiver.clone();
-        let codec = CheckedCodec::<R>::new(receiver.ingest.clone());
+        let codec = CheckedCodec::<R>::new(receiver.ingest.clone(), receiver.budget.clone());
         let mut grpc = Grpc::new(codec)
             .accept_compressed(CompressionEncoding::Gzip)
             .send_compressed(CompressionEncoding::Gzip)
@@ -151,11 +155,12 @@ where
     }
 }
 
-/// What the three OTLP services push through: one [`Ingest`].
+/// What the three OTLP services push through: one [`Ingest`], and one decoding budget.
 #[derive(Clone)]
 pub(super) struct GrpcReceiver {
     pub(super) ingest: Ingest,
     pub(super) limits: Limits,
+    pub(super) budget: Arc<DecodingBudget>,
 }
 
 impl GrpcReceiver {
@@ -195,6 +200,13 @@ pub(super) fn error_status(status: &ErrorStatus) -> Status {
     )
 }
 
+/// A decoded request with its share of the decoding budget, held until it is pushed or
+/// refused.
+pub(super) struct Decoded<R> {
+    request: R,
+    _decoding: DecodingPermit,
+}
+
 /// The handler of `Export`: the decoded request pushed through [`GrpcReceiver::export`].
 struct Export<R> {
     receiver: GrpcReceiver,
@@ -210,33 +222,34 @@ impl<R> Export<R> {
     }
 }
 
-impl<R: ExportRequest> UnaryService<R> for Export<R> {
+impl<R: ExportRequest> UnaryService<Decoded<R>> for Export<R> {
     type Response = R::Response;
     type Future = BoxFuture<Response<R::Response>, Status>;
 
-    fn call(&mut self, request: Request<R>) -> Self::Future {
+    fn call(&mut self, request: Request<Decoded<R>>) -> Self::Future {
         let receiver = self.receiver.clone();
         Box::pin(async move {
             let client = request.extensions().get::<Peer>().copied();
-            let partial = receiver
-                .export(request.into_inner().into_signal(), client)
-                .await?;
+            let Decoded { request, _decoding } = request.into_inner();
+            let partial = receiver.export(request.into_signal(), client).await?;
             Ok(Response::new(R::response(&partial)))
         })
     }
 }
 
 /// prost's codec, with a decoder that first checks the request's decoded size
-/// ([`decoded_limit::check`]).
+/// ([`decoded_limit::check`]) and takes it from the decoding budget.
 struct CheckedCodec<R> {
     ingest: Ingest,
+    budget: Arc<DecodingBudget>,
     request: PhantomData<fn() -> R>,
 }
 
 impl<R> CheckedCodec<R> {
-    fn new(ingest: Ingest) -> Self {
+    fn new(ingest: Ingest, budget: Arc<DecodingBudget>) -> Self {
         Self {
             ingest,
+            budget,
             request: PhantomData,
         }
     }
@@ -244,7 +257,7 @@ impl<R> CheckedCodec<R> {
 
 impl<R: ExportRequest> Codec for CheckedCodec<R> {
     type Encode = R::Response;
-    type Decode = R;
+    type Decode = Decoded<R>;
     type Encoder = ProstEncoder<R::Response>;
     type Decoder = CheckedDecoder<R>;
 
@@ -255,6 +268,7 @@ impl<R: ExportRequest> Codec for CheckedCodec<R> {
     fn decoder(&mut self) -> Self::Decoder {
         CheckedDecoder {
             ingest: self.ingest.clone(),
+            budget: self.budget.clone(),
             request: PhantomData,
         }
     }
@@ -262,26 +276,33 @@ impl<R: ExportRequest> Codec for CheckedCodec<R> {
 
 struct CheckedDecoder<R> {
     ingest: Ingest,
+    budget: Arc<DecodingBudget>,
     request: PhantomData<fn() -> R>,
 }
 
 impl<R: ExportRequest> Decoder for CheckedDecoder<R> {
-    type Item = R;
+    type Item = Decoded<R>;
     type Error = Status;
 
-    fn decode(&mut self, message: &mut DecodeBuf<'_>) -> Result<Option<R>, Status> {
+    fn decode(&mut self, message: &mut DecodeBuf<'_>) -> Result<Option<Decoded<R>>, Status> {
         // The whole message, decompressed; taken out of tonic's buffer without a copy.
         let message = message.copy_to_bytes(message.remaining());
-        if let Err(too_large) =
-            decoded_limit::check(&self.ingest, R::KIND, Format::Protobuf, &message)
-        {
-            let status = ErrorStatus::new(tonic::Code::ResourceExhausted, too_large.to_string());
-            return Err(error_status(&status));
-        }
+        let estimate = decoded_limit::check(&self.ingest, R::KIND, Format::Protobuf, &message)
+            .map_err(|too_large| {
+                let status =
+                    ErrorStatus::new(tonic::Code::ResourceExhausted, too_large.to_string());
+                error_status(&status)
+            })?;
+        let decoding = self
+            .budget
+            .admit(&self.ingest, R::KIND, estimate, message.len())
+            .map_err(|refusal| refusal_status(&refusal))?;
         // As prost's own decoder answers (`INTERNAL`, which `OtlpCodes` makes
         // `INVALID_ARGUMENT`).
-        R::decode(message)
-            .map(Some)
-            .map_err(|error| Status::internal(error.to_string()))
+        let request = R::decode(message).map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Some(Decoded {
+            request,
+            _decoding: decoding,
+        }))
     }
 }

@@ -15,6 +15,7 @@
 //! | missing or unknown `Content-Type` / `Content-Encoding` | 415 |
 //! | body over [`Limits::max_request_bytes`], before or after gunzip | 413 |
 //! | body that would take more memory decoded than [`super::decoded_limit`] allows | 413 |
+//! | body the requests being decoded leave no room for ([`super::inflight`]) | 503 + `Retry-After` (seconds) |
 //! | body not arrived whole within [`Limits::read_timeout`] | 408 |
 //! | body that does not decode                        | 400    |
 //! | [`Refusal::Unavailable`] (pipeline full or stopping) | 503 + `Retry-After` (seconds) |
@@ -51,6 +52,7 @@ use super::{
     accept::{Limits, accept},
     conn,
     decoded_limit::{self, DecodedTooLarge, Format},
+    inflight::DecodingBudget,
     json::{self, JsonError},
     sender::Peer,
     status::ErrorStatus,
@@ -80,6 +82,12 @@ pub async fn serve_http(
 ) -> io::Result<()> {
     let stop = ingest.stopping().clone();
     let graceful = GracefulShutdown::new();
+    let receiver = Arc::new(HttpReceiver {
+        ingest: ingest.clone(),
+        limits,
+        budget: DecodingBudget::new(limits.max_decoding_bytes),
+        auth,
+    });
     let mut connections = conn::accept(
         listener,
         tls.map(|config| tls::with_alpn(config, b"http/1.1")),
@@ -99,14 +107,7 @@ pub async fn serve_http(
             },
         };
         let peer = connection.peer();
-        serve_connection(
-            connection,
-            Some(peer),
-            &ingest,
-            limits,
-            auth.as_ref(),
-            &graceful,
-        );
+        serve_connection(connection, Some(peer), &receiver, &graceful);
     }
     drop(connections);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
@@ -121,28 +122,33 @@ pub async fn serve_http(
     Ok(())
 }
 
+/// What every request of one server is answered with: the receiver's [`Ingest`], the
+/// server's limits, its decoding budget and its bearer token check.
+struct HttpReceiver {
+    ingest: Ingest,
+    limits: Limits,
+    budget: Arc<DecodingBudget>,
+    auth: Option<Arc<BearerTokenAuth>>,
+}
+
 /// Serves HTTP/1.1 on one connection, in its own task, watched by `graceful`.
 fn serve_connection<S>(
     stream: S,
     client: Option<Peer>,
-    ingest: &Ingest,
-    limits: Limits,
-    auth: Option<&Arc<BearerTokenAuth>>,
+    receiver: &Arc<HttpReceiver>,
     graceful: &GracefulShutdown,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let ingest = ingest.clone();
-    let auth = auth.cloned();
+    let read_timeout = receiver.limits.read_timeout;
+    let receiver = Arc::clone(receiver);
     let service = service_fn(move |request| {
-        let (ingest, auth) = (ingest.clone(), auth.clone());
-        async move {
-            Ok::<_, Infallible>(answer(request, client, &ingest, limits, auth.as_deref()).await)
-        }
+        let receiver = Arc::clone(&receiver);
+        async move { Ok::<_, Infallible>(answer(request, client, &receiver).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.read_timeout)
+        .header_read_timeout(read_timeout)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
@@ -249,12 +255,11 @@ impl Encoding {
 async fn answer(
     request: Request<Incoming>,
     client: Option<Peer>,
-    ingest: &Ingest,
-    limits: Limits,
-    auth: Option<&BearerTokenAuth>,
+    receiver: &HttpReceiver,
 ) -> Response<Full<Bytes>> {
+    let ingest = &receiver.ingest;
     let encoding = Encoding::of(request.headers()).unwrap_or(Encoding::Protobuf);
-    if let Some(auth) = auth
+    if let Some(auth) = &receiver.auth
         && !auth.accepts(
             request
                 .headers()
@@ -269,7 +274,7 @@ async fn answer(
         );
         return failure(&HttpError::Unauthenticated, encoding);
     }
-    match receive(request, client, ingest, limits).await {
+    match receive(request, client, receiver).await {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(receiver = ingest.receiver(), %error, "OTLP/HTTP request refused");
@@ -281,9 +286,9 @@ async fn answer(
 async fn receive(
     request: Request<Incoming>,
     client: Option<Peer>,
-    ingest: &Ingest,
-    limits: Limits,
+    receiver: &HttpReceiver,
 ) -> Result<Response<Full<Bytes>>, HttpError> {
+    let (ingest, limits) = (&receiver.ingest, receiver.limits);
     let kind = match request.uri().path() {
         "/v1/traces" => SignalKind::Traces,
         "/v1/logs" => SignalKind::Logs,
@@ -309,8 +314,11 @@ async fn receive(
         Encoding::Protobuf => Format::Protobuf,
         Encoding::Json => Format::Json,
     };
-    decoded_limit::check(ingest, kind, format, &body)?;
+    let estimate = decoded_limit::check(ingest, kind, format, &body)?;
+    // Given back once the request's data is in the pipelines or refused, on every way out.
+    let _decoding = receiver.budget.admit(ingest, kind, estimate, body.len())?;
     let signal = decode(kind, encoding, &body)?;
+    drop(body);
     let partial = accept(ingest, signal, client, limits).await?;
     Ok(success(kind, encoding, &partial))
 }

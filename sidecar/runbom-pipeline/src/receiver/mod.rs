@@ -5,7 +5,8 @@
 //! calls invalid (answered as an OTLP partial success), move what the client sent in runbom's
 //! own namespaces under `received.` ([`provenance`]), then hand the rest to the pipelines
 //! through [`Ingest`]. Before decoding, both refuse a request that would take too much memory
-//! decoded ([`decoded_limit`]). How each outcome is answered:
+//! decoded ([`decoded_limit`]), and one that the requests being decoded beside it leave no
+//! room for ([`inflight`]). How each outcome is answered:
 //!
 //! | outcome                                      | gRPC                        | HTTP                    |
 //! |----------------------------------------------|-----------------------------|-------------------------|
@@ -13,6 +14,7 @@
 //! | malformed payload                            | `INVALID_ARGUMENT`          | 400                     |
 //! | larger than [`Limits::max_request_bytes`]    | `RESOURCE_EXHAUSTED`        | 413                     |
 //! | larger decoded than [`decoded_limit`] allows | `RESOURCE_EXHAUSTED`        | 413                     |
+//! | no room beside the requests being decoded    | `UNAVAILABLE` + `RetryInfo` | 503 + `Retry-After`     |
 //! | [`Refusal::Unavailable`] (full, stopping)    | `UNAVAILABLE` + `RetryInfo` | 503 + `Retry-After`     |
 //! | [`Refusal::NotConfigured`]                   | `UNIMPLEMENTED`             | 404                     |
 //!
@@ -30,6 +32,7 @@ mod error;
 mod grpc;
 mod grpc_export;
 mod http;
+mod inflight;
 mod json;
 pub mod node_agent;
 pub mod otlp;

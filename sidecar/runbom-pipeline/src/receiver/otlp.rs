@@ -18,6 +18,8 @@ use crate::{
 /// Where each protocol listens unless told otherwise: loopback.
 const DEFAULT_GRPC: &str = "127.0.0.1:4317";
 const DEFAULT_HTTP: &str = "127.0.0.1:4318";
+/// The largest `max_decoding_mib` (1 TiB): more bounds nothing a machine has.
+const MAX_DECODING_MIB: u64 = 1 << 20;
 
 /// The Collector's `otlp` receiver section, accepted as it is.
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +69,10 @@ pub struct OtlpServer {
     /// runbom's own key: connections open at once on this server (default 4096); more are
     /// closed as soon as they are accepted.
     pub max_connections: Option<usize>,
+    /// runbom's own key: the memory, in MiB, the requests this server is decoding may hold
+    /// together, each counted as its estimated decoded size plus its body (default 256); a
+    /// request with no room is refused with a retry hint ([`super::inflight`]).
+    pub max_decoding_mib: Option<u64>,
     /// runbom's own key: keep `runbom.*`/`aibom.*` attributes and kernel/drift event names that
     /// clients send (default false: they are moved under `received.`, contract §6). Only for a
     /// gateway whose clients are runbom node agents, authenticated (mTLS `client_ca_file`).
@@ -156,6 +162,9 @@ impl OtlpServer {
                 .unwrap_or(d.keepalive_timeout),
             read_timeout: self.read_timeout.unwrap_or(d.read_timeout),
             max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_decoding_bytes: self
+                .max_decoding_mib
+                .map_or(d.max_decoding_bytes, |m| m << 20),
             idle_timeout: self
                 .idle_timeout
                 .or(keepalive.and_then(|k| k.max_connection_idle))
@@ -201,6 +210,15 @@ impl OtlpServer {
         self.check_unsupported(proto, at)?;
         if self.max_connections == Some(0) {
             return Err(at.at("max_connections").error("must be at least 1"));
+        }
+        if self
+            .max_decoding_mib
+            .is_some_and(|m| !(1..=MAX_DECODING_MIB).contains(&m))
+        {
+            return Err(at.at("max_decoding_mib").error(format!(
+                "must be from 1 to {MAX_DECODING_MIB} (MiB); a request larger than it is \
+                 still decoded, alone"
+            )));
         }
         if self.idle_timeout.is_some_and(|t| t.is_zero()) {
             return Err(at.at("idle_timeout").error("must be more than 0"));
