@@ -252,11 +252,12 @@ impl HttpTracker {
         }
         let Some(llm) = &mut p.llm else { return };
         p.event.end_ns = end_ns.max(p.event.start_ns);
-        let room = RESPONSE_MAX
-            .saturating_sub(llm.response.len())
-            .min(HELD_MAX.saturating_sub(self.held));
-        let keep = data.len().min(room);
-        llm.response.extend_from_slice(&data[..keep]);
+        let keep = keep_within(
+            &mut llm.response,
+            data,
+            RESPONSE_MAX,
+            HELD_MAX.saturating_sub(self.held),
+        );
         llm.cut |= keep < data.len();
         self.held += keep;
         if llm.completion.check(&llm.response) || llm.cut {
@@ -365,13 +366,21 @@ impl Llm {
     /// Bytes of the request body, within its bound and what the tracker may still hold (it
     /// holds `held`); returns the bytes kept.
     fn request_data(&mut self, data: &[u8], held: usize) -> usize {
-        let room = REQUEST_BODY_MAX
-            .saturating_sub(self.request_body.len())
-            .min(HELD_MAX.saturating_sub(held));
-        let keep = data.len().min(room);
-        self.request_body.extend_from_slice(&data[..keep]);
-        keep
+        keep_within(
+            &mut self.request_body,
+            data,
+            REQUEST_BODY_MAX,
+            HELD_MAX.saturating_sub(held),
+        )
     }
+}
+
+/// Appends to `to` what of `data` keeps it within `max` bytes and takes at most `room` more;
+/// returns the bytes kept.
+pub(crate) fn keep_within(to: &mut Vec<u8>, data: &[u8], max: usize, room: usize) -> usize {
+    let keep = data.len().min(room.min(max.saturating_sub(to.len())));
+    to.extend_from_slice(&data[..keep]);
+    keep
 }
 
 #[cfg(test)]

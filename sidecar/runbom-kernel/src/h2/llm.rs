@@ -6,6 +6,8 @@
 use runbom_event::{GenAi, HttpRequest};
 use runbom_genai::{Exchange, Options};
 
+use crate::httptrack::keep_within;
+
 /// Most bytes of an LLM request body kept.
 const REQUEST_MAX: usize = 64 << 10;
 /// Most bytes of one LLM response kept.
@@ -25,11 +27,7 @@ impl Llm {
     /// Bytes of the request body, within `room` (what the connection and its tracker may
     /// still hold); returns the bytes kept.
     pub fn request_data(&mut self, data: &[u8], room: usize) -> usize {
-        let keep = data
-            .len()
-            .min(room.min(REQUEST_MAX.saturating_sub(self.request.len())));
-        self.request.extend_from_slice(&data[..keep]);
-        keep
+        keep_within(&mut self.request, data, REQUEST_MAX, room)
     }
 
     pub fn response_head(&mut self, content_type: Option<&str>, content_encoding: Option<&str>) {
@@ -41,9 +39,7 @@ impl Llm {
     /// `room` bytes (what the connection and its tracker may still hold); returns the bytes
     /// kept.
     pub fn response_data(&mut self, data: &[u8], truncated: bool, room: usize) -> usize {
-        let room = room.min(RESPONSE_MAX.saturating_sub(self.response.len()));
-        let keep = data.len().min(room);
-        self.response.extend_from_slice(&data[..keep]);
+        let keep = keep_within(&mut self.response, data, RESPONSE_MAX, room);
         self.cut |= truncated || keep < data.len();
         keep
     }

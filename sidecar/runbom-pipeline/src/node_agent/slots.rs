@@ -88,8 +88,8 @@ impl Slots {
     }
 
     /// Connections open now.
-    #[must_use]
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
