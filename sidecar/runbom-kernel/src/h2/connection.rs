@@ -10,13 +10,12 @@ use runbom_event::{
 };
 
 use super::{
-    FRAMING_MAX, HELD_MAX,
+    FRAMING_MAX, HELD_MAX, TABLES_MAX,
     frames::{self, DATA_KEEP, Frame, FrameReader, Lost, flag, kind},
     llm::Llm,
+    tables::{self, TABLE_DEFAULT},
 };
 
-/// Largest HPACK dynamic table a peer may ask for (the default is 4 KiB).
-const TABLE_MAX: usize = 64 * 1024;
 /// Longest header value kept (as for HTTP/1 heads).
 pub(super) const VALUE_MAX: usize = 512;
 /// Most fields of the names runbom keeps (ten) that it reads in one block. An HPACK reference
@@ -58,8 +57,8 @@ struct Block {
 }
 
 /// What the connections of one tracker share: the requests they completed, and the bytes held
-/// over all of them for LLM calls (at most [`HELD_MAX`]) and for framing (at most
-/// [`FRAMING_MAX`]).
+/// over all of them for LLM calls (at most [`HELD_MAX`]), for framing (at most
+/// [`FRAMING_MAX`]) and in HPACK tables (at most [`TABLES_MAX`]).
 #[derive(Default)]
 pub struct Shared {
     /// Requests completed, until the tracker takes them.
@@ -72,6 +71,11 @@ pub struct Shared {
     /// as a block or a frame keeps them, taken off as it ends. Past the bound the connection
     /// is lost (its header tables could not follow).
     pub framing: usize,
+    /// The HPACK tables' maximum sizes (what each may hold): added as a connection starts and
+    /// as a block's size updates change them, taken off as it ends. An update past the bound
+    /// loses its connection; a new connection whose tables do not fit loses the one with the
+    /// largest.
+    pub tables: usize,
 }
 
 struct Stream {
@@ -89,6 +93,8 @@ pub struct Connection {
     peer: Option<SocketAddr>,
     readers: [FrameReader; 2],
     decoders: [Decoder<'static>; 2],
+    /// Each decoder's table's maximum size, counted in [`Shared::tables`].
+    tables: [usize; 2],
     blocks: [Option<Block>; 2],
     streams: HashMap<u32, Stream>,
     pub last_seen: Instant,
@@ -99,24 +105,28 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection whose tables are counted in `out` (at their default size).
     #[must_use]
     pub fn new(
         pid: u32,
         capture: Capture,
         peer: Option<SocketAddr>,
         genai: Option<runbom_genai::Options>,
+        out: &mut Shared,
     ) -> Self {
         let decoder = || {
             let mut d = Decoder::new();
-            d.set_max_allowed_table_size(TABLE_MAX);
+            d.set_max_allowed_table_size(TABLE_DEFAULT);
             d
         };
+        out.tables += 2 * TABLE_DEFAULT;
         Self {
             pid,
             capture,
             peer,
             readers: [FrameReader::new(true), FrameReader::new(false)],
             decoders: [decoder(), decoder()],
+            tables: [TABLE_DEFAULT; 2],
             blocks: [None, None],
             streams: HashMap::new(),
             last_seen: Instant::now(),
@@ -160,8 +170,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Releases every open stream at `end_ns`, and the header blocks being assembled
-    /// (connection lost, evicted or shutdown).
+    /// Releases every open stream at `end_ns`, the header blocks being assembled and the
+    /// tables' count (connection lost, evicted or shutdown).
     pub fn finish_all(&mut self, end_ns: u64, out: &mut Shared) {
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
@@ -174,6 +184,14 @@ impl Connection {
             out.framing -= reader.buffered();
             *reader = FrameReader::new(client);
         }
+        out.tables -= self.tables();
+        self.tables = [0; 2];
+    }
+
+    /// The maximum sizes of its HPACK tables, as counted in [`Shared::tables`].
+    #[must_use]
+    pub fn tables(&self) -> usize {
+        self.tables.iter().sum()
     }
 
     /// Releases streams that waited longer than `wait` for their response.
@@ -306,8 +324,20 @@ impl Connection {
         origin: &Origin,
         out: &mut Shared,
     ) -> Result<(), Lost> {
+        let d = dir as usize;
+        let size = tables::size_after(&block.bytes, self.tables[d]).ok_or(Lost::Malformed)?;
+        if size != self.tables[d] {
+            // Past the tracker's bound the table cannot follow: the connection is lost.
+            let total = out.tables - self.tables[d] + size;
+            if total > TABLES_MAX {
+                return Err(Lost::OverBudget);
+            }
+            out.tables = total;
+            self.tables[d] = size;
+            self.decoders[d].set_max_allowed_table_size(size);
+        }
         let mut fields = Fields::default();
-        self.decoders[dir as usize]
+        self.decoders[d]
             .decode_with_cb(&block.bytes, |name, value| fields.add(&name, &value))
             .map_err(|_| Lost::Malformed)?;
         if block.promise {

@@ -51,8 +51,8 @@ pub enum Lost {
     Gap,
     /// The preface or a frame header is not HTTP/2.
     Malformed,
-    /// A header block, or a frame being read, would take the tracker past the bytes it may
-    /// hold over all connections.
+    /// A header block, a frame being read or an HPACK table size update would take the tracker
+    /// past the bytes it may hold over all connections.
     OverBudget,
 }
 

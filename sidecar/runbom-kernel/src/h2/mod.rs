@@ -7,6 +7,7 @@
 mod connection;
 pub mod frames;
 mod llm;
+mod tables;
 
 use std::{
     collections::HashMap,
@@ -33,13 +34,18 @@ const HELD_MAX: usize = 64 << 20;
 /// Most bytes held for framing over all connections: header blocks still being assembled
 /// (up to 256 KiB each) and frames still being read (up to 64 KiB each).
 const FRAMING_MAX: usize = 64 << 20;
+/// Most bytes the HPACK dynamic tables may hold over all connections, counted at each table's
+/// maximum size (4 KiB until the peer raises it, at most 64 KiB): [`CONNECTIONS_MAX`] at the
+/// default take half.
+const TABLES_MAX: usize = 64 << 20;
 
 #[derive(Default)]
 pub struct H2Tracker {
     connections: HashMap<Key, Connection>,
     /// The requests completed, and the bytes held over all connections.
     shared: Shared,
-    /// Connections that could no longer be followed (gap over a frame header, not HTTP/2).
+    /// Connections that could no longer be followed (gap over a frame header, not HTTP/2, past
+    /// a bound over all connections).
     pub lost: u64,
     /// Streams open over all connections.
     open: usize,
@@ -70,8 +76,24 @@ impl H2Tracker {
         {
             c.finish_all(now_ns, &mut self.shared);
         }
-        self.connections
-            .insert(key, Connection::new(key.0, capture, peer, self.genai));
+        // Its tables must fit too: past the bound, the connection with the largest goes.
+        while self.shared.tables + 2 * tables::TABLE_DEFAULT > TABLES_MAX
+            && let Some(largest) = self
+                .connections
+                .iter()
+                .max_by_key(|(_, c)| c.tables())
+                .map(|(k, _)| *k)
+            && let Some(mut c) = self.connections.remove(&largest)
+        {
+            self.lost += 1;
+            debug!(
+                pid = c.pid,
+                "HTTP/2 connection no longer followed: HPACK tables"
+            );
+            c.finish_all(now_ns, &mut self.shared);
+        }
+        let c = Connection::new(key.0, capture, peer, self.genai, &mut self.shared);
+        self.connections.insert(key, c);
         self.recount();
     }
 
@@ -149,6 +171,14 @@ impl H2Tracker {
             .values()
             .map(Connection::held_counted)
             .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+
+    /// The HPACK tables' maximum sizes over every connection: as counted, and connection by
+    /// connection.
+    #[cfg(test)]
+    pub(crate) fn tables(&self) -> (usize, usize) {
+        let counted = self.connections.values().map(Connection::tables).sum();
+        (self.shared.tables, counted)
     }
 
     /// Moves the completed requests to `out`.

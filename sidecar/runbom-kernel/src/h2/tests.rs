@@ -5,6 +5,8 @@ use runbom_event::{Detail, HttpRequest};
 
 use super::{connection::VALUE_MAX, frames::PREFACE, *};
 
+mod tables;
+
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
