@@ -28,6 +28,7 @@ use super::{
 };
 use crate::transport::{
     codec::{EncodedCodec, EncodedMessage, SendEncoded},
+    gather::GatherConnector,
     tls::TlsError,
 };
 
@@ -215,10 +216,14 @@ impl GrpcChannel {
             .map_err(|e| bad(e.to_string()))?
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout);
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.timeout));
         let channel = if tls {
-            connect_tls(builder, settings)?
+            connect_tls(builder, http, settings)?
         } else {
-            builder.connect_lazy()
+            builder.connect_with_connector_lazy(GatherConnector(http))
         };
         Ok(Self {
             channel,
@@ -228,9 +233,14 @@ impl GrpcChannel {
     }
 }
 
-/// A lazily connected channel that speaks gRPC over TLS: ALPN `h2`, the server's certificate
-/// checked against `tls` (and `server_name_override`, which also becomes the `:authority`).
-fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Channel, ExportError> {
+/// A lazily connected channel that speaks gRPC over TLS over `http`'s connections: ALPN `h2`,
+/// the server's certificate checked against `tls` (and `server_name_override`, which also
+/// becomes the `:authority`).
+fn connect_tls(
+    mut builder: Endpoint,
+    http: HttpConnector,
+    settings: &NetworkSettings,
+) -> Result<Channel, ExportError> {
     let tls = &settings.tls;
     let fail = |error| ExportError::Tls {
         exporter: "otlp",
@@ -238,10 +248,6 @@ fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Chan
         error,
     };
     let config = tls.load().map_err(fail)?;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(settings.timeout));
     let mut https = HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only();
@@ -260,7 +266,8 @@ fn connect_tls(mut builder: Endpoint, settings: &NetworkSettings) -> Result<Chan
         builder = builder.origin(origin);
         https = https.with_server_name_resolver(FixedServerNameResolver::new(name));
     }
-    Ok(builder.connect_with_connector_lazy(https.enable_http2().wrap_connector(http)))
+    Ok(builder
+        .connect_with_connector_lazy(https.enable_http2().wrap_connector(GatherConnector(http))))
 }
 
 impl Exporter for GrpcExporter {

@@ -21,6 +21,8 @@ use tokio::{
     net::UnixStream,
 };
 
+use crate::transport::gather::Gathered;
+
 use super::{
     caller::{self, cgroup_of},
     slots::{NoSlot, Place, Slot, Slots},
@@ -100,7 +102,8 @@ fn pidfd_pid(pidfd: &OwnedFd) -> Option<u32> {
 
 /// A connection with its peer identified at accept time (tonic's connect info: [`Peer`]).
 pub struct PeerStream {
-    io: UnixStream,
+    /// Its writes gathered: a subscriber's stream of events is sent a burst at a time.
+    io: Gathered<UnixStream>,
     peer: Option<Peer>,
     /// Its place among the connections the server takes at once, given back when it closes.
     _slot: Slot,
@@ -124,7 +127,7 @@ impl PeerStream {
         });
         match slots.take(place) {
             Ok(slot) => Ok(Self {
-                io,
+                io: Gathered::new(io),
                 peer,
                 _slot: slot,
             }),
