@@ -11,8 +11,8 @@
 //! The rule. Bytes written are gathered, up to [`GATHER_MAX`]. The first flush asked for after
 //! a write is answered at once and the task that asked is woken. The gathered bytes go out
 //! when the buffer is full, at the next flush asked for with nothing written since, and
-//! before any read, so a caller that reads for its answer (HTTP/2, a TLS handshake) has sent
-//! its question. `h2` asks for a flush each time it polls its connection, and a woken task is
+//! when the caller reads, so a caller that reads for its answer (HTTP/2, a TLS handshake) has
+//! sent its question. `h2` asks for a flush each time it polls its connection, and a woken task is
 //! polled again, so a burst costs the gathered bytes one more poll of the connection's task.
 
 use std::{
@@ -147,7 +147,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Gathered<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.fresh = false;
-        ready!(this.poll_drain(cx))?;
+        // Sent before the answer is read. A socket that cannot take them yet does not hold the
+        // read up: each direction waits on its own, as without gathering.
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
@@ -194,11 +198,14 @@ mod tests {
 
     use super::*;
 
-    /// A connection that records each write it is given (at most `take` bytes of one).
+    /// A connection that records each write it is given (at most `take` bytes of one; none
+    /// while `full`) and has `incoming` to read.
     #[derive(Default)]
     struct Recorder {
         writes: Arc<Mutex<Vec<Vec<u8>>>>,
         take: Option<usize>,
+        full: bool,
+        incoming: Vec<u8>,
         flushes: usize,
         shut: bool,
     }
@@ -209,6 +216,9 @@ mod tests {
             _: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
+            if self.full {
+                return Poll::Pending;
+            }
             let n = self.take.map_or(buf.len(), |t| t.min(buf.len()));
             self.writes.lock().unwrap().push(buf[..n].to_vec());
             Poll::Ready(Ok(n))
@@ -235,9 +245,13 @@ mod tests {
         fn poll_read(
             self: Pin<&mut Self>,
             _: &mut Context<'_>,
-            _: &mut ReadBuf<'_>,
+            buf: &mut ReadBuf<'_>,
         ) -> Poll<io::Result<()>> {
-            Poll::Pending
+            if self.incoming.is_empty() {
+                return Poll::Pending;
+            }
+            buf.put_slice(&std::mem::take(&mut self.get_mut().incoming));
+            Poll::Ready(Ok(()))
         }
     }
 
@@ -304,6 +318,34 @@ mod tests {
         let mut buf = ReadBuf::new(&mut space);
         assert!(Pin::new(&mut io).poll_read(&mut cx, &mut buf).is_pending());
         assert_eq!(writes.lock().unwrap().concat(), b"client hello");
+    }
+
+    #[test]
+    fn a_socket_that_takes_no_writes_does_not_hold_a_read_up() {
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut io = Gathered::new(Recorder {
+            full: true,
+            incoming: b"answer".to_vec(),
+            ..Recorder::default()
+        });
+        let writes = io.inner.writes.clone();
+        write(&mut io, &mut cx, b"request");
+        flush(&mut io, &mut cx);
+        let mut space = [0u8; 16];
+        let mut buf = ReadBuf::new(&mut space);
+        assert!(matches!(
+            Pin::new(&mut io).poll_read(&mut cx, &mut buf),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(buf.filled(), b"answer");
+        assert!(
+            Pin::new(&mut io).poll_flush(&mut cx).is_pending(),
+            "still full"
+        );
+        io.inner.full = false;
+        flush(&mut io, &mut cx);
+        assert_eq!(writes.lock().unwrap().concat(), b"request");
     }
 
     #[test]
