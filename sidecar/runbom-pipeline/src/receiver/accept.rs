@@ -18,11 +18,12 @@ pub struct Limits {
     /// The largest request accepted, in bytes, both as received and after decompression.
     /// Defaults to 4 MiB, gRPC's customary maximum message size.
     pub max_request_bytes: usize,
-    /// gRPC: the HTTP/2 streams a connection may have open at once, announced in SETTINGS
-    /// (the Collector's `max_concurrent_streams`; default 100).
+    /// gRPC: the HTTP/2 streams a connection may have open at once (the Collector's
+    /// `max_concurrent_streams`; default 100), announced in SETTINGS as at most
+    /// `max_requests_per_connection` ([`Limits::streams_announced`]).
     pub max_concurrent_streams: u32,
-    /// gRPC: the requests of one connection read and handled at once; the others wait in
-    /// HTTP/2 flow control, so a connection buffers at most this many requests' bodies.
+    /// gRPC: the requests of one connection read and handled at once, so a connection buffers
+    /// at most this many requests' bodies; a client's further requests wait at the client.
     pub max_requests_per_connection: usize,
     /// The bytes the requests the server is decoding may hold together, each counted as its
     /// estimated decoded size plus its body ([`super::inflight`]); a request with no room is
@@ -52,6 +53,20 @@ pub struct Limits {
     /// Keep what clients send under `runbom.*`/`aibom.*` as it is (a gateway receiving from
     /// runbom node agents); otherwise it is moved under `received.` ([`super::provenance`]).
     pub trust_runbom_attributes: bool,
+}
+
+impl Limits {
+    /// The streams a gRPC connection is allowed open at once, announced in SETTINGS: no more
+    /// than it reads at once. A stream the server does not read yet still takes DATA into its
+    /// flow-control window, and with it into the connection's: streams waiting for a turn
+    /// could hold the whole connection window, and the requests being read would then wait for
+    /// bytes that cannot come until `read_timeout` (32 exports of 3 MiB at once on one
+    /// connection stalled so in every run: `tests/gathered_writes.rs`).
+    #[must_use]
+    pub fn streams_announced(&self) -> u32 {
+        let read = u32::try_from(self.max_requests_per_connection).unwrap_or(u32::MAX);
+        self.max_concurrent_streams.min(read)
+    }
 }
 
 impl Default for Limits {

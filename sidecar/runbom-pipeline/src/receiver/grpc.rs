@@ -74,7 +74,7 @@ pub async fn serve_grpc(
         builder = builder.max_connection_age_grace(grace);
     }
     let router = builder
-        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_concurrent_streams(limits.streams_announced())
         .concurrency_limit_per_connection(limits.max_requests_per_connection)
         .timeout(limits.read_timeout)
         .http2_keepalive_interval(limits.keepalive_time)

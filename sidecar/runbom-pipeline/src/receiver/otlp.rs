@@ -320,7 +320,7 @@ impl OtlpServer {
     /// The Collector's keys runbom reads but cannot honour: refused, naming why.
     fn check_unsupported(&self, proto: &str, at: &Section) -> Result<(), ConfigError> {
         let buffers = "not supported: runbom's HTTP/2 server sizes its buffers itself (they are \
-                       bounded per connection by `max_concurrent_streams` and \
+                       bounded per connection by the requests it reads at once and \
                        `max_recv_msg_size_mib`); remove the key";
         for (key, set) in [
             ("read_buffer_size", self.read_buffer_size.is_some()),
