@@ -38,7 +38,7 @@ use runbom_testkit::{
     pki::Pki,
     requests::{kv, span, text, traces_of},
 };
-use tokio::{net::TcpListener, task::JoinSet, time::Sleep};
+use tokio::{task::JoinSet, time::Sleep};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     Status,
@@ -334,12 +334,7 @@ impl<S: Service<http::Request<Body>>> Service<http::Request<Body>> for SlowReade
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_windows_and_a_slow_reader_every_request_answered_and_whole() {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding 127.0.0.1:0 should work");
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
+    let (listener, addr) = runbom_testkit::harness::bind().await;
     let kept = Kept::default();
     let server = tonic::transport::Server::builder()
         .initial_stream_window_size(65_535)

@@ -209,7 +209,7 @@ impl TlsReceivers {
 }
 
 /// A listener on an ephemeral loopback port, and its address.
-async fn bind() -> (TcpListener, SocketAddr) {
+pub async fn bind() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding 127.0.0.1:0 should work");

@@ -412,8 +412,9 @@ fn http2_unfinished_streams_are_bounded() {
     assert_eq!(flood["max_concurrent_streams"], 8, "announced: {flood}");
     assert!(flood["opened"].as_u64() > Some(0), "{flood}");
     assert!(
-        // 392 per connection beyond the 8; read back within the attack's 5 s, most of them.
-        flood["refused"].as_u64() >= Some(6 * 330),
+        // 392 per connection beyond the 8; read back within the attack's 5 s, most of them
+        // (about 330 in a loaded test run), and at least the 250 asked when 100 were announced.
+        flood["refused"].as_u64() >= Some(6 * 250),
         "streams beyond 8 per connection are refused: {flood}"
     );
     assert_eq!(
